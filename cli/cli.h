@@ -1,0 +1,72 @@
+#ifndef PETREL_CLI_H
+#define PETREL_CLI_H
+/* The admin command line: one file per noun (cmd_*.c), shared helpers
+ * here. Every failure is one line "petrel: ..." on stderr and exit 1. */
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lib/base/str.h"
+
+struct config;
+struct dir;
+
+#define CLI_MAX_POS 8
+#define CLI_MAX_OPT 8
+
+/* A subcommand's accepted options: "name" (flag) or "name=" (takes a
+ * value). Parsed values are looked up with cli_opt(). */
+struct cli_args {
+	const char *pos[CLI_MAX_POS];
+	int npos;
+	const char *opt_name[CLI_MAX_OPT];
+	const char *opt_val[CLI_MAX_OPT];
+	int nopt;
+};
+
+struct cli {
+	struct config *cfg;
+	const char *conf_path;	/* the file loaded, or NULL */
+	const char *argv0;
+	struct dir *dir;
+};
+
+void cli_die(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2), noreturn));
+void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Parse argv against the allowed options (NULL-terminated list) and
+ * expect between min_pos and max_pos positional arguments. */
+void cli_parse(int argc, char **argv, const char *const *allowed,
+    int min_pos, int max_pos, const char *usage, struct cli_args *a);
+const char *cli_opt(const struct cli_args *a, const char *name);
+bool cli_flag(const struct cli_args *a, const char *name);
+
+/* The directory, opened and connected (dies on failure). */
+struct dir *cli_dir(struct cli *cli);
+/* Run a statement; dies on error (naming `what`). */
+struct dir_rows *cli_query(struct cli *cli, const char *what, const char *sql,
+    const char *const *kv);
+/* Read one line (the password) from stdin; dies if empty when !allow_empty. */
+char *cli_read_password(bool allow_empty);
+/* Full path of a maildir column value (relative = under mail_root). */
+char *cli_maildir_path(struct cli *cli, const char *maildir);
+/* Is the domain hosted (query_domain finds it)? Dies on errors. */
+bool cli_domain_hosted(struct cli *cli, const char *domain);
+/* Print a finished line / JSON document. */
+void cli_print(const str_t *out);
+/* LIKE pattern "%@domain" with %, _ and ! escaped by '!'. */
+char *cli_like_domain(const char *domain);
+
+int cmd_init(struct cli *cli, int argc, char **argv);
+int cmd_check(struct cli *cli, int argc, char **argv);
+int cmd_domain(struct cli *cli, int argc, char **argv);
+int cmd_user(struct cli *cli, int argc, char **argv);
+int cmd_alias(struct cli *cli, int argc, char **argv);
+int cmd_hash(struct cli *cli, int argc, char **argv);
+int cmd_maildirmake(struct cli *cli, int argc, char **argv);
+int cmd_serve(struct cli *cli, int argc, char **argv);
+
+/* Schema creation shared by init (and tests): idempotent. */
+int cli_schema_create(struct cli *cli, const char **error_r);
+
+#endif

@@ -1,0 +1,189 @@
+/*
+ * cmd_check.c: petrel check — validate the configuration, the directory
+ * (tables, columns, every configured query), directories and certificate.
+ * Every problem is reported on its own line in plain words; exit 1 if any.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "lib/base/alloc.h"
+#include "lib/config/config.h"
+#include "lib/dir/dir.h"
+#include "lib/tls/tls.h"
+
+static unsigned problems;
+
+__attribute__((format(printf, 1, 2)))
+static void
+problem(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "petrel: check: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	problems++;
+}
+
+/* The tables and columns the admin commands and default queries use. */
+static const struct {
+	const char *table;
+	const char *columns[15];
+} schema[] = {
+	{ "transport", { "domain", "transport", NULL } },
+	{ "virtual", { "address", "goto", NULL } },
+	{ "users", { "id", "address", "crypt", "clear", "name", "uid", "gid",
+	    "home", "domain", "maildir", "imapok", "bool1", "bool2", NULL } },
+};
+
+static bool
+check_schema(struct dir *dir)
+{
+	const char *err;
+	char *sql;
+	bool ok = true;
+	int r;
+
+	for (size_t t = 0; t < sizeof(schema) / sizeof(schema[0]); t++) {
+		sql = xasprintf("SELECT * FROM %s LIMIT 0", schema[t].table);
+		r = dir_query(dir, sql, NULL, 0, NULL, &err);
+		free(sql);
+		if (r == DIR_TEMPFAIL) {
+			problem("database unavailable: %s", err);
+			return false;
+		}
+		if (r < 0) {
+			problem("table %s is missing (%s)", schema[t].table, err);
+			ok = false;
+			continue;
+		}
+		for (const char *const *c = schema[t].columns; *c; c++) {
+			sql = xasprintf("SELECT %s FROM %s LIMIT 0", *c,
+			    schema[t].table);
+			r = dir_query(dir, sql, NULL, 0, NULL, &err);
+			free(sql);
+			if (r < 0) {
+				problem("table %s has no column %s", 
+				    schema[t].table, *c);
+				ok = false;
+			}
+		}
+	}
+	if (dir_has_quota(dir) &&
+	    dir_query(dir, "SELECT quota FROM users LIMIT 0", NULL, 0, NULL,
+	    &err) < 0)
+		problem("table users has no column quota, but query_quota is "
+		    "set (add the column with `petrel init`, or set "
+		    "query_quota empty)");
+	return ok;
+}
+
+static void
+check_queries(struct cli *cli, struct dir *dir)
+{
+	static const struct { const char *key; size_t mincols; } q[] = {
+		{ "query_domain", 1 }, { "query_alias", 1 },
+		{ "query_user", 8 }, { "query_login", 8 }, { "query_quota", 1 },
+	};
+	const struct dir_param params[] = {
+		{ "address", "postmaster@petrel-check.invalid" },
+		{ "local", "postmaster" },
+		{ "domain", "petrel-check.invalid" },
+		{ "login", "postmaster@petrel-check.invalid" },
+	};
+	struct dir_rows *rows;
+	const char *err;
+	int r;
+
+	for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++) {
+		const char *sql = config_get(cli->cfg, q[i].key);
+
+		if (sql[0] == '\0') {
+			if (strcmp(q[i].key, "query_quota") != 0 &&
+			    strcmp(q[i].key, "query_alias") != 0)
+				problem("%s is empty", q[i].key);
+			continue;
+		}
+		r = dir_query(dir, sql, params, 4, &rows, &err);
+		if (r < 0) {
+			problem("%s fails: %s", q[i].key, err);
+			continue;
+		}
+		if (rows->ncols < q[i].mincols)
+			problem("%s returns %zu column(s), needs %zu", q[i].key,
+			    rows->ncols, q[i].mincols);
+		dir_rows_free(&rows);
+	}
+}
+
+static void
+check_dir(const char *key, const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		problem("%s %s: %s", key, path, strerror(errno));
+	else if (!S_ISDIR(st.st_mode))
+		problem("%s %s is not a directory", key, path);
+}
+
+int
+cmd_check(struct cli *cli, int argc, char **argv)
+{
+	struct cli_args a;
+	struct dir *dir = NULL;
+	char *err;
+	const char *cerr, *name;
+	int days;
+
+	cli_parse(argc, argv, NULL, 0, 0, "petrel check", &a);
+	if (cli->conf_path == NULL)
+		problem("no configuration file (tried $PETREL_CONF, "
+		    "./petrel.conf, /etc/petrel/petrel.conf); using defaults");
+	if (dir_open(config_get(cli->cfg, "database"), 0, &dir, &err) < 0) {
+		problem("%s", err);
+		free(err);
+	} else {
+		dir_set_queries(dir, cli->cfg);
+		if (dir_connect(dir, &cerr) < 0)
+			problem("database unreachable: %s", cerr);
+		else {
+			check_schema(dir);
+			check_queries(cli, dir);
+		}
+		dir_close(&dir);
+	}
+	check_dir("mail_root", config_get(cli->cfg, "mail_root"));
+	check_dir("queue_dir", config_get(cli->cfg, "queue_dir"));
+	if (access(config_get(cli->cfg, "mail_root"), W_OK) < 0 && geteuid() != 0)
+		problem("mail_root %s is not writable",
+		    config_get(cli->cfg, "mail_root"));
+	if (tls_check_pair(config_get(cli->cfg, "tls_cert"),
+	    config_get(cli->cfg, "tls_key"), &days, &cerr) < 0)
+		problem("%s", cerr);
+	else if (days < 0)
+		problem("TLS certificate %s has expired",
+		    config_get(cli->cfg, "tls_cert"));
+	name = config_get(cli->cfg, "user");
+	if (name[0] != '\0' && getpwnam(name) == NULL)
+		problem("user %s does not exist", name);
+	name = config_get(cli->cfg, "group");
+	if (name[0] != '\0' && getgrnam(name) == NULL)
+		problem("group %s does not exist", name);
+	if (problems > 0) {
+		fprintf(stderr, "petrel: check: %u problem(s) found\n", problems);
+		return 1;
+	}
+	printf("%s: ok\n", cli->conf_path ? cli->conf_path : "(defaults)");
+	return 0;
+}

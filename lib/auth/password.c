@@ -1,0 +1,94 @@
+/*
+ * password.c: crypt(3) verification and hashing (libxcrypt).
+ *
+ * The plain-text password is untrusted input; it never reaches a log.
+ * crypt_r's failure tokens ("*0", "*1") and locked hashes never match.
+ */
+#include <crypt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/base/alloc.h"
+#include "lib/auth/password.h"
+
+int
+password_scheme_parse(const char *name, enum password_scheme *scheme_r)
+{
+	if (strcmp(name, "yescrypt") == 0)
+		*scheme_r = PASSWORD_YESCRYPT;
+	else if (strcmp(name, "sha512") == 0 || strcmp(name, "sha512-crypt") == 0)
+		*scheme_r = PASSWORD_SHA512;
+	else if (strcmp(name, "bcrypt") == 0)
+		*scheme_r = PASSWORD_BCRYPT;
+	else
+		return -1;
+	return 0;
+}
+
+bool
+password_hash_usable(const char *hash)
+{
+	if (hash == NULL || hash[0] == '\0' || hash[0] == '*' || hash[0] == '!')
+		return false;
+	return true;
+}
+
+bool
+password_verify(const char *plain, const char *hash)
+{
+	struct crypt_data *data;
+	const char *out;
+	size_t hlen, olen;
+	unsigned char diff = 0;
+	bool ok;
+
+	if (!password_hash_usable(hash))
+		return false;
+	data = xmalloc(sizeof(*data));
+	out = crypt_r(plain, hash, data);
+	if (out == NULL || out[0] == '*') {
+		explicit_bzero(data, sizeof(*data));
+		free(data);
+		return false;
+	}
+	hlen = strlen(hash);
+	olen = strlen(out);
+	for (size_t i = 0; i < olen; i++)
+		diff |= (unsigned char)(out[i] ^ (i < hlen ? hash[i] : 0));
+	ok = diff == 0 && olen == hlen;
+	explicit_bzero(data, sizeof(*data));
+	free(data);
+	return ok;
+}
+
+char *
+password_hash(const char *plain, enum password_scheme scheme,
+    const char **error_r)
+{
+	static const char *const prefixes[] = {
+		[PASSWORD_YESCRYPT] = "$y$",
+		[PASSWORD_SHA512] = "$6$",
+		[PASSWORD_BCRYPT] = "$2b$",
+	};
+	char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+	struct crypt_data *data;
+	const char *out;
+	char *result;
+
+	if (crypt_gensalt_rn(prefixes[scheme], 0, NULL, 0, salt,
+	    sizeof(salt)) == NULL) {
+		*error_r = "cannot make a salt (crypt_gensalt failed)";
+		return NULL;
+	}
+	data = xmalloc(sizeof(*data));
+	out = crypt_r(plain, salt, data);
+	if (out == NULL || out[0] == '*') {
+		*error_r = "crypt failed";
+		free(data);
+		return NULL;
+	}
+	result = xstrdup(out);
+	explicit_bzero(data, sizeof(*data));
+	free(data);
+	return result;
+}

@@ -1,0 +1,24 @@
+#ifndef PETREL_PASSWORD_H
+#define PETREL_PASSWORD_H
+/* crypt(3) passwords through libxcrypt: verify any scheme it knows
+ * (traditional DES as made by MySQL ENCRYPT(), $1$, $5$, $6$, $2b$, $y$),
+ * hash new ones with yescrypt by default. */
+#include <stdbool.h>
+
+enum password_scheme {
+	PASSWORD_YESCRYPT,
+	PASSWORD_SHA512,
+	PASSWORD_BCRYPT,
+};
+
+int password_scheme_parse(const char *name, enum password_scheme *scheme_r);
+/* true only if hash is a usable crypt(3) hash and plain matches it.
+ * An empty hash, "*", "!..." (locked) never match. Constant-time compare. */
+bool password_verify(const char *plain, const char *hash);
+/* A new hash (malloc'd) or NULL with *error_r set. */
+char *password_hash(const char *plain, enum password_scheme scheme,
+    const char **error_r);
+/* Whether a stored value looks like a crypt(3) hash we can verify. */
+bool password_hash_usable(const char *hash);
+
+#endif

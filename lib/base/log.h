@@ -1,0 +1,27 @@
+#ifndef PETREL_LOG_H
+#define PETREL_LOG_H
+/* Logging: one line per event on stderr ("petrel[pid]: level: text").
+ * The *_errno variants append strerror(errno). fatal() is for a broken
+ * environment, panic() for a broken invariant; both exit. */
+#include <stdbool.h>
+
+enum log_level { LOG_LVL_ERROR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
+
+void log_init(const char *ident, bool timestamps);
+void log_set_level(enum log_level level);
+int log_parse_level(const char *name, enum log_level *level_r);
+
+void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_error_errno(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warn_errno(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void fatal(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2), noreturn));
+void fatal_errno(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2), noreturn));
+void panic(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2), noreturn));
+
+#endif

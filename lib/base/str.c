@@ -1,0 +1,163 @@
+/*
+ * str.c: the one string type for bytes of any origin.
+ *
+ * Growth is geometric; every append keeps a terminating NUL after len so
+ * str_c() is O(1). Nothing here trusts its input to be text.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/base/alloc.h"
+#include "lib/base/log.h"
+#include "lib/base/str.h"
+
+void
+str_reserve(str_t *s, size_t extra)
+{
+	size_t need, cap;
+
+	if (extra > (size_t)-1 / 2 - s->len)
+		fatal("string too large");
+	need = s->len + extra + 1;
+	if (need <= s->cap)
+		return;
+	cap = s->cap ? s->cap : 32;
+	while (cap < need)
+		cap *= 2;
+	s->data = xrealloc(s->data, cap);
+	s->cap = cap;
+}
+
+void
+str_append_n(str_t *s, const void *data, size_t len)
+{
+	str_reserve(s, len);
+	if (len > 0)
+		memcpy(s->data + s->len, data, len);
+	s->len += len;
+	s->data[s->len] = '\0';
+}
+
+void
+str_append(str_t *s, const char *cstr)
+{
+	str_append_n(s, cstr, strlen(cstr));
+}
+
+void
+str_append_c(str_t *s, char c)
+{
+	str_append_n(s, &c, 1);
+}
+
+void
+str_vprintf(str_t *s, const char *fmt, va_list ap)
+{
+	va_list ap2;
+	int n;
+
+	va_copy(ap2, ap);
+	n = vsnprintf(NULL, 0, fmt, ap2);
+	va_end(ap2);
+	if (n < 0)
+		fatal("str_vprintf: bad format");
+	str_reserve(s, (size_t)n);
+	vsnprintf(s->data + s->len, (size_t)n + 1, fmt, ap);
+	s->len += (size_t)n;
+}
+
+void
+str_printf(str_t *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	str_vprintf(s, fmt, ap);
+	va_end(ap);
+}
+
+void
+str_truncate(str_t *s, size_t len)
+{
+	if (len < s->len) {
+		s->len = len;
+		s->data[len] = '\0';
+	}
+}
+
+const char *
+str_c(const str_t *s)
+{
+	return s->data != NULL ? s->data : "";
+}
+
+char *
+str_steal(str_t *s)
+{
+	char *p = s->data != NULL ? s->data : xstrdup("");
+
+	s->data = NULL;
+	s->len = s->cap = 0;
+	return p;
+}
+
+void
+str_free(str_t *s)
+{
+	free(s->data);
+	s->data = NULL;
+	s->len = s->cap = 0;
+}
+
+void
+str_append_json(str_t *s, const char *cstr)
+{
+	const unsigned char *p;
+
+	str_append_c(s, '"');
+	for (p = (const unsigned char *)cstr; *p != '\0'; p++) {
+		switch (*p) {
+		case '"': str_append(s, "\\\""); break;
+		case '\\': str_append(s, "\\\\"); break;
+		case '\n': str_append(s, "\\n"); break;
+		case '\r': str_append(s, "\\r"); break;
+		case '\t': str_append(s, "\\t"); break;
+		default:
+			if (*p < 0x20)
+				str_printf(s, "\\u%04x", *p);
+			else
+				str_append_c(s, (char)*p);
+		}
+	}
+	str_append_c(s, '"');
+}
+
+void
+str_lower(char *cstr)
+{
+	for (; *cstr != '\0'; cstr++)
+		*cstr = (char)tolower((unsigned char)*cstr);
+}
+
+char *
+str_trim(char *cstr)
+{
+	char *end;
+
+	while (isspace((unsigned char)*cstr))
+		cstr++;
+	end = cstr + strlen(cstr);
+	while (end > cstr && isspace((unsigned char)end[-1]))
+		*--end = '\0';
+	return cstr;
+}
+
+bool
+str_has_suffix(const char *cstr, const char *suffix)
+{
+	size_t a = strlen(cstr), b = strlen(suffix);
+
+	return a >= b && strcmp(cstr + a - b, suffix) == 0;
+}

@@ -1,0 +1,41 @@
+#ifndef PETREL_STR_H
+#define PETREL_STR_H
+/* str_t: one growable, length-carrying byte string. The data is always
+ * NUL-terminated so it can be handed to C APIs, but the length is
+ * authoritative and the bytes may contain NUL (network input). */
+#include <stdbool.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+typedef struct str {
+	char *data;
+	size_t len;
+	size_t cap;
+} str_t;
+
+#define STR_INIT { NULL, 0, 0 }
+
+void str_reserve(str_t *s, size_t extra);
+void str_append(str_t *s, const char *cstr);
+void str_append_n(str_t *s, const void *data, size_t len);
+void str_append_c(str_t *s, char c);
+void str_printf(str_t *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void str_vprintf(str_t *s, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+void str_truncate(str_t *s, size_t len);
+/* The contents as a C string ("" when empty, never NULL). */
+const char *str_c(const str_t *s);
+/* Hand the buffer to the caller (a malloc'd C string) and reset s. */
+char *str_steal(str_t *s);
+void str_free(str_t *s);
+
+/* Append s as a JSON string literal, quotes included. */
+void str_append_json(str_t *s, const char *cstr);
+
+/* Small helpers for trusted C strings. */
+void str_lower(char *cstr);
+char *str_trim(char *cstr);
+bool str_has_suffix(const char *cstr, const char *suffix);
+
+#endif

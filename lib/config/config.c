@@ -1,0 +1,452 @@
+/*
+ * config.c: the configuration file parser and key table.
+ *
+ * Trusts nothing in the file: every line is bounded (CONFIG_LINE_MAX), every
+ * key must be declared below, numeric keys must parse completely and fit
+ * their range. Errors carry "FILE:LINE: what is wrong".
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/base/alloc.h"
+#include "lib/base/limits.h"
+#include "lib/base/log.h"
+#include "lib/base/str.h"
+#include "lib/config/config.h"
+
+enum key_type { KT_STRING, KT_UINT, KT_ENUM, KT_LEVEL, KT_LISTEN };
+
+struct key_def {
+	const char *name;
+	enum key_type type;
+	const char *def;
+	const char *choices;	/* KT_ENUM: '|'-separated */
+	uint64_t max;		/* KT_UINT */
+};
+
+#define DEFAULT_QUERY_USER \
+	"SELECT id, address, crypt, name, uid, gid, home, maildir FROM users WHERE address = :address"
+
+static const struct key_def keys[] = {
+	{ "hostname", KT_STRING, "", NULL, 0 },
+	{ "database", KT_STRING, "sqlite:/var/lib/petrel/petrel.db", NULL, 0 },
+	{ "mail_root", KT_STRING, "/var/lib/petrel/mail", NULL, 0 },
+	{ "queue_dir", KT_STRING, "/var/lib/petrel/queue", NULL, 0 },
+	{ "smtp_listen", KT_LISTEN, "127.0.0.1:2525", NULL, 0 },
+	{ "submission_listen", KT_LISTEN, "127.0.0.1:2587", NULL, 0 },
+	{ "submissions_listen", KT_LISTEN, "127.0.0.1:2465", NULL, 0 },
+	{ "imap_listen", KT_LISTEN, "127.0.0.1:1143", NULL, 0 },
+	{ "imaps_listen", KT_LISTEN, "127.0.0.1:1993", NULL, 0 },
+	{ "pop3_listen", KT_LISTEN, "127.0.0.1:1110", NULL, 0 },
+	{ "pop3s_listen", KT_LISTEN, "127.0.0.1:1995", NULL, 0 },
+	{ "tls_cert", KT_STRING, "/etc/petrel/tls/cert.pem", NULL, 0 },
+	{ "tls_key", KT_STRING, "/etc/petrel/tls/key.pem", NULL, 0 },
+	{ "message_size_limit", KT_UINT, "52428800", NULL, (uint64_t)1 << 40 },
+	{ "user", KT_STRING, "", NULL, 0 },
+	{ "group", KT_STRING, "", NULL, 0 },
+	{ "workers", KT_UINT, "2", NULL, 256 },
+	{ "log_level", KT_LEVEL, "info", NULL, 0 },
+	{ "allow_plaintext_auth", KT_ENUM, "loopback", "loopback|yes|no", 0 },
+	{ "auth_cache_ttl", KT_UINT, "300", NULL, 86400 * 365 },
+	{ "recipient_delimiter", KT_STRING, "+", NULL, 0 },
+	{ "query_domain", KT_STRING,
+	  "SELECT transport FROM transport WHERE domain = :domain", NULL, 0 },
+	{ "query_alias", KT_STRING,
+	  "SELECT goto FROM virtual WHERE address = :address", NULL, 0 },
+	{ "query_user", KT_STRING, DEFAULT_QUERY_USER, NULL, 0 },
+	{ "query_login", KT_STRING,
+	  "SELECT id, address, crypt, name, uid, gid, home, maildir FROM users "
+	  "WHERE (id = :login OR address = :login) AND imapok = 1 "
+	  "AND bool1 = 1 AND bool2 = 1", NULL, 0 },
+	{ "query_quota", KT_STRING,
+	  "SELECT quota FROM users WHERE address = :address", NULL, 0 },
+};
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+struct config {
+	char *values[NKEYS];	/* NULL = default */
+	char *path;
+};
+
+const char *
+config_locate(const char *explicit_path)
+{
+	const char *env;
+
+	if (explicit_path != NULL)
+		return explicit_path;
+	env = getenv("PETREL_CONF");
+	if (env != NULL && *env != '\0')
+		return env;
+	if (access("petrel.conf", F_OK) == 0)
+		return "petrel.conf";
+	if (access("/etc/petrel/petrel.conf", F_OK) == 0)
+		return "/etc/petrel/petrel.conf";
+	return NULL;
+}
+
+struct config *
+config_new(void)
+{
+	return xmalloc(sizeof(struct config));
+}
+
+void
+config_free(struct config **cfgp)
+{
+	struct config *cfg = *cfgp;
+
+	if (cfg == NULL)
+		return;
+	for (size_t i = 0; i < NKEYS; i++)
+		free(cfg->values[i]);
+	free(cfg->path);
+	free(cfg);
+	*cfgp = NULL;
+}
+
+static int
+key_index(const char *name)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (strcmp(keys[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+static bool
+enum_allows(const char *choices, const char *value)
+{
+	size_t vlen = strlen(value);
+	const char *p = choices;
+
+	while (*p != '\0') {
+		const char *bar = strchr(p, '|');
+		size_t n = bar ? (size_t)(bar - p) : strlen(p);
+
+		if (n == vlen && strncmp(p, value, n) == 0)
+			return true;
+		p += n + (bar ? 1 : 0);
+	}
+	return false;
+}
+
+/* Check value for key i; NULL if fine, else a static description. */
+static const char *
+validate(size_t i, const char *value, char *buf, size_t bufsize)
+{
+	const struct key_def *k = &keys[i];
+	enum log_level lvl;
+
+	switch (k->type) {
+	case KT_STRING:
+		return NULL;
+	case KT_UINT: {
+		char *end;
+		unsigned long long v;
+
+		if (value[0] == '\0' || !isdigit((unsigned char)value[0]))
+			goto bad_number;
+		errno = 0;
+		v = strtoull(value, &end, 10);
+		if (errno != 0 || *end != '\0')
+			goto bad_number;
+		if (v > k->max) {
+			snprintf(buf, bufsize, "%s must be at most %llu",
+			    k->name, (unsigned long long)k->max);
+			return buf;
+		}
+		return NULL;
+	bad_number:
+		snprintf(buf, bufsize, "%s must be a non-negative integer",
+		    k->name);
+		return buf;
+	}
+	case KT_ENUM:
+		if (enum_allows(k->choices, value))
+			return NULL;
+		snprintf(buf, bufsize, "%s must be one of %s", k->name,
+		    k->choices);
+		return buf;
+	case KT_LISTEN: {
+		struct config_listen *l = NULL;
+		size_t n = 0;
+		char *err = NULL;
+
+		if (config_parse_listen(value, &l, &n, &err) == 0) {
+			config_listen_free(&l, n);
+			return NULL;
+		}
+		snprintf(buf, bufsize, "%s: %s", k->name, err);
+		free(err);
+		return buf;
+	}
+	case KT_LEVEL:
+		if (log_parse_level(value, &lvl) == 0)
+			return NULL;
+		snprintf(buf, bufsize,
+		    "%s must be one of error|warning|info|debug", k->name);
+		return buf;
+	}
+	return NULL;
+}
+
+static int
+set_value(struct config *cfg, const char *where, const char *key,
+    const char *value, char **error_r)
+{
+	char buf[256];
+	const char *why;
+	int i = key_index(key);
+
+	if (i < 0) {
+		*error_r = xasprintf("%sunknown configuration key '%s'",
+		    where, key);
+		return -1;
+	}
+	why = validate((size_t)i, value, buf, sizeof(buf));
+	if (why != NULL) {
+		*error_r = xasprintf("%s%s", where, why);
+		return -1;
+	}
+	free(cfg->values[i]);
+	cfg->values[i] = xstrdup(value);
+	return 0;
+}
+
+int
+config_set(struct config *cfg, const char *key, const char *value,
+    char **error_r)
+{
+	return set_value(cfg, "", key, value, error_r);
+}
+
+static bool
+key_syntax_ok(const char *key)
+{
+	if (*key == '\0')
+		return false;
+	for (; *key != '\0'; key++)
+		if (!isalnum((unsigned char)*key) && *key != '_')
+			return false;
+	return true;
+}
+
+int
+config_load_text(struct config *cfg, const char *name, const char *text,
+    size_t len, char **error_r)
+{
+	size_t pos = 0;
+	unsigned lineno = 0;
+
+	while (pos < len) {
+		const char *nl = memchr(text + pos, '\n', len - pos);
+		size_t linelen = nl ? (size_t)(nl - (text + pos)) : len - pos;
+		char where[300], *line, *eq, *key, *value;
+		int r;
+
+		lineno++;
+		snprintf(where, sizeof(where), "%s:%u: ", name, lineno);
+		if (linelen > CONFIG_LINE_MAX) {
+			*error_r = xasprintf("%sline too long (more than %d bytes)",
+			    where, CONFIG_LINE_MAX);
+			return -1;
+		}
+		if (memchr(text + pos, '\0', linelen) != NULL) {
+			*error_r = xasprintf("%sNUL byte in line", where);
+			return -1;
+		}
+		line = xstrndup(text + pos, linelen);
+		pos += linelen + (nl ? 1 : 0);
+
+		key = str_trim(line);
+		if (*key == '\0' || *key == '#') {
+			free(line);
+			continue;
+		}
+		eq = strchr(key, '=');
+		if (eq == NULL) {
+			*error_r = xasprintf("%sexpected 'key = value', got '%s'",
+			    where, key);
+			free(line);
+			return -1;
+		}
+		*eq = '\0';
+		value = str_trim(eq + 1);
+		key = str_trim(key);
+		if (!key_syntax_ok(key)) {
+			*error_r = xasprintf("%sbad key name '%s'", where, key);
+			free(line);
+			return -1;
+		}
+		r = set_value(cfg, where, key, value, error_r);
+		free(line);
+		if (r < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int
+config_load_file(struct config *cfg, const char *path, char **error_r)
+{
+	FILE *fp;
+	str_t text = STR_INIT;
+	char buf[8192];
+	size_t n;
+	int r;
+
+	fp = fopen(path, "r");
+	if (fp == NULL) {
+		*error_r = xasprintf("cannot open configuration file %s: %s",
+		    path, strerror(errno));
+		return -1;
+	}
+	while ((n = fread(buf, 1, sizeof(buf), fp)) > 0)
+		str_append_n(&text, buf, n);
+	if (ferror(fp)) {
+		*error_r = xasprintf("cannot read configuration file %s: %s",
+		    path, strerror(errno));
+		fclose(fp);
+		str_free(&text);
+		return -1;
+	}
+	fclose(fp);
+	r = config_load_text(cfg, path, str_c(&text), text.len, error_r);
+	str_free(&text);
+	if (r == 0) {
+		free(cfg->path);
+		cfg->path = xstrdup(path);
+	}
+	return r;
+}
+
+int
+config_override(struct config *cfg, const char *assignment, char **error_r)
+{
+	const char *eq = strchr(assignment, '=');
+	char *key, *value;
+	int r;
+
+	if (eq == NULL) {
+		*error_r = xasprintf("-o %s: expected key=value", assignment);
+		return -1;
+	}
+	key = xstrndup(assignment, (size_t)(eq - assignment));
+	value = xstrdup(eq + 1);
+	r = set_value(cfg, "-o: ", str_trim(key), str_trim(value), error_r);
+	free(key);
+	free(value);
+	return r;
+}
+
+const char *
+config_get(const struct config *cfg, const char *key)
+{
+	int i = key_index(key);
+
+	if (i < 0)
+		panic("config_get: undeclared key %s", key);
+	if (cfg != NULL && cfg->values[i] != NULL)
+		return cfg->values[i];
+	return keys[i].def;
+}
+
+uint64_t
+config_get_uint(const struct config *cfg, const char *key)
+{
+	return strtoull(config_get(cfg, key), NULL, 10);
+}
+
+bool
+config_is_set(const struct config *cfg, const char *key)
+{
+	int i = key_index(key);
+
+	return i >= 0 && cfg->values[i] != NULL;
+}
+
+const char *
+config_path(const struct config *cfg)
+{
+	return cfg->path;
+}
+
+size_t
+config_key_count(void)
+{
+	return NKEYS;
+}
+
+const char *
+config_key_name(size_t i)
+{
+	return i < NKEYS ? keys[i].name : NULL;
+}
+
+int
+config_parse_listen(const char *value, struct config_listen **list_r,
+    size_t *n_r, char **error_r)
+{
+	char *copy = xstrdup(value), *save = NULL, *item;
+	struct config_listen *list = NULL;
+	size_t n = 0;
+
+	for (item = strtok_r(copy, ",", &save); item != NULL;
+	    item = strtok_r(NULL, ",", &save)) {
+		char *e = str_trim(item), *colon, *host, *end;
+		unsigned long port;
+
+		if (*e == '\0')
+			continue;
+		if (*e == '[') {
+			char *rb = strchr(e, ']');
+
+			if (rb == NULL || rb[1] != ':')
+				goto bad;
+			host = xstrndup(e + 1, (size_t)(rb - e - 1));
+			colon = rb + 1;
+		} else {
+			colon = strrchr(e, ':');
+			if (colon == NULL || strchr(e, ':') != colon)
+				goto bad;
+			host = xstrndup(e, (size_t)(colon - e));
+		}
+		errno = 0;
+		port = strtoul(colon + 1, &end, 10);
+		if (colon[1] == '\0' || *end != '\0' || errno != 0 ||
+		    port == 0 || port > 65535 || !isdigit((unsigned char)colon[1])) {
+			free(host);
+			goto bad;
+		}
+		list = xrealloc(list, (n + 1) * sizeof(*list));
+		list[n].host = host;
+		list[n].port = (unsigned)port;
+		n++;
+		continue;
+bad:
+		*error_r = xasprintf("'%s' is not host:port (port 1-65535)", e);
+		free(copy);
+		config_listen_free(&list, n);
+		return -1;
+	}
+	free(copy);
+	*list_r = list;
+	*n_r = n;
+	return 0;
+}
+
+void
+config_listen_free(struct config_listen **list, size_t n)
+{
+	if (*list == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free((*list)[i].host);
+	free(*list);
+	*list = NULL;
+}

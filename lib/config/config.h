@@ -1,0 +1,54 @@
+#ifndef PETREL_CONFIG_H
+#define PETREL_CONFIG_H
+/* petrel.conf: "key = value" lines, '#' comments, like Postfix main.cf.
+ * Every key is declared in one table (config.c) with its type and default;
+ * unknown keys and malformed lines are errors that name the line number.
+ * -o key=value overrides are applied after the file. */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct config;
+
+/* Find the configuration file: explicit path, else $PETREL_CONF, else
+ * ./petrel.conf, else /etc/petrel/petrel.conf. Returns the path (static
+ * storage or the argument) or NULL when none exists and none was named. */
+const char *config_locate(const char *explicit_path);
+
+struct config *config_new(void);
+void config_free(struct config **cfg);
+
+/* Parse a file; 0 ok, -1 with *error_r set (caller frees). */
+int config_load_file(struct config *cfg, const char *path, char **error_r);
+/* Parse text as a config file named `name` (used by tests/fuzzing). */
+int config_load_text(struct config *cfg, const char *name, const char *text,
+    size_t len, char **error_r);
+/* Apply "key=value" (from -o); empty value allowed. */
+int config_override(struct config *cfg, const char *assignment, char **error_r);
+/* Set a key programmatically (validated like a file line). */
+int config_set(struct config *cfg, const char *key, const char *value,
+    char **error_r);
+
+/* Value of a key (the default when unset). Panics on an undeclared key:
+ * that is a programming error, not a user error. */
+const char *config_get(const struct config *cfg, const char *key);
+uint64_t config_get_uint(const struct config *cfg, const char *key);
+bool config_is_set(const struct config *cfg, const char *key);
+/* The path of the file loaded, or NULL. */
+const char *config_path(const struct config *cfg);
+
+/* Iterate over declared keys (for `petrel init` writing a file). */
+size_t config_key_count(void);
+const char *config_key_name(size_t i);
+
+/* A listener list "host:port[,host:port...]" ("[::1]:port" for IPv6;
+ * empty host = any address). Empty value = no listeners. */
+struct config_listen {
+	char *host;
+	unsigned port;
+};
+int config_parse_listen(const char *value, struct config_listen **list_r,
+    size_t *n_r, char **error_r);
+void config_listen_free(struct config_listen **list, size_t n);
+
+#endif

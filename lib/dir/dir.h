@@ -1,0 +1,103 @@
+#ifndef PETREL_DIR_H
+#define PETREL_DIR_H
+/*
+ * The SQL directory: one interface over SQLite and MariaDB.
+ *
+ * Every statement is a prepared statement. SQL text uses named parameters
+ * (:address, :local, :domain, :login, or any :name the caller binds); they
+ * are bound as text, never interpolated.
+ *
+ * Return values of everything below:
+ *   DIR_OK (1)        success / found
+ *   DIR_NOTFOUND (0)  a lookup found no row
+ *   DIR_FAIL (-1)     a permanent error (bad SQL, missing table, ...)
+ *   DIR_TEMPFAIL (-2) the database is temporarily unavailable (connection
+ *                     refused or lost, locked): answer 4xx, never 5xx.
+ * error_r, when set, points into the dir handle and stays valid until the
+ * next call on it.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DIR_OK 1
+#define DIR_NOTFOUND 0
+#define DIR_FAIL (-1)
+#define DIR_TEMPFAIL (-2)
+
+struct dir;
+struct config;
+
+struct dir_param {
+	const char *name;	/* without the ':' */
+	const char *value;	/* NULL binds SQL NULL */
+};
+
+/* A fully fetched result: ncols text cells per row, NULL for SQL NULL. */
+struct dir_rows {
+	size_t nrows, ncols;
+	char **cells;		/* row-major */
+	uint64_t affected;	/* rows changed by INSERT/UPDATE/DELETE */
+};
+
+/* Parsed database URL: "sqlite:PATH" or
+ * "mysql://USER:PASSWORD@HOST[:PORT]/DB[?socket=PATH]" (user, password
+ * and db may be %-escaped). */
+struct dir_url {
+	bool mysql;
+	char *path;		/* sqlite */
+	char *user, *password, *host, *db, *socket;
+	unsigned port;		/* 0 = default */
+};
+int dir_url_parse(const char *url, struct dir_url *u, const char **error_r);
+void dir_url_clear(struct dir_url *u);
+/* The URL with any password replaced by ****, for logs (static buffer). */
+const char *dir_url_redacted(const char *url);
+
+/* The user record returned by query_user / query_login (columns by
+ * position: id, address, crypt, name, uid, gid, home, maildir). */
+struct dir_user {
+	char *id, *address, *crypt, *name, *home, *maildir;
+	long uid, gid;
+};
+void dir_user_clear(struct dir_user *u);
+
+#define DIR_OPEN_CREATE 0x1	/* sqlite: create the file if missing */
+
+/* Parse the URL and make a handle; does not connect (queries connect on
+ * demand). DIR_FAIL with error_r (malloc'd) on a bad URL. */
+int dir_open(const char *url, int flags, struct dir **dir_r, char **error_r);
+void dir_close(struct dir **dir);
+/* Connect now (to report an unreachable database early). */
+int dir_connect(struct dir *dir, const char **error_r);
+bool dir_is_mysql(const struct dir *dir);
+/* Take the lookup queries (query_*) from the configuration. */
+void dir_set_queries(struct dir *dir, const struct config *cfg);
+
+/* Run one statement. rows_r may be NULL when no result is wanted. */
+int dir_query(struct dir *dir, const char *sql, const struct dir_param *params,
+    size_t nparams, struct dir_rows **rows_r, const char **error_r);
+const char *dir_rows_get(const struct dir_rows *rows, size_t row, size_t col);
+void dir_rows_free(struct dir_rows **rows);
+
+/* Translate named parameters to '?' placeholders (outside quotes and
+ * comments). names_r gets a malloc'd array of malloc'd names in order. */
+int dir_sql_translate(const char *sql, char **out_r, char ***names_r,
+    size_t *nnames_r);
+
+/* The configured lookups. Addresses are lower-cased before lookup. */
+int dir_lookup_domain(struct dir *dir, const char *domain, char **transport_r,
+    const char **error_r);
+int dir_lookup_alias(struct dir *dir, const char *address, char **goto_r,
+    const char **error_r);
+int dir_lookup_user(struct dir *dir, const char *address, struct dir_user *u,
+    const char **error_r);
+int dir_lookup_login(struct dir *dir, const char *login, struct dir_user *u,
+    const char **error_r);
+/* quota in bytes, 0 = none (also when query_quota is empty). */
+int dir_lookup_quota(struct dir *dir, const char *address, uint64_t *quota_r,
+    const char **error_r);
+/* Whether query_quota is configured (non-empty). */
+bool dir_has_quota(const struct dir *dir);
+
+#endif

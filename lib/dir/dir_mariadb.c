@@ -1,0 +1,335 @@
+/*
+ * dir_mariadb.c: the MariaDB/MySQL directory driver (MariaDB Connector/C).
+ *
+ * Statements are prepared once per connection and cached. We never use the
+ * connector's auto-reconnect (it silently invalidates prepared statements);
+ * instead a connection-class error drops the connection and its statements,
+ * reconnects, and retries the statement once when that is safe (a SELECT,
+ * or an error raised before the server could have run the statement).
+ * When the server stays unreachable the caller gets DIR_TEMPFAIL, which the
+ * protocols turn into 4xx / temporary login failures.
+ */
+#include <errmsg.h>
+#include <mysql.h>
+#include <mysqld_error.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "lib/base/alloc.h"
+#include "lib/dir/dir-private.h"
+
+#define MARIADB_STMT_CACHE 32
+#define MARIADB_CONNECT_TIMEOUT 5	/* seconds */
+#define MARIADB_IO_TIMEOUT 30		/* seconds, read and write */
+
+struct mariadb_ctx {
+	struct dir_url url;
+	MYSQL *conn;
+	struct { char *sql; MYSQL_STMT *stmt; } cache[MARIADB_STMT_CACHE];
+	size_t ncache;
+};
+
+/* Errors after which the connection is unusable. */
+static bool
+mdb_conn_error(unsigned err)
+{
+	switch (err) {
+	case CR_SERVER_GONE_ERROR: case CR_SERVER_LOST:
+	case CR_CONNECTION_ERROR: case CR_CONN_HOST_ERROR:
+	case CR_SERVER_LOST_EXTENDED: case CR_COMMANDS_OUT_OF_SYNC:
+	case CR_UNKNOWN_HOST: case CR_IPSOCK_ERROR: case CR_SOCKET_CREATE_ERROR:
+	case ER_SERVER_SHUTDOWN: case ER_CONNECTION_KILLED:
+	case ER_NEW_ABORTING_CONNECTION: case ER_NET_READ_ERROR:
+	case ER_NET_READ_INTERRUPTED: case ER_NET_ERROR_ON_WRITE:
+	case ER_NET_WRITE_INTERRUPTED: case 4031 /* idle timeout */:
+		return true;
+	}
+	return false;
+}
+
+/* Errors that are temporary without the connection being lost. */
+static bool
+mdb_temp_error(unsigned err)
+{
+	switch (err) {
+	case ER_LOCK_WAIT_TIMEOUT: case ER_LOCK_DEADLOCK:
+	case ER_CON_COUNT_ERROR: case ER_TOO_MANY_USER_CONNECTIONS:
+	case ER_OUT_OF_RESOURCES: case ER_QUERY_INTERRUPTED:
+	case ER_HOST_IS_BLOCKED: case ER_OUTOFMEMORY:
+		return true;
+	}
+	return mdb_conn_error(err) || (err >= 2000 && err < 3000);
+}
+
+static void
+mdb_drop(struct mariadb_ctx *c)
+{
+	for (size_t i = 0; i < c->ncache; i++) {
+		mysql_stmt_close(c->cache[i].stmt);
+		free(c->cache[i].sql);
+	}
+	c->ncache = 0;
+	if (c->conn != NULL)
+		mysql_close(c->conn);
+	c->conn = NULL;
+}
+
+static int
+mdb_open(const struct dir_url *url, int flags, void **ctx_r, str_t *error)
+{
+	struct mariadb_ctx *c = xmalloc(sizeof(*c));
+
+	c->url.mysql = true;
+	c->url.user = xstrdup(url->user ? url->user : "");
+	c->url.password = url->password ? xstrdup(url->password) : NULL;
+	c->url.host = xstrdup(url->host);
+	c->url.db = xstrdup(url->db);
+	c->url.socket = url->socket ? xstrdup(url->socket) : NULL;
+	c->url.port = url->port;
+	*ctx_r = c;
+	return 0;
+}
+
+static int
+mdb_connect(void *ctx, str_t *error)
+{
+	struct mariadb_ctx *c = ctx;
+	unsigned int ctimeout = MARIADB_CONNECT_TIMEOUT;
+	unsigned int iotimeout = MARIADB_IO_TIMEOUT;
+	const char *where;
+
+	if (c->conn != NULL)
+		return 0;
+	c->conn = mysql_init(NULL);
+	if (c->conn == NULL) {
+		str_printf(error, "mysql_init failed (out of memory)");
+		return -1;
+	}
+	mysql_options(c->conn, MYSQL_OPT_CONNECT_TIMEOUT, &ctimeout);
+	mysql_options(c->conn, MYSQL_OPT_READ_TIMEOUT, &iotimeout);
+	mysql_options(c->conn, MYSQL_OPT_WRITE_TIMEOUT, &iotimeout);
+	mysql_options(c->conn, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+	if (mysql_real_connect(c->conn, c->url.host, c->url.user,
+	    c->url.password, c->url.db, c->url.port, c->url.socket, 0) == NULL) {
+		where = c->url.socket ? c->url.socket : c->url.host;
+		str_printf(error, "cannot connect to MySQL database %s on %s: %s",
+		    c->url.db, where, mysql_error(c->conn));
+		mdb_drop(c);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+mdb_close(void *ctx)
+{
+	struct mariadb_ctx *c = ctx;
+
+	mdb_drop(c);
+	dir_url_clear(&c->url);
+	free(c);
+}
+
+static MYSQL_STMT *
+mdb_prepare(struct mariadb_ctx *c, const char *sql, unsigned *err_r,
+    str_t *error)
+{
+	MYSQL_STMT *stmt;
+
+	for (size_t i = 0; i < c->ncache; i++)
+		if (strcmp(c->cache[i].sql, sql) == 0)
+			return c->cache[i].stmt;
+	stmt = mysql_stmt_init(c->conn);
+	if (stmt == NULL) {
+		*err_r = mysql_errno(c->conn);
+		str_printf(error, "%s", mysql_error(c->conn));
+		return NULL;
+	}
+	if (mysql_stmt_prepare(stmt, sql, strlen(sql)) != 0) {
+		*err_r = mysql_stmt_errno(stmt);
+		str_printf(error, "%s", mysql_stmt_error(stmt));
+		mysql_stmt_close(stmt);
+		return NULL;
+	}
+	if (c->ncache == MARIADB_STMT_CACHE) {
+		mysql_stmt_close(c->cache[0].stmt);
+		free(c->cache[0].sql);
+		memmove(&c->cache[0], &c->cache[1],
+		    (MARIADB_STMT_CACHE - 1) * sizeof(c->cache[0]));
+		c->ncache--;
+	}
+	c->cache[c->ncache].sql = xstrdup(sql);
+	c->cache[c->ncache].stmt = stmt;
+	c->ncache++;
+	return stmt;
+}
+
+/* One attempt. Returns DIR_OK, or a negative status with *err_r set to
+ * the server/client error number and *before_exec_r telling whether the
+ * statement can not have run. */
+static int
+mdb_try(struct mariadb_ctx *c, const char *sql, const char *const *values,
+    size_t nvalues, struct dir_rows *rows, str_t *error, unsigned *err_r,
+    bool *before_exec_r)
+{
+	MYSQL_STMT *stmt;
+	MYSQL_BIND *pb = NULL, *rb = NULL;
+	MYSQL_RES *meta = NULL;
+	unsigned long *lens = NULL, *plens = NULL;
+	my_bool *nulls = NULL;
+	int r, ret = DIR_FAIL;
+
+	*err_r = 0;
+	*before_exec_r = true;
+	if (mdb_connect(c, error) < 0) {
+		*err_r = CR_CONNECTION_ERROR;
+		return DIR_TEMPFAIL;
+	}
+	stmt = mdb_prepare(c, sql, err_r, error);
+	if (stmt == NULL)
+		return DIR_FAIL;
+	if (mysql_stmt_param_count(stmt) != nvalues) {
+		str_printf(error, "query has %lu placeholders, %zu values",
+		    mysql_stmt_param_count(stmt), nvalues);
+		return DIR_FAIL;
+	}
+	pb = xcalloc(nvalues + 1, sizeof(*pb));
+	plens = xcalloc(nvalues + 1, sizeof(*plens));
+	for (size_t i = 0; i < nvalues; i++) {
+		if (values[i] == NULL) {
+			pb[i].buffer_type = MYSQL_TYPE_NULL;
+			continue;
+		}
+		plens[i] = strlen(values[i]);
+		pb[i].buffer_type = MYSQL_TYPE_STRING;
+		pb[i].buffer = (void *)values[i];
+		pb[i].buffer_length = plens[i];
+		pb[i].length = &plens[i];
+	}
+	if (nvalues > 0 && mysql_stmt_bind_param(stmt, pb) != 0)
+		goto stmt_error;
+	*before_exec_r = false;
+	if (mysql_stmt_execute(stmt) != 0) {
+		/* "Server has gone away" is raised when the command could not
+		 * be sent: the statement did not run. */
+		if (mysql_stmt_errno(stmt) == CR_SERVER_GONE_ERROR)
+			*before_exec_r = true;
+		goto stmt_error;
+	}
+	meta = mysql_stmt_result_metadata(stmt);
+	if (meta == NULL) {
+		rows->ncols = 0;
+		rows->affected = (uint64_t)mysql_stmt_affected_rows(stmt);
+		ret = DIR_OK;
+		goto out;
+	}
+	rows->ncols = mysql_num_fields(meta);
+	if (mysql_stmt_store_result(stmt) != 0)
+		goto stmt_error;
+	rb = xcalloc(rows->ncols + 1, sizeof(*rb));
+	lens = xcalloc(rows->ncols + 1, sizeof(*lens));
+	nulls = xcalloc(rows->ncols + 1, sizeof(*nulls));
+	for (size_t i = 0; i < rows->ncols; i++) {
+		rb[i].buffer_type = MYSQL_TYPE_STRING;
+		rb[i].length = &lens[i];
+		rb[i].is_null = &nulls[i];
+	}
+	if (mysql_stmt_bind_result(stmt, rb) != 0)
+		goto stmt_error;
+	while ((r = mysql_stmt_fetch(stmt)) == 0 || r == MYSQL_DATA_TRUNCATED) {
+		char **cells = xcalloc(rows->ncols + 1, sizeof(char *));
+
+		for (size_t i = 0; i < rows->ncols; i++) {
+			MYSQL_BIND one;
+
+			if (nulls[i])
+				continue;
+			cells[i] = xmalloc(lens[i] + 1);
+			if (lens[i] == 0)
+				continue;
+			memset(&one, 0, sizeof(one));
+			one.buffer_type = MYSQL_TYPE_STRING;
+			one.buffer = cells[i];
+			one.buffer_length = lens[i] + 1;
+			if (mysql_stmt_fetch_column(stmt, &one, (unsigned)i,
+			    0) != 0) {
+				for (size_t j = 0; j <= i; j++)
+					free(cells[j]);
+				free(cells);
+				goto stmt_error;
+			}
+			cells[i][lens[i]] = '\0';
+		}
+		dir_rows_add(rows, cells);
+		free(cells);
+	}
+	if (r != MYSQL_NO_DATA)
+		goto stmt_error;
+	ret = DIR_OK;
+	goto out;
+stmt_error:
+	*err_r = mysql_stmt_errno(stmt);
+	str_printf(error, "%s", mysql_stmt_error(stmt));
+	ret = DIR_FAIL;
+out:
+	if (stmt != NULL) {
+		mysql_stmt_free_result(stmt);
+		mysql_stmt_reset(stmt);
+	}
+	if (meta != NULL)
+		mysql_free_result(meta);
+	free(pb);
+	free(plens);
+	free(rb);
+	free(lens);
+	free(nulls);
+	return ret;
+}
+
+static void
+rows_reset(struct dir_rows *rows)
+{
+	for (size_t i = 0; i < rows->nrows * rows->ncols; i++)
+		free(rows->cells[i]);
+	free(rows->cells);
+	memset(rows, 0, sizeof(*rows));
+}
+
+static int
+mdb_query(void *ctx, const char *sql, const char *const *values,
+    size_t nvalues, struct dir_rows *rows, str_t *error)
+{
+	struct mariadb_ctx *c = ctx;
+	bool before_exec, readonly;
+	unsigned err;
+	int r;
+
+	readonly = strncasecmp(sql, "SELECT", 6) == 0;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		str_truncate(error, 0);
+		rows_reset(rows);
+		r = mdb_try(c, sql, values, nvalues, rows, error, &err,
+		    &before_exec);
+		if (r == DIR_OK)
+			return DIR_OK;
+		if (!mdb_conn_error(err) || c->conn == NULL) {
+			if (err != 0 && mdb_conn_error(err))
+				mdb_drop(c);
+			return mdb_temp_error(err) ? DIR_TEMPFAIL : DIR_FAIL;
+		}
+		/* The connection broke: drop it; retry once if safe. */
+		mdb_drop(c);
+		if (!readonly && !before_exec)
+			break;
+	}
+	return DIR_TEMPFAIL;
+}
+
+const struct dir_driver dir_driver_mariadb = {
+	.name = "mariadb",
+	.open = mdb_open,
+	.connect = mdb_connect,
+	.close = mdb_close,
+	.query = mdb_query,
+};

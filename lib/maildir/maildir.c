@@ -1,0 +1,822 @@
+/*
+ * maildir.c: the Maildir store on disk -- creating maildirs and Maildir++
+ * folders, delivering messages durably, and parsing message file names.
+ *
+ * Implements the Maildir delivery protocol (D. J. Bernstein,
+ * https://cr.yp.to/proto/maildir.html): a unique file is written in tmp/,
+ * then link()ed into new/. petrel's contract (SPEC section 4, "250 after
+ * DATA means the message is on stable storage") adds the fsync steps
+ * qmail-local and Dovecot's maildir-save.c use: the file is fsync'd before
+ * the link and new/ is fsync'd after it; only then do we report success.
+ * Maildir++ folders follow Courier's layout (maildir/.Folder.Sub with an
+ * empty "maildirfolder" file).
+ *
+ * Trust: paths (maildir, folder) come from the administrator or the SQL
+ * directory and are trusted to name the intended place; folder names come
+ * from IMAP clients and are validated by maildir_folder_name_valid()
+ * before they touch the file system. File names handed to
+ * maildir_name_parse() are untrusted bytes (they come from a directory
+ * other software or users can write to) and are fuzzed.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "lib/base/alloc.h"
+#include "lib/base/limits.h"
+#include "lib/base/log.h"
+#include "lib/base/str.h"
+#include "lib/maildir/maildir.h"
+
+/* How often a colliding unique name (EEXIST) is retried with a fresh
+ * one before giving up. A collision needs the same pid, microsecond,
+ * counter and 32 random bits: one retry is already paranoia. */
+#define UNIQUE_RETRIES 5
+
+struct maildir_tmp {
+	char *maildir;
+	char *base;		/* unique name, also the name in tmp/ */
+	char *tmp_path;
+	int fd;
+	uint64_t size;
+	uint64_t vsize;
+	bool last_cr;		/* last byte written was '\r' */
+	bool failed;		/* a write failed: commit must refuse */
+};
+
+static _Thread_local char maildir_errbuf[2048];
+static atomic_uint unique_counter;
+
+static int maildir_fail(const char **error_r, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Format the error into the module buffer (via a local copy, so an
+ * earlier message may be an argument) and return -1. */
+static int
+maildir_fail(const char **error_r, const char *fmt, ...)
+{
+	char tmp[sizeof(maildir_errbuf)];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	memcpy(maildir_errbuf, tmp, sizeof(maildir_errbuf));
+	if (error_r != NULL)
+		*error_r = maildir_errbuf;
+	return -1;
+}
+
+/* path without trailing slashes ("/" stays "/"). malloc'd. */
+static char *
+path_trim(const char *path)
+{
+	size_t len = strlen(path);
+
+	while (len > 1 && path[len - 1] == '/')
+		len--;
+	return xstrndup(path, len);
+}
+
+static int
+fsync_dir(const char *dir, const char **error_r)
+{
+	int fd, saved;
+
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd == -1)
+		return maildir_fail(error_r, "open(%s) failed: %s", dir,
+		    strerror(errno));
+	if (fsync(fd) == -1 && errno != EINVAL) {
+		/* EINVAL: the file system cannot sync directories (some
+		 * FUSE/tmpfs); the entry is as durable as it can be. */
+		saved = errno;
+		close(fd);
+		return maildir_fail(error_r, "fsync(%s) failed: %s", dir,
+		    strerror(saved));
+	}
+	close(fd);
+	return 0;
+}
+
+/* mkdir one directory; existing directory is fine. */
+static int
+mkdir_one(const char *path, const char **error_r)
+{
+	struct stat st;
+
+	if (mkdir(path, 0700) == 0)
+		return 0;
+	if (errno != EEXIST)
+		return maildir_fail(error_r, "mkdir(%s) failed: %s", path,
+		    strerror(errno));
+	if (stat(path, &st) == -1)
+		return maildir_fail(error_r, "stat(%s) failed: %s", path,
+		    strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return maildir_fail(error_r, "%s exists and is not a directory",
+		    path);
+	return 0;
+}
+
+/* mkdir -p: every missing level is created with mode 0700. */
+static int
+mkdir_parents(const char *path, const char **error_r)
+{
+	char *copy = path_trim(path);
+	char *p;
+	int ret = 0;
+
+	for (p = copy + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		if (p[-1] == '/')
+			continue;	/* "a//b" */
+		*p = '\0';
+		ret = mkdir_one(copy, error_r);
+		*p = '/';
+		if (ret < 0)
+			break;
+	}
+	if (ret == 0)
+		ret = mkdir_one(copy, error_r);
+	free(copy);
+	return ret;
+}
+
+int
+maildir_make(const char *path, const char **error_r)
+{
+	static const char *const subdirs[] = { "cur", "new", "tmp" };
+	char *root, *sub;
+	size_t i;
+	int ret;
+
+	if (path == NULL || *path == '\0')
+		return maildir_fail(error_r, "empty maildir path");
+	if (mkdir_parents(path, error_r) < 0)
+		return -1;
+	root = path_trim(path);
+	ret = 0;
+	for (i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
+		sub = xasprintf("%s/%s", root, subdirs[i]);
+		ret = mkdir_one(sub, error_r);
+		free(sub);
+		if (ret < 0)
+			break;
+	}
+	free(root);
+	return ret;
+}
+
+bool
+maildir_folder_name_valid(const char *folder)
+{
+	size_t len, level;
+	const unsigned char *p;
+
+	if (folder == NULL || *folder == '\0')
+		return false;
+	len = strlen(folder);
+	/* ".<folder>" is one directory entry */
+	if (len + 1 > NAME_MAX)
+		return false;
+	if (folder[0] == '.' || folder[len - 1] == '.')
+		return false;
+	if (strstr(folder, "..") != NULL)
+		return false;
+	if (strcasecmp(folder, "INBOX") == 0)
+		return false;
+	level = 0;
+	for (p = (const unsigned char *)folder; *p != '\0'; p++) {
+		if (*p == '/' || *p < 0x20 || *p == 0x7f)
+			return false;
+		if (*p == '.') {
+			level = 0;
+			continue;
+		}
+		if (++level > MAILDIR_FOLDER_MAX)
+			return false;
+	}
+	return true;
+}
+
+char *
+maildir_folder_path(const char *maildir, const char *folder)
+{
+	char *root, *path;
+
+	if (folder != NULL && strcasecmp(folder, "INBOX") == 0)
+		return path_trim(maildir);
+	if (!maildir_folder_name_valid(folder))
+		return NULL;
+	root = path_trim(maildir);
+	path = xasprintf("%s/.%s", root, folder);
+	free(root);
+	return path;
+}
+
+int
+maildir_make_folder(const char *maildir, const char *folder,
+		    const char **error_r)
+{
+	char *path, *marker;
+	int fd, ret;
+
+	if (folder != NULL && strcasecmp(folder, "INBOX") == 0)
+		return maildir_fail(error_r, "INBOX is the maildir itself, "
+		    "not a folder");
+	if (!maildir_folder_name_valid(folder))
+		return maildir_fail(error_r, "invalid folder name \"%s\"",
+		    folder == NULL ? "" : folder);
+	if (maildir_make(maildir, error_r) < 0)
+		return -1;
+	path = maildir_folder_path(maildir, folder);
+	ret = maildir_make(path, error_r);
+	if (ret == 0) {
+		marker = xasprintf("%s/maildirfolder", path);
+		fd = open(marker, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+		    0600);
+		if (fd == -1)
+			ret = maildir_fail(error_r, "open(%s) failed: %s",
+			    marker, strerror(errno));
+		else
+			close(fd);
+		free(marker);
+	}
+	free(path);
+	return ret;
+}
+
+/* gethostname() with '/' and ':' escaped as Courier and Dovecot do,
+ * since they would break the file name, and ',' too, which would end the
+ * base name for maildir_name_parse(). */
+static void
+append_hostname(str_t *s)
+{
+	char host[HOST_NAME_MAX + 1];
+	const char *p;
+
+	if (gethostname(host, sizeof(host)) == -1 || host[0] == '\0')
+		memcpy(host, "localhost", sizeof("localhost"));
+	host[sizeof(host) - 1] = '\0';
+	for (p = host; *p != '\0'; p++) {
+		if (*p == '/')
+			str_append(s, "\\057");
+		else if (*p == ':')
+			str_append(s, "\\072");
+		else if (*p == ',')
+			str_append(s, "\\054");	/* would end the base */
+		else
+			str_append_c(s, *p);
+	}
+}
+
+char *
+maildir_unique_name(void)
+{
+	struct timeval tv;
+	uint32_t rnd;
+	unsigned int n;
+	str_t s = STR_INIT;
+
+	gettimeofday(&tv, NULL);
+	n = atomic_fetch_add(&unique_counter, 1) + 1;
+	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd)) {
+		/* no entropy yet (early boot): pid, time and counter still
+		 * make the name unique; this only mixes. */
+		rnd = (uint32_t)tv.tv_usec * 2654435761u ^
+		    (uint32_t)getpid() ^ n;
+	}
+	str_printf(&s, "%lld.M%ldP%ldQ%uR%08" PRIx32 ".",
+	    (long long)tv.tv_sec, (long)tv.tv_usec, (long)getpid(), n, rnd);
+	append_hostname(&s);
+	return str_steal(&s);
+}
+
+static void
+tmp_free(struct maildir_tmp **tmpp)
+{
+	struct maildir_tmp *tmp = *tmpp;
+
+	if (tmp->fd != -1)
+		close(tmp->fd);
+	free(tmp->maildir);
+	free(tmp->base);
+	free(tmp->tmp_path);
+	free(tmp);
+	*tmpp = NULL;
+}
+
+int
+maildir_tmp_open(const char *maildir, struct maildir_tmp **tmp_r,
+		 const char **error_r)
+{
+	struct maildir_tmp *tmp;
+	bool made = false;
+	int tries;
+
+	*tmp_r = NULL;
+	if (maildir == NULL || *maildir == '\0')
+		return maildir_fail(error_r, "empty maildir path");
+	tmp = xmalloc(sizeof(*tmp));
+	tmp->fd = -1;
+	tmp->maildir = path_trim(maildir);
+	for (tries = 0; tries < UNIQUE_RETRIES; tries++) {
+		free(tmp->base);
+		free(tmp->tmp_path);
+		tmp->base = maildir_unique_name();
+		tmp->tmp_path = xasprintf("%s/tmp/%s", tmp->maildir, tmp->base);
+		tmp->fd = open(tmp->tmp_path, O_WRONLY | O_CREAT | O_EXCL |
+		    O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (tmp->fd != -1) {
+			*tmp_r = tmp;
+			return 0;
+		}
+		if (errno == ENOENT && !made) {
+			/* first delivery to a new user */
+			made = true;
+			if (maildir_make(tmp->maildir, error_r) < 0)
+				break;
+			tries--;
+			continue;
+		}
+		if (errno != EEXIST) {
+			maildir_fail(error_r, "open(%s) failed: %s",
+			    tmp->tmp_path, strerror(errno));
+			break;
+		}
+	}
+	if (tries == UNIQUE_RETRIES)
+		maildir_fail(error_r, "cannot create a unique file in %s/tmp",
+		    tmp->maildir);
+	tmp_free(&tmp);
+	return -1;
+}
+
+int
+maildir_tmp_write(struct maildir_tmp *tmp, const void *data, size_t len,
+		  const char **error_r)
+{
+	const unsigned char *p = data;
+	size_t i, done;
+	ssize_t n;
+
+	if (tmp->failed)
+		return maildir_fail(error_r, "write to %s after an earlier "
+		    "failure", tmp->tmp_path);
+	/* vsize: every LF not preceded by CR would become CRLF */
+	for (i = 0; i < len; i++) {
+		if (p[i] == '\n' && !(i > 0 ? p[i - 1] == '\r' : tmp->last_cr))
+			tmp->vsize++;
+	}
+	if (len > 0)
+		tmp->last_cr = p[len - 1] == '\r';
+
+	for (done = 0; done < len; ) {
+		n = write(tmp->fd, p + done, len - done);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			tmp->failed = true;
+			return maildir_fail(error_r, "write(%s) failed: %s",
+			    tmp->tmp_path, strerror(errno));
+		}
+		if (n == 0) {
+			tmp->failed = true;
+			return maildir_fail(error_r, "write(%s) wrote nothing",
+			    tmp->tmp_path);
+		}
+		done += (size_t)n;
+	}
+	tmp->size += len;
+	tmp->vsize += len;
+	return 0;
+}
+
+int
+maildir_tmp_fd(const struct maildir_tmp *tmp)
+{
+	return tmp->fd;
+}
+
+uint64_t
+maildir_tmp_size(const struct maildir_tmp *tmp)
+{
+	return tmp->size;
+}
+
+uint64_t
+maildir_tmp_vsize(const struct maildir_tmp *tmp)
+{
+	return tmp->vsize;
+}
+
+void
+maildir_tmp_abort(struct maildir_tmp **tmpp)
+{
+	if (tmpp == NULL || *tmpp == NULL)
+		return;
+	if ((*tmpp)->fd != -1) {
+		close((*tmpp)->fd);
+		(*tmpp)->fd = -1;
+	}
+	if (unlink((*tmpp)->tmp_path) == -1 && errno != ENOENT)
+		log_warn("unlink(%s) failed: %s", (*tmpp)->tmp_path,
+		    strerror(errno));
+	tmp_free(tmpp);
+}
+
+/* link() not possible on this file system (or across them)? */
+static bool
+link_unsupported(int err)
+{
+	return err == EXDEV || err == EPERM || err == EMLINK ||
+	    err == ENOSYS || err == EOPNOTSUPP;
+}
+
+/*
+ * Give src a second name <maildir>/<new|cur>/<unique>,S=,W=[:2,flags]
+ * and fsync that directory. With allow_rename, a file system without
+ * hard links gets rename() instead (src then disappears; only for our
+ * own tmp files). Returns 0 ok, -1 error (nothing created), -2 link not
+ * possible here (errno in *errno_r; the caller copies).
+ */
+static int
+link_unique(const char *src, const char *maildir, uint64_t size,
+	    bool has_vsize, uint64_t vsize, const char *flags,
+	    bool allow_rename, char **path_r, int *errno_r,
+	    const char **error_r)
+{
+	char nflags[MAILDIR_FLAGS_MAX + 1];
+	char *base, *dest, *dir;
+	str_t s = STR_INIT;
+	bool made = false, renamed;
+	int tries, err;
+
+	if (flags != NULL &&
+	    maildir_flags_normalize(flags, strlen(flags), nflags) < 0)
+		return maildir_fail(error_r, "invalid maildir flags \"%s\"",
+		    flags);
+	dir = xasprintf("%s/%s", maildir, flags == NULL ? "new" : "cur");
+	for (tries = 0; tries < UNIQUE_RETRIES; tries++) {
+		base = maildir_unique_name();
+		str_truncate(&s, 0);
+		str_printf(&s, "%s/%s,S=%" PRIu64, dir, base, size);
+		if (has_vsize)
+			str_printf(&s, ",W=%" PRIu64, vsize);
+		if (flags != NULL)
+			str_printf(&s, ":2,%s", nflags);
+		free(base);
+		dest = xstrdup(str_c(&s));
+		renamed = false;
+		if (link(src, dest) == 0)
+			goto linked;
+		err = errno;
+		if (allow_rename && link_unsupported(err) && err != EXDEV) {
+			if (rename(src, dest) == 0) {
+				renamed = true;
+				goto linked;
+			}
+			err = errno;
+		}
+		if (err == ENOENT && !made) {
+			made = true;
+			free(dest);
+			if (maildir_make(maildir, error_r) < 0)
+				break;
+			tries--;
+			continue;
+		}
+		if (err != EEXIST) {
+			if (link_unsupported(err)) {
+				*errno_r = err;
+				free(dest);
+				free(dir);
+				str_free(&s);
+				return -2;
+			}
+			maildir_fail(error_r, "link(%s, %s) failed: %s", src,
+			    dest, strerror(err));
+			free(dest);
+			break;
+		}
+		free(dest);
+		continue;
+linked:
+		if (fsync_dir(dir, error_r) < 0) {
+			if (renamed) {
+				/* put it back so the caller can clean up */
+				if (rename(dest, src) == -1)
+					(void)unlink(dest);
+			} else {
+				(void)unlink(dest);
+			}
+			free(dest);
+			break;
+		}
+		if (path_r != NULL)
+			*path_r = dest;
+		else
+			free(dest);
+		free(dir);
+		str_free(&s);
+		return 0;
+	}
+	if (tries == UNIQUE_RETRIES)
+		maildir_fail(error_r, "cannot create a unique file in %s", dir);
+	free(dir);
+	str_free(&s);
+	return -1;
+}
+
+int
+maildir_tmp_commit_flags(struct maildir_tmp **tmpp, const char *flags,
+			 char **path_r, const char **error_r)
+{
+	struct maildir_tmp *tmp;
+	int ret, err, fd;
+
+	if (path_r != NULL)
+		*path_r = NULL;
+	if (tmpp == NULL || *tmpp == NULL)
+		return maildir_fail(error_r, "no maildir tmp file to commit");
+	tmp = *tmpp;
+	if (tmp->failed) {
+		maildir_fail(error_r, "not committing %s: a write failed",
+		    tmp->tmp_path);
+		maildir_tmp_abort(tmpp);
+		return -1;
+	}
+	if (fsync(tmp->fd) == -1) {
+		maildir_fail(error_r, "fsync(%s) failed: %s", tmp->tmp_path,
+		    strerror(errno));
+		maildir_tmp_abort(tmpp);
+		return -1;
+	}
+	fd = tmp->fd;
+	tmp->fd = -1;
+	if (close(fd) == -1) {
+		/* NFS reports delayed write errors here */
+		maildir_fail(error_r, "close(%s) failed: %s", tmp->tmp_path,
+		    strerror(errno));
+		maildir_tmp_abort(tmpp);
+		return -1;
+	}
+	ret = link_unique(tmp->tmp_path, tmp->maildir, tmp->size, true,
+	    tmp->vsize, flags, true, path_r, &err, error_r);
+	if (ret == -2)
+		ret = maildir_fail(error_r, "link(%s) into %s failed: %s",
+		    tmp->tmp_path, tmp->maildir, strerror(err));
+	/* after success the tmp name is just a second link (or gone if it
+	 * was renamed); after failure it is the only copy: remove it. */
+	maildir_tmp_abort(tmpp);
+	return ret < 0 ? -1 : 0;
+}
+
+int
+maildir_tmp_commit(struct maildir_tmp **tmpp, char **path_r,
+		   const char **error_r)
+{
+	return maildir_tmp_commit_flags(tmpp, NULL, path_r, error_r);
+}
+
+int
+maildir_deliver(const char *maildir, const void *data, size_t len,
+		char **path_r, const char **error_r)
+{
+	struct maildir_tmp *tmp;
+
+	if (path_r != NULL)
+		*path_r = NULL;
+	if (maildir_tmp_open(maildir, &tmp, error_r) < 0)
+		return -1;
+	if (maildir_tmp_write(tmp, data, len, error_r) < 0) {
+		maildir_tmp_abort(&tmp);
+		return -1;
+	}
+	return maildir_tmp_commit(&tmp, path_r, error_r);
+}
+
+/* Copy src into maildir through tmp/ (the EXDEV fallback). */
+static int
+copy_into(const char *src, const char *maildir, const char *flags,
+	  char **path_r, const char **error_r)
+{
+	struct maildir_tmp *tmp;
+	char buf[65536];
+	ssize_t n;
+	int fd;
+
+	fd = open(src, O_RDONLY | O_CLOEXEC);
+	if (fd == -1)
+		return maildir_fail(error_r, "open(%s) failed: %s", src,
+		    strerror(errno));
+	if (maildir_tmp_open(maildir, &tmp, error_r) < 0) {
+		close(fd);
+		return -1;
+	}
+	for (;;) {
+		n = read(fd, buf, sizeof(buf));
+		if (n == 0)
+			break;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			maildir_fail(error_r, "read(%s) failed: %s", src,
+			    strerror(errno));
+			goto fail;
+		}
+		if (maildir_tmp_write(tmp, buf, (size_t)n, error_r) < 0)
+			goto fail;
+	}
+	close(fd);
+	return maildir_tmp_commit_flags(&tmp, flags, path_r, error_r);
+fail:
+	close(fd);
+	maildir_tmp_abort(&tmp);
+	return -1;
+}
+
+int
+maildir_link_into_flags(const char *src_path, uint64_t size,
+			const char *maildir, const char *flags,
+			char **path_r, const char **error_r)
+{
+	struct maildir_name name;
+	const char *slash;
+	char *root;
+	int ret, err;
+
+	if (path_r != NULL)
+		*path_r = NULL;
+	if (maildir == NULL || *maildir == '\0')
+		return maildir_fail(error_r, "empty maildir path");
+	slash = strrchr(src_path, '/');
+	slash = slash == NULL ? src_path : slash + 1;
+	if (maildir_name_parse(slash, strlen(slash), &name) < 0)
+		name.has_vsize = false;
+	root = path_trim(maildir);
+	ret = link_unique(src_path, root, size, name.has_vsize, name.vsize,
+	    flags, false, path_r, &err, error_r);
+	if (ret == -2)
+		ret = copy_into(src_path, root, flags, path_r, error_r);
+	free(root);
+	return ret;
+}
+
+int
+maildir_link_into(const char *src_path, uint64_t size, const char *maildir,
+		  char **path_r, const char **error_r)
+{
+	return maildir_link_into_flags(src_path, size, maildir, NULL, path_r,
+	    error_r);
+}
+
+/* ---- file names ---- */
+
+static bool
+is_flag_letter(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
+int
+maildir_flags_normalize(const char *flags, size_t len,
+			char out[MAILDIR_FLAGS_MAX + 1])
+{
+	bool seen[128] = { false };
+	size_t i, n = 0;
+	unsigned char c;
+
+	for (i = 0; i < len; i++) {
+		c = (unsigned char)flags[i];
+		if (!is_flag_letter(c))
+			return -1;
+		seen[c] = true;
+	}
+	for (c = 'A'; c <= 'Z'; c++)
+		if (seen[c])
+			out[n++] = (char)c;
+	for (c = 'a'; c <= 'z'; c++)
+		if (seen[c])
+			out[n++] = (char)c;
+	out[n] = '\0';
+	return 0;
+}
+
+bool
+maildir_flags_has(const char *flags, char flag)
+{
+	return flag != '\0' && strchr(flags, flag) != NULL;
+}
+
+/* digits in [p, end): at least one, no overflow of uint64_t. */
+static int
+parse_u64(const char *p, const char *end, uint64_t *value_r)
+{
+	uint64_t v = 0;
+	unsigned int d;
+
+	if (p == end)
+		return -1;
+	for (; p < end; p++) {
+		if (*p < '0' || *p > '9')
+			return -1;
+		d = (unsigned int)(*p - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return -1;
+		v = v * 10 + d;
+	}
+	*value_r = v;
+	return 0;
+}
+
+int
+maildir_name_parse(const char *name, size_t len, struct maildir_name *out)
+{
+	const char *p, *end, *field, *fend;
+	size_t i;
+
+	memset(out, 0, sizeof(*out));
+	if (name == NULL || len == 0 || len > NAME_MAX)
+		return -1;
+	for (i = 0; i < len; i++) {
+		if (name[i] == '\0' || name[i] == '/')
+			return -1;
+	}
+	if (name[0] == '.')
+		return -1;
+	end = name + len;
+	for (p = name; p < end && *p != ',' && *p != ':'; p++)
+		;
+	if (p == name)
+		return -1;
+	out->base = name;
+	out->base_len = (size_t)(p - name);
+
+	while (p < end && *p == ',') {
+		field = p + 1;
+		for (fend = field; fend < end && *fend != ',' && *fend != ':';
+		    fend++)
+			;
+		if (fend == field)
+			return -1;
+		if (fend - field >= 2 && field[1] == '=' &&
+		    (field[0] == 'S' || field[0] == 'W')) {
+			bool *has = field[0] == 'S' ? &out->has_size :
+			    &out->has_vsize;
+			uint64_t *val = field[0] == 'S' ? &out->size :
+			    &out->vsize;
+
+			if (*has || parse_u64(field + 2, fend, val) < 0)
+				return -1;
+			*has = true;
+		}
+		p = fend;
+	}
+	out->prefix_len = (size_t)(p - name);
+	if (p == end)
+		return 0;
+	/* *p == ':' */
+	if (end - p < 3 || p[1] != '2' || p[2] != ',')
+		return -1;
+	p += 3;
+	out->has_info = true;
+	return maildir_flags_normalize(p, (size_t)(end - p), out->flags);
+}
+
+int
+maildir_name_set_flags(const char *name, const char *flags,
+		       char **new_name_r)
+{
+	char nflags[MAILDIR_FLAGS_MAX + 1];
+	struct maildir_name parsed;
+	const char *colon;
+	size_t prefix;
+
+	*new_name_r = NULL;
+	if (name == NULL || flags == NULL)
+		return -1;
+	colon = strchr(name, ':');
+	prefix = colon == NULL ? strlen(name) : (size_t)(colon - name);
+	if (maildir_name_parse(name, prefix, &parsed) < 0)
+		return -1;
+	if (maildir_flags_normalize(flags, strlen(flags), nflags) < 0)
+		return -1;
+	*new_name_r = xasprintf("%.*s:2,%s", (int)prefix, name, nflags);
+	return 0;
+}

@@ -1,0 +1,122 @@
+/*
+ * main.c: petrel [-c FILE] [-o key=value]... COMMAND [ARGS]
+ *
+ * Finds and loads the configuration (SPEC section 2 and 3), applies -o
+ * overrides in order, and dispatches to the command table.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "lib/base/alloc.h"
+#include "lib/base/log.h"
+#include "lib/config/config.h"
+#include "lib/dir/dir.h"
+
+#define CMD_NO_CONFIG 0x1	/* does not read petrel.conf */
+
+static const struct command {
+	const char *name;
+	int (*run)(struct cli *cli, int argc, char **argv);
+	int flags;
+	const char *help;
+} commands[] = {
+	{ "init", cmd_init, CMD_NO_CONFIG,
+	  "init [--dir DIR] [--domain DOMAIN]" },
+	{ "serve", cmd_serve, 0, "serve" },
+	{ "check", cmd_check, 0, "check" },
+	{ "domain", cmd_domain, 0,
+	  "domain add|del|list [DOMAIN] [--transport T] [--json]" },
+	{ "user", cmd_user, 0,
+	  "user add|del|show|list|passwd|auth ADDRESS [options]" },
+	{ "alias", cmd_alias, 0,
+	  "alias add ADDRESS TARGET[,TARGET...] | del ADDRESS | list [DOMAIN]" },
+	{ "hash", cmd_hash, CMD_NO_CONFIG,
+	  "hash [--scheme yescrypt|sha512|bcrypt]" },
+	{ "maildirmake", cmd_maildirmake, CMD_NO_CONFIG,
+	  "maildirmake PATH [--folder NAME]" },
+};
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp, "usage: petrel [-c FILE] [-o key=value]... COMMAND [ARGS]\n"
+	    "commands:\n");
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		fprintf(fp, "  petrel %s\n", commands[i].help);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct cli cli;
+	const char *conf_arg = NULL, *path;
+	const char *overrides[64];
+	size_t noverrides = 0;
+	const struct command *cmd = NULL;
+	char *err = NULL;
+	enum log_level lvl;
+	int i, r;
+
+	memset(&cli, 0, sizeof(cli));
+	cli.argv0 = argv[0];
+	log_init("petrel", false);
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "-o") == 0) {
+			if (i + 1 >= argc)
+				cli_die("option %s needs a value", argv[i]);
+			if (argv[i][1] == 'c') {
+				conf_arg = argv[++i];
+			} else {
+				if (noverrides == 64)
+					cli_die("too many -o options");
+				overrides[noverrides++] = argv[++i];
+			}
+		} else if (strncmp(argv[i], "-o", 2) == 0 && argv[i][2] != '\0') {
+			if (noverrides == 64)
+				cli_die("too many -o options");
+			overrides[noverrides++] = argv[i] + 2;
+		} else if (strcmp(argv[i], "-h") == 0 ||
+		    strcmp(argv[i], "--help") == 0) {
+			usage(stdout);
+			return 0;
+		} else if (argv[i][0] == '-') {
+			cli_die("unknown option %s (see petrel --help)", argv[i]);
+		} else {
+			break;
+		}
+	}
+	if (i >= argc) {
+		usage(stderr);
+		return 1;
+	}
+	for (size_t c = 0; c < NCOMMANDS; c++)
+		if (strcmp(commands[c].name, argv[i]) == 0)
+			cmd = &commands[c];
+	if (cmd == NULL)
+		cli_die("unknown command '%s' (see petrel --help)", argv[i]);
+
+	cli.cfg = config_new();
+	if (!(cmd->flags & CMD_NO_CONFIG)) {
+		path = config_locate(conf_arg);
+		if (path != NULL) {
+			if (config_load_file(cli.cfg, path, &err) < 0)
+				cli_die("%s", err);
+			cli.conf_path = path;
+		}
+	} else if (conf_arg != NULL) {
+		cli.conf_path = conf_arg;
+	}
+	for (size_t o = 0; o < noverrides; o++)
+		if (config_override(cli.cfg, overrides[o], &err) < 0)
+			cli_die("%s", err);
+	if (log_parse_level(config_get(cli.cfg, "log_level"), &lvl) == 0)
+		log_set_level(lvl);
+
+	r = cmd->run(&cli, argc - i - 1, argv + i + 1);
+	dir_close(&cli.dir);
+	config_free(&cli.cfg);
+	return r;
+}

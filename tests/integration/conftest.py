@@ -1,0 +1,376 @@
+"""pytest fixtures for petrel's integration tests.
+
+Run:   cd /work/main && /usr/bin/python3 -m pytest tests/integration
+Env:   PETREL_BIN        binary under test (default <repo>/build/petrel), e.g. an ASan build
+       PETREL_BUILD_DIR  build dir holding tests/unit/test_* (default <repo>/build)
+       PETREL_KEEP_MARIADB=1  keep the private MariaDB dir after the session (for debugging)
+"""
+
+import itertools
+import json
+import os
+import secrets
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import urllib.parse
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, HERE)
+
+import mariadb_ctl  # noqa: E402
+
+DOMAIN = "example.test"
+RUN_TIMEOUT = 60
+
+
+# --------------------------------------------------------------------------
+# running the binary
+
+
+def clean_env(extra=None):
+    """The environment for petrel: no PETREL_CONF unless a test sets one."""
+    env = dict(os.environ)
+    env.pop("PETREL_CONF", None)
+    env.setdefault("LC_ALL", "C.UTF-8")
+    # make ASan builds fail loudly but keep leak reports out unless asked for
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run_petrel(petrel_bin, args, input=None, cwd=None, env=None, timeout=RUN_TIMEOUT):
+    """Run petrel with exactly `args` (no -c added)."""
+    cmd = [petrel_bin] + [str(a) for a in args]
+    try:
+        return subprocess.run(cmd, input=input, cwd=cwd, env=clean_env(env),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, timeout=timeout,
+                              stdin=None if input is not None else subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail("petrel did not finish within %ss: %s\nstdout: %s\nstderr: %s"
+                    % (timeout, cmd, e.stdout, e.stderr))
+
+
+def describe(cp):
+    return ("command: %s\nexit status: %s\n--- stdout ---\n%s--- stderr ---\n%s"
+            % (" ".join(repr(a) if (" " in a or a == "") else a for a in cp.args),
+               cp.returncode, cp.stdout, cp.stderr))
+
+
+def assert_ok(cp):
+    assert cp.returncode == 0, "expected exit 0\n" + describe(cp)
+    return cp
+
+
+def assert_error(cp, *needles):
+    """Exit status 1 and exactly one non-empty line on stderr starting with
+    'petrel: ' that contains every needle (case-insensitive)."""
+    assert cp.returncode == 1, "expected exit status 1\n" + describe(cp)
+    lines = [l for l in cp.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, "expected exactly one line on stderr\n" + describe(cp)
+    assert lines[0].startswith("petrel: "), "stderr must start with 'petrel: '\n" + describe(cp)
+    for n in needles:
+        assert n.lower() in lines[0].lower(), ("stderr should mention %r\n" % n) + describe(cp)
+    return lines[0]
+
+
+def parse_conf(path):
+    """key = value lines, # comments -> dict."""
+    out = {}
+    with open(path) as f:
+        for line in f:
+            s = line.strip()
+            if not s or s.startswith("#"):
+                continue
+            if "=" not in s:
+                continue
+            k, v = s.split("=", 1)
+            out[k.strip()] = v.strip()
+    return out
+
+
+def table(stdout):
+    """Tab-separated lines -> list of lists."""
+    return [l.split("\t") for l in stdout.splitlines() if l.strip()]
+
+
+@pytest.fixture(scope="session")
+def petrel_bin():
+    path = os.environ.get("PETREL_BIN") or os.path.join(REPO, "build", "petrel")
+    path = os.path.abspath(path)
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        pytest.fail("petrel binary not found at %s (build it: meson setup build && "
+                    "meson compile -C build, or set PETREL_BIN)" % path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def build_dir():
+    return os.path.abspath(os.environ.get("PETREL_BUILD_DIR") or os.path.join(REPO, "build"))
+
+
+# --------------------------------------------------------------------------
+# the private MariaDB server
+
+
+class MariaDB:
+    """One private mariadbd for the whole session, per-test databases."""
+
+    USER = "petrel"
+
+    def __init__(self, base):
+        self.dir = base
+        self.password = "pw-" + secrets.token_hex(6)
+        self.port = None
+        self._n = itertools.count(1)
+
+    @property
+    def socket(self):
+        return mariadb_ctl.socket_path(self.dir)
+
+    def start(self):
+        self.port = mariadb_ctl.start(self.dir)
+        return self.port
+
+    def stop(self):
+        mariadb_ctl.stop(self.dir)
+
+    def ensure_running(self):
+        if not mariadb_ctl.is_running(self.dir):
+            self.start()
+
+    def is_running(self):
+        return mariadb_ctl.is_running(self.dir)
+
+    def setup_users(self):
+        pw = self.password.replace("'", "''")
+        self.root_sql([
+            "CREATE USER IF NOT EXISTS '%s'@'127.0.0.1' IDENTIFIED BY '%s'" % (self.USER, pw),
+            "CREATE USER IF NOT EXISTS '%s'@'localhost' IDENTIFIED BY '%s'" % (self.USER, pw),
+        ])
+
+    def root_sql(self, statements, database=None, check=True):
+        return mariadb_ctl.sql(self.dir, statements, database=database, check=check)
+
+    def sql(self, db, statements):
+        """Run statements as root in database db; rows of the last result (tuples of str/None)."""
+        return self.root_sql(statements, database=db)
+
+    def url(self, name, socket=False, user=None, password=None):
+        user = self.USER if user is None else user
+        password = self.password if password is None else password
+        cred = "%s:%s" % (urllib.parse.quote(user, safe=""), urllib.parse.quote(password, safe=""))
+        if socket:
+            return "mysql://%s@localhost/%s?socket=%s" % (cred, name, self.socket)
+        return "mysql://%s@127.0.0.1:%d/%s" % (cred, self.port, name)
+
+    def new_database(self, prefix="petrel_t"):
+        """A fresh empty database petrel may use; returns (name, tcp url)."""
+        self.ensure_running()
+        name = "%s%d_%s" % (prefix, next(self._n), secrets.token_hex(3))
+        self.root_sql([
+            "CREATE DATABASE `%s`" % name,
+            "GRANT ALL PRIVILEGES ON `%s`.* TO '%s'@'127.0.0.1'" % (name, self.USER),
+            "GRANT ALL PRIVILEGES ON `%s`.* TO '%s'@'localhost'" % (name, self.USER),
+        ])
+        return name, self.url(name)
+
+    def new_user(self, user, password, db):
+        """Another account (e.g. with an awkward password) granted on db."""
+        pw = password.replace("\\", "\\\\").replace("'", "''")
+        self.root_sql([
+            "CREATE USER '%s'@'127.0.0.1' IDENTIFIED BY '%s'" % (user, pw),
+            "CREATE USER '%s'@'localhost' IDENTIFIED BY '%s'" % (user, pw),
+            "GRANT ALL PRIVILEGES ON `%s`.* TO '%s'@'127.0.0.1'" % (db, user),
+            "GRANT ALL PRIVILEGES ON `%s`.* TO '%s'@'localhost'" % (db, user),
+        ])
+
+
+@pytest.fixture(scope="session")
+def mariadb():
+    try:
+        mariadb_ctl.binaries()
+    except mariadb_ctl.MariaDBError as e:
+        pytest.fail(str(e))
+    base = tempfile.mkdtemp(prefix="petrel-mdb-", dir="/tmp")  # short: unix socket path limit
+    m = MariaDB(base)
+    try:
+        mariadb_ctl.init(base)
+        m.start()
+        m.setup_users()
+    except mariadb_ctl.MariaDBError as e:
+        pytest.fail("could not start the private MariaDB: %s" % e)
+    yield m
+    try:
+        m.stop()
+    finally:
+        if not os.environ.get("PETREL_KEEP_MARIADB"):
+            shutil.rmtree(base, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------
+# a petrel instance
+
+
+class Instance:
+    def __init__(self, petrel_bin, directory, backend, mariadb=None, db=None, url=None):
+        self.bin = petrel_bin
+        self.dir = str(directory)
+        self.conf = os.path.join(self.dir, "petrel.conf")
+        self.backend = backend
+        self.mariadb = mariadb
+        self.db = db  # mariadb database name
+        self.url = url  # database setting (mysql url or sqlite:PATH)
+
+    # --- petrel
+    def run(self, *args, input=None, check=True, env=None, cwd=None, timeout=RUN_TIMEOUT):
+        cp = run_petrel(self.bin, ["-c", self.conf] + [str(a) for a in args],
+                        input=input, env=env, cwd=cwd or self.dir, timeout=timeout)
+        if check:
+            assert_ok(cp)
+        return cp
+
+    def config(self):
+        return parse_conf(self.conf)
+
+    @property
+    def mail_root(self):
+        mr = self.config().get("mail_root") or os.path.join(self.dir, "mail")
+        return os.path.join(self.dir, mr) if not os.path.isabs(mr) else mr
+
+    def sqlite_path(self):
+        db = self.config().get("database", "")
+        assert db.startswith("sqlite:"), db
+        p = db[len("sqlite:"):]
+        return p if os.path.isabs(p) else os.path.join(self.dir, p)
+
+    # --- raw SQL against the instance's database
+    def sql(self, statement, params=()):
+        """Rows as tuples of str (None for NULL), same shape for both backends."""
+        if self.backend == "sqlite":
+            con = sqlite3.connect(self.sqlite_path(), timeout=30)
+            try:
+                cur = con.execute(statement, params)
+                rows = cur.fetchall()
+                con.commit()
+            finally:
+                con.close()
+            return [tuple(None if v is None else str(v) for v in r) for r in rows]
+        assert not params, "params are only supported for sqlite"
+        return self.mariadb.sql(self.db, statement)
+
+    def quote(self, value):
+        """An SQL string literal for this backend."""
+        s = str(value).replace("'", "''")
+        if self.backend == "mariadb":
+            s = s.replace("\\", "\\\\")
+        return "'" + s + "'"
+
+    def user_row(self, address):
+        rows = self.sql("SELECT id, address, crypt, clear, name, uid, gid, home, domain, maildir, "
+                        "imapok, bool1, bool2 FROM users WHERE address = " + self.quote(address))
+        if not rows:
+            return None
+        assert len(rows) == 1, rows
+        keys = ("id", "address", "crypt", "clear", "name", "uid", "gid", "home", "domain",
+                "maildir", "imapok", "bool1", "bool2")
+        return dict(zip(keys, rows[0]))
+
+    def insert_user(self, id, address, crypt, name="", uid=1000, gid=1000, home="",
+                    domain=None, maildir=None, imapok=1, bool1=1, bool2=1, quota=None):
+        local, dom = address.rsplit("@", 1)
+        domain = dom if domain is None else domain
+        maildir = "%s/%s/" % (dom, local) if maildir is None else maildir
+        q = self.quote
+        cols = ["id", "address", "crypt", "clear", "name", "uid", "gid", "home", "domain",
+                "maildir", "imapok", "bool1", "bool2"]
+        vals = [q(id), q(address), q(crypt), "''", q(name), str(uid), str(gid), q(home),
+                q(domain), q(maildir), str(imapok), str(bool1), str(bool2)]
+        if quota is not None:
+            cols.append("quota")
+            vals.append(str(quota))
+        self.sql("INSERT INTO users (%s) VALUES (%s)" % (", ".join(cols), ", ".join(vals)))
+
+    # --- conveniences
+    def add_user(self, address, password=None, *extra):
+        args = ["user", "add", address] + list(extra)
+        if password is not None:
+            args.append("--password-stdin")
+            return self.run(*args, input=password + "\n")
+        return self.run(*args)
+
+    def auth(self, login, password, newline=True):
+        cp = self.run("user", "auth", login, input=password + ("\n" if newline else ""), check=False)
+        assert cp.returncode in (0, 1), "user auth must exit 0 or 1\n" + describe(cp)
+        return cp.returncode == 0
+
+    def json(self, *args):
+        cp = self.run(*args)
+        try:
+            return json.loads(cp.stdout)
+        except ValueError as e:
+            pytest.fail("not JSON (%s)\n%s" % (e, describe(cp)))
+
+
+def make_instance(petrel_bin, directory, backend, mariadb=None, domain=DOMAIN):
+    directory = str(directory)
+    os.makedirs(directory, exist_ok=True)
+    args = []
+    db = url = None
+    if backend == "mariadb":
+        db, url = mariadb.new_database()
+        args += ["-o", "database=" + url]
+    args += ["init", "--dir", directory]
+    if domain:
+        args += ["--domain", domain]
+    cp = run_petrel(petrel_bin, args, cwd=directory)
+    assert cp.returncode == 0, "petrel init failed\n" + describe(cp)
+    inst = Instance(petrel_bin, directory, backend, mariadb=mariadb, db=db, url=url)
+    inst.init_result = cp
+    if backend == "sqlite":
+        inst.url = inst.config().get("database")
+    return inst
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def backend(request):
+    return request.param
+
+
+@pytest.fixture
+def instance(request, petrel_bin, backend, tmp_path):
+    mdb = request.getfixturevalue("mariadb") if backend == "mariadb" else None
+    return make_instance(petrel_bin, tmp_path / "inst", backend, mariadb=mdb)
+
+
+@pytest.fixture
+def sqlite_instance(petrel_bin, tmp_path):
+    """For tests that do not depend on the directory backend."""
+    return make_instance(petrel_bin, tmp_path / "inst", "sqlite")
+
+
+@pytest.fixture
+def new_instance(request, petrel_bin, tmp_path):
+    """Factory: new_instance(backend, name, domain=...) -> another Instance."""
+    def make(backend, name, domain=DOMAIN):
+        mdb = request.getfixturevalue("mariadb") if backend == "mariadb" else None
+        return make_instance(petrel_bin, tmp_path / name, backend, mariadb=mdb, domain=domain)
+    return make
+
+
+def pycrypt():
+    """Python's crypt module (libxcrypt underneath) or None."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            import crypt
+        except ImportError:
+            return None
+    return crypt

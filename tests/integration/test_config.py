@@ -1,0 +1,145 @@
+"""Configuration: file lookup order, -o overrides, errors with line numbers."""
+
+import os
+import re
+
+import pytest
+
+from conftest import DOMAIN, assert_error, assert_ok, describe, run_petrel, table
+
+
+def domains(cp):
+    assert_ok(cp)
+    return sorted(r[0] for r in table(cp.stdout))
+
+
+@pytest.fixture
+def two(new_instance):
+    """Two SQLite instances: A hosts example.test, B hosts other.test."""
+    a = new_instance("sqlite", "a", domain=DOMAIN)
+    b = new_instance("sqlite", "b", domain="other.test")
+    return a, b
+
+
+def test_config_lookup_order(two, tmp_path):
+    a, b = two
+    bin_ = a.bin
+    # ./petrel.conf in the cwd
+    assert domains(run_petrel(bin_, ["domain", "list"], cwd=a.dir)) == [DOMAIN]
+    assert domains(run_petrel(bin_, ["domain", "list"], cwd=b.dir)) == ["other.test"]
+    # $PETREL_CONF beats ./petrel.conf
+    assert domains(run_petrel(bin_, ["domain", "list"], cwd=a.dir,
+                              env={"PETREL_CONF": b.conf})) == ["other.test"]
+    # -c beats $PETREL_CONF
+    assert domains(run_petrel(bin_, ["-c", a.conf, "domain", "list"], cwd=b.dir,
+                              env={"PETREL_CONF": b.conf})) == [DOMAIN]
+    # from an unrelated directory
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert domains(run_petrel(bin_, ["-c", b.conf, "domain", "list"], cwd=str(empty))) == ["other.test"]
+    assert domains(run_petrel(bin_, ["domain", "list"], cwd=str(empty),
+                              env={"PETREL_CONF": a.conf})) == [DOMAIN]
+
+
+def test_config_missing_file(sqlite_instance, tmp_path):
+    cp = run_petrel(sqlite_instance.bin, ["-c", str(tmp_path / "nope.conf"), "domain", "list"])
+    assert_error(cp)
+    cp = run_petrel(sqlite_instance.bin, ["domain", "list"], cwd=str(tmp_path),
+                    env={"PETREL_CONF": str(tmp_path / "nope.conf")})
+    assert_error(cp)
+
+
+def test_option_override_database(two):
+    a, b = two
+    assert domains(a.run("domain", "list", check=False)) == [DOMAIN]
+    assert domains(a.run("-o", "database=" + b.config()["database"], "domain", "list",
+                         check=False)) == ["other.test"]
+    # a write through the override goes to B, not A
+    a.run("-o", "database=" + b.config()["database"], "domain", "add", "third.test")
+    assert domains(b.run("domain", "list", check=False)) == ["other.test", "third.test"]
+    assert domains(a.run("domain", "list", check=False)) == [DOMAIN]
+
+
+def test_option_override_repeatable_last_wins(two):
+    a, b = two
+    cp = a.run("-o", "database=" + b.config()["database"], "-o", "database=" + a.config()["database"],
+               "domain", "list", check=False)
+    assert domains(cp) == [DOMAIN]
+
+
+def test_option_empty_value(instance):
+    instance.add_user("alice@" + DOMAIN, "pw", "--quota", "1000")
+    cp = instance.run("-o", "query_quota=", "user", "list", check=False)
+    assert_ok(cp)
+    assert "alice@" + DOMAIN in cp.stdout
+    assert_ok(instance.run("-o", "query_quota=", "check", check=False))
+
+
+def test_option_unknown_key(sqlite_instance):
+    assert_error(sqlite_instance.run("-o", "nosuchkey=1", "domain", "list", check=False), "nosuchkey")
+
+
+def test_option_without_equals(sqlite_instance):
+    assert_error(sqlite_instance.run("-o", "database", "domain", "list", check=False))
+
+
+def test_option_missing_value(sqlite_instance):
+    assert_error(run_petrel(sqlite_instance.bin, ["-c", sqlite_instance.conf, "-o"]))
+    assert_error(run_petrel(sqlite_instance.bin, ["-c"]))
+
+
+def _names_line(stderr, conf, n):
+    """stderr names line n (ignoring digits that are part of the file's path)."""
+    s = stderr.replace(conf, "CONF").replace(os.path.dirname(conf), "DIR")
+    return re.search(r"(?<![\d.])%d(?!\d)" % n, s) is not None
+
+
+def _write_bad(instance, tmp_path, lines_before, bad):
+    text = open(instance.conf).read()
+    conf = str(tmp_path / "bad.conf")
+    with open(conf, "w") as f:
+        f.write("".join(l + "\n" for l in lines_before))
+        f.write(bad + "\n")
+        f.write(text)
+    return conf, len(lines_before) + 1
+
+
+def test_config_unknown_key_line_number(sqlite_instance, tmp_path):
+    conf, n = _write_bad(sqlite_instance, tmp_path, ["# petrel test", ""], "bogus_key = 1")
+    assert n == 3
+    cp = run_petrel(sqlite_instance.bin, ["-c", conf, "domain", "list"])
+    line = assert_error(cp, "bogus_key")
+    assert _names_line(line, conf, 3), "message should name line 3\n" + describe(cp)
+
+
+def test_config_no_equals_line_number(sqlite_instance, tmp_path):
+    conf, n = _write_bad(sqlite_instance, tmp_path, ["# a", "# b", "", "# c", ""],
+                         "no equals sign")
+    assert n == 6
+    cp = run_petrel(sqlite_instance.bin, ["-c", conf, "domain", "list"])
+    line = assert_error(cp)
+    assert _names_line(line, conf, 6), "message should name line 6\n" + describe(cp)
+
+
+def test_config_bad_value_line_number(sqlite_instance, tmp_path):
+    conf, n = _write_bad(sqlite_instance, tmp_path, ["#", "#", "#", "#", "#", "#"],
+                         "message_size_limit = lots")
+    cp = run_petrel(sqlite_instance.bin, ["-c", conf, "domain", "list"])
+    line = assert_error(cp)
+    assert _names_line(line, conf, n), "message should name line %d\n" % n + describe(cp)
+
+
+def test_config_comments_and_blank_lines(sqlite_instance, tmp_path):
+    text = open(sqlite_instance.conf).read()
+    conf = tmp_path / "ok.conf"
+    conf.write_text("# leading comment\n\n   \n\t# indented comment\n" + text + "\n# trailing\n")
+    assert domains(run_petrel(sqlite_instance.bin, ["-c", str(conf), "domain", "list"])) == [DOMAIN]
+
+
+def test_config_duplicate_key_last_wins(two, tmp_path):
+    """Postfix main.cf semantics: a later setting overrides an earlier one."""
+    a, b = two
+    text = open(a.conf).read()
+    conf = tmp_path / "dup.conf"
+    conf.write_text(text + "\ndatabase = %s\n" % b.config()["database"])
+    assert domains(run_petrel(a.bin, ["-c", str(conf), "domain", "list"])) == ["other.test"]

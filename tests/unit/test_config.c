@@ -1,0 +1,176 @@
+/* Unit tests for lib/config/config.c. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/config/config.h"
+#include "test.h"
+
+static int
+load(struct config *cfg, const char *text, char **err)
+{
+	*err = NULL;
+	return config_load_text(cfg, "t.conf", text, strlen(text), err);
+}
+
+static void
+test_parse(void)
+{
+	struct config *cfg = config_new();
+	char *err;
+
+	test_begin("config parse, comments, whitespace, defaults");
+	test_assert(load(cfg, "# comment\n\n  hostname =  mx.example.test  \n"
+	    "message_size_limit=1000\r\nquery_quota =\n", &err) == 0);
+	test_assert_streq(config_get(cfg, "hostname"), "mx.example.test");
+	test_assert(config_get_uint(cfg, "message_size_limit") == 1000);
+	test_assert_streq(config_get(cfg, "query_quota"), "");
+	test_assert(config_is_set(cfg, "query_quota"));
+	test_assert(!config_is_set(cfg, "database"));
+	test_assert_streq(config_get(cfg, "query_domain"),
+	    "SELECT transport FROM transport WHERE domain = :domain");
+	test_assert_streq(config_get(cfg, "allow_plaintext_auth"), "loopback");
+	/* A value may contain '=' (SQL). */
+	test_assert(load(cfg, "query_alias = SELECT goto FROM v WHERE a = :address\n",
+	    &err) == 0);
+	test_assert_streq(config_get(cfg, "query_alias"),
+	    "SELECT goto FROM v WHERE a = :address");
+	config_free(&cfg);
+	test_assert(cfg == NULL);
+	test_end();
+}
+
+static void
+test_errors(void)
+{
+	struct config *cfg = config_new();
+	char *err;
+
+	test_begin("config errors name the line number");
+	test_assert(load(cfg, "hostname = a\n\nbogus_key = 1\n", &err) == -1);
+	test_assert(err != NULL && strstr(err, "t.conf:3:") != NULL &&
+	    strstr(err, "bogus_key") != NULL);
+	free(err);
+	test_assert(load(cfg, "hostname = a\nno equals sign\n", &err) == -1);
+	test_assert(err != NULL && strstr(err, "t.conf:2:") != NULL);
+	free(err);
+	test_assert(load(cfg, "message_size_limit = 12k\n", &err) == -1);
+	test_assert(err != NULL && strstr(err, ":1:") != NULL);
+	free(err);
+	test_assert(load(cfg, "message_size_limit = -1\n", &err) == -1);
+	free(err);
+	test_assert(load(cfg, "allow_plaintext_auth = maybe\n", &err) == -1);
+	free(err);
+	test_assert(load(cfg, "log_level = loud\n", &err) == -1);
+	free(err);
+	test_assert(load(cfg, " = value\n", &err) == -1);
+	free(err);
+	test_assert(load(cfg, "smtp_listen = 127.0.0.1\n", &err) == -1);
+	free(err);
+	test_assert(load(cfg, "smtp_listen = 127.0.0.1:70000\n", &err) == -1);
+	free(err);
+	{
+		char text[] = "hostname = a\0b\n";
+
+		err = NULL;
+		test_assert(config_load_text(cfg, "t.conf", text,
+		    sizeof(text) - 1, &err) == -1);
+		free(err);
+	}
+	{
+		size_t n = 10000;
+		char *big = malloc(n + 20);
+
+		memcpy(big, "hostname = ", 11);
+		memset(big + 11, 'x', n);
+		big[11 + n] = '\0';
+		test_assert(load(cfg, big, &err) == -1);
+		free(err);
+		free(big);
+	}
+	config_free(&cfg);
+	test_end();
+}
+
+static void
+test_override(void)
+{
+	struct config *cfg = config_new();
+	char *err = NULL;
+
+	test_begin("config -o overrides");
+	test_assert(config_override(cfg, "workers=4", &err) == 0);
+	test_assert(config_get_uint(cfg, "workers") == 4);
+	test_assert(config_override(cfg, "query_quota=", &err) == 0);
+	test_assert_streq(config_get(cfg, "query_quota"), "");
+	test_assert(config_override(cfg, "nosuchkey=1", &err) == -1);
+	test_assert(err != NULL && strstr(err, "nosuchkey") != NULL);
+	free(err);
+	test_assert(config_override(cfg, "noequals", &err) == -1);
+	free(err);
+	config_free(&cfg);
+	test_end();
+}
+
+static void
+test_listen(void)
+{
+	struct config_listen *l = NULL;
+	size_t n = 0;
+	char *err = NULL;
+
+	test_begin("config listener lists");
+	test_assert(config_parse_listen("127.0.0.1:25, [::1]:2525,:587", &l,
+	    &n, &err) == 0);
+	test_assert(n == 3);
+	if (n == 3) {
+		test_assert_streq(l[0].host, "127.0.0.1");
+		test_assert(l[0].port == 25);
+		test_assert_streq(l[1].host, "::1");
+		test_assert(l[1].port == 2525);
+		test_assert_streq(l[2].host, "");
+		test_assert(l[2].port == 587);
+	}
+	config_listen_free(&l, n);
+	test_assert(config_parse_listen("", &l, &n, &err) == 0 && n == 0);
+	test_assert(config_parse_listen("host:0", &l, &n, &err) == -1);
+	free(err);
+	test_assert(config_parse_listen("host:x1", &l, &n, &err) == -1);
+	free(err);
+	test_assert(config_parse_listen("::1:25", &l, &n, &err) == -1);
+	free(err);
+	test_end();
+}
+
+static void
+test_locate(void)
+{
+	char path[512];
+	FILE *fp;
+
+	test_begin("config locate: -c, $PETREL_CONF, ./petrel.conf");
+	test_assert_streq(config_locate("/x/explicit.conf"), "/x/explicit.conf");
+	setenv("PETREL_CONF", "/x/env.conf", 1);
+	test_assert_streq(config_locate(NULL), "/x/env.conf");
+	unsetenv("PETREL_CONF");
+	snprintf(path, sizeof(path), "%s", test_tmpdir());
+	test_assert(chdir(path) == 0);
+	fp = fopen("petrel.conf", "w");
+	test_assert(fp != NULL);
+	if (fp != NULL)
+		fclose(fp);
+	test_assert_streq(config_locate(NULL), "petrel.conf");
+	test_end();
+}
+
+int
+main(void)
+{
+	test_parse();
+	test_errors();
+	test_override();
+	test_listen();
+	test_locate();
+	return test_done();
+}
