@@ -58,6 +58,31 @@ service_ids(struct cli *cli, char uid[24], char gid[24])
 	snprintf(gid, 24, "%lu", (unsigned long)(gr ? gr->gr_gid : getgid()));
 }
 
+/* Run as root, the maildir must belong to the account that delivers and
+ * serves it (the row's uid/gid), as the howto's vmail user. */
+static void
+chown_maildir(struct cli *cli, const char *domain, const char *path,
+    const char *uid, const char *gid)
+{
+	uid_t u = (uid_t)strtoul(uid, NULL, 10);
+	gid_t g = (gid_t)strtoul(gid, NULL, 10);
+	static const char *const subs[] = { "", "/cur", "/new", "/tmp" };
+	char *p;
+
+	if (geteuid() != 0)
+		return;
+	p = xasprintf("%s/%s", config_get(cli->cfg, "mail_root"), domain);
+	if (chown(p, u, g) < 0)
+		cli_die("cannot chown %s: %s", p, strerror(errno));
+	free(p);
+	for (size_t i = 0; i < 4; i++) {
+		p = xasprintf("%s%s", path, subs[i]);
+		if (chown(p, u, g) < 0)
+			cli_die("cannot chown %s: %s", p, strerror(errno));
+		free(p);
+	}
+}
+
 static int
 user_add(struct cli *cli, int argc, char **argv)
 {
@@ -129,6 +154,7 @@ user_add(struct cli *cli, int argc, char **argv)
 		cli_die("cannot create maildir %s: %s", path, err);
 
 	service_ids(cli, uid, gid);
+	chown_maildir(cli, domain, path, uid, gid);
 	rows = cli_query(cli, "user add", dir_has_quota(dir) ?
 	    "INSERT INTO users (id, address, crypt, clear, name, uid, gid, "
 	    "home, domain, maildir, imapok, bool1, bool2, quota) VALUES (:id, "

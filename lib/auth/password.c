@@ -75,7 +75,11 @@ password_hash(const char *plain, enum password_scheme scheme,
 	const char *out;
 	char *result;
 
-	if (crypt_gensalt_rn(prefixes[scheme], 0, NULL, 0, salt,
+	/* libxcrypt's default costs, except bcrypt whose default (5) is
+	 * too cheap today; 10 matches common practice. */
+	unsigned long cost = scheme == PASSWORD_BCRYPT ? 10 : 0;
+
+	if (crypt_gensalt_rn(prefixes[scheme], cost, NULL, 0, salt,
 	    sizeof(salt)) == NULL) {
 		*error_r = "cannot make a salt (crypt_gensalt failed)";
 		return NULL;

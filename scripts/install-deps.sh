@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Install petrel's build dependencies (and with --test, what the test suite
+# needs) from Debian 12's packages. Idempotent and quiet when everything is
+# already present. Must run as root (or with sudo available).
+set -euo pipefail
+
+build_pkgs=(gcc meson ninja-build pkg-config libssl-dev libsqlite3-dev
+	libmariadb-dev libcrypt-dev libevent-dev)
+test_pkgs=(python3 python3-pytest mariadb-server mariadb-client sqlite3
+	openssl procps)
+
+pkgs=("${build_pkgs[@]}")
+if [ "${1:-}" = "--test" ]; then
+	pkgs+=("${test_pkgs[@]}")
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+		missing+=("$p")
+	fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+	command -v sudo >/dev/null || { echo "install-deps: run as root" >&2; exit 1; }
+	SUDO="sudo"
+fi
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+# No service may start from the package scripts (the tests run their own
+# MariaDB in a temporary directory).
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+	printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+	$SUDO chmod +x /usr/sbin/policy-rc.d
+	trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
