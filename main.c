@@ -62,6 +62,8 @@ main(int argc, char **argv)
 
 	memset(&cli, 0, sizeof(cli));
 	cli.argv0 = argv[0];
+	cli.argc = argc;
+	cli.argv = argv;
 	log_init("petrel", false);
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "-o") == 0) {

@@ -27,6 +27,8 @@ struct cli {
 	struct config *cfg;
 	const char *conf_path;	/* the file loaded, or NULL */
 	const char *argv0;
+	int argc;		/* the whole command line, for re-exec */
+	char **argv;
 	struct dir *dir;
 };
 

@@ -55,24 +55,24 @@ static const char *const schema_sqlite[] = {
 
 static const char *const schema_mysql[] = {
 	"CREATE TABLE IF NOT EXISTS transport ("
-	" domain VARCHAR(128) NOT NULL DEFAULT '',"
-	" transport VARCHAR(128) NOT NULL DEFAULT '',"
+	" domain VARCHAR(255) NOT NULL DEFAULT '',"
+	" transport VARCHAR(255) NOT NULL DEFAULT '',"
 	" UNIQUE KEY domain (domain)) DEFAULT CHARSET=utf8mb4",
 	"CREATE TABLE IF NOT EXISTS virtual ("
 	" address VARCHAR(255) NOT NULL DEFAULT '',"
 	" goto TEXT NOT NULL,"
 	" UNIQUE KEY address (address)) DEFAULT CHARSET=utf8mb4",
 	"CREATE TABLE IF NOT EXISTS users ("
-	" id VARCHAR(128) NOT NULL DEFAULT '',"
-	" address VARCHAR(128) NOT NULL DEFAULT '',"
+	" id VARCHAR(255) NOT NULL DEFAULT '',"
+	" address VARCHAR(255) NOT NULL DEFAULT '',"
 	" crypt VARCHAR(128) NOT NULL DEFAULT '',"
 	" clear VARCHAR(128) NOT NULL DEFAULT '',"
 	" name VARCHAR(128) NOT NULL DEFAULT '',"
 	" uid INT UNSIGNED NOT NULL DEFAULT 1000,"
 	" gid INT UNSIGNED NOT NULL DEFAULT 1000,"
 	" home VARCHAR(255) NOT NULL DEFAULT '',"
-	" domain VARCHAR(128) NOT NULL DEFAULT '',"
-	" maildir VARCHAR(255) NOT NULL DEFAULT '',"
+	" domain VARCHAR(255) NOT NULL DEFAULT '',"
+	" maildir VARCHAR(512) NOT NULL DEFAULT '',"
 	" imapok TINYINT UNSIGNED NOT NULL DEFAULT 1,"
 	" bool1 TINYINT UNSIGNED NOT NULL DEFAULT 1,"
 	" bool2 TINYINT UNSIGNED NOT NULL DEFAULT 1,"
@@ -157,16 +157,54 @@ write_file_atomic(const char *path, const str_t *content, mode_t mode)
 
 /* The default service account: "mail" when run as root (Debian has it),
  * else whoever runs init. */
+/* Can uid/gid reach (search) every directory on the way to path? */
+static bool
+reachable(const char *path, uid_t uid, gid_t gid)
+{
+	char *p = xstrdup(path);
+	bool ok = true;
+	size_t len = strlen(p);
+
+	for (size_t i = 1; i <= len && ok; i++) {
+		struct stat st;
+
+		if (p[i] != '/' && p[i] != '\0')
+			continue;
+		p[i] = '\0';
+		if (stat(p, &st) < 0)
+			ok = false;
+		else if (st.st_uid == uid)
+			ok = (st.st_mode & S_IXUSR) != 0;
+		else if (st.st_gid == gid)
+			ok = (st.st_mode & S_IXGRP) != 0;
+		else
+			ok = (st.st_mode & S_IXOTH) != 0;
+		if (i < len)
+			p[i] = '/';
+	}
+	free(p);
+	return ok;
+}
+
 static void
-service_account(char **user_r, char **group_r)
+service_account(const char *dir, char **user_r, char **group_r)
 {
 	struct passwd *pw;
 	struct group *gr;
 
-	if (geteuid() == 0 && getpwnam("mail") != NULL &&
-	    getgrnam("mail") != NULL) {
-		*user_r = xstrdup("mail");
-		*group_r = xstrdup("mail");
+	if (geteuid() == 0 && (pw = getpwnam("mail")) != NULL &&
+	    (gr = getgrnam("mail")) != NULL) {
+		if (reachable(dir, pw->pw_uid, gr->gr_gid)) {
+			*user_r = xstrdup("mail");
+			*group_r = xstrdup("mail");
+			return;
+		}
+		cli_warn("%s is not reachable by the account 'mail' (a parent "
+		    "directory is closed); this instance will run as root. "
+		    "Use a directory like /var/lib/petrel to run unprivileged.",
+		    dir);
+		*user_r = xstrdup("root");
+		*group_r = xstrdup("root");
 		return;
 	}
 	pw = getpwuid(geteuid());
@@ -193,7 +231,7 @@ write_config(struct cli *cli, const char *dir, const char *conf)
 
 	if (gethostname(host, sizeof(host) - 1) < 0 || host[0] == '\0')
 		snprintf(host, sizeof(host), "localhost");
-	service_account(&user, &group);
+	service_account(dir, &user, &group);
 	defs[0].value = xstrdup(host);
 	defs[1].value = xasprintf("sqlite:%s/petrel.db", dir);
 	defs[2].value = xasprintf("%s/mail", dir);
@@ -238,6 +276,20 @@ chown_to_service(struct cli *cli, const char *path)
 		cli_die("cannot chown %s: %s", path, strerror(errno));
 }
 
+/* The workers read petrel.conf after dropping privileges: root owns it,
+ * the service group may read it. */
+static void
+conf_group_readable(struct cli *cli, const char *conf)
+{
+	struct group *gr;
+
+	if (geteuid() != 0)
+		return;
+	gr = getgrnam(config_get(cli->cfg, "group"));
+	if (gr != NULL && chown(conf, 0, gr->gr_gid) < 0)
+		cli_die("cannot chown %s: %s", conf, strerror(errno));
+}
+
 int
 cmd_init(struct cli *cli, int argc, char **argv)
 {
@@ -278,6 +330,7 @@ cmd_init(struct cli *cli, int argc, char **argv)
 		printf("kept %s\n", conf);
 	} else {
 		write_config(cli, dir, conf);
+		conf_group_readable(cli, conf);
 		printf("created %s\n", conf);
 		created = true;
 	}

@@ -99,6 +99,11 @@ user_add(struct cli *cli, int argc, char **argv)
 	    "petrel user add ADDRESS [--password-stdin] [--crypt HASH] "
 	    "[--name N] [--quota BYTES]", &a);
 	split_address(a.pos[0], &local, &domain);
+	/* The local part names a directory: '/' (legal in an address)
+	 * could place one user's maildir inside another's. */
+	if (strchr(local, '/') != NULL)
+		cli_die("'%s': a user's local part may not contain '/'",
+		    a.pos[0]);
 	address = xasprintf("%s@%s", local, domain);
 	name = cli_opt(&a, "name");
 	if (name == NULL)
@@ -146,15 +151,9 @@ user_add(struct cli *cli, int argc, char **argv)
 		    "`petrel user passwd %s`", address, address);
 	}
 
-	/* The maildir first: a row without its maildir would take mail we
-	 * cannot store; a maildir without a row is harmless. */
 	maildir = xasprintf("%s/%s/", domain, local);
 	path = cli_maildir_path(cli, maildir);
-	if (maildir_make(path, &err) < 0)
-		cli_die("cannot create maildir %s: %s", path, err);
-
 	service_ids(cli, uid, gid);
-	chown_maildir(cli, domain, path, uid, gid);
 	rows = cli_query(cli, "user add", dir_has_quota(dir) ?
 	    "INSERT INTO users (id, address, crypt, clear, name, uid, gid, "
 	    "home, domain, maildir, imapok, bool1, bool2, quota) VALUES (:id, "
@@ -169,6 +168,18 @@ user_add(struct cli *cli, int argc, char **argv)
 	    "home", config_get(cli->cfg, "mail_root"), "domain", domain,
 	    "maildir", maildir, "quota", quota, NULL });
 	dir_rows_free(&rows);
+	/* The row first, then the maildir; if the maildir cannot be made,
+	 * the row goes again: all or nothing. */
+	if (maildir_make(path, &err) < 0) {
+		char *why = xstrdup(err);
+
+		rows = cli_query(cli, "user add",
+		    "DELETE FROM users WHERE address = :address",
+		    (const char *[]){ "address", address, NULL });
+		dir_rows_free(&rows);
+		cli_die("cannot create maildir %s: %s", path, why);
+	}
+	chown_maildir(cli, domain, path, uid, gid);
 	printf("added user %s (maildir %s)\n", address, path);
 	free(hash);
 	free(path);

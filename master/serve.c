@@ -1,31 +1,297 @@
 /*
- * serve.c: petrel serve — the master process.
+ * serve.c: petrel serve — the master process and its workers.
  *
- * Runs in the foreground on a libevent loop: checks that the directory
- * answers (a database that is down is logged, not fatal: the protocols
- * answer 4xx until it is back), then waits for signals. SIGTERM/SIGINT stop
- * it cleanly (exit 0); SIGHUP re-reads the configuration file and logs
- * what changed. The protocol listeners and worker processes hang off this
- * loop (docs/architecture.md).
+ * The master binds every configured listener, drops to user/group when
+ * started as root, then starts `workers` worker processes by re-executing
+ * this binary with the same command line (a fresh image for each; the
+ * listening sockets are inherited and named in PETREL_WORKER_FDS). It
+ * restarts a worker that dies (with a back-off), on SIGHUP replaces all
+ * workers gracefully (new ones read the new configuration; old ones drain),
+ * and on SIGTERM/SIGINT drains the workers and exits 0.
+ *
+ * A worker serves many sessions on one libevent loop; blocking work (SQL,
+ * fsync) runs on its job threads (lib/io/jobs.c). On SIGTERM it stops
+ * accepting, closes idle sessions with 421, lets transactions in flight
+ * finish (up to DRAIN_GRACE seconds) and exits.
+ *
+ * Trust: the master never reads from the network. Workers are unprivileged
+ * before they accept a connection.
  */
+#include <errno.h>
 #include <event2/event.h>
+#include <event2/listener.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <netdb.h>
+#include <pwd.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
 #include "lib/base/alloc.h"
+#include "lib/base/limits.h"
 #include "lib/base/log.h"
+#include "lib/base/str.h"
 #include "lib/config/config.h"
 #include "lib/dir/dir.h"
+#include "lib/io/jobs.h"
+#include "smtp/smtp.h"
+
+#define MAX_LISTENERS 64
+#define MAX_WORKERS 256
+
+/* Services the workers run, by listener key. */
+static const struct service {
+	const char *key;
+	const char *name;
+} services[] = {
+	{ "smtp_listen", "smtp" },
+};
+#define NSERVICES (sizeof(services) / sizeof(services[0]))
+
+struct listener {
+	int fd;
+	const char *service;
+	char addr[128];
+};
+
+struct worker {
+	pid_t pid;
+	time_t started;
+	bool retiring;		/* replaced after SIGHUP: do not restart */
+};
 
 struct master {
 	struct cli *cli;
 	struct event_base *base;
-	struct event *ev_term, *ev_int, *ev_hup;
-	int exit_code;
+	struct listener listeners[MAX_LISTENERS];
+	size_t nlisteners;
+	struct worker workers[MAX_WORKERS];
+	size_t nworkers;
+	bool stopping;
+	unsigned restarts;
+	struct event *ev_restart;
 };
+
+/* ---- binding ---- */
+
+static int
+bind_one(const char *host, unsigned port, char *desc, size_t desclen)
+{
+	struct addrinfo hints, *res, *ai;
+	char portstr[8];
+	int fd = -1, one = 1, r;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	snprintf(portstr, sizeof(portstr), "%u", port);
+	r = getaddrinfo(host[0] ? host : NULL, portstr, &hints, &res);
+	if (r != 0)
+		fatal("cannot resolve listener %s:%u: %s", host, port,
+		    gai_strerror(r));
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			continue;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (ai->ai_family == AF_INET6)
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one,
+			    sizeof(one));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+		    listen(fd, 1024) == 0)
+			break;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0)
+		fatal_errno("cannot listen on %s:%u", host, port);
+	snprintf(desc, desclen, "%s:%u", host, port);
+	return fd;
+}
+
+static void
+bind_all(struct master *m)
+{
+	for (size_t s = 0; s < NSERVICES; s++) {
+		struct config_listen *l = NULL;
+		size_t n = 0;
+		char *err = NULL;
+
+		if (config_parse_listen(config_get(m->cli->cfg,
+		    services[s].key), &l, &n, &err) < 0)
+			fatal("%s", err);
+		for (size_t i = 0; i < n; i++) {
+			struct listener *li;
+
+			if (m->nlisteners == MAX_LISTENERS)
+				fatal("too many listeners");
+			li = &m->listeners[m->nlisteners++];
+			li->service = services[s].name;
+			li->fd = bind_one(l[i].host, l[i].port, li->addr,
+			    sizeof(li->addr));
+			log_info("listening on %s (%s)", li->addr, li->service);
+		}
+		config_listen_free(&l, n);
+	}
+}
+
+/* ---- privileges ---- */
+
+static void
+drop_privileges(struct cli *cli)
+{
+	const char *user = config_get(cli->cfg, "user");
+	const char *group = config_get(cli->cfg, "group");
+	struct passwd *pw;
+	struct group *gr;
+
+	if (geteuid() != 0)
+		return;
+	if (user[0] == '\0')
+		fatal("started as root: set `user` (and `group`) to the "
+		    "account petrel runs as");
+	pw = getpwnam(user);
+	if (pw == NULL)
+		fatal("user %s does not exist", user);
+	gr = getgrnam(group[0] ? group : user);
+	if (gr == NULL)
+		fatal("group %s does not exist", group[0] ? group : user);
+	if (pw->pw_uid == 0) {
+		log_warn("user = %s: running as root", user);
+		return;
+	}
+	if (setgroups(1, &gr->gr_gid) < 0 || setresgid(gr->gr_gid,
+	    gr->gr_gid, gr->gr_gid) < 0 || setresuid(pw->pw_uid, pw->pw_uid,
+	    pw->pw_uid) < 0)
+		fatal_errno("cannot drop privileges to %s:%s", user,
+		    gr->gr_name);
+	if (setuid(0) == 0)
+		fatal("privileges not dropped: setuid(0) succeeded");
+	log_info("running as %s:%s", user, gr->gr_name);
+}
+
+/* ---- workers ---- */
+
+static pid_t
+spawn_worker(struct master *m, size_t slot)
+{
+	str_t fds = STR_INIT;
+	pid_t pid;
+
+	for (size_t i = 0; i < m->nlisteners; i++)
+		str_printf(&fds, "%s%s=%d", i ? "," : "",
+		    m->listeners[i].service, m->listeners[i].fd);
+	pid = fork();
+	if (pid < 0) {
+		log_error_errno("fork");
+		str_free(&fds);
+		return -1;
+	}
+	if (pid == 0) {
+		char slotstr[16];
+
+		for (size_t i = 0; i < m->nlisteners; i++) {
+			int fl = fcntl(m->listeners[i].fd, F_GETFD);
+
+			fcntl(m->listeners[i].fd, F_SETFD, fl & ~FD_CLOEXEC);
+		}
+		snprintf(slotstr, sizeof(slotstr), "%zu", slot);
+		setenv("PETREL_WORKER_FDS", str_c(&fds), 1);
+		setenv("PETREL_WORKER_SLOT", slotstr, 1);
+		setenv("PETREL_WORKERS", "1", 1);
+		{
+			char n[16];
+
+			snprintf(n, sizeof(n), "%zu", m->nworkers);
+			setenv("PETREL_WORKERS", n, 1);
+		}
+		execv("/proc/self/exe", m->cli->argv);
+		log_error_errno("exec /proc/self/exe");
+		_exit(127);
+	}
+	str_free(&fds);
+	m->workers[slot].pid = pid;
+	m->workers[slot].started = time(NULL);
+	m->workers[slot].retiring = false;
+	return pid;
+}
+
+static void
+signal_workers(struct master *m, int sig)
+{
+	for (size_t i = 0; i < m->nworkers; i++)
+		if (m->workers[i].pid > 0)
+			kill(m->workers[i].pid, sig);
+}
+
+static size_t
+live_workers(const struct master *m)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < m->nworkers; i++)
+		if (m->workers[i].pid > 0)
+			n++;
+	return n;
+}
+
+static void
+master_respawn(evutil_socket_t fd, short what, void *arg)
+{
+	struct master *m = arg;
+
+	if (m->stopping)
+		return;
+	for (size_t i = 0; i < m->nworkers; i++)
+		if (m->workers[i].pid == 0 && spawn_worker(m, i) > 0)
+			log_info("worker %zu restarted (pid %ld)", i,
+			    (long)m->workers[i].pid);
+}
+
+static void
+master_child(evutil_socket_t sig, short what, void *arg)
+{
+	struct master *m = arg;
+	int status;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (size_t i = 0; i < m->nworkers; i++) {
+			struct worker *w = &m->workers[i];
+
+			if (w->pid != pid)
+				continue;
+			if (WIFSIGNALED(status))
+				log_error("worker %zu (pid %ld) killed by "
+				    "signal %d", i, (long)pid, WTERMSIG(status));
+			else if (WEXITSTATUS(status) != 0 && !m->stopping)
+				log_error("worker %zu (pid %ld) exited with "
+				    "status %d", i, (long)pid,
+				    WEXITSTATUS(status));
+			w->pid = 0;
+			if (!m->stopping) {
+				/* Back off when workers die young. */
+				struct timeval tv = { 0, 100000 };
+
+				if (time(NULL) - w->started < 5 &&
+				    ++m->restarts > 3)
+					tv.tv_sec = 5;
+				event_add(m->ev_restart, &tv);
+			}
+		}
+	}
+	if (m->stopping && live_workers(m) == 0)
+		event_base_loopbreak(m->base);
+}
 
 static void
 master_stop(evutil_socket_t sig, short what, void *arg)
@@ -33,7 +299,10 @@ master_stop(evutil_socket_t sig, short what, void *arg)
 	struct master *m = arg;
 
 	log_info("received %s, stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-	event_base_loopbreak(m->base);
+	m->stopping = true;
+	signal_workers(m, SIGTERM);
+	if (live_workers(m) == 0)
+		event_base_loopbreak(m->base);
 }
 
 static void
@@ -42,80 +311,232 @@ master_reload(evutil_socket_t sig, short what, void *arg)
 	struct master *m = arg;
 	struct config *cfg;
 	char *err = NULL;
-	size_t changed = 0;
 
-	if (m->cli->conf_path == NULL) {
-		log_info("SIGHUP: no configuration file to reload");
-		return;
-	}
-	cfg = config_new();
-	if (config_load_file(cfg, m->cli->conf_path, &err) < 0) {
-		log_error("SIGHUP: keeping the old configuration: %s", err);
-		free(err);
-		config_free(&cfg);
-		return;
-	}
-	for (size_t i = 0; i < config_key_count(); i++) {
-		const char *k = config_key_name(i);
-
-		if (strcmp(config_get(cfg, k), config_get(m->cli->cfg, k)) != 0) {
-			log_info("SIGHUP: %s changed", k);
-			changed++;
+	if (m->cli->conf_path != NULL) {
+		cfg = config_new();
+		if (config_load_file(cfg, m->cli->conf_path, &err) < 0) {
+			log_error("SIGHUP: keeping the old configuration: %s",
+			    err);
+			free(err);
+			config_free(&cfg);
+			return;
 		}
+		config_free(&cfg);
 	}
-	config_free(&m->cli->cfg);
-	m->cli->cfg = cfg;
-	log_info("SIGHUP: configuration %s reloaded (%zu key(s) changed)",
-	    m->cli->conf_path, changed);
+	/* Replace the workers: the new ones read the file afresh, the old
+	 * ones finish their sessions. Listener changes need a restart. */
+	log_info("SIGHUP: configuration reloaded, replacing workers");
+	for (size_t i = 0; i < m->nworkers; i++) {
+		pid_t old = m->workers[i].pid;
+
+		if (old <= 0)
+			continue;
+		kill(old, SIGTERM);
+		/* The old process is reaped by master_child; its slot is
+		 * taken over now. */
+		spawn_worker(m, i);
+	}
+}
+
+static int
+run_master(struct cli *cli)
+{
+	struct master m;
+	struct event *ev_term, *ev_int, *ev_hup, *ev_chld;
+	struct dir *dir = NULL;
+	const char *err;
+	char *oerr;
+
+	memset(&m, 0, sizeof(m));
+	m.cli = cli;
+	if (dir_open(config_get(cli->cfg, "database"), 0, &dir, &oerr) < 0)
+		cli_die("%s", oerr);
+	dir_set_queries(dir, cli->cfg);
+	if (dir_connect(dir, &err) < 0)
+		log_warn("directory unavailable at start (lookups answer 4xx "
+		    "until it is back): %s", err);
+	dir_close(&dir);
+
+	bind_all(&m);
+	drop_privileges(cli);
+
+	m.base = event_base_new();
+	if (m.base == NULL)
+		fatal("cannot create the event loop");
+	ev_term = evsignal_new(m.base, SIGTERM, master_stop, &m);
+	ev_int = evsignal_new(m.base, SIGINT, master_stop, &m);
+	ev_hup = evsignal_new(m.base, SIGHUP, master_reload, &m);
+	ev_chld = evsignal_new(m.base, SIGCHLD, master_child, &m);
+	m.ev_restart = evtimer_new(m.base, master_respawn, &m);
+	if (event_add(ev_term, NULL) < 0 || event_add(ev_int, NULL) < 0 ||
+	    event_add(ev_hup, NULL) < 0 || event_add(ev_chld, NULL) < 0)
+		fatal("cannot install signal handlers");
+
+	m.nworkers = m.nlisteners > 0 ?
+	    (size_t)config_get_uint(cli->cfg, "workers") : 0;
+	if (m.nworkers > MAX_WORKERS)
+		m.nworkers = MAX_WORKERS;
+	if (m.nlisteners > 0 && m.nworkers == 0)
+		m.nworkers = 1;
+	for (size_t i = 0; i < m.nworkers; i++)
+		spawn_worker(&m, i);
+	log_info("petrel %s started (pid %ld, %zu worker(s), config %s, "
+	    "database %s)", PETREL_VERSION, (long)getpid(), m.nworkers,
+	    cli->conf_path ? cli->conf_path : "(defaults)",
+	    dir_url_redacted(config_get(cli->cfg, "database")));
+	event_base_dispatch(m.base);
+
+	/* Wait for workers that are still draining. */
+	while (live_workers(&m) > 0) {
+		int status;
+		pid_t pid = waitpid(-1, &status, 0);
+
+		if (pid < 0 && errno != EINTR)
+			break;
+		for (size_t i = 0; i < m.nworkers; i++)
+			if (m.workers[i].pid == pid)
+				m.workers[i].pid = 0;
+	}
+	for (size_t i = 0; i < m.nlisteners; i++)
+		close(m.listeners[i].fd);
+	event_free(ev_term);
+	event_free(ev_int);
+	event_free(ev_hup);
+	event_free(ev_chld);
+	event_free(m.ev_restart);
+	event_base_free(m.base);
+	log_info("stopped");
+	return 0;
+}
+
+/* ---- worker ---- */
+
+struct worker_ctx {
+	struct event_base *base;
+	struct smtp_server smtp;
+	struct jobs *jobs;
+	struct evconnlistener *lev[MAX_LISTENERS];
+	size_t nlev;
+	struct event *ev_drain;
+	time_t drain_started;
+};
+
+static void
+worker_accept(struct evconnlistener *lev, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct worker_ctx *w = arg;
+
+	evutil_make_socket_nonblocking(fd);
+	smtp_session_accept(&w->smtp, fd, sa, salen, false);
+}
+
+static void
+worker_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker_ctx *w = arg;
+	unsigned left = smtp_server_drain(&w->smtp);
+
+	if ((left == 0 && jobs_pending(w->jobs) == 0) ||
+	    (time(NULL) - w->drain_started > DRAIN_GRACE &&
+	    jobs_pending(w->jobs) == 0)) {
+		if (left > 0)
+			log_warn("drain: closing %u session(s) still open", left);
+		event_base_loopbreak(w->base);
+	}
+}
+
+static void
+worker_stop(evutil_socket_t sig, short what, void *arg)
+{
+	struct worker_ctx *w = arg;
+	struct timeval tv = { 0, 100000 };
+
+	if (w->drain_started != 0)
+		return;
+	for (size_t i = 0; i < w->nlev; i++)
+		evconnlistener_free(w->lev[i]);
+	w->nlev = 0;
+	w->drain_started = time(NULL);
+	w->ev_drain = event_new(w->base, -1, EV_PERSIST, worker_drain_tick, w);
+	event_add(w->ev_drain, &tv);
+	worker_drain_tick(-1, 0, w);
+}
+
+static int
+run_worker(struct cli *cli, const char *fdlist)
+{
+	struct worker_ctx w;
+	struct event *ev_term, *ev_int, *ev_hup;
+	char *copy = xstrdup(fdlist), *save = NULL, *item;
+	const char *nw = getenv("PETREL_WORKERS");
+
+	memset(&w, 0, sizeof(w));
+	signal(SIGPIPE, SIG_IGN);
+	if (geteuid() == 0 && getpwnam(config_get(cli->cfg, "user")) != NULL &&
+	    getpwnam(config_get(cli->cfg, "user"))->pw_uid != 0)
+		fatal("worker started as root");
+	w.base = event_base_new();
+	if (w.base == NULL)
+		fatal("cannot create the event loop");
+	w.jobs = jobs_create(w.base, (size_t)config_get_uint(cli->cfg,
+	    "worker_threads"), smtp_thread_init, smtp_thread_deinit, cli->cfg);
+	smtp_server_init(&w.smtp, w.base, w.jobs, cli->cfg,
+	    nw ? (unsigned)strtoul(nw, NULL, 10) : 1);
+	for (item = strtok_r(copy, ",", &save); item != NULL;
+	    item = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(item, '=');
+		int fd;
+
+		if (eq == NULL)
+			fatal("bad PETREL_WORKER_FDS");
+		fd = atoi(eq + 1);
+		fcntl(fd, F_SETFD, FD_CLOEXEC);
+		w.lev[w.nlev] = evconnlistener_new(w.base, worker_accept, &w,
+		    LEV_OPT_CLOSE_ON_FREE, -1, fd);
+		if (w.lev[w.nlev] == NULL)
+			fatal("cannot listen on fd %d", fd);
+		w.nlev++;
+	}
+	free(copy);
+	ev_term = evsignal_new(w.base, SIGTERM, worker_stop, &w);
+	ev_int = evsignal_new(w.base, SIGINT, worker_stop, &w);
+	/* The master replaces workers on SIGHUP; a worker ignores it. */
+	ev_hup = evsignal_new(w.base, SIGHUP, worker_stop, &w);
+	event_add(ev_term, NULL);
+	event_add(ev_int, NULL);
+	signal(SIGHUP, SIG_IGN);
+	(void)ev_hup;
+	event_base_dispatch(w.base);
+
+	for (size_t i = 0; i < w.nlev; i++)
+		evconnlistener_free(w.lev[i]);
+	jobs_destroy(&w.jobs);
+	/* Sessions still open after the grace period are cut here; nothing
+	 * they had not been told 250 for is lost. */
+	smtp_server_deinit(&w.smtp);
+	if (w.ev_drain != NULL)
+		event_free(w.ev_drain);
+	event_free(ev_term);
+	event_free(ev_int);
+	event_free(ev_hup);
+	event_base_free(w.base);
+	return 0;
 }
 
 int
 cmd_serve(struct cli *cli, int argc, char **argv)
 {
 	struct cli_args a;
-	struct master m;
-	struct dir *dir = NULL;
-	const char *err;
-	char *oerr;
+	const char *fds = getenv("PETREL_WORKER_FDS");
 	enum log_level lvl;
 
 	cli_parse(argc, argv, NULL, 0, 0, "petrel serve", &a);
-	memset(&m, 0, sizeof(m));
-	m.cli = cli;
-	log_init("petrel", true);
+	log_init(fds ? "petrel/worker" : "petrel", true);
 	if (log_parse_level(config_get(cli->cfg, "log_level"), &lvl) == 0)
 		log_set_level(lvl);
 	signal(SIGPIPE, SIG_IGN);
-
-	if (dir_open(config_get(cli->cfg, "database"), 0, &dir, &oerr) < 0)
-		cli_die("%s", oerr);
-	dir_set_queries(dir, cli->cfg);
-	if (dir_connect(dir, &err) < 0)
-		log_warn("directory unavailable at start (will retry on "
-		    "demand): %s", err);
-	dir_close(&dir);
-
-	m.base = event_base_new();
-	if (m.base == NULL)
-		fatal("cannot create the event loop");
-	m.ev_term = evsignal_new(m.base, SIGTERM, master_stop, &m);
-	m.ev_int = evsignal_new(m.base, SIGINT, master_stop, &m);
-	m.ev_hup = evsignal_new(m.base, SIGHUP, master_reload, &m);
-	if (m.ev_term == NULL || m.ev_int == NULL || m.ev_hup == NULL ||
-	    event_add(m.ev_term, NULL) < 0 || event_add(m.ev_int, NULL) < 0 ||
-	    event_add(m.ev_hup, NULL) < 0)
-		fatal("cannot install signal handlers");
-
-	log_info("petrel %s started (pid %ld, config %s, database %s)",
-	    PETREL_VERSION, (long)getpid(),
-	    cli->conf_path ? cli->conf_path : "(defaults)",
-	    dir_url_redacted(config_get(cli->cfg, "database")));
-	event_base_dispatch(m.base);
-
-	event_free(m.ev_term);
-	event_free(m.ev_int);
-	event_free(m.ev_hup);
-	event_base_free(m.base);
-	log_info("stopped");
-	return m.exit_code;
+	if (fds != NULL)
+		return run_worker(cli, fds);
+	return run_master(cli);
 }

@@ -33,4 +33,26 @@
  * MAILDIRSIZE_MAX, so one this large is garbage and gets recalculated. */
 #define MAILDIRSIZE_READ_MAX (1024 * 1024)
 
+
+/* A message body is kept in memory up to this size, then spilled to a
+ * temporary file (1 MiB: most mail is far smaller). */
+#define SPOOL_MEM_MAX (1024 * 1024)
+
+/* SMTP (RFC 5321 4.5.3.1.4-6, 4.5.3.2): a command line is at most 512
+ * octets; we allow extensions' parameters up to 1000 (the text line
+ * limit). More recipients than 1000 get 452 4.5.3 (Postfix uses 1000
+ * too), and a session with more than 20 errors is closed with 421. */
+#define SMTP_LINE_MAX 1000
+#define SMTP_RCPT_MAX 1000
+#define SMTP_ERRORS_MAX 20
+/* Read this much of a DATA line before treating it as a partial line
+ * (lines may be longer than 1000 octets; we must not buffer without
+ * bound waiting for LF). */
+#define SMTP_DATA_CHUNK (64 * 1024)
+/* Seconds: RFC 5321 4.5.3.2 asks for 5 minutes per command and 10 for
+ * the DATA terminator; one timeout for both is simpler and within. */
+#define SMTP_TIMEOUT 300
+/* Seconds a draining worker waits for sessions in a transaction. */
+#define DRAIN_GRACE 20
+
 #endif

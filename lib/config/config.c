@@ -49,6 +49,9 @@ static const struct key_def keys[] = {
 	{ "user", KT_STRING, "", NULL, 0 },
 	{ "group", KT_STRING, "", NULL, 0 },
 	{ "workers", KT_UINT, "2", NULL, 256 },
+	{ "worker_threads", KT_UINT, "4", NULL, 256 },
+	{ "smtp_max_connections", KT_UINT, "2000", NULL, 1000000 },
+	{ "smtp_max_connections_per_ip", KT_UINT, "100", NULL, 1000000 },
 	{ "log_level", KT_LEVEL, "info", NULL, 0 },
 	{ "allow_plaintext_auth", KT_ENUM, "loopback", "loopback|yes|no", 0 },
 	{ "auth_cache_ttl", KT_UINT, "300", NULL, 86400 * 365 },
@@ -236,59 +239,91 @@ key_syntax_ok(const char *key)
 	return true;
 }
 
+/* One logical line "key = value" that started on line lineno. */
+static int
+config_line(struct config *cfg, const char *name, unsigned lineno,
+    char *line, char **error_r)
+{
+	char where[300], *eq, *key, *value;
+
+	snprintf(where, sizeof(where), "%s:%u: ", name, lineno);
+	key = str_trim(line);
+	eq = strchr(key, '=');
+	if (eq == NULL) {
+		*error_r = xasprintf("%sexpected 'key = value', got '%s'",
+		    where, key);
+		return -1;
+	}
+	*eq = '\0';
+	value = str_trim(eq + 1);
+	key = str_trim(key);
+	if (!key_syntax_ok(key)) {
+		*error_r = xasprintf("%sbad key name '%s'", where, key);
+		return -1;
+	}
+	return set_value(cfg, where, key, value, error_r);
+}
+
+/* Like Postfix main.cf: '#' starts a comment line, and a line that starts
+ * with white space continues the previous one. */
 int
 config_load_text(struct config *cfg, const char *name, const char *text,
     size_t len, char **error_r)
 {
+	str_t logical = STR_INIT;
+	unsigned lineno = 0, start = 0;
 	size_t pos = 0;
-	unsigned lineno = 0;
+	int r = 0;
 
-	while (pos < len) {
+	while (pos < len && r == 0) {
 		const char *nl = memchr(text + pos, '\n', len - pos);
 		size_t linelen = nl ? (size_t)(nl - (text + pos)) : len - pos;
-		char where[300], *line, *eq, *key, *value;
-		int r;
+		char *line, *t;
 
 		lineno++;
-		snprintf(where, sizeof(where), "%s:%u: ", name, lineno);
 		if (linelen > CONFIG_LINE_MAX) {
-			*error_r = xasprintf("%sline too long (more than %d bytes)",
-			    where, CONFIG_LINE_MAX);
-			return -1;
+			*error_r = xasprintf("%s:%u: line too long (more than "
+			    "%d bytes)", name, lineno, CONFIG_LINE_MAX);
+			r = -1;
+			break;
 		}
 		if (memchr(text + pos, '\0', linelen) != NULL) {
-			*error_r = xasprintf("%sNUL byte in line", where);
-			return -1;
+			*error_r = xasprintf("%s:%u: NUL byte in line", name,
+			    lineno);
+			r = -1;
+			break;
 		}
-		line = xstrndup(text + pos, linelen);
+		line = xstrndup(text + pos, (size_t)linelen);
 		pos += linelen + (nl ? 1 : 0);
-
-		key = str_trim(line);
-		if (*key == '\0' || *key == '#') {
+		t = str_trim(line);
+		if (*t == '\0' || *t == '#') {
 			free(line);
 			continue;
 		}
-		eq = strchr(key, '=');
-		if (eq == NULL) {
-			*error_r = xasprintf("%sexpected 'key = value', got '%s'",
-			    where, key);
+		if ((line[0] == ' ' || line[0] == '\t') && logical.len > 0) {
+			if (logical.len + strlen(t) > CONFIG_LINE_MAX) {
+				*error_r = xasprintf("%s:%u: line too long",
+				    name, lineno);
+				r = -1;
+			} else {
+				str_append_c(&logical, ' ');
+				str_append(&logical, t);
+			}
 			free(line);
-			return -1;
+			continue;
 		}
-		*eq = '\0';
-		value = str_trim(eq + 1);
-		key = str_trim(key);
-		if (!key_syntax_ok(key)) {
-			*error_r = xasprintf("%sbad key name '%s'", where, key);
-			free(line);
-			return -1;
-		}
-		r = set_value(cfg, where, key, value, error_r);
+		if (logical.len > 0)
+			r = config_line(cfg, name, start, logical.data,
+			    error_r);
+		str_truncate(&logical, 0);
+		str_append(&logical, t);
+		start = lineno;
 		free(line);
-		if (r < 0)
-			return -1;
 	}
-	return 0;
+	if (r == 0 && logical.len > 0)
+		r = config_line(cfg, name, start, logical.data, error_r);
+	str_free(&logical);
+	return r;
 }
 
 int

@@ -170,6 +170,10 @@ class MariaDB:
             return "mysql://%s@localhost/%s?socket=%s" % (cred, name, self.socket)
         return "mysql://%s@127.0.0.1:%d/%s" % (cred, self.port, name)
 
+    def socket_url(self, name, **kw):
+        """mysql://petrel:PASS@localhost/NAME?socket=PATH"""
+        return self.url(name, socket=True, **kw)
+
     def new_database(self, prefix="petrel_t"):
         """A fresh empty database petrel may use; returns (name, tcp url)."""
         self.ensure_running()

@@ -175,17 +175,30 @@ def ping(d, timeout=2):
 
 
 def is_running(d):
+    _reap()
     return _alive(read_pid(d)) and ping(d)
 
 
-def start(d, port=None, timeout=START_TIMEOUT):
+_children = []  # servers started by this process without detaching (reaped here)
+
+
+def _reap():
+    for p in list(_children):
+        if p.poll() is not None:
+            _children.remove(p)
+
+
+def start(d, port=None, timeout=START_TIMEOUT, detach=False):
     """Start the server in DIR (initialising it if needed); return the TCP port.
 
     The port is taken from the argument, else DIR/port, else a free one, and
     written to DIR/port.  Waits (bounded) until the server answers on its socket.
-    mariadbd is started through `setsid -f` so that it is never a child of the
-    caller (no zombie, no inherited pipes) and survives the caller's exit.
+    The server never inherits the caller's stdio (its output goes to err.log).
+    With detach=True (the command-line tool) it is started through `setsid -f`
+    so that it outlives the caller; otherwise it is a child of the caller in
+    its own session, and the caller reaps it when it exits.
     """
+    _reap()
     mariadbd, _, _ = binaries()
     p = paths(d)
     if not os.path.isdir(os.path.join(p["data"], "mysql")):
@@ -229,7 +242,7 @@ def start(d, port=None, timeout=START_TIMEOUT):
            "--character-set-server=utf8mb4",
            "--collation-server=utf8mb4_general_ci",
            ]
-    setsid = shutil.which("setsid")
+    setsid = shutil.which("setsid") if detach else None
     launch = ([setsid, "-f"] if setsid else []) + cmd
     with open(os.devnull, "rb") as devnull_in, open(p["log"], "ab") as log:
         proc = subprocess.Popen(launch, stdin=devnull_in, stdout=log, stderr=log,
@@ -239,6 +252,8 @@ def start(d, port=None, timeout=START_TIMEOUT):
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
+    else:
+        _children.append(proc)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if ping(d, timeout=1):
@@ -255,6 +270,7 @@ def start(d, port=None, timeout=START_TIMEOUT):
 
 def stop(d, timeout=STOP_TIMEOUT):
     """SIGTERM the server of DIR and wait (bounded) until it has exited."""
+    _reap()
     p = paths(d)
     pid = read_pid(d)
     if pid is None or not _alive(pid):
@@ -360,7 +376,7 @@ def main(argv):
             init(d)
         elif cmd == "start":
             port = int(argv[3]) if len(argv) > 3 else None
-            print(start(d, port))
+            print(start(d, port, detach=True))
         elif cmd == "stop":
             stop(d)
         elif cmd == "status":

@@ -398,7 +398,7 @@ def test_alias_add_list_del(instance):
 
 def test_alias_several_targets_and_merge(instance):
     src = "team@" + DOMAIN
-    instance.run("alias", "add", src, "a@x.test,b@y.test")
+    instance.run("alias", "add", src, "a@x.test, b@y.test")
     goto = instance.sql("SELECT goto FROM virtual WHERE address = '%s'" % src)
     assert goto == [("a@x.test,b@y.test",)], goto
     js = instance.json("alias", "list", "--json")
@@ -536,3 +536,160 @@ def test_sqlite_database_without_schema(sqlite_instance, tmp_path):
     cp = run_petrel(sqlite_instance.bin, ["-c", sqlite_instance.conf, "-o",
                                           "database=sqlite:%s" % empty, "domain", "list"])
     assert_error(cp)
+
+
+# ---------------------------------------------------------------- more edge cases
+
+
+def test_domain_case_insensitive(instance):
+    instance.run("domain", "add", "Other.Test")
+    rows = table(instance.run("domain", "list").stdout)
+    assert ["other.test", "virtual:"] in rows, "domains are stored lower-case: %r" % rows
+    assert_error(instance.run("domain", "add", "OTHER.test", check=False))
+    instance.add_user("Bob@OTHER.TEST", "pw")
+    assert instance.user_row("Bob@other.test") is not None or instance.user_row("bob@other.test") is not None
+    assert instance.auth("Bob@other.test", "pw")
+
+
+@pytest.mark.parametrize("name", ["bad domain", "-x.test", "x-.test", "a..b", "", "%", ".test",
+                                  "test.", "a" * 64 + ".test", "x@y.test", "x/y.test"])
+def test_domain_add_invalid(instance, name):
+    n = instance.sql("SELECT COUNT(*) FROM transport")
+    assert_error(instance.run("domain", "add", name, check=False))
+    assert instance.sql("SELECT COUNT(*) FROM transport") == n
+
+
+def test_user_passwd_empty_password_refused(instance):
+    instance.add_user(ALICE, "old")
+    crypt = instance.user_row(ALICE)["crypt"]
+    assert_error(instance.run("user", "passwd", ALICE, input="", check=False))
+    assert_error(instance.run("user", "passwd", ALICE, input="\n", check=False))
+    assert instance.user_row(ALICE)["crypt"] == crypt
+    assert instance.auth(ALICE, "old")
+
+
+def test_user_add_empty_password_stdin_refused(instance):
+    before = snapshot(instance.mail_root)
+    assert_error(instance.run("user", "add", ALICE, "--password-stdin", input="\n", check=False))
+    assert instance.user_row(ALICE) is None
+    assert snapshot(instance.mail_root) == before
+
+
+def test_user_name_unicode_and_json_escapes(instance):
+    name = 'J\u00fcrgen \u00d8st "quoted" back\\slash \U0001F426'
+    instance.run("user", "add", ALICE, "--password-stdin", "--name", name, input="pw\n")
+    assert instance.user_row(ALICE)["name"] == name, "stored name (raw SQL) differs"
+    assert user_fields(instance.run("user", "show", ALICE).stdout.rstrip("\n"))["name"] == name
+    assert instance.json("user", "show", ALICE, "--json")["name"] == name
+    assert_error(instance.run("user", "add", "bob@" + DOMAIN, "--name", "two\nlines", check=False))
+    assert instance.user_row("bob@" + DOMAIN) is None
+
+
+def test_user_long_address_all_or_nothing(instance):
+    """A valid 64-character local part in a long hosted domain: either the
+    user is added completely, or the command fails and leaves no row and no
+    maildir behind."""
+    dom = ("d" * 60 + "." + "e" * 60 + ".test")
+    local = "l" * 64
+    addr = local + "@" + dom
+    assert len(addr) <= 254
+    instance.run("domain", "add", dom)
+    before = snapshot(instance.mail_root)
+    cp = instance.run("user", "add", addr, "--password-stdin", input="pw\n", check=False)
+    md = os.path.join(instance.mail_root, dom, local)
+    if cp.returncode == 0:
+        assert instance.user_row(addr) is not None
+        assert maildir_ok(md)
+        assert instance.auth(addr, "pw")
+    else:
+        assert_error(cp)
+        assert instance.user_row(addr) is None
+        assert snapshot(instance.mail_root) == before, \
+            "failed user add left %s behind\n%s" % (sorted(snapshot(instance.mail_root) - before)[:2],
+                                                     describe(cp))
+
+
+def test_user_local_part_too_long(instance):
+    assert_error(instance.run("user", "add", "l" * 65 + "@" + DOMAIN, "--password-stdin",
+                              input="pw\n", check=False))
+    assert instance.sql("SELECT COUNT(*) FROM users") == [("0",)]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="ownership is only set when run as root")
+def test_user_maildir_owned_by_row_uid(instance):
+    instance.add_user(ALICE, "pw")
+    row = instance.user_row(ALICE)
+    for sub in ("", "cur", "new", "tmp"):
+        st = os.stat(os.path.join(instance.mail_root, DOMAIN, "alice", sub))
+        assert (st.st_uid, st.st_gid) == (int(row["uid"]), int(row["gid"])), (sub, st, row)
+    st = os.stat(os.path.join(instance.mail_root, DOMAIN))
+    assert (st.st_uid, st.st_gid) == (int(row["uid"]), int(row["gid"]))
+
+
+def test_maildirmake_folder_needs_no_database(petrel_bin, tmp_path):
+    conf = tmp_path / "p.conf"
+    conf.write_text("database = sqlite:%s/nodir/x.db\n" % tmp_path)
+    md = tmp_path / "Maildir"
+    assert_ok(run_petrel(petrel_bin, ["-c", str(conf), "maildirmake", str(md)], cwd=str(tmp_path)))
+    assert_ok(run_petrel(petrel_bin, ["-c", str(conf), "maildirmake", str(md), "--folder", "Trash"],
+                         cwd=str(tmp_path)))
+    assert maildir_ok(str(md / ".Trash"))
+
+
+def test_unknown_options_and_extra_arguments(instance):
+    assert_error(instance.run("user", "add", ALICE, "--bogus", check=False))
+    assert_error(instance.run("domain", "list", "a", "b", check=False))
+    assert_error(instance.run("user", "show", ALICE, "extra", check=False))
+    assert_error(instance.run("hash", "--scheme", check=False, input="x\n"))
+    assert_error(instance.run("hash", check=False, input=""))
+    assert instance.user_row(ALICE) is None
+
+
+def test_empty_lists(instance):
+    instance.run("domain", "del", DOMAIN)
+    assert instance.run("domain", "list").stdout == ""
+    assert instance.json("domain", "list", "--json") == []
+    assert instance.run("user", "list").stdout == ""
+    assert instance.json("user", "list", "--json") == []
+    assert instance.run("alias", "list").stdout == ""
+    assert instance.json("alias", "list", "--json") == []
+
+
+@pytest.mark.parametrize("local", ["alice/new", "alice/.Sent", "/", "alice/cur/x"],
+                         ids=["inside-new", "folder", "domain-dir", "deep"])
+def test_user_maildir_cannot_overlap_another(instance, local):
+    """'/' is atext, so "alice/new@example.test" is a syntactically valid address.
+    petrel derives the maildir path from the local part: such a user must be
+    refused (or get a path of its own) -- never a maildir inside another
+    user's maildir (alice's new/ or a .Folder of hers) or the domain directory."""
+    instance.add_user(ALICE, "pw")
+    alice_md = os.path.realpath(os.path.join(instance.mail_root, DOMAIN, "alice"))
+    before = snapshot(alice_md)
+    addr = local + "@" + DOMAIN
+    cp = instance.run("user", "add", addr, "--password-stdin", input="pw\n", check=False)
+    if cp.returncode != 0:
+        assert_error(cp)
+        assert instance.sql("SELECT COUNT(*) FROM users") == [("1",)]
+    else:
+        row = instance.user_row(addr) or instance.user_row(addr.lower())
+        assert row is not None, describe(cp)
+        md = os.path.realpath(os.path.join(instance.mail_root, row["maildir"]))
+        dom = os.path.realpath(os.path.join(instance.mail_root, DOMAIN))
+        assert md != dom, "maildir of %s is the domain directory" % addr
+        assert not (md + "/").startswith(alice_md + "/"), \
+            "maildir of %s (%s) is inside alice's maildir" % (addr, row["maildir"])
+    assert snapshot(alice_md) == before, "alice's maildir was changed: %s" % \
+        sorted(snapshot(alice_md) ^ before)
+
+
+def test_json_escapes_control_characters(instance):
+    """Names put in by SQL may hold any character; --json must stay valid JSON."""
+    name = "ctl\x01\x1f tab\t nl\n end \"q\" \\ \u00e9"
+    instance.insert_user(ALICE, ALICE, DES_HASH, name=name)
+    js = instance.json("user", "show", ALICE, "--json")
+    assert js["name"] == name
+    jl = instance.json("user", "list", "--json")
+    assert [u["name"] for u in jl] == [name]
+    instance.sql("INSERT INTO virtual (address, goto) VALUES ('x@%s', 'a\x01b@x.test,\"c\"@y.test')" % DOMAIN)
+    ja = instance.json("alias", "list", "--json")
+    assert {"address": "x@" + DOMAIN, "goto": ["a\x01b@x.test", "\"c\"@y.test"]} in ja, ja

@@ -143,3 +143,55 @@ def test_config_duplicate_key_last_wins(two, tmp_path):
     conf = tmp_path / "dup.conf"
     conf.write_text(text + "\ndatabase = %s\n" % b.config()["database"])
     assert domains(run_petrel(a.bin, ["-c", str(conf), "domain", "list"])) == ["other.test"]
+
+
+def test_config_spacing_variants(two, tmp_path):
+    """`key=value`, `key =value`, tabs and trailing blanks are all the same setting.
+    (Leading white space is not: as in Postfix main.cf it continues the previous line.)"""
+    a, b = two
+    text = "".join(l + "\n" for l in open(a.conf).read().splitlines() if not l.startswith("database"))
+    for line in ("database=%s", "database =%s", "database\t=\t%s", "database = %s   ", "database = %s\t"):
+        conf = tmp_path / "sp.conf"
+        conf.write_text(text + (line % b.config()["database"]) + "\n")
+        assert domains(run_petrel(a.bin, ["-c", str(conf), "domain", "list"])) == ["other.test"], line
+
+
+def test_config_continuation_line(sqlite_instance, tmp_path):
+    """Postfix main.cf: a line that starts with whitespace continues the previous one."""
+    inst = sqlite_instance
+    text = "".join(l + "\n" for l in open(inst.conf).read().splitlines() if not l.startswith("query_domain"))
+    conf = tmp_path / "cont.conf"
+    conf.write_text(text + "query_domain = SELECT transport\n    FROM transport\n    WHERE domain = :domain\n")
+    cp = run_petrel(inst.bin, ["-c", str(conf), "check"])
+    assert_ok(cp)
+    inst.add_user("alice@" + DOMAIN, "pw")
+    cp = run_petrel(inst.bin, ["-c", str(conf), "user", "add", "bob@" + DOMAIN, "--password-stdin"],
+                    input="pw\n")
+    assert_ok(cp)
+
+
+def test_init_relative_dir(petrel_bin, tmp_path):
+    """init --dir with a relative path writes absolute paths, so -c works from anywhere."""
+    assert_ok(run_petrel(petrel_bin, ["init", "--dir", "rel/inst", "--domain", DOMAIN], cwd=str(tmp_path)))
+    conf = tmp_path / "rel" / "inst" / "petrel.conf"
+    assert conf.is_file()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert domains(run_petrel(petrel_bin, ["-c", str(conf), "domain", "list"], cwd=str(elsewhere))) == [DOMAIN]
+    assert_ok(run_petrel(petrel_bin, ["-c", str(conf), "user", "add", "alice@" + DOMAIN,
+                                      "--password-stdin"], input="pw\n", cwd=str(elsewhere)))
+    assert (tmp_path / "rel" / "inst" / "mail" / DOMAIN / "alice" / "new").is_dir()
+    assert_ok(run_petrel(petrel_bin, ["-c", str(conf), "check"], cwd=str(elsewhere)))
+
+
+def test_option_before_c_still_overrides(two):
+    a, b = two
+    cp = run_petrel(a.bin, ["-o", "database=" + b.config()["database"], "-c", a.conf, "domain", "list"])
+    assert domains(cp) == ["other.test"]
+
+
+def test_config_crlf_line_endings(two, tmp_path):
+    a, b = two
+    conf = tmp_path / "crlf.conf"
+    conf.write_bytes(open(b.conf, "rb").read().replace(b"\n", b"\r\n"))
+    assert domains(run_petrel(a.bin, ["-c", str(conf), "domain", "list"])) == ["other.test"]

@@ -412,3 +412,105 @@ def test_mariadb_restart(mdb_instance, mariadb):
         mariadb.start()
     assert table(mdb_instance.run("domain", "list").stdout) == [[DOMAIN, "virtual:"]]
     assert mdb_instance.auth(ALICE, "pw")
+
+
+def test_check_query_too_few_columns(instance):
+    cp = instance.run("-o", "query_user=SELECT id, address FROM users WHERE address = :address",
+                      "check", check=False)
+    assert cp.returncode == 1, describe(cp)
+    assert "query_user" in cp.stderr, describe(cp)
+
+
+def test_check_reports_unreachable_database(instance):
+    cp = instance.run("-o", "database=mysql://x:y@127.0.0.1:1/nodb", "check", check=False)
+    assert cp.returncode == 1, describe(cp)
+    assert cp.stderr.startswith("petrel: "), describe(cp)
+
+
+# ---------------------------------------------------------------- queries by configuration
+
+
+def test_custom_login_query(instance):
+    """Another schema plugged in by configuration; result columns by position."""
+    instance.sql("CREATE TABLE accounts (login VARCHAR(100) NOT NULL, pw VARCHAR(200) NOT NULL, "
+                 "active INTEGER NOT NULL)")
+    instance.sql("INSERT INTO accounts (login, pw, active) VALUES ('kasper', '%s', 1)" % DES_HASH)
+    instance.sql("INSERT INTO accounts (login, pw, active) VALUES ('off', '%s', 0)" % DES_HASH)
+    q = ("query_login=SELECT login, login, pw, 'K', 1000, 1000, '/', 'x/' FROM accounts "
+         "WHERE login = :login AND active = 1")
+    def auth(login, pw):
+        cp = instance.run("-o", q, "user", "auth", login, input=pw + "\n", check=False)
+        assert cp.returncode in (0, 1), describe(cp)
+        return cp.returncode == 0
+    assert auth("kasper", "lrepsak")
+    assert not auth("kasper", "wrong")
+    assert not auth("off", "lrepsak")
+    assert not auth("' OR active = 0 OR login = '", "lrepsak")
+
+
+def test_check_accepts_local_and_domain_parameters(instance):
+    cp = instance.run("-o", "query_user=SELECT id, address, crypt, name, uid, gid, home, maildir "
+                      "FROM users WHERE id = :local AND domain = :domain", "check", check=False)
+    assert_ok(cp)
+
+
+def test_login_case_insensitive(instance):
+    instance.add_user(ALICE, "pw")
+    cp = instance.run("user", "auth", "ALICE@EXAMPLE.TEST", input="pw\n", check=False)
+    assert cp.returncode == 0, describe(cp)
+    f = user_fields(instance.run("user", "show", "Alice@Example.Test").stdout.rstrip("\n"))
+    assert f["address"] == ALICE
+
+
+def test_many_users_list(instance):
+    n = 300
+    values = ", ".join("('u%03d@%s', 'u%03d@%s', '', '', 'User %d', 1000, 1000, '', '%s', '%s/u%03d/', 1, 1, 1)"
+                       % (i, DOMAIN, i, DOMAIN, i, DOMAIN, DOMAIN, i) for i in range(n))
+    instance.sql("INSERT INTO users (id, address, crypt, clear, name, uid, gid, home, domain, maildir, "
+                 "imapok, bool1, bool2) VALUES " + values)
+    lines = [l for l in instance.run("user", "list").stdout.splitlines() if l]
+    assert len(lines) == n
+    js = instance.json("user", "list", DOMAIN, "--json")
+    assert len(js) == n and {u["address"] for u in js} == {"u%03d@%s" % (i, DOMAIN) for i in range(n)}
+
+
+def test_parallel_user_add(instance):
+    """Concurrent admin commands must not fail on a busy database."""
+    n = 8
+    procs = []
+    for i in range(n):
+        args = [instance.bin, "-c", instance.conf, "user", "add", "p%d@%s" % (i, DOMAIN), "--password-stdin"]
+        p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, cwd=instance.dir)
+        procs.append(p)
+    results = []
+    for p in procs:
+        out, err = p.communicate("pw\n", timeout=60)
+        results.append((p.returncode, err))
+    assert all(rc == 0 for rc, _ in results), results
+    assert instance.sql("SELECT COUNT(*) FROM users") == [(str(n),)]
+
+
+def test_sqlite_missing_file_not_created(sqlite_instance, tmp_path):
+    path = tmp_path / "missing.db"
+    cp = sqlite_instance.run("-o", "database=sqlite:%s" % path, "domain", "list", check=False)
+    assert_error(cp)
+    assert not path.exists(), "a command other than init must not create an empty database"
+
+
+def test_howto_schema_then_init_adds_quota(howto, petrel_bin, mariadb, tmp_path):
+    """`petrel init` on an existing howto database keeps the data and adds the quota column."""
+    d = tmp_path / "reinit"
+    cp = run_petrel(petrel_bin, ["-o", "database=" + howto.url, "init", "--dir", str(d)], cwd=str(tmp_path))
+    assert_ok(cp)
+    cols = [r[0] for r in howto.sql("SHOW COLUMNS FROM users")]
+    assert "quota" in cols, cols
+    assert howto.sql("SELECT address, crypt FROM users") == [("kasperl@example.com", DES_HASH)]
+    assert howto.sql("SELECT COUNT(*) FROM virtual") == [("2",)]
+    conf = str(d / "petrel.conf")
+    assert_ok(run_petrel(petrel_bin, ["-c", conf, "check"], cwd=str(d)))
+    r = run_petrel(petrel_bin, ["-c", conf, "user", "auth", "kasperl@example.com"], input="lrepsak\n")
+    assert r.returncode == 0, describe(r)
+    assert_ok(run_petrel(petrel_bin, ["-c", conf, "user", "add", "q@example.com", "--password-stdin",
+                                      "--quota", "12345"], input="pw\n"))
+    assert howto.sql("SELECT quota FROM users WHERE address = 'q@example.com'") == [("12345",)]

@@ -1,0 +1,108 @@
+/*
+ * spool.c: message bodies during reception (see spool.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/base/limits.h"
+#include "lib/queue/spool.h"
+
+static char spool_err[256];
+
+static int
+write_all(int fd, const char *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t w = write(fd, p, len);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -1;
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+void
+spool_init(struct spool *s, const char *tmpdir)
+{
+	memset(s, 0, sizeof(*s));
+	s->fd = -1;
+	s->tmpdir = tmpdir;
+}
+
+int
+spool_append(struct spool *s, const void *data, size_t len,
+    const char **error_r)
+{
+	if (s->fd < 0 && s->mem.len + len <= SPOOL_MEM_MAX) {
+		str_append_n(&s->mem, data, len);
+		s->size += len;
+		return 0;
+	}
+	if (s->fd < 0) {
+		s->fd = open(s->tmpdir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		if (s->fd < 0 || write_all(s->fd, s->mem.data, s->mem.len) < 0) {
+			snprintf(spool_err, sizeof(spool_err),
+			    "cannot spool to %s: %s", s->tmpdir,
+			    strerror(errno));
+			*error_r = spool_err;
+			return -1;
+		}
+		str_free(&s->mem);
+	}
+	if (write_all(s->fd, data, len) < 0) {
+		snprintf(spool_err, sizeof(spool_err), "spool write: %s",
+		    strerror(errno));
+		*error_r = spool_err;
+		return -1;
+	}
+	s->size += len;
+	return 0;
+}
+
+int
+spool_copy_to(struct spool *s, int fd, const char **error_r)
+{
+	char buf[65536];
+	off_t off = 0;
+
+	if (s->fd < 0) {
+		if (write_all(fd, s->mem.data ? s->mem.data : "", s->mem.len) < 0)
+			goto fail;
+		return 0;
+	}
+	for (;;) {
+		ssize_t n = pread(s->fd, buf, sizeof(buf), off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			goto fail;
+		if (n == 0)
+			return 0;
+		if (write_all(fd, buf, (size_t)n) < 0)
+			goto fail;
+		off += n;
+	}
+fail:
+	snprintf(spool_err, sizeof(spool_err), "copy: %s", strerror(errno));
+	*error_r = spool_err;
+	return -1;
+}
+
+void
+spool_reset(struct spool *s)
+{
+	const char *tmpdir = s->tmpdir;
+
+	str_free(&s->mem);
+	if (s->fd >= 0)
+		close(s->fd);
+	spool_init(s, tmpdir);
+}

@@ -1,0 +1,335 @@
+/*
+ * route.c: from an RCPT address to delivery destinations.
+ *
+ * Order of lookups for an address in a hosted domain (Postfix virtual(5),
+ * with the catch-all moved after users so it never shadows a mailbox):
+ *   1. virtual alias for the exact address (an alias wins over a user);
+ *   2. the users table (query_user);
+ *   3. with a recipient delimiter, 1 and 2 for user@domain without +tag;
+ *   4. the catch-all alias @domain;
+ *   5. a relay transport (smtp:) for the domain; else unknown user.
+ * Alias targets are resolved recursively. A target equal to its source
+ * ("a@x -> a@x, b@x", the Postfix idiom to keep a copy) delivers to the
+ * mailbox; any other repetition on the expansion path is a loop (5.4.6).
+ * A bare target without '@' means that local part in the source's domain.
+ *
+ * Trust: the address is untrusted, already syntax-checked by the caller;
+ * directory values (goto lists, maildir paths) are checked here too: a
+ * maildir that climbs out of mail_root is refused.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/base/addr.h"
+#include "lib/base/alloc.h"
+#include "lib/base/limits.h"
+#include "lib/base/log.h"
+#include "lib/base/str.h"
+#include "lib/dir/dir.h"
+#include "lib/route/route.h"
+
+struct ctx {
+	struct dir *dir;
+	const struct route_config *rc;
+	bool may_relay;
+	struct route_result *res;
+	const char *chain[ALIAS_DEPTH_MAX + 1];
+	size_t depth;
+	size_t expansions;
+	bool failed;		/* res->status already set to a failure */
+};
+
+const char *
+route_status_name(enum route_status s)
+{
+	static const char *const names[] = {
+		"ok", "unknown user", "relay denied", "rejected", "alias loop",
+		"directory unavailable", "configuration error",
+	};
+	return (size_t)s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
+}
+
+void
+route_result_clear(struct route_result *res)
+{
+	for (size_t i = 0; i < res->ndests; i++) {
+		free(res->dests[i].address);
+		free(res->dests[i].maildir);
+		free(res->dests[i].transport);
+	}
+	free(res->dests);
+	free(res->text);
+	memset(res, 0, sizeof(*res));
+}
+
+char *
+route_maildir_path(const char *mail_root, const char *maildir)
+{
+	const char *p;
+
+	if (maildir == NULL || maildir[0] == '\0')
+		return NULL;
+	/* No ".." path component anywhere. */
+	for (p = maildir; *p != '\0'; p++) {
+		if ((p == maildir || p[-1] == '/') && p[0] == '.' &&
+		    p[1] == '.' && (p[2] == '/' || p[2] == '\0'))
+			return NULL;
+	}
+	if (maildir[0] == '/')
+		return xstrdup(maildir);
+	return xasprintf("%s/%s", mail_root, maildir);
+}
+
+static void
+fail(struct ctx *c, enum route_status status, const char *text)
+{
+	/* The first hard failure wins, but a temporary one overrides all:
+	 * the client retries and gets the full answer later. */
+	if (c->failed && status != ROUTE_TEMPFAIL)
+		return;
+	c->res->status = status;
+	free(c->res->text);
+	c->res->text = text ? xstrdup(text) : NULL;
+	c->failed = true;
+}
+
+static void
+add_dest(struct ctx *c, enum route_kind kind, const char *address,
+    const char *maildir, uint64_t quota, const char *transport)
+{
+	struct route_result *r = c->res;
+	struct route_dest *d;
+
+	for (size_t i = 0; i < r->ndests; i++) {
+		d = &r->dests[i];
+		if (d->kind != kind)
+			continue;
+		if (kind == ROUTE_MAILDIR && strcmp(d->maildir, maildir) == 0)
+			return;
+		if (kind == ROUTE_REMOTE && strcmp(d->address, address) == 0)
+			return;
+	}
+	r->dests = xrealloc(r->dests, (r->ndests + 1) * sizeof(*r->dests));
+	d = &r->dests[r->ndests++];
+	memset(d, 0, sizeof(*d));
+	d->kind = kind;
+	d->address = xstrdup(address);
+	d->maildir = maildir ? xstrdup(maildir) : NULL;
+	d->quota = quota;
+	d->transport = xstrdup(transport ? transport : "");
+}
+
+static bool
+dir_failed(struct ctx *c, int r, const char *what, const char *err)
+{
+	if (r == DIR_TEMPFAIL) {
+		fail(c, ROUTE_TEMPFAIL, err);
+		return true;
+	}
+	if (r == DIR_FAIL) {
+		log_error("%s failed: %s", what, err);
+		fail(c, ROUTE_CONFIG, what);
+		return true;
+	}
+	return false;
+}
+
+/* 1 = delivered to a user, 0 = no such user, -1 = failed. */
+static int
+try_user(struct ctx *c, const char *lookup, const char *address)
+{
+	struct dir_user u;
+	const char *err;
+	char *path;
+	uint64_t quota = 0;
+	int r;
+
+	r = dir_lookup_user(c->dir, lookup, &u, &err);
+	if (dir_failed(c, r, "query_user", err))
+		return -1;
+	if (r == DIR_NOTFOUND)
+		return 0;
+	path = route_maildir_path(c->rc->mail_root, u.maildir);
+	if (path == NULL) {
+		log_error("user %s has an unusable maildir '%s'", lookup,
+		    u.maildir);
+		dir_user_clear(&u);
+		fail(c, ROUTE_CONFIG, "unusable maildir");
+		return -1;
+	}
+	r = dir_lookup_quota(c->dir, lookup, &quota, &err);
+	dir_user_clear(&u);
+	if (dir_failed(c, r, "query_quota", err)) {
+		free(path);
+		return -1;
+	}
+	add_dest(c, ROUTE_MAILDIR, address, path, quota, NULL);
+	free(path);
+	return 1;
+}
+
+static void resolve(struct ctx *c, const char *address);
+
+/* Expand a goto list found for `source` (its domain for bare names). */
+static void
+expand(struct ctx *c, const char *source, const char *domain,
+    const char *list, const char *self_lookup)
+{
+	char *copy = xstrdup(list), *save = NULL, *t;
+
+	for (t = strtok_r(copy, ",", &save); t != NULL && !c->failed;
+	    t = strtok_r(NULL, ",", &save)) {
+		char *target = str_trim(t), *full;
+
+		if (*target == '\0')
+			continue;
+		if (++c->expansions > ALIAS_TARGETS_MAX) {
+			fail(c, ROUTE_LOOP, "too many alias expansions");
+			break;
+		}
+		full = strchr(target, '@') ? xstrdup(target) :
+		    xasprintf("%s@%s", target, domain);
+		str_lower(full);
+		if (strcmp(full, source) == 0) {
+			/* "a -> a, b": keep a copy in a's own mailbox. */
+			if (try_user(c, self_lookup, source) == 0)
+				fail(c, ROUTE_UNKNOWN, source);
+		} else {
+			resolve(c, full);
+		}
+		free(full);
+	}
+	free(copy);
+}
+
+/* 1 = an alias for key was found and expanded, 0 = none, -1 = failed. */
+static int
+try_alias(struct ctx *c, const char *key, const char *address,
+    const char *domain)
+{
+	char *list = NULL;
+	const char *err;
+	int r;
+
+	r = dir_lookup_alias(c->dir, key, &list, &err);
+	if (dir_failed(c, r, "query_alias", err))
+		return -1;
+	if (r == DIR_NOTFOUND)
+		return 0;
+	expand(c, address, domain, list, key);
+	free(list);
+	return 1;
+}
+
+static void
+resolve(struct ctx *c, const char *address)
+{
+	char *local = NULL, *domain = NULL, *transport = NULL, *base = NULL;
+	char *catchall = NULL;
+	const char *err;
+	size_t i;
+	int r;
+
+	if (c->failed)
+		return;
+	for (i = 0; i < c->depth; i++) {
+		if (strcmp(c->chain[i], address) == 0) {
+			fail(c, ROUTE_LOOP, address);
+			return;
+		}
+	}
+	if (c->depth >= ALIAS_DEPTH_MAX) {
+		fail(c, ROUTE_LOOP, address);
+		return;
+	}
+	if (addr_split(address, &local, &domain) < 0) {
+		/* A malformed alias target in the directory. */
+		log_warn("alias target <%s> is not a valid address", address);
+		fail(c, ROUTE_UNKNOWN, address);
+		return;
+	}
+	c->chain[c->depth++] = address;
+
+	r = dir_lookup_domain(c->dir, domain, &transport, &err);
+	if (dir_failed(c, r, "query_domain", err))
+		goto out;
+	if (r == DIR_NOTFOUND) {
+		/* A foreign domain: only an authenticated client may send
+		 * there directly; an alias of ours may always forward. */
+		if (c->depth == 1 && !c->may_relay)
+			fail(c, ROUTE_RELAY_DENIED, domain);
+		else
+			add_dest(c, ROUTE_REMOTE, address, NULL, 0, "");
+		goto out;
+	}
+	if (strncmp(transport, "error:", 6) == 0) {
+		fail(c, ROUTE_ERROR, transport[6] ? transport + 6 :
+		    "address rejected");
+		goto out;
+	}
+	/* 1. exact alias, 2. user */
+	if ((r = try_alias(c, address, address, domain)) != 0)
+		goto out;
+	if ((r = try_user(c, address, address)) != 0)
+		goto out;
+	/* 3. without the +tag */
+	if (c->rc->delimiter[0] != '\0') {
+		char *cut = strpbrk(local, c->rc->delimiter);
+
+		if (cut != NULL && cut != local) {
+			base = xasprintf("%.*s@%s", (int)(cut - local), local,
+			    domain);
+			if ((r = try_alias(c, base, base, domain)) != 0)
+				goto out;
+			if ((r = try_user(c, base, address)) != 0)
+				goto out;
+		}
+	}
+	/* 4. catch-all */
+	catchall = xasprintf("@%s", domain);
+	if ((r = try_alias(c, catchall, address, domain)) != 0)
+		goto out;
+	/* 5. relay domain */
+	if (strncmp(transport, "smtp:", 5) == 0 ||
+	    strncmp(transport, "relay:", 6) == 0) {
+		add_dest(c, ROUTE_REMOTE, address, NULL, 0, transport);
+		goto out;
+	}
+	fail(c, ROUTE_UNKNOWN, address);
+out:
+	c->depth--;
+	free(local);
+	free(domain);
+	free(transport);
+	free(base);
+	free(catchall);
+}
+
+void
+route_resolve(struct dir *dir, const struct route_config *rc,
+    const char *address, bool may_relay, struct route_result *res)
+{
+	struct ctx c;
+	char *lower = xstrdup(address);
+
+	memset(res, 0, sizeof(*res));
+	memset(&c, 0, sizeof(c));
+	c.dir = dir;
+	c.rc = rc;
+	c.may_relay = may_relay;
+	c.res = res;
+	str_lower(lower);
+	resolve(&c, lower);
+	free(lower);
+	if (!c.failed && res->ndests == 0)
+		fail(&c, ROUTE_UNKNOWN, address);
+	if (c.failed) {
+		char *text = res->text;
+		enum route_status st = res->status;
+
+		res->text = NULL;
+		route_result_clear(res);
+		res->status = st;
+		res->text = text;
+	}
+}

@@ -1,0 +1,58 @@
+#ifndef PETREL_ROUTE_H
+#define PETREL_ROUTE_H
+/*
+ * Recipient resolution (SPEC section 1, Postfix virtual(5)/transport(5)
+ * semantics): transport map, virtual aliases (recursive, 1->N, loop
+ * detection, catch-all), recipient delimiter, users. Runs synchronously
+ * on a directory handle: call it from a job thread, not the event loop.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct dir;
+
+enum route_status {
+	ROUTE_OK,		/* dests filled */
+	ROUTE_UNKNOWN,		/* 550 5.1.1 unknown user of a hosted domain */
+	ROUTE_RELAY_DENIED,	/* 554 5.7.1 foreign domain, not authenticated */
+	ROUTE_ERROR,		/* 550 5.1.1 error:text transport (text) */
+	ROUTE_LOOP,		/* 554 5.4.6 alias loop */
+	ROUTE_TEMPFAIL,		/* 451 4.3.0 directory unavailable */
+	ROUTE_CONFIG,		/* 451 4.3.5 broken query or transport */
+};
+
+enum route_kind { ROUTE_MAILDIR, ROUTE_REMOTE };
+
+struct route_dest {
+	enum route_kind kind;
+	char *address;		/* the final address (Delivered-To / RCPT) */
+	char *maildir;		/* ROUTE_MAILDIR: full path */
+	uint64_t quota;		/* ROUTE_MAILDIR: bytes, 0 = none */
+	char *transport;	/* ROUTE_REMOTE: "" (MX) or "smtp:[h]:p" */
+};
+
+struct route_result {
+	enum route_status status;
+	char *text;		/* detail for the reply/log (may be NULL) */
+	struct route_dest *dests;
+	size_t ndests;
+};
+
+struct route_config {
+	const char *mail_root;
+	const char *delimiter;	/* recipient_delimiter ("" = none) */
+};
+
+/* Resolve one RCPT address. may_relay: the client is authenticated (or
+ * otherwise trusted) and foreign domains are accepted as remote. */
+void route_resolve(struct dir *dir, const struct route_config *rc,
+    const char *address, bool may_relay, struct route_result *res);
+void route_result_clear(struct route_result *res);
+const char *route_status_name(enum route_status status);
+
+/* Resolve a maildir column value under mail_root, refusing any path
+ * that climbs out ("..") or is empty. NULL if refused. */
+char *route_maildir_path(const char *mail_root, const char *maildir);
+
+#endif

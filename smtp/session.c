@@ -1,0 +1,1214 @@
+/*
+ * session.c: one SMTP session (RFC 5321, with RFC 1870 SIZE, RFC 2920
+ * PIPELINING, RFC 6152 8BITMIME, RFC 2034 ENHANCEDSTATUSCODES, RFC 6531
+ * SMTPUTF8, RFC 3030 CHUNKING).
+ *
+ * Trust: every byte from the client is hostile. Command lines are bounded
+ * (SMTP_LINE_MAX), as are recipients, errors, message size and time.
+ * Only <CRLF>.<CRLF> ends DATA: a dot line after a bare LF or a bare CR is
+ * message content (no SMTP smuggling). Commands are handled strictly in
+ * order; a command that needs the directory or the disk parks the session
+ * (no further input is read) until its job is done, so pipelined clients
+ * get their replies in order.
+ *
+ * Messages are stored with LF line endings (the Maildir convention);
+ * "250 after DATA" is sent only when every copy is fsync'd (file and
+ * directory).
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/base/addr.h"
+#include "lib/base/alloc.h"
+#include "lib/base/limits.h"
+#include "lib/base/log.h"
+#include "lib/base/str.h"
+#include "lib/config/config.h"
+#include "lib/dir/dir.h"
+#include "lib/io/jobs.h"
+#include "lib/maildir/maildir.h"
+#include "lib/maildir/quota.h"
+#include "lib/queue/queue.h"
+#include "lib/queue/spool.h"
+#include "smtp/smtp.h"
+
+enum smtp_state {
+	ST_CMD,		/* reading commands */
+	ST_DATA,	/* reading DATA lines */
+	ST_BDAT,	/* reading a BDAT chunk */
+	ST_QUIT,	/* reply flushed, then close */
+};
+
+struct smtp_rcpt {
+	char *address;		/* as given (lower-cased) */
+	struct route_result route;
+};
+
+struct smtp_session {
+	struct smtp_server *srv;
+	struct bufferevent *bev;
+	struct smtp_session *next, *prev;
+	char ip[64];
+	char peer[80];		/* "[ip]:port" for logs */
+	unsigned long sid;
+	enum smtp_state state;
+	bool busy;		/* a job is running for this session */
+	bool dead;		/* connection gone; free when the job ends */
+	bool skip_line;		/* discarding the rest of an overlong line */
+	bool esmtp;
+	char *helo;
+	unsigned errors;
+
+	/* transaction */
+	bool have_mail;
+	char *sender;
+	uint64_t size_hint;
+	bool smtputf8;
+	struct smtp_rcpt *rcpts;
+	size_t nrcpts;
+	char qid[17];
+
+	/* message reception */
+	struct spool body;
+	bool too_big;
+	bool data_bol;		/* at the beginning of a line */
+	bool prev_crlf;		/* the previous line ended in CRLF */
+	bool pending_cr;	/* BDAT: a CR at the end of the last chunk */
+	uint64_t bdat_left;
+	bool bdat_last;
+	bool bdat_failed;	/* a BDAT transaction already failed */
+
+	/* job in flight */
+	struct job job;
+	char *job_addr;
+	struct route_result job_route;
+	int job_status;
+	char *job_error;
+	size_t job_delivered;
+};
+
+static unsigned long next_sid;
+
+static void session_process(struct smtp_session *s);
+static void session_free(struct smtp_session *s);
+
+__attribute__((format(printf, 2, 3)))
+static void
+reply(struct smtp_session *s, const char *fmt, ...)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	va_list ap;
+
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(out, fmt, ap);
+	va_end(ap);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+/* A reply that counts as an error; too many and the session ends. */
+__attribute__((format(printf, 2, 3)))
+static void
+reply_error(struct smtp_session *s, const char *fmt, ...)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	va_list ap;
+
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(out, fmt, ap);
+	va_end(ap);
+	evbuffer_add(out, "\r\n", 2);
+	if (++s->errors >= SMTP_ERRORS_MAX) {
+		reply(s, "421 4.7.0 %s Error: too many errors",
+		    s->srv->hostname);
+		log_info("%lu: too many errors from %s", s->sid, s->peer);
+		s->state = ST_QUIT;
+	}
+}
+
+static void
+transaction_reset(struct smtp_session *s)
+{
+	s->have_mail = false;
+	xfree(&s->sender);
+	for (size_t i = 0; i < s->nrcpts; i++) {
+		free(s->rcpts[i].address);
+		route_result_clear(&s->rcpts[i].route);
+	}
+	xfree(&s->rcpts);
+	s->nrcpts = 0;
+	s->size_hint = 0;
+	s->smtputf8 = false;
+	s->too_big = false;
+	s->bdat_failed = false;
+	s->pending_cr = false;
+	s->qid[0] = '\0';
+	spool_reset(&s->body);
+}
+
+/* ---- parsing helpers ---- */
+
+/* Parse "<path>" after "FROM:" / "TO:" (spaces allowed before '<', as
+ * many clients send them). Source routes "<@a,@b:u@d>" are stripped
+ * (RFC 5321 4.1.2 says to ignore them). Returns the address (malloc'd,
+ * possibly empty) and sets *rest to the parameters; NULL if malformed. */
+static char *
+parse_path(const char *arg, const char **rest)
+{
+	const char *p = arg, *end;
+
+	while (*p == ' ')
+		p++;
+	if (*p != '<')
+		return NULL;
+	p++;
+	end = strchr(p, '>');
+	if (end == NULL)
+		return NULL;
+	if (*p == '@') {
+		const char *colon = memchr(p, ':', (size_t)(end - p));
+
+		if (colon == NULL)
+			return NULL;
+		p = colon + 1;
+	}
+	*rest = end + 1;
+	return xstrndup(p, (size_t)(end - p));
+}
+
+/* An ESMTP parameter list "KEY[=VALUE] ..."; calls fn per parameter.
+ * Returns a reply (static) on error or NULL. */
+static const char *
+mail_params(struct smtp_session *s, const char *rest)
+{
+	char *copy = xstrdup(rest), *save = NULL, *tok;
+	const char *err = NULL;
+
+	for (tok = strtok_r(copy, " ", &save); tok != NULL && err == NULL;
+	    tok = strtok_r(NULL, " ", &save)) {
+		char *eq = strchr(tok, '=');
+		const char *val = eq ? eq + 1 : NULL;
+
+		if (eq != NULL)
+			*eq = '\0';
+		if (strcasecmp(tok, "SIZE") == 0) {
+			char *e;
+
+			if (val == NULL || !isdigit((unsigned char)*val)) {
+				err = "501 5.5.4 Bad SIZE parameter";
+				break;
+			}
+			errno = 0;
+			s->size_hint = strtoull(val, &e, 10);
+			if (*e != '\0' || errno != 0)
+				err = "501 5.5.4 Bad SIZE parameter";
+			else if (s->size_hint > s->srv->size_limit)
+				err = "552 5.3.4 Message size exceeds fixed limit";
+		} else if (strcasecmp(tok, "BODY") == 0) {
+			if (val == NULL || (strcasecmp(val, "7BIT") != 0 &&
+			    strcasecmp(val, "8BITMIME") != 0 &&
+			    strcasecmp(val, "BINARYMIME") != 0))
+				err = "501 5.5.4 Bad BODY parameter";
+		} else if (strcasecmp(tok, "SMTPUTF8") == 0 && val == NULL) {
+			s->smtputf8 = true;
+		} else if (strcasecmp(tok, "AUTH") == 0 ||
+		    strcasecmp(tok, "RET") == 0 || strcasecmp(tok, "ENVID") == 0) {
+			/* Accepted and ignored (RFC 4954 5, RFC 3461). */
+		} else {
+			err = "555 5.5.4 Unsupported option";
+		}
+	}
+	free(copy);
+	return err;
+}
+
+/* ---- jobs ---- */
+
+struct smtp_thread {
+	struct dir *dir;
+};
+
+void *
+smtp_thread_init(void *arg)
+{
+	const struct config *cfg = arg;
+	struct smtp_thread *t = xmalloc(sizeof(*t));
+	char *err = NULL;
+
+	if (dir_open(config_get(cfg, "database"), 0, &t->dir, &err) < 0) {
+		/* The URL was validated at start; cannot happen. */
+		fatal("%s", err);
+	}
+	dir_set_queries(t->dir, cfg);
+	return t;
+}
+
+void
+smtp_thread_deinit(void *state)
+{
+	struct smtp_thread *t = state;
+
+	if (t == NULL)
+		return;
+	dir_close(&t->dir);
+	free(t);
+}
+
+static void
+rcpt_run(struct job *job, void *state)
+{
+	struct smtp_session *s = (struct smtp_session *)((char *)job -
+	    offsetof(struct smtp_session, job));
+	struct smtp_thread *t = state;
+	const char *err;
+
+	route_resolve(t->dir, &s->srv->rc, s->job_addr, false, &s->job_route);
+	if (s->job_route.status != ROUTE_OK)
+		return;
+	/* Quota (452 4.2.2) at RCPT time, with the SIZE= hint. */
+	for (size_t i = 0; i < s->job_route.ndests; i++) {
+		struct route_dest *d = &s->job_route.dests[i];
+		int r;
+
+		if (d->kind != ROUTE_MAILDIR || d->quota == 0)
+			continue;
+		r = maildir_quota_check(d->maildir, d->quota,
+		    s->size_hint ? s->size_hint : 1, &err);
+		if (r < 0)
+			log_warn("quota check %s: %s", d->maildir, err);
+		if (r == 0) {
+			s->job_status = 452;
+			return;
+		}
+	}
+}
+
+static void
+rcpt_done(struct job *job)
+{
+	struct smtp_session *s = (struct smtp_session *)((char *)job -
+	    offsetof(struct smtp_session, job));
+	struct route_result *r = &s->job_route;
+
+	s->busy = false;
+	if (s->dead) {
+		route_result_clear(r);
+		xfree(&s->job_addr);
+		session_free(s);
+		return;
+	}
+	if (r->status == ROUTE_OK && s->job_status == 452) {
+		reply_error(s, "452 4.2.2 <%s>: Recipient address rejected: "
+		    "Mailbox full", s->job_addr);
+		route_result_clear(r);
+	} else if (r->status == ROUTE_OK) {
+		s->rcpts = xrealloc(s->rcpts, (s->nrcpts + 1) *
+		    sizeof(*s->rcpts));
+		s->rcpts[s->nrcpts].address = s->job_addr;
+		s->rcpts[s->nrcpts].route = *r;
+		memset(r, 0, sizeof(*r));
+		s->job_addr = NULL;
+		s->nrcpts++;
+		reply(s, "250 2.1.5 Ok");
+	} else {
+		switch (r->status) {
+		case ROUTE_UNKNOWN:
+			reply_error(s, "550 5.1.1 <%s>: Recipient address "
+			    "rejected: User unknown in virtual mailbox table",
+			    s->job_addr);
+			break;
+		case ROUTE_RELAY_DENIED:
+			reply_error(s, "554 5.7.1 <%s>: Relay access denied",
+			    s->job_addr);
+			break;
+		case ROUTE_ERROR:
+			reply_error(s, "550 5.1.1 <%s>: Recipient address "
+			    "rejected: %s", s->job_addr, r->text ? r->text :
+			    "rejected");
+			break;
+		case ROUTE_LOOP:
+			reply_error(s, "554 5.4.6 <%s>: Recipient address "
+			    "rejected: alias loop", s->job_addr);
+			break;
+		case ROUTE_TEMPFAIL:
+			reply(s, "451 4.3.0 <%s>: Temporary lookup failure",
+			    s->job_addr);
+			break;
+		default:
+			reply(s, "451 4.3.5 <%s>: Server configuration error",
+			    s->job_addr);
+			break;
+		}
+		if (r->status != ROUTE_OK)
+			log_info("%lu: reject: RCPT from %s: <%s>: %s",
+			    s->sid, s->peer, s->job_addr,
+			    route_status_name(r->status));
+		route_result_clear(r);
+	}
+	xfree(&s->job_addr);
+	session_process(s);
+}
+
+static void
+received_header(struct smtp_session *s, str_t *h, const char *for_addr)
+{
+	char date[64];
+	time_t now = time(NULL);
+	struct tm tm;
+
+	localtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
+	str_printf(h, "Received: from %s ([%s])\n\tby %s (petrel) with %s "
+	    "id %s", s->helo ? s->helo : "unknown", s->ip, s->srv->hostname,
+	    s->smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP", s->qid);
+	if (for_addr != NULL)
+		str_printf(h, "\n\tfor <%s>", for_addr);
+	str_printf(h, "; %s\n", date);
+}
+
+static int
+deliver_maildir(struct smtp_session *s, const struct route_dest *d,
+    const char *received, const char **err_r)
+{
+	struct maildir_tmp *tmp = NULL;
+	str_t head = STR_INIT;
+	int r = -1;
+
+	str_printf(&head, "Return-Path: <%s>\nDelivered-To: %s\n%s",
+	    s->sender, d->address, received);
+	if (maildir_tmp_open(d->maildir, &tmp, err_r) < 0)
+		goto out;
+	if (maildir_tmp_write(tmp, head.data, head.len, err_r) < 0 ||
+	    spool_copy_to(&s->body, maildir_tmp_fd(tmp), err_r) < 0) {
+		maildir_tmp_abort(&tmp);
+		goto out;
+	}
+	if (maildir_tmp_commit(&tmp, NULL, err_r) < 0)
+		goto out;
+	if (d->quota > 0)
+		(void)maildir_quota_add(d->maildir,
+		    (int64_t)(head.len + s->body.size), 1, err_r);
+	r = 0;
+out:
+	str_free(&head);
+	return r;
+}
+
+static void
+data_run(struct job *job, void *state)
+{
+	struct smtp_session *s = (struct smtp_session *)((char *)job -
+	    offsetof(struct smtp_session, job));
+	struct queue_rcpt *remote = NULL;
+	size_t nremote = 0;
+	str_t received = STR_INIT;
+	const char *err = NULL;
+
+	received_header(s, &received, s->nrcpts == 1 ?
+	    s->rcpts[0].address : NULL);
+	s->job_status = 0;
+	s->job_delivered = 0;
+	for (size_t i = 0; i < s->nrcpts && s->job_status == 0; i++) {
+		struct route_result *r = &s->rcpts[i].route;
+
+		for (size_t j = 0; j < r->ndests; j++) {
+			struct route_dest *d = &r->dests[j];
+
+			if (d->kind == ROUTE_REMOTE) {
+				remote = xrealloc(remote, (nremote + 1) *
+				    sizeof(*remote));
+				remote[nremote].address = d->address;
+				remote[nremote].transport = d->transport;
+				nremote++;
+				continue;
+			}
+			if (deliver_maildir(s, d, str_c(&received), &err) < 0) {
+				s->job_status = -1;
+				s->job_error = xstrdup(err);
+				break;
+			}
+			s->job_delivered++;
+			log_info("%s: to=<%s>, orig_to=<%s>, relay=maildir, "
+			    "status=sent (delivered to maildir %s)", s->qid,
+			    d->address, s->rcpts[i].address, d->maildir);
+		}
+	}
+	if (s->job_status == 0 && nremote > 0) {
+		if (queue_enqueue(s->srv->queue_dir, s->qid, s->sender, remote,
+		    nremote, str_c(&received), &s->body, &err) < 0) {
+			s->job_status = -1;
+			s->job_error = xstrdup(err);
+		} else {
+			for (size_t i = 0; i < nremote; i++)
+				log_info("%s: to=<%s>, status=queued (remote)",
+				    s->qid, remote[i].address);
+		}
+	}
+	free(remote);
+	str_free(&received);
+}
+
+static void
+data_done(struct job *job)
+{
+	struct smtp_session *s = (struct smtp_session *)((char *)job -
+	    offsetof(struct smtp_session, job));
+
+	s->busy = false;
+	if (s->job_status == 0) {
+		log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (accepted)",
+		    s->qid, s->sender, (unsigned long long)s->body.size,
+		    s->nrcpts);
+		if (!s->dead)
+			reply(s, "250 2.0.0 Ok: queued as %s", s->qid);
+	} else {
+		/* Some copies may exist: the client retries, and a duplicate
+		 * beats a loss. */
+		log_error("%s: delivery failed after %zu cop%s: %s", s->qid,
+		    s->job_delivered, s->job_delivered == 1 ? "y" : "ies",
+		    s->job_error ? s->job_error : "?");
+		if (!s->dead)
+			reply(s, "451 4.3.0 Error: queue file write error");
+	}
+	xfree(&s->job_error);
+	transaction_reset(s);
+	if (s->dead) {
+		session_free(s);
+		return;
+	}
+	session_process(s);
+}
+
+static void
+start_delivery(struct smtp_session *s)
+{
+	if (s->too_big) {
+		reply_error(s, "552 5.3.4 Message size exceeds fixed limit");
+		transaction_reset(s);
+		return;
+	}
+	s->busy = true;
+	s->job.run = data_run;
+	s->job.done = data_done;
+	jobs_submit(s->srv->jobs, &s->job);
+}
+
+/* ---- commands ---- */
+
+static void
+cmd_helo(struct smtp_session *s, const char *arg, bool esmtp)
+{
+	struct smtp_server *srv = s->srv;
+
+	if (*arg == '\0') {
+		reply_error(s, "501 5.5.4 Syntax: %s hostname",
+		    esmtp ? "EHLO" : "HELO");
+		return;
+	}
+	transaction_reset(s);
+	free(s->helo);
+	s->helo = xstrndup(arg, strcspn(arg, " "));
+	/* The HELO name goes into a header: keep it printable. */
+	for (char *p = s->helo; *p; p++)
+		if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e ||
+		    *p == '(' || *p == ')')
+			*p = '?';
+	s->esmtp = esmtp;
+	if (!esmtp) {
+		reply(s, "250 %s", srv->hostname);
+		return;
+	}
+	reply(s, "250-%s", srv->hostname);
+	reply(s, "250-PIPELINING");
+	reply(s, "250-SIZE %llu", (unsigned long long)srv->size_limit);
+	reply(s, "250-VRFY");
+	reply(s, "250-ENHANCEDSTATUSCODES");
+	reply(s, "250-8BITMIME");
+	reply(s, "250-SMTPUTF8");
+	reply(s, "250 CHUNKING");
+}
+
+static void
+cmd_mail(struct smtp_session *s, const char *arg)
+{
+	const char *rest, *err;
+	char *addr, *local, *domain;
+
+	if (s->helo == NULL) {
+		reply_error(s, "503 5.5.1 Error: send HELO/EHLO first");
+		return;
+	}
+	if (s->have_mail) {
+		reply_error(s, "503 5.5.1 Error: nested MAIL command");
+		return;
+	}
+	if (strncasecmp(arg, "FROM:", 5) != 0 ||
+	    (addr = parse_path(arg + 5, &rest)) == NULL) {
+		reply_error(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
+		return;
+	}
+	if (addr[0] != '\0') {
+		if (addr_split(addr, &local, &domain) < 0) {
+			reply_error(s, "553 5.1.7 <%s>: Sender address "
+			    "rejected: bad address syntax", addr);
+			free(addr);
+			return;
+		}
+		free(local);
+		free(domain);
+	}
+	if (*rest != '\0' && *rest != ' ') {
+		reply_error(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
+		free(addr);
+		return;
+	}
+	if (!s->esmtp && *rest != '\0' && rest[strspn(rest, " ")] != '\0') {
+		reply_error(s, "555 5.5.4 Parameters need EHLO");
+		free(addr);
+		return;
+	}
+	s->size_hint = 0;
+	if ((err = mail_params(s, rest)) != NULL) {
+		reply_error(s, "%s", err);
+		free(addr);
+		return;
+	}
+	s->sender = addr;
+	s->have_mail = true;
+	queue_id_new(s->qid);
+	spool_init(&s->body, s->srv->spool_dir);
+	log_info("%s: client=%s, helo=%s", s->qid, s->peer, s->helo);
+	reply(s, "250 2.1.0 Ok");
+}
+
+static void
+cmd_rcpt(struct smtp_session *s, const char *arg)
+{
+	const char *rest;
+	char *addr, *local, *domain;
+
+	if (!s->have_mail) {
+		reply_error(s, "503 5.5.1 Error: need MAIL command");
+		return;
+	}
+	if (strncasecmp(arg, "TO:", 3) != 0 ||
+	    (addr = parse_path(arg + 3, &rest)) == NULL) {
+		reply_error(s, "501 5.5.4 Syntax: RCPT TO:<address>");
+		return;
+	}
+	if (s->nrcpts >= SMTP_RCPT_MAX) {
+		reply(s, "452 4.5.3 Error: too many recipients");
+		free(addr);
+		return;
+	}
+	/* RFC 5321 4.5.1: "postmaster" without a domain must work. */
+	if (strcasecmp(addr, "postmaster") == 0) {
+		free(addr);
+		addr = xasprintf("postmaster@%s", s->srv->hostname);
+	}
+	if (addr_split(addr, &local, &domain) < 0) {
+		reply_error(s, "501 5.1.3 <%s>: Bad recipient address syntax",
+		    addr);
+		free(addr);
+		return;
+	}
+	free(addr);
+	s->job_addr = xasprintf("%s@%s", local, domain);
+	free(local);
+	free(domain);
+	memset(&s->job_route, 0, sizeof(s->job_route));
+	s->job_status = 0;
+	s->busy = true;
+	s->job.run = rcpt_run;
+	s->job.done = rcpt_done;
+	jobs_submit(s->srv->jobs, &s->job);
+}
+
+static void
+cmd_data(struct smtp_session *s, const char *arg)
+{
+	if (*arg != '\0') {
+		reply_error(s, "501 5.5.4 Syntax: DATA");
+		return;
+	}
+	if (!s->have_mail) {
+		reply_error(s, "503 5.5.1 Error: need MAIL command");
+		return;
+	}
+	if (s->nrcpts == 0) {
+		reply_error(s, "554 5.5.1 Error: no valid recipients");
+		return;
+	}
+	if (s->body.size > 0 || s->bdat_failed) {
+		reply_error(s, "503 5.5.1 Error: BDAT in progress");
+		return;
+	}
+	reply(s, "354 End data with <CR><LF>.<CR><LF>");
+	s->state = ST_DATA;
+	s->data_bol = true;
+	s->prev_crlf = true;
+	s->too_big = false;
+}
+
+static void
+cmd_bdat(struct smtp_session *s, const char *arg)
+{
+	char *end;
+	unsigned long long n;
+
+	errno = 0;
+	n = strtoull(arg, &end, 10);
+	if (!isdigit((unsigned char)*arg) || errno != 0 ||
+	    (*end != '\0' && *end != ' ')) {
+		reply_error(s, "501 5.5.4 Syntax: BDAT size [LAST]");
+		s->state = ST_QUIT;	/* the chunk length is unknown */
+		return;
+	}
+	while (*end == ' ')
+		end++;
+	if (*end != '\0' && strcasecmp(end, "LAST") != 0) {
+		reply_error(s, "501 5.5.4 Syntax: BDAT size [LAST]");
+		s->state = ST_QUIT;
+		return;
+	}
+	s->bdat_left = n;
+	s->bdat_last = *end != '\0';
+	s->state = ST_BDAT;
+	if (!s->have_mail || s->nrcpts == 0)
+		s->bdat_failed = true;	/* read the chunk, then refuse */
+}
+
+static void
+cmd_rset(struct smtp_session *s, const char *arg)
+{
+	transaction_reset(s);
+	reply(s, "250 2.0.0 Ok");
+}
+
+static void
+cmd_noop(struct smtp_session *s, const char *arg)
+{
+	reply(s, "250 2.0.0 Ok");
+}
+
+static void
+cmd_quit(struct smtp_session *s, const char *arg)
+{
+	reply(s, "221 2.0.0 Bye");
+	s->state = ST_QUIT;
+}
+
+static void
+cmd_vrfy(struct smtp_session *s, const char *arg)
+{
+	/* RFC 5321 3.5.3: 252 when we will not verify. */
+	reply(s, "252 2.5.2 Cannot VRFY user, but will accept message");
+}
+
+static void
+cmd_help(struct smtp_session *s, const char *arg)
+{
+	reply(s, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET "
+	    "NOOP QUIT VRFY HELP");
+}
+
+static const struct smtp_command {
+	const char *name;
+	void (*fn)(struct smtp_session *s, const char *arg);
+} commands[] = {
+	{ "MAIL", cmd_mail }, { "RCPT", cmd_rcpt }, { "DATA", cmd_data },
+	{ "BDAT", cmd_bdat }, { "RSET", cmd_rset }, { "NOOP", cmd_noop },
+	{ "QUIT", cmd_quit }, { "VRFY", cmd_vrfy }, { "HELP", cmd_help },
+};
+
+static void
+dispatch(struct smtp_session *s, char *line, size_t len)
+{
+	size_t vlen;
+	const char *arg;
+
+	if (memchr(line, '\0', len) != NULL) {
+		reply_error(s, "500 5.5.2 Error: NUL character in command");
+		return;
+	}
+	vlen = strcspn(line, " ");
+	arg = line + vlen;
+	while (*arg == ' ')
+		arg++;
+	if (vlen == 4 && strncasecmp(line, "EHLO", 4) == 0) {
+		cmd_helo(s, arg, true);
+		return;
+	}
+	if (vlen == 4 && strncasecmp(line, "HELO", 4) == 0) {
+		cmd_helo(s, arg, false);
+		return;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (vlen == 4 && strncasecmp(line, commands[i].name, 4) == 0) {
+			commands[i].fn(s, arg);
+			return;
+		}
+	}
+	if (vlen == 8 && strncasecmp(line, "STARTTLS", 8) == 0)
+		reply_error(s, "502 5.5.1 Error: command not implemented");
+	else if (len > 0 && (strncasecmp(line, "GET ", 4) == 0 ||
+	    strncasecmp(line, "POST ", 5) == 0)) {
+		/* A web client talking to the mail port. */
+		reply(s, "421 4.7.0 %s Error: not an HTTP server",
+		    s->srv->hostname);
+		s->state = ST_QUIT;
+	} else
+		reply_error(s, "502 5.5.2 Error: command not recognized");
+}
+
+/* ---- input ---- */
+
+static void
+body_append(struct smtp_session *s, const char *p, size_t n)
+{
+	const char *err;
+
+	if (s->too_big || n == 0)
+		return;
+	if (s->body.size + n > s->srv->size_limit) {
+		s->too_big = true;
+		spool_reset(&s->body);
+		return;
+	}
+	if (spool_append(&s->body, p, n, &err) < 0) {
+		log_error("%s: %s", s->qid, err);
+		s->too_big = true;	/* refused below, never half-taken */
+		spool_reset(&s->body);
+	}
+}
+
+/* Consume DATA lines from in. Returns true at the end of DATA. */
+static bool
+read_data(struct smtp_session *s, struct evbuffer *in)
+{
+	for (;;) {
+		struct evbuffer_ptr eol;
+		size_t avail = evbuffer_get_length(in), n;
+		char *line;
+		bool crlf;
+
+		eol = evbuffer_search(in, "\n", 1, NULL);
+		if (eol.pos < 0) {
+			/* No LF yet: take a big partial line as content,
+			 * keeping one byte that may be a CR of a CRLF. */
+			if (avail < SMTP_DATA_CHUNK)
+				return false;
+			n = avail - 1;
+			line = xmalloc(n);
+			evbuffer_remove(in, line, n);
+			if (s->data_bol && line[0] == '.')
+				body_append(s, line + 1, n - 1);
+			else
+				body_append(s, line, n);
+			s->data_bol = false;
+			free(line);
+			continue;
+		}
+		n = (size_t)eol.pos + 1;
+		line = xmalloc(n + 1);
+		evbuffer_remove(in, line, n);
+		line[n] = '\0';
+		crlf = n >= 2 && line[n - 2] == '\r';
+		if (s->data_bol && s->prev_crlf && crlf && n == 3 &&
+		    line[0] == '.') {
+			free(line);
+			return true;	/* <CRLF>.<CRLF> */
+		}
+		{
+			const char *p = line;
+			size_t len = n;
+
+			/* RFC 5321 4.5.2: remove one leading dot. */
+			if (s->data_bol && line[0] == '.') {
+				p++;
+				len--;
+			}
+			/* Store LF line endings. */
+			if (crlf) {
+				body_append(s, p, len - 2);
+				body_append(s, "\n", 1);
+			} else {
+				body_append(s, p, len);
+			}
+		}
+		s->prev_crlf = crlf;
+		s->data_bol = true;
+		free(line);
+	}
+}
+
+/* Consume BDAT chunk bytes. Returns true when the chunk is complete. */
+static bool
+read_bdat(struct smtp_session *s, struct evbuffer *in)
+{
+	while (s->bdat_left > 0) {
+		size_t avail = evbuffer_get_length(in), n, i, start;
+		char *buf;
+
+		if (avail == 0)
+			return false;
+		n = avail < s->bdat_left ? avail : (size_t)s->bdat_left;
+		if (n > SMTP_DATA_CHUNK)
+			n = SMTP_DATA_CHUNK;
+		buf = xmalloc(n);
+		evbuffer_remove(in, buf, n);
+		s->bdat_left -= n;
+		if (s->bdat_failed) {
+			free(buf);
+			continue;
+		}
+		/* CRLF -> LF, also across chunk boundaries. */
+		start = 0;
+		if (s->pending_cr) {
+			s->pending_cr = false;
+			if (buf[0] != '\n')
+				body_append(s, "\r", 1);
+		}
+		for (i = 0; i < n; i++) {
+			if (buf[i] != '\r')
+				continue;
+			if (i + 1 == n) {
+				body_append(s, buf + start, i - start);
+				s->pending_cr = true;
+				start = n;
+				break;
+			}
+			if (buf[i + 1] == '\n') {
+				body_append(s, buf + start, i - start);
+				start = i + 1;
+			}
+		}
+		if (start < n)
+			body_append(s, buf + start, n - start);
+		free(buf);
+	}
+	return true;
+}
+
+static void
+session_process(struct smtp_session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+
+	while (!s->busy && s->state != ST_QUIT) {
+		if (s->state == ST_DATA) {
+			if (!read_data(s, in))
+				break;
+			s->state = ST_CMD;
+			start_delivery(s);
+			continue;
+		}
+		if (s->state == ST_BDAT) {
+			if (!read_bdat(s, in))
+				break;
+			s->state = ST_CMD;
+			if (s->bdat_failed) {
+				reply_error(s, "554 5.5.1 Error: no valid "
+				    "recipients");
+				if (s->bdat_last) {
+					transaction_reset(s);
+				}
+				continue;
+			}
+			if (s->too_big && !s->bdat_last) {
+				reply_error(s, "552 5.3.4 Message size "
+				    "exceeds fixed limit");
+				s->bdat_failed = true;
+				continue;
+			}
+			if (!s->bdat_last) {
+				reply(s, "250 2.0.0 %llu octets received",
+				    (unsigned long long)s->body.size);
+				continue;
+			}
+			if (s->pending_cr) {
+				body_append(s, "\r", 1);
+				s->pending_cr = false;
+			}
+			start_delivery(s);
+			continue;
+		}
+		/* ST_CMD */
+		{
+			struct evbuffer_ptr eol = evbuffer_search(in, "\n", 1,
+			    NULL);
+			size_t n;
+			char *line;
+
+			if (eol.pos < 0) {
+				if (evbuffer_get_length(in) > SMTP_LINE_MAX) {
+					evbuffer_drain(in, evbuffer_get_length(in));
+					if (!s->skip_line)
+						reply_error(s, "500 5.5.2 Error: "
+						    "line too long");
+					s->skip_line = true;
+				}
+				break;
+			}
+			n = (size_t)eol.pos + 1;
+			if (s->skip_line) {
+				evbuffer_drain(in, n);
+				s->skip_line = false;
+				continue;
+			}
+			if (n > SMTP_LINE_MAX) {
+				evbuffer_drain(in, n);
+				reply_error(s, "500 5.5.2 Error: line too long");
+				continue;
+			}
+			line = xmalloc(n + 1);
+			evbuffer_remove(in, line, n);
+			n--;
+			if (n > 0 && line[n - 1] == '\r')
+				n--;
+			line[n] = '\0';
+			dispatch(s, line, n);
+			free(line);
+		}
+	}
+	if (s->state == ST_QUIT) {
+		/* Flush the replies, then close (session_write). */
+		bufferevent_disable(s->bev, EV_READ);
+		if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+			session_free(s);
+	}
+}
+
+static void
+session_read(struct bufferevent *bev, void *arg)
+{
+	session_process(arg);
+}
+
+static void
+session_write(struct bufferevent *bev, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	if (s->state == ST_QUIT && !s->busy)
+		session_free(s);
+}
+
+static void
+session_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	if (what & BEV_EVENT_TIMEOUT) {
+		log_info("%lu: timeout after %s from %s", s->sid,
+		    s->state == ST_DATA || s->state == ST_BDAT ? "DATA" :
+		    "command", s->peer);
+		reply(s, "421 4.4.2 %s Error: timeout exceeded",
+		    s->srv->hostname);
+		s->state = ST_QUIT;
+		bufferevent_disable(bev, EV_READ);
+		bufferevent_set_timeouts(bev, NULL, NULL);
+		return;
+	}
+	/* EOF or error: the client is gone. */
+	if (s->busy) {
+		s->dead = true;	/* the job's done callback frees it */
+		bufferevent_disable(bev, EV_READ | EV_WRITE);
+		return;
+	}
+	session_free(s);
+}
+
+static struct smtp_ipcount *
+ipcount(struct smtp_server *srv, const char *ip, bool create)
+{
+	struct smtp_ipcount *c;
+
+	for (c = srv->ips; c != NULL; c = c->next)
+		if (strcmp(c->ip, ip) == 0)
+			return c;
+	if (!create)
+		return NULL;
+	c = xmalloc(sizeof(*c));
+	snprintf(c->ip, sizeof(c->ip), "%s", ip);
+	c->next = srv->ips;
+	srv->ips = c;
+	return c;
+}
+
+static void
+session_free(struct smtp_session *s)
+{
+	struct smtp_server *srv = s->srv;
+	struct smtp_ipcount *c, **pp;
+
+	if (s->busy) {
+		s->dead = true;
+		return;
+	}
+	log_info("%lu: disconnect from %s", s->sid, s->peer);
+	transaction_reset(s);
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		srv->sessions = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	c = ipcount(srv, s->ip, false);
+	if (c != NULL && --c->count == 0) {
+		for (pp = &srv->ips; *pp != c; pp = &(*pp)->next)
+			;
+		*pp = c->next;
+		free(c);
+	}
+	srv->nsessions--;
+	bufferevent_free(s->bev);
+	free(s->helo);
+	free(s->job_addr);
+	free(s);
+}
+
+void
+smtp_session_accept(struct smtp_server *srv, int fd, const struct sockaddr *sa,
+    int salen, bool submission)
+{
+	struct smtp_session *s;
+	struct smtp_ipcount *c;
+	struct timeval tv = { SMTP_TIMEOUT, 0 };
+	char ip[64] = "unknown";
+	unsigned port = 0;
+
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)sa;
+
+		inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+		port = ntohs(in->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+
+		inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+		port = ntohs(in6->sin6_port);
+	}
+	c = ipcount(srv, ip, true);
+	if (srv->draining || srv->nsessions >= srv->max_conn ||
+	    c->count >= srv->max_conn_per_ip) {
+		static const char busy[] = "421 4.7.0 Error: too many "
+		    "connections, try again later\r\n";
+
+		log_warn("connection from [%s]:%u refused: %s", ip, port,
+		    srv->draining ? "shutting down" :
+		    srv->nsessions >= srv->max_conn ? "server busy" :
+		    "too many connections from this address");
+		(void)!write(fd, busy, sizeof(busy) - 1);
+		close(fd);
+		if (c->count == 0) {
+			srv->ips = c->next;
+			free(c);
+		}
+		return;
+	}
+	s = xmalloc(sizeof(*s));
+	s->srv = srv;
+	s->sid = ++next_sid;
+	snprintf(s->ip, sizeof(s->ip), "%s", ip);
+	snprintf(s->peer, sizeof(s->peer), "[%s]:%u", ip, port);
+	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (s->bev == NULL) {
+		close(fd);
+		free(s);
+		return;
+	}
+	spool_init(&s->body, srv->spool_dir);
+	c->count++;
+	srv->nsessions++;
+	s->next = srv->sessions;
+	if (srv->sessions != NULL)
+		srv->sessions->prev = s;
+	srv->sessions = s;
+	bufferevent_setcb(s->bev, session_read, session_write, session_event, s);
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	log_info("%lu: connect from %s", s->sid, s->peer);
+	reply(s, "220 %s ESMTP petrel", srv->hostname);
+	(void)submission;
+}
+
+unsigned
+smtp_server_drain(struct smtp_server *srv)
+{
+	struct smtp_session *s, *next;
+
+	srv->draining = true;
+	for (s = srv->sessions; s != NULL; s = next) {
+		next = s->next;
+		if (s->busy || s->state == ST_QUIT)
+			continue;
+		if (s->state == ST_CMD && !s->have_mail) {
+			reply(s, "421 4.3.2 %s Service shutting down",
+			    srv->hostname);
+			s->state = ST_QUIT;
+			bufferevent_disable(s->bev, EV_READ);
+		}
+	}
+	return srv->nsessions;
+}
+
+void
+smtp_server_init(struct smtp_server *srv, struct event_base *base,
+    struct jobs *jobs, const struct config *cfg, unsigned nworkers)
+{
+	const char *err;
+
+	memset(srv, 0, sizeof(*srv));
+	srv->base = base;
+	srv->jobs = jobs;
+	srv->cfg = cfg;
+	srv->hostname = xstrdup(config_get(cfg, "hostname"));
+	if (srv->hostname[0] == '\0') {
+		char host[256] = "localhost";
+
+		gethostname(host, sizeof(host) - 1);
+		free(srv->hostname);
+		srv->hostname = xstrdup(host);
+	}
+	srv->queue_dir = xstrdup(config_get(cfg, "queue_dir"));
+	srv->spool_dir = xasprintf("%s/tmp", srv->queue_dir);
+	if (queue_dirs_make(srv->queue_dir, &err) < 0)
+		fatal("%s", err);
+	srv->rc.mail_root = config_get(cfg, "mail_root");
+	srv->rc.delimiter = config_get(cfg, "recipient_delimiter");
+	srv->size_limit = config_get_uint(cfg, "message_size_limit");
+	if (nworkers == 0)
+		nworkers = 1;
+	srv->max_conn = (unsigned)((config_get_uint(cfg, "smtp_max_connections")
+	    + nworkers - 1) / nworkers);
+	srv->max_conn_per_ip = (unsigned)((config_get_uint(cfg,
+	    "smtp_max_connections_per_ip") + nworkers - 1) / nworkers);
+}
+
+void
+smtp_server_deinit(struct smtp_server *srv)
+{
+	struct smtp_ipcount *c, *next;
+
+	for (c = srv->ips; c != NULL; c = next) {
+		next = c->next;
+		free(c);
+	}
+	free(srv->hostname);
+	free(srv->queue_dir);
+	free(srv->spool_dir);
+}

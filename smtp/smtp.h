@@ -1,0 +1,55 @@
+#ifndef PETREL_SMTP_H
+#define PETREL_SMTP_H
+/*
+ * The SMTP server (RFC 5321) for one worker process: sessions on the
+ * worker's libevent loop, directory lookups and delivery on its job
+ * threads.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/route/route.h"
+
+struct config;
+struct event_base;
+struct jobs;
+struct sockaddr;
+
+struct smtp_ipcount {
+	char ip[64];
+	unsigned count;
+	struct smtp_ipcount *next;
+};
+
+struct smtp_server {
+	struct event_base *base;
+	struct jobs *jobs;
+	const struct config *cfg;
+	char *hostname;
+	char *queue_dir;
+	char *spool_dir;	/* queue_dir/tmp: spilled bodies */
+	struct route_config rc;
+	uint64_t size_limit;
+	unsigned max_conn, max_conn_per_ip;
+	unsigned nsessions;
+	struct smtp_ipcount *ips;
+	struct smtp_session *sessions;	/* all live sessions */
+	bool draining;
+};
+
+/* The per-thread state of the job pool: a directory handle. */
+void *smtp_thread_init(void *cfg);
+void smtp_thread_deinit(void *state);
+
+void smtp_server_init(struct smtp_server *srv, struct event_base *base,
+    struct jobs *jobs, const struct config *cfg, unsigned nworkers);
+void smtp_server_deinit(struct smtp_server *srv);
+/* A new connection (fd is non-blocking). */
+void smtp_session_accept(struct smtp_server *srv, int fd,
+    const struct sockaddr *sa, int salen, bool submission);
+/* Stop: idle sessions get 421 and close; busy ones close when done.
+ * Returns the number of sessions still open. */
+unsigned smtp_server_drain(struct smtp_server *srv);
+
+#endif

@@ -1,0 +1,80 @@
+"""petrel serve: runs in the foreground, logs to stderr, exits 0 on SIGTERM."""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+
+from conftest import clean_env
+
+LISTENERS = ("smtp_listen", "submission_listen", "submissions_listen", "imap_listen",
+             "imaps_listen", "pop3_listen", "pop3s_listen")
+
+
+def free_ports(n):
+    socks, ports = [], []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
+def start_serve(inst, extra=()):
+    args = [inst.bin, "-c", inst.conf]
+    for key, port in zip(LISTENERS, free_ports(len(LISTENERS))):
+        args += ["-o", "%s=127.0.0.1:%d" % (key, port)]
+    args += list(extra) + ["serve"]
+    return subprocess.Popen(args, cwd=inst.dir, env=clean_env(), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def stop(p, sig=signal.SIGTERM, timeout=15):
+    if p.poll() is None:
+        p.send_signal(sig)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate(timeout=5)
+        raise AssertionError("serve did not exit within %ds of %s\nstderr:\n%s" % (timeout, sig, err))
+    return p.returncode, out, err
+
+
+def test_serve_runs_until_sigterm(instance):
+    p = start_serve(instance)
+    try:
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline and p.poll() is None:
+            time.sleep(0.05)
+        assert p.poll() is None, "serve exited on its own: %s\n%s" % (p.returncode, p.stderr.read())
+    finally:
+        rc, out, err = stop(p)
+    assert rc == 0, "serve must exit 0 on SIGTERM, got %s\nstderr:\n%s" % (rc, err)
+    assert err.strip(), "serve logs to stderr"
+
+
+def test_serve_sigint(sqlite_instance):
+    p = start_serve(sqlite_instance)
+    time.sleep(0.5)
+    assert p.poll() is None, p.stderr.read()
+    rc, out, err = stop(p, signal.SIGINT)
+    assert rc == 0, err
+
+
+def test_serve_bad_config_fails_fast(sqlite_instance):
+    p = start_serve(sqlite_instance, ["-o", "smtp_listen=not-a-listener"])
+    try:
+        rc = p.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        stop(p)
+        raise AssertionError("serve with a bad listener did not exit")
+    err = p.stderr.read()
+    assert rc == 1, (rc, err)
+    assert "smtp_listen" in err, err
