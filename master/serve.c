@@ -207,13 +207,8 @@ spawn_worker(struct master *m, size_t slot)
 		snprintf(slotstr, sizeof(slotstr), "%zu", slot);
 		setenv("PETREL_WORKER_FDS", str_c(&fds), 1);
 		setenv("PETREL_WORKER_SLOT", slotstr, 1);
-		setenv("PETREL_WORKERS", "1", 1);
-		{
-			char n[16];
-
-			snprintf(n, sizeof(n), "%zu", m->nworkers);
-			setenv("PETREL_WORKERS", n, 1);
-		}
+		snprintf(slotstr, sizeof(slotstr), "%zu", m->nworkers);
+		setenv("PETREL_WORKERS", slotstr, 1);
 		execv("/proc/self/exe", m->cli->argv);
 		log_error_errno("exec /proc/self/exe");
 		_exit(127);
@@ -467,7 +462,7 @@ static int
 run_worker(struct cli *cli, const char *fdlist)
 {
 	struct worker_ctx w;
-	struct event *ev_term, *ev_int, *ev_hup;
+	struct event *ev_term, *ev_int;
 	char *copy = xstrdup(fdlist), *save = NULL, *item;
 	const char *nw = getenv("PETREL_WORKERS");
 
@@ -501,12 +496,11 @@ run_worker(struct cli *cli, const char *fdlist)
 	free(copy);
 	ev_term = evsignal_new(w.base, SIGTERM, worker_stop, &w);
 	ev_int = evsignal_new(w.base, SIGINT, worker_stop, &w);
-	/* The master replaces workers on SIGHUP; a worker ignores it. */
-	ev_hup = evsignal_new(w.base, SIGHUP, worker_stop, &w);
 	event_add(ev_term, NULL);
 	event_add(ev_int, NULL);
+	/* The master replaces workers on SIGHUP; a worker ignores it (a
+	 * terminal's ^C reaches the whole group: SIGINT drains like TERM). */
 	signal(SIGHUP, SIG_IGN);
-	(void)ev_hup;
 	event_base_dispatch(w.base);
 
 	for (size_t i = 0; i < w.nlev; i++)
@@ -519,7 +513,6 @@ run_worker(struct cli *cli, const char *fdlist)
 		event_free(w.ev_drain);
 	event_free(ev_term);
 	event_free(ev_int);
-	event_free(ev_hup);
 	event_base_free(w.base);
 	return 0;
 }

@@ -1087,7 +1087,7 @@ smtp_session_accept(struct smtp_server *srv, int fd, const struct sockaddr *sa,
 {
 	struct smtp_session *s;
 	struct smtp_ipcount *c;
-	struct timeval tv = { SMTP_TIMEOUT, 0 };
+	struct timeval tv = { (time_t)srv->timeout, 0 };
 	char ip[64] = "unknown";
 	unsigned port = 0;
 
@@ -1191,6 +1191,9 @@ smtp_server_init(struct smtp_server *srv, struct event_base *base,
 	srv->rc.mail_root = config_get(cfg, "mail_root");
 	srv->rc.delimiter = config_get(cfg, "recipient_delimiter");
 	srv->size_limit = config_get_uint(cfg, "message_size_limit");
+	srv->timeout = (unsigned)config_get_uint(cfg, "smtp_timeout");
+	if (srv->timeout == 0)
+		srv->timeout = SMTP_TIMEOUT;
 	if (nworkers == 0)
 		nworkers = 1;
 	srv->max_conn = (unsigned)((config_get_uint(cfg, "smtp_max_connections")
@@ -1204,6 +1207,11 @@ smtp_server_deinit(struct smtp_server *srv)
 {
 	struct smtp_ipcount *c, *next;
 
+	/* Sessions still open after the drain grace period. */
+	while (srv->sessions != NULL) {
+		srv->sessions->busy = false;
+		session_free(srv->sessions);
+	}
 	for (c = srv->ips; c != NULL; c = next) {
 		next = c->next;
 		free(c);

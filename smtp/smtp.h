@@ -32,6 +32,7 @@ struct smtp_server {
 	struct route_config rc;
 	uint64_t size_limit;
 	unsigned max_conn, max_conn_per_ip;
+	unsigned timeout;	/* seconds per command / DATA read */
 	unsigned nsessions;
 	struct smtp_ipcount *ips;
 	struct smtp_session *sessions;	/* all live sessions */

@@ -49,8 +49,8 @@
  * (lines may be longer than 1000 octets; we must not buffer without
  * bound waiting for LF). */
 #define SMTP_DATA_CHUNK (64 * 1024)
-/* Seconds: RFC 5321 4.5.3.2 asks for 5 minutes per command and 10 for
- * the DATA terminator; one timeout for both is simpler and within. */
+/* Seconds (default of smtp_timeout): RFC 5321 4.5.3.2 asks for 5 minutes
+ * per command and 10 for the DATA terminator; one timeout for both. */
 #define SMTP_TIMEOUT 300
 /* Seconds a draining worker waits for sessions in a transaction. */
 #define DRAIN_GRACE 20

@@ -52,6 +52,7 @@ static const struct key_def keys[] = {
 	{ "worker_threads", KT_UINT, "4", NULL, 256 },
 	{ "smtp_max_connections", KT_UINT, "2000", NULL, 1000000 },
 	{ "smtp_max_connections_per_ip", KT_UINT, "100", NULL, 1000000 },
+	{ "smtp_timeout", KT_UINT, "300", NULL, 86400 },
 	{ "log_level", KT_LEVEL, "info", NULL, 0 },
 	{ "allow_plaintext_auth", KT_ENUM, "loopback", "loopback|yes|no", 0 },
 	{ "auth_cache_ttl", KT_UINT, "300", NULL, 86400 * 365 },

@@ -254,6 +254,22 @@ resolve(struct ctx *c, const char *address)
 	if (dir_failed(c, r, "query_domain", err))
 		goto out;
 	if (r == DIR_NOTFOUND) {
+		/* A Postfix-style virtual alias domain: the bare domain as an
+		 * alias source marks it hosted (virtual(5)). */
+		char *marker = NULL;
+
+		r = dir_lookup_alias(c->dir, domain, &marker, &err);
+		if (dir_failed(c, r, "query_alias", err))
+			goto out;
+		free(marker);
+		if (r == DIR_OK) {
+			transport = xstrdup("virtual:");
+			r = DIR_OK;
+		} else {
+			r = DIR_NOTFOUND;
+		}
+	}
+	if (r == DIR_NOTFOUND) {
 		/* A foreign domain: only an authenticated client may send
 		 * there directly; an alias of ours may always forward. */
 		if (c->depth == 1 && !c->may_relay)

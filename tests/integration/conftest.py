@@ -378,3 +378,60 @@ def pycrypt():
         except ImportError:
             return None
     return crypt
+
+
+# --------------------------------------------------------------------------
+# SMTP (test_smtp*.py; helpers in smtp_util.py)
+
+SMTP_USERS = ("alice@example.test", "bob@example.test")
+
+
+@pytest.fixture
+def smtp_start():
+    """Factory: smtp_start(instance, opts=()) -> smtp_util.SmtpServer, `petrel serve`
+    with only the SMTP listener on a free loopback port (opts: "key=value" for -o).
+    At teardown every server still running gets SIGTERM; a server that does not
+    exit 0 in time, or whose log shows a dead worker, fails the test."""
+    import smtp_util
+    servers = []
+
+    def start(inst, opts=()):
+        srv = smtp_util.start_smtp(inst, opts)
+        servers.append(srv)
+        return srv
+
+    yield start
+    problems = []
+    for srv in servers:
+        try:
+            rc = srv.stop()
+        except AssertionError as e:
+            problems.append(str(e))
+            continue
+        if rc != 0:
+            problems.append("petrel serve exited %s (expected 0)\nlog:\n%s" % (rc, srv.log()))
+        crashes = srv.crashes()
+        if crashes:
+            problems.append("a worker died:\n%s\nlog:\n%s" % ("".join(crashes), srv.log()))
+    if problems:
+        pytest.fail("\n\n".join(problems))
+
+
+def _smtp_users(inst):
+    for a in SMTP_USERS:
+        inst.add_user(a)
+
+
+@pytest.fixture
+def smtp_server(instance, smtp_start):
+    """petrel serve (SMTP only) on `instance` (sqlite and mariadb), with users
+    alice@ and bob@example.test. Attributes: host, port, instance, log(), proc."""
+    _smtp_users(instance)
+    return smtp_start(instance)
+
+
+@pytest.fixture
+def sqlite_smtp_server(sqlite_instance, smtp_start):
+    """As smtp_server, SQLite only: for tests of the protocol itself."""
+    _smtp_users(sqlite_instance)
+    return smtp_start(sqlite_instance)

@@ -1,0 +1,182 @@
+/* Unit tests for lib/route: recipient resolution on a SQLite directory. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/base/alloc.h"
+#include "lib/dir/dir.h"
+#include "lib/route/route.h"
+#include "test.h"
+
+static const char *const setup[] = {
+	"CREATE TABLE transport (domain TEXT COLLATE NOCASE UNIQUE, transport TEXT)",
+	"CREATE TABLE virtual (address TEXT COLLATE NOCASE UNIQUE, goto TEXT)",
+	"CREATE TABLE users (id TEXT, address TEXT COLLATE NOCASE UNIQUE, "
+	"crypt TEXT, name TEXT, uid INTEGER, gid INTEGER, home TEXT, "
+	"maildir TEXT, quota INTEGER DEFAULT 0)",
+	"INSERT INTO transport VALUES ('example.test', 'virtual:'), "
+	"('gone.test', 'error:this domain is gone'), "
+	"('relay.test', 'smtp:[127.0.0.1]:2600')",
+	"INSERT INTO users (id, address, maildir, quota) VALUES "
+	"('a', 'alice@example.test', 'example.test/alice/', 100), "
+	"('b', 'bob@example.test', 'example.test/bob/', 0), "
+	"('c', 'carol@example.test', '/abs/carol/', 0), "
+	"('e', 'evil@example.test', '../../etc/', 0)",
+	"INSERT INTO virtual VALUES "
+	"('team@example.test', 'alice@example.test, bob@example.test'), "
+	"('nest@example.test', 'team@example.test,carol'), "
+	"('loop1@example.test', 'loop2@example.test'), "
+	"('loop2@example.test', 'loop1@example.test'), "
+	"('self@example.test', 'self@example.test,bob@example.test'), "
+	"('alice@example.test', 'alice@example.test,carol@example.test'), "
+	"('fwd@example.test', 'someone@remote.test'), "
+	"('@example.test', 'bob@example.test'), "
+	"('aliasonly.test', 'x'), "
+	"('info@aliasonly.test', 'bob@example.test'), "
+	"('bad@example.test', 'nosuch@example.test')",
+	"INSERT INTO users (id, address, maildir) VALUES "
+	"('s', 'self@example.test', 'example.test/self/')",
+	NULL
+};
+
+static struct route_config rc = { "/m", "+" };
+
+static void
+resolve(struct dir *dir, const char *addr, bool relay, struct route_result *r)
+{
+	route_resolve(dir, &rc, addr, relay, r);
+}
+
+static bool
+has_maildir(const struct route_result *r, const char *path)
+{
+	for (size_t i = 0; i < r->ndests; i++)
+		if (r->dests[i].kind == ROUTE_MAILDIR &&
+		    strcmp(r->dests[i].maildir, path) == 0)
+			return true;
+	return false;
+}
+
+int
+main(void)
+{
+	struct dir *dir = NULL;
+	struct route_result r;
+	char *url, *err = NULL;
+	const char *cerr;
+
+	url = xasprintf("sqlite:%s/route.db", test_tmpdir());
+	if (dir_open(url, DIR_OPEN_CREATE, &dir, &err) < 0)
+		return 2;
+	for (const char *const *s = setup; *s; s++)
+		if (dir_query(dir, *s, NULL, 0, NULL, &cerr) < 0) {
+			fprintf(stderr, "%s: %s\n", *s, cerr);
+			return 2;
+		}
+
+	test_begin("route: user, case, +tag, quota, absolute maildir");
+	resolve(dir, "Bob@Example.TEST", false, &r);
+	test_assert(r.status == ROUTE_OK && r.ndests == 1);
+	test_assert(has_maildir(&r, "/m/example.test/bob/"));
+	route_result_clear(&r);
+	resolve(dir, "bob+lists@example.test", false, &r);
+	test_assert(r.status == ROUTE_OK && has_maildir(&r, "/m/example.test/bob/"));
+	test_assert(r.ndests == 1 && strcmp(r.dests[0].address,
+	    "bob+lists@example.test") == 0);
+	route_result_clear(&r);
+	resolve(dir, "carol@example.test", false, &r);
+	test_assert(r.status == ROUTE_OK && has_maildir(&r, "/abs/carol/"));
+	route_result_clear(&r);
+	test_end();
+
+	test_begin("route: aliases 1->N, nested, bare target, alias wins");
+	resolve(dir, "team@example.test", false, &r);
+	test_assert(r.status == ROUTE_OK && r.ndests == 3);
+	test_assert(has_maildir(&r, "/m/example.test/bob/"));
+	test_assert(has_maildir(&r, "/abs/carol/"));	/* via alice alias */
+	route_result_clear(&r);
+	resolve(dir, "nest@example.test", false, &r);
+	test_assert(r.status == ROUTE_OK);
+	test_assert(has_maildir(&r, "/m/example.test/alice/"));
+	test_assert(has_maildir(&r, "/abs/carol/"));
+	route_result_clear(&r);
+	/* alice is a user AND an alias (alias wins, keeps a copy). */
+	resolve(dir, "alice@example.test", false, &r);
+	test_assert(r.status == ROUTE_OK && r.ndests == 2);
+	test_assert(has_maildir(&r, "/m/example.test/alice/"));
+	test_assert(r.dests[0].quota == 100);
+	route_result_clear(&r);
+	resolve(dir, "self@example.test", false, &r);
+	test_assert(r.status == ROUTE_OK && r.ndests == 2);
+	test_assert(has_maildir(&r, "/m/example.test/self/"));
+	route_result_clear(&r);
+	test_end();
+
+	test_begin("route: loop, catch-all, unknown, error:, relay, remote");
+	resolve(dir, "loop1@example.test", false, &r);
+	test_assert(r.status == ROUTE_LOOP);
+	route_result_clear(&r);
+	resolve(dir, "whoever@example.test", false, &r);
+	test_assert(r.status == ROUTE_OK && has_maildir(&r,
+	    "/m/example.test/bob/"));
+	route_result_clear(&r);
+	resolve(dir, "bad@example.test", false, &r);
+	test_assert(r.status == ROUTE_OK);	/* catch-all catches nosuch */
+	route_result_clear(&r);
+	resolve(dir, "x@gone.test", false, &r);
+	test_assert(r.status == ROUTE_ERROR && r.text != NULL &&
+	    strcmp(r.text, "this domain is gone") == 0);
+	route_result_clear(&r);
+	resolve(dir, "x@other.test", false, &r);
+	test_assert(r.status == ROUTE_RELAY_DENIED);
+	route_result_clear(&r);
+	resolve(dir, "x@other.test", true, &r);
+	test_assert(r.status == ROUTE_OK && r.ndests == 1 &&
+	    r.dests[0].kind == ROUTE_REMOTE);
+	route_result_clear(&r);
+	resolve(dir, "fwd@example.test", false, &r);
+	test_assert(r.status == ROUTE_OK && r.ndests == 1 &&
+	    r.dests[0].kind == ROUTE_REMOTE &&
+	    strcmp(r.dests[0].address, "someone@remote.test") == 0);
+	route_result_clear(&r);
+	resolve(dir, "x@relay.test", false, &r);
+	test_assert(r.status == ROUTE_OK && r.ndests == 1 &&
+	    strcmp(r.dests[0].transport, "smtp:[127.0.0.1]:2600") == 0);
+	route_result_clear(&r);
+	test_end();
+
+	test_begin("route: alias-only domain, traversal refused");
+	resolve(dir, "info@aliasonly.test", false, &r);
+	test_assert(r.status == ROUTE_OK && has_maildir(&r,
+	    "/m/example.test/bob/"));
+	route_result_clear(&r);
+	resolve(dir, "nobody@aliasonly.test", false, &r);
+	test_assert(r.status == ROUTE_UNKNOWN);
+	route_result_clear(&r);
+	resolve(dir, "evil@example.test", false, &r);
+	test_assert(r.status == ROUTE_CONFIG);
+	route_result_clear(&r);
+	test_assert(route_maildir_path("/m", "a/../b") == NULL);
+	test_assert(route_maildir_path("/m", "..") == NULL);
+	test_assert(route_maildir_path("/m", "") == NULL);
+	{
+		char *p = route_maildir_path("/m", "a..b/");
+
+		test_assert(p != NULL && strcmp(p, "/m/a..b/") == 0);
+		free(p);
+	}
+	test_end();
+
+	test_begin("route: directory down is ROUTE_TEMPFAIL");
+	dir_close(&dir);
+	test_assert(dir_open("mysql://x:y@127.0.0.1:1/nodb", 0, &dir, &err) ==
+	    DIR_OK);
+	dir_set_queries(dir, NULL);
+	resolve(dir, "bob@example.test", false, &r);
+	test_assert(r.status == ROUTE_TEMPFAIL);
+	route_result_clear(&r);
+	test_end();
+	dir_close(&dir);
+	free(url);
+	return test_done();
+}
