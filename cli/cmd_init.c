@@ -373,6 +373,7 @@ cmd_init(struct cli *cli, int argc, char **argv)
 	if ((slash = strrchr(tlsdir, '/')) != NULL && slash != tlsdir) {
 		*slash = '\0';
 		mkdir_p(tlsdir, 0750);
+		chown_to_service(cli, tlsdir);
 	}
 	free(tlsdir);
 	if (stat(path, &st) < 0 ||

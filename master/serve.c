@@ -41,6 +41,9 @@
 #include "lib/config/config.h"
 #include "lib/dir/dir.h"
 #include "lib/io/jobs.h"
+#include "lib/auth/login.h"
+#include "lib/tls/tls.h"
+#include "pop3/pop3.h"
 #include "smtp/smtp.h"
 
 #define MAX_LISTENERS 64
@@ -52,8 +55,20 @@ static const struct service {
 	const char *name;
 } services[] = {
 	{ "smtp_listen", "smtp" },
+	{ "pop3_listen", "pop3" },
+	{ "pop3s_listen", "pop3s" },
 };
 #define NSERVICES (sizeof(services) / sizeof(services[0]))
+
+/* The static service name for a name from PETREL_WORKER_FDS. */
+static const char *
+services_name(const char *name)
+{
+	for (size_t i = 0; i < NSERVICES; i++)
+		if (strcmp(services[i].name, name) == 0)
+			return services[i].name;
+	fatal("unknown service '%s' in PETREL_WORKER_FDS", name);
+}
 
 struct listener {
 	int fd;
@@ -406,11 +421,21 @@ run_master(struct cli *cli)
 
 /* ---- worker ---- */
 
+struct worker_ctx;
+
+struct worker_listener {
+	struct worker_ctx *w;
+	const char *service;
+	struct evconnlistener *lev;
+};
+
 struct worker_ctx {
 	struct event_base *base;
 	struct smtp_server smtp;
+	struct pop3_server pop3;
+	struct tls_server *tls;
 	struct jobs *jobs;
-	struct evconnlistener *lev[MAX_LISTENERS];
+	struct worker_listener lis[MAX_LISTENERS];
 	size_t nlev;
 	struct event *ev_drain;
 	time_t drain_started;
@@ -420,17 +445,26 @@ static void
 worker_accept(struct evconnlistener *lev, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
-	struct worker_ctx *w = arg;
+	struct worker_listener *l = arg;
+	struct worker_ctx *w = l->w;
 
 	evutil_make_socket_nonblocking(fd);
-	smtp_session_accept(&w->smtp, fd, sa, salen, false);
+	if (strcmp(l->service, "smtp") == 0)
+		smtp_session_accept(&w->smtp, fd, sa, salen, false);
+	else if (strcmp(l->service, "pop3") == 0)
+		pop3_session_accept(&w->pop3, fd, sa, false);
+	else if (strcmp(l->service, "pop3s") == 0)
+		pop3_session_accept(&w->pop3, fd, sa, true);
+	else
+		close(fd);
 }
 
 static void
 worker_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker_ctx *w = arg;
-	unsigned left = smtp_server_drain(&w->smtp);
+	unsigned left = smtp_server_drain(&w->smtp) +
+	    pop3_server_drain(&w->pop3);
 
 	if ((left == 0 && jobs_pending(w->jobs) == 0) ||
 	    (time(NULL) - w->drain_started > DRAIN_GRACE &&
@@ -450,7 +484,7 @@ worker_stop(evutil_socket_t sig, short what, void *arg)
 	if (w->drain_started != 0)
 		return;
 	for (size_t i = 0; i < w->nlev; i++)
-		evconnlistener_free(w->lev[i]);
+		evconnlistener_free(w->lis[i].lev);
 	w->nlev = 0;
 	w->drain_started = time(NULL);
 	w->ev_drain = event_new(w->base, -1, EV_PERSIST, worker_drain_tick, w);
@@ -474,10 +508,28 @@ run_worker(struct cli *cli, const char *fdlist)
 	w.base = event_base_new();
 	if (w.base == NULL)
 		fatal("cannot create the event loop");
+	if (config_get(cli->cfg, "hostname")[0] == '\0') {
+		char host[256] = "localhost", *err = NULL;
+
+		gethostname(host, sizeof(host) - 1);
+		config_set(cli->cfg, "hostname", host, &err);
+		free(err);
+	}
+	{
+		const char *err;
+
+		w.tls = tls_server_new(config_get(cli->cfg, "tls_cert"),
+		    config_get(cli->cfg, "tls_key"), &err);
+		if (w.tls == NULL)
+			log_error("TLS unavailable: %s", err);
+	}
+	auth_cache_setup((unsigned)config_get_uint(cli->cfg,
+	    "auth_cache_ttl"));
 	w.jobs = jobs_create(w.base, (size_t)config_get_uint(cli->cfg,
-	    "worker_threads"), smtp_thread_init, smtp_thread_deinit, cli->cfg);
+	    "worker_threads"), dir_thread_init, dir_thread_deinit, cli->cfg);
 	smtp_server_init(&w.smtp, w.base, w.jobs, cli->cfg,
 	    nw ? (unsigned)strtoul(nw, NULL, 10) : 1);
+	pop3_server_init(&w.pop3, w.base, w.jobs, cli->cfg, w.tls);
 	for (item = strtok_r(copy, ",", &save); item != NULL;
 	    item = strtok_r(NULL, ",", &save)) {
 		char *eq = strchr(item, '=');
@@ -485,11 +537,16 @@ run_worker(struct cli *cli, const char *fdlist)
 
 		if (eq == NULL)
 			fatal("bad PETREL_WORKER_FDS");
+		*eq = '\0';
 		fd = atoi(eq + 1);
 		fcntl(fd, F_SETFD, FD_CLOEXEC);
-		w.lev[w.nlev] = evconnlistener_new(w.base, worker_accept, &w,
-		    LEV_OPT_CLOSE_ON_FREE, -1, fd);
-		if (w.lev[w.nlev] == NULL)
+		if (w.nlev == MAX_LISTENERS)
+			fatal("too many listeners");
+		w.lis[w.nlev].w = &w;
+		w.lis[w.nlev].service = services_name(item);
+		w.lis[w.nlev].lev = evconnlistener_new(w.base, worker_accept,
+		    &w.lis[w.nlev], LEV_OPT_CLOSE_ON_FREE, -1, fd);
+		if (w.lis[w.nlev].lev == NULL)
 			fatal("cannot listen on fd %d", fd);
 		w.nlev++;
 	}
@@ -504,11 +561,13 @@ run_worker(struct cli *cli, const char *fdlist)
 	event_base_dispatch(w.base);
 
 	for (size_t i = 0; i < w.nlev; i++)
-		evconnlistener_free(w.lev[i]);
+		evconnlistener_free(w.lis[i].lev);
 	jobs_destroy(&w.jobs);
 	/* Sessions still open after the grace period are cut here; nothing
 	 * they had not been told 250 for is lost. */
 	smtp_server_deinit(&w.smtp);
+	pop3_server_deinit(&w.pop3);
+	tls_server_free(&w.tls);
 	if (w.ev_drain != NULL)
 		event_free(w.ev_drain);
 	event_free(ev_term);

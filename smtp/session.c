@@ -237,45 +237,15 @@ mail_params(struct smtp_session *s, const char *rest)
 
 /* ---- jobs ---- */
 
-struct smtp_thread {
-	struct dir *dir;
-};
-
-void *
-smtp_thread_init(void *arg)
-{
-	const struct config *cfg = arg;
-	struct smtp_thread *t = xmalloc(sizeof(*t));
-	char *err = NULL;
-
-	if (dir_open(config_get(cfg, "database"), 0, &t->dir, &err) < 0) {
-		/* The URL was validated at start; cannot happen. */
-		fatal("%s", err);
-	}
-	dir_set_queries(t->dir, cfg);
-	return t;
-}
-
-void
-smtp_thread_deinit(void *state)
-{
-	struct smtp_thread *t = state;
-
-	if (t == NULL)
-		return;
-	dir_close(&t->dir);
-	free(t);
-}
-
 static void
 rcpt_run(struct job *job, void *state)
 {
 	struct smtp_session *s = (struct smtp_session *)((char *)job -
 	    offsetof(struct smtp_session, job));
-	struct smtp_thread *t = state;
+	struct dir *dir = state;
 	const char *err;
 
-	route_resolve(t->dir, &s->srv->rc, s->job_addr, false, &s->job_route);
+	route_resolve(dir, &s->srv->rc, s->job_addr, false, &s->job_route);
 	if (s->job_route.status != ROUTE_OK)
 		return;
 	/* Quota (452 4.2.2) at RCPT time, with the SIZE= hint. */
@@ -1012,6 +982,8 @@ session_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct smtp_session *s = arg;
 
+	if (what & BEV_EVENT_CONNECTED)
+		return;		/* the TLS handshake completed */
 	if (what & BEV_EVENT_TIMEOUT) {
 		log_info("%lu: timeout after %s from %s", s->sid,
 		    s->state == ST_DATA || s->state == ST_BDAT ? "DATA" :

@@ -39,10 +39,6 @@ struct smtp_server {
 	bool draining;
 };
 
-/* The per-thread state of the job pool: a directory handle. */
-void *smtp_thread_init(void *cfg);
-void smtp_thread_deinit(void *state);
-
 void smtp_server_init(struct smtp_server *srv, struct event_base *base,
     struct jobs *jobs, const struct config *cfg, unsigned nworkers);
 void smtp_server_deinit(struct smtp_server *srv);

@@ -52,6 +52,11 @@
 /* Seconds (default of smtp_timeout): RFC 5321 4.5.3.2 asks for 5 minutes
  * per command and 10 for the DATA terminator; one timeout for both. */
 #define SMTP_TIMEOUT 300
+/* POP3: RFC 2449 4 allows 255-octet command lines; AUTH PLAIN initial
+ * responses need more, so 2048. 20 errors close the session. */
+#define POP3_LINE_MAX 2048
+#define POP3_ERRORS_MAX 20
+
 /* Seconds a draining worker waits for sessions in a transaction. */
 #define DRAIN_GRACE 20
 

@@ -53,6 +53,8 @@ static const struct key_def keys[] = {
 	{ "smtp_max_connections", KT_UINT, "2000", NULL, 1000000 },
 	{ "smtp_max_connections_per_ip", KT_UINT, "100", NULL, 1000000 },
 	{ "smtp_timeout", KT_UINT, "300", NULL, 86400 },
+	{ "pop3_timeout", KT_UINT, "600", NULL, 86400 },
+	{ "auth_fail_delay", KT_UINT, "2000", NULL, 60000 },
 	{ "log_level", KT_LEVEL, "info", NULL, 0 },
 	{ "allow_plaintext_auth", KT_ENUM, "loopback", "loopback|yes|no", 0 },
 	{ "auth_cache_ttl", KT_UINT, "300", NULL, 86400 * 365 },

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "lib/base/alloc.h"
+#include "lib/base/log.h"
 #include "lib/base/str.h"
 #include "lib/config/config.h"
 #include "lib/dir/dir-private.h"
@@ -415,4 +416,26 @@ dir_lookup_quota(struct dir *dir, const char *address, uint64_t *quota_r,
 		free(v);
 	}
 	return r;
+}
+
+void *
+dir_thread_init(void *arg)
+{
+	const struct config *cfg = arg;
+	struct dir *dir = NULL;
+	char *err = NULL;
+
+	/* The URL was validated when the process started. */
+	if (dir_open(config_get(cfg, "database"), 0, &dir, &err) < 0)
+		fatal("%s", err);
+	dir_set_queries(dir, cfg);
+	return dir;
+}
+
+void
+dir_thread_deinit(void *state)
+{
+	struct dir *dir = state;
+
+	dir_close(&dir);
 }

@@ -100,4 +100,9 @@ int dir_lookup_quota(struct dir *dir, const char *address, uint64_t *quota_r,
 /* Whether query_quota is configured (non-empty). */
 bool dir_has_quota(const struct dir *dir);
 
+/* Job-thread state (lib/io/jobs.h): each thread gets its own handle on
+ * the configured database (arg is the struct config). */
+void *dir_thread_init(void *cfg);
+void dir_thread_deinit(void *state);
+
 #endif

@@ -3,30 +3,40 @@
  * (The TLS session layer for the protocols builds on this module.)
  */
 #include <fcntl.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
+#include <openssl/hmac.h>
+#include <openssl/ssl.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "lib/base/alloc.h"
 #include "lib/tls/tls.h"
 
-static char tls_errbuf[512];
+static _Thread_local char tls_errbuf[768];
 
 static const char *
 tls_error(const char *what, const char *path)
 {
-	unsigned long e = ERR_get_error();
+	unsigned long e = ERR_peek_last_error();
+	char reason[256] = "unknown error";
 
+	if (e != 0)
+		ERR_error_string_n(e, reason, sizeof(reason));
 	snprintf(tls_errbuf, sizeof(tls_errbuf), "%s %s: %s", what, path,
-	    e ? ERR_reason_error_string(e) : "unknown error");
+	    reason);
 	ERR_clear_error();
 	return tls_errbuf;
 }
@@ -176,4 +186,103 @@ out:
 	X509_free(cert);
 	EVP_PKEY_free(pkey);
 	return ret;
+}
+
+void
+crypto_hmac_sha256(const void *key, size_t keylen, const void *msg,
+    size_t msglen, unsigned char out[32])
+{
+	unsigned int len = 32;
+
+	if (HMAC(EVP_sha256(), key, (int)keylen, msg, msglen, out, &len) ==
+	    NULL)
+		memset(out, 0, 32);
+}
+
+struct tls_server {
+	SSL_CTX *ctx;
+};
+
+struct tls_server *
+tls_server_new(const char *cert_path, const char *key_path,
+    const char **error_r)
+{
+	struct tls_server *ts;
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+	if (ctx == NULL) {
+		*error_r = tls_error("cannot create a TLS context for",
+		    cert_path);
+		return NULL;
+	}
+	/* TLS 1.2 and later only; no renegotiation, no compression. */
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION |
+	    SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert_path) != 1) {
+		*error_r = tls_error("cannot load certificate", cert_path);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, key_path, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		*error_r = tls_error("cannot load key", key_path);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	ts = xmalloc(sizeof(*ts));
+	ts->ctx = ctx;
+	return ts;
+}
+
+void
+tls_server_free(struct tls_server **tsp)
+{
+	if (*tsp == NULL)
+		return;
+	SSL_CTX_free((*tsp)->ctx);
+	free(*tsp);
+	*tsp = NULL;
+}
+
+struct bufferevent *
+tls_bev_accept(struct tls_server *ts, struct event_base *base, int fd)
+{
+	SSL *ssl = SSL_new(ts->ctx);
+
+	if (ssl == NULL)
+		return NULL;
+	return bufferevent_openssl_socket_new(base, fd, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+}
+
+struct bufferevent *
+tls_bev_starttls(struct tls_server *ts, struct event_base *base,
+    struct bufferevent *plain)
+{
+	struct evbuffer *in = bufferevent_get_input(plain);
+	SSL *ssl = SSL_new(ts->ctx);
+
+	if (ssl == NULL)
+		return NULL;
+	/* Plaintext pipelined after STARTTLS must not be executed later as
+	 * if it had come over TLS. */
+	evbuffer_drain(in, evbuffer_get_length(in));
+	return bufferevent_openssl_filter_new(base, plain, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+}
+
+const char *
+tls_bev_describe(struct bufferevent *bev, char *buf, size_t len)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+	if (ssl == NULL) {
+		snprintf(buf, len, "plaintext");
+		return buf;
+	}
+	snprintf(buf, len, "%s with cipher %s", SSL_get_version(ssl),
+	    SSL_get_cipher_name(ssl));
+	return buf;
 }

@@ -1,6 +1,7 @@
 #ifndef PETREL_TLS_H
 #define PETREL_TLS_H
 /* TLS (OpenSSL 3): the only module that includes OpenSSL headers. */
+#include <stddef.h>
 
 /* Make a self-signed certificate (RSA 2048, SHA-256, 10 years) for
  * hostname and write cert and key (key mode 0600). 0 ok, -1 error. */
@@ -10,5 +11,29 @@ int tls_make_selfsigned(const char *cert_path, const char *key_path,
  * 0 ok, -1 with *error_r (static buffer) set. days_left_r may be NULL. */
 int tls_check_pair(const char *cert_path, const char *key_path,
     int *days_left_r, const char **error_r);
+
+/* HMAC-SHA-256 (for keyed digests such as the login cache's). */
+void crypto_hmac_sha256(const void *key, size_t keylen, const void *msg,
+    size_t msglen, unsigned char out[32]);
+
+/* A server TLS context: TLS 1.2 and later, the configured certificate
+ * chain and key. NULL with *error_r set on failure. */
+struct tls_server;
+struct tls_server *tls_server_new(const char *cert_path, const char *key_path,
+    const char **error_r);
+void tls_server_free(struct tls_server **ts);
+
+struct bufferevent;
+struct event_base;
+/* Implicit TLS on an accepted socket (imaps, pop3s, submissions). */
+struct bufferevent *tls_bev_accept(struct tls_server *ts,
+    struct event_base *base, int fd);
+/* STARTTLS: put TLS over an existing plain bufferevent. Whatever the
+ * client sent after the command and before the handshake is discarded
+ * (CVE-2011-0411). The plain bufferevent is owned (freed) by the result. */
+struct bufferevent *tls_bev_starttls(struct tls_server *ts,
+    struct event_base *base, struct bufferevent *plain);
+/* The negotiated protocol and cipher for logs ("TLSv1.3 with ..."). */
+const char *tls_bev_describe(struct bufferevent *bev, char *buf, size_t len);
 
 #endif

@@ -1,0 +1,238 @@
+/*
+ * login.c: password logins against the directory (see login.h).
+ *
+ * The cache holds, per login, an HMAC of the password under a per-process
+ * random key (never the password), the crypt hash it matched and an expiry.
+ * A hit still requires the directory to return the same hash, so changing
+ * a password or clearing imapok takes effect at once.
+ */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "lib/auth/login.h"
+#include "lib/auth/password.h"
+#include "lib/base/alloc.h"
+#include "lib/base/base64.h"
+#include "lib/dir/dir.h"
+#include "lib/tls/tls.h"
+
+#define AUTH_CACHE_BUCKETS 1024
+#define AUTH_CACHE_MAX 100000	/* entries; beyond that, no new ones */
+#define AUTH_DELAY_MAX_MS 15000
+#define AUTH_DELAY_FORGET 600	/* seconds without failure */
+
+struct cache_entry {
+	char *login;
+	unsigned char digest[32];
+	char *crypt;
+	time_t expires;
+	struct cache_entry *next;
+};
+
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct cache_entry *cache[AUTH_CACHE_BUCKETS];
+static size_t cache_count;
+static unsigned cache_ttl;
+static unsigned char cache_key[32];
+
+void
+auth_cache_setup(unsigned ttl)
+{
+	cache_ttl = ttl;
+	if (getrandom(cache_key, sizeof(cache_key), 0) != sizeof(cache_key))
+		cache_ttl = 0;	/* no key, no cache */
+}
+
+static unsigned
+bucket(const char *login)
+{
+	uint32_t h = 2166136261u;
+
+	for (const unsigned char *p = (const unsigned char *)login; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h % AUTH_CACHE_BUCKETS;
+}
+
+static void
+digest(const char *login, const char *password, unsigned char out[32])
+{
+	str_t msg = STR_INIT;
+
+	str_append(&msg, login);
+	str_append_c(&msg, '\0');
+	str_append(&msg, password);
+	crypto_hmac_sha256(cache_key, sizeof(cache_key), msg.data, msg.len,
+	    out);
+	explicit_bzero(msg.data, msg.len);
+	str_free(&msg);
+}
+
+static bool
+cache_hit(const char *login, const unsigned char d[32], const char *crypt)
+{
+	struct cache_entry *e;
+	bool hit = false;
+	time_t now = time(NULL);
+
+	pthread_mutex_lock(&cache_lock);
+	for (e = cache[bucket(login)]; e != NULL; e = e->next) {
+		if (strcmp(e->login, login) != 0)
+			continue;
+		hit = e->expires > now && strcmp(e->crypt, crypt) == 0 &&
+		    memcmp(e->digest, d, 32) == 0;
+		break;
+	}
+	pthread_mutex_unlock(&cache_lock);
+	return hit;
+}
+
+static void
+cache_store(const char *login, const unsigned char d[32], const char *crypt)
+{
+	struct cache_entry *e;
+	unsigned b = bucket(login);
+
+	pthread_mutex_lock(&cache_lock);
+	for (e = cache[b]; e != NULL; e = e->next)
+		if (strcmp(e->login, login) == 0)
+			break;
+	if (e == NULL && cache_count < AUTH_CACHE_MAX) {
+		e = xmalloc(sizeof(*e));
+		e->login = xstrdup(login);
+		e->next = cache[b];
+		cache[b] = e;
+		cache_count++;
+	}
+	if (e != NULL) {
+		free(e->crypt);
+		e->crypt = xstrdup(crypt);
+		memcpy(e->digest, d, 32);
+		e->expires = time(NULL) + (time_t)cache_ttl;
+	}
+	pthread_mutex_unlock(&cache_lock);
+}
+
+enum auth_result
+auth_login(struct dir *dir, const char *login, const char *password,
+    struct dir_user *u_r)
+{
+	unsigned char d[32];
+	const char *err;
+	int r;
+
+	memset(u_r, 0, sizeof(*u_r));
+	if (login[0] == '\0' || password[0] == '\0')
+		return AUTH_FAIL;
+	r = dir_lookup_login(dir, login, u_r, &err);
+	if (r == DIR_TEMPFAIL || r == DIR_FAIL)
+		return AUTH_TEMPFAIL;
+	if (r == DIR_NOTFOUND)
+		return AUTH_FAIL;
+	if (cache_ttl > 0) {
+		digest(login, password, d);
+		if (cache_hit(login, d, u_r->crypt))
+			return AUTH_OK;
+	}
+	if (!password_verify(password, u_r->crypt)) {
+		dir_user_clear(u_r);
+		return AUTH_FAIL;
+	}
+	if (cache_ttl > 0)
+		cache_store(login, d, u_r->crypt);
+	return AUTH_OK;
+}
+
+int
+sasl_plain_decode(const char *b64, size_t len, char **authcid_r,
+    char **passwd_r)
+{
+	str_t raw = STR_INIT;
+	const char *p, *nul1, *nul2, *end;
+	int ret = -1;
+
+	if (base64_decode(&raw, b64, len) < 0 || raw.len == 0)
+		goto out;
+	p = raw.data;
+	end = raw.data + raw.len;
+	nul1 = memchr(p, '\0', raw.len);
+	if (nul1 == NULL)
+		goto out;
+	nul2 = memchr(nul1 + 1, '\0', (size_t)(end - nul1 - 1));
+	if (nul2 == NULL || memchr(nul2 + 1, '\0', (size_t)(end - nul2 - 1)))
+		goto out;
+	/* We do not let one user act for another. */
+	if (nul1 != p && ((size_t)(nul1 - p) != (size_t)(nul2 - nul1 - 1) ||
+	    memcmp(p, nul1 + 1, (size_t)(nul1 - p)) != 0))
+		goto out;
+	*authcid_r = xstrndup(nul1 + 1, (size_t)(nul2 - nul1 - 1));
+	*passwd_r = xstrndup(nul2 + 1, (size_t)(end - nul2 - 1));
+	ret = 0;
+out:
+	if (raw.data != NULL)
+		explicit_bzero(raw.data, raw.len);
+	str_free(&raw);
+	return ret;
+}
+
+struct delay_entry {
+	char ip[64];
+	unsigned failures;
+	time_t last;
+	struct delay_entry *next;
+};
+
+static pthread_mutex_t delay_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct delay_entry *delays;
+
+unsigned
+auth_delay_failure(const char *ip, unsigned base_ms)
+{
+	struct delay_entry *e, **pp;
+	time_t now = time(NULL);
+	unsigned ms, shift;
+
+	pthread_mutex_lock(&delay_lock);
+	for (pp = &delays; (e = *pp) != NULL;) {
+		if (now - e->last > AUTH_DELAY_FORGET) {
+			*pp = e->next;
+			free(e);
+			continue;
+		}
+		if (strcmp(e->ip, ip) == 0)
+			break;
+		pp = &e->next;
+	}
+	if (e == NULL) {
+		e = xmalloc(sizeof(*e));
+		snprintf(e->ip, sizeof(e->ip), "%s", ip);
+		e->next = delays;
+		delays = e;
+	}
+	e->failures++;
+	e->last = now;
+	shift = e->failures - 1 > 5 ? 5 : e->failures - 1;
+	pthread_mutex_unlock(&delay_lock);
+	ms = base_ms << shift;
+	return ms > AUTH_DELAY_MAX_MS ? AUTH_DELAY_MAX_MS : ms;
+}
+
+void
+auth_delay_success(const char *ip)
+{
+	struct delay_entry *e, **pp;
+
+	pthread_mutex_lock(&delay_lock);
+	for (pp = &delays; (e = *pp) != NULL; pp = &e->next) {
+		if (strcmp(e->ip, ip) == 0) {
+			*pp = e->next;
+			free(e);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&delay_lock);
+}

@@ -1,0 +1,35 @@
+#ifndef PETREL_POP3_H
+#define PETREL_POP3_H
+/* The POP3 server (RFC 1939, 2449 CAPA, 2595 STLS, 5034 SASL) for one
+ * worker process, on the shared Maildir store and login code. */
+#include <stdbool.h>
+
+struct config;
+struct event_base;
+struct jobs;
+struct sockaddr;
+struct tls_server;
+
+struct pop3_server {
+	struct event_base *base;
+	struct jobs *jobs;
+	const struct config *cfg;
+	struct tls_server *tls;		/* NULL: no STLS / pop3s */
+	char *hostname;
+	const char *mail_root;
+	const char *plaintext;		/* allow_plaintext_auth */
+	unsigned fail_delay_ms;
+	unsigned timeout;
+	struct pop3_session *sessions;
+	unsigned nsessions;
+	bool draining;
+};
+
+void pop3_server_init(struct pop3_server *srv, struct event_base *base,
+    struct jobs *jobs, const struct config *cfg, struct tls_server *tls);
+void pop3_server_deinit(struct pop3_server *srv);
+void pop3_session_accept(struct pop3_server *srv, int fd,
+    const struct sockaddr *sa, bool implicit_tls);
+unsigned pop3_server_drain(struct pop3_server *srv);
+
+#endif

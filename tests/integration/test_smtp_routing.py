@@ -1,0 +1,421 @@
+"""SMTP server: recipients decided by the SQL directory (SPEC section 1), on SQLite
+and MariaDB: users, aliases (1->N, nested, loops, self-reference), catch-all,
+recipient delimiter, case, error and smtp transports, remote forwarding to the
+queue, relay denial in every address form, quotas, the directory going down."""
+
+import os
+import time
+
+import pytest
+
+from smtp_util import (all_delivered, lf, maildir_of, new_files, queue_files, read_new,
+                       split_stored, tmp_files)
+
+ALICE, BOB, CAROL = "alice@example.test", "bob@example.test", "carol@example.test"
+
+
+def message(subject, body=b"routing test\r\n"):
+    return (b"From: x@y.test\r\nSubject: " + subject.encode() + b"\r\n"
+            b"Message-ID: <" + subject.replace(" ", ".").encode() + b"@y.test>\r\n\r\n" + body)
+
+
+def setup_directory(inst):
+    """The whole routing table, made with the CLI (raw SQL only for what the CLI
+    normalises away)."""
+    for u in ("carol@example.test", "keep@example.test", "catcher@example.test"):
+        inst.add_user(u)
+    inst.run("domain", "add", "catch.test")
+    inst.add_user("real@catch.test")
+    inst.run("alias", "add", "list@example.test", "alice@example.test,bob@example.test")
+    inst.run("alias", "add", "n1@example.test", "n2@example.test")
+    inst.run("alias", "add", "n2@example.test", "n3@example.test")
+    inst.run("alias", "add", "n3@example.test", "carol@example.test")
+    inst.run("alias", "add", "loop1@example.test", "loop2@example.test")
+    inst.run("alias", "add", "loop2@example.test", "loop1@example.test")
+    inst.run("alias", "add", "keep@example.test", "keep@example.test,bob@example.test")
+    inst.run("alias", "add", "@catch.test", "catcher@example.test")
+    inst.run("domain", "add", "gone.test", "--transport", "error:gone away")
+    inst.run("alias", "add", "fwd@example.test", "someone@remote.test")
+    inst.run("domain", "add", "relay.test", "--transport", "smtp:[127.0.0.1]:2600")
+    # stored in mixed case, as an old howto database may have it
+    inst.insert_user("Mixed@Example.Test", "Mixed@Example.Test", "", maildir="example.test/mixed/")
+
+
+@pytest.fixture
+def routed(instance, smtp_start):
+    """smtp_server with the routing table of setup_directory()."""
+    for a in (ALICE, BOB):
+        instance.add_user(a)
+    setup_directory(instance)
+    return smtp_start(instance)
+
+
+def rcpt_codes(srv, rcpts, sender="x@y.test"):
+    """One transaction per call, RCPT only; [(code, text)] and RSET."""
+    out = []
+    with srv.client() as c:
+        c.expect("EHLO client.test", 250)
+        c.expect("MAIL FROM:<%s>" % sender, 250)
+        for r in rcpts:
+            rep = c.cmd("RCPT TO:<%s>" % r)
+            out.append((rep.code, rep.text))
+        c.expect("RSET", 250)
+        c.expect("QUIT", 221)
+    return out
+
+
+def send(srv, rcpts, subject, body=b"routing test\r\n", sender="x@y.test"):
+    """A whole transaction; asserts every RCPT and the DATA are accepted."""
+    data = message(subject, body)
+    with srv.client() as c:
+        c.expect("EHLO client.test", 250)
+        c.expect("MAIL FROM:<%s>" % sender, 250)
+        for r in rcpts:
+            c.expect("RCPT TO:<%s>" % r, 250)
+        c.expect("DATA", 354)
+        c.send(data + b".\r\n")
+        rep = c.reply()
+        assert rep.code == 250, rep
+        c.expect("QUIT", 221)
+    return lf(data)
+
+
+def only_in(inst, expected):
+    """Exactly the mailboxes in `expected` (address -> number of files) got mail."""
+    got = {}
+    for p in all_delivered(inst):
+        assert os.path.basename(os.path.dirname(p)) == "new", "file outside new/: %s" % p
+        mbox = os.path.dirname(os.path.dirname(p))
+        got[mbox] = got.get(mbox, 0) + 1
+    want = {maildir_of(inst, a): n for a, n in expected.items()}
+    assert got == want
+
+
+def stored(inst, address):
+    files = read_new(inst, address)
+    assert len(files) == 1, "%s: %d files" % (address, len(files))
+    return split_stored(files[0])
+
+
+# --------------------------------------------------------------------------
+# local delivery
+
+
+def test_user(routed):
+    inst = routed.instance
+    data = send(routed, [ALICE], "to alice")
+    head, body = stored(inst, ALICE)
+    assert body == data
+    assert head["Return-Path"] == "<x@y.test>"
+    assert head["Delivered-To"] == ALICE
+    assert "for <alice@example.test>" in head["Received"], head
+    only_in(inst, {ALICE: 1})
+    log = routed.wait_log(r"to=<alice@example.test>, orig_to=<alice@example.test>, "
+                          r"relay=maildir, status=sent \(delivered to maildir ")
+    assert log, routed.log()
+    assert routed.wait_log(r"from=<x@y.test>, size=\d+, nrcpt=1 \(accepted\)"), routed.log()
+
+
+def test_alias_one_to_many(routed):
+    inst = routed.instance
+    data = send(routed, ["list@example.test"], "to list")
+    for who in (ALICE, BOB):
+        head, body = stored(inst, who)
+        assert body == data
+        assert head["Delivered-To"] == who
+    only_in(inst, {ALICE: 1, BOB: 1})
+    for who in (ALICE, BOB):
+        assert routed.wait_log(r"to=<%s>, orig_to=<list@example.test>, relay=maildir, "
+                               r"status=sent" % who), routed.log()
+
+
+def test_nested_aliases(routed):
+    inst = routed.instance
+    data = send(routed, ["n1@example.test"], "nested")
+    head, body = stored(inst, CAROL)
+    assert body == data and head["Delivered-To"] == CAROL
+    only_in(inst, {CAROL: 1})
+
+
+def test_alias_loop(routed):
+    inst = routed.instance
+    for addr in ("loop1@example.test", "loop2@example.test"):
+        [(code, text)] = rcpt_codes(routed, [addr])
+        assert code == 554 and text.startswith("5.4.6"), (addr, code, text)
+    only_in(inst, {})
+
+
+def test_self_referencing_alias(routed):
+    """keep@ -> keep@, bob@ (the Postfix idiom): both mailboxes get a copy."""
+    inst = routed.instance
+    data = send(routed, ["keep@example.test"], "keep a copy")
+    for who in ("keep@example.test", BOB):
+        head, body = stored(inst, who)
+        assert body == data and head["Delivered-To"] == who
+    only_in(inst, {"keep@example.test": 1, BOB: 1})
+
+
+def test_catch_all(routed):
+    inst = routed.instance
+    send(routed, ["whoever@catch.test"], "caught")
+    only_in(inst, {"catcher@example.test": 1})
+    # the catch-all never shadows an existing user
+    data = send(routed, ["real@catch.test"], "real")
+    head, body = stored(inst, "real@catch.test")
+    assert body == data and head["Delivered-To"] == "real@catch.test"
+    only_in(inst, {"catcher@example.test": 1, "real@catch.test": 1})
+
+
+def test_recipient_delimiter(routed):
+    inst = routed.instance
+    data = send(routed, ["alice+news@example.test"], "tagged")
+    files = read_new(inst, ALICE)
+    assert len(files) == 1
+    assert split_stored(files[0])[1] == data
+    # an alias with a tag expands like the alias
+    send(routed, ["list+x@example.test"], "tagged list")
+    only_in(inst, {ALICE: 2, BOB: 1})
+    # +tag of an unknown user is still unknown
+    [(code, text)] = rcpt_codes(routed, ["nobody+x@example.test"])
+    assert code == 550, (code, text)
+
+
+def test_case_insensitive(routed):
+    inst = routed.instance
+    send(routed, ["ALICE@EXAMPLE.TEST"], "upper")
+    send(routed, ["List@Example.Test"], "upper list")
+    send(routed, ["mixed@example.test"], "stored mixed")  # row is Mixed@Example.Test
+    send(routed, ["MIXED@EXAMPLE.test"], "stored mixed 2")
+    only_in(inst, {ALICE: 2, BOB: 1, "mixed@example.test": 2})
+
+
+def test_unknown_user(routed):
+    [(code, text)] = rcpt_codes(routed, ["nobody@example.test"])
+    assert code == 550 and text.startswith("5.1.1"), (code, text)
+    [(code, text)] = rcpt_codes(routed, ["nobody@relay.test.example.test"])
+    assert 500 <= code < 600, (code, text)
+    only_in(routed.instance, {})
+
+
+def test_error_transport(routed):
+    [(code, text)] = rcpt_codes(routed, ["anyone@gone.test"])
+    assert code == 550 and "gone away" in text, (code, text)
+    only_in(routed.instance, {})
+
+
+def test_alias_to_remote_address_is_queued(routed):
+    inst = routed.instance
+    data = send(routed, ["fwd@example.test"], "forwarded")
+    files = queue_files(inst)
+    assert len(files) == 1, files
+    with open(files[0], "rb") as f:
+        q = f.read()
+    env, _, rest = q.partition(b"\n\n")
+    assert b"\nrcpt someone@remote.test -" in b"\n" + env + b"\n", q[:500]
+    assert b"sender x@y.test" in env, env
+    assert rest.endswith(data), q[-500:]
+    only_in(inst, {})
+    assert routed.wait_log(r"to=<someone@remote.test>, status=queued \(remote\)"), routed.log()
+
+
+def test_smtp_transport_is_queued(routed):
+    inst = routed.instance
+    data = send(routed, ["anyone@relay.test"], "relayed")
+    files = queue_files(inst)
+    assert len(files) == 1, files
+    with open(files[0], "rb") as f:
+        q = f.read()
+    env, _, rest = q.partition(b"\n\n")
+    assert b"rcpt anyone@relay.test smtp:[127.0.0.1]:2600\n" in env + b"\n", env
+    assert rest.endswith(data)
+    only_in(inst, {})
+
+
+def test_local_and_remote_in_one_message(routed):
+    inst = routed.instance
+    data = send(routed, [ALICE, "fwd@example.test"], "both")
+    assert stored(inst, ALICE)[1] == data
+    files = queue_files(inst)
+    assert len(files) == 1
+    with open(files[0], "rb") as f:
+        env = f.read().partition(b"\n\n")[0]
+    rcpts = [l for l in env.split(b"\n") if l.startswith(b"rcpt ")]
+    assert rcpts == [b"rcpt someone@remote.test -"], env
+
+
+# --------------------------------------------------------------------------
+# relay denial (unauthenticated client)
+
+RELAY_FORMS = [
+    ("plain", "x@other.test"),
+    ("percent", "user%other.test@example.test"),
+    ("bang", "other.test!user@example.test"),
+    ("quoted", '"user@other.test"@example.test'),
+    ("source-route", "@example.test:user@other.test"),
+    ("source-route-2", "@a.test,@example.test:user@other.test"),
+    ("double-at", "user@other.test@example.test"),
+    ("ip-literal", "user@[1.2.3.4]"),
+    ("subdomain", "user@sub.example.test"),
+    ("trailing-dot", "user@other.test."),
+]
+
+
+@pytest.mark.parametrize("addr", [a for _, a in RELAY_FORMS], ids=[i for i, _ in RELAY_FORMS])
+def test_relay_denied(routed, addr):
+    inst = routed.instance
+    with routed.client() as c:
+        c.expect("EHLO client.test", 250)
+        c.expect("MAIL FROM:<x@y.test>", 250)
+        r = c.cmd("RCPT TO:<%s>" % addr)
+        assert 500 <= r.code < 600, "RCPT TO:<%s> must be refused: %r" % (addr, r)
+        if addr in ("x@other.test", "@example.test:user@other.test",
+                    "@a.test,@example.test:user@other.test"):
+            assert r.code == 554 and r.text.startswith("5.7.1"), r
+        r = c.cmd("DATA")
+        assert r.code != 354, r
+        # a client that sends the message anyway: its lines are bad commands
+        c.send(b"Subject: relay\r\n\r\nrelay\r\n.\r\n")
+        assert all(r.code >= 500 for r in c.replies(4))
+        c.expect("NOOP", 250)  # the session goes on
+    time.sleep(0.2)
+    assert queue_files(inst) == [], "nothing may be queued for <%s>" % addr
+    assert queue_files(inst, "tmp") == []
+    only_in(inst, {})
+
+
+def test_relay_denied_pipelined_with_valid(routed):
+    """A relay attempt next to a valid recipient does not taint or leak."""
+    inst = routed.instance
+    with routed.client() as c:
+        c.send(b"EHLO c\r\nMAIL FROM:<x@y.test>\r\nRCPT TO:<user%other.test@example.test>\r\n"
+               b"RCPT TO:<x@other.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n")
+        codes = [r.code for r in c.replies(6)]
+        assert codes[0:2] == [250, 250] and codes[4:] == [250, 354], codes
+        assert all(500 <= x < 600 for x in codes[2:4]), codes
+        c.send(message("mixed") + b".\r\n")
+        assert c.reply().code == 250
+    only_in(inst, {ALICE: 1})
+    assert queue_files(inst) == []
+
+
+# --------------------------------------------------------------------------
+# postmaster (RFC 5321 4.5.1)
+
+
+def test_postmaster_without_domain(routed):
+    """RFC 5321 4.5.1: RCPT TO:<Postmaster> (no domain) MUST be accepted."""
+    routed.instance.run("alias", "add", "postmaster@example.test", "alice@example.test")
+    [(code, text)] = rcpt_codes(routed, ["Postmaster"])
+    assert code == 250, (code, text)
+
+
+# --------------------------------------------------------------------------
+# quota
+
+
+def test_quota_size_hint(instance, smtp_start):
+    instance.run("user", "add", "q@example.test", "--quota", "1000")
+    srv = smtp_start(instance)
+    with srv.client() as c:
+        c.expect("EHLO client.test", 250)
+        c.expect("MAIL FROM:<x@y.test> SIZE=5000", 250)
+        r = c.cmd("RCPT TO:<q@example.test>")
+        assert r.code == 452 and r.text.startswith("4.2.2"), r
+        c.expect("RSET", 250)
+        c.expect("MAIL FROM:<x@y.test> SIZE=500", 250)
+        c.expect("RCPT TO:<q@example.test>", 250)
+    assert all_delivered(instance) == []
+
+
+def test_quota_full_mailbox(instance, smtp_start):
+    instance.run("user", "add", "q@example.test", "--quota", "1000")
+    srv = smtp_start(instance)
+    body = b"x" * 70 + b"\r\n"
+    accepted = 0
+    refused = None
+    for i in range(6):
+        with srv.client() as c:
+            c.expect("EHLO client.test", 250)
+            c.expect("MAIL FROM:<x@y.test>", 250)
+            r = c.cmd("RCPT TO:<q@example.test>")
+            if r.code == 452:
+                refused = r
+                break
+            assert r.code == 250, r
+            c.expect("DATA", 354)
+            c.send(message("fill %d" % i, body * 5) + b".\r\n")
+            assert c.reply().code == 250
+            accepted += 1
+    assert refused is not None, "RCPT must get 452 once the mailbox is over quota"
+    assert refused.text.startswith("4.2.2"), refused
+    assert 1 <= accepted <= 3, accepted
+    used = sum(os.path.getsize(p) for p in new_files(instance, "q@example.test"))
+    assert used >= 1000 - 500, used
+    # it stays refused (4xx: the client keeps the message and retries)
+    [(code, text)] = rcpt_codes(srv, ["q@example.test"])
+    assert code == 452, (code, text)
+    assert tmp_files(instance, "q@example.test") == []
+
+
+# --------------------------------------------------------------------------
+# the directory down (MariaDB)
+
+
+@pytest.fixture
+def mariadb_routed(request, petrel_bin, tmp_path, smtp_start):
+    import conftest
+    mdb = request.getfixturevalue("mariadb")
+    inst = conftest.make_instance(petrel_bin, tmp_path / "inst", "mariadb", mariadb=mdb)
+    inst.add_user(ALICE)
+    inst.add_user(BOB)
+    srv = smtp_start(inst)
+    yield srv, mdb
+    mdb.ensure_running()
+
+
+def test_directory_down_gives_4xx(mariadb_routed):
+    srv, mdb = mariadb_routed
+    inst = srv.instance
+    with srv.client(timeout=60) as c:
+        c.expect("EHLO client.test", 250)
+        c.expect("MAIL FROM:<x@y.test>", 250)
+        c.expect("RCPT TO:<alice@example.test>", 250)
+        mdb.stop()
+        try:
+            for addr in ("bob@example.test", "nobody@example.test", "x@other.test",
+                         "alice@example.test"):
+                t0 = time.monotonic()
+                r = c.cmd("RCPT TO:<%s>" % addr)
+                assert r.code == 451 and r.text.startswith("4.3.0"), (addr, r)
+                assert time.monotonic() - t0 < 30
+            # the recipient accepted before the outage still gets the message
+            c.expect("DATA", 354)
+            c.send(message("during outage") + b".\r\n")
+            r = c.reply()
+            assert r.code == 250, r
+            # a new session while it is down
+            with srv.client(timeout=60) as c2:
+                c2.expect("EHLO client.test", 250)
+                c2.expect("MAIL FROM:<x@y.test>", 250)
+                r = c2.cmd("RCPT TO:<bob@example.test>")
+                assert r.code == 451, r
+        finally:
+            mdb.ensure_running()
+        # back: the same RCPT works again, on every worker thread, without a restart
+        for n in range(3):
+            with srv.client(timeout=60) as c3:
+                c3.expect("EHLO client.test", 250)
+                c3.expect("MAIL FROM:<x@y.test>", 250)
+                for i in range(8):
+                    r = c3.cmd("RCPT TO:<bob@example.test>")
+                    assert r.code == 250, ("after the restart", n, i, r)
+                c3.expect("RSET", 250)
+                c3.expect("MAIL FROM:<x@y.test>", 250)
+                c3.expect("RCPT TO:<bob@example.test>", 250)
+                c3.expect("RCPT TO:<nobody@example.test>", 550)
+                c3.expect("DATA", 354)
+                c3.send(message("after outage %d" % n) + b".\r\n")
+                assert c3.reply().code == 250
+        c.expect("RSET", 250)
+    assert len(new_files(inst, ALICE)) == 1
+    assert len(new_files(inst, BOB)) == 3
