@@ -95,6 +95,7 @@ struct smtp_session {
 	/* job in flight */
 	struct job job;
 	char *job_addr;
+	bool job_postmaster;	/* RCPT TO:<postmaster> without domain */
 	struct route_result job_route;
 	int job_status;
 	char *job_error;
@@ -246,6 +247,22 @@ rcpt_run(struct job *job, void *state)
 	const char *err;
 
 	route_resolve(dir, &s->srv->rc, s->job_addr, false, &s->job_route);
+	if (s->job_route.status == ROUTE_RELAY_DENIED && s->job_postmaster) {
+		/* RFC 5321 4.5.1: <postmaster> must be accepted. When the
+		 * host name is not a hosted domain, use the first hosted one. */
+		struct dir_rows *rows = NULL;
+
+		if (dir_query(dir, "SELECT domain FROM transport ORDER BY domain",
+		    NULL, 0, &rows, &err) == DIR_OK && rows->nrows > 0) {
+			free(s->job_addr);
+			s->job_addr = xasprintf("postmaster@%s",
+			    dir_rows_get(rows, 0, 0));
+			route_result_clear(&s->job_route);
+			route_resolve(dir, &s->srv->rc, s->job_addr, false,
+			    &s->job_route);
+		}
+		dir_rows_free(&rows);
+	}
 	if (s->job_route.status != ROUTE_OK)
 		return;
 	/* Quota (452 4.2.2) at RCPT time, with the SIZE= hint. */
@@ -377,6 +394,30 @@ out:
 	return r;
 }
 
+/* Was the same final address already delivered into the same maildir
+ * for an earlier recipient of this message? (Postfix eliminates such
+ * duplicates too: RCPT TO:<a> twice, or an alias and its target.) */
+static bool
+already_delivered(struct smtp_session *s, size_t ri, size_t di)
+{
+	const struct route_dest *d = &s->rcpts[ri].route.dests[di];
+
+	for (size_t i = 0; i <= ri; i++) {
+		const struct route_result *r = &s->rcpts[i].route;
+		size_t jmax = i == ri ? di : r->ndests;
+
+		for (size_t j = 0; j < jmax; j++) {
+			const struct route_dest *e = &r->dests[j];
+
+			if (e->kind == ROUTE_MAILDIR &&
+			    strcmp(e->maildir, d->maildir) == 0 &&
+			    strcmp(e->address, d->address) == 0)
+				return true;
+		}
+	}
+	return false;
+}
+
 static void
 data_run(struct job *job, void *state)
 {
@@ -405,6 +446,8 @@ data_run(struct job *job, void *state)
 				nremote++;
 				continue;
 			}
+			if (already_delivered(s, i, j))
+				continue;
 			if (deliver_maildir(s, d, str_c(&received), &err) < 0) {
 				s->job_status = -1;
 				s->job_error = xstrdup(err);
@@ -558,6 +601,7 @@ cmd_mail(struct smtp_session *s, const char *arg)
 	}
 	s->sender = addr;
 	s->have_mail = true;
+	s->bdat_failed = false;
 	queue_id_new(s->qid);
 	spool_init(&s->body, s->srv->spool_dir);
 	log_info("%s: client=%s, helo=%s", s->qid, s->peer, s->helo);
@@ -585,7 +629,8 @@ cmd_rcpt(struct smtp_session *s, const char *arg)
 		return;
 	}
 	/* RFC 5321 4.5.1: "postmaster" without a domain must work. */
-	if (strcasecmp(addr, "postmaster") == 0) {
+	s->job_postmaster = strcasecmp(addr, "postmaster") == 0;
+	if (s->job_postmaster) {
 		free(addr);
 		addr = xasprintf("postmaster@%s", s->srv->hostname);
 	}
@@ -893,9 +938,11 @@ session_process(struct smtp_session *s)
 			if (s->bdat_failed) {
 				reply_error(s, "554 5.5.1 Error: no valid "
 				    "recipients");
-				if (s->bdat_last) {
+				/* Outside a transaction, or at its end, the
+				 * failure is over; inside one, later chunks
+				 * of it fail too (RFC 3030 2). */
+				if (s->bdat_last || !s->have_mail)
 					transaction_reset(s);
-				}
 				continue;
 			}
 			if (s->too_big && !s->bdat_last) {

@@ -435,3 +435,66 @@ def sqlite_smtp_server(sqlite_instance, smtp_start):
     """As smtp_server, SQLite only: for tests of the protocol itself."""
     _smtp_users(sqlite_instance)
     return smtp_start(sqlite_instance)
+
+
+# --------------------------------------------------------------------------
+# POP3 (test_pop3*.py; helpers in pop3_util.py)
+
+
+@pytest.fixture
+def pop3_start():
+    """Factory: pop3_start(instance, opts=(), host="127.0.0.1") -> pop3_util.Pop3Server,
+    `petrel serve` with SMTP, POP3 and POP3S on free ports (auth_fail_delay=100).
+    At teardown every server still running gets SIGTERM; one that does not exit 0
+    in time, or whose log shows a dead worker, fails the test."""
+    import pop3_util
+    servers = []
+
+    def start(inst, opts=(), host="127.0.0.1"):
+        srv = pop3_util.start_pop3(inst, opts, host=host)
+        servers.append(srv)
+        return srv
+
+    yield start
+    problems = []
+    for srv in servers:
+        try:
+            rc = srv.stop()
+        except AssertionError as e:
+            problems.append(str(e))
+            continue
+        if rc != 0:
+            problems.append("petrel serve exited %s (expected 0)\nlog:\n%s" % (rc, srv.log()))
+        crashes = srv.crashes()
+        if crashes:
+            problems.append("a worker died:\n%s\nlog:\n%s" % ("".join(crashes), srv.log()))
+    if problems:
+        pytest.fail("\n\n".join(problems))
+
+
+@pytest.fixture(scope="module", params=["sqlite", "mariadb"])
+def pop3_instance(request, petrel_bin, tmp_path_factory):
+    """One instance per test module and backend (sqlite, mariadb) with users
+    alice@ and bob@example.test, password "pw". Shared: tests that change users
+    or the database use `instance` instead; use it through `pop3_inst`, which
+    empties the maildirs first."""
+    import pop3_util
+    mdb = request.getfixturevalue("mariadb") if request.param == "mariadb" else None
+    inst = make_instance(petrel_bin, tmp_path_factory.mktemp("pop3-" + request.param),
+                         request.param, mariadb=mdb)
+    pop3_util.add_users(inst)
+    return inst
+
+
+@pytest.fixture
+def pop3_inst(pop3_instance):
+    """pop3_instance with every maildir emptied (the users stay)."""
+    import pop3_util
+    pop3_util.reset_maildirs(pop3_instance)
+    return pop3_instance
+
+
+@pytest.fixture
+def pop3_server(pop3_inst, pop3_start):
+    """A fresh `petrel serve` (SMTP, POP3, POP3S) on pop3_inst (sqlite and mariadb)."""
+    return pop3_start(pop3_inst)

@@ -297,13 +297,15 @@ class Client:
 
     def send_message(self, sender, rcpts, data, ehlo="client.test"):
         """A whole transaction without pipelining; returns the final reply.
-        data: bytes already in wire form (CRLF, dot-stuffed, without the final dot)."""
+        data: bytes already in wire form (CRLF, dot-stuffed, without the final
+        dot); CRLF.CRLF is added, sharing data's final CRLF if it has one."""
         self.expect("EHLO " + ehlo, 250)
         self.expect("MAIL FROM:<%s>" % sender, 250)
         for r in rcpts:
             self.expect("RCPT TO:<%s>" % r, 250)
         self.expect("DATA", 354)
-        self.send(data + b"\r\n.\r\n")
+        end = b".\r\n" if data == b"" or data.endswith(b"\r\n") else b"\r\n.\r\n"
+        self.send(data + end)
         return self.reply()
 
 

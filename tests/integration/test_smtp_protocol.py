@@ -123,6 +123,38 @@ def test_enhanced_status_codes(sqlite_smtp_server):
             assert r.text.startswith(enh), "%s -> %r, expected %s" % (line, r, enh)
 
 
+def test_ehlo_resets_transaction(sqlite_smtp_server):
+    with sqlite_smtp_server.client() as c:
+        c.expect("EHLO client.test", 250)
+        c.expect("MAIL FROM:<x@y.test>", 250)
+        c.expect("RCPT TO:<alice@example.test>", 250)
+        c.expect("EHLO client.test", 250)
+        c.expect("DATA", 503)
+        c.expect("MAIL FROM:<x@y.test>", 250)
+        c.expect("RCPT TO:<alice@example.test>", 250)
+        c.expect("QUIT", 221)  # QUIT in a transaction: nothing delivered
+    assert all_delivered(sqlite_smtp_server.instance) == []
+
+
+def test_terminator_split_across_writes(sqlite_smtp_server):
+    """CRLF.CRLF arriving one byte per TCP write: one message, one 250."""
+    inst = sqlite_smtp_server.instance
+    with sqlite_smtp_server.client() as c:
+        c.expect("EHLO client.test", 250)
+        c.expect("MAIL FROM:<x@y.test>", 250)
+        c.expect("RCPT TO:<alice@example.test>", 250)
+        c.expect("DATA", 354)
+        c.send(b"Subject: split\r\n\r\nbody")
+        for b in b"\r\n.\r\n":
+            time.sleep(0.05)
+            c.send(bytes([b]))
+        r = c.reply()
+        assert r.code == 250, r
+        c.expect("QUIT", 221)
+    head, body = split_stored(read_new(inst, ALICE)[0])
+    assert body == b"Subject: split\n\nbody\n"
+
+
 # --------------------------------------------------------------------------
 # durability and counting
 
@@ -318,6 +350,53 @@ def test_pipelined_garbage(sqlite_smtp_server):
     assert srv.crashes() == []
 
 
+def test_disconnect_with_jobs_in_flight(smtp_server):
+    """A client that pipelines many RCPTs (directory jobs) and a whole message, then
+    closes without reading a byte: no crash, and the server goes on."""
+    srv = smtp_server
+    for n in range(3):
+        c = srv.client()
+        wire = b"EHLO c\r\nMAIL FROM:<x@y.test>\r\n"
+        wire += b"".join(b"RCPT TO:<%s@example.test>\r\n" % (b"alice" if i % 2 else b"nobody%d" % i)
+                         for i in range(300))
+        if n == 2:
+            wire += b"DATA\r\nSubject: gone\r\n\r\nbye\r\n.\r\n"
+        c.send(wire)
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        c.close()  # RST
+    time.sleep(2)
+    assert srv.alive() and srv.crashes() == []
+    with srv.client() as c:
+        assert c.send_message("x@y.test", [BOB], msg("after")).code == 250
+    assert len(new_files(srv.instance, BOB)) == 1
+
+
+def test_connection_limit_per_ip(sqlite_instance, smtp_start):
+    """More connections from one address than smtp_max_connections_per_ip: the
+    extra ones get 421 and are closed; once the others leave, new ones are served."""
+    sqlite_instance.add_user(ALICE)
+    srv = smtp_start(sqlite_instance, ["workers=1", "smtp_max_connections_per_ip=4"])
+    for round in range(3):
+        clients, refused = [], 0
+        for i in range(6):
+            c = Client(srv.host, srv.port, greeting=False)
+            r = c.reply()
+            if r.code == 220:
+                clients.append(c)
+            else:
+                assert r.code == 421, r
+                assert c.is_closed()
+                c.close()
+                refused += 1
+        assert len(clients) == 4 and refused == 2, (round, len(clients), refused)
+        for c in clients:
+            c.expect("QUIT", 221)
+            c.close()
+        time.sleep(0.3)
+    with srv.client() as c:
+        assert c.send_message("x@y.test", [ALICE], msg("limit")).code == 250
+
+
 def test_http_client(sqlite_smtp_server):
     with sqlite_smtp_server.client() as c:
         c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -465,3 +544,31 @@ def test_sigterm_mid_transaction_finishes_it(smtp_server):
     c.close()
     assert srv.stop(timeout=25) == 0
     assert len(new_files(srv.instance, ALICE)) == 1
+
+
+def test_stop_right_after_start(sqlite_instance, smtp_start):
+    """SIGTERM right after serve greets (a worker may still be starting): exit 0 and
+    no error in the log (a worker killed by the SIGTERM it was sent is an error line)."""
+    for i in range(5):
+        srv = smtp_start(sqlite_instance)
+        assert srv.stop() == 0, srv.log()
+        errors = [l for l in srv.log_lines() if ": error: " in l]
+        assert errors == [], "".join(errors)
+
+
+def test_helo_name_cannot_inject_headers(sqlite_smtp_server):
+    """The HELO name goes into the Received header: CR, NUL-free control bytes and
+    parentheses must not make new header lines or break the comment."""
+    inst = sqlite_smtp_server.instance
+    with sqlite_smtp_server.client() as c:
+        c.send(b"EHLO evil\rX-Injected: yes\r\n")
+        assert c.reply().code in (250, 501)
+        c.send(b"EHLO ev(il)\x01\x7f\r\n")
+        assert c.reply().code == 250
+        r = c.send_message("x@y.test", [ALICE], msg("helo"), ehlo="a\tb")
+        assert r.code == 250, r
+    head, body = split_stored(read_new(inst, ALICE)[0])
+    received = head["Received"]
+    assert "X-Injected" not in received.split("\n", 1)[0] or "\r" not in received
+    assert "\r" not in received and "\x01" not in received and "\x7f" not in received
+    assert body.startswith(b"From: x@y.test\n"), body[:100]

@@ -243,6 +243,14 @@ def test_local_and_remote_in_one_message(routed):
     assert rcpts == [b"rcpt someone@remote.test -"], env
 
 
+def test_duplicate_through_alias_one_copy(routed):
+    """RCPT list@ (-> alice, bob) and RCPT alice@ in one transaction: alice gets one
+    copy (Postfix removes duplicate recipients after alias expansion)."""
+    inst = routed.instance
+    send(routed, ["list@example.test", ALICE, "n1@example.test", CAROL], "overlap")
+    only_in(inst, {ALICE: 1, BOB: 1, CAROL: 1})
+
+
 # --------------------------------------------------------------------------
 # relay denial (unauthenticated client)
 

@@ -1,0 +1,350 @@
+"""POP3 logins: USER/PASS, AUTH PLAIN (RFC 5034), the failed-login delay,
+allow_plaintext_auth, the maildrop lock ([IN-USE]) and the directory being
+down ([SYS/TEMP]). SQLite and MariaDB."""
+
+import poplib
+import threading
+import time
+
+import pytest
+
+from pop3_util import (ALICE, BOB, PASSWORD, add_users, client_ctx, nonloopback_ipv4,
+                       message, plain_b64, pquit, put)
+
+FAIL = "-ERR [AUTH] Authentication failed"
+
+
+def timed(fn, *a):
+    t0 = time.monotonic()
+    r = fn(*a)
+    return r, time.monotonic() - t0
+
+
+def hash_of(inst, password):
+    return inst.run("hash", input=password + "\n").stdout.strip()
+
+
+# --------------------------------------------------------------------------
+# USER / PASS
+
+
+def test_user_pass(pop3_server):
+    put(pop3_server.instance, ALICE, message(1))
+    p = pop3_server.poplib()
+    assert p.user(ALICE).startswith(b"+OK")
+    assert p.pass_(PASSWORD).startswith(b"+OK")
+    assert p.stat()[0] == 1
+    pquit(p)
+
+
+def test_wrong_password_and_unknown_user(pop3_server):
+    """Same answer for a wrong password and an unknown user, both delayed; the
+    session stays in AUTHORIZATION and a later right password works."""
+    with pop3_server.conn() as c:
+        for user, pw in ((ALICE, "wrong"), ("nobody@example.test", "pw"),
+                         ("nobody@elsewhere.test", "pw"), (ALICE, "PW"), (ALICE, "pw ")):
+            c.ok("USER " + user)
+            r, dt = timed(c.cmd, "PASS " + pw)
+            assert r == FAIL, (user, pw, r)
+            assert dt >= 0.09, (user, pw, dt)
+            c.err("STAT")
+        c.err("PASS pw")  # PASS needs a USER first (the failed one is forgotten)
+        c.err("USER")
+        c.login()
+        assert c.cmd("STAT") == "+OK 0 0"
+        c.quit()
+    p = pop3_server.poplib()
+    p.user(BOB)
+    with pytest.raises(poplib.error_proto) as e:
+        p.pass_("nope")
+    assert e.value.args[0] == FAIL.encode()
+    p.close()
+
+
+def test_login_by_id_and_password_with_spaces(instance, pop3_start):
+    """query_login matches id or address; PASS takes the rest of the line."""
+    pw = "a b  c "
+    instance.insert_user("carol-login", "carol@example.test", hash_of(instance, pw))
+    srv = pop3_start(instance)
+    for login in ("carol-login", "carol@example.test"):
+        with srv.conn() as c:
+            c.ok("USER " + login)
+            r = c.cmd("PASS " + pw)
+            assert r.startswith("+OK"), (login, r)
+            # no maildir was made for this user: an empty maildrop
+            assert c.cmd("STAT") == "+OK 0 0"
+            c.quit()
+        with srv.conn() as c:
+            assert c.auth_plain(login, pw).startswith("+OK")
+            c.quit()
+        with srv.conn() as c:
+            c.ok("USER " + login)
+            assert c.cmd("PASS a b c") == FAIL
+
+
+@pytest.mark.parametrize("column", ["imapok", "bool1", "bool2"])
+def test_login_flags_refuse(instance, pop3_start, column):
+    instance.add_user(ALICE, PASSWORD)
+    instance.sql("UPDATE users SET %s = 0 WHERE address = %s" % (column, instance.quote(ALICE)))
+    srv = pop3_start(instance)
+    with srv.conn() as c:
+        c.ok("USER " + ALICE)
+        assert c.cmd("PASS " + PASSWORD) == FAIL
+        assert c.auth_plain(ALICE, PASSWORD) == FAIL
+    instance.sql("UPDATE users SET %s = 1 WHERE address = %s" % (column, instance.quote(ALICE)))
+    with srv.conn() as c:
+        c.login()
+        c.quit()
+
+
+def test_password_change_takes_effect_at_once(instance, pop3_start):
+    """The login cache must not keep an old password working."""
+    instance.add_user(ALICE, "old-pw")
+    srv = pop3_start(instance, ("workers=1",))
+    with srv.conn() as c:
+        c.login(ALICE, "old-pw")
+        c.quit()
+    instance.run("user", "passwd", ALICE, input="new-pw\n")
+    with srv.conn() as c:
+        c.ok("USER " + ALICE)
+        assert c.cmd("PASS old-pw") == FAIL
+        c.login(ALICE, "new-pw")
+        c.quit()
+
+
+# --------------------------------------------------------------------------
+# AUTH PLAIN
+
+
+def test_auth_plain(pop3_server):
+    put(pop3_server.instance, ALICE, message(1))
+    # initial response
+    with pop3_server.conn() as c:
+        r = c.auth_plain(ALICE, PASSWORD)
+        assert r.startswith("+OK"), r
+        assert c.cmd("STAT").startswith("+OK 1 ")
+        c.quit()
+    # no initial response: an empty continuation, then the response
+    with pop3_server.conn() as c:
+        assert c.cmd("AUTH PLAIN") == "+ "
+        assert c.cmd(plain_b64(ALICE, PASSWORD)).startswith("+OK")
+        assert c.cmd("STAT").startswith("+OK 1 ")
+        c.quit()
+    # the mechanism name is case-insensitive; authzid = authcid is fine
+    with pop3_server.conn() as c:
+        assert c.cmd("auth plain " + plain_b64(ALICE, PASSWORD, ALICE)).startswith("+OK")
+        c.quit()
+
+
+def test_auth_plain_failures(pop3_server):
+    with pop3_server.conn() as c:
+        # AUTH alone lists the mechanisms
+        assert c.cmd("AUTH") == "+OK"
+        assert c.multi() == [b"PLAIN"]
+        # '*' aborts, and the session goes on
+        assert c.cmd("AUTH PLAIN") == "+ "
+        c.err("*")
+        c.err("STAT")
+        # wrong password: delayed [AUTH]
+        r, dt = timed(c.auth_plain, ALICE, "wrong")
+        assert r == FAIL and dt >= 0.09
+        assert c.cmd("AUTH PLAIN") == "+ "
+        r, dt = timed(c.cmd, plain_b64(ALICE, "wrong"))
+        assert r == FAIL and dt >= 0.09
+        # one user may not act for another
+        r = c.auth_plain(ALICE, PASSWORD, authzid=BOB)
+        assert r.startswith("-ERR"), r
+        # garbage
+        for bad in ("AUTH PLAIN !!!notbase64", "AUTH PLAIN " + "YWxpY2U=",  # no NULs
+                    "AUTH PLAIN =", "AUTH LOGIN", "AUTH CRAM-MD5", "AUTH XOAUTH2 abc"):
+            c.err(bad)
+        assert c.cmd("AUTH PLAIN") == "+ "
+        c.err("not base64 at all")
+        c.err("STAT")
+        # and then it works
+        assert c.auth_plain(ALICE, PASSWORD).startswith("+OK")
+        assert c.cmd("STAT") == "+OK 0 0"
+        c.quit()
+
+
+# --------------------------------------------------------------------------
+# the failed-login delay
+
+
+def test_failure_delay_doubles_and_resets(pop3_inst, pop3_start):
+    """auth_fail_delay (100 ms here), doubled per further failure from the same
+    address, reset by a success; the delay does not stall other clients."""
+    srv = pop3_start(pop3_inst, ("workers=1",))
+
+    def fail_once():
+        with srv.conn() as c:
+            c.ok("USER " + ALICE)
+            r, dt = timed(c.cmd, "PASS wrong")
+            assert r == FAIL
+            return dt
+
+    d1, d2, d3 = fail_once(), fail_once(), fail_once()
+    assert 0.09 <= d1 < 0.19, (d1, d2, d3)
+    assert 0.19 <= d2 < 0.35, (d1, d2, d3)
+    assert 0.39 <= d3 < 0.7, (d1, d2, d3)
+
+    # the fourth failure waits 800 ms; meanwhile another client is served at once
+    res = {}
+    t = threading.Thread(target=lambda: res.setdefault("d4", fail_once()))
+    t.start()
+    time.sleep(0.1)
+    with srv.conn() as c:
+        _, dt = timed(c.capa)
+        assert dt < 0.3, dt
+    t.join(10)
+    assert 0.79 <= res["d4"] < 1.3, res
+
+    # a success resets the counter
+    with srv.conn() as c:
+        c.login()
+        c.quit()
+    d5 = fail_once()
+    assert 0.09 <= d5 < 0.19, d5
+
+
+# --------------------------------------------------------------------------
+# allow_plaintext_auth
+
+
+def test_plaintext_no(pop3_inst, pop3_start):
+    srv = pop3_start(pop3_inst, ("allow_plaintext_auth=no",))
+    with srv.conn() as c:
+        capa = c.capa()
+        assert "USER" not in capa and "SASL PLAIN" not in capa and "STLS" in capa, capa
+        c.err("USER " + ALICE, "[AUTH] Plaintext authentication disallowed")
+        c.err("AUTH PLAIN " + plain_b64(ALICE, PASSWORD), "[AUTH] Plaintext authentication disallowed")
+        c.err("AUTH PLAIN", "[AUTH]")
+        assert c.cmd("AUTH") == "+OK"
+        assert c.multi() == []
+        c.err("PASS " + PASSWORD)
+        # after STLS both work
+        c.stls()
+        capa = c.capa()
+        assert "USER" in capa and "SASL PLAIN" in capa and "STLS" not in capa, capa
+        c.login()
+        c.quit()
+    with srv.conn() as c:
+        c.stls()
+        assert c.auth_plain(ALICE, PASSWORD).startswith("+OK")
+        c.quit()
+    # implicit TLS
+    with srv.conn(tls=True) as c:
+        assert "USER" in c.capa()
+        c.login()
+        c.quit()
+
+
+def test_plaintext_loopback_and_yes(pop3_inst, pop3_start):
+    """loopback: 127.0.0.0/8 may log in without TLS, other addresses may not;
+    yes: everyone may."""
+    # 127.0.0.2 is loopback too
+    srv = pop3_start(pop3_inst)
+    with srv.conn(source="127.0.0.2") as c:
+        assert "USER" in c.capa()
+        c.login()
+        c.quit()
+    srv.stop()
+    addr = nonloopback_ipv4()
+    if addr is None:
+        pytest.skip("no non-loopback IPv4 address on this machine")
+    srv = pop3_start(pop3_inst, host=addr)
+    with srv.conn() as c:
+        capa = c.capa()
+        assert "USER" not in capa and "SASL PLAIN" not in capa, capa
+        c.err("USER " + ALICE, "[AUTH]")
+        c.err("AUTH PLAIN " + plain_b64(ALICE, PASSWORD), "[AUTH]")
+        c.stls()
+        c.login()
+        c.quit()
+    srv.stop()
+    srv = pop3_start(pop3_inst, ("allow_plaintext_auth=yes",), host=addr)
+    with srv.conn() as c:
+        assert "USER" in c.capa()
+        c.login()
+        c.quit()
+    with srv.conn() as c:
+        assert c.auth_plain(ALICE, PASSWORD).startswith("+OK")
+        c.quit()
+
+
+# --------------------------------------------------------------------------
+# the maildrop lock
+
+
+def test_in_use(pop3_server):
+    put(pop3_server.instance, ALICE, message(1))
+    with pop3_server.conn() as first:
+        first.login()
+        first.ok("DELE 1")
+        with pop3_server.conn() as second:
+            second.ok("USER " + ALICE)
+            r = second.cmd("PASS " + PASSWORD)
+            assert r.startswith("-ERR [IN-USE]"), r
+            assert second.auth_plain(ALICE, PASSWORD).startswith("-ERR [IN-USE]")
+            # another user's maildrop is not affected
+            with pop3_server.conn() as other:
+                other.login(BOB)
+                other.quit()
+            # the first session is unaffected; its QUIT releases the lock
+            assert first.cmd("STAT") == "+OK 0 0"
+            first.quit()
+            # still in AUTHORIZATION: the same session may now log in
+            second.login()
+            assert second.cmd("STAT") == "+OK 0 0"
+            second.quit()
+
+
+def test_lock_released_before_quit_answer(pop3_server):
+    """A client that logs in again as soon as it has the +OK to QUIT (fetchmail
+    polling twice, curl run twice) must not find the maildrop [IN-USE]."""
+    put(pop3_server.instance, ALICE, message(1))
+    in_use = 0
+    for _ in range(150):
+        c = pop3_server.conn()
+        c.ok("USER " + ALICE)
+        r = c.cmd("PASS " + PASSWORD)
+        if "[IN-USE]" in r:
+            in_use += 1
+        else:
+            assert r.startswith("+OK"), r
+            c.ok("QUIT")  # and do not wait for the close
+        c.close()
+    assert in_use == 0, "%d of 150 logins right after a QUIT got [IN-USE]" % in_use
+
+
+# --------------------------------------------------------------------------
+# the directory down
+
+
+def test_directory_down_is_temporary(new_instance, pop3_start, mariadb):
+    inst = new_instance("mariadb", "down")
+    add_users(inst)
+    srv = pop3_start(inst)
+    with srv.conn() as c:
+        c.login()
+        c.quit()
+    try:
+        mariadb.stop()
+        for attempt in ("userpass", "plain"):
+            with srv.conn(timeout=60) as c:
+                t0 = time.monotonic()
+                if attempt == "userpass":
+                    c.ok("USER " + ALICE)
+                    r = c.cmd("PASS " + PASSWORD)
+                else:
+                    r = c.auth_plain(ALICE, PASSWORD)
+                assert r.startswith("-ERR [SYS/TEMP]"), r
+                assert time.monotonic() - t0 < 30
+                c.ok("QUIT")
+    finally:
+        mariadb.ensure_running()
+    # back, without a restart of petrel
+    for user in (ALICE, BOB, ALICE):
+        with srv.conn(timeout=60) as c:
+            c.login(user)
+            c.quit()
