@@ -79,6 +79,7 @@ now() { python3 -c 'import time; print("%.3f" % time.monotonic())'; }
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 echo "petrel: $PETREL (built $(date -r "$PETREL" '+%Y-%m-%d %H:%M'))"
 echo "machine: $(nproc) CPUs, $cpu; instance in $dir ($(df -T "$dir" | awk 'NR==2 {print $2}'))"
+echo "serve: $(sed -n 's/.*info: \(running as .*\)/\1/p; s/.*warning: \(user = .*\)/\1/p' "$dir/serve.log" | head -1), $(sed -n 's/.*started (pid [0-9]*, \([0-9]* worker(s)\).*/\1/p' "$dir/serve.log" | head -1)"
 echo "smtp-source -s $SESSIONS -m $MESSAGES -l $SIZE -> 127.0.0.1:$port"
 
 t0=$(now)

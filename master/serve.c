@@ -55,6 +55,8 @@ static const struct service {
 	const char *name;
 } services[] = {
 	{ "smtp_listen", "smtp" },
+	{ "submission_listen", "submission" },
+	{ "submissions_listen", "submissions" },
 	{ "pop3_listen", "pop3" },
 	{ "pop3s_listen", "pop3s" },
 };
@@ -450,7 +452,11 @@ worker_accept(struct evconnlistener *lev, evutil_socket_t fd,
 
 	evutil_make_socket_nonblocking(fd);
 	if (strcmp(l->service, "smtp") == 0)
-		smtp_session_accept(&w->smtp, fd, sa, salen, false);
+		smtp_session_accept(&w->smtp, fd, sa, salen, false, false);
+	else if (strcmp(l->service, "submission") == 0)
+		smtp_session_accept(&w->smtp, fd, sa, salen, true, false);
+	else if (strcmp(l->service, "submissions") == 0)
+		smtp_session_accept(&w->smtp, fd, sa, salen, true, true);
 	else if (strcmp(l->service, "pop3") == 0)
 		pop3_session_accept(&w->pop3, fd, sa, false);
 	else if (strcmp(l->service, "pop3s") == 0)
@@ -528,7 +534,7 @@ run_worker(struct cli *cli, const char *fdlist)
 	w.jobs = jobs_create(w.base, (size_t)config_get_uint(cli->cfg,
 	    "worker_threads"), dir_thread_init, dir_thread_deinit, cli->cfg);
 	smtp_server_init(&w.smtp, w.base, w.jobs, cli->cfg,
-	    nw ? (unsigned)strtoul(nw, NULL, 10) : 1);
+	    nw ? (unsigned)strtoul(nw, NULL, 10) : 1, w.tls);
 	pop3_server_init(&w.pop3, w.base, w.jobs, cli->cfg, w.tls);
 	for (item = strtok_r(copy, ",", &save); item != NULL;
 	    item = strtok_r(NULL, ",", &save)) {

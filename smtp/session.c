@@ -32,7 +32,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/auth/login.h"
 #include "lib/base/addr.h"
+#include "lib/base/base64.h"
 #include "lib/base/alloc.h"
 #include "lib/base/limits.h"
 #include "lib/base/log.h"
@@ -44,6 +46,7 @@
 #include "lib/maildir/quota.h"
 #include "lib/queue/queue.h"
 #include "lib/queue/spool.h"
+#include "lib/tls/tls.h"
 #include "smtp/smtp.h"
 
 enum smtp_state {
@@ -72,6 +75,16 @@ struct smtp_session {
 	bool esmtp;
 	char *helo;
 	unsigned errors;
+	bool tls;		/* STARTTLS done or implicit TLS */
+	bool submission;	/* a submission port: AUTH required */
+	bool loopback;
+	char *auth_user;	/* authenticated address */
+	char *auth_maildir;	/* its maildir (sender ownership check) */
+	enum { AUTH_NONE, AUTH_PLAIN_WAIT, AUTH_LOGIN_USER,
+	    AUTH_LOGIN_PASS } auth_step;
+	char *auth_login_name;
+	struct event *delay_ev;
+	struct event *close_ev;
 
 	/* transaction */
 	bool have_mail;
@@ -94,6 +107,8 @@ struct smtp_session {
 
 	/* job in flight */
 	struct job job;
+	int job_kind;		/* JOB_RCPT, JOB_DATA, JOB_AUTH, JOB_SENDER */
+	char *job_login, *job_pass;
 	char *job_addr;
 	bool job_postmaster;	/* RCPT TO:<postmaster> without domain */
 	struct route_result job_route;
@@ -102,9 +117,15 @@ struct smtp_session {
 	size_t job_delivered;
 };
 
+enum { JOB_RCPT, JOB_DATA, JOB_AUTH, JOB_SENDER };
+
 static unsigned long next_sid;
 
 static void session_process(struct smtp_session *s);
+static void mail_accept(struct smtp_session *s, char *addr);
+static bool auth_allowed(const struct smtp_session *s);
+static void sender_run(struct job *job, void *state);
+static void sender_done(struct job *job);
 static void session_free(struct smtp_session *s);
 
 __attribute__((format(printf, 2, 3)))
@@ -246,7 +267,8 @@ rcpt_run(struct job *job, void *state)
 	struct dir *dir = state;
 	const char *err;
 
-	route_resolve(dir, &s->srv->rc, s->job_addr, false, &s->job_route);
+	route_resolve(dir, &s->srv->rc, s->job_addr, s->auth_user != NULL,
+	    &s->job_route);
 	if (s->job_route.status == ROUTE_RELAY_DENIED && s->job_postmaster) {
 		/* RFC 5321 4.5.1: <postmaster> must be accepted. When the
 		 * host name is not a hosted domain, use the first hosted one. */
@@ -358,9 +380,11 @@ received_header(struct smtp_session *s, str_t *h, const char *for_addr)
 
 	localtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
-	str_printf(h, "Received: from %s ([%s])\n\tby %s (petrel) with %s "
+	str_printf(h, "Received: from %s ([%s])\n\tby %s (petrel) with %s%s%s%s "
 	    "id %s", s->helo ? s->helo : "unknown", s->ip, s->srv->hostname,
-	    s->smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP", s->qid);
+	    s->smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP",
+	    s->esmtp && s->tls ? "S" : "", s->esmtp && s->auth_user ? "A" : "",
+	    "", s->qid);
 	if (for_addr != NULL)
 		str_printf(h, "\n\tfor <%s>", for_addr);
 	str_printf(h, "; %s\n", date);
@@ -430,6 +454,22 @@ data_run(struct job *job, void *state)
 
 	received_header(s, &received, s->nrcpts == 1 ?
 	    s->rcpts[0].address : NULL);
+	if (s->submission) {
+		/* RFC 6409 8.2, 8.3: complete the message. */
+		if (!spool_header_has(&s->body, "Message-ID"))
+			str_printf(&received, "Message-ID: <%s@%s>\n", s->qid,
+			    s->srv->hostname);
+		if (!spool_header_has(&s->body, "Date")) {
+			char date[64];
+			time_t now = time(NULL);
+			struct tm tm;
+
+			localtime_r(&now, &tm);
+			strftime(date, sizeof(date),
+			    "%a, %d %b %Y %H:%M:%S %z", &tm);
+			str_printf(&received, "Date: %s\n", date);
+		}
+	}
 	s->job_status = 0;
 	s->job_delivered = 0;
 	for (size_t i = 0; i < s->nrcpts && s->job_status == 0; i++) {
@@ -551,6 +591,10 @@ cmd_helo(struct smtp_session *s, const char *arg, bool esmtp)
 	reply(s, "250-ENHANCEDSTATUSCODES");
 	reply(s, "250-8BITMIME");
 	reply(s, "250-SMTPUTF8");
+	if (!s->tls && srv->tls != NULL)
+		reply(s, "250-STARTTLS");
+	if (auth_allowed(s))
+		reply(s, "250-AUTH PLAIN LOGIN");
 	reply(s, "250 CHUNKING");
 }
 
@@ -599,12 +643,43 @@ cmd_mail(struct smtp_session *s, const char *arg)
 		free(addr);
 		return;
 	}
+	if (s->submission && s->auth_user == NULL) {
+		reply_error(s, "530 5.7.0 Authentication required");
+		free(addr);
+		return;
+	}
+	if (s->submission) {
+		/* The envelope sender must belong to the user. */
+		if (addr[0] == '\0') {
+			reply_error(s, "553 5.7.1 <>: Sender address rejected: "
+			    "not owned by user %s", s->auth_user);
+			free(addr);
+			return;
+		}
+		str_lower(addr);
+		s->job_addr = addr;
+		s->busy = true;
+		s->job.run = sender_run;
+		s->job.done = sender_done;
+		jobs_submit(s->srv->jobs, &s->job);
+		return;
+	}
+	mail_accept(s, addr);
+}
+
+static void
+mail_accept(struct smtp_session *s, char *addr)
+{
 	s->sender = addr;
 	s->have_mail = true;
 	s->bdat_failed = false;
 	queue_id_new(s->qid);
 	spool_init(&s->body, s->srv->spool_dir);
-	log_info("%s: client=%s, helo=%s", s->qid, s->peer, s->helo);
+	if (s->auth_user != NULL)
+		log_info("%s: client=%s, helo=%s, sasl_username=%s", s->qid,
+		    s->peer, s->helo, s->auth_user);
+	else
+		log_info("%s: client=%s, helo=%s", s->qid, s->peer, s->helo);
 	reply(s, "250 2.1.0 Ok");
 }
 
@@ -740,6 +815,306 @@ cmd_help(struct smtp_session *s, const char *arg)
 	    "NOOP QUIT VRFY HELP");
 }
 
+
+/* ---- AUTH (RFC 4954) and STARTTLS (RFC 3207) ---- */
+
+static void
+auth_run(struct job *job, void *state)
+{
+	struct smtp_session *s = (struct smtp_session *)((char *)job -
+	    offsetof(struct smtp_session, job));
+	struct dir_user u;
+
+	s->job_status = auth_login(state, s->job_login, s->job_pass, &u);
+	if (s->job_status != AUTH_OK)
+		return;
+	free(s->auth_user);
+	s->auth_user = xstrdup(u.address);
+	free(s->auth_maildir);
+	s->auth_maildir = route_maildir_path(s->srv->rc.mail_root, u.maildir);
+	dir_user_clear(&u);
+}
+
+static void
+auth_delay_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	s->busy = false;
+	event_free(s->delay_ev);
+	s->delay_ev = NULL;
+	if (s->dead) {
+		session_free(s);
+		return;
+	}
+	reply_error(s, "535 5.7.8 Error: authentication failed");
+	session_process(s);
+}
+
+static void
+auth_done(struct job *job)
+{
+	struct smtp_session *s = (struct smtp_session *)((char *)job -
+	    offsetof(struct smtp_session, job));
+
+	s->busy = false;
+	if (s->job_pass != NULL) {
+		explicit_bzero(s->job_pass, strlen(s->job_pass));
+		xfree(&s->job_pass);
+	}
+	if (s->job_status == AUTH_OK) {
+		auth_delay_success(s->ip);
+		log_info("%lu: client=%s, sasl_method=PLAIN, "
+		    "sasl_username=%s", s->sid, s->peer, s->auth_user);
+		if (!s->dead)
+			reply(s, "235 2.7.0 Authentication successful");
+	} else if (s->job_status == AUTH_TEMPFAIL) {
+		log_warn("%lu: authentication of %s: directory unavailable",
+		    s->sid, s->job_login);
+		if (!s->dead)
+			reply(s, "454 4.7.0 Temporary authentication failure");
+	} else {
+		struct timeval tv;
+		unsigned ms = auth_delay_failure(s->ip, s->srv->fail_delay_ms);
+
+		log_info("%lu: %s: SASL authentication failed for %s (delay "
+		    "%u ms)", s->sid, s->peer, s->job_login, ms);
+		xfree(&s->job_login);
+		if (s->dead) {
+			session_free(s);
+			return;
+		}
+		tv.tv_sec = ms / 1000;
+		tv.tv_usec = (ms % 1000) * 1000;
+		s->busy = true;
+		s->delay_ev = evtimer_new(s->srv->base, auth_delay_done, s);
+		evtimer_add(s->delay_ev, &tv);
+		return;
+	}
+	xfree(&s->job_login);
+	if (s->dead) {
+		session_free(s);
+		return;
+	}
+	session_process(s);
+}
+
+static void
+auth_start(struct smtp_session *s, char *login, char *pass)
+{
+	s->job_login = login;
+	s->job_pass = pass;
+	s->busy = true;
+	s->job.run = auth_run;
+	s->job.done = auth_done;
+	jobs_submit(s->srv->jobs, &s->job);
+}
+
+static bool
+auth_allowed(const struct smtp_session *s)
+{
+	/* Submission: AUTH only over TLS (RFC 8314, SPEC section 4). */
+	return s->submission && s->tls;
+}
+
+static void
+auth_plain_response(struct smtp_session *s, const char *b64)
+{
+	char *login, *pass;
+
+	if (strcmp(b64, "*") == 0) {
+		reply_error(s, "501 5.7.0 Authentication aborted");
+		return;
+	}
+	if (sasl_plain_decode(b64, strlen(b64), &login, &pass) < 0) {
+		reply_error(s, "501 5.5.2 Cannot decode response");
+		return;
+	}
+	auth_start(s, login, pass);
+}
+
+/* A continuation line during AUTH (RFC 4954 4). */
+static void
+auth_continue(struct smtp_session *s, const char *line)
+{
+	str_t dec = STR_INIT;
+	int step = s->auth_step;
+
+	s->auth_step = AUTH_NONE;
+	if (step == AUTH_PLAIN_WAIT) {
+		auth_plain_response(s, line);
+		return;
+	}
+	if (strcmp(line, "*") == 0) {
+		reply_error(s, "501 5.7.0 Authentication aborted");
+		xfree(&s->auth_login_name);
+		return;
+	}
+	if (base64_decode(&dec, line, strlen(line)) < 0 ||
+	    memchr(str_c(&dec), '\0', dec.len) != NULL) {
+		reply_error(s, "501 5.5.2 Cannot decode response");
+		str_free(&dec);
+		xfree(&s->auth_login_name);
+		return;
+	}
+	if (step == AUTH_LOGIN_USER) {
+		s->auth_login_name = str_steal(&dec);
+		s->auth_step = AUTH_LOGIN_PASS;
+		reply(s, "334 UGFzc3dvcmQ6");	/* "Password:" */
+		return;
+	}
+	auth_start(s, s->auth_login_name, str_steal(&dec));
+	s->auth_login_name = NULL;
+}
+
+static void
+cmd_auth(struct smtp_session *s, const char *arg)
+{
+	char mech[32];
+	const char *ir;
+	size_t n = strcspn(arg, " ");
+
+	if (!auth_allowed(s)) {
+		reply_error(s, s->submission ?
+		    "530 5.7.0 Must issue a STARTTLS command first" :
+		    "502 5.5.1 Error: authentication not enabled");
+		return;
+	}
+	if (s->helo == NULL || !s->esmtp) {
+		reply_error(s, "503 5.5.1 Error: send EHLO first");
+		return;
+	}
+	if (s->auth_user != NULL) {
+		reply_error(s, "503 5.5.1 Error: already authenticated");
+		return;
+	}
+	if (s->have_mail) {
+		reply_error(s, "503 5.5.1 Error: MAIL transaction in progress");
+		return;
+	}
+	if (n == 0 || n >= sizeof(mech)) {
+		reply_error(s, "501 5.5.4 Syntax: AUTH mechanism");
+		return;
+	}
+	memcpy(mech, arg, n);
+	mech[n] = '\0';
+	ir = arg[n] == ' ' ? arg + n + 1 : NULL;
+	if (strcasecmp(mech, "PLAIN") == 0) {
+		if (ir == NULL) {
+			s->auth_step = AUTH_PLAIN_WAIT;
+			reply(s, "334 ");
+			return;
+		}
+		auth_plain_response(s, strcmp(ir, "=") == 0 ? "" : ir);
+	} else if (strcasecmp(mech, "LOGIN") == 0) {
+		if (ir != NULL) {
+			s->auth_step = AUTH_LOGIN_USER;
+			auth_continue(s, ir);
+			return;
+		}
+		s->auth_step = AUTH_LOGIN_USER;
+		reply(s, "334 VXNlcm5hbWU6");	/* "Username:" */
+	} else {
+		reply_error(s, "535 5.7.8 Error: authentication mechanism "
+		    "not supported");
+	}
+}
+
+static void session_read(struct bufferevent *bev, void *arg);
+static void session_write(struct bufferevent *bev, void *arg);
+static void session_event(struct bufferevent *bev, short what, void *arg);
+
+static void
+cmd_starttls(struct smtp_session *s, const char *arg)
+{
+	struct bufferevent *tb;
+
+	if (*arg != '\0') {
+		reply_error(s, "501 5.5.4 Syntax: STARTTLS");
+		return;
+	}
+	if (s->tls) {
+		reply_error(s, "554 5.5.1 Error: TLS already active");
+		return;
+	}
+	if (s->srv->tls == NULL) {
+		reply_error(s, "454 4.7.0 TLS not available due to local "
+		    "problem");
+		return;
+	}
+	reply(s, "220 2.0.0 Ready to start TLS");
+	tb = tls_bev_starttls(s->srv->tls, s->srv->base, s->bev);
+	if (tb == NULL) {
+		s->state = ST_QUIT;
+		return;
+	}
+	s->bev = tb;
+	s->tls = true;
+	bufferevent_setcb(s->bev, session_read, session_write, session_event, s);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	/* RFC 3207 4.2: forget everything learned before TLS. */
+	transaction_reset(s);
+	xfree(&s->helo);
+	s->esmtp = false;
+}
+
+/* Submission: may the authenticated user send as this envelope sender?
+ * Yes for the user's own address, or an address (alias) that delivers
+ * into the user's maildir. */
+static void
+sender_run(struct job *job, void *state)
+{
+	struct smtp_session *s = (struct smtp_session *)((char *)job -
+	    offsetof(struct smtp_session, job));
+	struct route_result r;
+
+	s->job_status = 553;
+	if (strcasecmp(s->job_addr, s->auth_user) == 0) {
+		s->job_status = 250;
+		return;
+	}
+	route_resolve(state, &s->srv->rc, s->job_addr, false, &r);
+	if (r.status == ROUTE_TEMPFAIL)
+		s->job_status = 451;
+	for (size_t i = 0; i < r.ndests && s->auth_maildir != NULL; i++)
+		if (r.dests[i].kind == ROUTE_MAILDIR &&
+		    strcmp(r.dests[i].maildir, s->auth_maildir) == 0)
+			s->job_status = 250;
+	route_result_clear(&r);
+}
+
+
+static void
+sender_done(struct job *job)
+{
+	struct smtp_session *s = (struct smtp_session *)((char *)job -
+	    offsetof(struct smtp_session, job));
+	char *addr = s->job_addr;
+
+	s->busy = false;
+	s->job_addr = NULL;
+	if (s->dead) {
+		free(addr);
+		session_free(s);
+		return;
+	}
+	if (s->job_status == 250) {
+		mail_accept(s, addr);
+	} else {
+		if (s->job_status == 451)
+			reply(s, "451 4.3.0 <%s>: Temporary lookup failure",
+			    addr);
+		else
+			reply_error(s, "553 5.7.1 <%s>: Sender address "
+			    "rejected: not owned by user %s", addr,
+			    s->auth_user);
+		log_info("%lu: reject: MAIL from %s: <%s> not owned by %s",
+		    s->sid, s->peer, addr, s->auth_user);
+		free(addr);
+	}
+	session_process(s);
+}
+
 static const struct smtp_command {
 	const char *name;
 	void (*fn)(struct smtp_session *s, const char *arg);
@@ -747,6 +1122,7 @@ static const struct smtp_command {
 	{ "MAIL", cmd_mail }, { "RCPT", cmd_rcpt }, { "DATA", cmd_data },
 	{ "BDAT", cmd_bdat }, { "RSET", cmd_rset }, { "NOOP", cmd_noop },
 	{ "QUIT", cmd_quit }, { "VRFY", cmd_vrfy }, { "HELP", cmd_help },
+	{ "AUTH", cmd_auth }, { "STARTTLS", cmd_starttls },
 };
 
 static void
@@ -755,6 +1131,10 @@ dispatch(struct smtp_session *s, char *line, size_t len)
 	size_t vlen;
 	const char *arg;
 
+	if (s->auth_step != AUTH_NONE) {
+		auth_continue(s, line);
+		return;
+	}
 	if (memchr(line, '\0', len) != NULL) {
 		reply_error(s, "500 5.5.2 Error: NUL character in command");
 		return;
@@ -772,14 +1152,13 @@ dispatch(struct smtp_session *s, char *line, size_t len)
 		return;
 	}
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-		if (vlen == 4 && strncasecmp(line, commands[i].name, 4) == 0) {
+		if (vlen == strlen(commands[i].name) &&
+		    strncasecmp(line, commands[i].name, vlen) == 0) {
 			commands[i].fn(s, arg);
 			return;
 		}
 	}
-	if (vlen == 8 && strncasecmp(line, "STARTTLS", 8) == 0)
-		reply_error(s, "502 5.5.1 Error: command not implemented");
-	else if (len > 0 && (strncasecmp(line, "GET ", 4) == 0 ||
+	if (len > 0 && (strncasecmp(line, "GET ", 4) == 0 ||
 	    strncasecmp(line, "POST ", 5) == 0)) {
 		/* A web client talking to the mail port. */
 		reply(s, "421 4.7.0 %s Error: not an HTTP server",
@@ -918,6 +1297,34 @@ read_bdat(struct smtp_session *s, struct evbuffer *in)
 	return true;
 }
 
+static void close_when_flushed(struct smtp_session *s);
+
+static void
+close_tick(evutil_socket_t fd, short what, void *arg)
+{
+	close_when_flushed(arg);
+}
+
+/* Free the session once its replies reached the socket (with STARTTLS
+ * they pass through an underlying bufferevent after the TLS one). */
+static void
+close_when_flushed(struct smtp_session *s)
+{
+	struct bufferevent *under = bufferevent_get_underlying(s->bev);
+	size_t pending = evbuffer_get_length(bufferevent_get_output(s->bev));
+	struct timeval tv = { 0, 20000 };
+
+	if (under != NULL)
+		pending += evbuffer_get_length(bufferevent_get_output(under));
+	if (pending == 0 || s->dead) {
+		session_free(s);
+		return;
+	}
+	if (s->close_ev == NULL)
+		s->close_ev = evtimer_new(s->srv->base, close_tick, s);
+	evtimer_add(s->close_ev, &tv);
+}
+
 static void
 session_process(struct smtp_session *s)
 {
@@ -1002,10 +1409,9 @@ session_process(struct smtp_session *s)
 		}
 	}
 	if (s->state == ST_QUIT) {
-		/* Flush the replies, then close (session_write). */
+		/* Flush the replies, then close. */
 		bufferevent_disable(s->bev, EV_READ);
-		if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-			session_free(s);
+		close_when_flushed(s);
 	}
 }
 
@@ -1021,7 +1427,7 @@ session_write(struct bufferevent *bev, void *arg)
 	struct smtp_session *s = arg;
 
 	if (s->state == ST_QUIT && !s->busy)
-		session_free(s);
+		close_when_flushed(s);
 }
 
 static void
@@ -1094,32 +1500,50 @@ session_free(struct smtp_session *s)
 		free(c);
 	}
 	srv->nsessions--;
+	if (s->delay_ev != NULL)
+		event_free(s->delay_ev);
+	if (s->close_ev != NULL)
+		event_free(s->close_ev);
 	bufferevent_free(s->bev);
 	free(s->helo);
 	free(s->job_addr);
+	free(s->job_login);
+	if (s->job_pass != NULL)
+		explicit_bzero(s->job_pass, strlen(s->job_pass));
+	free(s->job_pass);
+	free(s->auth_user);
+	free(s->auth_maildir);
+	free(s->auth_login_name);
 	free(s);
 }
 
 void
 smtp_session_accept(struct smtp_server *srv, int fd, const struct sockaddr *sa,
-    int salen, bool submission)
+    int salen, bool submission, bool implicit_tls)
 {
 	struct smtp_session *s;
 	struct smtp_ipcount *c;
 	struct timeval tv = { (time_t)srv->timeout, 0 };
 	char ip[64] = "unknown";
 	unsigned port = 0;
+	bool loopback = false;
 
+	if (implicit_tls && srv->tls == NULL) {
+		close(fd);
+		return;
+	}
 	if (sa->sa_family == AF_INET) {
 		const struct sockaddr_in *in = (const void *)sa;
 
 		inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
 		port = ntohs(in->sin_port);
+		loopback = (ntohl(in->sin_addr.s_addr) >> 24) == 127;
 	} else if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *in6 = (const void *)sa;
 
 		inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
 		port = ntohs(in6->sin6_port);
+		loopback = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
 	}
 	c = ipcount(srv, ip, true);
 	if (srv->draining || srv->nsessions >= srv->max_conn ||
@@ -1144,7 +1568,15 @@ smtp_session_accept(struct smtp_server *srv, int fd, const struct sockaddr *sa,
 	s->sid = ++next_sid;
 	snprintf(s->ip, sizeof(s->ip), "%s", ip);
 	snprintf(s->peer, sizeof(s->peer), "[%s]:%u", ip, port);
-	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	s->submission = submission;
+	s->loopback = loopback;
+	if (implicit_tls) {
+		s->bev = tls_bev_accept(srv->tls, srv->base, fd);
+		s->tls = true;
+	} else {
+		s->bev = bufferevent_socket_new(srv->base, fd,
+		    BEV_OPT_CLOSE_ON_FREE);
+	}
 	if (s->bev == NULL) {
 		close(fd);
 		free(s);
@@ -1160,9 +1592,9 @@ smtp_session_accept(struct smtp_server *srv, int fd, const struct sockaddr *sa,
 	bufferevent_setcb(s->bev, session_read, session_write, session_event, s);
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-	log_info("%lu: connect from %s", s->sid, s->peer);
+	log_info("%lu: connect from %s%s%s", s->sid, s->peer,
+	    submission ? " (submission)" : "", implicit_tls ? " (TLS)" : "");
 	reply(s, "220 %s ESMTP petrel", srv->hostname);
-	(void)submission;
 }
 
 unsigned
@@ -1187,11 +1619,14 @@ smtp_server_drain(struct smtp_server *srv)
 
 void
 smtp_server_init(struct smtp_server *srv, struct event_base *base,
-    struct jobs *jobs, const struct config *cfg, unsigned nworkers)
+    struct jobs *jobs, const struct config *cfg, unsigned nworkers,
+    struct tls_server *tls)
 {
 	const char *err;
 
 	memset(srv, 0, sizeof(*srv));
+	srv->tls = tls;
+	srv->fail_delay_ms = (unsigned)config_get_uint(cfg, "auth_fail_delay");
 	srv->base = base;
 	srv->jobs = jobs;
 	srv->cfg = cfg;

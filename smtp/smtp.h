@@ -15,6 +15,7 @@ struct config;
 struct event_base;
 struct jobs;
 struct sockaddr;
+struct tls_server;
 
 struct smtp_ipcount {
 	char ip[64];
@@ -37,14 +38,18 @@ struct smtp_server {
 	struct smtp_ipcount *ips;
 	struct smtp_session *sessions;	/* all live sessions */
 	bool draining;
+	struct tls_server *tls;		/* NULL: no STARTTLS / implicit TLS */
+	unsigned fail_delay_ms;
 };
 
 void smtp_server_init(struct smtp_server *srv, struct event_base *base,
-    struct jobs *jobs, const struct config *cfg, unsigned nworkers);
+    struct jobs *jobs, const struct config *cfg, unsigned nworkers,
+    struct tls_server *tls);
 void smtp_server_deinit(struct smtp_server *srv);
 /* A new connection (fd is non-blocking). */
 void smtp_session_accept(struct smtp_server *srv, int fd,
-    const struct sockaddr *sa, int salen, bool submission);
+    const struct sockaddr *sa, int salen, bool submission,
+    bool implicit_tls);
 /* Stop: idle sessions get 421 and close; busy ones close when done.
  * Returns the number of sessions still open. */
 unsigned smtp_server_drain(struct smtp_server *srv);

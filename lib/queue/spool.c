@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "lib/base/limits.h"
@@ -105,4 +106,39 @@ spool_reset(struct spool *s)
 	if (s->fd >= 0)
 		close(s->fd);
 	spool_init(s, tmpdir);
+}
+
+bool
+spool_header_has(struct spool *s, const char *name)
+{
+	char buf[65536];
+	const char *p, *end;
+	size_t len, nlen = strlen(name);
+
+	if (s->fd < 0) {
+		p = s->mem.data ? s->mem.data : "";
+		len = s->mem.len;
+	} else {
+		ssize_t n = pread(s->fd, buf, sizeof(buf), 0);
+
+		if (n < 0)
+			return false;
+		p = buf;
+		len = (size_t)n;
+	}
+	end = p + len;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t llen = nl ? (size_t)(nl - p) : (size_t)(end - p);
+
+		if (llen == 0)
+			break;		/* end of the header section */
+		if (llen > nlen && p[nlen] == ':' &&
+		    strncasecmp(p, name, nlen) == 0)
+			return true;
+		if (nl == NULL)
+			break;
+		p = nl + 1;
+	}
+	return false;
 }

@@ -7,6 +7,7 @@
  * fsync'd): durability comes from the maildir or queue file written from
  * it before the 250 reply.
  */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,5 +26,8 @@ int spool_append(struct spool *s, const void *data, size_t len,
 /* Write the whole body to fd (with write(2), handling short writes). */
 int spool_copy_to(struct spool *s, int fd, const char **error_r);
 void spool_reset(struct spool *s);
+/* Does the message's header section (before the first empty line, LF
+ * line ends) have a field with this name (case-insensitive)? */
+bool spool_header_has(struct spool *s, const char *name);
 
 #endif

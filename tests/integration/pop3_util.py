@@ -69,16 +69,19 @@ def nonloopback_ipv4():
 
 def client_ctx(minimum=None, maximum=None, legacy=False):
     """A client context without certificate verification (self-signed cert)."""
+    import warnings
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     if legacy:
         # let OpenSSL 3 offer TLS 1.0/1.1 at all (security level 0)
         ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
-    if minimum is not None:
-        ctx.minimum_version = minimum
-    if maximum is not None:
-        ctx.maximum_version = maximum
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if minimum is not None:
+            ctx.minimum_version = minimum
+        if maximum is not None:
+            ctx.maximum_version = maximum
     return ctx
 
 

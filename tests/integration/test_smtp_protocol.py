@@ -39,7 +39,9 @@ def test_greeting_and_ehlo(sqlite_smtp_server):
                      "SMTPUTF8", "CHUNKING"):
             assert want in names, "EHLO must offer %s: %r" % (want, r)
         assert "SIZE 52428800" in kw, "SIZE must announce message_size_limit: %r" % r
-        assert "STARTTLS" not in names and "AUTH" not in names, r
+        # The MX port offers opportunistic STARTTLS (the instance has a
+        # certificate) but never AUTH: that is for the submission ports.
+        assert "STARTTLS" in names and "AUTH" not in names, r
         c.expect("QUIT", 221)
         assert c.is_closed(), "the server must close after 221"
 
@@ -80,7 +82,8 @@ def test_simple_commands(sqlite_smtp_server):
         c.expect("noop", 250)  # case-insensitive verbs
         r = c.expect("FOOBAR", 502)
         assert r.text.startswith("5.5.2"), r
-        r = c.expect("STARTTLS", 502)
+        r = c.expect("STARTTLS x", 501)   # no arguments allowed
+        r = c.expect("AUTH PLAIN", 502)   # no AUTH on the MX port
         r = c.expect("QUIT", 221)
         assert r.text.startswith("2.0.0"), r
         assert c.is_closed()
@@ -494,6 +497,71 @@ def test_sighup_keeps_serving(smtp_server):
     subjects = [split_stored(d)[1].split(b"\n")[2] for d in read_new(srv.instance, ALICE)]
     assert sorted(subjects) == [b"Subject: after HUP", b"Subject: before HUP"], subjects
     assert srv.stop() == 0
+
+
+def test_sighup_rereads_config(smtp_server):
+    """SIGHUP: new workers read petrel.conf again (here message_size_limit); a
+    broken file keeps the old configuration and the service."""
+    srv = smtp_server
+    conf = srv.instance.conf
+    with open(conf) as f:
+        text = f.read()
+    with open(conf, "w") as f:
+        f.write(text.replace("message_size_limit = 52428800", "message_size_limit = 123456"))
+    srv.send_signal(signal.SIGHUP)
+    time.sleep(1)  # connections right at the reload: test_sighup_idle_session_survives
+    deadline = time.monotonic() + 10
+    while True:
+        with srv.client() as c:
+            r = c.expect("EHLO client.test", 250)
+        if "250-SIZE 123456" in r.lines or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert "250-SIZE 123456" in r.lines, r
+    with open(conf, "a") as f:
+        f.write("no_such_key = 1\n")
+    srv.send_signal(signal.SIGHUP)
+    time.sleep(1)
+    assert srv.alive()
+    with srv.client() as c:
+        r = c.expect("EHLO client.test", 250)
+        assert "250-SIZE 123456" in r.lines, r
+        assert c.send_message("x@y.test", [ALICE], msg("after bad HUP")).code == 250
+    with open(conf, "w") as f:
+        f.write(text)
+
+
+def test_worker_killed_is_replaced(smtp_server):
+    """kill -9 of a worker: the master starts another, the service goes on."""
+    srv = smtp_server
+    kids = [int(p) for p in open("/proc/%d/task/%d/children" % (srv.proc.pid, srv.proc.pid))
+            .read().split()]
+    assert kids, "no worker processes?"
+    os.kill(kids[0], signal.SIGKILL)
+    srv.allow_log(r"killed by signal 9")
+    assert srv.wait_log(r"restarted", timeout=10), srv.log()
+    for i in range(4):
+        with srv.client() as c:
+            assert c.send_message("x@y.test", [ALICE], msg("after kill %d" % i)).code == 250
+    assert len(new_files(srv.instance, ALICE)) == 4
+
+
+def test_sighup_idle_session_survives(smtp_server):
+    """A reload is not a stop: a session that is between transactions when SIGHUP
+    arrives (here right after EHLO) may go on and send its message, as with
+    Postfix's reload; it must not be cut with 421."""
+    srv = smtp_server
+    with srv.client() as c:
+        c.expect("EHLO client.test", 250)
+        srv.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        r = c.cmd("MAIL FROM:<x@y.test>")
+        assert r.code == 250, "session cut by SIGHUP: %r" % r
+        c.expect("RCPT TO:<alice@example.test>", 250)
+        c.expect("DATA", 354)
+        c.send(msg("idle across HUP") + b".\r\n")
+        assert c.reply().code == 250
+    assert len(new_files(srv.instance, ALICE)) == 1
 
 
 def test_sighup_during_a_session(smtp_server):

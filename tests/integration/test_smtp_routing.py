@@ -251,6 +251,55 @@ def test_duplicate_through_alias_one_copy(routed):
     only_in(inst, {ALICE: 1, BOB: 1, CAROL: 1})
 
 
+def test_bare_local_name_target(routed):
+    """A goto entry without '@' is that local part in the source's domain."""
+    inst = routed.instance
+    inst.run("alias", "add", "bare@example.test", "alice")
+    data = send(routed, ["bare@example.test"], "bare target")
+    head, body = stored(inst, ALICE)
+    assert body == data and head["Delivered-To"] == ALICE
+
+
+def test_postfix_style_virtual_alias_domain(routed):
+    """A bare domain as an alias source marks a hosted alias domain (virtual(5))."""
+    inst = routed.instance
+    inst.sql("INSERT INTO virtual (address, goto) VALUES ('valias.test', 'anything')")
+    inst.sql("INSERT INTO virtual (address, goto) VALUES ('info@valias.test', 'alice@example.test')")
+    send(routed, ["info@valias.test"], "alias domain")
+    only_in(inst, {ALICE: 1})
+    [(code, text)] = rcpt_codes(routed, ["other@valias.test"])
+    assert code == 550 and text.startswith("5.1.1"), (code, text)
+
+
+def test_unusable_maildir_is_temporary(routed):
+    """A user whose maildir cannot be written: 4xx after DATA (never 250, never a
+    bounce), other recipients of the message still get it, and a maildir value that
+    climbs out of mail_root is refused."""
+    inst = routed.instance
+    blocker = os.path.join(inst.dir, "not-a-dir")
+    with open(blocker, "w") as f:
+        f.write("x")
+    inst.insert_user("broken@example.test", "broken@example.test", "",
+                     maildir=blocker + "/box/")
+    inst.insert_user("escape@example.test", "escape@example.test", "",
+                     maildir="../../escape/")
+    with routed.client() as c:
+        c.expect("EHLO client.test", 250)
+        c.expect("MAIL FROM:<x@y.test>", 250)
+        r = c.cmd("RCPT TO:<escape@example.test>")
+        assert 400 <= r.code < 500, r
+        c.expect("RCPT TO:<broken@example.test>", 250)
+        c.expect("DATA", 354)
+        c.send(message("broken") + b".\r\n")
+        r = c.reply()
+        assert 400 <= r.code < 500, "a failed write must be a temporary error: %r" % r
+        c.expect("NOOP", 250)
+    assert not os.path.exists(os.path.join(os.path.dirname(inst.mail_root), "escape"))
+    assert not os.path.exists(os.path.join(inst.dir, "..", "escape"))
+    only_in(inst, {})
+    assert queue_files(inst) == []
+
+
 # --------------------------------------------------------------------------
 # relay denial (unauthenticated client)
 
