@@ -93,6 +93,8 @@ struct master {
 	size_t nworkers;
 	bool stopping;
 	unsigned restarts;
+	pid_t retiring[MAX_WORKERS];	/* replaced workers finishing up */
+	size_t nretiring;
 	struct event *ev_restart;
 };
 
@@ -243,12 +245,14 @@ signal_workers(struct master *m, int sig)
 	for (size_t i = 0; i < m->nworkers; i++)
 		if (m->workers[i].pid > 0)
 			kill(m->workers[i].pid, sig);
+	for (size_t i = 0; i < m->nretiring; i++)
+		kill(m->retiring[i], sig);
 }
 
 static size_t
 live_workers(const struct master *m)
 {
-	size_t n = 0;
+	size_t n = m->nretiring;
 
 	for (size_t i = 0; i < m->nworkers; i++)
 		if (m->workers[i].pid > 0)
@@ -277,12 +281,23 @@ master_child(evutil_socket_t sig, short what, void *arg)
 	pid_t pid;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (size_t i = 0; i < m->nretiring; i++) {
+			if (m->retiring[i] == pid) {
+				m->retiring[i] = m->retiring[--m->nretiring];
+				log_info("retired worker (pid %ld) finished",
+				    (long)pid);
+				break;
+			}
+		}
 		for (size_t i = 0; i < m->nworkers; i++) {
 			struct worker *w = &m->workers[i];
 
 			if (w->pid != pid)
 				continue;
-			if (WIFSIGNALED(status))
+			if (WIFSIGNALED(status) && m->stopping &&
+			    WTERMSIG(status) == SIGTERM)
+				;	/* stopped before its handler was set */
+			else if (WIFSIGNALED(status))
 				log_error("worker %zu (pid %ld) killed by "
 				    "signal %d", i, (long)pid, WTERMSIG(status));
 			else if (WEXITSTATUS(status) != 0 && !m->stopping)
@@ -343,7 +358,10 @@ master_reload(evutil_socket_t sig, short what, void *arg)
 
 		if (old <= 0)
 			continue;
-		kill(old, SIGTERM);
+		/* Retire: stop accepting, finish every session. */
+		kill(old, SIGUSR1);
+		if (m->nretiring < MAX_WORKERS)
+			m->retiring[m->nretiring++] = old;
 		/* The old process is reaped by master_child; its slot is
 		 * taken over now. */
 		spawn_worker(m, i);
@@ -408,6 +426,9 @@ run_master(struct cli *cli)
 		for (size_t i = 0; i < m.nworkers; i++)
 			if (m.workers[i].pid == pid)
 				m.workers[i].pid = 0;
+		for (size_t i = 0; i < m.nretiring; i++)
+			if (m.retiring[i] == pid)
+				m.retiring[i] = m.retiring[--m.nretiring];
 	}
 	for (size_t i = 0; i < m.nlisteners; i++)
 		close(m.listeners[i].fd);
@@ -441,6 +462,7 @@ struct worker_ctx {
 	size_t nlev;
 	struct event *ev_drain;
 	time_t drain_started;
+	bool retiring;		/* SIGUSR1: replaced after a reload */
 };
 
 static void
@@ -469,8 +491,16 @@ static void
 worker_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker_ctx *w = arg;
-	unsigned left = smtp_server_drain(&w->smtp) +
-	    pop3_server_drain(&w->pop3);
+	unsigned left;
+
+	if (w->retiring) {
+		/* After a reload: sessions end when their clients end them. */
+		if (w->smtp.nsessions + w->pop3.nsessions == 0 &&
+		    jobs_pending(w->jobs) == 0)
+			event_base_loopbreak(w->base);
+		return;
+	}
+	left = smtp_server_drain(&w->smtp) + pop3_server_drain(&w->pop3);
 
 	if ((left == 0 && jobs_pending(w->jobs) == 0) ||
 	    (time(NULL) - w->drain_started > DRAIN_GRACE &&
@@ -487,8 +517,16 @@ worker_stop(evutil_socket_t sig, short what, void *arg)
 	struct worker_ctx *w = arg;
 	struct timeval tv = { 0, 100000 };
 
+	if (sig != SIGUSR1 && w->retiring) {
+		/* A stop while retiring: drain for real now. */
+		w->retiring = false;
+		w->drain_started = time(NULL);
+		worker_drain_tick(-1, 0, w);
+		return;
+	}
 	if (w->drain_started != 0)
 		return;
+	w->retiring = sig == SIGUSR1;
 	for (size_t i = 0; i < w->nlev; i++)
 		evconnlistener_free(w->lis[i].lev);
 	w->nlev = 0;
@@ -502,7 +540,7 @@ static int
 run_worker(struct cli *cli, const char *fdlist)
 {
 	struct worker_ctx w;
-	struct event *ev_term, *ev_int;
+	struct event *ev_term, *ev_int, *ev_usr1;
 	char *copy = xstrdup(fdlist), *save = NULL, *item;
 	const char *nw = getenv("PETREL_WORKERS");
 
@@ -559,8 +597,10 @@ run_worker(struct cli *cli, const char *fdlist)
 	free(copy);
 	ev_term = evsignal_new(w.base, SIGTERM, worker_stop, &w);
 	ev_int = evsignal_new(w.base, SIGINT, worker_stop, &w);
+	ev_usr1 = evsignal_new(w.base, SIGUSR1, worker_stop, &w);
 	event_add(ev_term, NULL);
 	event_add(ev_int, NULL);
+	event_add(ev_usr1, NULL);
 	/* The master replaces workers on SIGHUP; a worker ignores it (a
 	 * terminal's ^C reaches the whole group: SIGINT drains like TERM). */
 	signal(SIGHUP, SIG_IGN);
@@ -578,6 +618,7 @@ run_worker(struct cli *cli, const char *fdlist)
 		event_free(w.ev_drain);
 	event_free(ev_term);
 	event_free(ev_int);
+	event_free(ev_usr1);
 	event_base_free(w.base);
 	return 0;
 }

@@ -34,12 +34,41 @@ FAIL_DELAY_MS = 100
 
 
 def free_port(host="127.0.0.1"):
-    s = socket.socket()
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     try:
         s.bind((host, 0))
         return s.getsockname()[1]
     finally:
         s.close()
+
+
+def nonloopback_ipv6():
+    """A local global/ULA IPv6 address (not ::1, not link-local), or None."""
+    try:
+        out = subprocess.run(["hostname", "-I"], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for a in out.split():
+        if ":" in a and a != "::1" and not a.lower().startswith("fe80"):
+            try:
+                s = socket.socket(socket.AF_INET6)
+                s.bind((a, 0))
+                s.close()
+                return a
+            except OSError:
+                continue
+    return None
+
+
+def has_ipv6_loopback():
+    try:
+        s = socket.socket(socket.AF_INET6)
+        s.bind(("::1", 0))
+        s.close()
+        return True
+    except OSError:
+        return False
 
 
 def nonloopback_ipv4():
@@ -192,10 +221,11 @@ class Pop3Server:
 
 def serve_args(inst, host, ports, opts=()):
     smtp, pop3, pop3s = ports
+    h = "[%s]" % host if ":" in host else host
     args = [inst.bin, "-c", inst.conf,
-            "-o", "smtp_listen=%s:%d" % (host, smtp),
-            "-o", "pop3_listen=%s:%d" % (host, pop3),
-            "-o", "pop3s_listen=%s:%d" % (host, pop3s)]
+            "-o", "smtp_listen=%s:%d" % (h, smtp),
+            "-o", "pop3_listen=%s:%d" % (h, pop3),
+            "-o", "pop3s_listen=%s:%d" % (h, pop3s)]
     for key in OFF:
         args += ["-o", key + "="]
     args += ["-o", "hostname=" + HOSTNAME, "-o", "auth_fail_delay=%d" % FAIL_DELAY_MS]

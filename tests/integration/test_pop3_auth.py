@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from pop3_util import (ALICE, BOB, PASSWORD, add_users, client_ctx, nonloopback_ipv4,
-                       message, plain_b64, pquit, put)
+from pop3_util import (ALICE, BOB, PASSWORD, add_users, has_ipv6_loopback, message,
+                       nonloopback_ipv4, nonloopback_ipv6, plain_b64, pquit, put)
 
 FAIL = "-ERR [AUTH] Authentication failed"
 
@@ -44,7 +44,8 @@ def test_wrong_password_and_unknown_user(pop3_inst, pop3_start):
     srv = pop3_start(pop3_inst, ("workers=1",))
     for user, pw in ((ALICE, "wrong"), ("nobody@example.test", "pw"),
                      ("nobody@elsewhere.test", "pw"), (ALICE, "PW"), (ALICE, "pw "),
-                     (BOB, "nope"), ("", "pw")):
+                     (BOB, "nope"), ("' OR '1'='1", "' OR '1'='1"), ("%", "pw"),
+                     ("", "pw")):
         with srv.conn() as c:
             c.ok("USER " + user) if user else c.err("USER")
             if not user:
@@ -171,6 +172,20 @@ def test_auth_plain_failures(pop3_server):
         c.quit()
 
 
+def test_auth_plain_overlong_response_ends_the_exchange(pop3_server):
+    """An overlong line as the SASL response is answered -ERR, and that ends
+    the AUTH command: the next line is a command again, not a SASL response."""
+    with pop3_server.conn() as c:
+        assert c.cmd("AUTH PLAIN") == "+ "
+        c.send("A" * 3000 + "\r\n")
+        assert c.status().startswith("-ERR")
+        r = c.cmd("CAPA")
+        assert r.startswith("+OK"), r
+        assert b"USER" in c.multi()
+        c.login()
+        c.quit()
+
+
 # --------------------------------------------------------------------------
 # the failed-login delay
 
@@ -273,6 +288,28 @@ def test_plaintext_loopback_and_yes(pop3_inst, pop3_start):
         c.quit()
     with srv.conn() as c:
         assert c.auth_plain(ALICE, PASSWORD).startswith("+OK")
+        c.quit()
+
+
+def test_plaintext_loopback_ipv6(pop3_inst, pop3_start):
+    """::1 is loopback; another IPv6 address of this machine is not."""
+    if not has_ipv6_loopback():
+        pytest.skip("no IPv6 loopback")
+    srv = pop3_start(pop3_inst, host="::1")
+    with srv.conn() as c:
+        assert "USER" in c.capa()
+        c.login()
+        c.quit()
+    srv.stop()
+    addr = nonloopback_ipv6()
+    if addr is None:
+        pytest.skip("no non-loopback IPv6 address on this machine")
+    srv = pop3_start(pop3_inst, host=addr)
+    with srv.conn() as c:
+        assert "USER" not in c.capa()
+        c.err("USER " + ALICE, "[AUTH]")
+        c.stls()
+        c.login()
         c.quit()
 
 

@@ -115,6 +115,35 @@ def test_uidl_stable_across_sessions_and_renames(pop3_server):
     assert files(inst, ALICE, "new") == []
 
 
+def test_uidl_is_rfc1939_conforming(pop3_server):
+    """RFC 1939 7: a unique-id is 1 to 70 characters in 0x21..0x7E, and
+    unique within the maildrop. Maildir names made by petrel with a realistic
+    host name, or by other programs, can be longer or contain other bytes; the
+    UIDLs must still conform (and stay stable)."""
+    inst = pop3_server.instance
+    names = [
+        # what petrel's own delivery makes on a host called mx1.mail.example-hosting.com
+        "1700000001.M123456P12345Q1R0123abcd.mx1.mail.example-hosting.com,S=1234,W=1260",
+        "1700000002.M123456P12345Q2R0123abcd.mx1.mail.example-hosting.com,S=1234,W=1260",
+        # another program's names
+        "1700000003.M1P1.my host",
+        "1700000004.M1P1.h\xc3\xb4te",
+    ]
+    for i, n in enumerate(names):
+        data = message(i)
+        put(inst, ALICE, data, name=n)
+    first = uidls(pop3_server)
+    assert len(first) == len(names)
+    for u in first:
+        assert 1 <= len(u) <= 70 and all(0x21 <= ord(ch) <= 0x7E for ch in u), u
+    assert len(set(first)) == len(first)
+    p = pop3_server.login()
+    for i in range(1, len(names) + 1):
+        p.retr(i)
+    pquit(p)
+    assert uidls(pop3_server) == first
+
+
 def test_session_is_a_snapshot(pop3_server):
     """Mail arriving during a session is not shown (message numbers are stable);
     it is there in the next session and not deleted by the first one's QUIT."""
@@ -281,21 +310,21 @@ def test_quota_after_smtp_delivery_and_pop3_deletion(pop3_server):
 
 
 def test_idle_timeout_deletes_nothing(pop3_inst, pop3_start):
+    """pop3_timeout: an idle client gets -ERR and is disconnected, before and
+    after login; a timeout is not a QUIT (nothing deleted or flagged)."""
     srv = pop3_start(pop3_inst, ("pop3_timeout=1",))
     n = put(pop3_inst, ALICE, message(1))
-    with srv.conn() as c:
+    with srv.conn() as c, srv.conn() as idle:
         c.login()
         c.ok_multi("RETR 1")
         c.ok("DELE 1")
         t0 = time.monotonic()
-        data, closed = c.read_rest(timeout=10)
-        assert closed, data
-        assert data.startswith(b"-ERR"), data
+        for conn in (c, idle):
+            data, closed = conn.read_rest(timeout=10)
+            assert closed, data
+            assert data.startswith(b"-ERR"), data
         assert time.monotonic() - t0 < 5
     assert all_files(pop3_inst, ALICE) == {"new": [n], "cur": []}
-    with srv.conn() as c:  # before login, too
-        data, closed = c.read_rest(timeout=10)
-        assert closed and data.startswith(b"-ERR"), data
 
 
 def test_shutdown_is_not_quit(pop3_inst, pop3_start):
