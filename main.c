@@ -32,6 +32,7 @@ static const struct command {
 	  "user add|del|show|list|passwd|auth ADDRESS [options]" },
 	{ "alias", cmd_alias, 0,
 	  "alias add ADDRESS TARGET[,TARGET...] | del ADDRESS | list [DOMAIN]" },
+	{ "queue", cmd_queue, 0, "queue list|show ID|flush|delete ID" },
 	{ "hash", cmd_hash, CMD_NO_CONFIG,
 	  "hash [--scheme yescrypt|sha512|bcrypt]" },
 	{ "maildirmake", cmd_maildirmake, CMD_NO_CONFIG,

@@ -44,6 +44,7 @@
 #include "lib/auth/login.h"
 #include "lib/tls/tls.h"
 #include "pop3/pop3.h"
+#include "queue/manager.h"
 #include "smtp/smtp.h"
 
 #define MAX_LISTENERS 64
@@ -79,6 +80,7 @@ struct listener {
 };
 
 struct worker {
+	bool queue;		/* the queue manager, not a protocol worker */
 	pid_t pid;
 	time_t started;
 	bool retiring;		/* replaced after SIGHUP: do not restart */
@@ -216,7 +218,7 @@ spawn_worker(struct master *m, size_t slot)
 		return -1;
 	}
 	if (pid == 0) {
-		char slotstr[16];
+		char slotstr[24];
 
 		for (size_t i = 0; i < m->nlisteners; i++) {
 			int fl = fcntl(m->listeners[i].fd, F_GETFD);
@@ -224,9 +226,13 @@ spawn_worker(struct master *m, size_t slot)
 			fcntl(m->listeners[i].fd, F_SETFD, fl & ~FD_CLOEXEC);
 		}
 		snprintf(slotstr, sizeof(slotstr), "%zu", slot);
-		setenv("PETREL_WORKER_FDS", str_c(&fds), 1);
+		if (m->workers[slot].queue)
+			setenv("PETREL_ROLE", "queue", 1);
+		else
+			setenv("PETREL_WORKER_FDS", str_c(&fds), 1);
 		setenv("PETREL_WORKER_SLOT", slotstr, 1);
-		snprintf(slotstr, sizeof(slotstr), "%zu", m->nworkers);
+		snprintf(slotstr, sizeof(slotstr), "%zu", m->nworkers > 1 ?
+		    m->nworkers - 1 : 1);
 		setenv("PETREL_WORKERS", slotstr, 1);
 		execv("/proc/self/exe", m->cli->argv);
 		log_error_errno("exec /proc/self/exe");
@@ -358,8 +364,9 @@ master_reload(evutil_socket_t sig, short what, void *arg)
 
 		if (old <= 0)
 			continue;
-		/* Retire: stop accepting, finish every session. */
-		kill(old, SIGUSR1);
+		/* Retire: stop accepting, finish every session. The queue
+		 * manager just stops: its state is on disk. */
+		kill(old, m->workers[i].queue ? SIGTERM : SIGUSR1);
 		if (m->nretiring < MAX_WORKERS)
 			m->retiring[m->nretiring++] = old;
 		/* The old process is reaped by master_child; its slot is
@@ -404,10 +411,13 @@ run_master(struct cli *cli)
 
 	m.nworkers = m.nlisteners > 0 ?
 	    (size_t)config_get_uint(cli->cfg, "workers") : 0;
-	if (m.nworkers > MAX_WORKERS)
-		m.nworkers = MAX_WORKERS;
+	if (m.nworkers > MAX_WORKERS - 1)
+		m.nworkers = MAX_WORKERS - 1;
 	if (m.nlisteners > 0 && m.nworkers == 0)
 		m.nworkers = 1;
+	/* The queue manager runs in the last slot. */
+	m.workers[m.nworkers].queue = true;
+	m.nworkers++;
 	for (size_t i = 0; i < m.nworkers; i++)
 		spawn_worker(&m, i);
 	log_info("petrel %s started (pid %ld, %zu worker(s), config %s, "
@@ -635,6 +645,18 @@ cmd_serve(struct cli *cli, int argc, char **argv)
 	if (log_parse_level(config_get(cli->cfg, "log_level"), &lvl) == 0)
 		log_set_level(lvl);
 	signal(SIGPIPE, SIG_IGN);
+	if (config_get(cli->cfg, "hostname")[0] == '\0') {
+		char host[256] = "localhost", *err = NULL;
+
+		gethostname(host, sizeof(host) - 1);
+		config_set(cli->cfg, "hostname", host, &err);
+		free(err);
+	}
+	if (getenv("PETREL_ROLE") != NULL &&
+	    strcmp(getenv("PETREL_ROLE"), "queue") == 0) {
+		log_init("petrel/queue", true);
+		return queue_manager_run(cli);
+	}
 	if (fds != NULL)
 		return run_worker(cli, fds);
 	return run_master(cli);

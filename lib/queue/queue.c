@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
+#include <ctype.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,9 +58,9 @@ fsync_dir(const char *path)
 int
 queue_dirs_make(const char *queue_dir, const char **error_r)
 {
-	static const char *const subs[] = { "", "/tmp", "/incoming" };
+	static const char *const subs[] = { "", "/tmp", "/incoming", "/state" };
 
-	for (size_t i = 0; i < 3; i++) {
+	for (size_t i = 0; i < 4; i++) {
 		char *p = xasprintf("%s%s", queue_dir, subs[i]);
 
 		if (mkdir(p, 0750) < 0 && errno != EEXIST) {
@@ -140,4 +142,238 @@ out:
 	free(final);
 	free(dir);
 	return ret;
+}
+
+bool
+queue_id_valid(const char *id)
+{
+	size_t i;
+
+	for (i = 0; id[i] != '\0'; i++)
+		if (!isxdigit((unsigned char)id[i]) || islower((unsigned char)id[i]))
+			return false;
+	return i == 16;
+}
+
+void
+queue_msg_clear(struct queue_msg *m)
+{
+	for (size_t i = 0; i < m->nrcpts; i++) {
+		free(m->rcpts[i].address);
+		free(m->rcpts[i].transport);
+		free(m->rcpts[i].last);
+	}
+	free(m->rcpts);
+	free(m->sender);
+	free(m->path);
+	memset(m, 0, sizeof(*m));
+}
+
+int
+queue_msg_read(const char *queue_dir, const char *id, struct queue_msg *m,
+    const char **error_r)
+{
+	char *line = NULL, *spath;
+	size_t cap = 0;
+	ssize_t n;
+	FILE *fp;
+	int lineno = 0;
+
+	memset(m, 0, sizeof(*m));
+	if (!queue_id_valid(id)) {
+		*error_r = "bad queue id";
+		return -1;
+	}
+	snprintf(m->id, sizeof(m->id), "%s", id);
+	m->path = xasprintf("%s/incoming/%s", queue_dir, id);
+	fp = fopen(m->path, "r");
+	if (fp == NULL) {
+		queue_msg_clear(m);
+		if (errno == ENOENT)
+			return 0;
+		snprintf(queue_err, sizeof(queue_err), "%s: %s", id,
+		    strerror(errno));
+		*error_r = queue_err;
+		return -1;
+	}
+	while ((n = getline(&line, &cap, fp)) > 0) {
+		lineno++;
+		if (line[n - 1] == '\n')
+			line[--n] = '\0';
+		if (n == 0)
+			break;
+		if (lineno == 1) {
+			if (strcmp(line, "petrel-queue 1") != 0)
+				goto bad;
+		} else if (strncmp(line, "id ", 3) == 0) {
+			continue;
+		} else if (strncmp(line, "arrival ", 8) == 0) {
+			m->arrival = strtoll(line + 8, NULL, 10);
+		} else if (strncmp(line, "sender ", 7) == 0) {
+			free(m->sender);
+			m->sender = xstrdup(line + 7);
+		} else if (strcmp(line, "sender") == 0) {
+			free(m->sender);
+			m->sender = xstrdup("");
+		} else if (strncmp(line, "rcpt ", 5) == 0) {
+			char *addr = line + 5, *sp = strchr(addr, ' ');
+			struct queue_entry *e;
+
+			if (sp == NULL)
+				goto bad;
+			*sp = '\0';
+			m->rcpts = xrealloc(m->rcpts, (m->nrcpts + 1) *
+			    sizeof(*m->rcpts));
+			e = &m->rcpts[m->nrcpts++];
+			memset(e, 0, sizeof(*e));
+			e->address = xstrdup(addr);
+			e->transport = xstrdup(strcmp(sp + 1, "-") == 0 ? "" :
+			    sp + 1);
+			e->status = QR_PENDING;
+			e->next = m->arrival;
+			e->last = xstrdup("");
+		} else {
+			goto bad;
+		}
+	}
+	if (m->sender == NULL || m->nrcpts == 0)
+		goto bad;
+	m->body_offset = ftell(fp);
+	fclose(fp);
+	fp = NULL;
+
+	spath = xasprintf("%s/state/%s", queue_dir, id);
+	fp = fopen(spath, "r");
+	free(spath);
+	for (size_t i = 0; fp != NULL && i < m->nrcpts &&
+	    (n = getline(&line, &cap, fp)) > 0; i++) {
+		struct queue_entry *e = &m->rcpts[i];
+		char st;
+		unsigned att;
+		long long next;
+		int off = 0;
+
+		if (line[n - 1] == '\n')
+			line[--n] = '\0';
+		if (sscanf(line, "%c %u %lld %n", &st, &att, &next, &off) < 3 ||
+		    (st != QR_PENDING && st != QR_SENT && st != QR_BOUNCED))
+			continue;	/* keep the defaults: retry */
+		e->status = st;
+		e->attempts = att;
+		e->next = next;
+		free(e->last);
+		e->last = xstrdup(off > 0 ? line + off : "");
+	}
+	if (fp != NULL)
+		fclose(fp);
+	free(line);
+	return 1;
+bad:
+	snprintf(queue_err, sizeof(queue_err), "%s: malformed queue file "
+	    "(line %d)", id, lineno);
+	*error_r = queue_err;
+	if (fp != NULL)
+		fclose(fp);
+	free(line);
+	queue_msg_clear(m);
+	return -1;
+}
+
+int
+queue_state_write(const char *queue_dir, const struct queue_msg *m,
+    const char **error_r)
+{
+	char *tmp = xasprintf("%s/tmp/%s.state", queue_dir, m->id);
+	char *final = xasprintf("%s/state/%s", queue_dir, m->id);
+	str_t out = STR_INIT;
+	int fd, ret = -1;
+
+	for (size_t i = 0; i < m->nrcpts; i++) {
+		const struct queue_entry *e = &m->rcpts[i];
+
+		str_printf(&out, "%c %u %lld ", e->status, e->attempts, e->next);
+		/* One line: no CR/LF from remote replies. */
+		for (const char *p = e->last; *p; p++)
+			str_append_c(&out, *p == '\n' || *p == '\r' ? ' ' : *p);
+		str_append_c(&out, '\n');
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || write_all(fd, out.data, out.len) < 0 || fsync(fd) < 0 ||
+	    close(fd) < 0 || rename(tmp, final) < 0) {
+		snprintf(queue_err, sizeof(queue_err), "state %s: %s", m->id,
+		    strerror(errno));
+		*error_r = queue_err;
+		unlink(tmp);
+	} else {
+		ret = 0;
+	}
+	str_free(&out);
+	free(tmp);
+	free(final);
+	return ret;
+}
+
+int
+queue_remove(const char *queue_dir, const char *id)
+{
+	char *p = xasprintf("%s/incoming/%s", queue_dir, id);
+	char *st = xasprintf("%s/state/%s", queue_dir, id);
+	int r = 0;
+
+	if (unlink(p) < 0 && errno != ENOENT)
+		r = -1;
+	if (unlink(st) < 0 && errno != ENOENT)
+		r = -1;
+	free(p);
+	free(st);
+	return r;
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int
+queue_list(const char *queue_dir, char ***ids_r, size_t *n_r,
+    const char **error_r)
+{
+	char *path = xasprintf("%s/incoming", queue_dir);
+	DIR *d = opendir(path);
+	struct dirent *de;
+	char **ids = NULL;
+	size_t n = 0;
+
+	if (d == NULL) {
+		snprintf(queue_err, sizeof(queue_err), "%s: %s", path,
+		    strerror(errno));
+		free(path);
+		*error_r = queue_err;
+		return -1;
+	}
+	free(path);
+	while ((de = readdir(d)) != NULL) {
+		if (!queue_id_valid(de->d_name))
+			continue;
+		ids = xrealloc(ids, (n + 1) * sizeof(*ids));
+		ids[n++] = xstrdup(de->d_name);
+	}
+	closedir(d);
+	if (n > 1)
+		qsort(ids, n, sizeof(*ids), cmp_str);
+	*ids_r = ids;
+	*n_r = n;
+	return 0;
+}
+
+void
+queue_list_free(char ***ids, size_t n)
+{
+	if (*ids == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free((*ids)[i]);
+	free(*ids);
+	*ids = NULL;
 }

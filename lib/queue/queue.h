@@ -13,7 +13,14 @@
  *   rcpt <address> <transport or ->\n      (one per recipient)
  *   \n
  *   <the message, LF line endings>
+ *
+ * Delivery progress is kept beside it in QUEUE_DIR/state/<id> (rewritten
+ * atomically after each attempt), one line per recipient, in order:
+ *   <status> <attempts> <next attempt, unix seconds> <last reply>
+ * status: P pending, S sent, B bounced. No state file = all pending.
+ * A message whose recipients are all S or B is removed.
  */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,5 +43,42 @@ int queue_dirs_make(const char *queue_dir, const char **error_r);
 
 /* A new queue id: 16 upper-case hex digits, unique across processes. */
 void queue_id_new(char id[17]);
+
+enum queue_rcpt_status { QR_PENDING = 'P', QR_SENT = 'S', QR_BOUNCED = 'B' };
+
+struct queue_entry {
+	char *address;
+	char *transport;	/* "" = MX */
+	char status;		/* enum queue_rcpt_status */
+	unsigned attempts;
+	long long next;		/* unix seconds */
+	char *last;		/* last reply or error ("" if none) */
+};
+
+struct queue_msg {
+	char id[17];
+	char *sender;
+	long long arrival;
+	struct queue_entry *rcpts;
+	size_t nrcpts;
+	long body_offset;	/* where the message starts in the file */
+	char *path;		/* QUEUE_DIR/incoming/<id> */
+};
+
+/* Read a message's envelope and state. 1 ok, 0 gone, -1 malformed. */
+int queue_msg_read(const char *queue_dir, const char *id,
+    struct queue_msg *m, const char **error_r);
+void queue_msg_clear(struct queue_msg *m);
+/* Write the state file (tmp + fsync + rename). 0 ok, -1 error. */
+int queue_state_write(const char *queue_dir, const struct queue_msg *m,
+    const char **error_r);
+/* Remove a message and its state. 0 ok (or already gone), -1 error. */
+int queue_remove(const char *queue_dir, const char *id);
+/* The ids in the queue, sorted (malloc'd array of malloc'd strings). */
+int queue_list(const char *queue_dir, char ***ids_r, size_t *n_r,
+    const char **error_r);
+void queue_list_free(char ***ids, size_t n);
+/* Is this a well-formed queue id (16 upper-case hex digits)? */
+bool queue_id_valid(const char *id);
 
 #endif

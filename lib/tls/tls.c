@@ -286,3 +286,48 @@ tls_bev_describe(struct bufferevent *bev, char *buf, size_t len)
 	    SSL_get_cipher_name(ssl));
 	return buf;
 }
+
+struct tls_client {
+	SSL_CTX *ctx;
+};
+
+struct tls_client *
+tls_client_new(const char **error_r)
+{
+	struct tls_client *tc;
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+	if (ctx == NULL) {
+		*error_r = tls_error("cannot create a TLS client context", "");
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	tc = xmalloc(sizeof(*tc));
+	tc->ctx = ctx;
+	return tc;
+}
+
+void
+tls_client_free(struct tls_client **tcp)
+{
+	if (*tcp == NULL)
+		return;
+	SSL_CTX_free((*tcp)->ctx);
+	free(*tcp);
+	*tcp = NULL;
+}
+
+struct bufferevent *
+tls_bev_connect_starttls(struct tls_client *tc, struct event_base *base,
+    struct bufferevent *plain, const char *sni)
+{
+	SSL *ssl = SSL_new(tc->ctx);
+
+	if (ssl == NULL)
+		return NULL;
+	if (sni != NULL && sni[0] != '\0' && strchr(sni, ':') == NULL)
+		SSL_set_tlsext_host_name(ssl, sni);
+	return bufferevent_openssl_filter_new(base, plain, ssl,
+	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+}

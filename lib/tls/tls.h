@@ -36,4 +36,12 @@ struct bufferevent *tls_bev_starttls(struct tls_server *ts,
 /* The negotiated protocol and cipher for logs ("TLSv1.3 with ..."). */
 const char *tls_bev_describe(struct bufferevent *bev, char *buf, size_t len);
 
+/* A client TLS context for opportunistic STARTTLS to other servers (no
+ * certificate check: RFC 7435 opportunistic security). */
+struct tls_client;
+struct tls_client *tls_client_new(const char **error_r);
+void tls_client_free(struct tls_client **tc);
+struct bufferevent *tls_bev_connect_starttls(struct tls_client *tc,
+    struct event_base *base, struct bufferevent *plain, const char *sni);
+
 #endif

@@ -164,6 +164,33 @@ class Pop3Server:
     def alive(self):
         return self.proc.poll() is None
 
+    def worker_pids(self):
+        pids = []
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    st = f.read()
+            except OSError:
+                continue
+            if int(st.rsplit(")", 1)[1].split()[1]) == self.proc.pid:
+                pids.append(int(d))
+        return pids
+
+    def workers_rss_kb(self):
+        """Resident memory of all worker processes, in kB."""
+        total = 0
+        for pid in self.worker_pids():
+            try:
+                with open("/proc/%d/status" % pid) as f:
+                    for l in f:
+                        if l.startswith("VmRSS:"):
+                            total += int(l.split()[1])
+            except OSError:
+                pass
+        return total
+
     def stop(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):
         if self.returncode is not None:
             return self.returncode

@@ -3,6 +3,7 @@ limits and pipelining. Every test runs on SQLite and MariaDB (`pop3_server`)."""
 
 import os
 import poplib
+import socket
 import time
 
 import pytest
@@ -377,3 +378,54 @@ def test_many_retr_pipelined(pop3_server):
             assert unstuff(c.multi()) == wire(data)
         assert c.status().startswith("+OK 1 ")
         c.quit()
+
+
+def test_unread_output_is_bounded(pop3_inst, pop3_start):
+    """A client that pipelines many RETRs and reads nothing must not make the
+    server buffer all the answers (memory exhaustion by one logged-in user):
+    with its output full the session stops taking commands until the client
+    reads."""
+    srv = pop3_start(pop3_inst, ("workers=1",))
+    data = b"Subject: big\n\n" + (b"x" * 1023 + b"\n") * 1024  # 1 MiB
+    put(pop3_inst, ALICE, data)
+    with srv.conn(timeout=30) as c:
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        c.login()
+        before = srv.workers_rss_kb()
+        c.send("RETR 1\r\n" * 200)      # 1.6 kB of commands, 200 MiB of answers
+        peak = before
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            peak = max(peak, srv.workers_rss_kb())
+            time.sleep(0.1)
+        assert peak - before < 64 * 1024, \
+            "worker RSS grew by %d MiB for a client that reads nothing" % ((peak - before) // 1024)
+        # and the answers all come, complete, once the client reads
+        for i in range(200):
+            assert c.status() == "+OK %d octets" % len(wire(data)), i
+            assert unstuff(c.multi()) == wire(data)
+        c.quit()
+
+
+def test_input_while_busy_is_bounded(pop3_inst, pop3_start):
+    """While a session waits (here: the failed-login delay, before any login),
+    a client that keeps sending must not make the server buffer all of it."""
+    srv = pop3_start(pop3_inst, ("workers=1", "auth_fail_delay=2000"))
+    with srv.conn() as c:
+        c.ok("USER " + ALICE)
+        c.send("PASS wrong\r\n")
+        before = srv.workers_rss_kb()
+        chunk = b"NOOP\r\n" * 65536
+        sent = 0
+        c.sock.settimeout(0.2)
+        deadline = time.monotonic() + 1.2
+        while time.monotonic() < deadline and sent < 160 << 20:
+            try:
+                sent += c.sock.send(chunk)
+            except socket.timeout:
+                pass
+            except OSError:
+                break  # the server may also hang up on such a client
+        grown = srv.workers_rss_kb() - before
+        assert grown < 64 * 1024, "worker RSS grew by %d MiB (%d MiB sent) during the delay" \
+            % (grown // 1024, sent >> 20)

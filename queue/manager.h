@@ -1,0 +1,19 @@
+#ifndef PETREL_MANAGER_H
+#define PETREL_MANAGER_H
+/* The outbound queue manager: one process under the master that delivers
+ * QUEUE_DIR/incoming with an SMTP client, retries with back-off, and
+ * bounces (RFC 3464) what finally fails. */
+
+struct cli;
+
+int queue_manager_run(struct cli *cli);
+
+/* Build and deliver a DSN for the bounced recipients of m (queue/dsn.c).
+ * Never to the null sender. 0 ok (or nothing to do), -1 error (retry). */
+struct dir;
+struct queue_msg;
+struct config;
+int dsn_bounce(struct dir *dir, const struct config *cfg,
+    const struct queue_msg *m, const char *hostname);
+
+#endif
