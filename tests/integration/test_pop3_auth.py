@@ -203,9 +203,10 @@ def test_failure_delay_doubles_and_resets(pop3_inst, pop3_start):
             return dt
 
     d1, d2, d3 = fail_once(), fail_once(), fail_once()
-    assert 0.09 <= d1 < 0.19, (d1, d2, d3)
-    assert 0.19 <= d2 < 0.35, (d1, d2, d3)
-    assert 0.39 <= d3 < 0.7, (d1, d2, d3)
+    # (each also includes the password hash check itself)
+    assert 0.09 <= d1 < 0.25, (d1, d2, d3)
+    assert 0.19 <= d2 < 0.4 and d2 - d1 >= 0.07, (d1, d2, d3)
+    assert 0.39 <= d3 < 0.8 and d3 - d2 >= 0.15, (d1, d2, d3)
 
     # the fourth failure waits 800 ms; meanwhile another client is served at once
     res = {}
@@ -216,14 +217,14 @@ def test_failure_delay_doubles_and_resets(pop3_inst, pop3_start):
         _, dt = timed(c.capa)
         assert dt < 0.3, dt
     t.join(10)
-    assert 0.79 <= res["d4"] < 1.3, res
+    assert 0.79 <= res["d4"] < 1.5, res
 
     # a success resets the counter
     with srv.conn() as c:
         c.login()
         c.quit()
     d5 = fail_once()
-    assert 0.09 <= d5 < 0.19, d5
+    assert 0.09 <= d5 < 0.25, d5
 
 
 # --------------------------------------------------------------------------
@@ -342,10 +343,13 @@ def test_in_use(pop3_server):
 
 def test_lock_released_before_quit_answer(pop3_server):
     """A client that logs in again as soon as it has the +OK to QUIT (fetchmail
-    polling twice, curl run twice) must not find the maildrop [IN-USE]."""
+    polling twice, curl run twice) must not find the maildrop [IN-USE]. (With
+    two workers the next connection may be served by the other one at once.)"""
     put(pop3_server.instance, ALICE, message(1))
-    in_use = 0
-    for _ in range(300):
+    in_use = tries = 0
+    deadline = time.monotonic() + 5
+    while tries < 1000 and time.monotonic() < deadline:
+        tries += 1
         c = pop3_server.conn()
         c.ok("USER " + ALICE)
         r = c.cmd("PASS " + PASSWORD)
@@ -355,7 +359,24 @@ def test_lock_released_before_quit_answer(pop3_server):
             assert r.startswith("+OK"), r
             c.ok("QUIT")  # and do not wait for the close
         c.close()
-    assert in_use == 0, "%d of 300 logins right after a QUIT got [IN-USE]" % in_use
+    assert in_use == 0, "%d of %d logins right after a QUIT got [IN-USE]" % (in_use, tries)
+
+
+def test_pipelined_login_is_not_delayed(pop3_server):
+    """PIPELINING: USER and PASS in one write. The two answers are written at
+    different times (the login runs on a job thread); the second must not wait
+    for the client's delayed ACK (Nagle; ~40 ms on Linux)."""
+    times = []
+    for _ in range(10):
+        with pop3_server.conn() as c:
+            t0 = time.monotonic()
+            c.send("USER %s\r\nPASS %s\r\n" % (ALICE, PASSWORD))
+            assert c.status() == "+OK"
+            assert c.status().startswith("+OK")
+            times.append(time.monotonic() - t0)
+            c.quit()
+    times.sort()
+    assert times[5] < 0.03, "median pipelined USER+PASS took %.0f ms" % (times[5] * 1000)
 
 
 # --------------------------------------------------------------------------
@@ -389,3 +410,21 @@ def test_directory_down_is_temporary(new_instance, pop3_start, mariadb):
         with srv.conn(timeout=60) as c:
             c.login(user)
             c.quit()
+
+
+def test_passwords_are_not_logged(pop3_inst, pop3_start):
+    srv = pop3_start(pop3_inst)
+    secret = "Sekr1t-Pa55-xyzzy"
+    with srv.conn() as c:
+        c.ok("USER " + ALICE)
+        assert c.cmd("PASS " + secret) == FAIL
+        assert c.auth_plain(ALICE, secret) == FAIL
+        assert c.cmd("AUTH PLAIN") == "+ "
+        assert c.cmd(plain_b64(BOB, secret)) == FAIL
+        c.login()
+        c.quit()
+    srv.stop()
+    log = srv.log()
+    assert "pop3 login failed" in log, log
+    for s in (secret, plain_b64(ALICE, secret), plain_b64(BOB, secret), "PASS pw"):
+        assert s not in log, s

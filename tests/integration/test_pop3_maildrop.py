@@ -53,9 +53,9 @@ def test_smtp_delivered_mail_appears(pop3_server):
 
 def test_deleted_message_is_gone_from_the_maildir(pop3_server):
     inst = pop3_server.instance
-    a = put(inst, ALICE, message(1), name="1600000001.M1P1.x")
-    b = put(inst, ALICE, message(2), name="1600000002.M1P1.x", sub="cur", info="2,S")
-    c_ = put(inst, ALICE, message(3), name="1600000003.M1P1.x", sub="cur", info="2,")
+    put(inst, ALICE, message(1), name="1600000001.M1P1.x")
+    put(inst, ALICE, message(2), name="1600000002.M1P1.x", sub="cur", info="2,S")
+    put(inst, ALICE, message(3), name="1600000003.M1P1.x", sub="cur", info="2,")
     d = put(inst, ALICE, message(4), name="1600000004.M1P1.x")
     p = pop3_server.login()
     assert p.stat()[0] == 4
@@ -167,7 +167,7 @@ def test_message_vanishing_during_session(pop3_server):
     """Another program deleted a message after the listing: RETR says so, the
     session goes on, and QUIT still applies the other deletions."""
     inst = pop3_server.instance
-    n1 = put(inst, ALICE, message(1))
+    put(inst, ALICE, message(1))
     n2 = put(inst, ALICE, message(2))
     n3 = put(inst, ALICE, message(3))
     with pop3_server.conn() as c:

@@ -1,9 +1,9 @@
 """POP3 over TLS: STLS (RFC 2595) and implicit TLS (pop3s, RFC 8314);
 TLS 1.2+ only; no plaintext command injection across STLS. SQLite and MariaDB."""
 
-import poplib
 import socket
 import ssl
+import time
 
 import pytest
 
@@ -145,3 +145,17 @@ def test_plaintext_on_pop3s_port(pop3_server):
     with pop3_server.conn(tls=True) as c:
         c.login()
         c.quit()
+
+
+def test_pop3s_greeting_is_not_delayed(pop3_server):
+    """The greeting is queued before the TLS handshake ends; it must follow the
+    handshake at once, not wait for the client's delayed ACK (Nagle; ~40 ms)."""
+    times = []
+    for _ in range(10):
+        t0 = time.monotonic()
+        with pop3_server.conn(tls=True) as c:
+            times.append(time.monotonic() - t0)
+            assert c.greeting.startswith(b"+OK")
+    times.sort()
+    assert times[5] < 0.03, "median pop3s connect + handshake + greeting: %.0f ms" \
+        % (times[5] * 1000)
