@@ -33,6 +33,7 @@ static const struct command {
 	{ "alias", cmd_alias, 0,
 	  "alias add ADDRESS TARGET[,TARGET...] | del ADDRESS | list [DOMAIN]" },
 	{ "queue", cmd_queue, 0, "queue list|show ID|flush|delete ID" },
+	{ "dkim", cmd_dkim, 0, "dkim keygen DOMAIN [--selector S]" },
 	{ "hash", cmd_hash, CMD_NO_CONFIG,
 	  "hash [--scheme yescrypt|sha512|bcrypt]" },
 	{ "maildirmake", cmd_maildirmake, CMD_NO_CONFIG,

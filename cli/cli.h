@@ -68,6 +68,7 @@ int cmd_hash(struct cli *cli, int argc, char **argv);
 int cmd_maildirmake(struct cli *cli, int argc, char **argv);
 int cmd_serve(struct cli *cli, int argc, char **argv);
 int cmd_queue(struct cli *cli, int argc, char **argv);
+int cmd_dkim(struct cli *cli, int argc, char **argv);
 
 /* Schema creation shared by init (and tests): idempotent. */
 int cli_schema_create(struct cli *cli, const char **error_r);

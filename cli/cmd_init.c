@@ -224,7 +224,7 @@ write_config(struct cli *cli, const char *dir, const char *conf)
 		{ "hostname", NULL }, { "database", NULL },
 		{ "mail_root", NULL }, { "queue_dir", NULL },
 		{ "tls_cert", NULL }, { "tls_key", NULL },
-		{ "user", NULL }, { "group", NULL },
+		{ "user", NULL }, { "group", NULL }, { "dkim_dir", NULL },
 	};
 	str_t out = STR_INIT;
 	size_t n = sizeof(defs) / sizeof(defs[0]);
@@ -240,6 +240,7 @@ write_config(struct cli *cli, const char *dir, const char *conf)
 	defs[5].value = xasprintf("%s/tls/key.pem", dir);
 	defs[6].value = user;
 	defs[7].value = group;
+	defs[8].value = xasprintf("%s/dkim", dir);
 	/* Instance defaults, unless given with -o. */
 	for (size_t i = 0; i < n; i++) {
 		if (!config_is_set(cli->cfg, defs[i].key) &&

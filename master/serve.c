@@ -23,6 +23,8 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -483,6 +485,12 @@ worker_accept(struct evconnlistener *lev, evutil_socket_t fd,
 	struct worker_ctx *w = l->w;
 
 	evutil_make_socket_nonblocking(fd);
+	/* Replies are small and pipelined: no Nagle delay on them. */
+	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
+		int one = 1;
+
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
 	if (strcmp(l->service, "smtp") == 0)
 		smtp_session_accept(&w->smtp, fd, sa, salen, false, false);
 	else if (strcmp(l->service, "submission") == 0)

@@ -266,6 +266,12 @@ quit_run(struct pop3_session *s)
 			log_warn("%lu: %s", s->sid, err);
 	}
 	s->job_msg = gone;
+	/* Unlock before the +OK: a client that reconnects at once must not
+	 * find its own maildrop [IN-USE]. */
+	if (s->lock_fd >= 0) {
+		close(s->lock_fd);
+		s->lock_fd = -1;
+	}
 }
 
 static void
@@ -561,6 +567,8 @@ cmd_stls(struct pop3_session *s, char *arg)
 	s->bev = tb;
 	s->tls = true;
 	bufferevent_setcb(s->bev, session_read, session_write, session_event, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_MAX);
+	bufferevent_setwatermark(s->bev, EV_WRITE, OUTPUT_MAX / 2, 0);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	free(s->user);
 	s->user = NULL;
@@ -580,17 +588,41 @@ cmd_stat(struct pop3_session *s, char *arg)
 	reply(s, "+OK %zu %llu", n, (unsigned long long)bytes);
 }
 
+/* RFC 1939 7: a unique-id is 1 to 70 characters in 0x21..0x7E. Maildir
+ * names that do not qualify (long host names, names made by other
+ * programs) are given a stable digest of the name instead. */
+static const char *
+uidl_of(const struct maildir_msg *m, char buf[72])
+{
+	unsigned char d[32];
+	bool ok = m->key_len > 0 && m->key_len <= 70;
+
+	for (size_t i = 0; ok && i < m->key_len; i++)
+		if ((unsigned char)m->name[i] < 0x21 ||
+		    (unsigned char)m->name[i] > 0x7e)
+			ok = false;
+	if (ok) {
+		snprintf(buf, 72, "%.*s", (int)m->key_len, m->name);
+		return buf;
+	}
+	crypto_hmac_sha256("petrel-uidl", 11, m->name, m->key_len, d);
+	for (size_t i = 0; i < 20; i++)
+		snprintf(buf + 2 * i, 3, "%02x", d[i]);
+	return buf;
+}
+
 static void
 cmd_list(struct pop3_session *s, char *arg, bool uidl)
 {
+	char ubuf[72];
+
 	size_t i;
 
 	if (*arg != '\0') {
 		if (!msgno(s, arg, &i))
 			return;
 		if (uidl)
-			reply(s, "+OK %zu %.*s", i + 1,
-			    (int)s->msgs[i].key_len, s->msgs[i].name);
+			reply(s, "+OK %zu %s", i + 1, uidl_of(&s->msgs[i], ubuf));
 		else
 			reply(s, "+OK %zu %llu", i + 1,
 			    (unsigned long long)s->msgs[i].vsize);
@@ -601,8 +633,7 @@ cmd_list(struct pop3_session *s, char *arg, bool uidl)
 		if (s->deleted[i])
 			continue;
 		if (uidl)
-			reply(s, "%zu %.*s", i + 1, (int)s->msgs[i].key_len,
-			    s->msgs[i].name);
+			reply(s, "%zu %s", i + 1, uidl_of(&s->msgs[i], ubuf));
 		else
 			reply(s, "%zu %llu", i + 1,
 			    (unsigned long long)s->msgs[i].vsize);
@@ -763,7 +794,8 @@ session_process(struct pop3_session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 
-	while (!s->busy && s->state != P_QUIT) {
+	while (!s->busy && s->state != P_QUIT &&
+	    evbuffer_get_length(bufferevent_get_output(s->bev)) < OUTPUT_MAX) {
 		struct evbuffer_ptr eol = evbuffer_search(in, "\n", 1, NULL);
 		size_t n;
 		char *line;
@@ -771,6 +803,7 @@ session_process(struct pop3_session *s)
 		if (eol.pos < 0) {
 			if (evbuffer_get_length(in) > POP3_LINE_MAX) {
 				evbuffer_drain(in, evbuffer_get_length(in));
+				s->sasl_wait = false;
 				if (!s->skip_line)
 					reply_err(s, "Line too long");
 				s->skip_line = true;
@@ -785,6 +818,7 @@ session_process(struct pop3_session *s)
 		}
 		if (n > POP3_LINE_MAX) {
 			evbuffer_drain(in, n);
+			s->sasl_wait = false;
 			reply_err(s, "Line too long");
 			continue;
 		}
@@ -817,6 +851,8 @@ session_write(struct bufferevent *bev, void *arg)
 
 	if (s->state == P_QUIT && !s->busy)
 		close_when_flushed(s);
+	else if (!s->busy && s->state != P_QUIT)
+		session_process(s);	/* output drained: read on */
 }
 
 static void
@@ -928,6 +964,8 @@ pop3_session_accept(struct pop3_server *srv, int fd, const struct sockaddr *sa,
 		srv->sessions->prev = s;
 	srv->sessions = s;
 	bufferevent_setcb(s->bev, session_read, session_write, session_event, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_MAX);
+	bufferevent_setwatermark(s->bev, EV_WRITE, OUTPUT_MAX / 2, 0);
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	log_info("%lu: pop3 connect from %s%s", s->sid, s->peer,

@@ -40,6 +40,7 @@
 #include "lib/base/log.h"
 #include "lib/base/str.h"
 #include "lib/config/config.h"
+#include "lib/dkim/sign.h"
 #include "lib/dir/dir.h"
 #include "lib/io/jobs.h"
 #include "lib/maildir/maildir.h"
@@ -390,6 +391,16 @@ received_header(struct smtp_session *s, str_t *h, const char *for_addr)
 	str_printf(h, "; %s\n", date);
 }
 
+/* The body goes through maildir_tmp_write so that the S= and W= sizes
+ * in the file name count it. */
+static int
+tmp_write_cb(void *ctx, const void *data, size_t len)
+{
+	const char *err;
+
+	return maildir_tmp_write(ctx, data, len, &err);
+}
+
 static int
 deliver_maildir(struct smtp_session *s, const struct route_dest *d,
     const char *received, const char **err_r)
@@ -398,12 +409,15 @@ deliver_maildir(struct smtp_session *s, const struct route_dest *d,
 	str_t head = STR_INIT;
 	int r = -1;
 
+	*err_r = NULL;
 	str_printf(&head, "Return-Path: <%s>\nDelivered-To: %s\n%s",
 	    s->sender, d->address, received);
 	if (maildir_tmp_open(d->maildir, &tmp, err_r) < 0)
 		goto out;
 	if (maildir_tmp_write(tmp, head.data, head.len, err_r) < 0 ||
-	    spool_copy_to(&s->body, maildir_tmp_fd(tmp), err_r) < 0) {
+	    spool_each(&s->body, tmp_write_cb, tmp) < 0) {
+		if (*err_r == NULL)
+			*err_r = "cannot read the spooled message";
 		maildir_tmp_abort(&tmp);
 		goto out;
 	}
@@ -500,8 +514,21 @@ data_run(struct job *job, void *state)
 		}
 	}
 	if (s->job_status == 0 && nremote > 0) {
+		str_t prefix = STR_INIT;
+		const char *at = strrchr(s->sender, '@');
+
+		/* DKIM: mail our users send out is signed for the sender's
+		 * domain when it has a key (RFC 6376). */
+		if (s->auth_user != NULL && at != NULL) {
+			int r = dkim_sign_message(s->srv->dkim_dir, at + 1,
+			    str_c(&received), &s->body, &prefix, &err);
+
+			if (r < 0)
+				log_error("%s: %s", s->qid, err);
+		}
+		str_append(&prefix, str_c(&received));
 		if (queue_enqueue(s->srv->queue_dir, s->qid, s->sender, remote,
-		    nremote, str_c(&received), &s->body, &err) < 0) {
+		    nremote, str_c(&prefix), &s->body, &err) < 0) {
 			s->job_status = -1;
 			s->job_error = xstrdup(err);
 		} else {
@@ -509,6 +536,7 @@ data_run(struct job *job, void *state)
 				log_info("%s: to=<%s>, status=queued (remote)",
 				    s->qid, remote[i].address);
 		}
+		str_free(&prefix);
 	}
 	free(remote);
 	str_free(&received);
@@ -1051,6 +1079,8 @@ cmd_starttls(struct smtp_session *s, const char *arg)
 	s->bev = tb;
 	s->tls = true;
 	bufferevent_setcb(s->bev, session_read, session_write, session_event, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_MAX);
+	bufferevent_setwatermark(s->bev, EV_WRITE, OUTPUT_MAX / 2, 0);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	/* RFC 3207 4.2: forget everything learned before TLS. */
 	transaction_reset(s);
@@ -1330,7 +1360,8 @@ session_process(struct smtp_session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 
-	while (!s->busy && s->state != ST_QUIT) {
+	while (!s->busy && s->state != ST_QUIT &&
+	    evbuffer_get_length(bufferevent_get_output(s->bev)) < OUTPUT_MAX) {
 		if (s->state == ST_DATA) {
 			if (!read_data(s, in))
 				break;
@@ -1380,6 +1411,7 @@ session_process(struct smtp_session *s)
 			if (eol.pos < 0) {
 				if (evbuffer_get_length(in) > SMTP_LINE_MAX) {
 					evbuffer_drain(in, evbuffer_get_length(in));
+					s->auth_step = AUTH_NONE;
 					if (!s->skip_line)
 						reply_error(s, "500 5.5.2 Error: "
 						    "line too long");
@@ -1428,6 +1460,8 @@ session_write(struct bufferevent *bev, void *arg)
 
 	if (s->state == ST_QUIT && !s->busy)
 		close_when_flushed(s);
+	else if (!s->busy && s->state != ST_QUIT)
+		session_process(s);	/* output drained: read on */
 }
 
 static void
@@ -1590,6 +1624,8 @@ smtp_session_accept(struct smtp_server *srv, int fd, const struct sockaddr *sa,
 		srv->sessions->prev = s;
 	srv->sessions = s;
 	bufferevent_setcb(s->bev, session_read, session_write, session_event, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_MAX);
+	bufferevent_setwatermark(s->bev, EV_WRITE, OUTPUT_MAX / 2, 0);
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	log_info("%lu: connect from %s%s%s", s->sid, s->peer,
@@ -1639,6 +1675,7 @@ smtp_server_init(struct smtp_server *srv, struct event_base *base,
 		srv->hostname = xstrdup(host);
 	}
 	srv->queue_dir = xstrdup(config_get(cfg, "queue_dir"));
+	srv->dkim_dir = config_get(cfg, "dkim_dir");
 	srv->spool_dir = xasprintf("%s/tmp", srv->queue_dir);
 	if (queue_dirs_make(srv->queue_dir, &err) < 0)
 		fatal("%s", err);

@@ -30,6 +30,7 @@ struct smtp_server {
 	char *hostname;
 	char *queue_dir;
 	char *spool_dir;	/* queue_dir/tmp: spilled bodies */
+	const char *dkim_dir;
 	struct route_config rc;
 	uint64_t size_limit;
 	unsigned max_conn, max_conn_per_ip;

@@ -57,6 +57,13 @@
 #define POP3_LINE_MAX 2048
 #define POP3_ERRORS_MAX 20
 
+/* Per session: stop reading commands while more than OUTPUT_MAX bytes
+ * of replies wait for a slow reader, and stop reading the socket when
+ * INPUT_MAX bytes of unprocessed input are buffered (pipelining is still
+ * far below both). */
+#define OUTPUT_MAX (1024 * 1024)
+#define INPUT_MAX (256 * 1024)
+
 /* Seconds a draining worker waits for sessions in a transaction. */
 #define DRAIN_GRACE 20
 

@@ -301,7 +301,7 @@ maildir_unique_name(void)
 		rnd = (uint32_t)tv.tv_usec * 2654435761u ^
 		    (uint32_t)getpid() ^ n;
 	}
-	str_printf(&s, "%lld.M%ldP%ldQ%uR%08" PRIx32 ".",
+	str_printf(&s, "%lld.M%06ldP%ldQ%uR%08" PRIx32 ".",
 	    (long long)tv.tv_sec, (long)tv.tv_usec, (long)getpid(), n, rnd);
 	append_hostname(&s);
 	return str_steal(&s);

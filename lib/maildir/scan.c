@@ -48,10 +48,40 @@ compute_vsize(const char *path, uint64_t *size_r, uint64_t *vsize_r)
 	return 0;
 }
 
+static int cmp_key(const struct maildir_msg *x, const struct maildir_msg *y);
+
+/* "<secs>.M<usecs>..." as a number pair, for delivery order; 0 if the
+ * name has another form. */
+static void
+name_time(const char *name, unsigned long long *sec, unsigned long *usec)
+{
+	char *end;
+
+	*sec = strtoull(name, &end, 10);
+	*usec = 0;
+	if (end[0] == '.' && end[1] == 'M')
+		*usec = strtoul(end + 2, NULL, 10);
+}
+
 static int
 cmp_msg(const void *a, const void *b)
 {
 	const struct maildir_msg *x = a, *y = b;
+	unsigned long long xs, ys;
+	unsigned long xu, yu;
+
+	name_time(x->name, &xs, &xu);
+	name_time(y->name, &ys, &yu);
+	if (xs != ys)
+		return xs < ys ? -1 : 1;
+	if (xu != yu)
+		return xu < yu ? -1 : 1;
+	return cmp_key(x, y);
+}
+
+static int
+cmp_key(const struct maildir_msg *x, const struct maildir_msg *y)
+{
 	size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
 	int c = memcmp(x->name, y->name, n);
 

@@ -142,3 +142,27 @@ spool_header_has(struct spool *s, const char *name)
 	}
 	return false;
 }
+
+int
+spool_each(struct spool *s, int (*fn)(void *ctx, const void *data,
+    size_t len), void *ctx)
+{
+	char buf[65536];
+	off_t off = 0;
+
+	if (s->fd < 0)
+		return s->mem.len == 0 ? 0 : fn(ctx, s->mem.data, s->mem.len);
+	for (;;) {
+		ssize_t n = pread(s->fd, buf, sizeof(buf), off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			return 0;
+		if (fn(ctx, buf, (size_t)n) < 0)
+			return -1;
+		off += n;
+	}
+}

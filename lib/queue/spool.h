@@ -23,6 +23,9 @@ struct spool {
 void spool_init(struct spool *s, const char *tmpdir);
 int spool_append(struct spool *s, const void *data, size_t len,
     const char **error_r);
+/* Pass the whole body, in chunks, to fn (which returns 0 or -1). */
+int spool_each(struct spool *s, int (*fn)(void *ctx, const void *data,
+    size_t len), void *ctx);
 /* Write the whole body to fd (with write(2), handling short writes). */
 int spool_copy_to(struct spool *s, int fd, const char **error_r);
 void spool_reset(struct spool *s);

@@ -331,3 +331,48 @@ tls_bev_connect_starttls(struct tls_client *tc, struct event_base *base,
 	return bufferevent_openssl_filter_new(base, plain, ssl,
 	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
 }
+
+int
+tls_rsa_keygen(const char *path, unsigned bits, char **pub_b64_r,
+    const char **error_r)
+{
+	EVP_PKEY *pkey = EVP_RSA_gen(bits);
+	unsigned char *der = NULL;
+	int derlen, fd, ret = -1;
+	FILE *fp = NULL;
+	char *b64;
+
+	if (pkey == NULL) {
+		*error_r = tls_error("cannot generate a key for", path);
+		return -1;
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || (fp = fdopen(fd, "w")) == NULL) {
+		snprintf(tls_errbuf, sizeof(tls_errbuf), "cannot write %s: %m",
+		    path);
+		*error_r = tls_errbuf;
+		if (fd >= 0)
+			close(fd);
+		goto out;
+	}
+	if (!PEM_write_PrivateKey(fp, pkey, NULL, NULL, 0, NULL, NULL) ||
+	    fflush(fp) != 0 || fsync(fileno(fp)) != 0) {
+		*error_r = tls_error("cannot write", path);
+		fclose(fp);
+		goto out;
+	}
+	fclose(fp);
+	derlen = i2d_PUBKEY(pkey, &der);
+	if (derlen <= 0) {
+		*error_r = tls_error("cannot encode the public key of", path);
+		goto out;
+	}
+	b64 = xmalloc((size_t)derlen * 2 + 8);
+	EVP_EncodeBlock((unsigned char *)b64, der, derlen);
+	*pub_b64_r = b64;
+	OPENSSL_free(der);
+	ret = 0;
+out:
+	EVP_PKEY_free(pkey);
+	return ret;
+}

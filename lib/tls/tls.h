@@ -44,4 +44,9 @@ void tls_client_free(struct tls_client **tc);
 struct bufferevent *tls_bev_connect_starttls(struct tls_client *tc,
     struct event_base *base, struct bufferevent *plain, const char *sni);
 
+/* A new RSA key written (PEM, mode 0600) to path; *pub_b64_r gets the
+ * public key (DER SubjectPublicKeyInfo) in base64, for a DKIM record. */
+int tls_rsa_keygen(const char *path, unsigned bits, char **pub_b64_r,
+    const char **error_r);
+
 #endif
