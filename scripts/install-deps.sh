@@ -5,9 +5,12 @@
 set -euo pipefail
 
 build_pkgs=(gcc meson ninja-build pkg-config libssl-dev libsqlite3-dev
-	libmariadb-dev libcrypt-dev libevent-dev)
+	libmariadb-dev libcrypt-dev libevent-dev libunbound-dev libopendkim-dev)
+# Real clients the integration tests drive: swaks, curl, fetchmail, Postfix's
+# smtp-source (from the postfix package; no Postfix service is run), and
+# python3-dkim as an independent DKIM verifier.
 test_pkgs=(python3 python3-pytest mariadb-server mariadb-client sqlite3
-	openssl procps)
+	openssl procps swaks curl fetchmail postfix python3-dkim)
 
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then
@@ -36,5 +39,7 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
 	$SUDO chmod +x /usr/sbin/policy-rc.d
 	trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
 fi
+# postfix asks how to configure itself: not at all (we only use its tools).
+echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
