@@ -769,7 +769,7 @@ static void
 client_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct delivery *d = arg;
-	char why[300];
+	char why[700];
 
 	if (what & BEV_EVENT_CONNECTED) {
 		if (d->state == C_CONNECT) {
