@@ -37,6 +37,7 @@
 #include "lib/base/str.h"
 #include "lib/config/config.h"
 #include "lib/dir/dir.h"
+#include "lib/io/conn.h"
 #include "lib/io/jobs.h"
 #include "lib/maildir/quota.h"
 #include "lib/maildir/scan.h"
@@ -567,8 +568,7 @@ cmd_stls(struct pop3_session *s, char *arg)
 	s->bev = tb;
 	s->tls = true;
 	bufferevent_setcb(s->bev, session_read, session_write, session_event, s);
-	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_MAX);
-	bufferevent_setwatermark(s->bev, EV_WRITE, OUTPUT_MAX / 2, 0);
+	conn_set_watermarks(s->bev);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	free(s->user);
 	s->user = NULL;
@@ -774,13 +774,9 @@ close_tick(evutil_socket_t fd, short what, void *arg)
 static void
 close_when_flushed(struct pop3_session *s)
 {
-	struct bufferevent *under = bufferevent_get_underlying(s->bev);
-	size_t pending = evbuffer_get_length(bufferevent_get_output(s->bev));
 	struct timeval tv = { 0, 20000 };
 
-	if (under != NULL)
-		pending += evbuffer_get_length(bufferevent_get_output(under));
-	if (pending == 0 || s->dead) {
+	if (conn_output_pending(s->bev) == 0 || s->dead) {
 		session_free(s);
 		return;
 	}
@@ -918,23 +914,11 @@ pop3_session_accept(struct pop3_server *srv, int fd, const struct sockaddr *sa,
 {
 	struct pop3_session *s;
 	struct timeval tv = { (time_t)srv->timeout, 0 };
-	char ip[64] = "unknown";
-	unsigned port = 0;
-	bool loopback = false;
+	char ip[64];
+	unsigned port;
+	bool loopback;
 
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *in = (const void *)sa;
-
-		inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
-		port = ntohs(in->sin_port);
-		loopback = (ntohl(in->sin_addr.s_addr) >> 24) == 127;
-	} else if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const void *)sa;
-
-		inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
-		port = ntohs(in6->sin6_port);
-		loopback = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
-	}
+	conn_peer(sa, ip, sizeof(ip), &port, &loopback);
 	if (srv->draining || (implicit_tls && srv->tls == NULL)) {
 		close(fd);
 		return;
@@ -964,8 +948,7 @@ pop3_session_accept(struct pop3_server *srv, int fd, const struct sockaddr *sa,
 		srv->sessions->prev = s;
 	srv->sessions = s;
 	bufferevent_setcb(s->bev, session_read, session_write, session_event, s);
-	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_MAX);
-	bufferevent_setwatermark(s->bev, EV_WRITE, OUTPUT_MAX / 2, 0);
+	conn_set_watermarks(s->bev);
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	log_info("%lu: pop3 connect from %s%s", s->sid, s->peer,

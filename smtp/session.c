@@ -42,6 +42,7 @@
 #include "lib/config/config.h"
 #include "lib/dkim/sign.h"
 #include "lib/dir/dir.h"
+#include "lib/io/conn.h"
 #include "lib/io/jobs.h"
 #include "lib/maildir/maildir.h"
 #include "lib/maildir/quota.h"
@@ -1079,8 +1080,7 @@ cmd_starttls(struct smtp_session *s, const char *arg)
 	s->bev = tb;
 	s->tls = true;
 	bufferevent_setcb(s->bev, session_read, session_write, session_event, s);
-	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_MAX);
-	bufferevent_setwatermark(s->bev, EV_WRITE, OUTPUT_MAX / 2, 0);
+	conn_set_watermarks(s->bev);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	/* RFC 3207 4.2: forget everything learned before TLS. */
 	transaction_reset(s);
@@ -1340,13 +1340,9 @@ close_tick(evutil_socket_t fd, short what, void *arg)
 static void
 close_when_flushed(struct smtp_session *s)
 {
-	struct bufferevent *under = bufferevent_get_underlying(s->bev);
-	size_t pending = evbuffer_get_length(bufferevent_get_output(s->bev));
 	struct timeval tv = { 0, 20000 };
 
-	if (under != NULL)
-		pending += evbuffer_get_length(bufferevent_get_output(under));
-	if (pending == 0 || s->dead) {
+	if (conn_output_pending(s->bev) == 0 || s->dead) {
 		session_free(s);
 		return;
 	}
@@ -1558,27 +1554,15 @@ smtp_session_accept(struct smtp_server *srv, int fd, const struct sockaddr *sa,
 	struct smtp_session *s;
 	struct smtp_ipcount *c;
 	struct timeval tv = { (time_t)srv->timeout, 0 };
-	char ip[64] = "unknown";
-	unsigned port = 0;
-	bool loopback = false;
+	char ip[64];
+	unsigned port;
+	bool loopback;
 
 	if (implicit_tls && srv->tls == NULL) {
 		close(fd);
 		return;
 	}
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *in = (const void *)sa;
-
-		inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
-		port = ntohs(in->sin_port);
-		loopback = (ntohl(in->sin_addr.s_addr) >> 24) == 127;
-	} else if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const void *)sa;
-
-		inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
-		port = ntohs(in6->sin6_port);
-		loopback = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
-	}
+	conn_peer(sa, ip, sizeof(ip), &port, &loopback);
 	c = ipcount(srv, ip, true);
 	if (srv->draining || srv->nsessions >= srv->max_conn ||
 	    c->count >= srv->max_conn_per_ip) {
@@ -1624,8 +1608,7 @@ smtp_session_accept(struct smtp_server *srv, int fd, const struct sockaddr *sa,
 		srv->sessions->prev = s;
 	srv->sessions = s;
 	bufferevent_setcb(s->bev, session_read, session_write, session_event, s);
-	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_MAX);
-	bufferevent_setwatermark(s->bev, EV_WRITE, OUTPUT_MAX / 2, 0);
+	conn_set_watermarks(s->bev);
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	log_info("%lu: connect from %s%s%s", s->sid, s->peer,

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "lib/base/alloc.h"
+#include "lib/base/fdio.h"
 #include "lib/base/str.h"
 #include "lib/queue/queue.h"
 #include "lib/queue/spool.h"
@@ -75,21 +76,6 @@ queue_dirs_make(const char *queue_dir, const char **error_r)
 	return 0;
 }
 
-static int
-write_all(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t w = write(fd, p, len);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -1;
-		p += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
 
 int
 queue_enqueue(const char *queue_dir, const char *id, const char *sender,
@@ -118,7 +104,7 @@ queue_enqueue(const char *queue_dir, const char *id, const char *sender,
 		    tmp, strerror(errno));
 		goto out;
 	}
-	if (write_all(fd, env.data, env.len) < 0 ||
+	if (write_full(fd, env.data, env.len) < 0 ||
 	    spool_copy_to(body, fd, &err) < 0 || fsync(fd) < 0) {
 		snprintf(queue_err, sizeof(queue_err), "cannot write %s: %s",
 		    tmp, strerror(errno));
@@ -298,7 +284,7 @@ queue_state_write(const char *queue_dir, const struct queue_msg *m,
 		str_append_c(&out, '\n');
 	}
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0 || write_all(fd, out.data, out.len) < 0 || fsync(fd) < 0 ||
+	if (fd < 0 || write_full(fd, out.data, out.len) < 0 || fsync(fd) < 0 ||
 	    close(fd) < 0 || rename(tmp, final) < 0) {
 		snprintf(queue_err, sizeof(queue_err), "state %s: %s", m->id,
 		    strerror(errno));

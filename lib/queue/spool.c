@@ -8,26 +8,12 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "lib/base/fdio.h"
 #include "lib/base/limits.h"
 #include "lib/queue/spool.h"
 
 static char spool_err[256];
 
-static int
-write_all(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t w = write(fd, p, len);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -1;
-		p += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
 
 void
 spool_init(struct spool *s, const char *tmpdir)
@@ -48,7 +34,7 @@ spool_append(struct spool *s, const void *data, size_t len,
 	}
 	if (s->fd < 0) {
 		s->fd = open(s->tmpdir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-		if (s->fd < 0 || write_all(s->fd, s->mem.data, s->mem.len) < 0) {
+		if (s->fd < 0 || write_full(s->fd, s->mem.data, s->mem.len) < 0) {
 			snprintf(spool_err, sizeof(spool_err),
 			    "cannot spool to %s: %s", s->tmpdir,
 			    strerror(errno));
@@ -57,7 +43,7 @@ spool_append(struct spool *s, const void *data, size_t len,
 		}
 		str_free(&s->mem);
 	}
-	if (write_all(s->fd, data, len) < 0) {
+	if (write_full(s->fd, data, len) < 0) {
 		snprintf(spool_err, sizeof(spool_err), "spool write: %s",
 		    strerror(errno));
 		*error_r = spool_err;
@@ -74,7 +60,7 @@ spool_copy_to(struct spool *s, int fd, const char **error_r)
 	off_t off = 0;
 
 	if (s->fd < 0) {
-		if (write_all(fd, s->mem.data ? s->mem.data : "", s->mem.len) < 0)
+		if (write_full(fd, s->mem.data ? s->mem.data : "", s->mem.len) < 0)
 			goto fail;
 		return 0;
 	}
@@ -87,7 +73,7 @@ spool_copy_to(struct spool *s, int fd, const char **error_r)
 			goto fail;
 		if (n == 0)
 			return 0;
-		if (write_all(fd, buf, (size_t)n) < 0)
+		if (write_full(fd, buf, (size_t)n) < 0)
 			goto fail;
 		off += n;
 	}

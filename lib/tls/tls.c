@@ -57,6 +57,31 @@ add_ext(X509 *cert, int nid, const char *value)
 	return 0;
 }
 
+/* PEM, mode 0600, fsync'd. */
+static int
+write_private_key(const char *path, EVP_PKEY *pkey, const char **error_r)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	FILE *fp = fd >= 0 ? fdopen(fd, "w") : NULL;
+
+	if (fp == NULL) {
+		snprintf(tls_errbuf, sizeof(tls_errbuf), "cannot write %s: %m",
+		    path);
+		*error_r = tls_errbuf;
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	if (!PEM_write_PrivateKey(fp, pkey, NULL, NULL, 0, NULL, NULL) ||
+	    fflush(fp) != 0 || fsync(fileno(fp)) != 0) {
+		*error_r = tls_error("cannot write", path);
+		fclose(fp);
+		return -1;
+	}
+	fclose(fp);
+	return 0;
+}
+
 int
 tls_make_selfsigned(const char *cert_path, const char *key_path,
     const char *hostname, const char **error_r)
@@ -66,7 +91,7 @@ tls_make_selfsigned(const char *cert_path, const char *key_path,
 	X509_NAME *name;
 	FILE *fp = NULL;
 	char san[600];
-	int fd, ret = -1;
+	int ret = -1;
 
 	pkey = EVP_RSA_gen(2048);
 	if (pkey == NULL) {
@@ -94,23 +119,8 @@ tls_make_selfsigned(const char *cert_path, const char *key_path,
 		*error_r = tls_error("cannot sign", cert_path);
 		goto out;
 	}
-	fd = open(key_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	if (fd < 0 || (fp = fdopen(fd, "w")) == NULL) {
-		snprintf(tls_errbuf, sizeof(tls_errbuf), "cannot write %s: %m",
-		    key_path);
-		*error_r = tls_errbuf;
-		if (fd >= 0)
-			close(fd);
+	if (write_private_key(key_path, pkey, error_r) < 0)
 		goto out;
-	}
-	if (!PEM_write_PrivateKey(fp, pkey, NULL, NULL, 0, NULL, NULL) ||
-	    fflush(fp) != 0 || fsync(fileno(fp)) != 0) {
-		*error_r = tls_error("cannot write", key_path);
-		fclose(fp);
-		fp = NULL;
-		goto out;
-	}
-	fclose(fp);
 	fp = fopen(cert_path, "w");
 	if (fp == NULL) {
 		snprintf(tls_errbuf, sizeof(tls_errbuf), "cannot write %s: %m",
@@ -338,30 +348,15 @@ tls_rsa_keygen(const char *path, unsigned bits, char **pub_b64_r,
 {
 	EVP_PKEY *pkey = EVP_RSA_gen(bits);
 	unsigned char *der = NULL;
-	int derlen, fd, ret = -1;
-	FILE *fp = NULL;
+	int derlen, ret = -1;
 	char *b64;
 
 	if (pkey == NULL) {
 		*error_r = tls_error("cannot generate a key for", path);
 		return -1;
 	}
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	if (fd < 0 || (fp = fdopen(fd, "w")) == NULL) {
-		snprintf(tls_errbuf, sizeof(tls_errbuf), "cannot write %s: %m",
-		    path);
-		*error_r = tls_errbuf;
-		if (fd >= 0)
-			close(fd);
+	if (write_private_key(path, pkey, error_r) < 0)
 		goto out;
-	}
-	if (!PEM_write_PrivateKey(fp, pkey, NULL, NULL, 0, NULL, NULL) ||
-	    fflush(fp) != 0 || fsync(fileno(fp)) != 0) {
-		*error_r = tls_error("cannot write", path);
-		fclose(fp);
-		goto out;
-	}
-	fclose(fp);
 	derlen = i2d_PUBKEY(pkey, &der);
 	if (derlen <= 0) {
 		*error_r = tls_error("cannot encode the public key of", path);

@@ -498,3 +498,74 @@ def pop3_inst(pop3_instance):
 def pop3_server(pop3_inst, pop3_start):
     """A fresh `petrel serve` (SMTP, POP3, POP3S) on pop3_inst (sqlite and mariadb)."""
     return pop3_start(pop3_inst)
+
+
+# --------------------------------------------------------------------------
+# Submission and outbound (test_submission*.py, test_outbound*.py,
+# test_dkim*.py; helpers in mx_util.py)
+
+
+@pytest.fixture
+def petrel_start():
+    """Factory: petrel_start(instance, opts=()) -> mx_util.PetrelServer, `petrel serve`
+    with the MX, submission (STARTTLS) and submissions (TLS) ports on free loopback
+    ports, auth_fail_delay=100, queue_retry_min=1, queue_scan_interval=1 and
+    relayhost=[127.0.0.1]:9 (opts "key=value" come after and win).
+    At teardown every server still running gets SIGTERM; one that does not exit 0
+    in time, or whose log shows a dead worker, fails the test."""
+    import mx_util
+    servers = []
+
+    def start(inst, opts=()):
+        srv = mx_util.start_petrel(inst, opts)
+        servers.append(srv)
+        return srv
+
+    yield start
+    problems = []
+    for srv in servers:
+        try:
+            rc = srv.stop()
+        except AssertionError as e:
+            problems.append(str(e))
+            continue
+        if rc != 0:
+            problems.append("petrel serve exited %s (expected 0)\nlog:\n%s" % (rc, srv.log()))
+        crashes = srv.crashes()
+        if crashes:
+            problems.append("a worker died:\n%s\nlog:\n%s" % ("".join(crashes), srv.log()))
+    if problems:
+        pytest.fail("\n\n".join(problems))
+
+
+@pytest.fixture
+def fake_mx():
+    """Factory: fake_mx(**kw) -> mx_util.FakeMX, a scripted SMTP receiver on
+    127.0.0.1 (see mx_util.FakeMX); stopped at teardown."""
+    import mx_util
+    made = []
+
+    def make(**kw):
+        mx = mx_util.FakeMX(**kw)
+        made.append(mx)
+        return mx
+
+    yield make
+    for mx in made:
+        mx.stop()
+
+
+@pytest.fixture
+def out_instance(sqlite_instance):
+    """A SQLite instance with users alice@ and bob@example.test, password "pw"."""
+    import mx_util
+    mx_util.add_users(sqlite_instance)
+    return sqlite_instance
+
+
+@pytest.fixture
+def sub_instance(instance):
+    """As out_instance, on both backends (sqlite, mariadb)."""
+    import mx_util
+    mx_util.add_users(instance)
+    return instance

@@ -1,0 +1,53 @@
+/*
+ * conn.c: helpers shared by the SMTP and POP3 sessions (see conn.h).
+ */
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include "lib/base/limits.h"
+#include "lib/io/conn.h"
+
+void
+conn_peer(const struct sockaddr *sa, char *ip, size_t iplen,
+    unsigned *port_r, bool *loopback_r)
+{
+	*port_r = 0;
+	*loopback_r = false;
+	snprintf(ip, iplen, "unknown");
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)sa;
+
+		inet_ntop(AF_INET, &in->sin_addr, ip, (socklen_t)iplen);
+		*port_r = ntohs(in->sin_port);
+		*loopback_r = (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+
+		inet_ntop(AF_INET6, &in6->sin6_addr, ip, (socklen_t)iplen);
+		*port_r = ntohs(in6->sin6_port);
+		*loopback_r = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+	}
+}
+
+size_t
+conn_output_pending(struct bufferevent *bev)
+{
+	struct bufferevent *under = bufferevent_get_underlying(bev);
+	size_t pending = evbuffer_get_length(bufferevent_get_output(bev));
+
+	if (under != NULL)
+		pending += evbuffer_get_length(bufferevent_get_output(under));
+	return pending;
+}
+
+void
+conn_set_watermarks(struct bufferevent *bev)
+{
+	bufferevent_setwatermark(bev, EV_READ, 0, INPUT_MAX);
+	bufferevent_setwatermark(bev, EV_WRITE, OUTPUT_MAX / 2, 0);
+}
