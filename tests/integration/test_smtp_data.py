@@ -6,7 +6,7 @@ import smtplib
 
 import pytest
 
-from smtp_util import (Client, all_delivered, lf, new_files, queue_files, read_new, split_stored,
+from smtp_util import (all_delivered, lf, new_files, queue_files, read_new, split_stored,
                        tmp_files)
 
 ALICE, BOB = "alice@example.test", "bob@example.test"

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from smtp_util import lf, new_files, read_new, split_stored
+from smtp_util import new_files, read_new, split_stored
 
 ALICE = "alice@example.test"
 
