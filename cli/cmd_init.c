@@ -344,6 +344,17 @@ cmd_init(struct cli *cli, int argc, char **argv)
 	path = config_get(cli->cfg, "queue_dir");
 	mkdir_p(path, 0750);
 	chown_to_service(cli, path);
+	{
+		static const char *const subs[] = { "tmp", "incoming", "state" };
+
+		for (size_t i = 0; i < 3; i++) {
+			char *sub = xasprintf("%s/%s", path, subs[i]);
+
+			mkdir_p(sub, 0750);
+			chown_to_service(cli, sub);
+			free(sub);
+		}
+	}
 
 	/* Database and schema. */
 	if (dir_url_parse(config_get(cli->cfg, "database"), &url, &err) < 0)

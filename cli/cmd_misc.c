@@ -1,7 +1,11 @@
 /*
  * cmd_misc.c: petrel hash, petrel maildirmake.
  */
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,6 +88,23 @@ cmd_dkim(struct cli *cli, int argc, char **argv)
 	if (dkim_keygen(config_get(cli->cfg, "dkim_dir"), domain, selector,
 	    &txt, &err) < 0)
 		cli_die("%s", err);
+	if (geteuid() == 0) {
+		/* The workers (user/group) sign: they must read the key. */
+		struct passwd *pw = getpwnam(config_get(cli->cfg, "user"));
+		struct group *gr = getgrnam(config_get(cli->cfg, "group"));
+		const char *dd = config_get(cli->cfg, "dkim_dir");
+		char *kp = xasprintf("%s/%s.pem", dd, domain);
+		char *sp = xasprintf("%s/%s.selector", dd, domain);
+
+		if (pw != NULL && gr != NULL &&
+		    (chown(dd, pw->pw_uid, gr->gr_gid) < 0 ||
+		    chown(kp, pw->pw_uid, gr->gr_gid) < 0 ||
+		    chown(sp, pw->pw_uid, gr->gr_gid) < 0))
+			cli_die("cannot give %s to %s: %s", dd, pw->pw_name,
+			    strerror(errno));
+		free(kp);
+		free(sp);
+	}
 	printf("selector\t%s\nname\t%s._domainkey.%s\nvalue\t%s\n"
 	    "record\t%s._domainkey.%s. IN TXT \"%s\"\n", selector, selector,
 	    domain, txt, selector, domain, txt);

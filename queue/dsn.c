@@ -57,7 +57,8 @@ original_headers(const struct queue_msg *m, str_t *out)
 }
 
 static void
-build_dsn(const struct queue_msg *m, const char *hostname, str_t *msg)
+build_dsn(const struct queue_msg *m, const bool *which, const char *hostname,
+    str_t *msg)
 {
 	char date[64], boundary[64];
 	time_t now = time(NULL);
@@ -89,7 +90,8 @@ build_dsn(const struct queue_msg *m, const char *hostname, str_t *msg)
 	    "\n", hostname, m->sender, date, qid, hostname, boundary,
 	    boundary, hostname);
 	for (size_t i = 0; i < m->nrcpts; i++)
-		if (m->rcpts[i].status == QR_BOUNCED)
+		if (m->rcpts[i].status == QR_BOUNCED &&
+		    (which == NULL || which[i]))
 			str_printf(msg, "<%s>: %s\n", m->rcpts[i].address,
 			    m->rcpts[i].last);
 	rfc5322_date(date, sizeof(date), (time_t)m->arrival);
@@ -104,7 +106,7 @@ build_dsn(const struct queue_msg *m, const char *hostname, str_t *msg)
 		const char *status = "5.0.0";
 		char code[16];
 
-		if (e->status != QR_BOUNCED)
+		if (e->status != QR_BOUNCED || (which != NULL && !which[i]))
 			continue;
 		/* The enhanced status code from the reply, if it has one:
 		 * "550 5.1.1 ..." */
@@ -134,7 +136,7 @@ build_dsn(const struct queue_msg *m, const char *hostname, str_t *msg)
 
 int
 dsn_bounce(struct dir *dir, const struct config *cfg,
-    const struct queue_msg *m, const char *hostname)
+    const struct queue_msg *m, const bool *which, const char *hostname)
 {
 	struct route_config rc;
 	struct route_result r;
@@ -144,7 +146,7 @@ dsn_bounce(struct dir *dir, const struct config *cfg,
 	int ret = 0;
 
 	for (size_t i = 0; i < m->nrcpts; i++)
-		if (m->rcpts[i].status == QR_BOUNCED)
+		if (m->rcpts[i].status == QR_BOUNCED && (which == NULL || which[i]))
 			any = true;
 	if (!any)
 		return 0;
@@ -152,7 +154,7 @@ dsn_bounce(struct dir *dir, const struct config *cfg,
 		log_info("%s: bounce discarded: null sender", m->id);
 		return 0;
 	}
-	build_dsn(m, hostname, &msg);
+	build_dsn(m, which, hostname, &msg);
 	rc.mail_root = config_get(cfg, "mail_root");
 	rc.delimiter = config_get(cfg, "recipient_delimiter");
 	route_resolve(dir, &rc, m->sender, true, &r);

@@ -358,7 +358,7 @@ finish_run(struct delivery *d, struct dir *dir)
 	struct mgr *m = d->m;
 	struct queue_msg *q = &d->msg;
 	time_t now = time(NULL);
-	bool done = true;
+	bool done = true, *fresh = xcalloc(q->nrcpts + 1, sizeof(bool));
 	const char *err;
 
 	for (size_t k = 0; k < d->nidx; k++) {
@@ -375,6 +375,7 @@ finish_run(struct delivery *d, struct dir *dir)
 			status = "sent";
 		} else if (code >= 500) {
 			e->status = QR_BOUNCED;
+			fresh[d->idx[k]] = true;
 			status = "bounced";
 		} else {
 			e->next = (long long)now + backoff(m, e->attempts);
@@ -398,24 +399,26 @@ finish_run(struct delivery *d, struct dir *dir)
 			free(e->last);
 			e->last = why;
 			e->status = QR_BOUNCED;
+			fresh[i] = true;
 			log_info("%s: to=<%s>, status=expired, returned to "
 			    "sender", q->id, e->address);
 		}
-		if (e->status == QR_PENDING)
-			done = false;
 	}
-	if (!done) {
-		if (queue_state_write(m->queue_dir, q, &err) < 0)
-			log_error("%s: %s", q->id, err);
-		return;
-	}
-	if (dsn_bounce(dir, m->cfg, q, m->hostname) < 0) {
-		/* Keep the message: the bounce is retried next scan. */
+	/* The sender hears of failures now, not when the last deferred
+	 * recipient is done (as Postfix does). */
+	if (dsn_bounce(dir, m->cfg, q, fresh, m->hostname) < 0) {
+		/* Keep them: the bounce is retried with the next attempt. */
 		for (size_t i = 0; i < q->nrcpts; i++)
-			if (q->rcpts[i].status == QR_BOUNCED) {
+			if (fresh[i]) {
 				q->rcpts[i].status = QR_PENDING;
 				q->rcpts[i].next = (long long)now + m->retry_min;
 			}
+	}
+	free(fresh);
+	for (size_t i = 0; i < q->nrcpts; i++)
+		if (q->rcpts[i].status == QR_PENDING)
+			done = false;
+	if (!done) {
 		if (queue_state_write(m->queue_dir, q, &err) < 0)
 			log_error("%s: %s", q->id, err);
 		return;

@@ -8,12 +8,14 @@ struct cli;
 
 int queue_manager_run(struct cli *cli);
 
-/* Build and deliver a DSN for the bounced recipients of m (queue/dsn.c).
- * Never to the null sender. 0 ok (or nothing to do), -1 error (retry). */
+/* Build and deliver a DSN for the bounced recipients of m that `which`
+ * marks (NULL: all bounced ones) (queue/dsn.c). Never to the null sender.
+ * 0 ok (or nothing to do), -1 error (retry). */
+#include <stdbool.h>
 struct dir;
 struct queue_msg;
 struct config;
 int dsn_bounce(struct dir *dir, const struct config *cfg,
-    const struct queue_msg *m, const char *hostname);
+    const struct queue_msg *m, const bool *which, const char *hostname);
 
 #endif

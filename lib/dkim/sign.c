@@ -22,6 +22,16 @@
 
 static _Thread_local char dkim_err[512];
 
+static const char *sign_headers[] = {
+	"from", "sender", "reply-to", "subject", "date", "message-id", "to",
+	"cc", "mime-version", "content-type", "content-transfer-encoding",
+	"content-id", "content-description", "resent-date", "resent-from",
+	"resent-sender", "resent-to", "resent-cc", "resent-message-id",
+	"in-reply-to", "references", "list-id", "list-help",
+	"list-unsubscribe", "list-subscribe", "list-post", "list-owner",
+	"list-archive", NULL
+};
+
 static char *
 read_small_file(const char *path, size_t max)
 {
@@ -134,6 +144,14 @@ dkim_sign_message(const char *dkim_dir, const char *domain,
 	lib = dkim_init(NULL, NULL);
 	if (lib == NULL) {
 		snprintf(dkim_err, sizeof(dkim_err), "dkim_init failed");
+		goto out;
+	}
+	/* Sign the fields RFC 6376 5.4.1 recommends (From first among them),
+	 * not every field: a message with hundreds of fields must still get
+	 * a signature that covers From. */
+	if (dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNHDRS,
+	    (void *)sign_headers, sizeof(char **)) != DKIM_STAT_OK) {
+		snprintf(dkim_err, sizeof(dkim_err), "dkim_options failed");
 		goto out;
 	}
 	dkim = dkim_sign(lib, (const unsigned char *)"petrel", NULL,

@@ -284,6 +284,17 @@ queue_state_write(const char *queue_dir, const struct queue_msg *m,
 		str_append_c(&out, '\n');
 	}
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd >= 0 && geteuid() == 0) {
+		/* Written by root (petrel queue flush): the state stays the
+		 * queue manager's, who owns the message. */
+		struct stat st;
+
+		if (stat(m->path, &st) == 0 &&
+		    fchown(fd, st.st_uid, st.st_gid) < 0) {
+			close(fd);
+			fd = -1;
+		}
+	}
 	if (fd < 0 || write_full(fd, out.data, out.len) < 0 || fsync(fd) < 0 ||
 	    close(fd) < 0 || rename(tmp, final) < 0) {
 		snprintf(queue_err, sizeof(queue_err), "state %s: %s", m->id,
@@ -331,6 +342,12 @@ queue_list(const char *queue_dir, char ***ids_r, size_t *n_r,
 	char **ids = NULL;
 	size_t n = 0;
 
+	if (d == NULL && errno == ENOENT) {
+		free(path);		/* no queue yet: an empty one */
+		*ids_r = NULL;
+		*n_r = 0;
+		return 0;
+	}
 	if (d == NULL) {
 		snprintf(queue_err, sizeof(queue_err), "%s: %s", path,
 		    strerror(errno));

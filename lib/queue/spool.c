@@ -94,39 +94,67 @@ spool_reset(struct spool *s)
 	spool_init(s, tmpdir);
 }
 
+struct header_scan {
+	const char *name;
+	size_t nlen;
+	char head[80];		/* the start of the current line */
+	size_t hlen;
+	bool bol, found, done;
+};
+
+static void
+header_scan(struct header_scan *h, const char *p, size_t len)
+{
+	for (size_t i = 0; i < len && !h->done; i++) {
+		char c = p[i];
+
+		if (h->bol && c == '\n') {
+			h->done = true;		/* the empty line */
+			break;
+		}
+		h->bol = false;
+		if (c == '\n') {
+			h->bol = true;
+			h->hlen = 0;
+			continue;
+		}
+		if (h->hlen < sizeof(h->head)) {
+			h->head[h->hlen++] = c;
+			if (h->hlen == h->nlen + 1 && h->head[h->nlen] == ':' &&
+			    strncasecmp(h->head, h->name, h->nlen) == 0) {
+				h->found = h->done = true;
+				break;
+			}
+		}
+	}
+}
+
 bool
 spool_header_has(struct spool *s, const char *name)
 {
+	struct header_scan h;
 	char buf[65536];
-	const char *p, *end;
-	size_t len, nlen = strlen(name);
+	off_t off = 0;
 
+	memset(&h, 0, sizeof(h));
+	h.name = name;
+	h.nlen = strlen(name);
+	h.bol = true;
+	if (h.nlen + 1 > sizeof(h.head))
+		return false;
 	if (s->fd < 0) {
-		p = s->mem.data ? s->mem.data : "";
-		len = s->mem.len;
-	} else {
-		ssize_t n = pread(s->fd, buf, sizeof(buf), 0);
-
-		if (n < 0)
-			return false;
-		p = buf;
-		len = (size_t)n;
+		header_scan(&h, s->mem.data ? s->mem.data : "", s->mem.len);
+		return h.found;
 	}
-	end = p + len;
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		size_t llen = nl ? (size_t)(nl - p) : (size_t)(end - p);
+	while (!h.done) {
+		ssize_t n = pread(s->fd, buf, sizeof(buf), off);
 
-		if (llen == 0)
-			break;		/* end of the header section */
-		if (llen > nlen && p[nlen] == ':' &&
-		    strncasecmp(p, name, nlen) == 0)
-			return true;
-		if (nl == NULL)
+		if (n <= 0)
 			break;
-		p = nl + 1;
+		header_scan(&h, buf, (size_t)n);
+		off += n;
 	}
-	return false;
+	return h.found;
 }
 
 int

@@ -569,3 +569,28 @@ def sub_instance(instance):
     import mx_util
     mx_util.add_users(instance)
     return instance
+
+
+@pytest.fixture
+def mail_user_instance(petrel_bin):
+    """A SQLite instance (users alice@, bob@example.test, password "pw") in a
+    directory the `mail` account can reach, so that `petrel init` (as root)
+    makes it run as mail:mail like a real installation, while the CLI (the
+    administrator) runs as root. Skips unless root with a `mail` account."""
+    import pwd
+    import mx_util
+    try:
+        pwd.getpwnam("mail")
+    except KeyError:
+        pytest.skip("no 'mail' account")
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    base = tempfile.mkdtemp(prefix="petrel-mail-", dir="/tmp")
+    os.chmod(base, 0o755)
+    try:
+        inst = make_instance(petrel_bin, os.path.join(base, "inst"), "sqlite")
+        assert inst.config().get("user") == "mail", inst.config().get("user")
+        mx_util.add_users(inst)
+        yield inst
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

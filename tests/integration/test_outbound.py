@@ -17,7 +17,7 @@ import pytest
 from mx_util import (ALICE, BOB, HOSTNAME, WAIT, add_relay_domain, dsn_parts, free_port,
                      instance_cert, make_message, parse_stored, queue_ids, queue_json,
                      wait_for, wait_queue_empty, wire)
-from smtp_util import all_delivered, queue_files, read_new, split_stored
+from smtp_util import all_delivered, queue_files, read_new
 
 SETTLE = 1.3   # > 1 queue scan (queue_scan_interval=1): time for a wrong retry to show
 
@@ -30,8 +30,8 @@ def header_block(data):
 def fields(data, name):
     """Values of header field `name` (unfolded) in CRLF message bytes."""
     out = []
-    for m in re.finditer(rb"(?mi)^" + re.escape(name.encode()) + rb":([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)",
-                         header_block(data)):
+    rx = rb"(?mi)^" + re.escape(name.encode()) + rb":([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)"
+    for m in re.finditer(rx, header_block(data)):
         out.append(" ".join(m.group(1).decode("utf-8", "replace").split()))
     return out
 
@@ -61,7 +61,8 @@ def check_dsn(raw, msg, failed, sender=ALICE):
         fr = r.get("final-recipient", "")
         assert fr.lower().startswith("rfc822;"), r
         got[fr.split(";", 1)[1].strip().lower()] = r
-    assert sorted(got) == sorted(failed), "DSN names %r, expected %r" % (sorted(got), sorted(failed))
+    assert sorted(got) == sorted(failed), "DSN names %r, expected %r" % (sorted(got),
+                                                                         sorted(failed))
     for rcpt, (status, needle) in failed.items():
         r = got[rcpt]
         assert r.get("action") == "failed", r
@@ -230,6 +231,55 @@ def test_4xx_deferred_then_flush(out_instance, petrel_start, fake_mx):
     for stage, mx in mxs.items():
         assert len(mx.messages()) == 1, "%s: delivered twice: %r" % (stage, mx.transactions)
     assert read_new(inst, ALICE) == []
+
+
+def test_backoff_doubles_and_is_capped(out_instance, petrel_start, fake_mx):
+    """queue_retry_min doubled per attempt, capped by queue_retry_max (each
+    attempt forced by a flush)."""
+    inst = out_instance
+    mx = fake_mx(rcpt="451 4.2.0 busy")
+    add_relay_domain(inst, "relay.test", mx.port)
+    srv = petrel_start(inst, ["queue_retry_min=1000", "queue_retry_max=3000"])
+    assert srv.submit(ALICE, ALICE, ["x@relay.test"], wire(make_message("backoff"))).code == 250
+    waits = []
+    for attempt in range(1, 5):
+        if attempt > 1:
+            inst.run("queue", "flush")
+        lines = srv.wait_log(r"attempts=%d, status=deferred" % attempt)
+        assert lines, "attempt %d\nlog:\n%s" % (attempt, srv.log())
+        rc = wait_for(lambda: [r for m in queue_json(inst) for r in m["recipients"]
+                               if r["attempts"] == attempt], 5)
+        assert rc, queue_json(inst)
+        waits.append(rc[0]["next"] - time.time())
+    expected = [1000, 2000, 3000, 3000]
+    for got, want in zip(waits, expected):
+        assert want - 60 <= got <= want + 1, "back-off %r, expected about %r" % (waits, expected)
+    assert mx.messages() == [] and read_new(inst, ALICE) == []
+
+
+def test_flush_by_root_keeps_the_state(mail_user_instance, petrel_start, fake_mx):
+    """A real installation: the server runs as `mail`, the administrator runs
+    `petrel queue flush` as root. One recipient was delivered, one deferred:
+    after the flush the deferred one goes out, the delivered one is not sent
+    again, and the attempt count goes on."""
+    inst = mail_user_instance
+    mx = fake_mx(rcpt={"later@relay.test": ["451 4.2.1 mailbox busy", None]})
+    add_relay_domain(inst, "relay.test", mx.port)
+    srv = petrel_start(inst, ["queue_retry_min=3600"])
+    original = make_message("flushed by root", to="ok@relay.test, later@relay.test")
+    r = srv.submit(ALICE, ALICE, ["ok@relay.test", "later@relay.test"], wire(original))
+    assert r.code == 250
+    assert srv.wait_log(r"to=<later@relay\.test>.*attempts=1, status=deferred"), srv.log()
+    assert [t.rcpts for t in mx.messages()] == [["ok@relay.test"]]
+    inst.run("queue", "flush")        # as root
+    assert srv.wait_log(r"to=<later@relay\.test>.*status=sent"), srv.log()
+    assert wait_queue_empty(inst)
+    time.sleep(SETTLE)
+    rcpts = [t.rcpts for t in mx.messages()]
+    assert rcpts == [["ok@relay.test"], ["later@relay.test"]], (
+        "ok@relay.test delivered twice after a root flush: %r\nlog:\n%s" % (rcpts, srv.log()))
+    assert srv.wait_log(r"to=<later@relay\.test>.*attempts=2, status=sent", timeout=0), \
+        "the attempt count was lost:\n" + srv.log()
 
 
 # --------------------------------------------------------------------------

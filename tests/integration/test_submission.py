@@ -5,14 +5,15 @@ Message-ID / Date completion, and the MX port is no open relay.
 Tests that involve the directory (AUTH, sender ownership) run on SQLite and
 MariaDB (`sub_instance`); protocol-only ones on SQLite (`out_instance`)."""
 
+import email.utils
 import re
 import time
 
 import pytest
 
-from mx_util import (ALICE, BOB, PASSWORD, WAIT, make_message, plain_b64, b64, wait_for,
+from mx_util import (ALICE, BOB, PASSWORD, WAIT, b64, make_message, plain_b64, wait_for,
                      wire)
-from smtp_util import all_delivered, queue_files
+from smtp_util import all_delivered, queue_files, read_new
 
 SETTLE = 1.3
 
@@ -263,7 +264,6 @@ def test_message_id_and_date(out_instance, petrel_start, fake_mx):
     assert len(ids) == 1 and re.match(r"^\s*<[^<>@\s]+@[^<>@\s]+>\s*$", ids[0]), ids
     dates = a.get_all("Date") or []
     assert len(dates) == 1, dates
-    import email.utils
     parsed = email.utils.parsedate_tz(dates[0])
     assert parsed is not None, dates
     assert abs(email.utils.mktime_tz(parsed) - time.time()) < 600, dates
@@ -273,6 +273,27 @@ def test_message_id_and_date(out_instance, petrel_start, fake_mx):
         received = t.message().get_all("Received")
         assert received and "with ESMTPSA" in " ".join(received[0].split()), received
         assert t.data.endswith(b"\r\n\r\nHello.\r\n")
+
+
+def test_message_id_and_date_kept_in_a_large_message(out_instance, petrel_start, fake_mx):
+    """A message over 1 MB (spooled to disk) whose Message-ID and Date come
+    after more than 64 KB of header fields (a long Cc list): kept, not added
+    a second time (RFC 5322 3.6: at most one of each)."""
+    mx = fake_mx()
+    srv = petrel_start(out_instance, relay_opts(mx))
+    cc = b"Cc: " + b",\r\n\t".join(b"<user%05d@example.net>" % i for i in range(3500)) + b"\r\n"
+    body = b"".join(b"%07d line of a large body\r\n" % i for i in range(40000))
+    original = cc + make_message("large", body, to="x@other.test",
+                                 extra=b"Message-ID: <large.1@client.test>\r\n"
+                                       b"Date: Tue, 03 Jan 2023 04:05:06 -0700\r\n")
+    assert len(cc) > 65536 and len(original) > 1100000
+    assert srv.submit(ALICE, ALICE, ["x@other.test"], wire(original)).code == 250
+    got = mx.wait_messages(1, timeout=40)
+    assert len(got) == 1, srv.log()
+    m = got[0].message()
+    assert got[0].data.endswith(original)
+    assert m.get_all("Message-ID") == ["<large.1@client.test>"], m.get_all("Message-ID")
+    assert m.get_all("Date") == ["Tue, 03 Jan 2023 04:05:06 -0700"], m.get_all("Date")
 
 
 # --------------------------------------------------------------------------
@@ -349,6 +370,5 @@ def test_authenticated_user_may_relay(sub_instance, petrel_start, fake_mx):
     got = mx.wait_messages(1)
     assert len(got) == 1 and got[0].rcpts == ["x@other.test"], got
     assert got[0].mail_from == ALICE
-    from smtp_util import read_new
     assert len(read_new(inst, BOB)) == 1
     assert wait_for(lambda: not queue_files(inst), WAIT)
