@@ -392,9 +392,16 @@ finish_run(struct delivery *d, struct dir *dir)
 
 		if (e->status == QR_PENDING &&
 		    now - q->arrival > (time_t)m->lifetime) {
-			char *why = xasprintf("%s (message expired after %u "
-			    "days in the queue)", e->last[0] ? e->last :
-			    "deferred", m->lifetime / 86400);
+			char *why;
+
+			if (m->lifetime >= 86400)
+				why = xasprintf("%s (message expired after %u "
+				    "day(s) in the queue)", e->last[0] ? e->last :
+				    "deferred", m->lifetime / 86400);
+			else
+				why = xasprintf("%s (message expired after %u "
+				    "second(s) in the queue)", e->last[0] ?
+				    e->last : "deferred", m->lifetime);
 
 			free(e->last);
 			e->last = why;
