@@ -46,6 +46,7 @@
 #include "lib/auth/login.h"
 #include "lib/tls/tls.h"
 #include "pop3/pop3.h"
+#include "imap/imap.h"
 #include "queue/manager.h"
 #include "smtp/smtp.h"
 
@@ -62,6 +63,8 @@ static const struct service {
 	{ "submissions_listen", "submissions" },
 	{ "pop3_listen", "pop3" },
 	{ "pop3s_listen", "pop3s" },
+	{ "imap_listen", "imap" },
+	{ "imaps_listen", "imaps" },
 };
 #define NSERVICES (sizeof(services) / sizeof(services[0]))
 
@@ -468,6 +471,7 @@ struct worker_ctx {
 	struct event_base *base;
 	struct smtp_server smtp;
 	struct pop3_server pop3;
+	struct imap_server imap;
 	struct tls_server *tls;
 	struct jobs *jobs;
 	struct worker_listener lis[MAX_LISTENERS];
@@ -501,6 +505,10 @@ worker_accept(struct evconnlistener *lev, evutil_socket_t fd,
 		pop3_session_accept(&w->pop3, fd, sa, false);
 	else if (strcmp(l->service, "pop3s") == 0)
 		pop3_session_accept(&w->pop3, fd, sa, true);
+	else if (strcmp(l->service, "imap") == 0)
+		imap_session_accept(&w->imap, fd, sa, false);
+	else if (strcmp(l->service, "imaps") == 0)
+		imap_session_accept(&w->imap, fd, sa, true);
 	else
 		close(fd);
 }
@@ -513,12 +521,14 @@ worker_drain_tick(evutil_socket_t fd, short what, void *arg)
 
 	if (w->retiring) {
 		/* After a reload: sessions end when their clients end them. */
-		if (w->smtp.nsessions + w->pop3.nsessions == 0 &&
+		if (w->smtp.nsessions + w->pop3.nsessions +
+		    w->imap.nsessions == 0 &&
 		    jobs_pending(w->jobs) == 0)
 			event_base_loopbreak(w->base);
 		return;
 	}
-	left = smtp_server_drain(&w->smtp) + pop3_server_drain(&w->pop3);
+	left = smtp_server_drain(&w->smtp) + pop3_server_drain(&w->pop3) +
+	    imap_server_drain(&w->imap);
 
 	if ((left == 0 && jobs_pending(w->jobs) == 0) ||
 	    (time(NULL) - w->drain_started > DRAIN_GRACE &&
@@ -592,6 +602,7 @@ run_worker(struct cli *cli, const char *fdlist)
 	smtp_server_init(&w.smtp, w.base, w.jobs, cli->cfg,
 	    nw ? (unsigned)strtoul(nw, NULL, 10) : 1, w.tls);
 	pop3_server_init(&w.pop3, w.base, w.jobs, cli->cfg, w.tls);
+	imap_server_init(&w.imap, w.base, w.jobs, cli->cfg, w.tls);
 	for (item = strtok_r(copy, ",", &save); item != NULL;
 	    item = strtok_r(NULL, ",", &save)) {
 		char *eq = strchr(item, '=');
@@ -631,6 +642,7 @@ run_worker(struct cli *cli, const char *fdlist)
 	 * they had not been told 250 for is lost. */
 	smtp_server_deinit(&w.smtp);
 	pop3_server_deinit(&w.pop3);
+	imap_server_deinit(&w.imap);
 	tls_server_free(&w.tls);
 	if (w.ev_drain != NULL)
 		event_free(w.ev_drain);

@@ -57,6 +57,20 @@
 #define POP3_LINE_MAX 2048
 #define POP3_ERRORS_MAX 20
 
+/* IMAP: a command line (without its literals) may be this long; Dovecot
+ * allows 64 KiB too (long UID sets from clients resyncing). A literal
+ * outside APPEND is at most IMAP_LITERAL_MAX (SEARCH strings, names,
+ * passwords); an APPEND literal at most message_size_limit. One command
+ * with all its literals, APPEND excepted, stays under IMAP_CMD_MAX.
+ * 20 bad commands in a row close the session (as Dovecot does). */
+#define IMAP_LINE_MAX (64 * 1024)
+#define IMAP_LITERAL_MAX (64 * 1024)
+#define IMAP_CMD_MAX (1024 * 1024)
+#define IMAP_BAD_MAX 20
+/* A FETCH answer is produced this many bytes at a time, so a big FETCH
+ * neither holds the whole answer in memory nor starves other sessions. */
+#define IMAP_FETCH_CHUNK (256 * 1024)
+
 /* Per session: stop reading commands while more than OUTPUT_MAX bytes
  * of replies wait for a slow reader, and stop reading the socket when
  * INPUT_MAX bytes of unprocessed input are buffered (pipelining is still

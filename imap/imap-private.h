@@ -1,0 +1,157 @@
+#ifndef PETREL_IMAP_PRIVATE_H
+#define PETREL_IMAP_PRIVATE_H
+/* Shared between the IMAP session (session.c), the mailbox-level
+ * commands (mailboxes.c), the message commands (messages.c) and change
+ * notification (notify.c). */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "imap/imap.h"
+#include "lib/base/str.h"
+#include "lib/imap/mailbox.h"
+#include "lib/imap/parse.h"
+#include "lib/io/jobs.h"
+
+struct bufferevent;
+struct dir;
+
+enum imap_state { S_NOAUTH, S_AUTH, S_SELECTED, S_LOGOUT };
+
+/* Where a command may run (bits). */
+#define IN_NOAUTH	0x1
+#define IN_AUTH		0x2
+#define IN_SELECTED	0x4
+#define IN_ANY		(IN_NOAUTH | IN_AUTH | IN_SELECTED)
+#define IN_LOGGED	(IN_AUTH | IN_SELECTED)
+#define ON_LOOP		0x8	/* runs on the loop thread, not a job */
+#define NO_EXPUNGE	0x10	/* FETCH, STORE, SEARCH: no EXPUNGE
+				   responses while they run (RFC 3501 7.4.1) */
+
+struct imap_session;
+typedef void imap_cmd_fn(struct imap_session *s, struct imap_cmd *c);
+
+struct imap_command {
+	const char *name;
+	imap_cmd_fn *fn;
+	unsigned flags;
+};
+
+struct imap_session {
+	struct imap_server *srv;
+	struct bufferevent *bev;
+	struct imap_session *next, *prev;
+	char ip[64];
+	char peer[80];
+	unsigned long sid;
+	enum imap_state state;
+	bool tls, loopback;
+	bool busy, dead;
+	unsigned bad_in_row;
+
+	/* input: one command being assembled (lines and literals) */
+	str_t in;
+	uint64_t lit_left;	/* literal bytes still to read */
+	bool lit_skip;		/* ... and drop (refused literal) */
+	bool skip_line;		/* drop input up to the next LF */
+	bool cmd_refused;	/* the command being skipped gets BAD */
+	bool sasl_wait;		/* AUTHENTICATE PLAIN: waiting for "+" data */
+	bool idling;
+	struct event *delay_ev;	/* failed-login delay */
+	struct event *close_ev;
+	struct event *sync_ev;	/* IDLE: debounced change notification */
+
+	/* the command running */
+	struct imap_cmd cmd;
+	bool have_cmd;
+	const struct imap_command *def;
+	str_t out;		/* responses a job produced */
+	const char *status;	/* "OK", "NO", "BAD" */
+	str_t text;		/* the tagged response text */
+	bool more;		/* the command produces more output later */
+	size_t cursor;		/* ... from here */
+	void *cmd_state;	/* per-command state across continuations */
+	void (*cmd_state_free)(void *);
+	struct job job;
+	int job_kind;		/* session.c's enum job_kind */
+
+	/* logged in */
+	char *login;		/* address */
+	char *maildir;
+	uint64_t quota;		/* bytes, 0 = none */
+	char *job_login, *job_pass;
+	int auth_result;
+
+	/* selected mailbox */
+	struct mbox *mb;
+	char *mbox_name;	/* as the client named it (INBOX canonical) */
+	bool readonly;
+	size_t known;		/* messages the client knows of (EXISTS) */
+	unsigned known_keywords;	/* keywords in the last FLAGS */
+	bool changed;		/* inotify saw a change since the last sync */
+	struct imap_watch *watch;
+};
+
+/* Responses (all append to s->out; the tagged line is written once the
+ * command is done). */
+void imap_untagged(struct imap_session *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void imap_done(struct imap_session *s, const char *status,
+    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+#define imap_ok(s, ...) imap_done((s), "OK", __VA_ARGS__)
+#define imap_no(s, ...) imap_done((s), "NO", __VA_ARGS__)
+#define imap_bad(s, ...) imap_done((s), "BAD", __VA_ARGS__)
+
+/* The folder directory for a mailbox name as the client sent it
+ * (modified UTF-7, validated; INBOX in any case). NULL with a NO/BAD
+ * already set on the session when the name is not acceptable. */
+char *imap_mailbox_path(struct imap_session *s, const char *name);
+bool imap_is_inbox(const char *name);
+
+/* Sync the selected mailbox and append the untagged responses for what
+ * changed: EXPUNGE (unless the command forbids them), EXISTS, RECENT,
+ * FETCH FLAGS. */
+void imap_sync_report(struct imap_session *s, bool allow_expunge);
+void imap_flags_string(const struct mbox *mb, const struct mbox_msg *m,
+    str_t *out);
+
+/* messages.c */
+void imap_cmd_select(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_fetch(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_store(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_search(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_copy(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_move(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_expunge(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_close(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_unselect(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_append(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_noop(struct imap_session *s, struct imap_cmd *c);
+void imap_close_mailbox(struct imap_session *s);
+
+/* mailboxes.c */
+void imap_cmd_create(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_delete(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_rename(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_subscribe(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_unsubscribe(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_list(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_lsub(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_status(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_getquotaroot(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_getquota(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_setquota(struct imap_session *s, struct imap_cmd *c);
+/* At login: the maildir and the special-use folders. */
+int imap_prepare_maildir(struct imap_session *s);
+
+/* notify.c: inotify watches on a folder's cur/ and new/, shared by the
+ * sessions of this worker that have it selected. */
+int imap_notify_init(struct imap_server *srv);
+void imap_notify_deinit(struct imap_server *srv);
+struct imap_watch *imap_watch_add(struct imap_server *srv, const char *path);
+void imap_watch_release(struct imap_server *srv, struct imap_watch **w);
+const char *imap_watch_path(const struct imap_watch *w);
+/* Called by notify.c for each session watching a changed folder. */
+void imap_session_changed(struct imap_session *s);
+
+#endif

@@ -1,0 +1,1074 @@
+/*
+ * session.c: the IMAP connection: greeting, reading commands (lines and
+ * literals, LITERAL+), the state machine of RFC 3501 3, CAPABILITY,
+ * NOOP, LOGOUT, STARTTLS, LOGIN, AUTHENTICATE PLAIN (SASL-IR), ID,
+ * ENABLE, NAMESPACE and IDLE. Mailbox and message commands live in
+ * mailboxes.c and messages.c.
+ *
+ * A command is read whole (bounded: IMAP_LINE_MAX per line,
+ * IMAP_LITERAL_MAX per literal, message_size_limit for APPEND) and
+ * parsed on the loop thread; everything that touches the disk runs as a
+ * job on a pool thread, which writes its responses into s->out. The
+ * session reads no further input while a job runs, so a job owns the
+ * session's state. A selected mailbox is synced after every command, so
+ * changes by others are reported (untagged EXISTS, EXPUNGE, FETCH) before
+ * the tagged reply; in IDLE, inotify triggers the sync.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "imap/imap-private.h"
+#include "lib/auth/login.h"
+#include "lib/base/alloc.h"
+#include "lib/base/limits.h"
+#include "lib/base/log.h"
+#include "lib/config/config.h"
+#include "lib/dir/dir.h"
+#include "lib/io/conn.h"
+#include "lib/route/route.h"
+#include "lib/tls/tls.h"
+
+enum job_kind { J_CMD, J_LOGIN, J_IDLE_SYNC };
+
+static unsigned long next_sid;
+
+static void session_process(struct imap_session *s);
+static void session_free(struct imap_session *s);
+static void session_read(struct bufferevent *bev, void *arg);
+static void session_write(struct bufferevent *bev, void *arg);
+static void session_event(struct bufferevent *bev, short what, void *arg);
+static void submit(struct imap_session *s, enum job_kind kind);
+
+/* ---- responses ---- */
+
+void
+imap_untagged(struct imap_session *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	str_append(&s->out, "* ");
+	va_start(ap, fmt);
+	str_vprintf(&s->out, fmt, ap);
+	va_end(ap);
+	str_append(&s->out, "\r\n");
+}
+
+void
+imap_done(struct imap_session *s, const char *status, const char *fmt, ...)
+{
+	va_list ap;
+
+	s->status = status;
+	str_truncate(&s->text, 0);
+	va_start(ap, fmt);
+	str_vprintf(&s->text, fmt, ap);
+	va_end(ap);
+}
+
+/* Write what the command produced, and its tagged reply unless it has
+ * more to say. */
+static void
+flush_out(struct imap_session *s)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+
+	if (s->out.len > 0)
+		evbuffer_add(out, s->out.data, s->out.len);
+	str_truncate(&s->out, 0);
+	if (s->more || s->status == NULL)
+		return;
+	evbuffer_add_printf(out, "%s %s %s\r\n",
+	    s->have_cmd && s->cmd.tag != NULL ? s->cmd.tag : "*", s->status,
+	    str_c(&s->text));
+	if (strcmp(s->status, "BAD") == 0) {
+		if (++s->bad_in_row >= IMAP_BAD_MAX) {
+			evbuffer_add_printf(out,
+			    "* BYE Too many invalid commands\r\n");
+			s->state = S_LOGOUT;
+		}
+	} else {
+		s->bad_in_row = 0;
+	}
+	s->status = NULL;
+	str_truncate(&s->text, 0);
+}
+
+static void
+end_command(struct imap_session *s)
+{
+	if (s->cmd_state_free != NULL && s->cmd_state != NULL)
+		s->cmd_state_free(s->cmd_state);
+	s->cmd_state = NULL;
+	s->cmd_state_free = NULL;
+	s->cursor = 0;
+	s->more = false;
+	if (s->have_cmd)
+		imap_cmd_free(&s->cmd);
+	s->have_cmd = false;
+	s->def = NULL;
+}
+
+/* A reply for a command that could not even be parsed. */
+static void
+reply_bad(struct imap_session *s, const char *tag, const char *text)
+{
+	s->status = "BAD";
+	str_truncate(&s->text, 0);
+	str_append(&s->text, text);
+	if (tag != NULL) {
+		/* flush_out uses the parsed command's tag */
+		struct evbuffer *out = bufferevent_get_output(s->bev);
+
+		evbuffer_add_printf(out, "%s BAD %s\r\n", tag, text);
+		s->status = NULL;
+		str_truncate(&s->text, 0);
+		if (++s->bad_in_row >= IMAP_BAD_MAX) {
+			evbuffer_add_printf(out,
+			    "* BYE Too many invalid commands\r\n");
+			s->state = S_LOGOUT;
+		}
+		return;
+	}
+	flush_out(s);
+}
+
+static bool
+plaintext_ok(const struct imap_session *s)
+{
+	const char *p = s->srv->plaintext;
+
+	if (s->tls || strcmp(p, "yes") == 0)
+		return true;
+	return strcmp(p, "loopback") == 0 && s->loopback;
+}
+
+static void
+capabilities(const struct imap_session *s, str_t *out)
+{
+	str_append(out, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE "
+	    "UNSELECT");
+	if (s->state == S_NOAUTH) {
+		if (!s->tls && s->srv->tls != NULL)
+			str_append(out, " STARTTLS");
+		if (plaintext_ok(s))
+			str_append(out, " AUTH=PLAIN");
+		else
+			str_append(out, " LOGINDISABLED");
+	} else {
+		str_append(out, " UIDPLUS MOVE CHILDREN SPECIAL-USE QUOTA");
+	}
+}
+
+/* ---- commands on the loop thread ---- */
+
+static void
+cmd_capability(struct imap_session *s, struct imap_cmd *c)
+{
+	str_t caps = STR_INIT;
+
+	if (c->nargs != 0) {
+		imap_bad(s, "CAPABILITY takes no arguments");
+		return;
+	}
+	capabilities(s, &caps);
+	imap_untagged(s, "CAPABILITY %s", str_c(&caps));
+	str_free(&caps);
+	imap_ok(s, "Capability completed.");
+}
+
+static void
+cmd_logout(struct imap_session *s, struct imap_cmd *c)
+{
+	imap_untagged(s, "BYE Logging out");
+	imap_ok(s, "Logout completed.");
+	if (s->login != NULL)
+		log_info("%lu: imap logout: user=<%s>", s->sid, s->login);
+	s->state = S_LOGOUT;
+}
+
+static void
+cmd_id(struct imap_session *s, struct imap_cmd *c)
+{
+	if (c->nargs != 1) {
+		imap_bad(s, "ID takes one argument");
+		return;
+	}
+	imap_untagged(s, "ID (\"name\" \"petrel\" \"version\" \"%s\")",
+	    PETREL_VERSION);
+	imap_ok(s, "ID completed.");
+}
+
+static void
+cmd_enable(struct imap_session *s, struct imap_cmd *c)
+{
+	if (c->nargs == 0) {
+		imap_bad(s, "ENABLE needs capability names");
+		return;
+	}
+	/* Nothing we offer needs enabling (RFC 5161: unknown names are
+	 * ignored). */
+	imap_untagged(s, "ENABLED");
+	imap_ok(s, "Enabled.");
+}
+
+static void
+cmd_namespace(struct imap_session *s, struct imap_cmd *c)
+{
+	if (c->nargs != 0) {
+		imap_bad(s, "NAMESPACE takes no arguments");
+		return;
+	}
+	imap_untagged(s, "NAMESPACE ((\"\" \".\")) NIL NIL");
+	imap_ok(s, "Namespace completed.");
+}
+
+static void
+cmd_starttls(struct imap_session *s, struct imap_cmd *c)
+{
+	struct evbuffer *out;
+	struct bufferevent *tb;
+
+	if (c->nargs != 0) {
+		imap_bad(s, "STARTTLS takes no arguments");
+		return;
+	}
+	if (s->tls) {
+		imap_bad(s, "TLS is already active");
+		return;
+	}
+	if (s->srv->tls == NULL) {
+		imap_no(s, "TLS is not available");
+		return;
+	}
+	out = bufferevent_get_output(s->bev);
+	evbuffer_add_printf(out, "%s OK Begin TLS negotiation now.\r\n",
+	    c->tag);
+	tb = tls_bev_starttls(s->srv->tls, s->srv->base, s->bev);
+	if (tb == NULL) {
+		s->state = S_LOGOUT;
+		return;
+	}
+	s->bev = tb;
+	s->tls = true;
+	bufferevent_setcb(s->bev, session_read, session_write, session_event,
+	    s);
+	conn_set_watermarks(s->bev);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	/* Anything pipelined after STARTTLS was dropped with the plaintext
+	 * buffer (CVE-2011-0411). */
+	str_truncate(&s->in, 0);
+}
+
+static void
+start_login(struct imap_session *s, char *login, char *pass)
+{
+	s->job_login = login;
+	s->job_pass = pass;
+	submit(s, J_LOGIN);
+}
+
+static void
+cmd_login(struct imap_session *s, struct imap_cmd *c)
+{
+	const char *user, *pass;
+
+	if (c->nargs != 2 || (user = imap_arg_astring(&c->args[0])) == NULL ||
+	    (pass = imap_arg_astring(&c->args[1])) == NULL) {
+		imap_bad(s, "LOGIN needs a user name and a password");
+		return;
+	}
+	if (!plaintext_ok(s)) {
+		imap_no(s, "[PRIVACYREQUIRED] Plain-text login is not allowed "
+		    "without TLS");
+		return;
+	}
+	start_login(s, xstrdup(user), xstrdup(pass));
+}
+
+static void
+sasl_plain(struct imap_session *s, const char *b64)
+{
+	char *user, *pass;
+
+	if (sasl_plain_decode(b64, strlen(b64), &user, &pass) < 0) {
+		imap_bad(s, "Invalid SASL PLAIN response");
+		return;
+	}
+	start_login(s, user, pass);
+}
+
+static void
+cmd_authenticate(struct imap_session *s, struct imap_cmd *c)
+{
+	const char *mech, *ir;
+
+	if (c->nargs < 1 || c->nargs > 2 ||
+	    (mech = imap_arg_astring(&c->args[0])) == NULL) {
+		imap_bad(s, "AUTHENTICATE needs a mechanism");
+		return;
+	}
+	if (strcasecmp(mech, "PLAIN") != 0) {
+		imap_no(s, "Unsupported authentication mechanism");
+		return;
+	}
+	if (!plaintext_ok(s)) {
+		imap_no(s, "[PRIVACYREQUIRED] Plain-text authentication is not "
+		    "allowed without TLS");
+		return;
+	}
+	if (c->nargs == 2) {
+		if ((ir = imap_arg_astring(&c->args[1])) == NULL) {
+			imap_bad(s, "Invalid initial response");
+			return;
+		}
+		sasl_plain(s, strcmp(ir, "=") == 0 ? "" : ir);
+		return;
+	}
+	evbuffer_add(bufferevent_get_output(s->bev), "+ \r\n", 4);
+	s->sasl_wait = true;
+}
+
+static void
+sasl_response(struct imap_session *s, const char *line)
+{
+	s->sasl_wait = false;
+	if (strcmp(line, "*") == 0) {
+		imap_bad(s, "Authentication cancelled");
+		flush_out(s);
+		end_command(s);
+		return;
+	}
+	sasl_plain(s, line);
+	if (!s->busy) {
+		flush_out(s);
+		end_command(s);
+	}
+}
+
+static void
+cmd_idle(struct imap_session *s, struct imap_cmd *c)
+{
+	if (c->nargs != 0) {
+		imap_bad(s, "IDLE takes no arguments");
+		return;
+	}
+	if (s->state == S_SELECTED) {
+		submit(s, J_IDLE_SYNC);
+		return;
+	}
+	evbuffer_add(bufferevent_get_output(s->bev), "+ idling\r\n", 10);
+	s->idling = true;
+}
+
+static void
+idle_done(struct imap_session *s, const char *line)
+{
+	s->idling = false;
+	if (s->sync_ev != NULL)
+		evtimer_del(s->sync_ev);
+	if (strcasecmp(line, "DONE") != 0)
+		imap_bad(s, "Expected DONE");
+	else
+		imap_ok(s, "IDLE terminated.");
+	flush_out(s);
+	end_command(s);
+}
+
+static const struct imap_command commands[] = {
+	{ "CAPABILITY", cmd_capability, IN_ANY | ON_LOOP },
+	{ "NOOP", imap_cmd_noop, IN_ANY },
+	{ "LOGOUT", cmd_logout, IN_ANY | ON_LOOP },
+	{ "ID", cmd_id, IN_ANY | ON_LOOP },
+	{ "STARTTLS", cmd_starttls, IN_NOAUTH | ON_LOOP },
+	{ "LOGIN", cmd_login, IN_NOAUTH | ON_LOOP },
+	{ "AUTHENTICATE", cmd_authenticate, IN_NOAUTH | ON_LOOP },
+	{ "ENABLE", cmd_enable, IN_LOGGED | ON_LOOP },
+	{ "NAMESPACE", cmd_namespace, IN_LOGGED | ON_LOOP },
+	{ "IDLE", cmd_idle, IN_LOGGED | ON_LOOP },
+	{ "SELECT", imap_cmd_select, IN_LOGGED },
+	{ "EXAMINE", imap_cmd_select, IN_LOGGED },
+	{ "CREATE", imap_cmd_create, IN_LOGGED },
+	{ "DELETE", imap_cmd_delete, IN_LOGGED },
+	{ "RENAME", imap_cmd_rename, IN_LOGGED },
+	{ "SUBSCRIBE", imap_cmd_subscribe, IN_LOGGED },
+	{ "UNSUBSCRIBE", imap_cmd_unsubscribe, IN_LOGGED },
+	{ "LIST", imap_cmd_list, IN_LOGGED },
+	{ "LSUB", imap_cmd_lsub, IN_LOGGED },
+	{ "STATUS", imap_cmd_status, IN_LOGGED },
+	{ "APPEND", imap_cmd_append, IN_LOGGED },
+	{ "GETQUOTAROOT", imap_cmd_getquotaroot, IN_LOGGED },
+	{ "GETQUOTA", imap_cmd_getquota, IN_LOGGED },
+	{ "SETQUOTA", imap_cmd_setquota, IN_LOGGED },
+	{ "CHECK", imap_cmd_noop, IN_SELECTED },
+	{ "CLOSE", imap_cmd_close, IN_SELECTED },
+	{ "UNSELECT", imap_cmd_unselect, IN_SELECTED },
+	{ "EXPUNGE", imap_cmd_expunge, IN_SELECTED },
+	{ "SEARCH", imap_cmd_search, IN_SELECTED | NO_EXPUNGE },
+	{ "FETCH", imap_cmd_fetch, IN_SELECTED | NO_EXPUNGE },
+	{ "STORE", imap_cmd_store, IN_SELECTED | NO_EXPUNGE },
+	{ "COPY", imap_cmd_copy, IN_SELECTED },
+	{ "MOVE", imap_cmd_move, IN_SELECTED },
+};
+
+/* Commands that have a UID form (RFC 3501 6.4.8, RFC 4315, RFC 6851). */
+static bool
+has_uid_form(const char *name)
+{
+	return strcmp(name, "FETCH") == 0 || strcmp(name, "STORE") == 0 ||
+	    strcmp(name, "SEARCH") == 0 || strcmp(name, "COPY") == 0 ||
+	    strcmp(name, "MOVE") == 0 || strcmp(name, "EXPUNGE") == 0;
+}
+
+static unsigned
+state_bit(enum imap_state st)
+{
+	switch (st) {
+	case S_NOAUTH:
+		return IN_NOAUTH;
+	case S_AUTH:
+		return IN_AUTH;
+	case S_SELECTED:
+		return IN_SELECTED;
+	default:
+		return 0;
+	}
+}
+
+/* One complete command in s->in. */
+static void
+execute(struct imap_session *s)
+{
+	const char *err = NULL;
+	const struct imap_command *def = NULL;
+
+	s->have_cmd = true;
+	if (imap_cmd_parse(s->in.data, s->in.len, &s->cmd, &err) < 0) {
+		str_truncate(&s->in, 0);
+		imap_bad(s, "%s", err != NULL ? err : "Syntax error");
+		flush_out(s);
+		end_command(s);
+		return;
+	}
+	str_truncate(&s->in, 0);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(commands[i].name, s->cmd.name) == 0)
+			def = &commands[i];
+	if (def == NULL || (s->cmd.uid && !has_uid_form(def->name))) {
+		imap_bad(s, "Unknown command");
+	} else if ((def->flags & state_bit(s->state)) == 0) {
+		if (s->state == S_NOAUTH)
+			imap_bad(s, "Log in first");
+		else if (def->flags & IN_SELECTED)
+			imap_bad(s, "No mailbox selected");
+		else
+			imap_bad(s, "Not allowed now");
+	} else {
+		s->def = def;
+		if (def->flags & ON_LOOP) {
+			def->fn(s, &s->cmd);
+		} else {
+			submit(s, J_CMD);
+		}
+	}
+	if (s->busy || s->sasl_wait || s->idling)
+		return;
+	flush_out(s);
+	end_command(s);
+}
+
+/* ---- jobs ---- */
+
+static void
+login_run(struct imap_session *s, struct dir *dir)
+{
+	struct dir_user u;
+	const char *err;
+
+	s->auth_result = auth_login(dir, s->job_login, s->job_pass, &u);
+	if (s->auth_result != AUTH_OK)
+		return;
+	free(s->login);
+	s->login = xstrdup(u.address);
+	free(s->maildir);
+	s->maildir = route_maildir_path(s->srv->mail_root, u.maildir);
+	dir_user_clear(&u);
+	if (s->maildir == NULL) {
+		log_error("%lu: user %s has an unusable maildir", s->sid,
+		    s->login);
+		s->auth_result = AUTH_TEMPFAIL;
+		return;
+	}
+	if (dir_lookup_quota(dir, s->login, &s->quota, &err) < 0) {
+		log_warn("%lu: quota of %s: %s", s->sid, s->login, err);
+		s->quota = 0;
+	}
+	if (imap_prepare_maildir(s) < 0)
+		s->auth_result = AUTH_TEMPFAIL;
+}
+
+static void
+job_run(struct job *job, void *state)
+{
+	struct imap_session *s = (struct imap_session *)((char *)job -
+	    offsetof(struct imap_session, job));
+	if (s->job_kind == J_LOGIN) {
+		login_run(s, state);
+		return;
+	}
+	if (s->job_kind == J_IDLE_SYNC) {
+		imap_sync_report(s, true);
+		return;
+	}
+	s->def->fn(s, &s->cmd);
+	if (s->state == S_SELECTED && !s->more && s->mb != NULL)
+		imap_sync_report(s, (s->def->flags & NO_EXPUNGE) == 0 ||
+		    s->cmd.uid);
+}
+
+static void
+delay_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct imap_session *s = arg;
+
+	s->busy = false;
+	event_free(s->delay_ev);
+	s->delay_ev = NULL;
+	if (s->dead) {
+		session_free(s);
+		return;
+	}
+	imap_no(s, "[AUTHENTICATIONFAILED] Authentication failed.");
+	flush_out(s);
+	end_command(s);
+	session_process(s);
+}
+
+/* Returns true when the session waits for the failed-login delay. */
+static bool
+login_done(struct imap_session *s)
+{
+	if (s->job_pass != NULL) {
+		explicit_bzero(s->job_pass, strlen(s->job_pass));
+		xfree(&s->job_pass);
+	}
+	if (s->auth_result == AUTH_OK) {
+		str_t caps = STR_INIT;
+
+		auth_delay_success(s->ip);
+		s->state = S_AUTH;
+		log_info("%lu: imap login: user=<%s>, %s%s", s->sid, s->login,
+		    s->peer, s->tls ? ", TLS" : "");
+		capabilities(s, &caps);
+		imap_ok(s, "[CAPABILITY %s] Logged in", str_c(&caps));
+		str_free(&caps);
+	} else if (s->auth_result == AUTH_TEMPFAIL) {
+		log_warn("%lu: imap login: user=<%s>: temporary failure",
+		    s->sid, s->job_login);
+		imap_no(s, "[UNAVAILABLE] Temporary authentication failure, "
+		    "try again later.");
+	} else {
+		struct timeval tv;
+		unsigned ms = auth_delay_failure(s->ip, s->srv->fail_delay_ms);
+
+		log_info("%lu: imap login failed: user=<%s>, %s (delay %u ms)",
+		    s->sid, s->job_login, s->peer, ms);
+		xfree(&s->job_login);
+		free(s->login);
+		s->login = NULL;
+		tv.tv_sec = ms / 1000;
+		tv.tv_usec = (ms % 1000) * 1000;
+		s->busy = true;
+		s->delay_ev = evtimer_new(s->srv->base, delay_done, s);
+		evtimer_add(s->delay_ev, &tv);
+		return true;
+	}
+	xfree(&s->job_login);
+	return false;
+}
+
+static void
+job_done(struct job *job)
+{
+	struct imap_session *s = (struct imap_session *)((char *)job -
+	    offsetof(struct imap_session, job));
+
+	s->busy = false;
+	if (s->job_kind == J_LOGIN && login_done(s))
+		return;		/* the failed-login delay runs */
+	if (s->dead) {
+		session_free(s);
+		return;
+	}
+	/* Watch the selected folder for changes (or stop watching). */
+	if (s->watch != NULL && (s->state != S_SELECTED || s->mb == NULL ||
+	    strcmp(imap_watch_path(s->watch), s->mb->path) != 0))
+		imap_watch_release(s->srv, &s->watch);
+	if (s->state == S_SELECTED && s->mb != NULL && s->watch == NULL)
+		s->watch = imap_watch_add(s->srv, s->mb->path);
+
+	if (s->job_kind == J_IDLE_SYNC) {
+		/* untagged responses only; the first one starts the IDLE */
+		flush_out(s);
+		if (!s->idling) {
+			evbuffer_add(bufferevent_get_output(s->bev),
+			    "+ idling\r\n", 10);
+			s->idling = true;
+		}
+		if (s->changed)
+			imap_session_changed(s);
+		session_process(s);
+		return;
+	}
+	flush_out(s);
+	if (s->more) {
+		/* a long FETCH: the next chunk now, or when this one has
+		 * gone out (session_write) */
+		if (evbuffer_get_length(bufferevent_get_output(s->bev)) <
+		    IMAP_FETCH_CHUNK)
+			submit(s, J_CMD);
+		return;
+	}
+	end_command(s);
+	session_process(s);
+}
+
+static void
+submit(struct imap_session *s, enum job_kind kind)
+{
+	s->job_kind = (int)kind;
+	s->busy = true;
+	s->job.run = job_run;
+	s->job.done = job_done;
+	jobs_submit(s->srv->jobs, &s->job);
+}
+
+/* ---- change notification ---- */
+
+static void
+sync_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct imap_session *s = arg;
+
+	if (s->idling && !s->busy && !s->dead) {
+		s->changed = false;
+		submit(s, J_IDLE_SYNC);
+	}
+}
+
+void
+imap_session_changed(struct imap_session *s)
+{
+	struct timeval tv = { 0, 30000 };
+
+	s->changed = true;
+	if (!s->idling || s->busy)
+		return;
+	/* Debounce: one delivery is several directory events. */
+	if (s->sync_ev == NULL)
+		s->sync_ev = evtimer_new(s->srv->base, sync_tick, s);
+	if (!evtimer_pending(s->sync_ev, NULL))
+		evtimer_add(s->sync_ev, &tv);
+}
+
+/* ---- input ---- */
+
+/* The command name (second word) of the command being assembled. */
+static bool
+assembling_append(const struct imap_session *s)
+{
+	const char *p = memchr(s->in.data, ' ', s->in.len);
+	size_t rest;
+
+	if (p == NULL)
+		return false;
+	p++;
+	rest = s->in.len - (size_t)(p - s->in.data);
+	if (rest >= 4 && strncasecmp(p, "UID ", 4) == 0)
+		return false;
+	return rest > 7 && strncasecmp(p, "APPEND ", 7) == 0;
+}
+
+/* The tag of the command being assembled, for an early reply. */
+static char *
+assembling_tag(const struct imap_session *s)
+{
+	size_t n = 0;
+
+	while (n < s->in.len && n < 64 && s->in.data[n] != ' ' &&
+	    (unsigned char)s->in.data[n] > 0x20 &&
+	    (unsigned char)s->in.data[n] < 0x7f)
+		n++;
+	if (n == 0 || n >= 64 || n >= s->in.len)
+		return xstrdup("*");
+	return xstrndup(s->in.data, n);
+}
+
+/* A literal the command may not have: for a synchronising one we answer
+ * at once (the client never sends it); a LITERAL+ one is read and
+ * dropped, then the whole command gets BAD. */
+static void
+refuse_literal(struct imap_session *s, uint64_t size, bool nonsync)
+{
+	char *tag = assembling_tag(s);
+	bool append = assembling_append(s);
+
+	str_truncate(&s->in, 0);
+	if (nonsync) {
+		s->lit_left = size;
+		s->lit_skip = true;
+		s->cmd_refused = true;
+		free(tag);
+		return;
+	}
+	if (append)
+		evbuffer_add_printf(bufferevent_get_output(s->bev),
+		    "%s NO [TOOBIG] Message too large\r\n", tag);
+	else
+		evbuffer_add_printf(bufferevent_get_output(s->bev),
+		    "%s BAD Literal too large\r\n", tag);
+	free(tag);
+}
+
+/* One input line (CRLF removed) of the command being assembled. */
+static void
+input_line(struct imap_session *s, char *line, size_t n)
+{
+	uint64_t size;
+	bool nonsync;
+
+	if (s->cmd_refused) {
+		/* the rest of a refused command, after its literal */
+		if (!imap_line_literal(line, n, &size, &nonsync)) {
+			s->cmd_refused = false;
+			evbuffer_add_printf(bufferevent_get_output(s->bev),
+			    "* BAD Literal too large\r\n");
+			return;
+		}
+		s->lit_left = size;
+		s->lit_skip = true;
+		return;
+	}
+	if (s->in.len + n > (assembling_append(s) ? s->srv->size_limit +
+	    IMAP_CMD_MAX : IMAP_CMD_MAX)) {
+		str_truncate(&s->in, 0);
+		reply_bad(s, "*", "Command too long");
+		return;
+	}
+	str_append_n(&s->in, line, n);
+	if (!imap_line_literal(line, n, &size, &nonsync)) {
+		execute(s);
+		return;
+	}
+	if (size > (assembling_append(s) ? s->srv->size_limit :
+	    IMAP_LITERAL_MAX)) {
+		refuse_literal(s, size, nonsync);
+		return;
+	}
+	str_append(&s->in, "\r\n");
+	s->lit_left = size;
+	s->lit_skip = false;
+	if (!nonsync)
+		evbuffer_add(bufferevent_get_output(s->bev),
+		    "+ Ready for literal data\r\n", 26);
+}
+
+static void close_when_flushed(struct imap_session *s);
+
+static void
+close_tick(evutil_socket_t fd, short what, void *arg)
+{
+	close_when_flushed(arg);
+}
+
+static void
+close_when_flushed(struct imap_session *s)
+{
+	struct timeval tv = { 0, 20000 };
+
+	if (conn_output_pending(s->bev) == 0 || s->dead) {
+		session_free(s);
+		return;
+	}
+	if (s->close_ev == NULL)
+		s->close_ev = evtimer_new(s->srv->base, close_tick, s);
+	evtimer_add(s->close_ev, &tv);
+}
+
+static void
+session_process(struct imap_session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+
+	while (!s->busy && !s->more && s->state != S_LOGOUT &&
+	    evbuffer_get_length(bufferevent_get_output(s->bev)) < OUTPUT_MAX) {
+		struct evbuffer_ptr eol;
+		size_t n;
+		char *line;
+
+		if (s->lit_left > 0) {
+			size_t avail = evbuffer_get_length(in);
+
+			if (avail == 0)
+				break;
+			n = avail < s->lit_left ? avail : (size_t)s->lit_left;
+			if (s->lit_skip) {
+				evbuffer_drain(in, n);
+			} else {
+				str_reserve(&s->in, n);
+				evbuffer_remove(in, s->in.data + s->in.len, n);
+				s->in.len += n;
+				s->in.data[s->in.len] = '\0';
+			}
+			s->lit_left -= n;
+			continue;
+		}
+		eol = evbuffer_search(in, "\n", 1, NULL);
+		if (eol.pos < 0) {
+			if (evbuffer_get_length(in) > IMAP_LINE_MAX) {
+				evbuffer_drain(in, evbuffer_get_length(in));
+				if (!s->skip_line) {
+					str_truncate(&s->in, 0);
+					s->sasl_wait = false;
+					reply_bad(s, "*", "Line too long");
+				}
+				s->skip_line = true;
+			}
+			break;
+		}
+		n = (size_t)eol.pos + 1;
+		if (s->skip_line) {
+			evbuffer_drain(in, n);
+			s->skip_line = false;
+			continue;
+		}
+		if (n > IMAP_LINE_MAX + 2) {
+			evbuffer_drain(in, n);
+			str_truncate(&s->in, 0);
+			reply_bad(s, "*", "Line too long");
+			continue;
+		}
+		line = xmalloc(n + 1);
+		evbuffer_remove(in, line, n);
+		n--;
+		if (n > 0 && line[n - 1] == '\r')
+			n--;
+		line[n] = '\0';
+		if (s->idling)
+			idle_done(s, line);
+		else if (s->sasl_wait)
+			sasl_response(s, line);
+		else
+			input_line(s, line, n);
+		explicit_bzero(line, n);
+		free(line);
+	}
+	if (s->state == S_LOGOUT && !s->busy) {
+		bufferevent_disable(s->bev, EV_READ);
+		close_when_flushed(s);
+	}
+}
+
+static void
+session_read(struct bufferevent *bev, void *arg)
+{
+	session_process(arg);
+}
+
+static void
+session_write(struct bufferevent *bev, void *arg)
+{
+	struct imap_session *s = arg;
+
+	if (s->busy)
+		return;
+	if (s->more) {
+		/* a long FETCH: the next chunk once this one is out */
+		if (evbuffer_get_length(bufferevent_get_output(s->bev)) <
+		    IMAP_FETCH_CHUNK)
+			submit(s, J_CMD);
+		return;
+	}
+	if (s->state == S_LOGOUT)
+		close_when_flushed(s);
+	else
+		session_process(s);
+}
+
+static void
+session_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct imap_session *s = arg;
+
+	if (what & BEV_EVENT_CONNECTED)
+		return;		/* the TLS handshake completed */
+	if ((what & BEV_EVENT_TIMEOUT) && !s->busy) {
+		evbuffer_add_printf(bufferevent_get_output(bev),
+		    "* BYE Disconnected for inactivity.\r\n");
+		s->state = S_LOGOUT;
+		bufferevent_disable(bev, EV_READ);
+		bufferevent_set_timeouts(bev, NULL, NULL);
+		close_when_flushed(s);
+		return;
+	}
+	if (s->busy) {
+		s->dead = true;
+		bufferevent_disable(bev, EV_READ | EV_WRITE);
+		return;
+	}
+	session_free(s);
+}
+
+static void
+session_free(struct imap_session *s)
+{
+	struct imap_server *srv = s->srv;
+
+	if (s->busy) {
+		s->dead = true;
+		return;
+	}
+	log_info("%lu: imap disconnect from %s", s->sid, s->peer);
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		srv->sessions = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	srv->nsessions--;
+	if (s->watch != NULL)
+		imap_watch_release(srv, &s->watch);
+	if (s->delay_ev != NULL)
+		event_free(s->delay_ev);
+	if (s->close_ev != NULL)
+		event_free(s->close_ev);
+	if (s->sync_ev != NULL)
+		event_free(s->sync_ev);
+	end_command(s);
+	imap_close_mailbox(s);
+	bufferevent_free(s->bev);
+	str_free(&s->in);
+	str_free(&s->out);
+	str_free(&s->text);
+	free(s->login);
+	free(s->maildir);
+	free(s->job_login);
+	if (s->job_pass != NULL) {
+		explicit_bzero(s->job_pass, strlen(s->job_pass));
+		free(s->job_pass);
+	}
+	free(s);
+}
+
+void
+imap_session_accept(struct imap_server *srv, int fd, const struct sockaddr *sa,
+    bool implicit_tls)
+{
+	struct imap_session *s;
+	struct timeval tv = { (time_t)srv->timeout, 0 };
+	char ip[64];
+	unsigned port;
+	bool loopback;
+	str_t caps = STR_INIT;
+
+	conn_peer(sa, ip, sizeof(ip), &port, &loopback);
+	if (srv->draining || (implicit_tls && srv->tls == NULL)) {
+		close(fd);
+		return;
+	}
+	s = xcalloc(1, sizeof(*s));
+	s->srv = srv;
+	s->sid = ++next_sid;
+	s->loopback = loopback;
+	snprintf(s->ip, sizeof(s->ip), "%s", ip);
+	snprintf(s->peer, sizeof(s->peer), "[%s]:%u", ip, port);
+	if (implicit_tls) {
+		s->bev = tls_bev_accept(srv->tls, srv->base, fd);
+		s->tls = true;
+	} else {
+		s->bev = bufferevent_socket_new(srv->base, fd,
+		    BEV_OPT_CLOSE_ON_FREE);
+	}
+	if (s->bev == NULL) {
+		close(fd);
+		free(s);
+		return;
+	}
+	srv->nsessions++;
+	s->next = srv->sessions;
+	if (srv->sessions != NULL)
+		srv->sessions->prev = s;
+	srv->sessions = s;
+	bufferevent_setcb(s->bev, session_read, session_write, session_event,
+	    s);
+	conn_set_watermarks(s->bev);
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	log_info("%lu: imap connect from %s%s", s->sid, s->peer,
+	    implicit_tls ? " (TLS)" : "");
+	capabilities(s, &caps);
+	evbuffer_add_printf(bufferevent_get_output(s->bev),
+	    "* OK [CAPABILITY %s] %s petrel IMAP4rev1 ready\r\n", str_c(&caps),
+	    srv->hostname);
+	str_free(&caps);
+}
+
+unsigned
+imap_server_drain(struct imap_server *srv)
+{
+	struct imap_session *s, *next;
+
+	srv->draining = true;
+	for (s = srv->sessions; s != NULL; s = next) {
+		next = s->next;
+		if (s->busy || s->state == S_LOGOUT)
+			continue;
+		evbuffer_add_printf(bufferevent_get_output(s->bev),
+		    "* BYE [UNAVAILABLE] Server shutting down\r\n");
+		s->state = S_LOGOUT;
+		bufferevent_disable(s->bev, EV_READ);
+		close_when_flushed(s);
+	}
+	return srv->nsessions;
+}
+
+void
+imap_server_init(struct imap_server *srv, struct event_base *base,
+    struct jobs *jobs, const struct config *cfg, struct tls_server *tls)
+{
+	memset(srv, 0, sizeof(*srv));
+	srv->base = base;
+	srv->jobs = jobs;
+	srv->cfg = cfg;
+	srv->tls = tls;
+	srv->hostname = xstrdup(config_get(cfg, "hostname"));
+	srv->mail_root = config_get(cfg, "mail_root");
+	srv->plaintext = config_get(cfg, "allow_plaintext_auth");
+	srv->fail_delay_ms = (unsigned)config_get_uint(cfg, "auth_fail_delay");
+	srv->timeout = (unsigned)config_get_uint(cfg, "imap_timeout");
+	srv->size_limit = config_get_uint(cfg, "message_size_limit");
+	srv->inotify_fd = -1;
+	if (imap_notify_init(srv) < 0)
+		log_warn_errno("imap: inotify unavailable; IDLE will report "
+		    "changes only on the next command");
+}
+
+void
+imap_server_deinit(struct imap_server *srv)
+{
+	while (srv->sessions != NULL) {
+		srv->sessions->busy = false;
+		session_free(srv->sessions);
+	}
+	imap_notify_deinit(srv);
+	free(srv->hostname);
+}

@@ -1,0 +1,1782 @@
+/*
+ * mailbox.c: one Maildir folder as an IMAP mailbox (see mailbox.h): the
+ * sync that assigns UIDs, flag changes, expunges and keywords. The file
+ * formats are in mbox_index.c (petrel-index, uidlist import) and
+ * mbox_cache.c (petrel-cache).
+ *
+ * Concurrency. Every handle (struct mbox) keeps its own copy of the
+ * folder state in msgs; petrel-index is the shared truth. Every change
+ * (assigning UIDs, renaming or unlinking message files, writing the
+ * index or dovecot-keywords) happens under an exclusive flock() on
+ * petrel-lock, and a handle that finds the index rewritten by someone
+ * else re-reads and merges it first. New UIDs are written (and
+ * fsync'd) before the lock is released, so each is assigned exactly
+ * once and every handle learns the same ones.
+ *
+ * Listing. The index records the mtimes of cur/ and new/ as they were
+ * just before they were last listed; a directory whose mtime still
+ * equals the recorded one is not read. A change in the same timestamp
+ * tick as the recorded mtime would be invisible, so an mtime less than
+ * two seconds old is never recorded ({0, 0}: list next time), and our
+ * own renames and unlinks leave the recorded mtime stale: the next sync
+ * lists once more. The index thus always describes the directories as
+ * they were at the recorded mtimes.
+ *
+ * Trust: file names in cur/ and new/, and the index, cache, uidlist and
+ * keyword files next to them, are untrusted bytes (other programs and
+ * users can write them). Names that cannot be stored in the index
+ * (control characters) are skipped; garbage files are rebuilt or
+ * ignored, never trusted. The folder path itself is trusted.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/base/alloc.h"
+#include "lib/base/fdio.h"
+#include "lib/base/log.h"
+#include "lib/base/str.h"
+#include "lib/imap/mailbox.h"
+#include "lib/imap/mbox_int.h"
+#include "lib/maildir/maildir.h"
+
+/* A listing that found messages missing while the directory changed
+ * under it is repeated (a rename during readdir can hide a file). */
+#define LIST_ATTEMPTS 3
+/* dovecot-keywords larger than this is garbage. */
+#define KEYWORDS_FILE_MAX (64 * 1024)
+/* Longest keyword we create (Dovecot's limit is similar). */
+#define KEYWORD_MAX 255
+
+static _Thread_local char mbox_errbuf[2048];
+
+int
+mbox_fail(const char **error_r, const char *fmt, ...)
+{
+	char tmp[sizeof(mbox_errbuf)];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	memcpy(mbox_errbuf, tmp, sizeof(mbox_errbuf));
+	if (error_r != NULL)
+		*error_r = mbox_errbuf;
+	return -1;
+}
+
+/* ---- small helpers ---- */
+
+static uint64_t
+load_le64(const unsigned char *p)
+{
+	return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 |
+	    (uint64_t)p[3] << 24 | (uint64_t)p[4] << 32 |
+	    (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 |
+	    (uint64_t)p[7] << 56;
+}
+
+uint64_t
+mbox_hash64(uint64_t h, const void *data, size_t len)
+{
+	const unsigned char *p = data;
+	uint64_t w = 0;
+	size_t i;
+
+	h ^= (uint64_t)len * 0x9e3779b97f4a7c15ULL;
+	for (; len >= 8; p += 8, len -= 8) {
+		h = (h ^ load_le64(p)) * 0xbf58476d1ce4e5b9ULL;
+		h ^= h >> 31;
+	}
+	for (i = 0; i < len; i++)
+		w |= (uint64_t)p[i] << (8 * i);
+	h = (h ^ w ^ 0x94d049bb133111ebULL) * 0xbf58476d1ce4e5b9ULL;
+	h ^= h >> 29;
+	h *= 0x94d049bb133111ebULL;
+	h ^= h >> 32;
+	return h;
+}
+
+uint32_t
+mbox_random_id(void)
+{
+	static _Thread_local uint32_t counter;
+	uint32_t id;
+
+	if (getrandom(&id, sizeof(id), GRND_NONBLOCK) != sizeof(id))
+		id = (uint32_t)time(NULL) * 2654435761u ^
+		    (uint32_t)getpid() << 16 ^ ++counter;
+	return id != 0 ? id : 1;
+}
+
+void
+mbox_name_flags(const char *name, char flags[MAILDIR_FLAGS_MAX + 1])
+{
+	const char *colon = strchr(name, ':'), *f;
+	size_t n;
+
+	flags[0] = '\0';
+	if (colon == NULL || colon[1] != '2' || colon[2] != ',')
+		return;
+	/* the usual case: already sorted and unique (A-Z before a-z) */
+	f = colon + 3;
+	for (n = 0; f[n] != '\0' && n < MAILDIR_FLAGS_MAX; n++) {
+		if (!((f[n] >= 'A' && f[n] <= 'Z') ||
+		    (f[n] >= 'a' && f[n] <= 'z')) ||
+		    (n > 0 && (unsigned char)f[n] <= (unsigned char)f[n - 1]))
+			break;
+	}
+	if (f[n] == '\0') {
+		memcpy(flags, f, n + 1);
+		return;
+	}
+	if (maildir_flags_normalize(f, strlen(f), flags) < 0)
+		flags[0] = '\0';
+}
+
+void
+mbox_name_free(struct mbox_priv *p, char *name)
+{
+	uintptr_t a = (uintptr_t)name, b = (uintptr_t)p->buf;
+
+	if (p->buf != NULL && a >= b && a < b + p->buflen)
+		return;
+	free(name);
+}
+
+/* Bytes before ':' (the stable part of a Maildir name). */
+static size_t
+key_len(const char *name)
+{
+	return strcspn(name, ":");
+}
+
+static bool
+key_eq(const char *name, const char *key, size_t klen)
+{
+	return strncmp(name, key, klen) == 0 &&
+	    (name[klen] == ':' || name[klen] == '\0');
+}
+
+static bool
+ts_set(struct timespec t)
+{
+	return t.tv_sec != 0 || t.tv_nsec != 0;
+}
+
+static bool
+ts_eq(struct timespec a, struct timespec b)
+{
+	return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+/* The mtime to record for a directory stat()ed after now was taken:
+ * only one at least a second older, so any later change gets another
+ * timestamp. */
+static struct timespec
+ts_trusted(const struct stat *st, const struct timespec *now)
+{
+	struct timespec zero = { 0, 0 };
+
+	if (st->st_mtim.tv_sec + 1 < now->tv_sec)
+		return st->st_mtim;
+	return zero;
+}
+
+static char *
+sub_path(const struct mbox *mb, const char *sub, const char *name)
+{
+	return xasprintf("%s/%s/%s", mb->path, sub, name);
+}
+
+static void
+msgs_append(struct mbox *mb, const struct mbox_msg *m)
+{
+	struct mbox_priv *p = mb->priv;
+
+	if (mb->n == p->msgs_cap) {
+		p->msgs_cap = p->msgs_cap < 64 ? 64 : p->msgs_cap * 2;
+		mb->msgs = xrealloc(mb->msgs, p->msgs_cap * sizeof(*mb->msgs));
+	}
+	mb->msgs[mb->n++] = *m;
+}
+
+static void
+touched_add(struct mbox_priv *p, size_t i)
+{
+	if (p->ntouched == p->touched_cap) {
+		p->touched_cap = p->touched_cap < 16 ? 16 : p->touched_cap * 2;
+		p->touched = xrealloc(p->touched,
+		    p->touched_cap * sizeof(*p->touched));
+	}
+	p->touched[p->ntouched++] = i;
+}
+
+/* msgs[i] now has this file name (the caller's malloc'd string). */
+static void
+set_name(struct mbox *mb, size_t i, char *name, bool in_cur)
+{
+	struct mbox_msg *m = &mb->msgs[i];
+
+	mbox_name_free(mb->priv, m->name);
+	m->name = name;
+	m->in_cur = in_cur;
+	touched_add(mb->priv, i);
+}
+
+/* After a sync: messages whose name changed get their flags from it,
+ * and flags_changed when those differ from what the caller saw. */
+static void
+finish_touched(struct mbox *mb)
+{
+	struct mbox_priv *p = mb->priv;
+	char flags[MAILDIR_FLAGS_MAX + 1];
+	struct mbox_msg *m;
+	size_t k;
+
+	for (k = 0; k < p->ntouched; k++) {
+		m = &mb->msgs[p->touched[k]];
+		if (m->expunged)
+			continue;
+		mbox_name_flags(m->name, flags);
+		if (strcmp(flags, m->flags) != 0) {
+			memcpy(m->flags, flags, sizeof(m->flags));
+			m->flags_changed = true;
+		}
+	}
+	p->ntouched = 0;
+}
+
+static void
+mark_expunged(struct mbox *mb, size_t i)
+{
+	struct mbox_msg *m = &mb->msgs[i];
+
+	if (m->expunged)
+		return;
+	m->expunged = true;
+	if (m->cache_off != 0)
+		mbox_priv(mb)->cache_dead++;
+	mbox_priv(mb)->dirty = true;
+}
+
+/* rename() that does not replace an existing target. */
+static int
+rename_noreplace(const char *from, const char *to)
+{
+	struct stat st;
+
+	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -1;
+	/* No RENAME_NOREPLACE on this file system: check first (other
+	 * petrel processes are kept out by the lock). */
+	if (lstat(to, &st) == 0) {
+		errno = EEXIST;
+		return -1;
+	}
+	if (errno != ENOENT)
+		return -1;
+	return rename(from, to);
+}
+
+/* ---- the lock ---- */
+
+int
+mbox_lock(struct mbox *mb, const char **error_r)
+{
+	while (flock(mbox_priv(mb)->lock_fd, LOCK_EX) < 0) {
+		if (errno != EINTR)
+			return mbox_fail(error_r, "flock(%s/%s) failed: %s",
+			    mb->path, MBOX_LOCK_NAME, strerror(errno));
+	}
+	return 0;
+}
+
+void
+mbox_unlock(struct mbox *mb)
+{
+	if (flock(mbox_priv(mb)->lock_fd, LOCK_UN) < 0)
+		log_warn("flock(%s/%s, LOCK_UN) failed: %s", mb->path,
+		    MBOX_LOCK_NAME, strerror(errno));
+}
+
+/* ---- keywords (dovecot-keywords) ---- */
+
+static bool
+same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
+	    a->st_size == b->st_size && ts_eq(a->st_mtim, b->st_mtim);
+}
+
+static bool
+keyword_valid(const char *name)
+{
+	const unsigned char *p;
+
+	if (name == NULL || *name == '\0' || strlen(name) > KEYWORD_MAX)
+		return false;
+	for (p = (const unsigned char *)name; *p != '\0'; p++) {
+		if (*p <= ' ' || *p == 0x7f)
+			return false;
+	}
+	return true;
+}
+
+/* "<index> <name>" lines; index 0..25. Anything else is skipped. */
+static void
+keywords_parse(struct mbox *mb, char *buf)
+{
+	char *line, *next, *end, *name;
+	unsigned long idx;
+	size_t k;
+
+	for (k = 0; k < 26; k++)
+		xfree(&mb->keywords[k]);
+	for (line = buf; line != NULL && *line != '\0'; line = next) {
+		next = strchr(line, '\n');
+		if (next != NULL)
+			*next++ = '\0';
+		if (line[0] < '0' || line[0] > '9')
+			continue;
+		errno = 0;
+		idx = strtoul(line, &end, 10);
+		if (errno != 0 || idx >= 26 || *end != ' ')
+			continue;
+		name = end + 1;
+		name[strcspn(name, "\r")] = '\0';
+		if (!keyword_valid(name) || mb->keywords[idx] != NULL)
+			continue;
+		mb->keywords[idx] = xstrdup(name);
+	}
+}
+
+/* Re-read dovecot-keywords if it changed (or always, with force). A
+ * missing or unreadable file keeps the names we know. */
+static void
+keywords_load(struct mbox *mb, bool force)
+{
+	struct mbox_priv *p = mb->priv;
+	char *path = xasprintf("%s/%s", mb->path, MBOX_KEYWORDS_NAME);
+	char *buf = NULL;
+	struct stat st;
+	ssize_t r;
+	int fd = -1;
+
+	if (!force && p->kw_seen && stat(path, &st) == 0 &&
+	    same_file(&st, &p->kw_st))
+		goto out;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		if (errno != ENOENT)
+			log_warn("open(%s) failed: %s", path, strerror(errno));
+		goto out;
+	}
+	if (fstat(fd, &st) < 0) {
+		log_warn("fstat(%s) failed: %s", path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size > KEYWORDS_FILE_MAX) {
+		log_warn("%s: not a keyword file, ignored", path);
+		goto out;
+	}
+	buf = xmalloc((size_t)st.st_size + 1);
+	r = pread(fd, buf, (size_t)st.st_size, 0);
+	if (r < 0) {
+		log_warn("read(%s) failed: %s", path, strerror(errno));
+		goto out;
+	}
+	buf[r] = '\0';
+	keywords_parse(mb, buf);
+	p->kw_st = st;
+	p->kw_seen = true;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	free(path);
+}
+
+/* Rewrite dovecot-keywords from mb->keywords. Lock held. */
+static int
+keywords_write(struct mbox *mb)
+{
+	char *path = xasprintf("%s/%s", mb->path, MBOX_KEYWORDS_NAME);
+	char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
+	str_t s = STR_INIT;
+	int fd, ret = -1;
+	size_t k;
+
+	for (k = 0; k < 26; k++) {
+		if (mb->keywords[k] != NULL)
+			str_printf(&s, "%zu %s\n", k, mb->keywords[k]);
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+	    0600);
+	if (fd < 0) {
+		log_warn("open(%s) failed: %s", tmp, strerror(errno));
+		goto out;
+	}
+	if (write_full(fd, s.data != NULL ? s.data : "", s.len) < 0 ||
+	    close(fd) < 0) {
+		log_warn("write(%s) failed: %s", tmp, strerror(errno));
+		(void)unlink(tmp);
+		goto out;
+	}
+	if (rename(tmp, path) < 0) {
+		log_warn("rename(%s) failed: %s", tmp, strerror(errno));
+		(void)unlink(tmp);
+		goto out;
+	}
+	ret = 0;
+out:
+	str_free(&s);
+	free(tmp);
+	free(path);
+	return ret;
+}
+
+static char
+keyword_find(const struct mbox *mb, const char *name)
+{
+	size_t k;
+
+	for (k = 0; k < 26; k++) {
+		if (mb->keywords[k] != NULL &&
+		    strcasecmp(mb->keywords[k], name) == 0)
+			return (char)('a' + k);
+	}
+	return 0;
+}
+
+char
+mbox_keyword_letter(struct mbox *mb, const char *name, bool create)
+{
+	const char *error;
+	char letter;
+	size_t k;
+
+	if (!keyword_valid(name))
+		return 0;
+	keywords_load(mb, false);
+	letter = keyword_find(mb, name);
+	if (letter != 0 || !create || mb->readonly)
+		return letter;
+	if (mbox_lock(mb, &error) < 0) {
+		log_warn("%s", error);
+		return 0;
+	}
+	keywords_load(mb, true);
+	letter = keyword_find(mb, name);
+	for (k = 0; letter == 0 && k < 26; k++) {
+		if (mb->keywords[k] != NULL)
+			continue;
+		mb->keywords[k] = xstrdup(name);
+		if (keywords_write(mb) < 0) {
+			xfree(&mb->keywords[k]);
+			break;
+		}
+		letter = (char)('a' + k);
+	}
+	mbox_unlock(mb);
+	return letter;
+}
+
+/* ---- the index: re-reading and merging ---- */
+
+struct sync_ctx {
+	bool take_new;		/* move new/ to cur/ (and mark recent) */
+	bool list;		/* list the directories if needed */
+	struct mbox_import imp;	/* rebuilding: UIDs to keep */
+	bool importing;
+	size_t fresh_from;	/* msgs[fresh_from..] got new UIDs */
+	uint32_t uidnext_before;
+	bool assigned;
+};
+
+/* Is petrel-index still the file we last read or wrote? */
+static bool
+index_unchanged(const struct mbox *mb)
+{
+	struct mbox_priv *p = mb->priv;
+	char *path = xasprintf("%s/%s", mb->path, MBOX_INDEX_NAME);
+	struct stat a, b;
+	bool same;
+
+	same = p->index_fd >= 0 && stat(path, &a) == 0 &&
+	    fstat(p->index_fd, &b) == 0 && a.st_dev == b.st_dev &&
+	    a.st_ino == b.st_ino;
+	free(path);
+	return same;
+}
+
+/* First load: the handle takes over the parsed index. */
+static void
+index_adopt(struct mbox *mb, struct mbox_index *idx)
+{
+	struct mbox_priv *p = mb->priv;
+
+	mb->msgs = idx->msgs;
+	mb->n = idx->n;
+	p->msgs_cap = idx->n;
+	p->buf = idx->buf;
+	p->buflen = idx->buflen;
+	idx->msgs = NULL;
+	idx->n = 0;
+	idx->buf = NULL;
+	mb->uidvalidity = idx->uidvalidity;
+	mb->uidnext = idx->uidnext;
+	p->cur_mtime = idx->cur_mtime;
+	p->new_mtime = idx->new_mtime;
+	p->cache_id = idx->cache_id;
+	p->cache_dead = idx->cache_dead;
+	p->loaded = true;
+}
+
+/* Another process rewrote the index: take its view, keeping what only
+ * this handle knows (expunged entries until mbox_purge, newer cache
+ * records). Both lists are sorted by uid. */
+static void
+index_merge(struct mbox *mb, struct mbox_index *idx)
+{
+	struct mbox_priv *p = mb->priv;
+	size_t n0 = mb->n, i = 0, j = 0;
+	uint32_t maxuid = n0 > 0 ? mb->msgs[n0 - 1].uid : 0;
+	bool same_cache = idx->cache_id == 0 || idx->cache_id == p->cache_id;
+	struct mbox_msg *m, *d, add;
+
+	while (i < n0 || j < idx->n) {
+		if (j == idx->n ||
+		    (i < n0 && mb->msgs[i].uid < idx->msgs[j].uid)) {
+			/* gone: another process found the file missing */
+			mb->msgs[i].expunged = true;
+			i++;
+			continue;
+		}
+		d = &idx->msgs[j];
+		if (i == n0 || mb->msgs[i].uid > d->uid) {
+			if (d->uid > maxuid) {
+				add = *d;
+				add.name = xstrdup(d->name);
+				add.recent = false;
+				msgs_append(mb, &add);
+			}
+			j++;
+			continue;
+		}
+		m = &mb->msgs[i];
+		if (!m->expunged) {
+			if (m->in_cur != d->in_cur ||
+			    strcmp(m->name, d->name) != 0)
+				set_name(mb, i, xstrdup(d->name), d->in_cur);
+			m->size = d->size;
+			m->vsize = d->vsize;
+			m->internaldate = d->internaldate;
+			if (!same_cache || d->cache_off > m->cache_off)
+				m->cache_off = d->cache_off;
+		}
+		i++;
+		j++;
+	}
+	if (idx->uidnext > mb->uidnext)
+		mb->uidnext = idx->uidnext;
+	p->cur_mtime = idx->cur_mtime;
+	p->new_mtime = idx->new_mtime;
+	p->cache_dead = idx->cache_dead;
+	if (!same_cache) {
+		mbox_cache_close(mb);
+		p->cache_id = idx->cache_id;
+	}
+}
+
+/* A new UIDVALIDITY: the time, as Courier and Dovecot do, but above
+ * the one a leftover petrel-cache remembers (an index rebuilt within
+ * the same second must not reuse it). */
+static uint32_t
+new_uidvalidity(const struct mbox *mb)
+{
+	uint32_t v = (uint32_t)time(NULL), old;
+	char *path = xasprintf("%s/%s", mb->path, MBOX_CACHE_NAME);
+	unsigned char hdr[16];
+	ssize_t r;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	free(path);
+	if (fd >= 0) {
+		r = pread(fd, hdr, sizeof(hdr), 0);
+		if (r == (ssize_t)sizeof(hdr) &&
+		    memcmp(hdr, "PTRLCCH1", 8) == 0) {
+			old = (uint32_t)hdr[8] | (uint32_t)hdr[9] << 8 |
+			    (uint32_t)hdr[10] << 16 | (uint32_t)hdr[11] << 24;
+			if (old >= v && old != UINT32_MAX)
+				v = old + 1;
+		}
+		close(fd);
+	}
+	return v != 0 ? v : 1;
+}
+
+/* Bring msgs up to date with petrel-index if another process rewrote
+ * it. A missing or corrupt index: a loaded handle keeps what it knows
+ * and lists everything again; a new one rebuilds (importing UIDs). */
+static int
+index_refresh(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
+{
+	struct mbox_priv *p = mb->priv;
+	struct timespec zero = { 0, 0 };
+	struct mbox_index idx;
+	int r, fd = -1;
+
+	if (p->index_fd >= 0 && index_unchanged(mb))
+		return 0;
+	r = mbox_index_read(mb->path, false, &fd, &idx, error_r);
+	if (r < 0)
+		return -1;
+	if (r == MBOX_INDEX_OK) {
+		if (!p->loaded) {
+			index_adopt(mb, &idx);
+		} else if (idx.uidvalidity != mb->uidvalidity) {
+			mbox_index_free(&idx);
+			close(fd);
+			return mbox_fail(error_r, "%s: UIDVALIDITY changed "
+			    "from %u to %u (folder recreated?)", mb->path,
+			    mb->uidvalidity, idx.uidvalidity);
+		} else {
+			index_merge(mb, &idx);
+		}
+		mbox_index_free(&idx);
+		if (p->index_fd >= 0)
+			close(p->index_fd);
+		p->index_fd = fd;
+		return 0;
+	}
+	if (r == MBOX_INDEX_CORRUPT)
+		log_warn("%s/%s is corrupt, rebuilding it", mb->path,
+		    MBOX_INDEX_NAME);
+	if (p->index_fd >= 0) {
+		close(p->index_fd);
+		p->index_fd = -1;
+	}
+	p->cur_mtime = p->new_mtime = zero;
+	p->dirty = p->durable = true;
+	if (!p->loaded) {
+		mbox_import_load(mb->path, r == MBOX_INDEX_CORRUPT ? &idx :
+		    NULL, &ctx->imp);
+		ctx->importing = true;
+		if (ctx->imp.uidvalidity != 0) {
+			log_info("%s: keeping UIDVALIDITY %u and UIDs from %s",
+			    mb->path, ctx->imp.uidvalidity, ctx->imp.source);
+			mb->uidvalidity = ctx->imp.uidvalidity;
+			mb->uidnext = ctx->imp.uidnext;
+		} else {
+			mb->uidvalidity = new_uidvalidity(mb);
+			mb->uidnext = 1;
+		}
+		p->cache_id = 0;
+		p->cache_dead = 0;
+		p->loaded = true;
+	}
+	mbox_index_free(&idx);
+	return 0;
+}
+
+/* ---- listing cur/ and new/ ---- */
+
+struct lent {
+	size_t off;		/* name in the arena */
+	size_t len;
+	bool in_cur;
+};
+
+struct listing {
+	str_t arena;
+	struct lent *ents;
+	size_t n, cap;
+};
+
+struct fresh {
+	char *name;		/* points into the arena */
+	size_t len, klen;
+	bool in_cur;
+	struct mbox_msg m;
+};
+
+/* A name we can keep in the index: no control characters. */
+static bool
+name_storable(const char *name, size_t len)
+{
+	size_t i;
+
+	if (len == 0 || len > NAME_MAX || name[0] == '.')
+		return false;
+	for (i = 0; i < len; i++) {
+		if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
+			return false;
+	}
+	return true;
+}
+
+static int
+list_dir(struct mbox *mb, bool cur, struct listing *l, const char **error_r)
+{
+	char *dpath = xasprintf("%s/%s", mb->path, cur ? "cur" : "new");
+	struct dirent *de;
+	struct lent *e;
+	size_t len;
+	DIR *d;
+
+	d = opendir(dpath);
+	if (d == NULL) {
+		mbox_fail(error_r, "opendir(%s) failed: %s", dpath,
+		    strerror(errno));
+		free(dpath);
+		return -1;
+	}
+	for (;;) {
+		errno = 0;
+		de = readdir(d);
+		if (de == NULL)
+			break;
+		len = strlen(de->d_name);
+		if (!name_storable(de->d_name, len))
+			continue;
+		if (l->n == l->cap) {
+			l->cap = l->cap < 256 ? 256 : l->cap * 2;
+			l->ents = xrealloc(l->ents, l->cap * sizeof(*l->ents));
+		}
+		e = &l->ents[l->n++];
+		e->off = l->arena.len;
+		e->len = len;
+		e->in_cur = cur;
+		str_append_n(&l->arena, de->d_name, len + 1);
+	}
+	if (errno != 0) {
+		mbox_fail(error_r, "readdir(%s) failed: %s", dpath,
+		    strerror(errno));
+		closedir(d);
+		free(dpath);
+		return -1;
+	}
+	closedir(d);
+	free(dpath);
+	return 0;
+}
+
+/* Open-addressing table of msgs indexes by stable key. The hash is
+ * kept in the slot so a probe touches a name only when it matches. */
+struct kh_slot {
+	uint32_t idx;		/* msgs index + 1, 0 empty */
+	uint32_t hash;
+};
+
+struct keyhash {
+	struct kh_slot *slots;
+	size_t mask;
+};
+
+static uint32_t
+kh_hash(const char *key, size_t klen)
+{
+	return (uint32_t)mbox_hash64(0, key, klen);
+}
+
+/* msgs index + 1 of key, or 0; *slot_r: where it is or would go. */
+static size_t
+kh_lookup(const struct keyhash *h, const struct mbox *mb, const char *key,
+    size_t klen, uint32_t hash, size_t *slot_r)
+{
+	const struct kh_slot *sl;
+	size_t s;
+
+	for (s = hash & h->mask; (sl = &h->slots[s])->idx != 0;
+	    s = (s + 1) & h->mask) {
+		if (sl->hash == hash &&
+		    key_eq(mb->msgs[sl->idx - 1].name, key, klen))
+			break;
+	}
+	*slot_r = s;
+	return h->slots[s].idx;
+}
+
+static size_t
+kh_find(const struct keyhash *h, const struct mbox *mb, const char *key,
+    size_t klen)
+{
+	size_t s;
+
+	return kh_lookup(h, mb, key, klen, kh_hash(key, klen), &s);
+}
+
+/* Non-expunged messages by key; a duplicate key keeps the first. */
+static void
+kh_build(struct keyhash *h, const struct mbox *mb)
+{
+	size_t cap = 16, i, s, klen;
+	const char *name;
+	uint32_t hash;
+
+	while (cap < mb->n * 2)
+		cap *= 2;
+	h->slots = xcalloc(cap, sizeof(*h->slots));
+	h->mask = cap - 1;
+	for (i = 0; i < mb->n; i++) {
+		if (mb->msgs[i].expunged)
+			continue;
+		name = mb->msgs[i].name;
+		klen = key_len(name);
+		hash = kh_hash(name, klen);
+		if (kh_lookup(h, mb, name, klen, hash, &s) != 0)
+			continue;
+		h->slots[s].idx = (uint32_t)(i + 1);
+		h->slots[s].hash = hash;
+	}
+}
+
+/* "<secs>.M<usecs>..." as numbers, for delivery order. */
+static void
+name_time(const char *name, unsigned long long *sec, unsigned long *usec)
+{
+	char *end;
+
+	*sec = strtoull(name, &end, 10);
+	*usec = 0;
+	if (end[0] == '.' && end[1] == 'M')
+		*usec = strtoul(end + 2, NULL, 10);
+}
+
+/* Delivery order (time, then the stable key), cur/ before new/ for
+ * the same key, so duplicates end up next to each other. */
+static int
+fresh_cmp(const void *a, const void *b)
+{
+	const struct fresh *x = a, *y = b;
+	unsigned long long xs, ys;
+	unsigned long xu, yu;
+	size_t n;
+	int c;
+
+	name_time(x->name, &xs, &xu);
+	name_time(y->name, &ys, &yu);
+	if (xs != ys)
+		return xs < ys ? -1 : 1;
+	if (xu != yu)
+		return xu < yu ? -1 : 1;
+	n = x->klen < y->klen ? x->klen : y->klen;
+	c = memcmp(x->name, y->name, n);
+	if (c != 0)
+		return c;
+	if (x->klen != y->klen)
+		return x->klen < y->klen ? -1 : 1;
+	return (int)y->in_cur - (int)x->in_cur;
+}
+
+static int
+fresh_uid_cmp(const void *a, const void *b)
+{
+	const struct fresh *x = a, *y = b;
+
+	return x->m.uid < y->m.uid ? -1 : x->m.uid > y->m.uid;
+}
+
+/* Bytes and bytes with every bare LF counted as CRLF. */
+static int
+count_vsize(int fd, uint64_t *size_r, uint64_t *vsize_r)
+{
+	static const size_t bufsize = 65536;
+	char *buf = xmalloc(bufsize);
+	uint64_t size = 0, extra = 0;
+	char prev = '\0';
+	ssize_t n, i;
+
+	for (;;) {
+		n = read(fd, buf, bufsize);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		for (i = 0; i < n; i++) {
+			if (buf[i] == '\n' && prev != '\r')
+				extra++;
+			prev = buf[i];
+		}
+		size += (uint64_t)n;
+	}
+	free(buf);
+	if (n < 0)
+		return -1;
+	*size_r = size;
+	*vsize_r = size + extra;
+	return 0;
+}
+
+/* Size, vsize and internaldate of a file seen for the first time:
+ * stat() it, and read it when the name has no W=. 0 ok, 1 skip it
+ * (vanished or not a regular file). */
+static int
+fresh_info(const struct mbox *mb, struct fresh *f)
+{
+	struct maildir_name mn;
+	char *path = sub_path(mb, f->in_cur ? "cur" : "new", f->name);
+	struct stat st;
+	int fd = -1, ret = 1;
+
+	if (maildir_name_parse(f->name, f->len, &mn) < 0)
+		mn.has_size = mn.has_vsize = false;
+	if (!mn.has_vsize) {
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
+		    O_NONBLOCK);
+		if (fd < 0 || fstat(fd, &st) < 0) {
+			if (errno != ENOENT && errno != ELOOP)
+				log_warn("open(%s) failed: %s", path,
+				    strerror(errno));
+			goto out;
+		}
+	} else if (lstat(path, &st) < 0) {
+		if (errno != ENOENT)
+			log_warn("stat(%s) failed: %s", path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode))
+		goto out;
+	f->m.internaldate = (long long)st.st_mtim.tv_sec;
+	f->m.size = mn.has_size ? mn.size : (uint64_t)st.st_size;
+	if (mn.has_vsize) {
+		f->m.vsize = mn.vsize;
+	} else if (count_vsize(fd, &f->m.size, &f->m.vsize) < 0) {
+		log_warn("read(%s) failed: %s", path, strerror(errno));
+		f->m.size = f->m.vsize = (uint64_t)st.st_size;
+	}
+	ret = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(path);
+	return ret;
+}
+
+struct match {
+	uint8_t *matched;	/* per msgs index */
+	size_t *renames;	/* pairs: msgs index, listing index */
+	size_t nrenames;
+	size_t *fresh;		/* listing indexes */
+	size_t nfresh;
+	size_t missing;
+};
+
+static void
+match_listing(const struct mbox *mb, const struct keyhash *h,
+    const struct listing *l, const bool list[2], struct match *mt)
+{
+	const struct lent *e;
+	const struct mbox_msg *m;
+	const char *name;
+	size_t k, j;
+
+	memset(mt->matched, 0, mb->n);
+	mt->nrenames = mt->nfresh = mt->missing = 0;
+	for (k = 0; k < l->n; k++) {
+		e = &l->ents[k];
+		name = l->arena.data + e->off;
+		j = kh_find(h, mb, name, key_len(name));
+		if (j == 0) {
+			mt->fresh[mt->nfresh++] = k;
+			continue;
+		}
+		j--;
+		if (mt->matched[j])
+			continue;	/* same key twice: keep the first */
+		mt->matched[j] = 1;
+		m = &mb->msgs[j];
+		if (m->in_cur != e->in_cur || strcmp(m->name, name) != 0) {
+			mt->renames[2 * mt->nrenames] = j;
+			mt->renames[2 * mt->nrenames + 1] = k;
+			mt->nrenames++;
+		}
+	}
+	for (j = 0; j < mb->n; j++) {
+		m = &mb->msgs[j];
+		if (!m->expunged && !mt->matched[j] && list[m->in_cur])
+			mt->missing++;
+	}
+}
+
+/* New files: dedupe, stat, give UIDs (imported or next), append. */
+static int
+add_fresh(struct mbox *mb, struct sync_ctx *ctx, const struct listing *l,
+    const struct match *mt, bool incomplete[2], const char **error_r)
+{
+	struct mbox_priv *p = mb->priv;
+	struct mbox_import_ent *ie;
+	struct fresh *f;
+	size_t nf = 0, k, out;
+	uint32_t last;
+
+	if (mt->nfresh == 0)
+		return 0;
+	f = xcalloc(mt->nfresh, sizeof(*f));
+	for (k = 0; k < mt->nfresh; k++) {
+		const struct lent *e = &l->ents[mt->fresh[k]];
+
+		f[nf].name = l->arena.data + e->off;
+		f[nf].len = e->len;
+		f[nf].klen = key_len(f[nf].name);
+		f[nf].in_cur = e->in_cur;
+		nf++;
+	}
+	qsort(f, nf, sizeof(*f), fresh_cmp);
+	for (k = out = 0; k < nf; k++) {
+		if (out > 0 && f[out - 1].klen == f[k].klen &&
+		    memcmp(f[out - 1].name, f[k].name, f[k].klen) == 0)
+			continue;	/* same key in cur/ and new/ */
+		if (fresh_info(mb, &f[k]) != 0) {
+			incomplete[f[k].in_cur] = true;
+			continue;
+		}
+		f[out++] = f[k];
+	}
+	nf = out;
+	for (k = 0; ctx->importing && k < nf; k++) {
+		ie = mbox_import_find(&ctx->imp, f[k].name, f[k].klen);
+		if (ie != NULL && !ie->used) {
+			ie->used = true;
+			f[k].m.uid = ie->uid;
+		}
+	}
+	ctx->uidnext_before = mb->uidnext;
+	for (k = 0; k < nf; k++) {
+		if (f[k].m.uid != 0)
+			continue;
+		if (mb->uidnext == 0 || mb->uidnext == UINT32_MAX) {
+			free(f);
+			return mbox_fail(error_r, "%s: out of UIDs (UIDNEXT "
+			    "%u)", mb->path, mb->uidnext);
+		}
+		f[k].m.uid = mb->uidnext++;
+	}
+	if (ctx->importing)
+		qsort(f, nf, sizeof(*f), fresh_uid_cmp);
+	ctx->fresh_from = mb->n;
+	ctx->assigned = nf > 0;
+	last = mb->n > 0 ? mb->msgs[mb->n - 1].uid : 0;
+	for (k = 0; k < nf; k++) {
+		if (f[k].m.uid <= last)
+			continue;	/* cannot happen: UIDs only grow */
+		last = f[k].m.uid;
+		f[k].m.name = xstrndup(f[k].name, f[k].len);
+		f[k].m.in_cur = f[k].in_cur;
+		mbox_name_flags(f[k].m.name, f[k].m.flags);
+		msgs_append(mb, &f[k].m);
+	}
+	if (nf > 0)
+		p->dirty = p->durable = true;
+	free(f);
+	return 0;
+}
+
+/* List cur/ and new/ where their mtime differs from the recorded one,
+ * and bring msgs up to date: renamed files (same stable key) keep their
+ * UID, missing ones are expunged, new ones get UIDs. */
+static int
+dirs_sync(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
+{
+	static const char *const subs[2] = { "new", "cur" };
+	struct mbox_priv *p = mb->priv;
+	struct timespec *rec[2] = { &p->new_mtime, &p->cur_mtime };
+	struct listing l = { STR_INIT, NULL, 0, 0 };
+	struct match mt = { NULL, NULL, 0, NULL, 0, 0 };
+	bool list[2], incomplete[2] = { false, false }, again;
+	struct keyhash h = { NULL, 0 };
+	struct stat st[2], st2;
+	struct timespec now, t;
+	int d, attempt, ret = -1;
+	size_t k, j;
+	char *dpath;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	for (d = 0; d < 2; d++) {
+		dpath = xasprintf("%s/%s", mb->path, subs[d]);
+		if (stat(dpath, &st[d]) < 0) {
+			mbox_fail(error_r, "stat(%s) failed: %s", dpath,
+			    strerror(errno));
+			free(dpath);
+			return -1;
+		}
+		free(dpath);
+		list[d] = !ts_set(*rec[d]) || !ts_eq(*rec[d], st[d].st_mtim);
+	}
+	if (!list[0] && !list[1])
+		return 0;
+
+	kh_build(&h, mb);
+	mt.matched = xmalloc(mb->n + 1);
+	for (attempt = 0; attempt < LIST_ATTEMPTS; attempt++) {
+		str_truncate(&l.arena, 0);
+		l.n = 0;
+		for (d = 0; d < 2; d++) {
+			if (list[d] && list_dir(mb, d == 1, &l, error_r) < 0)
+				goto out;
+		}
+		free(mt.renames);
+		free(mt.fresh);
+		mt.renames = xcalloc(2 * l.n + 1, sizeof(*mt.renames));
+		mt.fresh = xcalloc(l.n + 1, sizeof(*mt.fresh));
+		match_listing(mb, &h, &l, list, &mt);
+		if (mt.missing == 0)
+			break;
+		/* Files seem gone: if the directory changed while we read
+		 * it, a rename may have hidden them; read it again. */
+		again = false;
+		for (d = 0; d < 2; d++) {
+			dpath = xasprintf("%s/%s", mb->path, subs[d]);
+			if (list[d] && stat(dpath, &st2) == 0 &&
+			    !ts_eq(st2.st_mtim, st[d].st_mtim)) {
+				st[d] = st2;
+				again = true;
+			}
+			free(dpath);
+		}
+		if (!again)
+			break;
+	}
+
+	for (k = 0; k < mt.nrenames; k++) {
+		const struct lent *e = &l.ents[mt.renames[2 * k + 1]];
+
+		set_name(mb, mt.renames[2 * k],
+		    xstrndup(l.arena.data + e->off, e->len), e->in_cur);
+		p->dirty = true;
+	}
+	for (j = 0; j < mb->n; j++) {
+		if (!mb->msgs[j].expunged && !mt.matched[j] &&
+		    list[mb->msgs[j].in_cur])
+			mark_expunged(mb, j);
+	}
+	if (add_fresh(mb, ctx, &l, &mt, incomplete, error_r) < 0)
+		goto out;
+	for (d = 0; d < 2; d++) {
+		if (!list[d])
+			continue;
+		t = incomplete[d] ? (struct timespec){ 0, 0 } :
+		    ts_trusted(&st[d], &now);
+		if (!ts_eq(t, *rec[d])) {
+			*rec[d] = t;
+			p->dirty = true;
+		}
+	}
+	ret = 0;
+out:
+	str_free(&l.arena);
+	free(l.ents);
+	free(mt.matched);
+	free(mt.renames);
+	free(mt.fresh);
+	free(h.slots);
+	return ret;
+}
+
+/* Unless readonly: move new/ files to cur/ (":2," appended) and mark
+ * them recent in this handle. Trouble with one file is logged and the
+ * file left for the next sync. */
+static void
+take_new(struct mbox *mb)
+{
+	struct mbox_priv *p = mb->priv;
+	struct timespec zero = { 0, 0 };
+	struct mbox_msg *m;
+	char *from, *to, *newname;
+	size_t i;
+
+	for (i = 0; i < mb->n; i++) {
+		m = &mb->msgs[i];
+		if (m->expunged || m->in_cur)
+			continue;
+		newname = strchr(m->name, ':') != NULL ? xstrdup(m->name) :
+		    xasprintf("%s:2,", m->name);
+		from = sub_path(mb, "new", m->name);
+		to = sub_path(mb, "cur", newname);
+		if (rename_noreplace(from, to) == 0) {
+			set_name(mb, i, newname, true);
+			m->recent = true;
+			p->dirty = true;
+			newname = NULL;
+		} else if (errno == ENOENT) {
+			/* moved or deleted by someone else: look again */
+			p->new_mtime = p->cur_mtime = zero;
+			p->dirty = true;
+		} else {
+			log_warn("rename(%s, %s) failed: %s", from, to,
+			    strerror(errno));
+		}
+		free(newname);
+		free(from);
+		free(to);
+	}
+}
+
+static int
+index_write_locked(struct mbox *mb, const char **error_r)
+{
+	struct mbox_priv *p = mb->priv;
+	int fd;
+
+	if (mbox_index_write(mb, p->durable, &fd, error_r) < 0)
+		return -1;
+	if (p->index_fd >= 0)
+		close(p->index_fd);
+	p->index_fd = fd;
+	p->dirty = p->durable = false;
+	return 0;
+}
+
+/* Undo the UIDs given in a sync whose index write failed: they were
+ * never published, and the next sync lists everything again. */
+static void
+sync_rollback(struct mbox *mb, struct sync_ctx *ctx)
+{
+	struct mbox_priv *p = mb->priv;
+	struct timespec zero = { 0, 0 };
+	size_t i;
+
+	if (ctx->assigned) {
+		for (i = ctx->fresh_from; i < mb->n; i++)
+			mbox_name_free(p, mb->msgs[i].name);
+		mb->n = ctx->fresh_from;
+		mb->uidnext = ctx->uidnext_before;
+	}
+	p->cur_mtime = p->new_mtime = zero;
+	p->dirty = true;
+}
+
+/* The sync, lock held. With ctx->list the directories are listed when
+ * their mtimes say so; without, only the index is merged and written. */
+static int
+sync_locked(struct mbox *mb, struct sync_ctx *ctx, size_t *added_r,
+    const char **error_r)
+{
+	struct mbox_priv *p = mb->priv;
+	size_t n0 = mb->n;
+	int ret = -1;
+
+	p->ntouched = 0;
+	if (index_refresh(mb, ctx, error_r) < 0)
+		goto out;
+	if (ctx->list) {
+		keywords_load(mb, false);
+		if (dirs_sync(mb, ctx, error_r) < 0)
+			goto fail;
+		if (ctx->take_new && !mb->readonly)
+			take_new(mb);
+		mbox_cache_maybe_compact(mb);
+	}
+	if (p->dirty && index_write_locked(mb, error_r) < 0)
+		goto fail;
+	ret = 0;
+	goto out;
+fail:
+	sync_rollback(mb, ctx);
+out:
+	finish_touched(mb);
+	if (ctx->importing)
+		mbox_import_free(&ctx->imp);
+	ctx->importing = false;
+	if (added_r != NULL)
+		*added_r = mb->n > n0 ? mb->n - n0 : 0;
+	return ret;
+}
+
+static int
+sync_full(struct mbox *mb, bool take, size_t *added_r, const char **error_r)
+{
+	struct sync_ctx ctx;
+
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.list = true;
+	ctx.take_new = take;
+	return sync_locked(mb, &ctx, added_r, error_r);
+}
+
+/* ---- the public API ---- */
+
+static char *
+path_trim(const char *path)
+{
+	size_t len = strlen(path);
+
+	while (len > 1 && path[len - 1] == '/')
+		len--;
+	return xstrndup(path, len);
+}
+
+int
+mbox_open(const char *path, bool readonly, struct mbox **mb_r,
+    const char **error_r)
+{
+	struct mbox_priv *p;
+	struct mbox *mb;
+	struct stat st;
+	char *lpath;
+	int ret;
+
+	*mb_r = NULL;
+	if (path == NULL || *path == '\0')
+		return mbox_fail(error_r, "empty mailbox path");
+	mb = xcalloc(1, sizeof(*mb));
+	p = xcalloc(1, sizeof(*p));
+	mb->priv = p;
+	mb->path = path_trim(path);
+	mb->readonly = readonly;
+	p->lock_fd = p->index_fd = p->cache_fd = -1;
+	for (int d = 0; d < 2; d++) {
+		char *dpath = xasprintf("%s/%s", mb->path, d ? "cur" : "new");
+
+		ret = stat(dpath, &st);
+		if (ret < 0 || !S_ISDIR(st.st_mode)) {
+			mbox_fail(error_r, "%s: %s", dpath, ret < 0 ?
+			    strerror(errno) : "not a directory");
+			free(dpath);
+			goto fail;
+		}
+		free(dpath);
+	}
+	lpath = xasprintf("%s/%s", mb->path, MBOX_LOCK_NAME);
+	p->lock_fd = open(lpath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+	    0600);
+	if (p->lock_fd < 0) {
+		mbox_fail(error_r, "open(%s) failed: %s", lpath,
+		    strerror(errno));
+		free(lpath);
+		goto fail;
+	}
+	free(lpath);
+	if (mbox_lock(mb, error_r) < 0)
+		goto fail;
+	keywords_load(mb, false);
+	ret = sync_full(mb, true, NULL, error_r);
+	mbox_unlock(mb);
+	if (ret < 0)
+		goto fail;
+	*mb_r = mb;
+	return 0;
+fail:
+	mb->priv = p;
+	p->dirty = false;
+	mbox_close(&mb);
+	return -1;
+}
+
+void
+mbox_close(struct mbox **mbp)
+{
+	struct mbox *mb = *mbp;
+	struct mbox_priv *p;
+	struct sync_ctx ctx;
+	const char *error;
+	size_t i;
+
+	if (mb == NULL)
+		return;
+	p = mb->priv;
+	if (p->dirty && p->loaded && p->lock_fd >= 0) {
+		/* unwritten flag changes, expunges, cache offsets */
+		memset(&ctx, 0, sizeof(ctx));
+		if (mbox_lock(mb, &error) < 0) {
+			log_warn("%s: index not written: %s", mb->path, error);
+		} else {
+			if (sync_locked(mb, &ctx, NULL, &error) < 0)
+				log_warn("%s: index not written: %s",
+				    mb->path, error);
+			mbox_unlock(mb);
+		}
+	}
+	mbox_cache_close(mb);
+	for (i = 0; i < mb->n; i++)
+		mbox_name_free(p, mb->msgs[i].name);
+	for (i = 0; i < 26; i++)
+		free(mb->keywords[i]);
+	if (p->lock_fd >= 0)
+		close(p->lock_fd);
+	if (p->index_fd >= 0)
+		close(p->index_fd);
+	free(p->buf);
+	free(p->touched);
+	free(p);
+	free(mb->msgs);
+	free(mb->path);
+	free(mb);
+	*mbp = NULL;
+}
+
+int
+mbox_sync(struct mbox *mb, size_t *added_r, const char **error_r)
+{
+	int ret;
+
+	if (added_r != NULL)
+		*added_r = 0;
+	if (mbox_lock(mb, error_r) < 0)
+		return -1;
+	ret = sync_full(mb, true, added_r, error_r);
+	mbox_unlock(mb);
+	return ret;
+}
+
+int
+mbox_flush(struct mbox *mb, const char **error_r)
+{
+	struct sync_ctx ctx;
+	int ret;
+
+	if (!mbox_priv(mb)->dirty)
+		return 0;
+	if (mbox_lock(mb, error_r) < 0)
+		return -1;
+	memset(&ctx, 0, sizeof(ctx));
+	ret = sync_locked(mb, &ctx, NULL, error_r);
+	mbox_unlock(mb);
+	return ret;
+}
+
+void
+mbox_purge(struct mbox *mb, uint32_t **seqs_r, size_t *n_r)
+{
+	uint32_t *seqs = NULL;
+	size_t i, out = 0, ns = 0;
+
+	for (i = 0; i < mb->n; i++) {
+		if (mb->msgs[i].expunged)
+			ns++;
+	}
+	if (ns > 0 && seqs_r != NULL)
+		seqs = xcalloc(ns, sizeof(*seqs));
+	ns = 0;
+	for (i = 0; i < mb->n; i++) {
+		if (mb->msgs[i].expunged) {
+			if (seqs != NULL)
+				seqs[ns] = (uint32_t)(i + 1);
+			ns++;
+			mbox_name_free(mb->priv, mb->msgs[i].name);
+			continue;
+		}
+		mb->msgs[out++] = mb->msgs[i];
+	}
+	mb->n = out;
+	/* descending, as EXPUNGE responses are sent */
+	for (i = 0; seqs != NULL && i < ns / 2; i++) {
+		uint32_t t = seqs[i];
+
+		seqs[i] = seqs[ns - 1 - i];
+		seqs[ns - 1 - i] = t;
+	}
+	if (seqs_r != NULL)
+		*seqs_r = seqs;
+	if (n_r != NULL)
+		*n_r = ns;
+}
+
+long
+mbox_find_uid(const struct mbox *mb, uint32_t uid)
+{
+	size_t lo = 0, hi = mb->n, mid;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (mb->msgs[mid].uid == uid)
+			return (long)mid;
+		if (mb->msgs[mid].uid < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
+char *
+mbox_msg_path(const struct mbox *mb, const struct mbox_msg *m)
+{
+	return sub_path(mb, m->in_cur ? "cur" : "new", m->name);
+}
+
+/* Rename msgs[i] to carry flags (normalized). 0 ok, 1 the file is not
+ * there (any more), -1 error. Lock held. */
+static int
+rename_flags(struct mbox *mb, size_t i, const char *flags,
+    const char **error_r)
+{
+	struct mbox_msg *m = &mb->msgs[i];
+	size_t klen = key_len(m->name);
+	char *newname, *from, *to;
+	int ret = 0;
+
+	newname = xasprintf("%.*s:2,%s", (int)klen, m->name, flags);
+	if (m->in_cur && strcmp(newname, m->name) == 0) {
+		free(newname);
+		memcpy(m->flags, flags, strlen(flags) + 1);
+		return 0;
+	}
+	from = mbox_msg_path(mb, m);
+	to = sub_path(mb, "cur", newname);
+	if (rename_noreplace(from, to) < 0) {
+		if (errno == ENOENT)
+			ret = 1;
+		else
+			ret = mbox_fail(error_r, "rename(%s, %s) failed: %s",
+			    from, to, strerror(errno));
+		free(newname);
+	} else {
+		mbox_name_free(mb->priv, m->name);
+		m->name = newname;
+		m->in_cur = true;
+		memcpy(m->flags, flags, strlen(flags) + 1);
+		mbox_priv(mb)->dirty = true;
+	}
+	free(from);
+	free(to);
+	return ret;
+}
+
+int
+mbox_set_flags(struct mbox *mb, size_t i, const char *flags,
+    const char **error_r)
+{
+	char nflags[MAILDIR_FLAGS_MAX + 1];
+	struct timespec zero = { 0, 0 };
+	int ret;
+
+	if (mb->readonly)
+		return mbox_fail(error_r, "%s is open read-only", mb->path);
+	if (i >= mb->n)
+		return mbox_fail(error_r, "no message %zu", i + 1);
+	if (flags == NULL ||
+	    maildir_flags_normalize(flags, strlen(flags), nflags) < 0)
+		return mbox_fail(error_r, "invalid Maildir flags");
+	if (mb->msgs[i].expunged)
+		return 1;
+	if (mbox_lock(mb, error_r) < 0)
+		return -1;
+	ret = rename_flags(mb, i, nflags, error_r);
+	if (ret == 1) {
+		/* renamed or removed by someone else: find out which */
+		mbox_priv(mb)->cur_mtime = mbox_priv(mb)->new_mtime = zero;
+		if (sync_full(mb, false, NULL, error_r) < 0)
+			ret = -1;
+		else if (mb->msgs[i].expunged)
+			ret = 1;
+		else if ((ret = rename_flags(mb, i, nflags, error_r)) == 1)
+			ret = mbox_fail(error_r, "%s: the file of UID %u "
+			    "keeps moving", mb->path, mb->msgs[i].uid);
+	}
+	mbox_unlock(mb);
+	return ret;
+}
+
+/* unlink msgs[i]'s file. 0 done, 1 not there, -1 error. */
+static int
+unlink_msg(struct mbox *mb, size_t i, const char **error_r)
+{
+	char *path = mbox_msg_path(mb, &mb->msgs[i]);
+	int ret = 0;
+
+	if (unlink(path) < 0) {
+		if (errno == ENOENT)
+			ret = 1;
+		else
+			ret = mbox_fail(error_r, "unlink(%s) failed: %s", path,
+			    strerror(errno));
+	}
+	free(path);
+	return ret;
+}
+
+int
+mbox_expunge(struct mbox *mb, const size_t *idx, size_t n,
+    const char **error_r)
+{
+	struct timespec zero = { 0, 0 };
+	bool vanished = false;
+	int ret = 0, r;
+	size_t k;
+
+	if (mb->readonly)
+		return mbox_fail(error_r, "%s is open read-only", mb->path);
+	if (mbox_lock(mb, error_r) < 0)
+		return -1;
+	for (k = 0; k < n && ret == 0; k++) {
+		if (idx[k] >= mb->n || mb->msgs[idx[k]].expunged)
+			continue;
+		r = unlink_msg(mb, idx[k], error_r);
+		if (r == 0)
+			mark_expunged(mb, idx[k]);
+		else if (r == 1)
+			vanished = true;
+		else
+			ret = -1;
+	}
+	if (ret == 0 && vanished) {
+		/* renamed by someone else (a flag change)? look again */
+		mbox_priv(mb)->cur_mtime = mbox_priv(mb)->new_mtime = zero;
+		if (sync_full(mb, false, NULL, error_r) < 0)
+			ret = -1;
+		for (k = 0; k < n && ret == 0; k++) {
+			if (idx[k] >= mb->n || mb->msgs[idx[k]].expunged)
+				continue;
+			r = unlink_msg(mb, idx[k], error_r);
+			if (r >= 0)
+				mark_expunged(mb, idx[k]);
+			else
+				ret = -1;
+		}
+	}
+	mbox_unlock(mb);
+	return ret;
+}
+
+/* APPEND with a date: the file's mtime becomes the internaldate. */
+static void
+set_file_time(const struct mbox *mb, const char *name, const char *base,
+    long long when)
+{
+	struct timespec ts[2] = { { (time_t)when, 0 }, { (time_t)when, 0 } };
+	char *path;
+	int d;
+
+	if (strchr(name, '/') != NULL) {
+		if (utimensat(AT_FDCWD, name, ts, AT_SYMLINK_NOFOLLOW) < 0)
+			log_warn("utimensat(%s) failed: %s", name,
+			    strerror(errno));
+		return;
+	}
+	for (d = 0; d < 2; d++) {
+		path = sub_path(mb, d ? "new" : "cur", base);
+		if (utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW) == 0) {
+			free(path);
+			return;
+		}
+		free(path);
+	}
+}
+
+uint32_t
+mbox_uid_of_added(struct mbox *mb, const char *name, long long internaldate,
+    const char **error_r)
+{
+	const char *base, *slash;
+	uint32_t uid = 0;
+	size_t i, klen;
+
+	if (name == NULL) {
+		mbox_fail(error_r, "no file name");
+		return 0;
+	}
+	slash = strrchr(name, '/');
+	base = slash != NULL ? slash + 1 : name;
+	klen = key_len(base);
+	if (klen == 0) {
+		mbox_fail(error_r, "invalid message file name \"%s\"", name);
+		return 0;
+	}
+	if (internaldate >= 0)
+		set_file_time(mb, name, base, internaldate);
+	if (mbox_lock(mb, error_r) < 0)
+		return 0;
+	if (sync_full(mb, true, NULL, error_r) < 0)
+		goto out;
+	for (i = mb->n; i-- > 0; ) {
+		struct mbox_msg *m = &mb->msgs[i];
+
+		if (m->expunged || !key_eq(m->name, base, klen))
+			continue;
+		uid = m->uid;
+		if (internaldate >= 0 && m->internaldate != internaldate) {
+			/* another process indexed it before our utimensat */
+			m->internaldate = internaldate;
+			mbox_priv(mb)->dirty = true;
+			if (index_write_locked(mb, error_r) < 0)
+				log_warn("%s", *error_r);
+		}
+		break;
+	}
+	if (uid == 0)
+		mbox_fail(error_r, "%s: no message \"%.*s\" after sync",
+		    mb->path, (int)klen, base);
+out:
+	mbox_unlock(mb);
+	return uid;
+}
+
+static void
+count_msgs(const struct mbox *mb, uint32_t *messages, uint32_t *unseen,
+    uint32_t *recent)
+{
+	size_t i;
+
+	*messages = *unseen = *recent = 0;
+	for (i = 0; i < mb->n; i++) {
+		if (mb->msgs[i].expunged)
+			continue;
+		(*messages)++;
+		if (!maildir_flags_has(mb->msgs[i].flags, 'S'))
+			(*unseen)++;
+		if (!mb->msgs[i].in_cur)
+			(*recent)++;
+	}
+}
+
+int
+mbox_status(const char *path, uint32_t *uidvalidity_r, uint32_t *uidnext_r,
+    uint32_t *messages_r, uint32_t *unseen_r, uint32_t *recent_r,
+    const char **error_r)
+{
+	struct mbox_index idx;
+	struct mbox *mb;
+	struct stat st[2];
+	char *trimmed, *dpath;
+	bool warm = false;
+	int r, d;
+
+	if (path == NULL || *path == '\0')
+		return mbox_fail(error_r, "empty mailbox path");
+	trimmed = path_trim(path);
+	r = mbox_index_read(trimmed, true, NULL, &idx, error_r);
+	if (r == MBOX_INDEX_OK && ts_set(idx.cur_mtime) &&
+	    ts_set(idx.new_mtime)) {
+		warm = true;
+		for (d = 0; d < 2 && warm; d++) {
+			dpath = xasprintf("%s/%s", trimmed, d ? "cur" : "new");
+			warm = stat(dpath, &st[d]) == 0 && ts_eq(st[d].st_mtim,
+			    d ? idx.cur_mtime : idx.new_mtime);
+			free(dpath);
+		}
+	}
+	free(trimmed);
+	if (warm) {
+		*uidvalidity_r = idx.uidvalidity;
+		*uidnext_r = idx.uidnext;
+		*messages_r = idx.messages;
+		*unseen_r = idx.unseen;
+		*recent_r = idx.recent;
+		mbox_index_free(&idx);
+		return 0;
+	}
+	mbox_index_free(&idx);
+	if (mbox_open(path, true, &mb, error_r) < 0)
+		return -1;
+	*uidvalidity_r = mb->uidvalidity;
+	*uidnext_r = mb->uidnext;
+	count_msgs(mb, messages_r, unseen_r, recent_r);
+	mbox_close(&mb);
+	return 0;
+}

@@ -1,0 +1,151 @@
+#ifndef PETREL_IMAP_MAILBOX_H
+#define PETREL_IMAP_MAILBOX_H
+/*
+ * One Maildir folder as an IMAP mailbox: UIDs, UIDVALIDITY, flags and
+ * keywords, \Recent, and a per-folder index and cache so that opening a
+ * large folder does not read every message file or directory entry.
+ *
+ * Files in the folder directory (next to cur/ new/ tmp/):
+ *   petrel-index   UIDVALIDITY, UIDNEXT, the mtimes of cur/ and new/
+ *                  when last synced, and per message: uid, file name,
+ *                  size, vsize (RFC822.SIZE), internaldate. Written to a
+ *                  temporary name and renamed.
+ *   petrel-cache   append-only records of cached per-message strings
+ *                  (ENVELOPE, BODYSTRUCTURE, BODY, Date), by uid.
+ *   petrel-lock    flock()ed around every sync and change, so several
+ *                  processes agree on UIDs.
+ *   dovecot-keywords  keyword names for the letters a..z (Dovecot's
+ *                  format: "<index> <name>" lines; index 0 = 'a'),
+ *                  shared with Dovecot.
+ * A missing or corrupt index is rebuilt from the Maildir. When it is
+ * rebuilt and a Dovecot "dovecot-uidlist" or Courier "courierimapuiddb"
+ * exists in the folder, their UIDVALIDITY and the UIDs of the messages
+ * they list are kept (matched on the file name before ':').
+ *
+ * Flags are the Maildir ":2," letters in the file names (D F P R S T
+ * and keywords a-z), so other Maildir tools agree.
+ *
+ * Functions do blocking I/O: call them from a job thread. One struct
+ * mbox is used by one thread at a time.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+struct mbox_msg {
+	uint32_t uid;
+	char *name;		/* current file name */
+	bool in_cur;		/* in cur/ (else new/) */
+	bool recent;		/* \Recent for this mbox handle (RFC 3501:
+				   it was first seen by this handle, which
+				   moved it from new/ to cur/) */
+	bool expunged;		/* the file is gone (see mbox_sync) */
+	bool flags_changed;	/* flags differ from the last time the
+				   caller cleared this */
+	uint64_t size;		/* bytes on disk */
+	uint64_t vsize;		/* RFC822.SIZE: CRLF line ends */
+	long long internaldate;	/* seconds since the epoch: the file's
+				   mtime when first indexed */
+	char flags[53];		/* Maildir letters, sorted */
+	uint64_t cache_off;	/* internal: offset in petrel-cache, 0 none */
+};
+
+struct mbox {
+	char *path;		/* the folder directory */
+	uint32_t uidvalidity;
+	uint32_t uidnext;
+	struct mbox_msg *msgs;	/* ascending uid (expunged ones included
+				   until mbox_purge) */
+	size_t n;
+	char *keywords[26];	/* names for 'a'..'z', NULL if unused */
+	bool readonly;		/* opened for EXAMINE: never moves new/ to
+				   cur/, never changes files */
+	void *priv;		/* internal */
+};
+
+/* Open the folder at path (it must exist with cur/ and new/) and sync
+ * it (see mbox_sync). With readonly, new/ messages stay where they are
+ * and nothing is written except the index and cache. 0 ok, -1 error
+ * (*error_r: static or per-thread message). */
+int mbox_open(const char *path, bool readonly, struct mbox **mb_r,
+    const char **error_r);
+void mbox_close(struct mbox **mb);
+
+/*
+ * Bring the handle up to date with the folder, under the lock:
+ *  - when the mtimes of cur/ and new/ (nanoseconds) and the index file
+ *    are unchanged since the last sync, nothing is read;
+ *  - otherwise the index is re-read if another process rewrote it, and
+ *    the directories that changed are listed;
+ *  - new files get the next UIDs in order of their name's stable part;
+ *    unless readonly, files in new/ are moved to cur/ (keeping their
+ *    name, with ":2," appended) and marked recent in this handle;
+ *  - files that disappeared are marked expunged (kept in msgs until
+ *    mbox_purge), files whose flags changed get flags_changed.
+ * The index is written back if anything changed. *added_r (if not NULL)
+ * is the number of messages appended to msgs. 0 ok, -1 error.
+ */
+int mbox_sync(struct mbox *mb, size_t *added_r, const char **error_r);
+
+/* Remove the expunged entries from msgs. seqs_r (malloc'd, may be
+ * NULL) receives their 1-based positions before removal, in
+ * descending order, as EXPUNGE responses must be sent; *n_r their
+ * count. */
+void mbox_purge(struct mbox *mb, uint32_t **seqs_r, size_t *n_r);
+
+/* Index of the message with this uid in msgs, or -1. Binary search. */
+long mbox_find_uid(const struct mbox *mb, uint32_t uid);
+
+/* Set a message's flags (Maildir letters; sorted and de-duplicated
+ * here) by renaming its file in cur/ (a message in new/ moves to cur/).
+ * A file that has vanished marks the message expunged and returns 1.
+ * 0 ok, -1 error. Updates msgs[i]; the index is written at the next
+ * mbox_sync or mbox_flush. */
+int mbox_set_flags(struct mbox *mb, size_t i, const char *flags,
+    const char **error_r);
+/* Write the index now if it has unwritten changes. */
+int mbox_flush(struct mbox *mb, const char **error_r);
+
+/* Unlink the files of messages i (an array of indexes into msgs) and
+ * mark them expunged. Files already gone count as done. 0 ok, -1
+ * error. */
+int mbox_expunge(struct mbox *mb, const size_t *idx, size_t n,
+    const char **error_r);
+
+/* Full path of a message's file (malloc'd). */
+char *mbox_msg_path(const struct mbox *mb, const struct mbox_msg *m);
+
+/* Keyword name -> its letter 'a'..'z'. With create, an unknown keyword
+ * gets the first free letter (dovecot-keywords is rewritten); 0 when
+ * unknown (and not created) or all 26 letters are taken. Names compare
+ * case-insensitively (RFC 3501 says keywords are case-insensitive). */
+char mbox_keyword_letter(struct mbox *mb, const char *name, bool create);
+
+/* Cached strings per message, by kind. get returns a malloc'd copy or
+ * NULL when not cached; put appends to petrel-cache. Failures to write
+ * the cache are not errors (it is only a cache). */
+enum mbox_cache_kind {
+	MBOX_CACHE_ENVELOPE, MBOX_CACHE_BODYSTRUCTURE, MBOX_CACHE_BODY,
+	MBOX_CACHE_KINDS
+};
+char *mbox_cache_get(struct mbox *mb, size_t i, enum mbox_cache_kind kind);
+void mbox_cache_put(struct mbox *mb, size_t i, enum mbox_cache_kind kind,
+    const char *value);
+
+/* After the caller has added files itself (APPEND, COPY, MOVE into
+ * this folder): sync, then the uid of the message whose file name
+ * starts with the stable part of name (up to ':'), or 0 if not found.
+ * internaldate, when >= 0, is set as the file's mtime before it is
+ * indexed (APPEND with a date). */
+uint32_t mbox_uid_of_added(struct mbox *mb, const char *name,
+    long long internaldate, const char **error_r);
+
+/* UIDVALIDITY and UIDNEXT and the message count of a folder without
+ * keeping a handle (STATUS): cheap when the index is current. unseen_r
+ * counts messages without S, recent_r those in new/. */
+int mbox_status(const char *path, uint32_t *uidvalidity_r,
+    uint32_t *uidnext_r, uint32_t *messages_r, uint32_t *unseen_r,
+    uint32_t *recent_r, const char **error_r);
+
+#endif

@@ -1,0 +1,129 @@
+#ifndef PETREL_MIME_H
+#define PETREL_MIME_H
+/*
+ * MIME structure of one message for IMAP: the part tree, ENVELOPE,
+ * BODY/BODYSTRUCTURE, section extraction and the decoded text SEARCH
+ * looks at (RFC 3501 6.4.4, 7.4.2; RFC 2045-2047, RFC 2231).
+ *
+ * Input is the message in wire form: every line ends in CRLF (the caller
+ * converts Maildir's LF files with mime_to_crlf() first), so every offset
+ * and size below is what IMAP reports. The data must stay valid and
+ * unchanged while a tree made from it is used. Any bytes are accepted:
+ * a malformed message gives a best-effort tree, never a failure, and
+ * nesting deeper than MIME_DEPTH_MAX is treated as an opaque leaf.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/base/str.h"
+
+#define MIME_DEPTH_MAX 32
+/* Parts in one message; the rest are folded into the last part's body. */
+#define MIME_PARTS_MAX 5000
+
+struct mime_param {
+	char *name;		/* lower-case */
+	char *value;		/* RFC 2231 continuations joined; still
+				   encoded as it was (IMAP reports raw) */
+};
+
+struct mime_part {
+	/* Offsets into the message data. The header section runs from
+	 * hdr_off for hdr_len bytes and includes the empty line that ends
+	 * it (when present); the body follows at body_off. */
+	size_t hdr_off, hdr_len;
+	size_t body_off, body_len;
+	size_t body_lines;	/* CRLF count in the body */
+
+	/* Content-Type, defaults per RFC 2045 (text/plain; charset=us-ascii,
+	 * or message/rfc822 inside multipart/digest). Lower-case. */
+	char *type, *subtype;
+	struct mime_param *params;
+	size_t nparams;
+	char *id, *description;		/* raw header values or NULL */
+	char *encoding;			/* Content-Transfer-Encoding,
+					   upper-case as IMAP shows it;
+					   "7BIT" when absent */
+	char *md5;
+	char *disposition;		/* lower-case or NULL */
+	struct mime_param *disp_params;
+	size_t ndisp_params;
+	char **languages;		/* Content-Language, or NULL */
+	size_t nlanguages;
+	char *location;
+
+	struct mime_part *children;	/* multipart/ *: the body parts */
+	size_t nchildren;
+	struct mime_part *message;	/* message/rfc822: the inner message
+					   (its hdr/body offsets are absolute) */
+	struct mime_part *parent;
+};
+
+/* Wire form of a Maildir file: bare LF -> CRLF, existing CRLF kept.
+ * Appends to out. */
+void mime_to_crlf(const char *data, size_t len, str_t *out);
+/* The number of bytes mime_to_crlf would produce. */
+uint64_t mime_crlf_size(const char *data, size_t len);
+
+/* The part tree of a whole message (the root is the message itself:
+ * its header is the message header). Never NULL. */
+struct mime_part *mime_parse(const char *data, size_t len);
+void mime_free(struct mime_part *root);
+
+/* IMAP ENVELOPE (RFC 3501 7.4.2), parenthesised, for the message whose
+ * header is part->hdr (the root, or a message/rfc822 part's ->message).
+ * Strings are IMAP quoted strings or literals ({n}CRLF...) when they
+ * contain CR, LF, '"' with 8-bit, etc.; NIL where absent. Addresses are
+ * parsed per RFC 5322 with groups as IMAP wants them. */
+void mime_envelope(const char *data, const struct mime_part *msg, str_t *out);
+/* BODY (extended = false) or BODYSTRUCTURE (extended = true) of the
+ * part, parenthesised, per RFC 3501 7.4.2. */
+void mime_bodystructure(const char *data, const struct mime_part *part,
+    bool extended, str_t *out);
+
+/* The part named by an IMAP section part specifier "1.2.3" (nums, n
+ * numbers; n == 0 is the root). Per RFC 3501 6.4.5: a non-multipart
+ * part has part 1 = itself; for a message/rfc822 part the numbers go
+ * into the inner message's parts. NULL if there is no such part. */
+const struct mime_part *mime_part_find(const struct mime_part *root,
+    const uint32_t *nums, size_t n);
+
+/* Header fields of a header block (hdr, len: a header section as
+ * above), for BODY[HEADER.FIELDS (...)] and [HEADER.FIELDS.NOT (...)]:
+ * appends the fields whose names are (not, if exclude) in names
+ * (case-insensitive), each with its continuation lines, then the empty
+ * line "\r\n". */
+void mime_header_fields(const char *hdr, size_t len, const char *const *names,
+    size_t nnames, bool exclude, str_t *out);
+
+/* The first header field named name (case-insensitive) in a header
+ * block: its raw value with continuation lines unfolded (CRLF removed),
+ * leading white space trimmed. NULL if absent. malloc'd. */
+char *mime_header_get(const char *hdr, size_t len, const char *name);
+
+/* RFC 2047 encoded-words in a header value decoded to UTF-8 (charsets
+ * through iconv; unknown charsets and broken words left as they are).
+ * Appends to out. */
+void mime_decode_header(const char *value, size_t len, str_t *out);
+
+/* Date header parsed per RFC 5322 (with the obsolete forms: two-digit
+ * years, named zones). Seconds since the epoch, or -1 if unparseable. */
+long long mime_parse_date(const char *value);
+
+/* Case-insensitive substring match for SEARCH (ASCII letters folded;
+ * the needle is UTF-8).
+ * mime_search_header: name == NULL means any header field (the whole
+ *   header, decoded); else the values of the fields named name (all of
+ *   them), RFC 2047-decoded. An empty needle matches when the field
+ *   exists.
+ * mime_search_body: the bodies of all text parts, transfer-decoded
+ *   (base64, quoted-printable) and converted to UTF-8 from their
+ *   charset; with text = true the headers of every part count too
+ *   (SEARCH TEXT). */
+bool mime_search_header(const char *data, const struct mime_part *root,
+    const char *name, const char *needle);
+bool mime_search_body(const char *data, const struct mime_part *root,
+    const char *needle, bool text);
+
+#endif

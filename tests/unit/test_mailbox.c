@@ -1,0 +1,1348 @@
+/*
+ * test_mailbox.c: unit tests for lib/imap/mailbox.c (and mbox_index.c,
+ * mbox_cache.c) -- UID assignment and stability across handles and
+ * processes, new/ -> cur/ and \Recent, flag changes and expunges seen by
+ * other handles, dovecot-uidlist / courierimapuiddb import, rebuilding
+ * corrupt indexes, keywords, the cache, STATUS, and a 20,000-message
+ * folder whose warm open trusts the index.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/base/alloc.h"
+#include "lib/base/log.h"
+#include "lib/base/str.h"
+#include "lib/imap/mailbox.h"
+#include "lib/maildir/maildir.h"
+#include "tests/unit/test.h"
+
+static unsigned int folder_seq;
+
+/* A fresh maildir folder under the test directory. malloc'd. */
+static char *
+mkfolder(const char *what)
+{
+	char *path = xasprintf("%s/%s-%u", test_tmpdir(), what, ++folder_seq);
+	const char *error;
+
+	if (maildir_make(path, &error) < 0) {
+		fprintf(stderr, "maildir_make: %s\n", error);
+		exit(2);
+	}
+	return path;
+}
+
+static void
+write_file(const char *path, const char *content)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	if (fd < 0 || write(fd, content, strlen(content)) !=
+	    (ssize_t)strlen(content) || close(fd) < 0) {
+		perror(path);
+		exit(2);
+	}
+}
+
+/* folder/sub/name with content; mtime set when > 0. */
+static void
+put_msg(const char *folder, const char *sub, const char *name,
+    const char *content, time_t mtime)
+{
+	char *path = xasprintf("%s/%s/%s", folder, sub, name);
+
+	write_file(path, content);
+	if (mtime > 0) {
+		struct timespec ts[2] = { { mtime, 0 }, { mtime, 0 } };
+
+		utimensat(AT_FDCWD, path, ts, 0);
+	}
+	free(path);
+}
+
+/* Give cur/ and new/ an mtime in the past, so the index may trust it. */
+static void
+age_dirs(const char *folder)
+{
+	struct timespec ts[2];
+	char *p;
+	int d;
+
+	clock_gettime(CLOCK_REALTIME, &ts[0]);
+	ts[0].tv_sec -= 100;
+	ts[1] = ts[0];
+	for (d = 0; d < 2; d++) {
+		p = xasprintf("%s/%s", folder, d ? "cur" : "new");
+		utimensat(AT_FDCWD, p, ts, 0);
+		free(p);
+	}
+}
+
+static struct timespec
+dir_mtime(const char *folder, const char *sub)
+{
+	char *p = xasprintf("%s/%s", folder, sub);
+	struct stat st;
+
+	if (stat(p, &st) < 0)
+		memset(&st, 0, sizeof(st));
+	free(p);
+	return st.st_mtim;
+}
+
+static void
+set_dir_mtime(const char *folder, const char *sub, struct timespec t)
+{
+	char *p = xasprintf("%s/%s", folder, sub);
+	struct timespec ts[2] = { t, t };
+
+	utimensat(AT_FDCWD, p, ts, 0);
+	free(p);
+}
+
+static int
+count_dir(const char *folder, const char *sub)
+{
+	char *p = xasprintf("%s/%s", folder, sub);
+	struct dirent *de;
+	DIR *d = opendir(p);
+	int n = 0;
+
+	free(p);
+	if (d == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] != '.')
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+static bool
+file_exists(const char *folder, const char *sub, const char *name)
+{
+	char *p = xasprintf("%s/%s/%s", folder, sub, name);
+	struct stat st;
+	bool ok = stat(p, &st) == 0;
+
+	free(p);
+	return ok;
+}
+
+static bool
+starts_with(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* The message whose name starts with key (up to ':'), or NULL. */
+static struct mbox_msg *
+find_key(struct mbox *mb, const char *key)
+{
+	size_t i, kl = strlen(key);
+
+	for (i = 0; i < mb->n; i++) {
+		if (strncmp(mb->msgs[i].name, key, kl) == 0 &&
+		    (mb->msgs[i].name[kl] == ':' ||
+		    mb->msgs[i].name[kl] == '\0'))
+			return &mb->msgs[i];
+	}
+	return NULL;
+}
+
+static size_t
+live_count(const struct mbox *mb)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < mb->n; i++)
+		n += !mb->msgs[i].expunged;
+	return n;
+}
+
+static double
+elapsed_ms(const struct timespec *a)
+{
+	struct timespec b;
+
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	return (double)(b.tv_sec - a->tv_sec) * 1e3 +
+	    (double)(b.tv_nsec - a->tv_nsec) / 1e6;
+}
+
+static struct mbox *
+open_ok(const char *folder, bool readonly)
+{
+	struct mbox *mb = NULL;
+	const char *error = NULL;
+
+	if (mbox_open(folder, readonly, &mb, &error) < 0) {
+		fprintf(stderr, "mbox_open(%s): %s\n", folder, error);
+		return NULL;
+	}
+	return mb;
+}
+
+/* ---- tests ---- */
+
+static void
+test_fresh(void)
+{
+	char *f = mkfolder("fresh");
+	struct mbox *mb, *mb2;
+	struct mbox_msg *m;
+	size_t i;
+
+	test_begin("mailbox: fresh folder gets UIDs 1..n in name order");
+	/* created out of order; names order them */
+	put_msg(f, "new", "1700000003.M5P1.host", "c\n", 1700000003);
+	put_msg(f, "new", "1700000001.M9P1.host,S=4,W=6", "a\nb\n",
+	    1700000001);
+	put_msg(f, "new", "1700000002.M1P1.host", "x\r\ny\nz", 1700000002);
+	put_msg(f, "cur", "1700000001.M10P1.host:2,S", "hello\n", 1700000009);
+	put_msg(f, "new", ".hidden", "x", 0);
+	put_msg(f, "new", "bad\001name", "x", 0);
+	mb = open_ok(f, false);
+	test_assert(mb != NULL);
+	if (mb == NULL)
+		goto out;
+	test_assert(mb->uidvalidity > 1600000000u);
+	test_assert(mb->n == 4);
+	test_assert(mb->uidnext == 5);
+	for (i = 0; i < mb->n; i++) {
+		test_assert(mb->msgs[i].uid == i + 1);
+		test_assert(mb->msgs[i].in_cur);
+		test_assert(!mb->msgs[i].expunged);
+		test_assert(!mb->msgs[i].flags_changed);
+	}
+	test_assert(starts_with(mb->msgs[0].name, "1700000001.M9P1"));
+	test_assert(starts_with(mb->msgs[1].name, "1700000001.M10P1"));
+	test_assert(starts_with(mb->msgs[2].name, "1700000002.M1P1"));
+	test_assert(starts_with(mb->msgs[3].name, "1700000003.M5P1"));
+	/* new/ files moved to cur/ with ":2," and recent; cur/ one not */
+	test_assert_streq(mb->msgs[0].name, "1700000001.M9P1.host,S=4,W=6:2,");
+	test_assert(mb->msgs[0].recent);
+	test_assert(!mb->msgs[1].recent);
+	test_assert_streq(mb->msgs[1].flags, "S");
+	test_assert(mb->msgs[2].recent && mb->msgs[3].recent);
+	test_assert(file_exists(f, "cur", "1700000003.M5P1.host:2,"));
+	test_assert(count_dir(f, "new") == 1);	/* the skipped one */
+	/* sizes: from S=/W=, else counted (bare LFs count twice) */
+	test_assert(mb->msgs[0].size == 4 && mb->msgs[0].vsize == 6);
+	test_assert(mb->msgs[1].size == 6 && mb->msgs[1].vsize == 7);
+	test_assert(mb->msgs[2].size == 6 && mb->msgs[2].vsize == 7);
+	/* internaldate: the mtime */
+	test_assert(mb->msgs[0].internaldate == 1700000001);
+	test_assert(mb->msgs[1].internaldate == 1700000009);
+	test_assert(mbox_find_uid(mb, 3) == 2);
+	test_assert(mbox_find_uid(mb, 9) == -1);
+	m = &mb->msgs[2];
+	{
+		char *p = mbox_msg_path(mb, m);
+		char *want = xasprintf("%s/cur/%s", f, m->name);
+
+		test_assert_streq(p, want);
+		free(p);
+		free(want);
+	}
+	/* a second handle: same UIDs, nothing recent */
+	mb2 = open_ok(f, false);
+	test_assert(mb2 != NULL);
+	if (mb2 != NULL) {
+		test_assert(mb2->uidvalidity == mb->uidvalidity);
+		test_assert(mb2->n == 4);
+		for (i = 0; i < mb2->n && i < mb->n; i++) {
+			test_assert(mb2->msgs[i].uid == mb->msgs[i].uid);
+			test_assert_streq(mb2->msgs[i].name, mb->msgs[i].name);
+			test_assert(!mb2->msgs[i].recent);
+			test_assert(mb2->msgs[i].internaldate ==
+			    mb->msgs[i].internaldate);
+		}
+		mbox_close(&mb2);
+	}
+	mbox_close(&mb);
+	test_assert(mb == NULL);
+out:
+	free(f);
+	test_end();
+}
+
+static void
+test_stability(void)
+{
+	char *f = mkfolder("stable"), *path = NULL;
+	struct mbox *a, *b;
+	const char *error;
+	uint32_t uidv;
+	size_t added = 99;
+
+	test_begin("mailbox: UIDs stable across reopen and two handles");
+	for (int i = 0; i < 3; i++) {
+		test_assert(maildir_deliver(f, "Subject: x\n\nhi\n", 15, NULL,
+		    &error) == 0);
+	}
+	a = open_ok(f, false);
+	test_assert(a != NULL && a->n == 3);
+	if (a == NULL)
+		goto out;
+	uidv = a->uidvalidity;
+	mbox_close(&a);
+	a = open_ok(f, false);
+	b = open_ok(f, false);
+	test_assert(a != NULL && b != NULL);
+	if (a == NULL || b == NULL)
+		goto out2;
+	test_assert(a->uidvalidity == uidv && b->uidvalidity == uidv);
+	test_assert(a->n == 3 && a->msgs[2].uid == 3 && !a->msgs[2].recent);
+
+	/* a delivery: the first handle to sync gets it recent */
+	test_assert(maildir_deliver(f, "Subject: y\n\nnew\n", 16, &path,
+	    &error) == 0);
+	test_assert(mbox_sync(a, &added, &error) == 0);
+	test_assert(added == 1);
+	test_assert(a->n == 4 && a->msgs[3].uid == 4 && a->msgs[3].recent);
+	test_assert(a->uidnext == 5);
+	test_assert(mbox_sync(b, &added, &error) == 0);
+	test_assert(added == 1);
+	test_assert(b->n == 4 && b->msgs[3].uid == 4 && !b->msgs[3].recent);
+	test_assert_streq(b->msgs[3].name, a->msgs[3].name);
+	test_assert(b->uidnext == 5);
+
+	/* the other way round, two at once */
+	test_assert(maildir_deliver(f, "1\n", 2, NULL, &error) == 0);
+	test_assert(maildir_deliver(f, "2\n", 2, NULL, &error) == 0);
+	test_assert(mbox_sync(b, &added, &error) == 0);
+	test_assert(added == 2 && b->n == 6);
+	test_assert(b->msgs[4].uid == 5 && b->msgs[5].uid == 6);
+	test_assert(b->msgs[4].recent && b->msgs[5].recent);
+	test_assert(mbox_sync(a, &added, &error) == 0);
+	test_assert(added == 2 && a->n == 6);
+	test_assert(a->msgs[5].uid == 6 && !a->msgs[5].recent);
+	test_assert_streq(a->msgs[5].name, b->msgs[5].name);
+	/* nothing new: nothing added */
+	test_assert(mbox_sync(a, &added, &error) == 0 && added == 0);
+out2:
+	mbox_close(&a);
+	mbox_close(&b);
+	/* reopen: the same */
+	a = open_ok(f, true);
+	test_assert(a != NULL && a->n == 6 && a->uidvalidity == uidv);
+	test_assert(a != NULL && a->uidnext == 7);
+	mbox_close(&a);
+out:
+	free(path);
+	free(f);
+	test_end();
+}
+
+static void
+test_flags(void)
+{
+	char *f = mkfolder("flags"), *from, *to;
+	struct mbox *a, *b;
+	const char *error;
+	struct mbox_msg *m;
+	size_t added;
+
+	test_begin("mailbox: flag changes seen by other handles");
+	put_msg(f, "cur", "1700000001.M1P1.h,S=2,W=3:2,", "a\n", 0);
+	put_msg(f, "cur", "1700000002.M1P1.h,S=2,W=3:2,S", "b\n", 0);
+	put_msg(f, "new", "1700000003.M1P1.h,S=2,W=3", "c\n", 0);
+	a = open_ok(f, false);
+	b = open_ok(f, false);
+	test_assert(a != NULL && b != NULL);
+	if (a == NULL || b == NULL)
+		goto out;
+	test_assert(mbox_set_flags(a, 0, "SFS", &error) == 0);
+	test_assert_streq(a->msgs[0].flags, "FS");
+	test_assert_streq(a->msgs[0].name, "1700000001.M1P1.h,S=2,W=3:2,FS");
+	test_assert(!a->msgs[0].flags_changed);
+	test_assert(file_exists(f, "cur", "1700000001.M1P1.h,S=2,W=3:2,FS"));
+	test_assert(mbox_set_flags(a, 1, "x!", &error) == -1);
+	test_assert(mbox_set_flags(a, 7, "S", &error) == -1);
+	test_assert(mbox_flush(a, &error) == 0);
+	test_assert(mbox_sync(b, &added, &error) == 0 && added == 0);
+	test_assert(b->msgs[0].flags_changed);
+	test_assert_streq(b->msgs[0].flags, "FS");
+	test_assert(!b->msgs[1].flags_changed);
+	test_assert(b->msgs[0].uid == 1);
+	b->msgs[0].flags_changed = false;
+
+	/* another tool renames a file: same UID, new flags */
+	from = xasprintf("%s/cur/1700000002.M1P1.h,S=2,W=3:2,S", f);
+	to = xasprintf("%s/cur/1700000002.M1P1.h,S=2,W=3:2,RS", f);
+	test_assert(rename(from, to) == 0);
+	free(from);
+	free(to);
+	test_assert(mbox_sync(b, &added, &error) == 0 && added == 0);
+	test_assert(b->msgs[1].flags_changed);
+	test_assert_streq(b->msgs[1].flags, "RS");
+	test_assert(b->msgs[1].uid == 2 && !b->msgs[1].expunged);
+	test_assert(mbox_sync(a, &added, &error) == 0 && added == 0);
+	test_assert(a->msgs[1].flags_changed);
+	test_assert_streq(a->msgs[1].name, "1700000002.M1P1.h,S=2,W=3:2,RS");
+	test_assert(!a->msgs[0].flags_changed);
+
+	/* a stale handle renames a file someone else renamed meanwhile:
+	 * it finds the new name, no expunge */
+	from = xasprintf("%s/cur/1700000003.M1P1.h,S=2,W=3:2,", f);
+	to = xasprintf("%s/cur/1700000003.M1P1.h,S=2,W=3:2,T", f);
+	test_assert(rename(from, to) == 0);
+	test_assert(mbox_set_flags(b, 2, "D", &error) == 0);
+	test_assert_streq(b->msgs[2].name, "1700000003.M1P1.h,S=2,W=3:2,D");
+	test_assert(!b->msgs[2].expunged);
+	test_assert(file_exists(f, "cur", "1700000003.M1P1.h,S=2,W=3:2,D"));
+	test_assert(count_dir(f, "cur") == 3);
+	/* a vanished file: expunged, 1 */
+	unlink(to);
+	free(from);
+	free(to);
+	to = xasprintf("%s/cur/1700000003.M1P1.h,S=2,W=3:2,D", f);
+	unlink(to);
+	free(to);
+	test_assert(mbox_set_flags(b, 2, "S", &error) == 1);
+	test_assert(b->msgs[2].expunged);
+	test_assert(mbox_set_flags(b, 2, "S", &error) == 1);
+
+	/* the trusted-mtime path: an aged directory, then a change */
+	age_dirs(f);
+	test_assert(mbox_sync(a, &added, &error) == 0);	/* records it */
+	m = &a->msgs[0];
+	m->flags_changed = false;
+	from = xasprintf("%s/cur/%s", f, m->name);
+	to = xasprintf("%s/cur/1700000001.M1P1.h,S=2,W=3:2,", f);
+	test_assert(rename(from, to) == 0);
+	free(from);
+	free(to);
+	test_assert(mbox_sync(a, &added, &error) == 0);
+	test_assert(a->msgs[0].flags_changed);
+	test_assert_streq(a->msgs[0].flags, "");
+	test_assert(a->msgs[2].expunged);
+out:
+	mbox_close(&a);
+	mbox_close(&b);
+	free(f);
+	test_end();
+}
+
+static void
+test_readonly(void)
+{
+	char *f = mkfolder("ro");
+	struct mbox *mb, *rw;
+	const char *error;
+	size_t idx = 0;
+
+	test_begin("mailbox: read-only handles leave new/ alone");
+	put_msg(f, "new", "1700000001.M1P1.h", "a\n", 0);
+	put_msg(f, "new", "1700000002.M1P1.h", "b\n", 0);
+	mb = open_ok(f, true);
+	test_assert(mb != NULL);
+	if (mb == NULL)
+		goto out;
+	test_assert(mb->n == 2 && !mb->msgs[0].in_cur && !mb->msgs[0].recent);
+	test_assert(count_dir(f, "new") == 2);
+	test_assert(mbox_set_flags(mb, 0, "S", &error) == -1);
+	test_assert(mbox_expunge(mb, &idx, 1, &error) == -1);
+	test_assert(mbox_keyword_letter(mb, "Junk", true) == 0);
+	/* a read-write handle takes them: same UIDs, recent there */
+	rw = open_ok(f, false);
+	test_assert(rw != NULL && rw->n == 2);
+	if (rw != NULL) {
+		test_assert(rw->msgs[0].uid == 1 && rw->msgs[0].recent);
+		test_assert(rw->msgs[1].uid == 2 && rw->msgs[1].in_cur);
+		mbox_close(&rw);
+	}
+	test_assert(count_dir(f, "new") == 0);
+	test_assert(mbox_sync(mb, NULL, &error) == 0);
+	test_assert(mb->msgs[0].in_cur && !mb->msgs[0].recent);
+	test_assert(!mb->msgs[0].flags_changed && !mb->msgs[0].expunged);
+	mbox_close(&mb);
+out:
+	free(f);
+	test_end();
+}
+
+static void
+test_expunge(void)
+{
+	char *f = mkfolder("expunge"), *name;
+	struct mbox *a, *b;
+	const char *error;
+	uint32_t *seqs = NULL;
+	size_t n = 0, idx[3], i;
+
+	test_begin("mailbox: expunge, seen by another handle, purge");
+	for (i = 0; i < 6; i++) {
+		name = xasprintf("17000000%02zu.M1P1.h,S=2,W=3", i);
+		put_msg(f, "cur", name, "x\n", 0);
+		free(name);
+	}
+	a = open_ok(f, false);
+	b = open_ok(f, false);
+	test_assert(a != NULL && b != NULL);
+	if (a == NULL || b == NULL)
+		goto out;
+	idx[0] = 1;
+	idx[1] = 3;
+	idx[2] = 3;	/* twice is fine */
+	test_assert(mbox_expunge(a, idx, 3, &error) == 0);
+	test_assert(a->msgs[1].expunged && a->msgs[3].expunged);
+	test_assert(count_dir(f, "cur") == 4);
+	test_assert(mbox_flush(a, &error) == 0);
+	/* still listed until purge */
+	test_assert(a->n == 6);
+	test_assert(mbox_sync(b, NULL, &error) == 0);
+	test_assert(b->n == 6);
+	test_assert(b->msgs[1].expunged && b->msgs[3].expunged);
+	test_assert(!b->msgs[0].expunged && !b->msgs[2].expunged);
+	/* a file removed by someone else */
+	name = mbox_msg_path(b, &b->msgs[5]);
+	unlink(name);
+	free(name);
+	test_assert(mbox_sync(b, NULL, &error) == 0);
+	test_assert(b->msgs[5].expunged);
+	mbox_purge(b, &seqs, &n);
+	test_assert(n == 3);
+	if (n == 3)
+		test_assert(seqs[0] == 6 && seqs[1] == 4 && seqs[2] == 2);
+	free(seqs);
+	test_assert(b->n == 3);
+	test_assert(b->msgs[0].uid == 1 && b->msgs[1].uid == 3 &&
+	    b->msgs[2].uid == 5);
+	test_assert(mbox_find_uid(b, 4) == -1 && mbox_find_uid(b, 5) == 2);
+	mbox_purge(b, &seqs, &n);
+	test_assert(n == 0 && seqs == NULL);
+	/* an already vanished file counts as done */
+	name = mbox_msg_path(a, &a->msgs[0]);
+	unlink(name);
+	free(name);
+	idx[0] = 0;
+	test_assert(mbox_expunge(a, idx, 1, &error) == 0);
+	test_assert(a->msgs[0].expunged);
+	test_assert(mbox_sync(a, NULL, &error) == 0);
+	test_assert(a->msgs[5].expunged);
+	test_assert(live_count(a) == 2);
+	/* reopen: the survivors */
+	mbox_close(&b);
+	b = open_ok(f, false);
+	test_assert(b != NULL && b->n == 2);
+	if (b != NULL)
+		test_assert(b->msgs[0].uid == 3 && b->msgs[1].uid == 5);
+out:
+	mbox_close(&a);
+	mbox_close(&b);
+	free(f);
+	test_end();
+}
+
+static void
+test_import(void)
+{
+	char *f, *p;
+	struct mbox *mb;
+	struct mbox_msg *m;
+
+	test_begin("mailbox: dovecot-uidlist v3 import keeps UIDs");
+	f = mkfolder("dovecot3");
+	put_msg(f, "cur", "1600000001.M1P1.h,S=2,W=3:2,S", "a\n", 0);
+	put_msg(f, "cur", "1600000002.M1P1.h,S=2,W=3:2,", "b\n", 0);
+	put_msg(f, "new", "1600000003.M1P1.h,S=2,W=3", "c\n", 0);
+	put_msg(f, "cur", "1500000000.M1P1.h:2,", "old but unlisted\n", 0);
+	p = xasprintf("%s/dovecot-uidlist", f);
+	write_file(p, "3 V1234567 N40 G0123456789abcdef\n"
+	    "17 :1600000002.M1P1.h,S=2,W=3\n"
+	    "12 W3 S2 :1600000001.M1P1.h,S=2,W=3:2,S\n"	/* out of order */
+	    "30 GUID=x :1600000003.M1P1.h,S=2,W=3\n"
+	    "35 :1600000009.M1P1.gone\n"
+	    "garbage line\n");
+	free(p);
+	mb = open_ok(f, false);
+	test_assert(mb != NULL);
+	if (mb != NULL) {
+		test_assert(mb->uidvalidity == 1234567);
+		test_assert(mb->n == 4);
+		m = find_key(mb, "1600000002.M1P1.h,S=2,W=3");
+		test_assert(m != NULL && m->uid == 17);
+		/* 12 came after 17: not ascending, so not imported */
+		m = find_key(mb, "1600000001.M1P1.h,S=2,W=3");
+		test_assert(m != NULL && m->uid >= 40);
+		m = find_key(mb, "1600000003.M1P1.h,S=2,W=3");
+		test_assert(m != NULL && m->uid == 30 && m->recent);
+		m = find_key(mb, "1500000000.M1P1.h");
+		test_assert(m != NULL && m->uid == 40);
+		test_assert(mb->msgs[mb->n - 1].uid == 41);
+		test_assert(mb->uidnext == 42);
+		for (size_t i = 1; i < mb->n; i++)
+			test_assert(mb->msgs[i - 1].uid < mb->msgs[i].uid);
+		mbox_close(&mb);
+	}
+	free(f);
+	test_end();
+
+	test_begin("mailbox: dovecot-uidlist v1 and courierimapuiddb import");
+	f = mkfolder("dovecot1");
+	put_msg(f, "cur", "1600000001.M1P1.h:2,S", "a\n", 0);
+	put_msg(f, "cur", "1600000002.M1P1.h:2,", "b\n", 0);
+	p = xasprintf("%s/dovecot-uidlist", f);
+	write_file(p, "1 99 8\n3 1600000001.M1P1.h\n5 1600000002.M1P1.h:2,\n");
+	free(p);
+	mb = open_ok(f, false);
+	test_assert(mb != NULL && mb->uidvalidity == 99 && mb->n == 2);
+	if (mb != NULL && mb->n == 2) {
+		test_assert(mb->msgs[0].uid == 3 && mb->msgs[1].uid == 5);
+		test_assert(mb->uidnext == 8);
+	}
+	mbox_close(&mb);
+	free(f);
+
+	f = mkfolder("courier");
+	put_msg(f, "cur", "1600000001.M1P1.h:2,S", "a\n", 0);
+	put_msg(f, "cur", "1600000002.M1P1.h:2,RS", "b\n", 0);
+	put_msg(f, "new", "1600000003.M1P1.h", "c\n", 0);
+	p = xasprintf("%s/courierimapuiddb", f);
+	write_file(p, "1 424242 60\n50 1600000001.M1P1.h:2,S\n"
+	    "51 1600000002.M1P1.h\n");
+	free(p);
+	mb = open_ok(f, false);
+	test_assert(mb != NULL && mb->uidvalidity == 424242 && mb->n == 3);
+	if (mb != NULL && mb->n == 3) {
+		test_assert(mb->msgs[0].uid == 50 && mb->msgs[1].uid == 51);
+		test_assert_streq(mb->msgs[1].flags, "RS");
+		test_assert(mb->msgs[2].uid == 60 && mb->msgs[2].recent);
+		test_assert(mb->uidnext == 61);
+	}
+	mbox_close(&mb);
+	/* the index now wins over the uidlist */
+	p = xasprintf("%s/courierimapuiddb", f);
+	write_file(p, "1 5 2\n1 1600000001.M1P1.h\n");
+	free(p);
+	mb = open_ok(f, false);
+	test_assert(mb != NULL && mb->uidvalidity == 424242);
+	mbox_close(&mb);
+	free(f);
+	test_end();
+}
+
+static char *
+read_all(const char *path, size_t *len_r)
+{
+	str_t s = STR_INIT;
+	char buf[65536];
+	ssize_t r;
+	int fd = open(path, O_RDONLY);
+
+	if (fd < 0)
+		return NULL;
+	while ((r = read(fd, buf, sizeof(buf))) > 0)
+		str_append_n(&s, buf, (size_t)r);
+	close(fd);
+	*len_r = s.len;
+	return str_steal(&s);
+}
+
+static void
+write_bytes(const char *path, const void *data, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	if (fd < 0 || write(fd, data, len) != (ssize_t)len || close(fd) < 0) {
+		perror(path);
+		exit(2);
+	}
+}
+
+static void
+test_corrupt(void)
+{
+	char *f = mkfolder("corrupt"), *ipath, *good, *bad, *name;
+	struct mbox *mb;
+	uint32_t uidv;
+	size_t len, i;
+	int round;
+
+	test_begin("mailbox: corrupt index is rebuilt, UIDs kept if possible");
+	for (i = 0; i < 10; i++) {
+		name = xasprintf("16000000%02zu.M1P1.h,S=2,W=3:2,", i);
+		put_msg(f, "cur", name, "x\n", 0);
+		free(name);
+	}
+	/* UIDs that differ from name order: expunge the first two,
+	 * deliver two more */
+	mb = open_ok(f, false);
+	test_assert(mb != NULL && mb->n == 10);
+	if (mb == NULL)
+		goto out;
+	{
+		size_t idx[2] = { 0, 1 };
+		const char *error;
+
+		test_assert(mbox_expunge(mb, idx, 2, &error) == 0);
+		put_msg(f, "cur", "1500000000.M1P1.h:2,", "early\n", 0);
+		test_assert(mbox_sync(mb, NULL, &error) == 0);
+	}
+	uidv = mb->uidvalidity;
+	mbox_close(&mb);
+	ipath = xasprintf("%s/petrel-index", f);
+	good = read_all(ipath, &len);
+	test_assert(good != NULL && len > 100);
+	if (good == NULL)
+		goto out2;
+
+	/* a flipped byte in the body: header parses, UIDs salvaged */
+	bad = xstrndup(good, len);
+	bad[len - 1] = ' ';
+	write_bytes(ipath, bad, len);
+	free(bad);
+	mb = open_ok(f, false);
+	test_assert(mb != NULL && mb->n == 9 && mb->uidvalidity == uidv);
+	if (mb != NULL && mb->n == 9) {
+		test_assert(mb->msgs[0].uid == 3);
+		test_assert(find_key(mb, "1500000000.M1P1.h")->uid == 11);
+		test_assert(mb->uidnext == 12);
+	}
+	mbox_close(&mb);
+
+	/* random garbage and truncations never crash, always rebuild */
+	srand(12345);
+	for (round = 0; round < 60; round++) {
+		size_t cut = (size_t)rand() % (len + 1);
+
+		if (round < 20) {
+			write_bytes(ipath, good, cut);
+		} else if (round < 40) {
+			bad = xstrndup(good, len);
+			for (i = 0; i < 1 + (size_t)rand() % 8; i++)
+				bad[(size_t)rand() % len] = (char)rand();
+			write_bytes(ipath, bad, len);
+			free(bad);
+		} else {
+			bad = xmalloc(cut + 1);
+			for (i = 0; i < cut; i++)
+				bad[i] = (char)rand();
+			if (round % 2 == 0 && cut > 20)
+				memcpy(bad, "petrel-index 1 ", 15);
+			write_bytes(ipath, bad, cut);
+			free(bad);
+		}
+		mb = open_ok(f, false);
+		test_assert(mb != NULL && live_count(mb) == 9);
+		if (mb != NULL) {
+			for (i = 1; i < mb->n; i++)
+				test_assert(mb->msgs[i - 1].uid <
+				    mb->msgs[i].uid);
+			test_assert(mb->uidnext > mb->msgs[mb->n - 1].uid);
+		}
+		mbox_close(&mb);
+	}
+	/* garbage dovecot-uidlist and courierimapuiddb too */
+	for (round = 0; round < 30; round++) {
+		char *up = xasprintf("%s/%s", f, round % 2 ? "dovecot-uidlist" :
+		    "courierimapuiddb");
+		size_t cut = (size_t)rand() % 400;
+
+		bad = xmalloc(cut + 1);
+		for (i = 0; i < cut; i++)
+			bad[i] = (char)(round % 3 ? rand() % 128 : rand());
+		if (cut > 10 && round % 4 == 0)
+			memcpy(bad, "3 V7 N9 \n1 :", 12);
+		else if (cut > 10 && round % 4 == 1)
+			memcpy(bad, "1 5 6\n1 1", 9);
+		write_bytes(up, bad, cut);
+		free(bad);
+		unlink(ipath);
+		mb = open_ok(f, false);
+		test_assert(mb != NULL && live_count(mb) == 9);
+		mbox_close(&mb);
+		unlink(up);
+		free(up);
+	}
+	free(good);
+out2:
+	free(ipath);
+out:
+	free(f);
+	test_end();
+}
+
+static void
+test_keywords(void)
+{
+	char *f = mkfolder("kw"), *p, *text;
+	struct mbox *a, *b;
+	size_t len;
+
+	test_begin("mailbox: keywords in dovecot-keywords");
+	p = xasprintf("%s/dovecot-keywords", f);
+	write_file(p, "1 $Forwarded\n5 Work\r\nx junk\n27 Bad\n");
+	a = open_ok(f, false);
+	b = open_ok(f, false);
+	test_assert(a != NULL && b != NULL);
+	if (a == NULL || b == NULL)
+		goto out;
+	test_assert_streq(a->keywords[1], "$Forwarded");
+	test_assert_streq(a->keywords[5], "Work");
+	test_assert(a->keywords[0] == NULL);
+	test_assert(mbox_keyword_letter(a, "$forwarded", false) == 'b');
+	test_assert(mbox_keyword_letter(a, "WORK", true) == 'f');
+	test_assert(mbox_keyword_letter(a, "Junk", false) == 0);
+	test_assert(mbox_keyword_letter(a, "Junk", true) == 'a');
+	test_assert(mbox_keyword_letter(a, "NonJunk", true) == 'c');
+	test_assert(mbox_keyword_letter(a, "junk", true) == 'a');
+	test_assert(mbox_keyword_letter(a, "bad name", true) == 0);
+	test_assert(mbox_keyword_letter(a, "", true) == 0);
+	test_assert_streq(a->keywords[0], "Junk");
+	/* the other handle sees them, also after its own additions */
+	test_assert(mbox_keyword_letter(b, "JUNK", false) == 'a');
+	test_assert(mbox_keyword_letter(b, "Later", true) == 'd');
+	test_assert(mbox_keyword_letter(a, "later", false) == 'd');
+	text = read_all(p, &len);
+	test_assert_streq(text, "0 Junk\n1 $Forwarded\n2 NonJunk\n3 Later\n"
+	    "5 Work\n");
+	free(text);
+	/* all 26 taken: 0 */
+	for (int i = 0; i < 30; i++) {
+		char *kw = xasprintf("kw%d", i);
+		char l = mbox_keyword_letter(a, kw, true);
+
+		test_assert(i < 21 ? l >= 'a' && l <= 'z' : l == 0);
+		free(kw);
+	}
+	/* keyword letters as flags */
+	put_msg(f, "cur", "1700000001.M1P1.h:2,", "x\n", 0);
+	test_assert(mbox_sync(a, NULL, NULL) == 0);
+	test_assert(a->n == 1 && mbox_set_flags(a, 0, "aSd", NULL) == 0);
+	test_assert_streq(a->msgs[0].flags, "Sad");
+	mbox_close(&a);
+	a = open_ok(f, true);
+	test_assert(a != NULL && a->n == 1);
+	if (a != NULL && a->n == 1) {
+		test_assert_streq(a->msgs[0].flags, "Sad");
+		test_assert_streq(a->keywords[3], "Later");
+	}
+out:
+	mbox_close(&a);
+	mbox_close(&b);
+	free(p);
+	free(f);
+	test_end();
+}
+
+static void
+test_cache(void)
+{
+	char *f = mkfolder("cache"), *v, *cpath, *name, *data;
+	struct mbox *a, *b;
+	const char *error;
+	struct stat st;
+	size_t i, len, *idx;
+	off_t before;
+	bool ok;
+
+	test_begin("mailbox: cache put/get, persistence, damage, compaction");
+	for (i = 0; i < 300; i++) {
+		name = xasprintf("1700%06zu.M1P1.h,S=2,W=3:2,", i);
+		put_msg(f, "cur", name, "x\n", 0);
+		free(name);
+	}
+	a = open_ok(f, false);
+	test_assert(a != NULL && a->n == 300);
+	if (a == NULL)
+		goto out;
+	test_assert(mbox_cache_get(a, 0, MBOX_CACHE_ENVELOPE) == NULL);
+	for (i = 0; i < a->n; i++) {
+		v = xasprintf("(\"envelope %zu\")", i);
+		mbox_cache_put(a, i, MBOX_CACHE_ENVELOPE, v);
+		free(v);
+		v = xasprintf("(\"text\" \"plain\" %zu)", i);
+		mbox_cache_put(a, i, MBOX_CACHE_BODYSTRUCTURE, v);
+		free(v);
+	}
+	mbox_cache_put(a, 5, MBOX_CACHE_ENVELOPE, "(\"newer\")");
+	mbox_cache_put(a, 6, MBOX_CACHE_BODY, "");
+	mbox_cache_put(a, 9999, MBOX_CACHE_BODY, "x");
+	v = mbox_cache_get(a, 7, MBOX_CACHE_ENVELOPE);
+	test_assert_streq(v, "(\"envelope 7\")");
+	free(v);
+	v = mbox_cache_get(a, 5, MBOX_CACHE_ENVELOPE);
+	test_assert_streq(v, "(\"newer\")");
+	free(v);
+	v = mbox_cache_get(a, 6, MBOX_CACHE_BODY);
+	test_assert_streq(v, "");
+	free(v);
+	test_assert(mbox_cache_get(a, 7, MBOX_CACHE_BODY) == NULL);
+	test_assert(mbox_cache_get(a, 9999, MBOX_CACHE_BODY) == NULL);
+	mbox_close(&a);
+
+	/* persisted, and visible to another handle */
+	a = open_ok(f, false);
+	b = open_ok(f, true);
+	test_assert(a != NULL && b != NULL);
+	if (a == NULL || b == NULL)
+		goto out2;
+	v = mbox_cache_get(a, 299, MBOX_CACHE_BODYSTRUCTURE);
+	test_assert_streq(v, "(\"text\" \"plain\" 299)");
+	free(v);
+	v = mbox_cache_get(b, 5, MBOX_CACHE_ENVELOPE);
+	test_assert_streq(v, "(\"newer\")");
+	free(v);
+	/* b (read-only) caches too; a learns the offset at its sync */
+	mbox_cache_put(b, 10, MBOX_CACHE_BODY, "BODY10");
+	test_assert(mbox_flush(b, &error) == 0);
+	test_assert(mbox_sync(a, NULL, &error) == 0);
+	v = mbox_cache_get(a, 10, MBOX_CACHE_BODY);
+	test_assert_streq(v, "BODY10");
+	free(v);
+	mbox_close(&b);
+
+	/* a damaged tail: a miss, never garbage */
+	cpath = xasprintf("%s/petrel-cache", f);
+	test_assert(stat(cpath, &st) == 0);
+	data = read_all(cpath, &len);
+	ok = true;
+	for (size_t cut = len - 70; data != NULL && cut < len; cut += 7) {
+		write_bytes(cpath, data, cut);
+		mbox_close(&a);
+		a = open_ok(f, false);
+		if (a == NULL)
+			break;
+		v = mbox_cache_get(a, 10, MBOX_CACHE_BODY);
+		if (v != NULL && strcmp(v, "BODY10") != 0)
+			ok = false;
+		free(v);
+		v = mbox_cache_get(a, 1, MBOX_CACHE_ENVELOPE);
+		if (v == NULL || strcmp(v, "(\"envelope 1\")") != 0)
+			ok = false;
+		free(v);
+	}
+	test_assert(ok);
+	/* random bytes everywhere after the header: misses or the truth */
+	if (data != NULL) {
+		srand(7);
+		for (i = 0; i < 200; i++)
+			data[32 + (size_t)rand() % (len - 32)] = (char)rand();
+		write_bytes(cpath, data, len);
+		ok = true;
+		for (i = 0; a != NULL && i < a->n; i++) {
+			char *want = xasprintf("(\"envelope %zu\")", i);
+
+			v = mbox_cache_get(a, i, MBOX_CACHE_ENVELOPE);
+			if (v != NULL && strcmp(v, want) != 0 &&
+			    strcmp(v, "(\"newer\")") != 0)
+				ok = false;
+			free(v);
+			free(want);
+		}
+		test_assert(ok);
+		write_bytes(cpath, data, len);
+	}
+	free(data);
+	/* a cache of another UIDVALIDITY is never used */
+	write_bytes(cpath, "PTRLCCH1\x01\x00\x00\x00\x01\x00\x00\x00"
+	    "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 32);
+	mbox_close(&a);
+	a = open_ok(f, false);
+	test_assert(a != NULL);
+	if (a == NULL)
+		goto out3;
+	test_assert(mbox_cache_get(a, 1, MBOX_CACHE_ENVELOPE) == NULL);
+	mbox_cache_put(a, 1, MBOX_CACHE_ENVELOPE, "again");
+	v = mbox_cache_get(a, 1, MBOX_CACHE_ENVELOPE);
+	test_assert_streq(v, "again");
+	free(v);
+
+	/* compaction once most records are dead */
+	for (i = 0; i < a->n; i++) {
+		v = xasprintf("envelope-%zu-%s", i, "padding padding padding");
+		mbox_cache_put(a, i, MBOX_CACHE_ENVELOPE, v);
+		free(v);
+	}
+	test_assert(mbox_flush(a, &error) == 0);
+	test_assert(stat(cpath, &st) == 0);
+	before = st.st_size;
+	idx = xcalloc(250, sizeof(*idx));
+	for (i = 0; i < 250; i++)
+		idx[i] = i;
+	test_assert(mbox_expunge(a, idx, 250, &error) == 0);
+	free(idx);
+	/* expunged but not purged: still served */
+	v = mbox_cache_get(a, 3, MBOX_CACHE_ENVELOPE);
+	test_assert(v != NULL && starts_with(v, "envelope-3-"));
+	free(v);
+	test_assert(mbox_sync(a, NULL, &error) == 0);
+	test_assert(stat(cpath, &st) == 0);
+	test_assert(st.st_size < before / 3);
+	v = mbox_cache_get(a, 260, MBOX_CACHE_ENVELOPE);
+	test_assert(v != NULL && starts_with(v, "envelope-260-"));
+	free(v);
+	mbox_close(&a);
+	a = open_ok(f, false);
+	test_assert(a != NULL && a->n == 50);
+	if (a != NULL) {
+		v = mbox_cache_get(a, 49, MBOX_CACHE_ENVELOPE);
+		test_assert(v != NULL && starts_with(v, "envelope-299-"));
+		free(v);
+		/* gone with the replaced cache of another UIDVALIDITY */
+		test_assert(mbox_cache_get(a, 49,
+		    MBOX_CACHE_BODYSTRUCTURE) == NULL);
+	}
+out3:
+	free(cpath);
+out2:
+	mbox_close(&a);
+	mbox_close(&b);
+out:
+	free(f);
+	test_end();
+}
+
+static void
+test_added(void)
+{
+	char *f = mkfolder("added"), *path = NULL, *base;
+	struct mbox_msg *m;
+	struct maildir_tmp *tmp;
+	struct mbox *mb;
+	const char *error;
+	uint32_t uid;
+	long i;
+
+	test_begin("mailbox: mbox_uid_of_added and internaldate");
+	put_msg(f, "cur", "1600000001.M1P1.h:2,", "x\n", 0);
+	mb = open_ok(f, false);
+	test_assert(mb != NULL);
+	if (mb == NULL)
+		goto out;
+	/* APPEND: into cur/ with flags and a date */
+	test_assert(maildir_tmp_open(f, &tmp, &error) == 0);
+	test_assert(maildir_tmp_write(tmp, "Subject: a\n\nb\n", 14,
+	    &error) == 0);
+	test_assert(maildir_tmp_commit_flags(&tmp, "S", &path, &error) == 0);
+	uid = mbox_uid_of_added(mb, path, 1234567890LL, &error);
+	test_assert(uid == 2);
+	i = mbox_find_uid(mb, uid);
+	test_assert(i == 1);
+	if (i == 1) {
+		m = &mb->msgs[i];
+		test_assert(m->internaldate == 1234567890LL);
+		test_assert_streq(m->flags, "S");
+		test_assert(m->size == 14 && m->vsize == 17);
+		test_assert(!m->recent);
+	}
+	free(path);
+	path = NULL;
+	/* COPY without flags: lands in new/, found by base name */
+	test_assert(maildir_deliver(f, "z\n", 2, &path, &error) == 0);
+	base = strrchr(path, '/') + 1;
+	uid = mbox_uid_of_added(mb, base, -1, &error);
+	test_assert(uid == 3);
+	i = mbox_find_uid(mb, 3);
+	test_assert(i == 2 && mb->msgs[2].recent && mb->msgs[2].in_cur);
+	test_assert(mbox_uid_of_added(mb, "nonexistent.M1", -1, &error) == 0);
+	mbox_close(&mb);
+	/* the date survives a reopen */
+	mb = open_ok(f, true);
+	test_assert(mb != NULL && mb->n == 3);
+	if (mb != NULL && mb->n == 3)
+		test_assert(mb->msgs[1].internaldate == 1234567890LL);
+	mbox_close(&mb);
+out:
+	free(path);
+	free(f);
+	test_end();
+}
+
+static void
+test_status(void)
+{
+	char *f = mkfolder("status"), *p;
+	uint32_t uidv, next, msgs, unseen, recent;
+	struct mbox *mb;
+	const char *error;
+
+	test_begin("mailbox: mbox_status");
+	put_msg(f, "cur", "1600000001.M1P1.h:2,S", "x\n", 0);
+	put_msg(f, "cur", "1600000002.M1P1.h:2,", "x\n", 0);
+	put_msg(f, "cur", "1600000003.M1P1.h:2,FS", "x\n", 0);
+	/* cold: no index yet */
+	test_assert(mbox_status(f, &uidv, &next, &msgs, &unseen, &recent,
+	    &error) == 0);
+	test_assert(msgs == 3 && unseen == 1 && recent == 0 && next == 4);
+	mb = open_ok(f, false);
+	test_assert(mb != NULL && mb->uidvalidity == uidv);
+	mbox_close(&mb);
+	/* new mail: counted as recent, not moved */
+	put_msg(f, "new", "1600000004.M1P1.h", "x\n", 0);
+	put_msg(f, "new", "1600000005.M1P1.h", "x\n", 0);
+	test_assert(mbox_status(f, &uidv, &next, &msgs, &unseen, &recent,
+	    &error) == 0);
+	test_assert(msgs == 5 && unseen == 3 && recent == 2 && next == 6);
+	test_assert(count_dir(f, "new") == 2);
+	/* warm: aged directories, recorded; STATUS reads the index only
+	 * (a file removed behind its back with the mtime restored is not
+	 * noticed: proof that it did not list) */
+	age_dirs(f);
+	test_assert(mbox_status(f, &uidv, &next, &msgs, &unseen, &recent,
+	    &error) == 0);
+	{
+		struct timespec t = dir_mtime(f, "cur");
+
+		p = xasprintf("%s/cur/1600000002.M1P1.h:2,", f);
+		unlink(p);
+		free(p);
+		set_dir_mtime(f, "cur", t);
+	}
+	test_assert(mbox_status(f, &uidv, &next, &msgs, &unseen, &recent,
+	    &error) == 0);
+	test_assert(msgs == 5 && unseen == 3 && recent == 2 && next == 6);
+	p = xasprintf("%s/nonexistent", f);
+	test_assert(mbox_status(p, &uidv, &next, &msgs, &unseen, &recent,
+	    &error) == -1);
+	free(p);
+	free(f);
+	test_end();
+}
+
+static void
+test_large(void)
+{
+	const int total = 20000;
+	char *f = mkfolder("large"), *name, *from, *to;
+	struct timespec t0, saved;
+	struct mbox *mb;
+	struct mbox_msg *m;
+	const char *error;
+	uint32_t uidv, next, msgs, unseen, recent;
+	double cold, warm, warm2;
+	int i;
+
+	test_begin("mailbox: 20,000 messages, warm open trusts the index");
+	for (i = 0; i < total; i++) {
+		name = xasprintf("17%08d.M%dP4242.mail.example.org,S=30,W=31"
+		    ":2,%s", i, i % 1000000, i % 3 ? "S" : "");
+		put_msg(f, "cur", name, "Subject: t\n\nbody of message\n", 0);
+		free(name);
+	}
+	age_dirs(f);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	mb = open_ok(f, false);
+	cold = elapsed_ms(&t0);
+	test_assert(mb != NULL && mb->n == (size_t)total);
+	if (mb == NULL)
+		goto out;
+	test_assert(mb->msgs[total - 1].uid == (uint32_t)total);
+	mbox_close(&mb);
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	mb = open_ok(f, false);
+	warm = elapsed_ms(&t0);
+	test_assert(mb != NULL && mb->n == (size_t)total);
+	mbox_close(&mb);
+
+	/* rename a file behind the index's back, restoring cur/'s mtime:
+	 * the warm open must still report the old name (no readdir) */
+	saved = dir_mtime(f, "cur");
+	from = xasprintf("%s/cur/1700000123.M123P4242.mail.example.org,S=30,"
+	    "W=31:2,", f);
+	to = xasprintf("%s/cur/1700000123.M123P4242.mail.example.org,S=30,"
+	    "W=31:2,FS", f);
+	test_assert(rename(from, to) == 0);
+	set_dir_mtime(f, "cur", saved);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	mb = open_ok(f, false);
+	warm2 = elapsed_ms(&t0);
+	test_assert(mb != NULL);
+	if (mb == NULL)
+		goto out2;
+	m = &mb->msgs[123];
+	test_assert(m->uid == 124);
+	test_assert_streq(m->flags, "");
+	test_assert(strstr(m->name, ":2,FS") == NULL);
+	test_assert(mbox_status(f, &uidv, &next, &msgs, &unseen, &recent,
+	    &error) == 0);
+	test_assert(msgs == (uint32_t)total && next == (uint32_t)total + 1);
+	test_assert(unseen == (uint32_t)(total + 2) / 3);
+	/* only new/ changed: only new/ is listed (the rename in cur/ is
+	 * still not seen) */
+	{
+		size_t added = 0;
+
+		put_msg(f, "new", "1800000000.M1P1.h", "new\n", 0);
+		test_assert(mbox_sync(mb, &added, &error) == 0 && added == 1);
+		test_assert(mb->msgs[total].uid == (uint32_t)total + 1);
+		test_assert(mb->msgs[total].recent);
+		test_assert(strstr(mb->msgs[123].name, ":2,FS") == NULL);
+	}
+	/* once the directory's mtime moves, the change is found */
+	clock_gettime(CLOCK_REALTIME, &saved);
+	set_dir_mtime(f, "cur", saved);
+	test_assert(mbox_sync(mb, NULL, &error) == 0);
+	m = &mb->msgs[123];
+	test_assert(m->uid == 124 && m->flags_changed);
+	test_assert_streq(m->flags, "FS");
+	test_assert(live_count(mb) == (size_t)total + 1);
+	mbox_close(&mb);
+	printf("    20k messages: cold open %.1f ms, warm open %.1f ms, "
+	    "%.1f ms\n", cold, warm, warm2);
+out2:
+	free(from);
+	free(to);
+out:
+	free(f);
+	test_end();
+}
+
+/* Children deliver and sync concurrently; every handle must agree. */
+static void
+test_processes(void)
+{
+	const int nchild = 4, rounds = 15;
+	char *f = mkfolder("procs"), *out;
+	struct mbox *mb;
+	const char *error;
+	pid_t pids[4];
+	int c, status;
+	bool ok = true;
+
+	test_begin("mailbox: several processes agree on UIDs");
+	for (c = 0; c < nchild; c++) {
+		pids[c] = fork();
+		if (pids[c] < 0) {
+			perror("fork");
+			exit(2);
+		}
+		if (pids[c] == 0) {
+			struct mbox *cm = NULL;
+			FILE *fp;
+			int r;
+
+			if (mbox_open(f, c == 3, &cm, &error) < 0)
+				_exit(3);
+			for (r = 0; r < rounds; r++) {
+				if (maildir_deliver(f, "m\n", 2, NULL,
+				    &error) < 0 ||
+				    mbox_sync(cm, NULL, &error) < 0)
+					_exit(4);
+				if (cm->n > 0 && c != 3)
+					(void)mbox_set_flags(cm, (size_t)r %
+					    cm->n, r % 2 ? "S" : "F", &error);
+			}
+			if (mbox_sync(cm, NULL, &error) < 0)
+				_exit(5);
+			out = xasprintf("%s/uids.%d", test_tmpdir(), c);
+			fp = fopen(out, "w");
+			if (fp == NULL)
+				_exit(6);
+			for (size_t i = 0; i < cm->n; i++) {
+				if (!cm->msgs[i].expunged)
+					fprintf(fp, "%u %.*s\n", cm->msgs[i].uid,
+					    (int)strcspn(cm->msgs[i].name, ":"),
+					    cm->msgs[i].name);
+			}
+			fclose(fp);
+			mbox_close(&cm);
+			_exit(0);
+		}
+	}
+	for (c = 0; c < nchild; c++) {
+		if (waitpid(pids[c], &status, 0) < 0 || !WIFEXITED(status) ||
+		    WEXITSTATUS(status) != 0)
+			ok = false;
+	}
+	test_assert(ok);
+	mb = open_ok(f, false);
+	test_assert(mb != NULL && mb->n == (size_t)(nchild * rounds));
+	if (mb == NULL)
+		goto out;
+	for (size_t i = 0; i < mb->n; i++)
+		test_assert(mb->msgs[i].uid == i + 1);
+	for (c = 0; c < nchild; c++) {
+		char line[512], key[400];
+		unsigned int uid;
+		struct mbox_msg *m;
+		FILE *fp;
+		int lines = 0;
+
+		out = xasprintf("%s/uids.%d", test_tmpdir(), c);
+		fp = fopen(out, "r");
+		free(out);
+		test_assert(fp != NULL);
+		if (fp == NULL)
+			continue;
+		while (fgets(line, sizeof(line), fp) != NULL) {
+			if (sscanf(line, "%u %399s", &uid, key) != 2)
+				continue;
+			lines++;
+			m = find_key(mb, key);
+			if (m == NULL || m->uid != uid)
+				ok = false;
+		}
+		fclose(fp);
+		test_assert(lines >= rounds && lines <= nchild * rounds);
+	}
+	test_assert(ok);
+	test_assert(count_dir(f, "new") == 0);
+out:
+	mbox_close(&mb);
+	free(f);
+	test_end();
+}
+
+static void
+test_errors(void)
+{
+	struct mbox *mb = NULL;
+	const char *error = NULL;
+	char *f;
+
+	test_begin("mailbox: open errors");
+	f = xasprintf("%s/missing", test_tmpdir());
+	test_assert(mbox_open(f, false, &mb, &error) == -1 && mb == NULL);
+	test_assert(error != NULL && strstr(error, "missing") != NULL);
+	free(f);
+	test_assert(mbox_open("", false, &mb, &error) == -1);
+	f = mkfolder("dup");
+	/* the same stable key in new/ and cur/: one message */
+	put_msg(f, "cur", "1600000001.M1P1.h:2,S", "x\n", 0);
+	put_msg(f, "new", "1600000001.M1P1.h", "x\n", 0);
+	mb = open_ok(f, false);
+	test_assert(mb != NULL && mb->n == 1);
+	if (mb != NULL)
+		test_assert(mb->msgs[0].in_cur);
+	mbox_close(&mb);
+	mbox_close(&mb);	/* NULL-safe */
+	free(f);
+	test_end();
+}
+
+int
+main(void)
+{
+	/* the corruption tests log a warning per rebuild */
+	log_set_level(LOG_LVL_ERROR);
+	test_fresh();
+	test_stability();
+	test_flags();
+	test_readonly();
+	test_expunge();
+	test_import();
+	test_corrupt();
+	test_keywords();
+	test_cache();
+	test_added();
+	test_status();
+	test_errors();
+	test_processes();
+	test_large();
+	return test_done();
+}
