@@ -206,7 +206,8 @@ static int
 write_subscriptions(const struct imap_session *s, const struct names *l)
 {
 	char *path = xasprintf("%s/%s", s->maildir, SUBSCRIPTIONS);
-	char *tmp = xasprintf("%s.%ld.tmp", path, (long)getpid());
+	char *u = maildir_unique_name();	/* threads share the pid */
+	char *tmp = xasprintf("%s/tmp/%s.subscriptions", s->maildir, u);
 	str_t body = STR_INIT;
 	int fd, rc = -1;
 
@@ -232,6 +233,7 @@ write_subscriptions(const struct imap_session *s, const struct names *l)
 	}
 	str_free(&body);
 	free(tmp);
+	free(u);
 	free(path);
 	return rc;
 }

@@ -152,6 +152,8 @@ imap_sync_report(struct imap_session *s, bool allow_expunge)
 	if (count_keywords(s->mb) != s->known_keywords)
 		report_flags(s);
 	if (s->mb->n != s->known) {
+		for (size_t i = s->known; s->readonly && i < s->mb->n; i++)
+			s->mb->msgs[i].recent = !s->mb->msgs[i].in_cur;
 		for (size_t i = 0; i < s->mb->n; i++)
 			if (s->mb->msgs[i].recent)
 				recent++;
@@ -340,6 +342,8 @@ imap_cmd_select(struct imap_session *s, struct imap_cmd *c)
 		struct mbox_msg *m = &s->mb->msgs[i];
 
 		m->flags_changed = false;
+		if (examine)
+			m->recent = !m->in_cur;	/* shown, not taken */
 		if (m->recent)
 			recent++;
 		if (unseen < 0 && strchr(m->flags, 'S') == NULL)

@@ -301,7 +301,10 @@ sasl_plain(struct imap_session *s, const char *b64)
 	char *user, *pass;
 
 	if (sasl_plain_decode(b64, strlen(b64), &user, &pass) < 0) {
-		imap_bad(s, "Invalid SASL PLAIN response");
+		/* undecodable, or an authorization identity that is not
+		 * the user's own: a failed authentication (no delay: no
+		 * password was tried) */
+		imap_no(s, "[AUTHENTICATIONFAILED] Authentication failed.");
 		return;
 	}
 	start_login(s, user, pass);
@@ -836,7 +839,9 @@ session_process(struct imap_session *s)
 		if (eol.pos < 0) {
 			if (evbuffer_get_length(in) > IMAP_LINE_MAX) {
 				evbuffer_drain(in, evbuffer_get_length(in));
-				if (!s->skip_line) {
+				if (s->idling) {
+					idle_done(s, "");	/* BAD */
+				} else if (!s->skip_line) {
 					str_truncate(&s->in, 0);
 					s->sasl_wait = false;
 					reply_bad(s, "*", "Line too long");
@@ -854,7 +859,10 @@ session_process(struct imap_session *s)
 		if (n > IMAP_LINE_MAX + 2) {
 			evbuffer_drain(in, n);
 			str_truncate(&s->in, 0);
-			reply_bad(s, "*", "Line too long");
+			if (s->idling)
+				idle_done(s, "");	/* BAD */
+			else
+				reply_bad(s, "*", "Line too long");
 			continue;
 		}
 		line = xmalloc(n + 1);

@@ -51,9 +51,14 @@
 #include "lib/imap/mbox_int.h"
 #include "lib/maildir/maildir.h"
 
-/* A listing that found messages missing while the directory changed
- * under it is repeated (a rename during readdir can hide a file). */
+/* A listing that found messages missing while the directory may have
+ * been changing (a rename during readdir() can hide a file) is repeated
+ * this often, LIST_QUIET_NS apart; a directory whose mtime is younger
+ * than that may still be changing within the same timestamp tick. */
 #define LIST_ATTEMPTS 3
+#define LIST_QUIET_NS 20000000L
+/* mbox_set_flags() retries when another program keeps renaming. */
+#define RENAME_ATTEMPTS 3
 /* dovecot-keywords larger than this is garbage. */
 #define KEYWORDS_FILE_MAX (64 * 1024)
 /* Longest keyword we create (Dovecot's limit is similar). */
@@ -473,7 +478,9 @@ mbox_keyword_letter(struct mbox *mb, const char *name, bool create)
 		return 0;
 	keywords_load(mb, false);
 	letter = keyword_find(mb, name);
-	if (letter != 0 || !create || mb->readonly)
+	/* A read-only handle may still name a new keyword: COPY and APPEND
+	 * open their target read-only (no \Recent taken) but store flags. */
+	if (letter != 0 || !create)
 		return letter;
 	if (mbox_lock(mb, &error) < 0) {
 		log_warn("%s", error);
@@ -968,26 +975,36 @@ out:
 	return ret;
 }
 
+/* Does the file of a message named so exist? */
+static bool
+msg_file_exists(const struct mbox *mb, bool in_cur, const char *name)
+{
+	char *path = sub_path(mb, in_cur ? "cur" : "new", name);
+	struct stat st;
+	bool ok = lstat(path, &st) == 0;
+
+	free(path);
+	return ok;
+}
+
 struct match {
-	uint8_t *matched;	/* per msgs index */
-	size_t *renames;	/* pairs: msgs index, listing index */
-	size_t nrenames;
-	size_t *fresh;		/* listing indexes */
+	size_t *chosen;		/* per msgs index: listing index + 1 */
+	size_t *fresh;		/* listing indexes of unknown keys */
 	size_t nfresh;
-	size_t missing;
+	size_t missing;		/* known, in a listed directory, not seen */
 };
 
 static void
 match_listing(const struct mbox *mb, const struct keyhash *h,
     const struct listing *l, const bool list[2], struct match *mt)
 {
-	const struct lent *e;
+	const struct lent *e, *c;
 	const struct mbox_msg *m;
 	const char *name;
 	size_t k, j;
 
-	memset(mt->matched, 0, mb->n);
-	mt->nrenames = mt->nfresh = mt->missing = 0;
+	memset(mt->chosen, 0, (mb->n + 1) * sizeof(*mt->chosen));
+	mt->nfresh = mt->missing = 0;
 	for (k = 0; k < l->n; k++) {
 		e = &l->ents[k];
 		name = l->arena.data + e->off;
@@ -997,19 +1014,20 @@ match_listing(const struct mbox *mb, const struct keyhash *h,
 			continue;
 		}
 		j--;
-		if (mt->matched[j])
-			continue;	/* same key twice: keep the first */
-		mt->matched[j] = 1;
-		m = &mb->msgs[j];
-		if (m->in_cur != e->in_cur || strcmp(m->name, name) != 0) {
-			mt->renames[2 * mt->nrenames] = j;
-			mt->renames[2 * mt->nrenames + 1] = k;
-			mt->nrenames++;
+		if (mt->chosen[j] != 0) {
+			/* the same key twice: a rename during readdir can
+			 * show both names; keep the one that exists */
+			c = &l->ents[mt->chosen[j] - 1];
+			if (!msg_file_exists(mb, c->in_cur,
+			    l->arena.data + c->off))
+				mt->chosen[j] = k + 1;
+			continue;
 		}
+		mt->chosen[j] = k + 1;
 	}
 	for (j = 0; j < mb->n; j++) {
 		m = &mb->msgs[j];
-		if (!m->expunged && !mt->matched[j] && list[m->in_cur])
+		if (!m->expunged && mt->chosen[j] == 0 && list[m->in_cur])
 			mt->missing++;
 	}
 }
@@ -1087,83 +1105,122 @@ add_fresh(struct mbox *mb, struct sync_ctx *ctx, const struct listing *l,
 	return 0;
 }
 
-/* List cur/ and new/ where their mtime differs from the recorded one,
+/* Was the directory perhaps changing while it was listed? Its mtime
+ * moved, or it is so recent that a change in the same timestamp tick
+ * (a few ms) would not have moved it. */
+static bool
+list_disturbed(const struct stat *before, const struct stat *after,
+    const struct timespec *now)
+{
+	long long dt;
+
+	if (!ts_eq(before->st_mtim, after->st_mtim))
+		return true;
+	dt = ((long long)now->tv_sec - (long long)before->st_mtim.tv_sec) *
+	    1000000000LL + (now->tv_nsec - before->st_mtim.tv_nsec);
+	return dt < LIST_QUIET_NS && dt > -1000000000LL;
+}
+
+static int
+stat_sub(const struct mbox *mb, const char *sub, struct stat *st,
+    const char **error_r)
+{
+	char *dpath = xasprintf("%s/%s", mb->path, sub);
+	int ret = 0;
+
+	if (stat(dpath, st) < 0)
+		ret = mbox_fail(error_r, "stat(%s) failed: %s", dpath,
+		    strerror(errno));
+	free(dpath);
+	return ret;
+}
+
+/*
+ * List cur/ and new/ where their mtime differs from the recorded one,
  * and bring msgs up to date: renamed files (same stable key) keep their
- * UID, missing ones are expunged, new ones get UIDs. */
+ * UID, new ones get UIDs, missing ones are expunged -- but only after a
+ * listing during which the directory provably did not change (another
+ * program's rename during readdir() can hide a file): otherwise the
+ * listing is repeated, and if it stays busy the missing ones wait for
+ * the next sync.
+ */
 static int
 dirs_sync(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 {
 	static const char *const subs[2] = { "new", "cur" };
+	static const struct timespec pause = { 0, LIST_QUIET_NS };
 	struct mbox_priv *p = mb->priv;
 	struct timespec *rec[2] = { &p->new_mtime, &p->cur_mtime };
 	struct listing l = { STR_INIT, NULL, 0, 0 };
-	struct match mt = { NULL, NULL, 0, NULL, 0, 0 };
-	bool list[2], incomplete[2] = { false, false }, again;
+	struct match mt = { NULL, NULL, 0, 0 };
+	bool list[2], incomplete[2] = { false, false }, stable;
 	struct keyhash h = { NULL, 0 };
 	struct stat st[2], st2;
 	struct timespec now, t;
+	struct mbox_msg *m;
 	int d, attempt, ret = -1;
-	size_t k, j;
-	char *dpath;
+	size_t j;
 
 	clock_gettime(CLOCK_REALTIME, &now);
 	for (d = 0; d < 2; d++) {
-		dpath = xasprintf("%s/%s", mb->path, subs[d]);
-		if (stat(dpath, &st[d]) < 0) {
-			mbox_fail(error_r, "stat(%s) failed: %s", dpath,
-			    strerror(errno));
-			free(dpath);
+		if (stat_sub(mb, subs[d], &st[d], error_r) < 0)
 			return -1;
-		}
-		free(dpath);
 		list[d] = !ts_set(*rec[d]) || !ts_eq(*rec[d], st[d].st_mtim);
 	}
 	if (!list[0] && !list[1])
 		return 0;
 
 	kh_build(&h, mb);
-	mt.matched = xmalloc(mb->n + 1);
-	for (attempt = 0; attempt < LIST_ATTEMPTS; attempt++) {
+	mt.chosen = xcalloc(mb->n + 1, sizeof(*mt.chosen));
+	for (attempt = 1; ; attempt++) {
 		str_truncate(&l.arena, 0);
 		l.n = 0;
 		for (d = 0; d < 2; d++) {
 			if (list[d] && list_dir(mb, d == 1, &l, error_r) < 0)
 				goto out;
 		}
-		free(mt.renames);
 		free(mt.fresh);
-		mt.renames = xcalloc(2 * l.n + 1, sizeof(*mt.renames));
 		mt.fresh = xcalloc(l.n + 1, sizeof(*mt.fresh));
 		match_listing(mb, &h, &l, list, &mt);
-		if (mt.missing == 0)
-			break;
-		/* Files seem gone: if the directory changed while we read
-		 * it, a rename may have hidden them; read it again. */
-		again = false;
-		for (d = 0; d < 2; d++) {
-			dpath = xasprintf("%s/%s", mb->path, subs[d]);
-			if (list[d] && stat(dpath, &st2) == 0 &&
-			    !ts_eq(st2.st_mtim, st[d].st_mtim)) {
-				st[d] = st2;
-				again = true;
-			}
-			free(dpath);
+		stable = true;
+		for (d = 0; d < 2 && mt.missing > 0; d++) {
+			if (list[d] && (stat_sub(mb, subs[d], &st2, error_r) < 0 ||
+			    list_disturbed(&st[d], &st2, &now)))
+				stable = false;
 		}
-		if (!again)
+		if (stable || attempt == LIST_ATTEMPTS)
 			break;
+		nanosleep(&pause, NULL);
+		clock_gettime(CLOCK_REALTIME, &now);
+		for (d = 0; d < 2; d++) {
+			if (list[d] && stat_sub(mb, subs[d], &st[d], error_r) < 0)
+				goto out;
+		}
 	}
 
-	for (k = 0; k < mt.nrenames; k++) {
-		const struct lent *e = &l.ents[mt.renames[2 * k + 1]];
-
-		set_name(mb, mt.renames[2 * k],
-		    xstrndup(l.arena.data + e->off, e->len), e->in_cur);
-		p->dirty = true;
-	}
 	for (j = 0; j < mb->n; j++) {
-		if (!mb->msgs[j].expunged && !mt.matched[j] &&
-		    list[mb->msgs[j].in_cur])
-			mark_expunged(mb, j);
+		const struct lent *e;
+
+		m = &mb->msgs[j];
+		if (m->expunged)
+			continue;
+		if (mt.chosen[j] == 0) {
+			if (!list[m->in_cur])
+				continue;
+			/* gone, unless the listing may have missed it */
+			if (!stable || msg_file_exists(mb, m->in_cur, m->name))
+				incomplete[m->in_cur] = true;
+			else
+				mark_expunged(mb, j);
+			continue;
+		}
+		e = &l.ents[mt.chosen[j] - 1];
+		if (m->in_cur != e->in_cur ||
+		    strcmp(m->name, l.arena.data + e->off) != 0) {
+			set_name(mb, j, xstrndup(l.arena.data + e->off,
+			    e->len), e->in_cur);
+			p->dirty = true;
+		}
 	}
 	if (add_fresh(mb, ctx, &l, &mt, incomplete, error_r) < 0)
 		goto out;
@@ -1181,8 +1238,7 @@ dirs_sync(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 out:
 	str_free(&l.arena);
 	free(l.ents);
-	free(mt.matched);
-	free(mt.renames);
+	free(mt.chosen);
 	free(mt.fresh);
 	free(h.slots);
 	return ret;
@@ -1554,7 +1610,7 @@ mbox_set_flags(struct mbox *mb, size_t i, const char *flags,
 {
 	char nflags[MAILDIR_FLAGS_MAX + 1];
 	struct timespec zero = { 0, 0 };
-	int ret;
+	int ret, attempt;
 
 	if (mb->readonly)
 		return mbox_fail(error_r, "%s is open read-only", mb->path);
@@ -1568,17 +1624,26 @@ mbox_set_flags(struct mbox *mb, size_t i, const char *flags,
 	if (mbox_lock(mb, error_r) < 0)
 		return -1;
 	ret = rename_flags(mb, i, nflags, error_r);
-	if (ret == 1) {
+	for (attempt = 1; ret == 1 && attempt <= RENAME_ATTEMPTS; attempt++) {
 		/* renamed or removed by someone else: find out which */
 		mbox_priv(mb)->cur_mtime = mbox_priv(mb)->new_mtime = zero;
 		if (sync_full(mb, false, NULL, error_r) < 0)
 			ret = -1;
 		else if (mb->msgs[i].expunged)
-			ret = 1;
-		else if ((ret = rename_flags(mb, i, nflags, error_r)) == 1)
-			ret = mbox_fail(error_r, "%s: the file of UID %u "
-			    "keeps moving", mb->path, mb->msgs[i].uid);
+			break;
+		else
+			ret = rename_flags(mb, i, nflags, error_r);
 	}
+	if (ret == 1 && !mb->msgs[i].expunged) {
+		char cmd[1024];
+		fprintf(stderr, "DEBUG name=%s in_cur=%d expunged=%d\n", mb->msgs[i].name, mb->msgs[i].in_cur, mb->msgs[i].expunged);
+		snprintf(cmd, sizeof cmd, "ls %s/cur %s/new | grep '%.*s' >&2", mb->path, mb->path, (int)key_len(mb->msgs[i].name), mb->msgs[i].name);
+		(void)!system(cmd);
+		for (size_t q = 0; q < mb->n; q++) if (q != i && strncmp(mb->msgs[q].name, mb->msgs[i].name, key_len(mb->msgs[i].name)) == 0) fprintf(stderr, "DEBUG dup idx %zu uid %u name %s exp %d\n", q, mb->msgs[q].uid, mb->msgs[q].name, mb->msgs[q].expunged);
+	}
+	if (ret == 1 && !mb->msgs[i].expunged)
+		ret = mbox_fail(error_r, "%s: the file of UID %u keeps moving",
+		    mb->path, mb->msgs[i].uid);
 	mbox_unlock(mb);
 	return ret;
 }

@@ -23,7 +23,9 @@
 #define MIME_PARTS_MAX 5000
 
 struct mime_param {
-	char *name;		/* lower-case */
+	char *name;		/* lower-case; a joined RFC 2231 name keeps
+				   a trailing '*' when its value is in the
+				   charset'lang'%XX form ("title*") */
 	char *value;		/* RFC 2231 continuations joined; still
 				   encoded as it was (IMAP reports raw) */
 };
@@ -34,10 +36,12 @@ struct mime_part {
 	 * it (when present); the body follows at body_off. */
 	size_t hdr_off, hdr_len;
 	size_t body_off, body_len;
-	size_t body_lines;	/* CRLF count in the body */
+	size_t body_lines;	/* CRLF count in the body (LFs counted, so
+				   a stray bare LF counts too) */
 
 	/* Content-Type, defaults per RFC 2045 (text/plain; charset=us-ascii,
-	 * or message/rfc822 inside multipart/digest). Lower-case. */
+	 * or message/rfc822 inside multipart/digest). Lower-case. A text/
+	 * part without a charset gets charset=us-ascii appended. */
 	char *type, *subtype;
 	struct mime_param *params;
 	size_t nparams;
