@@ -85,6 +85,8 @@ flush_out(struct imap_session *s)
 	if (s->out.len > 0)
 		evbuffer_add(out, s->out.data, s->out.len);
 	str_truncate(&s->out, 0);
+	if (s->out.cap > IMAP_FETCH_CHUNK * 2)
+		str_free(&s->out);	/* idle sessions stay small */
 	if (s->more || s->status == NULL)
 		return;
 	evbuffer_add_printf(out, "%s %s %s\r\n",
@@ -462,7 +464,12 @@ execute(struct imap_session *s)
 		end_command(s);
 		return;
 	}
-	str_truncate(&s->in, 0);
+	/* The arguments are copies: the input buffer can go (an APPEND's
+	 * may be large; idle sessions should cost little). */
+	if (s->in.cap > 4096)
+		str_free(&s->in);
+	else
+		str_truncate(&s->in, 0);
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (strcmp(commands[i].name, s->cmd.name) == 0)
 			def = &commands[i];

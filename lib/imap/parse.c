@@ -64,7 +64,7 @@ is_atom_char(unsigned char c)
 
 /* ---- per-command pool: linked chunks, freed all at once ---- */
 
-#define POOL_CHUNK 8192
+#define POOL_CHUNK 1024
 
 struct pool_chunk {
 	struct pool_chunk *next;
