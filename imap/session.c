@@ -696,9 +696,12 @@ imap_session_changed(struct imap_session *s)
 static bool
 assembling_append(const struct imap_session *s)
 {
-	const char *p = memchr(s->in.data, ' ', s->in.len);
+	const char *p;
 	size_t rest;
 
+	if (s->in.len == 0)
+		return false;
+	p = memchr(s->in.data, ' ', s->in.len);
 	if (p == NULL)
 		return false;
 	p++;

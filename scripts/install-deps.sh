@@ -7,10 +7,11 @@ set -euo pipefail
 build_pkgs=(gcc meson ninja-build pkg-config libssl-dev libsqlite3-dev
 	libmariadb-dev libcrypt-dev libevent-dev libunbound-dev libopendkim-dev)
 # Real clients the integration tests drive: swaks, curl, fetchmail, Postfix's
-# smtp-source (from the postfix package; no Postfix service is run), and
-# python3-dkim as an independent DKIM verifier.
+# smtp-source (from the postfix package; no Postfix service is run),
+# python3-dkim as an independent DKIM verifier, and for IMAP mbsync (isync)
+# and mutt (driven in a detached tmux session).
 test_pkgs=(python3 python3-pytest mariadb-server mariadb-client sqlite3
-	openssl procps swaks curl fetchmail postfix python3-dkim)
+	openssl procps swaks curl fetchmail postfix python3-dkim isync mutt tmux)
 
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then
