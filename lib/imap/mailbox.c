@@ -11,7 +11,12 @@
  * petrel-lock, and a handle that finds the index rewritten by someone
  * else re-reads and merges it first. New UIDs are written (and
  * fsync'd) before the lock is released, so each is assigned exactly
- * once and every handle learns the same ones.
+ * once and every handle learns the same ones. Any write of the index
+ * comes after such a re-read under the same lock (index_write_locked()
+ * refuses otherwise). Expunges are published at once; flag renames and
+ * cache offsets are written at the next sync, flush or close (other
+ * handles find renames by listing, matching the stable part of the
+ * name, so the UID stays).
  *
  * Listing. The index records the mtimes of cur/ and new/ as they were
  * just before they were last listed; a directory whose mtime still
@@ -20,7 +25,10 @@
  * two seconds old is never recorded ({0, 0}: list next time), and our
  * own renames and unlinks leave the recorded mtime stale: the next sync
  * lists once more. The index thus always describes the directories as
- * they were at the recorded mtimes.
+ * they were at the recorded mtimes. Another program renaming files
+ * while we readdir() can hide one from the listing, so a known message
+ * that is not seen is only expunged when the directory provably did
+ * not change during the listing; else it waits for the next sync.
  *
  * Trust: file names in cur/ and new/, and the index, cache, uidlist and
  * keyword files next to them, are untrusted bytes (other programs and
@@ -674,10 +682,10 @@ index_refresh(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 	if (r == MBOX_INDEX_CORRUPT)
 		log_warn("%s/%s is corrupt, rebuilding it", mb->path,
 		    MBOX_INDEX_NAME);
-	if (p->index_fd >= 0) {
+	/* the file we will replace (-1: none, or not a regular file) */
+	if (p->index_fd >= 0)
 		close(p->index_fd);
-		p->index_fd = -1;
-	}
+	p->index_fd = fd;
 	p->cur_mtime = p->new_mtime = zero;
 	p->dirty = p->durable = true;
 	if (!p->loaded) {
@@ -1283,12 +1291,18 @@ take_new(struct mbox *mb)
 	}
 }
 
+/* Write msgs to petrel-index. Only after index_refresh() under the
+ * same lock: the file on disk must be the one we last read or wrote
+ * (or none), else we would undo another process's work (UIDs!). */
 static int
 index_write_locked(struct mbox *mb, const char **error_r)
 {
 	struct mbox_priv *p = mb->priv;
 	int fd;
 
+	if (p->index_fd >= 0 && !index_unchanged(mb))
+		return mbox_fail(error_r, "%s/%s changed under the lock "
+		    "(not writing it)", mb->path, MBOX_INDEX_NAME);
 	if (mbox_index_write(mb, p->durable, &fd, error_r) < 0)
 		return -1;
 	if (p->index_fd >= 0)
@@ -1352,6 +1366,17 @@ out:
 	if (added_r != NULL)
 		*added_r = mb->n > n0 ? mb->n - n0 : 0;
 	return ret;
+}
+
+/* Merge the index if someone rewrote it, then write ours if it has
+ * changes. Lock held. */
+static int
+flush_locked(struct mbox *mb, const char **error_r)
+{
+	struct sync_ctx ctx;
+
+	memset(&ctx, 0, sizeof(ctx));
+	return sync_locked(mb, &ctx, NULL, error_r);
 }
 
 static int
@@ -1439,7 +1464,6 @@ mbox_close(struct mbox **mbp)
 {
 	struct mbox *mb = *mbp;
 	struct mbox_priv *p;
-	struct sync_ctx ctx;
 	const char *error;
 	size_t i;
 
@@ -1448,11 +1472,10 @@ mbox_close(struct mbox **mbp)
 	p = mb->priv;
 	if (p->dirty && p->loaded && p->lock_fd >= 0) {
 		/* unwritten flag changes, expunges, cache offsets */
-		memset(&ctx, 0, sizeof(ctx));
 		if (mbox_lock(mb, &error) < 0) {
 			log_warn("%s: index not written: %s", mb->path, error);
 		} else {
-			if (sync_locked(mb, &ctx, NULL, &error) < 0)
+			if (flush_locked(mb, &error) < 0)
 				log_warn("%s: index not written: %s",
 				    mb->path, error);
 			mbox_unlock(mb);
@@ -1493,15 +1516,13 @@ mbox_sync(struct mbox *mb, size_t *added_r, const char **error_r)
 int
 mbox_flush(struct mbox *mb, const char **error_r)
 {
-	struct sync_ctx ctx;
 	int ret;
 
 	if (!mbox_priv(mb)->dirty)
 		return 0;
 	if (mbox_lock(mb, error_r) < 0)
 		return -1;
-	memset(&ctx, 0, sizeof(ctx));
-	ret = sync_locked(mb, &ctx, NULL, error_r);
+	ret = flush_locked(mb, error_r);
 	mbox_unlock(mb);
 	return ret;
 }
@@ -1634,13 +1655,6 @@ mbox_set_flags(struct mbox *mb, size_t i, const char *flags,
 		else
 			ret = rename_flags(mb, i, nflags, error_r);
 	}
-	if (ret == 1 && !mb->msgs[i].expunged) {
-		char cmd[1024];
-		fprintf(stderr, "DEBUG name=%s in_cur=%d expunged=%d\n", mb->msgs[i].name, mb->msgs[i].in_cur, mb->msgs[i].expunged);
-		snprintf(cmd, sizeof cmd, "ls %s/cur %s/new | grep '%.*s' >&2", mb->path, mb->path, (int)key_len(mb->msgs[i].name), mb->msgs[i].name);
-		(void)!system(cmd);
-		for (size_t q = 0; q < mb->n; q++) if (q != i && strncmp(mb->msgs[q].name, mb->msgs[i].name, key_len(mb->msgs[i].name)) == 0) fprintf(stderr, "DEBUG dup idx %zu uid %u name %s exp %d\n", q, mb->msgs[q].uid, mb->msgs[q].name, mb->msgs[q].expunged);
-	}
 	if (ret == 1 && !mb->msgs[i].expunged)
 		ret = mbox_fail(error_r, "%s: the file of UID %u keeps moving",
 		    mb->path, mb->msgs[i].uid);
@@ -1671,40 +1685,48 @@ mbox_expunge(struct mbox *mb, const size_t *idx, size_t n,
     const char **error_r)
 {
 	struct timespec zero = { 0, 0 };
-	bool vanished = false;
-	int ret = 0, r;
+	bool vanished = true;
+	const char *werr;
+	int ret = 0, r, attempt;
 	size_t k;
 
 	if (mb->readonly)
 		return mbox_fail(error_r, "%s is open read-only", mb->path);
 	if (mbox_lock(mb, error_r) < 0)
 		return -1;
-	for (k = 0; k < n && ret == 0; k++) {
-		if (idx[k] >= mb->n || mb->msgs[idx[k]].expunged)
-			continue;
-		r = unlink_msg(mb, idx[k], error_r);
-		if (r == 0)
-			mark_expunged(mb, idx[k]);
-		else if (r == 1)
-			vanished = true;
-		else
-			ret = -1;
-	}
-	if (ret == 0 && vanished) {
-		/* renamed by someone else (a flag change)? look again */
-		mbox_priv(mb)->cur_mtime = mbox_priv(mb)->new_mtime = zero;
-		if (sync_full(mb, false, NULL, error_r) < 0)
-			ret = -1;
+	for (attempt = 0; ret == 0 && vanished; attempt++) {
+		if (attempt > 0) {
+			if (attempt > RENAME_ATTEMPTS) {
+				ret = mbox_fail(error_r, "%s: message files "
+				    "keep moving", mb->path);
+				break;
+			}
+			/* renamed (a flag change) or removed by someone
+			 * else? A sync tells: it expunges what is gone */
+			mbox_priv(mb)->cur_mtime = zero;
+			mbox_priv(mb)->new_mtime = zero;
+			if (sync_full(mb, false, NULL, error_r) < 0) {
+				ret = -1;
+				break;
+			}
+		}
+		vanished = false;
 		for (k = 0; k < n && ret == 0; k++) {
 			if (idx[k] >= mb->n || mb->msgs[idx[k]].expunged)
 				continue;
 			r = unlink_msg(mb, idx[k], error_r);
-			if (r >= 0)
+			if (r == 0)
 				mark_expunged(mb, idx[k]);
+			else if (r == 1)
+				vanished = true;
 			else
 				ret = -1;
 		}
 	}
+	/* publish at once: other handles then need not find out by
+	 * listing the directory */
+	if (flush_locked(mb, &werr) < 0 && ret == 0)
+		ret = mbox_fail(error_r, "%s", werr);
 	mbox_unlock(mb);
 	return ret;
 }
@@ -1738,7 +1760,7 @@ uint32_t
 mbox_uid_of_added(struct mbox *mb, const char *name, long long internaldate,
     const char **error_r)
 {
-	const char *base, *slash;
+	const char *base, *slash, *werr;
 	uint32_t uid = 0;
 	size_t i, klen;
 
@@ -1769,8 +1791,8 @@ mbox_uid_of_added(struct mbox *mb, const char *name, long long internaldate,
 			/* another process indexed it before our utimensat */
 			m->internaldate = internaldate;
 			mbox_priv(mb)->dirty = true;
-			if (index_write_locked(mb, error_r) < 0)
-				log_warn("%s", *error_r);
+			if (flush_locked(mb, &werr) < 0)
+				log_warn("%s", werr);
 		}
 		break;
 	}

@@ -84,7 +84,9 @@ void mbox_close(struct mbox **mb);
  *  - files that disappeared are marked expunged (kept in msgs until
  *    mbox_purge), files whose flags changed get flags_changed.
  * The index is written back if anything changed. *added_r (if not NULL)
- * is the number of messages appended to msgs. 0 ok, -1 error.
+ * is the number of messages appended to msgs. 0 ok, -1 error (also
+ * when the folder got another UIDVALIDITY meanwhile, i.e. it was
+ * recreated: the handle is then useless and the session must end).
  */
 int mbox_sync(struct mbox *mb, size_t *added_r, const char **error_r);
 
@@ -101,15 +103,18 @@ long mbox_find_uid(const struct mbox *mb, uint32_t uid);
  * here) by renaming its file in cur/ (a message in new/ moves to cur/).
  * A file that has vanished marks the message expunged and returns 1.
  * 0 ok, -1 error. Updates msgs[i]; the index is written at the next
- * mbox_sync or mbox_flush. */
+ * mbox_sync or mbox_flush. When the file was renamed by someone else
+ * this re-syncs, so (as after mbox_expunge and mbox_flush) new messages
+ * may have been appended to msgs: existing entries never move. */
 int mbox_set_flags(struct mbox *mb, size_t i, const char *flags,
     const char **error_r);
-/* Write the index now if it has unwritten changes. */
+/* Write the index now if it has unwritten changes (after merging what
+ * other processes wrote: msgs may grow). */
 int mbox_flush(struct mbox *mb, const char **error_r);
 
 /* Unlink the files of messages i (an array of indexes into msgs) and
- * mark them expunged. Files already gone count as done. 0 ok, -1
- * error. */
+ * mark them expunged; the index is written at once. Files already gone
+ * count as done. 0 ok, -1 error. */
 int mbox_expunge(struct mbox *mb, const size_t *idx, size_t n,
     const char **error_r);
 
@@ -123,8 +128,9 @@ char *mbox_msg_path(const struct mbox *mb, const struct mbox_msg *m);
 char mbox_keyword_letter(struct mbox *mb, const char *name, bool create);
 
 /* Cached strings per message, by kind. get returns a malloc'd copy or
- * NULL when not cached; put appends to petrel-cache. Failures to write
- * the cache are not errors (it is only a cache). */
+ * NULL when not cached (it still works for expunged messages until
+ * mbox_purge); put appends to petrel-cache. Failures to write the
+ * cache are not errors (it is only a cache). */
 enum mbox_cache_kind {
 	MBOX_CACHE_ENVELOPE, MBOX_CACHE_BODYSTRUCTURE, MBOX_CACHE_BODY,
 	MBOX_CACHE_KINDS

@@ -372,7 +372,10 @@ corrupt:
 	free(idx->msgs);
 	idx->msgs = NULL;
 	idx->n = 0;
-	close(fd);
+	if (fd_r != NULL)
+		*fd_r = fd;	/* its identity, for the rebuild's write */
+	else
+		close(fd);
 	return MBOX_INDEX_CORRUPT;
 }
 

@@ -105,8 +105,9 @@ struct mbox_index {
 
 /* Read folder/petrel-index into *idx. With header_only only the first
  * line is read (STATUS). *fd_r (if not NULL) receives the open file on
- * MBOX_INDEX_OK. Returns an mbox_index_result, or -1 on an I/O error
- * other than a missing file. */
+ * MBOX_INDEX_OK, and on MBOX_INDEX_CORRUPT when a regular file was read
+ * (else -1). Returns an mbox_index_result, or -1 on an I/O error other
+ * than a missing file. */
 int mbox_index_read(const char *folder, bool header_only, int *fd_r,
     struct mbox_index *idx, const char **error_r);
 void mbox_index_free(struct mbox_index *idx);
