@@ -669,25 +669,31 @@ do_list(struct imap_session *s, struct imap_cmd *c, bool lsub)
 			str_free(&attrs);
 		}
 		/* parents of deeper names that match where the name
-		 * itself does not exist */
-		for (size_t i = 0; i < all.n && !lsub; i++) {
-			char *p = xstrdup(all.v[i]);
-			char *dot;
+		 * itself does not exist (LSUB: is not subscribed), as '%'
+		 * must show them (RFC 3501 6.3.8, 6.3.9) */
+		{
+			const struct names *src = lsub ? &subs : &all;
 
-			while ((dot = strrchr(p, '.')) != NULL) {
-				*dot = '\0';
-				if (names_has(&all, p) ||
-				    !imap_list_match(pattern, p, '.'))
-					continue;
-				qsort(shown.v, shown.n, sizeof(*shown.v),
-				    cmp_str);
-				if (names_has(&shown, p))
-					continue;
-				list_line(s, "LIST", p,
-				    "\\Noselect \\HasChildren");
-				names_add(&shown, p);
+			for (size_t i = 0; i < src->n; i++) {
+				char *p = xstrdup(src->v[i]);
+				char *dot;
+
+				while ((dot = strrchr(p, '.')) != NULL) {
+					*dot = '\0';
+					if (names_has(src, p) ||
+					    !imap_list_match(pattern, p, '.'))
+						continue;
+					qsort(shown.v, shown.n,
+					    sizeof(*shown.v), cmp_str);
+					if (names_has(&shown, p))
+						continue;
+					list_line(s, lsub ? "LSUB" : "LIST", p,
+					    lsub ? "\\Noselect" :
+					    "\\Noselect \\HasChildren");
+					names_add(&shown, p);
+				}
+				free(p);
 			}
-			free(p);
 		}
 		names_free(&cand);
 	}

@@ -120,30 +120,6 @@ end_command(struct imap_session *s)
 	s->def = NULL;
 }
 
-/* A reply for a command that could not even be parsed. */
-static void
-reply_bad(struct imap_session *s, const char *tag, const char *text)
-{
-	s->status = "BAD";
-	str_truncate(&s->text, 0);
-	str_append(&s->text, text);
-	if (tag != NULL) {
-		/* flush_out uses the parsed command's tag */
-		struct evbuffer *out = bufferevent_get_output(s->bev);
-
-		evbuffer_add_printf(out, "%s BAD %s\r\n", tag, text);
-		s->status = NULL;
-		str_truncate(&s->text, 0);
-		if (++s->bad_in_row >= IMAP_BAD_MAX) {
-			evbuffer_add_printf(out,
-			    "* BYE Too many invalid commands\r\n");
-			s->state = S_LOGOUT;
-		}
-		return;
-	}
-	flush_out(s);
-}
-
 static bool
 plaintext_ok(const struct imap_session *s)
 {
@@ -692,64 +668,98 @@ imap_session_changed(struct imap_session *s)
 
 /* ---- input ---- */
 
-/* The command name (second word) of the command being assembled. */
+/* Whether the command being assembled is an APPEND by a logged-in
+ * client (only that may carry a literal up to message_size_limit). */
 static bool
 assembling_append(const struct imap_session *s)
 {
 	const char *p;
 	size_t rest;
 
-	if (s->in.len == 0)
+	if (s->in.len == 0 || s->state == S_NOAUTH)
 		return false;
 	p = memchr(s->in.data, ' ', s->in.len);
 	if (p == NULL)
 		return false;
 	p++;
 	rest = s->in.len - (size_t)(p - s->in.data);
-	if (rest >= 4 && strncasecmp(p, "UID ", 4) == 0)
-		return false;
 	return rest > 7 && strncasecmp(p, "APPEND ", 7) == 0;
 }
 
-/* The tag of the command being assembled, for an early reply. */
+/* The tag at the start of buf, for answering a command that will not be
+ * parsed; "*" when there is no plausible one. */
 static char *
-assembling_tag(const struct imap_session *s)
+tag_of(const char *buf, size_t len)
 {
 	size_t n = 0;
 
-	while (n < s->in.len && n < 64 && s->in.data[n] != ' ' &&
-	    (unsigned char)s->in.data[n] > 0x20 &&
-	    (unsigned char)s->in.data[n] < 0x7f)
+	while (n < len && n < 64 && buf[n] != ' ' &&
+	    (unsigned char)buf[n] > 0x20 && (unsigned char)buf[n] < 0x7f)
 		n++;
-	if (n == 0 || n >= 64 || n >= s->in.len)
+	if (n == 0 || n >= 64 || n >= len)
 		return xstrdup("*");
-	return xstrndup(s->in.data, n);
+	return xstrndup(buf, n);
 }
 
-/* A literal the command may not have: for a synchronising one we answer
- * at once (the client never sends it); a LITERAL+ one is read and
- * dropped, then the whole command gets BAD. */
-static void
-refuse_literal(struct imap_session *s, uint64_t size, bool nonsync)
+/* The tag of the command being read: from what is assembled, else from
+ * the start of the pending input line. */
+static char *
+current_tag(struct imap_session *s)
 {
-	char *tag = assembling_tag(s);
-	bool append = assembling_append(s);
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	char head[72];
+	ev_ssize_t n;
 
-	str_truncate(&s->in, 0);
-	if (nonsync) {
+	if (s->in.len > 0)
+		return tag_of(s->in.data, s->in.len);
+	n = evbuffer_copyout(in, head, sizeof(head));
+	return tag_of(head, n > 0 ? (size_t)n : 0);
+}
+
+/*
+ * Refuse the command being read, answering it now with its tag. What
+ * the client still sends of it is dropped unread as commands: the rest
+ * of the line (skip_line), LITERAL+ literals and the lines that follow
+ * them (cmd_refused), so literal data never runs as commands.
+ */
+static void
+refuse(struct imap_session *s, const char *status, const char *text)
+{
+	char *tag = current_tag(s);
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+
+	evbuffer_add_printf(out, "%s %s %s\r\n", tag, status, text);
+	free(tag);
+	str_free(&s->in);
+	s->cmd_refused = true;
+	if (++s->bad_in_row >= IMAP_BAD_MAX) {
+		evbuffer_add_printf(out, "* BYE Too many invalid commands\r\n");
+		s->state = S_LOGOUT;
+	}
+}
+
+/* A line of a refused command (CRLF removed): a LITERAL+ literal at its
+ * end is dropped too; a line without one ends the command. A
+ * synchronising literal is never sent: we give no "+". */
+static void
+refused_line(struct imap_session *s, const char *line, size_t n)
+{
+	uint64_t size;
+	bool nonsync;
+
+	if (imap_line_literal(line, n, &size, &nonsync) && nonsync) {
+		if (size > IMAP_CMD_MAX) {
+			/* not worth reading (RFC 7888 4 allows closing) */
+			evbuffer_add_printf(bufferevent_get_output(s->bev),
+			    "* BYE Literal too large\r\n");
+			s->state = S_LOGOUT;
+			return;
+		}
 		s->lit_left = size;
 		s->lit_skip = true;
-		s->cmd_refused = true;
-		free(tag);
 		return;
 	}
-	if (append)
-		evbuffer_add_printf(bufferevent_get_output(s->bev),
-		    "%s NO [TOOBIG] Message too large\r\n", tag);
-	else
-		evbuffer_add_printf(bufferevent_get_output(s->bev),
-		    "%s BAD Literal too large\r\n", tag);
-	free(tag);
+	s->cmd_refused = false;
 }
 
 /* One input line (CRLF removed) of the command being assembled. */
@@ -758,23 +768,16 @@ input_line(struct imap_session *s, char *line, size_t n)
 {
 	uint64_t size;
 	bool nonsync;
+	bool append;
 
 	if (s->cmd_refused) {
-		/* the rest of a refused command, after its literal */
-		if (!imap_line_literal(line, n, &size, &nonsync)) {
-			s->cmd_refused = false;
-			evbuffer_add_printf(bufferevent_get_output(s->bev),
-			    "* BAD Literal too large\r\n");
-			return;
-		}
-		s->lit_left = size;
-		s->lit_skip = true;
+		refused_line(s, line, n);
 		return;
 	}
 	if (s->in.len + n > (assembling_append(s) ? s->srv->size_limit +
 	    IMAP_CMD_MAX : IMAP_CMD_MAX)) {
-		str_truncate(&s->in, 0);
-		reply_bad(s, "*", "Command too long");
+		refuse(s, "BAD", "Command too long");
+		refused_line(s, line, n);
 		return;
 	}
 	str_append_n(&s->in, line, n);
@@ -782,9 +785,13 @@ input_line(struct imap_session *s, char *line, size_t n)
 		execute(s);
 		return;
 	}
-	if (size > (assembling_append(s) ? s->srv->size_limit :
-	    IMAP_LITERAL_MAX)) {
-		refuse_literal(s, size, nonsync);
+	append = assembling_append(s);
+	if (size > (append ? s->srv->size_limit : IMAP_LITERAL_MAX)) {
+		if (append)
+			refuse(s, "NO", "[TOOBIG] Message too large");
+		else
+			refuse(s, "BAD", "Literal too large");
+		refused_line(s, line, n);
 		return;
 	}
 	str_append(&s->in, "\r\n");
@@ -793,6 +800,26 @@ input_line(struct imap_session *s, char *line, size_t n)
 	if (!nonsync)
 		evbuffer_add(bufferevent_get_output(s->bev),
 		    "+ Ready for literal data\r\n", 26);
+}
+
+/* A line over IMAP_LINE_MAX: answered at once, then dropped up to its
+ * end (the last bytes are kept in the buffer so a literal announced at
+ * its end is still seen). */
+static void
+line_too_long(struct imap_session *s)
+{
+	if (s->idling) {
+		idle_done(s, "");	/* BAD, IDLE over */
+	} else if (s->sasl_wait) {
+		s->sasl_wait = false;
+		imap_bad(s, "Authentication response too long");
+		flush_out(s);
+		end_command(s);
+	} else if (!s->cmd_refused) {
+		refuse(s, "BAD", "Line too long");
+	}
+	s->cmd_refused = true;
+	s->skip_line = true;
 }
 
 static void close_when_flushed(struct imap_session *s);
@@ -847,32 +874,32 @@ session_process(struct imap_session *s)
 		}
 		eol = evbuffer_search(in, "\n", 1, NULL);
 		if (eol.pos < 0) {
-			if (evbuffer_get_length(in) > IMAP_LINE_MAX) {
-				evbuffer_drain(in, evbuffer_get_length(in));
-				if (s->idling) {
-					idle_done(s, "");	/* BAD */
-				} else if (!s->skip_line) {
-					str_truncate(&s->in, 0);
-					s->sasl_wait = false;
-					reply_bad(s, "*", "Line too long");
-				}
-				s->skip_line = true;
-			}
+			size_t have = evbuffer_get_length(in);
+
+			if (!s->skip_line && have > IMAP_LINE_MAX)
+				line_too_long(s);
+			if (s->skip_line && have > 32)
+				evbuffer_drain(in, have - 32);
 			break;
 		}
 		n = (size_t)eol.pos + 1;
+		if (!s->skip_line && n > IMAP_LINE_MAX + 2)
+			line_too_long(s);
 		if (s->skip_line) {
-			evbuffer_drain(in, n);
+			/* the end of an overlong line: only its tail
+			 * matters (a literal announced there) */
+			char tail[34];
+			size_t keep = n > 32 ? 32 : n;
+
+			evbuffer_drain(in, n - keep);
+			evbuffer_remove(in, tail, keep);
+			keep--;
+			if (keep > 0 && tail[keep - 1] == '\r')
+				keep--;
+			tail[keep] = '\0';
 			s->skip_line = false;
-			continue;
-		}
-		if (n > IMAP_LINE_MAX + 2) {
-			evbuffer_drain(in, n);
-			str_truncate(&s->in, 0);
-			if (s->idling)
-				idle_done(s, "");	/* BAD */
-			else
-				reply_bad(s, "*", "Line too long");
+			if (s->cmd_refused)
+				refused_line(s, tail, keep);
 			continue;
 		}
 		line = xmalloc(n + 1);

@@ -620,6 +620,60 @@ index_merge(struct mbox *mb, struct mbox_index *idx)
 /* A new UIDVALIDITY: the time, as Courier and Dovecot do, but above
  * the one a leftover petrel-cache remembers (an index rebuilt within
  * the same second must not reuse it). */
+/*
+ * A UIDVALIDITY never handed out before in this maildir: folders deleted
+ * and made again within one second, or renamed away and a new one made
+ * under the old name, must not get the same value (RFC 3501 2.3.1.1),
+ * so the maildir keeps the last one given in "petrel-uidvalidity" (as
+ * Dovecot keeps dovecot-uidvalidity). A folder's maildir is its parent
+ * when it is a Maildir++ folder (has "maildirfolder"), else itself.
+ * Failing to keep the file only loses that guarantee, so it is not an
+ * error.
+ */
+static uint32_t
+root_uidvalidity(const char *path, uint32_t v)
+{
+	char *marker = xasprintf("%s/maildirfolder", path);
+	char *root, *file, buf[32];
+	ssize_t r;
+	int fd;
+
+	if (access(marker, F_OK) == 0) {
+		char *slash;
+
+		root = xstrdup(path);
+		while ((slash = strrchr(root, '/')) != NULL && slash[1] == '\0')
+			*slash = '\0';		/* trailing slashes */
+		if ((slash = strrchr(root, '/')) != NULL)
+			*slash = '\0';
+	} else {
+		root = xstrdup(path);
+	}
+	free(marker);
+	file = xasprintf("%s/petrel-uidvalidity", root);
+	free(root);
+	fd = open(file, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	free(file);
+	if (fd < 0)
+		return v;
+	if (flock(fd, LOCK_EX) == 0) {
+		r = pread(fd, buf, sizeof(buf) - 1, 0);
+		if (r > 0) {
+			unsigned long old;
+
+			buf[r] = '\0';
+			old = strtoul(buf, NULL, 10);
+			if (old >= v && old < UINT32_MAX)
+				v = (uint32_t)old + 1;
+		}
+		r = snprintf(buf, sizeof(buf), "%u\n", v);
+		if (pwrite(fd, buf, (size_t)r, 0) == r)
+			(void)ftruncate(fd, r);
+	}
+	close(fd);
+	return v;
+}
+
 static uint32_t
 new_uidvalidity(const struct mbox *mb)
 {
@@ -642,7 +696,9 @@ new_uidvalidity(const struct mbox *mb)
 		}
 		close(fd);
 	}
-	return v != 0 ? v : 1;
+	if (v == 0)
+		v = 1;
+	return root_uidvalidity(mb->path, v);
 }
 
 /* Bring msgs up to date with petrel-index if another process rewrote

@@ -450,7 +450,9 @@ parse_tag(struct parser *ps, struct imap_cmd *cmd)
 	return 0;
 }
 
-/* A command name (an atom), upper-cased, followed by SP or the end. */
+/* A command name (an atom), upper-cased, followed by SP or the end.
+ * Exactly one SP precedes it (RFC 3501 9: tag SP command): a line that
+ * gets this wrong is more likely garbage than a command. */
 static char *
 parse_name(struct parser *ps)
 {
@@ -458,7 +460,12 @@ parse_name(struct parser *ps)
 	char *name;
 	size_t i, n;
 
-	skip_spaces(ps);
+	if (ps->p < ps->end && *ps->p == ' ')
+		ps->p++;
+	if (ps->p < ps->end && *ps->p == ' ') {
+		ps->error = "Invalid command name";
+		return NULL;
+	}
 	start = ps->p;
 	while (ps->p < ps->end && is_atom_char(*ps->p))
 		ps->p++;

@@ -75,8 +75,19 @@ route_maildir_path(const char *mail_root, const char *maildir)
 		    p[1] == '.' && (p[2] == '/' || p[2] == '\0'))
 			return NULL;
 	}
-	if (maildir[0] == '/')
+	if (maildir[0] == '/') {
+		/* A full path (the howtos store them) must still lie inside
+		 * mail_root: a directory row may not send mail, or a login,
+		 * anywhere else on the machine. */
+		size_t n = strlen(mail_root);
+
+		while (n > 1 && mail_root[n - 1] == '/')
+			n--;
+		if (strncmp(maildir, mail_root, n) != 0 || maildir[n] != '/' ||
+		    maildir[n + 1] == '\0')
+			return NULL;
 		return xstrdup(maildir);
+	}
 	return xasprintf("%s/%s", mail_root, maildir);
 }
 

@@ -52,7 +52,8 @@ void route_result_clear(struct route_result *res);
 const char *route_status_name(enum route_status status);
 
 /* Resolve a maildir column value under mail_root, refusing any path
- * that climbs out ("..") or is empty. NULL if refused. */
+ * that climbs out ("..") or is empty, and full paths outside mail_root.
+ * NULL if refused. */
 char *route_maildir_path(const char *mail_root, const char *maildir);
 
 #endif

@@ -276,7 +276,8 @@ def test_unusable_maildir_is_temporary(routed):
     bounce), other recipients of the message still get it, and a maildir value that
     climbs out of mail_root is refused."""
     inst = routed.instance
-    blocker = os.path.join(inst.dir, "not-a-dir")
+    os.makedirs(inst.mail_root, exist_ok=True)
+    blocker = os.path.join(inst.mail_root, "not-a-dir")
     with open(blocker, "w") as f:
         f.write("x")
     inst.insert_user("broken@example.test", "broken@example.test", "",

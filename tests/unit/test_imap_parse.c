@@ -160,8 +160,11 @@ test_cmd_basic(void)
 	    imap_arg_astring(&cmd.args[0]) == NULL);
 	imap_cmd_free(&cmd);
 
-	/* stray spaces */
-	test_assert(parse("t  X  ( a  b )  c ", &cmd, &err) == 0);
+	/* stray spaces between arguments are tolerated, not around the
+	 * command name (tag SP command) */
+	test_assert(parse("t  X", &cmd, &err) == -1);
+	imap_cmd_free(&cmd);
+	test_assert(parse("t X  ( a  b )  c ", &cmd, &err) == 0);
 	test_assert_streq(cmd.name, "X");
 	test_assert(cmd.nargs == 2 && cmd.args[0].nlist == 2 &&
 	    arg_is(&cmd.args[1], IMAP_ARG_ATOM, "c"));
@@ -201,7 +204,9 @@ test_cmd_basic(void)
 	test_assert(parse("t UIDFETCH", &cmd, &err) == 0 &&
 	    strcmp(cmd.name, "UIDFETCH") == 0 && !cmd.uid);
 	imap_cmd_free(&cmd);
-	test_assert(parse("t UID  search ALL", &cmd, &err) == 0 &&
+	test_assert(parse("t UID  search ALL", &cmd, &err) == -1);
+	imap_cmd_free(&cmd);
+	test_assert(parse("t UID search ALL", &cmd, &err) == 0 &&
 	    strcmp(cmd.name, "SEARCH") == 0 && cmd.uid && cmd.nargs == 1);
 	imap_cmd_free(&cmd);
 	test_end();

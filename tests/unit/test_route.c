@@ -20,7 +20,7 @@ static const char *const setup[] = {
 	"INSERT INTO users (id, address, maildir, quota) VALUES "
 	"('a', 'alice@example.test', 'example.test/alice/', 100), "
 	"('b', 'bob@example.test', 'example.test/bob/', 0), "
-	"('c', 'carol@example.test', '/abs/carol/', 0), "
+	"('c', 'carol@example.test', '/m/abs/carol/', 0), "
 	"('e', 'evil@example.test', '../../etc/', 0)",
 	"INSERT INTO virtual VALUES "
 	"('team@example.test', 'alice@example.test, bob@example.test'), "
@@ -85,7 +85,7 @@ main(void)
 	    "bob+lists@example.test") == 0);
 	route_result_clear(&r);
 	resolve(dir, "carol@example.test", false, &r);
-	test_assert(r.status == ROUTE_OK && has_maildir(&r, "/abs/carol/"));
+	test_assert(r.status == ROUTE_OK && has_maildir(&r, "/m/abs/carol/"));
 	route_result_clear(&r);
 	test_end();
 
@@ -93,12 +93,12 @@ main(void)
 	resolve(dir, "team@example.test", false, &r);
 	test_assert(r.status == ROUTE_OK && r.ndests == 3);
 	test_assert(has_maildir(&r, "/m/example.test/bob/"));
-	test_assert(has_maildir(&r, "/abs/carol/"));	/* via alice alias */
+	test_assert(has_maildir(&r, "/m/abs/carol/"));	/* via alice alias */
 	route_result_clear(&r);
 	resolve(dir, "nest@example.test", false, &r);
 	test_assert(r.status == ROUTE_OK);
 	test_assert(has_maildir(&r, "/m/example.test/alice/"));
-	test_assert(has_maildir(&r, "/abs/carol/"));
+	test_assert(has_maildir(&r, "/m/abs/carol/"));
 	route_result_clear(&r);
 	/* alice is a user AND an alias (alias wins, keeps a copy). */
 	resolve(dir, "alice@example.test", false, &r);
@@ -159,6 +159,15 @@ main(void)
 	test_assert(route_maildir_path("/m", "a/../b") == NULL);
 	test_assert(route_maildir_path("/m", "..") == NULL);
 	test_assert(route_maildir_path("/m", "") == NULL);
+	test_assert(route_maildir_path("/m", "/etc/") == NULL);
+	test_assert(route_maildir_path("/m", "/mx/a/") == NULL);
+	test_assert(route_maildir_path("/m", "/m/") == NULL);
+	{
+		char *p = route_maildir_path("/m/", "/m/d/u/");
+
+		test_assert(p != NULL && strcmp(p, "/m/d/u/") == 0);
+		free(p);
+	}
 	{
 		char *p = route_maildir_path("/m", "a..b/");
 
