@@ -60,6 +60,7 @@ struct imap_session {
 	struct event *delay_ev;	/* failed-login delay */
 	struct event *close_ev;
 	struct event *sync_ev;	/* IDLE: debounced change notification */
+	struct event *line_ev;	/* deadline for a partial command line */
 
 	/* the command running */
 	struct imap_cmd cmd;

@@ -704,8 +704,12 @@ flags_to_letters(struct imap_session *s, const struct imap_arg *args,
 			if (letter == 0)
 				goto bad;
 		} else {
-			if (strpbrk(a->str, "[]") != NULL)
-				goto bad;
+			/* a keyword is an atom (RFC 3501 9) */
+			for (const char *k = a->str; *k != '\0'; k++)
+				if ((unsigned char)*k <= 0x20 ||
+				    (unsigned char)*k >= 0x7f ||
+				    strchr("(){%*\"\\[]", *k) != NULL)
+					goto bad;
 			letter = mbox_keyword_letter(s->mb, a->str, create);
 			if (letter == 0) {
 				if (create) {

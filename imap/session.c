@@ -844,6 +844,20 @@ close_when_flushed(struct imap_session *s)
 	evtimer_add(s->close_ev, &tv);
 }
 
+static void session_event(struct bufferevent *bev, short what, void *arg);
+
+/* A command line still incomplete after the whole timeout: the same as
+ * an idle timeout. */
+static void
+line_expired(evutil_socket_t fd, short what, void *arg)
+{
+	struct imap_session *s = arg;
+
+	log_info("%lu: imap: command line not completed in %u s, from %s",
+	    s->sid, s->srv->timeout, s->peer);
+	session_event(s->bev, BEV_EVENT_TIMEOUT | BEV_EVENT_READING, s);
+}
+
 static void
 session_process(struct imap_session *s)
 {
@@ -904,6 +918,8 @@ session_process(struct imap_session *s)
 		}
 		line = xmalloc(n + 1);
 		evbuffer_remove(in, line, n);
+		conn_line_deadline(&s->line_ev, s->srv->base, false, 0, NULL,
+		    NULL);
 		n--;
 		if (n > 0 && line[n - 1] == '\r')
 			n--;
@@ -917,6 +933,9 @@ session_process(struct imap_session *s)
 		explicit_bzero(line, n);
 		free(line);
 	}
+	conn_line_deadline(&s->line_ev, s->srv->base, !s->busy &&
+	    s->lit_left == 0 && s->state != S_LOGOUT &&
+	    evbuffer_get_length(in) > 0, s->srv->timeout, line_expired, s);
 	if (s->state == S_LOGOUT && !s->busy) {
 		bufferevent_disable(s->bev, EV_READ);
 		close_when_flushed(s);
@@ -998,6 +1017,8 @@ session_free(struct imap_session *s)
 		event_free(s->close_ev);
 	if (s->sync_ev != NULL)
 		event_free(s->sync_ev);
+	if (s->line_ev != NULL)
+		event_free(s->line_ev);
 	end_command(s);
 	imap_close_mailbox(s);
 	bufferevent_free(s->bev);

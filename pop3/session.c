@@ -65,6 +65,7 @@ struct pop3_session {
 	bool sasl_wait;		/* AUTH PLAIN without initial response */
 	struct event *delay_ev;	/* failed-login delay */
 	struct event *close_ev;	/* waiting for TLS output to drain */
+	struct event *line_ev;	/* deadline for a partial command line */
 
 	/* the maildrop */
 	char *login;		/* authenticated address */
@@ -785,6 +786,18 @@ close_when_flushed(struct pop3_session *s)
 	evtimer_add(s->close_ev, &tv);
 }
 
+/* A command line still incomplete after the whole timeout (a client
+ * trickling bytes): the same as an idle timeout. */
+static void
+line_expired(evutil_socket_t fd, short what, void *arg)
+{
+	struct pop3_session *s = arg;
+
+	log_info("%lu: pop3: command line not completed in %u s, from %s",
+	    s->sid, s->srv->timeout, s->peer);
+	session_event(s->bev, BEV_EVENT_TIMEOUT | BEV_EVENT_READING, s);
+}
+
 static void
 session_process(struct pop3_session *s)
 {
@@ -820,6 +833,8 @@ session_process(struct pop3_session *s)
 		}
 		line = xmalloc(n + 1);
 		evbuffer_remove(in, line, n);
+		conn_line_deadline(&s->line_ev, s->srv->base, false, 0, NULL,
+		    NULL);
 		n--;
 		if (n > 0 && line[n - 1] == '\r')
 			n--;
@@ -828,6 +843,9 @@ session_process(struct pop3_session *s)
 		explicit_bzero(line, n);
 		free(line);
 	}
+	conn_line_deadline(&s->line_ev, s->srv->base, !s->busy &&
+	    s->state != P_QUIT && evbuffer_get_length(in) > 0,
+	    s->srv->timeout, line_expired, s);
 	if (s->state == P_QUIT) {
 		bufferevent_disable(s->bev, EV_READ);
 		close_when_flushed(s);
@@ -896,6 +914,8 @@ session_free(struct pop3_session *s)
 		event_free(s->delay_ev);
 	if (s->close_ev != NULL)
 		event_free(s->close_ev);
+	if (s->line_ev != NULL)
+		event_free(s->line_ev);
 	maildir_msgs_free(&s->msgs, s->nmsgs);
 	bufferevent_free(s->bev);
 	free(s->deleted);

@@ -87,6 +87,7 @@ struct smtp_session {
 	char *auth_login_name;
 	struct event *delay_ev;
 	struct event *close_ev;
+	struct event *line_ev;	/* deadline for a partial command line */
 
 	/* transaction */
 	bool have_mail;
@@ -627,6 +628,22 @@ cmd_helo(struct smtp_session *s, const char *arg, bool esmtp)
 	reply(s, "250 CHUNKING");
 }
 
+/* Non-ASCII in an address: only well-formed UTF-8, and only in a
+ * transaction that declared SMTPUTF8 (RFC 6531 3.3, 3.4). NULL if fine. */
+static const char *
+address_8bit_error(const struct smtp_session *s, const char *addr)
+{
+	size_t len = strlen(addr);
+
+	if (!str_has_8bit(addr, len))
+		return NULL;
+	if (!str_utf8_valid(addr, len))
+		return "invalid UTF-8";
+	if (!s->smtputf8)
+		return "non-ASCII address without SMTPUTF8";
+	return NULL;
+}
+
 static void
 cmd_mail(struct smtp_session *s, const char *arg)
 {
@@ -669,6 +686,14 @@ cmd_mail(struct smtp_session *s, const char *arg)
 	s->size_hint = 0;
 	if ((err = mail_params(s, rest)) != NULL) {
 		reply_error(s, "%s", err);
+		free(addr);
+		return;
+	}
+	if ((err = address_8bit_error(s, addr)) != NULL) {
+		reply_error(s, "553 %s <%s>: Sender address rejected: %s",
+		    strcmp(err, "invalid UTF-8") == 0 ? "5.1.7" : "5.6.7",
+		    addr, err);
+		s->smtputf8 = false;
 		free(addr);
 		return;
 	}
@@ -737,6 +762,12 @@ cmd_rcpt(struct smtp_session *s, const char *arg)
 	if (s->job_postmaster) {
 		free(addr);
 		addr = xasprintf("postmaster@%s", s->srv->hostname);
+	}
+	if (address_8bit_error(s, addr) != NULL) {
+		reply_error(s, "553 5.6.7 <%s>: Recipient address rejected: "
+		    "%s", addr, address_8bit_error(s, addr));
+		free(addr);
+		return;
 	}
 	if (addr_split(addr, &local, &domain) < 0) {
 		reply_error(s, "501 5.1.3 <%s>: Bad recipient address syntax",
@@ -1351,6 +1382,15 @@ close_when_flushed(struct smtp_session *s)
 	evtimer_add(s->close_ev, &tv);
 }
 
+/* A command line still incomplete after the whole timeout (a client
+ * trickling bytes): the same as an idle timeout. */
+static void
+line_expired(evutil_socket_t fd, short what, void *arg)
+{
+	session_event(((struct smtp_session *)arg)->bev,
+	    BEV_EVENT_TIMEOUT | BEV_EVENT_READING, arg);
+}
+
 static void
 session_process(struct smtp_session *s)
 {
@@ -1428,6 +1468,8 @@ session_process(struct smtp_session *s)
 			}
 			line = xmalloc(n + 1);
 			evbuffer_remove(in, line, n);
+			conn_line_deadline(&s->line_ev, s->srv->base, false, 0,
+			    NULL, NULL);
 			n--;
 			if (n > 0 && line[n - 1] == '\r')
 				n--;
@@ -1436,6 +1478,9 @@ session_process(struct smtp_session *s)
 			free(line);
 		}
 	}
+	conn_line_deadline(&s->line_ev, s->srv->base, !s->busy &&
+	    s->state == ST_CMD && evbuffer_get_length(in) > 0,
+	    s->srv->timeout, line_expired, s);
 	if (s->state == ST_QUIT) {
 		/* Flush the replies, then close. */
 		bufferevent_disable(s->bev, EV_READ);
@@ -1534,6 +1579,8 @@ session_free(struct smtp_session *s)
 		event_free(s->delay_ev);
 	if (s->close_ev != NULL)
 		event_free(s->close_ev);
+	if (s->line_ev != NULL)
+		event_free(s->line_ev);
 	bufferevent_free(s->bev);
 	free(s->helo);
 	free(s->job_addr);

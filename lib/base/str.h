@@ -33,6 +33,12 @@ void str_free(str_t *s);
 /* Append s as a JSON string literal, quotes included. */
 void str_append_json(str_t *s, const char *cstr);
 
+/* Well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, at
+ * most U+10FFFF). */
+bool str_utf8_valid(const char *s, size_t len);
+/* Any byte >= 0x80. */
+bool str_has_8bit(const char *s, size_t len);
+
 /* Small helpers for trusted C strings. */
 void str_lower(char *cstr);
 char *str_trim(char *cstr);

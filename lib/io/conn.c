@@ -1,5 +1,5 @@
 /*
- * conn.c: helpers shared by the SMTP and POP3 sessions (see conn.h).
+ * conn.c: helpers shared by the SMTP, POP3 and IMAP sessions (see conn.h).
  */
 #include <arpa/inet.h>
 #include <event2/buffer.h>
@@ -50,4 +50,21 @@ conn_set_watermarks(struct bufferevent *bev)
 {
 	bufferevent_setwatermark(bev, EV_READ, 0, INPUT_MAX);
 	bufferevent_setwatermark(bev, EV_WRITE, OUTPUT_MAX / 2, 0);
+}
+
+void
+conn_line_deadline(struct event **ev, struct event_base *base, bool waiting,
+    unsigned secs, void (*expired)(int, short, void *), void *arg)
+{
+	struct timeval tv = { (time_t)secs, 0 };
+
+	if (!waiting || secs == 0) {
+		if (*ev != NULL)
+			evtimer_del(*ev);
+		return;
+	}
+	if (*ev == NULL)
+		*ev = evtimer_new(base, expired, arg);
+	if (!evtimer_pending(*ev, NULL))
+		evtimer_add(*ev, &tv);
 }

@@ -6,6 +6,8 @@
 #include <stddef.h>
 
 struct bufferevent;
+struct event;
+struct event_base;
 struct sockaddr;
 
 /* The numeric address (ip, at least 64 bytes), port and whether it is a
@@ -17,5 +19,16 @@ void conn_peer(const struct sockaddr *sa, char *ip, size_t iplen,
 size_t conn_output_pending(struct bufferevent *bev);
 /* Bounded buffers on a session bufferevent (INPUT_MAX, OUTPUT_MAX). */
 void conn_set_watermarks(struct bufferevent *bev);
+
+/* A deadline for one command line. The socket timeout restarts with
+ * every byte, so a client trickling a line byte by byte would hold its
+ * session for ever; this timer runs from the first byte of a line that
+ * is still incomplete. Call with waiting = true while a partial command
+ * line is buffered (the timer starts unless running), false once a line
+ * was taken (it stops). *ev is made on first use; free it with
+ * event_free. secs = 0 disables. */
+void conn_line_deadline(struct event **ev, struct event_base *base,
+    bool waiting, unsigned secs, void (*expired)(int, short, void *),
+    void *arg);
 
 #endif
