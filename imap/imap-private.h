@@ -78,6 +78,7 @@ struct imap_session {
 
 	/* logged in */
 	char *login;		/* address */
+	bool logged_in, logged_out;	/* for the login/logout lines */
 	char *maildir;
 	uint64_t quota;		/* bytes, 0 = none */
 	char *job_login, *job_pass;

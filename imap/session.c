@@ -169,8 +169,10 @@ cmd_logout(struct imap_session *s, struct imap_cmd *c)
 {
 	imap_untagged(s, "BYE Logging out");
 	imap_ok(s, "Logout completed.");
-	if (s->login != NULL)
+	if (s->logged_in) {
 		log_info("%lu: imap logout: user=<%s>", s->sid, s->login);
+		s->logged_out = true;
+	}
 	s->state = S_LOGOUT;
 }
 
@@ -552,6 +554,7 @@ login_done(struct imap_session *s)
 
 		auth_delay_success(s->ip);
 		s->state = S_AUTH;
+		s->logged_in = true;
 		log_info("%lu: imap login: user=<%s>, %s%s", s->sid, s->login,
 		    s->peer, s->tls ? ", TLS" : "");
 		capabilities(s, &caps);
@@ -1001,6 +1004,9 @@ session_free(struct imap_session *s)
 		s->dead = true;
 		return;
 	}
+	if (s->logged_in && !s->logged_out)
+		log_info("%lu: imap logout: user=<%s>, disconnected", s->sid,
+		    s->login);
 	log_info("%lu: imap disconnect from %s", s->sid, s->peer);
 	if (s->prev != NULL)
 		s->prev->next = s->next;
