@@ -817,6 +817,9 @@ maildir_name_set_flags(const char *name, const char *flags,
 		return -1;
 	if (maildir_flags_normalize(flags, strlen(flags), nflags) < 0)
 		return -1;
+	/* The new name must still be one directory entry. */
+	if (prefix + 3 + strlen(nflags) > NAME_MAX)
+		return -1;
 	*new_name_r = xasprintf("%.*s:2,%s", (int)prefix, name, nflags);
 	return 0;
 }

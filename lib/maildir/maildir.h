@@ -136,7 +136,8 @@ int maildir_name_parse(const char *name, size_t len, struct maildir_name *out);
 
 /* *new_name_r = name with its info replaced by ":2," + flags sorted and
  * de-duplicated (malloc'd). The part before ':' must parse; flags must be
- * letters only. 0 ok, -1 invalid (nothing allocated). */
+ * letters only; the result must fit NAME_MAX. 0 ok, -1 invalid (nothing
+ * allocated). */
 int maildir_name_set_flags(const char *name, const char *flags,
 			   char **new_name_r);
 
