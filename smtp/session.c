@@ -48,6 +48,7 @@
 #include "lib/maildir/quota.h"
 #include "lib/queue/queue.h"
 #include "lib/queue/spool.h"
+#include "lib/smtp/parse.h"
 #include "lib/tls/tls.h"
 #include "smtp/smtp.h"
 
@@ -101,8 +102,7 @@ struct smtp_session {
 	/* message reception */
 	struct spool body;
 	bool too_big;
-	bool data_bol;		/* at the beginning of a line */
-	bool prev_crlf;		/* the previous line ended in CRLF */
+	struct smtp_dot dot;	/* DATA: dot-unstuffing state */
 	bool pending_cr;	/* BDAT: a CR at the end of the last chunk */
 	uint64_t bdat_left;
 	bool bdat_last;
@@ -182,82 +182,6 @@ transaction_reset(struct smtp_session *s)
 	s->pending_cr = false;
 	s->qid[0] = '\0';
 	spool_reset(&s->body);
-}
-
-/* ---- parsing helpers ---- */
-
-/* Parse "<path>" after "FROM:" / "TO:" (spaces allowed before '<', as
- * many clients send them). Source routes "<@a,@b:u@d>" are stripped
- * (RFC 5321 4.1.2 says to ignore them). Returns the address (malloc'd,
- * possibly empty) and sets *rest to the parameters; NULL if malformed. */
-static char *
-parse_path(const char *arg, const char **rest)
-{
-	const char *p = arg, *end;
-
-	while (*p == ' ')
-		p++;
-	if (*p != '<')
-		return NULL;
-	p++;
-	end = strchr(p, '>');
-	if (end == NULL)
-		return NULL;
-	if (*p == '@') {
-		const char *colon = memchr(p, ':', (size_t)(end - p));
-
-		if (colon == NULL)
-			return NULL;
-		p = colon + 1;
-	}
-	*rest = end + 1;
-	return xstrndup(p, (size_t)(end - p));
-}
-
-/* An ESMTP parameter list "KEY[=VALUE] ..."; calls fn per parameter.
- * Returns a reply (static) on error or NULL. */
-static const char *
-mail_params(struct smtp_session *s, const char *rest)
-{
-	char *copy = xstrdup(rest), *save = NULL, *tok;
-	const char *err = NULL;
-
-	for (tok = strtok_r(copy, " ", &save); tok != NULL && err == NULL;
-	    tok = strtok_r(NULL, " ", &save)) {
-		char *eq = strchr(tok, '=');
-		const char *val = eq ? eq + 1 : NULL;
-
-		if (eq != NULL)
-			*eq = '\0';
-		if (strcasecmp(tok, "SIZE") == 0) {
-			char *e;
-
-			if (val == NULL || !isdigit((unsigned char)*val)) {
-				err = "501 5.5.4 Bad SIZE parameter";
-				break;
-			}
-			errno = 0;
-			s->size_hint = strtoull(val, &e, 10);
-			if (*e != '\0' || errno != 0)
-				err = "501 5.5.4 Bad SIZE parameter";
-			else if (s->size_hint > s->srv->size_limit)
-				err = "552 5.3.4 Message size exceeds fixed limit";
-		} else if (strcasecmp(tok, "BODY") == 0) {
-			if (val == NULL || (strcasecmp(val, "7BIT") != 0 &&
-			    strcasecmp(val, "8BITMIME") != 0 &&
-			    strcasecmp(val, "BINARYMIME") != 0))
-				err = "501 5.5.4 Bad BODY parameter";
-		} else if (strcasecmp(tok, "SMTPUTF8") == 0 && val == NULL) {
-			s->smtputf8 = true;
-		} else if (strcasecmp(tok, "AUTH") == 0 ||
-		    strcasecmp(tok, "RET") == 0 || strcasecmp(tok, "ENVID") == 0) {
-			/* Accepted and ignored (RFC 4954 5, RFC 3461). */
-		} else {
-			err = "555 5.5.4 Unsupported option";
-		}
-	}
-	free(copy);
-	return err;
 }
 
 /* ---- jobs ---- */
@@ -647,6 +571,7 @@ address_8bit_error(const struct smtp_session *s, const char *addr)
 static void
 cmd_mail(struct smtp_session *s, const char *arg)
 {
+	struct smtp_mail_params params;
 	const char *rest, *err;
 	char *addr, *local, *domain;
 
@@ -659,7 +584,7 @@ cmd_mail(struct smtp_session *s, const char *arg)
 		return;
 	}
 	if (strncasecmp(arg, "FROM:", 5) != 0 ||
-	    (addr = parse_path(arg + 5, &rest)) == NULL) {
+	    (addr = smtp_parse_path(arg + 5, &rest)) == NULL) {
 		reply_error(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
 		return;
 	}
@@ -683,12 +608,14 @@ cmd_mail(struct smtp_session *s, const char *arg)
 		free(addr);
 		return;
 	}
-	s->size_hint = 0;
-	if ((err = mail_params(s, rest)) != NULL) {
+	if ((err = smtp_mail_params(rest, s->srv->size_limit, &params)) !=
+	    NULL) {
 		reply_error(s, "%s", err);
 		free(addr);
 		return;
 	}
+	s->size_hint = params.size;
+	s->smtputf8 = params.smtputf8;
 	if ((err = address_8bit_error(s, addr)) != NULL) {
 		reply_error(s, "553 %s <%s>: Sender address rejected: %s",
 		    strcmp(err, "invalid UTF-8") == 0 ? "5.1.7" : "5.6.7",
@@ -748,7 +675,7 @@ cmd_rcpt(struct smtp_session *s, const char *arg)
 		return;
 	}
 	if (strncasecmp(arg, "TO:", 3) != 0 ||
-	    (addr = parse_path(arg + 3, &rest)) == NULL) {
+	    (addr = smtp_parse_path(arg + 3, &rest)) == NULL) {
 		reply_error(s, "501 5.5.4 Syntax: RCPT TO:<address>");
 		return;
 	}
@@ -808,34 +735,23 @@ cmd_data(struct smtp_session *s, const char *arg)
 	}
 	reply(s, "354 End data with <CR><LF>.<CR><LF>");
 	s->state = ST_DATA;
-	s->data_bol = true;
-	s->prev_crlf = true;
+	smtp_dot_init(&s->dot);
 	s->too_big = false;
 }
 
 static void
 cmd_bdat(struct smtp_session *s, const char *arg)
 {
-	char *end;
-	unsigned long long n;
+	uint64_t n;
+	bool last;
 
-	errno = 0;
-	n = strtoull(arg, &end, 10);
-	if (!isdigit((unsigned char)*arg) || errno != 0 ||
-	    (*end != '\0' && *end != ' ')) {
+	if (smtp_parse_bdat(arg, &n, &last) < 0) {
 		reply_error(s, "501 5.5.4 Syntax: BDAT size [LAST]");
 		s->state = ST_QUIT;	/* the chunk length is unknown */
 		return;
 	}
-	while (*end == ' ')
-		end++;
-	if (*end != '\0' && strcasecmp(end, "LAST") != 0) {
-		reply_error(s, "501 5.5.4 Syntax: BDAT size [LAST]");
-		s->state = ST_QUIT;
-		return;
-	}
 	s->bdat_left = n;
-	s->bdat_last = *end != '\0';
+	s->bdat_last = last;
 	s->state = ST_BDAT;
 	if (!s->have_mail || s->nrcpts == 0)
 		s->bdat_failed = true;	/* read the chunk, then refuse */
@@ -1176,20 +1092,9 @@ sender_done(struct job *job)
 	session_process(s);
 }
 
-static const struct smtp_command {
-	const char *name;
-	void (*fn)(struct smtp_session *s, const char *arg);
-} commands[] = {
-	{ "MAIL", cmd_mail }, { "RCPT", cmd_rcpt }, { "DATA", cmd_data },
-	{ "BDAT", cmd_bdat }, { "RSET", cmd_rset }, { "NOOP", cmd_noop },
-	{ "QUIT", cmd_quit }, { "VRFY", cmd_vrfy }, { "HELP", cmd_help },
-	{ "AUTH", cmd_auth }, { "STARTTLS", cmd_starttls },
-};
-
 static void
 dispatch(struct smtp_session *s, char *line, size_t len)
 {
-	size_t vlen;
 	const char *arg;
 
 	if (s->auth_step != AUTH_NONE) {
@@ -1200,33 +1105,30 @@ dispatch(struct smtp_session *s, char *line, size_t len)
 		reply_error(s, "500 5.5.2 Error: NUL character in command");
 		return;
 	}
-	vlen = strcspn(line, " ");
-	arg = line + vlen;
-	while (*arg == ' ')
-		arg++;
-	if (vlen == 4 && strncasecmp(line, "EHLO", 4) == 0) {
-		cmd_helo(s, arg, true);
-		return;
-	}
-	if (vlen == 4 && strncasecmp(line, "HELO", 4) == 0) {
-		cmd_helo(s, arg, false);
-		return;
-	}
-	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-		if (vlen == strlen(commands[i].name) &&
-		    strncasecmp(line, commands[i].name, vlen) == 0) {
-			commands[i].fn(s, arg);
-			return;
-		}
-	}
-	if (len > 0 && (strncasecmp(line, "GET ", 4) == 0 ||
-	    strncasecmp(line, "POST ", 5) == 0)) {
+	switch (smtp_verb(line, &arg)) {
+	case SMTP_EHLO: cmd_helo(s, arg, true); break;
+	case SMTP_HELO: cmd_helo(s, arg, false); break;
+	case SMTP_MAIL: cmd_mail(s, arg); break;
+	case SMTP_RCPT: cmd_rcpt(s, arg); break;
+	case SMTP_DATA: cmd_data(s, arg); break;
+	case SMTP_BDAT: cmd_bdat(s, arg); break;
+	case SMTP_RSET: cmd_rset(s, arg); break;
+	case SMTP_NOOP: cmd_noop(s, arg); break;
+	case SMTP_QUIT: cmd_quit(s, arg); break;
+	case SMTP_VRFY: cmd_vrfy(s, arg); break;
+	case SMTP_HELP: cmd_help(s, arg); break;
+	case SMTP_AUTH: cmd_auth(s, arg); break;
+	case SMTP_STARTTLS: cmd_starttls(s, arg); break;
+	case SMTP_HTTP:
 		/* A web client talking to the mail port. */
 		reply(s, "421 4.7.0 %s Error: not an HTTP server",
 		    s->srv->hostname);
 		s->state = ST_QUIT;
-	} else
+		break;
+	case SMTP_UNKNOWN:
 		reply_error(s, "502 5.5.2 Error: command not recognized");
+		break;
+	}
 }
 
 /* ---- input ---- */
@@ -1250,6 +1152,12 @@ body_append(struct smtp_session *s, const char *p, size_t n)
 	}
 }
 
+static void
+body_sink(void *ctx, const char *p, size_t n)
+{
+	body_append(ctx, p, n);
+}
+
 /* Consume DATA lines from in. Returns true at the end of DATA. */
 static bool
 read_data(struct smtp_session *s, struct evbuffer *in)
@@ -1258,7 +1166,7 @@ read_data(struct smtp_session *s, struct evbuffer *in)
 		struct evbuffer_ptr eol;
 		size_t avail = evbuffer_get_length(in), n;
 		char *line;
-		bool crlf;
+		bool end;
 
 		eol = evbuffer_search(in, "\n", 1, NULL);
 		if (eol.pos < 0) {
@@ -1269,44 +1177,17 @@ read_data(struct smtp_session *s, struct evbuffer *in)
 			n = avail - 1;
 			line = xmalloc(n);
 			evbuffer_remove(in, line, n);
-			if (s->data_bol && line[0] == '.')
-				body_append(s, line + 1, n - 1);
-			else
-				body_append(s, line, n);
-			s->data_bol = false;
+			smtp_dot_partial(&s->dot, line, n, body_sink, s);
 			free(line);
 			continue;
 		}
 		n = (size_t)eol.pos + 1;
-		line = xmalloc(n + 1);
+		line = xmalloc(n);
 		evbuffer_remove(in, line, n);
-		line[n] = '\0';
-		crlf = n >= 2 && line[n - 2] == '\r';
-		if (s->data_bol && s->prev_crlf && crlf && n == 3 &&
-		    line[0] == '.') {
-			free(line);
-			return true;	/* <CRLF>.<CRLF> */
-		}
-		{
-			const char *p = line;
-			size_t len = n;
-
-			/* RFC 5321 4.5.2: remove one leading dot. */
-			if (s->data_bol && line[0] == '.') {
-				p++;
-				len--;
-			}
-			/* Store LF line endings. */
-			if (crlf) {
-				body_append(s, p, len - 2);
-				body_append(s, "\n", 1);
-			} else {
-				body_append(s, p, len);
-			}
-		}
-		s->prev_crlf = crlf;
-		s->data_bol = true;
+		end = smtp_dot_line(&s->dot, line, n, body_sink, s);
 		free(line);
+		if (end)
+			return true;
 	}
 }
 
@@ -1315,7 +1196,7 @@ static bool
 read_bdat(struct smtp_session *s, struct evbuffer *in)
 {
 	while (s->bdat_left > 0) {
-		size_t avail = evbuffer_get_length(in), n, i, start;
+		size_t avail = evbuffer_get_length(in), n;
 		char *buf;
 
 		if (avail == 0)
@@ -1326,33 +1207,8 @@ read_bdat(struct smtp_session *s, struct evbuffer *in)
 		buf = xmalloc(n);
 		evbuffer_remove(in, buf, n);
 		s->bdat_left -= n;
-		if (s->bdat_failed) {
-			free(buf);
-			continue;
-		}
-		/* CRLF -> LF, also across chunk boundaries. */
-		start = 0;
-		if (s->pending_cr) {
-			s->pending_cr = false;
-			if (buf[0] != '\n')
-				body_append(s, "\r", 1);
-		}
-		for (i = 0; i < n; i++) {
-			if (buf[i] != '\r')
-				continue;
-			if (i + 1 == n) {
-				body_append(s, buf + start, i - start);
-				s->pending_cr = true;
-				start = n;
-				break;
-			}
-			if (buf[i + 1] == '\n') {
-				body_append(s, buf + start, i - start);
-				start = i + 1;
-			}
-		}
-		if (start < n)
-			body_append(s, buf + start, n - start);
+		if (!s->bdat_failed)
+			smtp_bdat_bytes(&s->pending_cr, buf, n, body_sink, s);
 		free(buf);
 	}
 	return true;
@@ -1430,10 +1286,7 @@ session_process(struct smtp_session *s)
 				    (unsigned long long)s->body.size);
 				continue;
 			}
-			if (s->pending_cr) {
-				body_append(s, "\r", 1);
-				s->pending_cr = false;
-			}
+			smtp_bdat_end(&s->pending_cr, body_sink, s);
 			start_delivery(s);
 			continue;
 		}
