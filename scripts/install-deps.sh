@@ -9,9 +9,12 @@ build_pkgs=(gcc meson ninja-build pkg-config libssl-dev libsqlite3-dev
 # Real clients the integration tests drive: swaks, curl, fetchmail, Postfix's
 # smtp-source (from the postfix package; no Postfix service is run),
 # python3-dkim as an independent DKIM verifier, and for IMAP mbsync (isync)
-# and mutt (driven in a detached tmux session).
+# and mutt (driven in a detached tmux session); clang and its libFuzzer
+# runtime for the short fuzz runs (scripts/fuzz.sh); valgrind for
+# scripts/valgrind.sh.
 test_pkgs=(python3 python3-pytest mariadb-server mariadb-client sqlite3
-	openssl procps swaks curl fetchmail postfix python3-dkim isync mutt tmux)
+	openssl procps swaks curl fetchmail postfix python3-dkim isync mutt tmux
+	clang libclang-rt-14-dev valgrind)
 
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then

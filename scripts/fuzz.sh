@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Build every fuzz target under fuzz/ with clang's libFuzzer (+ ASan and
+# UBSan) and run each for FUZZ_SECONDS (default 15) from a copy of its
+# corpus in fuzz/corpus/<name>/. A crash, leak, sanitizer report or timeout
+# stops the script with status 1; the input that caused it is left in
+# $FUZZ_OUT/<name>/ (default /tmp/petrel-fuzz) and named on stderr.
+#
+#   scripts/fuzz.sh                          # the short run of the test command
+#   FUZZ_SECONDS=3600 scripts/fuzz.sh        # the longer run (docs/reliability.md)
+#   FUZZ_SECONDS=600 scripts/fuzz.sh smtp_parse mime   # some targets only
+#
+# Needs clang and libclang-rt-14-dev (scripts/install-deps.sh --test).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SECONDS_EACH=${FUZZ_SECONDS:-15}
+OUT=${FUZZ_OUT:-/tmp/petrel-fuzz}
+CC=${FUZZ_CC:-clang}
+command -v "$CC" >/dev/null || { echo "fuzz: $CC not found (apt-get install clang libclang-rt-14-dev)" >&2; exit 1; }
+
+base="lib/base/alloc.c lib/base/str.c lib/base/log.c lib/base/base64.c"
+sources() {
+	case "$1" in
+	mime|imap_parse) echo "lib/mime/mime.c lib/mime/envelope.c lib/mime/decode.c lib/imap/parse.c lib/imap/search.c $base" ;;
+	config|maildir_name) echo "lib/base/addr.c lib/base/fdio.c lib/config/config.c lib/maildir/maildir.c lib/dir/dir_url.c $base" ;;
+	smtp_parse) echo "lib/smtp/parse.c $base" ;;
+	*) echo "fuzz: no target '$1'" >&2; exit 1 ;;
+	esac
+}
+
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(smtp_parse imap_parse mime config maildir_name)
+mkdir -p "$OUT"
+for t in "${targets[@]}"; do
+	dir="$OUT/$t"
+	rm -rf "$dir" && mkdir -p "$dir/corpus"
+	# shellcheck disable=SC2046
+	"$CC" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+		-D_GNU_SOURCE -I. "fuzz/fuzz_$t.c" $(sources "$t") -o "$dir/fuzz_$t"
+	cp fuzz/corpus/"$t"/* "$dir/corpus/" 2>/dev/null || true
+	if ! (cd "$dir" && ./"fuzz_$t" -max_total_time="$SECONDS_EACH" -timeout=10 \
+		-rss_limit_mb=2048 -print_final_stats=1 corpus >log 2>&1); then
+		tail -40 "$dir/log" >&2
+		echo "fuzz: $t failed; the input is in $dir (crash-*, leak-*, timeout-*)" >&2
+		exit 1
+	fi
+	runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log")
+	echo "fuzz: $t: ${runs:-?} runs in ${SECONDS_EACH}s, no failure"
+done
