@@ -10,7 +10,6 @@ Run:  cd /work/main && /usr/bin/python3 -m pytest -q tests/hostile
 Env:  PETREL_BIN (binary under test), as for tests/integration.
 """
 
-import importlib.util
 import os
 import sys
 
@@ -18,19 +17,13 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 INTEGRATION = os.path.abspath(os.path.join(HERE, "..", "integration"))
-if INTEGRATION not in sys.path:
-    sys.path.insert(0, INTEGRATION)
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
+for _p in (INTEGRATION, HERE):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
 
-_spec = importlib.util.spec_from_file_location("petrel_integration_conftest",
-                                               os.path.join(INTEGRATION, "conftest.py"))
-_base = importlib.util.module_from_spec(_spec)
-sys.modules["petrel_integration_conftest"] = _base
-_spec.loader.exec_module(_base)
-for _name in dir(_base):
-    if not _name.startswith("_"):
-        globals()[_name] = getattr(_base, _name)
+import reexport  # noqa: E402
+
+globals().update(reexport.integration_names())
 
 import hostile_util  # noqa: E402
 
