@@ -18,6 +18,7 @@
  * before they accept a connection.
  */
 #include <errno.h>
+#include <limits.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <fcntl.h>
@@ -239,6 +240,21 @@ spawn_worker(struct master *m, size_t slot)
 		snprintf(slotstr, sizeof(slotstr), "%zu", m->nworkers > 1 ?
 		    m->nworkers - 1 : 1);
 		setenv("PETREL_WORKERS", slotstr, 1);
+		/* The binary's own path rather than "/proc/self/exe": the
+		 * same file, but a tool that runs petrel (valgrind) sees an
+		 * exec of petrel and follows it. A binary replaced since
+		 * start ("... (deleted)") is run as before, by its inode. */
+		{
+			char self[PATH_MAX];
+			ssize_t n = readlink("/proc/self/exe", self,
+			    sizeof(self) - 1);
+
+			if (n > 0) {
+				self[n] = '\0';
+				if (strstr(self, " (deleted)") == NULL)
+					execv(self, m->cli->argv);
+			}
+		}
 		execv("/proc/self/exe", m->cli->argv);
 		log_error_errno("exec /proc/self/exe");
 		_exit(127);

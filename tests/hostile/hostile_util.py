@@ -17,7 +17,7 @@ import time
 import imap_util
 import mx_util
 import pop3_util
-from conftest import clean_env
+from conftest import TIMEOUT_SCALE, clean_env
 from smtp_util import SmtpServer, all_delivered, free_port, queue_files
 
 PASSWORD = "pw"
@@ -25,8 +25,8 @@ ALICE = "alice@example.test"
 BOB = "bob@example.test"
 USERS = (ALICE, BOB)
 HOSTNAME = "mx.petrel.test"
-START_TIMEOUT = 15
-IO_TIMEOUT = 15
+START_TIMEOUT = 15 * TIMEOUT_SCALE
+IO_TIMEOUT = 15 * TIMEOUT_SCALE
 
 
 class AllServer(SmtpServer):

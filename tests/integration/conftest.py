@@ -3,6 +3,7 @@
 Run:   cd /work/main && /usr/bin/python3 -m pytest tests/integration
 Env:   PETREL_BIN        binary under test (default <repo>/build/petrel), e.g. an ASan build
        PETREL_BUILD_DIR  build dir holding tests/unit/test_* (default <repo>/build)
+       PETREL_TIMEOUT_SCALE  multiply the helpers' time bounds (a slow binary, e.g. under valgrind)
        PETREL_KEEP_MARIADB=1  keep the private MariaDB dir after the session (for debugging)
 """
 
@@ -26,7 +27,10 @@ sys.path.insert(0, HERE)
 import mariadb_ctl  # noqa: E402
 
 DOMAIN = "example.test"
-RUN_TIMEOUT = 60
+# PETREL_TIMEOUT_SCALE stretches every start/stop/IO bound of the helper
+# modules, for a slow binary (scripts/valgrind.sh sets it).
+TIMEOUT_SCALE = float(os.environ.get("PETREL_TIMEOUT_SCALE", "1"))
+RUN_TIMEOUT = 60 * TIMEOUT_SCALE
 
 
 # --------------------------------------------------------------------------

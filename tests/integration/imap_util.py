@@ -32,15 +32,15 @@ import time
 
 import pytest
 
-from conftest import clean_env, make_instance
+from conftest import TIMEOUT_SCALE, clean_env, make_instance
 from pop3_util import (ALICE, BOB, PASSWORD, USERS, Pop3Server, client_ctx,  # noqa: F401
                        free_port, has_ipv6_loopback, listdir, maildir_of,
                        nonloopback_ipv4, nonloopback_ipv6, plain_b64, wire)
 
 HOSTNAME = "imap.petrel.test"
-START_TIMEOUT = 10
-STOP_TIMEOUT = 15
-IO_TIMEOUT = 15
+START_TIMEOUT = 10 * TIMEOUT_SCALE
+STOP_TIMEOUT = 15 * TIMEOUT_SCALE
+IO_TIMEOUT = 15 * TIMEOUT_SCALE
 OFF = ("submission_listen", "submissions_listen", "pop3_listen", "pop3s_listen")
 FAIL_DELAY_MS = 100
 SPECIAL = {"Sent": "\\Sent", "Drafts": "\\Drafts", "Trash": "\\Trash", "Junk": "\\Junk",

@@ -28,7 +28,7 @@ import threading
 import time
 
 import smtp_util
-from conftest import clean_env
+from conftest import TIMEOUT_SCALE, clean_env
 from smtp_util import Client, SmtpServer, free_port, queue_files
 
 HOSTNAME = smtp_util.HOSTNAME          # petrel's hostname in these tests
@@ -37,9 +37,9 @@ ALICE = "alice@example.test"
 BOB = "bob@example.test"
 USERS = (ALICE, BOB)
 FAIL_DELAY_MS = 100
-START_TIMEOUT = 15
-IO_TIMEOUT = 20
-WAIT = 20          # bound for "the queue manager did it" waits
+START_TIMEOUT = 15 * TIMEOUT_SCALE
+IO_TIMEOUT = 20 * TIMEOUT_SCALE
+WAIT = 20 * TIMEOUT_SCALE          # bound for "the queue manager did it" waits
 
 
 def wait_for(predicate, timeout=WAIT, interval=0.05):

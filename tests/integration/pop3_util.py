@@ -20,12 +20,12 @@ import subprocess
 import threading
 import time
 
-from conftest import clean_env
+from conftest import TIMEOUT_SCALE, clean_env
 
 HOSTNAME = "pop.petrel.test"
-START_TIMEOUT = 10
-STOP_TIMEOUT = 15
-IO_TIMEOUT = 15
+START_TIMEOUT = 10 * TIMEOUT_SCALE
+STOP_TIMEOUT = 15 * TIMEOUT_SCALE
+IO_TIMEOUT = 15 * TIMEOUT_SCALE
 PASSWORD = "pw"
 USERS = ("alice@example.test", "bob@example.test")
 ALICE, BOB = USERS

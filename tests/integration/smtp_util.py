@@ -16,11 +16,11 @@ import subprocess
 import threading
 import time
 
-from conftest import clean_env
+from conftest import TIMEOUT_SCALE, clean_env
 
 HOSTNAME = "mx.petrel.test"
-START_TIMEOUT = 10
-STOP_TIMEOUT = 15
+START_TIMEOUT = 10 * TIMEOUT_SCALE
+STOP_TIMEOUT = 15 * TIMEOUT_SCALE
 OTHER_LISTENERS = ("submission_listen", "submissions_listen", "imap_listen", "imaps_listen",
                    "pop3_listen", "pop3s_listen")
 
