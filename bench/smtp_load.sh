@@ -6,7 +6,8 @@
 #   SESSIONS=50 MESSAGES=50000 SIZE=4096 bench/smtp_load.sh
 #
 # Env: PETREL (binary, default build/petrel), SESSIONS (20), MESSAGES (10000),
-#      SIZE (payload bytes per message, 2048), WORKERS (petrel "workers", default:
+#      SIZE (payload bytes per message, 2048), OPTS (space-separated key=value
+#      settings for serve), WORKERS (petrel "workers", default:
 #      the value petrel init writes), BENCH_DIR (parent of the temporary
 #      instance, /var/tmp), TIMEOUT (seconds for the whole run, 900).
 #
@@ -56,6 +57,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 set -- -o "smtp_listen=127.0.0.1:$port" -o submission_listen= -o submissions_listen= \
 	-o imap_listen= -o imaps_listen= -o pop3_listen= -o pop3s_listen=
 [ -n "${WORKERS:-}" ] && set -- "$@" -o "workers=$WORKERS"
+for o in ${OPTS:-}; do set -- "$@" -o "$o"; done
 "$PETREL" -c "$conf" "$@" serve 2>"$dir/serve.log" &
 pid=$!
 
