@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -481,6 +482,7 @@ struct worker_listener {
 	struct worker_ctx *w;
 	const char *service;
 	struct evconnlistener *lev;
+	struct event *ev_resume;	/* accept again after EMFILE */
 };
 
 struct worker_ctx {
@@ -496,6 +498,37 @@ struct worker_ctx {
 	time_t drain_started;
 	bool retiring;		/* SIGUSR1: replaced after a reload */
 };
+
+static void
+accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker_listener *l = arg;
+
+	evconnlistener_enable(l->lev);
+}
+
+/* accept() failed. Out of descriptors or memory: stop accepting for a
+ * moment rather than spin on a listening socket that stays readable; the
+ * waiting clients stay in the kernel's backlog. */
+static void
+accept_error(struct evconnlistener *lev, void *arg)
+{
+	struct worker_listener *l = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+	static time_t last_log;
+	struct timeval pause = { 0, 100 * 1000 };
+
+	if (err != EMFILE && err != ENFILE && err != ENOBUFS &&
+	    err != ENOMEM)
+		return;
+	if (time(NULL) != last_log) {
+		last_log = time(NULL);
+		log_warn("%s: accept: %s; pausing new connections",
+		    l->service, strerror(err));
+	}
+	evconnlistener_disable(lev);
+	evtimer_add(l->ev_resume, &pause);
+}
 
 static void
 worker_accept(struct evconnlistener *lev, evutil_socket_t fd,
@@ -571,8 +604,10 @@ worker_stop(evutil_socket_t sig, short what, void *arg)
 	if (w->drain_started != 0)
 		return;
 	w->retiring = sig == SIGUSR1;
-	for (size_t i = 0; i < w->nlev; i++)
+	for (size_t i = 0; i < w->nlev; i++) {
 		evconnlistener_free(w->lis[i].lev);
+		event_free(w->lis[i].ev_resume);
+	}
 	w->nlev = 0;
 	w->drain_started = time(NULL);
 	w->ev_drain = event_new(w->base, -1, EV_PERSIST, worker_drain_tick, w);
@@ -637,6 +672,9 @@ run_worker(struct cli *cli, const char *fdlist)
 		    &w.lis[w.nlev], LEV_OPT_CLOSE_ON_FREE, -1, fd);
 		if (w.lis[w.nlev].lev == NULL)
 			fatal("cannot listen on fd %d", fd);
+		evconnlistener_set_error_cb(w.lis[w.nlev].lev, accept_error);
+		w.lis[w.nlev].ev_resume = evtimer_new(w.base, accept_resume,
+		    &w.lis[w.nlev]);
 		w.nlev++;
 	}
 	free(copy);
@@ -651,8 +689,10 @@ run_worker(struct cli *cli, const char *fdlist)
 	signal(SIGHUP, SIG_IGN);
 	event_base_dispatch(w.base);
 
-	for (size_t i = 0; i < w.nlev; i++)
+	for (size_t i = 0; i < w.nlev; i++) {
 		evconnlistener_free(w.lis[i].lev);
+		event_free(w.lis[i].ev_resume);
+	}
 	jobs_destroy(&w.jobs);
 	/* Sessions still open after the grace period are cut here; nothing
 	 * they had not been told 250 for is lost. */
@@ -669,6 +709,21 @@ run_worker(struct cli *cli, const char *fdlist)
 	return 0;
 }
 
+/* Every connection is a descriptor: take the hard limit as the soft one
+ * (a shell's default of 1024 would refuse the 1025th IMAP client). */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_warn("setrlimit(RLIMIT_NOFILE): %s",
+			    strerror(errno));
+	}
+}
+
 int
 cmd_serve(struct cli *cli, int argc, char **argv)
 {
@@ -677,6 +732,7 @@ cmd_serve(struct cli *cli, int argc, char **argv)
 	enum log_level lvl;
 
 	cli_parse(argc, argv, NULL, 0, 0, "petrel serve", &a);
+	raise_fd_limit();
 	log_init(fds ? "petrel/worker" : "petrel", true);
 	if (log_parse_level(config_get(cli->cfg, "log_level"), &lvl) == 0)
 		log_set_level(lvl);
