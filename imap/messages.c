@@ -947,7 +947,8 @@ static void
 copy_messages(struct imap_session *s, struct imap_cmd *c, bool move)
 {
 	const char *name, *err;
-	size_t *idx = NULL, n = 0, copied = 0;
+	size_t *idx = NULL, n = 0, copied = 0, failed = 0, gone = 0, nmade = 0;
+	char **made = NULL;
 	struct mbox *dst;
 	bool own;
 	uint32_t *src_uids, *dst_uids;
@@ -980,6 +981,7 @@ copy_messages(struct imap_session *s, struct imap_cmd *c, bool move)
 	}
 	src_uids = xcalloc(n + 1, sizeof(*src_uids));
 	dst_uids = xcalloc(n + 1, sizeof(*dst_uids));
+	made = xcalloc(n + 1, sizeof(*made));
 	for (size_t k = 0; k < n; k++) {
 		struct mbox_msg *m = &s->mb->msgs[idx[k]];
 		char flags[MAILDIR_FLAGS_MAX + 1];
@@ -988,6 +990,7 @@ copy_messages(struct imap_session *s, struct imap_cmd *c, bool move)
 
 		if (m->expunged) {
 			free(src);
+			gone++;
 			continue;
 		}
 		translate_flags(s->mb, dst, m->flags, flags);
@@ -995,18 +998,35 @@ copy_messages(struct imap_session *s, struct imap_cmd *c, bool move)
 		    &newpath, &err) < 0) {
 			log_error("%lu: copy %s: %s", s->sid, src, err);
 			free(src);
+			failed++;
 			continue;
 		}
 		free(src);
+		made[nmade++] = newpath;
 		uid = mbox_uid_of_added(dst, basename_of(newpath), -1, &err);
-		free(newpath);
 		m = &s->mb->msgs[idx[k]];
-		if (uid == 0)
+		if (uid == 0) {
+			log_error("%lu: copy into %s: %s", s->sid, dst->path,
+			    err);
+			failed++;
 			continue;
+		}
 		src_uids[copied] = m->uid;
 		dst_uids[copied] = uid;
 		copied++;
 	}
+	if (failed > 0 || gone > 0) {
+		/* RFC 3501 6.4.7: a failed COPY leaves the target as it
+		 * was (a MOVE, the source too): take back what was made. */
+		for (size_t k = 0; k < nmade; k++)
+			if (unlink(made[k]) < 0 && errno != ENOENT)
+				log_warn("unlink(%s): %s", made[k],
+				    strerror(errno));
+		copied = 0;
+	}
+	for (size_t k = 0; k < nmade; k++)
+		free(made[k]);
+	free(made);
 	if (copied > 0) {
 		imap_seqset_format(src_uids, copied, &su);
 		imap_seqset_format(dst_uids, copied, &du);
@@ -1014,8 +1034,12 @@ copy_messages(struct imap_session *s, struct imap_cmd *c, bool move)
 	if (!move && copied > 0 && s->quota > 0)
 		maildir_quota_add(s->maildir, (int64_t)bytes, (int64_t)copied,
 		    &err);
-	if (copied < n) {
-		imap_no(s, "[SERVERBUG] Some messages could not be copied");
+	if (failed > 0) {
+		imap_no(s, "[SERVERBUG] The messages could not be copied; "
+		    "nothing was");
+	} else if (gone > 0) {
+		imap_no(s, "[EXPUNGEISSUED] Some of the requested messages "
+		    "no longer exist; nothing was copied");
 	} else if (!move) {
 		if (copied > 0)
 			imap_ok(s, "[COPYUID %u %s %s] Copy completed.",

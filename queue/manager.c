@@ -91,6 +91,8 @@ struct delivery {
 	struct job job;
 	int job_kind;
 	bool job_pending;
+	time_t hold_until;	/* the state could not be written: not
+				   before this (set by the finish job) */
 };
 
 struct mgr {
@@ -109,6 +111,21 @@ struct mgr {
 	unsigned retry_min, retry_max, lifetime, scan_interval;
 	unsigned max_active, max_per_dest, timeout;
 	struct ub_ctx *ub;
+	struct hold *holds;
+};
+
+/*
+ * Messages whose state file could not be rewritten after an attempt (disk
+ * full): the file on disk still says "due now", so without this the next
+ * scan would try again at once, over and over. The back-off is kept here
+ * instead, in memory, growing with each failure, until a state write
+ * works again (or the manager restarts, which retries once).
+ */
+struct hold {
+	struct hold *next;
+	char *id;
+	time_t until;
+	unsigned fails;
 };
 
 enum { JOB_RESOLVE, JOB_FINISH };
@@ -189,6 +206,51 @@ parse_nexthop(const char *t, char **host_r, unsigned *port_r, bool *mx_r)
 	}
 	*host_r = host;
 	return true;
+}
+
+static struct hold *
+hold_find(struct mgr *m, const char *id, struct hold ***pp_r)
+{
+	struct hold **pp;
+
+	for (pp = &m->holds; *pp != NULL; pp = &(*pp)->next)
+		if (strcmp((*pp)->id, id) == 0) {
+			if (pp_r != NULL)
+				*pp_r = pp;
+			return *pp;
+		}
+	return NULL;
+}
+
+static unsigned backoff(struct mgr *m, unsigned attempts);
+
+/* After a finished attempt: hold the message if its state was not
+ * written, forget an earlier hold if it was. */
+static void
+hold_update(struct mgr *m, const char *id, time_t until)
+{
+	struct hold **pp, *h = hold_find(m, id, &pp);
+	time_t later;
+
+	if (until == 0) {
+		if (h != NULL) {
+			*pp = h->next;
+			free(h->id);
+			free(h);
+		}
+		return;
+	}
+	if (h == NULL) {
+		h = xmalloc(sizeof(*h));
+		h->id = xstrdup(id);
+		h->next = m->holds;
+		m->holds = h;
+	}
+	h->fails++;
+	later = time(NULL) + (time_t)backoff(m, h->fails);
+	h->until = until > later ? until : later;
+	log_warn("%s: state not written; next attempt in %lld s", id,
+	    (long long)(h->until - time(NULL)));
 }
 
 static void
@@ -426,8 +488,14 @@ finish_run(struct delivery *d, struct dir *dir)
 		if (q->rcpts[i].status == QR_PENDING)
 			done = false;
 	if (!done) {
-		if (queue_state_write(m->queue_dir, q, &err) < 0)
+		if (queue_state_write(m->queue_dir, q, &err) < 0) {
 			log_error("%s: %s", q->id, err);
+			d->hold_until = now + m->retry_min;
+			for (size_t i = 0; i < q->nrcpts; i++)
+				if (q->rcpts[i].status == QR_PENDING &&
+				    q->rcpts[i].next > (long long)d->hold_until)
+					d->hold_until = (time_t)q->rcpts[i].next;
+		}
 		return;
 	}
 	if (queue_remove(m->queue_dir, q->id) < 0)
@@ -463,6 +531,7 @@ delivery_job_done(struct job *job)
 		return;
 	}
 	if (d->job_kind == JOB_FINISH) {
+		hold_update(m, d->msg.id, d->hold_until);
 		delivery_free(d);
 		if (!m->stopping)
 			mgr_scan(m);
@@ -874,6 +943,12 @@ scan_message(struct mgr *m, const char *id, time_t now)
 	char *dest = NULL;
 	int r;
 
+	{
+		struct hold *h = hold_find(m, id, NULL);
+
+		if (h != NULL && h->until > now && !m->flush)
+			return;
+	}
 	r = queue_msg_read(m->queue_dir, id, &q, &err);
 	if (r <= 0) {
 		if (r < 0)
@@ -1071,6 +1146,13 @@ queue_manager_run(struct cli *cli)
 		ub_ctx_delete(m.ub);
 	tls_client_free(&m.tls);
 	free(m.queue_dir);
+	while (m.holds != NULL) {
+		struct hold *h = m.holds;
+
+		m.holds = h->next;
+		free(h->id);
+		free(h);
+	}
 	log_info("queue manager stopped");
 	return 0;
 }

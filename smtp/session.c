@@ -102,6 +102,7 @@ struct smtp_session {
 	/* message reception */
 	struct spool body;
 	bool too_big;
+	bool spool_failed;	/* the body could not be stored while read */
 	struct smtp_dot dot;	/* DATA: dot-unstuffing state */
 	bool pending_cr;	/* BDAT: a CR at the end of the last chunk */
 	uint64_t bdat_left;
@@ -178,6 +179,7 @@ transaction_reset(struct smtp_session *s)
 	s->size_hint = 0;
 	s->smtputf8 = false;
 	s->too_big = false;
+	s->spool_failed = false;
 	s->bdat_failed = false;
 	s->pending_cr = false;
 	s->qid[0] = '\0';
@@ -468,6 +470,15 @@ data_run(struct job *job, void *state)
 	str_free(&received);
 }
 
+/* Was a write refused for want of space (RFC 3463 4.3.1)? The errors
+ * come from lib/maildir and lib/queue as text ending in strerror(). */
+static bool
+storage_full(const char *err)
+{
+	return err != NULL && (strstr(err, strerror(ENOSPC)) != NULL ||
+	    strstr(err, strerror(EDQUOT)) != NULL);
+}
+
 static void
 data_done(struct job *job)
 {
@@ -487,7 +498,9 @@ data_done(struct job *job)
 		log_error("%s: delivery failed after %zu cop%s: %s", s->qid,
 		    s->job_delivered, s->job_delivered == 1 ? "y" : "ies",
 		    s->job_error ? s->job_error : "?");
-		if (!s->dead)
+		if (!s->dead && storage_full(s->job_error))
+			reply(s, "452 4.3.1 Insufficient system storage");
+		else if (!s->dead)
 			reply(s, "451 4.3.0 Error: queue file write error");
 	}
 	xfree(&s->job_error);
@@ -502,6 +515,11 @@ data_done(struct job *job)
 static void
 start_delivery(struct smtp_session *s)
 {
+	if (s->spool_failed) {
+		reply(s, "452 4.3.1 Insufficient system storage");
+		transaction_reset(s);
+		return;
+	}
 	if (s->too_big) {
 		reply_error(s, "552 5.3.4 Message size exceeds fixed limit");
 		transaction_reset(s);
@@ -1138,7 +1156,7 @@ body_append(struct smtp_session *s, const char *p, size_t n)
 {
 	const char *err;
 
-	if (s->too_big || n == 0)
+	if (s->too_big || s->spool_failed || n == 0)
 		return;
 	if (s->body.size + n > s->srv->size_limit) {
 		s->too_big = true;
@@ -1147,7 +1165,7 @@ body_append(struct smtp_session *s, const char *p, size_t n)
 	}
 	if (spool_append(&s->body, p, n, &err) < 0) {
 		log_error("%s: %s", s->qid, err);
-		s->too_big = true;	/* refused below, never half-taken */
+		s->spool_failed = true;	/* refused below, never half-taken */
 		spool_reset(&s->body);
 	}
 }
@@ -1265,6 +1283,13 @@ session_process(struct smtp_session *s)
 			if (!read_bdat(s, in))
 				break;
 			s->state = ST_CMD;
+			if (s->bdat_failed && s->spool_failed) {
+				reply(s, "452 4.3.1 Insufficient system "
+				    "storage");
+				if (s->bdat_last)
+					transaction_reset(s);
+				continue;
+			}
 			if (s->bdat_failed) {
 				reply_error(s, "554 5.5.1 Error: no valid "
 				    "recipients");
@@ -1273,6 +1298,12 @@ session_process(struct smtp_session *s)
 				 * of it fail too (RFC 3030 2). */
 				if (s->bdat_last || !s->have_mail)
 					transaction_reset(s);
+				continue;
+			}
+			if (s->spool_failed && !s->bdat_last) {
+				reply(s, "452 4.3.1 Insufficient system "
+				    "storage");
+				s->bdat_failed = true;
 				continue;
 			}
 			if (s->too_big && !s->bdat_last) {

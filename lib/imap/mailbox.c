@@ -1349,16 +1349,19 @@ take_new(struct mbox *mb)
 
 /* Write msgs to petrel-index. Only after index_refresh() under the
  * same lock: the file on disk must be the one we last read or wrote
- * (or none), else we would undo another process's work (UIDs!). */
+ * (or none), else we would undo another process's work (UIDs!).
+ * 0 written, -1 the write failed (disk full...), -2 the file changed. */
 static int
 index_write_locked(struct mbox *mb, const char **error_r)
 {
 	struct mbox_priv *p = mb->priv;
 	int fd;
 
-	if (p->index_fd >= 0 && !index_unchanged(mb))
-		return mbox_fail(error_r, "%s/%s changed under the lock "
+	if (p->index_fd >= 0 && !index_unchanged(mb)) {
+		mbox_fail(error_r, "%s/%s changed under the lock "
 		    "(not writing it)", mb->path, MBOX_INDEX_NAME);
+		return -2;
+	}
 	if (mbox_index_write(mb, p->durable, &fd, error_r) < 0)
 		return -1;
 	if (p->index_fd >= 0)
@@ -1408,8 +1411,23 @@ sync_locked(struct mbox *mb, struct sync_ctx *ctx, size_t *added_r,
 			take_new(mb);
 		mbox_cache_maybe_compact(mb);
 	}
-	if (p->dirty && index_write_locked(mb, error_r) < 0)
-		goto fail;
+	if (p->dirty) {
+		int w = index_write_locked(mb, error_r);
+
+		if (w == -2)
+			goto fail;
+		if (w < 0) {
+			/* Cannot record new UIDs (disk full...): the
+			 * messages that have UIDs stay usable, so that the
+			 * user can still read and expunge; the new ones wait,
+			 * unseen, until a write works. */
+			log_warn("%s; new messages wait until it can be "
+			    "written", *error_r);
+			sync_rollback(mb, ctx);
+			ret = 0;
+			goto out;
+		}
+	}
 	ret = 0;
 	goto out;
 fail:
