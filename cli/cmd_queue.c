@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,6 +138,36 @@ queue_show(struct cli *cli, int argc, char **argv)
 }
 
 /* Make every pending recipient due now, and wake the manager. */
+/* Is pid (from manager.pid, which a killed manager leaves behind) still
+ * a petrel process ("petrel ... serve"), as the queue manager is?
+ * A pid reused by another program must not get our SIGUSR1, whose default
+ * action would end it. */
+static bool
+is_queue_manager(pid_t pid)
+{
+	char path[64], buf[4096];
+	bool petrel = false, serve = false;
+	size_t n;
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "/proc/%ld/cmdline", (long)pid);
+	if ((fp = fopen(path, "r")) == NULL)
+		return false;
+	n = fread(buf, 1, sizeof(buf) - 1, fp);
+	fclose(fp);
+	buf[n] = '\0';
+	for (size_t off = 0; off < n; off += strlen(buf + off) + 1) {
+		const char *arg = buf + off, *slash = strrchr(arg, '/');
+
+		if (off == 0)
+			petrel = strstr(slash ? slash + 1 : arg, "petrel") !=
+			    NULL;
+		else if (strcmp(arg, "serve") == 0)
+			serve = true;
+	}
+	return petrel && serve;
+}
+
 static int
 queue_flush(struct cli *cli, int argc, char **argv)
 {
@@ -172,7 +203,8 @@ queue_flush(struct cli *cli, int argc, char **argv)
 			pid = 0;
 		fclose(fp);
 	}
-	if (pid > 1 && kill((pid_t)pid, SIGUSR1) == 0)
+	if (pid > 1 && is_queue_manager((pid_t)pid) &&
+	    kill((pid_t)pid, SIGUSR1) == 0)
 		printf("flushing %zu message(s)\n", count);
 	else
 		printf("%zu message(s) due now; the queue manager is not "

@@ -114,6 +114,7 @@ bool imap_is_inbox(const char *name);
  * changed: EXPUNGE (unless the command forbids them), EXISTS, RECENT,
  * FETCH FLAGS. */
 void imap_sync_report(struct imap_session *s, bool allow_expunge);
+void imap_report_expunges(struct imap_session *s);
 void imap_flags_string(const struct mbox *mb, const struct mbox_msg *m,
     str_t *out);
 

@@ -126,6 +126,26 @@ fetch_flags_line(struct imap_session *s, size_t i, bool uid)
 	str_free(&f);
 }
 
+/* Drop the expunged messages and tell the client of those it knew:
+ * one that arrived and went between two reports was never announced,
+ * so it gets no EXPUNGE (its number was never valid for the client). */
+void
+imap_report_expunges(struct imap_session *s)
+{
+	uint32_t *seqs = NULL;
+	size_t n = 0;
+
+	mbox_purge(s->mb, &seqs, &n);
+	/* descending, so each number is the client's at that moment */
+	for (size_t i = 0; i < n; i++) {
+		if (seqs[i] > s->known)
+			continue;
+		imap_untagged(s, "%u EXPUNGE", seqs[i]);
+		s->known--;
+	}
+	free(seqs);
+}
+
 void
 imap_sync_report(struct imap_session *s, bool allow_expunge)
 {
@@ -139,16 +159,8 @@ imap_sync_report(struct imap_session *s, bool allow_expunge)
 		log_error("%lu: sync %s: %s", s->sid, s->mb->path, err);
 		return;
 	}
-	if (allow_expunge) {
-		uint32_t *seqs = NULL;
-		size_t n = 0;
-
-		mbox_purge(s->mb, &seqs, &n);
-		for (size_t i = 0; i < n; i++)
-			imap_untagged(s, "%u EXPUNGE", seqs[i]);
-		free(seqs);
-		s->known = s->known >= n ? s->known - n : 0;
-	}
+	if (allow_expunge)
+		imap_report_expunges(s);
 	if (count_keywords(s->mb) != s->known_keywords)
 		report_flags(s);
 	if (s->mb->n != s->known) {
@@ -994,11 +1006,29 @@ copy_messages(struct imap_session *s, struct imap_cmd *c, bool move)
 			continue;
 		}
 		translate_flags(s->mb, dst, m->flags, flags);
-		if (maildir_link_into_flags(src, m->size, dst->path, flags,
-		    &newpath, &err) < 0) {
-			log_error("%lu: copy %s: %s", s->sid, src, err);
+		for (int tries = 0; maildir_link_into_flags(src, m->size,
+		    dst->path, flags, &newpath, &err) < 0; tries++) {
+			const char *serr;
+
+			/* Another session may have renamed the file (new
+			 * flags) or expunged it: look again, then retry. */
 			free(src);
-			failed++;
+			src = NULL;
+			if (tries == 3 || mbox_sync(s->mb, NULL, &serr) < 0)
+				break;
+			m = &s->mb->msgs[idx[k]];
+			if (m->expunged)
+				break;
+			src = mbox_msg_path(s->mb, m);
+			translate_flags(s->mb, dst, m->flags, flags);
+		}
+		if (src == NULL) {
+			if (s->mb->msgs[idx[k]].expunged) {
+				gone++;
+			} else {
+				log_error("%lu: copy: %s", s->sid, err);
+				failed++;
+			}
 			continue;
 		}
 		free(src);
@@ -1035,8 +1065,8 @@ copy_messages(struct imap_session *s, struct imap_cmd *c, bool move)
 		maildir_quota_add(s->maildir, (int64_t)bytes, (int64_t)copied,
 		    &err);
 	if (failed > 0) {
-		imap_no(s, "[SERVERBUG] The messages could not be copied; "
-		    "nothing was");
+		imap_no(s, "[SERVERBUG] The messages could not be copied, "
+		    "none was");
 	} else if (gone > 0) {
 		imap_no(s, "[EXPUNGEISSUED] Some of the requested messages "
 		    "no longer exist; nothing was copied");
@@ -1047,19 +1077,12 @@ copy_messages(struct imap_session *s, struct imap_cmd *c, bool move)
 		else
 			imap_ok(s, "Copy completed.");
 	} else {
-		uint32_t *seqs = NULL;
-		size_t ns = 0;
-
 		if (copied > 0)
 			imap_untagged(s, "OK [COPYUID %u %s %s] Moved.",
 			    dst->uidvalidity, str_c(&su), str_c(&du));
 		if (mbox_expunge(s->mb, idx, n, &err) < 0)
 			log_error("%lu: move: %s", s->sid, err);
-		mbox_purge(s->mb, &seqs, &ns);
-		for (size_t k = 0; k < ns; k++)
-			imap_untagged(s, "%u EXPUNGE", seqs[k]);
-		s->known = s->known >= ns ? s->known - ns : 0;
-		free(seqs);
+		imap_report_expunges(s);
 		imap_ok(s, "Move completed.");
 	}
 	free(src_uids);
@@ -1093,8 +1116,6 @@ expunge_deleted(struct imap_session *s, const char *uidset, bool report)
 	size_t *idx = NULL, n = 0, k = 0;
 	const char *err;
 	int64_t bytes = 0;
-	uint32_t *seqs = NULL;
-	size_t ns = 0;
 
 	if (uidset != NULL) {
 		if (resolve_set(s->mb, uidset, true, &idx, &n) < 0)
@@ -1119,11 +1140,7 @@ expunge_deleted(struct imap_session *s, const char *uidset, bool report)
 	free(idx);
 	if (!report)
 		return 0;
-	mbox_purge(s->mb, &seqs, &ns);
-	for (size_t j = 0; j < ns; j++)
-		imap_untagged(s, "%u EXPUNGE", seqs[j]);
-	s->known = s->known >= ns ? s->known - ns : 0;
-	free(seqs);
+	imap_report_expunges(s);
 	return 0;
 }
 

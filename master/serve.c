@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -213,11 +214,12 @@ static pid_t
 spawn_worker(struct master *m, size_t slot)
 {
 	str_t fds = STR_INIT;
-	pid_t pid;
+	pid_t pid, parent;
 
 	for (size_t i = 0; i < m->nlisteners; i++)
 		str_printf(&fds, "%s%s=%d", i ? "," : "",
 		    m->listeners[i].service, m->listeners[i].fd);
+	parent = getpid();
 	pid = fork();
 	if (pid < 0) {
 		log_error_errno("fork");
@@ -227,7 +229,18 @@ spawn_worker(struct master *m, size_t slot)
 	if (pid == 0) {
 		char slotstr[24];
 
-		for (size_t i = 0; i < m->nlisteners; i++) {
+		/* If the master dies (even by SIGKILL), its children stop
+		 * too: a worker drains like on SIGTERM and closes its
+		 * listeners at once, so a new master can bind the ports, and
+		 * no queue manager is left to race a new one. The signal
+		 * survives exec; the getppid() check closes the race with a
+		 * master that died before prctl(). */
+		if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 ||
+		    getppid() != parent)
+			_exit(1);
+		/* Only protocol workers inherit the listening sockets. */
+		for (size_t i = 0; i < m->nlisteners &&
+		    !m->workers[slot].queue; i++) {
 			int fl = fcntl(m->listeners[i].fd, F_GETFD);
 
 			fcntl(m->listeners[i].fd, F_SETFD, fl & ~FD_CLOEXEC);

@@ -1699,12 +1699,30 @@ rename_flags(struct mbox *mb, size_t i, const char *flags,
 	return ret;
 }
 
+/* flags = (cur - del) + add, normalised. */
+static int
+flags_apply(const char *cur, const char *add, const char *del,
+    char out[MAILDIR_FLAGS_MAX + 1])
+{
+	char buf[2 * MAILDIR_FLAGS_MAX + 2];
+	size_t n = 0;
+
+	for (const char *f = cur; *f != '\0'; f++)
+		if (strchr(del, *f) == NULL)
+			buf[n++] = *f;
+	for (const char *f = add; *f != '\0'; f++)
+		buf[n++] = *f;
+	return maildir_flags_normalize(buf, n, out);
+}
+
 int
 mbox_set_flags(struct mbox *mb, size_t i, const char *flags,
     const char **error_r)
 {
-	char nflags[MAILDIR_FLAGS_MAX + 1];
+	char nflags[MAILDIR_FLAGS_MAX + 1], add[MAILDIR_FLAGS_MAX + 1];
+	char del[MAILDIR_FLAGS_MAX + 1];
 	struct timespec zero = { 0, 0 };
+	size_t na = 0, nd = 0;
 	int ret, attempt;
 
 	if (mb->readonly)
@@ -1716,6 +1734,16 @@ mbox_set_flags(struct mbox *mb, size_t i, const char *flags,
 		return mbox_fail(error_r, "invalid Maildir flags");
 	if (mb->msgs[i].expunged)
 		return 1;
+	/* What this change adds and removes, against the flags this
+	 * session knows: applied again to the fresh flags if another
+	 * process changed them meanwhile, so its changes are kept. */
+	for (const char *f = nflags; *f != '\0'; f++)
+		if (strchr(mb->msgs[i].flags, *f) == NULL)
+			add[na++] = *f;
+	for (const char *f = mb->msgs[i].flags; *f != '\0'; f++)
+		if (strchr(nflags, *f) == NULL)
+			del[nd++] = *f;
+	add[na] = del[nd] = '\0';
 	if (mbox_lock(mb, error_r) < 0)
 		return -1;
 	ret = rename_flags(mb, i, nflags, error_r);
@@ -1726,6 +1754,8 @@ mbox_set_flags(struct mbox *mb, size_t i, const char *flags,
 			ret = -1;
 		else if (mb->msgs[i].expunged)
 			break;
+		else if (flags_apply(mb->msgs[i].flags, add, del, nflags) < 0)
+			ret = mbox_fail(error_r, "invalid Maildir flags");
 		else
 			ret = rename_flags(mb, i, nflags, error_r);
 	}
