@@ -15,7 +15,8 @@ struct tls_server;
 
 struct imap_server {
 	struct event_base *base;
-	struct jobs *jobs;
+	struct jobs *jobs;		/* the disk: delivery, mailbox work */
+	struct jobs *dir_jobs;		/* directory queries (NULL: jobs) */
 	const struct config *cfg;
 	struct tls_server *tls;		/* NULL: no STARTTLS / imaps */
 	char *hostname;

@@ -638,7 +638,10 @@ submit(struct imap_session *s, enum job_kind kind)
 	s->busy = true;
 	s->job.run = job_run;
 	s->job.done = job_done;
-	jobs_submit(s->srv->jobs, &s->job);
+	/* Logins query the directory: their own pool, so that a hung
+	 * database cannot hold up the mailbox work of others. */
+	jobs_submit(kind == J_LOGIN && s->srv->dir_jobs != NULL ?
+	    s->srv->dir_jobs : s->srv->jobs, &s->job);
 }
 
 /* ---- change notification ---- */

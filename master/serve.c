@@ -504,7 +504,7 @@ struct worker_ctx {
 	struct pop3_server pop3;
 	struct imap_server imap;
 	struct tls_server *tls;
-	struct jobs *jobs;
+	struct jobs *jobs, *dir_jobs;
 	struct worker_listener lis[MAX_LISTENERS];
 	size_t nlev;
 	struct event *ev_drain;
@@ -667,6 +667,12 @@ run_worker(struct cli *cli, const char *fdlist)
 	    nw ? (unsigned)strtoul(nw, NULL, 10) : 1, w.tls);
 	pop3_server_init(&w.pop3, w.base, w.jobs, cli->cfg, w.tls);
 	imap_server_init(&w.imap, w.base, w.jobs, cli->cfg, w.tls);
+	/* Directory queries get threads of their own: a database that
+	 * hangs holds up logins and RCPT lookups, not deliveries or
+	 * mailbox work. */
+	w.dir_jobs = jobs_create(w.base, (size_t)config_get_uint(cli->cfg,
+	    "worker_threads"), dir_thread_init, dir_thread_deinit, cli->cfg);
+	w.smtp.dir_jobs = w.pop3.dir_jobs = w.imap.dir_jobs = w.dir_jobs;
 	for (item = strtok_r(copy, ",", &save); item != NULL;
 	    item = strtok_r(NULL, ",", &save)) {
 		char *eq = strchr(item, '=');
@@ -706,6 +712,7 @@ run_worker(struct cli *cli, const char *fdlist)
 		evconnlistener_free(w.lis[i].lev);
 		event_free(w.lis[i].ev_resume);
 	}
+	jobs_destroy(&w.dir_jobs);
 	jobs_destroy(&w.jobs);
 	/* Sessions still open after the grace period are cut here; nothing
 	 * they had not been told 250 for is lost. */

@@ -406,7 +406,10 @@ submit(struct pop3_session *s, enum pop3_job kind)
 	s->busy = true;
 	s->job.run = session_job_run;
 	s->job.done = session_job_done;
-	jobs_submit(s->srv->jobs, &s->job);
+	/* Logins query the directory: their own pool, so that a hung
+	 * database cannot hold up the maildrop work of others. */
+	jobs_submit(kind == J_LOGIN && s->srv->dir_jobs != NULL ?
+	    s->srv->dir_jobs : s->srv->jobs, &s->job);
 }
 
 /* ---- commands ---- */

@@ -123,6 +123,10 @@ struct smtp_session {
 
 enum { JOB_RCPT, JOB_DATA, JOB_AUTH, JOB_SENDER };
 
+/* Directory queries run in their own pool, so that a hung database
+ * cannot hold up deliveries and mailbox work. */
+#define DIR_JOBS(srv) ((srv)->dir_jobs != NULL ? (srv)->dir_jobs : (srv)->jobs)
+
 static unsigned long next_sid;
 
 static void session_process(struct smtp_session *s);
@@ -660,7 +664,7 @@ cmd_mail(struct smtp_session *s, const char *arg)
 		s->busy = true;
 		s->job.run = sender_run;
 		s->job.done = sender_done;
-		jobs_submit(s->srv->jobs, &s->job);
+		jobs_submit(DIR_JOBS(s->srv), &s->job);
 		return;
 	}
 	mail_accept(s, addr);
@@ -729,7 +733,7 @@ cmd_rcpt(struct smtp_session *s, const char *arg)
 	s->busy = true;
 	s->job.run = rcpt_run;
 	s->job.done = rcpt_done;
-	jobs_submit(s->srv->jobs, &s->job);
+	jobs_submit(DIR_JOBS(s->srv), &s->job);
 }
 
 static void
@@ -901,7 +905,7 @@ auth_start(struct smtp_session *s, char *login, char *pass)
 	s->busy = true;
 	s->job.run = auth_run;
 	s->job.done = auth_done;
-	jobs_submit(s->srv->jobs, &s->job);
+	jobs_submit(DIR_JOBS(s->srv), &s->job);
 }
 
 static bool

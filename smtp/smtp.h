@@ -25,7 +25,8 @@ struct smtp_ipcount {
 
 struct smtp_server {
 	struct event_base *base;
-	struct jobs *jobs;
+	struct jobs *jobs;		/* the disk: delivery, mailbox work */
+	struct jobs *dir_jobs;		/* directory queries (NULL: jobs) */
 	const struct config *cfg;
 	char *hostname;
 	char *queue_dir;
