@@ -259,6 +259,8 @@ finish_touched(struct mbox *mb)
 	size_t k;
 
 	for (k = 0; k < p->ntouched; k++) {
+		if (p->touched[k] >= mb->n)
+			continue;	/* added, then rolled back */
 		m = &mb->msgs[p->touched[k]];
 		if (m->expunged)
 			continue;
