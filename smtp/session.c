@@ -1607,8 +1607,12 @@ smtp_server_init(struct smtp_server *srv, struct event_base *base,
 		nworkers = 1;
 	srv->max_conn = (unsigned)((config_get_uint(cfg, "smtp_max_connections")
 	    + nworkers - 1) / nworkers);
-	srv->max_conn_per_ip = (unsigned)((config_get_uint(cfg,
-	    "smtp_max_connections_per_ip") + nworkers - 1) / nworkers);
+	/* Counted per worker. Which worker accepts a connection is up to
+	 * the kernel, so a share of limit/nworkers would refuse a client
+	 * well below the limit when the spread is uneven (100 sessions from
+	 * one host did hit it): each worker allows the whole limit. */
+	srv->max_conn_per_ip = (unsigned)config_get_uint(cfg,
+	    "smtp_max_connections_per_ip");
 }
 
 void
