@@ -454,6 +454,15 @@ section_bytes(const char *wire, size_t wlen, const struct mime_part *root,
 	}
 }
 
+/* The message's MIME tree, parsed on first use. */
+static struct mime_part *
+mime_tree(struct mime_part **root, const str_t *wire)
+{
+	if (*root == NULL)
+		*root = mime_parse(wire->data, wire->len);
+	return *root;
+}
+
 /* ENVELOPE / BODY / BODYSTRUCTURE from the cache, else computed. */
 static char *
 structure(struct imap_session *s, size_t i, enum mbox_cache_kind kind,
@@ -511,7 +520,6 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 			return false;
 		}
 		m = &s->mb->msgs[i];
-		root = mime_parse(wire.data, wire.len);
 	}
 	if (att->sets_seen && !s->readonly && strchr(m->flags, 'S') == NULL) {
 		char flags[64];
@@ -524,6 +532,9 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 		m->flags_changed = false;
 		set_seen = true;
 	}
+	/* The MIME tree is built only for an item that needs it: BODY[]
+	 * and RFC822 go out straight from the file's bytes. */
+#define ROOT() mime_tree(&root, &wire)
 	str_printf(&line, "* %zu FETCH (", i + 1);
 	for (size_t k = 0; k < att->n; k++) {
 		const struct fetch_item *it = &att->items[k];
@@ -568,31 +579,40 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 			break;
 		case FETCH_RFC822_HEADER:
 			str_append(&line, "RFC822.HEADER ");
+			ROOT();
 			append_literal(&line, wire.data + root->hdr_off,
 			    root->hdr_len);
 			break;
 		case FETCH_RFC822_TEXT:
 			str_append(&line, "RFC822.TEXT ");
+			ROOT();
 			append_literal(&line, wire.data + root->body_off,
 			    root->body_len);
 			break;
 		case FETCH_SECTION: {
 			str_t sect = STR_INIT;
+			const char *data;
 			size_t off = 0, len;
 
-			section_bytes(wire.data, wire.len, root, it, &sect);
-			len = sect.len;
+			if (it->spec == SECT_ALL && it->npart == 0) {
+				data = wire.data;	/* BODY[]: no copy */
+				len = wire.len;
+			} else {
+				section_bytes(wire.data, wire.len, ROOT(), it,
+				    &sect);
+				data = sect.data;
+				len = sect.len;
+			}
 			if (it->partial) {
-				off = it->origin < sect.len ? it->origin :
-				    sect.len;
-				len = sect.len - off;
+				off = it->origin < len ? it->origin : len;
+				len -= off;
 				if (len > it->count)
 					len = it->count;
 			}
 			str_append(&line, it->label);
 			str_append_c(&line, ' ');
-			append_literal(&line, sect.data != NULL ?
-			    sect.data + off : "", len);
+			append_literal(&line, data != NULL ? data + off : "",
+			    len);
 			str_free(&sect);
 			break;
 		}
@@ -600,7 +620,7 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 		if (ck != MBOX_CACHE_KINDS) {
 			if (cached[ck] == NULL)
 				cached[ck] = structure(s, i, ck, wire.data,
-				    root);
+				    ROOT());
 			str_append(&line, cached[ck]);
 		}
 	}
@@ -609,9 +629,16 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 		imap_flags_string(s->mb, m, &line);
 		str_append_c(&line, ')');
 	}
+#undef ROOT
 	str_append(&line, ")\r\n");
-	str_append_n(&s->out, line.data, line.len);
-	str_free(&line);
+	if (s->out.len == 0) {
+		/* the usual case for big messages: hand the buffer over */
+		str_free(&s->out);
+		s->out = line;
+	} else {
+		str_append_n(&s->out, line.data, line.len);
+		str_free(&line);
+	}
 	for (size_t k = 0; k < MBOX_CACHE_KINDS; k++)
 		free(cached[k]);
 	if (root != NULL)
