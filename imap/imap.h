@@ -16,7 +16,7 @@ struct tls_server;
 struct imap_server {
 	struct event_base *base;
 	struct jobs *jobs;		/* the disk: delivery, mailbox work */
-	struct jobs *dir_jobs;		/* directory queries (NULL: jobs) */
+	struct jobs *dir_jobs;		/* directory queries */
 	const struct config *cfg;
 	struct tls_server *tls;		/* NULL: no STARTTLS / imaps */
 	char *hostname;

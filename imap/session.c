@@ -640,8 +640,8 @@ submit(struct imap_session *s, enum job_kind kind)
 	s->job.done = job_done;
 	/* Logins query the directory: their own pool, so that a hung
 	 * database cannot hold up the mailbox work of others. */
-	jobs_submit(kind == J_LOGIN && s->srv->dir_jobs != NULL ?
-	    s->srv->dir_jobs : s->srv->jobs, &s->job);
+	jobs_submit(kind == J_LOGIN ? s->srv->dir_jobs : s->srv->jobs,
+	    &s->job);
 }
 
 /* ---- change notification ---- */
@@ -1123,6 +1123,7 @@ imap_server_init(struct imap_server *srv, struct event_base *base,
 	memset(srv, 0, sizeof(*srv));
 	srv->base = base;
 	srv->jobs = jobs;
+	srv->dir_jobs = jobs;	/* serve gives directory work its own */
 	srv->cfg = cfg;
 	srv->tls = tls;
 	srv->hostname = xstrdup(config_get(cfg, "hostname"));

@@ -408,8 +408,8 @@ submit(struct pop3_session *s, enum pop3_job kind)
 	s->job.done = session_job_done;
 	/* Logins query the directory: their own pool, so that a hung
 	 * database cannot hold up the maildrop work of others. */
-	jobs_submit(kind == J_LOGIN && s->srv->dir_jobs != NULL ?
-	    s->srv->dir_jobs : s->srv->jobs, &s->job);
+	jobs_submit(kind == J_LOGIN ? s->srv->dir_jobs : s->srv->jobs,
+	    &s->job);
 }
 
 /* ---- commands ---- */
@@ -1004,6 +1004,7 @@ pop3_server_init(struct pop3_server *srv, struct event_base *base,
 	memset(srv, 0, sizeof(*srv));
 	srv->base = base;
 	srv->jobs = jobs;
+	srv->dir_jobs = jobs;	/* serve gives directory work its own */
 	srv->cfg = cfg;
 	srv->tls = tls;
 	srv->hostname = xstrdup(config_get(cfg, "hostname"));

@@ -123,10 +123,6 @@ struct smtp_session {
 
 enum { JOB_RCPT, JOB_DATA, JOB_AUTH, JOB_SENDER };
 
-/* Directory queries run in their own pool, so that a hung database
- * cannot hold up deliveries and mailbox work. */
-#define DIR_JOBS(srv) ((srv)->dir_jobs != NULL ? (srv)->dir_jobs : (srv)->jobs)
-
 static unsigned long next_sid;
 
 static void session_process(struct smtp_session *s);
@@ -664,7 +660,7 @@ cmd_mail(struct smtp_session *s, const char *arg)
 		s->busy = true;
 		s->job.run = sender_run;
 		s->job.done = sender_done;
-		jobs_submit(DIR_JOBS(s->srv), &s->job);
+		jobs_submit(s->srv->dir_jobs, &s->job);
 		return;
 	}
 	mail_accept(s, addr);
@@ -733,7 +729,7 @@ cmd_rcpt(struct smtp_session *s, const char *arg)
 	s->busy = true;
 	s->job.run = rcpt_run;
 	s->job.done = rcpt_done;
-	jobs_submit(DIR_JOBS(s->srv), &s->job);
+	jobs_submit(s->srv->dir_jobs, &s->job);
 }
 
 static void
@@ -905,7 +901,7 @@ auth_start(struct smtp_session *s, char *login, char *pass)
 	s->busy = true;
 	s->job.run = auth_run;
 	s->job.done = auth_done;
-	jobs_submit(DIR_JOBS(s->srv), &s->job);
+	jobs_submit(s->srv->dir_jobs, &s->job);
 }
 
 static bool
@@ -1583,6 +1579,7 @@ smtp_server_init(struct smtp_server *srv, struct event_base *base,
 	srv->fail_delay_ms = (unsigned)config_get_uint(cfg, "auth_fail_delay");
 	srv->base = base;
 	srv->jobs = jobs;
+	srv->dir_jobs = jobs;	/* serve gives directory work its own */
 	srv->cfg = cfg;
 	srv->hostname = xstrdup(config_get(cfg, "hostname"));
 	if (srv->hostname[0] == '\0') {

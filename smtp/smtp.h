@@ -26,7 +26,7 @@ struct smtp_ipcount {
 struct smtp_server {
 	struct event_base *base;
 	struct jobs *jobs;		/* the disk: delivery, mailbox work */
-	struct jobs *dir_jobs;		/* directory queries (NULL: jobs) */
+	struct jobs *dir_jobs;		/* directory queries */
 	const struct config *cfg;
 	char *hostname;
 	char *queue_dir;

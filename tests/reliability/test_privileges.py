@@ -21,6 +21,7 @@ import pwd
 
 import pytest
 
+import crash_util
 import hostile_util
 from hostile_util import ALICE, BOB, PASSWORD
 from imap_util import quote
@@ -52,26 +53,6 @@ def status_fields(pid):
     return fields
 
 
-def tree_pids(root_pid):
-    """root_pid and all its descendants."""
-    children = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(d))
-    out, todo = [], [root_pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
-
-
 @pytest.fixture
 def all_start():
     """Factory: all_start(inst) -> a serve with SMTP, submission, IMAP, POP3;
@@ -92,7 +73,7 @@ def test_no_process_runs_as_root(mail_user_instance, all_start):
     assert inst.config().get("user") == "mail", inst.init_result.stderr
     srv = all_start(inst)
     hostile_util.healthy(srv)            # every service has served a session
-    pids = tree_pids(srv.proc.pid)
+    pids = [srv.proc.pid] + crash_util.children(srv.proc.pid)
     assert len(pids) >= 3, "expected a master, workers and a queue manager: %r" % pids
     for pid in pids:
         st = status_fields(pid)
