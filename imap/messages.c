@@ -307,6 +307,8 @@ load_message(struct imap_session *s, size_t i, str_t *out)
 		str_truncate(out, 0);
 		mime_to_crlf(buf, got, out);
 		free(buf);
+		if (got == (size_t)st.st_size)
+			mbox_msg_learn(s->mb, i, &st, out->len);
 		return 0;
 	}
 	return -1;
@@ -463,18 +465,21 @@ mime_tree(struct mime_part **root, const str_t *wire)
 	return *root;
 }
 
-/* ENVELOPE / BODY / BODYSTRUCTURE from the cache, else computed. */
+/* ENVELOPE / BODY / BODYSTRUCTURE computed (and cached). ENVELOPE
+ * needs only the header: no MIME tree is built for it. */
 static char *
 structure(struct imap_session *s, size_t i, enum mbox_cache_kind kind,
-    const char *wire, const struct mime_part *root)
+    const str_t *wire, struct mime_part **root)
 {
 	str_t v = STR_INIT;
 
-	if (kind == MBOX_CACHE_ENVELOPE)
-		mime_envelope(wire, root, &v);
+	if (kind == MBOX_CACHE_ENVELOPE && *root == NULL)
+		mime_envelope_header(wire->data, wire->len, &v);
+	else if (kind == MBOX_CACHE_ENVELOPE)
+		mime_envelope(wire->data, *root, &v);
 	else
-		mime_bodystructure(wire, root, kind == MBOX_CACHE_BODYSTRUCTURE,
-		    &v);
+		mime_bodystructure(wire->data, mime_tree(root, wire),
+		    kind == MBOX_CACHE_BODYSTRUCTURE, &v);
 	mbox_cache_put(s->mb, i, kind, str_c(&v));
 	return str_steal(&v);
 }
@@ -485,7 +490,8 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 	struct mbox_msg *m = &s->mb->msgs[i];
 	const struct fetch_att *att = &fs->att;
 	char *cached[MBOX_CACHE_KINDS] = { NULL };
-	bool need_data = false, set_seen = false, flags_shown = false;
+	bool need_data = false, need_info = false, set_seen = false;
+	bool flags_shown = false;
 	str_t wire = STR_INIT, line = STR_INIT;
 	struct mime_part *root = NULL;
 	bool first = true;
@@ -504,6 +510,8 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 			if (kd == FETCH_RFC822 || kd == FETCH_RFC822_HEADER ||
 			    kd == FETCH_RFC822_TEXT || kd == FETCH_SECTION)
 				need_data = true;
+			if (kd == FETCH_RFC822_SIZE || kd == FETCH_INTERNALDATE)
+				need_info = true;
 			continue;
 		}
 		if (cached[ck] == NULL)
@@ -516,6 +524,21 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 			for (size_t k = 0; k < MBOX_CACHE_KINDS; k++)
 				free(cached[k]);
 			str_free(&wire);
+			fs->gone = true;
+			return false;
+		}
+		m = &s->mb->msgs[i];
+	}
+	if (need_info && m->info_pending) {
+		/* not read above (the cached items were enough) */
+		const char *err = NULL;
+		int r = mbox_msg_info(s->mb, i, &err);
+
+		if (r < 0)
+			log_warn("%lu: %s", s->sid, err);
+		if (r != 0) {
+			for (size_t k = 0; k < MBOX_CACHE_KINDS; k++)
+				free(cached[k]);
 			fs->gone = true;
 			return false;
 		}
@@ -619,8 +642,8 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 		}
 		if (ck != MBOX_CACHE_KINDS) {
 			if (cached[ck] == NULL)
-				cached[ck] = structure(s, i, ck, wire.data,
-				    ROOT());
+				cached[ck] = structure(s, i, ck, &wire,
+				    &root);
 			str_append(&line, cached[ck]);
 		}
 	}
@@ -886,6 +909,8 @@ imap_cmd_search(struct imap_session *s, struct imap_cmd *c)
 	struct search_key *root = NULL;
 	const char *err = NULL;
 	str_t res = STR_INIT;
+	bool need_info;
+	size_t n;
 	int rc;
 
 	rc = imap_search_parse(c->args, c->nargs, &root, &err);
@@ -898,22 +923,41 @@ imap_cmd_search(struct imap_session *s, struct imap_cmd *c)
 		return;
 	}
 	str_append(&res, "SEARCH");
-	for (size_t i = 0; i < s->mb->n; i++) {
+	need_info = imap_search_needs_info(root);
+	/* a re-sync below may append messages: they are not the client's
+	 * yet */
+	n = s->mb->n;
+	for (size_t i = 0; i < n; i++) {
 		struct mbox_msg *m = &s->mb->msgs[i];
 		struct search_ctx sc = { s, i, STR_INIT, 0 };
+
+		if (need_info && m->info_pending) {
+			int r = mbox_msg_info(s->mb, i, &err);
+
+			if (r < 0)
+				log_warn("%lu: %s", s->sid, err);
+			if (r != 0)
+				continue;	/* gone: no match */
+			m = &s->mb->msgs[i];
+		}
+		/* loading the message may re-sync and move msgs: keep
+		 * nothing that points into it */
+		char flags[sizeof(m->flags)];
+		uint32_t uid = m->uid;
+
+		memcpy(flags, m->flags, sizeof(flags));
 		struct search_msg sm = {
-			.seq = (uint32_t)(i + 1), .uid = m->uid,
-			.max_seq = (uint32_t)s->mb->n,
-			.max_uid = s->mb->n > 0 ?
-			    s->mb->msgs[s->mb->n - 1].uid : 0,
-			.flags = m->flags, .recent = m->recent,
+			.seq = (uint32_t)(i + 1), .uid = uid,
+			.max_seq = (uint32_t)n,
+			.max_uid = n > 0 ? s->mb->msgs[n - 1].uid : 0,
+			.flags = flags, .recent = m->recent,
 			.size = m->vsize, .internaldate = m->internaldate,
 			.keyword_letter = search_keyword, .load = search_load,
 			.ctx = &sc,
 		};
 
 		if (imap_search_match(root, &sm))
-			str_printf(&res, " %u", c->uid ? m->uid :
+			str_printf(&res, " %u", c->uid ? uid :
 			    (uint32_t)(i + 1));
 		str_free(&sc.wire);
 	}
@@ -1011,8 +1055,14 @@ copy_messages(struct imap_session *s, struct imap_cmd *c, bool move)
 		free(idx);
 		return;
 	}
-	for (size_t k = 0; k < n; k++)
+	for (size_t k = 0; k < n; k++) {
+		/* S= of the copies, and the quota: sizes not looked at
+		 * yet are needed now (a file found gone is dealt with
+		 * below) */
+		if (mbox_msg_info(s->mb, idx[k], &err) < 0)
+			log_warn("%lu: %s", s->sid, err);
 		bytes += s->mb->msgs[idx[k]].size;
+	}
 	if (!move && s->quota > 0 &&
 	    maildir_quota_check(s->maildir, s->quota, bytes, &err) == 0) {
 		imap_no(s, "[OVERQUOTA] Quota exceeded");
@@ -1155,10 +1205,15 @@ expunge_deleted(struct imap_session *s, const char *uidset, bool report)
 	for (size_t j = 0; j < n; j++) {
 		const struct mbox_msg *m = &s->mb->msgs[idx[j]];
 
-		if (strchr(m->flags, 'T') != NULL && !m->expunged) {
-			bytes += (int64_t)m->size;
-			idx[k++] = idx[j];
-		}
+		if (strchr(m->flags, 'T') == NULL || m->expunged)
+			continue;
+		/* the quota needs the size (0 when the file is gone) */
+		if (m->info_pending &&
+		    mbox_msg_info(s->mb, idx[j], &err) < 0)
+			log_warn("%lu: %s", s->sid, err);
+		m = &s->mb->msgs[idx[j]];
+		bytes += (int64_t)m->size;
+		idx[k++] = idx[j];
 	}
 	if (k > 0 && mbox_expunge(s->mb, idx, k, &err) < 0)
 		log_error("%lu: expunge: %s", s->sid, err);

@@ -47,7 +47,7 @@ str_append(str_t *s, const char *cstr)
 }
 
 void
-str_append_c(str_t *s, char c)
+str_append_c_grow(str_t *s, char c)
 {
 	str_append_n(s, &c, 1);
 }

@@ -18,7 +18,19 @@ typedef struct str {
 void str_reserve(str_t *s, size_t extra);
 void str_append(str_t *s, const char *cstr);
 void str_append_n(str_t *s, const void *data, size_t len);
-void str_append_c(str_t *s, char c);
+void str_append_c_grow(str_t *s, char c);
+
+/* One byte: inline, as builders call it for every byte they emit. */
+static inline void
+str_append_c(str_t *s, char c)
+{
+	if (s->len + 1 < s->cap) {
+		s->data[s->len++] = c;
+		s->data[s->len] = '\0';
+	} else {
+		str_append_c_grow(s, c);
+	}
+}
 void str_printf(str_t *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void str_vprintf(str_t *s, const char *fmt, va_list ap)

@@ -599,9 +599,14 @@ index_merge(struct mbox *mb, struct mbox_index *idx)
 			if (m->in_cur != d->in_cur ||
 			    strcmp(m->name, d->name) != 0)
 				set_name(mb, i, xstrdup(d->name), d->in_cur);
-			m->size = d->size;
-			m->vsize = d->vsize;
-			m->internaldate = d->internaldate;
+			if (!d->info_pending) {
+				m->size = d->size;
+				m->vsize = d->vsize;
+				m->internaldate = d->internaldate;
+				m->info_pending = false;
+			} else if (!m->info_pending) {
+				p->dirty = true;	/* we know more */
+			}
 			if (!same_cache || d->cache_off > m->cache_off)
 				m->cache_off = d->cache_off;
 		}
@@ -773,6 +778,7 @@ struct lent {
 	size_t off;		/* name in the arena */
 	size_t len;
 	bool in_cur;
+	unsigned char dtype;	/* d_type from readdir() */
 };
 
 struct listing {
@@ -785,6 +791,9 @@ struct fresh {
 	char *name;		/* points into the arena */
 	size_t len, klen;
 	bool in_cur;
+	unsigned char dtype;
+	unsigned long long sec;	/* the name's time, for sorting */
+	unsigned long usec;
 	struct mbox_msg m;
 };
 
@@ -825,8 +834,9 @@ list_dir(struct mbox *mb, bool cur, struct listing *l, const char **error_r)
 		if (de == NULL)
 			break;
 		len = strlen(de->d_name);
-		if (!name_storable(de->d_name, len))
-			continue;
+		if (!name_storable(de->d_name, len) ||
+		    (de->d_type != DT_REG && de->d_type != DT_UNKNOWN))
+			continue;	/* directories, symlinks... */
 		if (l->n == l->cap) {
 			l->cap = l->cap < 256 ? 256 : l->cap * 2;
 			l->ents = xrealloc(l->ents, l->cap * sizeof(*l->ents));
@@ -835,6 +845,7 @@ list_dir(struct mbox *mb, bool cur, struct listing *l, const char **error_r)
 		e->off = l->arena.len;
 		e->len = len;
 		e->in_cur = cur;
+		e->dtype = de->d_type;
 		str_append_n(&l->arena, de->d_name, len + 1);
 	}
 	if (errno != 0) {
@@ -937,17 +948,13 @@ static int
 fresh_cmp(const void *a, const void *b)
 {
 	const struct fresh *x = a, *y = b;
-	unsigned long long xs, ys;
-	unsigned long xu, yu;
 	size_t n;
 	int c;
 
-	name_time(x->name, &xs, &xu);
-	name_time(y->name, &ys, &yu);
-	if (xs != ys)
-		return xs < ys ? -1 : 1;
-	if (xu != yu)
-		return xu < yu ? -1 : 1;
+	if (x->sec != y->sec)
+		return x->sec < y->sec ? -1 : 1;
+	if (x->usec != y->usec)
+		return x->usec < y->usec ? -1 : 1;
 	n = x->klen < y->klen ? x->klen : y->klen;
 	c = memcmp(x->name, y->name, n);
 	if (c != 0)
@@ -996,19 +1003,36 @@ count_vsize(int fd, uint64_t *size_r, uint64_t *vsize_r)
 	return 0;
 }
 
-/* Size, vsize and internaldate of a file seen for the first time:
- * stat() it, and read it when the name has no W=. 0 ok, 1 skip it
- * (vanished or not a regular file). */
+static void
+info_set(struct mbox_msg *m, const struct maildir_name *mn,
+    const struct stat *st, uint64_t vsize)
+{
+	m->internaldate = (long long)st->st_mtim.tv_sec;
+	m->size = mn->has_size ? mn->size : (uint64_t)st->st_size;
+	m->vsize = mn->has_vsize ? mn->vsize : vsize;
+	m->info_pending = false;
+}
+
+static void
+name_info(const char *name, struct maildir_name *mn)
+{
+	if (maildir_name_parse(name, strlen(name), mn) < 0)
+		mn->has_size = mn->has_vsize = false;
+}
+
+/* Size, vsize and internaldate of a message from its file: stat() it,
+ * and read it when the name has no W=. 0 ok, 1 it is gone (vanished
+ * or not a regular file). */
 static int
-fresh_info(const struct mbox *mb, struct fresh *f)
+file_info(const struct mbox *mb, struct mbox_msg *m)
 {
 	struct maildir_name mn;
-	char *path = sub_path(mb, f->in_cur ? "cur" : "new", f->name);
+	char *path = mbox_msg_path(mb, m);
 	struct stat st;
+	uint64_t size, vsize = 0;
 	int fd = -1, ret = 1;
 
-	if (maildir_name_parse(f->name, f->len, &mn) < 0)
-		mn.has_size = mn.has_vsize = false;
+	name_info(m->name, &mn);
 	if (!mn.has_vsize) {
 		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
 		    O_NONBLOCK);
@@ -1025,20 +1049,52 @@ fresh_info(const struct mbox *mb, struct fresh *f)
 	}
 	if (!S_ISREG(st.st_mode))
 		goto out;
-	f->m.internaldate = (long long)st.st_mtim.tv_sec;
-	f->m.size = mn.has_size ? mn.size : (uint64_t)st.st_size;
-	if (mn.has_vsize) {
-		f->m.vsize = mn.vsize;
-	} else if (count_vsize(fd, &f->m.size, &f->m.vsize) < 0) {
+	if (!mn.has_vsize && count_vsize(fd, &size, &vsize) < 0) {
 		log_warn("read(%s) failed: %s", path, strerror(errno));
-		f->m.size = f->m.vsize = (uint64_t)st.st_size;
+		vsize = (uint64_t)st.st_size;
 	}
+	info_set(m, &mn, &st, vsize);
 	ret = 0;
 out:
 	if (fd >= 0)
 		close(fd);
 	free(path);
 	return ret;
+}
+
+int
+mbox_msg_info(struct mbox *mb, size_t i, const char **error_r)
+{
+	for (int attempt = 0; attempt < 2; attempt++) {
+		struct mbox_msg *m = &mb->msgs[i];
+
+		if (!m->info_pending)
+			return 0;
+		if (m->expunged)
+			return 1;
+		if (file_info(mb, m) == 0) {
+			mbox_priv(mb)->dirty = true;
+			return 0;
+		}
+		/* renamed by another session meanwhile? */
+		if (attempt == 0 && mbox_sync(mb, NULL, error_r) < 0)
+			return -1;
+	}
+	return 1;
+}
+
+void
+mbox_msg_learn(struct mbox *mb, size_t i, const struct stat *st,
+    uint64_t vsize)
+{
+	struct mbox_msg *m = &mb->msgs[i];
+	struct maildir_name mn;
+
+	if (!m->info_pending || !S_ISREG(st->st_mode))
+		return;
+	name_info(m->name, &mn);
+	info_set(m, &mn, st, vsize);
+	mbox_priv(mb)->dirty = true;
 }
 
 /* Does the file of a message named so exist? */
@@ -1051,6 +1107,24 @@ msg_file_exists(const struct mbox *mb, bool in_cur, const char *name)
 
 	free(path);
 	return ok;
+}
+
+/* Is it there, and a regular file (readdir() did not say)? */
+static bool
+msg_is_file(const struct mbox *mb, bool in_cur, const char *name)
+{
+	char *path = sub_path(mb, in_cur ? "cur" : "new", name);
+	struct stat st;
+	bool ok = lstat(path, &st) == 0 && S_ISREG(st.st_mode);
+
+	free(path);
+	return ok;
+}
+
+static bool
+fresh_same_key(const struct fresh *a, const struct fresh *b)
+{
+	return a->klen == b->klen && memcmp(a->name, b->name, a->klen) == 0;
 }
 
 struct match {
@@ -1119,17 +1193,26 @@ add_fresh(struct mbox *mb, struct sync_ctx *ctx, const struct listing *l,
 		f[nf].len = e->len;
 		f[nf].klen = key_len(f[nf].name);
 		f[nf].in_cur = e->in_cur;
+		f[nf].dtype = e->dtype;
+		name_time(f[nf].name, &f[nf].sec, &f[nf].usec);
 		nf++;
 	}
 	qsort(f, nf, sizeof(*f), fresh_cmp);
+	/* Nothing is read or stat()ed here (a sync of a big new folder
+	 * only lists it): size, vsize and internaldate wait until a
+	 * command needs them (mbox_msg_info). */
 	for (k = out = 0; k < nf; k++) {
-		if (out > 0 && f[out - 1].klen == f[k].klen &&
-		    memcmp(f[out - 1].name, f[k].name, f[k].klen) == 0)
+		if (k + 1 < nf && fresh_same_key(&f[k], &f[k + 1]) &&
+		    !msg_file_exists(mb, f[k].in_cur, f[k].name))
+			continue;	/* renamed during the listing */
+		if (out > 0 && fresh_same_key(&f[out - 1], &f[k]))
 			continue;	/* same key in cur/ and new/ */
-		if (fresh_info(mb, &f[k]) != 0) {
+		if (f[k].dtype == DT_UNKNOWN &&
+		    !msg_is_file(mb, f[k].in_cur, f[k].name)) {
 			incomplete[f[k].in_cur] = true;
 			continue;
 		}
+		f[k].m.info_pending = true;
 		f[out++] = f[k];
 	}
 	nf = out;
@@ -1403,6 +1486,7 @@ sync_locked(struct mbox *mb, struct sync_ctx *ctx, size_t *added_r,
 	int ret = -1;
 
 	p->ntouched = 0;
+	mbox_cache_flush(mb);
 	if (index_refresh(mb, ctx, error_r) < 0)
 		goto out;
 	if (ctx->list) {
@@ -1546,6 +1630,7 @@ mbox_close(struct mbox **mbp)
 	if (mb == NULL)
 		return;
 	p = mb->priv;
+	mbox_cache_flush(mb);
 	if (p->dirty && p->loaded && p->lock_fd >= 0) {
 		/* unwritten flag changes, expunges, cache offsets */
 		if (mbox_lock(mb, &error) < 0) {
@@ -1558,6 +1643,7 @@ mbox_close(struct mbox **mbp)
 		}
 	}
 	mbox_cache_close(mb);
+	mbox_cache_free(mb);
 	for (i = 0; i < mb->n; i++)
 		mbox_name_free(p, mb->msgs[i].name);
 	for (i = 0; i < 26; i++)
@@ -1594,6 +1680,7 @@ mbox_flush(struct mbox *mb, const char **error_r)
 {
 	int ret;
 
+	mbox_cache_flush(mb);
 	if (!mbox_priv(mb)->dirty)
 		return 0;
 	if (mbox_lock(mb, error_r) < 0)
@@ -1893,8 +1980,14 @@ mbox_uid_of_added(struct mbox *mb, const char *name, long long internaldate,
 		if (m->expunged || !key_eq(m->name, base, klen))
 			continue;
 		uid = m->uid;
-		if (internaldate >= 0 && m->internaldate != internaldate) {
-			/* another process indexed it before our utimensat */
+		/* a file just added: learn its size and date now, while it
+		 * is in the page cache */
+		if (m->info_pending && file_info(mb, m) == 0)
+			mbox_priv(mb)->dirty = true;
+		if (internaldate >= 0 && !m->info_pending &&
+		    m->internaldate != internaldate) {
+			/* another process looked at it before our
+			 * utimensat */
 			m->internaldate = internaldate;
 			mbox_priv(mb)->dirty = true;
 			if (flush_locked(mb, &werr) < 0)

@@ -8,8 +8,10 @@
  * Files in the folder directory (next to cur/ new/ tmp/):
  *   petrel-index   UIDVALIDITY, UIDNEXT, the mtimes of cur/ and new/
  *                  when last synced, and per message: uid, file name,
- *                  size, vsize (RFC822.SIZE), internaldate. Written to a
- *                  temporary name and renamed.
+ *                  size, vsize (RFC822.SIZE), internaldate (or "not
+ *                  looked at yet": a sync only lists directories, and
+ *                  a message's file is read when a command first needs
+ *                  it). Written to a temporary name and renamed.
  *   petrel-cache   append-only records of cached per-message strings
  *                  (ENVELOPE, BODYSTRUCTURE, BODY, Date), by uid.
  *   petrel-lock    flock()ed around every sync and change, so several
@@ -31,6 +33,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <time.h>
 
 struct mbox_msg {
@@ -43,12 +46,17 @@ struct mbox_msg {
 	bool expunged;		/* the file is gone (see mbox_sync) */
 	bool flags_changed;	/* flags differ from the last time the
 				   caller cleared this */
+	bool info_pending;	/* size, vsize and internaldate are not
+				   known yet (all 0): a sync only lists
+				   the directories; mbox_msg_info() or
+				   mbox_msg_learn() fills them in */
 	uint64_t size;		/* bytes on disk */
 	uint64_t vsize;		/* RFC822.SIZE: CRLF line ends */
 	long long internaldate;	/* seconds since the epoch: the file's
-				   mtime when first indexed */
+				   mtime when first looked at */
 	char flags[53];		/* Maildir letters, sorted */
 	uint64_t cache_off;	/* internal: offset in petrel-cache, 0 none */
+	bool cache_pend;	/* internal: has a record not yet written */
 };
 
 struct mbox {
@@ -117,6 +125,19 @@ int mbox_flush(struct mbox *mb, const char **error_r);
  * count as done. 0 ok, -1 error. */
 int mbox_expunge(struct mbox *mb, const size_t *idx, size_t n,
     const char **error_r);
+
+/* Make size, vsize and internaldate of msgs[i] known (see
+ * info_pending): stat() the file, and read it when its name carries
+ * no W=. A file that has vanished re-syncs once (it may have been
+ * renamed for a flag change), so msgs may grow as after mbox_sync.
+ * Learned values are written to the index at the next sync, flush or
+ * close. 0 ok, 1 the message is gone, -1 error. */
+int mbox_msg_info(struct mbox *mb, size_t i, const char **error_r);
+/* The caller has read the whole file of msgs[i]: st from its fstat(),
+ * vsize the bytes with every bare LF counted as CRLF. Fills in what is
+ * pending, without another look at the file. */
+void mbox_msg_learn(struct mbox *mb, size_t i, const struct stat *st,
+    uint64_t vsize);
 
 /* Full path of a message's file (malloc'd). */
 char *mbox_msg_path(const struct mbox *mb, const struct mbox_msg *m);

@@ -51,6 +51,8 @@
 #define DEAD_MIN 128
 /* Compaction writes in chunks of this size. */
 #define COMPACT_CHUNK (1024 * 1024)
+/* Pending records are appended when they reach this size. */
+#define PEND_MAX (256 * 1024)
 
 static void
 put32(unsigned char *p, uint32_t v)
@@ -293,6 +295,10 @@ mbox_cache_get(struct mbox *mb, size_t i, enum mbox_cache_kind kind)
 	if (i >= mb->n || (int)kind < 0 || kind >= MBOX_CACHE_KINDS)
 		return NULL;
 	m = &mb->msgs[i];
+	if (m->cache_pend) {
+		mbox_cache_flush(mb);
+		m = &mb->msgs[i];
+	}
 	if (m->cache_off == 0)
 		return NULL;	/* expunged ones too, until mbox_purge */
 	if (cache_ensure(mb, false) < 0 || m->cache_off == 0)
@@ -307,10 +313,8 @@ mbox_cache_put(struct mbox *mb, size_t i, enum mbox_cache_kind kind,
 {
 	struct mbox_priv *p = mb->priv;
 	struct mbox_msg *m;
-	unsigned char *rec;
-	size_t len, total;
-	ssize_t w;
-	off_t end;
+	unsigned char h[REC_HDR];
+	size_t len;
 
 	if (i >= mb->n || (int)kind < 0 || kind >= MBOX_CACHE_KINDS ||
 	    value == NULL)
@@ -321,28 +325,85 @@ mbox_cache_put(struct mbox *mb, size_t i, enum mbox_cache_kind kind,
 		return;
 	if (cache_ensure(mb, true) < 0)
 		return;
-	total = REC_HDR + len;
-	rec = xmalloc(total);
-	rec_header(rec, (int)kind, m->uid, value, (uint32_t)len, m->cache_off);
-	memcpy(rec + REC_HDR, value, len);
+	if (m->cache_pend) {
+		mbox_cache_flush(mb);	/* prev must be a real offset */
+		m = &mb->msgs[i];
+	}
+	if (p->npend == p->pend_cap) {
+		p->pend_cap = p->pend_cap < 64 ? 64 : p->pend_cap * 2;
+		p->pend_uid = xrealloc(p->pend_uid,
+		    p->pend_cap * sizeof(*p->pend_uid));
+		p->pend_off = xrealloc(p->pend_off,
+		    p->pend_cap * sizeof(*p->pend_off));
+	}
+	p->pend_uid[p->npend] = m->uid;
+	p->pend_off[p->npend] = p->cache_pend.len;
+	p->npend++;
+	m->cache_pend = true;
+	rec_header(h, (int)kind, m->uid, value, (uint32_t)len, m->cache_off);
+	str_append_n(&p->cache_pend, h, sizeof(h));
+	str_append_n(&p->cache_pend, value, len);
+	if (p->cache_pend.len >= PEND_MAX)
+		mbox_cache_flush(mb);
+}
+
+void
+mbox_cache_flush(struct mbox *mb)
+{
+	struct mbox_priv *p = mb->priv;
+	size_t total = p->cache_pend.len, k;
+	ssize_t w;
+	off_t end;
+	long i;
+
+	if (p->npend == 0)
+		return;
+	if (p->cache_fd < 0)
+		goto out;	/* closed meanwhile (replaced): drop them */
 	/* one write: appends from other handles cannot interleave */
-	w = write(p->cache_fd, rec, total);
-	free(rec);
+	w = write(p->cache_fd, p->cache_pend.data, total);
 	if (w != (ssize_t)total) {
 		if (w < 0)
 			log_warn("write(%s/%s) failed: %s", mb->path,
 			    MBOX_CACHE_NAME, strerror(errno));
-		return;
+		goto out;
 	}
 	end = lseek(p->cache_fd, 0, SEEK_CUR);
 	if (end < (off_t)(CACHE_HDR + total)) {
 		if (end < 0)
 			log_warn("lseek(%s/%s) failed: %s", mb->path,
 			    MBOX_CACHE_NAME, strerror(errno));
-		return;
+		goto out;
 	}
-	m->cache_off = (uint64_t)end - total;
-	p->dirty = true;
+	for (k = 0; k < p->npend; k++) {
+		i = mbox_find_uid(mb, p->pend_uid[k]);
+		if (i < 0 || mb->msgs[i].expunged)
+			continue;
+		mb->msgs[i].cache_off = (uint64_t)end - total +
+		    p->pend_off[k];
+		p->dirty = true;
+	}
+out:
+	for (k = 0; k < p->npend; k++) {
+		i = mbox_find_uid(mb, p->pend_uid[k]);
+		if (i >= 0)
+			mb->msgs[i].cache_pend = false;
+	}
+	mbox_cache_free(mb);
+}
+
+void
+mbox_cache_free(struct mbox *mb)
+{
+	struct mbox_priv *p = mb->priv;
+
+	/* an idle session keeps nothing */
+	str_free(&p->cache_pend);
+	free(p->pend_uid);
+	free(p->pend_off);
+	p->pend_uid = NULL;
+	p->pend_off = NULL;
+	p->npend = p->pend_cap = 0;
 }
 
 /* Copy the live records into tmp (fd), in chunks. New offsets go to

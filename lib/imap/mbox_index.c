@@ -11,6 +11,9 @@
  *   <uid> <c|n> <size> <vsize> <internaldate> <cache_off> <name>
  *   ...                                               (<messages> lines)
  *
+ * A message whose file has not been looked at yet (a sync only lists
+ * the directories) has "? ? ?" for size, vsize and internaldate.
+ *
  * cur_*, new_*: the directory mtimes recorded at the last listing (0.0:
  * list next time). cache_id: the petrel-cache the cache_off values
  * belong to; cache_dead: messages removed since it was compacted.
@@ -48,8 +51,11 @@
 #define INDEX_MAGIC "petrel-index 1 "
 /* The header line is about 120 bytes. */
 #define HEADER_MAX 512
-/* Shortest entry line: "1 c 0 0 0 0 x\n". */
+/* Shortest entry line: "1 c 0 0 0 0 x\n" (or "1 c ? ? ? 0 x\n"). */
 #define ENTRY_MIN 14
+/* size, vsize and internaldate of a message not looked at yet */
+#define PENDING "? ? ?"
+
 
 /* ---- parsing helpers over [*pp, end) ---- */
 
@@ -268,11 +274,22 @@ parse_entry(char **pp, char *end, struct mbox_msg *m)
 	    !get_c(&p, end, ' ') || p == end || (*p != 'c' && *p != 'n'))
 		return false;
 	m->in_cur = *p++ == 'c';
-	if (!get_c(&p, end, ' ') ||
-	    !get_u64(&p, end, UINT64_MAX, &m->size) || !get_c(&p, end, ' ') ||
+	if (!get_c(&p, end, ' '))
+		return false;
+	if (p < end && *p == '?') {
+		/* not looked at yet */
+		if ((size_t)(end - p) < sizeof(PENDING) - 1 ||
+		    memcmp(p, PENDING, sizeof(PENDING) - 1) != 0)
+			return false;
+		p += sizeof(PENDING) - 1;
+		m->info_pending = true;
+	} else if (!get_u64(&p, end, UINT64_MAX, &m->size) ||
+	    !get_c(&p, end, ' ') ||
 	    !get_u64(&p, end, UINT64_MAX, &m->vsize) ||
-	    !get_c(&p, end, ' ') || !get_i64(&p, end, &m->internaldate) ||
-	    !get_c(&p, end, ' ') || !get_u64(&p, end, UINT64_MAX, &v) ||
+	    !get_c(&p, end, ' ') || !get_i64(&p, end, &m->internaldate)) {
+		return false;
+	}
+	if (!get_c(&p, end, ' ') || !get_u64(&p, end, UINT64_MAX, &v) ||
 	    !get_c(&p, end, ' '))
 		return false;
 	m->cache_off = v;
@@ -409,6 +426,10 @@ put_entry(str_t *s, const struct mbox_msg *m)
 {
 	put_u64(s, m->uid);
 	str_append_n(s, m->in_cur ? " c " : " n ", 3);
+	if (m->info_pending) {
+		str_append_n(s, PENDING " ", sizeof(PENDING));
+		goto rest;
+	}
 	put_u64(s, m->size);
 	str_append_c(s, ' ');
 	put_u64(s, m->vsize);
@@ -420,6 +441,7 @@ put_entry(str_t *s, const struct mbox_msg *m)
 		put_u64(s, (uint64_t)m->internaldate);
 	}
 	str_append_c(s, ' ');
+rest:
 	put_u64(s, m->cache_off);
 	str_append_c(s, ' ');
 	str_append(s, m->name);

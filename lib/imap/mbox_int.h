@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "lib/base/str.h"
 #include "lib/imap/mailbox.h"
 #include "lib/maildir/maildir.h"
 
@@ -51,6 +52,12 @@ struct mbox_priv {
 	bool cache_failed;	/* it cannot be opened or created: stop
 				   trying (and logging) in this handle */
 	uint32_t cache_fd_id;	/* its id */
+	str_t cache_pend;	/* records put but not yet appended: a FETCH
+				   of many messages appends them in a few
+				   writes (mbox_cache_flush) */
+	uint32_t *pend_uid;	/* per pending record: its message's uid */
+	size_t *pend_off;	/* and its offset in cache_pend */
+	size_t npend, pend_cap;
 	struct stat kw_st;	/* dovecot-keywords when last read */
 	bool kw_seen;
 	size_t *touched;	/* msgs whose name changed in this sync */
@@ -146,6 +153,12 @@ void mbox_import_free(struct mbox_import *imp);
 /* ---- mbox_cache.c ---- */
 
 void mbox_cache_close(struct mbox *mb);
+/* Append the pending records (one write) and point their messages at
+ * them. Called at every sync, flush and close, and when a message gets
+ * a second record (its chain needs the first one's offset). */
+void mbox_cache_flush(struct mbox *mb);
+/* Free what mbox_cache_put() keeps pending (on close). */
+void mbox_cache_free(struct mbox *mb);
 /* Rewrite petrel-cache with only the live records when it holds many
  * more dead ones. Called with the lock held. */
 void mbox_cache_maybe_compact(struct mbox *mb);

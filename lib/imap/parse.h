@@ -214,6 +214,8 @@ bool imap_search_match(const struct search_key *root,
     const struct search_msg *m);
 /* True if any key needs the message data (header, body, sent dates). */
 bool imap_search_needs_data(const struct search_key *root);
+/* True if any key needs RFC822.SIZE or INTERNALDATE. */
+bool imap_search_needs_info(const struct search_key *root);
 
 /* ---- mailbox names ---- */
 /* Modified UTF-7 (RFC 3501 5.1.3) to UTF-8; -1 if malformed (bad

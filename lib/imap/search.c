@@ -332,18 +332,45 @@ key_needs_data(enum search_op op)
 	}
 }
 
-bool
-imap_search_needs_data(const struct search_key *root)
+static bool
+key_needs_info(enum search_op op)
+{
+	switch (op) {
+	case SK_LARGER:
+	case SK_SMALLER:
+	case SK_BEFORE:
+	case SK_ON:
+	case SK_SINCE:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static bool
+tree_has(const struct search_key *root, bool (*pred)(enum search_op))
 {
 	size_t i;
 
-	if (key_needs_data(root->op))
+	if (pred(root->op))
 		return true;
 	for (i = 0; i < root->nkids; i++) {
-		if (imap_search_needs_data(&root->kids[i]))
+		if (tree_has(&root->kids[i], pred))
 			return true;
 	}
 	return false;
+}
+
+bool
+imap_search_needs_data(const struct search_key *root)
+{
+	return tree_has(root, key_needs_data);
+}
+
+bool
+imap_search_needs_info(const struct search_key *root)
+{
+	return tree_has(root, key_needs_info);
 }
 
 struct match_ctx {

@@ -49,7 +49,7 @@ needs_literal(const char *s, size_t len)
 static void
 put_string(str_t *out, const char *s, size_t len)
 {
-	size_t i;
+	size_t i, start;
 
 	if (needs_literal(s, len)) {
 		str_printf(out, "{%zu}\r\n", len);
@@ -58,11 +58,15 @@ put_string(str_t *out, const char *s, size_t len)
 	}
 	str_reserve(out, len + 2);
 	str_append_c(out, '"');
-	for (i = 0; i < len; i++) {
-		if (s[i] == '"' || s[i] == '\\')
+	for (i = start = 0; i < len; i++) {
+		if (s[i] == '"' || s[i] == '\\') {
+			/* the run before it, then the escape */
+			str_append_n(out, s + start, i - start);
 			str_append_c(out, '\\');
-		str_append_c(out, s[i]);
+			start = i;
+		}
 	}
+	str_append_n(out, s + start, len - start);
 	str_append_c(out, '"');
 }
 
@@ -84,16 +88,6 @@ put_upper(str_t *out, const char *s)
 		*c = (char)toupper((unsigned char)*c);
 	put_string(out, u, strlen(u));
 	free(u);
-}
-
-/* A header field's raw unfolded value as an nstring. */
-static void
-put_field(str_t *out, const char *hdr, size_t len, const char *name)
-{
-	char *v = mime_header_get(hdr, len, name);
-
-	put_nstring(out, v);
-	free(v);
 }
 
 /* Addresses (RFC 5322 3.4, with obs-addr-list). */
@@ -330,13 +324,12 @@ parse_address(struct addr_parser *ap, bool in_group)
 	str_free(&host);
 }
 
-/* The address list of the first field named name; false if the field is
- * absent or holds no address. */
+/* The address list in a field's value; false if the field is absent
+ * (v NULL) or holds no address. */
 static bool
-put_addresses(str_t *out, const char *hdr, size_t len, const char *name)
+put_addresses(str_t *out, const char *v)
 {
 	struct addr_parser ap;
-	char *v = mime_header_get(hdr, len, name);
 	size_t mark = out->len;
 
 	if (v == NULL)
@@ -354,7 +347,6 @@ put_addresses(str_t *out, const char *hdr, size_t len, const char *name)
 	}
 	str_append_c(out, ')');
 	str_free(&ap.comment);
-	free(v);
 	if (ap.count == 0)
 		str_truncate(out, mark);
 	return ap.count > 0;
@@ -363,37 +355,53 @@ put_addresses(str_t *out, const char *hdr, size_t len, const char *name)
 void
 mime_envelope(const char *data, const struct mime_part *msg, str_t *out)
 {
-	static const char *const lists[] = { "to", "cc", "bcc" };
-	const char *hdr = data + msg->hdr_off;
-	size_t len = msg->hdr_len, i;
-	str_t from = STR_INIT;
+	mime_envelope_header(data + msg->hdr_off, msg->hdr_len, out);
+}
 
+void
+mime_envelope_header(const char *hdr, size_t len, str_t *out)
+{
+	enum {
+		F_DATE, F_SUBJECT, F_FROM, F_SENDER, F_REPLY_TO, F_TO, F_CC,
+		F_BCC, F_IN_REPLY_TO, F_MESSAGE_ID, F_N
+	};
+	static const char *const names[F_N] = {
+		"date", "subject", "from", "sender", "reply-to", "to", "cc",
+		"bcc", "in-reply-to", "message-id"
+	};
+	char *v[F_N];
+	str_t from = STR_INIT;
+	size_t i;
+
+	mime_header_get_first(hdr, len, names, F_N, v);
 	str_append_c(out, '(');
-	put_field(out, hdr, len, "date");
+	put_nstring(out, v[F_DATE]);
 	str_append_c(out, ' ');
-	put_field(out, hdr, len, "subject");
+	put_nstring(out, v[F_SUBJECT]);
 	str_append_c(out, ' ');
-	if (!put_addresses(&from, hdr, len, "from"))
+	if (!put_addresses(&from, v[F_FROM]))
 		str_append(&from, "NIL");
 	str_append_n(out, from.data, from.len);
 	/* RFC 3501: Sender and Reply-To default to From. */
 	str_append_c(out, ' ');
-	if (!put_addresses(out, hdr, len, "sender"))
+	if (!put_addresses(out, v[F_SENDER]))
 		str_append_n(out, from.data, from.len);
 	str_append_c(out, ' ');
-	if (!put_addresses(out, hdr, len, "reply-to"))
+	if (!put_addresses(out, v[F_REPLY_TO]))
 		str_append_n(out, from.data, from.len);
-	for (i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+	for (i = F_TO; i <= F_BCC; i++) {
 		str_append_c(out, ' ');
-		if (!put_addresses(out, hdr, len, lists[i]))
+		if (!put_addresses(out, v[i]))
 			str_append(out, "NIL");
 	}
 	str_append_c(out, ' ');
-	put_field(out, hdr, len, "in-reply-to");
+	put_nstring(out, v[F_IN_REPLY_TO]);
 	str_append_c(out, ' ');
-	put_field(out, hdr, len, "message-id");
+	put_nstring(out, v[F_MESSAGE_ID]);
 	str_append_c(out, ')');
 	str_free(&from);
+	for (i = 0; i < F_N; i++)
+		free(v[i]);
 }
 
 /* BODY / BODYSTRUCTURE. */

@@ -108,23 +108,31 @@ void
 mime_to_crlf(const char *data, size_t len, str_t *out)
 {
 	const char *p, *start, *end, *lf;
+	char *d;
 
 	if (len == 0)
 		return;
+	/* sized exactly first, then copied without further checks */
 	str_reserve(out, (size_t)mime_crlf_size(data, len));
+	d = out->data + out->len;
 	start = p = data;
 	end = data + len;
 	while ((lf = memchr(p, '\n', (size_t)(end - p))) != NULL) {
 		if (lf == data || lf[-1] != '\r') {
-			str_append_n(out, start, (size_t)(lf - start));
-			str_append_n(out, "\r\n", 2);
+			memcpy(d, start, (size_t)(lf - start));
+			d += lf - start;
+			*d++ = '\r';
+			*d++ = '\n';
 			start = lf + 1;
 		}
 		p = lf + 1;
 		if (p == end)
 			break;
 	}
-	str_append_n(out, start, (size_t)(end - start));
+	memcpy(d, start, (size_t)(end - start));
+	d += end - start;
+	out->len = (size_t)(d - out->data);
+	out->data[out->len] = '\0';
 }
 
 uint64_t
@@ -228,6 +236,26 @@ mime_header_get(const char *hdr, size_t len, const char *name)
 			return field_value(hdr, &f);
 	}
 	return NULL;
+}
+
+void
+mime_header_get_first(const char *hdr, size_t len, const char *const *names,
+    size_t n, char **values)
+{
+	struct field f;
+	size_t pos = 0, i, left = n;
+
+	for (i = 0; i < n; i++)
+		values[i] = NULL;
+	while (left > 0 && field_next(hdr, len, &pos, &f)) {
+		for (i = 0; i < n; i++) {
+			if (values[i] == NULL && field_is(hdr, &f, names[i])) {
+				values[i] = field_value(hdr, &f);
+				left--;
+				break;
+			}
+		}
+	}
 }
 
 void

@@ -81,6 +81,9 @@ void mime_free(struct mime_part *root);
  * contain CR, LF, '"' with 8-bit, etc.; NIL where absent. Addresses are
  * parsed per RFC 5322 with groups as IMAP wants them. */
 void mime_envelope(const char *data, const struct mime_part *msg, str_t *out);
+/* The same from a header block without a parsed tree: the scan stops
+ * at the header's empty line, so a whole message will do. */
+void mime_envelope_header(const char *hdr, size_t len, str_t *out);
 /* BODY (extended = false) or BODYSTRUCTURE (extended = true) of the
  * part, parenthesised, per RFC 3501 7.4.2. */
 void mime_bodystructure(const char *data, const struct mime_part *part,
@@ -105,6 +108,10 @@ void mime_header_fields(const char *hdr, size_t len, const char *const *names,
  * block: its raw value with continuation lines unfolded (CRLF removed),
  * leading white space trimmed. NULL if absent. malloc'd. */
 char *mime_header_get(const char *hdr, size_t len, const char *name);
+/* The same for n names in one pass over the header:
+ * values[i] is the first field named names[i], or NULL. */
+void mime_header_get_first(const char *hdr, size_t len,
+    const char *const *names, size_t n, char **values);
 
 /* RFC 2047 encoded-words in a header value decoded to UTF-8 (charsets
  * through iconv; unknown charsets and broken words left as they are).

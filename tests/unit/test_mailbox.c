@@ -201,6 +201,7 @@ test_fresh(void)
 	char *f = mkfolder("fresh");
 	struct mbox *mb, *mb2;
 	struct mbox_msg *m;
+	const char *error;
 	size_t i;
 
 	test_begin("mailbox: fresh folder gets UIDs 1..n in name order");
@@ -212,6 +213,13 @@ test_fresh(void)
 	put_msg(f, "cur", "1700000001.M10P1.host:2,S", "hello\n", 1700000009);
 	put_msg(f, "new", ".hidden", "x", 0);
 	put_msg(f, "new", "bad\001name", "x", 0);
+	{
+		/* a directory is not a message, whatever its name */
+		char *d = xasprintf("%s/cur/1700000004.M1P1.host:2,", f);
+
+		test_assert(mkdir(d, 0700) == 0);
+		free(d);
+	}
 	mb = open_ok(f, false);
 	test_assert(mb != NULL);
 	if (mb == NULL)
@@ -237,6 +245,19 @@ test_fresh(void)
 	test_assert(mb->msgs[2].recent && mb->msgs[3].recent);
 	test_assert(file_exists(f, "cur", "1700000003.M5P1.host:2,"));
 	test_assert(count_dir(f, "new") == 1);	/* the skipped one */
+	/* the sync only listed the directories: no file looked at */
+	for (i = 0; i < mb->n; i++) {
+		test_assert(mb->msgs[i].info_pending);
+		test_assert(mb->msgs[i].size == 0 && mb->msgs[i].vsize == 0);
+	}
+	/* ... and the index says so to another handle */
+	mb2 = open_ok(f, false);
+	test_assert(mb2 != NULL && mb2->n == 4);
+	for (i = 0; mb2 != NULL && i < mb2->n; i++)
+		test_assert(mb2->msgs[i].info_pending);
+	mbox_close(&mb2);
+	for (i = 0; i < 3; i++)
+		test_assert(mbox_msg_info(mb, i, &error) == 0);
 	/* sizes: from S=/W=, else counted (bare LFs count twice) */
 	test_assert(mb->msgs[0].size == 4 && mb->msgs[0].vsize == 6);
 	test_assert(mb->msgs[1].size == 6 && mb->msgs[1].vsize == 7);
@@ -244,6 +265,29 @@ test_fresh(void)
 	/* internaldate: the mtime */
 	test_assert(mb->msgs[0].internaldate == 1700000001);
 	test_assert(mb->msgs[1].internaldate == 1700000009);
+	test_assert(!mb->msgs[0].info_pending);
+	/* learned from a read of the whole file (FETCH): no new look */
+	test_assert(mb->msgs[3].info_pending);
+	{
+		char *p = mbox_msg_path(mb, &mb->msgs[3]);
+		struct stat st;
+
+		test_assert(stat(p, &st) == 0);
+		st.st_mtim.tv_sec = 1700000077;
+		mbox_msg_learn(mb, 3, &st, 3);
+		free(p);
+	}
+	test_assert(!mb->msgs[3].info_pending);
+	test_assert(mb->msgs[3].size == 2 && mb->msgs[3].vsize == 3);
+	test_assert(mb->msgs[3].internaldate == 1700000077);
+	/* learning twice changes nothing */
+	{
+		struct stat st = { .st_mode = S_IFREG, .st_size = 50 };
+
+		mbox_msg_learn(mb, 3, &st, 60);
+		test_assert(mb->msgs[3].size == 2);
+	}
+	test_assert(mbox_flush(mb, &error) == 0);
 	test_assert(mbox_find_uid(mb, 3) == 2);
 	test_assert(mbox_find_uid(mb, 9) == -1);
 	m = &mb->msgs[2];
@@ -270,6 +314,18 @@ test_fresh(void)
 		}
 		mbox_close(&mb2);
 	}
+	/* a file not looked at yet that vanishes: the message is gone */
+	put_msg(f, "cur", "1700000005.M1P1.host:2,", "late\n", 1700000005);
+	test_assert(mbox_sync(mb, &i, &error) == 0 && i == 1);
+	test_assert(mb->n == 5 && mb->msgs[4].info_pending);
+	{
+		char *p = mbox_msg_path(mb, &mb->msgs[4]);
+
+		test_assert(unlink(p) == 0);
+		free(p);
+	}
+	test_assert(mbox_msg_info(mb, 4, &error) == 1);
+	test_assert(mb->msgs[4].expunged);
 	mbox_close(&mb);
 	test_assert(mb == NULL);
 out:
@@ -906,8 +962,34 @@ test_cache(void)
 	free(v);
 	mbox_close(&b);
 
-	/* a damaged tail: a miss, never garbage */
+	/* puts for many messages are appended together, at the flush */
 	cpath = xasprintf("%s/petrel-cache", f);
+	test_assert(stat(cpath, &st) == 0);
+	before = st.st_size;
+	for (i = 20; i < 30; i++)
+		mbox_cache_put(a, i, MBOX_CACHE_BODY, "(\"batched\")");
+	test_assert(stat(cpath, &st) == 0 && st.st_size == before);
+	v = mbox_cache_get(a, 25, MBOX_CACHE_BODY);	/* flushes */
+	test_assert_streq(v, "(\"batched\")");
+	free(v);
+	test_assert(stat(cpath, &st) == 0 && st.st_size > before);
+	before = st.st_size;
+	mbox_cache_put(a, 30, MBOX_CACHE_BODY, "(\"thirty\")");
+	test_assert(mbox_flush(a, &error) == 0);
+	test_assert(stat(cpath, &st) == 0 && st.st_size > before);
+	b = open_ok(f, true);
+	test_assert(b != NULL);
+	if (b != NULL) {
+		v = mbox_cache_get(b, 30, MBOX_CACHE_BODY);
+		test_assert_streq(v, "(\"thirty\")");
+		free(v);
+		v = mbox_cache_get(b, 21, MBOX_CACHE_BODY);
+		test_assert_streq(v, "(\"batched\")");
+		free(v);
+		mbox_close(&b);
+	}
+
+	/* a damaged tail: a miss, never garbage */
 	test_assert(stat(cpath, &st) == 0);
 	data = read_all(cpath, &len);
 	ok = true;
