@@ -744,6 +744,63 @@ def test_sizes_match_bodies(imap_server):
         c.logout()
 
 
+def test_sizes_and_dates_of_files_not_looked_at_yet(imap_server):
+    """A sync only lists the directories; sizes and dates are learned when a
+    command first needs them, by whichever command comes first, and kept in
+    petrel-index for the next session."""
+    inst = imap_server.instance
+    t = calendar.timegm((2024, 2, 29, 12, 0, 0, 0, 0, 0))
+    small = b"Subject: small\n\nx\n"                       # no S=, no W=
+    big = b"Subject: big\n\n" + b"line of text\n" * 400
+    mixed = b"Subject: mixed\r\n\r\n" + b"crlf\r\nlf\n" * 50
+    datas = [small, big, mixed]
+    for i, d in enumerate(datas):
+        put(inst, ALICE, d, mtime=t + 2 * 86400 * i, flags="S")
+    sizes = [len(crlf(d)) for d in datas]
+    index = os.path.join(folder_dir(inst, ALICE), "petrel-index")
+    with imap_server.session(select="INBOX") as c:
+        with open(index, "rb") as f:
+            assert f.read().count(b" ? ? ? ") == 3     # nothing looked at yet
+        # SEARCH first: LARGER / SMALLER / dates stat the files
+        assert c.ok("SEARCH LARGER %d" % (sizes[0] + 1)).search() == [2, 3]
+        assert c.ok("SEARCH SMALLER %d" % (sizes[0] + 1)).search() == [1]
+        assert c.ok("SEARCH SINCE 2-Mar-2024").search() == [2, 3]
+        assert c.ok("SEARCH BEFORE 2-Mar-2024").search() == [1]
+        c.logout()
+    with open(index, "rb") as f:
+        assert b" ? ? ? " not in f.read()                 # learned and kept
+    os.unlink(index)                                     # start afresh
+    if os.path.exists(os.path.join(folder_dir(inst, ALICE), "petrel-cache")):
+        os.unlink(os.path.join(folder_dir(inst, ALICE), "petrel-cache"))
+    with imap_server.session(select="INBOX") as c:
+        # ENVELOPE first: the file read for it gives the size too
+        c.ok("FETCH 1:3 ENVELOPE")
+        r = c.ok("FETCH 1:3 (RFC822.SIZE INTERNALDATE)").fetches()
+        assert [int(r[n]["RFC822.SIZE"]) for n in (1, 2, 3)] == sizes, r
+        assert [internaldate_ts(r[n]["INTERNALDATE"]) for n in (1, 2, 3)] == \
+            [t, t + 2 * 86400, t + 4 * 86400], r
+        c.logout()
+    os.unlink(index)
+    with imap_server.session(select="INBOX") as c:
+        # RFC822.SIZE alone: a stat and a count, no cache entry needed
+        r = c.ok("FETCH 1:3 RFC822.SIZE").fetches()
+        assert [int(r[n]["RFC822.SIZE"]) for n in (1, 2, 3)] == sizes, r
+        # COPY: the copy's name carries the size, the date stays
+        os.unlink(index)
+        c.ok("UNSELECT")
+        c.select("INBOX")
+        c.ok("COPY 2 Archive")
+        c.ok("UNSELECT")
+        c.select("Archive")
+        r = c.ok("FETCH * (RFC822.SIZE INTERNALDATE BODY.PEEK[])").fetches()
+        (f,) = r.values()
+        assert int(f["RFC822.SIZE"]) == sizes[1] == len(f["BODY[]"]), f
+        assert internaldate_ts(f["INTERNALDATE"]) == t + 2 * 86400, f
+        c.logout()
+    assert any(",S=%d" % len(big) in n for n in
+               files(inst, ALICE, "cur", "Archive") + files(inst, ALICE, "new", "Archive"))
+
+
 def test_folded_headers(imap_server):
     put(imap_server.instance, ALICE,
         b"From: a@example.org\nSubject: first part\n  second part\nX-Long: x\n\ty\n"
