@@ -35,7 +35,10 @@
 #      and print its path), BENCH_DIR (/var/tmp), PETREL (use this binary,
 #      skip the build), TIMEOUT (seconds for the measuring part, 10800),
 #      MEM_FLOOR_MIB (3072: stop opening idle connections when MemAvailable
-#      falls below this), LOGIN_PAR (10), LOGIN_USERS (100), FSYNC_SECONDS (3).
+#      falls below this), LOGIN_PAR (10), LOGIN_USERS (100), FSYNC_SECONDS (3),
+#      BODY_REPS (5: FETCH 1:* BODY[] of the big folder this many times per
+#      measurement), ONLY (run only these workloads, e.g. "body pop3"; of smtp
+#      login env body search pop3 idle; default all; the table says so).
 #
 # Changed while it runs: the open-files limit of this shell and its children
 # (ulimit -n 65536, or the hard limit if that is lower), and, restored at
@@ -321,6 +324,10 @@ if [ "$QUICK" = 1 ]; then
 	HEADER="$HEADER
 - QUICK=1: small counts, a smoke run only."
 fi
+if [ -n "${ONLY:-}" ]; then
+	HEADER="$HEADER
+- ONLY=\"$ONLY\": the other workloads were not run."
+fi
 
 stage="running the workloads"
 say "servers up: petrel $petrel_pid (smtp $P_SMTP, imap $P_IMAP, pop3 $P_POP3), postfix master $postfix_pid (smtp $I_SMTP), dovecot $dovecot_pid (imap $I_IMAP, pop3 $I_POP3); temp dir $T"
@@ -333,6 +340,8 @@ export PETREL_SMTP=$P_SMTP PETREL_IMAP=$P_IMAP PETREL_POP3=$P_POP3 PETREL_PID=$p
 [ -n "${LOGIN_USERS:-}" ] && export LOGIN_USERS
 [ -n "${FSYNC_SECONDS:-}" ] && export FSYNC_SECONDS
 [ -n "${MEM_FLOOR_MIB:-}" ] && export MEM_FLOOR_MIB
+[ -n "${BODY_REPS:-}" ] && export BODY_REPS
+[ -n "${ONLY:-}" ] && export ONLY
 mkdir -p "$(dirname "$OUT")"
 timeout "$TIMEOUT" "$PY" "$cmpdir/driver.py" || {
 	rc=$?

@@ -266,11 +266,13 @@ resolve_set(const struct mbox *mb, const char *text, bool uid,
 
 /* ---- reading a message ---- */
 
-/* The message in wire form (CRLF) into out. On a vanished file the
- * mailbox is synced once (another session may have renamed it for a
- * flag change) and the read retried. 0 ok, -1 gone. */
+/* The message file's bytes as stored (LF or CRLF line ends) into *raw
+ * (malloc'd, NUL-terminated) and *len; a message whose sizes were still
+ * pending learns them. On a vanished file the mailbox is synced once
+ * (another session may have renamed it for a flag change) and the read
+ * retried. 0 ok, -1 gone. */
 static int
-load_message(struct imap_session *s, size_t i, str_t *out)
+read_message(struct imap_session *s, size_t i, char **raw, size_t *len)
 {
 	for (int attempt = 0; attempt < 2; attempt++) {
 		struct mbox_msg *m = &s->mb->msgs[i];
@@ -304,14 +306,29 @@ load_message(struct imap_session *s, size_t i, str_t *out)
 			got += (size_t)r;
 		}
 		close(fd);
-		str_truncate(out, 0);
-		mime_to_crlf(buf, got, out);
-		free(buf);
-		if (got == (size_t)st.st_size)
-			mbox_msg_learn(s->mb, i, &st, out->len);
+		buf[got] = '\0';
+		if (got == (size_t)st.st_size && m->info_pending)
+			mbox_msg_learn(s->mb, i, &st, mime_crlf_size(buf, got));
+		*raw = buf;
+		*len = got;
 		return 0;
 	}
 	return -1;
+}
+
+/* The message in wire form (CRLF) into out. 0 ok, -1 gone. */
+static int
+load_message(struct imap_session *s, size_t i, str_t *out)
+{
+	char *raw;
+	size_t len;
+
+	if (read_message(s, i, &raw, &len) < 0)
+		return -1;
+	str_truncate(out, 0);
+	mime_to_crlf(raw, len, out);
+	free(raw);
+	return 0;
 }
 
 /* ---- SELECT / EXAMINE ---- */
@@ -456,29 +473,66 @@ section_bytes(const char *wire, size_t wlen, const struct mime_part *root,
 	}
 }
 
+/* One message being fetched: the file's bytes as read, and what is
+ * derived from them on first use (the CRLF form, the MIME tree). BODY[]
+ * and RFC822 go out straight from the file's bytes, converted once into
+ * the reply. */
+struct fetch_msg {
+	char *raw;
+	size_t rawlen;
+	str_t wire;
+	bool have_wire;
+	struct mime_part *root;
+};
+
+static const str_t *
+msg_wire(struct fetch_msg *fm)
+{
+	if (!fm->have_wire) {
+		mime_to_crlf(fm->raw, fm->rawlen, &fm->wire);
+		fm->have_wire = true;
+	}
+	return &fm->wire;
+}
+
 /* The message's MIME tree, parsed on first use. */
 static struct mime_part *
-mime_tree(struct mime_part **root, const str_t *wire)
+mime_tree(struct fetch_msg *fm)
 {
-	if (*root == NULL)
-		*root = mime_parse(wire->data, wire->len);
-	return *root;
+	if (fm->root == NULL) {
+		const str_t *w = msg_wire(fm);
+
+		fm->root = mime_parse(w->data, w->len);
+	}
+	return fm->root;
+}
+
+/* The whole message as a literal, in CRLF form. */
+static void
+append_message(str_t *out, struct fetch_msg *fm)
+{
+	if (fm->have_wire) {
+		append_literal(out, fm->wire.data, fm->wire.len);
+		return;
+	}
+	mime_append_crlf_literal(fm->raw, fm->rawlen, out);
 }
 
 /* ENVELOPE / BODY / BODYSTRUCTURE computed (and cached). ENVELOPE
  * needs only the header: no MIME tree is built for it. */
 static char *
 structure(struct imap_session *s, size_t i, enum mbox_cache_kind kind,
-    const str_t *wire, struct mime_part **root)
+    struct fetch_msg *fm)
 {
+	const str_t *wire = msg_wire(fm);
 	str_t v = STR_INIT;
 
-	if (kind == MBOX_CACHE_ENVELOPE && *root == NULL)
+	if (kind == MBOX_CACHE_ENVELOPE && fm->root == NULL)
 		mime_envelope_header(wire->data, wire->len, &v);
 	else if (kind == MBOX_CACHE_ENVELOPE)
-		mime_envelope(wire->data, *root, &v);
+		mime_envelope(wire->data, fm->root, &v);
 	else
-		mime_bodystructure(wire->data, mime_tree(root, wire),
+		mime_bodystructure(wire->data, mime_tree(fm),
 		    kind == MBOX_CACHE_BODYSTRUCTURE, &v);
 	mbox_cache_put(s->mb, i, kind, str_c(&v));
 	return str_steal(&v);
@@ -492,8 +546,8 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 	char *cached[MBOX_CACHE_KINDS] = { NULL };
 	bool need_data = false, need_info = false, set_seen = false;
 	bool flags_shown = false;
-	str_t wire = STR_INIT, line = STR_INIT;
-	struct mime_part *root = NULL;
+	struct fetch_msg fm = { NULL, 0, STR_INIT, false, NULL };
+	str_t *line = &s->out;
 	bool first = true;
 
 	for (size_t k = 0; k < att->n; k++) {
@@ -520,14 +574,19 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 			need_data = true;
 	}
 	if (need_data) {
-		if (load_message(s, i, &wire) < 0) {
+		if (read_message(s, i, &fm.raw, &fm.rawlen) < 0) {
 			for (size_t k = 0; k < MBOX_CACHE_KINDS; k++)
 				free(cached[k]);
-			str_free(&wire);
 			fs->gone = true;
 			return false;
 		}
 		m = &s->mb->msgs[i];
+		/* the reply goes straight into s->out: room for this message
+		 * (and, at the start of a chunk of a longer FETCH, for the
+		 * whole chunk) at once rather than by doubling */
+		str_reserve(&s->out, fm.rawlen + fm.rawlen / 8 + 256 +
+		    (s->out.len == 0 && fs->pos < fs->n ? IMAP_FETCH_CHUNK :
+		    0));
 	}
 	if (need_info && m->info_pending) {
 		/* not read above (the cached items were enough) */
@@ -555,74 +614,81 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 		m->flags_changed = false;
 		set_seen = true;
 	}
-	/* The MIME tree is built only for an item that needs it: BODY[]
-	 * and RFC822 go out straight from the file's bytes. */
-#define ROOT() mime_tree(&root, &wire)
-	str_printf(&line, "* %zu FETCH (", i + 1);
+	/* The MIME tree is built only for an item that needs it. Nothing
+	 * below fails: the response is written into s->out as it goes. */
+	str_printf(line, "* %zu FETCH (", i + 1);
 	for (size_t k = 0; k < att->n; k++) {
 		const struct fetch_item *it = &att->items[k];
 		enum mbox_cache_kind ck = MBOX_CACHE_KINDS;
 
 		if (!first)
-			str_append_c(&line, ' ');
+			str_append_c(line, ' ');
 		first = false;
 		switch (it->kind) {
 		case FETCH_FLAGS:
-			str_append(&line, "FLAGS (");
-			imap_flags_string(s->mb, m, &line);
-			str_append_c(&line, ')');
+			str_append(line, "FLAGS (");
+			imap_flags_string(s->mb, m, line);
+			str_append_c(line, ')');
 			flags_shown = true;
 			break;
 		case FETCH_UID:
-			str_printf(&line, "UID %u", m->uid);
+			str_printf(line, "UID %u", m->uid);
 			break;
 		case FETCH_INTERNALDATE:
-			str_append(&line, "INTERNALDATE ");
-			imap_datetime_format(m->internaldate, &line);
+			str_append(line, "INTERNALDATE ");
+			imap_datetime_format(m->internaldate, line);
 			break;
 		case FETCH_RFC822_SIZE:
-			str_printf(&line, "RFC822.SIZE %llu",
+			str_printf(line, "RFC822.SIZE %llu",
 			    (unsigned long long)m->vsize);
 			break;
 		case FETCH_ENVELOPE:
 			ck = MBOX_CACHE_ENVELOPE;
-			str_append(&line, "ENVELOPE ");
+			str_append(line, "ENVELOPE ");
 			break;
 		case FETCH_BODY:
 			ck = MBOX_CACHE_BODY;
-			str_append(&line, "BODY ");
+			str_append(line, "BODY ");
 			break;
 		case FETCH_BODYSTRUCTURE:
 			ck = MBOX_CACHE_BODYSTRUCTURE;
-			str_append(&line, "BODYSTRUCTURE ");
+			str_append(line, "BODYSTRUCTURE ");
 			break;
 		case FETCH_RFC822:
-			str_append(&line, "RFC822 ");
-			append_literal(&line, wire.data, wire.len);
+			str_append(line, "RFC822 ");
+			append_message(line, &fm);
 			break;
 		case FETCH_RFC822_HEADER:
-			str_append(&line, "RFC822.HEADER ");
-			ROOT();
-			append_literal(&line, wire.data + root->hdr_off,
-			    root->hdr_len);
+			str_append(line, "RFC822.HEADER ");
+			mime_tree(&fm);
+			append_literal(line, fm.wire.data + fm.root->hdr_off,
+			    fm.root->hdr_len);
 			break;
 		case FETCH_RFC822_TEXT:
-			str_append(&line, "RFC822.TEXT ");
-			ROOT();
-			append_literal(&line, wire.data + root->body_off,
-			    root->body_len);
+			str_append(line, "RFC822.TEXT ");
+			mime_tree(&fm);
+			append_literal(line, fm.wire.data + fm.root->body_off,
+			    fm.root->body_len);
 			break;
 		case FETCH_SECTION: {
 			str_t sect = STR_INIT;
 			const char *data;
 			size_t off = 0, len;
 
+			if (it->spec == SECT_ALL && it->npart == 0 &&
+			    !it->partial) {
+				str_append(line, it->label);
+				str_append_c(line, ' ');
+				append_message(line, &fm);
+				break;
+			}
 			if (it->spec == SECT_ALL && it->npart == 0) {
-				data = wire.data;	/* BODY[]: no copy */
-				len = wire.len;
+				data = msg_wire(&fm)->data;
+				len = fm.wire.len;
 			} else {
-				section_bytes(wire.data, wire.len, ROOT(), it,
-				    &sect);
+				mime_tree(&fm);
+				section_bytes(fm.wire.data, fm.wire.len,
+				    fm.root, it, &sect);
 				data = sect.data;
 				len = sect.len;
 			}
@@ -632,9 +698,9 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 				if (len > it->count)
 					len = it->count;
 			}
-			str_append(&line, it->label);
-			str_append_c(&line, ' ');
-			append_literal(&line, data != NULL ? data + off : "",
+			str_append(line, it->label);
+			str_append_c(line, ' ');
+			append_literal(line, data != NULL ? data + off : "",
 			    len);
 			str_free(&sect);
 			break;
@@ -642,31 +708,22 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 		}
 		if (ck != MBOX_CACHE_KINDS) {
 			if (cached[ck] == NULL)
-				cached[ck] = structure(s, i, ck, &wire,
-				    &root);
-			str_append(&line, cached[ck]);
+				cached[ck] = structure(s, i, ck, &fm);
+			str_append(line, cached[ck]);
 		}
 	}
 	if (set_seen && !flags_shown) {
-		str_append(&line, first ? "FLAGS (" : " FLAGS (");
-		imap_flags_string(s->mb, m, &line);
-		str_append_c(&line, ')');
+		str_append(line, first ? "FLAGS (" : " FLAGS (");
+		imap_flags_string(s->mb, m, line);
+		str_append_c(line, ')');
 	}
-#undef ROOT
-	str_append(&line, ")\r\n");
-	if (s->out.len == 0) {
-		/* the usual case for big messages: hand the buffer over */
-		str_free(&s->out);
-		s->out = line;
-	} else {
-		str_append_n(&s->out, line.data, line.len);
-		str_free(&line);
-	}
+	str_append(line, ")\r\n");
 	for (size_t k = 0; k < MBOX_CACHE_KINDS; k++)
 		free(cached[k]);
-	if (root != NULL)
-		mime_free(root);
-	str_free(&wire);
+	if (fm.root != NULL)
+		mime_free(fm.root);
+	str_free(&fm.wire);
+	free(fm.raw);
 	return true;
 }
 

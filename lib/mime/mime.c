@@ -104,16 +104,15 @@ count_lines(const char *d, size_t len)
 	return n;
 }
 
-void
-mime_to_crlf(const char *data, size_t len, str_t *out)
+/* The CRLF form of data appended to out, which has room for its size
+ * bytes (mime_crlf_size). */
+static void
+crlf_copy(const char *data, size_t len, uint64_t size, str_t *out)
 {
 	const char *p, *start, *end, *lf;
 	char *d;
 
-	if (len == 0)
-		return;
-	/* sized exactly first, then copied without further checks */
-	str_reserve(out, (size_t)mime_crlf_size(data, len));
+	str_reserve(out, (size_t)size);
 	d = out->data + out->len;
 	start = p = data;
 	end = data + len;
@@ -133,6 +132,25 @@ mime_to_crlf(const char *data, size_t len, str_t *out)
 	d += end - start;
 	out->len = (size_t)(d - out->data);
 	out->data[out->len] = '\0';
+}
+
+void
+mime_to_crlf(const char *data, size_t len, str_t *out)
+{
+	if (len == 0)
+		return;
+	/* sized exactly first, then copied without further checks */
+	crlf_copy(data, len, mime_crlf_size(data, len), out);
+}
+
+void
+mime_append_crlf_literal(const char *data, size_t len, str_t *out)
+{
+	uint64_t size = mime_crlf_size(data, len);
+
+	str_printf(out, "{%llu}\r\n", (unsigned long long)size);
+	if (len > 0)
+		crlf_copy(data, len, size, out);
 }
 
 uint64_t

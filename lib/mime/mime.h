@@ -67,6 +67,9 @@ struct mime_part {
 /* Wire form of a Maildir file: bare LF -> CRLF, existing CRLF kept.
  * Appends to out. */
 void mime_to_crlf(const char *data, size_t len, str_t *out);
+/* The same as an IMAP literal: "{size}" CRLF, then the CRLF form (one
+ * pass to size it, one to copy). */
+void mime_append_crlf_literal(const char *data, size_t len, str_t *out);
 /* The number of bytes mime_to_crlf would produce. */
 uint64_t mime_crlf_size(const char *data, size_t len);
 

@@ -267,6 +267,48 @@ def test_fetch_partial(imap_server):
         c.logout()
 
 
+@pytest.mark.parametrize("tls", [False, True])
+def test_fetch_big_messages_across_chunks(imap_server, tls):
+    """FETCH 1:* of messages that together span many 256 KiB reply chunks,
+    LF and CRLF files, over plain and TLS: every literal is the exact CRLF
+    form, whichever order BODY[] and the items parsed from the message
+    come in, and with RFC822 and a partial BODY[] in the same command."""
+    inst = imap_server.instance
+    datas = []
+    for i in range(12):
+        body = b"".join(b"%s %d/%06d %s\n" % (b"." if j % 50 == 0 else b"line", i, j, b"x" * (j % 90))
+                        for j in range(2000 + 700 * i))
+        d = message(i + 1, body=body)
+        if i % 3 == 1:
+            d = crlf(d)
+        datas.append(d)
+        put(inst, ALICE, d, name="17000000%02d.M%dP1.big" % (i, i))
+    wires = [crlf(d) for d in datas]
+    assert sum(map(len, wires)) > 6 * 256 * 1024
+    with imap_server.session(select="INBOX", tls=tls) as c:
+        r = c.ok("FETCH 1:* (BODY.PEEK[] ENVELOPE RFC822.SIZE)")
+        f = r.fetches()
+        assert sorted(f) == list(range(1, 13)), sorted(f)
+        for n, w in enumerate(wires, 1):
+            assert f[n]["BODY[]"] == w, n
+            assert int(f[n]["RFC822.SIZE"]) == len(w), n
+            assert f[n]["ENVELOPE"][1] == b"test message %d" % n, n
+        # the MIME tree first, the whole message after it
+        r = c.ok("FETCH 1:* (BODY.PEEK[TEXT] BODY.PEEK[]<5.20> BODY.PEEK[])")
+        f = r.fetches()
+        for n, w in enumerate(wires, 1):
+            assert f[n]["BODY[TEXT]"] == w.split(b"\r\n\r\n", 1)[1], n
+            assert f[n]["BODY[]<5>"] == w[5:25], n
+            assert f[n]["BODY[]"] == w, n
+        # RFC822 sets \Seen and reports the flag with the message
+        r = c.ok("FETCH 2:4 RFC822")
+        f = r.fetches()
+        for n in (2, 3, 4):
+            assert f[n]["RFC822"] == wires[n - 1], n
+            assert "\\Seen" in f[n]["FLAGS"], f[n]["FLAGS"]
+        c.logout()
+
+
 def test_fetch_sets_seen(imap_server):
     inst = imap_server.instance
     put_many(inst, ALICE, 4)

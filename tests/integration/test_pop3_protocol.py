@@ -114,6 +114,31 @@ def test_retr_byte_stuffing_on_the_wire(pop3_server):
     pquit(p)
 
 
+def test_retr_crlf_files_big_files_and_no_final_newline(pop3_server):
+    """Files stored with CRLF, mixed or no final line end, and one of several
+    MiB, come out as the same CRLF lines, each exactly once."""
+    inst = pop3_server.instance
+    big_body = b"".join(b"%s line %06d of a big message\n" % (b"." if i % 97 == 0 else b"x", i)
+                        for i in range(120000))
+    datas = [message(1, body=b"crlf one\r\n.crlf dot\r\nlast\r\n").replace(b"\n", b"\r\n")
+             .replace(b"\r\r\n", b"\r\n"),
+             message(2, body=b"mixed\r\nends\nno final newline"),
+             message(3, body=big_body)]
+    for i, d in enumerate(datas):
+        put(inst, ALICE, d, name="170000000%d.M%dP1.mix" % (i, i))
+    assert len(datas[2]) > 3 * 1024 * 1024
+    expect = [wire(datas[0]), wire(datas[1]) + b"\r\n", wire(datas[2])]
+    with pop3_server.conn() as c:
+        c.login()
+        for i, e in enumerate(expect):
+            r, raw = c.ok_multi("RETR %d" % (i + 1))
+            assert unstuff(raw) == e, i
+        # TOP on the file without a final newline: the head and one line
+        r, raw = c.ok_multi("TOP 2 1")
+        assert unstuff(raw) == wire(datas[1]).split(b"\r\n\r\n", 1)[0] + b"\r\n\r\nmixed\r\n"
+        c.quit()
+
+
 def test_messages_listed_in_delivery_order(pop3_server):
     """Sorted by file name (Maildir delivery order), whatever the directory
     order or mtimes, new/ and cur/ together."""

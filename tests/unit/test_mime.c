@@ -108,6 +108,19 @@ test_crlf(void)
 	test_assert(mime_crlf_size("\r\n\r\n", 4) == 4);
 	str_free(&s);
 	test_end();
+
+	test_begin("mime_append_crlf_literal");
+	str_append(&s, "BODY[] ");
+	mime_append_crlf_literal("a\nb\r\n\nc", 8, &s);
+	test_assert_streq(str_c(&s), "BODY[] {10}\r\na\r\nb\r\n\r\nc");
+	str_truncate(&s, 0);
+	mime_append_crlf_literal("", 0, &s);
+	test_assert_streq(str_c(&s), "{0}\r\n");
+	str_truncate(&s, 0);
+	mime_append_crlf_literal("\n\n\n", 3, &s);
+	test_assert_streq(str_c(&s), "{6}\r\n\r\n\r\n\r\n");
+	str_free(&s);
+	test_end();
 }
 
 static const char simple_msg[] =
