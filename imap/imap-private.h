@@ -70,6 +70,7 @@ struct imap_session {
 	const char *status;	/* "OK", "NO", "BAD" */
 	str_t text;		/* the tagged response text */
 	bool more;		/* the command produces more output later */
+	bool streaming;		/* a long FETCH: write low watermark set */
 	size_t cursor;		/* ... from here */
 	void *cmd_state;	/* per-command state across continuations */
 	void (*cmd_state_free)(void *);

@@ -137,6 +137,10 @@ end_command(struct imap_session *s)
 	s->cmd_state_free = NULL;
 	s->cursor = 0;
 	s->more = false;
+	if (s->streaming) {
+		bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
+		s->streaming = false;
+	}
 	if (s->have_cmd)
 		imap_cmd_free(&s->cmd);
 	s->have_cmd = false;
@@ -643,10 +647,16 @@ job_done(struct job *job)
 	}
 	flush_out(s);
 	if (s->more) {
-		/* a long FETCH: the next chunk now, or when this one has
-		 * gone out (session_write) */
+		/* a long FETCH: the next chunk is made while this one goes
+		 * out, unless two are queued already; then when the queue is
+		 * down to one (session_write, at the low watermark) */
+		if (!s->streaming) {
+			bufferevent_setwatermark(s->bev, EV_WRITE,
+			    IMAP_FETCH_CHUNK, 0);
+			s->streaming = true;
+		}
 		if (evbuffer_get_length(bufferevent_get_output(s->bev)) <
-		    IMAP_FETCH_CHUNK)
+		    2 * IMAP_FETCH_CHUNK)
 			submit(s, J_CMD);
 		return;
 	}
@@ -985,9 +995,9 @@ session_write(struct bufferevent *bev, void *arg)
 	if (s->busy)
 		return;
 	if (s->more) {
-		/* a long FETCH: the next chunk once this one is out */
+		/* a long FETCH: the next chunk once the queue is short */
 		if (evbuffer_get_length(bufferevent_get_output(s->bev)) <
-		    IMAP_FETCH_CHUNK)
+		    2 * IMAP_FETCH_CHUNK)
 			submit(s, J_CMD);
 		return;
 	}

@@ -1097,25 +1097,15 @@ mbox_msg_learn(struct mbox *mb, size_t i, const struct stat *st,
 	mbox_priv(mb)->dirty = true;
 }
 
-/* Does the file of a message named so exist? */
+/* Is there a file of a message named so (any type: lstat), or, with
+ * regular, a regular file (readdir() did not say)? */
 static bool
-msg_file_exists(const struct mbox *mb, bool in_cur, const char *name)
+msg_file_exists(const struct mbox *mb, bool in_cur, const char *name,
+    bool regular)
 {
 	char *path = sub_path(mb, in_cur ? "cur" : "new", name);
 	struct stat st;
-	bool ok = lstat(path, &st) == 0;
-
-	free(path);
-	return ok;
-}
-
-/* Is it there, and a regular file (readdir() did not say)? */
-static bool
-msg_is_file(const struct mbox *mb, bool in_cur, const char *name)
-{
-	char *path = sub_path(mb, in_cur ? "cur" : "new", name);
-	struct stat st;
-	bool ok = lstat(path, &st) == 0 && S_ISREG(st.st_mode);
+	bool ok = lstat(path, &st) == 0 && (!regular || S_ISREG(st.st_mode));
 
 	free(path);
 	return ok;
@@ -1159,7 +1149,7 @@ match_listing(const struct mbox *mb, const struct keyhash *h,
 			 * show both names; keep the one that exists */
 			c = &l->ents[mt->chosen[j] - 1];
 			if (!msg_file_exists(mb, c->in_cur,
-			    l->arena.data + c->off))
+			    l->arena.data + c->off, false))
 				mt->chosen[j] = k + 1;
 			continue;
 		}
@@ -1203,12 +1193,12 @@ add_fresh(struct mbox *mb, struct sync_ctx *ctx, const struct listing *l,
 	 * command needs them (mbox_msg_info). */
 	for (k = out = 0; k < nf; k++) {
 		if (k + 1 < nf && fresh_same_key(&f[k], &f[k + 1]) &&
-		    !msg_file_exists(mb, f[k].in_cur, f[k].name))
+		    !msg_file_exists(mb, f[k].in_cur, f[k].name, false))
 			continue;	/* renamed during the listing */
 		if (out > 0 && fresh_same_key(&f[out - 1], &f[k]))
 			continue;	/* same key in cur/ and new/ */
 		if (f[k].dtype == DT_UNKNOWN &&
-		    !msg_is_file(mb, f[k].in_cur, f[k].name)) {
+		    !msg_file_exists(mb, f[k].in_cur, f[k].name, true)) {
 			incomplete[f[k].in_cur] = true;
 			continue;
 		}
@@ -1357,7 +1347,8 @@ dirs_sync(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 			if (!list[m->in_cur])
 				continue;
 			/* gone, unless the listing may have missed it */
-			if (!stable || msg_file_exists(mb, m->in_cur, m->name))
+			if (!stable ||
+			    msg_file_exists(mb, m->in_cur, m->name, false))
 				incomplete[m->in_cur] = true;
 			else
 				mark_expunged(mb, j);

@@ -6,13 +6,14 @@ injection, slow and half-open clients. SQLite. Every test ends with
 hostile_util.healthy()."""
 
 import os
+import re
 import socket
 import threading
 import time
 
 import pytest
 
-from hostile_util import (ALICE, PASSWORD, closed_within, healthy, tree)
+from hostile_util import (ALICE, BOB, PASSWORD, closed_within, healthy, tree)
 from imap_util import Literal, folders_on_disk, maildir_of
 from test_smtp_hostile import trickle
 
@@ -270,4 +271,102 @@ def test_half_open_connections_imap(sqlite_instance, all_start):
     finally:
         for s in socks:
             s.close()
+    healthy(srv)
+
+
+def _server_rss_kib(pid):
+    """VmRSS of the server and its workers, summed."""
+    total = 0
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if int(d) != pid and ppid != pid:
+                continue
+            with open("/proc/%s/status" % d) as f:
+                total += next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+        except (OSError, StopIteration, ValueError):
+            continue
+    return total
+
+
+def test_big_fetch_to_clients_that_do_not_read(sqlite_instance, all_start, monkeypatch):
+    """16 clients ask for FETCH 1:* BODY[] of a 10 MB folder and read
+    nothing: the server holds a few reply chunks per client, not the whole
+    reply (its memory grows by well under what the replies add up to), and
+    keeps serving others. Then half of them vanish mid-reply and the other
+    half read their reply, which is whole and exact."""
+    import hostile_util
+    from imap_util import crlf, message, put
+    hostile_util.add_users(sqlite_instance)
+    n_msgs, n_clients = 50, 16
+    wires = []
+    for i in range(n_msgs):
+        data = message(i + 1, body=b"".join(b"%02d %05d %s\n" % (i, j, b"x" * 62)
+                                            for j in range(2900)))
+        wires.append(crlf(data))
+        put(sqlite_instance, ALICE, data, name="17000000%02d.M%dP1.big" % (i, i))
+    assert sum(map(len, wires)) > 10 * 1024 * 1024
+
+    def literals(buf):
+        out, pos = [], 0
+        pat = re.compile(rb"\* (\d+) FETCH \(BODY\[\] \{(\d+)\}\r\n")
+        while True:
+            m = pat.search(buf, pos)
+            if not m:
+                return out
+            n = int(m.group(2))
+            out.append(bytes(buf[m.end():m.end() + n]))
+            pos = m.end() + n
+    # under ASan, freed memory would sit in its quarantine and count as RSS
+    monkeypatch.setenv("ASAN_OPTIONS", os.environ.get("ASAN_OPTIONS", "") +
+                       ":quarantine_size_mb=0:thread_local_quarantine_size_kb=0")
+    srv = all_start(sqlite_instance)
+    pid = srv.proc.pid
+
+    def start_fetch():
+        c = srv.imap(timeout=30)
+        c.login(ALICE, PASSWORD)
+        c.select("INBOX")
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        c.sock.sendall(b"F1 FETCH 1:* BODY.PEEK[]\r\n")
+        return c
+
+    # one whole FETCH first, so that the baseline has the worker's usual
+    # buffers and arenas
+    c = start_fetch()
+    got = c.sock.recv(1 << 20)
+    while not got.endswith(b"F1 OK Fetch completed.\r\n"):
+        more = c.sock.recv(1 << 20)
+        assert more, "connection closed mid-FETCH"
+        got += more
+    assert literals(got) == wires
+    c.logout()
+    base = _server_rss_kib(pid)
+    clients = [start_fetch() for _ in range(n_clients)]
+    time.sleep(2)
+    grown = _server_rss_kib(pid) - base
+    # the replies add up to 16 x 10 MB: without a bound the server would
+    # hold most of that
+    assert grown < 60 * 1024, "server RSS grew by %d KiB for %d stalled FETCHes" % (
+        grown, n_clients)
+    # others are served meanwhile
+    with srv.imap() as o:
+        o.login(BOB, PASSWORD)
+        o.select("INBOX")
+        o.logout()
+    for c in clients[::2]:
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        c.sock.close()
+    for c in clients[1::2]:
+        c.sock.settimeout(30)
+        buf = bytearray()
+        while not buf.endswith(b"F1 OK Fetch completed.\r\n"):
+            more = c.sock.recv(1 << 20)
+            assert more, "connection closed mid-FETCH"
+            buf += more
+        assert literals(buf) == wires
+        c.close()
     healthy(srv)
