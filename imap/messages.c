@@ -364,6 +364,13 @@ imap_cmd_select(struct imap_session *s, struct imap_cmd *c)
 		free(path);
 		return;
 	}
+	if (!examine) {
+		/* what writers that died left in tmp/ (as Dovecot does) */
+		char who[32];
+
+		snprintf(who, sizeof(who), "%lu", s->sid);
+		maildir_clean_tmp(path, who);
+	}
 	free(path);
 	mbox_purge(s->mb, NULL, NULL);
 	s->readonly = examine;

@@ -40,6 +40,7 @@
 #include "lib/dir/dir.h"
 #include "lib/io/conn.h"
 #include "lib/io/jobs.h"
+#include "lib/maildir/maildir.h"
 #include "lib/maildir/quota.h"
 #include "lib/maildir/scan.h"
 #include "lib/route/route.h"
@@ -173,6 +174,12 @@ login_run(struct pop3_session *s, struct dir *dir)
 			s->job_result = -1;
 			return;
 		}
+	}
+	if (s->lock_fd >= 0) {
+		char who[32];
+
+		snprintf(who, sizeof(who), "%lu", s->sid);
+		maildir_clean_tmp(s->maildir, who);
 	}
 	if (maildir_scan(s->maildir, &s->msgs, &s->nmsgs, &err) < 0) {
 		log_error("%lu: %s", s->sid, err);

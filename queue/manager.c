@@ -46,6 +46,7 @@
 #include "lib/config/config.h"
 #include "lib/dir/dir.h"
 #include "lib/io/jobs.h"
+#include "lib/maildir/maildir.h"
 #include "lib/queue/queue.h"
 #include "lib/tls/tls.h"
 #include "queue/manager.h"
@@ -108,6 +109,7 @@ struct mgr {
 	struct delivery *active;
 	unsigned nactive;
 	bool stopping, flush;
+	time_t tmp_cleaned;	/* last sweep of QUEUE_DIR/tmp */
 	unsigned retry_min, retry_max, lifetime, scan_interval;
 	unsigned max_active, max_per_dest, timeout;
 	struct ub_ctx *ub;
@@ -1012,9 +1014,23 @@ mgr_scan(struct mgr *m)
 	m->flush = false;
 }
 
+/* Files in QUEUE_DIR/tmp are what a receiving process that died left
+ * half-written: swept at start and then hourly. */
+static void
+mgr_clean_tmp(struct mgr *m)
+{
+	time_t now = time(NULL);
+
+	if (m->tmp_cleaned != 0 && now - m->tmp_cleaned < 3600)
+		return;
+	m->tmp_cleaned = now;
+	maildir_clean_tmp(m->queue_dir, "queue");
+}
+
 static void
 mgr_timer(evutil_socket_t fd, short what, void *arg)
 {
+	mgr_clean_tmp(arg);
 	mgr_scan(arg);
 }
 
@@ -1118,6 +1134,7 @@ queue_manager_run(struct cli *cli)
 	signal(SIGINT, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
 	log_info("queue manager started (queue %s)", m.queue_dir);
+	mgr_clean_tmp(&m);
 	mgr_scan(&m);
 	event_base_dispatch(m.base);
 

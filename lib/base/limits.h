@@ -29,6 +29,11 @@
 /* Maildir++ folder name length (one component after the leading '.'). */
 #define MAILDIR_FOLDER_MAX 255
 
+/* A file in a Maildir's or the queue's tmp/ this much older than now
+ * (seconds) was left by a writer that died: removed (the Maildir
+ * convention of qmail and Dovecot). */
+#define TMP_MAX_AGE (36 * 3600)
+
 /* maildirsize is read whole into memory; a well-kept one is under
  * MAILDIRSIZE_MAX, so one this large is garbage and gets recalculated. */
 #define MAILDIRSIZE_READ_MAX (1024 * 1024)

@@ -933,3 +933,52 @@ maildir_name_set_flags(const char *name, const char *flags,
 	*new_name_r = xasprintf("%.*s:2,%s", (int)prefix, name, nflags);
 	return 0;
 }
+
+int
+maildir_tmp_cleanup(const char *dir, time_t max_age, const char **error_r)
+{
+	time_t limit = time(NULL) - max_age;
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int removed = 0;
+
+	if (d == NULL) {
+		int e = errno;
+
+		maildir_fail(error_r, "cannot read %s: %s", dir, strerror(e));
+		errno = e;
+		return -1;
+	}
+	while ((de = readdir(d)) != NULL) {
+		struct stat st;
+
+		if (de->d_name[0] == '.' && (de->d_name[1] == '\0' ||
+		    (de->d_name[1] == '.' && de->d_name[2] == '\0')))
+			continue;
+		if (de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &st,
+		    AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+		    st.st_mtime >= limit || st.st_ctime >= limit)
+			continue;
+		if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+			removed++;
+	}
+	closedir(d);
+	return removed;
+}
+
+void
+maildir_clean_tmp(const char *dir, const char *who)
+{
+	char *tmp = xasprintf("%s/tmp", dir);
+	const char *err;
+	int n = maildir_tmp_cleanup(tmp, TMP_MAX_AGE, &err);
+
+	if (n < 0 && errno != ENOENT)
+		log_warn("%s: %s", who, err);
+	else if (n > 0)
+		log_info("%s: removed %d file(s) older than %d hours from %s",
+		    who, n, TMP_MAX_AGE / 3600, tmp);
+	free(tmp);
+}

@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* Every flag is one ASCII letter: A-Z (D draft, F flagged, P passed,
  * R replied, S seen, T trashed, others reserved) and a-z (keywords, as
@@ -30,6 +31,19 @@
  * path/tmp. Idempotent. A trailing '/' on path is fine. 0 ok, -1 error
  * (including "exists but is not a directory"). */
 int maildir_make(const char *path, const char **error_r);
+
+/* Remove the regular files in dir (a Maildir's or the queue's tmp/)
+ * whose mtime and ctime are both more than max_age seconds old: what
+ * writers that died left behind. Anything else (directories, symlinks,
+ * newer files) stays. The number removed, or -1 with *error_r if dir
+ * cannot be read (errno kept: ENOENT for a missing tmp/). */
+int maildir_tmp_cleanup(const char *dir, time_t max_age,
+    const char **error_r);
+
+/* maildir_tmp_cleanup(dir/tmp, TMP_MAX_AGE), what it did logged (info)
+ * or why it failed (warning; a missing tmp/ is not worth a line), each
+ * line starting with "who: ". For a Maildir or the queue directory. */
+void maildir_clean_tmp(const char *dir, const char *who);
 
 /* A Maildir++ folder name as IMAP sees it below INBOX, '.' separating
  * levels ("Sent", "Archive.2024"). Valid: non-empty, no '/', no control

@@ -1058,3 +1058,27 @@ def test_keyword_table_full_on_copy(imap_server):
             if n > 1:
                 assert not any(re.match(r"k\d\d$", k) for k in fl), fl
         c.logout()
+
+
+def test_select_leaves_files_being_written_in_tmp(imap_server):
+    """SELECT sweeps tmp/ of what dead writers left (files whose mtime and
+    ctime are both over 36 hours old; the age test is in test_maildir): a
+    file just written, or one with an old mtime but just made, is a
+    delivery in progress and stays."""
+    inst = imap_server.instance
+    put(inst, ALICE, SIMPLE)
+    tmp = os.path.join(folder_dir(inst, ALICE), "tmp")
+    st = os.stat(folder_dir(inst, ALICE))
+    names = {"fresh": None, "old-mtime": time.time() - 40 * 3600}
+    for n, mtime in names.items():
+        p = os.path.join(tmp, n)
+        with open(p, "wb") as f:
+            f.write(b"partial")
+        os.chown(p, st.st_uid, st.st_gid)
+        if mtime:
+            os.utime(p, (mtime, mtime))
+    with imap_server.session(select="INBOX") as c:
+        c.ok("EXAMINE INBOX")
+        c.ok("SELECT INBOX")
+        c.logout()
+    assert sorted(os.listdir(tmp)) == sorted(names)

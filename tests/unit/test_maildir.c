@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/base/alloc.h"
@@ -626,6 +627,72 @@ test_unique(void)
 	test_end();
 }
 
+static void
+touch(const char *path, time_t mtime)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	struct timespec ts[2];
+
+	test_assert(fd >= 0 && write(fd, "x", 1) == 1);
+	if (mtime != 0) {
+		ts[0].tv_sec = ts[1].tv_sec = mtime;
+		ts[0].tv_nsec = ts[1].tv_nsec = 0;
+		test_assert(futimens(fd, ts) == 0);
+	}
+	close(fd);
+}
+
+static void
+test_tmp_cleanup(void)
+{
+	char *md = tpath("tmpclean");
+	char *tmp = tpath("tmpclean/tmp");
+	char *dead = tpath("tmpclean/tmp/dead"), *future = tpath("tmpclean/tmp/future");
+	char *copied = tpath("tmpclean/tmp/copied"), *sub = tpath("tmpclean/tmp/sub");
+	char *link = tpath("tmpclean/tmp/link"), *fresh = tpath("tmpclean/tmp/fresh");
+	char *oldsub = tpath("tmpclean/tmp/sub/old");
+	const char *err = NULL;
+	time_t now = time(NULL);
+
+	test_begin("maildir_tmp_cleanup removes only old regular files");
+	test_assert(maildir_make(md, &err) == 0);
+	touch(dead, 0);
+	test_assert(mkdir(sub, 0700) == 0);
+	touch(oldsub, now - 7200);
+	test_assert(symlink(dead, link) == 0);
+	touch(future, now + 3600);
+	sleep(2);	/* dead's ctime and mtime are now in the past */
+	touch(fresh, 0);
+	/* mtime kept from an old file but just created (ctime now) */
+	touch(copied, now - 7200);
+	test_assert(maildir_tmp_cleanup(tmp, 1, &err) == 1);
+	test_assert(!exists(dead));
+	test_assert(exists(future) && exists(fresh) && exists(copied));
+	test_assert(exists(oldsub));	/* not recursive */
+	{
+		struct stat st;
+
+		test_assert(lstat(link, &st) == 0 && S_ISLNK(st.st_mode));
+	}
+	/* with the default age nothing here is old enough */
+	test_assert(maildir_tmp_cleanup(tmp, 36 * 3600, &err) == 0);
+	test_assert(exists(fresh));
+	/* a missing directory: -1, ENOENT, a message */
+	err = NULL;
+	test_assert(maildir_tmp_cleanup(dead, 0, &err) == -1 && errno == ENOENT);
+	test_assert(err != NULL && strstr(err, "dead") != NULL);
+	test_end();
+	free(md);
+	free(tmp);
+	free(dead);
+	free(future);
+	free(copied);
+	free(sub);
+	free(link);
+	free(fresh);
+	free(oldsub);
+}
+
 int
 main(void)
 {
@@ -637,5 +704,6 @@ main(void)
 	test_name_parse();
 	test_set_flags();
 	test_unique();
+	test_tmp_cleanup();
 	return test_done();
 }
