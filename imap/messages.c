@@ -21,6 +21,7 @@
 
 #include "imap/imap-private.h"
 #include "lib/base/alloc.h"
+#include "lib/base/fdio.h"
 #include "lib/base/limits.h"
 #include "lib/base/log.h"
 #include "lib/maildir/maildir.h"
@@ -279,8 +280,7 @@ read_message(struct imap_session *s, size_t i, char **raw, size_t *len)
 		char *path = mbox_msg_path(s->mb, m);
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
 		struct stat st;
-		char *buf;
-		size_t got = 0;
+		int r;
 
 		free(path);
 		if (fd < 0) {
@@ -291,26 +291,12 @@ read_message(struct imap_session *s, size_t i, char **raw, size_t *len)
 				return -1;
 			continue;
 		}
-		if (fstat(fd, &st) < 0) {
-			close(fd);
-			return -1;
-		}
-		buf = xmalloc((size_t)st.st_size + 1);
-		while (got < (size_t)st.st_size) {
-			ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
-
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r <= 0)
-				break;
-			got += (size_t)r;
-		}
+		r = read_fd_all(fd, raw, len, &st);
 		close(fd);
-		buf[got] = '\0';
-		if (got == (size_t)st.st_size && m->info_pending)
-			mbox_msg_learn(s->mb, i, &st, mime_crlf_size(buf, got));
-		*raw = buf;
-		*len = got;
+		if (r < 0)
+			return -1;
+		if (*len == (size_t)st.st_size && m->info_pending)
+			mbox_msg_learn(s->mb, i, &st, mime_crlf_size(*raw, *len));
 		return 0;
 	}
 	return -1;

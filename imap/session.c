@@ -75,18 +75,6 @@ imap_done(struct imap_session *s, const char *status, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Replies of at least this many bytes are handed to libevent, not
- * copied. */
-#define IMAP_OUT_HANDOVER (64 * 1024)
-
-static void
-free_out(const void *data, size_t len, void *arg)
-{
-	(void)len;
-	(void)arg;
-	free((void *)data);
-}
-
 /* Write what the command produced, and its tagged reply unless it has
  * more to say. */
 static void
@@ -94,21 +82,8 @@ flush_out(struct imap_session *s)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 
-	if (s->out.len >= IMAP_OUT_HANDOVER) {
-		/* a FETCH chunk: the buffer itself goes to the socket's
-		 * queue, which frees it once written (no copy) */
-		if (evbuffer_add_reference(out, s->out.data, s->out.len,
-		    free_out, NULL) == 0) {
-			s->out = (str_t)STR_INIT;
-		} else {
-			evbuffer_add(out, s->out.data, s->out.len);
-			str_free(&s->out);
-		}
-	} else if (s->out.len > 0) {
-		evbuffer_add(out, s->out.data, s->out.len);
-	}
-	str_truncate(&s->out, 0);
-	if (s->out.cap > IMAP_OUT_HANDOVER)
+	conn_add_str(out, &s->out);	/* a FETCH chunk: no copy */
+	if (s->out.cap > 64 * 1024)
 		str_free(&s->out);	/* idle sessions stay small */
 	if (s->more || s->status == NULL)
 		return;

@@ -33,6 +33,7 @@
 
 #include "lib/auth/login.h"
 #include "lib/base/alloc.h"
+#include "lib/base/fdio.h"
 #include "lib/base/limits.h"
 #include "lib/base/log.h"
 #include "lib/base/str.h"
@@ -190,51 +191,6 @@ login_run(struct pop3_session *s, struct dir *dir)
 	s->seen = xcalloc(s->nmsgs + 1, sizeof(bool));
 }
 
-static void
-free_reply(const void *data, size_t len, void *arg)
-{
-	(void)len;
-	(void)arg;
-	free((void *)data);
-}
-
-/* The whole file into a malloc'd buffer. 0 ok, -1 (errno) if it cannot
- * be opened or read. */
-static int
-read_file(const char *path, char **data, size_t *len)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	size_t got = 0;
-	char *buf;
-
-	if (fd < 0)
-		return -1;
-	if (fstat(fd, &st) < 0) {
-		close(fd);
-		return -1;
-	}
-	buf = xmalloc((size_t)st.st_size + 1);
-	while (got < (size_t)st.st_size) {
-		ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			free(buf);
-			close(fd);
-			return -1;
-		}
-		if (r == 0)
-			break;
-		got += (size_t)r;
-	}
-	close(fd);
-	*data = buf;
-	*len = got;
-	return 0;
-}
-
 /* RETR / TOP: the message with CRLF line ends and dot-stuffing, built in
  * one buffer that the socket's queue takes over (no further copy). */
 static void
@@ -242,15 +198,19 @@ retr_run(struct pop3_session *s)
 {
 	struct maildir_msg *m = &s->msgs[s->job_msg];
 	char *path = maildir_msg_path(s->maildir, m);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct evbuffer *out = evbuffer_new();
 	str_t o = STR_INIT;
+	struct stat st;
 	char *data;
 	const char *p, *end;
 	size_t len;
 	bool in_body = false;
 	long body_lines = 0;
-	int r = read_file(path, &data, &len);
+	int r = fd < 0 ? -1 : read_fd_all(fd, &data, &len, &st);
 
+	if (fd >= 0)
+		close(fd);
 	free(path);
 	s->job_out = out;
 	if (r < 0) {
@@ -278,10 +238,8 @@ retr_run(struct pop3_session *s)
 	}
 	free(data);
 	str_append_n(&o, ".\r\n", 3);
-	if (evbuffer_add_reference(out, o.data, o.len, free_reply, NULL) < 0) {
-		evbuffer_add(out, o.data, o.len);
-		str_free(&o);
-	}
+	conn_add_str(out, &o);
+	str_free(&o);
 	s->job_result = 0;
 }
 

@@ -1,9 +1,11 @@
 /*
- * fdio.c: complete writes to file descriptors.
+ * fdio.c: complete writes to and whole-file reads from descriptors.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <unistd.h>
 
+#include "lib/base/alloc.h"
 #include "lib/base/fdio.h"
 
 int
@@ -21,5 +23,36 @@ write_full(int fd, const void *data, size_t len)
 		p += w;
 		len -= (size_t)w;
 	}
+	return 0;
+}
+
+int
+read_fd_all(int fd, char **data_r, size_t *len_r, struct stat *st_r)
+{
+	size_t got = 0;
+	char *buf;
+
+	if (fstat(fd, st_r) < 0)
+		return -1;
+	buf = xmalloc((size_t)st_r->st_size + 1);
+	while (got < (size_t)st_r->st_size) {
+		ssize_t r = read(fd, buf + got, (size_t)st_r->st_size - got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			int e = errno;
+
+			free(buf);
+			errno = e;
+			return -1;
+		}
+		if (r == 0)
+			break;
+		got += (size_t)r;
+	}
+	buf[got] = '\0';
+	*data_r = buf;
+	*len_r = got;
 	return 0;
 }

@@ -3,7 +3,14 @@
 /* write(2) until everything is written (retrying EINTR and short
  * writes). 0 ok, -1 with errno set. */
 #include <stddef.h>
+#include <sys/stat.h>
 
 int write_full(int fd, const void *data, size_t len);
+
+/* The whole file open on fd, as large as fstat() says (into *st_r),
+ * read (retrying EINTR and short reads) into *data_r, malloc'd and
+ * NUL-terminated; *len_r is what was read (less if the file shrank).
+ * 0 ok, -1 with errno set (nothing to free). */
+int read_fd_all(int fd, char **data_r, size_t *len_r, struct stat *st_r);
 
 #endif

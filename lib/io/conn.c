@@ -7,6 +7,7 @@
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 
 #include "lib/base/limits.h"
@@ -67,4 +68,29 @@ conn_line_deadline(struct event **ev, struct event_base *base, bool waiting,
 		*ev = evtimer_new(base, expired, arg);
 	if (!evtimer_pending(*ev, NULL))
 		evtimer_add(*ev, &tv);
+}
+
+/* Replies of at least this many bytes are handed over, not copied. */
+#define HANDOVER_MIN (64 * 1024)
+
+static void
+free_handed(const void *data, size_t len, void *arg)
+{
+	(void)len;
+	(void)arg;
+	free((void *)data);
+}
+
+void
+conn_add_str(struct evbuffer *out, str_t *s)
+{
+	if (s->len >= HANDOVER_MIN &&
+	    evbuffer_add_reference(out, s->data, s->len, free_handed,
+	    NULL) == 0) {
+		*s = (str_t)STR_INIT;
+		return;
+	}
+	if (s->len > 0)
+		evbuffer_add(out, s->data, s->len);
+	str_truncate(s, 0);
 }

@@ -5,9 +5,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "lib/base/str.h"
+
 struct bufferevent;
 struct event;
 struct event_base;
+struct evbuffer;
 struct sockaddr;
 
 /* The numeric address (ip, at least 64 bytes), port and whether it is a
@@ -17,6 +20,10 @@ void conn_peer(const struct sockaddr *sa, char *ip, size_t iplen,
 /* Bytes queued for the client, including those a TLS filter has handed
  * to the socket bufferevent beneath it. */
 size_t conn_output_pending(struct bufferevent *bev);
+/* Append s to out and leave s empty: at 64 KiB or more the buffer itself
+ * is handed over (libevent frees it once written: no copy), below that
+ * it is copied and s keeps its memory. */
+void conn_add_str(struct evbuffer *out, str_t *s);
 /* Bounded buffers on a session bufferevent (INPUT_MAX, OUTPUT_MAX). */
 void conn_set_watermarks(struct bufferevent *bev);
 

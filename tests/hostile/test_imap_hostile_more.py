@@ -15,6 +15,7 @@ import pytest
 
 from hostile_util import (ALICE, BOB, PASSWORD, closed_within, healthy, tree)
 from imap_util import Literal, folders_on_disk, maildir_of
+from pop3_util import workers_rss_kb
 from test_smtp_hostile import trickle
 
 
@@ -274,22 +275,14 @@ def test_half_open_connections_imap(sqlite_instance, all_start):
     healthy(srv)
 
 
-def _server_rss_kib(pid):
-    """VmRSS of the server and its workers, summed."""
-    total = 0
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            if int(d) != pid and ppid != pid:
-                continue
-            with open("/proc/%s/status" % d) as f:
-                total += next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
-        except (OSError, StopIteration, ValueError):
-            continue
-    return total
+def read_fetch_reply(sock, tag=b"F1"):
+    """Everything up to and including the FETCH's tagged OK."""
+    buf = bytearray()
+    while not buf.endswith(tag + b" OK Fetch completed.\r\n"):
+        more = sock.recv(1 << 20)
+        assert more, "connection closed mid-FETCH"
+        buf += more
+    return bytes(buf)
 
 
 def test_big_fetch_to_clients_that_do_not_read(sqlite_instance, all_start, monkeypatch):
@@ -337,17 +330,12 @@ def test_big_fetch_to_clients_that_do_not_read(sqlite_instance, all_start, monke
     # one whole FETCH first, so that the baseline has the worker's usual
     # buffers and arenas
     c = start_fetch()
-    got = c.sock.recv(1 << 20)
-    while not got.endswith(b"F1 OK Fetch completed.\r\n"):
-        more = c.sock.recv(1 << 20)
-        assert more, "connection closed mid-FETCH"
-        got += more
-    assert literals(got) == wires
+    assert literals(read_fetch_reply(c.sock)) == wires
     c.logout()
-    base = _server_rss_kib(pid)
+    base = workers_rss_kb(pid)
     clients = [start_fetch() for _ in range(n_clients)]
     time.sleep(2)
-    grown = _server_rss_kib(pid) - base
+    grown = workers_rss_kb(pid) - base
     # the replies add up to 16 x 10 MB: without a bound the server would
     # hold most of that
     assert grown < 60 * 1024, "server RSS grew by %d KiB for %d stalled FETCHes" % (
@@ -362,11 +350,6 @@ def test_big_fetch_to_clients_that_do_not_read(sqlite_instance, all_start, monke
         c.sock.close()
     for c in clients[1::2]:
         c.sock.settimeout(30)
-        buf = bytearray()
-        while not buf.endswith(b"F1 OK Fetch completed.\r\n"):
-            more = c.sock.recv(1 << 20)
-            assert more, "connection closed mid-FETCH"
-            buf += more
-        assert literals(buf) == wires
+        assert literals(read_fetch_reply(c.sock)) == wires
         c.close()
     healthy(srv)

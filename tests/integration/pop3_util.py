@@ -118,6 +118,36 @@ def client_ctx(minimum=None, maximum=None, legacy=False):
 # the server
 
 
+def worker_pids(master):
+    """The pids of the children of `petrel serve` (its workers)."""
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+        except OSError:
+            continue
+        if int(st.rsplit(")", 1)[1].split()[1]) == master:
+            pids.append(int(d))
+    return pids
+
+
+def workers_rss_kb(master):
+    """Resident memory of all worker processes of `petrel serve`, in kB."""
+    total = 0
+    for pid in worker_pids(master):
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                for l in f:
+                    if l.startswith("VmRSS:"):
+                        total += int(l.split()[1])
+        except OSError:
+            pass
+    return total
+
+
 class Pop3Server:
     """A running `petrel serve` with SMTP, POP3 and POP3S listeners."""
 
@@ -165,31 +195,11 @@ class Pop3Server:
         return self.proc.poll() is None
 
     def worker_pids(self):
-        pids = []
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            try:
-                with open("/proc/%s/stat" % d) as f:
-                    st = f.read()
-            except OSError:
-                continue
-            if int(st.rsplit(")", 1)[1].split()[1]) == self.proc.pid:
-                pids.append(int(d))
-        return pids
+        return worker_pids(self.proc.pid)
 
     def workers_rss_kb(self):
         """Resident memory of all worker processes, in kB."""
-        total = 0
-        for pid in self.worker_pids():
-            try:
-                with open("/proc/%d/status" % pid) as f:
-                    for l in f:
-                        if l.startswith("VmRSS:"):
-                            total += int(l.split()[1])
-            except OSError:
-                pass
-        return total
+        return workers_rss_kb(self.proc.pid)
 
     def stop(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):
         if self.returncode is not None:

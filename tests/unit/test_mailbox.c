@@ -193,6 +193,14 @@ open_ok(const char *folder, bool readonly)
 	return mb;
 }
 
+/* The cache of message i holds want (a macro: failures name the line). */
+#define cache_is(mb, i, kind, want) do {				\
+	char *cache_v_ = mbox_cache_get((mb), (i), (kind));		\
+									\
+	test_assert_streq(cache_v_, (want));				\
+	free(cache_v_);							\
+} while (0)
+
 /* ---- tests ---- */
 
 static void
@@ -928,15 +936,9 @@ test_cache(void)
 	mbox_cache_put(a, 5, MBOX_CACHE_ENVELOPE, "(\"newer\")");
 	mbox_cache_put(a, 6, MBOX_CACHE_BODY, "");
 	mbox_cache_put(a, 9999, MBOX_CACHE_BODY, "x");
-	v = mbox_cache_get(a, 7, MBOX_CACHE_ENVELOPE);
-	test_assert_streq(v, "(\"envelope 7\")");
-	free(v);
-	v = mbox_cache_get(a, 5, MBOX_CACHE_ENVELOPE);
-	test_assert_streq(v, "(\"newer\")");
-	free(v);
-	v = mbox_cache_get(a, 6, MBOX_CACHE_BODY);
-	test_assert_streq(v, "");
-	free(v);
+	cache_is(a, 7, MBOX_CACHE_ENVELOPE, "(\"envelope 7\")");
+	cache_is(a, 5, MBOX_CACHE_ENVELOPE, "(\"newer\")");
+	cache_is(a, 6, MBOX_CACHE_BODY, "");
 	test_assert(mbox_cache_get(a, 7, MBOX_CACHE_BODY) == NULL);
 	test_assert(mbox_cache_get(a, 9999, MBOX_CACHE_BODY) == NULL);
 	mbox_close(&a);
@@ -947,19 +949,13 @@ test_cache(void)
 	test_assert(a != NULL && b != NULL);
 	if (a == NULL || b == NULL)
 		goto out2;
-	v = mbox_cache_get(a, 299, MBOX_CACHE_BODYSTRUCTURE);
-	test_assert_streq(v, "(\"text\" \"plain\" 299)");
-	free(v);
-	v = mbox_cache_get(b, 5, MBOX_CACHE_ENVELOPE);
-	test_assert_streq(v, "(\"newer\")");
-	free(v);
+	cache_is(a, 299, MBOX_CACHE_BODYSTRUCTURE, "(\"text\" \"plain\" 299)");
+	cache_is(b, 5, MBOX_CACHE_ENVELOPE, "(\"newer\")");
 	/* b (read-only) caches too; a learns the offset at its sync */
 	mbox_cache_put(b, 10, MBOX_CACHE_BODY, "BODY10");
 	test_assert(mbox_flush(b, &error) == 0);
 	test_assert(mbox_sync(a, NULL, &error) == 0);
-	v = mbox_cache_get(a, 10, MBOX_CACHE_BODY);
-	test_assert_streq(v, "BODY10");
-	free(v);
+	cache_is(a, 10, MBOX_CACHE_BODY, "BODY10");
 	mbox_close(&b);
 
 	/* puts for many messages are appended together, at the flush */
@@ -980,12 +976,8 @@ test_cache(void)
 	b = open_ok(f, true);
 	test_assert(b != NULL);
 	if (b != NULL) {
-		v = mbox_cache_get(b, 30, MBOX_CACHE_BODY);
-		test_assert_streq(v, "(\"thirty\")");
-		free(v);
-		v = mbox_cache_get(b, 21, MBOX_CACHE_BODY);
-		test_assert_streq(v, "(\"batched\")");
-		free(v);
+		cache_is(b, 30, MBOX_CACHE_BODY, "(\"thirty\")");
+		cache_is(b, 21, MBOX_CACHE_BODY, "(\"batched\")");
 		mbox_close(&b);
 	}
 
@@ -1040,9 +1032,7 @@ test_cache(void)
 		goto out3;
 	test_assert(mbox_cache_get(a, 1, MBOX_CACHE_ENVELOPE) == NULL);
 	mbox_cache_put(a, 1, MBOX_CACHE_ENVELOPE, "again");
-	v = mbox_cache_get(a, 1, MBOX_CACHE_ENVELOPE);
-	test_assert_streq(v, "again");
-	free(v);
+	cache_is(a, 1, MBOX_CACHE_ENVELOPE, "again");
 
 	/* compaction once most records are dead */
 	for (i = 0; i < a->n; i++) {
