@@ -48,6 +48,8 @@
 #include "lib/maildir/quota.h"
 #include "lib/queue/queue.h"
 #include "lib/queue/spool.h"
+#include "lib/session/sasl.h"
+#include "lib/session/session.h"
 #include "lib/smtp/parse.h"
 #include "lib/tls/tls.h"
 #include "smtp/smtp.h"
@@ -56,7 +58,6 @@ enum smtp_state {
 	ST_CMD,		/* reading commands */
 	ST_DATA,	/* reading DATA lines */
 	ST_BDAT,	/* reading a BDAT chunk */
-	ST_QUIT,	/* reply flushed, then close */
 };
 
 struct smtp_rcpt {
@@ -65,30 +66,16 @@ struct smtp_rcpt {
 };
 
 struct smtp_session {
+	struct session base;	/* first: the connection (lib/session) */
 	struct smtp_server *srv;
-	struct bufferevent *bev;
-	struct smtp_session *next, *prev;
-	char ip[64];
-	char peer[80];		/* "[ip]:port" for logs */
-	unsigned long sid;
 	enum smtp_state state;
-	bool busy;		/* a job is running for this session */
-	bool dead;		/* connection gone; free when the job ends */
-	bool skip_line;		/* discarding the rest of an overlong line */
 	bool esmtp;
 	char *helo;
 	unsigned errors;
-	bool tls;		/* STARTTLS done or implicit TLS */
 	bool submission;	/* a submission port: AUTH required */
-	bool loopback;
 	char *auth_user;	/* authenticated address */
 	char *auth_maildir;	/* its maildir (sender ownership check) */
-	enum { AUTH_NONE, AUTH_PLAIN_WAIT, AUTH_LOGIN_USER,
-	    AUTH_LOGIN_PASS } auth_step;
-	char *auth_login_name;
-	struct event *delay_ev;
-	struct event *close_ev;
-	struct event *line_ev;	/* deadline for a partial command line */
+	struct sasl sasl;	/* an AUTH exchange in progress */
 
 	/* transaction */
 	bool have_mail;
@@ -111,8 +98,7 @@ struct smtp_session {
 
 	/* job in flight */
 	struct job job;
-	int job_kind;		/* JOB_RCPT, JOB_DATA, JOB_AUTH, JOB_SENDER */
-	char *job_login, *job_pass;
+	int job_kind;		/* JOB_RCPT, JOB_DATA, JOB_SENDER */
 	char *job_addr;
 	bool job_postmaster;	/* RCPT TO:<postmaster> without domain */
 	struct route_result job_route;
@@ -121,28 +107,22 @@ struct smtp_session {
 	size_t job_delivered;
 };
 
-enum { JOB_RCPT, JOB_DATA, JOB_AUTH, JOB_SENDER };
+enum { JOB_RCPT, JOB_DATA, JOB_SENDER };
 
-static unsigned long next_sid;
-
-static void session_process(struct smtp_session *s);
 static void mail_accept(struct smtp_session *s, char *addr);
 static bool auth_allowed(const struct smtp_session *s);
 static void sender_run(struct job *job, void *state);
 static void sender_done(struct job *job);
-static void session_free(struct smtp_session *s);
 
 __attribute__((format(printf, 2, 3)))
 static void
 reply(struct smtp_session *s, const char *fmt, ...)
 {
-	struct evbuffer *out = bufferevent_get_output(s->bev);
 	va_list ap;
 
 	va_start(ap, fmt);
-	evbuffer_add_vprintf(out, fmt, ap);
+	session_vreply(&s->base, fmt, ap);
 	va_end(ap);
-	evbuffer_add(out, "\r\n", 2);
 }
 
 /* A reply that counts as an error; too many and the session ends. */
@@ -150,18 +130,17 @@ __attribute__((format(printf, 2, 3)))
 static void
 reply_error(struct smtp_session *s, const char *fmt, ...)
 {
-	struct evbuffer *out = bufferevent_get_output(s->bev);
 	va_list ap;
 
 	va_start(ap, fmt);
-	evbuffer_add_vprintf(out, fmt, ap);
+	session_vreply(&s->base, fmt, ap);
 	va_end(ap);
-	evbuffer_add(out, "\r\n", 2);
 	if (++s->errors >= SMTP_ERRORS_MAX) {
 		reply(s, "421 4.7.0 %s Error: too many errors",
 		    s->srv->hostname);
-		log_info("%lu: too many errors from %s", s->sid, s->peer);
-		s->state = ST_QUIT;
+		log_info("%016llx: too many errors from %s", SID(&s->base),
+		    s->base.peer);
+		session_quit(&s->base);
 	}
 }
 
@@ -241,11 +220,10 @@ rcpt_done(struct job *job)
 	    offsetof(struct smtp_session, job));
 	struct route_result *r = &s->job_route;
 
-	s->busy = false;
-	if (s->dead) {
+	if (s->base.dead) {
 		route_result_clear(r);
 		xfree(&s->job_addr);
-		session_free(s);
+		session_job_finished(&s->base);
 		return;
 	}
 	if (r->status == ROUTE_OK && s->job_status == 452) {
@@ -291,13 +269,13 @@ rcpt_done(struct job *job)
 			break;
 		}
 		if (r->status != ROUTE_OK)
-			log_info("%lu: reject: RCPT from %s: <%s>: %s",
-			    s->sid, s->peer, s->job_addr,
+			log_info("%016llx: reject: RCPT from %s: <%s>: %s",
+			    SID(&s->base), s->base.peer, s->job_addr,
 			    route_status_name(r->status));
 		route_result_clear(r);
 	}
 	xfree(&s->job_addr);
-	session_process(s);
+	session_job_finished(&s->base);
 }
 
 static void
@@ -310,9 +288,9 @@ received_header(struct smtp_session *s, str_t *h, const char *for_addr)
 	localtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
 	str_printf(h, "Received: from %s ([%s])\n\tby %s (petrel) with %s%s%s%s "
-	    "id %s", s->helo ? s->helo : "unknown", s->ip, s->srv->hostname,
+	    "id %s", s->helo ? s->helo : "unknown", s->base.ip, s->srv->hostname,
 	    s->smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP",
-	    s->esmtp && s->tls ? "S" : "", s->esmtp && s->auth_user ? "A" : "",
+	    s->esmtp && s->base.tls ? "S" : "", s->esmtp && s->auth_user ? "A" : "",
 	    "", s->qid);
 	if (for_addr != NULL)
 		str_printf(h, "\n\tfor <%s>", for_addr);
@@ -485,12 +463,11 @@ data_done(struct job *job)
 	struct smtp_session *s = (struct smtp_session *)((char *)job -
 	    offsetof(struct smtp_session, job));
 
-	s->busy = false;
 	if (s->job_status == 0) {
 		log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (accepted)",
 		    s->qid, s->sender, (unsigned long long)s->body.size,
 		    s->nrcpts);
-		if (!s->dead)
+		if (!s->base.dead)
 			reply(s, "250 2.0.0 Ok: queued as %s", s->qid);
 	} else {
 		/* Some copies may exist: the client retries, and a duplicate
@@ -498,18 +475,14 @@ data_done(struct job *job)
 		log_error("%s: delivery failed after %zu cop%s: %s", s->qid,
 		    s->job_delivered, s->job_delivered == 1 ? "y" : "ies",
 		    s->job_error ? s->job_error : "?");
-		if (!s->dead && storage_full(s->job_error))
+		if (!s->base.dead && storage_full(s->job_error))
 			reply(s, "452 4.3.1 Insufficient system storage");
-		else if (!s->dead)
+		else if (!s->base.dead)
 			reply(s, "451 4.3.0 Error: queue file write error");
 	}
 	xfree(&s->job_error);
 	transaction_reset(s);
-	if (s->dead) {
-		session_free(s);
-		return;
-	}
-	session_process(s);
+	session_job_finished(&s->base);
 }
 
 static void
@@ -525,16 +498,15 @@ start_delivery(struct smtp_session *s)
 		transaction_reset(s);
 		return;
 	}
-	s->busy = true;
 	s->job.run = data_run;
 	s->job.done = data_done;
-	jobs_submit(s->srv->jobs, &s->job);
+	session_job_submit(&s->base, s->srv->sv.jobs, &s->job);
 }
 
 /* ---- commands ---- */
 
 static void
-cmd_helo(struct smtp_session *s, const char *arg, bool esmtp)
+cmd_helo_ehlo(struct smtp_session *s, const char *arg, bool esmtp)
 {
 	struct smtp_server *srv = s->srv;
 
@@ -563,7 +535,7 @@ cmd_helo(struct smtp_session *s, const char *arg, bool esmtp)
 	reply(s, "250-ENHANCEDSTATUSCODES");
 	reply(s, "250-8BITMIME");
 	reply(s, "250-SMTPUTF8");
-	if (!s->tls && srv->tls != NULL)
+	if (!s->base.tls && srv->sv.tls != NULL)
 		reply(s, "250-STARTTLS");
 	if (auth_allowed(s))
 		reply(s, "250-AUTH PLAIN LOGIN");
@@ -657,10 +629,9 @@ cmd_mail(struct smtp_session *s, const char *arg)
 		}
 		str_lower(addr);
 		s->job_addr = addr;
-		s->busy = true;
 		s->job.run = sender_run;
 		s->job.done = sender_done;
-		jobs_submit(s->srv->dir_jobs, &s->job);
+		session_job_submit(&s->base, s->srv->sv.dir_jobs, &s->job);
 		return;
 	}
 	mail_accept(s, addr);
@@ -676,9 +647,9 @@ mail_accept(struct smtp_session *s, char *addr)
 	spool_init(&s->body, s->srv->spool_dir);
 	if (s->auth_user != NULL)
 		log_info("%s: client=%s, helo=%s, sasl_username=%s", s->qid,
-		    s->peer, s->helo, s->auth_user);
+		    s->base.peer, s->helo, s->auth_user);
 	else
-		log_info("%s: client=%s, helo=%s", s->qid, s->peer, s->helo);
+		log_info("%s: client=%s, helo=%s", s->qid, s->base.peer, s->helo);
 	reply(s, "250 2.1.0 Ok");
 }
 
@@ -726,10 +697,9 @@ cmd_rcpt(struct smtp_session *s, const char *arg)
 	free(domain);
 	memset(&s->job_route, 0, sizeof(s->job_route));
 	s->job_status = 0;
-	s->busy = true;
 	s->job.run = rcpt_run;
 	s->job.done = rcpt_done;
-	jobs_submit(s->srv->dir_jobs, &s->job);
+	session_job_submit(&s->base, s->srv->sv.dir_jobs, &s->job);
 }
 
 static void
@@ -765,7 +735,7 @@ cmd_bdat(struct smtp_session *s, const char *arg)
 
 	if (smtp_parse_bdat(arg, &n, &last) < 0) {
 		reply_error(s, "501 5.5.4 Syntax: BDAT size [LAST]");
-		s->state = ST_QUIT;	/* the chunk length is unknown */
+		session_quit(&s->base);	/* the chunk length is unknown */
 		return;
 	}
 	s->bdat_left = n;
@@ -792,7 +762,7 @@ static void
 cmd_quit(struct smtp_session *s, const char *arg)
 {
 	reply(s, "221 2.0.0 Bye");
-	s->state = ST_QUIT;
+	session_quit(&s->base);
 }
 
 static void
@@ -812,161 +782,90 @@ cmd_help(struct smtp_session *s, const char *arg)
 
 /* ---- AUTH (RFC 4954) and STARTTLS (RFC 3207) ---- */
 
-static void
-auth_run(struct job *job, void *state)
+/* After query_login and the password check, on the job thread. */
+static int
+auth_job(struct session *base, struct dir *dir, const struct dir_user *u)
 {
-	struct smtp_session *s = (struct smtp_session *)((char *)job -
-	    offsetof(struct smtp_session, job));
-	struct dir_user u;
+	struct smtp_session *s = (struct smtp_session *)base;
 
-	s->job_status = auth_login(state, s->job_login, s->job_pass, &u);
-	if (s->job_status != AUTH_OK)
-		return;
 	free(s->auth_user);
-	s->auth_user = xstrdup(u.address);
+	s->auth_user = xstrdup(u->address);
 	free(s->auth_maildir);
-	s->auth_maildir = route_maildir_path(s->srv->rc.mail_root, u.maildir);
-	dir_user_clear(&u);
+	s->auth_maildir = route_maildir_path(s->srv->rc.mail_root, u->maildir);
+	return AUTH_OK;
 }
 
 static void
-auth_delay_done(evutil_socket_t fd, short what, void *arg)
+auth_done(struct session *base, int result)
 {
-	struct smtp_session *s = arg;
+	struct smtp_session *s = (struct smtp_session *)base;
 
-	s->busy = false;
-	event_free(s->delay_ev);
-	s->delay_ev = NULL;
-	if (s->dead) {
-		session_free(s);
-		return;
-	}
-	reply_error(s, "535 5.7.8 Error: authentication failed");
-	session_process(s);
-}
-
-static void
-auth_done(struct job *job)
-{
-	struct smtp_session *s = (struct smtp_session *)((char *)job -
-	    offsetof(struct smtp_session, job));
-
-	s->busy = false;
-	if (s->job_pass != NULL) {
-		explicit_bzero(s->job_pass, strlen(s->job_pass));
-		xfree(&s->job_pass);
-	}
-	if (s->job_status == AUTH_OK) {
-		auth_delay_success(s->ip);
-		log_info("%lu: client=%s, sasl_method=PLAIN, "
-		    "sasl_username=%s", s->sid, s->peer, s->auth_user);
-		if (!s->dead)
-			reply(s, "235 2.7.0 Authentication successful");
-	} else if (s->job_status == AUTH_TEMPFAIL) {
-		log_warn("%lu: authentication of %s: directory unavailable",
-		    s->sid, s->job_login);
-		if (!s->dead)
-			reply(s, "454 4.7.0 Temporary authentication failure");
+	if (result == AUTH_OK) {
+		log_info("%016llx: client=%s, sasl_method=PLAIN, "
+		    "sasl_username=%s", SID(&s->base), s->base.peer,
+		    s->auth_user);
+		reply(s, "235 2.7.0 Authentication successful");
+	} else if (result == AUTH_TEMPFAIL) {
+		reply(s, "454 4.7.0 Temporary authentication failure");
 	} else {
-		struct timeval tv;
-		unsigned ms = auth_delay_failure(s->ip, s->srv->fail_delay_ms);
-
-		log_info("%lu: %s: SASL authentication failed for %s (delay "
-		    "%u ms)", s->sid, s->peer, s->job_login, ms);
-		xfree(&s->job_login);
-		if (s->dead) {
-			session_free(s);
-			return;
-		}
-		tv.tv_sec = ms / 1000;
-		tv.tv_usec = (ms % 1000) * 1000;
-		s->busy = true;
-		s->delay_ev = evtimer_new(s->srv->base, auth_delay_done, s);
-		evtimer_add(s->delay_ev, &tv);
-		return;
+		xfree(&s->auth_user);
+		xfree(&s->auth_maildir);
+		reply_error(s, "535 5.7.8 Error: authentication failed");
 	}
-	xfree(&s->job_login);
-	if (s->dead) {
-		session_free(s);
-		return;
-	}
-	session_process(s);
-}
-
-static void
-auth_start(struct smtp_session *s, char *login, char *pass)
-{
-	s->job_login = login;
-	s->job_pass = pass;
-	s->busy = true;
-	s->job.run = auth_run;
-	s->job.done = auth_done;
-	jobs_submit(s->srv->dir_jobs, &s->job);
 }
 
 static bool
 auth_allowed(const struct smtp_session *s)
 {
 	/* Submission: AUTH only over TLS (RFC 8314, SPEC section 4). */
-	return s->submission && s->tls;
+	return s->submission && s->base.tls;
 }
 
+/* What a SASL step asks for: a challenge, the login, or an error. */
 static void
-auth_plain_response(struct smtp_session *s, const char *b64)
+auth_next(struct smtp_session *s, enum sasl_status st, const char *challenge,
+    char *login, char *pass)
 {
-	char *login, *pass;
-
-	if (strcmp(b64, "*") == 0) {
+	switch (st) {
+	case SASL_DONE:
+		session_login_start(&s->base, login, pass);
+		break;
+	case SASL_NEXT:
+		reply(s, "334 %s", challenge);
+		break;
+	case SASL_ABORTED:
 		reply_error(s, "501 5.7.0 Authentication aborted");
-		return;
-	}
-	if (sasl_plain_decode(b64, strlen(b64), &login, &pass) < 0) {
+		break;
+	case SASL_BAD:
 		reply_error(s, "501 5.5.2 Cannot decode response");
-		return;
+		break;
+	case SASL_NOMECH:
+		reply_error(s, "535 5.7.8 Error: authentication mechanism "
+		    "not supported");
+		break;
 	}
-	auth_start(s, login, pass);
 }
 
 /* A continuation line during AUTH (RFC 4954 4). */
 static void
 auth_continue(struct smtp_session *s, const char *line)
 {
-	str_t dec = STR_INIT;
-	int step = s->auth_step;
+	const char *challenge = NULL;
+	char *login = NULL, *pass = NULL;
+	enum sasl_status st;
 
-	s->auth_step = AUTH_NONE;
-	if (step == AUTH_PLAIN_WAIT) {
-		auth_plain_response(s, line);
-		return;
-	}
-	if (strcmp(line, "*") == 0) {
-		reply_error(s, "501 5.7.0 Authentication aborted");
-		xfree(&s->auth_login_name);
-		return;
-	}
-	if (base64_decode(&dec, line, strlen(line)) < 0 ||
-	    memchr(str_c(&dec), '\0', dec.len) != NULL) {
-		reply_error(s, "501 5.5.2 Cannot decode response");
-		str_free(&dec);
-		xfree(&s->auth_login_name);
-		return;
-	}
-	if (step == AUTH_LOGIN_USER) {
-		s->auth_login_name = str_steal(&dec);
-		s->auth_step = AUTH_LOGIN_PASS;
-		reply(s, "334 UGFzc3dvcmQ6");	/* "Password:" */
-		return;
-	}
-	auth_start(s, s->auth_login_name, str_steal(&dec));
-	s->auth_login_name = NULL;
+	st = sasl_step(&s->sasl, line, &challenge, &login, &pass);
+	auth_next(s, st, challenge, login, pass);
 }
 
 static void
 cmd_auth(struct smtp_session *s, const char *arg)
 {
 	char mech[32];
-	const char *ir;
+	const char *ir, *challenge = NULL;
+	char *login = NULL, *pass = NULL;
 	size_t n = strcspn(arg, " ");
+	enum sasl_status st;
 
 	if (!auth_allowed(s)) {
 		reply_error(s, s->submission ?
@@ -993,60 +892,30 @@ cmd_auth(struct smtp_session *s, const char *arg)
 	memcpy(mech, arg, n);
 	mech[n] = '\0';
 	ir = arg[n] == ' ' ? arg + n + 1 : NULL;
-	if (strcasecmp(mech, "PLAIN") == 0) {
-		if (ir == NULL) {
-			s->auth_step = AUTH_PLAIN_WAIT;
-			reply(s, "334 ");
-			return;
-		}
-		auth_plain_response(s, strcmp(ir, "=") == 0 ? "" : ir);
-	} else if (strcasecmp(mech, "LOGIN") == 0) {
-		if (ir != NULL) {
-			s->auth_step = AUTH_LOGIN_USER;
-			auth_continue(s, ir);
-			return;
-		}
-		s->auth_step = AUTH_LOGIN_USER;
-		reply(s, "334 VXNlcm5hbWU6");	/* "Username:" */
-	} else {
-		reply_error(s, "535 5.7.8 Error: authentication mechanism "
-		    "not supported");
-	}
+	st = sasl_start(&s->sasl, SASL_MECH_PLAIN | SASL_MECH_LOGIN, mech, ir,
+	    &challenge, &login, &pass);
+	auth_next(s, st, challenge, login, pass);
 }
-
-static void session_read(struct bufferevent *bev, void *arg);
-static void session_write(struct bufferevent *bev, void *arg);
-static void session_event(struct bufferevent *bev, short what, void *arg);
 
 static void
 cmd_starttls(struct smtp_session *s, const char *arg)
 {
-	struct bufferevent *tb;
-
 	if (*arg != '\0') {
 		reply_error(s, "501 5.5.4 Syntax: STARTTLS");
 		return;
 	}
-	if (s->tls) {
+	if (s->base.tls) {
 		reply_error(s, "554 5.5.1 Error: TLS already active");
 		return;
 	}
-	if (s->srv->tls == NULL) {
+	if (s->srv->sv.tls == NULL) {
 		reply_error(s, "454 4.7.0 TLS not available due to local "
 		    "problem");
 		return;
 	}
 	reply(s, "220 2.0.0 Ready to start TLS");
-	tb = tls_bev_starttls(s->srv->tls, s->srv->base, s->bev);
-	if (tb == NULL) {
-		s->state = ST_QUIT;
+	if (session_starttls(&s->base) < 0)
 		return;
-	}
-	s->bev = tb;
-	s->tls = true;
-	bufferevent_setcb(s->bev, session_read, session_write, session_event, s);
-	conn_set_watermarks(s->bev);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	/* RFC 3207 4.2: forget everything learned before TLS. */
 	transaction_reset(s);
 	xfree(&s->helo);
@@ -1086,11 +955,10 @@ sender_done(struct job *job)
 	    offsetof(struct smtp_session, job));
 	char *addr = s->job_addr;
 
-	s->busy = false;
 	s->job_addr = NULL;
-	if (s->dead) {
+	if (s->base.dead) {
 		free(addr);
-		session_free(s);
+		session_job_finished(&s->base);
 		return;
 	}
 	if (s->job_status == 250) {
@@ -1103,19 +971,65 @@ sender_done(struct job *job)
 			reply_error(s, "553 5.7.1 <%s>: Sender address "
 			    "rejected: not owned by user %s", addr,
 			    s->auth_user);
-		log_info("%lu: reject: MAIL from %s: <%s> not owned by %s",
-		    s->sid, s->peer, addr, s->auth_user);
+		log_info("%016llx: reject: MAIL from %s: <%s> not owned by %s",
+		    SID(&s->base), s->base.peer, addr, s->auth_user);
 		free(addr);
 	}
-	session_process(s);
+	session_job_finished(&s->base);
 }
+
+static void
+cmd_ehlo(struct smtp_session *s, const char *arg)
+{
+	cmd_helo_ehlo(s, arg, true);
+}
+
+static void
+cmd_helo(struct smtp_session *s, const char *arg)
+{
+	cmd_helo_ehlo(s, arg, false);
+}
+
+static void
+cmd_http(struct smtp_session *s, const char *arg)
+{
+	/* A web client talking to the mail port. */
+	reply(s, "421 4.7.0 %s Error: not an HTTP server", s->srv->hostname);
+	session_quit(&s->base);
+}
+
+static void
+cmd_unknown(struct smtp_session *s, const char *arg)
+{
+	reply_error(s, "502 5.5.2 Error: command not recognized");
+}
+
+/* The command table, indexed by lib/smtp's verb. */
+static void (*const commands[])(struct smtp_session *, const char *) = {
+	[SMTP_UNKNOWN] = cmd_unknown,
+	[SMTP_HELO] = cmd_helo,
+	[SMTP_EHLO] = cmd_ehlo,
+	[SMTP_MAIL] = cmd_mail,
+	[SMTP_RCPT] = cmd_rcpt,
+	[SMTP_DATA] = cmd_data,
+	[SMTP_BDAT] = cmd_bdat,
+	[SMTP_RSET] = cmd_rset,
+	[SMTP_NOOP] = cmd_noop,
+	[SMTP_QUIT] = cmd_quit,
+	[SMTP_VRFY] = cmd_vrfy,
+	[SMTP_HELP] = cmd_help,
+	[SMTP_AUTH] = cmd_auth,
+	[SMTP_STARTTLS] = cmd_starttls,
+	[SMTP_HTTP] = cmd_http,
+};
 
 static void
 dispatch(struct smtp_session *s, char *line, size_t len)
 {
 	const char *arg;
+	enum smtp_verb v;
 
-	if (s->auth_step != AUTH_NONE) {
+	if (sasl_active(&s->sasl)) {
 		auth_continue(s, line);
 		return;
 	}
@@ -1123,30 +1037,11 @@ dispatch(struct smtp_session *s, char *line, size_t len)
 		reply_error(s, "500 5.5.2 Error: NUL character in command");
 		return;
 	}
-	switch (smtp_verb(line, &arg)) {
-	case SMTP_EHLO: cmd_helo(s, arg, true); break;
-	case SMTP_HELO: cmd_helo(s, arg, false); break;
-	case SMTP_MAIL: cmd_mail(s, arg); break;
-	case SMTP_RCPT: cmd_rcpt(s, arg); break;
-	case SMTP_DATA: cmd_data(s, arg); break;
-	case SMTP_BDAT: cmd_bdat(s, arg); break;
-	case SMTP_RSET: cmd_rset(s, arg); break;
-	case SMTP_NOOP: cmd_noop(s, arg); break;
-	case SMTP_QUIT: cmd_quit(s, arg); break;
-	case SMTP_VRFY: cmd_vrfy(s, arg); break;
-	case SMTP_HELP: cmd_help(s, arg); break;
-	case SMTP_AUTH: cmd_auth(s, arg); break;
-	case SMTP_STARTTLS: cmd_starttls(s, arg); break;
-	case SMTP_HTTP:
-		/* A web client talking to the mail port. */
-		reply(s, "421 4.7.0 %s Error: not an HTTP server",
-		    s->srv->hostname);
-		s->state = ST_QUIT;
-		break;
-	case SMTP_UNKNOWN:
-		reply_error(s, "502 5.5.2 Error: command not recognized");
-		break;
-	}
+	v = smtp_verb(line, &arg);
+	if ((size_t)v >= sizeof(commands) / sizeof(commands[0]) ||
+	    commands[v] == NULL)
+		v = SMTP_UNKNOWN;
+	commands[v](s, arg);
 }
 
 /* ---- input ---- */
@@ -1232,46 +1127,53 @@ read_bdat(struct smtp_session *s, struct evbuffer *in)
 	return true;
 }
 
-static void close_when_flushed(struct smtp_session *s);
-
+/* A BDAT chunk has been read: answer it, or deliver after the last. */
 static void
-close_tick(evutil_socket_t fd, short what, void *arg)
+bdat_chunk_done(struct smtp_session *s)
 {
-	close_when_flushed(arg);
-}
-
-/* Free the session once its replies reached the socket (with STARTTLS
- * they pass through an underlying bufferevent after the TLS one). */
-static void
-close_when_flushed(struct smtp_session *s)
-{
-	struct timeval tv = { 0, 20000 };
-
-	if (conn_output_pending(s->bev) == 0 || s->dead) {
-		session_free(s);
+	if (s->bdat_failed && s->spool_failed) {
+		reply(s, "452 4.3.1 Insufficient system storage");
+		if (s->bdat_last)
+			transaction_reset(s);
 		return;
 	}
-	if (s->close_ev == NULL)
-		s->close_ev = evtimer_new(s->srv->base, close_tick, s);
-	evtimer_add(s->close_ev, &tv);
+	if (s->bdat_failed) {
+		reply_error(s, "554 5.5.1 Error: no valid recipients");
+		/* Outside a transaction, or at its end, the failure is
+		 * over; inside one, later chunks of it fail too (RFC 3030
+		 * 2). */
+		if (s->bdat_last || !s->have_mail)
+			transaction_reset(s);
+		return;
+	}
+	if (s->spool_failed && !s->bdat_last) {
+		reply(s, "452 4.3.1 Insufficient system storage");
+		s->bdat_failed = true;
+		return;
+	}
+	if (s->too_big && !s->bdat_last) {
+		reply_error(s, "552 5.3.4 Message size exceeds fixed limit");
+		s->bdat_failed = true;
+		return;
+	}
+	if (!s->bdat_last) {
+		reply(s, "250 2.0.0 %llu octets received",
+		    (unsigned long long)s->body.size);
+		return;
+	}
+	smtp_bdat_end(&s->pending_cr, body_sink, s);
+	start_delivery(s);
 }
 
-/* A command line still incomplete after the whole timeout (a client
- * trickling bytes): the same as an idle timeout. */
-static void
-line_expired(evutil_socket_t fd, short what, void *arg)
+/* The command lines, DATA and BDAT (lib/session calls this while no job
+ * runs). Returns whether a command line is partly buffered. */
+static bool
+smtp_process(struct session *base)
 {
-	session_event(((struct smtp_session *)arg)->bev,
-	    BEV_EVENT_TIMEOUT | BEV_EVENT_READING, arg);
-}
+	struct smtp_session *s = (struct smtp_session *)base;
+	struct evbuffer *in = session_input(base);
 
-static void
-session_process(struct smtp_session *s)
-{
-	struct evbuffer *in = bufferevent_get_input(s->bev);
-
-	while (!s->busy && s->state != ST_QUIT &&
-	    evbuffer_get_length(bufferevent_get_output(s->bev)) < OUTPUT_MAX) {
+	while (!base->busy && !base->quit && !session_output_full(base)) {
 		if (s->state == ST_DATA) {
 			if (!read_data(s, in))
 				break;
@@ -1283,288 +1185,99 @@ session_process(struct smtp_session *s)
 			if (!read_bdat(s, in))
 				break;
 			s->state = ST_CMD;
-			if (s->bdat_failed && s->spool_failed) {
-				reply(s, "452 4.3.1 Insufficient system "
-				    "storage");
-				if (s->bdat_last)
-					transaction_reset(s);
-				continue;
-			}
-			if (s->bdat_failed) {
-				reply_error(s, "554 5.5.1 Error: no valid "
-				    "recipients");
-				/* Outside a transaction, or at its end, the
-				 * failure is over; inside one, later chunks
-				 * of it fail too (RFC 3030 2). */
-				if (s->bdat_last || !s->have_mail)
-					transaction_reset(s);
-				continue;
-			}
-			if (s->spool_failed && !s->bdat_last) {
-				reply(s, "452 4.3.1 Insufficient system "
-				    "storage");
-				s->bdat_failed = true;
-				continue;
-			}
-			if (s->too_big && !s->bdat_last) {
-				reply_error(s, "552 5.3.4 Message size "
-				    "exceeds fixed limit");
-				s->bdat_failed = true;
-				continue;
-			}
-			if (!s->bdat_last) {
-				reply(s, "250 2.0.0 %llu octets received",
-				    (unsigned long long)s->body.size);
-				continue;
-			}
-			smtp_bdat_end(&s->pending_cr, body_sink, s);
-			start_delivery(s);
+			bdat_chunk_done(s);
 			continue;
 		}
 		/* ST_CMD */
 		{
-			struct evbuffer_ptr eol = evbuffer_search(in, "\n", 1,
-			    NULL);
-			size_t n;
 			char *line;
+			size_t n;
+			int r = session_take_line(base, SMTP_LINE_MAX, &line,
+			    &n);
 
-			if (eol.pos < 0) {
-				if (evbuffer_get_length(in) > SMTP_LINE_MAX) {
-					evbuffer_drain(in, evbuffer_get_length(in));
-					s->auth_step = AUTH_NONE;
-					if (!s->skip_line)
-						reply_error(s, "500 5.5.2 Error: "
-						    "line too long");
-					s->skip_line = true;
-				}
+			if (r == 0)
 				break;
-			}
-			n = (size_t)eol.pos + 1;
-			if (s->skip_line) {
-				evbuffer_drain(in, n);
-				s->skip_line = false;
+			if (r < 0) {
+				sasl_reset(&s->sasl);
+				reply_error(s, "500 5.5.2 Error: line too "
+				    "long");
 				continue;
 			}
-			if (n > SMTP_LINE_MAX) {
-				evbuffer_drain(in, n);
-				reply_error(s, "500 5.5.2 Error: line too long");
-				continue;
-			}
-			line = xmalloc(n + 1);
-			evbuffer_remove(in, line, n);
-			conn_line_deadline(&s->line_ev, s->srv->base, false, 0,
-			    NULL, NULL);
-			n--;
-			if (n > 0 && line[n - 1] == '\r')
-				n--;
-			line[n] = '\0';
 			dispatch(s, line, n);
-			free(line);
+			session_line_free(line, n);
 		}
 	}
-	conn_line_deadline(&s->line_ev, s->srv->base, !s->busy &&
-	    s->state == ST_CMD && evbuffer_get_length(in) > 0,
-	    s->srv->timeout, line_expired, s);
-	if (s->state == ST_QUIT) {
-		/* Flush the replies, then close. */
-		bufferevent_disable(s->bev, EV_READ);
-		close_when_flushed(s);
-	}
+	return s->state == ST_CMD && evbuffer_get_length(in) > 0;
 }
 
 static void
-session_read(struct bufferevent *bev, void *arg)
+smtp_timeout(struct session *base)
 {
-	session_process(arg);
+	struct smtp_session *s = (struct smtp_session *)base;
+
+	log_info("%016llx: timeout after %s from %s", SID(base),
+	    s->state == ST_DATA || s->state == ST_BDAT ? "DATA" : "command",
+	    base->peer);
+	reply(s, "421 4.4.2 %s Error: timeout exceeded", s->srv->hostname);
+}
+
+static bool
+smtp_drain(struct session *base)
+{
+	struct smtp_session *s = (struct smtp_session *)base;
+
+	if (s->state != ST_CMD || s->have_mail)
+		return false;	/* a transaction finishes first */
+	reply(s, "421 4.3.2 %s Service shutting down", s->srv->hostname);
+	return true;
 }
 
 static void
-session_write(struct bufferevent *bev, void *arg)
+smtp_cleanup(struct session *base)
 {
-	struct smtp_session *s = arg;
+	struct smtp_session *s = (struct smtp_session *)base;
 
-	if (s->state == ST_QUIT && !s->busy)
-		close_when_flushed(s);
-	else if (!s->busy && s->state != ST_QUIT)
-		session_process(s);	/* output drained: read on */
-}
-
-static void
-session_event(struct bufferevent *bev, short what, void *arg)
-{
-	struct smtp_session *s = arg;
-
-	if (what & BEV_EVENT_CONNECTED)
-		return;		/* the TLS handshake completed */
-	if (what & BEV_EVENT_TIMEOUT) {
-		log_info("%lu: timeout after %s from %s", s->sid,
-		    s->state == ST_DATA || s->state == ST_BDAT ? "DATA" :
-		    "command", s->peer);
-		reply(s, "421 4.4.2 %s Error: timeout exceeded",
-		    s->srv->hostname);
-		s->state = ST_QUIT;
-		bufferevent_disable(bev, EV_READ);
-		bufferevent_set_timeouts(bev, NULL, NULL);
-		return;
-	}
-	/* EOF or error: the client is gone. */
-	if (s->busy) {
-		s->dead = true;	/* the job's done callback frees it */
-		bufferevent_disable(bev, EV_READ | EV_WRITE);
-		return;
-	}
-	session_free(s);
-}
-
-static struct smtp_ipcount *
-ipcount(struct smtp_server *srv, const char *ip, bool create)
-{
-	struct smtp_ipcount *c;
-
-	for (c = srv->ips; c != NULL; c = c->next)
-		if (strcmp(c->ip, ip) == 0)
-			return c;
-	if (!create)
-		return NULL;
-	c = xmalloc(sizeof(*c));
-	snprintf(c->ip, sizeof(c->ip), "%s", ip);
-	c->next = srv->ips;
-	srv->ips = c;
-	return c;
-}
-
-static void
-session_free(struct smtp_session *s)
-{
-	struct smtp_server *srv = s->srv;
-	struct smtp_ipcount *c, **pp;
-
-	if (s->busy) {
-		s->dead = true;
-		return;
-	}
-	log_info("%lu: disconnect from %s", s->sid, s->peer);
 	transaction_reset(s);
-	if (s->prev != NULL)
-		s->prev->next = s->next;
-	else
-		srv->sessions = s->next;
-	if (s->next != NULL)
-		s->next->prev = s->prev;
-	c = ipcount(srv, s->ip, false);
-	if (c != NULL && --c->count == 0) {
-		for (pp = &srv->ips; *pp != c; pp = &(*pp)->next)
-			;
-		*pp = c->next;
-		free(c);
-	}
-	srv->nsessions--;
-	if (s->delay_ev != NULL)
-		event_free(s->delay_ev);
-	if (s->close_ev != NULL)
-		event_free(s->close_ev);
-	if (s->line_ev != NULL)
-		event_free(s->line_ev);
-	bufferevent_free(s->bev);
+	sasl_reset(&s->sasl);
 	free(s->helo);
 	free(s->job_addr);
-	free(s->job_login);
-	if (s->job_pass != NULL)
-		explicit_bzero(s->job_pass, strlen(s->job_pass));
-	free(s->job_pass);
 	free(s->auth_user);
 	free(s->auth_maildir);
-	free(s->auth_login_name);
-	free(s);
 }
+
+static const struct session_ops smtp_ops = {
+	.size = sizeof(struct smtp_session),
+	.proto = "smtp",
+	.process = smtp_process,
+	.timeout = smtp_timeout,
+	.drain = smtp_drain,
+	.cleanup = smtp_cleanup,
+	.login_job = auth_job,
+	.login_done = auth_done,
+};
 
 void
 smtp_session_accept(struct smtp_server *srv, int fd, const struct sockaddr *sa,
     int salen, bool submission, bool implicit_tls)
 {
+	const struct session_listener *l = implicit_tls ? &srv->submissions :
+	    submission ? &srv->submission : &srv->smtp;
 	struct smtp_session *s;
-	struct smtp_ipcount *c;
-	struct timeval tv = { (time_t)srv->timeout, 0 };
-	char ip[64];
-	unsigned port;
-	bool loopback;
 
-	if (implicit_tls && srv->tls == NULL) {
-		close(fd);
+	s = (struct smtp_session *)session_accept(&srv->sv, l, fd, sa,
+	    implicit_tls);
+	if (s == NULL)
 		return;
-	}
-	conn_peer(sa, ip, sizeof(ip), &port, &loopback);
-	c = ipcount(srv, ip, true);
-	if (srv->draining || srv->nsessions >= srv->max_conn ||
-	    c->count >= srv->max_conn_per_ip) {
-		static const char busy[] = "421 4.7.0 Error: too many "
-		    "connections, try again later\r\n";
-
-		log_warn("connection from [%s]:%u refused: %s", ip, port,
-		    srv->draining ? "shutting down" :
-		    srv->nsessions >= srv->max_conn ? "server busy" :
-		    "too many connections from this address");
-		(void)!write(fd, busy, sizeof(busy) - 1);
-		close(fd);
-		if (c->count == 0) {
-			srv->ips = c->next;
-			free(c);
-		}
-		return;
-	}
-	s = xmalloc(sizeof(*s));
 	s->srv = srv;
-	s->sid = ++next_sid;
-	snprintf(s->ip, sizeof(s->ip), "%s", ip);
-	snprintf(s->peer, sizeof(s->peer), "[%s]:%u", ip, port);
 	s->submission = submission;
-	s->loopback = loopback;
-	if (implicit_tls) {
-		s->bev = tls_bev_accept(srv->tls, srv->base, fd);
-		s->tls = true;
-	} else {
-		s->bev = bufferevent_socket_new(srv->base, fd,
-		    BEV_OPT_CLOSE_ON_FREE);
-	}
-	if (s->bev == NULL) {
-		close(fd);
-		free(s);
-		return;
-	}
 	spool_init(&s->body, srv->spool_dir);
-	c->count++;
-	srv->nsessions++;
-	s->next = srv->sessions;
-	if (srv->sessions != NULL)
-		srv->sessions->prev = s;
-	srv->sessions = s;
-	bufferevent_setcb(s->bev, session_read, session_write, session_event, s);
-	conn_set_watermarks(s->bev);
-	bufferevent_set_timeouts(s->bev, &tv, &tv);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-	log_info("%lu: connect from %s%s%s", s->sid, s->peer,
-	    submission ? " (submission)" : "", implicit_tls ? " (TLS)" : "");
 	reply(s, "220 %s ESMTP petrel", srv->hostname);
 }
 
 unsigned
 smtp_server_drain(struct smtp_server *srv)
 {
-	struct smtp_session *s, *next;
-
-	srv->draining = true;
-	for (s = srv->sessions; s != NULL; s = next) {
-		next = s->next;
-		if (s->busy || s->state == ST_QUIT)
-			continue;
-		if (s->state == ST_CMD && !s->have_mail) {
-			reply(s, "421 4.3.2 %s Service shutting down",
-			    srv->hostname);
-			s->state = ST_QUIT;
-			bufferevent_disable(s->bev, EV_READ);
-		}
-	}
-	return srv->nsessions;
+	return session_server_drain(&srv->sv);
 }
 
 void
@@ -1572,23 +1285,17 @@ smtp_server_init(struct smtp_server *srv, struct event_base *base,
     struct jobs *jobs, const struct config *cfg, unsigned nworkers,
     struct tls_server *tls)
 {
+	static const char refusal[] = "421 4.7.0 Error: too many connections, "
+	    "try again later";
 	const char *err;
 
 	memset(srv, 0, sizeof(*srv));
-	srv->tls = tls;
-	srv->fail_delay_ms = (unsigned)config_get_uint(cfg, "auth_fail_delay");
-	srv->base = base;
-	srv->jobs = jobs;
-	srv->dir_jobs = jobs;	/* serve gives directory work its own */
+	session_server_init(&srv->sv, &smtp_ops, base, jobs, cfg,
+	    "smtp_timeout", tls);
+	if (srv->sv.timeout == 0)
+		srv->sv.timeout = SMTP_TIMEOUT;
+	srv->hostname = srv->sv.hostname;
 	srv->cfg = cfg;
-	srv->hostname = xstrdup(config_get(cfg, "hostname"));
-	if (srv->hostname[0] == '\0') {
-		char host[256] = "localhost";
-
-		gethostname(host, sizeof(host) - 1);
-		free(srv->hostname);
-		srv->hostname = xstrdup(host);
-	}
 	srv->queue_dir = xstrdup(config_get(cfg, "queue_dir"));
 	srv->dkim_dir = config_get(cfg, "dkim_dir");
 	srv->spool_dir = xasprintf("%s/tmp", srv->queue_dir);
@@ -1597,36 +1304,17 @@ smtp_server_init(struct smtp_server *srv, struct event_base *base,
 	srv->rc.mail_root = config_get(cfg, "mail_root");
 	srv->rc.delimiter = config_get(cfg, "recipient_delimiter");
 	srv->size_limit = config_get_uint(cfg, "message_size_limit");
-	srv->timeout = (unsigned)config_get_uint(cfg, "smtp_timeout");
-	if (srv->timeout == 0)
-		srv->timeout = SMTP_TIMEOUT;
-	if (nworkers == 0)
-		nworkers = 1;
-	srv->max_conn = (unsigned)((config_get_uint(cfg, "smtp_max_connections")
-	    + nworkers - 1) / nworkers);
-	/* Counted per worker. Which worker accepts a connection is up to
-	 * the kernel, so a share of limit/nworkers would refuse a client
-	 * well below the limit when the spread is uneven (100 sessions from
-	 * one host did hit it): each worker allows the whole limit. */
-	srv->max_conn_per_ip = (unsigned)config_get_uint(cfg,
-	    "smtp_max_connections_per_ip");
+	session_listener_init(&srv->smtp, cfg, "smtp", refusal, nworkers);
+	session_listener_init(&srv->submission, cfg, "submission", refusal,
+	    nworkers);
+	session_listener_init(&srv->submissions, cfg, "submissions", refusal,
+	    nworkers);
 }
 
 void
 smtp_server_deinit(struct smtp_server *srv)
 {
-	struct smtp_ipcount *c, *next;
-
-	/* Sessions still open after the drain grace period. */
-	while (srv->sessions != NULL) {
-		srv->sessions->busy = false;
-		session_free(srv->sessions);
-	}
-	for (c = srv->ips; c != NULL; c = next) {
-		next = c->next;
-		free(c);
-	}
-	free(srv->hostname);
+	session_server_deinit(&srv->sv);
 	free(srv->queue_dir);
 	free(srv->spool_dir);
 }

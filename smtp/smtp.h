@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "lib/route/route.h"
+#include "lib/session/session.h"
 
 struct config;
 struct event_base;
@@ -17,31 +18,16 @@ struct jobs;
 struct sockaddr;
 struct tls_server;
 
-struct smtp_ipcount {
-	char ip[64];
-	unsigned count;
-	struct smtp_ipcount *next;
-};
-
 struct smtp_server {
-	struct event_base *base;
-	struct jobs *jobs;		/* the disk: delivery, mailbox work */
-	struct jobs *dir_jobs;		/* directory queries */
+	struct session_server sv;	/* sessions, limits, TLS, jobs */
+	struct session_listener smtp, submission, submissions;
 	const struct config *cfg;
-	char *hostname;
+	const char *hostname;		/* sv.hostname */
 	char *queue_dir;
 	char *spool_dir;	/* queue_dir/tmp: spilled bodies */
 	const char *dkim_dir;
 	struct route_config rc;
 	uint64_t size_limit;
-	unsigned max_conn, max_conn_per_ip;
-	unsigned timeout;	/* seconds per command / DATA read */
-	unsigned nsessions;
-	struct smtp_ipcount *ips;
-	struct smtp_session *sessions;	/* all live sessions */
-	bool draining;
-	struct tls_server *tls;		/* NULL: no STARTTLS / implicit TLS */
-	unsigned fail_delay_ms;
 };
 
 void smtp_server_init(struct smtp_server *srv, struct event_base *base,

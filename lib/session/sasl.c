@@ -1,0 +1,107 @@
+/*
+ * sasl.c: PLAIN and LOGIN exchanges (see sasl.h).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "lib/auth/login.h"
+#include "lib/base/alloc.h"
+#include "lib/base/base64.h"
+#include "lib/base/str.h"
+#include "lib/session/sasl.h"
+
+/* base64 "Username:" and "Password:", as every LOGIN server sends */
+#define LOGIN_USER_CHALLENGE "VXNlcm5hbWU6"
+#define LOGIN_PASS_CHALLENGE "UGFzc3dvcmQ6"
+
+bool
+sasl_active(const struct sasl *x)
+{
+	return x->mech != 0;
+}
+
+void
+sasl_reset(struct sasl *x)
+{
+	if (x->user != NULL) {
+		explicit_bzero(x->user, strlen(x->user));
+		free(x->user);
+	}
+	x->user = NULL;
+	x->mech = 0;
+}
+
+/* One LOGIN response: a base64 text without NUL. NULL if malformed. */
+static char *
+login_decode(const char *b64)
+{
+	str_t dec = STR_INIT;
+
+	if (base64_decode(&dec, b64, strlen(b64)) < 0 ||
+	    memchr(str_c(&dec), '\0', dec.len) != NULL) {
+		if (dec.data != NULL)
+			explicit_bzero(dec.data, dec.len);
+		str_free(&dec);
+		return NULL;
+	}
+	return str_steal(&dec);
+}
+
+enum sasl_status
+sasl_step(struct sasl *x, const char *line, const char **challenge_r,
+    char **login_r, char **pass_r)
+{
+	char *dec;
+
+	if (strcmp(line, "*") == 0) {
+		sasl_reset(x);
+		return SASL_ABORTED;
+	}
+	if (x->mech == SASL_MECH_PLAIN) {
+		sasl_reset(x);
+		if (sasl_plain_decode(line, strlen(line), login_r, pass_r) < 0)
+			return SASL_BAD;
+		return SASL_DONE;
+	}
+	if (x->mech != SASL_MECH_LOGIN) {
+		sasl_reset(x);
+		return SASL_BAD;
+	}
+	if ((dec = login_decode(line)) == NULL) {
+		sasl_reset(x);
+		return SASL_BAD;
+	}
+	if (x->user == NULL) {
+		x->user = dec;
+		*challenge_r = LOGIN_PASS_CHALLENGE;
+		return SASL_NEXT;
+	}
+	*login_r = x->user;
+	*pass_r = dec;
+	x->user = NULL;
+	x->mech = 0;
+	return SASL_DONE;
+}
+
+enum sasl_status
+sasl_start(struct sasl *x, unsigned allowed, const char *mech,
+    const char *initial, const char **challenge_r, char **login_r,
+    char **pass_r)
+{
+	sasl_reset(x);
+	if (strcasecmp(mech, "PLAIN") == 0 && (allowed & SASL_MECH_PLAIN))
+		x->mech = SASL_MECH_PLAIN;
+	else if (strcasecmp(mech, "LOGIN") == 0 && (allowed & SASL_MECH_LOGIN))
+		x->mech = SASL_MECH_LOGIN;
+	else
+		return SASL_NOMECH;
+	if (initial == NULL) {
+		*challenge_r = x->mech == SASL_MECH_PLAIN ? "" :
+		    LOGIN_USER_CHALLENGE;
+		return SASL_NEXT;
+	}
+	if (x->mech == SASL_MECH_PLAIN && strcmp(initial, "=") == 0)
+		initial = "";	/* an empty initial response (RFC 4954 4) */
+	return sasl_step(x, initial, challenge_r, login_r, pass_r);
+}

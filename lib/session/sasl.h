@@ -1,0 +1,39 @@
+#ifndef PETREL_SASL_H
+#define PETREL_SASL_H
+/*
+ * SASL exchanges for every protocol's AUTH/AUTHENTICATE: PLAIN (RFC 4616)
+ * and LOGIN (draft-murchison-sasl-login). The protocol frames the
+ * challenges ("334 x", "+ x") and lines; this decodes what the client
+ * sends. Everything that held a password is wiped.
+ */
+#include <stdbool.h>
+
+#define SASL_MECH_PLAIN 0x1
+#define SASL_MECH_LOGIN 0x2
+
+enum sasl_status {
+	SASL_DONE,	/* *login_r and *pass_r are set (malloc'd) */
+	SASL_NEXT,	/* send *challenge_r (base64, may be "") */
+	SASL_BAD,	/* the response cannot be decoded */
+	SASL_ABORTED,	/* the client sent "*" */
+	SASL_NOMECH,	/* the mechanism is not offered */
+};
+
+struct sasl {
+	unsigned mech;	/* 0: no exchange running */
+	char *user;	/* LOGIN: the user name given first */
+};
+
+/* Start mech (case-insensitive, one of allowed) with an initial
+ * response (NULL: none; "=": an empty one, RFC 4954). */
+enum sasl_status sasl_start(struct sasl *x, unsigned allowed,
+    const char *mech, const char *initial, const char **challenge_r,
+    char **login_r, char **pass_r);
+/* A response line while an exchange runs (sasl_active). */
+enum sasl_status sasl_step(struct sasl *x, const char *line,
+    const char **challenge_r, char **login_r, char **pass_r);
+bool sasl_active(const struct sasl *x);
+/* End an exchange (wipes what it held). */
+void sasl_reset(struct sasl *x);
+
+#endif

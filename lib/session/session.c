@@ -1,0 +1,744 @@
+/*
+ * session.c: the connection life cycle shared by every line protocol
+ * (see session.h).
+ *
+ * Trust: the client is hostile. Connections are counted per listener,
+ * in total and per address, before a byte is read; a command line has a
+ * deadline from its first byte (a client trickling bytes cannot hold a
+ * session for ever); replies that a client does not read are given a
+ * bounded time to leave after the goodbye, then the session is freed.
+ * Passwords are wiped from memory on every path (session_wipe).
+ */
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/auth/login.h"
+#include "lib/base/alloc.h"
+#include "lib/base/limits.h"
+#include "lib/base/log.h"
+#include "lib/config/config.h"
+#include "lib/dir/dir.h"
+#include "lib/io/conn.h"
+#include "lib/session/session.h"
+#include "lib/tls/tls.h"
+
+/* Buckets of the per-address connection counts (per server). */
+#define IPCOUNT_BUCKETS 1024
+/* After the goodbye, replies get this long to leave (a client that
+ * stops reading cannot keep its session). */
+#define CLOSE_GRACE_MS 10000
+#define CLOSE_POLL_MS 20
+
+struct session_ipcount {
+	const struct session_listener *l;
+	char ip[64];
+	unsigned count;
+	struct session_ipcount *next;
+};
+
+static uint64_t sid_next;
+
+/* Session ids are unique across the workers of a node and across
+ * restarts: a random 64-bit start per process, counting up. */
+static uint64_t
+sid_new(void)
+{
+	if (sid_next == 0) {
+		uint64_t r = 0;
+
+		if (getrandom(&r, sizeof(r), 0) != sizeof(r))
+			r = ((uint64_t)getpid() << 40) ^
+			    ((uint64_t)time(NULL) << 8);
+		sid_next = r | 1;
+	}
+	return sid_next++;
+}
+
+static long long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- per-address counts ---- */
+
+static unsigned
+ip_bucket(const struct session_listener *l, const char *ip)
+{
+	uint32_t h = 2166136261u ^ (uint32_t)(uintptr_t)l;
+
+	for (const unsigned char *p = (const unsigned char *)ip; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h % IPCOUNT_BUCKETS;
+}
+
+static struct session_ipcount *
+ipcount(struct session_server *srv, const struct session_listener *l,
+    const char *ip, bool create)
+{
+	struct session_ipcount *c, **head = &srv->ips[ip_bucket(l, ip)];
+
+	for (c = *head; c != NULL; c = c->next)
+		if (c->l == l && strcmp(c->ip, ip) == 0)
+			return c;
+	if (!create)
+		return NULL;
+	c = xcalloc(1, sizeof(*c));
+	c->l = l;
+	snprintf(c->ip, sizeof(c->ip), "%s", ip);
+	c->next = *head;
+	*head = c;
+	return c;
+}
+
+static void
+ipcount_put(struct session_server *srv, struct session_ipcount *c)
+{
+	struct session_ipcount **pp;
+
+	if (c->count > 0 && --c->count > 0)
+		return;
+	for (pp = &srv->ips[ip_bucket(c->l, c->ip)]; *pp != c;
+	    pp = &(*pp)->next)
+		;
+	*pp = c->next;
+	free(c);
+}
+
+/* ---- setup ---- */
+
+void
+session_server_init(struct session_server *srv, const struct session_ops *ops,
+    struct event_base *base, struct jobs *jobs, const struct config *cfg,
+    const char *timeout_key, struct tls_server *tls)
+{
+	memset(srv, 0, sizeof(*srv));
+	srv->ops = ops;
+	srv->base = base;
+	srv->jobs = jobs;
+	srv->dir_jobs = jobs;	/* serve gives directory work its own */
+	srv->tls = tls;
+	srv->hostname = xstrdup(config_get(cfg, "hostname"));
+	if (srv->hostname[0] == '\0') {
+		char host[256] = "localhost";
+
+		gethostname(host, sizeof(host) - 1);
+		free(srv->hostname);
+		srv->hostname = xstrdup(host);
+	}
+	srv->timeout = (unsigned)config_get_uint(cfg, timeout_key);
+	srv->fail_delay_ms = (unsigned)config_get_uint(cfg, "auth_fail_delay");
+	srv->plaintext = config_get(cfg, "allow_plaintext_auth");
+	srv->ips = xcalloc(IPCOUNT_BUCKETS, sizeof(*srv->ips));
+}
+
+static void session_free(struct session *s);
+
+void
+session_server_deinit(struct session_server *srv)
+{
+	/* Sessions still open after the drain grace period. */
+	while (srv->sessions != NULL) {
+		srv->sessions->busy = false;
+		session_free(srv->sessions);
+	}
+	for (size_t i = 0; i < IPCOUNT_BUCKETS; i++) {
+		struct session_ipcount *c, *next;
+
+		for (c = srv->ips[i]; c != NULL; c = next) {
+			next = c->next;
+			free(c);
+		}
+	}
+	free(srv->ips);
+	free(srv->hostname);
+}
+
+void
+session_listener_init(struct session_listener *l, const struct config *cfg,
+    const char *name, const char *refusal, unsigned nworkers)
+{
+	char key[64];
+	uint64_t total;
+
+	memset(l, 0, sizeof(*l));
+	l->name = name;
+	l->refusal = refusal;
+	if (nworkers == 0)
+		nworkers = 1;
+	snprintf(key, sizeof(key), "%s_max_connections", name);
+	total = config_get_uint(cfg, key);
+	/* Counted per worker: the total is shared out. Which worker
+	 * accepts a connection is up to the kernel, so a share of the
+	 * per-address limit would refuse a client well below it when the
+	 * spread is uneven: each worker allows the whole of that one. */
+	l->max_conn = (unsigned)((total + nworkers - 1) / nworkers);
+	snprintf(key, sizeof(key), "%s_max_connections_per_ip", name);
+	l->max_conn_per_ip = (unsigned)config_get_uint(cfg, key);
+}
+
+/* ---- output ---- */
+
+struct evbuffer *
+session_output(struct session *s)
+{
+	return bufferevent_get_output(s->bev);
+}
+
+struct evbuffer *
+session_input(struct session *s)
+{
+	return bufferevent_get_input(s->bev);
+}
+
+bool
+session_output_full(struct session *s)
+{
+	return evbuffer_get_length(session_output(s)) >= OUTPUT_MAX;
+}
+
+void
+session_printf(struct session *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(session_output(s), fmt, ap);
+	va_end(ap);
+}
+
+void
+session_vreply(struct session *s, const char *fmt, va_list ap)
+{
+	struct evbuffer *out = session_output(s);
+
+	evbuffer_add_vprintf(out, fmt, ap);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+void
+session_reply(struct session *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	session_vreply(s, fmt, ap);
+	va_end(ap);
+}
+
+/* ---- input ---- */
+
+int
+session_take_line(struct session *s, size_t max, char **line_r,
+    size_t *len_r)
+{
+	struct evbuffer *in = session_input(s);
+	struct evbuffer_ptr eol;
+	size_t n;
+	char *line;
+
+	for (;;) {
+		eol = evbuffer_search(in, "\n", 1, NULL);
+		if (eol.pos < 0) {
+			size_t have = evbuffer_get_length(in);
+
+			if (have <= max)
+				return 0;
+			/* no end in sight: drop what there is */
+			evbuffer_drain(in, have);
+			if (s->skip_line)
+				return 0;
+			s->skip_line = true;
+			return -1;
+		}
+		n = (size_t)eol.pos + 1;
+		if (s->skip_line) {
+			/* the end of an overlong line already answered */
+			evbuffer_drain(in, n);
+			s->skip_line = false;
+			continue;
+		}
+		if (n > max) {
+			evbuffer_drain(in, n);
+			return -1;
+		}
+		break;
+	}
+	line = xmalloc(n + 1);
+	evbuffer_remove(in, line, n);
+	n--;
+	if (n > 0 && line[n - 1] == '\r')
+		n--;
+	line[n] = '\0';
+	*line_r = line;
+	*len_r = n;
+	return 1;
+}
+
+void
+session_line_free(char *line, size_t len)
+{
+	if (line == NULL)
+		return;
+	explicit_bzero(line, len);	/* it may have carried a password */
+	free(line);
+}
+
+void
+session_wipe(char **p)
+{
+	if (*p == NULL)
+		return;
+	explicit_bzero(*p, strlen(*p));
+	free(*p);
+	*p = NULL;
+}
+
+/* ---- closing ---- */
+
+static void close_when_flushed(struct session *s);
+
+static void
+close_tick(evutil_socket_t fd, short what, void *arg)
+{
+	close_when_flushed(arg);
+}
+
+/* Free the session once its replies reached the socket (through a TLS
+ * filter they sit in the bufferevent beneath it for a while), or when
+ * the client has not taken them within CLOSE_GRACE_MS. */
+static void
+close_when_flushed(struct session *s)
+{
+	struct timeval tv = { 0, CLOSE_POLL_MS * 1000 };
+
+	if (s->busy)
+		return;		/* the job's end comes back here */
+	if (s->dead || conn_output_pending(s->bev) == 0 ||
+	    now_ms() - s->quit_at_ms > CLOSE_GRACE_MS) {
+		session_free(s);
+		return;
+	}
+	if (s->close_ev == NULL)
+		s->close_ev = evtimer_new(s->srv->base, close_tick, s);
+	evtimer_add(s->close_ev, &tv);
+}
+
+void
+session_quit(struct session *s)
+{
+	if (s->quit)
+		return;
+	s->quit = true;
+	s->quit_at_ms = now_ms();
+	if (s->line_ev != NULL)
+		evtimer_del(s->line_ev);
+}
+
+/* ---- the loop ---- */
+
+static void session_event(struct bufferevent *bev, short what, void *arg);
+
+static void
+line_expired(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	log_info("%016llx: %s: command line not completed in %u s, from %s",
+	    SID(s), s->srv->ops->proto, s->srv->timeout, s->peer);
+	session_event(s->bev, BEV_EVENT_TIMEOUT | BEV_EVENT_READING, s);
+}
+
+void
+session_resume(struct session *s)
+{
+	bool partial = false;
+
+	if (s->busy || s->dead)
+		return;
+	if (!s->quit)
+		partial = s->srv->ops->process(s);
+	if (s->busy)
+		return;		/* a job took over: it resumes us */
+	conn_line_deadline(&s->line_ev, s->srv->base, partial && !s->quit,
+	    s->srv->timeout, line_expired, s);
+	if (s->quit) {
+		bufferevent_disable(s->bev, EV_READ);
+		close_when_flushed(s);
+	}
+}
+
+static void
+session_read(struct bufferevent *bev, void *arg)
+{
+	session_resume(arg);
+}
+
+static void
+session_write(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	if (s->busy)
+		return;
+	if (s->quit) {
+		close_when_flushed(s);
+		return;
+	}
+	if (s->srv->ops->writable != NULL && s->srv->ops->writable(s))
+		return;
+	session_resume(s);	/* output drained: read on */
+}
+
+/* The idle timeout, or a command line's deadline: the protocol's
+ * goodbye, then close. */
+static void
+timed_out(struct session *s)
+{
+	s->timed_out = false;
+	s->srv->ops->timeout(s);
+	session_quit(s);
+	bufferevent_disable(s->bev, EV_READ);
+	bufferevent_set_timeouts(s->bev, NULL, NULL);
+	bufferevent_enable(s->bev, EV_WRITE);
+	close_when_flushed(s);
+}
+
+static void
+session_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+
+	if (what & BEV_EVENT_CONNECTED)
+		return;		/* the TLS handshake completed */
+	if ((what & BEV_EVENT_TIMEOUT) && !s->quit) {
+		if (s->busy) {
+			/* our own work, not the client, took the time: the
+			 * goodbye follows its answer */
+			s->timed_out = true;
+			bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+			return;
+		}
+		timed_out(s);
+		return;
+	}
+	if ((what & BEV_EVENT_TIMEOUT) && !s->busy) {
+		session_free(s);	/* not even the goodbye left */
+		return;
+	}
+	/* EOF or error: the client is gone. */
+	if (s->busy) {
+		s->dead = true;	/* the job's end frees it */
+		bufferevent_disable(bev, EV_READ | EV_WRITE);
+		return;
+	}
+	session_free(s);
+}
+
+static void
+session_free(struct session *s)
+{
+	struct session_server *srv = s->srv;
+	struct session_ipcount *c;
+
+	if (s->busy) {
+		s->dead = true;
+		return;
+	}
+	srv->ops->cleanup(s);
+	log_info("%016llx: %s disconnect from %s", SID(s), srv->ops->proto,
+	    s->peer);
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		srv->sessions = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	c = ipcount(srv, s->listener, s->ip, false);
+	if (c != NULL)
+		ipcount_put(srv, c);
+	((struct session_listener *)s->listener)->nsessions--;
+	srv->nsessions--;
+	if (s->delay_ev != NULL)
+		event_free(s->delay_ev);
+	if (s->close_ev != NULL)
+		event_free(s->close_ev);
+	if (s->line_ev != NULL)
+		event_free(s->line_ev);
+	bufferevent_free(s->bev);
+	free(s->login_name);
+	session_wipe(&s->login_pass);
+	explicit_bzero(s, srv->ops->size);
+	free(s);
+}
+
+/* ---- accept and drain ---- */
+
+struct session *
+session_accept(struct session_server *srv, const struct session_listener *l,
+    int fd, const struct sockaddr *sa, bool implicit_tls)
+{
+	struct session_listener *ml = (struct session_listener *)l;
+	struct session *s;
+	struct session_ipcount *c;
+	struct timeval tv = { (time_t)srv->timeout, 0 };
+	char ip[64];
+	unsigned port;
+	bool loopback;
+	const char *why = NULL;
+
+	if (implicit_tls && srv->tls == NULL) {
+		close(fd);
+		return NULL;
+	}
+	conn_peer(sa, ip, sizeof(ip), &port, &loopback);
+	c = ipcount(srv, l, ip, true);
+	if (srv->draining)
+		why = "shutting down";
+	else if (l->nsessions >= l->max_conn)
+		why = "server busy";
+	else if (c->count >= l->max_conn_per_ip)
+		why = "too many connections from this address";
+	if (why != NULL) {
+		str_t line = STR_INIT;
+
+		log_warn("%s connection from [%s]:%u refused: %s", l->name, ip,
+		    port, why);
+		str_printf(&line, "%s\r\n", l->refusal);
+		/* best effort: the socket is new, its buffer empty */
+		(void)!write(fd, line.data, line.len);
+		str_free(&line);
+		close(fd);
+		if (c->count == 0)
+			ipcount_put(srv, c);
+		return NULL;
+	}
+	s = xcalloc(1, srv->ops->size);
+	s->srv = srv;
+	s->listener = l;
+	s->sid = sid_new();
+	s->loopback = loopback;
+	snprintf(s->ip, sizeof(s->ip), "%s", ip);
+	snprintf(s->peer, sizeof(s->peer), "[%s]:%u", ip, port);
+	if (implicit_tls) {
+		s->bev = tls_bev_accept(srv->tls, srv->base, fd);
+		s->tls = true;
+	} else {
+		s->bev = bufferevent_socket_new(srv->base, fd,
+		    BEV_OPT_CLOSE_ON_FREE);
+	}
+	if (s->bev == NULL) {
+		close(fd);
+		free(s);
+		if (c->count == 0)
+			ipcount_put(srv, c);
+		return NULL;
+	}
+	c->count++;
+	ml->nsessions++;
+	srv->nsessions++;
+	s->next = srv->sessions;
+	if (srv->sessions != NULL)
+		srv->sessions->prev = s;
+	srv->sessions = s;
+	bufferevent_setcb(s->bev, session_read, session_write, session_event, s);
+	conn_set_watermarks(s->bev);
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	log_info("%016llx: %s connect from %s (%s)", SID(s), srv->ops->proto,
+	    s->peer, l->name);
+	return s;
+}
+
+unsigned
+session_server_drain(struct session_server *srv)
+{
+	struct session *s, *next;
+
+	srv->draining = true;
+	for (s = srv->sessions; s != NULL; s = next) {
+		next = s->next;
+		if (s->busy || s->quit)
+			continue;
+		if (!srv->ops->drain(s))
+			continue;
+		session_quit(s);
+		bufferevent_disable(s->bev, EV_READ);
+		close_when_flushed(s);
+	}
+	return srv->nsessions;
+}
+
+/* ---- jobs, timers, TLS ---- */
+
+void
+session_job_submit(struct session *s, struct jobs *pool, struct job *job)
+{
+	s->busy = true;
+	if (s->line_ev != NULL)
+		evtimer_del(s->line_ev);
+	jobs_submit(pool, job);
+}
+
+/* After a job or a timer: free a session whose client left, say goodbye
+ * to one that timed out meanwhile, or read on. */
+static void
+carry_on(struct session *s)
+{
+	if (s->busy)
+		return;		/* the callback started another job */
+	if (s->dead) {
+		session_free(s);
+		return;
+	}
+	if (s->timed_out && !s->quit) {
+		timed_out(s);
+		return;
+	}
+	session_resume(s);
+}
+
+void
+session_job_finished(struct session *s)
+{
+	s->busy = false;
+	carry_on(s);
+}
+
+static void
+hold_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	void (*fn)(struct session *) = s->hold_fn;
+
+	event_free(s->delay_ev);
+	s->delay_ev = NULL;
+	s->hold_fn = NULL;
+	s->busy = false;
+	if (!s->dead && fn != NULL)
+		fn(s);
+	carry_on(s);
+}
+
+void
+session_hold(struct session *s, unsigned ms, void (*fn)(struct session *s))
+{
+	struct timeval tv = { (time_t)(ms / 1000),
+	    (suseconds_t)(ms % 1000) * 1000 };
+
+	s->busy = true;
+	s->hold_fn = fn;
+	s->delay_ev = evtimer_new(s->srv->base, hold_done, s);
+	evtimer_add(s->delay_ev, &tv);
+}
+
+int
+session_starttls(struct session *s)
+{
+	struct bufferevent *tb;
+
+	tb = tls_bev_starttls(s->srv->tls, s->srv->base, s->bev);
+	if (tb == NULL) {
+		session_quit(s);
+		return -1;
+	}
+	s->bev = tb;
+	s->tls = true;
+	bufferevent_setcb(s->bev, session_read, session_write, session_event, s);
+	conn_set_watermarks(s->bev);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	s->skip_line = false;
+	return 0;
+}
+
+bool
+session_plaintext_ok(const struct session *s)
+{
+	const char *p = s->srv->plaintext;
+
+	if (s->tls || strcmp(p, "yes") == 0)
+		return true;
+	return strcmp(p, "loopback") == 0 && s->loopback;
+}
+
+/* ---- logins ---- */
+
+static void
+login_run(struct job *job, void *state)
+{
+	struct session *s = (struct session *)((char *)job -
+	    offsetof(struct session, login_job));
+	struct dir *dir = state;
+	struct dir_user u;
+
+	s->login_result = auth_login(dir, s->login_name, s->login_pass, &u);
+	/* the password is not needed beyond the check */
+	session_wipe(&s->login_pass);
+	if (s->login_result != AUTH_OK)
+		return;
+	if (s->srv->ops->login_job != NULL)
+		s->login_result = s->srv->ops->login_job(s, dir, &u);
+	dir_user_clear(&u);
+}
+
+static void
+login_failed(struct session *s)
+{
+	s->srv->ops->login_done(s, AUTH_FAIL);
+	xfree(&s->login_name);
+}
+
+static void
+login_finished(struct job *job)
+{
+	struct session *s = (struct session *)((char *)job -
+	    offsetof(struct session, login_job));
+
+	session_wipe(&s->login_pass);
+	s->busy = false;
+	if (s->login_result == AUTH_FAIL) {
+		unsigned ms = auth_delay_failure(s->ip, s->srv->fail_delay_ms);
+
+		log_info("%016llx: %s login failed: user=<%s>, %s (delay %u "
+		    "ms)", SID(s), s->srv->ops->proto, s->login_name, s->peer,
+		    ms);
+		if (!s->dead) {
+			session_hold(s, ms, login_failed);
+			return;
+		}
+	} else if (s->login_result == AUTH_TEMPFAIL) {
+		log_warn("%016llx: %s login: user=<%s>: temporary failure",
+		    SID(s), s->srv->ops->proto, s->login_name);
+	} else if (s->login_result == AUTH_OK) {
+		auth_delay_success(s->ip);
+	}
+	if (!s->dead)
+		s->srv->ops->login_done(s, s->login_result);
+	xfree(&s->login_name);
+	carry_on(s);
+}
+
+void
+session_login_start(struct session *s, char *login, char *pass)
+{
+	free(s->login_name);
+	session_wipe(&s->login_pass);
+	s->login_name = login;
+	s->login_pass = pass;
+	s->login_job.run = login_run;
+	s->login_job.done = login_finished;
+	s->login_job.next = NULL;
+	session_job_submit(s, s->srv->dir_jobs, &s->login_job);
+}

@@ -1,0 +1,202 @@
+#ifndef PETREL_SESSION_H
+#define PETREL_SESSION_H
+/*
+ * The life cycle every line protocol shares (SMTP, submission, POP3,
+ * IMAP; later LMTP and ManageSieve): accept with total and per-address
+ * limits per listener, the idle timeout and the deadline for one command
+ * line, STARTTLS, "close once the replies are out", drain at shutdown,
+ * unique 64-bit session ids in the logs, and one login path (a directory
+ * job, the failed-login delay, the password wiped on every path).
+ *
+ * A protocol embeds struct session as the first member of its own
+ * session struct and gives a table of callbacks (struct session_ops).
+ * The base owns the bufferevent and the session's memory: a session is
+ * freed in exactly one place (session.c), after ops->cleanup.
+ *
+ * Flow: input or drained output calls ops->process unless a job runs
+ * (busy) or the session is closing (quit). A protocol that starts a job
+ * sets busy through session_job_submit; its done callback ends with
+ * session_job_finished, which frees a session whose client went away
+ * meanwhile, or carries on reading.
+ */
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/auth/login.h"
+#include "lib/io/jobs.h"
+
+struct bufferevent;
+struct config;
+struct dir;
+struct dir_user;
+struct event;
+struct event_base;
+struct evbuffer;
+struct session;
+struct sockaddr;
+struct tls_server;
+
+/* A listener's limits and the line a refused client gets. */
+struct session_listener {
+	const char *name;	/* "smtp", "imaps", ...: config key prefix */
+	unsigned max_conn;	/* on this node; 0 = refuse all */
+	unsigned max_conn_per_ip;
+	unsigned nsessions;	/* open now, this worker */
+	const char *refusal;	/* the protocol's line, without CRLF */
+};
+
+struct session_ops {
+	size_t size;		/* of the protocol's session struct */
+	const char *proto;	/* in log lines: "smtp", "imap", "pop3" */
+	/* Read and handle input (called while !busy && !quit). Returns
+	 * true when a command line is partly buffered (its deadline
+	 * runs). */
+	bool (*process)(struct session *s);
+	/* Output went below the low watermark while !busy && !quit; NULL
+	 * or false: process as usual. */
+	bool (*writable)(struct session *s);
+	/* The idle timeout: write the protocol's goodbye. */
+	void (*timeout)(struct session *s);
+	/* Shutting down: write the goodbye and return true if the session
+	 * can close now; false keeps it (e.g. an SMTP transaction). */
+	bool (*drain)(struct session *s);
+	/* Free the protocol's state (not the struct itself). */
+	void (*cleanup)(struct session *s);
+
+	/* Logins (session_login_start). On the job thread after a good
+	 * password: fill the session from the user row (maildir, ...);
+	 * return AUTH_OK, AUTH_TEMPFAIL or a protocol code (>= 100) that
+	 * login_done gets back. NULL: nothing to do. */
+	int (*login_job)(struct session *s, struct dir *dir,
+	    const struct dir_user *u);
+	/* On the loop: the outcome (AUTH_OK, AUTH_TEMPFAIL, AUTH_FAIL
+	 * after the failed-login delay, or login_job's own code). */
+	void (*login_done)(struct session *s, int result);
+};
+
+struct session_ipcount;
+
+/* One protocol's sessions in one worker. */
+struct session_server {
+	struct event_base *base;
+	struct jobs *jobs;		/* the disk: delivery, mailbox work */
+	struct jobs *dir_jobs;		/* directory queries (logins) */
+	struct tls_server *tls;		/* NULL: no STARTTLS / implicit TLS */
+	const struct session_ops *ops;
+	char *hostname;
+	unsigned timeout;		/* seconds idle / per command line */
+	unsigned fail_delay_ms;		/* auth_fail_delay */
+	const char *plaintext;		/* allow_plaintext_auth */
+	unsigned nsessions;
+	struct session *sessions;	/* all live sessions */
+	struct session_ipcount **ips;	/* per (listener, address) counts */
+	bool draining;
+};
+
+struct session {
+	struct session_server *srv;
+	const struct session_listener *listener;
+	struct bufferevent *bev;
+	struct session *next, *prev;
+	char ip[64];
+	char peer[80];		/* "[ip]:port" for logs */
+	uint64_t sid;		/* unique on this node: %016llx in logs */
+	bool tls, loopback;
+	bool busy;		/* a job or a timer owns the session */
+	bool dead;		/* the client is gone: free when not busy */
+	bool quit;		/* goodbye written: close once flushed */
+	bool timed_out;		/* timeout while busy: goodbye after it */
+	bool skip_line;		/* dropping the rest of an overlong line */
+	struct event *close_ev, *line_ev, *delay_ev;
+	void (*hold_fn)(struct session *s);	/* at the end of a hold */
+	long long quit_at_ms;	/* when quit was set (bounded flush) */
+
+	/* login in flight (session_login_start) */
+	struct job login_job;
+	char *login_name, *login_pass;
+	int login_result;
+};
+
+/* "%016llx" of a session id, for log lines. */
+#define SID(s) ((unsigned long long)(s)->sid)
+
+void session_server_init(struct session_server *srv,
+    const struct session_ops *ops, struct event_base *base,
+    struct jobs *jobs, const struct config *cfg, const char *timeout_key,
+    struct tls_server *tls);
+void session_server_deinit(struct session_server *srv);
+
+/* A listener's limits from X_max_connections and
+ * X_max_connections_per_ip (name = "smtp", "imaps", ...); refusal is the
+ * protocol's own line without CRLF. nworkers shares the total among the
+ * workers of this node. */
+void session_listener_init(struct session_listener *l,
+    const struct config *cfg, const char *name, const char *refusal,
+    unsigned nworkers);
+
+/* A new connection (fd non-blocking). NULL when refused (the client got
+ * the listener's refusal) or on error; the fd is closed then. Otherwise
+ * the session is live: the caller fills its part and greets. */
+struct session *session_accept(struct session_server *srv,
+    const struct session_listener *l, int fd, const struct sockaddr *sa,
+    bool implicit_tls);
+/* Idle sessions get the protocol's goodbye and close; busy ones when
+ * done. Returns the number of sessions still open. */
+unsigned session_server_drain(struct session_server *srv);
+
+/* Output */
+void session_printf(struct session *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* fmt + CRLF */
+void session_reply(struct session *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void session_vreply(struct session *s, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+struct evbuffer *session_output(struct session *s);
+struct evbuffer *session_input(struct session *s);
+/* Too many replies wait for a slow reader: stop taking commands. */
+bool session_output_full(struct session *s);
+
+/* The next command line of at most max bytes (CRLF or LF removed, NUL
+ * terminated; free with session_line_free, which wipes it). Returns 1 a
+ * line, 0 none complete yet, -1 an overlong line: the caller answers it
+ * once (the rest of it is dropped without another -1). */
+int session_take_line(struct session *s, size_t max, char **line_r,
+    size_t *len_r);
+void session_line_free(char *line, size_t len);
+
+/* Close once the replies written so far are out (bounded in time). */
+void session_quit(struct session *s);
+/* Read and handle input now (after a job, after STARTTLS). May free s. */
+void session_resume(struct session *s);
+
+/* Jobs: busy while it runs; the done callback ends with
+ * session_job_finished (which may free s). */
+void session_job_submit(struct session *s, struct jobs *pool,
+    struct job *job);
+void session_job_finished(struct session *s);
+/* A timer that holds the session (busy) for ms, then calls fn. */
+void session_hold(struct session *s, unsigned ms,
+    void (*fn)(struct session *s));
+
+/* STARTTLS: the reply is written; switch the connection to TLS (the
+ * replies already written go out in clear first, unread input is
+ * discarded). -1: TLS could not start (the session quits). */
+int session_starttls(struct session *s);
+
+/* Whether a plain-text password may be used here (allow_plaintext_auth:
+ * always over TLS; "yes"; "loopback" from 127/8 and ::1). */
+bool session_plaintext_ok(const struct session *s);
+
+/* Logins: query_login + crypt on the directory job pool, then
+ * ops->login_job; ops->login_done on the loop (after the growing
+ * failed-login delay for a wrong password). Takes both strings; the
+ * password is wiped and freed on every path. */
+void session_login_start(struct session *s, char *login, char *pass);
+
+/* Free and wipe a secret string; NULL is fine. */
+void session_wipe(char **p);
+
+#endif
