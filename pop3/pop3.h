@@ -4,6 +4,8 @@
  * worker process, on the shared Maildir store and login code. */
 #include <stdbool.h>
 
+#include "lib/session/session.h"
+
 struct config;
 struct event_base;
 struct jobs;
@@ -11,23 +13,15 @@ struct sockaddr;
 struct tls_server;
 
 struct pop3_server {
-	struct event_base *base;
-	struct jobs *jobs;		/* the disk: delivery, mailbox work */
-	struct jobs *dir_jobs;		/* directory queries */
+	struct session_server sv;	/* sessions, limits, TLS, jobs */
+	struct session_listener pop3, pop3s;
 	const struct config *cfg;
-	struct tls_server *tls;		/* NULL: no STLS / pop3s */
-	char *hostname;
 	const char *mail_root;
-	const char *plaintext;		/* allow_plaintext_auth */
-	unsigned fail_delay_ms;
-	unsigned timeout;
-	struct pop3_session *sessions;
-	unsigned nsessions;
-	bool draining;
 };
 
 void pop3_server_init(struct pop3_server *srv, struct event_base *base,
-    struct jobs *jobs, const struct config *cfg, struct tls_server *tls);
+    struct jobs *jobs, const struct config *cfg, unsigned nworkers,
+    struct tls_server *tls);
 void pop3_server_deinit(struct pop3_server *srv);
 void pop3_session_accept(struct pop3_server *srv, int fd,
     const struct sockaddr *sa, bool implicit_tls);

@@ -45,30 +45,25 @@
 #include "lib/maildir/quota.h"
 #include "lib/maildir/scan.h"
 #include "lib/route/route.h"
+#include "lib/session/sasl.h"
+#include "lib/session/session.h"
 #include "lib/tls/tls.h"
 #include "pop3/pop3.h"
 
-enum pop3_state { P_AUTH, P_TRANS, P_QUIT };
+enum pop3_state { P_AUTH, P_TRANS };
 
-enum pop3_job { J_LOGIN, J_RETR, J_QUIT };
+enum pop3_job { J_RETR, J_QUIT };
+
+/* Codes of login_run beyond enum auth_result. */
+#define LOGIN_IN_USE 100
 
 struct pop3_session {
+	struct session base;	/* first: the connection (lib/session) */
 	struct pop3_server *srv;
-	struct bufferevent *bev;
-	struct pop3_session *next, *prev;
-	char ip[64];
-	char peer[80];
-	unsigned long sid;
 	enum pop3_state state;
-	bool tls, loopback;
-	bool busy, dead;
-	bool skip_line;
 	unsigned errors;
 	char *user;		/* USER argument */
-	bool sasl_wait;		/* AUTH PLAIN without initial response */
-	struct event *delay_ev;	/* failed-login delay */
-	struct event *close_ev;	/* waiting for TLS output to drain */
-	struct event *line_ev;	/* deadline for a partial command line */
+	struct sasl sasl;	/* AUTH exchange in progress */
 
 	/* the maildrop */
 	char *login;		/* authenticated address */
@@ -81,81 +76,58 @@ struct pop3_session {
 	/* job in flight */
 	struct job job;
 	enum pop3_job job_kind;
-	char *job_login, *job_pass;
-	int job_result;		/* J_LOGIN: enum auth_result or -1 in use */
+	int job_result;
 	size_t job_msg;
 	long job_lines;		/* TOP: body lines, -1 = all */
 	struct evbuffer *job_out;
 };
 
-static unsigned long next_sid;
-
-static void session_process(struct pop3_session *s);
-static void session_free(struct pop3_session *s);
 
 __attribute__((format(printf, 2, 3)))
 static void
 reply(struct pop3_session *s, const char *fmt, ...)
 {
-	struct evbuffer *out = bufferevent_get_output(s->bev);
 	va_list ap;
 
 	va_start(ap, fmt);
-	evbuffer_add_vprintf(out, fmt, ap);
+	session_vreply(&s->base, fmt, ap);
 	va_end(ap);
-	evbuffer_add(out, "\r\n", 2);
 }
 
 __attribute__((format(printf, 2, 3)))
 static void
 reply_err(struct pop3_session *s, const char *fmt, ...)
 {
-	struct evbuffer *out = bufferevent_get_output(s->bev);
 	va_list ap;
 
-	evbuffer_add(out, "-ERR ", 5);
+	session_printf(&s->base, "-ERR ");
 	va_start(ap, fmt);
-	evbuffer_add_vprintf(out, fmt, ap);
+	session_vreply(&s->base, fmt, ap);
 	va_end(ap);
-	evbuffer_add(out, "\r\n", 2);
 	if (++s->errors >= POP3_ERRORS_MAX) {
 		reply(s, "-ERR Too many errors, closing");
-		s->state = P_QUIT;
+		session_quit(&s->base);
 	}
-}
-
-static bool
-plaintext_ok(struct pop3_session *s)
-{
-	const char *p = s->srv->plaintext;
-
-	if (s->tls || strcmp(p, "yes") == 0)
-		return true;
-	return strcmp(p, "loopback") == 0 && s->loopback;
 }
 
 /* ---- jobs ---- */
 
-static void
-login_run(struct pop3_session *s, struct dir *dir)
+/* After a good password, on the job thread: lock and list the maildrop.
+ * Returns an enum auth_result or LOGIN_IN_USE. */
+static int
+login_run(struct session *base, struct dir *dir, const struct dir_user *u)
 {
-	struct dir_user u;
+	struct pop3_session *s = (struct pop3_session *)base;
 	const char *err;
 
-	s->job_result = auth_login(dir, s->job_login, s->job_pass, &u);
-	if (s->job_result != AUTH_OK)
-		return;
 	free(s->login);
-	s->login = xstrdup(u.address);
+	s->login = xstrdup(u->address);
 	free(s->maildir);
-	s->maildir = route_maildir_path(config_get(s->srv->cfg, "mail_root"),
-	    u.maildir);
-	dir_user_clear(&u);
+	s->maildir = route_maildir_path(s->srv->mail_root, u->maildir);
 	if (s->maildir == NULL) {
-		log_error("%lu: user %s has an unusable maildir", s->sid,
+		log_error("%016llx: user %s has an unusable maildir", SID(&s->base),
 		    s->login);
-		s->job_result = AUTH_TEMPFAIL;
-		return;
+		return AUTH_TEMPFAIL;
 	}
 	/* Lock the maildrop (RFC 2449 [IN-USE]). */
 	{
@@ -166,29 +138,27 @@ login_run(struct pop3_session *s, struct dir *dir)
 		if (s->lock_fd < 0 && errno == ENOENT) {
 			s->nmsgs = 0;	/* no maildir yet: an empty drop */
 		} else if (s->lock_fd < 0) {
-			log_error_errno("%lu: lock in %s", s->sid, s->maildir);
-			s->job_result = AUTH_TEMPFAIL;
-			return;
+			log_error_errno("%016llx: lock in %s", SID(&s->base), s->maildir);
+			return AUTH_TEMPFAIL;
 		} else if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
 			close(s->lock_fd);
 			s->lock_fd = -1;
-			s->job_result = -1;
-			return;
+			return LOGIN_IN_USE;
 		}
 	}
 	if (s->lock_fd >= 0) {
 		char who[32];
 
-		snprintf(who, sizeof(who), "%lu", s->sid);
+		snprintf(who, sizeof(who), "%016llx", SID(&s->base));
 		maildir_clean_tmp(s->maildir, who);
 	}
 	if (maildir_scan(s->maildir, &s->msgs, &s->nmsgs, &err) < 0) {
-		log_error("%lu: %s", s->sid, err);
-		s->job_result = AUTH_TEMPFAIL;
-		return;
+		log_error("%016llx: %s", SID(&s->base), err);
+		return AUTH_TEMPFAIL;
 	}
 	s->deleted = xcalloc(s->nmsgs + 1, sizeof(bool));
 	s->seen = xcalloc(s->nmsgs + 1, sizeof(bool));
+	return AUTH_OK;
 }
 
 /* RETR / TOP: the message with CRLF line ends and dot-stuffing, built in
@@ -258,7 +228,7 @@ quit_run(struct pop3_session *s)
 			char *path = maildir_msg_path(s->maildir, m);
 
 			if (unlink(path) < 0 && errno != ENOENT) {
-				log_error_errno("%lu: unlink %s", s->sid, path);
+				log_error_errno("%016llx: unlink %s", SID(&s->base), path);
 				s->job_result = -1;
 			} else {
 				gone++;
@@ -269,7 +239,7 @@ quit_run(struct pop3_session *s)
 
 			snprintf(flags, sizeof(flags), "%sS", m->flags);
 			if (maildir_msg_set_flags(s->maildir, m, flags, &err) < 0)
-				log_warn("%lu: %s", s->sid, err);
+				log_warn("%016llx: %s", SID(&s->base), err);
 		}
 	}
 	if (gone > 0) {
@@ -281,7 +251,7 @@ quit_run(struct pop3_session *s)
 				bytes += (int64_t)s->msgs[i].size;
 		if (maildir_quota_add(s->maildir, -bytes, -(int64_t)gone,
 		    &err) < 0)
-			log_warn("%lu: %s", s->sid, err);
+			log_warn("%016llx: %s", SID(&s->base), err);
 	}
 	s->job_msg = gone;
 	/* Unlock before the +OK: a client that reconnects at once must not
@@ -299,9 +269,6 @@ session_job_run(struct job *job, void *state)
 	    offsetof(struct pop3_session, job));
 
 	switch (s->job_kind) {
-	case J_LOGIN:
-		login_run(s, state);
-		break;
 	case J_RETR:
 		retr_run(s);
 		break;
@@ -311,63 +278,28 @@ session_job_run(struct job *job, void *state)
 	}
 }
 
+/* The outcome of a login (lib/session), on the loop. */
 static void
-delay_done(evutil_socket_t fd, short what, void *arg)
+login_done(struct session *base, int result)
 {
-	struct pop3_session *s = arg;
+	struct pop3_session *s = (struct pop3_session *)base;
 
-	s->busy = false;
-	event_free(s->delay_ev);
-	s->delay_ev = NULL;
-	if (s->dead) {
-		session_free(s);
-		return;
-	}
-	reply_err(s, "[AUTH] Authentication failed");
-	session_process(s);
-}
-
-static void
-login_done(struct pop3_session *s)
-{
-	if (s->job_pass != NULL) {
-		explicit_bzero(s->job_pass, strlen(s->job_pass));
-		xfree(&s->job_pass);
-	}
-	if (s->job_result == AUTH_OK) {
-		auth_delay_success(s->ip);
+	if (result == AUTH_OK) {
 		s->state = P_TRANS;
-		log_info("%lu: pop3 login: user=<%s>, %s, messages=%zu",
-		    s->sid, s->login, s->peer, s->nmsgs);
-		if (!s->dead)
-			reply(s, "+OK Logged in, %zu messages", s->nmsgs);
-	} else if (s->job_result == -1) {
-		log_info("%lu: pop3 login: user=<%s>, maildrop in use",
-		    s->sid, s->login);
-		if (!s->dead)
-			reply_err(s, "[IN-USE] Mailbox is locked by another "
-			    "POP3 session");
-	} else if (s->job_result == AUTH_TEMPFAIL) {
-		log_warn("%lu: pop3 login: user=<%s>: temporary failure",
-		    s->sid, s->job_login);
-		if (!s->dead)
-			reply_err(s, "[SYS/TEMP] Temporary authentication "
-			    "failure, try again later");
+		log_info("%016llx: pop3 login: user=<%s>, %s, messages=%zu",
+		    SID(&s->base), s->login, s->base.peer, s->nmsgs);
+		reply(s, "+OK Logged in, %zu messages", s->nmsgs);
+	} else if (result == LOGIN_IN_USE) {
+		log_info("%016llx: pop3 login: user=<%s>, maildrop in use",
+		    SID(&s->base), s->login);
+		reply_err(s, "[IN-USE] Mailbox is locked by another POP3 "
+		    "session");
+	} else if (result == AUTH_TEMPFAIL) {
+		reply_err(s, "[SYS/TEMP] Temporary authentication failure, "
+		    "try again later");
 	} else {
-		struct timeval tv;
-		unsigned ms = auth_delay_failure(s->ip, s->srv->fail_delay_ms);
-
-		log_info("%lu: pop3 login failed: user=<%s>, %s (delay %u ms)",
-		    s->sid, s->job_login, s->peer, ms);
-		xfree(&s->job_login);
-		tv.tv_sec = ms / 1000;
-		tv.tv_usec = (ms % 1000) * 1000;
-		s->busy = true;
-		s->delay_ev = evtimer_new(s->srv->base, delay_done, s);
-		evtimer_add(s->delay_ev, &tv);
-		return;
+		reply_err(s, "[AUTH] Authentication failed");
 	}
-	xfree(&s->job_login);
 }
 
 static void
@@ -376,26 +308,22 @@ session_job_done(struct job *job)
 	struct pop3_session *s = (struct pop3_session *)((char *)job -
 	    offsetof(struct pop3_session, job));
 
-	s->busy = false;
 	switch (s->job_kind) {
-	case J_LOGIN:
-		login_done(s);
-		break;
 	case J_RETR:
-		if (!s->dead && s->job_result == 0) {
+		if (!s->base.dead && s->job_result == 0) {
 			if (s->job_lines < 0)
 				s->seen[s->job_msg] = true;
-			bufferevent_write_buffer(s->bev, s->job_out);
-		} else if (!s->dead) {
+			bufferevent_write_buffer(s->base.bev, s->job_out);
+		} else if (!s->base.dead) {
 			reply_err(s, "Message is gone");
 		}
 		evbuffer_free(s->job_out);
 		s->job_out = NULL;
 		break;
 	case J_QUIT:
-		log_info("%lu: pop3 logout: user=<%s>, deleted=%zu", s->sid,
-		    s->login, s->job_msg);
-		if (!s->dead) {
+		log_info("%016llx: pop3 logout: user=<%s>, deleted=%zu",
+		    SID(&s->base), s->login, s->job_msg);
+		if (!s->base.dead) {
 			if (s->job_result == 0)
 				reply(s, "+OK Logging out, %zu deleted",
 				    s->job_msg);
@@ -403,40 +331,22 @@ session_job_done(struct job *job)
 				reply_err(s, "[SYS/TEMP] Some deleted messages "
 				    "not removed");
 		}
-		s->state = P_QUIT;
+		session_quit(&s->base);
 		break;
 	}
-	if (s->busy)
-		return;		/* a login delay is running */
-	if (s->dead) {
-		session_free(s);
-		return;
-	}
-	session_process(s);
+	session_job_finished(&s->base);
 }
 
 static void
 submit(struct pop3_session *s, enum pop3_job kind)
 {
 	s->job_kind = kind;
-	s->busy = true;
 	s->job.run = session_job_run;
 	s->job.done = session_job_done;
-	/* Logins query the directory: their own pool, so that a hung
-	 * database cannot hold up the maildrop work of others. */
-	jobs_submit(kind == J_LOGIN ? s->srv->dir_jobs : s->srv->jobs,
-	    &s->job);
+	session_job_submit(&s->base, s->srv->sv.jobs, &s->job);
 }
 
 /* ---- commands ---- */
-
-static void
-start_login(struct pop3_session *s, char *login, char *pass)
-{
-	s->job_login = login;
-	s->job_pass = pass;
-	submit(s, J_LOGIN);
-}
 
 /* A message number argument: 1..nmsgs, not deleted. */
 static bool
@@ -475,11 +385,11 @@ cmd_capa(struct pop3_session *s, char *arg)
 	reply(s, "AUTH-RESP-CODE");
 	reply(s, "PIPELINING");
 	if (s->state == P_AUTH) {
-		if (plaintext_ok(s)) {
+		if (session_plaintext_ok(&s->base)) {
 			reply(s, "USER");
 			reply(s, "SASL PLAIN");
 		}
-		if (!s->tls && s->srv->tls != NULL)
+		if (!s->base.tls && s->srv->sv.tls != NULL)
 			reply(s, "STLS");
 	}
 	reply(s, "IMPLEMENTATION petrel");
@@ -489,7 +399,7 @@ cmd_capa(struct pop3_session *s, char *arg)
 static void
 cmd_user(struct pop3_session *s, char *arg)
 {
-	if (!plaintext_ok(s)) {
+	if (!session_plaintext_ok(&s->base)) {
 		reply_err(s, "[AUTH] Plaintext authentication disallowed "
 		    "without TLS (use STLS)");
 		return;
@@ -510,37 +420,47 @@ cmd_pass(struct pop3_session *s, char *arg)
 		reply_err(s, "USER first");
 		return;
 	}
-	start_login(s, s->user, xstrdup(arg));
+	session_login_start(&s->base, s->user, xstrdup(arg));
 	s->user = NULL;
 }
 
 static void
-sasl_plain(struct pop3_session *s, const char *b64)
+sasl_next(struct pop3_session *s, enum sasl_status st, const char *challenge,
+    char *login, char *pass)
 {
-	char *login, *pass;
-
-	if (strcmp(b64, "*") == 0) {
+	switch (st) {
+	case SASL_DONE:
+		session_login_start(&s->base, login, pass);
+		break;
+	case SASL_NEXT:
+		reply(s, "+ %s", challenge);
+		break;
+	case SASL_ABORTED:
 		reply_err(s, "Authentication aborted");
-		return;
+		break;
+	case SASL_BAD:
+		reply_err(s, "[AUTH] Invalid SASL response");
+		break;
+	case SASL_NOMECH:
+		reply_err(s, "Unsupported authentication mechanism");
+		break;
 	}
-	if (sasl_plain_decode(b64, strlen(b64), &login, &pass) < 0) {
-		reply_err(s, "[AUTH] Invalid SASL PLAIN response");
-		return;
-	}
-	start_login(s, login, pass);
 }
 
 static void
 cmd_auth(struct pop3_session *s, char *arg)
 {
 	char *mech = arg, *resp = strchr(arg, ' ');
+	const char *challenge = NULL;
+	char *login = NULL, *pass = NULL;
+	enum sasl_status st;
 
 	if (resp != NULL)
 		*resp++ = '\0';
 	if (*mech == '\0') {
 		/* RFC 5034 4: list the mechanisms. */
 		reply(s, "+OK");
-		if (plaintext_ok(s))
+		if (session_plaintext_ok(&s->base))
 			reply(s, "PLAIN");
 		reply(s, ".");
 		return;
@@ -549,47 +469,31 @@ cmd_auth(struct pop3_session *s, char *arg)
 		reply_err(s, "Unsupported authentication mechanism");
 		return;
 	}
-	if (!plaintext_ok(s)) {
+	if (!session_plaintext_ok(&s->base)) {
 		reply_err(s, "[AUTH] Plaintext authentication disallowed "
 		    "without TLS (use STLS)");
 		return;
 	}
-	if (resp == NULL || *resp == '\0') {
-		reply(s, "+ ");
-		s->sasl_wait = true;
-		return;
-	}
-	sasl_plain(s, strcmp(resp, "=") == 0 ? "" : resp);
+	st = sasl_start(&s->sasl, SASL_MECH_PLAIN, mech,
+	    resp != NULL && *resp != '\0' ? resp : NULL, &challenge, &login,
+	    &pass);
+	sasl_next(s, st, challenge, login, pass);
 }
-
-static void session_read(struct bufferevent *bev, void *arg);
-static void session_write(struct bufferevent *bev, void *arg);
-static void session_event(struct bufferevent *bev, short what, void *arg);
 
 static void
 cmd_stls(struct pop3_session *s, char *arg)
 {
-	struct bufferevent *tb;
-
-	if (s->tls) {
+	if (s->base.tls) {
 		reply_err(s, "Already using TLS");
 		return;
 	}
-	if (s->srv->tls == NULL) {
+	if (s->srv->sv.tls == NULL) {
 		reply_err(s, "TLS not available");
 		return;
 	}
 	reply(s, "+OK Begin TLS negotiation");
-	tb = tls_bev_starttls(s->srv->tls, s->srv->base, s->bev);
-	if (tb == NULL) {
-		s->state = P_QUIT;
+	if (session_starttls(&s->base) < 0)
 		return;
-	}
-	s->bev = tb;
-	s->tls = true;
-	bufferevent_setcb(s->bev, session_read, session_write, session_event, s);
-	conn_set_watermarks(s->bev);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	free(s->user);
 	s->user = NULL;
 }
@@ -719,323 +623,205 @@ cmd_quit(struct pop3_session *s, char *arg)
 		return;
 	}
 	reply(s, "+OK Bye");
-	s->state = P_QUIT;
+	session_quit(&s->base);
 }
+
+static void
+cmd_uidl(struct pop3_session *s, char *arg)
+{
+	cmd_list(s, arg, true);
+}
+
+static void
+cmd_list_sizes(struct pop3_session *s, char *arg)
+{
+	cmd_list(s, arg, false);
+}
+
+static void
+cmd_retr_msg(struct pop3_session *s, char *arg)
+{
+	cmd_retr(s, arg, false);
+}
+
+static void
+cmd_top(struct pop3_session *s, char *arg)
+{
+	cmd_retr(s, arg, true);
+}
+
+static void
+cmd_noop(struct pop3_session *s, char *arg)
+{
+	reply(s, "+OK");
+}
+
+/* Where a command may run (bits). */
+#define IN_AUTH		0x1	/* AUTHORIZATION */
+#define IN_TRANS	0x2	/* TRANSACTION */
+
+static const struct pop3_command {
+	const char *name;
+	void (*fn)(struct pop3_session *s, char *arg);
+	unsigned states;
+} commands[] = {
+	{ "CAPA", cmd_capa, IN_AUTH | IN_TRANS },
+	{ "QUIT", cmd_quit, IN_AUTH | IN_TRANS },
+	{ "USER", cmd_user, IN_AUTH },
+	{ "PASS", cmd_pass, IN_AUTH },
+	{ "AUTH", cmd_auth, IN_AUTH },
+	{ "STLS", cmd_stls, IN_AUTH },
+	{ "NOOP", cmd_noop, IN_TRANS },
+	{ "STAT", cmd_stat, IN_TRANS },
+	{ "LIST", cmd_list_sizes, IN_TRANS },
+	{ "UIDL", cmd_uidl, IN_TRANS },
+	{ "RETR", cmd_retr_msg, IN_TRANS },
+	{ "TOP", cmd_top, IN_TRANS },
+	{ "DELE", cmd_dele, IN_TRANS },
+	{ "RSET", cmd_rset, IN_TRANS },
+};
 
 static void
 dispatch(struct pop3_session *s, char *line, size_t len)
 {
-	char *arg;
-	size_t vlen;
+	const char *challenge = NULL;
+	char *arg, *login = NULL, *pass = NULL;
+	unsigned in = s->state == P_AUTH ? IN_AUTH : IN_TRANS;
 
-	if (s->sasl_wait) {
-		s->sasl_wait = false;
-		sasl_plain(s, line);
+	if (sasl_active(&s->sasl)) {
+		enum sasl_status st = sasl_step(&s->sasl, line, &challenge,
+		    &login, &pass);
+
+		sasl_next(s, st, challenge, login, pass);
 		return;
 	}
 	if (memchr(line, '\0', len) != NULL) {
 		reply_err(s, "NUL character in command");
 		return;
 	}
-	vlen = strcspn(line, " ");
-	arg = line + vlen;
+	arg = line + strcspn(line, " ");
 	if (*arg == ' ')
 		*arg++ = '\0';
-	if (strcasecmp(line, "CAPA") == 0)
-		cmd_capa(s, arg);
-	else if (strcasecmp(line, "QUIT") == 0)
-		cmd_quit(s, arg);
-	else if (strcasecmp(line, "NOOP") == 0 && s->state == P_TRANS)
-		reply(s, "+OK");
-	else if (s->state == P_AUTH) {
-		if (strcasecmp(line, "USER") == 0)
-			cmd_user(s, arg);
-		else if (strcasecmp(line, "PASS") == 0)
-			cmd_pass(s, arg);
-		else if (strcasecmp(line, "AUTH") == 0)
-			cmd_auth(s, arg);
-		else if (strcasecmp(line, "STLS") == 0)
-			cmd_stls(s, arg);
-		else
-			reply_err(s, "Unknown command or not allowed before "
-			    "login");
-	} else {
-		if (strcasecmp(line, "STAT") == 0)
-			cmd_stat(s, arg);
-		else if (strcasecmp(line, "LIST") == 0)
-			cmd_list(s, arg, false);
-		else if (strcasecmp(line, "UIDL") == 0)
-			cmd_list(s, arg, true);
-		else if (strcasecmp(line, "RETR") == 0)
-			cmd_retr(s, arg, false);
-		else if (strcasecmp(line, "TOP") == 0)
-			cmd_retr(s, arg, true);
-		else if (strcasecmp(line, "DELE") == 0)
-			cmd_dele(s, arg);
-		else if (strcasecmp(line, "RSET") == 0)
-			cmd_rset(s, arg);
-		else
-			reply_err(s, "Unknown command or not allowed after "
-			    "login");
-	}
-}
-
-static void close_when_flushed(struct pop3_session *s);
-
-static void
-close_tick(evutil_socket_t fd, short what, void *arg)
-{
-	close_when_flushed(arg);
-}
-
-/* Free the session once its replies have reached the socket: with TLS
- * over STLS the bytes sit in the underlying bufferevent after the TLS
- * one has drained, so poll that briefly (bounded by the timeout). */
-static void
-close_when_flushed(struct pop3_session *s)
-{
-	struct timeval tv = { 0, 20000 };
-
-	if (conn_output_pending(s->bev) == 0 || s->dead) {
-		session_free(s);
-		return;
-	}
-	if (s->close_ev == NULL)
-		s->close_ev = evtimer_new(s->srv->base, close_tick, s);
-	evtimer_add(s->close_ev, &tv);
-}
-
-/* A command line still incomplete after the whole timeout (a client
- * trickling bytes): the same as an idle timeout. */
-static void
-line_expired(evutil_socket_t fd, short what, void *arg)
-{
-	struct pop3_session *s = arg;
-
-	log_info("%lu: pop3: command line not completed in %u s, from %s",
-	    s->sid, s->srv->timeout, s->peer);
-	session_event(s->bev, BEV_EVENT_TIMEOUT | BEV_EVENT_READING, s);
-}
-
-static void
-session_process(struct pop3_session *s)
-{
-	struct evbuffer *in = bufferevent_get_input(s->bev);
-
-	while (!s->busy && s->state != P_QUIT &&
-	    evbuffer_get_length(bufferevent_get_output(s->bev)) < OUTPUT_MAX) {
-		struct evbuffer_ptr eol = evbuffer_search(in, "\n", 1, NULL);
-		size_t n;
-		char *line;
-
-		if (eol.pos < 0) {
-			if (evbuffer_get_length(in) > POP3_LINE_MAX) {
-				evbuffer_drain(in, evbuffer_get_length(in));
-				s->sasl_wait = false;
-				if (!s->skip_line)
-					reply_err(s, "Line too long");
-				s->skip_line = true;
-			}
-			break;
-		}
-		n = (size_t)eol.pos + 1;
-		if (s->skip_line) {
-			evbuffer_drain(in, n);
-			s->skip_line = false;
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (strcasecmp(line, commands[i].name) != 0)
 			continue;
+		if (commands[i].states & in) {
+			commands[i].fn(s, arg);
+			return;
 		}
-		if (n > POP3_LINE_MAX) {
-			evbuffer_drain(in, n);
-			s->sasl_wait = false;
+		break;
+	}
+	reply_err(s, "Unknown command or not allowed %s login",
+	    s->state == P_AUTH ? "before" : "after");
+}
+
+/* Command lines (lib/session calls this while no job runs). Returns
+ * whether a command line is partly buffered. */
+static bool
+pop3_process(struct session *base)
+{
+	struct pop3_session *s = (struct pop3_session *)base;
+
+	while (!base->busy && !base->quit && !session_output_full(base)) {
+		char *line;
+		size_t n;
+		int r = session_take_line(base, POP3_LINE_MAX, &line, &n);
+
+		if (r == 0)
+			break;
+		if (r < 0) {
+			sasl_reset(&s->sasl);
 			reply_err(s, "Line too long");
 			continue;
 		}
-		line = xmalloc(n + 1);
-		evbuffer_remove(in, line, n);
-		conn_line_deadline(&s->line_ev, s->srv->base, false, 0, NULL,
-		    NULL);
-		n--;
-		if (n > 0 && line[n - 1] == '\r')
-			n--;
-		line[n] = '\0';
 		dispatch(s, line, n);
-		explicit_bzero(line, n);
-		free(line);
+		session_line_free(line, n);
 	}
-	conn_line_deadline(&s->line_ev, s->srv->base, !s->busy &&
-	    s->state != P_QUIT && evbuffer_get_length(in) > 0,
-	    s->srv->timeout, line_expired, s);
-	if (s->state == P_QUIT) {
-		bufferevent_disable(s->bev, EV_READ);
-		close_when_flushed(s);
-	}
+	return evbuffer_get_length(session_input(base)) > 0;
 }
 
 static void
-session_read(struct bufferevent *bev, void *arg)
+pop3_timeout(struct session *base)
 {
-	session_process(arg);
+	reply((struct pop3_session *)base, "-ERR Disconnected for inactivity");
+}
+
+static bool
+pop3_drain(struct session *base)
+{
+	/* Never in UPDATE: a shutdown is not a QUIT (RFC 1939 6). */
+	reply((struct pop3_session *)base,
+	    "-ERR [SYS/TEMP] Server shutting down");
+	return true;
 }
 
 static void
-session_write(struct bufferevent *bev, void *arg)
+pop3_cleanup(struct session *base)
 {
-	struct pop3_session *s = arg;
+	struct pop3_session *s = (struct pop3_session *)base;
 
-	if (s->state == P_QUIT && !s->busy)
-		close_when_flushed(s);
-	else if (!s->busy && s->state != P_QUIT)
-		session_process(s);	/* output drained: read on */
-}
-
-static void
-session_event(struct bufferevent *bev, short what, void *arg)
-{
-	struct pop3_session *s = arg;
-
-	if (what & BEV_EVENT_CONNECTED)
-		return;		/* the TLS handshake completed */
-	if (what & BEV_EVENT_TIMEOUT) {
-		reply(s, "-ERR Disconnected for inactivity");
-		s->state = P_QUIT;
-		bufferevent_disable(bev, EV_READ);
-		bufferevent_set_timeouts(bev, NULL, NULL);
-		return;
-	}
-	if (s->busy) {
-		s->dead = true;
-		bufferevent_disable(bev, EV_READ | EV_WRITE);
-		return;
-	}
-	session_free(s);
-}
-
-static void
-session_free(struct pop3_session *s)
-{
-	struct pop3_server *srv = s->srv;
-
-	if (s->busy) {
-		s->dead = true;
-		return;
-	}
-	log_info("%lu: pop3 disconnect from %s", s->sid, s->peer);
-	if (s->prev != NULL)
-		s->prev->next = s->next;
-	else
-		srv->sessions = s->next;
-	if (s->next != NULL)
-		s->next->prev = s->prev;
-	srv->nsessions--;
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);	/* releases the flock */
-	if (s->delay_ev != NULL)
-		event_free(s->delay_ev);
-	if (s->close_ev != NULL)
-		event_free(s->close_ev);
-	if (s->line_ev != NULL)
-		event_free(s->line_ev);
 	maildir_msgs_free(&s->msgs, s->nmsgs);
-	bufferevent_free(s->bev);
+	sasl_reset(&s->sasl);
 	free(s->deleted);
 	free(s->seen);
 	free(s->user);
 	free(s->login);
 	free(s->maildir);
-	free(s->job_login);
-	free(s->job_pass);
-	free(s);
 }
+
+static const struct session_ops pop3_ops = {
+	.size = sizeof(struct pop3_session),
+	.proto = "pop3",
+	.process = pop3_process,
+	.timeout = pop3_timeout,
+	.drain = pop3_drain,
+	.cleanup = pop3_cleanup,
+	.login_job = login_run,
+	.login_done = login_done,
+};
 
 void
 pop3_session_accept(struct pop3_server *srv, int fd, const struct sockaddr *sa,
     bool implicit_tls)
 {
 	struct pop3_session *s;
-	struct timeval tv = { (time_t)srv->timeout, 0 };
-	char ip[64];
-	unsigned port;
-	bool loopback;
 
-	conn_peer(sa, ip, sizeof(ip), &port, &loopback);
-	if (srv->draining || (implicit_tls && srv->tls == NULL)) {
-		close(fd);
+	s = (struct pop3_session *)session_accept(&srv->sv, implicit_tls ?
+	    &srv->pop3s : &srv->pop3, fd, sa, implicit_tls);
+	if (s == NULL)
 		return;
-	}
-	s = xmalloc(sizeof(*s));
 	s->srv = srv;
-	s->sid = ++next_sid;
 	s->lock_fd = -1;
-	s->loopback = loopback;
-	snprintf(s->ip, sizeof(s->ip), "%s", ip);
-	snprintf(s->peer, sizeof(s->peer), "[%s]:%u", ip, port);
-	if (implicit_tls) {
-		s->bev = tls_bev_accept(srv->tls, srv->base, fd);
-		s->tls = true;
-	} else {
-		s->bev = bufferevent_socket_new(srv->base, fd,
-		    BEV_OPT_CLOSE_ON_FREE);
-	}
-	if (s->bev == NULL) {
-		close(fd);
-		free(s);
-		return;
-	}
-	srv->nsessions++;
-	s->next = srv->sessions;
-	if (srv->sessions != NULL)
-		srv->sessions->prev = s;
-	srv->sessions = s;
-	bufferevent_setcb(s->bev, session_read, session_write, session_event, s);
-	conn_set_watermarks(s->bev);
-	bufferevent_set_timeouts(s->bev, &tv, &tv);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-	log_info("%lu: pop3 connect from %s%s", s->sid, s->peer,
-	    implicit_tls ? " (TLS)" : "");
-	reply(s, "+OK %s petrel POP3 ready", srv->hostname);
+	reply(s, "+OK %s petrel POP3 ready", srv->sv.hostname);
 }
 
 unsigned
 pop3_server_drain(struct pop3_server *srv)
 {
-	struct pop3_session *s, *next;
-
-	srv->draining = true;
-	for (s = srv->sessions; s != NULL; s = next) {
-		next = s->next;
-		if (s->busy || s->state == P_QUIT)
-			continue;
-		/* Never in UPDATE: a shutdown is not a QUIT (RFC 1939 6). */
-		reply(s, "-ERR [SYS/TEMP] Server shutting down");
-		s->state = P_QUIT;
-		bufferevent_disable(s->bev, EV_READ);
-	}
-	return srv->nsessions;
+	return session_server_drain(&srv->sv);
 }
 
 void
 pop3_server_init(struct pop3_server *srv, struct event_base *base,
-    struct jobs *jobs, const struct config *cfg, struct tls_server *tls)
+    struct jobs *jobs, const struct config *cfg, unsigned nworkers,
+    struct tls_server *tls)
 {
+	static const char refusal[] = "-ERR [SYS/TEMP] Too many connections, "
+	    "try again later";
+
 	memset(srv, 0, sizeof(*srv));
-	srv->base = base;
-	srv->jobs = jobs;
-	srv->dir_jobs = jobs;	/* serve gives directory work its own */
+	session_server_init(&srv->sv, &pop3_ops, base, jobs, cfg,
+	    "pop3_timeout", tls);
 	srv->cfg = cfg;
-	srv->tls = tls;
-	srv->hostname = xstrdup(config_get(cfg, "hostname"));
 	srv->mail_root = config_get(cfg, "mail_root");
-	srv->plaintext = config_get(cfg, "allow_plaintext_auth");
-	srv->fail_delay_ms = (unsigned)config_get_uint(cfg, "auth_fail_delay");
-	srv->timeout = (unsigned)config_get_uint(cfg, "pop3_timeout");
+	session_listener_init(&srv->pop3, cfg, "pop3", refusal, nworkers);
+	session_listener_init(&srv->pop3s, cfg, "pop3s", refusal, nworkers);
 }
 
 void
 pop3_server_deinit(struct pop3_server *srv)
 {
-	while (srv->sessions != NULL) {
-		srv->sessions->busy = false;
-		session_free(srv->sessions);
-	}
-	free(srv->hostname);
+	session_server_deinit(&srv->sv);
 }
