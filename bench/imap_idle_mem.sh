@@ -108,7 +108,8 @@ EOF
 port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 set -- -o "imap_listen=127.0.0.1:$port" -o imaps_listen= -o smtp_listen= \
 	-o submission_listen= -o submissions_listen= -o pop3_listen= -o pop3s_listen= \
-	-o allow_plaintext_auth=yes -o log_level=warning
+	-o allow_plaintext_auth=yes -o log_level=warning \
+	-o imap_max_connections=1000000 -o imap_max_connections_per_ip=1000000
 [ -n "${WORKERS:-}" ] && set -- "$@" -o "workers=$WORKERS"
 "$PETREL" -c "$conf" "$@" serve 2>"$dir/serve.log" &
 pid=$!

@@ -12,6 +12,8 @@
 #include "lib/imap/mailbox.h"
 #include "lib/imap/parse.h"
 #include "lib/io/jobs.h"
+#include "lib/session/sasl.h"
+#include "lib/session/session.h"
 
 struct bufferevent;
 struct dir;
@@ -38,15 +40,10 @@ struct imap_command {
 };
 
 struct imap_session {
+	struct session base;	/* first: the connection (lib/session) */
 	struct imap_server *srv;
-	struct bufferevent *bev;
-	struct imap_session *next, *prev;
-	char ip[64];
-	char peer[80];
-	unsigned long sid;
+	unsigned long sid;	/* base.sid, for log lines */
 	enum imap_state state;
-	bool tls, loopback;
-	bool busy, dead;
 	unsigned bad_in_row;
 
 	/* input: one command being assembled (lines and literals) */
@@ -55,12 +52,9 @@ struct imap_session {
 	bool lit_skip;		/* ... and drop (refused literal) */
 	bool skip_line;		/* drop input up to the next LF */
 	bool cmd_refused;	/* the command being skipped gets BAD */
-	bool sasl_wait;		/* AUTHENTICATE PLAIN: waiting for "+" data */
+	struct sasl sasl;	/* AUTHENTICATE: waiting for "+" data */
 	bool idling;
-	struct event *delay_ev;	/* failed-login delay */
-	struct event *close_ev;
 	struct event *sync_ev;	/* IDLE: debounced change notification */
-	struct event *line_ev;	/* deadline for a partial command line */
 
 	/* the command running */
 	struct imap_cmd cmd;
@@ -82,8 +76,6 @@ struct imap_session {
 	bool logged_in, logged_out;	/* for the login/logout lines */
 	char *maildir;
 	uint64_t quota;		/* bytes, 0 = none */
-	char *job_login, *job_pass;
-	int auth_result;
 
 	/* selected mailbox */
 	struct mbox *mb;

@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "lib/session/session.h"
+
 struct config;
 struct event;
 struct event_base;
@@ -14,20 +16,11 @@ struct sockaddr;
 struct tls_server;
 
 struct imap_server {
-	struct event_base *base;
-	struct jobs *jobs;		/* the disk: delivery, mailbox work */
-	struct jobs *dir_jobs;		/* directory queries */
+	struct session_server sv;	/* sessions, limits, TLS, jobs */
+	struct session_listener imap, imaps;
 	const struct config *cfg;
-	struct tls_server *tls;		/* NULL: no STARTTLS / imaps */
-	char *hostname;
 	const char *mail_root;
-	const char *plaintext;		/* allow_plaintext_auth */
-	unsigned fail_delay_ms;
-	unsigned timeout;
 	uint64_t size_limit;		/* message_size_limit (APPEND) */
-	struct imap_session *sessions;
-	unsigned nsessions;
-	bool draining;
 
 	/* change notification: one inotify descriptor per worker */
 	int inotify_fd;
@@ -36,7 +29,8 @@ struct imap_server {
 };
 
 void imap_server_init(struct imap_server *srv, struct event_base *base,
-    struct jobs *jobs, const struct config *cfg, struct tls_server *tls);
+    struct jobs *jobs, const struct config *cfg, unsigned nworkers,
+    struct tls_server *tls);
 void imap_server_deinit(struct imap_server *srv);
 void imap_session_accept(struct imap_server *srv, int fd,
     const struct sockaddr *sa, bool implicit_tls);

@@ -29,9 +29,12 @@ struct imap_watch {
 static void
 changed(struct imap_server *srv, struct imap_watch *w)
 {
-	for (struct imap_session *s = srv->sessions; s != NULL; s = s->next)
+	for (struct session *b = srv->sv.sessions; b != NULL; b = b->next) {
+		struct imap_session *s = (struct imap_session *)b;
+
 		if (s->watch == w)
 			imap_session_changed(s);
+	}
 }
 
 static void
@@ -67,7 +70,7 @@ imap_notify_init(struct imap_server *srv)
 	srv->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (srv->inotify_fd < 0)
 		return -1;
-	srv->inotify_ev = event_new(srv->base, srv->inotify_fd,
+	srv->inotify_ev = event_new(srv->sv.base, srv->inotify_fd,
 	    EV_READ | EV_PERSIST, inotify_read, srv);
 	event_add(srv->inotify_ev, NULL);
 	return 0;

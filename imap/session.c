@@ -36,18 +36,20 @@
 #include "lib/dir/dir.h"
 #include "lib/io/conn.h"
 #include "lib/route/route.h"
+#include "lib/session/session.h"
 #include "lib/tls/tls.h"
 
-enum job_kind { J_CMD, J_LOGIN, J_IDLE_SYNC };
+enum job_kind { J_CMD, J_IDLE_SYNC };
 
-static unsigned long next_sid;
-
-static void session_process(struct imap_session *s);
-static void session_free(struct imap_session *s);
-static void session_read(struct bufferevent *bev, void *arg);
-static void session_write(struct bufferevent *bev, void *arg);
-static void session_event(struct bufferevent *bev, short what, void *arg);
 static void submit(struct imap_session *s, enum job_kind kind);
+
+/* LOGOUT, too many errors, a failed STARTTLS: close once flushed. */
+static void
+logout(struct imap_session *s)
+{
+	s->state = S_LOGOUT;
+	session_quit(&s->base);
+}
 
 /* ---- responses ---- */
 
@@ -80,7 +82,7 @@ imap_done(struct imap_session *s, const char *status, const char *fmt, ...)
 static void
 flush_out(struct imap_session *s)
 {
-	struct evbuffer *out = bufferevent_get_output(s->bev);
+	struct evbuffer *out = bufferevent_get_output(s->base.bev);
 
 	conn_add_str(out, &s->out);	/* a FETCH chunk: no copy */
 	if (s->out.cap > 64 * 1024)
@@ -94,7 +96,7 @@ flush_out(struct imap_session *s)
 		if (++s->bad_in_row >= IMAP_BAD_MAX) {
 			evbuffer_add_printf(out,
 			    "* BYE Too many invalid commands\r\n");
-			s->state = S_LOGOUT;
+			logout(s);
 		}
 	} else {
 		s->bad_in_row = 0;
@@ -113,7 +115,7 @@ end_command(struct imap_session *s)
 	s->cursor = 0;
 	s->more = false;
 	if (s->streaming) {
-		bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
+		bufferevent_setwatermark(s->base.bev, EV_WRITE, 0, 0);
 		s->streaming = false;
 	}
 	if (s->have_cmd)
@@ -122,25 +124,15 @@ end_command(struct imap_session *s)
 	s->def = NULL;
 }
 
-static bool
-plaintext_ok(const struct imap_session *s)
-{
-	const char *p = s->srv->plaintext;
-
-	if (s->tls || strcmp(p, "yes") == 0)
-		return true;
-	return strcmp(p, "loopback") == 0 && s->loopback;
-}
-
 static void
 capabilities(const struct imap_session *s, str_t *out)
 {
 	str_append(out, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE "
 	    "UNSELECT");
 	if (s->state == S_NOAUTH) {
-		if (!s->tls && s->srv->tls != NULL)
+		if (!s->base.tls && s->srv->sv.tls != NULL)
 			str_append(out, " STARTTLS");
-		if (plaintext_ok(s))
+		if (session_plaintext_ok(&s->base))
 			str_append(out, " AUTH=PLAIN");
 		else
 			str_append(out, " LOGINDISABLED");
@@ -172,10 +164,10 @@ cmd_logout(struct imap_session *s, struct imap_cmd *c)
 	imap_untagged(s, "BYE Logging out");
 	imap_ok(s, "Logout completed.");
 	if (s->logged_in) {
-		log_info("%lu: imap logout: user=<%s>", s->sid, s->login);
+		log_info("%016llx: imap logout: user=<%s>", SID(&s->base), s->login);
 		s->logged_out = true;
 	}
-	s->state = S_LOGOUT;
+	logout(s);
 }
 
 static void
@@ -217,46 +209,27 @@ cmd_namespace(struct imap_session *s, struct imap_cmd *c)
 static void
 cmd_starttls(struct imap_session *s, struct imap_cmd *c)
 {
-	struct evbuffer *out;
-	struct bufferevent *tb;
-
 	if (c->nargs != 0) {
 		imap_bad(s, "STARTTLS takes no arguments");
 		return;
 	}
-	if (s->tls) {
+	if (s->base.tls) {
 		imap_bad(s, "TLS is already active");
 		return;
 	}
-	if (s->srv->tls == NULL) {
+	if (s->srv->sv.tls == NULL) {
 		imap_no(s, "TLS is not available");
 		return;
 	}
-	out = bufferevent_get_output(s->bev);
-	evbuffer_add_printf(out, "%s OK Begin TLS negotiation now.\r\n",
+	session_printf(&s->base, "%s OK Begin TLS negotiation now.\r\n",
 	    c->tag);
-	tb = tls_bev_starttls(s->srv->tls, s->srv->base, s->bev);
-	if (tb == NULL) {
-		s->state = S_LOGOUT;
+	if (session_starttls(&s->base) < 0) {
+		logout(s);
 		return;
 	}
-	s->bev = tb;
-	s->tls = true;
-	bufferevent_setcb(s->bev, session_read, session_write, session_event,
-	    s);
-	conn_set_watermarks(s->bev);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	/* Anything pipelined after STARTTLS was dropped with the plaintext
 	 * buffer (CVE-2011-0411). */
 	str_truncate(&s->in, 0);
-}
-
-static void
-start_login(struct imap_session *s, char *login, char *pass)
-{
-	s->job_login = login;
-	s->job_pass = pass;
-	submit(s, J_LOGIN);
 }
 
 static void
@@ -269,33 +242,47 @@ cmd_login(struct imap_session *s, struct imap_cmd *c)
 		imap_bad(s, "LOGIN needs a user name and a password");
 		return;
 	}
-	if (!plaintext_ok(s)) {
+	if (!session_plaintext_ok(&s->base)) {
 		imap_no(s, "[PRIVACYREQUIRED] Plain-text login is not allowed "
 		    "without TLS");
 		return;
 	}
-	start_login(s, xstrdup(user), xstrdup(pass));
+	session_login_start(&s->base, xstrdup(user), xstrdup(pass));
 }
 
+/* Where a SASL step leads: a challenge, a login, or the end. */
 static void
-sasl_plain(struct imap_session *s, const char *b64)
+sasl_next(struct imap_session *s, enum sasl_status st, const char *challenge,
+    char *login, char *pass)
 {
-	char *user, *pass;
-
-	if (sasl_plain_decode(b64, strlen(b64), &user, &pass) < 0) {
+	switch (st) {
+	case SASL_DONE:
+		session_login_start(&s->base, login, pass);
+		return;
+	case SASL_NEXT:
+		session_printf(&s->base, "+ %s\r\n", challenge);
+		return;
+	case SASL_ABORTED:
+		imap_bad(s, "Authentication cancelled");
+		break;
+	case SASL_BAD:
 		/* undecodable, or an authorization identity that is not
 		 * the user's own: a failed authentication (no delay: no
 		 * password was tried) */
 		imap_no(s, "[AUTHENTICATIONFAILED] Authentication failed.");
-		return;
+		break;
+	case SASL_NOMECH:
+		imap_no(s, "Unsupported authentication mechanism");
+		break;
 	}
-	start_login(s, user, pass);
 }
 
 static void
 cmd_authenticate(struct imap_session *s, struct imap_cmd *c)
 {
-	const char *mech, *ir;
+	const char *mech, *ir = NULL, *challenge = NULL;
+	char *login = NULL, *pass = NULL;
+	enum sasl_status st;
 
 	if (c->nargs < 1 || c->nargs > 2 ||
 	    (mech = imap_arg_astring(&c->args[0])) == NULL) {
@@ -306,35 +293,30 @@ cmd_authenticate(struct imap_session *s, struct imap_cmd *c)
 		imap_no(s, "Unsupported authentication mechanism");
 		return;
 	}
-	if (!plaintext_ok(s)) {
+	if (!session_plaintext_ok(&s->base)) {
 		imap_no(s, "[PRIVACYREQUIRED] Plain-text authentication is not "
 		    "allowed without TLS");
 		return;
 	}
-	if (c->nargs == 2) {
-		if ((ir = imap_arg_astring(&c->args[1])) == NULL) {
-			imap_bad(s, "Invalid initial response");
-			return;
-		}
-		sasl_plain(s, strcmp(ir, "=") == 0 ? "" : ir);
+	if (c->nargs == 2 && (ir = imap_arg_astring(&c->args[1])) == NULL) {
+		imap_bad(s, "Invalid initial response");
 		return;
 	}
-	evbuffer_add(bufferevent_get_output(s->bev), "+ \r\n", 4);
-	s->sasl_wait = true;
+	st = sasl_start(&s->sasl, SASL_MECH_PLAIN, mech, ir, &challenge,
+	    &login, &pass);
+	sasl_next(s, st, challenge, login, pass);
 }
 
 static void
 sasl_response(struct imap_session *s, const char *line)
 {
-	s->sasl_wait = false;
-	if (strcmp(line, "*") == 0) {
-		imap_bad(s, "Authentication cancelled");
-		flush_out(s);
-		end_command(s);
-		return;
-	}
-	sasl_plain(s, line);
-	if (!s->busy) {
+	const char *challenge = NULL;
+	char *login = NULL, *pass = NULL;
+	enum sasl_status st;
+
+	st = sasl_step(&s->sasl, line, &challenge, &login, &pass);
+	sasl_next(s, st, challenge, login, pass);
+	if (!s->base.busy && !sasl_active(&s->sasl)) {
 		flush_out(s);
 		end_command(s);
 	}
@@ -351,7 +333,7 @@ cmd_idle(struct imap_session *s, struct imap_cmd *c)
 		submit(s, J_IDLE_SYNC);
 		return;
 	}
-	evbuffer_add(bufferevent_get_output(s->bev), "+ idling\r\n", 10);
+	evbuffer_add(bufferevent_get_output(s->base.bev), "+ idling\r\n", 10);
 	s->idling = true;
 }
 
@@ -470,7 +452,7 @@ execute(struct imap_session *s)
 			submit(s, J_CMD);
 		}
 	}
-	if (s->busy || s->sasl_wait || s->idling)
+	if (s->base.busy || sasl_active(&s->sasl) || s->idling)
 		return;
 	flush_out(s);
 	end_command(s);
@@ -478,32 +460,59 @@ execute(struct imap_session *s)
 
 /* ---- jobs ---- */
 
-static void
-login_run(struct imap_session *s, struct dir *dir)
+/* After a good password, on the job thread: the maildir, the quota,
+ * the special-use folders. */
+static int
+login_run(struct session *base, struct dir *dir, const struct dir_user *u)
 {
-	struct dir_user u;
+	struct imap_session *s = (struct imap_session *)base;
 	const char *err;
 
-	s->auth_result = auth_login(dir, s->job_login, s->job_pass, &u);
-	if (s->auth_result != AUTH_OK)
-		return;
 	free(s->login);
-	s->login = xstrdup(u.address);
+	s->login = xstrdup(u->address);
 	free(s->maildir);
-	s->maildir = route_maildir_path(s->srv->mail_root, u.maildir);
-	dir_user_clear(&u);
+	s->maildir = route_maildir_path(s->srv->mail_root, u->maildir);
 	if (s->maildir == NULL) {
-		log_error("%lu: user %s has an unusable maildir", s->sid,
-		    s->login);
-		s->auth_result = AUTH_TEMPFAIL;
-		return;
+		log_error("%016llx: user %s has an unusable maildir",
+		    SID(&s->base), s->login);
+		return AUTH_TEMPFAIL;
 	}
 	if (dir_lookup_quota(dir, s->login, &s->quota, &err) < 0) {
-		log_warn("%lu: quota of %s: %s", s->sid, s->login, err);
+		log_warn("%016llx: quota of %s: %s", SID(&s->base), s->login,
+		    err);
 		s->quota = 0;
 	}
 	if (imap_prepare_maildir(s) < 0)
-		s->auth_result = AUTH_TEMPFAIL;
+		return AUTH_TEMPFAIL;
+	return AUTH_OK;
+}
+
+/* The outcome of LOGIN or AUTHENTICATE, on the loop. */
+static void
+login_done(struct session *base, int result)
+{
+	struct imap_session *s = (struct imap_session *)base;
+
+	if (result == AUTH_OK) {
+		str_t caps = STR_INIT;
+
+		s->state = S_AUTH;
+		s->logged_in = true;
+		log_info("%016llx: imap login: user=<%s>, %s%s", SID(&s->base),
+		    s->login, s->base.peer, s->base.tls ? ", TLS" : "");
+		capabilities(s, &caps);
+		imap_ok(s, "[CAPABILITY %s] Logged in", str_c(&caps));
+		str_free(&caps);
+	} else if (result == AUTH_TEMPFAIL) {
+		xfree(&s->login);
+		imap_no(s, "[UNAVAILABLE] Temporary authentication failure, "
+		    "try again later.");
+	} else {
+		xfree(&s->login);
+		imap_no(s, "[AUTHENTICATIONFAILED] Authentication failed.");
+	}
+	flush_out(s);
+	end_command(s);
 }
 
 static void
@@ -511,10 +520,7 @@ job_run(struct job *job, void *state)
 {
 	struct imap_session *s = (struct imap_session *)((char *)job -
 	    offsetof(struct imap_session, job));
-	if (s->job_kind == J_LOGIN) {
-		login_run(s, state);
-		return;
-	}
+
 	if (s->job_kind == J_IDLE_SYNC) {
 		imap_sync_report(s, true);
 		return;
@@ -526,78 +532,13 @@ job_run(struct job *job, void *state)
 }
 
 static void
-delay_done(evutil_socket_t fd, short what, void *arg)
-{
-	struct imap_session *s = arg;
-
-	s->busy = false;
-	event_free(s->delay_ev);
-	s->delay_ev = NULL;
-	if (s->dead) {
-		session_free(s);
-		return;
-	}
-	imap_no(s, "[AUTHENTICATIONFAILED] Authentication failed.");
-	flush_out(s);
-	end_command(s);
-	session_process(s);
-}
-
-/* Returns true when the session waits for the failed-login delay. */
-static bool
-login_done(struct imap_session *s)
-{
-	if (s->job_pass != NULL) {
-		explicit_bzero(s->job_pass, strlen(s->job_pass));
-		xfree(&s->job_pass);
-	}
-	if (s->auth_result == AUTH_OK) {
-		str_t caps = STR_INIT;
-
-		auth_delay_success(s->ip);
-		s->state = S_AUTH;
-		s->logged_in = true;
-		log_info("%lu: imap login: user=<%s>, %s%s", s->sid, s->login,
-		    s->peer, s->tls ? ", TLS" : "");
-		capabilities(s, &caps);
-		imap_ok(s, "[CAPABILITY %s] Logged in", str_c(&caps));
-		str_free(&caps);
-	} else if (s->auth_result == AUTH_TEMPFAIL) {
-		log_warn("%lu: imap login: user=<%s>: temporary failure",
-		    s->sid, s->job_login);
-		imap_no(s, "[UNAVAILABLE] Temporary authentication failure, "
-		    "try again later.");
-	} else {
-		struct timeval tv;
-		unsigned ms = auth_delay_failure(s->ip, s->srv->fail_delay_ms);
-
-		log_info("%lu: imap login failed: user=<%s>, %s (delay %u ms)",
-		    s->sid, s->job_login, s->peer, ms);
-		xfree(&s->job_login);
-		free(s->login);
-		s->login = NULL;
-		tv.tv_sec = ms / 1000;
-		tv.tv_usec = (ms % 1000) * 1000;
-		s->busy = true;
-		s->delay_ev = evtimer_new(s->srv->base, delay_done, s);
-		evtimer_add(s->delay_ev, &tv);
-		return true;
-	}
-	xfree(&s->job_login);
-	return false;
-}
-
-static void
 job_done(struct job *job)
 {
 	struct imap_session *s = (struct imap_session *)((char *)job -
 	    offsetof(struct imap_session, job));
 
-	s->busy = false;
-	if (s->job_kind == J_LOGIN && login_done(s))
-		return;		/* the failed-login delay runs */
-	if (s->dead) {
-		session_free(s);
+	if (s->base.dead) {
+		session_job_finished(&s->base);
 		return;
 	}
 	/* Watch the selected folder for changes (or stop watching). */
@@ -611,45 +552,43 @@ job_done(struct job *job)
 		/* untagged responses only; the first one starts the IDLE */
 		flush_out(s);
 		if (!s->idling) {
-			evbuffer_add(bufferevent_get_output(s->bev),
-			    "+ idling\r\n", 10);
+			session_printf(&s->base, "+ idling\r\n");
 			s->idling = true;
 		}
 		if (s->changed)
 			imap_session_changed(s);
-		session_process(s);
+		session_job_finished(&s->base);
 		return;
 	}
 	flush_out(s);
 	if (s->more) {
 		/* a long FETCH: the next chunk is made while this one goes
 		 * out, unless two are queued already; then when the queue is
-		 * down to one (session_write, at the low watermark) */
+		 * down to one (imap_writable, at the low watermark) */
 		if (!s->streaming) {
-			bufferevent_setwatermark(s->bev, EV_WRITE,
+			bufferevent_setwatermark(s->base.bev, EV_WRITE,
 			    IMAP_FETCH_CHUNK, 0);
 			s->streaming = true;
 		}
-		if (evbuffer_get_length(bufferevent_get_output(s->bev)) <
+		s->base.busy = false;
+		if (evbuffer_get_length(session_output(&s->base)) <
 		    2 * IMAP_FETCH_CHUNK)
 			submit(s, J_CMD);
+		if (!s->base.busy)
+			session_job_finished(&s->base);
 		return;
 	}
 	end_command(s);
-	session_process(s);
+	session_job_finished(&s->base);
 }
 
 static void
 submit(struct imap_session *s, enum job_kind kind)
 {
 	s->job_kind = (int)kind;
-	s->busy = true;
 	s->job.run = job_run;
 	s->job.done = job_done;
-	/* Logins query the directory: their own pool, so that a hung
-	 * database cannot hold up the mailbox work of others. */
-	jobs_submit(kind == J_LOGIN ? s->srv->dir_jobs : s->srv->jobs,
-	    &s->job);
+	session_job_submit(&s->base, s->srv->sv.jobs, &s->job);
 }
 
 /* ---- change notification ---- */
@@ -659,7 +598,7 @@ sync_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct imap_session *s = arg;
 
-	if (s->idling && !s->busy && !s->dead) {
+	if (s->idling && !s->base.busy && !s->base.dead) {
 		s->changed = false;
 		submit(s, J_IDLE_SYNC);
 	}
@@ -671,11 +610,11 @@ imap_session_changed(struct imap_session *s)
 	struct timeval tv = { 0, 30000 };
 
 	s->changed = true;
-	if (!s->idling || s->busy)
+	if (!s->idling || s->base.busy)
 		return;
 	/* Debounce: one delivery is several directory events. */
 	if (s->sync_ev == NULL)
-		s->sync_ev = evtimer_new(s->srv->base, sync_tick, s);
+		s->sync_ev = evtimer_new(s->srv->sv.base, sync_tick, s);
 	if (!evtimer_pending(s->sync_ev, NULL))
 		evtimer_add(s->sync_ev, &tv);
 }
@@ -720,7 +659,7 @@ tag_of(const char *buf, size_t len)
 static char *
 current_tag(struct imap_session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in = bufferevent_get_input(s->base.bev);
 	char head[72];
 	ev_ssize_t n;
 
@@ -740,7 +679,7 @@ static void
 refuse(struct imap_session *s, const char *status, const char *text)
 {
 	char *tag = current_tag(s);
-	struct evbuffer *out = bufferevent_get_output(s->bev);
+	struct evbuffer *out = bufferevent_get_output(s->base.bev);
 
 	evbuffer_add_printf(out, "%s %s %s\r\n", tag, status, text);
 	free(tag);
@@ -748,7 +687,7 @@ refuse(struct imap_session *s, const char *status, const char *text)
 	s->cmd_refused = true;
 	if (++s->bad_in_row >= IMAP_BAD_MAX) {
 		evbuffer_add_printf(out, "* BYE Too many invalid commands\r\n");
-		s->state = S_LOGOUT;
+		logout(s);
 	}
 }
 
@@ -764,9 +703,9 @@ refused_line(struct imap_session *s, const char *line, size_t n)
 	if (imap_line_literal(line, n, &size, &nonsync) && nonsync) {
 		if (size > IMAP_CMD_MAX) {
 			/* not worth reading (RFC 7888 4 allows closing) */
-			evbuffer_add_printf(bufferevent_get_output(s->bev),
+			evbuffer_add_printf(bufferevent_get_output(s->base.bev),
 			    "* BYE Literal too large\r\n");
-			s->state = S_LOGOUT;
+			logout(s);
 			return;
 		}
 		s->lit_left = size;
@@ -812,7 +751,7 @@ input_line(struct imap_session *s, char *line, size_t n)
 	s->lit_left = size;
 	s->lit_skip = false;
 	if (!nonsync)
-		evbuffer_add(bufferevent_get_output(s->bev),
+		evbuffer_add(bufferevent_get_output(s->base.bev),
 		    "+ Ready for literal data\r\n", 26);
 }
 
@@ -824,8 +763,8 @@ line_too_long(struct imap_session *s)
 {
 	if (s->idling) {
 		idle_done(s, "");	/* BAD, IDLE over */
-	} else if (s->sasl_wait) {
-		s->sasl_wait = false;
+	} else if (sasl_active(&s->sasl)) {
+		sasl_reset(&s->sasl);
 		imap_bad(s, "Authentication response too long");
 		flush_out(s);
 		end_command(s);
@@ -836,49 +775,16 @@ line_too_long(struct imap_session *s)
 	s->skip_line = true;
 }
 
-static void close_when_flushed(struct imap_session *s);
-
-static void
-close_tick(evutil_socket_t fd, short what, void *arg)
+/* Lines and literals of commands (lib/session calls this while no job
+ * runs). Returns whether a command line is partly buffered. */
+static bool
+imap_process(struct session *base)
 {
-	close_when_flushed(arg);
-}
+	struct imap_session *s = (struct imap_session *)base;
+	struct evbuffer *in = session_input(base);
 
-static void
-close_when_flushed(struct imap_session *s)
-{
-	struct timeval tv = { 0, 20000 };
-
-	if (conn_output_pending(s->bev) == 0 || s->dead) {
-		session_free(s);
-		return;
-	}
-	if (s->close_ev == NULL)
-		s->close_ev = evtimer_new(s->srv->base, close_tick, s);
-	evtimer_add(s->close_ev, &tv);
-}
-
-static void session_event(struct bufferevent *bev, short what, void *arg);
-
-/* A command line still incomplete after the whole timeout: the same as
- * an idle timeout. */
-static void
-line_expired(evutil_socket_t fd, short what, void *arg)
-{
-	struct imap_session *s = arg;
-
-	log_info("%lu: imap: command line not completed in %u s, from %s",
-	    s->sid, s->srv->timeout, s->peer);
-	session_event(s->bev, BEV_EVENT_TIMEOUT | BEV_EVENT_READING, s);
-}
-
-static void
-session_process(struct imap_session *s)
-{
-	struct evbuffer *in = bufferevent_get_input(s->bev);
-
-	while (!s->busy && !s->more && s->state != S_LOGOUT &&
-	    evbuffer_get_length(bufferevent_get_output(s->bev)) < OUTPUT_MAX) {
+	while (!base->busy && !s->more && !base->quit &&
+	    !session_output_full(base)) {
 		struct evbuffer_ptr eol;
 		size_t n;
 		char *line;
@@ -932,214 +838,131 @@ session_process(struct imap_session *s)
 		}
 		line = xmalloc(n + 1);
 		evbuffer_remove(in, line, n);
-		conn_line_deadline(&s->line_ev, s->srv->base, false, 0, NULL,
-		    NULL);
+		session_line_taken(base);
 		n--;
 		if (n > 0 && line[n - 1] == '\r')
 			n--;
 		line[n] = '\0';
 		if (s->idling)
 			idle_done(s, line);
-		else if (s->sasl_wait)
+		else if (sasl_active(&s->sasl))
 			sasl_response(s, line);
 		else
 			input_line(s, line, n);
-		explicit_bzero(line, n);
-		free(line);
+		session_line_free(line, n);
 	}
-	conn_line_deadline(&s->line_ev, s->srv->base, !s->busy &&
-	    s->lit_left == 0 && s->state != S_LOGOUT &&
-	    evbuffer_get_length(in) > 0, s->srv->timeout, line_expired, s);
-	if (s->state == S_LOGOUT && !s->busy) {
-		bufferevent_disable(s->bev, EV_READ);
-		close_when_flushed(s);
-	}
+	return !s->more && s->lit_left == 0 && evbuffer_get_length(in) > 0;
+}
+
+/* The output queue went down: a long FETCH makes its next chunk once
+ * the queue is short. */
+static bool
+imap_writable(struct session *base)
+{
+	struct imap_session *s = (struct imap_session *)base;
+
+	if (!s->more)
+		return false;
+	if (evbuffer_get_length(session_output(base)) < 2 * IMAP_FETCH_CHUNK)
+		submit(s, J_CMD);
+	return true;
 }
 
 static void
-session_read(struct bufferevent *bev, void *arg)
+imap_timeout(struct session *base)
 {
-	session_process(arg);
+	struct imap_session *s = (struct imap_session *)base;
+
+	session_printf(base, "* BYE Disconnected for inactivity.\r\n");
+	s->state = S_LOGOUT;
+}
+
+static bool
+imap_drain(struct session *base)
+{
+	struct imap_session *s = (struct imap_session *)base;
+
+	session_printf(base, "* BYE [UNAVAILABLE] Server shutting down\r\n");
+	s->state = S_LOGOUT;
+	return true;
 }
 
 static void
-session_write(struct bufferevent *bev, void *arg)
+imap_cleanup(struct session *base)
 {
-	struct imap_session *s = arg;
+	struct imap_session *s = (struct imap_session *)base;
 
-	if (s->busy)
-		return;
-	if (s->more) {
-		/* a long FETCH: the next chunk once the queue is short */
-		if (evbuffer_get_length(bufferevent_get_output(s->bev)) <
-		    2 * IMAP_FETCH_CHUNK)
-			submit(s, J_CMD);
-		return;
-	}
-	if (s->state == S_LOGOUT)
-		close_when_flushed(s);
-	else
-		session_process(s);
-}
-
-static void
-session_event(struct bufferevent *bev, short what, void *arg)
-{
-	struct imap_session *s = arg;
-
-	if (what & BEV_EVENT_CONNECTED)
-		return;		/* the TLS handshake completed */
-	if ((what & BEV_EVENT_TIMEOUT) && !s->busy) {
-		evbuffer_add_printf(bufferevent_get_output(bev),
-		    "* BYE Disconnected for inactivity.\r\n");
-		s->state = S_LOGOUT;
-		bufferevent_disable(bev, EV_READ);
-		bufferevent_set_timeouts(bev, NULL, NULL);
-		close_when_flushed(s);
-		return;
-	}
-	if (s->busy) {
-		s->dead = true;
-		bufferevent_disable(bev, EV_READ | EV_WRITE);
-		return;
-	}
-	session_free(s);
-}
-
-static void
-session_free(struct imap_session *s)
-{
-	struct imap_server *srv = s->srv;
-
-	if (s->busy) {
-		s->dead = true;
-		return;
-	}
 	if (s->logged_in && !s->logged_out)
-		log_info("%lu: imap logout: user=<%s>, disconnected", s->sid,
-		    s->login);
-	log_info("%lu: imap disconnect from %s", s->sid, s->peer);
-	if (s->prev != NULL)
-		s->prev->next = s->next;
-	else
-		srv->sessions = s->next;
-	if (s->next != NULL)
-		s->next->prev = s->prev;
-	srv->nsessions--;
+		log_info("%016llx: imap logout: user=<%s>, disconnected",
+		    SID(base), s->login);
 	if (s->watch != NULL)
-		imap_watch_release(srv, &s->watch);
-	if (s->delay_ev != NULL)
-		event_free(s->delay_ev);
-	if (s->close_ev != NULL)
-		event_free(s->close_ev);
+		imap_watch_release(s->srv, &s->watch);
 	if (s->sync_ev != NULL)
 		event_free(s->sync_ev);
-	if (s->line_ev != NULL)
-		event_free(s->line_ev);
 	end_command(s);
 	imap_close_mailbox(s);
-	bufferevent_free(s->bev);
+	sasl_reset(&s->sasl);
 	str_free(&s->in);
 	str_free(&s->out);
 	str_free(&s->text);
 	free(s->login);
 	free(s->maildir);
-	free(s->job_login);
-	if (s->job_pass != NULL) {
-		explicit_bzero(s->job_pass, strlen(s->job_pass));
-		free(s->job_pass);
-	}
-	free(s);
 }
+
+static const struct session_ops imap_ops = {
+	.size = sizeof(struct imap_session),
+	.proto = "imap",
+	.process = imap_process,
+	.writable = imap_writable,
+	.timeout = imap_timeout,
+	.drain = imap_drain,
+	.cleanup = imap_cleanup,
+	.login_job = login_run,
+	.login_done = login_done,
+};
 
 void
 imap_session_accept(struct imap_server *srv, int fd, const struct sockaddr *sa,
     bool implicit_tls)
 {
 	struct imap_session *s;
-	struct timeval tv = { (time_t)srv->timeout, 0 };
-	char ip[64];
-	unsigned port;
-	bool loopback;
 	str_t caps = STR_INIT;
 
-	conn_peer(sa, ip, sizeof(ip), &port, &loopback);
-	if (srv->draining || (implicit_tls && srv->tls == NULL)) {
-		close(fd);
+	s = (struct imap_session *)session_accept(&srv->sv, implicit_tls ?
+	    &srv->imaps : &srv->imap, fd, sa, implicit_tls);
+	if (s == NULL)
 		return;
-	}
-	s = xcalloc(1, sizeof(*s));
 	s->srv = srv;
-	s->sid = ++next_sid;
-	s->loopback = loopback;
-	snprintf(s->ip, sizeof(s->ip), "%s", ip);
-	snprintf(s->peer, sizeof(s->peer), "[%s]:%u", ip, port);
-	if (implicit_tls) {
-		s->bev = tls_bev_accept(srv->tls, srv->base, fd);
-		s->tls = true;
-	} else {
-		s->bev = bufferevent_socket_new(srv->base, fd,
-		    BEV_OPT_CLOSE_ON_FREE);
-	}
-	if (s->bev == NULL) {
-		close(fd);
-		free(s);
-		return;
-	}
-	srv->nsessions++;
-	s->next = srv->sessions;
-	if (srv->sessions != NULL)
-		srv->sessions->prev = s;
-	srv->sessions = s;
-	bufferevent_setcb(s->bev, session_read, session_write, session_event,
-	    s);
-	conn_set_watermarks(s->bev);
-	bufferevent_set_timeouts(s->bev, &tv, &tv);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-	log_info("%lu: imap connect from %s%s", s->sid, s->peer,
-	    implicit_tls ? " (TLS)" : "");
+	s->sid = (unsigned long)s->base.sid;
 	capabilities(s, &caps);
-	evbuffer_add_printf(bufferevent_get_output(s->bev),
+	session_printf(&s->base,
 	    "* OK [CAPABILITY %s] %s petrel IMAP4rev1 ready\r\n", str_c(&caps),
-	    srv->hostname);
+	    srv->sv.hostname);
 	str_free(&caps);
 }
 
 unsigned
 imap_server_drain(struct imap_server *srv)
 {
-	struct imap_session *s, *next;
-
-	srv->draining = true;
-	for (s = srv->sessions; s != NULL; s = next) {
-		next = s->next;
-		if (s->busy || s->state == S_LOGOUT)
-			continue;
-		evbuffer_add_printf(bufferevent_get_output(s->bev),
-		    "* BYE [UNAVAILABLE] Server shutting down\r\n");
-		s->state = S_LOGOUT;
-		bufferevent_disable(s->bev, EV_READ);
-		close_when_flushed(s);
-	}
-	return srv->nsessions;
+	return session_server_drain(&srv->sv);
 }
 
 void
 imap_server_init(struct imap_server *srv, struct event_base *base,
-    struct jobs *jobs, const struct config *cfg, struct tls_server *tls)
+    struct jobs *jobs, const struct config *cfg, unsigned nworkers,
+    struct tls_server *tls)
 {
+	static const char refusal[] = "* BYE [UNAVAILABLE] Too many "
+	    "connections, try again later";
+
 	memset(srv, 0, sizeof(*srv));
-	srv->base = base;
-	srv->jobs = jobs;
-	srv->dir_jobs = jobs;	/* serve gives directory work its own */
+	session_server_init(&srv->sv, &imap_ops, base, jobs, cfg,
+	    "imap_timeout", tls);
 	srv->cfg = cfg;
-	srv->tls = tls;
-	srv->hostname = xstrdup(config_get(cfg, "hostname"));
 	srv->mail_root = config_get(cfg, "mail_root");
-	srv->plaintext = config_get(cfg, "allow_plaintext_auth");
-	srv->fail_delay_ms = (unsigned)config_get_uint(cfg, "auth_fail_delay");
-	srv->timeout = (unsigned)config_get_uint(cfg, "imap_timeout");
 	srv->size_limit = config_get_uint(cfg, "message_size_limit");
+	session_listener_init(&srv->imap, cfg, "imap", refusal, nworkers);
+	session_listener_init(&srv->imaps, cfg, "imaps", refusal, nworkers);
 	srv->inotify_fd = -1;
 	if (imap_notify_init(srv) < 0)
 		log_warn_errno("imap: inotify unavailable; IDLE will report "
@@ -1149,10 +972,6 @@ imap_server_init(struct imap_server *srv, struct event_base *base,
 void
 imap_server_deinit(struct imap_server *srv)
 {
-	while (srv->sessions != NULL) {
-		srv->sessions->busy = false;
-		session_free(srv->sessions);
-	}
+	session_server_deinit(&srv->sv);
 	imap_notify_deinit(srv);
-	free(srv->hostname);
 }

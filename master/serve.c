@@ -584,7 +584,7 @@ worker_drain_tick(evutil_socket_t fd, short what, void *arg)
 	if (w->retiring) {
 		/* After a reload: sessions end when their clients end them. */
 		if (w->smtp.sv.nsessions + w->pop3.sv.nsessions +
-		    w->imap.nsessions == 0 &&
+		    w->imap.sv.nsessions == 0 &&
 		    jobs_pending(w->jobs) == 0)
 			event_base_loopbreak(w->base);
 		return;
@@ -667,13 +667,14 @@ run_worker(struct cli *cli, const char *fdlist)
 	    nw ? (unsigned)strtoul(nw, NULL, 10) : 1, w.tls);
 	pop3_server_init(&w.pop3, w.base, w.jobs, cli->cfg,
 	    nw ? (unsigned)strtoul(nw, NULL, 10) : 1, w.tls);
-	imap_server_init(&w.imap, w.base, w.jobs, cli->cfg, w.tls);
+	imap_server_init(&w.imap, w.base, w.jobs, cli->cfg,
+	    nw ? (unsigned)strtoul(nw, NULL, 10) : 1, w.tls);
 	/* Directory queries get threads of their own: a database that
 	 * hangs holds up logins and RCPT lookups, not deliveries or
 	 * mailbox work. */
 	w.dir_jobs = jobs_create(w.base, (size_t)config_get_uint(cli->cfg,
 	    "worker_threads"), dir_thread_init, dir_thread_deinit, cli->cfg);
-	w.smtp.sv.dir_jobs = w.pop3.sv.dir_jobs = w.imap.dir_jobs = w.dir_jobs;
+	w.smtp.sv.dir_jobs = w.pop3.sv.dir_jobs = w.imap.sv.dir_jobs = w.dir_jobs;
 	for (item = strtok_r(copy, ",", &save); item != NULL;
 	    item = strtok_r(NULL, ",", &save)) {
 		char *eq = strchr(item, '=');

@@ -278,6 +278,7 @@ session_take_line(struct session *s, size_t max, char **line_r,
 	}
 	line = xmalloc(n + 1);
 	evbuffer_remove(in, line, n);
+	session_line_taken(s);
 	n--;
 	if (n > 0 && line[n - 1] == '\r')
 		n--;
@@ -285,6 +286,13 @@ session_take_line(struct session *s, size_t max, char **line_r,
 	*line_r = line;
 	*len_r = n;
 	return 1;
+}
+
+void
+session_line_taken(struct session *s)
+{
+	if (s->line_ev != NULL)
+		evtimer_del(s->line_ev);
 }
 
 void

@@ -166,6 +166,9 @@ bool session_output_full(struct session *s);
 int session_take_line(struct session *s, size_t max, char **line_r,
     size_t *len_r);
 void session_line_free(char *line, size_t len);
+/* A protocol that frames its own input took a whole command line: the
+ * line deadline starts again with the next partial one. */
+void session_line_taken(struct session *s);
 
 /* Close once the replies written so far are out (bounded in time). */
 void session_quit(struct session *s);
