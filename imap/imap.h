@@ -17,7 +17,6 @@ struct tls_server;
 
 struct imap_server {
 	struct session_server sv;	/* sessions, limits, TLS, jobs */
-	struct session_listener imap, imaps;
 	const struct config *cfg;
 	const char *mail_root;
 	uint64_t size_limit;		/* message_size_limit (APPEND) */
@@ -34,6 +33,5 @@ void imap_server_init(struct imap_server *srv, struct event_base *base,
 void imap_server_deinit(struct imap_server *srv);
 void imap_session_accept(struct imap_server *srv, int fd,
     const struct sockaddr *sa, bool implicit_tls);
-unsigned imap_server_drain(struct imap_server *srv);
 
 #endif

@@ -250,39 +250,33 @@ cmd_login(struct imap_session *s, struct imap_cmd *c)
 	session_login_start(&s->base, xstrdup(user), xstrdup(pass));
 }
 
-/* Where a SASL step leads: a challenge, a login, or the end. */
+/* A SASL exchange ended without a login: the tagged reply. */
 static void
-sasl_next(struct imap_session *s, enum sasl_status st, const char *challenge,
-    char *login, char *pass)
+auth_error(struct session *base, const char *line)
 {
-	switch (st) {
-	case SASL_DONE:
-		session_login_start(&s->base, login, pass);
-		return;
-	case SASL_NEXT:
-		session_printf(&s->base, "+ %s\r\n", challenge);
-		return;
-	case SASL_ABORTED:
-		imap_bad(s, "Authentication cancelled");
-		break;
-	case SASL_BAD:
-		/* undecodable, or an authorization identity that is not
-		 * the user's own: a failed authentication (no delay: no
-		 * password was tried) */
-		imap_no(s, "[AUTHENTICATIONFAILED] Authentication failed.");
-		break;
-	case SASL_NOMECH:
-		imap_no(s, "Unsupported authentication mechanism");
-		break;
-	}
+	struct imap_session *s = (struct imap_session *)base;
+
+	if (strncmp(line, "BAD ", 4) == 0)
+		imap_bad(s, "%s", line + 4);
+	else
+		imap_no(s, "%s", line);
 }
+
+static const struct session_sasl_words sasl_words = {
+	.challenge = "+ ",
+	.aborted = "BAD Authentication cancelled",
+	/* undecodable, or an authorization identity that is not the
+	 * user's own: a failed authentication (no delay: no password was
+	 * tried) */
+	.bad = "[AUTHENTICATIONFAILED] Authentication failed.",
+	.nomech = "Unsupported authentication mechanism",
+	.error = auth_error,
+};
 
 static void
 cmd_authenticate(struct imap_session *s, struct imap_cmd *c)
 {
-	const char *mech, *ir = NULL, *challenge = NULL;
-	char *login = NULL, *pass = NULL;
-	enum sasl_status st;
+	const char *mech, *ir = NULL;
 
 	if (c->nargs < 1 || c->nargs > 2 ||
 	    (mech = imap_arg_astring(&c->args[0])) == NULL) {
@@ -302,20 +296,14 @@ cmd_authenticate(struct imap_session *s, struct imap_cmd *c)
 		imap_bad(s, "Invalid initial response");
 		return;
 	}
-	st = sasl_start(&s->sasl, SASL_MECH_PLAIN, mech, ir, &challenge,
-	    &login, &pass);
-	sasl_next(s, st, challenge, login, pass);
+	session_sasl_start(&s->base, &s->sasl, &sasl_words, SASL_MECH_PLAIN,
+	    mech, ir);
 }
 
 static void
 sasl_response(struct imap_session *s, const char *line)
 {
-	const char *challenge = NULL;
-	char *login = NULL, *pass = NULL;
-	enum sasl_status st;
-
-	st = sasl_step(&s->sasl, line, &challenge, &login, &pass);
-	sasl_next(s, st, challenge, login, pass);
+	session_sasl_step(&s->base, &s->sasl, &sasl_words, line);
 	if (!s->base.busy && !sasl_active(&s->sasl)) {
 		flush_out(s);
 		end_command(s);
@@ -909,42 +897,34 @@ imap_cleanup(struct session *base)
 	free(s->maildir);
 }
 
+static void
+imap_greet(struct session *base)
+{
+	struct imap_session *s = (struct imap_session *)base;
+	str_t caps = STR_INIT;
+
+	s->srv = base->srv->owner;
+	s->sid = (unsigned long)base->sid;
+	capabilities(s, &caps);
+	session_printf(base, "* OK [CAPABILITY %s] %s petrel IMAP4rev1 "
+	    "ready\r\n", str_c(&caps), base->srv->hostname);
+	str_free(&caps);
+}
+
 static const struct session_ops imap_ops = {
-	.size = sizeof(struct imap_session),
-	.proto = "imap",
-	.process = imap_process,
-	.writable = imap_writable,
-	.timeout = imap_timeout,
-	.drain = imap_drain,
-	.cleanup = imap_cleanup,
-	.login_job = login_run,
-	.login_done = login_done,
+	.size = sizeof(struct imap_session), .proto = "imap",
+	.listeners = { "imap", "imaps" }, .timeout_key = "imap_timeout",
+	.refusal = "* BYE [UNAVAILABLE] Too many connections, try again later",
+	.greet = imap_greet, .process = imap_process, .writable = imap_writable,
+	.timeout = imap_timeout, .drain = imap_drain, .cleanup = imap_cleanup,
+	.login_job = login_run, .login_done = login_done,
 };
 
 void
 imap_session_accept(struct imap_server *srv, int fd, const struct sockaddr *sa,
     bool implicit_tls)
 {
-	struct imap_session *s;
-	str_t caps = STR_INIT;
-
-	s = (struct imap_session *)session_accept(&srv->sv, implicit_tls ?
-	    &srv->imaps : &srv->imap, fd, sa, implicit_tls);
-	if (s == NULL)
-		return;
-	s->srv = srv;
-	s->sid = (unsigned long)s->base.sid;
-	capabilities(s, &caps);
-	session_printf(&s->base,
-	    "* OK [CAPABILITY %s] %s petrel IMAP4rev1 ready\r\n", str_c(&caps),
-	    srv->sv.hostname);
-	str_free(&caps);
-}
-
-unsigned
-imap_server_drain(struct imap_server *srv)
-{
-	return session_server_drain(&srv->sv);
+	session_accept(&srv->sv, implicit_tls ? 1 : 0, fd, sa, implicit_tls);
 }
 
 void
@@ -952,17 +932,12 @@ imap_server_init(struct imap_server *srv, struct event_base *base,
     struct jobs *jobs, const struct config *cfg, unsigned nworkers,
     struct tls_server *tls)
 {
-	static const char refusal[] = "* BYE [UNAVAILABLE] Too many "
-	    "connections, try again later";
-
 	memset(srv, 0, sizeof(*srv));
-	session_server_init(&srv->sv, &imap_ops, base, jobs, cfg,
-	    "imap_timeout", tls);
+	session_server_init(&srv->sv, &imap_ops, srv, base, jobs, cfg,
+	    nworkers, tls);
 	srv->cfg = cfg;
 	srv->mail_root = config_get(cfg, "mail_root");
 	srv->size_limit = config_get_uint(cfg, "message_size_limit");
-	session_listener_init(&srv->imap, cfg, "imap", refusal, nworkers);
-	session_listener_init(&srv->imaps, cfg, "imaps", refusal, nworkers);
 	srv->inotify_fd = -1;
 	if (imap_notify_init(srv) < 0)
 		log_warn_errno("imap: inotify unavailable; IDLE will report "

@@ -589,8 +589,9 @@ worker_drain_tick(evutil_socket_t fd, short what, void *arg)
 			event_base_loopbreak(w->base);
 		return;
 	}
-	left = smtp_server_drain(&w->smtp) + pop3_server_drain(&w->pop3) +
-	    imap_server_drain(&w->imap);
+	left = session_server_drain(&w->smtp.sv) +
+	    session_server_drain(&w->pop3.sv) +
+	    session_server_drain(&w->imap.sv);
 
 	if ((left == 0 && jobs_pending(w->jobs) == 0) ||
 	    (time(NULL) - w->drain_started > DRAIN_GRACE &&

@@ -425,35 +425,23 @@ cmd_pass(struct pop3_session *s, char *arg)
 }
 
 static void
-sasl_next(struct pop3_session *s, enum sasl_status st, const char *challenge,
-    char *login, char *pass)
+auth_error(struct session *base, const char *line)
 {
-	switch (st) {
-	case SASL_DONE:
-		session_login_start(&s->base, login, pass);
-		break;
-	case SASL_NEXT:
-		reply(s, "+ %s", challenge);
-		break;
-	case SASL_ABORTED:
-		reply_err(s, "Authentication aborted");
-		break;
-	case SASL_BAD:
-		reply_err(s, "[AUTH] Invalid SASL response");
-		break;
-	case SASL_NOMECH:
-		reply_err(s, "Unsupported authentication mechanism");
-		break;
-	}
+	reply_err((struct pop3_session *)base, "%s", line);
 }
+
+static const struct session_sasl_words sasl_words = {
+	.challenge = "+ ",
+	.aborted = "Authentication aborted",
+	.bad = "[AUTH] Invalid SASL response",
+	.nomech = "Unsupported authentication mechanism",
+	.error = auth_error,
+};
 
 static void
 cmd_auth(struct pop3_session *s, char *arg)
 {
 	char *mech = arg, *resp = strchr(arg, ' ');
-	const char *challenge = NULL;
-	char *login = NULL, *pass = NULL;
-	enum sasl_status st;
 
 	if (resp != NULL)
 		*resp++ = '\0';
@@ -474,10 +462,8 @@ cmd_auth(struct pop3_session *s, char *arg)
 		    "without TLS (use STLS)");
 		return;
 	}
-	st = sasl_start(&s->sasl, SASL_MECH_PLAIN, mech,
-	    resp != NULL && *resp != '\0' ? resp : NULL, &challenge, &login,
-	    &pass);
-	sasl_next(s, st, challenge, login, pass);
+	session_sasl_start(&s->base, &s->sasl, &sasl_words, SASL_MECH_PLAIN,
+	    mech, resp != NULL && *resp != '\0' ? resp : NULL);
 }
 
 static void
@@ -684,15 +670,11 @@ static const struct pop3_command {
 static void
 dispatch(struct pop3_session *s, char *line, size_t len)
 {
-	const char *challenge = NULL;
-	char *arg, *login = NULL, *pass = NULL;
+	char *arg;
 	unsigned in = s->state == P_AUTH ? IN_AUTH : IN_TRANS;
 
 	if (sasl_active(&s->sasl)) {
-		enum sasl_status st = sasl_step(&s->sasl, line, &challenge,
-		    &login, &pass);
-
-		sasl_next(s, st, challenge, login, pass);
+		session_sasl_step(&s->base, &s->sasl, &sasl_words, line);
 		return;
 	}
 	if (memchr(line, '\0', len) != NULL) {
@@ -771,36 +753,30 @@ pop3_cleanup(struct session *base)
 	free(s->maildir);
 }
 
+static void
+pop3_greet(struct session *base)
+{
+	struct pop3_session *s = (struct pop3_session *)base;
+
+	s->srv = base->srv->owner;
+	s->lock_fd = -1;
+	reply(s, "+OK %s petrel POP3 ready", base->srv->hostname);
+}
+
 static const struct session_ops pop3_ops = {
-	.size = sizeof(struct pop3_session),
-	.proto = "pop3",
-	.process = pop3_process,
-	.timeout = pop3_timeout,
-	.drain = pop3_drain,
-	.cleanup = pop3_cleanup,
-	.login_job = login_run,
-	.login_done = login_done,
+	.size = sizeof(struct pop3_session), .proto = "pop3",
+	.listeners = { "pop3", "pop3s" }, .timeout_key = "pop3_timeout",
+	.refusal = "-ERR [SYS/TEMP] Too many connections, try again later",
+	.greet = pop3_greet, .process = pop3_process, .timeout = pop3_timeout,
+	.drain = pop3_drain, .cleanup = pop3_cleanup,
+	.login_job = login_run, .login_done = login_done,
 };
 
 void
 pop3_session_accept(struct pop3_server *srv, int fd, const struct sockaddr *sa,
     bool implicit_tls)
 {
-	struct pop3_session *s;
-
-	s = (struct pop3_session *)session_accept(&srv->sv, implicit_tls ?
-	    &srv->pop3s : &srv->pop3, fd, sa, implicit_tls);
-	if (s == NULL)
-		return;
-	s->srv = srv;
-	s->lock_fd = -1;
-	reply(s, "+OK %s petrel POP3 ready", srv->sv.hostname);
-}
-
-unsigned
-pop3_server_drain(struct pop3_server *srv)
-{
-	return session_server_drain(&srv->sv);
+	session_accept(&srv->sv, implicit_tls ? 1 : 0, fd, sa, implicit_tls);
 }
 
 void
@@ -808,16 +784,11 @@ pop3_server_init(struct pop3_server *srv, struct event_base *base,
     struct jobs *jobs, const struct config *cfg, unsigned nworkers,
     struct tls_server *tls)
 {
-	static const char refusal[] = "-ERR [SYS/TEMP] Too many connections, "
-	    "try again later";
-
 	memset(srv, 0, sizeof(*srv));
-	session_server_init(&srv->sv, &pop3_ops, base, jobs, cfg,
-	    "pop3_timeout", tls);
+	session_server_init(&srv->sv, &pop3_ops, srv, base, jobs, cfg,
+	    nworkers, tls);
 	srv->cfg = cfg;
 	srv->mail_root = config_get(cfg, "mail_root");
-	session_listener_init(&srv->pop3, cfg, "pop3", refusal, nworkers);
-	session_listener_init(&srv->pop3s, cfg, "pop3s", refusal, nworkers);
 }
 
 void

@@ -821,51 +821,26 @@ auth_allowed(const struct smtp_session *s)
 	return s->submission && s->base.tls;
 }
 
-/* What a SASL step asks for: a challenge, the login, or an error. */
 static void
-auth_next(struct smtp_session *s, enum sasl_status st, const char *challenge,
-    char *login, char *pass)
+auth_error(struct session *base, const char *line)
 {
-	switch (st) {
-	case SASL_DONE:
-		session_login_start(&s->base, login, pass);
-		break;
-	case SASL_NEXT:
-		reply(s, "334 %s", challenge);
-		break;
-	case SASL_ABORTED:
-		reply_error(s, "501 5.7.0 Authentication aborted");
-		break;
-	case SASL_BAD:
-		reply_error(s, "501 5.5.2 Cannot decode response");
-		break;
-	case SASL_NOMECH:
-		reply_error(s, "535 5.7.8 Error: authentication mechanism "
-		    "not supported");
-		break;
-	}
+	reply_error((struct smtp_session *)base, "%s", line);
 }
 
-/* A continuation line during AUTH (RFC 4954 4). */
-static void
-auth_continue(struct smtp_session *s, const char *line)
-{
-	const char *challenge = NULL;
-	char *login = NULL, *pass = NULL;
-	enum sasl_status st;
-
-	st = sasl_step(&s->sasl, line, &challenge, &login, &pass);
-	auth_next(s, st, challenge, login, pass);
-}
+static const struct session_sasl_words sasl_words = {
+	.challenge = "334 ",
+	.aborted = "501 5.7.0 Authentication aborted",
+	.bad = "501 5.5.2 Cannot decode response",
+	.nomech = "535 5.7.8 Error: authentication mechanism not supported",
+	.error = auth_error,
+};
 
 static void
 cmd_auth(struct smtp_session *s, const char *arg)
 {
 	char mech[32];
-	const char *ir, *challenge = NULL;
-	char *login = NULL, *pass = NULL;
+	const char *ir;
 	size_t n = strcspn(arg, " ");
-	enum sasl_status st;
 
 	if (!auth_allowed(s)) {
 		reply_error(s, s->submission ?
@@ -892,9 +867,8 @@ cmd_auth(struct smtp_session *s, const char *arg)
 	memcpy(mech, arg, n);
 	mech[n] = '\0';
 	ir = arg[n] == ' ' ? arg + n + 1 : NULL;
-	st = sasl_start(&s->sasl, SASL_MECH_PLAIN | SASL_MECH_LOGIN, mech, ir,
-	    &challenge, &login, &pass);
-	auth_next(s, st, challenge, login, pass);
+	session_sasl_start(&s->base, &s->sasl, &sasl_words,
+	    SASL_MECH_PLAIN | SASL_MECH_LOGIN, mech, ir);
 }
 
 static void
@@ -1030,7 +1004,8 @@ dispatch(struct smtp_session *s, char *line, size_t len)
 	enum smtp_verb v;
 
 	if (sasl_active(&s->sasl)) {
-		auth_continue(s, line);
+		/* a continuation line during AUTH (RFC 4954 4) */
+		session_sasl_step(&s->base, &s->sasl, &sasl_words, line);
 		return;
 	}
 	if (memchr(line, '\0', len) != NULL) {
@@ -1245,39 +1220,33 @@ smtp_cleanup(struct session *base)
 	free(s->auth_maildir);
 }
 
+static void
+smtp_greet(struct session *base)
+{
+	struct smtp_session *s = (struct smtp_session *)base;
+
+	s->srv = base->srv->owner;
+	s->submission = base->listener != &base->srv->listeners[SMTP_PORT];
+	spool_init(&s->body, s->srv->spool_dir);
+	reply(s, "220 %s ESMTP petrel", s->srv->hostname);
+}
+
 static const struct session_ops smtp_ops = {
-	.size = sizeof(struct smtp_session),
-	.proto = "smtp",
-	.process = smtp_process,
-	.timeout = smtp_timeout,
-	.drain = smtp_drain,
-	.cleanup = smtp_cleanup,
-	.login_job = auth_job,
-	.login_done = auth_done,
+	.size = sizeof(struct smtp_session), .proto = "smtp",
+	.listeners = { "smtp", "submission", "submissions" },
+	.timeout_key = "smtp_timeout", .default_timeout = SMTP_TIMEOUT,
+	.refusal = "421 4.7.0 Error: too many connections, try again later",
+	.greet = smtp_greet, .process = smtp_process, .timeout = smtp_timeout,
+	.drain = smtp_drain, .cleanup = smtp_cleanup,
+	.login_job = auth_job, .login_done = auth_done,
 };
 
 void
 smtp_session_accept(struct smtp_server *srv, int fd, const struct sockaddr *sa,
     int salen, bool submission, bool implicit_tls)
 {
-	const struct session_listener *l = implicit_tls ? &srv->submissions :
-	    submission ? &srv->submission : &srv->smtp;
-	struct smtp_session *s;
-
-	s = (struct smtp_session *)session_accept(&srv->sv, l, fd, sa,
-	    implicit_tls);
-	if (s == NULL)
-		return;
-	s->srv = srv;
-	s->submission = submission;
-	spool_init(&s->body, srv->spool_dir);
-	reply(s, "220 %s ESMTP petrel", srv->hostname);
-}
-
-unsigned
-smtp_server_drain(struct smtp_server *srv)
-{
-	return session_server_drain(&srv->sv);
+	session_accept(&srv->sv, implicit_tls ? SMTP_SUBMISSIONS : submission ?
+	    SMTP_SUBMISSION : SMTP_PORT, fd, sa, implicit_tls);
 }
 
 void
@@ -1285,15 +1254,11 @@ smtp_server_init(struct smtp_server *srv, struct event_base *base,
     struct jobs *jobs, const struct config *cfg, unsigned nworkers,
     struct tls_server *tls)
 {
-	static const char refusal[] = "421 4.7.0 Error: too many connections, "
-	    "try again later";
 	const char *err;
 
 	memset(srv, 0, sizeof(*srv));
-	session_server_init(&srv->sv, &smtp_ops, base, jobs, cfg,
-	    "smtp_timeout", tls);
-	if (srv->sv.timeout == 0)
-		srv->sv.timeout = SMTP_TIMEOUT;
+	session_server_init(&srv->sv, &smtp_ops, srv, base, jobs, cfg,
+	    nworkers, tls);
 	srv->hostname = srv->sv.hostname;
 	srv->cfg = cfg;
 	srv->queue_dir = xstrdup(config_get(cfg, "queue_dir"));
@@ -1304,11 +1269,6 @@ smtp_server_init(struct smtp_server *srv, struct event_base *base,
 	srv->rc.mail_root = config_get(cfg, "mail_root");
 	srv->rc.delimiter = config_get(cfg, "recipient_delimiter");
 	srv->size_limit = config_get_uint(cfg, "message_size_limit");
-	session_listener_init(&srv->smtp, cfg, "smtp", refusal, nworkers);
-	session_listener_init(&srv->submission, cfg, "submission", refusal,
-	    nworkers);
-	session_listener_init(&srv->submissions, cfg, "submissions", refusal,
-	    nworkers);
 }
 
 void

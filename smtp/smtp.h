@@ -18,9 +18,11 @@ struct jobs;
 struct sockaddr;
 struct tls_server;
 
+/* Listeners, as in smtp_ops.listeners */
+enum { SMTP_PORT, SMTP_SUBMISSION, SMTP_SUBMISSIONS };
+
 struct smtp_server {
 	struct session_server sv;	/* sessions, limits, TLS, jobs */
-	struct session_listener smtp, submission, submissions;
 	const struct config *cfg;
 	const char *hostname;		/* sv.hostname */
 	char *queue_dir;
@@ -38,8 +40,5 @@ void smtp_server_deinit(struct smtp_server *srv);
 void smtp_session_accept(struct smtp_server *srv, int fd,
     const struct sockaddr *sa, int salen, bool submission,
     bool implicit_tls);
-/* Stop: idle sessions get 421 and close; busy ones close when done.
- * Returns the number of sessions still open. */
-unsigned smtp_server_drain(struct smtp_server *srv);
 
 #endif

@@ -119,13 +119,34 @@ ipcount_put(struct session_server *srv, struct session_ipcount *c)
 
 /* ---- setup ---- */
 
+/* A listener's limits from X_max_connections and X_max_connections_per_ip.
+ * Counted per worker: the total is shared out. Which worker accepts a
+ * connection is up to the kernel, so a share of the per-address limit
+ * would refuse a client well below it when the spread is uneven: each
+ * worker allows the whole of that one. */
+static void
+listener_init(struct session_listener *l, const struct config *cfg,
+    const char *name, unsigned nworkers)
+{
+	char key[64];
+	uint64_t total;
+
+	l->name = name;
+	snprintf(key, sizeof(key), "%s_max_connections", name);
+	total = config_get_uint(cfg, key);
+	l->max_conn = (unsigned)((total + nworkers - 1) / nworkers);
+	snprintf(key, sizeof(key), "%s_max_connections_per_ip", name);
+	l->max_conn_per_ip = (unsigned)config_get_uint(cfg, key);
+}
+
 void
 session_server_init(struct session_server *srv, const struct session_ops *ops,
-    struct event_base *base, struct jobs *jobs, const struct config *cfg,
-    const char *timeout_key, struct tls_server *tls)
+    void *owner, struct event_base *base, struct jobs *jobs,
+    const struct config *cfg, unsigned nworkers, struct tls_server *tls)
 {
 	memset(srv, 0, sizeof(*srv));
 	srv->ops = ops;
+	srv->owner = owner;
 	srv->base = base;
 	srv->jobs = jobs;
 	srv->dir_jobs = jobs;	/* serve gives directory work its own */
@@ -138,10 +159,16 @@ session_server_init(struct session_server *srv, const struct session_ops *ops,
 		free(srv->hostname);
 		srv->hostname = xstrdup(host);
 	}
-	srv->timeout = (unsigned)config_get_uint(cfg, timeout_key);
+	srv->timeout = (unsigned)config_get_uint(cfg, ops->timeout_key);
+	if (srv->timeout == 0)
+		srv->timeout = ops->default_timeout;
 	srv->fail_delay_ms = (unsigned)config_get_uint(cfg, "auth_fail_delay");
 	srv->plaintext = config_get(cfg, "allow_plaintext_auth");
 	srv->ips = xcalloc(IPCOUNT_BUCKETS, sizeof(*srv->ips));
+	for (size_t i = 0; i < SESSION_LISTENERS_MAX &&
+	    ops->listeners[i] != NULL; i++)
+		listener_init(&srv->listeners[i], cfg, ops->listeners[i],
+		    nworkers > 0 ? nworkers : 1);
 }
 
 static void session_free(struct session *s);
@@ -164,29 +191,6 @@ session_server_deinit(struct session_server *srv)
 	}
 	free(srv->ips);
 	free(srv->hostname);
-}
-
-void
-session_listener_init(struct session_listener *l, const struct config *cfg,
-    const char *name, const char *refusal, unsigned nworkers)
-{
-	char key[64];
-	uint64_t total;
-
-	memset(l, 0, sizeof(*l));
-	l->name = name;
-	l->refusal = refusal;
-	if (nworkers == 0)
-		nworkers = 1;
-	snprintf(key, sizeof(key), "%s_max_connections", name);
-	total = config_get_uint(cfg, key);
-	/* Counted per worker: the total is shared out. Which worker
-	 * accepts a connection is up to the kernel, so a share of the
-	 * per-address limit would refuse a client well below it when the
-	 * spread is uneven: each worker allows the whole of that one. */
-	l->max_conn = (unsigned)((total + nworkers - 1) / nworkers);
-	snprintf(key, sizeof(key), "%s_max_connections_per_ip", name);
-	l->max_conn_per_ip = (unsigned)config_get_uint(cfg, key);
 }
 
 /* ---- output ---- */
@@ -494,11 +498,11 @@ session_free(struct session *s)
 
 /* ---- accept and drain ---- */
 
-struct session *
-session_accept(struct session_server *srv, const struct session_listener *l,
-    int fd, const struct sockaddr *sa, bool implicit_tls)
+void
+session_accept(struct session_server *srv, unsigned listener, int fd,
+    const struct sockaddr *sa, bool implicit_tls)
 {
-	struct session_listener *ml = (struct session_listener *)l;
+	struct session_listener *l = &srv->listeners[listener];
 	struct session *s;
 	struct session_ipcount *c;
 	struct timeval tv = { (time_t)srv->timeout, 0 };
@@ -509,7 +513,7 @@ session_accept(struct session_server *srv, const struct session_listener *l,
 
 	if (implicit_tls && srv->tls == NULL) {
 		close(fd);
-		return NULL;
+		return;
 	}
 	conn_peer(sa, ip, sizeof(ip), &port, &loopback);
 	c = ipcount(srv, l, ip, true);
@@ -524,14 +528,14 @@ session_accept(struct session_server *srv, const struct session_listener *l,
 
 		log_warn("%s connection from [%s]:%u refused: %s", l->name, ip,
 		    port, why);
-		str_printf(&line, "%s\r\n", l->refusal);
+		str_printf(&line, "%s\r\n", srv->ops->refusal);
 		/* best effort: the socket is new, its buffer empty */
 		(void)!write(fd, line.data, line.len);
 		str_free(&line);
 		close(fd);
 		if (c->count == 0)
 			ipcount_put(srv, c);
-		return NULL;
+		return;
 	}
 	s = xcalloc(1, srv->ops->size);
 	s->srv = srv;
@@ -552,10 +556,10 @@ session_accept(struct session_server *srv, const struct session_listener *l,
 		free(s);
 		if (c->count == 0)
 			ipcount_put(srv, c);
-		return NULL;
+		return;
 	}
 	c->count++;
-	ml->nsessions++;
+	l->nsessions++;
 	srv->nsessions++;
 	s->next = srv->sessions;
 	if (srv->sessions != NULL)
@@ -567,7 +571,7 @@ session_accept(struct session_server *srv, const struct session_listener *l,
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	log_info("%016llx: %s connect from %s (%s)", SID(s), srv->ops->proto,
 	    s->peer, l->name);
-	return s;
+	srv->ops->greet(s);
 }
 
 unsigned
@@ -749,4 +753,54 @@ session_login_start(struct session *s, char *login, char *pass)
 	s->login_job.done = login_finished;
 	s->login_job.next = NULL;
 	session_job_submit(s, s->srv->dir_jobs, &s->login_job);
+}
+
+/* ---- SASL ---- */
+
+static void
+sasl_next(struct session *s, const struct session_sasl_words *w,
+    enum sasl_status st, const char *challenge, char *login, char *pass)
+{
+	switch (st) {
+	case SASL_DONE:
+		session_login_start(s, login, pass);
+		break;
+	case SASL_NEXT:
+		session_printf(s, "%s%s\r\n", w->challenge, challenge);
+		break;
+	case SASL_ABORTED:
+		w->error(s, w->aborted);
+		break;
+	case SASL_BAD:
+		w->error(s, w->bad);
+		break;
+	case SASL_NOMECH:
+		w->error(s, w->nomech);
+		break;
+	}
+}
+
+void
+session_sasl_start(struct session *s, struct sasl *x,
+    const struct session_sasl_words *w, unsigned allowed, const char *mech,
+    const char *initial)
+{
+	const char *challenge = NULL;
+	char *login = NULL, *pass = NULL;
+	enum sasl_status st;
+
+	st = sasl_start(x, allowed, mech, initial, &challenge, &login, &pass);
+	sasl_next(s, w, st, challenge, login, pass);
+}
+
+void
+session_sasl_step(struct session *s, struct sasl *x,
+    const struct session_sasl_words *w, const char *line)
+{
+	const char *challenge = NULL;
+	char *login = NULL, *pass = NULL;
+	enum sasl_status st;
+
+	st = sasl_step(x, line, &challenge, &login, &pass);
+	sasl_next(s, w, st, challenge, login, pass);
 }

@@ -26,6 +26,7 @@
 
 #include "lib/auth/login.h"
 #include "lib/io/jobs.h"
+#include "lib/session/sasl.h"
 
 struct bufferevent;
 struct config;
@@ -38,18 +39,29 @@ struct session;
 struct sockaddr;
 struct tls_server;
 
-/* A listener's limits and the line a refused client gets. */
+#define SESSION_LISTENERS_MAX 3
+
+/* A listener's limits (X_max_connections, X_max_connections_per_ip). */
 struct session_listener {
 	const char *name;	/* "smtp", "imaps", ...: config key prefix */
-	unsigned max_conn;	/* on this node; 0 = refuse all */
+	unsigned max_conn;	/* this worker's share of the node's */
 	unsigned max_conn_per_ip;
 	unsigned nsessions;	/* open now, this worker */
-	const char *refusal;	/* the protocol's line, without CRLF */
 };
 
 struct session_ops {
 	size_t size;		/* of the protocol's session struct */
 	const char *proto;	/* in log lines: "smtp", "imap", "pop3" */
+	/* Its listeners (config key prefixes), the key of its timeout and
+	 * the line (without CRLF) a client refused at a limit gets. */
+	const char *listeners[SESSION_LISTENERS_MAX];
+	const char *timeout_key;
+	const char *refusal;
+	/* Timeout used when the configured one is 0. */
+	unsigned default_timeout;
+	/* A new session is live: fill the protocol's part (zeroed) and
+	 * greet. */
+	void (*greet)(struct session *s);
 	/* Read and handle input (called while !busy && !quit). Returns
 	 * true when a command line is partly buffered (its deadline
 	 * runs). */
@@ -85,6 +97,8 @@ struct session_server {
 	struct jobs *dir_jobs;		/* directory queries (logins) */
 	struct tls_server *tls;		/* NULL: no STARTTLS / implicit TLS */
 	const struct session_ops *ops;
+	void *owner;			/* the protocol's server */
+	struct session_listener listeners[SESSION_LISTENERS_MAX];
 	char *hostname;
 	unsigned timeout;		/* seconds idle / per command line */
 	unsigned fail_delay_ms;		/* auth_fail_delay */
@@ -122,26 +136,19 @@ struct session {
 /* "%016llx" of a session id, for log lines. */
 #define SID(s) ((unsigned long long)(s)->sid)
 
+/* The listeners' limits come from the configuration; nworkers shares
+ * each total among the workers of this node. */
 void session_server_init(struct session_server *srv,
-    const struct session_ops *ops, struct event_base *base,
-    struct jobs *jobs, const struct config *cfg, const char *timeout_key,
+    const struct session_ops *ops, void *owner, struct event_base *base,
+    struct jobs *jobs, const struct config *cfg, unsigned nworkers,
     struct tls_server *tls);
 void session_server_deinit(struct session_server *srv);
 
-/* A listener's limits from X_max_connections and
- * X_max_connections_per_ip (name = "smtp", "imaps", ...); refusal is the
- * protocol's own line without CRLF. nworkers shares the total among the
- * workers of this node. */
-void session_listener_init(struct session_listener *l,
-    const struct config *cfg, const char *name, const char *refusal,
-    unsigned nworkers);
-
-/* A new connection (fd non-blocking). NULL when refused (the client got
- * the listener's refusal) or on error; the fd is closed then. Otherwise
- * the session is live: the caller fills its part and greets. */
-struct session *session_accept(struct session_server *srv,
-    const struct session_listener *l, int fd, const struct sockaddr *sa,
-    bool implicit_tls);
+/* A new connection (fd non-blocking): refused with the listener's line
+ * past its limits (the fd is closed), else a live session greeted by
+ * ops->greet. */
+void session_accept(struct session_server *srv, unsigned listener, int fd,
+    const struct sockaddr *sa, bool implicit_tls);
 /* Idle sessions get the protocol's goodbye and close; busy ones when
  * done. Returns the number of sessions still open. */
 unsigned session_server_drain(struct session_server *srv);
@@ -198,6 +205,25 @@ bool session_plaintext_ok(const struct session *s);
  * failed-login delay for a wrong password). Takes both strings; the
  * password is wiped and freed on every path. */
 void session_login_start(struct session *s, char *login, char *pass);
+
+/* A protocol's words for the steps of a SASL exchange (lib/session/sasl):
+ * what goes before a challenge ("334 ", "+ "), and the
+ * lines for an aborted exchange, an undecodable response and an unknown
+ * mechanism, which error() sends. */
+struct session_sasl_words {
+	const char *challenge;
+	const char *aborted, *bad, *nomech;
+	void (*error)(struct session *s, const char *line);
+};
+
+/* AUTH mech [initial]: start an exchange; it ends in a login
+ * (session_login_start) or an error reply. */
+void session_sasl_start(struct session *s, struct sasl *x,
+    const struct session_sasl_words *w, unsigned allowed, const char *mech,
+    const char *initial);
+/* A response line while sasl_active(x). */
+void session_sasl_step(struct session *s, struct sasl *x,
+    const struct session_sasl_words *w, const char *line);
 
 /* Free and wipe a secret string; NULL is fine. */
 void session_wipe(char **p);
