@@ -17,7 +17,6 @@ struct tls_server;
 
 struct imap_server {
 	struct session_server sv;	/* sessions, limits, TLS, jobs */
-	const struct config *cfg;
 	const char *mail_root;
 	uint64_t size_limit;		/* message_size_limit (APPEND) */
 
@@ -31,7 +30,5 @@ void imap_server_init(struct imap_server *srv, struct event_base *base,
     struct jobs *jobs, const struct config *cfg, unsigned nworkers,
     struct tls_server *tls);
 void imap_server_deinit(struct imap_server *srv);
-void imap_session_accept(struct imap_server *srv, int fd,
-    const struct sockaddr *sa, bool implicit_tls);
 
 #endif

@@ -913,7 +913,8 @@ imap_greet(struct session *base)
 
 static const struct session_ops imap_ops = {
 	.size = sizeof(struct imap_session), .proto = "imap",
-	.listeners = { "imap", "imaps" }, .timeout_key = "imap_timeout",
+	.listeners = { "imap", "imaps" }, .implicit_tls = { false, true },
+	.timeout_key = "imap_timeout",
 	.refusal = "* BYE [UNAVAILABLE] Too many connections, try again later",
 	.greet = imap_greet, .process = imap_process, .writable = imap_writable,
 	.timeout = imap_timeout, .drain = imap_drain, .cleanup = imap_cleanup,
@@ -921,24 +922,16 @@ static const struct session_ops imap_ops = {
 };
 
 void
-imap_session_accept(struct imap_server *srv, int fd, const struct sockaddr *sa,
-    bool implicit_tls)
-{
-	session_accept(&srv->sv, implicit_tls ? 1 : 0, fd, sa, implicit_tls);
-}
-
-void
 imap_server_init(struct imap_server *srv, struct event_base *base,
     struct jobs *jobs, const struct config *cfg, unsigned nworkers,
     struct tls_server *tls)
 {
 	memset(srv, 0, sizeof(*srv));
-	session_server_init(&srv->sv, &imap_ops, srv, base, jobs, cfg,
-	    nworkers, tls);
-	srv->cfg = cfg;
 	srv->mail_root = config_get(cfg, "mail_root");
 	srv->size_limit = config_get_uint(cfg, "message_size_limit");
 	srv->inotify_fd = -1;
+	session_server_init(&srv->sv, &imap_ops, srv, base, jobs, cfg,
+	    nworkers, tls);
 	if (imap_notify_init(srv) < 0)
 		log_warn_errno("imap: inotify unavailable; IDLE will report "
 		    "changes only on the next command");

@@ -494,6 +494,8 @@ struct worker_ctx;
 struct worker_listener {
 	struct worker_ctx *w;
 	const char *service;
+	struct session_server *sv;	/* the protocol serving it */
+	unsigned index;			/* its listener there */
 	struct evconnlistener *lev;
 	struct event *ev_resume;	/* accept again after EMFILE */
 };
@@ -543,12 +545,31 @@ accept_error(struct evconnlistener *lev, void *arg)
 	evtimer_add(l->ev_resume, &pause);
 }
 
+/* The protocol server and listener index for a service name. */
+static bool
+worker_find_server(struct worker_ctx *w, const char *service,
+    struct session_server **sv_r, unsigned *index_r)
+{
+	struct session_server *servers[] = { &w->smtp.sv, &w->pop3.sv,
+	    &w->imap.sv };
+
+	for (size_t i = 0; i < sizeof(servers) / sizeof(servers[0]); i++) {
+		int idx = session_server_listener(servers[i], service);
+
+		if (idx >= 0) {
+			*sv_r = servers[i];
+			*index_r = (unsigned)idx;
+			return true;
+		}
+	}
+	return false;
+}
+
 static void
 worker_accept(struct evconnlistener *lev, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
 	struct worker_listener *l = arg;
-	struct worker_ctx *w = l->w;
 
 	evutil_make_socket_nonblocking(fd);
 	/* Replies are small and pipelined: no Nagle delay on them. */
@@ -557,22 +578,7 @@ worker_accept(struct evconnlistener *lev, evutil_socket_t fd,
 
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
-	if (strcmp(l->service, "smtp") == 0)
-		smtp_session_accept(&w->smtp, fd, sa, salen, false, false);
-	else if (strcmp(l->service, "submission") == 0)
-		smtp_session_accept(&w->smtp, fd, sa, salen, true, false);
-	else if (strcmp(l->service, "submissions") == 0)
-		smtp_session_accept(&w->smtp, fd, sa, salen, true, true);
-	else if (strcmp(l->service, "pop3") == 0)
-		pop3_session_accept(&w->pop3, fd, sa, false);
-	else if (strcmp(l->service, "pop3s") == 0)
-		pop3_session_accept(&w->pop3, fd, sa, true);
-	else if (strcmp(l->service, "imap") == 0)
-		imap_session_accept(&w->imap, fd, sa, false);
-	else if (strcmp(l->service, "imaps") == 0)
-		imap_session_accept(&w->imap, fd, sa, true);
-	else
-		close(fd);
+	session_accept(l->sv, l->index, fd, sa);
 }
 
 static void
@@ -690,6 +696,9 @@ run_worker(struct cli *cli, const char *fdlist)
 			fatal("too many listeners");
 		w.lis[w.nlev].w = &w;
 		w.lis[w.nlev].service = services_name(item);
+		if (!worker_find_server(&w, w.lis[w.nlev].service,
+		    &w.lis[w.nlev].sv, &w.lis[w.nlev].index))
+			fatal("no server for listener %s", item);
 		w.lis[w.nlev].lev = evconnlistener_new(w.base, worker_accept,
 		    &w.lis[w.nlev], LEV_OPT_CLOSE_ON_FREE, -1, fd);
 		if (w.lis[w.nlev].lev == NULL)

@@ -14,7 +14,6 @@ struct tls_server;
 
 struct pop3_server {
 	struct session_server sv;	/* sessions, limits, TLS, jobs */
-	const struct config *cfg;
 	const char *mail_root;
 };
 
@@ -22,7 +21,5 @@ void pop3_server_init(struct pop3_server *srv, struct event_base *base,
     struct jobs *jobs, const struct config *cfg, unsigned nworkers,
     struct tls_server *tls);
 void pop3_server_deinit(struct pop3_server *srv);
-void pop3_session_accept(struct pop3_server *srv, int fd,
-    const struct sockaddr *sa, bool implicit_tls);
 
 #endif

@@ -61,7 +61,6 @@ struct pop3_session {
 	struct session base;	/* first: the connection (lib/session) */
 	struct pop3_server *srv;
 	enum pop3_state state;
-	unsigned errors;
 	char *user;		/* USER argument */
 	struct sasl sasl;	/* AUTH exchange in progress */
 
@@ -83,32 +82,9 @@ struct pop3_session {
 };
 
 
-__attribute__((format(printf, 2, 3)))
-static void
-reply(struct pop3_session *s, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	session_vreply(&s->base, fmt, ap);
-	va_end(ap);
-}
-
-__attribute__((format(printf, 2, 3)))
-static void
-reply_err(struct pop3_session *s, const char *fmt, ...)
-{
-	va_list ap;
-
-	session_printf(&s->base, "-ERR ");
-	va_start(ap, fmt);
-	session_vreply(&s->base, fmt, ap);
-	va_end(ap);
-	if (++s->errors >= POP3_ERRORS_MAX) {
-		reply(s, "-ERR Too many errors, closing");
-		session_quit(&s->base);
-	}
-}
+#define reply(s, ...) session_reply(&(s)->base, __VA_ARGS__)
+/* -ERR, counted: too many and the session ends. */
+#define reply_err(s, ...) session_error(&(s)->base, "-ERR ", __VA_ARGS__)
 
 /* ---- jobs ---- */
 
@@ -765,7 +741,10 @@ pop3_greet(struct session *base)
 
 static const struct session_ops pop3_ops = {
 	.size = sizeof(struct pop3_session), .proto = "pop3",
-	.listeners = { "pop3", "pop3s" }, .timeout_key = "pop3_timeout",
+	.listeners = { "pop3", "pop3s" }, .implicit_tls = { false, true },
+	.timeout_key = "pop3_timeout",
+	.errors_max = POP3_ERRORS_MAX,
+	.too_many_errors = "-ERR Too many errors, closing",
 	.refusal = "-ERR [SYS/TEMP] Too many connections, try again later",
 	.greet = pop3_greet, .process = pop3_process, .timeout = pop3_timeout,
 	.drain = pop3_drain, .cleanup = pop3_cleanup,
@@ -773,22 +752,13 @@ static const struct session_ops pop3_ops = {
 };
 
 void
-pop3_session_accept(struct pop3_server *srv, int fd, const struct sockaddr *sa,
-    bool implicit_tls)
-{
-	session_accept(&srv->sv, implicit_tls ? 1 : 0, fd, sa, implicit_tls);
-}
-
-void
 pop3_server_init(struct pop3_server *srv, struct event_base *base,
     struct jobs *jobs, const struct config *cfg, unsigned nworkers,
     struct tls_server *tls)
 {
-	memset(srv, 0, sizeof(*srv));
+	srv->mail_root = config_get(cfg, "mail_root");
 	session_server_init(&srv->sv, &pop3_ops, srv, base, jobs, cfg,
 	    nworkers, tls);
-	srv->cfg = cfg;
-	srv->mail_root = config_get(cfg, "mail_root");
 }
 
 void

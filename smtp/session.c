@@ -71,7 +71,6 @@ struct smtp_session {
 	enum smtp_state state;
 	bool esmtp;
 	char *helo;
-	unsigned errors;
 	bool submission;	/* a submission port: AUTH required */
 	char *auth_user;	/* authenticated address */
 	char *auth_maildir;	/* its maildir (sender ownership check) */
@@ -114,35 +113,9 @@ static bool auth_allowed(const struct smtp_session *s);
 static void sender_run(struct job *job, void *state);
 static void sender_done(struct job *job);
 
-__attribute__((format(printf, 2, 3)))
-static void
-reply(struct smtp_session *s, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	session_vreply(&s->base, fmt, ap);
-	va_end(ap);
-}
-
+#define reply(s, ...) session_reply(&(s)->base, __VA_ARGS__)
 /* A reply that counts as an error; too many and the session ends. */
-__attribute__((format(printf, 2, 3)))
-static void
-reply_error(struct smtp_session *s, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	session_vreply(&s->base, fmt, ap);
-	va_end(ap);
-	if (++s->errors >= SMTP_ERRORS_MAX) {
-		reply(s, "421 4.7.0 %s Error: too many errors",
-		    s->srv->hostname);
-		log_info("%016llx: too many errors from %s", SID(&s->base),
-		    s->base.peer);
-		session_quit(&s->base);
-	}
-}
+#define reply_error(s, ...) session_error(&(s)->base, "", __VA_ARGS__)
 
 static void
 transaction_reset(struct smtp_session *s)
@@ -1226,7 +1199,8 @@ smtp_greet(struct session *base)
 	struct smtp_session *s = (struct smtp_session *)base;
 
 	s->srv = base->srv->owner;
-	s->submission = base->listener != &base->srv->listeners[SMTP_PORT];
+	/* submission and submissions: AUTH required */
+	s->submission = base->listener != &base->srv->listeners[0];
 	spool_init(&s->body, s->srv->spool_dir);
 	reply(s, "220 %s ESMTP petrel", s->srv->hostname);
 }
@@ -1234,20 +1208,15 @@ smtp_greet(struct session *base)
 static const struct session_ops smtp_ops = {
 	.size = sizeof(struct smtp_session), .proto = "smtp",
 	.listeners = { "smtp", "submission", "submissions" },
+	.implicit_tls = { false, false, true },
 	.timeout_key = "smtp_timeout", .default_timeout = SMTP_TIMEOUT,
+	.errors_max = SMTP_ERRORS_MAX,
+	.too_many_errors = "421 4.7.0 Error: too many errors",
 	.refusal = "421 4.7.0 Error: too many connections, try again later",
 	.greet = smtp_greet, .process = smtp_process, .timeout = smtp_timeout,
 	.drain = smtp_drain, .cleanup = smtp_cleanup,
 	.login_job = auth_job, .login_done = auth_done,
 };
-
-void
-smtp_session_accept(struct smtp_server *srv, int fd, const struct sockaddr *sa,
-    int salen, bool submission, bool implicit_tls)
-{
-	session_accept(&srv->sv, implicit_tls ? SMTP_SUBMISSIONS : submission ?
-	    SMTP_SUBMISSION : SMTP_PORT, fd, sa, implicit_tls);
-}
 
 void
 smtp_server_init(struct smtp_server *srv, struct event_base *base,

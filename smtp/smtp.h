@@ -18,9 +18,6 @@ struct jobs;
 struct sockaddr;
 struct tls_server;
 
-/* Listeners, as in smtp_ops.listeners */
-enum { SMTP_PORT, SMTP_SUBMISSION, SMTP_SUBMISSIONS };
-
 struct smtp_server {
 	struct session_server sv;	/* sessions, limits, TLS, jobs */
 	const struct config *cfg;
@@ -36,9 +33,5 @@ void smtp_server_init(struct smtp_server *srv, struct event_base *base,
     struct jobs *jobs, const struct config *cfg, unsigned nworkers,
     struct tls_server *tls);
 void smtp_server_deinit(struct smtp_server *srv);
-/* A new connection (fd is non-blocking). */
-void smtp_session_accept(struct smtp_server *srv, int fd,
-    const struct sockaddr *sa, int salen, bool submission,
-    bool implicit_tls);
 
 #endif

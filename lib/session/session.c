@@ -242,6 +242,24 @@ session_reply(struct session *s, const char *fmt, ...)
 	va_end(ap);
 }
 
+void
+session_error(struct session *s, const char *prefix, const char *fmt, ...)
+{
+	const struct session_ops *ops = s->srv->ops;
+	va_list ap;
+
+	session_printf(s, "%s", prefix);
+	va_start(ap, fmt);
+	session_vreply(s, fmt, ap);
+	va_end(ap);
+	if (ops->errors_max == 0 || ++s->errors < ops->errors_max || s->quit)
+		return;
+	session_reply(s, "%s", ops->too_many_errors);
+	log_info("%016llx: %s: too many errors from %s", SID(s), ops->proto,
+	    s->peer);
+	session_quit(s);
+}
+
 /* ---- input ---- */
 
 int
@@ -498,11 +516,22 @@ session_free(struct session *s)
 
 /* ---- accept and drain ---- */
 
+int
+session_server_listener(const struct session_server *srv, const char *name)
+{
+	for (int i = 0; i < SESSION_LISTENERS_MAX; i++)
+		if (srv->ops->listeners[i] != NULL &&
+		    strcmp(srv->ops->listeners[i], name) == 0)
+			return i;
+	return -1;
+}
+
 void
 session_accept(struct session_server *srv, unsigned listener, int fd,
-    const struct sockaddr *sa, bool implicit_tls)
+    const struct sockaddr *sa)
 {
 	struct session_listener *l = &srv->listeners[listener];
+	bool implicit_tls = srv->ops->implicit_tls[listener];
 	struct session *s;
 	struct session_ipcount *c;
 	struct timeval tv = { (time_t)srv->timeout, 0 };

@@ -55,10 +55,15 @@ struct session_ops {
 	/* Its listeners (config key prefixes), the key of its timeout and
 	 * the line (without CRLF) a client refused at a limit gets. */
 	const char *listeners[SESSION_LISTENERS_MAX];
+	bool implicit_tls[SESSION_LISTENERS_MAX];	/* TLS from the start */
 	const char *timeout_key;
 	const char *refusal;
 	/* Timeout used when the configured one is 0. */
 	unsigned default_timeout;
+	/* Error replies (session_error) a session may get before it is
+	 * closed with the too_many_errors line; 0 = no limit. */
+	unsigned errors_max;
+	const char *too_many_errors;
 	/* A new session is live: fill the protocol's part (zeroed) and
 	 * greet. */
 	void (*greet)(struct session *s);
@@ -123,6 +128,7 @@ struct session {
 	bool quit;		/* goodbye written: close once flushed */
 	bool timed_out;		/* timeout while busy: goodbye after it */
 	bool skip_line;		/* dropping the rest of an overlong line */
+	unsigned errors;	/* error replies so far */
 	struct event *close_ev, *line_ev, *delay_ev;
 	void (*hold_fn)(struct session *s);	/* at the end of a hold */
 	long long quit_at_ms;	/* when quit was set (bounded flush) */
@@ -144,11 +150,15 @@ void session_server_init(struct session_server *srv,
     struct tls_server *tls);
 void session_server_deinit(struct session_server *srv);
 
-/* A new connection (fd non-blocking): refused with the listener's line
- * past its limits (the fd is closed), else a live session greeted by
- * ops->greet. */
+/* The index of a listener by its name ("imaps"), -1 if not this
+ * protocol's. */
+int session_server_listener(const struct session_server *srv,
+    const char *name);
+/* A new connection (fd non-blocking) on a listener: refused with the
+ * protocol's line past its limits (the fd is closed), else a live
+ * session greeted by ops->greet. */
 void session_accept(struct session_server *srv, unsigned listener, int fd,
-    const struct sockaddr *sa, bool implicit_tls);
+    const struct sockaddr *sa);
 /* Idle sessions get the protocol's goodbye and close; busy ones when
  * done. Returns the number of sessions still open. */
 unsigned session_server_drain(struct session_server *srv);
@@ -161,6 +171,10 @@ void session_reply(struct session *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void session_vreply(struct session *s, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
+/* prefix, fmt, CRLF: an error reply. Past ops->errors_max of them the
+ * session says too_many_errors and closes. */
+void session_error(struct session *s, const char *prefix, const char *fmt,
+    ...) __attribute__((format(printf, 3, 4)));
 struct evbuffer *session_output(struct session *s);
 struct evbuffer *session_input(struct session *s);
 /* Too many replies wait for a slow reader: stop taking commands. */
