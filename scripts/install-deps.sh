@@ -6,14 +6,15 @@ set -euo pipefail
 
 build_pkgs=(gcc meson ninja-build pkg-config libssl-dev libsqlite3-dev
 	libmariadb-dev libcrypt-dev libevent-dev libunbound-dev libopendkim-dev)
-# Real clients the integration tests drive: swaks, curl, fetchmail, Postfix's
+# Real clients the integration tests drive: swaks (with Net::SSLeay for
+# its TLS, only recommended by the package), curl, fetchmail, Postfix's
 # smtp-source (from the postfix package; no Postfix service is run),
 # python3-dkim as an independent DKIM verifier, and for IMAP mbsync (isync)
 # and mutt (driven in a detached tmux session); clang and its libFuzzer
 # runtime for the short fuzz runs (scripts/fuzz.sh); valgrind for
 # scripts/valgrind.sh.
 test_pkgs=(python3 python3-pytest mariadb-server mariadb-client sqlite3
-	openssl procps swaks curl fetchmail postfix python3-dkim isync mutt tmux
+	openssl procps swaks libnet-ssleay-perl curl fetchmail postfix python3-dkim isync mutt tmux
 	clang libclang-rt-14-dev valgrind)
 
 pkgs=("${build_pkgs[@]}")
