@@ -36,6 +36,7 @@
 #include "lib/base/addr.h"
 #include "lib/base/base64.h"
 #include "lib/base/alloc.h"
+#include "lib/base/err.h"
 #include "lib/base/limits.h"
 #include "lib/base/log.h"
 #include "lib/base/str.h"
@@ -118,6 +119,7 @@ struct smtp_session {
 	struct route_result job_route;
 	int job_status;
 	char *job_error;
+	int job_code;		/* enum err_code or errno of job_error */
 	size_t job_delivered;
 };
 
@@ -345,7 +347,8 @@ deliver_maildir(struct smtp_session *s, const struct route_dest *d,
 	if (maildir_tmp_write(tmp, head.data, head.len, err_r) < 0 ||
 	    spool_each(&s->body, tmp_write_cb, tmp) < 0) {
 		if (*err_r == NULL)
-			*err_r = "cannot read the spooled message";
+			err_fail(err_r, ERR_OTHER,
+			    "cannot read the spooled message");
 		maildir_tmp_abort(&tmp);
 		goto out;
 	}
@@ -433,6 +436,7 @@ data_run(struct job *job, void *state)
 			if (deliver_maildir(s, d, str_c(&received), &err) < 0) {
 				s->job_status = -1;
 				s->job_error = xstrdup(err);
+				s->job_code = err_last_code();
 				break;
 			}
 			s->job_delivered++;
@@ -459,6 +463,7 @@ data_run(struct job *job, void *state)
 		    nremote, str_c(&prefix), &s->body, &err) < 0) {
 			s->job_status = -1;
 			s->job_error = xstrdup(err);
+			s->job_code = err_last_code();
 		} else {
 			for (size_t i = 0; i < nremote; i++)
 				log_info("%s: to=<%s>, status=queued (remote)",
@@ -468,15 +473,6 @@ data_run(struct job *job, void *state)
 	}
 	free(remote);
 	str_free(&received);
-}
-
-/* Was a write refused for want of space (RFC 3463 4.3.1)? The errors
- * come from lib/maildir and lib/queue as text ending in strerror(). */
-static bool
-storage_full(const char *err)
-{
-	return err != NULL && (strstr(err, strerror(ENOSPC)) != NULL ||
-	    strstr(err, strerror(EDQUOT)) != NULL);
 }
 
 static void
@@ -498,12 +494,14 @@ data_done(struct job *job)
 		log_error("%s: delivery failed after %zu cop%s: %s", s->qid,
 		    s->job_delivered, s->job_delivered == 1 ? "y" : "ies",
 		    s->job_error ? s->job_error : "?");
-		if (!s->dead && storage_full(s->job_error))
+		/* RFC 3463 4.3.1: a write refused for want of space. */
+		if (!s->dead && err_code_is_full(s->job_code))
 			reply(s, "452 4.3.1 Insufficient system storage");
 		else if (!s->dead)
 			reply(s, "451 4.3.0 Error: queue file write error");
 	}
 	xfree(&s->job_error);
+	s->job_code = ERR_NONE;
 	transaction_reset(s);
 	if (s->dead) {
 		session_free(s);
@@ -571,19 +569,23 @@ cmd_helo(struct smtp_session *s, const char *arg, bool esmtp)
 }
 
 /* Non-ASCII in an address: only well-formed UTF-8, and only in a
- * transaction that declared SMTPUTF8 (RFC 6531 3.3, 3.4). NULL if fine. */
-static const char *
-address_8bit_error(const struct smtp_session *s, const char *addr)
+ * transaction that declared SMTPUTF8 (RFC 6531 3.3, 3.4). 0 if fine,
+ * else -1 with the reason in *error_r and its code ERR_UTF8 (malformed)
+ * or ERR_8BIT (not declared). */
+static int
+address_8bit_check(const struct smtp_session *s, const char *addr,
+    const char **error_r)
 {
 	size_t len = strlen(addr);
 
 	if (!str_has_8bit(addr, len))
-		return NULL;
+		return 0;
 	if (!str_utf8_valid(addr, len))
-		return "invalid UTF-8";
+		return err_fail(error_r, ERR_UTF8, "invalid UTF-8");
 	if (!s->smtputf8)
-		return "non-ASCII address without SMTPUTF8";
-	return NULL;
+		return err_fail(error_r, ERR_8BIT,
+		    "non-ASCII address without SMTPUTF8");
+	return 0;
 }
 
 static void
@@ -634,10 +636,13 @@ cmd_mail(struct smtp_session *s, const char *arg)
 	}
 	s->size_hint = params.size;
 	s->smtputf8 = params.smtputf8;
-	if ((err = address_8bit_error(s, addr)) != NULL) {
+	if (address_8bit_check(s, addr, &err) < 0) {
+		/* 5.1.7 bad sender address syntax (RFC 3463); 5.6.7 a
+		 * non-ASCII address the transaction did not declare
+		 * (RFC 6531). */
 		reply_error(s, "553 %s <%s>: Sender address rejected: %s",
-		    strcmp(err, "invalid UTF-8") == 0 ? "5.1.7" : "5.6.7",
-		    addr, err);
+		    err_last_code() == ERR_UTF8 ? "5.1.7" : "5.6.7", addr,
+		    err);
 		s->smtputf8 = false;
 		free(addr);
 		return;
@@ -685,7 +690,7 @@ mail_accept(struct smtp_session *s, char *addr)
 static void
 cmd_rcpt(struct smtp_session *s, const char *arg)
 {
-	const char *rest;
+	const char *rest, *err;
 	char *addr, *local, *domain;
 
 	if (!s->have_mail) {
@@ -708,9 +713,9 @@ cmd_rcpt(struct smtp_session *s, const char *arg)
 		free(addr);
 		addr = xasprintf("postmaster@%s", s->srv->hostname);
 	}
-	if (address_8bit_error(s, addr) != NULL) {
+	if (address_8bit_check(s, addr, &err) < 0) {
 		reply_error(s, "553 5.6.7 <%s>: Recipient address rejected: "
-		    "%s", addr, address_8bit_error(s, addr));
+		    "%s", addr, err);
 		free(addr);
 		return;
 	}
