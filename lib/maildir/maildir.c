@@ -39,6 +39,7 @@
 
 #include "lib/base/alloc.h"
 #include "lib/base/err.h"
+#include "lib/base/fdio.h"
 #include "lib/base/limits.h"
 #include "lib/base/log.h"
 #include "lib/base/str.h"
@@ -71,27 +72,6 @@ path_trim(const char *path)
 	while (len > 1 && path[len - 1] == '/')
 		len--;
 	return xstrndup(path, len);
-}
-
-static int
-fsync_dir_now(const char *dir, const char **error_r)
-{
-	int fd, saved;
-
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd == -1)
-		return err_fail(error_r, errno, "open(%s) failed: %s", dir,
-		    strerror(errno));
-	if (fsync(fd) == -1 && errno != EINVAL) {
-		/* EINVAL: the file system cannot sync directories (some
-		 * FUSE/tmpfs); the entry is as durable as it can be. */
-		saved = errno;
-		close(fd);
-		return err_fail(error_r, saved, "fsync(%s) failed: %s", dir,
-		    strerror(saved));
-	}
-	close(fd);
-	return 0;
 }
 
 /*
@@ -134,7 +114,7 @@ dsync_slot(const char *dir)
 }
 
 static int
-fsync_dir(const char *dir, const char **error_r)
+dsync_dir(const char *dir, const char **error_r)
 {
 	struct dsync *d;
 	uint64_t mine;
@@ -145,7 +125,7 @@ fsync_dir(const char *dir, const char **error_r)
 	if (d == NULL) {
 		/* more directories in flight than slots: no sharing */
 		pthread_mutex_unlock(&dsync_mu);
-		return fsync_dir_now(dir, error_r);
+		return fsync_dir(dir, error_r);
 	}
 	d->users++;
 	mine = ++d->issued;
@@ -155,7 +135,7 @@ fsync_dir(const char *dir, const char **error_r)
 
 			d->busy = true;
 			pthread_mutex_unlock(&dsync_mu);
-			ret = fsync_dir_now(dir, error_r);
+			ret = fsync_dir(dir, error_r);
 			pthread_mutex_lock(&dsync_mu);
 			d->busy = false;
 			if (ret == 0 && covers > d->synced)
@@ -584,7 +564,7 @@ link_unique(const char *src, const char *maildir, uint64_t size,
 		free(dest);
 		continue;
 linked:
-		if (fsync_dir(dir, error_r) < 0) {
+		if (dsync_dir(dir, error_r) < 0) {
 			if (renamed) {
 				/* put it back so the caller can clean up */
 				if (rename(dest, src) == -1)
@@ -623,7 +603,7 @@ linked:
  * commit, whose cache flush also covers the data already written, makes
  * file and link durable together. That is one journal commit per
  * delivery instead of two, shared with every delivery running at the same
- * time (fsync_dir). A crash before that commit loses both the link and
+ * time (dsync_dir). A crash before that commit loses both the link and
  * the allocation, never one without the other; a crash after it finds the
  * whole file. Every other file system gets a full fsync here.
  */

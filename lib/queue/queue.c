@@ -42,19 +42,6 @@ queue_id_new(char id[17])
 	snprintf(id, 17, "%016llX", (unsigned long long)v);
 }
 
-static int
-fsync_dir(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int r;
-
-	if (fd < 0)
-		return -1;
-	r = fsync(fd);
-	close(fd);
-	return r;
-}
-
 int
 queue_dirs_make(const char *queue_dir, const char **error_r)
 {
@@ -110,7 +97,8 @@ queue_enqueue(const char *queue_dir, const char *id, const char *sender,
 		unlink(tmp);
 		goto out;
 	}
-	if (close(fd) < 0 || rename(tmp, final) < 0 || fsync_dir(dir) < 0) {
+	if (close(fd) < 0 || rename(tmp, final) < 0 ||
+	    fsync_dir(dir, &err) < 0) {
 		err_fail(error_r, errno, "cannot commit %s: %s", final,
 		    strerror(errno));
 		unlink(tmp);
