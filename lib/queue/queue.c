@@ -45,10 +45,12 @@ queue_id_new(char id[17])
 int
 queue_dirs_make(const char *queue_dir, const char **error_r)
 {
-	static const char *const subs[] = { "", "/tmp", "/incoming", "/state" };
+	/* QUEUE_DIR itself, then its subdirectories. */
+	static const char *const subs[] = { NULL, "tmp", "incoming", "state" };
 
 	for (size_t i = 0; i < 4; i++) {
-		char *p = xasprintf("%s%s", queue_dir, subs[i]);
+		char *p = subs[i] == NULL ? xstrdup(queue_dir) :
+		    xasprintf("%s/%s", queue_dir, subs[i]);
 
 		if (mkdir(p, 0750) < 0 && errno != EEXIST) {
 			err_fail(error_r, errno, "cannot create %s: %s", p,
