@@ -17,7 +17,6 @@
  */
 #include <arpa/inet.h>
 #include <ctype.h>
-#include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <event2/buffer.h>
@@ -41,7 +40,7 @@
 #include "lib/base/log.h"
 #include "lib/base/str.h"
 #include "lib/config/config.h"
-#include "lib/dkim/sign.h"
+#include "lib/deliver/deliver.h"
 #include "lib/dir/dir.h"
 #include "lib/io/conn.h"
 #include "lib/io/jobs.h"
@@ -321,79 +320,14 @@ received_header(struct smtp_session *s, str_t *h, const char *for_addr)
 	str_printf(h, "; %s\n", date);
 }
 
-/* The body goes through maildir_tmp_write so that the S= and W= sizes
- * in the file name count it. */
-static int
-tmp_write_cb(void *ctx, const void *data, size_t len)
-{
-	const char *err;
-
-	return maildir_tmp_write(ctx, data, len, &err);
-}
-
-static int
-deliver_maildir(struct smtp_session *s, const struct route_dest *d,
-    const char *received, const char **err_r)
-{
-	struct maildir_tmp *tmp = NULL;
-	str_t head = STR_INIT;
-	int r = -1;
-
-	*err_r = NULL;
-	str_printf(&head, "Return-Path: <%s>\nDelivered-To: %s\n%s",
-	    s->sender, d->address, received);
-	if (maildir_tmp_open(d->maildir, &tmp, err_r) < 0)
-		goto out;
-	if (maildir_tmp_write(tmp, head.data, head.len, err_r) < 0 ||
-	    spool_each(&s->body, tmp_write_cb, tmp) < 0) {
-		if (*err_r == NULL)
-			err_fail(err_r, ERR_OTHER,
-			    "cannot read the spooled message");
-		maildir_tmp_abort(&tmp);
-		goto out;
-	}
-	if (maildir_tmp_commit(&tmp, NULL, err_r) < 0)
-		goto out;
-	if (d->quota > 0)
-		(void)maildir_quota_add(d->maildir,
-		    (int64_t)(head.len + s->body.size), 1, err_r);
-	r = 0;
-out:
-	str_free(&head);
-	return r;
-}
-
-/* Was the same final address already delivered into the same maildir
- * for an earlier recipient of this message? (Postfix eliminates such
- * duplicates too: RCPT TO:<a> twice, or an alias and its target.) */
-static bool
-already_delivered(struct smtp_session *s, size_t ri, size_t di)
-{
-	const struct route_dest *d = &s->rcpts[ri].route.dests[di];
-
-	for (size_t i = 0; i <= ri; i++) {
-		const struct route_result *r = &s->rcpts[i].route;
-		size_t jmax = i == ri ? di : r->ndests;
-
-		for (size_t j = 0; j < jmax; j++) {
-			const struct route_dest *e = &r->dests[j];
-
-			if (e->kind == ROUTE_MAILDIR &&
-			    strcmp(e->maildir, d->maildir) == 0 &&
-			    strcmp(e->address, d->address) == 0)
-				return true;
-		}
-	}
-	return false;
-}
-
 static void
 data_run(struct job *job, void *state)
 {
 	struct smtp_session *s = (struct smtp_session *)((char *)job -
 	    offsetof(struct smtp_session, job));
-	struct queue_rcpt *remote = NULL;
-	size_t nremote = 0;
+	struct deliver_rcpt *rcpts;
+	struct deliver_msg msg;
+	struct deliver_result res;
 	str_t received = STR_INIT;
 	const char *err = NULL;
 
@@ -415,63 +349,26 @@ data_run(struct job *job, void *state)
 			str_printf(&received, "Date: %s\n", date);
 		}
 	}
-	s->job_status = 0;
-	s->job_delivered = 0;
-	for (size_t i = 0; i < s->nrcpts && s->job_status == 0; i++) {
-		struct route_result *r = &s->rcpts[i].route;
-
-		for (size_t j = 0; j < r->ndests; j++) {
-			struct route_dest *d = &r->dests[j];
-
-			if (d->kind == ROUTE_REMOTE) {
-				remote = xrealloc(remote, (nremote + 1) *
-				    sizeof(*remote));
-				remote[nremote].address = d->address;
-				remote[nremote].transport = d->transport;
-				nremote++;
-				continue;
-			}
-			if (already_delivered(s, i, j))
-				continue;
-			if (deliver_maildir(s, d, str_c(&received), &err) < 0) {
-				s->job_status = -1;
-				s->job_error = xstrdup(err);
-				s->job_code = err_last_code();
-				break;
-			}
-			s->job_delivered++;
-			log_info("%s: to=<%s>, orig_to=<%s>, relay=maildir, "
-			    "status=sent (delivered to maildir %s)", s->qid,
-			    d->address, s->rcpts[i].address, d->maildir);
-		}
+	rcpts = xcalloc(s->nrcpts, sizeof(*rcpts));
+	for (size_t i = 0; i < s->nrcpts; i++) {
+		rcpts[i].address = s->rcpts[i].address;
+		rcpts[i].route = &s->rcpts[i].route;
 	}
-	if (s->job_status == 0 && nremote > 0) {
-		str_t prefix = STR_INIT;
-		const char *at = strrchr(s->sender, '@');
-
-		/* DKIM: mail our users send out is signed for the sender's
-		 * domain when it has a key (RFC 6376). */
-		if (s->auth_user != NULL && at != NULL) {
-			int r = dkim_sign_message(s->srv->dkim_dir, at + 1,
-			    str_c(&received), &s->body, &prefix, &err);
-
-			if (r < 0)
-				log_error("%s: %s", s->qid, err);
-		}
-		str_append(&prefix, str_c(&received));
-		if (queue_enqueue(s->srv->queue_dir, s->qid, s->sender, remote,
-		    nremote, str_c(&prefix), &s->body, &err) < 0) {
-			s->job_status = -1;
-			s->job_error = xstrdup(err);
-			s->job_code = err_last_code();
-		} else {
-			for (size_t i = 0; i < nremote; i++)
-				log_info("%s: to=<%s>, status=queued (remote)",
-				    s->qid, remote[i].address);
-		}
-		str_free(&prefix);
+	msg.qid = s->qid;
+	msg.sender = s->sender;
+	msg.rcpts = rcpts;
+	msg.nrcpts = s->nrcpts;
+	msg.prefix = str_c(&received);
+	msg.body = &s->body;
+	msg.dkim_sign = s->auth_user != NULL;
+	s->job_status = deliver_message(&s->srv->deliver, &msg, &res, &err);
+	s->job_delivered = res.delivered;
+	if (s->job_status < 0) {
+		/* err lives in this job thread's buffer: copy it. */
+		s->job_error = xstrdup(err);
+		s->job_code = res.code;
 	}
-	free(remote);
+	free(rcpts);
 	str_free(&received);
 }
 
@@ -1597,6 +1494,8 @@ smtp_server_init(struct smtp_server *srv, struct event_base *base,
 	srv->queue_dir = xstrdup(config_get(cfg, "queue_dir"));
 	srv->dkim_dir = config_get(cfg, "dkim_dir");
 	srv->spool_dir = xasprintf("%s/tmp", srv->queue_dir);
+	srv->deliver.queue_dir = srv->queue_dir;
+	srv->deliver.dkim_dir = srv->dkim_dir;
 	if (queue_dirs_make(srv->queue_dir, &err) < 0)
 		fatal("%s", err);
 	srv->rc.mail_root = config_get(cfg, "mail_root");
