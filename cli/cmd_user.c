@@ -66,7 +66,8 @@ chown_maildir(struct cli *cli, const char *domain, const char *path,
 {
 	uid_t u = (uid_t)strtoul(uid, NULL, 10);
 	gid_t g = (gid_t)strtoul(gid, NULL, 10);
-	static const char *const subs[] = { "", "/cur", "/new", "/tmp" };
+	/* The maildir and its Maildir subdirectories cur/, new/, tmp/. */
+	static const char *const subs[] = { NULL, "cur", "new", "tmp" };
 	char *p;
 
 	if (geteuid() != 0)
@@ -76,7 +77,8 @@ chown_maildir(struct cli *cli, const char *domain, const char *path,
 		cli_die("cannot chown %s: %s", p, strerror(errno));
 	free(p);
 	for (size_t i = 0; i < 4; i++) {
-		p = xasprintf("%s%s", path, subs[i]);
+		p = subs[i] == NULL ? xstrdup(path) :
+		    xasprintf("%s/%s", path, subs[i]);
 		if (chown(p, u, g) < 0)
 			cli_die("cannot chown %s: %s", p, strerror(errno));
 		free(p);

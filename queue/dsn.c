@@ -2,8 +2,9 @@
  * dsn.c: delivery status notifications (RFC 3464 multipart/report, RFC
  * 6522) for recipients that finally failed. A bounce goes back to the
  * envelope sender with the null sender, through the same routing as any
- * message (a local sender gets it in its maildir, a remote one through
- * the queue). There is never a bounce to the null sender (RFC 5321 4.5.5):
+ * message and through the one delivery path, lib/deliver (a local sender
+ * gets it in its maildir, quota counted, a remote one through the
+ * queue). There is never a bounce to the null sender (RFC 5321 4.5.5):
  * that would loop.
  */
 #include <stdio.h>
@@ -16,8 +17,8 @@
 #include "lib/base/log.h"
 #include "lib/base/str.h"
 #include "lib/config/config.h"
+#include "lib/deliver/deliver.h"
 #include "lib/dir/dir.h"
-#include "lib/maildir/maildir.h"
 #include "lib/queue/queue.h"
 #include "lib/queue/spool.h"
 #include "lib/route/route.h"
@@ -138,10 +139,17 @@ int
 dsn_bounce(struct dir *dir, const struct config *cfg,
     const struct queue_msg *m, const bool *which, const char *hostname)
 {
+	const char *queue_dir = config_get(cfg, "queue_dir");
 	struct route_config rc;
 	struct route_result r;
+	struct deliver_ctx ctx;
+	struct deliver_rcpt rcpt;
+	struct deliver_msg dm;
+	struct deliver_result res;
+	struct spool sp;
 	str_t msg = STR_INIT;
 	const char *err;
+	char qid[17], *tmpdir;
 	bool any = false;
 	int ret = 0;
 
@@ -170,44 +178,38 @@ dsn_bounce(struct dir *dir, const struct config *cfg,
 		str_free(&msg);
 		return 0;
 	}
-	for (size_t i = 0; i < r.ndests && ret == 0; i++) {
-		struct route_dest *d = &r.dests[i];
-
-		if (d->kind == ROUTE_MAILDIR) {
-			str_t full = STR_INIT;
-
-			str_printf(&full, "Return-Path: <>\nDelivered-To: %s\n",
-			    d->address);
-			str_append_n(&full, msg.data, msg.len);
-			if (maildir_deliver(d->maildir, full.data, full.len,
-			    NULL, &err) < 0) {
-				log_error("%s: bounce delivery to %s: %s",
-				    m->id, d->maildir, err);
-				ret = -1;
-			} else {
-				log_info("%s: sender non-delivery notification "
-				    "delivered to <%s>", m->id, d->address);
-			}
-			str_free(&full);
+	/* Through the one delivery path: a local sender gets a maildir copy
+	 * (its maildirsize updated), a remote one a queue file; the body is
+	 * spooled to the queue's own tmp/ if it ever spills. */
+	queue_id_new(qid);
+	tmpdir = xasprintf("%s/tmp", queue_dir);
+	spool_init(&sp, tmpdir);
+	if (spool_append(&sp, msg.data, msg.len, &err) < 0) {
+		log_error("%s: bounce: %s", m->id, err);
+		ret = -1;
+	} else {
+		rcpt.address = m->sender;
+		rcpt.route = &r;
+		dm.qid = qid;
+		dm.sender = "";
+		dm.rcpts = &rcpt;
+		dm.nrcpts = 1;
+		dm.prefix = NULL;
+		dm.body = &sp;
+		dm.dkim_sign = false;
+		ctx.queue_dir = queue_dir;
+		ctx.dkim_dir = NULL;
+		if (deliver_message(&ctx, &dm, &res, &err) < 0) {
+			log_error("%s: bounce delivery to <%s>: %s", m->id,
+			    m->sender, err);
+			ret = -1;
 		} else {
-			struct queue_rcpt qr = { d->address, d->transport };
-			struct spool sp;
-			char qid[17];
-
-			queue_id_new(qid);
-			spool_init(&sp, "/tmp");
-			spool_append(&sp, msg.data, msg.len, &err);
-			if (queue_enqueue(config_get(cfg, "queue_dir"), qid, "",
-			    &qr, 1, NULL, &sp, &err) < 0) {
-				log_error("%s: bounce enqueue: %s", m->id, err);
-				ret = -1;
-			} else {
-				log_info("%s: sender non-delivery notification: "
-				    "%s", m->id, qid);
-			}
-			spool_reset(&sp);
+			log_info("%s: sender non-delivery notification: %s",
+			    m->id, qid);
 		}
 	}
+	spool_reset(&sp);
+	free(tmpdir);
 	route_result_clear(&r);
 	str_free(&msg);
 	return ret;

@@ -17,7 +17,6 @@
  */
 #include <arpa/inet.h>
 #include <ctype.h>
-#include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <event2/buffer.h>
@@ -36,11 +35,12 @@
 #include "lib/base/addr.h"
 #include "lib/base/base64.h"
 #include "lib/base/alloc.h"
+#include "lib/base/err.h"
 #include "lib/base/limits.h"
 #include "lib/base/log.h"
 #include "lib/base/str.h"
 #include "lib/config/config.h"
-#include "lib/dkim/sign.h"
+#include "lib/deliver/deliver.h"
 #include "lib/dir/dir.h"
 #include "lib/io/conn.h"
 #include "lib/io/jobs.h"
@@ -103,6 +103,7 @@ struct smtp_session {
 	struct route_result job_route;
 	int job_status;
 	char *job_error;
+	int job_code;		/* enum err_code or errno of job_error */
 	size_t job_delivered;
 };
 
@@ -270,78 +271,14 @@ received_header(struct smtp_session *s, str_t *h, const char *for_addr)
 	str_printf(h, "; %s\n", date);
 }
 
-/* The body goes through maildir_tmp_write so that the S= and W= sizes
- * in the file name count it. */
-static int
-tmp_write_cb(void *ctx, const void *data, size_t len)
-{
-	const char *err;
-
-	return maildir_tmp_write(ctx, data, len, &err);
-}
-
-static int
-deliver_maildir(struct smtp_session *s, const struct route_dest *d,
-    const char *received, const char **err_r)
-{
-	struct maildir_tmp *tmp = NULL;
-	str_t head = STR_INIT;
-	int r = -1;
-
-	*err_r = NULL;
-	str_printf(&head, "Return-Path: <%s>\nDelivered-To: %s\n%s",
-	    s->sender, d->address, received);
-	if (maildir_tmp_open(d->maildir, &tmp, err_r) < 0)
-		goto out;
-	if (maildir_tmp_write(tmp, head.data, head.len, err_r) < 0 ||
-	    spool_each(&s->body, tmp_write_cb, tmp) < 0) {
-		if (*err_r == NULL)
-			*err_r = "cannot read the spooled message";
-		maildir_tmp_abort(&tmp);
-		goto out;
-	}
-	if (maildir_tmp_commit(&tmp, NULL, err_r) < 0)
-		goto out;
-	if (d->quota > 0)
-		(void)maildir_quota_add(d->maildir,
-		    (int64_t)(head.len + s->body.size), 1, err_r);
-	r = 0;
-out:
-	str_free(&head);
-	return r;
-}
-
-/* Was the same final address already delivered into the same maildir
- * for an earlier recipient of this message? (Postfix eliminates such
- * duplicates too: RCPT TO:<a> twice, or an alias and its target.) */
-static bool
-already_delivered(struct smtp_session *s, size_t ri, size_t di)
-{
-	const struct route_dest *d = &s->rcpts[ri].route.dests[di];
-
-	for (size_t i = 0; i <= ri; i++) {
-		const struct route_result *r = &s->rcpts[i].route;
-		size_t jmax = i == ri ? di : r->ndests;
-
-		for (size_t j = 0; j < jmax; j++) {
-			const struct route_dest *e = &r->dests[j];
-
-			if (e->kind == ROUTE_MAILDIR &&
-			    strcmp(e->maildir, d->maildir) == 0 &&
-			    strcmp(e->address, d->address) == 0)
-				return true;
-		}
-	}
-	return false;
-}
-
 static void
 data_run(struct job *job, void *state)
 {
 	struct smtp_session *s = (struct smtp_session *)((char *)job -
 	    offsetof(struct smtp_session, job));
-	struct queue_rcpt *remote = NULL;
-	size_t nremote = 0;
+	struct deliver_rcpt *rcpts;
+	struct deliver_msg msg;
+	struct deliver_result res;
 	str_t received = STR_INIT;
 	const char *err = NULL;
 
@@ -363,71 +300,27 @@ data_run(struct job *job, void *state)
 			str_printf(&received, "Date: %s\n", date);
 		}
 	}
-	s->job_status = 0;
-	s->job_delivered = 0;
-	for (size_t i = 0; i < s->nrcpts && s->job_status == 0; i++) {
-		struct route_result *r = &s->rcpts[i].route;
-
-		for (size_t j = 0; j < r->ndests; j++) {
-			struct route_dest *d = &r->dests[j];
-
-			if (d->kind == ROUTE_REMOTE) {
-				remote = xrealloc(remote, (nremote + 1) *
-				    sizeof(*remote));
-				remote[nremote].address = d->address;
-				remote[nremote].transport = d->transport;
-				nremote++;
-				continue;
-			}
-			if (already_delivered(s, i, j))
-				continue;
-			if (deliver_maildir(s, d, str_c(&received), &err) < 0) {
-				s->job_status = -1;
-				s->job_error = xstrdup(err);
-				break;
-			}
-			s->job_delivered++;
-			log_info("%s: to=<%s>, orig_to=<%s>, relay=maildir, "
-			    "status=sent (delivered to maildir %s)", s->qid,
-			    d->address, s->rcpts[i].address, d->maildir);
-		}
+	rcpts = xcalloc(s->nrcpts, sizeof(*rcpts));
+	for (size_t i = 0; i < s->nrcpts; i++) {
+		rcpts[i].address = s->rcpts[i].address;
+		rcpts[i].route = &s->rcpts[i].route;
 	}
-	if (s->job_status == 0 && nremote > 0) {
-		str_t prefix = STR_INIT;
-		const char *at = strrchr(s->sender, '@');
-
-		/* DKIM: mail our users send out is signed for the sender's
-		 * domain when it has a key (RFC 6376). */
-		if (s->auth_user != NULL && at != NULL) {
-			int r = dkim_sign_message(s->srv->dkim_dir, at + 1,
-			    str_c(&received), &s->body, &prefix, &err);
-
-			if (r < 0)
-				log_error("%s: %s", s->qid, err);
-		}
-		str_append(&prefix, str_c(&received));
-		if (queue_enqueue(s->srv->queue_dir, s->qid, s->sender, remote,
-		    nremote, str_c(&prefix), &s->body, &err) < 0) {
-			s->job_status = -1;
-			s->job_error = xstrdup(err);
-		} else {
-			for (size_t i = 0; i < nremote; i++)
-				log_info("%s: to=<%s>, status=queued (remote)",
-				    s->qid, remote[i].address);
-		}
-		str_free(&prefix);
+	msg.qid = s->qid;
+	msg.sender = s->sender;
+	msg.rcpts = rcpts;
+	msg.nrcpts = s->nrcpts;
+	msg.prefix = str_c(&received);
+	msg.body = &s->body;
+	msg.dkim_sign = s->auth_user != NULL;
+	s->job_status = deliver_message(&s->srv->deliver, &msg, &res, &err);
+	s->job_delivered = res.delivered;
+	if (s->job_status < 0) {
+		/* err lives in this job thread's buffer: copy it. */
+		s->job_error = xstrdup(err);
+		s->job_code = res.code;
 	}
-	free(remote);
+	free(rcpts);
 	str_free(&received);
-}
-
-/* Was a write refused for want of space (RFC 3463 4.3.1)? The errors
- * come from lib/maildir and lib/queue as text ending in strerror(). */
-static bool
-storage_full(const char *err)
-{
-	return err != NULL && (strstr(err, strerror(ENOSPC)) != NULL ||
-	    strstr(err, strerror(EDQUOT)) != NULL);
 }
 
 static void
@@ -448,12 +341,14 @@ data_done(struct job *job)
 		log_error("%s: delivery failed after %zu cop%s: %s", s->qid,
 		    s->job_delivered, s->job_delivered == 1 ? "y" : "ies",
 		    s->job_error ? s->job_error : "?");
-		if (!s->base.dead && storage_full(s->job_error))
+		/* RFC 3463 4.3.1: a write refused for want of space. */
+		if (!s->base.dead && err_code_is_full(s->job_code))
 			reply(s, "452 4.3.1 Insufficient system storage");
 		else if (!s->base.dead)
 			reply(s, "451 4.3.0 Error: queue file write error");
 	}
 	xfree(&s->job_error);
+	s->job_code = ERR_NONE;
 	transaction_reset(s);
 	session_job_finished(&s->base);
 }
@@ -516,19 +411,23 @@ cmd_helo_ehlo(struct smtp_session *s, const char *arg, bool esmtp)
 }
 
 /* Non-ASCII in an address: only well-formed UTF-8, and only in a
- * transaction that declared SMTPUTF8 (RFC 6531 3.3, 3.4). NULL if fine. */
-static const char *
-address_8bit_error(const struct smtp_session *s, const char *addr)
+ * transaction that declared SMTPUTF8 (RFC 6531 3.3, 3.4). 0 if fine,
+ * else -1 with the reason in *error_r and its code ERR_UTF8 (malformed)
+ * or ERR_8BIT (not declared). */
+static int
+address_8bit_check(const struct smtp_session *s, const char *addr,
+    const char **error_r)
 {
 	size_t len = strlen(addr);
 
 	if (!str_has_8bit(addr, len))
-		return NULL;
+		return 0;
 	if (!str_utf8_valid(addr, len))
-		return "invalid UTF-8";
+		return err_fail(error_r, ERR_UTF8, "invalid UTF-8");
 	if (!s->smtputf8)
-		return "non-ASCII address without SMTPUTF8";
-	return NULL;
+		return err_fail(error_r, ERR_8BIT,
+		    "non-ASCII address without SMTPUTF8");
+	return 0;
 }
 
 static void
@@ -579,10 +478,13 @@ cmd_mail(struct smtp_session *s, const char *arg)
 	}
 	s->size_hint = params.size;
 	s->smtputf8 = params.smtputf8;
-	if ((err = address_8bit_error(s, addr)) != NULL) {
+	if (address_8bit_check(s, addr, &err) < 0) {
+		/* 5.1.7 bad sender address syntax (RFC 3463); 5.6.7 a
+		 * non-ASCII address the transaction did not declare
+		 * (RFC 6531). */
 		reply_error(s, "553 %s <%s>: Sender address rejected: %s",
-		    strcmp(err, "invalid UTF-8") == 0 ? "5.1.7" : "5.6.7",
-		    addr, err);
+		    err_last_code() == ERR_UTF8 ? "5.1.7" : "5.6.7", addr,
+		    err);
 		s->smtputf8 = false;
 		free(addr);
 		return;
@@ -629,7 +531,7 @@ mail_accept(struct smtp_session *s, char *addr)
 static void
 cmd_rcpt(struct smtp_session *s, const char *arg)
 {
-	const char *rest;
+	const char *rest, *err;
 	char *addr, *local, *domain;
 
 	if (!s->have_mail) {
@@ -652,9 +554,9 @@ cmd_rcpt(struct smtp_session *s, const char *arg)
 		free(addr);
 		addr = xasprintf("postmaster@%s", s->srv->hostname);
 	}
-	if (address_8bit_error(s, addr) != NULL) {
+	if (address_8bit_check(s, addr, &err) < 0) {
 		reply_error(s, "553 5.6.7 <%s>: Recipient address rejected: "
-		    "%s", addr, address_8bit_error(s, addr));
+		    "%s", addr, err);
 		free(addr);
 		return;
 	}
@@ -1233,6 +1135,8 @@ smtp_server_init(struct smtp_server *srv, struct event_base *base,
 	srv->queue_dir = xstrdup(config_get(cfg, "queue_dir"));
 	srv->dkim_dir = config_get(cfg, "dkim_dir");
 	srv->spool_dir = xasprintf("%s/tmp", srv->queue_dir);
+	srv->deliver.queue_dir = srv->queue_dir;
+	srv->deliver.dkim_dir = srv->dkim_dir;
 	if (queue_dirs_make(srv->queue_dir, &err) < 0)
 		fatal("%s", err);
 	srv->rc.mail_root = config_get(cfg, "mail_root");

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/deliver/deliver.h"
 #include "lib/route/route.h"
 #include "lib/session/session.h"
 
@@ -25,6 +26,7 @@ struct smtp_server {
 	char *queue_dir;
 	char *spool_dir;	/* queue_dir/tmp: spilled bodies */
 	const char *dkim_dir;
+	struct deliver_ctx deliver;	/* queue_dir, dkim_dir for lib/deliver */
 	struct route_config rc;
 	uint64_t size_limit;
 };

@@ -1,11 +1,15 @@
 /*
- * fdio.c: complete writes to and whole-file reads from descriptors.
+ * fdio.c: complete writes to and whole-file reads from descriptors, and
+ * the directory fsync that makes a new directory entry durable.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <string.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "lib/base/alloc.h"
+#include "lib/base/err.h"
 #include "lib/base/fdio.h"
 
 int
@@ -54,5 +58,30 @@ read_fd_all(int fd, char **data_r, size_t *len_r, struct stat *st_r)
 	buf[got] = '\0';
 	*data_r = buf;
 	*len_r = got;
+	return 0;
+}
+
+int
+fsync_dir(const char *dir, const char **error_r)
+{
+	int fd, saved;
+
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd == -1) {
+		saved = errno;
+		err_fail(error_r, saved, "open(%s) failed: %s", dir,
+		    strerror(saved));
+		errno = saved;
+		return -1;
+	}
+	if (fsync(fd) == -1 && errno != EINVAL) {
+		saved = errno;
+		close(fd);
+		err_fail(error_r, saved, "fsync(%s) failed: %s", dir,
+		    strerror(saved));
+		errno = saved;
+		return -1;
+	}
+	close(fd);
 	return 0;
 }

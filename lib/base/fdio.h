@@ -13,4 +13,11 @@ int write_full(int fd, const void *data, size_t len);
  * 0 ok, -1 with errno set (nothing to free). */
 int read_fd_all(int fd, char **data_r, size_t *len_r, struct stat *st_r);
 
+/* fsync(2) a directory, so that the entries made in it (a link, a
+ * rename, a new file) are on stable storage. A file system that cannot
+ * sync directories (EINVAL: some FUSE and tmpfs versions) counts as
+ * done. 0 ok, -1 with the reason in *error_r, its errno as the code
+ * (lib/base/err) and errno still set. */
+int fsync_dir(const char *dir, const char **error_r);
+
 #endif

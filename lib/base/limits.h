@@ -11,6 +11,10 @@
 /* A configuration line longer than this is a mistake, not a setting. */
 #define CONFIG_LINE_MAX 8192
 
+/* One error message (lib/base/err): a line for a log or a reply that
+ * quotes a path or two; longer ones are cut, never overflow. */
+#define ERR_MSG_MAX 2048
+
 /* Password input from stdin (CLI); longer is refused, not truncated. */
 #define PASSWORD_MAX 1024
 

@@ -15,12 +15,11 @@
 #include <unistd.h>
 
 #include "lib/base/alloc.h"
+#include "lib/base/err.h"
 #include "lib/base/str.h"
 #include "lib/dkim/sign.h"
 #include "lib/queue/spool.h"
 #include "lib/tls/tls.h"
-
-static _Thread_local char dkim_err[512];
 
 static const char *sign_headers[] = {
 	"from", "sender", "reply-to", "subject", "date", "message-id", "to",
@@ -130,20 +129,21 @@ dkim_sign_message(const char *dkim_dir, const char *domain,
 
 	key = read_small_file(keypath, 16384);
 	if (key == NULL) {
-		ret = errno == ENOENT ? 0 : -1;
-		snprintf(dkim_err, sizeof(dkim_err), "cannot read %s: %s",
-		    keypath, strerror(errno));
+		if (errno == ENOENT)
+			ret = 0;	/* no key for this domain: unsigned */
+		else
+			err_fail(error_r, errno, "cannot read %s: %s", keypath,
+			    strerror(errno));
 		goto out;
 	}
 	selector = read_small_file(selpath, 256);
 	if (selector == NULL || str_trim(selector)[0] == '\0') {
-		snprintf(dkim_err, sizeof(dkim_err), "no selector in %s",
-		    selpath);
+		err_fail(error_r, ERR_OTHER, "no selector in %s", selpath);
 		goto out;
 	}
 	lib = dkim_init(NULL, NULL);
 	if (lib == NULL) {
-		snprintf(dkim_err, sizeof(dkim_err), "dkim_init failed");
+		err_fail(error_r, ERR_OTHER, "dkim_init failed");
 		goto out;
 	}
 	/* Sign the fields RFC 6376 5.4.1 recommends (From first among them),
@@ -151,7 +151,7 @@ dkim_sign_message(const char *dkim_dir, const char *domain,
 	 * a signature that covers From. */
 	if (dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNHDRS,
 	    (void *)sign_headers, sizeof(char **)) != DKIM_STAT_OK) {
-		snprintf(dkim_err, sizeof(dkim_err), "dkim_options failed");
+		err_fail(error_r, ERR_OTHER, "dkim_options failed");
 		goto out;
 	}
 	dkim = dkim_sign(lib, (const unsigned char *)"petrel", NULL,
@@ -159,7 +159,7 @@ dkim_sign_message(const char *dkim_dir, const char *domain,
 	    (const unsigned char *)domain, DKIM_CANON_RELAXED,
 	    DKIM_CANON_RELAXED, DKIM_SIGN_RSASHA256, -1, &st);
 	if (dkim == NULL) {
-		snprintf(dkim_err, sizeof(dkim_err), "dkim_sign: %s",
+		err_fail(error_r, ERR_OTHER, "dkim_sign: %s",
 		    dkim_getresultstr(st));
 		goto out;
 	}
@@ -203,11 +203,9 @@ dkim_sign_message(const char *dkim_dir, const char *domain,
 	ret = 1;
 	goto out;
 dkim_fail:
-	snprintf(dkim_err, sizeof(dkim_err), "DKIM signing failed: %s",
+	err_fail(error_r, ERR_OTHER, "DKIM signing failed: %s",
 	    dkim_geterror(dkim) ? dkim_geterror(dkim) : "?");
 out:
-	if (ret < 0)
-		*error_r = dkim_err;
 	if (dkim != NULL)
 		dkim_free(dkim);
 	if (lib != NULL)
@@ -234,24 +232,21 @@ dkim_keygen(const char *dkim_dir, const char *domain, const char *selector,
 	int ret = -1;
 
 	if (mkdir(dkim_dir, 0750) < 0 && errno != EEXIST) {
-		snprintf(dkim_err, sizeof(dkim_err), "cannot create %s: %s",
-		    dkim_dir, strerror(errno));
+		err_fail(error_r, errno, "cannot create %s: %s", dkim_dir,
+		    strerror(errno));
 		goto out;
 	}
 	if (tls_rsa_keygen(keypath, 2048, &pub, error_r) < 0)
-		goto out_noerr;
+		goto out;
 	fp = fopen(selpath, "w");
 	if (fp == NULL || fprintf(fp, "%s\n", selector) < 0 || fclose(fp) != 0) {
-		snprintf(dkim_err, sizeof(dkim_err), "cannot write %s: %s",
-		    selpath, strerror(errno));
+		err_fail(error_r, errno, "cannot write %s: %s", selpath,
+		    strerror(errno));
 		goto out;
 	}
 	*txt_r = xasprintf("v=DKIM1; k=rsa; p=%s", pub);
 	ret = 0;
-	goto out_noerr;
 out:
-	*error_r = dkim_err;
-out_noerr:
 	free(pub);
 	free(keypath);
 	free(selpath);

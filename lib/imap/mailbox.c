@@ -72,23 +72,6 @@
 /* Longest keyword we create (Dovecot's limit is similar). */
 #define KEYWORD_MAX 255
 
-static _Thread_local char mbox_errbuf[2048];
-
-int
-mbox_fail(const char **error_r, const char *fmt, ...)
-{
-	char tmp[sizeof(mbox_errbuf)];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	memcpy(mbox_errbuf, tmp, sizeof(mbox_errbuf));
-	if (error_r != NULL)
-		*error_r = mbox_errbuf;
-	return -1;
-}
-
 /* ---- small helpers ---- */
 
 static uint64_t

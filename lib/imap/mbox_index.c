@@ -448,24 +448,6 @@ rest:
 	str_append_c(s, '\n');
 }
 
-static int
-fsync_dir(const char *dir, const char **error_r)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-	if (fd < 0)
-		return mbox_fail(error_r, "open(%s) failed: %s", dir,
-		    strerror(errno));
-	if (fsync(fd) < 0 && errno != EINVAL) {
-		mbox_fail(error_r, "fsync(%s) failed: %s", dir,
-		    strerror(errno));
-		close(fd);
-		return -1;
-	}
-	close(fd);
-	return 0;
-}
-
 int
 mbox_index_write(const struct mbox *mb, bool durable, int *fd_r,
     const char **error_r)

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "lib/base/err.h"
 #include "lib/base/str.h"
 #include "lib/imap/mailbox.h"
 #include "lib/maildir/maildir.h"
@@ -72,8 +73,8 @@ mbox_priv(const struct mbox *mb)
 
 /* ---- mailbox.c ---- */
 
-int mbox_fail(const char **error_r, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+/* The shared error helper (lib/base/err) with no finer code. */
+#define mbox_fail(error_r, ...) err_fail((error_r), ERR_OTHER, __VA_ARGS__)
 /* A 64-bit hash of data, chained from seed (checksums and hash
  * tables; not cryptographic). Byte-order independent. */
 uint64_t mbox_hash64(uint64_t seed, const void *data, size_t len);

@@ -24,7 +24,6 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +38,8 @@
 #include <unistd.h>
 
 #include "lib/base/alloc.h"
+#include "lib/base/err.h"
+#include "lib/base/fdio.h"
 #include "lib/base/limits.h"
 #include "lib/base/log.h"
 #include "lib/base/str.h"
@@ -60,28 +61,7 @@ struct maildir_tmp {
 	bool failed;		/* a write failed: commit must refuse */
 };
 
-static _Thread_local char maildir_errbuf[2048];
 static atomic_uint unique_counter;
-
-static int maildir_fail(const char **error_r, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-/* Format the error into the module buffer (via a local copy, so an
- * earlier message may be an argument) and return -1. */
-static int
-maildir_fail(const char **error_r, const char *fmt, ...)
-{
-	char tmp[sizeof(maildir_errbuf)];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	memcpy(maildir_errbuf, tmp, sizeof(maildir_errbuf));
-	if (error_r != NULL)
-		*error_r = maildir_errbuf;
-	return -1;
-}
 
 /* path without trailing slashes ("/" stays "/"). malloc'd. */
 static char *
@@ -92,27 +72,6 @@ path_trim(const char *path)
 	while (len > 1 && path[len - 1] == '/')
 		len--;
 	return xstrndup(path, len);
-}
-
-static int
-fsync_dir_now(const char *dir, const char **error_r)
-{
-	int fd, saved;
-
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd == -1)
-		return maildir_fail(error_r, "open(%s) failed: %s", dir,
-		    strerror(errno));
-	if (fsync(fd) == -1 && errno != EINVAL) {
-		/* EINVAL: the file system cannot sync directories (some
-		 * FUSE/tmpfs); the entry is as durable as it can be. */
-		saved = errno;
-		close(fd);
-		return maildir_fail(error_r, "fsync(%s) failed: %s", dir,
-		    strerror(saved));
-	}
-	close(fd);
-	return 0;
 }
 
 /*
@@ -155,7 +114,7 @@ dsync_slot(const char *dir)
 }
 
 static int
-fsync_dir(const char *dir, const char **error_r)
+dsync_dir(const char *dir, const char **error_r)
 {
 	struct dsync *d;
 	uint64_t mine;
@@ -166,7 +125,7 @@ fsync_dir(const char *dir, const char **error_r)
 	if (d == NULL) {
 		/* more directories in flight than slots: no sharing */
 		pthread_mutex_unlock(&dsync_mu);
-		return fsync_dir_now(dir, error_r);
+		return fsync_dir(dir, error_r);
 	}
 	d->users++;
 	mine = ++d->issued;
@@ -176,7 +135,7 @@ fsync_dir(const char *dir, const char **error_r)
 
 			d->busy = true;
 			pthread_mutex_unlock(&dsync_mu);
-			ret = fsync_dir_now(dir, error_r);
+			ret = fsync_dir(dir, error_r);
 			pthread_mutex_lock(&dsync_mu);
 			d->busy = false;
 			if (ret == 0 && covers > d->synced)
@@ -202,13 +161,14 @@ mkdir_one(const char *path, const char **error_r)
 	if (mkdir(path, 0700) == 0)
 		return 0;
 	if (errno != EEXIST)
-		return maildir_fail(error_r, "mkdir(%s) failed: %s", path,
+		return err_fail(error_r, errno, "mkdir(%s) failed: %s", path,
 		    strerror(errno));
 	if (stat(path, &st) == -1)
-		return maildir_fail(error_r, "stat(%s) failed: %s", path,
+		return err_fail(error_r, errno, "stat(%s) failed: %s", path,
 		    strerror(errno));
 	if (!S_ISDIR(st.st_mode))
-		return maildir_fail(error_r, "%s exists and is not a directory",
+		return err_fail(error_r, ERR_OTHER,
+		    "%s exists and is not a directory",
 		    path);
 	return 0;
 }
@@ -247,7 +207,7 @@ maildir_make(const char *path, const char **error_r)
 	int ret;
 
 	if (path == NULL || *path == '\0')
-		return maildir_fail(error_r, "empty maildir path");
+		return err_fail(error_r, ERR_OTHER, "empty maildir path");
 	if (mkdir_parents(path, error_r) < 0)
 		return -1;
 	root = path_trim(path);
@@ -318,10 +278,12 @@ maildir_make_folder(const char *maildir, const char *folder,
 	int fd, ret;
 
 	if (folder != NULL && strcasecmp(folder, "INBOX") == 0)
-		return maildir_fail(error_r, "INBOX is the maildir itself, "
+		return err_fail(error_r, ERR_OTHER,
+		    "INBOX is the maildir itself, "
 		    "not a folder");
 	if (!maildir_folder_name_valid(folder))
-		return maildir_fail(error_r, "invalid folder name \"%s\"",
+		return err_fail(error_r, ERR_OTHER,
+		    "invalid folder name \"%s\"",
 		    folder == NULL ? "" : folder);
 	if (maildir_make(maildir, error_r) < 0)
 		return -1;
@@ -332,7 +294,7 @@ maildir_make_folder(const char *maildir, const char *folder,
 		fd = open(marker, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
 		    0600);
 		if (fd == -1)
-			ret = maildir_fail(error_r, "open(%s) failed: %s",
+			ret = err_fail(error_r, errno, "open(%s) failed: %s",
 			    marker, strerror(errno));
 		else
 			close(fd);
@@ -412,7 +374,7 @@ maildir_tmp_open(const char *maildir, struct maildir_tmp **tmp_r,
 
 	*tmp_r = NULL;
 	if (maildir == NULL || *maildir == '\0')
-		return maildir_fail(error_r, "empty maildir path");
+		return err_fail(error_r, ERR_OTHER, "empty maildir path");
 	tmp = xmalloc(sizeof(*tmp));
 	tmp->fd = -1;
 	tmp->maildir = path_trim(maildir);
@@ -436,13 +398,14 @@ maildir_tmp_open(const char *maildir, struct maildir_tmp **tmp_r,
 			continue;
 		}
 		if (errno != EEXIST) {
-			maildir_fail(error_r, "open(%s) failed: %s",
+			err_fail(error_r, errno, "open(%s) failed: %s",
 			    tmp->tmp_path, strerror(errno));
 			break;
 		}
 	}
 	if (tries == UNIQUE_RETRIES)
-		maildir_fail(error_r, "cannot create a unique file in %s/tmp",
+		err_fail(error_r, ERR_OTHER,
+		    "cannot create a unique file in %s/tmp",
 		    tmp->maildir);
 	tmp_free(&tmp);
 	return -1;
@@ -457,7 +420,8 @@ maildir_tmp_write(struct maildir_tmp *tmp, const void *data, size_t len,
 	ssize_t n;
 
 	if (tmp->failed)
-		return maildir_fail(error_r, "write to %s after an earlier "
+		return err_fail(error_r, ERR_OTHER,
+		    "write to %s after an earlier "
 		    "failure", tmp->tmp_path);
 	/* vsize: every LF not preceded by CR would become CRLF */
 	for (i = 0; i < len; i++) {
@@ -473,12 +437,13 @@ maildir_tmp_write(struct maildir_tmp *tmp, const void *data, size_t len,
 			if (errno == EINTR)
 				continue;
 			tmp->failed = true;
-			return maildir_fail(error_r, "write(%s) failed: %s",
+			return err_fail(error_r, errno, "write(%s) failed: %s",
 			    tmp->tmp_path, strerror(errno));
 		}
 		if (n == 0) {
 			tmp->failed = true;
-			return maildir_fail(error_r, "write(%s) wrote nothing",
+			return err_fail(error_r, ERR_OTHER,
+			    "write(%s) wrote nothing",
 			    tmp->tmp_path);
 		}
 		done += (size_t)n;
@@ -550,7 +515,8 @@ link_unique(const char *src, const char *maildir, uint64_t size,
 
 	if (flags != NULL &&
 	    maildir_flags_normalize(flags, strlen(flags), nflags) < 0)
-		return maildir_fail(error_r, "invalid maildir flags \"%s\"",
+		return err_fail(error_r, ERR_OTHER,
+		    "invalid maildir flags \"%s\"",
 		    flags);
 	dir = xasprintf("%s/%s", maildir, flags == NULL ? "new" : "cur");
 	for (tries = 0; tries < UNIQUE_RETRIES; tries++) {
@@ -590,7 +556,7 @@ link_unique(const char *src, const char *maildir, uint64_t size,
 				str_free(&s);
 				return -2;
 			}
-			maildir_fail(error_r, "link(%s, %s) failed: %s", src,
+			err_fail(error_r, err, "link(%s, %s) failed: %s", src,
 			    dest, strerror(err));
 			free(dest);
 			break;
@@ -598,7 +564,7 @@ link_unique(const char *src, const char *maildir, uint64_t size,
 		free(dest);
 		continue;
 linked:
-		if (fsync_dir(dir, error_r) < 0) {
+		if (dsync_dir(dir, error_r) < 0) {
 			if (renamed) {
 				/* put it back so the caller can clean up */
 				if (rename(dest, src) == -1)
@@ -618,7 +584,8 @@ linked:
 		return 0;
 	}
 	if (tries == UNIQUE_RETRIES)
-		maildir_fail(error_r, "cannot create a unique file in %s", dir);
+		err_fail(error_r, ERR_OTHER,
+		    "cannot create a unique file in %s", dir);
 	free(dir);
 	str_free(&s);
 	return -1;
@@ -636,7 +603,7 @@ linked:
  * commit, whose cache flush also covers the data already written, makes
  * file and link durable together. That is one journal commit per
  * delivery instead of two, shared with every delivery running at the same
- * time (fsync_dir). A crash before that commit loses both the link and
+ * time (dsync_dir). A crash before that commit loses both the link and
  * the allocation, never one without the other; a crash after it finds the
  * whole file. Every other file system gets a full fsync here.
  */
@@ -663,16 +630,18 @@ maildir_tmp_commit_flags(struct maildir_tmp **tmpp, const char *flags,
 	if (path_r != NULL)
 		*path_r = NULL;
 	if (tmpp == NULL || *tmpp == NULL)
-		return maildir_fail(error_r, "no maildir tmp file to commit");
+		return err_fail(error_r, ERR_OTHER,
+		    "no maildir tmp file to commit");
 	tmp = *tmpp;
 	if (tmp->failed) {
-		maildir_fail(error_r, "not committing %s: a write failed",
+		err_fail(error_r, ERR_OTHER,
+		    "not committing %s: a write failed",
 		    tmp->tmp_path);
 		maildir_tmp_abort(tmpp);
 		return -1;
 	}
 	if (data_durable(tmp->fd) == -1) {
-		maildir_fail(error_r, "fsync(%s) failed: %s", tmp->tmp_path,
+		err_fail(error_r, errno, "fsync(%s) failed: %s", tmp->tmp_path,
 		    strerror(errno));
 		maildir_tmp_abort(tmpp);
 		return -1;
@@ -681,7 +650,7 @@ maildir_tmp_commit_flags(struct maildir_tmp **tmpp, const char *flags,
 	tmp->fd = -1;
 	if (close(fd) == -1) {
 		/* NFS reports delayed write errors here */
-		maildir_fail(error_r, "close(%s) failed: %s", tmp->tmp_path,
+		err_fail(error_r, errno, "close(%s) failed: %s", tmp->tmp_path,
 		    strerror(errno));
 		maildir_tmp_abort(tmpp);
 		return -1;
@@ -689,7 +658,7 @@ maildir_tmp_commit_flags(struct maildir_tmp **tmpp, const char *flags,
 	ret = link_unique(tmp->tmp_path, tmp->maildir, tmp->size, true,
 	    tmp->vsize, flags, true, path_r, &err, error_r);
 	if (ret == -2)
-		ret = maildir_fail(error_r, "link(%s) into %s failed: %s",
+		ret = err_fail(error_r, err, "link(%s) into %s failed: %s",
 		    tmp->tmp_path, tmp->maildir, strerror(err));
 	/* after success the tmp name is just a second link (or gone if it
 	 * was renamed); after failure it is the only copy: remove it. */
@@ -733,7 +702,7 @@ copy_into(const char *src, const char *maildir, const char *flags,
 
 	fd = open(src, O_RDONLY | O_CLOEXEC);
 	if (fd == -1)
-		return maildir_fail(error_r, "open(%s) failed: %s", src,
+		return err_fail(error_r, errno, "open(%s) failed: %s", src,
 		    strerror(errno));
 	if (maildir_tmp_open(maildir, &tmp, error_r) < 0) {
 		close(fd);
@@ -746,7 +715,7 @@ copy_into(const char *src, const char *maildir, const char *flags,
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			maildir_fail(error_r, "read(%s) failed: %s", src,
+			err_fail(error_r, errno, "read(%s) failed: %s", src,
 			    strerror(errno));
 			goto fail;
 		}
@@ -774,7 +743,7 @@ maildir_link_into_flags(const char *src_path, uint64_t size,
 	if (path_r != NULL)
 		*path_r = NULL;
 	if (maildir == NULL || *maildir == '\0')
-		return maildir_fail(error_r, "empty maildir path");
+		return err_fail(error_r, ERR_OTHER, "empty maildir path");
 	slash = strrchr(src_path, '/');
 	slash = slash == NULL ? src_path : slash + 1;
 	if (maildir_name_parse(slash, strlen(slash), &name) < 0)
@@ -945,7 +914,7 @@ maildir_tmp_cleanup(const char *dir, time_t max_age, const char **error_r)
 	if (d == NULL) {
 		int e = errno;
 
-		maildir_fail(error_r, "cannot read %s: %s", dir, strerror(e));
+		err_fail(error_r, e, "cannot read %s: %s", dir, strerror(e));
 		errno = e;
 		return -1;
 	}

@@ -6,10 +6,10 @@
  * file name parsing.
  *
  * Errors: functions taking `const char **error_r` set it (when error_r is
- * not NULL) to a message in a per-thread buffer owned by this module. It
- * stays valid until the next maildir_*() call (maildir_quota_*() calls
- * included, they use this module) from the same thread; copy it if you
- * need it longer. Never free it.
+ * not NULL) to a message in the per-thread buffer of lib/base/err, with
+ * the errno of a failed system call (ENOSPC, EDQUOT, ...) as its code
+ * (err_last_code()). It stays valid until the next failure on the same
+ * thread; copy it if you need it longer. Never free it.
  *
  * File names written by petrel:
  *   <secs>.M<usecs>P<pid>Q<counter>R<8 hex>.<host>,S=<size>,W=<vsize>[:2,<flags>]

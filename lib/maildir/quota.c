@@ -23,7 +23,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +32,7 @@
 #include <unistd.h>
 
 #include "lib/base/alloc.h"
+#include "lib/base/err.h"
 #include "lib/base/limits.h"
 #include "lib/base/log.h"
 #include "lib/maildir/maildir.h"
@@ -41,26 +41,6 @@
 /* How many times a recalculation is redone because maildirsize changed
  * under it (concurrent deliveries) before we write what we have. */
 #define RECALC_RETRIES 3
-
-static _Thread_local char quota_errbuf[2048];
-
-static int quota_fail(const char **error_r, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static int
-quota_fail(const char **error_r, const char *fmt, ...)
-{
-	char tmp[sizeof(quota_errbuf)];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	memcpy(quota_errbuf, tmp, sizeof(quota_errbuf));
-	if (error_r != NULL)
-		*error_r = quota_errbuf;
-	return -1;
-}
 
 static char *
 path_trim(const char *path)
@@ -254,19 +234,20 @@ quota_read_file(const char *root, struct maildir_quota *q, struct stat *st_r,
 		if (errno == ENOENT)
 			ret = 0;
 		else
-			quota_fail(error_r, "open(%s) failed: %s", path,
+			err_fail(error_r, errno, "open(%s) failed: %s", path,
 			    strerror(errno));
 		free(path);
 		return ret;
 	}
 	if (fstat(fd, st_r) == -1) {
-		quota_fail(error_r, "fstat(%s) failed: %s", path,
+		err_fail(error_r, errno, "fstat(%s) failed: %s", path,
 		    strerror(errno));
 		goto out;
 	}
 	if (!S_ISREG(st_r->st_mode) || st_r->st_size > MAILDIRSIZE_READ_MAX) {
 		*malformed_r = true;
-		quota_fail(error_r, "%s: not a regular file or too large",
+		err_fail(error_r, ERR_OTHER,
+		    "%s: not a regular file or too large",
 		    path);
 		goto out;
 	}
@@ -278,7 +259,8 @@ quota_read_file(const char *root, struct maildir_quota *q, struct stat *st_r,
 		if (done == cap) {
 			if (cap > MAILDIRSIZE_READ_MAX) {
 				*malformed_r = true;
-				quota_fail(error_r, "%s is too large", path);
+				err_fail(error_r, ERR_OTHER,
+				    "%s is too large", path);
 				goto out;
 			}
 			cap *= 2;
@@ -288,7 +270,7 @@ quota_read_file(const char *root, struct maildir_quota *q, struct stat *st_r,
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			quota_fail(error_r, "read(%s) failed: %s", path,
+			err_fail(error_r, errno, "read(%s) failed: %s", path,
 			    strerror(errno));
 			goto out;
 		}
@@ -299,7 +281,7 @@ quota_read_file(const char *root, struct maildir_quota *q, struct stat *st_r,
 	st_r->st_size = (off_t)done;
 	if (quota_parse(data, done, q, &what) < 0) {
 		*malformed_r = true;
-		quota_fail(error_r, "%s is malformed: %s", path, what);
+		err_fail(error_r, ERR_OTHER, "%s is malformed: %s", path, what);
 		goto out;
 	}
 	ret = 1;
@@ -340,7 +322,7 @@ scan_dir(const char *dir, int64_t *bytes, int64_t *count,
 	if (d == NULL) {
 		if (errno == ENOENT || errno == ENOTDIR)
 			return 0;
-		return quota_fail(error_r, "opendir(%s) failed: %s", dir,
+		return err_fail(error_r, errno, "opendir(%s) failed: %s", dir,
 		    strerror(errno));
 	}
 	for (errno = 0; (de = readdir(d)) != NULL; errno = 0) {
@@ -353,7 +335,8 @@ scan_dir(const char *dir, int64_t *bytes, int64_t *count,
 			if (fstatat(dirfd(d), de->d_name, &st, 0) == -1) {
 				if (errno == ENOENT)
 					continue;	/* expunged meanwhile */
-				quota_fail(error_r, "stat(%s/%s) failed: %s",
+				err_fail(error_r, errno,
+				    "stat(%s/%s) failed: %s",
 				    dir, de->d_name, strerror(errno));
 				closedir(d);
 				return -1;
@@ -365,12 +348,13 @@ scan_dir(const char *dir, int64_t *bytes, int64_t *count,
 		if (size > (uint64_t)INT64_MAX ||
 		    __builtin_add_overflow(*bytes, (int64_t)size, bytes)) {
 			closedir(d);
-			return quota_fail(error_r, "%s: size overflow", dir);
+			return err_fail(error_r, ERR_OTHER,
+			    "%s: size overflow", dir);
 		}
 		(*count)++;
 	}
 	if (errno != 0) {
-		quota_fail(error_r, "readdir(%s) failed: %s", dir,
+		err_fail(error_r, errno, "readdir(%s) failed: %s", dir,
 		    strerror(errno));
 		closedir(d);
 		return -1;
@@ -434,7 +418,7 @@ scan_all(const char *root, int64_t *bytes, int64_t *count,
 		return -1;
 	d = opendir(root);
 	if (d == NULL)
-		return quota_fail(error_r, "opendir(%s) failed: %s", root,
+		return err_fail(error_r, errno, "opendir(%s) failed: %s", root,
 		    strerror(errno));
 	for (errno = 0; (de = readdir(d)) != NULL; errno = 0) {
 		if (de->d_name[0] != '.' || strcmp(de->d_name, ".") == 0 ||
@@ -451,7 +435,7 @@ scan_all(const char *root, int64_t *bytes, int64_t *count,
 		}
 	}
 	if (errno != 0) {
-		quota_fail(error_r, "readdir(%s) failed: %s", root,
+		err_fail(error_r, errno, "readdir(%s) failed: %s", root,
 		    strerror(errno));
 		closedir(d);
 		return -1;
@@ -533,12 +517,12 @@ write_maildirsize(const char *root, const char *content,
 		if (errno == ENOENT && !made) {
 			made = true;
 			if (maildir_make(root, &merr) < 0) {
-				quota_fail(error_r, "%s", merr);
+				err_fail(error_r, err_last_code(), "%s", merr);
 				goto out;
 			}
 			continue;
 		}
-		quota_fail(error_r, "open(%s) failed: %s", tmp_path,
+		err_fail(error_r, errno, "open(%s) failed: %s", tmp_path,
 		    strerror(errno));
 		goto out;
 	}
@@ -547,26 +531,27 @@ write_maildirsize(const char *root, const char *content,
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			quota_fail(error_r, "write(%s) failed: %s", tmp_path,
+			err_fail(error_r, n < 0 ? errno : ERR_OTHER,
+			    "write(%s) failed: %s", tmp_path,
 			    n < 0 ? strerror(errno) : "wrote nothing");
 			goto fail_fd;
 		}
 		done += (size_t)n;
 	}
 	if (fsync(fd) == -1) {
-		quota_fail(error_r, "fsync(%s) failed: %s", tmp_path,
+		err_fail(error_r, errno, "fsync(%s) failed: %s", tmp_path,
 		    strerror(errno));
 		goto fail_fd;
 	}
 	if (close(fd) == -1) {
 		fd = -1;
-		quota_fail(error_r, "close(%s) failed: %s", tmp_path,
+		err_fail(error_r, errno, "close(%s) failed: %s", tmp_path,
 		    strerror(errno));
 		goto fail_unlink;
 	}
 	fd = -1;
 	if (rename(tmp_path, dest) == -1) {
-		quota_fail(error_r, "rename(%s, %s) failed: %s", tmp_path,
+		err_fail(error_r, errno, "rename(%s, %s) failed: %s", tmp_path,
 		    dest, strerror(errno));
 		goto fail_unlink;
 	}
@@ -649,7 +634,7 @@ maildir_quota_add(const char *maildir, int64_t bytes, int64_t count,
 		if (errno == ENOENT)
 			ret = 0;
 		else
-			quota_fail(error_r, "open(%s) failed: %s", path,
+			err_fail(error_r, errno, "open(%s) failed: %s", path,
 			    strerror(errno));
 		free(path);
 		return ret;
@@ -663,10 +648,10 @@ maildir_quota_add(const char *maildir, int64_t bytes, int64_t count,
 		n = write(fd, line, (size_t)len);
 	} while (n < 0 && errno == EINTR);
 	if (n < 0)
-		quota_fail(error_r, "write(%s) failed: %s", path,
+		err_fail(error_r, errno, "write(%s) failed: %s", path,
 		    strerror(errno));
 	else if (n != len)
-		quota_fail(error_r, "write(%s) was short", path);
+		err_fail(error_r, ERR_OTHER, "write(%s) was short", path);
 	else
 		ret = 1;
 	close(fd);
@@ -708,7 +693,7 @@ maildir_quota_check(const char *maildir, uint64_t limit_bytes,
 			free(root);
 			return adding_bytes <= limit_bytes ? 1 : 0;
 		}
-		quota_fail(error_r, "stat(%s) failed: %s", root,
+		err_fail(error_r, errno, "stat(%s) failed: %s", root,
 		    strerror(errno));
 		free(root);
 		return -1;

@@ -8,9 +8,9 @@
  *            optional, in any order; "0S", "0C" or an empty line = none)
  *   then:    "<bytes> <count>" lines (signed); usage is their sum.
  *
- * Errors: `const char **error_r` is set (when not NULL) to a message in a
- * per-thread buffer owned by this module, valid until the next
- * maildir_quota_*() call from the same thread. Never free it.
+ * Errors: `const char **error_r` is set (when not NULL) to a message in
+ * the per-thread buffer of lib/base/err (code: errno or ERR_*), valid
+ * until the next failure on the same thread. Never free it.
  */
 #include <stdint.h>
 

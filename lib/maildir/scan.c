@@ -15,10 +15,9 @@
 #include <unistd.h>
 
 #include "lib/base/alloc.h"
+#include "lib/base/err.h"
 #include "lib/maildir/maildir.h"
 #include "lib/maildir/scan.h"
-
-static _Thread_local char scan_err[512];
 
 /* Bytes plus one per LF not preceded by CR. */
 static int
@@ -107,11 +106,10 @@ maildir_scan(const char *maildir, struct maildir_msg **msgs_r, size_t *n_r,
 				free(dpath);
 				continue;
 			}
-			snprintf(scan_err, sizeof(scan_err), "opendir %s: %s",
-			    dpath, strerror(errno));
+			err_fail(error_r, errno, "opendir %s: %s", dpath,
+			    strerror(errno));
 			free(dpath);
 			maildir_msgs_free(&msgs, n);
-			*error_r = scan_err;
 			return -1;
 		}
 		while ((de = readdir(d)) != NULL) {
@@ -203,9 +201,8 @@ maildir_msg_set_flags(const char *maildir, struct maildir_msg *m,
 	to = xasprintf("%s/cur/%s", maildir, newname);
 	r = strcmp(from, to) == 0 ? 0 : rename(from, to);
 	if (r < 0) {
-		snprintf(scan_err, sizeof(scan_err), "rename %s: %s", from,
+		err_fail(error_r, errno, "rename %s: %s", from,
 		    strerror(errno));
-		*error_r = scan_err;
 	} else {
 		free(m->name);
 		m->name = newname;

@@ -16,12 +16,11 @@
 #include <unistd.h>
 
 #include "lib/base/alloc.h"
+#include "lib/base/err.h"
 #include "lib/base/fdio.h"
 #include "lib/base/str.h"
 #include "lib/queue/queue.h"
 #include "lib/queue/spool.h"
-
-static _Thread_local char queue_err[512];
 
 void
 queue_id_new(char id[17])
@@ -43,32 +42,20 @@ queue_id_new(char id[17])
 	snprintf(id, 17, "%016llX", (unsigned long long)v);
 }
 
-static int
-fsync_dir(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int r;
-
-	if (fd < 0)
-		return -1;
-	r = fsync(fd);
-	close(fd);
-	return r;
-}
-
 int
 queue_dirs_make(const char *queue_dir, const char **error_r)
 {
-	static const char *const subs[] = { "", "/tmp", "/incoming", "/state" };
+	/* QUEUE_DIR itself, then its subdirectories. */
+	static const char *const subs[] = { NULL, "tmp", "incoming", "state" };
 
 	for (size_t i = 0; i < 4; i++) {
-		char *p = xasprintf("%s%s", queue_dir, subs[i]);
+		char *p = subs[i] == NULL ? xstrdup(queue_dir) :
+		    xasprintf("%s/%s", queue_dir, subs[i]);
 
 		if (mkdir(p, 0750) < 0 && errno != EEXIST) {
-			snprintf(queue_err, sizeof(queue_err),
-			    "cannot create %s: %s", p, strerror(errno));
+			err_fail(error_r, errno, "cannot create %s: %s", p,
+			    strerror(errno));
 			free(p);
-			*error_r = queue_err;
 			return -1;
 		}
 		free(p);
@@ -100,29 +87,28 @@ queue_enqueue(const char *queue_dir, const char *id, const char *sender,
 
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		snprintf(queue_err, sizeof(queue_err), "cannot create %s: %s",
-		    tmp, strerror(errno));
+		err_fail(error_r, errno, "cannot create %s: %s", tmp,
+		    strerror(errno));
 		goto out;
 	}
 	if (write_full(fd, env.data, env.len) < 0 ||
 	    spool_copy_to(body, fd, &err) < 0 || fsync(fd) < 0) {
-		snprintf(queue_err, sizeof(queue_err), "cannot write %s: %s",
-		    tmp, strerror(errno));
+		err_fail(error_r, errno, "cannot write %s: %s", tmp,
+		    strerror(errno));
 		close(fd);
 		unlink(tmp);
 		goto out;
 	}
-	if (close(fd) < 0 || rename(tmp, final) < 0 || fsync_dir(dir) < 0) {
-		snprintf(queue_err, sizeof(queue_err), "cannot commit %s: %s",
-		    final, strerror(errno));
+	if (close(fd) < 0 || rename(tmp, final) < 0 ||
+	    fsync_dir(dir, &err) < 0) {
+		err_fail(error_r, errno, "cannot commit %s: %s", final,
+		    strerror(errno));
 		unlink(tmp);
 		unlink(final);
 		goto out;
 	}
 	ret = 0;
 out:
-	if (ret < 0)
-		*error_r = queue_err;
 	str_free(&env);
 	free(tmp);
 	free(final);
@@ -177,10 +163,8 @@ queue_msg_read(const char *queue_dir, const char *id, struct queue_msg *m,
 		queue_msg_clear(m);
 		if (errno == ENOENT)
 			return 0;
-		snprintf(queue_err, sizeof(queue_err), "%s: %s", id,
+		return err_fail(error_r, errno, "%s: %s", id,
 		    strerror(errno));
-		*error_r = queue_err;
-		return -1;
 	}
 	while ((n = getline(&line, &cap, fp)) > 0) {
 		lineno++;
@@ -255,9 +239,8 @@ queue_msg_read(const char *queue_dir, const char *id, struct queue_msg *m,
 	free(line);
 	return 1;
 bad:
-	snprintf(queue_err, sizeof(queue_err), "%s: malformed queue file "
-	    "(line %d)", id, lineno);
-	*error_r = queue_err;
+	err_fail(error_r, ERR_SYNTAX, "%s: malformed queue file (line %d)", id,
+	    lineno);
 	if (fp != NULL)
 		fclose(fp);
 	free(line);
@@ -297,9 +280,8 @@ queue_state_write(const char *queue_dir, const struct queue_msg *m,
 	}
 	if (fd < 0 || write_full(fd, out.data, out.len) < 0 || fsync(fd) < 0 ||
 	    close(fd) < 0 || rename(tmp, final) < 0) {
-		snprintf(queue_err, sizeof(queue_err), "state %s: %s", m->id,
+		err_fail(error_r, errno, "state %s: %s", m->id,
 		    strerror(errno));
-		*error_r = queue_err;
 		unlink(tmp);
 	} else {
 		ret = 0;
@@ -349,10 +331,8 @@ queue_list(const char *queue_dir, char ***ids_r, size_t *n_r,
 		return 0;
 	}
 	if (d == NULL) {
-		snprintf(queue_err, sizeof(queue_err), "%s: %s", path,
-		    strerror(errno));
+		err_fail(error_r, errno, "%s: %s", path, strerror(errno));
 		free(path);
-		*error_r = queue_err;
 		return -1;
 	}
 	free(path);

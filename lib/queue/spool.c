@@ -8,12 +8,10 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "lib/base/err.h"
 #include "lib/base/fdio.h"
 #include "lib/base/limits.h"
 #include "lib/queue/spool.h"
-
-static char spool_err[256];
-
 
 void
 spool_init(struct spool *s, const char *tmpdir)
@@ -34,21 +32,14 @@ spool_append(struct spool *s, const void *data, size_t len,
 	}
 	if (s->fd < 0) {
 		s->fd = open(s->tmpdir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-		if (s->fd < 0 || write_full(s->fd, s->mem.data, s->mem.len) < 0) {
-			snprintf(spool_err, sizeof(spool_err),
-			    "cannot spool to %s: %s", s->tmpdir,
-			    strerror(errno));
-			*error_r = spool_err;
-			return -1;
-		}
+		if (s->fd < 0 || write_full(s->fd, s->mem.data, s->mem.len) < 0)
+			return err_fail(error_r, errno, "cannot spool to %s: %s",
+			    s->tmpdir, strerror(errno));
 		str_free(&s->mem);
 	}
-	if (write_full(s->fd, data, len) < 0) {
-		snprintf(spool_err, sizeof(spool_err), "spool write: %s",
+	if (write_full(s->fd, data, len) < 0)
+		return err_fail(error_r, errno, "spool write: %s",
 		    strerror(errno));
-		*error_r = spool_err;
-		return -1;
-	}
 	s->size += len;
 	return 0;
 }
@@ -78,9 +69,7 @@ spool_copy_to(struct spool *s, int fd, const char **error_r)
 		off += n;
 	}
 fail:
-	snprintf(spool_err, sizeof(spool_err), "copy: %s", strerror(errno));
-	*error_r = spool_err;
-	return -1;
+	return err_fail(error_r, errno, "copy: %s", strerror(errno));
 }
 
 void

@@ -2,6 +2,7 @@
  * tls.c: certificate handling for `petrel init` and `petrel check`.
  * (The TLS session layer for the protocols builds on this module.)
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -23,9 +24,8 @@
 #include <openssl/x509v3.h>
 
 #include "lib/base/alloc.h"
+#include "lib/base/err.h"
 #include "lib/tls/tls.h"
-
-static _Thread_local char tls_errbuf[768];
 
 static const char *
 tls_error(const char *what, const char *path)
@@ -35,10 +35,9 @@ tls_error(const char *what, const char *path)
 
 	if (e != 0)
 		ERR_error_string_n(e, reason, sizeof(reason));
-	snprintf(tls_errbuf, sizeof(tls_errbuf), "%s %s: %s", what, path,
-	    reason);
+	err_fail(NULL, ERR_OTHER, "%s %s: %s", what, path, reason);
 	ERR_clear_error();
-	return tls_errbuf;
+	return err_last();
 }
 
 static int
@@ -65,9 +64,7 @@ write_private_key(const char *path, EVP_PKEY *pkey, const char **error_r)
 	FILE *fp = fd >= 0 ? fdopen(fd, "w") : NULL;
 
 	if (fp == NULL) {
-		snprintf(tls_errbuf, sizeof(tls_errbuf), "cannot write %s: %m",
-		    path);
-		*error_r = tls_errbuf;
+		err_fail(error_r, errno, "cannot write %s: %m", path);
 		if (fd >= 0)
 			close(fd);
 		return -1;
@@ -123,9 +120,7 @@ tls_make_selfsigned(const char *cert_path, const char *key_path,
 		goto out;
 	fp = fopen(cert_path, "w");
 	if (fp == NULL) {
-		snprintf(tls_errbuf, sizeof(tls_errbuf), "cannot write %s: %m",
-		    cert_path);
-		*error_r = tls_errbuf;
+		err_fail(error_r, errno, "cannot write %s: %m", cert_path);
 		goto out;
 	}
 	if (!PEM_write_X509(fp, cert) || fflush(fp) != 0 ||
@@ -155,10 +150,8 @@ tls_check_pair(const char *cert_path, const char *key_path, int *days_left_r,
 
 	fp = fopen(cert_path, "r");
 	if (fp == NULL) {
-		snprintf(tls_errbuf, sizeof(tls_errbuf),
+		return err_fail(error_r, errno,
 		    "cannot open TLS certificate %s: %m", cert_path);
-		*error_r = tls_errbuf;
-		return -1;
 	}
 	cert = PEM_read_X509(fp, NULL, NULL, NULL);
 	fclose(fp);
@@ -168,9 +161,8 @@ tls_check_pair(const char *cert_path, const char *key_path, int *days_left_r,
 	}
 	fp = fopen(key_path, "r");
 	if (fp == NULL) {
-		snprintf(tls_errbuf, sizeof(tls_errbuf),
-		    "cannot open TLS key %s: %m", key_path);
-		*error_r = tls_errbuf;
+		err_fail(error_r, errno, "cannot open TLS key %s: %m",
+		    key_path);
 		goto out;
 	}
 	pkey = PEM_read_PrivateKey(fp, NULL, NULL, NULL);
@@ -180,11 +172,10 @@ tls_check_pair(const char *cert_path, const char *key_path, int *days_left_r,
 		goto out;
 	}
 	if (X509_check_private_key(cert, pkey) != 1) {
-		snprintf(tls_errbuf, sizeof(tls_errbuf),
+		err_fail(error_r, ERR_OTHER,
 		    "TLS key %s does not match certificate %s", key_path,
 		    cert_path);
 		ERR_clear_error();
-		*error_r = tls_errbuf;
 		goto out;
 	}
 	if (days_left_r != NULL) {

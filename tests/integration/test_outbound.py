@@ -14,10 +14,10 @@ import time
 
 import pytest
 
-from mx_util import (ALICE, BOB, HOSTNAME, WAIT, add_relay_domain, dsn_parts, free_port,
-                     instance_cert, make_message, parse_stored, queue_ids, queue_json,
-                     wait_for, wait_queue_empty, wire)
-from smtp_util import all_delivered, queue_files, read_new
+from mx_util import (ALICE, BOB, HOSTNAME, PASSWORD, WAIT, add_relay_domain, dsn_parts,
+                     free_port, instance_cert, make_message, parse_stored, queue_ids,
+                     queue_json, wait_for, wait_queue_empty, wire)
+from smtp_util import all_delivered, maildir_of, queue_files, read_new
 
 SETTLE = 1.3   # > 1 queue scan (queue_scan_interval=1): time for a wrong retry to show
 
@@ -338,6 +338,58 @@ def test_5xx_bounces_into_the_senders_inbox(out_instance, petrel_start, fake_mx)
     for stage in PERM_FAILURES:
         tries = srv.wait_log(r"to=<x@%s\.test>, relay=" % stage, count=2, timeout=0)
         assert len(tries) == 1, tries
+
+
+def maildirsize_usage(path):
+    """[bytes, count] summed over a maildirsize file's delta lines."""
+    with open(path) as f:
+        lines = f.read().splitlines()
+    total = [0, 0]
+    for line in lines[1:]:
+        b, c = line.split()
+        total[0] += int(b)
+        total[1] += int(c)
+    return total
+
+
+def stored_usage(inst, address):
+    """[bytes, count] of the files in address's new/ and cur/."""
+    md = maildir_of(inst, address)
+    paths = [os.path.join(md, sub, n) for sub in ("new", "cur")
+             for n in os.listdir(os.path.join(md, sub)) if not n.startswith(".")]
+    return [sum(os.path.getsize(p) for p in paths), len(paths)]
+
+
+def test_bounce_to_a_local_sender_counts_in_its_quota(out_instance, petrel_start, fake_mx):
+    """A bounce delivered into the maildir of a sender with a quota is added to
+    its maildirsize (Maildir++) like any delivery: afterwards maildirsize says
+    what new/ holds, the bounce included."""
+    inst = out_instance
+    user = "carol@example.test"
+    inst.add_user(user, PASSWORD, "--quota", "10000000")
+    mx = fake_mx(rcpt="550 5.1.1 <x@quota.test>: Recipient address rejected: no such user")
+    add_relay_domain(inst, "quota.test", mx.port)
+    srv = petrel_start(inst, ["queue_retry_min=3600"])
+    msize = os.path.join(maildir_of(inst, user), "maildirsize")
+    # A first message to carol: its RCPT-time quota check writes maildirsize.
+    with srv.mx() as c:
+        r = c.send_message(BOB, [user], wire(make_message("hello", sender=BOB, to=user)),
+                           ehlo="client.test")
+        assert r.code == 250, r
+    assert os.path.exists(msize), "delivery to a user with a quota keeps maildirsize"
+    before = stored_usage(inst, user)
+    assert before[1] == 1 and maildirsize_usage(msize) == before
+    original = make_message("will bounce", sender=user, to="x@quota.test")
+    assert srv.submit(user, user, ["x@quota.test"], wire(original)).code == 250
+    got = wait_dsns(inst, count=2, address=user)
+    bounces = [raw for raw, _ in got if raw.startswith(b"Return-Path: <>\n")]
+    assert len(got) == 2 and len(bounces) == 1, "one bounce for carol\nlog:\n%s" % srv.log()
+    after = [before[0] + len(bounces[0]), 2]
+    assert stored_usage(inst, user) == after
+    # maildirsize is appended right after the copy is linked into new/
+    assert wait_for(lambda: maildirsize_usage(msize) == after), (
+        "maildirsize %r, stored %r\n%s" % (maildirsize_usage(msize), after, open(msize).read()))
+    assert srv.wait_log(r"sender non-delivery notification"), srv.log()
 
 
 def test_per_recipient_results(out_instance, petrel_start, fake_mx):

@@ -1,0 +1,189 @@
+/*
+ * deliver.c: the one delivery path (see deliver.h) -- Maildir copies with
+ * the maildirsize quota (Maildir++) and duplicate elimination, and the
+ * outbound queue with DKIM signing.
+ *
+ * Each maildir copy is "Return-Path: <sender>", "Delivered-To: <final
+ * address>", the caller's prefix and the body, written through
+ * lib/maildir (tmp/, data durable, link into new/, fsync of new/): SPEC
+ * section 4, "250 after DATA means the message is on stable storage".
+ *
+ * Trust: the routes come from lib/route (maildir paths already confined
+ * to mail_root); the sender, addresses and body are the client's and are
+ * only copied, never interpreted here.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/base/alloc.h"
+#include "lib/base/err.h"
+#include "lib/base/log.h"
+#include "lib/base/str.h"
+#include "lib/deliver/deliver.h"
+#include "lib/dkim/sign.h"
+#include "lib/maildir/maildir.h"
+#include "lib/maildir/quota.h"
+#include "lib/queue/queue.h"
+#include "lib/queue/spool.h"
+#include "lib/route/route.h"
+
+struct tmp_writer {
+	struct maildir_tmp *tmp;
+	const char *error;	/* set when a write failed */
+};
+
+/* The body goes through maildir_tmp_write so that the S= and W= sizes
+ * in the file name count it. */
+static int
+tmp_write_cb(void *ctx, const void *data, size_t len)
+{
+	struct tmp_writer *w = ctx;
+
+	return maildir_tmp_write(w->tmp, data, len, &w->error);
+}
+
+static int
+deliver_maildir(const struct deliver_msg *msg, const struct route_dest *d,
+    const char **error_r)
+{
+	struct tmp_writer w = { NULL, NULL };
+	str_t head = STR_INIT;
+	const char *qerr;
+	int r = -1;
+
+	str_printf(&head, "Return-Path: <%s>\nDelivered-To: %s\n%s",
+	    msg->sender, d->address, msg->prefix != NULL ? msg->prefix : "");
+	if (maildir_tmp_open(d->maildir, &w.tmp, error_r) < 0)
+		goto out;
+	if (maildir_tmp_write(w.tmp, head.data, head.len, error_r) < 0) {
+		maildir_tmp_abort(&w.tmp);
+		goto out;
+	}
+	if (spool_each(msg->body, tmp_write_cb, &w) < 0) {
+		/* The write's own error (its code says ENOSPC or EDQUOT),
+		 * else reading the spool failed. */
+		if (w.error != NULL)
+			*error_r = w.error;
+		else
+			err_fail(error_r, errno, "cannot read the spooled "
+			    "message: %s", strerror(errno));
+		maildir_tmp_abort(&w.tmp);
+		goto out;
+	}
+	if (maildir_tmp_commit(&w.tmp, NULL, error_r) < 0)
+		goto out;
+	/* Maildir++: every delivery appends its size to maildirsize. The
+	 * copy is durable already; a failed append only makes the next
+	 * check recalculate. */
+	if (d->quota > 0 && maildir_quota_add(d->maildir,
+	    (int64_t)(head.len + msg->body->size), 1, &qerr) < 0)
+		log_warn("%s: maildirsize of %s: %s", msg->qid, d->maildir,
+		    qerr);
+	r = 0;
+out:
+	str_free(&head);
+	return r;
+}
+
+/* Was the same final address already delivered into the same maildir
+ * for an earlier destination of this message? (Postfix eliminates such
+ * duplicates too: RCPT TO:<a> twice, or an alias and its target.) */
+static bool
+already_delivered(const struct deliver_msg *msg, size_t ri, size_t di)
+{
+	const struct route_dest *d = &msg->rcpts[ri].route->dests[di];
+
+	for (size_t i = 0; i <= ri; i++) {
+		const struct route_result *r = msg->rcpts[i].route;
+		size_t jmax = i == ri ? di : r->ndests;
+
+		for (size_t j = 0; j < jmax; j++) {
+			const struct route_dest *e = &r->dests[j];
+
+			if (e->kind == ROUTE_MAILDIR &&
+			    strcmp(e->maildir, d->maildir) == 0 &&
+			    strcmp(e->address, d->address) == 0)
+				return true;
+		}
+	}
+	return false;
+}
+
+static int
+deliver_queue(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
+    const struct queue_rcpt *remote, size_t nremote, const char **error_r)
+{
+	const char *prefix = msg->prefix != NULL ? msg->prefix : "";
+	const char *at = strrchr(msg->sender, '@');
+	str_t head = STR_INIT;
+	const char *err;
+	int r;
+
+	/* DKIM: mail our users send out is signed for the sender's domain
+	 * when it has a key (RFC 6376). A signing failure is logged; the
+	 * message goes out unsigned. */
+	if (msg->dkim_sign && ctx->dkim_dir != NULL && at != NULL &&
+	    dkim_sign_message(ctx->dkim_dir, at + 1, prefix, msg->body,
+	    &head, &err) < 0)
+		log_error("%s: %s", msg->qid, err);
+	str_append(&head, prefix);
+	r = queue_enqueue(ctx->queue_dir, msg->qid, msg->sender, remote,
+	    nremote, str_c(&head), msg->body, error_r);
+	str_free(&head);
+	return r;
+}
+
+int
+deliver_message(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
+    struct deliver_result *result, const char **error_r)
+{
+	struct queue_rcpt *remote = NULL;
+	size_t nremote = 0;
+	int ret = 0;
+
+	memset(result, 0, sizeof(*result));
+	for (size_t i = 0; i < msg->nrcpts && ret == 0; i++) {
+		const struct route_result *r = msg->rcpts[i].route;
+
+		for (size_t j = 0; j < r->ndests; j++) {
+			const struct route_dest *d = &r->dests[j];
+
+			if (d->kind == ROUTE_REMOTE) {
+				remote = xrealloc(remote, (nremote + 1) *
+				    sizeof(*remote));
+				remote[nremote].address = d->address;
+				remote[nremote].transport = d->transport;
+				nremote++;
+				continue;
+			}
+			if (already_delivered(msg, i, j)) {
+				result->duplicates++;
+				continue;
+			}
+			if (deliver_maildir(msg, d, error_r) < 0) {
+				ret = -1;
+				break;
+			}
+			result->delivered++;
+			log_info("%s: to=<%s>, orig_to=<%s>, relay=maildir, "
+			    "status=sent (delivered to maildir %s)", msg->qid,
+			    d->address, msg->rcpts[i].address, d->maildir);
+		}
+	}
+	if (ret == 0 && nremote > 0) {
+		if (deliver_queue(ctx, msg, remote, nremote, error_r) < 0) {
+			ret = -1;
+		} else {
+			result->queued = nremote;
+			for (size_t i = 0; i < nremote; i++)
+				log_info("%s: to=<%s>, status=queued (remote)",
+				    msg->qid, remote[i].address);
+		}
+	}
+	if (ret < 0)
+		result->code = err_last_code();
+	free(remote);
+	return ret;
+}

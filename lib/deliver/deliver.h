@@ -1,0 +1,70 @@
+#ifndef PETREL_DELIVER_H
+#define PETREL_DELIVER_H
+/*
+ * The one delivery path: a message whose recipients are routed (lib/route)
+ * becomes Maildir copies (durable: file and directory fsync'd, the
+ * maildirsize quota updated) and, for the remote destinations, one file
+ * in the outbound queue (lib/queue), DKIM-signed when the sender is one
+ * of our authenticated users. SMTP DATA/BDAT and bounces (RFC 3464 DSNs)
+ * use it; LMTP and Sieve are meant to.
+ *
+ * It blocks (fsync, the queue write): call it from a job thread, never
+ * from the event loop. It needs no event loop and no directory handle.
+ *
+ * Duplicates are eliminated: the same final address into the same
+ * maildir gets one copy per message, however many recipients (RCPT TO
+ * twice, an alias and its target) lead there.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+
+struct route_result;
+struct spool;
+
+/* What does not change from message to message (a server's settings). */
+struct deliver_ctx {
+	const char *queue_dir;	/* the outbound queue (QUEUE_DIR) */
+	const char *dkim_dir;	/* DKIM keys (lib/dkim); NULL: never sign */
+};
+
+struct deliver_rcpt {
+	const char *address;	/* as the client gave it (orig_to in logs) */
+	const struct route_result *route;	/* resolved, ROUTE_OK */
+};
+
+struct deliver_msg {
+	const char *qid;	/* queue id: logs, and the queue file's id */
+	const char *sender;	/* envelope sender, "" for the null sender */
+	const struct deliver_rcpt *rcpts;
+	size_t nrcpts;
+	/* Header fields put before the body in every copy, after the
+	 * Return-Path: and Delivered-To: of a maildir copy (Received:, ...;
+	 * LF line ends). NULL: none. */
+	const char *prefix;
+	struct spool *body;	/* the message, LF line ends */
+	/* Sign the queued copy for the sender's domain (RFC 6376) when it
+	 * has a key: mail our authenticated users send out. */
+	bool dkim_sign;
+};
+
+struct deliver_result {
+	size_t delivered;	/* maildir copies on stable storage */
+	size_t duplicates;	/* copies not made: already delivered */
+	size_t queued;		/* remote recipients in the queue file */
+	int code;		/* after a failure its errno or ERR_* code
+				 * (lib/base/err), else ERR_NONE */
+};
+
+/*
+ * Deliver msg to every destination of every recipient: the maildir
+ * copies first, in order, then one queue file for all remote ones. The
+ * first failure stops it (copies already made stay: a duplicate beats a
+ * loss when the client retries); nothing is queued after a failed copy.
+ * 0 when every copy is on stable storage, -1 with *error_r (valid until
+ * the next lib/base/err failure on this thread) and result->code.
+ */
+int deliver_message(const struct deliver_ctx *ctx,
+    const struct deliver_msg *msg, struct deliver_result *result,
+    const char **error_r);
+
+#endif
