@@ -9,7 +9,7 @@
 
 #include "imap/imap.h"
 #include "lib/base/str.h"
-#include "lib/imap/mailbox.h"
+#include "lib/store/mailbox.h"
 #include "lib/imap/parse.h"
 #include "lib/io/jobs.h"
 

@@ -1,10 +1,10 @@
-#ifndef PETREL_IMAP_MBOX_INT_H
-#define PETREL_IMAP_MBOX_INT_H
+#ifndef PETREL_STORE_MBOX_INT_H
+#define PETREL_STORE_MBOX_INT_H
 /*
- * Internals of the mailbox index (lib/imap/mailbox.h), shared by
+ * Internals of the mailbox index (lib/store/mailbox.h), shared by
  * mailbox.c (sync and the public API), mbox_index.c (the petrel-index
  * file, dovecot-uidlist and courierimapuiddb import) and mbox_cache.c
- * (petrel-cache). Nothing outside lib/imap/mailbox*.c and mbox_*.c
+ * (petrel-cache). Nothing outside lib/store/mailbox*.c and mbox_*.c
  * includes this.
  */
 #include <stdbool.h>
@@ -14,7 +14,7 @@
 #include <time.h>
 
 #include "lib/base/str.h"
-#include "lib/imap/mailbox.h"
+#include "lib/store/mailbox.h"
 #include "lib/maildir/maildir.h"
 
 #define MBOX_INDEX_NAME		"petrel-index"

@@ -55,8 +55,8 @@
 #include "lib/base/fdio.h"
 #include "lib/base/log.h"
 #include "lib/base/str.h"
-#include "lib/imap/mailbox.h"
-#include "lib/imap/mbox_int.h"
+#include "lib/store/mailbox.h"
+#include "lib/store/mbox_int.h"
 #include "lib/maildir/maildir.h"
 
 /* A listing that found messages missing while the directory may have
