@@ -168,24 +168,6 @@ maildir_scan(const char *maildir, struct maildir_msg **msgs_r, size_t *n_r,
 	return 0;
 }
 
-void
-maildir_msgs_free(struct maildir_msg **msgs, size_t n)
-{
-	if (*msgs == NULL)
-		return;
-	for (size_t i = 0; i < n; i++)
-		free((*msgs)[i].name);
-	free(*msgs);
-	*msgs = NULL;
-}
-
-char *
-maildir_msg_path(const char *maildir, const struct maildir_msg *m)
-{
-	return xasprintf("%s/%s/%s", maildir, m->in_cur ? "cur" : "new",
-	    m->name);
-}
-
 int
 maildir_msg_set_flags(const char *maildir, struct maildir_msg *m,
     const char *flags, const char **error_r)

@@ -7,22 +7,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct maildir_msg {
-	char *name;		/* file name in new/ or cur/ */
-	bool in_cur;
-	uint64_t size;		/* bytes on disk (LF line ends) */
-	uint64_t vsize;		/* bytes with CRLF line ends (RFC822.SIZE) */
-	size_t key_len;		/* name[0..key_len): stable across flag changes */
-	char flags[64];		/* ":2," flags, sorted */
-};
+#include "lib/maildir/maildir.h"
 
 /* Messages sorted by their stable key (delivery order for our names).
  * 0 ok, -1 error. */
 int maildir_scan(const char *maildir, struct maildir_msg **msgs_r,
     size_t *n_r, const char **error_r);
-void maildir_msgs_free(struct maildir_msg **msgs, size_t n);
-/* The full path of a message. malloc'd. */
-char *maildir_msg_path(const char *maildir, const struct maildir_msg *m);
 /* Give the message the flags (letters, sorted): a message in new/ moves
  * to cur/ (Maildir: a read message is in cur/ with ":2,<flags>").
  * Updates m. 0 ok, -1 error (e.g. the file is gone). */

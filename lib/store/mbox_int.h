@@ -62,6 +62,8 @@ struct mbox_priv {
 	bool kw_seen;
 	size_t *touched;	/* msgs whose name changed in this sync */
 	size_t ntouched, touched_cap;
+	bool keep_new;		/* writable, but new/ files stay in new/
+				   (a POP3 maildrop takes no \Recent) */
 };
 
 static inline struct mbox_priv *
@@ -71,6 +73,12 @@ mbox_priv(const struct mbox *mb)
 }
 
 /* ---- mailbox.c ---- */
+
+/* mbox_open for a handle that may change files (flags, expunges) but
+ * never moves new/ to cur/ nor marks anything recent: the POP3
+ * maildrop (maildrop.c). */
+int mbox_open_keep_new(const char *path, struct mbox **mb_r,
+    const char **error_r);
 
 int mbox_fail(const char **error_r, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
