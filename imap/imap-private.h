@@ -1,15 +1,15 @@
 #ifndef PETREL_IMAP_PRIVATE_H
 #define PETREL_IMAP_PRIVATE_H
-/* Shared between the IMAP session (session.c), the mailbox-level
- * commands (mailboxes.c), the message commands (messages.c) and change
- * notification (notify.c). */
+/* Shared between the IMAP session (session.c), the command files
+ * (cmd_*.c, with mailbox_view.c and folders.c) and change notification
+ * (notify.c). */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "imap/imap.h"
 #include "lib/base/str.h"
-#include "lib/imap/mailbox.h"
+#include "lib/store/mailbox.h"
 #include "lib/imap/parse.h"
 #include "lib/io/jobs.h"
 #include "lib/session/sasl.h"
@@ -42,7 +42,6 @@ struct imap_command {
 struct imap_session {
 	struct session base;	/* first: the connection (lib/session) */
 	struct imap_server *srv;
-	unsigned long sid;	/* base.sid, for log lines */
 	enum imap_state state;
 	unsigned bad_in_row;
 
@@ -111,7 +110,8 @@ void imap_report_expunges(struct imap_session *s);
 void imap_flags_string(const struct mbox *mb, const struct mbox_msg *m,
     str_t *out);
 
-/* messages.c */
+/* cmd_select.c, cmd_fetch.c, cmd_store.c, cmd_search.c, cmd_copy.c,
+ * cmd_expunge.c, cmd_append.c; imap_close_mailbox in mailbox_view.c */
 void imap_cmd_select(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_fetch(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_store(struct imap_session *s, struct imap_cmd *c);
@@ -125,7 +125,8 @@ void imap_cmd_append(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_noop(struct imap_session *s, struct imap_cmd *c);
 void imap_close_mailbox(struct imap_session *s);
 
-/* mailboxes.c */
+/* cmd_mailbox.c, cmd_list.c, cmd_quota.c; imap_prepare_maildir in
+ * folders.c */
 void imap_cmd_create(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_delete(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_rename(struct imap_session *s, struct imap_cmd *c);

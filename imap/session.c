@@ -3,7 +3,7 @@
  * literals, LITERAL+), the state machine of RFC 3501 3, CAPABILITY,
  * NOOP, LOGOUT, STARTTLS, LOGIN, AUTHENTICATE PLAIN (SASL-IR), ID,
  * ENABLE, NAMESPACE and IDLE. Mailbox and message commands live in
- * mailboxes.c and messages.c.
+ * cmd_*.c, one file per command family.
  *
  * A command is read whole (bounded: IMAP_LINE_MAX per line,
  * IMAP_LITERAL_MAX per literal, message_size_limit for APPEND) and
@@ -904,7 +904,6 @@ imap_greet(struct session *base)
 	str_t caps = STR_INIT;
 
 	s->srv = base->srv->owner;
-	s->sid = (unsigned long)base->sid;
 	capabilities(s, &caps);
 	session_printf(base, "* OK [CAPABILITY %s] %s petrel IMAP4rev1 "
 	    "ready\r\n", str_c(&caps), base->srv->hostname);

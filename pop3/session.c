@@ -43,10 +43,10 @@
 #include "lib/io/jobs.h"
 #include "lib/maildir/maildir.h"
 #include "lib/maildir/quota.h"
-#include "lib/maildir/scan.h"
 #include "lib/route/route.h"
 #include "lib/session/sasl.h"
 #include "lib/session/session.h"
+#include "lib/store/maildrop.h"
 #include "lib/tls/tls.h"
 #include "pop3/pop3.h"
 
@@ -106,21 +106,14 @@ login_run(struct session *base, struct dir *dir, const struct dir_user *u)
 		return AUTH_TEMPFAIL;
 	}
 	/* Lock the maildrop (RFC 2449 [IN-USE]). */
-	{
-		char *lock = xasprintf("%s/petrel-pop3.lock", s->maildir);
-
-		s->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-		free(lock);
-		if (s->lock_fd < 0 && errno == ENOENT) {
-			s->nmsgs = 0;	/* no maildir yet: an empty drop */
-		} else if (s->lock_fd < 0) {
-			log_error_errno("%016llx: lock in %s", SID(&s->base), s->maildir);
-			return AUTH_TEMPFAIL;
-		} else if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-			close(s->lock_fd);
-			s->lock_fd = -1;
-			return LOGIN_IN_USE;
-		}
+	switch (store_drop_lock(s->maildir, &s->lock_fd, &err)) {
+	case 0:
+		break;
+	case 1:
+		return LOGIN_IN_USE;
+	default:
+		log_error("%016llx: %s", SID(&s->base), err);
+		return AUTH_TEMPFAIL;
 	}
 	if (s->lock_fd >= 0) {
 		char who[32];
@@ -128,7 +121,8 @@ login_run(struct session *base, struct dir *dir, const struct dir_user *u)
 		snprintf(who, sizeof(who), "%016llx", SID(&s->base));
 		maildir_clean_tmp(s->maildir, who);
 	}
-	if (maildir_scan(s->maildir, &s->msgs, &s->nmsgs, &err) < 0) {
+	/* INBOX's index: the UIDs IMAP sees */
+	if (store_drop_list(s->maildir, &s->msgs, &s->nmsgs, &err) < 0) {
 		log_error("%016llx: %s", SID(&s->base), err);
 		return AUTH_TEMPFAIL;
 	}
@@ -143,23 +137,19 @@ static void
 retr_run(struct pop3_session *s)
 {
 	struct maildir_msg *m = &s->msgs[s->job_msg];
-	char *path = maildir_msg_path(s->maildir, m);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct evbuffer *out = evbuffer_new();
 	str_t o = STR_INIT;
-	struct stat st;
 	char *data;
-	const char *p, *end;
+	const char *p, *end, *err;
 	size_t len;
 	bool in_body = false;
 	long body_lines = 0;
-	int r = fd < 0 ? -1 : read_fd_all(fd, &data, &len, &st);
+	int r = store_drop_read(s->maildir, m, &data, &len, &err);
 
-	if (fd >= 0)
-		close(fd);
-	free(path);
 	s->job_out = out;
-	if (r < 0) {
+	if (r != 0) {
+		if (r < 0)
+			log_error("%016llx: %s", SID(&s->base), err);
 		s->job_result = -1;
 		return;
 	}
@@ -196,39 +186,12 @@ quit_run(struct pop3_session *s)
 	const char *err;
 	size_t gone = 0;
 
-	s->job_result = 0;
-	for (size_t i = 0; i < s->nmsgs; i++) {
-		struct maildir_msg *m = &s->msgs[i];
-
-		if (s->deleted[i]) {
-			char *path = maildir_msg_path(s->maildir, m);
-
-			if (unlink(path) < 0 && errno != ENOENT) {
-				log_error_errno("%016llx: unlink %s", SID(&s->base), path);
-				s->job_result = -1;
-			} else {
-				gone++;
-			}
-			free(path);
-		} else if (s->seen[i] && strchr(m->flags, 'S') == NULL) {
-			char flags[80];
-
-			snprintf(flags, sizeof(flags), "%sS", m->flags);
-			if (maildir_msg_set_flags(s->maildir, m, flags, &err) < 0)
-				log_warn("%016llx: %s", SID(&s->base), err);
-		}
-	}
-	if (gone > 0) {
-		/* Maildir++ quota: the deletions count. */
-		int64_t bytes = 0;
-
-		for (size_t i = 0; i < s->nmsgs; i++)
-			if (s->deleted[i])
-				bytes += (int64_t)s->msgs[i].size;
-		if (maildir_quota_add(s->maildir, -bytes, -(int64_t)gone,
-		    &err) < 0)
-			log_warn("%016llx: %s", SID(&s->base), err);
-	}
+	/* expunged through INBOX's index; maildirsize lowered */
+	s->job_result = store_drop_update(s->maildir, s->msgs, s->nmsgs,
+	    s->deleted, s->seen, &gone, &err);
+	if (s->job_result < 0)
+		log_error("%016llx: update of %s: %s", SID(&s->base), s->maildir,
+		    err);
 	s->job_msg = gone;
 	/* Unlock before the +OK: a client that reconnects at once must not
 	 * find its own maildrop [IN-USE]. */

@@ -878,6 +878,24 @@ maildir_name_parse(const char *name, size_t len, struct maildir_name *out)
 	return maildir_flags_normalize(p, (size_t)(end - p), out->flags);
 }
 
+void
+maildir_msgs_free(struct maildir_msg **msgs, size_t n)
+{
+	if (*msgs == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free((*msgs)[i].name);
+	free(*msgs);
+	*msgs = NULL;
+}
+
+char *
+maildir_msg_path(const char *maildir, const struct maildir_msg *m)
+{
+	return xasprintf("%s/%s/%s", maildir, m->in_cur ? "cur" : "new",
+	    m->name);
+}
+
 int
 maildir_name_set_flags(const char *name, const char *flags,
 		       char **new_name_r)

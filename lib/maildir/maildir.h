@@ -162,4 +162,20 @@ int maildir_flags_normalize(const char *flags, size_t len,
 /* True if the normalized flag string contains flag. */
 bool maildir_flags_has(const char *flags, char flag);
 
+/* One message file of a folder as a listing gives it (the POP3
+ * maildrop, lib/store/maildrop.h). */
+struct maildir_msg {
+	char *name;		/* file name in new/ or cur/ */
+	bool in_cur;
+	uint32_t uid;		/* its UID in the folder's index, 0 if none */
+	uint64_t size;		/* bytes on disk (LF line ends) */
+	uint64_t vsize;		/* bytes with CRLF line ends (RFC822.SIZE) */
+	size_t key_len;		/* name[0..key_len): stable across flag changes */
+	char flags[64];		/* ":2," flags, sorted */
+};
+
+void maildir_msgs_free(struct maildir_msg **msgs, size_t n);
+/* The full path of a message. malloc'd. */
+char *maildir_msg_path(const char *maildir, const struct maildir_msg *m);
+
 #endif

@@ -1,5 +1,5 @@
 /*
- * test_mailbox.c: unit tests for lib/imap/mailbox.c (and mbox_index.c,
+ * test_mailbox.c: unit tests for lib/store/mailbox.c (and mbox_index.c,
  * mbox_cache.c) -- UID assignment and stability across handles and
  * processes, new/ -> cur/ and \Recent, flag changes and expunges seen by
  * other handles, dovecot-uidlist / courierimapuiddb import, rebuilding
@@ -21,7 +21,7 @@
 #include "lib/base/alloc.h"
 #include "lib/base/log.h"
 #include "lib/base/str.h"
-#include "lib/imap/mailbox.h"
+#include "lib/store/mailbox.h"
 #include "lib/maildir/maildir.h"
 #include "tests/unit/test.h"
 

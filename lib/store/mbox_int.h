@@ -1,10 +1,10 @@
-#ifndef PETREL_IMAP_MBOX_INT_H
-#define PETREL_IMAP_MBOX_INT_H
+#ifndef PETREL_STORE_MBOX_INT_H
+#define PETREL_STORE_MBOX_INT_H
 /*
- * Internals of the mailbox index (lib/imap/mailbox.h), shared by
+ * Internals of the mailbox index (lib/store/mailbox.h), shared by
  * mailbox.c (sync and the public API), mbox_index.c (the petrel-index
  * file, dovecot-uidlist and courierimapuiddb import) and mbox_cache.c
- * (petrel-cache). Nothing outside lib/imap/mailbox*.c and mbox_*.c
+ * (petrel-cache). Nothing outside lib/store/mailbox*.c and mbox_*.c
  * includes this.
  */
 #include <stdbool.h>
@@ -15,7 +15,7 @@
 
 #include "lib/base/err.h"
 #include "lib/base/str.h"
-#include "lib/imap/mailbox.h"
+#include "lib/store/mailbox.h"
 #include "lib/maildir/maildir.h"
 
 #define MBOX_INDEX_NAME		"petrel-index"
@@ -63,6 +63,8 @@ struct mbox_priv {
 	bool kw_seen;
 	size_t *touched;	/* msgs whose name changed in this sync */
 	size_t ntouched, touched_cap;
+	bool keep_new;		/* writable, but new/ files stay in new/
+				   (a POP3 maildrop takes no \Recent) */
 };
 
 static inline struct mbox_priv *
@@ -75,6 +77,11 @@ mbox_priv(const struct mbox *mb)
 
 /* The shared error helper (lib/base/err) with no finer code. */
 #define mbox_fail(error_r, ...) err_fail((error_r), ERR_OTHER, __VA_ARGS__)
+/* mbox_open for a handle that may change files (flags, expunges) but
+ * never moves new/ to cur/ nor marks anything recent: the POP3
+ * maildrop (maildrop.c). */
+int mbox_open_keep_new(const char *path, struct mbox **mb_r,
+    const char **error_r);
 /* A 64-bit hash of data, chained from seed (checksums and hash
  * tables; not cryptographic). Byte-order independent. */
 uint64_t mbox_hash64(uint64_t seed, const void *data, size_t len);

@@ -35,7 +35,7 @@
 #include "lib/base/fdio.h"
 #include "lib/base/log.h"
 #include "lib/base/str.h"
-#include "lib/imap/mbox_int.h"
+#include "lib/store/mbox_int.h"
 
 #define CACHE_MAGIC "PTRLCCH1"
 #define CACHE_HDR 32

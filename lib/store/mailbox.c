@@ -55,8 +55,8 @@
 #include "lib/base/fdio.h"
 #include "lib/base/log.h"
 #include "lib/base/str.h"
-#include "lib/imap/mailbox.h"
-#include "lib/imap/mbox_int.h"
+#include "lib/store/mailbox.h"
+#include "lib/store/mbox_int.h"
 #include "lib/maildir/maildir.h"
 
 /* A listing that found messages missing while the directory may have
@@ -1467,7 +1467,7 @@ sync_locked(struct mbox *mb, struct sync_ctx *ctx, size_t *added_r,
 		keywords_load(mb, false);
 		if (dirs_sync(mb, ctx, error_r) < 0)
 			goto fail;
-		if (ctx->take_new && !mb->readonly)
+		if (ctx->take_new && !mb->readonly && !p->keep_new)
 			take_new(mb);
 		mbox_cache_maybe_compact(mb);
 	}
@@ -1536,8 +1536,8 @@ path_trim(const char *path)
 	return xstrndup(path, len);
 }
 
-int
-mbox_open(const char *path, bool readonly, struct mbox **mb_r,
+static int
+open_mode(const char *path, bool readonly, bool keep_new, struct mbox **mb_r,
     const char **error_r)
 {
 	struct mbox_priv *p;
@@ -1554,6 +1554,7 @@ mbox_open(const char *path, bool readonly, struct mbox **mb_r,
 	mb->priv = p;
 	mb->path = path_trim(path);
 	mb->readonly = readonly;
+	p->keep_new = keep_new;
 	p->lock_fd = p->index_fd = p->cache_fd = -1;
 	for (int d = 0; d < 2; d++) {
 		char *dpath = xasprintf("%s/%s", mb->path, d ? "cur" : "new");
@@ -1591,6 +1592,20 @@ fail:
 	p->dirty = false;
 	mbox_close(&mb);
 	return -1;
+}
+
+int
+mbox_open(const char *path, bool readonly, struct mbox **mb_r,
+    const char **error_r)
+{
+	return open_mode(path, readonly, false, mb_r, error_r);
+}
+
+int
+mbox_open_keep_new(const char *path, struct mbox **mb_r,
+    const char **error_r)
+{
+	return open_mode(path, false, true, mb_r, error_r);
 }
 
 void

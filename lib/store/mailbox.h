@@ -1,5 +1,5 @@
-#ifndef PETREL_IMAP_MAILBOX_H
-#define PETREL_IMAP_MAILBOX_H
+#ifndef PETREL_STORE_MAILBOX_H
+#define PETREL_STORE_MAILBOX_H
 /*
  * One Maildir folder as an IMAP mailbox: UIDs, UIDVALIDITY, flags and
  * keywords, \Recent, and a per-folder index and cache so that opening a

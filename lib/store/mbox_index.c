@@ -46,7 +46,7 @@
 #include "lib/base/fdio.h"
 #include "lib/base/log.h"
 #include "lib/base/str.h"
-#include "lib/imap/mbox_int.h"
+#include "lib/store/mbox_int.h"
 
 #define INDEX_MAGIC "petrel-index 1 "
 /* The header line is about 120 bytes. */

@@ -1,0 +1,415 @@
+/*
+ * cmd_fetch.c: FETCH and UID FETCH. A long answer is made in chunks
+ * across continuations of the job (s->cmd_state). They run on job
+ * threads.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "imap/imap-private.h"
+#include "imap/imap-cmd.h"
+#include "lib/base/alloc.h"
+#include "lib/base/fdio.h"
+#include "lib/base/limits.h"
+#include "lib/base/log.h"
+#include "lib/maildir/maildir.h"
+#include "lib/maildir/quota.h"
+#include "lib/mime/mime.h"
+
+/* ---- FETCH ---- */
+
+struct fetch_state {
+	size_t *idx;
+	size_t n, pos;
+	struct fetch_att att;
+	bool gone;		/* a message could not be read */
+};
+
+static void
+fetch_state_free(void *p)
+{
+	struct fetch_state *fs = p;
+
+	free(fs->idx);
+	imap_fetch_free(&fs->att);
+	free(fs);
+}
+
+static void
+append_literal(str_t *out, const char *data, size_t len)
+{
+	str_printf(out, "{%zu}\r\n", len);
+	str_append_n(out, data, len);
+}
+
+/* The bytes a BODY[section] names, into sect (pointers into wire). */
+static void
+section_bytes(const char *wire, size_t wlen, const struct mime_part *root,
+    const struct fetch_item *it, str_t *out)
+{
+	const struct mime_part *p = mime_part_find(root, it->part, it->npart);
+	const struct mime_part *msg;
+
+	if (p == NULL)
+		return;		/* no such part: an empty string */
+	switch (it->spec) {
+	case SECT_ALL:
+		if (it->npart == 0)
+			str_append_n(out, wire, wlen);
+		else
+			str_append_n(out, wire + p->body_off, p->body_len);
+		return;
+	case SECT_MIME:
+		str_append_n(out, wire + p->hdr_off, p->hdr_len);
+		return;
+	default:
+		break;
+	}
+	msg = it->npart == 0 ? root : p->message;
+	if (msg == NULL)
+		return;
+	switch (it->spec) {
+	case SECT_HEADER:
+		str_append_n(out, wire + msg->hdr_off, msg->hdr_len);
+		break;
+	case SECT_TEXT:
+		str_append_n(out, wire + msg->body_off, msg->body_len);
+		break;
+	case SECT_HEADER_FIELDS:
+	case SECT_HEADER_FIELDS_NOT:
+		mime_header_fields(wire + msg->hdr_off, msg->hdr_len,
+		    (const char *const *)it->fields, it->nfields,
+		    it->spec == SECT_HEADER_FIELDS_NOT, out);
+		break;
+	default:
+		break;
+	}
+}
+
+/* One message being fetched: the file's bytes as read, and what is
+ * derived from them on first use (the CRLF form, the MIME tree). BODY[]
+ * and RFC822 go out straight from the file's bytes, converted once into
+ * the reply. */
+struct fetch_msg {
+	char *raw;
+	size_t rawlen;
+	str_t wire;
+	bool have_wire;
+	struct mime_part *root;
+};
+
+static const str_t *
+msg_wire(struct fetch_msg *fm)
+{
+	if (!fm->have_wire) {
+		mime_to_crlf(fm->raw, fm->rawlen, &fm->wire);
+		fm->have_wire = true;
+	}
+	return &fm->wire;
+}
+
+/* The message's MIME tree, parsed on first use. */
+static struct mime_part *
+mime_tree(struct fetch_msg *fm)
+{
+	if (fm->root == NULL) {
+		const str_t *w = msg_wire(fm);
+
+		fm->root = mime_parse(w->data, w->len);
+	}
+	return fm->root;
+}
+
+/* The whole message as a literal, in CRLF form. */
+static void
+append_message(str_t *out, struct fetch_msg *fm)
+{
+	if (fm->have_wire) {
+		append_literal(out, fm->wire.data, fm->wire.len);
+		return;
+	}
+	mime_append_crlf_literal(fm->raw, fm->rawlen, out);
+}
+
+/* ENVELOPE / BODY / BODYSTRUCTURE computed (and cached). ENVELOPE
+ * needs only the header: no MIME tree is built for it. */
+static char *
+structure(struct imap_session *s, size_t i, enum mbox_cache_kind kind,
+    struct fetch_msg *fm)
+{
+	const str_t *wire = msg_wire(fm);
+	str_t v = STR_INIT;
+
+	if (kind == MBOX_CACHE_ENVELOPE && fm->root == NULL)
+		mime_envelope_header(wire->data, wire->len, &v);
+	else if (kind == MBOX_CACHE_ENVELOPE)
+		mime_envelope(wire->data, fm->root, &v);
+	else
+		mime_bodystructure(wire->data, mime_tree(fm),
+		    kind == MBOX_CACHE_BODYSTRUCTURE, &v);
+	mbox_cache_put(s->mb, i, kind, str_c(&v));
+	return str_steal(&v);
+}
+
+static bool
+fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
+{
+	struct mbox_msg *m = &s->mb->msgs[i];
+	const struct fetch_att *att = &fs->att;
+	char *cached[MBOX_CACHE_KINDS] = { NULL };
+	bool need_data = false, need_info = false, set_seen = false;
+	bool flags_shown = false;
+	struct fetch_msg fm = { NULL, 0, STR_INIT, false, NULL };
+	str_t *line = &s->out;
+	bool first = true;
+
+	for (size_t k = 0; k < att->n; k++) {
+		enum fetch_kind kd = att->items[k].kind;
+		enum mbox_cache_kind ck;
+
+		if (kd == FETCH_ENVELOPE)
+			ck = MBOX_CACHE_ENVELOPE;
+		else if (kd == FETCH_BODY)
+			ck = MBOX_CACHE_BODY;
+		else if (kd == FETCH_BODYSTRUCTURE)
+			ck = MBOX_CACHE_BODYSTRUCTURE;
+		else {
+			if (kd == FETCH_RFC822 || kd == FETCH_RFC822_HEADER ||
+			    kd == FETCH_RFC822_TEXT || kd == FETCH_SECTION)
+				need_data = true;
+			if (kd == FETCH_RFC822_SIZE || kd == FETCH_INTERNALDATE)
+				need_info = true;
+			continue;
+		}
+		if (cached[ck] == NULL)
+			cached[ck] = mbox_cache_get(s->mb, i, ck);
+		if (cached[ck] == NULL)
+			need_data = true;
+	}
+	if (need_data) {
+		if (imap_read_message(s, i, &fm.raw, &fm.rawlen) < 0) {
+			for (size_t k = 0; k < MBOX_CACHE_KINDS; k++)
+				free(cached[k]);
+			fs->gone = true;
+			return false;
+		}
+		m = &s->mb->msgs[i];
+		/* the reply goes straight into s->out: room for this message
+		 * (and, at the start of a chunk of a longer FETCH, for the
+		 * whole chunk) at once rather than by doubling */
+		str_reserve(&s->out, fm.rawlen + fm.rawlen / 8 + 256 +
+		    (s->out.len == 0 && fs->pos < fs->n ? IMAP_FETCH_CHUNK :
+		    0));
+	}
+	if (need_info && m->info_pending) {
+		/* not read above (the cached items were enough) */
+		const char *err = NULL;
+		int r = mbox_msg_info(s->mb, i, &err);
+
+		if (r < 0)
+			log_warn("%016llx: %s", SID(&s->base), err);
+		if (r != 0) {
+			for (size_t k = 0; k < MBOX_CACHE_KINDS; k++)
+				free(cached[k]);
+			fs->gone = true;
+			return false;
+		}
+		m = &s->mb->msgs[i];
+	}
+	if (att->sets_seen && !s->readonly && strchr(m->flags, 'S') == NULL) {
+		char flags[64];
+		const char *err;
+
+		snprintf(flags, sizeof(flags), "%sS", m->flags);
+		if (mbox_set_flags(s->mb, i, flags, &err) < 0)
+			log_warn("%016llx: %s", SID(&s->base), err);
+		m = &s->mb->msgs[i];
+		m->flags_changed = false;
+		set_seen = true;
+	}
+	/* The MIME tree is built only for an item that needs it. Nothing
+	 * below fails: the response is written into s->out as it goes. */
+	str_printf(line, "* %zu FETCH (", i + 1);
+	for (size_t k = 0; k < att->n; k++) {
+		const struct fetch_item *it = &att->items[k];
+		enum mbox_cache_kind ck = MBOX_CACHE_KINDS;
+
+		if (!first)
+			str_append_c(line, ' ');
+		first = false;
+		switch (it->kind) {
+		case FETCH_FLAGS:
+			str_append(line, "FLAGS (");
+			imap_flags_string(s->mb, m, line);
+			str_append_c(line, ')');
+			flags_shown = true;
+			break;
+		case FETCH_UID:
+			str_printf(line, "UID %u", m->uid);
+			break;
+		case FETCH_INTERNALDATE:
+			str_append(line, "INTERNALDATE ");
+			imap_datetime_format(m->internaldate, line);
+			break;
+		case FETCH_RFC822_SIZE:
+			str_printf(line, "RFC822.SIZE %llu",
+			    (unsigned long long)m->vsize);
+			break;
+		case FETCH_ENVELOPE:
+			ck = MBOX_CACHE_ENVELOPE;
+			str_append(line, "ENVELOPE ");
+			break;
+		case FETCH_BODY:
+			ck = MBOX_CACHE_BODY;
+			str_append(line, "BODY ");
+			break;
+		case FETCH_BODYSTRUCTURE:
+			ck = MBOX_CACHE_BODYSTRUCTURE;
+			str_append(line, "BODYSTRUCTURE ");
+			break;
+		case FETCH_RFC822:
+			str_append(line, "RFC822 ");
+			append_message(line, &fm);
+			break;
+		case FETCH_RFC822_HEADER:
+			str_append(line, "RFC822.HEADER ");
+			mime_tree(&fm);
+			append_literal(line, fm.wire.data + fm.root->hdr_off,
+			    fm.root->hdr_len);
+			break;
+		case FETCH_RFC822_TEXT:
+			str_append(line, "RFC822.TEXT ");
+			mime_tree(&fm);
+			append_literal(line, fm.wire.data + fm.root->body_off,
+			    fm.root->body_len);
+			break;
+		case FETCH_SECTION: {
+			str_t sect = STR_INIT;
+			const char *data;
+			size_t off = 0, len;
+
+			if (it->spec == SECT_ALL && it->npart == 0 &&
+			    !it->partial) {
+				str_append(line, it->label);
+				str_append_c(line, ' ');
+				append_message(line, &fm);
+				break;
+			}
+			if (it->spec == SECT_ALL && it->npart == 0) {
+				data = msg_wire(&fm)->data;
+				len = fm.wire.len;
+			} else {
+				mime_tree(&fm);
+				section_bytes(fm.wire.data, fm.wire.len,
+				    fm.root, it, &sect);
+				data = sect.data;
+				len = sect.len;
+			}
+			if (it->partial) {
+				off = it->origin < len ? it->origin : len;
+				len -= off;
+				if (len > it->count)
+					len = it->count;
+			}
+			str_append(line, it->label);
+			str_append_c(line, ' ');
+			append_literal(line, data != NULL ? data + off : "",
+			    len);
+			str_free(&sect);
+			break;
+		}
+		}
+		if (ck != MBOX_CACHE_KINDS) {
+			if (cached[ck] == NULL)
+				cached[ck] = structure(s, i, ck, &fm);
+			str_append(line, cached[ck]);
+		}
+	}
+	if (set_seen && !flags_shown) {
+		str_append(line, first ? "FLAGS (" : " FLAGS (");
+		imap_flags_string(s->mb, m, line);
+		str_append_c(line, ')');
+	}
+	str_append(line, ")\r\n");
+	for (size_t k = 0; k < MBOX_CACHE_KINDS; k++)
+		free(cached[k]);
+	if (fm.root != NULL)
+		mime_free(fm.root);
+	str_free(&fm.wire);
+	free(fm.raw);
+	return true;
+}
+
+void
+imap_cmd_fetch(struct imap_session *s, struct imap_cmd *c)
+{
+	struct fetch_state *fs = s->cmd_state;
+	const char *err = NULL;
+
+	if (fs == NULL) {
+		const char *set;
+
+		if (c->nargs != 2 || c->args[0].type != IMAP_ARG_ATOM) {
+			imap_bad(s, "FETCH needs a sequence set and items");
+			return;
+		}
+		set = c->args[0].str;
+		fs = xcalloc(1, sizeof(*fs));
+		if (imap_fetch_parse(&c->args[1], &fs->att, &err) < 0) {
+			imap_bad(s, "%s", err != NULL ? err :
+			    "Invalid FETCH items");
+			free(fs);
+			return;
+		}
+		if (c->uid) {
+			/* UID FETCH always returns the UID (RFC 3501
+			 * 6.4.8): put it first unless asked for. */
+			bool has = false;
+
+			for (size_t k = 0; k < fs->att.n; k++)
+				if (fs->att.items[k].kind == FETCH_UID)
+					has = true;
+			if (!has) {
+				fs->att.items = xrealloc(fs->att.items,
+				    (fs->att.n + 1) * sizeof(*fs->att.items));
+				memmove(fs->att.items + 1, fs->att.items,
+				    fs->att.n * sizeof(*fs->att.items));
+				memset(&fs->att.items[0], 0,
+				    sizeof(fs->att.items[0]));
+				fs->att.items[0].kind = FETCH_UID;
+				fs->att.n++;
+			}
+		}
+		if (imap_resolve_set(s->mb, set, c->uid, &fs->idx,
+		    &fs->n) < 0) {
+			imap_fetch_free(&fs->att);
+			free(fs);
+			imap_bad(s, "Invalid sequence set");
+			return;
+		}
+		s->cmd_state = fs;
+		s->cmd_state_free = fetch_state_free;
+	}
+	s->more = false;
+	while (fs->pos < fs->n) {
+		size_t i = fs->idx[fs->pos++];
+
+		if (i < s->mb->n)
+			fetch_one(s, fs, i);
+		if (s->out.len >= IMAP_FETCH_CHUNK && fs->pos < fs->n) {
+			s->more = true;
+			return;
+		}
+	}
+	mbox_flush(s->mb, &err);
+	if (fs->gone)
+		imap_no(s, "[EXPUNGEISSUED] Some messages were expunged.");
+	else
+		imap_ok(s, "Fetch completed.");
+}

@@ -1,0 +1,63 @@
+#ifndef PETREL_IMAP_CMD_H
+#define PETREL_IMAP_CMD_H
+/* Helpers shared by the IMAP command files (cmd_*.c): the selected
+ * mailbox's view (mailbox_view.c) and folders and names (folders.c). */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "imap/imap-private.h"
+#include "lib/maildir/maildir.h"
+
+/* ---- mailbox_view.c ---- */
+
+const char *imap_basename_of(const char *path);
+/* Untagged FLAGS and PERMANENTFLAGS for the selected mailbox. */
+void imap_report_flags(struct imap_session *s);
+/* Untagged "n FETCH (FLAGS ...)" (with the UID when uid). */
+void imap_fetch_flags_line(struct imap_session *s, size_t i, bool uid);
+/* The indexes of the messages a set names, ascending, without repeats;
+ * -1 on a bad set or a sequence number beyond the mailbox. */
+int imap_resolve_set(const struct mbox *mb, const char *text, bool uid,
+    size_t **idx_r, size_t *n_r);
+/* A message's stored bytes (malloc'd) / its wire form. 0 ok, -1 gone. */
+int imap_read_message(struct imap_session *s, size_t i, char **raw,
+    size_t *len);
+int imap_load_message(struct imap_session *s, size_t i, str_t *out);
+/* Flag names and keywords to Maildir letters; -1 with a BAD/NO set. */
+int imap_flags_to_letters(struct imap_session *s, const struct imap_arg *args,
+    size_t n, bool create, char *out, size_t outsz);
+/* The target of COPY, MOVE, APPEND (the selected handle when the same
+ * folder, *own_r true). NULL with a NO set. */
+struct mbox *imap_open_target(struct imap_session *s, const char *name,
+    bool *own_r);
+
+/* ---- cmd_expunge.c ---- */
+
+/* Remove the \Deleted messages (only those in uidset, when given). */
+int imap_expunge_deleted(struct imap_session *s, const char *uidset,
+    bool report);
+
+/* ---- folders.c ---- */
+
+struct imap_names {
+	char **v;
+	size_t n, cap;
+};
+
+void imap_names_add(struct imap_names *l, const char *name);
+void imap_names_free(struct imap_names *l);
+int imap_names_cmp(const void *a, const void *b);
+bool imap_names_has(const struct imap_names *l, const char *name);
+bool imap_name_valid(const char *name);
+bool imap_is_dir(const char *path);
+/* Every Maildir++ folder of the maildir, sorted. */
+int imap_list_folders(const char *maildir, struct imap_names *out);
+bool imap_has_children(const struct imap_names *l, const char *name);
+const char *imap_special_attr(const char *name);
+void imap_read_subscriptions(const struct imap_session *s,
+    struct imap_names *out);
+int imap_write_subscriptions(const struct imap_session *s,
+    const struct imap_names *l);
+
+#endif

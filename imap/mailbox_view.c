@@ -1,0 +1,410 @@
+/*
+ * mailbox_view.c: the selected mailbox as the client sees it, shared by
+ * the IMAP command files (cmd_*.c): flags as IMAP names, the report of
+ * changes made by others (untagged EXISTS, RECENT, EXPUNGE, FETCH FLAGS),
+ * sequence sets, reading a message, opening the target of COPY, MOVE and
+ * APPEND.
+ *
+ * Flags are Maildir letters: \Draft D, \Flagged F, \Answered R,
+ * \Seen S, \Deleted T; keywords a-z through the mailbox's
+ * dovecot-keywords. Other upper-case letters (P, "passed") are kept
+ * untouched but not shown.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "imap/imap-private.h"
+#include "imap/imap-cmd.h"
+#include "lib/base/alloc.h"
+#include "lib/base/fdio.h"
+#include "lib/base/limits.h"
+#include "lib/base/log.h"
+#include "lib/maildir/maildir.h"
+#include "lib/maildir/quota.h"
+#include "lib/mime/mime.h"
+
+static const struct {
+	char letter;
+	const char *name;
+} sysflags[] = {
+	{ 'R', "\\Answered" },
+	{ 'F', "\\Flagged" },
+	{ 'T', "\\Deleted" },
+	{ 'S', "\\Seen" },
+	{ 'D', "\\Draft" },
+};
+#define NSYSFLAGS (sizeof(sysflags) / sizeof(sysflags[0]))
+
+const char *
+imap_basename_of(const char *path)
+{
+	const char *p = strrchr(path, '/');
+
+	return p != NULL ? p + 1 : path;
+}
+
+void
+imap_flags_string(const struct mbox *mb, const struct mbox_msg *m, str_t *out)
+{
+	bool first = true;
+
+	for (size_t i = 0; i < NSYSFLAGS; i++) {
+		if (strchr(m->flags, sysflags[i].letter) == NULL)
+			continue;
+		if (!first)
+			str_append_c(out, ' ');
+		str_append(out, sysflags[i].name);
+		first = false;
+	}
+	for (const char *p = m->flags; *p != '\0'; p++) {
+		const char *kw;
+
+		if (*p < 'a' || *p > 'z' || (kw = mb->keywords[*p - 'a']) == NULL)
+			continue;
+		if (!first)
+			str_append_c(out, ' ');
+		str_append(out, kw);
+		first = false;
+	}
+	if (m->recent) {
+		if (!first)
+			str_append_c(out, ' ');
+		str_append(out, "\\Recent");
+	}
+}
+
+static unsigned
+count_keywords(const struct mbox *mb)
+{
+	unsigned n = 0;
+
+	for (size_t i = 0; i < 26; i++)
+		if (mb->keywords[i] != NULL)
+			n++;
+	return n;
+}
+
+void
+imap_report_flags(struct imap_session *s)
+{
+	str_t kw = STR_INIT;
+
+	for (size_t i = 0; i < 26; i++) {
+		if (s->mb->keywords[i] == NULL)
+			continue;
+		str_append_c(&kw, ' ');
+		str_append(&kw, s->mb->keywords[i]);
+	}
+	imap_untagged(s, "FLAGS (\\Answered \\Flagged \\Deleted \\Seen "
+	    "\\Draft%s)", str_c(&kw));
+	if (s->readonly)
+		imap_untagged(s, "OK [PERMANENTFLAGS ()] Read-only mailbox.");
+	else
+		imap_untagged(s, "OK [PERMANENTFLAGS (\\Answered \\Flagged "
+		    "\\Deleted \\Seen \\Draft%s \\*)] Flags permitted.",
+		    str_c(&kw));
+	str_free(&kw);
+	s->known_keywords = count_keywords(s->mb);
+}
+
+void
+imap_fetch_flags_line(struct imap_session *s, size_t i, bool uid)
+{
+	const struct mbox_msg *m = &s->mb->msgs[i];
+	str_t f = STR_INIT;
+
+	imap_flags_string(s->mb, m, &f);
+	if (uid)
+		imap_untagged(s, "%zu FETCH (UID %u FLAGS (%s))", i + 1, m->uid,
+		    str_c(&f));
+	else
+		imap_untagged(s, "%zu FETCH (FLAGS (%s))", i + 1, str_c(&f));
+	str_free(&f);
+}
+
+/* Drop the expunged messages and tell the client of those it knew:
+ * one that arrived and went between two reports was never announced,
+ * so it gets no EXPUNGE (its number was never valid for the client). */
+void
+imap_report_expunges(struct imap_session *s)
+{
+	uint32_t *seqs = NULL;
+	size_t n = 0;
+
+	mbox_purge(s->mb, &seqs, &n);
+	/* descending, so each number is the client's at that moment */
+	for (size_t i = 0; i < n; i++) {
+		if (seqs[i] > s->known)
+			continue;
+		imap_untagged(s, "%u EXPUNGE", seqs[i]);
+		s->known--;
+	}
+	free(seqs);
+}
+
+void
+imap_sync_report(struct imap_session *s, bool allow_expunge)
+{
+	const char *err;
+	size_t added = 0;
+	size_t recent = 0;
+
+	if (s->mb == NULL)
+		return;
+	if (mbox_sync(s->mb, &added, &err) < 0) {
+		log_error("%016llx: sync %s: %s", SID(&s->base), s->mb->path, err);
+		return;
+	}
+	if (allow_expunge)
+		imap_report_expunges(s);
+	if (count_keywords(s->mb) != s->known_keywords)
+		imap_report_flags(s);
+	if (s->mb->n != s->known) {
+		for (size_t i = s->known; s->readonly && i < s->mb->n; i++)
+			s->mb->msgs[i].recent = !s->mb->msgs[i].in_cur;
+		for (size_t i = 0; i < s->mb->n; i++)
+			if (s->mb->msgs[i].recent)
+				recent++;
+		imap_untagged(s, "%zu EXISTS", s->mb->n);
+		imap_untagged(s, "%zu RECENT", recent);
+		s->known = s->mb->n;
+	}
+	for (size_t i = 0; i < s->mb->n; i++) {
+		struct mbox_msg *m = &s->mb->msgs[i];
+
+		if (!m->flags_changed || m->expunged)
+			continue;
+		m->flags_changed = false;
+		imap_fetch_flags_line(s, i, true);
+	}
+}
+
+void
+imap_close_mailbox(struct imap_session *s)
+{
+	if (s->mb != NULL)
+		mbox_close(&s->mb);
+	free(s->mbox_name);
+	s->mbox_name = NULL;
+	s->readonly = false;
+	s->known = 0;
+}
+
+/* ---- sequence sets ---- */
+
+/* The indexes of the messages a set names, ascending, without repeats.
+ * A sequence number beyond the mailbox is an error (-1); UIDs that do
+ * not exist are simply not there (RFC 3501 6.4.8). */
+int
+imap_resolve_set(const struct mbox *mb, const char *text, bool uid,
+    size_t **idx_r, size_t *n_r)
+{
+	struct imap_seqset set;
+	unsigned char *mark;
+	size_t *idx, n = 0;
+
+	*idx_r = NULL;
+	*n_r = 0;
+	if (imap_seqset_parse(text, &set) < 0)
+		return -1;
+	mark = xcalloc(mb->n + 1, 1);
+	for (size_t r = 0; r < set.n; r++) {
+		uint32_t lo = set.r[r].lo, hi = set.r[r].hi;
+		uint32_t star = uid ? (mb->n > 0 ? mb->msgs[mb->n - 1].uid : 0) :
+		    (uint32_t)mb->n;
+
+		if (lo == IMAP_SEQ_STAR)
+			lo = star;
+		if (hi == IMAP_SEQ_STAR)
+			hi = star;
+		if (lo > hi) {
+			uint32_t t = lo;
+
+			lo = hi;
+			hi = t;
+		}
+		if (!uid) {
+			if (hi > mb->n || lo == 0) {
+				free(mark);
+				imap_seqset_free(&set);
+				return -1;
+			}
+			for (uint32_t q = lo; q <= hi; q++)
+				mark[q - 1] = 1;
+			continue;
+		}
+		/* first message with uid >= lo */
+		{
+			size_t a = 0, b = mb->n;
+
+			while (a < b) {
+				size_t mid = a + (b - a) / 2;
+
+				if (mb->msgs[mid].uid < lo)
+					a = mid + 1;
+				else
+					b = mid;
+			}
+			for (; a < mb->n && mb->msgs[a].uid <= hi; a++)
+				mark[a] = 1;
+		}
+	}
+	imap_seqset_free(&set);
+	idx = xmalloc((mb->n + 1) * sizeof(*idx));
+	for (size_t i = 0; i < mb->n; i++)
+		if (mark[i])
+			idx[n++] = i;
+	free(mark);
+	*idx_r = idx;
+	*n_r = n;
+	return 0;
+}
+
+/* ---- reading a message ---- */
+
+/* The message file's bytes as stored (LF or CRLF line ends) into *raw
+ * (malloc'd, NUL-terminated) and *len; a message whose sizes were still
+ * pending learns them. On a vanished file the mailbox is synced once
+ * (another session may have renamed it for a flag change) and the read
+ * retried. 0 ok, -1 gone. */
+int
+imap_read_message(struct imap_session *s, size_t i, char **raw, size_t *len)
+{
+	for (int attempt = 0; attempt < 2; attempt++) {
+		struct mbox_msg *m = &s->mb->msgs[i];
+		char *path = mbox_msg_path(s->mb, m);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		struct stat st;
+		int r;
+
+		free(path);
+		if (fd < 0) {
+			const char *err;
+
+			if (m->expunged || attempt > 0 ||
+			    mbox_sync(s->mb, NULL, &err) < 0)
+				return -1;
+			continue;
+		}
+		r = read_fd_all(fd, raw, len, &st);
+		close(fd);
+		if (r < 0)
+			return -1;
+		if (*len == (size_t)st.st_size && m->info_pending)
+			mbox_msg_learn(s->mb, i, &st,
+			    mime_crlf_size(*raw, *len));
+		return 0;
+	}
+	return -1;
+}
+
+/* The message in wire form (CRLF) into out. 0 ok, -1 gone. */
+int
+imap_load_message(struct imap_session *s, size_t i, str_t *out)
+{
+	char *raw;
+	size_t len;
+
+	if (imap_read_message(s, i, &raw, &len) < 0)
+		return -1;
+	str_truncate(out, 0);
+	mime_to_crlf(raw, len, out);
+	free(raw);
+	return 0;
+}
+
+/* ---- flag names (STORE, APPEND) ---- */
+
+/* A flag list into Maildir letters. 0 ok; -1 BAD (set on s). */
+int
+imap_flags_to_letters(struct imap_session *s, const struct imap_arg *args,
+    size_t n, bool create, char *out, size_t outsz)
+{
+	size_t len = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		const struct imap_arg *a = &args[i];
+		char letter = 0;
+
+		if (a->type == IMAP_ARG_LIST) {
+			if (i != 0 || n != 1)
+				goto bad;
+			return imap_flags_to_letters(s, a->list, a->nlist,
+			    create, out, outsz);
+		}
+		if (a->type != IMAP_ARG_ATOM || a->str[0] == '\0')
+			goto bad;
+		if (a->str[0] == '\\') {
+			for (size_t k = 0; k < NSYSFLAGS; k++)
+				if (strcasecmp(a->str, sysflags[k].name) == 0)
+					letter = sysflags[k].letter;
+			if (letter == 0)
+				goto bad;
+		} else {
+			/* a keyword is an atom (RFC 3501 9) */
+			for (const char *k = a->str; *k != '\0'; k++)
+				if ((unsigned char)*k <= 0x20 ||
+				    (unsigned char)*k >= 0x7f ||
+				    strchr("(){%*\"\\[]", *k) != NULL)
+					goto bad;
+			letter = mbox_keyword_letter(s->mb, a->str, create);
+			if (letter == 0) {
+				if (create) {
+					imap_no(s, "[LIMIT] Too many keywords "
+					    "in this mailbox");
+					return -1;
+				}
+				continue;	/* removing an unknown one */
+			}
+		}
+		if (len + 1 < outsz && strchr(out, letter) == NULL) {
+			out[len++] = letter;
+			out[len] = '\0';
+		}
+	}
+	return 0;
+bad:
+	imap_bad(s, "Invalid flag list");
+	return -1;
+}
+
+/* ---- the target of COPY, MOVE, APPEND ---- */
+
+/* Open the target of COPY, MOVE or APPEND: the selected mailbox's own
+ * handle when it is the same folder. NULL with a NO set. */
+struct mbox *
+imap_open_target(struct imap_session *s, const char *name, bool *own_r)
+{
+	const char *err;
+	char *path;
+	struct mbox *mb = NULL;
+	struct stat st;
+
+	*own_r = false;
+	if ((path = imap_mailbox_path(s, name)) == NULL)
+		return NULL;
+	if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		imap_no(s, "[TRYCREATE] No such mailbox");
+		free(path);
+		return NULL;
+	}
+	if (s->mb != NULL && strcmp(s->mb->path, path) == 0 && !s->readonly) {
+		free(path);
+		*own_r = true;
+		return s->mb;
+	}
+	if (mbox_open(path, true, &mb, &err) < 0) {
+		log_error("%016llx: open %s: %s", SID(&s->base), path, err);
+		imap_no(s, "[SERVERBUG] Cannot open the mailbox");
+		mb = NULL;
+	}
+	free(path);
+	return mb;
+}

@@ -1,0 +1,284 @@
+/*
+ * maildrop.c: a POP3 maildrop on INBOX's index (see maildrop.h).
+ *
+ * Trust: file names come from the index, which only holds names that
+ * can be stored in it (see mailbox.c); nothing outside new/ and cur/ is
+ * read or changed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/base/alloc.h"
+#include "lib/base/fdio.h"
+#include "lib/base/log.h"
+#include "lib/maildir/quota.h"
+#include "lib/store/maildrop.h"
+#include "lib/store/mailbox.h"
+#include "lib/store/mbox_int.h"
+
+int
+store_drop_lock(const char *maildir, int *fd_r, const char **error_r)
+{
+	char *path = xasprintf("%s/%s", maildir, STORE_DROP_LOCK_NAME);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+	*fd_r = -1;
+	if (fd < 0 && errno == ENOENT) {
+		free(path);
+		return 0;	/* no maildir yet: an empty drop */
+	}
+	if (fd < 0) {
+		mbox_fail(error_r, "open %s: %s", path, strerror(errno));
+		free(path);
+		return -1;
+	}
+	free(path);
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int err = errno;
+
+		close(fd);
+		if (err == EWOULDBLOCK)
+			return 1;
+		return mbox_fail(error_r, "flock %s/%s: %s", maildir,
+		    STORE_DROP_LOCK_NAME, strerror(err));
+	}
+	*fd_r = fd;
+	return 0;
+}
+
+/* Both cur/ and new/ there (else an empty maildrop). */
+static bool
+drop_exists(const char *maildir)
+{
+	for (int d = 0; d < 2; d++) {
+		char *path = xasprintf("%s/%s", maildir, d ? "cur" : "new");
+		struct stat st;
+		int r = stat(path, &st);
+
+		free(path);
+		if (r < 0 && errno == ENOENT)
+			return false;
+	}
+	return true;
+}
+
+/* The stable part of a file name: before the info (":2,"), size fields
+ * included, as the UIDL has always been made. */
+static size_t
+key_len_of(const char *name)
+{
+	struct maildir_name mn;
+	size_t len = strlen(name);
+	const char *colon;
+
+	if (maildir_name_parse(name, len, &mn) == 0)
+		return mn.prefix_len;
+	colon = strchr(name, ':');
+	return colon != NULL ? (size_t)(colon - name) : len;
+}
+
+/* "<secs>.M<usecs>..." as a number pair; 0 if the name has another
+ * form. */
+static void
+name_time(const char *name, unsigned long long *sec, unsigned long *usec)
+{
+	char *end;
+
+	*sec = strtoull(name, &end, 10);
+	*usec = 0;
+	if (end[0] == '.' && end[1] == 'M')
+		*usec = strtoul(end + 2, NULL, 10);
+}
+
+/* Delivery order: the time in the name, then the stable part. */
+static int
+cmp_delivery(const void *a, const void *b)
+{
+	const struct maildir_msg *x = a, *y = b;
+	unsigned long long xs, ys;
+	unsigned long xu, yu;
+	size_t n;
+	int c;
+
+	name_time(x->name, &xs, &xu);
+	name_time(y->name, &ys, &yu);
+	if (xs != ys)
+		return xs < ys ? -1 : 1;
+	if (xu != yu)
+		return xu < yu ? -1 : 1;
+	n = x->key_len < y->key_len ? x->key_len : y->key_len;
+	c = memcmp(x->name, y->name, n);
+	if (c != 0)
+		return c;
+	return x->key_len < y->key_len ? -1 : x->key_len > y->key_len;
+}
+
+int
+store_drop_list(const char *maildir, struct maildir_msg **msgs_r,
+    size_t *n_r, const char **error_r)
+{
+	struct maildir_msg *msgs;
+	struct mbox *mb;
+	size_t n = 0;
+
+	*msgs_r = NULL;
+	*n_r = 0;
+	if (!drop_exists(maildir))
+		return 0;
+	if (mbox_open(maildir, true, &mb, error_r) < 0)
+		return -1;
+	/* mb->n may grow while sizes are learned (a re-sync) */
+	for (size_t i = 0; i < mb->n; i++) {
+		if (mb->msgs[i].expunged || !mb->msgs[i].info_pending)
+			continue;
+		if (mbox_msg_info(mb, i, error_r) < 0) {
+			mbox_close(&mb);
+			return -1;
+		}
+	}
+	msgs = xcalloc(mb->n + 1, sizeof(*msgs));
+	for (size_t i = 0; i < mb->n; i++) {
+		const struct mbox_msg *m = &mb->msgs[i];
+		struct maildir_msg *d = &msgs[n];
+
+		if (m->expunged || m->info_pending)
+			continue;	/* vanished while listed */
+		d->name = xstrdup(m->name);
+		d->in_cur = m->in_cur;
+		d->uid = m->uid;
+		d->size = m->size;
+		d->vsize = m->vsize;
+		d->key_len = key_len_of(m->name);
+		snprintf(d->flags, sizeof(d->flags), "%s", m->flags);
+		n++;
+	}
+	mbox_close(&mb);
+	if (n > 0)
+		qsort(msgs, n, sizeof(*msgs), cmp_delivery);
+	*msgs_r = msgs;
+	*n_r = n;
+	return 0;
+}
+
+/* Where the message with m's UID is now: m updated. 0 found, 1 gone. */
+static int
+relocate(const char *maildir, struct maildir_msg *m, const char **error_r)
+{
+	struct mbox *mb;
+	long k;
+	int ret = 1;
+
+	if (m->uid == 0)
+		return 1;
+	if (mbox_open(maildir, true, &mb, error_r) < 0)
+		return -1;
+	k = mbox_find_uid(mb, m->uid);
+	if (k >= 0 && !mb->msgs[k].expunged) {
+		free(m->name);
+		m->name = xstrdup(mb->msgs[k].name);
+		m->in_cur = mb->msgs[k].in_cur;
+		ret = 0;
+	}
+	mbox_close(&mb);
+	return ret;
+}
+
+int
+store_drop_read(const char *maildir, struct maildir_msg *m,
+    char **data_r, size_t *len_r, const char **error_r)
+{
+	for (int attempt = 0; attempt < 2; attempt++) {
+		char *path = maildir_msg_path(maildir, m);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		struct stat st;
+		int r;
+
+		if (fd < 0) {
+			if (errno != ENOENT) {
+				mbox_fail(error_r, "open %s: %s", path,
+				    strerror(errno));
+				free(path);
+				return -1;
+			}
+			free(path);
+			if (attempt > 0)
+				return 1;
+			r = relocate(maildir, m, error_r);
+			if (r != 0)
+				return r;
+			continue;
+		}
+		r = read_fd_all(fd, data_r, len_r, &st);
+		if (r < 0)
+			mbox_fail(error_r, "read %s: %s", path,
+			    strerror(errno));
+		close(fd);
+		free(path);
+		return r;
+	}
+	return 1;
+}
+
+int
+store_drop_update(const char *maildir, const struct maildir_msg *msgs,
+    size_t n, const bool *deleted, const bool *seen, size_t *deleted_r,
+    const char **error_r)
+{
+	struct mbox *mb;
+	size_t *idx, nx = 0, ndel = 0;
+	bool work = false;
+	int64_t bytes = 0;
+	const char *err;
+	int ret = 0;
+
+	*deleted_r = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (deleted[i])
+			ndel++;
+		if (deleted[i] || (seen[i] &&
+		    !maildir_flags_has(msgs[i].flags, 'S')))
+			work = true;
+	}
+	if (!work)
+		return 0;
+	if (mbox_open_keep_new(maildir, &mb, error_r) < 0)
+		return -1;
+	idx = xmalloc((n + 1) * sizeof(*idx));
+	for (size_t i = 0; i < n; i++) {
+		long k = msgs[i].uid != 0 ? mbox_find_uid(mb, msgs[i].uid) : -1;
+		struct mbox_msg *m;
+
+		if (k < 0 || mb->msgs[k].expunged)
+			continue;	/* gone already */
+		m = &mb->msgs[k];
+		if (deleted[i]) {
+			idx[nx++] = (size_t)k;
+			bytes += (int64_t)msgs[i].size;
+		} else if (seen[i] && !maildir_flags_has(m->flags, 'S')) {
+			char flags[MAILDIR_FLAGS_MAX + 2];
+
+			snprintf(flags, sizeof(flags), "%sS", m->flags);
+			if (mbox_set_flags(mb, (size_t)k, flags, &err) < 0)
+				log_warn("%s: \\Seen for uid %u: %s", maildir,
+				    msgs[i].uid, err);
+		}
+	}
+	if (nx > 0 && mbox_expunge(mb, idx, nx, error_r) < 0) {
+		ret = -1;
+	} else if (nx > 0 &&
+	    maildir_quota_add(maildir, -bytes, -(int64_t)nx, &err) < 0) {
+		/* Maildir++ quota: the deletions count. */
+		log_warn("%s: %s", maildir, err);
+	}
+	free(idx);
+	mbox_close(&mb);
+	if (ret == 0)
+		*deleted_r = ndel;
+	return ret;
+}
