@@ -38,16 +38,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli/cli.h"
 #include "lib/base/alloc.h"
 #include "lib/base/limits.h"
 #include "lib/base/log.h"
 #include "lib/base/str.h"
 #include "lib/config/config.h"
+#include "lib/config/context.h"
 #include "lib/dir/dir.h"
 #include "lib/io/jobs.h"
 #include "lib/auth/login.h"
 #include "lib/tls/tls.h"
+#include "master/master.h"
 #include "pop3/pop3.h"
 #include "imap/imap.h"
 #include "queue/manager.h"
@@ -95,7 +96,7 @@ struct worker {
 };
 
 struct master {
-	struct cli *cli;
+	struct petrel_ctx *ctx;
 	struct event_base *base;
 	struct listener listeners[MAX_LISTENERS];
 	size_t nlisteners;
@@ -155,7 +156,7 @@ bind_all(struct master *m)
 		size_t n = 0;
 		char *err = NULL;
 
-		if (config_parse_listen(config_get(m->cli->cfg,
+		if (config_parse_listen(config_get(m->ctx->cfg,
 		    services[s].key), &l, &n, &err) < 0)
 			fatal("%s", err);
 		for (size_t i = 0; i < n; i++) {
@@ -176,10 +177,10 @@ bind_all(struct master *m)
 /* ---- privileges ---- */
 
 static void
-drop_privileges(struct cli *cli)
+drop_privileges(struct petrel_ctx *ctx)
 {
-	const char *user = config_get(cli->cfg, "user");
-	const char *group = config_get(cli->cfg, "group");
+	const char *user = config_get(ctx->cfg, "user");
+	const char *group = config_get(ctx->cfg, "group");
 	struct passwd *pw;
 	struct group *gr;
 
@@ -266,10 +267,10 @@ spawn_worker(struct master *m, size_t slot)
 			if (n > 0) {
 				self[n] = '\0';
 				if (strstr(self, " (deleted)") == NULL)
-					execv(self, m->cli->argv);
+					execv(self, m->ctx->argv);
 			}
 		}
-		execv("/proc/self/exe", m->cli->argv);
+		execv("/proc/self/exe", m->ctx->argv);
 		log_error_errno("exec /proc/self/exe");
 		_exit(127);
 	}
@@ -380,9 +381,9 @@ master_reload(evutil_socket_t sig, short what, void *arg)
 	struct config *cfg;
 	char *err = NULL;
 
-	if (m->cli->conf_path != NULL) {
+	if (m->ctx->conf_path != NULL) {
 		cfg = config_new();
-		if (config_load_file(cfg, m->cli->conf_path, &err) < 0) {
+		if (config_load_file(cfg, m->ctx->conf_path, &err) < 0) {
 			log_error("SIGHUP: keeping the old configuration: %s",
 			    err);
 			free(err);
@@ -411,7 +412,7 @@ master_reload(evutil_socket_t sig, short what, void *arg)
 }
 
 static int
-run_master(struct cli *cli)
+run_master(struct petrel_ctx *ctx, const char **error_r)
 {
 	struct master m;
 	struct event *ev_term, *ev_int, *ev_hup, *ev_chld;
@@ -420,17 +421,19 @@ run_master(struct cli *cli)
 	char *oerr;
 
 	memset(&m, 0, sizeof(m));
-	m.cli = cli;
-	if (dir_open(config_get(cli->cfg, "database"), 0, &dir, &oerr) < 0)
-		cli_die("%s", oerr);
-	dir_set_queries(dir, cli->cfg);
+	m.ctx = ctx;
+	if (dir_open(config_get(ctx->cfg, "database"), 0, &dir, &oerr) < 0) {
+		*error_r = oerr;
+		return -1;
+	}
+	dir_set_queries(dir, ctx->cfg);
 	if (dir_connect(dir, &err) < 0)
 		log_warn("directory unavailable at start (lookups answer 4xx "
 		    "until it is back): %s", err);
 	dir_close(&dir);
 
 	bind_all(&m);
-	drop_privileges(cli);
+	drop_privileges(ctx);
 
 	m.base = event_base_new();
 	if (m.base == NULL)
@@ -445,7 +448,7 @@ run_master(struct cli *cli)
 		fatal("cannot install signal handlers");
 
 	m.nworkers = m.nlisteners > 0 ?
-	    (size_t)config_get_uint(cli->cfg, "workers") : 0;
+	    (size_t)config_get_uint(ctx->cfg, "workers") : 0;
 	if (m.nworkers > MAX_WORKERS - 1)
 		m.nworkers = MAX_WORKERS - 1;
 	if (m.nlisteners > 0 && m.nworkers == 0)
@@ -457,8 +460,8 @@ run_master(struct cli *cli)
 		spawn_worker(&m, i);
 	log_info("petrel %s started (pid %ld, %zu worker(s), config %s, "
 	    "database %s)", PETREL_VERSION, (long)getpid(), m.nworkers,
-	    cli->conf_path ? cli->conf_path : "(defaults)",
-	    dir_url_redacted(config_get(cli->cfg, "database")));
+	    ctx->conf_path ? ctx->conf_path : "(defaults)",
+	    dir_url_redacted(config_get(ctx->cfg, "database")));
 	event_base_dispatch(m.base);
 
 	/* Wait for workers that are still draining. */
@@ -629,7 +632,7 @@ worker_stop(evutil_socket_t sig, short what, void *arg)
 }
 
 static int
-run_worker(struct cli *cli, const char *fdlist)
+run_worker(struct petrel_ctx *ctx, const char *fdlist)
 {
 	struct worker_ctx w;
 	struct event *ev_term, *ev_int, *ev_usr1;
@@ -638,40 +641,40 @@ run_worker(struct cli *cli, const char *fdlist)
 
 	memset(&w, 0, sizeof(w));
 	signal(SIGPIPE, SIG_IGN);
-	if (geteuid() == 0 && getpwnam(config_get(cli->cfg, "user")) != NULL &&
-	    getpwnam(config_get(cli->cfg, "user"))->pw_uid != 0)
+	if (geteuid() == 0 && getpwnam(config_get(ctx->cfg, "user")) != NULL &&
+	    getpwnam(config_get(ctx->cfg, "user"))->pw_uid != 0)
 		fatal("worker started as root");
 	w.base = event_base_new();
 	if (w.base == NULL)
 		fatal("cannot create the event loop");
-	if (config_get(cli->cfg, "hostname")[0] == '\0') {
+	if (config_get(ctx->cfg, "hostname")[0] == '\0') {
 		char host[256] = "localhost", *err = NULL;
 
 		gethostname(host, sizeof(host) - 1);
-		config_set(cli->cfg, "hostname", host, &err);
+		config_set(ctx->cfg, "hostname", host, &err);
 		free(err);
 	}
 	{
 		const char *err;
 
-		w.tls = tls_server_new(config_get(cli->cfg, "tls_cert"),
-		    config_get(cli->cfg, "tls_key"), &err);
+		w.tls = tls_server_new(config_get(ctx->cfg, "tls_cert"),
+		    config_get(ctx->cfg, "tls_key"), &err);
 		if (w.tls == NULL)
 			log_error("TLS unavailable: %s", err);
 	}
-	auth_cache_setup((unsigned)config_get_uint(cli->cfg,
+	auth_cache_setup((unsigned)config_get_uint(ctx->cfg,
 	    "auth_cache_ttl"));
-	w.jobs = jobs_create(w.base, (size_t)config_get_uint(cli->cfg,
-	    "worker_threads"), dir_thread_init, dir_thread_deinit, cli->cfg);
-	smtp_server_init(&w.smtp, w.base, w.jobs, cli->cfg,
+	w.jobs = jobs_create(w.base, (size_t)config_get_uint(ctx->cfg,
+	    "worker_threads"), dir_thread_init, dir_thread_deinit, ctx->cfg);
+	smtp_server_init(&w.smtp, w.base, w.jobs, ctx->cfg,
 	    nw ? (unsigned)strtoul(nw, NULL, 10) : 1, w.tls);
-	pop3_server_init(&w.pop3, w.base, w.jobs, cli->cfg, w.tls);
-	imap_server_init(&w.imap, w.base, w.jobs, cli->cfg, w.tls);
+	pop3_server_init(&w.pop3, w.base, w.jobs, ctx->cfg, w.tls);
+	imap_server_init(&w.imap, w.base, w.jobs, ctx->cfg, w.tls);
 	/* Directory queries get threads of their own: a database that
 	 * hangs holds up logins and RCPT lookups, not deliveries or
 	 * mailbox work. */
-	w.dir_jobs = jobs_create(w.base, (size_t)config_get_uint(cli->cfg,
-	    "worker_threads"), dir_thread_init, dir_thread_deinit, cli->cfg);
+	w.dir_jobs = jobs_create(w.base, (size_t)config_get_uint(ctx->cfg,
+	    "worker_threads"), dir_thread_init, dir_thread_deinit, ctx->cfg);
 	w.smtp.dir_jobs = w.pop3.dir_jobs = w.imap.dir_jobs = w.dir_jobs;
 	for (item = strtok_r(copy, ",", &save); item != NULL;
 	    item = strtok_r(NULL, ",", &save)) {
@@ -745,31 +748,29 @@ raise_fd_limit(void)
 }
 
 int
-cmd_serve(struct cli *cli, int argc, char **argv)
+serve_run(struct petrel_ctx *ctx, const char **error_r)
 {
-	struct cli_args a;
 	const char *fds = getenv("PETREL_WORKER_FDS");
 	enum log_level lvl;
 
-	cli_parse(argc, argv, NULL, 0, 0, "petrel serve", &a);
 	raise_fd_limit();
 	log_init(fds ? "petrel/worker" : "petrel", true);
-	if (log_parse_level(config_get(cli->cfg, "log_level"), &lvl) == 0)
+	if (log_parse_level(config_get(ctx->cfg, "log_level"), &lvl) == 0)
 		log_set_level(lvl);
 	signal(SIGPIPE, SIG_IGN);
-	if (config_get(cli->cfg, "hostname")[0] == '\0') {
+	if (config_get(ctx->cfg, "hostname")[0] == '\0') {
 		char host[256] = "localhost", *err = NULL;
 
 		gethostname(host, sizeof(host) - 1);
-		config_set(cli->cfg, "hostname", host, &err);
+		config_set(ctx->cfg, "hostname", host, &err);
 		free(err);
 	}
 	if (getenv("PETREL_ROLE") != NULL &&
 	    strcmp(getenv("PETREL_ROLE"), "queue") == 0) {
 		log_init("petrel/queue", true);
-		return queue_manager_run(cli);
+		return queue_manager_run(ctx);
 	}
 	if (fds != NULL)
-		return run_worker(cli, fds);
-	return run_master(cli);
+		return run_worker(ctx, fds);
+	return run_master(ctx, error_r);
 }

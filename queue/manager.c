@@ -38,7 +38,7 @@
 #include <unbound.h>
 #include <unistd.h>
 
-#include "cli/cli.h"
+#include "lib/config/context.h"
 #include "lib/base/alloc.h"
 #include "lib/base/limits.h"
 #include "lib/base/log.h"
@@ -97,7 +97,7 @@ struct delivery {
 };
 
 struct mgr {
-	struct cli *cli;
+	struct petrel_ctx *ctx;
 	const struct config *cfg;
 	struct event_base *base;
 	struct jobs *jobs;
@@ -1064,7 +1064,7 @@ mgr_stop(evutil_socket_t sig, short what, void *arg)
 }
 
 int
-queue_manager_run(struct cli *cli)
+queue_manager_run(struct petrel_ctx *ctx)
 {
 	struct mgr m;
 	struct timeval tv;
@@ -1073,19 +1073,19 @@ queue_manager_run(struct cli *cli)
 	FILE *fp;
 
 	memset(&m, 0, sizeof(m));
-	m.cli = cli;
-	m.cfg = cli->cfg;
-	m.queue_dir = xstrdup(config_get(cli->cfg, "queue_dir"));
-	m.hostname = config_get(cli->cfg, "hostname");
-	m.retry_min = (unsigned)config_get_uint(cli->cfg, "queue_retry_min");
-	m.retry_max = (unsigned)config_get_uint(cli->cfg, "queue_retry_max");
-	m.lifetime = (unsigned)config_get_uint(cli->cfg, "queue_lifetime");
-	m.scan_interval = (unsigned)config_get_uint(cli->cfg,
+	m.ctx = ctx;
+	m.cfg = ctx->cfg;
+	m.queue_dir = xstrdup(config_get(ctx->cfg, "queue_dir"));
+	m.hostname = config_get(ctx->cfg, "hostname");
+	m.retry_min = (unsigned)config_get_uint(ctx->cfg, "queue_retry_min");
+	m.retry_max = (unsigned)config_get_uint(ctx->cfg, "queue_retry_max");
+	m.lifetime = (unsigned)config_get_uint(ctx->cfg, "queue_lifetime");
+	m.scan_interval = (unsigned)config_get_uint(ctx->cfg,
 	    "queue_scan_interval");
-	m.max_active = (unsigned)config_get_uint(cli->cfg, "queue_concurrency");
-	m.max_per_dest = (unsigned)config_get_uint(cli->cfg,
+	m.max_active = (unsigned)config_get_uint(ctx->cfg, "queue_concurrency");
+	m.max_per_dest = (unsigned)config_get_uint(ctx->cfg,
 	    "queue_destination_concurrency");
-	m.timeout = (unsigned)config_get_uint(cli->cfg, "smtp_timeout");
+	m.timeout = (unsigned)config_get_uint(ctx->cfg, "smtp_timeout");
 	if (m.max_active == 0)
 		m.max_active = 1;
 	if (m.max_per_dest == 0)
@@ -1104,7 +1104,7 @@ queue_manager_run(struct cli *cli)
 	if (m.base == NULL)
 		fatal("cannot create the event loop");
 	m.jobs = jobs_create(m.base, 4, dir_thread_init, dir_thread_deinit,
-	    cli->cfg);
+	    ctx->cfg);
 
 	pidpath = xasprintf("%s/manager.pid", m.queue_dir);
 	fp = fopen(pidpath, "w");
