@@ -16,8 +16,9 @@
  * are RFC 3464 reports (queue/dsn.c). Blocking work (DNS, the state
  * file's fsync, bounce delivery) runs on job threads.
  *
- * Trust: remote replies are bounded (SMTP_LINE_MAX per line, 100 lines)
- * and only ever logged or quoted in a bounce.
+ * Trust: remote replies are parsed strictly and bounded (lib/smtp/reply.c:
+ * SMTP_LINE_MAX per line, SMTP_REPLY_LINES_MAX lines; a malformed one is a
+ * 451) and only ever logged or quoted in a bounce.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -31,7 +32,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/inotify.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -47,12 +47,12 @@
 #include "lib/dir/dir.h"
 #include "lib/io/jobs.h"
 #include "lib/maildir/maildir.h"
+#include "lib/smtp/reply.h"
 #include "lib/queue/queue.h"
 #include "lib/tls/tls.h"
 #include "queue/manager.h"
 
 #define MAX_ADDRS 8
-#define REPLY_LINES_MAX 100
 
 enum cstate {
 	C_CONNECT, C_GREETING, C_EHLO, C_HELO, C_STARTTLS, C_MAIL, C_RCPT,
@@ -82,8 +82,6 @@ struct delivery {
 	struct bufferevent *bev;
 	enum cstate state;
 	bool pipelining, starttls, tls, esmtp;
-	str_t reply;		/* current (multi-line) reply */
-	unsigned reply_lines;
 	size_t rcpt_sent, rcpt_replied, accepted;
 	int *codes;		/* per recipient: 0 = none yet */
 	char **texts;
@@ -278,7 +276,6 @@ delivery_free(struct delivery *d)
 	free(d->host);
 	free(d->relay);
 	free(d->resolve_error);
-	str_free(&d->reply);
 	queue_msg_clear(&d->msg);
 	free(d);
 }
@@ -802,48 +799,44 @@ client_read(struct bufferevent *bev, void *arg)
 {
 	struct delivery *d = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
-	char *line;
-	size_t len;
 
-	while (d->state != C_DONE &&
-	    (line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF)) != NULL) {
-		int code;
-		bool last;
+	/* Whole replies only. SMTP_REPLY_MAX octets always hold a complete
+	 * reply or show a malformed one, so this never waits for more
+	 * while holding that much. After STARTTLS, d->bev is the TLS
+	 * filter over bev: what is left in bev's buffer came in plaintext
+	 * before the handshake and is never read as a reply (RFC 3207 6). */
+	while (d->state != C_DONE && d->bev == bev) {
+		size_t have = evbuffer_get_length(in), used;
+		struct smtp_reply r;
+		const char *err;
+		int n;
 
-		if (len < 3 || len > SMTP_LINE_MAX ||
-		    ++d->reply_lines > REPLY_LINES_MAX) {
-			free(line);
-			delivery_finish(d, 451, "malformed reply from server");
+		if (have == 0)
+			return;
+		if (have > SMTP_REPLY_MAX)
+			have = SMTP_REPLY_MAX;
+		n = smtp_reply_parse((const char *)evbuffer_pullup(in,
+		    (ev_ssize_t)have), have, &r, &used, &err);
+		if (n == 0)
+			return;
+		if (n < 0) {
+			char *why = xasprintf("malformed reply from server "
+			    "(%s)", err);
+
+			delivery_finish(d, 451, why);
+			free(why);
 			return;
 		}
-		code = atoi(line);
-		last = len == 3 || line[3] == ' ';
+		evbuffer_drain(in, used);
 		if (d->state == C_EHLO) {
-			const char *kw = line + 4;
-
-			if (len > 4 && strncasecmp(kw, "PIPELINING", 10) == 0)
+			if (smtp_reply_ehlo_has(&r, "PIPELINING"))
 				d->pipelining = true;
-			if (len > 4 && strncasecmp(kw, "STARTTLS", 8) == 0)
+			if (smtp_reply_ehlo_has(&r, "STARTTLS"))
 				d->starttls = true;
 		}
-		if (d->reply.len > 0)
-			str_append_c(&d->reply, ' ');
-		str_append_n(&d->reply, line, len);
-		free(line);
-		if (!last)
-			continue;
-		{
-			char *text = str_steal(&d->reply);
-
-			d->reply_lines = 0;
-			handle_reply(d, code, text);
-			free(text);
-		}
-		if (d->state == C_DONE)
-			return;
+		handle_reply(d, r.code, r.text);
+		smtp_reply_clear(&r);
 	}
-	if (evbuffer_get_length(in) > SMTP_LINE_MAX && d->state != C_DONE)
-		delivery_finish(d, 451, "overlong reply from server");
 }
 
 static void
