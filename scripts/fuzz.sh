@@ -26,12 +26,13 @@ sources() {
 	smtp_parse) echo "lib/smtp/parse.c $base" ;;
 	smtp_reply) echo "lib/smtp/reply.c $base" ;;
 	base64) echo "$base" ;;
+	queue_file) echo "lib/queue/queue.c lib/queue/spool.c lib/base/fdio.c $base" ;;
 	*) echo "fuzz: no target '$1'" >&2; exit 1 ;;
 	esac
 }
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(smtp_parse smtp_reply imap_parse mime config maildir_name base64)
+[ ${#targets[@]} -gt 0 ] || targets=(smtp_parse smtp_reply imap_parse mime config maildir_name base64 queue_file)
 mkdir -p "$OUT"
 for t in "${targets[@]}"; do
 	dir="$OUT/$t"
