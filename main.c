@@ -18,7 +18,7 @@
 
 static const struct command {
 	const char *name;
-	int (*run)(struct cli *cli, int argc, char **argv);
+	int (*run)(struct petrel_ctx *ctx, int argc, char **argv);
 	int flags;
 	const char *help;
 } commands[] = {
@@ -53,7 +53,7 @@ usage(FILE *fp)
 int
 main(int argc, char **argv)
 {
-	struct cli cli;
+	struct petrel_ctx ctx;
 	const char *conf_arg = NULL, *path;
 	const char *overrides[64];
 	size_t noverrides = 0;
@@ -62,10 +62,10 @@ main(int argc, char **argv)
 	enum log_level lvl;
 	int i, r;
 
-	memset(&cli, 0, sizeof(cli));
-	cli.argv0 = argv[0];
-	cli.argc = argc;
-	cli.argv = argv;
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.argv0 = argv[0];
+	ctx.argc = argc;
+	ctx.argv = argv;
 	log_init("petrel", false);
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "-o") == 0) {
@@ -102,25 +102,25 @@ main(int argc, char **argv)
 	if (cmd == NULL)
 		cli_die("unknown command '%s' (see petrel --help)", argv[i]);
 
-	cli.cfg = config_new();
+	ctx.cfg = config_new();
 	if (!(cmd->flags & CMD_NO_CONFIG)) {
 		path = config_locate(conf_arg);
 		if (path != NULL) {
-			if (config_load_file(cli.cfg, path, &err) < 0)
+			if (config_load_file(ctx.cfg, path, &err) < 0)
 				cli_die("%s", err);
-			cli.conf_path = path;
+			ctx.conf_path = path;
 		}
 	} else if (conf_arg != NULL) {
-		cli.conf_path = conf_arg;
+		ctx.conf_path = conf_arg;
 	}
 	for (size_t o = 0; o < noverrides; o++)
-		if (config_override(cli.cfg, overrides[o], &err) < 0)
+		if (config_override(ctx.cfg, overrides[o], &err) < 0)
 			cli_die("%s", err);
-	if (log_parse_level(config_get(cli.cfg, "log_level"), &lvl) == 0)
+	if (log_parse_level(config_get(ctx.cfg, "log_level"), &lvl) == 0)
 		log_set_level(lvl);
 
-	r = cmd->run(&cli, argc - i - 1, argv + i + 1);
-	dir_close(&cli.dir);
-	config_free(&cli.cfg);
+	r = cmd->run(&ctx, argc - i - 1, argv + i + 1);
+	dir_close(&ctx.dir);
+	config_free(&ctx.cfg);
 	return r;
 }

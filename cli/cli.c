@@ -120,7 +120,7 @@ cli_flag(const struct cli_args *a, const char *name)
 }
 
 struct dir *
-cli_dir(struct cli *cli)
+cli_dir(struct petrel_ctx *cli)
 {
 	char *err = NULL;
 	const char *cerr;
@@ -137,7 +137,7 @@ cli_dir(struct cli *cli)
 }
 
 struct dir_rows *
-cli_query(struct cli *cli, const char *what, const char *sql,
+cli_query(struct petrel_ctx *cli, const char *what, const char *sql,
     const char *const *kv)
 {
 	struct dir_param params[16];
@@ -193,7 +193,7 @@ cli_read_password(bool allow_empty)
 }
 
 char *
-cli_maildir_path(struct cli *cli, const char *maildir)
+cli_maildir_path(struct petrel_ctx *cli, const char *maildir)
 {
 	if (maildir[0] == '/')
 		return xstrdup(maildir);
@@ -201,7 +201,7 @@ cli_maildir_path(struct cli *cli, const char *maildir)
 }
 
 bool
-cli_domain_hosted(struct cli *cli, const char *domain)
+cli_domain_hosted(struct petrel_ctx *cli, const char *domain)
 {
 	char *transport = NULL;
 	const char *err;

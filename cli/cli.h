@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "lib/base/str.h"
+#include "lib/config/context.h"
 
 struct config;
 struct dir;
@@ -23,15 +24,6 @@ struct cli_args {
 	int nopt;
 };
 
-struct cli {
-	struct config *cfg;
-	const char *conf_path;	/* the file loaded, or NULL */
-	const char *argv0;
-	int argc;		/* the whole command line, for re-exec */
-	char **argv;
-	struct dir *dir;
-};
-
 void cli_die(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2), noreturn));
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -44,33 +36,33 @@ const char *cli_opt(const struct cli_args *a, const char *name);
 bool cli_flag(const struct cli_args *a, const char *name);
 
 /* The directory, opened and connected (dies on failure). */
-struct dir *cli_dir(struct cli *cli);
+struct dir *cli_dir(struct petrel_ctx *cli);
 /* Run a statement; dies on error (naming `what`). */
-struct dir_rows *cli_query(struct cli *cli, const char *what, const char *sql,
+struct dir_rows *cli_query(struct petrel_ctx *cli, const char *what, const char *sql,
     const char *const *kv);
 /* Read one line (the password) from stdin; dies if empty when !allow_empty. */
 char *cli_read_password(bool allow_empty);
 /* Full path of a maildir column value (relative = under mail_root). */
-char *cli_maildir_path(struct cli *cli, const char *maildir);
+char *cli_maildir_path(struct petrel_ctx *cli, const char *maildir);
 /* Is the domain hosted (query_domain finds it)? Dies on errors. */
-bool cli_domain_hosted(struct cli *cli, const char *domain);
+bool cli_domain_hosted(struct petrel_ctx *cli, const char *domain);
 /* Print a finished line / JSON document. */
 void cli_print(const str_t *out);
 /* LIKE pattern "%@domain" with %, _ and ! escaped by '!'. */
 char *cli_like_domain(const char *domain);
 
-int cmd_init(struct cli *cli, int argc, char **argv);
-int cmd_check(struct cli *cli, int argc, char **argv);
-int cmd_domain(struct cli *cli, int argc, char **argv);
-int cmd_user(struct cli *cli, int argc, char **argv);
-int cmd_alias(struct cli *cli, int argc, char **argv);
-int cmd_hash(struct cli *cli, int argc, char **argv);
-int cmd_maildirmake(struct cli *cli, int argc, char **argv);
-int cmd_serve(struct cli *cli, int argc, char **argv);
-int cmd_queue(struct cli *cli, int argc, char **argv);
-int cmd_dkim(struct cli *cli, int argc, char **argv);
+int cmd_init(struct petrel_ctx *cli, int argc, char **argv);
+int cmd_check(struct petrel_ctx *cli, int argc, char **argv);
+int cmd_domain(struct petrel_ctx *cli, int argc, char **argv);
+int cmd_user(struct petrel_ctx *cli, int argc, char **argv);
+int cmd_alias(struct petrel_ctx *cli, int argc, char **argv);
+int cmd_hash(struct petrel_ctx *cli, int argc, char **argv);
+int cmd_maildirmake(struct petrel_ctx *cli, int argc, char **argv);
+int cmd_serve(struct petrel_ctx *cli, int argc, char **argv);
+int cmd_queue(struct petrel_ctx *cli, int argc, char **argv);
+int cmd_dkim(struct petrel_ctx *cli, int argc, char **argv);
 
 /* Schema creation shared by init (and tests): idempotent. */
-int cli_schema_create(struct cli *cli, const char **error_r);
+int cli_schema_create(struct petrel_ctx *cli, const char **error_r);
 
 #endif

@@ -96,7 +96,7 @@ merge_targets(str_t *out, const char *list, bool validate, size_t *count)
 }
 
 static int
-alias_add(struct cli *cli, int argc, char **argv)
+alias_add(struct petrel_ctx *cli, int argc, char **argv)
 {
 	struct cli_args a;
 	struct dir_rows *rows;
@@ -137,7 +137,7 @@ alias_add(struct cli *cli, int argc, char **argv)
 }
 
 static int
-alias_del(struct cli *cli, int argc, char **argv)
+alias_del(struct petrel_ctx *cli, int argc, char **argv)
 {
 	struct cli_args a;
 	struct dir_rows *rows;
@@ -180,7 +180,7 @@ json_targets(str_t *out, const char *list)
 }
 
 static int
-alias_list(struct cli *cli, int argc, char **argv)
+alias_list(struct petrel_ctx *cli, int argc, char **argv)
 {
 	static const char *const allowed[] = { "json", NULL };
 	struct cli_args a;
@@ -233,7 +233,7 @@ alias_list(struct cli *cli, int argc, char **argv)
 }
 
 int
-cmd_alias(struct cli *cli, int argc, char **argv)
+cmd_alias(struct petrel_ctx *cli, int argc, char **argv)
 {
 	if (argc < 1)
 		cli_die("usage: petrel alias add|del|list ...");

@@ -89,7 +89,7 @@ check_schema(struct dir *dir)
 }
 
 static void
-check_queries(struct cli *cli, struct dir *dir)
+check_queries(struct petrel_ctx *cli, struct dir *dir)
 {
 	static const struct { const char *key; size_t mincols; } q[] = {
 		{ "query_domain", 1 }, { "query_alias", 1 },
@@ -138,7 +138,7 @@ check_dir(const char *key, const char *path)
 }
 
 int
-cmd_check(struct cli *cli, int argc, char **argv)
+cmd_check(struct petrel_ctx *cli, int argc, char **argv)
 {
 	struct cli_args a;
 	struct dir *dir = NULL;

@@ -35,7 +35,7 @@ normalize_domain(const char *arg)
 }
 
 static int
-domain_add(struct cli *cli, int argc, char **argv)
+domain_add(struct petrel_ctx *cli, int argc, char **argv)
 {
 	static const char *const allowed[] = { "transport=", NULL };
 	struct cli_args a;
@@ -68,7 +68,7 @@ domain_add(struct cli *cli, int argc, char **argv)
 }
 
 static int
-domain_del(struct cli *cli, int argc, char **argv)
+domain_del(struct petrel_ctx *cli, int argc, char **argv)
 {
 	struct cli_args a;
 	struct dir_rows *rows;
@@ -105,7 +105,7 @@ domain_del(struct cli *cli, int argc, char **argv)
 }
 
 static int
-domain_list(struct cli *cli, int argc, char **argv)
+domain_list(struct petrel_ctx *cli, int argc, char **argv)
 {
 	static const char *const allowed[] = { "json", NULL };
 	struct cli_args a;
@@ -142,7 +142,7 @@ domain_list(struct cli *cli, int argc, char **argv)
 }
 
 int
-cmd_domain(struct cli *cli, int argc, char **argv)
+cmd_domain(struct petrel_ctx *cli, int argc, char **argv)
 {
 	if (argc < 1)
 		cli_die("usage: petrel domain add|del|list [DOMAIN]");

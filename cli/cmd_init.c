@@ -83,7 +83,7 @@ static const char *const schema_mysql[] = {
 };
 
 int
-cli_schema_create(struct cli *cli, const char **error_r)
+cli_schema_create(struct petrel_ctx *cli, const char **error_r)
 {
 	struct dir *dir = cli->dir;
 	const char *const *stmt;
@@ -214,7 +214,7 @@ service_account(const char *dir, char **user_r, char **group_r)
 }
 
 static void
-write_config(struct cli *cli, const char *dir, const char *conf)
+write_config(struct petrel_ctx *cli, const char *dir, const char *conf)
 {
 	char host[256] = "localhost", *user, *group, *err;
 	struct {
@@ -262,7 +262,7 @@ write_config(struct cli *cli, const char *dir, const char *conf)
 }
 
 static void
-chown_to_service(struct cli *cli, const char *path)
+chown_to_service(struct petrel_ctx *cli, const char *path)
 {
 	struct passwd *pw;
 	struct group *gr;
@@ -280,7 +280,7 @@ chown_to_service(struct cli *cli, const char *path)
 /* The workers read petrel.conf after dropping privileges: root owns it,
  * the service group may read it. */
 static void
-conf_group_readable(struct cli *cli, const char *conf)
+conf_group_readable(struct petrel_ctx *cli, const char *conf)
 {
 	struct group *gr;
 
@@ -292,7 +292,7 @@ conf_group_readable(struct cli *cli, const char *conf)
 }
 
 int
-cmd_init(struct cli *cli, int argc, char **argv)
+cmd_init(struct petrel_ctx *cli, int argc, char **argv)
 {
 	static const char *const allowed[] = { "dir=", "domain=", NULL };
 	struct cli_args a;

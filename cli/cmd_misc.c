@@ -19,7 +19,7 @@
 #include "lib/maildir/maildir.h"
 
 int
-cmd_hash(struct cli *cli, int argc, char **argv)
+cmd_hash(struct petrel_ctx *cli, int argc, char **argv)
 {
 	static const char *const allowed[] = { "scheme=", NULL };
 	struct cli_args a;
@@ -44,7 +44,7 @@ cmd_hash(struct cli *cli, int argc, char **argv)
 }
 
 int
-cmd_maildirmake(struct cli *cli, int argc, char **argv)
+cmd_maildirmake(struct petrel_ctx *cli, int argc, char **argv)
 {
 	static const char *const allowed[] = { "folder=", NULL };
 	struct cli_args a;
@@ -65,7 +65,7 @@ cmd_maildirmake(struct cli *cli, int argc, char **argv)
 /* petrel dkim keygen DOMAIN [--selector S]: make the key, print the
  * DNS record to publish. */
 int
-cmd_dkim(struct cli *cli, int argc, char **argv)
+cmd_dkim(struct petrel_ctx *cli, int argc, char **argv)
 {
 	static const char *const allowed[] = { "selector=", NULL };
 	struct cli_args a;

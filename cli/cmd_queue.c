@@ -62,7 +62,7 @@ print_msg(str_t *out, const struct queue_msg *m, bool json)
 }
 
 static int
-queue_listing(struct cli *cli, int argc, char **argv)
+queue_listing(struct petrel_ctx *cli, int argc, char **argv)
 {
 	static const char *const allowed[] = { "json", NULL };
 	const char *qdir = config_get(cli->cfg, "queue_dir"), *err;
@@ -98,7 +98,7 @@ queue_listing(struct cli *cli, int argc, char **argv)
 }
 
 static int
-queue_show(struct cli *cli, int argc, char **argv)
+queue_show(struct petrel_ctx *cli, int argc, char **argv)
 {
 	static const char *const allowed[] = { "json", NULL };
 	const char *qdir = config_get(cli->cfg, "queue_dir"), *err;
@@ -169,7 +169,7 @@ is_queue_manager(pid_t pid)
 }
 
 static int
-queue_flush(struct cli *cli, int argc, char **argv)
+queue_flush(struct petrel_ctx *cli, int argc, char **argv)
 {
 	const char *qdir = config_get(cli->cfg, "queue_dir"), *err;
 	struct cli_args a;
@@ -214,7 +214,7 @@ queue_flush(struct cli *cli, int argc, char **argv)
 }
 
 static int
-queue_delete(struct cli *cli, int argc, char **argv)
+queue_delete(struct petrel_ctx *cli, int argc, char **argv)
 {
 	const char *qdir = config_get(cli->cfg, "queue_dir"), *err;
 	struct cli_args a;
@@ -235,7 +235,7 @@ queue_delete(struct cli *cli, int argc, char **argv)
 }
 
 int
-cmd_queue(struct cli *cli, int argc, char **argv)
+cmd_queue(struct petrel_ctx *cli, int argc, char **argv)
 {
 	if (argc < 1)
 		cli_die("usage: petrel queue list|show ID|flush|delete ID");

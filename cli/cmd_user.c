@@ -49,7 +49,7 @@ parse_quota(const char *s)
 
 /* uid/gid written into new rows: the service account's. */
 static void
-service_ids(struct cli *cli, char uid[24], char gid[24])
+service_ids(struct petrel_ctx *cli, char uid[24], char gid[24])
 {
 	struct passwd *pw = getpwnam(config_get(cli->cfg, "user"));
 	struct group *gr = getgrnam(config_get(cli->cfg, "group"));
@@ -61,7 +61,7 @@ service_ids(struct cli *cli, char uid[24], char gid[24])
 /* Run as root, the maildir must belong to the account that delivers and
  * serves it (the row's uid/gid), as the howto's vmail user. */
 static void
-chown_maildir(struct cli *cli, const char *domain, const char *path,
+chown_maildir(struct petrel_ctx *cli, const char *domain, const char *path,
     const char *uid, const char *gid)
 {
 	uid_t u = (uid_t)strtoul(uid, NULL, 10);
@@ -86,7 +86,7 @@ chown_maildir(struct cli *cli, const char *domain, const char *path,
 }
 
 static int
-user_add(struct cli *cli, int argc, char **argv)
+user_add(struct petrel_ctx *cli, int argc, char **argv)
 {
 	static const char *const allowed[] = { "password-stdin", "crypt=",
 	    "name=", "quota=", NULL };
@@ -238,7 +238,7 @@ format_user(str_t *out, const struct dir_rows *rows, size_t i, bool json)
 }
 
 static const char *
-select_users(struct cli *cli, const char *where)
+select_users(struct petrel_ctx *cli, const char *where)
 {
 	static char sql[512];
 
@@ -261,7 +261,7 @@ normalized_address(const char *arg)
 }
 
 static int
-user_show(struct cli *cli, int argc, char **argv)
+user_show(struct petrel_ctx *cli, int argc, char **argv)
 {
 	static const char *const allowed[] = { "json", NULL };
 	struct cli_args a;
@@ -288,7 +288,7 @@ user_show(struct cli *cli, int argc, char **argv)
 }
 
 static int
-user_list(struct cli *cli, int argc, char **argv)
+user_list(struct petrel_ctx *cli, int argc, char **argv)
 {
 	static const char *const allowed[] = { "json", NULL };
 	struct cli_args a;
@@ -330,7 +330,7 @@ user_list(struct cli *cli, int argc, char **argv)
 }
 
 static int
-user_del(struct cli *cli, int argc, char **argv)
+user_del(struct petrel_ctx *cli, int argc, char **argv)
 {
 	struct cli_args a;
 	struct dir_rows *rows;
@@ -352,7 +352,7 @@ user_del(struct cli *cli, int argc, char **argv)
 }
 
 static int
-user_passwd(struct cli *cli, int argc, char **argv)
+user_passwd(struct petrel_ctx *cli, int argc, char **argv)
 {
 	struct cli_args a;
 	struct dir_rows *rows;
@@ -384,7 +384,7 @@ user_passwd(struct cli *cli, int argc, char **argv)
 }
 
 static int
-user_auth(struct cli *cli, int argc, char **argv)
+user_auth(struct petrel_ctx *cli, int argc, char **argv)
 {
 	struct cli_args a;
 	struct dir_user u;
@@ -411,11 +411,11 @@ user_auth(struct cli *cli, int argc, char **argv)
 }
 
 int
-cmd_user(struct cli *cli, int argc, char **argv)
+cmd_user(struct petrel_ctx *cli, int argc, char **argv)
 {
 	static const struct {
 		const char *name;
-		int (*fn)(struct cli *, int, char **);
+		int (*fn)(struct petrel_ctx *, int, char **);
 	} subs[] = {
 		{ "add", user_add }, { "del", user_del }, { "show", user_show },
 		{ "list", user_list }, { "passwd", user_passwd },

@@ -4,9 +4,9 @@
  * QUEUE_DIR/incoming with an SMTP client, retries with back-off, and
  * bounces (RFC 3464) what finally fails. */
 
-struct cli;
+struct petrel_ctx;
 
-int queue_manager_run(struct cli *cli);
+int queue_manager_run(struct petrel_ctx *ctx);
 
 /* Build and deliver a DSN for the bounced recipients of m that `which`
  * marks (NULL: all bounced ones) (queue/dsn.c). Never to the null sender.

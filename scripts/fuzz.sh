@@ -24,12 +24,15 @@ sources() {
 	mime|imap_parse) echo "lib/mime/mime.c lib/mime/envelope.c lib/mime/decode.c lib/imap/parse.c lib/imap/search.c $base" ;;
 	config|maildir_name) echo "lib/base/addr.c lib/base/fdio.c lib/config/config.c lib/maildir/maildir.c lib/dir/dir_url.c $base" ;;
 	smtp_parse) echo "lib/smtp/parse.c $base" ;;
+	smtp_reply) echo "lib/smtp/reply.c $base" ;;
+	base64) echo "$base" ;;
+	queue_file) echo "lib/queue/queue.c lib/queue/spool.c lib/base/fdio.c $base" ;;
 	*) echo "fuzz: no target '$1'" >&2; exit 1 ;;
 	esac
 }
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(smtp_parse imap_parse mime config maildir_name)
+[ ${#targets[@]} -gt 0 ] || targets=(smtp_parse smtp_reply imap_parse mime config maildir_name base64 queue_file)
 mkdir -p "$OUT"
 for t in "${targets[@]}"; do
 	dir="$OUT/$t"

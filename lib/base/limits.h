@@ -43,6 +43,14 @@
 #define MAILDIRSIZE_READ_MAX (1024 * 1024)
 
 
+/* Queue files (lib/queue/queue.c): an envelope line holds one address
+ * and a transport, so a longer one means a damaged file. A state line
+ * holds the last reply, which may be a whole multi-line SMTP reply
+ * (SMTP_REPLY_MAX, 100 lines of 1000 octets) plus a note on expiry; a
+ * longer one is skipped (its recipient is retried). */
+#define QUEUE_LINE_MAX 8192
+#define QUEUE_STATE_LINE_MAX (256 * 1024)
+
 /* A message body is kept in memory up to this size, then spilled to a
  * temporary file (1 MiB: most mail is far smaller). */
 #define SPOOL_MEM_MAX (1024 * 1024)

@@ -1,11 +1,16 @@
 /*
- * queue.c: writing the outbound queue (format in queue.h).
+ * queue.c: writing the outbound queue (format in queue.h) and reading it
+ * back. The reader trusts nothing about the file: lines are bounded
+ * (QUEUE_LINE_MAX, QUEUE_STATE_LINE_MAX), numbers checked, and a file
+ * cut short or garbled is refused with a message naming the line.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <ctype.h>
 #include <dirent.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +23,7 @@
 #include "lib/base/alloc.h"
 #include "lib/base/err.h"
 #include "lib/base/fdio.h"
+#include "lib/base/limits.h"
 #include "lib/base/str.h"
 #include "lib/queue/queue.h"
 #include "lib/queue/spool.h"
@@ -141,18 +147,101 @@ queue_msg_clear(struct queue_msg *m)
 	memset(m, 0, sizeof(*m));
 }
 
+/* Read one line of at most max octets (without its LF) into buf (which
+ * has room for max + 1). Returns its length, -1 at EOF before any octet,
+ * -2 for a line too long (consumed through its LF). *lf_r: it ended in LF
+ * (not at the end of the file). */
+static ssize_t
+read_line(FILE *fp, char *buf, size_t max, bool *lf_r)
+{
+	size_t n = 0;
+	bool over = false;
+	int c;
+
+	*lf_r = false;
+	while ((c = getc_unlocked(fp)) != EOF) {
+		if (c == '\n') {
+			*lf_r = true;
+			break;
+		}
+		if (n < max)
+			buf[n++] = (char)c;
+		else
+			over = true;
+	}
+	buf[n] = '\0';
+	if (over)
+		return -2;
+	if (c == EOF && n == 0)
+		return -1;
+	return (ssize_t)n;
+}
+
+/* A decimal number without sign, all of s[0..len), at most max. */
+static bool
+parse_number(const char *s, size_t len, unsigned long long max,
+    unsigned long long *v_r)
+{
+	unsigned long long v = 0;
+
+	if (len == 0 || len > 20)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned d;
+
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		d = (unsigned)(s[i] - '0');
+		if (v > (max - d) / 10)
+			return false;
+		v = v * 10 + d;
+	}
+	*v_r = v;
+	return true;
+}
+
+/* One state line "S ATTEMPTS NEXT [LAST]" into e; false (e unchanged)
+ * when malformed. */
+static bool
+parse_state_line(const char *line, size_t n, struct queue_entry *e)
+{
+	const char *p = line, *end = line + n, *sp;
+	unsigned long long att, next;
+
+	if (n < 5 || (p[0] != QR_PENDING && p[0] != QR_SENT &&
+	    p[0] != QR_BOUNCED) || p[1] != ' ')
+		return false;
+	p += 2;
+	if ((sp = memchr(p, ' ', (size_t)(end - p))) == NULL ||
+	    !parse_number(p, (size_t)(sp - p), UINT_MAX, &att))
+		return false;
+	p = sp + 1;
+	if ((sp = memchr(p, ' ', (size_t)(end - p))) == NULL)
+		sp = end;
+	if (!parse_number(p, (size_t)(sp - p), LLONG_MAX, &next))
+		return false;
+	e->status = line[0];
+	e->attempts = (unsigned)att;
+	e->next = (long long)next;
+	free(e->last);
+	e->last = xstrdup(sp < end ? sp + 1 : "");
+	return true;
+}
+
 int
 queue_msg_read(const char *queue_dir, const char *id, struct queue_msg *m,
     const char **error_r)
 {
-	char *line = NULL, *spath;
-	size_t cap = 0;
+	char *line = xmalloc(QUEUE_STATE_LINE_MAX + 1), *spath;
+	const char *why = "malformed";
 	ssize_t n;
 	FILE *fp;
 	int lineno = 0;
+	bool lf, have_arrival = false, ended = false;
 
 	memset(m, 0, sizeof(*m));
 	if (!queue_id_valid(id)) {
+		free(line);
 		*error_r = "bad queue id";
 		return -1;
 	}
@@ -160,25 +249,47 @@ queue_msg_read(const char *queue_dir, const char *id, struct queue_msg *m,
 	m->path = xasprintf("%s/incoming/%s", queue_dir, id);
 	fp = fopen(m->path, "r");
 	if (fp == NULL) {
+		free(line);
 		queue_msg_clear(m);
 		if (errno == ENOENT)
 			return 0;
 		return err_fail(error_r, errno, "%s: %s", id,
 		    strerror(errno));
 	}
-	while ((n = getline(&line, &cap, fp)) > 0) {
+	/* The envelope: lines up to the empty one that ends it. A file
+	 * cut short (no empty line, a last line without LF) is refused. */
+	while ((n = read_line(fp, line, QUEUE_LINE_MAX, &lf)) != -1) {
 		lineno++;
-		if (line[n - 1] == '\n')
-			line[--n] = '\0';
-		if (n == 0)
+		if (n == -2) {
+			why = "line too long";
+			goto bad;
+		}
+		if (!lf) {
+			why = "truncated";
+			goto bad;
+		}
+		if (memchr(line, '\0', (size_t)n) != NULL)
+			goto bad;
+		if (n == 0) {
+			ended = true;
 			break;
+		}
 		if (lineno == 1) {
 			if (strcmp(line, "petrel-queue 1") != 0)
 				goto bad;
 		} else if (strncmp(line, "id ", 3) == 0) {
-			continue;
+			if (strcmp(line + 3, id) != 0) {
+				why = "another message's id";
+				goto bad;
+			}
 		} else if (strncmp(line, "arrival ", 8) == 0) {
-			m->arrival = strtoll(line + 8, NULL, 10);
+			unsigned long long a;
+
+			if (!parse_number(line + 8, (size_t)n - 8, LLONG_MAX,
+			    &a))
+				goto bad;
+			m->arrival = (long long)a;
+			have_arrival = true;
 		} else if (strncmp(line, "sender ", 7) == 0) {
 			free(m->sender);
 			m->sender = xstrdup(line + 7);
@@ -189,7 +300,8 @@ queue_msg_read(const char *queue_dir, const char *id, struct queue_msg *m,
 			char *addr = line + 5, *sp = strchr(addr, ' ');
 			struct queue_entry *e;
 
-			if (sp == NULL)
+			if (sp == NULL || sp == addr || sp[1] == '\0' ||
+			    strchr(sp + 1, ' ') != NULL)
 				goto bad;
 			*sp = '\0';
 			m->rcpts = xrealloc(m->rcpts, (m->nrcpts + 1) *
@@ -200,47 +312,40 @@ queue_msg_read(const char *queue_dir, const char *id, struct queue_msg *m,
 			e->transport = xstrdup(strcmp(sp + 1, "-") == 0 ? "" :
 			    sp + 1);
 			e->status = QR_PENDING;
-			e->next = m->arrival;
 			e->last = xstrdup("");
 		} else {
 			goto bad;
 		}
 	}
-	if (m->sender == NULL || m->nrcpts == 0)
+	if (!ended) {
+		why = "truncated";
 		goto bad;
+	}
+	if (lineno == 1 || m->sender == NULL || m->nrcpts == 0 ||
+	    !have_arrival)
+		goto bad;
+	for (size_t i = 0; i < m->nrcpts; i++)
+		m->rcpts[i].next = m->arrival;
 	m->body_offset = ftell(fp);
 	fclose(fp);
 	fp = NULL;
 
+	/* The state: one line per recipient, in order; a line that does
+	 * not parse (or is missing) leaves its recipient pending, due now. */
 	spath = xasprintf("%s/state/%s", queue_dir, id);
 	fp = fopen(spath, "r");
 	free(spath);
 	for (size_t i = 0; fp != NULL && i < m->nrcpts &&
-	    (n = getline(&line, &cap, fp)) > 0; i++) {
-		struct queue_entry *e = &m->rcpts[i];
-		char st;
-		unsigned att;
-		long long next;
-		int off = 0;
-
-		if (line[n - 1] == '\n')
-			line[--n] = '\0';
-		if (sscanf(line, "%c %u %lld %n", &st, &att, &next, &off) < 3 ||
-		    (st != QR_PENDING && st != QR_SENT && st != QR_BOUNCED))
-			continue;	/* keep the defaults: retry */
-		e->status = st;
-		e->attempts = att;
-		e->next = next;
-		free(e->last);
-		e->last = xstrdup(off > 0 ? line + off : "");
-	}
+	    (n = read_line(fp, line, QUEUE_STATE_LINE_MAX, &lf)) != -1; i++)
+		if (n >= 0 && memchr(line, '\0', (size_t)n) == NULL)
+			(void)parse_state_line(line, (size_t)n, &m->rcpts[i]);
 	if (fp != NULL)
 		fclose(fp);
 	free(line);
 	return 1;
 bad:
-	err_fail(error_r, ERR_SYNTAX, "%s: malformed queue file (line %d)", id,
-	    lineno);
+	err_fail(error_r, ERR_SYNTAX, "%s: malformed queue file (line %d: %s)",
+	    id, lineno, why);
 	if (fp != NULL)
 		fclose(fp);
 	free(line);

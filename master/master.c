@@ -1,31 +1,26 @@
 /*
- * serve.c: petrel serve — the master process and its workers.
+ * master.c: petrel serve — the master process.
  *
  * The master binds every configured listener, drops to user/group when
- * started as root, then starts `workers` worker processes by re-executing
- * this binary with the same command line (a fresh image for each; the
- * listening sockets are inherited and named in PETREL_WORKER_FDS). It
- * restarts a worker that dies (with a back-off), on SIGHUP replaces all
- * workers gracefully (new ones read the new configuration; old ones drain),
- * and on SIGTERM/SIGINT drains the workers and exits 0.
+ * started as root, then starts `workers` worker processes (worker.c) and
+ * the queue manager (queue/) by re-executing this binary with the same
+ * command line (a fresh image for each; the listening sockets are
+ * inherited and named in PETREL_WORKER_FDS, the queue manager is
+ * PETREL_ROLE=queue). It restarts a process that dies (with a back-off),
+ * on SIGHUP replaces all of them gracefully (new ones read the new
+ * configuration; old ones drain), and on SIGTERM/SIGINT drains them and
+ * exits 0. serve_run() is where the binary decides which of the three it
+ * is.
  *
- * A worker serves many sessions on one libevent loop; blocking work (SQL,
- * fsync) runs on its job threads (lib/io/jobs.c). On SIGTERM it stops
- * accepting, closes idle sessions with 421, lets transactions in flight
- * finish (up to DRAIN_GRACE seconds) and exits.
- *
- * Trust: the master never reads from the network. Workers are unprivileged
- * before they accept a connection.
+ * Trust: the master never reads from the network.
  */
 #include <errno.h>
 #include <limits.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -38,29 +33,20 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli/cli.h"
 #include "lib/base/alloc.h"
-#include "lib/base/limits.h"
 #include "lib/base/log.h"
 #include "lib/base/str.h"
 #include "lib/config/config.h"
+#include "lib/config/context.h"
 #include "lib/dir/dir.h"
-#include "lib/io/jobs.h"
-#include "lib/auth/login.h"
-#include "lib/tls/tls.h"
-#include "pop3/pop3.h"
-#include "imap/imap.h"
+#include "master/master.h"
+#include "master/serve.h"
 #include "queue/manager.h"
-#include "smtp/smtp.h"
 
-#define MAX_LISTENERS 64
 #define MAX_WORKERS 256
 
 /* Services the workers run, by listener key. */
-static const struct service {
-	const char *key;
-	const char *name;
-} services[] = {
+const struct service serve_services[] = {
 	{ "smtp_listen", "smtp" },
 	{ "submission_listen", "submission" },
 	{ "submissions_listen", "submissions" },
@@ -69,17 +55,8 @@ static const struct service {
 	{ "imap_listen", "imap" },
 	{ "imaps_listen", "imaps" },
 };
-#define NSERVICES (sizeof(services) / sizeof(services[0]))
-
-/* The static service name for a name from PETREL_WORKER_FDS. */
-static const char *
-services_name(const char *name)
-{
-	for (size_t i = 0; i < NSERVICES; i++)
-		if (strcmp(services[i].name, name) == 0)
-			return services[i].name;
-	fatal("unknown service '%s' in PETREL_WORKER_FDS", name);
-}
+const size_t serve_nservices = sizeof(serve_services) /
+    sizeof(serve_services[0]);
 
 struct listener {
 	int fd;
@@ -95,7 +72,7 @@ struct worker {
 };
 
 struct master {
-	struct cli *cli;
+	struct petrel_ctx *ctx;
 	struct event_base *base;
 	struct listener listeners[MAX_LISTENERS];
 	size_t nlisteners;
@@ -150,13 +127,13 @@ bind_one(const char *host, unsigned port, char *desc, size_t desclen)
 static void
 bind_all(struct master *m)
 {
-	for (size_t s = 0; s < NSERVICES; s++) {
+	for (size_t s = 0; s < serve_nservices; s++) {
 		struct config_listen *l = NULL;
 		size_t n = 0;
 		char *err = NULL;
 
-		if (config_parse_listen(config_get(m->cli->cfg,
-		    services[s].key), &l, &n, &err) < 0)
+		if (config_parse_listen(config_get(m->ctx->cfg,
+		    serve_services[s].key), &l, &n, &err) < 0)
 			fatal("%s", err);
 		for (size_t i = 0; i < n; i++) {
 			struct listener *li;
@@ -164,7 +141,7 @@ bind_all(struct master *m)
 			if (m->nlisteners == MAX_LISTENERS)
 				fatal("too many listeners");
 			li = &m->listeners[m->nlisteners++];
-			li->service = services[s].name;
+			li->service = serve_services[s].name;
 			li->fd = bind_one(l[i].host, l[i].port, li->addr,
 			    sizeof(li->addr));
 			log_info("listening on %s (%s)", li->addr, li->service);
@@ -176,10 +153,10 @@ bind_all(struct master *m)
 /* ---- privileges ---- */
 
 static void
-drop_privileges(struct cli *cli)
+drop_privileges(struct petrel_ctx *ctx)
 {
-	const char *user = config_get(cli->cfg, "user");
-	const char *group = config_get(cli->cfg, "group");
+	const char *user = config_get(ctx->cfg, "user");
+	const char *group = config_get(ctx->cfg, "group");
 	struct passwd *pw;
 	struct group *gr;
 
@@ -266,10 +243,10 @@ spawn_worker(struct master *m, size_t slot)
 			if (n > 0) {
 				self[n] = '\0';
 				if (strstr(self, " (deleted)") == NULL)
-					execv(self, m->cli->argv);
+					execv(self, m->ctx->argv);
 			}
 		}
-		execv("/proc/self/exe", m->cli->argv);
+		execv("/proc/self/exe", m->ctx->argv);
 		log_error_errno("exec /proc/self/exe");
 		_exit(127);
 	}
@@ -380,9 +357,9 @@ master_reload(evutil_socket_t sig, short what, void *arg)
 	struct config *cfg;
 	char *err = NULL;
 
-	if (m->cli->conf_path != NULL) {
+	if (m->ctx->conf_path != NULL) {
 		cfg = config_new();
-		if (config_load_file(cfg, m->cli->conf_path, &err) < 0) {
+		if (config_load_file(cfg, m->ctx->conf_path, &err) < 0) {
 			log_error("SIGHUP: keeping the old configuration: %s",
 			    err);
 			free(err);
@@ -411,7 +388,7 @@ master_reload(evutil_socket_t sig, short what, void *arg)
 }
 
 static int
-run_master(struct cli *cli)
+run_master(struct petrel_ctx *ctx, const char **error_r)
 {
 	struct master m;
 	struct event *ev_term, *ev_int, *ev_hup, *ev_chld;
@@ -420,17 +397,19 @@ run_master(struct cli *cli)
 	char *oerr;
 
 	memset(&m, 0, sizeof(m));
-	m.cli = cli;
-	if (dir_open(config_get(cli->cfg, "database"), 0, &dir, &oerr) < 0)
-		cli_die("%s", oerr);
-	dir_set_queries(dir, cli->cfg);
+	m.ctx = ctx;
+	if (dir_open(config_get(ctx->cfg, "database"), 0, &dir, &oerr) < 0) {
+		*error_r = oerr;
+		return -1;
+	}
+	dir_set_queries(dir, ctx->cfg);
 	if (dir_connect(dir, &err) < 0)
 		log_warn("directory unavailable at start (lookups answer 4xx "
 		    "until it is back): %s", err);
 	dir_close(&dir);
 
 	bind_all(&m);
-	drop_privileges(cli);
+	drop_privileges(ctx);
 
 	m.base = event_base_new();
 	if (m.base == NULL)
@@ -445,7 +424,7 @@ run_master(struct cli *cli)
 		fatal("cannot install signal handlers");
 
 	m.nworkers = m.nlisteners > 0 ?
-	    (size_t)config_get_uint(cli->cfg, "workers") : 0;
+	    (size_t)config_get_uint(ctx->cfg, "workers") : 0;
 	if (m.nworkers > MAX_WORKERS - 1)
 		m.nworkers = MAX_WORKERS - 1;
 	if (m.nlisteners > 0 && m.nworkers == 0)
@@ -457,8 +436,8 @@ run_master(struct cli *cli)
 		spawn_worker(&m, i);
 	log_info("petrel %s started (pid %ld, %zu worker(s), config %s, "
 	    "database %s)", PETREL_VERSION, (long)getpid(), m.nworkers,
-	    cli->conf_path ? cli->conf_path : "(defaults)",
-	    dir_url_redacted(config_get(cli->cfg, "database")));
+	    ctx->conf_path ? ctx->conf_path : "(defaults)",
+	    dir_url_redacted(config_get(ctx->cfg, "database")));
 	event_base_dispatch(m.base);
 
 	/* Wait for workers that are still draining. */
@@ -487,260 +466,6 @@ run_master(struct cli *cli)
 	return 0;
 }
 
-/* ---- worker ---- */
-
-struct worker_ctx;
-
-struct worker_listener {
-	struct worker_ctx *w;
-	const char *service;
-	struct session_server *sv;	/* the protocol serving it */
-	unsigned index;			/* its listener there */
-	struct evconnlistener *lev;
-	struct event *ev_resume;	/* accept again after EMFILE */
-};
-
-struct worker_ctx {
-	struct event_base *base;
-	struct smtp_server smtp;
-	struct pop3_server pop3;
-	struct imap_server imap;
-	struct tls_server *tls;
-	struct jobs *jobs, *dir_jobs;
-	struct worker_listener lis[MAX_LISTENERS];
-	size_t nlev;
-	struct event *ev_drain;
-	time_t drain_started;
-	bool retiring;		/* SIGUSR1: replaced after a reload */
-};
-
-static void
-accept_resume(evutil_socket_t fd, short what, void *arg)
-{
-	struct worker_listener *l = arg;
-
-	evconnlistener_enable(l->lev);
-}
-
-/* accept() failed. Out of descriptors or memory: stop accepting for a
- * moment rather than spin on a listening socket that stays readable; the
- * waiting clients stay in the kernel's backlog. */
-static void
-accept_error(struct evconnlistener *lev, void *arg)
-{
-	struct worker_listener *l = arg;
-	int err = EVUTIL_SOCKET_ERROR();
-	static time_t last_log;
-	struct timeval pause = { 0, 100 * 1000 };
-
-	if (err != EMFILE && err != ENFILE && err != ENOBUFS &&
-	    err != ENOMEM)
-		return;
-	if (time(NULL) != last_log) {
-		last_log = time(NULL);
-		log_warn("%s: accept: %s; pausing new connections",
-		    l->service, strerror(err));
-	}
-	evconnlistener_disable(lev);
-	evtimer_add(l->ev_resume, &pause);
-}
-
-/* The protocol server and listener index for a service name. */
-static bool
-worker_find_server(struct worker_ctx *w, const char *service,
-    struct session_server **sv_r, unsigned *index_r)
-{
-	struct session_server *servers[] = { &w->smtp.sv, &w->pop3.sv,
-	    &w->imap.sv };
-
-	for (size_t i = 0; i < sizeof(servers) / sizeof(servers[0]); i++) {
-		int idx = session_server_listener(servers[i], service);
-
-		if (idx >= 0) {
-			*sv_r = servers[i];
-			*index_r = (unsigned)idx;
-			return true;
-		}
-	}
-	return false;
-}
-
-static void
-worker_accept(struct evconnlistener *lev, evutil_socket_t fd,
-    struct sockaddr *sa, int salen, void *arg)
-{
-	struct worker_listener *l = arg;
-
-	evutil_make_socket_nonblocking(fd);
-	/* Replies are small and pipelined: no Nagle delay on them. */
-	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
-		int one = 1;
-
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	}
-	session_accept(l->sv, l->index, fd, sa);
-}
-
-static void
-worker_drain_tick(evutil_socket_t fd, short what, void *arg)
-{
-	struct worker_ctx *w = arg;
-	unsigned left;
-
-	if (w->retiring) {
-		/* After a reload: sessions end when their clients end them. */
-		if (w->smtp.sv.nsessions + w->pop3.sv.nsessions +
-		    w->imap.sv.nsessions == 0 &&
-		    jobs_pending(w->jobs) == 0)
-			event_base_loopbreak(w->base);
-		return;
-	}
-	left = session_server_drain(&w->smtp.sv) +
-	    session_server_drain(&w->pop3.sv) +
-	    session_server_drain(&w->imap.sv);
-
-	if ((left == 0 && jobs_pending(w->jobs) == 0) ||
-	    (time(NULL) - w->drain_started > DRAIN_GRACE &&
-	    jobs_pending(w->jobs) == 0)) {
-		if (left > 0)
-			log_warn("drain: closing %u session(s) still open", left);
-		event_base_loopbreak(w->base);
-	}
-}
-
-static void
-worker_stop(evutil_socket_t sig, short what, void *arg)
-{
-	struct worker_ctx *w = arg;
-	struct timeval tv = { 0, 100000 };
-
-	if (sig != SIGUSR1 && w->retiring) {
-		/* A stop while retiring: drain for real now. */
-		w->retiring = false;
-		w->drain_started = time(NULL);
-		worker_drain_tick(-1, 0, w);
-		return;
-	}
-	if (w->drain_started != 0)
-		return;
-	w->retiring = sig == SIGUSR1;
-	for (size_t i = 0; i < w->nlev; i++) {
-		evconnlistener_free(w->lis[i].lev);
-		event_free(w->lis[i].ev_resume);
-	}
-	w->nlev = 0;
-	w->drain_started = time(NULL);
-	w->ev_drain = event_new(w->base, -1, EV_PERSIST, worker_drain_tick, w);
-	event_add(w->ev_drain, &tv);
-	worker_drain_tick(-1, 0, w);
-}
-
-static int
-run_worker(struct cli *cli, const char *fdlist)
-{
-	struct worker_ctx w;
-	struct event *ev_term, *ev_int, *ev_usr1;
-	char *copy = xstrdup(fdlist), *save = NULL, *item;
-	const char *nw = getenv("PETREL_WORKERS");
-
-	memset(&w, 0, sizeof(w));
-	signal(SIGPIPE, SIG_IGN);
-	if (geteuid() == 0 && getpwnam(config_get(cli->cfg, "user")) != NULL &&
-	    getpwnam(config_get(cli->cfg, "user"))->pw_uid != 0)
-		fatal("worker started as root");
-	w.base = event_base_new();
-	if (w.base == NULL)
-		fatal("cannot create the event loop");
-	if (config_get(cli->cfg, "hostname")[0] == '\0') {
-		char host[256] = "localhost", *err = NULL;
-
-		gethostname(host, sizeof(host) - 1);
-		config_set(cli->cfg, "hostname", host, &err);
-		free(err);
-	}
-	{
-		const char *err;
-
-		w.tls = tls_server_new(config_get(cli->cfg, "tls_cert"),
-		    config_get(cli->cfg, "tls_key"), &err);
-		if (w.tls == NULL)
-			log_error("TLS unavailable: %s", err);
-	}
-	auth_cache_setup((unsigned)config_get_uint(cli->cfg,
-	    "auth_cache_ttl"));
-	w.jobs = jobs_create(w.base, (size_t)config_get_uint(cli->cfg,
-	    "worker_threads"), dir_thread_init, dir_thread_deinit, cli->cfg);
-	smtp_server_init(&w.smtp, w.base, w.jobs, cli->cfg,
-	    nw ? (unsigned)strtoul(nw, NULL, 10) : 1, w.tls);
-	pop3_server_init(&w.pop3, w.base, w.jobs, cli->cfg,
-	    nw ? (unsigned)strtoul(nw, NULL, 10) : 1, w.tls);
-	imap_server_init(&w.imap, w.base, w.jobs, cli->cfg,
-	    nw ? (unsigned)strtoul(nw, NULL, 10) : 1, w.tls);
-	/* Directory queries get threads of their own: a database that
-	 * hangs holds up logins and RCPT lookups, not deliveries or
-	 * mailbox work. */
-	w.dir_jobs = jobs_create(w.base, (size_t)config_get_uint(cli->cfg,
-	    "worker_threads"), dir_thread_init, dir_thread_deinit, cli->cfg);
-	w.smtp.sv.dir_jobs = w.pop3.sv.dir_jobs = w.imap.sv.dir_jobs = w.dir_jobs;
-	for (item = strtok_r(copy, ",", &save); item != NULL;
-	    item = strtok_r(NULL, ",", &save)) {
-		char *eq = strchr(item, '=');
-		int fd;
-
-		if (eq == NULL)
-			fatal("bad PETREL_WORKER_FDS");
-		*eq = '\0';
-		fd = atoi(eq + 1);
-		fcntl(fd, F_SETFD, FD_CLOEXEC);
-		if (w.nlev == MAX_LISTENERS)
-			fatal("too many listeners");
-		w.lis[w.nlev].w = &w;
-		w.lis[w.nlev].service = services_name(item);
-		if (!worker_find_server(&w, w.lis[w.nlev].service,
-		    &w.lis[w.nlev].sv, &w.lis[w.nlev].index))
-			fatal("no server for listener %s", item);
-		w.lis[w.nlev].lev = evconnlistener_new(w.base, worker_accept,
-		    &w.lis[w.nlev], LEV_OPT_CLOSE_ON_FREE, -1, fd);
-		if (w.lis[w.nlev].lev == NULL)
-			fatal("cannot listen on fd %d", fd);
-		evconnlistener_set_error_cb(w.lis[w.nlev].lev, accept_error);
-		w.lis[w.nlev].ev_resume = evtimer_new(w.base, accept_resume,
-		    &w.lis[w.nlev]);
-		w.nlev++;
-	}
-	free(copy);
-	ev_term = evsignal_new(w.base, SIGTERM, worker_stop, &w);
-	ev_int = evsignal_new(w.base, SIGINT, worker_stop, &w);
-	ev_usr1 = evsignal_new(w.base, SIGUSR1, worker_stop, &w);
-	event_add(ev_term, NULL);
-	event_add(ev_int, NULL);
-	event_add(ev_usr1, NULL);
-	/* The master replaces workers on SIGHUP; a worker ignores it (a
-	 * terminal's ^C reaches the whole group: SIGINT drains like TERM). */
-	signal(SIGHUP, SIG_IGN);
-	event_base_dispatch(w.base);
-
-	for (size_t i = 0; i < w.nlev; i++) {
-		evconnlistener_free(w.lis[i].lev);
-		event_free(w.lis[i].ev_resume);
-	}
-	jobs_destroy(&w.dir_jobs);
-	jobs_destroy(&w.jobs);
-	/* Sessions still open after the grace period are cut here; nothing
-	 * they had not been told 250 for is lost. */
-	smtp_server_deinit(&w.smtp);
-	pop3_server_deinit(&w.pop3);
-	imap_server_deinit(&w.imap);
-	tls_server_free(&w.tls);
-	if (w.ev_drain != NULL)
-		event_free(w.ev_drain);
-	event_free(ev_term);
-	event_free(ev_int);
-	event_free(ev_usr1);
-	event_base_free(w.base);
-	return 0;
-}
-
 /* Every connection is a descriptor: take the hard limit as the soft one
  * (a shell's default of 1024 would refuse the 1025th IMAP client). */
 static void
@@ -757,31 +482,29 @@ raise_fd_limit(void)
 }
 
 int
-cmd_serve(struct cli *cli, int argc, char **argv)
+serve_run(struct petrel_ctx *ctx, const char **error_r)
 {
-	struct cli_args a;
 	const char *fds = getenv("PETREL_WORKER_FDS");
 	enum log_level lvl;
 
-	cli_parse(argc, argv, NULL, 0, 0, "petrel serve", &a);
 	raise_fd_limit();
 	log_init(fds ? "petrel/worker" : "petrel", true);
-	if (log_parse_level(config_get(cli->cfg, "log_level"), &lvl) == 0)
+	if (log_parse_level(config_get(ctx->cfg, "log_level"), &lvl) == 0)
 		log_set_level(lvl);
 	signal(SIGPIPE, SIG_IGN);
-	if (config_get(cli->cfg, "hostname")[0] == '\0') {
+	if (config_get(ctx->cfg, "hostname")[0] == '\0') {
 		char host[256] = "localhost", *err = NULL;
 
 		gethostname(host, sizeof(host) - 1);
-		config_set(cli->cfg, "hostname", host, &err);
+		config_set(ctx->cfg, "hostname", host, &err);
 		free(err);
 	}
 	if (getenv("PETREL_ROLE") != NULL &&
 	    strcmp(getenv("PETREL_ROLE"), "queue") == 0) {
 		log_init("petrel/queue", true);
-		return queue_manager_run(cli);
+		return queue_manager_run(ctx);
 	}
 	if (fds != NULL)
-		return run_worker(cli, fds);
-	return run_master(cli);
+		return worker_run(ctx, fds);
+	return run_master(ctx, error_r);
 }

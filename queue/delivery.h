@@ -1,0 +1,122 @@
+#ifndef PETREL_QUEUE_DELIVERY_H
+#define PETREL_QUEUE_DELIVERY_H
+/*
+ * delivery.h: what the parts of the queue manager share (private to
+ * queue/): the manager (scheduler.c), one delivery attempt to one
+ * destination, its resolution (mx.c) and its SMTP client session
+ * (outbound.c).
+ *
+ * An attempt goes: scheduler.c starts it and submits JOB_RESOLVE; mx.c
+ * fills in the addresses on a job thread; outbound.c connects and talks
+ * SMTP on the loop, then delivery_finish() submits JOB_FINISH, which
+ * scheduler.c runs (state file, bounces) and completes.
+ */
+#include <event2/bufferevent.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "lib/io/jobs.h"
+#include "lib/queue/queue.h"
+
+#define MAX_ADDRS 8
+
+enum cstate {
+	C_CONNECT, C_GREETING, C_EHLO, C_HELO, C_STARTTLS, C_MAIL, C_RCPT,
+	C_DATA, C_BODY, C_QUIT, C_DONE
+};
+
+struct mgr;
+
+struct delivery {
+	struct mgr *m;
+	struct delivery *next;
+	struct queue_msg msg;
+	size_t *idx;		/* recipients (indexes into msg.rcpts) */
+	size_t nidx;
+	char *dest;		/* concurrency key */
+	char *host;		/* what to resolve */
+	unsigned port;
+	bool use_mx;
+	/* resolved */
+	struct sockaddr_storage addrs[MAX_ADDRS];
+	socklen_t addrlen[MAX_ADDRS];
+	char names[MAX_ADDRS][300];
+	size_t naddrs, cur;
+	char *resolve_error;
+	bool resolve_permanent;
+	/* session */
+	struct bufferevent *bev;
+	enum cstate state;
+	bool pipelining, starttls, tls, esmtp;
+	size_t rcpt_sent, rcpt_replied, accepted;
+	int *codes;		/* per recipient: 0 = none yet */
+	char **texts;
+	char *relay;		/* "host[ip]:port" for logs */
+	time_t started;
+	struct job job;
+	int job_kind;
+	bool job_pending;
+	time_t hold_until;	/* the state could not be written: not
+				   before this (set by the finish job) */
+};
+
+struct mgr {
+	struct petrel_ctx *ctx;
+	const struct config *cfg;
+	struct event_base *base;
+	struct jobs *jobs;
+	struct tls_client *tls;
+	char *queue_dir;
+	const char *hostname;
+	struct event *ev_scan, *ev_inotify, *ev_usr1, *ev_term;
+	int ifd;
+	struct delivery *active;
+	unsigned nactive;
+	bool stopping, flush;
+	time_t tmp_cleaned;	/* last sweep of QUEUE_DIR/tmp */
+	unsigned retry_min, retry_max, lifetime, scan_interval;
+	unsigned max_active, max_per_dest, timeout;
+	struct ub_ctx *ub;
+	struct hold *holds;
+};
+
+/*
+ * Messages whose state file could not be rewritten after an attempt (disk
+ * full): the file on disk still says "due now", so without this the next
+ * scan would try again at once, over and over. The back-off is kept here
+ * instead, in memory, growing with each failure, until a state write
+ * works again (or the manager restarts, which retries once).
+ */
+struct hold {
+	struct hold *next;
+	char *id;
+	time_t until;
+	unsigned fails;
+};
+
+enum { JOB_RESOLVE, JOB_FINISH };
+
+/* scheduler.c */
+/* Run JOB_RESOLVE or JOB_FINISH for d on a job thread. */
+void delivery_submit(struct delivery *d, int kind);
+
+/* mx.c */
+/* A transport or relayhost: "smtp:[host]:port", "smtp:host:port",
+ * "smtp:host", "[host]" ("relay:" as "smtp:"); brackets mean no MX
+ * lookup. false if malformed. */
+bool nexthop_parse(const char *t, char **host_r, unsigned *port_r,
+    bool *mx_r);
+/* On a job thread: fill d->addrs from d->host (MX records, or the host itself), or set
+ * d->resolve_error (d->resolve_permanent for a domain that takes no mail). */
+void mx_resolve(struct delivery *d);
+
+/* outbound.c (on the loop) */
+/* Connect to d->addrs[d->cur] and deliver; the next address when a
+ * connection fails. */
+void delivery_connect(struct delivery *d);
+/* Record the outcome for every recipient still without a reply, close
+ * the connection and write the state. code 0: a normal end. */
+void delivery_finish(struct delivery *d, int code, const char *text);
+
+#endif

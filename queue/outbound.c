@@ -1,0 +1,364 @@
+/*
+ * outbound.c: the queue manager's SMTP client session (RFC 5321).
+ *
+ * One session per attempt, on the manager's libevent loop: connect (the
+ * next address when one fails), greeting, EHLO (HELO when refused),
+ * opportunistic STARTTLS (RFC 3207: no certificate check, as Postfix's
+ * "may" level), MAIL, RCPT and DATA, pipelined (RFC 2920) when the
+ * server offers PIPELINING, the stored LF message sent as CRLF with dot
+ * stuffing, QUIT. Each recipient gets the reply that decides it; the
+ * attempt then ends in delivery_finish(), which hands over to
+ * scheduler.c.
+ *
+ * Trust: replies are parsed strictly and bounded (lib/smtp/reply.c:
+ * SMTP_LINE_MAX per line, SMTP_REPLY_LINES_MAX lines; a malformed one is a
+ * 451) and only ever logged or quoted in a bounce. Nothing a server sent
+ * in plaintext before TLS is read after it.
+ */
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/base/alloc.h"
+#include "lib/smtp/reply.h"
+#include "lib/tls/tls.h"
+#include "queue/delivery.h"
+
+/* Record the outcome for every recipient still without a reply, close
+ * the connection and write the state. */
+void
+delivery_finish(struct delivery *d, int code, const char *text)
+{
+	for (size_t k = 0; k < d->nidx; k++) {
+		if (code == 0) {
+			/* A normal end: whoever got no answer is deferred. */
+			if (d->codes[k] == 0) {
+				d->codes[k] = 451;
+				d->texts[k] = xstrdup("no reply for this "
+				    "recipient");
+			}
+			continue;
+		}
+		/* A failure: it is the outcome of every recipient without
+		 * one, and of those whose RCPT was accepted but whose
+		 * message was not. */
+		if (d->codes[k] != 0 && !(d->codes[k] >= 200 &&
+		    d->codes[k] < 300))
+			continue;
+		d->codes[k] = code;
+		free(d->texts[k]);
+		d->texts[k] = xstrdup(text);
+	}
+	if (d->bev != NULL) {
+		bufferevent_free(d->bev);
+		d->bev = NULL;
+	}
+	d->state = C_DONE;
+	delivery_submit(d, JOB_FINISH);
+}
+
+/* ---- the SMTP client ---- */
+
+__attribute__((format(printf, 2, 3)))
+static void
+send_line(struct delivery *d, const char *fmt, ...)
+{
+	struct evbuffer *out = bufferevent_get_output(d->bev);
+	va_list ap;
+
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(out, fmt, ap);
+	va_end(ap);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+static void client_read(struct bufferevent *bev, void *arg);
+static void client_event(struct bufferevent *bev, short what, void *arg);
+
+static void
+send_body(struct delivery *d)
+{
+	struct evbuffer *out = bufferevent_get_output(d->bev);
+	FILE *fp = fopen(d->msg.path, "r");
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+
+	if (fp == NULL) {
+		delivery_finish(d, 451, "queue file vanished");
+		return;
+	}
+	fseek(fp, d->msg.body_offset, SEEK_SET);
+	while ((n = getline(&line, &cap, fp)) > 0) {
+		size_t len = (size_t)n;
+
+		if (line[len - 1] == '\n')
+			len--;
+		if (len > 0 && line[0] == '.')
+			evbuffer_add(out, ".", 1);
+		evbuffer_add(out, line, len);
+		evbuffer_add(out, "\r\n", 2);
+	}
+	free(line);
+	fclose(fp);
+	evbuffer_add(out, ".\r\n", 3);
+}
+
+static void
+send_envelope(struct delivery *d)
+{
+	send_line(d, "MAIL FROM:<%s>", d->msg.sender);
+	d->state = C_MAIL;
+	if (!d->pipelining)
+		return;
+	for (size_t k = 0; k < d->nidx; k++)
+		send_line(d, "RCPT TO:<%s>", d->msg.rcpts[d->idx[k]].address);
+	d->rcpt_sent = d->nidx;
+	send_line(d, "DATA");
+}
+
+/* One complete reply: code and text (all lines, joined). */
+static void
+handle_reply(struct delivery *d, int code, const char *text)
+{
+	switch (d->state) {
+	case C_GREETING:
+		if (code != 220) {
+			delivery_finish(d, code >= 500 ? code : 451, text);
+			return;
+		}
+		send_line(d, "EHLO %s", d->m->hostname);
+		d->state = C_EHLO;
+		return;
+	case C_EHLO:
+		if (code != 250) {
+			send_line(d, "HELO %s", d->m->hostname);
+			d->state = C_HELO;
+			return;
+		}
+		d->esmtp = true;
+		if (d->starttls && !d->tls && d->m->tls != NULL) {
+			send_line(d, "STARTTLS");
+			d->state = C_STARTTLS;
+			return;
+		}
+		send_envelope(d);
+		return;
+	case C_HELO:
+		if (code != 250) {
+			delivery_finish(d, code >= 500 ? code : 451, text);
+			return;
+		}
+		d->pipelining = false;
+		send_envelope(d);
+		return;
+	case C_STARTTLS:
+		if (code == 220) {
+			struct bufferevent *tb = tls_bev_connect_starttls(
+			    d->m->tls, d->m->base, d->bev, d->host);
+
+			if (tb == NULL) {
+				delivery_finish(d, 451, "TLS setup failed");
+				return;
+			}
+			d->bev = tb;
+			d->tls = true;
+			d->pipelining = d->starttls = false;
+			bufferevent_setcb(d->bev, client_read, NULL,
+			    client_event, d);
+			bufferevent_enable(d->bev, EV_READ | EV_WRITE);
+			send_line(d, "EHLO %s", d->m->hostname);
+			d->state = C_EHLO;
+			return;
+		}
+		/* Opportunistic: go on in plaintext. */
+		send_envelope(d);
+		return;
+	case C_MAIL:
+		if (code != 250) {
+			if (d->pipelining)
+				d->state = C_RCPT;	/* eat the rest */
+			for (size_t k = 0; k < d->nidx; k++) {
+				d->codes[k] = code;
+				d->texts[k] = xstrdup(text);
+			}
+			if (!d->pipelining) {
+				delivery_finish(d, code, text);
+				return;
+			}
+			d->rcpt_replied = 0;
+			return;
+		}
+		d->state = C_RCPT;
+		if (!d->pipelining) {
+			send_line(d, "RCPT TO:<%s>",
+			    d->msg.rcpts[d->idx[0]].address);
+			d->rcpt_sent = 1;
+		}
+		return;
+	case C_RCPT: {
+		size_t k = d->rcpt_replied++;
+
+		if (d->codes[k] == 0) {
+			d->codes[k] = code;
+			d->texts[k] = xstrdup(text);
+			if (code >= 200 && code < 300)
+				d->accepted++;
+		}
+		if (d->rcpt_replied < d->nidx) {
+			if (!d->pipelining) {
+				send_line(d, "RCPT TO:<%s>",
+				    d->msg.rcpts[d->idx[d->rcpt_replied]].address);
+				d->rcpt_sent++;
+			}
+			return;
+		}
+		if (!d->pipelining) {
+			if (d->accepted == 0) {
+				send_line(d, "QUIT");
+				delivery_finish(d, 0, "");
+				return;
+			}
+			send_line(d, "DATA");
+		}
+		d->state = C_DATA;
+		return;
+	}
+	case C_DATA:
+		if (code != 354) {
+			if (d->accepted > 0)
+				delivery_finish(d, code >= 400 ? code : 451,
+				    text);
+			else
+				delivery_finish(d, 0, "");
+			return;
+		}
+		if (d->accepted == 0) {
+			/* RFC 2920 3.1: nothing accepted, end the data. */
+			evbuffer_add(bufferevent_get_output(d->bev), ".\r\n", 3);
+			d->state = C_QUIT;
+			return;
+		}
+		send_body(d);
+		d->state = C_BODY;
+		return;
+	case C_BODY:
+		send_line(d, "QUIT");
+		d->state = C_QUIT;
+		/* The outcome for every accepted recipient. */
+		for (size_t k = 0; k < d->nidx; k++)
+			if (d->codes[k] >= 200 && d->codes[k] < 300) {
+				d->codes[k] = code;
+				free(d->texts[k]);
+				d->texts[k] = xstrdup(text);
+			}
+		delivery_finish(d, 0, "");
+		return;
+	case C_QUIT:
+		delivery_finish(d, 0, "");
+		return;
+	default:
+		return;
+	}
+}
+
+static void
+client_read(struct bufferevent *bev, void *arg)
+{
+	struct delivery *d = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	/* Whole replies only. SMTP_REPLY_MAX octets always hold a complete
+	 * reply or show a malformed one, so this never waits for more
+	 * while holding that much. */
+	while (d->state != C_DONE && d->bev == bev) {
+		size_t have = evbuffer_get_length(in), used;
+		struct smtp_reply r;
+		const char *err;
+		int n;
+
+		if (have == 0)
+			return;
+		if (have > SMTP_REPLY_MAX)
+			have = SMTP_REPLY_MAX;
+		n = smtp_reply_parse((const char *)evbuffer_pullup(in,
+		    (ev_ssize_t)have), have, &r, &used, &err);
+		if (n == 0)
+			return;
+		if (n < 0) {
+			char *why = xasprintf("malformed reply from server "
+			    "(%s)", err);
+
+			delivery_finish(d, 451, why);
+			free(why);
+			return;
+		}
+		evbuffer_drain(in, used);
+		if (d->state == C_EHLO) {
+			if (smtp_reply_ehlo_has(&r, "PIPELINING"))
+				d->pipelining = true;
+			if (smtp_reply_ehlo_has(&r, "STARTTLS"))
+				d->starttls = true;
+		}
+		/* After STARTTLS, d->bev is the TLS filter over bev: what
+		 * is left in bev's buffer came in plaintext before the
+		 * handshake and is never read as a reply (RFC 3207 6). */
+		handle_reply(d, r.code, r.text);
+		smtp_reply_clear(&r);
+	}
+}
+
+static void
+client_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct delivery *d = arg;
+	char why[700];
+
+	if (what & BEV_EVENT_CONNECTED) {
+		if (d->state == C_CONNECT) {
+			d->state = C_GREETING;
+			free(d->relay);
+			d->relay = xstrdup(d->names[d->cur]);
+		}
+		return;
+	}
+	if (d->state == C_CONNECT && d->cur + 1 < d->naddrs) {
+		bufferevent_free(d->bev);
+		d->bev = NULL;
+		d->cur++;
+		delivery_connect(d);
+		return;
+	}
+	if (d->state == C_QUIT) {
+		delivery_finish(d, 0, "");
+		return;
+	}
+	snprintf(why, sizeof(why), "%s to %s: %s",
+	    d->state == C_CONNECT ? "connect" : "lost connection",
+	    d->names[d->cur], what & BEV_EVENT_TIMEOUT ? "timed out" :
+	    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	delivery_finish(d, 451, why);
+}
+
+void
+delivery_connect(struct delivery *d)
+{
+	struct timeval tv = { (time_t)d->m->timeout, 0 };
+
+	d->state = C_CONNECT;
+	d->bev = bufferevent_socket_new(d->m->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (d->bev == NULL) {
+		delivery_finish(d, 451, "out of sockets");
+		return;
+	}
+	bufferevent_setcb(d->bev, client_read, NULL, client_event, d);
+	bufferevent_set_timeouts(d->bev, &tv, &tv);
+	bufferevent_enable(d->bev, EV_READ | EV_WRITE);
+	if (bufferevent_socket_connect(d->bev,
+	    (struct sockaddr *)&d->addrs[d->cur], (int)d->addrlen[d->cur]) < 0)
+		client_event(d->bev, BEV_EVENT_ERROR, d);
+}

@@ -1,0 +1,575 @@
+/*
+ * scheduler.c: the outbound queue manager.
+ *
+ * One process (role "queue" under the master). It watches
+ * QUEUE_DIR/incoming with inotify and also rescans every
+ * queue_scan_interval seconds; SIGUSR1 (petrel queue flush) makes every
+ * deferred recipient due now. A message is attempted one destination at
+ * a time (recipients grouped by transport, or by domain for MX delivery);
+ * attempts in flight are bounded overall and per destination. Where an
+ * attempt connects is mx.c's business, the SMTP session outbound.c's.
+ *
+ * After an attempt: 2xx: sent; 4xx: deferred with exponential back-off;
+ * 5xx: bounced at once; still deferred after queue_lifetime: bounced.
+ * Bounces are RFC 3464 reports (queue/dsn.c). The state file is
+ * rewritten (fsync'd) after every attempt; blocking work (DNS, the state
+ * file, bounce delivery) runs on job threads. Files a dead writer left in
+ * QUEUE_DIR/tmp are swept at start and hourly.
+ */
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <time.h>
+#include <unbound.h>
+#include <unistd.h>
+
+#include "lib/base/alloc.h"
+#include "lib/base/log.h"
+#include "lib/base/str.h"
+#include "lib/config/config.h"
+#include "lib/config/context.h"
+#include "lib/dir/dir.h"
+#include "lib/io/jobs.h"
+#include "lib/maildir/maildir.h"
+#include "lib/queue/queue.h"
+#include "lib/tls/tls.h"
+#include "queue/delivery.h"
+#include "queue/manager.h"
+
+static void mgr_scan(struct mgr *m);
+static unsigned backoff(struct mgr *m, unsigned attempts);
+
+/* ---- helpers ---- */
+
+static unsigned
+count_dest(struct mgr *m, const char *dest)
+{
+	unsigned n = 0;
+
+	for (struct delivery *d = m->active; d != NULL; d = d->next)
+		if (strcmp(d->dest, dest) == 0)
+			n++;
+	return n;
+}
+
+static bool
+msg_active(struct mgr *m, const char *id)
+{
+	for (struct delivery *d = m->active; d != NULL; d = d->next)
+		if (strcmp(d->msg.id, id) == 0)
+			return true;
+	return false;
+}
+
+static const char *
+rcpt_domain(const char *address)
+{
+	const char *at = strrchr(address, '@');
+
+	return at ? at + 1 : address;
+}
+
+static struct hold *
+hold_find(struct mgr *m, const char *id, struct hold ***pp_r)
+{
+	struct hold **pp;
+
+	for (pp = &m->holds; *pp != NULL; pp = &(*pp)->next)
+		if (strcmp((*pp)->id, id) == 0) {
+			if (pp_r != NULL)
+				*pp_r = pp;
+			return *pp;
+		}
+	return NULL;
+}
+
+/* After a finished attempt: hold the message if its state was not
+ * written, forget an earlier hold if it was. */
+static void
+hold_update(struct mgr *m, const char *id, time_t until)
+{
+	struct hold **pp, *h = hold_find(m, id, &pp);
+	time_t later;
+
+	if (until == 0) {
+		if (h != NULL) {
+			*pp = h->next;
+			free(h->id);
+			free(h);
+		}
+		return;
+	}
+	if (h == NULL) {
+		h = xmalloc(sizeof(*h));
+		h->id = xstrdup(id);
+		h->next = m->holds;
+		m->holds = h;
+	}
+	h->fails++;
+	later = time(NULL) + (time_t)backoff(m, h->fails);
+	h->until = until > later ? until : later;
+	log_warn("%s: state not written; next attempt in %lld s", id,
+	    (long long)(h->until - time(NULL)));
+}
+
+static void
+delivery_free(struct delivery *d)
+{
+	struct mgr *m = d->m;
+	struct delivery **pp;
+
+	for (pp = &m->active; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == d) {
+			*pp = d->next;
+			break;
+		}
+	m->nactive--;
+	if (d->bev != NULL)
+		bufferevent_free(d->bev);
+	for (size_t i = 0; i < d->nidx; i++)
+		free(d->texts[i]);
+	free(d->texts);
+	free(d->codes);
+	free(d->idx);
+	free(d->dest);
+	free(d->host);
+	free(d->relay);
+	free(d->resolve_error);
+	queue_msg_clear(&d->msg);
+	free(d);
+}
+
+/* ---- finishing an attempt (job thread) ---- */
+
+static unsigned
+backoff(struct mgr *m, unsigned attempts)
+{
+	unsigned long long s = m->retry_min;
+
+	for (unsigned i = 1; i < attempts && s < m->retry_max; i++)
+		s *= 2;
+	return s > m->retry_max ? m->retry_max : (unsigned)s;
+}
+
+static void
+finish_run(struct delivery *d, struct dir *dir)
+{
+	struct mgr *m = d->m;
+	struct queue_msg *q = &d->msg;
+	time_t now = time(NULL);
+	bool done = true, *fresh = xcalloc(q->nrcpts + 1, sizeof(bool));
+	const char *err;
+
+	for (size_t k = 0; k < d->nidx; k++) {
+		struct queue_entry *e = &q->rcpts[d->idx[k]];
+		int code = d->codes[k];
+		const char *text = d->texts[k] ? d->texts[k] : "";
+		const char *status;
+
+		free(e->last);
+		e->last = xstrdup(text);
+		e->attempts++;
+		if (code >= 200 && code < 300) {
+			e->status = QR_SENT;
+			status = "sent";
+		} else if (code >= 500) {
+			e->status = QR_BOUNCED;
+			fresh[d->idx[k]] = true;
+			status = "bounced";
+		} else {
+			e->next = (long long)now + backoff(m, e->attempts);
+			status = "deferred";
+		}
+		log_info("%s: to=<%s>, relay=%s, delay=%lld, attempts=%u, "
+		    "status=%s (%s)", q->id, e->address,
+		    d->relay ? d->relay : "none", (long long)(now - q->arrival),
+		    e->attempts, status, text);
+	}
+	/* Expired recipients (queue_lifetime) bounce. */
+	for (size_t i = 0; i < q->nrcpts; i++) {
+		struct queue_entry *e = &q->rcpts[i];
+
+		if (e->status == QR_PENDING &&
+		    now - q->arrival > (time_t)m->lifetime) {
+			char *why;
+
+			if (m->lifetime >= 86400)
+				why = xasprintf("%s (message expired after %u "
+				    "day(s) in the queue)", e->last[0] ? e->last :
+				    "deferred", m->lifetime / 86400);
+			else
+				why = xasprintf("%s (message expired after %u "
+				    "second(s) in the queue)", e->last[0] ?
+				    e->last : "deferred", m->lifetime);
+
+			free(e->last);
+			e->last = why;
+			e->status = QR_BOUNCED;
+			fresh[i] = true;
+			log_info("%s: to=<%s>, status=expired, returned to "
+			    "sender", q->id, e->address);
+		}
+	}
+	/* The sender hears of failures now, not when the last deferred
+	 * recipient is done (as Postfix does). */
+	if (dsn_bounce(dir, m->cfg, q, fresh, m->hostname) < 0) {
+		/* Keep them: the bounce is retried with the next attempt. */
+		for (size_t i = 0; i < q->nrcpts; i++)
+			if (fresh[i]) {
+				q->rcpts[i].status = QR_PENDING;
+				q->rcpts[i].next = (long long)now + m->retry_min;
+			}
+	}
+	free(fresh);
+	for (size_t i = 0; i < q->nrcpts; i++)
+		if (q->rcpts[i].status == QR_PENDING)
+			done = false;
+	if (!done) {
+		if (queue_state_write(m->queue_dir, q, &err) < 0) {
+			log_error("%s: %s", q->id, err);
+			d->hold_until = now + m->retry_min;
+			for (size_t i = 0; i < q->nrcpts; i++)
+				if (q->rcpts[i].status == QR_PENDING &&
+				    q->rcpts[i].next > (long long)d->hold_until)
+					d->hold_until = (time_t)q->rcpts[i].next;
+		}
+		return;
+	}
+	if (queue_remove(m->queue_dir, q->id) < 0)
+		log_error_errno("%s: cannot remove from the queue", q->id);
+	else
+		log_info("%s: removed", q->id);
+}
+
+static void
+delivery_job_run(struct job *job, void *state)
+{
+	struct delivery *d = (struct delivery *)((char *)job -
+	    offsetof(struct delivery, job));
+
+	if (d->job_kind == JOB_RESOLVE)
+		mx_resolve(d);
+	else
+		finish_run(d, state);
+}
+
+static void
+delivery_job_done(struct job *job)
+{
+	struct delivery *d = (struct delivery *)((char *)job -
+	    offsetof(struct delivery, job));
+	struct mgr *m = d->m;
+
+	d->job_pending = false;
+	if (m->stopping) {
+		/* A resolved attempt is dropped (its recipients stay
+		 * pending); a finished one has written its state. */
+		delivery_free(d);
+		return;
+	}
+	if (d->job_kind == JOB_FINISH) {
+		hold_update(m, d->msg.id, d->hold_until);
+		delivery_free(d);
+		if (!m->stopping)
+			mgr_scan(m);
+		return;
+	}
+	if (d->resolve_error != NULL) {
+		const char *e = d->resolve_error;
+
+		delivery_finish(d, d->resolve_permanent ? 550 : 451, e);
+		return;
+	}
+	d->cur = 0;
+	delivery_connect(d);
+}
+
+void
+delivery_submit(struct delivery *d, int kind)
+{
+	d->job_pending = true;
+	d->job_kind = kind;
+	d->job.run = delivery_job_run;
+	d->job.done = delivery_job_done;
+	jobs_submit(d->m->jobs, &d->job);
+}
+
+/* ---- scheduling ---- */
+
+static void
+start_delivery(struct mgr *m, struct queue_msg *q, const char *dest,
+    size_t *idx, size_t nidx)
+{
+	struct delivery *d = xmalloc(sizeof(*d));
+	const struct queue_entry *first = &q->rcpts[idx[0]];
+	const char *relayhost = config_get(m->cfg, "relayhost");
+	const char *nexthop = first->transport[0] ? first->transport :
+	    relayhost[0] ? relayhost : NULL;
+
+	d->m = m;
+	d->msg = *q;
+	memset(q, 0, sizeof(*q));
+	d->idx = idx;
+	d->nidx = nidx;
+	d->dest = xstrdup(dest);
+	d->codes = xcalloc(nidx, sizeof(int));
+	d->texts = xcalloc(nidx, sizeof(char *));
+	d->started = time(NULL);
+	d->next = m->active;
+	m->active = d;
+	m->nactive++;
+	if (nexthop != NULL) {
+		if (!nexthop_parse(nexthop, &d->host, &d->port, &d->use_mx)) {
+			d->resolve_error = xasprintf("bad transport '%s'",
+			    nexthop);
+			delivery_submit(d, JOB_RESOLVE);
+			return;
+		}
+	} else {
+		d->host = xstrdup(rcpt_domain(first->address));
+		d->port = 25;
+		d->use_mx = true;
+	}
+	delivery_submit(d, JOB_RESOLVE);
+}
+
+static void
+scan_message(struct mgr *m, const char *id, time_t now)
+{
+	struct queue_msg q;
+	const char *err;
+	size_t *idx = NULL, nidx = 0;
+	char *dest = NULL;
+	int r;
+
+	{
+		struct hold *h = hold_find(m, id, NULL);
+
+		if (h != NULL && h->until > now && !m->flush)
+			return;
+	}
+	r = queue_msg_read(m->queue_dir, id, &q, &err);
+	if (r <= 0) {
+		if (r < 0)
+			log_error("%s", err);
+		return;
+	}
+	for (size_t i = 0; i < q.nrcpts; i++) {
+		struct queue_entry *e = &q.rcpts[i];
+		char *key;
+
+		if (e->status != QR_PENDING)
+			continue;
+		if (e->next > (long long)now && !m->flush &&
+		    now - q.arrival <= (time_t)m->lifetime)
+			continue;
+		key = e->transport[0] ? xstrdup(e->transport) :
+		    xstrdup(rcpt_domain(e->address));
+		str_lower(key);
+		if (dest == NULL) {
+			if (count_dest(m, key) >= m->max_per_dest) {
+				free(key);
+				continue;
+			}
+			dest = key;
+		} else if (strcmp(dest, key) != 0) {
+			free(key);
+			continue;	/* another destination: next round */
+		} else {
+			free(key);
+		}
+		idx = xrealloc(idx, (nidx + 1) * sizeof(*idx));
+		idx[nidx++] = i;
+	}
+	if (nidx == 0) {
+		queue_msg_clear(&q);
+		free(idx);
+		return;
+	}
+	start_delivery(m, &q, dest, idx, nidx);
+	free(dest);
+}
+
+static void
+mgr_scan(struct mgr *m)
+{
+	char **ids = NULL;
+	size_t n = 0;
+	const char *err;
+	time_t now = time(NULL);
+
+	if (m->stopping)
+		return;
+	if (queue_list(m->queue_dir, &ids, &n, &err) < 0) {
+		log_error("%s", err);
+		return;
+	}
+	for (size_t i = 0; i < n && m->nactive < m->max_active; i++)
+		if (!msg_active(m, ids[i]))
+			scan_message(m, ids[i], now);
+	queue_list_free(&ids, n);
+	m->flush = false;
+}
+
+/* Files in QUEUE_DIR/tmp are what a receiving process that died left
+ * half-written: swept at start and then hourly. */
+static void
+mgr_clean_tmp(struct mgr *m)
+{
+	time_t now = time(NULL);
+
+	if (m->tmp_cleaned != 0 && now - m->tmp_cleaned < 3600)
+		return;
+	m->tmp_cleaned = now;
+	maildir_clean_tmp(m->queue_dir, "queue");
+}
+
+static void
+mgr_timer(evutil_socket_t fd, short what, void *arg)
+{
+	mgr_clean_tmp(arg);
+	mgr_scan(arg);
+}
+
+static void
+mgr_inotify(evutil_socket_t fd, short what, void *arg)
+{
+	char buf[4096];
+
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	mgr_scan(arg);
+}
+
+static void
+mgr_flush(evutil_socket_t sig, short what, void *arg)
+{
+	struct mgr *m = arg;
+
+	log_info("flush requested");
+	m->flush = true;
+	mgr_scan(m);
+}
+
+static void
+mgr_stop(evutil_socket_t sig, short what, void *arg)
+{
+	struct mgr *m = arg;
+
+	m->stopping = true;
+	event_base_loopbreak(m->base);
+}
+
+int
+queue_manager_run(struct petrel_ctx *ctx)
+{
+	struct mgr m;
+	struct timeval tv;
+	const char *err;
+	char *pidpath;
+	FILE *fp;
+
+	memset(&m, 0, sizeof(m));
+	m.ctx = ctx;
+	m.cfg = ctx->cfg;
+	m.queue_dir = xstrdup(config_get(ctx->cfg, "queue_dir"));
+	m.hostname = config_get(ctx->cfg, "hostname");
+	m.retry_min = (unsigned)config_get_uint(ctx->cfg, "queue_retry_min");
+	m.retry_max = (unsigned)config_get_uint(ctx->cfg, "queue_retry_max");
+	m.lifetime = (unsigned)config_get_uint(ctx->cfg, "queue_lifetime");
+	m.scan_interval = (unsigned)config_get_uint(ctx->cfg,
+	    "queue_scan_interval");
+	m.max_active = (unsigned)config_get_uint(ctx->cfg, "queue_concurrency");
+	m.max_per_dest = (unsigned)config_get_uint(ctx->cfg,
+	    "queue_destination_concurrency");
+	m.timeout = (unsigned)config_get_uint(ctx->cfg, "smtp_timeout");
+	if (m.max_active == 0)
+		m.max_active = 1;
+	if (m.max_per_dest == 0)
+		m.max_per_dest = 1;
+	if (queue_dirs_make(m.queue_dir, &err) < 0)
+		fatal("%s", err);
+	m.tls = tls_client_new(&err);
+	if (m.tls == NULL)
+		log_warn("outbound STARTTLS unavailable: %s", err);
+	m.ub = ub_ctx_create();
+	if (m.ub != NULL) {
+		ub_ctx_resolvconf(m.ub, NULL);
+		ub_ctx_hosts(m.ub, NULL);
+	}
+	m.base = event_base_new();
+	if (m.base == NULL)
+		fatal("cannot create the event loop");
+	m.jobs = jobs_create(m.base, 4, dir_thread_init, dir_thread_deinit,
+	    ctx->cfg);
+
+	pidpath = xasprintf("%s/manager.pid", m.queue_dir);
+	fp = fopen(pidpath, "w");
+	if (fp != NULL) {
+		fprintf(fp, "%ld\n", (long)getpid());
+		fclose(fp);
+	}
+	m.ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (m.ifd >= 0) {
+		char *inc = xasprintf("%s/incoming", m.queue_dir);
+
+		if (inotify_add_watch(m.ifd, inc, IN_MOVED_TO) < 0)
+			log_warn_errno("inotify %s", inc);
+		free(inc);
+		m.ev_inotify = event_new(m.base, m.ifd, EV_READ | EV_PERSIST,
+		    mgr_inotify, &m);
+		event_add(m.ev_inotify, NULL);
+	}
+	m.ev_scan = event_new(m.base, -1, EV_PERSIST, mgr_timer, &m);
+	tv.tv_sec = m.scan_interval ? m.scan_interval : 60;
+	tv.tv_usec = 0;
+	event_add(m.ev_scan, &tv);
+	m.ev_usr1 = evsignal_new(m.base, SIGUSR1, mgr_flush, &m);
+	m.ev_term = evsignal_new(m.base, SIGTERM, mgr_stop, &m);
+	event_add(m.ev_usr1, NULL);
+	event_add(m.ev_term, NULL);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	log_info("queue manager started (queue %s)", m.queue_dir);
+	mgr_clean_tmp(&m);
+	mgr_scan(&m);
+	event_base_dispatch(m.base);
+
+	/* Attempts in flight are abandoned: their recipients stay pending
+	 * and are tried again by the next manager. */
+	m.stopping = true;
+	for (struct delivery *d = m.active, *next; d != NULL; d = next) {
+		next = d->next;
+		if (!d->job_pending)
+			delivery_free(d);
+	}
+	jobs_destroy(&m.jobs);	/* the rest free themselves */
+	while (m.active != NULL)
+		delivery_free(m.active);
+	unlink(pidpath);
+	free(pidpath);
+	if (m.ev_inotify != NULL)
+		event_free(m.ev_inotify);
+	if (m.ifd >= 0)
+		close(m.ifd);
+	event_free(m.ev_scan);
+	event_free(m.ev_usr1);
+	event_free(m.ev_term);
+	event_base_free(m.base);
+	if (m.ub != NULL)
+		ub_ctx_delete(m.ub);
+	tls_client_free(&m.tls);
+	free(m.queue_dir);
+	while (m.holds != NULL) {
+		struct hold *h = m.holds;
+
+		m.holds = h->next;
+		free(h->id);
+		free(h);
+	}
+	log_info("queue manager stopped");
+	return 0;
+}
