@@ -27,8 +27,7 @@ struct imap_server {
 };
 
 void imap_server_init(struct imap_server *srv, struct event_base *base,
-    struct jobs *jobs, const struct config *cfg, unsigned nworkers,
-    struct tls_server *tls);
+    struct jobs *jobs, const struct config *cfg, struct tls_server *tls);
 void imap_server_deinit(struct imap_server *srv);
 
 #endif

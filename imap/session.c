@@ -922,15 +922,13 @@ static const struct session_ops imap_ops = {
 
 void
 imap_server_init(struct imap_server *srv, struct event_base *base,
-    struct jobs *jobs, const struct config *cfg, unsigned nworkers,
-    struct tls_server *tls)
+    struct jobs *jobs, const struct config *cfg, struct tls_server *tls)
 {
 	memset(srv, 0, sizeof(*srv));
 	srv->mail_root = config_get(cfg, "mail_root");
 	srv->size_limit = config_get_uint(cfg, "message_size_limit");
 	srv->inotify_fd = -1;
-	session_server_init(&srv->sv, &imap_ops, srv, base, jobs, cfg,
-	    nworkers, tls);
+	session_server_init(&srv->sv, &imap_ops, srv, base, jobs, cfg, tls);
 	if (imap_notify_init(srv) < 0)
 		log_warn_errno("imap: inotify unavailable; IDLE will report "
 		    "changes only on the next command");

@@ -39,6 +39,7 @@
 #include "lib/config/config.h"
 #include "lib/config/context.h"
 #include "lib/dir/dir.h"
+#include "lib/session/counters.h"
 #include "master/master.h"
 #include "master/serve.h"
 #include "queue/manager.h"
@@ -83,6 +84,7 @@ struct master {
 	pid_t retiring[MAX_WORKERS];	/* replaced workers finishing up */
 	size_t nretiring;
 	struct event *ev_restart;
+	struct node_counters *nc;	/* connections, shared by workers */
 };
 
 /* ---- binding ---- */
@@ -192,7 +194,10 @@ spawn_worker(struct master *m, size_t slot)
 {
 	str_t fds = STR_INIT;
 	pid_t pid, parent;
+	int region = -1;
 
+	if (m->nc != NULL && !m->workers[slot].queue)
+		region = node_counters_take(m->nc);
 	for (size_t i = 0; i < m->nlisteners; i++)
 		str_printf(&fds, "%s%s=%d", i ? "," : "",
 		    m->listeners[i].service, m->listeners[i].fd);
@@ -201,6 +206,7 @@ spawn_worker(struct master *m, size_t slot)
 	if (pid < 0) {
 		log_error_errno("fork");
 		str_free(&fds);
+		node_counters_owner(m->nc, region, 0);
 		return -1;
 	}
 	if (pid == 0) {
@@ -221,6 +227,14 @@ spawn_worker(struct master *m, size_t slot)
 			int fl = fcntl(m->listeners[i].fd, F_GETFD);
 
 			fcntl(m->listeners[i].fd, F_SETFD, fl & ~FD_CLOEXEC);
+		}
+		if (region >= 0) {
+			int cfd = node_counters_fd(m->nc);
+			char env[48];
+
+			fcntl(cfd, F_SETFD, fcntl(cfd, F_GETFD) & ~FD_CLOEXEC);
+			snprintf(env, sizeof(env), "%d:%d", cfd, region);
+			setenv("PETREL_COUNTERS", env, 1);
 		}
 		snprintf(slotstr, sizeof(slotstr), "%zu", slot);
 		if (m->workers[slot].queue)
@@ -251,6 +265,8 @@ spawn_worker(struct master *m, size_t slot)
 		_exit(127);
 	}
 	str_free(&fds);
+	if (region >= 0)
+		node_counters_owner(m->nc, region, pid);
 	m->workers[slot].pid = pid;
 	m->workers[slot].started = time(NULL);
 	m->workers[slot].retiring = false;
@@ -299,6 +315,9 @@ master_child(evutil_socket_t sig, short what, void *arg)
 	pid_t pid;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		/* its sessions are gone: they stop counting */
+		if (m->nc != NULL)
+			node_counters_release(m->nc, pid);
 		for (size_t i = 0; i < m->nretiring; i++) {
 			if (m->retiring[i] == pid) {
 				m->retiring[i] = m->retiring[--m->nretiring];
@@ -429,6 +448,15 @@ run_master(struct petrel_ctx *ctx, const char **error_r)
 		m.nworkers = MAX_WORKERS - 1;
 	if (m.nlisteners > 0 && m.nworkers == 0)
 		m.nworkers = 1;
+	/* Connection limits hold for the node: one count shared by the
+	 * workers, with room for the replaced ones still draining after a
+	 * few reloads. */
+	if (m.nworkers > 0) {
+		m.nc = node_counters_create((unsigned)m.nworkers * 4,
+		    (unsigned)serve_nservices, &err);
+		if (m.nc == NULL)
+			log_warn("%s; connection limits counted per worker", err);
+	}
 	/* The queue manager runs in the last slot. */
 	m.workers[m.nworkers].queue = true;
 	m.nworkers++;
@@ -456,6 +484,7 @@ run_master(struct petrel_ctx *ctx, const char **error_r)
 	}
 	for (size_t i = 0; i < m.nlisteners; i++)
 		close(m.listeners[i].fd);
+	node_counters_free(&m.nc);
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_hup);

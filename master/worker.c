@@ -35,12 +35,46 @@
 #include "lib/config/context.h"
 #include "lib/dir/dir.h"
 #include "lib/io/jobs.h"
+#include "lib/session/counters.h"
 #include "lib/tls/tls.h"
 #include "imap/imap.h"
 #include "master/serve.h"
 #include "pop3/pop3.h"
 #include "smtp/smtp.h"
 
+
+/* The node's connection counts, inherited from the master
+ * (PETREL_COUNTERS="fd:region"); NULL: this worker counts alone. */
+static struct node_counters *
+worker_counters(void)
+{
+	const char *env = getenv("PETREL_COUNTERS"), *err;
+	struct node_counters *nc;
+	unsigned fd, region;
+	char end;
+
+	if (env == NULL)
+		return NULL;
+	if (sscanf(env, "%u:%u%c", &fd, &region, &end) != 2) {
+		log_warn("bad PETREL_COUNTERS; limits counted per worker");
+		return NULL;
+	}
+	fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+	nc = node_counters_attach((int)fd, region, &err);
+	if (nc == NULL)
+		log_warn("%s; limits counted per worker", err);
+	return nc;
+}
+
+/* The index of a service in serve_services (the counts' order). */
+static unsigned
+services_index(const char *name)
+{
+	for (size_t i = 0; i < serve_nservices; i++)
+		if (strcmp(serve_services[i].name, name) == 0)
+			return (unsigned)i;
+	fatal("unknown service '%s'", name);
+}
 
 /* The static service name for a name from PETREL_WORKER_FDS. */
 static const char *
@@ -206,8 +240,7 @@ worker_run(struct petrel_ctx *ctx, const char *fdlist)
 	struct worker_ctx w;
 	struct event *ev_term, *ev_int, *ev_usr1;
 	char *copy = xstrdup(fdlist), *save = NULL, *item;
-	const char *nw = getenv("PETREL_WORKERS");
-	unsigned nworkers;
+	struct node_counters *nc = worker_counters();
 
 	memset(&w, 0, sizeof(w));
 	signal(SIGPIPE, SIG_IGN);
@@ -236,10 +269,9 @@ worker_run(struct petrel_ctx *ctx, const char *fdlist)
 	    "auth_cache_ttl"));
 	w.jobs = jobs_create(w.base, (size_t)config_get_uint(ctx->cfg,
 	    "worker_threads"), dir_thread_init, dir_thread_deinit, ctx->cfg);
-	nworkers = nw ? (unsigned)strtoul(nw, NULL, 10) : 1;
-	smtp_server_init(&w.smtp, w.base, w.jobs, ctx->cfg, nworkers, w.tls);
-	pop3_server_init(&w.pop3, w.base, w.jobs, ctx->cfg, nworkers, w.tls);
-	imap_server_init(&w.imap, w.base, w.jobs, ctx->cfg, nworkers, w.tls);
+	smtp_server_init(&w.smtp, w.base, w.jobs, ctx->cfg, w.tls);
+	pop3_server_init(&w.pop3, w.base, w.jobs, ctx->cfg, w.tls);
+	imap_server_init(&w.imap, w.base, w.jobs, ctx->cfg, w.tls);
 	/* Directory queries get threads of their own: a database that
 	 * hangs holds up logins and RCPT lookups, not deliveries or
 	 * mailbox work. */
@@ -263,6 +295,12 @@ worker_run(struct petrel_ctx *ctx, const char *fdlist)
 		if (!worker_find_server(&w, w.lis[w.nlev].service,
 		    &w.lis[w.nlev].sv, &w.lis[w.nlev].index))
 			fatal("no server for listener %s", item);
+		/* its limits hold for the node: counted with the other
+		 * workers' sessions */
+		if (nc != NULL)
+			session_server_count(w.lis[w.nlev].sv,
+			    w.lis[w.nlev].index, nc,
+			    services_index(w.lis[w.nlev].service));
 		w.lis[w.nlev].lev = evconnlistener_new(w.base, worker_accept,
 		    &w.lis[w.nlev], LEV_OPT_CLOSE_ON_FREE, -1, fd);
 		if (w.lis[w.nlev].lev == NULL)
@@ -296,6 +334,7 @@ worker_run(struct petrel_ctx *ctx, const char *fdlist)
 	pop3_server_deinit(&w.pop3);
 	imap_server_deinit(&w.imap);
 	tls_server_free(&w.tls);
+	node_counters_free(&nc);
 	if (w.ev_drain != NULL)
 		event_free(w.ev_drain);
 	event_free(ev_term);

@@ -18,8 +18,7 @@ struct pop3_server {
 };
 
 void pop3_server_init(struct pop3_server *srv, struct event_base *base,
-    struct jobs *jobs, const struct config *cfg, unsigned nworkers,
-    struct tls_server *tls);
+    struct jobs *jobs, const struct config *cfg, struct tls_server *tls);
 void pop3_server_deinit(struct pop3_server *srv);
 
 #endif

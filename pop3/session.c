@@ -716,12 +716,10 @@ static const struct session_ops pop3_ops = {
 
 void
 pop3_server_init(struct pop3_server *srv, struct event_base *base,
-    struct jobs *jobs, const struct config *cfg, unsigned nworkers,
-    struct tls_server *tls)
+    struct jobs *jobs, const struct config *cfg, struct tls_server *tls)
 {
 	srv->mail_root = config_get(cfg, "mail_root");
-	session_server_init(&srv->sv, &pop3_ops, srv, base, jobs, cfg,
-	    nworkers, tls);
+	session_server_init(&srv->sv, &pop3_ops, srv, base, jobs, cfg, tls);
 }
 
 void

@@ -1122,14 +1122,12 @@ static const struct session_ops smtp_ops = {
 
 void
 smtp_server_init(struct smtp_server *srv, struct event_base *base,
-    struct jobs *jobs, const struct config *cfg, unsigned nworkers,
-    struct tls_server *tls)
+    struct jobs *jobs, const struct config *cfg, struct tls_server *tls)
 {
 	const char *err;
 
 	memset(srv, 0, sizeof(*srv));
-	session_server_init(&srv->sv, &smtp_ops, srv, base, jobs, cfg,
-	    nworkers, tls);
+	session_server_init(&srv->sv, &smtp_ops, srv, base, jobs, cfg, tls);
 	srv->hostname = srv->sv.hostname;
 	srv->cfg = cfg;
 	srv->queue_dir = xstrdup(config_get(cfg, "queue_dir"));

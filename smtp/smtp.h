@@ -32,8 +32,7 @@ struct smtp_server {
 };
 
 void smtp_server_init(struct smtp_server *srv, struct event_base *base,
-    struct jobs *jobs, const struct config *cfg, unsigned nworkers,
-    struct tls_server *tls);
+    struct jobs *jobs, const struct config *cfg, struct tls_server *tls);
 void smtp_server_deinit(struct smtp_server *srv);
 
 #endif

@@ -27,23 +27,15 @@
 #include "lib/base/log.h"
 #include "lib/config/config.h"
 #include "lib/dir/dir.h"
+#include "lib/session/counters.h"
 #include "lib/io/conn.h"
 #include "lib/session/session.h"
 #include "lib/tls/tls.h"
 
-/* Buckets of the per-address connection counts (per server). */
-#define IPCOUNT_BUCKETS 1024
 /* After the goodbye, replies get this long to leave (a client that
  * stops reading cannot keep its session). */
 #define CLOSE_GRACE_MS 10000
 #define CLOSE_POLL_MS 20
-
-struct session_ipcount {
-	const struct session_listener *l;
-	char ip[64];
-	unsigned count;
-	struct session_ipcount *next;
-};
 
 static uint64_t sid_next;
 
@@ -72,77 +64,29 @@ now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* ---- per-address counts ---- */
-
-static unsigned
-ip_bucket(const struct session_listener *l, const char *ip)
-{
-	uint32_t h = 2166136261u ^ (uint32_t)(uintptr_t)l;
-
-	for (const unsigned char *p = (const unsigned char *)ip; *p; p++)
-		h = (h ^ *p) * 16777619u;
-	return h % IPCOUNT_BUCKETS;
-}
-
-static struct session_ipcount *
-ipcount(struct session_server *srv, const struct session_listener *l,
-    const char *ip, bool create)
-{
-	struct session_ipcount *c, **head = &srv->ips[ip_bucket(l, ip)];
-
-	for (c = *head; c != NULL; c = c->next)
-		if (c->l == l && strcmp(c->ip, ip) == 0)
-			return c;
-	if (!create)
-		return NULL;
-	c = xcalloc(1, sizeof(*c));
-	c->l = l;
-	snprintf(c->ip, sizeof(c->ip), "%s", ip);
-	c->next = *head;
-	*head = c;
-	return c;
-}
-
-static void
-ipcount_put(struct session_server *srv, struct session_ipcount *c)
-{
-	struct session_ipcount **pp;
-
-	if (c->count > 0 && --c->count > 0)
-		return;
-	for (pp = &srv->ips[ip_bucket(c->l, c->ip)]; *pp != c;
-	    pp = &(*pp)->next)
-		;
-	*pp = c->next;
-	free(c);
-}
-
 /* ---- setup ---- */
 
-/* A listener's limits from X_max_connections and X_max_connections_per_ip.
- * Counted per worker: the total is shared out. Which worker accepts a
- * connection is up to the kernel, so a share of the per-address limit
- * would refuse a client well below it when the spread is uneven: each
- * worker allows the whole of that one. */
+/* A listener's limits from X_max_connections and X_max_connections_per_ip
+ * (for the node: the counts are shared by its workers). */
 static void
 listener_init(struct session_listener *l, const struct config *cfg,
-    const char *name, unsigned nworkers)
+    const char *name, struct node_counters *own, unsigned service)
 {
 	char key[64];
-	uint64_t total;
 
 	l->name = name;
 	snprintf(key, sizeof(key), "%s_max_connections", name);
-	total = config_get_uint(cfg, key);
-	l->max_conn = (unsigned)((total + nworkers - 1) / nworkers);
+	l->max_conn = (unsigned)config_get_uint(cfg, key);
 	snprintf(key, sizeof(key), "%s_max_connections_per_ip", name);
 	l->max_conn_per_ip = (unsigned)config_get_uint(cfg, key);
+	l->nc = own;
+	l->service = service;
 }
 
 void
 session_server_init(struct session_server *srv, const struct session_ops *ops,
     void *owner, struct event_base *base, struct jobs *jobs,
-    const struct config *cfg, unsigned nworkers, struct tls_server *tls)
+    const struct config *cfg, struct tls_server *tls)
 {
 	memset(srv, 0, sizeof(*srv));
 	srv->ops = ops;
@@ -164,11 +108,19 @@ session_server_init(struct session_server *srv, const struct session_ops *ops,
 		srv->timeout = ops->default_timeout;
 	srv->fail_delay_ms = (unsigned)config_get_uint(cfg, "auth_fail_delay");
 	srv->plaintext = config_get(cfg, "allow_plaintext_auth");
-	srv->ips = xcalloc(IPCOUNT_BUCKETS, sizeof(*srv->ips));
-	for (size_t i = 0; i < SESSION_LISTENERS_MAX &&
+	srv->own = node_counters_private(SESSION_LISTENERS_MAX);
+	for (unsigned i = 0; i < SESSION_LISTENERS_MAX &&
 	    ops->listeners[i] != NULL; i++)
 		listener_init(&srv->listeners[i], cfg, ops->listeners[i],
-		    nworkers > 0 ? nworkers : 1);
+		    srv->own, i);
+}
+
+void
+session_server_count(struct session_server *srv, unsigned listener,
+    struct node_counters *nc, unsigned service)
+{
+	srv->listeners[listener].nc = nc;
+	srv->listeners[listener].service = service;
 }
 
 static void session_free(struct session *s);
@@ -181,15 +133,7 @@ session_server_deinit(struct session_server *srv)
 		srv->sessions->busy = false;
 		session_free(srv->sessions);
 	}
-	for (size_t i = 0; i < IPCOUNT_BUCKETS; i++) {
-		struct session_ipcount *c, *next;
-
-		for (c = srv->ips[i]; c != NULL; c = next) {
-			next = c->next;
-			free(c);
-		}
-	}
-	free(srv->ips);
+	node_counters_free(&srv->own);
 	free(srv->hostname);
 }
 
@@ -481,7 +425,7 @@ static void
 session_free(struct session *s)
 {
 	struct session_server *srv = s->srv;
-	struct session_ipcount *c;
+	struct session_listener *l = (struct session_listener *)s->listener;
 
 	if (s->busy) {
 		s->dead = true;
@@ -496,10 +440,8 @@ session_free(struct session *s)
 		srv->sessions = s->next;
 	if (s->next != NULL)
 		s->next->prev = s->prev;
-	c = ipcount(srv, s->listener, s->ip, false);
-	if (c != NULL)
-		ipcount_put(srv, c);
-	((struct session_listener *)s->listener)->nsessions--;
+	node_counters_add(l->nc, l->service, s->bucket, -1);
+	l->nsessions--;
 	srv->nsessions--;
 	if (s->delay_ev != NULL)
 		event_free(s->delay_ev);
@@ -533,10 +475,9 @@ session_accept(struct session_server *srv, unsigned listener, int fd,
 	struct session_listener *l = &srv->listeners[listener];
 	bool implicit_tls = srv->ops->implicit_tls[listener];
 	struct session *s;
-	struct session_ipcount *c;
 	struct timeval tv = { (time_t)srv->timeout, 0 };
 	char ip[64];
-	unsigned port;
+	unsigned port, bucket;
 	bool loopback;
 	const char *why = NULL;
 
@@ -545,12 +486,13 @@ session_accept(struct session_server *srv, unsigned listener, int fd,
 		return;
 	}
 	conn_peer(sa, ip, sizeof(ip), &port, &loopback);
-	c = ipcount(srv, l, ip, true);
+	bucket = node_counters_bucket(l->nc, ip);
 	if (srv->draining)
 		why = "shutting down";
-	else if (l->nsessions >= l->max_conn)
+	else if (node_counters_total(l->nc, l->service) >= l->max_conn)
 		why = "server busy";
-	else if (c->count >= l->max_conn_per_ip)
+	else if (node_counters_address(l->nc, l->service, bucket) >=
+	    l->max_conn_per_ip)
 		why = "too many connections from this address";
 	if (why != NULL) {
 		str_t line = STR_INIT;
@@ -562,8 +504,6 @@ session_accept(struct session_server *srv, unsigned listener, int fd,
 		(void)!write(fd, line.data, line.len);
 		str_free(&line);
 		close(fd);
-		if (c->count == 0)
-			ipcount_put(srv, c);
 		return;
 	}
 	s = xcalloc(1, srv->ops->size);
@@ -583,11 +523,10 @@ session_accept(struct session_server *srv, unsigned listener, int fd,
 	if (s->bev == NULL) {
 		close(fd);
 		free(s);
-		if (c->count == 0)
-			ipcount_put(srv, c);
 		return;
 	}
-	c->count++;
+	s->bucket = bucket;
+	node_counters_add(l->nc, l->service, bucket, +1);
 	l->nsessions++;
 	srv->nsessions++;
 	s->next = srv->sessions;

@@ -35,18 +35,22 @@ struct dir_user;
 struct event;
 struct event_base;
 struct evbuffer;
+struct node_counters;
 struct session;
 struct sockaddr;
 struct tls_server;
 
 #define SESSION_LISTENERS_MAX 3
 
-/* A listener's limits (X_max_connections, X_max_connections_per_ip). */
+/* A listener's limits (X_max_connections, X_max_connections_per_ip),
+ * held for the whole node through shared counts (lib/session/counters). */
 struct session_listener {
 	const char *name;	/* "smtp", "imaps", ...: config key prefix */
-	unsigned max_conn;	/* this worker's share of the node's */
+	unsigned max_conn;
 	unsigned max_conn_per_ip;
 	unsigned nsessions;	/* open now, this worker */
+	struct node_counters *nc;
+	unsigned service;	/* its index in nc */
 };
 
 struct session_ops {
@@ -93,8 +97,6 @@ struct session_ops {
 	void (*login_done)(struct session *s, int result);
 };
 
-struct session_ipcount;
-
 /* One protocol's sessions in one worker. */
 struct session_server {
 	struct event_base *base;
@@ -110,7 +112,7 @@ struct session_server {
 	const char *plaintext;		/* allow_plaintext_auth */
 	unsigned nsessions;
 	struct session *sessions;	/* all live sessions */
-	struct session_ipcount **ips;	/* per (listener, address) counts */
+	struct node_counters *own;	/* counts until the node's are set */
 	bool draining;
 };
 
@@ -121,6 +123,7 @@ struct session {
 	struct session *next, *prev;
 	char ip[64];
 	char peer[80];		/* "[ip]:port" for logs */
+	unsigned bucket;	/* of ip in the listener's counts */
 	uint64_t sid;		/* unique on this node: %016llx in logs */
 	bool tls, loopback;
 	bool busy;		/* a job or a timer owns the session */
@@ -142,12 +145,16 @@ struct session {
 /* "%016llx" of a session id, for log lines. */
 #define SID(s) ((unsigned long long)(s)->sid)
 
-/* The listeners' limits come from the configuration; nworkers shares
- * each total among the workers of this node. */
+/* The listeners' limits come from the configuration. Until
+ * session_server_count names the node's counts, the server counts its
+ * own sessions only. */
 void session_server_init(struct session_server *srv,
     const struct session_ops *ops, void *owner, struct event_base *base,
-    struct jobs *jobs, const struct config *cfg, unsigned nworkers,
-    struct tls_server *tls);
+    struct jobs *jobs, const struct config *cfg, struct tls_server *tls);
+/* Count a listener's sessions in the node's counts (service: its index
+ * there). Call before the first accept. */
+void session_server_count(struct session_server *srv, unsigned listener,
+    struct node_counters *nc, unsigned service);
 void session_server_deinit(struct session_server *srv);
 
 /* The index of a listener by its name ("imaps"), -1 if not this

@@ -107,8 +107,9 @@ def test_per_address_limit(imap_inst, imap_start, proto):
 
 @pytest.mark.parametrize("proto", ["imap", "pop3"])
 def test_total_limit(imap_inst, imap_start, proto):
-    """X_max_connections=4 (one worker): a fifth client is refused whatever its
-    address, and served after one of the four leaves."""
+    """X_max_connections=4 (two workers, one count for the node): a fifth
+    client is refused whatever its address, and served after one of the four
+    leaves."""
     srv, port, ok, _ = start(imap_inst, imap_start, proto, "%s_max_connections=4" % proto)
     wait_served(srv.host, port, ok).close()
     time.sleep(0.3)
@@ -129,7 +130,7 @@ def test_total_limit(imap_inst, imap_start, proto):
 
 def test_limits_are_per_listener(imap_inst, imap_start):
     """imap and imaps count apart: a full imap listener does not refuse imaps."""
-    srv = imap_start(imap_inst, ["workers=1", "imap_max_connections_per_ip=1"])
+    srv = imap_start(imap_inst, ["workers=2", "imap_max_connections_per_ip=1"])
     held = [wait_served(srv.host, srv.imap_port, b"* OK")]
     try:
         more, refused = fill(srv.host, srv.imap_port, b"* OK", 1)
@@ -161,11 +162,13 @@ def test_session_ids_unique_across_workers(imap_inst, imap_start):
     assert set(ids) >= gone and len(gone) > 0
 
 
-def start(inst, imap_start, proto, limit):
-    """One worker with IMAP (and POP3 on a free port); returns the server,
-    the port of proto, its greeting and its refusal prefix."""
+def start(inst, imap_start, proto, limit, workers=2):
+    """IMAP (and POP3 on a free port) with two workers: the limits hold for
+    the node, whichever worker accepts; returns the server, the port of
+    proto, its greeting and its refusal prefix."""
     pop3 = free_port()
-    srv = imap_start(inst, ["workers=1", "pop3_listen=127.0.0.1:%d" % pop3, limit])
+    srv = imap_start(inst, ["workers=%d" % workers, "pop3_listen=127.0.0.1:%d" % pop3, limit])
     if proto == "imap":
         return srv, srv.imap_port, b"* OK", b"* BYE [UNAVAILABLE]"
     return srv, pop3, b"+OK", b"-ERR [SYS/TEMP]"
+

@@ -1,0 +1,58 @@
+#ifndef PETREL_COUNTERS_H
+#define PETREL_COUNTERS_H
+/*
+ * Connection counts of a whole node, shared by its workers, so that
+ * X_max_connections and X_max_connections_per_ip hold for the node and
+ * not per worker (which worker accepts is up to the kernel).
+ *
+ * The master makes one shared mapping (a memfd) before it starts the
+ * workers. Each worker process owns a region of it and only ever writes
+ * its own region; a count is the sum over the regions. When a worker
+ * ends (crash included) the master zeroes its region, so the sessions of
+ * a dead worker stop counting at once. Addresses are counted in buckets
+ * of a keyed hash (the key is random per node): two addresses that share
+ * a bucket share a limit, which can only make it stricter, and no client
+ * can choose its bucket. Two workers accepting at the same instant may
+ * let a count pass its limit by one each.
+ */
+#include <stdbool.h>
+#include <sys/types.h>
+
+#define NODE_COUNTERS_BUCKETS 8192
+
+struct node_counters;
+
+/* The master: a new shared mapping for nregions worker processes and
+ * nservices listeners (services). NULL with *error_r on failure. */
+struct node_counters *node_counters_create(unsigned nregions,
+    unsigned nservices, const char **error_r);
+/* One process's private counts (no master: tests, a lone process). */
+struct node_counters *node_counters_private(unsigned nservices);
+void node_counters_free(struct node_counters **nc);
+/* The mapping's descriptor, for the workers to inherit. */
+int node_counters_fd(const struct node_counters *nc);
+/* The master: reserve a free region for a worker about to start (-1:
+ * none left; the worker then counts alone), name its process once
+ * forked, and release it once the process has ended (its counts are
+ * zeroed). A reservation whose fork failed is released with pid -1. */
+int node_counters_take(struct node_counters *nc);
+void node_counters_owner(struct node_counters *nc, int region, pid_t pid);
+void node_counters_release(struct node_counters *nc, pid_t pid);
+
+/* A worker: map the inherited descriptor and write to region. */
+struct node_counters *node_counters_attach(int fd, unsigned region,
+    const char **error_r);
+
+/* The bucket of an address (a keyed hash of its text). */
+unsigned node_counters_bucket(const struct node_counters *nc,
+    const char *ip);
+/* Sessions open on the node for a service, and from one bucket. */
+unsigned node_counters_total(const struct node_counters *nc,
+    unsigned service);
+unsigned node_counters_address(const struct node_counters *nc,
+    unsigned service, unsigned bucket);
+/* This process opened (+1) or closed (-1) a session. */
+void node_counters_add(struct node_counters *nc, unsigned service,
+    unsigned bucket, int delta);
+
+#endif
