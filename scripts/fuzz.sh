@@ -3,7 +3,8 @@
 # UBSan) and run each for FUZZ_SECONDS (default 15) from a copy of its
 # corpus in fuzz/corpus/<name>/. A crash, leak, sanitizer report or timeout
 # stops the script with status 1; the input that caused it is left in
-# $FUZZ_OUT/<name>/ (default /tmp/petrel-fuzz) and named on stderr.
+# $FUZZ_OUT/<name>/ (default: a new directory under $TMPDIR, or /tmp) and
+# named on stderr.
 #
 #   scripts/fuzz.sh                          # the short run of the test command
 #   FUZZ_SECONDS=3600 scripts/fuzz.sh        # the longer run (docs/reliability.md)
@@ -14,11 +15,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SECONDS_EACH=${FUZZ_SECONDS:-15}
-OUT=${FUZZ_OUT:-/tmp/petrel-fuzz}
+OUT=${FUZZ_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/petrel-fuzz.XXXXXX")}
 CC=${FUZZ_CC:-clang}
 command -v "$CC" >/dev/null || { echo "fuzz: $CC not found (apt-get install clang libclang-rt-14-dev)" >&2; exit 1; }
 
-base="lib/base/alloc.c lib/base/str.c lib/base/log.c lib/base/base64.c"
+base="lib/base/alloc.c lib/base/str.c lib/base/log.c lib/base/base64.c lib/base/err.c"
 sources() {
 	case "$1" in
 	mime|imap_parse) echo "lib/mime/mime.c lib/mime/envelope.c lib/mime/decode.c lib/imap/parse.c lib/imap/search.c $base" ;;
@@ -50,3 +51,5 @@ for t in "${targets[@]}"; do
 	runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log")
 	echo "fuzz: $t: ${runs:-?} runs in ${SECONDS_EACH}s, no failure"
 done
+# a run of its own that found nothing leaves nothing behind
+[ -n "${FUZZ_OUT:-}" ] || rm -rf "$OUT"

@@ -5,7 +5,7 @@
 # any memcheck error
 # makes that petrel process exit 99 (which the tests see as a failure), and
 # the helpers' time bounds are stretched (PETREL_TIMEOUT_SCALE, default 8).
-# Reports: $VG_LOGS/vg.<pid>.log (default /tmp/petrel-valgrind); the script
+# Reports: $VG_LOGS/vg.<pid>.log (default $TMPDIR/petrel-valgrind, /tmp without TMPDIR); the script
 # ends with the list of logs that hold an error.
 #
 #   scripts/valgrind.sh                                   # the whole suite (hours)
@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/build.sh
-VG_LOGS=${VG_LOGS:-/tmp/petrel-valgrind}
+VG_LOGS=${VG_LOGS:-${TMPDIR:-/tmp}/petrel-valgrind}
 rm -rf "$VG_LOGS" && mkdir -p "$VG_LOGS"
 wrapper="$VG_LOGS/petrel"
 cat >"$wrapper" <<WRAP
