@@ -1,0 +1,371 @@
+/*
+ * cmd_mail.c: MAIL FROM and RCPT TO (RFC 5321 4.1.1.2, 4.1.1.3): the
+ * path and its parameters (RFC 1870 SIZE, RFC 6152 BODY, RFC 6531
+ * SMTPUTF8), non-ASCII addresses only in an SMTPUTF8 transaction; on
+ * submission the envelope sender must belong to the authenticated user
+ * (a directory job); each recipient is routed on a directory job, with
+ * the quota checked against the SIZE hint (452 4.2.2) and <postmaster>
+ * always accepted (RFC 5321 4.5.1).
+ *
+ * Trust: the addresses are the client's; they are checked for syntax
+ * here and looked up only through lib/route (parameters bound, never
+ * interpolated).
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "lib/base/addr.h"
+#include "lib/base/alloc.h"
+#include "lib/base/err.h"
+#include "lib/base/limits.h"
+#include "lib/base/log.h"
+#include "lib/base/str.h"
+#include "lib/dir/dir.h"
+#include "lib/io/jobs.h"
+#include "lib/maildir/quota.h"
+#include "lib/queue/queue.h"
+#include "lib/queue/spool.h"
+#include "lib/route/route.h"
+#include "lib/session/session.h"
+#include "lib/smtp/parse.h"
+#include "smtp/smtp-private.h"
+
+static void mail_accept(struct smtp_session *s, char *addr);
+static void sender_run(struct job *job, void *state);
+static void sender_done(struct job *job);
+
+/* Non-ASCII in an address: only well-formed UTF-8, and only in a
+ * transaction that declared SMTPUTF8 (RFC 6531 3.3, 3.4). 0 if fine,
+ * else -1 with the reason in *error_r and its code ERR_UTF8 (malformed)
+ * or ERR_8BIT (not declared). */
+static int
+address_8bit_check(const struct smtp_session *s, const char *addr,
+    const char **error_r)
+{
+	size_t len = strlen(addr);
+
+	if (!str_has_8bit(addr, len))
+		return 0;
+	if (!str_utf8_valid(addr, len))
+		return err_fail(error_r, ERR_UTF8, "invalid UTF-8");
+	if (!s->smtputf8)
+		return err_fail(error_r, ERR_8BIT,
+		    "non-ASCII address without SMTPUTF8");
+	return 0;
+}
+
+void
+smtp_cmd_mail(struct smtp_session *s, const char *arg)
+{
+	struct smtp_mail_params params;
+	const char *rest, *err;
+	char *addr, *local, *domain;
+
+	if (s->helo == NULL) {
+		reply_error(s, "503 5.5.1 Error: send HELO/EHLO first");
+		return;
+	}
+	if (s->have_mail) {
+		reply_error(s, "503 5.5.1 Error: nested MAIL command");
+		return;
+	}
+	if (strncasecmp(arg, "FROM:", 5) != 0 ||
+	    (addr = smtp_parse_path(arg + 5, &rest)) == NULL) {
+		reply_error(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
+		return;
+	}
+	if (addr[0] != '\0') {
+		if (addr_split(addr, &local, &domain) < 0) {
+			reply_error(s, "553 5.1.7 <%s>: Sender address "
+			    "rejected: bad address syntax", addr);
+			free(addr);
+			return;
+		}
+		free(local);
+		free(domain);
+	}
+	if (*rest != '\0' && *rest != ' ') {
+		reply_error(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
+		free(addr);
+		return;
+	}
+	if (!s->esmtp && *rest != '\0' && rest[strspn(rest, " ")] != '\0') {
+		reply_error(s, "555 5.5.4 Parameters need EHLO");
+		free(addr);
+		return;
+	}
+	if ((err = smtp_mail_params(rest, s->srv->size_limit, &params)) !=
+	    NULL) {
+		reply_error(s, "%s", err);
+		free(addr);
+		return;
+	}
+	s->size_hint = params.size;
+	s->smtputf8 = params.smtputf8;
+	if (address_8bit_check(s, addr, &err) < 0) {
+		/* 5.1.7 bad sender address syntax (RFC 3463); 5.6.7 a
+		 * non-ASCII address the transaction did not declare
+		 * (RFC 6531). */
+		reply_error(s, "553 %s <%s>: Sender address rejected: %s",
+		    err_last_code() == ERR_UTF8 ? "5.1.7" : "5.6.7", addr,
+		    err);
+		s->smtputf8 = false;
+		free(addr);
+		return;
+	}
+	if (s->submission && s->auth_user == NULL) {
+		reply_error(s, "530 5.7.0 Authentication required");
+		free(addr);
+		return;
+	}
+	if (s->submission) {
+		/* The envelope sender must belong to the user. */
+		if (addr[0] == '\0') {
+			reply_error(s, "553 5.7.1 <>: Sender address rejected: "
+			    "not owned by user %s", s->auth_user);
+			free(addr);
+			return;
+		}
+		str_lower(addr);
+		s->job_addr = addr;
+		s->job.run = sender_run;
+		s->job.done = sender_done;
+		session_job_submit(&s->base, s->srv->sv.dir_jobs, &s->job);
+		return;
+	}
+	mail_accept(s, addr);
+}
+
+static void
+mail_accept(struct smtp_session *s, char *addr)
+{
+	s->sender = addr;
+	s->have_mail = true;
+	s->bdat_failed = false;
+	queue_id_new(s->qid);
+	spool_init(&s->body, s->srv->spool_dir);
+	if (s->auth_user != NULL)
+		log_info("%s: client=%s, helo=%s, sasl_username=%s", s->qid,
+		    s->base.peer, s->helo, s->auth_user);
+	else
+		log_info("%s: client=%s, helo=%s", s->qid, s->base.peer, s->helo);
+	reply(s, "250 2.1.0 Ok");
+}
+
+/* Submission: may the authenticated user send as this envelope sender?
+ * Yes for the user's own address, or an address (alias) that delivers
+ * into the user's maildir. */
+static void
+sender_run(struct job *job, void *state)
+{
+	struct smtp_session *s = (struct smtp_session *)((char *)job -
+	    offsetof(struct smtp_session, job));
+	struct route_result r;
+
+	s->job_status = 553;
+	if (strcasecmp(s->job_addr, s->auth_user) == 0) {
+		s->job_status = 250;
+		return;
+	}
+	route_resolve(state, &s->srv->rc, s->job_addr, false, &r);
+	if (r.status == ROUTE_TEMPFAIL)
+		s->job_status = 451;
+	for (size_t i = 0; i < r.ndests && s->auth_maildir != NULL; i++)
+		if (r.dests[i].kind == ROUTE_MAILDIR &&
+		    strcmp(r.dests[i].maildir, s->auth_maildir) == 0)
+			s->job_status = 250;
+	route_result_clear(&r);
+}
+
+static void
+sender_done(struct job *job)
+{
+	struct smtp_session *s = (struct smtp_session *)((char *)job -
+	    offsetof(struct smtp_session, job));
+	char *addr = s->job_addr;
+
+	s->job_addr = NULL;
+	if (s->base.dead) {
+		free(addr);
+		session_job_finished(&s->base);
+		return;
+	}
+	if (s->job_status == 250) {
+		mail_accept(s, addr);
+	} else {
+		if (s->job_status == 451)
+			reply(s, "451 4.3.0 <%s>: Temporary lookup failure",
+			    addr);
+		else
+			reply_error(s, "553 5.7.1 <%s>: Sender address "
+			    "rejected: not owned by user %s", addr,
+			    s->auth_user);
+		log_info("%016llx: reject: MAIL from %s: <%s> not owned by %s",
+		    SID(&s->base), s->base.peer, addr, s->auth_user);
+		free(addr);
+	}
+	session_job_finished(&s->base);
+}
+
+static void
+rcpt_run(struct job *job, void *state)
+{
+	struct smtp_session *s = (struct smtp_session *)((char *)job -
+	    offsetof(struct smtp_session, job));
+	struct dir *dir = state;
+	const char *err;
+
+	route_resolve(dir, &s->srv->rc, s->job_addr, s->auth_user != NULL,
+	    &s->job_route);
+	if (s->job_route.status == ROUTE_RELAY_DENIED && s->job_postmaster) {
+		/* RFC 5321 4.5.1: <postmaster> must be accepted. When the
+		 * host name is not a hosted domain, use the first hosted one. */
+		struct dir_rows *rows = NULL;
+
+		if (dir_query(dir, "SELECT domain FROM transport ORDER BY domain",
+		    NULL, 0, &rows, &err) == DIR_OK && rows->nrows > 0) {
+			free(s->job_addr);
+			s->job_addr = xasprintf("postmaster@%s",
+			    dir_rows_get(rows, 0, 0));
+			route_result_clear(&s->job_route);
+			route_resolve(dir, &s->srv->rc, s->job_addr, false,
+			    &s->job_route);
+		}
+		dir_rows_free(&rows);
+	}
+	if (s->job_route.status != ROUTE_OK)
+		return;
+	/* Quota (452 4.2.2) at RCPT time, with the SIZE= hint. */
+	for (size_t i = 0; i < s->job_route.ndests; i++) {
+		struct route_dest *d = &s->job_route.dests[i];
+		int r;
+
+		if (d->kind != ROUTE_MAILDIR || d->quota == 0)
+			continue;
+		r = maildir_quota_check(d->maildir, d->quota,
+		    s->size_hint ? s->size_hint : 1, &err);
+		if (r < 0)
+			log_warn("quota check %s: %s", d->maildir, err);
+		if (r == 0) {
+			s->job_status = 452;
+			return;
+		}
+	}
+}
+
+static void
+rcpt_done(struct job *job)
+{
+	struct smtp_session *s = (struct smtp_session *)((char *)job -
+	    offsetof(struct smtp_session, job));
+	struct route_result *r = &s->job_route;
+
+	if (s->base.dead) {
+		route_result_clear(r);
+		xfree(&s->job_addr);
+		session_job_finished(&s->base);
+		return;
+	}
+	if (r->status == ROUTE_OK && s->job_status == 452) {
+		reply_error(s, "452 4.2.2 <%s>: Recipient address rejected: "
+		    "Mailbox full", s->job_addr);
+		route_result_clear(r);
+	} else if (r->status == ROUTE_OK) {
+		s->rcpts = xrealloc(s->rcpts, (s->nrcpts + 1) *
+		    sizeof(*s->rcpts));
+		s->rcpts[s->nrcpts].address = s->job_addr;
+		s->rcpts[s->nrcpts].route = *r;
+		memset(r, 0, sizeof(*r));
+		s->job_addr = NULL;
+		s->nrcpts++;
+		reply(s, "250 2.1.5 Ok");
+	} else {
+		switch (r->status) {
+		case ROUTE_UNKNOWN:
+			reply_error(s, "550 5.1.1 <%s>: Recipient address "
+			    "rejected: User unknown in virtual mailbox table",
+			    s->job_addr);
+			break;
+		case ROUTE_RELAY_DENIED:
+			reply_error(s, "554 5.7.1 <%s>: Relay access denied",
+			    s->job_addr);
+			break;
+		case ROUTE_ERROR:
+			reply_error(s, "550 5.1.1 <%s>: Recipient address "
+			    "rejected: %s", s->job_addr, r->text ? r->text :
+			    "rejected");
+			break;
+		case ROUTE_LOOP:
+			reply_error(s, "554 5.4.6 <%s>: Recipient address "
+			    "rejected: alias loop", s->job_addr);
+			break;
+		case ROUTE_TEMPFAIL:
+			reply(s, "451 4.3.0 <%s>: Temporary lookup failure",
+			    s->job_addr);
+			break;
+		default:
+			reply(s, "451 4.3.5 <%s>: Server configuration error",
+			    s->job_addr);
+			break;
+		}
+		if (r->status != ROUTE_OK)
+			log_info("%016llx: reject: RCPT from %s: <%s>: %s",
+			    SID(&s->base), s->base.peer, s->job_addr,
+			    route_status_name(r->status));
+		route_result_clear(r);
+	}
+	xfree(&s->job_addr);
+	session_job_finished(&s->base);
+}
+
+void
+smtp_cmd_rcpt(struct smtp_session *s, const char *arg)
+{
+	const char *rest, *err;
+	char *addr, *local, *domain;
+
+	if (!s->have_mail) {
+		reply_error(s, "503 5.5.1 Error: need MAIL command");
+		return;
+	}
+	if (strncasecmp(arg, "TO:", 3) != 0 ||
+	    (addr = smtp_parse_path(arg + 3, &rest)) == NULL) {
+		reply_error(s, "501 5.5.4 Syntax: RCPT TO:<address>");
+		return;
+	}
+	if (s->nrcpts >= SMTP_RCPT_MAX) {
+		reply(s, "452 4.5.3 Error: too many recipients");
+		free(addr);
+		return;
+	}
+	/* RFC 5321 4.5.1: "postmaster" without a domain must work. */
+	s->job_postmaster = strcasecmp(addr, "postmaster") == 0;
+	if (s->job_postmaster) {
+		free(addr);
+		addr = xasprintf("postmaster@%s", s->srv->hostname);
+	}
+	if (address_8bit_check(s, addr, &err) < 0) {
+		reply_error(s, "553 5.6.7 <%s>: Recipient address rejected: "
+		    "%s", addr, err);
+		free(addr);
+		return;
+	}
+	if (addr_split(addr, &local, &domain) < 0) {
+		reply_error(s, "501 5.1.3 <%s>: Bad recipient address syntax",
+		    addr);
+		free(addr);
+		return;
+	}
+	free(addr);
+	s->job_addr = xasprintf("%s@%s", local, domain);
+	free(local);
+	free(domain);
+	memset(&s->job_route, 0, sizeof(s->job_route));
+	s->job_status = 0;
+	s->job.run = rcpt_run;
+	s->job.done = rcpt_done;
+	session_job_submit(&s->base, s->srv->sv.dir_jobs, &s->job);
+}

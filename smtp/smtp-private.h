@@ -1,0 +1,114 @@
+#ifndef PETREL_SMTP_PRIVATE_H
+#define PETREL_SMTP_PRIVATE_H
+/*
+ * smtp-private.h: what the parts of the SMTP server share, private to
+ * smtp/: the session (session.c: the connection, the command table,
+ * HELO/EHLO, RSET, NOOP, QUIT, VRFY, HELP, STARTTLS), MAIL and RCPT
+ * (cmd_mail.c), DATA and BDAT (cmd_data.c) and AUTH (cmd_auth.c).
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/io/jobs.h"
+#include "lib/queue/spool.h"
+#include "lib/route/route.h"
+#include "lib/session/sasl.h"
+#include "lib/session/session.h"
+#include "lib/smtp/parse.h"
+#include "smtp/smtp.h"
+
+struct dir;
+struct dir_user;
+struct evbuffer;
+
+enum smtp_state {
+	ST_CMD,		/* reading commands */
+	ST_DATA,	/* reading DATA lines */
+	ST_BDAT,	/* reading a BDAT chunk */
+};
+
+struct smtp_rcpt {
+	char *address;		/* as given (lower-cased) */
+	struct route_result route;
+};
+
+struct smtp_session {
+	struct session base;	/* first: the connection (lib/session) */
+	struct smtp_server *srv;
+	enum smtp_state state;
+	bool esmtp;
+	char *helo;
+	bool submission;	/* a submission port: AUTH required */
+	char *auth_user;	/* authenticated address */
+	char *auth_maildir;	/* its maildir (sender ownership check) */
+	struct sasl sasl;	/* an AUTH exchange in progress */
+
+	/* transaction */
+	bool have_mail;
+	char *sender;
+	uint64_t size_hint;
+	bool smtputf8;
+	struct smtp_rcpt *rcpts;
+	size_t nrcpts;
+	char qid[17];
+
+	/* message reception */
+	struct spool body;
+	bool too_big;
+	bool spool_failed;	/* the body could not be stored while read */
+	struct smtp_dot dot;	/* DATA: dot-unstuffing state */
+	bool pending_cr;	/* BDAT: a CR at the end of the last chunk */
+	uint64_t bdat_left;
+	bool bdat_last;
+	bool bdat_failed;	/* a BDAT transaction already failed */
+
+	/* job in flight */
+	struct job job;
+	int job_kind;		/* JOB_RCPT, JOB_DATA, JOB_SENDER */
+	char *job_addr;
+	bool job_postmaster;	/* RCPT TO:<postmaster> without domain */
+	struct route_result job_route;
+	int job_status;
+	char *job_error;
+	int job_code;		/* enum err_code or errno of job_error */
+	size_t job_delivered;
+};
+
+enum { JOB_RCPT, JOB_DATA, JOB_SENDER };
+
+#define reply(s, ...) session_reply(&(s)->base, __VA_ARGS__)
+/* A reply that counts as an error; too many and the session ends. */
+#define reply_error(s, ...) session_error(&(s)->base, "", __VA_ARGS__)
+
+/* session.c: forget the transaction (sender, recipients, body). */
+void smtp_transaction_reset(struct smtp_session *s);
+
+/* cmd_mail.c */
+void smtp_cmd_mail(struct smtp_session *s, const char *arg);
+void smtp_cmd_rcpt(struct smtp_session *s, const char *arg);
+
+/* cmd_data.c */
+void smtp_cmd_data(struct smtp_session *s, const char *arg);
+void smtp_cmd_bdat(struct smtp_session *s, const char *arg);
+/* Consume DATA lines from in. Returns true at the end of DATA. */
+bool smtp_read_data(struct smtp_session *s, struct evbuffer *in);
+/* Consume BDAT chunk bytes. Returns true when the chunk is complete. */
+bool smtp_read_bdat(struct smtp_session *s, struct evbuffer *in);
+/* A BDAT chunk has been read: answer it, or deliver after the last. */
+void smtp_bdat_chunk_done(struct smtp_session *s);
+/* The body is complete: refuse it, or submit the delivery job. */
+void smtp_start_delivery(struct smtp_session *s);
+
+/* cmd_auth.c */
+void smtp_cmd_auth(struct smtp_session *s, const char *arg);
+/* May this session authenticate (and say so in EHLO)? */
+bool smtp_auth_allowed(const struct smtp_session *s);
+/* lib/session's login hooks (session_ops.login_job, .login_done). */
+int smtp_auth_job(struct session *base, struct dir *dir,
+    const struct dir_user *u);
+void smtp_auth_done(struct session *base, int result);
+/* The AUTH replies of the SASL exchange (lib/session). */
+extern const struct session_sasl_words smtp_sasl_words;
+
+#endif
