@@ -41,8 +41,9 @@ smtp_auth_done(struct session *base, int result)
 	struct smtp_session *s = (struct smtp_session *)base;
 
 	if (result == AUTH_OK) {
-		log_info("%016llx: client=%s, sasl_method=PLAIN, "
+		log_info("%016llx: client=%s, sasl_method=%s, "
 		    "sasl_username=%s", SID(&s->base), s->base.peer,
+		    s->sasl.last != NULL ? s->sasl.last : "PLAIN",
 		    s->auth_user);
 		reply(s, "235 2.7.0 Authentication successful");
 	} else if (result == AUTH_TEMPFAIL) {

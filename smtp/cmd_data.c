@@ -33,20 +33,28 @@
 #include "lib/smtp/parse.h"
 #include "smtp/smtp-private.h"
 
+/* Now as an RFC 5322 date-time, local time with its offset. */
 static void
-received_header(struct smtp_session *s, str_t *h, const char *for_addr)
+rfc5322_now(char *date, size_t len)
 {
-	char date[64];
 	time_t now = time(NULL);
 	struct tm tm;
 
 	localtime_r(&now, &tm);
-	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
-	str_printf(h, "Received: from %s ([%s])\n\tby %s (petrel) with %s%s%s%s "
+	strftime(date, len, "%a, %d %b %Y %H:%M:%S %z", &tm);
+}
+
+static void
+received_header(struct smtp_session *s, str_t *h, const char *for_addr)
+{
+	char date[64];
+
+	rfc5322_now(date, sizeof(date));
+	str_printf(h, "Received: from %s ([%s])\n\tby %s (petrel) with %s%s%s "
 	    "id %s", s->helo ? s->helo : "unknown", s->base.ip, s->srv->hostname,
 	    s->smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP",
 	    s->esmtp && s->base.tls ? "S" : "", s->esmtp && s->auth_user ? "A" : "",
-	    "", s->qid);
+	    s->qid);
 	if (for_addr != NULL)
 		str_printf(h, "\n\tfor <%s>", for_addr);
 	str_printf(h, "; %s\n", date);
@@ -72,12 +80,8 @@ data_run(struct job *job, void *state)
 			    s->srv->hostname);
 		if (!spool_header_has(&s->body, "Date")) {
 			char date[64];
-			time_t now = time(NULL);
-			struct tm tm;
 
-			localtime_r(&now, &tm);
-			strftime(date, sizeof(date),
-			    "%a, %d %b %Y %H:%M:%S %z", &tm);
+			rfc5322_now(date, sizeof(date));
 			str_printf(&received, "Date: %s\n", date);
 		}
 	}

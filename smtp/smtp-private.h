@@ -65,7 +65,6 @@ struct smtp_session {
 
 	/* job in flight */
 	struct job job;
-	int job_kind;		/* JOB_RCPT, JOB_DATA, JOB_SENDER */
 	char *job_addr;
 	bool job_postmaster;	/* RCPT TO:<postmaster> without domain */
 	struct route_result job_route;
@@ -75,7 +74,6 @@ struct smtp_session {
 	size_t job_delivered;
 };
 
-enum { JOB_RCPT, JOB_DATA, JOB_SENDER };
 
 #define reply(s, ...) session_reply(&(s)->base, __VA_ARGS__)
 /* A reply that counts as an error; too many and the session ends. */

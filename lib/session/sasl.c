@@ -96,6 +96,7 @@ sasl_start(struct sasl *x, unsigned allowed, const char *mech,
 		x->mech = SASL_MECH_LOGIN;
 	else
 		return SASL_NOMECH;
+	x->last = x->mech == SASL_MECH_PLAIN ? "PLAIN" : "LOGIN";
 	if (initial == NULL) {
 		*challenge_r = x->mech == SASL_MECH_PLAIN ? "" :
 		    LOGIN_USER_CHALLENGE;

@@ -22,6 +22,7 @@ enum sasl_status {
 struct sasl {
 	unsigned mech;	/* 0: no exchange running */
 	char *user;	/* LOGIN: the user name given first */
+	const char *last;	/* the last mechanism started ("PLAIN") */
 };
 
 /* Start mech (case-insensitive, one of allowed) with an initial
