@@ -168,6 +168,7 @@ sim_run(const struct imap_framer_limits *lim, const char *in, size_t len,
 {
 	struct imap_framer f;
 	size_t start = 0;
+	uint64_t nonzero = 0;
 
 	memset(m, 0, sizeof(*m));
 	*wiped_r = true;
@@ -195,9 +196,6 @@ sim_run(const struct imap_framer_limits *lim, const char *in, size_t len,
 				abort();
 			off += used;
 			m->lines += ev.lines;
-			/* an APPEND's literal data is not wiped */
-			if (f.append)
-				m->appended = true;
 			if (t == IMAP_FRAME_NONE)
 				break;
 			sim_event(m, lim, &ev);
@@ -218,10 +216,15 @@ sim_run(const struct imap_framer_limits *lim, const char *in, size_t len,
 		} while (off < n);
 		for (size_t i = 0; i < n; i++)
 			if (piece[i] != '\0')
-				*wiped_r = false;
+				nonzero++;
 		free(piece);
 		start = end;
 	}
+	/* nothing but APPEND literal data is left as it was */
+	if (nonzero > f.unwiped)
+		abort();
+	m->appended = f.unwiped > 0;
+	*wiped_r = nonzero == 0;
 	imap_framer_deinit(&f);
 }
 

@@ -334,6 +334,8 @@ imap_framer_step(struct imap_framer *f, char *in, size_t len, unsigned flags,
 				buf_add(f, p, n);
 			if (f->lit_skip || !f->append)
 				explicit_bzero(p, n);
+			else
+				f->unwiped += n;
 			used += n;
 			f->lit_left -= n;
 			if (f->lit_left == 0 && !f->lit_skip)

@@ -96,6 +96,8 @@ struct imap_framer {
 	bool append;		/* buf holds an APPEND's literal (not wiped) */
 	bool delivered;		/* buf holds a COMMAND or LINE given out */
 	bool closed;		/* CLOSE given: input is dropped */
+	uint64_t unwiped;	/* APPEND literal bytes taken and not wiped,
+				   in all (for tests) */
 	char tail[IMAP_FRAMER_TAIL];	/* skip_line: its last bytes */
 	size_t tail_len;
 	char tag[65];		/* REFUSE */
