@@ -10,6 +10,7 @@
 #include "imap/imap.h"
 #include "lib/base/str.h"
 #include "lib/store/mailbox.h"
+#include "lib/imap/framing.h"
 #include "lib/imap/parse.h"
 #include "lib/io/jobs.h"
 #include "lib/session/sasl.h"
@@ -17,6 +18,7 @@
 
 struct bufferevent;
 struct dir;
+struct dir_user;
 
 enum imap_state { S_NOAUTH, S_AUTH, S_SELECTED, S_LOGOUT };
 
@@ -45,12 +47,8 @@ struct imap_session {
 	enum imap_state state;
 	unsigned bad_in_row;
 
-	/* input: one command being assembled (lines and literals) */
-	str_t in;
-	uint64_t lit_left;	/* literal bytes still to read */
-	bool lit_skip;		/* ... and drop (refused literal) */
-	bool skip_line;		/* drop input up to the next LF */
-	bool cmd_refused;	/* the command being skipped gets BAD */
+	/* input: commands cut by lib/imap/framing */
+	struct imap_framer fr;
 	struct sasl sasl;	/* AUTHENTICATE: waiting for "+" data */
 	bool idling;
 	struct event *sync_ev;	/* IDLE: debounced change notification */
@@ -95,6 +93,35 @@ void imap_done(struct imap_session *s, const char *status,
 #define imap_ok(s, ...) imap_done((s), "OK", __VA_ARGS__)
 #define imap_no(s, ...) imap_done((s), "NO", __VA_ARGS__)
 #define imap_bad(s, ...) imap_done((s), "BAD", __VA_ARGS__)
+
+/* session.c: write what the command produced and its tagged reply
+ * (counting BADs in a row); end the command (frees it, wiping a LOGIN or
+ * AUTHENTICATE); close once the replies are out; an IDLE sync job. */
+void imap_flush(struct imap_session *s);
+void imap_end_command(struct imap_session *s);
+void imap_logout(struct imap_session *s);
+void imap_idle_sync(struct imap_session *s);
+
+/* cmd_session.c: CAPABILITY, LOGOUT, ID, ENABLE, NAMESPACE, IDLE (and
+ * the line that ends it); the capability list for the state. */
+void imap_capabilities(const struct imap_session *s, str_t *out);
+void imap_cmd_capability(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_logout(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_id(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_enable(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_namespace(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_idle(struct imap_session *s, struct imap_cmd *c);
+void imap_idle_done(struct imap_session *s, const char *line);
+
+/* cmd_auth.c: STARTTLS, LOGIN, AUTHENTICATE (and its response lines);
+ * the session_ops login callbacks. */
+void imap_cmd_starttls(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_login(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_authenticate(struct imap_session *s, struct imap_cmd *c);
+void imap_sasl_response(struct imap_session *s, const char *line);
+int imap_login_job(struct session *base, struct dir *dir,
+    const struct dir_user *u);
+void imap_login_done(struct session *base, int result);
 
 /* The folder directory for a mailbox name as the client sent it
  * (modified UTF-7, validated; INBOX in any case). NULL with a NO/BAD

@@ -24,6 +24,7 @@ sources() {
 	case "$1" in
 	mime|imap_parse) echo "lib/mime/mime.c lib/mime/envelope.c lib/mime/decode.c lib/imap/parse.c lib/imap/search.c $base" ;;
 	config|maildir_name) echo "lib/base/addr.c lib/base/fdio.c lib/config/config.c lib/maildir/maildir.c lib/dir/dir_url.c $base" ;;
+	imap_framing) echo "lib/imap/framing.c lib/imap/parse.c $base" ;;
 	smtp_parse) echo "lib/smtp/parse.c $base" ;;
 	smtp_reply) echo "lib/smtp/reply.c $base" ;;
 	base64) echo "$base" ;;
@@ -33,7 +34,7 @@ sources() {
 }
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(smtp_parse smtp_reply imap_parse mime config maildir_name base64 queue_file)
+[ ${#targets[@]} -gt 0 ] || targets=(smtp_parse smtp_reply imap_parse imap_framing mime config maildir_name base64 queue_file)
 mkdir -p "$OUT"
 for t in "${targets[@]}"; do
 	dir="$OUT/$t"

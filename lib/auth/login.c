@@ -155,6 +155,9 @@ sasl_plain_decode(const char *b64, size_t len, char **authcid_r,
 	const char *p, *nul1, *nul2, *end;
 	int ret = -1;
 
+	/* room for all of it up front: growing would free a copy of the
+	 * password unwiped */
+	str_reserve(&raw, len / 4 * 3 + 1);
 	if (base64_decode(&raw, b64, len) < 0 || raw.len == 0)
 		goto out;
 	p = raw.data;

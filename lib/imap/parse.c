@@ -521,6 +521,17 @@ fail:
 }
 
 void
+imap_cmd_wipe(struct imap_cmd *cmd)
+{
+	struct pool *pool = cmd->pool;
+
+	if (pool == NULL)
+		return;
+	for (struct pool_chunk *c = pool->head; c != NULL; c = c->next)
+		explicit_bzero(c->data, c->used);
+}
+
+void
 imap_cmd_free(struct imap_cmd *cmd)
 {
 	pool_destroy(cmd->pool);

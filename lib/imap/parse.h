@@ -81,6 +81,11 @@ struct imap_cmd {
 int imap_cmd_parse(const char *buf, size_t len, struct imap_cmd *cmd,
     const char **error_r);
 void imap_cmd_free(struct imap_cmd *cmd);
+/* Zero every byte the command holds (tag, name, arguments, the argument
+ * arrays: after this only imap_cmd_free() may be called), for a command
+ * that carried a password (LOGIN, AUTHENTICATE's initial response).
+ * imap_cmd_free() alone does not wipe: APPEND's message is large. */
+void imap_cmd_wipe(struct imap_cmd *cmd);
 
 /* An astring argument (atom or string) as a C string; NULL if arg is a
  * list or holds a NUL byte. */

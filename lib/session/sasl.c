@@ -37,8 +37,12 @@ static char *
 login_decode(const char *b64)
 {
 	str_t dec = STR_INIT;
+	size_t len = strlen(b64);
 
-	if (base64_decode(&dec, b64, strlen(b64)) < 0 ||
+	/* room for all of it up front: growing would free a copy of the
+	 * password unwiped */
+	str_reserve(&dec, len / 4 * 3 + 1);
+	if (base64_decode(&dec, b64, len) < 0 ||
 	    memchr(str_c(&dec), '\0', dec.len) != NULL) {
 		if (dec.data != NULL)
 			explicit_bzero(dec.data, dec.len);

@@ -1,0 +1,123 @@
+/*
+ * cmd_session.c: the connection-level commands that need no login or no
+ * mailbox: CAPABILITY, LOGOUT, ID (RFC 2971), ENABLE (RFC 5161),
+ * NAMESPACE (RFC 2342) and IDLE (RFC 2177). They run on the loop thread
+ * (ON_LOOP in the command table, session.c).
+ */
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <strings.h>
+
+#include "imap/imap-private.h"
+#include "lib/base/log.h"
+#include "lib/session/session.h"
+
+void
+imap_capabilities(const struct imap_session *s, str_t *out)
+{
+	str_append(out, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE "
+	    "UNSELECT");
+	if (s->state == S_NOAUTH) {
+		if (!s->base.tls && s->srv->sv.tls != NULL)
+			str_append(out, " STARTTLS");
+		if (session_plaintext_ok(&s->base))
+			str_append(out, " AUTH=PLAIN");
+		else
+			str_append(out, " LOGINDISABLED");
+	} else {
+		str_append(out, " UIDPLUS MOVE CHILDREN SPECIAL-USE QUOTA");
+	}
+}
+
+void
+imap_cmd_capability(struct imap_session *s, struct imap_cmd *c)
+{
+	str_t caps = STR_INIT;
+
+	if (c->nargs != 0) {
+		imap_bad(s, "CAPABILITY takes no arguments");
+		return;
+	}
+	imap_capabilities(s, &caps);
+	imap_untagged(s, "CAPABILITY %s", str_c(&caps));
+	str_free(&caps);
+	imap_ok(s, "Capability completed.");
+}
+
+void
+imap_cmd_logout(struct imap_session *s, struct imap_cmd *c)
+{
+	imap_untagged(s, "BYE Logging out");
+	imap_ok(s, "Logout completed.");
+	if (s->logged_in) {
+		log_info("%016llx: imap logout: user=<%s>", SID(&s->base), s->login);
+		s->logged_out = true;
+	}
+	imap_logout(s);
+}
+
+void
+imap_cmd_id(struct imap_session *s, struct imap_cmd *c)
+{
+	if (c->nargs != 1) {
+		imap_bad(s, "ID takes one argument");
+		return;
+	}
+	imap_untagged(s, "ID (\"name\" \"petrel\" \"version\" \"%s\")",
+	    PETREL_VERSION);
+	imap_ok(s, "ID completed.");
+}
+
+void
+imap_cmd_enable(struct imap_session *s, struct imap_cmd *c)
+{
+	if (c->nargs == 0) {
+		imap_bad(s, "ENABLE needs capability names");
+		return;
+	}
+	/* Nothing we offer needs enabling (RFC 5161: unknown names are
+	 * ignored). */
+	imap_untagged(s, "ENABLED");
+	imap_ok(s, "Enabled.");
+}
+
+void
+imap_cmd_namespace(struct imap_session *s, struct imap_cmd *c)
+{
+	if (c->nargs != 0) {
+		imap_bad(s, "NAMESPACE takes no arguments");
+		return;
+	}
+	imap_untagged(s, "NAMESPACE ((\"\" \".\")) NIL NIL");
+	imap_ok(s, "Namespace completed.");
+}
+
+void
+imap_cmd_idle(struct imap_session *s, struct imap_cmd *c)
+{
+	if (c->nargs != 0) {
+		imap_bad(s, "IDLE takes no arguments");
+		return;
+	}
+	if (s->state == S_SELECTED) {
+		imap_idle_sync(s);
+		return;
+	}
+	evbuffer_add(bufferevent_get_output(s->base.bev), "+ idling\r\n", 10);
+	s->idling = true;
+}
+
+void
+imap_idle_done(struct imap_session *s, const char *line)
+{
+	s->idling = false;
+	if (s->sync_ev != NULL)
+		evtimer_del(s->sync_ev);
+	if (strcasecmp(line, "DONE") != 0)
+		imap_bad(s, "Expected DONE");
+	else
+		imap_ok(s, "IDLE terminated.");
+	imap_flush(s);
+	imap_end_command(s);
+}

@@ -1,0 +1,338 @@
+/*
+ * test_imap_framing.c: IMAP command framing (lib/imap/framing): the
+ * events for commands with synchronising and LITERAL+ literals, refused
+ * commands, overlong lines, IDLE and AUTHENTICATE lines; the same events
+ * however the input is cut (at every split point, and byte by byte);
+ * consumed input wiped; imap_cmd_wipe.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz/imap_framing_sim.h"
+#include "lib/base/limits.h"
+#include "tests/unit/test.h"
+
+/* Small bounds, so every one is reached by short inputs. */
+static const struct imap_framer_limits small = {
+	.line_max = 40, .literal_max = 20, .cmd_max = 100, .append_max = 60,
+};
+static const struct imap_framer_limits real = {
+	.line_max = IMAP_LINE_MAX, .literal_max = IMAP_LITERAL_MAX,
+	.cmd_max = IMAP_CMD_MAX, .append_max = 10 * 1024 * 1024,
+};
+
+/* The events for in, fed whole. */
+static char *
+events(const struct imap_framer_limits *lim, const char *in, size_t len,
+    bool *wiped_r)
+{
+	struct sim m;
+	bool wiped;
+	char *s;
+
+	sim_run(lim, in, len, NULL, 0, &m, &wiped);
+	if (wiped_r != NULL)
+		*wiped_r = wiped;
+	s = xstrdup(str_c(&m.log));
+	str_free(&m.log);
+	return s;
+}
+
+static void
+check(const struct imap_framer_limits *lim, const char *in, size_t len,
+    const char *want)
+{
+	char *got = events(lim, in, len, NULL);
+
+	test_assert_streq(got, want);
+	if (strcmp(got, want) != 0)
+		fprintf(stderr, "  input %.60s...\n  got  %s\n  want %s\n", in,
+		    got, want);
+	free(got);
+}
+#define CHECK(lim, in, want) check(lim, in, sizeof(in) - 1, want)
+
+/* The same events whole, split at every point, byte by byte and in
+ * pieces of 2, 3, 7 and 64 bytes. Returns false on a difference. */
+static bool
+trickle(const struct imap_framer_limits *lim, const char *in, size_t len)
+{
+	struct sim whole, other;
+	size_t *cuts = xcalloc(len + 1, sizeof(*cuts));
+	bool wiped, ok = true;
+	static const size_t steps[] = { 1, 2, 3, 7, 64 };
+
+	sim_run(lim, in, len, NULL, 0, &whole, &wiped);
+	for (size_t i = 1; i < len && ok; i++) {
+		cuts[0] = i;
+		sim_run(lim, in, len, cuts, 1, &other, &wiped);
+		ok = sim_same(&whole, &other);
+		if (!ok)
+			fprintf(stderr, "  split at %zu: %s\n  whole: %s\n", i,
+			    str_c(&other.log), str_c(&whole.log));
+		str_free(&other.log);
+	}
+	for (size_t s = 0; s < sizeof(steps) / sizeof(steps[0]) && ok; s++) {
+		size_t n = 0;
+
+		for (size_t i = steps[s]; i < len; i += steps[s])
+			cuts[n++] = i;
+		sim_run(lim, in, len, cuts, n, &other, &wiped);
+		ok = sim_same(&whole, &other);
+		if (!ok)
+			fprintf(stderr, "  pieces of %zu: %s\n  whole: %s\n",
+			    steps[s], str_c(&other.log), str_c(&whole.log));
+		str_free(&other.log);
+	}
+	str_free(&whole.log);
+	free(cuts);
+	return ok;
+}
+
+static void
+test_commands(void)
+{
+	test_begin("framing: commands and literals");
+	CHECK(&small, "a NOOP\r\nb CAPABILITY\n", "C:a NOOP|C:b CAPABILITY|");
+	/* a synchronising literal waits for "+"; LITERAL+ does not */
+	CHECK(&small, "a LOGIN {3}\r\nbob {4+}\r\npass\r\n",
+	    "+|C:a LOGIN {3}\r\nbob {4+}\r\npass|");
+	/* literal data is data, whatever it looks like */
+	CHECK(&small, "a SEARCH TEXT {8+}\r\nb NOOP\r\n\r\n",
+	    "C:a SEARCH TEXT {8+}\r\nb NOOP\r\n|");
+	CHECK(&small, "a X {0}\r\n\r\n", "+|C:a X {0}\r\n|");
+	/* a partial line is no event */
+	CHECK(&small, "a NOO", "");
+	test_end();
+}
+
+static void
+test_refused(void)
+{
+	char in[512];
+
+	test_begin("framing: refused commands");
+	/* synchronising: no "+", so the next line is a command */
+	CHECK(&small, "b SEARCH TEXT {21}\r\nc NOOP\r\n",
+	    "R:b BAD Literal too large|C:c NOOP|");
+	/* LITERAL+: its data is dropped, never run */
+	CHECK(&small, "b SEARCH TEXT {21+}\r\nx NOOP\r\ny LOGOUT\r\nzzzz\r\n"
+	    "c NOOP\r\n", "R:b BAD Literal too large|C:c NOOP|");
+	/* a refused command's later LITERAL+ literals too */
+	CHECK(&small, "b X {21+}\r\n123456789012345678901 {3+}\r\nq Q\r\n"
+	    "c NOOP\r\n", "R:b BAD Literal too large|C:c NOOP|");
+	/* too large even to drop: close */
+	CHECK(&small, "b X {101+}\r\nc NOOP\r\n",
+	    "R:b BAD Literal too large BYE:Literal too large|");
+	/* APPEND: small before login, append_max after */
+	CHECK(&small, "a APPEND INBOX {30}\r\n",
+	    "R:a BAD Literal too large|");
+	CHECK(&small, "l LOGIN u p\r\na APPEND INBOX {30}\r\n"
+	    "123456789012345678901234567890\r\n",
+	    "C:l LOGIN u p|+|C:a APPEND INBOX {30}\r\n"
+	    "123456789012345678901234567890|");
+	CHECK(&small, "l LOGIN u p\r\na APPEND INBOX {61}\r\nc NOOP\r\n",
+	    "C:l LOGIN u p|R:a NO [TOOBIG] Message too large|C:c NOOP|");
+	/* a command over cmd_max */
+	snprintf(in, sizeof(in), "c X {20+}\r\n%s {20+}\r\n%s {20+}\r\n%s"
+	    " {20+}\r\n%s x\r\nd NOOP\r\n", "aaaaaaaaaaaaaaaaaaaa",
+	    "bbbbbbbbbbbbbbbbbbbb", "cccccccccccccccccccc",
+	    "dddddddddddddddddddd");
+	check(&small, in, strlen(in), "R:c BAD Command too long|C:d NOOP|");
+	test_end();
+}
+
+static void
+test_long_lines(void)
+{
+	char in[256];
+	size_t n;
+
+	test_begin("framing: overlong lines");
+	CHECK(&small, "o SEARCH aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n"
+	    "n NOOP\r\n", "R:o BAD Line too long|C:n NOOP|");
+	/* its tail announces a LITERAL+ literal: dropped too */
+	CHECK(&small, "o X aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa {5+}\r\n"
+	    "ABCDE\r\nn NOOP\r\n", "R:o BAD Line too long|C:n NOOP|");
+	/* no plausible tag */
+	CHECK(&small, " aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n",
+	    "R:* BAD Line too long|");
+	/* the bound: line_max bytes and CRLF pass, one more does not */
+	n = (size_t)snprintf(in, sizeof(in), "a %.*s\r\n",
+	    (int)small.line_max - 2, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	    "xxxxxxxxxxxxxxxx");
+	test_assert(n == small.line_max + 2);
+	{
+		char *got = events(&small, in, n, NULL);
+
+		test_assert(strncmp(got, "C:a xxx", 7) == 0);
+		free(got);
+	}
+	n = (size_t)snprintf(in, sizeof(in), "a %.*s\r\n",
+	    (int)small.line_max - 1, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	    "xxxxxxxxxxxxxxxx");
+	check(&small, in, n, "R:a BAD Line too long|");
+	/* plain lines: IDLE and AUTHENTICATE */
+	CHECK(&small, "i IDLE\r\nDONE\r\nn NOOP\r\n", "C:i IDLE|L:DONE|C:n NOOP|");
+	CHECK(&small, "a AUTHENTICATE PLAIN\r\nAHVAcA==\r\nn NOOP\r\n",
+	    "C:a AUTHENTICATE PLAIN|L:AHVAcA==|C:n NOOP|");
+	CHECK(&small, "a AUTHENTICATE PLAIN AHVAcA==\r\nn NOOP\r\n",
+	    "C:a AUTHENTICATE PLAIN AHVAcA==|C:n NOOP|");
+	CHECK(&small, "i IDLE\r\nDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDD\r\n"
+	    "n NOOP\r\n", "C:i IDLE|X|C:n NOOP|");
+	/* a "{5}" in a plain line is no literal */
+	CHECK(&small, "i IDLE\r\nDONE {5}\r\nn NOOP\r\n",
+	    "C:i IDLE|L:DONE {5}|C:n NOOP|");
+	test_end();
+}
+
+/* Inputs for the trickle test: each case above, pipelined sequences,
+ * and the real bounds. */
+static void
+test_trickle(void)
+{
+	static const char *cases[] = {
+		"a NOOP\r\nb CAPABILITY\n",
+		"a LOGIN {3}\r\nbob {4+}\r\npass\r\nb NOOP\r\n",
+		"a SEARCH TEXT {8+}\r\nb NOOP\r\n\r\nc X {0}\r\n\r\n",
+		"b SEARCH TEXT {21}\r\nc NOOP\r\n",
+		"b SEARCH TEXT {21+}\r\nx NOOP\r\ny LOGOUT\r\nzzzz\r\nc NOOP\r\n",
+		"b X {21+}\r\n123456789012345678901 {3+}\r\nq Q\r\nc NOOP\r\n",
+		"b X {101+}\r\nc NOOP\r\n",
+		"l LOGIN u p\r\na APPEND INBOX {30}\r\n"
+		    "123456789012345678901234567890\r\nb APPEND INBOX {61+}\r\n",
+		"l LOGIN u p\r\na APPEND INBOX {61}\r\nc NOOP\r\n",
+		"o SEARCH aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n"
+		    "n NOOP\r\n",
+		"o X aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa {5+}\r\n"
+		    "ABCDE\r\nn NOOP\r\n",
+		"o X aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\nn NOOP\r\n",
+		"o X aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\rn NOOP\n",
+		"c X {20+}\r\naaaaaaaaaaaaaaaaaaaa {20+}\r\nbbbbbbbbbbbbbbbbbbbb"
+		    " {20+}\r\ncccccccccccccccccccc {20+}\r\n"
+		    "dddddddddddddddddddd x\r\nd NOOP\r\n",
+		"c X {5+}\r\naaaaa aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		    "aaaaaa {2+}\r\nzz\r\nd NOOP\r\n",
+		"i IDLE\r\nDONE\r\na AUTHENTICATE PLAIN\r\nAHVAcA==\r\n"
+		    "i IDLE\r\nDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDD"
+		    " {3+}\r\nxyz\r\nn NOOP\r\n",
+		"s STARTTLS\r\nx LOGIN u p\r\n",
+	};
+	char *big;
+	size_t n;
+
+	test_begin("framing: trickle (every split point, byte by byte)");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		test_assert(trickle(&small, cases[i], strlen(cases[i])));
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		test_assert(trickle(&real, cases[i], strlen(cases[i])));
+	/* the real line bound, pieces only (each split is a full run) */
+	big = xmalloc(3 * IMAP_LINE_MAX);
+	n = (size_t)snprintf(big, 3 * IMAP_LINE_MAX, "o SEARCH TEXT ");
+	memset(big + n, 'q', IMAP_LINE_MAX);
+	n += IMAP_LINE_MAX;
+	n += (size_t)snprintf(big + n, 64, " {4+}\r\nWXYZ\r\nn NOOP\r\n");
+	{
+		struct sim whole, bytes;
+		size_t *cuts = xcalloc(n, sizeof(*cuts));
+		bool wiped;
+
+		for (size_t i = 1; i < n; i++)
+			cuts[i - 1] = i;
+		sim_run(&real, big, n, NULL, 0, &whole, &wiped);
+		test_assert_streq(str_c(&whole.log),
+		    "R:o BAD Line too long|C:n NOOP|");
+		sim_run(&real, big, n, cuts, n - 1, &bytes, &wiped);
+		test_assert(sim_same(&whole, &bytes));
+		str_free(&whole.log);
+		str_free(&bytes.log);
+		free(cuts);
+	}
+	free(big);
+	test_end();
+}
+
+static void
+test_stop_and_wipe(void)
+{
+	static const char secrets[] = "a LOGIN {3}\r\nbob {4+}\r\npass\r\n"
+	    "i IDLE\r\nDONE\r\nb X {21+}\r\n123456789012345678901\r\n";
+	static const char append[] = "l LOGIN u p\r\n"
+	    "a APPEND INBOX {5+}\r\nhello\r\n";
+	struct imap_framer f;
+	struct imap_frame ev;
+	char in[64];
+	size_t used, n;
+	bool wiped;
+	char *got;
+
+	test_begin("framing: stops at each event, wipes what it took");
+	/* STARTTLS: nothing after its line is taken (CVE-2011-0411) */
+	imap_framer_init(&f, &real);
+	n = (size_t)snprintf(in, sizeof(in), "s STARTTLS\r\nx LOGIN u p\r\n");
+	test_assert(imap_framer_step(&f, in, n, 0, &used, &ev) ==
+	    IMAP_FRAME_COMMAND);
+	test_assert(used == strlen("s STARTTLS\r\n"));
+	test_assert(ev.lines == 1);
+	test_assert(memcmp(in + used, "x LOGIN", 7) == 0);
+	for (size_t i = 0; i < used; i++)
+		test_assert(in[i] == '\0');
+	imap_framer_release(&f, true);
+	test_assert(!imap_framer_partial(&f, 0));
+	test_assert(imap_framer_partial(&f, 1));
+	/* a partial line; no deadline while literal data is awaited */
+	n = (size_t)snprintf(in, sizeof(in), "a LOGIN {3}\r\nbo");
+	test_assert(imap_framer_step(&f, in, 7, 0, &used, &ev) ==
+	    IMAP_FRAME_NONE && used == 7);
+	test_assert(imap_framer_partial(&f, 0));
+	test_assert(imap_framer_step(&f, in + 7, n - 7, 0, &used, &ev) ==
+	    IMAP_FRAME_CONTINUE && used == 6);
+	test_assert(!imap_framer_partial(&f, 2));
+	imap_framer_deinit(&f);
+
+	/* everything consumed is wiped: lines, literals, plain lines */
+	got = events(&small, secrets, sizeof(secrets) - 1, &wiped);
+	test_assert(wiped);
+	free(got);
+	/* ... but an APPEND's message */
+	got = events(&small, append, sizeof(append) - 1, &wiped);
+	test_assert_streq(got, "C:l LOGIN u p|C:a APPEND INBOX {5+}\r\nhello|");
+	test_assert(!wiped);
+	free(got);
+	test_end();
+}
+
+static void
+test_cmd_wipe(void)
+{
+	static const char text[] = "a LOGIN user {11+}\r\nsecret-pass";
+	struct imap_cmd cmd;
+	const char *err = NULL;
+	char *pass;
+
+	test_begin("imap_cmd_wipe: LOGIN's arguments zeroed");
+	test_assert(imap_cmd_parse(text, sizeof(text) - 1, &cmd, &err) == 0);
+	test_assert(cmd.nargs == 2);
+	pass = cmd.args[1].str;
+	test_assert(memcmp(pass, "secret-pass", 11) == 0);
+	imap_cmd_wipe(&cmd);
+	/* the pool is still allocated: its bytes can be read */
+	for (size_t i = 0; i < 11; i++)
+		test_assert(pass[i] == '\0');
+	imap_cmd_free(&cmd);
+	test_assert(cmd.pool == NULL);
+	test_end();
+}
+
+int
+main(void)
+{
+	test_commands();
+	test_refused();
+	test_long_lines();
+	test_trickle();
+	test_stop_and_wipe();
+	test_cmd_wipe();
+	return test_done();
+}
