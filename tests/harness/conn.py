@@ -219,7 +219,15 @@ class SmtpConn(LineConn):
             assert contains in r.text, "%s -> %r, expected %r in it" % (line, r, contains)
         return r
 
-    def _data(self, data):
+    def transaction(self, sender, rcpts, data):
+        """MAIL, RCPT for each of rcpts, DATA (each asserted), then data and
+        the final dot; the final reply. data: wire form (CRLF, dot-stuffed,
+        without the final dot); CRLF.CRLF is added, sharing data's final
+        CRLF if it has one."""
+        self.expect("MAIL FROM:<%s>" % sender, 250)
+        for r in rcpts:
+            self.expect("RCPT TO:<%s>" % r, 250)
+        self.expect("DATA", 354)
         end = b".\r\n" if data == b"" or data.endswith(b"\r\n") else b"\r\n.\r\n"
         self.send(data + end)
         return self.reply()
@@ -229,11 +237,7 @@ class SmtpConn(LineConn):
         data: bytes already in wire form (CRLF, dot-stuffed, without the final
         dot); CRLF.CRLF is added, sharing data's final CRLF if it has one."""
         self.expect("EHLO " + ehlo, 250)
-        self.expect("MAIL FROM:<%s>" % sender, 250)
-        for r in rcpts:
-            self.expect("RCPT TO:<%s>" % r, 250)
-        self.expect("DATA", 354)
-        return self._data(data)
+        return self.transaction(sender, rcpts, data)
 
 
 class SubmissionConn(SmtpConn):
@@ -292,11 +296,7 @@ class SubmissionConn(SmtpConn):
         data: wire form (CRLF, dot-stuffed, without the final dot)."""
         if ehlo:
             self.expect("EHLO " + ehlo, 250)
-        self.expect("MAIL FROM:<%s>" % sender, 250)
-        for r in rcpts:
-            self.expect("RCPT TO:<%s>" % r, 250)
-        self.expect("DATA", 354)
-        return self._data(data)
+        return self.transaction(sender, rcpts, data)
 
 
 # --------------------------------------------------------------------------
