@@ -105,7 +105,7 @@ for u in range(users):
 con.commit()
 EOF
 
-port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(PYTHONPATH="$here/../tests" "$PY" -c 'from harness.ports import free_port; print(free_port())')
 set -- -o "imap_listen=127.0.0.1:$port" -o imaps_listen= -o smtp_listen= \
 	-o submission_listen= -o submissions_listen= -o pop3_listen= -o pop3s_listen= \
 	-o allow_plaintext_auth=yes -o log_level=warning \
@@ -115,8 +115,10 @@ set -- -o "imap_listen=127.0.0.1:$port" -o imaps_listen= -o smtp_listen= \
 pid=$!
 
 echo "petrel: $PETREL (built $(date -r "$PETREL" '+%Y-%m-%d %H:%M')); $(nproc) CPUs"
-timeout "$TIMEOUT" "$PY" - "$port" "$pid" "$CONNS" "$USERS" "$mail_root/bench.test" "$ROUNDS" <<'EOF' ||
+PYTHONPATH="$here/../tests" timeout "$TIMEOUT" "$PY" - "$port" "$pid" "$CONNS" "$USERS" "$mail_root/bench.test" "$ROUNDS" <<'EOF' ||
 import errno, os, selectors, socket, sys, time
+
+from harness.procs import rss_kb, worker_pids
 
 port, master, nconns, users, root, rounds = (int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]),
                                              int(sys.argv[4]), sys.argv[5], int(sys.argv[6]))
@@ -124,29 +126,7 @@ ADDR = ("127.0.0.1", port)
 
 
 def workers():
-    pids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                st = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(st[1]) == master:
-            pids.append(int(d))
-    return sorted(pids)
-
-
-def rss_kb(pid):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for l in f:
-                if l.startswith("VmRSS:"):
-                    return int(l.split()[1])
-    except OSError:
-        pass
-    return 0
+    return sorted(worker_pids(master))
 
 
 def workers_rss():

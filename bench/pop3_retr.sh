@@ -43,7 +43,7 @@ conf=$dir/petrel.conf
 printf 'pw\n' | "$PETREL" -c "$conf" user add reader@bench.test --password-stdin >/dev/null
 maildir=$(sed -n 's/^mail_root *= *//p' "$conf")/bench.test/reader
 
-port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(PYTHONPATH="$here/../tests" "$PY" -c 'from harness.ports import free_port; print(free_port())')
 
 # N messages of SIZE bytes (LF line ends, 78-octet lines), named in delivery
 # order, owned like the maildir (petrel may run as another user)

@@ -53,7 +53,7 @@ conf=$dir/petrel.conf
 "$PETREL" -c "$conf" user add alice@example.test >/dev/null 2>&1
 maildir=$dir/mail/example.test/alice
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(PYTHONPATH="$here/tests" python3 -c 'from harness.ports import free_port; print(free_port())')
 set -- -o "smtp_listen=127.0.0.1:$port" -o submission_listen= -o submissions_listen= \
 	-o imap_listen= -o imaps_listen= -o pop3_listen= -o pop3s_listen=
 [ -n "${WORKERS:-}" ] && set -- "$@" -o "workers=$WORKERS"

@@ -27,6 +27,10 @@ import subprocess
 import sys
 import time
 
+# the test harness's /proc helpers (tests/harness/procs.py)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests"))
+from harness.procs import tree_cpu, tree_mem  # noqa: E402
+
 E = os.environ
 DOMAIN = E.get("DOMAIN", "bench.test")
 PW = E["PASSWORD"].encode()
@@ -81,62 +85,7 @@ def maildir(prod, user):
 
 
 # ---------------------------------------------------------------- /proc
-
-def proc_table():
-    """{pid: (ppid, cpu_ticks incl. reaped children)}"""
-    out = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                st = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        out[int(d)] = (int(st[1]), int(st[11]) + int(st[12]) + int(st[13]) + int(st[14]))
-    return out
-
-
-def tree(root, table=None):
-    table = table if table is not None else proc_table()
-    kids = {}
-    for pid, (ppid, _) in table.items():
-        kids.setdefault(ppid, []).append(pid)
-    out, todo = [], [root]
-    while todo:
-        p = todo.pop()
-        if p in table:
-            out.append(p)
-            todo.extend(kids.get(p, ()))
-    return out, table
-
-
-def tree_cpu(root):
-    pids, table = tree(root)
-    return sum(table[p][1] for p in pids) / os.sysconf("SC_CLK_TCK")
-
-
-def tree_mem(root):
-    """(summed VmRSS KiB, summed Pss KiB, number of processes)"""
-    pids, _ = tree(root)
-    rss = pss = 0
-    n = 0
-    for p in pids:
-        try:
-            with open("/proc/%d/status" % p) as f:
-                for l in f:
-                    if l.startswith("VmRSS:"):
-                        rss += int(l.split()[1])
-                        break
-            with open("/proc/%d/smaps_rollup" % p) as f:
-                for l in f:
-                    if l.startswith("Pss:"):
-                        pss += int(l.split()[1])
-                        break
-            n += 1
-        except OSError:
-            pass
-    return rss, pss, n
+# proc_table(), tree(), tree_cpu(), tree_mem(): harness.procs
 
 
 def mem_available_kib():

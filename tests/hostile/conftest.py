@@ -3,8 +3,8 @@
 Re-uses tests/integration: its directory goes on sys.path, its conftest is
 loaded under another module name and every public name of it (fixtures
 included: petrel_bin, mariadb, backend, instance, sqlite_instance, ...) is
-re-exported from here, so that the integration helper modules' own
-`from conftest import clean_env` keep working.
+re-exported from here. The shared harness (tests/harness: instances, `petrel
+serve`, raw connections) comes on sys.path with it.
 
 Run:  cd /work/main && /usr/bin/python3 -m pytest -q tests/hostile
 Env:  PETREL_BIN (binary under test), as for tests/integration.
@@ -26,6 +26,7 @@ import reexport  # noqa: E402
 globals().update(reexport.integration_names())
 
 import hostile_util  # noqa: E402
+from harness import server  # noqa: E402
 
 
 @pytest.fixture
@@ -33,17 +34,8 @@ def all_start():
     """Factory: all_start(instance, opts=()) -> hostile_util.AllServer, `petrel serve`
     with MX, submission, submissions, IMAP and POP3 on free loopback ports.
     At teardown: SIGTERM, exit status 0, no dead worker / sanitizer report."""
-    servers = []
-
-    def start(inst, opts=()):
-        srv = hostile_util.start_all(inst, opts)
-        servers.append(srv)
-        return srv
-
-    yield start
-    problems = hostile_util.check_stopped(servers)
-    if problems:
-        pytest.fail("\n\n".join(problems))
+    with server.tracked(hostile_util.start_all) as start:
+        yield start
 
 
 @pytest.fixture(scope="module")

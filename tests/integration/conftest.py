@@ -8,12 +8,9 @@ Env:   PETREL_BIN        binary under test (default <repo>/build/petrel), e.g. a
 """
 
 import itertools
-import json
 import os
 import secrets
 import shutil
-import sqlite3
-import subprocess
 import sys
 import tempfile
 import urllib.parse
@@ -21,55 +18,23 @@ import urllib.parse
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
-sys.path.insert(0, HERE)
+TESTS = os.path.dirname(HERE)
+REPO = os.path.dirname(TESTS)
+for _p in (TESTS, HERE):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
 
 import mariadb_ctl  # noqa: E402
-
-DOMAIN = "example.test"
-# PETREL_TIMEOUT_SCALE stretches every start/stop/IO bound of the helper
-# modules, for a slow binary (scripts/valgrind.sh sets it).
-TIMEOUT_SCALE = float(os.environ.get("PETREL_TIMEOUT_SCALE", "1"))
-RUN_TIMEOUT = 60 * TIMEOUT_SCALE
+from harness import server  # noqa: E402
+# the instance side of the harness, re-exported: tests and helper modules
+# import these names from conftest
+from harness.instance import (DOMAIN, RUN_TIMEOUT, TIMEOUT_SCALE, Instance,  # noqa: E402,F401
+                              add_users, assert_ok, clean_env, describe, make_instance,
+                              parse_conf, run_petrel)
 
 
 # --------------------------------------------------------------------------
-# running the binary
-
-
-def clean_env(extra=None):
-    """The environment for petrel: no PETREL_CONF unless a test sets one."""
-    env = dict(os.environ)
-    env.pop("PETREL_CONF", None)
-    env.setdefault("LC_ALL", "C.UTF-8")
-    # make ASan builds fail loudly but keep leak reports out unless asked for
-    if extra:
-        env.update(extra)
-    return env
-
-
-def run_petrel(petrel_bin, args, input=None, cwd=None, env=None, timeout=RUN_TIMEOUT):
-    """Run petrel with exactly `args` (no -c added)."""
-    cmd = [petrel_bin] + [str(a) for a in args]
-    try:
-        return subprocess.run(cmd, input=input, cwd=cwd, env=clean_env(env),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, timeout=timeout,
-                              stdin=None if input is not None else subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as e:
-        pytest.fail("petrel did not finish within %ss: %s\nstdout: %s\nstderr: %s"
-                    % (timeout, cmd, e.stdout, e.stderr))
-
-
-def describe(cp):
-    return ("command: %s\nexit status: %s\n--- stdout ---\n%s--- stderr ---\n%s"
-            % (" ".join(repr(a) if (" " in a or a == "") else a for a in cp.args),
-               cp.returncode, cp.stdout, cp.stderr))
-
-
-def assert_ok(cp):
-    assert cp.returncode == 0, "expected exit 0\n" + describe(cp)
-    return cp
+# running the binary (run_petrel, describe, assert_ok: harness.instance)
 
 
 def assert_error(cp, *needles):
@@ -82,21 +47,6 @@ def assert_error(cp, *needles):
     for n in needles:
         assert n.lower() in lines[0].lower(), ("stderr should mention %r\n" % n) + describe(cp)
     return lines[0]
-
-
-def parse_conf(path):
-    """key = value lines, # comments -> dict."""
-    out = {}
-    with open(path) as f:
-        for line in f:
-            s = line.strip()
-            if not s or s.startswith("#"):
-                continue
-            if "=" not in s:
-                continue
-            k, v = s.split("=", 1)
-            out[k.strip()] = v.strip()
-    return out
 
 
 def table(stdout):
@@ -226,124 +176,7 @@ def mariadb():
 # a petrel instance
 
 
-class Instance:
-    def __init__(self, petrel_bin, directory, backend, mariadb=None, db=None, url=None):
-        self.bin = petrel_bin
-        self.dir = str(directory)
-        self.conf = os.path.join(self.dir, "petrel.conf")
-        self.backend = backend
-        self.mariadb = mariadb
-        self.db = db  # mariadb database name
-        self.url = url  # database setting (mysql url or sqlite:PATH)
-
-    # --- petrel
-    def run(self, *args, input=None, check=True, env=None, cwd=None, timeout=RUN_TIMEOUT):
-        cp = run_petrel(self.bin, ["-c", self.conf] + [str(a) for a in args],
-                        input=input, env=env, cwd=cwd or self.dir, timeout=timeout)
-        if check:
-            assert_ok(cp)
-        return cp
-
-    def config(self):
-        return parse_conf(self.conf)
-
-    @property
-    def mail_root(self):
-        mr = self.config().get("mail_root") or os.path.join(self.dir, "mail")
-        return os.path.join(self.dir, mr) if not os.path.isabs(mr) else mr
-
-    def sqlite_path(self):
-        db = self.config().get("database", "")
-        assert db.startswith("sqlite:"), db
-        p = db[len("sqlite:"):]
-        return p if os.path.isabs(p) else os.path.join(self.dir, p)
-
-    # --- raw SQL against the instance's database
-    def sql(self, statement, params=()):
-        """Rows as tuples of str (None for NULL), same shape for both backends."""
-        if self.backend == "sqlite":
-            con = sqlite3.connect(self.sqlite_path(), timeout=30)
-            try:
-                cur = con.execute(statement, params)
-                rows = cur.fetchall()
-                con.commit()
-            finally:
-                con.close()
-            return [tuple(None if v is None else str(v) for v in r) for r in rows]
-        assert not params, "params are only supported for sqlite"
-        return self.mariadb.sql(self.db, statement)
-
-    def quote(self, value):
-        """An SQL string literal for this backend."""
-        s = str(value).replace("'", "''")
-        if self.backend == "mariadb":
-            s = s.replace("\\", "\\\\")
-        return "'" + s + "'"
-
-    def user_row(self, address):
-        rows = self.sql("SELECT id, address, crypt, clear, name, uid, gid, home, domain, maildir, "
-                        "imapok, bool1, bool2 FROM users WHERE address = " + self.quote(address))
-        if not rows:
-            return None
-        assert len(rows) == 1, rows
-        keys = ("id", "address", "crypt", "clear", "name", "uid", "gid", "home", "domain",
-                "maildir", "imapok", "bool1", "bool2")
-        return dict(zip(keys, rows[0]))
-
-    def insert_user(self, id, address, crypt, name="", uid=1000, gid=1000, home="",
-                    domain=None, maildir=None, imapok=1, bool1=1, bool2=1, quota=None):
-        local, dom = address.rsplit("@", 1)
-        domain = dom if domain is None else domain
-        maildir = "%s/%s/" % (dom, local) if maildir is None else maildir
-        q = self.quote
-        cols = ["id", "address", "crypt", "clear", "name", "uid", "gid", "home", "domain",
-                "maildir", "imapok", "bool1", "bool2"]
-        vals = [q(id), q(address), q(crypt), "''", q(name), str(uid), str(gid), q(home),
-                q(domain), q(maildir), str(imapok), str(bool1), str(bool2)]
-        if quota is not None:
-            cols.append("quota")
-            vals.append(str(quota))
-        self.sql("INSERT INTO users (%s) VALUES (%s)" % (", ".join(cols), ", ".join(vals)))
-
-    # --- conveniences
-    def add_user(self, address, password=None, *extra):
-        args = ["user", "add", address] + list(extra)
-        if password is not None:
-            args.append("--password-stdin")
-            return self.run(*args, input=password + "\n")
-        return self.run(*args)
-
-    def auth(self, login, password, newline=True):
-        cp = self.run("user", "auth", login, input=password + ("\n" if newline else ""), check=False)
-        assert cp.returncode in (0, 1), "user auth must exit 0 or 1\n" + describe(cp)
-        return cp.returncode == 0
-
-    def json(self, *args):
-        cp = self.run(*args)
-        try:
-            return json.loads(cp.stdout)
-        except ValueError as e:
-            pytest.fail("not JSON (%s)\n%s" % (e, describe(cp)))
-
-
-def make_instance(petrel_bin, directory, backend, mariadb=None, domain=DOMAIN):
-    directory = str(directory)
-    os.makedirs(directory, exist_ok=True)
-    args = []
-    db = url = None
-    if backend == "mariadb":
-        db, url = mariadb.new_database()
-        args += ["-o", "database=" + url]
-    args += ["init", "--dir", directory]
-    if domain:
-        args += ["--domain", domain]
-    cp = run_petrel(petrel_bin, args, cwd=directory)
-    assert cp.returncode == 0, "petrel init failed\n" + describe(cp)
-    inst = Instance(petrel_bin, directory, backend, mariadb=mariadb, db=db, url=url)
-    inst.init_result = cp
-    if backend == "sqlite":
-        inst.url = inst.config().get("database")
-    return inst
+# Instance and make_instance(): harness.instance
 
 
 @pytest.fixture(params=["sqlite", "mariadb"])
@@ -397,33 +230,12 @@ def smtp_start():
     At teardown every server still running gets SIGTERM; a server that does not
     exit 0 in time, or whose log shows a dead worker, fails the test."""
     import smtp_util
-    servers = []
-
-    def start(inst, opts=()):
-        srv = smtp_util.start_smtp(inst, opts)
-        servers.append(srv)
-        return srv
-
-    yield start
-    problems = []
-    for srv in servers:
-        try:
-            rc = srv.stop()
-        except AssertionError as e:
-            problems.append(str(e))
-            continue
-        if rc != 0:
-            problems.append("petrel serve exited %s (expected 0)\nlog:\n%s" % (rc, srv.log()))
-        crashes = srv.crashes()
-        if crashes:
-            problems.append("a worker died:\n%s\nlog:\n%s" % ("".join(crashes), srv.log()))
-    if problems:
-        pytest.fail("\n\n".join(problems))
+    with server.tracked(smtp_util.start_smtp) as start:
+        yield start
 
 
 def _smtp_users(inst):
-    for a in SMTP_USERS:
-        inst.add_user(a)
+    add_users(inst, SMTP_USERS, password=None)
 
 
 @pytest.fixture
@@ -452,28 +264,8 @@ def pop3_start():
     At teardown every server still running gets SIGTERM; one that does not exit 0
     in time, or whose log shows a dead worker, fails the test."""
     import pop3_util
-    servers = []
-
-    def start(inst, opts=(), host="127.0.0.1"):
-        srv = pop3_util.start_pop3(inst, opts, host=host)
-        servers.append(srv)
-        return srv
-
-    yield start
-    problems = []
-    for srv in servers:
-        try:
-            rc = srv.stop()
-        except AssertionError as e:
-            problems.append(str(e))
-            continue
-        if rc != 0:
-            problems.append("petrel serve exited %s (expected 0)\nlog:\n%s" % (rc, srv.log()))
-        crashes = srv.crashes()
-        if crashes:
-            problems.append("a worker died:\n%s\nlog:\n%s" % ("".join(crashes), srv.log()))
-    if problems:
-        pytest.fail("\n\n".join(problems))
+    with server.tracked(pop3_util.start_pop3) as start:
+        yield start
 
 
 @pytest.fixture(scope="module", params=["sqlite", "mariadb"])
@@ -518,28 +310,8 @@ def petrel_start():
     At teardown every server still running gets SIGTERM; one that does not exit 0
     in time, or whose log shows a dead worker, fails the test."""
     import mx_util
-    servers = []
-
-    def start(inst, opts=()):
-        srv = mx_util.start_petrel(inst, opts)
-        servers.append(srv)
-        return srv
-
-    yield start
-    problems = []
-    for srv in servers:
-        try:
-            rc = srv.stop()
-        except AssertionError as e:
-            problems.append(str(e))
-            continue
-        if rc != 0:
-            problems.append("petrel serve exited %s (expected 0)\nlog:\n%s" % (rc, srv.log()))
-        crashes = srv.crashes()
-        if crashes:
-            problems.append("a worker died:\n%s\nlog:\n%s" % ("".join(crashes), srv.log()))
-    if problems:
-        pytest.fail("\n\n".join(problems))
+    with server.tracked(mx_util.start_petrel) as start:
+        yield start
 
 
 @pytest.fixture

@@ -7,15 +7,14 @@ test_dkim*.py).
   replies per command, and a record of every transaction: envelope, the
   message bytes exactly as received (CRLF, dot-unstuffed), TLS or not, and
   whether the client pipelined commands it was not allowed to.
-- PetrelServer / start_petrel(): `petrel serve` with the MX port, the
+- PetrelServer / start_petrel(): `petrel serve` (harness.server) with the MX port, the
   submission port (STARTTLS) and the submissions port (implicit TLS) on free
-  loopback ports, queue manager on a 1 s scan, stderr collected by a thread.
-- SubClient: smtp_util.Client with STARTTLS / implicit TLS and AUTH PLAIN /
-  LOGIN, for byte-level submission tests.
+  loopback ports, queue manager on a 1 s scan.
+- SubClient (harness.conn.SubmissionConn): the SMTP client with STARTTLS /
+  implicit TLS and AUTH PLAIN / LOGIN, for byte-level submission tests.
 - queue helpers: `petrel queue list --json`, bounded waits.
 """
 
-import base64
 import email
 import email.policy
 import os
@@ -23,23 +22,25 @@ import re
 import select
 import socket
 import ssl
-import subprocess
 import threading
 import time
 
 import smtp_util
-from conftest import TIMEOUT_SCALE, clean_env
-from smtp_util import Client, SmtpServer, free_port, queue_files
+from harness import server
+from harness.conn import SubmissionConn as SubClient  # noqa: F401
+from harness.conn import b64, client_ctx, plain_b64  # noqa: F401
+from harness.instance import ALICE, BOB, PASSWORD, TIMEOUT_SCALE, USERS, add_users  # noqa: F401
+from smtp_util import Client, SmtpServer, free_port, queue_files  # noqa: F401
 
 HOSTNAME = smtp_util.HOSTNAME          # petrel's hostname in these tests
-PASSWORD = "pw"
-ALICE = "alice@example.test"
-BOB = "bob@example.test"
-USERS = (ALICE, BOB)
 FAIL_DELAY_MS = 100
 START_TIMEOUT = 15 * TIMEOUT_SCALE
 IO_TIMEOUT = 20 * TIMEOUT_SCALE
 WAIT = 20 * TIMEOUT_SCALE          # bound for "the queue manager did it" waits
+# Remote mail with no transport of its own goes to a closed port (never
+# to real MX records); quick queue scans; short auth failure delay.
+DEFAULTS = ("hostname=" + HOSTNAME, "auth_fail_delay=%d" % FAIL_DELAY_MS,
+            "relayhost=[127.0.0.1]:9", "queue_retry_min=1", "queue_scan_interval=1")
 
 
 def wait_for(predicate, timeout=WAIT, interval=0.05):
@@ -55,14 +56,6 @@ def wait_for(predicate, timeout=WAIT, interval=0.05):
 
 # --------------------------------------------------------------------------
 # TLS
-
-
-def client_ctx():
-    """A client context without certificate verification (self-signed cert)."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 def instance_cert(inst):
@@ -428,11 +421,6 @@ class PetrelServer(SmtpServer):
     """A running `petrel serve`: .port (MX), .sub_port (STARTTLS), .subs_port
     (implicit TLS), log(), wait_log(), stop()."""
 
-    def __init__(self, inst, ports, proc, args):
-        SmtpServer.__init__(self, inst, ports[0], proc, args)
-        self.sub_port = ports[1]
-        self.subs_port = ports[2]
-
     def sub(self, timeout=IO_TIMEOUT):
         """A SubClient on the submission port (plaintext until STARTTLS)."""
         return SubClient(self.host, self.sub_port, timeout=timeout)
@@ -453,197 +441,16 @@ class PetrelServer(SmtpServer):
             c.cmd("QUIT")
             return r
 
-    def __repr__(self):
-        return "<PetrelServer mx %d sub %d subs %d pid %s>" % (
-            self.port, self.sub_port, self.subs_port, self.proc.pid)
-
-
-def serve_args(inst, ports, opts=()):
-    smtp, sub, subs = ports
-    args = [inst.bin, "-c", inst.conf,
-            "-o", "smtp_listen=127.0.0.1:%d" % smtp,
-            "-o", "submission_listen=127.0.0.1:%d" % sub,
-            "-o", "submissions_listen=127.0.0.1:%d" % subs]
-    for key in ("imap_listen", "imaps_listen", "pop3_listen", "pop3s_listen"):
-        args += ["-o", key + "="]
-    # Remote mail with no transport of its own goes to a closed port (never
-    # to real MX records); quick queue scans; short auth failure delay.
-    args += ["-o", "hostname=" + HOSTNAME,
-             "-o", "auth_fail_delay=%d" % FAIL_DELAY_MS,
-             "-o", "relayhost=[127.0.0.1]:9",
-             "-o", "queue_retry_min=1",
-             "-o", "queue_scan_interval=1"]
-    for o in opts:
-        args += ["-o", o]
-    return args + ["serve"]
-
-
-def _greets(port, deadline):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-            s.settimeout(max(0.5, deadline - time.monotonic()))
-            data = b""
-            while b"\n" not in data:
-                chunk = s.recv(1024)
-                if not chunk:
-                    break
-                data += chunk
-            if data.startswith(b"220 "):
-                s.sendall(b"QUIT\r\n")
-                try:
-                    while s.recv(1024):
-                        pass
-                except OSError:
-                    pass
-                return True
-    except OSError:
-        pass
-    return False
-
-
-def _tls_greets(port, deadline):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as raw:
-            raw.settimeout(max(0.5, deadline - time.monotonic()))
-            with client_ctx().wrap_socket(raw) as s:
-                data = b""
-                while b"\n" not in data:
-                    chunk = s.recv(1024)
-                    if not chunk:
-                        break
-                    data += chunk
-                if data.startswith(b"220 "):
-                    s.sendall(b"QUIT\r\n")
-                    try:
-                        while s.recv(1024):
-                            pass
-                    except (OSError, ssl.SSLError):
-                        pass
-                    return True
-    except (OSError, ssl.SSLError):
-        pass
-    return False
-
 
 def start_petrel(inst, opts=(), timeout=START_TIMEOUT):
     """Start `petrel serve` for inst on free ports; wait (bounded) until the MX
-    and submission ports greet and submissions greets over TLS. Retries on a
-    port clash or a vanished binary (someone may be rebuilding build/)."""
-    last = None
-    for attempt in range(4):
-        ports = (free_port(), free_port(), free_port())
-        if len(set(ports)) < 3:
-            continue
-        args = serve_args(inst, ports, opts)
-        try:
-            proc = subprocess.Popen(args, cwd=inst.dir, env=clean_env(),
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE, start_new_session=True)
-        except OSError as e:
-            last = "cannot run %s: %s" % (args[0], e)
-            time.sleep(1)
-            continue
-        srv = PetrelServer(inst, ports, proc, args)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and proc.poll() is None:
-            if (_greets(ports[0], deadline) and _greets(ports[1], deadline)
-                    and _tls_greets(ports[2], deadline)):
-                return srv
-            time.sleep(0.05)
-        if proc.poll() is None:
-            srv.kill()
-            raise AssertionError("petrel serve did not greet on %r within %ss\nlog:\n%s"
-                                 % (ports, timeout, srv.log()))
-        srv._reader.join(timeout=5)
-        last = ("petrel serve exited with %s before greeting\ncommand: %s\nlog:\n%s"
-                % (proc.returncode, " ".join(args), srv.log()))
-        if "Address already in use" not in srv.log() and "No such file" not in srv.log():
-            break
-        time.sleep(0.5)
-    raise AssertionError(last)
+    and submission ports greet and submissions greets over TLS."""
+    return server.start(inst, ("smtp", "submission", "submissions"), DEFAULTS + tuple(opts),
+                        cls=PetrelServer, wait={"submissions": "greet"}, timeout=timeout)
 
 
 # --------------------------------------------------------------------------
-# a submission client
-
-
-def b64(s):
-    return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
-
-
-def plain_b64(authcid, password, authzid=""):
-    return b64("%s\0%s\0%s" % (authzid, authcid, password))
-
-
-class SubClient(Client):
-    """smtp_util.Client with TLS (STARTTLS or implicit) and AUTH."""
-
-    def __init__(self, host, port, timeout=IO_TIMEOUT, implicit_tls=False, greeting=True):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.sock.settimeout(timeout)
-        self.tls = False
-        if implicit_tls:
-            self.sock = client_ctx().wrap_socket(self.sock)
-            self.tls = True
-        self.buf = b""
-        self.greeting = self.reply() if greeting else None
-
-    def ehlo(self, name="client.test"):
-        """EHLO; the reply (asserted 250). .keywords: the upper-case keyword lines."""
-        r = self.expect("EHLO " + name, 250)
-        r.keywords = [l[4:].strip().upper() for l in r.lines[1:]]
-        return r
-
-    def starttls(self):
-        r = self.cmd("STARTTLS")
-        assert r.code == 220, "STARTTLS -> %r" % r
-        assert self.buf == b"", "data after the 220 to STARTTLS: %r" % self.buf
-        self.sock = client_ctx().wrap_socket(self.sock)
-        self.tls = True
-        return r
-
-    def auth_plain(self, user, password, initial=True):
-        if initial:
-            return self.cmd("AUTH PLAIN " + plain_b64(user, password))
-        r = self.cmd("AUTH PLAIN")
-        if r.code != 334:
-            return r
-        assert r.lines[-1] == "334 " or r.lines[-1] == "334", r
-        return self.cmd(plain_b64(user, password))
-
-    def auth_login(self, user, password):
-        r = self.cmd("AUTH LOGIN")
-        if r.code != 334:
-            return r
-        assert r.lines[-1] == "334 VXNlcm5hbWU6", r
-        r = self.cmd(b64(user))
-        if r.code != 334:
-            return r
-        assert r.lines[-1] == "334 UGFzc3dvcmQ6", r
-        return self.cmd(b64(password))
-
-    def login(self, user=ALICE, password=PASSWORD):
-        """STARTTLS if needed, EHLO, AUTH PLAIN; asserts 235."""
-        if not self.tls:
-            self.ehlo()
-            self.starttls()
-        self.ehlo()
-        r = self.auth_plain(user, password)
-        assert r.code == 235, "AUTH PLAIN as %s -> %r" % (user, r)
-        return r
-
-    def send_message(self, sender, rcpts, data, ehlo=None):
-        """MAIL/RCPT/DATA (no EHLO unless ehlo is given); the final reply.
-        data: wire form (CRLF, dot-stuffed, without the final dot)."""
-        if ehlo:
-            self.expect("EHLO " + ehlo, 250)
-        self.expect("MAIL FROM:<%s>" % sender, 250)
-        for r in rcpts:
-            self.expect("RCPT TO:<%s>" % r, 250)
-        self.expect("DATA", 354)
-        end = b".\r\n" if data == b"" or data.endswith(b"\r\n") else b"\r\n.\r\n"
-        self.send(data + end)
-        return self.reply()
+# messages
 
 
 def wire(text):
@@ -664,11 +471,6 @@ def make_message(subject, body=b"Hello.\r\n", sender=ALICE, to="x@relay.test", e
 
 # --------------------------------------------------------------------------
 # instance set-up and the queue
-
-
-def add_users(inst, users=USERS, password=PASSWORD):
-    for a in users:
-        inst.add_user(a, password)
 
 
 def add_relay_domain(inst, domain, port):

@@ -4,8 +4,9 @@ other test trees (tests/hostile, tests/reliability): their conftest does
     globals().update(reexport.integration_names())
 
 so that the integration fixtures (petrel_bin, mariadb, instance, ...) and
-helpers exist there too, and `from conftest import clean_env` in the helper
-modules keeps working.
+helpers exist there too (and `from conftest import MariaDB` works in their
+helper modules). Loading it also puts tests/ on sys.path, for the shared
+harness (tests/harness).
 """
 
 import importlib.util

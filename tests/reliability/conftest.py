@@ -1,5 +1,7 @@
 """Fixtures for petrel's reliability tests (faults, load, concurrency,
 privileges): the integration fixtures and helper modules, re-exported.
+The shared harness (instances, `petrel serve`, raw connections, ports,
+/proc lookups) lives in tests/harness (see tests/integration/README.md).
 
 Run:  /usr/bin/python3 -m pytest -q tests/reliability
 Env:  PETREL_BIN (binary under test), as for tests/integration;

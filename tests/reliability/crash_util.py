@@ -25,9 +25,13 @@ import subprocess
 import threading
 import time
 
-from conftest import clean_env
+from harness import procs, server
+from harness.conn import SmtpConn as Client
+from harness.maildir import listdir as _names, maildir_of as maildir_path  # noqa: F401
+from harness.maildir import split_stored
+from harness.ports import stable_port  # noqa: F401
+from harness.server import Server
 from mx_util import wire
-from smtp_util import Client, SmtpServer, split_stored
 
 HOSTNAME = "mx.petrel.test"
 START_TIMEOUT = 30        # petrel serve greets and has all its children (ASan: slower)
@@ -53,54 +57,8 @@ RESTARTED = re.compile(r"worker (\d+) restarted \(pid (\d+)\)")
 # ports and processes
 
 
-def stable_port():
-    """A free 127.0.0.1 port under net.ipv4.ip_local_port_range: outgoing
-    connections never get it, so it stays free while petrel is down."""
-    low = 32768
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            low = int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        pass
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(max(1025, low - 12000), max(2048, low - 1000))
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-        finally:
-            s.close()
-    raise AssertionError("no free port below %d" % low)
-
-
-def _stat(pid):
-    """(state, ppid, pgrp) of a process, or None if it is gone."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            st = f.read()
-    except OSError:
-        return None
-    fields = st.rsplit(")", 1)[1].split()
-    return fields[0], int(fields[1]), int(fields[2])
-
-
-def _live_pids(match):
-    """Live (not zombie) processes whose (ppid, pgrp) satisfy match."""
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        st = _stat(int(d))
-        if st is not None and st[0] != "Z" and match(st[1], st[2]):
-            out.append(int(d))
-    return sorted(out)
-
-
 def children(pid):
-    return _live_pids(lambda ppid, pgrp: ppid == pid)
+    return procs.children(pid)
 
 
 def _cmdline(pid):
@@ -116,13 +74,11 @@ def group(pgid, conf):
     session of its own: its workers stay in the group after it dies) whose
     command line names the instance's config file `conf` (never another
     process that got a recycled pid)."""
-    return [p for p in _live_pids(lambda ppid, pgrp: pgrp == pgid)
+    return [p for p in procs.live_pids(lambda ppid, pgrp: pgrp == pgid)
             if conf.encode() in _cmdline(p)]
 
 
-def alive(pid):
-    st = _stat(pid)
-    return st is not None and st[0] != "Z"
+alive = procs.alive
 
 
 def role(pid):
@@ -169,45 +125,22 @@ def listeners(port, pids):
 
 def greets(port, timeout=3):
     """True if something on 127.0.0.1:port answers 220 (then QUIT)."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-            s.settimeout(timeout)
-            data = b""
-            while b"\n" not in data:
-                chunk = s.recv(1024)
-                if not chunk:
-                    return False
-                data += chunk
-            if not data.startswith(b"220 "):
-                return False
-            s.sendall(b"QUIT\r\n")
-            try:
-                while s.recv(1024):
-                    pass
-            except OSError:
-                pass
-            return True
-    except OSError:
-        return False
+    return server.greets("127.0.0.1", port, timeout=timeout)
 
 
 # --------------------------------------------------------------------------
 # the server, killed and restarted
 
 
+# Remote mail without a transport of its own goes to a closed port (never to
+# real MX records); a 1 s queue scan and retry so that the queue drains quickly.
+DEFAULTS = ("hostname=" + HOSTNAME, "relayhost=[127.0.0.1]:9", "queue_retry_min=1",
+            "queue_scan_interval=1")
+
+
 def serve_args(inst, port, opts=()):
-    """`petrel serve` with only the MX listener, on a fixed port. Remote mail
-    without a transport of its own goes to a closed port (never to real MX
-    records); a 1 s queue scan and retry so that the queue drains quickly."""
-    args = [inst.bin, "-c", inst.conf, "-o", "smtp_listen=127.0.0.1:%d" % port]
-    for key in ("submission_listen", "submissions_listen", "imap_listen", "imaps_listen",
-                "pop3_listen", "pop3s_listen"):
-        args += ["-o", key + "="]
-    args += ["-o", "hostname=" + HOSTNAME, "-o", "relayhost=[127.0.0.1]:9",
-             "-o", "queue_retry_min=1", "-o", "queue_scan_interval=1"]
-    for o in opts:
-        args += ["-o", o]
-    return args + ["serve"]
+    """`petrel serve` with only the MX listener, on a fixed port."""
+    return server.serve_args(inst, {"smtp": port}, opts=DEFAULTS + tuple(opts))
 
 
 class Kill:
@@ -237,7 +170,7 @@ class Harness:
         self.port = port
         self.opts = list(opts)
         self.snapshot = snapshot or (lambda: None)
-        self.servers = []      # every SmtpServer started (their logs)
+        self.servers = []      # every harness Server started (their logs)
         self.pgids = []        # every process group we made
         self.killed = set()    # every pid we SIGKILLed
         self.kills = []        # Kill records
@@ -268,10 +201,8 @@ class Harness:
         the port (not one of our processes) is retried a few times."""
         for attempt in range(5):
             args = serve_args(self.inst, self.port, self.opts)
-            proc = subprocess.Popen(args, cwd=self.inst.dir, env=clean_env(),
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE, start_new_session=True)
-            srv = SmtpServer(self.inst, self.port, proc, args)
+            srv = Server.launch(self.inst, args, {"smtp": self.port})
+            proc = srv.proc
             self.servers.append(srv)
             self.pgids.append(proc.pid)
             deadline = time.monotonic() + timeout
@@ -283,7 +214,7 @@ class Harness:
                 self.kill_all(srv, -1, "start")
                 raise AssertionError("petrel serve did not get ready within %ss\nlog:\n%s"
                                      % (timeout, srv.log()))
-            srv._reader.join(timeout=5)
+            srv.join_reader()
             ours = [p for g in self.pgids for p in self.group(g)]
             if "Address already in use" in srv.log() and not ours:
                 time.sleep(1)          # another program on our port: try again
@@ -341,7 +272,7 @@ class Harness:
             self._kill(rnd, what, procs[pid], pid, snap)
         self._reap(srv)
         if self._wait_gone(srv.proc.pid, rnd):
-            srv._reader.join(timeout=5)
+            srv.join_reader()
 
     def kill_child(self, srv, which, rnd, rng):
         """SIGKILL one child of the given role ('worker' or 'queue'); wait
@@ -417,17 +348,15 @@ class Harness:
         for pid in self.group(pgid):
             self._kill(rnd, "orphans", kids.get(pid) or role(pid) or "?", pid, snap)
         if self._wait_gone(pgid, rnd):
-            srv._reader.join(timeout=5)
+            srv.join_reader()
         self.orphans.append(obs)
 
     def _trial_start(self, rnd):
         """Start petrel serve on the port while the old children hold it: how
         it ends (it should not start: the port is taken)."""
         args = serve_args(self.inst, self.port, self.opts)
-        proc = subprocess.Popen(args, cwd=self.inst.dir, env=clean_env(),
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, start_new_session=True)
-        trial = SmtpServer(self.inst, self.port, proc, args)
+        trial = Server.launch(self.inst, args, {"smtp": self.port})
+        proc = trial.proc
         self.servers.append(trial)
         self.pgids.append(proc.pid)
         try:
@@ -435,7 +364,7 @@ class Harness:
         except subprocess.TimeoutExpired:
             self.kill_all(trial, rnd, "trial")
             return "started"
-        trial._reader.join(timeout=5)
+        trial.join_reader()
         lines = [l.strip() for l in trial.log_lines() if "error" in l]
         return "exit %s: %s" % (proc.returncode, lines[-1] if lines else trial.log())
 
@@ -760,7 +689,7 @@ class Load:
                 self.timeouts.append((stage, IO_TIMEOUT))
         except (OSError, ConnectionError):
             pass
-        except AssertionError as e:          # smtp_util.Client: a malformed reply line
+        except AssertionError as e:          # SmtpConn: a malformed reply line
             with self.lock:
                 self.garbled.append("%s: %s" % (stage, e))
         return count
@@ -768,18 +697,6 @@ class Load:
 
 # --------------------------------------------------------------------------
 # maildirs
-
-
-def maildir_path(inst, address):
-    local, domain = address.lower().split("@")
-    return os.path.join(inst.mail_root, domain, local)
-
-
-def _names(d):
-    try:
-        return sorted(n for n in os.listdir(d) if not n.startswith("."))
-    except FileNotFoundError:
-        return []
 
 
 CRASH_ID = re.compile(rb"(?m)^X-Crash-Id: (\S+)\r?$")

@@ -24,6 +24,8 @@ import time
 
 import mariadb_ctl
 from conftest import MariaDB
+from harness import procs
+from harness.procs import gone as process_gone
 
 # --------------------------------------------------------------------------
 # a private MariaDB
@@ -86,38 +88,13 @@ class PrivateMariaDB(MariaDB):
                 shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def process_gone(pid):
-    """True if pid has exited (a zombie child of ours is reaped here)."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except (ChildProcessError, OSError):
-        pass
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state in ("Z", "X")
-
-
 # --------------------------------------------------------------------------
 # processes
 
 
 def child_pids(pid):
     """PIDs whose parent is pid (the master's workers)."""
-    out = set()
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % name) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
-            out.add(int(name))
-    return out
+    return set(procs.children(pid))
 
 
 def note_workers(srv):

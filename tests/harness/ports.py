@@ -1,0 +1,85 @@
+"""Free ports and local addresses for test servers."""
+
+import random
+import re
+import socket
+import subprocess
+
+
+def free_port(host="127.0.0.1"):
+    """A port free on host right now (the kernel's choice)."""
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def free_ports(n, host="127.0.0.1"):
+    """n distinct free ports on host, or None if the kernel repeated one."""
+    ports = [free_port(host) for _ in range(n)]
+    return ports if len(set(ports)) == n else None
+
+
+def stable_port():
+    """A free 127.0.0.1 port under net.ipv4.ip_local_port_range: outgoing
+    connections never get it, so it stays free while a server is down."""
+    low = 32768
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(max(1025, low - 12000), max(2048, low - 1000))
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise AssertionError("no free port below %d" % low)
+
+
+def _host_addresses():
+    try:
+        return subprocess.run(["hostname", "-I"], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True, timeout=5).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return []
+
+
+def _bindable(family, addr):
+    try:
+        s = socket.socket(family)
+        s.bind((addr, 0))
+        s.close()
+        return True
+    except OSError:
+        return False
+
+
+def nonloopback_ipv6():
+    """A local global/ULA IPv6 address (not ::1, not link-local), or None."""
+    for a in _host_addresses():
+        if ":" in a and a != "::1" and not a.lower().startswith("fe80"):
+            if _bindable(socket.AF_INET6, a):
+                return a
+    return None
+
+
+def has_ipv6_loopback():
+    return _bindable(socket.AF_INET6, "::1")
+
+
+def nonloopback_ipv4():
+    """A local IPv4 address outside 127.0.0.0/8 that we can listen on, or None."""
+    for a in _host_addresses():
+        if re.match(r"^\d+\.\d+\.\d+\.\d+$", a) and not a.startswith("127."):
+            if _bindable(socket.AF_INET, a):
+                return a
+    return None
