@@ -5,6 +5,7 @@
  * can be stored in it (see mailbox.c); nothing outside new/ and cur/ is
  * read or changed.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "lib/base/alloc.h"
+#include "lib/base/err.h"
 #include "lib/base/fdio.h"
 #include "lib/base/log.h"
 #include "lib/maildir/quota.h"
@@ -119,13 +121,75 @@ cmp_delivery(const void *a, const void *b)
 	return x->key_len < y->key_len ? -1 : x->key_len > y->key_len;
 }
 
+/* Files of new/ and cur/ the listing lacks: messages the index could not
+ * record yet (a full disk keeps new UIDs from being written). POP3 shows
+ * them all the same, without a UID; the UIDL is the name's stable part. */
+static void
+add_unindexed(const char *maildir, struct maildir_msg **msgs, size_t *n,
+    size_t *cap)
+{
+	static const char *const subs[] = { "new", "cur" };
+
+	for (size_t k = 0; k < 2; k++) {
+		char *dir = xasprintf("%s/%s", maildir, subs[k]);
+		DIR *d = opendir(dir);
+		struct dirent *de;
+
+		while (d != NULL && (de = readdir(d)) != NULL) {
+			struct maildir_name mn;
+			struct maildir_msg *m;
+			struct stat st;
+			size_t klen;
+			bool known = false;
+			char *path;
+
+			if (de->d_name[0] == '.')
+				continue;
+			klen = key_len_of(de->d_name);
+			for (size_t i = 0; i < *n && !known; i++)
+				known = (*msgs)[i].key_len == klen &&
+				    strncmp((*msgs)[i].name, de->d_name,
+				    klen) == 0;
+			if (known)
+				continue;
+			path = xasprintf("%s/%s", dir, de->d_name);
+			if (stat(path, &st) < 0 || !S_ISREG(st.st_mode)) {
+				free(path);
+				continue;
+			}
+			free(path);
+			if (*n + 1 >= *cap) {
+				*cap = *cap * 2 + 8;
+				*msgs = xrealloc(*msgs, *cap * sizeof(**msgs));
+			}
+			m = &(*msgs)[(*n)++];
+			memset(m, 0, sizeof(*m));
+			m->name = xstrdup(de->d_name);
+			m->in_cur = k == 1;
+			m->size = (uint64_t)st.st_size;
+			m->key_len = klen;
+			if (maildir_name_parse(de->d_name, strlen(de->d_name),
+			    &mn) == 0) {
+				m->vsize = mn.has_vsize ? mn.vsize : m->size;
+				snprintf(m->flags, sizeof(m->flags), "%s",
+				    mn.flags);
+			} else {
+				m->vsize = m->size;
+			}
+		}
+		if (d != NULL)
+			closedir(d);
+		free(dir);
+	}
+}
+
 int
 store_drop_list(const char *maildir, struct maildir_msg **msgs_r,
     size_t *n_r, const char **error_r)
 {
 	struct maildir_msg *msgs;
 	struct mbox *mb;
-	size_t n = 0;
+	size_t n = 0, cap;
 
 	*msgs_r = NULL;
 	*n_r = 0;
@@ -158,7 +222,9 @@ store_drop_list(const char *maildir, struct maildir_msg **msgs_r,
 		snprintf(d->flags, sizeof(d->flags), "%s", m->flags);
 		n++;
 	}
+	cap = mb->n + 1;
 	mbox_close(&mb);
+	add_unindexed(maildir, &msgs, &n, &cap);
 	if (n > 0)
 		qsort(msgs, n, sizeof(*msgs), cmp_delivery);
 	*msgs_r = msgs;
@@ -231,7 +297,7 @@ store_drop_update(const char *maildir, const struct maildir_msg *msgs,
     const char **error_r)
 {
 	struct mbox *mb;
-	size_t *idx, nx = 0, ndel = 0;
+	size_t *idx, nx = 0, ndel = 0, nunlinked = 0;
 	bool work = false;
 	int64_t bytes = 0;
 	const char *err;
@@ -254,6 +320,21 @@ store_drop_update(const char *maildir, const struct maildir_msg *msgs,
 		long k = msgs[i].uid != 0 ? mbox_find_uid(mb, msgs[i].uid) : -1;
 		struct mbox_msg *m;
 
+		if (msgs[i].uid == 0 && deleted[i]) {
+			/* not in the index (it could not be written): the
+			 * file itself goes; unlink needs no space */
+			char *path = maildir_msg_path(maildir, &msgs[i]);
+
+			if (unlink(path) == 0) {
+				bytes += (int64_t)msgs[i].size;
+				nunlinked++;
+			} else if (errno != ENOENT) {
+				ret = err_fail(error_r, errno, "unlink %s: %s",
+				    path, strerror(errno));
+			}
+			free(path);
+			continue;
+		}
 		if (k < 0 || mb->msgs[k].expunged)
 			continue;	/* gone already */
 		m = &mb->msgs[k];
@@ -271,8 +352,8 @@ store_drop_update(const char *maildir, const struct maildir_msg *msgs,
 	}
 	if (nx > 0 && mbox_expunge(mb, idx, nx, error_r) < 0) {
 		ret = -1;
-	} else if (nx > 0 &&
-	    maildir_quota_add(maildir, -bytes, -(int64_t)nx, &err) < 0) {
+	} else if (nx + nunlinked > 0 && maildir_quota_add(maildir, -bytes,
+	    -(int64_t)(nx + nunlinked), &err) < 0) {
 		/* Maildir++ quota: the deletions count. */
 		log_warn("%s: %s", maildir, err);
 	}
