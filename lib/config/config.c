@@ -66,6 +66,8 @@ static const struct key_def keys[] = {
 	{ "pop3s_max_connections", KT_UINT, "2000", NULL, 1000000 },
 	{ "pop3s_max_connections_per_ip", KT_UINT, "50", NULL, 1000000 },
 	{ "smtp_timeout", KT_UINT, "300", NULL, 86400 },
+	/* Seconds for a whole DATA or BDAT phase (0 = no limit). */
+	{ "smtp_data_timeout", KT_UINT, "600", NULL, 86400 },
 	{ "pop3_timeout", KT_UINT, "600", NULL, 86400 },
 	{ "imap_timeout", KT_UINT, "1800", NULL, 86400 },
 	{ "auth_fail_delay", KT_UINT, "2000", NULL, 60000 },
