@@ -409,6 +409,8 @@ imap_process(struct session *base)
 			flags |= IMAP_FRAMER_PLAIN;
 		if (s->state != S_NOAUTH)
 			flags |= IMAP_FRAMER_APPEND;
+		else
+			flags |= IMAP_FRAMER_NOAUTH;
 		/* the framer wipes what it takes in place (it may be a
 		 * password) */
 		imap_framer_step(&s->fr, v.iov_base, v.iov_len, flags, &used,
@@ -511,7 +513,7 @@ imap_greet(struct session *base)
 
 	struct imap_framer_limits lim = {
 		.line_max = IMAP_LINE_MAX, .literal_max = IMAP_LITERAL_MAX,
-		.cmd_max = IMAP_CMD_MAX,
+		.cmd_max = IMAP_CMD_MAX, .preauth_max = IMAP_PREAUTH_CMD_MAX,
 	};
 
 	s->srv = base->srv->owner;
