@@ -528,7 +528,7 @@ imap_greet(struct session *base)
 static const struct session_ops imap_ops = {
 	.size = sizeof(struct imap_session), .proto = "imap",
 	.listeners = { "imap", "imaps" }, .implicit_tls = { false, true },
-	.timeout_key = "imap_timeout",
+	.timeout_key = "imap_timeout", .login_timeout = true,
 	.refusal = "* BYE [UNAVAILABLE] Too many connections, try again later",
 	.greet = imap_greet, .process = imap_process, .writable = imap_writable,
 	.timeout = imap_timeout, .drain = imap_drain, .cleanup = imap_cleanup,
