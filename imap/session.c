@@ -6,7 +6,8 @@
  * cmd_*.c, one file per command family.
  *
  * A command is read whole (bounded: IMAP_LINE_MAX per line,
- * IMAP_LITERAL_MAX per literal, message_size_limit for APPEND) and
+ * IMAP_LITERAL_MAX per literal, message_size_limit for APPEND; before
+ * login IMAP_PREAUTH_CMD_MAX for all of it) and
  * parsed on the loop thread; everything that touches the disk runs as a
  * job on a pool thread, which writes its responses into s->out. The
  * session reads no further input while a job runs, so a job owns the

@@ -5,8 +5,10 @@
  * Trust: the client is hostile. Connections are counted per listener,
  * in total and per address, before a byte is read; a command line has a
  * deadline from its first byte (a client trickling bytes cannot hold a
- * session for ever); replies that a client does not read are given a
- * bounded time to leave after the goodbye, then the session is freed.
+ * session for ever); a protocol with login_timeout closes a session that
+ * has not logged in within it; replies that a client does not read are
+ * given a bounded time to leave after the goodbye, then the session is
+ * freed.
  * Passwords are wiped from memory on every path (session_wipe).
  */
 #include <errno.h>

@@ -3,8 +3,9 @@
 /*
  * The life cycle every line protocol shares (SMTP, submission, POP3,
  * IMAP; later LMTP and ManageSieve): accept with total and per-address
- * limits per listener, the idle timeout and the deadline for one command
- * line, STARTTLS, "close once the replies are out", drain at shutdown,
+ * limits per listener, the idle timeout, the deadline for one command
+ * line and the one for logging in (login_timeout), STARTTLS, "close
+ * once the replies are out", drain at shutdown,
  * unique 64-bit session ids in the logs, and one login path (a directory
  * job, the failed-login delay, the password wiped on every path).
  *
