@@ -70,6 +70,7 @@ static const struct key_def keys[] = {
 	{ "smtp_data_timeout", KT_UINT, "600", NULL, 86400 },
 	{ "pop3_timeout", KT_UINT, "600", NULL, 86400 },
 	{ "imap_timeout", KT_UINT, "1800", NULL, 86400 },
+	{ "login_timeout", KT_UINT, "60", NULL, 86400 },
 	{ "auth_fail_delay", KT_UINT, "2000", NULL, 60000 },
 	{ "relayhost", KT_STRING, "", NULL, 0 },
 	{ "dkim_dir", KT_STRING, "/var/lib/petrel/dkim", NULL, 0 },

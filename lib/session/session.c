@@ -5,8 +5,10 @@
  * Trust: the client is hostile. Connections are counted per listener,
  * in total and per address, before a byte is read; a command line has a
  * deadline from its first byte (a client trickling bytes cannot hold a
- * session for ever); replies that a client does not read are given a
- * bounded time to leave after the goodbye, then the session is freed.
+ * session for ever); a protocol with login_timeout closes a session that
+ * has not logged in within it; replies that a client does not read are
+ * given a bounded time to leave after the goodbye, then the session is
+ * freed.
  * Passwords are wiped from memory on every path (session_wipe).
  */
 #include <errno.h>
@@ -106,6 +108,9 @@ session_server_init(struct session_server *srv, const struct session_ops *ops,
 	srv->timeout = (unsigned)config_get_uint(cfg, ops->timeout_key);
 	if (srv->timeout == 0)
 		srv->timeout = ops->default_timeout;
+	if (ops->login_timeout)
+		srv->login_timeout = (unsigned)config_get_uint(cfg,
+		    "login_timeout");
 	srv->fail_delay_ms = (unsigned)config_get_uint(cfg, "auth_fail_delay");
 	srv->plaintext = config_get(cfg, "allow_plaintext_auth");
 	srv->own = node_counters_private(SESSION_LISTENERS_MAX);
@@ -354,6 +359,25 @@ session_resume(struct session *s)
 	}
 }
 
+/* login_timeout: not logged in yet. A login in flight gets its answer
+ * first (a second later, again). */
+static void
+login_expired(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	struct timeval tv = { 1, 0 };
+
+	if (s->quit)
+		return;		/* closing anyway, in bounded time */
+	if (s->busy && !s->dead) {
+		evtimer_add(s->login_ev, &tv);
+		return;
+	}
+	log_info("%016llx: %s: not logged in within %u s, from %s", SID(s),
+	    s->srv->ops->proto, s->srv->login_timeout, s->peer);
+	session_event(s->bev, BEV_EVENT_TIMEOUT | BEV_EVENT_READING, s);
+}
+
 static void
 session_read(struct bufferevent *bev, void *arg)
 {
@@ -449,6 +473,8 @@ session_free(struct session *s)
 		event_free(s->close_ev);
 	if (s->line_ev != NULL)
 		event_free(s->line_ev);
+	if (s->login_ev != NULL)
+		event_free(s->login_ev);
 	bufferevent_free(s->bev);
 	free(s->login_name);
 	session_wipe(&s->login_pass);
@@ -537,6 +563,12 @@ session_accept(struct session_server *srv, unsigned listener, int fd,
 	conn_set_watermarks(s->bev);
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	if (srv->login_timeout > 0) {
+		struct timeval ltv = { (time_t)srv->login_timeout, 0 };
+
+		s->login_ev = evtimer_new(srv->base, login_expired, s);
+		evtimer_add(s->login_ev, &ltv);
+	}
 	log_info("%016llx: %s connect from %s (%s)", SID(s), srv->ops->proto,
 	    s->peer, l->name);
 	srv->ops->greet(s);
@@ -703,6 +735,8 @@ login_finished(struct job *job)
 		    SID(s), s->srv->ops->proto, s->login_name);
 	} else if (s->login_result == AUTH_OK) {
 		auth_delay_success(s->ip);
+		if (s->login_ev != NULL)
+			evtimer_del(s->login_ev);
 	}
 	if (!s->dead)
 		s->srv->ops->login_done(s, s->login_result);
