@@ -153,7 +153,8 @@ add_unindexed(const char *maildir, struct maildir_msg **msgs, size_t *n,
 			if (known)
 				continue;
 			path = xasprintf("%s/%s", dir, de->d_name);
-			if (stat(path, &st) < 0 || !S_ISREG(st.st_mode)) {
+			/* lstat: a symbolic link is no message */
+			if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode)) {
 				free(path);
 				continue;
 			}
@@ -261,10 +262,18 @@ store_drop_read(const char *maildir, struct maildir_msg *m,
 {
 	for (int attempt = 0; attempt < 2; attempt++) {
 		char *path = maildir_msg_path(maildir, m);
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
+		    O_NONBLOCK);
 		struct stat st;
 		int r;
 
+		if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+			close(fd);
+			fd = -1;
+			errno = EINVAL;
+		}
+		if (fd < 0 && errno == ELOOP)
+			errno = EINVAL;
 		if (fd < 0) {
 			if (errno != ENOENT) {
 				mbox_fail(error_r, "open %s: %s", path,
