@@ -10,10 +10,12 @@ import pytest
 
 import hostile_util
 from hostile_util import ALICE, BOB, PASSWORD, pop3_login
-from harness.maildir import maildir_of, put
+from harness.conn import Literal
+from harness.maildir import make_folder, maildir_of, put
 from pop3_util import message
 
 SECRET = b"SECRET-OUTSIDE-THE-MAILDIR-4711"
+BOBS = b"BOB-PRIVATE-MAIL-0815"
 
 
 @pytest.fixture
@@ -102,3 +104,115 @@ def test_imap_symlinked_message_file(srv, outside):
     assert SECRET not in got, got
     assert b"* 1 EXISTS" in got, got
     hostile_util.healthy(srv)
+
+
+def bob_with_mail(inst):
+    put(inst, BOB, b"Subject: bob\n\n" + BOBS + b"\n")
+    make_folder(inst, BOB, "Private")
+    put(inst, BOB, b"Subject: bob2\n\n" + BOBS + b"\n", folder="Private")
+    return maildir_of(inst, BOB)
+
+
+def test_imap_symlinked_folder_to_another_maildir(srv):
+    inst = srv.instance
+    bob = bob_with_mail(inst)
+    put(inst, ALICE, message(1))
+    with srv.imap() as c:   # first login: the special-use folders
+        c.login(ALICE, PASSWORD)
+        c.logout()
+    md = maildir_of(inst, ALICE)
+    os.symlink(bob, os.path.join(md, ".Evil"))
+    os.symlink(os.path.join(bob, ".Private"), os.path.join(md, ".Evil2"))
+    before = snapshot(bob)
+    seen = []
+    with srv.imap() as c:
+        c.login(ALICE, PASSWORD)
+        r = c.ok('LIST "" "*"')
+        assert not r.find(r"Evil"), "a symbolic link is listed: %r" % r.untagged
+        r = c.ok('LSUB "" "*"')
+        seen += r.untagged
+        for box in ("Evil", "Evil2"):
+            for cmd in ("SELECT %s" % box, "EXAMINE %s" % box,
+                        "STATUS %s (MESSAGES UIDNEXT UNSEEN)" % box):
+                r = c.command(cmd)
+                seen += [r.line] + r.untagged
+                assert r.status == "NO", (cmd, r)
+            r = c.command("APPEND %s " % box, Literal(b"Subject: x\r\n\r\nhello\r\n"))
+            assert r.status == "NO", r
+            c.ok("SELECT INBOX")
+            r = c.command("COPY 1 %s" % box)
+            assert r.status == "NO", r
+            r = c.command("MOVE 1 %s" % box)
+            assert r.status == "NO", r
+            r = c.command("FETCH 1:* BODY.PEEK[]")
+            seen += r.untagged
+            c.ok("CLOSE")
+            r = c.command("RENAME %s Stolen" % box)
+            assert r.status == "NO", r
+            r = c.command("RENAME INBOX %s" % box)
+            assert r.status == "NO", r
+            r = c.command("DELETE %s" % box)
+            assert r.status == "NO", r
+        c.logout()
+    assert BOBS not in b"\n".join(seen)
+    assert snapshot(bob) == before, "bob's maildir changed"
+    assert os.path.islink(os.path.join(md, ".Evil"))
+    hostile_util.healthy(srv)
+
+
+@pytest.mark.parametrize("sub", ["new", "tmp", "cur", "maildir"])
+def test_delivery_into_symlinked_dir_is_refused(srv, tmp_path, sub):
+    """SMTP to a user whose maildir (or its new/ tmp/ cur/) is a symbolic
+    link: 451, logged, and nothing is written outside."""
+    inst = srv.instance
+    bob = bob_with_mail(inst)
+    out = tmp_path / "elsewhere"
+    if sub == "maildir":
+        os.rename(bob, str(out))
+        os.symlink(str(out), bob)
+    else:
+        os.rename(os.path.join(bob, sub), str(out))
+        os.symlink(str(out), os.path.join(bob, sub))
+    before = snapshot(str(out))
+    with srv.mx() as c:
+        c.expect("EHLO client.test", 250)
+        c.expect("MAIL FROM:<x@example.org>", 250)
+        c.expect("RCPT TO:<%s>" % BOB, 250)
+        c.expect("DATA", 354)
+        c.send(b"Subject: in\r\n\r\nDELIVERED-OUTSIDE\r\n.\r\n")
+        r = c.reply()
+        assert r.code == 451, r
+        c.expect("QUIT", 221)
+    assert snapshot(str(out)) == before, "written outside the maildir"
+    assert "symbolic link" in srv.log(), srv.log()[-2000:]
+    hostile_util.no_crash(srv)
+
+
+def test_symlinked_cur_is_not_followed(srv, outside):
+    """alice's cur/ is a symbolic link to a directory with a message in
+    it: neither IMAP nor POP3 shows it, nothing there changes."""
+    inst = srv.instance
+    put(inst, ALICE, message(1))
+    md = maildir_of(inst, ALICE)
+    ext = outside / "cur"
+    ext.mkdir()
+    (ext / "1700000000.M9P9Q9.ext:2,").write_bytes(b"Subject: s\n\n" + SECRET + b"\n")
+    os.rename(os.path.join(md, "cur"), str(outside / "oldcur"))
+    os.symlink(str(ext), os.path.join(md, "cur"))
+    before = snapshot(str(outside))
+    got = imap_fetch_all(srv, ALICE)
+    assert SECRET not in got, got
+    c = srv.pop3()
+    c.ok("USER " + ALICE)
+    r = c.cmd("PASS " + PASSWORD)
+    got = r.encode()
+    if r.startswith("+OK"):
+        for cmd in ("STAT", "RETR 1", "RETR 2"):
+            r = c.cmd(cmd)
+            got += r.encode()
+            if r.startswith("+OK") and cmd.startswith("RETR"):
+                got += repr(c.multi()).encode()
+    c.close()
+    assert SECRET not in got, got
+    assert snapshot(str(outside)) == before
+    hostile_util.no_crash(srv)
