@@ -152,9 +152,11 @@ dsync_dir(const char *dir, const char **error_r)
 	return ret;
 }
 
-/* lstat(path): a directory (0), missing (1), else -1 with the reason. */
+/* lstat(path): a directory (0), missing (1), else -1 with the reason;
+ * with !strict only a symbolic link is refused (another file type fails
+ * where it is used). */
 static int
-dir_nolink(const char *path, const char **error_r)
+dir_nolink(const char *path, bool strict, const char **error_r)
 {
 	struct stat st;
 
@@ -167,7 +169,7 @@ dir_nolink(const char *path, const char **error_r)
 	if (S_ISLNK(st.st_mode))
 		return err_fail(error_r, ERR_OTHER,
 		    "%s is a symbolic link: refused", path);
-	if (!S_ISDIR(st.st_mode))
+	if (strict && !S_ISDIR(st.st_mode))
 		return err_fail(error_r, ERR_OTHER,
 		    "%s exists and is not a directory", path);
 	return 0;
@@ -178,12 +180,12 @@ maildir_check_dirs(const char *maildir, const char **error_r)
 {
 	static const char *const subdirs[] = { "cur", "new", "tmp" };
 	char *root = path_trim(maildir);
-	int r = dir_nolink(root, error_r);
+	int r = dir_nolink(root, false, error_r);
 
 	for (size_t i = 0; r >= 0 && i < 3; i++) {
 		char *sub = xasprintf("%s/%s", root, subdirs[i]);
 
-		r = dir_nolink(sub, error_r);
+		r = dir_nolink(sub, false, error_r);
 		free(sub);
 	}
 	free(root);
@@ -205,7 +207,7 @@ maildir_check_under(const char *root, const char *maildir,
 			if (*p != '/' || p[-1] == '/')
 				continue;
 			*p = '\0';
-			ret = dir_nolink(copy, error_r);
+			ret = dir_nolink(copy, false, error_r);
 			*p = '/';
 		}
 	}
@@ -229,7 +231,7 @@ mkdir_one(const char *path, bool follow, const char **error_r)
 		return err_fail(error_r, errno, "mkdir(%s) failed: %s", path,
 		    strerror(errno));
 	if (!follow)
-		return dir_nolink(path, error_r) < 0 ? -1 : 0;
+		return dir_nolink(path, true, error_r) < 0 ? -1 : 0;
 	if (stat(path, &st) == -1)
 		return err_fail(error_r, errno, "stat(%s) failed: %s", path,
 		    strerror(errno));

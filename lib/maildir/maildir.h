@@ -53,10 +53,9 @@ void maildir_clean_tmp(const char *dir, const char *who);
  * itself). */
 bool maildir_folder_name_valid(const char *folder);
 
-/* Symbolic links (SPEC: a maildir's paths are its own): the maildir
- * itself and its cur/ new/ tmp/ must be directories, not symbolic links
- * (lstat). A missing one is fine (it is made later). 0 ok, -1 refused
- * (error_r says which path and why). */
+/* Symbolic links (docs/security.md): the maildir itself and its cur/
+ * new/ tmp/ must not be symbolic links (lstat). A missing one is fine
+ * (it is made later). 0 ok, -1 refused (error_r says which path). */
 int maildir_check_dirs(const char *maildir, const char **error_r);
 
 /* The same for every path component of maildir below root (root itself,
