@@ -390,7 +390,8 @@ imap_open_target(struct imap_session *s, const char *name, bool *own_r)
 	*own_r = false;
 	if ((path = imap_mailbox_path(s, name)) == NULL)
 		return NULL;
-	if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
+	/* lstat: a symbolic link is no mailbox (docs/security.md) */
+	if (lstat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
 		imap_no(s, "[TRYCREATE] No such mailbox");
 		free(path);
 		return NULL;

@@ -136,14 +136,14 @@ def test_imap_symlinked_folder_to_another_maildir(srv):
                         "STATUS %s (MESSAGES UIDNEXT UNSEEN)" % box):
                 r = c.command(cmd)
                 seen += [r.line] + r.untagged
-                assert r.status == "NO", (cmd, r)
+                assert r.status == "NO" and r.code() == "NONEXISTENT", (cmd, r)
             r = c.command("APPEND %s " % box, Literal(b"Subject: x\r\n\r\nhello\r\n"))
-            assert r.status == "NO", r
+            assert r.status == "NO" and r.code() == "TRYCREATE", r
             c.ok("SELECT INBOX")
             r = c.command("COPY 1 %s" % box)
-            assert r.status == "NO", r
+            assert r.status == "NO" and r.code() == "TRYCREATE", r
             r = c.command("MOVE 1 %s" % box)
-            assert r.status == "NO", r
+            assert r.status == "NO" and r.code() == "TRYCREATE", r
             r = c.command("FETCH 1:* BODY.PEEK[]")
             seen += r.untagged
             c.ok("CLOSE")
