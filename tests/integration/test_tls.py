@@ -5,6 +5,7 @@ TLS 1.2 and 1.3, forward-secret AEAD suites only for 1.2 (no static RSA key
 exchange, no CBC), X25519 first among the groups, session resumption.
 modern: TLS 1.3 only. SQLite."""
 
+import json
 import shutil
 import subprocess
 import time
@@ -141,3 +142,25 @@ def test_profile_is_checked(tls_inst):
     p = subprocess.run([tls_inst.bin, "-c", tls_inst.conf, "-o", "tls_profile=old", "check"],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
     assert p.returncode != 0, p.stdout
+
+
+@pytest.mark.skipif(shutil.which("testssl") is None, reason="no testssl.sh (Debian: testssl.sh)")
+def test_testssl_submissions(srv, tmp_path):
+    """An independent scanner on one port: protocols, cipher categories and
+    forward secrecy (about 20 s)."""
+    out = str(tmp_path / "testssl.json")
+    p = subprocess.run(["testssl", "-p", "-s", "-f", "--quiet", "--color", "0",
+                        "--warnings", "off", "--jsonfile", out,
+                        "127.0.0.1:%d" % srv.ports["submissions"]],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=240)
+    with open(out) as f:
+        found = {e["id"]: e["finding"] for e in json.load(f)}
+    text = p.stdout.decode("utf-8", "replace")[-3000:]
+    for proto in ("SSLv2", "SSLv3", "TLS1", "TLS1_1"):
+        assert found.get(proto) == "not offered", (proto, found.get(proto), text)
+    assert found.get("TLS1_2") == "offered", text
+    assert found.get("TLS1_3", "").startswith("offered"), text
+    for cat in ("NULL", "aNULL", "EXPORT", "LOW", "3DES_IDEA", "AVERAGE"):
+        assert found.get("cipherlist_" + cat) == "not offered", (cat, found.get("cipherlist_" + cat))
+    assert found.get("PFS") == "offered", text
+    assert "X25519" in found.get("PFS_ECDHE_curves", ""), text
