@@ -28,7 +28,7 @@ int
 store_drop_lock(const char *maildir, int *fd_r, const char **error_r)
 {
 	char *path = xasprintf("%s/%s", maildir, STORE_DROP_LOCK_NAME);
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 
 	*fd_r = -1;
 	if (fd < 0 && errno == ENOENT) {
