@@ -19,6 +19,7 @@
 #include "lib/base/err.h"
 #include "lib/base/fdio.h"
 #include "lib/base/log.h"
+#include "lib/maildir/maildir.h"
 #include "lib/maildir/quota.h"
 #include "lib/store/maildrop.h"
 #include "lib/store/mailbox.h"
@@ -27,10 +28,15 @@
 int
 store_drop_lock(const char *maildir, int *fd_r, const char **error_r)
 {
-	char *path = xasprintf("%s/%s", maildir, STORE_DROP_LOCK_NAME);
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	char *path;
+	int fd;
 
 	*fd_r = -1;
+	/* nothing is created through a symbolic link (docs/security.md) */
+	if (maildir_check_dirs(maildir, error_r) < 0)
+		return -1;
+	path = xasprintf("%s/%s", maildir, STORE_DROP_LOCK_NAME);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0 && errno == ENOENT) {
 		free(path);
 		return 0;	/* no maildir yet: an empty drop */

@@ -255,3 +255,30 @@ def test_symlinked_cur_is_not_followed(srv, outside):
     assert SECRET not in got, got
     assert snapshot(str(outside)) == before
     hostile_util.no_crash(srv)
+
+
+def test_symlinked_maildir_is_not_opened(srv):
+    """alice's maildir itself is a symbolic link to bob's: neither POP3 nor
+    IMAP shows bob's mail, and nothing is created there (lock, folders)."""
+    inst = srv.instance
+    bob = bob_with_mail(inst)
+    md = maildir_of(inst, ALICE)
+    if os.path.isdir(md):
+        os.rename(md, md + ".old")
+    os.symlink(bob, md)
+    before = snapshot(bob)
+    c = srv.pop3()
+    c.ok("USER " + ALICE)
+    r = c.cmd("PASS " + PASSWORD)
+    got = r.encode()
+    if r.startswith("+OK"):
+        for cmd in ("STAT", "RETR 1", "TOP 1 5"):
+            r = c.cmd(cmd)
+            got += r.encode()
+            if r.startswith("+OK") and cmd != "STAT":
+                got += repr(c.multi()).encode()
+    c.close()
+    got += imap_fetch_all(srv, ALICE)
+    assert BOBS not in got, got
+    assert snapshot(bob) == before, "bob's maildir changed"
+    hostile_util.no_crash(srv)
