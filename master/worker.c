@@ -261,7 +261,8 @@ worker_run(struct petrel_ctx *ctx, const char *fdlist)
 		const char *err;
 
 		w.tls = tls_server_new(config_get(ctx->cfg, "tls_cert"),
-		    config_get(ctx->cfg, "tls_key"), &err);
+		    config_get(ctx->cfg, "tls_key"),
+		    config_get(ctx->cfg, "tls_profile"), &err);
 		if (w.tls == NULL)
 			log_error("TLS unavailable: %s", err);
 	}

@@ -199,6 +199,7 @@ dsn_bounce(struct dir *dir, const struct config *cfg,
 		dm.dkim_sign = false;
 		ctx.queue_dir = queue_dir;
 		ctx.dkim_dir = NULL;
+		ctx.mail_root = rc.mail_root;
 		if (deliver_message(&ctx, &dm, &res, &err) < 0) {
 			log_error("%s: bounce delivery to <%s>: %s", m->id,
 			    m->sender, err);

@@ -342,6 +342,7 @@ smtp_server_init(struct smtp_server *srv, struct event_base *base,
 	srv->spool_dir = xasprintf("%s/tmp", srv->queue_dir);
 	srv->deliver.queue_dir = srv->queue_dir;
 	srv->deliver.dkim_dir = srv->dkim_dir;
+	srv->deliver.mail_root = config_get(cfg, "mail_root");
 	if (queue_dirs_make(srv->queue_dir, &err) < 0)
 		fatal("%s", err);
 	srv->rc.mail_root = config_get(cfg, "mail_root");

@@ -45,6 +45,7 @@ static const struct key_def keys[] = {
 	{ "pop3s_listen", KT_LISTEN, "127.0.0.1:1995", NULL, 0 },
 	{ "tls_cert", KT_STRING, "/etc/petrel/tls/cert.pem", NULL, 0 },
 	{ "tls_key", KT_STRING, "/etc/petrel/tls/key.pem", NULL, 0 },
+	{ "tls_profile", KT_ENUM, "intermediate", "intermediate|modern", 0 },
 	{ "message_size_limit", KT_UINT, "52428800", NULL, (uint64_t)1 << 40 },
 	{ "user", KT_STRING, "", NULL, 0 },
 	{ "group", KT_STRING, "", NULL, 0 },
