@@ -16,6 +16,7 @@
 
 #include "lib/auth/login.h"
 #include "lib/auth/password.h"
+#include "lib/auth/throttle.h"
 #include "lib/base/alloc.h"
 #include "lib/base/base64.h"
 #include "lib/dir/dir.h"
@@ -39,6 +40,15 @@ static struct cache_entry *cache[AUTH_CACHE_BUCKETS];
 static size_t cache_count;
 static unsigned cache_ttl;
 static unsigned char cache_key[32];
+static struct throttle *throttle;
+
+void
+auth_throttle_setup(unsigned max_per_ip, unsigned max_per_user,
+    unsigned lockout_s)
+{
+	throttle_free(throttle);
+	throttle = throttle_new(max_per_ip, max_per_user, lockout_s);
+}
 
 void
 auth_cache_setup(unsigned ttl)
@@ -117,22 +127,24 @@ cache_store(const char *login, const unsigned char d[32], const char *crypt)
 	pthread_mutex_unlock(&cache_lock);
 }
 
-enum auth_result
-auth_login(struct dir *dir, const char *login, const char *password,
+static enum auth_result
+check(struct dir *dir, const char *login, const char *password,
     struct dir_user *u_r)
 {
 	unsigned char d[32];
 	const char *err;
 	int r;
 
-	memset(u_r, 0, sizeof(*u_r));
-	if (login[0] == '\0' || password[0] == '\0')
-		return AUTH_FAIL;
 	r = dir_lookup_login(dir, login, u_r, &err);
 	if (r == DIR_TEMPFAIL || r == DIR_FAIL)
 		return AUTH_TEMPFAIL;
-	if (r == DIR_NOTFOUND)
+	if (r == DIR_NOTFOUND || !password_hash_usable(u_r->crypt)) {
+		/* the same crypt() as for a wrong password: no timing
+		 * difference between unknown and known users */
+		password_verify_dummy(password);
+		dir_user_clear(u_r);
 		return AUTH_FAIL;
+	}
 	if (cache_ttl > 0) {
 		digest(login, password, d);
 		if (cache_hit(login, d, u_r->crypt))
@@ -145,6 +157,29 @@ auth_login(struct dir *dir, const char *login, const char *password,
 	if (cache_ttl > 0)
 		cache_store(login, d, u_r->crypt);
 	return AUTH_OK;
+}
+
+enum auth_result
+auth_login(struct dir *dir, const char *login, const char *password,
+    const char *ip, struct dir_user *u_r)
+{
+	enum auth_result res;
+
+	memset(u_r, 0, sizeof(*u_r));
+	if (login[0] == '\0' || password[0] == '\0')
+		return AUTH_FAIL;
+	if (throttle != NULL &&
+	    throttle_begin(throttle, ip, login, time(NULL)) == THROTTLE_REFUSE) {
+		/* as long as a wrong password takes */
+		password_verify_dummy(password);
+		return AUTH_THROTTLED;
+	}
+	res = check(dir, login, password, u_r);
+	if (throttle != NULL)
+		throttle_end(throttle, ip, login, res == AUTH_OK ?
+		    THROTTLE_SUCCESS : res == AUTH_FAIL ? THROTTLE_FAILURE :
+		    THROTTLE_ABORT, time(NULL));
+	return res;
 }
 
 int
@@ -183,7 +218,7 @@ out:
 }
 
 struct delay_entry {
-	char ip[64];
+	char key[320];	/* ip|login */
 	unsigned failures;
 	time_t last;
 	struct delay_entry *next;
@@ -192,12 +227,21 @@ struct delay_entry {
 static pthread_mutex_t delay_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct delay_entry *delays;
 
+static void
+delay_key(char key[320], const char *ip, const char *login)
+{
+	snprintf(key, 320, "%s|%s", ip, login != NULL ? login : "");
+}
+
 unsigned
-auth_delay_failure(const char *ip, unsigned base_ms)
+auth_delay_failure(const char *ip, const char *login, unsigned base_ms)
 {
 	struct delay_entry *e, **pp;
 	time_t now = time(NULL);
 	unsigned ms, shift;
+	char key[320];
+
+	delay_key(key, ip, login);
 
 	pthread_mutex_lock(&delay_lock);
 	for (pp = &delays; (e = *pp) != NULL;) {
@@ -206,13 +250,13 @@ auth_delay_failure(const char *ip, unsigned base_ms)
 			free(e);
 			continue;
 		}
-		if (strcmp(e->ip, ip) == 0)
+		if (strcmp(e->key, key) == 0)
 			break;
 		pp = &e->next;
 	}
 	if (e == NULL) {
 		e = xmalloc(sizeof(*e));
-		snprintf(e->ip, sizeof(e->ip), "%s", ip);
+		memcpy(e->key, key, sizeof(e->key));
 		e->next = delays;
 		delays = e;
 	}
@@ -225,13 +269,15 @@ auth_delay_failure(const char *ip, unsigned base_ms)
 }
 
 void
-auth_delay_success(const char *ip)
+auth_delay_success(const char *ip, const char *login)
 {
 	struct delay_entry *e, **pp;
+	char key[320];
 
+	delay_key(key, ip, login);
 	pthread_mutex_lock(&delay_lock);
 	for (pp = &delays; (e = *pp) != NULL; pp = &e->next) {
-		if (strcmp(e->ip, ip) == 0) {
+		if (strcmp(e->key, key) == 0) {
 			*pp = e->next;
 			free(e);
 			break;
