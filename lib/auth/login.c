@@ -7,6 +7,7 @@
  * a password or clearing imapok takes effect at once.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +42,7 @@ static size_t cache_count;
 static unsigned cache_ttl;
 static unsigned char cache_key[32];
 static struct throttle *throttle;
+static atomic_uint check_ms;	/* moving average of a failed check's time */
 
 void
 auth_throttle_setup(unsigned max_per_ip, unsigned max_per_user,
@@ -164,22 +166,41 @@ auth_login(struct dir *dir, const char *login, const char *password,
     const char *ip, struct dir_user *u_r)
 {
 	enum auth_result res;
+	struct timespec t0, t1;
 
 	memset(u_r, 0, sizeof(*u_r));
 	if (login[0] == '\0' || password[0] == '\0')
 		return AUTH_FAIL;
+	/* a refusal costs no crypt() (guessing must not eat the CPU); the
+	 * caller waits auth_check_ms() longer instead */
 	if (throttle != NULL &&
-	    throttle_begin(throttle, ip, login, time(NULL)) == THROTTLE_REFUSE) {
-		/* as long as a wrong password takes */
-		password_verify_dummy(password);
+	    throttle_begin(throttle, ip, login, time(NULL)) == THROTTLE_REFUSE)
 		return AUTH_THROTTLED;
-	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	res = check(dir, login, password, u_r);
+	if (res == AUTH_FAIL) {
+		long ms;
+		unsigned old = atomic_load(&check_ms);
+
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		ms = (t1.tv_sec - t0.tv_sec) * 1000 +
+		    (t1.tv_nsec - t0.tv_nsec) / 1000000;
+		if (ms < 0 || ms > 10000)
+			ms = 10000;
+		atomic_store(&check_ms, old == 0 ? (unsigned)ms :
+		    (old * 7 + (unsigned)ms) / 8);
+	}
 	if (throttle != NULL)
 		throttle_end(throttle, ip, login, res == AUTH_OK ?
 		    THROTTLE_SUCCESS : res == AUTH_FAIL ? THROTTLE_FAILURE :
 		    THROTTLE_ABORT, time(NULL));
 	return res;
+}
+
+unsigned
+auth_check_ms(void)
+{
+	return atomic_load(&check_ms);
 }
 
 int
@@ -217,8 +238,11 @@ out:
 	return ret;
 }
 
+/* One list, two kinds of entry: an IP ("ip") with its failures, whose
+ * count makes the delay grow, and a pair ("ip|login") with the failures it
+ * contributed, which a success for that login takes back. */
 struct delay_entry {
-	char key[320];	/* ip|login */
+	char key[320];
 	unsigned failures;
 	time_t last;
 	struct delay_entry *next;
@@ -227,23 +251,12 @@ struct delay_entry {
 static pthread_mutex_t delay_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct delay_entry *delays;
 
-static void
-delay_key(char key[320], const char *ip, const char *login)
-{
-	snprintf(key, 320, "%s|%s", ip, login != NULL ? login : "");
-}
-
-unsigned
-auth_delay_failure(const char *ip, const char *login, unsigned base_ms)
+/* Call with delay_lock held; forgets stale entries on the way. */
+static struct delay_entry *
+delay_find(const char *key, bool create, time_t now)
 {
 	struct delay_entry *e, **pp;
-	time_t now = time(NULL);
-	unsigned ms, shift;
-	char key[320];
 
-	delay_key(key, ip, login);
-
-	pthread_mutex_lock(&delay_lock);
 	for (pp = &delays; (e = *pp) != NULL;) {
 		if (now - e->last > AUTH_DELAY_FORGET) {
 			*pp = e->next;
@@ -251,18 +264,48 @@ auth_delay_failure(const char *ip, const char *login, unsigned base_ms)
 			continue;
 		}
 		if (strcmp(e->key, key) == 0)
-			break;
+			return e;
 		pp = &e->next;
 	}
-	if (e == NULL) {
-		e = xmalloc(sizeof(*e));
-		memcpy(e->key, key, sizeof(e->key));
-		e->next = delays;
-		delays = e;
+	if (!create)
+		return NULL;
+	e = xcalloc(1, sizeof(*e));
+	snprintf(e->key, sizeof(e->key), "%s", key);
+	e->next = delays;
+	delays = e;
+	return e;
+}
+
+static void
+delay_unlink(struct delay_entry *victim)
+{
+	for (struct delay_entry **pp = &delays; *pp != NULL;
+	    pp = &(*pp)->next) {
+		if (*pp == victim) {
+			*pp = victim->next;
+			free(victim);
+			return;
+		}
 	}
-	e->failures++;
-	e->last = now;
-	shift = e->failures - 1 > 5 ? 5 : e->failures - 1;
+}
+
+unsigned
+auth_delay_failure(const char *ip, const char *login, unsigned base_ms)
+{
+	struct delay_entry *ipe, *pe;
+	time_t now = time(NULL);
+	unsigned ms, shift;
+	char key[320];
+
+	snprintf(key, sizeof(key), "%s|%s", ip, login != NULL ? login : "");
+	pthread_mutex_lock(&delay_lock);
+	pe = delay_find(key, true, now);
+	pe->failures++;
+	pe->last = now;
+	ipe = delay_find(ip, true, now);
+	ipe->failures++;
+	ipe->last = now;
+	shift = ipe->failures - 1 > 5 ? 5 : ipe->failures - 1;
 	pthread_mutex_unlock(&delay_lock);
 	ms = base_ms << shift;
 	return ms > AUTH_DELAY_MAX_MS ? AUTH_DELAY_MAX_MS : ms;
@@ -271,17 +314,22 @@ auth_delay_failure(const char *ip, const char *login, unsigned base_ms)
 void
 auth_delay_success(const char *ip, const char *login)
 {
-	struct delay_entry *e, **pp;
+	struct delay_entry *ipe, *pe;
+	time_t now = time(NULL);
 	char key[320];
 
-	delay_key(key, ip, login);
+	snprintf(key, sizeof(key), "%s|%s", ip, login != NULL ? login : "");
 	pthread_mutex_lock(&delay_lock);
-	for (pp = &delays; (e = *pp) != NULL; pp = &e->next) {
-		if (strcmp(e->key, key) == 0) {
-			*pp = e->next;
-			free(e);
-			break;
+	pe = delay_find(key, false, now);
+	if (pe != NULL) {
+		ipe = delay_find(ip, false, now);
+		if (ipe != NULL) {
+			ipe->failures = ipe->failures > pe->failures ?
+			    ipe->failures - pe->failures : 0;
+			if (ipe->failures == 0)
+				delay_unlink(ipe);
 		}
+		delay_unlink(pe);
 	}
 	pthread_mutex_unlock(&delay_lock);
 }

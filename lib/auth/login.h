@@ -29,15 +29,21 @@ void auth_throttle_setup(unsigned max_per_ip, unsigned max_per_user,
 enum auth_result auth_login(struct dir *dir, const char *login,
     const char *password, const char *ip, struct dir_user *u_r);
 
+/* About how long a failed check takes (ms, a moving average): what a
+ * caller adds to the delay of an AUTH_THROTTLED answer so that it takes
+ * as long as a wrong password without spending the CPU. */
+unsigned auth_check_ms(void);
+
 /* SASL PLAIN (RFC 4616): base64 of [authzid] NUL authcid NUL passwd.
  * 0 ok (malloc'd strings; an authzid other than empty or authcid is
  * refused), -1 malformed. */
 int sasl_plain_decode(const char *b64, size_t len, char **authcid_r,
     char **passwd_r);
 
-/* Failed-login delay per (IP, login), growing with each failure (SPEC:
+/* Failed-login delay per client IP, growing with each failure (SPEC:
  * answered only after a delay). Returns the delay in milliseconds for this
- * failure and remembers it; auth_delay_success() forgets that pair only. */
+ * failure and remembers it; auth_delay_success() takes back the failures
+ * of that (IP, login) only, not those for other logins. */
 unsigned auth_delay_failure(const char *ip, const char *login,
     unsigned base_ms);
 void auth_delay_success(const char *ip, const char *login);

@@ -694,6 +694,9 @@ login_finished(struct job *job)
 		unsigned ms = auth_delay_failure(s->ip, s->login_name,
 		    s->srv->fail_delay_ms);
 
+		if (s->login_result == AUTH_THROTTLED)
+			ms += auth_check_ms();
+
 		/* a refusal answers exactly like a wrong password */
 		log_info("%016llx: %s login %s: user=<%s>, %s (delay %u ms)",
 		    SID(s), s->srv->ops->proto,

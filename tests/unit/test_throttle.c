@@ -74,6 +74,7 @@ test_nat_policy(void)
 	test_assert(fail_n(t, "192.0.2.8", "victim@x", 3, T0 + 3) == 1);
 	test_end();
 
+	throttle_free(t);
 	test_begin("throttle: IP locked, accounts it logged into still work");
 	/* the attacker IP is over its limit; a user behind the same NAT who
 	 * logged in before is still checked */
