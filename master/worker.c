@@ -268,6 +268,10 @@ worker_run(struct petrel_ctx *ctx, const char *fdlist)
 	}
 	auth_cache_setup((unsigned)config_get_uint(ctx->cfg,
 	    "auth_cache_ttl"));
+	auth_throttle_setup(
+	    (unsigned)config_get_uint(ctx->cfg, "auth_max_failures_per_ip"),
+	    (unsigned)config_get_uint(ctx->cfg, "auth_max_failures_per_user"),
+	    (unsigned)config_get_uint(ctx->cfg, "auth_lockout_time"));
 	w.jobs = jobs_create(w.base, (size_t)config_get_uint(ctx->cfg,
 	    "worker_threads"), dir_thread_init, dir_thread_deinit, ctx->cfg);
 	smtp_server_init(&w.smtp, w.base, w.jobs, ctx->cfg, w.tls);

@@ -695,7 +695,8 @@ login_run(struct job *job, void *state)
 	struct dir *dir = state;
 	struct dir_user u;
 
-	s->login_result = auth_login(dir, s->login_name, s->login_pass, &u);
+	s->login_result = auth_login(dir, s->login_name, s->login_pass, s->ip,
+	    &u);
 	/* the password is not needed beyond the check */
 	session_wipe(&s->login_pass);
 	if (s->login_result != AUTH_OK)
@@ -720,12 +721,19 @@ login_finished(struct job *job)
 
 	session_wipe(&s->login_pass);
 	s->busy = false;
-	if (s->login_result == AUTH_FAIL) {
-		unsigned ms = auth_delay_failure(s->ip, s->srv->fail_delay_ms);
+	if (s->login_result == AUTH_FAIL ||
+	    s->login_result == AUTH_THROTTLED) {
+		unsigned ms = auth_delay_failure(s->ip, s->login_name,
+		    s->srv->fail_delay_ms);
 
-		log_info("%016llx: %s login failed: user=<%s>, %s (delay %u "
-		    "ms)", SID(s), s->srv->ops->proto, s->login_name, s->peer,
-		    ms);
+		if (s->login_result == AUTH_THROTTLED)
+			ms += auth_check_ms();
+
+		/* a refusal answers exactly like a wrong password */
+		log_info("%016llx: %s login %s: user=<%s>, %s (delay %u ms)",
+		    SID(s), s->srv->ops->proto,
+		    s->login_result == AUTH_THROTTLED ? "refused (locked)" :
+		    "failed", s->login_name, s->peer, ms);
 		if (!s->dead) {
 			session_hold(s, ms, login_failed);
 			return;
@@ -734,7 +742,7 @@ login_finished(struct job *job)
 		log_warn("%016llx: %s login: user=<%s>: temporary failure",
 		    SID(s), s->srv->ops->proto, s->login_name);
 	} else if (s->login_result == AUTH_OK) {
-		auth_delay_success(s->ip);
+		auth_delay_success(s->ip, s->login_name);
 		if (s->login_ev != NULL)
 			evtimer_del(s->login_ev);
 	}
