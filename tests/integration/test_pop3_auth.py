@@ -207,10 +207,13 @@ def test_failure_delay_doubles_and_resets(pop3_inst, pop3_start):
             return dt
 
     d1, d2, d3 = fail_once(), fail_once(), fail_once()
-    # (each also includes the password hash check itself)
-    assert 0.09 <= d1 < 0.25, (d1, d2, d3)
-    assert 0.19 <= d2 < 0.4 and d2 - d1 >= 0.07, (d1, d2, d3)
-    assert 0.39 <= d3 < 0.8 and d3 - d2 >= 0.15, (d1, d2, d3)
+    # The delay is a timer, so the lower bounds are exact: 100, 200, 400 ms.
+    # Each figure also holds the hash check and the scheduling of a loaded
+    # (sanitizer) build, hence the looser upper bounds; the third is still
+    # below what a fourth doubling (800 ms) would give.
+    assert 0.09 <= d1 < 0.35, (d1, d2, d3)
+    assert 0.19 <= d2 < 0.5, (d1, d2, d3)
+    assert 0.39 <= d3 < 0.79, (d1, d2, d3)
 
     # the fourth failure waits 800 ms; meanwhile another client is served at once
     res = {}
@@ -228,7 +231,7 @@ def test_failure_delay_doubles_and_resets(pop3_inst, pop3_start):
         c.login()
         c.quit()
     d5 = fail_once()
-    assert 0.09 <= d5 < 0.25, d5
+    assert 0.09 <= d5 < 0.35, d5
 
 
 # --------------------------------------------------------------------------
