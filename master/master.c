@@ -29,6 +29,8 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <stddef.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -67,6 +69,7 @@ struct listener {
 
 struct worker {
 	bool queue;		/* the queue manager, not a protocol worker */
+	bool auth;		/* the auth/directory process */
 	pid_t pid;
 	time_t started;
 	bool retiring;		/* replaced after SIGHUP: do not restart */
@@ -85,6 +88,9 @@ struct master {
 	size_t nretiring;
 	struct event *ev_restart;
 	struct node_counters *nc;	/* connections, shared by workers */
+	int auth_fd;			/* the auth channel's listening socket */
+	char auth_name[64];		/* its abstract name (no leading NUL) */
+	size_t nproto;			/* protocol workers */
 };
 
 /* ---- binding ---- */
@@ -152,6 +158,29 @@ bind_all(struct master *m)
 	}
 }
 
+/* The auth channel: a listening socket in the abstract namespace (no
+ * file to clean up or to protect with modes; the auth process checks
+ * each peer's uid with SO_PEERCRED), bound once so that it outlives
+ * restarts of the auth process. */
+static void
+bind_auth(struct master *m)
+{
+	struct sockaddr_un sun;
+	size_t n;
+
+	snprintf(m->auth_name, sizeof(m->auth_name), "petrel-auth.%ld.%ld",
+	    (long)getpid(), (long)time(NULL));
+	n = strlen(m->auth_name);
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path + 1, m->auth_name, n);
+	m->auth_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (m->auth_fd < 0 || bind(m->auth_fd, (struct sockaddr *)&sun,
+	    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) < 0 ||
+	    listen(m->auth_fd, 1024) < 0)
+		fatal_errno("cannot create the auth channel");
+}
+
 /* ---- privileges ---- */
 
 static void
@@ -196,7 +225,7 @@ spawn_worker(struct master *m, size_t slot)
 	pid_t pid, parent;
 	int region = -1;
 
-	if (m->nc != NULL && !m->workers[slot].queue)
+	if (m->nc != NULL && !m->workers[slot].queue && !m->workers[slot].auth)
 		region = node_counters_take(m->nc);
 	for (size_t i = 0; i < m->nlisteners; i++)
 		str_printf(&fds, "%s%s=%d", i ? "," : "",
@@ -223,7 +252,7 @@ spawn_worker(struct master *m, size_t slot)
 			_exit(1);
 		/* Only protocol workers inherit the listening sockets. */
 		for (size_t i = 0; i < m->nlisteners &&
-		    !m->workers[slot].queue; i++) {
+		    !m->workers[slot].queue && !m->workers[slot].auth; i++) {
 			int fl = fcntl(m->listeners[i].fd, F_GETFD);
 
 			fcntl(m->listeners[i].fd, F_SETFD, fl & ~FD_CLOEXEC);
@@ -237,13 +266,21 @@ spawn_worker(struct master *m, size_t slot)
 			setenv("PETREL_COUNTERS", env, 1);
 		}
 		snprintf(slotstr, sizeof(slotstr), "%zu", slot);
-		if (m->workers[slot].queue)
+		setenv("PETREL_AUTH_SOCKET", m->auth_name, 1);
+		if (m->workers[slot].auth) {
+			char fdstr[16];
+
+			fcntl(m->auth_fd, F_SETFD, 0);
+			snprintf(fdstr, sizeof(fdstr), "%d", m->auth_fd);
+			setenv("PETREL_AUTH_FD", fdstr, 1);
+			setenv("PETREL_ROLE", "auth", 1);
+		} else if (m->workers[slot].queue)
 			setenv("PETREL_ROLE", "queue", 1);
 		else
 			setenv("PETREL_WORKER_FDS", str_c(&fds), 1);
 		setenv("PETREL_WORKER_SLOT", slotstr, 1);
-		snprintf(slotstr, sizeof(slotstr), "%zu", m->nworkers > 1 ?
-		    m->nworkers - 1 : 1);
+		snprintf(slotstr, sizeof(slotstr), "%zu", m->nproto > 0 ?
+		    m->nproto : 1);
 		setenv("PETREL_WORKERS", slotstr, 1);
 		/* The binary's own path rather than "/proc/self/exe": the
 		 * same file, but a tool that runs petrel (valgrind) sees an
@@ -397,7 +434,8 @@ master_reload(evutil_socket_t sig, short what, void *arg)
 			continue;
 		/* Retire: stop accepting, finish every session. The queue
 		 * manager just stops: its state is on disk. */
-		kill(old, m->workers[i].queue ? SIGTERM : SIGUSR1);
+		kill(old, m->workers[i].queue || m->workers[i].auth ?
+		    SIGTERM : SIGUSR1);
 		if (m->nretiring < MAX_WORKERS)
 			m->retiring[m->nretiring++] = old;
 		/* The old process is reaped by master_child; its slot is
@@ -428,6 +466,7 @@ run_master(struct petrel_ctx *ctx, const char **error_r)
 	dir_close(&dir);
 
 	bind_all(&m);
+	bind_auth(&m);
 	drop_privileges(ctx);
 
 	m.base = event_base_new();
@@ -444,8 +483,8 @@ run_master(struct petrel_ctx *ctx, const char **error_r)
 
 	m.nworkers = m.nlisteners > 0 ?
 	    (size_t)config_get_uint(ctx->cfg, "workers") : 0;
-	if (m.nworkers > MAX_WORKERS - 1)
-		m.nworkers = MAX_WORKERS - 1;
+	if (m.nworkers > MAX_WORKERS - 2)
+		m.nworkers = MAX_WORKERS - 2;
 	if (m.nlisteners > 0 && m.nworkers == 0)
 		m.nworkers = 1;
 	/* Connection limits hold for the node: one count shared by the
@@ -457,10 +496,15 @@ run_master(struct petrel_ctx *ctx, const char **error_r)
 		if (m.nc == NULL)
 			log_warn("%s; connection limits counted per worker", err);
 	}
-	/* The queue manager runs in the last slot. */
+	m.nproto = m.nworkers;
+	/* The queue manager runs in the slot after the workers, the auth
+	 * process in the last one; it starts first. */
 	m.workers[m.nworkers].queue = true;
 	m.nworkers++;
-	for (size_t i = 0; i < m.nworkers; i++)
+	m.workers[m.nworkers].auth = true;
+	m.nworkers++;
+	spawn_worker(&m, m.nworkers - 1);
+	for (size_t i = 0; i < m.nworkers - 1; i++)
 		spawn_worker(&m, i);
 	log_info("petrel %s started (pid %ld, %zu worker(s), config %s, "
 	    "database %s)", PETREL_VERSION, (long)getpid(), m.nworkers,
@@ -484,6 +528,7 @@ run_master(struct petrel_ctx *ctx, const char **error_r)
 	}
 	for (size_t i = 0; i < m.nlisteners; i++)
 		close(m.listeners[i].fd);
+	close(m.auth_fd);
 	node_counters_free(&m.nc);
 	event_free(ev_term);
 	event_free(ev_int);
@@ -527,6 +572,11 @@ serve_run(struct petrel_ctx *ctx, const char **error_r)
 		gethostname(host, sizeof(host) - 1);
 		config_set(ctx->cfg, "hostname", host, &err);
 		free(err);
+	}
+	if (getenv("PETREL_ROLE") != NULL &&
+	    strcmp(getenv("PETREL_ROLE"), "auth") == 0) {
+		log_init("petrel/auth", true);
+		return authd_run(ctx);
 	}
 	if (getenv("PETREL_ROLE") != NULL &&
 	    strcmp(getenv("PETREL_ROLE"), "queue") == 0) {

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "lib/auth/login.h"
+#include "lib/authd/client.h"
 #include "lib/base/alloc.h"
 #include "lib/base/limits.h"
 #include "lib/base/log.h"
@@ -268,7 +269,7 @@ worker_run(struct petrel_ctx *ctx, const char *fdlist)
 	auth_cache_setup((unsigned)config_get_uint(ctx->cfg,
 	    "auth_cache_ttl"));
 	w.jobs = jobs_create(w.base, (size_t)config_get_uint(ctx->cfg,
-	    "worker_threads"), dir_thread_init, dir_thread_deinit, ctx->cfg);
+	    "worker_threads"), authc_thread_init, authc_thread_deinit, ctx->cfg);
 	smtp_server_init(&w.smtp, w.base, w.jobs, ctx->cfg, w.tls);
 	pop3_server_init(&w.pop3, w.base, w.jobs, ctx->cfg, w.tls);
 	imap_server_init(&w.imap, w.base, w.jobs, ctx->cfg, w.tls);
@@ -276,7 +277,7 @@ worker_run(struct petrel_ctx *ctx, const char *fdlist)
 	 * hangs holds up logins and RCPT lookups, not deliveries or
 	 * mailbox work. */
 	w.dir_jobs = jobs_create(w.base, (size_t)config_get_uint(ctx->cfg,
-	    "worker_threads"), dir_thread_init, dir_thread_deinit, ctx->cfg);
+	    "worker_threads"), authc_thread_init, authc_thread_deinit, ctx->cfg);
 	w.smtp.sv.dir_jobs = w.pop3.sv.dir_jobs = w.imap.sv.dir_jobs = w.dir_jobs;
 	for (item = strtok_r(copy, ",", &save); item != NULL;
 	    item = strtok_r(NULL, ",", &save)) {

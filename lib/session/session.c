@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "lib/auth/login.h"
+#include "lib/authd/client.h"
 #include "lib/base/alloc.h"
 #include "lib/base/limits.h"
 #include "lib/base/log.h"
@@ -660,16 +661,17 @@ login_run(struct job *job, void *state)
 {
 	struct session *s = (struct session *)((char *)job -
 	    offsetof(struct session, login_job));
-	struct dir *dir = state;
+	struct authc *ac = state;
 	struct dir_user u;
 
-	s->login_result = auth_login(dir, s->login_name, s->login_pass, &u);
+	s->login_result = authc_login(ac, s->login_name, s->login_pass, s->ip,
+	    s->srv->ops->proto, &u, &s->login_quota);
 	/* the password is not needed beyond the check */
 	session_wipe(&s->login_pass);
 	if (s->login_result != AUTH_OK)
 		return;
 	if (s->srv->ops->login_job != NULL)
-		s->login_result = s->srv->ops->login_job(s, dir, &u);
+		s->login_result = s->srv->ops->login_job(s, ac, &u);
 	dir_user_clear(&u);
 }
 
