@@ -48,6 +48,15 @@ char *cli_maildir_path(struct petrel_ctx *cli, const char *maildir);
 bool cli_domain_hosted(struct petrel_ctx *cli, const char *domain);
 /* Print a finished line / JSON document. */
 void cli_print(const str_t *out);
+/* Is s valid UTF-8 without control characters (C0, DEL, C1)? */
+bool cli_text_ok(const char *s);
+/* Die unless cli_text_ok(s); `what` names the argument (s itself is not
+ * echoed: it may hold terminal escape codes). */
+void cli_check_text(const char *what, const char *s);
+/* Append s as a JSON string that is always valid JSON and UTF-8, whatever
+ * a database holds: control characters (C0, DEL, C1) escaped, every byte of
+ * invalid UTF-8 replaced by U+FFFD. */
+void cli_json_str(str_t *out, const char *s);
 /* LIKE pattern "%@domain" with %, _ and ! escaped by '!'. */
 char *cli_like_domain(const char *domain);
 

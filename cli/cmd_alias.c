@@ -23,6 +23,7 @@ alias_source(const char *arg, char **domain_r)
 {
 	char *local, *domain;
 
+	cli_check_text("the alias address", arg);
 	if (arg[0] == '@') {
 		if (addr_split_catchall(arg, &domain) < 0)
 			cli_die("'%s' is not a valid catch-all (@domain)", arg);
@@ -63,6 +64,7 @@ merge_targets(str_t *out, const char *list, bool validate, size_t *count)
 		if (*target == '\0')
 			continue;
 		if (validate) {
+			cli_check_text("an alias target", target);
 			if (strchr(target, '@') != NULL) {
 				if (addr_split(target, &local, &domain) < 0)
 					cli_die("target '%s' is not a valid "
@@ -172,7 +174,7 @@ json_targets(str_t *out, const char *list)
 			continue;
 		if (!first)
 			str_append_c(out, ',');
-		str_append_json(out, target);
+		cli_json_str(out, target);
 		first = false;
 	}
 	str_append_c(out, ']');
@@ -214,7 +216,7 @@ alias_list(struct petrel_ctx *cli, int argc, char **argv)
 
 		if (json) {
 			str_append(&out, i ? ",{\"address\":" : "{\"address\":");
-			str_append_json(&out, src);
+			cli_json_str(&out, src);
 			str_append(&out, ",\"goto\":");
 			json_targets(&out, dst);
 			str_append_c(&out, '}');

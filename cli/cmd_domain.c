@@ -26,8 +26,10 @@ transport_valid(const char *t)
 static char *
 normalize_domain(const char *arg)
 {
-	char *d = xstrdup(arg);
+	char *d;
 
+	cli_check_text("the domain", arg);
+	d = xstrdup(arg);
 	str_lower(d);
 	if (!addr_domain_valid(d))
 		cli_die("'%s' is not a valid domain name", arg);
@@ -125,9 +127,9 @@ domain_list(struct petrel_ctx *cli, int argc, char **argv)
 
 		if (json) {
 			str_append(&out, i ? ",{\"domain\":" : "{\"domain\":");
-			str_append_json(&out, d);
+			cli_json_str(&out, d);
 			str_append(&out, ",\"transport\":");
-			str_append_json(&out, t);
+			cli_json_str(&out, t);
 			str_append_c(&out, '}');
 		} else {
 			str_printf(&out, "%s\t%s\n", d, t);

@@ -43,19 +43,19 @@ print_msg(str_t *out, const struct queue_msg *m, bool json)
 	}
 	str_printf(out, "{\"id\":\"%s\",\"arrival\":%lld,\"size\":%lld,"
 	    "\"sender\":", m->id, m->arrival, size);
-	str_append_json(out, m->sender);
+	cli_json_str(out, m->sender);
 	str_append(out, ",\"recipients\":[");
 	for (size_t i = 0; i < m->nrcpts; i++) {
 		const struct queue_entry *e = &m->rcpts[i];
 
 		str_append(out, i ? ",{\"address\":" : "{\"address\":");
-		str_append_json(out, e->address);
+		cli_json_str(out, e->address);
 		str_append(out, ",\"transport\":");
-		str_append_json(out, e->transport);
+		cli_json_str(out, e->transport);
 		str_printf(out, ",\"status\":\"%s\",\"attempts\":%u,"
 		    "\"next\":%lld,\"last\":", status_name(e->status),
 		    e->attempts, e->next);
-		str_append_json(out, e->last);
+		cli_json_str(out, e->last);
 		str_append_c(out, '}');
 	}
 	str_append(out, "]}");

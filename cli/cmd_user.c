@@ -28,6 +28,7 @@
 static void
 split_address(const char *arg, char **local_r, char **domain_r)
 {
+	cli_check_text("the address", arg);
 	if (addr_split(arg, local_r, domain_r) < 0)
 		cli_die("'%s' is not a valid mail address (local@domain)", arg);
 }
@@ -110,8 +111,7 @@ user_add(struct petrel_ctx *cli, int argc, char **argv)
 	name = cli_opt(&a, "name");
 	if (name == NULL)
 		name = "";
-	if (strpbrk(name, "\r\n\t") != NULL)
-		cli_die("--name must not contain control characters");
+	cli_check_text("--name", name);
 	quota_arg = cli_opt(&a, "quota");
 	crypt_arg = cli_opt(&a, "crypt");
 	if (crypt_arg != NULL && cli_flag(&a, "password-stdin"))
@@ -223,16 +223,16 @@ format_user(str_t *out, const struct dir_rows *rows, size_t i, bool json)
 		return;
 	}
 	str_append(out, "{\"address\":");
-	str_append_json(out, f[0]);
+	cli_json_str(out, f[0]);
 	str_append(out, ",\"id\":");
-	str_append_json(out, f[1]);
+	cli_json_str(out, f[1]);
 	str_append(out, ",\"name\":");
-	str_append_json(out, f[2]);
+	cli_json_str(out, f[2]);
 	str_printf(out, ",\"uid\":%lld,\"gid\":%lld,\"home\":",
 	    strtoll(f[3], NULL, 10), strtoll(f[4], NULL, 10));
-	str_append_json(out, f[5]);
+	cli_json_str(out, f[5]);
 	str_append(out, ",\"maildir\":");
-	str_append_json(out, f[6]);
+	cli_json_str(out, f[6]);
 	str_printf(out, ",\"quota\":%llu,\"login\":%s}",
 	    strtoull(quota, NULL, 10), login ? "true" : "false");
 }

@@ -11,7 +11,7 @@
  *    cmd_max), every literal within literal_max (append_max), every line
  *    of a command announcing a literal but the last, no plain line over
  *    line_max + 1, a refusal's tag a plausible one, nothing after a
- *    close, the buffer bounded;
+ *    close, the buffer bounded (before login, by preauth_max);
  *  - every byte consumed wiped, unless an APPEND's message was taken.
  */
 #include <stdint.h>
@@ -29,6 +29,12 @@ static const struct imap_framer_limits small = {
 static const struct imap_framer_limits real = {
 	.line_max = 64 * 1024, .literal_max = 64 * 1024,
 	.cmd_max = 1024 * 1024, .append_max = 10 * 1024 * 1024,
+	.preauth_max = 8 * 1024,
+};
+/* A bound before login below the line and literal bounds. */
+static const struct imap_framer_limits small_pre = {
+	.line_max = 40, .literal_max = 20, .cmd_max = 100, .append_max = 60,
+	.preauth_max = 30,
 };
 
 static void
@@ -83,6 +89,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	split = data[0] * (size - 2) / 256;
 	piece = (size_t)data[1] % 13 + 1;
 	check_limits(&small, (const char *)data + 2, size - 2, split, piece);
+	check_limits(&small_pre, (const char *)data + 2, size - 2, split,
+	    piece);
 	check_limits(&real, (const char *)data + 2, size - 2, split, piece);
 	return 0;
 }

@@ -8,7 +8,8 @@
  * It feeds input cut at given points, as reads from the network would
  * cut it, and plays the session: "tag IDLE" and "tag AUTHENTICATE mech"
  * make the next line a plain line, "tag LOGIN ..." logs in (APPEND may
- * carry large literals from then on). Every event goes into a log, so
+ * carry large literals from then on; before it, preauth_max bounds a
+ * command). Every event goes into a log, so
  * two runs over the same bytes cut differently can be compared. The
  * bounds every event must keep are checked here (abort on a breach).
  */
@@ -54,11 +55,13 @@ sim_word(const char *p, size_t len, unsigned n, char *out, size_t outsz)
 
 static void
 sim_check_command(const struct imap_framer_limits *lim, const char *p,
-    size_t len, bool append)
+    size_t len, bool append, bool noauth)
 {
 	const char *line = p, *end = p + len;
 
 	if (len > (append ? lim->append_max + lim->cmd_max : lim->cmd_max))
+		abort();
+	if (noauth && lim->preauth_max > 0 && len > lim->preauth_max)
 		abort();
 	/* every line but the last announces a literal, within its bound;
 	 * the last announces none */
@@ -100,7 +103,8 @@ sim_event(struct sim *m, const struct imap_framer_limits *lim,
 		sim_word(ev->data, ev->len, 2, mech, sizeof(mech));
 		sim_word(ev->data, ev->len, 3, ir, sizeof(ir));
 		sim_check_command(lim, ev->data, ev->len,
-		    m->logged_in && strcmp(word, "APPEND") == 0);
+		    m->logged_in && strcmp(word, "APPEND") == 0,
+		    !m->logged_in);
 		if (ev->data[ev->len] != '\0')
 			abort();
 		str_append(log, "C:");
@@ -185,7 +189,8 @@ sim_run(const struct imap_framer_limits *lim, const char *in, size_t len,
 			struct imap_frame ev;
 			size_t used = 99999999;
 			unsigned flags = (m->plain ? IMAP_FRAMER_PLAIN : 0) |
-			    (m->logged_in ? IMAP_FRAMER_APPEND : 0);
+			    (m->logged_in ? IMAP_FRAMER_APPEND :
+			    IMAP_FRAMER_NOAUTH);
 			enum imap_frame_type t;
 
 			t = imap_framer_step(&f, piece + off, n - off, flags,
@@ -212,6 +217,10 @@ sim_run(const struct imap_framer_limits *lim, const char *in, size_t len,
 			 * literal, never more */
 			if (f.buf.len > lim->line_max + 2 + lim->cmd_max +
 			    lim->literal_max + lim->append_max)
+				abort();
+			/* before login: about preauth_max, whatever comes */
+			if (!m->logged_in && lim->preauth_max > 0 &&
+			    f.buf.len > lim->preauth_max + 2)
 				abort();
 		} while (off < n);
 		for (size_t i = 0; i < n; i++)

@@ -43,9 +43,8 @@ imap_cmd_select(struct imap_session *s, struct imap_cmd *c)
 	if ((path = imap_mailbox_path(s, name)) == NULL)
 		return;
 	if (mbox_open(path, examine, &s->mb, &err) < 0) {
-		struct stat st;
-
-		if (stat(path, &st) < 0 && errno == ENOENT) {
+		/* no directory there (lstat: a symbolic link is none) */
+		if (!imap_is_dir(path)) {
 			imap_no(s, "[NONEXISTENT] No such mailbox");
 		} else {
 			log_error("%016llx: open %s: %s", SID(&s->base), path, err);

@@ -86,7 +86,10 @@ imap_is_dir(const char *path)
 {
 	struct stat st;
 
-	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+	/* lstat: a symbolic link is no mailbox (it could lead into another
+	 * user's maildir): LIST skips it, SELECT, STATUS, DELETE, RENAME...
+	 * find no such mailbox */
+	return lstat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
 /* ---- the folder list ---- */
@@ -217,7 +220,8 @@ imap_write_subscriptions(const struct imap_session *s,
 		str_append(&body, l->v[i]);
 		str_append_c(&body, '\n');
 	}
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+	    0600);
 	if (fd >= 0) {
 		if (write_full(fd, body.data, body.len) == 0 &&
 		    fsync(fd) == 0 && close(fd) == 0) {

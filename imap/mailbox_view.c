@@ -279,11 +279,20 @@ imap_read_message(struct imap_session *s, size_t i, char **raw, size_t *len)
 	for (int attempt = 0; attempt < 2; attempt++) {
 		struct mbox_msg *m = &s->mb->msgs[i];
 		char *path = mbox_msg_path(s->mb, m);
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		/* a message is a regular file, never read through a
+		 * symbolic link (one may replace it after the listing) */
+		int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
+		    O_NONBLOCK);
 		struct stat st;
 		int r;
 
 		free(path);
+		if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+			close(fd);
+			return -1;
+		}
+		if (fd < 0 && errno == ELOOP)
+			return -1;
 		if (fd < 0) {
 			const char *err;
 
@@ -390,7 +399,8 @@ imap_open_target(struct imap_session *s, const char *name, bool *own_r)
 	*own_r = false;
 	if ((path = imap_mailbox_path(s, name)) == NULL)
 		return NULL;
-	if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
+	/* lstat: a symbolic link is no mailbox (docs/security.md) */
+	if (lstat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
 		imap_no(s, "[TRYCREATE] No such mailbox");
 		free(path);
 		return NULL;

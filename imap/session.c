@@ -6,7 +6,8 @@
  * cmd_*.c, one file per command family.
  *
  * A command is read whole (bounded: IMAP_LINE_MAX per line,
- * IMAP_LITERAL_MAX per literal, message_size_limit for APPEND) and
+ * IMAP_LITERAL_MAX per literal, message_size_limit for APPEND; before
+ * login IMAP_PREAUTH_CMD_MAX for all of it) and
  * parsed on the loop thread; everything that touches the disk runs as a
  * job on a pool thread, which writes its responses into s->out. The
  * session reads no further input while a job runs, so a job owns the
@@ -409,6 +410,8 @@ imap_process(struct session *base)
 			flags |= IMAP_FRAMER_PLAIN;
 		if (s->state != S_NOAUTH)
 			flags |= IMAP_FRAMER_APPEND;
+		else
+			flags |= IMAP_FRAMER_NOAUTH;
 		/* the framer wipes what it takes in place (it may be a
 		 * password) */
 		imap_framer_step(&s->fr, v.iov_base, v.iov_len, flags, &used,
@@ -511,7 +514,7 @@ imap_greet(struct session *base)
 
 	struct imap_framer_limits lim = {
 		.line_max = IMAP_LINE_MAX, .literal_max = IMAP_LITERAL_MAX,
-		.cmd_max = IMAP_CMD_MAX,
+		.cmd_max = IMAP_CMD_MAX, .preauth_max = IMAP_PREAUTH_CMD_MAX,
 	};
 
 	s->srv = base->srv->owner;
@@ -526,7 +529,7 @@ imap_greet(struct session *base)
 static const struct session_ops imap_ops = {
 	.size = sizeof(struct imap_session), .proto = "imap",
 	.listeners = { "imap", "imaps" }, .implicit_tls = { false, true },
-	.timeout_key = "imap_timeout",
+	.timeout_key = "imap_timeout", .login_timeout = true,
 	.refusal = "* BYE [UNAVAILABLE] Too many connections, try again later",
 	.greet = imap_greet, .process = imap_process, .writable = imap_writable,
 	.timeout = imap_timeout, .drain = imap_drain, .cleanup = imap_cleanup,

@@ -6,8 +6,11 @@
  * master before any child starts, so it outlives a restart of this
  * process: a worker's connection made meanwhile waits in the backlog).
  * It alone opens the SQL directory and sees password hashes; workers and
- * the queue manager ask it over lib/authd/proto.h. Each connection is
- * served by a thread of its own with its own directory handle, blocking.
+ * the queue manager ask it over lib/authd/proto.h. It checks the
+ * passwords, so the password-guessing limits (lib/auth/throttle.h) count
+ * here: one count per node, whatever the number of workers. Each
+ * connection is served by a thread of its own with its own directory
+ * handle, blocking.
  *
  * Trust: a peer is a worker, which reads the network and may be
  * compromised. Only peers running as this process's uid, the workers'
@@ -144,8 +147,11 @@ authd_answer(struct dir *dir, const struct config *cfg,
 		int ar;
 
 		memset(&u, 0, sizeof(u));
-		/* TODO(login.c gains ip): auth_login(dir, login, pass, ip, &u) */
-		ar = auth_login(dir, req->login, req->password, &u);
+		/* the password-guessing limits count here, where the
+		 * password is checked: one count per node, whatever the
+		 * number of workers */
+		ar = auth_login(dir, req->login, req->password,
+		    req->ip != NULL ? req->ip : "", &u);
 		rep.kind = AUTHD_LOGIN_REP;
 		switch (ar) {
 		case AUTH_OK:
@@ -153,6 +159,9 @@ authd_answer(struct dir *dir, const struct config *cfg,
 			break;
 		case AUTH_TEMPFAIL:
 			rep.status = AUTHD_LOGIN_TEMPFAIL;
+			break;
+		case AUTH_THROTTLED:
+			rep.status = AUTHD_LOGIN_THROTTLED;
 			break;
 		default:
 			rep.status = AUTHD_LOGIN_FAIL;
@@ -299,6 +308,10 @@ authd_run(struct petrel_ctx *ctx)
 		worker_uid = pw->pw_uid;
 	auth_cache_setup((unsigned)config_get_uint(ctx->cfg,
 	    "auth_cache_ttl"));
+	auth_throttle_setup(
+	    (unsigned)config_get_uint(ctx->cfg, "auth_max_failures_per_ip"),
+	    (unsigned)config_get_uint(ctx->cfg, "auth_max_failures_per_user"),
+	    (unsigned)config_get_uint(ctx->cfg, "auth_lockout_time"));
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
 	pthread_attr_init(&attr);

@@ -27,7 +27,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "lib/auth/login.h"
 #include "lib/authd/client.h"
 #include "lib/base/alloc.h"
 #include "lib/base/limits.h"
@@ -262,12 +261,13 @@ worker_run(struct petrel_ctx *ctx, const char *fdlist)
 		const char *err;
 
 		w.tls = tls_server_new(config_get(ctx->cfg, "tls_cert"),
-		    config_get(ctx->cfg, "tls_key"), &err);
+		    config_get(ctx->cfg, "tls_key"),
+		    config_get(ctx->cfg, "tls_profile"), &err);
 		if (w.tls == NULL)
 			log_error("TLS unavailable: %s", err);
 	}
-	auth_cache_setup((unsigned)config_get_uint(ctx->cfg,
-	    "auth_cache_ttl"));
+	/* the login cache and the password-guessing limits live in the
+	 * auth process (authd.c), which checks the passwords */
 	w.jobs = jobs_create(w.base, (size_t)config_get_uint(ctx->cfg,
 	    "worker_threads"), authc_thread_init, authc_thread_deinit, ctx->cfg);
 	smtp_server_init(&w.smtp, w.base, w.jobs, ctx->cfg, w.tls);

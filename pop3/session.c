@@ -705,7 +705,7 @@ pop3_greet(struct session *base)
 static const struct session_ops pop3_ops = {
 	.size = sizeof(struct pop3_session), .proto = "pop3",
 	.listeners = { "pop3", "pop3s" }, .implicit_tls = { false, true },
-	.timeout_key = "pop3_timeout",
+	.timeout_key = "pop3_timeout", .login_timeout = true,
 	.errors_max = POP3_ERRORS_MAX,
 	.too_many_errors = "-ERR Too many errors, closing",
 	.refusal = "-ERR [SYS/TEMP] Too many connections, try again later",

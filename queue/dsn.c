@@ -197,6 +197,7 @@ dsn_bounce(struct authc *ac, const struct config *cfg,
 		dm.dkim_sign = false;
 		ctx.queue_dir = queue_dir;
 		ctx.dkim_dir = NULL;
+		ctx.mail_root = config_get(cfg, "mail_root");
 		if (deliver_message(&ctx, &dm, &res, &err) < 0) {
 			log_error("%s: bounce delivery to <%s>: %s", m->id,
 			    m->sender, err);

@@ -6,7 +6,11 @@
  * opportunistic STARTTLS (RFC 3207: no certificate check, as Postfix's
  * "may" level), MAIL, RCPT and DATA, pipelined (RFC 2920) when the
  * server offers PIPELINING, the stored LF message sent as CRLF with dot
- * stuffing, QUIT. Each recipient gets the reply that decides it; the
+ * stuffing, QUIT. A bare CR in the stored message (the receiving side
+ * keeps one as content) goes out as a line end too, as Postfix's smtp
+ * client does: the next hop gets only CRLF line ends, every line
+ * dot-stuffed, so a server that takes a bare CR or LF for a line end
+ * cannot see an end of data before the real one (SMTP smuggling). Each recipient gets the reply that decides it; the
  * attempt then ends in delivery_finish(), which hands over to
  * scheduler.c.
  *
@@ -79,6 +83,31 @@ send_line(struct delivery *d, const char *fmt, ...)
 static void client_read(struct bufferevent *bev, void *arg);
 static void client_event(struct bufferevent *bev, short what, void *arg);
 
+/* One stored line (without its LF) as wire lines: split at every CR
+ * (a CR just before the LF belongs to that line end), each part
+ * dot-stuffed and ended with CRLF. */
+static void
+send_stored_line(struct evbuffer *out, const char *line, size_t len)
+{
+	const char *p = line, *end = line + len, *cr;
+
+	if (len > 0 && line[len - 1] == '\r')
+		end--;
+	for (;;) {
+		const char *e;
+
+		cr = memchr(p, '\r', (size_t)(end - p));
+		e = cr != NULL ? cr : end;
+		if (e > p && p[0] == '.')
+			evbuffer_add(out, ".", 1);
+		evbuffer_add(out, p, (size_t)(e - p));
+		evbuffer_add(out, "\r\n", 2);
+		if (cr == NULL)
+			break;
+		p = cr + 1;
+	}
+}
+
 static void
 send_body(struct delivery *d)
 {
@@ -98,10 +127,7 @@ send_body(struct delivery *d)
 
 		if (line[len - 1] == '\n')
 			len--;
-		if (len > 0 && line[0] == '.')
-			evbuffer_add(out, ".", 1);
-		evbuffer_add(out, line, len);
-		evbuffer_add(out, "\r\n", 2);
+		send_stored_line(out, line, len);
 	}
 	free(line);
 	fclose(fp);

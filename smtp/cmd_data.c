@@ -13,6 +13,13 @@
  * "250 after DATA" is sent only when every copy is fsync'd (file and
  * directory); 452 4.3.1 when the disk is full, 451 4.3.0 on other
  * failures.
+ *
+ * The whole data phase (DATA to the final dot, the first BDAT to the
+ * LAST chunk) must end within smtp_data_timeout seconds, whatever the
+ * idle timer says: a client sending one line every smtp_timeout/2 cannot
+ * hold a session and a spool file for ever. When it has passed the
+ * partial message is discarded, never acknowledged, and the session ends
+ * with 421 4.4.2.
  */
 #include <event2/buffer.h>
 #include <stdbool.h>
@@ -32,6 +39,42 @@
 #include "lib/session/session.h"
 #include "lib/smtp/parse.h"
 #include "smtp/smtp-private.h"
+
+static int64_t
+monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The data phase begins (DATA, or the first BDAT of a transaction). */
+static void
+data_deadline_start(struct smtp_session *s)
+{
+	if (s->data_deadline_ms != 0 || s->srv->data_timeout == 0)
+		return;
+	s->data_deadline_ms = monotonic_ms() +
+	    (int64_t)s->srv->data_timeout * 1000;
+}
+
+/* Has the data phase outlived smtp_data_timeout? Then the partial message
+ * is dropped unacknowledged and the session ends. */
+static bool
+data_deadline_passed(struct smtp_session *s)
+{
+	if (s->data_deadline_ms == 0 || monotonic_ms() < s->data_deadline_ms)
+		return false;
+	log_info("%016llx: data timeout (smtp_data_timeout=%u) from %s%s%s",
+	    SID(&s->base), s->srv->data_timeout, s->base.peer,
+	    s->qid[0] != '\0' ? ", discarded " : "", s->qid);
+	reply(s, "421 4.4.2 %s Error: data timeout exceeded",
+	    s->srv->hostname);
+	smtp_transaction_reset(s);
+	session_quit(&s->base);
+	return true;
+}
 
 /* Now as an RFC 5322 date-time, local time with its offset. */
 static void
@@ -176,6 +219,7 @@ smtp_cmd_data(struct smtp_session *s, const char *arg)
 		return;
 	}
 	reply(s, "354 End data with <CR><LF>.<CR><LF>");
+	data_deadline_start(s);
 	s->state = ST_DATA;
 	smtp_dot_init(&s->dot);
 	s->too_big = false;
@@ -192,6 +236,9 @@ smtp_cmd_bdat(struct smtp_session *s, const char *arg)
 		session_quit(&s->base);	/* the chunk length is unknown */
 		return;
 	}
+	if (data_deadline_passed(s))
+		return;
+	data_deadline_start(s);
 	s->bdat_left = n;
 	s->bdat_last = last;
 	s->state = ST_BDAT;
@@ -234,6 +281,8 @@ smtp_read_data(struct smtp_session *s, struct evbuffer *in)
 		char *line;
 		bool end;
 
+		if (data_deadline_passed(s))
+			return false;
 		eol = evbuffer_search(in, "\n", 1, NULL);
 		if (eol.pos < 0) {
 			/* No LF yet: take a big partial line as content,
@@ -265,7 +314,7 @@ smtp_read_bdat(struct smtp_session *s, struct evbuffer *in)
 		size_t avail = evbuffer_get_length(in), n;
 		char *buf;
 
-		if (avail == 0)
+		if (avail == 0 || data_deadline_passed(s))
 			return false;
 		n = avail < s->bdat_left ? avail : (size_t)s->bdat_left;
 		if (n > SMTP_DATA_CHUNK)

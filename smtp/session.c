@@ -48,6 +48,7 @@ smtp_transaction_reset(struct smtp_session *s)
 	s->spool_failed = false;
 	s->bdat_failed = false;
 	s->pending_cr = false;
+	s->data_deadline_ms = 0;
 	s->qid[0] = '\0';
 	spool_reset(&s->body);
 }
@@ -341,11 +342,14 @@ smtp_server_init(struct smtp_server *srv, struct event_base *base,
 	srv->spool_dir = xasprintf("%s/tmp", srv->queue_dir);
 	srv->deliver.queue_dir = srv->queue_dir;
 	srv->deliver.dkim_dir = srv->dkim_dir;
+	srv->deliver.mail_root = config_get(cfg, "mail_root");
 	if (queue_dirs_make(srv->queue_dir, &err) < 0)
 		fatal("%s", err);
 	srv->rc.mail_root = config_get(cfg, "mail_root");
 	srv->rc.delimiter = config_get(cfg, "recipient_delimiter");
 	srv->size_limit = config_get_uint(cfg, "message_size_limit");
+	srv->data_timeout = (unsigned)config_get_uint(cfg,
+	    "smtp_data_timeout");
 }
 
 void

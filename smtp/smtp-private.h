@@ -62,6 +62,7 @@ struct smtp_session {
 	uint64_t bdat_left;
 	bool bdat_last;
 	bool bdat_failed;	/* a BDAT transaction already failed */
+	int64_t data_deadline_ms; /* end of the data phase (monotonic), 0 = none */
 
 	/* job in flight */
 	struct job job;
@@ -89,7 +90,9 @@ void smtp_cmd_rcpt(struct smtp_session *s, const char *arg);
 /* cmd_data.c */
 void smtp_cmd_data(struct smtp_session *s, const char *arg);
 void smtp_cmd_bdat(struct smtp_session *s, const char *arg);
-/* Consume DATA lines from in. Returns true at the end of DATA. */
+/* Consume DATA lines from in. Returns true at the end of DATA; false
+ * when more is needed, or when smtp_data_timeout has passed (the session
+ * then ends with 421). */
 bool smtp_read_data(struct smtp_session *s, struct evbuffer *in);
 /* Consume BDAT chunk bytes. Returns true when the chunk is complete. */
 bool smtp_read_bdat(struct smtp_session *s, struct evbuffer *in);

@@ -29,6 +29,7 @@ struct smtp_server {
 	struct deliver_ctx deliver;	/* queue_dir, dkim_dir for lib/deliver */
 	struct route_config rc;
 	uint64_t size_limit;
+	unsigned data_timeout;	/* smtp_data_timeout, seconds; 0 = none */
 };
 
 void smtp_server_init(struct smtp_server *srv, struct event_base *base,

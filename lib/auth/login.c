@@ -7,6 +7,7 @@
  * a password or clearing imapok takes effect at once.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 
 #include "lib/auth/login.h"
 #include "lib/auth/password.h"
+#include "lib/auth/throttle.h"
 #include "lib/base/alloc.h"
 #include "lib/base/base64.h"
 #include "lib/dir/dir.h"
@@ -39,6 +41,16 @@ static struct cache_entry *cache[AUTH_CACHE_BUCKETS];
 static size_t cache_count;
 static unsigned cache_ttl;
 static unsigned char cache_key[32];
+static struct throttle *throttle;
+static atomic_uint check_ms;	/* moving average of a failed check's time */
+
+void
+auth_throttle_setup(unsigned max_per_ip, unsigned max_per_user,
+    unsigned lockout_s)
+{
+	throttle_free(throttle);
+	throttle = throttle_new(max_per_ip, max_per_user, lockout_s);
+}
 
 void
 auth_cache_setup(unsigned ttl)
@@ -117,22 +129,24 @@ cache_store(const char *login, const unsigned char d[32], const char *crypt)
 	pthread_mutex_unlock(&cache_lock);
 }
 
-enum auth_result
-auth_login(struct dir *dir, const char *login, const char *password,
+static enum auth_result
+check(struct dir *dir, const char *login, const char *password,
     struct dir_user *u_r)
 {
 	unsigned char d[32];
 	const char *err;
 	int r;
 
-	memset(u_r, 0, sizeof(*u_r));
-	if (login[0] == '\0' || password[0] == '\0')
-		return AUTH_FAIL;
 	r = dir_lookup_login(dir, login, u_r, &err);
 	if (r == DIR_TEMPFAIL || r == DIR_FAIL)
 		return AUTH_TEMPFAIL;
-	if (r == DIR_NOTFOUND)
+	if (r == DIR_NOTFOUND || !password_hash_usable(u_r->crypt)) {
+		/* the same crypt() as for a wrong password: no timing
+		 * difference between unknown and known users */
+		password_verify_dummy(password);
+		dir_user_clear(u_r);
 		return AUTH_FAIL;
+	}
 	if (cache_ttl > 0) {
 		digest(login, password, d);
 		if (cache_hit(login, d, u_r->crypt))
@@ -145,6 +159,52 @@ auth_login(struct dir *dir, const char *login, const char *password,
 	if (cache_ttl > 0)
 		cache_store(login, d, u_r->crypt);
 	return AUTH_OK;
+}
+
+enum auth_result
+auth_login(struct dir *dir, const char *login, const char *password,
+    const char *ip, struct dir_user *u_r)
+{
+	enum auth_result res;
+	struct timespec t0, t1;
+
+	memset(u_r, 0, sizeof(*u_r));
+	if (login[0] == '\0' || password[0] == '\0')
+		return AUTH_FAIL;
+	/* a refusal costs no crypt() (guessing must not eat the CPU); the
+	 * caller waits auth_check_ms() longer instead */
+	if (throttle != NULL &&
+	    throttle_begin(throttle, ip, login, time(NULL)) == THROTTLE_REFUSE)
+		return AUTH_THROTTLED;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	res = check(dir, login, password, u_r);
+	if (res == AUTH_FAIL) {
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		auth_check_ms_note((t1.tv_sec - t0.tv_sec) * 1000 +
+		    (t1.tv_nsec - t0.tv_nsec) / 1000000);
+	}
+	if (throttle != NULL)
+		throttle_end(throttle, ip, login, res == AUTH_OK ?
+		    THROTTLE_SUCCESS : res == AUTH_FAIL ? THROTTLE_FAILURE :
+		    THROTTLE_ABORT, time(NULL));
+	return res;
+}
+
+void
+auth_check_ms_note(long ms)
+{
+	unsigned old = atomic_load(&check_ms);
+
+	if (ms < 0 || ms > 10000)
+		ms = 10000;
+	atomic_store(&check_ms, old == 0 ? (unsigned)ms :
+	    (old * 7 + (unsigned)ms) / 8);
+}
+
+unsigned
+auth_check_ms(void)
+{
+	return atomic_load(&check_ms);
 }
 
 int
@@ -182,8 +242,11 @@ out:
 	return ret;
 }
 
+/* One list, two kinds of entry: an IP ("ip") with its failures, whose
+ * count makes the delay grow, and a pair ("ip|login") with the failures it
+ * contributed, which a success for that login takes back. */
 struct delay_entry {
-	char ip[64];
+	char key[320];
 	unsigned failures;
 	time_t last;
 	struct delay_entry *next;
@@ -192,50 +255,85 @@ struct delay_entry {
 static pthread_mutex_t delay_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct delay_entry *delays;
 
-unsigned
-auth_delay_failure(const char *ip, unsigned base_ms)
+/* Call with delay_lock held; forgets stale entries on the way. */
+static struct delay_entry *
+delay_find(const char *key, bool create, time_t now)
 {
 	struct delay_entry *e, **pp;
-	time_t now = time(NULL);
-	unsigned ms, shift;
 
-	pthread_mutex_lock(&delay_lock);
 	for (pp = &delays; (e = *pp) != NULL;) {
 		if (now - e->last > AUTH_DELAY_FORGET) {
 			*pp = e->next;
 			free(e);
 			continue;
 		}
-		if (strcmp(e->ip, ip) == 0)
-			break;
+		if (strcmp(e->key, key) == 0)
+			return e;
 		pp = &e->next;
 	}
-	if (e == NULL) {
-		e = xmalloc(sizeof(*e));
-		snprintf(e->ip, sizeof(e->ip), "%s", ip);
-		e->next = delays;
-		delays = e;
+	if (!create)
+		return NULL;
+	e = xcalloc(1, sizeof(*e));
+	snprintf(e->key, sizeof(e->key), "%s", key);
+	e->next = delays;
+	delays = e;
+	return e;
+}
+
+static void
+delay_unlink(struct delay_entry *victim)
+{
+	for (struct delay_entry **pp = &delays; *pp != NULL;
+	    pp = &(*pp)->next) {
+		if (*pp == victim) {
+			*pp = victim->next;
+			free(victim);
+			return;
+		}
 	}
-	e->failures++;
-	e->last = now;
-	shift = e->failures - 1 > 5 ? 5 : e->failures - 1;
+}
+
+unsigned
+auth_delay_failure(const char *ip, const char *login, unsigned base_ms)
+{
+	struct delay_entry *ipe, *pe;
+	time_t now = time(NULL);
+	unsigned ms, shift;
+	char key[320];
+
+	snprintf(key, sizeof(key), "%s|%s", ip, login != NULL ? login : "");
+	pthread_mutex_lock(&delay_lock);
+	pe = delay_find(key, true, now);
+	pe->failures++;
+	pe->last = now;
+	ipe = delay_find(ip, true, now);
+	ipe->failures++;
+	ipe->last = now;
+	shift = ipe->failures - 1 > 5 ? 5 : ipe->failures - 1;
 	pthread_mutex_unlock(&delay_lock);
 	ms = base_ms << shift;
 	return ms > AUTH_DELAY_MAX_MS ? AUTH_DELAY_MAX_MS : ms;
 }
 
 void
-auth_delay_success(const char *ip)
+auth_delay_success(const char *ip, const char *login)
 {
-	struct delay_entry *e, **pp;
+	struct delay_entry *ipe, *pe;
+	time_t now = time(NULL);
+	char key[320];
 
+	snprintf(key, sizeof(key), "%s|%s", ip, login != NULL ? login : "");
 	pthread_mutex_lock(&delay_lock);
-	for (pp = &delays; (e = *pp) != NULL; pp = &e->next) {
-		if (strcmp(e->ip, ip) == 0) {
-			*pp = e->next;
-			free(e);
-			break;
+	pe = delay_find(key, false, now);
+	if (pe != NULL) {
+		ipe = delay_find(ip, false, now);
+		if (ipe != NULL) {
+			ipe->failures = ipe->failures > pe->failures ?
+			    ipe->failures - pe->failures : 0;
+			if (ipe->failures == 0)
+				delay_unlink(ipe);
 		}
+		delay_unlink(pe);
 	}
 	pthread_mutex_unlock(&delay_lock);
 }

@@ -14,13 +14,28 @@
 struct dir;
 struct dir_user;
 
-enum auth_result { AUTH_OK, AUTH_FAIL, AUTH_TEMPFAIL };
+/* AUTH_THROTTLED: refused by the password-guessing limits without a
+ * check (see throttle.h); callers answer it exactly like AUTH_FAIL. */
+enum auth_result { AUTH_OK, AUTH_FAIL, AUTH_TEMPFAIL, AUTH_THROTTLED };
 
 /* Set the cache TTL in seconds (0 = no cache). Thread-safe to call once
  * at start. */
 void auth_cache_setup(unsigned ttl);
+/* Set the password-guessing limits (0 = no limit); without a call, none. */
+void auth_throttle_setup(unsigned max_per_ip, unsigned max_per_user,
+    unsigned lockout_s);
+/* ip: the client's address, for the limits. An unknown user or one that
+ * may not log in costs the same crypt() as a wrong password. */
 enum auth_result auth_login(struct dir *dir, const char *login,
-    const char *password, struct dir_user *u_r);
+    const char *password, const char *ip, struct dir_user *u_r);
+
+/* About how long a failed check takes (ms, a moving average): what a
+ * caller adds to the delay of an AUTH_THROTTLED answer so that it takes
+ * as long as a wrong password without spending the CPU. */
+unsigned auth_check_ms(void);
+/* Fold the time of one failed check (ms) into auth_check_ms(): the auth
+ * process times auth_login(), a worker the round trip to it. */
+void auth_check_ms_note(long ms);
 
 /* SASL PLAIN (RFC 4616): base64 of [authzid] NUL authcid NUL passwd.
  * 0 ok (malloc'd strings; an authzid other than empty or authcid is
@@ -28,10 +43,12 @@ enum auth_result auth_login(struct dir *dir, const char *login,
 int sasl_plain_decode(const char *b64, size_t len, char **authcid_r,
     char **passwd_r);
 
-/* Per-IP failed-login delay, growing with each failure (SPEC: answered
- * only after a delay). Returns the delay in milliseconds for this failure
- * and remembers it; auth_delay_success() forgets the address. */
-unsigned auth_delay_failure(const char *ip, unsigned base_ms);
-void auth_delay_success(const char *ip);
+/* Failed-login delay per client IP, growing with each failure (SPEC:
+ * answered only after a delay). Returns the delay in milliseconds for this
+ * failure and remembers it; auth_delay_success() takes back the failures
+ * of that (IP, login) only, not those for other logins. */
+unsigned auth_delay_failure(const char *ip, const char *login,
+    unsigned base_ms);
+void auth_delay_success(const char *ip, const char *login);
 
 #endif

@@ -5,6 +5,8 @@
  * crypt_r's failure tokens ("*0", "*1") and locked hashes never match.
  */
 #include <crypt.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,4 +97,35 @@ password_hash(const char *plain, enum password_scheme scheme,
 	explicit_bzero(data, sizeof(*data));
 	free(data);
 	return result;
+}
+
+/* A hash of the default scheme for logins that have none to check (an
+ * unknown user, a login not allowed), so that they cost the same crypt()
+ * as a wrong password for a real user. */
+static char *dummy_hash;
+static pthread_once_t dummy_once = PTHREAD_ONCE_INIT;
+static atomic_ulong dummy_checks;
+
+static void
+dummy_make(void)
+{
+	const char *err;
+
+	dummy_hash = password_hash("petrel dummy password",
+	    PASSWORD_DEFAULT_SCHEME, &err);
+}
+
+void
+password_verify_dummy(const char *plain)
+{
+	pthread_once(&dummy_once, dummy_make);
+	atomic_fetch_add(&dummy_checks, 1);
+	if (dummy_hash != NULL)
+		(void)password_verify(plain, dummy_hash);
+}
+
+unsigned long
+password_dummy_checks(void)
+{
+	return atomic_load(&dummy_checks);
 }

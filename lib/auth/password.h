@@ -10,6 +10,8 @@ enum password_scheme {
 	PASSWORD_SHA512,
 	PASSWORD_BCRYPT,
 };
+/* The scheme new hashes use unless told otherwise. */
+#define PASSWORD_DEFAULT_SCHEME PASSWORD_YESCRYPT
 
 int password_scheme_parse(const char *name, enum password_scheme *scheme_r);
 /* true only if hash is a usable crypt(3) hash and plain matches it.
@@ -20,5 +22,11 @@ char *password_hash(const char *plain, enum password_scheme scheme,
     const char **error_r);
 /* Whether a stored value looks like a crypt(3) hash we can verify. */
 bool password_hash_usable(const char *hash);
+/* Runs the same crypt() as password_verify() against a dummy hash of
+ * the default scheme and throws the result away: for logins without a
+ * hash to check, so that their timing does not tell. */
+void password_verify_dummy(const char *plain);
+/* How many dummy checks ran (for tests). */
+unsigned long password_dummy_checks(void);
 
 #endif

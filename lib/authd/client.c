@@ -249,7 +249,11 @@ authc_login(struct authc *ac, const char *login, const char *password,
 	case AUTHD_LOGIN_TEMPFAIL:
 		result = AUTH_TEMPFAIL;
 		break;
-	default:	/* FAIL, THROTTLED: answered alike */
+	case AUTHD_LOGIN_THROTTLED:
+		/* answered like a failure, after a delay (session.c) */
+		result = AUTH_THROTTLED;
+		break;
+	default:
 		result = AUTH_FAIL;
 	}
 	if (result == AUTH_OK && (rep.address == NULL ||

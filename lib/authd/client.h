@@ -31,7 +31,8 @@ void authc_thread_deinit(void *state);
 void authc_route(struct authc *ac, const char *address, bool may_relay,
     struct route_result *res);
 /* auth_login() through the auth process: an enum auth_result (AUTH_OK,
- * AUTH_FAIL, AUTH_TEMPFAIL; a lock-out is AUTH_FAIL). On AUTH_OK u_r
+ * AUTH_FAIL, AUTH_TEMPFAIL, AUTH_THROTTLED when the auth process's
+ * password-guessing limits refused it without a check). On AUTH_OK u_r
  * holds address, home, maildir, uid, gid (never the hash) and *quota_r
  * the quota in bytes (0 = none). password is not kept. */
 int authc_login(struct authc *ac, const char *login, const char *password,

@@ -84,6 +84,10 @@
 #define IMAP_LITERAL_MAX (64 * 1024)
 #define IMAP_CMD_MAX (1024 * 1024)
 #define IMAP_BAD_MAX 20
+/* IMAP before login: a whole command (its lines and literals) is at
+ * most this; LOGIN and AUTHENTICATE need far less. A client that has
+ * not logged in holds no more of the server's memory than this. */
+#define IMAP_PREAUTH_CMD_MAX (8 * 1024)
 /* A FETCH answer is produced this many bytes at a time, so a big FETCH
  * neither holds the whole answer in memory nor starves other sessions. */
 #define IMAP_FETCH_CHUNK (256 * 1024)

@@ -9,7 +9,8 @@
  * section 4, "250 after DATA means the message is on stable storage".
  *
  * Trust: the routes come from lib/route (maildir paths already confined
- * to mail_root); the sender, addresses and body are the client's and are
+ * to mail_root by name; no symbolic link below mail_root is followed,
+ * checked here); the sender, addresses and body are the client's and are
  * only copied, never interpreted here.
  */
 #include <errno.h>
@@ -45,8 +46,8 @@ tmp_write_cb(void *ctx, const void *data, size_t len)
 }
 
 static int
-deliver_maildir(const struct deliver_msg *msg, const struct route_dest *d,
-    const char **error_r)
+deliver_maildir(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
+    const struct route_dest *d, const char **error_r)
 {
 	struct tmp_writer w = { NULL, NULL };
 	str_t head = STR_INIT;
@@ -55,7 +56,11 @@ deliver_maildir(const struct deliver_msg *msg, const struct route_dest *d,
 
 	str_printf(&head, "Return-Path: <%s>\nDelivered-To: %s\n%s",
 	    msg->sender, d->address, msg->prefix != NULL ? msg->prefix : "");
-	if (maildir_tmp_open(d->maildir, &w.tmp, error_r) < 0)
+	/* Never outside mail_root: a symbolic link on the way (the maildir,
+	 * a level above it, its tmp/ or new/) refuses the delivery, which
+	 * the caller answers with a temporary error. */
+	if (maildir_check_under(ctx->mail_root, d->maildir, error_r) < 0 ||
+	    maildir_tmp_open(d->maildir, &w.tmp, error_r) < 0)
 		goto out;
 	if (maildir_tmp_write(w.tmp, head.data, head.len, error_r) < 0) {
 		maildir_tmp_abort(&w.tmp);
@@ -162,7 +167,7 @@ deliver_message(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 				result->duplicates++;
 				continue;
 			}
-			if (deliver_maildir(msg, d, error_r) < 0) {
+			if (deliver_maildir(ctx, msg, d, error_r) < 0) {
 				ret = -1;
 				break;
 			}

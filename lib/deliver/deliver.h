@@ -25,6 +25,9 @@ struct spool;
 struct deliver_ctx {
 	const char *queue_dir;	/* the outbound queue (QUEUE_DIR) */
 	const char *dkim_dir;	/* DKIM keys (lib/dkim); NULL: never sign */
+	const char *mail_root;	/* no symbolic link below it on the way to
+				 * a maildir; NULL: only the maildir's own
+				 * directories are checked */
 };
 
 struct deliver_rcpt {

@@ -8,6 +8,17 @@
  * or an error raised before the server could have run the statement).
  * When the server stays unreachable the caller gets DIR_TEMPFAIL, which the
  * protocols turn into 4xx / temporary login failures.
+ *
+ * Exact lookups: a column's default collation (utf8mb4_general_ci,
+ * latin1_swedish_ci, ...) takes "alicé" for "alice", "mariá.test" for
+ * "maria.test" and, with PAD SPACE, "alice " for "alice". A placeholder
+ * whose value holds anything but printable ASCII without spaces is sent as
+ * CAST(? AS BINARY): a binary string of implicit derivation, which makes
+ * MariaDB and MySQL compare byte for byte (no accent folding, no padding).
+ * A plain ASCII value is compared under the column's collation as before,
+ * so that the ASCII case-insensitivity of the howto tables (a stored
+ * "Alice@Example.org" found by the lower-cased "alice@example.org") stays.
+ * INSERT statements are sent as written (values go into columns there).
  */
 #include <errmsg.h>
 #include <mysql.h>
@@ -287,6 +298,67 @@ out:
 	return ret;
 }
 
+/* Must this value be compared byte for byte (see the top)? */
+static bool
+mdb_needs_exact(const char *v)
+{
+	for (const unsigned char *p = (const unsigned char *)v; *p != '\0';
+	    p++) {
+		if (*p <= ' ' || *p >= 0x7f)
+			return true;
+	}
+	return false;
+}
+
+/* sql with each placeholder whose value needs an exact comparison
+ * written as CAST(? AS BINARY); NULL when there is none (or an INSERT). */
+static char *
+mdb_exact_sql(const char *sql, const char *const *values, size_t nvalues)
+{
+	str_t out = STR_INIT;
+	const char *p = sql;
+	char quote = 0;
+	size_t k = 0;
+	bool any = false;
+
+	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+		p++;
+	if (strncasecmp(p, "INSERT", 6) == 0 || strncasecmp(p, "REPLACE", 7) == 0)
+		return NULL;
+	for (p = sql; *p != '\0'; p++) {
+		if (quote != 0) {
+			if (*p == '\\' && p[1] != '\0' && quote != '`')
+				str_append_c(&out, *p++);
+			else if (*p == quote)
+				quote = 0;
+			str_append_c(&out, *p);
+			continue;
+		}
+		if (*p == '\'' || *p == '"' || *p == '`') {
+			quote = *p;
+			str_append_c(&out, *p);
+			continue;
+		}
+		if (*p != '?') {
+			str_append_c(&out, *p);
+			continue;
+		}
+		if (k < nvalues && values[k] != NULL &&
+		    mdb_needs_exact(values[k])) {
+			str_append(&out, "CAST(? AS BINARY)");
+			any = true;
+		} else {
+			str_append_c(&out, '?');
+		}
+		k++;
+	}
+	if (!any) {
+		str_free(&out);
+		return NULL;
+	}
+	return str_steal(&out);
+}
+
 static void
 rows_reset(struct dir_rows *rows)
 {
@@ -304,26 +376,33 @@ mdb_query(void *ctx, const char *sql, const char *const *values,
 	bool before_exec, readonly;
 	unsigned err;
 	int r;
+	char *exact = mdb_exact_sql(sql, values, nvalues);
 
 	readonly = strncasecmp(sql, "SELECT", 6) == 0;
+	if (exact != NULL)
+		sql = exact;
+	r = DIR_TEMPFAIL;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		str_truncate(error, 0);
 		rows_reset(rows);
 		r = mdb_try(c, sql, values, nvalues, rows, error, &err,
 		    &before_exec);
 		if (r == DIR_OK)
-			return DIR_OK;
+			break;
 		if (!mdb_conn_error(err) || c->conn == NULL) {
 			if (err != 0 && mdb_conn_error(err))
 				mdb_drop(c);
-			return mdb_temp_error(err) ? DIR_TEMPFAIL : DIR_FAIL;
+			r = mdb_temp_error(err) ? DIR_TEMPFAIL : DIR_FAIL;
+			break;
 		}
 		/* The connection broke: drop it; retry once if safe. */
+		r = DIR_TEMPFAIL;
 		mdb_drop(c);
 		if (!readonly && !before_exec)
 			break;
 	}
-	return DIR_TEMPFAIL;
+	free(exact);
+	return r;
 }
 
 const struct dir_driver dir_driver_mariadb = {

@@ -24,6 +24,21 @@
  * stay small). */
 #define BUF_KEEP 4096
 
+/* The bounds of this step: before login, preauth_max caps each. */
+static uint64_t
+cap(const struct imap_framer *f, uint64_t v)
+{
+	if (f->noauth && f->lim.preauth_max > 0 && f->lim.preauth_max < v)
+		return f->lim.preauth_max;
+	return v;
+}
+
+static uint64_t
+cmd_max(const struct imap_framer *f)
+{
+	return cap(f, f->lim.cmd_max);
+}
+
 void
 imap_framer_init(struct imap_framer *f, const struct imap_framer_limits *lim)
 {
@@ -160,7 +175,7 @@ refused_end(struct imap_framer *f, bool lit, uint64_t size, bool nonsync,
     struct imap_frame *ev)
 {
 	if (lit && nonsync) {
-		if (size > f->lim.cmd_max) {
+		if (size > cmd_max(f)) {
 			ev->bye = "Literal too large";
 			f->closed = true;
 			return true;
@@ -192,10 +207,12 @@ refuse(struct imap_framer *f, struct imap_frame *ev, const char *status,
 	refused_end(f, lit, size, nonsync, ev);
 }
 
-/* The current line reached line_max + 2 bytes without its LF: drop it
+/* The current line reached line_max + 2 bytes without its LF (or, before
+ * login, the command reached preauth_max + 2: text says which): drop it
  * up to its end. Returns true with an event to give. */
 static bool
-line_too_long(struct imap_framer *f, unsigned flags, struct imap_frame *ev)
+line_too_long(struct imap_framer *f, unsigned flags, const char *text,
+    struct imap_frame *ev)
 {
 	bool answer = false;
 
@@ -209,7 +226,7 @@ line_too_long(struct imap_framer *f, unsigned flags, struct imap_frame *ev)
 		ev->type = IMAP_FRAME_REFUSE;
 		ev->tag = f->tag;
 		ev->status = "BAD";
-		ev->text = "Line too long";
+		ev->text = text;
 		answer = true;
 	}
 	buf_reset(f, !f->append);
@@ -255,7 +272,7 @@ line_done(struct imap_framer *f, unsigned flags, struct imap_frame *ev)
 	}
 	append = (flags & IMAP_FRAMER_APPEND) &&
 	    is_append(f->buf.data, f->line_start);
-	limit = append ? f->lim.append_max + f->lim.cmd_max : f->lim.cmd_max;
+	limit = append ? f->lim.append_max + f->lim.cmd_max : cmd_max(f);
 	if (f->buf.len > limit) {
 		refuse(f, ev, "BAD", "Command too long", line, n);
 		return true;
@@ -269,12 +286,20 @@ line_done(struct imap_framer *f, unsigned flags, struct imap_frame *ev)
 	}
 	append = (flags & IMAP_FRAMER_APPEND) &&
 	    is_append(f->buf.data, f->buf.len);
-	if (size > (append ? f->lim.append_max : f->lim.literal_max)) {
+	limit = append ? f->lim.append_max : cap(f, f->lim.literal_max);
+	if (size > limit) {
 		if (append)
 			refuse(f, ev, "NO", "[TOOBIG] Message too large", line,
 			    n);
 		else
 			refuse(f, ev, "BAD", "Literal too large", line, n);
+		return true;
+	}
+	/* before login, a literal that would take the command past its
+	 * bound is refused before its data comes */
+	if (f->noauth && f->lim.preauth_max > 0 &&
+	    f->buf.len + 2 + size > cmd_max(f)) {
+		refuse(f, ev, "BAD", "Command too long", line, n);
 		return true;
 	}
 	buf_add(f, "\r\n", 2);
@@ -315,6 +340,7 @@ imap_framer_step(struct imap_framer *f, char *in, size_t len, unsigned flags,
 	size_t used = 0;
 
 	memset(ev, 0, sizeof(*ev));
+	f->noauth = (flags & IMAP_FRAMER_NOAUTH) != 0;
 	if (f->delivered)
 		buf_reset(f, true);
 	if (f->closed) {
@@ -324,7 +350,8 @@ imap_framer_step(struct imap_framer *f, char *in, size_t len, unsigned flags,
 	}
 	for (;;) {
 		char *p = in + used, *lf;
-		size_t avail = len - used, n, k;
+		size_t avail = len - used, n, k, line, ck;
+		const char *why = "Line too long";
 
 		if (f->lit_left > 0) {
 			if (avail == 0)
@@ -356,8 +383,20 @@ imap_framer_step(struct imap_framer *f, char *in, size_t len, unsigned flags,
 		}
 		if (avail == 0)
 			break;
-		/* k more bytes without a LF make the line too long */
-		k = f->lim.line_max + 2 - (f->buf.len - f->line_start);
+		/* k more bytes without a LF make the line too long (before
+		 * login: or the command) */
+		line = f->buf.len - f->line_start;
+		k = line < cap(f, f->lim.line_max) + 2 ?
+		    (size_t)cap(f, f->lim.line_max) + 2 - line : 0;
+		if (f->noauth && f->lim.preauth_max > 0 &&
+		    !(flags & IMAP_FRAMER_PLAIN)) {
+			ck = f->buf.len < cmd_max(f) + 2 ?
+			    (size_t)cmd_max(f) + 2 - f->buf.len : 0;
+			if (ck < k) {
+				k = ck;
+				why = "Command too long";
+			}
+		}
 		lf = memchr(p, '\n', avail < k ? avail : k);
 		if (lf == NULL) {
 			n = avail < k ? avail : k;
@@ -366,7 +405,7 @@ imap_framer_step(struct imap_framer *f, char *in, size_t len, unsigned flags,
 			used += n;
 			if (n < k)
 				break;
-			if (line_too_long(f, flags, ev))
+			if (line_too_long(f, flags, why, ev))
 				break;
 			continue;
 		}

@@ -26,6 +26,13 @@
  *    cmd_max ("* BYE Literal too large" and close: RFC 7888 4);
  *  - a command whose lines and literals exceed cmd_max (append_max +
  *    cmd_max for an APPEND) is refused ("BAD Command too long").
+ *  - before login (IMAP_FRAMER_NOAUTH), preauth_max takes the place of
+ *    each of line_max, literal_max and cmd_max where it is smaller, and
+ *    the command is refused as soon as its size would pass it: a line
+ *    that would ("BAD Command too long", dropped up to its LF), a literal
+ *    that would (refused before its data is read, as above; a LITERAL+
+ *    one over preauth_max closes). A client that has not logged in never
+ *    holds more than about preauth_max bytes of the framer.
  * After a refusal the rest of the command (its later lines and LITERAL+
  * literals) is dropped unread as commands, so literal data never runs as
  * a command.
@@ -49,6 +56,10 @@ struct imap_framer_limits {
 	uint64_t literal_max;	/* IMAP_LITERAL_MAX */
 	uint64_t cmd_max;	/* IMAP_CMD_MAX */
 	uint64_t append_max;	/* message_size_limit */
+	/* Before login (IMAP_FRAMER_NOAUTH): the whole command, lines and
+	 * literals, is at most this (IMAP_PREAUTH_CMD_MAX), and so is each
+	 * line and literal; 0: no such bound. */
+	uint64_t preauth_max;
 };
 
 /* Flags for imap_framer_step(), as the session stands. */
@@ -57,6 +68,8 @@ struct imap_framer_limits {
 #define IMAP_FRAMER_PLAIN	0x1
 /* Logged in: an APPEND may carry literals up to append_max. */
 #define IMAP_FRAMER_APPEND	0x2
+/* Not logged in: preauth_max bounds the command as it arrives. */
+#define IMAP_FRAMER_NOAUTH	0x4
 
 enum imap_frame_type {
 	IMAP_FRAME_NONE,	/* all input consumed, no event */
@@ -96,6 +109,7 @@ struct imap_framer {
 	bool append;		/* buf holds an APPEND's literal (not wiped) */
 	bool delivered;		/* buf holds a COMMAND or LINE given out */
 	bool closed;		/* CLOSE given: input is dropped */
+	bool noauth;		/* this step: IMAP_FRAMER_NOAUTH */
 	uint64_t unwiped;	/* APPEND literal bytes taken and not wiped,
 				   in all (for tests) */
 	char tail[IMAP_FRAMER_TAIL];	/* skip_line: its last bytes */

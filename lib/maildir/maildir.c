@@ -152,9 +152,76 @@ dsync_dir(const char *dir, const char **error_r)
 	return ret;
 }
 
-/* mkdir one directory; existing directory is fine. */
+/* lstat(path): a directory (0), missing (1), else -1 with the reason;
+ * with !strict only a symbolic link is refused (another file type fails
+ * where it is used). */
 static int
-mkdir_one(const char *path, const char **error_r)
+dir_nolink(const char *path, bool strict, const char **error_r)
+{
+	struct stat st;
+
+	if (lstat(path, &st) == -1) {
+		if (errno == ENOENT)
+			return 1;
+		return err_fail(error_r, errno, "lstat(%s) failed: %s", path,
+		    strerror(errno));
+	}
+	if (S_ISLNK(st.st_mode))
+		return err_fail(error_r, ERR_OTHER,
+		    "%s is a symbolic link: refused", path);
+	if (strict && !S_ISDIR(st.st_mode))
+		return err_fail(error_r, ERR_OTHER,
+		    "%s exists and is not a directory", path);
+	return 0;
+}
+
+int
+maildir_check_dirs(const char *maildir, const char **error_r)
+{
+	static const char *const subdirs[] = { "cur", "new", "tmp" };
+	char *root = path_trim(maildir);
+	int r = dir_nolink(root, false, error_r);
+
+	for (size_t i = 0; r >= 0 && i < 3; i++) {
+		char *sub = xasprintf("%s/%s", root, subdirs[i]);
+
+		r = dir_nolink(sub, false, error_r);
+		free(sub);
+	}
+	free(root);
+	return r < 0 ? -1 : 0;
+}
+
+int
+maildir_check_under(const char *root, const char *maildir,
+    const char **error_r)
+{
+	char *r = root != NULL ? path_trim(root) : NULL;
+	char *copy = path_trim(maildir);
+	size_t rlen = r != NULL ? strlen(r) : 0;
+	int ret = 0;
+
+	if (r != NULL && rlen > 0 && strncmp(copy, r, rlen) == 0 &&
+	    copy[rlen] == '/') {
+		for (char *p = copy + rlen + 1; *p != '\0' && ret >= 0; p++) {
+			if (*p != '/' || p[-1] == '/')
+				continue;
+			*p = '\0';
+			ret = dir_nolink(copy, false, error_r);
+			*p = '/';
+		}
+	}
+	if (ret >= 0)
+		ret = maildir_check_dirs(copy, error_r);
+	free(copy);
+	free(r);
+	return ret < 0 ? -1 : 0;
+}
+
+/* mkdir one directory; an existing directory is fine (through a symbolic
+ * link only if follow: the levels above a maildir). */
+static int
+mkdir_one(const char *path, bool follow, const char **error_r)
 {
 	struct stat st;
 
@@ -163,6 +230,8 @@ mkdir_one(const char *path, const char **error_r)
 	if (errno != EEXIST)
 		return err_fail(error_r, errno, "mkdir(%s) failed: %s", path,
 		    strerror(errno));
+	if (!follow)
+		return dir_nolink(path, true, error_r) < 0 ? -1 : 0;
 	if (stat(path, &st) == -1)
 		return err_fail(error_r, errno, "stat(%s) failed: %s", path,
 		    strerror(errno));
@@ -187,13 +256,13 @@ mkdir_parents(const char *path, const char **error_r)
 		if (p[-1] == '/')
 			continue;	/* "a//b" */
 		*p = '\0';
-		ret = mkdir_one(copy, error_r);
+		ret = mkdir_one(copy, true, error_r);
 		*p = '/';
 		if (ret < 0)
 			break;
 	}
 	if (ret == 0)
-		ret = mkdir_one(copy, error_r);
+		ret = mkdir_one(copy, false, error_r);
 	free(copy);
 	return ret;
 }
@@ -214,7 +283,7 @@ maildir_make(const char *path, const char **error_r)
 	ret = 0;
 	for (i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
 		sub = xasprintf("%s/%s", root, subdirs[i]);
-		ret = mkdir_one(sub, error_r);
+		ret = mkdir_one(sub, false, error_r);
 		free(sub);
 		if (ret < 0)
 			break;
@@ -375,6 +444,9 @@ maildir_tmp_open(const char *maildir, struct maildir_tmp **tmp_r,
 	*tmp_r = NULL;
 	if (maildir == NULL || *maildir == '\0')
 		return err_fail(error_r, ERR_OTHER, "empty maildir path");
+	/* tmp/ and new/ are written: never through a symbolic link */
+	if (maildir_check_dirs(maildir, error_r) < 0)
+		return -1;
 	tmp = xmalloc(sizeof(*tmp));
 	tmp->fd = -1;
 	tmp->maildir = path_trim(maildir);
@@ -697,13 +769,20 @@ copy_into(const char *src, const char *maildir, const char *flags,
 {
 	struct maildir_tmp *tmp;
 	char buf[65536];
+	struct stat st;
 	ssize_t n;
 	int fd;
 
-	fd = open(src, O_RDONLY | O_CLOEXEC);
+	/* a message is a regular file: never through a symbolic link */
+	fd = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd == -1)
 		return err_fail(error_r, errno, "open(%s) failed: %s", src,
 		    strerror(errno));
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return err_fail(error_r, ERR_OTHER,
+		    "%s is not a regular file", src);
+	}
 	if (maildir_tmp_open(maildir, &tmp, error_r) < 0) {
 		close(fd);
 		return -1;

@@ -53,6 +53,17 @@ void maildir_clean_tmp(const char *dir, const char *who);
  * itself). */
 bool maildir_folder_name_valid(const char *folder);
 
+/* Symbolic links (docs/security.md): the maildir itself and its cur/
+ * new/ tmp/ must not be symbolic links (lstat). A missing one is fine
+ * (it is made later). 0 ok, -1 refused (error_r says which path). */
+int maildir_check_dirs(const char *maildir, const char **error_r);
+
+/* The same for every path component of maildir below root (root itself,
+ * the admin's choice, may be a symbolic link), then maildir_check_dirs().
+ * root NULL, or maildir not under root: only maildir_check_dirs(). */
+int maildir_check_under(const char *root, const char *maildir,
+    const char **error_r);
+
 /* Create maildir/.<folder> with cur/ new/ tmp/ and an empty
  * "maildirfolder" file, making the parent maildir first if missing.
  * Parent levels ("Archive" for "Archive.2024") are not created, as with

@@ -317,22 +317,31 @@ scan_dir(const char *dir, int64_t *bytes, int64_t *count,
 	struct stat st;
 	uint64_t size;
 	DIR *d;
+	int fd;
 
-	d = opendir(dir);
+	/* new/ or cur/ as a symbolic link is not counted (nor followed) */
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	d = fd >= 0 ? fdopendir(fd) : NULL;
 	if (d == NULL) {
-		if (errno == ENOENT || errno == ENOTDIR)
+		int e = errno;
+
+		if (fd >= 0)
+			close(fd);
+		errno = e;
+		if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP)
 			return 0;
 		return err_fail(error_r, errno, "opendir(%s) failed: %s", dir,
 		    strerror(errno));
 	}
 	for (errno = 0; (de = readdir(d)) != NULL; errno = 0) {
-		if (de->d_name[0] == '.')
-			continue;
+		if (de->d_name[0] == '.' || de->d_type == DT_LNK)
+			continue;	/* a symbolic link is no message */
 		if (maildir_name_parse(de->d_name, strlen(de->d_name),
 		    &name) == 0 && name.has_size) {
 			size = name.size;
 		} else {
-			if (fstatat(dirfd(d), de->d_name, &st, 0) == -1) {
+			if (fstatat(dirfd(d), de->d_name, &st,
+			    AT_SYMLINK_NOFOLLOW) == -1) {
 				if (errno == ENOENT)
 					continue;	/* expunged meanwhile */
 				err_fail(error_r, errno,
@@ -390,8 +399,9 @@ is_folder(int rootfd, const char *name)
 	char *p;
 	bool ret;
 
-	if (fstatat(rootfd, name, &st, 0) == -1 || !S_ISDIR(st.st_mode))
-		return false;
+	if (fstatat(rootfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
+	    !S_ISDIR(st.st_mode))
+		return false;	/* a symbolic link is no folder */
 	p = xasprintf("%s/maildirfolder", name);
 	ret = fstatat(rootfd, p, &st, 0) == 0;
 	free(p);

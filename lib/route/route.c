@@ -65,30 +65,54 @@ route_result_clear(struct route_result *res)
 char *
 route_maildir_path(const char *mail_root, const char *maildir)
 {
-	const char *p;
+	const char *rel = maildir, *p, *e;
+	size_t n, ncomp = 0;
+	str_t out = STR_INIT;
 
-	if (maildir == NULL || maildir[0] == '\0')
+	if (maildir == NULL || maildir[0] == '\0' || mail_root == NULL)
 		return NULL;
-	/* No ".." path component anywhere. */
-	for (p = maildir; *p != '\0'; p++) {
-		if ((p == maildir || p[-1] == '/') && p[0] == '.' &&
-		    p[1] == '.' && (p[2] == '/' || p[2] == '\0'))
-			return NULL;
-	}
+	n = strlen(mail_root);
+	while (n > 1 && mail_root[n - 1] == '/')
+		n--;
 	if (maildir[0] == '/') {
 		/* A full path (the howtos store them) must still lie inside
 		 * mail_root: a directory row may not send mail, or a login,
 		 * anywhere else on the machine. */
-		size_t n = strlen(mail_root);
-
-		while (n > 1 && mail_root[n - 1] == '/')
-			n--;
-		if (strncmp(maildir, mail_root, n) != 0 || maildir[n] != '/' ||
-		    maildir[n + 1] == '\0')
+		if (n == 1 && mail_root[0] == '/')
+			rel = maildir + 1;
+		else if (strncmp(maildir, mail_root, n) == 0 &&
+		    maildir[n] == '/')
+			rel = maildir + n + 1;
+		else
 			return NULL;
-		return xstrdup(maildir);
 	}
-	return xasprintf("%s/%s", mail_root, maildir);
+	/* Normalise the part below mail_root: empty and "." components go,
+	 * ".." is refused, and at least one real component must remain, so
+	 * that "ROOT//", "ROOT/.", "./" or "." never make mail_root itself
+	 * somebody's maildir. */
+	if (!(n == 1 && mail_root[0] == '/'))
+		str_append_n(&out, mail_root, n);
+	for (p = rel; *p != '\0'; p = *e == '\0' ? e : e + 1) {
+		e = strchr(p, '/');
+		if (e == NULL)
+			e = p + strlen(p);
+		if (e == p || (e - p == 1 && p[0] == '.'))
+			continue;
+		if (e - p == 2 && p[0] == '.' && p[1] == '.') {
+			str_free(&out);
+			return NULL;
+		}
+		str_append(&out, "/");
+		str_append_n(&out, p, (size_t)(e - p));
+		ncomp++;
+	}
+	if (ncomp == 0) {
+		str_free(&out);
+		return NULL;
+	}
+	if (maildir[strlen(maildir) - 1] == '/')
+		str_append(&out, "/");
+	return str_steal(&out);
 }
 
 static void
@@ -162,8 +186,9 @@ try_user(struct ctx *c, const char *lookup, const char *address)
 		return 0;
 	path = route_maildir_path(c->rc->mail_root, u.maildir);
 	if (path == NULL) {
-		log_error("user %s has an unusable maildir '%s'", lookup,
-		    u.maildir);
+		log_error("user %s has an unusable maildir '%s': it must "
+		    "name a directory strictly below mail_root %s, without "
+		    "'..'", lookup, u.maildir, c->rc->mail_root);
 		dir_user_clear(&u);
 		fail(c, ROUTE_CONFIG, "unusable maildir");
 		return -1;

@@ -5,8 +5,10 @@
  * Trust: the client is hostile. Connections are counted per listener,
  * in total and per address, before a byte is read; a command line has a
  * deadline from its first byte (a client trickling bytes cannot hold a
- * session for ever); replies that a client does not read are given a
- * bounded time to leave after the goodbye, then the session is freed.
+ * session for ever); a protocol with login_timeout closes a session that
+ * has not logged in within it; replies that a client does not read are
+ * given a bounded time to leave after the goodbye, then the session is
+ * freed.
  * Passwords are wiped from memory on every path (session_wipe).
  */
 #include <errno.h>
@@ -107,6 +109,9 @@ session_server_init(struct session_server *srv, const struct session_ops *ops,
 	srv->timeout = (unsigned)config_get_uint(cfg, ops->timeout_key);
 	if (srv->timeout == 0)
 		srv->timeout = ops->default_timeout;
+	if (ops->login_timeout)
+		srv->login_timeout = (unsigned)config_get_uint(cfg,
+		    "login_timeout");
 	srv->fail_delay_ms = (unsigned)config_get_uint(cfg, "auth_fail_delay");
 	srv->plaintext = config_get(cfg, "allow_plaintext_auth");
 	srv->own = node_counters_private(SESSION_LISTENERS_MAX);
@@ -355,6 +360,25 @@ session_resume(struct session *s)
 	}
 }
 
+/* login_timeout: not logged in yet. A login in flight gets its answer
+ * first (a second later, again). */
+static void
+login_expired(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	struct timeval tv = { 1, 0 };
+
+	if (s->quit)
+		return;		/* closing anyway, in bounded time */
+	if (s->busy && !s->dead) {
+		evtimer_add(s->login_ev, &tv);
+		return;
+	}
+	log_info("%016llx: %s: not logged in within %u s, from %s", SID(s),
+	    s->srv->ops->proto, s->srv->login_timeout, s->peer);
+	session_event(s->bev, BEV_EVENT_TIMEOUT | BEV_EVENT_READING, s);
+}
+
 static void
 session_read(struct bufferevent *bev, void *arg)
 {
@@ -450,6 +474,8 @@ session_free(struct session *s)
 		event_free(s->close_ev);
 	if (s->line_ev != NULL)
 		event_free(s->line_ev);
+	if (s->login_ev != NULL)
+		event_free(s->login_ev);
 	bufferevent_free(s->bev);
 	free(s->login_name);
 	session_wipe(&s->login_pass);
@@ -538,6 +564,12 @@ session_accept(struct session_server *srv, unsigned listener, int fd,
 	conn_set_watermarks(s->bev);
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	if (srv->login_timeout > 0) {
+		struct timeval ltv = { (time_t)srv->login_timeout, 0 };
+
+		s->login_ev = evtimer_new(srv->base, login_expired, s);
+		evtimer_add(s->login_ev, &ltv);
+	}
 	log_info("%016llx: %s connect from %s (%s)", SID(s), srv->ops->proto,
 	    s->peer, l->name);
 	srv->ops->greet(s);
@@ -663,9 +695,18 @@ login_run(struct job *job, void *state)
 	    offsetof(struct session, login_job));
 	struct authc *ac = state;
 	struct dir_user u;
+	struct timespec t0, t1;
 
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	s->login_result = authc_login(ac, s->login_name, s->login_pass, s->ip,
 	    s->srv->ops->proto, &u, &s->login_quota);
+	if (s->login_result == AUTH_FAIL) {
+		/* what a checked wrong password costs, round trip included:
+		 * a refusal (AUTH_THROTTLED) is held that much longer */
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		auth_check_ms_note((t1.tv_sec - t0.tv_sec) * 1000 +
+		    (t1.tv_nsec - t0.tv_nsec) / 1000000);
+	}
 	/* the password is not needed beyond the check */
 	session_wipe(&s->login_pass);
 	if (s->login_result != AUTH_OK)
@@ -690,12 +731,19 @@ login_finished(struct job *job)
 
 	session_wipe(&s->login_pass);
 	s->busy = false;
-	if (s->login_result == AUTH_FAIL) {
-		unsigned ms = auth_delay_failure(s->ip, s->srv->fail_delay_ms);
+	if (s->login_result == AUTH_FAIL ||
+	    s->login_result == AUTH_THROTTLED) {
+		unsigned ms = auth_delay_failure(s->ip, s->login_name,
+		    s->srv->fail_delay_ms);
 
-		log_info("%016llx: %s login failed: user=<%s>, %s (delay %u "
-		    "ms)", SID(s), s->srv->ops->proto, s->login_name, s->peer,
-		    ms);
+		if (s->login_result == AUTH_THROTTLED)
+			ms += auth_check_ms();
+
+		/* a refusal answers exactly like a wrong password */
+		log_info("%016llx: %s login %s: user=<%s>, %s (delay %u ms)",
+		    SID(s), s->srv->ops->proto,
+		    s->login_result == AUTH_THROTTLED ? "refused (locked)" :
+		    "failed", s->login_name, s->peer, ms);
 		if (!s->dead) {
 			session_hold(s, ms, login_failed);
 			return;
@@ -704,7 +752,9 @@ login_finished(struct job *job)
 		log_warn("%016llx: %s login: user=<%s>: temporary failure",
 		    SID(s), s->srv->ops->proto, s->login_name);
 	} else if (s->login_result == AUTH_OK) {
-		auth_delay_success(s->ip);
+		auth_delay_success(s->ip, s->login_name);
+		if (s->login_ev != NULL)
+			evtimer_del(s->login_ev);
 	}
 	if (!s->dead)
 		s->srv->ops->login_done(s, s->login_result);

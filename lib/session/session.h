@@ -3,8 +3,9 @@
 /*
  * The life cycle every line protocol shares (SMTP, submission, POP3,
  * IMAP; later LMTP and ManageSieve): accept with total and per-address
- * limits per listener, the idle timeout and the deadline for one command
- * line, STARTTLS, "close once the replies are out", drain at shutdown,
+ * limits per listener, the idle timeout, the deadline for one command
+ * line and the one for logging in (login_timeout), STARTTLS, "close
+ * once the replies are out", drain at shutdown,
  * unique 64-bit session ids in the logs, and one login path (a directory
  * job, the failed-login delay, the password wiped on every path).
  *
@@ -61,6 +62,9 @@ struct session_ops {
 	const char *listeners[SESSION_LISTENERS_MAX];
 	bool implicit_tls[SESSION_LISTENERS_MAX];	/* TLS from the start */
 	const char *timeout_key;
+	/* Whether login_timeout applies: a session that has not logged in
+	 * within it is closed with the timeout's goodbye (IMAP, POP3). */
+	bool login_timeout;
 	const char *refusal;
 	/* Timeout used when the configured one is 0. */
 	unsigned default_timeout;
@@ -108,6 +112,7 @@ struct session_server {
 	struct session_listener listeners[SESSION_LISTENERS_MAX];
 	char *hostname;
 	unsigned timeout;		/* seconds idle / per command line */
+	unsigned login_timeout;		/* seconds to log in; 0: none */
 	unsigned fail_delay_ms;		/* auth_fail_delay */
 	const char *plaintext;		/* allow_plaintext_auth */
 	unsigned nsessions;
@@ -133,6 +138,7 @@ struct session {
 	bool skip_line;		/* dropping the rest of an overlong line */
 	unsigned errors;	/* error replies so far */
 	struct event *close_ev, *line_ev, *delay_ev;
+	struct event *login_ev;	/* login_timeout, until a login */
 	void (*hold_fn)(struct session *s);	/* at the end of a hold */
 	long long quit_at_ms;	/* when quit was set (bounded flush) */
 

@@ -152,8 +152,10 @@ smtp_dot_line(struct smtp_dot *d, const char *line, size_t n,
 
 	if (d->bol && d->prev_crlf && crlf && n == 3 && line[0] == '.')
 		return true;	/* <CRLF>.<CRLF> */
-	/* RFC 5321 4.5.2: remove one leading dot. */
-	if (d->bol && n > 0 && line[0] == '.') {
+	/* RFC 5321 4.5.2: remove one leading dot, where a client stuffs one:
+	 * at the start of a line after CRLF. A dot after a bare LF is
+	 * content, kept (the outbound client stuffs it for the next hop). */
+	if (d->bol && d->prev_crlf && n > 0 && line[0] == '.') {
 		line++;
 		n--;
 	}
@@ -173,7 +175,7 @@ void
 smtp_dot_partial(struct smtp_dot *d, const char *p, size_t n,
     smtp_sink_fn sink, void *ctx)
 {
-	if (d->bol && n > 0 && p[0] == '.') {
+	if (d->bol && d->prev_crlf && n > 0 && p[0] == '.') {
 		p++;
 		n--;
 	}

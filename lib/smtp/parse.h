@@ -47,7 +47,9 @@ typedef void (*smtp_sink_fn)(void *ctx, const char *p, size_t n);
 
 /* DATA: dot-unstuffing and end-of-data detection. Only <CRLF>.<CRLF> ends
  * the data (a dot line after a bare LF or CR is content: no smuggling);
- * CRLF is stored as LF, every other byte as it came. */
+ * one leading dot is removed only after CRLF, where clients stuff it;
+ * CRLF is stored as LF, every other byte as it came (queue/outbound.c
+ * sends a bare CR or LF as a line end, dot-stuffed). */
 struct smtp_dot {
 	bool bol;		/* at the beginning of a line */
 	bool prev_crlf;		/* the previous line ended in CRLF */

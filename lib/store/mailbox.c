@@ -1556,13 +1556,17 @@ open_mode(const char *path, bool readonly, bool keep_new, struct mbox **mb_r,
 	mb->readonly = readonly;
 	p->keep_new = keep_new;
 	p->lock_fd = p->index_fd = p->cache_fd = -1;
-	for (int d = 0; d < 2; d++) {
-		char *dpath = xasprintf("%s/%s", mb->path, d ? "cur" : "new");
+	/* The folder and its cur/ new/ are its own: lstat, no symbolic
+	 * link (one could lead into another user's maildir). */
+	for (int d = 0; d < 3; d++) {
+		char *dpath = d == 2 ? xstrdup(mb->path) :
+		    xasprintf("%s/%s", mb->path, d ? "cur" : "new");
 
-		ret = stat(dpath, &st);
+		ret = lstat(dpath, &st);
 		if (ret < 0 || !S_ISDIR(st.st_mode)) {
 			mbox_fail(error_r, "%s: %s", dpath, ret < 0 ?
-			    strerror(errno) : "not a directory");
+			    strerror(errno) : S_ISLNK(st.st_mode) ?
+			    "a symbolic link: refused" : "not a directory");
 			free(dpath);
 			goto fail;
 		}
@@ -2024,6 +2028,8 @@ mbox_status(const char *path, uint32_t *uidvalidity_r, uint32_t *uidnext_r,
 
 	if (path == NULL || *path == '\0')
 		return mbox_fail(error_r, "empty mailbox path");
+	if (maildir_check_dirs(path, error_r) < 0)
+		return -1;	/* a symbolic link on the way: refused */
 	trimmed = path_trim(path);
 	r = mbox_index_read(trimmed, true, NULL, &idx, error_r);
 	if (r == MBOX_INDEX_OK && ts_set(idx.cur_mtime) &&

@@ -19,6 +19,7 @@
 #include "lib/base/err.h"
 #include "lib/base/fdio.h"
 #include "lib/base/log.h"
+#include "lib/maildir/maildir.h"
 #include "lib/maildir/quota.h"
 #include "lib/store/maildrop.h"
 #include "lib/store/mailbox.h"
@@ -27,10 +28,15 @@
 int
 store_drop_lock(const char *maildir, int *fd_r, const char **error_r)
 {
-	char *path = xasprintf("%s/%s", maildir, STORE_DROP_LOCK_NAME);
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	char *path;
+	int fd;
 
 	*fd_r = -1;
+	/* nothing is created through a symbolic link (docs/security.md) */
+	if (maildir_check_dirs(maildir, error_r) < 0)
+		return -1;
+	path = xasprintf("%s/%s", maildir, STORE_DROP_LOCK_NAME);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0 && errno == ENOENT) {
 		free(path);
 		return 0;	/* no maildir yet: an empty drop */
@@ -153,7 +159,8 @@ add_unindexed(const char *maildir, struct maildir_msg **msgs, size_t *n,
 			if (known)
 				continue;
 			path = xasprintf("%s/%s", dir, de->d_name);
-			if (stat(path, &st) < 0 || !S_ISREG(st.st_mode)) {
+			/* lstat: a symbolic link is no message */
+			if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode)) {
 				free(path);
 				continue;
 			}
@@ -261,10 +268,18 @@ store_drop_read(const char *maildir, struct maildir_msg *m,
 {
 	for (int attempt = 0; attempt < 2; attempt++) {
 		char *path = maildir_msg_path(maildir, m);
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
+		    O_NONBLOCK);
 		struct stat st;
 		int r;
 
+		if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+			close(fd);
+			fd = -1;
+			errno = EINVAL;
+		}
+		if (fd < 0 && errno == ELOOP)
+			errno = EINVAL;
 		if (fd < 0) {
 			if (errno != ENOENT) {
 				mbox_fail(error_r, "open %s: %s", path,

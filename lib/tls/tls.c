@@ -3,6 +3,7 @@
  * (The TLS session layer for the protocols builds on this module.)
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -204,23 +205,85 @@ struct tls_server {
 	SSL_CTX *ctx;
 };
 
+/* Mozilla "intermediate" (server side, v5.7): forward secrecy and AEAD
+ * only for TLS 1.2 -- no static RSA key exchange, no CBC. TLS 1.3 keeps
+ * OpenSSL's default suites (all AEAD, all forward secret). */
+#define TLS12_CIPHERS \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:" \
+	"DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:" \
+	"DHE-RSA-CHACHA20-POLY1305"
+#define TLS_GROUPS "X25519:prime256v1:secp384r1"
+#define TLS_SESSION_CACHE_SIZE 20480	/* sessions per worker */
+#define TLS_SESSION_TIMEOUT 7200	/* seconds */
+
+/* Session ticket keys (name, HMAC and AES key, 80 bytes) derived from
+ * the certificate's private key: every worker process loads the same
+ * key, so a ticket issued by one worker resumes with another, and
+ * replacing the key replaces the ticket keys. */
+static int
+set_ticket_keys(SSL_CTX *ctx)
+{
+	static const char *const labels[] = { "petrel ticket name",
+	    "petrel ticket hmac", "petrel ticket aes" };
+	EVP_PKEY *pkey = SSL_CTX_get0_privatekey(ctx);
+	unsigned char *der = NULL, h[32], keys[80];
+	int len, ret;
+
+	if (pkey == NULL || (len = i2d_PrivateKey(pkey, &der)) <= 0)
+		return -1;
+	crypto_hmac_sha256(der, (size_t)len, labels[0], strlen(labels[0]), h);
+	memcpy(keys, h, 16);
+	crypto_hmac_sha256(der, (size_t)len, labels[1], strlen(labels[1]), h);
+	memcpy(keys + 16, h, 32);
+	crypto_hmac_sha256(der, (size_t)len, labels[2], strlen(labels[2]), h);
+	memcpy(keys + 48, h, 32);
+	OPENSSL_clear_free(der, (size_t)len);
+	ret = SSL_CTX_set_tlsext_ticket_keys(ctx, keys, sizeof(keys)) == 1 ?
+	    0 : -1;
+	OPENSSL_cleanse(keys, sizeof(keys));
+	OPENSSL_cleanse(h, sizeof(h));
+	return ret;
+}
+
 struct tls_server *
 tls_server_new(const char *cert_path, const char *key_path,
-    const char **error_r)
+    const char *profile, const char **error_r)
 {
+	static const unsigned char sid_ctx[] = "petrel";
 	struct tls_server *ts;
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	bool modern = profile != NULL && strcmp(profile, "modern") == 0;
 
 	if (ctx == NULL) {
 		*error_r = tls_error("cannot create a TLS context for",
 		    cert_path);
 		return NULL;
 	}
-	/* TLS 1.2 and later only; no renegotiation, no compression. */
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	/* tls_profile: intermediate = TLS 1.2 and 1.3, modern = TLS 1.3
+	 * only; no renegotiation, no compression. The client's cipher
+	 * order is followed, as Mozilla's intermediate profile says: every
+	 * suite offered is strong. */
+	SSL_CTX_set_min_proto_version(ctx, modern ? TLS1_3_VERSION :
+	    TLS1_2_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION |
-	    SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+	    SSL_OP_NO_RENEGOTIATION);
+	SSL_CTX_clear_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	if (SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1 ||
+	    SSL_CTX_set1_groups_list(ctx, TLS_GROUPS) != 1 ||
+	    SSL_CTX_set_dh_auto(ctx, 1) != 1) {
+		*error_r = tls_error("cannot set the ciphers for", cert_path);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	/* Resumption: tickets (keys shared by the workers, see above) and
+	 * a server-side cache; the same session id context everywhere. */
+	SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+	SSL_CTX_sess_set_cache_size(ctx, TLS_SESSION_CACHE_SIZE);
+	SSL_CTX_set_timeout(ctx, TLS_SESSION_TIMEOUT);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert_path) != 1) {
 		*error_r = tls_error("cannot load certificate", cert_path);
 		SSL_CTX_free(ctx);
@@ -229,6 +292,12 @@ tls_server_new(const char *cert_path, const char *key_path,
 	if (SSL_CTX_use_PrivateKey_file(ctx, key_path, SSL_FILETYPE_PEM) != 1 ||
 	    SSL_CTX_check_private_key(ctx) != 1) {
 		*error_r = tls_error("cannot load key", key_path);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	if (set_ticket_keys(ctx) < 0) {
+		*error_r = tls_error("cannot set session ticket keys for",
+		    key_path);
 		SSL_CTX_free(ctx);
 		return NULL;
 	}

@@ -16,11 +16,14 @@ int tls_check_pair(const char *cert_path, const char *key_path,
 void crypto_hmac_sha256(const void *key, size_t keylen, const void *msg,
     size_t msglen, unsigned char out[32]);
 
-/* A server TLS context: TLS 1.2 and later, the configured certificate
- * chain and key. NULL with *error_r set on failure. */
+/* A server TLS context: the configured certificate chain and key;
+ * profile (tls_profile) "intermediate" (TLS 1.2 with forward-secret AEAD
+ * suites only, and 1.3) or "modern" (TLS 1.3 only); session resumption
+ * by tickets (keys derived from the private key, the same in every
+ * worker) and a server-side cache. NULL with *error_r set on failure. */
 struct tls_server;
 struct tls_server *tls_server_new(const char *cert_path, const char *key_path,
-    const char **error_r);
+    const char *profile, const char **error_r);
 void tls_server_free(struct tls_server **ts);
 
 struct bufferevent;

@@ -107,11 +107,16 @@ class FakeMX:
       callable  f(arg) -> any of these (arg: the address, or the Transaction),
       dict      {address (lower case): any of these}, default for the others.
     greeting: the 220 line (or e.g. "421 ..." / "554 ...").
+    any_line_end: take a bare CR or a bare LF for a line end too, as a lax
+    receiver does (the target of SMTP smuggling); every transaction then also
+    keeps .raw, the data bytes exactly as they came, before any unstuffing.
     """
 
     def __init__(self, port=None, pipelining=True, starttls=False, cert=None,
                  greeting="220 fake-mx.test ESMTP ready", mail=None, rcpt=None,
-                 data=None, eod=None, ehlo_extra=("8BITMIME", "ENHANCEDSTATUSCODES")):
+                 data=None, eod=None, ehlo_extra=("8BITMIME", "ENHANCEDSTATUSCODES"),
+                 any_line_end=False):
+        self.any_line_end = any_line_end
         self.pipelining = pipelining
         self.starttls = starttls
         self.cert = cert
@@ -265,6 +270,7 @@ class _Session:
         self.sock = sock
         self.n = n
         self.buf = b""
+        self.raw = b""
         self.tls = False
         self.helo = None
         self.esmtp = False
@@ -275,6 +281,8 @@ class _Session:
         self.sock.sendall(line.encode() + b"\r\n")
 
     def readline(self):
+        if self.mx.any_line_end:
+            return self._readline_lax()
         while b"\n" not in self.buf:
             chunk = self.sock.recv(65536)
             if not chunk:
@@ -282,6 +290,24 @@ class _Session:
             self.buf += chunk
         line, self.buf = self.buf.split(b"\n", 1)
         return line + b"\n"
+
+    def _readline_lax(self):
+        """A line ended by CRLF, a bare CR or a bare LF, returned with CRLF;
+        the bytes as received are added to self.raw."""
+        while True:
+            i = min([j for j in (self.buf.find(b"\r"), self.buf.find(b"\n")) if j >= 0],
+                    default=-1)
+            # a CR at the very end may be the first half of a CRLF
+            if i >= 0 and not (self.buf[i:i + 1] == b"\r" and i + 1 == len(self.buf)):
+                break
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return None
+            self.buf += chunk
+        n = 2 if self.buf[i:i + 2] == b"\r\n" else 1
+        raw, self.buf = self.buf[:i + n], self.buf[i + n:]
+        self.raw += raw
+        return raw[:i] + b"\r\n"
 
     def more_pending(self):
         """Bytes the client sent before seeing our reply to its last command."""
@@ -386,6 +412,7 @@ class _Session:
                     mx._record("transactions", txn)
                     continue
                 lines = []
+                self.raw = b""
                 while True:
                     l = self.readline()
                     if l is None:
@@ -396,6 +423,7 @@ class _Session:
                         l = l[1:]
                     lines.append(l)
                 txn.data = b"".join(lines)
+                txn.raw = self.raw
                 txn.reply = mx._reply_for("eod", txn, "250 2.0.0 Ok: queued as FAKE%d"
                                           % (len(mx.transactions) + 1))
                 self.txn = None

@@ -6,6 +6,7 @@ MariaDB) through the `instance` fixture.
 
 import json
 import os
+import sqlite3
 
 import pytest
 
@@ -693,3 +694,85 @@ def test_json_escapes_control_characters(instance):
     instance.sql("INSERT INTO virtual (address, goto) VALUES ('x@%s', 'a\x01b@x.test,\"c\"@y.test')" % DOMAIN)
     ja = instance.json("alias", "list", "--json")
     assert {"address": "x@" + DOMAIN, "goto": ["a\x01b@x.test", "\"c\"@y.test"]} in ja, ja
+
+
+# ---------------------------------------------------------------- hostile input and --json
+
+BAD_TEXT = {
+    "escape": "\x1b[31mred\x1b[0m",
+    "bell": "a\x07b",
+    "del": "a\x7fb",
+    "c1-csi": "a\u009b31mb",
+    "newline": "a\nb",
+    "invalid-utf8": "caf\udce9",        # the byte 0xE9 alone (os.fsencode)
+    "overlong": "\udcc0\udcaf",          # C0 AF: an overlong '/'
+    "surrogate": "\udced\udca0\udc80",   # ED A0 80: an encoded surrogate
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_TEXT))
+def test_user_add_name_refused(instance, kind):
+    """--name must be valid UTF-8 without control characters (C0, DEL, C1):
+    one-line error, exit 1, nothing written."""
+    before = snapshot(instance.mail_root)
+    cp = instance.run("user", "add", ALICE, "--name", BAD_TEXT[kind], check=False)
+    assert_error(cp, "--name")
+    assert "\x1b" not in cp.stderr
+    assert instance.user_row(ALICE) is None
+    assert snapshot(instance.mail_root) == before
+
+
+@pytest.mark.parametrize("kind", ["escape", "del", "c1-csi", "invalid-utf8", "overlong",
+                                  "surrogate"])
+def test_address_with_bad_text_refused(instance, kind):
+    """Addresses, alias targets and domains given to the CLI: valid UTF-8,
+    no control characters."""
+    bad = BAD_TEXT[kind].replace("\n", "")
+    before = snapshot(instance.mail_root)
+    for args in (["user", "add", "x%s@%s" % (bad, DOMAIN)],
+                 ["alias", "add", "x%s@%s" % (bad, DOMAIN), ALICE],
+                 ["alias", "add", "list@" + DOMAIN, "x%s@%s" % (bad, DOMAIN)],
+                 ["domain", "add", "x%s.test" % bad]):
+        cp = instance.run(*args, check=False)
+        assert_error(cp)
+        assert "\x1b" not in cp.stderr, args
+    assert instance.sql("SELECT COUNT(*) FROM users") == [("0",)]
+    assert instance.sql("SELECT COUNT(*) FROM virtual") == [("0",)]
+    assert snapshot(instance.mail_root) == before
+
+
+def test_user_add_utf8_name_and_address_accepted(instance):
+    instance.run("user", "add", "jörg@" + DOMAIN, "--name", "Jörg Müller ✓")
+    got = instance.json("user", "list", "--json")
+    assert [(u["address"], u["name"]) for u in got] == [("jörg@" + DOMAIN, "Jörg Müller ✓")]
+
+
+def test_json_output_always_valid(sqlite_instance):
+    """What a howto database may already hold (control characters, invalid
+    UTF-8 written by another tool) comes out of --json as valid JSON and
+    valid UTF-8, control characters escaped, invalid bytes as U+FFFD."""
+    import subprocess
+    inst = sqlite_instance
+    con = sqlite3.connect(inst.sqlite_path())
+    name = b"Evil \x1b[2J\x07 \x7f \xc2\x9b \xff\xfe caf\xe9 \xed\xa0\x80 ok \xe2\x9c\x93"
+    con.execute("INSERT INTO users (id, address, crypt, clear, name, uid, gid, home, domain, "
+                "maildir, imapok, bool1, bool2) VALUES (?, ?, '', '', ?, 1000, 1000, '', ?, ?, "
+                "1, 1, 1)",
+                (b"m\xe9@" + DOMAIN.encode(), b"m\xe9@" + DOMAIN.encode(), name, DOMAIN,
+                 b"x/m\xe9/"))
+    con.execute("UPDATE users SET id = CAST(id AS TEXT), address = CAST(address AS TEXT), "
+                "name = CAST(name AS TEXT), maildir = CAST(maildir AS TEXT)")
+    con.commit()
+    con.close()
+    for args in (["user", "list", "--json"], ["user", "list", DOMAIN, "--json"]):
+        cp = subprocess.run([inst.bin, "-c", inst.conf] + args, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=inst.dir)
+        assert cp.returncode == 0, cp
+        text = cp.stdout.decode("utf-8")          # strict: valid UTF-8
+        got = json.loads(text)
+        assert len(got) == 1, got
+        assert got[0]["name"] == ("Evil \x1b[2J\x07 \x7f \u009b \ufffd\ufffd caf\ufffd "
+                                  "\ufffd\ufffd\ufffd ok \u2713"), got[0]["name"]
+        assert got[0]["address"] == "m\ufffd@" + DOMAIN
+        for c in ("\x1b", "\x07", "\x7f", "\u009b"):
+            assert c not in text, "a raw control character in the JSON text"

@@ -514,3 +514,29 @@ def test_howto_schema_then_init_adds_quota(howto, petrel_bin, mariadb, tmp_path)
     assert_ok(run_petrel(petrel_bin, ["-c", conf, "user", "add", "q@example.com", "--password-stdin",
                                       "--quota", "12345"], input="pw\n"))
     assert howto.sql("SELECT quota FROM users WHERE address = 'q@example.com'") == [("12345",)]
+
+
+def test_lookups_are_exact_beyond_ascii_case(instance, smtp_start):
+    """MariaDB's default collations equate 'é' with 'e' and ignore trailing
+    spaces (PAD SPACE): a login or a recipient must still match only its own
+    row. ASCII case stays insignificant, as before."""
+    instance.add_user(ALICE, "pw")
+    instance.add_user("bob@" + DOMAIN, "pw")
+    instance.run("alias", "add", "info@" + DOMAIN, "bob@" + DOMAIN)
+    dom = DOMAIN.replace("a", "á", 1)
+    assert dom != DOMAIN
+    for login in ("alicé@" + DOMAIN, "alice@" + dom, ALICE + " ", " " + ALICE,
+                  ALICE + "\t", "álice@" + DOMAIN):
+        cp = instance.run("user", "auth", login, input="pw\n", check=False)
+        assert cp.returncode == 1, "%r logged in as alice\n%s" % (login, describe(cp))
+    assert instance.auth("Alice@" + DOMAIN.upper(), "pw")
+    assert instance.auth(ALICE, "pw")
+    srv = smtp_start(instance)
+    with srv.client() as c:
+        c.expect("EHLO client.test", 250)
+        c.expect("MAIL FROM:<x@y.test> SMTPUTF8", 250)
+        for rcpt in ("bób@" + DOMAIN, "bob@" + dom, "infó@" + DOMAIN, "ínfo@" + DOMAIN):
+            r = c.cmd("RCPT TO:<%s>" % rcpt)
+            assert r.code in (550, 554), (rcpt, r)
+        c.expect("RCPT TO:<BOB@%s>" % DOMAIN.upper(), 250)
+        c.expect("QUIT", 221)

@@ -651,3 +651,69 @@ def test_queue_cli_without_server(out_instance):
     cp = inst.run("queue", "flush")
     assert cp.returncode == 0
     assert json.loads(inst.run("queue", "list", "--json").stdout) == []
+
+
+# --------------------------------------------------------------------------
+# SMTP smuggling towards the next hop
+
+SMUGGLED_BODY = (
+    b"Line one\r\n"
+    b"cr\r.\rMAIL FROM:<evil@evil.test>\rRCPT TO:<victim@relay.test>\rDATA\r"
+    b"Subject: smuggled cr\r\rcr body\r.\r\n"
+    b"lf\n.\nMAIL FROM:<evil@evil.test>\nRCPT TO:<victim@relay.test>\nDATA\n"
+    b"Subject: smuggled lf\n\nlf body\n.\r\n"
+    b"mixed\n.\r\nMAIL FROM:<evil@evil.test>\r\n"
+    b"end\r\n")
+# What the next hop must receive: only CRLF line ends, every line that starts
+# with a dot stuffed (before the final dot line).
+SMUGGLED_WIRE = (
+    b"Line one\r\n"
+    b"cr\r\n..\r\nMAIL FROM:<evil@evil.test>\r\nRCPT TO:<victim@relay.test>\r\nDATA\r\n"
+    b"Subject: smuggled cr\r\n\r\ncr body\r\n..\r\n"
+    b"lf\r\n..\r\nMAIL FROM:<evil@evil.test>\r\nRCPT TO:<victim@relay.test>\r\nDATA\r\n"
+    b"Subject: smuggled lf\r\n\r\nlf body\r\n..\r\n"
+    b"mixed\r\n..\r\nMAIL FROM:<evil@evil.test>\r\n"
+    b"end\r\n"
+    b".\r\n")
+
+
+@pytest.mark.parametrize("path", ["forwarding-alias", "submission", "submission-bdat"])
+def test_no_smuggling_to_the_next_hop(out_instance, petrel_start, fake_mx, path):
+    """Bare CR and bare LF dot sequences (\\r.\\r, \\r.\\r\\n, \\n.\\n, \\n.\\r\\n) in a
+    message relayed to another server: a next hop that takes a bare CR or LF
+    for a line end (this fake MX does) still sees exactly one message, and the
+    bytes it receives contain no bare CR or LF at all."""
+    inst = out_instance
+    mx = fake_mx(any_line_end=True)
+    add_relay_domain(inst, "relay.test", mx.port)
+    inst.run("alias", "add", "fwd@example.test", "dest@relay.test")
+    srv = petrel_start(inst)
+    head = (b"From: <x@y.test>\r\nTo: <dest@relay.test>\r\nSubject: outer\r\n"
+            b"Message-ID: <smuggle@client.test>\r\nDate: Mon, 02 Jan 2023 10:00:00 +0000\r\n"
+            b"\r\n")
+    original = head + SMUGGLED_BODY
+    if path == "forwarding-alias":
+        with srv.mx() as c:
+            r = c.send_message("x@y.test", ["fwd@example.test"], original, ehlo="client.test")
+    elif path == "submission":
+        r = srv.submit(ALICE, ALICE, ["dest@relay.test"], original)
+    else:
+        with srv.sub() as c:
+            c.login(ALICE, PASSWORD)
+            c.expect("MAIL FROM:<%s>" % ALICE, 250)
+            c.expect("RCPT TO:<dest@relay.test>", 250)
+            c.send(b"BDAT %d LAST\r\n" % len(original) + original)
+            r = c.reply()
+    assert r.code == 250, r
+    assert wait_queue_empty(inst), inst.run("queue", "list").stdout
+    time.sleep(0.5)
+    assert len(mx.transactions) == 1, mx.transactions
+    assert mx.violations == [] and mx.errors == [], (mx.violations, mx.errors)
+    t = mx.transactions[0]
+    assert [a.lower() for a in t.rcpts] == ["dest@relay.test"], t
+    assert "victim" not in " ".join(c for _, c in mx.commands), mx.commands
+    raw = t.raw
+    assert b"\n" not in raw.replace(b"\r\n", b"") and b"\r" not in raw.replace(b"\r\n", b""), \
+        "a bare CR or LF on the wire: %r" % raw
+    assert raw.endswith(b"Subject: outer\r\nMessage-ID: <smuggle@client.test>\r\n"
+                        b"Date: Mon, 02 Jan 2023 10:00:00 +0000\r\n\r\n" + SMUGGLED_WIRE), raw

@@ -79,7 +79,7 @@ def close_all(socks):
         s.close()
 
 
-@pytest.mark.parametrize("proto", ["imap", "pop3"])
+@pytest.mark.parametrize("proto", ["imap", "pop3", "smtp"])
 def test_per_address_limit(imap_inst, imap_start, proto):
     """X_max_connections_per_ip=3: the fourth and fifth connection from
     127.0.0.1 are refused with the protocol's temporary-failure line; 127.0.0.2
@@ -105,7 +105,7 @@ def test_per_address_limit(imap_inst, imap_start, proto):
                         r"from this address", count=4)
 
 
-@pytest.mark.parametrize("proto", ["imap", "pop3"])
+@pytest.mark.parametrize("proto", ["imap", "pop3", "smtp"])
 def test_total_limit(imap_inst, imap_start, proto):
     """X_max_connections=4 (two workers, one count for the node): a fifth
     client is refused whatever its address, and served after one of the four
@@ -163,12 +163,15 @@ def test_session_ids_unique_across_workers(imap_inst, imap_start):
 
 
 def start(inst, imap_start, proto, limit, workers=2):
-    """IMAP (and POP3 on a free port) with two workers: the limits hold for
-    the node, whichever worker accepts; returns the server, the port of
+    """IMAP (and POP3 and SMTP on free ports) with two workers: the limits
+    hold for the node, whichever worker accepts (SMTP's were once counted
+    per worker: workers x the setting); returns the server, the port of
     proto, its greeting and its refusal prefix."""
     pop3 = free_port()
     srv = imap_start(inst, ["workers=%d" % workers, "pop3_listen=127.0.0.1:%d" % pop3, limit])
     if proto == "imap":
         return srv, srv.imap_port, b"* OK", b"* BYE [UNAVAILABLE]"
+    if proto == "smtp":
+        return srv, srv.smtp_port, b"220", b"421"
     return srv, pop3, b"+OK", b"-ERR [SYS/TEMP]"
 

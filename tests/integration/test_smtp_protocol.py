@@ -641,3 +641,58 @@ def test_helo_name_cannot_inject_headers(sqlite_smtp_server):
     assert "\r" not in received and "\x01" not in received and "\x7f" not in received, received
     assert "ev(il)" not in received, "parentheses in the HELO name break the comment"
     assert body.startswith(b"From: x@y.test\n"), body[:100]
+
+
+@pytest.mark.parametrize("phase", ["DATA", "BDAT"])
+def test_data_phase_total_deadline(sqlite_instance, smtp_start, phase):
+    """smtp_data_timeout bounds the whole data phase: a client that sends one
+    complete line (or one small BDAT chunk) every second, well within
+    smtp_timeout, is answered 421 4.4.2 and disconnected once
+    smtp_data_timeout has passed; the partial message is neither acknowledged
+    nor delivered, and the server still takes mail."""
+    sqlite_instance.add_user(ALICE)
+    srv = smtp_start(sqlite_instance, ["smtp_timeout=3", "smtp_data_timeout=4"])
+    inst = srv.instance
+    with srv.client(timeout=15) as c:
+        c.expect("EHLO client.test", 250)
+        c.expect("MAIL FROM:<x@y.test>", 250)
+        c.expect("RCPT TO:<%s>" % ALICE, 250)
+        if phase == "DATA":
+            c.expect("DATA", 354)
+        t0 = time.monotonic()
+        got = b""
+        while time.monotonic() - t0 < 12:
+            line = b"X-Trickle: %d\r\n" % int((time.monotonic() - t0) * 1000)
+            try:
+                if phase == "DATA":
+                    c.send(line)
+                else:
+                    c.send(b"BDAT %d\r\n" % len(line) + line)
+            except OSError:
+                break
+            time.sleep(1)
+            c.sock.settimeout(0.01)
+            try:
+                chunk = c.sock.recv(4096)
+            except (socket.timeout, BlockingIOError):
+                chunk = None
+            except OSError:
+                break
+            finally:
+                c.sock.settimeout(15)
+            if chunk == b"":
+                break
+            if chunk:
+                got += chunk
+                if b"421" in got:
+                    break
+        took = time.monotonic() - t0
+    assert b"421 4.4.2" in got, got
+    assert 3.5 < took < 8, took
+    if phase == "BDAT":
+        assert got.count(b"250 2.0.0") >= 2   # the early chunks were taken
+    assert all_delivered(inst) == []
+    assert queue_files(inst) == [] and queue_files(inst, "tmp") == []
+    srv.wait_log(r"data timeout \(smtp_data_timeout=4\)")
+    with srv.client() as c:
+        assert c.send_message("x@y.test", [ALICE], msg("still fine")).code == 250

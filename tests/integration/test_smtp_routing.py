@@ -477,3 +477,29 @@ def test_directory_down_gives_4xx(mariadb_routed):
         c.expect("RSET", 250)
     assert len(new_files(inst, ALICE)) == 1
     assert len(new_files(inst, BOB)) == 3
+
+
+@pytest.mark.parametrize("form", ["ROOT//", "ROOT/.", "ROOT/./", "./", ".", "ROOT"])
+def test_maildir_equal_to_mail_root_is_refused(routed, form):
+    """A users row whose maildir resolves to mail_root itself is refused for that
+    recipient with 451 4.3.5 and a log line saying why; nothing is written into
+    mail_root, and other recipients are unaffected."""
+    inst = routed.instance
+    os.makedirs(inst.mail_root, exist_ok=True)
+    maildir = form.replace("ROOT", inst.mail_root.rstrip("/"))
+    inst.insert_user("root@example.test", "root@example.test", "", maildir=maildir)
+    with routed.client() as c:
+        c.expect("EHLO client.test", 250)
+        c.expect("MAIL FROM:<x@y.test>", 250)
+        r = c.cmd("RCPT TO:<root@example.test>")
+        assert r.code == 451 and r.text.startswith("4.3.5"), r
+        c.expect("RCPT TO:<%s>" % ALICE, 250)
+        c.expect("DATA", 354)
+        c.send(message("rootdir") + b".\r\n")
+        r = c.reply()
+        assert r.code == 250, r
+        c.expect("QUIT", 221)
+    routed.wait_log(r"root@example.test has an unusable maildir .*strictly below mail_root")
+    for sub in ("new", "cur", "tmp"):
+        assert not os.path.exists(os.path.join(inst.mail_root, sub)), sub
+    stored(inst, ALICE)

@@ -75,7 +75,8 @@ def test_auth_before_starttls_refused(out_instance, petrel_start):
         c.starttls()
         c.ehlo()
         assert c.auth_plain(ALICE, PASSWORD).code == 235
-    assert "sasl_username=%s" % ALICE in srv.log()
+    # the log reaches the test through a pipe read by another thread
+    assert srv.wait_log(re.escape("sasl_username=%s" % ALICE)), srv.log()
     assert len(re.findall(r"sasl_username=", srv.log())) == 1, srv.log()
 
 

@@ -17,9 +17,15 @@
 static const struct imap_framer_limits small = {
 	.line_max = 40, .literal_max = 20, .cmd_max = 100, .append_max = 60,
 };
+/* ... and a bound before login below them. */
+static const struct imap_framer_limits small_pre = {
+	.line_max = 40, .literal_max = 20, .cmd_max = 100, .append_max = 60,
+	.preauth_max = 30,
+};
 static const struct imap_framer_limits real = {
 	.line_max = IMAP_LINE_MAX, .literal_max = IMAP_LITERAL_MAX,
 	.cmd_max = IMAP_CMD_MAX, .append_max = 10 * 1024 * 1024,
+	.preauth_max = IMAP_PREAUTH_CMD_MAX,
 };
 
 /* The events for in, fed whole. */
@@ -187,6 +193,44 @@ test_long_lines(void)
 	test_end();
 }
 
+/* Before login: the whole command within preauth_max, refused as soon
+ * as it would pass it; after login the usual bounds. */
+static void
+test_preauth(void)
+{
+	test_begin("framing: the command bound before login");
+	CHECK(&small_pre, "a LOGIN {3}\r\nbob {4+}\r\npass\r\n",
+	    "+|C:a LOGIN {3}\r\nbob {4+}\r\npass|");
+	/* a literal that would pass it: refused before its data; a
+	 * LITERAL+ one within preauth_max is dropped, never run */
+	CHECK(&small_pre, "a LOGIN {3}\r\nbob {20+}\r\nc NOOP xxxxxxxxxxxxx"
+	    "\r\nd NOOP\r\n", "+|R:a BAD Command too long|C:d NOOP|");
+	CHECK(&small_pre, "a LOGIN {3}\r\nbob {20}\r\nd NOOP\r\n",
+	    "+|R:a BAD Command too long|C:d NOOP|");
+	/* a LITERAL+ literal over it: close */
+	CHECK(&small_pre, "a LOGIN u {31+}\r\nd NOOP\r\n",
+	    "R:a BAD Literal too large BYE:Literal too large|");
+	CHECK(&small_pre, "a LOGIN {3}\r\nbob {19+}\r\nd NOOP\r\n",
+	    "+|R:a BAD Command too long|");
+	/* a line: at preauth_max + 2 without its LF */
+	CHECK(&small_pre, "a LOGIN aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n"
+	    "d NOOP\r\n", "R:a BAD Line too long|C:d NOOP|");
+	CHECK(&small_pre, "a LOGIN {3}\r\nbob aaaaaaaaaaaaaaaaaaaaa\r\n"
+	    "d NOOP\r\n", "+|R:a BAD Command too long|C:d NOOP|");
+	/* a SASL response line too */
+	CHECK(&small_pre, "a AUTHENTICATE PLAIN\r\n"
+	    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\nd NOOP\r\n",
+	    "C:a AUTHENTICATE PLAIN|X|C:d NOOP|");
+	/* after login: line_max, literal_max, cmd_max */
+	CHECK(&small_pre, "l LOGIN u p\r\no X aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "\r\np X {20+}\r\n12345678901234567890 {20+}\r\n"
+	    "12345678901234567890\r\n",
+	    "C:l LOGIN u p|C:o X aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa|"
+	    "C:p X {20+}\r\n12345678901234567890 {20+}\r\n"
+	    "12345678901234567890|");
+	test_end();
+}
+
 /* Inputs for the trickle test: each case above, pipelined sequences,
  * and the real bounds. */
 static void
@@ -218,6 +262,15 @@ test_trickle(void)
 		    "i IDLE\r\nDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDD"
 		    " {3+}\r\nxyz\r\nn NOOP\r\n",
 		"s STARTTLS\r\nx LOGIN u p\r\n",
+		"a LOGIN {3}\r\nbob {20+}\r\nc NOOP xxxxxxxxxxxxx\r\n"
+		    "d NOOP\r\n",
+		"a LOGIN {3}\r\nbob {20}\r\nd NOOP\r\n",
+		"a LOGIN u {31+}\r\nd NOOP\r\n",
+		"a LOGIN {3}\r\nbob {19+}\r\nd NOOP\r\n",
+		"a LOGIN aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\nd NOOP\r\n",
+		"a LOGIN {3}\r\nbob aaaaaaaaaaaaaaaaaaaaa\r\nd NOOP\r\n",
+		"a AUTHENTICATE PLAIN\r\n"
+		    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\nd NOOP\r\n",
 	};
 	char *big;
 	size_t n;
@@ -225,6 +278,8 @@ test_trickle(void)
 	test_begin("framing: trickle (every split point, byte by byte)");
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		test_assert(trickle(&small, cases[i], strlen(cases[i])));
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		test_assert(trickle(&small_pre, cases[i], strlen(cases[i])));
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		test_assert(trickle(&real, cases[i], strlen(cases[i])));
 	/* the real line bound, pieces only (each split is a full run) */
@@ -331,6 +386,7 @@ main(void)
 	test_commands();
 	test_refused();
 	test_long_lines();
+	test_preauth();
 	test_trickle();
 	test_stop_and_wipe();
 	test_cmd_wipe();

@@ -369,6 +369,45 @@ test_deliver(void)
 	}
 	test_end();
 
+	test_begin("symbolic links: refused below the root, allowed as root");
+	{
+		char *real = tpath("links/real");
+		char *root = tpath("links/root");	/* -> real */
+		char *umd = tpath("links/root/u");
+		char *vmd = tpath("links/root/v");
+		char *newp = tpath("links/root/v/new");
+		char *elsewhere = tpath("links/elsewhere");
+		char *alias = tpath("links/root/alias");
+
+		test_assert(maildir_make(real, &error) == 0);
+		test_assert(symlink(real, root) == 0);
+		test_assert(maildir_make(umd, &error) == 0);
+		test_assert(maildir_check_under(root, umd, &error) == 0);
+		test_assert(maildir_deliver(umd, "a", 1, NULL, &error) == 0);
+		/* the maildir itself a link: refused, nothing written there */
+		test_assert(symlink(umd, alias) == 0);
+		test_assert(maildir_check_under(root, alias, &error) == -1);
+		test_assert(maildir_tmp_open(alias, &tmp, &error) == -1);
+		test_assert(tmp == NULL && strstr(error, "symbolic") != NULL);
+		test_assert(maildir_make(alias, &error) == -1);
+		/* new/ a link */
+		test_assert(maildir_make(elsewhere, &error) == 0);
+		test_assert(maildir_make(vmd, &error) == 0);
+		test_assert(rmdir(newp) == 0);
+		test_assert(symlink(elsewhere, newp) == 0);
+		test_assert(maildir_check_dirs(vmd, &error) == -1);
+		test_assert(maildir_deliver(vmd, "b", 1, NULL, &error) == -1);
+		test_assert(count_sub(elsewhere, "new") == 0);
+		free(real);
+		free(root);
+		free(umd);
+		free(vmd);
+		free(newp);
+		free(elsewhere);
+		free(alias);
+	}
+	test_end();
+
 	test_begin("delivery creates a missing maildir");
 	{
 		char *fresh = tpath("deliver/new-user/Maildir/");

@@ -163,6 +163,36 @@ main(void)
 	test_assert(route_maildir_path("/m", "/mx/a/") == NULL);
 	test_assert(route_maildir_path("/m", "/m/") == NULL);
 	{
+		/* Anything that resolves to mail_root itself, or above it. */
+		static const char *const bad[] = {
+			"/m//", "/m/.", "/m/./", "/m/.//./", "./", ".", "//",
+			"/", "/m", "/m/a/../..", "a/..", "a/../", "./..",
+			"/m/../m/a/", "/m/..", "/mm/a/", ".//.", "/m/./../x/",
+		};
+		static const char *const good[][3] = {
+			{ "/m", "a/", "/m/a/" },
+			{ "/m", "./a/", "/m/a/" },
+			{ "/m", "a//b/./", "/m/a/b/" },
+			{ "/m/", "/m//a", "/m/a" },
+			{ "/m", "/m/./d/u/", "/m/d/u/" },
+			{ "/m", ".a/", "/m/.a/" },
+			{ "/m", "...", "/m/..." },
+			{ "/", "/d/u/", "/d/u/" },
+			{ "/", "d/u/", "/d/u/" },
+		};
+
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+			test_assert(route_maildir_path("/m", bad[i]) == NULL);
+		test_assert(route_maildir_path("/", "/") == NULL);
+		test_assert(route_maildir_path("/", "/.//") == NULL);
+		for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+			char *p = route_maildir_path(good[i][0], good[i][1]);
+
+			test_assert(p != NULL && strcmp(p, good[i][2]) == 0);
+			free(p);
+		}
+	}
+	{
 		char *p = route_maildir_path("/m/", "/m/d/u/");
 
 		test_assert(p != NULL && strcmp(p, "/m/d/u/") == 0);

@@ -143,7 +143,11 @@ test_data(void)
 	test_assert_streq(o.buf, "a\n.b\n");
 	/* smuggling: a dot line after a bare LF or CR is content */
 	test_assert(data("a\n.\r\nb\r\n", &o) == 0);
-	test_assert_streq(o.buf, "a\n\nb\n");
+	test_assert_streq(o.buf, "a\n.\nb\n");
+	test_assert(data("a\n..x\n.\n", &o) == 0);
+	test_assert_streq(o.buf, "a\n..x\n.\n");
+	test_assert(data("a\r.\r\n..\r\n.\r\n", &o) == 12);
+	test_assert_streq(o.buf, "a\r.\n.\n");
 	/* CR CR LF: the CRLF is real, so is the end */
 	test_assert(data("a\r\r\n.\r\n", &o) == 7);
 	test_assert_streq(o.buf, "a\r\n");
