@@ -5,12 +5,14 @@
  * listening socket of the auth channel in PETREL_AUTH_FD (bound by the
  * master before any child starts, so it outlives a restart of this
  * process: a worker's connection made meanwhile waits in the backlog).
- * It alone opens the SQL directory and sees password hashes; workers and
- * the queue manager ask it over lib/authd/proto.h. It checks the
- * passwords, so the password-guessing limits (lib/auth/throttle.h) count
- * here: one count per node, whatever the number of workers. Each
- * connection is served by a thread of its own with its own directory
- * handle, blocking.
+ * It alone opens the SQL directory, reads database_password_file and
+ * sees password hashes; workers and the queue manager ask it over
+ * lib/authd/proto.h. It runs as auth_user (the master set its ids before
+ * executing it) and reads the configuration from a descriptor the master
+ * opened (PETREL_CONF_FD, main.c). It checks the passwords, so the
+ * password-guessing limits (lib/auth/throttle.h) count here: one count
+ * per node, whatever the number of workers. Each connection is served by
+ * a thread of its own with its own directory handle, blocking.
  *
  * Trust: a peer is a worker, which reads the network and may be
  * compromised. Only peers running as this process's uid, the workers'
@@ -306,6 +308,25 @@ authd_run(struct petrel_ctx *ctx)
 	pw = getpwnam(config_get(ctx->cfg, "user"));
 	if (pw != NULL)
 		worker_uid = pw->pw_uid;
+	/* Read with the auth account's ids (the master set them before
+	 * executing this image): the workers' account cannot. */
+	{
+		char *perr = NULL;
+		struct dir *dir = NULL;
+		const char *err;
+
+		if (dir_password_file_load(config_get(ctx->cfg,
+		    "database_password_file"), &perr) < 0)
+			fatal("%s", perr);
+		if (dir_open(config_get(ctx->cfg, "database"), 0, &dir,
+		    &perr) < 0)
+			fatal("%s", perr);
+		dir_set_queries(dir, ctx->cfg);
+		if (dir_connect(dir, &err) < 0)
+			log_warn("directory unavailable at start (lookups "
+			    "answer 4xx until it is back): %s", err);
+		dir_close(&dir);
+	}
 	auth_cache_setup((unsigned)config_get_uint(ctx->cfg,
 	    "auth_cache_ttl"));
 	auth_throttle_setup(

@@ -89,6 +89,9 @@ struct master {
 	struct event *ev_restart;
 	struct node_counters *nc;	/* connections, shared by workers */
 	int auth_fd;			/* the auth channel's listening socket */
+	bool setids;			/* started as root: children set ids */
+	uid_t wuid, auid;		/* workers' and auth process's uid */
+	gid_t wgid, agid;		/* and gid */
 	char auth_name[64];		/* its abstract name (no leading NUL) */
 	size_t nproto;			/* protocol workers */
 };
@@ -183,12 +186,38 @@ bind_auth(struct master *m)
 
 /* ---- privileges ---- */
 
+/* The auth process's account: auth_user, or `user` (with a warning) when
+ * that account does not exist. */
+static struct passwd *
+auth_account(struct petrel_ctx *ctx, const char *user)
+{
+	const char *auth_user = config_get(ctx->cfg, "auth_user");
+	struct passwd *pw = NULL;
+
+	if (auth_user[0] != '\0')
+		pw = getpwnam(auth_user);
+	if (pw == NULL) {
+		log_warn("auth_user %s does not exist: the auth process runs "
+		    "as %s and shares the workers' uid (create the account, "
+		    "e.g. with `petrel init` as root)", auth_user, user);
+		pw = getpwnam(user);
+	}
+	return pw;
+}
+
+/* Started as root: become `user`/`group`, keeping the auth account in the
+ * saved set-user-ID (and its group in the saved set-group-ID), so that a
+ * child can take either identity with no privilege (setresuid(2) lets a
+ * process pick any of its real, effective and saved ids) and nothing can
+ * become root again. A child then drops the other one for good before it
+ * executes (spawn_worker). Not root: every process keeps the current
+ * ids. */
 static void
-drop_privileges(struct petrel_ctx *ctx)
+drop_privileges(struct master *m, struct petrel_ctx *ctx)
 {
 	const char *user = config_get(ctx->cfg, "user");
 	const char *group = config_get(ctx->cfg, "group");
-	struct passwd *pw;
+	struct passwd *pw, *apw;
 	struct group *gr;
 
 	if (geteuid() != 0)
@@ -203,17 +232,86 @@ drop_privileges(struct petrel_ctx *ctx)
 	if (gr == NULL)
 		fatal("group %s does not exist", group[0] ? group : user);
 	if (pw->pw_uid == 0) {
-		log_warn("user = %s: running as root", user);
+		/* the workers can read everything: there is no boundary
+		 * for a separate auth account to keep */
+		log_warn("user = %s: running as root, the auth process too",
+		    user);
 		return;
 	}
-	if (setgroups(1, &gr->gr_gid) < 0 || setresgid(gr->gr_gid,
-	    gr->gr_gid, gr->gr_gid) < 0 || setresuid(pw->pw_uid, pw->pw_uid,
-	    pw->pw_uid) < 0)
+	m->wuid = pw->pw_uid;
+	m->wgid = gr->gr_gid;
+	apw = auth_account(ctx, user);
+	if (apw == NULL)
+		fatal("user %s does not exist", user);
+	m->auid = apw->pw_uid;
+	/* (getpwnam's record was overwritten: compare with the saved uid) */
+	m->agid = apw->pw_uid == m->wuid ? m->wgid : apw->pw_gid;
+	if (m->auid == 0)
+		fatal("auth_user %s is root: name an unprivileged account",
+		    apw->pw_name);
+	m->setids = true;
+	if (setgroups(0, NULL) < 0 || setresgid(m->wgid, m->wgid,
+	    m->agid) < 0 || setresuid(m->wuid, m->wuid, m->auid) < 0)
 		fatal_errno("cannot drop privileges to %s:%s", user,
 		    gr->gr_name);
 	if (setuid(0) == 0)
 		fatal("privileges not dropped: setuid(0) succeeded");
-	log_info("running as %s:%s", user, gr->gr_name);
+	log_info("running as %s:%s, the auth process as uid %ld gid %ld",
+	    user, gr->gr_name, (long)m->auid, (long)m->agid);
+}
+
+/* In a child before it executes: keep one identity for good. */
+static int
+child_setids(const struct master *m, bool auth)
+{
+	uid_t uid = auth ? m->auid : m->wuid;
+	gid_t gid = auth ? m->agid : m->wgid;
+
+	if (!m->setids)
+		return 0;
+	if (setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
+		return -1;
+	return 0;
+}
+
+/* The command line for a child that is not the auth process: a database
+ * URL given with -o loses its password (the child re-reads the
+ * configuration from argv; it must not see it). */
+static char **
+child_argv(char **argv)
+{
+	size_t n = 0;
+	char **out;
+
+	while (argv[n] != NULL)
+		n++;
+	out = xcalloc(n + 1, sizeof(*out));
+	for (size_t i = 0; i < n; i++) {
+		const char *a = argv[i], *v;
+
+		if (strncmp(a, "-o", 2) == 0 && a[2] != '\0')
+			a += 2;
+		v = a;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		if (strncmp(v, "database", 8) == 0) {
+			const char *e = v + 8;
+
+			while (*e == ' ' || *e == '\t')
+				e++;
+			if (*e == '=') {
+				e++;
+				while (*e == ' ' || *e == '\t')
+					e++;
+				out[i] = xasprintf("%.*sdatabase=%s",
+				    (int)(a - argv[i]), argv[i],
+				    dir_url_redacted(e));
+				continue;
+			}
+		}
+		out[i] = argv[i];
+	}
+	return out;
 }
 
 /* ---- workers ---- */
@@ -240,7 +338,31 @@ spawn_worker(struct master *m, size_t slot)
 	}
 	if (pid == 0) {
 		char slotstr[24];
+		char **argv = m->ctx->argv;
 
+		/* The auth process's account may not read the configuration
+		 * file: it gets a descriptor opened with the workers' ids. */
+		if (m->workers[slot].auth && m->setids &&
+		    m->ctx->conf_path != NULL) {
+			int cfd = open(m->ctx->conf_path, O_RDONLY);
+			char cfdstr[16];
+
+			if (cfd < 0) {
+				log_error_errno("auth process: %s",
+				    m->ctx->conf_path);
+				_exit(1);
+			}
+			snprintf(cfdstr, sizeof(cfdstr), "%d", cfd);
+			setenv("PETREL_CONF_FD", cfdstr, 1);
+		}
+		/* First the ids (a change of ids clears the parent-death
+		 * signal set below). */
+		if (child_setids(m, m->workers[slot].auth) < 0) {
+			log_error_errno("worker %zu: cannot set its ids", slot);
+			_exit(1);
+		}
+		if (!m->workers[slot].auth)
+			argv = child_argv(m->ctx->argv);
 		/* If the master dies (even by SIGKILL), its children stop
 		 * too: a worker drains like on SIGTERM and closes its
 		 * listeners at once, so a new master can bind the ports, and
@@ -294,10 +416,10 @@ spawn_worker(struct master *m, size_t slot)
 			if (n > 0) {
 				self[n] = '\0';
 				if (strstr(self, " (deleted)") == NULL)
-					execv(self, m->ctx->argv);
+					execv(self, argv);
 			}
 		}
-		execv("/proc/self/exe", m->ctx->argv);
+		execv("/proc/self/exe", argv);
 		log_error_errno("exec /proc/self/exe");
 		_exit(127);
 	}
@@ -310,14 +432,29 @@ spawn_worker(struct master *m, size_t slot)
 	return pid;
 }
 
+/* kill(2) a child. The auth process runs under the auth account, which
+ * the master may signal only with that effective uid (kept as its saved
+ * uid for this, drop_privileges). */
+static void
+master_kill(const struct master *m, pid_t pid, int sig)
+{
+	if (kill(pid, sig) == 0 || errno != EPERM || !m->setids)
+		return;
+	if (seteuid(m->auid) == 0) {
+		kill(pid, sig);
+		if (seteuid(m->wuid) < 0)
+			fatal_errno("cannot return to uid %ld", (long)m->wuid);
+	}
+}
+
 static void
 signal_workers(struct master *m, int sig)
 {
 	for (size_t i = 0; i < m->nworkers; i++)
 		if (m->workers[i].pid > 0)
-			kill(m->workers[i].pid, sig);
+			master_kill(m, m->workers[i].pid, sig);
 	for (size_t i = 0; i < m->nretiring; i++)
-		kill(m->retiring[i], sig);
+		master_kill(m, m->retiring[i], sig);
 }
 
 static size_t
@@ -434,7 +571,7 @@ master_reload(evutil_socket_t sig, short what, void *arg)
 			continue;
 		/* Retire: stop accepting, finish every session. The queue
 		 * manager just stops: its state is on disk. */
-		kill(old, m->workers[i].queue || m->workers[i].auth ?
+		master_kill(m, old, m->workers[i].queue || m->workers[i].auth ?
 		    SIGTERM : SIGUSR1);
 		if (m->nretiring < MAX_WORKERS)
 			m->retiring[m->nretiring++] = old;
@@ -449,25 +586,21 @@ run_master(struct petrel_ctx *ctx, const char **error_r)
 {
 	struct master m;
 	struct event *ev_term, *ev_int, *ev_hup, *ev_chld;
-	struct dir *dir = NULL;
+	struct dir_url url;
 	const char *err;
-	char *oerr;
 
 	memset(&m, 0, sizeof(m));
 	m.ctx = ctx;
-	if (dir_open(config_get(ctx->cfg, "database"), 0, &dir, &oerr) < 0) {
-		*error_r = oerr;
+	/* The URL is checked here; only the auth process opens it. */
+	if (dir_url_parse(config_get(ctx->cfg, "database"), &url, &err) < 0) {
+		*error_r = xasprintf("bad database URL: %s", err);
 		return -1;
 	}
-	dir_set_queries(dir, ctx->cfg);
-	if (dir_connect(dir, &err) < 0)
-		log_warn("directory unavailable at start (lookups answer 4xx "
-		    "until it is back): %s", err);
-	dir_close(&dir);
+	dir_url_clear(&url);
 
 	bind_all(&m);
 	bind_auth(&m);
-	drop_privileges(ctx);
+	drop_privileges(&m, ctx);
 
 	m.base = event_base_new();
 	if (m.base == NULL)
@@ -509,7 +642,7 @@ run_master(struct petrel_ctx *ctx, const char **error_r)
 	log_info("petrel %s started (pid %ld, %zu worker(s), config %s, "
 	    "database %s)", PETREL_VERSION, (long)getpid(), m.nworkers,
 	    ctx->conf_path ? ctx->conf_path : "(defaults)",
-	    dir_url_redacted(config_get(ctx->cfg, "database")));
+	    config_get(ctx->cfg, "database"));
 	event_base_dispatch(m.base);
 
 	/* Wait for workers that are still draining. */
@@ -577,6 +710,18 @@ serve_run(struct petrel_ctx *ctx, const char **error_r)
 	    strcmp(getenv("PETREL_ROLE"), "auth") == 0) {
 		log_init("petrel/auth", true);
 		return authd_run(ctx);
+	}
+	/* Every other process (master, workers, queue manager) forgets the
+	 * database password at once (the value is wiped, config.c): only
+	 * the auth process opens the directory. */
+	{
+		char *redacted = xstrdup(dir_url_redacted(config_get(ctx->cfg,
+		    "database")));
+		char *err = NULL;
+
+		if (config_set(ctx->cfg, "database", redacted, &err) < 0)
+			free(err);
+		free(redacted);
 	}
 	if (getenv("PETREL_ROLE") != NULL &&
 	    strcmp(getenv("PETREL_ROLE"), "queue") == 0) {
