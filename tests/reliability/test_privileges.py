@@ -180,3 +180,22 @@ def test_session_reaches_only_its_own_maildir(mail_user_instance, all_start):
     assert sorted(os.listdir(os.path.join(mail_root, "example.test"))) == before_domain
     assert not os.path.exists("/tmp/petrel-escape"), "a folder was made outside the mail root"
     hostile_util.healthy(srv)
+
+
+def test_missing_auth_user_falls_back_to_user(mail_user_instance, all_start):
+    """auth_user names no account: the auth process runs as `user`, with a
+    warning in the log, and logins work (the directory file is then the
+    workers' account's, as `petrel init` leaves it without the account)."""
+    inst = mail_user_instance
+    os.chown(inst.sqlite_path(), MAIL.pw_uid, MAIL.pw_gid)
+    srv = all_start(inst, ("auth_user=petrel-nosuch-account",))
+    hostile_util.healthy(srv)
+    srv.wait_log(r"auth_user petrel-nosuch-account does not exist")
+    pids = crash_util.children(srv.proc.pid)
+    auth = [p for p in pids if b"PETREL_ROLE=auth" in environ(p)]
+    assert len(auth) == 1, pids
+    st = status_fields(auth[0])
+    assert [int(x) for x in st["Uid"]] == [MAIL.pw_uid] * 4, st["Uid"]
+    assert [int(x) for x in st["Gid"]] == [MAIL.pw_gid] * 4, st["Gid"]
+    st = status_fields(srv.proc.pid)
+    assert [int(x) for x in st["Uid"]] == [MAIL.pw_uid] * 4, st["Uid"]
