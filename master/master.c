@@ -447,11 +447,13 @@ master_kill(const struct master *m, pid_t pid, int sig)
 	}
 }
 
+/* Signal every child but the auth process, which the others may still
+ * need while they drain (stop_auth_when_alone). */
 static void
 signal_workers(struct master *m, int sig)
 {
 	for (size_t i = 0; i < m->nworkers; i++)
-		if (m->workers[i].pid > 0)
+		if (m->workers[i].pid > 0 && !m->workers[i].auth)
 			master_kill(m, m->workers[i].pid, sig);
 	for (size_t i = 0; i < m->nretiring; i++)
 		master_kill(m, m->retiring[i], sig);
@@ -466,6 +468,24 @@ live_workers(const struct master *m)
 		if (m->workers[i].pid > 0)
 			n++;
 	return n;
+}
+
+/* Stopping: once the workers and the queue manager are gone (their last
+ * sessions answered, with routes and logins from the auth process), stop
+ * the auth process too. */
+static void
+stop_auth_when_alone(struct master *m)
+{
+	size_t others = m->nretiring;
+
+	for (size_t i = 0; i < m->nworkers; i++)
+		if (m->workers[i].pid > 0 && !m->workers[i].auth)
+			others++;
+	if (others > 0)
+		return;
+	for (size_t i = 0; i < m->nworkers; i++)
+		if (m->workers[i].pid > 0 && m->workers[i].auth)
+			master_kill(m, m->workers[i].pid, SIGTERM);
 }
 
 static void
@@ -527,6 +547,8 @@ master_child(evutil_socket_t sig, short what, void *arg)
 			}
 		}
 	}
+	if (m->stopping)
+		stop_auth_when_alone(m);
 	if (m->stopping && live_workers(m) == 0)
 		event_base_loopbreak(m->base);
 }
@@ -539,6 +561,7 @@ master_stop(evutil_socket_t sig, short what, void *arg)
 	log_info("received %s, stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	m->stopping = true;
 	signal_workers(m, SIGTERM);
+	stop_auth_when_alone(m);
 	if (live_workers(m) == 0)
 		event_base_loopbreak(m->base);
 }
