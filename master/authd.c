@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "lib/auth/login.h"
+#include "lib/auth/password.h"
 #include "lib/authd/proto.h"
 #include "lib/base/alloc.h"
 #include "lib/base/log.h"
@@ -333,6 +334,10 @@ authd_run(struct petrel_ctx *ctx)
 	    (unsigned)config_get_uint(ctx->cfg, "auth_max_failures_per_ip"),
 	    (unsigned)config_get_uint(ctx->cfg, "auth_max_failures_per_user"),
 	    (unsigned)config_get_uint(ctx->cfg, "auth_lockout_time"));
+	/* One check before the first login: it makes the dummy hash (which
+	 * would otherwise cost the first unknown user a second crypt, telling
+	 * it apart) and pays crypt's first, slower run. */
+	password_verify_dummy("petrel warm-up");
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
 	pthread_attr_init(&attr);
