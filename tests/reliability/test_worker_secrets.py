@@ -20,9 +20,9 @@ shadow is larger and holds no data) and asserts that neither the MariaDB
 password nor a user's crypt hash is there. Then a child process with the
 worker's uid and gid tries to open the SQLite file, the password file, and
 to connect to MariaDB with the credentials the worker's configuration gives
-it: each must fail. The same scan of the auth process must find the
-password (MariaDB) and a hash (after a login, in its login cache), so the
-scan itself is shown to work.
+it: each must fail; none of them has the SQLite file open. The same scan
+of the auth process must find the password (MariaDB) and a hash (after a
+login, in its login cache), so the scan itself is shown to work.
 
 Run:  /usr/bin/python3 -m pytest -q tests/reliability/test_worker_secrets.py
       (as root, as the test command runs)
@@ -250,6 +250,14 @@ def test_workers_hold_no_database_secret(separated):
         if secret:
             assert secret.encode() in held, (kind, "auth process: no password found")
         assert any(h in held for h in hashes), (kind, "auth process: no hash found")
+
+        # nothing but the auth process has the directory open
+        if kind == "sqlite":
+            db = os.path.realpath(inst.sqlite_path())
+            for pid in [srv.proc.pid] + workers + queue:
+                fds = os.listdir("/proc/%d/fd" % pid)
+                links = [os.path.realpath("/proc/%d/fd/%s" % (pid, fd)) for fd in fds]
+                assert not [l for l in links if l.startswith(db)], (pid, links)
 
         for pid in workers:
             uid, gid = ids(pid)
