@@ -105,11 +105,22 @@ main(int argc, char **argv)
 	ctx.cfg = config_new();
 	if (!(cmd->flags & CMD_NO_CONFIG)) {
 		path = config_locate(conf_arg);
+		/* The auth process may not be allowed to open the file
+		 * (root:group 0640): the master opens it for it
+		 * (master.c:spawn_worker) and names the descriptor. */
+		const char *cfd = getenv("PETREL_CONF_FD");
+
 		if (path != NULL) {
-			if (config_load_file(ctx.cfg, path, &err) < 0)
+			if (cfd != NULL && atoi(cfd) > 2) {
+				if (config_load_fd(ctx.cfg, atoi(cfd), path,
+				    &err) < 0)
+					cli_die("%s", err);
+			} else if (config_load_file(ctx.cfg, path, &err) < 0) {
 				cli_die("%s", err);
+			}
 			ctx.conf_path = path;
 		}
+		unsetenv("PETREL_CONF_FD");
 	} else if (conf_arg != NULL) {
 		ctx.conf_path = conf_arg;
 	}

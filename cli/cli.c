@@ -127,6 +127,9 @@ cli_dir(struct petrel_ctx *cli)
 
 	if (cli->dir != NULL)
 		return cli->dir;
+	if (dir_password_file_load(config_get(cli->cfg,
+	    "database_password_file"), &err) < 0)
+		cli_die("%s", err);
 	if (dir_open(config_get(cli->cfg, "database"), 0, &cli->dir,
 	    &err) < 0)
 		cli_die("%s", err);

@@ -150,6 +150,11 @@ cmd_check(struct petrel_ctx *cli, int argc, char **argv)
 	if (cli->conf_path == NULL)
 		problem("no configuration file (tried $PETREL_CONF, "
 		    "./petrel.conf, /etc/petrel/petrel.conf); using defaults");
+	if (dir_password_file_load(config_get(cli->cfg,
+	    "database_password_file"), &err) < 0) {
+		problem("%s", err);
+		free(err);
+	}
 	if (dir_open(config_get(cli->cfg, "database"), 0, &dir, &err) < 0) {
 		problem("%s", err);
 		free(err);

@@ -6,6 +6,11 @@
  * column), the mail root, the queue directory and a self-signed certificate.
  * Idempotent: whatever exists is kept (an existing petrel.conf is read, not
  * rewritten; tables are created only if missing).
+ *
+ * As root it also creates the system account of the auth process,
+ * petrel-auth (auth_user), when missing, and gives it the SQLite file,
+ * mode 0600: the password hashes are for the auth process alone, not for
+ * the workers' account nor the world.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -213,6 +219,66 @@ service_account(const char *dir, char **user_r, char **group_r)
 	*group_r = xstrdup(gr ? gr->gr_name : "");
 }
 
+#define AUTH_ACCOUNT "petrel-auth"
+
+/* Create the system account name (no home, no login shell, a group of its
+ * own). 0 when it exists afterwards. */
+static int
+create_system_user(const char *name)
+{
+	static const char *const tools[] = { "/usr/sbin/useradd",
+	    "/sbin/useradd", NULL };
+	int status;
+	pid_t pid;
+
+	if (getpwnam(name) != NULL)
+		return 0;
+	for (size_t i = 0; tools[i] != NULL; i++) {
+		if (access(tools[i], X_OK) < 0)
+			continue;
+		pid = fork();
+		if (pid < 0)
+			break;
+		if (pid == 0) {
+			execl(tools[i], tools[i], "--system", "--user-group",
+			    "--no-create-home", "--home-dir", "/nonexistent",
+			    "--shell", "/usr/sbin/nologin", name, (char *)NULL);
+			_exit(127);
+		}
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+		break;
+	}
+	if (getpwnam(name) == NULL)
+		return -1;
+	printf("created system user %s\n", name);
+	return 0;
+}
+
+/* The auth process's account for an instance in dir that runs as user:
+ * petrel-auth (created if missing) when root made the instance for an
+ * unprivileged user and the account can reach dir; otherwise user. */
+static char *
+auth_account(const char *dir, const char *user)
+{
+	struct passwd *pw;
+
+	if (geteuid() != 0 || user[0] == '\0' || strcmp(user, "root") == 0)
+		return xstrdup(user);
+	if (create_system_user(AUTH_ACCOUNT) < 0) {
+		cli_warn("cannot create the system user %s (useradd); the auth "
+		    "process will run as %s", AUTH_ACCOUNT, user);
+		return xstrdup(user);
+	}
+	pw = getpwnam(AUTH_ACCOUNT);
+	if (pw == NULL || !reachable(dir, pw->pw_uid, pw->pw_gid)) {
+		cli_warn("%s is not reachable by the account %s; the auth "
+		    "process will run as %s", dir, AUTH_ACCOUNT, user);
+		return xstrdup(user);
+	}
+	return xstrdup(AUTH_ACCOUNT);
+}
+
 static void
 write_config(struct petrel_ctx *cli, const char *dir, const char *conf)
 {
@@ -225,6 +291,7 @@ write_config(struct petrel_ctx *cli, const char *dir, const char *conf)
 		{ "mail_root", NULL }, { "queue_dir", NULL },
 		{ "tls_cert", NULL }, { "tls_key", NULL },
 		{ "user", NULL }, { "group", NULL }, { "dkim_dir", NULL },
+		{ "auth_user", NULL },
 	};
 	str_t out = STR_INIT;
 	size_t n = sizeof(defs) / sizeof(defs[0]);
@@ -241,6 +308,8 @@ write_config(struct petrel_ctx *cli, const char *dir, const char *conf)
 	defs[6].value = user;
 	defs[7].value = group;
 	defs[8].value = xasprintf("%s/dkim", dir);
+	defs[9].value = auth_account(dir, config_is_set(cli->cfg, "user") ?
+	    config_get(cli->cfg, "user") : user);
 	/* Instance defaults, unless given with -o. */
 	for (size_t i = 0; i < n; i++) {
 		if (!config_is_set(cli->cfg, defs[i].key) &&
@@ -274,6 +343,27 @@ chown_to_service(struct petrel_ctx *cli, const char *path)
 	if (pw == NULL || gr == NULL)
 		return;
 	if (chown(path, pw->pw_uid, gr->gr_gid) < 0)
+		cli_die("cannot chown %s: %s", path, strerror(errno));
+}
+
+/* The SQLite file holds every password hash: the auth process's account
+ * owns it, nobody else may read it (not the workers' account). */
+static void
+db_private(struct petrel_ctx *cli, const char *path)
+{
+	struct passwd *pw;
+
+	if (chmod(path, 0600) < 0)
+		cli_die("cannot chmod %s: %s", path, strerror(errno));
+	if (geteuid() != 0)
+		return;
+	pw = getpwnam(config_get(cli->cfg, "auth_user"));
+	if (pw == NULL) {
+		/* no such account: the auth process runs as user */
+		chown_to_service(cli, path);
+		return;
+	}
+	if (chown(path, pw->pw_uid, pw->pw_gid) < 0)
 		cli_die("cannot chown %s: %s", path, strerror(errno));
 }
 
@@ -375,7 +465,7 @@ cmd_init(struct petrel_ctx *cli, int argc, char **argv)
 	if (cli_schema_create(cli, &err) < 0)
 		cli_die("cannot create the schema: %s", err);
 	if (!url.mysql)
-		chown_to_service(cli, url.path);
+		db_private(cli, url.path);
 	printf("database %s ready\n", url.mysql ? url.db : url.path);
 	dir_url_clear(&url);
 

@@ -130,11 +130,10 @@ imap_sasl_response(struct imap_session *s, const char *line)
 /* After a good password, on the job thread: the maildir, the quota,
  * the special-use folders. */
 int
-imap_login_job(struct session *base, struct dir *dir,
+imap_login_job(struct session *base, struct authc *ac,
     const struct dir_user *u)
 {
 	struct imap_session *s = (struct imap_session *)base;
-	const char *err;
 
 	free(s->login);
 	s->login = xstrdup(u->address);
@@ -145,11 +144,8 @@ imap_login_job(struct session *base, struct dir *dir,
 		    SID(&s->base), s->login);
 		return AUTH_TEMPFAIL;
 	}
-	if (dir_lookup_quota(dir, s->login, &s->quota, &err) < 0) {
-		log_warn("%016llx: quota of %s: %s", SID(&s->base), s->login,
-		    err);
-		s->quota = 0;
-	}
+	/* the quota came with the login reply */
+	s->quota = s->base.login_quota;
 	if (imap_prepare_maildir(s) < 0)
 		return AUTH_TEMPFAIL;
 	return AUTH_OK;

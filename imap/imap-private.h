@@ -17,7 +17,7 @@
 #include "lib/session/session.h"
 
 struct bufferevent;
-struct dir;
+struct authc;
 struct dir_user;
 
 enum imap_state { S_NOAUTH, S_AUTH, S_SELECTED, S_LOGOUT };
@@ -119,7 +119,7 @@ void imap_cmd_starttls(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_login(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_authenticate(struct imap_session *s, struct imap_cmd *c);
 void imap_sasl_response(struct imap_session *s, const char *line);
-int imap_login_job(struct session *base, struct dir *dir,
+int imap_login_job(struct session *base, struct authc *ac,
     const struct dir_user *u);
 void imap_login_done(struct session *base, int result);
 

@@ -29,6 +29,8 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <stddef.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -67,6 +69,7 @@ struct listener {
 
 struct worker {
 	bool queue;		/* the queue manager, not a protocol worker */
+	bool auth;		/* the auth/directory process */
 	pid_t pid;
 	time_t started;
 	bool retiring;		/* replaced after SIGHUP: do not restart */
@@ -85,6 +88,12 @@ struct master {
 	size_t nretiring;
 	struct event *ev_restart;
 	struct node_counters *nc;	/* connections, shared by workers */
+	int auth_fd;			/* the auth channel's listening socket */
+	bool setids;			/* started as root: children set ids */
+	uid_t wuid, auid;		/* workers' and auth process's uid */
+	gid_t wgid, agid;		/* and gid */
+	char auth_name[64];		/* its abstract name (no leading NUL) */
+	size_t nproto;			/* protocol workers */
 };
 
 /* ---- binding ---- */
@@ -152,14 +161,63 @@ bind_all(struct master *m)
 	}
 }
 
+/* The auth channel: a listening socket in the abstract namespace (no
+ * file to clean up or to protect with modes; the auth process checks
+ * each peer's uid with SO_PEERCRED), bound once so that it outlives
+ * restarts of the auth process. */
+static void
+bind_auth(struct master *m)
+{
+	struct sockaddr_un sun;
+	size_t n;
+
+	snprintf(m->auth_name, sizeof(m->auth_name), "petrel-auth.%ld.%ld",
+	    (long)getpid(), (long)time(NULL));
+	n = strlen(m->auth_name);
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path + 1, m->auth_name, n);
+	m->auth_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (m->auth_fd < 0 || bind(m->auth_fd, (struct sockaddr *)&sun,
+	    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) < 0 ||
+	    listen(m->auth_fd, 1024) < 0)
+		fatal_errno("cannot create the auth channel");
+}
+
 /* ---- privileges ---- */
 
+/* The auth process's account: auth_user, or `user` (with a warning) when
+ * that account does not exist. */
+static struct passwd *
+auth_account(struct petrel_ctx *ctx, const char *user)
+{
+	const char *auth_user = config_get(ctx->cfg, "auth_user");
+	struct passwd *pw = NULL;
+
+	if (auth_user[0] != '\0')
+		pw = getpwnam(auth_user);
+	if (pw == NULL) {
+		log_warn("auth_user %s does not exist: the auth process runs "
+		    "as %s and shares the workers' uid (create the account, "
+		    "e.g. with `petrel init` as root)", auth_user, user);
+		pw = getpwnam(user);
+	}
+	return pw;
+}
+
+/* Started as root: become `user`/`group`, keeping the auth account in the
+ * saved set-user-ID (and its group in the saved set-group-ID), so that a
+ * child can take either identity with no privilege (setresuid(2) lets a
+ * process pick any of its real, effective and saved ids) and nothing can
+ * become root again. A child then drops the other one for good before it
+ * executes (spawn_worker). Not root: every process keeps the current
+ * ids. */
 static void
-drop_privileges(struct petrel_ctx *ctx)
+drop_privileges(struct master *m, struct petrel_ctx *ctx)
 {
 	const char *user = config_get(ctx->cfg, "user");
 	const char *group = config_get(ctx->cfg, "group");
-	struct passwd *pw;
+	struct passwd *pw, *apw;
 	struct group *gr;
 
 	if (geteuid() != 0)
@@ -174,17 +232,86 @@ drop_privileges(struct petrel_ctx *ctx)
 	if (gr == NULL)
 		fatal("group %s does not exist", group[0] ? group : user);
 	if (pw->pw_uid == 0) {
-		log_warn("user = %s: running as root", user);
+		/* the workers can read everything: there is no boundary
+		 * for a separate auth account to keep */
+		log_warn("user = %s: running as root, the auth process too",
+		    user);
 		return;
 	}
-	if (setgroups(1, &gr->gr_gid) < 0 || setresgid(gr->gr_gid,
-	    gr->gr_gid, gr->gr_gid) < 0 || setresuid(pw->pw_uid, pw->pw_uid,
-	    pw->pw_uid) < 0)
+	m->wuid = pw->pw_uid;
+	m->wgid = gr->gr_gid;
+	apw = auth_account(ctx, user);
+	if (apw == NULL)
+		fatal("user %s does not exist", user);
+	m->auid = apw->pw_uid;
+	/* (getpwnam's record was overwritten: compare with the saved uid) */
+	m->agid = apw->pw_uid == m->wuid ? m->wgid : apw->pw_gid;
+	if (m->auid == 0)
+		fatal("auth_user %s is root: name an unprivileged account",
+		    apw->pw_name);
+	m->setids = true;
+	if (setgroups(0, NULL) < 0 || setresgid(m->wgid, m->wgid,
+	    m->agid) < 0 || setresuid(m->wuid, m->wuid, m->auid) < 0)
 		fatal_errno("cannot drop privileges to %s:%s", user,
 		    gr->gr_name);
 	if (setuid(0) == 0)
 		fatal("privileges not dropped: setuid(0) succeeded");
-	log_info("running as %s:%s", user, gr->gr_name);
+	log_info("running as %s:%s, the auth process as uid %ld gid %ld",
+	    user, gr->gr_name, (long)m->auid, (long)m->agid);
+}
+
+/* In a child before it executes: keep one identity for good. */
+static int
+child_setids(const struct master *m, bool auth)
+{
+	uid_t uid = auth ? m->auid : m->wuid;
+	gid_t gid = auth ? m->agid : m->wgid;
+
+	if (!m->setids)
+		return 0;
+	if (setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
+		return -1;
+	return 0;
+}
+
+/* The command line for a child that is not the auth process: a database
+ * URL given with -o loses its password (the child re-reads the
+ * configuration from argv; it must not see it). */
+static char **
+child_argv(char **argv)
+{
+	size_t n = 0;
+	char **out;
+
+	while (argv[n] != NULL)
+		n++;
+	out = xcalloc(n + 1, sizeof(*out));
+	for (size_t i = 0; i < n; i++) {
+		const char *a = argv[i], *v;
+
+		if (strncmp(a, "-o", 2) == 0 && a[2] != '\0')
+			a += 2;
+		v = a;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		if (strncmp(v, "database", 8) == 0) {
+			const char *e = v + 8;
+
+			while (*e == ' ' || *e == '\t')
+				e++;
+			if (*e == '=') {
+				e++;
+				while (*e == ' ' || *e == '\t')
+					e++;
+				out[i] = xasprintf("%.*sdatabase=%s",
+				    (int)(a - argv[i]), argv[i],
+				    dir_url_redacted(e));
+				continue;
+			}
+		}
+		out[i] = argv[i];
+	}
+	return out;
 }
 
 /* ---- workers ---- */
@@ -196,7 +323,7 @@ spawn_worker(struct master *m, size_t slot)
 	pid_t pid, parent;
 	int region = -1;
 
-	if (m->nc != NULL && !m->workers[slot].queue)
+	if (m->nc != NULL && !m->workers[slot].queue && !m->workers[slot].auth)
 		region = node_counters_take(m->nc);
 	for (size_t i = 0; i < m->nlisteners; i++)
 		str_printf(&fds, "%s%s=%d", i ? "," : "",
@@ -211,7 +338,31 @@ spawn_worker(struct master *m, size_t slot)
 	}
 	if (pid == 0) {
 		char slotstr[24];
+		char **argv = m->ctx->argv;
 
+		/* The auth process's account may not read the configuration
+		 * file: it gets a descriptor opened with the workers' ids. */
+		if (m->workers[slot].auth && m->setids &&
+		    m->ctx->conf_path != NULL) {
+			int cfd = open(m->ctx->conf_path, O_RDONLY);
+			char cfdstr[16];
+
+			if (cfd < 0) {
+				log_error_errno("auth process: %s",
+				    m->ctx->conf_path);
+				_exit(1);
+			}
+			snprintf(cfdstr, sizeof(cfdstr), "%d", cfd);
+			setenv("PETREL_CONF_FD", cfdstr, 1);
+		}
+		/* First the ids (a change of ids clears the parent-death
+		 * signal set below). */
+		if (child_setids(m, m->workers[slot].auth) < 0) {
+			log_error_errno("worker %zu: cannot set its ids", slot);
+			_exit(1);
+		}
+		if (!m->workers[slot].auth)
+			argv = child_argv(m->ctx->argv);
 		/* If the master dies (even by SIGKILL), its children stop
 		 * too: a worker drains like on SIGTERM and closes its
 		 * listeners at once, so a new master can bind the ports, and
@@ -223,7 +374,7 @@ spawn_worker(struct master *m, size_t slot)
 			_exit(1);
 		/* Only protocol workers inherit the listening sockets. */
 		for (size_t i = 0; i < m->nlisteners &&
-		    !m->workers[slot].queue; i++) {
+		    !m->workers[slot].queue && !m->workers[slot].auth; i++) {
 			int fl = fcntl(m->listeners[i].fd, F_GETFD);
 
 			fcntl(m->listeners[i].fd, F_SETFD, fl & ~FD_CLOEXEC);
@@ -237,13 +388,21 @@ spawn_worker(struct master *m, size_t slot)
 			setenv("PETREL_COUNTERS", env, 1);
 		}
 		snprintf(slotstr, sizeof(slotstr), "%zu", slot);
-		if (m->workers[slot].queue)
+		setenv("PETREL_AUTH_SOCKET", m->auth_name, 1);
+		if (m->workers[slot].auth) {
+			char fdstr[16];
+
+			fcntl(m->auth_fd, F_SETFD, 0);
+			snprintf(fdstr, sizeof(fdstr), "%d", m->auth_fd);
+			setenv("PETREL_AUTH_FD", fdstr, 1);
+			setenv("PETREL_ROLE", "auth", 1);
+		} else if (m->workers[slot].queue)
 			setenv("PETREL_ROLE", "queue", 1);
 		else
 			setenv("PETREL_WORKER_FDS", str_c(&fds), 1);
 		setenv("PETREL_WORKER_SLOT", slotstr, 1);
-		snprintf(slotstr, sizeof(slotstr), "%zu", m->nworkers > 1 ?
-		    m->nworkers - 1 : 1);
+		snprintf(slotstr, sizeof(slotstr), "%zu", m->nproto > 0 ?
+		    m->nproto : 1);
 		setenv("PETREL_WORKERS", slotstr, 1);
 		/* The binary's own path rather than "/proc/self/exe": the
 		 * same file, but a tool that runs petrel (valgrind) sees an
@@ -257,10 +416,10 @@ spawn_worker(struct master *m, size_t slot)
 			if (n > 0) {
 				self[n] = '\0';
 				if (strstr(self, " (deleted)") == NULL)
-					execv(self, m->ctx->argv);
+					execv(self, argv);
 			}
 		}
-		execv("/proc/self/exe", m->ctx->argv);
+		execv("/proc/self/exe", argv);
 		log_error_errno("exec /proc/self/exe");
 		_exit(127);
 	}
@@ -273,14 +432,31 @@ spawn_worker(struct master *m, size_t slot)
 	return pid;
 }
 
+/* kill(2) a child. The auth process runs under the auth account, which
+ * the master may signal only with that effective uid (kept as its saved
+ * uid for this, drop_privileges). */
+static void
+master_kill(const struct master *m, pid_t pid, int sig)
+{
+	if (kill(pid, sig) == 0 || errno != EPERM || !m->setids)
+		return;
+	if (seteuid(m->auid) == 0) {
+		kill(pid, sig);
+		if (seteuid(m->wuid) < 0)
+			fatal_errno("cannot return to uid %ld", (long)m->wuid);
+	}
+}
+
+/* Signal every child but the auth process, which the others may still
+ * need while they drain (stop_auth_when_alone). */
 static void
 signal_workers(struct master *m, int sig)
 {
 	for (size_t i = 0; i < m->nworkers; i++)
-		if (m->workers[i].pid > 0)
-			kill(m->workers[i].pid, sig);
+		if (m->workers[i].pid > 0 && !m->workers[i].auth)
+			master_kill(m, m->workers[i].pid, sig);
 	for (size_t i = 0; i < m->nretiring; i++)
-		kill(m->retiring[i], sig);
+		master_kill(m, m->retiring[i], sig);
 }
 
 static size_t
@@ -292,6 +468,24 @@ live_workers(const struct master *m)
 		if (m->workers[i].pid > 0)
 			n++;
 	return n;
+}
+
+/* Stopping: once the workers and the queue manager are gone (their last
+ * sessions answered, with routes and logins from the auth process), stop
+ * the auth process too. */
+static void
+stop_auth_when_alone(struct master *m)
+{
+	size_t others = m->nretiring;
+
+	for (size_t i = 0; i < m->nworkers; i++)
+		if (m->workers[i].pid > 0 && !m->workers[i].auth)
+			others++;
+	if (others > 0)
+		return;
+	for (size_t i = 0; i < m->nworkers; i++)
+		if (m->workers[i].pid > 0 && m->workers[i].auth)
+			master_kill(m, m->workers[i].pid, SIGTERM);
 }
 
 static void
@@ -353,6 +547,8 @@ master_child(evutil_socket_t sig, short what, void *arg)
 			}
 		}
 	}
+	if (m->stopping)
+		stop_auth_when_alone(m);
 	if (m->stopping && live_workers(m) == 0)
 		event_base_loopbreak(m->base);
 }
@@ -365,6 +561,7 @@ master_stop(evutil_socket_t sig, short what, void *arg)
 	log_info("received %s, stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	m->stopping = true;
 	signal_workers(m, SIGTERM);
+	stop_auth_when_alone(m);
 	if (live_workers(m) == 0)
 		event_base_loopbreak(m->base);
 }
@@ -397,7 +594,8 @@ master_reload(evutil_socket_t sig, short what, void *arg)
 			continue;
 		/* Retire: stop accepting, finish every session. The queue
 		 * manager just stops: its state is on disk. */
-		kill(old, m->workers[i].queue ? SIGTERM : SIGUSR1);
+		master_kill(m, old, m->workers[i].queue || m->workers[i].auth ?
+		    SIGTERM : SIGUSR1);
 		if (m->nretiring < MAX_WORKERS)
 			m->retiring[m->nretiring++] = old;
 		/* The old process is reaped by master_child; its slot is
@@ -411,24 +609,21 @@ run_master(struct petrel_ctx *ctx, const char **error_r)
 {
 	struct master m;
 	struct event *ev_term, *ev_int, *ev_hup, *ev_chld;
-	struct dir *dir = NULL;
+	struct dir_url url;
 	const char *err;
-	char *oerr;
 
 	memset(&m, 0, sizeof(m));
 	m.ctx = ctx;
-	if (dir_open(config_get(ctx->cfg, "database"), 0, &dir, &oerr) < 0) {
-		*error_r = oerr;
+	/* The URL is checked here; only the auth process opens it. */
+	if (dir_url_parse(config_get(ctx->cfg, "database"), &url, &err) < 0) {
+		*error_r = xasprintf("bad database URL: %s", err);
 		return -1;
 	}
-	dir_set_queries(dir, ctx->cfg);
-	if (dir_connect(dir, &err) < 0)
-		log_warn("directory unavailable at start (lookups answer 4xx "
-		    "until it is back): %s", err);
-	dir_close(&dir);
+	dir_url_clear(&url);
 
 	bind_all(&m);
-	drop_privileges(ctx);
+	bind_auth(&m);
+	drop_privileges(&m, ctx);
 
 	m.base = event_base_new();
 	if (m.base == NULL)
@@ -444,8 +639,8 @@ run_master(struct petrel_ctx *ctx, const char **error_r)
 
 	m.nworkers = m.nlisteners > 0 ?
 	    (size_t)config_get_uint(ctx->cfg, "workers") : 0;
-	if (m.nworkers > MAX_WORKERS - 1)
-		m.nworkers = MAX_WORKERS - 1;
+	if (m.nworkers > MAX_WORKERS - 2)
+		m.nworkers = MAX_WORKERS - 2;
 	if (m.nlisteners > 0 && m.nworkers == 0)
 		m.nworkers = 1;
 	/* Connection limits hold for the node: one count shared by the
@@ -457,15 +652,20 @@ run_master(struct petrel_ctx *ctx, const char **error_r)
 		if (m.nc == NULL)
 			log_warn("%s; connection limits counted per worker", err);
 	}
-	/* The queue manager runs in the last slot. */
+	m.nproto = m.nworkers;
+	/* The queue manager runs in the slot after the workers, the auth
+	 * process in the last one; it starts first. */
 	m.workers[m.nworkers].queue = true;
 	m.nworkers++;
-	for (size_t i = 0; i < m.nworkers; i++)
+	m.workers[m.nworkers].auth = true;
+	m.nworkers++;
+	spawn_worker(&m, m.nworkers - 1);
+	for (size_t i = 0; i < m.nworkers - 1; i++)
 		spawn_worker(&m, i);
 	log_info("petrel %s started (pid %ld, %zu worker(s), config %s, "
 	    "database %s)", PETREL_VERSION, (long)getpid(), m.nworkers,
 	    ctx->conf_path ? ctx->conf_path : "(defaults)",
-	    dir_url_redacted(config_get(ctx->cfg, "database")));
+	    config_get(ctx->cfg, "database"));
 	event_base_dispatch(m.base);
 
 	/* Wait for workers that are still draining. */
@@ -484,6 +684,15 @@ run_master(struct petrel_ctx *ctx, const char **error_r)
 	}
 	for (size_t i = 0; i < m.nlisteners; i++)
 		close(m.listeners[i].fd);
+	close(m.auth_fd);
+	/* No child to start or signal any more: give up the auth account's
+	 * saved ids too (a process whose saved ids differ from its real
+	 * ones cannot be traced by its own uid, which LeakSanitizer's check
+	 * at exit needs). */
+	if (m.setids && (setresgid(m.wgid, m.wgid, m.wgid) < 0 ||
+	    setresuid(m.wuid, m.wuid, m.wuid) < 0))
+		log_warn("cannot give up the auth account's ids: %s",
+		    strerror(errno));
 	node_counters_free(&m.nc);
 	event_free(ev_term);
 	event_free(ev_int);
@@ -527,6 +736,23 @@ serve_run(struct petrel_ctx *ctx, const char **error_r)
 		gethostname(host, sizeof(host) - 1);
 		config_set(ctx->cfg, "hostname", host, &err);
 		free(err);
+	}
+	if (getenv("PETREL_ROLE") != NULL &&
+	    strcmp(getenv("PETREL_ROLE"), "auth") == 0) {
+		log_init("petrel/auth", true);
+		return authd_run(ctx);
+	}
+	/* Every other process (master, workers, queue manager) forgets the
+	 * database password at once (the value is wiped, config.c): only
+	 * the auth process opens the directory. */
+	{
+		char *redacted = xstrdup(dir_url_redacted(config_get(ctx->cfg,
+		    "database")));
+		char *err = NULL;
+
+		if (config_set(ctx->cfg, "database", redacted, &err) < 0)
+			free(err);
+		free(redacted);
 	}
 	if (getenv("PETREL_ROLE") != NULL &&
 	    strcmp(getenv("PETREL_ROLE"), "queue") == 0) {

@@ -23,5 +23,8 @@ extern const size_t serve_nservices;
 /* The worker process: serve the listening sockets of fdlist
  * ("service=fd,...") until told to stop; returns the exit status. */
 int worker_run(struct petrel_ctx *ctx, const char *fdlist);
+/* The auth/directory process (authd.c): serves the auth channel on the
+ * socket in PETREL_AUTH_FD until killed. */
+int authd_run(struct petrel_ctx *ctx);
 
 #endif

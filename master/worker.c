@@ -27,7 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "lib/auth/login.h"
+#include "lib/authd/client.h"
 #include "lib/base/alloc.h"
 #include "lib/base/limits.h"
 #include "lib/base/log.h"
@@ -266,14 +266,10 @@ worker_run(struct petrel_ctx *ctx, const char *fdlist)
 		if (w.tls == NULL)
 			log_error("TLS unavailable: %s", err);
 	}
-	auth_cache_setup((unsigned)config_get_uint(ctx->cfg,
-	    "auth_cache_ttl"));
-	auth_throttle_setup(
-	    (unsigned)config_get_uint(ctx->cfg, "auth_max_failures_per_ip"),
-	    (unsigned)config_get_uint(ctx->cfg, "auth_max_failures_per_user"),
-	    (unsigned)config_get_uint(ctx->cfg, "auth_lockout_time"));
+	/* the login cache and the password-guessing limits live in the
+	 * auth process (authd.c), which checks the passwords */
 	w.jobs = jobs_create(w.base, (size_t)config_get_uint(ctx->cfg,
-	    "worker_threads"), dir_thread_init, dir_thread_deinit, ctx->cfg);
+	    "worker_threads"), authc_thread_init, authc_thread_deinit, ctx->cfg);
 	smtp_server_init(&w.smtp, w.base, w.jobs, ctx->cfg, w.tls);
 	pop3_server_init(&w.pop3, w.base, w.jobs, ctx->cfg, w.tls);
 	imap_server_init(&w.imap, w.base, w.jobs, ctx->cfg, w.tls);
@@ -281,7 +277,7 @@ worker_run(struct petrel_ctx *ctx, const char *fdlist)
 	 * hangs holds up logins and RCPT lookups, not deliveries or
 	 * mailbox work. */
 	w.dir_jobs = jobs_create(w.base, (size_t)config_get_uint(ctx->cfg,
-	    "worker_threads"), dir_thread_init, dir_thread_deinit, ctx->cfg);
+	    "worker_threads"), authc_thread_init, authc_thread_deinit, ctx->cfg);
 	w.smtp.sv.dir_jobs = w.pop3.sv.dir_jobs = w.imap.sv.dir_jobs = w.dir_jobs;
 	for (item = strtok_r(copy, ",", &save); item != NULL;
 	    item = strtok_r(NULL, ",", &save)) {

@@ -91,7 +91,7 @@ struct pop3_session {
 /* After a good password, on the job thread: lock and list the maildrop.
  * Returns an enum auth_result or LOGIN_IN_USE. */
 static int
-login_run(struct session *base, struct dir *dir, const struct dir_user *u)
+login_run(struct session *base, struct authc *ac, const struct dir_user *u)
 {
 	struct pop3_session *s = (struct pop3_session *)base;
 	const char *err;

@@ -18,6 +18,7 @@
 #include "lib/base/str.h"
 #include "lib/config/config.h"
 #include "lib/deliver/deliver.h"
+#include "lib/authd/client.h"
 #include "lib/dir/dir.h"
 #include "lib/queue/queue.h"
 #include "lib/queue/spool.h"
@@ -136,11 +137,10 @@ build_dsn(const struct queue_msg *m, const bool *which, const char *hostname,
 }
 
 int
-dsn_bounce(struct dir *dir, const struct config *cfg,
+dsn_bounce(struct authc *ac, const struct config *cfg,
     const struct queue_msg *m, const bool *which, const char *hostname)
 {
 	const char *queue_dir = config_get(cfg, "queue_dir");
-	struct route_config rc;
 	struct route_result r;
 	struct deliver_ctx ctx;
 	struct deliver_rcpt rcpt;
@@ -163,9 +163,7 @@ dsn_bounce(struct dir *dir, const struct config *cfg,
 		return 0;
 	}
 	build_dsn(m, which, hostname, &msg);
-	rc.mail_root = config_get(cfg, "mail_root");
-	rc.delimiter = config_get(cfg, "recipient_delimiter");
-	route_resolve(dir, &rc, m->sender, true, &r);
+	authc_route(ac, m->sender, true, &r);
 	if (r.status == ROUTE_TEMPFAIL) {
 		route_result_clear(&r);
 		str_free(&msg);
@@ -199,7 +197,7 @@ dsn_bounce(struct dir *dir, const struct config *cfg,
 		dm.dkim_sign = false;
 		ctx.queue_dir = queue_dir;
 		ctx.dkim_dir = NULL;
-		ctx.mail_root = rc.mail_root;
+		ctx.mail_root = config_get(cfg, "mail_root");
 		if (deliver_message(&ctx, &dm, &res, &err) < 0) {
 			log_error("%s: bounce delivery to <%s>: %s", m->id,
 			    m->sender, err);

@@ -12,10 +12,10 @@ int queue_manager_run(struct petrel_ctx *ctx);
  * marks (NULL: all bounced ones) (queue/dsn.c). Never to the null sender.
  * 0 ok (or nothing to do), -1 error (retry). */
 #include <stdbool.h>
-struct dir;
+struct authc;
 struct queue_msg;
 struct config;
-int dsn_bounce(struct dir *dir, const struct config *cfg,
+int dsn_bounce(struct authc *ac, const struct config *cfg,
     const struct queue_msg *m, const bool *which, const char *hostname);
 
 #endif

@@ -31,6 +31,7 @@
 #include "lib/base/str.h"
 #include "lib/config/config.h"
 #include "lib/config/context.h"
+#include "lib/authd/client.h"
 #include "lib/dir/dir.h"
 #include "lib/io/jobs.h"
 #include "lib/maildir/maildir.h"
@@ -155,7 +156,7 @@ backoff(struct mgr *m, unsigned attempts)
 }
 
 static void
-finish_run(struct delivery *d, struct dir *dir)
+finish_run(struct delivery *d, struct authc *ac)
 {
 	struct mgr *m = d->m;
 	struct queue_msg *q = &d->msg;
@@ -215,7 +216,7 @@ finish_run(struct delivery *d, struct dir *dir)
 	}
 	/* The sender hears of failures now, not when the last deferred
 	 * recipient is done (as Postfix does). */
-	if (dsn_bounce(dir, m->cfg, q, fresh, m->hostname) < 0) {
+	if (dsn_bounce(ac, m->cfg, q, fresh, m->hostname) < 0) {
 		/* Keep them: the bounce is retried with the next attempt. */
 		for (size_t i = 0; i < q->nrcpts; i++)
 			if (fresh[i]) {
@@ -503,7 +504,7 @@ queue_manager_run(struct petrel_ctx *ctx)
 	m.base = event_base_new();
 	if (m.base == NULL)
 		fatal("cannot create the event loop");
-	m.jobs = jobs_create(m.base, 4, dir_thread_init, dir_thread_deinit,
+	m.jobs = jobs_create(m.base, 4, authc_thread_init, authc_thread_deinit,
 	    ctx->cfg);
 
 	pidpath = xasprintf("%s/manager.pid", m.queue_dir);

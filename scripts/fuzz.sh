@@ -28,13 +28,14 @@ sources() {
 	smtp_parse) echo "lib/smtp/parse.c $base" ;;
 	smtp_reply) echo "lib/smtp/reply.c $base" ;;
 	base64) echo "$base" ;;
+	authd_proto) echo "lib/authd/proto.c $base" ;;
 	queue_file) echo "lib/queue/queue.c lib/queue/spool.c lib/base/fdio.c $base" ;;
 	*) echo "fuzz: no target '$1'" >&2; exit 1 ;;
 	esac
 }
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(smtp_parse smtp_reply imap_parse imap_framing mime config maildir_name base64 queue_file)
+[ ${#targets[@]} -gt 0 ] || targets=(smtp_parse smtp_reply imap_parse imap_framing mime config maildir_name base64 queue_file authd_proto)
 mkdir -p "$OUT"
 for t in "${targets[@]}"; do
 	dir="$OUT/$t"

@@ -24,7 +24,7 @@
 
 /* After query_login and the password check, on the job thread. */
 int
-smtp_auth_job(struct session *base, struct dir *dir, const struct dir_user *u)
+smtp_auth_job(struct session *base, struct authc *ac, const struct dir_user *u)
 {
 	struct smtp_session *s = (struct smtp_session *)base;
 

@@ -23,6 +23,7 @@
 #include "lib/base/limits.h"
 #include "lib/base/log.h"
 #include "lib/base/str.h"
+#include "lib/authd/client.h"
 #include "lib/dir/dir.h"
 #include "lib/io/jobs.h"
 #include "lib/maildir/quota.h"
@@ -170,7 +171,7 @@ sender_run(struct job *job, void *state)
 		s->job_status = 250;
 		return;
 	}
-	route_resolve(state, &s->srv->rc, s->job_addr, false, &r);
+	authc_route(state, s->job_addr, false, &r);
 	if (r.status == ROUTE_TEMPFAIL)
 		s->job_status = 451;
 	for (size_t i = 0; i < r.ndests && s->auth_maildir != NULL; i++)
@@ -215,26 +216,22 @@ rcpt_run(struct job *job, void *state)
 {
 	struct smtp_session *s = (struct smtp_session *)((char *)job -
 	    offsetof(struct smtp_session, job));
-	struct dir *dir = state;
+	struct authc *ac = state;
 	const char *err;
 
-	route_resolve(dir, &s->srv->rc, s->job_addr, s->auth_user != NULL,
-	    &s->job_route);
+	authc_route(ac, s->job_addr, s->auth_user != NULL, &s->job_route);
 	if (s->job_route.status == ROUTE_RELAY_DENIED && s->job_postmaster) {
 		/* RFC 5321 4.5.1: <postmaster> must be accepted. When the
 		 * host name is not a hosted domain, use the first hosted one. */
-		struct dir_rows *rows = NULL;
+		char *domain = NULL;
 
-		if (dir_query(dir, "SELECT domain FROM transport ORDER BY domain",
-		    NULL, 0, &rows, &err) == DIR_OK && rows->nrows > 0) {
+		if (authc_postmaster_domain(ac, &domain) == DIR_OK) {
 			free(s->job_addr);
-			s->job_addr = xasprintf("postmaster@%s",
-			    dir_rows_get(rows, 0, 0));
+			s->job_addr = xasprintf("postmaster@%s", domain);
 			route_result_clear(&s->job_route);
-			route_resolve(dir, &s->srv->rc, s->job_addr, false,
-			    &s->job_route);
+			authc_route(ac, s->job_addr, false, &s->job_route);
 		}
-		dir_rows_free(&rows);
+		free(domain);
 	}
 	if (s->job_route.status != ROUTE_OK)
 		return;

@@ -18,7 +18,7 @@
 #include "lib/smtp/parse.h"
 #include "smtp/smtp.h"
 
-struct dir;
+struct authc;
 struct dir_user;
 struct evbuffer;
 
@@ -106,7 +106,7 @@ void smtp_cmd_auth(struct smtp_session *s, const char *arg);
 /* May this session authenticate (and say so in EHLO)? */
 bool smtp_auth_allowed(const struct smtp_session *s);
 /* lib/session's login hooks (session_ops.login_job, .login_done). */
-int smtp_auth_job(struct session *base, struct dir *dir,
+int smtp_auth_job(struct session *base, struct authc *ac,
     const struct dir_user *u);
 void smtp_auth_done(struct session *base, int result);
 /* The AUTH replies of the SASL exchange (lib/session). */

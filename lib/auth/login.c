@@ -179,22 +179,26 @@ auth_login(struct dir *dir, const char *login, const char *password,
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	res = check(dir, login, password, u_r);
 	if (res == AUTH_FAIL) {
-		long ms;
-		unsigned old = atomic_load(&check_ms);
-
 		clock_gettime(CLOCK_MONOTONIC, &t1);
-		ms = (t1.tv_sec - t0.tv_sec) * 1000 +
-		    (t1.tv_nsec - t0.tv_nsec) / 1000000;
-		if (ms < 0 || ms > 10000)
-			ms = 10000;
-		atomic_store(&check_ms, old == 0 ? (unsigned)ms :
-		    (old * 7 + (unsigned)ms) / 8);
+		auth_check_ms_note((t1.tv_sec - t0.tv_sec) * 1000 +
+		    (t1.tv_nsec - t0.tv_nsec) / 1000000);
 	}
 	if (throttle != NULL)
 		throttle_end(throttle, ip, login, res == AUTH_OK ?
 		    THROTTLE_SUCCESS : res == AUTH_FAIL ? THROTTLE_FAILURE :
 		    THROTTLE_ABORT, time(NULL));
 	return res;
+}
+
+void
+auth_check_ms_note(long ms)
+{
+	unsigned old = atomic_load(&check_ms);
+
+	if (ms < 0 || ms > 10000)
+		ms = 10000;
+	atomic_store(&check_ms, old == 0 ? (unsigned)ms :
+	    (old * 7 + (unsigned)ms) / 8);
 }
 
 unsigned

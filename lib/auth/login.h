@@ -33,6 +33,9 @@ enum auth_result auth_login(struct dir *dir, const char *login,
  * caller adds to the delay of an AUTH_THROTTLED answer so that it takes
  * as long as a wrong password without spending the CPU. */
 unsigned auth_check_ms(void);
+/* Fold the time of one failed check (ms) into auth_check_ms(): the auth
+ * process times auth_login(), a worker the round trip to it. */
+void auth_check_ms_note(long ms);
 
 /* SASL PLAIN (RFC 4616): base64 of [authzid] NUL authcid NUL passwd.
  * 0 ok (malloc'd strings; an authzid other than empty or authcid is

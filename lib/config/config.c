@@ -7,9 +7,11 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "lib/base/alloc.h"
@@ -49,6 +51,11 @@ static const struct key_def keys[] = {
 	{ "message_size_limit", KT_UINT, "52428800", NULL, (uint64_t)1 << 40 },
 	{ "user", KT_STRING, "", NULL, 0 },
 	{ "group", KT_STRING, "", NULL, 0 },
+	/* The auth/directory process's account (master/authd.c). */
+	{ "auth_user", KT_STRING, "petrel-auth", NULL, 0 },
+	/* A file holding the MariaDB password (read by the auth process
+	 * alone); it replaces a password in `database`. */
+	{ "database_password_file", KT_STRING, "", NULL, 0 },
 	{ "workers", KT_UINT, "2", NULL, 256 },
 	{ "worker_threads", KT_UINT, "4", NULL, 256 },
 	{ "smtp_max_connections", KT_UINT, "2000", NULL, 1000000 },
@@ -107,6 +114,17 @@ struct config {
 	char *path;
 };
 
+/* A value may hold a secret (the database URL's password): it is wiped
+ * before its memory goes back to the allocator. */
+static void
+wipe_free(char *p)
+{
+	if (p != NULL) {
+		explicit_bzero(p, strlen(p));
+		free(p);
+	}
+}
+
 const char *
 config_locate(const char *explicit_path)
 {
@@ -138,7 +156,7 @@ config_free(struct config **cfgp)
 	if (cfg == NULL)
 		return;
 	for (size_t i = 0; i < NKEYS; i++)
-		free(cfg->values[i]);
+		wipe_free(cfg->values[i]);
 	free(cfg->path);
 	free(cfg);
 	*cfgp = NULL;
@@ -248,7 +266,7 @@ set_value(struct config *cfg, const char *where, const char *key,
 		*error_r = xasprintf("%s%s", where, why);
 		return -1;
 	}
-	free(cfg->values[i]);
+	wipe_free(cfg->values[i]);
 	cfg->values[i] = xstrdup(value);
 	return 0;
 }
@@ -307,6 +325,10 @@ config_load_text(struct config *cfg, const char *name, const char *text,
 	size_t pos = 0;
 	int r = 0;
 
+	/* reserved whole: never reallocated, so a line with a password
+	 * leaves no copy behind (wiped below) */
+	str_reserve(&logical, CONFIG_LINE_MAX + 2);
+
 	while (pos < len && r == 0) {
 		const char *nl = memchr(text + pos, '\n', len - pos);
 		size_t linelen = nl ? (size_t)(nl - (text + pos)) : len - pos;
@@ -329,7 +351,7 @@ config_load_text(struct config *cfg, const char *name, const char *text,
 		pos += linelen + (nl ? 1 : 0);
 		t = str_trim(line);
 		if (*t == '\0' || *t == '#') {
-			free(line);
+			wipe_free(line);
 			continue;
 		}
 		if ((line[0] == ' ' || line[0] == '\t') && logical.len > 0) {
@@ -341,7 +363,7 @@ config_load_text(struct config *cfg, const char *name, const char *text,
 				str_append_c(&logical, ' ');
 				str_append(&logical, t);
 			}
-			free(line);
+			wipe_free(line);
 			continue;
 		}
 		if (logical.len > 0)
@@ -350,10 +372,11 @@ config_load_text(struct config *cfg, const char *name, const char *text,
 		str_truncate(&logical, 0);
 		str_append(&logical, t);
 		start = lineno;
-		free(line);
+		wipe_free(line);
 	}
 	if (r == 0 && logical.len > 0)
 		r = config_line(cfg, name, start, logical.data, error_r);
+	explicit_bzero(logical.data, logical.cap);
 	str_free(&logical);
 	return r;
 }
@@ -361,30 +384,64 @@ config_load_text(struct config *cfg, const char *name, const char *text,
 int
 config_load_file(struct config *cfg, const char *path, char **error_r)
 {
-	FILE *fp;
-	str_t text = STR_INIT;
-	char buf[8192];
-	size_t n;
-	int r;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
-	fp = fopen(path, "r");
-	if (fp == NULL) {
+	if (fd < 0) {
 		*error_r = xasprintf("cannot open configuration file %s: %s",
 		    path, strerror(errno));
 		return -1;
 	}
-	while ((n = fread(buf, 1, sizeof(buf), fp)) > 0)
-		str_append_n(&text, buf, n);
-	if (ferror(fp)) {
+	return config_load_fd(cfg, fd, path, error_r);
+}
+
+int
+config_load_fd(struct config *cfg, int fd, const char *path,
+    char **error_r)
+{
+	struct stat st;
+	size_t cap, len = 0;
+	char *text;
+	ssize_t n;
+	int r;
+
+	/* read(2) into one buffer of our own, wiped after parsing: the file
+	 * may hold the database password, and stdio's buffer or a grown
+	 * string would leave copies in freed memory */
+	if (fstat(fd, &st) < 0) {
 		*error_r = xasprintf("cannot read configuration file %s: %s",
 		    path, strerror(errno));
-		fclose(fp);
-		str_free(&text);
+		close(fd);
 		return -1;
 	}
-	fclose(fp);
-	r = config_load_text(cfg, path, str_c(&text), text.len, error_r);
-	str_free(&text);
+	cap = (st.st_size > 0 ? (size_t)st.st_size : 0) + 4096;
+	text = xmalloc(cap + 1);
+	while ((n = read(fd, text + len, cap - len)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			*error_r = xasprintf("cannot read configuration file "
+			    "%s: %s", path, strerror(errno));
+			close(fd);
+			wipe_free(text);
+			return -1;
+		}
+		len += (size_t)n;
+		if (len == cap) {
+			/* grew while read: bigger buffer, old one wiped */
+			char *bigger = xmalloc(cap * 2 + 1);
+
+			memcpy(bigger, text, len);
+			explicit_bzero(text, cap);
+			free(text);
+			text = bigger;
+			cap *= 2;
+		}
+	}
+	close(fd);
+	text[len] = '\0';
+	r = config_load_text(cfg, path, text, len, error_r);
+	explicit_bzero(text, cap);
+	free(text);
 	if (r == 0) {
 		free(cfg->path);
 		cfg->path = xstrdup(path);
@@ -407,7 +464,7 @@ config_override(struct config *cfg, const char *assignment, char **error_r)
 	value = xstrdup(eq + 1);
 	r = set_value(cfg, "-o: ", str_trim(key), str_trim(value), error_r);
 	free(key);
-	free(value);
+	wipe_free(value);
 	return r;
 }
 

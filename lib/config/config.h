@@ -20,6 +20,10 @@ void config_free(struct config **cfg);
 
 /* Parse a file; 0 ok, -1 with *error_r set (caller frees). */
 int config_load_file(struct config *cfg, const char *path, char **error_r);
+/* The same from an open descriptor (closed here); path names it in
+ * errors. The text is wiped from memory once parsed. */
+int config_load_fd(struct config *cfg, int fd, const char *path,
+    char **error_r);
 /* Parse text as a config file named `name` (used by tests/fuzzing). */
 int config_load_text(struct config *cfg, const char *name, const char *text,
     size_t len, char **error_r);

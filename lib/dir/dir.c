@@ -8,8 +8,11 @@
  * to a prepared statement as a parameter.
  */
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lib/base/alloc.h"
 #include "lib/base/log.h"
@@ -24,6 +27,49 @@ struct dir {
 	char *q_domain, *q_alias, *q_user, *q_login, *q_quota;
 };
 
+static char *dir_password;	/* from database_password_file */
+
+int
+dir_password_file_load(const char *path, char **error_r)
+{
+	char buf[1024];
+	size_t len = 0;
+	ssize_t n;
+	int fd;
+
+	if (path == NULL || path[0] == '\0')
+		return 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		*error_r = xasprintf("database_password_file %s: %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	while (len < sizeof(buf) - 1 &&
+	    (n = read(fd, buf + len, sizeof(buf) - 1 - len)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			*error_r = xasprintf("database_password_file %s: %s",
+			    path, strerror(errno));
+			close(fd);
+			explicit_bzero(buf, sizeof(buf));
+			return -1;
+		}
+		len += (size_t)n;
+	}
+	close(fd);
+	buf[len] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	if (dir_password != NULL) {
+		explicit_bzero(dir_password, strlen(dir_password));
+		free(dir_password);
+	}
+	dir_password = xstrdup(buf);
+	explicit_bzero(buf, sizeof(buf));
+	return 0;
+}
+
 int
 dir_open(const char *url, int flags, struct dir **dir_r, char **error_r)
 {
@@ -34,6 +80,12 @@ dir_open(const char *url, int flags, struct dir **dir_r, char **error_r)
 	if (dir_url_parse(url, &u, &err) < 0) {
 		*error_r = xasprintf("bad database URL: %s", err);
 		return DIR_FAIL;
+	}
+	if (u.mysql && dir_password != NULL) {
+		if (u.password != NULL)
+			explicit_bzero(u.password, strlen(u.password));
+		free(u.password);
+		u.password = xstrdup(dir_password);
 	}
 	dir = xmalloc(sizeof(*dir));
 	dir->driver = u.mysql ? &dir_driver_mariadb : &dir_driver_sqlite;

@@ -62,6 +62,12 @@ struct dir_user {
 };
 void dir_user_clear(struct dir_user *u);
 
+/* database_password_file: read the MariaDB password from path (its first
+ * line) and use it, for every mysql:// handle opened after, in place of a
+ * password in the URL. Only the auth process and the CLI (root) call it.
+ * 0, or -1 with error_r (malloc'd). An empty path does nothing. */
+int dir_password_file_load(const char *path, char **error_r);
+
 #define DIR_OPEN_CREATE 0x1	/* sqlite: create the file if missing */
 
 /* Parse the URL and make a handle; does not connect (queries connect on

@@ -62,6 +62,8 @@ dir_url_clear(struct dir_url *u)
 {
 	free(u->path);
 	free(u->user);
+	if (u->password != NULL)
+		explicit_bzero(u->password, strlen(u->password));
 	free(u->password);
 	free(u->host);
 	free(u->db);

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "lib/auth/login.h"
+#include "lib/authd/client.h"
 #include "lib/base/alloc.h"
 #include "lib/base/limits.h"
 #include "lib/base/log.h"
@@ -692,17 +693,26 @@ login_run(struct job *job, void *state)
 {
 	struct session *s = (struct session *)((char *)job -
 	    offsetof(struct session, login_job));
-	struct dir *dir = state;
+	struct authc *ac = state;
 	struct dir_user u;
+	struct timespec t0, t1;
 
-	s->login_result = auth_login(dir, s->login_name, s->login_pass, s->ip,
-	    &u);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	s->login_result = authc_login(ac, s->login_name, s->login_pass, s->ip,
+	    s->srv->ops->proto, &u, &s->login_quota);
+	if (s->login_result == AUTH_FAIL) {
+		/* what a checked wrong password costs, round trip included:
+		 * a refusal (AUTH_THROTTLED) is held that much longer */
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		auth_check_ms_note((t1.tv_sec - t0.tv_sec) * 1000 +
+		    (t1.tv_nsec - t0.tv_nsec) / 1000000);
+	}
 	/* the password is not needed beyond the check */
 	session_wipe(&s->login_pass);
 	if (s->login_result != AUTH_OK)
 		return;
 	if (s->srv->ops->login_job != NULL)
-		s->login_result = s->srv->ops->login_job(s, dir, &u);
+		s->login_result = s->srv->ops->login_job(s, ac, &u);
 	dir_user_clear(&u);
 }
 

@@ -31,7 +31,7 @@
 
 struct bufferevent;
 struct config;
-struct dir;
+struct authc;
 struct dir_user;
 struct event;
 struct event_base;
@@ -94,7 +94,7 @@ struct session_ops {
 	 * password: fill the session from the user row (maildir, ...);
 	 * return AUTH_OK, AUTH_TEMPFAIL or a protocol code (>= 100) that
 	 * login_done gets back. NULL: nothing to do. */
-	int (*login_job)(struct session *s, struct dir *dir,
+	int (*login_job)(struct session *s, struct authc *ac,
 	    const struct dir_user *u);
 	/* On the loop: the outcome (AUTH_OK, AUTH_TEMPFAIL, AUTH_FAIL
 	 * after the failed-login delay, or login_job's own code). */
@@ -145,6 +145,7 @@ struct session {
 	/* login in flight (session_login_start) */
 	struct job login_job;
 	char *login_name, *login_pass;
+	uint64_t login_quota;	/* the user's quota (bytes, 0 = none) */
 	int login_result;
 };
 

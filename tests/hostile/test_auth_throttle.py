@@ -1,9 +1,10 @@
 """Password guessing limits (auth_max_failures_per_ip, auth_max_failures_per_user,
 docs/security.md "Password guessing") and login timing for unknown users.
 
-The limits are meant per node. The servers here run workers=2: the counts must
-hold across both workers (the bounds below allow each worker its own count,
-which is what a per-process table gives; a node-wide one gives half)."""
+The limits are meant per node. The servers here run workers=2: the counts
+live in the auth process, which checks every password, so they hold across
+both workers (a count per worker would let each worker check its own share).
+"""
 
 import re
 import selectors
@@ -116,10 +117,10 @@ def attack(srv, user, seconds, conns, stop):
 
 
 def test_parallel_guessing_bounded_owner_gets_in(limited):
-    """300 parallel connections guess ALICE's password for 60 s: at most 30
-    passwords are actually checked (3 x the limit; two workers with a count
-    each make 20), the rest are refused; ALICE logging in from 127.0.0.2
-    gets in at once during and after the attack."""
+    """300 parallel connections guess ALICE's password for 60 s over two
+    workers: at most the limit (plus what leaks away during the attack) of
+    passwords are actually checked, the rest are refused; ALICE logging in
+    from 127.0.0.2 gets in at once during and after the attack."""
     srv = limited("auth_fail_delay=50")
     stop = threading.Event()
     result = {}
@@ -141,7 +142,9 @@ def test_parallel_guessing_bounded_owner_gets_in(limited):
     print("attack: %d answers, %d checked, %d refused; owner logins: %s"
           % (result.get("answers", 0), failed, refused, owner))
     assert refused > 10 * LIMIT, (failed, refused, result)
-    assert failed <= 3 * LIMIT, (failed, refused)
+    # one count per node: LIMIT, plus one failure forgotten per
+    # auth_lockout_time / LIMIT = 90 s of attack
+    assert failed <= LIMIT + 1, (failed, refused)
     assert all(ok for ok, _ in owner), owner
     # "at once": no failed-login delay, only the check itself
     assert max(took for _, took in owner) < 2 * TIMEOUT_SCALE, owner
@@ -151,11 +154,10 @@ def test_parallel_guessing_bounded_owner_gets_in(limited):
 
 def test_own_account_success_does_not_reset(limited):
     """An attacker that logs into its own account (BOB) between guesses at
-    ALICE's password gets no more checks for ALICE than without.
-    workers=1: with a count per worker, BOB's first success may reach a worker
-    whose count for the IP is already over the limit; one count per node
-    (the auth process) lets this run with workers=2."""
-    srv = limited("auth_fail_delay=1", "workers=1")
+    ALICE's password gets no more checks for ALICE than without. Two
+    workers: the counts are the auth process's, one per node, so BOB's
+    logins reach the same count whichever worker serves them."""
+    srv = limited("auth_fail_delay=1")
     for i in range(6 * LIMIT):
         ok, _ = imap_login(srv, ALICE, "guess%d" % i)
         assert not ok
@@ -173,7 +175,7 @@ def test_unknown_user_takes_as_long(sqlite_instance, all_start):
     interleaved, differ by less than 30% (or 5 ms). Without a dummy hash check
     the unknown user answers a whole yescrypt faster."""
     hostile_util.add_users(sqlite_instance)
-    srv = all_start(sqlite_instance, ("auth_fail_delay=1", "workers=1"))
+    srv = all_start(sqlite_instance, ("auth_fail_delay=1", "workers=2"))
     known, unknown = [], []
     for i in range(40):
         for user, out in ((ALICE, known), ("nobody%d@example.test" % i, unknown)):

@@ -82,7 +82,8 @@ alive = procs.alive
 
 
 def role(pid):
-    """'queue' (the queue manager), 'worker' (a protocol worker), or None
+    """'queue' (the queue manager), 'worker' (a protocol worker), 'auth' (the
+    auth/directory process), or None
     while a freshly forked child has not exec'd yet (read from its env)."""
     try:
         with open("/proc/%d/environ" % pid, "rb") as f:
@@ -91,6 +92,8 @@ def role(pid):
         return None
     if b"PETREL_ROLE=queue" in env:
         return "queue"
+    if b"PETREL_ROLE=auth" in env:
+        return "auth"
     if any(e.startswith(b"PETREL_WORKER_FDS=") for e in env):
         return "worker"
     return None

@@ -6,7 +6,9 @@ The instance lives in a directory the `mail` account can reach (the
 `petrel serve` drops to it after binding, as in production. Every process
 of the server (master, workers, queue manager) is then checked in
 /proc/PID/status: real, effective, saved and filesystem uid and gid, the
-supplementary groups and the effective capabilities. Then alice, logged in
+supplementary groups and the effective capabilities. The auth process runs
+as auth_user (petrel-auth, which init creates), and the master keeps that
+account as its saved uid/gid only, to start and signal it. Then alice, logged in
 over IMAP and POP3, tries to reach bob's maildir and the rest of the file
 system by every name form the protocols allow; bob's maildir must be
 byte-for-byte unchanged and nothing may appear outside alice's.
@@ -53,6 +55,11 @@ def status_fields(pid):
     return fields
 
 
+def environ(pid):
+    with open("/proc/%d/environ" % pid, "rb") as f:
+        return f.read().split(b"\0")
+
+
 @pytest.fixture
 def all_start():
     """Factory: all_start(inst) -> a serve with SMTP, submission, IMAP, POP3;
@@ -75,11 +82,20 @@ def test_no_process_runs_as_root(mail_user_instance, all_start):
     hostile_util.healthy(srv)            # every service has served a session
     pids = [srv.proc.pid] + crash_util.children(srv.proc.pid)
     assert len(pids) >= 3, "expected a master, workers and a queue manager: %r" % pids
+    assert inst.config().get("auth_user") == "petrel-auth", inst.config()
+    auth = pwd.getpwnam("petrel-auth")
+    assert auth.pw_uid not in (0, MAIL.pw_uid)
+    auth_pids = [p for p in pids if b"PETREL_ROLE=auth" in environ(p)]
+    assert len(auth_pids) == 1, pids
     for pid in pids:
         st = status_fields(pid)
         name = st["Name"][0]
-        assert [int(x) for x in st["Uid"]] == [MAIL.pw_uid] * 4, (pid, name, st["Uid"])
-        assert [int(x) for x in st["Gid"]] == [MAIL.pw_gid] * 4, (pid, name, st["Gid"])
+        uid, gid = (auth.pw_uid, auth.pw_gid) if pid in auth_pids else (MAIL.pw_uid, MAIL.pw_gid)
+        want_uid, want_gid = [uid] * 4, [gid] * 4
+        if pid == srv.proc.pid:
+            want_uid[2], want_gid[2] = auth.pw_uid, auth.pw_gid
+        assert [int(x) for x in st["Uid"]] == want_uid, (pid, name, st["Uid"])
+        assert [int(x) for x in st["Gid"]] == want_gid, (pid, name, st["Gid"])
         assert "0" not in st.get("Groups", []), (pid, name, st.get("Groups"))
         assert int(st["CapEff"][0], 16) == 0, (pid, name, st["CapEff"])
         assert int(st["CapPrm"][0], 16) == 0, (pid, name, st["CapPrm"])
@@ -164,3 +180,22 @@ def test_session_reaches_only_its_own_maildir(mail_user_instance, all_start):
     assert sorted(os.listdir(os.path.join(mail_root, "example.test"))) == before_domain
     assert not os.path.exists("/tmp/petrel-escape"), "a folder was made outside the mail root"
     hostile_util.healthy(srv)
+
+
+def test_missing_auth_user_falls_back_to_user(mail_user_instance, all_start):
+    """auth_user names no account: the auth process runs as `user`, with a
+    warning in the log, and logins work (the directory file is then the
+    workers' account's, as `petrel init` leaves it without the account)."""
+    inst = mail_user_instance
+    os.chown(inst.sqlite_path(), MAIL.pw_uid, MAIL.pw_gid)
+    srv = all_start(inst, ("auth_user=petrel-nosuch-account",))
+    hostile_util.healthy(srv)
+    srv.wait_log(r"auth_user petrel-nosuch-account does not exist")
+    pids = crash_util.children(srv.proc.pid)
+    auth = [p for p in pids if b"PETREL_ROLE=auth" in environ(p)]
+    assert len(auth) == 1, pids
+    st = status_fields(auth[0])
+    assert [int(x) for x in st["Uid"]] == [MAIL.pw_uid] * 4, st["Uid"]
+    assert [int(x) for x in st["Gid"]] == [MAIL.pw_gid] * 4, st["Gid"]
+    st = status_fields(srv.proc.pid)
+    assert [int(x) for x in st["Uid"]] == [MAIL.pw_uid] * 4, st["Uid"]
