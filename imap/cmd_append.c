@@ -96,7 +96,11 @@ imap_cmd_append(struct imap_session *s, struct imap_cmd *c)
 			continue;
 		str_append_c(&lf, msg->str[i]);
 	}
-	if (maildir_tmp_open(dst->path, &tmp, &err) < 0 ||
+	if (maildir_tmp_open(dst->path, &tmp, &err) == 0 && date >= 0) {
+		/* its date before its name: INTERNALDATE never changes */
+		maildir_tmp_set_mtime(tmp, (time_t)date, 0);
+	}
+	if (tmp == NULL ||
 	    maildir_tmp_write(tmp, lf.data, lf.len, &err) < 0 ||
 	    maildir_tmp_commit_flags(&tmp, norm, &newpath, &err) < 0) {
 		maildir_tmp_abort(&tmp);
@@ -106,7 +110,7 @@ imap_cmd_append(struct imap_session *s, struct imap_cmd *c)
 	}
 	if (s->quota > 0)
 		maildir_quota_add(s->maildir, (int64_t)lf.len, 1, &err);
-	uid = mbox_uid_of_added(dst, imap_basename_of(newpath), date, &err);
+	uid = mbox_uid_of_added(dst, imap_basename_of(newpath), &err);
 	if (uid == 0)
 		imap_ok(s, "Append completed.");
 	else
