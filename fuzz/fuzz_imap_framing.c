@@ -12,6 +12,9 @@
  *    of a command announcing a literal but the last, no plain line over
  *    line_max + 1, a refusal's tag a plausible one, nothing after a
  *    close, the buffer bounded (before login, by preauth_max);
+ *  - with spool_min, a logged-in APPEND's message over it handed out
+ *    whole (SPOOL, then DATA up to its size) and kept out of the
+ *    command, and what stays in memory bounded by spool_min + cmd_max;
  *  - every byte consumed wiped, unless an APPEND's message was taken.
  */
 #include <stdint.h>
@@ -35,6 +38,12 @@ static const struct imap_framer_limits real = {
 static const struct imap_framer_limits small_pre = {
 	.line_max = 40, .literal_max = 20, .cmd_max = 100, .append_max = 60,
 	.preauth_max = 30,
+};
+/* APPEND messages over 10 bytes handed out (spooled), as the session
+ * does past IMAP_APPEND_MEM_MAX. */
+static const struct imap_framer_limits small_spool = {
+	.line_max = 40, .literal_max = 20, .cmd_max = 100, .append_max = 60,
+	.preauth_max = 30, .spool_min = 10,
 };
 
 static void
@@ -90,6 +99,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	piece = (size_t)data[1] % 13 + 1;
 	check_limits(&small, (const char *)data + 2, size - 2, split, piece);
 	check_limits(&small_pre, (const char *)data + 2, size - 2, split,
+	    piece);
+	check_limits(&small_spool, (const char *)data + 2, size - 2, split,
 	    piece);
 	check_limits(&real, (const char *)data + 2, size - 2, split, piece);
 	return 0;

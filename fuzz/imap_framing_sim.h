@@ -31,6 +31,10 @@ struct sim {
 	unsigned commands;
 	bool plain, logged_in, closed;
 	bool appended;		/* APPEND literal data was taken */
+	/* a spooled APPEND literal (IMAP_FRAME_SPOOL, then DATA) */
+	bool spooling;
+	uint64_t spool_size;
+	str_t spool;
 };
 
 /* The n-th word (0: the tag) of a command, upper-cased, in out. */
@@ -55,11 +59,15 @@ sim_word(const char *p, size_t len, unsigned n, char *out, size_t outsz)
 
 static void
 sim_check_command(const struct imap_framer_limits *lim, const char *p,
-    size_t len, bool append, bool noauth)
+    size_t len, bool append, bool noauth, size_t spool_at)
 {
 	const char *line = p, *end = p + len;
+	uint64_t max = lim->cmd_max;
 
-	if (len > (append ? lim->append_max + lim->cmd_max : lim->cmd_max))
+	if (append)
+		max += lim->spool_min > 0 ? lim->spool_min : lim->append_max;
+	if (len > max || (spool_at != SIZE_MAX && (!append ||
+	    spool_at >= len || p[spool_at] != '{')))
 		abort();
 	if (noauth && lim->preauth_max > 0 && len > lim->preauth_max)
 		abort();
@@ -81,8 +89,22 @@ sim_check_command(const struct imap_framer_limits *lim, const char *p,
 		    &nonsync))
 			abort();
 		if ((size_t)(crlf - line) > lim->line_max + 1 ||
-		    size > (append ? lim->append_max : lim->literal_max) ||
-		    size > (uint64_t)(end - crlf - 2))
+		    size > (append ? lim->append_max : lim->literal_max))
+			abort();
+		if (spool_at != SIZE_MAX && memrchr(line, '{',
+		    (size_t)(crlf - line)) == p + spool_at) {
+			/* spooled: larger than spool_min, its data
+			 * elsewhere */
+			if (size <= lim->spool_min || lim->spool_min == 0)
+				abort();
+			size = 0;
+		}
+		if (size > (uint64_t)(end - crlf - 2))
+			abort();
+		/* in memory, an APPEND literal is at most spool_min (or
+		 * literal_max, after the spooled one) */
+		if (append && lim->spool_min > 0 && size > lim->spool_min &&
+		    size > lim->literal_max)
 			abort();
 		line = crlf + 2 + size;
 	}
@@ -104,7 +126,9 @@ sim_event(struct sim *m, const struct imap_framer_limits *lim,
 		sim_word(ev->data, ev->len, 3, ir, sizeof(ir));
 		sim_check_command(lim, ev->data, ev->len,
 		    m->logged_in && strcmp(word, "APPEND") == 0,
-		    !m->logged_in);
+		    !m->logged_in, ev->spool_at);
+		if (m->spooling)
+			abort();
 		if (ev->data[ev->len] != '\0')
 			abort();
 		str_append(log, "C:");
@@ -156,6 +180,30 @@ sim_event(struct sim *m, const struct imap_framer_limits *lim,
 			abort();
 		str_printf(log, "B:%s|", ev->bye);
 		m->closed = true;
+		break;
+	case IMAP_FRAME_SPOOL:
+		if (!m->logged_in || m->spooling || lim->spool_min == 0 ||
+		    ev->size <= lim->spool_min || ev->size > lim->append_max)
+			abort();
+		str_printf(log, "S:%llu%s|", (unsigned long long)ev->size,
+		    ev->cont ? "" : "+");
+		m->spooling = true;
+		m->spool_size = ev->size;
+		str_truncate(&m->spool, 0);
+		break;
+	case IMAP_FRAME_DATA:
+		/* logged whole at its end: the same however it is cut */
+		if (!m->spooling || ev->len == 0 ||
+		    m->spool.len + ev->len > m->spool_size ||
+		    ev->last != (m->spool.len + ev->len == m->spool_size))
+			abort();
+		str_append_n(&m->spool, ev->data, ev->len);
+		if (ev->last) {
+			str_append(log, "D:");
+			str_append_n(log, m->spool.data, m->spool.len);
+			str_append(log, "|");
+			m->spooling = false;
+		}
 		break;
 	}
 }
@@ -234,6 +282,7 @@ sim_run(const struct imap_framer_limits *lim, const char *in, size_t len,
 		abort();
 	m->appended = f.unwiped > 0;
 	*wiped_r = nonzero == 0;
+	str_free(&m->spool);
 	imap_framer_deinit(&f);
 }
 

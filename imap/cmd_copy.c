@@ -133,8 +133,7 @@ copy_messages(struct imap_session *s, struct imap_cmd *c, bool move)
 		}
 		free(src);
 		made[nmade++] = newpath;
-		uid = mbox_uid_of_added(dst, imap_basename_of(newpath), -1,
-		    &err);
+		uid = mbox_uid_of_added(dst, imap_basename_of(newpath), &err);
 		m = &s->mb->msgs[idx[k]];
 		if (uid == 0) {
 			log_error("%016llx: copy into %s: %s", SID(&s->base), dst->path,

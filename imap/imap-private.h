@@ -19,6 +19,7 @@
 struct bufferevent;
 struct authc;
 struct dir_user;
+struct maildir_tmp;
 
 enum imap_state { S_NOAUTH, S_AUTH, S_SELECTED, S_LOGOUT };
 
@@ -39,6 +40,22 @@ struct imap_command {
 	const char *name;
 	imap_cmd_fn *fn;
 	unsigned flags;
+};
+
+/* An APPEND message larger than IMAP_APPEND_MEM_MAX while it arrives:
+ * its bytes go into buf, and a job writes each full buf (and the last
+ * one) to a file in the user's tmp/, CRLF stored as LF. The APPEND that
+ * ends the command takes the file (cmd_append.c); whatever else happens
+ * (a refused command, the client gone) the file is removed. */
+struct imap_spool {
+	uint64_t size;		/* the literal's size, as announced */
+	uint64_t got;		/* bytes received so far */
+	char *buf;		/* IMAP_SPOOL_CHUNK bytes */
+	size_t len;		/* in buf, not written yet */
+	struct maildir_tmp *tmp;	/* the file, once a job opened it */
+	bool done;		/* all size bytes received */
+	const char *failed;	/* "[OVERQUOTA] ...": the APPEND's NO text;
+				   the rest of the data is dropped */
 };
 
 struct imap_session {
@@ -67,6 +84,7 @@ struct imap_session {
 	void (*cmd_state_free)(void *);
 	struct job job;
 	int job_kind;		/* session.c's enum job_kind */
+	struct imap_spool *spool;	/* an APPEND message being spooled */
 
 	/* logged in */
 	char *login;		/* address */
@@ -149,6 +167,12 @@ void imap_cmd_expunge(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_close(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_unselect(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_append(struct imap_session *s, struct imap_cmd *c);
+/* cmd_append.c: the spool of a large APPEND message. begin: on
+ * IMAP_FRAME_SPOOL; write: on a job, writes (opening the file first) and
+ * empties buf; free: removes the file if still there (NULL-safe). */
+void imap_spool_begin(struct imap_session *s, uint64_t size);
+void imap_spool_write(struct imap_session *s);
+void imap_spool_free(struct imap_spool **spp);
 void imap_cmd_noop(struct imap_session *s, struct imap_cmd *c);
 void imap_close_mailbox(struct imap_session *s);
 

@@ -6,8 +6,9 @@
  * cmd_*.c, one file per command family.
  *
  * A command is read whole (bounded: IMAP_LINE_MAX per line,
- * IMAP_LITERAL_MAX per literal, message_size_limit for APPEND; before
- * login IMAP_PREAUTH_CMD_MAX for all of it) and
+ * IMAP_LITERAL_MAX per literal, message_size_limit for APPEND, whose
+ * message past IMAP_APPEND_MEM_MAX is written to a file as it arrives;
+ * before login IMAP_PREAUTH_CMD_MAX for all of it) and
  * parsed on the loop thread; everything that touches the disk runs as a
  * job on a pool thread, which writes its responses into s->out. The
  * session reads no further input while a job runs, so a job owns the
@@ -40,7 +41,7 @@
 #include "lib/session/session.h"
 #include "lib/tls/tls.h"
 
-enum job_kind { J_CMD, J_IDLE_SYNC };
+enum job_kind { J_CMD, J_IDLE_SYNC, J_SPOOL };
 
 static void submit(struct imap_session *s, enum job_kind kind);
 
@@ -128,6 +129,8 @@ imap_end_command(struct imap_session *s)
 	}
 	s->have_cmd = false;
 	s->def = NULL;
+	/* an APPEND took its file; any other end removes it */
+	imap_spool_free(&s->spool);
 }
 
 
@@ -193,14 +196,16 @@ state_bit(enum imap_state st)
 
 /* One complete command (from the framer). */
 static void
-execute(struct imap_session *s, const char *buf, size_t len)
+execute(struct imap_session *s, const char *buf, size_t len, size_t spool_at)
 {
 	const char *err = NULL;
 	const struct imap_command *def = NULL;
 	int rc;
 
 	s->have_cmd = true;
-	rc = imap_cmd_parse(buf, len, &s->cmd, &err);
+	if (spool_at == SIZE_MAX)
+		imap_spool_free(&s->spool);
+	rc = imap_cmd_parse_spooled(buf, len, spool_at, &s->cmd, &err);
 	/* The arguments are copies: the framer's buffer can go, wiped (a
 	 * LOGIN's password, or one in a command that did not parse) unless
 	 * it holds an APPEND's message (large, not a secret). */
@@ -251,6 +256,10 @@ job_run(struct job *job, void *state)
 		imap_sync_report(s, true);
 		return;
 	}
+	if (s->job_kind == J_SPOOL) {
+		imap_spool_write(s);
+		return;
+	}
 	s->def->fn(s, &s->cmd);
 	if (s->state == S_SELECTED && !s->more && s->mb != NULL)
 		imap_sync_report(s, (s->def->flags & NO_EXPUNGE) == 0 ||
@@ -263,7 +272,7 @@ job_done(struct job *job)
 	struct imap_session *s = (struct imap_session *)((char *)job -
 	    offsetof(struct imap_session, job));
 
-	if (s->base.dead) {
+	if (s->base.dead || s->job_kind == J_SPOOL) {
 		session_job_finished(&s->base);
 		return;
 	}
@@ -388,9 +397,29 @@ plain_line_too_long(struct imap_session *s)
 	}
 }
 
+/* The bytes of a spooled APPEND literal (IMAP_FRAME_DATA), before the
+ * input holding them is dropped: into the spool's buffer, unless writing
+ * failed already (then only counted). */
+static void
+spool_take(struct imap_session *s, const struct imap_frame *ev)
+{
+	struct imap_spool *sp = s->spool;
+
+	if (sp == NULL)
+		return;
+	if (sp->failed == NULL) {
+		memcpy(sp->buf + sp->len, ev->data, ev->len);
+		sp->len += ev->len;
+	}
+	sp->got += ev->len;
+	sp->done = ev->last;
+}
+
 /* Commands, literals and plain lines, cut by the framer (lib/imap/
  * framing); lib/session calls this while no job runs. Returns whether a
- * command line is partly in (its deadline runs). */
+ * command line is partly in (its deadline runs). A spooled APPEND
+ * literal is taken at most IMAP_SPOOL_CHUNK bytes at a time, each
+ * written by a job before more input is read. */
 static bool
 imap_process(struct session *base)
 {
@@ -412,10 +441,23 @@ imap_process(struct session *base)
 			flags |= IMAP_FRAMER_APPEND;
 		else
 			flags |= IMAP_FRAMER_NOAUTH;
+		if (s->spool != NULL && !s->spool->done &&
+		    s->spool->failed == NULL) {
+			size_t room = IMAP_SPOOL_CHUNK - s->spool->len;
+
+			if (room == 0) {
+				submit(s, J_SPOOL);
+				break;
+			}
+			if (v.iov_len > room)
+				v.iov_len = room;
+		}
 		/* the framer wipes what it takes in place (it may be a
 		 * password) */
 		imap_framer_step(&s->fr, v.iov_base, v.iov_len, flags, &used,
 		    &ev);
+		if (ev.type == IMAP_FRAME_DATA)
+			spool_take(s, &ev);
 		evbuffer_drain(in, used);
 		if (ev.lines > 0)
 			session_line_taken(base);
@@ -423,7 +465,19 @@ imap_process(struct session *base)
 		case IMAP_FRAME_NONE:
 			break;
 		case IMAP_FRAME_COMMAND:
-			execute(s, ev.data, ev.len);
+			execute(s, ev.data, ev.len, ev.spool_at);
+			break;
+		case IMAP_FRAME_SPOOL:
+			imap_spool_begin(s, ev.size);
+			if (ev.cont)
+				session_printf(base,
+				    "+ Ready for literal data\r\n");
+			break;
+		case IMAP_FRAME_DATA:
+			if (s->spool != NULL && s->spool->failed == NULL &&
+			    (s->spool->len == IMAP_SPOOL_CHUNK ||
+			    (s->spool->done && s->spool->len > 0)))
+				submit(s, J_SPOOL);
 			break;
 		case IMAP_FRAME_LINE:
 			if (s->idling)
@@ -436,12 +490,14 @@ imap_process(struct session *base)
 			session_printf(base, "+ Ready for literal data\r\n");
 			break;
 		case IMAP_FRAME_REFUSE:
+			imap_spool_free(&s->spool);
 			refused(s, &ev);
 			break;
 		case IMAP_FRAME_LONG_LINE:
 			plain_line_too_long(s);
 			break;
 		case IMAP_FRAME_CLOSE:
+			imap_spool_free(&s->spool);
 			session_printf(base, "* BYE %s\r\n", ev.bye);
 			imap_logout(s);
 			break;
@@ -515,6 +571,7 @@ imap_greet(struct session *base)
 	struct imap_framer_limits lim = {
 		.line_max = IMAP_LINE_MAX, .literal_max = IMAP_LITERAL_MAX,
 		.cmd_max = IMAP_CMD_MAX, .preauth_max = IMAP_PREAUTH_CMD_MAX,
+		.spool_min = IMAP_APPEND_MEM_MAX,
 	};
 
 	s->srv = base->srv->owner;

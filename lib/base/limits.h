@@ -88,6 +88,14 @@
  * most this; LOGIN and AUTHENTICATE need far less. A client that has
  * not logged in holds no more of the server's memory than this. */
 #define IMAP_PREAUTH_CMD_MAX (8 * 1024)
+/* IMAP after login: an APPEND message larger than this is not kept in
+ * memory while it arrives but written, IMAP_SPOOL_CHUNK bytes at a time,
+ * to a file in the user's tmp/ (lib/imap/framing spool_min), so a
+ * session holds about this plus IMAP_CMD_MAX, IMAP_SPOOL_CHUNK and
+ * INPUT_MAX whatever the message's size (a 40 MB APPEND used to hold
+ * 40 MB, more than once, until it was complete). */
+#define IMAP_APPEND_MEM_MAX (64 * 1024)
+#define IMAP_SPOOL_CHUNK (128 * 1024)
 /* A FETCH answer is produced this many bytes at a time, so a big FETCH
  * neither holds the whole answer in memory nor starves other sessions. */
 #define IMAP_FETCH_CHUNK (256 * 1024)

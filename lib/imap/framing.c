@@ -5,8 +5,9 @@
  *
  * Trust: every byte comes from a client. Nothing is buffered beyond the
  * limits: a partial line is at most line_max + 1 bytes, a command at most
- * cmd_max plus one literal (append_max + cmd_max plus one literal for an
- * APPEND); dropped input costs IMAP_FRAMER_TAIL bytes. A refused
+ * cmd_max plus one literal (for an APPEND spool_min + cmd_max plus one
+ * literal, or append_max + cmd_max plus one literal without spool_min);
+ * dropped input costs IMAP_FRAMER_TAIL bytes. A refused
  * command's later lines and LITERAL+ data are never taken as commands
  * (the client cannot smuggle a command inside a literal we refused).
  * Input and buffers that may hold a password are wiped before they are
@@ -44,6 +45,7 @@ imap_framer_init(struct imap_framer *f, const struct imap_framer_limits *lim)
 {
 	memset(f, 0, sizeof(*f));
 	f->lim = *lim;
+	f->spool_at = SIZE_MAX;
 }
 
 /* Drop the command being assembled (wiped when wipe). */
@@ -59,6 +61,7 @@ buf_reset(struct imap_framer *f, bool wipe)
 	f->line_start = 0;
 	f->append = false;
 	f->delivered = false;
+	f->spool_at = SIZE_MAX;
 }
 
 void
@@ -272,7 +275,13 @@ line_done(struct imap_framer *f, unsigned flags, struct imap_frame *ev)
 	}
 	append = (flags & IMAP_FRAMER_APPEND) &&
 	    is_append(f->buf.data, f->line_start);
-	limit = append ? f->lim.append_max + f->lim.cmd_max : cmd_max(f);
+	/* an APPEND's message beyond spool_min is not in buf */
+	if (!append)
+		limit = cmd_max(f);
+	else if (f->lim.spool_min > 0)
+		limit = f->lim.spool_min + f->lim.cmd_max;
+	else
+		limit = f->lim.append_max + f->lim.cmd_max;
 	if (f->buf.len > limit) {
 		refuse(f, ev, "BAD", "Command too long", line, n);
 		return true;
@@ -281,10 +290,12 @@ line_done(struct imap_framer *f, unsigned flags, struct imap_frame *ev)
 		ev->type = IMAP_FRAME_COMMAND;
 		ev->data = f->buf.data;
 		ev->len = f->buf.len;
+		ev->spool_at = f->spool_at;
 		f->delivered = true;
 		return true;
 	}
-	append = (flags & IMAP_FRAMER_APPEND) &&
+	/* after a spooled literal, the others are bounded as anywhere */
+	append = (flags & IMAP_FRAMER_APPEND) && f->spool_at == SIZE_MAX &&
 	    is_append(f->buf.data, f->buf.len);
 	limit = append ? f->lim.append_max : cap(f, f->lim.literal_max);
 	if (size > limit) {
@@ -300,6 +311,19 @@ line_done(struct imap_framer *f, unsigned flags, struct imap_frame *ev)
 	if (f->noauth && f->lim.preauth_max > 0 &&
 	    f->buf.len + 2 + size > cmd_max(f)) {
 		refuse(f, ev, "BAD", "Command too long", line, n);
+		return true;
+	}
+	if (append && f->lim.spool_min > 0 && size > f->lim.spool_min) {
+		/* handed out as it comes; buf keeps "{n}" CRLF */
+		f->spool_at = (size_t)((const char *)memrchr(line, '{', n) -
+		    f->buf.data);
+		buf_add(f, "\r\n", 2);
+		f->append = true;
+		f->spooling = true;
+		literal_begin(f, size);
+		ev->type = IMAP_FRAME_SPOOL;
+		ev->size = size;
+		ev->cont = !nonsync;
 		return true;
 	}
 	buf_add(f, "\r\n", 2);
@@ -340,6 +364,7 @@ imap_framer_step(struct imap_framer *f, char *in, size_t len, unsigned flags,
 	size_t used = 0;
 
 	memset(ev, 0, sizeof(*ev));
+	ev->spool_at = SIZE_MAX;
 	f->noauth = (flags & IMAP_FRAMER_NOAUTH) != 0;
 	if (f->delivered)
 		buf_reset(f, true);
@@ -357,6 +382,21 @@ imap_framer_step(struct imap_framer *f, char *in, size_t len, unsigned flags,
 			if (avail == 0)
 				break;
 			n = avail < f->lit_left ? avail : (size_t)f->lit_left;
+			if (f->spooling) {
+				/* the caller takes these bytes; not wiped */
+				ev->type = IMAP_FRAME_DATA;
+				ev->data = p;
+				ev->len = n;
+				f->unwiped += n;
+				used += n;
+				f->lit_left -= n;
+				if (f->lit_left == 0) {
+					f->spooling = false;
+					f->line_start = f->buf.len;
+					ev->last = true;
+				}
+				break;
+			}
 			if (!f->lit_skip)
 				buf_add(f, p, n);
 			if (f->lit_skip || !f->append)

@@ -33,6 +33,15 @@
  *    that would (refused before its data is read, as above; a LITERAL+
  *    one over preauth_max closes). A client that has not logged in never
  *    holds more than about preauth_max bytes of the framer.
+ *  - with spool_min set, the first literal of a logged-in client's
+ *    APPEND that is larger than spool_min is not kept: IMAP_FRAME_SPOOL
+ *    announces it, IMAP_FRAME_DATA events hand its bytes to the caller
+ *    (to write to a file) as they come, and the command keeps only its
+ *    "{n}" and CRLF (imap_cmd_parse_spooled() at spool_at). The rest of
+ *    such an APPEND, in memory, is bounded as any other command
+ *    (literal_max, cmd_max), and an APPEND that spools nothing by
+ *    spool_min + cmd_max: a logged-in client holds about that much of
+ *    the framer, not message_size_limit.
  * After a refusal the rest of the command (its later lines and LITERAL+
  * literals) is dropped unread as commands, so literal data never runs as
  * a command.
@@ -60,6 +69,9 @@ struct imap_framer_limits {
 	 * literals, is at most this (IMAP_PREAUTH_CMD_MAX), and so is each
 	 * line and literal; 0: no such bound. */
 	uint64_t preauth_max;
+	/* APPEND literals larger than this are handed out as they come
+	 * (IMAP_APPEND_MEM_MAX); 0: every literal is kept. */
+	uint64_t spool_min;
 };
 
 /* Flags for imap_framer_step(), as the session stands. */
@@ -81,6 +93,12 @@ enum imap_frame_type {
 	IMAP_FRAME_LONG_LINE,	/* IMAP_FRAMER_PLAIN: the line was too long
 				   (dropped); the exchange it answered ends */
 	IMAP_FRAME_CLOSE,	/* "* BYE bye" and close */
+	IMAP_FRAME_SPOOL,	/* an APPEND literal of size bytes will be
+				   handed out (IMAP_FRAME_DATA); if cont,
+				   send "+ Ready for literal data" */
+	IMAP_FRAME_DATA,	/* data/len: the next bytes of that literal,
+				   pointing into the caller's input (use
+				   them before dropping it); last: its end */
 };
 
 struct imap_frame {
@@ -93,6 +111,12 @@ struct imap_frame {
 	 * "BAD" or "NO", the text */
 	const char *tag, *status, *text;
 	const char *bye;	/* REFUSE, CLOSE: the BYE text, else NULL */
+	uint64_t size;		/* SPOOL: the literal's size */
+	bool cont;		/* SPOOL: synchronising: send "+" */
+	bool last;		/* DATA: the literal is complete */
+	/* COMMAND: where the "{" of its spooled literal is in data
+	 * (imap_cmd_parse_spooled); SIZE_MAX when none */
+	size_t spool_at;
 	/* Whole lines (not literal data, not the end of a dropped line)
 	 * consumed by this step: the line deadline starts again. */
 	unsigned lines;
@@ -107,6 +131,9 @@ struct imap_framer {
 	bool skip_line;		/* dropping an overlong line up to its LF */
 	bool refused;		/* dropping the rest of a refused command */
 	bool append;		/* buf holds an APPEND's literal (not wiped) */
+	bool spooling;		/* the literal being read is handed out */
+	size_t spool_at;	/* the "{" of the command's spooled literal
+				   in buf, SIZE_MAX when none */
 	bool delivered;		/* buf holds a COMMAND or LINE given out */
 	bool closed;		/* CLOSE given: input is dropped */
 	bool noauth;		/* this step: IMAP_FRAMER_NOAUTH */
@@ -124,7 +151,8 @@ void imap_framer_deinit(struct imap_framer *f);
 
 /* Consume in[0..len) up to the next event (*used_r bytes, all of them
  * when the result is IMAP_FRAME_NONE), wiping what it consumed (see
- * above). flags: IMAP_FRAMER_*. ev is filled for every result. */
+ * above; not the bytes of IMAP_FRAME_DATA). flags: IMAP_FRAMER_*. ev is
+ * filled for every result. */
 enum imap_frame_type imap_framer_step(struct imap_framer *f, char *in,
     size_t len, unsigned flags, size_t *used_r, struct imap_frame *ev);
 

@@ -168,6 +168,7 @@ imap_line_literal(const char *line, size_t len, uint64_t *size_r,
 
 struct parser {
 	const unsigned char *p, *end;
+	const unsigned char *spooled;	/* the '{' of a spooled literal */
 	struct pool *pool;
 	size_t nargs;		/* over all levels */
 	bool no_brackets;	/* a '[' had no ']': see parse_atom() */
@@ -323,6 +324,16 @@ parse_literal(struct parser *ps, struct imap_arg *arg)
 	if (end - p < 2 || p[0] != '\r' || p[1] != '\n')
 		goto bad;
 	p += 2;
+	if (ps->p == ps->spooled) {
+		/* its data went elsewhere: an empty string here */
+		arg->type = IMAP_ARG_STRING;
+		arg->literal = true;
+		arg->spooled = true;
+		arg->len = 0;
+		arg->str = pool_strndup(ps->pool, p, 0);
+		ps->p = p;
+		return 0;
+	}
 	if ((uint64_t)(end - p) < n)
 		goto bad;
 	arg->type = IMAP_ARG_STRING;
@@ -491,12 +502,21 @@ int
 imap_cmd_parse(const char *buf, size_t len, struct imap_cmd *cmd,
     const char **error_r)
 {
+	return imap_cmd_parse_spooled(buf, len, SIZE_MAX, cmd, error_r);
+}
+
+int
+imap_cmd_parse_spooled(const char *buf, size_t len, size_t spooled_at,
+    struct imap_cmd *cmd, const char **error_r)
+{
 	struct parser ps;
 
 	memset(cmd, 0, sizeof(*cmd));
 	memset(&ps, 0, sizeof(ps));
 	ps.p = (const unsigned char *)buf;
 	ps.end = ps.p + len;
+	if (spooled_at < len)
+		ps.spooled = ps.p + spooled_at;
 	ps.pool = xmalloc(sizeof(*ps.pool));
 	cmd->pool = ps.pool;
 

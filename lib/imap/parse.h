@@ -42,6 +42,8 @@ enum imap_arg_type {
 struct imap_arg {
 	enum imap_arg_type type;
 	bool literal;		/* a STRING that came as a literal */
+	bool spooled;		/* ... whose data the framer handed out
+				   (imap_cmd_parse_spooled): str is "" */
 	char *str;		/* ATOM/STRING: NUL-terminated copy (a literal
 				   may contain NUL: use len) */
 	size_t len;
@@ -80,6 +82,12 @@ struct imap_cmd {
  */
 int imap_cmd_parse(const char *buf, size_t len, struct imap_cmd *cmd,
     const char **error_r);
+/* The same, where the literal announced by the "{" at buf[spooled_at]
+ * is followed by its CRLF but not by its data (the framer spooled it to
+ * a file: IMAP_FRAME_SPOOL): that argument is an empty STRING with
+ * spooled set. SIZE_MAX: none (imap_cmd_parse). */
+int imap_cmd_parse_spooled(const char *buf, size_t len, size_t spooled_at,
+    struct imap_cmd *cmd, const char **error_r);
 void imap_cmd_free(struct imap_cmd *cmd);
 /* Zero every byte the command holds (tag, name, arguments, the argument
  * arrays: after this only imap_cmd_free() may be called), for a command

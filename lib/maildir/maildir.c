@@ -58,7 +58,10 @@ struct maildir_tmp {
 	uint64_t size;
 	uint64_t vsize;
 	bool last_cr;		/* last byte written was '\r' */
+	bool held_cr;		/* maildir_tmp_write_lf: a CR not written yet */
 	bool failed;		/* a write failed: commit must refuse */
+	bool set_mtime;		/* maildir_tmp_set_mtime: mtime to set */
+	struct timespec mtime;
 };
 
 static atomic_uint unique_counter;
@@ -526,6 +529,48 @@ maildir_tmp_write(struct maildir_tmp *tmp, const void *data, size_t len,
 }
 
 int
+maildir_tmp_write_lf(struct maildir_tmp *tmp, const void *data, size_t len,
+		     const char **error_r)
+{
+	const char *p = data, *end = p + len, *cr;
+
+	if (len == 0)
+		return 0;
+	if (tmp->held_cr) {
+		/* the CR that ended the last call: dropped before LF */
+		tmp->held_cr = false;
+		if (*p != '\n' && maildir_tmp_write(tmp, "\r", 1, error_r) < 0)
+			return -1;
+	}
+	while (p < end) {
+		cr = memchr(p, '\r', (size_t)(end - p));
+		if (cr == NULL)
+			return maildir_tmp_write(tmp, p, (size_t)(end - p),
+			    error_r);
+		if (cr + 1 == end) {
+			tmp->held_cr = true;
+			return maildir_tmp_write(tmp, p, (size_t)(cr - p),
+			    error_r);
+		}
+		/* up to the CR; a CR before LF is dropped, a bare one
+		 * kept */
+		if (maildir_tmp_write(tmp, p, (size_t)(cr - p) +
+		    (cr[1] == '\n' ? 0 : 1), error_r) < 0)
+			return -1;
+		p = cr + 1;
+	}
+	return 0;
+}
+
+void
+maildir_tmp_set_mtime(struct maildir_tmp *tmp, time_t sec, long nsec)
+{
+	tmp->set_mtime = true;
+	tmp->mtime.tv_sec = sec;
+	tmp->mtime.tv_nsec = nsec;
+}
+
+int
 maildir_tmp_fd(const struct maildir_tmp *tmp)
 {
 	return tmp->fd;
@@ -534,13 +579,13 @@ maildir_tmp_fd(const struct maildir_tmp *tmp)
 uint64_t
 maildir_tmp_size(const struct maildir_tmp *tmp)
 {
-	return tmp->size;
+	return tmp->size + (tmp->held_cr ? 1 : 0);
 }
 
 uint64_t
 maildir_tmp_vsize(const struct maildir_tmp *tmp)
 {
-	return tmp->vsize;
+	return tmp->vsize + (tmp->held_cr ? 1 : 0);
 }
 
 void
@@ -557,6 +602,9 @@ maildir_tmp_abort(struct maildir_tmp **tmpp)
 		    strerror(errno));
 	tmp_free(tmpp);
 }
+
+static int copy_into(const char *src, const char *maildir,
+    const char *flags, char **path_r, const char **error_r);
 
 /* link() not possible on this file system (or across them)? */
 static bool
@@ -696,6 +744,13 @@ int
 maildir_tmp_commit_flags(struct maildir_tmp **tmpp, const char *flags,
 			 char **path_r, const char **error_r)
 {
+	return maildir_tmp_commit_to(tmpp, NULL, flags, path_r, error_r);
+}
+
+int
+maildir_tmp_commit_to(struct maildir_tmp **tmpp, const char *maildir,
+		      const char *flags, char **path_r, const char **error_r)
+{
 	struct maildir_tmp *tmp;
 	int ret, err, fd;
 
@@ -712,6 +767,25 @@ maildir_tmp_commit_flags(struct maildir_tmp **tmpp, const char *flags,
 		maildir_tmp_abort(tmpp);
 		return -1;
 	}
+	if (tmp->held_cr) {
+		tmp->held_cr = false;
+		if (maildir_tmp_write(tmp, "\r", 1, error_r) < 0) {
+			maildir_tmp_abort(tmpp);
+			return -1;
+		}
+	}
+	/* the date before the name: a reader that finds the file in cur/
+	 * or new/ sees its final mtime (IMAP INTERNALDATE never changes) */
+	if (tmp->set_mtime) {
+		struct timespec ts[2] = { tmp->mtime, tmp->mtime };
+
+		if (futimens(tmp->fd, ts) == -1) {
+			err_fail(error_r, errno, "futimens(%s) failed: %s",
+			    tmp->tmp_path, strerror(errno));
+			maildir_tmp_abort(tmpp);
+			return -1;
+		}
+	}
 	if (data_durable(tmp->fd) == -1) {
 		err_fail(error_r, errno, "fsync(%s) failed: %s", tmp->tmp_path,
 		    strerror(errno));
@@ -727,11 +801,23 @@ maildir_tmp_commit_flags(struct maildir_tmp **tmpp, const char *flags,
 		maildir_tmp_abort(tmpp);
 		return -1;
 	}
-	ret = link_unique(tmp->tmp_path, tmp->maildir, tmp->size, true,
+	if (maildir == NULL) {
+		maildir = tmp->maildir;
+	} else if (maildir_check_dirs(maildir, error_r) < 0) {
+		maildir_tmp_abort(tmpp);
+		return -1;
+	}
+	ret = link_unique(tmp->tmp_path, maildir, tmp->size, true,
 	    tmp->vsize, flags, true, path_r, &err, error_r);
-	if (ret == -2)
+	if (ret == -2 && maildir != tmp->maildir && err == EXDEV) {
+		/* another file system than the one of the tmp/ it was
+		 * written to: copy (the date goes with it) */
+		ret = copy_into(tmp->tmp_path, maildir, flags, path_r,
+		    error_r);
+	} else if (ret == -2) {
 		ret = err_fail(error_r, err, "link(%s) into %s failed: %s",
-		    tmp->tmp_path, tmp->maildir, strerror(err));
+		    tmp->tmp_path, maildir, strerror(err));
+	}
 	/* after success the tmp name is just a second link (or gone if it
 	 * was renamed); after failure it is the only copy: remove it. */
 	maildir_tmp_abort(tmpp);
@@ -762,7 +848,8 @@ maildir_deliver(const char *maildir, const void *data, size_t len,
 	return maildir_tmp_commit(&tmp, path_r, error_r);
 }
 
-/* Copy src into maildir through tmp/ (the EXDEV fallback). */
+/* Copy src into maildir through tmp/ (the EXDEV fallback), with src's
+ * mtime (IMAP INTERNALDATE) set before the copy gets its name. */
 static int
 copy_into(const char *src, const char *maildir, const char *flags,
 	  char **path_r, const char **error_r)
@@ -802,6 +889,7 @@ copy_into(const char *src, const char *maildir, const char *flags,
 			goto fail;
 	}
 	close(fd);
+	maildir_tmp_set_mtime(tmp, st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
 	return maildir_tmp_commit_flags(&tmp, flags, path_r, error_r);
 fail:
 	close(fd);

@@ -107,9 +107,26 @@ int maildir_tmp_commit(struct maildir_tmp **tmp, char **path_r,
  * IMAP APPEND. flags == NULL means new/, no info. */
 int maildir_tmp_commit_flags(struct maildir_tmp **tmp, const char *flags,
 			     char **path_r, const char **error_r);
+/* As maildir_tmp_commit_flags(), but into maildir (NULL: the one the
+ * file was opened in): a message spooled in one folder's tmp/ and saved
+ * into another (IMAP APPEND). Across file systems (EXDEV) it is copied. */
+int maildir_tmp_commit_to(struct maildir_tmp **tmp, const char *maildir,
+			  const char *flags, char **path_r,
+			  const char **error_r);
+/* Writes data with every CRLF stored as LF (bare CRs kept): the form
+ * delivered mail has. Data may come in pieces split anywhere: a CR that
+ * ends one piece is held until the next shows whether LF follows, and
+ * commit writes a CR still held. 0 ok, -1 error. */
+int maildir_tmp_write_lf(struct maildir_tmp *tmp, const void *data,
+			 size_t len, const char **error_r);
+/* The file gets this mtime at commit, before it has its name in new/ or
+ * cur/ (IMAP INTERNALDATE: set once, never seen to change). */
+void maildir_tmp_set_mtime(struct maildir_tmp *tmp, time_t sec, long nsec);
 /* Close and unlink the tmp file, free, set *tmp NULL. NULL-safe. */
 void maildir_tmp_abort(struct maildir_tmp **tmp);
 int maildir_tmp_fd(const struct maildir_tmp *tmp);
+/* Bytes of the file (and with bare LFs counted as CRLF), a CR held by
+ * maildir_tmp_write_lf() included. */
 uint64_t maildir_tmp_size(const struct maildir_tmp *tmp);
 uint64_t maildir_tmp_vsize(const struct maildir_tmp *tmp);
 
@@ -125,7 +142,8 @@ int maildir_deliver(const char *maildir, const void *data, size_t len,
 int maildir_link_into(const char *src_path, uint64_t size,
 		      const char *maildir, char **path_r,
 		      const char **error_r);
-/* The same into cur/ with ":2,<flags>" when flags != NULL (IMAP COPY). */
+/* The same into cur/ with ":2,<flags>" when flags != NULL (IMAP COPY).
+ * A copy (EXDEV) gets src's mtime before its name, as a link shares it. */
 int maildir_link_into_flags(const char *src_path, uint64_t size,
 			    const char *maildir, const char *flags,
 			    char **path_r, const char **error_r);

@@ -1917,36 +1917,10 @@ mbox_expunge(struct mbox *mb, const size_t *idx, size_t n,
 	return ret;
 }
 
-/* APPEND with a date: the file's mtime becomes the internaldate. */
-static void
-set_file_time(const struct mbox *mb, const char *name, const char *base,
-    long long when)
-{
-	struct timespec ts[2] = { { (time_t)when, 0 }, { (time_t)when, 0 } };
-	char *path;
-	int d;
-
-	if (strchr(name, '/') != NULL) {
-		if (utimensat(AT_FDCWD, name, ts, AT_SYMLINK_NOFOLLOW) < 0)
-			log_warn("utimensat(%s) failed: %s", name,
-			    strerror(errno));
-		return;
-	}
-	for (d = 0; d < 2; d++) {
-		path = sub_path(mb, d ? "new" : "cur", base);
-		if (utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW) == 0) {
-			free(path);
-			return;
-		}
-		free(path);
-	}
-}
-
 uint32_t
-mbox_uid_of_added(struct mbox *mb, const char *name, long long internaldate,
-    const char **error_r)
+mbox_uid_of_added(struct mbox *mb, const char *name, const char **error_r)
 {
-	const char *base, *slash, *werr;
+	const char *base, *slash;
 	uint32_t uid = 0;
 	size_t i, klen;
 
@@ -1961,8 +1935,6 @@ mbox_uid_of_added(struct mbox *mb, const char *name, long long internaldate,
 		mbox_fail(error_r, "invalid message file name \"%s\"", name);
 		return 0;
 	}
-	if (internaldate >= 0)
-		set_file_time(mb, name, base, internaldate);
 	if (mbox_lock(mb, error_r) < 0)
 		return 0;
 	if (sync_full(mb, true, NULL, error_r) < 0)
@@ -1977,15 +1949,6 @@ mbox_uid_of_added(struct mbox *mb, const char *name, long long internaldate,
 		 * is in the page cache */
 		if (m->info_pending && file_info(mb, m) == 0)
 			mbox_priv(mb)->dirty = true;
-		if (internaldate >= 0 && !m->info_pending &&
-		    m->internaldate != internaldate) {
-			/* another process looked at it before our
-			 * utimensat */
-			m->internaldate = internaldate;
-			mbox_priv(mb)->dirty = true;
-			if (flush_locked(mb, &werr) < 0)
-				log_warn("%s", werr);
-		}
 		break;
 	}
 	if (uid == 0)

@@ -163,10 +163,11 @@ void mbox_cache_put(struct mbox *mb, size_t i, enum mbox_cache_kind kind,
 /* After the caller has added files itself (APPEND, COPY, MOVE into
  * this folder): sync, then the uid of the message whose file name
  * starts with the stable part of name (up to ':'), or 0 if not found.
- * internaldate, when >= 0, is set as the file's mtime before it is
- * indexed (APPEND with a date). */
+ * The file's mtime is its internaldate: the caller sets it before the
+ * file has its name (maildir_tmp_set_mtime), so no session ever sees
+ * another. */
 uint32_t mbox_uid_of_added(struct mbox *mb, const char *name,
-    long long internaldate, const char **error_r);
+    const char **error_r);
 
 /* UIDVALIDITY and UIDNEXT and the message count of a folder without
  * keeping a handle (STATUS): cheap when the index is current. unseen_r

@@ -6,6 +6,7 @@ keywords. SQLite (the directory does not matter here)."""
 import calendar
 import os
 import re
+import threading
 import time
 
 import pytest
@@ -885,6 +886,60 @@ def test_append_without_date_is_now(imap_server):
         r = c.ok("FETCH 1 INTERNALDATE")
         ts = internaldate_ts(r.fetches()[1]["INTERNALDATE"])
         assert t0 - 5 <= ts <= time.time() + 5, (t0, ts)
+        c.logout()
+
+
+def test_append_internaldate_never_changes(imap_server):
+    """RFC 3501 2.3.3: INTERNALDATE does not change. APPEND with a date used
+    to link the file into cur/ and set its mtime afterwards: a session that
+    synced in between reported the time of the APPEND, later the date asked
+    for. Another session polls (NOOP, FETCH INTERNALDATE) while APPENDs with
+    an old date run; every message it sees has that date, from the first
+    sight on."""
+    want = calendar.timegm((2001, 2, 3, 4, 5, 6, 0, 0, 0))
+    date = "03-Feb-2001 04:05:06 +0000"
+    n = 300
+    seen = {}
+    wrong = []
+    done = threading.Event()
+
+    def poll():
+        with imap_server.session(select="INBOX") as p:
+            while not done.is_set():
+                # the newest message only: each FETCH is quick, and the
+                # sync after it finds the next one
+                r = p.ok("FETCH * (UID INTERNALDATE)")
+                for f in r.fetches().values():
+                    if "INTERNALDATE" not in f:
+                        continue
+                    uid, ts = int(f["UID"]), internaldate_ts(f["INTERNALDATE"])
+                    seen.setdefault(uid, ts)
+                    if ts != want:
+                        wrong.append((uid, f["INTERNALDATE"]))
+            p.logout()
+
+    with imap_server.session() as c:
+        # FETCH * needs a message
+        assert c.append("INBOX", crlf(message(0)), date=date).status == "OK"
+        pollers = [threading.Thread(target=poll, daemon=True) for _ in range(3)]
+        for t in pollers:
+            t.start()
+        try:
+            for i in range(1, n):
+                r = c.append("INBOX", crlf(message(i)), date=date, plus=True)
+                assert r.status == "OK", r
+            c.logout()
+        finally:
+            done.set()
+            for t in pollers:
+                t.join(60)
+    assert not any(t.is_alive() for t in pollers)
+    assert not wrong, "INTERNALDATE other than the APPEND's date seen: %r" % wrong[:5]
+    assert len(seen) > 0
+    with imap_server.session(select="INBOX") as c:
+        r = c.ok("FETCH 1:* INTERNALDATE")
+        dates = {internaldate_ts(f["INTERNALDATE"]) for f in r.fetches().values()}
+        assert len(r.fetches()) == n and dates == {want}, dates
         c.logout()
 
 

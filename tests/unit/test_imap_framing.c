@@ -22,6 +22,11 @@ static const struct imap_framer_limits small_pre = {
 	.line_max = 40, .literal_max = 20, .cmd_max = 100, .append_max = 60,
 	.preauth_max = 30,
 };
+/* ... and APPEND messages over 10 bytes handed out (spooled). */
+static const struct imap_framer_limits small_spool = {
+	.line_max = 40, .literal_max = 20, .cmd_max = 100, .append_max = 60,
+	.preauth_max = 30, .spool_min = 10,
+};
 static const struct imap_framer_limits real = {
 	.line_max = IMAP_LINE_MAX, .literal_max = IMAP_LITERAL_MAX,
 	.cmd_max = IMAP_CMD_MAX, .append_max = 10 * 1024 * 1024,
@@ -358,6 +363,102 @@ test_stop_and_wipe(void)
 	test_end();
 }
 
+static const char *spool_cases[] = {
+	/* synchronising: one event for the spool and the "+" */
+	"l LOGIN u p\r\na APPEND INBOX {12}\r\nhello world!\r\nn NOOP\r\n",
+	"l LOGIN u p\r\na APPEND INBOX (\\Seen) {12+}\r\nhello\r\nworld"
+	    "\r\nn NOOP\r\n",
+	/* at spool_min: kept in the command */
+	"l LOGIN u p\r\na APPEND INBOX {10}\r\n0123456789\r\n",
+	/* not logged in: nothing is spooled */
+	"a APPEND I {11}\r\nhello world\r\n",
+	/* after a spooled literal, the others are bounded as anywhere */
+	"l LOGIN u p\r\na APPEND {12+}\r\nhello world! {21}\r\nn NOOP\r\n",
+	"l LOGIN u p\r\na APPEND {12+}\r\nhello world! {3}\r\nabc\r\n",
+	/* too large: refused before a byte is spooled */
+	"l LOGIN u p\r\na APPEND INBOX {61}\r\nn NOOP\r\n",
+	/* small literals do not add up past spool_min + cmd_max */
+	"l LOGIN u p\r\na APPEND {10+}\r\n0123456789 {10+}\r\n0123456789"
+	    " {10+}\r\n0123456789 {10+}\r\n0123456789 {10+}\r\n0123456789"
+	    " {10+}\r\n0123456789 {10+}\r\n0123456789 {10+}\r\n0123456789"
+	    " {10+}\r\n0123456789\r\nn NOOP\r\n",
+	/* a spooled command refused later (its line too long) */
+	"l LOGIN u p\r\na APPEND {12+}\r\nhello world! aaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\nn NOOP\r\n",
+};
+
+static void
+test_spool(void)
+{
+	static const char *want[] = {
+		"C:l LOGIN u p|S:12|D:hello world!|C:a APPEND INBOX {12}\r\n|"
+		    "C:n NOOP|",
+		"C:l LOGIN u p|S:12+|D:hello\r\nworld|"
+		    "C:a APPEND INBOX (\\Seen) {12+}\r\n|C:n NOOP|",
+		"C:l LOGIN u p|+|C:a APPEND INBOX {10}\r\n0123456789|",
+		"+|C:a APPEND I {11}\r\nhello world|",
+		"C:l LOGIN u p|S:12+|D:hello world!|R:a BAD Literal too large|"
+		    "C:n NOOP|",
+		"C:l LOGIN u p|S:12+|D:hello world!|+|"
+		    "C:a APPEND {12+}\r\n {3}\r\nabc|",
+		"C:l LOGIN u p|R:a NO [TOOBIG] Message too large|C:n NOOP|",
+		"C:l LOGIN u p|R:a BAD Command too long|C:n NOOP|",
+		"C:l LOGIN u p|S:12+|D:hello world!|R:a BAD Line too long|"
+		    "C:n NOOP|",
+	};
+	static const char cmd_text[] = "a APPEND INBOX {12}\r\n";
+	struct imap_framer f;
+	struct imap_frame ev;
+	struct imap_cmd cmd;
+	const char *err = NULL;
+	char in[128];
+	size_t used, n, off = 0;
+
+	test_begin("framing: large APPEND literals handed out (spool)");
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		check(&small_spool, spool_cases[i], strlen(spool_cases[i]),
+		    want[i]);
+		test_assert(trickle(&small_spool, spool_cases[i],
+		    strlen(spool_cases[i])));
+	}
+	/* the data points into the input; the command parses with the
+	 * spooled literal as an empty string */
+	imap_framer_init(&f, &small_spool);
+	n = (size_t)snprintf(in, sizeof(in), "%shello world!\r\n", cmd_text);
+	test_assert(imap_framer_step(&f, in, n, IMAP_FRAMER_APPEND, &used,
+	    &ev) == IMAP_FRAME_SPOOL && ev.size == 12 && ev.cont);
+	off += used;
+	test_assert(imap_framer_step(&f, in + off, 5, IMAP_FRAMER_APPEND,
+	    &used, &ev) == IMAP_FRAME_DATA && used == 5 && !ev.last);
+	test_assert(ev.data == in + off && memcmp(ev.data, "hello", 5) == 0);
+	test_assert(!imap_framer_partial(&f, 3));
+	off += used;
+	test_assert(imap_framer_step(&f, in + off, n - off,
+	    IMAP_FRAMER_APPEND, &used, &ev) == IMAP_FRAME_DATA &&
+	    used == 7 && ev.last);
+	off += used;
+	test_assert(imap_framer_step(&f, in + off, n - off,
+	    IMAP_FRAMER_APPEND, &used, &ev) == IMAP_FRAME_COMMAND);
+	test_assert(ev.spool_at == strlen("a APPEND INBOX "));
+	test_assert(imap_cmd_parse_spooled(ev.data, ev.len, ev.spool_at, &cmd,
+	    &err) == 0);
+	test_assert(cmd.nargs == 2 && cmd.args[1].spooled &&
+	    cmd.args[1].literal && cmd.args[1].len == 0 &&
+	    cmd.args[1].str != NULL && cmd.args[1].str[0] == '\0');
+	test_assert(!cmd.args[0].spooled);
+	imap_cmd_free(&cmd);
+	/* without spool_at, the same text is a literal short of data */
+	test_assert(imap_cmd_parse(ev.data, ev.len, &cmd, &err) < 0);
+	imap_cmd_free(&cmd);
+	imap_framer_release(&f, false);
+	/* the next command has no spooled literal */
+	n = (size_t)snprintf(in, sizeof(in), "b NOOP\r\n");
+	test_assert(imap_framer_step(&f, in, n, IMAP_FRAMER_APPEND, &used,
+	    &ev) == IMAP_FRAME_COMMAND && ev.spool_at == SIZE_MAX);
+	imap_framer_deinit(&f);
+	test_end();
+}
+
 static void
 test_cmd_wipe(void)
 {
@@ -389,6 +490,7 @@ main(void)
 	test_preauth();
 	test_trickle();
 	test_stop_and_wipe();
+	test_spool();
 	test_cmd_wipe();
 	return test_done();
 }

@@ -501,14 +501,42 @@ test_link_into(void)
 	if (shm != NULL && stat(shm, &st1) == 0 && stat(a, &st2) == 0 &&
 	    st1.st_dev != st2.st_dev) {
 		char *other = xasprintf("%s/Maildir", shm);
+		struct timespec old[2] = { { 1000000000, 0 },
+		    { 1000000000, 0 } };
+		struct maildir_tmp *tmp;
 
+		/* the copy has the source's date (IMAP INTERNALDATE), as a
+		 * link would */
+		test_assert(utimensat(AT_FDCWD, src, old, 0) == 0);
 		test_assert(maildir_link_into(src, 7, other, &dst,
 		    &error) == 0);
 		data = dst == NULL ? NULL : slurp(dst, &len);
 		test_assert(data != NULL && len == 7 &&
 		    memcmp(data, "shared\n", 7) == 0);
 		test_assert(dst != NULL && strstr(dst, ",S=7,") != NULL);
+		test_assert(dst != NULL && stat(dst, &st2) == 0 &&
+		    st2.st_mtime == 1000000000);
 		test_assert(count_sub(other, "tmp") == 0);
+		free(data);
+		free(dst);
+		/* a tmp file committed into a maildir elsewhere: copied,
+		 * dated, and no tmp file left on either side */
+		test_assert(maildir_tmp_open(a, &tmp, &error) == 0);
+		test_assert(maildir_tmp_write_lf(tmp, "x\r\ny\r\n", 6,
+		    &error) == 0);
+		maildir_tmp_set_mtime(tmp, 1100000000, 0);
+		test_assert(maildir_tmp_commit_to(&tmp, other, "S", &dst,
+		    &error) == 0);
+		test_assert(tmp == NULL);
+		test_assert(dst != NULL && strstr(dst, "/Maildir/cur/") !=
+		    NULL && str_ends(dst, ":2,S"));
+		data = dst == NULL ? NULL : slurp(dst, &len);
+		test_assert(data != NULL && len == 4 &&
+		    memcmp(data, "x\ny\n", 4) == 0);
+		test_assert(dst != NULL && stat(dst, &st2) == 0 &&
+		    st2.st_mtime == 1100000000);
+		test_assert(count_sub(other, "tmp") == 0 &&
+		    count_sub(a, "tmp") == 0);
 		free(data);
 		free(dst);
 		free(other);
@@ -522,6 +550,78 @@ test_link_into(void)
 	free(src);
 	free(a);
 	free(b);
+}
+
+/* Write msg through maildir_tmp_write_lf() in pieces of step bytes
+ * (0: at once) and commit; the file's bytes, malloc'd. */
+static char *
+write_lf(const char *md, const char *msg, size_t len, size_t step,
+    size_t *len_r, uint64_t *size_r)
+{
+	struct maildir_tmp *tmp;
+	const char *error;
+	char *path = NULL, *data;
+
+	if (maildir_tmp_open(md, &tmp, &error) < 0)
+		return NULL;
+	for (size_t i = 0; i < len; i += step == 0 ? len : step) {
+		size_t n = step == 0 || len - i < step ? len - i : step;
+
+		if (maildir_tmp_write_lf(tmp, msg + i, n, &error) < 0) {
+			maildir_tmp_abort(&tmp);
+			return NULL;
+		}
+	}
+	*size_r = maildir_tmp_size(tmp);
+	if (maildir_tmp_commit(&tmp, &path, &error) < 0)
+		return NULL;
+	data = slurp(path, len_r);
+	free(path);
+	return data;
+}
+
+static void
+test_write_lf(void)
+{
+	static const char msg[] = "a\r\nb\rc\r\r\n\r\n\n\rd\r";
+	static const char want[] = "a\nb\rc\r\n\n\n\rd\r";
+	const char *error;
+	char *md = tpath("lf"), *other = tpath("lf2"), *path = NULL, *data;
+	struct maildir_tmp *tmp;
+	struct stat st;
+	uint64_t size;
+	size_t len;
+
+	test_begin("maildir_tmp_write_lf: CRLF stored as LF, split anywhere");
+	for (size_t step = 0; step <= sizeof(msg); step++) {
+		data = write_lf(md, msg, sizeof(msg) - 1, step, &len, &size);
+		test_assert(data != NULL && len == sizeof(want) - 1 &&
+		    memcmp(data, want, len) == 0 && size == len);
+		free(data);
+	}
+	/* a held CR alone: written at commit */
+	data = write_lf(md, "\r", 1, 0, &len, &size);
+	test_assert(data != NULL && len == 1 && data[0] == '\r' && size == 1);
+	free(data);
+	test_assert(count_sub(md, "tmp") == 0);
+	test_end();
+
+	test_begin("maildir_tmp_set_mtime: dated before it is linked");
+	test_assert(maildir_tmp_open(md, &tmp, &error) == 0);
+	test_assert(maildir_tmp_write_lf(tmp, "x\r\n", 3, &error) == 0);
+	maildir_tmp_set_mtime(tmp, 1234567890, 0);
+	/* into another maildir on the same file system: a link */
+	test_assert(maildir_tmp_commit_to(&tmp, other, "S", &path,
+	    &error) == 0);
+	test_assert(path != NULL && strstr(path, "/lf2/cur/") != NULL &&
+	    strstr(path, ",S=2,W=3:2,S") != NULL);
+	test_assert(path != NULL && stat(path, &st) == 0 &&
+	    st.st_mtime == 1234567890 && st.st_nlink == 1);
+	test_assert(count_sub(md, "tmp") == 0 && count_sub(other, "tmp") == 0);
+	free(path);
+	test_end();
+	free(md);
+	free(other);
 }
 
 static void
@@ -740,6 +840,7 @@ main(void)
 	test_deliver();
 	test_many();
 	test_link_into();
+	test_write_lf();
 	test_name_parse();
 	test_set_flags();
 	test_unique();
