@@ -219,47 +219,6 @@ cli_domain_hosted(struct petrel_ctx *cli, const char *domain)
 	return r == DIR_OK;
 }
 
-/* The UTF-8 sequence at p (left bytes): its length and code point, or 0
- * when it is not valid UTF-8 (overlong, surrogate, above U+10FFFF,
- * truncated). */
-static size_t
-utf8_next(const unsigned char *p, size_t left, unsigned *cp_r)
-{
-	unsigned c = p[0], cp, min;
-	size_t need;
-
-	if (c < 0x80) {
-		*cp_r = c;
-		return 1;
-	}
-	if (c >= 0xc2 && c <= 0xdf) {
-		need = 1;
-		min = 0x80;
-		cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		need = 2;
-		min = 0x800;
-		cp = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		need = 3;
-		min = 0x10000;
-		cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	if (left < need + 1)
-		return 0;
-	for (size_t i = 1; i <= need; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (p[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	*cp_r = cp;
-	return need + 1;
-}
-
 static bool
 is_control(unsigned cp)
 {
@@ -274,7 +233,7 @@ cli_text_ok(const char *s)
 	unsigned cp;
 
 	while (left > 0) {
-		n = utf8_next(p, left, &cp);
+		n = str_utf8_next(p, left, &cp);
 		if (n == 0 || is_control(cp))
 			return false;
 		p += n;
@@ -300,7 +259,7 @@ cli_json_str(str_t *out, const char *s)
 
 	str_append_c(out, '"');
 	while (left > 0) {
-		n = utf8_next(p, left, &cp);
+		n = str_utf8_next(p, left, &cp);
 		if (n == 0) {
 			str_append(out, "\\ufffd");
 			n = 1;

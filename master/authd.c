@@ -34,6 +34,7 @@
 #include "lib/auth/password.h"
 #include "lib/authd/proto.h"
 #include "lib/base/alloc.h"
+#include "lib/base/fdio.h"
 #include "lib/base/log.h"
 #include "lib/config/config.h"
 #include "lib/config/context.h"
@@ -48,41 +49,7 @@ struct authd_conn {
 
 static uid_t worker_uid = (uid_t)-1;
 
-/* Read exactly n bytes: 1, 0 on EOF before any byte, -1 error. */
-static int
-conn_read(int fd, char *p, size_t n)
-{
-	size_t got = 0;
 
-	while (got < n) {
-		ssize_t r = recv(fd, p + got, n - got, 0);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r == 0 && got == 0)
-			return 0;
-		if (r <= 0)
-			return -1;
-		got += (size_t)r;
-	}
-	return 1;
-}
-
-static int
-conn_write(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
 
 static uint8_t
 dir_to_status(int r)
@@ -237,7 +204,7 @@ authd_serve(void *arg)
 		uint32_t size;
 		size_t used;
 
-		if (conn_read(c->fd, hdr, 4) != 1)
+		if (recv_full(c->fd, hdr, 4) != 1)
 			break;
 		size = (uint32_t)(unsigned char)hdr[0] << 24 |
 		    (uint32_t)(unsigned char)hdr[1] << 16 |
@@ -254,7 +221,7 @@ authd_serve(void *arg)
 		str_reserve(&in, (size_t)size + 4);
 		str_append_n(&in, hdr, 4);
 		in.data[4] = '\0';
-		if (conn_read(c->fd, in.data + 4, size) != 1)
+		if (recv_full(c->fd, in.data + 4, size) != 1)
 			break;
 		in.len = (size_t)size + 4;
 		if (authd_decode(in.data, in.len, &req, &used) != 1 ||
@@ -270,7 +237,7 @@ authd_serve(void *arg)
 		str_truncate(&out, 0);
 		authd_answer(dir, c->cfg, &req, &out);
 		authd_msg_clear(&req);
-		if (out.len == 0 || conn_write(c->fd, out.data, out.len) < 0)
+		if (out.len == 0 || send_full(c->fd, out.data, out.len) < 0)
 			break;
 	}
 	authd_buf_wipe(&in);

@@ -21,6 +21,7 @@
 #include "lib/auth/login.h"
 #include "lib/authd/proto.h"
 #include "lib/base/alloc.h"
+#include "lib/base/fdio.h"
 #include "lib/base/log.h"
 #include "lib/dir/dir.h"
 #include "lib/route/route.h"
@@ -90,41 +91,7 @@ authc_connect(struct authc *ac)
 	return 0;
 }
 
-static int
-write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
 
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-/* Read exactly n bytes: 1, 0 on EOF before any byte, -1 error/timeout. */
-static int
-read_all(int fd, char *p, size_t n)
-{
-	size_t got = 0;
-
-	while (got < n) {
-		ssize_t r = recv(fd, p + got, n - got, 0);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r == 0 && got == 0)
-			return 0;
-		if (r <= 0)
-			return -1;
-		got += (size_t)r;
-	}
-	return 1;
-}
 
 /* One request and its reply, of the kind want. 0, or -1 (the auth
  * process did not answer: a temporary failure). */
@@ -152,11 +119,11 @@ authc_call(struct authc *ac, const struct authd_msg *req,
 			break;
 		/* a connection the auth process closed (it restarted)
 		 * shows here as an error or EOF: reconnect once */
-		if (write_all(ac->fd, out.data, out.len) < 0) {
+		if (send_full(ac->fd, out.data, out.len) < 0) {
 			authc_disconnect(ac);
 			continue;
 		}
-		r = read_all(ac->fd, hdr, 4);
+		r = recv_full(ac->fd, hdr, 4);
 		if (r == 0 && attempt == 0) {
 			authc_disconnect(ac);
 			continue;
@@ -175,7 +142,7 @@ authc_call(struct authc *ac, const struct authd_msg *req,
 		}
 		frame = xmalloc((size_t)size + 4);
 		memcpy(frame, hdr, 4);
-		if (read_all(ac->fd, frame + 4, size) != 1 ||
+		if (recv_full(ac->fd, frame + 4, size) != 1 ||
 		    authd_decode(frame, (size_t)size + 4, rep, &used) != 1 ||
 		    rep->kind != want) {
 			authd_msg_clear(rep);

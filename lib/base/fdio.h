@@ -7,6 +7,15 @@
 
 int write_full(int fd, const void *data, size_t len);
 
+/* The same for a socket, with MSG_NOSIGNAL: a peer that went away is
+ * -1 (EPIPE), not a SIGPIPE. 0 ok, -1 with errno set. */
+int send_full(int fd, const void *data, size_t len);
+
+/* recv(2) exactly len bytes (retrying EINTR and short reads): 1, 0 on
+ * end of stream before any byte, -1 on an error, a timeout or end of
+ * stream in the middle. */
+int recv_full(int fd, void *data, size_t len);
+
 /* The whole file open on fd, as large as fstat() says (into *st_r),
  * read (retrying EINTR and short reads) into *data_r, malloc'd and
  * NUL-terminated; *len_r is what was read (less if the file shrank).

@@ -48,6 +48,10 @@ void str_append_json(str_t *s, const char *cstr);
 /* Well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, at
  * most U+10FFFF). */
 bool str_utf8_valid(const char *s, size_t len);
+/* The UTF-8 sequence at p (left > 0 bytes): its length and code point in
+ * *cp_r, or 0 when it is not valid UTF-8 (overlong, surrogate, above
+ * U+10FFFF, truncated). */
+size_t str_utf8_next(const unsigned char *p, size_t left, unsigned *cp_r);
 /* Any byte >= 0x80. */
 bool str_has_8bit(const char *s, size_t len);
 
