@@ -29,12 +29,15 @@ sources() {
 	smtp_reply) echo "lib/smtp/reply.c $base" ;;
 	base64) echo "$base" ;;
 	queue_file) echo "lib/queue/queue.c lib/queue/spool.c lib/base/fdio.c $base" ;;
+	sasl) echo "lib/session/sasl.c $base" ;;
+	pop3_cmd) echo "lib/pop3/parse.c $base" ;;
 	*) echo "fuzz: no target '$1'" >&2; exit 1 ;;
 	esac
 }
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(smtp_parse smtp_reply imap_parse imap_framing mime config maildir_name base64 queue_file)
+[ ${#targets[@]} -gt 0 ] || targets=(smtp_parse smtp_reply imap_parse imap_framing mime config maildir_name base64 queue_file
+	sasl pop3_cmd)
 mkdir -p "$OUT"
 for t in "${targets[@]}"; do
 	dir="$OUT/$t"
