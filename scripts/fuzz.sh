@@ -38,13 +38,14 @@ sources() {
 	mbox_index) echo "lib/store/mbox_index.c lib/store/mailbox.c lib/store/mbox_cache.c lib/maildir/maildir.c
 		lib/base/fdio.c $base" ;;
 	quota) echo "lib/maildir/quota.c lib/maildir/maildir.c lib/base/fdio.c $base" ;;
+	session_line) echo "lib/session/line.c $base -levent" ;;
 	*) echo "fuzz: no target '$1'" >&2; exit 1 ;;
 	esac
 }
 
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(smtp_parse smtp_reply imap_parse imap_framing mime config maildir_name base64 queue_file
-	sasl pop3_cmd addr_route mx_answer mbox_index quota)
+	sasl pop3_cmd addr_route mx_answer mbox_index quota session_line)
 mkdir -p "$OUT"
 for t in "${targets[@]}"; do
 	dir="$OUT/$t"

@@ -12,7 +12,8 @@ REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 BUILD = os.path.abspath(os.environ.get("PETREL_BUILD_DIR") or os.path.join(REPO, "build"))
 TARGETS = ("mime", "imap_parse", "config", "maildir_name", "smtp_parse", "smtp_reply", "base64",
            "queue_file", "imap_framing", "sasl", "pop3_cmd",
-           "addr_route", "mx_answer", "mbox_index", "quota")
+           "addr_route", "mx_answer", "mbox_index", "quota",
+           "session_line")
 
 
 @pytest.mark.parametrize("name", TARGETS)
