@@ -31,7 +31,7 @@ sources() {
 	queue_file) echo "lib/queue/queue.c lib/queue/spool.c lib/base/fdio.c $base" ;;
 	sasl) echo "lib/session/sasl.c $base" ;;
 	pop3_cmd) echo "lib/pop3/parse.c $base" ;;
-	addr_route) echo "lib/route/route.c lib/base/addr.c lib/dir/dir.c lib/dir/dir_sqlite.c lib/dir/dir_mariadb.c
+	addr_route|route) echo "lib/route/route.c lib/base/addr.c lib/dir/dir.c lib/dir/dir_sqlite.c lib/dir/dir_mariadb.c
 		lib/dir/dir_url.c lib/config/config.c lib/maildir/maildir.c lib/base/fdio.c $base
 		-I/usr/include/mariadb -lsqlite3 -lmariadb" ;;
 	mx_answer) echo "lib/queue/mx_answer.c" ;;
@@ -45,7 +45,7 @@ sources() {
 
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(smtp_parse smtp_reply imap_parse imap_framing mime config maildir_name base64 queue_file
-	sasl pop3_cmd addr_route mx_answer mbox_index quota session_line)
+	sasl pop3_cmd addr_route mx_answer mbox_index quota session_line route)
 mkdir -p "$OUT"
 for t in "${targets[@]}"; do
 	dir="$OUT/$t"
