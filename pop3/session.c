@@ -43,6 +43,7 @@
 #include "lib/io/jobs.h"
 #include "lib/maildir/maildir.h"
 #include "lib/maildir/quota.h"
+#include "lib/pop3/parse.h"
 #include "lib/route/route.h"
 #include "lib/session/sasl.h"
 #include "lib/session/session.h"
@@ -291,22 +292,20 @@ submit(struct pop3_session *s, enum pop3_job kind)
 static bool
 msgno(struct pop3_session *s, const char *arg, size_t *idx_r)
 {
-	char *end;
-	unsigned long v;
+	size_t v;
 
-	if (!isdigit((unsigned char)*arg)) {
+	switch (pop3_msgno(arg, s->nmsgs, &v)) {
+	case POP3_MSGNO_SYNTAX:
 		reply_err(s, "Invalid message number");
 		return false;
-	}
-	errno = 0;
-	v = strtoul(arg, &end, 10);
-	if (errno != 0 || (*end != '\0' && *end != ' ') || v == 0 ||
-	    v > s->nmsgs) {
+	case POP3_MSGNO_RANGE:
 		reply_err(s, "No such message");
 		return false;
+	case POP3_MSGNO_OK:
+		break;
 	}
 	if (s->deleted[v - 1]) {
-		reply_err(s, "Message %lu already deleted", v);
+		reply_err(s, "Message %zu already deleted", v);
 		return false;
 	}
 	*idx_r = v - 1;
@@ -380,10 +379,9 @@ static const struct session_sasl_words sasl_words = {
 static void
 cmd_auth(struct pop3_session *s, char *arg)
 {
-	char *mech = arg, *resp = strchr(arg, ' ');
+	char *mech, *resp;
 
-	if (resp != NULL)
-		*resp++ = '\0';
+	pop3_auth_split(arg, &mech, &resp);
 	if (*mech == '\0') {
 		/* RFC 5034 4: list the mechanisms. */
 		reply(s, "+OK");
@@ -402,7 +400,7 @@ cmd_auth(struct pop3_session *s, char *arg)
 		return;
 	}
 	session_sasl_start(&s->base, &s->sasl, &sasl_words, SASL_MECH_PLAIN,
-	    mech, resp != NULL && *resp != '\0' ? resp : NULL);
+	    mech, resp);
 }
 
 static void
@@ -494,22 +492,12 @@ static void
 cmd_retr(struct pop3_session *s, char *arg, bool top)
 {
 	size_t i;
-	char *sp;
 
 	if (!msgno(s, arg, &i))
 		return;
 	s->job_lines = -1;
 	if (top) {
-		char *end;
-
-		sp = strchr(arg, ' ');
-		if (sp == NULL || !isdigit((unsigned char)sp[1])) {
-			reply_err(s, "Syntax: TOP msg n");
-			return;
-		}
-		errno = 0;
-		s->job_lines = strtol(sp + 1, &end, 10);
-		if (*end != '\0' || errno != 0 || s->job_lines < 0) {
+		if (pop3_top_lines(arg, &s->job_lines) < 0) {
 			reply_err(s, "Syntax: TOP msg n");
 			return;
 		}
@@ -586,51 +574,44 @@ cmd_noop(struct pop3_session *s, char *arg)
 #define IN_TRANS	0x2	/* TRANSACTION */
 
 static const struct pop3_command {
-	const char *name;
 	void (*fn)(struct pop3_session *s, char *arg);
 	unsigned states;
 } commands[] = {
-	{ "CAPA", cmd_capa, IN_AUTH | IN_TRANS },
-	{ "QUIT", cmd_quit, IN_AUTH | IN_TRANS },
-	{ "USER", cmd_user, IN_AUTH },
-	{ "PASS", cmd_pass, IN_AUTH },
-	{ "AUTH", cmd_auth, IN_AUTH },
-	{ "STLS", cmd_stls, IN_AUTH },
-	{ "NOOP", cmd_noop, IN_TRANS },
-	{ "STAT", cmd_stat, IN_TRANS },
-	{ "LIST", cmd_list_sizes, IN_TRANS },
-	{ "UIDL", cmd_uidl, IN_TRANS },
-	{ "RETR", cmd_retr_msg, IN_TRANS },
-	{ "TOP", cmd_top, IN_TRANS },
-	{ "DELE", cmd_dele, IN_TRANS },
-	{ "RSET", cmd_rset, IN_TRANS },
+	[POP3_CAPA] = { cmd_capa, IN_AUTH | IN_TRANS },
+	[POP3_QUIT] = { cmd_quit, IN_AUTH | IN_TRANS },
+	[POP3_USER] = { cmd_user, IN_AUTH },
+	[POP3_PASS] = { cmd_pass, IN_AUTH },
+	[POP3_AUTH] = { cmd_auth, IN_AUTH },
+	[POP3_STLS] = { cmd_stls, IN_AUTH },
+	[POP3_NOOP] = { cmd_noop, IN_TRANS },
+	[POP3_STAT] = { cmd_stat, IN_TRANS },
+	[POP3_LIST] = { cmd_list_sizes, IN_TRANS },
+	[POP3_UIDL] = { cmd_uidl, IN_TRANS },
+	[POP3_RETR] = { cmd_retr_msg, IN_TRANS },
+	[POP3_TOP] = { cmd_top, IN_TRANS },
+	[POP3_DELE] = { cmd_dele, IN_TRANS },
+	[POP3_RSET] = { cmd_rset, IN_TRANS },
 };
 
 static void
 dispatch(struct pop3_session *s, char *line, size_t len)
 {
 	char *arg;
+	enum pop3_verb verb;
 	unsigned in = s->state == P_AUTH ? IN_AUTH : IN_TRANS;
 
 	if (sasl_active(&s->sasl)) {
 		session_sasl_step(&s->base, &s->sasl, &sasl_words, line);
 		return;
 	}
-	if (memchr(line, '\0', len) != NULL) {
+	verb = pop3_verb(line, len, &arg);
+	if (verb == POP3_NUL) {
 		reply_err(s, "NUL character in command");
 		return;
 	}
-	arg = line + strcspn(line, " ");
-	if (*arg == ' ')
-		*arg++ = '\0';
-	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-		if (strcasecmp(line, commands[i].name) != 0)
-			continue;
-		if (commands[i].states & in) {
-			commands[i].fn(s, arg);
-			return;
-		}
-		break;
+	if (verb != POP3_UNKNOWN && (commands[verb].states & in)) {
+		commands[verb].fn(s, arg);
+		return;
 	}
 	reply_err(s, "Unknown command or not allowed %s login",
 	    s->state == P_AUTH ? "before" : "after");

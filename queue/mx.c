@@ -20,6 +20,7 @@
 #include <unbound.h>
 
 #include "lib/base/alloc.h"
+#include "lib/queue/mx_answer.h"
 #include "queue/delivery.h"
 
 /* Parse "smtp:[host]:port", "smtp:host:port", "smtp:host", "[host]". */
@@ -101,33 +102,13 @@ add_host_addrs(struct delivery *d, const char *host, unsigned port)
 	return 0;
 }
 
-/* Decode a wire-format domain name from MX rdata. */
-static bool
-wire_name(const unsigned char *p, size_t len, char *out, size_t outlen)
-{
-	size_t o = 0, i = 0;
-
-	while (i < len && p[i] != 0) {
-		size_t l = p[i++];
-
-		if (l > 63 || i + l > len || o + l + 2 > outlen)
-			return false;
-		if (o > 0)
-			out[o++] = '.';
-		memcpy(out + o, p + i, l);
-		o += l;
-		i += l;
-	}
-	out[o] = '\0';
-	return true;
-}
-
 void
 mx_resolve(struct delivery *d)
 {
 	struct ub_result *res = NULL;
-	struct { unsigned pref; char name[256]; } mx[16];
-	size_t nmx = 0;
+	struct mx_record mx[MX_RECORDS_MAX];
+	const unsigned char *data[MX_RECORDS_MAX * 4];
+	size_t len[MX_RECORDS_MAX * 4], n = 0, nmx;
 	int r;
 
 	if (!d->use_mx) {
@@ -149,34 +130,22 @@ mx_resolve(struct delivery *d)
 		ub_resolve_free(res);
 		return;
 	}
-	for (int i = 0; res->havedata && res->data[i] != NULL && nmx < 16; i++) {
-		const unsigned char *p = (const unsigned char *)res->data[i];
-		size_t len = (size_t)res->len[i];
-
-		if (len < 3)
-			continue;
-		mx[nmx].pref = (unsigned)(p[0] << 8 | p[1]);
-		if (!wire_name(p + 2, len - 2, mx[nmx].name,
-		    sizeof(mx[nmx].name)))
-			continue;
-		nmx++;
+	for (int i = 0; res->havedata && res->data[i] != NULL &&
+	    n < sizeof(data) / sizeof(data[0]); i++) {
+		data[n] = (const unsigned char *)res->data[i];
+		len[n++] = res->len[i] > 0 ? (size_t)res->len[i] : 0;
 	}
+	/* malformed records (and names that are not host names) are
+	 * skipped; the rest sorted by preference */
+	nmx = mx_answer_sort(data, len, n, mx);
 	ub_resolve_free(res);
 	/* RFC 7505: a null MX means the domain takes no mail. */
-	if (nmx == 1 && mx[0].name[0] == '\0') {
+	if (mx_answer_null(mx, nmx)) {
 		d->resolve_error = xasprintf("556 5.1.10 domain %s does not "
 		    "accept mail (null MX)", d->host);
 		d->resolve_permanent = true;
 		return;
 	}
-	/* Sort by preference (insertion sort: at most 16). */
-	for (size_t i = 1; i < nmx; i++)
-		for (size_t j = i; j > 0 && mx[j].pref < mx[j - 1].pref; j--) {
-			__typeof__(mx[0]) t = mx[j];
-
-			mx[j] = mx[j - 1];
-			mx[j - 1] = t;
-		}
 	for (size_t i = 0; i < nmx; i++)
 		add_host_addrs(d, mx[i].name, d->port);
 	if (nmx == 0)	/* RFC 5321 5.1: the implicit MX */

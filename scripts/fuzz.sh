@@ -30,12 +30,23 @@ sources() {
 	base64) echo "$base" ;;
 	authd_proto) echo "lib/authd/proto.c $base" ;;
 	queue_file) echo "lib/queue/queue.c lib/queue/spool.c lib/base/fdio.c $base" ;;
+	sasl) echo "lib/session/sasl.c $base" ;;
+	pop3_cmd) echo "lib/pop3/parse.c $base" ;;
+	addr_route|route) echo "lib/route/route.c lib/base/addr.c lib/dir/dir.c lib/dir/dir_sqlite.c lib/dir/dir_mariadb.c
+		lib/dir/dir_url.c lib/config/config.c lib/maildir/maildir.c lib/base/fdio.c $base
+		-I/usr/include/mariadb -lsqlite3 -lmariadb" ;;
+	mx_answer) echo "lib/queue/mx_answer.c" ;;
+	mbox_index|mailbox_files) echo "lib/store/mbox_index.c lib/store/mailbox.c lib/store/mbox_cache.c lib/maildir/maildir.c
+		lib/base/fdio.c $base" ;;
+	quota) echo "lib/maildir/quota.c lib/maildir/maildir.c lib/base/fdio.c $base" ;;
+	session_line) echo "lib/session/line.c $base -levent" ;;
 	*) echo "fuzz: no target '$1'" >&2; exit 1 ;;
 	esac
 }
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(smtp_parse smtp_reply imap_parse imap_framing mime config maildir_name base64 queue_file authd_proto)
+[ ${#targets[@]} -gt 0 ] || targets=(smtp_parse smtp_reply imap_parse imap_framing mime config maildir_name base64 queue_file authd_proto
+	sasl pop3_cmd addr_route mx_answer mbox_index quota session_line route mailbox_files)
 mkdir -p "$OUT"
 for t in "${targets[@]}"; do
 	dir="$OUT/$t"

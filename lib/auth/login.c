@@ -19,7 +19,6 @@
 #include "lib/auth/password.h"
 #include "lib/auth/throttle.h"
 #include "lib/base/alloc.h"
-#include "lib/base/base64.h"
 #include "lib/dir/dir.h"
 #include "lib/tls/tls.h"
 
@@ -205,41 +204,6 @@ unsigned
 auth_check_ms(void)
 {
 	return atomic_load(&check_ms);
-}
-
-int
-sasl_plain_decode(const char *b64, size_t len, char **authcid_r,
-    char **passwd_r)
-{
-	str_t raw = STR_INIT;
-	const char *p, *nul1, *nul2, *end;
-	int ret = -1;
-
-	/* room for all of it up front: growing would free a copy of the
-	 * password unwiped */
-	str_reserve(&raw, len / 4 * 3 + 1);
-	if (base64_decode(&raw, b64, len) < 0 || raw.len == 0)
-		goto out;
-	p = raw.data;
-	end = raw.data + raw.len;
-	nul1 = memchr(p, '\0', raw.len);
-	if (nul1 == NULL)
-		goto out;
-	nul2 = memchr(nul1 + 1, '\0', (size_t)(end - nul1 - 1));
-	if (nul2 == NULL || memchr(nul2 + 1, '\0', (size_t)(end - nul2 - 1)))
-		goto out;
-	/* We do not let one user act for another. */
-	if (nul1 != p && ((size_t)(nul1 - p) != (size_t)(nul2 - nul1 - 1) ||
-	    memcmp(p, nul1 + 1, (size_t)(nul1 - p)) != 0))
-		goto out;
-	*authcid_r = xstrndup(nul1 + 1, (size_t)(nul2 - nul1 - 1));
-	*passwd_r = xstrndup(nul2 + 1, (size_t)(end - nul2 - 1));
-	ret = 0;
-out:
-	if (raw.data != NULL)
-		explicit_bzero(raw.data, raw.len);
-	str_free(&raw);
-	return ret;
 }
 
 /* One list, two kinds of entry: an IP ("ip") with its failures, whose

@@ -37,12 +37,6 @@ unsigned auth_check_ms(void);
  * process times auth_login(), a worker the round trip to it. */
 void auth_check_ms_note(long ms);
 
-/* SASL PLAIN (RFC 4616): base64 of [authzid] NUL authcid NUL passwd.
- * 0 ok (malloc'd strings; an authzid other than empty or authcid is
- * refused), -1 malformed. */
-int sasl_plain_decode(const char *b64, size_t len, char **authcid_r,
-    char **passwd_r);
-
 /* Failed-login delay per client IP, growing with each failure (SPEC:
  * answered only after a delay). Returns the delay in milliseconds for this
  * failure and remembers it; auth_delay_success() takes back the failures

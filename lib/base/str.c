@@ -28,6 +28,9 @@ str_reserve(str_t *s, size_t extra)
 		cap *= 2;
 	s->data = xrealloc(s->data, cap);
 	s->cap = cap;
+	/* a string that was empty has no terminator yet: str_c() and
+	 * str_steal() on it must give "" */
+	s->data[s->len] = '\0';
 }
 
 void

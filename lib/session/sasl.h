@@ -7,6 +7,7 @@
  * sends. Everything that held a password is wiped.
  */
 #include <stdbool.h>
+#include <stddef.h>
 
 #define SASL_MECH_PLAIN 0x1
 #define SASL_MECH_LOGIN 0x2
@@ -36,5 +37,10 @@ enum sasl_status sasl_step(struct sasl *x, const char *line,
 bool sasl_active(const struct sasl *x);
 /* End an exchange (wipes what it held). */
 void sasl_reset(struct sasl *x);
+/* SASL PLAIN (RFC 4616): base64 of [authzid] NUL authcid NUL passwd.
+ * 0 ok (malloc'd strings; an authzid other than empty or authcid is
+ * refused), -1 malformed. */
+int sasl_plain_decode(const char *b64, size_t len, char **authcid_r,
+    char **passwd_r);
 
 #endif

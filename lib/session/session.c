@@ -31,6 +31,7 @@
 #include "lib/config/config.h"
 #include "lib/dir/dir.h"
 #include "lib/session/counters.h"
+#include "lib/session/line.h"
 #include "lib/io/conn.h"
 #include "lib/session/session.h"
 #include "lib/tls/tls.h"
@@ -216,48 +217,11 @@ int
 session_take_line(struct session *s, size_t max, char **line_r,
     size_t *len_r)
 {
-	struct evbuffer *in = session_input(s);
-	struct evbuffer_ptr eol;
-	size_t n;
-	char *line;
+	int r = line_take(session_input(s), max, &s->skip_line, line_r, len_r);
 
-	for (;;) {
-		eol = evbuffer_search(in, "\n", 1, NULL);
-		if (eol.pos < 0) {
-			size_t have = evbuffer_get_length(in);
-
-			if (have <= max)
-				return 0;
-			/* no end in sight: drop what there is */
-			evbuffer_drain(in, have);
-			if (s->skip_line)
-				return 0;
-			s->skip_line = true;
-			return -1;
-		}
-		n = (size_t)eol.pos + 1;
-		if (s->skip_line) {
-			/* the end of an overlong line already answered */
-			evbuffer_drain(in, n);
-			s->skip_line = false;
-			continue;
-		}
-		if (n > max) {
-			evbuffer_drain(in, n);
-			return -1;
-		}
-		break;
-	}
-	line = xmalloc(n + 1);
-	evbuffer_remove(in, line, n);
-	session_line_taken(s);
-	n--;
-	if (n > 0 && line[n - 1] == '\r')
-		n--;
-	line[n] = '\0';
-	*line_r = line;
-	*len_r = n;
-	return 1;
+	if (r == 1)
+		session_line_taken(s);
+	return r;
 }
 
 void

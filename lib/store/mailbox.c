@@ -320,6 +320,10 @@ same_file(const struct stat *a, const struct stat *b)
 	    a->st_size == b->st_size && ts_eq(a->st_mtim, b->st_mtim);
 }
 
+/* An IMAP flag-keyword (RFC 3501: an atom): the names go into FLAGS and
+ * FETCH responses as they are, so one read from dovecot-keywords must not
+ * hold a parenthesis, quote, brace, backslash (a "\\Deleted" there would
+ * read as the system flag), wildcard, ']' or a non-ASCII octet. */
 static bool
 keyword_valid(const char *name)
 {
@@ -328,7 +332,8 @@ keyword_valid(const char *name)
 	if (name == NULL || *name == '\0' || strlen(name) > KEYWORD_MAX)
 		return false;
 	for (p = (const unsigned char *)name; *p != '\0'; p++) {
-		if (*p <= ' ' || *p == 0x7f)
+		if (*p <= ' ' || *p >= 0x7f ||
+		    strchr("(){%*\"\\]", *p) != NULL)
 			return false;
 	}
 	return true;

@@ -904,6 +904,33 @@ out:
 }
 
 static void
+test_keywords_hostile(void)
+{
+	char *f = mkfolder("kwbad"), *p;
+	struct mbox *a;
+
+	/* found while writing fuzz_mailbox_files: names that are not atoms went
+	 * into FLAGS responses as they were */
+	test_begin("mailbox: dovecot-keywords names that are not atoms");
+	p = xasprintf("%s/dovecot-keywords", f);
+	write_file(p, "0 ok\n1 a)b\n2 \\Deleted\n3 caf\xc3\xa9\n4 {5}\n"
+	    "5 \"q\"\n6 x]\n7 *\n8 50%\n9 $Label1\n");
+	a = open_ok(f, false);
+	test_assert(a != NULL);
+	if (a != NULL) {
+		test_assert_streq(a->keywords[0], "ok");
+		for (int i = 1; i <= 8; i++)
+			test_assert(a->keywords[i] == NULL);
+		test_assert_streq(a->keywords[9], "$Label1");
+		test_assert(mbox_keyword_letter(a, "a)b", true) == 0);
+	}
+	mbox_close(&a);
+	free(p);
+	free(f);
+	test_end();
+}
+
+static void
 test_cache(void)
 {
 	char *f = mkfolder("cache"), *v, *cpath, *name, *data;
@@ -1412,6 +1439,7 @@ main(void)
 	test_import();
 	test_corrupt();
 	test_keywords();
+	test_keywords_hostile();
 	test_cache();
 	test_added();
 	test_status();

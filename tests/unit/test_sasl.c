@@ -93,6 +93,41 @@ test_login(void)
 	test_end();
 }
 
+/* Leave a freed, dirty block of the size a short decode allocates, so a
+ * result that is not terminated shows (ASan fills new blocks anyway). */
+static void
+dirty_heap(void)
+{
+	char *p = malloc(32);
+
+	memset(p, 'x', 32);
+	free(p);
+}
+
+static void
+test_login_empty(void)
+{
+	struct sasl x = { 0 };
+	const char *ch = NULL;
+	char *login = NULL, *pass = NULL;
+
+	/* found by fuzz_sasl: an empty response decoded to an
+	 * unterminated buffer */
+	test_begin("LOGIN: empty user name and password are \"\"");
+	test_assert(sasl_start(&x, BOTH, "LOGIN", NULL, &ch, &login, &pass) ==
+	    SASL_NEXT);
+	dirty_heap();
+	test_assert(sasl_step(&x, "", &ch, &login, &pass) == SASL_NEXT);
+	test_assert_streq(x.user, "");
+	dirty_heap();
+	test_assert(sasl_step(&x, "", &ch, &login, &pass) == SASL_DONE);
+	test_assert_streq(login, "");
+	test_assert_streq(pass, "");
+	free(login);
+	free(pass);
+	test_end();
+}
+
 static void
 test_refusals(void)
 {
@@ -126,6 +161,7 @@ main(void)
 {
 	test_plain();
 	test_login();
+	test_login_empty();
 	test_refusals();
 	return test_done();
 }

@@ -65,10 +65,30 @@ test_helpers(void)
 	test_end();
 }
 
+static void
+test_reserve_empty(void)
+{
+	str_t s = STR_INIT;
+	char *p;
+
+	/* found by fuzz_sasl: an empty LOGIN response was reserved room,
+	 * decoded to nothing and stolen without a terminator */
+	test_begin("str reserve on an empty string keeps it \"\"");
+	str_reserve(&s, 40);
+	test_assert(s.data != NULL && s.len == 0);
+	test_assert(s.data[0] == '\0');
+	test_assert_streq(str_c(&s), "");
+	p = str_steal(&s);
+	test_assert_streq(p, "");
+	free(p);
+	test_end();
+}
+
 int
 main(void)
 {
 	test_append();
+	test_reserve_empty();
 	test_json();
 	test_helpers();
 	return test_done();
