@@ -114,7 +114,7 @@ cache_reset_offsets(struct mbox *mb, uint32_t id)
 		mb->msgs[i].cache_off = 0;
 	}
 	if (any || p->cache_id != id)
-		p->dirty = true;
+		p->dirty = p->rewrite = true;	/* every entry changed */
 	p->cache_id = id;
 }
 
@@ -381,7 +381,7 @@ mbox_cache_flush(struct mbox *mb)
 			continue;
 		mb->msgs[i].cache_off = (uint64_t)end - total +
 		    p->pend_off[k];
-		p->dirty = true;
+		mbox_chg_add(mb, p->pend_uid[k]);
 	}
 out:
 	for (k = 0; k < p->npend; k++) {
@@ -495,7 +495,7 @@ mbox_cache_maybe_compact(struct mbox *mb)
 		mb->msgs[i].cache_off = offs[i];
 	p->cache_id = id;
 	p->cache_dead = 0;
-	p->dirty = true;
+	p->dirty = p->rewrite = true;	/* every offset moved */
 	(void)cache_open(mb, &bad);
 out:
 	free(offs);
