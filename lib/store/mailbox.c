@@ -78,6 +78,9 @@
  * the base (and LOG_COMPACT_MIN bytes). */
 #define LOG_COMPACT_DIV 4
 #define LOG_COMPACT_MIN (256 * 1024)
+/* Flag changes kept track of for mbox_take_changed(); beyond this the
+ * caller looks at every message. */
+#define FCHG_MAX 65536
 
 /* ---- small helpers ---- */
 
@@ -203,8 +206,18 @@ ts_trusted(const struct stat *st, const struct timespec *now)
 	return d > TS_GRAIN_NS ? *m : zero;
 }
 
+static void
+uids_add(uint32_t **a, size_t *n, size_t *cap, uint32_t uid)
+{
+	if (*n == *cap) {
+		*cap = *cap < 16 ? 16 : *cap * 2;
+		*a = xrealloc(*a, *cap * sizeof(**a));
+	}
+	(*a)[(*n)++] = uid;
+}
+
 /* Account msgs[i]'s contribution to the counts STATUS shows (sign -1
- * before a change, +1 after). */
+ * before a change, +1 after), and note a \Deleted one. */
 static void
 msg_count(struct mbox_priv *p, const struct mbox_msg *m, int sign)
 {
@@ -216,6 +229,8 @@ msg_count(struct mbox_priv *p, const struct mbox_msg *m, int sign)
 	p->messages += (uint32_t)sign;
 	if (!maildir_flags_has(flags, 'S'))
 		p->unseen += (uint32_t)sign;
+	if (sign > 0 && maildir_flags_has(flags, 'T'))
+		uids_add(&p->del, &p->ndel, &p->del_cap, m->uid);
 	if (!m->in_cur)
 		p->recent += (uint32_t)sign;
 }
@@ -227,23 +242,17 @@ msg_count_all(struct mbox *mb)
 	size_t i;
 
 	p->messages = p->unseen = p->recent = 0;
-	p->nexpunged = 0;
+	p->nexpunged = p->nxuids = 0;
 	for (i = 0; i < mb->n; i++) {
 		msg_count(p, &mb->msgs[i], 1);
-		if (mb->msgs[i].expunged)
+		if (mb->msgs[i].expunged) {
 			p->nexpunged++;
+			uids_add(&p->xuids, &p->nxuids, &p->xuids_cap,
+			    mb->msgs[i].uid);
+		}
 	}
 }
 
-static void
-uids_add(uint32_t **a, size_t *n, size_t *cap, uint32_t uid)
-{
-	if (*n == *cap) {
-		*cap = *cap < 16 ? 16 : *cap * 2;
-		*a = xrealloc(*a, *cap * sizeof(**a));
-	}
-	(*a)[(*n)++] = uid;
-}
 
 void
 mbox_chg_add(struct mbox *mb, uint32_t uid)
@@ -266,6 +275,7 @@ set_expunged(struct mbox *mb, size_t i, bool log)
 	msg_count(p, m, -1);
 	m->expunged = true;
 	p->nexpunged++;
+	uids_add(&p->xuids, &p->nxuids, &p->xuids_cap, m->uid);
 	if (log)
 		uids_add(&p->gone, &p->ngone, &p->gone_cap, m->uid);
 }
@@ -287,8 +297,6 @@ msgs_append(struct mbox *mb, const struct mbox_msg *m)
 	}
 	mb->msgs[mb->n++] = *m;
 	msg_count(p, m, 1);
-	if (m->expunged)
-		p->nexpunged++;
 }
 
 static void
@@ -336,6 +344,11 @@ finish_touched(struct mbox *mb)
 		if (strcmp(flags, m->flags) != 0) {
 			memcpy(m->flags, flags, sizeof(m->flags));
 			m->flags_changed = true;
+			if (p->nfchg < FCHG_MAX)
+				uids_add(&p->fchg, &p->nfchg, &p->fchg_cap,
+				    m->uid);
+			else
+				p->fchg_over = true;
 		}
 	}
 	p->ntouched = 0;
@@ -1113,13 +1126,18 @@ list_dir(struct mbox *mb, bool cur, struct listing *l, const char **error_r)
 /* Open-addressing table of msgs indexes by stable key. The hash is
  * kept in the slot so a probe touches a name only when it matches. */
 struct kh_slot {
-	uint32_t idx;		/* msgs index + 1, 0 empty */
+	uint32_t idx;		/* position in cand + 1, 0 empty */
 	uint32_t hash;
 };
 
+/* The messages a listing is matched against: those in the directories
+ * listed. When only new/ is listed (a delivery), that is the few
+ * messages in new/, not the whole folder. */
 struct keyhash {
 	struct kh_slot *slots;
 	size_t mask;
+	size_t *cand;		/* msgs indexes */
+	size_t ncand;
 };
 
 static uint32_t
@@ -1128,7 +1146,7 @@ kh_hash(const char *key, size_t klen)
 	return (uint32_t)mbox_hash64(0, key, klen);
 }
 
-/* msgs index + 1 of key, or 0; *slot_r: where it is or would go. */
+/* cand position + 1 of key, or 0; *slot_r: where it is or would go. */
 static size_t
 kh_lookup(const struct keyhash *h, const struct mbox *mb, const char *key,
     size_t klen, uint32_t hash, size_t *slot_r)
@@ -1139,7 +1157,7 @@ kh_lookup(const struct keyhash *h, const struct mbox *mb, const char *key,
 	for (s = hash & h->mask; (sl = &h->slots[s])->idx != 0;
 	    s = (s + 1) & h->mask) {
 		if (sl->hash == hash &&
-		    key_eq(mb->msgs[sl->idx - 1].name, key, klen))
+		    key_eq(mb->msgs[h->cand[sl->idx - 1]].name, key, klen))
 			break;
 	}
 	*slot_r = s;
@@ -1155,27 +1173,52 @@ kh_find(const struct keyhash *h, const struct mbox *mb, const char *key,
 	return kh_lookup(h, mb, key, klen, kh_hash(key, klen), &s);
 }
 
-/* Non-expunged messages by key; a duplicate key keeps the first. */
+/* The non-expunged messages in the listed directories, by key; a
+ * duplicate key keeps the first. */
 static void
-kh_build(struct keyhash *h, const struct mbox *mb)
+kh_build(struct keyhash *h, const struct mbox *mb, const bool list[2])
 {
-	size_t cap = 16, i, s, klen;
+	const struct mbox_priv *p = mb->priv;
+	size_t cap = 16, i, s, k, klen, left;
 	const char *name;
 	uint32_t hash;
 
-	while (cap < mb->n * 2)
+	h->ncand = 0;
+	if (list[1]) {
+		h->cand = xmalloc((mb->n + 1) * sizeof(*h->cand));
+		for (i = 0; i < mb->n; i++) {
+			if (!mb->msgs[i].expunged)
+				h->cand[h->ncand++] = i;
+		}
+	} else {
+		/* only new/: its messages are counted (recent), and they
+		 * are the last ones but for a few left by EXAMINE */
+		h->cand = xmalloc((p->recent + 1) * sizeof(*h->cand));
+		for (i = mb->n, left = p->recent; left > 0 && i-- > 0; ) {
+			if (mb->msgs[i].expunged || mb->msgs[i].in_cur)
+				continue;
+			h->cand[h->ncand++] = i;
+			left--;
+		}
+		/* ascending, as the caller walks them */
+		for (k = 0; k < h->ncand / 2; k++) {
+			size_t t = h->cand[k];
+
+			h->cand[k] = h->cand[h->ncand - 1 - k];
+			h->cand[h->ncand - 1 - k] = t;
+		}
+	}
+	while (cap < h->ncand * 2)
 		cap *= 2;
 	h->slots = xcalloc(cap, sizeof(*h->slots));
 	h->mask = cap - 1;
-	for (i = 0; i < mb->n; i++) {
-		if (mb->msgs[i].expunged)
-			continue;
-		name = mb->msgs[i].name;
+	for (k = 0; k < h->ncand; k++) {
+		name = mb->msgs[h->cand[k]].name;
 		klen = key_len(name);
 		hash = kh_hash(name, klen);
 		if (kh_lookup(h, mb, name, klen, hash, &s) != 0)
 			continue;
-		h->slots[s].idx = (uint32_t)(i + 1);
+		h->slots[s].idx = (uint32_t)(k + 1);
 		h->slots[s].hash = hash;
 	}
 }
@@ -1371,7 +1414,7 @@ fresh_same_key(const struct fresh *a, const struct fresh *b)
 }
 
 struct match {
-	size_t *chosen;		/* per msgs index: listing index + 1 */
+	size_t *chosen;		/* per cand position: listing index + 1 */
 	size_t *fresh;		/* listing indexes of unknown keys */
 	size_t nfresh;
 	size_t missing;		/* known, in a listed directory, not seen */
@@ -1386,7 +1429,7 @@ match_listing(const struct mbox *mb, const struct keyhash *h,
 	const char *name;
 	size_t k, j;
 
-	memset(mt->chosen, 0, (mb->n + 1) * sizeof(*mt->chosen));
+	memset(mt->chosen, 0, (h->ncand + 1) * sizeof(*mt->chosen));
 	mt->nfresh = mt->missing = 0;
 	for (k = 0; k < l->n; k++) {
 		e = &l->ents[k];
@@ -1408,8 +1451,8 @@ match_listing(const struct mbox *mb, const struct keyhash *h,
 		}
 		mt->chosen[j] = k + 1;
 	}
-	for (j = 0; j < mb->n; j++) {
-		m = &mb->msgs[j];
+	for (j = 0; j < h->ncand; j++) {
+		m = &mb->msgs[h->cand[j]];
 		if (!m->expunged && mt->chosen[j] == 0 && list[m->in_cur])
 			mt->missing++;
 	}
@@ -1547,7 +1590,7 @@ dirs_sync(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 	struct listing l = { STR_INIT, NULL, 0, 0 };
 	struct match mt = { NULL, NULL, 0, 0 };
 	bool list[2], incomplete[2] = { false, false }, stable;
-	struct keyhash h = { NULL, 0 };
+	struct keyhash h = { NULL, 0, NULL, 0 };
 	struct stat st[2], st2;
 	struct timespec now, cnow, t;
 	struct mbox_msg *m;
@@ -1564,8 +1607,8 @@ dirs_sync(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 	if (!list[0] && !list[1])
 		return 0;
 
-	kh_build(&h, mb);
-	mt.chosen = xcalloc(mb->n + 1, sizeof(*mt.chosen));
+	kh_build(&h, mb, list);
+	mt.chosen = xcalloc(h.ncand + 1, sizeof(*mt.chosen));
 	for (attempt = 1; ; attempt++) {
 		str_truncate(&l.arena, 0);
 		l.n = 0;
@@ -1593,13 +1636,14 @@ dirs_sync(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 		}
 	}
 
-	for (j = 0; j < mb->n; j++) {
+	for (size_t c = 0; c < h.ncand; c++) {
 		const struct lent *e;
 
+		j = h.cand[c];
 		m = &mb->msgs[j];
 		if (m->expunged)
 			continue;
-		if (mt.chosen[j] == 0) {
+		if (mt.chosen[c] == 0) {
 			if (!list[m->in_cur])
 				continue;
 			/* gone, unless the listing may have missed it */
@@ -1610,7 +1654,7 @@ dirs_sync(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 				mark_expunged(mb, j);
 			continue;
 		}
-		e = &l.ents[mt.chosen[j] - 1];
+		e = &l.ents[mt.chosen[c] - 1];
 		if (m->in_cur != e->in_cur ||
 		    strcmp(m->name, l.arena.data + e->off) != 0) {
 			set_name(mb, j, xstrndup(l.arena.data + e->off,
@@ -1637,6 +1681,7 @@ out:
 	free(mt.chosen);
 	free(mt.fresh);
 	free(h.slots);
+	free(h.cand);
 	return ret;
 }
 
@@ -1669,6 +1714,8 @@ take_new(struct mbox *mb)
 		to = sub_path(mb, "cur", newname);
 		if (rename_noreplace(from, to) == 0) {
 			set_name(mb, i, newname, true);
+			if (!m->recent)
+				mb->nrecent++;
 			m->recent = true;
 			mbox_chg_add(mb, m->uid);
 			newname = NULL;
@@ -1888,6 +1935,12 @@ sync_locked(struct mbox *mb, struct sync_ctx *ctx, size_t *added_r,
 	int ret = -1;
 
 	p->ntouched = 0;
+	if (p->ndel > mb->n + 1024) {
+		size_t *idx;
+
+		(void)mbox_deleted(mb, &idx);	/* drops stale entries */
+		free(idx);
+	}
 	mbox_cache_flush(mb);
 	if (index_refresh(mb, ctx, error_r) < 0)
 		goto out;
@@ -2081,6 +2134,9 @@ mbox_close(struct mbox **mbp)
 	free(p->touched);
 	free(p->chg);
 	free(p->gone);
+	free(p->fchg);
+	free(p->del);
+	free(p->xuids);
 	free(p);
 	free(mb->msgs);
 	free(mb->path);
@@ -2122,49 +2178,112 @@ mbox_purge(struct mbox *mb, uint32_t **seqs_r, size_t *n_r)
 {
 	struct mbox_priv *p = mb->priv;
 	uint32_t *seqs = NULL;
-	size_t i, out = 0, ns = p->nexpunged, cap;
+	size_t *pos, k, ns = 0, out, i;
+	long f;
 
-	if (ns == 0) {
-		/* the usual case: nothing to look at */
-		if (seqs_r != NULL)
-			*seqs_r = NULL;
-		if (n_r != NULL)
-			*n_r = 0;
-		return;
-	}
-	cap = ns;
 	if (seqs_r != NULL)
-		seqs = xcalloc(cap, sizeof(*seqs));
-	ns = 0;
-	/* the messages before the first expunged one stay where they are */
-	while (out < mb->n && !mb->msgs[out].expunged)
-		out++;
-	for (i = out; i < mb->n; i++) {
-		if (mb->msgs[i].expunged) {
-			if (ns == cap)
-				panic("mbox_purge: more expunged messages "
-				    "than counted");
-			if (seqs != NULL)
-				seqs[ns] = (uint32_t)(i + 1);
-			ns++;
-			mbox_name_free(mb->priv, mb->msgs[i].name);
+		*seqs_r = NULL;
+	if (n_r != NULL)
+		*n_r = 0;
+	if (p->nexpunged == 0) {
+		p->nxuids = 0;
+		return;		/* the usual case: nothing to look at */
+	}
+	/* where the expunged ones are, from their uids (no walk of the
+	 * folder); the others move down in one memmove() per run */
+	qsort(p->xuids, p->nxuids, sizeof(*p->xuids), uid_cmp);
+	pos = xmalloc((p->nxuids + 1) * sizeof(*pos));
+	for (k = 0; k < p->nxuids; k++) {
+		if (k > 0 && p->xuids[k] == p->xuids[k - 1])
 			continue;
-		}
-		mb->msgs[out++] = mb->msgs[i];
+		f = mbox_find_uid(mb, p->xuids[k]);
+		if (f >= 0 && mb->msgs[f].expunged)
+			pos[ns++] = (size_t)f;
+	}
+	if (ns != p->nexpunged)
+		panic("mbox_purge: %zu expunged messages found, %zu counted",
+		    ns, p->nexpunged);
+	if (seqs_r != NULL)
+		seqs = xcalloc(ns, sizeof(*seqs));
+	out = pos[0];
+	for (k = 0; k < ns; k++) {
+		struct mbox_msg *m = &mb->msgs[pos[k]];
+		size_t next = k + 1 < ns ? pos[k + 1] : mb->n;
+
+		/* descending, as EXPUNGE responses are sent */
+		if (seqs != NULL)
+			seqs[ns - 1 - k] = (uint32_t)(pos[k] + 1);
+		if (m->recent && mb->nrecent > 0)
+			mb->nrecent--;
+		mbox_name_free(p, m->name);
+		i = pos[k] + 1;
+		if (next > i)
+			memmove(&mb->msgs[out], &mb->msgs[i],
+			    (next - i) * sizeof(*mb->msgs));
+		out += next - i;
 	}
 	mb->n = out;
-	p->nexpunged = 0;
-	/* descending, as EXPUNGE responses are sent */
-	for (i = 0; seqs != NULL && i < ns / 2; i++) {
-		uint32_t t = seqs[i];
-
-		seqs[i] = seqs[ns - 1 - i];
-		seqs[ns - 1 - i] = t;
-	}
+	p->nexpunged = p->nxuids = 0;
+	free(pos);
 	if (seqs_r != NULL)
 		*seqs_r = seqs;
 	if (n_r != NULL)
 		*n_r = ns;
+}
+
+size_t
+mbox_deleted(struct mbox *mb, size_t **idx_r)
+{
+	struct mbox_priv *p = mb->priv;
+	size_t k, n = 0, out = 0;
+	uint32_t last = 0;
+	size_t *idx;
+	long i;
+
+	*idx_r = NULL;
+	qsort(p->del, p->ndel, sizeof(*p->del), uid_cmp);
+	idx = xmalloc((p->ndel + 1) * sizeof(*idx));
+	for (k = 0; k < p->ndel; k++) {
+		if (p->del[k] == last)
+			continue;
+		last = p->del[k];
+		i = mbox_find_uid(mb, last);
+		if (i < 0 || mb->msgs[i].expunged ||
+		    strchr(mb->msgs[i].flags, 'T') == NULL)
+			continue;	/* stale */
+		p->del[out++] = last;
+		idx[n++] = (size_t)i;
+	}
+	p->ndel = out;
+	if (n == 0)
+		xfree(&idx);
+	*idx_r = idx;
+	return n;
+}
+
+long
+mbox_take_changed(struct mbox *mb, uint32_t **uids_r)
+{
+	struct mbox_priv *p = mb->priv;
+	long n = (long)p->nfchg;
+
+	*uids_r = NULL;
+	if (p->fchg_over) {
+		p->fchg_over = false;
+		p->nfchg = 0;
+		return -1;
+	}
+	if (n > 0) {
+		qsort(p->fchg, p->nfchg, sizeof(*p->fchg), uid_cmp);
+		*uids_r = xmalloc(p->nfchg * sizeof(**uids_r));
+		memcpy(*uids_r, p->fchg, p->nfchg * sizeof(**uids_r));
+	}
+	p->nfchg = 0;
+	if (p->fchg_cap > 1024) {
+		xfree(&p->fchg);
+		p->fchg_cap = 0;
+	}
+	return n;
 }
 
 long

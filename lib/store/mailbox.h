@@ -69,6 +69,8 @@ struct mbox {
 	char *keywords[26];	/* names for 'a'..'z', NULL if unused */
 	bool readonly;		/* opened for EXAMINE: never moves new/ to
 				   cur/, never changes files */
+	size_t nrecent;		/* msgs with recent set (a caller that sets
+				   or clears recent itself adjusts it) */
 	void *priv;		/* internal */
 };
 
@@ -103,6 +105,19 @@ int mbox_sync(struct mbox *mb, size_t *added_r, const char **error_r);
  * descending order, as EXPUNGE responses must be sent; *n_r their
  * count. */
 void mbox_purge(struct mbox *mb, uint32_t **seqs_r, size_t *n_r);
+
+/* The uids of the messages that got flags_changed since the last
+ * call (malloc'd into *uids_r, ascending, may name messages expunged or
+ * purged since), and their count. Returns -1 when more changed than
+ * were kept track of: the caller then looks at every message's
+ * flags_changed. So a session that reports flag changes after each
+ * command does not walk the whole folder. */
+long mbox_take_changed(struct mbox *mb, uint32_t **uids_r);
+
+/* The indexes (ascending, malloc'd into *idx_r, may be NULL when 0) of
+ * the messages that are not expunged and have the T (\Deleted) flag,
+ * and their count: EXPUNGE without a walk of the whole folder. */
+size_t mbox_deleted(struct mbox *mb, size_t **idx_r);
 
 /* Index of the message with this uid in msgs, or -1. Binary search. */
 long mbox_find_uid(const struct mbox *mb, uint32_t uid);

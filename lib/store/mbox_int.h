@@ -83,6 +83,15 @@ struct mbox_priv {
 	size_t ngone, gone_cap;
 	uint32_t messages, unseen, recent;	/* of msgs, not expunged */
 	size_t nexpunged;	/* msgs marked expunged, until mbox_purge */
+	uint32_t *xuids;	/* their uids (for mbox_purge) */
+	size_t nxuids, xuids_cap;
+	uint32_t *fchg;		/* uids that got flags_changed (for
+				   mbox_take_changed) */
+	size_t nfchg, fchg_cap;
+	bool fchg_over;		/* more than FCHG_MAX: not kept */
+	uint32_t *del;		/* uids that had T (\Deleted) in their name
+				   (may repeat or be stale: mbox_deleted) */
+	size_t ndel, del_cap;
 };
 
 static inline struct mbox_priv *
