@@ -908,6 +908,19 @@ log_refresh(struct mbox *mb, const char **error_r)
 
 	if (p->log_id == 0)
 		return 0;
+	if (p->log_fd >= 0) {
+		/* still the file at the name? (deleted or replaced: lost) */
+		char *path = xasprintf("%s/%s", mb->path, MBOX_LOG_NAME);
+		struct stat a, b;
+		bool same = stat(path, &a) == 0 && fstat(p->log_fd, &b) == 0 &&
+		    a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+
+		free(path);
+		if (!same) {
+			close(p->log_fd);
+			p->log_fd = -1;
+		}
+	}
 	if (p->log_fd < 0) {
 		r = mbox_log_open(mb->path, p->log_id, &p->log_fd, error_r);
 		if (r < 0)
