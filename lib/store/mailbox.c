@@ -5,27 +5,32 @@
  * mbox_cache.c (petrel-cache).
  *
  * Concurrency. Every handle (struct mbox) keeps its own copy of the
- * folder state in msgs; petrel-index is the shared truth. Every change
- * (assigning UIDs, renaming or unlinking message files, writing the
- * index or dovecot-keywords) happens under an exclusive flock() on
- * petrel-lock, and a handle that finds the index rewritten by someone
- * else re-reads and merges it first. New UIDs are written (and
- * fsync'd) before the lock is released, so each is assigned exactly
- * once and every handle learns the same ones. Any write of the index
- * comes after such a re-read under the same lock (index_write_locked()
- * refuses otherwise). Expunges are published at once; flag renames and
- * cache offsets are written at the next sync, flush or close (other
- * handles find renames by listing, matching the stable part of the
- * name, so the UID stays).
+ * folder state in msgs; petrel-index plus its change log
+ * petrel-index.log is the shared truth. Every change (assigning UIDs,
+ * renaming or unlinking message files, appending to the log, writing
+ * the index or dovecot-keywords) happens under an exclusive flock() on
+ * petrel-lock, and a handle first applies what others appended to the
+ * log since it last looked (or re-reads and merges the index when it
+ * was rewritten). New UIDs are logged (and fdatasync'd) before the lock
+ * is released, so each is assigned exactly once and every handle learns
+ * the same ones. Any write comes after such a refresh under the same
+ * lock (index_write_locked() refuses otherwise). Expunges and flag
+ * changes are published at the end of the command (mbox_flush), cache
+ * offsets and learned sizes at the next sync, flush or close. A change
+ * is one log record, whatever the folder's size; the index is rewritten
+ * only when the log has grown to a quarter of it.
  *
  * Listing. The index records the mtimes of cur/ and new/ as they were
  * just before they were last listed; a directory whose mtime still
  * equals the recorded one is not read. A change in the same timestamp
  * tick as the recorded mtime would be invisible, so an mtime less than
- * two seconds old is never recorded ({0, 0}: list next time), and our
- * own renames and unlinks leave the recorded mtime stale: the next sync
- * lists once more. The index thus always describes the directories as
- * they were at the recorded mtimes. Another program renaming files
+ * a clock tick old (a second on file systems with whole-second
+ * timestamps) is never recorded ({0, 0}: list next time). Our own
+ * renames and unlinks in cur/ record cur/'s mtime after the change when
+ * the handle knew cur/ in full just before it (see claim_begin()), so
+ * neither this handle nor others list cur/ for them; new/ is never
+ * claimed. The index and log thus describe the directories as they
+ * were at the recorded mtimes. Another program renaming files
  * while we readdir() can hide one from the listing, so a known message
  * that is not seen is only expunged when the directory provably did
  * not change during the listing; else it waits for the next sync.

@@ -5,11 +5,19 @@
  *
  * petrel-index is text, every line ends with '\n':
  *
- *   petrel-index 1 <uidvalidity> <uidnext> <cur_s>.<cur_ns>
+ *   petrel-index 2 <uidvalidity> <uidnext> <cur_s>.<cur_ns>
  *     <new_s>.<new_ns> <cache_id> <cache_dead> <messages> <unseen>
- *     <recent> <body_len> <hash>                      (one line)
- *   <uid> <c|n> <size> <vsize> <internaldate> <cache_off> <name>
+ *     <recent> <log_id> <log_seq> <modseq> <body_len> <hash>
+ *                                                     (one line)
+ *   <uid> <c|n> <size> <vsize> <internaldate> <cache_off> <modseq> <name>
  *   ...                                               (<messages> lines)
+ *
+ * It is the base of the folder's state; the changes since it was
+ * written are in petrel-index.log (mbox_log.c), the log whose id is
+ * log_id, from the record after log_seq on. modseq (folder and message)
+ * is reserved for CONDSTORE and written as 0. Version 1 (no log_id,
+ * log_seq, modseq) is still read, and replaced by version 2 at the
+ * first change.
  *
  * A message whose file has not been looked at yet (a sync only lists
  * the directories) has "? ? ?" for size, vsize and internaldate.
@@ -25,9 +33,10 @@
  * bad checksum, unknown version, stray byte) makes the file corrupt
  * and it is rebuilt.
  *
- * About 115 bytes per message: 100,000 messages are about 12 MB, read
- * and parsed in a few tens of milliseconds. The file is never changed
- * in place: it is written to petrel-index.tmp.<pid> and renamed.
+ * About 70-115 bytes per message: 100,000 messages are about 7-12 MB,
+ * read and parsed in a few tens of milliseconds. The file is never
+ * changed in place: it is written to petrel-index.tmp.<pid> and renamed
+ * (when first built, and when its log has grown to a quarter of it).
  *
  * Trust: all files read here are untrusted bytes; parsing is bounded
  * and strict, and never crashes on garbage.
