@@ -943,6 +943,24 @@ log_refresh(struct mbox *mb, const char **error_r)
 	return 0;
 }
 
+/* Before a change under the lock: apply what other handles logged
+ * meanwhile, so that this handle's view of cur/ (and the mtime it may
+ * claim) is current. Only when the base is unchanged; anything else
+ * waits for the next sync. */
+static void
+log_catch_up(struct mbox *mb)
+{
+	struct mbox_priv *p = mb->priv;
+	const char *error;
+
+	if (p->index_fd < 0 || p->log_fd < 0 || !index_unchanged(mb))
+		return;
+	p->ntouched = 0;
+	if (log_refresh(mb, &error) < 0)
+		log_warn("%s", error);
+	finish_touched(mb);
+}
+
 /* Bring msgs up to date with petrel-index and its log if another
  * process changed them. A missing or corrupt index: a loaded handle
  * keeps what it knows and lists everything again; a new one rebuilds
@@ -2417,6 +2435,16 @@ mbox_set_flags(struct mbox *mb, size_t i, const char *flags,
 	add[na] = del[nd] = '\0';
 	if (mbox_lock(mb, error_r) < 0)
 		return -1;
+	log_catch_up(mb);
+	if (mb->msgs[i].expunged) {
+		mbox_unlock(mb);
+		return 1;
+	}
+	if (strcmp(mb->msgs[i].flags, nflags) != 0 &&
+	    flags_apply(mb->msgs[i].flags, add, del, nflags) < 0) {
+		mbox_unlock(mb);
+		return mbox_fail(error_r, "invalid Maildir flags");
+	}
 	ret = rename_flags(mb, i, nflags, error_r);
 	for (attempt = 1; ret == 1 && attempt <= RENAME_ATTEMPTS; attempt++) {
 		/* renamed or removed by someone else: find out which */
@@ -2472,6 +2500,7 @@ mbox_expunge(struct mbox *mb, const size_t *idx, size_t n,
 		return mbox_fail(error_r, "%s is open read-only", mb->path);
 	if (mbox_lock(mb, error_r) < 0)
 		return -1;
+	log_catch_up(mb);
 	for (attempt = 0; ret == 0 && vanished; attempt++) {
 		if (attempt > 0) {
 			if (attempt > RENAME_ATTEMPTS) {

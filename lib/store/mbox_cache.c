@@ -460,14 +460,19 @@ mbox_cache_maybe_compact(struct mbox *mb)
 	bool bad;
 	int fd;
 
-	if (p->cache_dead < DEAD_MIN)
+	if (p->cache_dead < DEAD_MIN || p->cache_dead < p->cache_recount_at)
 		return;
 	for (i = 0; i < mb->n; i++) {
 		if (!mb->msgs[i].expunged && mb->msgs[i].cache_off != 0)
 			live++;
 	}
-	if (p->cache_dead <= live)
+	if (p->cache_dead <= live) {
+		/* count again only when twice as many are dead: not a walk
+		 * of the folder at every sync */
+		p->cache_recount_at = p->cache_dead * 2;
 		return;
+	}
+	p->cache_recount_at = 0;
 	if (cache_ensure(mb, false) < 0) {
 		p->cache_dead = 0;	/* nothing to compact */
 		p->dirty = true;

@@ -50,6 +50,8 @@ struct mbox_priv {
 	uint32_t cache_id;	/* petrel-cache the cache_offs refer to
 				   (0: unknown) */
 	uint32_t cache_dead;	/* messages removed with cache records */
+	uint32_t cache_recount_at;	/* cache_dead at which to count the
+					   live records again */
 	int cache_fd;		/* petrel-cache, O_APPEND, or -1 */
 	bool cache_failed;	/* it cannot be opened or created: stop
 				   trying (and logging) in this handle */
