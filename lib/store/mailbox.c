@@ -1870,13 +1870,15 @@ log_write(struct mbox *mb, const char **error_r)
 	st.unseen = p->unseen;
 	st.recent = p->recent;
 	mbox_log_put_state(&b, &st);
-	qsort(p->gone, p->ngone, sizeof(*p->gone), uid_cmp);
+	if (p->ngone > 1)
+		qsort(p->gone, p->ngone, sizeof(*p->gone), uid_cmp);
 	for (k = 0; k < p->ngone; k++) {
 		if (k > 0 && p->gone[k] == p->gone[k - 1])
 			continue;
 		mbox_log_put_expunge(&b, p->gone[k]);
 	}
-	qsort(p->chg, p->nchg, sizeof(*p->chg), uid_cmp);
+	if (p->nchg > 1)
+		qsort(p->chg, p->nchg, sizeof(*p->chg), uid_cmp);
 	for (k = 0; k < p->nchg; k++) {
 		if (p->chg[k] == last)
 			continue;
@@ -2227,7 +2229,8 @@ mbox_purge(struct mbox *mb, uint32_t **seqs_r, size_t *n_r)
 	}
 	/* where the expunged ones are, from their uids (no walk of the
 	 * folder); the others move down in one memmove() per run */
-	qsort(p->xuids, p->nxuids, sizeof(*p->xuids), uid_cmp);
+	if (p->nxuids > 1)
+		qsort(p->xuids, p->nxuids, sizeof(*p->xuids), uid_cmp);
 	pos = xmalloc((p->nxuids + 1) * sizeof(*pos));
 	for (k = 0; k < p->nxuids; k++) {
 		if (k > 0 && p->xuids[k] == p->xuids[k - 1])
@@ -2277,7 +2280,8 @@ mbox_deleted(struct mbox *mb, size_t **idx_r)
 	long i;
 
 	*idx_r = NULL;
-	qsort(p->del, p->ndel, sizeof(*p->del), uid_cmp);
+	if (p->ndel > 1)
+		qsort(p->del, p->ndel, sizeof(*p->del), uid_cmp);
 	idx = xmalloc((p->ndel + 1) * sizeof(*idx));
 	for (k = 0; k < p->ndel; k++) {
 		if (p->del[k] == last)
@@ -2310,7 +2314,9 @@ mbox_take_changed(struct mbox *mb, uint32_t **uids_r)
 		return -1;
 	}
 	if (n > 0) {
-		qsort(p->fchg, p->nfchg, sizeof(*p->fchg), uid_cmp);
+		if (p->nfchg > 1)
+			qsort(p->fchg, p->nfchg, sizeof(*p->fchg),
+			    uid_cmp);
 		*uids_r = xmalloc(p->nfchg * sizeof(**uids_r));
 		memcpy(*uids_r, p->fchg, p->nfchg * sizeof(**uids_r));
 	}
