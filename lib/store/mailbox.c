@@ -741,7 +741,8 @@ index_merge(struct mbox *mb, struct mbox_index *idx)
 				m->internaldate = d->internaldate;
 				m->info_pending = false;
 			} else if (!m->info_pending) {
-				mbox_chg_add(mb, m->uid);	/* we know more */
+				/* we know more */
+				mbox_chg_add(mb, m->uid);
 			}
 			if (!same_cache || d->cache_off > m->cache_off)
 				m->cache_off = d->cache_off;

@@ -56,8 +56,8 @@ static void
 put_msgs(const char *folder, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		char *path = xasprintf("%s/cur/17000000%02zu.M%zuP1.h,S=2,W=3:2,",
-		    folder, i, i);
+		char *path = xasprintf("%s/cur/17000000%02zu.M%zuP1.h,S=2,"
+		    "W=3:2,", folder, i, i);
 
 		write_file(path, "x\n", 2);
 		free(path);
@@ -257,7 +257,8 @@ test_torn(void)
 	test_assert(ftruncate(fd, (off_t)good) == 0);
 	test_assert(mbox_log_append(fd, 2, &b, false, &error) == 0);
 	{
-		int wfd = open(path, O_RDWR);	/* (pwrite on O_APPEND appends) */
+		/* (pwrite() on an O_APPEND descriptor appends) */
+		int wfd = open(path, O_RDWR);
 		char c;
 
 		test_assert(pread(wfd, &c, 1, (off_t)good + 40) == 1);
@@ -383,7 +384,8 @@ test_handles(void)
 	 * generation), the log starts again; b reads the new base */
 	for (int r = 0; r < 4000 && file_ino(f, MBOX_INDEX_NAME) == base;
 	    r++) {
-		test_assert(mbox_set_flags(a, 2, r % 2 ? "F" : "", &error) == 0);
+		test_assert(mbox_set_flags(a, 2, r % 2 ? "F" : "",
+		    &error) == 0);
 		if (mbox_flush(a, &error) < 0)
 			break;
 	}
