@@ -155,6 +155,7 @@ imap_sync_report(struct imap_session *s, bool allow_expunge)
 	size_t added = 0;
 	uint32_t *uids;
 	long nchanged;
+	size_t announced;
 
 	if (s->mb == NULL)
 		return;
@@ -166,6 +167,7 @@ imap_sync_report(struct imap_session *s, bool allow_expunge)
 		imap_report_expunges(s);
 	if (count_keywords(s->mb) != s->known_keywords)
 		imap_report_flags(s);
+	announced = s->known;
 	if (s->mb->n != s->known) {
 		for (size_t i = s->known; s->readonly && i < s->mb->n; i++) {
 			struct mbox_msg *m = &s->mb->msgs[i];
@@ -193,6 +195,9 @@ imap_sync_report(struct imap_session *s, bool allow_expunge)
 		if (!m->flags_changed || m->expunged)
 			continue;
 		m->flags_changed = false;
+		/* one just announced: the client has not seen its flags */
+		if ((size_t)i >= announced)
+			continue;
 		imap_fetch_flags_line(s, (size_t)i, true);
 	}
 	free(uids);
