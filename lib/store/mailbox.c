@@ -1954,6 +1954,8 @@ sync_rollback(struct mbox *mb, struct sync_ctx *ctx)
 	if (ctx->assigned) {
 		for (i = ctx->fresh_from; i < mb->n; i++) {
 			msg_count(p, &mb->msgs[i], -1);
+			if (mb->msgs[i].recent && mb->nrecent > 0)
+				mb->nrecent--;
 			mbox_name_free(p, mb->msgs[i].name);
 		}
 		mb->n = ctx->fresh_from;
