@@ -35,9 +35,8 @@ imap_expunge_deleted(struct imap_session *s, const char *uidset, bool report)
 		if (imap_resolve_set(s->mb, uidset, true, &idx, &n) < 0)
 			return -1;
 	} else {
-		idx = xmalloc((s->mb->n + 1) * sizeof(*idx));
-		for (size_t i = 0; i < s->mb->n; i++)
-			idx[n++] = i;
+		/* the \Deleted ones, without a walk of the folder */
+		n = mbox_deleted(s->mb, &idx);
 	}
 	for (size_t j = 0; j < n; j++) {
 		const struct mbox_msg *m = &s->mb->msgs[idx[j]];

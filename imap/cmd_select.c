@@ -65,6 +65,12 @@ imap_cmd_select(struct imap_session *s, struct imap_cmd *c)
 	s->readonly = examine;
 	s->mbox_name = xstrdup(imap_is_inbox(name) ? "INBOX" : name);
 	s->state = S_SELECTED;
+	{
+		uint32_t *uids;
+
+		(void)mbox_take_changed(s->mb, &uids);	/* all are new */
+		free(uids);
+	}
 	for (size_t i = 0; i < s->mb->n; i++) {
 		struct mbox_msg *m = &s->mb->msgs[i];
 
@@ -78,6 +84,7 @@ imap_cmd_select(struct imap_session *s, struct imap_cmd *c)
 	}
 	imap_report_flags(s);
 	imap_untagged(s, "%zu EXISTS", s->mb->n);
+	s->mb->nrecent = recent;
 	imap_untagged(s, "%zu RECENT", recent);
 	if (unseen > 0)
 		imap_untagged(s, "OK [UNSEEN %ld] First unseen.", unseen);

@@ -153,7 +153,9 @@ imap_sync_report(struct imap_session *s, bool allow_expunge)
 {
 	const char *err;
 	size_t added = 0;
-	size_t recent = 0;
+	uint32_t *uids;
+	long nchanged;
+	size_t announced;
 
 	if (s->mb == NULL)
 		return;
@@ -165,24 +167,40 @@ imap_sync_report(struct imap_session *s, bool allow_expunge)
 		imap_report_expunges(s);
 	if (count_keywords(s->mb) != s->known_keywords)
 		imap_report_flags(s);
+	announced = s->known;
 	if (s->mb->n != s->known) {
-		for (size_t i = s->known; s->readonly && i < s->mb->n; i++)
-			s->mb->msgs[i].recent = !s->mb->msgs[i].in_cur;
-		for (size_t i = 0; i < s->mb->n; i++)
-			if (s->mb->msgs[i].recent)
-				recent++;
+		for (size_t i = s->known; s->readonly && i < s->mb->n; i++) {
+			struct mbox_msg *m = &s->mb->msgs[i];
+
+			if (!m->in_cur && !m->recent) {
+				m->recent = true;
+				s->mb->nrecent++;
+			}
+		}
 		imap_untagged(s, "%zu EXISTS", s->mb->n);
-		imap_untagged(s, "%zu RECENT", recent);
+		imap_untagged(s, "%zu RECENT", s->mb->nrecent);
 		s->known = s->mb->n;
 	}
-	for (size_t i = 0; i < s->mb->n; i++) {
-		struct mbox_msg *m = &s->mb->msgs[i];
+	/* the messages whose flags changed, without a walk of the whole
+	 * folder (unless too many changed to keep track of) */
+	nchanged = mbox_take_changed(s->mb, &uids);
+	for (long k = 0; nchanged < 0 ? k < (long)s->mb->n : k < nchanged;
+	    k++) {
+		long i = nchanged < 0 ? k : mbox_find_uid(s->mb, uids[k]);
+		struct mbox_msg *m;
 
+		if (i < 0)
+			continue;
+		m = &s->mb->msgs[i];
 		if (!m->flags_changed || m->expunged)
 			continue;
 		m->flags_changed = false;
-		imap_fetch_flags_line(s, i, true);
+		/* one just announced: the client has not seen its flags */
+		if ((size_t)i >= announced)
+			continue;
+		imap_fetch_flags_line(s, (size_t)i, true);
 	}
+	free(uids);
 }
 
 void
@@ -201,19 +219,50 @@ imap_close_mailbox(struct imap_session *s)
 /* The indexes of the messages a set names, ascending, without repeats.
  * A sequence number beyond the mailbox is an error (-1); UIDs that do
  * not exist are simply not there (RFC 3501 6.4.8). */
+/* First index in msgs with uid >= v. */
+static size_t
+uid_lower_bound(const struct mbox *mb, uint64_t v)
+{
+	size_t a = 0, b = mb->n;
+
+	while (a < b) {
+		size_t mid = a + (b - a) / 2;
+
+		if (mb->msgs[mid].uid < v)
+			a = mid + 1;
+		else
+			b = mid;
+	}
+	return a;
+}
+
+struct span {
+	size_t a, b;		/* indexes [a, b) */
+};
+
+static int
+span_cmp(const void *x, const void *y)
+{
+	const struct span *p = x, *q = y;
+
+	return p->a < q->a ? -1 : p->a > q->a;
+}
+
 int
 imap_resolve_set(const struct mbox *mb, const char *text, bool uid,
     size_t **idx_r, size_t *n_r)
 {
 	struct imap_seqset set;
-	unsigned char *mark;
-	size_t *idx, n = 0;
+	struct span *sp;
+	size_t *idx, n = 0, ns = 0, total = 0, end = 0;
 
 	*idx_r = NULL;
 	*n_r = 0;
 	if (imap_seqset_parse(text, &set) < 0)
 		return -1;
-	mark = xcalloc(mb->n + 1, 1);
+	/* each range becomes a span of indexes; sorted and merged, they
+	 * give the answer in the size of the answer, not of the folder */
+	sp = xcalloc(set.n + 1, sizeof(*sp));
 	for (size_t r = 0; r < set.n; r++) {
 		uint32_t lo = set.r[r].lo, hi = set.r[r].hi;
 		uint32_t star = uid ? (mb->n > 0 ? mb->msgs[mb->n - 1].uid : 0) :
@@ -231,36 +280,38 @@ imap_resolve_set(const struct mbox *mb, const char *text, bool uid,
 		}
 		if (!uid) {
 			if (hi > mb->n || lo == 0) {
-				free(mark);
+				free(sp);
 				imap_seqset_free(&set);
 				return -1;
 			}
-			for (uint32_t q = lo; q <= hi; q++)
-				mark[q - 1] = 1;
-			continue;
+			sp[ns].a = lo - 1;
+			sp[ns].b = hi;
+		} else {
+			sp[ns].a = uid_lower_bound(mb, lo);
+			sp[ns].b = uid_lower_bound(mb, (uint64_t)hi + 1);
 		}
-		/* first message with uid >= lo */
-		{
-			size_t a = 0, b = mb->n;
-
-			while (a < b) {
-				size_t mid = a + (b - a) / 2;
-
-				if (mb->msgs[mid].uid < lo)
-					a = mid + 1;
-				else
-					b = mid;
-			}
-			for (; a < mb->n && mb->msgs[a].uid <= hi; a++)
-				mark[a] = 1;
-		}
+		if (sp[ns].a < sp[ns].b)
+			ns++;
 	}
 	imap_seqset_free(&set);
-	idx = xmalloc((mb->n + 1) * sizeof(*idx));
-	for (size_t i = 0; i < mb->n; i++)
-		if (mark[i])
+	qsort(sp, ns, sizeof(*sp), span_cmp);
+	for (size_t r = 0; r < ns; r++) {
+		size_t a = sp[r].a > end ? sp[r].a : end;
+
+		if (sp[r].b > a)
+			total += sp[r].b - a;
+		if (sp[r].b > end)
+			end = sp[r].b;
+	}
+	idx = xmalloc((total + 1) * sizeof(*idx));
+	end = 0;
+	for (size_t r = 0; r < ns; r++) {
+		for (size_t i = sp[r].a > end ? sp[r].a : end; i < sp[r].b; i++)
 			idx[n++] = i;
-	free(mark);
+		if (sp[r].b > end)
+			end = sp[r].b;
+	}
+	free(sp);
 	*idx_r = idx;
 	*n_r = n;
 	return 0;

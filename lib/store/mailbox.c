@@ -5,27 +5,32 @@
  * mbox_cache.c (petrel-cache).
  *
  * Concurrency. Every handle (struct mbox) keeps its own copy of the
- * folder state in msgs; petrel-index is the shared truth. Every change
- * (assigning UIDs, renaming or unlinking message files, writing the
- * index or dovecot-keywords) happens under an exclusive flock() on
- * petrel-lock, and a handle that finds the index rewritten by someone
- * else re-reads and merges it first. New UIDs are written (and
- * fsync'd) before the lock is released, so each is assigned exactly
- * once and every handle learns the same ones. Any write of the index
- * comes after such a re-read under the same lock (index_write_locked()
- * refuses otherwise). Expunges are published at once; flag renames and
- * cache offsets are written at the next sync, flush or close (other
- * handles find renames by listing, matching the stable part of the
- * name, so the UID stays).
+ * folder state in msgs; petrel-index plus its change log
+ * petrel-index.log is the shared truth. Every change (assigning UIDs,
+ * renaming or unlinking message files, appending to the log, writing
+ * the index or dovecot-keywords) happens under an exclusive flock() on
+ * petrel-lock, and a handle first applies what others appended to the
+ * log since it last looked (or re-reads and merges the index when it
+ * was rewritten). New UIDs are logged (and fdatasync'd) before the lock
+ * is released, so each is assigned exactly once and every handle learns
+ * the same ones. Any write comes after such a refresh under the same
+ * lock (index_write_locked() refuses otherwise). Expunges and flag
+ * changes are published at the end of the command (mbox_flush), cache
+ * offsets and learned sizes at the next sync, flush or close. A change
+ * is one log record, whatever the folder's size; the index is rewritten
+ * only when the log has grown to a quarter of it.
  *
  * Listing. The index records the mtimes of cur/ and new/ as they were
  * just before they were last listed; a directory whose mtime still
  * equals the recorded one is not read. A change in the same timestamp
  * tick as the recorded mtime would be invisible, so an mtime less than
- * two seconds old is never recorded ({0, 0}: list next time), and our
- * own renames and unlinks leave the recorded mtime stale: the next sync
- * lists once more. The index thus always describes the directories as
- * they were at the recorded mtimes. Another program renaming files
+ * a clock tick old (a second on file systems with whole-second
+ * timestamps) is never recorded ({0, 0}: list next time). Our own
+ * renames and unlinks in cur/ record cur/'s mtime after the change when
+ * the handle knew cur/ in full just before it (see claim_begin()), so
+ * neither this handle nor others list cur/ for them; new/ is never
+ * claimed. The index and log thus describe the directories as they
+ * were at the recorded mtimes. Another program renaming files
  * while we readdir() can hide one from the listing, so a known message
  * that is not seen is only expunged when the directory provably did
  * not change during the listing; else it waits for the next sync.
@@ -71,6 +76,16 @@
 #define KEYWORDS_FILE_MAX (64 * 1024)
 /* Longest keyword we create (Dovecot's limit is similar). */
 #define KEYWORD_MAX 255
+/* Timestamp granularity assumed of file systems with sub-second
+ * timestamps (ext4, XFS, Btrfs, tmpfs: 1 ns). */
+#define TS_GRAIN_NS 1000000LL
+/* The log is compacted into the base when it exceeds this fraction of
+ * the base (and LOG_COMPACT_MIN bytes). */
+#define LOG_COMPACT_DIV 4
+#define LOG_COMPACT_MIN (256 * 1024)
+/* Flag changes kept track of for mbox_take_changed(); beyond this the
+ * caller looks at every message. */
+#define FCHG_MAX 65536
 
 /* ---- small helpers ---- */
 
@@ -177,17 +192,97 @@ ts_eq(struct timespec a, struct timespec b)
 	return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
 }
 
-/* The mtime to record for a directory stat()ed after now was taken:
- * only one at least a second older, so any later change gets another
- * timestamp. */
+/* The mtime to record for a directory stat()ed after now (the coarse
+ * clock, CLOCK_REALTIME_COARSE, which file systems stamp changes with)
+ * was taken: only one older than the clock's tick then, so any later
+ * change gets another timestamp. A file system with whole-second
+ * timestamps (tv_nsec 0) needs a second; others TS_GRAIN_NS. */
 static struct timespec
 ts_trusted(const struct stat *st, const struct timespec *now)
 {
 	struct timespec zero = { 0, 0 };
+	const struct timespec *m = &st->st_mtim;
+	long long d;
 
-	if (st->st_mtim.tv_sec + 1 < now->tv_sec)
-		return st->st_mtim;
-	return zero;
+	if (m->tv_nsec == 0)
+		return m->tv_sec + 1 < now->tv_sec ? *m : zero;
+	d = ((long long)now->tv_sec - (long long)m->tv_sec) * 1000000000LL +
+	    (now->tv_nsec - m->tv_nsec);
+	return d > TS_GRAIN_NS ? *m : zero;
+}
+
+static void
+uids_add(uint32_t **a, size_t *n, size_t *cap, uint32_t uid)
+{
+	if (*n == *cap) {
+		*cap = *cap < 16 ? 16 : *cap * 2;
+		*a = xrealloc(*a, *cap * sizeof(**a));
+	}
+	(*a)[(*n)++] = uid;
+}
+
+/* Account msgs[i]'s contribution to the counts STATUS shows (sign -1
+ * before a change, +1 after), and note a \Deleted one. */
+static void
+msg_count(struct mbox_priv *p, const struct mbox_msg *m, int sign)
+{
+	char flags[MAILDIR_FLAGS_MAX + 1];
+
+	if (m->expunged)
+		return;
+	mbox_name_flags(m->name, flags);
+	p->messages += (uint32_t)sign;
+	if (!maildir_flags_has(flags, 'S'))
+		p->unseen += (uint32_t)sign;
+	if (sign > 0 && maildir_flags_has(flags, 'T'))
+		uids_add(&p->del, &p->ndel, &p->del_cap, m->uid);
+	if (!m->in_cur)
+		p->recent += (uint32_t)sign;
+}
+
+static void
+msg_count_all(struct mbox *mb)
+{
+	struct mbox_priv *p = mb->priv;
+	size_t i;
+
+	p->messages = p->unseen = p->recent = 0;
+	p->nexpunged = p->nxuids = 0;
+	for (i = 0; i < mb->n; i++) {
+		msg_count(p, &mb->msgs[i], 1);
+		if (mb->msgs[i].expunged) {
+			p->nexpunged++;
+			uids_add(&p->xuids, &p->nxuids, &p->xuids_cap,
+			    mb->msgs[i].uid);
+		}
+	}
+}
+
+
+void
+mbox_chg_add(struct mbox *mb, uint32_t uid)
+{
+	struct mbox_priv *p = mb->priv;
+
+	uids_add(&p->chg, &p->nchg, &p->chg_cap, uid);
+	p->dirty = true;
+}
+
+/* The message is expunged (its file is gone): count it, and log it. */
+static void
+set_expunged(struct mbox *mb, size_t i, bool log)
+{
+	struct mbox_priv *p = mb->priv;
+	struct mbox_msg *m = &mb->msgs[i];
+
+	if (m->expunged)
+		return;
+	msg_count(p, m, -1);
+	m->expunged = true;
+	p->nexpunged++;
+	uids_add(&p->xuids, &p->nxuids, &p->xuids_cap, m->uid);
+	if (log)
+		uids_add(&p->gone, &p->ngone, &p->gone_cap, m->uid);
 }
 
 static char *
@@ -206,6 +301,7 @@ msgs_append(struct mbox *mb, const struct mbox_msg *m)
 		mb->msgs = xrealloc(mb->msgs, p->msgs_cap * sizeof(*mb->msgs));
 	}
 	mb->msgs[mb->n++] = *m;
+	msg_count(p, m, 1);
 }
 
 static void
@@ -225,9 +321,11 @@ set_name(struct mbox *mb, size_t i, char *name, bool in_cur)
 {
 	struct mbox_msg *m = &mb->msgs[i];
 
+	msg_count(mb->priv, m, -1);
 	mbox_name_free(mb->priv, m->name);
 	m->name = name;
 	m->in_cur = in_cur;
+	msg_count(mb->priv, m, 1);
 	touched_add(mb->priv, i);
 }
 
@@ -251,6 +349,11 @@ finish_touched(struct mbox *mb)
 		if (strcmp(flags, m->flags) != 0) {
 			memcpy(m->flags, flags, sizeof(m->flags));
 			m->flags_changed = true;
+			if (p->nfchg < FCHG_MAX)
+				uids_add(&p->fchg, &p->nfchg, &p->fchg_cap,
+				    m->uid);
+			else
+				p->fchg_over = true;
 		}
 	}
 	p->ntouched = 0;
@@ -263,10 +366,59 @@ mark_expunged(struct mbox *mb, size_t i)
 
 	if (m->expunged)
 		return;
-	m->expunged = true;
+	set_expunged(mb, i, true);
 	if (m->cache_off != 0)
 		mbox_priv(mb)->cache_dead++;
 	mbox_priv(mb)->dirty = true;
+}
+
+/*
+ * Claiming a directory's mtime after our own change. A handle whose
+ * recorded mtime of a directory equals the directory's (it knows
+ * every name in it) and that then renames or unlinks a file there under
+ * the lock records the directory's new mtime, and logs it: no handle
+ * needs to list the directory for that change. A change by another
+ * program between our stat() calls in the same timestamp tick would be
+ * attributed to us; kernels with fine-grained timestamps after a
+ * stat() (Linux 6.13 and later on ext4, XFS, Btrfs, tmpfs) give such a
+ * change a later mtime, older ones leave a window of one tick (a few
+ * ms). Any file found missing re-lists (mbox_set_flags, mbox_expunge,
+ * mbox_msg_info, mbox_uid_of_added), and new/ is never claimed:
+ * deliveries land there without the lock.
+ */
+static bool
+claim_begin(struct mbox *mb)
+{
+	struct mbox_priv *p = mb->priv;
+	char *dpath;
+	struct stat st;
+	bool ok;
+
+	if (!ts_set(p->cur_mtime))
+		return false;
+	dpath = xasprintf("%s/cur", mb->path);
+	ok = stat(dpath, &st) == 0 && ts_eq(st.st_mtim, p->cur_mtime);
+	free(dpath);
+	return ok;
+}
+
+static void
+claim_end(struct mbox *mb, bool claimed)
+{
+	struct mbox_priv *p = mb->priv;
+	char *dpath;
+	struct stat st;
+
+	if (!claimed)
+		return;
+	dpath = xasprintf("%s/cur", mb->path);
+	if (stat(dpath, &st) == 0 && st.st_mtim.tv_nsec != 0) {
+		p->cur_mtime = st.st_mtim;
+	} else {
+		p->cur_mtime = (struct timespec){ 0, 0 };
+	}
+	p->dirty = true;
+	free(dpath);
 }
 
 /* rename() that does not replace an existing target. */
@@ -549,6 +701,7 @@ index_adopt(struct mbox *mb, struct mbox_index *idx)
 	p->cache_id = idx->cache_id;
 	p->cache_dead = idx->cache_dead;
 	p->loaded = true;
+	msg_count_all(mb);
 }
 
 /* Another process rewrote the index: take its view, keeping what only
@@ -567,7 +720,7 @@ index_merge(struct mbox *mb, struct mbox_index *idx)
 		if (j == idx->n ||
 		    (i < n0 && mb->msgs[i].uid < idx->msgs[j].uid)) {
 			/* gone: another process found the file missing */
-			mb->msgs[i].expunged = true;
+			set_expunged(mb, i, false);
 			i++;
 			continue;
 		}
@@ -593,7 +746,8 @@ index_merge(struct mbox *mb, struct mbox_index *idx)
 				m->internaldate = d->internaldate;
 				m->info_pending = false;
 			} else if (!m->info_pending) {
-				p->dirty = true;	/* we know more */
+				/* we know more */
+				mbox_chg_add(mb, m->uid);
 			}
 			if (!same_cache || d->cache_off > m->cache_off)
 				m->cache_off = d->cache_off;
@@ -696,39 +850,201 @@ new_uidvalidity(const struct mbox *mb)
 	return root_uidvalidity(mb->path, v);
 }
 
-/* Bring msgs up to date with petrel-index if another process rewrote
- * it. A missing or corrupt index: a loaded handle keeps what it knows
- * and lists everything again; a new one rebuilds (importing UIDs). */
+/* One change from the log (another handle's), applied as index_merge
+ * applies a rewritten base. */
+static void
+log_apply(void *ctx, const struct mbox_log_item *it)
+{
+	struct mbox *mb = ctx;
+	struct mbox_priv *p = mb->priv;
+	const struct mbox_msg *d = &it->m;
+	struct mbox_msg *m, add;
+	long i;
+
+	switch (it->type) {
+	case 's':
+		if (it->st.uidnext > mb->uidnext)
+			mb->uidnext = it->st.uidnext;
+		p->cur_mtime = it->st.cur_mtime;
+		p->new_mtime = it->st.new_mtime;
+		p->cache_dead = it->st.cache_dead;
+		p->modseq = it->st.modseq;
+		break;
+	case 'e':
+		i = mbox_find_uid(mb, d->uid);
+		if (i >= 0)
+			set_expunged(mb, (size_t)i, false);
+		break;
+	case 'm':
+		i = mbox_find_uid(mb, d->uid);
+		if (i < 0) {
+			if (d->uid >= mb->uidnext)
+				mb->uidnext = d->uid + 1;
+			if (mb->n > 0 && d->uid <= mb->msgs[mb->n - 1].uid)
+				break;	/* expunged and purged here */
+			add = *d;
+			add.name = xstrdup(d->name);
+			add.recent = false;
+			msgs_append(mb, &add);
+			break;
+		}
+		m = &mb->msgs[i];
+		if (m->expunged)
+			break;
+		if (m->in_cur != d->in_cur || strcmp(m->name, d->name) != 0)
+			set_name(mb, (size_t)i, xstrdup(d->name), d->in_cur);
+		if (!d->info_pending) {
+			m->size = d->size;
+			m->vsize = d->vsize;
+			m->internaldate = d->internaldate;
+			m->info_pending = false;
+		}
+		if (d->cache_off > m->cache_off)
+			m->cache_off = d->cache_off;
+		break;
+	}
+}
+
+/* Apply what other handles appended to the log since we last looked.
+ * A log that the base names but that is missing or another's was lost
+ * (deleted): the UIDs it gave out are unknown, so the folder gets a new
+ * UIDVALIDITY (a handle that is open fails, as when the folder is
+ * recreated). 0 ok, -1 error, 1 lost. */
+static int
+log_refresh(struct mbox *mb, const char **error_r)
+{
+	struct mbox_priv *p = mb->priv;
+	bool torn;
+	int r;
+
+	if (p->log_id == 0)
+		return 0;
+	if (p->log_fd >= 0) {
+		/* still the file at the name? (deleted or replaced: lost) */
+		char *path = xasprintf("%s/%s", mb->path, MBOX_LOG_NAME);
+		struct stat a, b;
+		bool same = stat(path, &a) == 0 && fstat(p->log_fd, &b) == 0 &&
+		    a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+
+		free(path);
+		if (!same) {
+			close(p->log_fd);
+			p->log_fd = -1;
+		}
+	}
+	if (p->log_fd < 0) {
+		r = mbox_log_open(mb->path, p->log_id, &p->log_fd, error_r);
+		if (r < 0)
+			return -1;
+		if (r == 0)
+			return 1;
+		p->log_off = mbox_log_start();
+		p->log_torn = false;
+	}
+	r = mbox_log_read(p->log_fd, &p->log_off, &p->log_seq, log_apply, mb,
+	    &torn, error_r);
+	if (r < 0)
+		return -1;
+	p->log_torn = torn;
+	return 0;
+}
+
+/* Before a change under the lock: apply what other handles logged
+ * meanwhile, so that this handle's view of cur/ (and the mtime it may
+ * claim) is current. Only when the base is unchanged; anything else
+ * waits for the next sync. */
+static void
+log_catch_up(struct mbox *mb)
+{
+	struct mbox_priv *p = mb->priv;
+	const char *error;
+
+	if (p->index_fd < 0 || p->log_fd < 0 || !index_unchanged(mb))
+		return;
+	p->ntouched = 0;
+	if (log_refresh(mb, &error) < 0)
+		log_warn("%s", error);
+	finish_touched(mb);
+}
+
+/* Bring msgs up to date with petrel-index and its log if another
+ * process changed them. A missing or corrupt index: a loaded handle
+ * keeps what it knows and lists everything again; a new one rebuilds
+ * (importing UIDs). */
 static int
 index_refresh(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 {
 	struct mbox_priv *p = mb->priv;
 	struct timespec zero = { 0, 0 };
 	struct mbox_index idx;
+	struct stat st;
+	bool lost = false, was_loaded = p->loaded;
 	int r, fd = -1;
 
-	if (p->index_fd >= 0 && index_unchanged(mb))
-		return 0;
+	if (p->index_fd >= 0 && index_unchanged(mb)) {
+		r = log_refresh(mb, error_r);
+		if (r <= 0)
+			return r;
+		return mbox_fail(error_r, "%s/%s is lost: the folder "
+		    "must be re-indexed (a new UIDVALIDITY)", mb->path,
+		    MBOX_LOG_NAME);
+	}
 	r = mbox_index_read(mb->path, false, &fd, &idx, error_r);
 	if (r < 0)
 		return -1;
+	if (r == MBOX_INDEX_OK && idx.uidvalidity != mb->uidvalidity &&
+	    p->loaded) {
+		mbox_index_free(&idx);
+		close(fd);
+		return mbox_fail(error_r, "%s: UIDVALIDITY changed "
+		    "from %u to %u (folder recreated?)", mb->path,
+		    mb->uidvalidity, idx.uidvalidity);
+	}
 	if (r == MBOX_INDEX_OK) {
-		if (!p->loaded) {
+		/* the log this base names: everything after log_seq */
+		if (p->log_fd >= 0)
+			close(p->log_fd);
+		p->log_fd = -1;
+		p->log_id = idx.log_id;
+		p->log_seq = idx.log_seq;
+		p->modseq = idx.modseq;
+		p->base_size = fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+		p->rewrite = idx.version < 2;	/* no log yet */
+		if (!p->loaded)
 			index_adopt(mb, &idx);
-		} else if (idx.uidvalidity != mb->uidvalidity) {
-			mbox_index_free(&idx);
-			close(fd);
-			return mbox_fail(error_r, "%s: UIDVALIDITY changed "
-			    "from %u to %u (folder recreated?)", mb->path,
-			    mb->uidvalidity, idx.uidvalidity);
-		} else {
+		else
 			index_merge(mb, &idx);
-		}
 		mbox_index_free(&idx);
 		if (p->index_fd >= 0)
 			close(p->index_fd);
 		p->index_fd = fd;
-		return 0;
+		r = log_refresh(mb, error_r);
+		if (r < 0)
+			return -1;
+		if (r == 0)
+			return 0;
+		if (was_loaded)
+			return mbox_fail(error_r, "%s/%s is lost: the folder "
+			    "must be re-indexed (a new UIDVALIDITY)",
+			    mb->path, MBOX_LOG_NAME);
+		log_warn("%s/%s is lost: re-indexing the folder with a new "
+		    "UIDVALIDITY", mb->path, MBOX_LOG_NAME);
+		lost = true;
+		fd = -1;
+		r = MBOX_INDEX_MISSING;
+	}
+	if (lost) {
+		size_t i;
+
+		/* start over: UIDs given out in the lost log are unknown */
+		for (i = 0; i < mb->n; i++)
+			mbox_name_free(p, mb->msgs[i].name);
+		mb->n = 0;
+		p->loaded = false;
+		p->log_id = 0;
+		p->log_seq = 0;
+		fd = p->index_fd;
+		p->index_fd = -1;
 	}
 	if (r == MBOX_INDEX_CORRUPT)
 		log_warn("%s/%s is corrupt, rebuilding it", mb->path,
@@ -738,12 +1054,12 @@ index_refresh(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 		close(p->index_fd);
 	p->index_fd = fd;
 	p->cur_mtime = p->new_mtime = zero;
-	p->dirty = p->durable = true;
+	p->dirty = p->durable = p->rewrite = true;
 	if (!p->loaded) {
 		mbox_import_load(mb->path, r == MBOX_INDEX_CORRUPT ? &idx :
 		    NULL, &ctx->imp);
 		ctx->importing = true;
-		if (ctx->imp.uidvalidity != 0) {
+		if (ctx->imp.uidvalidity != 0 && !lost) {
 			log_info("%s: keeping UIDVALIDITY %u and UIDs from %s",
 			    mb->path, ctx->imp.uidvalidity, ctx->imp.source);
 			mb->uidvalidity = ctx->imp.uidvalidity;
@@ -755,6 +1071,7 @@ index_refresh(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 		p->cache_id = 0;
 		p->cache_dead = 0;
 		p->loaded = true;
+		msg_count_all(mb);
 	}
 	mbox_index_free(&idx);
 	return 0;
@@ -851,13 +1168,18 @@ list_dir(struct mbox *mb, bool cur, struct listing *l, const char **error_r)
 /* Open-addressing table of msgs indexes by stable key. The hash is
  * kept in the slot so a probe touches a name only when it matches. */
 struct kh_slot {
-	uint32_t idx;		/* msgs index + 1, 0 empty */
+	uint32_t idx;		/* position in cand + 1, 0 empty */
 	uint32_t hash;
 };
 
+/* The messages a listing is matched against: those in the directories
+ * listed. When only new/ is listed (a delivery), that is the few
+ * messages in new/, not the whole folder. */
 struct keyhash {
 	struct kh_slot *slots;
 	size_t mask;
+	size_t *cand;		/* msgs indexes */
+	size_t ncand;
 };
 
 static uint32_t
@@ -866,7 +1188,7 @@ kh_hash(const char *key, size_t klen)
 	return (uint32_t)mbox_hash64(0, key, klen);
 }
 
-/* msgs index + 1 of key, or 0; *slot_r: where it is or would go. */
+/* cand position + 1 of key, or 0; *slot_r: where it is or would go. */
 static size_t
 kh_lookup(const struct keyhash *h, const struct mbox *mb, const char *key,
     size_t klen, uint32_t hash, size_t *slot_r)
@@ -877,7 +1199,7 @@ kh_lookup(const struct keyhash *h, const struct mbox *mb, const char *key,
 	for (s = hash & h->mask; (sl = &h->slots[s])->idx != 0;
 	    s = (s + 1) & h->mask) {
 		if (sl->hash == hash &&
-		    key_eq(mb->msgs[sl->idx - 1].name, key, klen))
+		    key_eq(mb->msgs[h->cand[sl->idx - 1]].name, key, klen))
 			break;
 	}
 	*slot_r = s;
@@ -893,27 +1215,52 @@ kh_find(const struct keyhash *h, const struct mbox *mb, const char *key,
 	return kh_lookup(h, mb, key, klen, kh_hash(key, klen), &s);
 }
 
-/* Non-expunged messages by key; a duplicate key keeps the first. */
+/* The non-expunged messages in the listed directories, by key; a
+ * duplicate key keeps the first. */
 static void
-kh_build(struct keyhash *h, const struct mbox *mb)
+kh_build(struct keyhash *h, const struct mbox *mb, const bool list[2])
 {
-	size_t cap = 16, i, s, klen;
+	const struct mbox_priv *p = mb->priv;
+	size_t cap = 16, i, s, k, klen, left;
 	const char *name;
 	uint32_t hash;
 
-	while (cap < mb->n * 2)
+	h->ncand = 0;
+	if (list[1]) {
+		h->cand = xmalloc((mb->n + 1) * sizeof(*h->cand));
+		for (i = 0; i < mb->n; i++) {
+			if (!mb->msgs[i].expunged)
+				h->cand[h->ncand++] = i;
+		}
+	} else {
+		/* only new/: its messages are counted (recent), and they
+		 * are the last ones but for a few left by EXAMINE */
+		h->cand = xmalloc((p->recent + 1) * sizeof(*h->cand));
+		for (i = mb->n, left = p->recent; left > 0 && i-- > 0; ) {
+			if (mb->msgs[i].expunged || mb->msgs[i].in_cur)
+				continue;
+			h->cand[h->ncand++] = i;
+			left--;
+		}
+		/* ascending, as the caller walks them */
+		for (k = 0; k < h->ncand / 2; k++) {
+			size_t t = h->cand[k];
+
+			h->cand[k] = h->cand[h->ncand - 1 - k];
+			h->cand[h->ncand - 1 - k] = t;
+		}
+	}
+	while (cap < h->ncand * 2)
 		cap *= 2;
 	h->slots = xcalloc(cap, sizeof(*h->slots));
 	h->mask = cap - 1;
-	for (i = 0; i < mb->n; i++) {
-		if (mb->msgs[i].expunged)
-			continue;
-		name = mb->msgs[i].name;
+	for (k = 0; k < h->ncand; k++) {
+		name = mb->msgs[h->cand[k]].name;
 		klen = key_len(name);
 		hash = kh_hash(name, klen);
 		if (kh_lookup(h, mb, name, klen, hash, &s) != 0)
 			continue;
-		h->slots[s].idx = (uint32_t)(i + 1);
+		h->slots[s].idx = (uint32_t)(k + 1);
 		h->slots[s].hash = hash;
 	}
 }
@@ -1061,10 +1408,13 @@ mbox_msg_info(struct mbox *mb, size_t i, const char **error_r)
 		if (m->expunged)
 			return 1;
 		if (file_info(mb, m) == 0) {
-			mbox_priv(mb)->dirty = true;
+			mbox_chg_add(mb, m->uid);
 			return 0;
 		}
-		/* renamed by another session meanwhile? */
+		/* renamed by another session meanwhile? (list again: a
+		 * claimed mtime may hide another program's rename) */
+		mbox_priv(mb)->cur_mtime = (struct timespec){ 0, 0 };
+		mbox_priv(mb)->new_mtime = (struct timespec){ 0, 0 };
 		if (attempt == 0 && mbox_sync(mb, NULL, error_r) < 0)
 			return -1;
 	}
@@ -1082,7 +1432,7 @@ mbox_msg_learn(struct mbox *mb, size_t i, const struct stat *st,
 		return;
 	name_info(m->name, &mn);
 	info_set(m, &mn, st, vsize);
-	mbox_priv(mb)->dirty = true;
+	mbox_chg_add(mb, m->uid);
 }
 
 /* Is there a file of a message named so (any type: lstat), or, with
@@ -1106,7 +1456,7 @@ fresh_same_key(const struct fresh *a, const struct fresh *b)
 }
 
 struct match {
-	size_t *chosen;		/* per msgs index: listing index + 1 */
+	size_t *chosen;		/* per cand position: listing index + 1 */
 	size_t *fresh;		/* listing indexes of unknown keys */
 	size_t nfresh;
 	size_t missing;		/* known, in a listed directory, not seen */
@@ -1121,7 +1471,7 @@ match_listing(const struct mbox *mb, const struct keyhash *h,
 	const char *name;
 	size_t k, j;
 
-	memset(mt->chosen, 0, (mb->n + 1) * sizeof(*mt->chosen));
+	memset(mt->chosen, 0, (h->ncand + 1) * sizeof(*mt->chosen));
 	mt->nfresh = mt->missing = 0;
 	for (k = 0; k < l->n; k++) {
 		e = &l->ents[k];
@@ -1143,8 +1493,8 @@ match_listing(const struct mbox *mb, const struct keyhash *h,
 		}
 		mt->chosen[j] = k + 1;
 	}
-	for (j = 0; j < mb->n; j++) {
-		m = &mb->msgs[j];
+	for (j = 0; j < h->ncand; j++) {
+		m = &mb->msgs[h->cand[j]];
 		if (!m->expunged && mt->chosen[j] == 0 && list[m->in_cur])
 			mt->missing++;
 	}
@@ -1225,6 +1575,7 @@ add_fresh(struct mbox *mb, struct sync_ctx *ctx, const struct listing *l,
 		f[k].m.in_cur = f[k].in_cur;
 		mbox_name_flags(f[k].m.name, f[k].m.flags);
 		msgs_append(mb, &f[k].m);
+		mbox_chg_add(mb, f[k].m.uid);
 	}
 	if (nf > 0)
 		p->dirty = p->durable = true;
@@ -1281,13 +1632,14 @@ dirs_sync(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 	struct listing l = { STR_INIT, NULL, 0, 0 };
 	struct match mt = { NULL, NULL, 0, 0 };
 	bool list[2], incomplete[2] = { false, false }, stable;
-	struct keyhash h = { NULL, 0 };
+	struct keyhash h = { NULL, 0, NULL, 0 };
 	struct stat st[2], st2;
-	struct timespec now, t;
+	struct timespec now, cnow, t;
 	struct mbox_msg *m;
 	int d, attempt, ret = -1;
 	size_t j;
 
+	clock_gettime(CLOCK_REALTIME_COARSE, &cnow);
 	clock_gettime(CLOCK_REALTIME, &now);
 	for (d = 0; d < 2; d++) {
 		if (stat_sub(mb, subs[d], &st[d], error_r) < 0)
@@ -1297,8 +1649,8 @@ dirs_sync(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 	if (!list[0] && !list[1])
 		return 0;
 
-	kh_build(&h, mb);
-	mt.chosen = xcalloc(mb->n + 1, sizeof(*mt.chosen));
+	kh_build(&h, mb, list);
+	mt.chosen = xcalloc(h.ncand + 1, sizeof(*mt.chosen));
 	for (attempt = 1; ; attempt++) {
 		str_truncate(&l.arena, 0);
 		l.n = 0;
@@ -1318,6 +1670,7 @@ dirs_sync(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 		if (stable || attempt == LIST_ATTEMPTS)
 			break;
 		nanosleep(&pause, NULL);
+		clock_gettime(CLOCK_REALTIME_COARSE, &cnow);
 		clock_gettime(CLOCK_REALTIME, &now);
 		for (d = 0; d < 2; d++) {
 			if (list[d] && stat_sub(mb, subs[d], &st[d], error_r) < 0)
@@ -1325,13 +1678,14 @@ dirs_sync(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 		}
 	}
 
-	for (j = 0; j < mb->n; j++) {
+	for (size_t c = 0; c < h.ncand; c++) {
 		const struct lent *e;
 
+		j = h.cand[c];
 		m = &mb->msgs[j];
 		if (m->expunged)
 			continue;
-		if (mt.chosen[j] == 0) {
+		if (mt.chosen[c] == 0) {
 			if (!list[m->in_cur])
 				continue;
 			/* gone, unless the listing may have missed it */
@@ -1342,12 +1696,12 @@ dirs_sync(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 				mark_expunged(mb, j);
 			continue;
 		}
-		e = &l.ents[mt.chosen[j] - 1];
+		e = &l.ents[mt.chosen[c] - 1];
 		if (m->in_cur != e->in_cur ||
 		    strcmp(m->name, l.arena.data + e->off) != 0) {
 			set_name(mb, j, xstrndup(l.arena.data + e->off,
 			    e->len), e->in_cur);
-			p->dirty = true;
+			mbox_chg_add(mb, m->uid);
 		}
 	}
 	if (add_fresh(mb, ctx, &l, &mt, incomplete, error_r) < 0)
@@ -1356,7 +1710,7 @@ dirs_sync(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 		if (!list[d])
 			continue;
 		t = incomplete[d] ? (struct timespec){ 0, 0 } :
-		    ts_trusted(&st[d], &now);
+		    ts_trusted(&st[d], &cnow);
 		if (!ts_eq(t, *rec[d])) {
 			*rec[d] = t;
 			p->dirty = true;
@@ -1369,6 +1723,7 @@ out:
 	free(mt.chosen);
 	free(mt.fresh);
 	free(h.slots);
+	free(h.cand);
 	return ret;
 }
 
@@ -1382,20 +1737,29 @@ take_new(struct mbox *mb)
 	struct timespec zero = { 0, 0 };
 	struct mbox_msg *m;
 	char *from, *to, *newname;
+	bool claimed = false, any = false;
 	size_t i;
 
-	for (i = 0; i < mb->n; i++) {
+	/* new/ holds few messages: look for them from the end, where
+	 * new ones are, and only as far as the recent count says */
+	for (i = mb->n; p->recent > 0 && i-- > 0; ) {
 		m = &mb->msgs[i];
 		if (m->expunged || m->in_cur)
 			continue;
+		if (!any) {
+			claimed = claim_begin(mb);
+			any = true;
+		}
 		newname = strchr(m->name, ':') != NULL ? xstrdup(m->name) :
 		    xasprintf("%s:2,", m->name);
 		from = sub_path(mb, "new", m->name);
 		to = sub_path(mb, "cur", newname);
 		if (rename_noreplace(from, to) == 0) {
 			set_name(mb, i, newname, true);
+			if (!m->recent)
+				mb->nrecent++;
 			m->recent = true;
-			p->dirty = true;
+			mbox_chg_add(mb, m->uid);
 			newname = NULL;
 		} else if (errno == ENOENT) {
 			/* moved or deleted by someone else: look again */
@@ -1409,28 +1773,176 @@ take_new(struct mbox *mb)
 		free(from);
 		free(to);
 	}
+	/* (an ENOENT above has cleared cur_mtime: nothing to claim) */
+	if (any)
+		claim_end(mb, claimed && ts_set(p->cur_mtime));
 }
 
-/* Write msgs to petrel-index. Only after index_refresh() under the
- * same lock: the file on disk must be the one we last read or wrote
- * (or none), else we would undo another process's work (UIDs!).
- * 0 written, -1 the write failed (disk full...), -2 the file changed. */
+static int
+uid_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void
+changes_clear(struct mbox_priv *p)
+{
+	p->nchg = p->ngone = 0;
+	if (p->chg_cap > 1024) {
+		xfree(&p->chg);
+		p->chg_cap = 0;
+	}
+	if (p->gone_cap > 1024) {
+		xfree(&p->gone);
+		p->gone_cap = 0;
+	}
+}
+
+/* Write msgs to petrel-index (compaction, or the first write), with a
+ * new log when there is none. 0 ok, -1 error. */
+static int
+base_write(struct mbox *mb, const char **error_r)
+{
+	struct mbox_priv *p = mb->priv;
+	uint32_t id = p->log_id;
+	int fd, lfd = -1;
+	struct stat st;
+
+	if (id == 0 || p->log_fd < 0) {
+		/* the log first: a base never names a log that is not
+		 * there (a missing one means it was lost) */
+		id = mbox_random_id();
+		if (mbox_log_create(mb->path, id, p->durable, &lfd,
+		    error_r) < 0)
+			return -1;
+	}
+	if (mbox_index_write(mb, p->durable, id, p->log_seq, &fd,
+	    error_r) < 0) {
+		if (lfd >= 0)
+			close(lfd);
+		return -1;
+	}
+	if (lfd >= 0) {
+		if (p->log_fd >= 0)
+			close(p->log_fd);
+		p->log_fd = lfd;
+		p->log_id = id;
+	} else if (ftruncate(p->log_fd, (off_t)mbox_log_start()) < 0) {
+		/* harmless: its records are all <= log_seq of the base */
+		log_warn("ftruncate(%s/%s) failed: %s", mb->path,
+		    MBOX_LOG_NAME, strerror(errno));
+	}
+	p->log_off = mbox_log_start();
+	p->log_torn = false;
+	if (p->index_fd >= 0)
+		close(p->index_fd);
+	p->index_fd = fd;
+	p->base_size = fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+	p->rewrite = false;
+	return 0;
+}
+
+/* Append the changes since the last write as one log record. 0 ok, -1
+ * error. */
+static int
+log_write(struct mbox *mb, const char **error_r)
+{
+	struct mbox_priv *p = mb->priv;
+	struct mbox_log_state st;
+	str_t b = STR_INIT;
+	struct stat lst;
+	uint32_t last = 0;
+	long i;
+	size_t k;
+	int ret = -1;
+
+	if (p->log_torn) {
+		/* a torn record (a crash) ends the log: cut it off */
+		if (ftruncate(p->log_fd, (off_t)p->log_off) < 0)
+			return mbox_fail(error_r, "ftruncate(%s/%s) failed: "
+			    "%s", mb->path, MBOX_LOG_NAME, strerror(errno));
+		p->log_torn = false;
+	}
+	memset(&st, 0, sizeof(st));
+	st.uidnext = mb->uidnext;
+	st.modseq = p->modseq;
+	st.cur_mtime = p->cur_mtime;
+	st.new_mtime = p->new_mtime;
+	st.cache_id = p->cache_id;
+	st.cache_dead = p->cache_dead;
+	st.messages = p->messages;
+	st.unseen = p->unseen;
+	st.recent = p->recent;
+	mbox_log_put_state(&b, &st);
+	if (p->ngone > 1)
+		qsort(p->gone, p->ngone, sizeof(*p->gone), uid_cmp);
+	for (k = 0; k < p->ngone; k++) {
+		if (k > 0 && p->gone[k] == p->gone[k - 1])
+			continue;
+		mbox_log_put_expunge(&b, p->gone[k]);
+	}
+	if (p->nchg > 1)
+		qsort(p->chg, p->nchg, sizeof(*p->chg), uid_cmp);
+	for (k = 0; k < p->nchg; k++) {
+		if (p->chg[k] == last)
+			continue;
+		last = p->chg[k];
+		i = mbox_find_uid(mb, last);
+		if (i < 0 || mb->msgs[i].expunged)
+			continue;
+		mbox_log_put_msg(&b, &mb->msgs[i]);
+	}
+	if (mbox_log_append(p->log_fd, p->log_seq + 1, &b, p->durable,
+	    error_r) < 0) {
+		/* whatever part reached the file is torn: cut it next
+		 * time */
+		p->log_torn = true;
+		goto out;
+	}
+	p->log_seq++;
+	if (fstat(p->log_fd, &lst) == 0)
+		p->log_off = (uint64_t)lst.st_size;
+	ret = 0;
+out:
+	str_free(&b);
+	return ret;
+}
+
+/* Publish msgs: a log record, or the base when it must be rewritten
+ * or the log has grown to a fraction of it. Only after index_refresh()
+ * under the same lock: the files on disk must be the ones we last read
+ * or wrote (or none), else we would undo another process's work
+ * (UIDs!). 0 written, -1 the write failed (disk full...), -2 the file
+ * changed. */
 static int
 index_write_locked(struct mbox *mb, const char **error_r)
 {
 	struct mbox_priv *p = mb->priv;
-	int fd;
 
 	if (p->index_fd >= 0 && !index_unchanged(mb)) {
 		mbox_fail(error_r, "%s/%s changed under the lock "
 		    "(not writing it)", mb->path, MBOX_INDEX_NAME);
 		return -2;
 	}
-	if (mbox_index_write(mb, p->durable, &fd, error_r) < 0)
+	if (!p->rewrite && p->log_fd >= 0 && p->log_id != 0 &&
+	    p->index_fd >= 0) {
+		if (log_write(mb, error_r) < 0)
+			return -1;
+		changes_clear(p);
+		p->dirty = p->durable = false;
+		if (p->log_off < LOG_COMPACT_MIN ||
+		    p->log_off < p->base_size / LOG_COMPACT_DIV)
+			return 0;
+		/* published; compacting is only an optimisation */
+		if (base_write(mb, error_r) < 0)
+			log_warn("%s", *error_r);
+		return 0;
+	}
+	if (base_write(mb, error_r) < 0)
 		return -1;
-	if (p->index_fd >= 0)
-		close(p->index_fd);
-	p->index_fd = fd;
+	changes_clear(p);
 	p->dirty = p->durable = false;
 	return 0;
 }
@@ -1445,8 +1957,12 @@ sync_rollback(struct mbox *mb, struct sync_ctx *ctx)
 	size_t i;
 
 	if (ctx->assigned) {
-		for (i = ctx->fresh_from; i < mb->n; i++)
+		for (i = ctx->fresh_from; i < mb->n; i++) {
+			msg_count(p, &mb->msgs[i], -1);
+			if (mb->msgs[i].recent && mb->nrecent > 0)
+				mb->nrecent--;
 			mbox_name_free(p, mb->msgs[i].name);
+		}
 		mb->n = ctx->fresh_from;
 		mb->uidnext = ctx->uidnext_before;
 	}
@@ -1465,6 +1981,12 @@ sync_locked(struct mbox *mb, struct sync_ctx *ctx, size_t *added_r,
 	int ret = -1;
 
 	p->ntouched = 0;
+	if (p->ndel > mb->n + 1024) {
+		size_t *idx;
+
+		(void)mbox_deleted(mb, &idx);	/* drops stale entries */
+		free(idx);
+	}
 	mbox_cache_flush(mb);
 	if (index_refresh(mb, ctx, error_r) < 0)
 		goto out;
@@ -1560,7 +2082,7 @@ open_mode(const char *path, bool readonly, bool keep_new, struct mbox **mb_r,
 	mb->path = path_trim(path);
 	mb->readonly = readonly;
 	p->keep_new = keep_new;
-	p->lock_fd = p->index_fd = p->cache_fd = -1;
+	p->lock_fd = p->index_fd = p->cache_fd = p->log_fd = -1;
 	/* The folder and its cur/ new/ are its own: lstat, no symbolic
 	 * link (one could lead into another user's maildir). */
 	for (int d = 0; d < 3; d++) {
@@ -1594,6 +2116,8 @@ open_mode(const char *path, bool readonly, bool keep_new, struct mbox **mb_r,
 	mbox_unlock(mb);
 	if (ret < 0)
 		goto fail;
+	/* expunges read from the log: a new handle never saw them */
+	mbox_purge(mb, NULL, NULL);
 	*mb_r = mb;
 	return 0;
 fail:
@@ -1650,8 +2174,15 @@ mbox_close(struct mbox **mbp)
 		close(p->lock_fd);
 	if (p->index_fd >= 0)
 		close(p->index_fd);
+	if (p->log_fd >= 0)
+		close(p->log_fd);
 	free(p->buf);
 	free(p->touched);
+	free(p->chg);
+	free(p->gone);
+	free(p->fchg);
+	free(p->del);
+	free(p->xuids);
 	free(p);
 	free(mb->msgs);
 	free(mb->path);
@@ -1691,38 +2222,118 @@ mbox_flush(struct mbox *mb, const char **error_r)
 void
 mbox_purge(struct mbox *mb, uint32_t **seqs_r, size_t *n_r)
 {
+	struct mbox_priv *p = mb->priv;
 	uint32_t *seqs = NULL;
-	size_t i, out = 0, ns = 0;
+	size_t *pos, k, ns = 0, out, i;
+	long f;
 
-	for (i = 0; i < mb->n; i++) {
-		if (mb->msgs[i].expunged)
-			ns++;
+	if (seqs_r != NULL)
+		*seqs_r = NULL;
+	if (n_r != NULL)
+		*n_r = 0;
+	if (p->nexpunged == 0) {
+		p->nxuids = 0;
+		return;		/* the usual case: nothing to look at */
 	}
-	if (ns > 0 && seqs_r != NULL)
-		seqs = xcalloc(ns, sizeof(*seqs));
-	ns = 0;
-	for (i = 0; i < mb->n; i++) {
-		if (mb->msgs[i].expunged) {
-			if (seqs != NULL)
-				seqs[ns] = (uint32_t)(i + 1);
-			ns++;
-			mbox_name_free(mb->priv, mb->msgs[i].name);
+	/* where the expunged ones are, from their uids (no walk of the
+	 * folder); the others move down in one memmove() per run */
+	if (p->nxuids > 1)
+		qsort(p->xuids, p->nxuids, sizeof(*p->xuids), uid_cmp);
+	pos = xmalloc((p->nxuids + 1) * sizeof(*pos));
+	for (k = 0; k < p->nxuids; k++) {
+		if (k > 0 && p->xuids[k] == p->xuids[k - 1])
 			continue;
-		}
-		mb->msgs[out++] = mb->msgs[i];
+		f = mbox_find_uid(mb, p->xuids[k]);
+		if (f >= 0 && mb->msgs[f].expunged)
+			pos[ns++] = (size_t)f;
+	}
+	if (ns != p->nexpunged)
+		panic("mbox_purge: %zu expunged messages found, %zu counted",
+		    ns, p->nexpunged);
+	if (seqs_r != NULL)
+		seqs = xcalloc(ns, sizeof(*seqs));
+	out = pos[0];
+	for (k = 0; k < ns; k++) {
+		struct mbox_msg *m = &mb->msgs[pos[k]];
+		size_t next = k + 1 < ns ? pos[k + 1] : mb->n;
+
+		/* descending, as EXPUNGE responses are sent */
+		if (seqs != NULL)
+			seqs[ns - 1 - k] = (uint32_t)(pos[k] + 1);
+		if (m->recent && mb->nrecent > 0)
+			mb->nrecent--;
+		mbox_name_free(p, m->name);
+		i = pos[k] + 1;
+		if (next > i)
+			memmove(&mb->msgs[out], &mb->msgs[i],
+			    (next - i) * sizeof(*mb->msgs));
+		out += next - i;
 	}
 	mb->n = out;
-	/* descending, as EXPUNGE responses are sent */
-	for (i = 0; seqs != NULL && i < ns / 2; i++) {
-		uint32_t t = seqs[i];
-
-		seqs[i] = seqs[ns - 1 - i];
-		seqs[ns - 1 - i] = t;
-	}
+	p->nexpunged = p->nxuids = 0;
+	free(pos);
 	if (seqs_r != NULL)
 		*seqs_r = seqs;
 	if (n_r != NULL)
 		*n_r = ns;
+}
+
+size_t
+mbox_deleted(struct mbox *mb, size_t **idx_r)
+{
+	struct mbox_priv *p = mb->priv;
+	size_t k, n = 0, out = 0;
+	uint32_t last = 0;
+	size_t *idx;
+	long i;
+
+	*idx_r = NULL;
+	if (p->ndel > 1)
+		qsort(p->del, p->ndel, sizeof(*p->del), uid_cmp);
+	idx = xmalloc((p->ndel + 1) * sizeof(*idx));
+	for (k = 0; k < p->ndel; k++) {
+		if (p->del[k] == last)
+			continue;
+		last = p->del[k];
+		i = mbox_find_uid(mb, last);
+		if (i < 0 || mb->msgs[i].expunged ||
+		    strchr(mb->msgs[i].flags, 'T') == NULL)
+			continue;	/* stale */
+		p->del[out++] = last;
+		idx[n++] = (size_t)i;
+	}
+	p->ndel = out;
+	if (n == 0)
+		xfree(&idx);
+	*idx_r = idx;
+	return n;
+}
+
+long
+mbox_take_changed(struct mbox *mb, uint32_t **uids_r)
+{
+	struct mbox_priv *p = mb->priv;
+	long n = (long)p->nfchg;
+
+	*uids_r = NULL;
+	if (p->fchg_over) {
+		p->fchg_over = false;
+		p->nfchg = 0;
+		return -1;
+	}
+	if (n > 0) {
+		if (p->nfchg > 1)
+			qsort(p->fchg, p->nfchg, sizeof(*p->fchg),
+			    uid_cmp);
+		*uids_r = xmalloc(p->nfchg * sizeof(**uids_r));
+		memcpy(*uids_r, p->fchg, p->nfchg * sizeof(**uids_r));
+	}
+	p->nfchg = 0;
+	if (p->fchg_cap > 1024) {
+		xfree(&p->fchg);
+		p->fchg_cap = 0;
+	}
+	return n;
 }
 
 long
@@ -1757,6 +2368,7 @@ rename_flags(struct mbox *mb, size_t i, const char *flags,
 	struct mbox_msg *m = &mb->msgs[i];
 	size_t klen = key_len(m->name);
 	char *newname, *from, *to;
+	bool claimed;
 	int ret = 0;
 
 	newname = xasprintf("%.*s:2,%s", (int)klen, m->name, flags);
@@ -1767,6 +2379,7 @@ rename_flags(struct mbox *mb, size_t i, const char *flags,
 	}
 	from = mbox_msg_path(mb, m);
 	to = sub_path(mb, "cur", newname);
+	claimed = claim_begin(mb);
 	if (rename_noreplace(from, to) < 0) {
 		if (errno == ENOENT)
 			ret = 1;
@@ -1775,11 +2388,14 @@ rename_flags(struct mbox *mb, size_t i, const char *flags,
 			    from, to, strerror(errno));
 		free(newname);
 	} else {
+		msg_count(mb->priv, m, -1);
 		mbox_name_free(mb->priv, m->name);
 		m->name = newname;
 		m->in_cur = true;
+		msg_count(mb->priv, m, 1);
 		memcpy(m->flags, flags, strlen(flags) + 1);
-		mbox_priv(mb)->dirty = true;
+		mbox_chg_add(mb, m->uid);
+		claim_end(mb, claimed);
 	}
 	free(from);
 	free(to);
@@ -1833,6 +2449,16 @@ mbox_set_flags(struct mbox *mb, size_t i, const char *flags,
 	add[na] = del[nd] = '\0';
 	if (mbox_lock(mb, error_r) < 0)
 		return -1;
+	log_catch_up(mb);
+	if (mb->msgs[i].expunged) {
+		mbox_unlock(mb);
+		return 1;
+	}
+	if (strcmp(mb->msgs[i].flags, nflags) != 0 &&
+	    flags_apply(mb->msgs[i].flags, add, del, nflags) < 0) {
+		mbox_unlock(mb);
+		return mbox_fail(error_r, "invalid Maildir flags");
+	}
 	ret = rename_flags(mb, i, nflags, error_r);
 	for (attempt = 1; ret == 1 && attempt <= RENAME_ATTEMPTS; attempt++) {
 		/* renamed or removed by someone else: find out which */
@@ -1858,9 +2484,12 @@ static int
 unlink_msg(struct mbox *mb, size_t i, const char **error_r)
 {
 	char *path = mbox_msg_path(mb, &mb->msgs[i]);
+	bool claimed = mb->msgs[i].in_cur && claim_begin(mb);
 	int ret = 0;
 
-	if (unlink(path) < 0) {
+	if (unlink(path) == 0) {
+		claim_end(mb, claimed);
+	} else {
 		if (errno == ENOENT)
 			ret = 1;
 		else
@@ -1885,6 +2514,7 @@ mbox_expunge(struct mbox *mb, const size_t *idx, size_t n,
 		return mbox_fail(error_r, "%s is open read-only", mb->path);
 	if (mbox_lock(mb, error_r) < 0)
 		return -1;
+	log_catch_up(mb);
 	for (attempt = 0; ret == 0 && vanished; attempt++) {
 		if (attempt > 0) {
 			if (attempt > RENAME_ATTEMPTS) {
@@ -1922,6 +2552,21 @@ mbox_expunge(struct mbox *mb, const size_t *idx, size_t n,
 	return ret;
 }
 
+/* Is a message with this key among the last ones? (An added file gets
+ * the highest UID unless files older by name arrived meanwhile.) */
+static bool
+added_found(const struct mbox *mb, const char *key, size_t klen)
+{
+	size_t i, seen = 0;
+
+	for (i = mb->n; i-- > 0 && seen < 1024; seen++) {
+		if (!mb->msgs[i].expunged && key_eq(mb->msgs[i].name, key,
+		    klen))
+			return true;
+	}
+	return false;
+}
+
 uint32_t
 mbox_uid_of_added(struct mbox *mb, const char *name, const char **error_r)
 {
@@ -1944,6 +2589,14 @@ mbox_uid_of_added(struct mbox *mb, const char *name, const char **error_r)
 		return 0;
 	if (sync_full(mb, true, NULL, error_r) < 0)
 		goto out;
+	if (!added_found(mb, base, klen)) {
+		/* the caller's file landed in the same timestamp tick as a
+		 * change another handle claimed: list the directories */
+		mbox_priv(mb)->cur_mtime = (struct timespec){ 0, 0 };
+		mbox_priv(mb)->new_mtime = (struct timespec){ 0, 0 };
+		if (sync_full(mb, true, NULL, error_r) < 0)
+			goto out;
+	}
 	for (i = mb->n; i-- > 0; ) {
 		struct mbox_msg *m = &mb->msgs[i];
 
@@ -1953,7 +2606,7 @@ mbox_uid_of_added(struct mbox *mb, const char *name, const char **error_r)
 		/* a file just added: learn its size and date now, while it
 		 * is in the page cache */
 		if (m->info_pending && file_info(mb, m) == 0)
-			mbox_priv(mb)->dirty = true;
+			mbox_chg_add(mb, m->uid);
 		break;
 	}
 	if (uid == 0)
@@ -1982,6 +2635,40 @@ count_msgs(const struct mbox *mb, uint32_t *messages, uint32_t *unseen,
 	}
 }
 
+static void
+status_apply(void *ctx, const struct mbox_log_item *it)
+{
+	struct mbox_index *idx = ctx;
+
+	if (it->type != 's')
+		return;
+	idx->uidnext = it->st.uidnext;
+	idx->cur_mtime = it->st.cur_mtime;
+	idx->new_mtime = it->st.new_mtime;
+	idx->messages = it->st.messages;
+	idx->unseen = it->st.unseen;
+	idx->recent = it->st.recent;
+}
+
+/* The header's counts brought up to date by the log's records. false:
+ * the log is missing (the caller opens the folder). */
+static bool
+status_log(const char *path, struct mbox_index *idx)
+{
+	const char *error;
+	uint64_t off = mbox_log_start(), seq = idx->log_seq;
+	bool torn;
+	int fd, r;
+
+	if (idx->version < 2)
+		return true;
+	if (mbox_log_open(path, idx->log_id, &fd, &error) <= 0)
+		return false;
+	r = mbox_log_read(fd, &off, &seq, status_apply, idx, &torn, &error);
+	close(fd);
+	return r >= 0;
+}
+
 int
 mbox_status(const char *path, uint32_t *uidvalidity_r, uint32_t *uidnext_r,
     uint32_t *messages_r, uint32_t *unseen_r, uint32_t *recent_r,
@@ -2000,8 +2687,8 @@ mbox_status(const char *path, uint32_t *uidvalidity_r, uint32_t *uidnext_r,
 		return -1;	/* a symbolic link on the way: refused */
 	trimmed = path_trim(path);
 	r = mbox_index_read(trimmed, true, NULL, &idx, error_r);
-	if (r == MBOX_INDEX_OK && ts_set(idx.cur_mtime) &&
-	    ts_set(idx.new_mtime)) {
+	if (r == MBOX_INDEX_OK && status_log(trimmed, &idx) &&
+	    ts_set(idx.cur_mtime) && ts_set(idx.new_mtime)) {
 		warm = true;
 		for (d = 0; d < 2 && warm; d++) {
 			dpath = xasprintf("%s/%s", trimmed, d ? "cur" : "new");

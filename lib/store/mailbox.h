@@ -11,7 +11,15 @@
  *                  size, vsize (RFC822.SIZE), internaldate (or "not
  *                  looked at yet": a sync only lists directories, and
  *                  a message's file is read when a command first needs
- *                  it). Written to a temporary name and renamed.
+ *                  it). Written to a temporary name and renamed, only
+ *                  when it is first built and when the log has grown
+ *                  to a quarter of it (compaction).
+ *   petrel-index.log  append-only change log beside petrel-index: one
+ *                  record per change (flags, expunges, new UIDs, learned
+ *                  sizes, cache offsets, the directory mtimes after the
+ *                  change), so that a change costs the same in a folder
+ *                  of 1,000 and of 1,000,000 messages; every handle
+ *                  applies only the records it has not seen.
  *   petrel-cache   append-only records of cached per-message strings
  *                  (ENVELOPE, BODYSTRUCTURE, BODY, Date), by uid.
  *   petrel-lock    flock()ed around every sync and change, so several
@@ -37,8 +45,16 @@
 #include <time.h>
 
 struct mbox_msg {
-	uint32_t uid;
+	/* (ordered for size: 104 bytes on LP64, one per message and
+	   session) */
 	char *name;		/* current file name */
+	uint64_t size;		/* bytes on disk */
+	uint64_t vsize;		/* RFC822.SIZE: CRLF line ends */
+	long long internaldate;	/* seconds since the epoch: the file's
+				   mtime when first looked at */
+	uint64_t cache_off;	/* internal: offset in petrel-cache, 0 none */
+	uint32_t uid;
+	char flags[53];		/* Maildir letters, sorted */
 	bool in_cur;		/* in cur/ (else new/) */
 	bool recent;		/* \Recent for this mbox handle (RFC 3501:
 				   it was first seen by this handle, which
@@ -50,12 +66,6 @@ struct mbox_msg {
 				   known yet (all 0): a sync only lists
 				   the directories; mbox_msg_info() or
 				   mbox_msg_learn() fills them in */
-	uint64_t size;		/* bytes on disk */
-	uint64_t vsize;		/* RFC822.SIZE: CRLF line ends */
-	long long internaldate;	/* seconds since the epoch: the file's
-				   mtime when first looked at */
-	char flags[53];		/* Maildir letters, sorted */
-	uint64_t cache_off;	/* internal: offset in petrel-cache, 0 none */
 	bool cache_pend;	/* internal: has a record not yet written */
 };
 
@@ -69,6 +79,8 @@ struct mbox {
 	char *keywords[26];	/* names for 'a'..'z', NULL if unused */
 	bool readonly;		/* opened for EXAMINE: never moves new/ to
 				   cur/, never changes files */
+	size_t nrecent;		/* msgs with recent set (a caller that sets
+				   or clears recent itself adjusts it) */
 	void *priv;		/* internal */
 };
 
@@ -103,6 +115,19 @@ int mbox_sync(struct mbox *mb, size_t *added_r, const char **error_r);
  * descending order, as EXPUNGE responses must be sent; *n_r their
  * count. */
 void mbox_purge(struct mbox *mb, uint32_t **seqs_r, size_t *n_r);
+
+/* The uids of the messages that got flags_changed since the last
+ * call (malloc'd into *uids_r, ascending, may name messages expunged or
+ * purged since), and their count. Returns -1 when more changed than
+ * were kept track of: the caller then looks at every message's
+ * flags_changed. So a session that reports flag changes after each
+ * command does not walk the whole folder. */
+long mbox_take_changed(struct mbox *mb, uint32_t **uids_r);
+
+/* The indexes (ascending, malloc'd into *idx_r, may be NULL when 0) of
+ * the messages that are not expunged and have the T (\Deleted) flag,
+ * and their count: EXPUNGE without a walk of the whole folder. */
+size_t mbox_deleted(struct mbox *mb, size_t **idx_r);
 
 /* Index of the message with this uid in msgs, or -1. Binary search. */
 long mbox_find_uid(const struct mbox *mb, uint32_t uid);

@@ -114,7 +114,7 @@ cache_reset_offsets(struct mbox *mb, uint32_t id)
 		mb->msgs[i].cache_off = 0;
 	}
 	if (any || p->cache_id != id)
-		p->dirty = true;
+		p->dirty = p->rewrite = true;	/* every entry changed */
 	p->cache_id = id;
 }
 
@@ -381,7 +381,7 @@ mbox_cache_flush(struct mbox *mb)
 			continue;
 		mb->msgs[i].cache_off = (uint64_t)end - total +
 		    p->pend_off[k];
-		p->dirty = true;
+		mbox_chg_add(mb, p->pend_uid[k]);
 	}
 out:
 	for (k = 0; k < p->npend; k++) {
@@ -460,14 +460,19 @@ mbox_cache_maybe_compact(struct mbox *mb)
 	bool bad;
 	int fd;
 
-	if (p->cache_dead < DEAD_MIN)
+	if (p->cache_dead < DEAD_MIN || p->cache_dead < p->cache_recount_at)
 		return;
 	for (i = 0; i < mb->n; i++) {
 		if (!mb->msgs[i].expunged && mb->msgs[i].cache_off != 0)
 			live++;
 	}
-	if (p->cache_dead <= live)
+	if (p->cache_dead <= live) {
+		/* count again only when twice as many are dead: not a walk
+		 * of the folder at every sync */
+		p->cache_recount_at = p->cache_dead * 2;
 		return;
+	}
+	p->cache_recount_at = 0;
 	if (cache_ensure(mb, false) < 0) {
 		p->cache_dead = 0;	/* nothing to compact */
 		p->dirty = true;
@@ -495,7 +500,7 @@ mbox_cache_maybe_compact(struct mbox *mb)
 		mb->msgs[i].cache_off = offs[i];
 	p->cache_id = id;
 	p->cache_dead = 0;
-	p->dirty = true;
+	p->dirty = p->rewrite = true;	/* every offset moved */
 	(void)cache_open(mb, &bad);
 out:
 	free(offs);

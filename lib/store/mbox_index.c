@@ -5,11 +5,19 @@
  *
  * petrel-index is text, every line ends with '\n':
  *
- *   petrel-index 1 <uidvalidity> <uidnext> <cur_s>.<cur_ns>
+ *   petrel-index 2 <uidvalidity> <uidnext> <cur_s>.<cur_ns>
  *     <new_s>.<new_ns> <cache_id> <cache_dead> <messages> <unseen>
- *     <recent> <body_len> <hash>                      (one line)
- *   <uid> <c|n> <size> <vsize> <internaldate> <cache_off> <name>
+ *     <recent> <log_id> <log_seq> <modseq> <body_len> <hash>
+ *                                                     (one line)
+ *   <uid> <c|n> <size> <vsize> <internaldate> <cache_off> <modseq> <name>
  *   ...                                               (<messages> lines)
+ *
+ * It is the base of the folder's state; the changes since it was
+ * written are in petrel-index.log (mbox_log.c), the log whose id is
+ * log_id, from the record after log_seq on. modseq (folder and message)
+ * is reserved for CONDSTORE and written as 0. Version 1 (no log_id,
+ * log_seq, modseq) is still read, and replaced by version 2 at the
+ * first change.
  *
  * A message whose file has not been looked at yet (a sync only lists
  * the directories) has "? ? ?" for size, vsize and internaldate.
@@ -25,9 +33,10 @@
  * bad checksum, unknown version, stray byte) makes the file corrupt
  * and it is rebuilt.
  *
- * About 115 bytes per message: 100,000 messages are about 12 MB, read
- * and parsed in a few tens of milliseconds. The file is never changed
- * in place: it is written to petrel-index.tmp.<pid> and renamed.
+ * About 70-115 bytes per message: 100,000 messages are about 7-12 MB,
+ * read and parsed in a few tens of milliseconds. The file is never
+ * changed in place: it is written to petrel-index.tmp.<pid> and renamed
+ * (when first built, and when its log has grown to a quarter of it).
  *
  * Trust: all files read here are untrusted bytes; parsing is bounded
  * and strict, and never crashes on garbage.
@@ -48,7 +57,8 @@
 #include "lib/base/str.h"
 #include "lib/store/mbox_int.h"
 
-#define INDEX_MAGIC "petrel-index 1 "
+#define INDEX_MAGIC_V1 "petrel-index 1 "
+#define INDEX_MAGIC "petrel-index 2 "
 /* The header line is about 120 bytes. */
 #define HEADER_MAX 512
 /* Shortest entry line: "1 c 0 0 0 0 x\n" (or "1 c ? ? ? 0 x\n"). */
@@ -236,8 +246,13 @@ parse_header(const char *buf, size_t len, struct mbox_index *idx,
 	const char *end = buf + (len < HEADER_MAX ? len : HEADER_MAX);
 	const char *p = buf;
 
-	if ((size_t)(end - p) < sizeof(INDEX_MAGIC) - 1 ||
-	    memcmp(p, INDEX_MAGIC, sizeof(INDEX_MAGIC) - 1) != 0)
+	if ((size_t)(end - p) < sizeof(INDEX_MAGIC) - 1)
+		return false;
+	if (memcmp(p, INDEX_MAGIC, sizeof(INDEX_MAGIC) - 1) == 0)
+		idx->version = 2;
+	else if (memcmp(p, INDEX_MAGIC_V1, sizeof(INDEX_MAGIC_V1) - 1) == 0)
+		idx->version = 1;
+	else
 		return false;
 	p += sizeof(INDEX_MAGIC) - 1;
 	if (!get_u32(&p, end, &idx->uidvalidity) || idx->uidvalidity == 0 ||
@@ -250,8 +265,16 @@ parse_header(const char *buf, size_t len, struct mbox_index *idx,
 	    !get_u32(&p, end, &idx->cache_dead) || !get_c(&p, end, ' ') ||
 	    !get_u32(&p, end, &idx->messages) || !get_c(&p, end, ' ') ||
 	    !get_u32(&p, end, &idx->unseen) || !get_c(&p, end, ' ') ||
-	    !get_u32(&p, end, &idx->recent) || !get_c(&p, end, ' ') ||
-	    !get_u64(&p, end, UINT64_MAX, body_len) || !get_c(&p, end, ' '))
+	    !get_u32(&p, end, &idx->recent) || !get_c(&p, end, ' '))
+		return false;
+	if (idx->version >= 2 &&
+	    (!get_u32(&p, end, &idx->log_id) || !get_c(&p, end, ' ') ||
+	    !get_u64(&p, end, UINT64_MAX, &idx->log_seq) ||
+	    !get_c(&p, end, ' ') ||
+	    !get_u64(&p, end, UINT64_MAX, &idx->modseq) ||
+	    !get_c(&p, end, ' ')))
+		return false;
+	if (!get_u64(&p, end, UINT64_MAX, body_len) || !get_c(&p, end, ' '))
 		return false;
 	*hash_at = p;
 	if (!get_hex64(&p, end, hash) || !get_c(&p, end, '\n'))
@@ -261,9 +284,11 @@ parse_header(const char *buf, size_t len, struct mbox_index *idx,
 }
 
 /* One entry line at *pp; the '\n' becomes NUL and m->name points at
- * the name in place. */
-static bool
-parse_entry(char **pp, char *end, struct mbox_msg *m)
+ * the name in place. Version 2 has a modseq after cache_off (reserved
+ * for CONDSTORE, read and dropped today). */
+bool
+mbox_index_parse_entry(char **pp, char *end, int version,
+    struct mbox_msg *m)
 {
 	const char *p = *pp;
 	char *nl, *name;
@@ -293,6 +318,9 @@ parse_entry(char **pp, char *end, struct mbox_msg *m)
 	    !get_c(&p, end, ' '))
 		return false;
 	m->cache_off = v;
+	if (version >= 2 && (!get_u64(&p, end, UINT64_MAX, &v) ||
+	    !get_c(&p, end, ' ')))
+		return false;
 	name = (char *)p;
 	nl = memchr(name, '\n', (size_t)(end - name));
 	if (nl == NULL || !name_ok(name, (size_t)(nl - name)))
@@ -317,7 +345,8 @@ parse_body(struct mbox_index *idx, char *body, char *end)
 	for (k = 0; k < idx->messages; k++) {
 		struct mbox_msg *m = &idx->msgs[k];
 
-		if (!parse_entry(&p, end, m) || m->uid <= last ||
+		if (!mbox_index_parse_entry(&p, end, (int)idx->version, m) ||
+		    m->uid <= last ||
 		    m->uid >= idx->uidnext)
 			return -1;
 		last = m->uid;
@@ -421,8 +450,8 @@ put_u64(str_t *s, uint64_t v)
 	str_append_n(s, buf + i, sizeof(buf) - i);
 }
 
-static void
-put_entry(str_t *s, const struct mbox_msg *m)
+void
+mbox_index_put_entry(str_t *s, const struct mbox_msg *m)
 {
 	put_u64(s, m->uid);
 	str_append_n(s, m->in_cur ? " c " : " n ", 3);
@@ -443,14 +472,14 @@ put_entry(str_t *s, const struct mbox_msg *m)
 	str_append_c(s, ' ');
 rest:
 	put_u64(s, m->cache_off);
-	str_append_c(s, ' ');
+	str_append_n(s, " 0 ", 3);	/* modseq: reserved */
 	str_append(s, m->name);
 	str_append_c(s, '\n');
 }
 
 int
-mbox_index_write(const struct mbox *mb, bool durable, int *fd_r,
-    const char **error_r)
+mbox_index_write(const struct mbox *mb, bool durable, uint32_t log_id,
+    uint64_t log_seq, int *fd_r, const char **error_r)
 {
 	const struct mbox_priv *p = mb->priv;
 	str_t body = STR_INIT, head = STR_INIT;
@@ -471,14 +500,16 @@ mbox_index_write(const struct mbox *mb, bool durable, int *fd_r,
 			unseen++;
 		if (!m->in_cur)
 			recent++;
-		put_entry(&body, m);
+		mbox_index_put_entry(&body, m);
 	}
 	str_printf(&head, "%s%" PRIu32 " %" PRIu32 " %lld.%09ld %lld.%09ld "
-	    "%" PRIu32 " %" PRIu32 " %" PRIu32 " %" PRIu32 " %" PRIu32 " %zu ",
+	    "%" PRIu32 " %" PRIu32 " %" PRIu32 " %" PRIu32 " %" PRIu32 " "
+	    "%" PRIu32 " %" PRIu64 " %" PRIu64 " %zu ",
 	    INDEX_MAGIC, mb->uidvalidity, mb->uidnext,
 	    (long long)p->cur_mtime.tv_sec, (long)p->cur_mtime.tv_nsec,
 	    (long long)p->new_mtime.tv_sec, (long)p->new_mtime.tv_nsec,
-	    p->cache_id, p->cache_dead, messages, unseen, recent, body.len);
+	    p->cache_id, p->cache_dead, messages, unseen, recent, log_id,
+	    log_seq, p->modseq, body.len);
 	h = mbox_hash64(0, str_c(&head), head.len);
 	h = mbox_hash64(h, str_c(&body), body.len);
 	str_printf(&head, "%016" PRIx64 "\n", h);
@@ -694,7 +725,7 @@ import_salvage(struct mbox_import *imp, struct mbox_index *idx)
 	const char *p, *end, *line, *lend, *q;
 	uint32_t uid;
 	size_t llen, cap = 0;
-	int fields;
+	int fields, want = idx->version >= 2 ? 7 : 6;
 
 	imp->buf = idx->buf;
 	idx->buf = NULL;
@@ -714,11 +745,11 @@ import_salvage(struct mbox_import *imp, struct mbox_index *idx)
 		q = line;
 		if (!get_u32(&q, lend, &uid) || uid == 0)
 			continue;
-		for (fields = 0; fields < 6 && q < lend; q++) {
+		for (fields = 0; fields < want && q < lend; q++) {
 			if (*q == ' ')
 				fields++;
 		}
-		if (fields == 6)
+		if (fields == want)
 			import_add(imp, &cap, q, (size_t)(lend - q), uid);
 	}
 	import_finish(imp);

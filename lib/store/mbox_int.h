@@ -3,8 +3,8 @@
 /*
  * Internals of the mailbox index (lib/store/mailbox.h), shared by
  * mailbox.c (sync and the public API), mbox_index.c (the petrel-index
- * file, dovecot-uidlist and courierimapuiddb import) and mbox_cache.c
- * (petrel-cache). Nothing outside lib/store/mailbox*.c and mbox_*.c
+ * file, dovecot-uidlist and courierimapuiddb import), mbox_log.c (the
+ * petrel-index.log change log) and mbox_cache.c (petrel-cache). Nothing outside lib/store/mailbox*.c and mbox_*.c
  * includes this.
  */
 #include <stdbool.h>
@@ -19,6 +19,7 @@
 #include "lib/maildir/maildir.h"
 
 #define MBOX_INDEX_NAME		"petrel-index"
+#define MBOX_LOG_NAME		"petrel-index.log"
 #define MBOX_CACHE_NAME		"petrel-cache"
 #define MBOX_LOCK_NAME		"petrel-lock"
 #define MBOX_KEYWORDS_NAME	"dovecot-keywords"
@@ -49,6 +50,8 @@ struct mbox_priv {
 	uint32_t cache_id;	/* petrel-cache the cache_offs refer to
 				   (0: unknown) */
 	uint32_t cache_dead;	/* messages removed with cache records */
+	uint32_t cache_recount_at;	/* cache_dead at which to count the
+					   live records again */
 	int cache_fd;		/* petrel-cache, O_APPEND, or -1 */
 	bool cache_failed;	/* it cannot be opened or created: stop
 				   trying (and logging) in this handle */
@@ -65,6 +68,32 @@ struct mbox_priv {
 	size_t ntouched, touched_cap;
 	bool keep_new;		/* writable, but new/ files stay in new/
 				   (a POP3 maildrop takes no \Recent) */
+	/* the change log (mbox_log.c) */
+	int log_fd;		/* petrel-index.log of log_id, or -1 */
+	uint32_t log_id;	/* the log the base names (0: none yet) */
+	uint64_t log_seq;	/* last record applied (or in the base) */
+	uint64_t log_off;	/* bytes of log_fd read and applied */
+	bool log_torn;		/* garbage after log_off: truncate it
+				   before appending */
+	uint64_t base_size;	/* bytes of the base last read or written */
+	uint64_t modseq;	/* reserved for CONDSTORE (0 today) */
+	bool rewrite;		/* the base must be rewritten (rebuilt,
+				   cache offsets reset): no log record */
+	uint32_t *chg;		/* uids whose entry changed (may repeat) */
+	size_t nchg, chg_cap;
+	uint32_t *gone;		/* uids expunged here, to log */
+	size_t ngone, gone_cap;
+	uint32_t messages, unseen, recent;	/* of msgs, not expunged */
+	size_t nexpunged;	/* msgs marked expunged, until mbox_purge */
+	uint32_t *xuids;	/* their uids (for mbox_purge) */
+	size_t nxuids, xuids_cap;
+	uint32_t *fchg;		/* uids that got flags_changed (for
+				   mbox_take_changed) */
+	size_t nfchg, fchg_cap;
+	bool fchg_over;		/* more than FCHG_MAX: not kept */
+	uint32_t *del;		/* uids that had T (\Deleted) in their name
+				   (may repeat or be stale: mbox_deleted) */
+	size_t ndel, del_cap;
 };
 
 static inline struct mbox_priv *
@@ -91,6 +120,9 @@ void mbox_name_flags(const char *name, char flags[MAILDIR_FLAGS_MAX + 1]);
 void mbox_name_free(struct mbox_priv *p, char *name);
 int mbox_lock(struct mbox *mb, const char **error_r);
 void mbox_unlock(struct mbox *mb);
+/* msgs[] entry of uid changed (name, sizes, cache offset): it goes
+ * into the next log record. */
+void mbox_chg_add(struct mbox *mb, uint32_t uid);
 /* A random non-zero 32-bit id. */
 uint32_t mbox_random_id(void);
 
@@ -105,6 +137,10 @@ enum mbox_index_result {
 struct mbox_index {
 	bool header_ok;		/* the header line parsed (even if the
 				   rest is corrupt) */
+	uint32_t version;	/* 1 or 2 */
+	uint32_t log_id;	/* version 2: its petrel-index.log */
+	uint64_t log_seq;	/* the last log record it contains */
+	uint64_t modseq;	/* reserved (0) */
 	uint32_t uidvalidity;
 	uint32_t uidnext;
 	struct timespec cur_mtime;
@@ -129,8 +165,13 @@ void mbox_index_free(struct mbox_index *idx);
 /* Write mb (without expunged messages) to petrel-index via a temporary
  * file and rename(). *fd_r receives the new file (the caller closes
  * the old one). 0 ok, -1 error. */
-int mbox_index_write(const struct mbox *mb, bool durable, int *fd_r,
-    const char **error_r);
+int mbox_index_write(const struct mbox *mb, bool durable, uint32_t log_id,
+    uint64_t log_seq, int *fd_r, const char **error_r);
+/* One entry line (version 2), and its parser (the '\n' becomes NUL,
+ * m->name points into the buffer). */
+void mbox_index_put_entry(str_t *s, const struct mbox_msg *m);
+bool mbox_index_parse_entry(char **pp, char *end, int version,
+    struct mbox_msg *m);
 
 /* UIDs to keep when the index is rebuilt, by stable name part. */
 struct mbox_import_ent {
@@ -157,6 +198,50 @@ void mbox_import_load(const char *folder, struct mbox_index *idx,
 struct mbox_import_ent *mbox_import_find(struct mbox_import *imp,
     const char *key, size_t key_len);
 void mbox_import_free(struct mbox_import *imp);
+
+/* ---- mbox_log.c ---- */
+
+/* The folder state an "s" line carries. */
+struct mbox_log_state {
+	uint32_t uidnext;
+	uint64_t modseq;
+	struct timespec cur_mtime, new_mtime;
+	uint32_t cache_id, cache_dead;
+	uint32_t messages, unseen, recent;
+};
+/* One decoded line of a record: 's' (st), 'e' (m.uid) or 'm' (m, name
+ * valid only during the callback). */
+struct mbox_log_item {
+	char type;
+	struct mbox_log_state st;
+	struct mbox_msg m;
+};
+typedef void mbox_log_apply_fn(void *ctx, const struct mbox_log_item *it);
+
+/* Building a record's payload: the state first, then the changes. */
+void mbox_log_put_state(str_t *b, const struct mbox_log_state *st);
+void mbox_log_put_expunge(str_t *b, uint32_t uid);
+void mbox_log_put_msg(str_t *b, const struct mbox_msg *m);
+/* A new, empty log for the base naming id (temporary file + rename),
+ * opened O_APPEND in *fd_r. 0 ok, -1 error. */
+int mbox_log_create(const char *folder, uint32_t id, bool durable,
+    int *fd_r, const char **error_r);
+/* Open the log if it belongs to the base naming id: 1 (*fd_r), 0
+ * missing or another's, -1 error. */
+int mbox_log_open(const char *folder, uint32_t id, int *fd_r,
+    const char **error_r);
+/* Offset of the first record. */
+uint64_t mbox_log_start(void);
+/* Append record seq (one write; fdatasync with durable). Lock held,
+ * and the file read up to its end first. 0 ok, -1 error. */
+int mbox_log_append(int fd, uint64_t seq, const str_t *payload,
+    bool durable, const char **error_r);
+/* Apply the records after *off whose seq follows *seq, in order, item
+ * by item through fn; *off and *seq advance past them. *torn_r: bytes
+ * after the last good record (a torn write, or a gap). Returns the
+ * number of records applied, -1 on an I/O error. */
+int mbox_log_read(int fd, uint64_t *off, uint64_t *seq,
+    mbox_log_apply_fn *fn, void *ctx, bool *torn_r, const char **error_r);
 
 /* ---- mbox_cache.c ---- */
 
