@@ -17,6 +17,7 @@
 #include "lib/base/alloc.h"
 #include "lib/config/config.h"
 #include "lib/dir/dir.h"
+#include "lib/route/route.h"
 #include "lib/tls/tls.h"
 
 static unsigned problems;
@@ -126,6 +127,43 @@ check_queries(struct petrel_ctx *cli, struct dir *dir)
 	}
 }
 
+/* Every transport value of the transport table: one petrel cannot run
+ * would defer its domain's mail (451 4.3.5), so it is a problem here;
+ * maildrop: is delivered as virtual: and said so. */
+static void
+check_transports(struct dir *dir)
+{
+	struct dir_rows *rows;
+	const char *err;
+
+	if (dir_query(dir, "SELECT domain, transport FROM transport", NULL,
+	    0, &rows, &err) < 0)
+		return;		/* check_schema said why */
+	for (size_t i = 0; i < rows->nrows; i++) {
+		const char *d = dir_rows_get(rows, i, 0);
+		const char *t = dir_rows_get(rows, i, 1);
+
+		if (d == NULL || t == NULL)
+			continue;
+		switch (route_transport_kind(t)) {
+		case TRANSPORT_UNSUPPORTED:
+			problem("domain %s has transport '%s', which petrel "
+			    "cannot run: its mail would be deferred (use "
+			    "virtual:, smtp:[host]:port, error: or discard:)",
+			    d, t);
+			break;
+		case TRANSPORT_MAILDROP:
+			printf("note: domain %s has transport '%s': mail is "
+			    "delivered to the users' Maildirs as virtual: "
+			    "would, without maildrop's filters\n", d, t);
+			break;
+		default:
+			break;
+		}
+	}
+	dir_rows_free(&rows);
+}
+
 static void
 check_dir(const char *key, const char *path)
 {
@@ -163,7 +201,8 @@ cmd_check(struct petrel_ctx *cli, int argc, char **argv)
 		if (dir_connect(dir, &cerr) < 0)
 			problem("database unreachable: %s", cerr);
 		else {
-			check_schema(dir);
+			if (check_schema(dir))
+				check_transports(dir);
 			check_queries(cli, dir);
 		}
 		dir_close(&dir);

@@ -9,18 +9,23 @@
 #include "lib/base/addr.h"
 #include "lib/base/alloc.h"
 #include "lib/dir/dir.h"
+#include "lib/route/route.h"
 
 /* Transport values of SPEC section 1 (Postfix transport(5) syntax). */
 static bool
 transport_valid(const char *t)
 {
-	static const char *const kinds[] = { "virtual:", "local:", "smtp:",
-	    "lmtp:", "error:", "relay:", NULL };
-
-	for (const char *const *k = kinds; *k != NULL; k++)
-		if (strncmp(t, *k, strlen(*k)) == 0)
-			return strpbrk(t, "\r\n") == NULL;
-	return false;
+	/* what serve runs (maildrop: is read for old databases, not
+	 * written) */
+	switch (route_transport_kind(t)) {
+	case TRANSPORT_LOCAL:
+	case TRANSPORT_RELAY:
+	case TRANSPORT_ERROR:
+	case TRANSPORT_DISCARD:
+		return strchr(t, ':') != NULL && strpbrk(t, "\r\n") == NULL;
+	default:
+		return false;
+	}
 }
 
 static char *
@@ -53,7 +58,7 @@ domain_add(struct petrel_ctx *cli, int argc, char **argv)
 		transport = "virtual:";
 	if (!transport_valid(transport))
 		cli_die("bad transport '%s' (virtual:, local:, "
-		    "smtp:[host]:port, error:text)", transport);
+		    "smtp:[host]:port, error:text, discard:)", transport);
 	rows = cli_query(cli, "domain add",
 	    "SELECT domain FROM transport WHERE domain = :domain",
 	    (const char *[]){ "domain", domain, NULL });

@@ -87,7 +87,7 @@ msg_size(const struct authd_msg *m, size_t *size_r)
 		for (size_t i = 0; ok && i < m->ndests; i++) {
 			const struct authd_dest *d = &m->dests[i];
 
-			ok = d->kind <= ROUTE_REMOTE &&
+			ok = d->kind <= ROUTE_KIND_LAST &&
 			    str_ok(d->address, AUTHD_ADDRESS_MAX, true, &size) &&
 			    str_ok(d->maildir, AUTHD_PATH_MAX, true, &size) &&
 			    str_ok(d->transport, AUTHD_TEXT_MAX, true, &size);
@@ -309,7 +309,7 @@ authd_decode(const void *buf, size_t len, struct authd_msg *m, size_t *used_r)
 
 			m->ndests = i + 1;
 			d->kind = get_u8(&r);
-			if (d->kind > ROUTE_REMOTE)
+			if (d->kind > ROUTE_KIND_LAST)
 				r.bad = true;
 			d->address = get_str(&r, AUTHD_ADDRESS_MAX, true);
 			d->maildir = get_str(&r, AUTHD_PATH_MAX, true);

@@ -163,6 +163,14 @@ deliver_message(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 				nremote++;
 				continue;
 			}
+			if (d->kind == ROUTE_DISCARD) {
+				result->delivered++;
+				log_info("%s: to=<%s>, orig_to=<%s>, "
+				    "relay=none, status=sent (discarded by "
+				    "transport %s)", msg->qid, d->address,
+				    msg->rcpts[i].address, d->transport);
+				continue;
+			}
 			if (already_delivered(msg, i, j)) {
 				result->duplicates++;
 				continue;

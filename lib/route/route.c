@@ -8,6 +8,11 @@
  *   3. with a recipient delimiter, 1 and 2 for user@domain without +tag;
  *   4. the catch-all alias @domain;
  *   5. a relay transport (smtp:) for the domain; else unknown user.
+ * The domain's transport is read first: error: and discard: apply to
+ * every address of the domain, a transport petrel cannot run (lmtp:,
+ * pipe:, ...) defers the recipient with 451 4.3.5 and an error in the
+ * log, never a silent local delivery; maildrop: delivers to the
+ * Maildir as virtual: does (Courier maildrop's default action).
  * Alias targets are resolved recursively. A target equal to its source
  * ("a@x -> a@x, b@x", the Postfix idiom to keep a copy) delivers to the
  * mailbox; any other repetition on the expansion path is a loop (5.4.6).
@@ -19,6 +24,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "lib/base/addr.h"
 #include "lib/base/alloc.h"
@@ -27,6 +33,10 @@
 #include "lib/base/str.h"
 #include "lib/dir/dir.h"
 #include "lib/route/route.h"
+
+/* maildrop: is told once per process, not once per message (route
+ * runs on job threads). */
+static bool maildrop_warned;
 
 struct ctx {
 	struct dir *dir;
@@ -115,6 +125,34 @@ route_maildir_path(const char *mail_root, const char *maildir)
 	return str_steal(&out);
 }
 
+enum route_transport
+route_transport_kind(const char *t)
+{
+	static const struct {
+		const char *prefix;
+		enum route_transport kind;
+	} known[] = {
+		{ "virtual", TRANSPORT_LOCAL }, { "local", TRANSPORT_LOCAL },
+		{ "maildrop", TRANSPORT_MAILDROP },
+		{ "smtp", TRANSPORT_RELAY }, { "relay", TRANSPORT_RELAY },
+		{ "error", TRANSPORT_ERROR }, { "discard", TRANSPORT_DISCARD },
+	};
+	const char *colon;
+	size_t n;
+
+	if (t == NULL || t[0] == '\0')
+		return TRANSPORT_LOCAL;
+	/* transport(5): "name:nexthop"; a bare name is "name:" */
+	colon = strchr(t, ':');
+	n = colon != NULL ? (size_t)(colon - t) : strlen(t);
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+		if (strlen(known[i].prefix) == n &&
+		    strncasecmp(t, known[i].prefix, n) == 0)
+			return known[i].kind;
+	}
+	return TRANSPORT_UNSUPPORTED;
+}
+
 static void
 fail(struct ctx *c, enum route_status status, const char *text)
 {
@@ -141,7 +179,7 @@ add_dest(struct ctx *c, enum route_kind kind, const char *address,
 			continue;
 		if (kind == ROUTE_MAILDIR && strcmp(d->maildir, maildir) == 0)
 			return;
-		if (kind == ROUTE_REMOTE && strcmp(d->address, address) == 0)
+		if (kind != ROUTE_MAILDIR && strcmp(d->address, address) == 0)
 			return;
 	}
 	r->dests = xrealloc(r->dests, (r->ndests + 1) * sizeof(*r->dests));
@@ -263,6 +301,7 @@ resolve(struct ctx *c, const char *address)
 	char *local = NULL, *domain = NULL, *transport = NULL, *base = NULL;
 	char *catchall = NULL;
 	const char *err;
+	enum route_transport kind;
 	size_t i;
 	int r;
 
@@ -314,10 +353,33 @@ resolve(struct ctx *c, const char *address)
 			add_dest(c, ROUTE_REMOTE, address, NULL, 0, "");
 		goto out;
 	}
-	if (strncmp(transport, "error:", 6) == 0) {
-		fail(c, ROUTE_ERROR, transport[6] ? transport + 6 :
-		    "address rejected");
+	switch ((kind = route_transport_kind(transport))) {
+	case TRANSPORT_ERROR: {
+		const char *text = strchr(transport, ':');
+
+		fail(c, ROUTE_ERROR, text != NULL && text[1] != '\0' ?
+		    text + 1 : "address rejected");
 		goto out;
+	}
+	case TRANSPORT_DISCARD:
+		add_dest(c, ROUTE_DISCARD, address, NULL, 0, transport);
+		goto out;
+	case TRANSPORT_UNSUPPORTED:
+		log_error("domain %s has transport '%s', which petrel cannot "
+		    "run (it delivers virtual:, local:, maildrop:, smtp:, "
+		    "relay:, error: and discard:); mail for it is deferred",
+		    domain, transport);
+		fail(c, ROUTE_CONFIG, "unsupported transport");
+		goto out;
+	case TRANSPORT_MAILDROP:
+		if (!__atomic_exchange_n(&maildrop_warned, true,
+		    __ATOMIC_RELAXED))
+			log_warn("domain %s has transport '%s': delivered to "
+			    "the users' Maildirs as virtual: (maildrop "
+			    "filters are not run)", domain, transport);
+		break;
+	default:
+		break;
 	}
 	/* 1. exact alias, 2. user */
 	if ((r = try_alias(c, address, address, domain)) != 0)
@@ -342,8 +404,7 @@ resolve(struct ctx *c, const char *address)
 	if ((r = try_alias(c, catchall, address, domain)) != 0)
 		goto out;
 	/* 5. relay domain */
-	if (strncmp(transport, "smtp:", 5) == 0 ||
-	    strncmp(transport, "relay:", 6) == 0) {
+	if (kind == TRANSPORT_RELAY) {
 		add_dest(c, ROUTE_REMOTE, address, NULL, 0, transport);
 		goto out;
 	}

@@ -22,14 +22,34 @@ enum route_status {
 	ROUTE_CONFIG,		/* 451 4.3.5 broken query or transport */
 };
 
-enum route_kind { ROUTE_MAILDIR, ROUTE_REMOTE };
+enum route_kind {
+	ROUTE_MAILDIR,		/* the user's Maildir (virtual:, local:) */
+	ROUTE_REMOTE,		/* the outbound queue (MX or smtp:/relay:) */
+	ROUTE_DISCARD,		/* discard: accepted and dropped */
+	ROUTE_KIND_LAST = ROUTE_DISCARD
+};
+
+/* What a transport value (transport table, Postfix transport(5)) means
+ * to petrel. */
+enum route_transport {
+	TRANSPORT_LOCAL,	/* "", virtual:, local: -> the users' Maildirs */
+	TRANSPORT_MAILDROP,	/* maildrop: delivered as virtual: (filters
+				 * of Courier maildrop are not run) */
+	TRANSPORT_RELAY,	/* smtp:, relay: */
+	TRANSPORT_ERROR,	/* error:text */
+	TRANSPORT_DISCARD,	/* discard: */
+	TRANSPORT_UNSUPPORTED,	/* lmtp:, pipe:, anything else: 451 4.3.5 */
+};
+
+enum route_transport route_transport_kind(const char *transport);
 
 struct route_dest {
 	enum route_kind kind;
 	char *address;		/* the final address (Delivered-To / RCPT) */
 	char *maildir;		/* ROUTE_MAILDIR: full path */
 	uint64_t quota;		/* ROUTE_MAILDIR: bytes, 0 = none */
-	char *transport;	/* ROUTE_REMOTE: "" (MX) or "smtp:[h]:p" */
+	char *transport;	/* ROUTE_REMOTE: "" (MX) or "smtp:[h]:p";
+				 * ROUTE_DISCARD: the discard: value */
 };
 
 struct route_result {

@@ -203,6 +203,39 @@ def test_error_transport(routed):
     only_in(routed.instance, {})
 
 
+def test_discard_unsupported_and_maildrop_transports(routed):
+    """discard: accepts and drops (logged); lmtp:, which petrel cannot run,
+    defers with 451 and an error in the log (never a silent local copy), and
+    `petrel check` names it; maildrop: delivers to the Maildir as virtual:."""
+    inst = routed.instance
+    inst.run("domain", "add", "drop.test", "--transport", "discard:")
+    # rows an old howto database may have; the CLI writes neither
+    for d, t in (("lmtp.test", "lmtp:unix:private/dovecot-lmtp"), ("md.test", "maildrop:")):
+        cp = inst.run("domain", "add", d, "--transport", t, check=False)
+        assert cp.returncode == 1 and "bad transport" in cp.stderr, cp.stderr
+        inst.sql("INSERT INTO transport (domain, transport) VALUES (%s, %s)"
+                 % (inst.quote(d), inst.quote(t)))
+    inst.add_user("u@drop.test")
+    inst.add_user("u@lmtp.test")
+    inst.add_user("u@md.test")
+    [(code, text)] = rcpt_codes(routed, ["u@lmtp.test"])
+    assert code == 451 and text.startswith("4.3.5"), (code, text)
+    assert routed.wait_log(r"domain lmtp.test has transport 'lmtp:unix:private/dovecot-lmtp', "
+                           r"which petrel cannot run"), routed.log()
+    send(routed, ["u@drop.test", ALICE], "dropped")
+    assert routed.wait_log(r"to=<u@drop.test>, orig_to=<u@drop.test>, relay=none, "
+                           r"status=sent \(discarded by transport discard:\)"), routed.log()
+    data = send(routed, ["u@md.test"], "maildropped")
+    only_in(inst, {ALICE: 1, "u@md.test": 1})
+    assert read_new(inst, "u@md.test")[0].endswith(data)
+    cp = inst.run("check", check=False)
+    assert cp.returncode == 1, (cp.stdout, cp.stderr)
+    assert "domain lmtp.test has transport 'lmtp:unix:private/dovecot-lmtp', which petrel " \
+        "cannot run" in cp.stderr, cp.stderr
+    assert "note: domain md.test has transport 'maildrop:'" in cp.stdout, cp.stdout
+    assert "drop.test" not in cp.stderr
+
+
 def test_alias_to_remote_address_is_queued(routed):
     inst = routed.instance
     data = send(routed, ["fwd@example.test"], "forwarded")

@@ -16,7 +16,12 @@ static const char *const setup[] = {
 	"maildir TEXT, quota INTEGER DEFAULT 0)",
 	"INSERT INTO transport VALUES ('example.test', 'virtual:'), "
 	"('gone.test', 'error:this domain is gone'), "
-	"('relay.test', 'smtp:[127.0.0.1]:2600')",
+	"('relay.test', 'smtp:[127.0.0.1]:2600'), "
+	"('drop.test', 'discard:'), ('lmtp.test', 'lmtp:unix:private/dovecot'), "
+	"('md.test', 'maildrop:'), ('loc.test', 'local:')",
+	"INSERT INTO users (id, address, maildir) VALUES "
+	"('m', 'm@md.test', 'md.test/m/'), ('l', 'root@loc.test', 'loc/root/'),"
+	" ('lm', 'u@lmtp.test', 'lmtp.test/u/'), ('d', 'u@drop.test', 'd/u/')",
 	"INSERT INTO users (id, address, maildir, quota) VALUES "
 	"('a', 'alice@example.test', 'example.test/alice/', 100), "
 	"('b', 'bob@example.test', 'example.test/bob/', 0), "
@@ -204,6 +209,31 @@ main(void)
 		test_assert(p != NULL && strcmp(p, "/m/a..b/") == 0);
 		free(p);
 	}
+	test_end();
+
+	test_begin("route: transports discard:, lmtp:, maildrop:, local:");
+	test_assert(route_transport_kind("") == TRANSPORT_LOCAL);
+	test_assert(route_transport_kind("virtual") == TRANSPORT_LOCAL);
+	test_assert(route_transport_kind("SMTP:[h]:25") == TRANSPORT_RELAY);
+	test_assert(route_transport_kind("error") == TRANSPORT_ERROR);
+	test_assert(route_transport_kind("pipe:x") == TRANSPORT_UNSUPPORTED);
+	test_assert(route_transport_kind("smtpx:") == TRANSPORT_UNSUPPORTED);
+	/* discard: wins over the user row, like error: */
+	resolve(dir, "u@drop.test", false, &r);
+	test_assert(r.status == ROUTE_OK && r.ndests == 1 &&
+	    r.dests[0].kind == ROUTE_DISCARD &&
+	    strcmp(r.dests[0].transport, "discard:") == 0);
+	route_result_clear(&r);
+	/* lmtp: cannot be run: deferred, never a silent local copy */
+	resolve(dir, "u@lmtp.test", false, &r);
+	test_assert(r.status == ROUTE_CONFIG && r.ndests == 0);
+	route_result_clear(&r);
+	resolve(dir, "m@md.test", false, &r);
+	test_assert(r.status == ROUTE_OK && has_maildir(&r, "/m/md.test/m/"));
+	route_result_clear(&r);
+	resolve(dir, "root@loc.test", false, &r);
+	test_assert(r.status == ROUTE_OK && has_maildir(&r, "/m/loc/root/"));
+	route_result_clear(&r);
 	test_end();
 
 	test_begin("route: directory down is ROUTE_TEMPFAIL");
