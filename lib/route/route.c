@@ -17,6 +17,9 @@
  * ("a@x -> a@x, b@x", the Postfix idiom to keep a copy) delivers to the
  * mailbox; any other repetition on the expansion path is a loop (5.4.6).
  * A bare target without '@' means that local part in the source's domain.
+ * A user whose maildir column holds addresses instead of a path (the
+ * Exim howto's redirect router) is an alias to them, never a directory
+ * named after an address.
  *
  * Trust: the address is untrusted, already syntax-checked by the caller;
  * directory values (goto lists, maildir paths) are checked here too: a
@@ -72,6 +75,30 @@ route_result_clear(struct route_result *res)
 	memset(res, 0, sizeof(*res));
 }
 
+bool
+route_maildir_is_forward(const char *maildir)
+{
+	char *copy, *save = NULL, *t;
+	bool ok = false;
+
+	if (maildir == NULL || strchr(maildir, '/') != NULL ||
+	    strchr(maildir, '@') == NULL)
+		return false;
+	copy = xstrdup(maildir);
+	for (t = strtok_r(copy, ",", &save); t != NULL;
+	    t = strtok_r(NULL, ",", &save)) {
+		char *a = str_trim(t), *l = NULL, *d = NULL;
+
+		ok = addr_split(a, &l, &d) == 0;
+		free(l);
+		free(d);
+		if (!ok)
+			break;
+	}
+	free(copy);
+	return ok;
+}
+
 char *
 route_maildir_path(const char *mail_root, const char *maildir)
 {
@@ -79,7 +106,8 @@ route_maildir_path(const char *mail_root, const char *maildir)
 	size_t n, ncomp = 0;
 	str_t out = STR_INIT;
 
-	if (maildir == NULL || maildir[0] == '\0' || mail_root == NULL)
+	if (maildir == NULL || maildir[0] == '\0' || mail_root == NULL ||
+	    route_maildir_is_forward(maildir))
 		return NULL;
 	n = strlen(mail_root);
 	while (n > 1 && mail_root[n - 1] == '/')
@@ -207,9 +235,14 @@ dir_failed(struct ctx *c, int r, const char *what, const char *err)
 	return false;
 }
 
-/* 1 = delivered to a user, 0 = no such user, -1 = failed. */
+static void expand(struct ctx *c, const char *source, const char *domain,
+    const char *list, const char *self_lookup);
+
+/* 1 = delivered to a user, 0 = no such user, -1 = failed. forward: the
+ * user's row may forward (not when it is its own alias target). */
 static int
-try_user(struct ctx *c, const char *lookup, const char *address)
+try_user(struct ctx *c, const char *lookup, const char *address,
+    bool forward)
 {
 	struct dir_user u;
 	const char *err;
@@ -222,6 +255,16 @@ try_user(struct ctx *c, const char *lookup, const char *address)
 		return -1;
 	if (r == DIR_NOTFOUND)
 		return 0;
+	if (route_maildir_is_forward(u.maildir)) {
+		const char *at = strrchr(lookup, '@');
+
+		if (forward && at != NULL)
+			expand(c, address, at + 1, u.maildir, NULL);
+		else
+			fail(c, ROUTE_LOOP, address);
+		dir_user_clear(&u);
+		return c->failed ? -1 : 1;
+	}
 	path = route_maildir_path(c->rc->mail_root, u.maildir);
 	if (path == NULL) {
 		log_error("user %s has an unusable maildir '%s': it must "
@@ -244,7 +287,10 @@ try_user(struct ctx *c, const char *lookup, const char *address)
 
 static void resolve(struct ctx *c, const char *address);
 
-/* Expand a goto list found for `source` (its domain for bare names). */
+/* Expand a goto list found for `source` (its domain for bare names).
+ * self_lookup: the key to keep a copy in source's own mailbox under
+ * ("a -> a, b"); NULL when the list is a user's forward, where "a" is
+ * resolved again (and so found as a loop). */
 static void
 expand(struct ctx *c, const char *source, const char *domain,
     const char *list, const char *self_lookup)
@@ -264,9 +310,9 @@ expand(struct ctx *c, const char *source, const char *domain,
 		full = strchr(target, '@') ? xstrdup(target) :
 		    xasprintf("%s@%s", target, domain);
 		str_lower(full);
-		if (strcmp(full, source) == 0) {
+		if (strcmp(full, source) == 0 && self_lookup != NULL) {
 			/* "a -> a, b": keep a copy in a's own mailbox. */
-			if (try_user(c, self_lookup, source) == 0)
+			if (try_user(c, self_lookup, source, false) == 0)
 				fail(c, ROUTE_UNKNOWN, source);
 		} else {
 			resolve(c, full);
@@ -384,7 +430,7 @@ resolve(struct ctx *c, const char *address)
 	/* 1. exact alias, 2. user */
 	if ((r = try_alias(c, address, address, domain)) != 0)
 		goto out;
-	if ((r = try_user(c, address, address)) != 0)
+	if ((r = try_user(c, address, address, true)) != 0)
 		goto out;
 	/* 3. without the +tag */
 	if (c->rc->delimiter[0] != '\0') {
@@ -395,7 +441,7 @@ resolve(struct ctx *c, const char *address)
 			    domain);
 			if ((r = try_alias(c, base, base, domain)) != 0)
 				goto out;
-			if ((r = try_user(c, base, address)) != 0)
+			if ((r = try_user(c, base, address, true)) != 0)
 				goto out;
 		}
 	}

@@ -72,8 +72,14 @@ void route_result_clear(struct route_result *res);
 const char *route_status_name(enum route_status status);
 
 /* Resolve a maildir column value under mail_root, refusing any path
- * that climbs out ("..") or is empty, and full paths outside mail_root.
- * NULL if refused. */
+ * that climbs out ("..") or is empty, full paths outside mail_root, and
+ * forwards (route_maildir_is_forward). NULL if refused. */
 char *route_maildir_path(const char *mail_root, const char *maildir);
+
+/* Is a maildir column value a forward: one address or a comma-separated
+ * list of them, and no '/' (the Exim howto keeps redirects of users in
+ * the maildir column)? Mail for such a user goes to the addresses; the
+ * user has no mailbox. */
+bool route_maildir_is_forward(const char *maildir);
 
 #endif

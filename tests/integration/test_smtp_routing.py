@@ -236,6 +236,24 @@ def test_discard_unsupported_and_maildrop_transports(routed):
     assert "drop.test" not in cp.stderr
 
 
+def test_maildir_column_holding_addresses_forwards(routed):
+    """The Exim howto keeps a user's redirect in the maildir column: mail goes
+    to the addresses, and no directory named after an address is made."""
+    inst = routed.instance
+    inst.insert_user("fw@example.test", "fw@example.test", "",
+                     maildir="someone@remote.test, bob@example.test")
+    data = send(routed, ["fw@example.test"], "forwarded by the users row")
+    only_in(inst, {BOB: 1})
+    assert read_new(inst, BOB)[0].endswith(data)
+    files = queue_files(inst)
+    assert len(files) == 1, files
+    with open(files[0], "rb") as f:
+        env = f.read().partition(b"\n\n")[0]
+    assert b"\nrcpt someone@remote.test -" in b"\n" + env + b"\n", env
+    made = [n for n in os.listdir(inst.mail_root) if "@" in n]
+    assert made == [], made
+
+
 def test_alias_to_remote_address_is_queued(routed):
     inst = routed.instance
     data = send(routed, ["fwd@example.test"], "forwarded")

@@ -21,7 +21,9 @@ static const char *const setup[] = {
 	"('md.test', 'maildrop:'), ('loc.test', 'local:')",
 	"INSERT INTO users (id, address, maildir) VALUES "
 	"('m', 'm@md.test', 'md.test/m/'), ('l', 'root@loc.test', 'loc/root/'),"
-	" ('lm', 'u@lmtp.test', 'lmtp.test/u/'), ('d', 'u@drop.test', 'd/u/')",
+	" ('lm', 'u@lmtp.test', 'lmtp.test/u/'), ('d', 'u@drop.test', 'd/u/'),"
+	" ('f', 'fw@example.test', 'someone@remote.test, bob@example.test'),"
+	" ('g', 'fself@example.test', 'fself@example.test')",
 	"INSERT INTO users (id, address, maildir, quota) VALUES "
 	"('a', 'alice@example.test', 'example.test/alice/', 100), "
 	"('b', 'bob@example.test', 'example.test/bob/', 0), "
@@ -233,6 +235,28 @@ main(void)
 	route_result_clear(&r);
 	resolve(dir, "root@loc.test", false, &r);
 	test_assert(r.status == ROUTE_OK && has_maildir(&r, "/m/loc/root/"));
+	route_result_clear(&r);
+	test_end();
+
+	test_begin("route: a maildir column holding addresses forwards");
+	test_assert(route_maildir_is_forward("a@b.test"));
+	test_assert(route_maildir_is_forward("a@b.test, c@d.test"));
+	test_assert(!route_maildir_is_forward("d.test/a@b.test/"));
+	test_assert(!route_maildir_is_forward("@b.test"));
+	test_assert(!route_maildir_is_forward("a@b.test, nota"));
+	test_assert(!route_maildir_is_forward("example.test/alice/"));
+	test_assert(route_maildir_path("/m", "a@b.test") == NULL);
+	resolve(dir, "fw@example.test", false, &r);
+	test_assert(r.status == ROUTE_OK && r.ndests == 2 &&
+	    has_maildir(&r, "/m/example.test/bob/"));
+	test_assert(r.dests[0].kind == ROUTE_REMOTE &&
+	    strcmp(r.dests[0].address, "someone@remote.test") == 0);
+	route_result_clear(&r);
+	resolve(dir, "fw+tag@example.test", false, &r);
+	test_assert(r.status == ROUTE_OK && r.ndests == 2);
+	route_result_clear(&r);
+	resolve(dir, "fself@example.test", false, &r);
+	test_assert(r.status == ROUTE_LOOP && r.ndests == 0);
 	route_result_clear(&r);
 	test_end();
 
