@@ -34,6 +34,7 @@ static const struct command {
 	  "alias add ADDRESS TARGET[,TARGET...] | del ADDRESS | list [DOMAIN]" },
 	{ "queue", cmd_queue, 0, "queue list|show ID|flush|delete ID" },
 	{ "dkim", cmd_dkim, 0, "dkim keygen DOMAIN [--selector S]" },
+	{ "dns", cmd_dns, 0, "dns DOMAIN [--json]" },
 	{ "hash", cmd_hash, CMD_NO_CONFIG,
 	  "hash [--scheme yescrypt|sha512|bcrypt]" },
 	{ "maildirmake", cmd_maildirmake, CMD_NO_CONFIG,

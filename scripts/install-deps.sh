@@ -12,10 +12,11 @@ build_pkgs=(gcc meson ninja-build pkg-config libssl-dev libsqlite3-dev
 # python3-dkim as an independent DKIM verifier, and for IMAP mbsync (isync)
 # and mutt (driven in a detached tmux session); clang and its libFuzzer
 # runtime for the short fuzz runs (scripts/fuzz.sh); valgrind for
-# scripts/valgrind.sh; testssl.sh for one scan in tests/integration/test_tls.py.
+# scripts/valgrind.sh; testssl.sh for one scan in tests/integration/test_tls.py;
+# nsd-checkzone (nsd; its service is never started) to load `petrel dns` output.
 test_pkgs=(python3 python3-pytest mariadb-server mariadb-client sqlite3
 	openssl procps swaks libnet-ssleay-perl curl fetchmail postfix python3-dkim isync mutt tmux
-	clang libclang-rt-14-dev valgrind testssl.sh)
+	clang libclang-rt-14-dev valgrind testssl.sh nsd)
 
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then

@@ -21,6 +21,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
+#include <openssl/sha.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -402,14 +403,95 @@ tls_bev_connect_starttls(struct tls_client *tc, struct event_base *base,
 	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
 }
 
+/* The public key as base64 DER SubjectPublicKeyInfo (DKIM's p=). */
+static char *
+pubkey_b64(EVP_PKEY *pkey)
+{
+	unsigned char *der = NULL;
+	int derlen = i2d_PUBKEY(pkey, &der);
+	char *b64;
+
+	if (derlen <= 0)
+		return NULL;
+	b64 = xmalloc((size_t)derlen * 2 + 8);
+	EVP_EncodeBlock((unsigned char *)b64, der, derlen);
+	OPENSSL_free(der);
+	return b64;
+}
+
+int
+tls_key_public_b64(const char *path, char **pub_b64_r, const char **error_r)
+{
+	EVP_PKEY *pkey = NULL;
+	FILE *fp = fopen(path, "r");
+
+	if (fp == NULL) {
+		err_fail(error_r, errno, "cannot open %s: %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	pkey = PEM_read_PrivateKey(fp, NULL, NULL, NULL);
+	fclose(fp);
+	if (pkey == NULL) {
+		*error_r = tls_error("cannot read a private key from", path);
+		return -1;
+	}
+	*pub_b64_r = pubkey_b64(pkey);
+	EVP_PKEY_free(pkey);
+	if (*pub_b64_r == NULL) {
+		*error_r = tls_error("cannot encode the public key of", path);
+		return -1;
+	}
+	return 0;
+}
+
+int
+tls_cert_spki_sha256(const char *cert_path, char hex_r[65],
+    const char **error_r)
+{
+	unsigned char *der = NULL, md[32];
+	X509 *x;
+	int derlen;
+	FILE *fp = fopen(cert_path, "r");
+
+	if (fp == NULL) {
+		err_fail(error_r, errno, "cannot open %s: %s", cert_path,
+		    strerror(errno));
+		return -1;
+	}
+	x = PEM_read_X509(fp, NULL, NULL, NULL);
+	fclose(fp);
+	if (x == NULL) {
+		*error_r = tls_error("cannot read a certificate from",
+		    cert_path);
+		return -1;
+	}
+	derlen = i2d_PUBKEY(X509_get0_pubkey(x), &der);
+	X509_free(x);
+	if (derlen <= 0) {
+		*error_r = tls_error("cannot encode the public key of",
+		    cert_path);
+		return -1;
+	}
+	SHA256(der, (size_t)derlen, md);
+	OPENSSL_free(der);
+	for (int i = 0; i < 32; i++)
+		snprintf(hex_r + 2 * i, 3, "%02x", md[i]);
+	return 0;
+}
+
+void
+crypto_sha256(const void *msg, size_t len, unsigned char out[32])
+{
+	SHA256(msg, len, out);
+}
+
 int
 tls_rsa_keygen(const char *path, unsigned bits, char **pub_b64_r,
     const char **error_r)
 {
 	EVP_PKEY *pkey = EVP_RSA_gen(bits);
-	unsigned char *der = NULL;
-	int derlen, ret = -1;
-	char *b64;
+	int ret = -1;
 
 	if (pkey == NULL) {
 		*error_r = tls_error("cannot generate a key for", path);
@@ -417,15 +499,11 @@ tls_rsa_keygen(const char *path, unsigned bits, char **pub_b64_r,
 	}
 	if (write_private_key(path, pkey, error_r) < 0)
 		goto out;
-	derlen = i2d_PUBKEY(pkey, &der);
-	if (derlen <= 0) {
+	*pub_b64_r = pubkey_b64(pkey);
+	if (*pub_b64_r == NULL) {
 		*error_r = tls_error("cannot encode the public key of", path);
 		goto out;
 	}
-	b64 = xmalloc((size_t)derlen * 2 + 8);
-	EVP_EncodeBlock((unsigned char *)b64, der, derlen);
-	*pub_b64_r = b64;
-	OPENSSL_free(der);
 	ret = 0;
 out:
 	EVP_PKEY_free(pkey);

@@ -52,4 +52,14 @@ struct bufferevent *tls_bev_connect_starttls(struct tls_client *tc,
 int tls_rsa_keygen(const char *path, unsigned bits, char **pub_b64_r,
     const char **error_r);
 
+/* The public half of the PEM private key at path, as base64 DER
+ * SubjectPublicKeyInfo (the p= of a DKIM record). */
+int tls_key_public_b64(const char *path, char **pub_b64_r,
+    const char **error_r);
+/* SHA-256 of the certificate's SubjectPublicKeyInfo in lower-case hex:
+ * the data of a TLSA 3 1 1 record (RFC 6698, 7671). */
+int tls_cert_spki_sha256(const char *cert_path, char hex_r[65],
+    const char **error_r);
+void crypto_sha256(const void *msg, size_t len, unsigned char out[32]);
+
 #endif

@@ -1,0 +1,44 @@
+#ifndef PETREL_DNSREC_H
+#define PETREL_DNSREC_H
+/*
+ * The DNS records a hosted domain publishes so that mail reaches petrel
+ * and clients find it (`petrel dns DOMAIN`): MX, SPF, DKIM, DMARC,
+ * MTA-STS (RFC 8461) and TLS-RPT (RFC 8460), SRV for client services
+ * (RFC 6186, 8314), autoconfig/autodiscover names, and TLSA 3 1 1 for
+ * DANE on the MX host (RFC 7672). Pure: no file or network access; the
+ * caller passes keys and ports in.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+
+struct dnsrec_input {
+	const char *domain;		/* lower-case, valid */
+	const char *hostname;		/* the MX host, a full name */
+	const char *dkim_selector;	/* NULL: no DKIM key */
+	const char *dkim_pub_b64;	/* the key's p= value */
+	const char *tlsa_sha256;	/* NULL: no certificate */
+	/* listener ports; 0 = the service is not offered */
+	unsigned submission, submissions, imap, imaps, pop3, pop3s;
+};
+
+struct dnsrec {
+	char *name;		/* owner, absolute, with the final dot */
+	const char *type;	/* "MX", "TXT", ... */
+	char *rdata;		/* presentation form (TXT in quoted pieces) */
+	char *value;		/* TXT: the whole text unquoted; else rdata */
+	bool in_zone;		/* owner lies in the domain's zone */
+};
+
+#define DNSREC_TTL 3600
+
+/* The records, in the order to print them. */
+struct dnsrec *dnsrec_build(const struct dnsrec_input *in, size_t *n_r);
+void dnsrec_free(struct dnsrec *recs, size_t n);
+
+/* The MTA-STS policy text (RFC 8461 section 3.2, "testing" mode until
+ * the admin changes it) and the id that names this text in the
+ * _mta-sts TXT record: it changes exactly when the policy does. */
+char *dnsrec_mta_sts_policy(const char *hostname);
+void dnsrec_mta_sts_id(const char *policy, char id_r[21]);
+
+#endif
