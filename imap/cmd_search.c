@@ -52,17 +52,96 @@ search_load(void *ctx, size_t *len)
 	return sc->wire.data != NULL ? sc->wire.data : "";
 }
 
+/* ESEARCH (RFC 4731): SEARCH RETURN (MIN MAX ALL COUNT) answers with
+ * one "* ESEARCH (TAG ...)" line instead of "* SEARCH" with every
+ * number. */
+enum {
+	RET_MIN = 1, RET_MAX = 2, RET_ALL = 4, RET_COUNT = 8,
+};
+
+/* The RETURN option list at args[0..1], if any: *ret_r 0 when there is
+ * none (the classic answer); *skip_r the arguments it took. -1 with
+ * *error_r on a bad list. */
+static int
+parse_return(const struct imap_arg *args, size_t n, unsigned *ret_r,
+    size_t *skip_r, const char **error_r)
+{
+	static const struct { const char *name; unsigned bit; } opts[] = {
+		{ "MIN", RET_MIN }, { "MAX", RET_MAX }, { "ALL", RET_ALL },
+		{ "COUNT", RET_COUNT },
+	};
+	const struct imap_arg *l;
+
+	*ret_r = 0;
+	*skip_r = 0;
+	if (n == 0 || args[0].type != IMAP_ARG_ATOM ||
+	    strcasecmp(args[0].str, "RETURN") != 0)
+		return 0;
+	if (n < 2 || args[1].type != IMAP_ARG_LIST) {
+		*error_r = "RETURN needs a list of options";
+		return -1;
+	}
+	l = &args[1];
+	for (size_t i = 0; i < l->nlist; i++) {
+		size_t k;
+
+		for (k = 0; k < sizeof(opts) / sizeof(opts[0]); k++) {
+			if (l->list[i].type == IMAP_ARG_ATOM &&
+			    strcasecmp(l->list[i].str, opts[k].name) == 0)
+				break;
+		}
+		if (k == sizeof(opts) / sizeof(opts[0])) {
+			*error_r = "Unknown RETURN option";
+			return -1;
+		}
+		*ret_r |= opts[k].bit;
+	}
+	if (*ret_r == 0)
+		*ret_r = RET_ALL;	/* "RETURN ()" means ALL */
+	*skip_r = 2;
+	return 0;
+}
+
+static void
+esearch_reply(struct imap_session *s, const struct imap_cmd *c,
+    unsigned ret, const uint32_t *hits, size_t nhits)
+{
+	str_t res = STR_INIT;
+
+	str_printf(&res, "ESEARCH (TAG \"%s\")%s", c->tag,
+	    c->uid ? " UID" : "");
+	if (nhits > 0 && (ret & RET_MIN))
+		str_printf(&res, " MIN %u", (unsigned)hits[0]);
+	if (nhits > 0 && (ret & RET_MAX))
+		str_printf(&res, " MAX %u", (unsigned)hits[nhits - 1]);
+	if (ret & RET_COUNT)
+		str_printf(&res, " COUNT %zu", nhits);
+	if (nhits > 0 && (ret & RET_ALL)) {
+		str_append(&res, " ALL ");
+		imap_seqset_format(hits, nhits, &res);
+	}
+	imap_untagged(s, "%s", str_c(&res));
+	str_free(&res);
+}
+
 void
 imap_cmd_search(struct imap_session *s, struct imap_cmd *c)
 {
 	struct search_key *root = NULL;
 	const char *err = NULL;
 	str_t res = STR_INIT;
+	uint32_t *hits = NULL;
+	size_t nhits = 0, cap = 0, skip;
+	unsigned ret;
 	bool need_info;
 	size_t n;
 	int rc;
 
-	rc = imap_search_parse(c->args, c->nargs, &root, &err);
+	if (parse_return(c->args, c->nargs, &ret, &skip, &err) < 0) {
+		imap_bad(s, "%s", err);
+		return;
+	}
+	rc = imap_search_parse(c->args + skip, c->nargs - skip, &root, &err);
 	if (rc == -2) {
 		imap_no(s, "%s", err);
 		return;
@@ -105,12 +184,27 @@ imap_cmd_search(struct imap_session *s, struct imap_cmd *c)
 			.ctx = &sc,
 		};
 
-		if (imap_search_match(root, &sm))
-			str_printf(&res, " %u", c->uid ? uid :
-			    (uint32_t)(i + 1));
+		if (imap_search_match(root, &sm)) {
+			if (ret == 0)
+				str_printf(&res, " %u", c->uid ? uid :
+				    (uint32_t)(i + 1));
+			else {
+				if (nhits == cap) {
+					cap = cap ? cap * 2 : 64;
+					hits = xrealloc(hits,
+					    cap * sizeof(*hits));
+				}
+				hits[nhits++] = c->uid ? uid :
+				    (uint32_t)(i + 1);
+			}
+		}
 		str_free(&sc.wire);
 	}
-	imap_untagged(s, "%s", str_c(&res));
+	if (ret == 0)
+		imap_untagged(s, "%s", str_c(&res));
+	else
+		esearch_reply(s, c, ret, hits, nhits);
+	free(hits);
 	str_free(&res);
 	imap_search_free(root);
 	imap_ok(s, "Search completed.");

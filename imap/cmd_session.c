@@ -26,7 +26,8 @@ imap_capabilities(const struct imap_session *s, str_t *out)
 		else
 			str_append(out, " LOGINDISABLED");
 	} else {
-		str_append(out, " UIDPLUS MOVE CHILDREN SPECIAL-USE QUOTA");
+		str_append(out, " UIDPLUS MOVE CHILDREN SPECIAL-USE QUOTA "
+		    "ESEARCH");
 	}
 }
 

@@ -4,6 +4,7 @@ header/body/text matching through base64, quoted-printable and RFC 2047
 encoded words. One mailbox of six messages for the whole module (SQLite)."""
 
 import calendar
+import re
 
 import pytest
 
@@ -259,3 +260,48 @@ def test_search_charsets_and_raw_utf8(srv):
         assert lit("SUBJECT", "München") == [4]
         assert lit("SUBJECT", "schön") == [4] or lit("SUBJECT", "schön") == []
         c.logout()
+
+
+def esearch(c, command):
+    """Run command; the one '* ESEARCH' response as (tag, uid, {name: value})."""
+    r = c.ok(command)
+    lines = r.data("ESEARCH")
+    assert len(lines) == 1 and not r.data("SEARCH"), r
+    text = lines[0].decode()
+    m = re.match(r'\(TAG "([^"]+)"\)( UID)?((?: [A-Z]+ \S+)*)$', text)
+    assert m, text
+    words = m.group(3).split()
+    return m.group(1), bool(m.group(2)), dict(zip(words[::2], words[1::2])), r
+
+
+def test_esearch_return_options(c):
+    """RFC 4731: MIN, MAX, COUNT and ALL (as a compact set), RETURN () as
+    ALL, the tag correlated, UID for UID SEARCH, and nothing but COUNT 0 when
+    nothing matches."""
+    caps = c.ok("CAPABILITY").data("CAPABILITY")[0].decode().split()
+    assert "ESEARCH" in caps
+    tag, uid, d, r = esearch(c, "SEARCH RETURN (MIN MAX COUNT) UNSEEN")
+    assert tag == r.tag.decode() and not uid
+    assert d == {"MIN": "2", "MAX": "6", "COUNT": "5"}, d
+    _, _, d, _ = esearch(c, "SEARCH RETURN () NOT ANSWERED")
+    assert d == {"ALL": "1,3:6"}, d
+    _, _, d, _ = esearch(c, "SEARCH RETURN (ALL) CHARSET UTF-8 UNDELETED")
+    assert d == {"ALL": "1:3,5:6"}, d
+    _, _, d, _ = esearch(c, "SEARCH RETURN (COUNT MIN) SUBJECT no-such-subject")
+    assert d == {"COUNT": "0"}, d
+    uids = [int(c.ok("FETCH 1:* UID").fetches()[i]["UID"]) for i in range(1, 7)]
+    tag, uid, d, _ = esearch(c, "UID SEARCH RETURN (MIN MAX) ALL")
+    assert uid and d == {"MIN": str(uids[0]), "MAX": str(uids[-1])}, d
+    # the classic form is unchanged
+    assert search(c, "UNSEEN") == [2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize("command", [
+    "SEARCH RETURN (BOGUS) ALL",
+    "SEARCH RETURN ALL",
+    "SEARCH RETURN",
+    "SEARCH RETURN (MIN) NOSUCHKEY",
+])
+def test_esearch_bad_return(c, command):
+    r = c.cmd(command)
+    assert r.status == "BAD", r
