@@ -13,10 +13,11 @@ build_pkgs=(gcc meson ninja-build pkg-config libssl-dev libsqlite3-dev
 # and mutt (driven in a detached tmux session); clang and its libFuzzer
 # runtime for the short fuzz runs (scripts/fuzz.sh); valgrind for
 # scripts/valgrind.sh; testssl.sh for one scan in tests/integration/test_tls.py;
-# nsd-checkzone (nsd; its service is never started) to load `petrel dns` output.
+# nsd-checkzone (nsd; its service is never started) to load `petrel dns` output;
+# strace for the syscall-order durability test (tests/reliability).
 test_pkgs=(python3 python3-pytest mariadb-server mariadb-client sqlite3
 	openssl procps swaks libnet-ssleay-perl curl fetchmail postfix python3-dkim isync mutt tmux
-	clang libclang-rt-14-dev valgrind testssl.sh nsd)
+	clang libclang-rt-14-dev valgrind testssl.sh nsd strace)
 
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then
