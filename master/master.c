@@ -729,6 +729,14 @@ serve_run(struct petrel_ctx *ctx, const char **error_r)
 	log_init(fds ? "petrel/worker" : "petrel", true);
 	if (log_parse_level(config_get(ctx->cfg, "log_level"), &lvl) == 0)
 		log_set_level(lvl);
+	if (strcmp(config_get(ctx->cfg, "log_target"), "syslog") == 0 &&
+	    log_open_syslog(config_get(ctx->cfg, "syslog_socket"), error_r) <
+	    0)
+		return -1;
+	/* syslog program names (Postfix's where they exist); the
+	 * protocols' sessions set their own (lib/session) */
+	if (getenv("PETREL_ROLE") == NULL && fds == NULL)
+		log_service_set("master");
 	signal(SIGPIPE, SIG_IGN);
 	if (config_get(ctx->cfg, "hostname")[0] == '\0') {
 		char host[256] = "localhost", *err = NULL;
@@ -740,6 +748,7 @@ serve_run(struct petrel_ctx *ctx, const char **error_r)
 	if (getenv("PETREL_ROLE") != NULL &&
 	    strcmp(getenv("PETREL_ROLE"), "auth") == 0) {
 		log_init("petrel/auth", true);
+		log_service_set("auth");
 		return authd_run(ctx);
 	}
 	/* Every other process (master, workers, queue manager) forgets the
@@ -757,6 +766,7 @@ serve_run(struct petrel_ctx *ctx, const char **error_r)
 	if (getenv("PETREL_ROLE") != NULL &&
 	    strcmp(getenv("PETREL_ROLE"), "queue") == 0) {
 		log_init("petrel/queue", true);
+		log_service_set("qmgr");
 		return queue_manager_run(ctx);
 	}
 	if (fds != NULL)

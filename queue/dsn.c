@@ -195,6 +195,7 @@ dsn_bounce(struct authc *ac, const struct config *cfg,
 		dm.prefix = NULL;
 		dm.body = &sp;
 		dm.dkim_sign = false;
+		dm.arrival_ms = 0;
 		ctx.queue_dir = queue_dir;
 		ctx.dkim_dir = NULL;
 		ctx.mail_root = config_get(cfg, "mail_root");

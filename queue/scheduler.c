@@ -184,10 +184,12 @@ finish_run(struct delivery *d, struct authc *ac)
 			e->next = (long long)now + backoff(m, e->attempts);
 			status = "deferred";
 		}
-		log_info("%s: to=<%s>, relay=%s, delay=%lld, attempts=%u, "
-		    "status=%s (%s)", q->id, e->address,
+		/* Postfix's shape (what log readers such as pflogsumm
+		 * parse), the attempt count after it */
+		log_info("%s: to=<%s>, relay=%s, delay=%lld, status=%s (%s), "
+		    "attempts=%u", q->id, e->address,
 		    d->relay ? d->relay : "none", (long long)(now - q->arrival),
-		    e->attempts, status, text);
+		    status, text, e->attempts);
 	}
 	/* Expired recipients (queue_lifetime) bounce. */
 	for (size_t i = 0; i < q->nrcpts; i++) {
@@ -210,8 +212,10 @@ finish_run(struct delivery *d, struct authc *ac)
 			e->last = why;
 			e->status = QR_BOUNCED;
 			fresh[i] = true;
-			log_info("%s: to=<%s>, status=expired, returned to "
-			    "sender", q->id, e->address);
+			log_info("%s: to=<%s>, relay=none, delay=%lld, "
+			    "status=bounced (%s), expired, returned to sender",
+			    q->id, e->address, (long long)(now - q->arrival),
+			    why);
 		}
 	}
 	/* The sender hears of failures now, not when the last deferred
@@ -295,6 +299,7 @@ delivery_submit(struct delivery *d, int kind)
 	d->job_kind = kind;
 	d->job.run = delivery_job_run;
 	d->job.done = delivery_job_done;
+	d->job.log_service = "smtp";
 	jobs_submit(d->m->jobs, &d->job);
 }
 

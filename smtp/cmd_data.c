@@ -140,6 +140,16 @@ data_run(struct job *job, void *state)
 	msg.prefix = str_c(&received);
 	msg.body = &s->body;
 	msg.dkim_sign = s->auth_user != NULL;
+	msg.arrival_ms = monotonic_ms();
+	{
+		/* Postfix's qmgr line, before the deliveries it counts */
+		const char *prev = log_service_set("qmgr");
+
+		log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queue active)",
+		    s->qid, s->sender, (unsigned long long)s->body.size,
+		    s->nrcpts);
+		log_service_set(prev);
+	}
 	s->job_status = deliver_message(&s->srv->deliver, &msg, &res, &err);
 	s->job_delivered = res.delivered;
 	if (s->job_status < 0) {

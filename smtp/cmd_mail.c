@@ -148,11 +148,6 @@ mail_accept(struct smtp_session *s, char *addr)
 	s->bdat_failed = false;
 	queue_id_new(s->qid);
 	spool_init(&s->body, s->srv->spool_dir);
-	if (s->auth_user != NULL)
-		log_info("%s: client=%s, helo=%s, sasl_username=%s", s->qid,
-		    s->base.peer, s->helo, s->auth_user);
-	else
-		log_info("%s: client=%s, helo=%s", s->qid, s->base.peer, s->helo);
 	reply(s, "250 2.1.0 Ok");
 }
 
@@ -277,7 +272,17 @@ rcpt_done(struct job *job)
 		s->rcpts[s->nrcpts].route = *r;
 		memset(r, 0, sizeof(*r));
 		s->job_addr = NULL;
-		s->nrcpts++;
+		if (s->nrcpts++ == 0) {
+			/* the message exists from its first recipient on,
+			 * as in Postfix's logs (which count it received) */
+			if (s->auth_user != NULL)
+				log_info("%s: client=%s, helo=%s, "
+				    "sasl_username=%s", s->qid, s->base.peer,
+				    s->helo, s->auth_user);
+			else
+				log_info("%s: client=%s, helo=%s", s->qid,
+				    s->base.peer, s->helo);
+		}
 		reply(s, "250 2.1.5 Ok");
 	} else {
 		switch (r->status) {

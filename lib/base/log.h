@@ -1,13 +1,24 @@
 #ifndef PETREL_LOG_H
 #define PETREL_LOG_H
-/* Logging: one line per event on stderr ("petrel[pid]: level: text").
- * The *_errno variants append strerror(errno). fatal() is for a broken
- * environment, panic() for a broken invariant; both exit. */
+/* Logging: one line per event on stderr ("petrel[pid]: level: text"), or
+ * to syslog (log_open_syslog). The *_errno variants append
+ * strerror(errno). fatal() is for a broken environment, panic() for a
+ * broken invariant; both exit. */
 #include <stdbool.h>
 
 enum log_level { LOG_LVL_ERROR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
 void log_init(const char *ident, bool timestamps);
+/* From now on write RFC 3164 datagrams to the syslog socket at path
+ * (facility mail) instead of stderr. A line the socket cannot take at
+ * once goes to stderr: logging never blocks the event loop. 0 ok, -1
+ * (the socket cannot be reached) with *error_r. */
+int log_open_syslog(const char *path, const char **error_r);
+/* The service this thread is logging for ("smtpd", "imap", ...; NULL:
+ * the process's ident). In syslog lines the program name becomes
+ * "petrel/<service>" (Postfix's shapes, which log readers such as
+ * pflogsumm know). Returns the previous one, to be put back. */
+const char *log_service_set(const char *service);
 void log_set_level(enum log_level level);
 int log_parse_level(const char *name, enum log_level *level_r);
 

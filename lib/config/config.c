@@ -89,6 +89,8 @@ static const struct key_def keys[] = {
 	{ "queue_concurrency", KT_UINT, "20", NULL, 10000 },
 	{ "queue_destination_concurrency", KT_UINT, "5", NULL, 10000 },
 	{ "log_level", KT_LEVEL, "info", NULL, 0 },
+	{ "log_target", KT_ENUM, "stderr", "stderr|syslog", 0 },
+	{ "syslog_socket", KT_STRING, "/dev/log", NULL, 0 },
 	{ "allow_plaintext_auth", KT_ENUM, "loopback", "loopback|yes|no", 0 },
 	{ "auth_cache_ttl", KT_UINT, "300", NULL, 86400 * 365 },
 	{ "auth_max_failures_per_ip", KT_UINT, "10", NULL, 1000000 },

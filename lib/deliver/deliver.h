@@ -48,6 +48,9 @@ struct deliver_msg {
 	/* Sign the queued copy for the sender's domain (RFC 6376) when it
 	 * has a key: mail our authenticated users send out. */
 	bool dkim_sign;
+	/* CLOCK_MONOTONIC ms when the message arrived (0: now): the delay=
+	 * of the delivery log lines. */
+	long long arrival_ms;
 };
 
 struct deliver_result {

@@ -67,7 +67,10 @@ jobs_thread(void *arg)
 			jobs->todo_tail = NULL;
 		pthread_mutex_unlock(&jobs->lock);
 
+		const char *prev = log_service_set(job->log_service);
+
 		job->run(job, state);
+		log_service_set(prev);
 
 		pthread_mutex_lock(&jobs->lock);
 		queue_push(&jobs->done_head, &jobs->done_tail, job);
@@ -90,9 +93,12 @@ jobs_run_done(struct jobs *jobs)
 	jobs->done_head = jobs->done_tail = NULL;
 	pthread_mutex_unlock(&jobs->lock);
 	for (; list != NULL; list = next) {
+		const char *prev = log_service_set(list->log_service);
+
 		next = list->next;
 		jobs->pending--;
 		list->done(list);
+		log_service_set(prev);
 	}
 }
 

@@ -15,6 +15,8 @@ struct jobs;
 struct job {
 	void (*run)(struct job *job, void *thread_state);
 	void (*done)(struct job *job);
+	const char *log_service;	/* log_service_set() while run and
+					   done run (NULL: the process's) */
 	struct job *next;	/* internal */
 };
 

@@ -85,6 +85,20 @@ listener_init(struct session_listener *l, const struct config *cfg,
 	l->max_conn_per_ip = (unsigned)config_get_uint(cfg, key);
 	l->nc = own;
 	l->service = service;
+	/* Postfix's program names, which log readers know: smtpd for mail
+	 * in, under submission/ and smtps/ for the submission ports */
+	if (strcmp(name, "smtp") == 0)
+		l->log_service = "smtpd";
+	else if (strcmp(name, "submission") == 0)
+		l->log_service = "submission/smtpd";
+	else if (strcmp(name, "submissions") == 0)
+		l->log_service = "smtps/smtpd";
+	else if (strncmp(name, "imap", 4) == 0)
+		l->log_service = "imap";
+	else if (strncmp(name, "pop3", 4) == 0)
+		l->log_service = "pop3";
+	else
+		l->log_service = NULL;
 }
 
 void
@@ -253,6 +267,8 @@ session_wipe(char **p)
 /* ---- closing ---- */
 
 static void close_when_flushed(struct session *s);
+static void close_tick_cb(evutil_socket_t fd, short what, void *arg);
+static void line_expired_cb(evutil_socket_t fd, short what, void *arg);
 
 static void
 close_tick(evutil_socket_t fd, short what, void *arg)
@@ -276,7 +292,7 @@ close_when_flushed(struct session *s)
 		return;
 	}
 	if (s->close_ev == NULL)
-		s->close_ev = evtimer_new(s->srv->base, close_tick, s);
+		s->close_ev = evtimer_new(s->srv->base, close_tick_cb, s);
 	evtimer_add(s->close_ev, &tv);
 }
 
@@ -317,7 +333,7 @@ session_resume(struct session *s)
 	if (s->busy)
 		return;		/* a job took over: it resumes us */
 	conn_line_deadline(&s->line_ev, s->srv->base, partial && !s->quit,
-	    s->srv->timeout, line_expired, s);
+	    s->srv->timeout, line_expired_cb, s);
 	if (s->quit) {
 		bufferevent_disable(s->bev, EV_READ);
 		close_when_flushed(s);
@@ -348,6 +364,49 @@ session_read(struct bufferevent *bev, void *arg)
 {
 	session_resume(arg);
 }
+
+/* The event callbacks log for the session's service (log_service_set);
+ * they may free the session, so the service is put back from a copy. */
+static void
+session_read_cb(struct bufferevent *bev, void *arg)
+{
+	const char *prev = log_service_set(((struct session *)arg)->log_service);
+
+	session_read(bev, arg);
+	log_service_set(prev);
+}
+
+static void session_write(struct bufferevent *bev, void *arg);
+static void
+session_write_cb(struct bufferevent *bev, void *arg)
+{
+	const char *prev = log_service_set(((struct session *)arg)->log_service);
+
+	session_write(bev, arg);
+	log_service_set(prev);
+}
+
+static void
+session_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	const char *prev = log_service_set(((struct session *)arg)->log_service);
+
+	session_event(bev, what, arg);
+	log_service_set(prev);
+}
+
+#define TIMER_CB(name, fn)						\
+	static void							\
+	name(evutil_socket_t fd, short what, void *arg)			\
+	{								\
+		const char *prev = log_service_set(			\
+		    ((struct session *)arg)->log_service);		\
+		fn(fd, what, arg);					\
+		log_service_set(prev);					\
+	}
+TIMER_CB(close_tick_cb, close_tick)
+TIMER_CB(login_expired_cb, login_expired)
+TIMER_CB(line_expired_cb, line_expired)
 
 static void
 session_write(struct bufferevent *bev, void *arg)
@@ -487,6 +546,7 @@ session_accept(struct session_server *srv, unsigned listener, int fd,
 		why = "too many connections from this address";
 	if (why != NULL) {
 		str_t line = STR_INIT;
+		const char *prev = log_service_set(l->log_service);
 
 		log_warn("%s connection from [%s]:%u refused: %s", l->name, ip,
 		    port, why);
@@ -495,11 +555,13 @@ session_accept(struct session_server *srv, unsigned listener, int fd,
 		(void)!write(fd, line.data, line.len);
 		str_free(&line);
 		close(fd);
+		log_service_set(prev);
 		return;
 	}
 	s = xcalloc(1, srv->ops->size);
 	s->srv = srv;
 	s->listener = l;
+	s->log_service = l->log_service;
 	s->sid = sid_new();
 	s->loopback = loopback;
 	snprintf(s->ip, sizeof(s->ip), "%s", ip);
@@ -524,19 +586,25 @@ session_accept(struct session_server *srv, unsigned listener, int fd,
 	if (srv->sessions != NULL)
 		srv->sessions->prev = s;
 	srv->sessions = s;
-	bufferevent_setcb(s->bev, session_read, session_write, session_event, s);
+	bufferevent_setcb(s->bev, session_read_cb, session_write_cb,
+	    session_event_cb, s);
 	conn_set_watermarks(s->bev);
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	if (srv->login_timeout > 0) {
 		struct timeval ltv = { (time_t)srv->login_timeout, 0 };
 
-		s->login_ev = evtimer_new(srv->base, login_expired, s);
+		s->login_ev = evtimer_new(srv->base, login_expired_cb, s);
 		evtimer_add(s->login_ev, &ltv);
 	}
-	log_info("%016llx: %s connect from %s (%s)", SID(s), srv->ops->proto,
-	    s->peer, l->name);
-	srv->ops->greet(s);
+	{
+		const char *prev = log_service_set(s->log_service);
+
+		log_info("%016llx: %s connect from %s (%s)", SID(s),
+		    srv->ops->proto, s->peer, l->name);
+		srv->ops->greet(s);
+		log_service_set(prev);
+	}
 }
 
 unsigned
@@ -566,6 +634,7 @@ session_job_submit(struct session *s, struct jobs *pool, struct job *job)
 	s->busy = true;
 	if (s->line_ev != NULL)
 		evtimer_del(s->line_ev);
+	job->log_service = s->log_service;
 	jobs_submit(pool, job);
 }
 
@@ -609,6 +678,8 @@ hold_done(evutil_socket_t fd, short what, void *arg)
 	carry_on(s);
 }
 
+TIMER_CB(hold_done_cb, hold_done)
+
 void
 session_hold(struct session *s, unsigned ms, void (*fn)(struct session *s))
 {
@@ -617,7 +688,7 @@ session_hold(struct session *s, unsigned ms, void (*fn)(struct session *s))
 
 	s->busy = true;
 	s->hold_fn = fn;
-	s->delay_ev = evtimer_new(s->srv->base, hold_done, s);
+	s->delay_ev = evtimer_new(s->srv->base, hold_done_cb, s);
 	evtimer_add(s->delay_ev, &tv);
 }
 
@@ -633,7 +704,8 @@ session_starttls(struct session *s)
 	}
 	s->bev = tb;
 	s->tls = true;
-	bufferevent_setcb(s->bev, session_read, session_write, session_event, s);
+	bufferevent_setcb(s->bev, session_read_cb, session_write_cb,
+	    session_event_cb, s);
 	conn_set_watermarks(s->bev);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	s->skip_line = false;

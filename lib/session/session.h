@@ -52,6 +52,8 @@ struct session_listener {
 	unsigned nsessions;	/* open now, this worker */
 	struct node_counters *nc;
 	unsigned service;	/* its index in nc */
+	const char *log_service;	/* syslog program: "smtpd",
+					   "submission/smtpd", "imap", ... */
 };
 
 struct session_ops {
@@ -139,6 +141,7 @@ struct session {
 	unsigned errors;	/* error replies so far */
 	struct event *close_ev, *line_ev, *delay_ev;
 	struct event *login_ev;	/* login_timeout, until a login */
+	const char *log_service;	/* its listener's (log_service_set) */
 	void (*hold_fn)(struct session *s);	/* at the end of a hold */
 	long long quit_at_ms;	/* when quit was set (bounded flush) */
 

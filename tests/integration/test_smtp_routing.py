@@ -111,7 +111,7 @@ def test_user(routed):
     assert "for <alice@example.test>" in head["Received"], head
     only_in(inst, {ALICE: 1})
     log = routed.wait_log(r"to=<alice@example.test>, orig_to=<alice@example.test>, "
-                          r"relay=maildir, status=sent \(delivered to maildir ")
+                          r"relay=maildir, delay=\d+\.\d\d, dsn=2\.0\.0, status=sent \(delivered to maildir ")
     assert log, routed.log()
     assert routed.wait_log(r"from=<x@y.test>, size=\d+, nrcpt=1 \(accepted\)"), routed.log()
 
@@ -126,7 +126,7 @@ def test_alias_one_to_many(routed):
     only_in(inst, {ALICE: 1, BOB: 1})
     for who in (ALICE, BOB):
         assert routed.wait_log(r"to=<%s>, orig_to=<list@example.test>, relay=maildir, "
-                               r"status=sent" % who), routed.log()
+                               r"delay=\d+\.\d\d, dsn=2\.0\.0, status=sent" % who), routed.log()
 
 
 def test_nested_aliases(routed):
@@ -224,7 +224,7 @@ def test_discard_unsupported_and_maildrop_transports(routed):
                            r"which petrel cannot run"), routed.log()
     send(routed, ["u@drop.test", ALICE], "dropped")
     assert routed.wait_log(r"to=<u@drop.test>, orig_to=<u@drop.test>, relay=none, "
-                           r"status=sent \(discarded by transport discard:\)"), routed.log()
+                           r"delay=\d+\.\d\d, dsn=2\.0\.0, status=sent \(discarded by transport discard:\)"), routed.log()
     data = send(routed, ["u@md.test"], "maildropped")
     only_in(inst, {ALICE: 1, "u@md.test": 1})
     assert read_new(inst, "u@md.test")[0].endswith(data)

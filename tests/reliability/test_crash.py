@@ -126,7 +126,7 @@ def deferrals(h):
     out = {}
     for srv in h.servers:
         for line in srv.log_lines():
-            m = re.search(r"status=deferred \((.*)\)$", line.rstrip())
+            m = re.search(r"status=deferred \((.*)\), attempts=\d+$", line.rstrip())
             if m:
                 why = re.sub(r"\d+", "N", m.group(1))
                 out[why] = out.get(why, 0) + 1
