@@ -3,15 +3,18 @@
  * relayhost names a host (in brackets: no MX lookup); otherwise the
  * recipient domain's MX records are looked up with libunbound and their
  * hosts tried in order of preference (equal preferences in the order the
- * resolver gave), then their A/AAAA addresses (getaddrinfo), at most
- * MAX_ADDRS in all. No MX records: the domain itself (the implicit MX).
- * NXDOMAIN and a null MX (RFC 7505) fail the recipients at once (5.1.2,
- * 5.1.10); any other failure to resolve defers them.
+ * resolver gave), then their AAAA and A addresses (libunbound too), at
+ * most MAX_ADDRS in all. No MX records: the domain itself (the implicit
+ * MX). NXDOMAIN, a null MX (RFC 7505) and a domain with neither MX nor
+ * address fail the recipients at once (5.1.2, 5.1.10); SERVFAIL and
+ * other failures to resolve defer them.
  *
  * Runs on a queue manager job thread: it blocks on DNS.
  */
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,39 +70,78 @@ nexthop_parse(const char *t, char **host_r, unsigned *port_r, bool *mx_r)
 	return true;
 }
 
+static void
+add_addr(struct delivery *d, const char *host, int family, const void *a,
+    unsigned port)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+	struct sockaddr_storage *ss = &d->addrs[d->naddrs];
+
+	if (d->naddrs >= MAX_ADDRS)
+		return;
+	memset(ss, 0, sizeof(*ss));
+	if (family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)(void *)ss;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port);
+		memcpy(&sin->sin_addr, a, 4);
+		d->addrlen[d->naddrs] = sizeof(*sin);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)(void *)ss;
+
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		memcpy(&sin6->sin6_addr, a, 16);
+		d->addrlen[d->naddrs] = sizeof(*sin6);
+	}
+	inet_ntop(family, a, ip, sizeof(ip));
+	snprintf(d->names[d->naddrs], sizeof(d->names[0]), "%s[%s]:%u",
+	    host, ip, port);
+	d->naddrs++;
+}
+
+/* The A and AAAA records of host through libunbound (the resolver the MX
+ * records came from: dns_resolver, or the system's), IPv6 first. An
+ * address literal is taken as it is. 0: some address (or none exists),
+ * -1: the lookup failed (SERVFAIL, timeout) and found nothing. */
 static int
 add_host_addrs(struct delivery *d, const char *host, unsigned port)
 {
-	struct addrinfo hints, *res, *ai;
-	char portstr[8];
-	int r;
+	static const int types[2] = { 28 /* AAAA */, 1 /* A */ };
+	unsigned char a[16];
+	size_t before = d->naddrs;
+	bool failed = false;
 
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV;
-	snprintf(portstr, sizeof(portstr), "%u", port);
-	r = getaddrinfo(host, portstr, &hints, &res);
-	if (r != 0)
-		return r == EAI_NONAME ? -2 : -1;
-	for (ai = res; ai != NULL && d->naddrs < MAX_ADDRS; ai = ai->ai_next) {
-		char ip[INET6_ADDRSTRLEN] = "?";
-
-		if (ai->ai_family == AF_INET)
-			inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)
-			    ai->ai_addr)->sin_addr, ip, sizeof(ip));
-		else if (ai->ai_family == AF_INET6)
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)(void *)
-			    ai->ai_addr)->sin6_addr, ip, sizeof(ip));
-		else
-			continue;
-		memcpy(&d->addrs[d->naddrs], ai->ai_addr, ai->ai_addrlen);
-		d->addrlen[d->naddrs] = ai->ai_addrlen;
-		snprintf(d->names[d->naddrs], sizeof(d->names[0]), "%s[%s]:%u",
-		    host, ip, port);
-		d->naddrs++;
+	if (inet_pton(AF_INET6, host, a) == 1) {
+		add_addr(d, host, AF_INET6, a, port);
+		return 0;
 	}
-	freeaddrinfo(res);
-	return 0;
+	if (inet_pton(AF_INET, host, a) == 1) {
+		add_addr(d, host, AF_INET, a, port);
+		return 0;
+	}
+	if (d->m->ub == NULL)
+		return -1;
+	for (int t = 0; t < 2; t++) {
+		struct ub_result *res = NULL;
+		size_t want = types[t] == 1 ? 4 : 16;
+
+		if (ub_resolve(d->m->ub, host, types[t], 1, &res) != 0 ||
+		    res == NULL) {
+			failed = true;
+			continue;
+		}
+		if (res->rcode != 0 && !res->nxdomain)
+			failed = true;
+		for (int i = 0; res->havedata && res->data[i] != NULL; i++) {
+			if (res->len[i] == (int)want)
+				add_addr(d, host, types[t] == 1 ? AF_INET :
+				    AF_INET6, res->data[i], port);
+		}
+		ub_resolve_free(res);
+	}
+	return d->naddrs == before && failed ? -1 : 0;
 }
 
 void
@@ -121,6 +163,13 @@ mx_resolve(struct delivery *d)
 	    (r = ub_resolve(d->m->ub, d->host, 15 /* MX */, 1, &res)) != 0) {
 		d->resolve_error = xasprintf("MX lookup for %s failed",
 		    d->host);
+		return;
+	}
+	if (!res->nxdomain && res->rcode != 0) {
+		/* SERVFAIL, REFUSED, a timeout: try again later */
+		d->resolve_error = xasprintf("451 4.4.3 MX lookup for %s "
+		    "failed (DNS rcode %d)", d->host, res->rcode);
+		ub_resolve_free(res);
 		return;
 	}
 	if (res->nxdomain) {
@@ -146,10 +195,19 @@ mx_resolve(struct delivery *d)
 		d->resolve_permanent = true;
 		return;
 	}
+	bool failed = false;
+
 	for (size_t i = 0; i < nmx; i++)
-		add_host_addrs(d, mx[i].name, d->port);
+		failed |= add_host_addrs(d, mx[i].name, d->port) < 0;
 	if (nmx == 0)	/* RFC 5321 5.1: the implicit MX */
-		add_host_addrs(d, d->host, d->port);
-	if (d->naddrs == 0)
-		d->resolve_error = xasprintf("no address for %s", d->host);
+		failed |= add_host_addrs(d, d->host, d->port) < 0;
+	if (d->naddrs == 0 && !failed && nmx == 0) {
+		/* no MX and no address: nothing will ever take it */
+		d->resolve_error = xasprintf("550 5.1.2 domain %s has no MX "
+		    "and no address", d->host);
+		d->resolve_permanent = true;
+	} else if (d->naddrs == 0) {
+		d->resolve_error = xasprintf("451 4.4.3 no address for the "
+		    "MX hosts of %s", d->host);
+	}
 }

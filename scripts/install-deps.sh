@@ -17,7 +17,7 @@ build_pkgs=(gcc meson ninja-build pkg-config libssl-dev libsqlite3-dev
 # strace for the syscall-order durability test (tests/reliability).
 test_pkgs=(python3 python3-pytest mariadb-server mariadb-client sqlite3
 	openssl procps swaks libnet-ssleay-perl curl fetchmail postfix python3-dkim isync mutt tmux
-	clang libclang-rt-14-dev valgrind testssl.sh nsd strace pflogsumm)
+	clang libclang-rt-14-dev valgrind testssl.sh nsd strace pflogsumm unbound)
 
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then

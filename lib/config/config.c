@@ -81,6 +81,7 @@ static const struct key_def keys[] = {
 	{ "login_timeout", KT_UINT, "60", NULL, 86400 },
 	{ "auth_fail_delay", KT_UINT, "2000", NULL, 60000 },
 	{ "relayhost", KT_STRING, "", NULL, 0 },
+	{ "dns_resolver", KT_LISTEN, "", NULL, 0 },
 	{ "dkim_dir", KT_STRING, "/var/lib/petrel/dkim", NULL, 0 },
 	{ "queue_retry_min", KT_UINT, "300", NULL, 86400 },
 	{ "queue_retry_max", KT_UINT, "14400", NULL, 864000 },

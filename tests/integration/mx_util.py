@@ -97,7 +97,8 @@ class Transaction:
 
 
 class FakeMX:
-    """A threaded SMTP receiver on 127.0.0.1.
+    """A threaded SMTP receiver on 127.0.0.1 (or `host`, another loopback
+    address; port 25 there plays a real MX found through DNS).
 
     Scripted replies: `mail`, `rcpt`, `data` (the answer to DATA) and `eod`
     (the answer after the message) each take
@@ -115,8 +116,9 @@ class FakeMX:
     def __init__(self, port=None, pipelining=True, starttls=False, cert=None,
                  greeting="220 fake-mx.test ESMTP ready", mail=None, rcpt=None,
                  data=None, eod=None, ehlo_extra=("8BITMIME", "ENHANCEDSTATUSCODES"),
-                 any_line_end=False):
+                 any_line_end=False, host="127.0.0.1"):
         self.any_line_end = any_line_end
+        self.host = host
         self.pipelining = pipelining
         self.starttls = starttls
         self.cert = cert
@@ -134,7 +136,7 @@ class FakeMX:
         self._socks = []
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", port or 0))
+        self.listener.bind((host, port or 0))
         self.listener.listen(50)
         self.listener.settimeout(0.2)
         self.port = self.listener.getsockname()[1]
@@ -148,7 +150,7 @@ class FakeMX:
 
     @property
     def transport(self):
-        return "smtp:[127.0.0.1]:%d" % self.port
+        return "smtp:[%s]:%d" % (self.host, self.port)
 
     # --- scripted replies
     def _resolve(self, value, key, arg):
@@ -260,7 +262,7 @@ class FakeMX:
             return [c for _, c in self.commands if c.upper().startswith("RCPT")]
 
     def __repr__(self):
-        return "<FakeMX 127.0.0.1:%d %d conns %r>" % (self.port, self.connections,
+        return "<FakeMX %s:%d %d conns %r>" % (self.host, self.port, self.connections,
                                                        self.transactions)
 
 
