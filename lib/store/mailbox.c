@@ -1778,6 +1778,115 @@ take_new(struct mbox *mb)
 		claim_end(mb, claimed && ts_set(p->cur_mtime));
 }
 
+/*
+ * \Recent (RFC 3501 2.3.2, RFC 9051 2.3.2): a message is \Recent in
+ * exactly one session, the first that has the folder open read-write
+ * and syncs after the message arrived, however it came (delivery,
+ * APPEND, COPY, MOVE, from this process or another). petrel-recent
+ * holds "<uidvalidity> <uid>\n": no session has taken the messages from
+ * uid on. A read-write handle that syncs with take_new and finds such
+ * messages marks them recent and moves the file's uid to UIDNEXT, under
+ * the lock, so exactly one handle gets each. Read-only handles (EXAMINE,
+ * STATUS, the targets of COPY and APPEND) show them recent without
+ * taking them; a POP3 maildrop ignores them. Files moved from new/ to
+ * cur/ are recent in the handle that moved them (take_new), as before.
+ * A missing file is made: when the index was just built, at UIDNEXT
+ * (what was there before is not new), else at the first UID this sync
+ * gave out. Losing the file loses only \Recent, so it is written by
+ * rename() without fsync.
+ */
+static bool
+recent_read(const char *folder, uint32_t uidvalidity, uint32_t *uid_r)
+{
+	char *path = xasprintf("%s/%s", folder, MBOX_RECENT_NAME);
+	char buf[32], *q;
+	uint64_t v[2] = { 0, 0 };
+	ssize_t r;
+	int fd, k;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	free(path);
+	if (fd < 0)
+		return false;
+	r = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (r <= 0)
+		return false;
+	buf[r] = '\0';
+	q = buf;
+	for (k = 0; k < 2; k++) {
+		if (*q < '0' || *q > '9')
+			return false;
+		for (; *q >= '0' && *q <= '9' && v[k] <= UINT32_MAX; q++)
+			v[k] = v[k] * 10 + (uint64_t)(*q - '0');
+		if (v[k] > UINT32_MAX || *q++ != (k == 0 ? ' ' : '\n'))
+			return false;
+	}
+	if (*q != '\0' || v[0] != uidvalidity || v[1] == 0)
+		return false;
+	*uid_r = (uint32_t)v[1];
+	return true;
+}
+
+static void
+recent_write(const struct mbox *mb, uint32_t uid)
+{
+	char *path = xasprintf("%s/%s", mb->path, MBOX_RECENT_NAME);
+	char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
+	char buf[32];
+	int fd, len;
+
+	len = snprintf(buf, sizeof(buf), "%u %u\n", mb->uidvalidity, uid);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+	    0600);
+	if (fd < 0 || write_full(fd, buf, (size_t)len) < 0 ||
+	    close(fd) < 0 || rename(tmp, path) < 0) {
+		log_warn("%s: cannot write %s: %s", mb->path,
+		    MBOX_RECENT_NAME, strerror(errno));
+		if (fd >= 0)
+			(void)unlink(tmp);
+	}
+	free(tmp);
+	free(path);
+}
+
+/* After a sync that published its changes (lock held): take or show
+ * the messages no session has taken as \Recent yet. built: the index
+ * was built in this sync; first_new: the first UID this sync gave out
+ * (UIDNEXT if none). */
+static void
+recent_sync(struct mbox *mb, bool take, bool built, uint32_t first_new)
+{
+	struct mbox_priv *p = mb->priv;
+	uint32_t top = mb->n > 0 ? mb->msgs[mb->n - 1].uid : 0, r;
+	bool take_them = take && !mb->readonly;
+	struct mbox_msg *m;
+	size_t i;
+
+	if (p->keep_new || (p->recent_uid != 0 && top < p->recent_uid))
+		return;		/* nothing that can be unclaimed */
+	if (!recent_read(mb->path, mb->uidvalidity, &r)) {
+		r = built ? mb->uidnext : first_new;
+		recent_write(mb, r);
+	}
+	if (r > mb->uidnext)
+		r = mb->uidnext;
+	if (take_them || mb->readonly) {
+		for (i = mb->n; i-- > 0 && mb->msgs[i].uid >= r; ) {
+			m = &mb->msgs[i];
+			if (m->expunged || m->recent)
+				continue;
+			m->recent = true;
+			mb->nrecent++;
+		}
+	}
+	if (take_them && r < mb->uidnext) {
+		r = mb->uidnext;
+		recent_write(mb, r);
+	}
+	p->recent_uid = r;
+}
+
 static int
 uid_cmp(const void *a, const void *b)
 {
@@ -2015,6 +2124,8 @@ sync_locked(struct mbox *mb, struct sync_ctx *ctx, size_t *added_r,
 			goto out;
 		}
 	}
+	recent_sync(mb, ctx->take_new, ctx->importing, ctx->assigned ?
+	    ctx->uidnext_before : mb->uidnext);
 	ret = 0;
 	goto out;
 fail:
@@ -2630,7 +2741,7 @@ count_msgs(const struct mbox *mb, uint32_t *messages, uint32_t *unseen,
 		(*messages)++;
 		if (!maildir_flags_has(mb->msgs[i].flags, 'S'))
 			(*unseen)++;
-		if (!mb->msgs[i].in_cur)
+		if (mb->msgs[i].recent || !mb->msgs[i].in_cur)
 			(*recent)++;
 	}
 }
@@ -2697,16 +2808,25 @@ mbox_status(const char *path, uint32_t *uidvalidity_r, uint32_t *uidnext_r,
 			free(dpath);
 		}
 	}
-	free(trimmed);
 	if (warm) {
+		uint32_t first;
+
 		*uidvalidity_r = idx.uidvalidity;
 		*uidnext_r = idx.uidnext;
 		*messages_r = idx.messages;
 		*unseen_r = idx.unseen;
 		*recent_r = idx.recent;
+		/* not taken by any session yet: the last ones (exact unless
+		 * some of them were expunged before anyone took them) */
+		if (recent_read(trimmed, idx.uidvalidity, &first))
+			*recent_r = first >= idx.uidnext ? 0 :
+			    idx.uidnext - first < idx.messages ?
+			    idx.uidnext - first : idx.messages;
 		mbox_index_free(&idx);
+		free(trimmed);
 		return 0;
 	}
+	free(trimmed);
 	mbox_index_free(&idx);
 	if (mbox_open(path, true, &mb, error_r) < 0)
 		return -1;

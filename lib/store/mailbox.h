@@ -24,6 +24,8 @@
  *                  (ENVELOPE, BODYSTRUCTURE, BODY, Date), by uid.
  *   petrel-lock    flock()ed around every sync and change, so several
  *                  processes agree on UIDs.
+ *   petrel-recent  the first UID no session has taken as \Recent
+ *                  (see mailbox.c).
  *   dovecot-keywords  keyword names for the letters a..z (Dovecot's
  *                  format: "<index> <name>" lines; index 0 = 'a'),
  *                  shared with Dovecot.
@@ -56,9 +58,11 @@ struct mbox_msg {
 	uint32_t uid;
 	char flags[53];		/* Maildir letters, sorted */
 	bool in_cur;		/* in cur/ (else new/) */
-	bool recent;		/* \Recent for this mbox handle (RFC 3501:
-				   it was first seen by this handle, which
-				   moved it from new/ to cur/) */
+	bool recent;		/* \Recent for this mbox handle (RFC 3501
+				   2.3.2: this handle took it, being the
+				   first read-write one to sync after it
+				   arrived, see petrel-recent; a read-only
+				   handle shows those nobody took) */
 	bool expunged;		/* the file is gone (see mbox_sync) */
 	bool flags_changed;	/* flags differ from the last time the
 				   caller cleared this */
@@ -196,7 +200,8 @@ uint32_t mbox_uid_of_added(struct mbox *mb, const char *name,
 
 /* UIDVALIDITY and UIDNEXT and the message count of a folder without
  * keeping a handle (STATUS): cheap when the index is current. unseen_r
- * counts messages without S, recent_r those in new/. */
+ * counts messages without S, recent_r those no session has taken as
+ * \Recent yet (and those in new/). */
 int mbox_status(const char *path, uint32_t *uidvalidity_r,
     uint32_t *uidnext_r, uint32_t *messages_r, uint32_t *unseen_r,
     uint32_t *recent_r, const char **error_r);

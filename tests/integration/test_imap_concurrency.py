@@ -513,6 +513,61 @@ def test_recent_goes_to_exactly_one_session(imap_server):
             c.close()
 
 
+def recent_seqs(c):
+    """The sequence numbers whose FLAGS show \\Recent."""
+    r = c.ok("FETCH 1:* FLAGS")
+    return sorted(n for n, v in r.fetches().items() if "\\Recent" in v["FLAGS"])
+
+
+def test_recent_of_copied_appended_moved_messages(imap_server):
+    """RFC 3501 2.3.2: a message that COPY, APPEND or MOVE puts into a
+    folder another session has selected is \\Recent in exactly that
+    session (the first to see it), not in sessions that select it later;
+    STATUS counts it until then; SEARCH RECENT/NEW/OLD agree. A session
+    APPENDing into its own selected folder gets it \\Recent itself."""
+    inst = imap_server.instance
+    put(inst, ALICE, message(1), flags="")
+    put(inst, ALICE, message(2), flags="")
+    make_folder(inst, ALICE, "Work")
+    with imap_server.session(select="Work") as a, \
+            imap_server.session(select="INBOX") as b:
+        r = a.ok("NOOP")
+        b.ok("COPY 1 Work")
+        r = b.append("Work", crlf(message(3)))
+        assert r.status == "OK", r
+        b.ok("MOVE 2 Work")
+        r = b.ok("STATUS Work (MESSAGES RECENT)")
+        assert r.find(r"MESSAGES 3 RECENT 3"), r
+        r = a.ok("NOOP")
+        assert r.numbered("EXISTS") == [3], r
+        assert r.numbered("RECENT") == [3], r
+        assert recent_seqs(a) == [1, 2, 3]
+        assert a.ok("SEARCH RECENT").search() == [1, 2, 3]
+        assert a.ok("SEARCH NEW").search() == [1, 2, 3]
+        assert a.ok("SEARCH OLD").search() == []
+        r = b.ok("STATUS Work (MESSAGES RECENT)")
+        assert r.find(r"MESSAGES 3 RECENT 0"), r
+        with imap_server.session() as c:
+            r = c.select("Work")
+            assert r.numbered("RECENT") == [0], r
+            assert recent_seqs(c) == []
+            assert c.ok("SEARCH RECENT").search() == []
+            assert c.ok("SEARCH OLD").search() == [1, 2, 3]
+            # an APPEND into the folder A has selected, by A itself
+            r = a.append("Work", crlf(message(4)))
+            assert r.status == "OK", r
+            assert r.numbered("EXISTS") == [4], r
+            assert r.numbered("RECENT") == [4], r
+            assert recent_seqs(a) == [1, 2, 3, 4]
+            r = c.ok("NOOP")
+            assert r.numbered("EXISTS") == [4], r
+            assert r.numbered("RECENT") == [0], r
+            assert recent_seqs(c) == []
+            c.logout()
+        a.logout()
+        b.logout()
+
+
 def test_both_sessions_expunge_the_same_message(imap_server):
     put_many(imap_server.instance, ALICE, 3)
     with imap_server.session(select="INBOX") as a, imap_server.session(select="INBOX") as b:
