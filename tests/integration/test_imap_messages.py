@@ -462,6 +462,44 @@ def test_envelope_odd_headers(imap_server):
         c.logout()
 
 
+def test_addresses_with_comments_envelope_and_search(imap_server):
+    """RFC 5322 3.4: comments (and folding) inside an address are neither
+    part of it nor its display name. ENVELOPE shows the bare address, and
+    SEARCH FROM/TO/CC/BCC find it by the parsed address, and still by a
+    display name's substring (as Dovecot does)."""
+    inst = imap_server.instance
+    put(inst, ALICE, b"From: <user-from (comment)@ (comment) domain.org>\n"
+                     b"To: John Doe\n <john.doe@example.org>\n"
+                     b"Cc: user-cc (c1) @ (c2) example.net, x@y.test (Named)\n"
+                     b"Bcc: \"Smith, Ann\" <ann(her)@(host)example.com>\n"
+                     b"Subject: comments\n\nbody\n", flags="")
+    put(inst, ALICE, b"From: other@domain.org\nTo: nobody@example.org\n"
+                     b"Subject: (comment) user-from@domain.org\n\nbody\n", flags="")
+    with imap_server.session(select="INBOX") as c:
+        env = c.ok("FETCH 1 ENVELOPE").fetches()[1]["ENVELOPE"]
+        assert env[2] == [[None, None, b"user-from", b"domain.org"]], env
+        assert env[5] == [[b"John Doe", None, b"john.doe", b"example.org"]], env
+        assert env[6] == [[None, None, b"user-cc", b"example.net"],
+                          [b"Named", None, b"x", b"y.test"]], env
+        assert env[7] == [[b"Smith, Ann", None, b"ann", b"example.com"]], env
+        for crit, want in [("FROM user-from@domain.org", [1]),
+                           ("FROM USER-FROM@DOMAIN", [1]),
+                           ("FROM comment", []),
+                           ("FROM domain.org", [1, 2]),
+                           ("TO \"John\"", [1]),
+                           ("TO \"John Doe\"", [1]),
+                           ("TO john.doe@example.org", [1]),
+                           ("CC user-cc@example.net", [1]),
+                           ("CC named", [1]),
+                           ("BCC ann@example.com", [1]),
+                           ("BCC \"Smith, Ann\"", [1]),
+                           ("BCC her", []),
+                           ("SUBJECT user-from@domain.org", [2]),
+                           ("OR FROM user-from@domain.org TO nobody@", [1, 2])]:
+            assert sorted(c.ok("SEARCH " + crit).search()) == want, crit
+        c.logout()
+
+
 # --------------------------------------------------------------------------
 # STORE
 
