@@ -234,7 +234,10 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 		set_seen = true;
 	}
 	/* The MIME tree is built only for an item that needs it. Nothing
-	 * below fails: the response is written into s->out as it goes. */
+	 * below fails: the response is written into s->out as it goes,
+	 * after FLAGS if the flags may name a keyword not announced yet
+	 * (one another session made, or a sync just learned). */
+	imap_announce_keywords(s);
 	str_printf(line, "* %zu FETCH (", i + 1);
 	for (size_t k = 0; k < att->n; k++) {
 		const struct fetch_item *it = &att->items[k];

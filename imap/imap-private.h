@@ -97,7 +97,8 @@ struct imap_session {
 	char *mbox_name;	/* as the client named it (INBOX canonical) */
 	bool readonly;
 	size_t known;		/* messages the client knows of (EXISTS) */
-	unsigned known_keywords;	/* keywords in the last FLAGS */
+	uint32_t known_keywords;	/* keywords in the last FLAGS: bit k
+					   for letter 'a' + k */
 	bool changed;		/* inotify saw a change since the last sync */
 	struct imap_watch *watch;
 };

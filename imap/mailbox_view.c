@@ -79,15 +79,16 @@ imap_flags_string(const struct mbox *mb, const struct mbox_msg *m, str_t *out)
 	}
 }
 
-static unsigned
-count_keywords(const struct mbox *mb)
+/* The keywords the mailbox has: bit k for letter 'a' + k. */
+static uint32_t
+keyword_mask(const struct mbox *mb)
 {
-	unsigned n = 0;
+	uint32_t mask = 0;
 
 	for (size_t i = 0; i < 26; i++)
 		if (mb->keywords[i] != NULL)
-			n++;
-	return n;
+			mask |= (uint32_t)1 << i;
+	return mask;
 }
 
 void
@@ -110,7 +111,14 @@ imap_report_flags(struct imap_session *s)
 		    "\\Deleted \\Seen \\Draft%s \\*)] Flags permitted.",
 		    str_c(&kw));
 	str_free(&kw);
-	s->known_keywords = count_keywords(s->mb);
+	s->known_keywords = keyword_mask(s->mb);
+}
+
+void
+imap_announce_keywords(struct imap_session *s)
+{
+	if ((keyword_mask(s->mb) & ~s->known_keywords) != 0)
+		imap_report_flags(s);
 }
 
 void
@@ -119,6 +127,7 @@ imap_fetch_flags_line(struct imap_session *s, size_t i, bool uid)
 	const struct mbox_msg *m = &s->mb->msgs[i];
 	str_t f = STR_INIT;
 
+	imap_announce_keywords(s);
 	imap_flags_string(s->mb, m, &f);
 	if (uid)
 		imap_untagged(s, "%zu FETCH (UID %u FLAGS (%s))", i + 1, m->uid,
@@ -165,7 +174,7 @@ imap_sync_report(struct imap_session *s, bool allow_expunge)
 	}
 	if (allow_expunge)
 		imap_report_expunges(s);
-	if (count_keywords(s->mb) != s->known_keywords)
+	if (keyword_mask(s->mb) != s->known_keywords)
 		imap_report_flags(s);
 	announced = s->known;
 	if (s->mb->n != s->known) {

@@ -565,6 +565,63 @@ def test_store_readonly_and_persisted(imap_server):
         c.logout()
 
 
+def check_flags_announced(untagged, announced):
+    """Walk untagged responses in order: every keyword a FETCH shows must
+    be in the last '* FLAGS' (and PERMANENTFLAGS) seen before it (RFC 3501
+    7.2.6). announced: the keywords known before. Returns them after."""
+    announced = set(announced)
+    for u in untagged:
+        u = u.decode("utf-8", "replace")
+        m = re.match(r"\* FLAGS \((.*)\)$", u)
+        if m:
+            announced = {f for f in m.group(1).split() if not f.startswith("\\")}
+            continue
+        m = re.match(r"\* OK \[PERMANENTFLAGS \((.*)\)\]", u)
+        if m:
+            perm = {f for f in m.group(1).split() if not f.startswith("\\")}
+            assert perm == announced, (u, announced)
+            continue
+        if re.match(r"\* \d+ FETCH ", u):
+            items = parse(u.split(" FETCH ", 1)[1])[0]
+            d = dict(zip(items[::2], items[1::2]))
+            kws = {f for f in d.get("FLAGS", []) if not f.startswith("\\")}
+            assert kws <= announced, "%r before FLAGS announced %r" % (u, kws - announced)
+    return announced
+
+
+def test_flags_announced_before_fetch_uses_keyword(imap_server):
+    """A keyword never appears in a FETCH before untagged FLAGS (and
+    PERMANENTFLAGS) announce it: not when this session's STORE makes it,
+    nor when another session's does and a FETCH learns of it."""
+    put_many(imap_server.instance, ALICE, 3)
+    with imap_server.session() as a, imap_server.session(select="INBOX") as b:
+        r = a.select("INBOX")
+        known = check_flags_announced(r.untagged, set())
+        # this session makes the keyword
+        r = a.ok("STORE 1 +FLAGS ($First)")
+        assert r.find(r"^\* FLAGS \(.*\$First"), r
+        assert r.find(r"^\* OK \[PERMANENTFLAGS \(.*\$First"), r
+        known = check_flags_announced(r.untagged, known)
+        # another session makes one; this session's FETCH reads the
+        # message (its file was renamed) and so learns the new flags
+        b.ok("STORE 2 +FLAGS.SILENT ($Second)")
+        r = a.ok("FETCH 2 (BODY.PEEK[] FLAGS)")
+        known = check_flags_announced(r.untagged, known)
+        assert "$Second" in r.fetches()[2]["FLAGS"], r
+        assert "$Second" in known, r
+        # and one set by a FETCH that sets \Seen after the other renamed
+        b.ok("STORE 3 +FLAGS.SILENT ($Third)")
+        r = a.ok("FETCH 3 (BODY[] FLAGS)")
+        known = check_flags_announced(r.untagged, known)
+        r = a.ok("NOOP")
+        known = check_flags_announced(r.untagged, known)
+        assert {"$First", "$Second", "$Third"} <= known, known
+        r = a.ok("FETCH 1:3 FLAGS")
+        check_flags_announced(r.untagged, known)
+        a.logout()
+        b.logout()
+
+
 def test_keywords(imap_server):
     inst = imap_server.instance
     put_many(inst, ALICE, 2)
