@@ -157,6 +157,44 @@ imap_report_expunges(struct imap_session *s)
 	free(seqs);
 }
 
+/*
+ * The selected folder was deleted or re-created under the session
+ * (another session's DELETE and CREATE, or a new UIDVALIDITY). Dovecot
+ * ends such a session with BYE; here it goes on as if the folder had
+ * become unavailable: it is told once, with an untagged NO
+ * [UNAVAILABLE], its view is closed (the handle, and with it the IDLE
+ * watch, released; nothing more is written to the folder), and until it
+ * SELECTs again, CLOSEs or UNSELECTs, every command that needs the
+ * selected folder gets NO [UNAVAILABLE] at once (imap_lost_command),
+ * without touching the disk. One log line per session, not one per
+ * command or IDLE wakeup.
+ */
+static void
+mailbox_lost(struct imap_session *s, const char *err)
+{
+	log_info("%016llx: %s: mailbox %s closed", SID(&s->base), err,
+	    s->mbox_name != NULL ? s->mbox_name : "");
+	imap_untagged(s, "NO [UNAVAILABLE] The selected mailbox was deleted "
+	    "or re-created; select it again");
+	mbox_close(&s->mb);
+	s->known = 0;
+}
+
+void
+imap_lost_command(struct imap_session *s, const struct imap_command *def)
+{
+	if (strcmp(def->name, "CLOSE") == 0 ||
+	    strcmp(def->name, "UNSELECT") == 0) {
+		imap_close_mailbox(s);
+		s->state = S_AUTH;
+		imap_ok(s, "%s completed.", strcmp(def->name, "CLOSE") == 0 ?
+		    "Close" : "Unselect");
+		return;
+	}
+	imap_no(s, "[UNAVAILABLE] The selected mailbox was deleted or "
+	    "re-created; select it again");
+}
+
 void
 imap_sync_report(struct imap_session *s, bool allow_expunge)
 {
@@ -165,11 +203,16 @@ imap_sync_report(struct imap_session *s, bool allow_expunge)
 	uint32_t *uids;
 	long nchanged;
 	size_t announced;
+	int r;
 
 	if (s->mb == NULL)
 		return;
-	if (mbox_sync(s->mb, &added, &err) < 0) {
-		log_error("%016llx: sync %s: %s", SID(&s->base), s->mb->path, err);
+	if ((r = mbox_sync(s->mb, &added, &err)) < 0) {
+		if (r == -2)
+			mailbox_lost(s, err);
+		else
+			log_error("%016llx: sync %s: %s", SID(&s->base),
+			    s->mb->path, err);
 		return;
 	}
 	if (allow_expunge)

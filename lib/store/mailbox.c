@@ -985,9 +985,9 @@ index_refresh(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 		r = log_refresh(mb, error_r);
 		if (r <= 0)
 			return r;
-		return mbox_fail(error_r, "%s/%s is lost: the folder "
-		    "must be re-indexed (a new UIDVALIDITY)", mb->path,
-		    MBOX_LOG_NAME);
+		mbox_fail(error_r, "%s/%s is lost: the folder must be "
+		    "re-indexed (a new UIDVALIDITY)", mb->path, MBOX_LOG_NAME);
+		return -2;
 	}
 	r = mbox_index_read(mb->path, false, &fd, &idx, error_r);
 	if (r < 0)
@@ -996,9 +996,10 @@ index_refresh(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 	    p->loaded) {
 		mbox_index_free(&idx);
 		close(fd);
-		return mbox_fail(error_r, "%s: UIDVALIDITY changed "
-		    "from %u to %u (folder recreated?)", mb->path,
-		    mb->uidvalidity, idx.uidvalidity);
+		mbox_fail(error_r, "%s: UIDVALIDITY changed from %u to %u "
+		    "(folder recreated?)", mb->path, mb->uidvalidity,
+		    idx.uidvalidity);
+		return -2;
 	}
 	if (r == MBOX_INDEX_OK) {
 		/* the log this base names: everything after log_seq */
@@ -1023,10 +1024,12 @@ index_refresh(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 			return -1;
 		if (r == 0)
 			return 0;
-		if (was_loaded)
-			return mbox_fail(error_r, "%s/%s is lost: the folder "
-			    "must be re-indexed (a new UIDVALIDITY)",
-			    mb->path, MBOX_LOG_NAME);
+		if (was_loaded) {
+			mbox_fail(error_r, "%s/%s is lost: the folder must "
+			    "be re-indexed (a new UIDVALIDITY)", mb->path,
+			    MBOX_LOG_NAME);
+			return -2;
+		}
 		log_warn("%s/%s is lost: re-indexing the folder with a new "
 		    "UIDVALIDITY", mb->path, MBOX_LOG_NAME);
 		lost = true;
@@ -1613,6 +1616,29 @@ stat_sub(const struct mbox *mb, const char *sub, struct stat *st,
 	return ret;
 }
 
+/* Was the folder deleted or re-created since the handle was opened?
+ * Its cur/ is missing, or (st: cur/'s stat) is another directory. */
+static bool
+folder_gone(const struct mbox *mb, const struct stat *st,
+    const char **error_r)
+{
+	const struct mbox_priv *p = mb->priv;
+	char *cur = xasprintf("%s/cur", mb->path);
+	struct stat cst;
+	bool gone;
+
+	if (st == NULL) {
+		gone = lstat(cur, &cst) < 0 ? errno == ENOENT :
+		    cst.st_dev != p->cur_dev || cst.st_ino != p->cur_ino;
+	} else {
+		gone = st->st_dev != p->cur_dev || st->st_ino != p->cur_ino;
+	}
+	free(cur);
+	if (gone)
+		mbox_fail(error_r, "%s was deleted or re-created", mb->path);
+	return gone;
+}
+
 /*
  * List cur/ and new/ where their mtime differs from the recorded one,
  * and bring msgs up to date: renamed files (same stable key) keep their
@@ -1643,7 +1669,9 @@ dirs_sync(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 	clock_gettime(CLOCK_REALTIME, &now);
 	for (d = 0; d < 2; d++) {
 		if (stat_sub(mb, subs[d], &st[d], error_r) < 0)
-			return -1;
+			return folder_gone(mb, NULL, error_r) ? -2 : -1;
+		if (d == 1 && folder_gone(mb, &st[d], error_r))
+			return -2;
 		list[d] = !ts_set(*rec[d]) || !ts_eq(*rec[d], st[d].st_mtim);
 	}
 	if (!list[0] && !list[1])
@@ -2087,8 +2115,12 @@ sync_locked(struct mbox *mb, struct sync_ctx *ctx, size_t *added_r,
 {
 	struct mbox_priv *p = mb->priv;
 	size_t n0 = mb->n;
-	int ret = -1;
+	int ret = -1, r;
 
+	if (p->dead) {
+		mbox_fail(error_r, "%s was deleted or re-created", mb->path);
+		return -2;
+	}
 	p->ntouched = 0;
 	if (p->ndel > mb->n + 1024) {
 		size_t *idx;
@@ -2097,12 +2129,17 @@ sync_locked(struct mbox *mb, struct sync_ctx *ctx, size_t *added_r,
 		free(idx);
 	}
 	mbox_cache_flush(mb);
-	if (index_refresh(mb, ctx, error_r) < 0)
+	if ((r = index_refresh(mb, ctx, error_r)) < 0) {
+		ret = r;
 		goto out;
+	}
 	if (ctx->list) {
 		keywords_load(mb, false);
-		if (dirs_sync(mb, ctx, error_r) < 0)
-			goto fail;
+		if ((r = dirs_sync(mb, ctx, error_r)) < 0) {
+			sync_rollback(mb, ctx);
+			ret = r;
+			goto out;
+		}
 		if (ctx->take_new && !mb->readonly && !p->keep_new)
 			take_new(mb);
 		mbox_cache_maybe_compact(mb);
@@ -2131,6 +2168,8 @@ sync_locked(struct mbox *mb, struct sync_ctx *ctx, size_t *added_r,
 fail:
 	sync_rollback(mb, ctx);
 out:
+	if (ret == -2)
+		p->dead = true;	/* the handle is useless: see mbox_sync */
 	finish_touched(mb);
 	if (ctx->importing)
 		mbox_import_free(&ctx->imp);
@@ -2201,6 +2240,10 @@ open_mode(const char *path, bool readonly, bool keep_new, struct mbox **mb_r,
 		    xasprintf("%s/%s", mb->path, d ? "cur" : "new");
 
 		ret = lstat(dpath, &st);
+		if (ret == 0 && d == 1) {
+			p->cur_dev = st.st_dev;
+			p->cur_ino = st.st_ino;
+		}
 		if (ret < 0 || !S_ISDIR(st.st_mode)) {
 			mbox_fail(error_r, "%s: %s", dpath, ret < 0 ?
 			    strerror(errno) : S_ISLNK(st.st_mode) ?
@@ -2263,8 +2306,11 @@ mbox_close(struct mbox **mbp)
 	if (mb == NULL)
 		return;
 	p = mb->priv;
-	mbox_cache_flush(mb);
-	if (p->dirty && p->loaded && p->lock_fd >= 0) {
+	/* a folder deleted or re-created: nothing of ours goes into the
+	 * one now at the path */
+	if (!p->dead)
+		mbox_cache_flush(mb);
+	if (p->dirty && p->loaded && p->lock_fd >= 0 && !p->dead) {
 		/* unwritten flag changes, expunges, cache offsets */
 		if (mbox_lock(mb, &error) < 0) {
 			log_warn("%s: index not written: %s", mb->path, error);

@@ -108,9 +108,12 @@ void mbox_close(struct mbox **mb);
  *  - files that disappeared are marked expunged (kept in msgs until
  *    mbox_purge), files whose flags changed get flags_changed.
  * The index is written back if anything changed. *added_r (if not NULL)
- * is the number of messages appended to msgs. 0 ok, -1 error (also
- * when the folder got another UIDVALIDITY meanwhile, i.e. it was
- * recreated: the handle is then useless and the session must end).
+ * is the number of messages appended to msgs. 0 ok, -1 error, -2 the
+ * folder was deleted, re-created (its cur/ is another directory, or it
+ * got another UIDVALIDITY) or must be re-indexed: the handle is then
+ * useless, every later sync fails the same way at once, and nothing is
+ * written to the folder any more (the caller closes it). Other calls
+ * that sync fail (< 0) then too.
  */
 int mbox_sync(struct mbox *mb, size_t *added_r, const char **error_r);
 

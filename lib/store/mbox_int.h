@@ -69,6 +69,11 @@ struct mbox_priv {
 	size_t ntouched, touched_cap;
 	bool keep_new;		/* writable, but new/ files stay in new/
 				   (a POP3 maildrop takes no \Recent) */
+	bool dead;		/* the folder was deleted, re-created or
+				   re-indexed: every sync fails with -2 and
+				   nothing is written any more */
+	dev_t cur_dev;		/* cur/ when opened: another one there */
+	ino_t cur_ino;		/* means the folder was re-created */
 	uint32_t recent_uid;	/* petrel-recent as last read or written:
 				   no session has taken the messages from
 				   this uid on as \Recent (0: not read) */

@@ -483,6 +483,71 @@ def test_large_mailbox_is_fast(imap_inst, imap_start):
 # races between sessions
 
 
+def test_folder_deleted_and_recreated_under_other_sessions(imap_server):
+    """Another session DELETEs and re-CREATEs the folder A and B have
+    selected (A idles, B keeps sending commands). Each of them is told
+    once (an untagged NO [UNAVAILABLE]), commands that need the folder
+    get NO [UNAVAILABLE], SELECT works again (a new UIDVALIDITY), and the
+    log stays small: at most a few lines per session, however long they
+    go on, not one or more per command or IDLE wakeup."""
+    inst = imap_server.instance
+    put_many(inst, ALICE, 3, folder="Work")
+    with imap_server.session() as a, imap_server.session() as b, \
+            imap_server.session() as c:
+        r = a.select("Work")
+        uv = int(r.find(r"UIDVALIDITY")[0].split("UIDVALIDITY ")[1].split("]")[0])
+        b.select("Work")
+        a.idle()
+        before = len(imap_server.log_lines())
+        c.ok("DELETE Work")
+        c.ok("CREATE Work")
+        c.append("Work", crlf(message(9)))
+        # the idling session is told once, at once
+        hit, got = a.read_until(r"^\* NO \[UNAVAILABLE\]", timeout=10)
+        assert hit is not None, got
+        # B keeps working for a while: one NO, then NO per command
+        first = b.command("NOOP")
+        assert first.status == "OK", first
+        assert len(first.find(r"^\* NO \[UNAVAILABLE\]")) == 1, first
+        deadline = time.monotonic() + 5
+        n = added = 0
+        while time.monotonic() < deadline and n < 2000:
+            n += 1
+            r = b.command("FETCH 1 FLAGS")
+            assert r.status == "NO" and "UNAVAILABLE" in r.text, r
+            assert not r.find(r"^\* NO"), r
+            r = b.ok("NOOP")
+            assert not r.untagged, r
+            if n % 10 == 1:
+                c.append("Work", crlf(message(n)))
+                added += 1
+        assert n > 10, n
+        # IDLE saw all those appends in the new folder: nothing more said
+        r = a.done()
+        assert r.status == "OK", r
+        assert not r.find(r"EXISTS|FETCH|EXPUNGE"), r
+        lines = imap_server.log_lines()[before:]
+        # the DELETE/CREATE may log a line or two; each session one
+        assert len(lines) <= 6, (len(lines), lines[:40])
+        # SELECT again: the new folder
+        r = b.select("Work")
+        assert r.numbered("EXISTS") == [added + 1], r
+        uv2 = int(r.find(r"UIDVALIDITY")[0].split("UIDVALIDITY ")[1].split("]")[0])
+        assert uv2 != uv
+        r = a.ok("UNSELECT")
+        r = a.fails("FETCH 1 FLAGS")
+        # deleted for good: the same
+        c.ok("DELETE Work")
+        r = b.ok("NOOP")
+        assert len(r.find(r"^\* NO \[UNAVAILABLE\]")) == 1, r
+        b.no("UID FETCH 1:* FLAGS", contains="UNAVAILABLE")
+        b.ok("CLOSE")
+        b.fails("FETCH 1 FLAGS")
+        a.logout()
+        b.logout()
+        c.logout()
+
+
 def test_recent_goes_to_exactly_one_session(imap_server):
     """RFC 3501 2.3.2: a message is \\Recent in at most one session. Six
     sessions SELECT at the same moment: the RECENT counts add up to 5."""

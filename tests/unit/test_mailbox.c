@@ -1218,6 +1218,51 @@ out:
 	test_end();
 }
 
+/* A folder deleted or re-created under an open handle: its syncs fail
+ * with -2 from then on, and closing it writes nothing into the new
+ * folder. */
+static void
+test_recreated(void)
+{
+	char *f = mkfolder("recreate"), *away, *idx;
+	struct mbox *mb, *other;
+	const char *error;
+	struct stat st;
+
+	test_begin("mailbox: a deleted or re-created folder ends the handle");
+	put_msg(f, "cur", "1600000001.M1P1.h:2,S", "x\n", 0);
+	mb = open_ok(f, false);
+	test_assert(mb != NULL);
+	if (mb == NULL)
+		goto out;
+	away = xasprintf("%s.away", f);
+	test_assert(rename(f, away) == 0);
+	test_assert(mbox_sync(mb, NULL, &error) == -2);
+	test_assert(strstr(error, "deleted or re-created") != NULL);
+	/* made again (no index yet): still -2, and nothing written */
+	{
+		const char *e2;
+
+		test_assert(maildir_make(f, &e2) == 0);
+	}
+	put_msg(f, "cur", "1600000009.M1P1.h:2,", "y\n", 0);
+	test_assert(mbox_sync(mb, NULL, &error) == -2);
+	test_assert(mbox_flush(mb, &error) <= 0);
+	mbox_close(&mb);
+	idx = xasprintf("%s/%s", f, "petrel-index");
+	test_assert(stat(idx, &st) < 0 && errno == ENOENT);
+	free(idx);
+	/* a new handle indexes the new folder afresh */
+	other = open_ok(f, false);
+	test_assert(other != NULL && other->n == 1 &&
+	    other->msgs[0].uid == 1);
+	mbox_close(&other);
+	free(away);
+out:
+	free(f);
+	test_end();
+}
+
 static void
 test_status(void)
 {
@@ -1498,6 +1543,7 @@ main(void)
 	test_cache();
 	test_added();
 	test_recent_added();
+	test_recreated();
 	test_status();
 	test_errors();
 	test_processes();
