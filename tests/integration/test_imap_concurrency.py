@@ -548,6 +548,37 @@ def test_folder_deleted_and_recreated_under_other_sessions(imap_server):
         c.logout()
 
 
+def test_fetch_of_message_expunged_by_another_session(imap_server):
+    """RFC 2180 4.1.1/4.1.2: until B is told of an expunge (it cannot be
+    during FETCH), a FETCH of the message answers what the index and the
+    cache still hold -- FLAGS, UID, INTERNALDATE, RFC822.SIZE, ENVELOPE,
+    BODYSTRUCTURE, even when only another session looked at them -- not
+    NO [EXPUNGEISSUED]; that is left for what only the file had."""
+    put_many(imap_server.instance, ALICE, 3)
+    items = "(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE)"
+    with imap_server.session(select="INBOX") as a, \
+            imap_server.session(select="INBOX") as b:
+        want = a.ok("FETCH 2 " + items).fetches()[2]
+        a.ok("STORE 2 +FLAGS.SILENT (\\Deleted)")
+        a.ok("EXPUNGE")
+        r = b.ok("FETCH 2 " + items)
+        assert not r.numbered("EXPUNGE"), r
+        got = r.fetches()[2]
+        for k in ("UID", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODYSTRUCTURE"):
+            assert got[k] == want[k], (k, got, want)
+        # the flags this session last knew (it never saw the \Deleted)
+        assert "\\Seen" not in got["FLAGS"], got
+        r = b.ok("FETCH 1:3 (UID RFC822.SIZE ENVELOPE)")
+        assert sorted(r.fetches()) == [1, 2, 3], r
+        # the bytes went with the file
+        r = b.no("FETCH 2 BODY.PEEK[]", contains="EXPUNGEISSUED")
+        assert not r.numbered("EXPUNGE"), r
+        r = b.ok("NOOP")
+        assert r.numbered("EXPUNGE") == [2], r
+        a.logout()
+        b.logout()
+
+
 def test_recent_goes_to_exactly_one_session(imap_server):
     """RFC 3501 2.3.2: a message is \\Recent in at most one session. Six
     sessions SELECT at the same moment: the RECENT counts add up to 5."""
