@@ -654,6 +654,9 @@ mbox_keyword_letter(struct mbox *mb, const char *name, bool create)
 
 /* ---- the index: re-reading and merging ---- */
 
+static bool folder_gone(const struct mbox *mb, const struct stat *st,
+    const char **error_r);
+
 struct sync_ctx {
 	bool take_new;		/* move new/ to cur/ (and mark recent) */
 	bool list;		/* list the directories if needed */
@@ -1048,6 +1051,14 @@ index_refresh(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 		p->log_seq = 0;
 		fd = p->index_fd;
 		p->index_fd = -1;
+	}
+	/* no index: removed, or the folder was re-created (a handle
+	 * that wrote ours into it would undo the new one's UIDs) */
+	if (p->loaded && folder_gone(mb, NULL, error_r)) {
+		if (fd >= 0)
+			close(fd);
+		mbox_index_free(&idx);
+		return -2;
 	}
 	if (r == MBOX_INDEX_CORRUPT)
 		log_warn("%s/%s is corrupt, rebuilding it", mb->path,
