@@ -1924,6 +1924,9 @@ recent_sync(struct mbox *mb, bool take, bool built, uint32_t first_new)
 		recent_write(mb, r);
 	}
 	p->recent_uid = r;
+	/* read-only: shown up to top, look again only for newer ones */
+	if (mb->readonly && top >= r)
+		p->recent_uid = top + 1;
 }
 
 static int
