@@ -157,6 +157,48 @@ structure(struct imap_session *s, size_t i, enum mbox_cache_kind kind,
 	return str_steal(&v);
 }
 
+/* Can every item be answered without the message's file: from the
+ * index (FLAGS, UID, and INTERNALDATE and RFC822.SIZE once learned) and
+ * the cache (ENVELOPE, BODY, BODYSTRUCTURE, looked up again into
+ * cached)? */
+static bool
+answer_without_file(struct imap_session *s, const struct fetch_att *att,
+    size_t i, char *cached[MBOX_CACHE_KINDS])
+{
+	const struct mbox_msg *m = &s->mb->msgs[i];
+
+	for (size_t k = 0; k < att->n; k++) {
+		enum mbox_cache_kind ck;
+
+		switch (att->items[k].kind) {
+		case FETCH_FLAGS:
+		case FETCH_UID:
+			continue;
+		case FETCH_INTERNALDATE:
+		case FETCH_RFC822_SIZE:
+			if (m->info_pending)
+				return false;
+			continue;
+		case FETCH_ENVELOPE:
+			ck = MBOX_CACHE_ENVELOPE;
+			break;
+		case FETCH_BODY:
+			ck = MBOX_CACHE_BODY;
+			break;
+		case FETCH_BODYSTRUCTURE:
+			ck = MBOX_CACHE_BODYSTRUCTURE;
+			break;
+		default:
+			return false;	/* the message's bytes */
+		}
+		if (cached[ck] == NULL)
+			cached[ck] = mbox_cache_get(s->mb, i, ck);
+		if (cached[ck] == NULL)
+			return false;
+	}
+	return true;
+}
+
 static bool
 fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 {
@@ -192,13 +234,22 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 		if (cached[ck] == NULL)
 			need_data = true;
 	}
-	if (need_data) {
-		if (imap_read_message(s, i, &fm.raw, &fm.rawlen) < 0) {
+	if (need_data &&
+	    imap_read_message(s, i, &fm.raw, &fm.rawlen) < 0) {
+		/* The file is gone: expunged by another session (RFC 2180
+		 * 4.1.1, 4.1.2). Until this session is told, answer from
+		 * what the index and the cache still hold (the sync that
+		 * found it gone may have learned more); NO [EXPUNGEISSUED]
+		 * only when an item is left that only the file had. */
+		m = &s->mb->msgs[i];
+		if (!answer_without_file(s, att, i, cached)) {
 			for (size_t k = 0; k < MBOX_CACHE_KINDS; k++)
 				free(cached[k]);
 			fs->gone = true;
 			return false;
 		}
+		need_data = false;
+	} else if (need_data) {
 		m = &s->mb->msgs[i];
 		/* the reply goes straight into s->out: room for this message
 		 * (and, at the start of a chunk of a longer FETCH, for the
@@ -222,7 +273,8 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 		}
 		m = &s->mb->msgs[i];
 	}
-	if (att->sets_seen && !s->readonly && strchr(m->flags, 'S') == NULL) {
+	if (att->sets_seen && !s->readonly && !m->expunged &&
+	    strchr(m->flags, 'S') == NULL) {
 		char flags[64];
 		const char *err;
 
@@ -234,7 +286,10 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 		set_seen = true;
 	}
 	/* The MIME tree is built only for an item that needs it. Nothing
-	 * below fails: the response is written into s->out as it goes. */
+	 * below fails: the response is written into s->out as it goes,
+	 * after FLAGS if the flags may name a keyword not announced yet
+	 * (one another session made, or a sync just learned). */
+	imap_announce_keywords(s);
 	str_printf(line, "* %zu FETCH (", i + 1);
 	for (size_t k = 0; k < att->n; k++) {
 		const struct fetch_item *it = &att->items[k];

@@ -75,8 +75,8 @@ imap_cmd_select(struct imap_session *s, struct imap_cmd *c)
 		struct mbox_msg *m = &s->mb->msgs[i];
 
 		m->flags_changed = false;
-		if (examine)
-			m->recent = !m->in_cur;	/* shown, not taken */
+		if (examine && !m->in_cur)
+			m->recent = true;	/* shown, not taken */
 		if (m->recent)
 			recent++;
 		if (unseen < 0 && strchr(m->flags, 'S') == NULL)

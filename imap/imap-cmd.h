@@ -14,6 +14,10 @@
 const char *imap_basename_of(const char *path);
 /* Untagged FLAGS and PERMANENTFLAGS for the selected mailbox. */
 void imap_report_flags(struct imap_session *s);
+/* The same when the mailbox has a keyword the last FLAGS did not name:
+ * called before any FETCH response that shows flags, so a client never
+ * sees a keyword before FLAGS announces it (RFC 3501 7.2.6, 7.4.2). */
+void imap_announce_keywords(struct imap_session *s);
 /* Untagged "n FETCH (FLAGS ...)" (with the UID when uid). */
 void imap_fetch_flags_line(struct imap_session *s, size_t i, bool uid);
 /* The indexes of the messages a set names, ascending, without repeats;

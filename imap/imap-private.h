@@ -92,12 +92,14 @@ struct imap_session {
 	char *maildir;
 	uint64_t quota;		/* bytes, 0 = none */
 
-	/* selected mailbox */
+	/* selected mailbox (NULL in S_SELECTED: the folder was deleted or
+	 * re-created under the session, see imap_lost_command) */
 	struct mbox *mb;
 	char *mbox_name;	/* as the client named it (INBOX canonical) */
 	bool readonly;
 	size_t known;		/* messages the client knows of (EXISTS) */
-	unsigned known_keywords;	/* keywords in the last FLAGS */
+	uint32_t known_keywords;	/* keywords in the last FLAGS: bit k
+					   for letter 'a' + k */
 	bool changed;		/* inotify saw a change since the last sync */
 	struct imap_watch *watch;
 };
@@ -151,6 +153,11 @@ bool imap_is_inbox(const char *name);
  * changed: EXPUNGE (unless the command forbids them), EXISTS, RECENT,
  * FETCH FLAGS. */
 void imap_sync_report(struct imap_session *s, bool allow_expunge);
+/* A command that needs the selected folder after the sync found it
+ * deleted or re-created (s->mb NULL in S_SELECTED): NO [UNAVAILABLE];
+ * CLOSE and UNSELECT close the view (mailbox_view.c). */
+void imap_lost_command(struct imap_session *s,
+    const struct imap_command *def);
 void imap_report_expunges(struct imap_session *s);
 void imap_flags_string(const struct mbox *mb, const struct mbox_msg *m,
     str_t *out);

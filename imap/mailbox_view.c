@@ -79,15 +79,16 @@ imap_flags_string(const struct mbox *mb, const struct mbox_msg *m, str_t *out)
 	}
 }
 
-static unsigned
-count_keywords(const struct mbox *mb)
+/* The keywords the mailbox has: bit k for letter 'a' + k. */
+static uint32_t
+keyword_mask(const struct mbox *mb)
 {
-	unsigned n = 0;
+	uint32_t mask = 0;
 
 	for (size_t i = 0; i < 26; i++)
 		if (mb->keywords[i] != NULL)
-			n++;
-	return n;
+			mask |= (uint32_t)1 << i;
+	return mask;
 }
 
 void
@@ -110,7 +111,14 @@ imap_report_flags(struct imap_session *s)
 		    "\\Deleted \\Seen \\Draft%s \\*)] Flags permitted.",
 		    str_c(&kw));
 	str_free(&kw);
-	s->known_keywords = count_keywords(s->mb);
+	s->known_keywords = keyword_mask(s->mb);
+}
+
+void
+imap_announce_keywords(struct imap_session *s)
+{
+	if ((keyword_mask(s->mb) & ~s->known_keywords) != 0)
+		imap_report_flags(s);
 }
 
 void
@@ -119,6 +127,7 @@ imap_fetch_flags_line(struct imap_session *s, size_t i, bool uid)
 	const struct mbox_msg *m = &s->mb->msgs[i];
 	str_t f = STR_INIT;
 
+	imap_announce_keywords(s);
 	imap_flags_string(s->mb, m, &f);
 	if (uid)
 		imap_untagged(s, "%zu FETCH (UID %u FLAGS (%s))", i + 1, m->uid,
@@ -148,6 +157,44 @@ imap_report_expunges(struct imap_session *s)
 	free(seqs);
 }
 
+/*
+ * The selected folder was deleted or re-created under the session
+ * (another session's DELETE and CREATE, or a new UIDVALIDITY). Dovecot
+ * ends such a session with BYE; here it goes on as if the folder had
+ * become unavailable: it is told once, with an untagged NO
+ * [UNAVAILABLE], its view is closed (the handle, and with it the IDLE
+ * watch, released; nothing more is written to the folder), and until it
+ * SELECTs again, CLOSEs or UNSELECTs, every command that needs the
+ * selected folder gets NO [UNAVAILABLE] at once (imap_lost_command),
+ * without touching the disk. One log line per session, not one per
+ * command or IDLE wakeup.
+ */
+static void
+mailbox_lost(struct imap_session *s, const char *err)
+{
+	log_info("%016llx: %s: mailbox %s closed", SID(&s->base), err,
+	    s->mbox_name != NULL ? s->mbox_name : "");
+	imap_untagged(s, "NO [UNAVAILABLE] The selected mailbox was deleted "
+	    "or re-created; select it again");
+	mbox_close(&s->mb);
+	s->known = 0;
+}
+
+void
+imap_lost_command(struct imap_session *s, const struct imap_command *def)
+{
+	if (strcmp(def->name, "CLOSE") == 0 ||
+	    strcmp(def->name, "UNSELECT") == 0) {
+		imap_close_mailbox(s);
+		s->state = S_AUTH;
+		imap_ok(s, "%s completed.", strcmp(def->name, "CLOSE") == 0 ?
+		    "Close" : "Unselect");
+		return;
+	}
+	imap_no(s, "[UNAVAILABLE] The selected mailbox was deleted or "
+	    "re-created; select it again");
+}
+
 void
 imap_sync_report(struct imap_session *s, bool allow_expunge)
 {
@@ -156,16 +203,21 @@ imap_sync_report(struct imap_session *s, bool allow_expunge)
 	uint32_t *uids;
 	long nchanged;
 	size_t announced;
+	int r;
 
 	if (s->mb == NULL)
 		return;
-	if (mbox_sync(s->mb, &added, &err) < 0) {
-		log_error("%016llx: sync %s: %s", SID(&s->base), s->mb->path, err);
+	if ((r = mbox_sync(s->mb, &added, &err)) < 0) {
+		if (r == -2)
+			mailbox_lost(s, err);
+		else
+			log_error("%016llx: sync %s: %s", SID(&s->base),
+			    s->mb->path, err);
 		return;
 	}
 	if (allow_expunge)
 		imap_report_expunges(s);
-	if (count_keywords(s->mb) != s->known_keywords)
+	if (keyword_mask(s->mb) != s->known_keywords)
 		imap_report_flags(s);
 	announced = s->known;
 	if (s->mb->n != s->known) {

@@ -229,6 +229,9 @@ execute(struct imap_session *s, const char *buf, size_t len, size_t spool_at)
 			imap_bad(s, "No mailbox selected");
 		else
 			imap_bad(s, "Not allowed now");
+	} else if (s->state == S_SELECTED && s->mb == NULL &&
+	    (def->flags & IN_AUTH) == 0) {
+		imap_lost_command(s, def);
 	} else {
 		s->def = def;
 		if (def->flags & ON_LOOP) {

@@ -189,6 +189,8 @@ struct search_key {
 	char flag;			/* SK_FLAG / SK_UNFLAG */
 	char *str;			/* keyword, needle (UTF-8) */
 	char *header;			/* SK_HEADER field name */
+	bool address;			/* SK_HEADER: BCC CC FROM TO, matched
+					   on the parsed addresses */
 	uint64_t num;			/* LARGER / SMALLER */
 	int date;			/* days since 1970-01-01 */
 	struct imap_seqset set;		/* SK_SEQSET, SK_UID */

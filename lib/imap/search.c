@@ -26,6 +26,7 @@ static const struct keydef {
 	char flag;
 	const char *header;	/* BCC CC FROM SUBJECT TO */
 } keydefs[] = {
+	/* BCC CC FROM TO match the parsed addresses (address_field()) */
 	{ "ALL", SK_ALL, KA_NONE, 0, NULL },
 	{ "ANSWERED", SK_FLAG, KA_NONE, 'R', NULL },
 	{ "BCC", SK_HEADER, KA_STRING, 0, "Bcc" },
@@ -83,6 +84,18 @@ ascii_caseeq(const char *a, const char *b)
 			return false;
 	}
 	return *a == *b;
+}
+
+/* SEARCH BCC, CC, FROM, TO: matched against the addresses as parsed
+ * (RFC 5322: comments and folding removed, as ENVELOPE shows them),
+ * with their display names, so "FROM user@domain.org" finds
+ * "<user (c)@ (c) domain.org>" and "FROM John" finds "John Doe <j@x>"
+ * (as Dovecot does). SUBJECT and HEADER match the raw decoded text. */
+static bool
+address_field(const char *name)
+{
+	return ascii_caseeq(name, "From") || ascii_caseeq(name, "To") ||
+	    ascii_caseeq(name, "Cc") || ascii_caseeq(name, "Bcc");
 }
 
 /* Free what k holds (not k itself). */
@@ -189,8 +202,10 @@ parse_key_arg(struct sargs *sa, unsigned depth, const struct keydef *kd,
 	case KA_STRING:
 	case KA_KEYWORD:
 		k->str = xstrdup(s);
-		if (kd->header != NULL)
+		if (kd->header != NULL) {
 			k->header = xstrdup(kd->header);
+			k->address = address_field(kd->header);
+		}
 		return 0;
 	case KA_HEADER:
 		k->header = xstrdup(s);
@@ -590,6 +605,9 @@ match_key(const struct search_key *k, struct match_ctx *c)
 	case SK_SENTSINCE:
 		return match_date(k, c);
 	case SK_HEADER:
+		if (k->address)
+			return ensure_data(c) && mime_search_address(c->data,
+			    c->root, k->header, k->str);
 		return ensure_data(c) &&
 		    mime_search_header(c->data, c->root, k->header, k->str);
 	case SK_BODY:

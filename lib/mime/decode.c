@@ -479,12 +479,13 @@ contains(str_t *s, const char *needle, size_t nlen)
 }
 
 /* The fields of a header block one by one, unfolded and decoded; with
- * value_only the name and ':' are left out. */
+ * value_only the name and ':' are left out; with addr (value_only too)
+ * each value is first parsed as addresses (mime_address_text). */
 static bool
-fields_contain(const char *blk, size_t len, bool value_only,
+fields_contain(const char *blk, size_t len, bool value_only, bool addr,
     const char *needle, size_t nlen)
 {
-	str_t raw = STR_INIT, dec = STR_INIT;
+	str_t raw = STR_INIT, dec = STR_INIT, txt = STR_INIT;
 	size_t pos = 0, end, i;
 	const char *lf, *colon;
 	bool found = false;
@@ -511,12 +512,21 @@ fields_contain(const char *blk, size_t len, bool value_only,
 				i++;
 		}
 		str_truncate(&dec, 0);
-		mime_decode_header(raw.data != NULL ? raw.data + i : "",
-		    raw.len - i, &dec);
-		found = contains(&dec, needle, nlen);
+		if (addr) {
+			str_truncate(&txt, 0);
+			mime_address_text(raw.data != NULL ?
+			    str_c(&raw) + i : "", &txt);
+			mime_decode_header(str_c(&txt), txt.len, &dec);
+		} else {
+			mime_decode_header(raw.data != NULL ? raw.data + i :
+			    "", raw.len - i, &dec);
+		}
+		found = contains(&dec, needle, nlen) ||
+		    (addr && nlen == 0);
 	}
 	str_free(&raw);
 	str_free(&dec);
+	str_free(&txt);
 	return found;
 }
 
@@ -532,16 +542,17 @@ fold_needle(const char *needle, size_t *nlen)
 
 static bool
 header_contains(const char *data, const struct mime_part *part,
-    const char *name, const char *needle, size_t nlen)
+    const char *name, bool addr, const char *needle, size_t nlen)
 {
 	const char *hdr = data + part->hdr_off;
 	str_t sel = STR_INIT;
 	bool found;
 
 	if (name == NULL)
-		return fields_contain(hdr, part->hdr_len, false, needle, nlen);
+		return fields_contain(hdr, part->hdr_len, false, false,
+		    needle, nlen);
 	mime_header_fields(hdr, part->hdr_len, &name, 1, false, &sel);
-	found = fields_contain(sel.data, sel.len, true, needle, nlen);
+	found = fields_contain(sel.data, sel.len, true, addr, needle, nlen);
 	str_free(&sel);
 	return found;
 }
@@ -552,7 +563,19 @@ mime_search_header(const char *data, const struct mime_part *root,
 {
 	size_t nlen;
 	char *n = fold_needle(needle, &nlen);
-	bool found = header_contains(data, root, name, n, nlen);
+	bool found = header_contains(data, root, name, false, n, nlen);
+
+	free(n);
+	return found;
+}
+
+bool
+mime_search_address(const char *data, const struct mime_part *root,
+    const char *name, const char *needle)
+{
+	size_t nlen;
+	char *n = fold_needle(needle, &nlen);
+	bool found = header_contains(data, root, name, true, n, nlen);
 
 	free(n);
 	return found;
@@ -592,7 +615,7 @@ part_contains(const char *data, const struct mime_part *part,
 	size_t i;
 	bool found;
 
-	if (text && header_contains(data, part, NULL, needle, nlen))
+	if (text && header_contains(data, part, NULL, false, needle, nlen))
 		return true;
 	for (i = 0; i < part->nchildren; i++) {
 		if (part_contains(data, &part->children[i], needle, nlen,

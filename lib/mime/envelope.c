@@ -9,6 +9,7 @@
  * are shown upper-case; values as given.
  */
 #include <ctype.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,8 @@ struct addr_parser {
 	str_t *out;
 	size_t count;		/* addresses written */
 	str_t comment;		/* the last comment seen, for a name */
+	bool text;		/* write "name <local@host>" text (SEARCH),
+				   not ENVELOPE address lists */
 };
 
 /* IMAP strings. */
@@ -191,14 +194,53 @@ read_domain(struct addr_parser *ap, str_t *host)
 			break;
 		if (*ap->p == '"' || !read_word(ap, &dummy, host))
 			break;
+		/* only a comment after the whole address names it */
+		str_truncate(&ap->comment, 0);
 	}
 	str_free(&dummy);
+}
+
+/* The text form: "name <local@host>", "local@host", "group: " and
+ * ";", separated by ", ". */
+static void
+put_address_text(struct addr_parser *ap, const char *name,
+    const char *mailbox, const char *host)
+{
+	str_t *out = ap->out;
+
+	ap->count++;
+	if (mailbox == NULL) {		/* a group's end */
+		str_append_c(out, ';');
+		return;
+	}
+	if (out->len > 0 && out->data[out->len - 1] != ' ')
+		str_append(out, ", ");
+	if (host == NULL) {		/* a group's start */
+		str_append(out, mailbox);
+		str_append(out, ": ");
+		return;
+	}
+	if (name != NULL) {
+		str_append(out, name);
+		str_append(out, " <");
+	}
+	str_append(out, mailbox);
+	if (*host != '\0') {
+		str_append_c(out, '@');
+		str_append(out, host);
+	}
+	if (name != NULL)
+		str_append_c(out, '>');
 }
 
 static void
 put_address(struct addr_parser *ap, const char *name, const char *adl,
     const char *mailbox, const char *host)
 {
+	if (ap->text) {
+		put_address_text(ap, name, mailbox, host);
+		return;
+	}
 	str_append_c(ap->out, '(');
 	put_nstring(ap->out, name);
 	str_append_c(ap->out, ' ');
@@ -209,17 +251,6 @@ put_address(struct addr_parser *ap, const char *name, const char *adl,
 	put_nstring(ap->out, host);
 	str_append_c(ap->out, ')');
 	ap->count++;
-}
-
-/* A name from the phrase, else from a comment, else NIL. */
-static const char *
-pick_name(struct addr_parser *ap, const str_t *phrase)
-{
-	if (phrase->len > 0)
-		return str_c(phrase);
-	if (ap->comment.len > 0)
-		return str_c(&ap->comment);
-	return NULL;
 }
 
 /* After '<': [route ':'] local-part ['@' domain] '>'. */
@@ -253,8 +284,11 @@ parse_angle(struct addr_parser *ap, const str_t *phrase)
 	if (*ap->p == '>')
 		ap->p++;
 	skip_cfws(ap);
-	put_address(ap, pick_name(ap, phrase), adl.len > 0 ? str_c(&adl) :
-	    NULL, str_c(&local), str_c(&host));
+	/* The name is the phrase before '<' only: comments inside
+	 * "<local (c)@ (c) host>" are not names (RFC 5322 3.4; Dovecot
+	 * agrees). */
+	put_address(ap, phrase->len > 0 ? str_c(phrase) : NULL,
+	    adl.len > 0 ? str_c(&adl) : NULL, str_c(&local), str_c(&host));
 	str_free(&adl);
 	str_free(&local);
 	str_free(&host);
@@ -350,6 +384,25 @@ put_addresses(str_t *out, const char *v)
 	if (ap.count == 0)
 		str_truncate(out, mark);
 	return ap.count > 0;
+}
+
+void
+mime_address_text(const char *value, str_t *out)
+{
+	struct addr_parser ap;
+
+	memset(&ap, 0, sizeof(ap));
+	ap.p = value;
+	ap.out = out;
+	ap.text = true;
+	while (*ap.p != '\0') {
+		skip_cfws(&ap);
+		if (*ap.p == ',' || *ap.p == ';')
+			ap.p++;
+		else if (*ap.p != '\0')
+			parse_address(&ap, false);
+	}
+	str_free(&ap.comment);
 }
 
 void

@@ -87,6 +87,11 @@ void mime_envelope(const char *data, const struct mime_part *msg, str_t *out);
 /* The same from a header block without a parsed tree: the scan stops
  * at the header's empty line, so a whole message will do. */
 void mime_envelope_header(const char *hdr, size_t len, str_t *out);
+/* An address header value (From, To, ...) as SEARCH matches it (RFC
+ * 5322 parsed: comments, folding and quotes gone): "name <local@host>"
+ * or "local@host" per address, "group: " ... ";" for groups, joined by
+ * ", ". The names are left RFC 2047-encoded. Appends to out. */
+void mime_address_text(const char *value, str_t *out);
 /* BODY (extended = false) or BODYSTRUCTURE (extended = true) of the
  * part, parenthesised, per RFC 3501 7.4.2. */
 void mime_bodystructure(const char *data, const struct mime_part *part,
@@ -136,6 +141,11 @@ long long mime_parse_date(const char *value);
  *   charset; with text = true the headers of every part count too
  *   (SEARCH TEXT). */
 bool mime_search_header(const char *data, const struct mime_part *root,
+    const char *name, const char *needle);
+/* The same over address fields (SEARCH FROM, TO, CC, BCC): each value
+ * as mime_address_text() gives it, RFC 2047-decoded, so the address
+ * matches without its comments and a display name still matches. */
+bool mime_search_address(const char *data, const struct mime_part *root,
     const char *name, const char *needle);
 bool mime_search_body(const char *data, const struct mime_part *root,
     const char *needle, bool text);

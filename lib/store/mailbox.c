@@ -654,6 +654,9 @@ mbox_keyword_letter(struct mbox *mb, const char *name, bool create)
 
 /* ---- the index: re-reading and merging ---- */
 
+static bool folder_gone(const struct mbox *mb, const struct stat *st,
+    const char **error_r);
+
 struct sync_ctx {
 	bool take_new;		/* move new/ to cur/ (and mark recent) */
 	bool list;		/* list the directories if needed */
@@ -985,9 +988,9 @@ index_refresh(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 		r = log_refresh(mb, error_r);
 		if (r <= 0)
 			return r;
-		return mbox_fail(error_r, "%s/%s is lost: the folder "
-		    "must be re-indexed (a new UIDVALIDITY)", mb->path,
-		    MBOX_LOG_NAME);
+		mbox_fail(error_r, "%s/%s is lost: the folder must be "
+		    "re-indexed (a new UIDVALIDITY)", mb->path, MBOX_LOG_NAME);
+		return -2;
 	}
 	r = mbox_index_read(mb->path, false, &fd, &idx, error_r);
 	if (r < 0)
@@ -996,9 +999,10 @@ index_refresh(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 	    p->loaded) {
 		mbox_index_free(&idx);
 		close(fd);
-		return mbox_fail(error_r, "%s: UIDVALIDITY changed "
-		    "from %u to %u (folder recreated?)", mb->path,
-		    mb->uidvalidity, idx.uidvalidity);
+		mbox_fail(error_r, "%s: UIDVALIDITY changed from %u to %u "
+		    "(folder recreated?)", mb->path, mb->uidvalidity,
+		    idx.uidvalidity);
+		return -2;
 	}
 	if (r == MBOX_INDEX_OK) {
 		/* the log this base names: everything after log_seq */
@@ -1023,10 +1027,12 @@ index_refresh(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 			return -1;
 		if (r == 0)
 			return 0;
-		if (was_loaded)
-			return mbox_fail(error_r, "%s/%s is lost: the folder "
-			    "must be re-indexed (a new UIDVALIDITY)",
-			    mb->path, MBOX_LOG_NAME);
+		if (was_loaded) {
+			mbox_fail(error_r, "%s/%s is lost: the folder must "
+			    "be re-indexed (a new UIDVALIDITY)", mb->path,
+			    MBOX_LOG_NAME);
+			return -2;
+		}
 		log_warn("%s/%s is lost: re-indexing the folder with a new "
 		    "UIDVALIDITY", mb->path, MBOX_LOG_NAME);
 		lost = true;
@@ -1045,6 +1051,14 @@ index_refresh(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 		p->log_seq = 0;
 		fd = p->index_fd;
 		p->index_fd = -1;
+	}
+	/* no index: removed, or the folder was re-created (a handle
+	 * that wrote ours into it would undo the new one's UIDs) */
+	if (p->loaded && folder_gone(mb, NULL, error_r)) {
+		if (fd >= 0)
+			close(fd);
+		mbox_index_free(&idx);
+		return -2;
 	}
 	if (r == MBOX_INDEX_CORRUPT)
 		log_warn("%s/%s is corrupt, rebuilding it", mb->path,
@@ -1613,6 +1627,29 @@ stat_sub(const struct mbox *mb, const char *sub, struct stat *st,
 	return ret;
 }
 
+/* Was the folder deleted or re-created since the handle was opened?
+ * Its cur/ is missing, or (st: cur/'s stat) is another directory. */
+static bool
+folder_gone(const struct mbox *mb, const struct stat *st,
+    const char **error_r)
+{
+	const struct mbox_priv *p = mb->priv;
+	char *cur = xasprintf("%s/cur", mb->path);
+	struct stat cst;
+	bool gone;
+
+	if (st == NULL) {
+		gone = lstat(cur, &cst) < 0 ? errno == ENOENT :
+		    cst.st_dev != p->cur_dev || cst.st_ino != p->cur_ino;
+	} else {
+		gone = st->st_dev != p->cur_dev || st->st_ino != p->cur_ino;
+	}
+	free(cur);
+	if (gone)
+		mbox_fail(error_r, "%s was deleted or re-created", mb->path);
+	return gone;
+}
+
 /*
  * List cur/ and new/ where their mtime differs from the recorded one,
  * and bring msgs up to date: renamed files (same stable key) keep their
@@ -1643,7 +1680,9 @@ dirs_sync(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 	clock_gettime(CLOCK_REALTIME, &now);
 	for (d = 0; d < 2; d++) {
 		if (stat_sub(mb, subs[d], &st[d], error_r) < 0)
-			return -1;
+			return folder_gone(mb, NULL, error_r) ? -2 : -1;
+		if (d == 1 && folder_gone(mb, &st[d], error_r))
+			return -2;
 		list[d] = !ts_set(*rec[d]) || !ts_eq(*rec[d], st[d].st_mtim);
 	}
 	if (!list[0] && !list[1])
@@ -1776,6 +1815,118 @@ take_new(struct mbox *mb)
 	/* (an ENOENT above has cleared cur_mtime: nothing to claim) */
 	if (any)
 		claim_end(mb, claimed && ts_set(p->cur_mtime));
+}
+
+/*
+ * \Recent (RFC 3501 2.3.2, RFC 9051 2.3.2): a message is \Recent in
+ * exactly one session, the first that has the folder open read-write
+ * and syncs after the message arrived, however it came (delivery,
+ * APPEND, COPY, MOVE, from this process or another). petrel-recent
+ * holds "<uidvalidity> <uid>\n": no session has taken the messages from
+ * uid on. A read-write handle that syncs with take_new and finds such
+ * messages marks them recent and moves the file's uid to UIDNEXT, under
+ * the lock, so exactly one handle gets each. Read-only handles (EXAMINE,
+ * STATUS, the targets of COPY and APPEND) show them recent without
+ * taking them; a POP3 maildrop ignores them. Files moved from new/ to
+ * cur/ are recent in the handle that moved them (take_new), as before.
+ * A missing file is made: when the index was just built, at UIDNEXT
+ * (what was there before is not new), else at the first UID this sync
+ * gave out. Losing the file loses only \Recent, so it is written by
+ * rename() without fsync.
+ */
+static bool
+recent_read(const char *folder, uint32_t uidvalidity, uint32_t *uid_r)
+{
+	char *path = xasprintf("%s/%s", folder, MBOX_RECENT_NAME);
+	char buf[32], *q;
+	uint64_t v[2] = { 0, 0 };
+	ssize_t r;
+	int fd, k;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	free(path);
+	if (fd < 0)
+		return false;
+	r = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (r <= 0)
+		return false;
+	buf[r] = '\0';
+	q = buf;
+	for (k = 0; k < 2; k++) {
+		if (*q < '0' || *q > '9')
+			return false;
+		for (; *q >= '0' && *q <= '9' && v[k] <= UINT32_MAX; q++)
+			v[k] = v[k] * 10 + (uint64_t)(*q - '0');
+		if (v[k] > UINT32_MAX || *q++ != (k == 0 ? ' ' : '\n'))
+			return false;
+	}
+	if (*q != '\0' || v[0] != uidvalidity || v[1] == 0)
+		return false;
+	*uid_r = (uint32_t)v[1];
+	return true;
+}
+
+static void
+recent_write(const struct mbox *mb, uint32_t uid)
+{
+	char *path = xasprintf("%s/%s", mb->path, MBOX_RECENT_NAME);
+	char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
+	char buf[32];
+	int fd, len;
+
+	len = snprintf(buf, sizeof(buf), "%u %u\n", mb->uidvalidity, uid);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+	    0600);
+	if (fd < 0 || write_full(fd, buf, (size_t)len) < 0 ||
+	    close(fd) < 0 || rename(tmp, path) < 0) {
+		log_warn("%s: cannot write %s: %s", mb->path,
+		    MBOX_RECENT_NAME, strerror(errno));
+		if (fd >= 0)
+			(void)unlink(tmp);
+	}
+	free(tmp);
+	free(path);
+}
+
+/* After a sync that published its changes (lock held): take or show
+ * the messages no session has taken as \Recent yet. built: the index
+ * was built in this sync; first_new: the first UID this sync gave out
+ * (UIDNEXT if none). */
+static void
+recent_sync(struct mbox *mb, bool take, bool built, uint32_t first_new)
+{
+	struct mbox_priv *p = mb->priv;
+	uint32_t top = mb->n > 0 ? mb->msgs[mb->n - 1].uid : 0, r;
+	bool take_them = take && !mb->readonly;
+	struct mbox_msg *m;
+	size_t i;
+
+	if (p->keep_new || (p->recent_uid != 0 && top < p->recent_uid))
+		return;		/* nothing that can be unclaimed */
+	if (!recent_read(mb->path, mb->uidvalidity, &r)) {
+		r = built ? mb->uidnext : first_new;
+		recent_write(mb, r);
+	}
+	if (r > mb->uidnext)
+		r = mb->uidnext;
+	if (take_them || mb->readonly) {
+		for (i = mb->n; i-- > 0 && mb->msgs[i].uid >= r; ) {
+			m = &mb->msgs[i];
+			if (m->expunged || m->recent)
+				continue;
+			m->recent = true;
+			mb->nrecent++;
+		}
+	}
+	if (take_them && r < mb->uidnext) {
+		r = mb->uidnext;
+		recent_write(mb, r);
+	}
+	p->recent_uid = r;
+	/* read-only: shown up to top, look again only for newer ones */
+	if (mb->readonly && top >= r)
+		p->recent_uid = top + 1;
 }
 
 static int
@@ -1978,8 +2129,12 @@ sync_locked(struct mbox *mb, struct sync_ctx *ctx, size_t *added_r,
 {
 	struct mbox_priv *p = mb->priv;
 	size_t n0 = mb->n;
-	int ret = -1;
+	int ret = -1, r;
 
+	if (p->dead) {
+		mbox_fail(error_r, "%s was deleted or re-created", mb->path);
+		return -2;
+	}
 	p->ntouched = 0;
 	if (p->ndel > mb->n + 1024) {
 		size_t *idx;
@@ -1988,12 +2143,17 @@ sync_locked(struct mbox *mb, struct sync_ctx *ctx, size_t *added_r,
 		free(idx);
 	}
 	mbox_cache_flush(mb);
-	if (index_refresh(mb, ctx, error_r) < 0)
+	if ((r = index_refresh(mb, ctx, error_r)) < 0) {
+		ret = r;
 		goto out;
+	}
 	if (ctx->list) {
 		keywords_load(mb, false);
-		if (dirs_sync(mb, ctx, error_r) < 0)
-			goto fail;
+		if ((r = dirs_sync(mb, ctx, error_r)) < 0) {
+			sync_rollback(mb, ctx);
+			ret = r;
+			goto out;
+		}
 		if (ctx->take_new && !mb->readonly && !p->keep_new)
 			take_new(mb);
 		mbox_cache_maybe_compact(mb);
@@ -2015,11 +2175,15 @@ sync_locked(struct mbox *mb, struct sync_ctx *ctx, size_t *added_r,
 			goto out;
 		}
 	}
+	recent_sync(mb, ctx->take_new, ctx->importing, ctx->assigned ?
+	    ctx->uidnext_before : mb->uidnext);
 	ret = 0;
 	goto out;
 fail:
 	sync_rollback(mb, ctx);
 out:
+	if (ret == -2)
+		p->dead = true;	/* the handle is useless: see mbox_sync */
 	finish_touched(mb);
 	if (ctx->importing)
 		mbox_import_free(&ctx->imp);
@@ -2090,6 +2254,10 @@ open_mode(const char *path, bool readonly, bool keep_new, struct mbox **mb_r,
 		    xasprintf("%s/%s", mb->path, d ? "cur" : "new");
 
 		ret = lstat(dpath, &st);
+		if (ret == 0 && d == 1) {
+			p->cur_dev = st.st_dev;
+			p->cur_ino = st.st_ino;
+		}
 		if (ret < 0 || !S_ISDIR(st.st_mode)) {
 			mbox_fail(error_r, "%s: %s", dpath, ret < 0 ?
 			    strerror(errno) : S_ISLNK(st.st_mode) ?
@@ -2152,8 +2320,11 @@ mbox_close(struct mbox **mbp)
 	if (mb == NULL)
 		return;
 	p = mb->priv;
-	mbox_cache_flush(mb);
-	if (p->dirty && p->loaded && p->lock_fd >= 0) {
+	/* a folder deleted or re-created: nothing of ours goes into the
+	 * one now at the path */
+	if (!p->dead)
+		mbox_cache_flush(mb);
+	if (p->dirty && p->loaded && p->lock_fd >= 0 && !p->dead) {
 		/* unwritten flag changes, expunges, cache offsets */
 		if (mbox_lock(mb, &error) < 0) {
 			log_warn("%s: index not written: %s", mb->path, error);
@@ -2630,7 +2801,7 @@ count_msgs(const struct mbox *mb, uint32_t *messages, uint32_t *unseen,
 		(*messages)++;
 		if (!maildir_flags_has(mb->msgs[i].flags, 'S'))
 			(*unseen)++;
-		if (!mb->msgs[i].in_cur)
+		if (mb->msgs[i].recent || !mb->msgs[i].in_cur)
 			(*recent)++;
 	}
 }
@@ -2697,16 +2868,25 @@ mbox_status(const char *path, uint32_t *uidvalidity_r, uint32_t *uidnext_r,
 			free(dpath);
 		}
 	}
-	free(trimmed);
 	if (warm) {
+		uint32_t first;
+
 		*uidvalidity_r = idx.uidvalidity;
 		*uidnext_r = idx.uidnext;
 		*messages_r = idx.messages;
 		*unseen_r = idx.unseen;
 		*recent_r = idx.recent;
+		/* not taken by any session yet: the last ones (exact unless
+		 * some of them were expunged before anyone took them) */
+		if (recent_read(trimmed, idx.uidvalidity, &first))
+			*recent_r = first >= idx.uidnext ? 0 :
+			    idx.uidnext - first < idx.messages ?
+			    idx.uidnext - first : idx.messages;
 		mbox_index_free(&idx);
+		free(trimmed);
 		return 0;
 	}
+	free(trimmed);
 	mbox_index_free(&idx);
 	if (mbox_open(path, true, &mb, error_r) < 0)
 		return -1;

@@ -24,6 +24,8 @@
  *                  (ENVELOPE, BODYSTRUCTURE, BODY, Date), by uid.
  *   petrel-lock    flock()ed around every sync and change, so several
  *                  processes agree on UIDs.
+ *   petrel-recent  the first UID no session has taken as \Recent
+ *                  (see mailbox.c).
  *   dovecot-keywords  keyword names for the letters a..z (Dovecot's
  *                  format: "<index> <name>" lines; index 0 = 'a'),
  *                  shared with Dovecot.
@@ -56,9 +58,11 @@ struct mbox_msg {
 	uint32_t uid;
 	char flags[53];		/* Maildir letters, sorted */
 	bool in_cur;		/* in cur/ (else new/) */
-	bool recent;		/* \Recent for this mbox handle (RFC 3501:
-				   it was first seen by this handle, which
-				   moved it from new/ to cur/) */
+	bool recent;		/* \Recent for this mbox handle (RFC 3501
+				   2.3.2: this handle took it, being the
+				   first read-write one to sync after it
+				   arrived, see petrel-recent; a read-only
+				   handle shows those nobody took) */
 	bool expunged;		/* the file is gone (see mbox_sync) */
 	bool flags_changed;	/* flags differ from the last time the
 				   caller cleared this */
@@ -104,9 +108,12 @@ void mbox_close(struct mbox **mb);
  *  - files that disappeared are marked expunged (kept in msgs until
  *    mbox_purge), files whose flags changed get flags_changed.
  * The index is written back if anything changed. *added_r (if not NULL)
- * is the number of messages appended to msgs. 0 ok, -1 error (also
- * when the folder got another UIDVALIDITY meanwhile, i.e. it was
- * recreated: the handle is then useless and the session must end).
+ * is the number of messages appended to msgs. 0 ok, -1 error, -2 the
+ * folder was deleted, re-created (its cur/ is another directory, or it
+ * got another UIDVALIDITY) or must be re-indexed: the handle is then
+ * useless, every later sync fails the same way at once, and nothing is
+ * written to the folder any more (the caller closes it). Other calls
+ * that sync fail (< 0) then too.
  */
 int mbox_sync(struct mbox *mb, size_t *added_r, const char **error_r);
 
@@ -196,7 +203,8 @@ uint32_t mbox_uid_of_added(struct mbox *mb, const char *name,
 
 /* UIDVALIDITY and UIDNEXT and the message count of a folder without
  * keeping a handle (STATUS): cheap when the index is current. unseen_r
- * counts messages without S, recent_r those in new/. */
+ * counts messages without S, recent_r those no session has taken as
+ * \Recent yet (and those in new/). */
 int mbox_status(const char *path, uint32_t *uidvalidity_r,
     uint32_t *uidnext_r, uint32_t *messages_r, uint32_t *unseen_r,
     uint32_t *recent_r, const char **error_r);

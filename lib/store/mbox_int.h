@@ -25,6 +25,7 @@
 #define MBOX_KEYWORDS_NAME	"dovecot-keywords"
 #define MBOX_DOVECOT_UIDLIST	"dovecot-uidlist"
 #define MBOX_COURIER_UIDDB	"courierimapuiddb"
+#define MBOX_RECENT_NAME	"petrel-recent"
 
 /* An index (or uidlist) larger than this is garbage, not a folder: a
  * 100,000-message index is about 12 MB. */
@@ -68,6 +69,14 @@ struct mbox_priv {
 	size_t ntouched, touched_cap;
 	bool keep_new;		/* writable, but new/ files stay in new/
 				   (a POP3 maildrop takes no \Recent) */
+	bool dead;		/* the folder was deleted, re-created or
+				   re-indexed: every sync fails with -2 and
+				   nothing is written any more */
+	dev_t cur_dev;		/* cur/ when opened: another one there */
+	ino_t cur_ino;		/* means the folder was re-created */
+	uint32_t recent_uid;	/* petrel-recent as last read or written:
+				   no session has taken the messages from
+				   this uid on as \Recent (0: not read) */
 	/* the change log (mbox_log.c) */
 	int log_fd;		/* petrel-index.log of log_id, or -1 */
 	uint32_t log_id;	/* the log the base names (0: none yet) */

@@ -483,6 +483,102 @@ def test_large_mailbox_is_fast(imap_inst, imap_start):
 # races between sessions
 
 
+def test_folder_deleted_and_recreated_under_other_sessions(imap_server):
+    """Another session DELETEs and re-CREATEs the folder A and B have
+    selected (A idles, B keeps sending commands). Each of them is told
+    once (an untagged NO [UNAVAILABLE]), commands that need the folder
+    get NO [UNAVAILABLE], SELECT works again (a new UIDVALIDITY), and the
+    log stays small: at most a few lines per session, however long they
+    go on, not one or more per command or IDLE wakeup."""
+    inst = imap_server.instance
+    put_many(inst, ALICE, 3, folder="Work")
+    with imap_server.session() as a, imap_server.session() as b, \
+            imap_server.session() as c:
+        r = a.select("Work")
+        uv = int(r.find(r"UIDVALIDITY")[0].split("UIDVALIDITY ")[1].split("]")[0])
+        b.select("Work")
+        a.idle()
+        before = len(imap_server.log_lines())
+        c.ok("DELETE Work")
+        c.ok("CREATE Work")
+        c.append("Work", crlf(message(9)))
+        # the idling session is told once, at once
+        hit, got = a.read_until(r"^\* NO \[UNAVAILABLE\]", timeout=10)
+        assert hit is not None, got
+        # B keeps working for a while: one NO, then NO per command
+        first = b.command("NOOP")
+        assert first.status == "OK", first
+        assert len(first.find(r"^\* NO \[UNAVAILABLE\]")) == 1, first
+        deadline = time.monotonic() + 5
+        n = added = 0
+        while time.monotonic() < deadline and n < 2000:
+            n += 1
+            r = b.command("FETCH 1 FLAGS")
+            assert r.status == "NO" and "UNAVAILABLE" in r.text, r
+            assert not r.find(r"^\* NO"), r
+            r = b.ok("NOOP")
+            assert not r.untagged, r
+            if n % 10 == 1:
+                c.append("Work", crlf(message(n)))
+                added += 1
+        assert n > 10, n
+        # IDLE saw all those appends in the new folder: nothing more said
+        r = a.done()
+        assert r.status == "OK", r
+        assert not r.find(r"EXISTS|FETCH|EXPUNGE"), r
+        lines = imap_server.log_lines()[before:]
+        # the DELETE/CREATE may log a line or two; each session one
+        assert len(lines) <= 6, (len(lines), lines[:40])
+        # SELECT again: the new folder
+        r = b.select("Work")
+        assert r.numbered("EXISTS") == [added + 1], r
+        uv2 = int(r.find(r"UIDVALIDITY")[0].split("UIDVALIDITY ")[1].split("]")[0])
+        assert uv2 != uv
+        r = a.ok("UNSELECT")
+        r = a.fails("FETCH 1 FLAGS")
+        # deleted for good: the same
+        c.ok("DELETE Work")
+        r = b.ok("NOOP")
+        assert len(r.find(r"^\* NO \[UNAVAILABLE\]")) == 1, r
+        b.no("UID FETCH 1:* FLAGS", contains="UNAVAILABLE")
+        b.ok("CLOSE")
+        b.fails("FETCH 1 FLAGS")
+        a.logout()
+        b.logout()
+        c.logout()
+
+
+def test_fetch_of_message_expunged_by_another_session(imap_server):
+    """RFC 2180 4.1.1/4.1.2: until B is told of an expunge (it cannot be
+    during FETCH), a FETCH of the message answers what the index and the
+    cache still hold -- FLAGS, UID, INTERNALDATE, RFC822.SIZE, ENVELOPE,
+    BODYSTRUCTURE, even when only another session looked at them -- not
+    NO [EXPUNGEISSUED]; that is left for what only the file had."""
+    put_many(imap_server.instance, ALICE, 3)
+    items = "(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE)"
+    with imap_server.session(select="INBOX") as a, \
+            imap_server.session(select="INBOX") as b:
+        want = a.ok("FETCH 2 " + items).fetches()[2]
+        a.ok("STORE 2 +FLAGS.SILENT (\\Deleted)")
+        a.ok("EXPUNGE")
+        r = b.ok("FETCH 2 " + items)
+        assert not r.numbered("EXPUNGE"), r
+        got = r.fetches()[2]
+        for k in ("UID", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODYSTRUCTURE"):
+            assert got[k] == want[k], (k, got, want)
+        # the flags this session last knew (it never saw the \Deleted)
+        assert "\\Seen" not in got["FLAGS"], got
+        r = b.ok("FETCH 1:3 (UID RFC822.SIZE ENVELOPE)")
+        assert sorted(r.fetches()) == [1, 2, 3], r
+        # the bytes went with the file
+        r = b.no("FETCH 2 BODY.PEEK[]", contains="EXPUNGEISSUED")
+        assert not r.numbered("EXPUNGE"), r
+        r = b.ok("NOOP")
+        assert r.numbered("EXPUNGE") == [2], r
+        a.logout()
+        b.logout()
+
+
 def test_recent_goes_to_exactly_one_session(imap_server):
     """RFC 3501 2.3.2: a message is \\Recent in at most one session. Six
     sessions SELECT at the same moment: the RECENT counts add up to 5."""
@@ -511,6 +607,61 @@ def test_recent_goes_to_exactly_one_session(imap_server):
     finally:
         for c in conns:
             c.close()
+
+
+def recent_seqs(c):
+    """The sequence numbers whose FLAGS show \\Recent."""
+    r = c.ok("FETCH 1:* FLAGS")
+    return sorted(n for n, v in r.fetches().items() if "\\Recent" in v["FLAGS"])
+
+
+def test_recent_of_copied_appended_moved_messages(imap_server):
+    """RFC 3501 2.3.2: a message that COPY, APPEND or MOVE puts into a
+    folder another session has selected is \\Recent in exactly that
+    session (the first to see it), not in sessions that select it later;
+    STATUS counts it until then; SEARCH RECENT/NEW/OLD agree. A session
+    APPENDing into its own selected folder gets it \\Recent itself."""
+    inst = imap_server.instance
+    put(inst, ALICE, message(1), flags="")
+    put(inst, ALICE, message(2), flags="")
+    make_folder(inst, ALICE, "Work")
+    with imap_server.session(select="Work") as a, \
+            imap_server.session(select="INBOX") as b:
+        r = a.ok("NOOP")
+        b.ok("COPY 1 Work")
+        r = b.append("Work", crlf(message(3)))
+        assert r.status == "OK", r
+        b.ok("MOVE 2 Work")
+        r = b.ok("STATUS Work (MESSAGES RECENT)")
+        assert r.find(r"MESSAGES 3 RECENT 3"), r
+        r = a.ok("NOOP")
+        assert r.numbered("EXISTS") == [3], r
+        assert r.numbered("RECENT") == [3], r
+        assert recent_seqs(a) == [1, 2, 3]
+        assert a.ok("SEARCH RECENT").search() == [1, 2, 3]
+        assert a.ok("SEARCH NEW").search() == [1, 2, 3]
+        assert a.ok("SEARCH OLD").search() == []
+        r = b.ok("STATUS Work (MESSAGES RECENT)")
+        assert r.find(r"MESSAGES 3 RECENT 0"), r
+        with imap_server.session() as c:
+            r = c.select("Work")
+            assert r.numbered("RECENT") == [0], r
+            assert recent_seqs(c) == []
+            assert c.ok("SEARCH RECENT").search() == []
+            assert c.ok("SEARCH OLD").search() == [1, 2, 3]
+            # an APPEND into the folder A has selected, by A itself
+            r = a.append("Work", crlf(message(4)))
+            assert r.status == "OK", r
+            assert r.numbered("EXISTS") == [4], r
+            assert r.numbered("RECENT") == [4], r
+            assert recent_seqs(a) == [1, 2, 3, 4]
+            r = c.ok("NOOP")
+            assert r.numbered("EXISTS") == [4], r
+            assert r.numbered("RECENT") == [0], r
+            assert recent_seqs(c) == []
+            c.logout()
+        a.logout()
+        b.logout()
 
 
 def test_both_sessions_expunge_the_same_message(imap_server):

@@ -462,6 +462,44 @@ def test_envelope_odd_headers(imap_server):
         c.logout()
 
 
+def test_addresses_with_comments_envelope_and_search(imap_server):
+    """RFC 5322 3.4: comments (and folding) inside an address are neither
+    part of it nor its display name. ENVELOPE shows the bare address, and
+    SEARCH FROM/TO/CC/BCC find it by the parsed address, and still by a
+    display name's substring (as Dovecot does)."""
+    inst = imap_server.instance
+    put(inst, ALICE, b"From: <user-from (comment)@ (comment) domain.org>\n"
+                     b"To: John Doe\n <john.doe@example.org>\n"
+                     b"Cc: user-cc (c1) @ (c2) example.net, x@y.test (Named)\n"
+                     b"Bcc: \"Smith, Ann\" <ann(her)@(host)example.com>\n"
+                     b"Subject: comments\n\nbody\n", flags="")
+    put(inst, ALICE, b"From: other@domain.org\nTo: nobody@example.org\n"
+                     b"Subject: (comment) user-from@domain.org\n\nbody\n", flags="")
+    with imap_server.session(select="INBOX") as c:
+        env = c.ok("FETCH 1 ENVELOPE").fetches()[1]["ENVELOPE"]
+        assert env[2] == [[None, None, b"user-from", b"domain.org"]], env
+        assert env[5] == [[b"John Doe", None, b"john.doe", b"example.org"]], env
+        assert env[6] == [[None, None, b"user-cc", b"example.net"],
+                          [b"Named", None, b"x", b"y.test"]], env
+        assert env[7] == [[b"Smith, Ann", None, b"ann", b"example.com"]], env
+        for crit, want in [("FROM user-from@domain.org", [1]),
+                           ("FROM USER-FROM@DOMAIN", [1]),
+                           ("FROM comment", []),
+                           ("FROM domain.org", [1, 2]),
+                           ("TO \"John\"", [1]),
+                           ("TO \"John Doe\"", [1]),
+                           ("TO john.doe@example.org", [1]),
+                           ("CC user-cc@example.net", [1]),
+                           ("CC named", [1]),
+                           ("BCC ann@example.com", [1]),
+                           ("BCC \"Smith, Ann\"", [1]),
+                           ("BCC her", []),
+                           ("SUBJECT user-from@domain.org", [2]),
+                           ("OR FROM user-from@domain.org TO nobody@", [1, 2])]:
+            assert sorted(c.ok("SEARCH " + crit).search()) == want, crit
+        c.logout()
+
+
 # --------------------------------------------------------------------------
 # STORE
 
@@ -525,6 +563,63 @@ def test_store_readonly_and_persisted(imap_server):
         f = flags_of(c)
         assert f[1] >= {"\\Seen", "\\Answered"} and "\\Seen" not in f[2], f
         c.logout()
+
+
+def check_flags_announced(untagged, announced):
+    """Walk untagged responses in order: every keyword a FETCH shows must
+    be in the last '* FLAGS' (and PERMANENTFLAGS) seen before it (RFC 3501
+    7.2.6). announced: the keywords known before. Returns them after."""
+    announced = set(announced)
+    for u in untagged:
+        u = u.decode("utf-8", "replace")
+        m = re.match(r"\* FLAGS \((.*)\)$", u)
+        if m:
+            announced = {f for f in m.group(1).split() if not f.startswith("\\")}
+            continue
+        m = re.match(r"\* OK \[PERMANENTFLAGS \((.*)\)\]", u)
+        if m:
+            perm = {f for f in m.group(1).split() if not f.startswith("\\")}
+            assert perm == announced, (u, announced)
+            continue
+        if re.match(r"\* \d+ FETCH ", u):
+            items = parse(u.split(" FETCH ", 1)[1])[0]
+            d = dict(zip(items[::2], items[1::2]))
+            kws = {f for f in d.get("FLAGS", []) if not f.startswith("\\")}
+            assert kws <= announced, "%r before FLAGS announced %r" % (u, kws - announced)
+    return announced
+
+
+def test_flags_announced_before_fetch_uses_keyword(imap_server):
+    """A keyword never appears in a FETCH before untagged FLAGS (and
+    PERMANENTFLAGS) announce it: not when this session's STORE makes it,
+    nor when another session's does and a FETCH learns of it."""
+    put_many(imap_server.instance, ALICE, 3)
+    with imap_server.session() as a, imap_server.session(select="INBOX") as b:
+        r = a.select("INBOX")
+        known = check_flags_announced(r.untagged, set())
+        # this session makes the keyword
+        r = a.ok("STORE 1 +FLAGS ($First)")
+        assert r.find(r"^\* FLAGS \(.*\$First"), r
+        assert r.find(r"^\* OK \[PERMANENTFLAGS \(.*\$First"), r
+        known = check_flags_announced(r.untagged, known)
+        # another session makes one; this session's FETCH reads the
+        # message (its file was renamed) and so learns the new flags
+        b.ok("STORE 2 +FLAGS.SILENT ($Second)")
+        r = a.ok("FETCH 2 (BODY.PEEK[] FLAGS)")
+        known = check_flags_announced(r.untagged, known)
+        assert "$Second" in r.fetches()[2]["FLAGS"], r
+        assert "$Second" in known, r
+        # and one set by a FETCH that sets \Seen after the other renamed
+        b.ok("STORE 3 +FLAGS.SILENT ($Third)")
+        r = a.ok("FETCH 3 (BODY[] FLAGS)")
+        known = check_flags_announced(r.untagged, known)
+        r = a.ok("NOOP")
+        known = check_flags_announced(r.untagged, known)
+        assert {"$First", "$Second", "$Third"} <= known, known
+        r = a.ok("FETCH 1:3 FLAGS")
+        check_flags_announced(r.untagged, known)
+        a.logout()
+        b.logout()
 
 
 def test_keywords(imap_server):

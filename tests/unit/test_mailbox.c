@@ -1138,7 +1138,9 @@ test_added(void)
 		test_assert(m->internaldate == 1234567890LL);
 		test_assert_streq(m->flags, "S");
 		test_assert(m->size == 14 && m->vsize == 17);
-		test_assert(!m->recent);
+		/* added while this handle has the folder open read-write:
+		 * \Recent here (RFC 3501 2.3.2) */
+		test_assert(m->recent);
 	}
 	free(path);
 	path = NULL;
@@ -1159,6 +1161,113 @@ test_added(void)
 	mbox_close(&mb);
 out:
 	free(path);
+	free(f);
+	test_end();
+}
+
+/* A message added through a read-only handle (COPY, APPEND, MOVE into
+ * a folder another session has open) is \Recent in exactly one
+ * read-write handle: the first to sync. */
+static void
+test_recent_added(void)
+{
+	char *f = mkfolder("recentadd"), *path = NULL;
+	struct mbox *a = NULL, *b = NULL, *ro = NULL;
+	struct maildir_tmp *tmp;
+	uint32_t uidv, next, msgs, unseen, recent, uid;
+	const char *error;
+
+	test_begin("mailbox: \\Recent of added messages goes to one handle");
+	put_msg(f, "cur", "1600000001.M1P1.h:2,S", "x\n", 0);
+	a = open_ok(f, false);
+	b = open_ok(f, false);
+	ro = open_ok(f, true);
+	test_assert(a != NULL && b != NULL && ro != NULL);
+	if (a == NULL || b == NULL || ro == NULL)
+		goto out;
+	test_assert(!a->msgs[0].recent && !b->msgs[0].recent);
+	/* COPY into the folder through a read-only target handle */
+	test_assert(maildir_tmp_open(f, &tmp, &error) == 0);
+	test_assert(maildir_tmp_write(tmp, "Subject: c\n\nc\n", 14,
+	    &error) == 0);
+	test_assert(maildir_tmp_commit_flags(&tmp, "S", &path, &error) == 0);
+	uid = mbox_uid_of_added(ro, path, &error);
+	test_assert(uid == 2);
+	test_assert(ro->n == 2 && ro->msgs[1].recent);	/* shown only */
+	test_assert(mbox_status(f, &uidv, &next, &msgs, &unseen, &recent,
+	    &error) == 0);
+	test_assert(msgs == 2 && recent == 1);
+	/* the first read-write handle to sync takes it, the other not */
+	test_assert(mbox_sync(b, NULL, &error) == 0);
+	test_assert(b->n == 2 && b->msgs[1].recent && b->nrecent == 1);
+	test_assert(mbox_sync(a, NULL, &error) == 0);
+	test_assert(a->n == 2 && !a->msgs[1].recent && a->nrecent == 0);
+	test_assert(mbox_status(f, &uidv, &next, &msgs, &unseen, &recent,
+	    &error) == 0);
+	test_assert(msgs == 2 && recent == 0);
+	/* a handle opened later does not get it either */
+	mbox_close(&ro);
+	ro = open_ok(f, false);
+	test_assert(ro != NULL && ro->n == 2 && !ro->msgs[1].recent);
+out:
+	free(path);
+	mbox_close(&a);
+	mbox_close(&b);
+	mbox_close(&ro);
+	free(f);
+	test_end();
+}
+
+/* A folder deleted or re-created under an open handle: its syncs fail
+ * with -2 from then on, and closing it writes nothing into the new
+ * folder. */
+static void
+test_recreated(void)
+{
+	char *f = mkfolder("recreate"), *away, *idx;
+	struct mbox *mb, *other;
+	const char *error;
+	struct stat st;
+
+	test_begin("mailbox: a deleted or re-created folder ends the handle");
+	put_msg(f, "cur", "1600000001.M1P1.h:2,S", "x\n", 0);
+	mb = open_ok(f, false);
+	test_assert(mb != NULL);
+	if (mb == NULL)
+		goto out;
+	/* something to write (a learned size) */
+	test_assert(mbox_msg_info(mb, 0, &error) == 0);
+	away = xasprintf("%s.away", f);
+	test_assert(rename(f, away) == 0);
+	/* made again, no index yet: a flush (no listing) notices too */
+	test_assert(maildir_make(f, &error) == 0);
+	put_msg(f, "cur", "1600000009.M1P1.h:2,", "y\n", 0);
+	test_assert(mbox_flush(mb, &error) == -2);
+	test_assert(strstr(error, "deleted or re-created") != NULL);
+	test_assert(mbox_sync(mb, NULL, &error) == -2);
+	mbox_close(&mb);
+	idx = xasprintf("%s/%s", f, "petrel-index");
+	test_assert(stat(idx, &st) < 0 && errno == ENOENT);
+	free(idx);
+	/* a new handle indexes the new folder afresh */
+	other = open_ok(f, false);
+	test_assert(other != NULL && other->n == 1 &&
+	    other->msgs[0].uid == 1);
+	mbox_close(&other);
+	/* deleted: the same */
+	mb = open_ok(f, false);
+	test_assert(mb != NULL);
+	if (mb != NULL) {
+		char *away2 = xasprintf("%s.away2", f);
+
+		test_assert(rename(f, away2) == 0);
+		test_assert(mbox_sync(mb, NULL, &error) == -2);
+		test_assert(mbox_sync(mb, NULL, &error) == -2);
+		mbox_close(&mb);
+		free(away2);
+	}
+	free(away);
+out:
 	free(f);
 	test_end();
 }
@@ -1442,6 +1551,8 @@ main(void)
 	test_keywords_hostile();
 	test_cache();
 	test_added();
+	test_recent_added();
+	test_recreated();
 	test_status();
 	test_errors();
 	test_processes();

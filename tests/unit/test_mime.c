@@ -810,6 +810,65 @@ static const char search_msg[] =
     "no content type here\r\n"
     "--b--\r\n";
 
+/* Comments inside an address are neither part of it nor its name
+ * (only a comment after a bare addr-spec names it); SEARCH matches the
+ * parsed address and the display name. */
+static void
+test_address_comments(void)
+{
+	static const char msg[] =
+	    "From: <user-from (comment)@ (comment) domain.org>\r\n"
+	    "To: user-to (c1) @ (c2) example.org, x@y (Named)\r\n"
+	    "Cc: John Doe\r\n <j@x.test>, =?utf-8?q?J=C3=B6rg?= <jo@x.test>\r\n"
+	    "Bcc: Team: a@b.test (A), \"Q, R\" <q@r.test>;\r\n"
+	    "\r\nbody\r\n";
+	struct mime_part *root;
+	str_t t = STR_INIT;
+	char *s;
+
+	test_begin("addresses with comments: ENVELOPE and SEARCH");
+	s = envelope(msg);
+	test_assert_streq(s, "(NIL NIL "
+	    "((NIL NIL \"user-from\" \"domain.org\")) "
+	    "((NIL NIL \"user-from\" \"domain.org\")) "
+	    "((NIL NIL \"user-from\" \"domain.org\")) "
+	    "((NIL NIL \"user-to\" \"example.org\")"
+	    "(\"Named\" NIL \"x\" \"y\")) "
+	    "((\"John Doe\" NIL \"j\" \"x.test\")"
+	    "(\"=?utf-8?q?J=C3=B6rg?=\" NIL \"jo\" \"x.test\")) "
+	    "((NIL NIL \"Team\" NIL)(\"A\" NIL \"a\" \"b.test\")"
+	    "(\"Q, R\" NIL \"q\" \"r.test\")(NIL NIL NIL NIL)) NIL NIL)");
+	free(s);
+	mime_address_text("<user-from (comment)@ (comment) domain.org>", &t);
+	test_assert_streq(str_c(&t), "user-from@domain.org");
+	str_truncate(&t, 0);
+	mime_address_text("Team: a@b.test (A), \"Q, R\" <q@r.test>;, z@z",
+	    &t);
+	test_assert_streq(str_c(&t),
+	    "Team: A <a@b.test>, Q, R <q@r.test>;, z@z");
+	str_free(&t);
+
+	root = parse(msg);
+	test_assert(mime_search_address(msg, root, "From",
+	    "user-from@domain.org"));
+	test_assert(mime_search_address(msg, root, "from",
+	    "USER-FROM@DOMAIN"));
+	test_assert(!mime_search_address(msg, root, "From", "comment"));
+	test_assert(mime_search_address(msg, root, "To",
+	    "user-to@example.org"));
+	test_assert(mime_search_address(msg, root, "To", "named"));
+	test_assert(mime_search_address(msg, root, "Cc", "john"));
+	test_assert(mime_search_address(msg, root, "Cc", "John Doe"));
+	test_assert(mime_search_address(msg, root, "Cc", "j@x.test"));
+	test_assert(mime_search_address(msg, root, "Cc", "j\xc3\xb6rg"));
+	test_assert(mime_search_address(msg, root, "Bcc", "q@r.test"));
+	test_assert(mime_search_address(msg, root, "Bcc", ""));
+	test_assert(!mime_search_address(msg, root, "Reply-To", ""));
+	test_assert(!mime_search_address(msg, root, "Cc", "nobody@"));
+	mime_free(root);
+	test_end();
+}
+
 static void
 test_search(void)
 {
@@ -1150,6 +1209,7 @@ main(void)
 	test_digest();
 	test_params();
 	test_envelope_addresses();
+	test_address_comments();
 	test_header_fields();
 	test_decode_header();
 	test_dates();
