@@ -83,7 +83,8 @@ parses_to(enum maildir_subs_format fmt, const char *line, const char *want)
 {
 	str_t f = STR_INIT;
 	int r = maildir_subs_parse_line(fmt, line, strlen(line), &f);
-	bool ok = want == NULL ? r == 0 : r == 1 && strcmp(str_c(&f), want) == 0;
+	bool ok = want == NULL ? r == 0 :
+	    r == 1 && strcmp(str_c(&f), want) == 0;
 
 	str_free(&f);
 	return ok;
