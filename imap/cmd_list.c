@@ -208,8 +208,10 @@ do_list(struct imap_session *s, struct imap_cmd *c, bool lsub)
 					if (imap_names_has(src, p) ||
 					    !imap_list_match(pattern, p, '.'))
 						continue;
-					qsort(shown.v, shown.n,
-					    sizeof(*shown.v), imap_names_cmp);
+					if (shown.n > 1)
+						qsort(shown.v, shown.n,
+						    sizeof(*shown.v),
+						    imap_names_cmp);
 					if (imap_names_has(&shown, p))
 						continue;
 					list_line(s, lsub ? "LSUB" : "LIST", p,

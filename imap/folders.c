@@ -234,7 +234,8 @@ imap_names_to_client(const struct imap_session *s, struct imap_names *l)
 		free(l->v[i]);
 		l->v[i] = n;
 	}
-	qsort(l->v, l->n, sizeof(*l->v), imap_names_cmp);
+	if (l->n > 1)
+		qsort(l->v, l->n, sizeof(*l->v), imap_names_cmp);
 }
 
 bool
@@ -279,7 +280,8 @@ imap_names_cmp(const void *a, const void *b)
 bool
 imap_names_has(const struct imap_names *l, const char *name)
 {
-	return bsearch(&name, l->v, l->n, sizeof(*l->v), imap_names_cmp) !=
+	return l->n > 0 &&
+	    bsearch(&name, l->v, l->n, sizeof(*l->v), imap_names_cmp) !=
 	    NULL;
 }
 
@@ -304,7 +306,8 @@ imap_list_folders(const char *maildir, struct imap_names *out)
 		free(path);
 	}
 	closedir(d);
-	qsort(out->v, out->n, sizeof(*out->v), imap_names_cmp);
+	if (out->n > 1)
+		qsort(out->v, out->n, sizeof(*out->v), imap_names_cmp);
 	return 0;
 }
 
@@ -352,7 +355,8 @@ imap_read_subscriptions(const struct imap_session *s, struct imap_names *out)
 		log_error("%016llx: %s", SID(&s->base), err);
 		return -1;
 	}
-	qsort(out->v, out->n, sizeof(*out->v), imap_names_cmp);
+	if (out->n > 1)
+		qsort(out->v, out->n, sizeof(*out->v), imap_names_cmp);
 	for (size_t i = 0; i < out->n; i++) {	/* once each */
 		if (j > 0 && strcmp(out->v[i], out->v[j - 1]) == 0)
 			free(out->v[i]);
