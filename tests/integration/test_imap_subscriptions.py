@@ -161,3 +161,34 @@ def test_unreadable_subscription_file_is_refused(imap_inst, imap_start, tmp_path
         c.logout()
     assert os.path.islink(os.path.join(md, name))
     assert target.read_text() == "INBOX.Secret\nSecret\n"
+
+
+def test_concurrent_subscribes_lose_nothing(imap_inst, imap_start):
+    """Sessions subscribing at the same time (each a read, change, rename of
+    the same file) lose none of each other's names: the maildir's lock."""
+    import threading
+    inst = imap_inst
+    plant(inst, DOVECOT, "V\t2\n\nINBOX\n")
+    srv = imap_start(inst)
+    errors = []
+
+    def worker(k):
+        try:
+            with srv.session() as c:
+                for i in range(15):
+                    c.ok("SUBSCRIBE S%d.N%d" % (k, i))
+                c.logout()
+        except Exception as e:  # reported below, in the test's thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    lines = content(inst, DOVECOT).split("\n")
+    assert lines[:2] == ["V\t2", ""], lines
+    want = {"S%d\tN%d" % (k, i) for k in range(3) for i in range(15)}
+    assert want <= set(lines) and len(lines) == 2 + 1 + 45 + 1, lines
+    assert leftovers(inst) == []
