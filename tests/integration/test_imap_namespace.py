@@ -254,3 +254,20 @@ def test_default_prefers_an_existing_inbox_child(imap_inst, imap_start):
         assert c.select("Sent").numbered("EXISTS") == [0]
         assert "INBOX.Sent" in names(c) and "Sent" in names(c)
         c.logout()
+
+
+def test_prefix_shows_a_dovecot_inbox_child_as_courier_does(imap_inst, imap_start):
+    """A folder .INBOX.Old (INBOX's child under a "" namespace) is
+    INBOX.INBOX.Old in Courier's view, and only that name opens it."""
+    inst = imap_inst
+    make_folder(inst, ALICE, "Sent")
+    make_folder(inst, ALICE, "INBOX.Old")
+    put(inst, ALICE, message(1), folder="INBOX.Old")
+    srv = imap_start(inst, PREFIX)
+    with srv.session() as c:
+        n = names(c)
+        assert "INBOX.INBOX.Old" in n and "INBOX.Sent" in n, n
+        assert c.select("INBOX.INBOX.Old").numbered("EXISTS") == [1]
+        assert c.no("SELECT INBOX.Old").code() == "NONEXISTENT"
+        assert c.no("SELECT INBOX.INBOX").code() == "CANNOT"
+        c.logout()
