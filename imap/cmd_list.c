@@ -28,41 +28,21 @@ static void
 subscription(struct imap_session *s, struct imap_cmd *c, bool add)
 {
 	const char *name;
-	struct imap_names l = { 0 };
-	char *path;
+	char *folder;
 
 	if (c->nargs != 1 || (name = imap_arg_astring(&c->args[0])) == NULL) {
 		imap_bad(s, "A mailbox name is needed");
 		return;
 	}
-	if (imap_is_inbox(name))
-		name = "INBOX";
-	if ((path = imap_mailbox_path(s, name)) == NULL)
+	if ((folder = imap_folder_of(s, name, false)) == NULL)
 		return;
-	free(path);
-	imap_read_subscriptions(s, &l);
-	if (add) {
-		if (!imap_names_has(&l, name))
-			imap_names_add(&l, name);
-	} else {
-		size_t j = 0;
-
-		for (size_t i = 0; i < l.n; i++) {
-			if (strcmp(l.v[i], name) == 0)
-				free(l.v[i]);
-			else
-				l.v[j++] = l.v[i];
-		}
-		l.n = j;
-	}
-	qsort(l.v, l.n, sizeof(*l.v), imap_names_cmp);
-	if (imap_write_subscriptions(s, &l) < 0)
+	if (imap_set_subscription(s, folder, add) < 0)
 		imap_no(s, "[SERVERBUG] Cannot save subscriptions");
 	else if (add)
 		imap_ok(s, "Subscribe completed.");
 	else
 		imap_ok(s, "Unsubscribe completed.");
-	imap_names_free(&l);
+	free(folder);
 }
 
 void
@@ -151,8 +131,16 @@ do_list(struct imap_session *s, struct imap_cmd *c, bool lsub)
 		free(pattern);
 		return;
 	}
-	if (lsub || (sel & SEL_SUBSCRIBED))
-		imap_read_subscriptions(s, &subs);
+	if ((lsub || (sel & SEL_SUBSCRIBED)) &&
+	    imap_read_subscriptions(s, &subs) < 0) {
+		imap_no(s, "[SERVERBUG] Cannot read subscriptions");
+		imap_names_free(&all);
+		free(pattern);
+		return;
+	}
+	/* from here on, names as the client sees them */
+	imap_names_to_client(s, &all);
+	imap_names_to_client(s, &subs);
 
 	/* INBOX first, then the folders, then parents that exist only as
 	 * a level of deeper names (\Noselect, as '%' must show them). */
@@ -174,7 +162,9 @@ do_list(struct imap_session *s, struct imap_cmd *c, bool lsub)
 			    imap_names_has(&all, name);
 			bool subscribed = subs.n > 0 &&
 			    imap_names_has(&subs, name);
-			const char *sp = imap_special_attr(name);
+			const char *folder = imap_folder_listed(s, name);
+			const char *sp = folder != NULL ?
+			    imap_special_attr(folder) : NULL;
 			str_t attrs = STR_INIT;
 
 			if (!imap_list_match(pattern, name, '.'))
@@ -212,11 +202,16 @@ do_list(struct imap_session *s, struct imap_cmd *c, bool lsub)
 
 				while ((dot = strrchr(p, '.')) != NULL) {
 					*dot = '\0';
+					/* INBOX exists: it was shown */
+					if (!lsub && strcmp(p, "INBOX") == 0)
+						continue;
 					if (imap_names_has(src, p) ||
 					    !imap_list_match(pattern, p, '.'))
 						continue;
-					qsort(shown.v, shown.n,
-					    sizeof(*shown.v), imap_names_cmp);
+					if (shown.n > 1)
+						qsort(shown.v, shown.n,
+						    sizeof(*shown.v),
+						    imap_names_cmp);
 					if (imap_names_has(&shown, p))
 						continue;
 					list_line(s, lsub ? "LSUB" : "LIST", p,

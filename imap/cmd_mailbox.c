@@ -27,7 +27,7 @@ void
 imap_cmd_create(struct imap_session *s, struct imap_cmd *c)
 {
 	const char *arg, *err;
-	char *name, *path;
+	char *name, *path, *folder;
 	size_t len;
 
 	if (c->nargs != 1 || (arg = imap_arg_astring(&c->args[0])) == NULL) {
@@ -43,18 +43,19 @@ imap_cmd_create(struct imap_session *s, struct imap_cmd *c)
 		free(name);
 		return;
 	}
-	if ((path = imap_mailbox_path(s, name)) == NULL) {
+	if ((path = imap_mailbox_locate(s, name, true, &folder)) == NULL) {
 		free(name);
 		return;
 	}
 	if (imap_is_dir(path)) {
 		imap_no(s, "[ALREADYEXISTS] Mailbox exists");
-	} else if (maildir_make_folder(s->maildir, name, &err) < 0) {
+	} else if (maildir_make_folder(s->maildir, folder, &err) < 0) {
 		log_error("%016llx: %s", SID(&s->base), err);
 		imap_no(s, "[SERVERBUG] Cannot create the mailbox");
 	} else {
 		imap_ok(s, "Create completed.");
 	}
+	free(folder);
 	free(path);
 	free(name);
 }
@@ -73,7 +74,7 @@ void
 imap_cmd_delete(struct imap_session *s, struct imap_cmd *c)
 {
 	const char *name;
-	char *path, *gone;
+	char *path, *gone, *folder;
 	struct imap_names l = { 0 };
 
 	if (c->nargs != 1 || (name = imap_arg_astring(&c->args[0])) == NULL) {
@@ -84,15 +85,16 @@ imap_cmd_delete(struct imap_session *s, struct imap_cmd *c)
 		imap_no(s, "[CANNOT] INBOX cannot be deleted");
 		return;
 	}
-	if ((path = imap_mailbox_path(s, name)) == NULL)
+	if ((path = imap_mailbox_locate(s, name, false, &folder)) == NULL)
 		return;
 	if (!imap_is_dir(path)) {
 		imap_no(s, "[NONEXISTENT] No such mailbox");
+		free(folder);
 		free(path);
 		return;
 	}
 	imap_list_folders(s->maildir, &l);
-	if (imap_has_children(&l, name)) {
+	if (imap_has_children(&l, folder)) {
 		imap_no(s, "[INUSE] Mailbox has children, delete them first");
 		goto out;
 	}
@@ -118,6 +120,7 @@ imap_cmd_delete(struct imap_session *s, struct imap_cmd *c)
 	free(gone);
 out:
 	imap_names_free(&l);
+	free(folder);
 	free(path);
 }
 
@@ -127,22 +130,26 @@ rename_inbox(struct imap_session *s, const char *to)
 {
 	static const char *const subs[] = { "cur", "new" };
 	const char *err;
-	char *dst = imap_mailbox_path(s, to);
+	char *folder;
+	char *dst = imap_mailbox_locate(s, to, true, &folder);
 	bool failed = false;
 
 	if (dst == NULL)
 		return;
 	if (imap_is_dir(dst)) {
 		imap_no(s, "[ALREADYEXISTS] Mailbox exists");
+		free(folder);
 		free(dst);
 		return;
 	}
-	if (maildir_make_folder(s->maildir, to, &err) < 0) {
+	if (maildir_make_folder(s->maildir, folder, &err) < 0) {
 		log_error("%016llx: %s", SID(&s->base), err);
 		imap_no(s, "[SERVERBUG] Cannot create the mailbox");
+		free(folder);
 		free(dst);
 		return;
 	}
+	free(folder);
 	for (size_t i = 0; i < 2; i++) {
 		char *from = xasprintf("%s/%s", s->maildir, subs[i]);
 		DIR *d = opendir(from);
@@ -177,7 +184,7 @@ void
 imap_cmd_rename(struct imap_session *s, struct imap_cmd *c)
 {
 	const char *from, *to;
-	char *src = NULL, *dst = NULL;
+	char *src = NULL, *dst = NULL, *ffrom = NULL, *fto = NULL;
 	struct imap_names l = { 0 };
 	size_t flen;
 
@@ -194,8 +201,8 @@ imap_cmd_rename(struct imap_session *s, struct imap_cmd *c)
 		rename_inbox(s, to);
 		return;
 	}
-	if ((src = imap_mailbox_path(s, from)) == NULL ||
-	    (dst = imap_mailbox_path(s, to)) == NULL)
+	if ((src = imap_mailbox_locate(s, from, false, &ffrom)) == NULL ||
+	    (dst = imap_mailbox_locate(s, to, true, &fto)) == NULL)
 		goto out;
 	if (!imap_is_dir(src)) {
 		imap_no(s, "[NONEXISTENT] No such mailbox");
@@ -212,14 +219,14 @@ imap_cmd_rename(struct imap_session *s, struct imap_cmd *c)
 		imap_no(s, "[SERVERBUG] Cannot rename the mailbox");
 		goto out;
 	}
-	flen = strlen(from);
+	flen = strlen(ffrom);
 	for (size_t i = 0; i < l.n; i++) {
 		char *a, *b;
 
-		if (strncmp(l.v[i], from, flen) != 0 || l.v[i][flen] != '.')
+		if (strncmp(l.v[i], ffrom, flen) != 0 || l.v[i][flen] != '.')
 			continue;
 		a = xasprintf("%s/.%s", s->maildir, l.v[i]);
-		b = xasprintf("%s/.%s%s", s->maildir, to, l.v[i] + flen);
+		b = xasprintf("%s/.%s%s", s->maildir, fto, l.v[i] + flen);
 		if (rename(a, b) < 0)
 			log_error_errno("%016llx: rename %s", SID(&s->base), a);
 		free(a);
@@ -232,6 +239,8 @@ imap_cmd_rename(struct imap_session *s, struct imap_cmd *c)
 	imap_ok(s, "Rename completed.");
 out:
 	imap_names_free(&l);
+	free(ffrom);
+	free(fto);
 	free(src);
 	free(dst);
 }

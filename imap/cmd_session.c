@@ -90,7 +90,9 @@ imap_cmd_namespace(struct imap_session *s, struct imap_cmd *c)
 		imap_bad(s, "NAMESPACE takes no arguments");
 		return;
 	}
-	imap_untagged(s, "NAMESPACE ((\"\" \".\")) NIL NIL");
+	/* the personal namespace: imap_namespace_prefix (folders.c) */
+	imap_untagged(s, "NAMESPACE ((\"%s\" \".\")) NIL NIL",
+	    s->srv->ns_prefix);
 	imap_ok(s, "Namespace completed.");
 }
 

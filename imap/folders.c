@@ -1,15 +1,38 @@
 /*
  * folders.c: mailbox names and folders, shared by the IMAP command files
- * (cmd_*.c) and the login: name validity, the folder list, the
+ * (cmd_*.c) and the login: the one mapping between the names a client
+ * uses and the folders on disk, name validity, the folder list, the
  * special-use folders (RFC 6154), subscriptions, the maildir prepared at
  * the first login.
  *
- * Names: the hierarchy separator is '.', and a mailbox is the Maildir++
- * folder of the same name (".Sent", ".Archive.2024"); names are stored
- * in modified UTF-7 as Courier and Dovecot store them, so a maildir
- * moves between the three unchanged. INBOX is the maildir itself.
- * Subscriptions are kept one name per line in "subscriptions" at the
- * maildir's root (Dovecot's Maildir++ file).
+ * Folders: "INBOX" is the maildir itself, any other folder a Maildir++
+ * folder named without its leading dot ("Sent" is ".Sent", levels
+ * separated by '.': "Archive.2024"); names are stored in modified UTF-7
+ * as Courier and Dovecot store them, so a maildir moves between the
+ * three unchanged.
+ *
+ * Mailbox names (what the client says and sees), by
+ * imap_namespace_prefix (RFC 2342 NAMESPACE, separator '.'):
+ *  "INBOX." (Courier-IMAP's view): INBOX is the maildir and INBOX.<f>
+ *    (INBOX in any case) the folder f; every other name lies outside the
+ *    namespace and names nothing: NO [NONEXISTENT], and NO [CANNOT] for
+ *    a new name (CREATE, RENAME's target). A folder ".INBOX.x" left by a
+ *    server with a "" namespace shows as INBOX.INBOX.x, as Courier shows
+ *    it.
+ *  "" (the default; Dovecot's usual view): the name of folder f is f.
+ *    INBOX.<x> is the folder "INBOX.x" (a child of INBOX, as Dovecot
+ *    keeps it) when that folder exists; when it does not and folder x
+ *    does, it is x. So a client set up under Courier that still says
+ *    INBOX.Sent finds ".Sent", and its CREATE INBOX.Sent answers
+ *    [ALREADYEXISTS] instead of making a second ".INBOX.Sent" beside
+ *    ".Sent". A name that is neither takes the form its nearest
+ *    existing parent level has (INBOX.Work.New beside ".Work" makes
+ *    ".Work.New"), and is "INBOX.x" when no level exists. LIST shows
+ *    every folder under its one name.
+ *
+ * Subscriptions: lib/maildir/subscriptions.c keeps Dovecot's and
+ * Courier's files, in the formats the maildir has; here they hold
+ * folders, and LSUB shows them by their mailbox names.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -29,6 +52,7 @@
 #include "lib/base/log.h"
 #include "lib/maildir/maildir.h"
 #include "lib/maildir/quota.h"
+#include "lib/maildir/subscriptions.h"
 
 static const struct {
 	const char *name, *attr;
@@ -41,15 +65,13 @@ static const struct {
 };
 #define NSPECIAL (sizeof(special) / sizeof(special[0]))
 
-#define SUBSCRIPTIONS "subscriptions"
-
 bool
 imap_is_inbox(const char *name)
 {
 	return strcasecmp(name, "INBOX") == 0;
 }
 
-/* Validity of a mailbox name, INBOX aside. */
+/* Validity of a folder name, INBOX aside. */
 bool
 imap_name_valid(const char *name)
 {
@@ -64,21 +86,156 @@ imap_name_valid(const char *name)
 	return ok;
 }
 
+/* ---- mailbox names and folders: the mapping (see the top) ---- */
+
+/* What follows "INBOX." (any case) in name, or NULL. */
+static const char *
+inbox_child(const char *name)
+{
+	if (strncasecmp(name, "INBOX.", 6) != 0 || name[6] == '\0')
+		return NULL;
+	return name + 6;
+}
+
+static bool
+folder_exists(const struct imap_session *s, const char *folder)
+{
+	char *path;
+	bool there;
+
+	if (!imap_name_valid(folder))
+		return false;
+	path = maildir_folder_path(s->maildir, folder);
+	there = path != NULL && imap_is_dir(path);
+	free(path);
+	return there;
+}
+
+/* With the "" prefix, the folder of INBOX.<rest>: "INBOX.<rest>" if it
+ * exists, else <rest> if that exists (Courier's name for it); for a name
+ * that is neither, the form in which its nearest parent level exists
+ * (INBOX.Work.New beside ".Work" is ".Work.New"), else "INBOX.<rest>".
+ * At most two lstat()s per level. */
+static char *
+inbox_child_folder(const struct imap_session *s, const char *rest)
+{
+	char *level = xstrdup(rest), *dot, *mine;
+	bool theirs = false;
+
+	for (;;) {
+		mine = xasprintf("INBOX.%s", level);
+		if (folder_exists(s, mine))
+			break;
+		if (folder_exists(s, level)) {
+			theirs = true;
+			break;
+		}
+		free(mine);
+		mine = NULL;
+		if ((dot = strrchr(level, '.')) == NULL)
+			break;
+		*dot = '\0';
+	}
+	free(mine);
+	free(level);
+	return theirs ? xstrdup(rest) : xasprintf("INBOX.%s", rest);
+}
+
+char *
+imap_folder_of(struct imap_session *s, const char *name, bool create)
+{
+	const char *rest = inbox_child(name);
+	char *folder;
+
+	if (imap_is_inbox(name))
+		return xstrdup("INBOX");
+	if (s->srv->ns_prefix[0] != '\0') {
+		/* "INBOX.": nothing outside it */
+		if (rest == NULL) {
+			if (create)
+				imap_no(s, "[CANNOT] Mailbox names begin "
+				    "with %s", s->srv->ns_prefix);
+			else
+				imap_no(s, "[NONEXISTENT] No such mailbox "
+				    "(names begin with %s)",
+				    s->srv->ns_prefix);
+			return NULL;
+		}
+		folder = xstrdup(rest);
+	} else if (rest != NULL) {
+		folder = inbox_child_folder(s, rest);
+	} else {
+		folder = xstrdup(name);
+	}
+	if (!imap_name_valid(folder)) {
+		imap_no(s, "[CANNOT] Invalid mailbox name");
+		free(folder);
+		return NULL;
+	}
+	return folder;
+}
+
+char *
+imap_mailbox_locate(struct imap_session *s, const char *name, bool create,
+    char **folder_r)
+{
+	char *folder = imap_folder_of(s, name, create);
+	char *path;
+
+	if (folder_r != NULL)
+		*folder_r = NULL;
+	if (folder == NULL)
+		return NULL;
+	path = maildir_folder_path(s->maildir, folder);
+	if (path == NULL) {
+		imap_no(s, "[CANNOT] Invalid mailbox name");
+		free(folder);
+		return NULL;
+	}
+	if (folder_r != NULL)
+		*folder_r = folder;
+	else
+		free(folder);
+	return path;
+}
+
 char *
 imap_mailbox_path(struct imap_session *s, const char *name)
 {
-	char *path;
+	return imap_mailbox_locate(s, name, false, NULL);
+}
 
-	if (imap_is_inbox(name))
-		return xstrdup(s->maildir);
-	if (!imap_name_valid(name)) {
-		imap_no(s, "[CANNOT] Invalid mailbox name");
+char *
+imap_mailbox_name(const struct imap_session *s, const char *folder)
+{
+	if (strcmp(folder, "INBOX") == 0)
+		return xstrdup("INBOX");
+	return xasprintf("%s%s", s->srv->ns_prefix, folder);
+}
+
+const char *
+imap_folder_listed(const struct imap_session *s, const char *name)
+{
+	size_t plen = strlen(s->srv->ns_prefix);
+
+	if (strcmp(name, "INBOX") == 0)
+		return name;
+	if (strncmp(name, s->srv->ns_prefix, plen) != 0)
 		return NULL;
+	return name + plen;
+}
+
+void
+imap_names_to_client(const struct imap_session *s, struct imap_names *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		char *n = imap_mailbox_name(s, l->v[i]);
+
+		free(l->v[i]);
+		l->v[i] = n;
 	}
-	path = maildir_folder_path(s->maildir, name);
-	if (path == NULL)
-		imap_no(s, "[CANNOT] Invalid mailbox name");
-	return path;
+	if (l->n > 1)
+		qsort(l->v, l->n, sizeof(*l->v), imap_names_cmp);
 }
 
 bool
@@ -123,7 +280,8 @@ imap_names_cmp(const void *a, const void *b)
 bool
 imap_names_has(const struct imap_names *l, const char *name)
 {
-	return bsearch(&name, l->v, l->n, sizeof(*l->v), imap_names_cmp) !=
+	return l->n > 0 &&
+	    bsearch(&name, l->v, l->n, sizeof(*l->v), imap_names_cmp) !=
 	    NULL;
 }
 
@@ -148,7 +306,8 @@ imap_list_folders(const char *maildir, struct imap_names *out)
 		free(path);
 	}
 	closedir(d);
-	qsort(out->v, out->n, sizeof(*out->v), imap_names_cmp);
+	if (out->n > 1)
+		qsort(out->v, out->n, sizeof(*out->v), imap_names_cmp);
 	return 0;
 }
 
@@ -180,104 +339,73 @@ imap_special_attr(const char *name)
 
 /* ---- subscriptions ---- */
 
-void
-imap_read_subscriptions(const struct imap_session *s, struct imap_names *out)
+static void
+add_name(void *ctx, const char *folder)
 {
-	char *path = xasprintf("%s/%s", s->maildir, SUBSCRIPTIONS);
-	FILE *fp = fopen(path, "r");
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
-
-	free(path);
-	if (fp == NULL)
-		return;
-	while ((n = getline(&line, &cap, fp)) > 0) {
-		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-			line[--n] = '\0';
-		if (n > 0 && (imap_is_inbox(line) || imap_name_valid(line)))
-			imap_names_add(out, imap_is_inbox(line) ? "INBOX" :
-			    line);
-	}
-	free(line);
-	fclose(fp);
-	qsort(out->v, out->n, sizeof(*out->v), imap_names_cmp);
+	imap_names_add(ctx, folder);
 }
 
 int
-imap_write_subscriptions(const struct imap_session *s,
-    const struct imap_names *l)
+imap_read_subscriptions(const struct imap_session *s, struct imap_names *out)
 {
-	char *path = xasprintf("%s/%s", s->maildir, SUBSCRIPTIONS);
-	char *u = maildir_unique_name();	/* threads share the pid */
-	char *tmp = xasprintf("%s/tmp/%s.subscriptions", s->maildir, u);
-	str_t body = STR_INIT;
-	int fd, rc = -1;
+	const char *err;
+	size_t j = 0;
 
-	for (size_t i = 0; i < l->n; i++) {
-		if (i > 0 && strcmp(l->v[i], l->v[i - 1]) == 0)
-			continue;
-		str_append(&body, l->v[i]);
-		str_append_c(&body, '\n');
+	if (maildir_subs_read(s->maildir, add_name, out, &err) < 0) {
+		log_error("%016llx: %s", SID(&s->base), err);
+		return -1;
 	}
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-	    0600);
-	if (fd >= 0) {
-		if (write_full(fd, body.data, body.len) == 0 &&
-		    fsync(fd) == 0 && close(fd) == 0) {
-			fd = -1;
-			rc = rename(tmp, path);
-		}
-		if (fd >= 0)
-			close(fd);
+	if (out->n > 1)
+		qsort(out->v, out->n, sizeof(*out->v), imap_names_cmp);
+	for (size_t i = 0; i < out->n; i++) {	/* once each */
+		if (j > 0 && strcmp(out->v[i], out->v[j - 1]) == 0)
+			free(out->v[i]);
+		else
+			out->v[j++] = out->v[i];
 	}
-	if (rc < 0) {
-		log_error_errno("imap: writing %s", path);
-		unlink(tmp);
+	out->n = j;
+	return 0;
+}
+
+int
+imap_set_subscription(const struct imap_session *s, const char *folder,
+    bool on)
+{
+	const char *err;
+
+	if (maildir_subs_set(s->maildir, &folder, 1, on, &err) < 0) {
+		log_error("%016llx: %s", SID(&s->base), err);
+		return -1;
 	}
-	str_free(&body);
-	free(tmp);
-	free(u);
-	free(path);
-	return rc;
+	return 0;
 }
 
 int
 imap_prepare_maildir(struct imap_session *s)
 {
-	const char *err;
-	char *subs;
-	bool first;
+	const char *err, *subs[1 + NSPECIAL];
 
 	if (maildir_make(s->maildir, &err) < 0) {
 		log_error("%016llx: %s", SID(&s->base), err);
 		return -1;
 	}
-	subs = xasprintf("%s/%s", s->maildir, SUBSCRIPTIONS);
-	first = access(subs, F_OK) < 0;
-	free(subs);
-	if (!first)
+	/* A maildir with a subscription file of either kind was used
+	 * before (by petrel, Dovecot or Courier): left as it is. */
+	if (maildir_subs_exist(s->maildir))
 		return 0;
 	/* First login: the special-use folders, subscribed with INBOX. */
-	{
-		struct imap_names l = { 0 };
-
-		imap_names_add(&l, "INBOX");
-		for (size_t i = 0; i < NSPECIAL; i++) {
-			if (maildir_make_folder(s->maildir, special[i].name,
-			    &err) < 0) {
-				log_error("%016llx: %s", SID(&s->base), err);
-				imap_names_free(&l);
-				return -1;
-			}
-			imap_names_add(&l, special[i].name);
-		}
-		qsort(l.v, l.n, sizeof(*l.v), imap_names_cmp);
-		if (imap_write_subscriptions(s, &l) < 0) {
-			imap_names_free(&l);
+	subs[0] = "INBOX";
+	for (size_t i = 0; i < NSPECIAL; i++) {
+		if (maildir_make_folder(s->maildir, special[i].name,
+		    &err) < 0) {
+			log_error("%016llx: %s", SID(&s->base), err);
 			return -1;
 		}
-		imap_names_free(&l);
+		subs[1 + i] = special[i].name;
+	}
+	if (maildir_subs_set(s->maildir, subs, 1 + NSPECIAL, true, &err) < 0) {
+		log_error("%016llx: %s", SID(&s->base), err);
+		return -1;
 	}
 	return 0;
 }

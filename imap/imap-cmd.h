@@ -58,10 +58,21 @@ bool imap_is_dir(const char *path);
 /* Every Maildir++ folder of the maildir, sorted. */
 int imap_list_folders(const char *maildir, struct imap_names *out);
 bool imap_has_children(const struct imap_names *l, const char *name);
-const char *imap_special_attr(const char *name);
-void imap_read_subscriptions(const struct imap_session *s,
+/* The special-use attribute of a folder ("\Sent"), or NULL. */
+const char *imap_special_attr(const char *folder);
+/* Folders to the names the client sees, in place, sorted again. */
+void imap_names_to_client(const struct imap_session *s,
+    struct imap_names *l);
+/* The folder of a name as LIST showed it (imap_mailbox_name's
+ * inverse), pointing into name; NULL if no folder has that name. */
+const char *imap_folder_listed(const struct imap_session *s,
+    const char *name);
+/* The subscribed folders, sorted, each once; -1 (logged) when a file
+ * cannot be read. */
+int imap_read_subscriptions(const struct imap_session *s,
     struct imap_names *out);
-int imap_write_subscriptions(const struct imap_session *s,
-    const struct imap_names *l);
+/* Subscribe (on) or unsubscribe one folder; -1 (logged) on failure. */
+int imap_set_subscription(const struct imap_session *s, const char *folder,
+    bool on);
 
 #endif

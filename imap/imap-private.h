@@ -143,10 +143,21 @@ int imap_login_job(struct session *base, struct authc *ac,
     const struct dir_user *u);
 void imap_login_done(struct session *base, int result);
 
-/* The folder directory for a mailbox name as the client sent it
- * (modified UTF-7, validated; INBOX in any case). NULL with a NO/BAD
- * already set on the session when the name is not acceptable. */
+/* folders.c, the one mapping of mailbox names (as the client sends and
+ * sees them, imap_namespace_prefix applied) to folders ("INBOX" or a
+ * Maildir++ folder's name without its dot) and their directories.
+ * folder_of: the folder a name names, malloc'd (create: the name is to
+ * be made, CREATE and RENAME's target); mailbox_locate: its directory,
+ * malloc'd, and the folder in *folder_r when not NULL; mailbox_path: the
+ * directory alone. Each returns NULL with a NO already set on the
+ * session when the name is not acceptable (invalid, or outside the
+ * namespace). mailbox_name: the name a client sees for a folder,
+ * malloc'd. */
+char *imap_folder_of(struct imap_session *s, const char *name, bool create);
+char *imap_mailbox_locate(struct imap_session *s, const char *name,
+    bool create, char **folder_r);
 char *imap_mailbox_path(struct imap_session *s, const char *name);
+char *imap_mailbox_name(const struct imap_session *s, const char *folder);
 bool imap_is_inbox(const char *name);
 
 /* Sync the selected mailbox and append the untagged responses for what

@@ -19,6 +19,8 @@ struct imap_server {
 	struct session_server sv;	/* sessions, limits, TLS, jobs */
 	const char *mail_root;
 	uint64_t size_limit;		/* message_size_limit (APPEND) */
+	const char *ns_prefix;		/* imap_namespace_prefix: "" or
+					   "INBOX." (imap/folders.c) */
 
 	/* change notification: one inotify descriptor per worker */
 	int inotify_fd;

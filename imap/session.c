@@ -603,6 +603,7 @@ imap_server_init(struct imap_server *srv, struct event_base *base,
 	memset(srv, 0, sizeof(*srv));
 	srv->mail_root = config_get(cfg, "mail_root");
 	srv->size_limit = config_get_uint(cfg, "message_size_limit");
+	srv->ns_prefix = config_get(cfg, "imap_namespace_prefix");
 	srv->inotify_fd = -1;
 	session_server_init(&srv->sv, &imap_ops, srv, base, jobs, cfg, tls);
 	if (imap_notify_init(srv) < 0)

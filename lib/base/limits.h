@@ -42,6 +42,11 @@
  * MAILDIRSIZE_MAX, so one this large is garbage and gets recalculated. */
 #define MAILDIRSIZE_READ_MAX (1024 * 1024)
 
+/* A subscription file ("subscriptions", "courierimapsubscribed") is read
+ * whole into memory: one larger than this (some 4000 names of the
+ * longest kind) is refused, never read. */
+#define MAILDIR_SUBS_READ_MAX (1024 * 1024)
+
 
 /* Queue files (lib/queue/queue.c): an envelope line holds one address
  * and a transport, so a longer one means a damaged file. A state line

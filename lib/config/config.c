@@ -98,6 +98,11 @@ static const struct key_def keys[] = {
 	{ "auth_max_failures_per_user", KT_UINT, "10", NULL, 1000000 },
 	{ "auth_lockout_time", KT_UINT, "900", NULL, 86400 * 365 },
 	{ "recipient_delimiter", KT_STRING, "+", NULL, 0 },
+	/* IMAP mailbox names: "" (the default) names a folder ".Work" Work;
+	 * "INBOX." names it INBOX.Work, as Courier-IMAP does (RFC 2342
+	 * personal namespace "INBOX." with separator "."), for maildirs
+	 * moved from Courier (docs/migration.md). */
+	{ "imap_namespace_prefix", KT_ENUM, "", "\"\"|INBOX.", 0 },
 	{ "query_domain", KT_STRING,
 	  "SELECT transport FROM transport WHERE domain = :domain", NULL, 0 },
 	{ "query_alias", KT_STRING,
@@ -174,6 +179,7 @@ key_index(const char *name)
 	return -1;
 }
 
+/* A choice written "" (two double quotes) is the empty value. */
 static bool
 enum_allows(const char *choices, const char *value)
 {
@@ -185,6 +191,8 @@ enum_allows(const char *choices, const char *value)
 		size_t n = bar ? (size_t)(bar - p) : strlen(p);
 
 		if (n == vlen && strncmp(p, value, n) == 0)
+			return true;
+		if (vlen == 0 && n == 2 && strncmp(p, "\"\"", 2) == 0)
 			return true;
 		p += n + (bar ? 1 : 0);
 	}
@@ -264,6 +272,9 @@ set_value(struct config *cfg, const char *where, const char *key,
 		    where, key);
 		return -1;
 	}
+	/* an enum's "" as the SPEC writes it: the empty value */
+	if (keys[i].type == KT_ENUM && strcmp(value, "\"\"") == 0)
+		value = "";
 	why = validate((size_t)i, value, buf, sizeof(buf));
 	if (why != NULL) {
 		*error_r = xasprintf("%s%s", where, why);

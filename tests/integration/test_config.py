@@ -195,3 +195,21 @@ def test_config_crlf_line_endings(two, tmp_path):
     conf = tmp_path / "crlf.conf"
     conf.write_bytes(open(b.conf, "rb").read().replace(b"\n", b"\r\n"))
     assert domains(run_petrel(a.bin, ["-c", str(conf), "domain", "list"])) == ["other.test"]
+
+
+def test_config_imap_namespace_prefix_values(sqlite_instance, tmp_path):
+    """imap_namespace_prefix takes "" (written "" or left empty) or INBOX.;
+    anything else is one line naming the key and the line, exit 1."""
+    for good in ('""', "", "INBOX."):
+        conf, n = _write_bad(sqlite_instance, tmp_path, ["#"],
+                             "imap_namespace_prefix = " + good)
+        assert_ok(run_petrel(sqlite_instance.bin, ["-c", conf, "domain", "list"]))
+    for bad in ("INBOX", "inbox.", "Mail/", "INBOX/"):
+        conf, n = _write_bad(sqlite_instance, tmp_path, ["#", "#"],
+                             "imap_namespace_prefix = " + bad)
+        cp = run_petrel(sqlite_instance.bin, ["-c", conf, "domain", "list"])
+        line = assert_error(cp, "imap_namespace_prefix")
+        assert _names_line(line, conf, n), "message should name line %d\n" % n + describe(cp)
+    cp = run_petrel(sqlite_instance.bin, ["-o", "imap_namespace_prefix=Mail.", "-c",
+                                          sqlite_instance.conf, "domain", "list"])
+    assert_error(cp, "imap_namespace_prefix")

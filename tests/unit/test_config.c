@@ -164,6 +164,34 @@ test_locate(void)
 	test_end();
 }
 
+static void
+test_namespace_prefix(void)
+{
+	struct config *cfg = config_new();
+	char *err;
+
+	test_begin("config imap_namespace_prefix: \"\" or INBOX.");
+	test_assert_streq(config_get(cfg, "imap_namespace_prefix"), "");
+	test_assert(load(cfg, "imap_namespace_prefix = INBOX.\n", &err) == 0);
+	test_assert_streq(config_get(cfg, "imap_namespace_prefix"), "INBOX.");
+	test_assert(load(cfg, "imap_namespace_prefix = \"\"\n", &err) == 0);
+	test_assert_streq(config_get(cfg, "imap_namespace_prefix"), "");
+	test_assert(config_override(cfg, "imap_namespace_prefix=INBOX.",
+	    &err) == 0);
+	test_assert(config_override(cfg, "imap_namespace_prefix=", &err) == 0);
+	test_assert_streq(config_get(cfg, "imap_namespace_prefix"), "");
+	test_assert(load(cfg, "imap_namespace_prefix = INBOX\n", &err) == -1);
+	test_assert(err != NULL && strstr(err, "t.conf:1:") != NULL &&
+	    strstr(err, "imap_namespace_prefix") != NULL);
+	free(err);
+	test_assert(load(cfg, "imap_namespace_prefix = inbox.\n", &err) == -1);
+	free(err);
+	test_assert(load(cfg, "imap_namespace_prefix = Mail/\n", &err) == -1);
+	free(err);
+	config_free(&cfg);
+	test_end();
+}
+
 int
 main(void)
 {
@@ -172,5 +200,6 @@ main(void)
 	test_override();
 	test_listen();
 	test_locate();
+	test_namespace_prefix();
 	return test_done();
 }
