@@ -95,6 +95,13 @@ static const struct key_def keys[] = {
 	{ "auth_max_failures_per_user", KT_UINT, "10", NULL, 1000000 },
 	{ "auth_lockout_time", KT_UINT, "900", NULL, 86400 * 365 },
 	{ "recipient_delimiter", KT_STRING, "+", NULL, 0 },
+	/* Migration (docs/migration.md). yes: MAIL before HELO/EHLO gets
+	 * 503; no: accepted, as Postfix's smtpd_helo_required = no. */
+	{ "smtp_helo_required", KT_ENUM, "yes", "yes|no", 0 },
+	/* yes: MAIL FROM / RCPT TO need <angle brackets> (501 without);
+	 * no: a bare address is taken, as Postfix's
+	 * strict_rfc821_envelopes = no. */
+	{ "smtp_strict_envelopes", KT_ENUM, "yes", "yes|no", 0 },
 	{ "query_domain", KT_STRING,
 	  "SELECT transport FROM transport WHERE domain = :domain", NULL, 0 },
 	{ "query_alias", KT_STRING,
