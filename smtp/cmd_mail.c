@@ -256,9 +256,9 @@ rcpt_run(struct job *job, void *state)
 		struct route_dest *d = &s->job_route.dests[i];
 		int r;
 
-		if (d->kind != ROUTE_MAILDIR || d->quota == 0)
+		if (d->kind != ROUTE_MAILDIR || !quota_limit_set(&d->quota))
 			continue;
-		r = maildir_quota_check(d->maildir, d->quota,
+		r = maildir_quota_check(d->maildir, &d->quota,
 		    s->size_hint ? s->size_hint : 1, &err);
 		if (r < 0)
 			log_warn("quota check %s: %s", d->maildir, err);

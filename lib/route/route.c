@@ -130,7 +130,8 @@ fail(struct ctx *c, enum route_status status, const char *text)
 
 static void
 add_dest(struct ctx *c, enum route_kind kind, const char *address,
-    const char *maildir, uint64_t quota, const char *transport)
+    const char *maildir, const struct quota_limit *quota,
+    const char *transport)
 {
 	struct route_result *r = c->res;
 	struct route_dest *d;
@@ -150,7 +151,8 @@ add_dest(struct ctx *c, enum route_kind kind, const char *address,
 	d->kind = kind;
 	d->address = xstrdup(address);
 	d->maildir = maildir ? xstrdup(maildir) : NULL;
-	d->quota = quota;
+	if (quota != NULL)
+		d->quota = *quota;
 	d->transport = xstrdup(transport ? transport : "");
 }
 
@@ -176,7 +178,7 @@ try_user(struct ctx *c, const char *lookup, const char *address)
 	struct dir_user u;
 	const char *err;
 	char *path;
-	uint64_t quota = 0;
+	struct quota_limit quota;
 	int r;
 
 	r = dir_lookup_user(c->dir, lookup, &u, &err);
@@ -199,7 +201,7 @@ try_user(struct ctx *c, const char *lookup, const char *address)
 		free(path);
 		return -1;
 	}
-	add_dest(c, ROUTE_MAILDIR, address, path, quota, NULL);
+	add_dest(c, ROUTE_MAILDIR, address, path, &quota, NULL);
 	free(path);
 	return 1;
 }
@@ -311,7 +313,7 @@ resolve(struct ctx *c, const char *address)
 		if (c->depth == 1 && !c->may_relay)
 			fail(c, ROUTE_RELAY_DENIED, domain);
 		else
-			add_dest(c, ROUTE_REMOTE, address, NULL, 0, "");
+			add_dest(c, ROUTE_REMOTE, address, NULL, NULL, "");
 		goto out;
 	}
 	if (strncmp(transport, "error:", 6) == 0) {
@@ -344,7 +346,7 @@ resolve(struct ctx *c, const char *address)
 	/* 5. relay domain */
 	if (strncmp(transport, "smtp:", 5) == 0 ||
 	    strncmp(transport, "relay:", 6) == 0) {
-		add_dest(c, ROUTE_REMOTE, address, NULL, 0, transport);
+		add_dest(c, ROUTE_REMOTE, address, NULL, NULL, transport);
 		goto out;
 	}
 	fail(c, ROUTE_UNKNOWN, address);
