@@ -240,6 +240,7 @@ test_courier_new_list(void)
 	test_begin("pop3 uidl: courier list made with the first message");
 	test_assert(list(md, STORE_UIDL_COURIER, &msgs, &n));
 	test_assert(n == 0);
+	maildir_msgs_free(&msgs, n);
 	text = get(md, "courierpop3dsizelist");
 	test_assert(text == NULL);	/* nothing to number yet */
 	free(text);
