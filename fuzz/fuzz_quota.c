@@ -87,6 +87,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct maildir_quota q, q2;
+	struct quota_limit lim = { 0 };
 	const char *error;
 	uint64_t limit, add;
 	FILE *fp;
@@ -122,7 +123,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 	}
 
-	r = maildir_quota_check(dir, limit, add, &error);
+	lim.bytes = limit;
+	r = maildir_quota_check(dir, &lim, add, &error);
 	if (r < 0)
 		abort();
 	if (maildir_quota_read(dir, &q2, &error) != 1 ||

@@ -53,8 +53,8 @@ imap_spool_write(struct imap_session *s)
 	if (sp->tmp == NULL) {
 		/* the message's size is known: refuse it before writing
 		 * anything when it cannot fit */
-		if (s->quota > 0 && maildir_quota_check(s->maildir, s->quota,
-		    sp->size, &err) == 0) {
+		if (maildir_quota_check(s->maildir, &s->quota, sp->size,
+		    &err) == 0) {
 			sp->failed = "[OVERQUOTA] Quota exceeded";
 			goto out;
 		}
@@ -167,8 +167,7 @@ imap_cmd_append(struct imap_session *s, struct imap_cmd *c)
 		imap_no(s, "%s", sp->failed);
 		goto out;
 	}
-	if (s->quota > 0 && maildir_quota_check(s->maildir, s->quota,
-	    size, &err) == 0) {
+	if (maildir_quota_check(s->maildir, &s->quota, size, &err) == 0) {
 		imap_no(s, "[OVERQUOTA] Quota exceeded");
 		goto out;
 	}
@@ -191,7 +190,7 @@ imap_cmd_append(struct imap_session *s, struct imap_cmd *c)
 	stored = maildir_tmp_size(tmp);
 	if (maildir_tmp_commit_to(&tmp, dst->path, norm, &newpath, &err) < 0)
 		goto failed;
-	if (s->quota > 0)
+	if (quota_limit_set(&s->quota))
 		maildir_quota_add(s->maildir, (int64_t)stored, 1, &err);
 	uid = mbox_uid_of_added(dst, imap_basename_of(newpath), &err);
 	if (uid == 0)

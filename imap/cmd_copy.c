@@ -86,8 +86,8 @@ copy_messages(struct imap_session *s, struct imap_cmd *c, bool move)
 			log_warn("%016llx: %s", SID(&s->base), err);
 		bytes += s->mb->msgs[idx[k]].size;
 	}
-	if (!move && s->quota > 0 &&
-	    maildir_quota_check(s->maildir, s->quota, bytes, &err) == 0) {
+	if (!move &&
+	    maildir_quota_check(s->maildir, &s->quota, bytes, &err) == 0) {
 		imap_no(s, "[OVERQUOTA] Quota exceeded");
 		goto out;
 	}
@@ -161,7 +161,7 @@ copy_messages(struct imap_session *s, struct imap_cmd *c, bool move)
 		imap_seqset_format(src_uids, copied, &su);
 		imap_seqset_format(dst_uids, copied, &du);
 	}
-	if (!move && copied > 0 && s->quota > 0)
+	if (!move && copied > 0 && quota_limit_set(&s->quota))
 		maildir_quota_add(s->maildir, (int64_t)bytes, (int64_t)copied,
 		    &err);
 	if (failed > 0) {

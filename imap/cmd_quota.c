@@ -28,20 +28,32 @@ quota_line(struct imap_session *s)
 {
 	struct maildir_quota q;
 	const char *err;
+	str_t res = STR_INIT;
 
-	if (s->quota == 0) {
+	if (!quota_limit_set(&s->quota)) {
 		imap_untagged(s, "QUOTA \"\" ()");
 		return;
 	}
 	/* Recalculate when missing or stale, as delivery does. */
-	if (maildir_quota_check(s->maildir, s->quota, 0, &err) < 0 ||
+	if (maildir_quota_check(s->maildir, &s->quota, 0, &err) < 0 ||
 	    maildir_quota_read(s->maildir, &q, &err) <= 0) {
 		log_warn("%016llx: quota of %s: %s", SID(&s->base), s->login, err);
 		q.bytes = 0;
+		q.count = 0;
 	}
-	imap_untagged(s, "QUOTA \"\" (STORAGE %llu %llu)",
-	    (unsigned long long)(q.bytes > 0 ? (uint64_t)q.bytes / 1024 : 0),
-	    (unsigned long long)(s->quota / 1024));
+	/* RFC 2087 3: STORAGE in units of 1024 octets; MESSAGE for a
+	 * message-count limit (Courier's "<n>C") */
+	if (s->quota.bytes > 0)
+		str_printf(&res, "STORAGE %llu %llu", (unsigned long long)
+		    (q.bytes > 0 ? (uint64_t)q.bytes / 1024 : 0),
+		    (unsigned long long)(s->quota.bytes / 1024));
+	if (s->quota.count > 0)
+		str_printf(&res, "%sMESSAGE %llu %llu",
+		    s->quota.bytes > 0 ? " " : "",
+		    (unsigned long long)(q.count > 0 ? (uint64_t)q.count : 0),
+		    (unsigned long long)s->quota.count);
+	imap_untagged(s, "QUOTA \"\" (%s)", str_c(&res));
+	str_free(&res);
 }
 
 void

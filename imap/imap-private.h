@@ -13,6 +13,7 @@
 #include "lib/imap/framing.h"
 #include "lib/imap/parse.h"
 #include "lib/io/jobs.h"
+#include "lib/maildir/quota.h"
 #include "lib/session/sasl.h"
 #include "lib/session/session.h"
 
@@ -90,7 +91,7 @@ struct imap_session {
 	char *login;		/* address */
 	bool logged_in, logged_out;	/* for the login/logout lines */
 	char *maildir;
-	uint64_t quota;		/* bytes, 0 = none */
+	struct quota_limit quota;	/* none set = none */
 
 	/* selected mailbox (NULL in S_SELECTED: the folder was deleted or
 	 * re-created under the session, see imap_lost_command) */

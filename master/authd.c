@@ -145,7 +145,7 @@ authd_answer(struct dir *dir, const struct config *cfg,
 			if (dir_has_quota(dir) && dir_lookup_quota(dir,
 			    u.address, &rep.quota, &err) < 0) {
 				log_warn("quota of %s: %s", u.address, err);
-				rep.quota = 0;
+				memset(&rep.quota, 0, sizeof(rep.quota));
 			}
 		}
 		if (authd_encode(out, &rep) < 0) {

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 
 #include "lib/session/session.h"
+#include "lib/store/maildrop.h"
 
 struct config;
 struct event_base;
@@ -15,6 +16,7 @@ struct tls_server;
 struct pop3_server {
 	struct session_server sv;	/* sessions, limits, TLS, jobs */
 	const char *mail_root;
+	enum store_uidl_format uidl_format;	/* pop3_uidl_format */
 };
 
 void pop3_server_init(struct pop3_server *srv, struct event_base *base,

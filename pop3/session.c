@@ -6,7 +6,8 @@
  * and \Seen flags are applied then, never on a dropped connection).
  * The maildrop is locked against a second POP3 session (flock on a lock
  * file in the maildir: [IN-USE]) but not against IMAP. UIDL is the stable
- * part of the Maildir file name, unchanged by flag changes.
+ * part of the Maildir file name, unchanged by flag changes, or the form
+ * Courier or Dovecot gave (pop3_uidl_format, lib/store/maildrop.h).
  *
  * Trust: client input is bounded (POP3_LINE_MAX, message numbers checked
  * against the listing); login and file work run on job threads; failed
@@ -123,7 +124,8 @@ login_run(struct session *base, struct authc *ac, const struct dir_user *u)
 		maildir_clean_tmp(s->maildir, who);
 	}
 	/* INBOX's index: the UIDs IMAP sees */
-	if (store_drop_list(s->maildir, &s->msgs, &s->nmsgs, &err) < 0) {
+	if (store_drop_list_uidl(s->maildir, s->srv->uidl_format, &s->msgs,
+	    &s->nmsgs, &err) < 0) {
 		log_error("%016llx: %s", SID(&s->base), err);
 		return AUTH_TEMPFAIL;
 	}
@@ -437,13 +439,16 @@ cmd_stat(struct pop3_session *s, char *arg)
 
 /* RFC 1939 7: a unique-id is 1 to 70 characters in 0x21..0x7E. Maildir
  * names that do not qualify (long host names, names made by other
- * programs) are given a stable digest of the name instead. */
+ * programs) are given a stable digest of the name instead. A UIDL in
+ * another server's form (m->uidl) is answered as that server gave it. */
 static const char *
 uidl_of(const struct maildir_msg *m, char buf[72])
 {
 	unsigned char d[32];
 	bool ok = m->key_len > 0 && m->key_len <= 70;
 
+	if (m->uidl != NULL)
+		return m->uidl;
 	for (size_t i = 0; ok && i < m->key_len; i++)
 		if ((unsigned char)m->name[i] < 0x21 ||
 		    (unsigned char)m->name[i] > 0x7e)
@@ -700,6 +705,9 @@ pop3_server_init(struct pop3_server *srv, struct event_base *base,
     struct jobs *jobs, const struct config *cfg, struct tls_server *tls)
 {
 	srv->mail_root = config_get(cfg, "mail_root");
+	if (store_uidl_format_parse(config_get(cfg, "pop3_uidl_format"),
+	    &srv->uidl_format) < 0)
+		fatal("pop3_uidl_format: unknown value");
 	session_server_init(&srv->sv, &pop3_ops, srv, base, jobs, cfg, tls);
 }
 

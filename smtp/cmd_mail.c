@@ -58,6 +58,17 @@ address_8bit_check(const struct smtp_session *s, const char *addr,
 	return 0;
 }
 
+/* The path after "FROM:" / "TO:": "<address>" (RFC 5321 4.1.2), or
+ * also a bare address with smtp_strict_envelopes = no. */
+static char *
+envelope_path(const struct smtp_session *s, const char *arg,
+    const char **rest)
+{
+	if (s->srv->strict_envelopes)
+		return smtp_parse_path(arg, rest);
+	return smtp_parse_path_loose(arg, rest);
+}
+
 void
 smtp_cmd_mail(struct smtp_session *s, const char *arg)
 {
@@ -65,7 +76,9 @@ smtp_cmd_mail(struct smtp_session *s, const char *arg)
 	const char *rest, *err;
 	char *addr, *local, *domain;
 
-	if (s->helo == NULL) {
+	/* RFC 5321 4.1.4 wants EHLO/HELO first; smtp_helo_required = no
+	 * takes MAIL without it, as Postfix and Exim do by default. */
+	if (s->helo == NULL && s->srv->helo_required) {
 		reply_error(s, "503 5.5.1 Error: send HELO/EHLO first");
 		return;
 	}
@@ -74,7 +87,7 @@ smtp_cmd_mail(struct smtp_session *s, const char *arg)
 		return;
 	}
 	if (strncasecmp(arg, "FROM:", 5) != 0 ||
-	    (addr = smtp_parse_path(arg + 5, &rest)) == NULL) {
+	    (addr = envelope_path(s, arg + 5, &rest)) == NULL) {
 		reply_error(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
 		return;
 	}
@@ -93,7 +106,8 @@ smtp_cmd_mail(struct smtp_session *s, const char *arg)
 		free(addr);
 		return;
 	}
-	if (!s->esmtp && *rest != '\0' && rest[strspn(rest, " ")] != '\0') {
+	if (!s->esmtp && s->helo != NULL && *rest != '\0' &&
+	    rest[strspn(rest, " ")] != '\0') {
 		reply_error(s, "555 5.5.4 Parameters need EHLO");
 		free(addr);
 		return;
@@ -235,9 +249,9 @@ rcpt_run(struct job *job, void *state)
 		struct route_dest *d = &s->job_route.dests[i];
 		int r;
 
-		if (d->kind != ROUTE_MAILDIR || d->quota == 0)
+		if (d->kind != ROUTE_MAILDIR || !quota_limit_set(&d->quota))
 			continue;
-		r = maildir_quota_check(d->maildir, d->quota,
+		r = maildir_quota_check(d->maildir, &d->quota,
 		    s->size_hint ? s->size_hint : 1, &err);
 		if (r < 0)
 			log_warn("quota check %s: %s", d->maildir, err);
@@ -278,10 +292,12 @@ rcpt_done(struct job *job)
 			if (s->auth_user != NULL)
 				log_info("%s: client=%s, helo=%s, "
 				    "sasl_username=%s", s->qid, s->base.peer,
-				    s->helo, s->auth_user);
+				    s->helo != NULL ? s->helo : "none",
+				    s->auth_user);
 			else
 				log_info("%s: client=%s, helo=%s", s->qid,
-				    s->base.peer, s->helo);
+				    s->base.peer,
+				    s->helo != NULL ? s->helo : "none");
 		}
 		reply(s, "250 2.1.5 Ok");
 	} else {
@@ -334,7 +350,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *arg)
 		return;
 	}
 	if (strncasecmp(arg, "TO:", 3) != 0 ||
-	    (addr = smtp_parse_path(arg + 3, &rest)) == NULL) {
+	    (addr = envelope_path(s, arg + 3, &rest)) == NULL) {
 		reply_error(s, "501 5.5.4 Syntax: RCPT TO:<address>");
 		return;
 	}

@@ -350,6 +350,10 @@ smtp_server_init(struct smtp_server *srv, struct event_base *base,
 	srv->size_limit = config_get_uint(cfg, "message_size_limit");
 	srv->data_timeout = (unsigned)config_get_uint(cfg,
 	    "smtp_data_timeout");
+	srv->helo_required = strcmp(config_get(cfg, "smtp_helo_required"),
+	    "yes") == 0;
+	srv->strict_envelopes = strcmp(config_get(cfg,
+	    "smtp_strict_envelopes"), "yes") == 0;
 }
 
 void

@@ -30,6 +30,8 @@ struct smtp_server {
 	struct route_config rc;
 	uint64_t size_limit;
 	unsigned data_timeout;	/* smtp_data_timeout, seconds; 0 = none */
+	bool helo_required;	/* smtp_helo_required */
+	bool strict_envelopes;	/* smtp_strict_envelopes */
 };
 
 void smtp_server_init(struct smtp_server *srv, struct event_base *base,

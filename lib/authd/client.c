@@ -196,7 +196,7 @@ authc_route(struct authc *ac, const char *address, bool may_relay,
 int
 authc_login(struct authc *ac, const char *login, const char *password,
     const char *ip, const char *protocol, struct dir_user *u_r,
-    uint64_t *quota_r)
+    struct quota_limit *quota_r)
 {
 	struct authd_msg req = { .kind = AUTHD_LOGIN_REQ,
 	    .login = (char *)login, .password = (char *)password,
@@ -206,7 +206,7 @@ authc_login(struct authc *ac, const char *login, const char *password,
 	int result;
 
 	memset(u_r, 0, sizeof(*u_r));
-	*quota_r = 0;
+	memset(quota_r, 0, sizeof(*quota_r));
 	if (authc_call(ac, &req, AUTHD_LOGIN_REP, &rep) < 0)
 		return AUTH_TEMPFAIL;
 	switch (rep.status) {
@@ -253,15 +253,15 @@ status_to_dir(uint8_t status)
 }
 
 int
-authc_quota(struct authc *ac, const char *address, uint64_t *quota_r,
-    const char **error_r)
+authc_quota(struct authc *ac, const char *address,
+    struct quota_limit *quota_r, const char **error_r)
 {
 	struct authd_msg req = { .kind = AUTHD_QUOTA_REQ,
 	    .address = (char *)address };
 	struct authd_msg rep;
 	int r;
 
-	*quota_r = 0;
+	memset(quota_r, 0, sizeof(*quota_r));
 	if (authc_call(ac, &req, AUTHD_QUOTA_REP, &rep) < 0) {
 		*error_r = "auth process unavailable";
 		return DIR_TEMPFAIL;

@@ -14,6 +14,7 @@
 
 struct authc;
 struct dir_user;
+struct quota_limit;
 struct route_result;
 
 /* Seconds a call may wait for the auth process (connect, send, answer). */
@@ -34,12 +35,13 @@ void authc_route(struct authc *ac, const char *address, bool may_relay,
  * AUTH_FAIL, AUTH_TEMPFAIL, AUTH_THROTTLED when the auth process's
  * password-guessing limits refused it without a check). On AUTH_OK u_r
  * holds address, home, maildir, uid, gid (never the hash) and *quota_r
- * the quota in bytes (0 = none). password is not kept. */
+ * the quota (none set = none). password is not kept. */
 int authc_login(struct authc *ac, const char *login, const char *password,
     const char *ip, const char *protocol, struct dir_user *u_r,
-    uint64_t *quota_r);
+    struct quota_limit *quota_r);
 /* dir_lookup_quota() through the auth process (DIR_* codes). */
-int authc_quota(struct authc *ac, const char *address, uint64_t *quota_r,
+int authc_quota(struct authc *ac, const char *address,
+    struct quota_limit *quota_r,
     const char **error_r);
 /* The first hosted domain (for <postmaster>): DIR_OK with a malloc'd
  * *domain_r, DIR_NOTFOUND, DIR_FAIL or DIR_TEMPFAIL. */

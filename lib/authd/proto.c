@@ -91,7 +91,7 @@ msg_size(const struct authd_msg *m, size_t *size_r)
 			    str_ok(d->address, AUTHD_ADDRESS_MAX, true, &size) &&
 			    str_ok(d->maildir, AUTHD_PATH_MAX, true, &size) &&
 			    str_ok(d->transport, AUTHD_TEXT_MAX, true, &size);
-			size += 1 + 8;
+			size += 1 + 8 + 8;
 		}
 		break;
 	case AUTHD_LOGIN_REQ:
@@ -105,14 +105,14 @@ msg_size(const struct authd_msg *m, size_t *size_r)
 		    str_ok(m->address, AUTHD_ADDRESS_MAX, true, &size) &&
 		    str_ok(m->maildir, AUTHD_PATH_MAX, true, &size) &&
 		    str_ok(m->home, AUTHD_PATH_MAX, true, &size);
-		size += 1 + 8 + 8 + 8;
+		size += 1 + 8 + 8 + 8 + 8;
 		break;
 	case AUTHD_QUOTA_REQ:
 		ok = str_ok(m->address, AUTHD_ADDRESS_MAX, false, &size);
 		break;
 	case AUTHD_QUOTA_REP:
 		ok = m->status <= AUTHD_TEMPFAIL;
-		size += 1 + 8;
+		size += 1 + 8 + 8;
 		break;
 	case AUTHD_POSTMASTER_REQ:
 		break;
@@ -153,7 +153,8 @@ authd_encode(str_t *out, const struct authd_msg *m)
 			put_u8(out, d->kind);
 			put_str(out, d->address);
 			put_str(out, d->maildir);
-			put_u64(out, d->quota);
+			put_u64(out, d->quota.bytes);
+			put_u64(out, d->quota.count);
 			put_str(out, d->transport);
 		}
 		break;
@@ -170,14 +171,16 @@ authd_encode(str_t *out, const struct authd_msg *m)
 		put_str(out, m->home);
 		put_u64(out, (uint64_t)m->uid);
 		put_u64(out, (uint64_t)m->gid);
-		put_u64(out, m->quota);
+		put_u64(out, m->quota.bytes);
+		put_u64(out, m->quota.count);
 		break;
 	case AUTHD_QUOTA_REQ:
 		put_str(out, m->address);
 		break;
 	case AUTHD_QUOTA_REP:
 		put_u8(out, m->status);
-		put_u64(out, m->quota);
+		put_u64(out, m->quota.bytes);
+		put_u64(out, m->quota.count);
 		break;
 	case AUTHD_POSTMASTER_REQ:
 		break;
@@ -296,9 +299,9 @@ authd_decode(const void *buf, size_t len, struct authd_msg *m, size_t *used_r)
 			r.bad = true;
 		m->text = get_str(&r, AUTHD_TEXT_MAX, true);
 		n = get_u32(&r);
-		/* each destination takes at least 21 bytes: bound the
+		/* each destination takes at least 29 bytes: bound the
 		 * allocation by what the frame can hold */
-		if (r.bad || n > AUTHD_DESTS_MAX || n > r.left / 21) {
+		if (r.bad || n > AUTHD_DESTS_MAX || n > r.left / 29) {
 			r.bad = true;
 			break;
 		}
@@ -313,7 +316,8 @@ authd_decode(const void *buf, size_t len, struct authd_msg *m, size_t *used_r)
 				r.bad = true;
 			d->address = get_str(&r, AUTHD_ADDRESS_MAX, true);
 			d->maildir = get_str(&r, AUTHD_PATH_MAX, true);
-			d->quota = get_u64(&r);
+			d->quota.bytes = get_u64(&r);
+			d->quota.count = get_u64(&r);
 			d->transport = get_str(&r, AUTHD_TEXT_MAX, true);
 		}
 		break;
@@ -333,7 +337,8 @@ authd_decode(const void *buf, size_t len, struct authd_msg *m, size_t *used_r)
 		m->home = get_str(&r, AUTHD_PATH_MAX, true);
 		m->uid = (int64_t)get_u64(&r);
 		m->gid = (int64_t)get_u64(&r);
-		m->quota = get_u64(&r);
+		m->quota.bytes = get_u64(&r);
+		m->quota.count = get_u64(&r);
 		break;
 	case AUTHD_QUOTA_REQ:
 		m->address = get_str(&r, AUTHD_ADDRESS_MAX, false);
@@ -342,7 +347,8 @@ authd_decode(const void *buf, size_t len, struct authd_msg *m, size_t *used_r)
 		m->status = get_u8(&r);
 		if (m->status > AUTHD_TEMPFAIL)
 			r.bad = true;
-		m->quota = get_u64(&r);
+		m->quota.bytes = get_u64(&r);
+		m->quota.count = get_u64(&r);
 		break;
 	case AUTHD_POSTMASTER_REQ:
 		break;

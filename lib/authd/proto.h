@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "lib/base/str.h"
+#include "lib/maildir/quota.h"
 
 /* A frame larger than this is refused (a route reply with every alias
  * target at its longest fits: AUTHD_DESTS_MAX * ~6 KiB). */
@@ -40,7 +41,7 @@ enum authd_kind {
 	AUTHD_LOGIN_REQ,	/* login, password, ip, protocol */
 	AUTHD_LOGIN_REP,	/* result + user fields, no hash */
 	AUTHD_QUOTA_REQ,	/* address */
-	AUTHD_QUOTA_REP,	/* status, quota */
+	AUTHD_QUOTA_REP,	/* status, quota bytes, quota count */
 	AUTHD_POSTMASTER_REQ,	/* (none): the first hosted domain */
 	AUTHD_POSTMASTER_REP,	/* status, domain */
 };
@@ -60,7 +61,7 @@ enum authd_status {
 struct authd_dest {
 	uint8_t kind;		/* enum route_kind */
 	char *address, *maildir, *transport;
-	uint64_t quota;
+	struct quota_limit quota;
 };
 
 struct authd_msg {
@@ -79,7 +80,7 @@ struct authd_msg {
 	/* LOGIN_REP (address is the user's), QUOTA_REP (quota) */
 	char *maildir, *home;
 	int64_t uid, gid;
-	uint64_t quota;
+	struct quota_limit quota;
 	char *domain;		/* POSTMASTER_REP */
 };
 

@@ -103,6 +103,20 @@ static const struct key_def keys[] = {
 	 * personal namespace "INBOX." with separator "."), for maildirs
 	 * moved from Courier (docs/migration.md). */
 	{ "imap_namespace_prefix", KT_ENUM, "", "\"\"|INBOX.", 0 },
+	/* Migration (docs/migration.md). yes: MAIL before HELO/EHLO gets
+	 * 503; no: accepted, as Postfix's smtpd_helo_required = no. */
+	{ "smtp_helo_required", KT_ENUM, "yes", "yes|no", 0 },
+	/* yes: MAIL FROM / RCPT TO need <angle brackets> (501 without);
+	 * no: a bare address is taken, as Postfix's
+	 * strict_rfc821_envelopes = no. */
+	{ "smtp_strict_envelopes", KT_ENUM, "yes", "yes|no", 0 },
+	/* The POP3 UIDL of a message (docs/migration.md): filename (the
+	 * file name's stable part), courier (Courier pop3d's UID<n>-<v>,
+	 * courierpop3dsizelist kept), dovecot (%08Xu%08Xv of the IMAP UID
+	 * and UIDVALIDITY), auto (per folder, as the server whose file the
+	 * folder holds). */
+	{ "pop3_uidl_format", KT_ENUM, "filename",
+	  "filename|courier|dovecot|auto", 0 },
 	{ "query_domain", KT_STRING,
 	  "SELECT transport FROM transport WHERE domain = :domain", NULL, 0 },
 	{ "query_alias", KT_STRING,

@@ -85,7 +85,7 @@ deliver_maildir(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 	/* Maildir++: every delivery appends its size to maildirsize. The
 	 * copy is durable already; a failed append only makes the next
 	 * check recalculate. */
-	if (d->quota > 0 && maildir_quota_add(d->maildir,
+	if (quota_limit_set(&d->quota) && maildir_quota_add(d->maildir,
 	    (int64_t)(head.len + msg->body->size), 1, &qerr) < 0)
 		log_warn("%s: maildirsize of %s: %s", msg->qid, d->maildir,
 		    qerr);

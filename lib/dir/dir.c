@@ -451,20 +451,22 @@ dir_lookup_login(struct dir *dir, const char *login, struct dir_user *u,
 }
 
 int
-dir_lookup_quota(struct dir *dir, const char *address, uint64_t *quota_r,
-    const char **error_r)
+dir_lookup_quota(struct dir *dir, const char *address,
+    struct quota_limit *quota_r, const char **error_r)
 {
 	char *v = NULL;
 	int r;
 
-	*quota_r = 0;
+	memset(quota_r, 0, sizeof(*quota_r));
 	if (!dir_has_quota(dir))
 		return DIR_OK;
 	r = lookup_single(dir, dir->q_quota, address, &v, error_r);
 	if (r == DIR_NOTFOUND)
 		return DIR_OK;
 	if (r == DIR_OK) {
-		*quota_r = strtoull(v, NULL, 10);
+		if (quota_limit_parse(v, quota_r) < 0)
+			log_warn("quota of %s: '%s' is neither bytes nor a "
+			    "Maildir++ definition: no quota", address, v);
 		free(v);
 	}
 	return r;

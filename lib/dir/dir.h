@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/maildir/quota.h"
+
 #define DIR_OK 1
 #define DIR_NOTFOUND 0
 #define DIR_FAIL (-1)
@@ -100,8 +102,12 @@ int dir_lookup_user(struct dir *dir, const char *address, struct dir_user *u,
     const char **error_r);
 int dir_lookup_login(struct dir *dir, const char *login, struct dir_user *u,
     const char **error_r);
-/* quota in bytes, 0 = none (also when query_quota is empty). */
-int dir_lookup_quota(struct dir *dir, const char *address, uint64_t *quota_r,
+/* The quota (bytes and messages; none when query_quota is empty or
+ * finds nothing): the column holds bytes or a Maildir++ definition
+ * ("1000000S,1000C", "5C"; lib/maildir/quota.h). A value that is
+ * neither is logged and means no quota. */
+int dir_lookup_quota(struct dir *dir, const char *address,
+    struct quota_limit *quota_r,
     const char **error_r);
 /* Whether query_quota is configured (non-empty). */
 bool dir_has_quota(const struct dir *dir);

@@ -1050,8 +1050,10 @@ maildir_msgs_free(struct maildir_msg **msgs, size_t n)
 {
 	if (*msgs == NULL)
 		return;
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		free((*msgs)[i].name);
+		free((*msgs)[i].uidl);
+	}
 	free(*msgs);
 	*msgs = NULL;
 }

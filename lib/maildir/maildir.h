@@ -201,6 +201,9 @@ struct maildir_msg {
 	uint64_t vsize;		/* bytes with CRLF line ends (RFC822.SIZE) */
 	size_t key_len;		/* name[0..key_len): stable across flag changes */
 	char flags[64];		/* ":2," flags, sorted */
+	char *uidl;		/* POP3 UIDL when another server's form
+				   applies (lib/store/maildrop.h), or
+				   NULL: the caller's file-name form */
 };
 
 void maildir_msgs_free(struct maildir_msg **msgs, size_t n);

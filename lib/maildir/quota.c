@@ -669,7 +669,35 @@ maildir_quota_add(const char *maildir, int64_t bytes, int64_t count,
 	return ret;
 }
 
-/* Would adding_bytes (and one message) fit in q under limit_bytes? */
+int
+quota_limit_parse(const char *s, struct quota_limit *l_r)
+{
+	struct maildir_quota q;
+	const char *p = s;
+	uint64_t v;
+
+	memset(l_r, 0, sizeof(*l_r));
+	while (is_blank(*p))
+		p++;
+	/* a plain number: bytes */
+	if (parse_u64(&p, p + strlen(p), &v) == 0) {
+		while (is_blank(*p))
+			p++;
+		if (*p == '\0') {
+			l_r->bytes = v;
+			return 0;
+		}
+	}
+	memset(&q, 0, sizeof(q));
+	if (parse_definition(s, s + strlen(s), &q) < 0)
+		return -1;
+	l_r->bytes = q.limit_bytes;
+	l_r->count = q.limit_count;
+	return 0;
+}
+
+/* Would adding_bytes (and one message) fit in q under the byte limit
+ * limit_bytes (0: none) and q's count limit? */
 static bool
 quota_fits(const struct maildir_quota *q, uint64_t limit_bytes,
 	   uint64_t adding_bytes)
@@ -677,7 +705,8 @@ quota_fits(const struct maildir_quota *q, uint64_t limit_bytes,
 	uint64_t used = q->bytes > 0 ? (uint64_t)q->bytes : 0;
 	uint64_t n = q->count > 0 ? (uint64_t)q->count : 0;
 
-	if (adding_bytes > limit_bytes || used > limit_bytes - adding_bytes)
+	if (limit_bytes > 0 && (adding_bytes > limit_bytes ||
+	    used > limit_bytes - adding_bytes))
 		return false;
 	if (q->limit_count > 0 && n >= q->limit_count)
 		return false;
@@ -685,23 +714,25 @@ quota_fits(const struct maildir_quota *q, uint64_t limit_bytes,
 }
 
 int
-maildir_quota_check(const char *maildir, uint64_t limit_bytes,
+maildir_quota_check(const char *maildir, const struct quota_limit *lim,
 		    uint64_t adding_bytes, const char **error_r)
 {
 	struct maildir_quota q;
 	struct stat st;
 	bool malformed, recalc;
+	uint64_t limit_bytes = lim->bytes, limit_count;
 	char *root;
 	int ret;
 
-	if (limit_bytes == 0)
+	if (!quota_limit_set(lim))
 		return 1;
 	root = path_trim(maildir);
 	if (stat(root, &st) == -1) {
 		if (errno == ENOENT) {
 			/* no maildir yet: nothing stored */
 			free(root);
-			return adding_bytes <= limit_bytes ? 1 : 0;
+			return limit_bytes == 0 || adding_bytes <= limit_bytes ?
+			    1 : 0;
 		}
 		err_fail(error_r, errno, "stat(%s) failed: %s", root,
 		    strerror(errno));
@@ -713,14 +744,16 @@ maildir_quota_check(const char *maildir, uint64_t limit_bytes,
 		free(root);
 		return -1;
 	}
+	/* the directory's limits are authoritative; without a count from
+	 * it, a count limit from the old definition is kept */
+	limit_count = lim->count > 0 ? lim->count : q.limit_count;
 	recalc = ret <= 0 || q.limit_bytes != limit_bytes ||
+	    q.limit_count != limit_count ||
 	    st.st_size > MAILDIRSIZE_MAX ||
 	    (!quota_fits(&q, limit_bytes, adding_bytes) &&
 	     time(NULL) - st.st_mtime > MAILDIRSIZE_MAX_AGE);
 	if (recalc) {
-		/* the directory's byte limit is authoritative; a count
-		 * limit from the old definition is kept */
-		if (maildir_quota_recalc(root, limit_bytes, q.limit_count, &q,
+		if (maildir_quota_recalc(root, limit_bytes, limit_count, &q,
 		    error_r) < 0) {
 			free(root);
 			return -1;

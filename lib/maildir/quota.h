@@ -12,7 +12,26 @@
  * the per-thread buffer of lib/base/err (code: errno or ERR_*), valid
  * until the next failure on the same thread. Never free it.
  */
+#include <stdbool.h>
 #include <stdint.h>
+
+/* A user's quota as the directory gives it. */
+struct quota_limit {
+	uint64_t bytes;		/* 0 = no byte limit */
+	uint64_t count;		/* 0 = no message-count limit */
+};
+
+static inline bool
+quota_limit_set(const struct quota_limit *l)
+{
+	return l->bytes > 0 || l->count > 0;
+}
+
+/* The quota column: a number of bytes ("1048576", the Postfix howto) or
+ * a Maildir++ definition as Courier's howtos store it ("1000000S,1000C",
+ * "5C": a count only, "1000S"). Empty, "0", "0S" = none. 0 ok, -1
+ * malformed (*l_r is then no quota). */
+int quota_limit_parse(const char *s, struct quota_limit *l_r);
 
 struct maildir_quota {
 	uint64_t limit_bytes;	/* 0 = no byte limit */
@@ -47,18 +66,21 @@ int maildir_quota_add(const char *maildir, int64_t bytes, int64_t count,
 		      const char **error_r);
 
 /*
- * May a message of adding_bytes be delivered? limit_bytes is the user's
- * quota (the directory is authoritative; 0 = no quota: returns 1 without
- * touching the disk). A message-count limit in the existing definition
- * (written by Courier, say) is honoured and kept. maildirsize is
- * recalculated when it is missing or malformed, when its byte limit is
- * not limit_bytes, when it is larger than MAILDIRSIZE_MAX bytes, or when
- * the message would not fit and the file is older than
- * MAILDIRSIZE_MAX_AGE seconds (the Maildir++ rules). A maildir that does
+ * May a message of adding_bytes be delivered? lim is the user's quota
+ * (the directory is authoritative; none set: returns 1 without touching
+ * the disk): bytes, and a message count (the message must not make the
+ * count exceed it, as Courier's maildirquota). When the directory gives
+ * no count, a count limit in the existing definition (written by
+ * Courier, say) is honoured and kept. maildirsize is recalculated when
+ * it is missing or malformed, when its limits are not the directory's,
+ * when it is larger than MAILDIRSIZE_MAX bytes, or when the message
+ * would not fit and the file is older than MAILDIRSIZE_MAX_AGE seconds
+ * (the Maildir++ rules); the definition is then written as
+ * "<bytes>S,<count>C" with the parts that are set. A maildir that does
  * not exist yet holds nothing. 1 fits, 0 would exceed the quota, -1
  * error.
  */
-int maildir_quota_check(const char *maildir, uint64_t limit_bytes,
+int maildir_quota_check(const char *maildir, const struct quota_limit *lim,
 			uint64_t adding_bytes, const char **error_r);
 
 #endif

@@ -196,7 +196,8 @@ fail(struct ctx *c, enum route_status status, const char *text)
 
 static void
 add_dest(struct ctx *c, enum route_kind kind, const char *address,
-    const char *maildir, uint64_t quota, const char *transport)
+    const char *maildir, const struct quota_limit *quota,
+    const char *transport)
 {
 	struct route_result *r = c->res;
 	struct route_dest *d;
@@ -216,7 +217,8 @@ add_dest(struct ctx *c, enum route_kind kind, const char *address,
 	d->kind = kind;
 	d->address = xstrdup(address);
 	d->maildir = maildir ? xstrdup(maildir) : NULL;
-	d->quota = quota;
+	if (quota != NULL)
+		d->quota = *quota;
 	d->transport = xstrdup(transport ? transport : "");
 }
 
@@ -247,7 +249,7 @@ try_user(struct ctx *c, const char *lookup, const char *address,
 	struct dir_user u;
 	const char *err;
 	char *path;
-	uint64_t quota = 0;
+	struct quota_limit quota;
 	int r;
 
 	r = dir_lookup_user(c->dir, lookup, &u, &err);
@@ -280,7 +282,7 @@ try_user(struct ctx *c, const char *lookup, const char *address,
 		free(path);
 		return -1;
 	}
-	add_dest(c, ROUTE_MAILDIR, address, path, quota, NULL);
+	add_dest(c, ROUTE_MAILDIR, address, path, &quota, NULL);
 	free(path);
 	return 1;
 }
@@ -396,7 +398,7 @@ resolve(struct ctx *c, const char *address)
 		if (c->depth == 1 && !c->may_relay)
 			fail(c, ROUTE_RELAY_DENIED, domain);
 		else
-			add_dest(c, ROUTE_REMOTE, address, NULL, 0, "");
+			add_dest(c, ROUTE_REMOTE, address, NULL, NULL, "");
 		goto out;
 	}
 	switch ((kind = route_transport_kind(transport))) {
@@ -408,7 +410,7 @@ resolve(struct ctx *c, const char *address)
 		goto out;
 	}
 	case TRANSPORT_DISCARD:
-		add_dest(c, ROUTE_DISCARD, address, NULL, 0, transport);
+		add_dest(c, ROUTE_DISCARD, address, NULL, NULL, transport);
 		goto out;
 	case TRANSPORT_UNSUPPORTED:
 		log_error("domain %s has transport '%s', which petrel cannot "
@@ -451,7 +453,7 @@ resolve(struct ctx *c, const char *address)
 		goto out;
 	/* 5. relay domain */
 	if (kind == TRANSPORT_RELAY) {
-		add_dest(c, ROUTE_REMOTE, address, NULL, 0, transport);
+		add_dest(c, ROUTE_REMOTE, address, NULL, NULL, transport);
 		goto out;
 	}
 	fail(c, ROUTE_UNKNOWN, address);

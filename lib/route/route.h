@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/maildir/quota.h"
+
 struct dir;
 
 enum route_status {
@@ -47,7 +49,7 @@ struct route_dest {
 	enum route_kind kind;
 	char *address;		/* the final address (Delivered-To / RCPT) */
 	char *maildir;		/* ROUTE_MAILDIR: full path */
-	uint64_t quota;		/* ROUTE_MAILDIR: bytes, 0 = none */
+	struct quota_limit quota;	/* ROUTE_MAILDIR (none set = none) */
 	char *transport;	/* ROUTE_REMOTE: "" (MX) or "smtp:[h]:p";
 				 * ROUTE_DISCARD: the discard: value */
 };

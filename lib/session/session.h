@@ -27,6 +27,7 @@
 
 #include "lib/auth/login.h"
 #include "lib/io/jobs.h"
+#include "lib/maildir/quota.h"
 #include "lib/session/sasl.h"
 
 struct bufferevent;
@@ -148,7 +149,7 @@ struct session {
 	/* login in flight (session_login_start) */
 	struct job login_job;
 	char *login_name, *login_pass;
-	uint64_t login_quota;	/* the user's quota (bytes, 0 = none) */
+	struct quota_limit login_quota;	/* the user's quota */
 	int login_result;
 };
 

@@ -68,6 +68,23 @@ smtp_parse_path(const char *arg, const char **rest)
 	return xstrndup(p, (size_t)(end - p));
 }
 
+char *
+smtp_parse_path_loose(const char *arg, const char **rest)
+{
+	const char *p = arg;
+	size_t n;
+
+	while (*p == ' ')
+		p++;
+	if (*p == '<')
+		return smtp_parse_path(p, rest);
+	n = strcspn(p, " ");
+	if (n == 0 || memchr(p, '<', n) != NULL || memchr(p, '>', n) != NULL)
+		return NULL;
+	*rest = p + n;
+	return xstrndup(p, n);
+}
+
 const char *
 smtp_mail_params(const char *rest, uint64_t size_limit,
     struct smtp_mail_params *p)

@@ -27,6 +27,12 @@ enum smtp_verb smtp_verb(const char *line, const char **arg);
  * malformed. */
 char *smtp_parse_path(const char *arg, const char **rest);
 
+/* Like smtp_parse_path, but also a bare address without angle brackets
+ * ("MAIL FROM: u@d", as Postfix takes with strict_rfc821_envelopes = no):
+ * the address ends at the first space; an empty one, or one holding '<'
+ * or '>', is malformed (NULL). */
+char *smtp_parse_path_loose(const char *arg, const char **rest);
+
 /* The ESMTP parameters of MAIL FROM. */
 struct smtp_mail_params {
 	uint64_t size;		/* SIZE=, 0 if absent */

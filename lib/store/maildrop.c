@@ -190,9 +190,9 @@ add_unindexed(const char *maildir, struct maildir_msg **msgs, size_t *n,
 	}
 }
 
-int
-store_drop_list(const char *maildir, struct maildir_msg **msgs_r,
-    size_t *n_r, const char **error_r)
+static int
+drop_list(const char *maildir, struct maildir_msg **msgs_r, size_t *n_r,
+    uint32_t *uidvalidity_r, const char **error_r)
 {
 	struct maildir_msg *msgs;
 	struct mbox *mb;
@@ -200,6 +200,7 @@ store_drop_list(const char *maildir, struct maildir_msg **msgs_r,
 
 	*msgs_r = NULL;
 	*n_r = 0;
+	*uidvalidity_r = 0;
 	if (!drop_exists(maildir))
 		return 0;
 	if (mbox_open(maildir, true, &mb, error_r) < 0)
@@ -230,12 +231,35 @@ store_drop_list(const char *maildir, struct maildir_msg **msgs_r,
 		n++;
 	}
 	cap = mb->n + 1;
+	*uidvalidity_r = mb->uidvalidity;
 	mbox_close(&mb);
 	add_unindexed(maildir, &msgs, &n, &cap);
 	if (n > 0)
 		qsort(msgs, n, sizeof(*msgs), cmp_delivery);
 	*msgs_r = msgs;
 	*n_r = n;
+	return 0;
+}
+
+int
+store_drop_list(const char *maildir, struct maildir_msg **msgs_r,
+    size_t *n_r, const char **error_r)
+{
+	uint32_t uidvalidity;
+
+	return drop_list(maildir, msgs_r, n_r, &uidvalidity, error_r);
+}
+
+int
+store_drop_list_uidl(const char *maildir, enum store_uidl_format fmt,
+    struct maildir_msg **msgs_r, size_t *n_r, const char **error_r)
+{
+	uint32_t uidvalidity;
+
+	if (drop_list(maildir, msgs_r, n_r, &uidvalidity, error_r) < 0)
+		return -1;
+	if (*n_r > 0 || fmt != STORE_UIDL_FILENAME)
+		store_drop_uidls(maildir, fmt, uidvalidity, *msgs_r, n_r);
 	return 0;
 }
 

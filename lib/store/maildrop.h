@@ -17,6 +17,7 @@
  */
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "lib/maildir/maildir.h"
 
@@ -39,6 +40,43 @@ int store_drop_lock(const char *maildir, int *fd_r, const char **error_r);
  * is an empty maildrop. Free with maildir_msgs_free(). 0 ok, -1 error. */
 int store_drop_list(const char *maildir, struct maildir_msg **msgs_r,
     size_t *n_r, const char **error_r);
+
+/*
+ * POP3 UIDLs (pop3_uidl.c; docs/migration.md, "POP3 UIDLs"). A message
+ * keeps its UIDL while it exists:
+ *   filename  the stable part of the file name (m->uidl stays NULL:
+ *             the POP3 server makes it);
+ *   courier   as Courier pop3d: "UID<n>-<uidv>" from the maildir's
+ *             courierpop3dsizelist, which is kept current (and made
+ *             with the first message) as Courier keeps it: messages it
+ *             does not list get its next numbers;
+ *   dovecot   as Dovecot: the P field of the message's dovecot-uidlist
+ *             line, else "%08X%08X" of the IMAP UID and UIDVALIDITY;
+ *   auto      per maildrop: courier when it has courierpop3dsizelist,
+ *             else dovecot when it has dovecot-uidlist, else courier
+ *             when it has courierimapuiddb, else filename.
+ */
+enum store_uidl_format {
+	STORE_UIDL_FILENAME,
+	STORE_UIDL_COURIER,
+	STORE_UIDL_DOVECOT,
+	STORE_UIDL_AUTO,
+};
+
+/* The value of pop3_uidl_format. 0 ok, -1 unknown. */
+int store_uidl_format_parse(const char *name, enum store_uidl_format *fmt_r);
+/* The form that applies to the maildrop (auto resolved). */
+enum store_uidl_format store_uidl_format_of(const char *maildir,
+    enum store_uidl_format fmt);
+/* Set msgs[i].uidl (malloc'd) for the form fmt takes in maildir, the
+ * listing being in delivery order (store_drop_list). courier may write
+ * courierpop3dsizelist; when that fails, the messages that needed a new
+ * number are left out of msgs (*n lowered) and the error is logged. */
+void store_drop_uidls(const char *maildir, enum store_uidl_format fmt,
+    uint32_t uidvalidity, struct maildir_msg *msgs, size_t *n);
+/* store_drop_list, then store_drop_uidls with INBOX's UIDVALIDITY. */
+int store_drop_list_uidl(const char *maildir, enum store_uidl_format fmt,
+    struct maildir_msg **msgs_r, size_t *n_r, const char **error_r);
 
 /* A message's bytes as stored (LF or CRLF line ends) into *data_r
  * (malloc'd, NUL-terminated) and *len_r. A file renamed since the

@@ -40,8 +40,10 @@ static void
 test_route(void)
 {
 	struct authd_dest d[2] = {
-		{ ROUTE_MAILDIR, "a@example.org", "/var/mail/a", NULL, 1000 },
-		{ ROUTE_REMOTE, "b@remote.example", NULL, "smtp:[h]:25", 0 },
+		{ ROUTE_MAILDIR, "a@example.org", "/var/mail/a", NULL,
+		    { 1000, 3 } },
+		{ ROUTE_REMOTE, "b@remote.example", NULL, "smtp:[h]:25",
+		    { 0, 0 } },
 	};
 	struct authd_msg req = { .kind = AUTHD_ROUTE_REQ,
 	    .address = "a@example.org", .may_relay = true };
@@ -59,7 +61,8 @@ test_route(void)
 	test_assert(out.kind == AUTHD_ROUTE_REP && out.status == ROUTE_OK);
 	test_assert(out.text == NULL && out.ndests == 2);
 	test_assert(out.dests[0].kind == ROUTE_MAILDIR &&
-	    out.dests[0].quota == 1000 && out.dests[0].transport == NULL);
+	    out.dests[0].quota.bytes == 1000 &&
+	    out.dests[0].quota.count == 3 && out.dests[0].transport == NULL);
 	test_assert_streq(out.dests[0].maildir, "/var/mail/a");
 	test_assert(out.dests[1].kind == ROUTE_REMOTE &&
 	    out.dests[1].maildir == NULL);
@@ -84,7 +87,7 @@ test_login(void)
 	struct authd_msg rep = { .kind = AUTHD_LOGIN_REP,
 	    .status = AUTHD_LOGIN_OK, .address = "u@x.org",
 	    .maildir = "/m/x.org/u", .home = "", .uid = -1, .gid = 5000,
-	    .quota = (uint64_t)1 << 40 };
+	    .quota = { .bytes = (uint64_t)1 << 40, .count = 7 } };
 	struct authd_msg out;
 
 	test_begin("authd login request and reply round-trip");
@@ -98,7 +101,8 @@ test_login(void)
 
 	test_assert(roundtrip(&rep, &out));
 	test_assert(out.status == AUTHD_LOGIN_OK && out.uid == -1 &&
-	    out.gid == 5000 && out.quota == (uint64_t)1 << 40);
+	    out.gid == 5000 && out.quota.bytes == (uint64_t)1 << 40 &&
+	    out.quota.count == 7);
 	test_assert_streq(out.address, "u@x.org");
 	test_assert_streq(out.maildir, "/m/x.org/u");
 	test_assert_streq(out.home, "");
@@ -118,7 +122,7 @@ test_quota_postmaster(void)
 {
 	struct authd_msg q = { .kind = AUTHD_QUOTA_REQ, .address = "u@x.org" };
 	struct authd_msg qr = { .kind = AUTHD_QUOTA_REP, .status = AUTHD_OK,
-	    .quota = 12345 };
+	    .quota = { .bytes = 12345 } };
 	struct authd_msg p = { .kind = AUTHD_POSTMASTER_REQ };
 	struct authd_msg pr = { .kind = AUTHD_POSTMASTER_REP,
 	    .status = AUTHD_OK, .domain = "x.org" };
@@ -129,7 +133,8 @@ test_quota_postmaster(void)
 	test_assert_streq(out.address, "u@x.org");
 	authd_msg_clear(&out);
 	test_assert(roundtrip(&qr, &out));
-	test_assert(out.status == AUTHD_OK && out.quota == 12345);
+	test_assert(out.status == AUTHD_OK && out.quota.bytes == 12345 &&
+	    out.quota.count == 0);
 	authd_msg_clear(&out);
 	test_assert(roundtrip(&p, &out));
 	test_assert(out.kind == AUTHD_POSTMASTER_REQ);

@@ -61,7 +61,7 @@ dest_maildir(struct route_result *r, const char *address, const char *md,
 	d->kind = ROUTE_MAILDIR;
 	d->address = xstrdup(address);
 	d->maildir = xstrdup(md);
-	d->quota = quota;
+	d->quota.bytes = quota;
 }
 
 static void

@@ -158,7 +158,7 @@ lookups(struct dir *dir, const char *label)
 	struct dir_user u;
 	char *v = NULL, name[128];
 	const char *err;
-	uint64_t quota;
+	struct quota_limit quota;
 
 	snprintf(name, sizeof(name), "dir lookups (%s)", label);
 	test_begin(name);
@@ -184,9 +184,9 @@ lookups(struct dir *dir, const char *label)
 	test_assert(u.uid == 5000 && u.gid == 5000);
 	dir_user_clear(&u);
 	test_assert(dir_lookup_quota(dir, "alice@example.test", &quota, &err) ==
-	    DIR_OK && quota == 1048576);
+	    DIR_OK && quota.bytes == 1048576 && quota.count == 0);
 	test_assert(dir_lookup_quota(dir, "nobody@example.test", &quota,
-	    &err) == DIR_OK && quota == 0);
+	    &err) == DIR_OK && quota.bytes == 0 && quota.count == 0);
 	/* Login by id or by address; imapok = 0 refuses. */
 	test_assert(dir_lookup_login(dir, "alice@example.test", &u, &err) ==
 	    DIR_OK);

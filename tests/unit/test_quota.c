@@ -19,6 +19,15 @@
 #include "lib/maildir/quota.h"
 #include "tests/unit/test.h"
 
+/* maildir_quota_check with a byte limit only. */
+static int
+qcheck(const char *md, uint64_t bytes, uint64_t adding, const char **error)
+{
+	struct quota_limit l = { .bytes = bytes };
+
+	return maildir_quota_check(md, &l, adding, error);
+}
+
 static char *
 new_maildir(const char *name)
 {
@@ -167,7 +176,7 @@ test_read(void)
 		error = NULL;
 		test_assert(maildir_quota_read(md, &q, &error) == -1);
 		test_assert(error != NULL && strstr(error, "too large") != NULL);
-		test_assert(maildir_quota_check(md, 1000, 1, &error) == 1);
+		test_assert(qcheck(md, 1000, 1, &error) == 1);
 		test_assert(maildir_quota_read(md, &q, &error) == 1);
 		test_assert(q.bytes == 0 && q.count == 0);
 	}
@@ -298,24 +307,24 @@ test_check(void)
 	md = new_maildir("check");
 	test_begin("maildir_quota_check under and over");
 	test_assert(maildir_deliver(md, "0123456789", 10, NULL, &error) == 0);
-	test_assert(maildir_quota_check(md, 0, 1u << 30, &error) == 1);
+	test_assert(qcheck(md, 0, 1u << 30, &error) == 1);
 	test_assert(maildirsize_size(md) == -1);	/* 0 = no quota */
 	/* missing file: recalculated */
-	test_assert(maildir_quota_check(md, 100, 90, &error) == 1);
+	test_assert(qcheck(md, 100, 90, &error) == 1);
 	p = read_maildirsize(md);
 	test_assert_streq(p, "100S\n10 1\n");
 	free(p);
-	test_assert(maildir_quota_check(md, 100, 91, &error) == 0);
-	test_assert(maildir_quota_check(md, 100, 1000, &error) == 0);
+	test_assert(qcheck(md, 100, 91, &error) == 0);
+	test_assert(qcheck(md, 100, 1000, &error) == 0);
 	/* deltas count */
 	test_assert(maildir_quota_add(md, 50, 1, &error) == 1);
-	test_assert(maildir_quota_check(md, 100, 40, &error) == 1);
-	test_assert(maildir_quota_check(md, 100, 41, &error) == 0);
+	test_assert(qcheck(md, 100, 40, &error) == 1);
+	test_assert(qcheck(md, 100, 41, &error) == 0);
 	test_end();
 
 	test_begin("check recalculates on a different limit");
 	/* the file says 60 used; the messages say 10 */
-	test_assert(maildir_quota_check(md, 200, 150, &error) == 1);
+	test_assert(qcheck(md, 200, 150, &error) == 1);
 	p = read_maildirsize(md);
 	test_assert_streq(p, "200S\n10 1\n");
 	free(p);
@@ -323,7 +332,7 @@ test_check(void)
 
 	test_begin("check recalculates a malformed file");
 	write_maildirsize(md, "200S\n10 1\ngarbage\n");
-	test_assert(maildir_quota_check(md, 200, 190, &error) == 1);
+	test_assert(qcheck(md, 200, 190, &error) == 1);
 	p = read_maildirsize(md);
 	test_assert_streq(p, "200S\n10 1\n");
 	free(p);
@@ -331,16 +340,16 @@ test_check(void)
 
 	test_begin("stale over-quota file: recalculated only when old");
 	write_maildirsize(md, "200S\n10 1\n500 5\n");
-	test_assert(maildir_quota_check(md, 200, 10, &error) == 0);
+	test_assert(qcheck(md, 200, 10, &error) == 0);
 	age_maildirsize(md, MAILDIRSIZE_MAX_AGE - 60);
-	test_assert(maildir_quota_check(md, 200, 10, &error) == 0);
+	test_assert(qcheck(md, 200, 10, &error) == 0);
 	age_maildirsize(md, MAILDIRSIZE_MAX_AGE + 60);
-	test_assert(maildir_quota_check(md, 200, 10, &error) == 1);
+	test_assert(qcheck(md, 200, 10, &error) == 1);
 	test_assert(maildirsize_size(md) == (off_t)strlen("200S\n10 1\n"));
 	/* an old file under quota is left alone */
 	write_maildirsize(md, "200S\n10 1\n5 0\n");
 	age_maildirsize(md, 3600);
-	test_assert(maildir_quota_check(md, 200, 10, &error) == 1);
+	test_assert(qcheck(md, 200, 10, &error) == 1);
 	test_assert(maildir_quota_read(md, &q, &error) == 1 && q.bytes == 15);
 	test_end();
 
@@ -354,7 +363,7 @@ test_check(void)
 	test_assert(maildirsize_size(md) > MAILDIRSIZE_MAX);
 	test_assert(maildir_quota_read(md, &q, &error) == 1);
 	test_assert(q.bytes == (int64_t)(10 + i));
-	test_assert(maildir_quota_check(md, 200, 10, &error) == 1);
+	test_assert(qcheck(md, 200, 10, &error) == 1);
 	test_assert(maildirsize_size(md) == (off_t)strlen("200S\n10 1\n"));
 	/* at the limit exactly: not recalculated */
 	off = (size_t)snprintf(big, 64, "200S\n10 1\n");
@@ -362,15 +371,15 @@ test_check(void)
 		off += (size_t)snprintf(big + off, 64, "0 0\n");
 	big[off] = '\0';
 	write_maildirsize(md, big);
-	test_assert(maildir_quota_check(md, 200, 10, &error) == 1);
+	test_assert(qcheck(md, 200, 10, &error) == 1);
 	test_assert(maildirsize_size(md) == (off_t)off);
 	free(big);
 	test_end();
 
 	test_begin("count limit from the definition is honoured and kept");
 	write_maildirsize(md, "200S,1C\n10 1\n");
-	test_assert(maildir_quota_check(md, 200, 1, &error) == 0);
-	test_assert(maildir_quota_check(md, 300, 1, &error) == 0);
+	test_assert(qcheck(md, 200, 1, &error) == 0);
+	test_assert(qcheck(md, 300, 1, &error) == 0);
 	p = read_maildirsize(md);
 	test_assert_streq(p, "300S,1C\n10 1\n");
 	free(p);
@@ -378,8 +387,8 @@ test_check(void)
 
 	test_begin("check on a maildir that does not exist yet");
 	p = xasprintf("%s/nobody/Maildir", test_tmpdir());
-	test_assert(maildir_quota_check(p, 100, 100, &error) == 1);
-	test_assert(maildir_quota_check(p, 100, 101, &error) == 0);
+	test_assert(qcheck(p, 100, 100, &error) == 1);
+	test_assert(qcheck(p, 100, 101, &error) == 0);
 	free(p);
 	p = xasprintf("%s/nobody", test_tmpdir());
 	test_assert(access(p, F_OK) == -1 && errno == ENOENT);
@@ -395,12 +404,97 @@ test_check(void)
 	test_assert(maildir_deliver(p, "0123456789012345678901234567890123456789",
 	    40, NULL, &error) == 0);
 	free(p);
-	test_assert(maildir_quota_check(md, 60, 10, &error) == 1);
+	test_assert(qcheck(md, 60, 10, &error) == 1);
 	test_assert(maildir_quota_read(md, &q, &error) == 1);
 	test_assert(q.bytes == 50 && q.count == 2);
-	test_assert(maildir_quota_check(md, 60, 11, &error) == 0);
+	test_assert(qcheck(md, 60, 11, &error) == 0);
 	test_end();
 	free(md);
+}
+
+static void
+test_limit_parse(void)
+{
+	static const char *const bad[] = {
+		"abc", "5X", "5C,5C", "5S,", "-5", "5 S", "1000S 2C",
+	};
+	struct quota_limit l;
+
+	test_begin("quota_limit_parse: bytes and Courier definitions");
+	test_assert(quota_limit_parse("1048576", &l) == 0 &&
+	    l.bytes == 1048576 && l.count == 0);
+	test_assert(quota_limit_parse(" 42 ", &l) == 0 && l.bytes == 42);
+	test_assert(quota_limit_parse("1000S,2C", &l) == 0 &&
+	    l.bytes == 1000 && l.count == 2);
+	test_assert(quota_limit_parse("2C,1000S", &l) == 0 &&
+	    l.bytes == 1000 && l.count == 2);
+	test_assert(quota_limit_parse("5C", &l) == 0 && l.bytes == 0 &&
+	    l.count == 5);
+	test_assert(quota_limit_parse("1000S", &l) == 0 && l.bytes == 1000 &&
+	    l.count == 0);
+	test_assert(quota_limit_parse("", &l) == 0 && !quota_limit_set(&l));
+	test_assert(quota_limit_parse("0", &l) == 0 && !quota_limit_set(&l));
+	test_assert(quota_limit_parse("0S", &l) == 0 && !quota_limit_set(&l));
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		l.bytes = l.count = 9;
+		test_assert(quota_limit_parse(bad[i], &l) == -1 &&
+		    !quota_limit_set(&l));
+	}
+	test_end();
+}
+
+static void
+test_check_count(void)
+{
+	struct quota_limit count_only = { .count = 2 };
+	struct quota_limit both = { .bytes = 1000, .count = 2 };
+	const char *error;
+	char *md, *s;
+
+	test_begin("maildir_quota_check with a message count (Courier's C)");
+	/* "5C" is a count, not 5 bytes: a large message fits */
+	md = new_maildir("count-only");
+	test_assert(maildir_quota_check(md, &count_only, 1u << 20,
+	    &error) == 1);
+	s = read_maildirsize(md);
+	test_assert(s != NULL && strcmp(s, "2C\n0 0\n") == 0);
+	free(s);
+	test_assert(maildir_quota_add(md, 100000, 1, &error) == 1);
+	test_assert(maildir_quota_check(md, &count_only, 1, &error) == 1);
+	test_assert(maildir_quota_add(md, 100000, 1, &error) == 1);
+	/* two messages stored: a third is refused, whatever its size */
+	test_assert(maildir_quota_check(md, &count_only, 1, &error) == 0);
+	test_assert(maildir_quota_add(md, -100000, -1, &error) == 1);
+	test_assert(maildir_quota_check(md, &count_only, 1, &error) == 1);
+	free(md);
+
+	/* both parts: the header is kept as Courier wrote it */
+	md = new_maildir("count-and-bytes");
+	write_maildirsize(md, "1000S,2C\n0 0\n");
+	test_assert(maildir_quota_check(md, &both, 500, &error) == 1);
+	test_assert(maildir_quota_add(md, 500, 1, &error) == 1);
+	test_assert(maildir_quota_check(md, &both, 600, &error) == 0);
+	test_assert(maildir_quota_check(md, &both, 400, &error) == 1);
+	test_assert(maildir_quota_add(md, 10, 1, &error) == 1);
+	test_assert(maildir_quota_check(md, &both, 1, &error) == 0);
+	s = read_maildirsize(md);
+	test_assert(s != NULL && strcmp(s, "1000S,2C\n0 0\n500 1\n10 1\n")
+	    == 0);
+	free(s);
+	/* a recalculation writes both parts */
+	write_maildirsize(md, "1000S,2C\ngarbage\n");
+	test_assert(maildir_quota_check(md, &both, 1, &error) == 1);
+	s = read_maildirsize(md);
+	test_assert(s != NULL && strncmp(s, "1000S,2C\n", 9) == 0);
+	free(s);
+	/* the directory's count replaces the file's */
+	write_maildirsize(md, "1000S,9C\n0 0\n");
+	test_assert(maildir_quota_check(md, &both, 1, &error) == 1);
+	s = read_maildirsize(md);
+	test_assert(s != NULL && strncmp(s, "1000S,2C\n", 9) == 0);
+	free(s);
+	free(md);
+	test_end();
 }
 
 int
@@ -410,5 +504,7 @@ main(void)
 	test_add();
 	test_recalc();
 	test_check();
+	test_limit_parse();
+	test_check_count();
 	return test_done();
 }

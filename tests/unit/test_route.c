@@ -111,7 +111,7 @@ main(void)
 	resolve(dir, "alice@example.test", false, &r);
 	test_assert(r.status == ROUTE_OK && r.ndests == 2);
 	test_assert(has_maildir(&r, "/m/example.test/alice/"));
-	test_assert(r.dests[0].quota == 100);
+	test_assert(r.dests[0].quota.bytes == 100);
 	route_result_clear(&r);
 	resolve(dir, "self@example.test", false, &r);
 	test_assert(r.status == ROUTE_OK && r.ndests == 2);

@@ -64,6 +64,36 @@ test_paths(void)
 }
 
 static void
+test_paths_loose(void)
+{
+	const char *rest;
+	char *a;
+
+	test_begin("smtp paths without angle brackets");
+	a = smtp_parse_path_loose(" a@b.test SIZE=1", &rest);
+	test_assert_streq(a, "a@b.test");
+	test_assert_streq(rest, " SIZE=1");
+	free(a);
+	a = smtp_parse_path_loose("a@b.test", &rest);
+	test_assert_streq(a, "a@b.test");
+	test_assert_streq(rest, "");
+	free(a);
+	a = smtp_parse_path_loose(" <c@d.test> BODY=8BITMIME", &rest);
+	test_assert_streq(a, "c@d.test");
+	test_assert_streq(rest, " BODY=8BITMIME");
+	free(a);
+	a = smtp_parse_path_loose("<>", &rest);
+	test_assert_streq(a, "");
+	free(a);
+	test_assert(smtp_parse_path_loose("", &rest) == NULL);
+	test_assert(smtp_parse_path_loose("   ", &rest) == NULL);
+	test_assert(smtp_parse_path_loose("a@b.test>", &rest) == NULL);
+	test_assert(smtp_parse_path_loose("x<a@b.test>", &rest) == NULL);
+	test_assert(smtp_parse_path_loose("<a@b.test", &rest) == NULL);
+	test_end();
+}
+
+static void
 test_params(void)
 {
 	struct smtp_mail_params p;
@@ -180,6 +210,7 @@ main(void)
 {
 	test_verbs();
 	test_paths();
+	test_paths_loose();
 	test_params();
 	test_bdat();
 	test_data();
