@@ -113,10 +113,14 @@ check_maildir(const char *root, const char *value)
 	if (path == NULL) {
 		if (vn > 0 && !has_dotdot(value) && value[0] != '/' &&
 		    strspn(value, "/.") < vn && strstr(value, "/") == NULL &&
-		    strcmp(value, ".") != 0)
-			abort();	/* a plain name is always accepted */
+		    strcmp(value, ".") != 0 &&
+		    !route_maildir_is_forward(value))
+			abort();	/* a plain name is always accepted,
+					   unless it is addresses (a forward) */
 		return;
 	}
+	if (route_maildir_is_forward(value))
+		abort();	/* a forward is never a directory */
 	if (vn == 0 || has_dotdot(value) || strncmp(path, root, rn) != 0 ||
 	    path[rn] != '/')
 		abort();

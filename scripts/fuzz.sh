@@ -23,7 +23,7 @@ base="lib/base/alloc.c lib/base/str.c lib/base/log.c lib/base/base64.c lib/base/
 sources() {
 	case "$1" in
 	mime|imap_parse) echo "lib/mime/mime.c lib/mime/envelope.c lib/mime/decode.c lib/imap/parse.c lib/imap/search.c $base" ;;
-	config|maildir_name) echo "lib/base/addr.c lib/base/fdio.c lib/config/config.c lib/maildir/maildir.c lib/dir/dir_url.c $base" ;;
+	config|maildir_name) echo "lib/base/addr.c lib/base/fdio.c lib/config/config.c lib/maildir/maildir.c lib/maildir/subscriptions.c lib/dir/dir_url.c $base" ;;
 	imap_framing) echo "lib/imap/framing.c lib/imap/parse.c $base" ;;
 	smtp_parse) echo "lib/smtp/parse.c $base" ;;
 	smtp_reply) echo "lib/smtp/reply.c $base" ;;
@@ -33,10 +33,10 @@ sources() {
 	sasl) echo "lib/session/sasl.c $base" ;;
 	pop3_cmd) echo "lib/pop3/parse.c $base" ;;
 	addr_route|route) echo "lib/route/route.c lib/base/addr.c lib/dir/dir.c lib/dir/dir_sqlite.c lib/dir/dir_mariadb.c
-		lib/dir/dir_url.c lib/config/config.c lib/maildir/maildir.c lib/base/fdio.c $base
+		lib/dir/dir_url.c lib/config/config.c lib/maildir/maildir.c lib/maildir/quota.c lib/base/fdio.c $base
 		-I/usr/include/mariadb -lsqlite3 -lmariadb" ;;
 	mx_answer) echo "lib/queue/mx_answer.c" ;;
-	mbox_index|mailbox_files) echo "lib/store/mbox_index.c lib/store/mailbox.c lib/store/mbox_cache.c lib/maildir/maildir.c
+	mbox_index|mailbox_files) echo "lib/store/mbox_index.c lib/store/mailbox.c lib/store/mbox_cache.c lib/store/mbox_log.c lib/maildir/maildir.c
 		lib/base/fdio.c $base" ;;
 	quota) echo "lib/maildir/quota.c lib/maildir/maildir.c lib/base/fdio.c $base" ;;
 	session_line) echo "lib/session/line.c $base -levent" ;;
