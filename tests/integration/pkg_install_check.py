@@ -125,22 +125,29 @@ def serve_and_deliver():
     """The installed petrel as the unit runs it (root, the unit's bounding
     set, no new privileges): a message over SMTP on a port below 1024 lands
     in the maildir and IMAP shows it."""
-    smtp, imap = low_port(), free_port()
-    args = ["setpriv", "--bounding-set", ",".join(["-all"] + ["+" + c for c in unit_caps()]),
-            "--inh-caps", "-all", "--no-new-privs",
-            "/usr/bin/petrel", "-c", CONF, "-o", "smtp_listen=127.0.0.1:%d" % smtp,
-            "-o", "imap_listen=127.0.0.1:%d" % imap, "-o", "workers=1"]
-    for k in ("submission", "submissions", "imaps", "pop3", "pop3s"):
-        args += ["-o", k + "_listen="]
-    p = subprocess.Popen(args + ["serve"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, text=True, start_new_session=True)
-    res = {}
-    try:
+    for attempt in range(3):  # another test may take a port meanwhile
+        smtp, imap = low_port(), free_port()
+        args = ["setpriv", "--bounding-set", ",".join(["-all"] + ["+" + c for c in unit_caps()]),
+                "--inh-caps", "-all", "--no-new-privs",
+                "/usr/bin/petrel", "-c", CONF, "-o", "smtp_listen=127.0.0.1:%d" % smtp,
+                "-o", "imap_listen=127.0.0.1:%d" % imap, "-o", "workers=1"]
+        for k in ("submission", "submissions", "imaps", "pop3", "pop3s"):
+            args += ["-o", k + "_listen="]
+        p = subprocess.Popen(args + ["serve"], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and p.poll() is None:
             if greets(smtp, b"220 ") and greets(imap, b"* OK"):
                 break
             time.sleep(0.1)
+        if p.poll() is None:
+            break
+        err = p.communicate(timeout=10)[1]
+        if "Address already in use" not in err or attempt == 2:
+            return {"greeted": False, "rc": p.returncode, "log": err[-4000:]}
+    res = {}
+    try:
         res["greeted"] = greets(smtp, b"220 ")
         with open("/proc/%d/status" % p.pid) as f:
             res["master_uids"] = [ln.split()[1:] for ln in f if ln.startswith("Uid:")][0]
