@@ -187,7 +187,8 @@ cmd_check(struct petrel_ctx *cli, int argc, char **argv)
 	cli_parse(argc, argv, NULL, 0, 0, "petrel check", &a);
 	if (cli->conf_path == NULL)
 		problem("no configuration file (tried $PETREL_CONF, "
-		    "./petrel.conf, /etc/petrel/petrel.conf); using defaults");
+		    "./petrel.conf, " PETREL_SYSCONFDIR "/petrel/petrel.conf); "
+		    "using defaults");
 	if (dir_password_file_load(config_get(cli->cfg,
 	    "database_password_file"), &err) < 0) {
 		problem("%s", err);

@@ -207,7 +207,8 @@ service_account(const char *dir, char **user_r, char **group_r)
 		}
 		cli_warn("%s is not reachable by the account 'mail' (a parent "
 		    "directory is closed); this instance will run as root. "
-		    "Use a directory like /var/lib/petrel to run unprivileged.",
+		    "Use a directory like " PETREL_LOCALSTATEDIR "/lib/petrel "
+		    "to run unprivileged.",
 		    dir);
 		*user_r = xstrdup("root");
 		*group_r = xstrdup("root");

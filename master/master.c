@@ -10,7 +10,9 @@
  * on SIGHUP replaces all of them gracefully (new ones read the new
  * configuration; old ones drain), and on SIGTERM/SIGINT drains them and
  * exits 0. serve_run() is where the binary decides which of the three it
- * is.
+ * is. Under systemd (Type=notify) the master reports READY=1 once its
+ * listeners are bound and its children started, RELOADING=1 then READY=1
+ * around a SIGHUP, and STOPPING=1 on SIGTERM/SIGINT (notify_*).
  *
  * Trust: the master never reads from the network.
  */
@@ -182,6 +184,71 @@ bind_auth(struct master *m)
 	    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) < 0 ||
 	    listen(m->auth_fd, 1024) < 0)
 		fatal_errno("cannot create the auth channel");
+}
+
+/* ---- systemd notifications ---- */
+
+/* sd_notify(3)'s protocol: one datagram per state change to the socket
+ * named in $NOTIFY_SOCKET (a path, or "@name" in the abstract namespace).
+ * A dozen lines, so no libsystemd. The socket is connected before the
+ * privileges are dropped (the check of its mode happens then), and the
+ * variable is removed so that the children, which are not the service's
+ * main process, say nothing. */
+static int notify_fd = -1;
+
+static void
+notify_open(void)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sun;
+	size_t n;
+
+	if (path == NULL || (path[0] != '/' && path[0] != '@'))
+		return;
+	n = strlen(path);
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (n < 2 || n >= sizeof(sun.sun_path)) {
+		log_warn("NOTIFY_SOCKET: unusable address");
+		unsetenv("NOTIFY_SOCKET");
+		return;
+	}
+	memcpy(sun.sun_path, path, n);
+	if (path[0] == '@')
+		sun.sun_path[0] = '\0';
+	notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (notify_fd < 0 || connect(notify_fd, (struct sockaddr *)&sun,
+	    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)) < 0) {
+		log_warn("NOTIFY_SOCKET %s: %s", path, strerror(errno));
+		if (notify_fd >= 0)
+			close(notify_fd);
+		notify_fd = -1;
+	}
+	unsetenv("NOTIFY_SOCKET");
+}
+
+static void
+notify(const char *state)
+{
+	if (notify_fd < 0)
+		return;
+	if (send(notify_fd, state, strlen(state), MSG_NOSIGNAL) < 0)
+		log_warn("NOTIFY_SOCKET: %s", strerror(errno));
+}
+
+/* RELOADING=1 with the time systemd 253 and later want beside it (older
+ * ones ignore the field). */
+static void
+notify_reloading(void)
+{
+	struct timespec ts;
+	char msg[64];
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%llu",
+	    (unsigned long long)ts.tv_sec * 1000000ULL +
+	    (unsigned long long)ts.tv_nsec / 1000ULL);
+	notify(msg);
 }
 
 /* ---- privileges ---- */
@@ -559,6 +626,8 @@ master_stop(evutil_socket_t sig, short what, void *arg)
 	struct master *m = arg;
 
 	log_info("received %s, stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	if (!m->stopping)
+		notify("STOPPING=1");
 	m->stopping = true;
 	signal_workers(m, SIGTERM);
 	stop_auth_when_alone(m);
@@ -573,6 +642,9 @@ master_reload(evutil_socket_t sig, short what, void *arg)
 	struct config *cfg;
 	char *err = NULL;
 
+	if (m->stopping)
+		return;
+	notify_reloading();
 	if (m->ctx->conf_path != NULL) {
 		cfg = config_new();
 		if (config_load_file(cfg, m->ctx->conf_path, &err) < 0) {
@@ -580,6 +652,9 @@ master_reload(evutil_socket_t sig, short what, void *arg)
 			    err);
 			free(err);
 			config_free(&cfg);
+			/* the reload is over: the old configuration runs */
+			notify("READY=1\nSTATUS=SIGHUP: configuration "
+			    "unchanged (an error in the file)");
 			return;
 		}
 		config_free(&cfg);
@@ -602,6 +677,7 @@ master_reload(evutil_socket_t sig, short what, void *arg)
 		 * taken over now. */
 		spawn_worker(m, i);
 	}
+	notify("READY=1\nSTATUS=configuration reloaded");
 }
 
 static int
@@ -623,6 +699,7 @@ run_master(struct petrel_ctx *ctx, const char **error_r)
 
 	bind_all(&m);
 	bind_auth(&m);
+	notify_open();
 	drop_privileges(&m, ctx);
 
 	m.base = event_base_new();
@@ -666,6 +743,9 @@ run_master(struct petrel_ctx *ctx, const char **error_r)
 	    "database %s)", PETREL_VERSION, (long)getpid(), m.nworkers,
 	    ctx->conf_path ? ctx->conf_path : "(defaults)",
 	    config_get(ctx->cfg, "database"));
+	/* The listeners were bound and listen(2)ed before the workers
+	 * started: a client that connects from now on is served. */
+	notify("READY=1\nSTATUS=accepting connections");
 	event_base_dispatch(m.base);
 
 	/* Wait for workers that are still draining. */
@@ -700,6 +780,8 @@ run_master(struct petrel_ctx *ctx, const char **error_r)
 	event_free(ev_chld);
 	event_free(m.ev_restart);
 	event_base_free(m.base);
+	if (notify_fd >= 0)
+		close(notify_fd);
 	log_info("stopped");
 	return 0;
 }

@@ -14,10 +14,14 @@ build_pkgs=(gcc meson ninja-build pkg-config libssl-dev libsqlite3-dev
 # runtime for the short fuzz runs (scripts/fuzz.sh); valgrind for
 # scripts/valgrind.sh; testssl.sh for one scan in tests/integration/test_tls.py;
 # nsd-checkzone (nsd; its service is never started) to load `petrel dns` output;
-# strace for the syscall-order durability test (tests/reliability).
+# strace for the syscall-order durability test (tests/reliability);
+# debhelper and lintian to build and check the Debian package, and
+# systemd's tools (systemd-analyze) for the unit (test_packaging.py,
+# test_systemd.py; systemd is not started).
 test_pkgs=(python3 python3-pytest mariadb-server mariadb-client sqlite3
 	openssl procps swaks libnet-ssleay-perl curl fetchmail postfix python3-dkim isync mutt tmux
-	clang libclang-rt-14-dev valgrind testssl.sh nsd strace pflogsumm unbound)
+	clang libclang-rt-14-dev valgrind testssl.sh nsd strace pflogsumm unbound
+	debhelper lintian systemd git util-linux)
 
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then

@@ -30,14 +30,24 @@ struct key_def {
 	uint64_t max;		/* KT_UINT */
 };
 
+/* Set by the build from sysconfdir and localstatedir (meson.build). */
+#ifndef PETREL_SYSCONFDIR
+#define PETREL_SYSCONFDIR "/etc"
+#endif
+#ifndef PETREL_LOCALSTATEDIR
+#define PETREL_LOCALSTATEDIR "/var"
+#endif
+#define ETC_DIR PETREL_SYSCONFDIR "/petrel"
+#define STATE_DIR PETREL_LOCALSTATEDIR "/lib/petrel"
+
 #define DEFAULT_QUERY_USER \
 	"SELECT id, address, crypt, name, uid, gid, home, maildir FROM users WHERE address = :address"
 
 static const struct key_def keys[] = {
 	{ "hostname", KT_STRING, "", NULL, 0 },
-	{ "database", KT_STRING, "sqlite:/var/lib/petrel/petrel.db", NULL, 0 },
-	{ "mail_root", KT_STRING, "/var/lib/petrel/mail", NULL, 0 },
-	{ "queue_dir", KT_STRING, "/var/lib/petrel/queue", NULL, 0 },
+	{ "database", KT_STRING, "sqlite:" STATE_DIR "/petrel.db", NULL, 0 },
+	{ "mail_root", KT_STRING, STATE_DIR "/mail", NULL, 0 },
+	{ "queue_dir", KT_STRING, STATE_DIR "/queue", NULL, 0 },
 	{ "smtp_listen", KT_LISTEN, "127.0.0.1:2525", NULL, 0 },
 	{ "submission_listen", KT_LISTEN, "127.0.0.1:2587", NULL, 0 },
 	{ "submissions_listen", KT_LISTEN, "127.0.0.1:2465", NULL, 0 },
@@ -45,8 +55,8 @@ static const struct key_def keys[] = {
 	{ "imaps_listen", KT_LISTEN, "127.0.0.1:1993", NULL, 0 },
 	{ "pop3_listen", KT_LISTEN, "127.0.0.1:1110", NULL, 0 },
 	{ "pop3s_listen", KT_LISTEN, "127.0.0.1:1995", NULL, 0 },
-	{ "tls_cert", KT_STRING, "/etc/petrel/tls/cert.pem", NULL, 0 },
-	{ "tls_key", KT_STRING, "/etc/petrel/tls/key.pem", NULL, 0 },
+	{ "tls_cert", KT_STRING, ETC_DIR "/tls/cert.pem", NULL, 0 },
+	{ "tls_key", KT_STRING, ETC_DIR "/tls/key.pem", NULL, 0 },
 	{ "tls_profile", KT_ENUM, "intermediate", "intermediate|modern", 0 },
 	{ "message_size_limit", KT_UINT, "52428800", NULL, (uint64_t)1 << 40 },
 	{ "user", KT_STRING, "", NULL, 0 },
@@ -82,7 +92,7 @@ static const struct key_def keys[] = {
 	{ "auth_fail_delay", KT_UINT, "2000", NULL, 60000 },
 	{ "relayhost", KT_STRING, "", NULL, 0 },
 	{ "dns_resolver", KT_LISTEN, "", NULL, 0 },
-	{ "dkim_dir", KT_STRING, "/var/lib/petrel/dkim", NULL, 0 },
+	{ "dkim_dir", KT_STRING, STATE_DIR "/dkim", NULL, 0 },
 	{ "queue_retry_min", KT_UINT, "300", NULL, 86400 },
 	{ "queue_retry_max", KT_UINT, "14400", NULL, 864000 },
 	{ "queue_lifetime", KT_UINT, "432000", NULL, 8640000 },
@@ -159,8 +169,8 @@ config_locate(const char *explicit_path)
 		return env;
 	if (access("petrel.conf", F_OK) == 0)
 		return "petrel.conf";
-	if (access("/etc/petrel/petrel.conf", F_OK) == 0)
-		return "/etc/petrel/petrel.conf";
+	if (access(ETC_DIR "/petrel.conf", F_OK) == 0)
+		return ETC_DIR "/petrel.conf";
 	return NULL;
 }
 
