@@ -20,9 +20,10 @@
 #
 #   bench/imap_idle_mem.sh                     # 1000 connections, 100 users
 #   CONNS=5000 USERS=500 bench/imap_idle_mem.sh
+#   COMPRESS=1 bench/imap_idle_mem.sh          # each turns on COMPRESS=DEFLATE after LOGIN
 #
 # Env: PETREL_BIN (default build/petrel), CONNS (1000), USERS (100), MSGS
-#      (20), ROUNDS (3), WORKERS (petrel "workers"; default: the value petrel init
+#      (20), ROUNDS (3), COMPRESS (0; 1: COMPRESS DEFLATE (RFC 4978) after LOGIN), WORKERS (petrel "workers"; default: the value petrel init
 #      writes), BENCH_DIR (/var/tmp), TIMEOUT (seconds for the client, 300),
 #      PYTHON (/usr/bin/python3).
 set -eu
@@ -33,6 +34,7 @@ CONNS=${CONNS:-1000}
 USERS=${USERS:-100}
 MSGS=${MSGS:-20}
 ROUNDS=${ROUNDS:-3}
+COMPRESS=${COMPRESS:-0}
 BENCH_DIR=${BENCH_DIR:-/var/tmp}
 TIMEOUT=${TIMEOUT:-300}
 PY=${PYTHON:-/usr/bin/python3}
@@ -115,13 +117,14 @@ set -- -o "imap_listen=127.0.0.1:$port" -o imaps_listen= -o smtp_listen= \
 pid=$!
 
 echo "petrel: $PETREL (built $(date -r "$PETREL" '+%Y-%m-%d %H:%M')); $(nproc) CPUs"
-PYTHONPATH="$here/../tests" timeout "$TIMEOUT" "$PY" - "$port" "$pid" "$CONNS" "$USERS" "$mail_root/bench.test" "$ROUNDS" <<'EOF' ||
-import errno, os, selectors, socket, sys, time
+PYTHONPATH="$here/../tests" timeout "$TIMEOUT" "$PY" - "$port" "$pid" "$CONNS" "$USERS" "$mail_root/bench.test" "$ROUNDS" "$COMPRESS" <<'EOF' ||
+import errno, os, selectors, socket, sys, time, zlib
 
 from harness.procs import rss_kb, worker_pids
 
 port, master, nconns, users, root, rounds = (int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]),
                                              int(sys.argv[4]), sys.argv[5], int(sys.argv[6]))
+compress = sys.argv[7] == "1"
 ADDR = ("127.0.0.1", port)
 
 
@@ -145,6 +148,7 @@ class Client:
         self.buf = b""
         self.state = "connect"
         self.exists = False
+        self.zo = self.zi = None
         self.sock = socket.socket()
         self.sock.setblocking(False)
         err = self.sock.connect_ex(ADDR)
@@ -154,6 +158,8 @@ class Client:
         sel.register(self.sock, selectors.EVENT_READ, self)
 
     def send(self, line):
+        if self.zo is not None:
+            line = self.zo.compress(line) + self.zo.flush(zlib.Z_SYNC_FLUSH)
         self.sock.sendall(line)   # short commands: the socket buffer takes them
 
     def lines(self):
@@ -164,6 +170,8 @@ class Client:
         if not data:
             raise ConnectionError("connection %d (%s) closed by the server in state %s"
                                   % (self.n, self.user, self.state))
+        if self.zi is not None:
+            data = self.zi.decompress(data)
         self.buf += data
         out = []
         while b"\r\n" in self.buf:
@@ -181,6 +189,17 @@ class Client:
             elif self.state == "login" and l.startswith(b"a "):
                 if not l.startswith(b"a OK"):
                     raise RuntimeError("LOGIN %s -> %r" % (self.user, l))
+                if compress:
+                    self.send(b"z COMPRESS DEFLATE\r\n")
+                    self.state = "compress"
+                else:
+                    self.send(b"b SELECT INBOX\r\n")
+                    self.state = "select"
+            elif self.state == "compress" and l.startswith(b"z "):
+                if not l.startswith(b"z OK"):
+                    raise RuntimeError("COMPRESS -> %r" % l)
+                self.zo = zlib.compressobj(6, zlib.DEFLATED, -15)
+                self.zi = zlib.decompressobj(-15)
                 self.send(b"b SELECT INBOX\r\n")
                 self.state = "select"
             elif self.state == "select" and l.startswith(b"b "):

@@ -1,7 +1,7 @@
 /*
  * cmd_session.c: the connection-level commands that need no login or no
  * mailbox: CAPABILITY, LOGOUT, ID (RFC 2971), ENABLE (RFC 5161),
- * NAMESPACE (RFC 2342) and IDLE (RFC 2177). They run on the loop thread
+ * NAMESPACE (RFC 2342), IDLE (RFC 2177) and COMPRESS (RFC 4978). They run on the loop thread
  * (ON_LOOP in the command table, session.c).
  */
 #include <event2/buffer.h>
@@ -27,7 +27,7 @@ imap_capabilities(const struct imap_session *s, str_t *out)
 			str_append(out, " LOGINDISABLED");
 	} else {
 		str_append(out, " UIDPLUS MOVE CHILDREN SPECIAL-USE QUOTA "
-		    "ESEARCH");
+		    "ESEARCH COMPRESS=DEFLATE");
 	}
 }
 
@@ -123,4 +123,32 @@ imap_idle_done(struct imap_session *s, const char *line)
 		imap_ok(s, "IDLE terminated.");
 	imap_flush(s);
 	imap_end_command(s);
+}
+
+/* COMPRESS DEFLATE (RFC 4978): the tagged OK leaves uncompressed, then
+ * both directions are raw deflate until the connection ends. */
+void
+imap_cmd_compress(struct imap_session *s, struct imap_cmd *c)
+{
+	if (c->nargs != 1 || c->args[0].type != IMAP_ARG_ATOM) {
+		imap_bad(s, "COMPRESS needs a mechanism");
+		return;
+	}
+	if (strcasecmp(c->args[0].str, "DEFLATE") != 0) {
+		imap_bad(s, "Unknown compression mechanism");
+		return;
+	}
+	if (s->base.compressed) {
+		imap_no(s, "[COMPRESSIONACTIVE] DEFLATE is already active");
+		return;
+	}
+	imap_ok(s, "DEFLATE active");
+	imap_flush(s);
+	if (session_compress(&s->base) < 0) {
+		log_warn("%016llx: imap: cannot start COMPRESS=DEFLATE",
+		    SID(&s->base));
+		imap_logout(s);
+		return;
+	}
+	log_info("%016llx: imap: COMPRESS=DEFLATE active", SID(&s->base));
 }

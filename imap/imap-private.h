@@ -131,6 +131,7 @@ void imap_cmd_logout(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_id(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_enable(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_namespace(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_compress(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_idle(struct imap_session *s, struct imap_cmd *c);
 void imap_idle_done(struct imap_session *s, const char *line);
 

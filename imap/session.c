@@ -144,6 +144,7 @@ static const struct imap_command commands[] = {
 	{ "AUTHENTICATE", imap_cmd_authenticate, IN_NOAUTH | ON_LOOP },
 	{ "ENABLE", imap_cmd_enable, IN_LOGGED | ON_LOOP },
 	{ "NAMESPACE", imap_cmd_namespace, IN_LOGGED | ON_LOOP },
+	{ "COMPRESS", imap_cmd_compress, IN_LOGGED | ON_LOOP },
 	{ "IDLE", imap_cmd_idle, IN_LOGGED | ON_LOOP },
 	{ "SELECT", imap_cmd_select, IN_LOGGED },
 	{ "EXAMINE", imap_cmd_select, IN_LOGGED },

@@ -38,11 +38,11 @@ conn_peer(const struct sockaddr *sa, char *ip, size_t iplen,
 size_t
 conn_output_pending(struct bufferevent *bev)
 {
-	struct bufferevent *under = bufferevent_get_underlying(bev);
-	size_t pending = evbuffer_get_length(bufferevent_get_output(bev));
+	size_t pending = 0;
 
-	if (under != NULL)
-		pending += evbuffer_get_length(bufferevent_get_output(under));
+	/* through every layer: COMPRESS over TLS over the socket */
+	for (; bev != NULL; bev = bufferevent_get_underlying(bev))
+		pending += evbuffer_get_length(bufferevent_get_output(bev));
 	return pending;
 }
 

@@ -33,6 +33,7 @@
 #include "lib/session/counters.h"
 #include "lib/session/line.h"
 #include "lib/io/conn.h"
+#include "lib/io/deflate.h"
 #include "lib/session/session.h"
 #include "lib/tls/tls.h"
 
@@ -709,6 +710,24 @@ session_starttls(struct session *s)
 	conn_set_watermarks(s->bev);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	s->skip_line = false;
+	return 0;
+}
+
+int
+session_compress(struct session *s)
+{
+	struct bufferevent *cb = deflate_layer_new(s->srv->base, s->bev);
+
+	if (cb == NULL) {
+		session_quit(s);
+		return -1;
+	}
+	s->bev = cb;
+	s->compressed = true;
+	bufferevent_setcb(s->bev, session_read_cb, session_write_cb,
+	    session_event_cb, s);
+	conn_set_watermarks(s->bev);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	return 0;
 }
 

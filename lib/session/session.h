@@ -134,6 +134,7 @@ struct session {
 	unsigned bucket;	/* of ip in the listener's counts */
 	uint64_t sid;		/* unique on this node: %016llx in logs */
 	bool tls, loopback;
+	bool compressed;	/* COMPRESS=DEFLATE is on (RFC 4978) */
 	bool busy;		/* a job or a timer owns the session */
 	bool dead;		/* the client is gone: free when not busy */
 	bool quit;		/* goodbye written: close once flushed */
@@ -227,6 +228,10 @@ void session_hold(struct session *s, unsigned ms,
  * replies already written go out in clear first, unread input is
  * discarded). -1: TLS could not start (the session quits). */
 int session_starttls(struct session *s);
+/* Put a raw-deflate layer over the connection (RFC 4978); what is
+ * already queued leaves uncompressed. -1 (and the session quits) when
+ * zlib cannot start. */
+int session_compress(struct session *s);
 
 /* Whether a plain-text password may be used here (allow_plaintext_auth:
  * always over TLS; "yes"; "loopback" from 127/8 and ::1). */

@@ -613,19 +613,26 @@ class Mutt:
         self.tmux_cmd("kill-server", check=False)
 
 
-@pytest.mark.parametrize("tls", [False, True], ids=["imap", "imaps"])
-def test_mutt_read_and_move(imap_server, tmp_path, tls):
+@pytest.mark.parametrize("tls,deflate", [(False, False), (True, False), (True, True)],
+                         ids=["imap", "imaps", "imaps-compress"])
+def test_mutt_read_and_move(imap_server, tmp_path, tls, deflate):
     srv = imap_server
     msgs = [sample(1), sample(2, subject=b"move me please",
                               body=b"the one to move\n.\nmore text\n"), sample(3)]
     fill_inbox(srv, msgs)
     mutt = Mutt(srv, tmp_path, tls=tls)
+    if deflate:
+        # mutt's own RFC 4978 COMPRESS=DEFLATE, over TLS
+        with open(mutt.rc, "a") as f:
+            f.write("set imap_deflate=yes\n")
     out = os.path.join(mutt.dir, "piped.eml")
     push = ("<limit>~s move.me<enter><first-entry><display-message><exit>"
             "<pipe-message>cat > %s<enter>"
             "<save-message>=Archive<enter><sync-mailbox><quit>" % out)
     rc = mutt.run("push \"%s\"" % push)
     assert rc == 0, "mutt exited %s\nserver log:\n%s" % (rc, srv.log())
+    compressed = "COMPRESS=DEFLATE active" in srv.log()
+    assert compressed == deflate, srv.log()
 
     # mutt read the message: what it piped is the message
     with open(out, "rb") as f:
