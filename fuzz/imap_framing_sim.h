@@ -59,16 +59,22 @@ sim_word(const char *p, size_t len, unsigned n, char *out, size_t outsz)
 
 static void
 sim_check_command(const struct imap_framer_limits *lim, const char *p,
-    size_t len, bool append, bool noauth, size_t spool_at)
+    size_t len, bool append, bool noauth, const size_t *spools,
+    size_t nspools)
 {
 	const char *line = p, *end = p + len;
 	uint64_t max = lim->cmd_max;
+	size_t k = 0;
 
 	if (append)
 		max += lim->spool_min > 0 ? lim->spool_min : lim->append_max;
-	if (len > max || (spool_at != SIZE_MAX && (!append ||
-	    spool_at >= len || p[spool_at] != '{')))
+	if (len > max || nspools > IMAP_FRAMER_SPOOLS ||
+	    (nspools > 0 && !append))
 		abort();
+	for (size_t i = 0; i < nspools; i++)
+		if (spools[i] >= len || p[spools[i]] != '{' ||
+		    (i > 0 && spools[i] <= spools[i - 1]))
+			abort();
 	if (noauth && lim->preauth_max > 0 && len > lim->preauth_max)
 		abort();
 	/* every line but the last announces a literal, within its bound;
@@ -81,7 +87,7 @@ sim_check_command(const struct imap_framer_limits *lim, const char *p,
 
 		if (crlf == NULL) {
 			if (imap_line_literal(line, (size_t)(end - line),
-			    &size, &nonsync))
+			    &size, &nonsync) || k != nspools)
 				abort();
 			return;
 		}
@@ -91,20 +97,19 @@ sim_check_command(const struct imap_framer_limits *lim, const char *p,
 		if ((size_t)(crlf - line) > lim->line_max + 1 ||
 		    size > (append ? lim->append_max : lim->literal_max))
 			abort();
-		if (spool_at != SIZE_MAX && memrchr(line, '{',
-		    (size_t)(crlf - line)) == p + spool_at) {
+		if (k < nspools && memrchr(line, '{',
+		    (size_t)(crlf - line)) == p + spools[k]) {
 			/* spooled: larger than spool_min, its data
 			 * elsewhere */
 			if (size <= lim->spool_min || lim->spool_min == 0)
 				abort();
 			size = 0;
+			k++;
 		}
 		if (size > (uint64_t)(end - crlf - 2))
 			abort();
-		/* in memory, an APPEND literal is at most spool_min (or
-		 * literal_max, after the spooled one) */
-		if (append && lim->spool_min > 0 && size > lim->spool_min &&
-		    size > lim->literal_max)
+		/* in memory, an APPEND literal is at most spool_min */
+		if (append && lim->spool_min > 0 && size > lim->spool_min)
 			abort();
 		line = crlf + 2 + size;
 	}
@@ -126,7 +131,10 @@ sim_event(struct sim *m, const struct imap_framer_limits *lim,
 		sim_word(ev->data, ev->len, 3, ir, sizeof(ir));
 		sim_check_command(lim, ev->data, ev->len,
 		    m->logged_in && strcmp(word, "APPEND") == 0,
-		    !m->logged_in, ev->spool_at);
+		    !m->logged_in, ev->spools, ev->nspools);
+		if ((ev->nspools > 0) != (ev->spool_at != SIZE_MAX) ||
+		    (ev->nspools > 0 && ev->spool_at != ev->spools[0]))
+			abort();
 		if (m->spooling)
 			abort();
 		if (ev->data[ev->len] != '\0')

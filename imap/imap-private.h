@@ -46,8 +46,9 @@ struct imap_command {
 /* An APPEND message larger than IMAP_APPEND_MEM_MAX while it arrives:
  * its bytes go into buf, and a job writes each full buf (and the last
  * one) to a file in the user's tmp/, CRLF stored as LF. The APPEND that
- * ends the command takes the file (cmd_append.c); whatever else happens
- * (a refused command, the client gone) the file is removed. */
+ * ends the command takes the files (cmd_append.c: a MULTIAPPEND has up
+ * to IMAP_FRAMER_SPOOLS of them); whatever else happens (a refused
+ * command, the client gone) they are removed. */
 struct imap_spool {
 	uint64_t size;		/* the literal's size, as announced */
 	uint64_t got;		/* bytes received so far */
@@ -85,7 +86,10 @@ struct imap_session {
 	void (*cmd_state_free)(void *);
 	struct job job;
 	int job_kind;		/* session.c's enum job_kind */
-	struct imap_spool *spool;	/* an APPEND message being spooled */
+	/* the APPEND messages being spooled, in order; the last one is
+	 * the one arriving */
+	struct imap_spool *spools[IMAP_FRAMER_SPOOLS];
+	size_t nspools;
 
 	/* logged in */
 	char *login;		/* address */
@@ -187,12 +191,15 @@ void imap_cmd_expunge(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_close(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_unselect(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_append(struct imap_session *s, struct imap_cmd *c);
-/* cmd_append.c: the spool of a large APPEND message. begin: on
- * IMAP_FRAME_SPOOL; write: on a job, writes (opening the file first) and
- * empties buf; free: removes the file if still there (NULL-safe). */
+/* cmd_append.c: the spools of large APPEND messages. begin: on
+ * IMAP_FRAME_SPOOL, a new one (the framer spools at most
+ * IMAP_FRAMER_SPOOLS per command); cur: the one arriving, or NULL;
+ * write: on a job, writes the current one (opening the file first) and
+ * empties its buf; free: removes the files still there. */
 void imap_spool_begin(struct imap_session *s, uint64_t size);
+struct imap_spool *imap_spool_cur(const struct imap_session *s);
 void imap_spool_write(struct imap_session *s);
-void imap_spool_free(struct imap_spool **spp);
+void imap_spools_free(struct imap_session *s);
 void imap_cmd_noop(struct imap_session *s, struct imap_cmd *c);
 void imap_close_mailbox(struct imap_session *s);
 

@@ -6,8 +6,9 @@
  * cmd_*.c, one file per command family.
  *
  * A command is read whole (bounded: IMAP_LINE_MAX per line,
- * IMAP_LITERAL_MAX per literal, message_size_limit for APPEND, whose
- * message past IMAP_APPEND_MEM_MAX is written to a file as it arrives;
+ * IMAP_LITERAL_MAX per literal, message_size_limit for each APPEND
+ * message, and one past IMAP_APPEND_MEM_MAX is written to a file as it
+ * arrives;
  * before login IMAP_PREAUTH_CMD_MAX for all of it) and
  * parsed on the loop thread; everything that touches the disk runs as a
  * job on a pool thread, which writes its responses into s->out. The
@@ -129,8 +130,8 @@ imap_end_command(struct imap_session *s)
 	}
 	s->have_cmd = false;
 	s->def = NULL;
-	/* an APPEND took its file; any other end removes it */
-	imap_spool_free(&s->spool);
+	/* an APPEND took its files; any other end removes them */
+	imap_spools_free(s);
 }
 
 
@@ -197,16 +198,17 @@ state_bit(enum imap_state st)
 
 /* One complete command (from the framer). */
 static void
-execute(struct imap_session *s, const char *buf, size_t len, size_t spool_at)
+execute(struct imap_session *s, const struct imap_frame *ev)
 {
 	const char *err = NULL;
 	const struct imap_command *def = NULL;
 	int rc;
 
 	s->have_cmd = true;
-	if (spool_at == SIZE_MAX)
-		imap_spool_free(&s->spool);
-	rc = imap_cmd_parse_spooled(buf, len, spool_at, &s->cmd, &err);
+	if (ev->nspools != s->nspools)
+		imap_spools_free(s);	/* not this command's */
+	rc = imap_cmd_parse_spools(ev->data, ev->len, ev->spools, ev->nspools,
+	    &s->cmd, &err);
 	/* The arguments are copies: the framer's buffer can go, wiped (a
 	 * LOGIN's password, or one in a command that did not parse) unless
 	 * it holds an APPEND's message (large, not a secret). */
@@ -407,7 +409,7 @@ plain_line_too_long(struct imap_session *s)
 static void
 spool_take(struct imap_session *s, const struct imap_frame *ev)
 {
-	struct imap_spool *sp = s->spool;
+	struct imap_spool *sp = imap_spool_cur(s);
 
 	if (sp == NULL)
 		return;
@@ -445,9 +447,10 @@ imap_process(struct session *base)
 			flags |= IMAP_FRAMER_APPEND;
 		else
 			flags |= IMAP_FRAMER_NOAUTH;
-		if (s->spool != NULL && !s->spool->done &&
-		    s->spool->failed == NULL) {
-			size_t room = IMAP_SPOOL_CHUNK - s->spool->len;
+		struct imap_spool *sp = imap_spool_cur(s);
+
+		if (sp != NULL && !sp->done && sp->failed == NULL) {
+			size_t room = IMAP_SPOOL_CHUNK - sp->len;
 
 			if (room == 0) {
 				submit(s, J_SPOOL);
@@ -469,7 +472,7 @@ imap_process(struct session *base)
 		case IMAP_FRAME_NONE:
 			break;
 		case IMAP_FRAME_COMMAND:
-			execute(s, ev.data, ev.len, ev.spool_at);
+			execute(s, &ev);
 			break;
 		case IMAP_FRAME_SPOOL:
 			imap_spool_begin(s, ev.size);
@@ -478,9 +481,10 @@ imap_process(struct session *base)
 				    "+ Ready for literal data\r\n");
 			break;
 		case IMAP_FRAME_DATA:
-			if (s->spool != NULL && s->spool->failed == NULL &&
-			    (s->spool->len == IMAP_SPOOL_CHUNK ||
-			    (s->spool->done && s->spool->len > 0)))
+			sp = imap_spool_cur(s);
+			if (sp != NULL && sp->failed == NULL &&
+			    (sp->len == IMAP_SPOOL_CHUNK ||
+			    (sp->done && sp->len > 0)))
 				submit(s, J_SPOOL);
 			break;
 		case IMAP_FRAME_LINE:
@@ -494,14 +498,14 @@ imap_process(struct session *base)
 			session_printf(base, "+ Ready for literal data\r\n");
 			break;
 		case IMAP_FRAME_REFUSE:
-			imap_spool_free(&s->spool);
+			imap_spools_free(s);
 			refused(s, &ev);
 			break;
 		case IMAP_FRAME_LONG_LINE:
 			plain_line_too_long(s);
 			break;
 		case IMAP_FRAME_CLOSE:
-			imap_spool_free(&s->spool);
+			imap_spools_free(s);
 			session_printf(base, "* BYE %s\r\n", ev.bye);
 			imap_logout(s);
 			break;

@@ -101,6 +101,11 @@
  * 40 MB, more than once, until it was complete). */
 #define IMAP_APPEND_MEM_MAX (64 * 1024)
 #define IMAP_SPOOL_CHUNK (128 * 1024)
+/* MULTIAPPEND (RFC 3502): the most messages in one APPEND (each a file
+ * in tmp/, open until all are stored); of them at most
+ * IMAP_FRAMER_SPOOLS (lib/imap/framing.h) over IMAP_APPEND_MEM_MAX.
+ * Each message is bounded as a single APPEND's. */
+#define IMAP_APPEND_MSGS_MAX 64
 /* A FETCH answer is produced this many bytes at a time, so a big FETCH
  * neither holds the whole answer in memory nor starves other sessions. */
 #define IMAP_FETCH_CHUNK (256 * 1024)

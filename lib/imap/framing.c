@@ -6,7 +6,8 @@
  * Trust: every byte comes from a client. Nothing is buffered beyond the
  * limits: a partial line is at most line_max + 1 bytes, a command at most
  * cmd_max plus one literal (for an APPEND spool_min + cmd_max plus one
- * literal, or append_max + cmd_max plus one literal without spool_min);
+ * literal, or append_max + cmd_max plus one literal without spool_min;
+ * its literals over spool_min, at most IMAP_FRAMER_SPOOLS, are not kept);
  * dropped input costs IMAP_FRAMER_TAIL bytes. A refused
  * command's later lines and LITERAL+ data are never taken as commands
  * (the client cannot smuggle a command inside a literal we refused).
@@ -62,6 +63,7 @@ buf_reset(struct imap_framer *f, bool wipe)
 	f->append = false;
 	f->delivered = false;
 	f->spool_at = SIZE_MAX;
+	f->nspools = 0;
 }
 
 void
@@ -291,13 +293,20 @@ line_done(struct imap_framer *f, unsigned flags, struct imap_frame *ev)
 		ev->data = f->buf.data;
 		ev->len = f->buf.len;
 		ev->spool_at = f->spool_at;
+		ev->spools = f->spools;
+		ev->nspools = f->nspools;
 		f->delivered = true;
 		return true;
 	}
-	/* after a spooled literal, the others are bounded as anywhere */
-	append = (flags & IMAP_FRAMER_APPEND) && f->spool_at == SIZE_MAX &&
+	append = (flags & IMAP_FRAMER_APPEND) &&
 	    is_append(f->buf.data, f->buf.len);
 	limit = append ? f->lim.append_max : cap(f, f->lim.literal_max);
+	if (append && f->lim.spool_min > 0 && size > f->lim.spool_min &&
+	    size <= limit && f->nspools == IMAP_FRAMER_SPOOLS) {
+		refuse(f, ev, "NO", "[LIMIT] Too many large messages in one "
+		    "APPEND", line, n);
+		return true;
+	}
 	if (size > limit) {
 		if (append)
 			refuse(f, ev, "NO", "[TOOBIG] Message too large", line,
@@ -315,8 +324,10 @@ line_done(struct imap_framer *f, unsigned flags, struct imap_frame *ev)
 	}
 	if (append && f->lim.spool_min > 0 && size > f->lim.spool_min) {
 		/* handed out as it comes; buf keeps "{n}" CRLF */
-		f->spool_at = (size_t)((const char *)memrchr(line, '{', n) -
-		    f->buf.data);
+		f->spools[f->nspools] = (size_t)((const char *)memrchr(line,
+		    '{', n) - f->buf.data);
+		if (f->nspools++ == 0)
+			f->spool_at = f->spools[0];
 		buf_add(f, "\r\n", 2);
 		f->append = true;
 		f->spooling = true;

@@ -33,15 +33,16 @@
  *    that would (refused before its data is read, as above; a LITERAL+
  *    one over preauth_max closes). A client that has not logged in never
  *    holds more than about preauth_max bytes of the framer.
- *  - with spool_min set, the first literal of a logged-in client's
- *    APPEND that is larger than spool_min is not kept: IMAP_FRAME_SPOOL
- *    announces it, IMAP_FRAME_DATA events hand its bytes to the caller
- *    (to write to a file) as they come, and the command keeps only its
- *    "{n}" and CRLF (imap_cmd_parse_spooled() at spool_at). The rest of
- *    such an APPEND, in memory, is bounded as any other command
- *    (literal_max, cmd_max), and an APPEND that spools nothing by
- *    spool_min + cmd_max: a logged-in client holds about that much of
- *    the framer, not message_size_limit.
+ *  - with spool_min set, each literal of a logged-in client's APPEND
+ *    (MULTIAPPEND: several) that is larger than spool_min is not kept:
+ *    IMAP_FRAME_SPOOL announces it, IMAP_FRAME_DATA events hand its
+ *    bytes to the caller (to write to a file) as they come, and the
+ *    command keeps only its "{n}" and CRLF (imap_cmd_parse_spools() at
+ *    spools). At most IMAP_FRAMER_SPOOLS literals of one command are
+ *    spooled; one more over spool_min is refused ("NO [LIMIT]"). The
+ *    rest of such an APPEND, in memory, is bounded by spool_min +
+ *    cmd_max: a logged-in client holds about that much of the framer,
+ *    not message_size_limit.
  * After a refusal the rest of the command (its later lines and LITERAL+
  * literals) is dropped unread as commands, so literal data never runs as
  * a command.
@@ -59,6 +60,9 @@
 /* What the last bytes of a dropped overlong line are checked for: a
  * literal announcement at its end ("{n+}"). */
 #define IMAP_FRAMER_TAIL 32
+/* The most literals of one APPEND that are spooled (each is a file the
+ * caller keeps open until the command ends). */
+#define IMAP_FRAMER_SPOOLS 16
 
 struct imap_framer_limits {
 	size_t line_max;	/* IMAP_LINE_MAX */
@@ -114,9 +118,12 @@ struct imap_frame {
 	uint64_t size;		/* SPOOL: the literal's size */
 	bool cont;		/* SPOOL: synchronising: send "+" */
 	bool last;		/* DATA: the literal is complete */
-	/* COMMAND: where the "{" of its spooled literal is in data
-	 * (imap_cmd_parse_spooled); SIZE_MAX when none */
+	/* COMMAND: where the "{" of its first spooled literal is in data
+	 * (imap_cmd_parse_spooled); SIZE_MAX when none. spools: those of
+	 * all nspools of them, in order (imap_cmd_parse_spools). */
 	size_t spool_at;
+	const size_t *spools;
+	size_t nspools;
 	/* Whole lines (not literal data, not the end of a dropped line)
 	 * consumed by this step: the line deadline starts again. */
 	unsigned lines;
@@ -132,8 +139,10 @@ struct imap_framer {
 	bool refused;		/* dropping the rest of a refused command */
 	bool append;		/* buf holds an APPEND's literal (not wiped) */
 	bool spooling;		/* the literal being read is handed out */
-	size_t spool_at;	/* the "{" of the command's spooled literal
-				   in buf, SIZE_MAX when none */
+	size_t spool_at;	/* the "{" of the command's first spooled
+				   literal in buf, SIZE_MAX when none */
+	size_t spools[IMAP_FRAMER_SPOOLS];	/* the "{" of each */
+	size_t nspools;
 	bool delivered;		/* buf holds a COMMAND or LINE given out */
 	bool closed;		/* CLOSE given: input is dropped */
 	bool noauth;		/* this step: IMAP_FRAMER_NOAUTH */

@@ -168,7 +168,10 @@ imap_line_literal(const char *line, size_t len, uint64_t *size_r,
 
 struct parser {
 	const unsigned char *p, *end;
-	const unsigned char *spooled;	/* the '{' of a spooled literal */
+	const unsigned char *base;	/* the start of the command */
+	const size_t *spools;	/* the '{' of each spooled literal, in
+				   order (offsets from base) */
+	size_t nspools, next_spool;
 	struct pool *pool;
 	size_t nargs;		/* over all levels */
 	bool no_brackets;	/* a '[' had no ']': see parse_atom() */
@@ -324,7 +327,9 @@ parse_literal(struct parser *ps, struct imap_arg *arg)
 	if (end - p < 2 || p[0] != '\r' || p[1] != '\n')
 		goto bad;
 	p += 2;
-	if (ps->p == ps->spooled) {
+	if (ps->next_spool < ps->nspools &&
+	    ps->p == ps->base + ps->spools[ps->next_spool]) {
+		ps->next_spool++;
 		/* its data went elsewhere: an empty string here */
 		arg->type = IMAP_ARG_STRING;
 		arg->literal = true;
@@ -509,14 +514,23 @@ int
 imap_cmd_parse_spooled(const char *buf, size_t len, size_t spooled_at,
     struct imap_cmd *cmd, const char **error_r)
 {
+	return imap_cmd_parse_spools(buf, len, &spooled_at,
+	    spooled_at < len ? 1 : 0, cmd, error_r);
+}
+
+int
+imap_cmd_parse_spools(const char *buf, size_t len, const size_t *spools,
+    size_t nspools, struct imap_cmd *cmd, const char **error_r)
+{
 	struct parser ps;
 
 	memset(cmd, 0, sizeof(*cmd));
 	memset(&ps, 0, sizeof(ps));
 	ps.p = (const unsigned char *)buf;
 	ps.end = ps.p + len;
-	if (spooled_at < len)
-		ps.spooled = ps.p + spooled_at;
+	ps.base = ps.p;
+	ps.spools = spools;
+	ps.nspools = nspools;
 	ps.pool = xmalloc(sizeof(*ps.pool));
 	cmd->pool = ps.pool;
 

@@ -88,6 +88,11 @@ int imap_cmd_parse(const char *buf, size_t len, struct imap_cmd *cmd,
  * spooled set. SIZE_MAX: none (imap_cmd_parse). */
 int imap_cmd_parse_spooled(const char *buf, size_t len, size_t spooled_at,
     struct imap_cmd *cmd, const char **error_r);
+/* The same with nspools such literals, at the ascending offsets spools
+ * (MULTIAPPEND); a literal not parsed where one is announced leaves the
+ * later ones ordinary literals (short of data: the command fails). */
+int imap_cmd_parse_spools(const char *buf, size_t len, const size_t *spools,
+    size_t nspools, struct imap_cmd *cmd, const char **error_r);
 void imap_cmd_free(struct imap_cmd *cmd);
 /* Zero every byte the command holds (tag, name, arguments, the argument
  * arrays: after this only imap_cmd_free() may be called), for a command

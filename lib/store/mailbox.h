@@ -201,6 +201,14 @@ void mbox_cache_put(struct mbox *mb, size_t i, enum mbox_cache_kind kind,
 uint32_t mbox_uid_of_added(struct mbox *mb, const char *name,
     const char **error_r);
 
+/* The folder's lock (petrel-lock), which every sync takes: a caller
+ * that adds several files itself holds it around adding them, so no
+ * sync (of any handle, in any process) sees some and not the others.
+ * Nothing else may be called on mb (nor on another handle of the same
+ * folder) while it is held. 0 ok, -1 error. */
+int mbox_lock(struct mbox *mb, const char **error_r);
+void mbox_unlock(struct mbox *mb);
+
 /* UIDVALIDITY and UIDNEXT and the message count of a folder without
  * keeping a handle (STATUS): cheap when the index is current. unseen_r
  * counts messages without S, recent_r those no session has taken as

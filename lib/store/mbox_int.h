@@ -127,8 +127,6 @@ uint64_t mbox_hash64(uint64_t seed, const void *data, size_t len);
 void mbox_name_flags(const char *name, char flags[MAILDIR_FLAGS_MAX + 1]);
 /* Free a msgs[] name unless it points into the index buffer. */
 void mbox_name_free(struct mbox_priv *p, char *name);
-int mbox_lock(struct mbox *mb, const char **error_r);
-void mbox_unlock(struct mbox *mb);
 /* msgs[] entry of uid changed (name, sizes, cache offset): it goes
  * into the next log record. */
 void mbox_chg_add(struct mbox *mb, uint32_t uid);

@@ -372,9 +372,12 @@ static const char *spool_cases[] = {
 	"l LOGIN u p\r\na APPEND INBOX {10}\r\n0123456789\r\n",
 	/* not logged in: nothing is spooled */
 	"a APPEND I {11}\r\nhello world\r\n",
-	/* after a spooled literal, the others are bounded as anywhere */
-	"l LOGIN u p\r\na APPEND {12+}\r\nhello world! {21}\r\nn NOOP\r\n",
+	/* after a spooled literal (MULTIAPPEND): another spooled, a small
+	 * one kept, one over append_max refused */
+	"l LOGIN u p\r\na APPEND {12+}\r\nhello world! {11}\r\nhello again"
+	    "\r\nn NOOP\r\n",
 	"l LOGIN u p\r\na APPEND {12+}\r\nhello world! {3}\r\nabc\r\n",
+	"l LOGIN u p\r\na APPEND {12+}\r\nhello world! {61}\r\nn NOOP\r\n",
 	/* too large: refused before a byte is spooled */
 	"l LOGIN u p\r\na APPEND INBOX {61}\r\nn NOOP\r\n",
 	/* small literals do not add up past spool_min + cmd_max */
@@ -397,10 +400,12 @@ test_spool(void)
 		    "C:a APPEND INBOX (\\Seen) {12+}\r\n|C:n NOOP|",
 		"C:l LOGIN u p|+|C:a APPEND INBOX {10}\r\n0123456789|",
 		"+|C:a APPEND I {11}\r\nhello world|",
-		"C:l LOGIN u p|S:12+|D:hello world!|R:a BAD Literal too large|"
-		    "C:n NOOP|",
+		"C:l LOGIN u p|S:12+|D:hello world!|S:11|D:hello again|"
+		    "C:a APPEND {12+}\r\n {11}\r\n|C:n NOOP|",
 		"C:l LOGIN u p|S:12+|D:hello world!|+|"
 		    "C:a APPEND {12+}\r\n {3}\r\nabc|",
+		"C:l LOGIN u p|S:12+|D:hello world!|"
+		    "R:a NO [TOOBIG] Message too large|C:n NOOP|",
 		"C:l LOGIN u p|R:a NO [TOOBIG] Message too large|C:n NOOP|",
 		"C:l LOGIN u p|R:a BAD Command too long|C:n NOOP|",
 		"C:l LOGIN u p|S:12+|D:hello world!|R:a BAD Line too long|"
@@ -459,6 +464,83 @@ test_spool(void)
 	test_end();
 }
 
+/* MULTIAPPEND: IMAP_FRAMER_SPOOLS literals of one APPEND spooled, each
+ * found by imap_cmd_parse_spools; one more refused with NO [LIMIT]. */
+static void
+test_spool_many(void)
+{
+	static const struct imap_framer_limits lim = {
+		.line_max = 40, .literal_max = 20, .cmd_max = 1000,
+		.append_max = 60, .spool_min = 10,
+	};
+	str_t in = STR_INIT, want = STR_INIT;
+	struct imap_framer f;
+	struct imap_frame ev;
+	struct imap_cmd cmd;
+	const char *err = NULL;
+	size_t used, off = 0, nspooled = 0;
+	char *got;
+
+	test_begin("framing: MULTIAPPEND, several literals spooled");
+	for (int extra = 0; extra <= 1; extra++) {
+		str_truncate(&in, 0);
+		str_truncate(&want, 0);
+		str_append(&in, "l LOGIN u p\r\na APPEND X");
+		str_append(&want, "C:l LOGIN u p|");
+		for (int i = 0; i < IMAP_FRAMER_SPOOLS + extra; i++) {
+			str_printf(&in, " {11+}\r\nhello %05d", i);
+			if (i < IMAP_FRAMER_SPOOLS)
+				str_printf(&want, "S:11+|D:hello %05d|", i);
+		}
+		str_append(&in, "\r\nn NOOP\r\n");
+		if (extra) {
+			str_append(&want, "R:a NO [LIMIT] Too many large "
+			    "messages in one APPEND|");
+		} else {
+			str_append(&want, "C:a APPEND X");
+			for (int i = 0; i < IMAP_FRAMER_SPOOLS; i++)
+				str_append(&want, " {11+}\r\n");
+			str_append(&want, "|");
+		}
+		str_append(&want, "C:n NOOP|");
+		got = events(&lim, str_c(&in), in.len, NULL);
+		test_assert_streq(got, str_c(&want));
+		free(got);
+		test_assert(trickle(&lim, str_c(&in), in.len));
+	}
+	/* the offsets given parse as spooled arguments, in order */
+	str_truncate(&in, 0);
+	str_append(&in, "a APPEND X {11}\r\nhello again (\\Seen) {12+}\r\n"
+	    "hello world! {3}\r\nabc {13}\r\nhello, world!\r\n");
+	imap_framer_init(&f, &lim);
+	for (;;) {
+		test_assert(imap_framer_step(&f, in.data + off, in.len - off,
+		    IMAP_FRAMER_APPEND, &used, &ev) != IMAP_FRAME_NONE);
+		off += used;
+		if (ev.type == IMAP_FRAME_SPOOL)
+			nspooled++;
+		if (ev.type == IMAP_FRAME_COMMAND || off == in.len)
+			break;
+	}
+	test_assert(ev.type == IMAP_FRAME_COMMAND && nspooled == 3 &&
+	    ev.nspools == 3 && ev.spool_at == ev.spools[0]);
+	test_assert(imap_cmd_parse_spools(ev.data, ev.len, ev.spools,
+	    ev.nspools, &cmd, &err) == 0);
+	test_assert(cmd.nargs == 6 && cmd.args[1].spooled &&
+	    cmd.args[3].spooled && !cmd.args[4].spooled &&
+	    cmd.args[4].len == 3 && cmd.args[5].spooled &&
+	    cmd.args[2].type == IMAP_ARG_LIST);
+	imap_cmd_free(&cmd);
+	/* with the first one alone, the later ones lack their data */
+	test_assert(imap_cmd_parse_spools(ev.data, ev.len, ev.spools, 1,
+	    &cmd, &err) < 0);
+	imap_cmd_free(&cmd);
+	imap_framer_deinit(&f);
+	str_free(&in);
+	str_free(&want);
+	test_end();
+}
+
 static void
 test_cmd_wipe(void)
 {
@@ -491,6 +573,7 @@ main(void)
 	test_trickle();
 	test_stop_and_wipe();
 	test_spool();
+	test_spool_many();
 	test_cmd_wipe();
 	return test_done();
 }
