@@ -130,7 +130,9 @@ sim_event(struct sim *m, const struct imap_framer_limits *lim,
 		sim_word(ev->data, ev->len, 2, mech, sizeof(mech));
 		sim_word(ev->data, ev->len, 3, ir, sizeof(ir));
 		sim_check_command(lim, ev->data, ev->len,
-		    m->logged_in && strcmp(word, "APPEND") == 0,
+		    m->logged_in && (strcmp(word, "APPEND") == 0 ||
+		    strcmp(word, "REPLACE") == 0 || (strcmp(word, "UID") == 0 &&
+		    strcmp(mech, "REPLACE") == 0)),
 		    !m->logged_in, ev->spools, ev->nspools);
 		if ((ev->nspools > 0) != (ev->spool_at != SIZE_MAX) ||
 		    (ev->nspools > 0 && ev->spool_at != ev->spools[0]))

@@ -121,18 +121,22 @@ struct append_msg {
 	char *path;			/* once linked into the folder */
 };
 
-/* Cut the arguments after the mailbox into messages: a date-time is a
- * quoted string, a message a literal (RFC 3501 9, RFC 3502 3). Returns
- * the count, or -1 with a BAD (or NO) set. */
+/* Cut the arguments from c->args[first] on into messages: a date-time
+ * is a quoted string, a message a literal (RFC 3501 9, RFC 3502 3).
+ * Returns the count, or -1 with a BAD (or NO) set. */
 static int
-split_messages(struct imap_session *s, struct imap_cmd *c,
+split_messages(struct imap_session *s, struct imap_cmd *c, size_t first,
     struct append_msg *m, size_t max)
 {
-	size_t i = 1, n = 0, nsp = 0;
+	size_t i = first, n = 0, nsp = 0;
 
 	while (i < c->nargs) {
 		struct append_msg *a;
 
+		if (n == max && max == 1) {
+			imap_bad(s, "%s takes one message", c->name);
+			return -1;
+		}
 		if (n == max) {
 			imap_no(s, "[LIMIT] At most %zu messages in one APPEND",
 			    max);
@@ -152,14 +156,14 @@ split_messages(struct imap_session *s, struct imap_cmd *c,
 		}
 		if (i == c->nargs || c->args[i].type != IMAP_ARG_STRING ||
 		    !c->args[i].literal) {
-			imap_bad(s, "Invalid APPEND arguments");
+			imap_bad(s, "Invalid %s arguments", c->name);
 			return -1;
 		}
 		a->msg = &c->args[i++];
 		if (a->msg->spooled) {
 			/* the framer spools message literals only, in order */
 			if (nsp == s->nspools || !s->spools[nsp]->done) {
-				imap_bad(s, "Invalid APPEND arguments");
+				imap_bad(s, "Invalid %s arguments", c->name);
 				return -1;
 			}
 			a->sp = s->spools[nsp++];
@@ -167,17 +171,17 @@ split_messages(struct imap_session *s, struct imap_cmd *c,
 		a->size = a->sp != NULL ? a->sp->size : a->msg->len;
 	}
 	if (n == 0 || nsp != s->nspools) {
-		imap_bad(s, "APPEND needs a mailbox and a message");
+		imap_bad(s, "%s needs a mailbox and a message", c->name);
 		return -1;
 	}
-	for (i = 1; i < c->nargs; i++)
+	for (i = first; i < c->nargs; i++)
 		if (c->args[i].spooled && c->args[i].type == IMAP_ARG_STRING) {
 			bool msg = false;
 
 			for (size_t k = 0; k < n; k++)
 				msg |= m[k].msg == &c->args[i];
 			if (!msg) {
-				imap_bad(s, "Invalid APPEND arguments");
+				imap_bad(s, "Invalid %s arguments", c->name);
 				return -1;
 			}
 		}
@@ -198,25 +202,39 @@ take_back(struct append_msg *m, size_t n)
 	}
 }
 
-void
-imap_cmd_append(struct imap_session *s, struct imap_cmd *c)
+/* What store() did: the UIDVALIDITY of the target and the UIDs of the
+ * messages (set empty when they could not all be known in order). */
+struct stored {
+	uint32_t uidvalidity;
+	str_t set;
+	bool same;		/* the target is the selected mailbox */
+};
+
+/*
+ * Store the messages given from c->args[first] on (one, or several:
+ * MULTIAPPEND) in the mailbox name, all or none. With old_path
+ * (REPLACE: one message), that file of the selected mailbox is removed
+ * with it, under the same lock(s), and credit (its size) does not count
+ * against the quota. Returns 0 with *out filled, or -1 with a NO or BAD
+ * set and nothing changed.
+ */
+static int
+store(struct imap_session *s, struct imap_cmd *c, size_t first,
+    const char *name, const char *old_path, uint64_t credit,
+    struct stored *out)
 {
-	const char *name, *err = NULL;
+	const char *err = NULL;
 	struct append_msg *m;
 	struct mbox *dst = NULL;
-	bool own = false, locked = false;
+	bool own = false, locked = false, locked_sel = false;
 	uint64_t total = 0, stored = 0;
 	uint32_t *uids = NULL;
-	size_t n = 0, nuid = 0;
-	int rc;
-	str_t set = STR_INIT;
+	size_t n = 0, nuid = 0, max;
+	int rc, ret = -1;
 
-	if (c->nargs < 2 || (name = imap_arg_astring(&c->args[0])) == NULL) {
-		imap_bad(s, "APPEND needs a mailbox and a message");
-		return;
-	}
-	m = xcalloc(IMAP_APPEND_MSGS_MAX, sizeof(*m));
-	if ((rc = split_messages(s, c, m, IMAP_APPEND_MSGS_MAX)) < 0)
+	max = old_path != NULL ? 1 : IMAP_APPEND_MSGS_MAX;
+	m = xcalloc(max, sizeof(*m));
+	if ((rc = split_messages(s, c, first, m, max)) < 0)
 		goto out;
 	n = (size_t)rc;
 	for (size_t k = 0; k < n; k++) {
@@ -254,7 +272,9 @@ imap_cmd_append(struct imap_session *s, struct imap_cmd *c)
 			goto out;
 		}
 	}
-	if (maildir_quota_check(s->maildir, &s->quota, total, &err) == 0) {
+	/* REPLACE: only the net growth counts (RFC 8508 3.4) */
+	if (total > credit && maildir_quota_check(s->maildir, &s->quota,
+	    total - credit, &err) == 0) {
 		imap_no(s, "[OVERQUOTA] Quota exceeded");
 		goto out;
 	}
@@ -278,10 +298,16 @@ imap_cmd_append(struct imap_session *s, struct imap_cmd *c)
 			maildir_tmp_set_mtime(m[k].tmp, (time_t)m[k].date, 0);
 		stored += maildir_tmp_size(m[k].tmp);
 	}
-	if (n > 1) {
+	/* several files, or one for another: no sync sees half of it */
+	if (n > 1 || old_path != NULL) {
 		if (mbox_lock(dst, &err) < 0)
 			goto failed;
 		locked = true;
+	}
+	if (old_path != NULL && dst != s->mb) {
+		if (mbox_lock(s->mb, &err) < 0)
+			goto failed;
+		locked_sel = true;
 	}
 	for (size_t k = 0; k < n; k++) {
 		if (maildir_tmp_commit_to(&m[k].tmp, dst->path, m[k].norm,
@@ -289,6 +315,15 @@ imap_cmd_append(struct imap_session *s, struct imap_cmd *c)
 			take_back(m, k);
 			goto failed;
 		}
+	}
+	/* the replaced message's file goes with them (renamed meanwhile:
+	 * the caller's expunge finds it) */
+	if (old_path != NULL && unlink(old_path) < 0 && errno != ENOENT)
+		log_warn("%016llx: replace: unlink(%s): %s", SID(&s->base),
+		    old_path, strerror(errno));
+	if (locked_sel) {
+		mbox_unlock(s->mb);
+		locked_sel = false;
 	}
 	if (locked) {
 		mbox_unlock(dst);
@@ -311,15 +346,15 @@ imap_cmd_append(struct imap_session *s, struct imap_cmd *c)
 			break;	/* not in order: no UID set to give */
 		uids[nuid++] = uid;
 	}
-	if (nuid < n) {
-		imap_ok(s, "Append completed.");
-	} else {
-		imap_seqset_format(uids, nuid, &set);
-		imap_ok(s, "[APPENDUID %u %s] Append completed.",
-		    dst->uidvalidity, str_c(&set));
-	}
+	out->uidvalidity = dst->uidvalidity;
+	out->same = own;
+	if (nuid == n)
+		imap_seqset_format(uids, nuid, &out->set);
+	ret = 0;
 	goto out;
 failed:
+	if (locked_sel)
+		mbox_unlock(s->mb);
 	if (locked)
 		mbox_unlock(dst);
 	log_error("%016llx: append to %s: %s", SID(&s->base), dst->path, err);
@@ -332,7 +367,118 @@ out:
 	imap_spools_free(s);	/* not kept after the command */
 	free(m);
 	free(uids);
-	str_free(&set);
 	if (dst != NULL && !own)
 		mbox_close(&dst);
+	return ret;
+}
+
+void
+imap_cmd_append(struct imap_session *s, struct imap_cmd *c)
+{
+	const char *name;
+	struct stored st = { .set = STR_INIT };
+
+	if (c->nargs < 2 || (name = imap_arg_astring(&c->args[0])) == NULL) {
+		imap_bad(s, "APPEND needs a mailbox and a message");
+		return;
+	}
+	if (store(s, c, 1, name, NULL, 0, &st) < 0)
+		return;
+	if (st.set.len == 0)
+		imap_ok(s, "Append completed.");
+	else
+		imap_ok(s, "[APPENDUID %u %s] Append completed.",
+		    st.uidvalidity, str_c(&st.set));
+	str_free(&st.set);
+}
+
+/* ---- REPLACE (RFC 8508) ---- */
+
+/* A message number or UID: digits (no leading 0) or "*". */
+static bool
+one_number(const char *p)
+{
+	if (strcmp(p, "*") == 0)
+		return true;
+	if (*p < '1' || *p > '9' || strlen(p) > 10)
+		return false;
+	for (; *p != '\0'; p++)
+		if (*p < '0' || *p > '9')
+			return false;
+	return true;
+}
+
+/*
+ * REPLACE and UID REPLACE: the new message is stored as APPEND stores
+ * it and the old one removed, both under the folders' locks, so no
+ * session ever sees both or neither; on any failure nothing changes.
+ * The responses come in RFC 8508's order: the untagged OK with
+ * APPENDUID, EXISTS (the new message when it went into this mailbox),
+ * then the EXPUNGE of the old one.
+ */
+void
+imap_cmd_replace(struct imap_session *s, struct imap_cmd *c)
+{
+	const char *name, *err;
+	size_t *idx = NULL, n = 0;
+	struct stored st = { .set = STR_INIT };
+	char *old_path = NULL;
+	uint64_t old_size;
+	uint32_t old_uid;
+	long i;
+
+	if (c->nargs < 3 || c->args[0].type != IMAP_ARG_ATOM ||
+	    !one_number(c->args[0].str) ||
+	    (name = imap_arg_astring(&c->args[1])) == NULL) {
+		imap_bad(s, "%sREPLACE needs a message, a mailbox and a "
+		    "message", c->uid ? "UID " : "");
+		return;
+	}
+	if (imap_resolve_set(s->mb, c->args[0].str, c->uid, &idx, &n) < 0 ||
+	    (n == 0 && !c->uid)) {
+		imap_bad(s, "Invalid message number");
+		goto out;
+	}
+	if (n == 0 || s->mb->msgs[idx[0]].expunged) {
+		imap_no(s, "[NONEXISTENT] No such message");
+		goto out;
+	}
+	if (s->readonly) {
+		imap_no(s, "[READ-ONLY] The mailbox is read-only");
+		goto out;
+	}
+	/* its size (the quota counts the net growth) */
+	if (s->mb->msgs[idx[0]].info_pending &&
+	    mbox_msg_info(s->mb, idx[0], &err) < 0)
+		log_warn("%016llx: %s", SID(&s->base), err);
+	if (s->mb->msgs[idx[0]].expunged) {
+		imap_no(s, "[EXPUNGEISSUED] The message was expunged");
+		goto out;
+	}
+	old_uid = s->mb->msgs[idx[0]].uid;
+	old_size = s->mb->msgs[idx[0]].size;
+	old_path = mbox_msg_path(s->mb, &s->mb->msgs[idx[0]]);
+	if (store(s, c, 2, name, old_path, old_size, &st) < 0)
+		goto out;
+	if (st.set.len > 0)
+		imap_untagged(s, "OK [APPENDUID %u %s] Replacement Message "
+		    "ready", st.uidvalidity, str_c(&st.set));
+	else
+		imap_untagged(s, "OK Replacement Message ready");
+	/* the index learns of the expunge; the file is gone already */
+	if ((i = mbox_find_uid(s->mb, old_uid)) >= 0) {
+		size_t k = (size_t)i;
+
+		if (mbox_expunge(s->mb, &k, 1, &err) < 0)
+			log_error("%016llx: replace: %s", SID(&s->base), err);
+	}
+	maildir_quota_add(s->maildir, -(int64_t)old_size, -1, &err);
+	/* EXISTS first, then EXPUNGE */
+	imap_sync_report(s, false);
+	imap_report_expunges(s);
+	imap_ok(s, "Replace completed.");
+out:
+	str_free(&st.set);
+	free(old_path);
+	free(idx);
 }

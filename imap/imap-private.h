@@ -191,6 +191,7 @@ void imap_cmd_expunge(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_close(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_unselect(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_append(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_replace(struct imap_session *s, struct imap_cmd *c);
 /* cmd_append.c: the spools of large APPEND messages. begin: on
  * IMAP_FRAME_SPOOL, a new one (the framer spools at most
  * IMAP_FRAMER_SPOOLS per command); cur: the one arriving, or NULL;

@@ -170,15 +170,18 @@ static const struct imap_command commands[] = {
 	{ "STORE", imap_cmd_store, IN_SELECTED | NO_EXPUNGE },
 	{ "COPY", imap_cmd_copy, IN_SELECTED },
 	{ "MOVE", imap_cmd_move, IN_SELECTED },
+	{ "REPLACE", imap_cmd_replace, IN_SELECTED },
 };
 
-/* Commands that have a UID form (RFC 3501 6.4.8, RFC 4315, RFC 6851). */
+/* Commands that have a UID form (RFC 3501 6.4.8, RFC 4315, RFC 6851,
+ * RFC 8508). */
 static bool
 has_uid_form(const char *name)
 {
 	return strcmp(name, "FETCH") == 0 || strcmp(name, "STORE") == 0 ||
 	    strcmp(name, "SEARCH") == 0 || strcmp(name, "COPY") == 0 ||
-	    strcmp(name, "MOVE") == 0 || strcmp(name, "EXPUNGE") == 0;
+	    strcmp(name, "MOVE") == 0 || strcmp(name, "EXPUNGE") == 0 ||
+	    strcmp(name, "REPLACE") == 0;
 }
 
 static unsigned
@@ -211,9 +214,11 @@ execute(struct imap_session *s, const struct imap_frame *ev)
 	    &s->cmd, &err);
 	/* The arguments are copies: the framer's buffer can go, wiped (a
 	 * LOGIN's password, or one in a command that did not parse) unless
-	 * it holds an APPEND's message (large, not a secret). */
+	 * it holds an APPEND's or REPLACE's message (large, not a
+	 * secret). */
 	imap_framer_release(&s->fr, rc < 0 || s->cmd.name == NULL ||
-	    strcmp(s->cmd.name, "APPEND") != 0);
+	    (strcmp(s->cmd.name, "APPEND") != 0 &&
+	    strcmp(s->cmd.name, "REPLACE") != 0));
 	if (rc < 0) {
 		imap_bad(s, "%s", err != NULL ? err : "Syntax error");
 		imap_flush(s);

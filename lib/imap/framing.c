@@ -137,7 +137,9 @@ tail_push(struct imap_framer *f, const char *p, size_t n)
 	f->tail_len += n;
 }
 
-/* An APPEND: the second word of the command (its tag comes first). */
+/* A command whose literals are messages: APPEND, REPLACE or UID
+ * REPLACE (RFC 8508), the second word of the command (its tag comes
+ * first). */
 static bool
 is_append(const char *buf, size_t len)
 {
@@ -148,7 +150,13 @@ is_append(const char *buf, size_t len)
 		return false;
 	p++;
 	rest = len - (size_t)(p - buf);
-	return rest > 7 && strncasecmp(p, "APPEND ", 7) == 0;
+	if (rest > 4 && strncasecmp(p, "UID ", 4) == 0) {
+		p += 4;
+		rest -= 4;
+		return rest > 8 && strncasecmp(p, "REPLACE ", 8) == 0;
+	}
+	return (rest > 7 && strncasecmp(p, "APPEND ", 7) == 0) ||
+	    (rest > 8 && strncasecmp(p, "REPLACE ", 8) == 0);
 }
 
 /* The tag at the start of the command, for answering a command that

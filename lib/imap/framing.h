@@ -82,7 +82,8 @@ struct imap_framer_limits {
 /* The next line is a plain line, not a command: IDLE's "DONE", a SASL
  * response to a "+" challenge. */
 #define IMAP_FRAMER_PLAIN	0x1
-/* Logged in: an APPEND may carry literals up to append_max. */
+/* Logged in: an APPEND (or REPLACE, UID REPLACE: "APPEND" below means
+ * any of them) may carry literals up to append_max. */
 #define IMAP_FRAMER_APPEND	0x2
 /* Not logged in: preauth_max bounds the command as it arrives. */
 #define IMAP_FRAMER_NOAUTH	0x4

@@ -385,6 +385,10 @@ static const char *spool_cases[] = {
 	    " {10+}\r\n0123456789 {10+}\r\n0123456789 {10+}\r\n0123456789"
 	    " {10+}\r\n0123456789 {10+}\r\n0123456789 {10+}\r\n0123456789"
 	    " {10+}\r\n0123456789\r\nn NOOP\r\n",
+	/* REPLACE and UID REPLACE (RFC 8508) carry a message as APPEND */
+	"l LOGIN u p\r\na UID REPLACE 1 X {12+}\r\nhello world!\r\nn NOOP\r\n",
+	"l LOGIN u p\r\na REPLACE 1 X {21}\r\n",
+	"l LOGIN u p\r\na UID FETCH 1 {12+}\r\nhello world!\r\nn NOOP\r\n",
 	/* a spooled command refused later (its line too long) */
 	"l LOGIN u p\r\na APPEND {12+}\r\nhello world! aaaaaaaaaaaaaaaaaaaa"
 	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\nn NOOP\r\n",
@@ -408,6 +412,11 @@ test_spool(void)
 		    "R:a NO [TOOBIG] Message too large|C:n NOOP|",
 		"C:l LOGIN u p|R:a NO [TOOBIG] Message too large|C:n NOOP|",
 		"C:l LOGIN u p|R:a BAD Command too long|C:n NOOP|",
+		"C:l LOGIN u p|S:12+|D:hello world!|"
+		    "C:a UID REPLACE 1 X {12+}\r\n|C:n NOOP|",
+		"C:l LOGIN u p|S:21|",
+		"C:l LOGIN u p|C:a UID FETCH 1 {12+}\r\nhello world!|"
+		    "C:n NOOP|",
 		"C:l LOGIN u p|S:12+|D:hello world!|R:a BAD Line too long|"
 		    "C:n NOOP|",
 	};
