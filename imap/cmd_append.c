@@ -434,7 +434,7 @@ imap_cmd_replace(struct imap_session *s, struct imap_cmd *c)
 		    "message", c->uid ? "UID " : "");
 		return;
 	}
-	if (imap_resolve_set(s->mb, c->args[0].str, c->uid, &idx, &n) < 0 ||
+	if (imap_resolve_set(s, c->args[0].str, c->uid, &idx, &n) < 0 ||
 	    (n == 0 && !c->uid)) {
 		imap_bad(s, "Invalid message number");
 		goto out;

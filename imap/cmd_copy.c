@@ -70,7 +70,7 @@ copy_messages(struct imap_session *s, struct imap_cmd *c, bool move)
 		imap_no(s, "[READ-ONLY] The mailbox is read-only");
 		return;
 	}
-	if (imap_resolve_set(s->mb, c->args[0].str, c->uid, &idx, &n) < 0) {
+	if (imap_resolve_set(s, c->args[0].str, c->uid, &idx, &n) < 0) {
 		imap_bad(s, "Invalid sequence set");
 		return;
 	}

@@ -32,7 +32,7 @@ imap_expunge_deleted(struct imap_session *s, const char *uidset, bool report)
 	int64_t bytes = 0;
 
 	if (uidset != NULL) {
-		if (imap_resolve_set(s->mb, uidset, true, &idx, &n) < 0)
+		if (imap_resolve_set(s, uidset, true, &idx, &n) < 0)
 			return -1;
 	} else {
 		/* the \Deleted ones, without a walk of the folder */

@@ -441,7 +441,7 @@ imap_cmd_fetch(struct imap_session *s, struct imap_cmd *c)
 				fs->att.n++;
 			}
 		}
-		if (imap_resolve_set(s->mb, set, c->uid, &fs->idx,
+		if (imap_resolve_set(s, set, c->uid, &fs->idx,
 		    &fs->n) < 0) {
 			imap_fetch_free(&fs->att);
 			free(fs);

@@ -54,9 +54,10 @@ search_load(void *ctx, size_t *len)
 
 /* ESEARCH (RFC 4731): SEARCH RETURN (MIN MAX ALL COUNT) answers with
  * one "* ESEARCH (TAG ...)" line instead of "* SEARCH" with every
- * number. */
+ * number. SEARCHRES (RFC 5182): SAVE keeps the result as "$" for later
+ * commands (alone, it answers nothing but the tagged OK). */
 enum {
-	RET_MIN = 1, RET_MAX = 2, RET_ALL = 4, RET_COUNT = 8,
+	RET_MIN = 1, RET_MAX = 2, RET_ALL = 4, RET_COUNT = 8, RET_SAVE = 16,
 };
 
 /* The RETURN option list at args[0..1], if any: *ret_r 0 when there is
@@ -68,7 +69,7 @@ parse_return(const struct imap_arg *args, size_t n, unsigned *ret_r,
 {
 	static const struct { const char *name; unsigned bit; } opts[] = {
 		{ "MIN", RET_MIN }, { "MAX", RET_MAX }, { "ALL", RET_ALL },
-		{ "COUNT", RET_COUNT },
+		{ "COUNT", RET_COUNT }, { "SAVE", RET_SAVE },
 	};
 	const struct imap_arg *l;
 
@@ -124,13 +125,39 @@ esearch_reply(struct imap_session *s, const struct imap_cmd *c,
 	str_free(&res);
 }
 
+/* SEARCHRES: "$" becomes what the SEARCH found, as UIDs (uids, all
+ * nhits of them, ascending); with MIN and/or MAX but neither ALL nor
+ * COUNT, only those (RFC 5182 2.4). */
+static void
+save_result(struct imap_session *s, unsigned ret, const uint32_t *uids,
+    size_t nhits)
+{
+	size_t n = 0;
+
+	imap_searchres_clear(s);
+	if (nhits == 0)
+		return;
+	s->searchres = xmalloc(nhits * sizeof(*s->searchres));
+	if ((ret & (RET_ALL | RET_COUNT)) == 0 &&
+	    (ret & (RET_MIN | RET_MAX)) != 0) {
+		if (ret & RET_MIN)
+			s->searchres[n++] = uids[0];
+		if ((ret & RET_MAX) && (n == 0 || uids[nhits - 1] != uids[0]))
+			s->searchres[n++] = uids[nhits - 1];
+	} else {
+		memcpy(s->searchres, uids, nhits * sizeof(*uids));
+		n = nhits;
+	}
+	s->nsearchres = n;
+}
+
 void
 imap_cmd_search(struct imap_session *s, struct imap_cmd *c)
 {
 	struct search_key *root = NULL;
 	const char *err = NULL;
 	str_t res = STR_INIT;
-	uint32_t *hits = NULL;
+	uint32_t *hits = NULL, *uids = NULL;
 	size_t nhits = 0, cap = 0, skip;
 	unsigned ret;
 	bool need_info;
@@ -143,6 +170,9 @@ imap_cmd_search(struct imap_session *s, struct imap_cmd *c)
 	}
 	rc = imap_search_parse(c->args + skip, c->nargs - skip, &root, &err);
 	if (rc == -2) {
+		/* a failed SEARCH with SAVE empties "$" (RFC 5182 2.1) */
+		if (ret & RET_SAVE)
+			imap_searchres_clear(s);
 		imap_no(s, "%s", err);
 		return;
 	}
@@ -181,7 +211,8 @@ imap_cmd_search(struct imap_session *s, struct imap_cmd *c)
 			.flags = flags, .recent = m->recent,
 			.size = m->vsize, .internaldate = m->internaldate,
 			.keyword_letter = search_keyword, .load = search_load,
-			.ctx = &sc,
+			.ctx = &sc, .saved = s->searchres,
+			.nsaved = s->nsearchres,
 		};
 
 		if (imap_search_match(root, &sm)) {
@@ -193,7 +224,10 @@ imap_cmd_search(struct imap_session *s, struct imap_cmd *c)
 					cap = cap ? cap * 2 : 64;
 					hits = xrealloc(hits,
 					    cap * sizeof(*hits));
+					uids = xrealloc(uids,
+					    cap * sizeof(*uids));
 				}
+				uids[nhits] = uid;
 				hits[nhits++] = c->uid ? uid :
 				    (uint32_t)(i + 1);
 			}
@@ -202,9 +236,12 @@ imap_cmd_search(struct imap_session *s, struct imap_cmd *c)
 	}
 	if (ret == 0)
 		imap_untagged(s, "%s", str_c(&res));
-	else
+	else if (ret != RET_SAVE)
 		esearch_reply(s, c, ret, hits, nhits);
+	if (ret & RET_SAVE)
+		save_result(s, ret, uids, nhits);
 	free(hits);
+	free(uids);
 	str_free(&res);
 	imap_search_free(root);
 	imap_ok(s, "Search completed.");

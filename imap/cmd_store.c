@@ -55,7 +55,7 @@ imap_cmd_store(struct imap_session *s, struct imap_cmd *c)
 	if (imap_flags_to_letters(s, c->args + 2, c->nargs - 2, !del, want,
 	    sizeof(want)) < 0)
 		return;
-	if (imap_resolve_set(s->mb, c->args[0].str, c->uid, &idx, &n) < 0) {
+	if (imap_resolve_set(s, c->args[0].str, c->uid, &idx, &n) < 0) {
 		imap_bad(s, "Invalid sequence set");
 		return;
 	}

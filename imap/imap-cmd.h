@@ -20,10 +20,11 @@ void imap_report_flags(struct imap_session *s);
 void imap_announce_keywords(struct imap_session *s);
 /* Untagged "n FETCH (FLAGS ...)" (with the UID when uid). */
 void imap_fetch_flags_line(struct imap_session *s, size_t i, bool uid);
-/* The indexes of the messages a set names, ascending, without repeats;
+/* The indexes of the messages a set names in the selected mailbox,
+ * ascending, without repeats ("$": the saved search result, RFC 5182);
  * -1 on a bad set or a sequence number beyond the mailbox. */
-int imap_resolve_set(const struct mbox *mb, const char *text, bool uid,
-    size_t **idx_r, size_t *n_r);
+int imap_resolve_set(const struct imap_session *s, const char *text,
+    bool uid, size_t **idx_r, size_t *n_r);
 /* A message's stored bytes (malloc'd) / its wire form. 0 ok, -1 gone. */
 int imap_read_message(struct imap_session *s, size_t i, char **raw,
     size_t *len);

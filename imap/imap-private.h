@@ -105,6 +105,11 @@ struct imap_session {
 	size_t known;		/* messages the client knows of (EXISTS) */
 	uint32_t known_keywords;	/* keywords in the last FLAGS: bit k
 					   for letter 'a' + k */
+	/* SEARCHRES (RFC 5182): the UIDs of the saved search result "$",
+	 * ascending; at most one per message of the mailbox when saved,
+	 * cleared when the mailbox is closed or selected again */
+	uint32_t *searchres;
+	size_t nsearchres;
 	bool changed;		/* inotify saw a change since the last sync */
 	struct imap_watch *watch;
 };
@@ -203,6 +208,8 @@ void imap_spool_write(struct imap_session *s);
 void imap_spools_free(struct imap_session *s);
 void imap_cmd_noop(struct imap_session *s, struct imap_cmd *c);
 void imap_close_mailbox(struct imap_session *s);
+/* Empty the saved search result (mailbox_view.c). */
+void imap_searchres_clear(struct imap_session *s);
 
 /* cmd_mailbox.c, cmd_list.c, cmd_quota.c; imap_prepare_maildir in
  * folders.c */

@@ -178,6 +178,7 @@ mailbox_lost(struct imap_session *s, const char *err)
 	    "or re-created; select it again");
 	mbox_close(&s->mb);
 	s->known = 0;
+	imap_searchres_clear(s);	/* RFC 5182 2.1: a new UIDVALIDITY */
 }
 
 void
@@ -264,13 +265,23 @@ imap_close_mailbox(struct imap_session *s)
 	s->mbox_name = NULL;
 	s->readonly = false;
 	s->known = 0;
+	imap_searchres_clear(s);
+}
+
+void
+imap_searchres_clear(struct imap_session *s)
+{
+	free(s->searchres);
+	s->searchres = NULL;
+	s->nsearchres = 0;
 }
 
 /* ---- sequence sets ---- */
 
 /* The indexes of the messages a set names, ascending, without repeats.
  * A sequence number beyond the mailbox is an error (-1); UIDs that do
- * not exist are simply not there (RFC 3501 6.4.8). */
+ * not exist are simply not there (RFC 3501 6.4.8). "$" (RFC 5182) is
+ * the saved search result, in either form: the messages still there. */
 /* First index in msgs with uid >= v. */
 static size_t
 uid_lower_bound(const struct mbox *mb, uint64_t v)
@@ -300,16 +311,36 @@ span_cmp(const void *x, const void *y)
 	return p->a < q->a ? -1 : p->a > q->a;
 }
 
+static void
+resolve_saved(const struct imap_session *s, size_t **idx_r, size_t *n_r)
+{
+	size_t *idx = xmalloc((s->nsearchres + 1) * sizeof(*idx)), n = 0;
+
+	for (size_t k = 0; k < s->nsearchres; k++) {
+		long i = mbox_find_uid(s->mb, s->searchres[k]);
+
+		if (i >= 0)
+			idx[n++] = (size_t)i;
+	}
+	*idx_r = idx;
+	*n_r = n;
+}
+
 int
-imap_resolve_set(const struct mbox *mb, const char *text, bool uid,
+imap_resolve_set(const struct imap_session *s, const char *text, bool uid,
     size_t **idx_r, size_t *n_r)
 {
+	const struct mbox *mb = s->mb;
 	struct imap_seqset set;
 	struct span *sp;
 	size_t *idx, n = 0, ns = 0, total = 0, end = 0;
 
 	*idx_r = NULL;
 	*n_r = 0;
+	if (strcmp(text, "$") == 0) {
+		resolve_saved(s, idx_r, n_r);
+		return 0;
+	}
 	if (imap_seqset_parse(text, &set) < 0)
 		return -1;
 	/* each range becomes a span of indexes; sorted and merged, they

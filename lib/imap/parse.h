@@ -199,6 +199,8 @@ struct search_key {
 	uint64_t num;			/* LARGER / SMALLER */
 	int date;			/* days since 1970-01-01 */
 	struct imap_seqset set;		/* SK_SEQSET, SK_UID */
+	bool saved;			/* SK_SEQSET, SK_UID: "$", the saved
+					   result (RFC 5182), not set */
 };
 /* Every argument after "SEARCH": an optional "CHARSET <name>" first
  * (UTF-8 and US-ASCII accepted; any other: -2 with *error_r
@@ -227,6 +229,9 @@ struct search_msg {
 	 * valid until the message is done with. */
 	const char *(*load)(void *ctx, size_t *len);
 	void *ctx;
+	/* "$" (RFC 5182): the UIDs of the saved search result, ascending */
+	const uint32_t *saved;
+	size_t nsaved;
 };
 /* The MIME tree is built at most once per message and freed before
  * returning. */

@@ -226,6 +226,10 @@ parse_key_arg(struct sargs *sa, unsigned depth, const struct keydef *kd,
 		}
 		return 0;
 	case KA_SEQSET:
+		if (strcmp(s, "$") == 0) {
+			k->saved = true;
+			return 0;
+		}
 		if (imap_seqset_parse(s, &k->set) < 0) {
 			*error_r = "Invalid sequence set";
 			return -1;
@@ -277,6 +281,11 @@ parse_key(struct sargs *sa, unsigned depth, struct search_key *k,
 	if (arg->type != IMAP_ARG_ATOM || imap_arg_astring(arg) == NULL) {
 		*error_r = "Invalid search key";
 		return -1;
+	}
+	if (strcmp(arg->str, "$") == 0) {
+		k->op = SK_SEQSET;
+		k->saved = true;
+		return 0;
 	}
 	if ((arg->str[0] >= '0' && arg->str[0] <= '9') || arg->str[0] == '*') {
 		k->op = SK_SEQSET;
@@ -561,6 +570,25 @@ match_date(const struct search_key *k, struct match_ctx *c)
 	return day >= k->date;
 }
 
+/* The message is in the saved result "$" (binary search). */
+static bool
+in_saved(const struct search_msg *m)
+{
+	size_t a = 0, b = m->nsaved;
+
+	while (a < b) {
+		size_t mid = a + (b - a) / 2;
+
+		if (m->saved[mid] == m->uid)
+			return true;
+		if (m->saved[mid] < m->uid)
+			a = mid + 1;
+		else
+			b = mid;
+	}
+	return false;
+}
+
 static bool
 match_key(const struct search_key *k, struct match_ctx *c)
 {
@@ -576,8 +604,12 @@ match_key(const struct search_key *k, struct match_ctx *c)
 	case SK_NOT:
 		return !match_key(&k->kids[0], c);
 	case SK_SEQSET:
+		if (k->saved)
+			return in_saved(m);
 		return imap_seqset_has(&k->set, m->seq, m->max_seq);
 	case SK_UID:
+		if (k->saved)
+			return in_saved(m);
 		return imap_seqset_has(&k->set, m->uid, m->max_uid);
 	case SK_FLAG:
 		return has_flag(m, k->flag);

@@ -1088,6 +1088,29 @@ test_search_match(void)
 	test_assert(search("all", &root, &err) == 0);
 	imap_search_free(root);
 	imap_search_free(NULL);
+
+	/* "$" (RFC 5182): the saved UIDs, as a key and after UID; empty
+	 * matches nothing; not part of a set */
+	{
+		static const uint32_t saved[] = { 7, 30, 41 };
+		static const uint32_t other[] = { 29, 31 };
+
+		test_assert(smatch("$", &m) == 0 && smatch("NOT $", &m) == 1);
+		m.saved = saved;
+		m.nsaved = 3;
+		test_assert(smatch("$", &m) == 1 && smatch("UID $", &m) == 1);
+		test_assert(smatch("$ SEEN", &m) == 1 &&
+		    smatch("NOT $", &m) == 0);
+		test_assert(smatch("OR $ 1:2", &m) == 1);
+		m.saved = other;
+		m.nsaved = 2;
+		test_assert(smatch("$", &m) == 0 && smatch("UID $", &m) == 0);
+		test_assert(smatch("OR $ 3", &m) == 1);
+		test_assert(smatch("1,$", &m) == -1 &&
+		    smatch("UID $:4", &m) == -1);
+		m.saved = NULL;
+		m.nsaved = 0;
+	}
 	test_end();
 }
 
