@@ -110,6 +110,19 @@ imap_spools_free(struct imap_session *s)
 
 /* ---- APPEND ---- */
 
+void
+imap_msg_scan(struct imap_msg_scan *sc, const char *p, size_t n)
+{
+	if (n > 0 && memchr(p, '\0', n) != NULL)
+		sc->nul = true;
+	for (const char *q = p; !sc->bare_lf &&
+	    (q = memchr(q, '\n', n - (size_t)(q - p))) != NULL; q++)
+		if ((q > p ? q[-1] : sc->last) != '\r')
+			sc->bare_lf = true;
+	if (n > 0)
+		sc->last = p[n - 1];
+}
+
 /* One message of the command: [flags] [date-time] message. */
 struct append_msg {
 	const struct imap_arg *msg, *flags;
@@ -247,6 +260,26 @@ store(struct imap_session *s, struct imap_cmd *c, size_t first,
 			goto out;
 		}
 		total += m[k].size;
+	}
+	/* NUL is no CHAR8 (RFC 3501 9): a literal8 (RFC 3516 4.4) may hold
+	 * it, and bare LFs, but a Maildir file keeps neither as sent */
+	for (size_t k = 0; k < n; k++) {
+		struct imap_msg_scan sc = { false, false, 0 };
+
+		if (m[k].sp != NULL)
+			sc = m[k].sp->scan;
+		else
+			imap_msg_scan(&sc, m[k].msg->str, m[k].msg->len);
+		if (m[k].msg->literal8 && (sc.nul || sc.bare_lf)) {
+			imap_no(s, "[UNKNOWN-CTE] Binary content cannot be "
+			    "stored; send it encoded");
+			goto out;
+		}
+		if (sc.nul) {
+			imap_bad(s, "NUL in a literal (only a literal8 may "
+			    "hold it)");
+			goto out;
+		}
 	}
 	if ((dst = imap_open_target(s, name, &own)) == NULL)
 		goto out;

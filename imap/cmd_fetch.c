@@ -29,6 +29,8 @@ struct fetch_state {
 	size_t n, pos;
 	struct fetch_att att;
 	bool gone;		/* a message could not be read */
+	bool unknown_cte;	/* a BINARY section had an encoding not
+				   known (RFC 3516: NO [UNKNOWN-CTE]) */
 };
 
 static void
@@ -126,6 +128,34 @@ mime_tree(struct fetch_msg *fm)
 	return fm->root;
 }
 
+/* BINARY[section], BINARY.SIZE[section] (RFC 3516): the section with
+ * its transfer encoding undone, into out; [] is the whole message, a
+ * part that does not exist is empty. -1 for an encoding not known. */
+static int
+binary_bytes(struct fetch_msg *fm, const struct fetch_item *it, str_t *out)
+{
+	const str_t *w = msg_wire(fm);
+	const struct mime_part *p;
+
+	if (it->npart == 0) {
+		str_append_n(out, w->data, w->len);
+		return 0;
+	}
+	p = mime_part_find(mime_tree(fm), it->part, it->npart);
+	if (p == NULL)
+		return 0;
+	return mime_part_decoded(w->data, p, out);
+}
+
+/* A literal, or a literal8 ("~{n}") when the data holds a NUL. */
+static void
+append_literal8(str_t *out, const char *data, size_t len)
+{
+	if (len > 0 && memchr(data, '\0', len) != NULL)
+		str_append_c(out, '~');
+	append_literal(out, data, len);
+}
+
 /* The whole message as a literal, in CRLF form. */
 static void
 append_message(str_t *out, struct fetch_msg *fm)
@@ -208,8 +238,8 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 	bool need_data = false, need_info = false, set_seen = false;
 	bool flags_shown = false;
 	struct fetch_msg fm = { NULL, 0, STR_INIT, false, NULL };
-	str_t *line = &s->out;
-	bool first = true;
+	str_t *line = &s->out, *bin = NULL;
+	bool first = true, ok = true;
 
 	for (size_t k = 0; k < att->n; k++) {
 		enum fetch_kind kd = att->items[k].kind;
@@ -223,7 +253,8 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 			ck = MBOX_CACHE_BODYSTRUCTURE;
 		else {
 			if (kd == FETCH_RFC822 || kd == FETCH_RFC822_HEADER ||
-			    kd == FETCH_RFC822_TEXT || kd == FETCH_SECTION)
+			    kd == FETCH_RFC822_TEXT || kd == FETCH_SECTION ||
+			    kd == FETCH_BINARY || kd == FETCH_BINARY_SIZE)
 				need_data = true;
 			if (kd == FETCH_RFC822_SIZE || kd == FETCH_INTERNALDATE)
 				need_info = true;
@@ -272,6 +303,22 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 			return false;
 		}
 		m = &s->mb->msgs[i];
+	}
+	/* BINARY sections decoded before anything is written: one whose
+	 * encoding is not known fails the FETCH, and this message gets no
+	 * response at all */
+	for (size_t k = 0; need_data && k < att->n; k++) {
+		const struct fetch_item *it = &att->items[k];
+
+		if (it->kind != FETCH_BINARY && it->kind != FETCH_BINARY_SIZE)
+			continue;
+		if (bin == NULL)
+			bin = xcalloc(att->n, sizeof(*bin));
+		if (binary_bytes(&fm, it, &bin[k]) < 0) {
+			fs->unknown_cte = true;
+			ok = false;
+			goto out;
+		}
 	}
 	if (att->sets_seen && !s->readonly && !m->expunged &&
 	    strchr(m->flags, 'S') == NULL) {
@@ -379,6 +426,24 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 			str_free(&sect);
 			break;
 		}
+		case FETCH_BINARY: {
+			size_t off = 0, len = bin[k].len;
+
+			if (it->partial) {
+				off = it->origin < len ? it->origin : len;
+				len -= off;
+				if (len > it->count)
+					len = it->count;
+			}
+			str_append(line, it->label);
+			str_append_c(line, ' ');
+			append_literal8(line, bin[k].data != NULL ?
+			    bin[k].data + off : "", len);
+			break;
+		}
+		case FETCH_BINARY_SIZE:
+			str_printf(line, "%s %zu", it->label, bin[k].len);
+			break;
 		}
 		if (ck != MBOX_CACHE_KINDS) {
 			if (cached[ck] == NULL)
@@ -392,13 +457,17 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 		str_append_c(line, ')');
 	}
 	str_append(line, ")\r\n");
+out:
 	for (size_t k = 0; k < MBOX_CACHE_KINDS; k++)
 		free(cached[k]);
+	for (size_t k = 0; bin != NULL && k < att->n; k++)
+		str_free(&bin[k]);
+	free(bin);
 	if (fm.root != NULL)
 		mime_free(fm.root);
 	str_free(&fm.wire);
 	free(fm.raw);
-	return true;
+	return ok;
 }
 
 void
@@ -463,7 +532,10 @@ imap_cmd_fetch(struct imap_session *s, struct imap_cmd *c)
 		}
 	}
 	mbox_flush(s->mb, &err);
-	if (fs->gone)
+	if (fs->unknown_cte)
+		imap_no(s, "[UNKNOWN-CTE] A section has an unknown "
+		    "Content-Transfer-Encoding.");
+	else if (fs->gone)
 		imap_no(s, "[EXPUNGEISSUED] Some messages were expunged.");
 	else
 		imap_ok(s, "Fetch completed.");

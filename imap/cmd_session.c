@@ -27,7 +27,8 @@ imap_capabilities(const struct imap_session *s, str_t *out)
 			str_append(out, " LOGINDISABLED");
 	} else {
 		str_append(out, " UIDPLUS MOVE CHILDREN SPECIAL-USE QUOTA "
-		    "ESEARCH SEARCHRES COMPRESS=DEFLATE MULTIAPPEND REPLACE");
+		    "ESEARCH SEARCHRES COMPRESS=DEFLATE MULTIAPPEND REPLACE "
+		    "BINARY");
 	}
 }
 

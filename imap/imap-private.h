@@ -43,6 +43,15 @@ struct imap_command {
 	unsigned flags;
 };
 
+/* What an APPEND message's bytes hold that the store cannot keep as
+ * they were sent (Maildir files keep LF line ends): a NUL, a LF without
+ * its CR. last: the byte before the next piece. */
+struct imap_msg_scan {
+	bool nul, bare_lf;
+	char last;
+};
+void imap_msg_scan(struct imap_msg_scan *sc, const char *p, size_t n);
+
 /* An APPEND message larger than IMAP_APPEND_MEM_MAX while it arrives:
  * its bytes go into buf, and a job writes each full buf (and the last
  * one) to a file in the user's tmp/, CRLF stored as LF. The APPEND that
@@ -56,6 +65,7 @@ struct imap_spool {
 	size_t len;		/* in buf, not written yet */
 	struct maildir_tmp *tmp;	/* the file, once a job opened it */
 	bool done;		/* all size bytes received */
+	struct imap_msg_scan scan;	/* what the bytes hold */
 	const char *failed;	/* "[OVERQUOTA] ...": the APPEND's NO text;
 				   the rest of the data is dropped */
 };

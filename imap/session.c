@@ -421,6 +421,7 @@ spool_take(struct imap_session *s, const struct imap_frame *ev)
 	if (sp->failed == NULL) {
 		memcpy(sp->buf + sp->len, ev->data, ev->len);
 		sp->len += ev->len;
+		imap_msg_scan(&sp->scan, ev->data, ev->len);
 	}
 	sp->got += ev->len;
 	sp->done = ev->last;

@@ -172,6 +172,7 @@ struct parser {
 	const size_t *spools;	/* the '{' of each spooled literal, in
 				   order (offsets from base) */
 	size_t nspools, next_spool;
+	bool literal8_ok;	/* APPEND, [UID] REPLACE: "~{n}" taken */
 	struct pool *pool;
 	size_t nargs;		/* over all levels */
 	bool no_brackets;	/* a '[' had no ']': see parse_atom() */
@@ -372,6 +373,16 @@ parse_arg(struct parser *ps, unsigned depth, struct imap_arg *arg)
 		return parse_quoted(ps, arg);
 	case '{':
 		return parse_literal(ps, arg);
+	case '~':
+		if (ps->end - ps->p < 2 || ps->p[1] != '{')
+			return parse_atom(ps, arg);
+		if (!ps->literal8_ok) {
+			ps->error = "literal8 is only for APPEND";
+			return -1;
+		}
+		ps->p++;
+		arg->literal8 = true;
+		return parse_literal(ps, arg);
 	default:
 		return parse_atom(ps, arg);
 	}
@@ -546,6 +557,8 @@ imap_cmd_parse_spools(const char *buf, size_t len, const size_t *spools,
 			goto fail;
 		}
 	}
+	ps.literal8_ok = strcmp(cmd->name, "REPLACE") == 0 ||
+	    (!cmd->uid && strcmp(cmd->name, "APPEND") == 0);
 	if (parse_list(&ps, 0, false, &cmd->args, &cmd->nargs) < 0)
 		goto fail;
 	return 0;
@@ -1003,7 +1016,8 @@ section_label(const struct fetch_item *it)
 	str_t l = STR_INIT;
 	size_t i;
 
-	str_append(&l, "BODY[");
+	str_append(&l, it->kind == FETCH_BINARY ? "BINARY[" :
+	    it->kind == FETCH_BINARY_SIZE ? "BINARY.SIZE[" : "BODY[");
 	for (i = 0; i < it->npart; i++)
 		str_printf(&l, i > 0 ? ".%u" : "%u", (unsigned)it->part[i]);
 	if (it->spec != SECT_ALL) {
@@ -1031,20 +1045,26 @@ section_label(const struct fetch_item *it)
 	return str_steal(&l);
 }
 
-/* BODY[...] / BODY.PEEK[...]: s at '['. */
+/* BODY[...] / BODY.PEEK[...], BINARY[...] / BINARY.PEEK[...] /
+ * BINARY.SIZE[...] (it->kind set: a section-binary is part numbers
+ * only, and BINARY.SIZE takes no partial): s at '['. */
 static int
 fetch_section_item(const char *s, struct fetch_item *it,
     const char **error_r)
 {
 	const char *close = section_end(s + 1);
 
-	it->kind = FETCH_SECTION;
 	if (close == NULL) {
 		*error_r = "Invalid section";
 		return -1;
 	}
 	if (fetch_section(s + 1, (size_t)(close - s - 1), it, error_r) < 0)
 		return -1;
+	if (it->kind != FETCH_SECTION && (it->spec != SECT_ALL ||
+	    (close[1] == '<' && it->kind == FETCH_BINARY_SIZE))) {
+		*error_r = "Invalid binary section";
+		return -1;
+	}
 	s = close + 1;
 	if (*s == '<') {
 		s++;
@@ -1070,9 +1090,18 @@ fetch_item_parse(const char *s, struct fetch_item *it, const char **error_r)
 	size_t i, nlen = br != NULL ? (size_t)(br - s) : strlen(s);
 
 	if (br != NULL) {
+		it->kind = FETCH_SECTION;
 		if (word_eq(s, nlen, "BODY.PEEK"))
 			it->peek = true;
-		else if (!word_eq(s, nlen, "BODY")) {
+		else if (word_eq(s, nlen, "BINARY.PEEK")) {
+			it->kind = FETCH_BINARY;
+			it->peek = true;
+		} else if (word_eq(s, nlen, "BINARY"))
+			it->kind = FETCH_BINARY;
+		else if (word_eq(s, nlen, "BINARY.SIZE")) {
+			it->kind = FETCH_BINARY_SIZE;
+			it->peek = true;
+		} else if (!word_eq(s, nlen, "BODY")) {
 			*error_r = "Invalid fetch attribute";
 			return -1;
 		}
@@ -1120,7 +1149,8 @@ fetch_add(struct fetch_att *att, const char *s, const char **error_r)
 		att->need_body = true;
 		break;
 	}
-	if (it->kind == FETCH_SECTION && !it->peek)
+	if ((it->kind == FETCH_SECTION || it->kind == FETCH_BINARY) &&
+	    !it->peek)
 		att->sets_seen = true;
 	return 0;
 }

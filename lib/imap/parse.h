@@ -44,6 +44,8 @@ struct imap_arg {
 	bool literal;		/* a STRING that came as a literal */
 	bool spooled;		/* ... whose data the framer handed out
 				   (imap_cmd_parse_spooled): str is "" */
+	bool literal8;		/* ... sent as "~{n}" (RFC 3516), taken
+				   only in APPEND and [UID] REPLACE */
 	char *str;		/* ATOM/STRING: NUL-terminated copy (a literal
 				   may contain NUL: use len) */
 	size_t len;
@@ -67,7 +69,9 @@ struct imap_cmd {
  * matching ']' (it may hold spaces, parentheses and quoted strings, as in
  * BODY[HEADER.FIELDS (From To)]<0.100>), and '{' may not start an atom.
  * Quoted strings: '\' escapes only '"' and '\'; no CR, LF or NUL inside.
- * Literals: "{n}\r\n" or "{n+}\r\n" then exactly n bytes. Exactly one
+ * Literals: "{n}\r\n" or "{n+}\r\n" then exactly n bytes; in APPEND and
+ * [UID] REPLACE also a literal8, "~{n}\r\n" (RFC 3516), elsewhere an
+ * error. Exactly one
  * SP between arguments; no SP right after '(' or before ')' is required,
  * but stray spaces are tolerated. 8-bit bytes in atoms are refused.
  * A '[' with no ']' before the end of the buffer (or before a CTL or an
@@ -139,6 +143,9 @@ enum fetch_kind {
 	FETCH_RFC822_HEADER,	/* = BODY.PEEK[HEADER] */
 	FETCH_RFC822_TEXT,	/* = BODY[TEXT] */
 	FETCH_SECTION,		/* BODY[...] / BODY.PEEK[...] */
+	FETCH_BINARY,		/* BINARY[...] / BINARY.PEEK[...] (RFC
+				   3516): part numbers only, spec SECT_ALL */
+	FETCH_BINARY_SIZE,	/* BINARY.SIZE[...] */
 };
 enum fetch_spec {
 	SECT_ALL,		/* BODY[] or BODY[1.2] (the part's content) */

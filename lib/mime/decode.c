@@ -581,6 +581,24 @@ mime_search_address(const char *data, const struct mime_part *root,
 	return found;
 }
 
+int
+mime_part_decoded(const char *data, const struct mime_part *part, str_t *out)
+{
+	const char *body = data + part->body_off, *e = part->encoding;
+
+	if (part->children != NULL || part->message != NULL ||
+	    strcmp(e, "7BIT") == 0 || strcmp(e, "8BIT") == 0 ||
+	    strcmp(e, "BINARY") == 0)
+		str_append_n(out, body, part->body_len);
+	else if (strcmp(e, "BASE64") == 0)
+		decode_base64(body, part->body_len, out);
+	else if (strcmp(e, "QUOTED-PRINTABLE") == 0)
+		decode_qp(body, part->body_len, false, out);
+	else
+		return -1;
+	return 0;
+}
+
 /* A text part's body as UTF-8. */
 static void
 body_text(const char *data, const struct mime_part *part, str_t *out)

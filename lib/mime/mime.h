@@ -104,6 +104,14 @@ void mime_bodystructure(const char *data, const struct mime_part *part,
 const struct mime_part *mime_part_find(const struct mime_part *root,
     const uint32_t *nums, size_t n);
 
+/* The body of a part with its Content-Transfer-Encoding undone (RFC
+ * 3516 BINARY): 7BIT, 8BIT and BINARY as they are, BASE64 and
+ * QUOTED-PRINTABLE decoded (leniently: stray characters skipped), the
+ * body of a multipart or message/rfc822 part as it is (never encoded).
+ * Appends to out; -1 and nothing appended for another encoding. */
+int mime_part_decoded(const char *data, const struct mime_part *part,
+    str_t *out);
+
 /* Header fields of a header block (hdr, len: a header section as
  * above), for BODY[HEADER.FIELDS (...)] and [HEADER.FIELDS.NOT (...)]:
  * appends the fields whose names are (not, if exclude) in names

@@ -209,6 +209,28 @@ test_cmd_basic(void)
 	test_assert(parse("t UID search ALL", &cmd, &err) == 0 &&
 	    strcmp(cmd.name, "SEARCH") == 0 && cmd.uid && cmd.nargs == 1);
 	imap_cmd_free(&cmd);
+
+	/* literal8 (RFC 3516) in APPEND and [UID] REPLACE only; "~" alone
+	 * is still an atom character */
+	test_assert(parse("t APPEND X ~{3}\r\nabc {2+}\r\nde", &cmd,
+	    &err) == 0 && cmd.nargs == 3);
+	test_assert(cmd.args[1].literal && cmd.args[1].literal8 &&
+	    cmd.args[1].len == 3 && memcmp(cmd.args[1].str, "abc", 3) == 0);
+	test_assert(cmd.args[2].literal && !cmd.args[2].literal8);
+	imap_cmd_free(&cmd);
+	test_assert(parse("t UID REPLACE 1 X ~{1+}\r\nz", &cmd, &err) == 0 &&
+	    cmd.nargs == 3 && cmd.args[2].literal8);
+	imap_cmd_free(&cmd);
+	test_assert(parse("t SELECT ~{3}\r\nabc", &cmd, &err) == -1 &&
+	    strcmp(err, "literal8 is only for APPEND") == 0);
+	imap_cmd_free(&cmd);
+	test_assert(parse("t UID APPEND X ~{3}\r\nabc", &cmd, &err) == -1);
+	imap_cmd_free(&cmd);
+	test_assert(parse("t LOGIN ~bob pw~", &cmd, &err) == 0 &&
+	    strcmp(cmd.args[0].str, "~bob") == 0);
+	imap_cmd_free(&cmd);
+	test_assert(parse("t APPEND X ~{4}\r\nabc", &cmd, &err) == -1);
+	imap_cmd_free(&cmd);
 	test_end();
 }
 
@@ -596,6 +618,30 @@ test_fetch(void)
 	imap_fetch_free(&att);
 	test_assert(fetch("(FLAGS UID)", &att, &err) == 0 && !att.need_body);
 	imap_fetch_free(&att);
+
+	/* BINARY (RFC 3516): part numbers only, SIZE without partial */
+	test_assert(fetch("(BINARY[1.2]<5.10> BINARY.PEEK[] BINARY.SIZE[3])",
+	    &att, &err) == 0 && att.n == 3 && att.need_body && att.sets_seen);
+	test_assert(att.items[0].kind == FETCH_BINARY && !att.items[0].peek &&
+	    att.items[0].npart == 2 && att.items[0].partial &&
+	    att.items[0].origin == 5 && att.items[0].count == 10);
+	test_assert_streq(att.items[0].label, "BINARY[1.2]<5>");
+	test_assert(att.items[1].kind == FETCH_BINARY && att.items[1].peek &&
+	    att.items[1].npart == 0);
+	test_assert_streq(att.items[1].label, "BINARY[]");
+	test_assert(att.items[2].kind == FETCH_BINARY_SIZE);
+	test_assert_streq(att.items[2].label, "BINARY.SIZE[3]");
+	imap_fetch_free(&att);
+	test_assert(fetch("(BINARY.PEEK[1] BINARY.SIZE[1])", &att, &err) == 0 &&
+	    !att.sets_seen);
+	imap_fetch_free(&att);
+	test_assert(fetch_bad("BINARY[HEADER]"));
+	test_assert(fetch_bad("BINARY[1.TEXT]"));
+	test_assert(fetch_bad("BINARY[1.MIME]"));
+	test_assert(fetch_bad("BINARY.SIZE[1]<0.1>"));
+	test_assert(fetch_bad("BINARY"));
+	test_assert(fetch_bad("BINARY.SIZE"));
+	test_assert(fetch_bad("BINARY.FOO[1]"));
 	test_assert(fetch("BODY.PEEK[]", &att, &err) == 0 && att.need_body &&
 	    !att.sets_seen && att.items[0].peek);
 	imap_fetch_free(&att);
@@ -1106,8 +1152,8 @@ test_search_match(void)
 		m.nsaved = 2;
 		test_assert(smatch("$", &m) == 0 && smatch("UID $", &m) == 0);
 		test_assert(smatch("OR $ 3", &m) == 1);
-		test_assert(smatch("1,$", &m) == -1 &&
-		    smatch("UID $:4", &m) == -1);
+		test_assert(search("1,$", &root, &err) != 0 &&
+		    search("UID $:4", &root, &err) != 0);
 		m.saved = NULL;
 		m.nsaved = 0;
 	}
