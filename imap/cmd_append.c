@@ -220,7 +220,6 @@ take_back(struct append_msg *m, size_t n)
 struct stored {
 	uint32_t uidvalidity;
 	str_t set;
-	bool same;		/* the target is the selected mailbox */
 };
 
 /*
@@ -380,7 +379,6 @@ store(struct imap_session *s, struct imap_cmd *c, size_t first,
 		uids[nuid++] = uid;
 	}
 	out->uidvalidity = dst->uidvalidity;
-	out->same = own;
 	if (nuid == n)
 		imap_seqset_format(uids, nuid, &out->set);
 	ret = 0;
@@ -498,7 +496,9 @@ imap_cmd_replace(struct imap_session *s, struct imap_cmd *c)
 		    "ready", st.uidvalidity, str_c(&st.set));
 	else
 		imap_untagged(s, "OK Replacement Message ready");
-	/* the index learns of the expunge; the file is gone already */
+	/* The index learns of the expunge. The file is gone already,
+	 * unless another session renamed it (a flag change) before the
+	 * lock: mbox_expunge finds its new name and removes it. */
 	if ((i = mbox_find_uid(s->mb, old_uid)) >= 0) {
 		size_t k = (size_t)i;
 

@@ -235,3 +235,26 @@ def test_other_session_sees_one_action(c, srv):
             assert r.numbered("EXPUNGE") == [3] and r.numbered("EXISTS") == [3], r
         assert subjects(other) == ["Subject: test message 1", "Subject: test message 2",
                                    "Subject: test message 14"]
+
+
+@pytest.mark.parametrize("target", ["same", "other"])
+def test_old_message_renamed_by_another_session(c, srv, target):
+    """Another session changed the old message's flags (its file got
+    another name) after this one last looked: the replacement still
+    removes it, and it does not come back under a new UID."""
+    box = folder(c, "Ren" + target, 3)
+    dst = box if target == "same" else "RenDst"
+    if target == "other":
+        c.ok("CREATE " + dst)
+    with srv.session(select=box) as other:
+        other.ok("STORE 2 +FLAGS.SILENT (\\Flagged $Other)")
+    r = c.ok("REPLACE 2 %s " % dst, Literal(message(8)))
+    assert r.numbered("EXPUNGE") == [2], r
+    c.ok("NOOP")
+    want = ["Subject: test message 1", "Subject: test message 3"]
+    if target == "same":
+        want.append("Subject: test message 8")
+    assert subjects(c) == want
+    assert count(c, box) == len(want)
+    with srv.session(select=box) as later:
+        assert subjects(later) == want
