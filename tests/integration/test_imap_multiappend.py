@@ -253,3 +253,19 @@ def test_syntax(c):
     c.bad("APPEND Syntax ", Literal(message(1)), " (\\Seen)")
     c.bad("APPEND Syntax ", Literal(message(1)), ' "01-Jan-2020 10:00:00 +0000"')
     assert count(c, "Syntax")[0] == 0
+
+
+def test_pipelined_literal_plus(c):
+    """One write: a MULTIAPPEND of LITERAL+ literals (one over 64 KiB)
+    and the command after it; both run, in order."""
+    box = fresh(c, "Piped")
+    one, two = message(1), message(2, body=b"p" * 100000 + b"\n")
+    c.send(b"P1 APPEND Piped {%d+}\r\n%s (\\Seen) {%d+}\r\n%s\r\nP2 STATUS Piped (MESSAGES)\r\n"
+           % (len(one), one, len(two), two))
+    r1 = c.read_tagged("P1")
+    r2 = c.read_tagged("P2")
+    assert r1.status == "OK" and len(appenduid(r1)[1]) == 2, r1
+    assert r2.status == "OK" and b"MESSAGES 2" in r2.data("STATUS")[0], r2
+    f = bodies(c, box, 2)
+    assert f[1]["BODY[]"] == crlf(one) and f[2]["BODY[]"] == crlf(two)
+    assert f[2]["FLAGS"] == ["\\Seen"] and f[1]["FLAGS"] == []
