@@ -12,9 +12,11 @@
  *    of a command announcing a literal but the last, no plain line over
  *    line_max + 1, a refusal's tag a plausible one, nothing after a
  *    close, the buffer bounded (before login, by preauth_max);
- *  - with spool_min, a logged-in APPEND's message over it handed out
- *    whole (SPOOL, then DATA up to its size) and kept out of the
- *    command, and what stays in memory bounded by spool_min + cmd_max;
+ *  - with spool_min, each of a logged-in APPEND's (or REPLACE's)
+ *    messages over it, at most IMAP_FRAMER_SPOOLS, handed out whole
+ *    (SPOOL, then DATA up to its size) and kept out of the command, the
+ *    command saying where each was, and what stays in memory bounded by
+ *    spool_min + cmd_max;
  *  - every byte consumed wiped, unless an APPEND's message was taken.
  */
 #include <stdint.h>
