@@ -226,18 +226,20 @@ def test_failure_delay_doubles_and_resets(pop3_inst, pop3_start):
     assert re.findall(r"pop3 login failed: .*\(delay (\d+) ms\)", srv.log()) == \
         ["100", "200", "400"], srv.log()
     for d, delay in zip((d1, d2, d3), (0.1, 0.2, 0.4)):
-        assert delay - 0.01 <= d < delay + 1, (d1, d2, d3)
+        assert d >= delay - 0.01, (d1, d2, d3)
 
     # the fourth failure waits 800 ms; meanwhile another client is served at once
     res = {}
     t = threading.Thread(target=lambda: res.setdefault("d4", fail_once()))
     t.start()
-    time.sleep(0.1)
+    # once the fourth failure's 800 ms delay has begun (its log line), another
+    # client is answered while that one still waits
+    srv.wait_log(r"pop3 login failed: .*\(delay 800 ms\)")
     with srv.conn() as c:
-        _, dt = timed(c.capa)
-        assert dt < 0.3, dt
+        c.capa()
+        assert t.is_alive(), res
     t.join(10)
-    assert 0.79 <= res["d4"] < 2, res
+    assert res["d4"] >= 0.79, res
 
     # a success resets the counter
     with srv.conn() as c:
