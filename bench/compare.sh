@@ -41,7 +41,9 @@
 #      SESSION_SECONDS (120: persistent sessions, each looping SELECT, APPEND,
 #      FETCH, STORE, EXPUNGE that many times or for that long), ONLY (run only
 #      these workloads, e.g. "body pop3"; of smtp login session env body
-#      search pop3 idle; default all; the table says so).
+#      search sort pop3 idle; default all; the table says so; sort = SORT by
+#      date and subject, THREAD=REFERENCES and an ESEARCH on the N_SMALL
+#      and N_LARGE folders).
 #
 # Changed while it runs: the open-files limit of this shell and its children
 # (ulimit -n 65536, or the hard limit if that is lower), and, restored at

@@ -56,7 +56,7 @@ SESSION_CLIENTS = int(E.get("SESSION_CLIENTS", "20"))
 SESSION_ITERS = int(E.get("SESSION_ITERS", "200" if QUICK else "1000"))
 SESSION_SECONDS = int(E.get("SESSION_SECONDS", "120"))
 # ONLY: run just these workload groups (smtp login session env body search
-# pop3 idle); empty = all. The machine rows always run.
+# sort pop3 idle); empty = all. The machine rows always run.
 ONLY = set(E.get("ONLY", "").split())
 
 
@@ -511,6 +511,47 @@ def search_run(prod):
     return t1 - t0, "%d hits, server CPU %.2f s" % (hits, cpu)
 
 
+SORT_CMDS = (
+    ("sort-date", b"SORT (DATE) UTF-8 ALL", b"SORT"),
+    ("sort-subject", b"SORT (SUBJECT) UTF-8 ALL", b"SORT"),
+    ("thread-refs", b"THREAD REFERENCES UTF-8 ALL", b"THREAD"),
+    ("esearch", b"UID SEARCH RETURN (MIN MAX COUNT ALL) SINCE 1-Jan-2000", b"ESEARCH"),
+)
+
+
+def sort_run(prod, n, which, reps=3):
+    """One of SORT_CMDS on the folder of n messages, warm (run once before
+    the clock starts), reps times in one session; seconds per command."""
+    cmd, reply = next((c, r) for k, c, r in SORT_CMDS if k == which)
+    c = imap_login(prod["imap"], "f%d" % n, 1 << 24)
+    s, e, st = c.cmd(b"SELECT INBOX")
+    imap_ok(st, "SELECT")
+    s, e, st = c.cmd(cmd)
+    imap_ok(st, cmd.decode())
+    cpu0 = tree_cpu(prod["imap_pid"])
+    t0 = time.monotonic()
+    for _ in range(reps):
+        s, e, st = c.cmd(cmd)
+        imap_ok(st, cmd.decode())
+    t1 = time.monotonic()
+    cpu = tree_cpu(prod["imap_pid"]) - cpu0
+    body = bytes(c.buf[s:e])
+    imap_logout(c)
+    if not body.startswith(b"* " + reply):
+        raise BenchError("%s: %s answered %r" % (prod["imap_name"], cmd.decode(), body[:120]))
+    if reply in (b"SORT", b"THREAD"):
+        got = len(re.findall(rb"\d+", body.split(b"\r\n")[0]))
+        if got != n:
+            raise BenchError("%s: %s named %d messages, expected %d"
+                             % (prod["imap_name"], cmd.decode(), got, n))
+        detail = "%d messages" % got
+    else:
+        m = re.search(rb"COUNT (\d+)", body)
+        detail = "COUNT %s" % (m.group(1).decode() if m else "?")
+    return (t1 - t0) / reps, "%s, %d times, server CPU %.3f s per command" % (
+        detail, reps, cpu / reps)
+
+
 def pop3_run(prod, count_only=False):
     c = Conn(prod["pop3"], 1 << 21)
     g = c.line()
@@ -758,7 +799,8 @@ def record(key, prod_name, value, detail, rnd):
 def run(key, prod, rnd, fn, *args):
     """One measurement; a failure is recorded (and noted) rather than fatal,
     so that one misbehaving workload does not hide the others."""
-    name = prod["imap_name"] if key.startswith(("login", "session", "env", "body", "search", "pop3", "idle")) \
+    name = prod["imap_name"] if key.startswith(("login", "session", "sort", "thread", "esearch",
+                                                "env", "body", "search", "pop3", "idle")) \
         else prod["smtp_name"]
     try:
         v, d = fn(prod, *args)
@@ -871,6 +913,9 @@ def main():
             % (kib(N_BIG), BODY_REPS), "MB/s", True)
     if want("search"):
         row("search", "SEARCH TEXT %s, %s msgs (warm)" % (SEARCH_WORD, kib(N_SMALL)), "s", False)
+    for n in (N_SMALL, N_LARGE) if want("sort") else ():
+        for key, cmd, _ in SORT_CMDS:
+            row("%s-%d" % (key, n), "%s, %s msgs (warm)" % (cmd.decode(), kib(n)), "s", False)
     if want("pop3"):
         row("pop3", "POP3 RETR %s × 100 KiB, one session" % kib(N_BIG), "MB/s", True)
     for n in idle_ns:
@@ -943,6 +988,10 @@ def main():
             run("body", prod, rnd, fetch_body_run, BODY_REPS)
         for prod in ordered(rnd) if want("search") else ():
             run("search", prod, rnd, search_run)
+        for n in (N_SMALL, N_LARGE) if want("sort") else ():
+            for key, _, _ in SORT_CMDS:
+                for prod in ordered(rnd):
+                    run("%s-%d" % (key, n), prod, rnd, sort_run, n, key)
         if len(set(HITS.values())) > 1:
             NOTES.append("- round %d: SEARCH TEXT %s found different numbers of messages (%s)."
                          % (rnd, SEARCH_WORD, ", ".join("%s %d" % kv for kv in HITS.items())))
