@@ -36,6 +36,17 @@ int imap_flags_to_letters(struct imap_session *s, const struct imap_arg *args,
 struct mbox *imap_open_target(struct imap_session *s, const char *name,
     bool *own_r);
 
+/* ---- cmd_mailbox.c ---- */
+
+/* STATUS items (RFC 3501 6.3.10, RFC 8438 SIZE, RFC 7889 APPENDLIMIT):
+ * true when every one is known and there is at least one. */
+bool imap_status_items_valid(const struct imap_arg *items, size_t n);
+/* The untagged STATUS of the folder at path, under name, for the items
+ * (valid), in their order; -1 with *error_r when it cannot be read. */
+int imap_status_append(struct imap_session *s, const char *name,
+    const char *path, const struct imap_arg *items, size_t n,
+    const char **error_r);
+
 /* ---- cmd_expunge.c ---- */
 
 /* Remove the \Deleted messages (only those in uidset, when given). */
