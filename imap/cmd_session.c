@@ -27,7 +27,8 @@ imap_capabilities(const struct imap_session *s, str_t *out)
 			str_append(out, " LOGINDISABLED");
 	} else {
 		str_append(out, " UIDPLUS MOVE CHILDREN SPECIAL-USE QUOTA "
-		    "ESEARCH COMPRESS=DEFLATE STATUS=SIZE");
+		    "ESEARCH COMPRESS=DEFLATE STATUS=SIZE LIST-EXTENDED "
+		    "LIST-STATUS");
 		/* one limit for every mailbox (RFC 7889 3.1) */
 		str_printf(out, " APPENDLIMIT=%llu",
 		    (unsigned long long)s->srv->size_limit);
