@@ -341,7 +341,7 @@ struct list_ent {
 	bool exists;		/* INBOX or a folder */
 	bool children;		/* folders below it */
 	bool subscribed;
-	const char *special;	/* its special-use attribute(s), or NULL */
+	char *special;		/* its special-use attribute(s), or NULL */
 	bool selected;		/* meets the selection options */
 	bool matched;		/* some pattern matches it */
 };
@@ -513,7 +513,8 @@ do_list(struct imap_session *s, struct imap_cmd *c)
 		e->children = imap_has_children(&all, e->name);
 		e->subscribed = imap_names_has(&subs, e->name);
 		folder = e->exists ? imap_folder_listed(s, e->name) : NULL;
-		e->special = folder != NULL ? imap_special_attr(folder) : NULL;
+		e->special = folder != NULL ? imap_folder_special(s, folder) :
+		    NULL;
 		e->selected = list_selected(&r, e);
 		for (size_t k = 0; k < r.npat && !e->matched; k++)
 			e->matched = imap_list_match(r.pat[k], e->name, '.');
@@ -528,6 +529,8 @@ do_list(struct imap_session *s, struct imap_cmd *c)
 		if (i != inbox)
 			list_show(s, &r, v, n, i);
 	imap_ok(s, "List completed.");
+	for (size_t i = 0; i < n; i++)
+		free(v[i].special);
 	free(v);
 	imap_names_free(&cand);
 	imap_names_free(&all);

@@ -1,6 +1,7 @@
 /*
- * cmd_mailbox.c: CREATE, DELETE, RENAME and STATUS (RFC 3501 6.3). They
- * run on job threads.
+ * cmd_mailbox.c: CREATE (with USE, RFC 6154 3), DELETE, RENAME and
+ * STATUS (RFC 3501 6.3, with SIZE from RFC 8438 and APPENDLIMIT from RFC
+ * 7889). They run on job threads.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -23,15 +24,82 @@
 
 /* ---- CREATE, DELETE, RENAME ---- */
 
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (flag == FTW_DP)
+		return rmdir(path) < 0 && errno != ENOENT ? -1 : 0;
+	return unlink(path) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+/* CREATE's parameters (RFC 4466 2.2): USE (RFC 6154 3), the one known.
+ * The attributes go into uses, space-separated; 0 none, 1 some, -1 with
+ * a BAD or NO set. */
+static int
+create_params(struct imap_session *s, const struct imap_arg *params,
+    str_t *uses)
+{
+	const struct imap_arg *p = params->list;
+	size_t n = params->nlist;
+	bool have_use = false;
+
+	if (n == 0) {
+		imap_bad(s, "Empty CREATE parameters");
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct imap_arg *v;
+
+		if (p[i].type != IMAP_ARG_ATOM ||
+		    strcasecmp(p[i].str, "USE") != 0 || have_use ||
+		    i + 1 == n || p[i + 1].type != IMAP_ARG_LIST ||
+		    p[i + 1].nlist == 0) {
+			imap_bad(s, "Unknown or invalid CREATE parameter");
+			return -1;
+		}
+		have_use = true;
+		v = &p[++i];
+		for (size_t k = 0; k < v->nlist; k++) {
+			const char *attr;
+
+			if (v->list[k].type != IMAP_ARG_ATOM ||
+			    v->list[k].str[0] != '\\') {
+				imap_bad(s, "Invalid special-use attribute");
+				return -1;
+			}
+			/* RFC 6154 3: NO [USEATTR] for one we cannot give */
+			if ((attr = imap_use_attr(v->list[k].str)) == NULL) {
+				imap_no(s, "[USEATTR] Unsupported special-use "
+				    "attribute");
+				return -1;
+			}
+			if (uses->len > 0)
+				str_append_c(uses, ' ');
+			str_append(uses, attr);
+		}
+	}
+	return 1;
+}
+
 void
 imap_cmd_create(struct imap_session *s, struct imap_cmd *c)
 {
 	const char *arg, *err;
 	char *name, *path, *folder;
 	size_t len;
+	str_t uses = STR_INIT;
+	int use = 0;
 
-	if (c->nargs != 1 || (arg = imap_arg_astring(&c->args[0])) == NULL) {
+	if (c->nargs < 1 || c->nargs > 2 ||
+	    (arg = imap_arg_astring(&c->args[0])) == NULL ||
+	    (c->nargs == 2 && c->args[1].type != IMAP_ARG_LIST)) {
 		imap_bad(s, "CREATE needs a mailbox name");
+		return;
+	}
+	if (c->nargs == 2 && (use = create_params(s, &c->args[1], &uses)) < 0) {
+		str_free(&uses);
 		return;
 	}
 	name = xstrdup(arg);
@@ -41,10 +109,12 @@ imap_cmd_create(struct imap_session *s, struct imap_cmd *c)
 	if (imap_is_inbox(name)) {
 		imap_no(s, "[ALREADYEXISTS] INBOX always exists");
 		free(name);
+		str_free(&uses);
 		return;
 	}
 	if ((path = imap_mailbox_locate(s, name, true, &folder)) == NULL) {
 		free(name);
+		str_free(&uses);
 		return;
 	}
 	if (imap_is_dir(path)) {
@@ -52,22 +122,21 @@ imap_cmd_create(struct imap_session *s, struct imap_cmd *c)
 	} else if (maildir_make_folder(s->maildir, folder, &err) < 0) {
 		log_error("%016llx: %s", SID(&s->base), err);
 		imap_no(s, "[SERVERBUG] Cannot create the mailbox");
+	} else if (use > 0 &&
+	    imap_folder_set_special(s, folder, str_c(&uses), &err) < 0) {
+		/* RFC 6154 3: not created when its use cannot be kept */
+		log_error("%016llx: %s: %s", SID(&s->base), path, err);
+		if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) < 0)
+			log_warn_errno("%016llx: removing %s", SID(&s->base),
+			    path);
+		imap_no(s, "[SERVERBUG] Cannot keep the special use");
 	} else {
 		imap_ok(s, "Create completed.");
 	}
+	str_free(&uses);
 	free(folder);
 	free(path);
 	free(name);
-}
-
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (flag == FTW_DP)
-		return rmdir(path) < 0 && errno != ENOENT ? -1 : 0;
-	return unlink(path) < 0 && errno != ENOENT ? -1 : 0;
 }
 
 void

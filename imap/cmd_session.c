@@ -28,7 +28,7 @@ imap_capabilities(const struct imap_session *s, str_t *out)
 	} else {
 		str_append(out, " UIDPLUS MOVE CHILDREN SPECIAL-USE QUOTA "
 		    "ESEARCH COMPRESS=DEFLATE STATUS=SIZE LIST-EXTENDED "
-		    "LIST-STATUS");
+		    "LIST-STATUS CREATE-SPECIAL-USE");
 		/* one limit for every mailbox (RFC 7889 3.1) */
 		str_printf(out, " APPENDLIMIT=%llu",
 		    (unsigned long long)s->srv->size_limit);

@@ -71,6 +71,19 @@ int imap_list_folders(const char *maildir, struct imap_names *out);
 bool imap_has_children(const struct imap_names *l, const char *name);
 /* The special-use attribute of a folder ("\Sent"), or NULL. */
 const char *imap_special_attr(const char *folder);
+/* The special-use attributes of a folder (malloc'd, "\Drafts \Sent"),
+ * or NULL: those CREATE gave it (its IMAP_SPECIAL_USE_FILE), else the
+ * one of its name. At most IMAP_SPECIAL_USE_MAX (lib/base/limits.h)
+ * bytes of the file are read, and only the attributes of imap_use_attr() are taken. */
+#define IMAP_SPECIAL_USE_FILE "petrel-special-use"
+char *imap_folder_special(const struct imap_session *s, const char *folder);
+/* Keep attrs (valid, space-separated) as the folder's special use:
+ * written to a temporary file, synced, renamed. 0 ok, -1 *error_r. */
+int imap_folder_set_special(const struct imap_session *s, const char *folder,
+    const char *attrs, const char **error_r);
+/* A special-use attribute a folder may be given (RFC 6154 2), in its
+ * canonical case, or NULL (unknown, or \All and \Flagged). */
+const char *imap_use_attr(const char *attr);
 /* Folders to the names the client sees, in place, sorted again. */
 void imap_names_to_client(const struct imap_session *s,
     struct imap_names *l);

@@ -107,6 +107,10 @@
  * folder name at O(pattern * name) cost, so these bound a LIST's CPU. */
 #define IMAP_LIST_PATTERNS_MAX 32
 #define IMAP_LIST_PATTERN_LEN_MAX 1024
+/* IMAP: a folder's special-use file (RFC 6154 CREATE ... USE, see
+ * imap/folders.c) is read up to this many bytes; the five attributes a
+ * folder may have take 40. */
+#define IMAP_SPECIAL_USE_MAX 256
 /* A FETCH answer is produced this many bytes at a time, so a big FETCH
  * neither holds the whole answer in memory nor starves other sessions. */
 #define IMAP_FETCH_CHUNK (256 * 1024)

@@ -5,11 +5,13 @@ SPECIAL-USE and STATUS, several patterns, \\NonExistent, \\Subscribed and
 CHILDINFO. The mailboxes of the RFC 5258 section 5 examples are made for one
 user, with '.' as the hierarchy separator instead of '/'."""
 
+import os
+
 import pytest
 
-from imap_util import (ALICE, SPECIAL, capabilities, crlf, imap_inst,  # noqa: F401
-                       imap_instance, imap_server, imap_start, list_attrs, list_names,
-                       maildir_of, make_folder, message, parse, put)
+from imap_util import (ALICE, SPECIAL, capabilities, crlf, folders_on_disk,  # noqa: F401
+                       imap_inst, imap_instance, imap_server, imap_start, list_attrs,
+                       list_names, maildir_of, make_folder, message, parse, put, running)
 
 from test_imap_namespace import PREFIX, courier_maildir
 
@@ -357,4 +359,101 @@ def test_extended_list_with_inbox_prefix(courier_inst, imap_start):
         assert "\\haschildren" in at["INBOX.Work"] and "\\subscribed" in at["INBOX.Work"]
         at = list_attrs(c.ok('LIST (SPECIAL-USE) "" "*"'))
         assert sorted(at) == ["INBOX.Drafts", "INBOX.Sent", "INBOX.Trash"], at
+        c.logout()
+
+
+# --------------------------------------------------------------------------
+# CREATE-SPECIAL-USE (RFC 6154 3)
+
+
+def special_file(inst, folder):
+    return os.path.join(maildir_of(inst, ALICE), "." + folder, "petrel-special-use")
+
+
+def test_create_special_use_example(imap_server):
+    """RFC 6154 5.3: CREATE MySpecial (USE (\\Drafts \\Sent)), then LIST
+    shows both attributes, in this session, the next one and after a
+    restart (kept in the folder's petrel-special-use)."""
+    inst = imap_server.instance
+    with imap_server.session() as c:
+        caps = capabilities(c.ok("CAPABILITY").data("CAPABILITY")[0])
+        assert "CREATE-SPECIAL-USE" in caps, caps
+        c.ok("CREATE MySpecial (USE (\\Drafts \\Sent))")
+        at = list_attrs(c.ok('LIST "" MySpecial'))
+        assert at == {"MySpecial": {"\\hasnochildren", "\\drafts", "\\sent"}}, at
+        at = list_attrs(c.ok('LIST (SPECIAL-USE) "" "*"'))
+        assert sorted(at) == sorted(list(SPECIAL) + ["MySpecial"]), at
+        c.logout()
+    with open(special_file(inst, "MySpecial")) as f:
+        assert f.read().split() == ["\\Drafts", "\\Sent"]
+    assert not os.path.exists(special_file(inst, "MySpecial") + ".tmp")
+    imap_server.stop()
+    with running(inst) as srv:
+        with srv.session() as c:
+            at = list_attrs(c.ok('LIST "" "My*" RETURN (SPECIAL-USE)'))
+            assert at == {"MySpecial": {"\\hasnochildren", "\\drafts", "\\sent"}}, at
+            c.logout()
+
+
+def test_create_special_use_follows_rename_and_delete(c):
+    c.ok("CREATE Lists (USE (\\junk))")           # any case, kept as \Junk
+    at = list_attrs(c.ok('LIST "" Lists'))
+    assert at["Lists"] == {"\\hasnochildren", "\\junk"}, at
+    c.ok("RENAME Lists Filtered")
+    at = list_attrs(c.ok('LIST "" "*"'))
+    assert "Lists" not in at and "\\junk" in at["Filtered"], at
+    c.ok("DELETE Filtered")
+    c.ok("CREATE Filtered")
+    at = list_attrs(c.ok('LIST "" Filtered'))
+    assert at["Filtered"] == {"\\hasnochildren"}, at
+    # a special-use name already there is [ALREADYEXISTS], not re-used
+    r = c.no("CREATE Sent (USE (\\Sent))")
+    assert r.code() == "ALREADYEXISTS", r
+
+
+def test_create_unsupported_use_is_useattr(imap_server):
+    """\\All and \\Flagged (virtual mailboxes) and unknown attributes: NO
+    [USEATTR], and no mailbox is made (RFC 6154 3)."""
+    inst = imap_server.instance
+    with imap_server.session() as c:
+        before = folders_on_disk(inst, ALICE)
+        for attr in ("\\All", "\\Flagged", "\\Bogus", "\\Sent \\Important"):
+            r = c.no("CREATE Foo (USE (%s))" % attr)
+            assert r.code() == "USEATTR", (attr, r)
+        assert folders_on_disk(inst, ALICE) == before
+        assert "Foo" not in list_names(c.ok('LIST "" "*"'))
+        for cmd in ("CREATE Foo (FOO (\\Sent))", "CREATE Foo (USE)", "CREATE Foo (USE ())",
+                    "CREATE Foo ()", "CREATE Foo (USE (\\Sent) USE (\\Drafts))",
+                    'CREATE Foo (USE ("Sent"))', "CREATE Foo (USE (Sent))",
+                    "CREATE Foo (USE (\\Sent)) extra"):
+            r = c.command(cmd)
+            assert r.status == "BAD", (cmd, r)
+        assert folders_on_disk(inst, ALICE) == before
+        c.ok("CREATE Foo")
+        c.logout()
+
+
+def test_special_use_recursivematch(c):
+    """SPECIAL-USE as the base of RECURSIVEMATCH: a folder with a special
+    use below a level '%' shows gets CHILDINFO ("SPECIAL-USE")."""
+    c.ok("CREATE Old")
+    c.ok("CREATE Old.Y2024 (USE (\\Archive))")
+    got = by_name(c.ok('LIST (SPECIAL-USE RECURSIVEMATCH) "" "%"'))
+    assert sorted(got) == sorted(list(SPECIAL) + ["Old"]), got
+    assert childinfo(got["Old"][1]) == ["SPECIAL-USE"] and "\\archive" not in got["Old"][0]
+    assert all(got[f][1] is None for f in SPECIAL), got
+    got = by_name(c.ok('LIST (SPECIAL-USE RECURSIVEMATCH) "" "*"'))
+    assert "Old" not in got and "\\archive" in got["Old.Y2024"][0], got
+
+
+def test_create_special_use_with_inbox_prefix(courier_inst, imap_start):
+    srv = imap_start(courier_inst, PREFIX)
+    with srv.session() as c:
+        c.ok("CREATE INBOX.Lists (USE (\\Junk))")
+        at = list_attrs(c.ok('LIST "" "INBOX.L*"'))
+        assert at == {"INBOX.Lists": {"\\hasnochildren", "\\junk"}}, at
+        assert os.path.exists(os.path.join(maildir_of(courier_inst, ALICE), ".Lists",
+                                           "petrel-special-use"))
+        r = c.no("CREATE Lists2 (USE (\\Junk))")
+        assert r.code() == "CANNOT", r
         c.logout()
