@@ -512,12 +512,15 @@ do_list(struct imap_session *s, struct imap_cmd *c)
 		    imap_names_has(&all, e->name);
 		e->children = imap_has_children(&all, e->name);
 		e->subscribed = imap_names_has(&subs, e->name);
-		folder = e->exists ? imap_folder_listed(s, e->name) : NULL;
+		for (size_t k = 0; k < r.npat && !e->matched; k++)
+			e->matched = imap_list_match(r.pat[k], e->name, '.');
+		/* a file to read per folder: only where it is shown or
+		 * the selection depends on it */
+		folder = e->exists && (e->matched || (r.sel & SEL_SPECIAL)) ?
+		    imap_folder_listed(s, e->name) : NULL;
 		e->special = folder != NULL ? imap_folder_special(s, folder) :
 		    NULL;
 		e->selected = list_selected(&r, e);
-		for (size_t k = 0; k < r.npat && !e->matched; k++)
-			e->matched = imap_list_match(r.pat[k], e->name, '.');
 		if (strcmp(e->name, "INBOX") == 0)
 			inbox = n;
 		n++;
