@@ -42,8 +42,9 @@ create_params(struct imap_session *s, const struct imap_arg *params,
     str_t *uses)
 {
 	const struct imap_arg *p = params->list;
-	size_t n = params->nlist;
+	size_t n = params->nlist, nseen = 0;
 	bool have_use = false;
+	const char *seen[8];	/* each attribute once: there are five */
 
 	if (n == 0) {
 		imap_bad(s, "Empty CREATE parameters");
@@ -75,6 +76,13 @@ create_params(struct imap_session *s, const struct imap_arg *params,
 				    "attribute");
 				return -1;
 			}
+			for (size_t j = 0; j < nseen && attr != NULL; j++)
+				if (seen[j] == attr)
+					attr = NULL;
+			if (attr == NULL || nseen == sizeof(seen) /
+			    sizeof(seen[0]))
+				continue;
+			seen[nseen++] = attr;
 			if (uses->len > 0)
 				str_append_c(uses, ' ');
 			str_append(uses, attr);

@@ -457,3 +457,20 @@ def test_create_special_use_with_inbox_prefix(courier_inst, imap_start):
         r = c.no("CREATE Lists2 (USE (\\Junk))")
         assert r.code() == "CANNOT", r
         c.logout()
+
+
+def test_create_special_use_repeated_attributes(imap_server):
+    """An attribute named more than once is kept once: the file stays a
+    few bytes (it is read up to 256) and keeps every attribute given."""
+    inst = imap_server.instance
+    with imap_server.session() as c:
+        c.ok("CREATE Dup (USE (\\Sent \\sent \\SENT \\Drafts))")
+        many = " ".join(["\\Sent"] * 2000 + ["\\Trash"])
+        c.ok("CREATE Many (USE (%s))" % many)
+        at = list_attrs(c.ok('LIST "" ("Dup" "Many")'))
+        assert at == {"Dup": {"\\hasnochildren", "\\sent", "\\drafts"},
+                      "Many": {"\\hasnochildren", "\\sent", "\\trash"}}, at
+        c.logout()
+    with open(special_file(inst, "Dup")) as f:
+        assert sorted(f.read().split()) == ["\\Drafts", "\\Sent"]
+    assert os.path.getsize(special_file(inst, "Many")) < 64
