@@ -54,6 +54,7 @@
 #include "imap/imap-private.h"
 #include "imap/imap-cmd.h"
 #include "lib/base/alloc.h"
+#include "lib/base/err.h"
 #include "lib/base/fdio.h"
 #include "lib/base/limits.h"
 #include "lib/base/log.h"
@@ -435,32 +436,34 @@ imap_folder_set_special(const struct imap_session *s, const char *folder,
     const char *attrs, const char **error_r)
 {
 	char *dir, *path, *tmp;
-	int fd, ret = -1;
+	int fd, e, ret = -1;
 	str_t text = STR_INIT;
 
-	if ((dir = maildir_folder_path(s->maildir, folder)) == NULL) {
-		*error_r = "invalid folder name";
-		return -1;
-	}
+	if ((dir = maildir_folder_path(s->maildir, folder)) == NULL)
+		return err_fail(error_r, ERR_OTHER, "invalid folder name");
 	path = xasprintf("%s/%s", dir, IMAP_SPECIAL_USE_FILE);
 	tmp = xasprintf("%s.tmp", path);
 	str_printf(&text, "%s\n", attrs);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
 	    0600);
 	if (fd < 0) {
-		*error_r = "cannot create the special-use file";
+		err_fail(error_r, errno, "open(%s) failed: %s", tmp,
+		    strerror(errno));
 		goto out;
 	}
 	if (write_full(fd, text.data, text.len) < 0 || fsync(fd) < 0) {
-		*error_r = "cannot write the special-use file";
+		e = errno;
 		close(fd);
 		unlink(tmp);
+		err_fail(error_r, e, "write(%s) failed: %s", tmp, strerror(e));
 		goto out;
 	}
 	close(fd);
 	if (rename(tmp, path) < 0) {
-		*error_r = "cannot rename the special-use file";
+		e = errno;
 		unlink(tmp);
+		err_fail(error_r, e, "rename(%s) failed: %s", tmp,
+		    strerror(e));
 		goto out;
 	}
 	ret = fsync_dir(dir, error_r);
