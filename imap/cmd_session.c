@@ -27,7 +27,11 @@ imap_capabilities(const struct imap_session *s, str_t *out)
 			str_append(out, " LOGINDISABLED");
 	} else {
 		str_append(out, " UIDPLUS MOVE CHILDREN SPECIAL-USE QUOTA "
-		    "ESEARCH COMPRESS=DEFLATE");
+		    "ESEARCH COMPRESS=DEFLATE STATUS=SIZE LIST-EXTENDED "
+		    "LIST-STATUS CREATE-SPECIAL-USE");
+		/* one limit for every mailbox (RFC 7889 3.1) */
+		str_printf(out, " APPENDLIMIT=%llu",
+		    (unsigned long long)s->srv->size_limit);
 	}
 }
 
