@@ -37,8 +37,13 @@
 #      MEM_FLOOR_MIB (3072: stop opening idle connections when MemAvailable
 #      falls below this), LOGIN_PAR (10), LOGIN_USERS (100), FSYNC_SECONDS (3),
 #      BODY_REPS (5: FETCH 1:* BODY[] of the big folder this many times per
-#      measurement), ONLY (run only these workloads, e.g. "body pop3"; of smtp
-#      login env body search pop3 idle; default all; the table says so).
+#      measurement), SESSION_CLIENTS (20), SESSION_ITERS (1000; quick 200),
+#      SESSION_SECONDS (120: persistent sessions, each looping SELECT, APPEND,
+#      FETCH, STORE, EXPUNGE that many times or for that long), ONLY (run only
+#      these workloads, e.g. "body pop3"; of smtp login session env body
+#      search sort pop3 idle; default all; the table says so; sort = SORT by
+#      date and subject, THREAD=REFERENCES and an ESEARCH on the N_SMALL
+#      and N_LARGE folders).
 #
 # Changed while it runs: the open-files limit of this shell and its children
 # (ulimit -n 65536, or the hard limit if that is lower), and, restored at
@@ -344,6 +349,9 @@ export PETREL_SMTP=$P_SMTP PETREL_IMAP=$P_IMAP PETREL_POP3=$P_POP3 PETREL_PID=$p
 [ -n "${FSYNC_SECONDS:-}" ] && export FSYNC_SECONDS
 [ -n "${MEM_FLOOR_MIB:-}" ] && export MEM_FLOOR_MIB
 [ -n "${BODY_REPS:-}" ] && export BODY_REPS
+[ -n "${SESSION_CLIENTS:-}" ] && export SESSION_CLIENTS
+[ -n "${SESSION_ITERS:-}" ] && export SESSION_ITERS
+[ -n "${SESSION_SECONDS:-}" ] && export SESSION_SECONDS
 [ -n "${ONLY:-}" ] && export ONLY
 mkdir -p "$(dirname "$OUT")"
 timeout "$TIMEOUT" "$PY" "$cmpdir/driver.py" || {

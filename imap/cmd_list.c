@@ -1,7 +1,12 @@
 /*
- * cmd_list.c: LIST, LSUB, SUBSCRIBE, UNSUBSCRIBE (RFC 3501 6.3, RFC 5258
- * selection options SUBSCRIBED and SPECIAL-USE, RFC 6154 SPECIAL-USE,
- * RFC 3348 CHILDREN). They run on job threads.
+ * cmd_list.c: LIST, LSUB, SUBSCRIBE, UNSUBSCRIBE (RFC 3501 6.3), with
+ * LIST-EXTENDED (RFC 5258: selection options SUBSCRIBED, REMOTE,
+ * RECURSIVEMATCH, return options SUBSCRIBED and CHILDREN, several
+ * patterns, \NonExistent, \Subscribed, CHILDINFO), LIST-STATUS (RFC
+ * 5819), SPECIAL-USE (RFC 6154 selection and return option) and the
+ * CHILDREN attributes (RFC 3348). They run on job threads. The client
+ * is trusted for nothing: options are checked against the grammar, the
+ * patterns are bounded in number and length (lib/base/limits.h).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -18,6 +23,7 @@
 #include "imap/imap-cmd.h"
 #include "lib/base/alloc.h"
 #include "lib/base/fdio.h"
+#include "lib/base/limits.h"
 #include "lib/base/log.h"
 #include "lib/maildir/maildir.h"
 #include "lib/maildir/quota.h"
@@ -85,44 +91,18 @@ list_line(struct imap_session *s, const char *cmd, const char *name,
 	str_free(&line);
 }
 
-enum { SEL_SUBSCRIBED = 1, SEL_SPECIAL = 2 };
+/* ---- LSUB (RFC 3501 6.3.9) ---- */
 
 static void
-do_list(struct imap_session *s, struct imap_cmd *c, bool lsub)
+do_lsub(struct imap_session *s, struct imap_cmd *c)
 {
-	const struct imap_arg *a = c->args;
-	size_t n = c->nargs;
 	const char *ref, *pat;
 	char *pattern;
 	struct imap_names all = { 0 }, subs = { 0 }, shown = { 0 };
-	unsigned sel = 0;
 
-	if (!lsub && n >= 1 && a[0].type == IMAP_ARG_LIST) {
-		/* RFC 5258 selection options, as far as we have them */
-		for (size_t i = 0; i < a[0].nlist; i++) {
-			const char *o = imap_arg_astring(&a[0].list[i]);
-
-			if (o != NULL && strcasecmp(o, "SUBSCRIBED") == 0)
-				sel |= SEL_SUBSCRIBED;
-			else if (o != NULL && strcasecmp(o, "SPECIAL-USE") == 0)
-				sel |= SEL_SPECIAL;
-		}
-		a++;
-		n--;
-	}
-	if (!lsub && n == 4 && a[2].type == IMAP_ARG_ATOM &&
-	    strcasecmp(a[2].str, "RETURN") == 0)
-		n = 2;		/* RETURN options: the attributes are there */
-	if (n != 2 || (ref = imap_arg_astring(&a[0])) == NULL ||
-	    (pat = imap_arg_astring(&a[1])) == NULL) {
-		imap_bad(s, "%s needs a reference and a pattern",
-		    lsub ? "LSUB" : "LIST");
-		return;
-	}
-	if (pat[0] == '\0' && !lsub) {
-		/* the hierarchy delimiter and root (RFC 3501 6.3.8) */
-		imap_untagged(s, "LIST (\\Noselect) \".\" \"\"");
-		imap_ok(s, "List completed.");
+	if (c->nargs != 2 || (ref = imap_arg_astring(&c->args[0])) == NULL ||
+	    (pat = imap_arg_astring(&c->args[1])) == NULL) {
+		imap_bad(s, "LSUB needs a reference and a pattern");
 		return;
 	}
 	pattern = canonical_pattern(ref, pat);
@@ -131,8 +111,7 @@ do_list(struct imap_session *s, struct imap_cmd *c, bool lsub)
 		free(pattern);
 		return;
 	}
-	if ((lsub || (sel & SEL_SUBSCRIBED)) &&
-	    imap_read_subscriptions(s, &subs) < 0) {
+	if (imap_read_subscriptions(s, &subs) < 0) {
 		imap_no(s, "[SERVERBUG] Cannot read subscriptions");
 		imap_names_free(&all);
 		free(pattern);
@@ -141,104 +120,435 @@ do_list(struct imap_session *s, struct imap_cmd *c, bool lsub)
 	/* from here on, names as the client sees them */
 	imap_names_to_client(s, &all);
 	imap_names_to_client(s, &subs);
+	for (size_t i = 0; i < subs.n; i++) {
+		const char *name = subs.v[i];
+		bool exists = strcmp(name, "INBOX") == 0 ||
+		    imap_names_has(&all, name);
 
-	/* INBOX first, then the folders, then parents that exist only as
-	 * a level of deeper names (\Noselect, as '%' must show them). */
-	{
-		struct imap_names cand = { 0 };
-
-		imap_names_add(&cand, "INBOX");
-		for (size_t i = 0; i < all.n; i++)
-			imap_names_add(&cand, all.v[i]);
-		if (lsub) {
-			for (size_t i = 0; i < subs.n; i++)
-				if (!imap_names_has(&all, subs.v[i]) &&
-				    strcmp(subs.v[i], "INBOX") != 0)
-					imap_names_add(&cand, subs.v[i]);
-		}
-		for (size_t i = 0; i < cand.n; i++) {
-			const char *name = cand.v[i];
-			bool exists = strcmp(name, "INBOX") == 0 ||
-			    imap_names_has(&all, name);
-			bool subscribed = subs.n > 0 &&
-			    imap_names_has(&subs, name);
-			const char *folder = imap_folder_listed(s, name);
-			const char *sp = folder != NULL ?
-			    imap_special_attr(folder) : NULL;
-			str_t attrs = STR_INIT;
-
-			if (!imap_list_match(pattern, name, '.'))
-				continue;
-			if ((lsub || (sel & SEL_SUBSCRIBED)) && !subscribed)
-				continue;
-			if ((sel & SEL_SPECIAL) && sp == NULL)
-				continue;
-			if (!exists)
-				str_append(&attrs, "\\NonExistent \\Noselect");
-			else
-				str_append(&attrs,
-				    imap_has_children(&all, name) ?
-				    "\\HasChildren" : "\\HasNoChildren");
-			if (sp != NULL && !lsub) {
-				str_append_c(&attrs, ' ');
-				str_append(&attrs, sp);
-			}
-			if (sel & SEL_SUBSCRIBED)
-				str_append(&attrs, " \\Subscribed");
-			list_line(s, lsub ? "LSUB" : "LIST", name,
-			    str_c(&attrs));
-			imap_names_add(&shown, name);
-			str_free(&attrs);
-		}
-		/* parents of deeper names that match where the name
-		 * itself does not exist (LSUB: is not subscribed), as '%'
-		 * must show them (RFC 3501 6.3.8, 6.3.9) */
-		{
-			const struct imap_names *src = lsub ? &subs : &all;
-
-			for (size_t i = 0; i < src->n; i++) {
-				char *p = xstrdup(src->v[i]);
-				char *dot;
-
-				while ((dot = strrchr(p, '.')) != NULL) {
-					*dot = '\0';
-					/* INBOX exists: it was shown */
-					if (!lsub && strcmp(p, "INBOX") == 0)
-						continue;
-					if (imap_names_has(src, p) ||
-					    !imap_list_match(pattern, p, '.'))
-						continue;
-					if (shown.n > 1)
-						qsort(shown.v, shown.n,
-						    sizeof(*shown.v),
-						    imap_names_cmp);
-					if (imap_names_has(&shown, p))
-						continue;
-					list_line(s, lsub ? "LSUB" : "LIST", p,
-					    lsub ? "\\Noselect" :
-					    "\\Noselect \\HasChildren");
-					imap_names_add(&shown, p);
-				}
-				free(p);
-			}
-		}
-		imap_names_free(&cand);
+		if (!imap_list_match(pattern, name, '.'))
+			continue;
+		list_line(s, "LSUB", name,
+		    !exists ? "\\NonExistent \\Noselect" :
+		    imap_has_children(&all, name) ? "\\HasChildren" :
+		    "\\HasNoChildren");
+		imap_names_add(&shown, name);
+		if (shown.n > 1)
+			qsort(shown.v, shown.n, sizeof(*shown.v),
+			    imap_names_cmp);
 	}
-	imap_ok(s, "%s completed.", lsub ? "Lsub" : "List");
+	/* parents of subscribed names that match where the name itself is
+	 * not subscribed, as '%' must show them (RFC 3501 6.3.9) */
+	for (size_t i = 0; i < subs.n; i++) {
+		char *p = xstrdup(subs.v[i]);
+		char *dot;
+
+		while ((dot = strrchr(p, '.')) != NULL) {
+			*dot = '\0';
+			if (imap_names_has(&subs, p) ||
+			    imap_names_has(&shown, p) ||
+			    !imap_list_match(pattern, p, '.'))
+				continue;
+			list_line(s, "LSUB", p, "\\Noselect");
+			imap_names_add(&shown, p);
+			if (shown.n > 1)
+				qsort(shown.v, shown.n, sizeof(*shown.v),
+				    imap_names_cmp);
+		}
+		free(p);
+	}
+	imap_ok(s, "Lsub completed.");
 	imap_names_free(&all);
 	imap_names_free(&subs);
 	imap_names_free(&shown);
 	free(pattern);
 }
 
+/* ---- LIST (RFC 3501 6.3.8, RFC 5258 LIST-EXTENDED, RFC 5819
+ * LIST-STATUS, RFC 6154 SPECIAL-USE) ---- */
+
+/* selection options (RFC 5258 3.1, RFC 6154 5.1) */
+enum {
+	SEL_SUBSCRIBED = 0x1, SEL_SPECIAL = 0x2, SEL_REMOTE = 0x4,
+	SEL_RECURSIVE = 0x8,
+};
+#define SEL_BASE (SEL_SUBSCRIBED | SEL_SPECIAL)
+/* return options (RFC 5258 3.2, RFC 5819, RFC 6154 5.2) */
+enum {
+	RET_SUBSCRIBED = 0x1, RET_CHILDREN = 0x2, RET_SPECIAL = 0x4,
+	RET_STATUS = 0x8,
+};
+
+struct list_req {
+	unsigned sel, ret;
+	char *pat[IMAP_LIST_PATTERNS_MAX];	/* reference applied */
+	size_t npat;
+	bool root;		/* LIST "" "": the delimiter alone */
+	const struct imap_arg *status;	/* RETURN (STATUS (items)) */
+	size_t nstatus;
+};
+
+static void
+list_req_free(struct list_req *r)
+{
+	for (size_t i = 0; i < r->npat; i++)
+		free(r->pat[i]);
+	r->npat = 0;
+}
+
+static int
+list_add_pattern(struct imap_session *s, struct list_req *r,
+    const char *ref, const struct imap_arg *a)
+{
+	const char *pat = imap_arg_astring(a);
+
+	if (pat == NULL) {
+		imap_bad(s, "Invalid mailbox pattern");
+		return -1;
+	}
+	if (r->npat == IMAP_LIST_PATTERNS_MAX ||
+	    strlen(ref) + strlen(pat) > IMAP_LIST_PATTERN_LEN_MAX) {
+		imap_bad(s, "Too many or too long mailbox patterns");
+		return -1;
+	}
+	r->pat[r->npat++] = canonical_pattern(ref, pat);
+	return 0;
+}
+
+static int
+list_parse_select(struct imap_session *s, struct list_req *r,
+    const struct imap_arg *opts)
+{
+	for (size_t i = 0; i < opts->nlist; i++) {
+		const struct imap_arg *o = &opts->list[i];
+
+		if (o->type != IMAP_ARG_ATOM) {
+			imap_bad(s, "Invalid selection option");
+			return -1;
+		}
+		if (strcasecmp(o->str, "SUBSCRIBED") == 0)
+			r->sel |= SEL_SUBSCRIBED;
+		else if (strcasecmp(o->str, "SPECIAL-USE") == 0)
+			r->sel |= SEL_SPECIAL;
+		else if (strcasecmp(o->str, "REMOTE") == 0)
+			r->sel |= SEL_REMOTE;	/* there are no remote
+						   mailboxes */
+		else if (strcasecmp(o->str, "RECURSIVEMATCH") == 0)
+			r->sel |= SEL_RECURSIVE;
+		else {
+			/* RFC 5258 3: unknown options are refused */
+			imap_bad(s, "Unknown selection option %s", o->str);
+			return -1;
+		}
+	}
+	/* RFC 5258 3.1: RECURSIVEMATCH needs a base option */
+	if ((r->sel & SEL_RECURSIVE) && !(r->sel & SEL_BASE)) {
+		imap_bad(s, "RECURSIVEMATCH needs SUBSCRIBED or SPECIAL-USE");
+		return -1;
+	}
+	/* the base options imply their return options (RFC 5258 3.1) */
+	if (r->sel & SEL_SUBSCRIBED)
+		r->ret |= RET_SUBSCRIBED;
+	if (r->sel & SEL_SPECIAL)
+		r->ret |= RET_SPECIAL;
+	return 0;
+}
+
+static int
+list_parse_return(struct imap_session *s, struct list_req *r,
+    const struct imap_arg *opts)
+{
+	for (size_t i = 0; i < opts->nlist; i++) {
+		const struct imap_arg *o = &opts->list[i];
+
+		if (o->type != IMAP_ARG_ATOM) {
+			imap_bad(s, "Invalid return option");
+			return -1;
+		}
+		if (strcasecmp(o->str, "SUBSCRIBED") == 0) {
+			r->ret |= RET_SUBSCRIBED;
+		} else if (strcasecmp(o->str, "CHILDREN") == 0) {
+			r->ret |= RET_CHILDREN;
+		} else if (strcasecmp(o->str, "SPECIAL-USE") == 0) {
+			r->ret |= RET_SPECIAL;
+		} else if (strcasecmp(o->str, "STATUS") == 0 &&
+		    !(r->ret & RET_STATUS) && i + 1 < opts->nlist &&
+		    opts->list[i + 1].type == IMAP_ARG_LIST) {
+			/* RFC 5819 2 */
+			i++;
+			if (!imap_status_items_valid(opts->list[i].list,
+			    opts->list[i].nlist)) {
+				imap_bad(s, "Unknown STATUS item");
+				return -1;
+			}
+			r->ret |= RET_STATUS;
+			r->status = opts->list[i].list;
+			r->nstatus = opts->list[i].nlist;
+		} else {
+			imap_bad(s, "Unknown return option %s", o->str);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* LIST [SP "(" select-opts ")"] SP reference SP (pattern / "(" pattern
+ * *(SP pattern) ")") [SP "RETURN" SP "(" return-opts ")"] */
+static int
+list_parse(struct imap_session *s, struct imap_cmd *c, struct list_req *r)
+{
+	const struct imap_arg *a = c->args;
+	size_t n = c->nargs;
+	const char *ref, *pat;
+
+	memset(r, 0, sizeof(*r));
+	if (n >= 1 && a[0].type == IMAP_ARG_LIST) {
+		if (list_parse_select(s, r, &a[0]) < 0)
+			return -1;
+		a++;
+		n--;
+	}
+	if (n == 4 && a[2].type == IMAP_ARG_ATOM &&
+	    strcasecmp(a[2].str, "RETURN") == 0 &&
+	    a[3].type == IMAP_ARG_LIST) {
+		if (list_parse_return(s, r, &a[3]) < 0)
+			return -1;
+		n = 2;
+	}
+	if (n != 2 || (ref = imap_arg_astring(&a[0])) == NULL) {
+		imap_bad(s, "LIST needs a reference and a pattern");
+		return -1;
+	}
+	if (a[1].type == IMAP_ARG_LIST) {
+		if (a[1].nlist == 0) {
+			imap_bad(s, "LIST needs a mailbox pattern");
+			return -1;
+		}
+		for (size_t i = 0; i < a[1].nlist; i++)
+			if (list_add_pattern(s, r, ref, &a[1].list[i]) < 0)
+				return -1;
+		return 0;
+	}
+	if ((pat = imap_arg_astring(&a[1])) != NULL && pat[0] == '\0') {
+		r->root = true;	/* RFC 3501 6.3.8 */
+		return 0;
+	}
+	return list_add_pattern(s, r, ref, &a[1]);
+}
+
+/* What LIST knows of one name it may show. */
+struct list_ent {
+	const char *name;
+	bool exists;		/* INBOX or a folder */
+	bool children;		/* folders below it */
+	bool subscribed;
+	char *special;		/* its special-use attribute(s), or NULL */
+	bool selected;		/* meets the selection options */
+	bool matched;		/* some pattern matches it */
+};
+
+static bool
+list_selected(const struct list_req *r, const struct list_ent *e)
+{
+	if (!(r->sel & SEL_BASE))
+		return e->exists || e->children;
+	if ((r->sel & SEL_SUBSCRIBED) && !e->subscribed)
+		return false;
+	if ((r->sel & SEL_SPECIAL) && (!e->exists || e->special == NULL))
+		return false;
+	return true;
+}
+
+/* RECURSIVEMATCH (RFC 5258 3.5): a descendant meets the selection
+ * options but is not shown itself (no pattern matches it), so the name
+ * gets CHILDINFO. Descendants follow their parent in the sorted v. */
+static bool
+list_childinfo(const struct list_ent *v, size_t n, size_t i)
+{
+	size_t len = strlen(v[i].name);
+
+	for (size_t j = i + 1; j < n; j++) {
+		if (strncmp(v[j].name, v[i].name, len) != 0)
+			break;
+		if (v[j].name[len] != '.')
+			continue;	/* "Foo2" between "Foo" and "Foo.x" */
+		if (v[j].selected && !v[j].matched)
+			return true;
+	}
+	return false;
+}
+
+static void
+list_status(struct imap_session *s, const struct list_req *r,
+    const char *name)
+{
+	const char *folder = imap_folder_listed(s, name), *err;
+	char *path;
+
+	if (folder == NULL ||
+	    (path = maildir_folder_path(s->maildir, folder)) == NULL)
+		return;
+	/* RFC 5819 2: a mailbox whose status cannot be had gets no
+	 * STATUS response, the LIST goes on */
+	if (imap_status_append(s, name, path, r->status, r->nstatus,
+	    &err) < 0)
+		log_warn("%016llx: list-status %s: %s", SID(&s->base), path,
+		    err);
+	free(path);
+}
+
+static void
+list_show(struct imap_session *s, const struct list_req *r,
+    const struct list_ent *v, size_t n, size_t i)
+{
+	const struct list_ent *e = &v[i];
+	bool childinfo = (r->sel & SEL_RECURSIVE) && list_childinfo(v, n, i);
+	str_t line = STR_INIT;
+
+	if (!(e->selected && e->matched) && !(e->matched && childinfo))
+		return;
+	str_append(&line, "LIST (");
+	if (!e->exists && !e->children)
+		str_append(&line, "\\NonExistent \\Noselect");
+	else if (!e->exists)
+		str_append(&line, "\\Noselect \\HasChildren");
+	else
+		str_append(&line, e->children ? "\\HasChildren" :
+		    "\\HasNoChildren");
+	if (e->special != NULL) {
+		str_append_c(&line, ' ');
+		str_append(&line, e->special);
+	}
+	if ((r->ret & RET_SUBSCRIBED) && e->subscribed)
+		str_append(&line, " \\Subscribed");
+	str_append(&line, ") \".\" ");
+	imap_append_astring(&line, e->name, strlen(e->name));
+	if (childinfo) {
+		str_append(&line, " (\"CHILDINFO\" (");
+		if (r->sel & SEL_SUBSCRIBED)
+			str_append(&line, "\"SUBSCRIBED\"");
+		if (r->sel & SEL_SPECIAL)
+			str_append(&line, (r->sel & SEL_SUBSCRIBED) ?
+			    " \"SPECIAL-USE\"" : "\"SPECIAL-USE\"");
+		str_append(&line, "))");
+	}
+	imap_untagged(s, "%s", str_c(&line));
+	str_free(&line);
+	/* RFC 5819: after the LIST response of each selectable mailbox the
+	 * selection chose (not one shown only for CHILDINFO) */
+	if ((r->ret & RET_STATUS) && e->exists && e->selected)
+		list_status(s, r, e->name);
+}
+
+/* name and every level above it */
+static void
+list_add_levels(struct imap_names *cand, const char *name)
+{
+	char *p = xstrdup(name), *dot;
+
+	imap_names_add(cand, p);
+	while ((dot = strrchr(p, '.')) != NULL) {
+		*dot = '\0';
+		imap_names_add(cand, p);
+	}
+	free(p);
+}
+
+static void
+do_list(struct imap_session *s, struct imap_cmd *c)
+{
+	struct list_req r;
+	struct imap_names all = { 0 }, subs = { 0 }, cand = { 0 };
+	struct list_ent *v = NULL;
+	size_t n = 0, inbox = SIZE_MAX;
+
+	if (list_parse(s, c, &r) < 0) {
+		list_req_free(&r);
+		return;
+	}
+	if (r.root) {
+		/* the hierarchy delimiter and root (RFC 3501 6.3.8) */
+		imap_untagged(s, "LIST (\\Noselect) \".\" \"\"");
+		imap_ok(s, "List completed.");
+		return;
+	}
+	if (imap_list_folders(s->maildir, &all) < 0) {
+		imap_no(s, "[SERVERBUG] Cannot list mailboxes");
+		list_req_free(&r);
+		return;
+	}
+	if ((r.ret & RET_SUBSCRIBED) && imap_read_subscriptions(s, &subs) < 0) {
+		imap_no(s, "[SERVERBUG] Cannot read subscriptions");
+		imap_names_free(&all);
+		list_req_free(&r);
+		return;
+	}
+	/* from here on, names as the client sees them */
+	imap_names_to_client(s, &all);
+	imap_names_to_client(s, &subs);
+
+	/* the names: INBOX, the folders, subscribed names when the
+	 * selection is by subscription (RFC 5258 3.1: those that do not
+	 * exist too), and every level above them (RFC 3501 6.3.8: '%'
+	 * shows a level that exists only as the parent of deeper names);
+	 * sorted, each once */
+	imap_names_add(&cand, "INBOX");
+	for (size_t i = 0; i < all.n; i++)
+		list_add_levels(&cand, all.v[i]);
+	if (r.sel & SEL_SUBSCRIBED)
+		for (size_t i = 0; i < subs.n; i++)
+			list_add_levels(&cand, subs.v[i]);
+	if (cand.n > 1)
+		qsort(cand.v, cand.n, sizeof(*cand.v), imap_names_cmp);
+	v = xcalloc(cand.n, sizeof(*v));
+	for (size_t i = 0; i < cand.n; i++) {
+		struct list_ent *e;
+		const char *folder;
+
+		if (n > 0 && strcmp(cand.v[i], v[n - 1].name) == 0)
+			continue;
+		e = &v[n];
+		e->name = cand.v[i];
+		e->exists = strcmp(e->name, "INBOX") == 0 ||
+		    imap_names_has(&all, e->name);
+		e->children = imap_has_children(&all, e->name);
+		e->subscribed = imap_names_has(&subs, e->name);
+		for (size_t k = 0; k < r.npat && !e->matched; k++)
+			e->matched = imap_list_match(r.pat[k], e->name, '.');
+		/* a file to read per folder: only where it is shown or
+		 * the selection depends on it */
+		folder = e->exists && (e->matched || (r.sel & SEL_SPECIAL)) ?
+		    imap_folder_listed(s, e->name) : NULL;
+		e->special = folder != NULL ? imap_folder_special(s, folder) :
+		    NULL;
+		e->selected = list_selected(&r, e);
+		if (strcmp(e->name, "INBOX") == 0)
+			inbox = n;
+		n++;
+	}
+	/* INBOX first, then the others in order */
+	if (inbox != SIZE_MAX)
+		list_show(s, &r, v, n, inbox);
+	for (size_t i = 0; i < n; i++)
+		if (i != inbox)
+			list_show(s, &r, v, n, i);
+	imap_ok(s, "List completed.");
+	for (size_t i = 0; i < n; i++)
+		free(v[i].special);
+	free(v);
+	imap_names_free(&cand);
+	imap_names_free(&all);
+	imap_names_free(&subs);
+	list_req_free(&r);
+}
+
 void
 imap_cmd_list(struct imap_session *s, struct imap_cmd *c)
 {
-	do_list(s, c, false);
+	do_list(s, c);
 }
 
 void
 imap_cmd_lsub(struct imap_session *s, struct imap_cmd *c)
 {
-	do_list(s, c, true);
+	do_lsub(s, c);
 }

@@ -1,6 +1,7 @@
 /*
- * cmd_mailbox.c: CREATE, DELETE, RENAME and STATUS (RFC 3501 6.3). They
- * run on job threads.
+ * cmd_mailbox.c: CREATE (with USE, RFC 6154 3), DELETE, RENAME and
+ * STATUS (RFC 3501 6.3, with SIZE from RFC 8438 and APPENDLIMIT from RFC
+ * 7889). They run on job threads.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -23,15 +24,90 @@
 
 /* ---- CREATE, DELETE, RENAME ---- */
 
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (flag == FTW_DP)
+		return rmdir(path) < 0 && errno != ENOENT ? -1 : 0;
+	return unlink(path) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+/* CREATE's parameters (RFC 4466 2.2): USE (RFC 6154 3), the one known.
+ * The attributes go into uses, space-separated; 0 none, 1 some, -1 with
+ * a BAD or NO set. */
+static int
+create_params(struct imap_session *s, const struct imap_arg *params,
+    str_t *uses)
+{
+	const struct imap_arg *p = params->list;
+	size_t n = params->nlist, nseen = 0;
+	bool have_use = false;
+	const char *seen[8];	/* each attribute once: there are five */
+
+	if (n == 0) {
+		imap_bad(s, "Empty CREATE parameters");
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct imap_arg *v;
+
+		if (p[i].type != IMAP_ARG_ATOM ||
+		    strcasecmp(p[i].str, "USE") != 0 || have_use ||
+		    i + 1 == n || p[i + 1].type != IMAP_ARG_LIST ||
+		    p[i + 1].nlist == 0) {
+			imap_bad(s, "Unknown or invalid CREATE parameter");
+			return -1;
+		}
+		have_use = true;
+		v = &p[++i];
+		for (size_t k = 0; k < v->nlist; k++) {
+			const char *attr;
+
+			if (v->list[k].type != IMAP_ARG_ATOM ||
+			    v->list[k].str[0] != '\\') {
+				imap_bad(s, "Invalid special-use attribute");
+				return -1;
+			}
+			/* RFC 6154 3: NO [USEATTR] for one we cannot give */
+			if ((attr = imap_use_attr(v->list[k].str)) == NULL) {
+				imap_no(s, "[USEATTR] Unsupported special-use "
+				    "attribute");
+				return -1;
+			}
+			for (size_t j = 0; j < nseen && attr != NULL; j++)
+				if (seen[j] == attr)
+					attr = NULL;
+			if (attr == NULL || nseen == sizeof(seen) /
+			    sizeof(seen[0]))
+				continue;
+			seen[nseen++] = attr;
+			if (uses->len > 0)
+				str_append_c(uses, ' ');
+			str_append(uses, attr);
+		}
+	}
+	return 1;
+}
+
 void
 imap_cmd_create(struct imap_session *s, struct imap_cmd *c)
 {
 	const char *arg, *err;
 	char *name, *path, *folder;
 	size_t len;
+	str_t uses = STR_INIT;
+	int use = 0;
 
-	if (c->nargs != 1 || (arg = imap_arg_astring(&c->args[0])) == NULL) {
+	if (c->nargs < 1 || c->nargs > 2 ||
+	    (arg = imap_arg_astring(&c->args[0])) == NULL ||
+	    (c->nargs == 2 && c->args[1].type != IMAP_ARG_LIST)) {
 		imap_bad(s, "CREATE needs a mailbox name");
+		return;
+	}
+	if (c->nargs == 2 && (use = create_params(s, &c->args[1], &uses)) < 0) {
+		str_free(&uses);
 		return;
 	}
 	name = xstrdup(arg);
@@ -41,10 +117,12 @@ imap_cmd_create(struct imap_session *s, struct imap_cmd *c)
 	if (imap_is_inbox(name)) {
 		imap_no(s, "[ALREADYEXISTS] INBOX always exists");
 		free(name);
+		str_free(&uses);
 		return;
 	}
 	if ((path = imap_mailbox_locate(s, name, true, &folder)) == NULL) {
 		free(name);
+		str_free(&uses);
 		return;
 	}
 	if (imap_is_dir(path)) {
@@ -52,22 +130,21 @@ imap_cmd_create(struct imap_session *s, struct imap_cmd *c)
 	} else if (maildir_make_folder(s->maildir, folder, &err) < 0) {
 		log_error("%016llx: %s", SID(&s->base), err);
 		imap_no(s, "[SERVERBUG] Cannot create the mailbox");
+	} else if (use > 0 &&
+	    imap_folder_set_special(s, folder, str_c(&uses), &err) < 0) {
+		/* RFC 6154 3: not created when its use cannot be kept */
+		log_error("%016llx: %s: %s", SID(&s->base), path, err);
+		if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) < 0)
+			log_warn_errno("%016llx: removing %s", SID(&s->base),
+			    path);
+		imap_no(s, "[SERVERBUG] Cannot keep the special use");
 	} else {
 		imap_ok(s, "Create completed.");
 	}
+	str_free(&uses);
 	free(folder);
 	free(path);
 	free(name);
-}
-
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (flag == FTW_DP)
-		return rmdir(path) < 0 && errno != ENOENT ? -1 : 0;
-	return unlink(path) < 0 && errno != ENOENT ? -1 : 0;
 }
 
 void
@@ -247,31 +324,99 @@ out:
 
 /* ---- STATUS ---- */
 
+/* The STATUS items: RFC 3501 6.3.10, SIZE (RFC 8438), APPENDLIMIT (RFC
+ * 7889). */
+static const char *const status_items[] = {
+	"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE",
+	"APPENDLIMIT",
+};
+enum { ST_MESSAGES, ST_RECENT, ST_UIDNEXT, ST_UIDVALIDITY, ST_UNSEEN,
+	ST_SIZE, ST_APPENDLIMIT, ST_NONE };
+
+static int
+status_item(const struct imap_arg *it)
+{
+	if (it->type != IMAP_ARG_ATOM)
+		return ST_NONE;
+	for (int i = 0; i < ST_NONE; i++)
+		if (strcasecmp(it->str, status_items[i]) == 0)
+			return i;
+	return ST_NONE;
+}
+
+bool
+imap_status_items_valid(const struct imap_arg *items, size_t n)
+{
+	if (n == 0)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (status_item(&items[i]) == ST_NONE)
+			return false;
+	return true;
+}
+
+int
+imap_status_append(struct imap_session *s, const char *name,
+    const char *path, const struct imap_arg *items, size_t n,
+    const char **error_r)
+{
+	uint32_t uidvalidity = 0, uidnext = 0, messages = 0, unseen = 0;
+	uint32_t recent = 0;
+	uint64_t size = 0;
+	bool counts = false, want_size = false;
+	str_t line = STR_INIT;
+
+	for (size_t i = 0; i < n; i++) {
+		int k = status_item(&items[i]);
+
+		if (k == ST_SIZE)
+			want_size = true;
+		else if (k != ST_APPENDLIMIT)
+			counts = true;
+	}
+	if (counts && mbox_status(path, &uidvalidity, &uidnext, &messages,
+	    &unseen, &recent, error_r) < 0)
+		return -1;
+	if (want_size && mbox_status_size(path, &size, error_r) < 0)
+		return -1;
+	str_append(&line, "STATUS ");
+	imap_append_astring(&line, name, strlen(name));
+	str_append(&line, " (");
+	{
+		const uint64_t v[ST_NONE] = {
+			[ST_MESSAGES] = messages, [ST_RECENT] = recent,
+			[ST_UIDNEXT] = uidnext, [ST_UIDVALIDITY] = uidvalidity,
+			[ST_UNSEEN] = unseen, [ST_SIZE] = size,
+			[ST_APPENDLIMIT] = s->srv->size_limit,
+		};
+
+		for (size_t i = 0; i < n; i++) {
+			int k = status_item(&items[i]);
+
+			str_printf(&line, "%s%s %llu", i > 0 ? " " : "",
+			    status_items[k], (unsigned long long)v[k]);
+		}
+	}
+	str_append_c(&line, ')');
+	imap_untagged(s, "%s", str_c(&line));
+	str_free(&line);
+	return 0;
+}
+
 void
 imap_cmd_status(struct imap_session *s, struct imap_cmd *c)
 {
 	const char *name, *err;
 	char *path;
-	uint32_t uidvalidity, uidnext, messages, unseen, recent;
-	str_t line = STR_INIT;
 
 	if (c->nargs != 2 || (name = imap_arg_astring(&c->args[0])) == NULL ||
 	    c->args[1].type != IMAP_ARG_LIST || c->args[1].nlist == 0) {
 		imap_bad(s, "STATUS needs a mailbox and a list of items");
 		return;
 	}
-	for (size_t i = 0; i < c->args[1].nlist; i++) {
-		const struct imap_arg *it = &c->args[1].list[i];
-
-		if (it->type != IMAP_ARG_ATOM ||
-		    (strcasecmp(it->str, "MESSAGES") != 0 &&
-		    strcasecmp(it->str, "RECENT") != 0 &&
-		    strcasecmp(it->str, "UIDNEXT") != 0 &&
-		    strcasecmp(it->str, "UIDVALIDITY") != 0 &&
-		    strcasecmp(it->str, "UNSEEN") != 0)) {
-			imap_bad(s, "Unknown STATUS item");
-			return;
-		}
+	if (!imap_status_items_valid(c->args[1].list, c->args[1].nlist)) {
+		imap_bad(s, "Unknown STATUS item");
+		return;
 	}
 	if ((path = imap_mailbox_path(s, name)) == NULL)
 		return;
@@ -280,37 +425,13 @@ imap_cmd_status(struct imap_session *s, struct imap_cmd *c)
 		free(path);
 		return;
 	}
-	if (mbox_status(path, &uidvalidity, &uidnext, &messages, &unseen,
-	    &recent, &err) < 0) {
+	if (imap_status_append(s, imap_is_inbox(name) ? "INBOX" : name, path,
+	    c->args[1].list, c->args[1].nlist, &err) < 0) {
 		log_error("%016llx: status %s: %s", SID(&s->base), path, err);
 		imap_no(s, "[SERVERBUG] Cannot read the mailbox");
 		free(path);
 		return;
 	}
 	free(path);
-	str_append(&line, "STATUS ");
-	imap_append_astring(&line, imap_is_inbox(name) ? "INBOX" : name,
-	    strlen(imap_is_inbox(name) ? "INBOX" : name));
-	str_append(&line, " (");
-	for (size_t i = 0; i < c->args[1].nlist; i++) {
-		const char *it = c->args[1].list[i].str;
-		uint32_t v;
-
-		if (strcasecmp(it, "MESSAGES") == 0)
-			v = messages;
-		else if (strcasecmp(it, "RECENT") == 0)
-			v = recent;
-		else if (strcasecmp(it, "UIDNEXT") == 0)
-			v = uidnext;
-		else if (strcasecmp(it, "UIDVALIDITY") == 0)
-			v = uidvalidity;
-		else
-			v = unseen;
-		str_printf(&line, "%s%s %u", i > 0 ? " " : "",
-		    c->args[1].list[i].str, v);
-	}
-	str_append_c(&line, ')');
-	imap_untagged(s, "%s", str_c(&line));
-	str_free(&line);
 	imap_ok(s, "Status completed.");
 }

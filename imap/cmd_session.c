@@ -27,8 +27,12 @@ imap_capabilities(const struct imap_session *s, str_t *out)
 			str_append(out, " LOGINDISABLED");
 	} else {
 		str_append(out, " UIDPLUS MOVE CHILDREN SPECIAL-USE QUOTA "
-		    "ESEARCH SEARCHRES COMPRESS=DEFLATE MULTIAPPEND REPLACE "
-		    "BINARY");
+		    "ESEARCH SEARCHRES COMPRESS=DEFLATE STATUS=SIZE "
+		    "LIST-EXTENDED LIST-STATUS CREATE-SPECIAL-USE MULTIAPPEND "
+		    "REPLACE BINARY");
+		/* one limit for every mailbox (RFC 7889 3.1) */
+		str_printf(out, " APPENDLIMIT=%llu",
+		    (unsigned long long)s->srv->size_limit);
 	}
 }
 

@@ -30,6 +30,12 @@
  *    ".Work.New"), and is "INBOX.x" when no level exists. LIST shows
  *    every folder under its one name.
  *
+ * Special use (RFC 6154): the folders made at the first login have the
+ * attribute of their name (Sent is \Sent ...); a folder made by CREATE
+ * with USE has a file "petrel-special-use" in its directory (beside
+ * cur/, new/ and tmp/) holding its attributes on one line, which then
+ * wins over the name. It moves with RENAME and goes with DELETE.
+ *
  * Subscriptions: lib/maildir/subscriptions.c keeps Dovecot's and
  * Courier's files, in the formats the maildir has; here they hold
  * folders, and LSUB shows them by their mailbox names.
@@ -48,7 +54,9 @@
 #include "imap/imap-private.h"
 #include "imap/imap-cmd.h"
 #include "lib/base/alloc.h"
+#include "lib/base/err.h"
 #include "lib/base/fdio.h"
+#include "lib/base/limits.h"
 #include "lib/base/log.h"
 #include "lib/maildir/maildir.h"
 #include "lib/maildir/quota.h"
@@ -335,6 +343,136 @@ imap_special_attr(const char *name)
 		if (strcmp(name, special[i].name) == 0)
 			return special[i].attr;
 	return NULL;
+}
+
+/* ---- special use given by CREATE (RFC 6154 3) ---- */
+
+/* The attributes a client may give a folder: RFC 6154 2 less \All and
+ * \Flagged, which name virtual mailboxes petrel does not have. */
+static const char *const use_attrs[] = {
+	"\\Archive", "\\Drafts", "\\Junk", "\\Sent", "\\Trash",
+};
+#define NUSE_ATTRS (sizeof(use_attrs) / sizeof(use_attrs[0]))
+
+const char *
+imap_use_attr(const char *attr)
+{
+	for (size_t i = 0; i < NUSE_ATTRS; i++)
+		if (strcasecmp(attr, use_attrs[i]) == 0)
+			return use_attrs[i];
+	return NULL;
+}
+
+/* The attributes of a petrel-special-use file's text, each once, in
+ * the order of use_attrs ("" when none is valid). */
+static char *
+parse_use_attrs(const char *text)
+{
+	bool have[NUSE_ATTRS] = { false };
+	const char *p = text;
+	str_t out = STR_INIT;
+	char *r;
+
+	while (*p != '\0') {
+		size_t len = strcspn(p, " \t\r\n");
+
+		for (size_t i = 0; i < NUSE_ATTRS; i++)
+			if (len == strlen(use_attrs[i]) &&
+			    strncasecmp(p, use_attrs[i], len) == 0)
+				have[i] = true;
+		p += len;
+		p += strspn(p, " \t\r\n");
+	}
+	for (size_t i = 0; i < NUSE_ATTRS; i++) {
+		if (!have[i])
+			continue;
+		if (out.len > 0)
+			str_append_c(&out, ' ');
+		str_append(&out, use_attrs[i]);
+	}
+	r = xstrdup(str_c(&out));
+	str_free(&out);
+	return r;
+}
+
+char *
+imap_folder_special(const struct imap_session *s, const char *folder)
+{
+	char *dir, *path, buf[IMAP_SPECIAL_USE_MAX + 1], *attrs;
+	ssize_t n;
+	int fd;
+
+	if (strcmp(folder, "INBOX") == 0 ||
+	    (dir = maildir_folder_path(s->maildir, folder)) == NULL)
+		return NULL;
+	path = xasprintf("%s/%s", dir, IMAP_SPECIAL_USE_FILE);
+	free(dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0) {
+		if (errno != ENOENT)
+			log_warn_errno("%016llx: open %s", SID(&s->base),
+			    path);
+		free(path);
+		/* none given: the attribute of the folder's name */
+		return imap_special_attr(folder) != NULL ?
+		    xstrdup(imap_special_attr(folder)) : NULL;
+	}
+	free(path);
+	do
+		n = read(fd, buf, IMAP_SPECIAL_USE_MAX);
+	while (n < 0 && errno == EINTR);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	attrs = parse_use_attrs(buf);
+	if (attrs[0] == '\0') {
+		free(attrs);
+		return NULL;
+	}
+	return attrs;
+}
+
+int
+imap_folder_set_special(const struct imap_session *s, const char *folder,
+    const char *attrs, const char **error_r)
+{
+	char *dir, *path, *tmp;
+	int fd, e, ret = -1;
+	str_t text = STR_INIT;
+
+	if ((dir = maildir_folder_path(s->maildir, folder)) == NULL)
+		return err_fail(error_r, ERR_OTHER, "invalid folder name");
+	path = xasprintf("%s/%s", dir, IMAP_SPECIAL_USE_FILE);
+	tmp = xasprintf("%s.tmp", path);
+	str_printf(&text, "%s\n", attrs);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+	    0600);
+	if (fd < 0) {
+		err_fail(error_r, errno, "open(%s) failed: %s", tmp,
+		    strerror(errno));
+		goto out;
+	}
+	if (write_full(fd, text.data, text.len) < 0 || fsync(fd) < 0) {
+		e = errno;
+		close(fd);
+		unlink(tmp);
+		err_fail(error_r, e, "write(%s) failed: %s", tmp, strerror(e));
+		goto out;
+	}
+	close(fd);
+	if (rename(tmp, path) < 0) {
+		e = errno;
+		unlink(tmp);
+		err_fail(error_r, e, "rename(%s) failed: %s", tmp,
+		    strerror(e));
+		goto out;
+	}
+	ret = fsync_dir(dir, error_r);
+out:
+	str_free(&text);
+	free(tmp);
+	free(path);
+	free(dir);
+	return ret;
 }
 
 /* ---- subscriptions ---- */

@@ -37,6 +37,17 @@ int imap_flags_to_letters(struct imap_session *s, const struct imap_arg *args,
 struct mbox *imap_open_target(struct imap_session *s, const char *name,
     bool *own_r);
 
+/* ---- cmd_mailbox.c ---- */
+
+/* STATUS items (RFC 3501 6.3.10, RFC 8438 SIZE, RFC 7889 APPENDLIMIT):
+ * true when every one is known and there is at least one. */
+bool imap_status_items_valid(const struct imap_arg *items, size_t n);
+/* The untagged STATUS of the folder at path, under name, for the items
+ * (valid), in their order; -1 with *error_r when it cannot be read. */
+int imap_status_append(struct imap_session *s, const char *name,
+    const char *path, const struct imap_arg *items, size_t n,
+    const char **error_r);
+
 /* ---- cmd_expunge.c ---- */
 
 /* Remove the \Deleted messages (only those in uidset, when given). */
@@ -61,6 +72,19 @@ int imap_list_folders(const char *maildir, struct imap_names *out);
 bool imap_has_children(const struct imap_names *l, const char *name);
 /* The special-use attribute of a folder ("\Sent"), or NULL. */
 const char *imap_special_attr(const char *folder);
+/* The special-use attributes of a folder (malloc'd, "\Drafts \Sent"),
+ * or NULL: those CREATE gave it (its IMAP_SPECIAL_USE_FILE), else the
+ * one of its name. At most IMAP_SPECIAL_USE_MAX (lib/base/limits.h)
+ * bytes of the file are read, and only the attributes of imap_use_attr() are taken. */
+#define IMAP_SPECIAL_USE_FILE "petrel-special-use"
+char *imap_folder_special(const struct imap_session *s, const char *folder);
+/* Keep attrs (valid, space-separated) as the folder's special use:
+ * written to a temporary file, synced, renamed. 0 ok, -1 *error_r. */
+int imap_folder_set_special(const struct imap_session *s, const char *folder,
+    const char *attrs, const char **error_r);
+/* A special-use attribute a folder may be given (RFC 6154 2), in its
+ * canonical case, or NULL (unknown, or \All and \Flagged). */
+const char *imap_use_attr(const char *attr);
 /* Folders to the names the client sees, in place, sorted again. */
 void imap_names_to_client(const struct imap_session *s,
     struct imap_names *l);

@@ -18,11 +18,12 @@ build_pkgs=(gcc meson ninja-build pkg-config libssl-dev libsqlite3-dev
 # strace for the syscall-order durability test (tests/reliability);
 # debhelper and lintian to build and check the Debian package, and
 # systemd's tools (systemd-analyze) for the unit (test_packaging.py,
-# test_systemd.py; systemd is not started).
+# test_systemd.py; systemd is not started); iproute2 for the test addresses
+# on lo (scripts/test.sh) and the harness's address lookup.
 test_pkgs=(python3 python3-pytest mariadb-server mariadb-client sqlite3
 	openssl procps swaks libnet-ssleay-perl curl fetchmail postfix python3-dkim isync mutt tmux
 	clang libclang-rt-14-dev valgrind testssl.sh nsd strace pflogsumm unbound
-	debhelper lintian systemd git util-linux)
+	debhelper lintian systemd git util-linux iproute2)
 
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then

@@ -52,8 +52,11 @@ TCP_MIB = int(E.get("TCP_MIB", "2048"))
 MEM_FLOOR_KIB = int(E.get("MEM_FLOOR_MIB", "3072")) * 1024
 SEARCH_WORD = "zeppelin"
 BODY_REPS = int(E.get("BODY_REPS", "5"))
-# ONLY: run just these workload groups (smtp login env body search pop3
-# idle); empty = all. The machine rows always run.
+SESSION_CLIENTS = int(E.get("SESSION_CLIENTS", "20"))
+SESSION_ITERS = int(E.get("SESSION_ITERS", "200" if QUICK else "1000"))
+SESSION_SECONDS = int(E.get("SESSION_SECONDS", "120"))
+# ONLY: run just these workload groups (smtp login session env body search
+# sort pop3 idle); empty = all. The machine rows always run.
 ONLY = set(E.get("ONLY", "").split())
 
 
@@ -347,6 +350,90 @@ def login_run(prod, users, total, par):
         ok, t1 - t0, par, cpu)
 
 
+SESSION_MSG = (b"From: load@example.org\r\nTo: x@bench.test\r\nSubject: load %d\r\n"
+               b"Message-ID: <load-%d-%d@example.org>\r\n\r\n" + b"a line of text\r\n" * 40)
+
+
+def _session_child(port, user, iters, go_r, res_w):
+    """One persistent session: LOGIN once, then `iters` rounds of SELECT,
+    APPEND, FETCH, STORE, EXPUNGE (the folder ends as it began)."""
+    import signal
+    signal.alarm(SESSION_SECONDS + 60)
+    cmds = err = 0
+    first_err = ""
+    try:
+        c = imap_login(port, user, 1 << 20)
+        os.read(go_r, 1)
+        t_end = time.monotonic() + SESSION_SECONDS
+        for k in range(iters):
+            if time.monotonic() > t_end:
+                break
+            s, e, st = c.cmd(b"SELECT INBOX")
+            imap_ok(st, "SELECT")
+            m = re.search(rb"\* (\d+) EXISTS", c.buf[s:e])
+            n = int(m.group(1)) if m else 0
+            msg = SESSION_MSG % (k, os.getpid(), k)
+            s, e, st = c.cmd(b"APPEND INBOX {%d+}\r\n%s" % (len(msg), msg))
+            imap_ok(st, "APPEND")
+            s, e, st = c.cmd(b"FETCH %d:* (FLAGS RFC822.SIZE ENVELOPE)" % max(1, n - 8))
+            imap_ok(st, "FETCH")
+            s, e, st = c.cmd(b"STORE %d +FLAGS.SILENT (\\Seen \\Deleted)" % (n + 1))
+            imap_ok(st, "STORE")
+            s, e, st = c.cmd(b"EXPUNGE")
+            imap_ok(st, "EXPUNGE")
+            cmds += 5
+        imap_logout(c)
+    except (OSError, ConnectionError, BenchError) as e:
+        err += 1
+        first_err = "%s: %s" % (user, e)
+    os.write(res_w, (json.dumps([cmds, err, first_err]) + "\n").encode())
+    os._exit(0)
+
+
+def session_run(prod, users, iters):
+    """Persistent sessions: one client process per user, each holding one
+    session, all started together; commands per second over all of them."""
+    go_r, go_w = os.pipe()
+    res_r, res_w = os.pipe()
+    kids = []
+    for u in users:
+        pid = os.fork()
+        if pid == 0:
+            os.close(go_w)
+            os.close(res_r)
+            _session_child(prod["imap"], u, iters, go_r, res_w)
+        kids.append(pid)
+    os.close(go_r)
+    os.close(res_w)
+    time.sleep(1.0)             # every client logged in and waiting
+    cpu0 = tree_cpu(prod["imap_pid"])
+    t0 = time.monotonic()
+    os.write(go_w, b"x" * len(users))
+    data = b""
+    deadline = t0 + SESSION_SECONDS + 90
+    with os.fdopen(res_r, "rb") as f:
+        while data.count(b"\n") < len(users) and time.monotonic() < deadline:
+            chunk = f.readline()
+            if not chunk:
+                break
+            data += chunk
+    t1 = time.monotonic()
+    cpu = tree_cpu(prod["imap_pid"]) - cpu0
+    os.close(go_w)
+    for pid in kids:
+        os.waitpid(pid, 0)
+    res = [json.loads(l) for l in data.splitlines()]
+    cmds = sum(r[0] for r in res)
+    err = sum(r[1] for r in res)
+    if len(res) < len(users) or err:
+        raise BenchError("%s: %d of %d sessions failed (%s)" % (
+            prod["imap_name"], err + len(users) - len(res), len(users),
+            next((r[2] for r in res if r[2]), "a client process did not report")))
+    return cmds / (t1 - t0), ("%d commands in %.2f s, %d sessions, server CPU %.1f s "
+                              "(%.3f ms per command)" % (cmds, t1 - t0, len(users), cpu,
+                                                         1000.0 * cpu / max(cmds, 1)))
+
+
 INDEX_PREFIXES = ("dovecot", "petrel-")
 
 
@@ -422,6 +509,47 @@ def search_run(prod):
     imap_logout(c)
     HITS[prod["name"]] = hits
     return t1 - t0, "%d hits, server CPU %.2f s" % (hits, cpu)
+
+
+SORT_CMDS = (
+    ("sort-date", b"SORT (DATE) UTF-8 ALL", b"SORT"),
+    ("sort-subject", b"SORT (SUBJECT) UTF-8 ALL", b"SORT"),
+    ("thread-refs", b"THREAD REFERENCES UTF-8 ALL", b"THREAD"),
+    ("esearch", b"UID SEARCH RETURN (MIN MAX COUNT ALL) SINCE 1-Jan-2000", b"ESEARCH"),
+)
+
+
+def sort_run(prod, n, which, reps=3):
+    """One of SORT_CMDS on the folder of n messages, warm (run once before
+    the clock starts), reps times in one session; seconds per command."""
+    cmd, reply = next((c, r) for k, c, r in SORT_CMDS if k == which)
+    c = imap_login(prod["imap"], "f%d" % n, 1 << 24)
+    s, e, st = c.cmd(b"SELECT INBOX")
+    imap_ok(st, "SELECT")
+    s, e, st = c.cmd(cmd)
+    imap_ok(st, cmd.decode())
+    cpu0 = tree_cpu(prod["imap_pid"])
+    t0 = time.monotonic()
+    for _ in range(reps):
+        s, e, st = c.cmd(cmd)
+        imap_ok(st, cmd.decode())
+    t1 = time.monotonic()
+    cpu = tree_cpu(prod["imap_pid"]) - cpu0
+    body = bytes(c.buf[s:e])
+    imap_logout(c)
+    if not body.startswith(b"* " + reply):
+        raise BenchError("%s: %s answered %r" % (prod["imap_name"], cmd.decode(), body[:120]))
+    if reply in (b"SORT", b"THREAD"):
+        got = len(re.findall(rb"\d+", body.split(b"\r\n")[0]))
+        if got != n:
+            raise BenchError("%s: %s named %d messages, expected %d"
+                             % (prod["imap_name"], cmd.decode(), got, n))
+        detail = "%d messages" % got
+    else:
+        m = re.search(rb"COUNT (\d+)", body)
+        detail = "COUNT %s" % (m.group(1).decode() if m else "?")
+    return (t1 - t0) / reps, "%s, %d times, server CPU %.3f s per command" % (
+        detail, reps, cpu / reps)
 
 
 def pop3_run(prod, count_only=False):
@@ -671,7 +799,8 @@ def record(key, prod_name, value, detail, rnd):
 def run(key, prod, rnd, fn, *args):
     """One measurement; a failure is recorded (and noted) rather than fatal,
     so that one misbehaving workload does not hide the others."""
-    name = prod["imap_name"] if key.startswith(("login", "env", "body", "search", "pop3", "idle")) \
+    name = prod["imap_name"] if key.startswith(("login", "session", "sort", "thread", "esearch",
+                                                "env", "body", "search", "pop3", "idle")) \
         else prod["smtp_name"]
     try:
         v, d = fn(prod, *args)
@@ -771,6 +900,10 @@ def main():
     if want("login"):
         row("login", "IMAP LOGIN+LOGOUT, fresh connection each, %d parallel, %d users"
             % (LOGIN_PAR, LOGIN_USERS), "logins/s", True)
+    if want("session"):
+        row("session", "IMAP persistent sessions: %d clients, each SELECT, APPEND, FETCH, STORE, "
+            "EXPUNGE in a loop (%d rounds or %d s)" % (SESSION_CLIENTS, SESSION_ITERS,
+                                                      SESSION_SECONDS), "cmds/s", True)
     for n in env_ns:
         row("env-warm-%d" % n, "SELECT + UID FETCH 1:* (FLAGS ENVELOPE RFC822.SIZE), %s msgs, warm"
             % kib(n), "s", False)
@@ -780,6 +913,9 @@ def main():
             % (kib(N_BIG), BODY_REPS), "MB/s", True)
     if want("search"):
         row("search", "SEARCH TEXT %s, %s msgs (warm)" % (SEARCH_WORD, kib(N_SMALL)), "s", False)
+    for n in (N_SMALL, N_LARGE) if want("sort") else ():
+        for key, cmd, _ in SORT_CMDS:
+            row("%s-%d" % (key, n), "%s, %s msgs (warm)" % (cmd.decode(), kib(n)), "s", False)
     if want("pop3"):
         row("pop3", "POP3 RETR %s × 100 KiB, one session" % kib(N_BIG), "MB/s", True)
     for n in idle_ns:
@@ -839,6 +975,9 @@ def main():
         check_servers()
         for prod in ordered(rnd) if want("login") else ():
             run("login", prod, rnd, login_run, login_users, LOGINS, LOGIN_PAR)
+        session_users = ["u%d" % (IDLE_USERS - 1 - i) for i in range(SESSION_CLIENTS)]
+        for prod in ordered(rnd) if want("session") else ():
+            run("session", prod, rnd, session_run, session_users, SESSION_ITERS)
         for n in env_ns:
             for prod in ordered(rnd):
                 drop_indexes(prod, "f%d" % n)
@@ -849,6 +988,10 @@ def main():
             run("body", prod, rnd, fetch_body_run, BODY_REPS)
         for prod in ordered(rnd) if want("search") else ():
             run("search", prod, rnd, search_run)
+        for n in (N_SMALL, N_LARGE) if want("sort") else ():
+            for key, _, _ in SORT_CMDS:
+                for prod in ordered(rnd):
+                    run("%s-%d" % (key, n), prod, rnd, sort_run, n, key)
         if len(set(HITS.values())) > 1:
             NOTES.append("- round %d: SEARCH TEXT %s found different numbers of messages (%s)."
                          % (rnd, SEARCH_WORD, ", ".join("%s %d" % kv for kv in HITS.items())))

@@ -106,6 +106,16 @@
  * IMAP_FRAMER_SPOOLS (lib/imap/framing.h) over IMAP_APPEND_MEM_MAX.
  * Each message is bounded as a single APPEND's. */
 #define IMAP_APPEND_MSGS_MAX 64
+/* IMAP LIST: at most this many mailbox patterns in one command (RFC
+ * 5258 3: "(" pattern *(SP pattern) ")"), each at most this long (a
+ * mailbox name is far shorter); each pattern is matched against every
+ * folder name at O(pattern * name) cost, so these bound a LIST's CPU. */
+#define IMAP_LIST_PATTERNS_MAX 32
+#define IMAP_LIST_PATTERN_LEN_MAX 1024
+/* IMAP: a folder's special-use file (RFC 6154 CREATE ... USE, see
+ * imap/folders.c) is read up to this many bytes; the five attributes a
+ * folder may have take 40. */
+#define IMAP_SPECIAL_USE_MAX 256
 /* A FETCH answer is produced this many bytes at a time, so a big FETCH
  * neither holds the whole answer in memory nor starves other sessions. */
 #define IMAP_FETCH_CHUNK (256 * 1024)

@@ -2896,3 +2896,39 @@ mbox_status(const char *path, uint32_t *uidvalidity_r, uint32_t *uidnext_r,
 	mbox_close(&mb);
 	return 0;
 }
+
+int
+mbox_status_size(const char *path, uint64_t *size_r, const char **error_r)
+{
+	struct mbox *mb;
+	uint64_t sum = 0;
+	int r;
+
+	if (mbox_open(path, true, &mb, error_r) < 0)
+		return -1;
+	for (size_t i = 0; i < mb->n; i++) {
+		struct mbox_msg *m = &mb->msgs[i];
+		struct maildir_name mn;
+
+		if (m->expunged)
+			continue;
+		if (m->info_pending) {
+			name_info(m->name, &mn);
+			if (mn.has_vsize) {
+				sum += mn.vsize;
+				continue;
+			}
+			if ((r = mbox_msg_info(mb, i, error_r)) < 0) {
+				mbox_close(&mb);
+				return -1;
+			}
+			m = &mb->msgs[i];
+			if (r > 0 || m->expunged)
+				continue;	/* gone meanwhile */
+		}
+		sum += m->vsize;
+	}
+	mbox_close(&mb);
+	*size_r = sum;
+	return 0;
+}

@@ -217,4 +217,11 @@ int mbox_status(const char *path, uint32_t *uidvalidity_r,
     uint32_t *uidnext_r, uint32_t *messages_r, uint32_t *unseen_r,
     uint32_t *recent_r, const char **error_r);
 
+/* The sum of the RFC822.SIZEs of a folder's messages (STATUS SIZE, RFC
+ * 8438), from the index: a message whose size the index does not know
+ * yet takes it from the W= of its file name, or else its file is read
+ * once (and the size kept in the index). 0 ok, -1 error. */
+int mbox_status_size(const char *path, uint64_t *size_r,
+    const char **error_r);
+
 #endif

@@ -46,6 +46,22 @@ def stable_port():
 
 
 def _host_addresses():
+    """The host's addresses, those on the loopback interface (other than
+    127.0.0.0/8 and ::1, e.g. the ones scripts/test.sh adds in CI) first:
+    a test that needs a non-loopback address then listens where nothing
+    outside the machine can reach."""
+    try:
+        out = subprocess.run(["ip", "-o", "addr", "show"], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    on_lo, others = [], []
+    for line in out.splitlines():
+        m = re.match(r"^\d+:\s+(\S+)\s+inet6?\s+([0-9A-Fa-f.:]+)/", line)
+        if m:
+            (on_lo if m.group(1) == "lo" else others).append(m.group(2))
+    if on_lo or others:
+        return on_lo + others
     try:
         return subprocess.run(["hostname", "-I"], stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL, text=True, timeout=5).stdout.split()

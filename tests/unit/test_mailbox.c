@@ -1324,6 +1324,35 @@ test_status(void)
 }
 
 static void
+test_status_size(void)
+{
+	char *f = mkfolder("status-size"), *p;
+	uint64_t size;
+	const char *error;
+
+	test_begin("mailbox: mbox_status_size");
+	test_assert(mbox_status_size(f, &size, &error) == 0 && size == 0);
+	/* LF counted as CRLF; CRLF as it is; W= from the name unread */
+	put_msg(f, "cur", "1600000001.M1P1.h:2,S", "a\nbb\n", 0);
+	put_msg(f, "cur", "1600000002.M1P1.h:2,", "a\r\nb\r\n", 0);
+	put_msg(f, "new", "1600000003.M1P1.h,S=3,W=1000", "x\n", 0);
+	test_assert(mbox_status_size(f, &size, &error) == 0);
+	test_assert(size == 7 + 6 + 1000);
+	/* learned sizes are kept in the index: a file rewritten behind
+	 * its back (same name, directories unchanged) is not read again */
+	p = xasprintf("%s/cur/1600000001.M1P1.h:2,S", f);
+	test_assert(truncate(p, 0) == 0);
+	free(p);
+	test_assert(mbox_status_size(f, &size, &error) == 0);
+	test_assert(size == 7 + 6 + 1000);
+	p = xasprintf("%s/nonexistent", f);
+	test_assert(mbox_status_size(p, &size, &error) == -1);
+	free(p);
+	free(f);
+	test_end();
+}
+
+static void
 test_large(void)
 {
 	const int total = 20000;
@@ -1554,6 +1583,7 @@ main(void)
 	test_recent_added();
 	test_recreated();
 	test_status();
+	test_status_size();
 	test_errors();
 	test_processes();
 	test_large();
