@@ -27,7 +27,7 @@ imap_capabilities(const struct imap_session *s, str_t *out)
 			str_append(out, " LOGINDISABLED");
 	} else {
 		str_append(out, " UIDPLUS MOVE CHILDREN SPECIAL-USE QUOTA "
-		    "ESEARCH COMPRESS=DEFLATE");
+		    "ESEARCH COMPRESS=DEFLATE SORT SORT=DISPLAY ESORT");
 	}
 }
 
