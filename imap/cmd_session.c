@@ -27,7 +27,8 @@ imap_capabilities(const struct imap_session *s, str_t *out)
 			str_append(out, " LOGINDISABLED");
 	} else {
 		str_append(out, " UIDPLUS MOVE CHILDREN SPECIAL-USE QUOTA "
-		    "ESEARCH COMPRESS=DEFLATE SORT SORT=DISPLAY ESORT");
+		    "ESEARCH COMPRESS=DEFLATE SORT SORT=DISPLAY ESORT "
+		    "THREAD=ORDEREDSUBJECT THREAD=REFERENCES");
 	}
 }
 
