@@ -270,13 +270,19 @@ imap_base_subject(const char *value, str_t *out, bool *reply_r)
 
 /* ---- the keys of one message ---- */
 
+/* A key string: case-mapped, at most IMAP_SORT_KEY_MAX bytes. */
 static char *
 casemapped(const char *s)
 {
-	char *r = xstrdup(s);
+	size_t n = strlen(s);
+	char *r;
 
-	for (char *p = r; *p != '\0'; p++)
-		*p = (char)upper((unsigned char)*p);
+	if (n > IMAP_SORT_KEY_MAX)
+		n = IMAP_SORT_KEY_MAX;
+	r = xmalloc(n + 1);
+	for (size_t i = 0; i < n; i++)
+		r[i] = (char)upper((unsigned char)s[i]);
+	r[n] = '\0';
 	return r;
 }
 
@@ -332,6 +338,7 @@ next_msgid(const char **p)
 	for (;;) {
 		if ((lt = strchr(s, '<')) == NULL) {
 			*p = s + strlen(s);
+			str_free(&id);
 			return NULL;
 		}
 		gt = lt + 1;
@@ -366,12 +373,19 @@ fill_ids(struct sort_msg *m, const char *msgid, const char *refs,
 		m->msgid = next_msgid(&p);
 	}
 	/* RFC 5256 REFERENCES step 1B: the References IDs, or without any
-	 * the first ID of In-Reply-To; the last IMAP_THREAD_REFS_MAX kept */
+	 * the first ID of In-Reply-To; the last ones kept (at most
+	 * IMAP_THREAD_REFS_MAX, IMAP_THREAD_REFS_BYTES together) */
 	m->refs = xcalloc(IMAP_THREAD_REFS_MAX, sizeof(*m->refs));
 	if (refs != NULL) {
+		size_t bytes = 0;
+
 		p = refs;
 		while ((id = next_msgid(&p)) != NULL) {
-			if (m->nrefs == IMAP_THREAD_REFS_MAX) {
+			bytes += strlen(id);
+			while (m->nrefs > 0 && (m->nrefs ==
+			    IMAP_THREAD_REFS_MAX ||
+			    bytes > IMAP_THREAD_REFS_BYTES)) {
+				bytes -= strlen(m->refs[0]);
 				free(m->refs[0]);
 				memmove(m->refs, m->refs + 1,
 				    (m->nrefs - 1) * sizeof(*m->refs));
@@ -420,6 +434,8 @@ imap_sort_msg_fill(struct sort_msg *m, const char *hdr, size_t len,
 		m->date = t;
 	if (need & SORT_NEED_SUBJECT) {
 		imap_base_subject(v[F_SUBJECT], &subj, &m->reply);
+		if (subj.len > IMAP_SORT_KEY_MAX)
+			str_truncate(&subj, IMAP_SORT_KEY_MAX);
 		m->subject = str_steal(&subj);
 	}
 	if (need & SORT_NEED_FROM)

@@ -194,6 +194,41 @@ test_fill(void)
 	test_assert(m.nrefs == 64 && strcmp(m.refs[0], "r7@x") == 0 &&
 	    strcmp(m.refs[63], "r70@x") == 0);
 	imap_sort_msg_clear(&m);
+	/* ... and at most 4096 bytes of them: 900-byte IDs, four kept; an
+	 * ID longer than 998 bytes is skipped */
+	str_truncate(&hdr, 0);
+	str_append(&hdr, "References:");
+	for (int i = 0; i < 10; i++) {
+		str_printf(&hdr, " <%d", i);
+		for (int k = 0; k < 898; k++)
+			str_append_c(&hdr, 'i');
+		str_append_c(&hdr, '>');
+	}
+	str_append(&hdr, " <");
+	for (int k = 0; k < 999; k++)
+		str_append_c(&hdr, 'j');
+	str_append(&hdr, ">\r\n\r\n");
+	memset(&m, 0, sizeof(m));
+	imap_sort_msg_fill(&m, hdr.data, hdr.len, SORT_NEED_IDS);
+	test_assert(m.nrefs == 4 && m.refs[0][0] == '6' &&
+	    m.refs[3][0] == '9' && strlen(m.refs[3]) == 899);
+	imap_sort_msg_clear(&m);
+	/* string keys keep their first 1024 bytes */
+	str_truncate(&hdr, 0);
+	str_append(&hdr, "Subject: Re: ");
+	for (int k = 0; k < 3000; k++)
+		str_append_c(&hdr, 'a');
+	str_append(&hdr, "\r\nFrom: \"");
+	for (int k = 0; k < 2000; k++)
+		str_append_c(&hdr, 'b');
+	str_append(&hdr, "\" <x@y>\r\n\r\n");
+	memset(&m, 0, sizeof(m));
+	imap_sort_msg_fill(&m, hdr.data, hdr.len, 0xff);
+	test_assert(strlen(m.subject) == 1024 && m.subject[0] == 'A' &&
+	    m.reply);
+	test_assert(strlen(m.display_from) == 1024 &&
+	    m.display_from[1023] == 'B');
+	imap_sort_msg_clear(&m);
 	/* an empty header */
 	memset(&m, 0, sizeof(m));
 	imap_sort_msg_fill(&m, "", 0, 0xff);
