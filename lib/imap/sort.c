@@ -588,7 +588,9 @@ imap_thread_algo_parse(const char *name)
  * message that is referred to but not in the mailbox. Children are a
  * singly linked list in no particular order until the final sort. */
 struct thr_node {
-	struct thr_node *parent, *child, *next;
+	struct thr_node *parent, *child, *next, *prev;	/* siblings both
+							   ways: unlinking
+							   costs no walk */
 	struct thr_node *hnext;		/* the ID table's chain */
 	const struct sort_msg *msg;	/* NULL: a dummy */
 	const char *id;			/* in the ID table: its key */
@@ -621,25 +623,38 @@ static void
 link_child(struct thr_node *parent, struct thr_node *c)
 {
 	c->parent = parent;
+	c->prev = NULL;
 	c->next = parent->child;
+	if (c->next != NULL)
+		c->next->prev = c;
 	parent->child = c;
 }
 
 static void
 unlink_child(struct thr_node *c)
 {
-	struct thr_node **pp;
-
 	if (c->parent == NULL)
 		return;
-	for (pp = &c->parent->child; *pp != NULL; pp = &(*pp)->next) {
-		if (*pp == c) {
-			*pp = c->next;
-			break;
-		}
-	}
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		c->parent->child = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
 	c->parent = NULL;
-	c->next = NULL;
+	c->next = c->prev = NULL;
+}
+
+/* The prev links of x's children again, after a splice. */
+static void
+relink_prev(struct thr_node *x)
+{
+	struct thr_node *before = NULL;
+
+	for (struct thr_node *c = x->child; c != NULL; c = c->next) {
+		c->prev = before;
+		before = c;
+	}
 }
 
 /* Is a equal to b or one of b's ancestors? (A node without children
@@ -720,6 +735,7 @@ sort_children(struct thr_node *x, struct thr_node ***buf, size_t *cap)
 		(*buf)[i]->next = x->child;
 		x->child = (*buf)[i];
 	}
+	relink_prev(x);
 }
 
 /* Every node below the root, parents before children (an explicit
@@ -975,6 +991,7 @@ refs_prune(struct thr_ctx *t)
 			stack[sp++] = c;
 			pp = &c->next;
 		}
+		relink_prev(p);
 	}
 	free(stack);
 }

@@ -455,7 +455,21 @@ test_references(void)
 		"Message-ID: <a>\nSubject: z\n",
 	};
 
+	/* replies that named <p> and <k1>..<k3> as ancestors; then the
+	 * <k> messages themselves, saying their parent is <q>: they move
+	 * from the presumed <p> to <q>, and <p> is left without children */
+	static const char *const moved[] = {
+		"Message-ID: <r1>\nReferences: <p> <k1>\n",
+		"Message-ID: <r2>\nReferences: <p> <k2>\n",
+		"Message-ID: <r3>\nReferences: <p> <k3>\n",
+		"Message-ID: <k1>\nReferences: <q>\n",
+		"Message-ID: <k2>\nReferences: <q>\n",
+		"Message-ID: <k3>\nReferences: <q>\n",
+	};
+
 	test_begin("thread REFERENCES");
+	test_assert(thread_is(THREAD_REFERENCES, moved, N(moved), false,
+	    "((4 1)(5 2)(6 3))"));
 	test_assert(thread_is(THREAD_REFERENCES, tree, N(tree), false,
 	    "(1 (2 3)(4)(7))((5)(6))"));
 	test_assert(thread_is(THREAD_REFERENCES, tree, N(tree), true,
