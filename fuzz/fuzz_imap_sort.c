@@ -9,8 +9,9 @@
  *  - both threading algorithms name every message exactly once, in
  *    balanced parentheses with no empty group, with sequence numbers
  *    and, the same shape, with UIDs;
- *  - a base subject is never longer than the decoded subject allows and
- *    has no leading or trailing space.
+ *  - a base subject has no leading or trailing space;
+ *  - the keys taken from the ENVELOPE made of a header (what SORT uses
+ *    when the store has it cached) are the keys taken from the header.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include "lib/base/str.h"
 #include "lib/imap/parse.h"
 #include "lib/imap/sort.h"
+#include "lib/mime/mime.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -112,6 +114,36 @@ check_threads(const char *s, const struct sort_msg *msgs, size_t n, bool uid)
 	}
 }
 
+static bool
+same(const char *a, const char *b)
+{
+	return a != NULL && b != NULL && strcmp(a, b) == 0;
+}
+
+/* The keys from the ENVELOPE of the header agree with m's. */
+static void
+check_envelope(const struct sort_msg *m, const char *hdr, size_t len)
+{
+	struct sort_msg e;
+	str_t wire = STR_INIT, env = STR_INIT;
+
+	memset(&e, 0, sizeof(e));
+	e.internaldate = m->internaldate;
+	mime_to_crlf(hdr, len, &wire);
+	str_append(&wire, "\r\n");
+	mime_envelope_header(wire.data, wire.len, &env);
+	if (imap_sort_msg_fill_envelope(&e, str_c(&env),
+	    0xff & ~SORT_NEED_IDS) == 0 && (e.date != m->date ||
+	    e.reply != m->reply || !same(e.subject, m->subject) ||
+	    !same(e.from, m->from) || !same(e.to, m->to) ||
+	    !same(e.cc, m->cc) || !same(e.display_from, m->display_from) ||
+	    !same(e.display_to, m->display_to)))
+		abort();
+	imap_sort_msg_clear(&e);
+	str_free(&wire);
+	str_free(&env);
+}
+
 /* The thread shape without the numbers. */
 static void
 shape(const char *s, str_t *out)
@@ -148,6 +180,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		msgs[n].internaldate = len > 0 ? (unsigned char)copy[0] % 4 :
 		    0;
 		imap_sort_msg_fill(&msgs[n], copy, len, 0xff);
+		check_envelope(&msgs[n], copy, len);
 		if (msgs[n].subject[0] == ' ' || (msgs[n].subject[0] != '\0' &&
 		    msgs[n].subject[strlen(msgs[n].subject) - 1] == ' '))
 			abort();

@@ -3,8 +3,10 @@
  * 5267 section 3; DISPLAYFROM and DISPLAYTO, RFC 5957), THREAD and UID
  * THREAD (RFC 5256: ORDEREDSUBJECT and REFERENCES). The search keys are
  * SEARCH's (lib/imap/search.c); the keys, base subjects and threads are
- * computed by lib/imap/sort.c from each matching message's header, read
- * up to IMAP_SORT_HEADER_MAX bytes. They run on job threads.
+ * computed by lib/imap/sort.c from each matching message's ENVELOPE in
+ * the store's cache, or its header (read up to IMAP_SORT_HEADER_MAX
+ * bytes) when the cache has none or THREAD=REFERENCES needs References.
+ * They run on job threads.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,7 @@
 #include "lib/base/limits.h"
 #include "lib/base/log.h"
 #include "lib/imap/sort.h"
+#include "lib/mime/mime.h"
 
 /* The charset argument of SORT and THREAD (RFC 5256: required, before
  * the search keys). 0 ok; -1 with the reply sent. */
@@ -63,9 +66,48 @@ parse_criteria(struct imap_session *s, const struct imap_arg *args,
 	return root;
 }
 
+/* The keys of message i from its cached ENVELOPE (what FETCH ENVELOPE
+ * stored), or else from its header, whose ENVELOPE is then cached for
+ * the next SORT and FETCH. A file that has gone sorts with empty
+ * fields. */
+static void
+fill_keys(struct imap_session *s, size_t i, struct sort_msg *sm,
+    unsigned need)
+{
+	char *env = NULL, *hdr = NULL;
+	size_t len = 0;
+	str_t wire = STR_INIT, v = STR_INIT;
+
+	if (need == 0) {
+		imap_sort_msg_fill(sm, "", 0, need);
+		return;
+	}
+	if ((need & SORT_NEED_IDS) == 0 &&
+	    (env = mbox_cache_get(s->mb, i, MBOX_CACHE_ENVELOPE)) != NULL &&
+	    imap_sort_msg_fill_envelope(sm, env, need) == 0) {
+		free(env);
+		return;
+	}
+	if (imap_read_header(s, i, IMAP_SORT_HEADER_MAX, &hdr, &len) < 0)
+		len = 0;
+	imap_sort_msg_fill(sm, hdr != NULL ? hdr : "", len, need);
+	/* a header cut at IMAP_SORT_HEADER_MAX may lack what FETCH
+	 * ENVELOPE would show: not cached */
+	if (env == NULL && hdr != NULL && len < IMAP_SORT_HEADER_MAX) {
+		mime_to_crlf(hdr, len, &wire);
+		str_append(&wire, "\r\n");
+		mime_envelope_header(wire.data, wire.len, &v);
+		mbox_cache_put(s->mb, i, MBOX_CACHE_ENVELOPE, str_c(&v));
+	}
+	free(env);
+	free(hdr);
+	str_free(&wire);
+	str_free(&v);
+}
+
 /* The keys of the matching messages idx[0..n): the header fields need
- * names, and INTERNALDATE and RFC822.SIZE when info (a file that has
- * gone sorts with empty fields). malloc'd array of n. */
+ * names, and INTERNALDATE and RFC822.SIZE when info. malloc'd array of
+ * n. */
 static struct sort_msg *
 load_keys(struct imap_session *s, const size_t *idx, size_t n,
     unsigned need, bool info)
@@ -76,23 +118,17 @@ load_keys(struct imap_session *s, const size_t *idx, size_t n,
 	for (size_t k = 0; k < n; k++) {
 		size_t i = idx[k];
 		struct mbox_msg *m = &s->mb->msgs[i];
-		char *hdr = NULL;
-		size_t len = 0;
 
 		if (info && m->info_pending &&
 		    mbox_msg_info(s->mb, i, &err) < 0)
 			log_warn("%016llx: %s", SID(&s->base), err);
-		if (need != 0 && imap_read_header(s, i, IMAP_SORT_HEADER_MAX,
-		    &hdr, &len) < 0)
-			len = 0;
 		/* the reads may re-sync: msgs may have moved */
 		m = &s->mb->msgs[i];
 		v[k].seq = (uint32_t)(i + 1);
 		v[k].uid = m->uid;
 		v[k].size = m->vsize;
 		v[k].internaldate = m->internaldate;
-		imap_sort_msg_fill(&v[k], hdr != NULL ? hdr : "", len, need);
-		free(hdr);
+		fill_keys(s, i, &v[k], need);
 	}
 	return v;
 }

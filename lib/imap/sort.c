@@ -286,6 +286,22 @@ casemapped(const char *s)
 	return r;
 }
 
+/* The base subject as a key: at most IMAP_SORT_KEY_MAX bytes, without
+ * a space at the end where it was cut. */
+static char *
+subject_key(const char *value, bool *reply_r)
+{
+	str_t subj = STR_INIT;
+
+	imap_base_subject(value, &subj, reply_r);
+	if (subj.len > IMAP_SORT_KEY_MAX) {
+		str_truncate(&subj, IMAP_SORT_KEY_MAX);
+		while (subj.len > 0 && subj.data[subj.len - 1] == ' ')
+			str_truncate(&subj, subj.len - 1);
+	}
+	return str_steal(&subj);
+}
+
 /* The local part of the first mailbox (RFC 5256: the addr-mailbox of
  * the first address), "" when there is none. */
 static char *
@@ -304,24 +320,33 @@ first_local(const char *value)
 /* RFC 5957: the first mailbox's display name, RFC 2047-decoded, or
  * when that is empty its addr-spec; "" when there is no mailbox. */
 static char *
-first_display(const char *value)
+display_of(const struct mime_mailbox *mb)
 {
-	struct mime_mailbox mb;
 	str_t d = STR_INIT;
 	char *r;
 
-	if (!mime_first_mailbox(value, &mb))
-		return xstrdup("");
-	mime_decode_header(mb.name, strlen(mb.name), &d);
+	mime_decode_header(mb->name, strlen(mb->name), &d);
 	if (d.len == 0) {
-		str_append(&d, mb.local);
-		if (*mb.host != '\0') {
+		str_append(&d, mb->local);
+		if (*mb->host != '\0') {
 			str_append_c(&d, '@');
-			str_append(&d, mb.host);
+			str_append(&d, mb->host);
 		}
 	}
 	r = casemapped(str_c(&d));
 	str_free(&d);
+	return r;
+}
+
+static char *
+first_display(const char *value)
+{
+	struct mime_mailbox mb;
+	char *r;
+
+	if (!mime_first_mailbox(value, &mb))
+		return xstrdup("");
+	r = display_of(&mb);
 	mime_mailbox_clear(&mb);
 	return r;
 }
@@ -414,7 +439,7 @@ imap_sort_msg_fill(struct sort_msg *m, const char *hdr, size_t len,
 		"references", "in-reply-to",
 	};
 	char *v[F_N];
-	str_t wire = STR_INIT, subj = STR_INIT;
+	str_t wire = STR_INIT;
 	long long t;
 
 	/* the header only, in CRLF form as lib/mime reads it */
@@ -432,12 +457,8 @@ imap_sort_msg_fill(struct sort_msg *m, const char *hdr, size_t len,
 	if ((need & SORT_NEED_DATE) && v[F_DATE] != NULL &&
 	    (t = mime_parse_date(v[F_DATE])) != -1)
 		m->date = t;
-	if (need & SORT_NEED_SUBJECT) {
-		imap_base_subject(v[F_SUBJECT], &subj, &m->reply);
-		if (subj.len > IMAP_SORT_KEY_MAX)
-			str_truncate(&subj, IMAP_SORT_KEY_MAX);
-		m->subject = str_steal(&subj);
-	}
+	if (need & SORT_NEED_SUBJECT)
+		m->subject = subject_key(v[F_SUBJECT], &m->reply);
 	if (need & SORT_NEED_FROM)
 		m->from = first_local(v[F_FROM]);
 	if (need & SORT_NEED_TO)
@@ -453,7 +474,161 @@ imap_sort_msg_fill(struct sort_msg *m, const char *hdr, size_t len,
 	for (size_t i = 0; i < F_N; i++)
 		free(v[i]);
 	str_free(&wire);
-	str_free(&subj);
+}
+
+/* An nstring of an ENVELOPE: the string, or NULL for NIL (and for
+ * anything else, or a string holding a NUL). */
+static const char *
+env_nstring(const struct imap_arg *a)
+{
+	if (a->type != IMAP_ARG_STRING || strlen(a->str) != a->len)
+		return NULL;
+	return a->str;
+}
+
+/* The first mailbox of an ENVELOPE address list (NIL or a list of
+ * (name adl mailbox host); a group's start and end have a NIL host). */
+static bool
+env_first_mailbox(const struct imap_arg *a, struct mime_mailbox *mb_r)
+{
+	memset(mb_r, 0, sizeof(*mb_r));
+	if (a->type != IMAP_ARG_LIST)
+		return false;
+	for (size_t i = 0; i < a->nlist; i++) {
+		const struct imap_arg *x = &a->list[i];
+		const char *name, *local, *host;
+
+		if (x->type != IMAP_ARG_LIST || x->nlist != 4)
+			continue;
+		name = env_nstring(&x->list[0]);
+		local = env_nstring(&x->list[2]);
+		host = env_nstring(&x->list[3]);
+		if (local == NULL || host == NULL)
+			continue;
+		mb_r->name = xstrdup(name != NULL ? name : "");
+		mb_r->local = xstrdup(local);
+		mb_r->host = xstrdup(host);
+		return true;
+	}
+	return false;
+}
+
+static char *
+env_local(const struct imap_arg *a)
+{
+	struct mime_mailbox mb;
+	char *r;
+
+	if (!env_first_mailbox(a, &mb))
+		return xstrdup("");
+	r = casemapped(mb.local);
+	mime_mailbox_clear(&mb);
+	return r;
+}
+
+static char *
+env_display(const struct imap_arg *a)
+{
+	struct mime_mailbox mb;
+	char *r;
+
+	if (!env_first_mailbox(a, &mb))
+		return xstrdup("");
+	r = display_of(&mb);
+	mime_mailbox_clear(&mb);
+	return r;
+}
+
+/* An ENVELOPE with a space put between adjacent address lists ")(",
+ * which the command parser (one space between arguments) wants;
+ * quoted strings and literals are copied as they are. */
+static void
+env_spaced(const char *env, str_t *out)
+{
+	size_t len = strlen(env), i = 0;
+
+	while (i < len) {
+		char c = env[i];
+
+		if (c == '"') {
+			size_t j = i + 1;
+
+			while (j < len && env[j] != '"')
+				j += env[j] == '\\' && j + 1 < len ? 2 : 1;
+			j = j < len ? j + 1 : len;
+			str_append_n(out, env + i, j - i);
+			i = j;
+			continue;
+		}
+		if (c == '{') {
+			/* {n}CRLF and n bytes */
+			size_t j = i + 1, n = 0;
+
+			while (j < len && env[j] >= '0' && env[j] <= '9' &&
+			    n < len)
+				n = n * 10 + (size_t)(env[j++] - '0');
+			if (j + 2 < len && env[j] == '}' &&
+			    env[j + 1] == '\r' && env[j + 2] == '\n') {
+				j += 3;
+				j = n < len - j ? j + n : len;
+				str_append_n(out, env + i, j - i);
+				i = j;
+				continue;
+			}
+		}
+		str_append_c(out, c);
+		if (c == ')' && i + 1 < len && env[i + 1] == '(')
+			str_append_c(out, ' ');
+		i++;
+	}
+}
+
+int
+imap_sort_msg_fill_envelope(struct sort_msg *m, const char *env,
+    unsigned need)
+{
+	enum {
+		E_DATE, E_SUBJECT, E_FROM, E_SENDER, E_REPLY_TO, E_TO, E_CC,
+		E_BCC, E_IN_REPLY_TO, E_MESSAGE_ID, E_N
+	};
+	struct imap_cmd cmd;
+	const struct imap_arg *e;
+	const char *err = NULL, *v;
+	str_t buf = STR_INIT;
+	long long t;
+	int r = -1;
+
+	if (need & SORT_NEED_IDS)
+		return -1;	/* References is not in it */
+	str_append(&buf, "x X ");
+	env_spaced(env, &buf);
+	memset(&cmd, 0, sizeof(cmd));
+	if (imap_cmd_parse(buf.data, buf.len, &cmd, &err) < 0 ||
+	    cmd.nargs != 1 || cmd.args[0].type != IMAP_ARG_LIST ||
+	    cmd.args[0].nlist != E_N)
+		goto out;
+	e = cmd.args[0].list;
+	m->date = m->internaldate;
+	if ((need & SORT_NEED_DATE) && (v = env_nstring(&e[E_DATE])) != NULL &&
+	    (t = mime_parse_date(v)) != -1)
+		m->date = t;
+	if (need & SORT_NEED_SUBJECT)
+		m->subject = subject_key(env_nstring(&e[E_SUBJECT]), &m->reply);
+	if (need & SORT_NEED_FROM)
+		m->from = env_local(&e[E_FROM]);
+	if (need & SORT_NEED_TO)
+		m->to = env_local(&e[E_TO]);
+	if (need & SORT_NEED_CC)
+		m->cc = env_local(&e[E_CC]);
+	if (need & SORT_NEED_DISPLAYFROM)
+		m->display_from = env_display(&e[E_FROM]);
+	if (need & SORT_NEED_DISPLAYTO)
+		m->display_to = env_display(&e[E_TO]);
+	r = 0;
+out:
+	imap_cmd_free(&cmd);
+	str_free(&buf);
+	return r;
 }
 
 void

@@ -78,6 +78,11 @@ struct sort_msg {
  * CRLF line ends; the scan stops at its empty line). */
 void imap_sort_msg_fill(struct sort_msg *m, const char *hdr, size_t len,
     unsigned need);
+/* The same from a message's ENVELOPE as FETCH gives it (the store
+ * caches it), for every need but SORT_NEED_IDS: 0 ok, -1 when that is
+ * asked for or env is not an ENVELOPE (nothing filled). */
+int imap_sort_msg_fill_envelope(struct sort_msg *m, const char *env,
+    unsigned need);
 /* Free what imap_sort_msg_fill() allocated. */
 void imap_sort_msg_clear(struct sort_msg *m);
 

@@ -7,12 +7,13 @@ DISPLAYTO). One mailbox of seven messages for the whole module; every
 expected order below was worked out by hand from the RFCs' rules."""
 
 import calendar
+import os
 import re
 
 import pytest
 
-from imap_util import (ALICE, Literal, put, reset_maildirs, start_imap,  # noqa: F401
-                       check_stopped, imap_instance)
+from imap_util import (ALICE, Literal, folder_dir, make_folder, put,  # noqa: F401
+                       reset_maildirs, start_imap, check_stopped, imap_instance)
 
 
 def ts(d, h=12):
@@ -279,5 +280,28 @@ def test_sort_sees_new_messages(srv, imap_instance):
         c.ok("STORE 8 +FLAGS.SILENT (\\Deleted)")
         c.ok("EXPUNGE")
         assert sort(c, "SORT (SUBJECT) UTF-8 ALL") == [6, 7, 2, 4, 1, 3, 5]
+    finally:
+        c.close()
+
+
+def test_sort_caches_envelopes(srv, imap_instance):
+    """SORT takes its keys from the ENVELOPE the store caches for FETCH,
+    and caches the ENVELOPE of a header it had to read: a later FETCH
+    ENVELOPE gives the same, and a second SORT the same order."""
+    make_folder(imap_instance, ALICE, "Cached")
+    for i, (data, t, _) in enumerate(MSGS, 1):
+        put(imap_instance, ALICE, data, folder="Cached", mtime=t,
+            name="17300000%02d.M%dP1.sort" % (i, i))
+    cache = os.path.join(folder_dir(imap_instance, ALICE, "Cached"), "petrel-cache")
+    c = srv.session()
+    try:
+        c.examine("Cached")
+        assert not os.path.exists(cache) or b"Zoe Adams" not in open(cache, "rb").read()
+        assert sort(c, "SORT (DISPLAYFROM) UTF-8 ALL") == [6, 7, 2, 4, 5, 1, 3]
+        assert b"Zoe Adams" in open(cache, "rb").read()
+        assert sort(c, "SORT (DISPLAYFROM) UTF-8 ALL") == [6, 7, 2, 4, 5, 1, 3]
+        assert sort(c, "SORT (REVERSE DATE) UTF-8 ALL") == [5, 1, 6, 7, 2, 4, 3]
+        r = c.ok("FETCH 1 ENVELOPE")
+        assert b'(("Zoe Adams" NIL "zoe" "example.org"))' in r.untagged[0], r.untagged
     finally:
         c.close()

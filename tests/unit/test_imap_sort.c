@@ -13,6 +13,7 @@
 #include "lib/base/str.h"
 #include "lib/imap/parse.h"
 #include "lib/imap/sort.h"
+#include "lib/mime/mime.h"
 #include "tests/unit/test.h"
 
 static bool
@@ -236,6 +237,87 @@ test_fill(void)
 	test_assert(m.nrefs == 0 && m.msgid == NULL);
 	imap_sort_msg_clear(&m);
 	str_free(&hdr);
+	test_end();
+}
+
+static bool
+same_str(const char *a, const char *b)
+{
+	return a != NULL && b != NULL && strcmp(a, b) == 0;
+}
+
+/* The keys from a header and from the ENVELOPE made of it agree. */
+static bool
+envelope_agrees(const char *hdr)
+{
+	const unsigned need = 0xff & ~SORT_NEED_IDS;
+	struct sort_msg a, b;
+	str_t wire = STR_INIT, env = STR_INIT;
+	bool ok;
+
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	a.internaldate = b.internaldate = 777;
+	imap_sort_msg_fill(&a, hdr, strlen(hdr), need);
+	mime_to_crlf(hdr, strlen(hdr), &wire);
+	mime_envelope_header(wire.data, wire.len, &env);
+	ok = imap_sort_msg_fill_envelope(&b, str_c(&env), need) == 0 &&
+	    a.date == b.date && a.reply == b.reply &&
+	    same_str(a.subject, b.subject) && same_str(a.from, b.from) &&
+	    same_str(a.to, b.to) && same_str(a.cc, b.cc) &&
+	    same_str(a.display_from, b.display_from) &&
+	    same_str(a.display_to, b.display_to);
+	if (!ok)
+		fprintf(stderr, "  envelope %s: [%s|%s|%s|%s|%s] vs "
+		    "[%s|%s|%s|%s|%s]\n", str_c(&env), a.subject, a.from,
+		    a.to, a.cc, a.display_from, b.subject, b.from, b.to, b.cc,
+		    b.display_from);
+	imap_sort_msg_clear(&a);
+	imap_sort_msg_clear(&b);
+	str_free(&wire);
+	str_free(&env);
+	return ok;
+}
+
+static void
+test_fill_envelope(void)
+{
+	struct sort_msg m;
+
+	test_begin("imap_sort_msg_fill_envelope");
+	test_assert(envelope_agrees(
+	    "From: \"Smith, Bob\" <Bob.Smith@Example.org>, other@x\n"
+	    "To: undisclosed: ann@x, ben@y;, carl@z\n"
+	    "Cc: (a comment) <cc.Local (c) @ (d) host.example>\n"
+	    "Subject: Re: [list] The\n  Topic\n"
+	    "Date: Mon, 2 Mar 2026 10:00:00 +0200\n\n"));
+	test_assert(envelope_agrees(
+	    "From: =?UTF-8?Q?J=C3=BCrgen?= <j@x>\nTo: undisclosed:;\n"
+	    "Subject: =?UTF-8?Q?Fwd:_caf=C3=A9?= (fwd)\nDate: garbage\n\n"));
+	test_assert(envelope_agrees("Subject: \"quoted\" \\ back\n"
+	    "From: \"a \\\"b\\\" c\" <q@x>\nTo: plain@host\n\n"));
+	test_assert(envelope_agrees("Subject: 8bit K\xc3\xb6ln\n"
+	    "From: K\xc3\xb6ln <k@x>\nTo: <@route:r@x>\n\n"));
+	test_assert(envelope_agrees("Subject: a)(b \"x)(\"\nTo: a@b\n\n"));
+	test_assert(envelope_agrees("Subject: K\xc3\xb6ln )(x {3}\n"
+	    "From: \"x)(y\" <z@w>\n\n"));
+	test_assert(envelope_agrees("\n"));
+	test_assert(envelope_agrees("From: local-only\nTo: @\n\n"));
+	/* References are not in an ENVELOPE; garbage is refused */
+	memset(&m, 0, sizeof(m));
+	test_assert(imap_sort_msg_fill_envelope(&m, "(NIL NIL NIL NIL NIL "
+	    "NIL NIL NIL NIL NIL)", SORT_NEED_IDS) == -1);
+	test_assert(imap_sort_msg_fill_envelope(&m, "(NIL NIL)",
+	    SORT_NEED_SUBJECT) == -1);
+	test_assert(imap_sort_msg_fill_envelope(&m, "(NIL", SORT_NEED_SUBJECT)
+	    == -1);
+	test_assert(imap_sort_msg_fill_envelope(&m, "", SORT_NEED_SUBJECT)
+	    == -1);
+	test_assert(m.subject == NULL);
+	test_assert(imap_sort_msg_fill_envelope(&m, "(NIL NIL NIL NIL NIL "
+	    "NIL NIL NIL NIL NIL)", SORT_NEED_SUBJECT | SORT_NEED_FROM) == 0);
+	test_assert(same_str(m.subject, "") && same_str(m.from, ""));
+	imap_sort_msg_clear(&m);
 	test_end();
 }
 
@@ -546,6 +628,7 @@ main(void)
 	test_base_subject();
 	test_program();
 	test_fill();
+	test_fill_envelope();
 	test_sort();
 	test_orderedsubject();
 	test_references();
