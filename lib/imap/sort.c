@@ -4,11 +4,12 @@
  * the two threading algorithms (see sort.h).
  *
  * Trust: the header text comes from messages anyone can send, the sort
- * program from a client. Every string is bounded by the header it came
- * from (at most IMAP_SORT_HEADER_MAX), References by
- * IMAP_THREAD_REFS_MAX IDs of IMAP_MSGID_MAX bytes; the sort is a merge
- * sort (O(n log n) whatever the keys) and the thread trees are walked
- * with explicit stacks, so a chain of 100,000 replies costs no stack.
+ * program from a client. A key string keeps at most IMAP_SORT_KEY_MAX
+ * bytes, References at most IMAP_THREAD_REFS_MAX IDs (of at most
+ * IMAP_MSGID_MAX bytes, IMAP_THREAD_REFS_BYTES together); the sort is a
+ * merge sort (O(n log n) whatever the keys) and the thread trees are
+ * walked with explicit stacks, so a chain of 100,000 replies costs no
+ * stack.
  * A References field that would make a loop is not followed there
  * (RFC 5256: "do not add a link if adding that link would introduce a
  * loop").

@@ -9,13 +9,16 @@
  * bytes; the callers read the headers.
  *
  * Strings compare with the i;ascii-casemap collation (RFC 4790 9.2:
- * ASCII letters folded, every other byte as it is, UTF-8 included),
- * which RFC 5256 names as the default.
+ * ASCII letters folded, every other byte as it is, UTF-8 included).
+ * RFC 5256 asks for I18NLEVEL=1's collation (RFC 5255, i;unicode-
+ * casemap): a known gap, non-ASCII letters that differ only in case
+ * (E and e with an acute accent) sort apart here.
  */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/base/limits.h"
 #include "lib/base/str.h"
 #include "lib/imap/parse.h"
 
@@ -28,7 +31,7 @@ struct sort_prog {
 	struct {
 		enum sort_kind kind;
 		bool reverse;
-	} keys[16];		/* IMAP_SORT_KEYS_MAX */
+	} keys[IMAP_SORT_KEYS_MAX];
 	size_t n;
 };
 
