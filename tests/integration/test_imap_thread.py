@@ -11,8 +11,8 @@ import calendar
 
 import pytest
 
-from imap_util import (ALICE, put, reset_maildirs, start_imap,  # noqa: F401
-                       check_stopped, imap_instance)
+from imap_util import (ALICE, make_folder, put, reset_maildirs,  # noqa: F401
+                       start_imap, check_stopped, imap_instance)
 
 
 def ts(h, m=0):
@@ -229,5 +229,31 @@ def test_thread_follows_a_reply_delivered_later(srv):
         c.ok("STORE 11 +FLAGS.SILENT (\\Deleted)")
         c.ok("EXPUNGE")
         assert thread(c, "THREAD REFERENCES UTF-8 ALL") == REFERENCES_ALL
+    finally:
+        c.close()
+
+
+def test_thread_oversized_header(srv, imap_instance):
+    """A header of 5,000 References and 300 KB of filler: only its first
+    256 KiB are read (the Subject after the filler is not seen) and only
+    the nearest References are kept; the answer is the same shape, fast."""
+    make_folder(imap_instance, ALICE, "Big")
+    refs = b" ".join(b"<r%d@x>" % i for i in range(5000))
+    big = (b"Message-ID: <big@x>\nReferences: " + refs + b"\nX-Filler: " +
+           b"f" * 300000 + b"\nSubject: big\nDate: Mon, 2 Mar 2026 09:00:00 +0000\n\nbody\n")
+    small = hdr(b"10:00:00", b"Re: big", b"<small@x>", irt=b"<big@x>")
+    put(imap_instance, ALICE, big, folder="Big", mtime=ts(9), name="1740000001.M1P1.thread")
+    put(imap_instance, ALICE, small, folder="Big", mtime=ts(10), name="1740000002.M2P1.thread")
+    c = srv.session()
+    try:
+        c.examine("Big")
+        assert thread(c, "THREAD REFERENCES UTF-8 ALL") == "(1 2)"
+        # the first message's Subject lies beyond what is read: empty
+        assert thread(c, "THREAD ORDEREDSUBJECT UTF-8 ALL") == "(1)(2)"
+        r = c.ok("SORT (SUBJECT) UTF-8 ALL")
+        assert r.data("SORT") == [b"1 2"], r.untagged
+        # DATE of 1 falls back to INTERNALDATE (its Date is cut off too)
+        r = c.ok("SORT (REVERSE DATE) UTF-8 ALL")
+        assert r.data("SORT") == [b"2 1"], r.untagged
     finally:
         c.close()
