@@ -56,15 +56,8 @@ search_load(void *ctx, size_t *len)
  * one "* ESEARCH (TAG ...)" line instead of "* SEARCH" with every
  * number. SEARCHRES (RFC 5182): SAVE keeps the result as "$" for later
  * commands (alone, it answers nothing but the tagged OK). */
-enum {
-	RET_MIN = 1, RET_MAX = 2, RET_ALL = 4, RET_COUNT = 8, RET_SAVE = 16,
-};
-
-/* The RETURN option list at args[0..1], if any: *ret_r 0 when there is
- * none (the classic answer); *skip_r the arguments it took. -1 with
- * *error_r on a bad list. */
-static int
-parse_return(const struct imap_arg *args, size_t n, unsigned *ret_r,
+int
+imap_search_parse_return(const struct imap_arg *args, size_t n, unsigned *ret_r,
     size_t *skip_r, const char **error_r)
 {
 	static const struct { const char *name; unsigned bit; } opts[] = {
@@ -103,8 +96,8 @@ parse_return(const struct imap_arg *args, size_t n, unsigned *ret_r,
 	return 0;
 }
 
-static void
-esearch_reply(struct imap_session *s, const struct imap_cmd *c,
+void
+imap_esearch_reply(struct imap_session *s, const struct imap_cmd *c,
     unsigned ret, const uint32_t *hits, size_t nhits)
 {
 	str_t res = STR_INIT;
@@ -125,66 +118,17 @@ esearch_reply(struct imap_session *s, const struct imap_cmd *c,
 	str_free(&res);
 }
 
-/* SEARCHRES: "$" becomes what the SEARCH found, as UIDs (uids, all
- * nhits of them, ascending); with MIN and/or MAX but neither ALL nor
- * COUNT, only those (RFC 5182 2.4). */
-static void
-save_result(struct imap_session *s, unsigned ret, const uint32_t *uids,
-    size_t nhits)
-{
-	size_t n = 0;
-
-	imap_searchres_clear(s);
-	if (nhits == 0)
-		return;
-	s->searchres = xmalloc(nhits * sizeof(*s->searchres));
-	if ((ret & (RET_ALL | RET_COUNT)) == 0 &&
-	    (ret & (RET_MIN | RET_MAX)) != 0) {
-		if (ret & RET_MIN)
-			s->searchres[n++] = uids[0];
-		if ((ret & RET_MAX) && (n == 0 || uids[nhits - 1] != uids[0]))
-			s->searchres[n++] = uids[nhits - 1];
-	} else {
-		memcpy(s->searchres, uids, nhits * sizeof(*uids));
-		n = nhits;
-	}
-	s->nsearchres = n;
-}
-
 void
-imap_cmd_search(struct imap_session *s, struct imap_cmd *c)
+imap_search_run(struct imap_session *s, const struct search_key *root,
+    size_t **idx_r, size_t *n_r)
 {
-	struct search_key *root = NULL;
+	size_t *idx = NULL, nidx = 0, cap = 0;
 	const char *err = NULL;
-	str_t res = STR_INIT;
-	uint32_t *hits = NULL, *uids = NULL;
-	size_t nhits = 0, cap = 0, skip;
-	unsigned ret;
-	bool need_info;
-	size_t n;
-	int rc;
-
-	if (parse_return(c->args, c->nargs, &ret, &skip, &err) < 0) {
-		imap_bad(s, "%s", err);
-		return;
-	}
-	rc = imap_search_parse(c->args + skip, c->nargs - skip, &root, &err);
-	if (rc == -2) {
-		/* a failed SEARCH with SAVE empties "$" (RFC 5182 2.1) */
-		if (ret & RET_SAVE)
-			imap_searchres_clear(s);
-		imap_no(s, "%s", err);
-		return;
-	}
-	if (rc < 0) {
-		imap_bad(s, "%s", err != NULL ? err : "Invalid search");
-		return;
-	}
-	str_append(&res, "SEARCH");
-	need_info = imap_search_needs_info(root);
+	bool need_info = imap_search_needs_info(root);
 	/* a re-sync below may append messages: they are not the client's
 	 * yet */
-	n = s->mb->n;
+	size_t n = s->mb->n;
+
 	for (size_t i = 0; i < n; i++) {
 		struct mbox_msg *m = &s->mb->msgs[i];
 		struct search_ctx sc = { s, i, STR_INIT, 0 };
@@ -216,32 +160,90 @@ imap_cmd_search(struct imap_session *s, struct imap_cmd *c)
 		};
 
 		if (imap_search_match(root, &sm)) {
-			if (ret == 0)
-				str_printf(&res, " %u", c->uid ? uid :
-				    (uint32_t)(i + 1));
-			else {
-				if (nhits == cap) {
-					cap = cap ? cap * 2 : 64;
-					hits = xrealloc(hits,
-					    cap * sizeof(*hits));
-					uids = xrealloc(uids,
-					    cap * sizeof(*uids));
-				}
-				uids[nhits] = uid;
-				hits[nhits++] = c->uid ? uid :
-				    (uint32_t)(i + 1);
+			if (nidx == cap) {
+				cap = cap ? cap * 2 : 64;
+				idx = xrealloc(idx, cap * sizeof(*idx));
 			}
+			idx[nidx++] = i;
 		}
 		str_free(&sc.wire);
 	}
-	if (ret == 0)
+	*idx_r = idx;
+	*n_r = nidx;
+}
+
+/* SEARCHRES: "$" becomes what the SEARCH found (the messages idx, all
+ * n of them, ascending), as UIDs; with MIN and/or MAX but neither ALL
+ * nor COUNT, only those (RFC 5182 2.4). */
+static void
+save_result(struct imap_session *s, unsigned ret, const size_t *idx,
+    size_t n)
+{
+	size_t k = 0;
+
+	imap_searchres_clear(s);
+	if (n == 0)
+		return;
+	s->searchres = xmalloc(n * sizeof(*s->searchres));
+	if ((ret & (RET_ALL | RET_COUNT)) == 0 &&
+	    (ret & (RET_MIN | RET_MAX)) != 0) {
+		if (ret & RET_MIN)
+			s->searchres[k++] = s->mb->msgs[idx[0]].uid;
+		if ((ret & RET_MAX) && (k == 0 || n > 1))
+			s->searchres[k++] = s->mb->msgs[idx[n - 1]].uid;
+	} else {
+		for (; k < n; k++)
+			s->searchres[k] = s->mb->msgs[idx[k]].uid;
+	}
+	s->nsearchres = k;
+}
+
+void
+imap_cmd_search(struct imap_session *s, struct imap_cmd *c)
+{
+	struct search_key *root = NULL;
+	const char *err = NULL;
+	str_t res = STR_INIT;
+	uint32_t *hits = NULL;
+	size_t *idx, nidx, skip;
+	unsigned ret;
+	int rc;
+
+	if (imap_search_parse_return(c->args, c->nargs, &ret, &skip,
+	    &err) < 0) {
+		imap_bad(s, "%s", err);
+		return;
+	}
+	rc = imap_search_parse(c->args + skip, c->nargs - skip, &root, &err);
+	if (rc == -2) {
+		/* a failed SEARCH with SAVE empties "$" (RFC 5182 2.1) */
+		if (ret & RET_SAVE)
+			imap_searchres_clear(s);
+		imap_no(s, "%s", err);
+		return;
+	}
+	if (rc < 0) {
+		imap_bad(s, "%s", err != NULL ? err : "Invalid search");
+		return;
+	}
+	imap_search_run(s, root, &idx, &nidx);
+	if (nidx > 0)
+		hits = xcalloc(nidx, sizeof(*hits));
+	for (size_t k = 0; k < nidx; k++)
+		hits[k] = c->uid ? s->mb->msgs[idx[k]].uid :
+		    (uint32_t)(idx[k] + 1);
+	if (ret == 0) {
+		str_append(&res, "SEARCH");
+		for (size_t k = 0; k < nidx; k++)
+			str_printf(&res, " %u", (unsigned)hits[k]);
 		imap_untagged(s, "%s", str_c(&res));
-	else if (ret != RET_SAVE)
-		esearch_reply(s, c, ret, hits, nhits);
+	} else if (ret != RET_SAVE) {
+		imap_esearch_reply(s, c, ret, hits, nidx);
+	}
 	if (ret & RET_SAVE)
-		save_result(s, ret, uids, nhits);
+		save_result(s, ret, idx, nidx);
+	free(idx);
 	free(hits);
-	free(uids);
 	str_free(&res);
 	imap_search_free(root);
 	imap_ok(s, "Search completed.");

@@ -28,8 +28,9 @@ imap_capabilities(const struct imap_session *s, str_t *out)
 	} else {
 		str_append(out, " UIDPLUS MOVE CHILDREN SPECIAL-USE QUOTA "
 		    "ESEARCH SEARCHRES COMPRESS=DEFLATE STATUS=SIZE "
-		    "LIST-EXTENDED LIST-STATUS CREATE-SPECIAL-USE MULTIAPPEND "
-		    "REPLACE BINARY");
+		    "LIST-EXTENDED LIST-STATUS CREATE-SPECIAL-USE SORT "
+		    "SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
+		    "MULTIAPPEND REPLACE BINARY");
 		/* one limit for every mailbox (RFC 7889 3.1) */
 		str_printf(out, " APPENDLIMIT=%llu",
 		    (unsigned long long)s->srv->size_limit);

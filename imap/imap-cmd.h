@@ -29,6 +29,11 @@ int imap_resolve_set(const struct imap_session *s, const char *text,
 int imap_read_message(struct imap_session *s, size_t i, char **raw,
     size_t *len);
 int imap_load_message(struct imap_session *s, size_t i, str_t *out);
+/* The start of a message's file, up to the end of its header (the line
+ * before the empty line; at most max bytes), as stored (LF or CRLF),
+ * into *raw (malloc'd, NUL-terminated) and *len. 0 ok, -1 gone. */
+int imap_read_header(struct imap_session *s, size_t i, size_t max,
+    char **raw, size_t *len);
 /* Flag names and keywords to Maildir letters; -1 with a BAD/NO set. */
 int imap_flags_to_letters(struct imap_session *s, const struct imap_arg *args,
     size_t n, bool create, char *out, size_t outsz);
@@ -53,6 +58,27 @@ int imap_status_append(struct imap_session *s, const char *name,
 /* Remove the \Deleted messages (only those in uidset, when given). */
 int imap_expunge_deleted(struct imap_session *s, const char *uidset,
     bool report);
+
+/* ---- cmd_search.c ---- */
+
+/* RETURN options of ESEARCH (RFC 4731) and ESORT (RFC 5267); SAVE
+ * (SEARCHRES, RFC 5182) is for SEARCH only. */
+enum {
+	RET_MIN = 1, RET_MAX = 2, RET_ALL = 4, RET_COUNT = 8, RET_SAVE = 16,
+};
+/* The RETURN option list at args[0..1], if any: *ret_r 0 when there is
+ * none (the classic answer); *skip_r the arguments it took. -1 with
+ * *error_r on a bad list. */
+int imap_search_parse_return(const struct imap_arg *args, size_t n,
+    unsigned *ret_r, size_t *skip_r, const char **error_r);
+/* "* ESEARCH (TAG ...) [UID] MIN MAX COUNT ALL" for the hits in the
+ * order given: MIN is the first, MAX the last. */
+void imap_esearch_reply(struct imap_session *s, const struct imap_cmd *c,
+    unsigned ret, const uint32_t *hits, size_t nhits);
+/* The indexes (ascending, malloc'd, NULL when none) of the messages
+ * the search keys match, and their count. */
+void imap_search_run(struct imap_session *s, const struct search_key *root,
+    size_t **idx_r, size_t *n_r);
 
 /* ---- folders.c ---- */
 

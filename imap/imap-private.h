@@ -194,12 +194,15 @@ void imap_report_expunges(struct imap_session *s);
 void imap_flags_string(const struct mbox *mb, const struct mbox_msg *m,
     str_t *out);
 
-/* cmd_select.c, cmd_fetch.c, cmd_store.c, cmd_search.c, cmd_copy.c,
+/* cmd_select.c, cmd_fetch.c, cmd_store.c, cmd_search.c, cmd_sort.c,
+ * cmd_copy.c,
  * cmd_expunge.c, cmd_append.c; imap_close_mailbox in mailbox_view.c */
 void imap_cmd_select(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_fetch(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_store(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_search(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_sort(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_thread(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_copy(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_move(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_expunge(struct imap_session *s, struct imap_cmd *c);

@@ -402,26 +402,22 @@ imap_resolve_set(const struct imap_session *s, const char *text, bool uid,
 
 /* ---- reading a message ---- */
 
-/* The message file's bytes as stored (LF or CRLF line ends) into *raw
- * (malloc'd, NUL-terminated) and *len; a message whose sizes were still
- * pending learns them. On a vanished file the mailbox is synced once
- * (another session may have renamed it for a flag change) and the read
- * retried. 0 ok, -1 gone. */
-int
-imap_read_message(struct imap_session *s, size_t i, char **raw, size_t *len)
+/* Open a message's file: a regular file, never through a symbolic link
+ * (one may replace it after the listing). On a vanished file the
+ * mailbox is synced once (another session may have renamed it for a
+ * flag change) and the open retried. The fd and its fstat() in *st, or
+ * -1 when the message is gone. */
+static int
+open_message(struct imap_session *s, size_t i, struct stat *st)
 {
 	for (int attempt = 0; attempt < 2; attempt++) {
 		struct mbox_msg *m = &s->mb->msgs[i];
 		char *path = mbox_msg_path(s->mb, m);
-		/* a message is a regular file, never read through a
-		 * symbolic link (one may replace it after the listing) */
 		int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
 		    O_NONBLOCK);
-		struct stat st;
-		int r;
 
 		free(path);
-		if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+		if (fd >= 0 && (fstat(fd, st) < 0 || !S_ISREG(st->st_mode))) {
 			close(fd);
 			return -1;
 		}
@@ -435,16 +431,86 @@ imap_read_message(struct imap_session *s, size_t i, char **raw, size_t *len)
 				return -1;
 			continue;
 		}
-		r = read_fd_all(fd, raw, len, &st);
-		close(fd);
-		if (r < 0)
-			return -1;
-		if (*len == (size_t)st.st_size && m->info_pending)
-			mbox_msg_learn(s->mb, i, &st,
-			    mime_crlf_size(*raw, *len));
-		return 0;
+		return fd;
 	}
 	return -1;
+}
+
+/* The message file's bytes as stored (LF or CRLF line ends) into *raw
+ * (malloc'd, NUL-terminated) and *len; a message whose sizes were still
+ * pending learns them. 0 ok, -1 gone. */
+int
+imap_read_message(struct imap_session *s, size_t i, char **raw, size_t *len)
+{
+	struct stat st;
+	int fd = open_message(s, i, &st), r;
+
+	if (fd < 0)
+		return -1;
+	r = read_fd_all(fd, raw, len, &st);
+	close(fd);
+	if (r < 0)
+		return -1;
+	if (*len == (size_t)st.st_size && s->mb->msgs[i].info_pending)
+		mbox_msg_learn(s->mb, i, &st, mime_crlf_size(*raw, *len));
+	return 0;
+}
+
+int
+imap_read_header(struct imap_session *s, size_t i, size_t max, char **raw,
+    size_t *len)
+{
+	struct stat st;
+	int fd = open_message(s, i, &st);
+	size_t n = 0, cap = 0;
+	char *buf = NULL;
+
+	if (fd < 0)
+		return -1;
+	while (n < max) {
+		size_t want = max - n < 8192 ? max - n : 8192;
+		size_t from = n > 2 ? n - 2 : 0;
+		ssize_t got;
+
+		if (cap < n + want + 1) {
+			cap = n + want + 1;
+			buf = xrealloc(buf, cap);
+		}
+		got = read(fd, buf + n, want);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			close(fd);
+			free(buf);
+			return -1;
+		}
+		if (got == 0)
+			break;
+		n += (size_t)got;
+		/* no header at all: the file starts with the empty line */
+		if (from == 0 && (buf[0] == '\n' || (n > 1 &&
+		    buf[0] == '\r' && buf[1] == '\n'))) {
+			n = 0;
+			goto done;
+		}
+		/* the empty line that ends the header */
+		for (size_t k = from; k + 1 < n; k++) {
+			if (buf[k] == '\n' && (buf[k + 1] == '\n' ||
+			    (buf[k + 1] == '\r' && k + 2 < n &&
+			    buf[k + 2] == '\n'))) {
+				n = k + 1;
+				goto done;
+			}
+		}
+	}
+done:
+	close(fd);
+	if (buf == NULL)
+		buf = xcalloc(1, 1);
+	buf[n] = '\0';
+	*raw = buf;
+	*len = n;
+	return 0;
 }
 
 /* The message in wire form (CRLF) into out. 0 ok, -1 gone. */

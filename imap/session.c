@@ -166,6 +166,8 @@ static const struct imap_command commands[] = {
 	{ "UNSELECT", imap_cmd_unselect, IN_SELECTED },
 	{ "EXPUNGE", imap_cmd_expunge, IN_SELECTED },
 	{ "SEARCH", imap_cmd_search, IN_SELECTED | NO_EXPUNGE },
+	{ "SORT", imap_cmd_sort, IN_SELECTED | NO_EXPUNGE },
+	{ "THREAD", imap_cmd_thread, IN_SELECTED | NO_EXPUNGE },
 	{ "FETCH", imap_cmd_fetch, IN_SELECTED | NO_EXPUNGE },
 	{ "STORE", imap_cmd_store, IN_SELECTED | NO_EXPUNGE },
 	{ "COPY", imap_cmd_copy, IN_SELECTED },
@@ -174,13 +176,14 @@ static const struct imap_command commands[] = {
 };
 
 /* Commands that have a UID form (RFC 3501 6.4.8, RFC 4315, RFC 6851,
- * RFC 8508). */
+ * RFC 5256, RFC 8508). */
 static bool
 has_uid_form(const char *name)
 {
 	return strcmp(name, "FETCH") == 0 || strcmp(name, "STORE") == 0 ||
 	    strcmp(name, "SEARCH") == 0 || strcmp(name, "COPY") == 0 ||
 	    strcmp(name, "MOVE") == 0 || strcmp(name, "EXPUNGE") == 0 ||
+	    strcmp(name, "SORT") == 0 || strcmp(name, "THREAD") == 0 ||
 	    strcmp(name, "REPLACE") == 0;
 }
 

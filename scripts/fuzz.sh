@@ -22,7 +22,7 @@ command -v "$CC" >/dev/null || { echo "fuzz: $CC not found (apt-get install clan
 base="lib/base/alloc.c lib/base/str.c lib/base/log.c lib/base/base64.c lib/base/err.c"
 sources() {
 	case "$1" in
-	mime|imap_parse) echo "lib/mime/mime.c lib/mime/envelope.c lib/mime/decode.c lib/imap/parse.c lib/imap/search.c $base" ;;
+	mime|imap_parse|imap_sort) echo "lib/mime/mime.c lib/mime/envelope.c lib/mime/decode.c lib/imap/parse.c lib/imap/search.c lib/imap/sort.c $base" ;;
 	config|maildir_name) echo "lib/base/addr.c lib/base/fdio.c lib/config/config.c lib/maildir/maildir.c lib/maildir/subscriptions.c lib/dir/dir_url.c $base" ;;
 	imap_framing) echo "lib/imap/framing.c lib/imap/parse.c $base" ;;
 	smtp_parse) echo "lib/smtp/parse.c $base" ;;
@@ -46,7 +46,7 @@ sources() {
 
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(smtp_parse smtp_reply imap_parse imap_framing mime config maildir_name base64 queue_file authd_proto
-	sasl pop3_cmd addr_route mx_answer mbox_index quota session_line route mailbox_files)
+	sasl pop3_cmd addr_route mx_answer mbox_index quota session_line route mailbox_files imap_sort)
 mkdir -p "$OUT"
 for t in "${targets[@]}"; do
 	dir="$OUT/$t"

@@ -119,6 +119,25 @@
 /* A FETCH answer is produced this many bytes at a time, so a big FETCH
  * neither holds the whole answer in memory nor starves other sessions. */
 #define IMAP_FETCH_CHUNK (256 * 1024)
+/* SORT and THREAD (RFC 5256) read only a message's header, at most this
+ * much of it: a header beyond it is not looked at (Subject, Date, From
+ * and the others come early in real messages). A sort program has at
+ * most IMAP_SORT_KEYS_MAX keys (REVERSE not counted; the nine keys each
+ * once, and then some), and THREAD=REFERENCES keeps the last
+ * IMAP_THREAD_REFS_MAX message IDs of a References field (the nearest
+ * ancestors; a long thread's field grows with every reply) of at most
+ * IMAP_MSGID_MAX bytes each (RFC 5322 2.1.1's line length) and at most
+ * IMAP_THREAD_REFS_BYTES of them together. A string key (base subject,
+ * address, display name) keeps its first IMAP_SORT_KEY_MAX bytes. So a
+ * message costs SORT and THREAD a few KiB at most, however its header
+ * was made (ties beyond 1 KiB of a subject are broken by sequence
+ * number, as any other tie). */
+#define IMAP_SORT_HEADER_MAX (256 * 1024)
+#define IMAP_SORT_KEYS_MAX 16
+#define IMAP_SORT_KEY_MAX 1024
+#define IMAP_THREAD_REFS_MAX 64
+#define IMAP_THREAD_REFS_BYTES 4096
+#define IMAP_MSGID_MAX 998
 
 /* Per session: stop reading commands while more than OUTPUT_MAX bytes
  * of replies wait for a slow reader, and stop reading the socket when

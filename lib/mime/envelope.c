@@ -30,6 +30,8 @@ struct addr_parser {
 	str_t comment;		/* the last comment seen, for a name */
 	bool text;		/* write "name <local@host>" text (SEARCH),
 				   not ENVELOPE address lists */
+	struct mime_mailbox *first;	/* only take the first mailbox
+					   (SORT): nothing is written */
 };
 
 /* IMAP strings. */
@@ -237,6 +239,16 @@ static void
 put_address(struct addr_parser *ap, const char *name, const char *adl,
     const char *mailbox, const char *host)
 {
+	if (ap->first != NULL) {
+		/* groups' start and end markers are not mailboxes */
+		if (ap->count == 0 && mailbox != NULL && host != NULL) {
+			ap->first->name = xstrdup(name != NULL ? name : "");
+			ap->first->local = xstrdup(mailbox);
+			ap->first->host = xstrdup(host);
+			ap->count = 1;
+		}
+		return;
+	}
 	if (ap->text) {
 		put_address_text(ap, name, mailbox, host);
 		return;
@@ -403,6 +415,40 @@ mime_address_text(const char *value, str_t *out)
 			parse_address(&ap, false);
 	}
 	str_free(&ap.comment);
+}
+
+bool
+mime_first_mailbox(const char *value, struct mime_mailbox *mb_r)
+{
+	struct addr_parser ap;
+	str_t dummy = STR_INIT;
+
+	memset(mb_r, 0, sizeof(*mb_r));
+	if (value == NULL)
+		return false;
+	memset(&ap, 0, sizeof(ap));
+	ap.p = value;
+	ap.out = &dummy;
+	ap.first = mb_r;
+	while (*ap.p != '\0' && ap.count == 0) {
+		skip_cfws(&ap);
+		if (*ap.p == ',' || *ap.p == ';')
+			ap.p++;
+		else if (*ap.p != '\0')
+			parse_address(&ap, false);
+	}
+	str_free(&ap.comment);
+	str_free(&dummy);
+	return mb_r->local != NULL;
+}
+
+void
+mime_mailbox_clear(struct mime_mailbox *mb)
+{
+	free(mb->name);
+	free(mb->local);
+	free(mb->host);
+	memset(mb, 0, sizeof(*mb));
 }
 
 void

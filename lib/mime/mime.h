@@ -92,6 +92,15 @@ void mime_envelope_header(const char *hdr, size_t len, str_t *out);
  * or "local@host" per address, "group: " ... ";" for groups, joined by
  * ", ". The names are left RFC 2047-encoded. Appends to out. */
 void mime_address_text(const char *value, str_t *out);
+/* The first mailbox of an address header value (groups looked into),
+ * parsed as for ENVELOPE: its display name ("" when none; still RFC
+ * 2047-encoded), local part and domain, malloc'd. false (all NULL) when
+ * value is NULL or holds no mailbox. Free with mime_mailbox_clear(). */
+struct mime_mailbox {
+	char *name, *local, *host;
+};
+bool mime_first_mailbox(const char *value, struct mime_mailbox *mb_r);
+void mime_mailbox_clear(struct mime_mailbox *mb);
 /* BODY (extended = false) or BODYSTRUCTURE (extended = true) of the
  * part, parenthesised, per RFC 3501 7.4.2. */
 void mime_bodystructure(const char *data, const struct mime_part *part,

@@ -1,0 +1,238 @@
+/*
+ * cmd_sort.c: SORT and UID SORT (RFC 5256; RETURN options of ESORT, RFC
+ * 5267 section 3; DISPLAYFROM and DISPLAYTO, RFC 5957), THREAD and UID
+ * THREAD (RFC 5256: ORDEREDSUBJECT and REFERENCES). The search keys are
+ * SEARCH's (lib/imap/search.c); the keys, base subjects and threads are
+ * computed by lib/imap/sort.c from each matching message's ENVELOPE in
+ * the store's cache, or its header (read up to IMAP_SORT_HEADER_MAX
+ * bytes) when the cache has none or THREAD=REFERENCES needs References.
+ * They run on job threads.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "imap/imap-private.h"
+#include "imap/imap-cmd.h"
+#include "lib/base/alloc.h"
+#include "lib/base/limits.h"
+#include "lib/base/log.h"
+#include "lib/imap/sort.h"
+#include "lib/mime/mime.h"
+
+/* The charset argument of SORT and THREAD (RFC 5256: required, before
+ * the search keys). 0 ok; -1 with the reply sent. */
+static int
+check_charset(struct imap_session *s, const struct imap_arg *args, size_t n)
+{
+	const char *cs;
+
+	if (n == 0 || (cs = imap_arg_astring(&args[0])) == NULL ||
+	    args[0].type == IMAP_ARG_LIST) {
+		imap_bad(s, "Missing charset");
+		return -1;
+	}
+	if (strcasecmp(cs, "UTF-8") != 0 && strcasecmp(cs, "US-ASCII") != 0) {
+		imap_no(s, "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+		return -1;
+	}
+	if (n == 1) {
+		imap_bad(s, "Missing search criteria");
+		return -1;
+	}
+	/* the charset is given once, not again as SEARCH's CHARSET */
+	if (args[1].type == IMAP_ARG_ATOM &&
+	    strcasecmp(args[1].str, "CHARSET") == 0) {
+		imap_bad(s, "Unknown search key");
+		return -1;
+	}
+	return 0;
+}
+
+/* The search keys after the charset; NULL with the reply sent. */
+static struct search_key *
+parse_criteria(struct imap_session *s, const struct imap_arg *args,
+    size_t n)
+{
+	struct search_key *root = NULL;
+	const char *err = NULL;
+
+	if (check_charset(s, args, n) < 0)
+		return NULL;
+	if (imap_search_parse(args + 1, n - 1, &root, &err) < 0) {
+		imap_bad(s, "%s", err != NULL ? err : "Invalid search");
+		return NULL;
+	}
+	return root;
+}
+
+/* The keys of message i from its cached ENVELOPE (what FETCH ENVELOPE
+ * stored), or else from its header, whose ENVELOPE is then cached for
+ * the next SORT and FETCH. A file that has gone sorts with empty
+ * fields. */
+static void
+fill_keys(struct imap_session *s, size_t i, struct sort_msg *sm,
+    unsigned need)
+{
+	char *env = NULL, *hdr = NULL;
+	size_t len = 0;
+	str_t wire = STR_INIT, v = STR_INIT;
+
+	if (need == 0) {
+		imap_sort_msg_fill(sm, "", 0, need);
+		return;
+	}
+	if ((need & SORT_NEED_IDS) == 0 &&
+	    (env = mbox_cache_get(s->mb, i, MBOX_CACHE_ENVELOPE)) != NULL &&
+	    imap_sort_msg_fill_envelope(sm, env, need) == 0) {
+		free(env);
+		return;
+	}
+	if (imap_read_header(s, i, IMAP_SORT_HEADER_MAX, &hdr, &len) < 0)
+		len = 0;
+	imap_sort_msg_fill(sm, hdr != NULL ? hdr : "", len, need);
+	/* a header cut at IMAP_SORT_HEADER_MAX may lack what FETCH
+	 * ENVELOPE would show: not cached */
+	if (env == NULL && hdr != NULL && len < IMAP_SORT_HEADER_MAX) {
+		mime_to_crlf(hdr, len, &wire);
+		str_append(&wire, "\r\n");
+		mime_envelope_header(wire.data, wire.len, &v);
+		mbox_cache_put(s->mb, i, MBOX_CACHE_ENVELOPE, str_c(&v));
+	}
+	free(env);
+	free(hdr);
+	str_free(&wire);
+	str_free(&v);
+}
+
+/* The keys of the matching messages idx[0..n): the header fields need
+ * names, and INTERNALDATE and RFC822.SIZE when info. malloc'd array of
+ * n. */
+static struct sort_msg *
+load_keys(struct imap_session *s, const size_t *idx, size_t n,
+    unsigned need, bool info)
+{
+	struct sort_msg *v = xcalloc(n > 0 ? n : 1, sizeof(*v));
+	const char *err = NULL;
+
+	for (size_t k = 0; k < n; k++) {
+		size_t i = idx[k];
+		struct mbox_msg *m = &s->mb->msgs[i];
+
+		if (info && m->info_pending &&
+		    mbox_msg_info(s->mb, i, &err) < 0)
+			log_warn("%016llx: %s", SID(&s->base), err);
+		/* the reads may re-sync: msgs may have moved */
+		m = &s->mb->msgs[i];
+		v[k].seq = (uint32_t)(i + 1);
+		v[k].uid = m->uid;
+		v[k].size = m->vsize;
+		v[k].internaldate = m->internaldate;
+		fill_keys(s, i, &v[k], need);
+	}
+	return v;
+}
+
+void
+imap_cmd_sort(struct imap_session *s, struct imap_cmd *c)
+{
+	struct sort_prog prog;
+	struct search_key *root;
+	struct sort_msg *v, **order;
+	const char *err = NULL;
+	uint32_t *hits = NULL;
+	size_t *idx, n, skip;
+	unsigned ret;
+	str_t res = STR_INIT;
+
+	if (imap_search_parse_return(c->args, c->nargs, &ret, &skip,
+	    &err) < 0) {
+		imap_bad(s, "%s", err);
+		return;
+	}
+	if (ret & RET_SAVE) {
+		imap_bad(s, "RETURN (SAVE) is for SEARCH");
+		return;
+	}
+	if (c->nargs - skip == 0) {
+		imap_bad(s, "Missing sort criteria");
+		return;
+	}
+	if (imap_sort_parse_program(&c->args[skip], &prog, &err) < 0) {
+		imap_bad(s, "%s", err);
+		return;
+	}
+	skip++;
+	if ((root = parse_criteria(s, c->args + skip, c->nargs - skip)) ==
+	    NULL)
+		return;
+	imap_search_run(s, root, &idx, &n);
+	imap_search_free(root);
+	v = load_keys(s, idx, n, imap_sort_needs(&prog),
+	    imap_sort_needs_info(&prog));
+	order = xcalloc(n > 0 ? n : 1, sizeof(*order));
+	for (size_t k = 0; k < n; k++)
+		order[k] = &v[k];
+	imap_sort(&prog, order, n);
+	hits = xcalloc(n > 0 ? n : 1, sizeof(*hits));
+	for (size_t k = 0; k < n; k++)
+		hits[k] = c->uid ? order[k]->uid : order[k]->seq;
+	if (ret == 0) {
+		str_append(&res, "SORT");
+		for (size_t k = 0; k < n; k++)
+			str_printf(&res, " %u", (unsigned)hits[k]);
+		imap_untagged(s, "%s", str_c(&res));
+	} else {
+		/* RFC 5267 section 3: ESEARCH in sort order, MIN and MAX
+		 * the first and the last message of it */
+		imap_esearch_reply(s, c, ret, hits, n);
+	}
+	for (size_t k = 0; k < n; k++)
+		imap_sort_msg_clear(&v[k]);
+	free(v);
+	free(order);
+	free(hits);
+	free(idx);
+	str_free(&res);
+	imap_ok(s, "Sort completed.");
+}
+
+void
+imap_cmd_thread(struct imap_session *s, struct imap_cmd *c)
+{
+	struct search_key *root;
+	struct sort_msg *v;
+	const char *algo_name;
+	size_t *idx, n;
+	str_t res = STR_INIT;
+	int algo;
+
+	if (c->nargs == 0 || c->args[0].type != IMAP_ARG_ATOM ||
+	    (algo_name = imap_arg_astring(&c->args[0])) == NULL) {
+		imap_bad(s, "Missing threading algorithm");
+		return;
+	}
+	if ((algo = imap_thread_algo_parse(algo_name)) < 0) {
+		imap_bad(s, "Unknown threading algorithm");
+		return;
+	}
+	if ((root = parse_criteria(s, c->args + 1, c->nargs - 1)) == NULL)
+		return;
+	imap_search_run(s, root, &idx, &n);
+	imap_search_free(root);
+	/* threads need the sent date (INTERNALDATE without a Date) and
+	 * the base subject; REFERENCES the IDs too */
+	v = load_keys(s, idx, n, SORT_NEED_SUBJECT | SORT_NEED_DATE |
+	    (algo == THREAD_REFERENCES ? SORT_NEED_IDS : 0), true);
+	str_append(&res, "THREAD");
+	if (n > 0)
+		str_append_c(&res, ' ');
+	imap_thread((enum thread_algo)algo, v, n, c->uid, &res);
+	imap_untagged(s, "%s", str_c(&res));
+	for (size_t k = 0; k < n; k++)
+		imap_sort_msg_clear(&v[k]);
+	free(v);
+	free(idx);
+	str_free(&res);
+	imap_ok(s, "Thread completed.");
+}
