@@ -310,3 +310,18 @@ def test_search_result_bound(c):
         r = c.ok("SEARCH RETURN (SAVE COUNT) ALL")
         assert re.search(r"COUNT 8$", esearch(r)), r
     assert saved(c) == list(range(1, 9))
+
+
+def test_sort_and_thread_with_saved(c):
+    """"$" as a SORT and THREAD criterion (RFC 5256 criteria are SEARCH
+    keys); RETURN (SAVE) is for SEARCH only."""
+    c.ok("SEARCH RETURN (SAVE) FLAGGED")                 # 1, 2, 4, 5, 7
+    # 4 and 5 arrived at the same time: by sequence number (RFC 5256)
+    r = c.ok("SORT (REVERSE ARRIVAL) UTF-8 $")
+    assert r.data("SORT")[0].split() == [b"7", b"4", b"5", b"2", b"1"], r
+    r = c.ok("UID SORT (ARRIVAL) UTF-8 NOT $")
+    assert [int(x) for x in r.data("SORT")[0].split()] == uids_of(c, [3, 6, 8]), r
+    r = c.ok("THREAD ORDEREDSUBJECT UTF-8 $")
+    assert sorted(int(x) for x in re.findall(rb"\d+", r.data("THREAD")[0])) == [1, 2, 4, 5, 7]
+    c.bad("SORT RETURN (SAVE) (ARRIVAL) UTF-8 ALL")
+    assert saved(c) == [1, 2, 4, 5, 7]
