@@ -36,7 +36,7 @@ sources() {
 		lib/dir/dir_url.c lib/config/config.c lib/maildir/maildir.c lib/maildir/quota.c lib/base/fdio.c $base
 		-I/usr/include/mariadb -lsqlite3 -lmariadb" ;;
 	mx_answer) echo "lib/queue/mx_answer.c" ;;
-	mbox_index|mailbox_files) echo "lib/store/mbox_index.c lib/store/mailbox.c lib/store/mbox_cache.c lib/store/mbox_log.c lib/maildir/maildir.c
+	mbox_index|mailbox_files) echo "lib/store/mbox_index.c lib/store/mailbox.c lib/store/mbox_cache.c lib/store/mbox_legacy.c lib/store/mbox_log.c lib/maildir/maildir.c
 		lib/base/fdio.c $base" ;;
 	quota) echo "lib/maildir/quota.c lib/maildir/maildir.c lib/base/fdio.c $base" ;;
 	session_line) echo "lib/session/line.c $base -levent" ;;

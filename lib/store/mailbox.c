@@ -1081,6 +1081,8 @@ index_refresh(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 		} else {
 			mb->uidvalidity = new_uidvalidity(mb);
 			mb->uidnext = 1;
+			if (!lost)
+				mbox_legacy_create(mb);
 		}
 		p->cache_id = 0;
 		p->cache_dead = 0;
@@ -2175,6 +2177,8 @@ sync_locked(struct mbox *mb, struct sync_ctx *ctx, size_t *added_r,
 			goto out;
 		}
 	}
+	if (ctx->assigned && mb->uidnext != ctx->uidnext_before)
+		mbox_legacy_update(mb, ctx->uidnext_before);
 	recent_sync(mb, ctx->take_new, ctx->importing, ctx->assigned ?
 	    ctx->uidnext_before : mb->uidnext);
 	ret = 0;
@@ -2286,6 +2290,7 @@ open_mode(const char *path, bool readonly, bool keep_new, struct mbox **mb_r,
 		goto fail;
 	/* expunges read from the log: a new handle never saw them */
 	mbox_purge(mb, NULL, NULL);
+	mbox_legacy_kw_import(mb);
 	*mb_r = mb;
 	return 0;
 fail:
@@ -2594,7 +2599,7 @@ mbox_set_flags(struct mbox *mb, size_t i, const char *flags,
     const char **error_r)
 {
 	char nflags[MAILDIR_FLAGS_MAX + 1], add[MAILDIR_FLAGS_MAX + 1];
-	char del[MAILDIR_FLAGS_MAX + 1];
+	char del[MAILDIR_FLAGS_MAX + 1], before[MAILDIR_FLAGS_MAX + 1];
 	struct timespec zero = { 0, 0 };
 	size_t na = 0, nd = 0;
 	int ret, attempt;
@@ -2625,6 +2630,7 @@ mbox_set_flags(struct mbox *mb, size_t i, const char *flags,
 		mbox_unlock(mb);
 		return 1;
 	}
+	memcpy(before, mb->msgs[i].flags, sizeof(before));
 	if (strcmp(mb->msgs[i].flags, nflags) != 0 &&
 	    flags_apply(mb->msgs[i].flags, add, del, nflags) < 0) {
 		mbox_unlock(mb);
@@ -2646,6 +2652,8 @@ mbox_set_flags(struct mbox *mb, size_t i, const char *flags,
 	if (ret == 1 && !mb->msgs[i].expunged)
 		ret = mbox_fail(error_r, "%s: the file of UID %u keeps moving",
 		    mb->path, mb->msgs[i].uid);
+	if (ret == 0 && !mb->msgs[i].expunged)
+		mbox_legacy_kw_changed(mb, i, before);
 	mbox_unlock(mb);
 	return ret;
 }
