@@ -565,12 +565,15 @@ out:
 	free(path);
 }
 
-/* Rewrite dovecot-keywords from mb->keywords. Lock held. */
+/* Rewrite dovecot-keywords from mb->keywords, as Dovecot does: written
+ * to dovecot-keywords.lock and renamed over it (Dovecot's own dot-lock,
+ * which it takes only while it holds the dovecot-uidlist lock, as our
+ * caller does, so a lock file found there is a stale one). Lock held. */
 static int
 keywords_write(struct mbox *mb)
 {
 	char *path = xasprintf("%s/%s", mb->path, MBOX_KEYWORDS_NAME);
-	char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
+	char *tmp = xasprintf("%s.lock", path);
 	str_t s = STR_INIT;
 	int fd, ret = -1;
 	size_t k;
@@ -579,7 +582,8 @@ keywords_write(struct mbox *mb)
 		if (mb->keywords[k] != NULL)
 			str_printf(&s, "%zu %s\n", k, mb->keywords[k]);
 	}
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+	(void)unlink(tmp);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
 	    0600);
 	if (fd < 0) {
 		log_warn("open(%s) failed: %s", tmp, strerror(errno));
@@ -623,6 +627,7 @@ mbox_keyword_letter(struct mbox *mb, const char *name, bool create)
 	const char *error;
 	char letter;
 	size_t k;
+	int ulock;
 
 	if (!keyword_valid(name))
 		return 0;
@@ -634,6 +639,12 @@ mbox_keyword_letter(struct mbox *mb, const char *name, bool create)
 		return letter;
 	if (mbox_lock(mb, &error) < 0) {
 		log_warn("%s", error);
+		return 0;
+	}
+	/* Dovecot names new keywords only while it holds its uidlist
+	 * lock: so do we, and read the names again under it */
+	if (mbox_legacy_uidlist_lock(mb, &ulock) < 0) {
+		mbox_unlock(mb);
 		return 0;
 	}
 	keywords_load(mb, true);
@@ -648,6 +659,7 @@ mbox_keyword_letter(struct mbox *mb, const char *name, bool create)
 		}
 		letter = (char)('a' + k);
 	}
+	mbox_legacy_uidlist_unlock(mb, ulock);
 	mbox_unlock(mb);
 	return letter;
 }

@@ -221,6 +221,12 @@ void mbox_legacy_update(struct mbox *mb, uint32_t from_uid);
  * courierimapkeywords/. */
 void mbox_legacy_kw_changed(struct mbox *mb, size_t i,
     const char *old_flags);
+/* Dovecot's dot-lock on dovecot-uidlist, which it holds while it
+ * names a new keyword (petrel-lock held): 1 taken (*fd_r, for
+ * mbox_legacy_uidlist_unlock), 0 the folder has no dovecot-uidlist, -1
+ * not taken (logged). */
+int mbox_legacy_uidlist_lock(struct mbox *mb, int *fd_r);
+void mbox_legacy_uidlist_unlock(struct mbox *mb, int fd);
 /* A writable handle was opened (no lock held): read Courier's keywords
  * into keyword letters, once per folder. */
 void mbox_legacy_kw_import(struct mbox *mb);

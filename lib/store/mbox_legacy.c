@@ -241,6 +241,35 @@ dovecot_header(const char *line, size_t len, uint32_t *uidv_r,
 	return *uidv_r != 0 ? 0 : -1;
 }
 
+int
+mbox_legacy_uidlist_lock(struct mbox *mb, int *fd_r)
+{
+	char *path = xasprintf("%s/%s", mb->path, MBOX_DOVECOT_UIDLIST);
+	char *lock = xasprintf("%s.lock", path);
+	struct stat st;
+	int ret = 0;
+
+	*fd_r = -1;
+	if (lstat(path, &st) == 0 && S_ISREG(st.st_mode))
+		ret = dovecot_lock(lock, st.st_mode & 0666, fd_r) < 0 ? -1 : 1;
+	free(lock);
+	free(path);
+	return ret;
+}
+
+void
+mbox_legacy_uidlist_unlock(struct mbox *mb, int fd)
+{
+	char *lock;
+
+	if (fd < 0)
+		return;
+	lock = xasprintf("%s/%s.lock", mb->path, MBOX_DOVECOT_UIDLIST);
+	close(fd);
+	(void)unlink(lock);
+	free(lock);
+}
+
 static void
 dovecot_update(struct mbox *mb)
 {

@@ -1030,6 +1030,55 @@ out:
 }
 
 static void
+test_legacy_dovecot_keywords(void)
+{
+	char *f, *p, *lock;
+	struct mbox *mb;
+
+	test_begin("mailbox: new keywords under Dovecot's uidlist lock");
+	f = mkfolder("dovecot-kw");
+	put_msg(f, "cur", "1600000001.M1P1.h:2,S", "a\n", 0);
+	write_file(p = xasprintf("%s/dovecot-uidlist", f),
+	    "3 V5 N2\n1 :1600000001.M1P1.h\n");
+	free(p);
+	write_file(p = xasprintf("%s/dovecot-keywords", f), "0 $Label1\n");
+	free(p);
+	/* a stale keywords dot-lock (Dovecot takes it only under the
+	 * uidlist lock) is no obstacle */
+	write_file(p = xasprintf("%s/dovecot-keywords.lock", f), "junk");
+	free(p);
+	mb = open_ok(f, false);
+	test_assert(mb != NULL);
+	if (mb == NULL)
+		goto out;
+	test_assert(mbox_keyword_letter(mb, "$label1", true) == 'a');
+	test_assert(mbox_keyword_letter(mb, "custom", true) == 'b');
+	file_is(f, "dovecot-keywords", "0 $Label1\n1 custom\n");
+	test_assert(!exists(f, "dovecot-keywords.lock"));
+	test_assert(!exists(f, "dovecot-uidlist.lock"));
+	/* Dovecot holds the uidlist lock: no new keyword meanwhile, and
+	 * the list it may be writing is not touched */
+	lock = xasprintf("%s/dovecot-uidlist.lock", f);
+	write_file(lock, "");
+	test_assert(mbox_keyword_letter(mb, "later", true) == 0);
+	file_is(f, "dovecot-keywords", "0 $Label1\n1 custom\n");
+	test_assert(exists(f, "dovecot-uidlist.lock"));
+	/* names Dovecot added are read under the lock */
+	unlink(lock);
+	free(lock);
+	write_file(p = xasprintf("%s/dovecot-keywords", f),
+	    "0 $Label1\n1 custom\n2 fromdovecot\n");
+	free(p);
+	test_assert(mbox_keyword_letter(mb, "later", true) == 'd');
+	file_is(f, "dovecot-keywords",
+	    "0 $Label1\n1 custom\n2 fromdovecot\n3 later\n");
+	mbox_close(&mb);
+out:
+	free(f);
+	test_end();
+}
+
+static void
 test_corrupt(void)
 {
 	char *f = mkfolder("corrupt"), *ipath, *good, *bad, *name;
@@ -1850,6 +1899,7 @@ main(void)
 	test_import();
 	test_legacy_uids();
 	test_legacy_courier_keywords();
+	test_legacy_dovecot_keywords();
 	test_corrupt();
 	test_keywords();
 	test_keywords_hostile();
