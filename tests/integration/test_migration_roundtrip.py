@@ -8,8 +8,8 @@ scripts/install-legacy-imap.sh).
    custom keyword, an expunge (so UIDNEXT is above the last UID).
 2. petrel on the same maildir shows exactly that: the folder list,
    UIDVALIDITY, UIDNEXT, every UID with its flags and keywords. Then it
-   changes things: SMTP deliveries, APPEND, flag and keyword changes, an
-   expunge of the newest message, a new folder.
+   changes things: SMTP deliveries, APPEND, flag and keyword changes, a
+   MOVE, an expunge of the newest message, a new folder.
 3. The old server again shows exactly what petrel last showed (zero
    differences besides the changes made), and a message arriving now gets
    the UID petrel would have given next: no UID is given twice.
@@ -182,6 +182,8 @@ def test_round_trip(kind, mail_user_instance, tmp_path):
         ok(m.uid("STORE", "%d,%d" % (uids[1], new_uids[1]), "+FLAGS", "(\\Deleted)"), "STORE")
         ok(m.expunge(), "EXPUNGE")
         ok(m.append(q(p + "Work"), "(\\Flagged worklabel)", None, message(12)), "APPEND")
+        ok(m.select("INBOX"), "SELECT")
+        ok(m.uid("MOVE", str(uids[2]), q(p + "Work")), "MOVE")
         ok(m.create(q(p + "New")), "CREATE")
         ok(m.append(q(p + "New"), "(\\Seen newkw)", None, message(13)), "APPEND")
         after = snapshot(m, old.prefix)
@@ -190,13 +192,15 @@ def test_round_trip(kind, mail_user_instance, tmp_path):
     # what petrel shows is the old state plus exactly the changes made
     expect_inbox = dict(before["INBOX"][2])
     expect_inbox[uids[0]] = expect_inbox[uids[0]] | {"petrelkw", "\\draft"}
-    expect_inbox[uids[2]] = expect_inbox[uids[2]] - {"custom1"}
+    moved = expect_inbox.pop(uids[2]) - {"custom1"}
     del expect_inbox[uids[1]]
     expect_inbox[new_uids[0]] = frozenset({"\\seen", "$label2"})
     assert after["INBOX"] == (uv, nxt + 2, expect_inbox), after["INBOX"]
     wuv, wnxt, wmsgs = before["Work"]
-    assert after["Work"][:2] == (wuv, wnxt + 1), after["Work"]
-    assert after["Work"][2] == {**wmsgs, wnxt: frozenset({"\\flagged", "worklabel"})}, after
+    assert moved == {"$label1"}, moved
+    assert after["Work"][:2] == (wuv, wnxt + 2), after["Work"]
+    assert after["Work"][2] == {**wmsgs, wnxt: frozenset({"\\flagged", "worklabel"}),
+                                wnxt + 1: moved}, after
 
     assert sorted(after) == ["INBOX", "New", "Work"], after
     assert after["New"][1:] == (2, {1: frozenset({"\\seen", "newkw"})}), after["New"]
