@@ -310,7 +310,9 @@ dovecot_update(struct mbox *mb)
 		if (nl == NULL)
 			nl = end;
 		q = p;
-		if (legacy_u32(&q, nl, &uid) && uid > last)
+		/* a record: "<uid> [<field> ...] :<name>" */
+		if (legacy_u32(&q, nl, &uid) && uid > last && q < nl &&
+		    *q == ' ' && memmem(q, (size_t)(nl - q), " :", 2) != NULL)
 			last = uid;
 		if (nl == end)
 			break;

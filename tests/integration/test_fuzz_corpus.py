@@ -13,7 +13,7 @@ BUILD = os.path.abspath(os.environ.get("PETREL_BUILD_DIR") or os.path.join(REPO,
 TARGETS = ("mime", "imap_parse", "config", "maildir_name", "smtp_parse", "smtp_reply", "base64",
            "queue_file", "imap_framing", "authd_proto", "sasl", "pop3_cmd",
            "addr_route", "mx_answer", "mbox_index", "quota",
-           "session_line", "route", "mailbox_files")
+           "session_line", "route", "mailbox_files", "legacy_files")
 
 
 @pytest.mark.parametrize("name", TARGETS)

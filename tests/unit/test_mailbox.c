@@ -839,6 +839,26 @@ out:
 	free(f);
 	test_end();
 
+	test_begin("mailbox: a UID in dovecot-uidlist is never given again");
+	f = mkfolder("dovecot-skip");
+	put_msg(f, "cur", "1600000001.M1P1.h:2,S", "a\n", 0);
+	put_msg(f, "new", "1600000002.M1P1.h", "b\n", 0);
+	p = xasprintf("%s/dovecot-uidlist", f);
+	/* 50 names no file petrel could keep, "90 x" is no record */
+	write_file(p, "3 V78 N2\n1 :1600000001.M1P1.h\n50 :.bad\n90 x\n");
+	mb = open_ok(f, false);
+	test_assert(mb != NULL && mb->n == 2);
+	if (mb != NULL) {
+		test_assert(find_key(mb, "1600000002.M1P1.h")->uid == 51);
+		file_is(f, "dovecot-uidlist", "3 V78 N52\n"
+		    "1 :1600000001.M1P1.h\n50 :.bad\n90 x\n"
+		    "51 :1600000002.M1P1.h\n");
+		mbox_close(&mb);
+	}
+	free(p);
+	free(f);
+	test_end();
+
 	test_begin("mailbox: courierimapuiddb rewritten from the folder");
 	f = mkfolder("courier-keep");
 	put_msg(f, "cur", "1600000001.M1P1.h:2,S", "a\n", 0);
