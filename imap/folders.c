@@ -518,6 +518,26 @@ imap_set_subscription(const struct imap_session *s, const char *folder,
 	return 0;
 }
 
+/* Did Dovecot or Courier-IMAP keep UIDs in this maildir's INBOX? Then
+ * it was used before, even without a subscription file (Dovecot makes
+ * none until the first SUBSCRIBE). */
+static bool
+legacy_used(const char *maildir)
+{
+	static const char *const names[] = {
+		"dovecot-uidlist", "courierimapuiddb"
+	};
+	bool used = false;
+
+	for (size_t i = 0; !used && i < 2; i++) {
+		char *path = xasprintf("%s/%s", maildir, names[i]);
+
+		used = access(path, F_OK) == 0;
+		free(path);
+	}
+	return used;
+}
+
 int
 imap_prepare_maildir(struct imap_session *s)
 {
@@ -527,9 +547,10 @@ imap_prepare_maildir(struct imap_session *s)
 		log_error("%016llx: %s", SID(&s->base), err);
 		return -1;
 	}
-	/* A maildir with a subscription file of either kind was used
-	 * before (by petrel, Dovecot or Courier): left as it is. */
-	if (maildir_subs_exist(s->maildir))
+	/* A maildir with a subscription file of either kind, or the UID
+	 * list of Dovecot or Courier, was used before (by petrel, Dovecot
+	 * or Courier): left as it is. */
+	if (maildir_subs_exist(s->maildir) || legacy_used(s->maildir))
 		return 0;
 	/* First login: the special-use folders, subscribed with INBOX. */
 	subs[0] = "INBOX";

@@ -36,7 +36,7 @@ sources() {
 		lib/dir/dir_url.c lib/config/config.c lib/maildir/maildir.c lib/maildir/quota.c lib/base/fdio.c $base
 		-I/usr/include/mariadb -lsqlite3 -lmariadb" ;;
 	mx_answer) echo "lib/queue/mx_answer.c" ;;
-	mbox_index|mailbox_files) echo "lib/store/mbox_index.c lib/store/mailbox.c lib/store/mbox_cache.c lib/store/mbox_log.c lib/maildir/maildir.c
+	mbox_index|mailbox_files|legacy_files) echo "lib/store/mbox_index.c lib/store/mailbox.c lib/store/mbox_cache.c lib/store/mbox_legacy.c lib/store/mbox_log.c lib/maildir/maildir.c
 		lib/base/fdio.c $base" ;;
 	quota) echo "lib/maildir/quota.c lib/maildir/maildir.c lib/base/fdio.c $base" ;;
 	session_line) echo "lib/session/line.c $base -levent" ;;
@@ -46,7 +46,8 @@ sources() {
 
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(smtp_parse smtp_reply imap_parse imap_framing mime config maildir_name base64 queue_file authd_proto
-	sasl pop3_cmd addr_route mx_answer mbox_index quota session_line route mailbox_files imap_sort)
+	sasl pop3_cmd addr_route mx_answer mbox_index quota session_line route mailbox_files imap_sort
+	legacy_files)
 mkdir -p "$OUT"
 for t in "${targets[@]}"; do
 	dir="$OUT/$t"

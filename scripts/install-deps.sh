@@ -36,7 +36,17 @@ for p in "${pkgs[@]}"; do
 		missing+=("$p")
 	fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+# The old IMAP servers for the migration round trip are unpacked, not
+# installed (their packages conflict): scripts/install-legacy-imap.sh.
+legacy() {
+	if [ "${1:-}" = "--test" ]; then
+		bash "$(dirname "$0")/install-legacy-imap.sh"
+	fi
+}
+if [ ${#missing[@]} -eq 0 ]; then
+	legacy "${1:-}"
+	exit 0
+fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
@@ -56,3 +66,4 @@ fi
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+legacy "${1:-}"

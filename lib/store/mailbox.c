@@ -565,12 +565,15 @@ out:
 	free(path);
 }
 
-/* Rewrite dovecot-keywords from mb->keywords. Lock held. */
+/* Rewrite dovecot-keywords from mb->keywords, as Dovecot does: written
+ * to dovecot-keywords.lock and renamed over it (Dovecot's own dot-lock,
+ * which it takes only while it holds the dovecot-uidlist lock, as our
+ * caller does, so a lock file found there is a stale one). Lock held. */
 static int
 keywords_write(struct mbox *mb)
 {
 	char *path = xasprintf("%s/%s", mb->path, MBOX_KEYWORDS_NAME);
-	char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
+	char *tmp = xasprintf("%s.lock", path);
 	str_t s = STR_INIT;
 	int fd, ret = -1;
 	size_t k;
@@ -579,7 +582,8 @@ keywords_write(struct mbox *mb)
 		if (mb->keywords[k] != NULL)
 			str_printf(&s, "%zu %s\n", k, mb->keywords[k]);
 	}
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+	(void)unlink(tmp);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
 	    0600);
 	if (fd < 0) {
 		log_warn("open(%s) failed: %s", tmp, strerror(errno));
@@ -623,6 +627,7 @@ mbox_keyword_letter(struct mbox *mb, const char *name, bool create)
 	const char *error;
 	char letter;
 	size_t k;
+	int ulock;
 
 	if (!keyword_valid(name))
 		return 0;
@@ -634,6 +639,12 @@ mbox_keyword_letter(struct mbox *mb, const char *name, bool create)
 		return letter;
 	if (mbox_lock(mb, &error) < 0) {
 		log_warn("%s", error);
+		return 0;
+	}
+	/* Dovecot names new keywords only while it holds its uidlist
+	 * lock: so do we, and read the names again under it */
+	if (mbox_legacy_uidlist_lock(mb, &ulock) < 0) {
+		mbox_unlock(mb);
 		return 0;
 	}
 	keywords_load(mb, true);
@@ -648,6 +659,7 @@ mbox_keyword_letter(struct mbox *mb, const char *name, bool create)
 		}
 		letter = (char)('a' + k);
 	}
+	mbox_legacy_uidlist_unlock(mb, ulock);
 	mbox_unlock(mb);
 	return letter;
 }
@@ -1081,6 +1093,8 @@ index_refresh(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 		} else {
 			mb->uidvalidity = new_uidvalidity(mb);
 			mb->uidnext = 1;
+			if (!lost)
+				mbox_legacy_create(mb);
 		}
 		p->cache_id = 0;
 		p->cache_dead = 0;
@@ -2175,6 +2189,8 @@ sync_locked(struct mbox *mb, struct sync_ctx *ctx, size_t *added_r,
 			goto out;
 		}
 	}
+	if (ctx->assigned && mb->uidnext != ctx->uidnext_before)
+		mbox_legacy_update(mb, ctx->uidnext_before);
 	recent_sync(mb, ctx->take_new, ctx->importing, ctx->assigned ?
 	    ctx->uidnext_before : mb->uidnext);
 	ret = 0;
@@ -2286,6 +2302,7 @@ open_mode(const char *path, bool readonly, bool keep_new, struct mbox **mb_r,
 		goto fail;
 	/* expunges read from the log: a new handle never saw them */
 	mbox_purge(mb, NULL, NULL);
+	mbox_legacy_kw_import(mb);
 	*mb_r = mb;
 	return 0;
 fail:
@@ -2594,7 +2611,7 @@ mbox_set_flags(struct mbox *mb, size_t i, const char *flags,
     const char **error_r)
 {
 	char nflags[MAILDIR_FLAGS_MAX + 1], add[MAILDIR_FLAGS_MAX + 1];
-	char del[MAILDIR_FLAGS_MAX + 1];
+	char del[MAILDIR_FLAGS_MAX + 1], before[MAILDIR_FLAGS_MAX + 1];
 	struct timespec zero = { 0, 0 };
 	size_t na = 0, nd = 0;
 	int ret, attempt;
@@ -2625,6 +2642,7 @@ mbox_set_flags(struct mbox *mb, size_t i, const char *flags,
 		mbox_unlock(mb);
 		return 1;
 	}
+	memcpy(before, mb->msgs[i].flags, sizeof(before));
 	if (strcmp(mb->msgs[i].flags, nflags) != 0 &&
 	    flags_apply(mb->msgs[i].flags, add, del, nflags) < 0) {
 		mbox_unlock(mb);
@@ -2646,6 +2664,8 @@ mbox_set_flags(struct mbox *mb, size_t i, const char *flags,
 	if (ret == 1 && !mb->msgs[i].expunged)
 		ret = mbox_fail(error_r, "%s: the file of UID %u keeps moving",
 		    mb->path, mb->msgs[i].uid);
+	if (ret == 0 && !mb->msgs[i].expunged)
+		mbox_legacy_kw_changed(mb, i, before);
 	mbox_unlock(mb);
 	return ret;
 }

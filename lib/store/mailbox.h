@@ -32,7 +32,10 @@
  * A missing or corrupt index is rebuilt from the Maildir. When it is
  * rebuilt and a Dovecot "dovecot-uidlist" or Courier "courierimapuiddb"
  * exists in the folder, their UIDVALIDITY and the UIDs of the messages
- * they list are kept (matched on the file name before ':').
+ * they list are kept (matched on the file name before ':'). Those files
+ * are then kept current when UIDs are given out, and made for a folder
+ * created beside folders that have them (mbox_legacy.c), so that the
+ * old server shows the same UIDs after a rollback.
  *
  * Flags are the Maildir ":2," letters in the file names (D F P R S T
  * and keywords a-z), so other Maildir tools agree.

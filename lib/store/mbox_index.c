@@ -713,6 +713,10 @@ import_parse(struct mbox_import *imp, char *buf, size_t len)
 		} else {
 			f = q + 1;
 		}
+		/* a UID the list gives out is never given again, even when
+		 * its entry is not imported */
+		if (uid >= imp->uidnext && uid < UINT32_MAX)
+			imp->uidnext = uid + 1;
 		import_add(imp, &cap, f, (size_t)(lend - f), uid);
 	}
 	import_finish(imp);

@@ -100,6 +100,8 @@ struct mbox_priv {
 				   mbox_take_changed) */
 	size_t nfchg, fchg_cap;
 	bool fchg_over;		/* more than FCHG_MAX: not kept */
+	bool courier_kw_importing;	/* mbox_legacy_kw_import() runs:
+					   nothing to write back */
 	uint32_t *del;		/* uids that had T (\Deleted) in their name
 				   (may repeat or be stale: mbox_deleted) */
 	size_t ndel, del_cap;
@@ -205,6 +207,30 @@ void mbox_import_load(const char *folder, struct mbox_index *idx,
 struct mbox_import_ent *mbox_import_find(struct mbox_import *imp,
     const char *key, size_t key_len);
 void mbox_import_free(struct mbox_import *imp);
+
+/* ---- mbox_legacy.c ---- */
+
+/* New UIDs (from_uid on) were published (lock held): bring the
+ * folder's dovecot-uidlist and courierimapuiddb, those it has, up to
+ * date, and the Courier keywords of the new messages. */
+void mbox_legacy_update(struct mbox *mb, uint32_t from_uid);
+/* msgs[i]'s flags changed from old_flags (lock held): write its
+ * keywords for Courier when they changed in a folder that has
+ * courierimapkeywords/. */
+void mbox_legacy_kw_changed(struct mbox *mb, size_t i,
+    const char *old_flags);
+/* Dovecot's dot-lock on dovecot-uidlist, which it holds while it
+ * names a new keyword (petrel-lock held): 1 taken (*fd_r, for
+ * mbox_legacy_uidlist_unlock), 0 the folder has no dovecot-uidlist, -1
+ * not taken (logged). */
+int mbox_legacy_uidlist_lock(struct mbox *mb, int *fd_r);
+void mbox_legacy_uidlist_unlock(struct mbox *mb, int fd);
+/* A writable handle was opened (no lock held): read Courier's keywords
+ * into keyword letters, once per folder. */
+void mbox_legacy_kw_import(struct mbox *mb);
+/* The folder got a fresh UIDVALIDITY (lock held): when its maildir's
+ * INBOX has a dovecot-uidlist or courierimapuiddb, make one for it. */
+void mbox_legacy_create(struct mbox *mb);
 
 /* ---- mbox_log.c ---- */
 

@@ -13,7 +13,8 @@ BUILD = os.path.abspath(os.environ.get("PETREL_BUILD_DIR") or os.path.join(REPO,
 TARGETS = ("mime", "imap_parse", "config", "maildir_name", "smtp_parse", "smtp_reply", "base64",
            "queue_file", "imap_framing", "authd_proto", "sasl", "pop3_cmd",
            "addr_route", "mx_answer", "mbox_index", "quota",
-           "session_line", "route", "mailbox_files", "imap_sort")
+           "session_line", "route", "mailbox_files", "imap_sort",
+           "legacy_files")
 
 
 @pytest.mark.parametrize("name", TARGETS)

@@ -727,6 +727,377 @@ write_bytes(const char *path, const void *data, size_t len)
 	}
 }
 
+/* The file's text (malloc'd; "" when missing). */
+static char *
+text_of(const char *folder, const char *name)
+{
+	char *p = xasprintf("%s/%s", folder, name);
+	size_t len;
+	char *t = read_all(p, &len);
+
+	free(p);
+	return t != NULL ? t : xstrdup("");
+}
+
+#define file_is(folder, name, want) do {				\
+	char *file_v_ = text_of((folder), (name));			\
+									\
+	test_assert_streq(file_v_, (want));				\
+	free(file_v_);							\
+} while (0)
+
+static bool
+exists(const char *folder, const char *name)
+{
+	char *p = xasprintf("%s/%s", folder, name);
+	bool ok = access(p, F_OK) == 0;
+
+	free(p);
+	return ok;
+}
+
+/* Sync mb; 0 expected. */
+static void
+sync_ok(struct mbox *mb)
+{
+	const char *error = NULL;
+
+	if (mbox_sync(mb, NULL, &error) < 0) {
+		fprintf(stderr, "mbox_sync: %s\n", error);
+		test_assert(false);
+	}
+}
+
+/* Has msgs[] entry key the keyword name? */
+static bool
+has_kw(struct mbox *mb, const char *key, const char *name)
+{
+	struct mbox_msg *m = find_key(mb, key);
+	char letter = mbox_keyword_letter(mb, name, false);
+
+	return m != NULL && letter != 0 && strchr(m->flags, letter) != NULL;
+}
+
+static void
+test_legacy_uids(void)
+{
+	char *f, *p, *want;
+	struct mbox *mb;
+	const char *error;
+	size_t idx;
+
+	test_begin("mailbox: dovecot-uidlist kept current (fields, N, lock)");
+	f = mkfolder("dovecot-keep");
+	put_msg(f, "cur", "1600000001.M1P1.h:2,S", "a\n", 0);
+	put_msg(f, "new", "1600000002.M1P1.h", "b\n", 0);
+	p = xasprintf("%s/dovecot-uidlist", f);
+	write_file(p, "3 V77 N5 G0123abcd\n1 P0000abc :1600000001.M1P1.h\n");
+	mb = open_ok(f, false);
+	test_assert(mb != NULL && mb->uidvalidity == 77 && mb->n == 2);
+	if (mb == NULL)
+		goto out;
+	test_assert(find_key(mb, "1600000002.M1P1.h")->uid == 5);
+	file_is(f, "dovecot-uidlist", "3 V77 G0123abcd N6\n"
+	    "1 P0000abc :1600000001.M1P1.h\n5 :1600000002.M1P1.h\n");
+	test_assert(!exists(f, "dovecot-uidlist.lock"));
+	/* an expunge gives out no UID: the list stays */
+	idx = 1;
+	test_assert(mbox_expunge(mb, &idx, 1, &error) == 0);
+	sync_ok(mb);
+	file_is(f, "dovecot-uidlist", "3 V77 G0123abcd N6\n"
+	    "1 P0000abc :1600000001.M1P1.h\n5 :1600000002.M1P1.h\n");
+	/* Dovecot holds its lock: the list waits, then catches up */
+	want = xasprintf("%s/dovecot-uidlist.lock", f);
+	write_file(want, "");
+	put_msg(f, "new", "1600000003.M1P1.h", "c\n", 0);
+	sync_ok(mb);
+	test_assert(find_key(mb, "1600000003.M1P1.h") != NULL &&
+	    find_key(mb, "1600000003.M1P1.h")->uid == 6);
+	file_is(f, "dovecot-uidlist", "3 V77 G0123abcd N6\n"
+	    "1 P0000abc :1600000001.M1P1.h\n5 :1600000002.M1P1.h\n");
+	test_assert(exists(f, "dovecot-uidlist.lock"));
+	unlink(want);
+	free(want);
+	put_msg(f, "new", "1600000004.M1P1.h", "d\n", 0);
+	sync_ok(mb);
+	file_is(f, "dovecot-uidlist", "3 V77 G0123abcd N8\n"
+	    "1 P0000abc :1600000001.M1P1.h\n5 :1600000002.M1P1.h\n"
+	    "6 :1600000003.M1P1.h\n7 :1600000004.M1P1.h\n");
+	/* another generation's list is left alone */
+	write_file(p, "3 V99 N1\n");
+	put_msg(f, "new", "1600000005.M1P1.h", "e\n", 0);
+	sync_ok(mb);
+	file_is(f, "dovecot-uidlist", "3 V99 N1\n");
+	/* and a list that does not parse */
+	write_file(p, "garbage\n");
+	put_msg(f, "new", "1600000006.M1P1.h", "f\n", 0);
+	sync_ok(mb);
+	file_is(f, "dovecot-uidlist", "garbage\n");
+	mbox_close(&mb);
+out:
+	free(p);
+	free(f);
+	test_end();
+
+	test_begin("mailbox: a UID in dovecot-uidlist is never given again");
+	f = mkfolder("dovecot-skip");
+	put_msg(f, "cur", "1600000001.M1P1.h:2,S", "a\n", 0);
+	put_msg(f, "new", "1600000002.M1P1.h", "b\n", 0);
+	p = xasprintf("%s/dovecot-uidlist", f);
+	/* 50 names no file petrel could keep, "90 x" is no record */
+	write_file(p, "3 V78 N2\n1 :1600000001.M1P1.h\n50 :.bad\n90 x\n");
+	mb = open_ok(f, false);
+	test_assert(mb != NULL && mb->n == 2);
+	if (mb != NULL) {
+		test_assert(find_key(mb, "1600000002.M1P1.h")->uid == 51);
+		file_is(f, "dovecot-uidlist", "3 V78 N52\n"
+		    "1 :1600000001.M1P1.h\n50 :.bad\n90 x\n"
+		    "51 :1600000002.M1P1.h\n");
+		mbox_close(&mb);
+	}
+	free(p);
+	free(f);
+	test_end();
+
+	test_begin("mailbox: courierimapuiddb rewritten from the folder");
+	f = mkfolder("courier-keep");
+	put_msg(f, "cur", "1600000001.M1P1.h:2,S", "a\n", 0);
+	put_msg(f, "cur", "1600000002.M1P1.h:2,", "b\n", 0);
+	p = xasprintf("%s/courierimapuiddb", f);
+	write_file(p, "1 4242 3\n1 1600000001.M1P1.h\n2 1600000002.M1P1.h\n");
+	chmod(p, 0640);
+	put_msg(f, "new", "1600000003.M1P1.h", "c\n", 0);
+	mb = open_ok(f, false);
+	test_assert(mb != NULL && mb->uidvalidity == 4242 && mb->n == 3);
+	if (mb == NULL)
+		goto out2;
+	file_is(f, "courierimapuiddb", "1 4242 4\n1 1600000001.M1P1.h\n"
+	    "2 1600000002.M1P1.h\n3 1600000003.M1P1.h\n");
+	{
+		struct stat st;
+
+		test_assert(stat(p, &st) == 0 && (st.st_mode & 0777) == 0640);
+	}
+	idx = 1;
+	test_assert(mbox_expunge(mb, &idx, 1, &error) == 0);
+	put_msg(f, "new", "1600000004.M1P1.h", "d\n", 0);
+	sync_ok(mb);
+	file_is(f, "courierimapuiddb", "1 4242 5\n1 1600000001.M1P1.h\n"
+	    "3 1600000003.M1P1.h\n4 1600000004.M1P1.h\n");
+	mbox_close(&mb);
+out2:
+	free(p);
+	free(f);
+	test_end();
+
+	test_begin("mailbox: a new folder beside legacy ones gets their files");
+	f = mkfolder("legacy-root");
+	write_file(p = xasprintf("%s/dovecot-uidlist", f), "3 V1 N1\n");
+	free(p);
+	write_file(p = xasprintf("%s/courierimapuiddb", f), "1 1 1\n");
+	free(p);
+	p = xasprintf("%s/courierimapkeywords", f);
+	mkdir(p, 0700);
+	free(p);
+	p = xasprintf("%s/.Sub", f);
+	{
+		const char *err;
+
+		test_assert(maildir_make(p, &err) == 0);
+		write_file(want = xasprintf("%s/maildirfolder", p), "");
+		free(want);
+	}
+	mb = open_ok(p, false);
+	test_assert(mb != NULL);
+	if (mb != NULL) {
+		want = xasprintf("3 V%u N1\n", mb->uidvalidity);
+		file_is(p, "dovecot-uidlist", want);
+		free(want);
+		want = xasprintf("1 %u 1\n", mb->uidvalidity);
+		file_is(p, "courierimapuiddb", want);
+		free(want);
+		test_assert(exists(p, "courierimapkeywords"));
+		put_msg(p, "new", "1600000001.M1P1.h", "a\n", 0);
+		sync_ok(mb);
+		want = xasprintf("3 V%u N2\n1 :1600000001.M1P1.h\n",
+		    mb->uidvalidity);
+		file_is(p, "dovecot-uidlist", want);
+		free(want);
+		mbox_close(&mb);
+	}
+	free(p);
+	/* a folder of a maildir without them gets none */
+	p = xasprintf("%s/plain", test_tmpdir());
+	{
+		const char *err;
+		char *sub = xasprintf("%s/.Sub", p);
+
+		test_assert(maildir_make(p, &err) == 0);
+		test_assert(maildir_make(sub, &err) == 0);
+		write_file(want = xasprintf("%s/maildirfolder", sub), "");
+		free(want);
+		mb = open_ok(sub, false);
+		test_assert(mb != NULL);
+		mbox_close(&mb);
+		test_assert(!exists(sub, "dovecot-uidlist"));
+		test_assert(!exists(sub, "courierimapuiddb"));
+		test_assert(!exists(sub, "courierimapkeywords"));
+		free(sub);
+	}
+	free(p);
+	free(f);
+	test_end();
+}
+
+static void
+test_legacy_courier_keywords(void)
+{
+	char *f, *p;
+	struct mbox *mb;
+	const char *error;
+	struct mbox_msg *m;
+	char flags[MAILDIR_FLAGS_MAX + 1];
+
+	test_begin("mailbox: Courier keywords read once, changes written back");
+	f = mkfolder("courier-kw");
+	put_msg(f, "cur", "1600000001.M1P1.h:2,S", "a\n", 0);
+	put_msg(f, "cur", "1600000002.M1P1.h:2,", "b\n", 0);
+	put_msg(f, "cur", "1600000003.M1P1.h:2,", "c\n", 0);
+	put_msg(f, "new", "1600000004.M1P1.h", "d\n", 0);
+	p = xasprintf("%s/courierimapkeywords", f);
+	mkdir(p, 0700);
+	free(p);
+	write_file(p = xasprintf("%s/courierimapkeywords/:list", f),
+	    "$Label1\ncustom\nbad(name\n\n1600000001.M1P1.h:0 1 2 7\n"
+	    "1600000002.M1P1.h:1\nnocolon\n1600000009.M1P1.gone:0\n");
+	free(p);
+	/* 2: the newest update wins over :list and an older update */
+	write_file(p = xasprintf("%s/courierimapkeywords/.100.1600000002.M1P1.h",
+	    f), "older\n");
+	free(p);
+	write_file(p = xasprintf("%s/courierimapkeywords/1600000002.M1P1.h",
+	    f), "$Label2\n");
+	free(p);
+	/* 3: the higher of two older updates */
+	write_file(p = xasprintf("%s/courierimapkeywords/.100.1600000003.M1P1.h",
+	    f), "mid\n");
+	free(p);
+	write_file(p = xasprintf("%s/courierimapkeywords/.200.1600000003.M1P1.h",
+	    f), "newer\nnewer2\n\nignored\n");
+	free(p);
+	write_file(p = xasprintf("%s/courierimapkeywords/.tmp.1.x", f),
+	    "scratch\n");
+	free(p);
+	mb = open_ok(f, false);
+	test_assert(mb != NULL && mb->n == 4);
+	if (mb == NULL)
+		goto out;
+	test_assert(has_kw(mb, "1600000001.M1P1.h", "$Label1"));
+	test_assert(has_kw(mb, "1600000001.M1P1.h", "custom"));
+	test_assert(strchr(find_key(mb, "1600000001.M1P1.h")->flags, 'S'));
+	test_assert(mbox_keyword_letter(mb, "bad(name", false) == 0);
+	test_assert(has_kw(mb, "1600000002.M1P1.h", "$Label2"));
+	test_assert(!has_kw(mb, "1600000002.M1P1.h", "custom"));
+	test_assert(!has_kw(mb, "1600000002.M1P1.h", "older"));
+	test_assert(has_kw(mb, "1600000003.M1P1.h", "newer"));
+	test_assert(has_kw(mb, "1600000003.M1P1.h", "newer2"));
+	test_assert(!has_kw(mb, "1600000003.M1P1.h", "mid"));
+	test_assert(!has_kw(mb, "1600000003.M1P1.h", "ignored"));
+	test_assert(mbox_keyword_letter(mb, "scratch", false) == 0);
+	m = find_key(mb, "1600000004.M1P1.h");
+	test_assert(m != NULL && strpbrk(m->flags,
+	    "abcdefghijklmnopqrstuvwxyz") == NULL);
+	test_assert(exists(f, "petrel-courier-keywords"));
+	/* no update file was written for what was read */
+	test_assert(!exists(f, "courierimapkeywords/1600000001.M1P1.h"));
+	/* a change is written back as the newest update */
+	m = find_key(mb, "1600000001.M1P1.h");
+	snprintf(flags, sizeof(flags), "S%c",
+	    mbox_keyword_letter(mb, "$Label1", false));
+	test_assert(mbox_set_flags(mb, (size_t)(m - mb->msgs), flags,
+	    &error) == 0);
+	file_is(f, "courierimapkeywords/1600000001.M1P1.h", "$Label1\n");
+	/* a system flag alone writes nothing */
+	m = find_key(mb, "1600000004.M1P1.h");
+	test_assert(mbox_set_flags(mb, (size_t)(m - mb->msgs), "F",
+	    &error) == 0);
+	test_assert(!exists(f, "courierimapkeywords/1600000004.M1P1.h"));
+	/* all keywords removed: an empty update */
+	m = find_key(mb, "1600000002.M1P1.h");
+	test_assert(mbox_set_flags(mb, (size_t)(m - mb->msgs), "",
+	    &error) == 0);
+	file_is(f, "courierimapkeywords/1600000002.M1P1.h", "");
+	/* a new message with a keyword (APPEND) */
+	snprintf(flags, sizeof(flags), "1600000005.M1P1.h:2,%c",
+	    mbox_keyword_letter(mb, "newer", false));
+	put_msg(f, "cur", flags, "e\n", 0);
+	sync_ok(mb);
+	file_is(f, "courierimapkeywords/1600000005.M1P1.h", "newer\n");
+	mbox_close(&mb);
+	/* read once: Courier's files are not read again */
+	write_file(p = xasprintf("%s/courierimapkeywords/1600000004.M1P1.h",
+	    f), "late\n");
+	free(p);
+	mb = open_ok(f, false);
+	test_assert(mb != NULL);
+	if (mb != NULL) {
+		test_assert(mbox_keyword_letter(mb, "late", false) == 0);
+		mbox_close(&mb);
+	}
+out:
+	free(f);
+	test_end();
+}
+
+static void
+test_legacy_dovecot_keywords(void)
+{
+	char *f, *p, *lock;
+	struct mbox *mb;
+
+	test_begin("mailbox: new keywords under Dovecot's uidlist lock");
+	f = mkfolder("dovecot-kw");
+	put_msg(f, "cur", "1600000001.M1P1.h:2,S", "a\n", 0);
+	write_file(p = xasprintf("%s/dovecot-uidlist", f),
+	    "3 V5 N2\n1 :1600000001.M1P1.h\n");
+	free(p);
+	write_file(p = xasprintf("%s/dovecot-keywords", f), "0 $Label1\n");
+	free(p);
+	/* a stale keywords dot-lock (Dovecot takes it only under the
+	 * uidlist lock) is no obstacle */
+	write_file(p = xasprintf("%s/dovecot-keywords.lock", f), "junk");
+	free(p);
+	mb = open_ok(f, false);
+	test_assert(mb != NULL);
+	if (mb == NULL)
+		goto out;
+	test_assert(mbox_keyword_letter(mb, "$label1", true) == 'a');
+	test_assert(mbox_keyword_letter(mb, "custom", true) == 'b');
+	file_is(f, "dovecot-keywords", "0 $Label1\n1 custom\n");
+	test_assert(!exists(f, "dovecot-keywords.lock"));
+	test_assert(!exists(f, "dovecot-uidlist.lock"));
+	/* Dovecot holds the uidlist lock: no new keyword meanwhile, and
+	 * the list it may be writing is not touched */
+	lock = xasprintf("%s/dovecot-uidlist.lock", f);
+	write_file(lock, "");
+	test_assert(mbox_keyword_letter(mb, "later", true) == 0);
+	file_is(f, "dovecot-keywords", "0 $Label1\n1 custom\n");
+	test_assert(exists(f, "dovecot-uidlist.lock"));
+	/* names Dovecot added are read under the lock */
+	unlink(lock);
+	free(lock);
+	write_file(p = xasprintf("%s/dovecot-keywords", f),
+	    "0 $Label1\n1 custom\n2 fromdovecot\n");
+	free(p);
+	test_assert(mbox_keyword_letter(mb, "later", true) == 'd');
+	file_is(f, "dovecot-keywords",
+	    "0 $Label1\n1 custom\n2 fromdovecot\n3 later\n");
+	mbox_close(&mb);
+out:
+	free(f);
+	test_end();
+}
+
 static void
 test_corrupt(void)
 {
@@ -1575,6 +1946,9 @@ main(void)
 	test_readonly();
 	test_expunge();
 	test_import();
+	test_legacy_uids();
+	test_legacy_courier_keywords();
+	test_legacy_dovecot_keywords();
 	test_corrupt();
 	test_keywords();
 	test_keywords_hostile();
