@@ -88,7 +88,8 @@ cmd_helo_ehlo(struct smtp_session *s, const char *arg, bool esmtp)
 	if (!s->base.tls && srv->sv.tls != NULL)
 		reply(s, "250-STARTTLS");
 	if (smtp_auth_allowed(s))
-		reply(s, "250-AUTH PLAIN LOGIN");
+		reply(s, session_cram_ok(&s->base) ?
+		    "250-AUTH PLAIN LOGIN CRAM-MD5" : "250-AUTH PLAIN LOGIN");
 	reply(s, "250 CHUNKING");
 }
 
