@@ -348,6 +348,8 @@ smtp_server_init(struct smtp_server *srv, struct event_base *base,
 		fatal("%s", err);
 	srv->rc.mail_root = config_get(cfg, "mail_root");
 	srv->rc.delimiter = config_get(cfg, "recipient_delimiter");
+	srv->rc.catchall_first = strcmp(config_get(cfg, "catchall_order"),
+	    "postfix") == 0;
 	srv->size_limit = config_get_uint(cfg, "message_size_limit");
 	srv->data_timeout = (unsigned)config_get_uint(cfg,
 	    "smtp_data_timeout");

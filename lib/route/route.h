@@ -64,6 +64,7 @@ struct route_result {
 struct route_config {
 	const char *mail_root;
 	const char *delimiter;	/* recipient_delimiter ("" = none) */
+	bool catchall_first;	/* catchall_order = postfix */
 };
 
 /* Resolve one RCPT address. may_relay: the client is authenticated (or
