@@ -177,6 +177,27 @@ check_dir(const char *key, const char *path)
 		problem("%s %s is not a directory", key, path);
 }
 
+/* local_domain must be hosted, or every bare alias target is unknown. */
+static void
+check_local_domain(struct petrel_ctx *cli, struct dir *dir)
+{
+	const char *ld = config_get(cli->cfg, "local_domain"), *err;
+	char *transport = NULL;
+	int r;
+
+	if (ld[0] == '\0')
+		return;
+	r = dir_lookup_domain(dir, ld, &transport, &err);
+	if (r == DIR_NOTFOUND)
+		r = dir_lookup_alias(dir, ld, &transport, &err);
+	free(transport);
+	if (r == DIR_NOTFOUND)
+		problem("local_domain %s is not a hosted domain: bare names in "
+		    "alias targets would be unknown", ld);
+	else if (r < 0)
+		problem("local_domain %s: %s", ld, err);
+}
+
 /* Every maildir the workers' account cannot write: each would defer its
  * user's mail (SPEC 6.1), so serve refuses to start on them. */
 static void
@@ -233,6 +254,7 @@ cmd_check(struct petrel_ctx *cli, int argc, char **argv)
 			if (check_schema(dir))
 				check_transports(dir);
 			check_queries(cli, dir);
+			check_local_domain(cli, dir);
 		}
 		dir_close(&dir);
 		check_maildirs(cli);

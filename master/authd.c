@@ -83,6 +83,7 @@ authd_answer(struct dir *dir, const struct config *cfg,
 
 		rc.mail_root = config_get(cfg, "mail_root");
 		rc.delimiter = config_get(cfg, "recipient_delimiter");
+		rc.local_domain = config_get(cfg, "local_domain");
 		rc.catchall_first = strcmp(config_get(cfg, "catchall_order"),
 		    "postfix") == 0;
 		route_resolve(dir, &rc, req->address, req->may_relay, &res);

@@ -348,6 +348,7 @@ smtp_server_init(struct smtp_server *srv, struct event_base *base,
 		fatal("%s", err);
 	srv->rc.mail_root = config_get(cfg, "mail_root");
 	srv->rc.delimiter = config_get(cfg, "recipient_delimiter");
+	srv->rc.local_domain = config_get(cfg, "local_domain");
 	srv->rc.catchall_first = strcmp(config_get(cfg, "catchall_order"),
 	    "postfix") == 0;
 	srv->size_limit = config_get_uint(cfg, "message_size_limit");

@@ -116,6 +116,9 @@ static const struct key_def keys[] = {
 	 * lookup, the catch-all included, before the users; a mailbox is
 	 * kept from the catch-all by an alias user@d -> user@d). */
 	{ "catchall_order", KT_ENUM, "after-users", "after-users|postfix", 0 },
+	/* The domain of a bare local name in an alias target ("root"), as
+	 * Postfix appends $myorigin; empty: the alias's own domain. */
+	{ "local_domain", KT_STRING, "", NULL, 0 },
 	/* IMAP mailbox names: "" (the default) names a folder ".Work" Work;
 	 * "INBOX." names it INBOX.Work, as Courier-IMAP does (RFC 2342
 	 * personal namespace "INBOX." with separator "."), for maildirs

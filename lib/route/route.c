@@ -21,7 +21,8 @@
  * Alias targets are resolved recursively. A target equal to its source
  * ("a@x -> a@x, b@x", the Postfix idiom to keep a copy) delivers to the
  * mailbox; any other repetition on the expansion path is a loop (5.4.6).
- * A bare target without '@' means that local part in the source's domain.
+ * A bare target without '@' means that local part in local_domain when
+ * it is set (Postfix appends $myorigin), else in the source's domain.
  * A user whose maildir column holds addresses instead of a path (the
  * Exim howto's redirect router) is an alias to them, never a directory
  * named after an address.
@@ -315,7 +316,9 @@ expand(struct ctx *c, const char *source, const char *domain,
 			break;
 		}
 		full = strchr(target, '@') ? xstrdup(target) :
-		    xasprintf("%s@%s", target, domain);
+		    xasprintf("%s@%s", target, c->rc->local_domain != NULL &&
+		    c->rc->local_domain[0] != '\0' ? c->rc->local_domain :
+		    domain);
 		str_lower(full);
 		if (strcmp(full, source) == 0 && self_lookup != NULL) {
 			/* "a -> a, b": keep a copy in a's own mailbox. */

@@ -258,6 +258,33 @@ def test_recipient_delimiter_other(routed_with):
     only_in(srv.instance, {ALICE: 1})
 
 
+def test_bare_alias_target_local_domain(instance, smtp_start):
+    """A bare local name in an alias target ("root") is that name in the
+    alias's own domain by default, and in local_domain when it is set (as
+    Postfix appends $myorigin); petrel check names a local_domain that is not
+    hosted."""
+    inst = instance
+    inst.add_user(ALICE)
+    inst.run("domain", "add", "host.example.test")
+    inst.run("alias", "add", "root@host.example.test", ALICE)
+    inst.sql("INSERT INTO virtual (address, goto) VALUES ('admin@example.test', 'root')")
+    srv = smtp_start(inst)
+    [(code, _)] = rcpt_codes(srv, ["admin@example.test"])
+    assert code == 550
+    srv.stop()
+    srv = smtp_start(inst, ("local_domain=host.example.test",))
+    data = send(srv, ["admin@example.test"], "to root")
+    head, body = stored(inst, ALICE)
+    assert body == data and head["Delivered-To"] == ALICE
+    only_in(inst, {ALICE: 1})
+    assert srv.wait_log(r"to=<alice@example.test>, orig_to=<admin@example.test>")
+    cp = inst.run("-o", "local_domain=host.example.test", "check", check=False)
+    assert "local_domain" not in cp.stderr, cp.stderr
+    cp = inst.run("-o", "local_domain=nowhere.test", "check", check=False)
+    assert cp.returncode == 1
+    assert "petrel: check: local_domain nowhere.test is not a hosted domain" in cp.stderr
+
+
 def test_case_insensitive(routed):
     inst = routed.instance
     send(routed, ["ALICE@EXAMPLE.TEST"], "upper")
