@@ -1,6 +1,7 @@
 /*
  * cmd_check.c: petrel check — validate the configuration, the directory
- * (tables, columns, every configured query), directories and certificate.
+ * (tables, columns, every configured query), directories (every user's
+ * maildir writable by the workers' account) and certificate.
  * Every problem is reported on its own line in plain words; exit 1 if any.
  */
 #include <errno.h>
@@ -18,6 +19,7 @@
 #include "lib/config/config.h"
 #include "lib/dir/dir.h"
 #include "lib/route/route.h"
+#include "lib/route/writable.h"
 #include "lib/tls/tls.h"
 
 static unsigned problems;
@@ -175,6 +177,53 @@ check_dir(const char *key, const char *path)
 		problem("%s %s is not a directory", key, path);
 }
 
+/* local_domain must be hosted, or every bare alias target is unknown. */
+static void
+check_local_domain(struct petrel_ctx *cli, struct dir *dir)
+{
+	const char *ld = config_get(cli->cfg, "local_domain"), *err;
+	char *transport = NULL;
+	int r;
+
+	if (ld[0] == '\0')
+		return;
+	r = dir_lookup_domain(dir, ld, &transport, &err);
+	if (r == DIR_NOTFOUND)
+		r = dir_lookup_alias(dir, ld, &transport, &err);
+	free(transport);
+	if (r == DIR_NOTFOUND)
+		problem("local_domain %s is not a hosted domain: bare names in "
+		    "alias targets would be unknown", ld);
+	else if (r < 0)
+		problem("local_domain %s: %s", ld, err);
+}
+
+/* Every maildir the workers' account cannot write: each would defer its
+ * user's mail (SPEC 6.1), so serve refuses to start on them. */
+static void
+check_maildirs(struct petrel_ctx *cli)
+{
+	struct writable_report rep;
+	const char *user = config_get(cli->cfg, "user");
+	char *err = NULL;
+
+	if (writable_check(cli->cfg, &rep, &err) < 0) {
+		problem("maildirs not checked: %s", err);
+		free(err);
+		return;
+	}
+	if (rep.skipped != NULL)
+		problem("maildirs not checked: %s", rep.skipped);
+	for (size_t i = 0; i < rep.npaths; i++)
+		problem("maildir %s is not writable by %s", rep.paths[i],
+		    geteuid() == 0 && user[0] != '\0' ? user :
+		    "this account");
+	if (rep.truncated)
+		printf("petrel: check: maildirs of the first %u users checked, "
+		    "the rest not\n", (unsigned)WRITABLE_USERS_MAX);
+	writable_report_clear(&rep);
+}
+
 int
 cmd_check(struct petrel_ctx *cli, int argc, char **argv)
 {
@@ -205,8 +254,10 @@ cmd_check(struct petrel_ctx *cli, int argc, char **argv)
 			if (check_schema(dir))
 				check_transports(dir);
 			check_queries(cli, dir);
+			check_local_domain(cli, dir);
 		}
 		dir_close(&dir);
+		check_maildirs(cli);
 	}
 	check_dir("mail_root", config_get(cli->cfg, "mail_root"));
 	check_dir("queue_dir", config_get(cli->cfg, "queue_dir"));

@@ -400,7 +400,11 @@ user_auth(struct petrel_ctx *cli, int argc, char **argv)
 		cli_die("directory temporarily unavailable: %s", err);
 	if (r < 0)
 		cli_die("query_login failed: %s", err);
-	ok = r == DIR_OK && password_verify(plain, u.crypt);
+	/* as the auth process does: the hash, or the cleartext column
+	 * when the row has no usable hash */
+	ok = r == DIR_OK && (password_hash_usable(u.crypt) ?
+	    password_verify(plain, u.crypt) :
+	    password_clear_verify(plain, u.clear));
 	explicit_bzero(plain, strlen(plain));
 	free(plain);
 	if (r == DIR_OK)

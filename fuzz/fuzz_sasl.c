@@ -2,7 +2,7 @@
  * fuzz_sasl.c: the SASL exchanges every protocol's AUTH/AUTHENTICATE runs
  * before login (lib/session/sasl.c, sasl_plain_decode), fed what an
  * unauthenticated client sends. The first byte picks the mechanisms
- * offered; the rest is lines: a line while no exchange runs starts one
+ * offered (its low three bits); the rest is lines: a line while no exchange runs starts one
  * ("MECH" or "MECH initial-response"), any other is a response. Checks:
  *  - the status and sasl_active() agree: only SASL_NEXT leaves an
  *    exchange running, and its challenge is LOGIN's or PLAIN's empty one;
@@ -11,6 +11,10 @@
  *    here, only when the authzid is empty or the same as the authcid and
  *    the response has exactly two NULs;
  *  - LOGIN gives the two decoded responses, neither holding a NUL;
+ *  - CRAM-MD5 refuses an initial response, sends the base64 of a
+ *    "<...@host>" challenge, and gives the user name (before the last
+ *    space) and digest (after it) of a response that decodes without a
+ *    NUL, with the challenge it sent (sasl_take_challenge);
  *  - "*" aborts any exchange.
  */
 #include <stdint.h>
@@ -86,13 +90,49 @@ check_refused_login(const char *resp)
 	str_free(&dec);
 }
 
+/* CRAM-MD5: a response gives user and digest exactly when it decodes
+ * without a NUL and has a space that is neither first nor last. */
+static void
+check_cram(struct sasl *x, const char *resp, const char *login,
+    const char *pass, enum sasl_status st, const char *sent)
+{
+	str_t dec = STR_INIT;
+	const char *sp = NULL;
+	bool ok = false;
+	char *ch;
+
+	if (decode(resp, &dec) && dec.len > 0 &&
+	    memchr(str_c(&dec), '\0', dec.len) == NULL) {
+		sp = strrchr(str_c(&dec), ' ');
+		ok = sp != NULL && sp != str_c(&dec) && sp[1] != '\0';
+	}
+	if (ok != (st == SASL_DONE))
+		abort();
+	if (ok) {
+		if (strlen(login) != (size_t)(sp - str_c(&dec)) ||
+		    memcmp(login, str_c(&dec), strlen(login)) != 0 ||
+		    strcmp(pass, sp + 1) != 0)
+			abort();
+		ch = sasl_take_challenge(x);
+		if (ch == NULL || strcmp(ch, sent) != 0)
+			abort();
+		free(ch);
+	} else if (st != SASL_BAD) {
+		abort();
+	}
+	str_free(&dec);
+}
+
 static void
 run(unsigned allowed, char *text, size_t len)
 {
 	struct sasl x = { 0 };
 	char *line = text, *end = text + len;
 	char *login_name = NULL;	/* LOGIN: the user name response */
+	char *sent = NULL;	/* CRAM-MD5: the challenge, decoded */
 	unsigned mech = 0;
+
+	x.host = "fuzz.example";
 
 	while (line <= end) {
 		char *nl = memchr(line, '\n', (size_t)(end - line));
@@ -112,7 +152,9 @@ run(unsigned allowed, char *text, size_t len)
 				initial = sp + 1;
 			}
 			mech = strcasecmp(line, "PLAIN") == 0 ? SASL_MECH_PLAIN :
-			    strcasecmp(line, "LOGIN") == 0 ? SASL_MECH_LOGIN : 0;
+			    strcasecmp(line, "LOGIN") == 0 ? SASL_MECH_LOGIN :
+			    strcasecmp(line, "CRAM-MD5") == 0 ?
+			    SASL_MECH_CRAM_MD5 : 0;
 			mech &= allowed;
 			st = sasl_start(&x, allowed, line, initial, &challenge,
 			    &login, &pass);
@@ -122,8 +164,24 @@ run(unsigned allowed, char *text, size_t len)
 				goto next;
 			}
 			if (strcmp(x.last, mech == SASL_MECH_PLAIN ? "PLAIN" :
-			    "LOGIN") != 0)
+			    mech == SASL_MECH_LOGIN ? "LOGIN" : "CRAM-MD5") != 0)
 				abort();
+			if (mech == SASL_MECH_CRAM_MD5) {
+				str_t dec = STR_INIT;
+
+				if (initial != NULL) {
+					if (st != SASL_BAD || sasl_active(&x))
+						abort();
+					goto next;
+				}
+				if (st != SASL_NEXT || !decode(challenge, &dec) ||
+				    dec.len < 3 || str_c(&dec)[0] != '<' ||
+				    strstr(str_c(&dec), "@fuzz.example>") == NULL)
+					abort();
+				free(sent);
+				sent = str_steal(&dec);
+				goto next;
+			}
 			if (initial == NULL) {
 				if (st != SASL_NEXT || strcmp(challenge,
 				    mech == SASL_MECH_PLAIN ? "" :
@@ -140,6 +198,8 @@ run(unsigned allowed, char *text, size_t len)
 		if (strcmp(resp, "*") == 0) {
 			if (st != SASL_ABORTED)
 				abort();
+		} else if (mech == SASL_MECH_CRAM_MD5) {
+			check_cram(&x, resp, login, pass, st, sent);
 		} else if (mech == SASL_MECH_PLAIN) {
 			check_plain(resp, login, pass, st);
 		} else if (login_name == NULL) {
@@ -177,8 +237,9 @@ next:
 		line = nl + 1;
 	}
 	free(login_name);
+	free(sent);
 	sasl_reset(&x);
-	if (sasl_active(&x) || x.user != NULL)
+	if (sasl_active(&x) || x.user != NULL || x.challenge != NULL)
 		abort();
 }
 
@@ -197,7 +258,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(login);
 		free(pass);
 	}
-	run(data[0] & 3, text, size - 1);
+	run(data[0] & 7, text, size - 1);
 	free(text);
 	return 0;
 }

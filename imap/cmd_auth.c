@@ -1,7 +1,8 @@
 /*
  * cmd_auth.c: leaving the not-authenticated state: STARTTLS (RFC 3501
  * 6.2.1; input pipelined after it is dropped, CVE-2011-0411), LOGIN
- * (6.2.3) and AUTHENTICATE PLAIN (6.2.2, RFC 4959 SASL-IR), and what a
+ * (6.2.3) and AUTHENTICATE PLAIN (6.2.2, RFC 4959 SASL-IR) or CRAM-MD5
+ * (RFC 2195, when the directory has cleartext passwords), and what a
  * login does on the job thread (the maildir, the quota) and then on the
  * loop (the tagged reply).
  *
@@ -97,6 +98,16 @@ imap_cmd_authenticate(struct imap_session *s, struct imap_cmd *c)
 	if (c->nargs < 1 || c->nargs > 2 ||
 	    (mech = imap_arg_astring(&c->args[0])) == NULL) {
 		imap_bad(s, "AUTHENTICATE needs a mechanism");
+		return;
+	}
+	if (strcasecmp(mech, "CRAM-MD5") == 0 && session_cram_ok(&s->base)) {
+		/* RFC 2195: the server speaks first, no initial response */
+		if (c->nargs == 2) {
+			imap_bad(s, "CRAM-MD5 takes no initial response");
+			return;
+		}
+		session_sasl_start(&s->base, &s->sasl, &sasl_words,
+		    SASL_MECH_CRAM_MD5, mech, NULL);
 		return;
 	}
 	if (strcasecmp(mech, "PLAIN") != 0) {

@@ -23,7 +23,9 @@ imap_capabilities(const struct imap_session *s, str_t *out)
 			str_append(out, " STARTTLS");
 		if (session_plaintext_ok(&s->base))
 			str_append(out, " AUTH=PLAIN");
-		else
+		if (session_cram_ok(&s->base))
+			str_append(out, " AUTH=CRAM-MD5");
+		if (!session_plaintext_ok(&s->base))
 			str_append(out, " LOGINDISABLED");
 	} else {
 		str_append(out, " UIDPLUS MOVE CHILDREN SPECIAL-USE QUOTA "

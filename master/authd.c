@@ -17,8 +17,11 @@
  * Trust: a peer is a worker, which reads the network and may be
  * compromised. Only peers running as this process's uid, the workers'
  * `user` or root are served (SO_PEERCRED); a malformed frame closes the
- * connection; a login reply never carries the crypt hash; the password of
- * a request is wiped from the frame buffer and the decoded message.
+ * connection; a login reply never carries the crypt hash or the cleartext
+ * column; the password of a request is wiped from the frame buffer and the
+ * decoded message. CRAM-MD5 is checked here: the worker sends the
+ * challenge it made and the client's digest, and this process computes
+ * the expected digest from the cleartext password and compares.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -80,6 +83,9 @@ authd_answer(struct dir *dir, const struct config *cfg,
 
 		rc.mail_root = config_get(cfg, "mail_root");
 		rc.delimiter = config_get(cfg, "recipient_delimiter");
+		rc.local_domain = config_get(cfg, "local_domain");
+		rc.catchall_first = strcmp(config_get(cfg, "catchall_order"),
+		    "postfix") == 0;
 		route_resolve(dir, &rc, req->address, req->may_relay, &res);
 		rep.kind = AUTHD_ROUTE_REP;
 		rep.status = (uint8_t)res.status;
@@ -120,8 +126,13 @@ authd_answer(struct dir *dir, const struct config *cfg,
 		/* the password-guessing limits count here, where the
 		 * password is checked: one count per node, whatever the
 		 * number of workers */
-		ar = auth_login(dir, req->login, req->password,
-		    req->ip != NULL ? req->ip : "", &u);
+		if (req->challenge != NULL)
+			ar = auth_login_cram(dir, req->login, req->challenge,
+			    req->password, req->ip != NULL ? req->ip : "",
+			    &u);
+		else
+			ar = auth_login(dir, req->login, req->password,
+			    req->ip != NULL ? req->ip : "", &u);
 		rep.kind = AUTHD_LOGIN_REP;
 		switch (ar) {
 		case AUTH_OK:
@@ -186,6 +197,15 @@ authd_answer(struct dir *dir, const struct config *cfg,
 		dir_rows_free(&rows);
 		return;
 	}
+	case AUTHD_CAPS_REQ:
+		rep.kind = AUTHD_CAPS_REP;
+		r = dir_login_has_clear(dir, &err);
+		if (r == DIR_FAIL)
+			log_warn("query_login: %s", err);
+		rep.status = r == DIR_OK ? AUTHD_OK : r == DIR_NOTFOUND ?
+		    AUTHD_NOTFOUND : AUTHD_TEMPFAIL;
+		authd_encode(out, &rep);
+		return;
 	default:
 		return;
 	}
@@ -228,7 +248,8 @@ authd_serve(void *arg)
 		    (req.kind != AUTHD_ROUTE_REQ &&
 		    req.kind != AUTHD_LOGIN_REQ &&
 		    req.kind != AUTHD_QUOTA_REQ &&
-		    req.kind != AUTHD_POSTMASTER_REQ)) {
+		    req.kind != AUTHD_POSTMASTER_REQ &&
+		    req.kind != AUTHD_CAPS_REQ)) {
 			log_warn("auth channel: malformed request, closing");
 			authd_msg_clear(&req);
 			break;

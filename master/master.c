@@ -43,6 +43,7 @@
 #include "lib/config/config.h"
 #include "lib/config/context.h"
 #include "lib/dir/dir.h"
+#include "lib/route/writable.h"
 #include "lib/session/counters.h"
 #include "master/master.h"
 #include "master/serve.h"
@@ -801,6 +802,47 @@ raise_fd_limit(void)
 	}
 }
 
+/* Before anything listens: the maildirs the workers cannot write (SPEC
+ * 6.1). A delivery to one would answer 451 for as long as it lasts, so
+ * serve does not start; `petrel check` lists every one. */
+#define MAILDIRS_NAMED 5
+
+static int
+check_maildirs(struct petrel_ctx *ctx, const char **error_r)
+{
+	struct writable_report rep;
+	const char *user = config_get(ctx->cfg, "user");
+	char *err = NULL;
+	str_t msg = STR_INIT;
+
+	if (writable_check(ctx->cfg, &rep, &err) < 0) {
+		log_warn("maildirs not checked: %s", err);
+		free(err);
+		return 0;
+	}
+	if (rep.skipped != NULL)
+		log_warn("maildirs not checked: %s", rep.skipped);
+	if (rep.truncated)
+		log_warn("maildirs of the first %u users checked, the rest "
+		    "not", (unsigned)WRITABLE_USERS_MAX);
+	if (rep.npaths == 0) {
+		writable_report_clear(&rep);
+		return 0;
+	}
+	str_printf(&msg, "%zu maildir(s) not writable by %s: ", rep.npaths,
+	    geteuid() == 0 && user[0] != '\0' ? user : "this account");
+	for (size_t i = 0; i < rep.npaths && i < MAILDIRS_NAMED; i++)
+		str_printf(&msg, "%s%s", i > 0 ? ", " : "", rep.paths[i]);
+	if (rep.npaths > MAILDIRS_NAMED)
+		str_printf(&msg, " and %zu more",
+		    rep.npaths - MAILDIRS_NAMED);
+	str_append(&msg, " (give them to that account, or see petrel check; "
+	    "not starting)");
+	*error_r = str_steal(&msg);
+	writable_report_clear(&rep);
+	return -1;
+}
+
 int
 serve_run(struct petrel_ctx *ctx, const char **error_r)
 {
@@ -833,6 +875,9 @@ serve_run(struct petrel_ctx *ctx, const char **error_r)
 		log_service_set("auth");
 		return authd_run(ctx);
 	}
+	if (getenv("PETREL_ROLE") == NULL && fds == NULL &&
+	    check_maildirs(ctx, error_r) < 0)
+		return -1;
 	/* Every other process (master, workers, queue manager) forgets the
 	 * database password at once (the value is wiped, config.c): only
 	 * the auth process opens the directory. */

@@ -21,6 +21,7 @@
 #include <netinet/tcp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -36,6 +37,7 @@
 #include "lib/dir/dir.h"
 #include "lib/io/jobs.h"
 #include "lib/session/counters.h"
+#include "lib/session/session.h"
 #include "lib/tls/tls.h"
 #include "imap/imap.h"
 #include "master/serve.h"
@@ -109,6 +111,10 @@ struct worker_ctx {
 	struct worker_listener lis[MAX_LISTENERS];
 	size_t nlev;
 	struct event *ev_drain;
+	struct event *ev_caps;	/* asking again what logins are possible */
+	struct job caps_job;
+	bool caps_pending;
+	int caps_answer;
 	time_t drain_started;
 	bool retiring;		/* SIGUSR1: replaced after a reload */
 };
@@ -207,6 +213,46 @@ worker_drain_tick(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* Whether the directory returns cleartext passwords (CRAM-MD5): asked
+ * of the auth process once at start; while it cannot tell (the database
+ * is down), again every CAPS_RETRY seconds on a directory thread. */
+#define CAPS_RETRY 15
+
+static void
+caps_run(struct job *job, void *state)
+{
+	struct worker_ctx *w = (struct worker_ctx *)((char *)job -
+	    offsetof(struct worker_ctx, caps_job));
+
+	w->caps_answer = authc_caps_cleartext(state);
+}
+
+static void
+caps_done(struct job *job)
+{
+	struct worker_ctx *w = (struct worker_ctx *)((char *)job -
+	    offsetof(struct worker_ctx, caps_job));
+
+	w->caps_pending = false;
+	session_cleartext_set(w->caps_answer);
+	if (w->caps_answer >= 0 && w->ev_caps != NULL)
+		event_del(w->ev_caps);
+}
+
+static void
+caps_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker_ctx *w = arg;
+
+	if (w->caps_pending || w->drain_started != 0)
+		return;
+	w->caps_pending = true;
+	w->caps_job.run = caps_run;
+	w->caps_job.done = caps_done;
+	w->caps_job.next = NULL;
+	jobs_submit(w->dir_jobs, &w->caps_job);
+}
+
 static void
 worker_stop(evutil_socket_t sig, short what, void *arg)
 {
@@ -279,6 +325,18 @@ worker_run(struct petrel_ctx *ctx, const char *fdlist)
 	w.dir_jobs = jobs_create(w.base, (size_t)config_get_uint(ctx->cfg,
 	    "worker_threads"), authc_thread_init, authc_thread_deinit, ctx->cfg);
 	w.smtp.sv.dir_jobs = w.pop3.sv.dir_jobs = w.imap.sv.dir_jobs = w.dir_jobs;
+	{
+		struct authc *ac = authc_thread_init(NULL);
+		struct timeval tv = { CAPS_RETRY, 0 };
+
+		session_cleartext_set(authc_caps_cleartext(ac));
+		authc_thread_deinit(ac);
+		if (session_cleartext_get() < 0) {
+			w.ev_caps = event_new(w.base, -1, EV_PERSIST,
+			    caps_tick, &w);
+			event_add(w.ev_caps, &tv);
+		}
+	}
 	for (item = strtok_r(copy, ",", &save); item != NULL;
 	    item = strtok_r(NULL, ",", &save)) {
 		char *eq = strchr(item, '=');
@@ -338,6 +396,8 @@ worker_run(struct petrel_ctx *ctx, const char *fdlist)
 	node_counters_free(&nc);
 	if (w.ev_drain != NULL)
 		event_free(w.ev_drain);
+	if (w.ev_caps != NULL)
+		event_free(w.ev_caps);
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_usr1);

@@ -1,6 +1,7 @@
 /*
  * session.c: POP3 (RFC 1939) with CAPA (RFC 2449: RESP-CODES, PIPELINING,
- * AUTH-RESP-CODE), STLS (RFC 2595), AUTH PLAIN (RFC 5034, RFC 4616).
+ * AUTH-RESP-CODE), STLS (RFC 2595), AUTH PLAIN (RFC 5034, RFC 4616) and
+ * AUTH CRAM-MD5 (RFC 2195, when the directory has cleartext passwords).
  *
  * States: AUTHORIZATION -> TRANSACTION -> UPDATE (at QUIT only: deletions
  * and \Seen flags are applied then, never on a dropped connection).
@@ -327,7 +328,10 @@ cmd_capa(struct pop3_session *s, char *arg)
 	if (s->state == P_AUTH) {
 		if (session_plaintext_ok(&s->base)) {
 			reply(s, "USER");
-			reply(s, "SASL PLAIN");
+			reply(s, session_cram_ok(&s->base) ?
+			    "SASL PLAIN CRAM-MD5" : "SASL PLAIN");
+		} else if (session_cram_ok(&s->base)) {
+			reply(s, "SASL CRAM-MD5");
 		}
 		if (!s->base.tls && s->srv->sv.tls != NULL)
 			reply(s, "STLS");
@@ -389,7 +393,19 @@ cmd_auth(struct pop3_session *s, char *arg)
 		reply(s, "+OK");
 		if (session_plaintext_ok(&s->base))
 			reply(s, "PLAIN");
+		if (session_cram_ok(&s->base))
+			reply(s, "CRAM-MD5");
 		reply(s, ".");
+		return;
+	}
+	if (strcasecmp(mech, "CRAM-MD5") == 0 && session_cram_ok(&s->base)) {
+		/* RFC 2195: the server speaks first, no initial response */
+		if (resp != NULL) {
+			reply_err(s, "[AUTH] Invalid SASL response");
+			return;
+		}
+		session_sasl_start(&s->base, &s->sasl, &sasl_words,
+		    SASL_MECH_CRAM_MD5, mech, NULL);
 		return;
 	}
 	if (strcasecmp(mech, "PLAIN") != 0) {

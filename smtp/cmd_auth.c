@@ -1,5 +1,6 @@
 /*
- * cmd_auth.c: AUTH (RFC 4954) with PLAIN and LOGIN, on submission only
+ * cmd_auth.c: AUTH (RFC 4954) with PLAIN and LOGIN (and CRAM-MD5, RFC
+ * 2195, when the directory has cleartext passwords), on submission only
  * and only over TLS (RFC 8314): the SMTP words of lib/session's SASL
  * exchange and the hooks of its login path (the authenticated address
  * and its maildir, kept for the sender ownership check of MAIL).
@@ -109,5 +110,6 @@ smtp_cmd_auth(struct smtp_session *s, const char *arg)
 	mech[n] = '\0';
 	ir = arg[n] == ' ' ? arg + n + 1 : NULL;
 	session_sasl_start(&s->base, &s->sasl, &smtp_sasl_words,
-	    SASL_MECH_PLAIN | SASL_MECH_LOGIN, mech, ir);
+	    SASL_MECH_PLAIN | SASL_MECH_LOGIN |
+	    (session_cram_ok(&s->base) ? SASL_MECH_CRAM_MD5 : 0), mech, ir);
 }

@@ -88,7 +88,8 @@ cmd_helo_ehlo(struct smtp_session *s, const char *arg, bool esmtp)
 	if (!s->base.tls && srv->sv.tls != NULL)
 		reply(s, "250-STARTTLS");
 	if (smtp_auth_allowed(s))
-		reply(s, "250-AUTH PLAIN LOGIN");
+		reply(s, session_cram_ok(&s->base) ?
+		    "250-AUTH PLAIN LOGIN CRAM-MD5" : "250-AUTH PLAIN LOGIN");
 	reply(s, "250 CHUNKING");
 }
 
@@ -347,6 +348,9 @@ smtp_server_init(struct smtp_server *srv, struct event_base *base,
 		fatal("%s", err);
 	srv->rc.mail_root = config_get(cfg, "mail_root");
 	srv->rc.delimiter = config_get(cfg, "recipient_delimiter");
+	srv->rc.local_domain = config_get(cfg, "local_domain");
+	srv->rc.catchall_first = strcmp(config_get(cfg, "catchall_order"),
+	    "postfix") == 0;
 	srv->size_limit = config_get_uint(cfg, "message_size_limit");
 	srv->data_timeout = (unsigned)config_get_uint(cfg,
 	    "smtp_data_timeout");

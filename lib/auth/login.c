@@ -130,7 +130,7 @@ cache_store(const char *login, const unsigned char d[32], const char *crypt)
 
 static enum auth_result
 check(struct dir *dir, const char *login, const char *password,
-    struct dir_user *u_r)
+    const char *challenge, struct dir_user *u_r)
 {
 	unsigned char d[32];
 	const char *err;
@@ -139,6 +139,25 @@ check(struct dir *dir, const char *login, const char *password,
 	r = dir_lookup_login(dir, login, u_r, &err);
 	if (r == DIR_TEMPFAIL || r == DIR_FAIL)
 		return AUTH_TEMPFAIL;
+	if (challenge != NULL) {
+		/* CRAM-MD5: only a cleartext password can answer it (no
+		 * crypt() runs, for known and unknown users alike) */
+		if (r == DIR_OK && password_cram_md5_verify(u_r->clear,
+		    challenge, password))
+			return AUTH_OK;
+		dir_user_clear(u_r);
+		return AUTH_FAIL;
+	}
+	if (r == DIR_OK && !password_hash_usable(u_r->crypt) &&
+	    u_r->clear[0] != '\0') {
+		/* only the howto's cleartext column: a failure costs the
+		 * dummy crypt() as any other does */
+		if (password_clear_verify(password, u_r->clear))
+			return AUTH_OK;
+		password_verify_dummy(password);
+		dir_user_clear(u_r);
+		return AUTH_FAIL;
+	}
 	if (r == DIR_NOTFOUND || !password_hash_usable(u_r->crypt)) {
 		/* the same crypt() as for a wrong password: no timing
 		 * difference between unknown and known users */
@@ -160,9 +179,9 @@ check(struct dir *dir, const char *login, const char *password,
 	return AUTH_OK;
 }
 
-enum auth_result
-auth_login(struct dir *dir, const char *login, const char *password,
-    const char *ip, struct dir_user *u_r)
+static enum auth_result
+login_checked(struct dir *dir, const char *login, const char *password,
+    const char *challenge, const char *ip, struct dir_user *u_r)
 {
 	enum auth_result res;
 	struct timespec t0, t1;
@@ -176,8 +195,8 @@ auth_login(struct dir *dir, const char *login, const char *password,
 	    throttle_begin(throttle, ip, login, time(NULL)) == THROTTLE_REFUSE)
 		return AUTH_THROTTLED;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	res = check(dir, login, password, u_r);
-	if (res == AUTH_FAIL) {
+	res = check(dir, login, password, challenge, u_r);
+	if (res == AUTH_FAIL && challenge == NULL) {
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		auth_check_ms_note((t1.tv_sec - t0.tv_sec) * 1000 +
 		    (t1.tv_nsec - t0.tv_nsec) / 1000000);
@@ -187,6 +206,20 @@ auth_login(struct dir *dir, const char *login, const char *password,
 		    THROTTLE_SUCCESS : res == AUTH_FAIL ? THROTTLE_FAILURE :
 		    THROTTLE_ABORT, time(NULL));
 	return res;
+}
+
+enum auth_result
+auth_login(struct dir *dir, const char *login, const char *password,
+    const char *ip, struct dir_user *u_r)
+{
+	return login_checked(dir, login, password, NULL, ip, u_r);
+}
+
+enum auth_result
+auth_login_cram(struct dir *dir, const char *login, const char *challenge,
+    const char *response, const char *ip, struct dir_user *u_r)
+{
+	return login_checked(dir, login, response, challenge, ip, u_r);
 }
 
 void

@@ -1,7 +1,8 @@
 #ifndef PETREL_LOGIN_H
 #define PETREL_LOGIN_H
 /*
- * Logins for IMAP, POP3 and submission: query_login + crypt(3), with the
+ * Logins for IMAP, POP3 and submission: query_login + crypt(3) (or the
+ * cleartext column when a row has no usable hash), with the
  * SPEC's success cache (auth_cache_ttl) so a slow hash is paid once per
  * user per TTL; a changed hash in the directory invalidates the entry.
  * Call from a job thread (it queries the directory and may run crypt).
@@ -28,6 +29,13 @@ void auth_throttle_setup(unsigned max_per_ip, unsigned max_per_user,
  * may not log in costs the same crypt() as a wrong password. */
 enum auth_result auth_login(struct dir *dir, const char *login,
     const char *password, const char *ip, struct dir_user *u_r);
+/* CRAM-MD5 (RFC 2195): response (hex) must be HMAC-MD5 of challenge
+ * keyed by the user's cleartext password (query_login's clear column);
+ * a user without one cannot log in this way. Counted by the guessing
+ * limits like auth_login(). */
+enum auth_result auth_login_cram(struct dir *dir, const char *login,
+    const char *challenge, const char *response, const char *ip,
+    struct dir_user *u_r);
 
 /* About how long a failed check takes (ms, a moving average): what a
  * caller adds to the delay of an AUTH_THROTTLED answer so that it takes

@@ -3,8 +3,12 @@
  *
  * The plain-text password is untrusted input; it never reaches a log.
  * crypt_r's failure tokens ("*0", "*1") and locked hashes never match.
+ * A cleartext password from the directory (the howto's `clear` column)
+ * is compared by digest, and CRAM-MD5 (RFC 2195) is computed here, in the
+ * auth process: the workers relay the challenge and the response only.
  */
 #include <crypt.h>
+#include <ctype.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -12,6 +16,7 @@
 
 #include "lib/base/alloc.h"
 #include "lib/auth/password.h"
+#include "lib/tls/tls.h"
 
 int
 password_scheme_parse(const char *name, enum password_scheme *scheme_r)
@@ -61,6 +66,48 @@ password_verify(const char *plain, const char *hash)
 	explicit_bzero(data, sizeof(*data));
 	free(data);
 	return ok;
+}
+
+bool
+password_clear_verify(const char *plain, const char *stored)
+{
+	unsigned char a[32], b[32], diff = 0;
+
+	if (stored == NULL || stored[0] == '\0')
+		return false;
+	crypto_sha256(plain, strlen(plain), a);
+	crypto_sha256(stored, strlen(stored), b);
+	for (size_t i = 0; i < sizeof(a); i++)
+		diff |= (unsigned char)(a[i] ^ b[i]);
+	explicit_bzero(a, sizeof(a));
+	explicit_bzero(b, sizeof(b));
+	return diff == 0;
+}
+
+bool
+password_cram_md5_verify(const char *stored, const char *challenge,
+    const char *response)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char mac[16], diff = 0;
+	char want[33];
+
+	if (stored == NULL || stored[0] == '\0' || strlen(response) != 32)
+		return false;
+	crypto_hmac_md5(stored, strlen(stored), challenge, strlen(challenge),
+	    mac);
+	for (size_t i = 0; i < 16; i++) {
+		want[2 * i] = hex[mac[i] >> 4];
+		want[2 * i + 1] = hex[mac[i] & 0xf];
+	}
+	want[32] = '\0';
+	/* RFC 2195 2: lowercase hex; upper case is taken too */
+	for (size_t i = 0; i < 32; i++)
+		diff |= (unsigned char)(want[i] ^ tolower((unsigned char)
+		    response[i]));
+	explicit_bzero(mac, sizeof(mac));
+	explicit_bzero(want, sizeof(want));
+	return diff == 0;
 }
 
 char *

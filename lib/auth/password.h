@@ -17,6 +17,15 @@ int password_scheme_parse(const char *name, enum password_scheme *scheme_r);
 /* true only if hash is a usable crypt(3) hash and plain matches it.
  * An empty hash, "*", "!..." (locked) never match. Constant-time compare. */
 bool password_verify(const char *plain, const char *hash);
+/* Whether a cleartext password from the directory (query_login's clear
+ * column) equals plain: digests compared in constant time, so that
+ * neither the content nor the length tells. An empty stored value never
+ * matches. */
+bool password_clear_verify(const char *plain, const char *stored);
+/* CRAM-MD5 (RFC 2195): whether response (hex digits) is HMAC-MD5 of
+ * challenge keyed by the cleartext password stored; constant time. */
+bool password_cram_md5_verify(const char *stored, const char *challenge,
+    const char *response);
 /* A new hash (malloc'd) or NULL with *error_r set. */
 char *password_hash(const char *plain, enum password_scheme scheme,
     const char **error_r);

@@ -195,13 +195,13 @@ authc_route(struct authc *ac, const char *address, bool may_relay,
 
 int
 authc_login(struct authc *ac, const char *login, const char *password,
-    const char *ip, const char *protocol, struct dir_user *u_r,
-    struct quota_limit *quota_r)
+    const char *challenge, const char *ip, const char *protocol,
+    struct dir_user *u_r, struct quota_limit *quota_r)
 {
 	struct authd_msg req = { .kind = AUTHD_LOGIN_REQ,
 	    .login = (char *)login, .password = (char *)password,
 	    .ip = (char *)(ip != NULL ? ip : ""),
-	    .protocol = (char *)protocol };
+	    .protocol = (char *)protocol, .challenge = (char *)challenge };
 	struct authd_msg rep;
 	int result;
 
@@ -270,6 +270,21 @@ authc_quota(struct authc *ac, const char *address,
 	*quota_r = rep.quota;
 	if (r < 0)
 		*error_r = "directory lookup failed";
+	authd_msg_clear(&rep);
+	return r;
+}
+
+int
+authc_caps_cleartext(struct authc *ac)
+{
+	struct authd_msg req = { .kind = AUTHD_CAPS_REQ };
+	struct authd_msg rep;
+	int r;
+
+	if (authc_call(ac, &req, AUTHD_CAPS_REP, &rep) < 0)
+		return -1;
+	r = rep.status == AUTHD_OK ? 1 : rep.status == AUTHD_NOTFOUND ? 0 :
+	    -1;
 	authd_msg_clear(&rep);
 	return r;
 }

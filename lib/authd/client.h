@@ -31,14 +31,20 @@ void authc_thread_deinit(void *state);
  * cannot answer. Clear res with route_result_clear. */
 void authc_route(struct authc *ac, const char *address, bool may_relay,
     struct route_result *res);
-/* auth_login() through the auth process: an enum auth_result (AUTH_OK,
+/* auth_login() through the auth process (auth_login_cram() when
+ * challenge is not NULL: password is then the CRAM-MD5 digest, hex): an
+ * enum auth_result (AUTH_OK,
  * AUTH_FAIL, AUTH_TEMPFAIL, AUTH_THROTTLED when the auth process's
  * password-guessing limits refused it without a check). On AUTH_OK u_r
  * holds address, home, maildir, uid, gid (never the hash) and *quota_r
  * the quota (none set = none). password is not kept. */
 int authc_login(struct authc *ac, const char *login, const char *password,
-    const char *ip, const char *protocol, struct dir_user *u_r,
-    struct quota_limit *quota_r);
+    const char *challenge, const char *ip, const char *protocol,
+    struct dir_user *u_r, struct quota_limit *quota_r);
+/* Whether the directory returns cleartext passwords (CRAM-MD5 can be
+ * offered): 1 yes, 0 no, -1 cannot tell now (directory or auth process
+ * unavailable). */
+int authc_caps_cleartext(struct authc *ac);
 /* dir_lookup_quota() through the auth process (DIR_* codes). */
 int authc_quota(struct authc *ac, const char *address,
     struct quota_limit *quota_r,

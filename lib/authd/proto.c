@@ -98,7 +98,8 @@ msg_size(const struct authd_msg *m, size_t *size_r)
 		ok = str_ok(m->login, AUTHD_ADDRESS_MAX, false, &size) &&
 		    str_ok(m->password, AUTHD_PASSWORD_MAX, false, &size) &&
 		    str_ok(m->ip, AUTHD_IP_MAX, false, &size) &&
-		    str_ok(m->protocol, AUTHD_PROTO_MAX, false, &size);
+		    str_ok(m->protocol, AUTHD_PROTO_MAX, false, &size) &&
+		    str_ok(m->challenge, AUTHD_TEXT_MAX, true, &size);
 		break;
 	case AUTHD_LOGIN_REP:
 		ok = m->status <= AUTHD_LOGIN_THROTTLED &&
@@ -115,10 +116,15 @@ msg_size(const struct authd_msg *m, size_t *size_r)
 		size += 1 + 8 + 8;
 		break;
 	case AUTHD_POSTMASTER_REQ:
+	case AUTHD_CAPS_REQ:
 		break;
 	case AUTHD_POSTMASTER_REP:
 		ok = m->status <= AUTHD_TEMPFAIL &&
 		    str_ok(m->domain, AUTHD_ADDRESS_MAX, true, &size);
+		size += 1;
+		break;
+	case AUTHD_CAPS_REP:
+		ok = m->status <= AUTHD_TEMPFAIL;
 		size += 1;
 		break;
 	default:
@@ -163,6 +169,7 @@ authd_encode(str_t *out, const struct authd_msg *m)
 		put_str(out, m->password);
 		put_str(out, m->ip);
 		put_str(out, m->protocol);
+		put_str(out, m->challenge);
 		break;
 	case AUTHD_LOGIN_REP:
 		put_u8(out, m->status);
@@ -183,10 +190,14 @@ authd_encode(str_t *out, const struct authd_msg *m)
 		put_u64(out, m->quota.count);
 		break;
 	case AUTHD_POSTMASTER_REQ:
+	case AUTHD_CAPS_REQ:
 		break;
 	case AUTHD_POSTMASTER_REP:
 		put_u8(out, m->status);
 		put_str(out, m->domain);
+		break;
+	case AUTHD_CAPS_REP:
+		put_u8(out, m->status);
 		break;
 	}
 	return 0;
@@ -327,6 +338,7 @@ authd_decode(const void *buf, size_t len, struct authd_msg *m, size_t *used_r)
 		m->password = get_str(&r, AUTHD_PASSWORD_MAX, false);
 		m->ip = get_str(&r, AUTHD_IP_MAX, false);
 		m->protocol = get_str(&r, AUTHD_PROTO_MAX, false);
+		m->challenge = get_str(&r, AUTHD_TEXT_MAX, true);
 		break;
 	case AUTHD_LOGIN_REP:
 		m->status = get_u8(&r);
@@ -351,12 +363,18 @@ authd_decode(const void *buf, size_t len, struct authd_msg *m, size_t *used_r)
 		m->quota.count = get_u64(&r);
 		break;
 	case AUTHD_POSTMASTER_REQ:
+	case AUTHD_CAPS_REQ:
 		break;
 	case AUTHD_POSTMASTER_REP:
 		m->status = get_u8(&r);
 		if (m->status > AUTHD_TEMPFAIL)
 			r.bad = true;
 		m->domain = get_str(&r, AUTHD_ADDRESS_MAX, true);
+		break;
+	case AUTHD_CAPS_REP:
+		m->status = get_u8(&r);
+		if (m->status > AUTHD_TEMPFAIL)
+			r.bad = true;
 		break;
 	default:
 		r.bad = true;
@@ -387,6 +405,7 @@ authd_msg_clear(struct authd_msg *m)
 	free(m->login);
 	free(m->ip);
 	free(m->protocol);
+	free(m->challenge);
 	free(m->text);
 	for (size_t i = 0; i < m->ndests; i++) {
 		free(m->dests[i].address);
@@ -420,6 +439,8 @@ authd_kind_name(enum authd_kind kind)
 	case AUTHD_QUOTA_REP: return "quota reply";
 	case AUTHD_POSTMASTER_REQ: return "postmaster";
 	case AUTHD_POSTMASTER_REP: return "postmaster reply";
+	case AUTHD_CAPS_REQ: return "capabilities";
+	case AUTHD_CAPS_REP: return "capabilities reply";
 	}
 	return "unknown";
 }

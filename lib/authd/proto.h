@@ -14,7 +14,7 @@
  * receiver closes the connection.
  *
  * A LOGIN reply carries what a worker needs to serve the user and never
- * the crypt hash. Buffers holding a LOGIN request contain a password:
+ * the crypt hash or a cleartext password. Buffers holding a LOGIN request contain a password:
  * authd_buf_wipe() them, and authd_msg_clear() wipes the decoded one.
  */
 #include <stdbool.h>
@@ -38,12 +38,17 @@
 enum authd_kind {
 	AUTHD_ROUTE_REQ = 1,	/* address, may_relay */
 	AUTHD_ROUTE_REP,	/* a route_result */
-	AUTHD_LOGIN_REQ,	/* login, password, ip, protocol */
+	AUTHD_LOGIN_REQ,	/* login, password, ip, protocol, challenge */
 	AUTHD_LOGIN_REP,	/* result + user fields, no hash */
 	AUTHD_QUOTA_REQ,	/* address */
 	AUTHD_QUOTA_REP,	/* status, quota bytes, quota count */
 	AUTHD_POSTMASTER_REQ,	/* (none): the first hosted domain */
 	AUTHD_POSTMASTER_REP,	/* status, domain */
+	AUTHD_CAPS_REQ,		/* (none): what logins the directory allows */
+	AUTHD_CAPS_REP,		/* status: AUTHD_OK = query_login returns
+				 * cleartext (CRAM-MD5 possible),
+				 * AUTHD_NOTFOUND = it does not,
+				 * AUTHD_TEMPFAIL = cannot tell yet */
 };
 
 /* Results of LOGIN (lib/auth/login.h enum auth_result, plus THROTTLED:
@@ -70,6 +75,10 @@ struct authd_msg {
 	char *address;		/* ROUTE_REQ, QUOTA_REQ */
 	bool may_relay;		/* ROUTE_REQ */
 	char *login, *password, *ip, *protocol;	/* LOGIN_REQ */
+	/* LOGIN_REQ: NULL for a password; for CRAM-MD5 (RFC 2195) the
+	 * challenge the worker sent, password then holds the response's
+	 * hex digest */
+	char *challenge;
 	/* replies */
 	uint8_t status;		/* ROUTE_REP: enum route_status;
 				 * LOGIN_REP: enum authd_login_result;

@@ -107,7 +107,18 @@ static const struct key_def keys[] = {
 	{ "auth_max_failures_per_ip", KT_UINT, "10", NULL, 1000000 },
 	{ "auth_max_failures_per_user", KT_UINT, "10", NULL, 1000000 },
 	{ "auth_lockout_time", KT_UINT, "900", NULL, 86400 * 365 },
+	/* user+tag@domain falls back to user@domain; empty: no delimiter
+	 * (Postfix's default, and the howtos'). */
 	{ "recipient_delimiter", KT_STRING, "+", NULL, 0 },
+	/* Where the catch-all alias @domain is tried (docs/migration.md):
+	 * after-users (after the exact aliases and the users, so it never
+	 * shadows a mailbox), postfix (as Postfix virtual(5): every alias
+	 * lookup, the catch-all included, before the users; a mailbox is
+	 * kept from the catch-all by an alias user@d -> user@d). */
+	{ "catchall_order", KT_ENUM, "after-users", "after-users|postfix", 0 },
+	/* The domain of a bare local name in an alias target ("root"), as
+	 * Postfix appends $myorigin; empty: the alias's own domain. */
+	{ "local_domain", KT_STRING, "", NULL, 0 },
 	/* IMAP mailbox names: "" (the default) names a folder ".Work" Work;
 	 * "INBOX." names it INBOX.Work, as Courier-IMAP does (RFC 2342
 	 * personal namespace "INBOX." with separator "."), for maildirs

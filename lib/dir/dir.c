@@ -12,6 +12,8 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include "lib/base/alloc.h"
@@ -251,6 +253,9 @@ dir_rows_free(struct dir_rows **rowsp)
 	for (size_t i = 0; i < rows->nrows * rows->ncols; i++)
 		free(rows->cells[i]);
 	free(rows->cells);
+	for (size_t i = 0; rows->names != NULL && i < rows->ncols; i++)
+		free(rows->names[i]);
+	free(rows->names);
 	free(rows);
 	*rowsp = NULL;
 }
@@ -313,6 +318,10 @@ dir_user_clear(struct dir_user *u)
 	free(u->name);
 	free(u->home);
 	free(u->maildir);
+	if (u->clear != NULL) {
+		explicit_bzero(u->clear, strlen(u->clear));
+		free(u->clear);
+	}
 	memset(u, 0, sizeof(*u));
 }
 
@@ -419,7 +428,21 @@ fill_user(struct dir_rows *rows, struct dir_user *u, const char **error_r)
 	u->gid = v ? strtol(v, NULL, 10) : -1;
 	u->home = cell_dup(rows, 6);
 	u->maildir = cell_dup(rows, 7);
+	u->clear = xstrdup("");
 	return DIR_OK;
+}
+
+/* The cleartext password column of a query_login result: the one named
+ * `clear` after the eight fixed ones, else the 10th (SPEC 6.1); -1 if
+ * none. */
+static ssize_t
+clear_column(const struct dir_rows *rows)
+{
+	for (size_t i = 8; rows->names != NULL && i < rows->ncols; i++)
+		if (rows->names[i] != NULL &&
+		    strcasecmp(rows->names[i], "clear") == 0)
+			return (ssize_t)i;
+	return rows->ncols >= 10 ? 9 : -1;
 }
 
 int
@@ -442,11 +465,43 @@ dir_lookup_login(struct dir *dir, const char *login, struct dir_user *u,
 {
 	struct dir_rows *rows;
 	int r = lookup(dir, dir->q_login, login, true, &rows, error_r);
+	ssize_t col;
 
 	if (r == DIR_OK) {
 		r = fill_user(rows, u, error_r);
+		col = clear_column(rows);
+		if (r == DIR_OK && col >= 0 &&
+		    dir_rows_get(rows, 0, (size_t)col) != NULL) {
+			free(u->clear);
+			u->clear = xstrdup(dir_rows_get(rows, 0, (size_t)col));
+		}
+		/* the cells held the cleartext too */
+		for (size_t i = 0; col >= 0 && i < rows->nrows; i++) {
+			char *c = rows->cells[i * rows->ncols + (size_t)col];
+
+			if (c != NULL)
+				explicit_bzero(c, strlen(c));
+		}
 		dir_rows_free(&rows);
 	}
+	return r;
+}
+
+int
+dir_login_has_clear(struct dir *dir, const char **error_r)
+{
+	/* an empty login matches no row: only the columns come back */
+	struct dir_param params[4] = { { "login", "" }, { "local", "" },
+	    { "domain", "" }, { "address", "" } };
+	struct dir_rows *rows;
+	int r;
+
+	r = dir_query(dir, dir->q_login, params, 4, &rows, error_r);
+	if (r != DIR_OK)
+		return r;
+	r = rows->ncols >= 8 && clear_column(rows) >= 0 ? DIR_OK :
+	    DIR_NOTFOUND;
+	dir_rows_free(&rows);
 	return r;
 }
 

@@ -39,6 +39,7 @@ struct dir_param {
 struct dir_rows {
 	size_t nrows, ncols;
 	char **cells;		/* row-major */
+	char **names;		/* ncols column names (NULL: unknown) */
 	uint64_t affected;	/* rows changed by INSERT/UPDATE/DELETE */
 };
 
@@ -57,9 +58,13 @@ void dir_url_clear(struct dir_url *u);
 const char *dir_url_redacted(const char *url);
 
 /* The user record returned by query_user / query_login (columns by
- * position: id, address, crypt, name, uid, gid, home, maildir). */
+ * position: id, address, crypt, name, uid, gid, home, maildir; then
+ * query_login's optional cleartext password: the column named `clear`,
+ * else a 10th column). clear is "" when there is none; it never leaves
+ * the auth process and dir_user_clear() wipes it. */
 struct dir_user {
 	char *id, *address, *crypt, *name, *home, *maildir;
+	char *clear;
 	long uid, gid;
 };
 void dir_user_clear(struct dir_user *u);
@@ -102,6 +107,10 @@ int dir_lookup_user(struct dir *dir, const char *address, struct dir_user *u,
     const char **error_r);
 int dir_lookup_login(struct dir *dir, const char *login, struct dir_user *u,
     const char **error_r);
+/* Whether query_login returns a cleartext password column (prepared and
+ * run for an empty login, so that no row is needed): DIR_OK yes,
+ * DIR_NOTFOUND no, DIR_FAIL / DIR_TEMPFAIL could not tell. */
+int dir_login_has_clear(struct dir *dir, const char **error_r);
 /* The quota (bytes and messages; none when query_quota is empty or
  * finds nothing): the column holds bytes or a Maildir++ definition
  * ("1000000S,1000C", "5C"; lib/maildir/quota.h). A value that is

@@ -236,6 +236,14 @@ mdb_try(struct mariadb_ctx *c, const char *sql, const char *const *values,
 		goto out;
 	}
 	rows->ncols = mysql_num_fields(meta);
+	{
+		MYSQL_FIELD *f = mysql_fetch_fields(meta);
+
+		rows->names = xcalloc(rows->ncols + 1, sizeof(char *));
+		for (size_t i = 0; f != NULL && i < rows->ncols; i++)
+			rows->names[i] = xstrdup(f[i].name != NULL ?
+			    f[i].name : "");
+	}
 	if (mysql_stmt_store_result(stmt) != 0)
 		goto stmt_error;
 	rb = xcalloc(rows->ncols + 1, sizeof(*rb));
@@ -365,6 +373,9 @@ rows_reset(struct dir_rows *rows)
 	for (size_t i = 0; i < rows->nrows * rows->ncols; i++)
 		free(rows->cells[i]);
 	free(rows->cells);
+	for (size_t i = 0; rows->names != NULL && i < rows->ncols; i++)
+		free(rows->names[i]);
+	free(rows->names);
 	memset(rows, 0, sizeof(*rows));
 }
 

@@ -155,6 +155,12 @@ sqlite_query(void *ctx, const char *sql, const char *const *values,
 			goto fail;
 	}
 	rows->ncols = (size_t)sqlite3_column_count(stmt);
+	rows->names = xcalloc(rows->ncols + 1, sizeof(char *));
+	for (size_t i = 0; i < rows->ncols; i++) {
+		const char *n = sqlite3_column_name(stmt, (int)i);
+
+		rows->names[i] = xstrdup(n != NULL ? n : "");
+	}
 	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
 		char **cells = xcalloc(rows->ncols + 1, sizeof(char *));
 

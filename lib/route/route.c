@@ -2,12 +2,17 @@
  * route.c: from an RCPT address to delivery destinations.
  *
  * Order of lookups for an address in a hosted domain (Postfix virtual(5),
- * with the catch-all moved after users so it never shadows a mailbox):
+ * with the catch-all moved after users so it never shadows a mailbox;
+ * catchall_order = after-users, the default):
  *   1. virtual alias for the exact address (an alias wins over a user);
  *   2. the users table (query_user);
  *   3. with a recipient delimiter, 1 and 2 for user@domain without +tag;
  *   4. the catch-all alias @domain;
  *   5. a relay transport (smtp:) for the domain; else unknown user.
+ * With catchall_order = postfix, Postfix's own order: the aliases of the
+ * address, of the address without +tag and @domain, then the users (with
+ * and without +tag), then 5: a catch-all takes mail for every user that
+ * has no alias of its own (user@d -> user@d keeps a mailbox out of it).
  * The domain's transport is read first: error: and discard: apply to
  * every address of the domain, a transport petrel cannot run (lmtp:,
  * pipe:, ...) defers the recipient with 451 4.3.5 and an error in the
@@ -16,7 +21,8 @@
  * Alias targets are resolved recursively. A target equal to its source
  * ("a@x -> a@x, b@x", the Postfix idiom to keep a copy) delivers to the
  * mailbox; any other repetition on the expansion path is a loop (5.4.6).
- * A bare target without '@' means that local part in the source's domain.
+ * A bare target without '@' means that local part in local_domain when
+ * it is set (Postfix appends $myorigin), else in the source's domain.
  * A user whose maildir column holds addresses instead of a path (the
  * Exim howto's redirect router) is an alias to them, never a directory
  * named after an address.
@@ -310,7 +316,9 @@ expand(struct ctx *c, const char *source, const char *domain,
 			break;
 		}
 		full = strchr(target, '@') ? xstrdup(target) :
-		    xasprintf("%s@%s", target, domain);
+		    xasprintf("%s@%s", target, c->rc->local_domain != NULL &&
+		    c->rc->local_domain[0] != '\0' ? c->rc->local_domain :
+		    domain);
 		str_lower(full);
 		if (strcmp(full, source) == 0 && self_lookup != NULL) {
 			/* "a -> a, b": keep a copy in a's own mailbox. */
@@ -429,28 +437,37 @@ resolve(struct ctx *c, const char *address)
 	default:
 		break;
 	}
-	/* 1. exact alias, 2. user */
-	if ((r = try_alias(c, address, address, domain)) != 0)
-		goto out;
-	if ((r = try_user(c, address, address, true)) != 0)
-		goto out;
-	/* 3. without the +tag */
 	if (c->rc->delimiter[0] != '\0') {
 		char *cut = strpbrk(local, c->rc->delimiter);
 
-		if (cut != NULL && cut != local) {
+		if (cut != NULL && cut != local)
 			base = xasprintf("%.*s@%s", (int)(cut - local), local,
 			    domain);
-			if ((r = try_alias(c, base, base, domain)) != 0)
-				goto out;
-			if ((r = try_user(c, base, address, true)) != 0)
-				goto out;
-		}
 	}
-	/* 4. catch-all */
 	catchall = xasprintf("@%s", domain);
-	if ((r = try_alias(c, catchall, address, domain)) != 0)
-		goto out;
+	if (c->rc->catchall_first) {
+		/* Postfix virtual(5): the alias lookups (address, address
+		 * without +tag, @domain) before the mailboxes */
+		if ((r = try_alias(c, address, address, domain)) != 0 ||
+		    (base != NULL &&
+		    (r = try_alias(c, base, base, domain)) != 0) ||
+		    (r = try_alias(c, catchall, address, domain)) != 0 ||
+		    (r = try_user(c, address, address, true)) != 0 ||
+		    (base != NULL &&
+		    (r = try_user(c, base, address, true)) != 0))
+			goto out;
+	} else {
+		/* 1. exact alias, 2. user, 3. both without the +tag,
+		 * 4. catch-all */
+		if ((r = try_alias(c, address, address, domain)) != 0 ||
+		    (r = try_user(c, address, address, true)) != 0 ||
+		    (base != NULL &&
+		    (r = try_alias(c, base, base, domain)) != 0) ||
+		    (base != NULL &&
+		    (r = try_user(c, base, address, true)) != 0) ||
+		    (r = try_alias(c, catchall, address, domain)) != 0)
+			goto out;
+	}
 	/* 5. relay domain */
 	if (kind == TRANSPORT_RELAY) {
 		add_dest(c, ROUTE_REMOTE, address, NULL, NULL, transport);

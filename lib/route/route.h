@@ -64,6 +64,9 @@ struct route_result {
 struct route_config {
 	const char *mail_root;
 	const char *delimiter;	/* recipient_delimiter ("" = none) */
+	bool catchall_first;	/* catchall_order = postfix */
+	const char *local_domain;	/* bare alias targets' domain
+					 * (NULL or "": the alias's own) */
 };
 
 /* Resolve one RCPT address. may_relay: the client is authenticated (or

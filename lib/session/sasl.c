@@ -1,9 +1,13 @@
 /*
- * sasl.c: PLAIN and LOGIN exchanges (see sasl.h).
+ * sasl.c: PLAIN, LOGIN and CRAM-MD5 exchanges (see sasl.h).
  */
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
+#include <time.h>
 
 #include "lib/base/alloc.h"
 #include "lib/base/base64.h"
@@ -29,6 +33,63 @@ sasl_reset(struct sasl *x)
 	}
 	x->user = NULL;
 	x->mech = 0;
+	xfree(&x->challenge);
+	xfree(&x->challenge_b64);
+}
+
+char *
+sasl_take_challenge(struct sasl *x)
+{
+	char *c = x->challenge;
+
+	x->challenge = NULL;
+	return c;
+}
+
+/* RFC 2195 2: a challenge unique to this exchange, in the form of an
+ * RFC 822 msg-id: "<random.time@hostname>". */
+static void
+cram_challenge(struct sasl *x)
+{
+	unsigned long long rnd = 0;
+	str_t b64 = STR_INIT;
+	const char *host = x->host != NULL && x->host[0] != '\0' &&
+	    strlen(x->host) < SASL_CHALLENGE_MAX - 64 ? x->host : "localhost";
+
+	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+		rnd ^= (unsigned long long)clock() << 20 ^ (uintptr_t)x;
+	x->challenge = xasprintf("<%llu.%lld@%s>", rnd,
+	    (long long)time(NULL), host);
+	base64_encode(&b64, x->challenge, strlen(x->challenge));
+	x->challenge_b64 = str_steal(&b64);
+}
+
+/* A CRAM-MD5 response: base64 of "user SP digest". The user name is
+ * everything before the last space (it may hold spaces); the digest is
+ * checked by the auth process. -1 if malformed. */
+static int
+cram_decode(const char *b64, char **login_r, char **digest_r)
+{
+	str_t dec = STR_INIT;
+	size_t len = strlen(b64);
+	const char *sp;
+	int ret = -1;
+
+	str_reserve(&dec, len / 4 * 3 + 1);
+	if (base64_decode(&dec, b64, len) < 0 || dec.len == 0 ||
+	    memchr(str_c(&dec), '\0', dec.len) != NULL)
+		goto out;
+	sp = strrchr(str_c(&dec), ' ');
+	if (sp == NULL || sp == dec.data || sp[1] == '\0')
+		goto out;
+	*login_r = xstrndup(dec.data, (size_t)(sp - dec.data));
+	*digest_r = xstrdup(sp + 1);
+	ret = 0;
+out:
+	if (dec.data != NULL)
+		explicit_bzero(dec.data, dec.len);
+	str_free(&dec);
+	return ret;
 }
 
 int
@@ -102,6 +163,17 @@ sasl_step(struct sasl *x, const char *line, const char **challenge_r,
 			return SASL_BAD;
 		return SASL_DONE;
 	}
+	if (x->mech == SASL_MECH_CRAM_MD5) {
+		char *challenge = sasl_take_challenge(x);
+
+		sasl_reset(x);
+		if (cram_decode(line, login_r, pass_r) < 0) {
+			free(challenge);
+			return SASL_BAD;
+		}
+		x->challenge = challenge;
+		return SASL_DONE;
+	}
 	if (x->mech != SASL_MECH_LOGIN) {
 		sasl_reset(x);
 		return SASL_BAD;
@@ -132,9 +204,24 @@ sasl_start(struct sasl *x, unsigned allowed, const char *mech,
 		x->mech = SASL_MECH_PLAIN;
 	else if (strcasecmp(mech, "LOGIN") == 0 && (allowed & SASL_MECH_LOGIN))
 		x->mech = SASL_MECH_LOGIN;
+	else if (strcasecmp(mech, "CRAM-MD5") == 0 &&
+	    (allowed & SASL_MECH_CRAM_MD5))
+		x->mech = SASL_MECH_CRAM_MD5;
 	else
 		return SASL_NOMECH;
-	x->last = x->mech == SASL_MECH_PLAIN ? "PLAIN" : "LOGIN";
+	x->last = x->mech == SASL_MECH_PLAIN ? "PLAIN" :
+	    x->mech == SASL_MECH_LOGIN ? "LOGIN" : "CRAM-MD5";
+	if (x->mech == SASL_MECH_CRAM_MD5) {
+		/* the server speaks first: no initial response (RFC 4954
+		 * 4, RFC 4959 3) */
+		if (initial != NULL) {
+			sasl_reset(x);
+			return SASL_BAD;
+		}
+		cram_challenge(x);
+		*challenge_r = x->challenge_b64;
+		return SASL_NEXT;
+	}
 	if (initial == NULL) {
 		*challenge_r = x->mech == SASL_MECH_PLAIN ? "" :
 		    LOGIN_USER_CHALLENGE;

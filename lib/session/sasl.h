@@ -1,19 +1,27 @@
 #ifndef PETREL_SASL_H
 #define PETREL_SASL_H
 /*
- * SASL exchanges for every protocol's AUTH/AUTHENTICATE: PLAIN (RFC 4616)
- * and LOGIN (draft-murchison-sasl-login). The protocol frames the
- * challenges ("334 x", "+ x") and lines; this decodes what the client
- * sends. Everything that held a password is wiped.
+ * SASL exchanges for every protocol's AUTH/AUTHENTICATE: PLAIN (RFC 4616),
+ * LOGIN (draft-murchison-sasl-login) and CRAM-MD5 (RFC 2195). The
+ * protocol frames the challenges ("334 x", "+ x") and lines; this decodes
+ * what the client sends. Everything that held a password is wiped.
+ * CRAM-MD5 makes the challenge here and hands it on with the client's
+ * user name and digest; the digest is checked by the auth process, which
+ * alone sees the cleartext password.
  */
 #include <stdbool.h>
 #include <stddef.h>
 
 #define SASL_MECH_PLAIN 0x1
 #define SASL_MECH_LOGIN 0x2
+#define SASL_MECH_CRAM_MD5 0x4
+/* A CRAM-MD5 challenge's bound (RFC 2195: "<random.time@hostname>"). */
+#define SASL_CHALLENGE_MAX 300
 
 enum sasl_status {
-	SASL_DONE,	/* *login_r and *pass_r are set (malloc'd) */
+	SASL_DONE,	/* *login_r and *pass_r are set (malloc'd); for
+			 * CRAM-MD5 *pass_r is the digest (hex) and
+			 * sasl_take_challenge() gives the challenge */
 	SASL_NEXT,	/* send *challenge_r (base64, may be "") */
 	SASL_BAD,	/* the response cannot be decoded */
 	SASL_ABORTED,	/* the client sent "*" */
@@ -24,6 +32,9 @@ struct sasl {
 	unsigned mech;	/* 0: no exchange running */
 	char *user;	/* LOGIN: the user name given first */
 	const char *last;	/* the last mechanism started ("PLAIN") */
+	const char *host;	/* CRAM-MD5: the challenge's host name */
+	char *challenge;	/* CRAM-MD5: the challenge sent (raw) */
+	char *challenge_b64;	/* ... and as sent (base64) */
 };
 
 /* Start mech (case-insensitive, one of allowed) with an initial
@@ -35,6 +46,8 @@ enum sasl_status sasl_start(struct sasl *x, unsigned allowed,
 enum sasl_status sasl_step(struct sasl *x, const char *line,
     const char **challenge_r, char **login_r, char **pass_r);
 bool sasl_active(const struct sasl *x);
+/* After SASL_DONE for CRAM-MD5: the challenge (malloc'd), else NULL. */
+char *sasl_take_challenge(struct sasl *x);
 /* End an exchange (wipes what it held). */
 void sasl_reset(struct sasl *x);
 /* SASL PLAIN (RFC 4616): base64 of [authzid] NUL authcid NUL passwd.

@@ -503,6 +503,7 @@ session_free(struct session *s)
 	bufferevent_free(s->bev);
 	free(s->login_name);
 	session_wipe(&s->login_pass);
+	free(s->login_challenge);
 	explicit_bzero(s, srv->ops->size);
 	free(s);
 }
@@ -753,8 +754,9 @@ login_run(struct job *job, void *state)
 	struct timespec t0, t1;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	s->login_result = authc_login(ac, s->login_name, s->login_pass, s->ip,
-	    s->srv->ops->proto, &u, &s->login_quota);
+	s->login_result = authc_login(ac, s->login_name, s->login_pass,
+	    s->login_challenge, s->ip, s->srv->ops->proto, &u,
+	    &s->login_quota);
 	if (s->login_result == AUTH_FAIL) {
 		/* what a checked wrong password costs, round trip included:
 		 * a refusal (AUTH_THROTTLED) is held that much longer */
@@ -764,6 +766,7 @@ login_run(struct job *job, void *state)
 	}
 	/* the password is not needed beyond the check */
 	session_wipe(&s->login_pass);
+	xfree(&s->login_challenge);
 	if (s->login_result != AUTH_OK)
 		return;
 	if (s->srv->ops->login_job != NULL)
@@ -817,28 +820,70 @@ login_finished(struct job *job)
 	carry_on(s);
 }
 
-void
-session_login_start(struct session *s, char *login, char *pass)
+static void
+login_submit(struct session *s, char *login, char *pass, char *challenge)
 {
 	free(s->login_name);
 	session_wipe(&s->login_pass);
+	free(s->login_challenge);
 	s->login_name = login;
 	s->login_pass = pass;
+	s->login_challenge = challenge;
 	s->login_job.run = login_run;
 	s->login_job.done = login_finished;
 	s->login_job.next = NULL;
 	session_job_submit(s, s->srv->dir_jobs, &s->login_job);
 }
 
+void
+session_login_start(struct session *s, char *login, char *pass)
+{
+	login_submit(s, login, pass, NULL);
+}
+
+void
+session_login_start_cram(struct session *s, char *login, char *digest,
+    char *challenge)
+{
+	login_submit(s, login, digest, challenge);
+}
+
+static int cleartext_known = -1;
+
+void
+session_cleartext_set(int known)
+{
+	cleartext_known = known;
+}
+
+int
+session_cleartext_get(void)
+{
+	return cleartext_known;
+}
+
+bool
+session_cram_ok(const struct session *s)
+{
+	return cleartext_known == 1 && (s->tls || s->loopback);
+}
+
 /* ---- SASL ---- */
 
 static void
-sasl_next(struct session *s, const struct session_sasl_words *w,
-    enum sasl_status st, const char *challenge, char *login, char *pass)
+sasl_next(struct session *s, struct sasl *x,
+    const struct session_sasl_words *w, enum sasl_status st,
+    const char *challenge, char *login, char *pass)
 {
+	char *cram;
+
 	switch (st) {
 	case SASL_DONE:
-		session_login_start(s, login, pass);
+		cram = sasl_take_challenge(x);
+		if (cram != NULL)
+			session_login_start_cram(s, login, pass, cram);
+		else
+			session_login_start(s, login, pass);
 		break;
 	case SASL_NEXT:
 		session_printf(s, "%s%s\r\n", w->challenge, challenge);
@@ -864,8 +909,9 @@ session_sasl_start(struct session *s, struct sasl *x,
 	char *login = NULL, *pass = NULL;
 	enum sasl_status st;
 
+	x->host = s->srv->hostname;
 	st = sasl_start(x, allowed, mech, initial, &challenge, &login, &pass);
-	sasl_next(s, w, st, challenge, login, pass);
+	sasl_next(s, x, w, st, challenge, login, pass);
 }
 
 void
@@ -877,5 +923,5 @@ session_sasl_step(struct session *s, struct sasl *x,
 	enum sasl_status st;
 
 	st = sasl_step(x, line, &challenge, &login, &pass);
-	sasl_next(s, w, st, challenge, login, pass);
+	sasl_next(s, x, w, st, challenge, login, pass);
 }

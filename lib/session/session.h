@@ -150,6 +150,7 @@ struct session {
 	/* login in flight (session_login_start) */
 	struct job login_job;
 	char *login_name, *login_pass;
+	char *login_challenge;	/* CRAM-MD5's; NULL for a password */
 	struct quota_limit login_quota;	/* the user's quota */
 	int login_result;
 };
@@ -242,7 +243,19 @@ bool session_plaintext_ok(const struct session *s);
  * failed-login delay for a wrong password). Takes both strings; the
  * password is wiped and freed on every path. */
 void session_login_start(struct session *s, char *login, char *pass);
+/* The same for CRAM-MD5 (RFC 2195): the client's digest (hex) and the
+ * challenge it answers; the auth process checks them. Takes all three. */
+void session_login_start_cram(struct session *s, char *login, char *digest,
+    char *challenge);
 
+/* Whether the directory returns cleartext passwords, so that CRAM-MD5
+ * can be offered (asked of the auth process when the worker starts):
+ * 1 yes, 0 no, -1 not known yet. */
+void session_cleartext_set(int known);
+int session_cleartext_get(void);
+/* Whether CRAM-MD5 may be offered to s: the directory returns
+ * cleartext, and s is over TLS or from loopback (SPEC 6.1). */
+bool session_cram_ok(const struct session *s);
 /* A protocol's words for the steps of a SASL exchange (lib/session/sasl):
  * what goes before a challenge ("334 ", "+ "), and the
  * lines for an aborted exchange, an undecodable response and an unknown

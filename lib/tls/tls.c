@@ -192,6 +192,17 @@ out:
 }
 
 void
+crypto_hmac_md5(const void *key, size_t keylen, const void *msg,
+    size_t msglen, unsigned char out[16])
+{
+	unsigned int len = 16;
+
+	if (HMAC(EVP_md5(), key, (int)keylen, msg, msglen, out, &len) ==
+	    NULL)
+		memset(out, 0, 16);
+}
+
+void
 crypto_hmac_sha256(const void *key, size_t keylen, const void *msg,
     size_t msglen, unsigned char out[32])
 {

@@ -12,6 +12,9 @@ int tls_make_selfsigned(const char *cert_path, const char *key_path,
 int tls_check_pair(const char *cert_path, const char *key_path,
     int *days_left_r, const char **error_r);
 
+/* HMAC-MD5 (RFC 2104), for CRAM-MD5 (RFC 2195) alone. */
+void crypto_hmac_md5(const void *key, size_t keylen, const void *msg,
+    size_t msglen, unsigned char out[16]);
 /* HMAC-SHA-256 (for keyed digests such as the login cache's). */
 void crypto_hmac_sha256(const void *key, size_t keylen, const void *msg,
     size_t msglen, unsigned char out[32]);

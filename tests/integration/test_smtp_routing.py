@@ -180,6 +180,111 @@ def test_recipient_delimiter(routed):
     assert code == 550, (code, text)
 
 
+@pytest.fixture
+def routed_with(instance, smtp_start):
+    """Factory: routed_with(*opts) -> the routed server started with -o opts,
+    plus kept@catch.test, a user with the alias kept@catch.test ->
+    kept@catch.test (Postfix's way to keep a mailbox out of a catch-all)."""
+    def make(*opts):
+        for a in (ALICE, BOB):
+            instance.add_user(a)
+        setup_directory(instance)
+        instance.add_user("kept@catch.test")
+        instance.run("alias", "add", "kept@catch.test", "kept@catch.test")
+        return smtp_start(instance, opts)
+    return make
+
+
+@pytest.mark.parametrize("opts", [(), ("catchall_order=after-users",)],
+                         ids=["default", "after-users"])
+def test_catchall_order_after_users(routed_with, opts):
+    """The default: the catch-all takes only what no alias and no user takes."""
+    srv = routed_with(*opts)
+    inst = srv.instance
+    send(srv, ["real@catch.test"], "real")
+    send(srv, ["kept@catch.test"], "kept")
+    send(srv, ["whoever@catch.test"], "caught")
+    # +tag: the user without the tag comes before the catch-all
+    send(srv, ["real+tag@catch.test"], "real tagged")
+    only_in(inst, {"real@catch.test": 2, "kept@catch.test": 1,
+                   "catcher@example.test": 1})
+
+
+def test_catchall_order_postfix(routed_with):
+    """catchall_order = postfix: as Postfix virtual(5), @domain applies before
+    the mailboxes, unless the address has an alias of its own."""
+    srv = routed_with("catchall_order=postfix")
+    inst = srv.instance
+    send(srv, ["real@catch.test"], "real, caught")
+    head, _ = stored(inst, "catcher@example.test")
+    assert head["Delivered-To"] == "catcher@example.test"
+    send(srv, ["kept@catch.test"], "kept")
+    send(srv, ["whoever@catch.test"], "caught")
+    # the alias of the address without its tag comes before the catch-all,
+    # the catch-all before the user without its tag
+    send(srv, ["kept+tag@catch.test"], "kept tagged")
+    send(srv, ["real+tag@catch.test"], "real tagged, caught")
+    only_in(inst, {"kept@catch.test": 2, "catcher@example.test": 3})
+    # a domain without a catch-all routes to its users as before
+    for rcpt in (ALICE, "alice+x@example.test", "list@example.test"):
+        send(srv, [rcpt], "no catch-all: " + rcpt)
+    only_in(inst, {"kept@catch.test": 2, "catcher@example.test": 3, ALICE: 3, BOB: 1})
+    [(code, _)] = rcpt_codes(srv, ["nobody@example.test"])
+    assert code == 550
+
+
+@pytest.mark.parametrize("order", ["after-users", "postfix"])
+def test_recipient_delimiter_off(routed_with, order):
+    """recipient_delimiter empty (Postfix's default, the howtos'): user+tag is
+    an address of its own, unknown unless a catch-all takes it."""
+    srv = routed_with("recipient_delimiter=", "catchall_order=" + order)
+    inst = srv.instance
+    codes = rcpt_codes(srv, ["alice+news@example.test", "list+x@example.test",
+                             "alice@example.test"])
+    assert [c for c, _ in codes] == [550, 550, 250], codes
+    send(srv, ["kept+tag@catch.test", "real+tag@catch.test"], "tagged, caught")
+    head, _ = stored(inst, "catcher@example.test")
+    assert head["Delivered-To"] == "catcher@example.test"
+    only_in(inst, {"catcher@example.test": 1})
+
+
+def test_recipient_delimiter_other(routed_with):
+    """Another delimiter character ("-") replaces "+": alice-news reaches
+    alice, alice+news is unknown."""
+    srv = routed_with("recipient_delimiter=-")
+    codes = rcpt_codes(srv, ["alice-news@example.test", "alice+news@example.test"])
+    assert [c for c, _ in codes] == [250, 550], codes
+    send(srv, ["alice-news@example.test"], "dash tag")
+    only_in(srv.instance, {ALICE: 1})
+
+
+def test_bare_alias_target_local_domain(instance, smtp_start):
+    """A bare local name in an alias target ("root") is that name in the
+    alias's own domain by default, and in local_domain when it is set (as
+    Postfix appends $myorigin); petrel check names a local_domain that is not
+    hosted."""
+    inst = instance
+    inst.add_user(ALICE)
+    inst.run("domain", "add", "host.example.test")
+    inst.run("alias", "add", "root@host.example.test", ALICE)
+    inst.sql("INSERT INTO virtual (address, goto) VALUES ('admin@example.test', 'root')")
+    srv = smtp_start(inst)
+    [(code, _)] = rcpt_codes(srv, ["admin@example.test"])
+    assert code == 550
+    srv.stop()
+    srv = smtp_start(inst, ("local_domain=host.example.test",))
+    data = send(srv, ["admin@example.test"], "to root")
+    head, body = stored(inst, ALICE)
+    assert body == data and head["Delivered-To"] == ALICE
+    only_in(inst, {ALICE: 1})
+    assert srv.wait_log(r"to=<alice@example.test>, orig_to=<admin@example.test>")
+    cp = inst.run("-o", "local_domain=host.example.test", "check", check=False)
+    assert "local_domain" not in cp.stderr, cp.stderr
+    cp = inst.run("-o", "local_domain=nowhere.test", "check", check=False)
+    assert cp.returncode == 1
+    assert "petrel: check: local_domain nowhere.test is not a hosted domain" in cp.stderr
+
+
 def test_case_insensitive(routed):
     inst = routed.instance
     send(routed, ["ALICE@EXAMPLE.TEST"], "upper")

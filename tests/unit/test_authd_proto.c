@@ -96,8 +96,19 @@ test_login(void)
 	test_assert_streq(out.password, "s3cret pass");
 	test_assert_streq(out.ip, "127.0.0.1");
 	test_assert_streq(out.protocol, "imap");
+	test_assert(out.challenge == NULL);
 	authd_msg_clear(&out);
 	test_assert(out.password == NULL && out.login == NULL);
+
+	/* CRAM-MD5: the challenge travels, the digest in password */
+	req.challenge = "<1896.697170952@postoffice.example.net>";
+	req.password = "b913a602c7eda7a495b4e6e7334d3890";
+	test_assert(roundtrip(&req, &out));
+	test_assert_streq(out.challenge,
+	    "<1896.697170952@postoffice.example.net>");
+	test_assert_streq(out.password, "b913a602c7eda7a495b4e6e7334d3890");
+	authd_msg_clear(&out);
+	test_assert(out.challenge == NULL);
 
 	test_assert(roundtrip(&rep, &out));
 	test_assert(out.status == AUTHD_LOGIN_OK && out.uid == -1 &&
@@ -145,6 +156,7 @@ test_quota_postmaster(void)
 	test_end();
 }
 
+
 static int
 decode_raw(const void *p, size_t n)
 {
@@ -154,6 +166,29 @@ decode_raw(const void *p, size_t n)
 
 	authd_msg_clear(&m);
 	return r;
+}
+
+static void
+test_caps(void)
+{
+	struct authd_msg c = { .kind = AUTHD_CAPS_REQ };
+	struct authd_msg cr = { .kind = AUTHD_CAPS_REP,
+	    .status = AUTHD_NOTFOUND };
+	struct authd_msg out;
+
+	test_begin("authd capabilities round-trip; a bad status is refused");
+	test_assert(roundtrip(&c, &out));
+	test_assert(out.kind == AUTHD_CAPS_REQ);
+	authd_msg_clear(&out);
+	test_assert(roundtrip(&cr, &out));
+	test_assert(out.kind == AUTHD_CAPS_REP &&
+	    out.status == AUTHD_NOTFOUND);
+	authd_msg_clear(&out);
+	test_assert(decode_raw("\0\0\0\2\x0a\3", 6) == 1);
+	test_assert(decode_raw("\0\0\0\2\x0a\4", 6) == -1);
+	test_assert(decode_raw("\0\0\0\3\x0a\0\0", 7) == -1);
+	test_assert(decode_raw("\0\0\0\2\x09\0", 6) == -1);
+	test_end();
 }
 
 static void
@@ -237,6 +272,7 @@ main(void)
 	test_route();
 	test_login();
 	test_quota_postmaster();
+	test_caps();
 	test_malformed();
 	test_wipe();
 	return test_done();

@@ -82,11 +82,39 @@ test_unusable(void)
 	test_end();
 }
 
+static void
+test_cleartext(void)
+{
+	const char *ch = "<1896.697170952@postoffice.reston.mci.net>";
+
+	test_begin("password: cleartext column and CRAM-MD5 (RFC 2195 2)");
+	test_assert(password_clear_verify("lrepsak", "lrepsak"));
+	test_assert(!password_clear_verify("lrepsa", "lrepsak"));
+	test_assert(!password_clear_verify("lrepsakk", "lrepsak"));
+	test_assert(!password_clear_verify("", ""));
+	test_assert(!password_clear_verify("x", ""));
+	/* the RFC's example exchange */
+	test_assert(password_cram_md5_verify("tanstaaftanstaaf", ch,
+	    "b913a602c7eda7a495b4e6e7334d3890"));
+	test_assert(password_cram_md5_verify("tanstaaftanstaaf", ch,
+	    "B913A602C7EDA7A495B4E6E7334D3890"));
+	test_assert(!password_cram_md5_verify("tanstaaftanstaaf", ch,
+	    "b913a602c7eda7a495b4e6e7334d3891"));
+	test_assert(!password_cram_md5_verify("tanstaaftanstaaf", ch,
+	    "b913a602c7eda7a495b4e6e7334d389"));
+	test_assert(!password_cram_md5_verify("tanstaaftanstaa", ch,
+	    "b913a602c7eda7a495b4e6e7334d3890"));
+	test_assert(!password_cram_md5_verify("", ch,
+	    "b913a602c7eda7a495b4e6e7334d3890"));
+	test_end();
+}
+
 int
 main(void)
 {
 	test_known_hashes();
 	test_new_hashes();
 	test_unusable();
+	test_cleartext();
 	return test_done();
 }
