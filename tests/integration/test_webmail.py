@@ -30,7 +30,6 @@ chromium-driver and python3-selenium (scripts/install-deps.sh --test); a
 missing one fails the test.
 """
 
-import email.utils
 import imaplib
 import os
 import random
@@ -300,7 +299,7 @@ class Webmail:
                 " rcmail.addEventListener('listupdate', function() { window.__lists++; }); }")
 
     def until_listed(self, what):
-        self.until_js("window.__lists > 0 && !rcmail.busy", what)
+        self.until_js("window.__lists > 0 && !rcmail.busy && $.active == 0", what)
 
     def rows(self):
         """The message list as shown: [(uid, subject, depth)] in row order."""
@@ -471,11 +470,10 @@ def test_open_flag_move(webmail):
                ".indexOf('_uid=%s&') >= 0" % uid, "the preview of the clicked message")
     w.driver.switch_to.frame("messagecontframe")
     try:
-        w.until(lambda d: d.execute_script(
-            "return window.rcmail && document.readyState == 'complete' &&"
-            " $('#messagebody').length > 0;"), "the message preview to load")
-        subject = w.js("return $.trim($('h2.subject').clone().children().remove().end().text());")
-        body = w.js("return $('#messagebody').text();")
+        w.until_js("document.readyState == 'complete'", "the preview document to load")
+        # what the user sees: selenium's .text is the rendered, visible text
+        subject = w.visible(By.CSS_SELECTOR, "h2.subject", "the previewed message's subject").text
+        body = w.visible(By.ID, "messagebody", "the previewed message's body").text
     finally:
         w.driver.switch_to.default_content()
     assert target.subject in subject, subject
@@ -490,8 +488,10 @@ def test_open_flag_move(webmail):
         # flag it from the Mark menu
         w.visible(By.ID, "markmessagemenulink", "the Mark button").click()
         w.visible(By.CSS_SELECTOR, "#markmessage-menu a.flag.active", "Mark > As flagged").click()
-        w.until_js("rcmail.message_list.rows['%s'].flagged && !rcmail.busy" % uid,
-                   "the row to show the flag")
+        # the row shows the flag at once; the request to the server is
+        # done when no jQuery request is left in flight
+        w.until_js("rcmail.message_list.rows['%s'].flagged && !rcmail.busy && $.active == 0"
+                   % uid, "the flag request to finish")
         found = find(m, "INBOX", target.msgid)
         flags = flags_of(m, found[0])
         assert {"\\Flagged", "\\Seen"} <= flags, flags
@@ -501,7 +501,7 @@ def test_open_flag_move(webmail):
         w.visible(By.CSS_SELECTOR, "#message-menu a.move.active", "More > Move to...").click()
         w.visible(By.XPATH, "//div[@id='folder-selector']//a[span[normalize-space()='%s']]"
                   % FOLDER, "the folder %s in the folder selector" % FOLDER).click()
-        w.until_js("!rcmail.message_list.rows['%s'] && !rcmail.busy" % uid,
+        w.until_js("!rcmail.message_list.rows['%s'] && !rcmail.busy && $.active == 0" % uid,
                    "the moved message to leave the list")
         assert find(m, "INBOX", target.msgid) == [], "still in INBOX after the move"
         moved = find(m, FOLDER, target.msgid)
@@ -530,3 +530,13 @@ def test_imap_trace(webmail):
     bad = [s for s in got if re.match(r"A\d+ BAD", s)]
     assert not bad, "petrel answered BAD:\n%s\n--- trace ---\n%s" % (
         "\n".join(bad), trace[-6000:])
+
+
+def test_no_webmail_errors(webmail):
+    """Roundcube logged no error (an IMAP failure would be one) and served
+    no request with a server error."""
+    assert webmail.errors_log() == "", webmail.context()
+    with open(os.path.join(webmail.dir, "php-server.log"), encoding="utf-8",
+              errors="replace") as f:
+        failed = [l for l in f if re.search(r" \[5\d\d\]: ", l)]
+    assert not failed, "".join(failed)
