@@ -14,8 +14,9 @@ A message is opened in the preview pane (its subject and body shown),
 flagged from the Mark menu and moved to another folder from the More menu;
 imaplib then checks on the server that it carries \\Flagged and \\Seen,
 that it is in the other folder and no longer in INBOX. Roundcube's own IMAP
-trace must show that it sent SORT and THREAD REFERENCES, and that petrel
-answered none of its commands with BAD.
+trace must show that it sent SORT, THREAD REFERENCES and (with
+skip_deleted, as many installations set it) ESEARCH counts, and that petrel
+answered none of its commands with BAD; Roundcube must log no error.
 
 Roundcube runs under `php -S` on a free loopback port from its Debian
 public directory (/var/lib/roundcube/public_html) with a private config
@@ -211,6 +212,9 @@ def write_config(d, srv):
         "refresh_interval": 0,
         "mail_pagesize": PAGE,
         "autoexpand_threads": 1,
+        # count and list without messages flagged \Deleted: Roundcube then
+        # counts with ESEARCH (SEARCH RETURN (COUNT ...) ALL UNDELETED)
+        "skip_deleted": True,
         "mail_read_time": 0,
         "create_default_folders": False,
         "imap_timeout": int(30 * TIMEOUT_SCALE),
@@ -412,6 +416,9 @@ def test_login_and_date_sorted_list(webmail):
                "the INBOX message list after logging in")
     assert w.js("return rcmail.env.mailbox;") == "INBOX"
     assert w.js("return rcmail.env.messagecount;") == TOTAL, w.count_text()
+    # the folder list's unread count (from ESEARCH COUNT: skip_deleted)
+    unread = w.js("return $.trim($('#mailboxlist li.inbox span.unreadcount').first().text());")
+    assert unread == str(TOTAL), "INBOX unread count shown: %r" % unread
     # THREAD is advertised: the list options offer the thread mode
     assert w.js("return !!rcmail.env.threads;"), "Roundcube sees no THREAD capability"
 
@@ -525,6 +532,10 @@ def test_imap_trace(webmail):
         "no SORT by DATE in the trace:\n" + "\n".join(sent[-80:])
     assert any(re.match(r"\S+ (UID )?THREAD REFERENCES", c) for c in sent), \
         "no THREAD REFERENCES in the trace:\n" + "\n".join(sent[-80:])
+    assert any(re.match(r"\S+ UID SEARCH RETURN \(COUNT", c) for c in sent), \
+        "no ESEARCH (SEARCH RETURN (COUNT ...)) in the trace:\n" + "\n".join(sent[-80:])
+    assert any(re.match(r"\* ESEARCH \(TAG \"A\d+\"\) UID (MAX %d )?COUNT %d$" % (TOTAL, TOTAL), s)
+               for s in got), "no ESEARCH COUNT %d answer" % TOTAL
     assert any(re.match(r"\* (SORT|ESEARCH)", s) for s in got), "no SORT answer"
     assert any(re.match(r"\* THREAD \(", s) for s in got), "no THREAD answer"
     bad = [s for s in got if re.match(r"A\d+ BAD", s)]
