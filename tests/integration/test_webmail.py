@@ -450,12 +450,17 @@ def test_threaded_list(webmail):
     assert got == want, ("the newest thread first, its replies nested one level deeper each:\n"
                          "expected %r\ngot %r" % (want, got))
     assert list(rows[PER_THREAD][1:]) == ["Topic %03d" % (newest - 1), 0], rows[:PER_THREAD + 2]
-    # every row of the page belongs to a whole thread: roots at depth 0,
-    # each followed by its 4 replies
-    for i in range(0, len(rows) - len(rows) % PER_THREAD, PER_THREAD):
-        group = [BY_SUBJECT[s] for _, s, _ in rows[i:i + PER_THREAD]]
-        assert len({m.thread for m in group}) == 1, rows[i:i + PER_THREAD]
-        assert [m.pos for m in group] == list(range(PER_THREAD)), rows[i:i + PER_THREAD]
+    # a page of PAGE whole threads (all expanded): each root at depth 0
+    # followed by its replies in order, one level deeper each
+    assert len(rows) == PAGE * PER_THREAD, len(rows)
+    # threads newest first (by root or by latest message: the same here)
+    roots = [s for _, s, depth in rows if depth == 0]
+    assert roots == ["Topic %03d" % k for k in range(newest, newest - PAGE, -1)], roots
+    for i in range(0, len(rows), PER_THREAD):
+        group = [(BY_SUBJECT[s], depth) for _, s, depth in rows[i:i + PER_THREAD]]
+        assert len({m.thread for m, _ in group}) == 1, rows[i:i + PER_THREAD]
+        assert [(m.pos, depth) for m, depth in group] == [(p, p) for p in range(PER_THREAD)], \
+            rows[i:i + PER_THREAD]
     assert re.search(r"\bof %d\b" % THREADS, w.count_text()), (
         "1,000 messages in %d threads: %r" % (THREADS, w.count_text()))
 
