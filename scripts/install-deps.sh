@@ -20,10 +20,14 @@ build_pkgs=(gcc meson ninja-build pkg-config libssl-dev libsqlite3-dev
 # systemd's tools (systemd-analyze) for the unit (test_packaging.py,
 # test_systemd.py; systemd is not started); iproute2 for the test addresses
 # on lo (scripts/test.sh) and the harness's address lookup.
+# Roundcube webmail (with its SQLite backend, served by php-cli's built-in
+# server) driven by headless Chromium through selenium (test_webmail.py).
 test_pkgs=(python3 python3-pytest mariadb-server mariadb-client sqlite3
 	openssl procps swaks libnet-ssleay-perl curl fetchmail postfix python3-dkim isync mutt tmux
 	clang libclang-rt-14-dev valgrind testssl.sh nsd strace pflogsumm unbound
-	debhelper lintian systemd git util-linux iproute2)
+	debhelper lintian systemd git util-linux iproute2
+	roundcube-core roundcube-sqlite3 php-cli php-sqlite3 chromium chromium-driver
+	python3-selenium)
 
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then
@@ -64,6 +68,8 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
 fi
 # postfix asks how to configure itself: not at all (we only use its tools).
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+# roundcube-core must not set up a system database (the test uses its own).
+echo "roundcube-core roundcube/dbconfig-install boolean false" | $SUDO debconf-set-selections
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 legacy "${1:-}"
