@@ -785,12 +785,23 @@ imap_sort_rec_decode(struct sort_msg *m, const unsigned char *rec,
 			return -1;
 		if (!(rec[1] & REC_MSGID))
 			msgid = NULL;
-		if (nrefs > refs_cap)
-			return -1;
-		for (size_t i = 0; i < nrefs; i++) {
-			if ((refs[i] = rec_get_str(rec, len, &off,
-			    IMAP_MSGID_MAX)) == NULL || *refs[i] == '\0')
+		if (need & SORT_NEED_IDS) {
+			if (nrefs > refs_cap)
 				return -1;
+		} else
+			refs_cap = 0;	/* checked, not kept */
+		for (size_t i = 0; i < nrefs; i++) {
+			char *id = rec_get_str(rec, len, &off,
+			    IMAP_MSGID_MAX);
+
+			if (id == NULL || *id == '\0')
+				return -1;
+			if (i < refs_cap)
+				refs[i] = id;
+		}
+		if (!(need & SORT_NEED_IDS)) {
+			msgid = NULL;
+			nrefs = 0;
 		}
 	}
 	if (off != len)

@@ -103,8 +103,9 @@ void imap_sort_msg_clear(struct sort_msg *m);
  * then holds. */
 void imap_sort_rec_encode(const struct sort_msg *m, bool ids, str_t *out);
 /* The keys of a record, without copying: the strings point into rec
- * (m->borrowed; imap_sort_msg_clear() leaves them), the References
- * into refs (room for refs_cap). m->internaldate is set by the caller
+ * (m->borrowed; imap_sort_msg_clear() leaves them), and when need
+ * has SORT_NEED_IDS the Message-ID and the References (into refs,
+ * room for refs_cap; else none are set). m->internaldate is set by the caller
  * (the date without a Date field). 1 done; 0 need asks for the IDs and
  * the record has none; -1 the record is malformed (nothing set). */
 int imap_sort_rec_decode(struct sort_msg *m, const unsigned char *rec,

@@ -234,7 +234,7 @@ static int
 append(struct mbox_sortrecs *sr, const char *path)
 {
 	unsigned char h[SORT_HDR];
-	int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+	int fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
 	int ret = 0;
 
 	if (fd < 0)
