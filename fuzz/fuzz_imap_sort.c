@@ -11,7 +11,11 @@
  *    and, the same shape, with UIDs;
  *  - a base subject has no leading or trailing space;
  *  - the keys taken from the ENVELOPE made of a header (what SORT uses
- *    when the store has it cached) are the keys taken from the header.
+ *    when the store has it cached) are the keys taken from the header;
+ *  - a message's sort record (what petrel-sort keeps) decodes to the
+ *    same keys, IDs included;
+ *  - the whole input read as a petrel-sort file (lib/store/mbox_sort.c),
+ *    and as one sort record, is parsed and decoded without harm.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -22,6 +26,7 @@
 #include "lib/imap/parse.h"
 #include "lib/imap/sort.h"
 #include "lib/mime/mime.h"
+#include "lib/store/mailbox.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -144,6 +149,63 @@ check_envelope(const struct sort_msg *m, const char *hdr, size_t len)
 	str_free(&env);
 }
 
+/* m's record decodes to m's keys. */
+static void
+check_record(const struct sort_msg *m)
+{
+	char *refs[IMAP_THREAD_REFS_MAX];
+	struct sort_msg d;
+	str_t rec = STR_INIT;
+
+	memset(&d, 0, sizeof(d));
+	d.internaldate = m->internaldate;
+	imap_sort_rec_encode(m, true, &rec);
+	if (rec.len > MBOX_SORTREC_MAX ||
+	    imap_sort_rec_nrefs((const unsigned char *)rec.data, rec.len) !=
+	    m->nrefs ||
+	    imap_sort_rec_decode(&d, (const unsigned char *)rec.data,
+	    rec.len, 0xff, refs, IMAP_THREAD_REFS_MAX) != 1 ||
+	    d.date != m->date || d.reply != m->reply ||
+	    !same(d.subject, m->subject) || !same(d.from, m->from) ||
+	    !same(d.to, m->to) || !same(d.cc, m->cc) ||
+	    !same(d.display_from, m->display_from) ||
+	    !same(d.display_to, m->display_to) ||
+	    (m->msgid == NULL) != (d.msgid == NULL) ||
+	    (m->msgid != NULL && !same(d.msgid, m->msgid)) ||
+	    d.nrefs != m->nrefs)
+		abort();
+	for (size_t i = 0; i < m->nrefs; i++) {
+		if (!same(d.refs[i], m->refs[i]))
+			abort();
+	}
+	imap_sort_msg_clear(&d);
+	str_free(&rec);
+}
+
+/* A record from the input: decoded or refused, nothing else. */
+static void
+decode_any(void *ctx, uint32_t uid, const unsigned char *rec, size_t len)
+{
+	char *refs[IMAP_THREAD_REFS_MAX];
+	struct sort_msg d;
+	size_t *count = ctx;
+
+	(void)uid;
+	memset(&d, 0, sizeof(d));
+	if (imap_sort_rec_decode(&d, rec, len, 0xff, refs,
+	    IMAP_THREAD_REFS_MAX) > 0) {
+		if (d.subject == NULL || d.display_to == NULL ||
+		    d.nrefs > IMAP_THREAD_REFS_MAX)
+			abort();
+		for (size_t i = 0; i < d.nrefs; i++) {
+			if (strlen(d.refs[i]) > IMAP_MSGID_MAX)
+				abort();
+		}
+	}
+	imap_sort_msg_clear(&d);
+	(*count)++;
+}
+
 /* The thread shape without the numbers. */
 static void
 shape(const char *s, str_t *out)
@@ -167,6 +229,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t n = 0;
 
 	memset(msgs, 0, sizeof(msgs));
+	if (size >= 12) {
+		size_t count = 0;
+
+		(void)mbox_sortrec_parse(data, size, (uint32_t)data[8] |
+		    (uint32_t)data[9] << 8 | (uint32_t)data[10] << 16 |
+		    (uint32_t)data[11] << 24, decode_any, &count);
+	}
+	{
+		size_t count = 0;
+
+		decode_any(&count, 0, data, size);
+	}
 	while (p < end && n < MSGS_MAX) {
 		const char *z = memchr(p, '\0', (size_t)(end - p));
 		size_t len = z != NULL ? (size_t)(z - p) : (size_t)(end - p);
@@ -181,6 +255,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    0;
 		imap_sort_msg_fill(&msgs[n], copy, len, 0xff);
 		check_envelope(&msgs[n], copy, len);
+		check_record(&msgs[n]);
 		if (msgs[n].subject[0] == ' ' || (msgs[n].subject[0] != '\0' &&
 		    msgs[n].subject[strlen(msgs[n].subject) - 1] == ' '))
 			abort();

@@ -20,6 +20,21 @@
 #include "lib/imap/sort.h"
 #include "lib/mime/mime.h"
 
+/* The decimal digits of v (a SORT or THREAD answer names thousands of
+ * numbers: no printf for each). */
+static void
+append_uint(str_t *out, uint32_t v)
+{
+	char buf[10];
+	size_t n = 0;
+
+	do {
+		buf[sizeof(buf) - ++n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	str_append_n(out, buf + sizeof(buf) - n, n);
+}
+
 /* The charset argument of SORT and THREAD (RFC 5256: required, before
  * the search keys). 0 ok; -1 with the reply sent. */
 static int
@@ -66,31 +81,38 @@ parse_criteria(struct imap_session *s, const struct imap_arg *args,
 	return root;
 }
 
-/* The keys of message i from its cached ENVELOPE (what FETCH ENVELOPE
- * stored), or else from its header, whose ENVELOPE is then cached for
- * the next SORT and FETCH. A file that has gone sorts with empty
- * fields. */
+/* The keys of message i made from its cached ENVELOPE (what FETCH
+ * ENVELOPE stored), or else from its header, whose ENVELOPE is then
+ * cached for the next FETCH: every key (so that one record serves every
+ * sort program), and from a header the IDs too. The record of them is
+ * added to sr. A file that has gone sorts with empty fields. */
 static void
-fill_keys(struct imap_session *s, size_t i, struct sort_msg *sm,
-    unsigned need)
+make_keys(struct imap_session *s, size_t i, struct sort_msg *sm,
+    unsigned need, struct mbox_sortrecs *sr)
 {
 	char *env = NULL, *hdr = NULL;
 	size_t len = 0;
-	str_t wire = STR_INIT, v = STR_INIT;
+	str_t wire = STR_INIT, v = STR_INIT, rec = STR_INIT;
+	int r;
 
-	if (need == 0) {
-		imap_sort_msg_fill(sm, "", 0, need);
-		return;
-	}
 	if ((need & SORT_NEED_IDS) == 0 &&
 	    (env = mbox_cache_get(s->mb, i, MBOX_CACHE_ENVELOPE)) != NULL &&
-	    imap_sort_msg_fill_envelope(sm, env, need) == 0) {
+	    imap_sort_msg_fill_envelope(sm, env, SORT_NEED_KEYS) == 0) {
+		imap_sort_rec_encode(sm, false, &rec);
+		mbox_sortrecs_add(sr, i, rec.data, rec.len);
 		free(env);
+		str_free(&rec);
 		return;
 	}
-	if (imap_read_header(s, i, IMAP_SORT_HEADER_MAX, &hdr, &len) < 0)
+	if ((r = imap_read_header(s, i, IMAP_SORT_HEADER_MAX, &hdr, &len)) < 0)
 		len = 0;
-	imap_sort_msg_fill(sm, hdr != NULL ? hdr : "", len, need);
+	imap_sort_msg_fill(sm, hdr != NULL ? hdr : "", len,
+	    SORT_NEED_KEYS | SORT_NEED_IDS);
+	if (r >= 0) {
+		/* the same keys every time: the file never changes */
+		imap_sort_rec_encode(sm, true, &rec);
+		mbox_sortrecs_add(sr, i, rec.data, rec.len);
+	}
 	/* a header cut at IMAP_SORT_HEADER_MAX may lack what FETCH
 	 * ENVELOPE would show: not cached */
 	if (env == NULL && hdr != NULL && len < IMAP_SORT_HEADER_MAX) {
@@ -103,34 +125,79 @@ fill_keys(struct imap_session *s, size_t i, struct sort_msg *sm,
 	free(hdr);
 	str_free(&wire);
 	str_free(&v);
+	str_free(&rec);
 }
 
-/* The keys of the matching messages idx[0..n): the header fields need
- * names, and INTERNALDATE and RFC822.SIZE when info. malloc'd array of
- * n. */
-static struct sort_msg *
-load_keys(struct imap_session *s, const size_t *idx, size_t n,
-    unsigned need, bool info)
-{
-	struct sort_msg *v = xcalloc(n > 0 ? n : 1, sizeof(*v));
-	const char *err = NULL;
+/* The keys of the matching messages. */
+struct sort_keys {
+	struct sort_msg *v;	/* n of them */
+	char **refs;		/* the References of decoded records */
+	struct mbox_sortrecs sr;
+};
 
-	for (size_t k = 0; k < n; k++) {
-		size_t i = idx[k];
+/* The keys of the matching messages idx[0..n): from the folder's sort
+ * records (no allocation per message), else made and recorded for the
+ * next command, in this session or another; the header fields need
+ * names, and INTERNALDATE and RFC822.SIZE when info. */
+static void
+load_keys(struct imap_session *s, const size_t *idx, size_t n,
+    unsigned need, bool info, struct sort_keys *k)
+{
+	struct mbox_sortrecs *sr = &k->sr;
+	const char *err = NULL;
+	size_t nrefs = 0, used = 0;
+
+	k->v = xcalloc(n > 0 ? n : 1, sizeof(*k->v));
+	k->refs = NULL;
+	if (need != 0)
+		mbox_sortrecs_load(s->mb, sr);
+	else
+		memset(sr, 0, sizeof(*sr));
+	if (need & SORT_NEED_IDS) {
+		for (size_t j = 0; j < n; j++) {
+			if (idx[j] < sr->n && sr->rec[idx[j]] != NULL)
+				nrefs += imap_sort_rec_nrefs(sr->rec[idx[j]],
+				    sr->len[idx[j]]);
+		}
+		k->refs = xcalloc(nrefs + 1, sizeof(*k->refs));
+	}
+	for (size_t j = 0; j < n; j++) {
+		size_t i = idx[j];
 		struct mbox_msg *m = &s->mb->msgs[i];
+		struct sort_msg *sm = &k->v[j];
 
 		if (info && m->info_pending &&
 		    mbox_msg_info(s->mb, i, &err) < 0)
 			log_warn("%016llx: %s", SID(&s->base), err);
 		/* the reads may re-sync: msgs may have moved */
 		m = &s->mb->msgs[i];
-		v[k].seq = (uint32_t)(i + 1);
-		v[k].uid = m->uid;
-		v[k].size = m->vsize;
-		v[k].internaldate = m->internaldate;
-		fill_keys(s, i, &v[k], need);
+		sm->seq = (uint32_t)(i + 1);
+		sm->uid = m->uid;
+		sm->size = m->vsize;
+		sm->internaldate = m->internaldate;
+		if (need == 0) {
+			imap_sort_msg_fill(sm, "", 0, need);
+			continue;
+		}
+		if (i < sr->n && sr->rec[i] != NULL &&
+		    imap_sort_rec_decode(sm, sr->rec[i], sr->len[i], need,
+		    k->refs + used, nrefs - used) > 0) {
+			used += sm->nrefs;
+			continue;
+		}
+		make_keys(s, i, sm, need, sr);
 	}
-	return v;
+}
+
+/* Write the new records and free the keys of n messages. */
+static void
+free_keys(struct sort_keys *k, size_t n)
+{
+	for (size_t j = 0; j < n; j++)
+		imap_sort_msg_clear(&k->v[j]);
+	free(k->v);
+	free(k->refs);
+	mbox_sortrecs_finish(&k->sr);
 }
 
 void
@@ -138,7 +205,8 @@ imap_cmd_sort(struct imap_session *s, struct imap_cmd *c)
 {
 	struct sort_prog prog;
 	struct search_key *root;
-	struct sort_msg *v, **order;
+	struct sort_keys keys;
+	struct sort_msg **order;
 	const char *err = NULL;
 	uint32_t *hits = NULL;
 	size_t *idx, n, skip;
@@ -168,28 +236,28 @@ imap_cmd_sort(struct imap_session *s, struct imap_cmd *c)
 		return;
 	imap_search_run(s, root, &idx, &n);
 	imap_search_free(root);
-	v = load_keys(s, idx, n, imap_sort_needs(&prog),
-	    imap_sort_needs_info(&prog));
+	load_keys(s, idx, n, imap_sort_needs(&prog),
+	    imap_sort_needs_info(&prog), &keys);
 	order = xcalloc(n > 0 ? n : 1, sizeof(*order));
 	for (size_t k = 0; k < n; k++)
-		order[k] = &v[k];
+		order[k] = &keys.v[k];
 	imap_sort(&prog, order, n);
 	hits = xcalloc(n > 0 ? n : 1, sizeof(*hits));
 	for (size_t k = 0; k < n; k++)
 		hits[k] = c->uid ? order[k]->uid : order[k]->seq;
 	if (ret == 0) {
 		str_append(&res, "SORT");
-		for (size_t k = 0; k < n; k++)
-			str_printf(&res, " %u", (unsigned)hits[k]);
+		for (size_t k = 0; k < n; k++) {
+			str_append_c(&res, ' ');
+			append_uint(&res, hits[k]);
+		}
 		imap_untagged(s, "%s", str_c(&res));
 	} else {
 		/* RFC 5267 section 3: ESEARCH in sort order, MIN and MAX
 		 * the first and the last message of it */
 		imap_esearch_reply(s, c, ret, hits, n);
 	}
-	for (size_t k = 0; k < n; k++)
-		imap_sort_msg_clear(&v[k]);
-	free(v);
+	free_keys(&keys, n);
 	free(order);
 	free(hits);
 	free(idx);
@@ -201,7 +269,7 @@ void
 imap_cmd_thread(struct imap_session *s, struct imap_cmd *c)
 {
 	struct search_key *root;
-	struct sort_msg *v;
+	struct sort_keys keys;
 	const char *algo_name;
 	size_t *idx, n;
 	str_t res = STR_INIT;
@@ -222,16 +290,14 @@ imap_cmd_thread(struct imap_session *s, struct imap_cmd *c)
 	imap_search_free(root);
 	/* threads need the sent date (INTERNALDATE without a Date) and
 	 * the base subject; REFERENCES the IDs too */
-	v = load_keys(s, idx, n, SORT_NEED_SUBJECT | SORT_NEED_DATE |
-	    (algo == THREAD_REFERENCES ? SORT_NEED_IDS : 0), true);
+	load_keys(s, idx, n, SORT_NEED_SUBJECT | SORT_NEED_DATE |
+	    (algo == THREAD_REFERENCES ? SORT_NEED_IDS : 0), true, &keys);
 	str_append(&res, "THREAD");
 	if (n > 0)
 		str_append_c(&res, ' ');
-	imap_thread((enum thread_algo)algo, v, n, c->uid, &res);
+	imap_thread((enum thread_algo)algo, keys.v, n, c->uid, &res);
 	imap_untagged(s, "%s", str_c(&res));
-	for (size_t k = 0; k < n; k++)
-		imap_sort_msg_clear(&v[k]);
-	free(v);
+	free_keys(&keys, n);
 	free(idx);
 	str_free(&res);
 	imap_ok(s, "Thread completed.");

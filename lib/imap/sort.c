@@ -456,8 +456,10 @@ imap_sort_msg_fill(struct sort_msg *m, const char *hdr, size_t len,
 	mime_header_get_first(wire.data, wire.len, names, F_N, v);
 	m->date = m->internaldate;
 	if ((need & SORT_NEED_DATE) && v[F_DATE] != NULL &&
-	    (t = mime_parse_date(v[F_DATE])) != -1)
+	    (t = mime_parse_date(v[F_DATE])) != -1) {
 		m->date = t;
+		m->has_date = true;
+	}
 	if (need & SORT_NEED_SUBJECT)
 		m->subject = subject_key(v[F_SUBJECT], &m->reply);
 	if (need & SORT_NEED_FROM)
@@ -611,8 +613,10 @@ imap_sort_msg_fill_envelope(struct sort_msg *m, const char *env,
 	e = cmd.args[0].list;
 	m->date = m->internaldate;
 	if ((need & SORT_NEED_DATE) && (v = env_nstring(&e[E_DATE])) != NULL &&
-	    (t = mime_parse_date(v)) != -1)
+	    (t = mime_parse_date(v)) != -1) {
 		m->date = t;
+		m->has_date = true;
+	}
 	if (need & SORT_NEED_SUBJECT)
 		m->subject = subject_key(env_nstring(&e[E_SUBJECT]), &m->reply);
 	if (need & SORT_NEED_FROM)
@@ -635,6 +639,15 @@ out:
 void
 imap_sort_msg_clear(struct sort_msg *m)
 {
+	if (m->borrowed) {
+		/* they point into a record and the caller's refs array */
+		m->subject = m->from = m->to = m->cc = NULL;
+		m->display_from = m->display_to = m->msgid = NULL;
+		m->refs = NULL;
+		m->nrefs = 0;
+		m->borrowed = false;
+		return;
+	}
 	free(m->subject);
 	free(m->from);
 	free(m->to);
@@ -649,6 +662,166 @@ imap_sort_msg_clear(struct sort_msg *m)
 	m->display_from = m->display_to = m->msgid = NULL;
 	m->refs = NULL;
 	m->nrefs = 0;
+}
+
+/* ---- sort records ---- */
+
+/*
+ * A message's keys as the store keeps them (petrel-sort): integers
+ * little-endian, every string its u16 length, its bytes and a NUL (so
+ * that a decoded key points into the record).
+ *   u8 version (1), u8 flags (REC_*), u16 nrefs, i64 sent date
+ *   subject, from, to, cc, display from, display to
+ *   with REC_IDS: the Message-ID (empty: none) and nrefs References
+ */
+#define REC_VERSION	1
+#define REC_DATE	0x01	/* the date is the Date field's */
+#define REC_REPLY	0x02
+#define REC_IDS		0x04	/* the IDs are there */
+#define REC_MSGID	0x08	/* a Message-ID */
+#define REC_FIXED	12
+#define REC_NSTR	6
+
+static void
+rec_put_str(str_t *out, const char *v, size_t max)
+{
+	size_t n = v != NULL ? strlen(v) : 0;
+	unsigned char l[2];
+
+	if (n > max)
+		n = max;
+	l[0] = (unsigned char)n;
+	l[1] = (unsigned char)(n >> 8);
+	str_append_n(out, l, 2);
+	str_append_n(out, v != NULL ? v : "", n);
+	str_append_c(out, '\0');
+}
+
+void
+imap_sort_rec_encode(const struct sort_msg *m, bool ids, str_t *out)
+{
+	unsigned char h[REC_FIXED];
+	uint64_t d = (uint64_t)m->date;
+	size_t nrefs = ids ? m->nrefs : 0;
+	const char *strs[REC_NSTR] = {
+		m->subject, m->from, m->to, m->cc, m->display_from,
+		m->display_to,
+	};
+
+	if (nrefs > IMAP_THREAD_REFS_MAX)
+		nrefs = IMAP_THREAD_REFS_MAX;
+	h[0] = REC_VERSION;
+	h[1] = (unsigned char)((m->has_date ? REC_DATE : 0) |
+	    (m->reply ? REC_REPLY : 0) | (ids ? REC_IDS : 0) |
+	    (ids && m->msgid != NULL ? REC_MSGID : 0));
+	h[2] = (unsigned char)nrefs;
+	h[3] = (unsigned char)(nrefs >> 8);
+	for (size_t i = 0; i < 8; i++)
+		h[4 + i] = (unsigned char)(d >> (8 * i));
+	str_append_n(out, h, sizeof(h));
+	for (size_t i = 0; i < REC_NSTR; i++)
+		rec_put_str(out, strs[i], IMAP_SORT_KEY_MAX);
+	if (!ids)
+		return;
+	rec_put_str(out, m->msgid, IMAP_MSGID_MAX);
+	for (size_t i = 0; i < nrefs; i++)
+		rec_put_str(out, m->refs[i], IMAP_MSGID_MAX);
+}
+
+size_t
+imap_sort_rec_nrefs(const unsigned char *rec, size_t len)
+{
+	size_t n;
+
+	if (len < REC_FIXED || rec[0] != REC_VERSION || !(rec[1] & REC_IDS))
+		return 0;
+	n = (size_t)rec[2] | (size_t)rec[3] << 8;
+	return n > IMAP_THREAD_REFS_MAX ? 0 : n;
+}
+
+/* The string at *off: its length checked against max and what is left,
+ * its NUL where it should be and none inside. NULL when bad. */
+static char *
+rec_get_str(const unsigned char *rec, size_t len, size_t *off, size_t max)
+{
+	size_t n, o = *off;
+
+	if (len - o < 3)
+		return NULL;
+	n = (size_t)rec[o] | (size_t)rec[o + 1] << 8;
+	o += 2;
+	if (n > max || len - o < n + 1 || rec[o + n] != '\0' ||
+	    memchr(rec + o, '\0', n) != NULL)
+		return NULL;
+	*off = o + n + 1;
+	return (char *)(uintptr_t)(rec + o);
+}
+
+int
+imap_sort_rec_decode(struct sort_msg *m, const unsigned char *rec,
+    size_t len, unsigned need, char **refs, size_t refs_cap)
+{
+	char *strs[REC_NSTR], *msgid = NULL;
+	size_t off = REC_FIXED, nrefs;
+	uint64_t d = 0;
+
+	if (len < REC_FIXED || rec[0] != REC_VERSION || (rec[1] & 0xf0))
+		return -1;
+	if ((need & SORT_NEED_IDS) && !(rec[1] & REC_IDS))
+		return 0;
+	nrefs = (size_t)rec[2] | (size_t)rec[3] << 8;
+	if (nrefs > IMAP_THREAD_REFS_MAX || (!(rec[1] & REC_IDS) &&
+	    (nrefs > 0 || (rec[1] & REC_MSGID))))
+		return -1;
+	for (size_t i = 0; i < REC_NSTR; i++) {
+		if ((strs[i] = rec_get_str(rec, len, &off,
+		    IMAP_SORT_KEY_MAX)) == NULL)
+			return -1;
+	}
+	if (rec[1] & REC_IDS) {
+		if ((msgid = rec_get_str(rec, len, &off,
+		    IMAP_MSGID_MAX)) == NULL ||
+		    (*msgid == '\0') != !(rec[1] & REC_MSGID))
+			return -1;
+		if (!(rec[1] & REC_MSGID))
+			msgid = NULL;
+		if (need & SORT_NEED_IDS) {
+			if (nrefs > refs_cap)
+				return -1;
+		} else
+			refs_cap = 0;	/* checked, not kept */
+		for (size_t i = 0; i < nrefs; i++) {
+			char *id = rec_get_str(rec, len, &off,
+			    IMAP_MSGID_MAX);
+
+			if (id == NULL || *id == '\0')
+				return -1;
+			if (i < refs_cap)
+				refs[i] = id;
+		}
+		if (!(need & SORT_NEED_IDS)) {
+			msgid = NULL;
+			nrefs = 0;
+		}
+	}
+	if (off != len)
+		return -1;
+	for (size_t i = 0; i < 8; i++)
+		d |= (uint64_t)rec[4 + i] << (8 * i);
+	m->borrowed = true;
+	m->has_date = (rec[1] & REC_DATE) != 0;
+	m->date = m->has_date ? (long long)d : m->internaldate;
+	m->reply = (rec[1] & REC_REPLY) != 0;
+	m->subject = strs[0];
+	m->from = strs[1];
+	m->to = strs[2];
+	m->cc = strs[3];
+	m->display_from = strs[4];
+	m->display_to = strs[5];
+	m->msgid = msgid;
+	m->refs = nrefs > 0 ? refs : NULL;
+	m->nrefs = nrefs;
+	return 1;
 }
 
 /* ---- ordering ---- */
@@ -964,13 +1137,28 @@ sort_tree(struct thr_ctx *t)
 	free(order);
 }
 
+/* The decimal digits of v (a SORT or THREAD answer names thousands of
+ * numbers: no printf for each). */
+static void
+append_uint(str_t *out, uint32_t v)
+{
+	char buf[10];
+	size_t n = 0;
+
+	do {
+		buf[sizeof(buf) - ++n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	str_append_n(out, buf + sizeof(buf) - n, n);
+}
+
 static void
 append_num(str_t *out, const struct thr_node *x, bool uid)
 {
 	if (out->len > 0 && out->data[out->len - 1] >= '0' &&
 	    out->data[out->len - 1] <= '9')
 		str_append_c(out, ' ');
-	str_printf(out, "%u", uid ? x->msg->uid : x->msg->seq);
+	append_uint(out, uid ? x->msg->uid : x->msg->seq);
 }
 
 /* One thread as a thread-list: a node's number, then its one child's

@@ -75,6 +75,10 @@ struct sort_msg {
 	char **refs;		/* References (else In-Reply-To's first
 				   ID), oldest first */
 	size_t nrefs;
+	bool has_date;		/* date is the Date field's */
+	bool borrowed;		/* the strings and refs point into a sort
+				   record and the caller's array
+				   (imap_sort_rec_decode): not freed */
 };
 
 /* Fill the keys named by need from a header section (hdr, len: LF or
@@ -88,6 +92,27 @@ int imap_sort_msg_fill_envelope(struct sort_msg *m, const char *env,
     unsigned need);
 /* Free what imap_sort_msg_fill() allocated. */
 void imap_sort_msg_clear(struct sort_msg *m);
+
+/* Every key but the IDs, for imap_sort_msg_fill*(). */
+#define SORT_NEED_KEYS		0x7f
+
+/* A message's keys as a compact record (the store keeps one per
+ * message in petrel-sort, so that no session parses an ENVELOPE or a
+ * header for them again): appended to out. m was filled with
+ * SORT_NEED_KEYS, and with ids also SORT_NEED_IDS, which the record
+ * then holds. */
+void imap_sort_rec_encode(const struct sort_msg *m, bool ids, str_t *out);
+/* The keys of a record, without copying: the strings point into rec
+ * (m->borrowed; imap_sort_msg_clear() leaves them), and when need
+ * has SORT_NEED_IDS the Message-ID and the References (into refs,
+ * room for refs_cap; else none are set). m->internaldate is set by the caller
+ * (the date without a Date field). 1 done; 0 need asks for the IDs and
+ * the record has none; -1 the record is malformed (nothing set). */
+int imap_sort_rec_decode(struct sort_msg *m, const unsigned char *rec,
+    size_t len, unsigned need, char **refs, size_t refs_cap);
+/* How many References IDs a record holds (the refs room its decoding
+ * needs); 0 for a malformed one. */
+size_t imap_sort_rec_nrefs(const unsigned char *rec, size_t len);
 
 /* The base subject (RFC 5256 section 2.1) of a Subject field's raw
  * value: RFC 2047 words decoded, white space collapsed, the reply and

@@ -22,6 +22,8 @@
  *                  applies only the records it has not seen.
  *   petrel-cache   append-only records of cached per-message strings
  *                  (ENVELOPE, BODYSTRUCTURE, BODY, Date), by uid.
+ *   petrel-sort    append-only per-message sort records (the SORT and
+ *                  THREAD keys, made by lib/imap/sort.c), by uid.
  *   petrel-lock    flock()ed around every sync and change, so several
  *                  processes agree on UIDs.
  *   petrel-recent  the first UID no session has taken as \Recent
@@ -48,6 +50,8 @@
 #include <stdint.h>
 #include <sys/stat.h>
 #include <time.h>
+
+#include "lib/base/str.h"
 
 struct mbox_msg {
 	/* (ordered for size: 104 bytes on LP64, one per message and
@@ -194,6 +198,41 @@ enum mbox_cache_kind {
 char *mbox_cache_get(struct mbox *mb, size_t i, enum mbox_cache_kind kind);
 void mbox_cache_put(struct mbox *mb, size_t i, enum mbox_cache_kind kind,
     const char *value);
+
+/* Sort records (petrel-sort, see mbox_sort.c): a short opaque record
+ * per message that the SORT and THREAD code makes from the message's
+ * keys, kept for every session. A command loads them all (one read of
+ * one file), adds the ones it had to make, and finishes (the new ones
+ * are appended; the file is rewritten when damaged or mostly dead).
+ * Failures only cost speed. */
+#define MBOX_SORTREC_MAX (32 * 1024)	/* bytes of one record */
+struct mbox_sortrecs {
+	/* per msgs[i] for i < n: its record (NULL: none) and length;
+	   valid until mbox_sortrecs_finish */
+	const unsigned char **rec;
+	uint32_t *len;
+	size_t n;
+	/* internal */
+	struct mbox *mb;
+	char *buf;
+	size_t nrecs, live, npend;
+	bool bad, missing;
+	str_t pend;
+};
+void mbox_sortrecs_load(struct mbox *mb, struct mbox_sortrecs *sr);
+/* A new record for msgs[i] (written by mbox_sortrecs_finish). */
+void mbox_sortrecs_add(struct mbox_sortrecs *sr, size_t i, const void *rec,
+    size_t len);
+/* Write what was added, and free. The handle must still be the one
+ * loaded with (msgs not purged meanwhile). */
+void mbox_sortrecs_finish(struct mbox_sortrecs *sr);
+/* The file's parser, for the fuzzer: fn for every record of a
+ * petrel-sort image in buf, in order. 0 the whole image was good, -1 it
+ * stopped at a bad header or record. */
+typedef void mbox_sortrec_fn(void *ctx, uint32_t uid,
+    const unsigned char *rec, size_t len);
+int mbox_sortrec_parse(const unsigned char *buf, size_t len,
+    uint32_t uidvalidity, mbox_sortrec_fn *fn, void *ctx);
 
 /* After the caller has added files itself (APPEND, COPY, MOVE into
  * this folder): sync, then the uid of the message whose file name

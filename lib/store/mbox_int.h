@@ -21,6 +21,7 @@
 #define MBOX_INDEX_NAME		"petrel-index"
 #define MBOX_LOG_NAME		"petrel-index.log"
 #define MBOX_CACHE_NAME		"petrel-cache"
+#define MBOX_SORT_NAME		"petrel-sort"
 #define MBOX_LOCK_NAME		"petrel-lock"
 #define MBOX_KEYWORDS_NAME	"dovecot-keywords"
 #define MBOX_DOVECOT_UIDLIST	"dovecot-uidlist"

@@ -305,3 +305,128 @@ def test_sort_caches_envelopes(srv, imap_instance):
         assert b'(("Zoe Adams" NIL "zoe" "example.org"))' in r.untagged[0], r.untagged
     finally:
         c.close()
+
+
+def test_sort_records_persist(srv, imap_instance):
+    """The keys are kept per message in the folder's petrel-sort: a new
+    session sorts and threads from it without adding anything; records
+    made from a cached ENVELOPE (without the IDs) are completed when
+    THREAD=REFERENCES needs them; a damaged file, or one of another
+    UIDVALIDITY, gives the same answers and is written again; expunged
+    messages' records go when the file is rewritten."""
+    make_folder(imap_instance, ALICE, "Keys")
+    for i, (data, t, _) in enumerate(MSGS, 1):
+        put(imap_instance, ALICE, data, folder="Keys", mtime=t,
+            name="17400000%02d.M%dP1.sort" % (i, i))
+    path = os.path.join(folder_dir(imap_instance, ALICE, "Keys"), "petrel-sort")
+    progs = [("SORT (DISPLAYFROM) UTF-8 ALL", [6, 7, 2, 4, 5, 1, 3]),
+             ("SORT (REVERSE DATE) UTF-8 ALL", [5, 1, 6, 7, 2, 4, 3]),
+             ("SORT (SUBJECT) UTF-8 ALL", [6, 7, 2, 4, 1, 3, 5])]
+
+    def check(c):
+        for command, expected in progs:
+            assert sort(c, command) == expected, command
+
+    def thread(c):
+        r = c.ok("THREAD REFERENCES UTF-8 ALL")
+        return [x for x in r.untagged if x.startswith(b"* THREAD")]
+
+    c = srv.session()
+    try:
+        c.examine("Keys")
+        assert not os.path.exists(path)
+        want = thread(c)
+        data = open(path, "rb").read()
+        assert data.startswith(b"PTRLSRT1") and b"S1@EXAMPLE.ORG" not in data
+        assert b"s1@example.org" in data and b"LUNCH PLANS" in data
+        check(c)
+        assert open(path, "rb").read() == data   # nothing new to record
+    finally:
+        c.close()
+    c = srv.session()
+    try:
+        c.examine("Keys")
+        check(c)
+        assert thread(c) == want
+        assert open(path, "rb").read() == data
+        # records without the IDs (from the cached ENVELOPEs) first
+        os.unlink(path)
+        check(c)
+        no_ids = open(path, "rb").read()
+        assert b"s1@example.org" not in no_ids
+        assert thread(c) == want
+        assert b"s1@example.org" in open(path, "rb").read()
+        # damage: a torn append, a changed byte, another UIDVALIDITY
+        for damage in ("tail", "flip", "uidvalidity"):
+            good = open(path, "rb").read()
+            with open(path, "r+b") as f:
+                if damage == "tail":
+                    f.seek(0, 2)
+                    f.write(b"PTRS\x01\x00")
+                elif damage == "flip":
+                    f.seek(40)
+                    f.write(bytes([good[40] ^ 0x20]))
+                else:
+                    f.seek(8)
+                    f.write(bytes([good[8] ^ 1]))
+            check(c)
+            assert thread(c) == want
+            again = open(path, "rb").read()
+            assert again.startswith(b"PTRLSRT1") and again[8:12] == good[8:12]
+            if damage == "tail":
+                assert not again.endswith(b"PTRS\x01\x00")
+            if damage == "flip":
+                assert again[40] == good[40] or again != good
+    finally:
+        c.close()
+    c = srv.session()
+    try:
+        c.select("Keys")
+        c.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+        c.ok("EXPUNGE")
+        assert sort(c, "SORT (SUBJECT) UTF-8 ALL") == [5, 6, 1, 3, 2, 4]
+    finally:
+        c.close()
+
+
+def test_sort_records_kept_across_commands(srv, imap_instance):
+    """Records with References serve SORT as well as THREAD (no session
+    makes them again), and a message that arrives later gets its record
+    appended to the file, not a rewritten file."""
+    make_folder(imap_instance, ALICE, "KeysRefs")
+    first = (b"From: ann@example.org\nSubject: plan\nMessage-ID: <r1@example.org>\n"
+             b"Date: Mon, 2 Mar 2026 10:00:00 +0000\n\nx\n")
+    reply = (b"From: bob@example.org\nSubject: Re: plan\nMessage-ID: <r2@example.org>\n"
+             b"References: <r0@example.org> <r1@example.org>\n"
+             b"Date: Mon, 2 Mar 2026 11:00:00 +0000\n\ny\n")
+    put(imap_instance, ALICE, first, folder="KeysRefs", name="1750000001.M1P1.sort")
+    put(imap_instance, ALICE, reply, folder="KeysRefs", name="1750000002.M2P1.sort")
+    path = os.path.join(folder_dir(imap_instance, ALICE, "KeysRefs"), "petrel-sort")
+    c = srv.session()
+    try:
+        c.select("KeysRefs")
+        r = c.ok("THREAD REFERENCES UTF-8 ALL")
+        assert r.untagged[0] == b"* THREAD (1 2)", r.untagged
+        data = open(path, "rb").read()
+        assert b"r0@example.org" in data
+    finally:
+        c.close()
+    for command in ("SORT (SUBJECT) UTF-8 ALL", "SORT (REVERSE DATE) UTF-8 ALL",
+                    "THREAD REFERENCES UTF-8 ALL", "SORT (FROM) UTF-8 ALL"):
+        c = srv.session()
+        try:
+            c.examine("KeysRefs")
+            c.ok(command)
+            assert open(path, "rb").read() == data, command
+        finally:
+            c.close()
+    put(imap_instance, ALICE, b"From: cy@example.org\nSubject: other\n\nz\n",
+        folder="KeysRefs", name="1750000003.M3P1.sort")
+    c = srv.session()
+    try:
+        c.examine("KeysRefs")
+        assert sort(c, "SORT (SUBJECT) UTF-8 ALL") == [3, 1, 2]
+        grown = open(path, "rb").read()
+        assert grown.startswith(data) and len(grown) > len(data)
+    finally:
+        c.close()
