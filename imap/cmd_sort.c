@@ -20,21 +20,6 @@
 #include "lib/imap/sort.h"
 #include "lib/mime/mime.h"
 
-/* The decimal digits of v (a SORT or THREAD answer names thousands of
- * numbers: no printf for each). */
-static void
-append_uint(str_t *out, uint32_t v)
-{
-	char buf[10];
-	size_t n = 0;
-
-	do {
-		buf[sizeof(buf) - ++n] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v != 0);
-	str_append_n(out, buf + sizeof(buf) - n, n);
-}
-
 /* The charset argument of SORT and THREAD (RFC 5256: required, before
  * the search keys). 0 ok; -1 with the reply sent. */
 static int
@@ -249,7 +234,7 @@ imap_cmd_sort(struct imap_session *s, struct imap_cmd *c)
 		str_append(&res, "SORT");
 		for (size_t k = 0; k < n; k++) {
 			str_append_c(&res, ' ');
-			append_uint(&res, hits[k]);
+			str_append_u32(&res, hits[k]);
 		}
 		imap_untagged(s, "%s", str_c(&res));
 	} else {

@@ -43,6 +43,21 @@ str_append_n(str_t *s, const void *data, size_t len)
 	s->data[s->len] = '\0';
 }
 
+/* The decimal digits of v, without printf (IMAP answers that name
+ * thousands of numbers: SORT, THREAD). */
+void
+str_append_u32(str_t *s, uint32_t v)
+{
+	char buf[10];
+	size_t n = 0;
+
+	do {
+		buf[sizeof(buf) - ++n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	str_append_n(s, buf + sizeof(buf) - n, n);
+}
+
 void
 str_append(str_t *s, const char *cstr)
 {

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct str {
 	char *data;
@@ -18,6 +19,7 @@ typedef struct str {
 void str_reserve(str_t *s, size_t extra);
 void str_append(str_t *s, const char *cstr);
 void str_append_n(str_t *s, const void *data, size_t len);
+void str_append_u32(str_t *s, uint32_t v);
 void str_append_c_grow(str_t *s, char c);
 
 /* One byte: inline, as builders call it for every byte they emit. */

@@ -1137,28 +1137,13 @@ sort_tree(struct thr_ctx *t)
 	free(order);
 }
 
-/* The decimal digits of v (a SORT or THREAD answer names thousands of
- * numbers: no printf for each). */
-static void
-append_uint(str_t *out, uint32_t v)
-{
-	char buf[10];
-	size_t n = 0;
-
-	do {
-		buf[sizeof(buf) - ++n] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v != 0);
-	str_append_n(out, buf + sizeof(buf) - n, n);
-}
-
 static void
 append_num(str_t *out, const struct thr_node *x, bool uid)
 {
 	if (out->len > 0 && out->data[out->len - 1] >= '0' &&
 	    out->data[out->len - 1] <= '9')
 		str_append_c(out, ' ');
-	append_uint(out, uid ? x->msg->uid : x->msg->seq);
+	str_append_u32(out, uid ? x->msg->uid : x->msg->seq);
 }
 
 /* One thread as a thread-list: a node's number, then its one child's

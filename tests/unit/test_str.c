@@ -30,6 +30,24 @@ test_append(void)
 }
 
 static void
+test_u32(void)
+{
+	str_t s = STR_INIT;
+
+	test_begin("str append u32: zero, one digit, the largest value");
+	str_append_u32(&s, 0);
+	str_append_c(&s, ' ');
+	str_append_u32(&s, 7);
+	str_append_c(&s, ' ');
+	str_append_u32(&s, 1000000);
+	str_append_c(&s, ' ');
+	str_append_u32(&s, 4294967295u);
+	test_assert_streq(str_c(&s), "0 7 1000000 4294967295");
+	str_free(&s);
+	test_end();
+}
+
+static void
 test_json(void)
 {
 	str_t s = STR_INIT;
@@ -90,6 +108,7 @@ main(void)
 	test_append();
 	test_reserve_empty();
 	test_json();
+	test_u32();
 	test_helpers();
 	return test_done();
 }
