@@ -308,28 +308,33 @@ def _login_child(port, users, count, go_r, res_w, k0):
     os._exit(0)
 
 
-def login_run(prod, users, total, par):
+def fan_out(prod, children, settle, limit):
+    """Fork one client process per entry of `children` (each a function of
+    (go_r, res_w) that waits for a byte on go_r, works, writes one JSON line
+    to res_w and exits), start them together after `settle` seconds, and
+    collect their lines for at most `limit` seconds. Returns (results,
+    elapsed seconds, server CPU seconds)."""
     go_r, go_w = os.pipe()
     res_r, res_w = os.pipe()
-    per = total // par
     kids = []
-    for i in range(par):
+    for child in children:
         pid = os.fork()
         if pid == 0:
             os.close(go_w)
             os.close(res_r)
-            _login_child(prod["imap"], users, per, go_r, res_w, i * per * 7)
+            child(go_r, res_w)
+            os._exit(0)
         kids.append(pid)
     os.close(go_r)
     os.close(res_w)
-    time.sleep(0.3)
+    time.sleep(settle)
     cpu0 = tree_cpu(prod["imap_pid"])
     t0 = time.monotonic()
-    os.write(go_w, b"x" * par)
+    os.write(go_w, b"x" * len(children))
     data = b""
-    deadline = t0 + 620
+    deadline = t0 + limit
     with os.fdopen(res_r, "rb") as f:
-        while data.count(b"\n") < par and time.monotonic() < deadline:
+        while data.count(b"\n") < len(children) and time.monotonic() < deadline:
             chunk = f.readline()
             if not chunk:
                 break
@@ -339,15 +344,21 @@ def login_run(prod, users, total, par):
     os.close(go_w)
     for pid in kids:
         os.waitpid(pid, 0)
-    res = [json.loads(l) for l in data.splitlines()]
+    return [json.loads(l) for l in data.splitlines()], t1 - t0, cpu
+
+
+def login_run(prod, users, total, par):
+    per = total // par
+    res, dt, cpu = fan_out(prod, [
+        (lambda go_r, res_w, k0=i * per * 7: _login_child(prod["imap"], users, per, go_r, res_w, k0))
+        for i in range(par)], 0.3, 620)
     ok = sum(r[0] for r in res)
     err = sum(r[1] for r in res)
     if len(res) < par or err:
         raise BenchError("%s: %d of %d logins failed (%s)" % (
             prod["imap_name"], par * per - ok, par * per,
             next((r[2] for r in res if r[2]), "a client process did not report")))
-    return ok / (t1 - t0), "%d logins in %.2f s, %d parallel, server CPU %.1f s" % (
-        ok, t1 - t0, par, cpu)
+    return ok / dt, "%d logins in %.2f s, %d parallel, server CPU %.1f s" % (ok, dt, par, cpu)
 
 
 SESSION_MSG = (b"From: load@example.org\r\nTo: x@bench.test\r\nSubject: load %d\r\n"
@@ -393,45 +404,18 @@ def _session_child(port, user, iters, go_r, res_w):
 def session_run(prod, users, iters):
     """Persistent sessions: one client process per user, each holding one
     session, all started together; commands per second over all of them."""
-    go_r, go_w = os.pipe()
-    res_r, res_w = os.pipe()
-    kids = []
-    for u in users:
-        pid = os.fork()
-        if pid == 0:
-            os.close(go_w)
-            os.close(res_r)
-            _session_child(prod["imap"], u, iters, go_r, res_w)
-        kids.append(pid)
-    os.close(go_r)
-    os.close(res_w)
-    time.sleep(1.0)             # every client logged in and waiting
-    cpu0 = tree_cpu(prod["imap_pid"])
-    t0 = time.monotonic()
-    os.write(go_w, b"x" * len(users))
-    data = b""
-    deadline = t0 + SESSION_SECONDS + 90
-    with os.fdopen(res_r, "rb") as f:
-        while data.count(b"\n") < len(users) and time.monotonic() < deadline:
-            chunk = f.readline()
-            if not chunk:
-                break
-            data += chunk
-    t1 = time.monotonic()
-    cpu = tree_cpu(prod["imap_pid"]) - cpu0
-    os.close(go_w)
-    for pid in kids:
-        os.waitpid(pid, 0)
-    res = [json.loads(l) for l in data.splitlines()]
+    res, dt, cpu = fan_out(prod, [
+        (lambda go_r, res_w, u=u: _session_child(prod["imap"], u, iters, go_r, res_w))
+        for u in users], 1.0, SESSION_SECONDS + 90)
     cmds = sum(r[0] for r in res)
     err = sum(r[1] for r in res)
     if len(res) < len(users) or err:
         raise BenchError("%s: %d of %d sessions failed (%s)" % (
             prod["imap_name"], err + len(users) - len(res), len(users),
             next((r[2] for r in res if r[2]), "a client process did not report")))
-    return cmds / (t1 - t0), ("%d commands in %.2f s, %d sessions, server CPU %.1f s "
-                              "(%.3f ms per command)" % (cmds, t1 - t0, len(users), cpu,
-                                                         1000.0 * cpu / max(cmds, 1)))
+    return cmds / dt, ("%d commands in %.2f s, %d sessions, server CPU %.1f s "
+                       "(%.3f ms per command)" % (cmds, dt, len(users), cpu,
+                                                  1000.0 * cpu / max(cmds, 1)))
 
 
 INDEX_PREFIXES = ("dovecot", "petrel-")
