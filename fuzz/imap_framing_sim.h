@@ -37,23 +37,31 @@ struct sim {
 	str_t spool;
 };
 
-/* The n-th word (0: the tag) of a command, upper-cased, in out. */
+/* The n-th word (0: the tag) of a command's first line, upper-cased,
+ * in out: as the framer, and the session, read the command's name (the
+ * words of a literal's data are not the command's; a line ends at LF). */
 static void
 sim_word(const char *p, size_t len, unsigned n, char *out, size_t outsz)
 {
 	size_t i = 0, o = 0;
 
 	for (unsigned w = 0; w < n; w++) {
-		while (i < len && p[i] != ' ')
+		while (i < len && p[i] != ' ' && p[i] != '\n')
 			i++;
-		if (i == len) {
+		if (i == len || p[i] != ' ') {
 			out[0] = '\0';
 			return;
 		}
 		i++;
 	}
-	while (i < len && p[i] != ' ' && o + 1 < outsz)
-		out[o++] = (char)toupper((unsigned char)p[i++]);
+	/* a NUL inside the word makes it another word (the framer
+	 * compares the bytes, "APPEND\0" is not APPEND) */
+	while (i < len && p[i] != ' ' && p[i] != '\n' &&
+	    o + 1 < outsz) {
+		out[o++] = p[i] == '\0' ? '?' :
+		    (char)toupper((unsigned char)p[i]);
+		i++;
+	}
 	out[o] = '\0';
 }
 

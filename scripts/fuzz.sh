@@ -24,7 +24,8 @@ sources() {
 	case "$1" in
 	mime|imap_parse) echo "lib/mime/mime.c lib/mime/envelope.c lib/mime/decode.c lib/imap/parse.c lib/imap/search.c lib/imap/sort.c $base" ;;
 	imap_sort) echo "lib/mime/mime.c lib/mime/envelope.c lib/mime/decode.c lib/imap/parse.c lib/imap/search.c lib/imap/sort.c
-		lib/store/mbox_sort.c lib/store/mbox_index.c lib/store/mailbox.c lib/store/mbox_cache.c lib/store/mbox_log.c
+		lib/store/mbox_sort.c lib/store/mbox_index.c lib/store/mailbox.c lib/store/mbox_cache.c lib/store/mbox_legacy.c
+		lib/store/mbox_log.c
 		lib/maildir/maildir.c lib/base/fdio.c $base" ;;
 	config|maildir_name) echo "lib/base/addr.c lib/base/fdio.c lib/config/config.c lib/maildir/maildir.c lib/maildir/subscriptions.c lib/dir/dir_url.c $base" ;;
 	imap_framing) echo "lib/imap/framing.c lib/imap/parse.c $base" ;;

@@ -138,14 +138,16 @@ tail_push(struct imap_framer *f, const char *p, size_t n)
 }
 
 /* A command whose literals are messages: APPEND, REPLACE or UID
- * REPLACE (RFC 8508), the second word of the command (its tag comes
- * first). */
+ * REPLACE (RFC 8508), the second word of the command's first line (its
+ * tag comes first; the data of a literal is never the command's name). */
 static bool
 is_append(const char *buf, size_t len)
 {
-	const char *p;
+	const char *p, *nl;
 	size_t rest;
 
+	if ((nl = memchr(buf, '\n', len)) != NULL)
+		len = (size_t)(nl - buf);
 	if (len == 0 || (p = memchr(buf, ' ', len)) == NULL)
 		return false;
 	p++;
