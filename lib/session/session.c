@@ -553,8 +553,11 @@ session_accept(struct session_server *srv, unsigned listener, int fd,
 		log_warn("%s connection from [%s]:%u refused: %s", l->name, ip,
 		    port, why);
 		str_printf(&line, "%s\r\n", srv->ops->refusal);
-		/* best effort: the socket is new, its buffer empty */
-		(void)!write(fd, line.data, line.len);
+		/* best effort: the socket is new, its buffer empty. A client
+		 * of an implicit-TLS listener waits for a handshake, not a
+		 * line: its refusal is the closed connection. */
+		if (!implicit_tls)
+			(void)!write(fd, line.data, line.len);
 		str_free(&line);
 		close(fd);
 		log_service_set(prev);

@@ -73,9 +73,36 @@ def rss_kb(pid):
     return _status_kb(pid, "VmRSS:")
 
 
+def role(pid):
+    """'queue' (the queue manager), 'worker' (a protocol worker), 'auth' (the
+    auth/directory process), or None (not a petrel child, or a freshly
+    forked one that has not exec'd yet): read from its environment."""
+    try:
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            env = f.read().split(b"\0")
+    except OSError:
+        return None
+    if b"PETREL_ROLE=queue" in env:
+        return "queue"
+    if b"PETREL_ROLE=auth" in env:
+        return "auth"
+    if any(e.startswith(b"PETREL_WORKER_FDS=") for e in env):
+        return "worker"
+    return None
+
+
+def protocol_workers(master):
+    """The live protocol workers of `petrel serve` (not the queue manager
+    or the auth process)."""
+    return [p for p in children(master) if role(p) == "worker"]
+
+
 def workers_rss_kb(master):
-    """Resident memory of all worker processes of `petrel serve`, in kB."""
-    return sum(rss_kb(p) for p in worker_pids(master))
+    """Resident memory of the protocol workers of `petrel serve`, in kB;
+    AssertionError when there is none (a figure of 0 would prove nothing)."""
+    found = protocol_workers(master)
+    assert found, "no protocol worker under pid %d" % master
+    return sum(rss_kb(p) for p in found)
 
 
 def proc_table():

@@ -6,10 +6,12 @@ ids in the logs are unique across workers."""
 
 import re
 import socket
+import ssl
 import time
 
 import pytest
 
+from harness import server
 from imap_util import (ALICE, imap_inst, imap_instance, imap_start)  # noqa: F401 (fixtures)
 from imap_util import Conn as ImapConn
 from pop3_util import free_port
@@ -175,3 +177,75 @@ def start(inst, imap_start, proto, limit, workers=2):
         return srv, srv.smtp_port, b"220", b"421"
     return srv, pop3, b"+OK", b"-ERR [SYS/TEMP]"
 
+
+
+# Each listener's own pair of limits, named in full (the keys of the table
+# in lib/config/config.c): plaintext and implicit-TLS listeners alike.
+LISTENER_LIMITS = {
+    "smtp": ("smtp_max_connections", "smtp_max_connections_per_ip", False, b"220"),
+    "submission": ("submission_max_connections", "submission_max_connections_per_ip",
+                   False, b"220"),
+    "submissions": ("submissions_max_connections", "submissions_max_connections_per_ip",
+                    True, b"220"),
+    "imaps": ("imaps_max_connections", "imaps_max_connections_per_ip", True, b"* OK"),
+    "pop3s": ("pop3s_max_connections", "pop3s_max_connections_per_ip", True, b"+OK"),
+}
+
+
+def greeted(host, port, tls, ok, source):
+    """A connection that got the listener's greeting (over TLS for the
+    implicit-TLS listeners), or None when the server refused it: a refusal
+    line, or a handshake the server ended."""
+    try:
+        s = socket.create_connection((host, port), timeout=10, source_address=(source, 0))
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            s = ctx.wrap_socket(s)
+        s.settimeout(10)
+        buf = b""
+        while b"\n" not in buf:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            buf += chunk
+    except (ssl.SSLError, ConnectionError):
+        return None
+    if buf.startswith(ok):
+        return s
+    s.close()
+    return None
+
+
+@pytest.mark.parametrize("listener", sorted(LISTENER_LIMITS))
+def test_limits_of_each_listener(imap_inst, listener):
+    """X_max_connections=2 and X_max_connections_per_ip=1 on one listener: a
+    second client from 127.0.0.1 is refused (per address), one from 127.0.0.2
+    is served, a third address is refused (total); the log names the listener
+    and the reason of each refusal."""
+    total_key, per_ip_key, tls, ok = LISTENER_LIMITS[listener]
+    with server.running(server.start, imap_inst, ("imap", listener),
+                        ["workers=2", "%s=2" % total_key, "%s=1" % per_ip_key]) as srv:
+        port = srv.port_of(listener)
+        held = []
+        try:
+            deadline = time.monotonic() + 10
+            while True:     # the start-up probe's slot comes back
+                s = greeted(srv.host, port, tls, ok, "127.0.0.1")
+                if s is not None:
+                    break
+                assert time.monotonic() < deadline, "never served"
+                time.sleep(0.1)
+            held.append(s)
+            assert greeted(srv.host, port, tls, ok, "127.0.0.1") is None
+            second = greeted(srv.host, port, tls, ok, "127.0.0.2")
+            assert second is not None
+            held.append(second)
+            assert greeted(srv.host, port, tls, ok, "127.0.0.3") is None
+        finally:
+            close_all(held)
+        assert srv.wait_log(r"%s connection from \[127\.0\.0\.1\]:\d+ refused: too many "
+                            r"connections from this address" % listener)
+        assert srv.wait_log(r"%s connection from \[127\.0\.0\.3\]:\d+ refused: server busy"
+                            % listener)

@@ -26,6 +26,7 @@ import threading
 import time
 
 from harness import procs, server
+from harness.procs import role  # noqa: F401 (the tests import it from here)
 from harness.conn import SmtpConn as Client
 from harness.maildir import listdir as _names, maildir_of as maildir_path  # noqa: F401
 from harness.maildir import split_stored
@@ -79,24 +80,6 @@ def group(pgid, conf):
 
 
 alive = procs.alive
-
-
-def role(pid):
-    """'queue' (the queue manager), 'worker' (a protocol worker), 'auth' (the
-    auth/directory process), or None
-    while a freshly forked child has not exec'd yet (read from its env)."""
-    try:
-        with open("/proc/%d/environ" % pid, "rb") as f:
-            env = f.read().split(b"\0")
-    except OSError:
-        return None
-    if b"PETREL_ROLE=queue" in env:
-        return "queue"
-    if b"PETREL_ROLE=auth" in env:
-        return "auth"
-    if any(e.startswith(b"PETREL_WORKER_FDS=") for e in env):
-        return "worker"
-    return None
 
 
 def listeners(port, pids):
@@ -411,7 +394,7 @@ class Harness:
             self.kill_master(srv, rnd, load)
         else:
             raise ValueError(mode)
-        self.durations.append((rnd, mode, started, time.monotonic() - t0))
+        self.durations.append((rnd, mode, started, time.monotonic() - t0, t0))
 
     # --- logs
     def log_problems(self):
@@ -497,6 +480,17 @@ def build_message(rng, mid, sender, rcpts, size):
     return (head + "\r\n".join(lines) + "\r\n").encode()
 
 
+def socket_report(port):
+    """The TCP sockets of a port and the processes that hold them (ss -tanp),
+    for a report of a connection that got no answer."""
+    try:
+        out = subprocess.run(["ss", "-tanpH", "( sport = :%d or dport = :%d )" % (port, port)],
+                             capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        return "(ss failed: %s)" % e
+    return "\n" + out.strip()
+
+
 class Sent:
     """One message a client tried to send."""
 
@@ -554,10 +548,13 @@ class Load:
         self.refused = 0          # connections that failed (server down)
         self.timeouts = []        # (message id or stage, seconds): hangs
         self.garbled = []         # malformed replies
+        self.t0 = None            # first start (times in reports are from it)
         self.errors = []          # exceptions in the client code itself
 
     def start(self):
         self.stop_ev.clear()
+        if self.t0 is None:
+            self.t0 = time.monotonic()
         self.threads = [threading.Thread(target=self._run, args=(n,), daemon=True)
                         for n in range(self.nthreads)]
         for t in self.threads:
@@ -599,18 +596,38 @@ class Load:
         count = self.counters.get(n, 0)
         rng = random.Random(self.seed * 1009 + n * 7 + count)
         while not self.stop_ev.is_set():
+            t_conn = time.monotonic()
             try:
-                c = Client("127.0.0.1", self.port, timeout=IO_TIMEOUT)
+                c = Client("127.0.0.1", self.port, timeout=IO_TIMEOUT, greeting=False)
             except socket.timeout:
                 with self.lock:
-                    self.timeouts.append(("greeting", IO_TIMEOUT))
+                    self.timeouts.append(("connect, at +%.1f s: %s" % (
+                        t_conn - self.t0, socket_report(self.port)), IO_TIMEOUT))
                 continue
             except (OSError, ConnectionError):
                 with self.lock:
                     self.refused += 1
                 time.sleep(rng.uniform(*CONNECT_PAUSE))
                 continue
+            try:
+                c.greeting = c.read_greeting()
+            except socket.timeout:
+                # who holds the other end: a process that accepted it, or
+                # a listener's queue (no process on the server side)
+                with self.lock:
+                    self.timeouts.append(("greeting, connected at +%.1f s from port %d: %s"
+                                          % (t_conn - self.t0, c.sock.getsockname()[1],
+                                             socket_report(self.port)), IO_TIMEOUT))
+                c.close()
+                continue
+            except (OSError, ConnectionError):
+                c.close()
+                with self.lock:
+                    self.refused += 1
+                time.sleep(rng.uniform(*CONNECT_PAUSE))
+                continue
             except AssertionError as e:
+                c.close()
                 with self.lock:
                     self.garbled.append("greeting: %s" % e)
                 continue

@@ -86,7 +86,13 @@ def report(problems):
                                     "\n... and %d more" % more if more else "")
 
 
-def print_harness(h):
+def print_harness(h, load=None):
+    if load is not None and load.t0 is not None and load.timeouts:
+        # the times of the rounds and kills beside those in the hang reports
+        print("timeline (s from the load's start): " + ", ".join(
+            "round %d %s at +%.1f" % (d[0], d[1], d[4] - load.t0) for d in h.durations))
+        print("kills at: " + ", ".join("+%.1f %s/%s" % (k.time - load.t0, k.what, k.role)
+                                       for k in h.kills))
     if h.durations:
         slow = max(h.durations, key=lambda d: d[3])
         print("rounds: start %.1f..%.1f s, whole round %.1f..%.1f s (slowest: round %d, %s)"
@@ -215,7 +221,7 @@ def test_kill9_during_smtp_load(sqlite_instance):
     replies = sorted(set(r.reply for r in load.sent if r.status == REJECTED))
     print("inbound: %d rounds (%s) in %.0f s on port %d" % (len(modes), " ".join(modes),
                                                           took, port))
-    print_harness(h)
+    print_harness(h, load)
     print("messages: %s; clean phase: %s; refused connections while down: %d"
           % (counts, load.counts("clean"), load.refused))
     if replies:
@@ -370,7 +376,7 @@ def test_kill9_during_queue_runs(sqlite_instance, fake_mx):
 
     print("outbound: %d rounds (%s) in %.0f s, MX port %d, petrel port %d"
           % (len(modes), " ".join(modes), took, mx.port, port))
-    print_harness(h)
+    print_harness(h, load)
     in_flight = sum(1 for k in queue_kills if k.snapshot and k.snapshot["mx_inflight"])
     busy = sum(1 for k in queue_kills if k.snapshot and k.snapshot["queued"])
     print("queue manager kills: %d (%d with a non-empty queue, %d while the MX was "
