@@ -155,5 +155,41 @@ def closed_within(sock, timeout):
         data += chunk
 
 
+def idle_timeout():
+    """The protocol timeout the half-open tests set: long enough that a
+    normal client's session ends before it, on any machine (scaled)."""
+    return int(4 * TIMEOUT_SCALE)
+
+
+def still_open(socks):
+    """Those of socks the server has not closed yet (what they had received
+    is read and dropped)."""
+    out = []
+    for s in socks:
+        was = s.gettimeout()
+        s.settimeout(0)
+        try:
+            while True:
+                if s.recv(65536) == b"":
+                    break
+        except BlockingIOError:
+            out.append(s)
+        except OSError:
+            pass
+        finally:
+            s.settimeout(was)
+    return out
+
+
+def dropped_after_timeout(socks, timeout, what):
+    """Every one of socks is closed by the server within timeout + a slack
+    (scaled); AssertionError naming `what` otherwise."""
+    deadline = time.monotonic() + timeout + 6 * TIMEOUT_SCALE
+    for s in socks:
+        closed, _, _ = closed_within(s, max(0.1, deadline - time.monotonic()))
+        assert closed, "an idle connection outlived %s=%d by more than %.0f s" % (
+            what, timeout, 6 * TIMEOUT_SCALE)
+
+
 def smtp_msg(subject, body=b"hostile test\r\n"):
     return (b"From: x@y.test\r\nSubject: " + subject.encode() + b"\r\n\r\n" + body)

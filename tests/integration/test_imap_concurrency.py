@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from harness.instance import TIMEOUT_SCALE
 from imap_util import (ALICE, BOB, crlf, deliver, folder_dir, imap_inst,  # noqa: F401 (fixtures)
                        imap_instance, imap_server, imap_start, list_entries, make_folder, message,
                        parse, put, put_many)
@@ -170,15 +171,15 @@ def test_concurrent_appends_get_distinct_uids(imap_server):
 # IDLE
 
 
-def test_idle_gets_delivery_within_a_second(imap_server):
+def test_idle_gets_delivery(imap_server):
+    """A session in IDLE is told of a delivery and of another session's
+    flag change without asking (how fast: bench/, not here)."""
     with imap_server.session(select="INBOX") as c, imap_server.session() as other:
         c.idle()
         assert c.nothing_pending(0.3)
         deliver(imap_server, ALICE, message(1))
-        t0 = time.monotonic()
-        hit, got = c.read_until(r"^\* 1 EXISTS", timeout=1.0)
-        assert hit, "no EXISTS within 1 s of the delivery: %r" % got
-        assert time.monotonic() - t0 <= 1.0
+        hit, got = c.read_until(r"^\* 1 EXISTS", timeout=10 * TIMEOUT_SCALE)
+        assert hit, "no EXISTS after the delivery: %r" % got
         # a flag change by another session
         other.select("INBOX")
         other.ok("STORE 1 +FLAGS.SILENT (\\Flagged)")
@@ -444,7 +445,7 @@ def test_sigterm_with_idle_clients(imap_inst, imap_start):
         assert b"* BYE" in data, data
         x.close()
     assert srv.stop() == 0
-    assert time.monotonic() - t0 < 10
+    assert time.monotonic() - t0 < 10 * TIMEOUT_SCALE
 
 
 def test_large_mailbox_is_fast(imap_inst, imap_start):

