@@ -87,6 +87,10 @@ authd_answer(struct dir *dir, const struct config *cfg,
 		rc.catchall_first = strcmp(config_get(cfg, "catchall_order"),
 		    "postfix") == 0;
 		route_resolve(dir, &rc, req->address, req->may_relay, &res);
+		/* the worker says "directory unavailable"; why is said here */
+		if (res.status == ROUTE_TEMPFAIL)
+			log_warn("route %s: directory unavailable: %s",
+			    req->address, res.text ? res.text : "?");
 		rep.kind = AUTHD_ROUTE_REP;
 		rep.status = (uint8_t)res.status;
 		rep.text = res.text;
