@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -497,11 +498,69 @@ test_check_count(void)
 	test_end();
 }
 
+/* The claim of docs/reliability.md: appends from concurrent deliveries
+ * (processes, as workers are) are single O_APPEND writes, so none is lost
+ * or torn: 8 processes x 300 deltas of different sizes add up exactly. */
+#define CONC_PROCS 8
+#define CONC_ADDS 300
+
+static void
+test_add_concurrent(void)
+{
+	struct maildir_quota q;
+	const char *error;
+	pid_t pids[CONC_PROCS];
+	int64_t want = 0;
+	char *md, *s;
+	size_t lines = 0;
+
+	md = new_maildir("add-concurrent");
+	write_maildirsize(md, "100000000S\n0 0\n");
+	test_begin("maildir_quota_add from 8 processes at once");
+	for (int i = 0; i < CONC_PROCS; i++) {
+		pids[i] = fork();
+		if (pids[i] == 0) {
+			for (int j = 0; j < CONC_ADDS; j++)
+				if (maildir_quota_add(md, 1000 * (i + 1) + j, 1,
+				    &error) != 1)
+					_exit(1);
+			_exit(0);
+		}
+		test_assert(pids[i] > 0);
+		for (int j = 0; j < CONC_ADDS; j++)
+			want += 1000 * (i + 1) + j;
+	}
+	for (int i = 0; i < CONC_PROCS; i++) {
+		int status = -1;
+
+		test_assert(waitpid(pids[i], &status, 0) == pids[i]);
+		test_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	test_assert(maildir_quota_read(md, &q, &error) == 1);
+	test_assert(q.bytes == want);
+	test_assert(q.count == CONC_PROCS * CONC_ADDS);
+	s = xasprintf("%s/maildirsize", md);
+	{
+		FILE *f = fopen(s, "r");
+		char line[128];
+
+		while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+			lines++;
+		if (f != NULL)
+			fclose(f);
+	}
+	test_assert(lines == 2 + CONC_PROCS * CONC_ADDS);
+	free(s);
+	test_end();
+	free(md);
+}
+
 int
 main(void)
 {
 	test_read();
 	test_add();
+	test_add_concurrent();
 	test_recalc();
 	test_check();
 	test_limit_parse();
