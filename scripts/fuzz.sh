@@ -9,6 +9,7 @@
 #   scripts/fuzz.sh                          # the short run of the test command
 #   FUZZ_SECONDS=3600 scripts/fuzz.sh        # the longer run (docs/reliability.md)
 #   FUZZ_SECONDS=600 scripts/fuzz.sh smtp_parse mime   # some targets only
+#   FUZZ_JOBS=1 scripts/fuzz.sh              # one target at a time (default: one per CPU)
 #
 # Needs clang and libclang-rt-14-dev (scripts/install-deps.sh --test).
 set -euo pipefail
@@ -53,21 +54,49 @@ targets=("$@")
 	sasl pop3_cmd addr_route mx_answer mbox_index quota session_line route mailbox_files imap_sort
 	legacy_files)
 mkdir -p "$OUT"
-for t in "${targets[@]}"; do
-	dir="$OUT/$t"
+# One target: build it, run it from a copy of its corpus; 0, or 1 with the
+# end of its log on stderr.
+run_target() {
+	local t=$1 dir="$OUT/$1" runs
 	rm -rf "$dir" && mkdir -p "$dir/corpus"
 	# shellcheck disable=SC2046
-	"$CC" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-		-D_GNU_SOURCE -I. "fuzz/fuzz_$t.c" $(sources "$t") -o "$dir/fuzz_$t"
+	if ! "$CC" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+		-D_GNU_SOURCE -I. "fuzz/fuzz_$t.c" $(sources "$t") -o "$dir/fuzz_$t"; then
+		echo "fuzz: $t does not build" >&2
+		return 1
+	fi
 	cp fuzz/corpus/"$t"/* "$dir/corpus/" 2>/dev/null || true
 	if ! (cd "$dir" && ./"fuzz_$t" -max_total_time="$SECONDS_EACH" -timeout=10 \
 		-rss_limit_mb=2048 -print_final_stats=1 corpus >log 2>&1); then
 		tail -40 "$dir/log" >&2
 		echo "fuzz: $t failed; the input is in $dir (crash-*, leak-*, timeout-*)" >&2
-		exit 1
+		return 1
 	fi
 	runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log")
 	echo "fuzz: $t: ${runs:-?} runs in ${SECONDS_EACH}s, no failure"
+}
+
+# FUZZ_JOBS targets at a time (default: one per CPU); the first failure
+# stops the starting of new ones, the running ones finish.
+jobs_max=${FUZZ_JOBS:-$(nproc)}
+failed=0
+running=0
+for t in "${targets[@]}"; do
+	sources "$t" >/dev/null || exit 1
+	if [ "$running" -ge "$jobs_max" ]; then
+		wait -n || failed=1
+		running=$((running - 1))
+	fi
+	[ "$failed" -eq 0 ] || break
+	run_target "$t" &
+	running=$((running + 1))
 done
+while [ "$running" -gt 0 ]; do
+	wait -n || failed=1
+	running=$((running - 1))
+done
+if [ "$failed" -ne 0 ]; then
+	exit 1
+fi
 # a run of its own that found nothing leaves nothing behind
 [ -n "${FUZZ_OUT:-}" ] || rm -rf "$OUT"
