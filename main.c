@@ -39,6 +39,7 @@ static const struct command {
 	  "hash [--scheme yescrypt|sha512|bcrypt]" },
 	{ "maildirmake", cmd_maildirmake, CMD_NO_CONFIG,
 	  "maildirmake PATH [--folder NAME]" },
+	{ "help", cmd_help, CMD_NO_CONFIG, "help [KEY | --man]" },
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 

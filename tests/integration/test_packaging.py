@@ -106,7 +106,8 @@ def test_contents(package):
     names = {ln.split()[5] for ln in cp.stdout.splitlines()}
     for path in ("./usr/bin/petrel", "./lib/systemd/system/petrel.service",
                  "./etc/petrel/petrel.conf.example", "./usr/share/doc/petrel/copyright",
-                 "./usr/share/doc/petrel/install.md", "./usr/share/doc/petrel/README.md"):
+                 "./usr/share/doc/petrel/install.md", "./usr/share/doc/petrel/README.md",
+                 "./usr/share/man/man8/petrel.8.gz", "./usr/share/man/man5/petrel.conf.5.gz"):
         assert path in names, "%s not in the package\n%s" % (path, cp.stdout)
     assert not any(n.startswith("./var/") for n in names), "state is made by postinst"
     info = subprocess.run(["dpkg-deb", "-f", package["deb"], "Depends"], stdout=subprocess.PIPE,
