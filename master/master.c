@@ -60,6 +60,7 @@ const struct service serve_services[] = {
 	{ "pop3s_listen", "pop3s" },
 	{ "imap_listen", "imap" },
 	{ "imaps_listen", "imaps" },
+	{ "http_listen", "http" },
 };
 const size_t serve_nservices = sizeof(serve_services) /
     sizeof(serve_services[0]);
