@@ -26,6 +26,7 @@ static const struct command {
 	  "init [--dir DIR] [--domain DOMAIN]" },
 	{ "serve", cmd_serve, 0, "serve" },
 	{ "check", cmd_check, 0, "check" },
+	{ "status", cmd_status, 0, "status" },
 	{ "domain", cmd_domain, 0,
 	  "domain add|del|list [DOMAIN] [--transport T] [--json]" },
 	{ "user", cmd_user, 0,

@@ -31,6 +31,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <stddef.h>
 #include <sys/wait.h>
@@ -98,6 +99,10 @@ struct master {
 	gid_t wgid, agid;		/* and gid */
 	char auth_name[64];		/* its abstract name (no leading NUL) */
 	size_t nproto;			/* protocol workers */
+	time_t started;
+	struct event *ev_control;	/* the control socket (petrel status) */
+	int control_fd;
+	char control_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
 /* ---- binding ---- */
@@ -186,6 +191,131 @@ bind_auth(struct master *m)
 	    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) < 0 ||
 	    listen(m->auth_fd, 1024) < 0)
 		fatal_errno("cannot create the auth channel");
+}
+
+/* ---- the control socket: petrel status ---- */
+
+/* What `petrel status` shows, written to each client that connects to
+ * QUEUE_DIR/control; the master reads nothing from it. Lines of "name
+ * value..." words, stable for scripts. */
+static void
+control_status(struct master *m, str_t *out)
+{
+	time_t now = time(NULL);
+
+	str_printf(out, "petrel %s\npid %ld\nuptime %lld\nconfig %s\n",
+	    PETREL_VERSION, (long)getpid(), (long long)(now - m->started),
+	    m->ctx->conf_path ? m->ctx->conf_path : "(defaults)");
+	for (size_t i = 0; i < m->nworkers; i++) {
+		const struct worker *w = &m->workers[i];
+		const char *role = w->auth ? "auth" : w->queue ? "queue" :
+		    "worker";
+
+		if (w->pid > 0)
+			str_printf(out, "process %s %ld up %lld\n", role,
+			    (long)w->pid, (long long)(now - w->started));
+		else
+			str_printf(out, "process %s - down\n", role);
+	}
+	for (size_t i = 0; i < m->nretiring; i++)
+		str_printf(out, "process retiring %ld draining\n",
+		    (long)m->retiring[i]);
+	for (size_t i = 0; i < m->nlisteners; i++)
+		str_printf(out, "listener %s %s\n", m->listeners[i].service,
+		    m->listeners[i].addr);
+	for (size_t s = 0; s < serve_nservices; s++) {
+		char key[64];
+
+		snprintf(key, sizeof(key), "%s_max_connections",
+		    serve_services[s].name);
+		str_printf(out, "connections %s %u max %llu\n",
+		    serve_services[s].name,
+		    m->nc != NULL ? node_counters_total(m->nc, (unsigned)s) : 0,
+		    (unsigned long long)config_get_uint(m->ctx->cfg, key));
+	}
+	str_printf(out, "logins ok %llu failed %llu\n"
+	    "messages received %llu\nrestarts %u\n",
+	    (unsigned long long)node_counters_events(m->nc,
+	    NODE_EVENT_LOGIN_OK),
+	    (unsigned long long)node_counters_events(m->nc,
+	    NODE_EVENT_LOGIN_FAILED),
+	    (unsigned long long)node_counters_events(m->nc,
+	    NODE_EVENT_MESSAGE_RECEIVED), m->restarts);
+}
+
+static void
+control_accept(evutil_socket_t lfd, short what, void *arg)
+{
+	struct master *m = arg;
+	str_t out = STR_INIT;
+	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+	if (fd < 0)
+		return;
+	control_status(m, &out);
+	/* a few hundred octets into an empty socket buffer: one send, and a
+	 * client that does not read cannot hold the master up */
+	(void)!send(fd, out.data, out.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	str_free(&out);
+	close(fd);
+}
+
+/* QUEUE_DIR/control, made by the workers' account (after the drop), mode
+ * 0660: root and the service account may ask. A socket there that
+ * answers belongs to another running master: left alone. */
+static void
+control_open(struct master *m)
+{
+	struct sockaddr_un sun;
+	const char *qdir = config_get(m->ctx->cfg, "queue_dir");
+	int fd;
+
+	m->control_fd = -1;
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if ((size_t)snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/control",
+	    qdir) >= sizeof(sun.sun_path)) {
+		log_warn("%s/control: path too long for a socket; no petrel "
+		    "status", qdir);
+		return;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+		log_warn("%s: another petrel serve answers there; no petrel "
+		    "status for this one", sun.sun_path);
+		close(fd);
+		return;
+	}
+	close(fd);
+	unlink(sun.sun_path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
+	    chmod(sun.sun_path, 0660) < 0 || listen(fd, 16) < 0) {
+		log_warn("%s: cannot make the control socket: %s; no petrel "
+		    "status", sun.sun_path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	m->control_fd = fd;
+	snprintf(m->control_path, sizeof(m->control_path), "%s",
+	    sun.sun_path);
+	m->ev_control = event_new(m->base, fd, EV_READ | EV_PERSIST,
+	    control_accept, m);
+	event_add(m->ev_control, NULL);
+}
+
+static void
+control_close(struct master *m)
+{
+	if (m->ev_control != NULL)
+		event_free(m->ev_control);
+	if (m->control_fd >= 0) {
+		close(m->control_fd);
+		unlink(m->control_path);
+	}
 }
 
 /* ---- systemd notifications ---- */
@@ -707,6 +837,8 @@ run_master(struct petrel_ctx *ctx, const char **error_r)
 	m.base = event_base_new();
 	if (m.base == NULL)
 		fatal("cannot create the event loop");
+	m.started = time(NULL);
+	control_open(&m);
 	ev_term = evsignal_new(m.base, SIGTERM, master_stop, &m);
 	ev_int = evsignal_new(m.base, SIGINT, master_stop, &m);
 	ev_hup = evsignal_new(m.base, SIGHUP, master_reload, &m);
@@ -775,6 +907,7 @@ run_master(struct petrel_ctx *ctx, const char **error_r)
 	    setresuid(m.wuid, m.wuid, m.wuid) < 0))
 		log_warn("cannot give up the auth account's ids: %s",
 		    strerror(errno));
+	control_close(&m);
 	node_counters_free(&m.nc);
 	event_free(ev_term);
 	event_free(ev_int);
