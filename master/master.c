@@ -25,6 +25,7 @@
 #include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,7 @@
 #include "queue/manager.h"
 
 #define MAX_WORKERS 256
+#define MAX_ERRORS 5		/* kept for petrel status */
 
 /* Services the workers run, by listener key. */
 const struct service serve_services[] = {
@@ -103,6 +105,12 @@ struct master {
 	struct event *ev_control;	/* the control socket (petrel status) */
 	int control_fd;
 	char control_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	/* the last few children that died, for petrel status */
+	struct {
+		time_t at;
+		char what[96];
+	} errors[MAX_ERRORS];
+	unsigned nerrors;		/* ever recorded */
 };
 
 /* ---- binding ---- */
@@ -241,6 +249,12 @@ control_status(struct master *m, str_t *out)
 	    NODE_EVENT_LOGIN_FAILED),
 	    (unsigned long long)node_counters_events(m->nc,
 	    NODE_EVENT_MESSAGE_RECEIVED), m->restarts);
+	/* the last errors, oldest first: "error SECONDS-AGO text" */
+	for (unsigned k = m->nerrors > MAX_ERRORS ? m->nerrors - MAX_ERRORS :
+	    0; k < m->nerrors; k++)
+		str_printf(out, "error %lld %s\n",
+		    (long long)(now - m->errors[k % MAX_ERRORS].at),
+		    m->errors[k % MAX_ERRORS].what);
 }
 
 static void
@@ -700,6 +714,21 @@ master_respawn(evutil_socket_t fd, short what, void *arg)
 			    (long)m->workers[i].pid);
 }
 
+/* Log an error about a child and keep it for petrel status. */
+static void __attribute__((format(printf, 2, 3)))
+record_error(struct master *m, const char *fmt, ...)
+{
+	unsigned slot = m->nerrors++ % MAX_ERRORS;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(m->errors[slot].what, sizeof(m->errors[slot].what), fmt,
+	    ap);
+	va_end(ap);
+	m->errors[slot].at = time(NULL);
+	log_error("%s", m->errors[slot].what);
+}
+
 static void
 master_child(evutil_socket_t sig, short what, void *arg)
 {
@@ -728,11 +757,11 @@ master_child(evutil_socket_t sig, short what, void *arg)
 			    WTERMSIG(status) == SIGTERM)
 				;	/* stopped before its handler was set */
 			else if (WIFSIGNALED(status))
-				log_error("worker %zu (pid %ld) killed by "
+				record_error(m, "worker %zu (pid %ld) killed by "
 				    "signal %d", i, (long)pid, WTERMSIG(status));
 			else if (WEXITSTATUS(status) != 0 && !m->stopping)
-				log_error("worker %zu (pid %ld) exited with "
-				    "status %d", i, (long)pid,
+				record_error(m, "worker %zu (pid %ld) exited "
+				    "with status %d", i, (long)pid,
 				    WEXITSTATUS(status));
 			w->pid = 0;
 			if (!m->stopping) {

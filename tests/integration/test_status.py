@@ -64,3 +64,24 @@ def test_status_of_a_running_server(out_instance, petrel_start):
 def test_status_without_a_server(out_instance):
     cp = out_instance.run("status", check=False)
     assert_error(cp, "not running", os.path.join(out_instance.config()["queue_dir"], "control"))
+
+
+def test_status_names_a_dead_worker(out_instance, petrel_start):
+    import signal
+    inst = out_instance
+    srv = petrel_start(inst, opts=("workers=1",))
+    srv.allow_log(r"killed by signal 9")
+    victim = [int(ln[2]) for ln in status(inst) if ln[:2] == ["process", "worker"]][0]
+    assert not [ln for ln in status(inst) if ln[0] == "error"]
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while True:
+        st = status(inst)
+        errors = [ln for ln in st if ln[0] == "error"]
+        worker = field(st, "process", "worker")
+        if errors and worker[0] not in ("-", str(victim)):
+            break
+        assert time.monotonic() < deadline, st
+        time.sleep(0.05)
+    assert len(errors) == 1 and int(errors[0][1]) >= 0
+    assert " ".join(errors[0][2:]) == "worker 0 (pid %d) killed by signal 9" % victim
