@@ -328,7 +328,8 @@ write_config(struct petrel_ctx *cli, const char *dir, const char *conf)
 	}
 
 	str_printf(&out, "# petrel configuration, made by `petrel init`.\n"
-	    "# Every key is listed with its value; see the SPEC for each.\n"
+	    "# Every key is listed with its value; `petrel help KEY` and\n"
+	    "# petrel.conf(5) say what each means.\n"
 	    "# Listener keys take host:port[,host:port...]; empty disables.\n\n");
 	for (size_t i = 0; i < config_key_count(); i++) {
 		const char *key = config_key_name(i);
