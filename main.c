@@ -26,6 +26,7 @@ static const struct command {
 	  "init [--dir DIR] [--domain DOMAIN]" },
 	{ "serve", cmd_serve, 0, "serve" },
 	{ "check", cmd_check, 0, "check" },
+	{ "status", cmd_status, 0, "status" },
 	{ "domain", cmd_domain, 0,
 	  "domain add|del|list [DOMAIN] [--transport T] [--json]" },
 	{ "user", cmd_user, 0,
@@ -39,6 +40,7 @@ static const struct command {
 	  "hash [--scheme yescrypt|sha512|bcrypt]" },
 	{ "maildirmake", cmd_maildirmake, CMD_NO_CONFIG,
 	  "maildirmake PATH [--folder NAME]" },
+	{ "help", cmd_help, CMD_NO_CONFIG, "help [KEY | --man]" },
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 

@@ -284,7 +284,7 @@ dovecot_pid=$!
 stage="starting petrel serve"
 "$PETREL" -c "$pconf" -o "smtp_listen=127.0.0.1:$P_SMTP" -o "imap_listen=127.0.0.1:$P_IMAP" \
 	-o "pop3_listen=127.0.0.1:$P_POP3" -o submission_listen= -o submissions_listen= \
-	-o imaps_listen= -o pop3s_listen= \
+	-o imaps_listen= -o pop3s_listen= -o http_listen= \
 	-o imap_max_connections=100000 -o imap_max_connections_per_ip=100000 \
 	-o pop3_max_connections_per_ip=100000 -o smtp_max_connections_per_ip=100000 \
 	serve 2>"$T/petrel/serve.log" &

@@ -311,7 +311,15 @@ write_config(struct petrel_ctx *cli, const char *dir, const char *conf)
 	defs[8].value = xasprintf("%s/dkim", dir);
 	defs[9].value = auth_account(dir, config_is_set(cli->cfg, "user") ?
 	    config_get(cli->cfg, "user") : user);
-	/* Instance defaults, unless given with -o. */
+	/* Instance defaults, unless given with -o: the table's values for
+	 * new instances (listeners added later, on loopback), then these. */
+	for (size_t i = 0; i < config_key_count(); i++) {
+		const char *key = config_key_name(i), *v = config_key_init(i);
+
+		if (v != NULL && !config_is_set(cli->cfg, key) &&
+		    config_set(cli->cfg, key, v, &err) < 0)
+			cli_die("%s", err);
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (!config_is_set(cli->cfg, defs[i].key) &&
 		    config_set(cli->cfg, defs[i].key, defs[i].value, &err) < 0)
@@ -320,7 +328,8 @@ write_config(struct petrel_ctx *cli, const char *dir, const char *conf)
 	}
 
 	str_printf(&out, "# petrel configuration, made by `petrel init`.\n"
-	    "# Every key is listed with its value; see the SPEC for each.\n"
+	    "# Every key is listed with its value; `petrel help KEY` and\n"
+	    "# petrel.conf(5) say what each means.\n"
 	    "# Listener keys take host:port[,host:port...]; empty disables.\n\n");
 	for (size_t i = 0; i < config_key_count(); i++) {
 		const char *key = config_key_name(i);

@@ -25,12 +25,14 @@
 #include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <stddef.h>
 #include <sys/wait.h>
@@ -50,6 +52,7 @@
 #include "queue/manager.h"
 
 #define MAX_WORKERS 256
+#define MAX_ERRORS 5		/* kept for petrel status */
 
 /* Services the workers run, by listener key. */
 const struct service serve_services[] = {
@@ -60,6 +63,7 @@ const struct service serve_services[] = {
 	{ "pop3s_listen", "pop3s" },
 	{ "imap_listen", "imap" },
 	{ "imaps_listen", "imaps" },
+	{ "http_listen", "http" },
 };
 const size_t serve_nservices = sizeof(serve_services) /
     sizeof(serve_services[0]);
@@ -97,6 +101,16 @@ struct master {
 	gid_t wgid, agid;		/* and gid */
 	char auth_name[64];		/* its abstract name (no leading NUL) */
 	size_t nproto;			/* protocol workers */
+	time_t started;
+	struct event *ev_control;	/* the control socket (petrel status) */
+	int control_fd;
+	char control_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	/* the last few children that died, for petrel status */
+	struct {
+		time_t at;
+		char what[96];
+	} errors[MAX_ERRORS];
+	unsigned nerrors;		/* ever recorded */
 };
 
 /* ---- binding ---- */
@@ -185,6 +199,137 @@ bind_auth(struct master *m)
 	    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) < 0 ||
 	    listen(m->auth_fd, 1024) < 0)
 		fatal_errno("cannot create the auth channel");
+}
+
+/* ---- the control socket: petrel status ---- */
+
+/* What `petrel status` shows, written to each client that connects to
+ * QUEUE_DIR/control; the master reads nothing from it. Lines of "name
+ * value..." words, stable for scripts. */
+static void
+control_status(struct master *m, str_t *out)
+{
+	time_t now = time(NULL);
+
+	str_printf(out, "petrel %s\npid %ld\nuptime %lld\nconfig %s\n",
+	    PETREL_VERSION, (long)getpid(), (long long)(now - m->started),
+	    m->ctx->conf_path ? m->ctx->conf_path : "(defaults)");
+	for (size_t i = 0; i < m->nworkers; i++) {
+		const struct worker *w = &m->workers[i];
+		const char *role = w->auth ? "auth" : w->queue ? "queue" :
+		    "worker";
+
+		if (w->pid > 0)
+			str_printf(out, "process %s %ld up %lld\n", role,
+			    (long)w->pid, (long long)(now - w->started));
+		else
+			str_printf(out, "process %s - down\n", role);
+	}
+	for (size_t i = 0; i < m->nretiring; i++)
+		str_printf(out, "process retiring %ld draining\n",
+		    (long)m->retiring[i]);
+	for (size_t i = 0; i < m->nlisteners; i++)
+		str_printf(out, "listener %s %s\n", m->listeners[i].service,
+		    m->listeners[i].addr);
+	for (size_t s = 0; s < serve_nservices; s++) {
+		char key[64];
+
+		snprintf(key, sizeof(key), "%s_max_connections",
+		    serve_services[s].name);
+		str_printf(out, "connections %s %u max %llu\n",
+		    serve_services[s].name,
+		    m->nc != NULL ? node_counters_total(m->nc, (unsigned)s) : 0,
+		    (unsigned long long)config_get_uint(m->ctx->cfg, key));
+	}
+	str_printf(out, "logins ok %llu failed %llu\n"
+	    "messages received %llu\nrestarts %u\n",
+	    (unsigned long long)node_counters_events(m->nc,
+	    NODE_EVENT_LOGIN_OK),
+	    (unsigned long long)node_counters_events(m->nc,
+	    NODE_EVENT_LOGIN_FAILED),
+	    (unsigned long long)node_counters_events(m->nc,
+	    NODE_EVENT_MESSAGE_RECEIVED), m->restarts);
+	/* the last errors, oldest first: "error SECONDS-AGO text" */
+	for (unsigned k = m->nerrors > MAX_ERRORS ? m->nerrors - MAX_ERRORS :
+	    0; k < m->nerrors; k++)
+		str_printf(out, "error %lld %s\n",
+		    (long long)(now - m->errors[k % MAX_ERRORS].at),
+		    m->errors[k % MAX_ERRORS].what);
+}
+
+static void
+control_accept(evutil_socket_t lfd, short what, void *arg)
+{
+	struct master *m = arg;
+	str_t out = STR_INIT;
+	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+	if (fd < 0)
+		return;
+	control_status(m, &out);
+	/* a few hundred octets into an empty socket buffer: one send, and a
+	 * client that does not read cannot hold the master up */
+	(void)!send(fd, out.data, out.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	str_free(&out);
+	close(fd);
+}
+
+/* QUEUE_DIR/control, made by the workers' account (after the drop), mode
+ * 0660: root and the service account may ask. A socket there that
+ * answers belongs to another running master: left alone. */
+static void
+control_open(struct master *m)
+{
+	struct sockaddr_un sun;
+	const char *qdir = config_get(m->ctx->cfg, "queue_dir");
+	int fd;
+
+	m->control_fd = -1;
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if ((size_t)snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/control",
+	    qdir) >= sizeof(sun.sun_path)) {
+		log_warn("%s/control: path too long for a socket; no petrel "
+		    "status", qdir);
+		return;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+		log_warn("%s: another petrel serve answers there; no petrel "
+		    "status for this one", sun.sun_path);
+		close(fd);
+		return;
+	}
+	close(fd);
+	unlink(sun.sun_path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
+	    chmod(sun.sun_path, 0660) < 0 || listen(fd, 16) < 0) {
+		log_warn("%s: cannot make the control socket: %s; no petrel "
+		    "status", sun.sun_path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	m->control_fd = fd;
+	snprintf(m->control_path, sizeof(m->control_path), "%s",
+	    sun.sun_path);
+	m->ev_control = event_new(m->base, fd, EV_READ | EV_PERSIST,
+	    control_accept, m);
+	event_add(m->ev_control, NULL);
+}
+
+static void
+control_close(struct master *m)
+{
+	if (m->ev_control != NULL)
+		event_free(m->ev_control);
+	if (m->control_fd >= 0) {
+		close(m->control_fd);
+		unlink(m->control_path);
+	}
 }
 
 /* ---- systemd notifications ---- */
@@ -569,6 +714,21 @@ master_respawn(evutil_socket_t fd, short what, void *arg)
 			    (long)m->workers[i].pid);
 }
 
+/* Log an error about a child and keep it for petrel status. */
+static void __attribute__((format(printf, 2, 3)))
+record_error(struct master *m, const char *fmt, ...)
+{
+	unsigned slot = m->nerrors++ % MAX_ERRORS;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(m->errors[slot].what, sizeof(m->errors[slot].what), fmt,
+	    ap);
+	va_end(ap);
+	m->errors[slot].at = time(NULL);
+	log_error("%s", m->errors[slot].what);
+}
+
 static void
 master_child(evutil_socket_t sig, short what, void *arg)
 {
@@ -597,11 +757,11 @@ master_child(evutil_socket_t sig, short what, void *arg)
 			    WTERMSIG(status) == SIGTERM)
 				;	/* stopped before its handler was set */
 			else if (WIFSIGNALED(status))
-				log_error("worker %zu (pid %ld) killed by "
+				record_error(m, "worker %zu (pid %ld) killed by "
 				    "signal %d", i, (long)pid, WTERMSIG(status));
 			else if (WEXITSTATUS(status) != 0 && !m->stopping)
-				log_error("worker %zu (pid %ld) exited with "
-				    "status %d", i, (long)pid,
+				record_error(m, "worker %zu (pid %ld) exited "
+				    "with status %d", i, (long)pid,
 				    WEXITSTATUS(status));
 			w->pid = 0;
 			if (!m->stopping) {
@@ -706,6 +866,8 @@ run_master(struct petrel_ctx *ctx, const char **error_r)
 	m.base = event_base_new();
 	if (m.base == NULL)
 		fatal("cannot create the event loop");
+	m.started = time(NULL);
+	control_open(&m);
 	ev_term = evsignal_new(m.base, SIGTERM, master_stop, &m);
 	ev_int = evsignal_new(m.base, SIGINT, master_stop, &m);
 	ev_hup = evsignal_new(m.base, SIGHUP, master_reload, &m);
@@ -774,6 +936,7 @@ run_master(struct petrel_ctx *ctx, const char **error_r)
 	    setresuid(m.wuid, m.wuid, m.wuid) < 0))
 		log_warn("cannot give up the auth account's ids: %s",
 		    strerror(errno));
+	control_close(&m);
 	node_counters_free(&m.nc);
 	event_free(ev_term);
 	event_free(ev_int);

@@ -41,6 +41,7 @@
 #include "lib/tls/tls.h"
 #include "imap/imap.h"
 #include "master/serve.h"
+#include "http/http.h"
 #include "pop3/pop3.h"
 #include "smtp/smtp.h"
 
@@ -106,6 +107,7 @@ struct worker_ctx {
 	struct smtp_server smtp;
 	struct pop3_server pop3;
 	struct imap_server imap;
+	struct http_server http;
 	struct tls_server *tls;
 	struct jobs *jobs, *dir_jobs;
 	struct worker_listener lis[MAX_LISTENERS];
@@ -156,7 +158,7 @@ worker_find_server(struct worker_ctx *w, const char *service,
     struct session_server **sv_r, unsigned *index_r)
 {
 	struct session_server *servers[] = { &w->smtp.sv, &w->pop3.sv,
-	    &w->imap.sv };
+	    &w->imap.sv, &w->http.sv };
 
 	for (size_t i = 0; i < sizeof(servers) / sizeof(servers[0]); i++) {
 		int idx = session_server_listener(servers[i], service);
@@ -195,14 +197,15 @@ worker_drain_tick(evutil_socket_t fd, short what, void *arg)
 	if (w->retiring) {
 		/* After a reload: sessions end when their clients end them. */
 		if (w->smtp.sv.nsessions + w->pop3.sv.nsessions +
-		    w->imap.sv.nsessions == 0 &&
+		    w->imap.sv.nsessions + w->http.sv.nsessions == 0 &&
 		    jobs_pending(w->jobs) == 0)
 			event_base_loopbreak(w->base);
 		return;
 	}
 	left = session_server_drain(&w->smtp.sv) +
 	    session_server_drain(&w->pop3.sv) +
-	    session_server_drain(&w->imap.sv);
+	    session_server_drain(&w->imap.sv) +
+	    session_server_drain(&w->http.sv);
 
 	if ((left == 0 && jobs_pending(w->jobs) == 0) ||
 	    (time(NULL) - w->drain_started > DRAIN_GRACE &&
@@ -319,12 +322,23 @@ worker_run(struct petrel_ctx *ctx, const char *fdlist)
 	smtp_server_init(&w.smtp, w.base, w.jobs, ctx->cfg, w.tls);
 	pop3_server_init(&w.pop3, w.base, w.jobs, ctx->cfg, w.tls);
 	imap_server_init(&w.imap, w.base, w.jobs, ctx->cfg, w.tls);
+	http_server_init(&w.http, w.base, w.jobs, ctx->cfg);
+	{
+		static const char *names[MAX_LISTENERS];
+
+		for (size_t i = 0; i < serve_nservices && i < MAX_LISTENERS;
+		    i++)
+			names[i] = serve_services[i].name;
+		http_server_metrics(&w.http, nc, names,
+		    (unsigned)serve_nservices);
+	}
 	/* Directory queries get threads of their own: a database that
 	 * hangs holds up logins and RCPT lookups, not deliveries or
 	 * mailbox work. */
 	w.dir_jobs = jobs_create(w.base, (size_t)config_get_uint(ctx->cfg,
 	    "worker_threads"), authc_thread_init, authc_thread_deinit, ctx->cfg);
-	w.smtp.sv.dir_jobs = w.pop3.sv.dir_jobs = w.imap.sv.dir_jobs = w.dir_jobs;
+	w.smtp.sv.dir_jobs = w.pop3.sv.dir_jobs = w.imap.sv.dir_jobs =
+	    w.http.sv.dir_jobs = w.dir_jobs;
 	{
 		struct authc *ac = authc_thread_init(NULL);
 		struct timeval tv = { CAPS_RETRY, 0 };
@@ -392,6 +406,7 @@ worker_run(struct petrel_ctx *ctx, const char *fdlist)
 	smtp_server_deinit(&w.smtp);
 	pop3_server_deinit(&w.pop3);
 	imap_server_deinit(&w.imap);
+	http_server_deinit(&w.http);
 	tls_server_free(&w.tls);
 	node_counters_free(&nc);
 	if (w.ev_drain != NULL)

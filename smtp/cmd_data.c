@@ -36,6 +36,7 @@
 #include "lib/deliver/deliver.h"
 #include "lib/io/jobs.h"
 #include "lib/queue/spool.h"
+#include "lib/session/counters.h"
 #include "lib/session/session.h"
 #include "lib/smtp/parse.h"
 #include "smtp/smtp-private.h"
@@ -168,6 +169,8 @@ data_done(struct job *job)
 	    offsetof(struct smtp_session, job));
 
 	if (s->job_status == 0) {
+		node_counters_event(s->base.listener->nc,
+		    NODE_EVENT_MESSAGE_RECEIVED);
 		log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (accepted)",
 		    s->qid, s->sender, (unsigned long long)s->body.size,
 		    s->nrcpts);

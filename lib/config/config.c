@@ -28,6 +28,8 @@ struct key_def {
 	const char *def;
 	const char *choices;	/* KT_ENUM: '|'-separated */
 	uint64_t max;		/* KT_UINT */
+	const char *help;	/* one paragraph, plain text */
+	const char *init;	/* what `petrel init` writes, if not def */
 };
 
 /* Set by the build from sysconfdir and localstatedir (meson.build). */
@@ -43,112 +45,215 @@ struct key_def {
 #define DEFAULT_QUERY_USER \
 	"SELECT id, address, crypt, name, uid, gid, home, maildir FROM users WHERE address = :address"
 
+/*
+ * The one table of keys: name, type, default, choices, bound, and the help
+ * text that `petrel help KEY` prints and petrel.conf(5) is generated from
+ * (`petrel help --man`). `init` is what `petrel init` writes into a new
+ * instance when it differs from the default: a listener added after a
+ * release stays off in an existing file that lacks it (SPEC 6.1).
+ */
 static const struct key_def keys[] = {
-	{ "hostname", KT_STRING, "", NULL, 0 },
-	{ "database", KT_STRING, "sqlite:" STATE_DIR "/petrel.db", NULL, 0 },
-	{ "mail_root", KT_STRING, STATE_DIR "/mail", NULL, 0 },
-	{ "queue_dir", KT_STRING, STATE_DIR "/queue", NULL, 0 },
-	{ "smtp_listen", KT_LISTEN, "127.0.0.1:2525", NULL, 0 },
-	{ "submission_listen", KT_LISTEN, "127.0.0.1:2587", NULL, 0 },
-	{ "submissions_listen", KT_LISTEN, "127.0.0.1:2465", NULL, 0 },
-	{ "imap_listen", KT_LISTEN, "127.0.0.1:1143", NULL, 0 },
-	{ "imaps_listen", KT_LISTEN, "127.0.0.1:1993", NULL, 0 },
-	{ "pop3_listen", KT_LISTEN, "127.0.0.1:1110", NULL, 0 },
-	{ "pop3s_listen", KT_LISTEN, "127.0.0.1:1995", NULL, 0 },
-	{ "tls_cert", KT_STRING, ETC_DIR "/tls/cert.pem", NULL, 0 },
-	{ "tls_key", KT_STRING, ETC_DIR "/tls/key.pem", NULL, 0 },
-	{ "tls_profile", KT_ENUM, "intermediate", "intermediate|modern", 0 },
-	{ "message_size_limit", KT_UINT, "52428800", NULL, (uint64_t)1 << 40 },
-	{ "user", KT_STRING, "", NULL, 0 },
-	{ "group", KT_STRING, "", NULL, 0 },
-	/* The auth/directory process's account (master/authd.c). */
-	{ "auth_user", KT_STRING, "petrel-auth", NULL, 0 },
-	/* A file holding the MariaDB password (read by the auth process
-	 * alone); it replaces a password in `database`. */
-	{ "database_password_file", KT_STRING, "", NULL, 0 },
-	{ "workers", KT_UINT, "2", NULL, 256 },
-	{ "worker_threads", KT_UINT, "4", NULL, 256 },
-	{ "smtp_max_connections", KT_UINT, "2000", NULL, 1000000 },
-	{ "smtp_max_connections_per_ip", KT_UINT, "100", NULL, 1000000 },
-	{ "submission_max_connections", KT_UINT, "1000", NULL, 1000000 },
-	{ "submission_max_connections_per_ip", KT_UINT, "50", NULL, 1000000 },
-	{ "submissions_max_connections", KT_UINT, "1000", NULL, 1000000 },
+	{ "hostname", KT_STRING, "", NULL, 0,
+	  "The host's public name: SMTP greeting and EHLO, Received headers, "
+	  "bounces, the MX and MTA-STS records of petrel dns and the "
+	  "servers named by client autoconfiguration. Empty: the system's "
+	  "host name." },
+	{ "database", KT_STRING, "sqlite:" STATE_DIR "/petrel.db", NULL, 0,
+	  "The SQL directory: sqlite:PATH or "
+	  "mysql://USER:PASS@HOST[:PORT]/DB[?socket=PATH]." },
+	{ "mail_root", KT_STRING, STATE_DIR "/mail", NULL, 0,
+	  "The directory under which users' maildirs live; a maildir path "
+	  "from the directory may not climb out of it." },
+	{ "queue_dir", KT_STRING, STATE_DIR "/queue", NULL, 0,
+	  "The outbound queue (tmp/, incoming/, state/)." },
+	{ "smtp_listen", KT_LISTEN, "127.0.0.1:2525", NULL, 0,
+	  "Addresses for inbound SMTP (port 25 in production)." },
+	{ "submission_listen", KT_LISTEN, "127.0.0.1:2587", NULL, 0,
+	  "Addresses for message submission with STARTTLS (port 587)." },
+	{ "submissions_listen", KT_LISTEN, "127.0.0.1:2465", NULL, 0,
+	  "Addresses for message submission over implicit TLS (port 465)." },
+	{ "imap_listen", KT_LISTEN, "127.0.0.1:1143", NULL, 0,
+	  "Addresses for IMAP with STARTTLS (port 143)." },
+	{ "imaps_listen", KT_LISTEN, "127.0.0.1:1993", NULL, 0,
+	  "Addresses for IMAP over implicit TLS (port 993)." },
+	{ "pop3_listen", KT_LISTEN, "127.0.0.1:1110", NULL, 0,
+	  "Addresses for POP3 with STLS (port 110)." },
+	{ "pop3s_listen", KT_LISTEN, "127.0.0.1:1995", NULL, 0,
+	  "Addresses for POP3 over implicit TLS (port 995)." },
+	{ "http_listen", KT_LISTEN, "", NULL, 0,
+	  "Addresses for the HTTP listener: /metrics (Prometheus), mail "
+	  "client autoconfiguration and the MTA-STS policy. Off when absent "
+	  "from the file.",
+	  "127.0.0.1:8080" },
+	{ "tls_cert", KT_STRING, ETC_DIR "/tls/cert.pem", NULL, 0,
+	  "The certificate chain (PEM) of every TLS listener." },
+	{ "tls_key", KT_STRING, ETC_DIR "/tls/key.pem", NULL, 0,
+	  "The private key (PEM) of tls_cert." },
+	{ "tls_profile", KT_ENUM, "intermediate", "intermediate|modern", 0,
+	  "TLS protocols and ciphers: intermediate (TLS 1.2 and 1.3) or "
+	  "modern (TLS 1.3 only)." },
+	{ "message_size_limit", KT_UINT, "52428800", NULL, (uint64_t)1 << 40,
+	  "The largest message in bytes (SMTP SIZE, IMAP APPENDLIMIT)." },
+	{ "user", KT_STRING, "", NULL, 0,
+	  "The account the workers and the queue manager run as (when "
+	  "started as root)." },
+	{ "group", KT_STRING, "", NULL, 0,
+	  "The group the workers and the queue manager run as." },
+	{ "auth_user", KT_STRING, "petrel-auth", NULL, 0,
+	  "The account of the auth process, the only one that opens the "
+	  "directory; falls back to user, with a warning, when it does not "
+	  "exist." },
+	{ "database_password_file", KT_STRING, "", NULL, 0,
+	  "A file holding the MariaDB password, read by the auth process "
+	  "alone; it replaces a password in database." },
+	{ "workers", KT_UINT, "2", NULL, 256,
+	  "The number of protocol worker processes." },
+	{ "worker_threads", KT_UINT, "4", NULL, 256,
+	  "Threads per job pool (directory, disk) in each worker." },
+	{ "smtp_max_connections", KT_UINT, "2000", NULL, 1000000,
+	  "Inbound SMTP sessions at once on the node." },
+	{ "smtp_max_connections_per_ip", KT_UINT, "100", NULL, 1000000,
+	  "Inbound SMTP sessions at once from one address." },
+	{ "submission_max_connections", KT_UINT, "1000", NULL, 1000000,
+	  "Submission sessions at once on the node." },
+	{ "submission_max_connections_per_ip", KT_UINT, "50", NULL, 1000000,
+	  "Submission sessions at once from one address." },
+	{ "submissions_max_connections", KT_UINT, "1000", NULL, 1000000,
+	  "Implicit-TLS submission sessions at once on the node." },
 	{ "submissions_max_connections_per_ip", KT_UINT, "50", NULL,
-	  1000000 },
-	{ "imap_max_connections", KT_UINT, "10000", NULL, 1000000 },
-	{ "imap_max_connections_per_ip", KT_UINT, "100", NULL, 1000000 },
-	{ "imaps_max_connections", KT_UINT, "10000", NULL, 1000000 },
-	{ "imaps_max_connections_per_ip", KT_UINT, "100", NULL, 1000000 },
-	{ "pop3_max_connections", KT_UINT, "2000", NULL, 1000000 },
-	{ "pop3_max_connections_per_ip", KT_UINT, "50", NULL, 1000000 },
-	{ "pop3s_max_connections", KT_UINT, "2000", NULL, 1000000 },
-	{ "pop3s_max_connections_per_ip", KT_UINT, "50", NULL, 1000000 },
-	{ "smtp_timeout", KT_UINT, "300", NULL, 86400 },
-	/* Seconds for a whole DATA or BDAT phase (0 = no limit). */
-	{ "smtp_data_timeout", KT_UINT, "600", NULL, 86400 },
-	{ "pop3_timeout", KT_UINT, "600", NULL, 86400 },
-	{ "imap_timeout", KT_UINT, "1800", NULL, 86400 },
-	{ "login_timeout", KT_UINT, "60", NULL, 86400 },
-	{ "auth_fail_delay", KT_UINT, "2000", NULL, 60000 },
-	{ "relayhost", KT_STRING, "", NULL, 0 },
-	{ "dns_resolver", KT_LISTEN, "", NULL, 0 },
-	{ "dkim_dir", KT_STRING, STATE_DIR "/dkim", NULL, 0 },
-	{ "queue_retry_min", KT_UINT, "300", NULL, 86400 },
-	{ "queue_retry_max", KT_UINT, "14400", NULL, 864000 },
-	{ "queue_lifetime", KT_UINT, "432000", NULL, 8640000 },
-	{ "queue_scan_interval", KT_UINT, "60", NULL, 86400 },
-	{ "queue_concurrency", KT_UINT, "20", NULL, 10000 },
-	{ "queue_destination_concurrency", KT_UINT, "5", NULL, 10000 },
-	{ "log_level", KT_LEVEL, "info", NULL, 0 },
-	{ "log_target", KT_ENUM, "stderr", "stderr|syslog", 0 },
-	{ "syslog_socket", KT_STRING, "/dev/log", NULL, 0 },
-	{ "allow_plaintext_auth", KT_ENUM, "loopback", "loopback|yes|no", 0 },
-	{ "auth_cache_ttl", KT_UINT, "300", NULL, 86400 * 365 },
-	{ "auth_max_failures_per_ip", KT_UINT, "10", NULL, 1000000 },
-	{ "auth_max_failures_per_user", KT_UINT, "10", NULL, 1000000 },
-	{ "auth_lockout_time", KT_UINT, "900", NULL, 86400 * 365 },
-	/* user+tag@domain falls back to user@domain; empty: no delimiter
-	 * (Postfix's default, and the howtos'). */
-	{ "recipient_delimiter", KT_STRING, "+", NULL, 0 },
-	/* Where the catch-all alias @domain is tried (docs/migration.md):
-	 * after-users (after the exact aliases and the users, so it never
-	 * shadows a mailbox), postfix (as Postfix virtual(5): every alias
-	 * lookup, the catch-all included, before the users; a mailbox is
-	 * kept from the catch-all by an alias user@d -> user@d). */
-	{ "catchall_order", KT_ENUM, "after-users", "after-users|postfix", 0 },
-	/* The domain of a bare local name in an alias target ("root"), as
-	 * Postfix appends $myorigin; empty: the alias's own domain. */
-	{ "local_domain", KT_STRING, "", NULL, 0 },
-	/* IMAP mailbox names: "" (the default) names a folder ".Work" Work;
-	 * "INBOX." names it INBOX.Work, as Courier-IMAP does (RFC 2342
-	 * personal namespace "INBOX." with separator "."), for maildirs
-	 * moved from Courier (docs/migration.md). */
-	{ "imap_namespace_prefix", KT_ENUM, "", "\"\"|INBOX.", 0 },
-	/* Migration (docs/migration.md). yes: MAIL before HELO/EHLO gets
-	 * 503; no: accepted, as Postfix's smtpd_helo_required = no. */
-	{ "smtp_helo_required", KT_ENUM, "yes", "yes|no", 0 },
-	/* yes: MAIL FROM / RCPT TO need <angle brackets> (501 without);
-	 * no: a bare address is taken, as Postfix's
-	 * strict_rfc821_envelopes = no. */
-	{ "smtp_strict_envelopes", KT_ENUM, "yes", "yes|no", 0 },
-	/* The POP3 UIDL of a message (docs/migration.md): filename (the
-	 * file name's stable part), courier (Courier pop3d's UID<n>-<v>,
-	 * courierpop3dsizelist kept), dovecot (%08Xu%08Xv of the IMAP UID
-	 * and UIDVALIDITY), auto (per folder, as the server whose file the
-	 * folder holds). */
+	  1000000,
+	  "Implicit-TLS submission sessions at once from one address." },
+	{ "imap_max_connections", KT_UINT, "10000", NULL, 1000000,
+	  "IMAP sessions at once on the node." },
+	{ "imap_max_connections_per_ip", KT_UINT, "100", NULL, 1000000,
+	  "IMAP sessions at once from one address." },
+	{ "imaps_max_connections", KT_UINT, "10000", NULL, 1000000,
+	  "IMAPS sessions at once on the node." },
+	{ "imaps_max_connections_per_ip", KT_UINT, "100", NULL, 1000000,
+	  "IMAPS sessions at once from one address." },
+	{ "pop3_max_connections", KT_UINT, "2000", NULL, 1000000,
+	  "POP3 sessions at once on the node." },
+	{ "pop3_max_connections_per_ip", KT_UINT, "50", NULL, 1000000,
+	  "POP3 sessions at once from one address." },
+	{ "pop3s_max_connections", KT_UINT, "2000", NULL, 1000000,
+	  "POP3S sessions at once on the node." },
+	{ "pop3s_max_connections_per_ip", KT_UINT, "50", NULL, 1000000,
+	  "POP3S sessions at once from one address." },
+	{ "http_max_connections", KT_UINT, "100", NULL, 1000000,
+	  "HTTP connections at once on the node." },
+	{ "http_max_connections_per_ip", KT_UINT, "20", NULL, 1000000,
+	  "HTTP connections at once from one address." },
+	{ "smtp_timeout", KT_UINT, "300", NULL, 86400,
+	  "Seconds an SMTP client may stay silent." },
+	{ "smtp_data_timeout", KT_UINT, "600", NULL, 86400,
+	  "Seconds for a whole DATA or BDAT phase (0: no limit)." },
+	{ "pop3_timeout", KT_UINT, "600", NULL, 86400,
+	  "Seconds a logged-in POP3 client may stay silent." },
+	{ "imap_timeout", KT_UINT, "1800", NULL, 86400,
+	  "Seconds a logged-in IMAP client may stay silent (IDLE too)." },
+	{ "http_timeout", KT_UINT, "10", NULL, 86400,
+	  "Seconds an HTTP client has to send its request." },
+	{ "login_timeout", KT_UINT, "60", NULL, 86400,
+	  "Seconds an IMAP or POP3 client has to log in after it connected "
+	  "(0: no limit)." },
+	{ "auth_fail_delay", KT_UINT, "2000", NULL, 60000,
+	  "Milliseconds before the answer to a failed login; it grows with "
+	  "repeated failures." },
+	{ "relayhost", KT_STRING, "", NULL, 0,
+	  "Send all outbound mail through this host ([host]:port or "
+	  "host:port) instead of the recipients' MX." },
+	{ "dns_resolver", KT_LISTEN, "", NULL, 0,
+	  "host:port of a DNS server to forward queries to; empty: the "
+	  "system's resolvers." },
+	{ "dkim_dir", KT_STRING, STATE_DIR "/dkim", NULL, 0,
+	  "Where the DKIM keys of the domains are kept (petrel dkim "
+	  "keygen)." },
+	{ "queue_retry_min", KT_UINT, "300", NULL, 86400,
+	  "Seconds before the first retry of a deferred message." },
+	{ "queue_retry_max", KT_UINT, "14400", NULL, 864000,
+	  "The longest wait in seconds between retries (the back-off "
+	  "doubles up to it)." },
+	{ "queue_lifetime", KT_UINT, "432000", NULL, 8640000,
+	  "Seconds a message may stay in the queue before it bounces." },
+	{ "queue_scan_interval", KT_UINT, "60", NULL, 86400,
+	  "Seconds between scans of the queue for messages due." },
+	{ "queue_concurrency", KT_UINT, "20", NULL, 10000,
+	  "Outbound deliveries at once." },
+	{ "queue_destination_concurrency", KT_UINT, "5", NULL, 10000,
+	  "Outbound deliveries at once to one destination." },
+	{ "log_level", KT_LEVEL, "info", NULL, 0,
+	  "The least important messages logged: error, warning, info or "
+	  "debug." },
+	{ "log_target", KT_ENUM, "stderr", "stderr|syslog", 0,
+	  "Where logs go: stderr, or syslog (facility mail, Postfix's "
+	  "program names such as petrel/smtpd)." },
+	{ "syslog_socket", KT_STRING, "/dev/log", NULL, 0,
+	  "The syslog socket for log_target = syslog." },
+	{ "allow_plaintext_auth", KT_ENUM, "loopback", "loopback|yes|no", 0,
+	  "Logins without TLS: loopback (only from 127.0.0.1 and ::1), yes "
+	  "or no." },
+	{ "auth_cache_ttl", KT_UINT, "300", NULL, 86400 * 365,
+	  "Seconds a successful login is remembered (0: no cache); a "
+	  "changed password hash ends it." },
+	{ "auth_max_failures_per_ip", KT_UINT, "10", NULL, 1000000,
+	  "Failed logins from one address before it is locked out for "
+	  "auth_lockout_time." },
+	{ "auth_max_failures_per_user", KT_UINT, "10", NULL, 1000000,
+	  "Failed logins for one account before it is locked out for "
+	  "auth_lockout_time." },
+	{ "auth_lockout_time", KT_UINT, "900", NULL, 86400 * 365,
+	  "Seconds a lockout for password guessing lasts." },
+	{ "mta_sts_mode", KT_ENUM, "testing", "testing|enforce|none", 0,
+	  "The mode of the MTA-STS policy served at "
+	  "/.well-known/mta-sts.txt (mx: hostname)." },
+	{ "mta_sts_max_age", KT_UINT, "604800", NULL, 31557600,
+	  "The max_age in seconds of the MTA-STS policy." },
+	{ "recipient_delimiter", KT_STRING, "+", NULL, 0,
+	  "user+tag@domain falls back to user@domain; empty: no delimiter "
+	  "(Postfix's default, and the howtos')." },
+	{ "catchall_order", KT_ENUM, "after-users", "after-users|postfix", 0,
+	  "Where the catch-all alias @domain is tried: after-users (after "
+	  "the exact aliases and the users, so it never shadows a mailbox) "
+	  "or postfix (as Postfix virtual(5): every alias lookup, the "
+	  "catch-all included, before the users)." },
+	{ "local_domain", KT_STRING, "", NULL, 0,
+	  "The domain of a bare local name in an alias target (\"root\"), "
+	  "as Postfix appends $myorigin; empty: the alias's own domain." },
+	{ "imap_namespace_prefix", KT_ENUM, "", "\"\"|INBOX.", 0,
+	  "IMAP mailbox names: \"\" names a folder .Work Work; INBOX. names "
+	  "it INBOX.Work, as Courier-IMAP does." },
+	{ "smtp_helo_required", KT_ENUM, "yes", "yes|no", 0,
+	  "yes: MAIL before HELO/EHLO gets 503; no: accepted, as Postfix's "
+	  "smtpd_helo_required = no." },
+	{ "smtp_strict_envelopes", KT_ENUM, "yes", "yes|no", 0,
+	  "yes: MAIL FROM and RCPT TO need <angle brackets>; no: a bare "
+	  "address is taken, as Postfix's strict_rfc821_envelopes = no." },
 	{ "pop3_uidl_format", KT_ENUM, "filename",
-	  "filename|courier|dovecot|auto", 0 },
+	  "filename|courier|dovecot|auto", 0,
+	  "The POP3 UIDL of a message: filename (the file name's stable "
+	  "part), courier (Courier pop3d's), dovecot (%08Xu%08Xv of the IMAP "
+	  "UID and UIDVALIDITY) or auto (per folder, as the server whose "
+	  "file the folder holds)." },
 	{ "query_domain", KT_STRING,
-	  "SELECT transport FROM transport WHERE domain = :domain", NULL, 0 },
+	  "SELECT transport FROM transport WHERE domain = :domain", NULL, 0,
+	  "SQL: the transport of a hosted domain (:domain)." },
 	{ "query_alias", KT_STRING,
-	  "SELECT goto FROM virtual WHERE address = :address", NULL, 0 },
-	{ "query_user", KT_STRING, DEFAULT_QUERY_USER, NULL, 0 },
+	  "SELECT goto FROM virtual WHERE address = :address", NULL, 0,
+	  "SQL: the comma-separated targets of an alias (:address)." },
+	{ "query_user", KT_STRING, DEFAULT_QUERY_USER, NULL, 0,
+	  "SQL: a mailbox by address: id, address, crypt, name, uid, gid, "
+	  "home, maildir (:address)." },
 	{ "query_login", KT_STRING,
 	  "SELECT id, address, crypt, name, uid, gid, home, maildir FROM users "
 	  "WHERE (id = :login OR address = :login) AND imapok = 1 "
-	  "AND bool1 = 1 AND bool2 = 1", NULL, 0 },
+	  "AND bool1 = 1 AND bool2 = 1", NULL, 0,
+	  "SQL: the account a login name (:login) may log in as; the columns "
+	  "of query_user, then optionally a column named clear (or the 10th) "
+	  "with the cleartext password, which turns on CRAM-MD5." },
 	{ "query_quota", KT_STRING,
-	  "SELECT quota FROM users WHERE address = :address", NULL, 0 },
+	  "SELECT quota FROM users WHERE address = :address", NULL, 0,
+	  "SQL: a user's quota in bytes or as a Maildir++ string (:address); "
+	  "empty: no quotas." },
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -559,6 +664,54 @@ const char *
 config_key_name(size_t i)
 {
 	return i < NKEYS ? keys[i].name : NULL;
+}
+
+int
+config_key_find(const char *name)
+{
+	return key_index(name);
+}
+
+const char *
+config_key_default(size_t i)
+{
+	return i < NKEYS ? keys[i].def : NULL;
+}
+
+const char *
+config_key_help(size_t i)
+{
+	return i < NKEYS ? keys[i].help : NULL;
+}
+
+const char *
+config_key_init(size_t i)
+{
+	return i < NKEYS ? keys[i].init : NULL;
+}
+
+const char *
+config_key_syntax(size_t i, char *buf, size_t bufsize)
+{
+	if (i >= NKEYS)
+		return NULL;
+	switch (keys[i].type) {
+	case KT_STRING:
+		return "text";
+	case KT_UINT:
+		snprintf(buf, bufsize, "an integer from 0 to %llu",
+		    (unsigned long long)keys[i].max);
+		return buf;
+	case KT_ENUM:
+		snprintf(buf, bufsize, "one of %s", keys[i].choices);
+		return buf;
+	case KT_LEVEL:
+		return "one of error|warning|info|debug";
+	case KT_LISTEN:
+		return "host:port[,host:port...] ([::1]:port for IPv6; "
+		    "empty: none)";
+	}
+	return "text";
 }
 
 int

@@ -44,6 +44,16 @@ const char *config_path(const struct config *cfg);
 /* Iterate over declared keys (for `petrel init` writing a file). */
 size_t config_key_count(void);
 const char *config_key_name(size_t i);
+/* The table's index of a key, -1 when it is not declared. */
+int config_key_find(const char *name);
+/* A declared key's default, help paragraph (plain text), and the value
+ * `petrel init` writes for a new instance when it is not the default
+ * (NULL: the default). */
+const char *config_key_default(size_t i);
+const char *config_key_help(size_t i);
+const char *config_key_init(size_t i);
+/* What a value looks like ("one of a|b", ...), in static storage or buf. */
+const char *config_key_syntax(size_t i, char *buf, size_t bufsize);
 
 /* A listener list "host:port[,host:port...]" ("[::1]:port" for IPv6;
  * empty host = any address). Empty value = no listeners. */

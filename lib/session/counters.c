@@ -2,9 +2,11 @@
  * counters.c: connection counts shared by the workers of a node (see
  * counters.h).
  *
- * Layout of the mapping: a header, then per region and per service one
- * total and NODE_COUNTERS_BUCKETS address counts, all 32-bit, updated
- * with relaxed atomics (each region has one writer; readers only add).
+ * Layout of the mapping: a header (with the events of the regions that
+ * were released), then per region its event counts (64-bit), then per
+ * region and per service one total and NODE_COUNTERS_BUCKETS address
+ * counts (32-bit), all updated with relaxed atomics (each region has one
+ * writer; readers only add).
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -20,12 +22,14 @@
 #include "lib/session/counters.h"
 #include "lib/tls/tls.h"
 
-#define COUNTERS_MAGIC 0x70657472636e7431ULL	/* "petrcnt1" */
+#define COUNTERS_MAGIC 0x70657472636e7432ULL	/* "petrcnt2" */
 
 struct counters_header {
 	uint64_t magic;
 	uint32_t nregions, nservices;
 	unsigned char key[32];
+	/* events of processes that ended: written by the master only */
+	_Atomic uint64_t retired[NODE_EVENTS];
 };
 
 struct node_counters {
@@ -45,14 +49,24 @@ service_words(void)
 static size_t
 mapping_len(unsigned nregions, unsigned nservices)
 {
-	return sizeof(struct counters_header) + (size_t)nregions * nservices *
-	    service_words() * sizeof(uint32_t);
+	return sizeof(struct counters_header) +
+	    (size_t)nregions * NODE_EVENTS * sizeof(uint64_t) +
+	    (size_t)nregions * nservices * service_words() * sizeof(uint32_t);
+}
+
+static _Atomic uint64_t *
+events(const struct node_counters *nc, unsigned region)
+{
+	_Atomic uint64_t *base = (_Atomic uint64_t *)(void *)(nc->hdr + 1);
+
+	return base + (size_t)region * NODE_EVENTS;
 }
 
 static _Atomic uint32_t *
 words(const struct node_counters *nc, unsigned region, unsigned service)
 {
-	_Atomic uint32_t *base = (_Atomic uint32_t *)(void *)(nc->hdr + 1);
+	_Atomic uint32_t *base = (_Atomic uint32_t *)(void *)
+	    events(nc, nc->hdr->nregions);
 
 	return base + ((size_t)region * nc->hdr->nservices + service) *
 	    service_words();
@@ -180,6 +194,12 @@ node_counters_release(struct node_counters *nc, pid_t pid)
 	    r++) {
 		if (nc->owners[r] != pid)
 			continue;
+		/* its events stay counted: node-wide counters never go
+		 * back when a worker ends */
+		for (unsigned e = 0; e < NODE_EVENTS; e++)
+			atomic_fetch_add_explicit(&nc->hdr->retired[e],
+			    atomic_exchange_explicit(&events(nc, r)[e], 0,
+			    memory_order_relaxed), memory_order_relaxed);
 		for (unsigned s = 0; s < nc->hdr->nservices; s++) {
 			_Atomic uint32_t *w = words(nc, r, s);
 
@@ -261,4 +281,27 @@ node_counters_add(struct node_counters *nc, unsigned service,
 	    memory_order_relaxed);
 	atomic_fetch_add_explicit(&w[1 + bucket], (uint32_t)delta,
 	    memory_order_relaxed);
+}
+
+void
+node_counters_event(struct node_counters *nc, enum node_event e)
+{
+	if (nc == NULL || nc->region < 0 || (unsigned)e >= NODE_EVENTS)
+		return;
+	atomic_fetch_add_explicit(&events(nc, (unsigned)nc->region)[e], 1,
+	    memory_order_relaxed);
+}
+
+uint64_t
+node_counters_events(const struct node_counters *nc, enum node_event e)
+{
+	uint64_t n;
+
+	if (nc == NULL || (unsigned)e >= NODE_EVENTS)
+		return 0;
+	n = atomic_load_explicit(&nc->hdr->retired[e], memory_order_relaxed);
+	for (unsigned r = 0; r < nc->hdr->nregions; r++)
+		n += atomic_load_explicit(&events(nc, r)[e],
+		    memory_order_relaxed);
+	return n;
 }

@@ -16,9 +16,20 @@
  * let a count pass its limit by one each.
  */
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #define NODE_COUNTERS_BUCKETS 8192
+
+/* Events counted for the whole node since the master started (the
+ * counts of a worker that ended are kept): /metrics shows them. */
+enum node_event {
+	NODE_EVENT_LOGIN_OK,
+	NODE_EVENT_LOGIN_FAILED,	/* wrong password or locked out */
+	NODE_EVENT_MESSAGE_RECEIVED,	/* 250 after DATA/BDAT */
+	NODE_EVENT_HTTP_REQUEST,	/* answered on http_listen */
+	NODE_EVENTS
+};
 
 struct node_counters;
 
@@ -54,5 +65,9 @@ unsigned node_counters_address(const struct node_counters *nc,
 /* This process opened (+1) or closed (-1) a session. */
 void node_counters_add(struct node_counters *nc, unsigned service,
     unsigned bucket, int delta);
+/* This process saw one event (nothing for NULL), and the node's total. */
+void node_counters_event(struct node_counters *nc, enum node_event e);
+uint64_t node_counters_events(const struct node_counters *nc,
+    enum node_event e);
 
 #endif

@@ -799,6 +799,7 @@ login_finished(struct job *job)
 
 		if (s->login_result == AUTH_THROTTLED)
 			ms += auth_check_ms();
+		node_counters_event(s->listener->nc, NODE_EVENT_LOGIN_FAILED);
 
 		/* a refusal answers exactly like a wrong password */
 		log_info("%016llx: %s login %s: user=<%s>, %s (delay %u ms)",
@@ -813,6 +814,7 @@ login_finished(struct job *job)
 		log_warn("%016llx: %s login: user=<%s>: temporary failure",
 		    SID(s), s->srv->ops->proto, s->login_name);
 	} else if (s->login_result == AUTH_OK) {
+		node_counters_event(s->listener->nc, NODE_EVENT_LOGIN_OK);
 		auth_delay_success(s->ip, s->login_name);
 		if (s->login_ev != NULL)
 			evtimer_del(s->login_ev);

@@ -36,6 +36,8 @@ LISTENERS = {
     "imaps": (b"* OK", b"Z LOGOUT\r\n", True),
     "pop3": (b"+OK", b"QUIT\r\n", False),
     "pop3s": (b"+OK", b"QUIT\r\n", True),
+    # no greeting: ready() asks it for a page (http_ready)
+    "http": (b"HTTP/1.1 ", b"", False),
 }
 
 CRASH = re.compile(r"killed by signal (?!15\b)|exited with status|exited with code|"
@@ -254,8 +256,28 @@ def ready(host, port, listener, mode, deadline):
         return True
     if mode == "accept":
         return accepts(host, port)
+    if listener == "http":
+        return http_ready(host, port)
     prefix, bye, tls = LISTENERS[listener]
     return greets(host, port, prefix, bye, tls=tls, deadline=deadline)
+
+
+def http_ready(host, port, timeout=2):
+    """True if the HTTP listener answers a request with a status line; the
+    answer is read to its end (the server closes), so the probe is gone
+    from the connection counts on return."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(b"GET /ready HTTP/1.1\r\nHost: probe\r\n\r\n")
+            data = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            return data.startswith(LISTENERS["http"][0])
+    except OSError:
+        return False
 
 
 def start(inst, listeners, opts=(), host="127.0.0.1", cls=Server, wait=None,

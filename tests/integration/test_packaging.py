@@ -106,7 +106,8 @@ def test_contents(package):
     names = {ln.split()[5] for ln in cp.stdout.splitlines()}
     for path in ("./usr/bin/petrel", "./lib/systemd/system/petrel.service",
                  "./etc/petrel/petrel.conf.example", "./usr/share/doc/petrel/copyright",
-                 "./usr/share/doc/petrel/install.md", "./usr/share/doc/petrel/README.md"):
+                 "./usr/share/doc/petrel/install.md", "./usr/share/doc/petrel/README.md",
+                 "./usr/share/man/man8/petrel.8.gz", "./usr/share/man/man5/petrel.conf.5.gz"):
         assert path in names, "%s not in the package\n%s" % (path, cp.stdout)
     assert not any(n.startswith("./var/") for n in names), "state is made by postinst"
     info = subprocess.run(["dpkg-deb", "-f", package["deb"], "Depends"], stdout=subprocess.PIPE,
@@ -214,7 +215,8 @@ def test_meson_install_prefix(package, tmp_path):
     subprocess.run(["meson", "setup", str(bld), "--prefix=/opt/petrel", "--localstatedir=/srv/var",
                     "-Dsystemdsystemunitdir=/opt/petrel/lib/systemd/system"], cwd=src,
                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=True, timeout=120)
-    cp = subprocess.run(["meson", "compile", "-C", str(bld), "petrel:executable"], stdout=subprocess.PIPE,
+    cp = subprocess.run(["meson", "compile", "-C", str(bld), "petrel:executable",
+                         "petrel_conf_man"], stdout=subprocess.PIPE,
                         stderr=subprocess.STDOUT, text=True, timeout=BUILD_TIMEOUT)
     assert cp.returncode == 0, cp.stdout[-4000:]
     cp = subprocess.run(["meson", "install", "-C", str(bld), "--no-rebuild", "--destdir", str(dest)],
@@ -222,8 +224,12 @@ def test_meson_install_prefix(package, tmp_path):
     assert cp.returncode == 0, cp.stdout
     root = str(dest) + "/opt/petrel"
     for p in ("bin/petrel", "etc/petrel/petrel.conf.example", "lib/systemd/system/petrel.service",
-              "share/doc/petrel/README.md", "share/doc/petrel/install.md"):
+              "share/doc/petrel/README.md", "share/doc/petrel/install.md",
+              "share/man/man8/petrel.8", "share/man/man5/petrel.conf.5"):
         assert os.path.exists(os.path.join(root, p)), p
+    # the page names the paths of this build
+    with open(os.path.join(root, "share/man/man5/petrel.conf.5")) as f:
+        assert "/srv/var/lib/petrel/mail" in f.read()
     with open(os.path.join(root, "lib/systemd/system/petrel.service")) as f:
         unit = f.read()
     assert "ExecStart=/opt/petrel/bin/petrel -c /opt/petrel/etc/petrel/petrel.conf serve" in unit

@@ -192,9 +192,48 @@ test_namespace_prefix(void)
 	test_end();
 }
 
+/* Every key carries its help text, and its default and the value petrel
+ * init writes are values the key accepts: petrel help and petrel.conf(5)
+ * are made from the table alone. */
+static void
+test_key_table(void)
+{
+	char buf[256];
+
+	test_begin("key table: help for every key, defaults that validate");
+	for (size_t i = 0; i < config_key_count(); i++) {
+		const char *k = config_key_name(i), *help = config_key_help(i);
+		struct config *cfg = config_new();
+		char *err = NULL;
+
+		test_assert(help != NULL && strlen(help) > 10 &&
+		    help[strlen(help) - 1] == '.');
+		test_assert(config_key_syntax(i, buf, sizeof(buf)) != NULL);
+		test_assert(config_key_find(k) == (int)i);
+		test_assert(config_set(cfg, k, config_key_default(i), &err) == 0);
+		free(err);
+		err = NULL;
+		if (config_key_init(i) != NULL)
+			test_assert(config_set(cfg, k, config_key_init(i),
+			    &err) == 0);
+		free(err);
+		config_free(&cfg);
+	}
+	test_assert(config_key_find("no_such_key") == -1);
+	test_assert(config_key_help(config_key_count()) == NULL);
+	/* a listener added later is off unless written */
+	test_assert(config_key_find("http_listen") >= 0);
+	test_assert_streq(config_key_default((size_t)config_key_find(
+	    "http_listen")), "");
+	test_assert_streq(config_key_init((size_t)config_key_find(
+	    "http_listen")), "127.0.0.1:8080");
+	test_end();
+}
+
 int
 main(void)
 {
+	test_key_table();
 	test_parse();
 	test_errors();
 	test_override();

@@ -72,6 +72,48 @@ test_shared_counts(void)
 }
 
 static void
+test_events(void)
+{
+	const char *err = NULL;
+	struct node_counters *m, *w1, *w2;
+	int r1, r2;
+
+	test_begin("events add up over workers and survive a worker's end");
+	m = node_counters_create(2, 2, &err);
+	test_assert(m != NULL);
+	r1 = node_counters_take(m);
+	r2 = node_counters_take(m);
+	node_counters_owner(m, r1, 2001);
+	node_counters_owner(m, r2, 2002);
+	w1 = node_counters_attach(dup(node_counters_fd(m)), (unsigned)r1, &err);
+	w2 = node_counters_attach(dup(node_counters_fd(m)), (unsigned)r2, &err);
+	test_assert(w1 != NULL && w2 != NULL);
+	node_counters_event(w1, NODE_EVENT_LOGIN_OK);
+	node_counters_event(w1, NODE_EVENT_LOGIN_OK);
+	node_counters_event(w2, NODE_EVENT_LOGIN_OK);
+	node_counters_event(w2, NODE_EVENT_MESSAGE_RECEIVED);
+	node_counters_event(w2, NODE_EVENTS);	/* ignored */
+	node_counters_event(NULL, NODE_EVENT_LOGIN_OK);
+	test_assert(node_counters_events(w2, NODE_EVENT_LOGIN_OK) == 3);
+	test_assert(node_counters_events(m, NODE_EVENT_MESSAGE_RECEIVED) == 1);
+	test_assert(node_counters_events(m, NODE_EVENT_LOGIN_FAILED) == 0);
+	test_assert(node_counters_events(NULL, NODE_EVENT_LOGIN_OK) == 0);
+	/* worker 1 ends: the counts stay; its successor counts on top */
+	node_counters_release(m, 2001);
+	test_assert(node_counters_events(w2, NODE_EVENT_LOGIN_OK) == 3);
+	node_counters_free(&w1);
+	r1 = node_counters_take(m);
+	node_counters_owner(m, r1, 2003);
+	w1 = node_counters_attach(dup(node_counters_fd(m)), (unsigned)r1, &err);
+	node_counters_event(w1, NODE_EVENT_LOGIN_OK);
+	test_assert(node_counters_events(m, NODE_EVENT_LOGIN_OK) == 4);
+	node_counters_free(&w1);
+	node_counters_free(&w2);
+	node_counters_free(&m);
+	test_end();
+}
+
+static void
 test_attach_refuses_garbage(void)
 {
 	const char *err = NULL;
@@ -106,6 +148,7 @@ int
 main(void)
 {
 	test_shared_counts();
+	test_events();
 	test_attach_refuses_garbage();
 	test_private();
 	return test_done();

@@ -1,0 +1,526 @@
+/*
+ * session.c: the HTTP listener (http_listen) on lib/session.
+ *
+ * One request per connection (every answer says Connection: close): the
+ * bytes are read until lib/http/parse.c has a whole request or an error
+ * status, the answer is written and the session closes once it is out.
+ * The routes:
+ *   GET /metrics                      the node's counts, Prometheus text
+ *   GET /mail/config-v1.1.xml         Thunderbird autoconfig (also under
+ *       /.well-known/autoconfig/)     /.well-known/autoconfig/mail/)
+ *   POST /autodiscover/autodiscover.xml  Outlook's Autodiscover (POX)
+ *   GET /.well-known/mta-sts.txt      the MTA-STS policy (RFC 8461)
+ * HEAD works wherever GET does. The ports offered to mail clients are
+ * the first of each listener in the configuration, the host hostname.
+ */
+#include <dirent.h>
+#include <event2/buffer.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http/http.h"
+#include "lib/base/addr.h"
+#include "lib/base/alloc.h"
+#include "lib/base/log.h"
+#include "lib/base/str.h"
+#include "lib/config/config.h"
+#include "lib/http/parse.h"
+#include "lib/session/counters.h"
+
+struct http_session {
+	struct session base;
+	struct http_server *srv;
+	size_t consumed;	/* the request's octets, drained at the end */
+	bool head;
+	/* /metrics: the queue, counted on a disk job thread */
+	struct job job;
+	unsigned long long queue_n;
+	long long queue_oldest;	/* arrival of the oldest, 0: none */
+};
+
+static void
+respond(struct http_session *s, int status, const char *ctype,
+    const char *extra, const char *body, size_t len)
+{
+	struct session *b = &s->base;
+
+	node_counters_event(b->listener->nc, NODE_EVENT_HTTP_REQUEST);
+	session_printf(b, "HTTP/1.1 %d %s\r\n", status, http_reason(status));
+	if (ctype != NULL)
+		session_printf(b, "Content-Type: %s\r\n", ctype);
+	session_printf(b, "Content-Length: %zu\r\nConnection: close\r\n"
+	    "Cache-Control: no-store\r\n%s\r\n", len,
+	    extra != NULL ? extra : "");
+	if (!s->head && len > 0)
+		evbuffer_add(session_output(b), body, len);
+	evbuffer_drain(session_input(b), s->consumed);
+	session_quit(b);
+}
+
+static void
+respond_error(struct http_session *s, int status)
+{
+	char body[128];
+	int n = snprintf(body, sizeof(body), "%d %s\n", status,
+	    http_reason(status));
+
+	respond(s, status, "text/plain; charset=utf-8",
+	    status == 405 ? "Allow: GET, HEAD, POST\r\n" : NULL, body,
+	    (size_t)n);
+}
+
+static void
+xml_text(str_t *out, const char *s)
+{
+	for (; *s != '\0'; s++) {
+		switch (*s) {
+		case '&': str_append(out, "&amp;"); break;
+		case '<': str_append(out, "&lt;"); break;
+		case '>': str_append(out, "&gt;"); break;
+		case '"': str_append(out, "&quot;"); break;
+		case '\'': str_append(out, "&apos;"); break;
+		default: str_append_c(out, *s); break;
+		}
+	}
+}
+
+/* ---- /metrics ---- */
+
+static void
+queue_count_run(struct job *job, void *state)
+{
+	struct http_session *s = (struct http_session *)((char *)job -
+	    offsetof(struct http_session, job));
+	char path[4096];
+	struct dirent *e;
+	struct stat st;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "%s/incoming", s->srv->queue_dir);
+	if ((d = opendir(path)) == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISREG(st.st_mode))
+			continue;
+		s->queue_n++;
+		if (s->queue_oldest == 0 || st.st_mtime < s->queue_oldest)
+			s->queue_oldest = st.st_mtime;
+	}
+	closedir(d);
+}
+
+static void
+metric_head(str_t *out, const char *name, const char *type,
+    const char *help)
+{
+	str_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void
+queue_count_done(struct job *job)
+{
+	struct http_session *s = (struct http_session *)((char *)job -
+	    offsetof(struct http_session, job));
+	struct http_server *srv = s->srv;
+	str_t out = STR_INIT;
+	long long age = 0;
+
+	if (s->base.dead) {
+		session_job_finished(&s->base);
+		return;
+	}
+	metric_head(&out, "petrel_connections", "gauge",
+	    "Sessions open now on the node, by listener.");
+	for (unsigned i = 0; srv->nc != NULL && i < srv->nservices; i++)
+		str_printf(&out, "petrel_connections{service=\"%s\"} %u\n",
+		    srv->service_names[i], node_counters_total(srv->nc, i));
+	metric_head(&out, "petrel_logins_total", "counter",
+	    "Logins (IMAP, POP3, submission) since the server started, "
+	    "by result.");
+	str_printf(&out, "petrel_logins_total{result=\"ok\"} %llu\n"
+	    "petrel_logins_total{result=\"failed\"} %llu\n",
+	    (unsigned long long)node_counters_events(srv->nc,
+	    NODE_EVENT_LOGIN_OK),
+	    (unsigned long long)node_counters_events(srv->nc,
+	    NODE_EVENT_LOGIN_FAILED));
+	metric_head(&out, "petrel_messages_received_total", "counter",
+	    "Messages accepted over SMTP and submission (250 after DATA or "
+	    "BDAT).");
+	str_printf(&out, "petrel_messages_received_total %llu\n",
+	    (unsigned long long)node_counters_events(srv->nc,
+	    NODE_EVENT_MESSAGE_RECEIVED));
+	metric_head(&out, "petrel_http_requests_total", "counter",
+	    "Requests answered on http_listen, this one excluded.");
+	str_printf(&out, "petrel_http_requests_total %llu\n",
+	    (unsigned long long)node_counters_events(srv->nc,
+	    NODE_EVENT_HTTP_REQUEST));
+	metric_head(&out, "petrel_queue_messages", "gauge",
+	    "Messages in the outbound queue.");
+	str_printf(&out, "petrel_queue_messages %llu\n", s->queue_n);
+	if (s->queue_oldest != 0 && time(NULL) > s->queue_oldest)
+		age = (long long)time(NULL) - s->queue_oldest;
+	metric_head(&out, "petrel_queue_oldest_age_seconds", "gauge",
+	    "Age of the oldest message in the outbound queue (0: empty).");
+	str_printf(&out, "petrel_queue_oldest_age_seconds %lld\n", age);
+	respond(s, 200, "text/plain; version=0.0.4; charset=utf-8", NULL,
+	    out.data, out.len);
+	str_free(&out);
+	session_job_finished(&s->base);
+}
+
+static void
+metrics(struct http_session *s)
+{
+	s->job.run = queue_count_run;
+	s->job.done = queue_count_done;
+	s->job.next = NULL;
+	session_job_submit(&s->base, s->srv->sv.jobs, &s->job);
+}
+
+/* ---- autoconfig, Autodiscover, MTA-STS ---- */
+
+static void
+autoconfig_server(str_t *out, const char *tag, const char *type,
+    const char *host, unsigned port, const char *socket_type)
+{
+	if (port == 0)
+		return;
+	str_printf(out, "    <%s type=\"%s\">\n      <hostname>", tag, type);
+	xml_text(out, host);
+	str_printf(out, "</hostname>\n      <port>%u</port>\n"
+	    "      <socketType>%s</socketType>\n"
+	    "      <username>%%EMAILADDRESS%%</username>\n"
+	    "      <authentication>password-cleartext</authentication>\n"
+	    "    </%s>\n", port, socket_type, tag);
+}
+
+/* The domain a client asks about: from emailaddress=, else the Host
+ * header without an "autoconfig." in front, else hostname. NULL: a
+ * malformed address. */
+static char *
+client_domain(struct http_session *s, const struct http_request *req)
+{
+	char addr[512], host[256];
+	char *domain = NULL;
+	int r = http_query_param(req->query, req->query_len, "emailaddress",
+	    addr, sizeof(addr));
+
+	if (r < 0)
+		return NULL;
+	if (r > 0)
+		return addr_split(addr, NULL, &domain) == 0 ? domain : NULL;
+	if (req->host != NULL && req->host_len > 0 &&
+	    req->host_len < sizeof(host)) {
+		char *colon;
+
+		memcpy(host, req->host, req->host_len);
+		host[req->host_len] = '\0';
+		if ((colon = strchr(host, ':')) != NULL)
+			*colon = '\0';
+		if (strncasecmp(host, "autoconfig.", 11) == 0)
+			memmove(host, host + 11, strlen(host + 11) + 1);
+		if (addr_domain_valid(host)) {
+			str_lower(host);
+			return xstrdup(host);
+		}
+	}
+	return xstrdup(s->base.srv->hostname);
+}
+
+static void
+autoconfig(struct http_session *s, const struct http_request *req)
+{
+	struct http_server *srv = s->srv;
+	const char *host = srv->sv.hostname;
+	char *domain = client_domain(s, req);
+	str_t out = STR_INIT;
+
+	if (domain == NULL) {
+		respond_error(s, 400);
+		return;
+	}
+	str_append(&out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+	    "<clientConfig version=\"1.1\">\n  <emailProvider id=\"");
+	xml_text(&out, domain);
+	str_append(&out, "\">\n    <domain>");
+	xml_text(&out, domain);
+	str_append(&out, "</domain>\n    <displayName>");
+	xml_text(&out, domain);
+	str_append(&out, "</displayName>\n    <displayShortName>");
+	xml_text(&out, domain);
+	str_append(&out, "</displayShortName>\n");
+	autoconfig_server(&out, "incomingServer", "imap", host, srv->imaps,
+	    "SSL");
+	autoconfig_server(&out, "incomingServer", "imap", host, srv->imap,
+	    "STARTTLS");
+	autoconfig_server(&out, "incomingServer", "pop3", host, srv->pop3s,
+	    "SSL");
+	autoconfig_server(&out, "incomingServer", "pop3", host, srv->pop3,
+	    "STARTTLS");
+	autoconfig_server(&out, "outgoingServer", "smtp", host,
+	    srv->submissions, "SSL");
+	autoconfig_server(&out, "outgoingServer", "smtp", host,
+	    srv->submission, "STARTTLS");
+	str_append(&out, "  </emailProvider>\n</clientConfig>\n");
+	respond(s, 200, "application/xml; charset=utf-8", NULL, out.data,
+	    out.len);
+	str_free(&out);
+	free(domain);
+}
+
+static void
+autodiscover_protocol(str_t *out, const char *type, const char *host,
+    unsigned port, const char *address, bool ssl)
+{
+	if (port == 0)
+		return;
+	str_printf(out, "      <Protocol>\n        <Type>%s</Type>\n"
+	    "        <Server>", type);
+	xml_text(out, host);
+	str_printf(out, "</Server>\n        <Port>%u</Port>\n"
+	    "        <LoginName>", port);
+	xml_text(out, address);
+	str_printf(out, "</LoginName>\n        <DomainRequired>off"
+	    "</DomainRequired>\n        <SPA>off</SPA>\n"
+	    "        <SSL>on</SSL>\n%s"
+	    "        <AuthRequired>on</AuthRequired>\n      </Protocol>\n",
+	    ssl ? "" : "        <Encryption>TLS</Encryption>\n");
+}
+
+/* POST body: <Request><EMailAddress>a@b</EMailAddress>... (Outlook's
+ * plain-old-XML request); only the address is read from it. */
+static void
+autodiscover(struct http_session *s, const struct http_request *req)
+{
+	static const char open[] = "<EMailAddress>", close[] = "</EMailAddress>";
+	struct http_server *srv = s->srv;
+	const char *b = req->body, *end = req->body + req->body_len, *a, *z;
+	char addr[320], *local = NULL, *domain = NULL;
+	str_t out = STR_INIT;
+
+	a = b == NULL ? NULL : memmem(b, req->body_len, open, sizeof(open) - 1);
+	if (a != NULL)
+		a += sizeof(open) - 1;
+	z = a == NULL ? NULL : memmem(a, (size_t)(end - a), close,
+	    sizeof(close) - 1);
+	if (z == NULL || (size_t)(z - a) >= sizeof(addr)) {
+		respond_error(s, 400);
+		return;
+	}
+	memcpy(addr, a, (size_t)(z - a));
+	addr[z - a] = '\0';
+	if (addr_split(str_trim(addr), &local, &domain) < 0) {
+		respond_error(s, 400);
+		return;
+	}
+	snprintf(addr, sizeof(addr), "%s@%s", local, domain);
+	str_append(&out, "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n"
+	    "<Autodiscover xmlns=\"http://schemas.microsoft.com/exchange/"
+	    "autodiscover/responseschema/2006\">\n"
+	    "  <Response xmlns=\"http://schemas.microsoft.com/exchange/"
+	    "autodiscover/outlook/responseschema/2006a\">\n"
+	    "    <Account>\n      <AccountType>email</AccountType>\n"
+	    "      <Action>settings</Action>\n");
+	if (srv->imaps != 0)
+		autodiscover_protocol(&out, "IMAP", srv->sv.hostname,
+		    srv->imaps, addr, true);
+	else
+		autodiscover_protocol(&out, "IMAP", srv->sv.hostname,
+		    srv->imap, addr, false);
+	if (srv->pop3s != 0)
+		autodiscover_protocol(&out, "POP3", srv->sv.hostname,
+		    srv->pop3s, addr, true);
+	else
+		autodiscover_protocol(&out, "POP3", srv->sv.hostname,
+		    srv->pop3, addr, false);
+	if (srv->submissions != 0)
+		autodiscover_protocol(&out, "SMTP", srv->sv.hostname,
+		    srv->submissions, addr, true);
+	else
+		autodiscover_protocol(&out, "SMTP", srv->sv.hostname,
+		    srv->submission, addr, false);
+	str_append(&out, "    </Account>\n  </Response>\n</Autodiscover>\n");
+	respond(s, 200, "application/xml; charset=utf-8", NULL, out.data,
+	    out.len);
+	str_free(&out);
+	free(local);
+	free(domain);
+}
+
+static void
+mta_sts(struct http_session *s)
+{
+	str_t out = STR_INIT;
+
+	str_printf(&out, "version: STSv1\r\nmode: %s\r\nmx: %s\r\n"
+	    "max_age: %llu\r\n", s->srv->sts_mode, s->srv->sv.hostname,
+	    s->srv->sts_max_age);
+	respond(s, 200, "text/plain; charset=utf-8", NULL, out.data, out.len);
+	str_free(&out);
+}
+
+static bool
+path_is(const struct http_request *req, const char *path)
+{
+	return req->path_len == strlen(path) &&
+	    memcmp(req->path, path, req->path_len) == 0;
+}
+
+static void
+route(struct http_session *s, const struct http_request *req)
+{
+	bool get = req->method != HTTP_POST;
+
+	s->head = req->method == HTTP_HEAD;
+	if (path_is(req, "/metrics")) {
+		if (get)
+			metrics(s);
+		else
+			respond_error(s, 405);
+	} else if (path_is(req, "/mail/config-v1.1.xml") ||
+	    path_is(req, "/.well-known/autoconfig/mail/config-v1.1.xml")) {
+		if (get)
+			autoconfig(s, req);
+		else
+			respond_error(s, 405);
+	} else if (path_is(req, "/.well-known/mta-sts.txt")) {
+		if (get)
+			mta_sts(s);
+		else
+			respond_error(s, 405);
+	} else if (req->path_len == 30 &&
+	    strncasecmp(req->path, "/autodiscover/autodiscover.xml", 30) == 0) {
+		if (!get)
+			autodiscover(s, req);
+		else
+			respond_error(s, 405);
+	} else {
+		respond_error(s, 404);
+	}
+}
+
+static bool
+http_process(struct session *base)
+{
+	struct http_session *s = (struct http_session *)base;
+	struct evbuffer *in = session_input(base);
+	size_t len = evbuffer_get_length(in);
+	struct http_request req;
+	const char *buf;
+	long r;
+
+	if (len > HTTP_HEADER_MAX + HTTP_BODY_MAX)
+		len = HTTP_HEADER_MAX + HTTP_BODY_MAX;
+	if (len == 0)
+		return false;
+	buf = (const char *)evbuffer_pullup(in, (ssize_t)len);
+	r = http_parse_request(buf, len, &req);
+	if (r == 0)
+		return true;
+	if (r < 0) {
+		log_info("%016llx: http %s: bad request (%ld)", SID(base),
+		    base->peer, -r);
+		s->consumed = evbuffer_get_length(in);
+		respond_error(s, (int)-r);
+		return false;
+	}
+	s->consumed = (size_t)r;
+	route(s, &req);
+	return false;
+}
+
+static void
+http_timeout(struct session *base)
+{
+	respond_error((struct http_session *)base, 408);
+}
+
+static bool
+http_drain(struct session *base)
+{
+	return true;
+}
+
+static void
+http_cleanup(struct session *base)
+{
+}
+
+static void
+http_greet(struct session *base)
+{
+	struct http_session *s = (struct http_session *)base;
+
+	s->srv = base->srv->owner;
+}
+
+static const struct session_ops http_ops = {
+	.size = sizeof(struct http_session), .proto = "http",
+	.listeners = { "http" }, .implicit_tls = { false },
+	.timeout_key = "http_timeout", .default_timeout = 10,
+	.refusal = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+	    "Connection: close\r\n",
+	.greet = http_greet, .process = http_process, .timeout = http_timeout,
+	.drain = http_drain, .cleanup = http_cleanup,
+};
+
+/* The first port of a listener key, 0 when it has none. */
+static unsigned
+first_port(const struct config *cfg, const char *key)
+{
+	struct config_listen *l = NULL;
+	size_t n = 0;
+	char *err = NULL;
+	unsigned port = 0;
+
+	if (config_parse_listen(config_get(cfg, key), &l, &n, &err) < 0) {
+		free(err);
+		return 0;
+	}
+	if (n > 0)
+		port = l[0].port;
+	config_listen_free(&l, n);
+	return port;
+}
+
+void
+http_server_init(struct http_server *srv, struct event_base *base,
+    struct jobs *jobs, const struct config *cfg)
+{
+	memset(srv, 0, sizeof(*srv));
+	srv->queue_dir = config_get(cfg, "queue_dir");
+	srv->imap = first_port(cfg, "imap_listen");
+	srv->imaps = first_port(cfg, "imaps_listen");
+	srv->pop3 = first_port(cfg, "pop3_listen");
+	srv->pop3s = first_port(cfg, "pop3s_listen");
+	srv->submission = first_port(cfg, "submission_listen");
+	srv->submissions = first_port(cfg, "submissions_listen");
+	srv->sts_mode = config_get(cfg, "mta_sts_mode");
+	srv->sts_max_age = (unsigned long long)config_get_uint(cfg,
+	    "mta_sts_max_age");
+	session_server_init(&srv->sv, &http_ops, srv, base, jobs, cfg, NULL);
+}
+
+void
+http_server_metrics(struct http_server *srv, struct node_counters *nc,
+    const char *const *names, unsigned n)
+{
+	srv->nc = nc;
+	srv->service_names = names;
+	srv->nservices = n;
+}
+
+void
+http_server_deinit(struct http_server *srv)
+{
+	session_server_deinit(&srv->sv);
+}
