@@ -213,6 +213,17 @@ def test_mta_sts_policy(web):
     assert fields == {"version": "STSv1", "mode": "testing", "mx": HOST, "max_age": "604800"}
 
 
+def test_mta_sts_policy_settings(petrel_bin, tmp_path):
+    """mta_sts_mode and mta_sts_max_age are what the policy says."""
+    inst = make_instance(petrel_bin, tmp_path, "sqlite")
+    with server.running(server.start, inst, ("http",),
+                        OPTS + ("mta_sts_mode=enforce", "mta_sts_max_age=86400")) as srv:
+        status, _, body = get(srv, "/.well-known/mta-sts.txt")
+    assert status == 200
+    fields = dict(ln.split(": ", 1) for ln in body.decode().split("\r\n") if ln)
+    assert fields["mode"] == "enforce" and fields["max_age"] == "86400", fields
+
+
 def big_header():
     """A header section that reaches the 8 KiB bound without its blank line
     (exactly 8192 octets: the server reads all of it before answering, so

@@ -249,3 +249,53 @@ def test_limits_of_each_listener(imap_inst, listener):
                             r"connections from this address" % listener)
         assert srv.wait_log(r"%s connection from \[127\.0\.0\.3\]:\d+ refused: server busy"
                             % listener)
+
+
+def test_http_limits(imap_inst):
+    """http_max_connections=2, http_max_connections_per_ip=1: HTTP has no
+    greeting, so the held clients are idle connections the server has logged
+    as accepted; a client past a limit gets 503 before it asks anything."""
+    with server.running(server.start, imap_inst, ("imap", "http"),
+                        ["workers=2", "http_max_connections=2",
+                         "http_max_connections_per_ip=1"]) as srv:
+        port = srv.port_of("http")
+
+        def hold(source):
+            # the slot of a client that just left comes back once the
+            # server has seen it go: a refusal then is tried again
+            for _ in range(50):
+                s = socket.create_connection((srv.host, port), timeout=10,
+                                             source_address=(source, 0))
+                seen = srv.wait_log(r"\[%s\]:%d (\(http\)|refused)" % (
+                    re.escape(source), s.getsockname()[1]))
+                if seen and "refused" not in seen[0]:
+                    return s
+                s.close()
+                time.sleep(0.1)
+            raise AssertionError("an idle connection from %s was never accepted" % source)
+
+        def ask(source):
+            s = socket.create_connection((srv.host, port), timeout=10,
+                                         source_address=(source, 0))
+            try:
+                s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                return s.makefile("rb").readline()
+            except ConnectionError:
+                return b""
+            finally:
+                s.close()
+
+        deadline = time.monotonic() + 10
+        while not ask("127.0.0.1").startswith(b"HTTP/1.1 200"):   # the probe's slot
+            assert time.monotonic() < deadline, "never served"
+            time.sleep(0.1)
+        held = [hold("127.0.0.1")]
+        try:
+            assert ask("127.0.0.1").startswith(b"HTTP/1.1 503")
+            held.append(hold("127.0.0.2"))
+            assert ask("127.0.0.3").startswith(b"HTTP/1.1 503")
+        finally:
+            close_all(held)
+        assert srv.wait_log(r"http connection from \[127\.0\.0\.1\]:\d+ refused: too many "
+                            r"connections from this address")
+        assert srv.wait_log(r"http connection from \[127\.0\.0\.3\]:\d+ refused: server busy")
