@@ -73,6 +73,8 @@ struct smtp_session {
 	char *job_error;
 	int job_code;		/* enum err_code or errno of job_error */
 	size_t job_delivered;
+	int job_milter;		/* enum smtp_milter_outcome */
+	char *job_milter_reply;	/* a filter's own reply line */
 };
 
 
@@ -100,6 +102,20 @@ bool smtp_read_bdat(struct smtp_session *s, struct evbuffer *in);
 void smtp_bdat_chunk_done(struct smtp_session *s);
 /* The body is complete: refuse it, or submit the delivery job. */
 void smtp_start_delivery(struct smtp_session *s);
+
+/* milter.c: what the filters (`milters`) say of the message, asked on
+ * the delivery job thread before it is stored; their changes are applied
+ * to the transaction (body, sender, recipients). A filter's own reply
+ * line in *reply_r (REJECT, TEMPFAIL), else NULL. */
+enum smtp_milter_outcome {
+	SMTP_MILTER_DELIVER,
+	SMTP_MILTER_REJECT,
+	SMTP_MILTER_TEMPFAIL,
+	SMTP_MILTER_DISCARD,
+	SMTP_MILTER_ERROR,	/* the changed message could not be written */
+};
+enum smtp_milter_outcome smtp_milter_check(struct smtp_session *s,
+    char **reply_r);
 
 /* cmd_auth.c */
 void smtp_cmd_auth(struct smtp_session *s, const char *arg);

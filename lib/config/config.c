@@ -131,6 +131,18 @@ static const struct key_def keys[] = {
 	 * no: a bare address is taken, as Postfix's
 	 * strict_rfc821_envelopes = no. */
 	{ "smtp_strict_envelopes", KT_ENUM, "yes", "yes|no", 0 },
+	/* Mail filters (the Sendmail/Postfix milter protocol) asked about
+	 * every message received by SMTP and submission, in order:
+	 * comma-separated inet:HOST:PORT or unix:PATH; empty: none. */
+	{ "milters", KT_STRING, "", NULL, 0 },
+	/* What a message gets when a filter cannot be reached, times out
+	 * or breaks the protocol: tempfail (451, the client retries) or
+	 * accept (as if that filter were not configured). */
+	{ "milter_default_action", KT_ENUM, "tempfail", "tempfail|accept",
+	  0 },
+	/* Seconds for connecting to a filter and for each of its replies
+	 * (a conversation ends after ten times this). */
+	{ "milter_timeout", KT_UINT, "30", NULL, 3600 },
 	/* The POP3 UIDL of a message (docs/migration.md): filename (the
 	 * file name's stable part), courier (Courier pop3d's UID<n>-<v>,
 	 * courierpop3dsizelist kept), dovecot (%08Xu%08Xv of the IMAP UID
