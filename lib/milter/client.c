@@ -671,9 +671,9 @@ converse(struct conv *c, const struct milter_spec *spec)
 		return fail(c, "negotiation", "no option reply");
 	if (rep.version < 2 || rep.version > MILTER_VERSION)
 		return fail(c, "negotiation", "unsupported version");
-	if (rep.actions & ~(uint32_t)MILTER_ACTIONS_OFFERED)
-		return fail(c, "negotiation", "asks for actions not offered");
-	c->actions = rep.actions;
+	/* A filter may name more actions than offered (rspamd names them
+	 * all): it gets those offered, and using another is an error. */
+	c->actions = rep.actions & MILTER_ACTIONS_OFFERED;
 	c->steps = rep.protocol & MILTER_PROTOCOL_OFFERED;
 
 	snprintf(name, sizeof(name), "[%s]", m->client_ip);

@@ -11,6 +11,7 @@ here with its milter proxy on loopback: GTUBE is refused at the end of DATA,
 a clean message gets rspamd's header fields, and a killed rspamd gives the
 default action. Every case checks that nothing was stored twice or lost."""
 
+import contextlib
 import os
 import shutil
 import signal
@@ -311,6 +312,19 @@ def test_change_not_negotiated_is_a_failure(srv, milter):
     assert stored(srv) == []
 
 
+def test_add_recipient_is_not_offered(srv, milter):
+    """Adding recipients is not offered; a filter that asks for every action
+    (as rspamd does) gets the others, and one that adds a recipient anyway
+    has broken the protocol."""
+    milter.optneg = (0x1ff, 0)
+    milter.eom = [packet(b"h", b"X-Ok\x00yes\x00"), packet(b"c")]
+    assert send(srv).code == 250
+    assert b"\nX-Ok: yes\n" in only(srv)
+    milter.eom = [packet(b"+", b"<bob@example.test>\x00"), packet(b"c")]
+    assert send(srv).code == 451
+    assert len(stored(srv)) == 1 and stored(srv, BOB) == []
+
+
 def test_steps_not_wanted_are_not_sent(srv, milter):
     milter.optneg = (0x01, 0x01 | 0x02 | 0x10 | 0x20 | 0x80)  # no connect/helo/body/headers
     r = send(srv)
@@ -330,10 +344,8 @@ def test_steps_not_wanted_are_not_sent(srv, milter):
     struct.pack(">I", 0) + b"O",                              # an empty packet
     struct.pack(">I", 40) + b"Oshort",                        # lies: says 40, sends 6, closes
     packet(b"O", b"\x00\x00"),                                # option reply too short
-    packet(b"O", struct.pack(">III", 6, 0x04, 0)),            # asks to add recipients
     packet(b"Z"),                                             # no such reply
-], ids=["truncated", "huge-length", "zero-length", "short-length", "short-optneg",
-        "actions-not-offered", "unknown"])
+], ids=["truncated", "huge-length", "zero-length", "short-length", "short-optneg", "unknown"])
 def test_broken_filter_tempfails(srv, milter, raw):
     milter.raw = raw
     r = send(srv)
@@ -384,3 +396,151 @@ def test_bad_milters_value_is_refused(petrel_bin, tmp_path):
                        capture_output=True, text=True, timeout=20, cwd=inst.dir)
     assert p.returncode != 0
     assert "milter" in p.stderr, p.stderr
+
+
+# --------------------------------------------------------------------------
+# rspamd's milter proxy
+
+GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+
+RSPAMD_CONF = """
+.include "$CONFDIR/common.conf"
+options {
+    pidfile = "$RUNDIR/rspamd.pid";
+    .include "$CONFDIR/options.inc"
+    # quick to start: no regexp compilation, a short suffix list, no
+    # network (DNS to a closed loopback port)
+    disable_hyperscan = true;
+    url_tld = "%(dir)s/tld.dat";
+    dns { nameserver = ["127.0.0.1:9"]; timeout = 0.2s; retransmits = 1; }
+}
+logging { type = "file"; filename = "$LOGDIR/rspamd.log"; level = "info"; }
+worker "rspamd_proxy" {
+    bind_socket = "127.0.0.1:%(port)d";
+    milter = yes;
+    timeout = 30s;
+    count = 1;
+    upstream "local" { default = yes; self_scan = yes; }
+}
+"""
+
+MILTER_HEADERS = """
+use = ["x-spamd-result", "x-spam-status", "authentication-results"];
+skip_local = false;
+skip_authenticated = false;
+"""
+
+
+class Rspamd:
+    """rspamd -f with its own configuration directory, the proxy worker in
+    milter mode on 127.0.0.1:port (scanning itself: no normal worker, no
+    redis). As root it runs as _rspamd."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="petrel-rspamd-")
+        os.chmod(self.dir, 0o755)
+        os.makedirs(os.path.join(self.dir, "local.d"))
+        self.port = free_port()
+        with open(os.path.join(self.dir, "rspamd.conf"), "w") as f:
+            f.write(RSPAMD_CONF % {"dir": self.dir, "port": self.port})
+        with open(os.path.join(self.dir, "local.d", "milter_headers.conf"), "w") as f:
+            f.write(MILTER_HEADERS)
+        with open(os.path.join(self.dir, "tld.dat"), "w") as f:
+            f.write("test\ncom\norg\nnet\n")
+        self.proc = None
+
+    def start(self):
+        args = [shutil.which("rspamd"), "-f", "-c", os.path.join(self.dir, "rspamd.conf")]
+        for var in ("LOCAL_CONFDIR", "RUNDIR", "LOGDIR", "DBDIR"):
+            args.append("--var=%s=%s" % (var, self.dir))
+        if os.geteuid() == 0:
+            import pwd
+            pw = pwd.getpwnam("_rspamd")
+            for dirpath, _, files in os.walk(self.dir):
+                os.chown(dirpath, pw.pw_uid, pw.pw_gid)
+                for n in files:
+                    os.chown(os.path.join(dirpath, n), pw.pw_uid, pw.pw_gid)
+            args += ["-u", "_rspamd", "-g", "_rspamd"]
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, "rspamd exited:\n" + self.log()[-3000:]
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError("rspamd did not listen:\n" + self.log()[-3000:])
+
+    def kill(self):
+        """SIGKILL to rspamd's process group (its main process and workers)."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def log(self):
+        try:
+            with open(os.path.join(self.dir, "rspamd.log"), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def cleanup(self):
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def rspamd():
+    r = Rspamd()
+    r.start()
+    yield r
+    r.cleanup()
+
+
+@pytest.fixture(scope="module")
+def rspamd_srvs(petrel_bin, tmp_path_factory, rspamd):
+    """Two petrels with rspamd as their milter: default tempfail, default accept."""
+    out = {}
+    with contextlib.ExitStack() as stack:
+        for action in ("tempfail", "accept"):
+            inst = _instance(petrel_bin, tmp_path_factory, "rspamd-" + action)
+            out[action] = stack.enter_context(server.running(
+                smtp_util.start_smtp, inst,
+                ("milters=inet:127.0.0.1:%d" % rspamd.port,
+                 "milter_default_action=" + action, "milter_timeout=10")))
+        yield out
+
+
+def test_rspamd_gtube_rejected_clean_delivered(rspamd, rspamd_srvs):
+    srv = rspamd_srvs["tempfail"]
+    spam = (b"From: x@y.test\r\nTo: alice@example.test\r\nSubject: spam\r\n"
+            b"Message-ID: <gtube@y.test>\r\n\r\n" + GTUBE + b"\r\n")
+    r = send(srv, spam)
+    open("/tmp/milter-dbg.log", "w").write(srv.log() + rspamd.log())
+    assert 500 <= r.code < 600, (r, srv.log()[-2000:], rspamd.log()[-3000:])
+    assert stored(srv) == []
+    clean = (b"From: x@y.test\r\nTo: alice@example.test\r\nSubject: lunch\r\n"
+             b"Message-ID: <clean@y.test>\r\nDate: Sun, 6 Dec 2026 01:00:00 +0000\r\n\r\n"
+             b"Shall we meet at noon?\r\n")
+    r = send(srv, clean)
+    assert r.code == 250, r
+    body = only(srv)
+    head = body.partition(b"\n\n")[0]
+    assert b"\nX-Spamd-Result: " in b"\n" + head or b"\nX-Spam-Status: " in b"\n" + head, body
+    assert body.endswith(b"\n\nShall we meet at noon?\n"), body
+
+
+def test_rspamd_killed_gives_default_action(rspamd, rspamd_srvs):
+    rspamd.kill()
+    msg = (b"From: x@y.test\r\nTo: alice@example.test\r\nSubject: while down\r\n\r\nhi\r\n")
+    r = send(rspamd_srvs["tempfail"], msg)
+    assert r.code == 451, r
+    r = send(rspamd_srvs["accept"], msg)
+    assert r.code == 250, r
+    # nothing lost, nothing twice: the tempfailed copy is nowhere, the
+    # accepted one once, unchanged
+    assert [m for m in stored(rspamd_srvs["tempfail"]) if b"while down" in m] == []
+    got = [m for m in stored(rspamd_srvs["accept"]) if b"while down" in m]
+    assert len(got) == 1 and split_stored(got[0])[1] == msg.replace(b"\r\n", b"\n")
