@@ -10,6 +10,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -88,39 +90,38 @@ wait_fd(struct conv *c, short events, const char *what)
 static int
 send_packet(struct conv *c, char cmd, const void *data, size_t len)
 {
-	unsigned char hdr[5];
 	uint32_t n = (uint32_t)len + 1;
-	struct part {
-		const unsigned char *p;
-		size_t len;
-	} parts[2] = { { hdr, 5 }, { data, len } };
+	unsigned char *buf = xmalloc(len + 5), *p = buf;
+	size_t left = len + 5;
 
-	hdr[0] = (unsigned char)(n >> 24);
-	hdr[1] = (unsigned char)(n >> 16);
-	hdr[2] = (unsigned char)(n >> 8);
-	hdr[3] = (unsigned char)n;
-	hdr[4] = (unsigned char)cmd;
-	for (int i = 0; i < 2; i++) {
-		const unsigned char *p = parts[i].p;
-		size_t left = parts[i].len;
+	/* one write per packet: a header and its data in separate segments
+	 * would wait for the peer's delayed ACK */
+	buf[0] = (unsigned char)(n >> 24);
+	buf[1] = (unsigned char)(n >> 16);
+	buf[2] = (unsigned char)(n >> 8);
+	buf[3] = (unsigned char)n;
+	buf[4] = (unsigned char)cmd;
+	if (len > 0)
+		memcpy(buf + 5, data, len);
+	while (left > 0) {
+		ssize_t w = send(c->fd, p, left, MSG_NOSIGNAL);
 
-		while (left > 0) {
-			ssize_t w = send(c->fd, p, left, MSG_NOSIGNAL);
-
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-				if (wait_fd(c, POLLOUT, "write") < 0)
-					return -1;
-				continue;
-			}
-			if (w < 0)
-				return fail(c, "write", strerror(errno));
-			p += w;
-			left -= (size_t)w;
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (wait_fd(c, POLLOUT, "write") < 0)
+				break;
+			continue;
 		}
+		if (w < 0) {
+			fail(c, "write", strerror(errno));
+			break;
+		}
+		p += w;
+		left -= (size_t)w;
 	}
-	return 0;
+	free(buf);
+	return left == 0 ? 0 : -1;
 }
 
 /* Read and decode the next packet (its strings valid until the next
@@ -206,8 +207,14 @@ connect_to(struct conv *c, const struct milter_spec *spec)
 			if (c->fd < 0)
 				continue;
 			if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) == 0 ||
-			    errno == EINPROGRESS)
+			    errno == EINPROGRESS) {
+				int one = 1;
+
+				/* many small packets, each awaited */
+				setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one,
+				    sizeof(one));
 				break;
+			}
 			close(c->fd);
 			c->fd = -1;
 		}
