@@ -304,8 +304,12 @@ verdict(struct conv *c, const struct milter_reply *rep)
 		r->verdict = rep->name[0] == '4' ? MILTER_TEMPFAIL :
 		    MILTER_REJECT;
 		return STEP_FINAL;
-	default:
-		return fail(c, "unexpected reply", (char[]){ rep->cmd, 0 });
+	default: {
+		char what[8];
+
+		snprintf(what, sizeof(what), "0x%02x", (unsigned char)rep->cmd);
+		return fail(c, "unexpected reply", what);
+	}
 	}
 }
 
@@ -572,9 +576,13 @@ end_of_message(struct conv *c)
 				return -1;
 			return STEP_FINAL;
 		}
-		if ((c->actions & need) == 0)
-			return fail(c, "modification not negotiated",
-			    (char[]){ rep.cmd, 0 });
+		if ((c->actions & need) == 0) {
+			char what[8];
+
+			snprintf(what, sizeof(what), "0x%02x",
+			    (unsigned char)rep.cmd);
+			return fail(c, "modification not negotiated", what);
+		}
 		switch (rep.cmd) {
 		case SMFIR_ADDHEADER:
 		case SMFIR_INSHEADER:

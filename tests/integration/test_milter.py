@@ -334,6 +334,39 @@ def test_steps_not_wanted_are_not_sent(srv, milter):
     assert len(milter.received(b"E")) == 1 and len(stored(srv)) == 1
 
 
+def test_large_message_from_the_disk_spool(srv, milter):
+    """A message over 1 MiB (spilled to a file while received): the filter
+    gets all of its body in chunks of at most 64 KiB, and its header change
+    is stored with the body intact."""
+    body = b"".join(b"line %06d %s\r\n" % (i, b"x" * 60) for i in range(20000))
+    msg = b"From: x@y.test\r\nSubject: big\r\n\r\n" + body
+    milter.eom = [packet(b"h", b"X-Big\x00seen\x00"), packet(b"c")]
+    r = send(srv, msg)
+    assert r.code == 250, r
+    chunks = milter.received(b"B")
+    assert len(chunks) > 16 and max(len(c) for c in chunks) <= 65535
+    assert b"".join(chunks) == body
+    stored_body = only(srv)
+    assert stored_body == b"From: x@y.test\nSubject: big\nX-Big: seen\n\n" + body.replace(b"\r\n", b"\n")
+
+
+def test_submission_is_filtered(out_instance, petrel_start, milter):
+    """Submission asks the filters too, with the login in {auth_authen}."""
+    import mx_util
+    milter.reset()
+    srv = petrel_start(out_instance, ("milters=inet:127.0.0.1:%d" % milter.port,))
+    milter.eom = [packet(b"y", b"550 5.7.1 Outgoing spam\x00")]
+    msg = b"From: alice@example.test\r\nTo: bob@example.test\r\nSubject: s\r\n\r\nhi\r\n"
+    r = srv.submit(mx_util.ALICE, mx_util.ALICE, [mx_util.BOB], msg)
+    assert r.code == 550 and "Outgoing spam" in r.text, r
+    macros = b"".join(milter.received(b"D"))
+    assert b"{auth_authen}\x00alice@example.test\x00" in macros
+    assert b"{daemon_name}\x00submission\x00" in macros
+    milter.eom = [packet(b"c")]
+    assert srv.submit(mx_util.ALICE, mx_util.ALICE, [mx_util.BOB], msg).code == 250
+    assert len(read_new(out_instance, mx_util.BOB)) == 1
+
+
 # --------------------------------------------------------------------------
 # a broken filter gets milter_default_action (tempfail here)
 
