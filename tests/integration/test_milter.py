@@ -484,6 +484,7 @@ class Rspamd:
         self.proc = None
 
     def start(self):
+        assert shutil.which("rspamd"), "rspamd is not installed (scripts/install-deps.sh --test)"
         args = [shutil.which("rspamd"), "-f", "-c", os.path.join(self.dir, "rspamd.conf")]
         for var in ("LOCAL_CONFDIR", "RUNDIR", "LOGDIR", "DBDIR"):
             args.append("--var=%s=%s" % (var, self.dir))
