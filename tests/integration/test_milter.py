@@ -581,3 +581,6 @@ def test_rspamd_killed_gives_default_action(rspamd, rspamd_srvs):
     assert [m for m in stored(rspamd_srvs["tempfail"]) if b"while down" in m] == []
     got = [m for m in stored(rspamd_srvs["accept"]) if b"while down" in m]
     assert len(got) == 1 and split_stored(got[0])[1] == msg.replace(b"\r\n", b"\n")
+    # and petrel check names it
+    cp = inst.run("-o", "milters=inet:127.0.0.1:11332,unix:relative", "check", check=False)
+    assert cp.returncode == 1 and "milters: " in cp.stderr and "unix:" in cp.stderr, cp.stderr
