@@ -141,7 +141,7 @@ static const struct key_def keys[] = {
 	{ "milter_default_action", KT_ENUM, "tempfail", "tempfail|accept",
 	  0 },
 	/* Seconds for connecting to a filter and for each of its replies
-	 * (a conversation ends after ten times this). */
+	 * (a conversation ends after ten times this; 0 counts as 1). */
 	{ "milter_timeout", KT_UINT, "30", NULL, 3600 },
 	/* The POP3 UIDL of a message (docs/migration.md): filename (the
 	 * file name's stable part), courier (Courier pop3d's UID<n>-<v>,
