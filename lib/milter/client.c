@@ -36,6 +36,7 @@ struct conv {
 	int timeout_ms;
 	int64_t deadline;	/* the whole conversation (monotonic ms) */
 	uint32_t actions, steps;	/* negotiated */
+	uint32_t version;		/* the filter's */
 	unsigned char *in;	/* received, not yet taken */
 	size_t inlen, incap, consumed;
 	const struct milter_msg *msg;
@@ -663,12 +664,13 @@ body_to_lf(str_t *b)
 
 /* ---- the conversation ---- */
 
+/* Connect, negotiate, CONNECT, HELO, MAIL: STEP_CONTINUE, STEP_FINAL
+ * or -1. */
 static int
-converse(struct conv *c, const struct milter_spec *spec)
+conv_begin(struct conv *c, const struct milter_spec *spec)
 {
 	const struct milter_msg *m = c->msg;
 	struct milter_reply rep;
-	struct header h;
 	str_t s = STR_INIT;
 	char name[128], portstr[8];
 	int r;
@@ -690,6 +692,7 @@ converse(struct conv *c, const struct milter_spec *spec)
 	 * all): it gets those offered, and using another is an error. */
 	c->actions = rep.actions & MILTER_ACTIONS_OFFERED;
 	c->steps = rep.protocol & MILTER_PROTOCOL_OFFERED;
+	c->version = rep.version;
 
 	snprintf(name, sizeof(name), "[%s]", m->client_ip);
 	snprintf(portstr, sizeof(portstr), "%u", m->client_port);
@@ -736,19 +739,37 @@ converse(struct conv *c, const struct milter_spec *spec)
 		if (r != STEP_CONTINUE)
 			return r;
 	}
-	for (size_t i = 0; i < m->nrcpts && !(c->steps & SMFIP_NORCPT); i++) {
-		const char *mac[] = { "{rcpt_addr}", m->rcpts[i] };
+	return STEP_CONTINUE;
+}
 
-		if (send_macros(c, 'R', mac, 2) < 0)
-			return -1;
-		str_printf(&s, "<%s>", m->rcpts[i]);
-		str_append_c(&s, '\0');
-		r = stage(c, SMFIC_RCPT, s.data, s.len, SMFIP_NR_RCPT, false);
-		str_free(&s);
-		if (r != STEP_CONTINUE)
-			return r;
-	}
-	if (rep.version >= 4 && !(c->steps & SMFIP_NODATA)) {
+static int
+conv_rcpt(struct conv *c, const char *rcpt)
+{
+	const char *mac[] = { "{rcpt_addr}", rcpt };
+	str_t s = STR_INIT;
+	int r;
+
+	if (c->steps & SMFIP_NORCPT)
+		return STEP_CONTINUE;
+	if (send_macros(c, 'R', mac, 2) < 0)
+		return -1;
+	str_printf(&s, "<%s>", rcpt);
+	str_append_c(&s, '\0');
+	r = stage(c, SMFIC_RCPT, s.data, s.len, SMFIP_NR_RCPT, false);
+	str_free(&s);
+	return r;
+}
+
+/* DATA, the header, the body, the end of the message. */
+static int
+conv_end(struct conv *c)
+{
+	const struct milter_msg *m = c->msg;
+	struct header h;
+	str_t s = STR_INIT;
+	int r;
+
+	if (c->version >= 4 && !(c->steps & SMFIP_NODATA)) {
 		r = stage(c, SMFIC_DATA, "", 0, SMFIP_NR_DATA, false);
 		if (r != STEP_CONTINUE)
 			return r;
@@ -800,46 +821,128 @@ converse(struct conv *c, const struct milter_spec *spec)
 	return end_of_message(c);
 }
 
+struct milter_conn {
+	struct conv c;
+};
+
+/* A call begins: its result and its deadline. */
+static void
+call_start(struct conv *c, const struct milter_msg *msg,
+    struct milter_result *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->verdict = MILTER_ACCEPT;
+	c->r = r;
+	c->msg = msg;
+	c->error[0] = '\0';
+	c->deadline = now_ms() + 10 * (int64_t)c->timeout_ms;
+}
+
+/* A call's outcome: the failure recorded, nothing of it applied. */
+static void
+call_failed(struct conv *c, struct milter_result *r)
+{
+	r->verdict = MILTER_FAILED;
+	free(r->reply);
+	r->reply = NULL;
+	r->error = xstrdup(c->error[0] ? c->error : "protocol error");
+	for (size_t i = 0; i < r->nedits; i++) {
+		free(r->edits[i].name);
+		free(r->edits[i].value);
+	}
+	xfree(&r->edits);
+	r->nedits = 0;
+	r->body_replaced = false;
+	str_free(&r->body);
+}
+
+int
+milter_begin(const struct milter_spec *spec, const struct milter_msg *msg,
+    unsigned timeout_s, uint64_t body_max, struct milter_conn **conn_r,
+    struct milter_result *r)
+{
+	struct milter_conn *conn = xcalloc(1, sizeof(*conn));
+	int res;
+
+	*conn_r = NULL;
+	conn->c.fd = -1;
+	conn->c.timeout_ms = (int)(timeout_s > 0 ? timeout_s : 1) * 1000;
+	conn->c.body_max = body_max;
+	call_start(&conn->c, msg, r);
+	res = conv_begin(&conn->c, spec);
+	if (res == STEP_CONTINUE) {
+		*conn_r = conn;
+		return 1;
+	}
+	if (res < 0)
+		call_failed(&conn->c, r);
+	milter_close(conn);
+	return 0;
+}
+
+int
+milter_rcpt(struct milter_conn *conn, const struct milter_msg *msg,
+    const char *rcpt, struct milter_result *r)
+{
+	int res;
+
+	call_start(&conn->c, msg, r);
+	res = conv_rcpt(&conn->c, rcpt);
+	if (res == STEP_CONTINUE)
+		return 1;
+	if (res < 0)
+		call_failed(&conn->c, r);
+	return 0;
+}
+
+void
+milter_end(struct milter_conn *conn, const struct milter_msg *msg,
+    struct milter_result *r)
+{
+	int res;
+
+	call_start(&conn->c, msg, r);
+	res = conv_end(&conn->c);
+	if (res < 0)
+		call_failed(&conn->c, r);
+	else if (r->body_replaced)
+		body_to_lf(&r->body);
+	milter_close(conn);
+}
+
+void
+milter_close(struct milter_conn *conn)
+{
+	if (conn == NULL)
+		return;
+	if (conn->c.fd >= 0) {
+		/* a goodbye if the socket takes it at once; never waits */
+		static const unsigned char quit[5] = { 0, 0, 0, 1, SMFIC_QUIT };
+
+		(void)!send(conn->c.fd, quit, sizeof(quit),
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
+		close(conn->c.fd);
+	}
+	free(conn->c.in);
+	free(conn);
+}
+
 void
 milter_run(const struct milter_spec *spec, const struct milter_msg *msg,
     unsigned timeout_s, uint64_t body_max, struct milter_result *r)
 {
-	struct conv c;
-	int res;
+	struct milter_conn *conn;
 
-	memset(r, 0, sizeof(*r));
-	memset(&c, 0, sizeof(c));
-	c.fd = -1;
-	c.timeout_ms = (int)(timeout_s > 0 ? timeout_s : 1) * 1000;
-	c.deadline = now_ms() + 10 * (int64_t)c.timeout_ms;
-	c.msg = msg;
-	c.r = r;
-	c.body_max = body_max;
-	r->verdict = MILTER_ACCEPT;
-	res = converse(&c, spec);
-	if (res < 0) {
-		r->verdict = MILTER_FAILED;
-		r->error = xstrdup(c.error[0] ? c.error : "protocol error");
-		/* nothing a broken conversation asked for is applied */
-		for (size_t i = 0; i < r->nedits; i++) {
-			free(r->edits[i].name);
-			free(r->edits[i].value);
+	if (!milter_begin(spec, msg, timeout_s, body_max, &conn, r))
+		return;
+	for (size_t i = 0; i < msg->nrcpts; i++) {
+		if (!milter_rcpt(conn, msg, msg->rcpts[i], r)) {
+			milter_close(conn);
+			return;
 		}
-		xfree(&r->edits);
-		r->nedits = 0;
-		r->body_replaced = false;
-		str_free(&r->body);
-	} else if (r->body_replaced) {
-		body_to_lf(&r->body);
+		milter_result_free(r);
 	}
-	if (c.fd >= 0) {
-		/* a polite goodbye; its failure changes nothing */
-		c.timeout_ms = 100;
-		c.deadline = now_ms() + 100;
-		send_packet(&c, SMFIC_QUIT, "", 0);
-		close(c.fd);
-	}
-	free(c.in);
+	milter_end(conn, msg, r);
 }
 
 void

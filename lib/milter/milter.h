@@ -240,7 +240,31 @@ struct milter_result {
 	size_t ndel_rcpts;
 };
 
-/* Talk to one filter about msg. Blocks: from a job thread only.
+/* A conversation in stages, for a transaction: milter_begin at MAIL
+ * (connect, negotiate, CONNECT, HELO, MAIL), milter_rcpt for each RCPT,
+ * milter_end after the message (DATA, the header, the body, the end of
+ * the message; it closes). Each call blocks (a job thread) for at most
+ * ten timeouts and fills *r (MILTER_FAILED with r->error when the filter
+ * gave no verdict).
+ * milter_begin: 1 with *conn_r when the conversation goes on; 0 when it
+ * ended with the verdict in *r (ACCEPT: nothing more to ask this filter
+ * about the message).
+ * milter_rcpt: 1 when the recipient is fine; 0 with the verdict in *r:
+ * REJECT or TEMPFAIL for this recipient (the conversation goes on), or
+ * ACCEPT, DISCARD, FAILED for the message (close the conversation).
+ * milter_close: ends a conversation without waiting (from any thread). */
+struct milter_conn;
+int milter_begin(const struct milter_spec *spec, const struct milter_msg *msg,
+    unsigned timeout_s, uint64_t body_max, struct milter_conn **conn_r,
+    struct milter_result *r);
+int milter_rcpt(struct milter_conn *conn, const struct milter_msg *msg,
+    const char *rcpt, struct milter_result *r);
+void milter_end(struct milter_conn *conn, const struct milter_msg *msg,
+    struct milter_result *r);
+void milter_close(struct milter_conn *conn);
+
+/* Talk to one filter about msg in one go (the stages above). Blocks:
+ * from a job thread only.
  * body_max bounds a replaced body. Always fills *r (verdict
  * MILTER_FAILED with r->error when the filter gave none). */
 void milter_run(const struct milter_spec *spec, const struct milter_msg *msg,
