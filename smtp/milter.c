@@ -108,38 +108,186 @@ apply(struct smtp_session *s, struct milter_result *r)
 	return 0;
 }
 
+/* The transaction as the filters see it. */
+static void
+msg_fill(struct smtp_session *s, struct milter_msg *m, const char *sender,
+    const char **rcpts)
+{
+	const char *colon = strrchr(s->base.peer, ':');
+
+	for (size_t k = 0; k < s->nrcpts; k++)
+		rcpts[k] = s->rcpts[k].address;
+	memset(m, 0, sizeof(*m));
+	m->hostname = s->srv->hostname;
+	m->daemon = s->submission ? "submission" : "smtp";
+	m->client_ip = s->base.ip;
+	m->client_port = colon ? (unsigned)strtoul(colon + 1, NULL, 10) : 0;
+	m->client_family = strchr(s->base.ip, ':') ? AF_INET6 : AF_INET;
+	m->helo = s->helo;
+	m->qid = s->qid;
+	m->auth_user = s->auth_user;
+	m->tls = s->base.tls;
+	m->sender = sender;
+	m->rcpts = rcpts;
+	m->nrcpts = s->nrcpts;
+	m->body = &s->body;
+}
+
+void
+smtp_milter_close(struct smtp_session *s)
+{
+	for (size_t i = 0; i < MILTER_MAX; i++) {
+		milter_close(s->mconn[i]);
+		s->mconn[i] = NULL;
+	}
+	s->milter_discard = false;
+	s->milter_tempfail = false;
+}
+
+/* A filter that failed: its conversation is over; with default
+ * tempfail, so is the transaction. */
+static enum smtp_milter_outcome
+failed(struct smtp_session *s, size_t i, const char *stage,
+    struct milter_result *r)
+{
+	log_warn("%s: milter %s at %s: %s; default action %s",
+	    s->qid[0] ? s->qid : "NOQUEUE", s->srv->milters[i].text, stage,
+	    r->error, s->srv->milter_accept ? "accept" : "tempfail");
+	milter_close(s->mconn[i]);
+	s->mconn[i] = NULL;
+	if (s->srv->milter_accept)
+		return SMTP_MILTER_DELIVER;
+	s->milter_tempfail = true;
+	return SMTP_MILTER_TEMPFAIL;
+}
+
+enum smtp_milter_outcome
+smtp_milter_mail(struct smtp_session *s, const char *sender, char **reply_r)
+{
+	struct smtp_server *srv = s->srv;
+	const char *rcpts[1];
+	struct milter_msg m;
+
+	*reply_r = NULL;
+	smtp_milter_close(s);
+	msg_fill(s, &m, sender, rcpts);
+	m.nrcpts = 0;
+	for (size_t i = 0; i < srv->nmilters; i++) {
+		struct milter_result r;
+		enum smtp_milter_outcome out = SMTP_MILTER_DELIVER;
+
+		if (milter_begin(&srv->milters[i], &m, srv->milter_timeout,
+		    srv->size_limit, &s->mconn[i], &r)) {
+			milter_result_free(&r);
+			continue;
+		}
+		switch (r.verdict) {
+		case MILTER_FAILED:
+			out = failed(s, i, "MAIL", &r);
+			break;
+		case MILTER_REJECT:
+			out = SMTP_MILTER_REJECT;
+			break;
+		case MILTER_TEMPFAIL:
+			out = SMTP_MILTER_TEMPFAIL;
+			break;
+		case MILTER_DISCARD:
+			s->milter_discard = true;
+			break;
+		default:
+			break;	/* accepted: not asked again */
+		}
+		if (out != SMTP_MILTER_DELIVER) {
+			*reply_r = r.reply;
+			r.reply = NULL;
+			milter_result_free(&r);
+			smtp_milter_close(s);
+			return out;
+		}
+		milter_result_free(&r);
+	}
+	return SMTP_MILTER_DELIVER;
+}
+
+enum smtp_milter_outcome
+smtp_milter_rcpt(struct smtp_session *s, const char *rcpt, char **reply_r)
+{
+	struct smtp_server *srv = s->srv;
+	const char **rcpts = xcalloc(s->nrcpts + 1, sizeof(char *));
+	enum smtp_milter_outcome out = SMTP_MILTER_DELIVER;
+	struct milter_msg m;
+
+	*reply_r = NULL;
+	if (s->milter_tempfail) {
+		free(rcpts);
+		return SMTP_MILTER_TEMPFAIL;
+	}
+	msg_fill(s, &m, s->sender, rcpts);
+	for (size_t i = 0; i < srv->nmilters && out == SMTP_MILTER_DELIVER;
+	    i++) {
+		struct milter_result r;
+
+		if (s->mconn[i] == NULL)
+			continue;
+		if (milter_rcpt(s->mconn[i], &m, rcpt, &r)) {
+			milter_result_free(&r);
+			continue;
+		}
+		switch (r.verdict) {
+		case MILTER_FAILED:
+			out = failed(s, i, "RCPT", &r);
+			break;
+		case MILTER_REJECT:
+			out = SMTP_MILTER_REJECT;
+			break;
+		case MILTER_TEMPFAIL:
+			out = SMTP_MILTER_TEMPFAIL;
+			break;
+		case MILTER_DISCARD:
+			s->milter_discard = true;
+			/* FALLTHROUGH */
+		default:
+			/* accepted: not asked again */
+			milter_close(s->mconn[i]);
+			s->mconn[i] = NULL;
+			break;
+		}
+		if (out != SMTP_MILTER_DELIVER) {
+			*reply_r = r.reply;
+			r.reply = NULL;
+		}
+		milter_result_free(&r);
+	}
+	free(rcpts);
+	return out;
+}
+
 enum smtp_milter_outcome
 smtp_milter_check(struct smtp_session *s, char **reply_r)
 {
 	struct smtp_server *srv = s->srv;
-	const char *colon = strrchr(s->base.peer, ':');
 
 	*reply_r = NULL;
+	if (s->milter_tempfail) {
+		smtp_milter_close(s);
+		return SMTP_MILTER_TEMPFAIL;
+	}
+	if (s->milter_discard) {
+		smtp_milter_close(s);
+		return SMTP_MILTER_DISCARD;
+	}
 	for (size_t i = 0; i < srv->nmilters; i++) {
-		const char **rcpts = xcalloc(s->nrcpts + 1, sizeof(char *));
+		const char **rcpts;
 		struct milter_msg m;
 		struct milter_result r;
 		enum smtp_milter_outcome out = SMTP_MILTER_DELIVER;
 
-		for (size_t k = 0; k < s->nrcpts; k++)
-			rcpts[k] = s->rcpts[k].address;
-		memset(&m, 0, sizeof(m));
-		m.hostname = srv->hostname;
-		m.daemon = s->submission ? "submission" : "smtp";
-		m.client_ip = s->base.ip;
-		m.client_port = colon ? (unsigned)strtoul(colon + 1, NULL, 10) :
-		    0;
-		m.client_family = strchr(s->base.ip, ':') ? AF_INET6 : AF_INET;
-		m.helo = s->helo;
-		m.qid = s->qid;
-		m.auth_user = s->auth_user;
-		m.tls = s->base.tls;
-		m.sender = s->sender;
-		m.rcpts = rcpts;
-		m.nrcpts = s->nrcpts;
-		m.body = &s->body;
-		milter_run(&srv->milters[i], &m, srv->milter_timeout,
-		    srv->size_limit, &r);
+		if (s->mconn[i] == NULL)
+			continue;	/* accepted before DATA, or skipped */
+		rcpts = xcalloc(s->nrcpts + 1, sizeof(char *));
+		msg_fill(s, &m, s->sender, rcpts);
+		milter_end(s->mconn[i], &m, &r);
+		s->mconn[i] = NULL;
 		free(rcpts);
 		if (r.verdict == MILTER_FAILED) {
 			log_warn("%s: milter %s: %s; default action %s", s->qid,
@@ -148,6 +296,7 @@ smtp_milter_check(struct smtp_session *s, char **reply_r)
 			milter_result_free(&r);
 			if (srv->milter_accept)
 				continue;
+			smtp_milter_close(s);
 			return SMTP_MILTER_TEMPFAIL;
 		}
 		if (r.verdict != MILTER_ACCEPT || r.nedits > 0 ||
@@ -179,6 +328,7 @@ smtp_milter_check(struct smtp_session *s, char **reply_r)
 			*reply_r = r.reply;
 			r.reply = NULL;
 			milter_result_free(&r);
+			smtp_milter_close(s);
 			return out;
 		}
 		milter_result_free(&r);

@@ -51,6 +51,7 @@ smtp_transaction_reset(struct smtp_session *s)
 	s->pending_cr = false;
 	s->data_deadline_ms = 0;
 	s->qid[0] = '\0';
+	smtp_milter_close(s);
 	spool_reset(&s->body);
 }
 

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "lib/io/jobs.h"
+#include "lib/milter/milter.h"
 #include "lib/queue/spool.h"
 #include "lib/route/route.h"
 #include "lib/session/sasl.h"
@@ -52,6 +53,13 @@ struct smtp_session {
 	struct smtp_rcpt *rcpts;
 	size_t nrcpts;
 	char qid[17];
+
+	/* the filters' conversations about this transaction (milter.c):
+	 * NULL when not talking to that filter (none configured, it
+	 * accepted the message, or it failed with default accept) */
+	struct milter_conn *mconn[MILTER_MAX];
+	bool milter_discard;	/* a filter said discard before DATA */
+	bool milter_tempfail;	/* a filter failed (default tempfail) */
 
 	/* message reception */
 	struct spool body;
@@ -116,6 +124,16 @@ enum smtp_milter_outcome {
 };
 enum smtp_milter_outcome smtp_milter_check(struct smtp_session *s,
     char **reply_r);
+/* At MAIL (job thread): the conversations begin; REJECT or TEMPFAIL
+ * refuses the sender (the conversations closed). */
+enum smtp_milter_outcome smtp_milter_mail(struct smtp_session *s,
+    const char *sender, char **reply_r);
+/* At RCPT (job thread), for a routed recipient: REJECT or TEMPFAIL
+ * refuses this recipient. */
+enum smtp_milter_outcome smtp_milter_rcpt(struct smtp_session *s,
+    const char *rcpt, char **reply_r);
+/* The conversations end (never waits; from the loop). */
+void smtp_milter_close(struct smtp_session *s);
 
 /* cmd_auth.c */
 void smtp_cmd_auth(struct smtp_session *s, const char *arg);

@@ -109,7 +109,8 @@ class FakeMilter:
                 elif cmd == b"E":
                     c.sendall(b"".join(self.eom))
                 else:
-                    c.sendall(self.stage.get(cmd, packet(b"c")))
+                    answer = self.stage.get(cmd, packet(b"c"))
+                    c.sendall(answer(data) if callable(answer) else answer)
         except (EOFError, OSError, socket.timeout):
             pass
         finally:
@@ -153,8 +154,25 @@ def srv(tempfail_srv, milter):
 
 
 def send(srv, data=MSG, rcpts=(ALICE,), sender="x@y.test"):
+    """One transaction; the reply that ended it: the first MAIL or RCPT
+    reply that is not 250 (every RCPT refused), else the reply after the
+    data. r.stage says which ("MAIL", "RCPT", "DATA")."""
     with srv.client() as c:
-        r = c.send_message(sender, list(rcpts), data)
+        c.expect("EHLO client.test", 250)
+        r = c.cmd("MAIL FROM:<%s>" % sender)
+        r.stage = "MAIL"
+        if r.code == 250:
+            refused = [c.cmd("RCPT TO:<%s>" % a) for a in rcpts]
+            refused = [x for x in refused if x.code != 250]
+            if len(refused) == len(rcpts):
+                r = refused[0]
+                r.stage = "RCPT"
+            else:
+                c.expect("DATA", 354)
+                c.send(data + (b".\r\n" if data.endswith(b"\r\n") else b"\r\n.\r\n"))
+                r = c.reply()
+                r.stage = "DATA"
+                r.refused = refused
         c.expect("QUIT", 221)
     return r
 
@@ -219,25 +237,45 @@ def test_reply_code_sanitized(srv, milter):
 def test_reply_code_not_an_error_is_a_failure(srv, milter):
     milter.eom = [packet(b"y", b"250 fine\x00")]
     r = send(srv)
-    assert r.code == 451, r
+    assert r.stage == "DATA" and r.code == 451, r
     assert stored(srv) == []
 
 
-def test_reject_at_rcpt_applies_at_end_of_data(srv, milter):
+def test_reject_at_mail(srv, milter):
+    """A filter's refusal at MAIL is the MAIL reply; the session goes on."""
+    milter.stage = {b"M": packet(b"y", b"553 5.7.1 Go away, sender\x00")}
+    r = send(srv)
+    assert r.stage == "MAIL" and r.code == 553 and r.lines == ["553 5.7.1 Go away, sender"], r
+    milter.stage = {}
+    r = send(srv)
+    assert r.stage == "DATA" and r.code == 250, r
+    assert len(stored(srv)) == 1
+
+
+def test_rcpt_refused_one_by_one(srv, milter):
+    """A filter's reject or tempfail at RCPT refuses that recipient at RCPT;
+    the others get the message."""
+    milter.stage = {b"R": lambda d: packet(b"r") if b"bob" in d else packet(b"c")}
+    r = send(srv, rcpts=(ALICE, BOB))
+    assert r.stage == "DATA" and r.code == 250, r
+    assert [x.code for x in r.refused] == [550] and "5.7.1" in r.refused[0].text
+    assert len(stored(srv, ALICE)) == 1 and stored(srv, BOB) == []
+    assert milter.received(b"R")[-1] == b"<bob@example.test>\x00"
+    milter.stage = {b"R": lambda d: packet(b"t") if b"alice" in d else packet(b"c")}
+    r = send(srv, rcpts=(ALICE, BOB))
+    assert r.code == 250 and [x.code for x in r.refused] == [451], r
+    assert len(stored(srv, ALICE)) == 1 and len(stored(srv, BOB)) == 1
     milter.stage = {b"R": packet(b"r")}
-    with srv.client() as c:
-        c.expect("EHLO client.test", 250)
-        c.expect("MAIL FROM:<x@y.test>", 250)
-        c.expect("RCPT TO:<%s>" % ALICE, 250)
-        c.expect("DATA", 354)
-        c.send(MSG + b".\r\n")
-        r = c.reply()
-        assert r.code == 550 and "5.7.1" in r.text, r
-        # the session goes on
-        c.expect("RSET", 250)
-        c.expect("QUIT", 221)
-    assert stored(srv) == []
-    assert milter.received(b"E") == []
+    r = send(srv)
+    assert r.stage == "RCPT" and r.code == 550, r
+    assert len(stored(srv, ALICE)) == 1 and len(stored(srv, BOB)) == 1
+
+
+def test_discard_at_rcpt(srv, milter):
+    milter.stage = {b"R": packet(b"d")}
+    r = send(srv, rcpts=(ALICE, BOB))
+    assert r.stage == "DATA" and r.code == 250 and r.refused == [], r
+    assert stored(srv, ALICE) == [] and stored(srv, BOB) == []
 
 
 def test_tempfail(srv, milter):
@@ -382,7 +420,7 @@ def test_submission_is_filtered(out_instance, petrel_start, milter):
 def test_broken_filter_tempfails(srv, milter, raw):
     milter.raw = raw
     r = send(srv)
-    assert r.code == 451, r
+    assert r.stage == "MAIL" and r.code == 451, r
     assert stored(srv) == []
 
 
@@ -399,7 +437,7 @@ def test_silent_filter_times_out(srv, milter):
     milter.silent = True
     t = time.monotonic()
     r = send(srv)
-    assert r.code == 451, r
+    assert r.stage == "MAIL" and r.code == 451, r
     assert time.monotonic() - t < 5
     assert stored(srv) == []
 
@@ -556,6 +594,7 @@ def test_rspamd_gtube_rejected_clean_delivered(rspamd, rspamd_srvs):
     spam = (b"From: x@y.test\r\nTo: alice@example.test\r\nSubject: spam\r\n"
             b"Message-ID: <gtube@y.test>\r\n\r\n" + GTUBE + b"\r\n")
     r = send(srv, spam)
+    assert r.stage == "DATA", r
     assert 500 <= r.code < 600, (r, srv.log()[-2000:], rspamd.log()[-3000:])
     assert stored(srv) == []
     clean = (b"From: x@y.test\r\nTo: alice@example.test\r\nSubject: lunch\r\n"
@@ -576,7 +615,7 @@ def test_rspamd_killed_gives_default_action(rspamd, rspamd_srvs):
     rspamd.kill()
     msg = (b"From: x@y.test\r\nTo: alice@example.test\r\nSubject: while down\r\n\r\nhi\r\n")
     r = send(rspamd_srvs["tempfail"], msg)
-    assert r.code == 451, r
+    assert r.stage == "MAIL" and r.code == 451, r
     r = send(rspamd_srvs["accept"], msg)
     assert r.code == 250, r
     # nothing lost, nothing twice: the tempfailed copy is nowhere, the
