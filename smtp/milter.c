@@ -1,18 +1,18 @@
 /*
- * milter.c: the configured mail filters (`milters`, lib/milter) asked
- * about a message at the end of DATA/BDAT, on the delivery job thread,
- * before anything is stored: one conversation per filter and message,
- * with the connection, HELO, MAIL and RCPT stages replayed then (so a
- * filter's refusal at MAIL or RCPT is given at the end of DATA, for the
- * whole message).
+ * milter.c: the configured mail filters (`milters`, lib/milter), one
+ * conversation each per transaction, in stages on job threads: begun at
+ * MAIL (connect, HELO and MAIL replayed then; a refusal is MAIL's reply),
+ * asked at each routed RCPT (a refusal is that recipient's reply), ended
+ * after the data, before anything is stored. RSET, a new HELO and the end
+ * of the session close them.
  *
  * A filter's changes (header fields added, changed, inserted or deleted,
  * a new body, a new envelope sender, recipients removed) are applied to
  * the message before the next filter sees it and before it is stored.
  * Quarantine marks the stored copy with an X-Quarantine: field (its
  * reason). A filter that cannot be reached, goes silent or breaks the
- * protocol gets milter_default_action: tempfail (451) or accept (as if
- * it were not configured).
+ * protocol gets milter_default_action: tempfail (451, for the rest of the
+ * transaction) or accept (as if it were not configured).
  */
 #include <netinet/in.h>
 #include <stdbool.h>
