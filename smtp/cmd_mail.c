@@ -5,7 +5,10 @@
  * submission the envelope sender must belong to the authenticated user
  * (a directory job); each recipient is routed on a directory job, with
  * the quota checked against the SIZE hint (452 4.2.2) and <postmaster>
- * always accepted (RFC 5321 4.5.1).
+ * always accepted (RFC 5321 4.5.1). With `milters`, a sender that passed
+ * these checks goes to the filters on a delivery job, and each routed
+ * recipient in its routing job (milter.c); their refusals are the
+ * replies.
  *
  * Trust: the addresses are the client's; they are checked for syntax
  * here and looked up only through lib/route (parameters bound, never
