@@ -3,7 +3,8 @@ MTA side of the Sendmail milter protocol (version 6).
 
 A small filter written here (FakeMilter: a loopback socket server speaking the
 protocol, its answers set per test) checks each verdict and change
-deterministically: a reply code of its own, reject, tempfail, discard,
+deterministically, at the stage it comes at (MAIL, RCPT, after the data): a
+reply code of its own, reject, tempfail, discard,
 quarantine, header fields added, changed, inserted and deleted, a new body,
 and the failures (a truncated reply, a reply whose length lies, a silent
 filter, a closed port) that get milter_default_action. Then rspamd, started
