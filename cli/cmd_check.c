@@ -18,6 +18,7 @@
 #include "lib/base/alloc.h"
 #include "lib/config/config.h"
 #include "lib/dir/dir.h"
+#include "lib/milter/milter.h"
 #include "lib/route/route.h"
 #include "lib/route/writable.h"
 #include "lib/tls/tls.h"
@@ -270,6 +271,16 @@ cmd_check(struct petrel_ctx *cli, int argc, char **argv)
 	else if (days < 0)
 		problem("TLS certificate %s has expired",
 		    config_get(cli->cfg, "tls_cert"));
+	{
+		struct milter_spec *specs;
+		size_t n;
+
+		if (milter_specs_parse(config_get(cli->cfg, "milters"), &specs,
+		    &n, &cerr) < 0)
+			problem("milters: %s", cerr);
+		else
+			milter_specs_free(specs, n);
+	}
 	name = config_get(cli->cfg, "user");
 	if (name[0] != '\0' && getpwnam(name) == NULL)
 		problem("user %s does not exist", name);

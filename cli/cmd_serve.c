@@ -2,7 +2,11 @@
  * cmd_serve.c: petrel serve — takes no arguments; the master, its workers
  * and the queue manager are in master/ and queue/.
  */
+#include <stddef.h>
+
 #include "cli/cli.h"
+#include "lib/config/config.h"
+#include "lib/milter/milter.h"
 #include "master/master.h"
 
 int
@@ -13,6 +17,16 @@ cmd_serve(struct petrel_ctx *cli, int argc, char **argv)
 	int r;
 
 	cli_parse(argc, argv, NULL, 0, 0, "petrel serve", &a);
+	{
+		/* the workers parse it again; refuse a bad list here, once */
+		struct milter_spec *specs;
+		size_t n;
+
+		if (milter_specs_parse(config_get(cli->cfg, "milters"), &specs,
+		    &n, &err) < 0)
+			cli_die("milters: %s", err);
+		milter_specs_free(specs, n);
+	}
 	r = serve_run(cli, &err);
 	if (r < 0)
 		cli_die("%s", err);

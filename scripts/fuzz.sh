@@ -46,6 +46,7 @@ sources() {
 	quota) echo "lib/maildir/quota.c lib/maildir/maildir.c lib/base/fdio.c $base" ;;
 	session_line) echo "lib/session/line.c $base -levent" ;;
 	http) echo "lib/http/parse.c $base" ;;
+	milter_reply) echo "lib/milter/proto.c lib/milter/client.c lib/queue/spool.c lib/base/fdio.c $base" ;;
 	*) echo "fuzz: no target '$1'" >&2; exit 1 ;;
 	esac
 }
@@ -53,7 +54,7 @@ sources() {
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(smtp_parse smtp_reply imap_parse imap_framing mime config maildir_name base64 queue_file authd_proto
 	sasl pop3_cmd addr_route mx_answer mbox_index quota session_line route mailbox_files imap_sort
-	legacy_files http)
+	legacy_files http milter_reply)
 mkdir -p "$OUT"
 # One target: build it, run it from a copy of its corpus; 0, or 1 with the
 # end of its log on stderr.

@@ -115,6 +115,14 @@ data_run(struct job *job, void *state)
 	str_t received = STR_INIT;
 	const char *err = NULL;
 
+	s->job_milter = SMTP_MILTER_DELIVER;
+	if (s->srv->nmilters > 0) {
+		/* the filters' verdict and changes before anything is
+		 * stored */
+		s->job_milter = smtp_milter_check(s, &s->job_milter_reply);
+		if (s->job_milter != SMTP_MILTER_DELIVER)
+			return;
+	}
 	received_header(s, &received, s->nrcpts == 1 ?
 	    s->rcpts[0].address : NULL);
 	if (s->submission) {
@@ -162,13 +170,56 @@ data_run(struct job *job, void *state)
 	str_free(&received);
 }
 
+/* The reply to a message a filter refused or discarded (milter.c). */
+static void
+milter_done(struct smtp_session *s)
+{
+	const char *line = s->job_milter_reply;
+
+	switch (s->job_milter) {
+	case SMTP_MILTER_REJECT:
+		if (line == NULL)
+			line = "550 5.7.1 Message rejected by a mail filter";
+		log_info("%s: milter-reject: END-OF-MESSAGE from %s: %s; "
+		    "from=<%s>", s->qid, s->base.peer, line + 4, s->sender);
+		if (!s->base.dead)
+			reply_error(s, "%s", line);
+		break;
+	case SMTP_MILTER_TEMPFAIL:
+		if (line == NULL)
+			line = "451 4.7.1 Service unavailable, try again later";
+		log_info("%s: milter-reject: END-OF-MESSAGE from %s: %s; "
+		    "from=<%s>", s->qid, s->base.peer, line + 4, s->sender);
+		if (!s->base.dead)
+			reply(s, "%s", line);
+		break;
+	case SMTP_MILTER_DISCARD:
+		/* accepted, and dropped on the filter's word */
+		log_info("%s: milter-discard: END-OF-MESSAGE from %s: "
+		    "from=<%s>, size=%llu (discarded)", s->qid, s->base.peer,
+		    s->sender, (unsigned long long)s->body.size);
+		if (!s->base.dead)
+			reply(s, "250 2.0.0 Ok: queued as %s", s->qid);
+		break;
+	default:
+		log_error("%s: the message as the filters changed it could "
+		    "not be written", s->qid);
+		if (!s->base.dead)
+			reply(s, "451 4.3.0 Error: queue file write error");
+		break;
+	}
+	xfree(&s->job_milter_reply);
+}
+
 static void
 data_done(struct job *job)
 {
 	struct smtp_session *s = (struct smtp_session *)((char *)job -
 	    offsetof(struct smtp_session, job));
 
-	if (s->job_status == 0) {
+	if (s->job_milter != SMTP_MILTER_DELIVER) {
+		milter_done(s);
+	} else if (s->job_status == 0) {
 		node_counters_event(s->base.listener->nc,
 		    NODE_EVENT_MESSAGE_RECEIVED);
 		log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (accepted)",

@@ -5,7 +5,10 @@
  * submission the envelope sender must belong to the authenticated user
  * (a directory job); each recipient is routed on a directory job, with
  * the quota checked against the SIZE hint (452 4.2.2) and <postmaster>
- * always accepted (RFC 5321 4.5.1).
+ * always accepted (RFC 5321 4.5.1). With `milters`, a sender that passed
+ * these checks goes to the filters on a delivery job, and each routed
+ * recipient in its routing job (milter.c); their refusals are the
+ * replies.
  *
  * Trust: the addresses are the client's; they are checked for syntax
  * here and looked up only through lib/route (parameters bound, never
@@ -35,6 +38,7 @@
 #include "smtp/smtp-private.h"
 
 static void mail_accept(struct smtp_session *s, char *addr);
+static void mail_filter(struct smtp_session *s, char *addr);
 static void sender_run(struct job *job, void *state);
 static void sender_done(struct job *job);
 
@@ -151,7 +155,7 @@ smtp_cmd_mail(struct smtp_session *s, const char *arg)
 		session_job_submit(&s->base, s->srv->sv.dir_jobs, &s->job);
 		return;
 	}
-	mail_accept(s, addr);
+	mail_filter(s, addr);
 }
 
 static void
@@ -160,9 +164,68 @@ mail_accept(struct smtp_session *s, char *addr)
 	s->sender = addr;
 	s->have_mail = true;
 	s->bdat_failed = false;
-	queue_id_new(s->qid);
+	if (s->qid[0] == '\0')	/* the filters may have it already */
+		queue_id_new(s->qid);
 	spool_init(&s->body, s->srv->spool_dir);
 	reply(s, "250 2.1.0 Ok");
+}
+
+/* The filters (milters) asked about the sender on the delivery pool. */
+static void
+milter_mail_run(struct job *job, void *state)
+{
+	struct smtp_session *s = (struct smtp_session *)((char *)job -
+	    offsetof(struct smtp_session, job));
+
+	s->job_milter = smtp_milter_mail(s, s->job_addr,
+	    &s->job_milter_reply);
+}
+
+static void
+milter_mail_done(struct job *job)
+{
+	struct smtp_session *s = (struct smtp_session *)((char *)job -
+	    offsetof(struct smtp_session, job));
+	char *addr = s->job_addr;
+	const char *line = s->job_milter_reply;
+
+	s->job_addr = NULL;
+	if (s->base.dead) {
+		free(addr);
+	} else if (s->job_milter == SMTP_MILTER_DELIVER) {
+		mail_accept(s, addr);
+	} else {
+		if (line == NULL)
+			line = s->job_milter == SMTP_MILTER_REJECT ?
+			    "550 5.7.1 Sender address rejected by a mail filter" :
+			    "451 4.7.1 Service unavailable, try again later";
+		log_info("NOQUEUE: milter-reject: MAIL from %s: %s; from=<%s>",
+		    s->base.peer, line + 4, addr);
+		if (line[0] == '5')
+			reply_error(s, "%s", line);
+		else
+			reply(s, "%s", line);
+		smtp_milter_close(s);
+		s->qid[0] = '\0';
+		free(addr);
+	}
+	xfree(&s->job_milter_reply);
+	session_job_finished(&s->base);
+}
+
+/* A sender that passed petrel's checks: to the filters first, if any. */
+static void
+mail_filter(struct smtp_session *s, char *addr)
+{
+	if (s->srv->nmilters == 0) {
+		mail_accept(s, addr);
+		return;
+	}
+	queue_id_new(s->qid);	/* the filters' macro i */
+	s->job_addr = addr;
+	s->job.run = milter_mail_run;
+	s->job.done = milter_mail_done;
+	session_job_submit(&s->base, s->srv->sv.jobs, &s->job);
 }
 
 /* Submission: may the authenticated user send as this envelope sender?
@@ -201,6 +264,11 @@ sender_done(struct job *job)
 	if (s->base.dead) {
 		free(addr);
 		session_job_finished(&s->base);
+		return;
+	}
+	if (s->job_status == 250 && s->srv->nmilters > 0) {
+		/* the filters' job goes on from here; it ends the wait */
+		mail_filter(s, addr);
 		return;
 	}
 	if (s->job_status == 250) {
@@ -260,6 +328,9 @@ rcpt_run(struct job *job, void *state)
 			return;
 		}
 	}
+	if (s->srv->nmilters > 0)
+		s->job_milter = smtp_milter_rcpt(s, s->job_addr,
+		    &s->job_milter_reply);
 }
 
 static void
@@ -272,10 +343,28 @@ rcpt_done(struct job *job)
 	if (s->base.dead) {
 		route_result_clear(r);
 		xfree(&s->job_addr);
+		xfree(&s->job_milter_reply);
 		session_job_finished(&s->base);
 		return;
 	}
-	if (r->status == ROUTE_OK && s->job_status == 452) {
+	if (r->status == ROUTE_OK && (s->job_milter == SMTP_MILTER_REJECT ||
+	    s->job_milter == SMTP_MILTER_TEMPFAIL)) {
+		const char *line = s->job_milter_reply;
+
+		if (line == NULL)
+			line = s->job_milter == SMTP_MILTER_REJECT ?
+			    "550 5.7.1 Recipient address rejected by a mail "
+			    "filter" : "451 4.7.1 Service unavailable, try "
+			    "again later";
+		log_info("%s: milter-reject: RCPT from %s: %s; from=<%s> "
+		    "to=<%s>", s->qid, s->base.peer, line + 4, s->sender,
+		    s->job_addr);
+		if (line[0] == '5')
+			reply_error(s, "%s", line);
+		else
+			reply(s, "%s", line);
+		route_result_clear(r);
+	} else if (r->status == ROUTE_OK && s->job_status == 452) {
 		reply_error(s, "452 4.2.2 <%s>: Recipient address rejected: "
 		    "Mailbox full", s->job_addr);
 		route_result_clear(r);
@@ -336,6 +425,8 @@ rcpt_done(struct job *job)
 		route_result_clear(r);
 	}
 	xfree(&s->job_addr);
+	xfree(&s->job_milter_reply);
+	s->job_milter = SMTP_MILTER_DELIVER;
 	session_job_finished(&s->base);
 }
 
@@ -383,6 +474,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *arg)
 	free(domain);
 	memset(&s->job_route, 0, sizeof(s->job_route));
 	s->job_status = 0;
+	s->job_milter = SMTP_MILTER_DELIVER;
 	s->job.run = rcpt_run;
 	s->job.done = rcpt_done;
 	session_job_submit(&s->base, s->srv->sv.dir_jobs, &s->job);

@@ -23,6 +23,7 @@
 #include "lib/base/limits.h"
 #include "lib/base/log.h"
 #include "lib/config/config.h"
+#include "lib/milter/milter.h"
 #include "lib/queue/queue.h"
 #include "lib/queue/spool.h"
 #include "lib/session/sasl.h"
@@ -50,6 +51,7 @@ smtp_transaction_reset(struct smtp_session *s)
 	s->pending_cr = false;
 	s->data_deadline_ms = 0;
 	s->qid[0] = '\0';
+	smtp_milter_close(s);
 	spool_reset(&s->body);
 }
 
@@ -299,6 +301,7 @@ smtp_cleanup(struct session *base)
 	sasl_reset(&s->sasl);
 	free(s->helo);
 	free(s->job_addr);
+	free(s->job_milter_reply);
 	free(s->auth_user);
 	free(s->auth_maildir);
 }
@@ -358,6 +361,12 @@ smtp_server_init(struct smtp_server *srv, struct event_base *base,
 	    "yes") == 0;
 	srv->strict_envelopes = strcmp(config_get(cfg,
 	    "smtp_strict_envelopes"), "yes") == 0;
+	if (milter_specs_parse(config_get(cfg, "milters"), &srv->milters,
+	    &srv->nmilters, &err) < 0)
+		fatal("milters: %s", err);
+	srv->milter_accept = strcmp(config_get(cfg, "milter_default_action"),
+	    "accept") == 0;
+	srv->milter_timeout = (unsigned)config_get_uint(cfg, "milter_timeout");
 }
 
 void
@@ -366,4 +375,5 @@ smtp_server_deinit(struct smtp_server *srv)
 	session_server_deinit(&srv->sv);
 	free(srv->queue_dir);
 	free(srv->spool_dir);
+	milter_specs_free(srv->milters, srv->nmilters);
 }

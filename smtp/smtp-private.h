@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "lib/io/jobs.h"
+#include "lib/milter/milter.h"
 #include "lib/queue/spool.h"
 #include "lib/route/route.h"
 #include "lib/session/sasl.h"
@@ -53,6 +54,13 @@ struct smtp_session {
 	size_t nrcpts;
 	char qid[17];
 
+	/* the filters' conversations about this transaction (milter.c):
+	 * NULL when not talking to that filter (none configured, it
+	 * accepted the message, or it failed with default accept) */
+	struct milter_conn *mconn[MILTER_MAX];
+	bool milter_discard;	/* a filter said discard before DATA */
+	bool milter_tempfail;	/* a filter failed (default tempfail) */
+
 	/* message reception */
 	struct spool body;
 	bool too_big;
@@ -73,6 +81,8 @@ struct smtp_session {
 	char *job_error;
 	int job_code;		/* enum err_code or errno of job_error */
 	size_t job_delivered;
+	int job_milter;		/* enum smtp_milter_outcome */
+	char *job_milter_reply;	/* a filter's own reply line */
 };
 
 
@@ -100,6 +110,30 @@ bool smtp_read_bdat(struct smtp_session *s, struct evbuffer *in);
 void smtp_bdat_chunk_done(struct smtp_session *s);
 /* The body is complete: refuse it, or submit the delivery job. */
 void smtp_start_delivery(struct smtp_session *s);
+
+/* milter.c: what the filters (`milters`) say of the message, asked on
+ * the delivery job thread before it is stored; their changes are applied
+ * to the transaction (body, sender, recipients). A filter's own reply
+ * line in *reply_r (REJECT, TEMPFAIL), else NULL. */
+enum smtp_milter_outcome {
+	SMTP_MILTER_DELIVER,
+	SMTP_MILTER_REJECT,
+	SMTP_MILTER_TEMPFAIL,
+	SMTP_MILTER_DISCARD,
+	SMTP_MILTER_ERROR,	/* the changed message could not be written */
+};
+enum smtp_milter_outcome smtp_milter_check(struct smtp_session *s,
+    char **reply_r);
+/* At MAIL (job thread): the conversations begin; REJECT or TEMPFAIL
+ * refuses the sender (the conversations closed). */
+enum smtp_milter_outcome smtp_milter_mail(struct smtp_session *s,
+    const char *sender, char **reply_r);
+/* At RCPT (job thread), for a routed recipient: REJECT or TEMPFAIL
+ * refuses this recipient. */
+enum smtp_milter_outcome smtp_milter_rcpt(struct smtp_session *s,
+    const char *rcpt, char **reply_r);
+/* The conversations end (never waits; from the loop). */
+void smtp_milter_close(struct smtp_session *s);
 
 /* cmd_auth.c */
 void smtp_cmd_auth(struct smtp_session *s, const char *arg);

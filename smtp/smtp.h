@@ -16,6 +16,7 @@
 struct config;
 struct event_base;
 struct jobs;
+struct milter_spec;
 struct sockaddr;
 struct tls_server;
 
@@ -32,6 +33,10 @@ struct smtp_server {
 	unsigned data_timeout;	/* smtp_data_timeout, seconds; 0 = none */
 	bool helo_required;	/* smtp_helo_required */
 	bool strict_envelopes;	/* smtp_strict_envelopes */
+	struct milter_spec *milters;	/* milters (lib/milter) */
+	size_t nmilters;
+	bool milter_accept;	/* milter_default_action = accept */
+	unsigned milter_timeout;	/* milter_timeout, seconds */
 };
 
 void smtp_server_init(struct smtp_server *srv, struct event_base *base,

@@ -228,6 +228,17 @@ static const struct key_def keys[] = {
 	{ "smtp_strict_envelopes", KT_ENUM, "yes", "yes|no", 0,
 	  "yes: MAIL FROM and RCPT TO need <angle brackets>; no: a bare "
 	  "address is taken, as Postfix's strict_rfc821_envelopes = no." },
+	{ "milters", KT_STRING, "", NULL, 0,
+	  "Mail filters (the Sendmail/Postfix milter protocol) asked about "
+	  "every message received by SMTP and submission, in order: "
+	  "comma-separated inet:HOST:PORT or unix:PATH; empty: none." },
+	{ "milter_default_action", KT_ENUM, "tempfail", "tempfail|accept", 0,
+	  "What a message gets when a filter cannot be reached, times out or "
+	  "breaks the protocol: tempfail (451, the client retries) or accept "
+	  "(as if that filter were not configured)." },
+	{ "milter_timeout", KT_UINT, "30", NULL, 3600,
+	  "Seconds for connecting to a filter and for each of its replies (a "
+	  "conversation ends after ten times this; 0 counts as 1)." },
 	{ "pop3_uidl_format", KT_ENUM, "filename",
 	  "filename|courier|dovecot|auto", 0,
 	  "The POP3 UIDL of a message: filename (the file name's stable "
