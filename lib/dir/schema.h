@@ -1,0 +1,40 @@
+#ifndef PETREL_DIR_SCHEMA_H
+#define PETREL_DIR_SCHEMA_H
+/*
+ * The database layouts of the `schema` setting (postfix-howto,
+ * exim-howto, postfixadmin): the tables and columns each has, and the
+ * statements that read every row where a lookup query reads one (check's
+ * walks, the admin listings). The per-row lookups are the query_* keys,
+ * whose preset defaults live with the key table (lib/config).
+ */
+#include <stdbool.h>
+
+#define SCHEMA_TABLES_MAX 4
+#define SCHEMA_COLUMNS_MAX 16
+
+struct dir_schema {
+	const char *name;
+	struct {
+		const char *table;
+		const char *columns[SCHEMA_COLUMNS_MAX];	/* NULL-ended */
+	} tables[SCHEMA_TABLES_MAX];	/* table NULL: no more */
+	/* address, maildir of every user, in a stable order; "LIMIT n" is
+	 * appended by the caller */
+	const char *sql_maildirs;
+	/* domain, transport of every hosted domain; NULL: none kept */
+	const char *sql_transports;
+	/* the hosted domains, ordered */
+	const char *sql_domains;
+	/* the catch-all aliases (@domain); NULL: the layout has none */
+	const char *sql_catchalls;
+	/* whether the admin commands (user/alias/domain add, del) write
+	 * this layout */
+	bool writable;
+};
+
+/* The layout named so, or NULL. */
+const struct dir_schema *dir_schema_get(const char *name);
+/* All layouts, in the order the `schema` values are listed (NULL-ended). */
+const struct dir_schema *const *dir_schema_all(void);
+
+#endif
