@@ -69,6 +69,7 @@ int cmd_hash(struct petrel_ctx *cli, int argc, char **argv);
 int cmd_maildirmake(struct petrel_ctx *cli, int argc, char **argv);
 int cmd_serve(struct petrel_ctx *cli, int argc, char **argv);
 int cmd_queue(struct petrel_ctx *cli, int argc, char **argv);
+int cmd_migrate(struct petrel_ctx *cli, int argc, char **argv);
 int cmd_dkim(struct petrel_ctx *cli, int argc, char **argv);
 int cmd_dns(struct petrel_ctx *cli, int argc, char **argv);
 
