@@ -37,6 +37,11 @@ static const struct dir_schema exim_howto = {
 	.sql_domains = "SELECT domain FROM domains ORDER BY domain",
 	.sql_catchalls = NULL,
 	.writable = false,
+	.sql_users = "SELECT id AS address, id, name, uid, gid, home, "
+	    "maildir, 1 AS imapok, 1 AS bool1, 1 AS bool2, quota FROM users",
+	.sql_domain_list = "SELECT domain, 'virtual:' AS transport "
+	    "FROM domains",
+	.sql_aliases = NULL,
 };
 
 static const struct dir_schema postfixadmin = {
@@ -60,6 +65,12 @@ static const struct dir_schema postfixadmin = {
 	.sql_catchalls = "SELECT address FROM alias WHERE address LIKE '@%' "
 	    "AND active = 1",
 	.writable = false,
+	.sql_users = "SELECT username AS address, username AS id, name, "
+	    "NULL AS uid, NULL AS gid, '' AS home, maildir, active AS imapok, "
+	    "1 AS bool1, 1 AS bool2, quota FROM mailbox",
+	.sql_domain_list = "SELECT domain, transport FROM domain "
+	    "WHERE active = 1 AND backupmx = 0 AND domain <> 'ALL'",
+	.sql_aliases = "SELECT address, goto FROM alias WHERE active = 1",
 };
 
 static const struct dir_schema *const all[] = {

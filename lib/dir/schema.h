@@ -28,8 +28,16 @@ struct dir_schema {
 	/* the catch-all aliases (@domain); NULL: the layout has none */
 	const char *sql_catchalls;
 	/* whether the admin commands (user/alias/domain add, del) write
-	 * this layout */
+	 * this layout; when not, they refuse, and the listings read the
+	 * three statements below (a derived table each) */
 	bool writable;
+	/* columns address, id, name, uid, gid, home, maildir, imapok,
+	 * bool1, bool2, quota */
+	const char *sql_users;
+	/* columns domain, transport */
+	const char *sql_domain_list;
+	/* columns address, goto; NULL: the layout has no alias table */
+	const char *sql_aliases;
 };
 
 /* The layout named so, or NULL. */

@@ -7,7 +7,7 @@ domain, mailbox, alias and alias_domain tables), on SQLite and MariaDB."""
 
 import os
 
-from conftest import DOMAIN, assert_ok, describe, parse_conf, run_petrel
+from conftest import DOMAIN, assert_error, assert_ok, describe, parse_conf, run_petrel, table
 from smtp_util import read_new
 
 DES_HASH = "jnk.l3QByZvdk"   # the Exim howto's ENCRYPT('lrepsak')
@@ -246,3 +246,40 @@ def test_postfixadmin_catchall_postfix_order(sqlite_instance, smtp_start):
     send(srv, "old@example.com", "inactive alias")
     assert len(read_new(inst, "kasper@example.com")) == 3
     assert read_new(inst, "noalias@example.com") == []
+
+
+# ---------------------------------------------------------------- the admin commands follow the layout
+
+
+def test_admin_commands_on_presets(instance):
+    """Listings read the configured layout; writes, which know only the
+    Postfix howto's tables, refuse with one line instead of an SQL error."""
+    exim_layout(instance)
+    assert table(instance.run("domain", "list").stdout) == [["example.com", "virtual:"]]
+    users = {r[0]: r for r in table(instance.run("user", "list").stdout)}
+    assert sorted(users) == ["clr@example.com", "fw@example.com", "kasperl@example.com"], users
+    assert users["kasperl@example.com"][6] == "example.com/kasperl/", users
+    assert users["kasperl@example.com"][7] == "1000000S,3C", users
+    assert table(instance.run("user", "show", "kasperl@example.com").stdout)[0][2] == "Kasper L"
+    assert instance.run("alias", "list").stdout == ""
+    assert instance.json("alias", "list", "--json") == []
+    for args in (("user", "add", "new@example.com"), ("user", "del", "kasperl@example.com"),
+                 ("alias", "add", "a@example.com", "kasperl@example.com"),
+                 ("domain", "add", "new.test"), ("domain", "del", "example.com")):
+        assert_error(instance.run(*args, check=False), "schema = exim-howto")
+    assert instance.sql("SELECT count(*) FROM users") == [("3",)]
+
+
+def test_admin_listings_postfixadmin(instance):
+    pfa_layout(instance)
+    assert table(instance.run("domain", "list").stdout) == [["alias.test", "virtual"],
+                                                           ["example.com", "virtual"]]
+    js = instance.json("user", "list", "--json")
+    assert [(u["address"], u["login"], u["quota"]) for u in js] == [
+        ("kasper@example.com", True, 5000000), ("off@example.com", False, 0)], js
+    aliases = table(instance.run("alias", "list", "example.com").stdout)
+    assert ["info@example.com", "kasper@example.com"] in aliases, aliases
+    assert not any(a[0] == "old@example.com" for a in aliases), "inactive"
+    assert ["@example.com", "kasper@example.com"] in aliases, aliases
+    assert_error(instance.run("user", "passwd", "kasper@example.com", input="x\n", check=False),
+                 "schema = postfixadmin")
