@@ -283,3 +283,17 @@ def test_admin_listings_postfixadmin(instance):
     assert ["@example.com", "kasper@example.com"] in aliases, aliases
     assert_error(instance.run("user", "passwd", "kasper@example.com", input="x\n", check=False),
                  "schema = postfixadmin")
+
+
+def test_postfixadmin_dovecot_scheme_prefix(sqlite_instance):
+    """PostfixAdmin's dovecot:SHA512-CRYPT stores {SHA512-CRYPT}$6$...: the
+    prefix is skipped, the crypt(3) string decides."""
+    inst = sqlite_instance
+    pfa_layout(inst)
+    h = run_petrel(inst.bin, ["hash", "--scheme", "sha512"], input="dpw\n").stdout.strip()
+    assert h.startswith("$6$"), h
+    inst.sql("UPDATE mailbox SET password = '{SHA512-CRYPT}%s' WHERE username = 'kasper@example.com'" % h)
+    assert auth(inst, "kasper@example.com", "dpw")
+    assert not auth(inst, "kasper@example.com", "pw")
+    inst.sql("UPDATE mailbox SET password = '{PLAIN}dpw' WHERE username = 'kasper@example.com'")
+    assert not auth(inst, "kasper@example.com", "dpw")
