@@ -314,6 +314,46 @@ judge_postfix_howto(struct survey *s)
 	}
 }
 
+/* Transports petrel runs otherwise than the old MTA (check says the
+ * same; here they belong to what changes for users). */
+static void
+judge_transports(struct survey *s)
+{
+	struct dir_rows *rows;
+	const char *err;
+
+	if (s->effective->sql_transports == NULL ||
+	    dir_query(s->dir, s->effective->sql_transports, NULL, 0, &rows,
+	    &err) < 0)
+		return;
+	for (size_t i = 0; i < rows->nrows; i++) {
+		const char *d = dir_rows_get(rows, i, 0);
+		const char *t = dir_rows_get(rows, i, 1);
+		char *why = NULL;
+
+		if (d == NULL || t == NULL)
+			continue;
+		switch (route_transport_kind(t)) {
+		case TRANSPORT_UNSUPPORTED:
+			why = xasprintf("domain %s has transport '%s', which "
+			    "petrel cannot run: its mail would be deferred",
+			    d, t);
+			break;
+		case TRANSPORT_MAILDROP:
+			why = xasprintf("domain %s has transport '%s': "
+			    "delivered to the Maildirs without maildrop's "
+			    "filters", d, t);
+			break;
+		default:
+			break;
+		}
+		if (why != NULL)
+			add(s, NULL, NULL, why);
+		free(why);
+	}
+	dir_rows_free(&rows);
+}
+
 static const char *
 owner_name(uid_t uid)
 {
@@ -524,6 +564,8 @@ migrate_check(struct petrel_ctx *cli, int argc, char **argv)
 	} else if (s.layout != NULL) {
 		sample_maildirs(&s);
 	}
+	if (s.layout != NULL)
+		judge_transports(&s);
 	judge_owners(&s);
 	judge_stack(&s);
 	if (cli_flag(&a, "json"))

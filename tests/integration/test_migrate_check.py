@@ -192,3 +192,18 @@ def test_errors(sqlite_instance, tmp_path):
     assert_error(inst.run("migrate", "frob", check=False), "migrate")
     assert_error(inst.run("migrate", "check", "--nope", check=False), "--nope")
 
+
+
+def test_transports_noted(sqlite_instance):
+    inst = sqlite_instance
+    inst.sql("INSERT INTO transport (domain, transport) VALUES ('lmtp.test', "
+             "'lmtp:unix:private/dovecot-lmtp')")
+    inst.sql("INSERT INTO transport (domain, transport) VALUES ('md.test', 'maildrop:')")
+    inst.sql("INSERT INTO transport (domain, transport) VALUES ('relay.test', 'smtp:[mx.relay.test]')")
+    rc, js = migrate(inst)
+    assert rc == 2 and settings(js) == {}, js
+    assert len(js["notes"]) == 2, js
+    assert any("lmtp.test" in n and "deferred" in n for n in js["notes"]), js
+    assert any("md.test" in n and "maildrop" in n for n in js["notes"]), js
+    cp = inst.run("migrate", "check", check=False)
+    assert cp.returncode == 2 and "# note: domain lmtp.test" in cp.stdout, describe(cp)
