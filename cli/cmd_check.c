@@ -77,6 +77,15 @@ check_schema(struct petrel_ctx *cli, struct dir *dir)
 			}
 		}
 	}
+	if (!ok) {
+		const struct dir_schema *found = NULL;
+
+		if (dir_schema_detect(dir, &found, &err) == DIR_OK &&
+		    found != sc)
+			problem("the database has the %s tables: set schema = "
+			    "%s (petrel migrate check says what else)",
+			    found->name, found->name);
+	}
 	if (strcmp(sc->name, "postfix-howto") == 0 && dir_has_quota(dir) &&
 	    dir_query(dir, "SELECT quota FROM users LIMIT 0", NULL, 0, NULL,
 	    &err) < 0)

@@ -72,46 +72,15 @@ want(struct survey *s, const char *key, const char *value, const char *why)
 		add(s, key, value, why);
 }
 
-static bool
-table_has(struct dir *dir, const char *table, const char *const *columns)
-{
-	const char *err;
-	char *sql;
-	int r;
-
-	sql = xasprintf("SELECT * FROM %s LIMIT 0", table);
-	r = dir_query(dir, sql, NULL, 0, NULL, &err);
-	free(sql);
-	if (r == DIR_TEMPFAIL)
-		cli_die("database temporarily unavailable: %s", err);
-	if (r < 0)
-		return false;
-	for (; *columns != NULL; columns++) {
-		sql = xasprintf("SELECT %s FROM %s LIMIT 0", *columns, table);
-		r = dir_query(dir, sql, NULL, 0, NULL, &err);
-		free(sql);
-		if (r < 0)
-			return false;
-	}
-	return true;
-}
-
 static const struct dir_schema *
 detect_layout(struct dir *dir)
 {
-	const struct dir_schema *const *all = dir_schema_all();
+	const struct dir_schema *sc = NULL;
+	const char *err;
 
-	for (size_t i = 0; all[i] != NULL; i++) {
-		bool ok = true;
-
-		for (size_t t = 0; ok && t < SCHEMA_TABLES_MAX &&
-		    all[i]->tables[t].table != NULL; t++)
-			ok = table_has(dir, all[i]->tables[t].table,
-			    all[i]->tables[t].columns);
-		if (ok)
-			return all[i];
-	}
-	return NULL;
+	if (dir_schema_detect(dir, &sc, &err) == DIR_TEMPFAIL)
+		cli_die("database temporarily unavailable: %s", err);
+	return sc;
 }
 
 /* The number in the first cell of a one-row answer; -1 on an error. */

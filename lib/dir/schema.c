@@ -5,8 +5,11 @@
  * whole tables for check, migrate check and the admin listings.
  */
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "lib/base/alloc.h"
+#include "lib/dir/dir.h"
 #include "lib/dir/schema.h"
 
 static const struct dir_schema postfix_howto = {
@@ -90,4 +93,53 @@ const struct dir_schema *const *
 dir_schema_all(void)
 {
 	return all;
+}
+
+/* SELECT the table, then each column, reading no row. */
+static int
+table_present(struct dir *dir, const char *table,
+    const char *const *columns, const char **error_r)
+{
+	char *sql = xasprintf("SELECT * FROM %s LIMIT 0", table);
+	int r = dir_query(dir, sql, NULL, 0, NULL, error_r);
+
+	free(sql);
+	for (; r == DIR_OK && *columns != NULL; columns++) {
+		sql = xasprintf("SELECT %s FROM %s LIMIT 0", *columns, table);
+		r = dir_query(dir, sql, NULL, 0, NULL, error_r);
+		free(sql);
+	}
+	if (r == DIR_TEMPFAIL)
+		return r;
+	return r == DIR_OK ? DIR_OK : DIR_NOTFOUND;
+}
+
+int
+dir_schema_present(struct dir *dir, const struct dir_schema *schema,
+    const char **error_r)
+{
+	int r = DIR_OK;
+
+	for (size_t t = 0; r == DIR_OK && t < SCHEMA_TABLES_MAX &&
+	    schema->tables[t].table != NULL; t++)
+		r = table_present(dir, schema->tables[t].table,
+		    schema->tables[t].columns, error_r);
+	return r;
+}
+
+int
+dir_schema_detect(struct dir *dir, const struct dir_schema **schema_r,
+    const char **error_r)
+{
+	for (size_t i = 0; all[i] != NULL; i++) {
+		int r = dir_schema_present(dir, all[i], error_r);
+
+		if (r == DIR_TEMPFAIL)
+			return r;
+		if (r == DIR_OK) {
+			*schema_r = all[i];
+			return DIR_OK;
+		}
+	}
+	return DIR_NOTFOUND;
 }

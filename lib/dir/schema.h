@@ -45,4 +45,14 @@ const struct dir_schema *dir_schema_get(const char *name);
 /* All layouts, in the order the `schema` values are listed (NULL-ended). */
 const struct dir_schema *const *dir_schema_all(void);
 
+struct dir;
+/* The first layout whose tables and columns the database has: DIR_OK
+ * with *schema_r, DIR_NOTFOUND (none), DIR_TEMPFAIL with *error_r. */
+int dir_schema_detect(struct dir *dir, const struct dir_schema **schema_r,
+    const char **error_r);
+/* Whether the database has the layout's tables and columns: DIR_OK,
+ * DIR_NOTFOUND, DIR_TEMPFAIL with *error_r. */
+int dir_schema_present(struct dir *dir, const struct dir_schema *schema,
+    const char **error_r);
+
 #endif

@@ -297,3 +297,16 @@ def test_postfixadmin_dovecot_scheme_prefix(sqlite_instance):
     assert not auth(inst, "kasper@example.com", "pw")
     inst.sql("UPDATE mailbox SET password = '{PLAIN}dpw' WHERE username = 'kasper@example.com'")
     assert not auth(inst, "kasper@example.com", "dpw")
+
+
+def test_check_names_the_layout_found(sqlite_instance):
+    """check with the postfix-howto schema on PostfixAdmin's tables: the
+    missing tables, and the layout that is there."""
+    inst = sqlite_instance
+    pfa_layout(inst)
+    cp = inst.run("-o", "schema=postfix-howto", "check", check=False)
+    assert cp.returncode == 1, describe(cp)
+    assert "table transport is missing" in cp.stderr, describe(cp)
+    assert "the database has the postfixadmin tables: set schema = postfixadmin" in cp.stderr, \
+        describe(cp)
+    assert_ok(inst.run("check", check=False))
