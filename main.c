@@ -33,6 +33,7 @@ static const struct command {
 	  "user add|del|show|list|passwd|auth ADDRESS [options]" },
 	{ "alias", cmd_alias, 0,
 	  "alias add ADDRESS TARGET[,TARGET...] | del ADDRESS | list [DOMAIN]" },
+	{ "migrate", cmd_migrate, 0, "migrate check [--json] [MAILDIR...]" },
 	{ "queue", cmd_queue, 0, "queue list|show ID|flush|delete ID" },
 	{ "dkim", cmd_dkim, 0, "dkim keygen DOMAIN [--selector S]" },
 	{ "dns", cmd_dns, 0, "dns DOMAIN [--json]" },

@@ -14,6 +14,7 @@
 #include "lib/base/limits.h"
 #include "lib/config/config.h"
 #include "lib/dir/dir.h"
+#include "lib/dir/schema.h"
 
 void
 cli_die(const char *fmt, ...)
@@ -137,6 +138,26 @@ cli_dir(struct petrel_ctx *cli)
 	if (dir_connect(cli->dir, &cerr) < 0)
 		cli_die("database unreachable: %s", cerr);
 	return cli->dir;
+}
+
+const struct dir_schema *
+cli_schema(struct petrel_ctx *cli)
+{
+	const struct dir_schema *sc = dir_schema_get(config_get(cli->cfg,
+	    "schema"));
+
+	return sc != NULL ? sc : dir_schema_get("postfix-howto");
+}
+
+void
+cli_schema_writable(struct petrel_ctx *cli, const char *what)
+{
+	const struct dir_schema *sc = cli_schema(cli);
+
+	if (!sc->writable)
+		cli_die("%s writes the postfix-howto tables, and this "
+		    "directory is schema = %s: change it with that stack's "
+		    "own tools", what, sc->name);
 }
 
 struct dir_rows *

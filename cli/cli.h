@@ -10,6 +10,7 @@
 
 struct config;
 struct dir;
+struct dir_schema;
 
 #define CLI_MAX_POS 8
 #define CLI_MAX_OPT 8
@@ -37,6 +38,11 @@ bool cli_flag(const struct cli_args *a, const char *name);
 
 /* The directory, opened and connected (dies on failure). */
 struct dir *cli_dir(struct petrel_ctx *cli);
+/* The configured layout (schema, lib/dir/schema.h). */
+const struct dir_schema *cli_schema(struct petrel_ctx *cli);
+/* Die unless the admin commands write the configured layout (`what`
+ * names the command). */
+void cli_schema_writable(struct petrel_ctx *cli, const char *what);
 /* Run a statement; dies on error (naming `what`). */
 struct dir_rows *cli_query(struct petrel_ctx *cli, const char *what, const char *sql,
     const char *const *kv);
@@ -69,6 +75,7 @@ int cmd_hash(struct petrel_ctx *cli, int argc, char **argv);
 int cmd_maildirmake(struct petrel_ctx *cli, int argc, char **argv);
 int cmd_serve(struct petrel_ctx *cli, int argc, char **argv);
 int cmd_queue(struct petrel_ctx *cli, int argc, char **argv);
+int cmd_migrate(struct petrel_ctx *cli, int argc, char **argv);
 int cmd_dkim(struct petrel_ctx *cli, int argc, char **argv);
 int cmd_dns(struct petrel_ctx *cli, int argc, char **argv);
 int cmd_help(struct petrel_ctx *cli, int argc, char **argv);

@@ -16,6 +16,7 @@
 #include "lib/base/alloc.h"
 #include "lib/base/limits.h"
 #include "lib/dir/dir.h"
+#include "lib/dir/schema.h"
 
 /* Normalize a source; domain_r gets its domain. */
 static char *
@@ -107,6 +108,7 @@ alias_add(struct petrel_ctx *cli, int argc, char **argv)
 	size_t count = 0;
 	bool exists;
 
+	cli_schema_writable(cli, "petrel alias add");
 	cli_parse(argc, argv, NULL, 2, 2,
 	    "petrel alias add ADDRESS TARGET[,TARGET...]", &a);
 	source = alias_source(a.pos[0], &domain);
@@ -145,6 +147,7 @@ alias_del(struct petrel_ctx *cli, int argc, char **argv)
 	struct dir_rows *rows;
 	char *source, *domain;
 
+	cli_schema_writable(cli, "petrel alias del");
 	cli_parse(argc, argv, NULL, 1, 1, "petrel alias del ADDRESS", &a);
 	source = alias_source(a.pos[0], &domain);
 	rows = cli_query(cli, "alias del",
@@ -188,25 +191,37 @@ alias_list(struct petrel_ctx *cli, int argc, char **argv)
 	struct cli_args a;
 	struct dir_rows *rows;
 	str_t out = STR_INIT;
+	const struct dir_schema *sc;
 	char *domain = NULL, *like = NULL;
 	bool json;
 
 	cli_parse(argc, argv, allowed, 0, 1,
 	    "petrel alias list [DOMAIN] [--json]", &a);
 	json = cli_flag(&a, "json");
+	sc = cli_schema(cli);
 	if (a.npos == 1) {
 		domain = xstrdup(a.pos[0]);
 		str_lower(domain);
 		if (!addr_domain_valid(domain))
 			cli_die("'%s' is not a valid domain name", a.pos[0]);
 		like = cli_like_domain(domain);
-		rows = cli_query(cli, "alias list",
-		    "SELECT address, goto FROM virtual WHERE address LIKE :like "
-		    "ESCAPE '!' OR address = :domain ORDER BY address",
-		    (const char *[]){ "like", like, "domain", domain, NULL });
+	}
+	if (!sc->writable && sc->sql_aliases == NULL) {
+		/* the layout has no alias table: an empty list */
+		rows = xmalloc(sizeof(*rows));
+		rows->ncols = 2;
 	} else {
-		rows = cli_query(cli, "alias list",
-		    "SELECT address, goto FROM virtual ORDER BY address", NULL);
+		char *from = sc->writable ? xstrdup("virtual") :
+		    xasprintf("(%s) a", sc->sql_aliases);
+		char *sql = xasprintf("SELECT address, goto FROM %s%s ORDER BY "
+		    "address", from, domain == NULL ? "" : " WHERE address "
+		    "LIKE :like ESCAPE '!' OR address = :domain");
+
+		rows = cli_query(cli, "alias list", sql, domain == NULL ?
+		    NULL : (const char *[]){ "like", like, "domain", domain,
+		    NULL });
+		free(sql);
+		free(from);
 	}
 	if (json)
 		str_append_c(&out, '[');

@@ -19,6 +19,7 @@
 #include "lib/config/config.h"
 #include "lib/dir/dir.h"
 #include "lib/milter/milter.h"
+#include "lib/dir/schema.h"
 #include "lib/route/route.h"
 #include "lib/route/writable.h"
 #include "lib/tls/tls.h"
@@ -39,27 +40,22 @@ problem(const char *fmt, ...)
 	problems++;
 }
 
-/* The tables and columns the admin commands and default queries use. */
-static const struct {
-	const char *table;
-	const char *columns[15];
-} schema[] = {
-	{ "transport", { "domain", "transport", NULL } },
-	{ "virtual", { "address", "goto", NULL } },
-	{ "users", { "id", "address", "crypt", "clear", "name", "uid", "gid",
-	    "home", "domain", "maildir", "imapok", "bool1", "bool2", NULL } },
-};
-
+/* The tables and columns of the configured layout (schema). */
 static bool
-check_schema(struct dir *dir)
+check_schema(struct petrel_ctx *cli, struct dir *dir)
 {
+	const struct dir_schema *sc = dir_schema_get(config_get(cli->cfg,
+	    "schema"));
 	const char *err;
 	char *sql;
 	bool ok = true;
 	int r;
 
-	for (size_t t = 0; t < sizeof(schema) / sizeof(schema[0]); t++) {
-		sql = xasprintf("SELECT * FROM %s LIMIT 0", schema[t].table);
+	for (size_t t = 0; t < SCHEMA_TABLES_MAX && sc->tables[t].table;
+	    t++) {
+		const char *table = sc->tables[t].table;
+
+		sql = xasprintf("SELECT * FROM %s LIMIT 0", table);
 		r = dir_query(dir, sql, NULL, 0, NULL, &err);
 		free(sql);
 		if (r == DIR_TEMPFAIL) {
@@ -67,23 +63,31 @@ check_schema(struct dir *dir)
 			return false;
 		}
 		if (r < 0) {
-			problem("table %s is missing (%s)", schema[t].table, err);
+			problem("table %s is missing (%s)", table, err);
 			ok = false;
 			continue;
 		}
-		for (const char *const *c = schema[t].columns; *c; c++) {
-			sql = xasprintf("SELECT %s FROM %s LIMIT 0", *c,
-			    schema[t].table);
+		for (const char *const *c = sc->tables[t].columns; *c; c++) {
+			sql = xasprintf("SELECT %s FROM %s LIMIT 0", *c, table);
 			r = dir_query(dir, sql, NULL, 0, NULL, &err);
 			free(sql);
 			if (r < 0) {
-				problem("table %s has no column %s", 
-				    schema[t].table, *c);
+				problem("table %s has no column %s", table,
+				    *c);
 				ok = false;
 			}
 		}
 	}
-	if (dir_has_quota(dir) &&
+	if (!ok) {
+		const struct dir_schema *found = NULL;
+
+		if (dir_schema_detect(dir, &found, &err) == DIR_OK &&
+		    found != sc)
+			problem("the database has the %s tables: set schema = "
+			    "%s (petrel migrate check says what else)",
+			    found->name, found->name);
+	}
+	if (strcmp(sc->name, "postfix-howto") == 0 && dir_has_quota(dir) &&
 	    dir_query(dir, "SELECT quota FROM users LIMIT 0", NULL, 0, NULL,
 	    &err) < 0)
 		problem("table users has no column quota, but query_quota is "
@@ -134,13 +138,16 @@ check_queries(struct petrel_ctx *cli, struct dir *dir)
  * would defer its domain's mail (451 4.3.5), so it is a problem here;
  * maildrop: is delivered as virtual: and said so. */
 static void
-check_transports(struct dir *dir)
+check_transports(struct petrel_ctx *cli, struct dir *dir)
 {
+	const struct dir_schema *sc = dir_schema_get(config_get(cli->cfg,
+	    "schema"));
 	struct dir_rows *rows;
 	const char *err;
 
-	if (dir_query(dir, "SELECT domain, transport FROM transport", NULL,
-	    0, &rows, &err) < 0)
+	if (sc->sql_transports == NULL)
+		return;
+	if (dir_query(dir, sc->sql_transports, NULL, 0, &rows, &err) < 0)
 		return;		/* check_schema said why */
 	for (size_t i = 0; i < rows->nrows; i++) {
 		const char *d = dir_rows_get(rows, i, 0);
@@ -252,8 +259,8 @@ cmd_check(struct petrel_ctx *cli, int argc, char **argv)
 		if (dir_connect(dir, &cerr) < 0)
 			problem("database unreachable: %s", cerr);
 		else {
-			if (check_schema(dir))
-				check_transports(dir);
+			if (check_schema(cli, dir))
+				check_transports(cli, dir);
 			check_queries(cli, dir);
 			check_local_domain(cli, dir);
 		}

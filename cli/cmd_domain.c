@@ -9,6 +9,7 @@
 #include "lib/base/addr.h"
 #include "lib/base/alloc.h"
 #include "lib/dir/dir.h"
+#include "lib/dir/schema.h"
 #include "lib/route/route.h"
 
 /* Transport values of SPEC section 1 (Postfix transport(5) syntax). */
@@ -50,6 +51,7 @@ domain_add(struct petrel_ctx *cli, int argc, char **argv)
 	char *domain;
 	struct dir_rows *rows;
 
+	cli_schema_writable(cli, "petrel domain add");
 	cli_parse(argc, argv, allowed, 1, 1,
 	    "petrel domain add DOMAIN [--transport T]", &a);
 	domain = normalize_domain(a.pos[0]);
@@ -82,6 +84,7 @@ domain_del(struct petrel_ctx *cli, int argc, char **argv)
 	char *domain, *like;
 	unsigned long users, aliases;
 
+	cli_schema_writable(cli, "petrel domain del");
 	cli_parse(argc, argv, NULL, 1, 1, "petrel domain del DOMAIN", &a);
 	domain = normalize_domain(a.pos[0]);
 	like = cli_like_domain(domain);
@@ -118,12 +121,23 @@ domain_list(struct petrel_ctx *cli, int argc, char **argv)
 	struct cli_args a;
 	struct dir_rows *rows;
 	str_t out = STR_INIT;
+	const struct dir_schema *sc;
 	bool json;
 
 	cli_parse(argc, argv, allowed, 0, 0, "petrel domain list [--json]", &a);
 	json = cli_flag(&a, "json");
-	rows = cli_query(cli, "domain list",
-	    "SELECT domain, transport FROM transport ORDER BY domain", NULL);
+	sc = cli_schema(cli);
+	if (sc->writable) {
+		rows = cli_query(cli, "domain list",
+		    "SELECT domain, transport FROM transport ORDER BY domain",
+		    NULL);
+	} else {
+		char *sql = xasprintf("SELECT domain, transport FROM (%s) d "
+		    "ORDER BY domain", sc->sql_domain_list);
+
+		rows = cli_query(cli, "domain list", sql, NULL);
+		free(sql);
+	}
 	if (json)
 		str_append_c(&out, '[');
 	for (size_t i = 0; i < rows->nrows; i++) {

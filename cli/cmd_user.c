@@ -21,6 +21,7 @@
 #include "lib/base/alloc.h"
 #include "lib/config/config.h"
 #include "lib/dir/dir.h"
+#include "lib/dir/schema.h"
 #include "lib/maildir/maildir.h"
 
 #define USER_COLS "address, id, name, uid, gid, home, maildir, imapok, bool1, bool2"
@@ -98,6 +99,7 @@ user_add(struct petrel_ctx *cli, int argc, char **argv)
 	struct dir_rows *rows;
 	struct dir *dir;
 
+	cli_schema_writable(cli, "petrel user add");
 	cli_parse(argc, argv, allowed, 1, 1,
 	    "petrel user add ADDRESS [--password-stdin] [--crypt HASH] "
 	    "[--name N] [--quota BYTES]", &a);
@@ -240,11 +242,15 @@ format_user(str_t *out, const struct dir_rows *rows, size_t i, bool json)
 static const char *
 select_users(struct petrel_ctx *cli, const char *where)
 {
-	static char sql[512];
+	static char sql[1024];
+	const struct dir_schema *sc = cli_schema(cli);
+	char *from = sc->writable ? xstrdup("users") :
+	    xasprintf("(%s) u", sc->sql_users);
 
-	snprintf(sql, sizeof(sql), "SELECT " USER_COLS "%s FROM users %s "
+	snprintf(sql, sizeof(sql), "SELECT " USER_COLS "%s FROM %s %s "
 	    "ORDER BY address", dir_has_quota(cli_dir(cli)) ? ", quota" : "",
-	    where);
+	    from, where);
+	free(from);
 	return sql;
 }
 
@@ -336,6 +342,7 @@ user_del(struct petrel_ctx *cli, int argc, char **argv)
 	struct dir_rows *rows;
 	char *address;
 
+	cli_schema_writable(cli, "petrel user del");
 	cli_parse(argc, argv, NULL, 1, 1, "petrel user del ADDRESS", &a);
 	address = normalized_address(a.pos[0]);
 	rows = cli_query(cli, "user del",
@@ -359,6 +366,7 @@ user_passwd(struct petrel_ctx *cli, int argc, char **argv)
 	char *address, *plain, *hash;
 	const char *err;
 
+	cli_schema_writable(cli, "petrel user passwd");
 	cli_parse(argc, argv, NULL, 1, 1, "petrel user passwd ADDRESS", &a);
 	address = normalized_address(a.pos[0]);
 	rows = cli_query(cli, "user passwd",

@@ -42,6 +42,7 @@
 #include "lib/config/config.h"
 #include "lib/config/context.h"
 #include "lib/dir/dir.h"
+#include "lib/dir/schema.h"
 #include "lib/route/route.h"
 #include "master/serve.h"
 
@@ -183,11 +184,14 @@ authd_answer(struct dir *dir, const struct config *cfg,
 		authd_encode(out, &rep);
 		return;
 	case AUTHD_POSTMASTER_REQ: {
+		const struct dir_schema *sc;
 		struct dir_rows *rows = NULL;
 
 		rep.kind = AUTHD_POSTMASTER_REP;
-		r = dir_query(dir, "SELECT domain FROM transport ORDER BY "
-		    "domain", NULL, 0, &rows, &err);
+		sc = dir_schema_get(config_get(cfg, "schema"));
+		r = dir_query(dir, sc != NULL ? sc->sql_domains :
+		    "SELECT domain FROM transport ORDER BY domain", NULL, 0,
+		    &rows, &err);
 		if (r == DIR_OK && rows->nrows == 0)
 			r = DIR_NOTFOUND;
 		if (r == DIR_OK)

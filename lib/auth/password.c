@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "lib/base/alloc.h"
 #include "lib/auth/password.h"
@@ -40,6 +41,26 @@ password_hash_usable(const char *hash)
 	return true;
 }
 
+/* Dovecot's scheme prefix before a crypt(3) string ("{SHA512-CRYPT}$6$...",
+ * as PostfixAdmin writes with its dovecot: schemes): the string after it.
+ * Other schemes ({PLAIN}, {SSHA}, ...) are not crypt(3): left as they
+ * are, so that they never verify. */
+static const char *
+strip_scheme(const char *hash)
+{
+	static const char *const crypt_schemes[] = { "{CRYPT}", "{DES-CRYPT}",
+	    "{MD5-CRYPT}", "{SHA256-CRYPT}", "{SHA512-CRYPT}", "{BLF-CRYPT}" };
+
+	for (size_t i = 0; hash[0] == '{' &&
+	    i < sizeof(crypt_schemes) / sizeof(crypt_schemes[0]); i++) {
+		size_t n = strlen(crypt_schemes[i]);
+
+		if (strncasecmp(hash, crypt_schemes[i], n) == 0)
+			return hash + n;
+	}
+	return hash;
+}
+
 bool
 password_verify(const char *plain, const char *hash)
 {
@@ -49,6 +70,9 @@ password_verify(const char *plain, const char *hash)
 	unsigned char diff = 0;
 	bool ok;
 
+	if (!password_hash_usable(hash))
+		return false;
+	hash = strip_scheme(hash);
 	if (!password_hash_usable(hash))
 		return false;
 	data = xmalloc(sizeof(*data));

@@ -15,7 +15,9 @@ enum password_scheme {
 
 int password_scheme_parse(const char *name, enum password_scheme *scheme_r);
 /* true only if hash is a usable crypt(3) hash and plain matches it.
- * An empty hash, "*", "!..." (locked) never match. Constant-time compare. */
+ * An empty hash, "*", "!..." (locked) never match. Constant-time compare.
+ * Dovecot's prefix of a crypt(3) scheme ({CRYPT}, {MD5-CRYPT},
+ * {SHA256-CRYPT}, {SHA512-CRYPT}, {BLF-CRYPT}) is skipped. */
 bool password_verify(const char *plain, const char *hash);
 /* Whether a cleartext password from the directory (query_login's clear
  * column) equals plain: digests compared in constant time, so that

@@ -245,6 +245,15 @@ static const struct key_def keys[] = {
 	  "part), courier (Courier pop3d's), dovecot (%08Xu%08Xv of the IMAP "
 	  "UID and UIDVALIDITY) or auto (per folder, as the server whose "
 	  "file the folder holds)." },
+	{ "schema", KT_ENUM, "postfix-howto",
+	  "postfix-howto|exim-howto|postfixadmin", 0,
+	  "The database layout the query_* defaults are written for "
+	  "(docs/migration.md): postfix-howto (the Postfix + Courier + MySQL "
+	  "howto's transport, virtual and users tables), exim-howto (the "
+	  "Exim + Courier + MySQL howto's users and domains tables) or "
+	  "postfixadmin (PostfixAdmin's domain, mailbox, alias and "
+	  "alias_domain tables, maildir relative to mail_root); a query_* "
+	  "key set in the file or with -o wins over the preset." },
 	{ "query_domain", KT_STRING,
 	  "SELECT transport FROM transport WHERE domain = :domain", NULL, 0,
 	  "SQL: the transport of a hosted domain (:domain)." },
@@ -267,6 +276,68 @@ static const struct key_def keys[] = {
 	  "empty: no quotas." },
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+/*
+ * Schema presets: the defaults of the query_* keys for the layouts other
+ * than postfix-howto (whose defaults are the key table's, unchanged).
+ * Each query binds :address, :local, :domain (or :login) like any
+ * configured one; the columns come back in the order dir.h describes.
+ */
+struct preset_query {
+	const char *schema, *key, *sql;
+};
+
+/* The mailbox row of PostfixAdmin for :address, also through an alias
+ * domain (alias_domain maps the alias's domain to a target domain that
+ * holds the mailboxes). */
+#define PFA_MAILBOX_WHERE \
+	"WHERE active = 1 AND (username = :address OR username = " \
+	"(SELECT CONCAT(:local, '@', target_domain) FROM alias_domain " \
+	"WHERE alias_domain = :domain AND active = 1))"
+#define PFA_ACTIVE_DOMAIN \
+	"domain IN (SELECT domain FROM domain WHERE active = 1)"
+
+static const struct preset_query presets[] = {
+	/* Exim howto: users(id, crypt, clear, name, uid, gid, home,
+	 * maildir, quota), the id being the full address; domains(domain)
+	 * lists the hosted domains; no alias table (a redirect is a users
+	 * row whose maildir holds addresses); quota in Courier's form. */
+	{ "exim-howto", "query_domain",
+	  "SELECT 'virtual:' FROM domains WHERE domain = :domain" },
+	{ "exim-howto", "query_alias", "" },
+	{ "exim-howto", "query_user",
+	  "SELECT id, id, crypt, name, uid, gid, home, maildir FROM users "
+	  "WHERE id = :address" },
+	{ "exim-howto", "query_login",
+	  "SELECT id, id, crypt, name, uid, gid, home, maildir, clear "
+	  "FROM users WHERE id = :login" },
+	{ "exim-howto", "query_quota",
+	  "SELECT quota FROM users WHERE id = :address" },
+	/* PostfixAdmin: domain(domain, transport, backupmx, active),
+	 * mailbox(username, password, name, maildir, quota, local_part,
+	 * domain, active), alias(address, goto, domain, active),
+	 * alias_domain(alias_domain, target_domain, active); quota in
+	 * bytes, 0 = none. A backup-MX domain is not hosted here. */
+	{ "postfixadmin", "query_domain",
+	  "SELECT transport FROM domain WHERE domain = :domain "
+	  "AND active = 1 AND backupmx = 0" },
+	{ "postfixadmin", "query_alias",
+	  "SELECT goto FROM (SELECT goto, 1 AS o FROM alias "
+	  "WHERE address = :address AND active = 1 "
+	  "UNION ALL SELECT a.goto, 2 AS o FROM alias a, alias_domain d "
+	  "WHERE d.alias_domain = :domain AND d.active = 1 "
+	  "AND a.address = CONCAT(:local, '@', d.target_domain) "
+	  "AND a.active = 1) x ORDER BY o LIMIT 1" },
+	{ "postfixadmin", "query_user",
+	  "SELECT username, username, password, name, NULL, NULL, '', "
+	  "maildir FROM mailbox " PFA_MAILBOX_WHERE },
+	{ "postfixadmin", "query_login",
+	  "SELECT username, username, password, name, NULL, NULL, '', "
+	  "maildir FROM mailbox WHERE username = :login AND active = 1 "
+	  "AND " PFA_ACTIVE_DOMAIN },
+	{ "postfixadmin", "query_quota",
+	  "SELECT quota FROM mailbox " PFA_MAILBOX_WHERE },
+};
 
 struct config {
 	char *values[NKEYS];	/* NULL = default */
@@ -642,6 +713,29 @@ config_get(const struct config *cfg, const char *key)
 		panic("config_get: undeclared key %s", key);
 	if (cfg != NULL && cfg->values[i] != NULL)
 		return cfg->values[i];
+	if (strncmp(key, "query_", 6) == 0 && cfg != NULL) {
+		const char *schema = config_get(cfg, "schema");
+
+		for (size_t p = 0; p < sizeof(presets) / sizeof(presets[0]);
+		    p++)
+			if (strcmp(presets[p].schema, schema) == 0 &&
+			    strcmp(presets[p].key, key) == 0)
+				return presets[p].sql;
+	}
+	return keys[i].def;
+}
+
+const char *
+config_preset(const char *schema, const char *key)
+{
+	int i = key_index(key);
+
+	if (i < 0)
+		return NULL;
+	for (size_t p = 0; p < sizeof(presets) / sizeof(presets[0]); p++)
+		if (strcmp(presets[p].schema, schema) == 0 &&
+		    strcmp(presets[p].key, key) == 0)
+			return presets[p].sql;
 	return keys[i].def;
 }
 

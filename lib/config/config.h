@@ -36,6 +36,10 @@ int config_set(struct config *cfg, const char *key, const char *value,
 /* Value of a key (the default when unset). Panics on an undeclared key:
  * that is a programming error, not a user error. */
 const char *config_get(const struct config *cfg, const char *key);
+/* The default of key under the schema preset (the "schema" key's
+ * values): what config_get gives when the key is not set. NULL for an
+ * undeclared key. */
+const char *config_preset(const char *schema, const char *key);
 uint64_t config_get_uint(const struct config *cfg, const char *key);
 bool config_is_set(const struct config *cfg, const char *key);
 /* The path of the file loaded, or NULL. */

@@ -61,6 +61,32 @@ sqlite_drop(struct sqlite_ctx *c)
 	c->db = NULL;
 }
 
+/* CONCAT(a, b, ...) as MariaDB's: the arguments' text joined, NULL if
+ * any is NULL. SQLite has it built in from 3.44 only; the schema presets
+ * (lib/config) use it on both drivers. */
+static void
+sqlite_concat(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	str_t out = STR_INIT;
+
+	for (int i = 0; i < argc; i++) {
+		const unsigned char *t;
+
+		if (sqlite3_value_type(argv[i]) == SQLITE_NULL) {
+			str_free(&out);
+			sqlite3_result_null(ctx);
+			return;
+		}
+		t = sqlite3_value_text(argv[i]);
+		if (t != NULL)
+			str_append_n(&out, t,
+			    (size_t)sqlite3_value_bytes(argv[i]));
+	}
+	sqlite3_result_text(ctx, str_c(&out), (int)out.len,
+	    SQLITE_TRANSIENT);
+	str_free(&out);
+}
+
 static int
 sqlite_connect(void *ctx, str_t *error)
 {
@@ -87,6 +113,9 @@ sqlite_connect(void *ctx, str_t *error)
 	}
 	sqlite3_busy_timeout(c->db, SQLITE_BUSY_MS);
 	sqlite3_extended_result_codes(c->db, 1);
+	sqlite3_create_function(c->db, "concat", -1,
+	    SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, sqlite_concat, NULL,
+	    NULL);
 	return 0;
 }
 

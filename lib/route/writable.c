@@ -28,6 +28,7 @@
 #include "lib/base/str.h"
 #include "lib/config/config.h"
 #include "lib/dir/dir.h"
+#include "lib/dir/schema.h"
 #include "lib/route/route.h"
 #include "lib/route/writable.h"
 
@@ -78,14 +79,17 @@ maildir_writable(const char *path)
 }
 
 int
-writable_walk(struct dir *dir, const char *mail_root, size_t max,
-    struct writable_report *rep, const char **error_r)
+writable_walk(struct dir *dir, const char *schema, const char *mail_root,
+    size_t max, struct writable_report *rep, const char **error_r)
 {
+	const struct dir_schema *sc = dir_schema_get(schema);
 	struct dir_rows *rows;
-	char *sql = xasprintf("SELECT address, maildir FROM users LIMIT %zu",
-	    max + 1);
+	char *sql;
 	int r;
 
+	if (sc == NULL)
+		sc = dir_schema_get("postfix-howto");
+	sql = xasprintf("%s LIMIT %zu", sc->sql_maildirs, max + 1);
 	memset(rep, 0, sizeof(*rep));
 	r = dir_query(dir, sql, NULL, 0, &rows, error_r);
 	free(sql);
@@ -186,7 +190,8 @@ child_run(const struct config *cfg, int fd)
 		str_printf(&out, "S %s\n", err);
 		goto out;
 	}
-	r = writable_walk(dir, config_get(cfg, "mail_root"),
+	r = writable_walk(dir, config_get(cfg, "schema"),
+	    config_get(cfg, "mail_root"),
 	    WRITABLE_USERS_MAX, &rep, &err);
 	if (r != DIR_OK) {
 		str_printf(&out, "S the users table could not be read: %s\n",

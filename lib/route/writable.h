@@ -26,10 +26,11 @@ struct writable_report {
 	char *skipped;		/* why nothing was checked (NULL: checked) */
 };
 
-/* Walk the users table with this process's ids: DIR_OK, or a DIR_* error
- * with *error_r (the directory's). */
-int writable_walk(struct dir *dir, const char *mail_root, size_t max,
-    struct writable_report *rep, const char **error_r);
+/* Walk the users of the layout `schema` (lib/dir/schema.h) with this
+ * process's ids: DIR_OK, or a DIR_* error with *error_r (the
+ * directory's). */
+int writable_walk(struct dir *dir, const char *schema, const char *mail_root,
+    size_t max, struct writable_report *rep, const char **error_r);
 
 /* Open the directory of cfg in a child process that takes the workers'
  * ids (`user`/`group`, when running as root) and walk it there; the

@@ -230,6 +230,44 @@ test_key_table(void)
 	test_end();
 }
 
+static void
+test_schema_presets(void)
+{
+	struct config *cfg = config_new();
+	const char *pfx_user = config_get(NULL, "query_user");
+	char *err;
+
+	test_begin("config schema: presets of query_*, explicit keys win");
+	test_assert_streq(config_get(cfg, "schema"), "postfix-howto");
+	test_assert_streq(config_get(cfg, "query_user"), "SELECT id, address, "
+	    "crypt, name, uid, gid, home, maildir FROM users WHERE address = "
+	    ":address");
+	test_assert_streq(config_preset("postfix-howto", "query_user"),
+	    pfx_user);
+	test_assert(load(cfg, "schema = exim-howto\n", &err) == 0);
+	test_assert_streq(config_get(cfg, "query_user"), "SELECT id, id, "
+	    "crypt, name, uid, gid, home, maildir FROM users WHERE id = "
+	    ":address");
+	test_assert_streq(config_get(cfg, "query_alias"), "");
+	test_assert_streq(config_get(cfg, "query_user"),
+	    config_preset("exim-howto", "query_user"));
+	/* keys without a preset keep their one default */
+	test_assert_streq(config_get(cfg, "mail_root"),
+	    config_preset("exim-howto", "mail_root"));
+	test_assert(load(cfg, "query_user = SELECT 1\n", &err) == 0);
+	test_assert_streq(config_get(cfg, "query_user"), "SELECT 1");
+	test_assert(config_override(cfg, "schema=postfixadmin", &err) == 0);
+	test_assert_streq(config_get(cfg, "query_user"), "SELECT 1");
+	test_assert(strstr(config_get(cfg, "query_login"), "FROM mailbox") !=
+	    NULL);
+	test_assert(load(cfg, "schema = vpopmail\n", &err) == -1);
+	test_assert(err != NULL && strstr(err, "t.conf:1:") != NULL);
+	free(err);
+	test_assert(config_preset("exim-howto", "no_such_key") == NULL);
+	config_free(&cfg);
+	test_end();
+}
+
 int
 main(void)
 {
@@ -240,5 +278,6 @@ main(void)
 	test_listen();
 	test_locate();
 	test_namespace_prefix();
+	test_schema_presets();
 	return test_done();
 }

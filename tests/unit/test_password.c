@@ -1,4 +1,5 @@
 /* Unit tests for lib/auth/password.c: every scheme libxcrypt verifies. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,6 +53,23 @@ test_known_hashes(void)
 		free(other);
 	}
 	test_assert(!password_verify("", "jnk.l3QByZvdk"));
+	test_end();
+
+	test_begin("password verify: Dovecot's {SCHEME} prefix before crypt(3)");
+	memset(&cd, 0, sizeof(cd));
+	h = malloc(200);
+	snprintf(h, 200, "{SHA512-CRYPT}%s",
+	    crypt_r("secret", "$6$saltsalt$", &cd));
+	test_assert(password_verify("secret", h));
+	test_assert(!password_verify("secreT", h));
+	test_assert(password_verify("secret", h + strlen("{SHA512-CRYPT}")));
+	memcpy(h, "{sha512-crypt}", 14);	/* the prefix in any case */
+	test_assert(password_verify("secret", h));
+	free(h);
+	test_assert(password_verify("lrepsak", "{CRYPT}jnk.l3QByZvdk"));
+	test_assert(!password_verify("secret", "{PLAIN}secret"));
+	test_assert(!password_verify("", "{CRYPT}"));
+	test_assert(!password_verify("x", "{CRYPT}*"));
 	test_end();
 }
 
