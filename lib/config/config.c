@@ -124,6 +124,17 @@ static const struct key_def keys[] = {
 	 * personal namespace "INBOX." with separator "."), for maildirs
 	 * moved from Courier (docs/migration.md). */
 	{ "imap_namespace_prefix", KT_ENUM, "", "\"\"|INBOX.", 0 },
+	/* Sieve (docs/sieve.md). The user's scripts: %h is the user's home,
+	 * or the maildir's parent when home is empty or "/"; the active
+	 * script is the one %h/.dovecot.sieve links to (Pigeonhole's
+	 * layout). */
+	{ "sieve_dir", KT_STRING, "%h/sieve", NULL, 0 },
+	/* Admin scripts run before / after the user's: a file or a
+	 * directory of *.sieve files; empty: none. */
+	{ "sieve_before", KT_STRING, "", NULL, 0 },
+	{ "sieve_after", KT_STRING, "", NULL, 0 },
+	/* Redirects one script run may make. */
+	{ "sieve_max_redirects", KT_UINT, "4", NULL, 64 },
 	/* Migration (docs/migration.md). yes: MAIL before HELO/EHLO gets
 	 * 503; no: accepted, as Postfix's smtpd_helo_required = no. */
 	{ "smtp_helo_required", KT_ENUM, "yes", "yes|no", 0 },
