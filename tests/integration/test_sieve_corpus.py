@@ -109,7 +109,8 @@ def pigeonhole_actions(work, script, msg):
 KNOWN = {
     # "?eeting*" cannot match "Buy now * great deals" (RFC 5228 2.7.1:
     # '?' is one character, then "eeting" must follow); Pigeonhole's
-    # matcher answers true when the value holds a '*'.
+    # matcher answers true here, as it does for "?zzzz*" over the same
+    # subject (a key starting with '?' and ending in '*').
     ("50-question-mark", "m2"): {("store", "INBOX", frozenset())},
 }
 
