@@ -132,22 +132,20 @@ sieve_test(struct petrel_ctx *cli, int argc, char **argv)
 {
 	static const char *const opts[] = { "script=", "from=", "to=", NULL };
 	static const char *usage = "petrel sieve test USER MSGFILE | "
-	    "test --script FILE MSGFILE [--from ADDR] [--to ADDR]";
+	    "test --script FILE MSGFILE... [--from ADDR] [--to ADDR]";
 	struct cli_args a;
 	struct sieve_script *script = NULL;
 	struct sieve_result res;
 	struct sieve_limits lim = { 0 };
 	struct sieve_msg msg;
-	char *raw, *from_buf = NULL, *to_buf = NULL, *active = NULL;
+	char *to_buf = NULL, *active = NULL;
 	const char *msgfile, *path = NULL;
-	str_t wire = STR_INIT, out = STR_INIT;
 	size_t len;
 
-	cli_parse(argc, argv, opts, 1, 2, usage, &a);
+	cli_parse(argc, argv, opts, 1, CLI_MAX_POS, usage, &a);
 	path = cli_opt(&a, "script");
-	if ((path != NULL) != (a.npos == 1))
+	if (path == NULL && a.npos != 2)
 		cli_die("usage: %s", usage);
-	msgfile = a.pos[a.npos - 1];
 	memset(&msg, 0, sizeof(msg));
 	msg.env_to = cli_opt(&a, "to");
 	if (path == NULL) {
@@ -180,34 +178,42 @@ sieve_test(struct petrel_ctx *cli, int argc, char **argv)
 	}
 	if (path != NULL)
 		script = load_script(path, true);
-	raw = read_file(msgfile, MESSAGE_MAX, &len);
-	mime_to_crlf(raw, len, &wire);
-	free(raw);
-	if (wire.data == NULL)
-		str_append(&wire, "");
-	msg.data = wire.data;
-	msg.len = wire.len;
-	msg.env_from = cli_opt(&a, "from");
-	if (msg.env_from == NULL)
-		msg.env_from = envelope_from(msg.data, msg.len, &from_buf);
+	if (cli_opt(&a, "from") != NULL)
+		msg.env_from = cli_opt(&a, "from");
 	if (msg.env_to == NULL)
 		msg.env_to = "";
 	lim.redirects = (unsigned)config_get_uint(cli->cfg,
 	    "sieve_max_redirects");
-	if (script != NULL) {
-		sieve_run(script, &msg, &lim, &res);
-	} else {
+	/* --script: several messages, each under a "== FILE" line */
+	for (int i = cli_opt(&a, "script") != NULL ? 0 : 1; i < a.npos; i++) {
 		struct sieve_script empty = { 0 };
+		str_t wire = STR_INIT, out = STR_INIT;
+		char *raw, *from_buf = NULL;
+		const char *from = msg.env_from;
 
-		sieve_run(&empty, &msg, &lim, &res);
+		msgfile = a.pos[i];
+		raw = read_file(msgfile, MESSAGE_MAX, &len);
+		mime_to_crlf(raw, len, &wire);
+		free(raw);
+		if (wire.data == NULL)
+			str_append(&wire, "");
+		msg.data = wire.data;
+		msg.len = wire.len;
+		if (from == NULL)
+			msg.env_from = envelope_from(msg.data, msg.len,
+			    &from_buf);
+		sieve_run(script != NULL ? script : &empty, &msg, &lim, &res);
+		if (a.npos > 1 && cli_opt(&a, "script") != NULL)
+			str_printf(&out, "== %s\n", msgfile);
+		sieve_result_text(&res, &out);
+		cli_print(&out);
+		sieve_result_clear(&res);
+		str_free(&out);
+		str_free(&wire);
+		free(from_buf);
+		msg.env_from = from;
 	}
-	sieve_result_text(&res, &out);
-	cli_print(&out);
-	sieve_result_clear(&res);
 	sieve_free(script);
-	str_free(&out);
-	str_free(&wire);
-	free(from_buf);
 	free(to_buf);
 	free(active);
 	return 0;
