@@ -44,6 +44,8 @@ sources() {
 		lib/base/fdio.c $base" ;;
 	quota) echo "lib/maildir/quota.c lib/maildir/maildir.c lib/base/fdio.c $base" ;;
 	session_line) echo "lib/session/line.c $base -levent" ;;
+	sieve_parse) echo "lib/sieve/parse.c lib/sieve/spec.c lib/sieve/run.c lib/mime/mime.c lib/mime/envelope.c
+		lib/mime/decode.c $base" ;;
 	*) echo "fuzz: no target '$1'" >&2; exit 1 ;;
 	esac
 }
@@ -51,7 +53,7 @@ sources() {
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(smtp_parse smtp_reply imap_parse imap_framing mime config maildir_name base64 queue_file authd_proto
 	sasl pop3_cmd addr_route mx_answer mbox_index quota session_line route mailbox_files imap_sort
-	legacy_files)
+	legacy_files sieve_parse)
 mkdir -p "$OUT"
 for t in "${targets[@]}"; do
 	dir="$OUT/$t"

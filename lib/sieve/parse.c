@@ -34,14 +34,21 @@ static void __attribute__((format(printf, 3, 4)))
 error_at(struct lexer *lx, int line, const char *fmt, ...)
 {
 	va_list ap;
+	size_t mark;
 
 	lx->failed = true;
 	if (lx->nerrors++ >= SIEVE_ERRORS_MAX)
 		return;
 	str_printf(lx->errors, "line %d: ", line);
+	mark = lx->errors->len;
 	va_start(ap, fmt);
 	str_vprintf(lx->errors, fmt, ap);
 	va_end(ap);
+	/* one line, whatever the script's strings hold */
+	for (size_t i = mark; i < lx->errors->len; i++)
+		if ((unsigned char)lx->errors->data[i] < 0x20 ||
+		    lx->errors->data[i] == 0x7f)
+			lx->errors->data[i] = '?';
 	str_append_c(lx->errors, '\n');
 }
 
@@ -256,7 +263,7 @@ lex_next(struct lexer *lx)
 		lx->num = v;
 		return lx->tok = T_NUM;
 	}
-	if (strchr("[](),;{}", c) != NULL) {
+	if (c != '\0' && strchr("[](),;{}", c) != NULL) {
 		lx->p++;
 		lx->punct = c;
 		return lx->tok = T_PUNCT;
