@@ -194,6 +194,7 @@ sieve_test(struct petrel_ctx *cli, int argc, char **argv)
 		msgfile = a.pos[i];
 		raw = read_file(msgfile, MESSAGE_MAX, &len);
 		mime_to_crlf(raw, len, &wire);
+		msg.size = len;	/* as a Maildir file holds it */
 		free(raw);
 		if (wire.data == NULL)
 			str_append(&wire, "");

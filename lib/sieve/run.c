@@ -883,7 +883,8 @@ test_eval(struct run *r, const struct sieve_node *n)
 		return false;
 	}
 	if (strcmp(t, "size") == 0) {
-		uint64_t size = mime_crlf_size(r->msg->data, r->msg->len);
+		uint64_t size = r->msg->size > 0 ? r->msg->size :
+		    r->msg->len;
 
 		return tag(n, "over") != NULL ? size > n->pos[0]->num :
 		    size < n->pos[0]->num;

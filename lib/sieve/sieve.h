@@ -102,6 +102,10 @@ struct sieve_msg {
 	size_t len;
 	const char *env_from;	/* "" for <> */
 	const char *env_to;	/* the recipient's address */
+	/* What the size test compares: the message's size as stored (a
+	 * Maildir file's LF form, as Pigeonhole takes the file's physical
+	 * size); 0: the size of data. */
+	uint64_t size;
 };
 
 enum sieve_action_type { SIEVE_ACT_STORE, SIEVE_ACT_REDIRECT,
