@@ -300,6 +300,16 @@ expect_error(struct lexer *lx, const char *what)
 		error_at(lx, lx->tok_line, "expected %s", what);
 }
 
+/* Room for element n of an array of n: doubled at each power of two,
+ * so that n appends cost O(n). */
+static void *
+grow(void *p, size_t n, size_t size)
+{
+	if (n == 0 || (n & (n - 1)) == 0)
+		return xrealloc(p, (n == 0 ? 1 : 2 * n) * size);
+	return p;
+}
+
 static void
 arg_free(struct sieve_arg *a)
 {
@@ -335,7 +345,7 @@ node_free(struct sieve_node *n)
 static void
 push_str(struct sieve_arg *a, struct lexer *lx)
 {
-	a->strs = xrealloc(a->strs, (a->nstrs + 1) * sizeof(*a->strs));
+	a->strs = grow(a->strs, a->nstrs, sizeof(*a->strs));
 	a->strs[a->nstrs++] = xstrndup(lx->text.data ? lx->text.data : "",
 	    lx->text.len);
 }
@@ -406,7 +416,7 @@ parse_args(struct lexer *lx, struct sieve_node *n, int depth)
 			error_at(lx, a.line, "too many arguments");
 			return false;
 		}
-		n->args = xrealloc(n->args, (n->nargs + 1) * sizeof(*n->args));
+		n->args = grow(n->args, n->nargs, sizeof(*n->args));
 		n->args[n->nargs++] = a;
 	}
 	if (lx->tok == T_IDENT) {
@@ -426,8 +436,8 @@ parse_args(struct lexer *lx, struct sieve_node *n, int depth)
 				return false;
 			}
 			ok = parse_test(lx, &t, depth + 1);
-			n->tests = xrealloc(n->tests,
-			    (n->ntests + 1) * sizeof(*n->tests));
+			n->tests = grow(n->tests, n->ntests,
+			    sizeof(*n->tests));
 			n->tests[n->ntests++] = t;
 			if (!ok)
 				return false;
@@ -514,7 +524,7 @@ parse_commands(struct lexer *lx, struct sieve_node **v, size_t *nv,
 		struct sieve_node n;
 		bool ok = parse_command(lx, &n, depth);
 
-		*v = xrealloc(*v, (*nv + 1) * sizeof(**v));
+		*v = grow(*v, *nv, sizeof(**v));
 		(*v)[(*nv)++] = n;
 		if (!ok)
 			return false;

@@ -456,6 +456,15 @@ struct vals {
 	size_t n;
 };
 
+/* Room for element n (doubling at powers of two: O(n) for n appends). */
+static void *
+grow(void *p, size_t n, size_t size)
+{
+	if (n == 0 || (n & (n - 1)) == 0)
+		return xrealloc(p, (n == 0 ? 1 : 2 * n) * size);
+	return p;
+}
+
 static void
 vals_add(struct vals *vs, char *s)
 {
@@ -463,7 +472,7 @@ vals_add(struct vals *vs, char *s)
 		free(s);
 		return;
 	}
-	vs->v = xrealloc(vs->v, (vs->n + 1) * sizeof(*vs->v));
+	vs->v = grow(vs->v, vs->n, sizeof(*vs->v));
 	vs->v[vs->n++] = s;
 }
 
