@@ -37,6 +37,8 @@ static const struct command {
 	{ "queue", cmd_queue, 0, "queue list|show ID|flush|delete ID" },
 	{ "dkim", cmd_dkim, 0, "dkim keygen DOMAIN [--selector S]" },
 	{ "dns", cmd_dns, 0, "dns DOMAIN [--json]" },
+	{ "sieve", cmd_sieve, 0, "sieve check FILE | test USER MSGFILE | "
+	  "test --script FILE MSGFILE [--from ADDR] [--to ADDR]" },
 	{ "hash", cmd_hash, CMD_NO_CONFIG,
 	  "hash [--scheme yescrypt|sha512|bcrypt]" },
 	{ "maildirmake", cmd_maildirmake, CMD_NO_CONFIG,

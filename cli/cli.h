@@ -80,6 +80,7 @@ int cmd_dkim(struct petrel_ctx *cli, int argc, char **argv);
 int cmd_dns(struct petrel_ctx *cli, int argc, char **argv);
 int cmd_help(struct petrel_ctx *cli, int argc, char **argv);
 int cmd_status(struct petrel_ctx *cli, int argc, char **argv);
+int cmd_sieve(struct petrel_ctx *cli, int argc, char **argv);
 
 /* Schema creation shared by init (and tests): idempotent. */
 int cli_schema_create(struct petrel_ctx *cli, const char **error_r);

@@ -625,6 +625,12 @@ body_text(const char *data, const struct mime_part *part, str_t *out)
 	str_free(&dec);
 }
 
+void
+mime_body_text(const char *data, const struct mime_part *part, str_t *out)
+{
+	body_text(data, part, out);
+}
+
 static bool
 part_contains(const char *data, const struct mime_part *part,
     const char *needle, size_t nlen, bool text)

@@ -32,6 +32,9 @@ struct addr_parser {
 				   not ENVELOPE address lists */
 	struct mime_mailbox *first;	/* only take the first mailbox
 					   (SORT): nothing is written */
+	struct mime_mailbox **all;	/* or collect every mailbox
+					   (Sieve's address test) */
+	size_t *nall;
 };
 
 /* IMAP strings. */
@@ -239,6 +242,21 @@ static void
 put_address(struct addr_parser *ap, const char *name, const char *adl,
     const char *mailbox, const char *host)
 {
+	if (ap->all != NULL) {
+		if (mailbox != NULL && host != NULL &&
+		    *ap->nall < MIME_ADDRESSES_MAX) {
+			struct mime_mailbox *mb;
+
+			*ap->all = xrealloc(*ap->all,
+			    (*ap->nall + 1) * sizeof(**ap->all));
+			mb = &(*ap->all)[(*ap->nall)++];
+			mb->name = xstrdup(name != NULL ? name : "");
+			mb->local = xstrdup(mailbox);
+			mb->host = xstrdup(host);
+		}
+		ap->count++;
+		return;
+	}
 	if (ap->first != NULL) {
 		/* groups' start and end markers are not mailboxes */
 		if (ap->count == 0 && mailbox != NULL && host != NULL) {
@@ -440,6 +458,41 @@ mime_first_mailbox(const char *value, struct mime_mailbox *mb_r)
 	str_free(&ap.comment);
 	str_free(&dummy);
 	return mb_r->local != NULL;
+}
+
+size_t
+mime_mailbox_list(const char *value, struct mime_mailbox **list_r)
+{
+	struct addr_parser ap;
+	str_t dummy = STR_INIT;
+	size_t n = 0;
+
+	*list_r = NULL;
+	if (value == NULL)
+		return 0;
+	memset(&ap, 0, sizeof(ap));
+	ap.p = value;
+	ap.out = &dummy;
+	ap.all = list_r;
+	ap.nall = &n;
+	while (*ap.p != '\0') {
+		skip_cfws(&ap);
+		if (*ap.p == ',' || *ap.p == ';')
+			ap.p++;
+		else if (*ap.p != '\0')
+			parse_address(&ap, false);
+	}
+	str_free(&ap.comment);
+	str_free(&dummy);
+	return n;
+}
+
+void
+mime_mailbox_list_free(struct mime_mailbox *list, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		mime_mailbox_clear(&list[i]);
+	free(list);
 }
 
 void

@@ -101,6 +101,12 @@ struct mime_mailbox {
 };
 bool mime_first_mailbox(const char *value, struct mime_mailbox *mb_r);
 void mime_mailbox_clear(struct mime_mailbox *mb);
+/* Every mailbox of an address header value (groups looked into; at most
+ * MIME_ADDRESSES_MAX), parsed the same way; *list_r malloc'd (NULL when
+ * none). The count; free with mime_mailbox_list_free(). */
+#define MIME_ADDRESSES_MAX 1000
+size_t mime_mailbox_list(const char *value, struct mime_mailbox **list_r);
+void mime_mailbox_list_free(struct mime_mailbox *list, size_t n);
 /* BODY (extended = false) or BODYSTRUCTURE (extended = true) of the
  * part, parenthesised, per RFC 3501 7.4.2. */
 void mime_bodystructure(const char *data, const struct mime_part *part,
@@ -119,6 +125,11 @@ const struct mime_part *mime_part_find(const struct mime_part *root,
  * body of a multipart or message/rfc822 part as it is (never encoded).
  * Appends to out; -1 and nothing appended for another encoding. */
 int mime_part_decoded(const char *data, const struct mime_part *part,
+    str_t *out);
+
+/* A text part's body transfer-decoded and converted to UTF-8 from its
+ * charset (as SEARCH BODY sees it). Appends to out. */
+void mime_body_text(const char *data, const struct mime_part *part,
     str_t *out);
 
 /* Header fields of a header block (hdr, len: a header section as

@@ -1,0 +1,233 @@
+/*
+ * cmd_sieve.c: petrel sieve check FILE | test USER MSGFILE |
+ * test --script FILE MSGFILE. Nothing is delivered: test prints the
+ * actions the script would take.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/cli.h"
+#include "lib/base/alloc.h"
+#include "lib/config/config.h"
+#include "lib/dir/dir.h"
+#include "lib/mime/mime.h"
+#include "lib/sieve/sieve.h"
+
+#define MESSAGE_MAX (64u * 1024 * 1024)
+
+/* The whole file, at most max bytes (dies otherwise). */
+static char *
+read_file(const char *path, size_t max, size_t *len_r)
+{
+	FILE *fp = fopen(path, "rb");
+	str_t s = STR_INIT;
+	char buf[65536];
+	size_t n;
+
+	if (fp == NULL)
+		cli_die("cannot open %s: %s", path, strerror(errno));
+	while ((n = fread(buf, 1, sizeof(buf), fp)) > 0) {
+		if (s.len + n > max) {
+			fclose(fp);
+			cli_die("%s: larger than %zu bytes", path, max);
+		}
+		str_append_n(&s, buf, n);
+	}
+	if (ferror(fp)) {
+		fclose(fp);
+		cli_die("cannot read %s: %s", path, strerror(errno));
+	}
+	fclose(fp);
+	*len_r = s.len;
+	if (s.data == NULL)
+		str_append(&s, "");
+	return str_steal(&s);
+}
+
+static struct sieve_script *
+load_script(const char *path, bool die)
+{
+	struct sieve_script *script;
+	str_t errors = STR_INIT;
+	size_t len;
+	char *text = read_file(path, SIEVE_SCRIPT_MAX, &len);
+
+	if (sieve_parse(text, len, &script, &errors) < 0) {
+		/* every error on its own line, named by the file */
+		const char *p = str_c(&errors);
+
+		fflush(stdout);
+		while (*p != '\0') {
+			size_t k = strcspn(p, "\n");
+
+			fprintf(stderr, "%s: %.*s\n", path, (int)k, p);
+			p += k;
+			if (*p == '\n')
+				p++;
+		}
+		str_free(&errors);
+		free(text);
+		if (die)
+			exit(1);
+		return NULL;
+	}
+	str_free(&errors);
+	free(text);
+	return script;
+}
+
+static int
+sieve_check(struct petrel_ctx *cli, int argc, char **argv)
+{
+	struct cli_args a;
+	struct sieve_script *script;
+
+	cli_parse(argc, argv, NULL, 1, 1, "petrel sieve check FILE", &a);
+	script = load_script(a.pos[0], true);
+	sieve_free(script);
+	printf("ok\n");
+	return 0;
+}
+
+/* %h: the home, or the maildir's parent when home is empty or "/". */
+static char *
+user_home(struct petrel_ctx *cli, const struct dir_user *u)
+{
+	char *md, *slash;
+
+	if (u->home != NULL && u->home[0] != '\0' && strcmp(u->home, "/") != 0)
+		return xstrdup(u->home);
+	md = cli_maildir_path(cli, u->maildir);
+	while (strlen(md) > 1 && md[strlen(md) - 1] == '/')
+		md[strlen(md) - 1] = '\0';
+	slash = strrchr(md, '/');
+	if (slash != NULL && slash != md)
+		*slash = '\0';
+	return md;
+}
+
+static const char *
+envelope_from(const char *data, size_t len, char **buf)
+{
+	struct mime_mailbox mb;
+	char *rp = mime_header_get(data, len, "Return-Path");
+
+	*buf = NULL;
+	if (rp == NULL)
+		return "";
+	if (mime_first_mailbox(rp, &mb)) {
+		*buf = xasprintf("%s%s%s", mb.local, *mb.host ? "@" : "",
+		    mb.host);
+		mime_mailbox_clear(&mb);
+	}
+	free(rp);
+	return *buf != NULL ? *buf : "";
+}
+
+static int
+sieve_test(struct petrel_ctx *cli, int argc, char **argv)
+{
+	static const char *const opts[] = { "script=", "from=", "to=", NULL };
+	static const char *usage = "petrel sieve test USER MSGFILE | "
+	    "test --script FILE MSGFILE... [--from ADDR] [--to ADDR]";
+	struct cli_args a;
+	struct sieve_script *script = NULL;
+	struct sieve_result res;
+	struct sieve_limits lim = { 0 };
+	struct sieve_msg msg;
+	char *to_buf = NULL, *active = NULL;
+	const char *msgfile, *path = NULL;
+	size_t len;
+
+	cli_parse(argc, argv, opts, 1, CLI_MAX_POS, usage, &a);
+	path = cli_opt(&a, "script");
+	if (path == NULL && a.npos != 2)
+		cli_die("usage: %s", usage);
+	memset(&msg, 0, sizeof(msg));
+	msg.env_to = cli_opt(&a, "to");
+	if (path == NULL) {
+		struct dir_user u;
+		const char *err;
+		char *home;
+		int r = dir_lookup_user(cli_dir(cli), a.pos[0], &u, &err);
+		struct stat st;
+
+		if (r == DIR_TEMPFAIL)
+			cli_die("directory temporarily unavailable: %s", err);
+		if (r < 0)
+			cli_die("query_user failed: %s", err);
+		if (r != DIR_OK)
+			cli_die("no such user: %s", a.pos[0]);
+		home = user_home(cli, &u);
+		active = xasprintf("%s/.dovecot.sieve", home);
+		if (msg.env_to == NULL)
+			msg.env_to = to_buf = xstrdup(u.address);
+		free(home);
+		dir_user_clear(&u);
+		if (stat(active, &st) < 0) {
+			if (errno != ENOENT)
+				cli_die("cannot read %s: %s", active,
+				    strerror(errno));
+			printf("no active script (%s)\n", active);
+		} else {
+			path = active;
+		}
+	}
+	if (path != NULL)
+		script = load_script(path, true);
+	if (cli_opt(&a, "from") != NULL)
+		msg.env_from = cli_opt(&a, "from");
+	if (msg.env_to == NULL)
+		msg.env_to = "";
+	lim.redirects = (unsigned)config_get_uint(cli->cfg,
+	    "sieve_max_redirects");
+	/* --script: several messages, each under a "== FILE" line */
+	for (int i = cli_opt(&a, "script") != NULL ? 0 : 1; i < a.npos; i++) {
+		struct sieve_script empty = { 0 };
+		str_t wire = STR_INIT, out = STR_INIT;
+		char *raw, *from_buf = NULL;
+		const char *from = msg.env_from;
+
+		msgfile = a.pos[i];
+		raw = read_file(msgfile, MESSAGE_MAX, &len);
+		mime_to_crlf(raw, len, &wire);
+		msg.size = len;	/* as a Maildir file holds it */
+		free(raw);
+		if (wire.data == NULL)
+			str_append(&wire, "");
+		msg.data = wire.data;
+		msg.len = wire.len;
+		if (from == NULL)
+			msg.env_from = envelope_from(msg.data, msg.len,
+			    &from_buf);
+		sieve_run(script != NULL ? script : &empty, &msg, &lim, &res);
+		if (a.npos > 1 && cli_opt(&a, "script") != NULL)
+			str_printf(&out, "== %s\n", msgfile);
+		sieve_result_text(&res, &out);
+		cli_print(&out);
+		sieve_result_clear(&res);
+		str_free(&out);
+		str_free(&wire);
+		free(from_buf);
+		msg.env_from = from;
+	}
+	sieve_free(script);
+	free(to_buf);
+	free(active);
+	return 0;
+}
+
+int
+cmd_sieve(struct petrel_ctx *cli, int argc, char **argv)
+{
+	if (argc < 1)
+		cli_die("usage: petrel sieve check FILE | test USER MSGFILE");
+	if (strcmp(argv[0], "check") == 0)
+		return sieve_check(cli, argc - 1, argv + 1);
+	if (strcmp(argv[0], "test") == 0)
+		return sieve_test(cli, argc - 1, argv + 1);
+	cli_die("unknown sieve subcommand '%s' (check, test)", argv[0]);
+}

@@ -1,0 +1,5 @@
+require ["fileinto", "reject", "envelope", "copy", "variables", "relational", "comparator-i;ascii-numeric", "subaddress", "imap4flags", "mailbox", "body", "encoded-character"];
+if header :contains "Subject" text:
+Meeting
+.
+ { fileinto "Multi"; }

@@ -1,0 +1,349 @@
+/*
+ * test_sieve.c: unit tests for lib/sieve -- the parser on RFC 5228's
+ * examples, errors with their line numbers, the bounds, the wildcard
+ * matcher (captures, escapes, a pathological pattern in linear work)
+ * and the interpreter's actions and implicit keep.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/base/alloc.h"
+#include "lib/base/str.h"
+#include "lib/sieve/sieve.h"
+#include "tests/unit/test.h"
+
+/* The errors of a script that must fail ("" if it parsed). */
+static char *
+errors_of(const char *text)
+{
+	struct sieve_script *s = NULL;
+	str_t err = STR_INIT;
+
+	if (sieve_parse(text, strlen(text), &s, &err) == 0) {
+		sieve_free(s);
+		str_free(&err);
+		return xstrdup("");
+	}
+	test_assert(s == NULL);
+	if (err.data == NULL)
+		str_append(&err, "");
+	return str_steal(&err);
+}
+
+static bool
+parses(const char *text)
+{
+	char *e = errors_of(text);
+	bool ok = *e == '\0';
+
+	if (!ok)
+		fprintf(stderr, "unexpected: %s", e);
+	free(e);
+	return ok;
+}
+
+static bool
+fails_with(const char *text, const char *want)
+{
+	char *e = errors_of(text);
+	bool ok = strstr(e, want) != NULL;
+
+	if (!ok)
+		fprintf(stderr, "wanted \"%s\", got \"%s\"\n", want, e);
+	free(e);
+	return ok;
+}
+
+/* RFC 5228 section 9 (the example script) and other forms of 2.x. */
+static const char *rfc_example =
+    "#\n"
+    "# Example Sieve Filter\n"
+    "# Declare any optional features or extension used by the script\n"
+    "#\n"
+    "require [\"fileinto\"];\n"
+    "\n"
+    "#\n"
+    "# Handle messages from known mailing lists\n"
+    "# Move messages from IETF filter discussion list to filter mailbox\n"
+    "#\n"
+    "if header :is \"Sender\" \"owner-ietf-mta-filters@imc.org\"\n"
+    "        {\n"
+    "        fileinto \"filter\";  # move to \"filter\" mailbox\n"
+    "        }\n"
+    "#\n"
+    "# Keep all messages to or from people in my company\n"
+    "#\n"
+    "elsif address :DOMAIN :is [\"From\", \"To\"] \"example.com\"\n"
+    "        {\n"
+    "        keep;               # keep in \"In\" mailbox\n"
+    "        }\n"
+    "\n"
+    "#\n"
+    "# Try and catch unsolicited email.  If a message is not to me,\n"
+    "# or it contains a subject known to be spam, file it away.\n"
+    "#\n"
+    "elsif anyof (NOT address :all :contains\n"
+    "               [\"To\", \"Cc\", \"Bcc\"] \"me@example.com\",\n"
+    "             header :matches \"subject\"\n"
+    "               [\"*make*money*fast*\", \"*university*dipl*mas*\"])\n"
+    "        {\n"
+    "        fileinto \"spam\";   # move to \"spam\" mailbox\n"
+    "        }\n"
+    "else\n"
+    "        {\n"
+    "        # Move all other (non-company) mail to \"personal\"\n"
+    "        # mailbox.\n"
+    "        fileinto \"personal\";\n"
+    "        }\n";
+
+static void
+test_parse_ok(void)
+{
+	test_begin("sieve parse: RFC 5228 forms");
+	test_assert(parses(rfc_example));
+	test_assert(parses(""));
+	test_assert(parses("keep;"));
+	test_assert(parses("if size :over 100K { discard; }"));
+	test_assert(parses("if size :under 1G { keep; }"));
+	test_assert(parses("/* c */ # line\r\nkeep;\r\n"));
+	test_assert(parses("require \"fileinto\";\n"
+	    "fileinto text: # comment\n..dot\nline\n.\n;"));
+	test_assert(parses("if header :contains [\"a\",\"b\"] \"\\\"q\\\\\" "
+	    "{ stop; }"));
+	test_assert(parses("require [\"variables\", \"relational\", "
+	    "\"comparator-i;ascii-numeric\"];\n"
+	    "if header :count \"ge\" :comparator \"i;ascii-numeric\" "
+	    "\"to\" \"3\" { set :lower \"x\" \"Y\"; }"));
+	test_end();
+}
+
+static void
+test_parse_errors(void)
+{
+	test_begin("sieve parse: errors with line numbers");
+	test_assert(fails_with("keep;\nfileint \"x\";", "line 2: unknown "
+	    "command 'fileint'"));
+	test_assert(fails_with("keep;\n\nfileinto \"x\";", "line 3: command "
+	    "'fileinto' requires extension 'fileinto' (missing require)"));
+	test_assert(fails_with("if foo { keep; }", "line 1: unknown test "
+	    "'foo'"));
+	test_assert(fails_with("if size 10 { keep; }", "needs one of"));
+	test_assert(fails_with("if size :over \"10\" { keep; }",
+	    "must be a number"));
+	test_assert(fails_with("\nif header :bogus \"a\" \"b\" { keep; }",
+	    "line 2: header: unknown tag ':bogus'"));
+	test_assert(fails_with("if header :is :contains \"a\" \"b\" {}",
+	    "conflicts"));
+	test_assert(fails_with("redirect [\"a@b\", \"c@d\"];",
+	    "must be a string"));
+	test_assert(fails_with("keep", "line 1: expected ';' or '{'"));
+	test_assert(fails_with("keep;\nif true {\nkeep;\n", "line 2: block "
+	    "not closed"));
+	test_assert(fails_with("keep;\n\"abc", "line 2: unterminated "
+	    "string"));
+	test_assert(fails_with("/* open", "unterminated comment"));
+	test_assert(fails_with("keep;\nrequire \"fileinto\";",
+	    "line 2: require must come"));
+	test_assert(fails_with("require \"vacation\";", "unsupported "
+	    "extension 'vacation'"));
+	test_assert(fails_with("require \"nonesuch\";", "unknown extension"));
+	test_assert(fails_with("else { keep; }", "else without a preceding "
+	    "if"));
+	test_assert(fails_with("if true keep;", "line 1:"));
+	test_assert(fails_with("fileinto :copy \"x\";", "requires"));
+	test_assert(fails_with("require \"fileinto\"; fileinto :copy \"x\";",
+	    "tag ':copy' requires extension 'copy'"));
+	test_assert(fails_with("if header :comparator \"i;nope\" \"a\" \"b\" "
+	    "{}", "unknown comparator"));
+	test_assert(fails_with("if size :over 99999999999G {}", "too large"));
+	test_assert(fails_with("if address :regex \"from\" \"x\" {}",
+	    "regex"));
+	test_end();
+}
+
+static void
+test_parse_bounds(void)
+{
+	str_t s = STR_INIT;
+
+	test_begin("sieve parse: bounds");
+	for (int i = 0; i < 100; i++)
+		str_append(&s, "if true {");
+	test_assert(fails_with(str_c(&s), "nesting deeper"));
+	str_truncate(&s, 0);
+	for (int i = 0; i < 100; i++)
+		str_append(&s, "not ");
+	str_append(&s, "true");
+	str_truncate(&s, 0);
+	str_append(&s, "if ");
+	for (int i = 0; i < 100; i++)
+		str_append(&s, "not ");
+	str_append(&s, "true {}");
+	test_assert(fails_with(str_c(&s), "nesting deeper"));
+	str_truncate(&s, 0);
+	for (int i = 0; i < SIEVE_NODES_MAX + 1; i++)
+		str_append(&s, "stop;");
+	test_assert(fails_with(str_c(&s), "more than"));
+	str_truncate(&s, 0);
+	str_append_c(&s, '"');
+	for (int i = 0; i < SIEVE_STRING_MAX + 1; i++)
+		str_append_c(&s, 'a');
+	str_append(&s, "\";");
+	test_assert(fails_with(str_c(&s), "string longer"));
+	test_assert(fails_with("\x01", "unexpected byte 0x01"));
+	/* a NUL inside the text is just a bad byte */
+	{
+		struct sieve_script *sc = NULL;
+		str_t err = STR_INIT;
+
+		test_assert(sieve_parse("keep;\0", 6, &sc, &err) < 0);
+		str_free(&err);
+	}
+	str_free(&s);
+	test_end();
+}
+
+static bool
+m(const char *v, const char *p, bool fold)
+{
+	uint64_t work = 0;
+
+	return sieve_match(v, strlen(v), p, strlen(p), fold, NULL, NULL,
+	    &work);
+}
+
+static void
+test_match(void)
+{
+	char *caps[SIEVE_MATCH_CAPS];
+	size_t n = 0;
+	uint64_t work = 0;
+	str_t v = STR_INIT, p = STR_INIT;
+
+	test_begin("sieve match: wildcards");
+	test_assert(m("", "", false));
+	test_assert(m("", "*", false));
+	test_assert(!m("", "?", false));
+	test_assert(m("abc", "a?c", false));
+	test_assert(m("ABC", "a*", true));
+	test_assert(!m("ABC", "a*", false));
+	test_assert(m("a*c", "a\\*c", false));
+	test_assert(!m("abc", "a\\*c", false));
+	test_assert(m("x?", "x\\?", false));
+	test_assert(m("\xc3\xa9t\xc3\xa9", "?t?", false));
+	test_assert(m("make lots of money fast", "*make*money*fast*", true));
+	test_assert(!m("make money", "*make*money*fast*", true));
+	/* captures: leftmost wildcards take as little as they can */
+	test_assert(sieve_match("xaxbxa bb", 9, "*a*b*", 5, false, caps, &n,
+	    &work));
+	test_assert(n == 4);
+	test_assert_streq(caps[0], "xaxbxa bb");
+	test_assert_streq(caps[1], "x");
+	test_assert_streq(caps[2], "x");
+	test_assert_streq(caps[3], "xa bb");
+	for (size_t i = 0; i < n; i++)
+		free(caps[i]);
+	/* a pattern that is exponential for a naive backtracker */
+	for (int i = 0; i < 5000; i++)
+		str_append_c(&v, 'a');
+	for (int i = 0; i < 50; i++)
+		str_append(&p, "*a");
+	str_append(&p, "*b");
+	work = 0;
+	test_assert(!sieve_match(v.data, v.len, p.data, p.len, false, NULL,
+	    NULL, &work));
+	test_assert(work < 5000u * 110);
+	str_free(&v);
+	str_free(&p);
+	test_end();
+}
+
+static char *
+run_text(const char *script, const char *msg)
+{
+	struct sieve_script *s = NULL;
+	struct sieve_msg sm = { msg, strlen(msg), "from@example.org",
+		"bob+tag@example.net" };
+	struct sieve_result res;
+	str_t err = STR_INIT, out = STR_INIT;
+
+	if (sieve_parse(script, strlen(script), &s, &err) < 0) {
+		fprintf(stderr, "%s", str_c(&err));
+		str_free(&err);
+		return xstrdup("parse error");
+	}
+	sieve_run(s, &sm, NULL, &res);
+	sieve_result_text(&res, &out);
+	sieve_result_clear(&res);
+	sieve_free(s);
+	if (out.data == NULL)
+		str_append(&out, "");
+	return str_steal(&out);
+}
+
+static bool
+runs_to(const char *script, const char *msg, const char *want)
+{
+	char *got = run_text(script, msg);
+	bool ok = strcmp(got, want) == 0;
+
+	if (!ok)
+		fprintf(stderr, "wanted:\n%sgot:\n%s", want, got);
+	free(got);
+	return ok;
+}
+
+static void
+test_run(void)
+{
+	const char *msg = "From: Alice <alice@example.com>\r\n"
+	    "To: bob+tag@example.net, carol@example.net\r\n"
+	    "Subject: =?utf-8?q?Caf=C3=A9?= meeting\r\n"
+	    "\r\n"
+	    "Hello\r\n";
+
+	test_begin("sieve run: actions and implicit keep");
+	test_assert(runs_to("", msg, "store INBOX (implicit keep)\n"));
+	test_assert(runs_to("discard;", msg, "discard\n"));
+	test_assert(runs_to("require \"fileinto\";\n"
+	    "if header :contains \"subject\" \"caf\xc3\xa9\" "
+	    "{ fileinto \"Cafe\"; }", msg, "store Cafe\n"));
+	test_assert(runs_to("require [\"fileinto\", \"copy\"];\n"
+	    "fileinto :copy \"A\";", msg,
+	    "store A\nstore INBOX (implicit keep)\n"));
+	test_assert(runs_to("require [\"fileinto\", \"subaddress\"];\n"
+	    "if address :detail \"to\" \"tag\" { fileinto \"T\"; }", msg,
+	    "store T\n"));
+	test_assert(runs_to("require [\"envelope\", \"fileinto\"];\n"
+	    "if envelope :domain \"to\" \"example.net\" "
+	    "{ fileinto \"E\"; }", msg, "store E\n"));
+	test_assert(runs_to("require [\"fileinto\", \"variables\"];\n"
+	    "if address :matches \"from\" \"*@*\" "
+	    "{ fileinto \"${2}/${1}\"; }", msg, "store example.com/alice\n"));
+	test_assert(runs_to("require \"imap4flags\";\n"
+	    "addflag [\"\\\\Seen\", \"\\\\Seen \\\\Flagged\"];", msg,
+	    "store INBOX (implicit keep) flags \\Seen \\Flagged\n"));
+	test_assert(runs_to("redirect \"a@x.org\"; redirect \"b@x.org\"; "
+	    "redirect \"c@x.org\"; redirect \"d@x.org\"; "
+	    "redirect \"e@x.org\";", msg, "error line 1: more than 4 "
+	    "redirects\nstore INBOX (implicit keep)\n"));
+	test_assert(runs_to("require \"reject\";\nreject \"no\";", msg,
+	    "reject no\n"));
+	test_assert(runs_to("require [\"reject\", \"fileinto\"];\n"
+	    "fileinto \"x\"; reject \"no\";", msg,
+	    "error line 2: reject conflicts with another action\n"
+	    "store INBOX (implicit keep)\n"));
+	test_end();
+}
+
+int
+main(void)
+{
+	test_parse_ok();
+	test_parse_errors();
+	test_parse_bounds();
+	test_match();
+	test_run();
+	return test_done();
+}
