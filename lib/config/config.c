@@ -239,17 +239,6 @@ static const struct key_def keys[] = {
 	{ "milter_timeout", KT_UINT, "30", NULL, 3600,
 	  "Seconds for connecting to a filter and for each of its replies (a "
 	  "conversation ends after ten times this; 0 counts as 1)." },
-	{ "sieve_dir", KT_STRING, "%h/sieve", NULL, 0,
-	  "Sieve (docs/sieve.md): the directory of a user's scripts; %h is "
-	  "the user's home, or the maildir's parent when home is empty or "
-	  "\"/\"; the active script is the one %h/.dovecot.sieve links to "
-	  "(Pigeonhole's layout)." },
-	{ "sieve_before", KT_STRING, "", NULL, 0,
-	  "An admin Sieve script run before the user's: a file or a "
-	  "directory of *.sieve files; empty: none." },
-	{ "sieve_after", KT_STRING, "", NULL, 0,
-	  "An admin Sieve script run after the user's: a file or a "
-	  "directory of *.sieve files; empty: none." },
 	{ "sieve_max_redirects", KT_UINT, "4", NULL, 64,
 	  "Redirects one Sieve script run may make." },
 	{ "pop3_uidl_format", KT_ENUM, "filename",
