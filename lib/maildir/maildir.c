@@ -222,14 +222,15 @@ maildir_check_under(const char *root, const char *maildir,
 }
 
 /* mkdir one directory; an existing directory is fine (through a symbolic
- * link only if follow: the levels above a maildir). */
+ * link only if follow: the levels above a maildir). Returns 1 if it made
+ * the directory, 0 if it was there, -1 on error. */
 static int
 mkdir_one(const char *path, bool follow, const char **error_r)
 {
 	struct stat st;
 
 	if (mkdir(path, 0700) == 0)
-		return 0;
+		return 1;
 	if (errno != EEXIST)
 		return err_fail(error_r, errno, "mkdir(%s) failed: %s", path,
 		    strerror(errno));
@@ -245,12 +246,14 @@ mkdir_one(const char *path, bool follow, const char **error_r)
 	return 0;
 }
 
-/* mkdir -p: every missing level is created with mode 0700. */
+/* mkdir -p: every missing level is created with mode 0700. *depth_r is
+ * the number of levels (counted up from path itself) that it made. */
 static int
-mkdir_parents(const char *path, const char **error_r)
+mkdir_parents(const char *path, size_t *depth_r, const char **error_r)
 {
 	char *copy = path_trim(path);
 	char *p;
+	size_t levels = 0, made_at = 0;
 	int ret = 0;
 
 	for (p = copy + 1; *p != '\0'; p++) {
@@ -263,9 +266,50 @@ mkdir_parents(const char *path, const char **error_r)
 		*p = '/';
 		if (ret < 0)
 			break;
+		levels++;
+		if (ret == 1 && made_at == 0)
+			made_at = levels;
 	}
-	if (ret == 0)
+	if (ret >= 0) {
 		ret = mkdir_one(copy, false, error_r);
+		levels++;
+		if (ret == 1 && made_at == 0)
+			made_at = levels;
+	}
+	free(copy);
+	*depth_r = made_at == 0 ? 0 : levels - made_at + 1;
+	return ret < 0 ? -1 : 0;
+}
+
+/*
+ * Make new directories durable: a power loss must not take away a folder
+ * (and the mail acknowledged into it) that a client saw created. Each
+ * directory made is an entry in its parent, so path itself (for the cur/,
+ * new/ and tmp/ made in it) and the parent of every level made are
+ * fsync'd, from the bottom up.
+ */
+static int
+sync_made(const char *path, size_t depth, bool subdirs_made,
+	  const char **error_r)
+{
+	char *copy = path_trim(path);
+	char *slash;
+	int ret = 0;
+
+	if (subdirs_made || depth > 0)
+		ret = fsync_dir(copy, error_r);
+	while (ret == 0 && depth-- > 0) {
+		slash = strrchr(copy, '/');
+		if (slash == NULL)
+			break;
+		if (slash == copy)
+			slash[1] = '\0';
+		else
+			*slash = '\0';
+		ret = fsync_dir(copy, error_r);
+		if (slash == copy)
+			break;
+	}
 	free(copy);
 	return ret;
 }
@@ -275,12 +319,13 @@ maildir_make(const char *path, const char **error_r)
 {
 	static const char *const subdirs[] = { "cur", "new", "tmp" };
 	char *root, *sub;
-	size_t i;
+	size_t i, depth;
+	bool made = false;
 	int ret;
 
 	if (path == NULL || *path == '\0')
 		return err_fail(error_r, ERR_OTHER, "empty maildir path");
-	if (mkdir_parents(path, error_r) < 0)
+	if (mkdir_parents(path, &depth, error_r) < 0)
 		return -1;
 	root = path_trim(path);
 	ret = 0;
@@ -290,9 +335,13 @@ maildir_make(const char *path, const char **error_r)
 		free(sub);
 		if (ret < 0)
 			break;
+		if (ret == 1)
+			made = true;
 	}
+	if (ret >= 0)
+		ret = sync_made(root, depth, made, error_r);
 	free(root);
-	return ret;
+	return ret < 0 ? -1 : 0;
 }
 
 bool
