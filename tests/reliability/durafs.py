@@ -53,7 +53,8 @@ class Node:
         self.atime = self.mtime = self.ctime = now
         self.nlink = 0
         self.data = bytearray()     # files: what readers see
-        self.dur_data = b""         # files: what a power loss leaves
+        self.dur_data = bytearray() # files: what a power loss leaves
+        self.dirty = []             # files: (offset, length) written since the last sync
         self.entries = {}           # directories: name (bytes) -> Node
         self.dur_entries = {}
         self.parent = None          # directories: for ".."
@@ -256,13 +257,13 @@ class DuraFS(llfuse.Operations):
         if off > len(n.data):
             n.data.extend(b"\0" * (off - len(n.data)))
         n.data[off:off + len(buf)] = buf
+        n.dirty.append((off, len(buf)))
         n.mtime = n.ctime = time.time_ns()
         self.counts["ops"] += 1
         return len(buf)
 
     def fsync(self, fh, datasync):
-        n = self.node(fh)
-        n.dur_data = bytes(n.data)
+        sync_data(self.node(fh))
         self.counts["fsync"] += 1
 
     def flush(self, fh):
@@ -343,7 +344,7 @@ class DuraFS(llfuse.Operations):
                 if id(x) in seen:
                     continue
                 seen.add(id(x))
-                x.dur_data = bytes(x.data)
+                sync_data(x)
                 x.dur_entries = dict(x.entries)
                 stack.extend(x.entries.values())
             self.moves = []
@@ -369,7 +370,7 @@ class DuraFS(llfuse.Operations):
             for name in sorted(d.dur_entries):
                 n = d.dur_entries[name]
                 p = prefix + b"/" + name
-                payload = n.dur_data if n.kind == "f" else n.target
+                payload = bytes(n.dur_data) if n.kind == "f" else n.target
                 out.append((p, n.kind, n.mode, n.uid, n.gid, n.mtime, payload))
                 if n.kind == "d" and id(n) not in seen:
                     seen.add(id(n))
@@ -378,8 +379,20 @@ class DuraFS(llfuse.Operations):
         return out
 
 
+def sync_data(n):
+    """A file's contents become durable: only what changed since the last
+    sync is copied (a disk image syncs often and changes little)."""
+    if len(n.dur_data) != len(n.data) or len(n.dirty) > 4096:
+        n.dur_data = bytearray(n.data)
+    else:
+        for off, length in n.dirty:
+            n.dur_data[off:off + length] = n.data[off:off + length]
+    n.dirty = []
+
+
 def write_tree(entries, dest):
     dest = os.fsencode(dest)
+    os.makedirs(dest, exist_ok=True)
     dirs = []
     for path, kind, mode, uid, gid, mtime, payload in entries:
         p = dest + path
