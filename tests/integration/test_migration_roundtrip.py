@@ -13,6 +13,8 @@ scripts/install-legacy-imap.sh).
 3. The old server again shows exactly what petrel last showed (zero
    differences besides the changes made), and a message arriving now gets
    the UID petrel would have given next: no UID is given twice.
+
+Heavy: once per CI run, in the plain build's pass (tests/harness/ci_skips.py).
 """
 
 import os
@@ -23,6 +25,7 @@ import shutil
 import pytest
 
 import legacy_imap
+from harness import ci_skips
 from imap_util import ALICE, deliver, maildir_of, message, running
 
 FOLDERS = ("INBOX", "Work")
@@ -128,7 +131,8 @@ def old_server_state(srv, md, owner):
 
 
 @pytest.fixture(params=legacy_imap.KINDS)
-def kind(request):
+def kind(request, petrel_bin):
+    ci_skips.run_once(petrel_bin)
     why = legacy_imap.available()
     if why:
         pytest.skip(why)
