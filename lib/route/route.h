@@ -49,6 +49,10 @@ struct route_dest {
 	enum route_kind kind;
 	char *address;		/* the final address (Delivered-To / RCPT) */
 	char *maildir;		/* ROUTE_MAILDIR: full path */
+	char *home;		/* ROUTE_MAILDIR: the user's home, %h of the
+				 * Sieve paths: the home column, or the
+				 * maildir's parent when that is empty, "/"
+				 * or mail_root itself (shared by all) */
 	struct quota_limit quota;	/* ROUTE_MAILDIR (none set = none) */
 	char *transport;	/* ROUTE_REMOTE: "" (MX) or "smtp:[h]:p";
 				 * ROUTE_DISCARD: the discard: value */
