@@ -641,6 +641,28 @@ plan_free(struct plan *p)
 	free(p->error);
 }
 
+/* The implicit keep: INBOX with the flags any script gave it. */
+static void
+keep_merge(struct plan *p, const struct sieve_action *a)
+{
+	if (!p->have_keep) {
+		action_copy(&p->keep, a);
+		p->have_keep = true;
+		return;
+	}
+	for (size_t i = 0; i < a->nflags; i++) {
+		bool have = false;
+
+		for (size_t j = 0; j < p->keep.nflags && !have; j++)
+			have = strcasecmp(p->keep.flags[j], a->flags[i]) == 0;
+		if (have)
+			continue;
+		p->keep.flags = xrealloc(p->keep.flags, (p->keep.nflags + 1) *
+		    sizeof(*p->keep.flags));
+		p->keep.flags[p->keep.nflags++] = xstrdup(a->flags[i]);
+	}
+}
+
 static void
 plan_run(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
     const struct route_dest *d, const char *path, struct deliver_wire *w,
@@ -686,10 +708,7 @@ plan_run(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 
 			if (a->type == SIEVE_ACT_STORE && a->implicit) {
 				kept = true;
-				if (p->have_keep)
-					action_free(&p->keep);
-				action_copy(&p->keep, a);
-				p->have_keep = true;
+				keep_merge(p, a);
 				continue;
 			}
 			p->acts = xrealloc(p->acts, (p->nacts + 1) *
