@@ -201,10 +201,8 @@ fail(struct ctx *c, enum route_status status, const char *text)
 	c->failed = true;
 }
 
-/* %h (SPEC 6.1): the home column, or the maildir's parent when the home
- * is empty, "/" or mail_root (a home every user shares is no home). */
-static char *
-user_home(const char *mail_root, const char *home, const char *maildir)
+char *
+route_user_home(const char *mail_root, const char *home, const char *maildir)
 {
 	size_t n = home != NULL ? strlen(home) : 0, m;
 	char *md, *slash;
@@ -309,7 +307,7 @@ try_user(struct ctx *c, const char *lookup, const char *address,
 		fail(c, ROUTE_CONFIG, "unusable maildir");
 		return -1;
 	}
-	home = user_home(c->rc->mail_root, u.home, path);
+	home = route_user_home(c->rc->mail_root, u.home, path);
 	r = dir_lookup_quota(c->dir, lookup, &quota, &err);
 	dir_user_clear(&u);
 	if (dir_failed(c, r, "query_quota", err)) {

@@ -85,6 +85,12 @@ const char *route_status_name(enum route_status status);
  * forwards (route_maildir_is_forward). NULL if refused. */
 char *route_maildir_path(const char *mail_root, const char *maildir);
 
+/* %h of the Sieve paths (SPEC 6.1): the home column, or the parent of
+ * maildir (a full path) when the home is empty, "/" or mail_root itself
+ * (a home every user shares is no home). malloc'd. */
+char *route_user_home(const char *mail_root, const char *home,
+    const char *maildir);
+
 /* Is a maildir column value a forward: one address or a comma-separated
  * list of them, and no '/' (the Exim howto keeps redirects of users in
  * the maildir column)? Mail for such a user goes to the addresses; the
