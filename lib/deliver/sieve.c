@@ -51,6 +51,7 @@
 #include "lib/queue/spool.h"
 #include "lib/route/route.h"
 #include "lib/sieve/sieve.h"
+#include "lib/tls/tls.h"
 
 #define SIEVE_CACHE_MAX		64	/* parsed scripts kept */
 #define SIEVE_SEQ_MAX		32	/* scripts in one sequence */
@@ -599,6 +600,225 @@ send_refusal(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 	return ret;
 }
 
+/* The first field named name of the message's header, or NULL. */
+static char *
+header(const struct deliver_wire *w, const char *name)
+{
+	const char *hdr = str_c(&w->data), *end = strstr(hdr, "\r\n\r\n");
+	size_t len = end != NULL ? (size_t)(end - hdr) + 2 : w->data.len;
+
+	return mime_header_get(hdr, len, name);
+}
+
+/* RFC 3834 and RFC 5230 4.6/4.7: no reply to the null sender, to
+ * mailing lists, bulk or automatic mail, nor to mail that does not name
+ * the user in To, Cc, Bcc or their Resent- forms. The reason, or NULL
+ * when a reply may go. */
+static const char *
+vacation_refused(const struct deliver_msg *msg, const struct route_dest *d,
+    const struct sieve_vacation *v, const struct deliver_wire *w)
+{
+	static const char *const lists[] = { "List-Id", "List-Help",
+	    "List-Subscribe", "List-Unsubscribe", "List-Post", "List-Owner",
+	    "List-Archive", "X-List" };
+	static const char *const dests[] = { "To", "Cc", "Bcc", "Resent-To",
+	    "Resent-Cc", "Resent-Bcc" };
+	const char *at = strrchr(msg->sender, '@');
+	size_t ll = at != NULL ? (size_t)(at - msg->sender) : 0;
+	const char *why = NULL;
+	bool named = false;
+	char *val;
+
+	if (msg->sender[0] == '\0')
+		return "null sender";
+	if ((ll == 13 && strncasecmp(msg->sender, "mailer-daemon", 13) == 0) ||
+	    (ll > 6 && strncasecmp(msg->sender, "owner-", 6) == 0) ||
+	    (ll > 8 && strncasecmp(at - 8, "-request", 8) == 0))
+		return "sender is a list or a daemon";
+	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+		if ((val = header(w, lists[i])) != NULL) {
+			free(val);
+			return "list mail";
+		}
+	}
+	if ((val = header(w, "Auto-Submitted")) != NULL) {
+		if (strncasecmp(str_trim(val), "no", 2) != 0 ||
+		    (val[2] != '\0' && val[2] != ' ' && val[2] != ';' &&
+		    val[2] != '('))
+			why = "automatic mail (Auto-Submitted)";
+		free(val);
+		if (why != NULL)
+			return why;
+	}
+	if ((val = header(w, "Precedence")) != NULL) {
+		char *t = str_trim(val);
+
+		if (strcasecmp(t, "bulk") == 0 || strcasecmp(t, "junk") == 0 ||
+		    strcasecmp(t, "list") == 0)
+			why = "bulk mail (Precedence)";
+		free(val);
+		if (why != NULL)
+			return why;
+	}
+	for (size_t i = 0; i < sizeof(dests) / sizeof(dests[0]) && !named;
+	    i++) {
+		struct mime_mailbox *mb = NULL;
+		size_t n;
+
+		if ((val = header(w, dests[i])) == NULL)
+			continue;
+		n = mime_mailbox_list(val, &mb);
+		for (size_t k = 0; k < n && !named; k++) {
+			char *a = xasprintf("%s@%s", mb[k].local, mb[k].host);
+
+			named = strcasecmp(a, d->address) == 0;
+			for (size_t j = 0; j < v->naddresses && !named; j++)
+				named = strcasecmp(a, v->addresses[j]) == 0;
+			free(a);
+		}
+		mime_mailbox_list_free(mb, n);
+		free(val);
+	}
+	return named ? NULL : "the user is not a recipient in the header";
+}
+
+/* Per-sender de-duplication (RFC 5230 4.2): a file per sender and
+ * handle in SIEVE_DIR/.petrel-vacation, its mtime the last reply. true
+ * when a reply may go now (and the time is recorded). */
+static bool
+vacation_due(const struct deliver_sieve *sv, const struct route_dest *d,
+    const char *sender, const struct sieve_action *a)
+{
+	const struct sieve_vacation *v = a->vacation;
+	char *dir = expand(sv->dir, d->home, d->address), *vdir, *path;
+	unsigned char h[32];
+	char hex[65];
+	str_t key = STR_INIT;
+	struct stat st;
+	time_t now = time(NULL);
+	bool due = true;
+	int fd;
+
+	for (const char *p = sender; *p != '\0'; p++)
+		str_append_c(&key, (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 :
+		    *p));
+	str_append_c(&key, '\n');
+	if (v->handle != NULL)
+		str_printf(&key, "handle %s", v->handle);
+	else
+		str_printf(&key, "%s\n%s\n%s\n%d", a->arg, v->subject != NULL ?
+		    v->subject : "", v->from != NULL ? v->from : "",
+		    v->mime ? 1 : 0);
+	crypto_sha256(key.data, key.len, h);
+	for (size_t i = 0; i < 32; i++)
+		snprintf(hex + i * 2, 3, "%02x", h[i]);
+	vdir = xasprintf("%s/.petrel-vacation", dir);
+	path = xasprintf("%s/%s", vdir, hex);
+	if (stat(path, &st) == 0 && st.st_mtime <= now &&
+	    (uint64_t)(now - st.st_mtime) < v->seconds)
+		due = false;
+	if (due) {
+		(void)mkdir(dir, 0700);
+		(void)mkdir(vdir, 0700);
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC |
+		    O_NOFOLLOW, 0600);
+		if (fd < 0) {
+			/* without a record every message would be answered */
+			log_warn("sieve: %s: vacation: cannot record the "
+			    "reply in %s: %s", d->address, vdir,
+			    strerror(errno));
+			due = false;
+		} else {
+			(void)futimens(fd, NULL);
+			close(fd);
+		}
+	}
+	str_free(&key);
+	free(path);
+	free(vdir);
+	free(dir);
+	return due;
+}
+
+/* A header value from a script or a decoded header: one line. */
+static void
+put_line(str_t *out, const char *s)
+{
+	for (size_t n = 0; *s != '\0' && n < 998; s++, n++)
+		str_append_c(out, *s == '\r' || *s == '\n' ? ' ' : *s);
+}
+
+/* vacation: an answer to the envelope sender from the null sender. */
+static void
+vacation(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
+    const struct route_dest *d, const struct sieve_action *a,
+    struct deliver_wire *w)
+{
+	const struct sieve_vacation *v = a->vacation;
+	const char *host = ctx->sieve->hostname != NULL ?
+	    ctx->sieve->hostname : "localhost";
+	const char *why = NULL;
+	char *subject = NULL, *msgid = NULL, date[64], qid[17], *tmpdir;
+	str_t m = STR_INIT, dec = STR_INIT;
+	struct spool sp;
+	time_t now = time(NULL);
+	struct tm tm;
+
+	if (wire_make(msg, w, &why) < 0 ||
+	    (why = vacation_refused(msg, d, v, w)) != NULL) {
+		log_info("%s: sieve: %s: no vacation reply to <%s>: %s",
+		    msg->qid, d->address, msg->sender, why);
+		return;
+	}
+	if (!vacation_due(ctx->sieve, d, msg->sender, a)) {
+		log_info("%s: sieve: %s: no vacation reply to <%s>: already "
+		    "answered in the period", msg->qid, d->address,
+		    msg->sender);
+		return;
+	}
+	if (v->subject == NULL && (subject = header(w, "Subject")) != NULL)
+		mime_decode_header(subject, strlen(subject), &dec);
+	msgid = header(w, "Message-ID");
+	queue_id_new(qid);
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	str_append(&m, "From: ");
+	put_line(&m, v->from != NULL ? v->from : d->address);
+	str_printf(&m, "\nTo: <%s>\nSubject: ", msg->sender);
+	if (v->subject == NULL)
+		str_append(&m, "Auto: ");
+	put_line(&m, v->subject != NULL ? v->subject : dec.len > 0 ?
+	    str_c(&dec) : "Your message");
+	str_printf(&m, "\nDate: %s\nMessage-ID: <%s@%s>\n", date, qid, host);
+	if (msgid != NULL)
+		str_printf(&m, "In-Reply-To: %s\nReferences: %s\n", msgid,
+		    msgid);
+	str_append(&m, "Auto-Submitted: auto-replied (vacation)\n"
+	    "Precedence: bulk\nMIME-Version: 1.0\n");
+	if (!v->mime)
+		str_append(&m, "Content-Type: text/plain; charset=utf-8\n"
+		    "Content-Transfer-Encoding: 8bit\n\n");
+	for (const char *p = a->arg; *p != '\0'; p++)
+		if (*p != '\r')
+			str_append_c(&m, *p);
+	str_append_c(&m, '\n');
+	tmpdir = xasprintf("%s/tmp", ctx->queue_dir);
+	spool_init(&sp, tmpdir);
+	if (spool_append(&sp, m.data, m.len, &why) < 0 ||
+	    send_copy(ctx, msg, "", msg->sender, NULL, &sp, &why) < 0)
+		log_warn("%s: sieve: %s: vacation reply to <%s>: %s",
+		    msg->qid, d->address, msg->sender, why);
+	else
+		log_info("%s: sieve: %s: vacation reply sent to <%s>",
+		    msg->qid, d->address, msg->sender);
+	spool_reset(&sp);
+	free(tmpdir);
+	free(subject);
+	free(msgid);
+	str_free(&dec);
+	str_free(&m);
+}
+
 /* The scripts' actions, merged. */
 struct plan {
 	struct sieve_action *acts;	/* copies of the results' actions */
@@ -619,6 +839,7 @@ action_copy(struct sieve_action *to, const struct sieve_action *from)
 	    sizeof(*to->flags)) : NULL;
 	for (size_t i = 0; i < from->nflags; i++)
 		to->flags[i] = xstrdup(from->flags[i]);
+	to->vacation = sieve_vacation_dup(from->vacation);
 }
 
 static void
@@ -628,6 +849,7 @@ action_free(struct sieve_action *a)
 	for (size_t i = 0; i < a->nflags; i++)
 		free(a->flags[i]);
 	free(a->flags);
+	sieve_vacation_free(a->vacation);
 }
 
 static void
@@ -877,6 +1099,9 @@ deliver_sieve(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 			deliver_log(msg, orig, d->address, "none",
 			    "discarded by a Sieve script");
 			result->delivered++;
+			break;
+		case SIEVE_ACT_VACATION:
+			vacation(ctx, msg, d, a, wire);
 			break;
 		}
 	}

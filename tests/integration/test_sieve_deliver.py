@@ -71,7 +71,7 @@ def send(srv, sender, rcpts, data):
 def srv(petrel_bin, tmp_path_factory):
     base = tmp_path_factory.mktemp("sieve-deliver")
     inst = make_instance(petrel_bin, base / "inst", "sqlite")
-    add_users(inst, (ALICE, BOB, CAROL, DAVE, ERIN, FRANK), password=PASSWORD)
+    add_users(inst, (ALICE, BOB, CAROL, DAVE, ERIN, FRANK, GRACE), password=PASSWORD)
     before = base / "before.d"
     before.mkdir()
     (before / "10-dave.sieve").write_text(BEFORE)
@@ -253,6 +253,62 @@ def test_script_cache_sees_changes(srv):
     send(srv, "sender@example.org", [ERIN], msg("second"))
     assert len(files(inst, ERIN, "One")) == 1
     assert len(files(inst, ERIN, "Second")) == 1
+
+
+def mail_to(to, subject, sender, extra=""):
+    return ("From: <%s>\r\nTo: <%s>\r\nSubject: %s\r\n%s"
+            "Message-ID: <%s@example.org>\r\n\r\nhello\r\n"
+            % (sender, to, subject, extra, subject.replace(" ", "."))).encode()
+
+
+def replies(inst, address):
+    d = maildir_of(inst, address)
+    out = []
+    for sub in ("new", "cur"):
+        for n in listdir(os.path.join(d, sub)):
+            with open(os.path.join(d, sub, n), "rb") as f:
+                t = f.read()
+            if b"Auto-Submitted: auto-replied (vacation)" in t:
+                out.append(t)
+    return out
+
+
+def test_vacation_once_per_sender_never_to_lists(srv):
+    inst = srv.instance
+    install(inst, GRACE, 'require "vacation";\n'
+            'vacation :days 1 :subject "Away" "I am away until Monday.";\n')
+    n_grace = len(files(inst, GRACE))
+    send(srv, FRANK, [GRACE], mail_to(GRACE, "first question", FRANK))
+    got = replies(inst, FRANK)
+    assert len(got) == 1, got
+    t = got[0]
+    assert t.startswith(b"Return-Path: <>\n"), t[:200]
+    assert b"Subject: Away\n" in t and b"I am away until Monday." in t
+    assert b"From: %s" % GRACE.encode() in t and b"To: <%s>" % FRANK.encode() in t
+    assert b"In-Reply-To: <first.question@example.org>" in t
+    # the same sender again within the period: no second answer
+    send(srv, FRANK, [GRACE], mail_to(GRACE, "second question", FRANK))
+    assert len(replies(inst, FRANK)) == 1
+    assert srv.wait_log(r"sieve: %s: no vacation reply to <%s>: already answered"
+                        % (GRACE, FRANK))
+    vdir = os.path.join(home(inst, GRACE), "sieve", ".petrel-vacation")
+    assert len(os.listdir(vdir)) == 1
+    # lists, bulk, automatic mail, the null sender, and mail that does
+    # not name the user: never answered
+    send(srv, CAROL, [GRACE], mail_to(GRACE, "list post", CAROL,
+                                      "List-Id: <talk.example.org>\r\n"))
+    send(srv, DAVE, [GRACE], mail_to(GRACE, "bulk post", DAVE, "Precedence: bulk\r\n"))
+    send(srv, ERIN, [GRACE], mail_to(GRACE, "auto post", ERIN,
+                                     "Auto-Submitted: auto-generated\r\n"))
+    send(srv, "", [GRACE], mail_to(GRACE, "bounce", "MAILER-DAEMON@example.org"))
+    send(srv, ALICE, [GRACE], mail_to("someone@example.test", "bcc copy", ALICE))
+    for who in (CAROL, DAVE, ERIN, ALICE):
+        assert replies(inst, who) == [], who
+    for why in ("list mail", r"bulk mail \(Precedence\)", r"automatic mail",
+                "null sender", "the user is not a recipient"):
+        assert srv.wait_log(r"sieve: %s: no vacation reply to <[^>]*>: %s" % (GRACE, why)), why
+    # every message was kept
+    assert len(files(inst, GRACE)) == n_grace + 7
 
 
 def test_sieve_dir_setting_and_shared_home(petrel_bin, tmp_path):
