@@ -316,8 +316,9 @@ def test_sieve_dir_setting_and_shared_home(petrel_bin, tmp_path):
     is not; a user whose home is mail_root (shared) gets the maildir's
     parent as %h."""
     inst = make_instance(petrel_bin, tmp_path / "inst", "sqlite")
-    add_users(inst, (ALICE,), password=PASSWORD)
+    add_users(inst, (ALICE, BOB), password=PASSWORD)
     inst.add_user(GRACE, PASSWORD)
+    install(inst, BOB, 'require "fileinto";\nfileinto "Never";\n')
     inst.sql("UPDATE users SET home = ? WHERE address = ?", (inst.mail_root, GRACE))
     h = home(inst, ALICE)
     os.makedirs(os.path.join(h, "rules"))
@@ -331,8 +332,12 @@ def test_sieve_dir_setting_and_shared_home(petrel_bin, tmp_path):
     try:
         send(srv, "sender@example.org", [ALICE], msg("to rules"))
         send(srv, "sender@example.org", [GRACE], msg("to grace"))
+        send(srv, "sender@example.org", [BOB], msg("to bob"))
         assert len(files(inst, ALICE, "Ruled")) == 1
         assert len(files(inst, GRACE, "Shared")) == 1
+        assert len(files(inst, BOB)) == 1       # ~/sieve is not sieve_dir now
+        assert srv.wait_log(r"sieve: %s: .*\.dovecot\.sieve: not a file, nor a "
+                            r"link into .*/bob/rules; kept in INBOX" % BOB)
     finally:
         problems = check_stopped([srv])
     assert not problems, problems
