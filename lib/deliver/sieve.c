@@ -283,7 +283,8 @@ admin_paths(const char *list, const char *home, const char *address,
 			char **names = NULL;
 			size_t nn = 0;
 
-			while ((de = readdir(d)) != NULL && nn < SIEVE_SEQ_MAX) {
+			while ((de = readdir(d)) != NULL &&
+			    nn < SIEVE_SEQ_MAX) {
 				size_t l = strlen(de->d_name);
 
 				if (de->d_name[0] == '.' || l < 7 ||

@@ -434,7 +434,8 @@ resolve(struct ctx *c, const char *address)
 		if (c->depth == 1 && !c->may_relay)
 			fail(c, ROUTE_RELAY_DENIED, domain);
 		else
-			add_dest(c, ROUTE_REMOTE, address, NULL, NULL, NULL, "");
+			add_dest(c, ROUTE_REMOTE, address, NULL, NULL, NULL,
+			    "");
 		goto out;
 	}
 	switch ((kind = route_transport_kind(transport))) {
@@ -446,7 +447,8 @@ resolve(struct ctx *c, const char *address)
 		goto out;
 	}
 	case TRANSPORT_DISCARD:
-		add_dest(c, ROUTE_DISCARD, address, NULL, NULL, NULL, transport);
+		add_dest(c, ROUTE_DISCARD, address, NULL, NULL, NULL,
+		    transport);
 		goto out;
 	case TRANSPORT_UNSUPPORTED:
 		log_error("domain %s has transport '%s', which petrel cannot "
