@@ -14,6 +14,7 @@
 #include "lib/config/config.h"
 #include "lib/dir/dir.h"
 #include "lib/mime/mime.h"
+#include "lib/route/route.h"
 #include "lib/sieve/sieve.h"
 
 #define MESSAGE_MAX (64u * 1024 * 1024)
@@ -92,21 +93,16 @@ sieve_check(struct petrel_ctx *cli, int argc, char **argv)
 	return 0;
 }
 
-/* %h: the home, or the maildir's parent when home is empty or "/". */
+/* %h: as delivery finds it (route_user_home). */
 static char *
 user_home(struct petrel_ctx *cli, const struct dir_user *u)
 {
-	char *md, *slash;
+	char *md = cli_maildir_path(cli, u->maildir);
+	char *h = route_user_home(config_get(cli->cfg, "mail_root"), u->home,
+	    md);
 
-	if (u->home != NULL && u->home[0] != '\0' && strcmp(u->home, "/") != 0)
-		return xstrdup(u->home);
-	md = cli_maildir_path(cli, u->maildir);
-	while (strlen(md) > 1 && md[strlen(md) - 1] == '/')
-		md[strlen(md) - 1] = '\0';
-	slash = strrchr(md, '/');
-	if (slash != NULL && slash != md)
-		*slash = '\0';
-	return md;
+	free(md);
+	return h;
 }
 
 static const char *

@@ -93,7 +93,7 @@ user_add(struct petrel_ctx *cli, int argc, char **argv)
 	static const char *const allowed[] = { "password-stdin", "crypt=",
 	    "name=", "quota=", NULL };
 	struct cli_args a;
-	char *local, *domain, *address, *maildir, *path, *hash = NULL;
+	char *local, *domain, *address, *maildir, *path, *home, *hash = NULL;
 	const char *name, *quota_arg, *crypt_arg, *err;
 	char uid[24], gid[24], quota[24] = "0";
 	struct dir_rows *rows;
@@ -157,6 +157,11 @@ user_add(struct petrel_ctx *cli, int argc, char **argv)
 
 	maildir = xasprintf("%s/%s/", domain, local);
 	path = cli_maildir_path(cli, maildir);
+	/* The user's own home (%h of the Sieve paths, docs/sieve.md): the
+	 * maildir's directory, never mail_root, which all would share. */
+	home = xstrdup(path);
+	while (strlen(home) > 1 && home[strlen(home) - 1] == '/')
+		home[strlen(home) - 1] = '\0';
 	service_ids(cli, uid, gid);
 	rows = cli_query(cli, "user add", dir_has_quota(dir) ?
 	    "INSERT INTO users (id, address, crypt, clear, name, uid, gid, "
@@ -169,7 +174,7 @@ user_add(struct petrel_ctx *cli, int argc, char **argv)
 	    ":maildir, 1, 1, 1)",
 	    (const char *[]){ "id", address, "address", address,
 	    "crypt", hash, "name", name, "uid", uid, "gid", gid,
-	    "home", config_get(cli->cfg, "mail_root"), "domain", domain,
+	    "home", home, "domain", domain,
 	    "maildir", maildir, "quota", quota, NULL });
 	dir_rows_free(&rows);
 	/* The row first, then the maildir; if the maildir cannot be made,
@@ -186,6 +191,7 @@ user_add(struct petrel_ctx *cli, int argc, char **argv)
 	chown_maildir(cli, domain, path, uid, gid);
 	printf("added user %s (maildir %s)\n", address, path);
 	free(hash);
+	free(home);
 	free(path);
 	free(maildir);
 	free(address);

@@ -106,6 +106,7 @@ authd_answer(struct dir *dir, const struct config *cfg,
 			d[i].kind = (uint8_t)res.dests[i].kind;
 			d[i].address = res.dests[i].address;
 			d[i].maildir = res.dests[i].maildir;
+			d[i].home = res.dests[i].home;
 			d[i].transport = res.dests[i].transport;
 			d[i].quota = res.dests[i].quota;
 		}

@@ -143,6 +143,7 @@ dsn_bounce(struct authc *ac, const struct config *cfg,
 	const char *queue_dir = config_get(cfg, "queue_dir");
 	struct route_result r;
 	struct deliver_ctx ctx;
+	struct deliver_sieve sv;
 	struct deliver_rcpt rcpt;
 	struct deliver_msg dm;
 	struct deliver_result res;
@@ -188,6 +189,7 @@ dsn_bounce(struct authc *ac, const struct config *cfg,
 	} else {
 		rcpt.address = m->sender;
 		rcpt.route = &r;
+		memset(&dm, 0, sizeof(dm));
 		dm.qid = qid;
 		dm.sender = "";
 		dm.rcpts = &rcpt;
@@ -196,9 +198,13 @@ dsn_bounce(struct authc *ac, const struct config *cfg,
 		dm.body = &sp;
 		dm.dkim_sign = false;
 		dm.arrival_ms = 0;
+		dm.authc = ac;	/* a local sender's Sieve scripts run */
+		memset(&ctx, 0, sizeof(ctx));
 		ctx.queue_dir = queue_dir;
 		ctx.dkim_dir = NULL;
 		ctx.mail_root = config_get(cfg, "mail_root");
+		deliver_sieve_init(&sv, cfg, hostname);
+		ctx.sieve = &sv;
 		if (deliver_message(&ctx, &dm, &res, &err) < 0) {
 			log_error("%s: bounce delivery to <%s>: %s", m->id,
 			    m->sender, err);

@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "lib/base/alloc.h"
@@ -138,6 +139,7 @@ data_run(struct job *job, void *state)
 		}
 	}
 	rcpts = xcalloc(s->nrcpts, sizeof(*rcpts));
+	memset(&msg, 0, sizeof(msg));
 	for (size_t i = 0; i < s->nrcpts; i++) {
 		rcpts[i].address = s->rcpts[i].address;
 		rcpts[i].route = &s->rcpts[i].route;
@@ -150,6 +152,10 @@ data_run(struct job *job, void *state)
 	msg.body = &s->body;
 	msg.dkim_sign = s->auth_user != NULL;
 	msg.arrival_ms = monotonic_ms();
+	/* Sieve: redirects routed on this thread's auth channel; a reject
+	 * of the one recipient is still ours to answer */
+	msg.authc = state;
+	msg.may_refuse = true;
 	{
 		/* Postfix's qmgr line, before the deliveries it counts */
 		const char *prev = log_service_set("qmgr");
@@ -161,6 +167,7 @@ data_run(struct job *job, void *state)
 	}
 	s->job_status = deliver_message(&s->srv->deliver, &msg, &res, &err);
 	s->job_delivered = res.delivered;
+	s->job_reject = res.reject;
 	if (s->job_status < 0) {
 		/* err lives in this job thread's buffer: copy it. */
 		s->job_error = xstrdup(err);
@@ -219,6 +226,12 @@ data_done(struct job *job)
 
 	if (s->job_milter != SMTP_MILTER_DELIVER) {
 		milter_done(s);
+	} else if (s->job_status == 0 && s->job_reject != NULL) {
+		log_info("%s: sieve-reject: END-OF-MESSAGE from %s: %s; "
+		    "from=<%s>", s->qid, s->base.peer, s->job_reject,
+		    s->sender);
+		if (!s->base.dead)
+			reply_error(s, "550 5.7.1 %s", s->job_reject);
 	} else if (s->job_status == 0) {
 		node_counters_event(s->base.listener->nc,
 		    NODE_EVENT_MESSAGE_RECEIVED);
@@ -240,6 +253,7 @@ data_done(struct job *job)
 			reply(s, "451 4.3.0 Error: queue file write error");
 	}
 	xfree(&s->job_error);
+	xfree(&s->job_reject);
 	s->job_code = ERR_NONE;
 	smtp_transaction_reset(s);
 	session_job_finished(&s->base);

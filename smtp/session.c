@@ -347,6 +347,8 @@ smtp_server_init(struct smtp_server *srv, struct event_base *base,
 	srv->deliver.queue_dir = srv->queue_dir;
 	srv->deliver.dkim_dir = srv->dkim_dir;
 	srv->deliver.mail_root = config_get(cfg, "mail_root");
+	deliver_sieve_init(&srv->sieve, cfg, srv->hostname);
+	srv->deliver.sieve = &srv->sieve;
 	if (queue_dirs_make(srv->queue_dir, &err) < 0)
 		fatal("%s", err);
 	srv->rc.mail_root = config_get(cfg, "mail_root");

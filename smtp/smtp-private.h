@@ -81,6 +81,7 @@ struct smtp_session {
 	char *job_error;
 	int job_code;		/* enum err_code or errno of job_error */
 	size_t job_delivered;
+	char *job_reject;	/* a Sieve reject's reason: 550 */
 	int job_milter;		/* enum smtp_milter_outcome */
 	char *job_milter_reply;	/* a filter's own reply line */
 };

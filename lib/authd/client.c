@@ -186,9 +186,10 @@ authc_route(struct authc *ac, const char *address, bool may_relay,
 		res->dests[i].kind = (enum route_kind)d->kind;
 		res->dests[i].address = d->address;
 		res->dests[i].maildir = d->maildir;
+		res->dests[i].home = d->home;
 		res->dests[i].transport = d->transport;
 		res->dests[i].quota = d->quota;
-		d->address = d->maildir = d->transport = NULL;
+		d->address = d->maildir = d->home = d->transport = NULL;
 	}
 	authd_msg_clear(&rep);
 }

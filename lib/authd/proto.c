@@ -90,6 +90,7 @@ msg_size(const struct authd_msg *m, size_t *size_r)
 			ok = d->kind <= ROUTE_KIND_LAST &&
 			    str_ok(d->address, AUTHD_ADDRESS_MAX, true, &size) &&
 			    str_ok(d->maildir, AUTHD_PATH_MAX, true, &size) &&
+			    str_ok(d->home, AUTHD_PATH_MAX, true, &size) &&
 			    str_ok(d->transport, AUTHD_TEXT_MAX, true, &size);
 			size += 1 + 8 + 8;
 		}
@@ -159,6 +160,7 @@ authd_encode(str_t *out, const struct authd_msg *m)
 			put_u8(out, d->kind);
 			put_str(out, d->address);
 			put_str(out, d->maildir);
+			put_str(out, d->home);
 			put_u64(out, d->quota.bytes);
 			put_u64(out, d->quota.count);
 			put_str(out, d->transport);
@@ -310,9 +312,9 @@ authd_decode(const void *buf, size_t len, struct authd_msg *m, size_t *used_r)
 			r.bad = true;
 		m->text = get_str(&r, AUTHD_TEXT_MAX, true);
 		n = get_u32(&r);
-		/* each destination takes at least 29 bytes: bound the
+		/* each destination takes at least 33 bytes: bound the
 		 * allocation by what the frame can hold */
-		if (r.bad || n > AUTHD_DESTS_MAX || n > r.left / 29) {
+		if (r.bad || n > AUTHD_DESTS_MAX || n > r.left / 33) {
 			r.bad = true;
 			break;
 		}
@@ -327,6 +329,7 @@ authd_decode(const void *buf, size_t len, struct authd_msg *m, size_t *used_r)
 				r.bad = true;
 			d->address = get_str(&r, AUTHD_ADDRESS_MAX, true);
 			d->maildir = get_str(&r, AUTHD_PATH_MAX, true);
+			d->home = get_str(&r, AUTHD_PATH_MAX, true);
 			d->quota.bytes = get_u64(&r);
 			d->quota.count = get_u64(&r);
 			d->transport = get_str(&r, AUTHD_TEXT_MAX, true);
@@ -410,6 +413,7 @@ authd_msg_clear(struct authd_msg *m)
 	for (size_t i = 0; i < m->ndests; i++) {
 		free(m->dests[i].address);
 		free(m->dests[i].maildir);
+		free(m->dests[i].home);
 		free(m->dests[i].transport);
 	}
 	free(m->dests);

@@ -67,6 +67,7 @@ struct authd_dest {
 	uint8_t kind;		/* enum route_kind */
 	char *address, *maildir, *transport;
 	struct quota_limit quota;
+	char *home;		/* ROUTE_MAILDIR: %h (lib/route) */
 };
 
 struct authd_msg {

@@ -241,6 +241,17 @@ static const struct key_def keys[] = {
 	  "conversation ends after ten times this; 0 counts as 1)." },
 	{ "sieve_max_redirects", KT_UINT, "4", NULL, 64,
 	  "Redirects one Sieve script run may make." },
+	{ "sieve_dir", KT_STRING, "%h/sieve", NULL, 0,
+	  "Where a user's Sieve scripts live (%h the home, %u the address, "
+	  "%n its local part, %d its domain); the active one is the file "
+	  "%h/.dovecot.sieve or its link into this directory." },
+	{ "sieve_before", KT_STRING, "", NULL, 0,
+	  "Admin Sieve scripts run before the user's at delivery: files or "
+	  "directories (their *.sieve files in name order), comma-separated; "
+	  "empty: none." },
+	{ "sieve_after", KT_STRING, "", NULL, 0,
+	  "Admin Sieve scripts run after the user's at delivery, as "
+	  "sieve_before." },
 	{ "pop3_uidl_format", KT_ENUM, "filename",
 	  "filename|courier|dovecot|auto", 0,
 	  "The POP3 UIDL of a message: filename (the file name's stable "

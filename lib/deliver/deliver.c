@@ -26,6 +26,7 @@
 #include "lib/base/log.h"
 #include "lib/base/str.h"
 #include "lib/deliver/deliver.h"
+#include "lib/deliver/deliver-private.h"
 #include "lib/dkim/sign.h"
 #include "lib/maildir/maildir.h"
 #include "lib/maildir/quota.h"
@@ -48,9 +49,10 @@ tmp_write_cb(void *ctx, const void *data, size_t len)
 	return maildir_tmp_write(w->tmp, data, len, &w->error);
 }
 
-static int
-deliver_maildir(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
-    const struct route_dest *d, const char **error_r)
+int
+deliver_maildir_to(const struct deliver_ctx *ctx,
+    const struct deliver_msg *msg, const struct route_dest *d,
+    const char *folder_dir, const char *flags, const char **error_r)
 {
 	struct tmp_writer w = { NULL, NULL };
 	str_t head = STR_INIT;
@@ -62,8 +64,8 @@ deliver_maildir(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 	/* Never outside mail_root: a symbolic link on the way (the maildir,
 	 * a level above it, its tmp/ or new/) refuses the delivery, which
 	 * the caller answers with a temporary error. */
-	if (maildir_check_under(ctx->mail_root, d->maildir, error_r) < 0 ||
-	    maildir_tmp_open(d->maildir, &w.tmp, error_r) < 0)
+	if (maildir_check_under(ctx->mail_root, folder_dir, error_r) < 0 ||
+	    maildir_tmp_open(folder_dir, &w.tmp, error_r) < 0)
 		goto out;
 	if (maildir_tmp_write(w.tmp, head.data, head.len, error_r) < 0) {
 		maildir_tmp_abort(&w.tmp);
@@ -80,7 +82,8 @@ deliver_maildir(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 		maildir_tmp_abort(&w.tmp);
 		goto out;
 	}
-	if (maildir_tmp_commit(&w.tmp, NULL, error_r) < 0)
+	if (maildir_tmp_commit_flags(&w.tmp, flags != NULL && *flags != '\0' ?
+	    flags : NULL, NULL, error_r) < 0)
 		goto out;
 	/* Maildir++: every delivery appends its size to maildirsize. The
 	 * copy is durable already; a failed append only makes the next
@@ -93,6 +96,13 @@ deliver_maildir(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 out:
 	str_free(&head);
 	return r;
+}
+
+static int
+deliver_maildir(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
+    const struct route_dest *d, const char **error_r)
+{
+	return deliver_maildir_to(ctx, msg, d, d->maildir, NULL, error_r);
 }
 
 /* Was the same final address already delivered into the same maildir
@@ -155,9 +165,8 @@ monotonic_ms(void)
 /* A local delivery's line in Postfix virtual(8)'s shape, which log
  * readers (pflogsumm) count: "to=<a>, orig_to=<b>, relay=maildir,
  * delay=0.02, dsn=2.0.0, status=sent (...)", as program "virtual". */
-__attribute__((format(printf, 5, 6)))
-static void
-log_delivery(const struct deliver_msg *msg, const char *orig,
+void
+deliver_log(const struct deliver_msg *msg, const char *orig,
     const char *to, const char *relay, const char *fmt, ...)
 {
 	const char *prev = log_service_set("virtual");
@@ -180,6 +189,7 @@ deliver_message(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
     struct deliver_result *result, const char **error_r)
 {
 	struct queue_rcpt *remote = NULL;
+	struct deliver_wire wire = { STR_INIT, 0, false };
 	size_t nremote = 0;
 	int ret = 0;
 
@@ -200,7 +210,7 @@ deliver_message(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 			}
 			if (d->kind == ROUTE_DISCARD) {
 				result->delivered++;
-				log_delivery(msg, msg->rcpts[i].address,
+				deliver_log(msg, msg->rcpts[i].address,
 				    d->address, "none",
 				    "discarded by transport %s",
 				    d->transport);
@@ -210,12 +220,25 @@ deliver_message(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 				result->duplicates++;
 				continue;
 			}
+			if (ctx->sieve != NULL && !msg->no_sieve) {
+				int sr = deliver_sieve(ctx, msg,
+				    msg->rcpts[i].address, d, msg->may_refuse &&
+				    msg->nrcpts == 1 && r->ndests == 1, &wire,
+				    result, error_r);
+
+				if (sr < 0) {
+					ret = -1;
+					break;
+				}
+				if (sr > 0)
+					continue;
+			}
 			if (deliver_maildir(ctx, msg, d, error_r) < 0) {
 				ret = -1;
 				break;
 			}
 			result->delivered++;
-			log_delivery(msg, msg->rcpts[i].address, d->address,
+			deliver_log(msg, msg->rcpts[i].address, d->address,
 			    "maildir", "delivered to maildir %s", d->maildir);
 		}
 	}
@@ -231,6 +254,7 @@ deliver_message(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 	}
 	if (ret < 0)
 		result->code = err_last_code();
+	str_free(&wire.data);
 	free(remote);
 	return ret;
 }

@@ -6,7 +6,8 @@
  * maildirsize quota updated) and, for the remote destinations, one file
  * in the outbound queue (lib/queue), DKIM-signed when the sender is one
  * of our authenticated users. SMTP DATA/BDAT and bounces (RFC 3464 DSNs)
- * use it; LMTP and Sieve are meant to.
+ * use it; LMTP is meant to. Each local recipient's Sieve scripts run here
+ * (sieve.c) when ctx->sieve is set.
  *
  * It blocks (fsync, the queue write): call it from a job thread, never
  * from the event loop. It needs no event loop and no directory handle.
@@ -18,8 +19,19 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct authc;
+struct config;
 struct route_result;
 struct spool;
+
+/* Sieve at delivery (lib/deliver/sieve.c, docs/sieve.md): the settings
+ * sieve_dir, sieve_before, sieve_after, sieve_max_redirects. */
+struct deliver_sieve {
+	const char *dir;	/* sieve_dir, with %h %u %n %d */
+	const char *before, *after;	/* comma-separated files/dirs */
+	unsigned max_redirects;
+	const char *hostname;	/* in refusals (RFC 5429) */
+};
 
 /* What does not change from message to message (a server's settings). */
 struct deliver_ctx {
@@ -28,7 +40,13 @@ struct deliver_ctx {
 	const char *mail_root;	/* no symbolic link below it on the way to
 				 * a maildir; NULL: only the maildir's own
 				 * directories are checked */
+	/* Run the recipients' Sieve scripts; NULL: never. */
+	const struct deliver_sieve *sieve;
 };
+
+/* Fill *sv from the configuration (the strings stay the config's). */
+void deliver_sieve_init(struct deliver_sieve *sv, const struct config *cfg,
+    const char *hostname);
 
 struct deliver_rcpt {
 	const char *address;	/* as the client gave it (orig_to in logs) */
@@ -51,6 +69,15 @@ struct deliver_msg {
 	/* CLOCK_MONOTONIC ms when the message arrived (0: now): the delay=
 	 * of the delivery log lines. */
 	long long arrival_ms;
+	/* Resolves the addresses of Sieve redirects and refusals (the
+	 * calling thread's auth channel); NULL: they go to the queue as
+	 * remote mail. */
+	struct authc *authc;
+	/* The caller can still refuse the message (SMTP before its reply
+	 * to DATA): a Sieve reject of the only recipient becomes
+	 * result.reject instead of a refusal mail. */
+	bool may_refuse;
+	bool no_sieve;		/* a Sieve redirect's copy: no scripts */
 };
 
 struct deliver_result {
@@ -59,6 +86,10 @@ struct deliver_result {
 	size_t queued;		/* remote recipients in the queue file */
 	int code;		/* after a failure its errno or ERR_* code
 				 * (lib/base/err), else ERR_NONE */
+	/* With may_refuse: the reason of the Sieve reject/ereject of the
+	 * only recipient (malloc'd, one printable line; the caller frees
+	 * it and answers 550 5.7.1); nothing was delivered. */
+	char *reject;
 };
 
 /*

@@ -74,6 +74,7 @@ route_result_clear(struct route_result *res)
 	for (size_t i = 0; i < res->ndests; i++) {
 		free(res->dests[i].address);
 		free(res->dests[i].maildir);
+		free(res->dests[i].home);
 		free(res->dests[i].transport);
 	}
 	free(res->dests);
@@ -200,9 +201,32 @@ fail(struct ctx *c, enum route_status status, const char *text)
 	c->failed = true;
 }
 
+char *
+route_user_home(const char *mail_root, const char *home, const char *maildir)
+{
+	size_t n = home != NULL ? strlen(home) : 0, m;
+	char *md, *slash;
+
+	while (n > 1 && home[n - 1] == '/')
+		n--;
+	m = mail_root != NULL ? strlen(mail_root) : 0;
+	while (m > 1 && mail_root[m - 1] == '/')
+		m--;
+	if (n > 0 && !(n == 1 && home[0] == '/') &&
+	    !(n == m && strncmp(home, mail_root, n) == 0))
+		return xstrndup(home, n);
+	md = xstrdup(maildir);
+	while (strlen(md) > 1 && md[strlen(md) - 1] == '/')
+		md[strlen(md) - 1] = '\0';
+	slash = strrchr(md, '/');
+	if (slash != NULL && slash != md)
+		*slash = '\0';
+	return md;
+}
+
 static void
 add_dest(struct ctx *c, enum route_kind kind, const char *address,
-    const char *maildir, const struct quota_limit *quota,
+    const char *maildir, const char *home, const struct quota_limit *quota,
     const char *transport)
 {
 	struct route_result *r = c->res;
@@ -223,6 +247,7 @@ add_dest(struct ctx *c, enum route_kind kind, const char *address,
 	d->kind = kind;
 	d->address = xstrdup(address);
 	d->maildir = maildir ? xstrdup(maildir) : NULL;
+	d->home = home ? xstrdup(home) : NULL;
 	if (quota != NULL)
 		d->quota = *quota;
 	d->transport = xstrdup(transport ? transport : "");
@@ -254,7 +279,7 @@ try_user(struct ctx *c, const char *lookup, const char *address,
 {
 	struct dir_user u;
 	const char *err;
-	char *path;
+	char *path, *home;
 	struct quota_limit quota;
 	int r;
 
@@ -282,14 +307,17 @@ try_user(struct ctx *c, const char *lookup, const char *address,
 		fail(c, ROUTE_CONFIG, "unusable maildir");
 		return -1;
 	}
+	home = route_user_home(c->rc->mail_root, u.home, path);
 	r = dir_lookup_quota(c->dir, lookup, &quota, &err);
 	dir_user_clear(&u);
 	if (dir_failed(c, r, "query_quota", err)) {
 		free(path);
+		free(home);
 		return -1;
 	}
-	add_dest(c, ROUTE_MAILDIR, address, path, &quota, NULL);
+	add_dest(c, ROUTE_MAILDIR, address, path, home, &quota, NULL);
 	free(path);
+	free(home);
 	return 1;
 }
 
@@ -406,7 +434,8 @@ resolve(struct ctx *c, const char *address)
 		if (c->depth == 1 && !c->may_relay)
 			fail(c, ROUTE_RELAY_DENIED, domain);
 		else
-			add_dest(c, ROUTE_REMOTE, address, NULL, NULL, "");
+			add_dest(c, ROUTE_REMOTE, address, NULL, NULL, NULL,
+			    "");
 		goto out;
 	}
 	switch ((kind = route_transport_kind(transport))) {
@@ -418,7 +447,8 @@ resolve(struct ctx *c, const char *address)
 		goto out;
 	}
 	case TRANSPORT_DISCARD:
-		add_dest(c, ROUTE_DISCARD, address, NULL, NULL, transport);
+		add_dest(c, ROUTE_DISCARD, address, NULL, NULL, NULL,
+		    transport);
 		goto out;
 	case TRANSPORT_UNSUPPORTED:
 		log_error("domain %s has transport '%s', which petrel cannot "
@@ -470,7 +500,7 @@ resolve(struct ctx *c, const char *address)
 	}
 	/* 5. relay domain */
 	if (kind == TRANSPORT_RELAY) {
-		add_dest(c, ROUTE_REMOTE, address, NULL, NULL, transport);
+		add_dest(c, ROUTE_REMOTE, address, NULL, NULL, NULL, transport);
 		goto out;
 	}
 	fail(c, ROUTE_UNKNOWN, address);

@@ -49,6 +49,10 @@ struct route_dest {
 	enum route_kind kind;
 	char *address;		/* the final address (Delivered-To / RCPT) */
 	char *maildir;		/* ROUTE_MAILDIR: full path */
+	char *home;		/* ROUTE_MAILDIR: the user's home, %h of the
+				 * Sieve paths: the home column, or the
+				 * maildir's parent when that is empty, "/"
+				 * or mail_root itself (shared by all) */
 	struct quota_limit quota;	/* ROUTE_MAILDIR (none set = none) */
 	char *transport;	/* ROUTE_REMOTE: "" (MX) or "smtp:[h]:p";
 				 * ROUTE_DISCARD: the discard: value */
@@ -80,6 +84,12 @@ const char *route_status_name(enum route_status status);
  * that climbs out ("..") or is empty, full paths outside mail_root, and
  * forwards (route_maildir_is_forward). NULL if refused. */
 char *route_maildir_path(const char *mail_root, const char *maildir);
+
+/* %h of the Sieve paths (SPEC 6.1): the home column, or the parent of
+ * maildir (a full path) when the home is empty, "/" or mail_root itself
+ * (a home every user shares is no home). malloc'd. */
+char *route_user_home(const char *mail_root, const char *home,
+    const char *maildir);
 
 /* Is a maildir column value a forward: one address or a comma-separated
  * list of them, and no '/' (the Exim howto keeps redirects of users in

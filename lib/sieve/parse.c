@@ -559,11 +559,13 @@ static const struct {
 	{ "imap4flags", SIEVE_EXT_IMAP4FLAGS },
 	{ "mailbox", SIEVE_EXT_MAILBOX },
 	{ "comparator-i;ascii-numeric", SIEVE_EXT_NUMERIC },
+	{ "vacation", SIEVE_EXT_VACATION },
+	{ "vacation-seconds", SIEVE_EXT_VACATION | SIEVE_EXT_VACATION_SECONDS },
 	{ "comparator-i;octet", 0 }, { "comparator-i;ascii-casemap", 0 },
 };
 
 static const char *const unsupported_exts[] = {
-	"vacation", "vacation-seconds", "include", "editheader", "duplicate",
+	"include", "editheader", "duplicate",
 	"date", "index", "regex", "enotify", "notify", "spamtest",
 	"spamtestplus", "virustest", "environment", "ihave", "foreverypart",
 	"mime", "extracttext", "imapflags", "fcc", "special-use", "mboxmetadata",
@@ -575,6 +577,9 @@ ext_name(unsigned ext)
 {
 	for (size_t i = 0; i < sizeof(known_exts) / sizeof(known_exts[0]); i++)
 		if (known_exts[i].ext == ext)
+			return known_exts[i].name;
+	for (size_t i = 0; i < sizeof(known_exts) / sizeof(known_exts[0]); i++)
+		if ((known_exts[i].ext & ext) != 0)
 			return known_exts[i].name;
 	return "?";
 }
@@ -782,7 +787,11 @@ static void
 check_tag_value(struct validator *v, const struct sieve_node *n,
     const struct sieve_tagspec *ts, const struct sieve_arg *val)
 {
-	const char *s = val->strs[0];
+	const char *s;
+
+	if (val->type == SIEVE_ARG_NUMBER || val->nstrs == 0)
+		return;		/* :days, :seconds: any number */
+	s = val->strs[0];
 
 	if (strcmp(ts->name, "comparator") == 0) {
 		if (strcmp(s, "i;ascii-numeric") == 0 &&
@@ -859,6 +868,7 @@ validate_args(struct validator *v, struct sieve_node *n,
 				error_at(v->lx, a->line, "%s: tag ':%s' needs "
 				    "a %s argument", n->name, a->tag,
 				    ts->value == 'S' ? "string" :
+				    ts->value == 'N' ? "number" :
 				    "string list");
 				continue;
 			}

@@ -952,6 +952,87 @@ action_find(struct run *r, enum sieve_action_type type, const char *arg)
 	return NULL;
 }
 
+/* vacation (RFC 5230, :seconds RFC 6131): one per run; the period is
+ * bounded to [SIEVE_VACATION_SECONDS_MIN, SIEVE_VACATION_DAYS_MAX days]
+ * (RFC 5230 4.1 lets the site bound it). The implicit keep stays. */
+static void
+cmd_vacation(struct run *r, const struct sieve_node *n, const char *reason)
+{
+	const struct sieve_tag *t;
+	struct sieve_vacation *v;
+	struct sieve_action *a;
+	uint64_t secs = (uint64_t)SIEVE_VACATION_DAYS_DEFAULT * 86400;
+	const uint64_t max = (uint64_t)SIEVE_VACATION_DAYS_MAX * 86400;
+
+	if (action_find(r, SIEVE_ACT_VACATION, NULL) != NULL) {
+		run_error(r, n->line, "more than one vacation action");
+		return;
+	}
+	if (action_find(r, SIEVE_ACT_REJECT, NULL) != NULL ||
+	    action_find(r, SIEVE_ACT_EREJECT, NULL) != NULL) {
+		run_error(r, n->line, "vacation conflicts with reject");
+		return;
+	}
+	if ((t = tag(n, "days")) != NULL)
+		secs = t->value->num > max / 86400 ? max :
+		    t->value->num * 86400;
+	else if ((t = tag(n, "seconds")) != NULL)
+		secs = t->value->num > max ? max : t->value->num;
+	if (secs < SIEVE_VACATION_SECONDS_MIN)
+		secs = SIEVE_VACATION_SECONDS_MIN;
+	if ((a = action_add(r, n->line, SIEVE_ACT_VACATION, reason)) == NULL)
+		return;
+	v = a->vacation = xcalloc(1, sizeof(*v));
+	v->seconds = secs;
+	v->mime = tag(n, "mime") != NULL;
+	if ((t = tag(n, "subject")) != NULL)
+		v->subject = expand(r, t->value->strs[0]);
+	if ((t = tag(n, "from")) != NULL)
+		v->from = expand(r, t->value->strs[0]);
+	if ((t = tag(n, "handle")) != NULL)
+		v->handle = expand(r, t->value->strs[0]);
+	if ((t = tag(n, "addresses")) != NULL && t->value->nstrs > 0) {
+		v->addresses = xcalloc(t->value->nstrs, sizeof(char *));
+		for (size_t i = 0; i < t->value->nstrs; i++)
+			v->addresses[v->naddresses++] = expand(r,
+			    t->value->strs[i]);
+	}
+}
+
+void
+sieve_vacation_free(struct sieve_vacation *v)
+{
+	if (v == NULL)
+		return;
+	free(v->subject);
+	free(v->from);
+	free(v->handle);
+	for (size_t i = 0; i < v->naddresses; i++)
+		free(v->addresses[i]);
+	free(v->addresses);
+	free(v);
+}
+
+struct sieve_vacation *
+sieve_vacation_dup(const struct sieve_vacation *v)
+{
+	struct sieve_vacation *c;
+
+	if (v == NULL)
+		return NULL;
+	c = xcalloc(1, sizeof(*c));
+	c->seconds = v->seconds;
+	c->mime = v->mime;
+	c->subject = v->subject != NULL ? xstrdup(v->subject) : NULL;
+	c->from = v->from != NULL ? xstrdup(v->from) : NULL;
+	c->handle = v->handle != NULL ? xstrdup(v->handle) : NULL;
+	if (v->naddresses > 0)
+		c->addresses = xcalloc(v->naddresses, sizeof(char *));
+	for (size_t i = 0; i < v->naddresses; i++)
+		c->addresses[c->naddresses++] = xstrdup(v->addresses[i]);
+	return c;
+}
+
 static void
 set_flags(struct sieve_action *a, const str_t *fl)
 {
@@ -1128,6 +1209,8 @@ run_command(struct run *r, const struct sieve_node *n)
 			action_add(r, n->line, c[0] == 'e' ?
 			    SIEVE_ACT_EREJECT : SIEVE_ACT_REJECT, arg);
 		r->cancel_keep = true;
+	} else if (strcmp(c, "vacation") == 0) {
+		cmd_vacation(r, n, arg);
 	} else if (strcmp(c, "setflag") == 0 || strcmp(c, "addflag") == 0 ||
 	    strcmp(c, "removeflag") == 0) {
 		cmd_setflag(r, n);
@@ -1233,6 +1316,7 @@ sieve_result_clear(struct sieve_result *res)
 		for (size_t k = 0; k < a->nflags; k++)
 			free(a->flags[k]);
 		free(a->flags);
+		sieve_vacation_free(a->vacation);
 	}
 	free(res->actions);
 	free(res->error);
@@ -1292,6 +1376,16 @@ sieve_result_text(const struct sieve_result *res, str_t *out)
 			break;
 		case SIEVE_ACT_DISCARD:
 			str_append(out, "discard");
+			break;
+		case SIEVE_ACT_VACATION:
+			str_printf(out, "vacation %llu",
+			    (unsigned long long)a->vacation->seconds);
+			if (a->vacation->subject != NULL) {
+				str_append(out, " subject ");
+				put_text(out, a->vacation->subject);
+			}
+			str_append(out, " reason ");
+			put_text(out, a->arg);
 			break;
 		}
 		str_append_c(out, '\n');

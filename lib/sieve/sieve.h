@@ -5,7 +5,8 @@
  * fileinto, reject/ereject (RFC 5429), envelope, encoded-character,
  * copy (RFC 3894), body (RFC 5173), variables (RFC 5229), relational
  * (RFC 5231), subaddress (RFC 5233), imap4flags (RFC 5232), mailbox
- * (RFC 5490) and the comparators i;octet, i;ascii-casemap and
+ * (RFC 5490), vacation (RFC 5230) with vacation-seconds (RFC 6131)
+ * and the comparators i;octet, i;ascii-casemap and
  * i;ascii-numeric.
  *
  * sieve_parse() reads and validates a script into a tree; errors carry
@@ -79,7 +80,8 @@ enum {
 	SIEVE_EXT_BODY = 1 << 6, SIEVE_EXT_VARIABLES = 1 << 7,
 	SIEVE_EXT_RELATIONAL = 1 << 8, SIEVE_EXT_SUBADDRESS = 1 << 9,
 	SIEVE_EXT_IMAP4FLAGS = 1 << 10, SIEVE_EXT_MAILBOX = 1 << 11,
-	SIEVE_EXT_NUMERIC = 1 << 12,
+	SIEVE_EXT_NUMERIC = 1 << 12, SIEVE_EXT_VACATION = 1 << 13,
+	SIEVE_EXT_VACATION_SECONDS = 1 << 14,
 };
 
 struct sieve_script {
@@ -109,7 +111,21 @@ struct sieve_msg {
 };
 
 enum sieve_action_type { SIEVE_ACT_STORE, SIEVE_ACT_REDIRECT,
-	SIEVE_ACT_REJECT, SIEVE_ACT_EREJECT, SIEVE_ACT_DISCARD };
+	SIEVE_ACT_REJECT, SIEVE_ACT_EREJECT, SIEVE_ACT_DISCARD,
+	SIEVE_ACT_VACATION };
+
+#define SIEVE_VACATION_DAYS_DEFAULT	7
+#define SIEVE_VACATION_DAYS_MAX		90
+#define SIEVE_VACATION_SECONDS_MIN	60
+
+/* The parameters of a vacation action (RFC 5230, RFC 6131). */
+struct sieve_vacation {
+	uint64_t seconds;	/* the period, already bounded */
+	char *subject, *from, *handle;	/* or NULL */
+	char **addresses;
+	size_t naddresses;
+	bool mime;
+};
 
 struct sieve_action {
 	enum sieve_action_type type;
@@ -121,6 +137,8 @@ struct sieve_action {
 	bool create;		/* STORE: :create */
 	bool copy;		/* REDIRECT/STORE: :copy */
 	bool implicit;		/* STORE: the implicit keep */
+	struct sieve_vacation *vacation;	/* VACATION: arg is the
+						   reason */
 };
 
 struct sieve_result {
@@ -140,6 +158,8 @@ struct sieve_limits {
 void sieve_run(const struct sieve_script *script, const struct sieve_msg *msg,
     const struct sieve_limits *limits, struct sieve_result *result);
 void sieve_result_clear(struct sieve_result *result);
+void sieve_vacation_free(struct sieve_vacation *v);
+struct sieve_vacation *sieve_vacation_dup(const struct sieve_vacation *v);
 /* The actions as text, one per line (what `petrel sieve test` prints). */
 void sieve_result_text(const struct sieve_result *result, str_t *out);
 

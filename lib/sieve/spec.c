@@ -27,6 +27,13 @@ const struct sieve_tagspec sieve_tagspecs[] = {
 	{ "upperfirst", 0, SIEVE_EXT_VARIABLES, 9 },
 	{ "quotewildcard", 0, SIEVE_EXT_VARIABLES, 10 },
 	{ "length", 0, SIEVE_EXT_VARIABLES, 11 },
+	{ "days", 'N', SIEVE_EXT_VACATION, 12 },
+	{ "seconds", 'N', SIEVE_EXT_VACATION_SECONDS, 12 },
+	{ "subject", 'S', SIEVE_EXT_VACATION, 13 },
+	{ "from", 'S', SIEVE_EXT_VACATION, 14 },
+	{ "addresses", 'L', SIEVE_EXT_VACATION, 15 },
+	{ "mime", 0, SIEVE_EXT_VACATION, 16 },
+	{ "handle", 'S', SIEVE_EXT_VACATION, 17 },
 	{ NULL, 0, 0, 0 },
 };
 
@@ -48,6 +55,9 @@ const struct sieve_spec sieve_specs[] = {
 	{ "reject", false, SIEVE_EXT_REJECT, "", "S", 0, 0, false, -1, NULL },
 	{ "ereject", false, SIEVE_EXT_EREJECT, "", "S", 0, 0, false, -1,
 	  NULL },
+	{ "vacation", false, SIEVE_EXT_VACATION,
+	  "days seconds subject from addresses mime handle", "S", 0, 0, false,
+	  -1, NULL },
 	{ "setflag", false, SIEVE_EXT_IMAP4FLAGS, "", "SL", 1, 0, false, -1,
 	  NULL },
 	{ "addflag", false, SIEVE_EXT_IMAP4FLAGS, "", "SL", 1, 0, false, -1,

@@ -4,12 +4,12 @@
  * against (spec.c). */
 #include <stdbool.h>
 
-#define SIEVE_TAG_GROUPS 12	/* tags of one group exclude each other */
+#define SIEVE_TAG_GROUPS 18	/* tags of one group exclude each other */
 
 struct sieve_tagspec {
 	const char *name;
 	char value;		/* 0, or the argument: 'S' string,
-				   'L' string list */
+				   'L' string list, 'N' number */
 	unsigned ext;		/* SIEVE_EXT_* needed, or 0 */
 	int group;
 };

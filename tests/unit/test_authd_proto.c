@@ -41,7 +41,7 @@ test_route(void)
 {
 	struct authd_dest d[2] = {
 		{ ROUTE_MAILDIR, "a@example.org", "/var/mail/a", NULL,
-		    { 1000, 3 } },
+		    { 1000, 3 }, "/home/a" },
 		{ ROUTE_REMOTE, "b@remote.example", NULL, "smtp:[h]:25",
 		    { 0, 0 } },
 	};
@@ -64,8 +64,9 @@ test_route(void)
 	    out.dests[0].quota.bytes == 1000 &&
 	    out.dests[0].quota.count == 3 && out.dests[0].transport == NULL);
 	test_assert_streq(out.dests[0].maildir, "/var/mail/a");
+	test_assert_streq(out.dests[0].home, "/home/a");
 	test_assert(out.dests[1].kind == ROUTE_REMOTE &&
-	    out.dests[1].maildir == NULL);
+	    out.dests[1].maildir == NULL && out.dests[1].home == NULL);
 	test_assert_streq(out.dests[1].transport, "smtp:[h]:25");
 	authd_msg_clear(&out);
 

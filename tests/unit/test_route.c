@@ -81,6 +81,30 @@ main(void)
 			return 2;
 		}
 
+	test_begin("route: %h, the home of the Sieve paths");
+	{
+		static const char *const cases[][4] = {
+			/* mail_root, home, maildir, %h */
+			{ "/m", "/home/a", "/m/d/a/", "/home/a" },
+			{ "/m", "/home/a/", "/m/d/a/", "/home/a" },
+			{ "/m", "", "/m/d/a/", "/m/d" },
+			{ "/m", NULL, "/m/d/a", "/m/d" },
+			{ "/m", "/", "/m/d/a/", "/m/d" },
+			{ "/m/", "/m", "/m/d/a/", "/m/d" },
+			{ "/m", "/m/", "/m/d/a/", "/m/d" },
+			{ "/m", "/m/d/a", "/m/d/a/", "/m/d/a" },
+		};
+
+		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+			char *h = route_user_home(cases[i][0], cases[i][1],
+			    cases[i][2]);
+
+			test_assert_streq(h, cases[i][3]);
+			free(h);
+		}
+	}
+	test_end();
+
 	test_begin("route: user, case, +tag, quota, absolute maildir");
 	resolve(dir, "Bob@Example.TEST", false, &r);
 	test_assert(r.status == ROUTE_OK && r.ndests == 1);

@@ -145,8 +145,16 @@ test_parse_errors(void)
 	test_assert(fails_with("/* open", "unterminated comment"));
 	test_assert(fails_with("keep;\nrequire \"fileinto\";",
 	    "line 2: require must come"));
-	test_assert(fails_with("require \"vacation\";", "unsupported "
-	    "extension 'vacation'"));
+	test_assert(fails_with("require \"include\";", "unsupported "
+	    "extension 'include'"));
+	test_assert(fails_with("require \"vacation\";\n"
+	    "vacation :seconds 60 \"x\";", "line 2: vacation: tag "
+	    "':seconds' requires extension 'vacation-seconds'"));
+	test_assert(fails_with("require \"vacation\";\n"
+	    "vacation :days \"7\" \"x\";", "line 2: vacation: tag ':days' "
+	    "needs a number argument"));
+	test_assert(fails_with("require \"vacation-seconds\";\n"
+	    "vacation :days 1 :seconds 60 \"x\";", "conflicts with"));
 	test_assert(fails_with("require \"nonesuch\";", "unknown extension"));
 	test_assert(fails_with("else { keep; }", "else without a preceding "
 	    "if"));
@@ -333,6 +341,20 @@ test_run(void)
 	test_assert(runs_to("require [\"reject\", \"fileinto\"];\n"
 	    "fileinto \"x\"; reject \"no\";", msg,
 	    "error line 2: reject conflicts with another action\n"
+	    "store INBOX (implicit keep)\n"));
+	/* vacation: the period bounded, the keep stays, one per run */
+	test_assert(runs_to("require \"vacation\";\nvacation \"away\";", msg,
+	    "vacation 604800 reason away\nstore INBOX (implicit keep)\n"));
+	test_assert(runs_to("require \"vacation\";\n"
+	    "vacation :days 1000 :subject \"Out\" \"away\";", msg,
+	    "vacation 7776000 subject Out reason away\n"
+	    "store INBOX (implicit keep)\n"));
+	test_assert(runs_to("require \"vacation-seconds\";\n"
+	    "vacation :seconds 1 \"away\";", msg,
+	    "vacation 60 reason away\nstore INBOX (implicit keep)\n"));
+	test_assert(runs_to("require \"vacation\";\n"
+	    "vacation \"a\"; vacation \"b\";", msg,
+	    "error line 2: more than one vacation action\n"
 	    "store INBOX (implicit keep)\n"));
 	test_end();
 }
