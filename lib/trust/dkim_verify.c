@@ -149,6 +149,21 @@ judge(DKIM_SIGINFO *sig, const struct verify_ctx *vc, struct dkim_verdict *v)
 	}
 }
 
+/* The message has signatures libopendkim could not take apart: one
+ * verdict, neutral (RFC 8601 2.7.1: syntax errors); none without any
+ * DKIM-Signature field. 0. */
+static int
+unusable(struct spool *msg, struct dkim_verdict **v, size_t *n)
+{
+	if (!spool_header_has(msg, "DKIM-Signature"))
+		return 0;
+	*v = xcalloc(1, sizeof(**v));
+	(*v)[0].result = "neutral";
+	(*v)[0].reason = "signature not usable";
+	*n = 1;
+	return 0;
+}
+
 int
 dkim_verify_message(struct spool *msg, struct dkim_verdict **v, size_t *n)
 {
@@ -173,13 +188,13 @@ dkim_verify_message(struct spool *msg, struct dkim_verdict **v, size_t *n)
 	if (dkim == NULL)
 		goto out;
 	dkim_set_user_context(dkim, &vc);
-	if (spool_each(msg, feed_chunk, dkim) < 0) {
-		/* a header libopendkim refuses (malformed, too many): no
-		 * signature it could judge */
-		ret = 0;
+	if (spool_each(msg, feed_chunk, dkim) < 0 ||
+	    dkim_chunk(dkim, NULL, 0) != DKIM_STAT_OK) {
+		/* a header libopendkim refuses (a signature it cannot
+		 * parse, too long, too many fields) */
+		ret = unusable(msg, v, n);
 		goto out;
 	}
-	dkim_chunk(dkim, NULL, 0);
 	st = dkim_eom(dkim, NULL);
 	if (st == DKIM_STAT_NOSIG) {
 		ret = 0;
@@ -187,7 +202,7 @@ dkim_verify_message(struct spool *msg, struct dkim_verdict **v, size_t *n)
 	}
 	if (dkim_getsiglist(dkim, &sigs, &nsigs) != DKIM_STAT_OK ||
 	    nsigs <= 0) {
-		ret = 0;
+		ret = unusable(msg, v, n);
 		goto out;
 	}
 	*v = xcalloc((size_t)nsigs, sizeof(**v));

@@ -87,6 +87,12 @@ shared_get(void)
 		char *err = NULL;
 
 		shared_ctx = dnsq_ctx_new(shared_resolver, &err);
+		/* A client waits for these answers: a server that does not
+		 * answer is asked again once, not five times with growing
+		 * waits (about a second instead of twenty). */
+		if (shared_ctx != NULL)
+			ub_ctx_set_option(shared_ctx, "outbound-msg-retry:",
+			    "1");
 		if (shared_ctx == NULL) {
 			log_error("DNS lookups unavailable: %s", err);
 			free(err);

@@ -175,6 +175,48 @@ spf_init(void)
 	SPF_debug_handler = spf_log_quiet;
 }
 
+/* The MAIL FROM query (RFC 7208 4): the sender domain's record, then
+ * its evaluation. SPF_request_query_mailfrom does the same but first
+ * passes every 127/8 and ::1 client without looking at the record;
+ * petrel decides itself which clients are not checked (smtp/trust.c),
+ * and evaluates the others' records as they are. */
+static SPF_response_t *
+query(SPF_request_t *req)
+{
+	SPF_response_t *resp = SPF_response_new(req);
+	SPF_record_t *rec = NULL;
+	SPF_errcode_t err;
+
+	if (resp == NULL)
+		return NULL;
+	req->cur_dom = req->use_helo ? req->helo_dom : req->env_from_dp;
+	if (req->cur_dom == NULL) {
+		SPF_i_done(resp, SPF_RESULT_NONE, SPF_REASON_NONE,
+		    SPF_E_NOT_CONFIG);
+		return resp;
+	}
+	err = SPF_server_get_record(req->spf_server, req, resp, &rec);
+	if (err != SPF_E_SUCCESS) {
+		/* no record (none), a DNS failure (temperror), a record that
+		 * does not compile (permerror): the result is set */
+		if (rec != NULL)
+			SPF_record_free(rec);
+		if (resp->result == SPF_RESULT_INVALID)
+			/* this libspf2 sets none itself, and leaves DNS
+			 * failures and records that do not compile without
+			 * a result */
+			resp->result = err == SPF_E_DNS_ERROR ?
+			    SPF_RESULT_TEMPERROR : SPF_RESULT_PERMERROR;
+		SPF_i_done(resp, resp->result, resp->reason, resp->err);
+		return resp;
+	}
+	resp->spf_record_exp = rec;
+	SPF_record_interpret(rec, req, resp, 0);
+	SPF_record_free(rec);
+	resp->spf_record_exp = NULL;
+	return resp;
+}
+
 enum spf_result
 spf_check(const char *ip, const char *helo, const char *sender,
     const char *receiver)
@@ -210,7 +252,7 @@ spf_check(const char *ip, const char *helo, const char *sender,
 		goto out;	/* no identity to check */
 	if (SPF_request_set_env_from(req, from) != 0)
 		goto out;
-	SPF_request_query_mailfrom(req, &resp);
+	resp = query(req);
 	if (resp == NULL) {
 		r = SPF_R_TEMPERROR;
 		goto out;
