@@ -21,6 +21,7 @@
 #include "lib/queue/spool.h"
 #include "lib/trust/dkim_verify.h"
 #include "lib/trust/dnsq.h"
+#include "lib/trust/rdata.h"
 
 struct verify_ctx {
 	DKIM_SIGINFO *tempfail[DKIM_VERIFY_MAX_SIGS];
@@ -53,7 +54,7 @@ key_lookup(DKIM *dkim, DKIM_SIGINFO *sig, u_char *buf, size_t buflen)
 	if (st != DNSQ_OK)
 		return DKIM_CBSTAT_NOTFOUND;
 	/* the first record (RFC 6376 3.6.2.2: more is undefined) */
-	txt = dnsq_txt_join(res->data[0], (size_t)res->len[0], buflen - 1,
+	txt = rdata_txt_join(res->data[0], (size_t)res->len[0], buflen - 1,
 	    &tlen, &trunc);
 	ub_resolve_free(res);
 	memcpy(buf, txt, tlen);

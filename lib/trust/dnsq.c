@@ -10,7 +10,6 @@
 
 #include "lib/base/alloc.h"
 #include "lib/base/log.h"
-#include "lib/base/str.h"
 #include "lib/config/config.h"
 #include "lib/trust/dnsq.h"
 
@@ -130,32 +129,4 @@ dnsq_lookup(const char *name, int type, struct ub_result **res_r)
 	}
 	*res_r = res;
 	return DNSQ_OK;
-}
-
-char *
-dnsq_txt_join(const char *rdata, size_t len, size_t max, size_t *out_len,
-    int *truncated_r)
-{
-	str_t s = STR_INIT;
-	size_t i = 0;
-
-	*truncated_r = 0;
-	while (i < len) {
-		size_t n = (unsigned char)rdata[i++];
-
-		if (n > len - i)
-			n = len - i;	/* a string cut short: what there is */
-		if (s.len + n > max) {
-			n = max - s.len;
-			*truncated_r = 1;
-		}
-		str_append_n(&s, rdata + i, n);
-		i += n;
-		if (*truncated_r)
-			break;
-	}
-	*out_len = s.len;
-	if (s.data == NULL)
-		return xstrdup("");
-	return str_steal(&s);
 }

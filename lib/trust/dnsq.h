@@ -34,10 +34,4 @@ int dnsq_setup(const char *resolver, char **error_r);
 enum dnsq_status dnsq_lookup(const char *name, int type,
     struct ub_result **res_r);
 
-/* The character-strings of one TXT rdata joined, NUL-terminated and
- * bounded by max (longer: truncated, *truncated_r set). Embedded NULs
- * are kept as they are; the caller sees the length. */
-char *dnsq_txt_join(const char *rdata, size_t len, size_t max,
-    size_t *out_len, int *truncated_r);
-
 #endif

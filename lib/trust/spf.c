@@ -25,42 +25,10 @@
 #include "lib/base/alloc.h"
 #include "lib/base/log.h"
 #include "lib/trust/dnsq.h"
+#include "lib/trust/rdata.h"
 #include "lib/trust/spf.h"
 
 #define TXT_MAX 4096	/* joined strings of one TXT record */
-
-/* A domain name in wire form (no compression: libunbound hands rdata
- * decompressed) to dotted text in out (at least 256 octets). -1 when
- * it runs past len or is too long. */
-static int
-wire_name(const unsigned char *p, size_t len, char *out, size_t outlen)
-{
-	size_t i = 0, o = 0;
-
-	while (i < len) {
-		size_t n = p[i++];
-
-		if (n == 0) {
-			if (o == 0)
-				out[o++] = '.';
-			out[o] = '\0';
-			return 0;
-		}
-		if (n > 63 || n > len - i || o + n + 2 > outlen)
-			return -1;
-		if (o > 0)
-			out[o++] = '.';
-		for (size_t k = 0; k < n; k++) {
-			unsigned char c = p[i + k];
-
-			/* a name SPF can use is letters, digits, -, _ */
-			out[o++] = c > 32 && c < 127 && c != '.' ? (char)c :
-			    '?';
-		}
-		i += n;
-	}
-	return -1;
-}
 
 static SPF_dns_rr_t *
 lookup_layer(SPF_dns_server_t *layer, const char *domain, ns_type type,
@@ -110,7 +78,7 @@ lookup_layer(SPF_dns_server_t *layer, const char *domain, ns_type type,
 			size_t skip = type == ns_t_mx ? 2 : 0;
 
 			if (len < skip + 1 ||
-			    wire_name(d + skip, len - skip, name,
+			    rdata_name_text(d + skip, len - skip, name,
 			    sizeof(name)) < 0 ||
 			    SPF_dns_rr_buf_realloc(rr, n, strlen(name) + 1) !=
 			    SPF_E_SUCCESS)
@@ -123,7 +91,7 @@ lookup_layer(SPF_dns_server_t *layer, const char *domain, ns_type type,
 		case ns_t_spf: {
 			size_t tlen;
 			int trunc;
-			char *txt = dnsq_txt_join((const char *)d, len, TXT_MAX,
+			char *txt = rdata_txt_join((const char *)d, len, TXT_MAX,
 			    &tlen, &trunc);
 
 			if (SPF_dns_rr_buf_realloc(rr, n, tlen + 1) !=
