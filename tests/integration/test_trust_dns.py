@@ -177,7 +177,7 @@ def env(petrel_bin, tmp_path_factory):
         res.port = ns.port
         res.lifetime = 5 * TIMEOUT_SCALE
         yield {"mark": mark, "reject": reject, "deadns": deadns, "key": pem,
-               "resolver": res}
+               "resolver": res, "dns": ns.resolver}
     ns.stop()
 
 
@@ -372,3 +372,32 @@ def test_local_client_is_not_checked(env):
     assert r.code == 250, r
     _, methods, _ = results(stored)
     assert "spf" not in methods and methods["dkim"][0].startswith("dkim=pass")
+
+
+def test_bdat_is_checked_and_submission_is_not(env, out_instance, petrel_start):
+    # BDAT (RFC 3030): the same checks as DATA
+    msg = signed(env)
+    before = set(read_new(env["mark"].instance, ALICE))
+    with smtp_util.Client(env["mark"].host, env["mark"].port, source=CLIENT) as c:
+        c.expect("EHLO client.test", 250)
+        c.expect("MAIL FROM:<user@softfail.spf.%s>" % Z, 250)
+        c.expect("RCPT TO:<%s>" % ALICE, 250)
+        c.send(b"BDAT %d LAST\r\n" % len(msg) + msg)
+        assert c.reply().code == 250
+        c.expect("QUIT", 221)
+    new = [m for m in read_new(env["mark"].instance, ALICE) if m not in before]
+    _, methods, _ = results(new[0])
+    assert methods["spf"] == ["spf=softfail smtp.mailfrom=user@softfail.spf." + Z]
+    assert methods["dkim"][0].startswith("dkim=pass ")
+    # an authenticated sender: no check, no field of ours, and a forged
+    # one is still removed
+    import mx_util
+    srv = petrel_start(out_instance, ("dns_resolver=" + env["dns"],))
+    forged = b"Authentication-Results: " + HOST.encode() + b"; dkim=pass\r\n"
+    r = srv.submit(mx_util.ALICE, mx_util.ALICE, [mx_util.BOB],
+                   forged + mx_util.make_message("sub", to=mx_util.BOB))
+    assert r.code == 250, r
+    assert mx_util.wait_for(lambda: read_new(out_instance, mx_util.BOB))
+    head, rest = split_stored(read_new(out_instance, mx_util.BOB)[0])
+    assert "Authentication-Results" not in head
+    assert b"Authentication-Results" not in rest
