@@ -401,3 +401,16 @@ def test_bdat_is_checked_and_submission_is_not(env, out_instance, petrel_start):
     head, rest = split_stored(read_new(out_instance, mx_util.BOB)[0])
     assert "Authentication-Results" not in head
     assert b"Authentication-Results" not in rest
+
+
+def test_bad_dns_resolver_is_refused(env):
+    """A dns_resolver that is not an IP address: serve stops with one line,
+    petrel check names it."""
+    inst = env["mark"].instance
+    p = subprocess.run([inst.bin, "-c", inst.conf, "-o", "dns_resolver=ns.example:53",
+                        "-o", "smtp_listen=127.0.0.1:%d" % free_ports(1)[0], "serve"],
+                       capture_output=True, text=True, timeout=20, cwd=inst.dir)
+    assert p.returncode != 0
+    assert "dns_resolver" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    cp = inst.run("-o", "dns_resolver=ns.example:53", "check", check=False)
+    assert cp.returncode == 1 and "dns_resolver ns.example@53" in cp.stderr, cp.stderr
