@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unbound.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -19,6 +20,7 @@
 #include "lib/config/config.h"
 #include "lib/dir/dir.h"
 #include "lib/milter/milter.h"
+#include "lib/trust/dnsq.h"
 #include "lib/dir/schema.h"
 #include "lib/route/route.h"
 #include "lib/route/writable.h"
@@ -287,6 +289,18 @@ cmd_check(struct petrel_ctx *cli, int argc, char **argv)
 			problem("milters: %s", cerr);
 		else
 			milter_specs_free(specs, n);
+	}
+	{
+		char *derr = NULL;
+		struct ub_ctx *ub = dnsq_ctx_new(config_get(cli->cfg,
+		    "dns_resolver"), &derr);
+
+		if (ub == NULL) {
+			problem("%s", derr);
+			free(derr);
+		} else {
+			ub_ctx_delete(ub);
+		}
 	}
 	name = config_get(cli->cfg, "user");
 	if (name[0] != '\0' && getpwnam(name) == NULL)

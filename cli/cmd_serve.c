@@ -3,10 +3,12 @@
  * and the queue manager are in master/ and queue/.
  */
 #include <stddef.h>
+#include <unbound.h>
 
 #include "cli/cli.h"
 #include "lib/config/config.h"
 #include "lib/milter/milter.h"
+#include "lib/trust/dnsq.h"
 #include "master/master.h"
 
 int
@@ -26,6 +28,16 @@ cmd_serve(struct petrel_ctx *cli, int argc, char **argv)
 		    &n, &err) < 0)
 			cli_die("milters: %s", err);
 		milter_specs_free(specs, n);
+	}
+	{
+		/* dns_resolver: IP addresses libunbound can forward to */
+		char *derr = NULL;
+		struct ub_ctx *ub = dnsq_ctx_new(config_get(cli->cfg,
+		    "dns_resolver"), &derr);
+
+		if (ub == NULL)
+			cli_die("%s", derr);
+		ub_ctx_delete(ub);
 	}
 	r = serve_run(cli, &err);
 	if (r < 0)

@@ -26,6 +26,7 @@
 #include <unbound.h>
 #include <unistd.h>
 
+#include "lib/trust/dnsq.h"
 #include "lib/base/alloc.h"
 #include "lib/base/log.h"
 #include "lib/base/str.h"
@@ -501,35 +502,13 @@ queue_manager_run(struct petrel_ctx *ctx)
 	m.tls = tls_client_new(&err);
 	if (m.tls == NULL)
 		log_warn("outbound STARTTLS unavailable: %s", err);
-	m.ub = ub_ctx_create();
-	if (m.ub != NULL) {
-		const char *fwd = config_get(ctx->cfg, "dns_resolver");
+	{
+		char *uerr = NULL;
 
-		ub_ctx_hosts(m.ub, NULL);
-		if (fwd[0] == '\0') {
-			ub_ctx_resolvconf(m.ub, NULL);
-		} else {
-			/* dns_resolver = host:port, ...: every query is
-			 * forwarded there (libunbound says ip@port) */
-			struct config_listen *l = NULL;
-			size_t n = 0;
-			char *cerr = NULL;
-
-			if (config_parse_listen(fwd, &l, &n, &cerr) < 0)
-				fatal("dns_resolver: %s", cerr);
-			for (size_t i = 0; i < n; i++) {
-				char *spec = xasprintf("%s@%u", l[i].host,
-				    l[i].port);
-				int r = ub_ctx_set_fwd(m.ub, spec);
-
-				if (r != 0)
-					fatal("dns_resolver %s: %s (an IP "
-					    "address and port)", spec,
-					    ub_strerror(r));
-				free(spec);
-			}
-			config_listen_free(&l, n);
-		}
+		m.ub = dnsq_ctx_new(config_get(ctx->cfg, "dns_resolver"),
+		    &uerr);
+		if (m.ub == NULL)
+			fatal("%s", uerr);
 	}
 	m.base = event_base_new();
 	if (m.base == NULL)

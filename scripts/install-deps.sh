@@ -6,7 +6,7 @@ set -euo pipefail
 
 build_pkgs=(gcc meson ninja-build pkg-config libssl-dev libsqlite3-dev
 	libmariadb-dev libcrypt-dev libevent-dev libunbound-dev libopendkim-dev
-	zlib1g-dev)
+	zlib1g-dev libspf2-dev)
 # Real clients the integration tests drive: swaks (with Net::SSLeay for
 # its TLS, only recommended by the package), curl, fetchmail, Postfix's
 # smtp-source (from the postfix package; no Postfix service is run),
@@ -14,7 +14,8 @@ build_pkgs=(gcc meson ninja-build pkg-config libssl-dev libsqlite3-dev
 # and mutt (driven in a detached tmux session); clang and its libFuzzer
 # runtime for the short fuzz runs (scripts/fuzz.sh); valgrind for
 # scripts/valgrind.sh; testssl.sh for one scan in tests/integration/test_tls.py;
-# nsd-checkzone (nsd; its service is never started) to load `petrel dns` output;
+# nsd-checkzone (nsd; its service is never started) to load `petrel dns` output,
+# and nsd itself, which test_trust_dns.py runs on loopback with its own zones;
 # strace for the syscall-order durability test (tests/reliability);
 # debhelper and lintian to build and check the Debian package, and
 # systemd's tools (systemd-analyze) for the unit (test_packaging.py,

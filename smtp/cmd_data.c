@@ -113,19 +113,29 @@ data_run(struct job *job, void *state)
 	struct deliver_rcpt *rcpts;
 	struct deliver_msg msg;
 	struct deliver_result res;
-	str_t received = STR_INIT;
+	str_t received = STR_INIT, authres = STR_INIT;
 	const char *err = NULL;
 
 	s->job_milter = SMTP_MILTER_DELIVER;
+	/* DKIM and Authentication-Results (trust.c), then the filters */
+	if (smtp_trust_data(s, &authres) < 0) {
+		s->job_milter = SMTP_MILTER_ERROR;
+		return;
+	}
 	if (s->srv->nmilters > 0) {
 		/* the filters' verdict and changes before anything is
 		 * stored */
 		s->job_milter = smtp_milter_check(s, &s->job_milter_reply);
-		if (s->job_milter != SMTP_MILTER_DELIVER)
+		if (s->job_milter != SMTP_MILTER_DELIVER) {
+			str_free(&authres);
 			return;
+		}
 	}
 	received_header(s, &received, s->nrcpts == 1 ?
 	    s->rcpts[0].address : NULL);
+	/* this hop's trace: Received, then what it found */
+	str_append_n(&received, authres.data, authres.len);
+	str_free(&authres);
 	if (s->submission) {
 		/* RFC 6409 8.2, 8.3: complete the message. */
 		if (!spool_header_has(&s->body, "Message-ID"))

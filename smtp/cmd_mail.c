@@ -213,9 +213,18 @@ milter_mail_done(struct job *job)
 	session_job_finished(&s->base);
 }
 
-/* A sender that passed petrel's checks: to the filters first, if any. */
+/* A sender that passed petrel's checks: SPF first (trust.c), then
+ * smtp_mail_filter. */
 static void
 mail_filter(struct smtp_session *s, char *addr)
+{
+	if (!smtp_trust_mail(s, addr))
+		smtp_mail_filter(s, addr);
+}
+
+/* To the filters first, if any. */
+void
+smtp_mail_filter(struct smtp_session *s, char *addr)
 {
 	if (s->srv->nmilters == 0) {
 		mail_accept(s, addr);
@@ -266,7 +275,8 @@ sender_done(struct job *job)
 		session_job_finished(&s->base);
 		return;
 	}
-	if (s->job_status == 250 && s->srv->nmilters > 0) {
+	if (s->job_status == 250 &&
+	    (s->srv->nmilters > 0 || smtp_trust_spf_wanted(s))) {
 		/* the filters' job goes on from here; it ends the wait */
 		mail_filter(s, addr);
 		return;

@@ -369,6 +369,7 @@ smtp_server_init(struct smtp_server *srv, struct event_base *base,
 	srv->milter_accept = strcmp(config_get(cfg, "milter_default_action"),
 	    "accept") == 0;
 	srv->milter_timeout = (unsigned)config_get_uint(cfg, "milter_timeout");
+	smtp_trust_init(srv, cfg);
 }
 
 void

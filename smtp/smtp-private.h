@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/base/str.h"
 #include "lib/io/jobs.h"
 #include "lib/milter/milter.h"
 #include "lib/queue/spool.h"
@@ -20,6 +21,7 @@
 #include "smtp/smtp.h"
 
 struct authc;
+struct config;
 struct dir_user;
 struct evbuffer;
 
@@ -60,6 +62,11 @@ struct smtp_session {
 	struct milter_conn *mconn[MILTER_MAX];
 	bool milter_discard;	/* a filter said discard before DATA */
 	bool milter_tempfail;	/* a filter failed (default tempfail) */
+
+	/* trust.c: the SPF verdict of this transaction (enum spf_result,
+	 * -1 = not checked) and whether it was the HELO identity's */
+	int spf_result;
+	bool spf_helo;
 
 	/* message reception */
 	struct spool body;
@@ -135,6 +142,24 @@ enum smtp_milter_outcome smtp_milter_rcpt(struct smtp_session *s,
     const char *rcpt, char **reply_r);
 /* The conversations end (never waits; from the loop). */
 void smtp_milter_close(struct smtp_session *s);
+
+/* cmd_mail.c: a sender that passed petrel's own checks and SPF goes to
+ * the filters (a job when there are any), else is accepted. */
+void smtp_mail_filter(struct smtp_session *s, char *addr);
+
+/* trust.c: SPF, DKIM and the Authentication-Results field. */
+void smtp_trust_init(struct smtp_server *srv, const struct config *cfg);
+/* Will smtp_trust_mail check SPF for this session (a job)? */
+bool smtp_trust_spf_wanted(const struct smtp_session *s);
+/* At MAIL: true when an SPF job was started for addr (it takes addr and
+ * goes on with smtp_mail_filter, or refuses the sender); false when
+ * there is nothing to check (addr untouched). */
+bool smtp_trust_mail(struct smtp_session *s, char *addr);
+/* At the end of the data (job thread, before the filters): verify the
+ * DKIM signatures, remove Authentication-Results fields that claim this
+ * host's authserv-id, append ours to prefix. 0, or -1 when the message
+ * could not be rewritten. */
+int smtp_trust_data(struct smtp_session *s, str_t *prefix);
 
 /* cmd_auth.c */
 void smtp_cmd_auth(struct smtp_session *s, const char *arg);

@@ -38,6 +38,8 @@ struct smtp_server {
 	size_t nmilters;
 	bool milter_accept;	/* milter_default_action = accept */
 	unsigned milter_timeout;	/* milter_timeout, seconds */
+	enum { SMTP_SPF_MARK, SMTP_SPF_REJECT, SMTP_SPF_IGNORE } spf_policy;
+	bool dkim_verify;	/* dkim_verify = yes */
 };
 
 void smtp_server_init(struct smtp_server *srv, struct event_base *base,

@@ -239,6 +239,15 @@ static const struct key_def keys[] = {
 	{ "milter_timeout", KT_UINT, "30", NULL, 3600,
 	  "Seconds for connecting to a filter and for each of its replies (a "
 	  "conversation ends after ten times this; 0 counts as 1)." },
+	{ "spf_policy", KT_ENUM, "mark", "mark|reject|ignore", 0,
+	  "SPF (RFC 7208) of the MAIL FROM domain (the HELO name for <>) of "
+	  "mail received by SMTP: mark (recorded in Authentication-Results), "
+	  "reject (fail gets 550 5.7.23, temperror 451 4.7.24) or ignore (not "
+	  "checked)." },
+	{ "dkim_verify", KT_ENUM, "yes", "yes|no", 0,
+	  "yes: every DKIM signature of mail received by SMTP is verified "
+	  "and the verdicts recorded in Authentication-Results; no: not "
+	  "checked." },
 	{ "sieve_max_redirects", KT_UINT, "4", NULL, 64,
 	  "Redirects one Sieve script run may make." },
 	{ "sieve_dir", KT_STRING, "%h/sieve", NULL, 0,

@@ -129,9 +129,10 @@ def queue_files(inst, sub="incoming"):
 
 
 def split_stored(data):
-    """A delivered file -> (dict of the three prepended headers, the rest).
+    """A delivered file -> (dict of the prepended headers, the rest).
     The first three header fields must be Return-Path, Delivered-To and a
-    (folded) Received, in that order."""
+    (folded) Received, in that order; petrel's own Authentication-Results
+    (SPF/DKIM, SMTP mail) follows when checks ran, and is taken too."""
     lines = data.split(b"\n")
     assert lines[0].startswith(b"Return-Path: <") and lines[0].endswith(b">"), data[:300]
     assert lines[1].startswith(b"Delivered-To: "), data[:300]
@@ -146,4 +147,11 @@ def split_stored(data):
         "Delivered-To": lines[1][len(b"Delivered-To: "):].decode("utf-8", "replace"),
         "Received": b"\n".join(received).decode("utf-8", "replace"),
     }
+    if i < len(lines) and lines[i].startswith(b"Authentication-Results: "):
+        ar = [lines[i]]
+        i += 1
+        while i < len(lines) and lines[i][:1] in (b"\t", b" "):
+            ar.append(lines[i])
+            i += 1
+        head["Authentication-Results"] = b"\n".join(ar).decode("utf-8", "replace")
     return head, b"\n".join(lines[i:])

@@ -1,0 +1,184 @@
+/*
+ * fuzz_trust_fields.c: what the trust checks take from the sender's side
+ * (lib/trust/rdata.c, lib/trust/authres.c): TXT rdata and names in DNS
+ * answers, Authentication-Results fields found in a message, and the
+ * client's and signer's values written into petrel's own field. The first
+ * octet chooses the part, the rest is the input.
+ * Checks:
+ *  - TXT: the joined text is exactly the strings' octets in order (a
+ *    string cut by the end of the rdata gives what there is), at most
+ *    max octets, truncation said when and only when octets were left;
+ *  - names: an accepted name re-encodes to the same labels (with
+ *    unprintable octets and dots as '?'), fits the buffer, and nothing
+ *    follows the root label that was read;
+ *  - claims: a field said to claim the authserv-id contains it;
+ *  - our field: one line per clause, every line after the first begins
+ *    with a tab, nothing but the clauses' own ';', no CR, no empty line,
+ *    whatever the values.
+ */
+#include <ctype.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "lib/base/str.h"
+#include "lib/trust/authres.h"
+#include "lib/trust/dkim_verify.h"
+#include "lib/trust/rdata.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void
+check_txt(const unsigned char *p, size_t len, size_t max)
+{
+	size_t out_len, i = 0, o = 0;
+	int trunc;
+	char *t = rdata_txt_join((const char *)p, len, max, &out_len, &trunc);
+	size_t total = 0;
+
+	if (out_len > max || t[out_len] != '\0')
+		abort();
+	while (i < len) {
+		size_t n = p[i++];
+
+		if (n > len - i)
+			n = len - i;
+		for (size_t k = 0; k < n && o < out_len; k++, o++)
+			if ((unsigned char)t[o] != p[i + k])
+				abort();
+		total += n;
+		i += n;
+	}
+	if (o != out_len || (trunc != 0) != (total > max))
+		abort();
+	free(t);
+}
+
+static void
+check_name(const unsigned char *p, size_t len)
+{
+	char out[256];
+	size_t i = 0;
+	const char *s = out;
+
+	if (rdata_name_text(p, len, out, sizeof(out)) < 0)
+		return;
+	if (strlen(out) >= sizeof(out))
+		abort();
+	if (strcmp(out, ".") == 0) {
+		if (len < 1 || p[0] != 0)
+			abort();
+		return;
+	}
+	while (*s != '\0') {
+		size_t l = strcspn(s, ".");
+
+		if (l == 0 || l > 63 || i >= len || p[i] != l)
+			abort();
+		for (size_t k = 0; k < l; k++) {
+			unsigned char c = p[i + 1 + k];
+			char want = c > 32 && c < 127 && c != '.' ? (char)c : '?';
+
+			if (s[k] != want)
+				abort();
+		}
+		i += 1 + l;
+		s += l;
+		if (*s == '.')
+			s++;
+	}
+	if (i >= len || p[i] != 0)
+		abort();
+}
+
+static void
+check_claims(const unsigned char *p, size_t len)
+{
+	const char *id = "mx.example.org";
+
+	if (authres_claims((const char *)p, len, id)) {
+		size_t n = strlen(id);
+		int found = 0;
+
+		for (size_t i = 0; i + n <= len && !found; i++)
+			found = strncasecmp((const char *)p + i, id, n) == 0;
+		if (!found)
+			abort();
+	}
+}
+
+/* Up to five NUL-separated values: mailfrom, helo, d=, i=, s=. */
+static void
+check_format(const unsigned char *p, size_t len)
+{
+	char *buf = malloc(len + 1), *v[5] = { "", "", "", "", "" };
+	struct dkim_verdict dv[2];
+	struct authres ar;
+	str_t out = STR_INIT;
+	size_t nv = 0, semis = 0, lines = 0;
+
+	memcpy(buf, p, len);
+	buf[len] = '\0';
+	for (char *q = buf; nv < 5 && q <= buf + len; q += strlen(q) + 1)
+		v[nv++] = q;
+	memset(dv, 0, sizeof(dv));
+	memset(&ar, 0, sizeof(ar));
+	dv[0].result = "pass";
+	dv[0].domain = v[2];
+	dv[0].identity = v[3];
+	dv[0].selector = v[4];
+	dv[1].result = "fail";
+	dv[1].reason = "body hash mismatch";
+	dv[1].domain = v[3];
+	ar.authserv_id = "mx.example.org";
+	ar.spf = "pass";
+	ar.mailfrom = v[0];
+	ar.helo = v[1];
+	ar.spf_helo = len > 0 && (p[0] & 1);
+	ar.dkim_checked = true;
+	ar.dkim = dv;
+	ar.ndkim = 2;
+	authres_format(&out, &ar);
+	if (out.len == 0 || out.data[out.len - 1] != '\n' ||
+	    strncmp(out.data, "Authentication-Results: mx.example.org;\n",
+	    40) != 0)
+		abort();
+	for (size_t i = 0; i < out.len; i++) {
+		if (out.data[i] == '\r' || out.data[i] == '\0')
+			abort();
+		if (out.data[i] == ';')
+			semis++;
+		if (out.data[i] == '\n') {
+			lines++;
+			if (i + 1 < out.len && out.data[i + 1] != '\t')
+				abort();
+		}
+	}
+	if (semis != 3 || lines != 4)
+		abort();
+	str_free(&out);
+	free(buf);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (size < 2)
+		return 0;
+	switch (data[0] & 3) {
+	case 0:
+		check_txt(data + 2, size - 2, (size_t)data[1] * 16);
+		break;
+	case 1:
+		check_name(data + 1, size - 1);
+		break;
+	case 2:
+		check_claims(data + 1, size - 1);
+		break;
+	default:
+		check_format(data + 1, size - 1);
+		break;
+	}
+	return 0;
+}

@@ -1,0 +1,37 @@
+#ifndef PETREL_DNSQ_H
+#define PETREL_DNSQ_H
+/*
+ * dnsq: synchronous DNS lookups through libunbound, for job threads (the
+ * SMTP server's SPF and DKIM checks) and the queue's MX lookups. Every
+ * context honours `dns_resolver` (forward to host:port; empty: the
+ * system's resolv.conf and hosts file).
+ */
+#include <stddef.h>
+
+struct ub_ctx;
+struct ub_result;
+
+enum dnsq_status {
+	DNSQ_OK,	/* records in the result */
+	DNSQ_NXDOMAIN,	/* no such name */
+	DNSQ_NODATA,	/* the name exists, no record of the type */
+	DNSQ_TEMPFAIL,	/* no answer: server failure, timeout, refused */
+};
+
+/* A new libunbound context set up for `dns_resolver` (value as in the
+ * config: "host:port[, ...]" or empty). NULL with *error_r. */
+struct ub_ctx *dnsq_ctx_new(const char *resolver, char **error_r);
+
+/* The process's shared context for job threads: dnsq_setup records the
+ * resolver setting (once, before the first lookup; validated, -1 with
+ * *error_r when it does not parse); the context is made at the first
+ * lookup. */
+int dnsq_setup(const char *resolver, char **error_r);
+
+/* Look name up (type as in RFC 1035: 1 A, 16 TXT, ...) on the shared
+ * context. DNSQ_OK with *res_r (free with ub_resolve_free), else no
+ * result. Blocks: job threads only. */
+enum dnsq_status dnsq_lookup(const char *name, int type,
+    struct ub_result **res_r);
+
+#endif

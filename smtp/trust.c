@@ -1,0 +1,326 @@
+/*
+ * trust.c: the SMTP server's checks of who sent a message (SPEC 6,
+ * "trust"): SPF at MAIL FROM (lib/trust/spf), DKIM at the end of the
+ * data (lib/trust/dkim_verify), and the one Authentication-Results field
+ * (lib/trust/authres) that records them, put on top of the stored copy.
+ * Every check that looks something up runs on a job thread: the event
+ * loop never waits for DNS.
+ *
+ * Not checked (as Postfix setups put permit_sasl_authenticated and
+ * permit_mynetworks before the SPF policy): authenticated sessions
+ * (submission), and clients connecting from this host itself (127.0.0.1,
+ * ::1: local injection, a content filter handing mail back). Other
+ * loopback addresses are checked like any client.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "lib/base/alloc.h"
+#include "lib/base/log.h"
+#include "lib/base/str.h"
+#include "lib/config/config.h"
+#include "lib/io/jobs.h"
+#include "lib/milter/milter.h"
+#include "lib/queue/spool.h"
+#include "lib/session/session.h"
+#include "lib/trust/authres.h"
+#include "lib/trust/dkim_verify.h"
+#include "lib/trust/dnsq.h"
+#include "lib/trust/spf.h"
+#include "smtp/smtp-private.h"
+
+#define HEADER_SCAN_MAX (1024 * 1024)	/* Authentication-Results looked
+					 * for in the first MiB */
+
+void
+smtp_trust_init(struct smtp_server *srv, const struct config *cfg)
+{
+	const char *p = config_get(cfg, "spf_policy");
+	char *err = NULL;
+
+	srv->spf_policy = strcmp(p, "reject") == 0 ? SMTP_SPF_REJECT :
+	    strcmp(p, "ignore") == 0 ? SMTP_SPF_IGNORE : SMTP_SPF_MARK;
+	srv->dkim_verify = strcmp(config_get(cfg, "dkim_verify"), "yes") == 0;
+	if (dnsq_setup(config_get(cfg, "dns_resolver"), &err) < 0)
+		fatal("%s", err);
+}
+
+static bool
+local_client(const struct smtp_session *s)
+{
+	return strcmp(s->base.ip, "127.0.0.1") == 0 ||
+	    strcmp(s->base.ip, "::1") == 0 ||
+	    strcmp(s->base.ip, "::ffff:127.0.0.1") == 0;
+}
+
+bool
+smtp_trust_spf_wanted(const struct smtp_session *s)
+{
+	return s->srv->spf_policy != SMTP_SPF_IGNORE && s->auth_user == NULL &&
+	    !s->submission && !local_client(s);
+}
+
+static void
+spf_run(struct job *job, void *state)
+{
+	struct smtp_session *s = (struct smtp_session *)((char *)job -
+	    offsetof(struct smtp_session, job));
+
+	s->spf_helo = s->job_addr[0] == '\0';
+	s->spf_result = (int)spf_check(s->base.ip, s->helo, s->job_addr,
+	    s->srv->hostname);
+}
+
+static void
+spf_done(struct job *job)
+{
+	struct smtp_session *s = (struct smtp_session *)((char *)job -
+	    offsetof(struct smtp_session, job));
+	char *addr = s->job_addr;
+	enum spf_result r = (enum spf_result)s->spf_result;
+	const char *dom = s->spf_helo ? (s->helo ? s->helo : "") :
+	    strrchr(addr, '@') ? strrchr(addr, '@') + 1 : addr;
+	bool filters = s->srv->nmilters > 0;
+
+	s->job_addr = NULL;
+	if (s->base.dead) {
+		free(addr);
+		session_job_finished(&s->base);
+		return;
+	}
+	log_info("%016llx: spf=%s for %s=<%s> from %s", SID(&s->base),
+	    spf_result_name(r), s->spf_helo ? "helo" : "mailfrom",
+	    s->spf_helo ? (s->helo ? s->helo : "") : addr, s->base.peer);
+	if (s->srv->spf_policy == SMTP_SPF_REJECT &&
+	    (r == SPF_R_FAIL || r == SPF_R_TEMPERROR)) {
+		/* RFC 7372 3.2: 5.7.23 SPF failed, 4.7.24 SPF error */
+		if (r == SPF_R_FAIL) {
+			log_info("NOQUEUE: reject: MAIL from %s: 550 5.7.23 "
+			    "SPF fail for %s; from=<%s>", s->base.peer, dom,
+			    addr);
+			reply_error(s, "550 5.7.23 <%s>: Sender address "
+			    "rejected: SPF check failed: %s does not allow "
+			    "[%s] to send its mail", addr, dom, s->base.ip);
+		} else {
+			log_info("NOQUEUE: reject: MAIL from %s: 451 4.7.24 "
+			    "SPF temperror for %s; from=<%s>", s->base.peer,
+			    dom, addr);
+			reply(s, "451 4.7.24 <%s>: Sender address rejected: "
+			    "SPF lookup failed for %s, try again later", addr,
+			    dom);
+		}
+		s->qid[0] = '\0';
+		free(addr);
+		session_job_finished(&s->base);
+		return;
+	}
+	smtp_mail_filter(s, addr);
+	if (!filters)
+		session_job_finished(&s->base);
+	/* else the filters' job goes on from here; it ends the wait */
+}
+
+bool
+smtp_trust_mail(struct smtp_session *s, char *addr)
+{
+	s->spf_result = -1;
+	s->spf_helo = false;
+	if (!smtp_trust_spf_wanted(s))
+		return false;
+	s->job_addr = addr;
+	s->job.run = spf_run;
+	s->job.done = spf_done;
+	session_job_submit(&s->base, s->srv->sv.jobs, &s->job);
+	return true;
+}
+
+/* ---- the end of the data ---- */
+
+struct header_scan {
+	str_t text;	/* the header section so far */
+	bool done;
+};
+
+static int
+header_cb(void *ctx, const void *data, size_t len)
+{
+	struct header_scan *h = ctx;
+	const char *p = data;
+
+	for (size_t i = 0; i < len; i++) {
+		size_t n = h->text.len;
+
+		str_append_c(&h->text, p[i]);
+		if (p[i] == '\n' && (n == 0 || h->text.data[n - 1] == '\n')) {
+			h->done = true;
+			return -1;	/* stop: the end of the header */
+		}
+		if (h->text.len >= HEADER_SCAN_MAX) {
+			h->done = true;
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Which Authentication-Results fields (1-based among theirs) claim our
+ * authserv-id? Their indexes in *idx (highest first), their count. */
+static size_t
+forged_fields(struct smtp_session *s, uint32_t **idx)
+{
+	struct header_scan h = { STR_INIT, false };
+	const char *name = "Authentication-Results:";
+	size_t nlen = strlen(name), n = 0, cap = 0;
+	uint32_t seen = 0;
+	const char *p, *end;
+
+	*idx = NULL;
+	if (!spool_header_has(&s->body, "Authentication-Results"))
+		return 0;
+	spool_each(&s->body, header_cb, &h);
+	p = h.text.data;
+	end = p + h.text.len;
+	while (p != NULL && p < end) {
+		const char *f = p, *q = p;
+
+		/* the field: this line and its continuation lines */
+		for (;;) {
+			q = memchr(q, '\n', (size_t)(end - q));
+			if (q == NULL) {
+				q = end;
+				break;
+			}
+			q++;
+			if (q >= end || (*q != ' ' && *q != '\t'))
+				break;
+		}
+		if ((size_t)(q - f) > nlen && strncasecmp(f, name, nlen) == 0) {
+			seen++;
+			if (authres_claims(f + nlen, (size_t)(q - f) - nlen,
+			    s->srv->hostname)) {
+				if (n == cap) {
+					cap = cap ? cap * 2 : 4;
+					*idx = xrealloc(*idx, cap *
+					    sizeof(**idx));
+				}
+				(*idx)[n++] = seen;
+			}
+		} else if (strncasecmp(f, "Authentication-Results", nlen - 1)
+		    == 0) {
+			/* "Authentication-Results :" with space before the
+			 * colon: still that field */
+			const char *c = f + nlen - 1;
+
+			while (c < q && (*c == ' ' || *c == '\t'))
+				c++;
+			if (c < q && *c == ':') {
+				seen++;
+				if (authres_claims(c + 1, (size_t)(q - c - 1),
+				    s->srv->hostname)) {
+					if (n == cap) {
+						cap = cap ? cap * 2 : 4;
+						*idx = xrealloc(*idx, cap *
+						    sizeof(**idx));
+					}
+					(*idx)[n++] = seen;
+				}
+			}
+		}
+		p = q;
+	}
+	str_free(&h.text);
+	/* highest first: deleting one does not renumber the next */
+	for (size_t i = 0; i < n / 2; i++) {
+		uint32_t t = (*idx)[i];
+
+		(*idx)[i] = (*idx)[n - 1 - i];
+		(*idx)[n - 1 - i] = t;
+	}
+	return n;
+}
+
+/* Remove the fields that claim our authserv-id. 0, or -1 (a spool write
+ * failed). */
+static int
+strip_forged(struct smtp_session *s)
+{
+	uint32_t *idx;
+	size_t n = forged_fields(s, &idx);
+	struct milter_result r;
+	struct spool out;
+	const char *err;
+	int ret = 0;
+
+	if (n == 0)
+		return 0;
+	memset(&r, 0, sizeof(r));
+	r.edits = xcalloc(n, sizeof(*r.edits));
+	r.nedits = n;
+	for (size_t i = 0; i < n; i++) {
+		r.edits[i].kind = MILTER_CHANGE;
+		r.edits[i].index = idx[i];
+		r.edits[i].name = xstrdup("Authentication-Results");
+		r.edits[i].value = xstrdup("");
+	}
+	free(idx);
+	spool_init(&out, s->srv->spool_dir);
+	if (milter_apply(&s->body, &r, &out, &err) < 0) {
+		log_error("%s: removing Authentication-Results: %s", s->qid,
+		    err);
+		spool_reset(&out);
+		ret = -1;
+	} else {
+		log_info("%s: removed %zu Authentication-Results field%s "
+		    "claiming %s", s->qid, n, n == 1 ? "" : "s",
+		    s->srv->hostname);
+		spool_reset(&s->body);
+		s->body = out;
+	}
+	milter_result_free(&r);
+	return ret;
+}
+
+int
+smtp_trust_data(struct smtp_session *s, str_t *prefix)
+{
+	struct authres ar;
+	struct dkim_verdict *v = NULL;
+	size_t nv = 0;
+	bool record = s->auth_user == NULL &&
+	    (s->spf_result >= 0 || s->srv->dkim_verify);
+	int ret = 0;
+
+	memset(&ar, 0, sizeof(ar));
+	if (record && s->srv->dkim_verify) {
+		/* before any field is removed: a signature may cover it */
+		ar.dkim_checked = true;
+		ar.dkim_error = dkim_verify_message(&s->body, &v, &nv) < 0;
+		ar.dkim = v;
+		ar.ndkim = nv;
+		for (size_t i = 0; i < nv; i++)
+			log_info("%s: dkim=%s%s%s%s header.d=%s", s->qid,
+			    v[i].result, v[i].reason ? " (" : "",
+			    v[i].reason ? v[i].reason : "",
+			    v[i].reason ? ")" : "",
+			    v[i].domain ? v[i].domain : "?");
+	}
+	if (strip_forged(s) < 0) {
+		ret = -1;
+	} else if (record) {
+		/* our own users' mail (authenticated) gets none */
+		ar.authserv_id = s->srv->hostname;
+		ar.mailfrom = s->sender;
+		ar.helo = s->helo;
+		if (s->spf_result >= 0) {
+			ar.spf = spf_result_name(
+			    (enum spf_result)s->spf_result);
+			ar.spf_helo = s->spf_helo;
+		}
+		authres_format(prefix, &ar);
+	}
+	dkim_verdicts_free(v, nv);
+	return ret;
+}

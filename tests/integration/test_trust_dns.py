@@ -1,0 +1,416 @@
+"""SPF and DKIM checks of incoming mail (`spf_policy`, `dkim_verify`,
+`dns_resolver`), against a real authoritative DNS server: Debian's nsd, run
+here on a free loopback port with its own configuration and zone (never the
+system service). petrel's libunbound forwards every query to it.
+
+SPF (RFC 7208, libspf2): pass, fail, softfail, neutral, none, permerror (a
+syntax error; more than 10 lookups; an include loop), temperror (a domain
+the server refuses; a resolver on a closed port), the HELO identity for
+MAIL FROM:<>, and spf_policy = reject giving 550 5.7.23 / 451 4.7.24.
+DKIM (RFC 6376, libopendkim): messages signed by dkimpy (python3-dkim, an
+independent signer), good, bad body hash, bad signature, missing key, two
+signatures, a signature with a huge tag; each verdict agrees with dkimpy's
+own verification through the same DNS server. The one Authentication-Results
+field (RFC 8601) carries this host's authserv-id, and a field in the message
+claiming that id is removed while others stay.
+
+The client connects from 127.0.0.2: petrel does not check mail from this
+host itself (127.0.0.1, ::1), as checked at the end.
+"""
+
+import base64
+import os
+import re
+import shutil
+import subprocess
+import time
+
+import dkim
+import dns.resolver
+import pytest
+
+import smtp_util
+from dns_util import query
+from harness import server
+from harness.instance import TIMEOUT_SCALE, add_users, make_instance
+from harness.ports import free_ports
+from smtp_util import read_new, split_stored
+
+NSD = shutil.which("nsd") or "/usr/sbin/nsd"
+ALICE = "alice@example.test"
+HOST = smtp_util.HOSTNAME
+CLIENT = "127.0.0.2"
+Z = "trusttest"
+
+# h1..h11: one A lookup each, one more than RFC 7208 4.6.4 allows
+TOO_MANY = " ".join("a:h%d.%s" % (i, Z) for i in range(1, 12))
+
+SPF_RECORDS = [
+    'pass.spf IN TXT "v=spf1 ip4:127.0.0.2 -all"',
+    'fail.spf IN TXT "v=spf1 ip4:192.0.2.1 -all"',
+    'softfail.spf IN TXT "v=spf1 ip4:192.0.2.1 ~all"',
+    'neutral.spf IN TXT "v=spf1 ?all"',
+    'none.spf IN A 192.0.2.7',
+    'syntax.spf IN TXT "v=spf1 ip4:not-an-address -all"',
+    'many.spf IN TXT "v=spf1 %s -all"' % TOO_MANY,
+    'loop.spf IN TXT "v=spf1 include:loop.spf.%s -all"' % Z,
+    'redir1.spf IN TXT "v=spf1 redirect=redir2.spf.%s"' % Z,
+    'redir2.spf IN TXT "v=spf1 redirect=redir1.spf.%s"' % Z,
+    # the lookup leaves the zone: nsd refuses, no answer -> temperror
+    'refused.spf IN TXT "v=spf1 include:elsewhere.invalid-zone -all"',
+    # macros (RFC 7208 7): expanded, looked up, no match
+    'macro.spf IN TXT "v=spf1 exists:%%{l1r-}.%%{d4}.%%{i}.%%{h}.m.%s '
+    'exp=%%{l}%%{l}%%{l}.x.%s ~all"' % (Z, Z),
+    'helo.spf IN TXT "v=spf1 ip4:127.0.0.2 -all"',
+] + ["h%d IN A 192.0.2.%d" % (i, i) for i in range(1, 12)]
+
+MSG = (b"From: sender@dkim.trusttest\r\nTo: alice@example.test\r\n"
+       b"Subject: trust\r\nDate: Sun, 06 Dec 2026 05:00:00 +0000\r\n"
+       b"Message-ID: <t1@dkim.trusttest>\r\n\r\nbody line 1\r\nbody line 2\r\n")
+
+
+def _key(tmp):
+    """An RSA key: its PEM and the DKIM key record (p=) value."""
+    pem = os.path.join(tmp, "dkim.pem")
+    subprocess.run(["openssl", "genrsa", "-out", pem, "2048"], check=True,
+                   capture_output=True)
+    der = subprocess.run(["openssl", "rsa", "-in", pem, "-pubout", "-outform", "DER"],
+                         check=True, capture_output=True).stdout
+    with open(pem, "rb") as f:
+        return f.read(), base64.b64encode(der).decode()
+
+
+def _txt(value):
+    """A TXT rdata of 255-octet strings."""
+    return " ".join('"%s"' % value[i:i + 255] for i in range(0, len(value), 255))
+
+
+class Nsd:
+    """nsd serving zone `trusttest.` on 127.0.0.1:port (a free port)."""
+
+    def __init__(self, workdir, records):
+        self.dir = os.path.join(str(workdir), "nsd")
+        os.makedirs(self.dir, exist_ok=True)
+        with open(os.path.join(self.dir, "z.zone"), "w") as f:
+            f.write("$ORIGIN %s.\n$TTL 300\n" % Z)
+            f.write("@ IN SOA ns.%s. host.%s. 1 3600 600 86400 300\n" % (Z, Z))
+            f.write("@ IN NS ns.%s.\nns IN A 127.0.0.1\n" % Z)
+            for r in records:
+                f.write(r + "\n")
+        self.proc = None
+        for _ in range(4):
+            self.port = free_ports(1)[0]
+            conf = os.path.join(self.dir, "nsd.conf")
+            with open(conf, "w") as f:
+                f.write(NSD_CONF.format(dir=self.dir, port=self.port, zone=Z))
+            self.proc = subprocess.Popen([NSD, "-d", "-c", conf],
+                                         stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 10 * TIMEOUT_SCALE
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                if query(self.port, "ns.%s" % Z, timeout=0.2) == 0:
+                    self.resolver = "127.0.0.1:%d" % self.port
+                    return
+                time.sleep(0.05)
+            self.stop()
+        log = os.path.join(self.dir, "nsd.log")
+        pytest.fail("nsd did not start: %s" % (open(log).read() if os.path.exists(log) else "?"))
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+NSD_CONF = """server:
+	ip-address: 127.0.0.1
+	port: {port}
+	do-ip6: no
+	username: ""
+	chroot: ""
+	zonesdir: "{dir}"
+	pidfile: "{dir}/nsd.pid"
+	zonelistfile: "{dir}/zone.list"
+	xfrdfile: "{dir}/xfrd.state"
+	xfrdir: "{dir}"
+	logfile: "{dir}/nsd.log"
+	database: ""
+	server-count: 1
+	verbosity: 1
+remote-control:
+	control-enable: no
+zone:
+	name: {zone}
+	zonefile: z.zone
+"""
+
+
+@pytest.fixture(scope="module")
+def env(petrel_bin, tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.fail("nsd runs as root here (the test command runs as root)")
+    tmp = str(tmp_path_factory.mktemp("trust-dns"))
+    pem, pub = _key(tmp)
+    records = list(SPF_RECORDS)
+    for sel, dom in (("sel1", "dkim"), ("sel2", "other")):
+        records.append("%s._domainkey.%s IN TXT %s" % (sel, dom, _txt("v=DKIM1; k=rsa; p=" + pub)))
+    ns = Nsd(tmp, records)
+    insts = {}
+    for name in ("mark", "reject", "deadns"):
+        insts[name] = make_instance(petrel_bin, os.path.join(tmp, name), "sqlite")
+        add_users(insts[name], (ALICE,), password=None)
+    dead = free_ports(1)[0]
+    with server.running(smtp_util.start_smtp, insts["mark"],
+                        ("dns_resolver=" + ns.resolver, "spf_policy=mark",
+                         "dkim_verify=yes")) as mark, \
+        server.running(smtp_util.start_smtp, insts["reject"],
+                       ("dns_resolver=" + ns.resolver, "spf_policy=reject",
+                        "dkim_verify=no")) as reject, \
+        server.running(smtp_util.start_smtp, insts["deadns"],
+                       ("dns_resolver=127.0.0.1:%d" % dead,)) as deadns:
+        res = dns.resolver.Resolver(configure=False)
+        res.nameservers = ["127.0.0.1"]
+        res.port = ns.port
+        res.lifetime = 5 * TIMEOUT_SCALE
+        yield {"mark": mark, "reject": reject, "deadns": deadns, "key": pem,
+               "resolver": res, "dns": ns.resolver}
+    ns.stop()
+
+
+def send(srv, sender, data=MSG, helo="client.test", source=CLIENT):
+    """One transaction from `source`; the reply that ended it and the stored
+    copy (None when refused)."""
+    before = set(read_new(srv.instance, ALICE))
+    with smtp_util.Client(srv.host, srv.port, source=source) as c:
+        c.expect("EHLO " + helo, 250)
+        r = c.cmd("MAIL FROM:<%s>" % sender)
+        if r.code == 250:
+            c.expect("RCPT TO:<%s>" % ALICE, 250)
+            c.expect("DATA", 354)
+            c.send(smtp_util.dot_stuff(data) + b".\r\n")
+            r = c.reply()
+        c.expect("QUIT", 221)
+    if r.code != 250:
+        return r, None
+    new = [m for m in read_new(srv.instance, ALICE) if m not in before]
+    assert len(new) == 1, new
+    return r, new[0]
+
+
+def results(stored):
+    """The Authentication-Results petrel prepended: (authserv-id, {method:
+    [clause, ...]}), and the message after it."""
+    head, rest = split_stored(stored)
+    ar = head.get("Authentication-Results")
+    assert ar is not None, stored[:400]
+    value = re.sub(r"\s+", " ", ar[len("Authentication-Results: "):])
+    parts = [p.strip() for p in value.split(";")]
+    methods = {}
+    for p in parts[1:]:
+        methods.setdefault(p.split("=", 1)[0], []).append(p)
+    return parts[0], methods, rest
+
+
+def spf_of(srv, sender, **kw):
+    r, stored = send(srv, sender, **kw)
+    assert r.code == 250, r
+    authserv, methods, _ = results(stored)
+    assert authserv == HOST
+    assert len(methods["spf"]) == 1, methods
+    return methods["spf"][0]
+
+
+@pytest.mark.parametrize("domain,expected", [
+    ("pass", "pass"), ("fail", "fail"), ("softfail", "softfail"),
+    ("neutral", "neutral"), ("none", "none"), ("nonexistent", "none"),
+    ("syntax", "permerror"), ("many", "permerror"), ("loop", "permerror"),
+    ("redir1", "permerror"), ("refused", "temperror"), ("macro", "softfail"),
+])
+def test_spf_results_are_recorded(env, domain, expected):
+    clause = spf_of(env["mark"], "user@%s.spf.%s" % (domain, Z))
+    assert clause == "spf=%s smtp.mailfrom=user@%s.spf.%s" % (expected, domain, Z)
+
+
+def test_spf_helo_identity_and_long_macro_input(env):
+    # MAIL FROM:<>: the HELO name is the identity (RFC 7208 2.3)
+    clause = spf_of(env["mark"], "", helo="helo.spf." + Z)
+    assert clause == "spf=pass smtp.helo=helo.spf." + Z
+    # a long local part through the macros: expanded within bounds
+    local = "a-" * 30 + "b"
+    clause = spf_of(env["mark"], "%s@macro.spf.%s" % (local, Z))
+    assert clause.startswith("spf=softfail ")
+
+
+def test_spf_reject_policy(env):
+    srv = env["reject"]
+    r, _ = send(srv, "user@fail.spf." + Z)
+    assert r.code == 550 and r.text.startswith("5.7.23"), r
+    r, _ = send(srv, "user@refused.spf." + Z)
+    assert r.code == 451 and r.text.startswith("4.7.24"), r
+    # softfail, permerror, pass: accepted and recorded; dkim_verify = no
+    for domain, result in (("softfail", "softfail"), ("syntax", "permerror"),
+                           ("pass", "pass")):
+        r, stored = send(srv, "user@%s.spf.%s" % (domain, Z))
+        assert r.code == 250, r
+        _, methods, _ = results(stored)
+        assert [m.split()[0] for m in methods["spf"]] == ["spf=" + result]
+        assert "dkim" not in methods
+    assert srv.wait_log("reject: MAIL from")
+
+
+def signed(env, msg=MSG, sel=b"sel1", dom=b"dkim.trusttest", **kw):
+    return dkim.sign(msg, sel, dom, env["key"], include_headers=[b"from", b"to", b"subject"],
+                     **kw) + msg
+
+
+def dkimpy_verdicts(env, msg):
+    """dkimpy's verdict on each signature, through the same nsd."""
+    def dnsfunc(name, timeout=5):
+        try:
+            ans = env["resolver"].resolve(name.decode().rstrip("."), "TXT")
+        except Exception:
+            return b""
+        return b"".join(b"".join(r.strings) for r in ans[:1])
+    def one(i):
+        try:
+            return bool(dkim.DKIM(msg).verify(idx=i, dnsfunc=dnsfunc))
+        except Exception:  # dkimpy raises on some junk (ValueError...)
+            return False
+    d = dkim.DKIM(msg)
+    n = len([h for h in d.headers if h[0].lower() == b"dkim-signature"])
+    return [one(i) for i in range(n)]
+
+
+def dkim_of(env, msg, srv="mark"):
+    r, stored = send(env[srv], "user@pass.spf." + Z, data=msg)
+    assert r.code == 250, r
+    _, methods, rest = results(stored)
+    return methods["dkim"], rest
+
+
+def test_dkim_verdicts_agree_with_dkimpy(env):
+    good = signed(env)
+    bad_body = good.replace(b"body line 2", b"body line X")
+    bad_sig = good.replace(b"Subject: trust", b"Subject: trusT")
+    no_key = signed(env, sel=b"gone")
+    two = dkim.sign(good, b"sel2", b"other.trusttest", env["key"],
+                    include_headers=[b"from", b"subject"]) + good
+    cases = [
+        (good, ["pass"], None),
+        (bad_body, ["fail"], "body hash"),
+        (bad_sig, ["fail"], "signature verification"),
+        (no_key, ["permerror"], "no key"),
+        (two, ["pass", "pass"], None),
+    ]
+    for msg, want, reason in cases:
+        clauses, rest = dkim_of(env, msg)
+        got = [c.split()[0][len("dkim="):] for c in clauses]
+        assert sorted(got) == sorted(want), (clauses, want)
+        assert sorted(g == "pass" for g in got) == sorted(dkimpy_verdicts(env, msg))
+        if reason:
+            assert reason in clauses[0], clauses
+        # the stored message is the one sent: still verifies as it did
+        assert rest == msg.replace(b"\r\n", b"\n")
+    clauses, _ = dkim_of(env, good)
+    assert clauses == ["dkim=pass header.d=dkim.trusttest header.i=@dkim.trusttest "
+                       "header.s=sel1"]
+    clauses, _ = dkim_of(env, two)
+    assert sorted(c.split("header.d=")[1].split()[0] for c in clauses) == \
+        ["dkim.trusttest", "other.trusttest"]
+    # no signature
+    clauses, _ = dkim_of(env, MSG)
+    assert clauses == ["dkim=none"]
+
+
+def test_dkim_hostile_signature(env):
+    huge = (b"DKIM-Signature: v=1; a=rsa-sha256; d=dkim.trusttest; s=sel1; "
+            b"h=from; bh=" + b"A" * 60000 + b"; b=" + b"B" * 60000 + b"; x=" +
+            b"9" * 5000 + b"\r\n")
+    junk = b"DKIM-Signature: \x01\x02;;;=;==;v=;d=;s=\r\n"
+    # a signature that cannot be used is neutral (RFC 8601 2.7.1); a good
+    # one next to it still passes, as dkimpy says
+    for msg, want in ((huge + MSG, ["neutral"]), (junk + MSG, ["neutral"]),
+                      (huge + signed(env), ["neutral", "pass"])):
+        clauses, rest = dkim_of(env, msg)
+        got = sorted(c.split()[0][len("dkim="):] for c in clauses)
+        assert got == want, clauses
+        assert sorted(g == "pass" for g in got) == sorted(dkimpy_verdicts(env, msg))
+        assert rest == msg.replace(b"\r\n", b"\n")
+    assert not env["mark"].crashes()
+
+
+def test_authentication_results_of_ours_removed(env):
+    forged = (b"Authentication-Results: " + HOST.encode() + b";\r\n\tspf=pass "
+              b"smtp.mailfrom=ceo@example.test;\r\n\tdkim=pass header.d=example.test\r\n"
+              b"Authentication-Results: (comment) " + HOST.upper().encode() +
+              b"; dkim=pass\r\n"
+              b"Authentication-Results: other.example; spf=pass\r\n")
+    r, stored = send(env["mark"], "user@fail.spf." + Z, data=forged + MSG)
+    assert r.code == 250, r
+    authserv, methods, rest = results(stored)
+    assert methods["spf"] == ["spf=fail smtp.mailfrom=user@fail.spf." + Z]
+    assert rest.count(b"Authentication-Results:") == 1
+    assert b"Authentication-Results: other.example; spf=pass\n" in rest
+    assert env["mark"].wait_log("removed 2 Authentication-Results fields")
+
+
+def test_dead_resolver_gives_temperror(env):
+    r, stored = send(env["deadns"], "user@pass.spf." + Z, data=signed(env))
+    assert r.code == 250, r
+    _, methods, _ = results(stored)
+    assert methods["spf"] == ["spf=temperror smtp.mailfrom=user@pass.spf." + Z]
+    assert [c.split()[0] for c in methods["dkim"]] == ["dkim=temperror"]
+
+
+def test_local_client_is_not_checked(env):
+    # from 127.0.0.1 (this host): no SPF; DKIM is still verified
+    r, stored = send(env["mark"], "user@fail.spf." + Z, data=signed(env), source="127.0.0.1")
+    assert r.code == 250, r
+    _, methods, _ = results(stored)
+    assert "spf" not in methods and methods["dkim"][0].startswith("dkim=pass")
+
+
+def test_bdat_is_checked_and_submission_is_not(env, out_instance, petrel_start):
+    # BDAT (RFC 3030): the same checks as DATA
+    msg = signed(env)
+    before = set(read_new(env["mark"].instance, ALICE))
+    with smtp_util.Client(env["mark"].host, env["mark"].port, source=CLIENT) as c:
+        c.expect("EHLO client.test", 250)
+        c.expect("MAIL FROM:<user@softfail.spf.%s>" % Z, 250)
+        c.expect("RCPT TO:<%s>" % ALICE, 250)
+        c.send(b"BDAT %d LAST\r\n" % len(msg) + msg)
+        assert c.reply().code == 250
+        c.expect("QUIT", 221)
+    new = [m for m in read_new(env["mark"].instance, ALICE) if m not in before]
+    _, methods, _ = results(new[0])
+    assert methods["spf"] == ["spf=softfail smtp.mailfrom=user@softfail.spf." + Z]
+    assert methods["dkim"][0].startswith("dkim=pass ")
+    # an authenticated sender: no check, no field of ours, and a forged
+    # one is still removed
+    import mx_util
+    srv = petrel_start(out_instance, ("dns_resolver=" + env["dns"],))
+    forged = b"Authentication-Results: " + HOST.encode() + b"; dkim=pass\r\n"
+    r = srv.submit(mx_util.ALICE, mx_util.ALICE, [mx_util.BOB],
+                   forged + mx_util.make_message("sub", to=mx_util.BOB))
+    assert r.code == 250, r
+    assert mx_util.wait_for(lambda: read_new(out_instance, mx_util.BOB))
+    head, rest = split_stored(read_new(out_instance, mx_util.BOB)[0])
+    assert "Authentication-Results" not in head
+    assert b"Authentication-Results" not in rest
+
+
+def test_bad_dns_resolver_is_refused(env):
+    """A dns_resolver that is not an IP address: serve stops with one line,
+    petrel check names it."""
+    inst = env["mark"].instance
+    p = subprocess.run([inst.bin, "-c", inst.conf, "-o", "dns_resolver=ns.example:53",
+                        "-o", "smtp_listen=127.0.0.1:%d" % free_ports(1)[0], "serve"],
+                       capture_output=True, text=True, timeout=20, cwd=inst.dir)
+    assert p.returncode != 0
+    assert "dns_resolver" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    cp = inst.run("-o", "dns_resolver=ns.example:53", "check", check=False)
+    assert cp.returncode == 1 and "dns_resolver ns.example@53" in cp.stderr, cp.stderr
