@@ -26,6 +26,7 @@ struct dir {
 	const struct dir_driver *driver;
 	void *ctx;
 	str_t error;
+	str_t host_name;	/* dir_probe_host's */
 	char *q_domain, *q_alias, *q_user, *q_login, *q_quota;
 };
 
@@ -112,6 +113,7 @@ dir_close(struct dir **dirp)
 		return;
 	dir->driver->close(dir->ctx);
 	str_free(&dir->error);
+	str_free(&dir->host_name);
 	free(dir->q_domain);
 	free(dir->q_alias);
 	free(dir->q_user);
@@ -129,6 +131,35 @@ dir_connect(struct dir *dir, const char **error_r)
 		*error_r = str_c(&dir->error);
 		return DIR_TEMPFAIL;
 	}
+	return DIR_OK;
+}
+
+size_t
+dir_hosts(const struct dir *dir)
+{
+	return dir->driver->nhosts != NULL ? dir->driver->nhosts(dir->ctx) :
+	    0;
+}
+
+int
+dir_probe_host(struct dir *dir, size_t i, const char **name_r,
+    const char **error_r)
+{
+	str_t *name = &dir->host_name;
+
+	str_truncate(name, 0);
+	str_truncate(&dir->error, 0);
+	*name_r = "";
+	if (dir->driver->probe == NULL || i >= dir_hosts(dir)) {
+		*error_r = "no such database host";
+		return DIR_FAIL;
+	}
+	if (dir->driver->probe(dir->ctx, i, name, &dir->error) < 0) {
+		*name_r = str_c(name);
+		*error_r = str_c(&dir->error);
+		return DIR_TEMPFAIL;
+	}
+	*name_r = str_c(name);
 	return DIR_OK;
 }
 

@@ -44,6 +44,27 @@ test_url(void)
 	test_assert(dir_url_parse("mysql://u:p@[::1]:3306/m", &u, &err) == 0);
 	test_assert_streq(u.host, "::1");
 	dir_url_clear(&u);
+	/* a cluster: every host in order, the first one as host/port */
+	test_assert(dir_url_parse("mysql://u:p@h1:3306,h2,[::1]:3307/m", &u,
+	    &err) == 0);
+	test_assert(u.nhosts == 3);
+	test_assert_streq(u.host, "h1");
+	test_assert(u.port == 3306);
+	test_assert_streq(u.hosts[0], "h1");
+	test_assert(u.ports[0] == 3306);
+	test_assert_streq(u.hosts[1], "h2");
+	test_assert(u.ports[1] == 0);
+	test_assert_streq(u.hosts[2], "::1");
+	test_assert(u.ports[2] == 3307);
+	test_assert_streq(u.db, "m");
+	dir_url_clear(&u);
+	test_assert(dir_url_parse("mysql://u:p@db/m", &u, &err) == 0);
+	test_assert(u.nhosts == 1);
+	test_assert_streq(u.hosts[0], "db");
+	dir_url_clear(&u);
+	test_assert(dir_url_parse("mysql://u:p@/m", &u, &err) == 0);
+	test_assert_streq(u.host, "localhost");
+	dir_url_clear(&u);
 	{
 		static const char *const bad[] = {
 			"", "sqlite:", "postgres://x/y", "mysql://u:p@h",
@@ -51,7 +72,10 @@ test_url(void)
 			"mysql://u:p@h:99999/m", "mysql://u:p@h:x/m",
 			"mysql://u:%zz@h/m", "mysql://u:%4@h/m",
 			"mysql://u:%00@h/m", "mysql://u:p@h/m?sock=1",
-			"mysql://u:p@[::1/m",
+			"mysql://u:p@[::1/m", "mysql://u:p@h1,/m",
+			"mysql://u:p@,h2/m", "mysql://u:p@h1,,h2/m",
+			"mysql://u:p@h1,h2:0/m", "mysql://u:p@h1:1,h2:x/m",
+			"mysql://u:p@a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q/m",
 		};
 		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 			test_assert(dir_url_parse(bad[i], &u, &err) == -1);
