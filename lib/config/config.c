@@ -60,7 +60,9 @@ static const struct key_def keys[] = {
 	  "host name." },
 	{ "database", KT_STRING, "sqlite:" STATE_DIR "/petrel.db", NULL, 0,
 	  "The SQL directory: sqlite:PATH or "
-	  "mysql://USER:PASS@HOST[:PORT]/DB[?socket=PATH]." },
+	  "mysql://USER:PASS@HOST[:PORT]/DB[?socket=PATH]; several hosts "
+	  "(HOST[:PORT],HOST[:PORT],...: the nodes of a cluster) are tried "
+	  "in order, the one that answers kept until it fails." },
 	{ "mail_root", KT_STRING, STATE_DIR "/mail", NULL, 0,
 	  "The directory under which users' maildirs live; a maildir path "
 	  "from the directory may not climb out of it." },

@@ -67,10 +67,13 @@ const char *dir_url_redacted(const char *url);
  * position: id, address, crypt, name, uid, gid, home, maildir; then
  * query_login's optional cleartext password: the column named `clear`,
  * else a 10th column). clear is "" when there is none; it never leaves
- * the auth process and dir_user_clear() wipes it. */
+ * the auth process and dir_user_clear() wipes it. Then the optional
+ * backend host (SPEC 6.1): the column named `host`, else the one after
+ * maildir (after clear when both). */
 struct dir_user {
 	char *id, *address, *crypt, *name, *home, *maildir;
 	char *clear;
+	char *host;	/* the user's mailbox backend (scale-out), "" if none */
 	long uid, gid;
 };
 void dir_user_clear(struct dir_user *u);
