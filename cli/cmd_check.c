@@ -234,6 +234,23 @@ check_maildirs(struct petrel_ctx *cli)
 	writable_report_clear(&rep);
 }
 
+/* A database URL with several hosts (a cluster): each one's state. */
+static void
+check_hosts(struct dir *dir)
+{
+	size_t n = dir_hosts(dir);
+	const char *name, *err;
+
+	if (n < 2)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (dir_probe_host(dir, i, &name, &err) == DIR_OK)
+			printf("database host %s: up\n", name);
+		else
+			problem("database host %s: down: %s", name, err);
+	}
+}
+
 int
 cmd_check(struct petrel_ctx *cli, int argc, char **argv)
 {
@@ -258,6 +275,7 @@ cmd_check(struct petrel_ctx *cli, int argc, char **argv)
 		free(err);
 	} else {
 		dir_set_queries(dir, cli->cfg);
+		check_hosts(dir);
 		if (dir_connect(dir, &cerr) < 0)
 			problem("database unreachable: %s", cerr);
 		else {

@@ -157,6 +157,7 @@ authd_answer(struct dir *dir, const struct config *cfg,
 			rep.address = u.address;
 			rep.maildir = u.maildir;
 			rep.home = u.home;
+			rep.host = u.host;
 			rep.uid = u.uid;
 			rep.gid = u.gid;
 			if (dir_has_quota(dir) && dir_lookup_quota(dir,

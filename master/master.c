@@ -64,6 +64,7 @@ const struct service serve_services[] = {
 	{ "imap_listen", "imap" },
 	{ "imaps_listen", "imaps" },
 	{ "http_listen", "http" },
+	{ "lmtp_listen", "lmtp" },
 };
 const size_t serve_nservices = sizeof(serve_services) /
     sizeof(serve_services[0]);

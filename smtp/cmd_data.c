@@ -89,15 +89,18 @@ rfc5322_now(char *date, size_t len)
 	strftime(date, len, "%a, %d %b %Y %H:%M:%S %z", &tm);
 }
 
-static void
-received_header(struct smtp_session *s, str_t *h, const char *for_addr)
+void
+smtp_received_header(struct smtp_session *s, str_t *h, const char *for_addr)
 {
 	char date[64];
+	/* RFC 3848 (and RFC 6531's UTF8 forms) name the protocol */
+	const char *with = s->lmtp ? (s->smtputf8 ? "UTF8LMTP" : "LMTP") :
+	    s->smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP";
 
 	rfc5322_now(date, sizeof(date));
 	str_printf(h, "Received: from %s ([%s])\n\tby %s (petrel) with %s%s%s "
 	    "id %s", s->helo ? s->helo : "unknown", s->base.ip, s->srv->hostname,
-	    s->smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP",
+	    with,
 	    s->esmtp && s->base.tls ? "S" : "", s->esmtp && s->auth_user ? "A" : "",
 	    s->qid);
 	if (for_addr != NULL)
@@ -117,6 +120,10 @@ data_run(struct job *job, void *state)
 	const char *err = NULL;
 
 	s->job_milter = SMTP_MILTER_DELIVER;
+	if (s->lmtp) {
+		lmtp_data_run(s, state);	/* each recipient on its own */
+		return;
+	}
 	/* DKIM and Authentication-Results (trust.c), then the filters */
 	if (smtp_trust_data(s, &authres) < 0) {
 		s->job_milter = SMTP_MILTER_ERROR;
@@ -131,7 +138,7 @@ data_run(struct job *job, void *state)
 			return;
 		}
 	}
-	received_header(s, &received, s->nrcpts == 1 ?
+	smtp_received_header(s, &received, s->nrcpts == 1 ?
 	    s->rcpts[0].address : NULL);
 	/* this hop's trace: Received, then what it found */
 	str_append_n(&received, authres.data, authres.len);
@@ -234,7 +241,9 @@ data_done(struct job *job)
 	struct smtp_session *s = (struct smtp_session *)((char *)job -
 	    offsetof(struct smtp_session, job));
 
-	if (s->job_milter != SMTP_MILTER_DELIVER) {
+	if (s->lmtp) {
+		lmtp_data_done(s);
+	} else if (s->job_milter != SMTP_MILTER_DELIVER) {
 		milter_done(s);
 	} else if (s->job_status == 0 && s->job_reject != NULL) {
 		log_info("%s: sieve-reject: END-OF-MESSAGE from %s: %s; "
@@ -273,12 +282,14 @@ void
 smtp_start_delivery(struct smtp_session *s)
 {
 	if (s->spool_failed) {
-		reply(s, "452 4.3.1 Insufficient system storage");
+		smtp_reply_message(s, false,
+		    "452 4.3.1 Insufficient system storage");
 		smtp_transaction_reset(s);
 		return;
 	}
 	if (s->too_big) {
-		reply_error(s, "552 5.3.4 Message size exceeds fixed limit");
+		smtp_reply_message(s, true,
+		    "552 5.3.4 Message size exceeds fixed limit");
 		smtp_transaction_reset(s);
 		return;
 	}

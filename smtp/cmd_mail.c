@@ -82,8 +82,9 @@ smtp_cmd_mail(struct smtp_session *s, const char *arg)
 
 	/* RFC 5321 4.1.4 wants EHLO/HELO first; smtp_helo_required = no
 	 * takes MAIL without it, as Postfix and Exim do by default. */
-	if (s->helo == NULL && s->srv->helo_required) {
-		reply_error(s, "503 5.5.1 Error: send HELO/EHLO first");
+	if (s->helo == NULL && (s->srv->helo_required || s->lmtp)) {
+		reply_error(s, "503 5.5.1 Error: send %s first",
+		    s->lmtp ? "LHLO" : "HELO/EHLO");
 		return;
 	}
 	if (s->have_mail) {
@@ -218,7 +219,7 @@ milter_mail_done(struct job *job)
 static void
 mail_filter(struct smtp_session *s, char *addr)
 {
-	if (!smtp_trust_mail(s, addr))
+	if (s->lmtp || !smtp_trust_mail(s, addr))
 		smtp_mail_filter(s, addr);
 }
 
@@ -226,7 +227,8 @@ mail_filter(struct smtp_session *s, char *addr)
 void
 smtp_mail_filter(struct smtp_session *s, char *addr)
 {
-	if (s->srv->nmilters == 0) {
+	if (s->srv->nmilters == 0 || s->lmtp) {
+		/* LMTP: the MTA handing the mail in has filtered it */
 		mail_accept(s, addr);
 		return;
 	}
@@ -338,7 +340,7 @@ rcpt_run(struct job *job, void *state)
 			return;
 		}
 	}
-	if (s->srv->nmilters > 0)
+	if (s->srv->nmilters > 0 && !s->lmtp)
 		s->job_milter = smtp_milter_rcpt(s, s->job_addr,
 		    &s->job_milter_reply);
 }
@@ -407,8 +409,10 @@ rcpt_done(struct job *job)
 			    s->job_addr);
 			break;
 		case ROUTE_RELAY_DENIED:
-			reply_error(s, "554 5.7.1 <%s>: Relay access denied",
-			    s->job_addr);
+			/* LMTP takes local recipients only: a permanent
+			 * 550 for the MTA in front */
+			reply_error(s, "%s 5.7.1 <%s>: Relay access denied",
+			    s->lmtp ? "550" : "554", s->job_addr);
 			break;
 		case ROUTE_ERROR:
 			reply_error(s, "550 5.1.1 <%s>: Recipient address "

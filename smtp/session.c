@@ -5,7 +5,8 @@
  * reading command lines, DATA and BDAT, timeout, drain, cleanup), the
  * command table, HELO/EHLO, RSET, NOOP, QUIT, VRFY, HELP and STARTTLS
  * (RFC 3207), and the server's set-up. MAIL and RCPT are in cmd_mail.c,
- * DATA and BDAT in cmd_data.c, AUTH in cmd_auth.c.
+ * DATA and BDAT in cmd_data.c, AUTH in cmd_auth.c; LMTP (RFC 2033), the
+ * same session on lmtp_listen, in lmtp.c.
  *
  * Trust: every byte from the client is hostile. Command lines are bounded
  * (SMTP_LINE_MAX), as are recipients, errors, message size and time.
@@ -53,9 +54,24 @@ smtp_transaction_reset(struct smtp_session *s)
 	s->qid[0] = '\0';
 	smtp_milter_close(s);
 	spool_reset(&s->body);
+	xfree(&s->lmtp_status);
 }
 
 /* ---- commands ---- */
+
+void
+smtp_helo_set(struct smtp_session *s, const char *arg, bool esmtp)
+{
+	smtp_transaction_reset(s);
+	free(s->helo);
+	s->helo = xstrndup(arg, strcspn(arg, " "));
+	/* The HELO name goes into a header: keep it printable. */
+	for (char *p = s->helo; *p; p++)
+		if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e ||
+		    *p == '(' || *p == ')')
+			*p = '?';
+	s->esmtp = esmtp;
+}
 
 static void
 cmd_helo_ehlo(struct smtp_session *s, const char *arg, bool esmtp)
@@ -67,15 +83,7 @@ cmd_helo_ehlo(struct smtp_session *s, const char *arg, bool esmtp)
 		    esmtp ? "EHLO" : "HELO");
 		return;
 	}
-	smtp_transaction_reset(s);
-	free(s->helo);
-	s->helo = xstrndup(arg, strcspn(arg, " "));
-	/* The HELO name goes into a header: keep it printable. */
-	for (char *p = s->helo; *p; p++)
-		if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e ||
-		    *p == '(' || *p == ')')
-			*p = '?';
-	s->esmtp = esmtp;
+	smtp_helo_set(s, arg, esmtp);
 	if (!esmtp) {
 		reply(s, "250 %s", srv->hostname);
 		return;
@@ -182,6 +190,16 @@ cmd_unknown(struct smtp_session *s, const char *arg)
 	reply_error(s, "502 5.5.2 Error: command not recognized");
 }
 
+static void
+cmd_lhlo(struct smtp_session *s, const char *arg)
+{
+	if (!s->lmtp) {
+		cmd_unknown(s, arg);
+		return;
+	}
+	smtp_cmd_lhlo(s, arg);
+}
+
 /* The command table, indexed by lib/smtp's verb. */
 static void (*const commands[])(struct smtp_session *, const char *) = {
 	[SMTP_UNKNOWN] = cmd_unknown,
@@ -199,6 +217,7 @@ static void (*const commands[])(struct smtp_session *, const char *) = {
 	[SMTP_AUTH] = smtp_cmd_auth,
 	[SMTP_STARTTLS] = cmd_starttls,
 	[SMTP_HTTP] = cmd_http,
+	[SMTP_LHLO] = cmd_lhlo,
 };
 
 static void
@@ -220,6 +239,8 @@ dispatch(struct smtp_session *s, char *line, size_t len)
 	if ((size_t)v >= sizeof(commands) / sizeof(commands[0]) ||
 	    commands[v] == NULL)
 		v = SMTP_UNKNOWN;
+	if (s->lmtp && lmtp_refuses(s, v))
+		return;
 	commands[v](s, arg);
 }
 
@@ -312,16 +333,20 @@ smtp_greet(struct session *base)
 	struct smtp_session *s = (struct smtp_session *)base;
 
 	s->srv = base->srv->owner;
+	/* LMTP (lmtp.c): a mode of this server, for MTAs handing mail in */
+	s->lmtp = strcmp(base->listener->name, "lmtp") == 0;
 	/* submission and submissions: AUTH required */
-	s->submission = base->listener != &base->srv->listeners[0];
+	s->submission = base->listener != &base->srv->listeners[0] &&
+	    !s->lmtp;
 	spool_init(&s->body, s->srv->spool_dir);
-	reply(s, "220 %s ESMTP petrel", s->srv->hostname);
+	reply(s, "220 %s %s petrel", s->srv->hostname,
+	    s->lmtp ? "LMTP" : "ESMTP");
 }
 
 static const struct session_ops smtp_ops = {
 	.size = sizeof(struct smtp_session), .proto = "smtp",
-	.listeners = { "smtp", "submission", "submissions" },
-	.implicit_tls = { false, false, true },
+	.listeners = { "smtp", "submission", "submissions", "lmtp" },
+	.implicit_tls = { false, false, true, false },
 	.timeout_key = "smtp_timeout", .default_timeout = SMTP_TIMEOUT,
 	.errors_max = SMTP_ERRORS_MAX,
 	.too_many_errors = "421 4.7.0 Error: too many errors",

@@ -4,7 +4,8 @@
  * smtp-private.h: what the parts of the SMTP server share, private to
  * smtp/: the session (session.c: the connection, the command table,
  * HELO/EHLO, RSET, NOOP, QUIT, VRFY, HELP, STARTTLS), MAIL and RCPT
- * (cmd_mail.c), DATA and BDAT (cmd_data.c) and AUTH (cmd_auth.c).
+ * (cmd_mail.c), DATA and BDAT (cmd_data.c), AUTH (cmd_auth.c) and the
+ * LMTP mode (lmtp.c).
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -43,6 +44,7 @@ struct smtp_session {
 	bool esmtp;
 	char *helo;
 	bool submission;	/* a submission port: AUTH required */
+	bool lmtp;		/* lmtp_listen: LMTP (RFC 2033), lmtp.c */
 	char *auth_user;	/* authenticated address */
 	char *auth_maildir;	/* its maildir (sender ownership check) */
 	struct sasl sasl;	/* an AUTH exchange in progress */
@@ -91,6 +93,7 @@ struct smtp_session {
 	char *job_reject;	/* a Sieve reject's reason: 550 */
 	int job_milter;		/* enum smtp_milter_outcome */
 	char *job_milter_reply;	/* a filter's own reply line */
+	int *lmtp_status;	/* LMTP: each recipient's outcome (lmtp.c) */
 };
 
 
@@ -100,6 +103,8 @@ struct smtp_session {
 
 /* session.c: forget the transaction (sender, recipients, body). */
 void smtp_transaction_reset(struct smtp_session *s);
+/* session.c: HELO, EHLO or LHLO named the client (a new start). */
+void smtp_helo_set(struct smtp_session *s, const char *arg, bool esmtp);
 
 /* cmd_mail.c */
 void smtp_cmd_mail(struct smtp_session *s, const char *arg);
@@ -108,6 +113,10 @@ void smtp_cmd_rcpt(struct smtp_session *s, const char *arg);
 /* cmd_data.c */
 void smtp_cmd_data(struct smtp_session *s, const char *arg);
 void smtp_cmd_bdat(struct smtp_session *s, const char *arg);
+/* The Received header field (RFC 5321 4.4) of this transaction, "for"
+ * for_addr when not NULL, appended to h. */
+void smtp_received_header(struct smtp_session *s, str_t *h,
+    const char *for_addr);
 /* Consume DATA lines from in. Returns true at the end of DATA; false
  * when more is needed, or when smtp_data_timeout has passed (the session
  * then ends with 421). */
@@ -160,6 +169,20 @@ bool smtp_trust_mail(struct smtp_session *s, char *addr);
  * host's authserv-id, append ours to prefix. 0, or -1 when the message
  * could not be rewritten. */
 int smtp_trust_data(struct smtp_session *s, str_t *prefix);
+/* lmtp.c: the LMTP mode (RFC 2033) of the session. */
+/* LHLO: the capabilities (no AUTH). */
+void smtp_cmd_lhlo(struct smtp_session *s, const char *arg);
+/* Commands LMTP does not have (HELO, EHLO, AUTH): answered and true. */
+bool lmtp_refuses(struct smtp_session *s, enum smtp_verb v);
+/* A reply to the whole message after DATA: once per recipient in LMTP
+ * (RFC 2033 4.2), once in SMTP. */
+void smtp_reply_message(struct smtp_session *s, bool error,
+    const char *line);
+/* The delivery job of an LMTP message: each recipient on its own, its
+ * own quota check with the real size; lmtp_data_done replies in RCPT
+ * order. */
+void lmtp_data_run(struct smtp_session *s, struct authc *authc);
+void lmtp_data_done(struct smtp_session *s);
 
 /* cmd_auth.c */
 void smtp_cmd_auth(struct smtp_session *s, const char *arg);

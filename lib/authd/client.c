@@ -233,10 +233,12 @@ authc_login(struct authc *ac, const char *login, const char *password,
 		u_r->address = rep.address;
 		u_r->maildir = rep.maildir;
 		u_r->home = rep.home;
+		/* the backend a frontend would send this user to */
+		u_r->host = rep.host != NULL ? rep.host : xstrdup("");
 		u_r->uid = (long)rep.uid;
 		u_r->gid = (long)rep.gid;
 		*quota_r = rep.quota;
-		rep.address = rep.maildir = rep.home = NULL;
+		rep.address = rep.maildir = rep.home = rep.host = NULL;
 	}
 	authd_msg_clear(&rep);
 	return result;

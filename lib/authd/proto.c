@@ -106,7 +106,8 @@ msg_size(const struct authd_msg *m, size_t *size_r)
 		ok = m->status <= AUTHD_LOGIN_THROTTLED &&
 		    str_ok(m->address, AUTHD_ADDRESS_MAX, true, &size) &&
 		    str_ok(m->maildir, AUTHD_PATH_MAX, true, &size) &&
-		    str_ok(m->home, AUTHD_PATH_MAX, true, &size);
+		    str_ok(m->home, AUTHD_PATH_MAX, true, &size) &&
+		    str_ok(m->host, AUTHD_ADDRESS_MAX, true, &size);
 		size += 1 + 8 + 8 + 8 + 8;
 		break;
 	case AUTHD_QUOTA_REQ:
@@ -178,6 +179,7 @@ authd_encode(str_t *out, const struct authd_msg *m)
 		put_str(out, m->address);
 		put_str(out, m->maildir);
 		put_str(out, m->home);
+		put_str(out, m->host);
 		put_u64(out, (uint64_t)m->uid);
 		put_u64(out, (uint64_t)m->gid);
 		put_u64(out, m->quota.bytes);
@@ -350,6 +352,7 @@ authd_decode(const void *buf, size_t len, struct authd_msg *m, size_t *used_r)
 		m->address = get_str(&r, AUTHD_ADDRESS_MAX, true);
 		m->maildir = get_str(&r, AUTHD_PATH_MAX, true);
 		m->home = get_str(&r, AUTHD_PATH_MAX, true);
+		m->host = get_str(&r, AUTHD_ADDRESS_MAX, true);
 		m->uid = (int64_t)get_u64(&r);
 		m->gid = (int64_t)get_u64(&r);
 		m->quota.bytes = get_u64(&r);
@@ -419,6 +422,7 @@ authd_msg_clear(struct authd_msg *m)
 	free(m->dests);
 	free(m->maildir);
 	free(m->home);
+	free(m->host);
 	free(m->domain);
 	memset(m, 0, sizeof(*m));
 }

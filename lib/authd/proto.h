@@ -89,6 +89,8 @@ struct authd_msg {
 	size_t ndests;
 	/* LOGIN_REP (address is the user's), QUOTA_REP (quota) */
 	char *maildir, *home;
+	char *host;		/* LOGIN_REP: the user's backend (may be
+				 * NULL: none; lib/dir's host column) */
 	int64_t uid, gid;
 	struct quota_limit quota;
 	char *domain;		/* POSTMASTER_REP */

@@ -60,7 +60,9 @@ static const struct key_def keys[] = {
 	  "host name." },
 	{ "database", KT_STRING, "sqlite:" STATE_DIR "/petrel.db", NULL, 0,
 	  "The SQL directory: sqlite:PATH or "
-	  "mysql://USER:PASS@HOST[:PORT]/DB[?socket=PATH]." },
+	  "mysql://USER:PASS@HOST[:PORT]/DB[?socket=PATH]; several hosts "
+	  "(HOST[:PORT],HOST[:PORT],...: the nodes of a cluster) are tried "
+	  "in order, the one that answers kept until it fails." },
 	{ "mail_root", KT_STRING, STATE_DIR "/mail", NULL, 0,
 	  "The directory under which users' maildirs live; a maildir path "
 	  "from the directory may not climb out of it." },
@@ -85,6 +87,12 @@ static const struct key_def keys[] = {
 	  "client autoconfiguration and the MTA-STS policy. Off when absent "
 	  "from the file.",
 	  "127.0.0.1:8080" },
+	{ "lmtp_listen", KT_LISTEN, "", NULL, 0,
+	  "Addresses for LMTP (RFC 2033), how an MTA in front hands mail for "
+	  "local users to petrel (Postfix: virtual_transport = "
+	  "lmtp:inet:127.0.0.1:24; port 24 in production). No AUTH: keep it "
+	  "on loopback or a trusted network. Off when absent from the file.",
+	  "127.0.0.1:2424" },
 	{ "tls_cert", KT_STRING, ETC_DIR "/tls/cert.pem", NULL, 0,
 	  "The certificate chain (PEM) of every TLS listener." },
 	{ "tls_key", KT_STRING, ETC_DIR "/tls/key.pem", NULL, 0,
@@ -139,6 +147,11 @@ static const struct key_def keys[] = {
 	  "POP3S sessions at once on the node." },
 	{ "pop3s_max_connections_per_ip", KT_UINT, "50", NULL, 1000000,
 	  "POP3S sessions at once from one address." },
+	{ "lmtp_max_connections", KT_UINT, "200", NULL, 1000000,
+	  "LMTP sessions at once on the node." },
+	{ "lmtp_max_connections_per_ip", KT_UINT, "100", NULL, 1000000,
+	  "LMTP sessions at once from one address (an MTA in front opens "
+	  "many)." },
 	{ "http_max_connections", KT_UINT, "100", NULL, 1000000,
 	  "HTTP connections at once on the node." },
 	{ "http_max_connections_per_ip", KT_UINT, "20", NULL, 1000000,

@@ -14,6 +14,10 @@ struct dir_driver {
 	void (*close)(void *ctx);
 	int (*query)(void *ctx, const char *sql, const char *const *values,
 	    size_t nvalues, struct dir_rows *rows, str_t *error);
+	/* Several hosts (NULL: one): how many, and a connection of its own
+	 * to host i (its "HOST:PORT" in name), closed at once. */
+	size_t (*nhosts)(void *ctx);
+	int (*probe)(void *ctx, size_t i, str_t *name, str_t *error);
 };
 
 extern const struct dir_driver dir_driver_sqlite;

@@ -26,6 +26,7 @@ struct dir {
 	const struct dir_driver *driver;
 	void *ctx;
 	str_t error;
+	str_t host_name;	/* dir_probe_host's */
 	char *q_domain, *q_alias, *q_user, *q_login, *q_quota;
 };
 
@@ -112,6 +113,7 @@ dir_close(struct dir **dirp)
 		return;
 	dir->driver->close(dir->ctx);
 	str_free(&dir->error);
+	str_free(&dir->host_name);
 	free(dir->q_domain);
 	free(dir->q_alias);
 	free(dir->q_user);
@@ -129,6 +131,35 @@ dir_connect(struct dir *dir, const char **error_r)
 		*error_r = str_c(&dir->error);
 		return DIR_TEMPFAIL;
 	}
+	return DIR_OK;
+}
+
+size_t
+dir_hosts(const struct dir *dir)
+{
+	return dir->driver->nhosts != NULL ? dir->driver->nhosts(dir->ctx) :
+	    0;
+}
+
+int
+dir_probe_host(struct dir *dir, size_t i, const char **name_r,
+    const char **error_r)
+{
+	str_t *name = &dir->host_name;
+
+	str_truncate(name, 0);
+	str_truncate(&dir->error, 0);
+	*name_r = "";
+	if (dir->driver->probe == NULL || i >= dir_hosts(dir)) {
+		*error_r = "no such database host";
+		return DIR_FAIL;
+	}
+	if (dir->driver->probe(dir->ctx, i, name, &dir->error) < 0) {
+		*name_r = str_c(name);
+		*error_r = str_c(&dir->error);
+		return DIR_TEMPFAIL;
+	}
+	*name_r = str_c(name);
 	return DIR_OK;
 }
 
@@ -318,6 +349,7 @@ dir_user_clear(struct dir_user *u)
 	free(u->name);
 	free(u->home);
 	free(u->maildir);
+	free(u->host);
 	if (u->clear != NULL) {
 		explicit_bzero(u->clear, strlen(u->clear));
 		free(u->clear);
@@ -429,6 +461,7 @@ fill_user(struct dir_rows *rows, struct dir_user *u, const char **error_r)
 	u->home = cell_dup(rows, 6);
 	u->maildir = cell_dup(rows, 7);
 	u->clear = xstrdup("");
+	u->host = xstrdup("");
 	return DIR_OK;
 }
 
@@ -445,6 +478,33 @@ clear_column(const struct dir_rows *rows)
 	return rows->ncols >= 10 ? 9 : -1;
 }
 
+/* The backend host column (SPEC 6.1): the one named `host` after the
+ * eight fixed ones, else the one after maildir, or after the cleartext
+ * password column (clear_col) when there is one; -1 if none. */
+static ssize_t
+host_column(const struct dir_rows *rows, ssize_t clear_col)
+{
+	size_t at = clear_col >= 0 ? (size_t)clear_col + 1 : 8;
+
+	for (size_t i = 8; rows->names != NULL && i < rows->ncols; i++)
+		if (rows->names[i] != NULL &&
+		    strcasecmp(rows->names[i], "host") == 0)
+			return (ssize_t)i;
+	return at < rows->ncols && (ssize_t)at != clear_col ? (ssize_t)at :
+	    -1;
+}
+
+static void
+fill_host(const struct dir_rows *rows, struct dir_user *u, ssize_t clear_col)
+{
+	ssize_t col = host_column(rows, clear_col);
+
+	if (col >= 0 && dir_rows_get(rows, 0, (size_t)col) != NULL) {
+		free(u->host);
+		u->host = xstrdup(dir_rows_get(rows, 0, (size_t)col));
+	}
+}
+
 int
 dir_lookup_user(struct dir *dir, const char *address, struct dir_user *u,
     const char **error_r)
@@ -454,6 +514,8 @@ dir_lookup_user(struct dir *dir, const char *address, struct dir_user *u,
 
 	if (r == DIR_OK) {
 		r = fill_user(rows, u, error_r);
+		if (r == DIR_OK)
+			fill_host(rows, u, -1);
 		dir_rows_free(&rows);
 	}
 	return r;
@@ -475,6 +537,8 @@ dir_lookup_login(struct dir *dir, const char *login, struct dir_user *u,
 			free(u->clear);
 			u->clear = xstrdup(dir_rows_get(rows, 0, (size_t)col));
 		}
+		if (r == DIR_OK)
+			fill_host(rows, u, col);
 		/* the cells held the cleartext too */
 		for (size_t i = 0; col >= 0 && i < rows->nrows; i++) {
 			char *c = rows->cells[i * rows->ncols + (size_t)col];

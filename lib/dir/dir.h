@@ -44,13 +44,19 @@ struct dir_rows {
 };
 
 /* Parsed database URL: "sqlite:PATH" or
- * "mysql://USER:PASSWORD@HOST[:PORT]/DB[?socket=PATH]" (user, password
- * and db may be %-escaped). */
+ * "mysql://USER:PASSWORD@HOST[:PORT][,HOST[:PORT]...]/DB[?socket=PATH]"
+ * (user, password and db may be %-escaped). Several hosts: the nodes of
+ * one cluster (Galera), tried in order (lib/dir/dir_mariadb.c). */
+#define DIR_URL_HOSTS_MAX 16
 struct dir_url {
 	bool mysql;
 	char *path;		/* sqlite */
 	char *user, *password, *host, *db, *socket;
 	unsigned port;		/* 0 = default */
+	/* every host (hosts[0], ports[0] are host, port) */
+	char *hosts[DIR_URL_HOSTS_MAX];
+	unsigned ports[DIR_URL_HOSTS_MAX];
+	size_t nhosts;
 };
 int dir_url_parse(const char *url, struct dir_url *u, const char **error_r);
 void dir_url_clear(struct dir_url *u);
@@ -61,10 +67,13 @@ const char *dir_url_redacted(const char *url);
  * position: id, address, crypt, name, uid, gid, home, maildir; then
  * query_login's optional cleartext password: the column named `clear`,
  * else a 10th column). clear is "" when there is none; it never leaves
- * the auth process and dir_user_clear() wipes it. */
+ * the auth process and dir_user_clear() wipes it. Then the optional
+ * backend host (SPEC 6.1): the column named `host`, else the one after
+ * maildir (after clear when both). */
 struct dir_user {
 	char *id, *address, *crypt, *name, *home, *maildir;
 	char *clear;
+	char *host;	/* the user's mailbox backend (scale-out), "" if none */
 	long uid, gid;
 };
 void dir_user_clear(struct dir_user *u);
@@ -83,6 +92,12 @@ int dir_open(const char *url, int flags, struct dir **dir_r, char **error_r);
 void dir_close(struct dir **dir);
 /* Connect now (to report an unreachable database early). */
 int dir_connect(struct dir *dir, const char **error_r);
+/* The hosts of a MariaDB URL (1 for one host, 0 for SQLite), and one
+ * host's state: a connection of its own to host i, closed at once.
+ * DIR_OK or DIR_TEMPFAIL with *error_r; *name_r is "HOST:PORT". */
+size_t dir_hosts(const struct dir *dir);
+int dir_probe_host(struct dir *dir, size_t i, const char **name_r,
+    const char **error_r);
 bool dir_is_mysql(const struct dir *dir);
 /* Take the lookup queries (query_*) from the configuration. */
 void dir_set_queries(struct dir *dir, const struct config *cfg);

@@ -9,6 +9,14 @@
  * When the server stays unreachable the caller gets DIR_TEMPFAIL, which the
  * protocols turn into 4xx / temporary login failures.
  *
+ * Several hosts (mysql://U:P@h1:3306,h2,h3/DB, the nodes of a Galera
+ * cluster): a connection is made to the host in use, else to the next ones
+ * in turn, and the handle sticks to the one that answered. A connection
+ * lost in a query moves the handle to the next host, and the statement is
+ * retried there once when that is safe (as above: a read, or one that did
+ * not run). A frozen host costs MARIADB_CONNECT_TIMEOUT to connect, or
+ * MARIADB_IO_TIMEOUT for a query in flight, then the next host is used.
+ *
  * Exact lookups: a column's default collation (utf8mb4_general_ci,
  * latin1_swedish_ci, ...) takes "alicé" for "alice", "mariá.test" for
  * "maria.test" and, with PAD SPACE, "alice " for "alice". A placeholder
@@ -28,6 +36,7 @@
 #include <strings.h>
 
 #include "lib/base/alloc.h"
+#include "lib/base/log.h"
 #include "lib/dir/dir-private.h"
 
 #define MARIADB_STMT_CACHE 32
@@ -36,6 +45,7 @@
 
 struct mariadb_ctx {
 	struct dir_url url;
+	size_t current;		/* the host in use (url.hosts[]) */
 	MYSQL *conn;
 	struct { char *sql; MYSQL_STMT *stmt; } cache[MARIADB_STMT_CACHE];
 	size_t ncache;
@@ -98,38 +108,79 @@ mdb_open(const struct dir_url *url, int flags, void **ctx_r, str_t *error)
 	c->url.db = xstrdup(url->db);
 	c->url.socket = url->socket ? xstrdup(url->socket) : NULL;
 	c->url.port = url->port;
+	c->url.nhosts = url->nhosts;
+	for (size_t i = 0; i < url->nhosts; i++) {
+		c->url.hosts[i] = xstrdup(url->hosts[i]);
+		c->url.ports[i] = url->ports[i];
+	}
+	if (c->url.nhosts == 0) {	/* not from dir_url_parse */
+		c->url.hosts[0] = xstrdup(url->host);
+		c->url.ports[0] = url->port;
+		c->url.nhosts = 1;
+	}
+	c->current = 0;
 	*ctx_r = c;
 	return 0;
+}
+
+/* A new connection to host i, or NULL with the error in *error. */
+static MYSQL *
+mdb_connect_host(struct mariadb_ctx *c, size_t i, str_t *error)
+{
+	unsigned int ctimeout = MARIADB_CONNECT_TIMEOUT;
+	unsigned int iotimeout = MARIADB_IO_TIMEOUT;
+	MYSQL *conn = mysql_init(NULL);
+
+	if (conn == NULL) {
+		str_printf(error, "mysql_init failed (out of memory)");
+		return NULL;
+	}
+	mysql_options(conn, MYSQL_OPT_CONNECT_TIMEOUT, &ctimeout);
+	mysql_options(conn, MYSQL_OPT_READ_TIMEOUT, &iotimeout);
+	mysql_options(conn, MYSQL_OPT_WRITE_TIMEOUT, &iotimeout);
+	mysql_options(conn, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+	if (mysql_real_connect(conn, c->url.hosts[i], c->url.user,
+	    c->url.password, c->url.db, c->url.ports[i], c->url.socket,
+	    0) == NULL) {
+		if (c->url.socket != NULL)
+			str_printf(error, "cannot connect to MySQL database "
+			    "%s on %s: %s", c->url.db, c->url.socket,
+			    mysql_error(conn));
+		else
+			str_printf(error, "cannot connect to MySQL database "
+			    "%s on %s: %s", c->url.db, c->url.hosts[i],
+			    mysql_error(conn));
+		mysql_close(conn);
+		return NULL;
+	}
+	return conn;
 }
 
 static int
 mdb_connect(void *ctx, str_t *error)
 {
 	struct mariadb_ctx *c = ctx;
-	unsigned int ctimeout = MARIADB_CONNECT_TIMEOUT;
-	unsigned int iotimeout = MARIADB_IO_TIMEOUT;
-	const char *where;
 
 	if (c->conn != NULL)
 		return 0;
-	c->conn = mysql_init(NULL);
-	if (c->conn == NULL) {
-		str_printf(error, "mysql_init failed (out of memory)");
-		return -1;
+	/* the host in use, then the others in turn */
+	for (size_t k = 0; k < c->url.nhosts; k++) {
+		size_t i = (c->current + k) % c->url.nhosts;
+
+		if (k > 0)
+			str_append(error, "; ");
+		c->conn = mdb_connect_host(c, i, error);
+		if (c->conn != NULL) {
+			if (i != c->current)
+				log_warn("directory: now on MariaDB host %s:%u "
+				    "(%s)", c->url.hosts[i], c->url.ports[i],
+				    str_c(error));
+			c->current = i;
+			str_truncate(error, 0);
+			return 0;
+		}
 	}
-	mysql_options(c->conn, MYSQL_OPT_CONNECT_TIMEOUT, &ctimeout);
-	mysql_options(c->conn, MYSQL_OPT_READ_TIMEOUT, &iotimeout);
-	mysql_options(c->conn, MYSQL_OPT_WRITE_TIMEOUT, &iotimeout);
-	mysql_options(c->conn, MYSQL_SET_CHARSET_NAME, "utf8mb4");
-	if (mysql_real_connect(c->conn, c->url.host, c->url.user,
-	    c->url.password, c->url.db, c->url.port, c->url.socket, 0) == NULL) {
-		where = c->url.socket ? c->url.socket : c->url.host;
-		str_printf(error, "cannot connect to MySQL database %s on %s: %s",
-		    c->url.db, where, mysql_error(c->conn));
-		mdb_drop(c);
-		return -1;
-	}
-	return 0;
+	return -1;
 }
 
 static void
@@ -406,14 +457,46 @@ mdb_query(void *ctx, const char *sql, const char *const *values,
 			r = mdb_temp_error(err) ? DIR_TEMPFAIL : DIR_FAIL;
 			break;
 		}
-		/* The connection broke: drop it; retry once if safe. */
+		/* The connection broke: drop it, go on with the next host
+		 * (if any); retry once if safe. */
 		r = DIR_TEMPFAIL;
 		mdb_drop(c);
+		if (c->url.nhosts > 1) {
+			log_warn("directory: lost MariaDB host %s:%u: %s",
+			    c->url.hosts[c->current],
+			    c->url.ports[c->current], str_c(error));
+			c->current = (c->current + 1) % c->url.nhosts;
+		}
 		if (!readonly && !before_exec)
 			break;
 	}
 	free(exact);
 	return r;
+}
+
+static size_t
+mdb_nhosts(void *ctx)
+{
+	return ((struct mariadb_ctx *)ctx)->url.nhosts;
+}
+
+static int
+mdb_probe(void *ctx, size_t i, str_t *name, str_t *error)
+{
+	struct mariadb_ctx *c = ctx;
+	MYSQL *conn;
+
+	if (i >= c->url.nhosts)
+		return -1;
+	if (c->url.ports[i] != 0)
+		str_printf(name, "%s:%u", c->url.hosts[i], c->url.ports[i]);
+	else
+		str_printf(name, "%s", c->url.hosts[i]);
+	conn = mdb_connect_host(c, i, error);
+	if (conn == NULL)
+		return -1;
+	mysql_close(conn);
+	return 0;
 }
 
 const struct dir_driver dir_driver_mariadb = {
@@ -422,4 +505,6 @@ const struct dir_driver dir_driver_mariadb = {
 	.connect = mdb_connect,
 	.close = mdb_close,
 	.query = mdb_query,
+	.nhosts = mdb_nhosts,
+	.probe = mdb_probe,
 };

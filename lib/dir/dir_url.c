@@ -3,6 +3,7 @@
  *
  *   sqlite:PATH
  *   mysql://USER:PASSWORD@HOST[:PORT]/DB
+ *   mysql://USER:PASSWORD@HOST[:PORT],HOST[:PORT],.../DB  (a cluster)
  *   mysql://USER:PASSWORD@localhost/DB?socket=PATH
  *
  * The URL comes from the administrator's configuration, but it is still
@@ -66,15 +67,73 @@ dir_url_clear(struct dir_url *u)
 		explicit_bzero(u->password, strlen(u->password));
 	free(u->password);
 	free(u->host);
+	for (size_t i = 0; i < u->nhosts; i++)
+		free(u->hosts[i]);
 	free(u->db);
 	free(u->socket);
 	memset(u, 0, sizeof(*u));
 }
 
+/* One HOST[:PORT] or [IPv6][:PORT] in [p, end): *host_r (malloc'd;
+ * "localhost" when empty) and *port_r (0 = default). 0, or -1 with
+ * *error_r. */
+static int
+url_host(const char *p, const char *end, char **host_r, unsigned *port_r,
+    const char **error_r)
+{
+	const char *colon = NULL;
+	unsigned long port = 0;
+
+	*host_r = NULL;
+	*port_r = 0;
+	if (p < end && *p == '[') {	/* [IPv6]:port */
+		const char *rb = memchr(p, ']', (size_t)(end - p));
+
+		if (rb == NULL) {
+			*error_r = "mysql URL has an unterminated [address]";
+			return -1;
+		}
+		if (rb + 1 < end) {
+			if (rb[1] != ':') {
+				*error_r = "mysql URL: junk after ]";
+				return -1;
+			}
+			colon = rb + 1;
+		}
+		*host_r = xstrndup(p + 1, (size_t)(rb - p - 1));
+	} else {
+		colon = memchr(p, ':', (size_t)(end - p));
+		*host_r = xstrndup(p, (size_t)((colon ? colon : end) - p));
+	}
+	if (colon != NULL) {
+		if (colon + 1 == end)
+			goto bad_port;
+		for (const char *c = colon + 1; c < end; c++) {
+			if (!isdigit((unsigned char)*c))
+				goto bad_port;
+			port = port * 10 + (unsigned long)(*c - '0');
+			if (port > 65535)
+				goto bad_port;
+		}
+		if (port == 0)
+			goto bad_port;
+	}
+	if ((*host_r)[0] == '\0') {
+		free(*host_r);
+		*host_r = xstrdup("localhost");
+	}
+	*port_r = (unsigned)port;
+	return 0;
+bad_port:
+	xfree(host_r);
+	*error_r = "mysql URL has a bad port (1-65535)";
+	return -1;
+}
+
 int
 dir_url_parse(const char *url, struct dir_url *u, const char **error_r)
 {
-	const char *p, *at, *slash, *q, *hostend, *colon;
+	const char *p, *at, *slash, *q, *colon;
 
 	memset(u, 0, sizeof(*u));
 	if (strncmp(url, "sqlite:", 7) == 0) {
@@ -121,48 +180,29 @@ dir_url_parse(const char *url, struct dir_url *u, const char **error_r)
 			goto bad_escape;
 		p = at + 1;
 	}
-	hostend = slash;
-	colon = NULL;
-	if (*p == '[') {	/* [IPv6]:port */
-		const char *rb = memchr(p, ']', (size_t)(slash - p));
+	/* HOST[:PORT] items, separated by commas */
+	while (p <= slash) {
+		const char *itemend = memchr(p, ',', (size_t)(slash - p));
+		unsigned port;
 
-		if (rb == NULL) {
-			*error_r = "mysql URL has an unterminated [address]";
+		if (itemend == NULL)
+			itemend = slash;
+		if (u->nhosts == DIR_URL_HOSTS_MAX) {
+			*error_r = "mysql URL has too many hosts (16 at most)";
 			goto fail;
 		}
-		u->host = xstrndup(p + 1, (size_t)(rb - p - 1));
-		if (rb + 1 < slash) {
-			if (rb[1] != ':') {
-				*error_r = "mysql URL: junk after ]";
-				goto fail;
-			}
-			colon = rb + 1;
+		if (itemend == p && (u->nhosts > 0 || itemend != slash)) {
+			*error_r = "mysql URL has an empty host in its list";
+			goto fail;
 		}
-	} else {
-		colon = memchr(p, ':', (size_t)(slash - p));
-		u->host = xstrndup(p, (size_t)((colon ? colon : slash) - p));
+		if (url_host(p, itemend, &u->hosts[u->nhosts], &port,
+		    error_r) < 0)
+			goto fail;
+		u->ports[u->nhosts++] = port;
+		p = itemend + 1;
 	}
-	if (colon != NULL) {
-		unsigned long port = 0;
-		const char *c;
-
-		if (colon + 1 == hostend)
-			goto bad_port;
-		for (c = colon + 1; c < hostend; c++) {
-			if (!isdigit((unsigned char)*c))
-				goto bad_port;
-			port = port * 10 + (unsigned long)(*c - '0');
-			if (port > 65535)
-				goto bad_port;
-		}
-		if (port == 0)
-			goto bad_port;
-		u->port = (unsigned)port;
-	}
-	if (u->host[0] == '\0') {
-		free(u->host);
-		u->host = xstrdup("localhost");
-	}
+	u->host = xstrdup(u->hosts[0]);
+	u->port = u->ports[0];
 	p = slash + 1;
 	q = strchr(p, '?');
 	u->db = pct_decode(p, (size_t)((q ? q : p + strlen(p)) - p));
@@ -188,9 +228,6 @@ dir_url_parse(const char *url, struct dir_url *u, const char **error_r)
 		q = amp;
 	}
 	return 0;
-bad_port:
-	*error_r = "mysql URL has a bad port (1-65535)";
-	goto fail;
 bad_escape:
 	*error_r = "mysql URL has a bad %-escape";
 fail:

@@ -98,6 +98,8 @@ listener_init(struct session_listener *l, const struct config *cfg,
 		l->log_service = "imap";
 	else if (strncmp(name, "pop3", 4) == 0)
 		l->log_service = "pop3";
+	else if (strcmp(name, "lmtp") == 0)
+		l->log_service = "lmtp";
 	else
 		l->log_service = NULL;
 }

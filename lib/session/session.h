@@ -2,7 +2,7 @@
 #define PETREL_SESSION_H
 /*
  * The life cycle every line protocol shares (SMTP, submission, POP3,
- * IMAP; later LMTP and ManageSieve): accept with total and per-address
+ * IMAP, LMTP; later ManageSieve): accept with total and per-address
  * limits per listener, the idle timeout, the deadline for one command
  * line and the one for logging in (login_timeout), STARTTLS, "close
  * once the replies are out", drain at shutdown,
@@ -42,7 +42,7 @@ struct session;
 struct sockaddr;
 struct tls_server;
 
-#define SESSION_LISTENERS_MAX 3
+#define SESSION_LISTENERS_MAX 4
 
 /* A listener's limits (X_max_connections, X_max_connections_per_ip),
  * held for the whole node through shared counts (lib/session/counters). */

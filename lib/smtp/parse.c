@@ -22,7 +22,7 @@ static const struct {
 	{ "RCPT", SMTP_RCPT }, { "DATA", SMTP_DATA }, { "BDAT", SMTP_BDAT },
 	{ "RSET", SMTP_RSET }, { "NOOP", SMTP_NOOP }, { "QUIT", SMTP_QUIT },
 	{ "VRFY", SMTP_VRFY }, { "HELP", SMTP_HELP }, { "AUTH", SMTP_AUTH },
-	{ "STARTTLS", SMTP_STARTTLS },
+	{ "STARTTLS", SMTP_STARTTLS }, { "LHLO", SMTP_LHLO },
 };
 
 enum smtp_verb

@@ -14,6 +14,7 @@ enum smtp_verb {
 	SMTP_UNKNOWN, SMTP_HELO, SMTP_EHLO, SMTP_MAIL, SMTP_RCPT, SMTP_DATA,
 	SMTP_BDAT, SMTP_RSET, SMTP_NOOP, SMTP_QUIT, SMTP_VRFY, SMTP_HELP,
 	SMTP_AUTH, SMTP_STARTTLS, SMTP_HTTP,
+	SMTP_LHLO,	/* LMTP (RFC 2033) */
 };
 
 /* The command verb of a NUL-terminated line; *arg is its argument with

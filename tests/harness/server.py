@@ -36,6 +36,7 @@ LISTENERS = {
     "imaps": (b"* OK", b"Z LOGOUT\r\n", True),
     "pop3": (b"+OK", b"QUIT\r\n", False),
     "pop3s": (b"+OK", b"QUIT\r\n", True),
+    "lmtp": (b"220 ", b"QUIT\r\n", False),
     # no greeting: ready() asks it for a page (http_ready)
     "http": (b"HTTP/1.1 ", b"", False),
 }

@@ -131,7 +131,7 @@ def serve_and_deliver():
                 "--inh-caps", "-all", "--no-new-privs",
                 "/usr/bin/petrel", "-c", CONF, "-o", "smtp_listen=127.0.0.1:%d" % smtp,
                 "-o", "imap_listen=127.0.0.1:%d" % imap, "-o", "workers=1"]
-        for k in ("submission", "submissions", "imaps", "pop3", "pop3s", "http"):
+        for k in ("submission", "submissions", "imaps", "pop3", "pop3s", "http", "lmtp"):
             args += ["-o", k + "_listen="]
         p = subprocess.Popen(args + ["serve"], stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,

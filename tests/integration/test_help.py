@@ -46,12 +46,13 @@ def test_help_key(petrel_bin, sqlite_instance):
     assert_ok(cp)
     assert "one of stderr|syslog" in cp.stdout and "default: stderr" in cp.stdout
 
-    # a listener added later: off by default, on loopback in new instances
-    cp = run_petrel(petrel_bin, ["help", "http_listen"])
-    assert_ok(cp)
-    assert "default: (empty)" in cp.stdout
-    assert "petrel init writes: 127.0.0.1:8080" in cp.stdout
-    assert parse_conf(sqlite_instance.conf)["http_listen"] == "127.0.0.1:8080"
+    # listeners added later: off by default, on loopback in new instances
+    for key, addr in (("http_listen", "127.0.0.1:8080"), ("lmtp_listen", "127.0.0.1:2424")):
+        cp = run_petrel(petrel_bin, ["help", key])
+        assert_ok(cp)
+        assert "default: (empty)" in cp.stdout, cp.stdout
+        assert "petrel init writes: %s" % addr in cp.stdout, cp.stdout
+        assert parse_conf(sqlite_instance.conf)[key] == addr
 
 
 def test_help_unknown_key(petrel_bin):

@@ -20,7 +20,8 @@ from harness.ports import free_port
 
 HOST = "mail.example.test"
 ALICE = "alice@" + DOMAIN
-LISTENERS = ("http", "smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
+LISTENERS = ("http", "smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s",
+             "lmtp")
 OPTS = ("hostname=" + HOST, "auth_fail_delay=50", "http_timeout=1")
 
 

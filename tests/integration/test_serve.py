@@ -9,7 +9,7 @@ import time
 from conftest import clean_env
 
 LISTENERS = ("smtp_listen", "submission_listen", "submissions_listen", "imap_listen",
-             "imaps_listen", "pop3_listen", "pop3s_listen", "http_listen")
+             "imaps_listen", "pop3_listen", "pop3s_listen", "http_listen", "lmtp_listen")
 
 
 def free_ports(n):

@@ -189,6 +189,7 @@ LISTENER_LIMITS = {
                     True, b"220"),
     "imaps": ("imaps_max_connections", "imaps_max_connections_per_ip", True, b"* OK"),
     "pop3s": ("pop3s_max_connections", "pop3s_max_connections_per_ip", True, b"+OK"),
+    "lmtp": ("lmtp_max_connections", "lmtp_max_connections_per_ip", False, b"220"),
 }
 
 

@@ -17,8 +17,8 @@ from harness.instance import make_instance
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl")
 
-LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
-STARTTLS = {"smtp": "smtp", "submission": "smtp", "imap": "imap", "pop3": "pop3"}
+LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "lmtp")
+STARTTLS = {"smtp": "smtp", "submission": "smtp", "imap": "imap", "pop3": "pop3", "lmtp": "lmtp"}
 DEFAULTS = ("hostname=mx.petrel.test", "relayhost=[127.0.0.1]:9", "queue_retry_min=3600")
 
 

@@ -118,7 +118,17 @@ test_login(void)
 	test_assert_streq(out.address, "u@x.org");
 	test_assert_streq(out.maildir, "/m/x.org/u");
 	test_assert_streq(out.home, "");
+	test_assert(out.host == NULL);
 	authd_msg_clear(&out);
+	/* the user's backend host (scale-out) travels too */
+	rep.host = "backend2.example";
+	test_assert(roundtrip(&rep, &out));
+	test_assert_streq(out.host, "backend2.example");
+	test_assert_streq(out.home, "");
+	test_assert(out.gid == 5000);
+	authd_msg_clear(&out);
+	test_assert(out.host == NULL);
+	rep.host = NULL;
 
 	rep.status = AUTHD_LOGIN_THROTTLED;
 	rep.address = rep.maildir = rep.home = NULL;

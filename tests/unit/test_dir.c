@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "lib/base/alloc.h"
+#include "lib/config/config.h"
 #include "lib/dir/dir.h"
 #include "test.h"
 
@@ -44,6 +45,27 @@ test_url(void)
 	test_assert(dir_url_parse("mysql://u:p@[::1]:3306/m", &u, &err) == 0);
 	test_assert_streq(u.host, "::1");
 	dir_url_clear(&u);
+	/* a cluster: every host in order, the first one as host/port */
+	test_assert(dir_url_parse("mysql://u:p@h1:3306,h2,[::1]:3307/m", &u,
+	    &err) == 0);
+	test_assert(u.nhosts == 3);
+	test_assert_streq(u.host, "h1");
+	test_assert(u.port == 3306);
+	test_assert_streq(u.hosts[0], "h1");
+	test_assert(u.ports[0] == 3306);
+	test_assert_streq(u.hosts[1], "h2");
+	test_assert(u.ports[1] == 0);
+	test_assert_streq(u.hosts[2], "::1");
+	test_assert(u.ports[2] == 3307);
+	test_assert_streq(u.db, "m");
+	dir_url_clear(&u);
+	test_assert(dir_url_parse("mysql://u:p@db/m", &u, &err) == 0);
+	test_assert(u.nhosts == 1);
+	test_assert_streq(u.hosts[0], "db");
+	dir_url_clear(&u);
+	test_assert(dir_url_parse("mysql://u:p@/m", &u, &err) == 0);
+	test_assert_streq(u.host, "localhost");
+	dir_url_clear(&u);
 	{
 		static const char *const bad[] = {
 			"", "sqlite:", "postgres://x/y", "mysql://u:p@h",
@@ -51,7 +73,10 @@ test_url(void)
 			"mysql://u:p@h:99999/m", "mysql://u:p@h:x/m",
 			"mysql://u:%zz@h/m", "mysql://u:%4@h/m",
 			"mysql://u:%00@h/m", "mysql://u:p@h/m?sock=1",
-			"mysql://u:p@[::1/m",
+			"mysql://u:p@[::1/m", "mysql://u:p@h1,/m",
+			"mysql://u:p@,h2/m", "mysql://u:p@h1,,h2/m",
+			"mysql://u:p@h1,h2:0/m", "mysql://u:p@h1:1,h2:x/m",
+			"mysql://u:p@a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q/m",
 		};
 		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 			test_assert(dir_url_parse(bad[i], &u, &err) == -1);
@@ -212,6 +237,71 @@ lookups(struct dir *dir, const char *label)
 	test_end();
 }
 
+/* The backend host column (SPEC 6.1) of query_user and query_login. */
+static void
+host_columns(struct dir *dir)
+{
+	static const struct {
+		const char *key, *sql, *host, *clear;
+	} cases[] = {
+		/* none: "" */
+		{ "query_user", "SELECT id, address, crypt, name, uid, gid, "
+		  "home, maildir FROM users WHERE address = :address", "", "" },
+		/* after maildir */
+		{ "query_user", "SELECT id, address, crypt, name, uid, gid, "
+		  "home, maildir, 'mx2.example' FROM users WHERE address = "
+		  ":address", "mx2.example", "" },
+		/* by name, wherever it is after maildir */
+		{ "query_user", "SELECT id, address, crypt, name, uid, gid, "
+		  "home, maildir, 7 AS other, 'b3' AS host FROM users WHERE "
+		  "address = :address", "b3", "" },
+		{ "query_login", "SELECT id, address, crypt, name, uid, gid, "
+		  "home, maildir, 'b1' FROM users WHERE address = :login",
+		  "b1", "" },
+		/* after clear when both */
+		{ "query_login", "SELECT id, address, crypt, name, uid, gid, "
+		  "home, maildir, 's3cret' AS clear, 'b2' FROM users WHERE "
+		  "address = :login", "b2", "s3cret" },
+		{ "query_login", "SELECT id, address, crypt, name, uid, gid, "
+		  "home, maildir, 'b4' AS host, 'pw' AS clear FROM users WHERE "
+		  "address = :login", "b4", "pw" },
+		{ "query_login", "SELECT id, address, crypt, name, uid, gid, "
+		  "home, maildir, 'x', 'pw10' FROM users WHERE address = :login",
+		  "", "pw10" },
+		/* NULL: none */
+		{ "query_user", "SELECT id, address, crypt, name, uid, gid, "
+		  "home, maildir, NULL FROM users WHERE address = :address",
+		  "", "" },
+	};
+
+	test_begin("dir backend host column");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config *cfg = config_new();
+		struct dir_user u;
+		char *cerr = NULL;
+		const char *err;
+		bool login = strcmp(cases[i].key, "query_login") == 0;
+		int r;
+
+		test_assert(config_set(cfg, cases[i].key, cases[i].sql,
+		    &cerr) == 0);
+		free(cerr);
+		dir_set_queries(dir, cfg);
+		r = login ? dir_lookup_login(dir, "alice@example.test", &u,
+		    &err) : dir_lookup_user(dir, "alice@example.test", &u, &err);
+		test_assert(r == DIR_OK);
+		if (r == DIR_OK) {
+			test_assert_streq(u.host, cases[i].host);
+			test_assert_streq(u.clear, cases[i].clear);
+			test_assert_streq(u.maildir, "example.test/alice/");
+			dir_user_clear(&u);
+		}
+		config_free(&cfg);
+	}
+	dir_set_queries(dir, NULL);
+	test_end();
+}
+
 static void
 test_sqlite(void)
 {
@@ -234,6 +324,7 @@ test_sqlite(void)
 	exec_all(dir, sqlite_schema);
 	exec_all(dir, data);
 	lookups(dir, "sqlite");
+	host_columns(dir);
 
 	test_begin("dir sqlite: affected rows, NULLs, many rows");
 	test_assert(dir_query(dir, "UPDATE users SET name = :n WHERE address "

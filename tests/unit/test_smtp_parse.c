@@ -36,6 +36,8 @@ test_verbs(void)
 	test_assert(smtp_verb("DATAX", &arg) == SMTP_UNKNOWN);
 	test_assert(smtp_verb("", &arg) == SMTP_UNKNOWN);
 	test_assert(smtp_verb("GET / HTTP/1.0", &arg) == SMTP_HTTP);
+	test_assert(smtp_verb("lhlo mta.example", &arg) == SMTP_LHLO);
+	test_assert_streq(arg, "mta.example");
 	test_assert(smtp_verb("GET", &arg) == SMTP_UNKNOWN);
 	test_end();
 }
