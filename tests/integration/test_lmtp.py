@@ -156,3 +156,36 @@ def test_pipelining(srv, inst):
         s.close()
     msgs = new_msgs(inst, BOB)
     assert len(msgs) == before + 1 and sum(b"Subject: piped" in m for m in msgs) == 1
+
+
+def test_sieve_runs_for_lmtp_deliveries(srv, inst):
+    """A message handed in over LMTP passes through the recipient's Sieve
+    script like an SMTP one: bob's script files it into a folder it
+    creates and redirects a copy to alice (on the job's auth channel)."""
+    h = maildir_of(inst, BOB)
+    os.makedirs(os.path.join(h, "sieve"), exist_ok=True)
+    with open(os.path.join(h, "sieve", "lmtp.sieve"), "w") as f:
+        f.write('require ["fileinto", "mailbox", "copy"];\n'
+                'if header :contains "subject" "sorted" {\n'
+                '  fileinto :create "Sorted";\n'
+                '  redirect :copy "%s";\n'
+                '}\n' % ALICE)
+    link = os.path.join(h, ".dovecot.sieve")
+    if os.path.lexists(link):
+        os.unlink(link)
+    os.symlink(os.path.join("sieve", "lmtp.sieve"), link)
+    alice_before = len(new_msgs(inst, ALICE))
+    try:
+        with client(srv) as c:
+            assert c.mail("sender@outside.test")[0] == 250
+            assert c.rcpt(BOB)[0] == 250
+            code, text = c.data(message("to be sorted"))
+            assert code == 250, (code, text)
+    finally:
+        os.unlink(link)
+    sorted_dir = os.path.join(h, ".Sorted")
+    got = [n for sub in ("new", "cur") for n in listdir(os.path.join(sorted_dir, sub))]
+    assert len(got) == 1, got
+    texts = new_msgs(inst, ALICE)
+    assert len(texts) == alice_before + 1
+    assert any(b"Subject: to be sorted" in t for t in texts), texts
