@@ -2,6 +2,7 @@
 CPU of a process tree."""
 
 import os
+import subprocess
 
 
 def stat(pid):
@@ -157,3 +158,16 @@ def tree_mem(root):
         except OSError:
             pass
     return rss, pss, n
+
+
+def terminate(proc, timeout=10):
+    """SIGTERM a subprocess.Popen we started; SIGKILL it after `timeout`
+    seconds; reap it either way."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)

@@ -23,6 +23,7 @@ import struct
 import subprocess
 import time
 
+from harness import procs
 from harness.instance import TIMEOUT_SCALE
 from harness.ports import free_ports
 
@@ -111,11 +112,5 @@ class LocalDNS:
         self.blackhole.close()
 
     def _end(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        procs.terminate(self.proc)
         self.log.close()

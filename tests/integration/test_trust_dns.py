@@ -31,7 +31,7 @@ import pytest
 
 import smtp_util
 from dns_util import query
-from harness import server
+from harness import procs, server
 from harness.instance import TIMEOUT_SCALE, add_users, make_instance
 from harness.ports import free_ports
 from smtp_util import read_new, split_stored
@@ -117,13 +117,7 @@ class Nsd:
         pytest.fail("nsd did not start: %s" % (open(log).read() if os.path.exists(log) else "?"))
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        procs.terminate(self.proc)
 
 
 NSD_CONF = """server:

@@ -98,13 +98,7 @@ class DuraMount:
     def close(self):
         if os.path.ismount(self.mountpoint):
             subprocess.run(["umount", "-l", self.mountpoint], check=False)
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        procs.terminate(self.proc)
         self.log.close()
 
 
