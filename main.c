@@ -38,7 +38,8 @@ static const struct command {
 	{ "dkim", cmd_dkim, 0, "dkim keygen DOMAIN [--selector S]" },
 	{ "dns", cmd_dns, 0, "dns DOMAIN [--json]" },
 	{ "sieve", cmd_sieve, 0, "sieve check FILE | test USER MSGFILE | "
-	  "test --script FILE MSGFILE [--from ADDR] [--to ADDR]" },
+	  "test --script FILE MSGFILE [--from ADDR] [--to ADDR] | "
+	  "list|show|put|activate|deactivate|delete USER [NAME] [FILE]" },
 	{ "hash", cmd_hash, CMD_NO_CONFIG,
 	  "hash [--scheme yescrypt|sha512|bcrypt]" },
 	{ "maildirmake", cmd_maildirmake, CMD_NO_CONFIG,

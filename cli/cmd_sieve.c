@@ -1,7 +1,9 @@
 /*
  * cmd_sieve.c: petrel sieve check FILE | test USER MSGFILE |
- * test --script FILE MSGFILE. Nothing is delivered: test prints the
- * actions the script would take.
+ * test --script FILE MSGFILE | list|show|put|activate|deactivate|delete
+ * USER [NAME] [FILE]. Nothing is delivered: test prints the actions the
+ * script would take. The others manage a user's scripts in sieve_dir
+ * (lib/sieve/store.c), as ManageSieve would.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -16,6 +18,7 @@
 #include "lib/mime/mime.h"
 #include "lib/route/route.h"
 #include "lib/sieve/sieve.h"
+#include "lib/sieve/store.h"
 
 #define MESSAGE_MAX (64u * 1024 * 1024)
 
@@ -105,6 +108,21 @@ user_home(struct petrel_ctx *cli, const struct dir_user *u)
 	return h;
 }
 
+/* The user's row (dies when there is none, or on a directory error). */
+static void
+lookup_user(struct petrel_ctx *cli, const char *address, struct dir_user *u)
+{
+	const char *err;
+	int r = dir_lookup_user(cli_dir(cli), address, u, &err);
+
+	if (r == DIR_TEMPFAIL)
+		cli_die("directory temporarily unavailable: %s", err);
+	if (r < 0)
+		cli_die("query_user failed: %s", err);
+	if (r != DIR_OK)
+		cli_die("no such user: %s", address);
+}
+
 static const char *
 envelope_from(const char *data, size_t len, char **buf)
 {
@@ -146,17 +164,10 @@ sieve_test(struct petrel_ctx *cli, int argc, char **argv)
 	msg.env_to = cli_opt(&a, "to");
 	if (path == NULL) {
 		struct dir_user u;
-		const char *err;
 		char *home;
-		int r = dir_lookup_user(cli_dir(cli), a.pos[0], &u, &err);
 		struct stat st;
 
-		if (r == DIR_TEMPFAIL)
-			cli_die("directory temporarily unavailable: %s", err);
-		if (r < 0)
-			cli_die("query_user failed: %s", err);
-		if (r != DIR_OK)
-			cli_die("no such user: %s", a.pos[0]);
+		lookup_user(cli, a.pos[0], &u);
 		home = user_home(cli, &u);
 		active = xasprintf("%s/.dovecot.sieve", home);
 		if (msg.env_to == NULL)
@@ -216,14 +227,120 @@ sieve_test(struct petrel_ctx *cli, int argc, char **argv)
 	return 0;
 }
 
+/* The store of USER (a.pos[0]); a.pos[1], when there, must be a valid
+ * script name. */
+static void
+open_store(struct petrel_ctx *cli, const struct cli_args *a,
+    struct sieve_store *st)
+{
+	struct dir_user u;
+	char *home;
+
+	if (a->npos > 1 && !sieve_name_valid(a->pos[1]))
+		cli_die("invalid script name '%s' (1 to %d characters, no "
+		    "'/', no control characters, not starting with '.')",
+		    a->pos[1], SIEVE_NAME_MAX);
+	lookup_user(cli, a->pos[0], &u);
+	home = user_home(cli, &u);
+	sieve_store_init(st, config_get(cli->cfg, "sieve_dir"), home,
+	    u.address);
+	free(home);
+	dir_user_clear(&u);
+}
+
+static int
+sieve_manage(struct petrel_ctx *cli, const char *verb, int argc,
+    char **argv)
+{
+	static const struct {
+		const char *verb, *usage;
+		int npos;
+	} verbs[] = {
+		{ "list", "petrel sieve list USER", 1 },
+		{ "show", "petrel sieve show USER NAME", 2 },
+		{ "put", "petrel sieve put USER NAME FILE", 3 },
+		{ "activate", "petrel sieve activate USER NAME", 2 },
+		{ "deactivate", "petrel sieve deactivate USER", 1 },
+		{ "delete", "petrel sieve delete USER NAME", 2 },
+	};
+	struct sieve_store st;
+	struct cli_args a;
+	const char *err = NULL;
+	size_t k;
+	int ret = 0;
+
+	for (k = 0; strcmp(verbs[k].verb, verb) != 0; k++)
+		;
+	cli_parse(argc, argv, NULL, verbs[k].npos, verbs[k].npos,
+	    verbs[k].usage, &a);
+	open_store(cli, &a, &st);
+	if (strcmp(verb, "list") == 0) {
+		char **names, *active;
+		size_t n;
+		str_t out = STR_INIT;
+
+		if (sieve_store_list(&st, &names, &n, &active, &err) < 0)
+			cli_die("%s", err);
+		for (size_t i = 0; i < n; i++)
+			str_printf(&out, "%s%s\n", names[i], active != NULL &&
+			    strcmp(active, names[i]) == 0 ? " ACTIVE" : "");
+		cli_print(&out);
+		str_free(&out);
+		sieve_names_free(names, n);
+		free(active);
+	} else if (strcmp(verb, "show") == 0) {
+		char *path = sieve_store_path(&st, a.pos[1]), *text;
+		size_t len;
+		struct stat sb;
+
+		if (stat(path, &sb) < 0)
+			cli_die("no script %s for %s", a.pos[1], a.pos[0]);
+		text = read_file(path, SIEVE_SCRIPT_MAX, &len);
+		fwrite(text, 1, len, stdout);
+		free(text);
+		free(path);
+	} else if (strcmp(verb, "put") == 0) {
+		size_t len;
+		char *text = read_file(a.pos[2], SIEVE_SCRIPT_MAX, &len);
+		struct sieve_script *script = load_script(a.pos[2], true);
+
+		sieve_free(script);
+		if (sieve_store_put(&st, a.pos[1], text, len, &err) < 0)
+			cli_die("%s", err);
+		free(text);
+		printf("ok\n");
+	} else if (strcmp(verb, "activate") == 0 ||
+	    strcmp(verb, "deactivate") == 0) {
+		if (sieve_store_activate(&st, a.npos > 1 ? a.pos[1] : NULL,
+		    &err) < 0)
+			cli_die("%s", err);
+		printf("ok\n");
+	} else {
+		if (sieve_store_delete(&st, a.pos[1], &err) < 0)
+			cli_die("%s", err);
+		printf("ok\n");
+	}
+	sieve_store_clear(&st);
+	return ret;
+}
+
 int
 cmd_sieve(struct petrel_ctx *cli, int argc, char **argv)
 {
+	static const char *const manage[] = { "list", "show", "put",
+		"activate", "deactivate", "delete", NULL };
+
 	if (argc < 1)
-		cli_die("usage: petrel sieve check FILE | test USER MSGFILE");
+		cli_die("usage: petrel sieve check FILE | test USER MSGFILE | "
+		    "list|show|put|activate|deactivate|delete USER [NAME] "
+		    "[FILE]");
 	if (strcmp(argv[0], "check") == 0)
 		return sieve_check(cli, argc - 1, argv + 1);
 	if (strcmp(argv[0], "test") == 0)
 		return sieve_test(cli, argc - 1, argv + 1);
-	cli_die("unknown sieve subcommand '%s' (check, test)", argv[0]);
+	for (size_t i = 0; manage[i] != NULL; i++)
+		if (strcmp(argv[0], manage[i]) == 0)
+			return sieve_manage(cli, argv[0], argc - 1, argv + 1);
+	cli_die("unknown sieve subcommand '%s' (check, test, list, show, put, "
+	    "activate, deactivate, delete)", argv[0]);
 }

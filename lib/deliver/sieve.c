@@ -51,6 +51,7 @@
 #include "lib/queue/spool.h"
 #include "lib/route/route.h"
 #include "lib/sieve/sieve.h"
+#include "lib/sieve/store.h"
 #include "lib/tls/tls.h"
 
 #define SIEVE_CACHE_MAX		64	/* parsed scripts kept */
@@ -211,40 +212,6 @@ script_get(const char *path)
 	return c;
 }
 
-/* %h %u %n %d %% in a configured path. */
-static char *
-expand(const char *pat, const char *home, const char *address)
-{
-	const char *at = strrchr(address, '@');
-	str_t out = STR_INIT;
-
-	for (const char *p = pat; *p != '\0'; p++) {
-		if (*p != '%' || p[1] == '\0') {
-			str_append_c(&out, *p);
-			continue;
-		}
-		switch (*++p) {
-		case 'h':
-			str_append(&out, home);
-			break;
-		case 'u':
-			str_append(&out, address);
-			break;
-		case 'n':
-			str_append_n(&out, address, at != NULL ?
-			    (size_t)(at - address) : strlen(address));
-			break;
-		case 'd':
-			str_append(&out, at != NULL ? at + 1 : "");
-			break;
-		default:
-			str_append_c(&out, *p);
-			break;
-		}
-	}
-	return str_steal(&out);
-}
-
 static int
 name_cmp(const void *a, const void *b)
 {
@@ -266,7 +233,7 @@ admin_paths(const char *list, const char *home, const char *address,
 
 		if (*p == '\0')
 			continue;
-		path = expand(p, home, address);
+		path = sieve_path_expand(p, home, address);
 		if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode) ||
 		    (d = opendir(path)) == NULL) {
 			if (*n < SIEVE_SEQ_MAX) {
@@ -342,7 +309,7 @@ user_script(const struct deliver_sieve *sv, const struct route_dest *d,
 	}
 	if (S_ISREG(st.st_mode))
 		return active;
-	dir = expand(sv->dir, d->home, d->address);
+	dir = sieve_path_expand(sv->dir, d->home, d->address);
 	if (!S_ISLNK(st.st_mode) || !path_under(active, dir)) {
 		*error_r = xasprintf("%s: not a file, nor a link into %s",
 		    active, dir);
@@ -691,7 +658,8 @@ vacation_due(const struct deliver_sieve *sv, const struct route_dest *d,
     const char *sender, const struct sieve_action *a)
 {
 	const struct sieve_vacation *v = a->vacation;
-	char *dir = expand(sv->dir, d->home, d->address), *vdir, *path;
+	char *dir = sieve_path_expand(sv->dir, d->home, d->address);
+	char *vdir, *path;
 	unsigned char h[32];
 	char hex[65];
 	str_t key = STR_INIT;

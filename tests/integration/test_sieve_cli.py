@@ -122,3 +122,54 @@ def test_test_user_active_script(sqlite_instance, tmp_path):
     assert cp.returncode == 1 and cp.stderr == ("%s/.dovecot.sieve: line 2: expected ';' or '{', found end of script\n" % bob_h)
     cp = inst.run("sieve", "test", "nobody@example.test", msg, check=False)
     assert cp.returncode == 1 and cp.stderr == "petrel: no such user: nobody@example.test\n"
+
+
+def test_manage_scripts(sqlite_instance, tmp_path):
+    """sieve put/list/show/activate/deactivate/delete: Pigeonhole's layout
+    (NAME.sieve in %h/sieve, %h/.dovecot.sieve a relative link to the active
+    one), a script that does not parse refused with its errors, bad names
+    and the active script's deletion refused, and `sieve test` then runs
+    the script activated here."""
+    inst = sqlite_instance
+    inst.add_user(ALICE, "pw")
+    home = inst.json("user", "show", ALICE, "--json")["home"]
+    assert inst.run("sieve", "list", ALICE).stdout == ""
+    news = write(str(tmp_path / "news.sieve"),
+                 'require "fileinto";\nif header :contains "subject" "news" '
+                 '{ fileinto "News"; }\n')
+    bad = write(str(tmp_path / "bad.sieve"), 'fileinto "X";\n')
+    assert inst.run("sieve", "put", ALICE, "news", news).stdout == "ok\n"
+    assert inst.run("sieve", "put", ALICE, "spare", news).stdout == "ok\n"
+    cp = inst.run("sieve", "put", ALICE, "broken", bad, check=False)
+    assert cp.returncode == 1 and "line 1:" in cp.stderr, describe(cp)
+    for name in (".hidden", "a/b", "x\x01y", "n" * 129):
+        cp = inst.run("sieve", "put", ALICE, name, news, check=False)
+        assert cp.returncode == 1 and "invalid script name" in cp.stderr, describe(cp)
+    assert sorted(os.listdir(os.path.join(home, "sieve"))) == ["news.sieve", "spare.sieve"]
+    assert inst.run("sieve", "show", ALICE, "news").stdout == open(news).read()
+    cp = inst.run("sieve", "show", ALICE, "nothing", check=False)
+    assert cp.returncode == 1 and "no script" in cp.stderr
+    assert inst.run("sieve", "list", ALICE).stdout == "news\nspare\n"
+
+    assert inst.run("sieve", "activate", ALICE, "news").stdout == "ok\n"
+    assert os.readlink(os.path.join(home, ".dovecot.sieve")) == "sieve/news.sieve"
+    assert inst.run("sieve", "list", ALICE).stdout == "news ACTIVE\nspare\n"
+    msg = write(str(tmp_path / "m.eml"), MSG)
+    assert 'fileinto "News"' in inst.run("sieve", "test", ALICE, msg).stdout
+    cp = inst.run("sieve", "delete", ALICE, "news", check=False)
+    assert cp.returncode == 1 and "active" in cp.stderr, describe(cp)
+    cp = inst.run("sieve", "activate", ALICE, "nothing", check=False)
+    assert cp.returncode == 1 and "no script" in cp.stderr
+    assert inst.run("sieve", "activate", ALICE, "spare").stdout == "ok\n"
+    assert inst.run("sieve", "delete", ALICE, "news").stdout == "ok\n"
+    assert inst.run("sieve", "list", ALICE).stdout == "spare ACTIVE\n"
+    assert inst.run("sieve", "deactivate", ALICE).stdout == "ok\n"
+    assert not os.path.lexists(os.path.join(home, ".dovecot.sieve"))
+    assert inst.run("sieve", "list", ALICE).stdout == "spare\n"
+    cp = inst.run("sieve", "list", "nobody@example.test", check=False)
+    assert cp.returncode == 1 and "no such user" in cp.stderr
+    # a script file (not a link) in the way is left alone
+    write(os.path.join(home, ".dovecot.sieve"), "keep;\n")
+    cp = inst.run("sieve", "activate", ALICE, "spare", check=False)
+    assert cp.returncode == 1 and "not a link" in cp.stderr, describe(cp)
+    assert open(os.path.join(home, ".dovecot.sieve")).read() == "keep;\n"
