@@ -241,8 +241,10 @@ def test_kill9_during_smtp_load(sqlite_instance):
 # outbound: the queue manager killed while it delivers to a slow MX
 
 
-TRACE_PREFIX = re.compile(rb"^(?:(?:Received|DKIM-Signature):[^\r\n]*\r\n"
-                          rb"(?:[ \t][^\r\n]*\r\n)*)+$")
+# what petrel puts in front of a relayed message: its Received, its DKIM
+# signature, the Authentication-Results of its checks at SMTP time
+TRACE_PREFIX = re.compile(rb"^(?:(?:Received|DKIM-Signature|Authentication-Results):"
+                          rb"[^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*)+$")
 
 
 class SlowMX:
