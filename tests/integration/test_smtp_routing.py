@@ -474,8 +474,27 @@ RELAY_FORMS = [
 ]
 
 
+@pytest.fixture(scope="module", params=["sqlite", "mariadb"])
+def relay_routed(request, petrel_bin, tmp_path_factory):
+    """One routed server per backend for the relay forms: none of them may
+    deliver or queue anything, so they share it (and each still checks that
+    nothing was stored)."""
+    from harness.instance import make_instance
+    from harness.server import running
+    import smtp_util
+    mdb = request.getfixturevalue("mariadb") if request.param == "mariadb" else None
+    inst = make_instance(petrel_bin, tmp_path_factory.mktemp("relay-" + request.param),
+                         request.param, mariadb=mdb)
+    for a in (ALICE, BOB):
+        inst.add_user(a)
+    setup_directory(inst)
+    with running(smtp_util.start_smtp, inst) as srv:
+        yield srv
+
+
 @pytest.mark.parametrize("addr", [a for _, a in RELAY_FORMS], ids=[i for i, _ in RELAY_FORMS])
-def test_relay_denied(routed, addr):
+def test_relay_denied(relay_routed, addr):
+    routed = relay_routed
     inst = routed.instance
     with routed.client() as c:
         c.expect("EHLO client.test", 250)
