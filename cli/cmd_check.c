@@ -298,6 +298,16 @@ cmd_check(struct petrel_ctx *cli, int argc, char **argv)
 	else if (days < 0)
 		problem("TLS certificate %s has expired",
 		    config_get(cli->cfg, "tls_cert"));
+	if (config_get(cli->cfg, "tls_sni_dir")[0] != '\0') {
+		size_t nsni;
+
+		if (tls_check_sni_dir(config_get(cli->cfg, "tls_sni_dir"),
+		    &nsni, &days, &cerr) < 0)
+			problem("%s", cerr);
+		else if (nsni > 0 && days < 0)
+			problem("a TLS certificate in %s has expired",
+			    config_get(cli->cfg, "tls_sni_dir"));
+	}
 	{
 		struct milter_spec *specs;
 		size_t n;

@@ -311,7 +311,8 @@ worker_run(struct petrel_ctx *ctx, const char *fdlist)
 
 		w.tls = tls_server_new(config_get(ctx->cfg, "tls_cert"),
 		    config_get(ctx->cfg, "tls_key"),
-		    config_get(ctx->cfg, "tls_profile"), &err);
+		    config_get(ctx->cfg, "tls_profile"),
+		    config_get(ctx->cfg, "tls_sni_dir"), &err);
 		if (w.tls == NULL)
 			log_error("TLS unavailable: %s", err);
 	}

@@ -97,6 +97,11 @@ static const struct key_def keys[] = {
 	  "The certificate chain (PEM) of every TLS listener." },
 	{ "tls_key", KT_STRING, ETC_DIR "/tls/key.pem", NULL, 0,
 	  "The private key (PEM) of tls_cert." },
+	{ "tls_sni_dir", KT_STRING, "", NULL, 0,
+	  "A directory of certificates chosen by the name a TLS client asks "
+	  "for (SNI): each subdirectory holds fullchain.pem and privkey.pem, "
+	  "as certbot's /etc/letsencrypt/live does; a client naming none of "
+	  "their names gets tls_cert. Empty: tls_cert for every client." },
 	{ "tls_profile", KT_ENUM, "intermediate", "intermediate|modern", 0,
 	  "TLS protocols and ciphers: intermediate (TLS 1.2 and 1.3) or "
 	  "modern (TLS 1.3 only)." },

@@ -2,7 +2,11 @@
  * tls.c: certificate handling for `petrel init` and `petrel check`.
  * (The TLS session layer for the protocols builds on this module.)
  */
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
+#include <stdint.h>
+#include <strings.h>
 #include <stdbool.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -27,6 +31,7 @@
 
 #include "lib/base/alloc.h"
 #include "lib/base/err.h"
+#include "lib/base/log.h"
 #include "lib/tls/tls.h"
 
 static const char *
@@ -191,6 +196,39 @@ out:
 	return ret;
 }
 
+static size_t sni_list(const char *dir, char ***names_r);
+
+int
+tls_check_sni_dir(const char *sni_dir, size_t *count_r, int *days_left_r,
+    const char **error_r)
+{
+	char **names, cert[PATH_MAX], key[PATH_MAX];
+	size_t n;
+	int ret = 0, days;
+
+	*count_r = 0;
+	*days_left_r = INT32_MAX;
+	if (access(sni_dir, R_OK | X_OK) < 0)
+		return err_fail(error_r, errno, "tls_sni_dir %s: %m", sni_dir);
+	n = sni_list(sni_dir, &names);
+	for (size_t i = 0; i < n; i++) {
+		if (ret == 0) {
+			snprintf(cert, sizeof(cert), "%s/%s/fullchain.pem",
+			    sni_dir, names[i]);
+			snprintf(key, sizeof(key), "%s/%s/privkey.pem", sni_dir,
+			    names[i]);
+			if (tls_check_pair(cert, key, &days, error_r) < 0)
+				ret = -1;
+			else if (days < *days_left_r)
+				*days_left_r = days;
+		}
+		free(names[i]);
+	}
+	free(names);
+	*count_r = n;
+	return ret;
+}
+
 void
 crypto_hmac_md5(const void *key, size_t keylen, const void *msg,
     size_t msglen, unsigned char out[16])
@@ -213,9 +251,30 @@ crypto_hmac_sha256(const void *key, size_t keylen, const void *msg,
 		memset(out, 0, 32);
 }
 
-struct tls_server {
+/* SNI: a certificate chosen by the name the client asks for. */
+struct tls_sni {
 	SSL_CTX *ctx;
+	char **names;		/* lower case; "*.example.org" wildcards */
+	size_t nnames;
 };
+
+/* The contexts built from one reading of the files. */
+struct tls_set {
+	SSL_CTX *ctx;		/* tls_cert: the default */
+	struct tls_sni *sni;
+	size_t nsni;
+};
+
+struct tls_server {
+	struct tls_set set;
+	char *cert_path, *key_path, *profile, *sni_dir;
+	uint64_t sig;		/* the files' identity when set was built */
+	uint64_t failed_sig;	/* a reading that failed (logged once) */
+	time_t checked;		/* last look at the files (at most 1/s) */
+};
+
+#define TLS_SNI_MAX 256		/* certificates in tls_sni_dir */
+#define TLS_SNI_NAMES_MAX 100	/* names per certificate */
 
 /* Mozilla "intermediate" (server side, v5.7): forward secrecy and AEAD
  * only for TLS 1.2 -- no static RSA key exchange, no CBC. TLS 1.3 keeps
@@ -259,12 +318,12 @@ set_ticket_keys(SSL_CTX *ctx)
 	return ret;
 }
 
-struct tls_server *
-tls_server_new(const char *cert_path, const char *key_path,
-    const char *profile, const char **error_r)
+/* One server context for a certificate chain and key. */
+static SSL_CTX *
+ctx_new(const char *cert_path, const char *key_path, const char *profile,
+    const char **error_r)
 {
 	static const unsigned char sid_ctx[] = "petrel";
-	struct tls_server *ts;
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 	bool modern = profile != NULL && strcmp(profile, "modern") == 0;
 
@@ -313,26 +372,317 @@ tls_server_new(const char *cert_path, const char *key_path,
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
-	ts = xmalloc(sizeof(*ts));
-	ts->ctx = ctx;
+	return ctx;
+}
+
+/* The DNS names of the context's certificate (subjectAltName dNSName,
+ * else the common name), lower case. */
+static void
+sni_names(SSL_CTX *ctx, struct tls_sni *e)
+{
+	X509 *cert = SSL_CTX_get0_certificate(ctx);
+	GENERAL_NAMES *gens;
+	char buf[256];
+
+	if (cert == NULL)
+		return;
+	e->names = xcalloc(TLS_SNI_NAMES_MAX, sizeof(char *));
+	gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+	for (int i = 0; gens != NULL && i < sk_GENERAL_NAME_num(gens) &&
+	    e->nnames < TLS_SNI_NAMES_MAX; i++) {
+		const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+		const unsigned char *d;
+		int len;
+
+		if (g->type != GEN_DNS)
+			continue;
+		d = ASN1_STRING_get0_data(g->d.dNSName);
+		len = ASN1_STRING_length(g->d.dNSName);
+		if (len <= 0 || (size_t)len >= sizeof(buf) ||
+		    memchr(d, '\0', (size_t)len) != NULL)
+			continue;
+		memcpy(buf, d, (size_t)len);
+		buf[len] = '\0';
+		e->names[e->nnames++] = xstrdup(buf);
+	}
+	GENERAL_NAMES_free(gens);
+	if (e->nnames == 0 && X509_NAME_get_text_by_NID(
+	    X509_get_subject_name(cert), NID_commonName, buf,
+	    (int)sizeof(buf)) > 0)
+		e->names[e->nnames++] = xstrdup(buf);
+	for (size_t i = 0; i < e->nnames; i++)
+		for (char *c = e->names[i]; *c != '\0'; c++)
+			if (*c >= 'A' && *c <= 'Z')
+				*c = (char)(*c - 'A' + 'a');
+}
+
+/* RFC 6125 6.4.3, the common subset: exact (case-insensitive), or a
+ * wildcard "*.rest" standing for exactly one left-most label. */
+static bool
+sni_match(const char *pattern, const char *name)
+{
+	const char *dot;
+
+	if (strcasecmp(pattern, name) == 0)
+		return true;
+	if (pattern[0] != '*' || pattern[1] != '.')
+		return false;
+	dot = strchr(name, '.');
+	return dot != NULL && dot != name && strcasecmp(dot, pattern + 1) == 0;
+}
+
+static void
+set_clear(struct tls_set *set)
+{
+	SSL_CTX_free(set->ctx);
+	for (size_t i = 0; i < set->nsni; i++) {
+		SSL_CTX_free(set->sni[i].ctx);
+		for (size_t j = 0; j < set->sni[i].nnames; j++)
+			free(set->sni[i].names[j]);
+		free(set->sni[i].names);
+	}
+	free(set->sni);
+	memset(set, 0, sizeof(*set));
+}
+
+static int
+sni_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The subdirectories of tls_sni_dir, sorted (certbot's live/ layout:
+ * NAME/fullchain.pem and NAME/privkey.pem); README and dot files are not
+ * certificates. */
+static size_t
+sni_list(const char *dir, char ***names_r)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	char **names = NULL;
+	size_t n = 0;
+
+	*names_r = NULL;
+	if (d == NULL)
+		return 0;
+	names = xcalloc(TLS_SNI_MAX, sizeof(char *));
+	while ((de = readdir(d)) != NULL && n < TLS_SNI_MAX) {
+		char path[PATH_MAX];
+		struct stat st;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+			names[n++] = xstrdup(de->d_name);
+	}
+	closedir(d);
+	qsort(names, n, sizeof(char *), sni_cmp);
+	*names_r = names;
+	return n;
+}
+
+/* Fold one file's identity into h: a replaced or rewritten file (inode,
+ * size, times) changes it, as does one that disappears. */
+static uint64_t
+sig_add(uint64_t h, const char *path)
+{
+	struct stat st;
+	uint64_t v[6] = { 0 };
+
+	if (stat(path, &st) == 0) {
+		v[0] = (uint64_t)st.st_dev;
+		v[1] = (uint64_t)st.st_ino;
+		v[2] = (uint64_t)st.st_size;
+		v[3] = (uint64_t)st.st_mtim.tv_sec * 1000000000u +
+		    (uint64_t)st.st_mtim.tv_nsec;
+		v[4] = (uint64_t)st.st_ctim.tv_sec * 1000000000u +
+		    (uint64_t)st.st_ctim.tv_nsec;
+	} else
+		v[5] = (uint64_t)errno + 1;
+	for (size_t i = 0; i < 6; i++) {
+		for (int b = 0; b < 8; b++) {
+			h ^= (v[i] >> (b * 8)) & 0xff;
+			h *= 1099511628211u;	/* FNV-1a */
+		}
+	}
+	return h;
+}
+
+static uint64_t
+files_sig(const struct tls_server *ts)
+{
+	uint64_t h = 14695981039346656037u;
+	char **names, path[PATH_MAX];
+	size_t n;
+
+	h = sig_add(h, ts->cert_path);
+	h = sig_add(h, ts->key_path);
+	if (ts->sni_dir == NULL)
+		return h;
+	h = sig_add(h, ts->sni_dir);
+	n = sni_list(ts->sni_dir, &names);
+	for (size_t i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "%s/%s/fullchain.pem",
+		    ts->sni_dir, names[i]);
+		h = sig_add(h, path);
+		snprintf(path, sizeof(path), "%s/%s/privkey.pem",
+		    ts->sni_dir, names[i]);
+		h = sig_add(h, path);
+		free(names[i]);
+	}
+	free(names);
+	return h;
+}
+
+static int sni_callback(SSL *ssl, int *alert, void *arg);
+
+/* Read every certificate afresh into set: all or nothing. */
+static int
+set_load(struct tls_server *ts, struct tls_set *set, const char **error_r)
+{
+	char **names = NULL, cert[PATH_MAX], key[PATH_MAX];
+	size_t n = 0;
+	int ret = -1;
+
+	memset(set, 0, sizeof(*set));
+	set->ctx = ctx_new(ts->cert_path, ts->key_path, ts->profile, error_r);
+	if (set->ctx == NULL)
+		return -1;
+	SSL_CTX_set_tlsext_servername_callback(set->ctx, sni_callback);
+	SSL_CTX_set_tlsext_servername_arg(set->ctx, ts);
+	if (ts->sni_dir == NULL)
+		return 0;
+	if (access(ts->sni_dir, R_OK | X_OK) < 0) {
+		err_fail(error_r, errno, "tls_sni_dir %s: %m", ts->sni_dir);
+		goto out;
+	}
+	n = sni_list(ts->sni_dir, &names);
+	set->sni = xcalloc(n > 0 ? n : 1, sizeof(*set->sni));
+	for (size_t i = 0; i < n; i++) {
+		struct tls_sni *e = &set->sni[set->nsni];
+
+		snprintf(cert, sizeof(cert), "%s/%s/fullchain.pem",
+		    ts->sni_dir, names[i]);
+		snprintf(key, sizeof(key), "%s/%s/privkey.pem", ts->sni_dir,
+		    names[i]);
+		e->ctx = ctx_new(cert, key, ts->profile, error_r);
+		if (e->ctx == NULL)
+			goto out;
+		set->nsni++;
+		sni_names(e->ctx, e);
+	}
+	ret = 0;
+out:
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	if (ret < 0)
+		set_clear(set);
+	return ret;
+}
+
+/* The server name the client asked for picks the certificate; no name,
+ * or one no certificate carries, gets tls_cert. */
+static int
+sni_callback(SSL *ssl, int *alert, void *arg)
+{
+	struct tls_server *ts = arg;
+	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+
+	(void)alert;
+	if (name == NULL)
+		return SSL_TLSEXT_ERR_OK;
+	for (size_t i = 0; i < ts->set.nsni; i++) {
+		for (size_t j = 0; j < ts->set.sni[i].nnames; j++) {
+			if (sni_match(ts->set.sni[i].names[j], name)) {
+				SSL_set_SSL_CTX(ssl, ts->set.sni[i].ctx);
+				return SSL_TLSEXT_ERR_OK;
+			}
+		}
+	}
+	return SSL_TLSEXT_ERR_OK;
+}
+
+struct tls_server *
+tls_server_new(const char *cert_path, const char *key_path,
+    const char *profile, const char *sni_dir, const char **error_r)
+{
+	struct tls_server *ts = xcalloc(1, sizeof(*ts));
+
+	ts->cert_path = xstrdup(cert_path);
+	ts->key_path = xstrdup(key_path);
+	ts->profile = xstrdup(profile != NULL ? profile : "intermediate");
+	ts->sni_dir = sni_dir != NULL && sni_dir[0] != '\0' ?
+	    xstrdup(sni_dir) : NULL;
+	ts->sig = files_sig(ts);
+	if (set_load(ts, &ts->set, error_r) < 0) {
+		tls_server_free(&ts);
+		return NULL;
+	}
+	ts->checked = time(NULL);
 	return ts;
+}
+
+/* At most once a second, before a handshake: when a certificate or key
+ * file changed (certbot's renewal, a deploy hook copying files in place),
+ * read them all again; handshakes from then on get the new ones, sessions
+ * in flight keep theirs (each holds its context). A reading that fails
+ * (a pair written half, a key that does not match yet) keeps the old set
+ * and is tried again the next second, logged once. */
+static void
+tls_server_refresh(struct tls_server *ts)
+{
+	struct tls_set set;
+	const char *err;
+	time_t now = time(NULL);
+	uint64_t sig;
+
+	if (now == ts->checked)
+		return;
+	ts->checked = now;
+	sig = files_sig(ts);
+	if (sig == ts->sig)
+		return;
+	if (set_load(ts, &set, &err) < 0) {
+		if (sig != ts->failed_sig)
+			log_error("TLS: keeping the certificates in use: %s",
+			    err);
+		ts->failed_sig = sig;
+		return;
+	}
+	set_clear(&ts->set);
+	ts->set = set;
+	ts->sig = sig;
+	ts->failed_sig = 0;
+	log_info("TLS: certificates read again (%s%s%s)", ts->cert_path,
+	    ts->sni_dir != NULL ? ", " : "",
+	    ts->sni_dir != NULL ? ts->sni_dir : "");
 }
 
 void
 tls_server_free(struct tls_server **tsp)
 {
-	if (*tsp == NULL)
+	struct tls_server *ts = *tsp;
+
+	if (ts == NULL)
 		return;
-	SSL_CTX_free((*tsp)->ctx);
-	free(*tsp);
+	set_clear(&ts->set);
+	free(ts->cert_path);
+	free(ts->key_path);
+	free(ts->profile);
+	free(ts->sni_dir);
+	free(ts);
 	*tsp = NULL;
 }
 
 struct bufferevent *
 tls_bev_accept(struct tls_server *ts, struct event_base *base, int fd)
 {
-	SSL *ssl = SSL_new(ts->ctx);
+	SSL *ssl;
 
+	tls_server_refresh(ts);
+	ssl = SSL_new(ts->set.ctx);
 	if (ssl == NULL)
 		return NULL;
 	return bufferevent_openssl_socket_new(base, fd, ssl,
@@ -344,8 +694,10 @@ tls_bev_starttls(struct tls_server *ts, struct event_base *base,
     struct bufferevent *plain)
 {
 	struct evbuffer *in = bufferevent_get_input(plain);
-	SSL *ssl = SSL_new(ts->ctx);
+	SSL *ssl;
 
+	tls_server_refresh(ts);
+	ssl = SSL_new(ts->set.ctx);
 	if (ssl == NULL)
 		return NULL;
 	/* Plaintext pipelined after STARTTLS must not be executed later as

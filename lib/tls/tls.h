@@ -11,6 +11,11 @@ int tls_make_selfsigned(const char *cert_path, const char *key_path,
  * 0 ok, -1 with *error_r (static buffer) set. days_left_r may be NULL. */
 int tls_check_pair(const char *cert_path, const char *key_path,
     int *days_left_r, const char **error_r);
+/* Every pair of tls_sni_dir (see tls_server_new) checked as
+ * tls_check_pair does; *count_r the number of pairs, *days_left_r the
+ * fewest days left among them. 0 ok, -1 with *error_r set. */
+int tls_check_sni_dir(const char *sni_dir, size_t *count_r, int *days_left_r,
+    const char **error_r);
 
 /* HMAC-MD5 (RFC 2104), for CRAM-MD5 (RFC 2195) alone. */
 void crypto_hmac_md5(const void *key, size_t keylen, const void *msg,
@@ -23,10 +28,14 @@ void crypto_hmac_sha256(const void *key, size_t keylen, const void *msg,
  * profile (tls_profile) "intermediate" (TLS 1.2 with forward-secret AEAD
  * suites only, and 1.3) or "modern" (TLS 1.3 only); session resumption
  * by tickets (keys derived from the private key, the same in every
- * worker) and a server-side cache. NULL with *error_r set on failure. */
+ * worker) and a server-side cache. sni_dir (tls_sni_dir; NULL or "" for
+ * none): subdirectories NAME/fullchain.pem + NAME/privkey.pem (certbot's
+ * live/ layout), each served to clients whose SNI name its certificate
+ * carries. Files that change are read again before the next handshake
+ * (at most once a second). NULL with *error_r set on failure. */
 struct tls_server;
 struct tls_server *tls_server_new(const char *cert_path, const char *key_path,
-    const char *profile, const char **error_r);
+    const char *profile, const char *sni_dir, const char **error_r);
 void tls_server_free(struct tls_server **ts);
 
 struct bufferevent;
