@@ -7,12 +7,13 @@ written here: its own upgrade.php (what its setup.php runs) creates its
 schema in a database of the session's private MariaDB, and its command
 line, postfixadmin-cli, adds the domain, the mailbox (password hashed with
 its `encrypt` setting, `md5crypt`: the package's default, written out in
-config.local.php) and an alias. petrel, started with `schema =
-postfixadmin` on that database, then takes PostfixAdmin's welcome mail
-(PostfixAdmin sends it over SMTP to petrel's listener), delivers over SMTP
-to the mailbox and to the alias, and logs the user in over IMAP and POP3
-with the password set through PostfixAdmin. A mailbox PostfixAdmin
-deactivates can no longer log in or receive mail.
+config.local.php), an alias and an alias domain. petrel, started with
+`schema = postfixadmin` on that database, then takes PostfixAdmin's
+welcome mail (PostfixAdmin sends it over SMTP to petrel's listener),
+delivers over SMTP to the mailbox, the alias and the alias domain, and
+logs the user in over IMAP and POP3 with the password set through
+PostfixAdmin. A mailbox PostfixAdmin deactivates can no longer log in or
+receive mail.
 
 PostfixAdmin is run from a copy of its configuration in a temporary
 directory (its PHP sources are linked from /usr/share/postfixadmin, its
@@ -209,6 +210,10 @@ def test_postfixadmin_admin_over_petrel(pfa):
     assert "fsockopen failed" not in cp.stdout + cp.stderr, cp.stdout + cp.stderr
     cp = cli(d, "alias", "add", ALIAS, "--goto", USER)
     assert "has been created" in cp.stdout, cp.stdout
+    # and an alias domain: alias.test takes example.com's mail
+    cli(d, "domain", "add", "alias.test")
+    cp = cli(d, "aliasdomain", "add", "alias.test", "--target-domain", DOMAIN)
+    assert "has been created" in cp.stdout, cp.stdout
     # PostfixAdmin refuses what it should (its own checks ran, not ours)
     bad = cli(d, "mailbox", "add", "weak@example.com", "--password", "weak", "--password2", "weak",
               check=False)
@@ -231,26 +236,28 @@ def test_postfixadmin_admin_over_petrel(pfa):
 
     send(srv, USER, "to the mailbox")
     send(srv, ALIAS, "to the alias")
+    send(srv, "info@alias.test", "to the alias domain")
     got = read_all(inst)
-    assert len(got) == 3, [g[:200] for g in got]
+    assert len(got) == 4, [g[:200] for g in got]
     subjects = sorted(l.rstrip(b"\r") for g in got for l in g.split(b"\n")
                       if l.startswith(b"Subject: to "))
-    assert subjects == [b"Subject: to the alias", b"Subject: to the mailbox"], subjects
+    assert subjects == [b"Subject: to the alias", b"Subject: to the alias domain",
+                        b"Subject: to the mailbox"], subjects
     assert rcpt_code(srv, "nobody@example.com") == 550
 
     # the password set through PostfixAdmin logs in, over IMAP and POP3
     m = imap_login(srv, USER, PASSWORD)
     assert m is not None
     typ, data = m.select("INBOX")
-    assert typ == "OK" and int(data[0]) == 3, data
-    typ, data = m.search(None, "SUBJECT", "alias")
+    assert typ == "OK" and int(data[0]) == 4, data
+    typ, data = m.search(None, "SUBJECT", "domain")
     assert typ == "OK" and len(data[0].split()) == 1, data
     m.logout()
     assert imap_login(srv, USER, PASSWORD + "x") is None
     p = pop3_login(srv, USER, PASSWORD)
     assert p is not None
     count, _size = p.stat()
-    assert count == 3, count
+    assert count == 4, count
     p.quit()
     assert pop3_login(srv, USER, "Kasper-pw43") is None
 
