@@ -29,13 +29,16 @@ build_pkgs=(gcc meson ninja-build pkg-config libssl-dev libsqlite3-dev
 # configuration on loopback (the package's service is never started).
 # python3-llfuse and fuse3 for durafs, the file system that forgets what was
 # never synced (tests/reliability/test_power_loss.py).
+# PostfixAdmin (run from a copy of its configuration, its CLI against the
+# tests' private MariaDB; no web server or system database is set up) with
+# the PHP modules it needs (test_postfixadmin.py).
 test_pkgs=(python3 python3-pytest mariadb-server mariadb-client sqlite3
 	openssl procps swaks libnet-ssleay-perl curl fetchmail postfix python3-dkim isync mutt tmux
 	clang libclang-rt-14-dev valgrind testssl.sh nsd strace pflogsumm unbound
 	debhelper lintian systemd git util-linux iproute2
 	roundcube-core roundcube-sqlite3 php-cli php-sqlite3 chromium chromium-driver
 	python3-selenium man-db groff-base python3-prometheus-client rspamd
-	python3-llfuse fuse3)
+	python3-llfuse fuse3 postfixadmin php-mysql php-mbstring php-imap)
 
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then
@@ -78,6 +81,8 @@ fi
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
 # roundcube-core must not set up a system database (the test uses its own).
 echo "roundcube-core roundcube/dbconfig-install boolean false" | $SUDO debconf-set-selections
+# nor postfixadmin (test_postfixadmin.py gives it the tests' MariaDB).
+echo "postfixadmin postfixadmin/dbconfig-install boolean false" | $SUDO debconf-set-selections
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 legacy "${1:-}"
