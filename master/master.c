@@ -1021,6 +1021,10 @@ serve_run(struct petrel_ctx *ctx, const char **error_r)
 	    log_open_syslog(config_get(ctx->cfg, "syslog_socket"), error_r) <
 	    0)
 		return -1;
+	if (strcmp(config_get(ctx->cfg, "log_target"), "journald") == 0 &&
+	    log_open_journald(config_get(ctx->cfg, "journald_socket"),
+	    error_r) < 0)
+		return -1;
 	/* syslog program names (Postfix's where they exist); the
 	 * protocols' sessions set their own (lib/session) */
 	if (getenv("PETREL_ROLE") == NULL && fds == NULL)

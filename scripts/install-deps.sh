@@ -53,9 +53,16 @@ for p in "${pkgs[@]}"; do
 done
 # The old IMAP servers for the migration round trip are unpacked, not
 # installed (their packages conflict): scripts/install-legacy-imap.sh.
+# test_journald.py runs a systemd-journald of its own, which needs a
+# machine id: a bare container may have none (systemd makes one at first
+# boot), so make it the same way.
 legacy() {
 	if [ "${1:-}" = "--test" ]; then
 		bash "$(dirname "$0")/install-legacy-imap.sh"
+		if [ "$(id -u)" -eq 0 ] && [ ! -s /etc/machine-id ] &&
+		    command -v systemd-machine-id-setup >/dev/null; then
+			systemd-machine-id-setup >/dev/null
+		fi
 	fi
 }
 if [ ${#missing[@]} -eq 0 ]; then

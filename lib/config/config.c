@@ -202,9 +202,12 @@ static const struct key_def keys[] = {
 	{ "log_level", KT_LEVEL, "info", NULL, 0,
 	  "The least important messages logged: error, warning, info or "
 	  "debug." },
-	{ "log_target", KT_ENUM, "stderr", "stderr|syslog", 0,
-	  "Where logs go: stderr, or syslog (facility mail, Postfix's "
-	  "program names such as petrel/smtpd)." },
+	{ "log_target", KT_ENUM, "stderr", "stderr|syslog|journald", 0,
+	  "Where logs go: stderr, syslog (facility mail, Postfix's "
+	  "program names such as petrel/smtpd), or journald (the same lines "
+	  "with fields QUEUE_ID, SESSION_ID, CLIENT, USER, PROTOCOL)." },
+	{ "journald_socket", KT_STRING, "/run/systemd/journal/socket", NULL, 0,
+	  "journald's native socket for log_target = journald." },
 	{ "syslog_socket", KT_STRING, "/dev/log", NULL, 0,
 	  "The syslog socket for log_target = syslog." },
 	{ "allow_plaintext_auth", KT_ENUM, "loopback", "loopback|yes|no", 0,
