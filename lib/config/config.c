@@ -265,8 +265,8 @@ static const struct key_def keys[] = {
 	  "DMARC (RFC 7489) of the From domain of mail received by SMTP: "
 	  "enforce (p=reject gets 550 5.7.1 after the data, p=quarantine is "
 	  "stored in the recipient's Junk folder), mark (the result is only "
-	  "recorded in Authentication-Results) or ignore (not checked); "
-	  "petrel init writes enforce.", "enforce" },
+	  "recorded in Authentication-Results) or ignore (not checked).",
+	  "enforce" },
 	{ "sieve_max_redirects", KT_UINT, "4", NULL, 64,
 	  "Redirects one Sieve script run may make." },
 	{ "sieve_dir", KT_STRING, "%h/sieve", NULL, 0,
