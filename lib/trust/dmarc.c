@@ -69,7 +69,9 @@ struct addr_buf {
 	size_t len;
 	size_t at;		/* 1 + the index of the last '@' outside
 				 * quotes; 0: none */
-	bool over;
+	bool space;		/* white space since the last octet */
+	bool over;		/* too long, or words without an address's
+				 * '@' or '.' between them */
 };
 
 static void
@@ -79,6 +81,12 @@ addr_put(struct addr_buf *b, char c, bool quoted)
 		b->over = true;
 		return;
 	}
+	/* "a @ b . c" is an address with white space (RFC 5322 obs-
+	 * syntax); "a@b c" is not one */
+	if (b->space && b->len > 0 && c != '.' && c != '@' &&
+	    b->text[b->len - 1] != '.' && b->text[b->len - 1] != '@')
+		b->over = true;
+	b->space = false;
 	if (c == '@' && !quoted)
 		b->at = b->len + 1;
 	b->text[b->len++] = c;
@@ -146,6 +154,8 @@ from_addresses(const char *v, size_t len, struct addr_buf *first)
 					depth--;
 			}
 			i--;
+			/* a comment is white space (CFWS) */
+			(in_angle ? &angle : &plain)->space = true;
 			continue;
 		}
 		if (c == '"') {
@@ -184,8 +194,10 @@ from_addresses(const char *v, size_t len, struct addr_buf *first)
 			has_angle = false;
 			continue;
 		}
-		if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
+		if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+			(in_angle ? &angle : &plain)->space = true;
 			continue;
+		}
 		addr_put(in_angle ? &angle : &plain, c, false);
 	}
 	return count;

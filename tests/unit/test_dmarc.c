@@ -42,6 +42,14 @@ test_from(void)
 	test_assert(from("From: joe@[192.0.2.1]\n", d) == DMARC_FROM_BAD);
 	test_assert(from("From: joe@b\xc3\xa4r.test\n", d) == DMARC_FROM_BAD);
 	test_assert(from("From: joe@a..test\n", d) == DMARC_FROM_BAD);
+	/* white space: around dots and '@' (obsolete syntax), not between
+	 * words (found by fuzz_trust_fields) */
+	test_assert(from("From: joe @ ex . test\n", d) == DMARC_FROM_OK);
+	test_assert_streq(d, "ex.test");
+	test_assert(from("From: joe@mx.ex\tmelex.test\n", d) ==
+	    DMARC_FROM_BAD);
+	test_assert(from("From: Joe Doe joe@ex.test\n", d) == DMARC_FROM_BAD);
+	test_assert(from("From: joe@ex(c)ample.test\n", d) == DMARC_FROM_BAD);
 	test_assert(d[0] == '\0');
 	/* a From-like field name is not From; bounds */
 	test_assert(from("From-X: a@b.c\nFrom: <z@ok.test>\n", d) ==
