@@ -1,9 +1,10 @@
 /*
  * fuzz_trust_fields.c: what the trust checks take from the sender's side
- * (lib/trust/rdata.c, lib/trust/authres.c): TXT rdata and names in DNS
- * answers, Authentication-Results fields found in a message, and the
- * client's and signer's values written into petrel's own field. The first
- * octet chooses the part, the rest is the input.
+ * (lib/trust/rdata.c, lib/trust/authres.c, lib/trust/dmarc.c): TXT rdata
+ * and names in DNS answers, Authentication-Results fields and the From
+ * field found in a message, and the client's and signer's values written
+ * into petrel's own field. The first octet chooses the part, the rest is
+ * the input.
  * Checks:
  *  - TXT: the joined text is exactly the strings' octets in order (a
  *    string cut by the end of the rdata gives what there is), at most
@@ -12,12 +13,16 @@
  *    unprintable octets and dots as '?'), fits the buffer, and nothing
  *    follows the root label that was read;
  *  - claims: a field said to claim the authserv-id contains it;
+ *  - From (the same input as a header section): a domain found is a
+ *    plain lower-case name of at most 253 octets whose labels the input
+ *    contains;
  *  - our field: one line per clause, every line after the first begins
  *    with a tab, nothing but the clauses' own ';', no CR, no empty line,
  *    whatever the values.
  */
 #include <ctype.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -25,6 +30,7 @@
 #include "lib/base/str.h"
 #include "lib/trust/authres.h"
 #include "lib/trust/dkim_verify.h"
+#include "lib/trust/dmarc.h"
 #include "lib/trust/rdata.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -93,9 +99,43 @@ check_name(const unsigned char *p, size_t len)
 }
 
 static void
+check_from(const unsigned char *p, size_t len)
+{
+	char dom[256];
+	size_t n;
+	int found;
+
+	if (dmarc_from_domain((const char *)p, len, dom, sizeof(dom)) !=
+	    DMARC_FROM_OK)
+		return;
+	n = strlen(dom);
+	if (n == 0 || n > 253)
+		abort();
+	for (size_t i = 0; i < n; i++)
+		if (!(islower((unsigned char)dom[i]) ||
+		    isdigit((unsigned char)dom[i]) || strchr("-_.", dom[i])))
+			abort();
+	/* each label is in the input (white space may sit around dots) */
+	for (const char *l = dom; *l != '\0';) {
+		size_t ln = strcspn(l, ".");
+
+		found = 0;
+		for (size_t i = 0; i + ln <= len && !found; i++)
+			found = strncasecmp((const char *)p + i, l, ln) == 0;
+		if (!found)
+			abort();
+		l += ln;
+		if (*l == '.')
+			l++;
+	}
+}
+
+static void
 check_claims(const unsigned char *p, size_t len)
 {
 	const char *id = "mx.example.org";
+
+	check_from(p, len);
 
 	if (authres_claims((const char *)p, len, id)) {
 		size_t n = strlen(id);
@@ -114,6 +154,7 @@ check_format(const unsigned char *p, size_t len)
 {
 	char *buf = malloc(len + 1), *v[5] = { "", "", "", "", "" };
 	struct dkim_verdict dv[2];
+	struct dmarc_verdict dm;
 	struct authres ar;
 	str_t out = STR_INIT;
 	size_t nv = 0, semis = 0, lines = 0;
@@ -139,6 +180,12 @@ check_format(const unsigned char *p, size_t len)
 	ar.dkim_checked = true;
 	ar.dkim = dv;
 	ar.ndkim = 2;
+	memset(&dm, 0, sizeof(dm));
+	dm.result = DMARC_R_FAIL;
+	dm.policy = 'r';
+	dm.disposition = DMARC_D_REJECT;
+	snprintf(dm.from, sizeof(dm.from), "%s", v[1]);
+	ar.dmarc = &dm;
 	authres_format(&out, &ar);
 	if (out.len == 0 || out.data[out.len - 1] != '\n' ||
 	    strncmp(out.data, "Authentication-Results: mx.example.org;\n",
@@ -155,7 +202,7 @@ check_format(const unsigned char *p, size_t len)
 				abort();
 		}
 	}
-	if (semis != 3 || lines != 4)
+	if (semis != 4 || lines != 5)
 		abort();
 	str_free(&out);
 	free(buf);

@@ -6,7 +6,7 @@ set -euo pipefail
 
 build_pkgs=(gcc meson ninja-build pkg-config libssl-dev libsqlite3-dev
 	libmariadb-dev libcrypt-dev libevent-dev libunbound-dev libopendkim-dev
-	zlib1g-dev libspf2-dev)
+	zlib1g-dev libspf2-dev libopendmarc-dev libpsl-dev publicsuffix)
 # Real clients the integration tests drive: swaks (with Net::SSLeay for
 # its TLS, only recommended by the package), curl, fetchmail, Postfix's
 # smtp-source (from the postfix package; no Postfix service is run),

@@ -35,6 +35,7 @@
 #include "lib/base/log.h"
 #include "lib/base/str.h"
 #include "lib/deliver/deliver.h"
+#include "lib/trust/dmarc.h"
 #include "lib/io/jobs.h"
 #include "lib/queue/spool.h"
 #include "lib/session/counters.h"
@@ -129,6 +130,11 @@ data_run(struct job *job, void *state)
 		s->job_milter = SMTP_MILTER_ERROR;
 		return;
 	}
+	if (s->job_dmarc == DMARC_D_REJECT) {
+		/* dmarc_policy = enforce, p=reject: refused in data_done */
+		str_free(&authres);
+		return;
+	}
 	if (s->srv->nmilters > 0) {
 		/* the filters' verdict and changes before anything is
 		 * stored */
@@ -173,6 +179,7 @@ data_run(struct job *job, void *state)
 	 * of the one recipient is still ours to answer */
 	msg.authc = state;
 	msg.may_refuse = true;
+	msg.junk = s->job_dmarc == DMARC_D_QUARANTINE;
 	{
 		/* Postfix's qmgr line, before the deliveries it counts */
 		const char *prev = log_service_set("qmgr");
@@ -243,6 +250,15 @@ data_done(struct job *job)
 
 	if (s->lmtp) {
 		lmtp_data_done(s);
+	} else if (s->job_milter == SMTP_MILTER_DELIVER &&
+	    s->job_dmarc == DMARC_D_REJECT) {
+		/* RFC 7489 10.3: the reply names DMARC */
+		log_info("%s: dmarc-reject: END-OF-MESSAGE from %s: 5.7.1 "
+		    "DMARC policy of %s; from=<%s>", s->qid, s->base.peer,
+		    s->job_dmarc_from, s->sender);
+		if (!s->base.dead)
+			reply_error(s, "550 5.7.1 Message rejected by the DMARC "
+			    "policy of %s", s->job_dmarc_from);
 	} else if (s->job_milter != SMTP_MILTER_DELIVER) {
 		milter_done(s);
 	} else if (s->job_status == 0 && s->job_reject != NULL) {
@@ -273,6 +289,7 @@ data_done(struct job *job)
 	}
 	xfree(&s->job_error);
 	xfree(&s->job_reject);
+	s->job_dmarc = 0;
 	s->job_code = ERR_NONE;
 	smtp_transaction_reset(s);
 	session_job_finished(&s->base);

@@ -93,6 +93,10 @@ struct smtp_session {
 	char *job_reject;	/* a Sieve reject's reason: 550 */
 	int job_milter;		/* enum smtp_milter_outcome */
 	char *job_milter_reply;	/* a filter's own reply line */
+	/* trust.c: what DMARC asks of this message with dmarc_policy =
+	 * enforce (enum dmarc_disposition; 0: deliver as usual) */
+	int job_dmarc;
+	char job_dmarc_from[256];	/* its From domain, for the reply */
 	int *lmtp_status;	/* LMTP: each recipient's outcome (lmtp.c) */
 };
 
@@ -165,9 +169,10 @@ bool smtp_trust_spf_wanted(const struct smtp_session *s);
  * there is nothing to check (addr untouched). */
 bool smtp_trust_mail(struct smtp_session *s, char *addr);
 /* At the end of the data (job thread, before the filters): verify the
- * DKIM signatures, remove Authentication-Results fields that claim this
- * host's authserv-id, append ours to prefix. 0, or -1 when the message
- * could not be rewritten. */
+ * DKIM signatures, check DMARC (s->job_dmarc: what enforce asks), remove
+ * Authentication-Results fields that claim this host's authserv-id,
+ * append ours to prefix. 0, or -1 when the message could not be
+ * rewritten. */
 int smtp_trust_data(struct smtp_session *s, str_t *prefix);
 /* lmtp.c: the LMTP mode (RFC 2033) of the session. */
 /* LHLO: the capabilities (no AUTH). */

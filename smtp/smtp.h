@@ -40,6 +40,8 @@ struct smtp_server {
 	unsigned milter_timeout;	/* milter_timeout, seconds */
 	enum { SMTP_SPF_MARK, SMTP_SPF_REJECT, SMTP_SPF_IGNORE } spf_policy;
 	bool dkim_verify;	/* dkim_verify = yes */
+	enum { SMTP_DMARC_MARK, SMTP_DMARC_ENFORCE, SMTP_DMARC_IGNORE }
+	    dmarc_policy;
 };
 
 void smtp_server_init(struct smtp_server *srv, struct event_base *base,

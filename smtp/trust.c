@@ -1,19 +1,22 @@
 /*
  * trust.c: the SMTP server's checks of who sent a message (SPEC 6,
- * "trust"): SPF at MAIL FROM (lib/trust/spf), DKIM at the end of the
- * data (lib/trust/dkim_verify), and the one Authentication-Results field
- * (lib/trust/authres) that records them, put on top of the stored copy.
+ * "trust"): SPF at MAIL FROM (lib/trust/spf), DKIM and DMARC at the end
+ * of the data (lib/trust/dkim_verify, lib/trust/dmarc), and the one
+ * Authentication-Results field (lib/trust/authres) that records them, put
+ * on top of the stored copy. With dmarc_policy = enforce, DMARC's p=reject
+ * refuses the message and p=quarantine files it in Junk (cmd_data.c).
  * Every check that looks something up runs on a job thread: the event
  * loop never waits for DNS.
  *
  * Not checked (as Postfix setups put permit_sasl_authenticated and
  * permit_mynetworks before the SPF policy): authenticated sessions
  * (submission), and clients connecting from this host itself (127.0.0.1,
- * ::1: local injection, a content filter handing mail back). Other
- * loopback addresses are checked like any client.
+ * ::1: local injection, a content filter handing mail back): neither SPF
+ * nor DMARC. Other loopback addresses are checked like any client.
  */
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -28,6 +31,7 @@
 #include "lib/session/session.h"
 #include "lib/trust/authres.h"
 #include "lib/trust/dkim_verify.h"
+#include "lib/trust/dmarc.h"
 #include "lib/trust/dnsq.h"
 #include "lib/trust/spf.h"
 #include "smtp/smtp-private.h"
@@ -44,8 +48,14 @@ smtp_trust_init(struct smtp_server *srv, const struct config *cfg)
 	srv->spf_policy = strcmp(p, "reject") == 0 ? SMTP_SPF_REJECT :
 	    strcmp(p, "ignore") == 0 ? SMTP_SPF_IGNORE : SMTP_SPF_MARK;
 	srv->dkim_verify = strcmp(config_get(cfg, "dkim_verify"), "yes") == 0;
+	p = config_get(cfg, "dmarc_policy");
+	srv->dmarc_policy = strcmp(p, "enforce") == 0 ? SMTP_DMARC_ENFORCE :
+	    strcmp(p, "ignore") == 0 ? SMTP_DMARC_IGNORE : SMTP_DMARC_MARK;
 	if (dnsq_setup(config_get(cfg, "dns_resolver"), &err) < 0)
 		fatal("%s", err);
+	if (srv->dmarc_policy != SMTP_DMARC_IGNORE &&
+	    dmarc_setup(DMARC_PSL_FILE, &err) < 0)
+		fatal("dmarc_policy: %s", err);
 }
 
 static bool
@@ -54,6 +64,13 @@ local_client(const struct smtp_session *s)
 	return strcmp(s->base.ip, "127.0.0.1") == 0 ||
 	    strcmp(s->base.ip, "::1") == 0 ||
 	    strcmp(s->base.ip, "::ffff:127.0.0.1") == 0;
+}
+
+static bool
+dmarc_wanted(const struct smtp_session *s)
+{
+	return s->srv->dmarc_policy != SMTP_DMARC_IGNORE &&
+	    s->auth_user == NULL && !s->submission && !local_client(s);
 }
 
 bool
@@ -283,17 +300,56 @@ strip_forged(struct smtp_session *s)
 	return ret;
 }
 
+/* DMARC of the message as received, with the SPF and DKIM results. */
+static void
+dmarc_run(struct smtp_session *s, const struct dkim_verdict *v, size_t nv,
+    struct dmarc_verdict *dv)
+{
+	struct header_scan h = { STR_INIT, false };
+	struct dmarc_input in;
+	const char *at = strrchr(s->sender, '@');
+
+	memset(&in, 0, sizeof(in));
+	in.ip = s->base.ip;
+	if (s->spf_result >= 0) {
+		in.spf = spf_result_name((enum spf_result)s->spf_result);
+		in.spf_helo = s->spf_helo;
+		in.spf_domain = s->spf_helo ? s->helo : at ? at + 1 : NULL;
+	}
+	in.dkim = v;
+	in.ndkim = nv;
+	spool_each(&s->body, header_cb, &h);
+	dmarc_check(h.text.data != NULL ? h.text.data : "", h.text.len, &in,
+	    dv);
+	str_free(&h.text);
+	log_info("%s: dmarc=%s%s%s%s policy=%s disposition=%s header.from=%s",
+	    s->qid, dmarc_result_name(dv->result), dv->reason ? " (" : "",
+	    dv->reason ? dv->reason : "", dv->reason ? ")" : "",
+	    dv->policy ? dmarc_policy_name(dv->policy) : "-",
+	    dmarc_disposition_name(dv->disposition),
+	    dv->from[0] ? dv->from : "-");
+	if (s->srv->dmarc_policy == SMTP_DMARC_ENFORCE &&
+	    dv->result == DMARC_R_FAIL) {
+		s->job_dmarc = (int)dv->disposition;
+		snprintf(s->job_dmarc_from, sizeof(s->job_dmarc_from), "%s",
+		    dv->from);
+	}
+}
+
 int
 smtp_trust_data(struct smtp_session *s, str_t *prefix)
 {
 	struct authres ar;
 	struct dkim_verdict *v = NULL;
+	struct dmarc_verdict dv;
 	size_t nv = 0;
+	bool dmarc = dmarc_wanted(s);
 	bool record = s->auth_user == NULL &&
-	    (s->spf_result >= 0 || s->srv->dkim_verify);
+	    (s->spf_result >= 0 || s->srv->dkim_verify || dmarc);
 	int ret = 0;
 
 	memset(&ar, 0, sizeof(ar));
+	s->job_dmarc = DMARC_D_NONE;
 	if (record && s->srv->dkim_verify) {
 		/* before any field is removed: a signature may cover it */
 		ar.dkim_checked = true;
@@ -306,6 +362,10 @@ smtp_trust_data(struct smtp_session *s, str_t *prefix)
 			    v[i].reason ? v[i].reason : "",
 			    v[i].reason ? ")" : "",
 			    v[i].domain ? v[i].domain : "?");
+	}
+	if (dmarc) {
+		dmarc_run(s, v, nv, &dv);
+		ar.dmarc = &dv;
 	}
 	if (strip_forged(s) < 0) {
 		ret = -1;

@@ -269,6 +269,12 @@ static const struct key_def keys[] = {
 	  "yes: every DKIM signature of mail received by SMTP is verified "
 	  "and the verdicts recorded in Authentication-Results; no: not "
 	  "checked." },
+	{ "dmarc_policy", KT_ENUM, "mark", "enforce|mark|ignore", 0,
+	  "DMARC (RFC 7489) of the From domain of mail received by SMTP: "
+	  "enforce (p=reject gets 550 5.7.1 after the data, p=quarantine is "
+	  "stored in the recipient's Junk folder), mark (the result is only "
+	  "recorded in Authentication-Results) or ignore (not checked).",
+	  "enforce" },
 	{ "sieve_max_redirects", KT_UINT, "4", NULL, 64,
 	  "Redirects one Sieve script run may make." },
 	{ "sieve_dir", KT_STRING, "%h/sieve", NULL, 0,

@@ -100,9 +100,28 @@ out:
 
 static int
 deliver_maildir(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
-    const struct route_dest *d, const char **error_r)
+    const struct route_dest *d, const char **where_r, char **dir_r,
+    const char **error_r)
 {
-	return deliver_maildir_to(ctx, msg, d, d->maildir, NULL, error_r);
+	char *dir;
+	int r;
+
+	*dir_r = NULL;
+	*where_r = d->maildir;
+	if (!msg->junk)
+		return deliver_maildir_to(ctx, msg, d, d->maildir, NULL,
+		    error_r);
+	/* quarantined (DMARC): into the Junk folder (IMAP's \Junk), made
+	 * when missing */
+	dir = maildir_folder_path(d->maildir, "Junk");
+	if (maildir_check_under(ctx->mail_root, d->maildir, error_r) < 0 ||
+	    maildir_make_folder(d->maildir, "Junk", error_r) < 0) {
+		free(dir);
+		return -1;
+	}
+	r = deliver_maildir_to(ctx, msg, d, dir, NULL, error_r);
+	*where_r = *dir_r = dir;
+	return r;
 }
 
 /* Was the same final address already delivered into the same maildir
@@ -233,13 +252,22 @@ deliver_message(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 				if (sr > 0)
 					continue;
 			}
-			if (deliver_maildir(ctx, msg, d, error_r) < 0) {
-				ret = -1;
-				break;
+			{
+				const char *where;
+				char *dir;
+
+				if (deliver_maildir(ctx, msg, d, &where, &dir,
+				    error_r) < 0) {
+					free(dir);
+					ret = -1;
+					break;
+				}
+				result->delivered++;
+				deliver_log(msg, msg->rcpts[i].address,
+				    d->address, "maildir", "delivered to "
+				    "maildir %s", where);
+				free(dir);
 			}
-			result->delivered++;
-			deliver_log(msg, msg->rcpts[i].address, d->address,
-			    "maildir", "delivered to maildir %s", d->maildir);
 		}
 	}
 	if (ret == 0 && nremote > 0) {

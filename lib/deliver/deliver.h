@@ -78,6 +78,10 @@ struct deliver_msg {
 	 * result.reject instead of a refusal mail. */
 	bool may_refuse;
 	bool no_sieve;		/* a Sieve redirect's copy: no scripts */
+	/* Quarantined (DMARC p=quarantine): the copies stored without a
+	 * Sieve script go to each maildir's Junk folder, made when
+	 * missing; a script's own actions are kept as they are. */
+	bool junk;
 };
 
 struct deliver_result {

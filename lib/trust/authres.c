@@ -13,6 +13,7 @@
 
 #include "lib/trust/authres.h"
 #include "lib/trust/dkim_verify.h"
+#include "lib/trust/dmarc.h"
 
 bool
 authres_value_ok(const char *v)
@@ -79,6 +80,20 @@ authres_format(str_t *out, const struct authres *ar)
 			if (authres_value_ok(v->selector))
 				str_printf(out, " header.s=%s", v->selector);
 		}
+		any = true;
+	}
+	if (ar->dmarc != NULL) {
+		const struct dmarc_verdict *d = ar->dmarc;
+
+		str_printf(out, ";\n\tdmarc=%s", dmarc_result_name(d->result));
+		if (d->policy != 0)
+			str_printf(out, " (%s=%s dis=%s)", d->subdomain_policy ?
+			    "sp" : "p", dmarc_policy_name(d->policy),
+			    dmarc_disposition_name(d->disposition));
+		else if (d->reason != NULL)
+			str_printf(out, " (%s)", d->reason);
+		if (authres_value_ok(d->from))
+			str_printf(out, " header.from=%s", d->from);
 		any = true;
 	}
 	if (!any)

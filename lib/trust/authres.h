@@ -12,6 +12,7 @@
 #include "lib/base/str.h"
 
 struct dkim_verdict;
+struct dmarc_verdict;
 
 struct authres {
 	const char *authserv_id;	/* this host's name */
@@ -24,6 +25,7 @@ struct authres {
 	const struct dkim_verdict *dkim;
 	size_t ndkim;
 	const char *auth_user;	/* an authenticated sender: smtp.auth */
+	const struct dmarc_verdict *dmarc;	/* NULL: not checked */
 };
 
 /* Append "Authentication-Results: ...\n" (LF line ends, folded) to out. */

@@ -14,6 +14,15 @@ own verification through the same DNS server. The one Authentication-Results
 field (RFC 8601) carries this host's authserv-id, and a field in the message
 claiming that id is removed while others stay.
 
+DMARC (RFC 7489; libopendmarc with the records fed from petrel's lookups,
+libpsl for organizational domains): pass through SPF alignment and through
+DKIM alignment only, relaxed and strict, the organizational domain's record
+and its sp= for a subdomain, p=reject refused with 550 5.7.1, p=quarantine
+stored in Junk, p=none and pct=0, no record, a malformed record, several
+records, a refused lookup, no single From address, and the modes enforce
+(the "mark" server), mark (the "reject" server) and ignore (the "deadns"
+server).
+
 The client connects from 127.0.0.2: petrel does not check mail from this
 host itself (127.0.0.1, ::1), as checked at the end.
 """
@@ -34,7 +43,7 @@ from dns_util import query
 from harness import procs, server
 from harness.instance import TIMEOUT_SCALE, add_users, make_instance
 from harness.ports import free_ports
-from smtp_util import read_new, split_stored
+from smtp_util import maildir_of, read_new, split_stored
 
 NSD = shutil.which("nsd") or "/usr/sbin/nsd"
 ALICE = "alice@example.test"
@@ -63,6 +72,26 @@ SPF_RECORDS = [
     'exp=%%{l}%%{l}%%{l}.x.%s ~all"' % (Z, Z),
     'helo.spf IN TXT "v=spf1 ip4:127.0.0.2 -all"',
 ] + ["h%d IN A 192.0.2.%d" % (i, i) for i in range(1, 12)]
+
+# DMARC policies (trusttest is no listed suffix: the default rule makes
+# NAME.trusttest an organizational domain)
+DMARC_RECORDS = [
+    '_dmarc.rej IN TXT "v=DMARC1; p=reject"',
+    'rej IN TXT "v=spf1 ip4:127.0.0.2 -all"',
+    'mail.rej IN TXT "v=spf1 ip4:127.0.0.2 -all"',
+    '_dmarc.quar IN TXT "v=DMARC1; p=quarantine; rua=mailto:d@quar.%s"' % Z,
+    '_dmarc.mon IN TXT "v=DMARC1; p=none"',
+    '_dmarc.strict IN TXT "v=DMARC1; p=reject; aspf=s; adkim=s"',
+    'strict IN TXT "v=spf1 ip4:127.0.0.2 -all"',
+    'mail.strict IN TXT "v=spf1 ip4:127.0.0.2 -all"',
+    '_dmarc.org IN TXT "v=DMARC1; p=none; sp=reject"',
+    '_dmarc.dk IN TXT "v=DMARC1; p=reject"',
+    '_dmarc.bad IN TXT "v=DMARC1; p=bogus"',
+    '_dmarc.two IN TXT "v=DMARC1; p=none"',
+    '_dmarc.two IN TXT "v=DMARC1; p=reject"',
+    '_dmarc.pct0 IN TXT "v=DMARC1; p=reject; pct=0"',
+    '_dmarc.other IN TXT "v=spf1 -all"',
+]
 
 MSG = (b"From: sender@dkim.trusttest\r\nTo: alice@example.test\r\n"
        b"Subject: trust\r\nDate: Sun, 06 Dec 2026 05:00:00 +0000\r\n"
@@ -149,8 +178,9 @@ def env(petrel_bin, tmp_path_factory):
         pytest.fail("nsd runs as root here (the test command runs as root)")
     tmp = str(tmp_path_factory.mktemp("trust-dns"))
     pem, pub = _key(tmp)
-    records = list(SPF_RECORDS)
-    for sel, dom in (("sel1", "dkim"), ("sel2", "other")):
+    records = list(SPF_RECORDS) + DMARC_RECORDS
+    for sel, dom in (("sel1", "dkim"), ("sel2", "other"), ("sel1", "dk"),
+                     ("sel1", "mail.strict")):
         records.append("%s._domainkey.%s IN TXT %s" % (sel, dom, _txt("v=DKIM1; k=rsa; p=" + pub)))
     ns = Nsd(tmp, records)
     insts = {}
@@ -160,12 +190,13 @@ def env(petrel_bin, tmp_path_factory):
     dead = free_ports(1)[0]
     with server.running(smtp_util.start_smtp, insts["mark"],
                         ("dns_resolver=" + ns.resolver, "spf_policy=mark",
-                         "dkim_verify=yes")) as mark, \
+                         "dkim_verify=yes", "dmarc_policy=enforce")) as mark, \
         server.running(smtp_util.start_smtp, insts["reject"],
                        ("dns_resolver=" + ns.resolver, "spf_policy=reject",
-                        "dkim_verify=no")) as reject, \
+                        "dkim_verify=no", "dmarc_policy=mark")) as reject, \
         server.running(smtp_util.start_smtp, insts["deadns"],
-                       ("dns_resolver=127.0.0.1:%d" % dead,)) as deadns:
+                       ("dns_resolver=127.0.0.1:%d" % dead,
+                        "dmarc_policy=ignore")) as deadns:
         res = dns.resolver.Resolver(configure=False)
         res.nameservers = ["127.0.0.1"]
         res.port = ns.port
@@ -175,10 +206,24 @@ def env(petrel_bin, tmp_path_factory):
     ns.stop()
 
 
-def send(srv, sender, data=MSG, helo="client.test", source=CLIENT):
+def folder_new(inst, folder=None):
+    """The contents of ALICE's new/ in INBOX or a folder."""
+    d = maildir_of(inst, ALICE)
+    if folder is not None:
+        d = os.path.join(d, "." + folder)
+    d = os.path.join(d, "new")
+    out = []
+    for n in (sorted(os.listdir(d)) if os.path.isdir(d) else []):
+        with open(os.path.join(d, n), "rb") as f:
+            out.append(f.read())
+    return out
+
+
+def send(srv, sender, data=MSG, helo="client.test", source=CLIENT, folder=None):
     """One transaction from `source`; the reply that ended it and the stored
-    copy (None when refused)."""
+    copy (None when refused), which must be in INBOX (or `folder`)."""
     before = set(read_new(srv.instance, ALICE))
+    before_f = set(folder_new(srv.instance, folder)) if folder else set()
     with smtp_util.Client(srv.host, srv.port, source=source) as c:
         c.expect("EHLO " + helo, 250)
         r = c.cmd("MAIL FROM:<%s>" % sender)
@@ -191,6 +236,9 @@ def send(srv, sender, data=MSG, helo="client.test", source=CLIENT):
     if r.code != 250:
         return r, None
     new = [m for m in read_new(srv.instance, ALICE) if m not in before]
+    if folder is not None:
+        assert new == [], new
+        new = [m for m in folder_new(srv.instance, folder) if m not in before_f]
     assert len(new) == 1, new
     return r, new[0]
 
@@ -408,3 +456,150 @@ def test_bad_dns_resolver_is_refused(env):
     assert "dns_resolver" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
     cp = inst.run("-o", "dns_resolver=ns.example:53", "check", check=False)
     assert cp.returncode == 1 and "dns_resolver ns.example@53" in cp.stderr, cp.stderr
+
+
+# ---- DMARC ----
+
+def mail(from_hdr, subject=b"dmarc"):
+    return (b"From: " + from_hdr.encode() + b"\r\nTo: alice@example.test\r\n"
+            b"Subject: " + subject + b"\r\nMessage-ID: <d@x.trusttest>\r\n\r\nhello\r\n")
+
+
+def dmarc_of(env, sender, msg, srv="mark", folder=None):
+    """Send; the reply, and the dmarc= clause of the stored copy (None when
+    refused)."""
+    r, stored = send(env[srv], sender, data=msg, folder=folder)
+    if stored is None:
+        return r, None
+    _, methods, _ = results(stored)
+    assert len(methods.get("dmarc", [])) <= 1, methods
+    return r, (methods["dmarc"][0] if "dmarc" in methods else None)
+
+
+def test_dmarc_pass_by_spf_alignment(env):
+    # SPF passes for rej.trusttest itself, then for mail.rej (relaxed)
+    for mfrom in ("user@rej." + Z, "user@mail.rej." + Z):
+        r, clause = dmarc_of(env, mfrom, mail("Boss <boss@rej.%s>" % Z))
+        assert r.code == 250, r
+        assert clause == "dmarc=pass (p=reject dis=none) header.from=rej." + Z
+    # aspf=s: mail.strict is not strict.trusttest -> fail, p=reject
+    r, _ = dmarc_of(env, "user@mail.strict." + Z, mail("x@strict." + Z))
+    assert r.code == 550 and r.text.startswith("5.7.1"), r
+    assert "DMARC" in r.text and "strict." + Z in r.text
+    r, clause = dmarc_of(env, "user@strict." + Z, mail("x@strict." + Z))
+    assert r.code == 250 and clause.startswith("dmarc=pass "), (r, clause)
+    assert env["mark"].wait_log("dmarc-reject: END-OF-MESSAGE")
+
+
+def test_dmarc_pass_by_dkim_alignment_only(env):
+    # SPF fails (unaligned anyway); a good d=dk.trusttest signature passes
+    # for From dk.trusttest and, relaxed, for its subdomain news.dk (whose
+    # policy is the organizational domain's)
+    for frm in ("a@dk." + Z, "a@news.dk." + Z):
+        msg = signed(env, msg=mail(frm), dom=b"dk.trusttest")
+        r, clause = dmarc_of(env, "user@fail.spf." + Z, msg)
+        assert r.code == 250, r
+        assert clause == "dmarc=pass (p=reject dis=none) header.from=" + frm.split("@")[1]
+    # unsigned, or signed by another domain: refused
+    r, _ = dmarc_of(env, "user@fail.spf." + Z, mail("a@dk." + Z))
+    assert r.code == 550, r
+    r, _ = dmarc_of(env, "user@pass.spf." + Z,
+                    signed(env, msg=mail("a@dk." + Z), dom=b"dkim.trusttest"))
+    assert r.code == 550, r
+    # a bad signature of the right domain does not pass
+    bad = signed(env, msg=mail("a@dk." + Z), dom=b"dk.trusttest").replace(b"hello", b"hellO")
+    r, _ = dmarc_of(env, "user@pass.spf." + Z, bad)
+    assert r.code == 550, r
+    # adkim=s: d=mail.strict.trusttest does not align with strict.trusttest
+    msg = signed(env, msg=mail("a@strict." + Z), dom=b"mail.strict.trusttest")
+    r, _ = dmarc_of(env, "user@pass.spf." + Z, msg)
+    assert r.code == 550, r
+    msg = signed(env, msg=mail("a@mail.strict." + Z), dom=b"mail.strict.trusttest")
+    r, clause = dmarc_of(env, "user@pass.spf." + Z, msg)
+    # mail.strict has no record: strict.trusttest's, via its sp (= p)
+    assert r.code == 250 and clause.startswith("dmarc=pass (p=reject"), (r, clause)
+
+
+def test_dmarc_quarantine_goes_to_junk(env):
+    inst = env["mark"].instance
+    junk = os.path.join(maildir_of(inst, ALICE), ".Junk")
+    r, clause = dmarc_of(env, "user@pass.spf." + Z, mail("q@quar." + Z), folder="Junk")
+    assert r.code == 250, r
+    assert clause == "dmarc=fail (p=quarantine dis=quarantine) header.from=quar." + Z
+    assert os.path.isdir(os.path.join(junk, "cur"))
+    # pct=0: p=reject applies to no message; the next weaker policy
+    # (quarantine) does (RFC 7489 6.6.4)
+    r, clause = dmarc_of(env, "user@pass.spf." + Z, mail("q@pct0." + Z), folder="Junk")
+    assert r.code == 250, r
+    assert clause == "dmarc=fail (p=reject dis=quarantine) header.from=pct0." + Z
+
+
+def test_dmarc_none_policy_and_no_record(env):
+    r, clause = dmarc_of(env, "user@pass.spf." + Z, mail("m@mon." + Z))
+    assert r.code == 250, r
+    assert clause == "dmarc=fail (p=none dis=none) header.from=mon." + Z
+    # no record at the domain nor at its organizational domain
+    r, clause = dmarc_of(env, "user@pass.spf." + Z, mail("n@none.spf." + Z))
+    assert r.code == 250 and clause == "dmarc=none header.from=none.spf." + Z, clause
+    # a TXT record that is no DMARC record
+    r, clause = dmarc_of(env, "user@pass.spf." + Z, mail("n@other." + Z))
+    assert r.code == 250 and clause == "dmarc=none header.from=other." + Z, clause
+
+
+def test_dmarc_organizational_domain_and_sp(env):
+    # org.trusttest: p=none, sp=reject: its own mail fails with p=none...
+    r, clause = dmarc_of(env, "user@pass.spf." + Z, mail("a@org." + Z))
+    assert r.code == 250 and clause == "dmarc=fail (p=none dis=none) header.from=org." + Z
+    # ...a subdomain without a record of its own gets sp=reject
+    r, _ = dmarc_of(env, "user@pass.spf." + Z, mail("a@deep.sub.org." + Z))
+    assert r.code == 550, r
+
+
+def test_dmarc_errors(env):
+    # a record libopendmarc refuses; several records; no answer: not applied
+    for frm, want in (("b@bad." + Z, "dmarc=permerror (record not usable) header.from=bad." + Z),
+                      ("b@two." + Z, "dmarc=permerror (several DMARC records) header.from=two." + Z),
+                      ("b@x.invalid-zone", "dmarc=temperror (record lookup failed) "
+                       "header.from=x.invalid-zone")):
+        r, clause = dmarc_of(env, "user@pass.spf." + Z, mail(frm))
+        assert r.code == 250 and clause == want, (r, clause)
+    # RFC 7489 6.6.1: no single From address -> permerror, no policy, even
+    # when one of them has p=reject
+    two_from = (b"From: a@rej.trusttest\r\nFrom: b@rej.trusttest\r\n"
+                b"Subject: x\r\n\r\nbody\r\n")
+    two_addr = mail("a@rej.%s, b@mon.%s" % (Z, Z))
+    no_from = b"Subject: x\r\n\r\nbody\r\n"
+    for msg, reason in ((two_from, "several From fields"),
+                        (two_addr, "not one From address"),
+                        (no_from, "no From field"),
+                        (mail("Joe <joe>"), "no usable From domain")):
+        r, clause = dmarc_of(env, "user@pass.spf." + Z, msg)
+        assert r.code == 250 and clause == "dmarc=permerror (%s)" % reason, (r, clause)
+    assert not env["mark"].crashes()
+
+
+def test_dmarc_mark_and_ignore(env):
+    # mark (the "reject" server): p=reject fails are recorded, delivered
+    r, clause = dmarc_of(env, "user@pass.spf." + Z, mail("a@rej." + Z), srv="reject")
+    assert r.code == 250, r
+    assert clause == "dmarc=fail (p=reject dis=reject) header.from=rej." + Z
+    r, clause = dmarc_of(env, "user@pass.spf." + Z, mail("a@quar." + Z), srv="reject")
+    assert r.code == 250 and clause.startswith("dmarc=fail (p=quarantine"), clause
+    # ignore (the "deadns" server): no dmarc= clause (a lookup there would
+    # have given temperror)
+    r, stored = send(env["deadns"], "user@pass.spf." + Z, data=mail("a@rej." + Z))
+    assert r.code == 250, r
+    _, methods, _ = results(stored)
+    assert "dmarc" not in methods and "spf" in methods
+
+
+def test_dmarc_local_client_not_checked_and_init_default(env):
+    r, stored = send(env["mark"], "user@pass.spf." + Z, data=mail("a@rej." + Z),
+                     source="127.0.0.1")
+    assert r.code == 250, r
+    _, methods, _ = results(stored)
+    assert "dmarc" not in methods
+    # petrel init writes enforce; a configuration without the key is mark
+    assert env["mark"].instance.config().get("dmarc_policy") == "enforce"
+    cp = env["mark"].instance.run("help", "dmarc_policy", check=False)
+    assert cp.returncode == 0 and "default: mark" in cp.stdout, cp.stdout

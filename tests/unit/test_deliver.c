@@ -3,8 +3,8 @@
  * two maildirs with quotas (both maildirsize files grow by the copy's
  * size), duplicate elimination (the same address into the same maildir
  * once, an alias's two addresses twice), a remote destination into the
- * queue, and failures that stop the delivery and carry their errno as
- * the code (lib/base/err).
+ * queue, failures that stop the delivery and carry their errno as the
+ * code (lib/base/err), and quarantined copies filed in Junk.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -383,6 +383,53 @@ test_failures_carry_the_code(void)
 	test_end();
 }
 
+static void
+test_junk(void)
+{
+	char *md = new_maildir("junk", 1000000), *junk, *mf;
+	struct route_result r = { 0 };
+	struct deliver_rcpt rcpt;
+	struct deliver_ctx ctx = { test_tmpdir(), NULL };
+	struct deliver_msg msg;
+	struct deliver_result res;
+	struct spool sp;
+	struct stat st;
+	const char *error = NULL;
+
+	test_begin("deliver: quarantined copies go to Junk, made when missing");
+	dest_maildir(&r, "j@example.test", md, 1000000);
+	rcpt.address = "j@example.test";
+	rcpt.route = &r;
+	body_init(&sp);
+	memset(&msg, 0, sizeof(msg));
+	msg.qid = "0000000000000005";
+	msg.sender = "";
+	msg.rcpts = &rcpt;
+	msg.nrcpts = 1;
+	msg.body = &sp;
+	msg.junk = true;
+	junk = xasprintf("%s/.Junk", md);
+	mf = xasprintf("%s/maildirfolder", junk);
+	test_assert(stat(junk, &st) < 0);
+	for (int i = 0; i < 2; i++) {
+		test_assert(deliver_message(&ctx, &msg, &res, &error) == 0);
+		test_assert(res.delivered == 1);
+	}
+	test_assert(count_files(junk, "new") == 2);
+	test_assert(count_files(md, "new") == 0);
+	test_assert(stat(mf, &st) == 0);
+	test_assert(usage_count(md) == 2);
+	msg.junk = false;
+	test_assert(deliver_message(&ctx, &msg, &res, &error) == 0);
+	test_assert(count_files(md, "new") == 1);
+	spool_reset(&sp);
+	route_result_clear(&r);
+	free(junk);
+	free(mf);
+	free(md);
+	test_end();
+}
+
 int
 main(void)
 {
@@ -390,5 +437,6 @@ main(void)
 	test_duplicates();
 	test_remote_queued();
 	test_failures_carry_the_code();
+	test_junk();
 	return test_done();
 }
