@@ -42,7 +42,13 @@ struct http_session {
 	struct job job;
 	unsigned long long queue_n;
 	long long queue_oldest;	/* arrival of the oldest, 0: none */
+	/* the node's processes and their resident memory (0: unknown) */
+	struct node_process *procs;
+	unsigned long long *rss;
+	size_t nprocs;
 };
+
+#define METRICS_PROCS_MAX 512
 
 static void
 respond(struct http_session *s, int status, const char *ctype,
@@ -102,6 +108,25 @@ queue_count_run(struct job *job, void *state)
 	struct stat st;
 	DIR *d;
 
+	/* the resident set of each process, from /proc/PID/statm
+	 * (pages); a process that ended meanwhile is left out */
+	s->procs = xcalloc(METRICS_PROCS_MAX, sizeof(*s->procs));
+	s->rss = xcalloc(METRICS_PROCS_MAX, sizeof(*s->rss));
+	s->nprocs = node_counters_processes(s->srv->nc, s->procs,
+	    METRICS_PROCS_MAX);
+	for (size_t i = 0; i < s->nprocs; i++) {
+		unsigned long long size, res;
+		FILE *fp;
+
+		snprintf(path, sizeof(path), "/proc/%ld/statm",
+		    (long)s->procs[i].pid);
+		if ((fp = fopen(path, "r")) == NULL)
+			continue;
+		if (fscanf(fp, "%llu %llu", &size, &res) == 2)
+			s->rss[i] = res * (unsigned long long)
+			    sysconf(_SC_PAGESIZE);
+		fclose(fp);
+	}
 	snprintf(path, sizeof(path), "%s/incoming", s->srv->queue_dir);
 	if ((d = opendir(path)) == NULL)
 		return;
@@ -123,6 +148,53 @@ metric_head(str_t *out, const char *name, const char *type,
     const char *help)
 {
 	str_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void
+deliveries(str_t *out, const struct node_counters *nc)
+{
+	static const struct {
+		const char *name;
+		enum node_event e;
+		const char *help;
+	} d[] = {
+		{ "petrel_messages_delivered_total", NODE_EVENT_DELIVERED,
+		  "Deliveries done, one per recipient (the log's status=sent: "
+		  "local copies and the queue manager's)." },
+		{ "petrel_messages_deferred_total", NODE_EVENT_DEFERRED,
+		  "Delivery attempts deferred, one per recipient and attempt "
+		  "(the log's status=deferred)." },
+		{ "petrel_messages_bounced_total", NODE_EVENT_BOUNCED,
+		  "Recipients bounced (the log's status=bounced: a 5xx, or "
+		  "expired in the queue)." },
+	};
+
+	for (size_t i = 0; i < sizeof(d) / sizeof(d[0]); i++) {
+		metric_head(out, d[i].name, "counter", d[i].help);
+		str_printf(out, "%s %llu\n", d[i].name,
+		    (unsigned long long)node_counters_events(nc, d[i].e));
+	}
+}
+
+/* A Prometheus histogram: cumulative _bucket lines, _sum and _count. */
+static void
+histogram(str_t *out, const struct node_counters *nc, enum node_hist h,
+    const char *name, const char *help)
+{
+	uint64_t cum[NODE_HIST_BUCKETS_MAX + 1];
+	const double *b;
+	double sum;
+	size_t n;
+
+	b = node_counters_hist_bounds(h, &n);
+	node_counters_hist(nc, h, cum, &sum);
+	metric_head(out, name, "histogram", help);
+	for (size_t i = 0; i < n; i++)
+		str_printf(out, "%s_bucket{le=\"%g\"} %llu\n", name, b[i],
+		    (unsigned long long)cum[i]);
+	str_printf(out, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n"
+	    "%s_count %llu\n", name, (unsigned long long)cum[n], name, sum,
+	    name, (unsigned long long)cum[n]);
 }
 
 static void
@@ -171,6 +243,40 @@ queue_count_done(struct job *job)
 	metric_head(&out, "petrel_queue_oldest_age_seconds", "gauge",
 	    "Age of the oldest message in the outbound queue (0: empty).");
 	str_printf(&out, "petrel_queue_oldest_age_seconds %lld\n", age);
+	deliveries(&out, srv->nc);
+	histogram(&out, srv->nc, NODE_HIST_DELIVERY,
+	    "petrel_delivery_latency_seconds",
+	    "Time from a message's arrival to each status=sent delivery "
+	    "(local copies and the queue manager's).");
+	histogram(&out, srv->nc, NODE_HIST_DIRECTORY,
+	    "petrel_directory_query_seconds",
+	    "Directory (SQL) queries run by the auth process, by duration.");
+	metric_head(&out, "petrel_jobs_waiting", "gauge",
+	    "Jobs waiting for a thread, by pool (the protocol workers' "
+	    "general and directory pools, the queue manager's).");
+	str_printf(&out, "petrel_jobs_waiting{pool=\"worker\"} %llu\n"
+	    "petrel_jobs_waiting{pool=\"directory\"} %llu\n"
+	    "petrel_jobs_waiting{pool=\"queue\"} %llu\n",
+	    (unsigned long long)node_counters_gauge(srv->nc,
+	    NODE_GAUGE_JOBS_WAITING),
+	    (unsigned long long)node_counters_gauge(srv->nc,
+	    NODE_GAUGE_DIR_JOBS_WAITING),
+	    (unsigned long long)node_counters_gauge(srv->nc,
+	    NODE_GAUGE_QUEUE_JOBS_WAITING));
+	metric_head(&out, "petrel_process_resident_memory_bytes", "gauge",
+	    "Resident memory of each process under the master, by slot "
+	    "(worker), role and pid.");
+	for (size_t i = 0; i < s->nprocs; i++) {
+		static const char *const roles[] = { "none", "protocol",
+		    "queue", "auth" };
+
+		if (s->rss[i] == 0)
+			continue;
+		str_printf(&out, "petrel_process_resident_memory_bytes"
+		    "{worker=\"%u\",role=\"%s\",pid=\"%ld\"} %llu\n",
+		    s->procs[i].slot, roles[s->procs[i].role],
+		    (long)s->procs[i].pid, s->rss[i]);
+	}
 	respond(s, 200, "text/plain; version=0.0.4; charset=utf-8", NULL,
 	    out.data, out.len);
 	str_free(&out);
@@ -453,6 +559,10 @@ http_drain(struct session *base)
 static void
 http_cleanup(struct session *base)
 {
+	struct http_session *s = (struct http_session *)base;
+
+	free(s->procs);
+	free(s->rss);
 }
 
 static void

@@ -126,6 +126,68 @@ def test_metrics_move_with_sessions(web):
           "sessions gone from the counts")
 
 
+def histogram(m, name):
+    """A histogram's cumulative buckets (by bound), _sum and _count, checked
+    for consistency."""
+    buckets = sorted((float(k.split("{le=")[1].rstrip("}")), v) for k, v in m.items()
+                     if k.startswith(name + "_bucket{"))
+    assert buckets and buckets[-1][0] == float("inf"), (name, buckets)
+    counts = [v for _, v in buckets]
+    assert counts == sorted(counts), (name, buckets)       # cumulative
+    assert m[name + "_count"] == counts[-1]
+    assert m[name + "_sum"] >= 0
+    return dict(buckets), m[name + "_sum"], m[name + "_count"]
+
+
+def test_metrics_deliveries_latency_and_processes(web, fake_mx):
+    """A mixed load: a local delivery, a remote one accepted, a remote one to a
+    closed port (deferred), a remote one refused with 550 (bounced, the
+    notification delivered to the local sender). The counts move by exactly
+    those amounts; the latency histograms stay consistent; every process
+    under the master shows its memory."""
+    inst = web.instance
+    ok_mx = fake_mx()
+    bad_mx = fake_mx(rcpt="550 5.1.1 no such user")
+    inst.run("domain", "add", "accept.test", "--transport", ok_mx.transport)
+    inst.run("domain", "add", "refuse.test", "--transport", bad_mx.transport)
+    inst.run("domain", "add", "closed.test", "--transport",
+             "smtp:[127.0.0.1]:%d" % free_port())
+    m0 = scrape(web)
+    dir0 = histogram(m0, "petrel_directory_query_seconds")
+    for sender, rcpt in (("someone@example.org", ALICE),
+                         ("someone@example.org", "x@accept.test"),
+                         ("someone@example.org", "x@closed.test"),
+                         (ALICE, "x@refuse.test")):
+        with smtplib.SMTP("127.0.0.1", web.ports["smtp"], timeout=10) as c:
+            c.sendmail(sender, [rcpt], b"Subject: m\r\n\r\nbody\r\n")
+    d, f, b = ("petrel_messages_%s_total" % k for k in ("delivered", "deferred", "bounced"))
+    m1 = until(web, lambda m: m[d] >= m0[d] + 3 and m[f] >= m0[f] + 1 and m[b] >= m0[b] + 1,
+               "deliveries counted", timeout=30)
+    # local + accepted + the bounce to alice; one deferral; one bounce
+    assert (m1[d] - m0[d], m1[f] - m0[f], m1[b] - m0[b]) == (3, 1, 1)
+    assert len(ok_mx.transactions) == 1
+    lat0 = histogram(m0, "petrel_delivery_latency_seconds")
+    lat1 = histogram(m1, "petrel_delivery_latency_seconds")
+    assert lat1[2] - lat0[2] == 3 and lat1[1] >= lat0[1]
+    assert lat1[2] == m1[d]          # one observation per status=sent
+    # each RCPT was routed by the directory: queries timed there
+    dir1 = histogram(m1, "petrel_directory_query_seconds")
+    assert dir1[2] >= dir0[2] + 4 and dir1[1] >= dir0[1]
+    for pool in ("worker", "directory", "queue"):
+        assert m1["petrel_jobs_waiting{pool=%s}" % pool] >= 0
+    # memory: each live child of the master, by role
+    rss = {k: v for k, v in m1.items() if k.startswith("petrel_process_resident_memory_bytes{")}
+    seen = {}
+    for k, v in rss.items():
+        labels = dict(x.split("=", 1) for x in k.split("{", 1)[1].rstrip("}").split("}{"))
+        assert v > 0, k
+        seen[int(labels["pid"])] = labels["role"]
+    kids = set(web.worker_pids())
+    assert set(seen) == kids, (seen, kids)
+    roles = sorted(seen.values())
+    assert roles == ["auth", "protocol", "protocol", "queue"], roles
+
+
 def test_metrics_queue_and_head(web):
     m = scrape(web)
     assert m["petrel_queue_messages"] >= 0 and m["petrel_queue_oldest_age_seconds"] >= 0
