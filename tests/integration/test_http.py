@@ -1,10 +1,13 @@
 """The HTTP listener (http_listen): /metrics parsed with the Prometheus
-client's own parser while sessions come and go, Thunderbird autoconfig and
-Outlook Autodiscover read with xml.etree as those clients read them, the
-MTA-STS policy, strict refusals of malformed requests, and the listener
+client's own parser while sessions come and go and under a mixed delivery
+load, Thunderbird autoconfig and
+Outlook Autodiscover read with xml.etree as those clients read them, Apple
+configuration profiles read with plistlib (and refused for what is not a
+mailbox), the MTA-STS policy, strict refusals of malformed requests, and the listener
 off in an existing configuration that lacks the key."""
 
 import imaplib
+import plistlib
 import smtplib
 import socket
 import time
@@ -266,6 +269,104 @@ def test_autodiscover(web):
         assert p.findtext("a:SSL", namespaces=ns) == "on"
     # GET is not how Autodiscover asks
     assert get(web, "/autodiscover/autodiscover.xml")[0] == 405
+
+
+def mobileconfig(srv, query):
+    status, headers, body = get(srv, "/email.mobileconfig?" + query)
+    if status == 200:
+        assert headers["content-type"] == "application/x-apple-aspen-config"
+        return plistlib.loads(body)
+    return status, body
+
+
+def test_apple_mobileconfig(web):
+    """An unsigned profile with a com.apple.mail.managed payload, read with
+    plistlib: IMAP over TLS (imaps_listen), submission over TLS
+    (submissions_listen), the address as login; the same UUIDs on each
+    download (installing it again replaces it)."""
+    inst = web.instance
+    odd = "o'neil&co@example.test"          # atext that XML must escape
+    inst.add_user(odd, "pw")
+    prof = mobileconfig(web, "email=Alice%40Example.test")
+    assert prof["PayloadType"] == "Configuration" and prof["PayloadVersion"] == 1
+    assert prof["PayloadIdentifier"].startswith("test.example.mail.petrel.")
+    [acct] = prof["PayloadContent"]
+    want = {
+        "PayloadType": "com.apple.mail.managed", "PayloadVersion": 1,
+        "EmailAddress": ALICE, "EmailAccountType": "EmailTypeIMAP",
+        "IncomingMailServerHostName": HOST,
+        "IncomingMailServerPortNumber": web.ports["imaps"],
+        "IncomingMailServerUseSSL": True, "IncomingMailServerUsername": ALICE,
+        "IncomingMailServerAuthentication": "EmailAuthPassword",
+        "OutgoingMailServerHostName": HOST,
+        "OutgoingMailServerPortNumber": web.ports["submissions"],
+        "OutgoingMailServerUseSSL": True, "OutgoingMailServerUsername": ALICE,
+        "OutgoingMailServerAuthentication": "EmailAuthPassword",
+        "OutgoingPasswordSameAsIncomingPassword": True,
+    }
+    assert {k: acct.get(k) for k in want} == want
+    assert acct["PayloadUUID"] != prof["PayloadUUID"]
+    again = plistlib.loads(get(web, "/mobileconfig?emailaddress=alice%40example.test")[2])
+    assert again == prof
+    other = mobileconfig(web, "email=" + urllib.parse.quote(odd))
+    assert other["PayloadContent"][0]["EmailAddress"] == odd
+    # a mailbox whose name holds the recipient delimiter is one of its own
+    inst.add_user("carol+x@example.test", "pw")
+    carol = mobileconfig(web, "email=carol%2Bx%40example.test")
+    assert carol["PayloadContent"][0]["IncomingMailServerUsername"] == "carol+x@example.test"
+    assert other["PayloadUUID"] != prof["PayloadUUID"]
+    # HEAD: the headers only
+    with socket.create_connection(("127.0.0.1", web.ports["http"]), timeout=5) as c:
+        c.sendall(b"HEAD /email.mobileconfig?email=alice@example.test HTTP/1.1\r\n"
+                  b"Host: x\r\n\r\n")
+        data = b""
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and body == b""
+    assert b"\r\nContent-Type: application/x-apple-aspen-config\r\n" in head
+
+
+def test_apple_mobileconfig_refusals(web):
+    web.instance.run("alias", "add", "info@example.test", ALICE)
+    # not a mailbox here: unknown user, an alias, a +tag, a foreign domain
+    for q in ("email=nobody%40example.test", "email=info%40example.test",
+              "email=alice%2Btag%40example.test", "email=alice%40elsewhere.test"):
+        status, body = mobileconfig(web, q)
+        assert status == 404, q
+    # not an address: never echoed
+    for q in ("", "email=", "email=alice", "email=%3Cscript%3E%40example.test",
+              "email=a%0d%0aX-Evil:%201%40example.test", "email=%C3%A9%40example.test",
+              "email=%zz"):
+        status, body = mobileconfig(web, q)
+        assert status == 400, q
+        assert b"script" not in body and b"Evil" not in body
+    raw = b"POST /email.mobileconfig HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    assert request(web, raw)[0] == 405
+
+
+def test_apple_mobileconfig_starttls_listeners(petrel_bin, tmp_path):
+    """Without imaps and submissions: IMAP and submission with STARTTLS
+    (UseSSL false: Mail upgrades the connection itself); without any IMAP:
+    POP3."""
+    inst = make_instance(petrel_bin, tmp_path, "sqlite")
+    add_users(inst)
+    with server.tracked(server.start) as start:
+        srv = start(inst, ("http", "imap", "submission", "pop3s"), OPTS)
+        acct = mobileconfig(srv, "email=" + ALICE)["PayloadContent"][0]
+        assert (acct["IncomingMailServerPortNumber"], acct["IncomingMailServerUseSSL"]) == \
+            (srv.ports["imap"], False)
+        assert (acct["OutgoingMailServerPortNumber"], acct["OutgoingMailServerUseSSL"]) == \
+            (srv.ports["submission"], False)
+        srv.stop()
+        srv = start(inst, ("http", "pop3s", "submission"), OPTS)
+        acct = mobileconfig(srv, "email=" + ALICE)["PayloadContent"][0]
+        assert acct["EmailAccountType"] == "EmailTypePOP"
+        assert (acct["IncomingMailServerPortNumber"], acct["IncomingMailServerUseSSL"]) == \
+            (srv.ports["pop3s"], True)
 
 
 def test_mta_sts_policy(web):
