@@ -36,7 +36,7 @@ static const struct command {
 	{ "migrate", cmd_migrate, 0, "migrate check [--json] [MAILDIR...]" },
 	{ "queue", cmd_queue, 0, "queue list|show ID|flush|delete ID" },
 	{ "dkim", cmd_dkim, 0, "dkim keygen DOMAIN [--selector S]" },
-	{ "dns", cmd_dns, 0, "dns DOMAIN [--json]" },
+	{ "dns", cmd_dns, 0, "dns DOMAIN [--json] | dns check DOMAIN" },
 	{ "sieve", cmd_sieve, 0, "sieve check FILE | test USER MSGFILE | "
 	  "test --script FILE MSGFILE [--from ADDR] [--to ADDR] | "
 	  "list|show|put|activate|deactivate|delete USER [NAME] [FILE]" },

@@ -12,6 +12,10 @@
  *  - names: an accepted name re-encodes to the same labels (with
  *    unprintable octets and dots as '?'), fits the buffer, and nothing
  *    follows the root label that was read;
+ *  - the same bytes as the rdata of an MX, SRV, CNAME, TLSA or TXT answer
+ *    made text for `petrel dns check` (lib/dnsrec/check.c, the type from
+ *    the first octet's upper bits): printable ASCII only; TXT unescaped
+ *    gives back exactly the strings' octets; a name ends with its dot;
  *  - claims: a field said to claim the authserv-id contains it;
  *  - From (the same input as a header section): a domain found is a
  *    plain lower-case name of at most 253 octets whose labels the input
@@ -28,6 +32,7 @@
 #include <strings.h>
 
 #include "lib/base/str.h"
+#include "lib/dnsrec/dnsrec.h"
 #include "lib/trust/authres.h"
 #include "lib/trust/dkim_verify.h"
 #include "lib/trust/dmarc.h"
@@ -131,6 +136,69 @@ check_from(const unsigned char *p, size_t len)
 }
 
 static void
+check_wire(unsigned sel, const unsigned char *p, size_t len)
+{
+	static const char *const types[] = { "MX", "SRV", "CNAME", "TLSA",
+	    "TXT" };
+	const char *type = types[sel % 5];
+	char *v = dnsrec_wire_value(type, p, len);
+	size_t n;
+
+	if (v == NULL)
+		return;
+	n = strlen(v);
+	for (size_t i = 0; i < n; i++)
+		if (v[i] < 32 || v[i] > 126)
+			abort();
+	if (strcmp(type, "TXT") == 0) {
+		/* unescape and compare with the strings' octets */
+		size_t i = 0, o = 0;
+
+		while (i < len) {
+			size_t k = p[i++];
+
+			if (k > len - i)
+				abort();	/* should have been refused */
+			for (size_t j = 0; j < k; j++) {
+				unsigned c;
+
+				if (o >= n)
+					abort();
+				if (v[o] == '"')
+					abort();	/* a bare quote */
+				if (v[o] != '\\') {
+					c = (unsigned char)v[o++];
+				} else if (o + 1 < n && (v[o + 1] == '"' ||
+				    v[o + 1] == '\\')) {
+					c = (unsigned char)v[o + 1];
+					o += 2;
+				} else if (o + 3 < n && isdigit(
+				    (unsigned char)v[o + 1])) {
+					c = (unsigned)(v[o + 1] - '0') * 100 +
+					    (unsigned)(v[o + 2] - '0') * 10 +
+					    (unsigned)(v[o + 3] - '0');
+					o += 4;
+				} else {
+					abort();
+				}
+				if (c != p[i + j])
+					abort();
+			}
+			i += k;
+		}
+		if (o != n)
+			abort();
+	} else if (strcmp(type, "TLSA") != 0) {
+		if (n == 0 || v[n - 1] != '.')
+			abort();
+		for (size_t i = 0; i < n; i++)
+			if (v[i] >= 'A' && v[i] <= 'Z')
+				abort();
+	}
+	free(v);
+}
+
+static void
 check_claims(const unsigned char *p, size_t len)
 {
 	const char *id = "mx.example.org";
@@ -219,6 +287,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	case 1:
 		check_name(data + 1, size - 1);
+		check_wire(data[0] >> 2, data + 1, size - 1);
 		break;
 	case 2:
 		check_claims(data + 1, size - 1);

@@ -2,7 +2,8 @@
 #define PETREL_HTTP_H
 /* The HTTP listener (http_listen) of one worker process: /metrics in
  * Prometheus's text format, Thunderbird autoconfig, Microsoft
- * Autodiscover and the MTA-STS policy; one request per connection. */
+ * Autodiscover, Apple configuration profiles and the MTA-STS policy; one
+ * request per connection. */
 #include "lib/session/session.h"
 
 struct config;
@@ -20,6 +21,7 @@ struct http_server {
 	/* the first port of each client listener, 0: none */
 	unsigned imap, imaps, pop3, pop3s, submission, submissions;
 	const char *sts_mode;
+	const char *delimiter;		/* recipient_delimiter */
 	unsigned long long sts_max_age;
 };
 

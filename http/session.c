@@ -10,6 +10,8 @@
  *       /.well-known/autoconfig/)     /.well-known/autoconfig/mail/)
  *   POST /autodiscover/autodiscover.xml  Outlook's Autodiscover (POX)
  *   GET /.well-known/mta-sts.txt      the MTA-STS policy (RFC 8461)
+ *   GET /email.mobileconfig?email=A   an Apple configuration profile
+ *       (also /mobileconfig)          (unsigned) for mailbox A
  * HEAD works wherever GET does. The ports offered to mail clients are
  * the first of each listener in the configuration, the host hostname.
  */
@@ -31,7 +33,10 @@
 #include "lib/base/str.h"
 #include "lib/config/config.h"
 #include "lib/http/parse.h"
+#include "lib/authd/client.h"
+#include "lib/route/route.h"
 #include "lib/session/counters.h"
+#include "lib/tls/tls.h"
 
 struct http_session {
 	struct session base;
@@ -42,7 +47,17 @@ struct http_session {
 	struct job job;
 	unsigned long long queue_n;
 	long long queue_oldest;	/* arrival of the oldest, 0: none */
+	/* the node's processes and their resident memory (0: unknown) */
+	struct node_process *procs;
+	unsigned long long *rss;
+	size_t nprocs;
+	/* /email.mobileconfig: the address, and whether it is a mailbox
+	 * (route_status of its route, -1: not one of its own) */
+	char *address;
+	int mailbox;
 };
+
+#define METRICS_PROCS_MAX 512
 
 static void
 respond(struct http_session *s, int status, const char *ctype,
@@ -102,6 +117,25 @@ queue_count_run(struct job *job, void *state)
 	struct stat st;
 	DIR *d;
 
+	/* the resident set of each process, from /proc/PID/statm
+	 * (pages); a process that ended meanwhile is left out */
+	s->procs = xcalloc(METRICS_PROCS_MAX, sizeof(*s->procs));
+	s->rss = xcalloc(METRICS_PROCS_MAX, sizeof(*s->rss));
+	s->nprocs = node_counters_processes(s->srv->nc, s->procs,
+	    METRICS_PROCS_MAX);
+	for (size_t i = 0; i < s->nprocs; i++) {
+		unsigned long long size, res;
+		FILE *fp;
+
+		snprintf(path, sizeof(path), "/proc/%ld/statm",
+		    (long)s->procs[i].pid);
+		if ((fp = fopen(path, "r")) == NULL)
+			continue;
+		if (fscanf(fp, "%llu %llu", &size, &res) == 2)
+			s->rss[i] = res * (unsigned long long)
+			    sysconf(_SC_PAGESIZE);
+		fclose(fp);
+	}
 	snprintf(path, sizeof(path), "%s/incoming", s->srv->queue_dir);
 	if ((d = opendir(path)) == NULL)
 		return;
@@ -123,6 +157,53 @@ metric_head(str_t *out, const char *name, const char *type,
     const char *help)
 {
 	str_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void
+deliveries(str_t *out, const struct node_counters *nc)
+{
+	static const struct {
+		const char *name;
+		enum node_event e;
+		const char *help;
+	} d[] = {
+		{ "petrel_messages_delivered_total", NODE_EVENT_DELIVERED,
+		  "Deliveries done, one per recipient (the log's status=sent: "
+		  "local copies and the queue manager's)." },
+		{ "petrel_messages_deferred_total", NODE_EVENT_DEFERRED,
+		  "Delivery attempts deferred, one per recipient and attempt "
+		  "(the log's status=deferred)." },
+		{ "petrel_messages_bounced_total", NODE_EVENT_BOUNCED,
+		  "Recipients bounced (the log's status=bounced: a 5xx, or "
+		  "expired in the queue)." },
+	};
+
+	for (size_t i = 0; i < sizeof(d) / sizeof(d[0]); i++) {
+		metric_head(out, d[i].name, "counter", d[i].help);
+		str_printf(out, "%s %llu\n", d[i].name,
+		    (unsigned long long)node_counters_events(nc, d[i].e));
+	}
+}
+
+/* A Prometheus histogram: cumulative _bucket lines, _sum and _count. */
+static void
+histogram(str_t *out, const struct node_counters *nc, enum node_hist h,
+    const char *name, const char *help)
+{
+	uint64_t cum[NODE_HIST_BUCKETS_MAX + 1];
+	const double *b;
+	double sum;
+	size_t n;
+
+	b = node_counters_hist_bounds(h, &n);
+	node_counters_hist(nc, h, cum, &sum);
+	metric_head(out, name, "histogram", help);
+	for (size_t i = 0; i < n; i++)
+		str_printf(out, "%s_bucket{le=\"%g\"} %llu\n", name, b[i],
+		    (unsigned long long)cum[i]);
+	str_printf(out, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n"
+	    "%s_count %llu\n", name, (unsigned long long)cum[n], name, sum,
+	    name, (unsigned long long)cum[n]);
 }
 
 static void
@@ -171,6 +252,40 @@ queue_count_done(struct job *job)
 	metric_head(&out, "petrel_queue_oldest_age_seconds", "gauge",
 	    "Age of the oldest message in the outbound queue (0: empty).");
 	str_printf(&out, "petrel_queue_oldest_age_seconds %lld\n", age);
+	deliveries(&out, srv->nc);
+	histogram(&out, srv->nc, NODE_HIST_DELIVERY,
+	    "petrel_delivery_latency_seconds",
+	    "Time from a message's arrival to each status=sent delivery "
+	    "(local copies and the queue manager's).");
+	histogram(&out, srv->nc, NODE_HIST_DIRECTORY,
+	    "petrel_directory_query_seconds",
+	    "Directory (SQL) queries run by the auth process, by duration.");
+	metric_head(&out, "petrel_jobs_waiting", "gauge",
+	    "Jobs waiting for a thread, by pool (the protocol workers' "
+	    "general and directory pools, the queue manager's).");
+	str_printf(&out, "petrel_jobs_waiting{pool=\"worker\"} %llu\n"
+	    "petrel_jobs_waiting{pool=\"directory\"} %llu\n"
+	    "petrel_jobs_waiting{pool=\"queue\"} %llu\n",
+	    (unsigned long long)node_counters_gauge(srv->nc,
+	    NODE_GAUGE_JOBS_WAITING),
+	    (unsigned long long)node_counters_gauge(srv->nc,
+	    NODE_GAUGE_DIR_JOBS_WAITING),
+	    (unsigned long long)node_counters_gauge(srv->nc,
+	    NODE_GAUGE_QUEUE_JOBS_WAITING));
+	metric_head(&out, "petrel_process_resident_memory_bytes", "gauge",
+	    "Resident memory of each process under the master, by slot "
+	    "(worker), role and pid.");
+	for (size_t i = 0; i < s->nprocs; i++) {
+		static const char *const roles[] = { "none", "protocol",
+		    "queue", "auth" };
+
+		if (s->rss[i] == 0)
+			continue;
+		str_printf(&out, "petrel_process_resident_memory_bytes"
+		    "{worker=\"%u\",role=\"%s\",pid=\"%ld\"} %llu\n",
+		    s->procs[i].slot, roles[s->procs[i].role],
+		    (long)s->procs[i].pid, s->rss[i]);
+	}
 	respond(s, 200, "text/plain; version=0.0.4; charset=utf-8", NULL,
 	    out.data, out.len);
 	str_free(&out);
@@ -356,6 +471,233 @@ autodiscover(struct http_session *s, const struct http_request *req)
 	free(domain);
 }
 
+/* ---- Apple configuration profile ---- */
+
+/* A UUID-shaped name of (what, address, host): the same profile each
+ * time, so that installing it again replaces it. */
+static void
+profile_uuid(const char *what, const char *address, const char *host,
+    char out[37])
+{
+	unsigned char md[32];
+	char *in = xasprintf("%s\n%s\n%s", what, address, host);
+	size_t o = 0;
+
+	crypto_sha256(in, strlen(in), md);
+	free(in);
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[o++] = '-';
+		snprintf(out + o, 3, "%02X", md[i]);
+		o += 2;
+	}
+	out[o] = '\0';
+}
+
+static void
+plist_string(str_t *out, const char *key, const char *value)
+{
+	str_printf(out, "\t\t\t<key>%s</key>\n\t\t\t<string>", key);
+	xml_text(out, value);
+	str_append(out, "</string>\n");
+}
+
+static void
+plist_server(str_t *out, const char *dir, const char *host, unsigned port,
+    bool ssl, const char *address)
+{
+	str_printf(out, "\t\t\t<key>%sMailServerAuthentication</key>\n"
+	    "\t\t\t<string>EmailAuthPassword</string>\n", dir);
+	str_printf(out, "\t\t\t<key>%sMailServerHostName</key>\n"
+	    "\t\t\t<string>", dir);
+	xml_text(out, host);
+	str_printf(out, "</string>\n\t\t\t<key>%sMailServerPortNumber</key>\n"
+	    "\t\t\t<integer>%u</integer>\n"
+	    "\t\t\t<key>%sMailServerUseSSL</key>\n\t\t\t<%s/>\n"
+	    "\t\t\t<key>%sMailServerUsername</key>\n\t\t\t<string>", dir, port,
+	    dir, ssl ? "true" : "false", dir);
+	xml_text(out, address);
+	str_append(out, "</string>\n");
+}
+
+static void
+mobileconfig_run(struct job *job, void *state)
+{
+	struct http_session *s = (struct http_session *)((char *)job -
+	    offsetof(struct http_session, job));
+	struct route_result res;
+
+	const char *delim = s->srv->delimiter, *at = strrchr(s->address, '@');
+	char *maildir = NULL;
+	size_t cut;
+
+	authc_route(state, s->address, false, &res);
+	s->mailbox = (int)res.status;
+	if (res.status == ROUTE_OK) {
+		/* a mailbox's own address: not an alias */
+		s->mailbox = -1;
+		for (size_t i = 0; i < res.ndests && maildir == NULL; i++)
+			if (res.dests[i].kind == ROUTE_MAILDIR &&
+			    strcasecmp(res.dests[i].address, s->address) == 0)
+				maildir = xstrdup(res.dests[i].maildir);
+		if (maildir != NULL)
+			s->mailbox = ROUTE_OK;
+	}
+	route_result_clear(&res);
+	/* nor a user+tag address: the same maildir as the address without
+	 * the tag (a user whose name holds the delimiter has one of its
+	 * own) */
+	cut = strcspn(s->address, delim[0] != '\0' ? delim : "@");
+	if (maildir != NULL && at != NULL && s->address + cut < at) {
+		char *plain = xasprintf("%.*s%s", (int)cut, s->address, at);
+
+		authc_route(state, plain, false, &res);
+		for (size_t i = 0; res.status == ROUTE_OK && i < res.ndests; i++)
+			if (res.dests[i].kind == ROUTE_MAILDIR &&
+			    strcmp(res.dests[i].maildir, maildir) == 0)
+				s->mailbox = -1;
+		if (res.status == ROUTE_TEMPFAIL)
+			s->mailbox = ROUTE_TEMPFAIL;
+		route_result_clear(&res);
+		free(plain);
+	}
+	free(maildir);
+}
+
+static void
+mobileconfig_done(struct job *job)
+{
+	struct http_session *s = (struct http_session *)((char *)job -
+	    offsetof(struct http_session, job));
+	struct http_server *srv = s->srv;
+	const char *host = srv->sv.hostname, *a = s->address;
+	bool imap = srv->imaps != 0 || srv->imap != 0;
+	char uuid[37], puuid[37], id[17];
+	str_t out = STR_INIT, rev = STR_INIT;
+
+	if (s->base.dead) {
+		session_job_finished(&s->base);
+		return;
+	}
+	if (s->mailbox == ROUTE_TEMPFAIL || s->mailbox == ROUTE_CONFIG) {
+		respond_error(s, 503);
+		session_job_finished(&s->base);
+		return;
+	}
+	if (s->mailbox != ROUTE_OK) {
+		respond_error(s, 404);
+		session_job_finished(&s->base);
+		return;
+	}
+	profile_uuid("profile", a, host, uuid);
+	profile_uuid("account", a, host, puuid);
+	memcpy(id, uuid, 8);
+	memcpy(id + 8, uuid + 9, 4);
+	memcpy(id + 12, uuid + 14, 4);
+	id[16] = '\0';
+	/* the identifier: the host name reversed, as Apple's are */
+	for (const char *end = host + strlen(host), *p = end; ; p--) {
+		if (p == host || p[-1] == '.') {
+			if (rev.len > 0)
+				str_append_c(&rev, '.');
+			str_append_n(&rev, p, (size_t)(end - p));
+			end = p - 1;
+			if (p == host)
+				break;
+		}
+	}
+	str_append(&out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+	    "<!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" "
+	    "\"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n"
+	    "<plist version=\"1.0\">\n<dict>\n\t<key>PayloadContent</key>\n"
+	    "\t<array>\n\t\t<dict>\n");
+	plist_string(&out, "EmailAccountDescription", a);
+	plist_string(&out, "EmailAccountType", imap ? "EmailTypeIMAP" :
+	    "EmailTypePOP");
+	plist_string(&out, "EmailAddress", a);
+	if (imap)
+		plist_server(&out, "Incoming", host, srv->imaps ? srv->imaps :
+		    srv->imap, srv->imaps != 0, a);
+	else
+		plist_server(&out, "Incoming", host, srv->pop3s ? srv->pop3s :
+		    srv->pop3, srv->pop3s != 0, a);
+	plist_server(&out, "Outgoing", host, srv->submissions ?
+	    srv->submissions : srv->submission, srv->submissions != 0, a);
+	str_append(&out, "\t\t\t<key>OutgoingPasswordSameAsIncomingPassword"
+	    "</key>\n\t\t\t<true/>\n");
+	plist_string(&out, "PayloadDescription", "Mail account");
+	plist_string(&out, "PayloadDisplayName", a);
+	str_printf(&out, "\t\t\t<key>PayloadIdentifier</key>\n\t\t\t<string>");
+	xml_text(&out, str_c(&rev));
+	str_printf(&out, ".petrel.%s.account</string>\n", id);
+	plist_string(&out, "PayloadType", "com.apple.mail.managed");
+	plist_string(&out, "PayloadUUID", puuid);
+	str_append(&out, "\t\t\t<key>PayloadVersion</key>\n"
+	    "\t\t\t<integer>1</integer>\n\t\t</dict>\n\t</array>\n"
+	    "\t<key>PayloadDisplayName</key>\n\t<string>");
+	xml_text(&out, a);
+	str_append(&out, "</string>\n\t<key>PayloadIdentifier</key>\n"
+	    "\t<string>");
+	xml_text(&out, str_c(&rev));
+	str_printf(&out, ".petrel.%s</string>\n"
+	    "\t<key>PayloadRemovalDisallowed</key>\n\t<false/>\n"
+	    "\t<key>PayloadType</key>\n\t<string>Configuration</string>\n"
+	    "\t<key>PayloadUUID</key>\n\t<string>%s</string>\n"
+	    "\t<key>PayloadVersion</key>\n\t<integer>1</integer>\n"
+	    "</dict>\n</plist>\n", id, uuid);
+	respond(s, 200, "application/x-apple-aspen-config", "Content-"
+	    "Disposition: attachment; filename=\"email.mobileconfig\"\r\n",
+	    out.data, out.len);
+	str_free(&out);
+	str_free(&rev);
+	session_job_finished(&s->base);
+}
+
+/* GET /email.mobileconfig?email=ADDRESS (or emailaddress=): an unsigned
+ * profile with the mailbox's IMAP (else POP3) and submission accounts.
+ * 400: no address, or not a plain ASCII address; 404: not a mailbox
+ * here, or no client listener to offer. */
+static void
+mobileconfig(struct http_session *s, const struct http_request *req)
+{
+	struct http_server *srv = s->srv;
+	char addr[320], *local = NULL, *domain = NULL;
+	int r = http_query_param(req->query, req->query_len, "email", addr,
+	    sizeof(addr));
+
+	if (r == 0)
+		r = http_query_param(req->query, req->query_len,
+		    "emailaddress", addr, sizeof(addr));
+	if (r <= 0) {
+		respond_error(s, 400);
+		return;
+	}
+	for (const unsigned char *p = (const unsigned char *)addr; *p; p++)
+		if (*p <= ' ' || *p >= 0x7f) {
+			respond_error(s, 400);
+			return;
+		}
+	if (addr_split(addr, &local, &domain) < 0) {
+		respond_error(s, 400);
+		return;
+	}
+	if ((srv->imaps == 0 && srv->imap == 0 && srv->pop3s == 0 &&
+	    srv->pop3 == 0) || (srv->submissions == 0 &&
+	    srv->submission == 0) || srv->sv.dir_jobs == NULL) {
+		free(local);
+		free(domain);
+		respond_error(s, 404);
+		return;
+	}
+	s->address = xasprintf("%s@%s", local, domain);
+	free(local);
+	free(domain);
+	s->job.run = mobileconfig_run;
+	s->job.done = mobileconfig_done;
+	s->job.next = NULL;
+	session_job_submit(&s->base, srv->sv.dir_jobs, &s->job);
+}
+
 static void
 mta_sts(struct http_session *s)
 {
@@ -390,6 +732,12 @@ route(struct http_session *s, const struct http_request *req)
 	    path_is(req, "/.well-known/autoconfig/mail/config-v1.1.xml")) {
 		if (get)
 			autoconfig(s, req);
+		else
+			respond_error(s, 405);
+	} else if (path_is(req, "/email.mobileconfig") ||
+	    path_is(req, "/mobileconfig")) {
+		if (get)
+			mobileconfig(s, req);
 		else
 			respond_error(s, 405);
 	} else if (path_is(req, "/.well-known/mta-sts.txt")) {
@@ -453,6 +801,11 @@ http_drain(struct session *base)
 static void
 http_cleanup(struct session *base)
 {
+	struct http_session *s = (struct http_session *)base;
+
+	free(s->procs);
+	free(s->rss);
+	free(s->address);
 }
 
 static void
@@ -505,6 +858,7 @@ http_server_init(struct http_server *srv, struct event_base *base,
 	srv->submission = first_port(cfg, "submission_listen");
 	srv->submissions = first_port(cfg, "submissions_listen");
 	srv->sts_mode = config_get(cfg, "mta_sts_mode");
+	srv->delimiter = config_get(cfg, "recipient_delimiter");
 	srv->sts_max_age = (unsigned long long)config_get_uint(cfg,
 	    "mta_sts_max_age");
 	session_server_init(&srv->sv, &http_ops, srv, base, jobs, cfg, NULL);

@@ -44,6 +44,7 @@
 #include "lib/dir/dir.h"
 #include "lib/dir/schema.h"
 #include "lib/route/route.h"
+#include "lib/session/counters.h"
 #include "master/serve.h"
 
 struct authd_conn {
@@ -54,6 +55,13 @@ struct authd_conn {
 static uid_t worker_uid = (uid_t)-1;
 
 
+
+static void
+observe_query(double seconds)
+{
+	node_counters_observe(node_counters_self(), NODE_HIST_DIRECTORY,
+	    seconds);
+}
 
 static uint8_t
 dir_to_status(int r)
@@ -326,6 +334,9 @@ authd_run(struct petrel_ctx *ctx)
 			    "answer 4xx until it is back): %s", err);
 		dir_close(&dir);
 	}
+	/* its directory queries are the node's (/metrics) */
+	node_counters_inherit(NODE_ROLE_AUTH);
+	dir_observe_queries(observe_query);
 	auth_cache_setup((unsigned)config_get_uint(ctx->cfg,
 	    "auth_cache_ttl"));
 	auth_throttle_setup(

@@ -537,7 +537,9 @@ spawn_worker(struct master *m, size_t slot)
 	pid_t pid, parent;
 	int region = -1;
 
-	if (m->nc != NULL && !m->workers[slot].queue && !m->workers[slot].auth)
+	/* every child counts in a region of its own (the queue manager
+	 * and the auth process their events, /metrics their memory) */
+	if (m->nc != NULL)
 		region = node_counters_take(m->nc);
 	for (size_t i = 0; i < m->nlisteners; i++)
 		str_printf(&fds, "%s%s=%d", i ? "," : "",
@@ -888,7 +890,7 @@ run_master(struct petrel_ctx *ctx, const char **error_r)
 	 * workers, with room for the replaced ones still draining after a
 	 * few reloads. */
 	if (m.nworkers > 0) {
-		m.nc = node_counters_create((unsigned)m.nworkers * 4,
+		m.nc = node_counters_create((unsigned)(m.nworkers + 2) * 4,
 		    (unsigned)serve_nservices, &err);
 		if (m.nc == NULL)
 			log_warn("%s; connection limits counted per worker", err);

@@ -17,6 +17,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pwd.h>
@@ -46,27 +47,13 @@
 #include "smtp/smtp.h"
 
 
-/* The node's connection counts, inherited from the master
- * (PETREL_COUNTERS="fd:region"); NULL: this worker counts alone. */
-static struct node_counters *
-worker_counters(void)
+/* A job pool's waiting jobs, the node's gauge arg in this process's
+ * region (/metrics). */
+static void
+jobs_waiting(void *arg, size_t n)
 {
-	const char *env = getenv("PETREL_COUNTERS"), *err;
-	struct node_counters *nc;
-	unsigned fd, region;
-	char end;
-
-	if (env == NULL)
-		return NULL;
-	if (sscanf(env, "%u:%u%c", &fd, &region, &end) != 2) {
-		log_warn("bad PETREL_COUNTERS; limits counted per worker");
-		return NULL;
-	}
-	fcntl((int)fd, F_SETFD, FD_CLOEXEC);
-	nc = node_counters_attach((int)fd, region, &err);
-	if (nc == NULL)
-		log_warn("%s; limits counted per worker", err);
-	return nc;
+	node_counters_gauge_set(node_counters_self(),
+	    (enum node_gauge)(intptr_t)arg, n);
 }
 
 /* The index of a service in serve_services (the counts' order). */
@@ -289,7 +276,7 @@ worker_run(struct petrel_ctx *ctx, const char *fdlist)
 	struct worker_ctx w;
 	struct event *ev_term, *ev_int, *ev_usr1;
 	char *copy = xstrdup(fdlist), *save = NULL, *item;
-	struct node_counters *nc = worker_counters();
+	struct node_counters *nc = node_counters_inherit(NODE_ROLE_WORKER);
 
 	memset(&w, 0, sizeof(w));
 	signal(SIGPIPE, SIG_IGN);
@@ -340,6 +327,10 @@ worker_run(struct petrel_ctx *ctx, const char *fdlist)
 	    "worker_threads"), authc_thread_init, authc_thread_deinit, ctx->cfg);
 	w.smtp.sv.dir_jobs = w.pop3.sv.dir_jobs = w.imap.sv.dir_jobs =
 	    w.http.sv.dir_jobs = w.dir_jobs;
+	jobs_on_waiting(w.jobs, jobs_waiting,
+	    (void *)(intptr_t)NODE_GAUGE_JOBS_WAITING);
+	jobs_on_waiting(w.dir_jobs, jobs_waiting,
+	    (void *)(intptr_t)NODE_GAUGE_DIR_JOBS_WAITING);
 	{
 		struct authc *ac = authc_thread_init(NULL);
 		struct timeval tv = { CAPS_RETRY, 0 };

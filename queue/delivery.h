@@ -27,6 +27,7 @@ enum cstate {
 };
 
 struct mgr;
+struct node_counters;
 
 struct delivery {
 	struct mgr *m;
@@ -63,6 +64,7 @@ struct delivery {
 
 struct mgr {
 	struct petrel_ctx *ctx;
+	struct node_counters *nc;	/* the node's counts (NULL: none) */
 	const struct config *cfg;
 	struct event_base *base;
 	struct jobs *jobs;

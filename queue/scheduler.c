@@ -37,11 +37,21 @@
 #include "lib/io/jobs.h"
 #include "lib/maildir/maildir.h"
 #include "lib/queue/queue.h"
+#include "lib/session/counters.h"
 #include "lib/tls/tls.h"
 #include "queue/delivery.h"
 #include "queue/manager.h"
 
 static void mgr_scan(struct mgr *m);
+
+/* The job pool's waiting jobs, for /metrics. */
+static void
+jobs_waiting(void *arg, size_t n)
+{
+	(void)arg;
+	node_counters_gauge_set(node_counters_self(),
+	    NODE_GAUGE_QUEUE_JOBS_WAITING, n);
+}
 static unsigned backoff(struct mgr *m, unsigned attempts);
 
 /* ---- helpers ---- */
@@ -177,13 +187,21 @@ finish_run(struct delivery *d, struct authc *ac)
 		if (code >= 200 && code < 300) {
 			e->status = QR_SENT;
 			status = "sent";
+			node_counters_event(node_counters_self(),
+			    NODE_EVENT_DELIVERED);
+			node_counters_observe(node_counters_self(),
+			    NODE_HIST_DELIVERY, (double)(now - q->arrival));
 		} else if (code >= 500) {
 			e->status = QR_BOUNCED;
 			fresh[d->idx[k]] = true;
 			status = "bounced";
+			node_counters_event(node_counters_self(),
+			    NODE_EVENT_BOUNCED);
 		} else {
 			e->next = (long long)now + backoff(m, e->attempts);
 			status = "deferred";
+			node_counters_event(node_counters_self(),
+			    NODE_EVENT_DEFERRED);
 		}
 		/* Postfix's shape (what log readers such as pflogsumm
 		 * parse), the attempt count after it */
@@ -213,6 +231,8 @@ finish_run(struct delivery *d, struct authc *ac)
 			e->last = why;
 			e->status = QR_BOUNCED;
 			fresh[i] = true;
+			node_counters_event(node_counters_self(),
+			    NODE_EVENT_BOUNCED);
 			log_info("%s: to=<%s>, relay=none, delay=%lld, "
 			    "status=bounced (%s), expired, returned to sender",
 			    q->id, e->address, (long long)(now - q->arrival),
@@ -515,6 +535,8 @@ queue_manager_run(struct petrel_ctx *ctx)
 		fatal("cannot create the event loop");
 	m.jobs = jobs_create(m.base, 4, authc_thread_init, authc_thread_deinit,
 	    ctx->cfg);
+	m.nc = node_counters_inherit(NODE_ROLE_QUEUE);
+	jobs_on_waiting(m.jobs, jobs_waiting, NULL);
 
 	pidpath = xasprintf("%s/manager.pid", m.queue_dir);
 	fp = fopen(pidpath, "w");
@@ -572,6 +594,7 @@ queue_manager_run(struct petrel_ctx *ctx)
 	if (m.ub != NULL)
 		ub_ctx_delete(m.ub);
 	tls_client_free(&m.tls);
+	node_counters_free(&m.nc);
 	free(m.queue_dir);
 	while (m.holds != NULL) {
 		struct hold *h = m.holds;

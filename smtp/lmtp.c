@@ -187,6 +187,7 @@ lmtp_deliver_one(struct smtp_session *s, size_t i, bool *qid_used,
 	if (out != LMTP_SENT) {
 		log_info("%s: to=<%s>, status=deferred (over quota)", s->qid,
 		    s->rcpts[i].address);
+		node_counters_event(s->base.listener->nc, NODE_EVENT_DEFERRED);
 		str_free(&received);
 		return out;
 	}

@@ -26,6 +26,7 @@
 #include "lib/base/log.h"
 #include "lib/base/str.h"
 #include "lib/deliver/deliver.h"
+#include "lib/session/counters.h"
 #include "lib/deliver/deliver-private.h"
 #include "lib/dkim/sign.h"
 #include "lib/maildir/maildir.h"
@@ -200,6 +201,9 @@ deliver_log(const struct deliver_msg *msg, const char *orig,
 	log_info("%s: to=<%s>, orig_to=<%s>, relay=%s, delay=%.2f, "
 	    "dsn=2.0.0, status=sent (%s)", msg->qid, to, orig, relay,
 	    ms > 0 ? (double)ms / 1000.0 : 0.0, text);
+	node_counters_event(node_counters_self(), NODE_EVENT_DELIVERED);
+	node_counters_observe(node_counters_self(), NODE_HIST_DELIVERY,
+	    ms > 0 ? (double)ms / 1000.0 : 0.0);
 	log_service_set(prev);
 }
 

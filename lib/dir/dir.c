@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/base/alloc.h"
@@ -291,6 +292,15 @@ dir_rows_free(struct dir_rows **rowsp)
 	*rowsp = NULL;
 }
 
+/* Set once at start, before any thread queries. */
+static void (*query_observer)(double seconds);
+
+void
+dir_observe_queries(void (*fn)(double seconds))
+{
+	query_observer = fn;
+}
+
 int
 dir_query(struct dir *dir, const char *sql, const struct dir_param *params,
     size_t nparams, struct dir_rows **rows_r, const char **error_r)
@@ -319,9 +329,17 @@ dir_query(struct dir *dir, const char *sql, const struct dir_param *params,
 		}
 	}
 	rows = xmalloc(sizeof(*rows));
-	if (r == DIR_OK)
+	if (r == DIR_OK) {
+		struct timespec t0, t1;
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		r = dir->driver->query(dir->ctx, tsql, values, nnames, rows,
 		    &dir->error);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		if (query_observer != NULL)
+			query_observer((double)(t1.tv_sec - t0.tv_sec) +
+			    (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	}
 	for (size_t i = 0; i < nnames; i++)
 		free(names[i]);
 	free(names);

@@ -102,6 +102,9 @@ bool dir_is_mysql(const struct dir *dir);
 /* Take the lookup queries (query_*) from the configuration. */
 void dir_set_queries(struct dir *dir, const struct config *cfg);
 
+/* fn(seconds) after each statement the database ran (or failed), from
+ * the thread that ran it; set once, before the first query. */
+void dir_observe_queries(void (*fn)(double seconds));
 /* Run one statement. rows_r may be NULL when no result is wanted. */
 int dir_query(struct dir *dir, const char *sql, const struct dir_param *params,
     size_t nparams, struct dir_rows **rows_r, const char **error_r);

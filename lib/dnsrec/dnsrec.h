@@ -41,4 +41,29 @@ void dnsrec_free(struct dnsrec *recs, size_t n);
 char *dnsrec_mta_sts_policy(const char *hostname);
 void dnsrec_mta_sts_id(const char *policy, char id_r[21]);
 
+/* `petrel dns check` (check.c). The RR type number of a type dnsrec
+ * makes (0 for another). */
+int dnsrec_type_code(const char *type);
+
+/* An answer's rdata (wire form, names uncompressed, as libunbound gives
+ * it) as the text dnsrec's `value` holds for that type; NULL when it is
+ * malformed. Octets dnsrec never writes are escaped (\" \\ \DDD). */
+char *dnsrec_wire_value(const char *type, const unsigned char *p,
+    size_t len);
+
+/* Is a found value of the same kind as the wanted record: for TXT the
+ * same first tag ("v=spf1"), other types always. */
+bool dnsrec_same_kind(const struct dnsrec *want, const char *found);
+
+enum dnsrec_verdict {
+	DNSREC_OK,		/* one found value equals it */
+	DNSREC_MISSING,		/* nothing of its kind at its name */
+	DNSREC_DIFFERENT,	/* values of its kind, none equal */
+};
+
+/* The wanted record against the values found at its name and type
+ * (NULL entries: malformed rdata, ignored). */
+enum dnsrec_verdict dnsrec_compare(const struct dnsrec *want,
+    char *const *found, size_t n);
+
 #endif

@@ -25,6 +25,9 @@ struct jobs {
 	struct job *todo_head, *todo_tail;
 	struct job *done_head, *done_tail;
 	size_t pending;
+	size_t waiting;		/* submitted, not yet taken by a thread */
+	void (*on_waiting)(void *arg, size_t waiting);
+	void *on_waiting_arg;
 	bool stopping;
 	int efd;
 	struct event *ev;
@@ -65,6 +68,9 @@ jobs_thread(void *arg)
 		jobs->todo_head = job->next;
 		if (jobs->todo_head == NULL)
 			jobs->todo_tail = NULL;
+		jobs->waiting--;
+		if (jobs->on_waiting != NULL)
+			jobs->on_waiting(jobs->on_waiting_arg, jobs->waiting);
 		pthread_mutex_unlock(&jobs->lock);
 
 		const char *prev = log_service_set(job->log_service);
@@ -117,7 +123,7 @@ jobs_create(struct event_base *base, size_t nthreads,
     void *(*thread_init)(void *arg), void (*thread_deinit)(void *state),
     void *arg)
 {
-	struct jobs *jobs = xmalloc(sizeof(*jobs));
+	struct jobs *jobs = xcalloc(1, sizeof(*jobs));
 
 	pthread_mutex_init(&jobs->lock, NULL);
 	pthread_cond_init(&jobs->cond, NULL);
@@ -146,7 +152,22 @@ jobs_submit(struct jobs *jobs, struct job *job)
 	pthread_mutex_lock(&jobs->lock);
 	queue_push(&jobs->todo_head, &jobs->todo_tail, job);
 	jobs->pending++;
+	jobs->waiting++;
+	if (jobs->on_waiting != NULL)
+		jobs->on_waiting(jobs->on_waiting_arg, jobs->waiting);
 	pthread_cond_signal(&jobs->cond);
+	pthread_mutex_unlock(&jobs->lock);
+}
+
+void
+jobs_on_waiting(struct jobs *jobs, void (*fn)(void *arg, size_t waiting),
+    void *arg)
+{
+	pthread_mutex_lock(&jobs->lock);
+	jobs->on_waiting = fn;
+	jobs->on_waiting_arg = arg;
+	if (fn != NULL)
+		fn(arg, jobs->waiting);
 	pthread_mutex_unlock(&jobs->lock);
 }
 

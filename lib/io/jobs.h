@@ -26,6 +26,10 @@ struct jobs *jobs_create(struct event_base *base, size_t nthreads,
     void *(*thread_init)(void *arg), void (*thread_deinit)(void *state),
     void *arg);
 void jobs_submit(struct jobs *jobs, struct job *job);
+/* fn(arg, n) each time the number of jobs waiting for a thread changes
+ * (and once now), under the pool's lock: fn must not block. */
+void jobs_on_waiting(struct jobs *jobs, void (*fn)(void *arg, size_t waiting),
+    void *arg);
 /* Jobs submitted and not yet done. */
 size_t jobs_pending(const struct jobs *jobs);
 /* Waits for running jobs, runs remaining `done` callbacks, joins. */

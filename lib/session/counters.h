@@ -28,7 +28,44 @@ enum node_event {
 	NODE_EVENT_LOGIN_FAILED,	/* wrong password or locked out */
 	NODE_EVENT_MESSAGE_RECEIVED,	/* 250 after DATA/BDAT */
 	NODE_EVENT_HTTP_REQUEST,	/* answered on http_listen */
+	/* one per recipient, where the log says status=sent, deferred or
+	 * bounced (a local copy made; the queue manager's outcomes) */
+	NODE_EVENT_DELIVERED,
+	NODE_EVENT_DEFERRED,
+	NODE_EVENT_BOUNCED,
 	NODE_EVENTS
+};
+
+/* Histograms of durations (seconds), kept like the events: fixed
+ * buckets, each process counting in its own region. */
+enum node_hist {
+	NODE_HIST_DELIVERY,	/* arrival to status=sent */
+	NODE_HIST_DIRECTORY,	/* one directory query (the auth process) */
+	NODE_HISTS
+};
+#define NODE_HIST_BUCKETS_MAX 16
+
+/* Gauges each process sets in its own region (zeroed when it ends); the
+ * node's value is the sum. */
+enum node_gauge {
+	NODE_GAUGE_JOBS_WAITING,	/* protocol workers' job pool */
+	NODE_GAUGE_DIR_JOBS_WAITING,	/* their directory job pool */
+	NODE_GAUGE_QUEUE_JOBS_WAITING,	/* the queue manager's job pool */
+	NODE_GAUGES
+};
+
+/* What a region's process is (node_counters_identify). */
+enum node_role {
+	NODE_ROLE_NONE,
+	NODE_ROLE_WORKER,	/* a protocol worker */
+	NODE_ROLE_QUEUE,
+	NODE_ROLE_AUTH,
+};
+
+struct node_process {
+	pid_t pid;
+	unsigned slot;		/* the master's slot (PETREL_WORKER_SLOT) */
+	enum node_role role;
 };
 
 struct node_counters;
@@ -69,5 +106,37 @@ void node_counters_add(struct node_counters *nc, unsigned service,
 void node_counters_event(struct node_counters *nc, enum node_event e);
 uint64_t node_counters_events(const struct node_counters *nc,
     enum node_event e);
+
+/* The bucket bounds of a histogram (seconds, ascending; +Inf follows). */
+const double *node_counters_hist_bounds(enum node_hist h, size_t *n_r);
+/* This process observed one duration (nothing for NULL). */
+void node_counters_observe(struct node_counters *nc, enum node_hist h,
+    double seconds);
+/* The node's histogram: cum[i] the count at most bound i, cum[n] all
+ * (n from node_counters_hist_bounds), *sum_r the sum in seconds. */
+void node_counters_hist(const struct node_counters *nc, enum node_hist h,
+    uint64_t cum[NODE_HIST_BUCKETS_MAX + 1], double *sum_r);
+
+/* This process's gauge (nothing for NULL), and the node's sum. */
+void node_counters_gauge_set(struct node_counters *nc, enum node_gauge g,
+    uint64_t v);
+uint64_t node_counters_gauge(const struct node_counters *nc,
+    enum node_gauge g);
+
+/* A process names itself in its region (its pid, slot and role), and
+ * the processes of the node that did so (at most max). */
+void node_counters_identify(struct node_counters *nc, enum node_role role,
+    unsigned slot);
+size_t node_counters_processes(const struct node_counters *nc,
+    struct node_process *out, size_t max);
+
+/* A process started by the master: the mapping named by PETREL_COUNTERS
+ * ("fd:region"), identified as role in PETREL_WORKER_SLOT and made the
+ * process's own (node_counters_self); NULL when there is none (a
+ * warning when it is unusable). */
+struct node_counters *node_counters_inherit(enum node_role role);
+/* The process's counts for code that has no listener at hand (delivery,
+ * the queue manager, the directory): NULL when it has none. */
+struct node_counters *node_counters_self(void);
 
 #endif

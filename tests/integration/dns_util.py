@@ -114,3 +114,67 @@ class LocalDNS:
     def _end(self):
         procs.terminate(self.proc)
         self.log.close()
+
+
+NSD = shutil.which("nsd") or "/usr/sbin/nsd"
+
+
+class Nsd:
+    """Debian's nsd serving one zone (its zone-file text) on 127.0.0.1:port, a
+    free port, with its own configuration (never the system service); it
+    answers only for that zone (REFUSED elsewhere). Runs as root.
+
+        ns = Nsd(tmp_path, "example.mxtest", zone_text)
+        ns.resolver     # "127.0.0.1:PORT" for dns_resolver
+        ns.stop()
+    """
+
+    def __init__(self, workdir, zone, text, subdir="nsd"):
+        self.dir = os.path.join(str(workdir), subdir)
+        os.makedirs(self.dir, exist_ok=True)
+        with open(os.path.join(self.dir, "z.zone"), "w") as f:
+            f.write(text)
+        self.proc = None
+        for _ in range(4):
+            self.port = free_ports(1)[0]
+            conf = os.path.join(self.dir, "nsd.conf")
+            with open(conf, "w") as f:
+                f.write(NSD_CONF.format(dir=self.dir, port=self.port, zone=zone))
+            self.proc = subprocess.Popen([NSD, "-d", "-c", conf],
+                                         stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 10 * TIMEOUT_SCALE
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                if query(self.port, zone, qtype=6, timeout=0.2) == 0:
+                    self.resolver = "127.0.0.1:%d" % self.port
+                    return
+                time.sleep(0.05)
+            self.stop()
+        log = os.path.join(self.dir, "nsd.log")
+        raise RuntimeError("nsd did not start: %s" % (open(log).read() if os.path.exists(log) else "?"))
+
+    def stop(self):
+        procs.terminate(self.proc)
+
+
+NSD_CONF = """server:
+	ip-address: 127.0.0.1
+	port: {port}
+	do-ip6: no
+	username: ""
+	chroot: ""
+	zonesdir: "{dir}"
+	pidfile: "{dir}/nsd.pid"
+	zonelistfile: "{dir}/zone.list"
+	xfrdfile: "{dir}/xfrd.state"
+	xfrdir: "{dir}"
+	logfile: "{dir}/nsd.log"
+	database: ""
+	server-count: 1
+	verbosity: 1
+remote-control:
+	control-enable: no
+zone:
+	name: {zone}
+	zonefile: z.zone
+"""

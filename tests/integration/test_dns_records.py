@@ -2,7 +2,13 @@
 loads as a zone in NSD's own checker, the DKIM key is the one on disk, the
 TLSA record is the SHA-256 of the served certificate's public key, SRV
 records follow the configured listeners (RFC 6186: "." for a service that
-is off), and records outside the domain's zone are left commented out."""
+is off), and records outside the domain's zone are left commented out.
+
+`petrel dns check DOMAIN` against Debian's nsd serving that very output (all
+ok, exit 0), then a zone with the MX changed and the DMARC record left out
+(those two lines, exit 2), and a resolver that does not answer (exit 1).
+The check's domain is not under `.test`: libunbound answers that TLD itself
+(RFC 6761)."""
 
 import base64
 import hashlib
@@ -13,7 +19,9 @@ import subprocess
 
 import pytest
 
+import dns_util
 from conftest import assert_error
+from harness.ports import free_ports
 
 NSD_CHECKZONE = "/usr/sbin/nsd-checkzone"
 
@@ -117,3 +125,77 @@ def test_bad_arguments(sqlite_instance, args, needle):
 def test_short_host_name_is_refused(sqlite_instance):
     cp = sqlite_instance.run("-o", "hostname=mailhost", "dns", "example.test", check=False)
     assert_error(cp, "not a full domain name")
+
+
+CHECK_DOMAIN = "example.dnscheck"
+CHECK_HOST = "mail.example.dnscheck"
+SOA = ("$TTL 3600\n"
+       "{d}. IN SOA ns1.{d}. hostmaster.{d}. 1 7200 3600 1209600 3600\n"
+       "{d}. IN NS ns1.{d}.\n"
+       "ns1.{d}. IN A 127.0.0.1\n").format(d=CHECK_DOMAIN)
+
+
+@pytest.fixture
+def check_inst(sqlite_instance):
+    inst = sqlite_instance
+    inst.run("domain", "add", CHECK_DOMAIN)
+    inst.run("dkim", "keygen", CHECK_DOMAIN)
+    return inst
+
+
+def check(inst, resolver, *args):
+    return inst.run("-o", "hostname=" + CHECK_HOST, "-o", "dns_resolver=" + resolver,
+                    "dns", "check", *args, check=False)
+
+
+def test_check_against_the_published_zone(check_inst, tmp_path):
+    inst = check_inst
+    out = dns(inst, CHECK_DOMAIN, host=CHECK_HOST).stdout
+    recs = json.loads(dns(inst, CHECK_DOMAIN, "--json", host=CHECK_HOST).stdout)
+    # another TXT record beside SPF at the apex is not SPF's business
+    ns = dns_util.Nsd(tmp_path, CHECK_DOMAIN,
+                      SOA + out + '@ IN TXT "site-verification=abc"\n', "good")
+    try:
+        cp = check(inst, ns.resolver, CHECK_DOMAIN)
+    finally:
+        ns.stop()
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    lines = cp.stdout.splitlines()
+    assert len(lines) == len(recs), cp.stdout
+    for line, r in zip(lines, recs):
+        assert line.startswith("ok %s %s " % (r["name"], r["type"])), line
+    dkim = [l for l in lines if "._domainkey." in l]
+    assert len(dkim) == 1 and "v=DKIM1" in dkim[0]
+
+    # the MX points elsewhere, DMARC is not published
+    bad = []
+    for l in out.splitlines():
+        if l.startswith("_dmarc."):
+            continue
+        if l.startswith(CHECK_DOMAIN + ".\t") and "\tMX\t" in l:
+            l = l.replace(CHECK_HOST + ".", "mx.elsewhere.example.")
+        bad.append(l)
+    assert len(bad) == len(out.splitlines()) - 1
+    ns = dns_util.Nsd(tmp_path, CHECK_DOMAIN, SOA + "\n".join(bad) + "\n", "bad")
+    try:
+        cp = check(inst, ns.resolver, CHECK_DOMAIN.upper())
+    finally:
+        ns.stop()
+    assert cp.returncode == 2, cp.stdout + cp.stderr
+    lines = cp.stdout.splitlines()
+    assert len(lines) == len(recs)
+    notok = [l for l in lines if not l.startswith("ok ")]
+    assert notok == [
+        "different %s. MX expected 10 %s. found 10 mx.elsewhere.example."
+        % (CHECK_DOMAIN, CHECK_HOST),
+        'missing _dmarc.%s. TXT "v=DMARC1; p=quarantine; rua=mailto:postmaster@%s"'
+        % (CHECK_DOMAIN, CHECK_DOMAIN)], cp.stdout
+
+
+def test_check_errors(check_inst):
+    dead = "127.0.0.1:%d" % free_ports(1)[0]
+    assert_error(check(check_inst, dead, CHECK_DOMAIN), "no usable answer", "dns_resolver")
+    assert_error(check(check_inst, dead, "other.dnscheck"), "not hosted")
+    assert_error(check(check_inst, "mail.example.dnscheck:53", CHECK_DOMAIN),
+                 "dns_resolver")
+    assert_error(check(check_inst, dead), "usage")

@@ -1,10 +1,13 @@
 """The HTTP listener (http_listen): /metrics parsed with the Prometheus
-client's own parser while sessions come and go, Thunderbird autoconfig and
-Outlook Autodiscover read with xml.etree as those clients read them, the
-MTA-STS policy, strict refusals of malformed requests, and the listener
+client's own parser while sessions come and go and under a mixed delivery
+load, Thunderbird autoconfig and
+Outlook Autodiscover read with xml.etree as those clients read them, Apple
+configuration profiles read with plistlib (and refused for what is not a
+mailbox), the MTA-STS policy, strict refusals of malformed requests, and the listener
 off in an existing configuration that lacks the key."""
 
 import imaplib
+import plistlib
 import smtplib
 import socket
 import time
@@ -126,6 +129,68 @@ def test_metrics_move_with_sessions(web):
           "sessions gone from the counts")
 
 
+def histogram(m, name):
+    """A histogram's cumulative buckets (by bound), _sum and _count, checked
+    for consistency."""
+    buckets = sorted((float(k.split("{le=")[1].rstrip("}")), v) for k, v in m.items()
+                     if k.startswith(name + "_bucket{"))
+    assert buckets and buckets[-1][0] == float("inf"), (name, buckets)
+    counts = [v for _, v in buckets]
+    assert counts == sorted(counts), (name, buckets)       # cumulative
+    assert m[name + "_count"] == counts[-1]
+    assert m[name + "_sum"] >= 0
+    return dict(buckets), m[name + "_sum"], m[name + "_count"]
+
+
+def test_metrics_deliveries_latency_and_processes(web, fake_mx):
+    """A mixed load: a local delivery, a remote one accepted, a remote one to a
+    closed port (deferred), a remote one refused with 550 (bounced, the
+    notification delivered to the local sender). The counts move by exactly
+    those amounts; the latency histograms stay consistent; every process
+    under the master shows its memory."""
+    inst = web.instance
+    ok_mx = fake_mx()
+    bad_mx = fake_mx(rcpt="550 5.1.1 no such user")
+    inst.run("domain", "add", "accept.test", "--transport", ok_mx.transport)
+    inst.run("domain", "add", "refuse.test", "--transport", bad_mx.transport)
+    inst.run("domain", "add", "closed.test", "--transport",
+             "smtp:[127.0.0.1]:%d" % free_port())
+    m0 = scrape(web)
+    dir0 = histogram(m0, "petrel_directory_query_seconds")
+    for sender, rcpt in (("someone@example.org", ALICE),
+                         ("someone@example.org", "x@accept.test"),
+                         ("someone@example.org", "x@closed.test"),
+                         (ALICE, "x@refuse.test")):
+        with smtplib.SMTP("127.0.0.1", web.ports["smtp"], timeout=10) as c:
+            c.sendmail(sender, [rcpt], b"Subject: m\r\n\r\nbody\r\n")
+    d, f, b = ("petrel_messages_%s_total" % k for k in ("delivered", "deferred", "bounced"))
+    m1 = until(web, lambda m: m[d] >= m0[d] + 3 and m[f] >= m0[f] + 1 and m[b] >= m0[b] + 1,
+               "deliveries counted", timeout=30)
+    # local + accepted + the bounce to alice; one deferral; one bounce
+    assert (m1[d] - m0[d], m1[f] - m0[f], m1[b] - m0[b]) == (3, 1, 1)
+    assert len(ok_mx.transactions) == 1
+    lat0 = histogram(m0, "petrel_delivery_latency_seconds")
+    lat1 = histogram(m1, "petrel_delivery_latency_seconds")
+    assert lat1[2] - lat0[2] == 3 and lat1[1] >= lat0[1]
+    assert lat1[2] == m1[d]          # one observation per status=sent
+    # each RCPT was routed by the directory: queries timed there
+    dir1 = histogram(m1, "petrel_directory_query_seconds")
+    assert dir1[2] >= dir0[2] + 4 and dir1[1] >= dir0[1]
+    for pool in ("worker", "directory", "queue"):
+        assert m1["petrel_jobs_waiting{pool=%s}" % pool] >= 0
+    # memory: each live child of the master, by role
+    rss = {k: v for k, v in m1.items() if k.startswith("petrel_process_resident_memory_bytes{")}
+    seen = {}
+    for k, v in rss.items():
+        labels = dict(x.split("=", 1) for x in k.split("{", 1)[1].rstrip("}").split("}{"))
+        assert v > 0, k
+        seen[int(labels["pid"])] = labels["role"]
+    kids = set(web.worker_pids())
+    assert set(seen) == kids, (seen, kids)
+    roles = sorted(seen.values())
+    assert roles == ["auth", "protocol", "protocol", "queue"], roles
+
+
 def test_metrics_queue_and_head(web):
     m = scrape(web)
     assert m["petrel_queue_messages"] >= 0 and m["petrel_queue_oldest_age_seconds"] >= 0
@@ -204,6 +269,104 @@ def test_autodiscover(web):
         assert p.findtext("a:SSL", namespaces=ns) == "on"
     # GET is not how Autodiscover asks
     assert get(web, "/autodiscover/autodiscover.xml")[0] == 405
+
+
+def mobileconfig(srv, query):
+    status, headers, body = get(srv, "/email.mobileconfig?" + query)
+    if status == 200:
+        assert headers["content-type"] == "application/x-apple-aspen-config"
+        return plistlib.loads(body)
+    return status, body
+
+
+def test_apple_mobileconfig(web):
+    """An unsigned profile with a com.apple.mail.managed payload, read with
+    plistlib: IMAP over TLS (imaps_listen), submission over TLS
+    (submissions_listen), the address as login; the same UUIDs on each
+    download (installing it again replaces it)."""
+    inst = web.instance
+    odd = "o'neil&co@example.test"          # atext that XML must escape
+    inst.add_user(odd, "pw")
+    prof = mobileconfig(web, "email=Alice%40Example.test")
+    assert prof["PayloadType"] == "Configuration" and prof["PayloadVersion"] == 1
+    assert prof["PayloadIdentifier"].startswith("test.example.mail.petrel.")
+    [acct] = prof["PayloadContent"]
+    want = {
+        "PayloadType": "com.apple.mail.managed", "PayloadVersion": 1,
+        "EmailAddress": ALICE, "EmailAccountType": "EmailTypeIMAP",
+        "IncomingMailServerHostName": HOST,
+        "IncomingMailServerPortNumber": web.ports["imaps"],
+        "IncomingMailServerUseSSL": True, "IncomingMailServerUsername": ALICE,
+        "IncomingMailServerAuthentication": "EmailAuthPassword",
+        "OutgoingMailServerHostName": HOST,
+        "OutgoingMailServerPortNumber": web.ports["submissions"],
+        "OutgoingMailServerUseSSL": True, "OutgoingMailServerUsername": ALICE,
+        "OutgoingMailServerAuthentication": "EmailAuthPassword",
+        "OutgoingPasswordSameAsIncomingPassword": True,
+    }
+    assert {k: acct.get(k) for k in want} == want
+    assert acct["PayloadUUID"] != prof["PayloadUUID"]
+    again = plistlib.loads(get(web, "/mobileconfig?emailaddress=alice%40example.test")[2])
+    assert again == prof
+    other = mobileconfig(web, "email=" + urllib.parse.quote(odd))
+    assert other["PayloadContent"][0]["EmailAddress"] == odd
+    # a mailbox whose name holds the recipient delimiter is one of its own
+    inst.add_user("carol+x@example.test", "pw")
+    carol = mobileconfig(web, "email=carol%2Bx%40example.test")
+    assert carol["PayloadContent"][0]["IncomingMailServerUsername"] == "carol+x@example.test"
+    assert other["PayloadUUID"] != prof["PayloadUUID"]
+    # HEAD: the headers only
+    with socket.create_connection(("127.0.0.1", web.ports["http"]), timeout=5) as c:
+        c.sendall(b"HEAD /email.mobileconfig?email=alice@example.test HTTP/1.1\r\n"
+                  b"Host: x\r\n\r\n")
+        data = b""
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and body == b""
+    assert b"\r\nContent-Type: application/x-apple-aspen-config\r\n" in head
+
+
+def test_apple_mobileconfig_refusals(web):
+    web.instance.run("alias", "add", "info@example.test", ALICE)
+    # not a mailbox here: unknown user, an alias, a +tag, a foreign domain
+    for q in ("email=nobody%40example.test", "email=info%40example.test",
+              "email=alice%2Btag%40example.test", "email=alice%40elsewhere.test"):
+        status, body = mobileconfig(web, q)
+        assert status == 404, q
+    # not an address: never echoed
+    for q in ("", "email=", "email=alice", "email=%3Cscript%3E%40example.test",
+              "email=a%0d%0aX-Evil:%201%40example.test", "email=%C3%A9%40example.test",
+              "email=%zz"):
+        status, body = mobileconfig(web, q)
+        assert status == 400, q
+        assert b"script" not in body and b"Evil" not in body
+    raw = b"POST /email.mobileconfig HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    assert request(web, raw)[0] == 405
+
+
+def test_apple_mobileconfig_starttls_listeners(petrel_bin, tmp_path):
+    """Without imaps and submissions: IMAP and submission with STARTTLS
+    (UseSSL false: Mail upgrades the connection itself); without any IMAP:
+    POP3."""
+    inst = make_instance(petrel_bin, tmp_path, "sqlite")
+    add_users(inst)
+    with server.tracked(server.start) as start:
+        srv = start(inst, ("http", "imap", "submission", "pop3s"), OPTS)
+        acct = mobileconfig(srv, "email=" + ALICE)["PayloadContent"][0]
+        assert (acct["IncomingMailServerPortNumber"], acct["IncomingMailServerUseSSL"]) == \
+            (srv.ports["imap"], False)
+        assert (acct["OutgoingMailServerPortNumber"], acct["OutgoingMailServerUseSSL"]) == \
+            (srv.ports["submission"], False)
+        srv.stop()
+        srv = start(inst, ("http", "pop3s", "submission"), OPTS)
+        acct = mobileconfig(srv, "email=" + ALICE)["PayloadContent"][0]
+        assert acct["EmailAccountType"] == "EmailTypePOP"
+        assert (acct["IncomingMailServerPortNumber"], acct["IncomingMailServerUseSSL"]) == \
+            (srv.ports["pop3s"], True)
 
 
 def test_mta_sts_policy(web):

@@ -30,22 +30,19 @@ host itself (127.0.0.1, ::1), as checked at the end.
 import base64
 import os
 import re
-import shutil
 import subprocess
-import time
 
 import dkim
 import dns.resolver
 import pytest
 
 import smtp_util
-from dns_util import query
-from harness import procs, server
+import dns_util
+from harness import server
 from harness.instance import TIMEOUT_SCALE, add_users, make_instance
 from harness.ports import free_ports
 from smtp_util import maildir_of, read_new, split_stored
 
-NSD = shutil.which("nsd") or "/usr/sbin/nsd"
 ALICE = "alice@example.test"
 HOST = smtp_util.HOSTNAME
 CLIENT = "127.0.0.2"
@@ -114,62 +111,13 @@ def _txt(value):
     return " ".join('"%s"' % value[i:i + 255] for i in range(0, len(value), 255))
 
 
-class Nsd:
-    """nsd serving zone `trusttest.` on 127.0.0.1:port (a free port)."""
-
-    def __init__(self, workdir, records):
-        self.dir = os.path.join(str(workdir), "nsd")
-        os.makedirs(self.dir, exist_ok=True)
-        with open(os.path.join(self.dir, "z.zone"), "w") as f:
-            f.write("$ORIGIN %s.\n$TTL 300\n" % Z)
-            f.write("@ IN SOA ns.%s. host.%s. 1 3600 600 86400 300\n" % (Z, Z))
-            f.write("@ IN NS ns.%s.\nns IN A 127.0.0.1\n" % Z)
-            for r in records:
-                f.write(r + "\n")
-        self.proc = None
-        for _ in range(4):
-            self.port = free_ports(1)[0]
-            conf = os.path.join(self.dir, "nsd.conf")
-            with open(conf, "w") as f:
-                f.write(NSD_CONF.format(dir=self.dir, port=self.port, zone=Z))
-            self.proc = subprocess.Popen([NSD, "-d", "-c", conf],
-                                         stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.DEVNULL)
-            deadline = time.monotonic() + 10 * TIMEOUT_SCALE
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                if query(self.port, "ns.%s" % Z, timeout=0.2) == 0:
-                    self.resolver = "127.0.0.1:%d" % self.port
-                    return
-                time.sleep(0.05)
-            self.stop()
-        log = os.path.join(self.dir, "nsd.log")
-        pytest.fail("nsd did not start: %s" % (open(log).read() if os.path.exists(log) else "?"))
-
-    def stop(self):
-        procs.terminate(self.proc)
-
-
-NSD_CONF = """server:
-	ip-address: 127.0.0.1
-	port: {port}
-	do-ip6: no
-	username: ""
-	chroot: ""
-	zonesdir: "{dir}"
-	pidfile: "{dir}/nsd.pid"
-	zonelistfile: "{dir}/zone.list"
-	xfrdfile: "{dir}/xfrd.state"
-	xfrdir: "{dir}"
-	logfile: "{dir}/nsd.log"
-	database: ""
-	server-count: 1
-	verbosity: 1
-remote-control:
-	control-enable: no
-zone:
-	name: {zone}
-	zonefile: z.zone
-"""
+def Nsd(workdir, records):
+    """nsd serving zone `trusttest.` (dns_util.Nsd) with these records."""
+    zone = ("$ORIGIN %s.\n$TTL 300\n" % Z +
+            "@ IN SOA ns.%s. host.%s. 1 3600 600 86400 300\n" % (Z, Z) +
+            "@ IN NS ns.%s.\nns IN A 127.0.0.1\n" % Z +
+            "".join(r + "\n" for r in records))
+    return dns_util.Nsd(workdir, Z, zone)
 
 
 @pytest.fixture(scope="module")

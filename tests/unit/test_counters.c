@@ -144,11 +144,75 @@ test_private(void)
 	test_end();
 }
 
+static void
+test_histograms_gauges_processes(void)
+{
+	const char *err = NULL;
+	struct node_counters *m, *w1, *w2;
+	struct node_process pr[4];
+	uint64_t cum[NODE_HIST_BUCKETS_MAX + 1];
+	const double *b;
+	double sum;
+	size_t n;
+	int r1, r2;
+
+	test_begin("histograms and gauges over workers; a worker's end keeps "
+	    "the histogram, drops its gauges and its name");
+	m = node_counters_create(2, 1, &err);
+	r1 = node_counters_take(m);
+	r2 = node_counters_take(m);
+	node_counters_owner(m, r1, 3001);
+	node_counters_owner(m, r2, 3002);
+	w1 = node_counters_attach(dup(node_counters_fd(m)), (unsigned)r1, &err);
+	w2 = node_counters_attach(dup(node_counters_fd(m)), (unsigned)r2, &err);
+	test_assert(w1 != NULL && w2 != NULL);
+	b = node_counters_hist_bounds(NODE_HIST_DIRECTORY, &n);
+	test_assert(n > 2 && n <= NODE_HIST_BUCKETS_MAX);
+	for (size_t i = 1; i < n; i++)
+		test_assert(b[i] > b[i - 1]);
+	node_counters_observe(w1, NODE_HIST_DIRECTORY, b[0]);	/* le b[0] */
+	node_counters_observe(w1, NODE_HIST_DIRECTORY, b[0] * 1.5);
+	node_counters_observe(w2, NODE_HIST_DIRECTORY, b[n - 1] * 2);
+	node_counters_observe(w2, NODE_HIST_DIRECTORY, -1);	/* as 0 */
+	node_counters_observe(NULL, NODE_HIST_DIRECTORY, 1);
+	node_counters_hist(m, NODE_HIST_DIRECTORY, cum, &sum);
+	test_assert(cum[0] == 2 && cum[1] == 3 && cum[n - 1] == 3 &&
+	    cum[n] == 4);
+	test_assert(sum > b[n - 1] * 2 && sum < b[n - 1] * 2 + 1);
+	node_counters_hist(m, NODE_HIST_DELIVERY, cum, &sum);
+	node_counters_hist_bounds(NODE_HIST_DELIVERY, &n);
+	test_assert(cum[n] == 0 && sum == 0);
+	node_counters_gauge_set(w1, NODE_GAUGE_JOBS_WAITING, 5);
+	node_counters_gauge_set(w2, NODE_GAUGE_JOBS_WAITING, 2);
+	node_counters_gauge_set(w2, NODE_GAUGE_JOBS_WAITING, 3);
+	test_assert(node_counters_gauge(m, NODE_GAUGE_JOBS_WAITING) == 8);
+	test_assert(node_counters_gauge(m, NODE_GAUGE_DIR_JOBS_WAITING) == 0);
+	test_assert(node_counters_processes(m, pr, 4) == 0);
+	node_counters_identify(w1, NODE_ROLE_QUEUE, 7);
+	node_counters_identify(w2, NODE_ROLE_WORKER, 1);
+	test_assert(node_counters_processes(m, pr, 4) == 2);
+	test_assert(pr[0].pid == getpid() && pr[0].slot == 7 &&
+	    pr[0].role == NODE_ROLE_QUEUE && pr[1].role == NODE_ROLE_WORKER);
+	test_assert(node_counters_processes(m, pr, 1) == 1);
+	node_counters_release(m, 3001);
+	test_assert(node_counters_gauge(m, NODE_GAUGE_JOBS_WAITING) == 3);
+	test_assert(node_counters_processes(m, pr, 4) == 1 &&
+	    pr[0].slot == 1);
+	node_counters_hist(m, NODE_HIST_DIRECTORY, cum, &sum);
+	node_counters_hist_bounds(NODE_HIST_DIRECTORY, &n);
+	test_assert(cum[0] == 2 && cum[n] == 4);
+	node_counters_free(&w1);
+	node_counters_free(&w2);
+	node_counters_free(&m);
+	test_end();
+}
+
 int
 main(void)
 {
 	test_shared_counts();
 	test_events();
+	test_histograms_gauges_processes();
 	test_attach_refuses_garbage();
 	test_private();
 	return test_done();
