@@ -29,13 +29,14 @@ build_pkgs=(gcc meson ninja-build pkg-config libssl-dev libsqlite3-dev
 # configuration on loopback (the package's service is never started).
 # python3-llfuse and fuse3 for durafs, the file system that forgets what was
 # never synced (tests/reliability/test_power_loss.py).
+# sieve-connect, a real ManageSieve client (test_managesieve.py).
 test_pkgs=(python3 python3-pytest mariadb-server mariadb-client sqlite3
 	openssl procps swaks libnet-ssleay-perl curl fetchmail postfix python3-dkim isync mutt tmux
 	clang libclang-rt-14-dev valgrind testssl.sh nsd strace pflogsumm unbound
 	debhelper lintian systemd git util-linux iproute2
 	roundcube-core roundcube-sqlite3 php-cli php-sqlite3 chromium chromium-driver
 	python3-selenium man-db groff-base python3-prometheus-client rspamd
-	python3-llfuse fuse3)
+	python3-llfuse fuse3 sieve-connect)
 
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then
