@@ -341,14 +341,10 @@ job_done(struct job *job)
 			    s->arg2 != NULL ? s->arg2 : "",
 			    strncmp(str_c(&s->out), "OK", 2) == 0 ? "ok" :
 			    "refused");
-		if (s->out.len > 2 && strncmp(s->out.data, "NO", 2) == 0) {
-			/* counted like any other refusal */
-			str_truncate(&s->out, s->out.len - 2);
-			session_error(&s->base, "", "%s", str_c(&s->out));
-		} else {
-			evbuffer_add(session_output(&s->base), s->out.data,
-			    s->out.len);
-		}
+		/* a NO here is an answer about the store (no such script,
+		 * a name taken), not a client's mistake: not counted */
+		evbuffer_add(session_output(&s->base), s->out.data,
+		    s->out.len);
 	}
 	job_clear(s);
 	session_job_finished(&s->base);
@@ -787,13 +783,13 @@ take_line(struct msieve_session *s, const char *line, size_t n)
 	}
 	if (!imap_line_literal(line, n, &size, &nonsync))
 		return true;
-	if (!s->skip && size > (authed ? (uint64_t)SIEVE_SCRIPT_MAX :
-	    MSIEVE_PREAUTH_MAX)) {
+	if (size > (authed ? (uint64_t)SIEVE_SCRIPT_MAX : MSIEVE_PREAUTH_MAX)) {
 		if (!authed || size > MSIEVE_SKIP_MAX) {
 			bye(s, "Literal too large");
 			return false;
 		}
-		/* read and dropped, then refused */
+		/* read and dropped with the rest of the command, which is
+		 * then refused */
 		s->skip = s->refused = true;
 	}
 	if (!s->skip && s->cmd.len + size + 2 > max) {
