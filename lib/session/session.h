@@ -2,7 +2,7 @@
 #define PETREL_SESSION_H
 /*
  * The life cycle every line protocol shares (SMTP, submission, POP3,
- * IMAP, LMTP; later ManageSieve): accept with total and per-address
+ * IMAP, LMTP, ManageSieve): accept with total and per-address
  * limits per listener, the idle timeout, the deadline for one command
  * line and the one for logging in (login_timeout), STARTTLS, "close
  * once the replies are out", drain at shutdown,
