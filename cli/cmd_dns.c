@@ -112,6 +112,7 @@ cmd_dns(struct petrel_ctx *cli, int argc, char **argv)
 	in.imaps = listen_port(cli, "imaps_listen");
 	in.pop3 = listen_port(cli, "pop3_listen");
 	in.pop3s = listen_port(cli, "pop3s_listen");
+	in.sieve = listen_port(cli, "managesieve_listen");
 	recs = dnsrec_build(&in, &n);
 	if (cli_flag(&a, "json")) {
 		str_append(&out, "[");
