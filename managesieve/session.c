@@ -809,9 +809,10 @@ static bool
 msieve_process(struct session *base)
 {
 	struct msieve_session *s = (struct msieve_session *)base;
-	struct evbuffer *in = session_input(base);
 
 	while (!base->busy && !base->quit && !session_output_full(base)) {
+		/* fetched each time: STARTTLS puts a new connection in */
+		struct evbuffer *in = session_input(base);
 		char *line;
 		size_t n;
 		int r;
@@ -864,7 +865,7 @@ msieve_process(struct session *base)
 		session_line_free(line, n);
 	}
 	return s->in_literal || s->cmd.len > 0 ||
-	    evbuffer_get_length(in) > 0;
+	    evbuffer_get_length(session_input(base)) > 0;
 }
 
 static void

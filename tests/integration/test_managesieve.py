@@ -1,7 +1,8 @@
 """ManageSieve (RFC 5804) on managesieve_listen: the greeting's
-capabilities (SIEVE as the interpreter lists them), AUTHENTICATE PLAIN and
-LOGIN (initial response, continuation, literal, abort, wrong password),
-STARTTLS with the capabilities again, every script command with its
+capabilities (SIEVE as the interpreter lists them), STARTTLS with the
+capabilities again (allow_plaintext_auth=no: no SASL mechanism before it),
+AUTHENTICATE PLAIN and LOGIN (initial response, continuation, literal,
+abort, wrong password), every script command with its
 response codes (NONEXISTENT, ALREADYEXISTS, ACTIVE, QUOTA/MAXSIZE), names
 and sizes refused, hostile input answered NO/BYE; the real
 sieve-connect client; and a script uploaded here filing mail at delivery.
@@ -41,6 +42,7 @@ def srv(petrel_bin, tmp_path_factory):
     add_users(inst, (ALICE, BOB, CAROL, DAVE), password=PASSWORD)
     s = server.start(inst, ("managesieve", "smtp"),
                      ("hostname=sieve.petrel.test", "auth_fail_delay=100",
+                      "allow_plaintext_auth=no",
                       "sieve_max_redirects=2", "managesieve_timeout=60",
                       "managesieve_max_connections=50",
                       "managesieve_max_connections_per_ip=40"))
@@ -53,10 +55,25 @@ class Client:
     """A raw ManageSieve connection: send bytes, read responses (lines and
     literals) up to OK/NO/BYE."""
 
-    def __init__(self, srv):
+    def __init__(self, srv, tls=True):
         self.sock = socket.create_connection((srv.host, srv.sieve_port), timeout=15)
         self.f = self.sock.makefile("rb")
         self.greeting = self.response()
+        if tls:
+            self.caps = self.starttls()
+
+    def starttls(self):
+        """STARTTLS; the capabilities the server sends again over TLS."""
+        st = self.status("STARTTLS")
+        assert st.startswith(b"OK"), st
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        self.sock = ctx.wrap_socket(self.sock, server_hostname="sieve.petrel.test")
+        self.f = self.sock.makefile("rb")
+        lines, st = self.response()
+        assert st.startswith(b"OK"), st
+        return lines
 
     def send(self, data):
         if isinstance(data, str):
@@ -105,7 +122,7 @@ class Client:
         self.sock.settimeout(5)
         try:
             return self.sock.recv(1) == b""
-        except ConnectionResetError:
+        except (ConnectionResetError, ssl.SSLError):
             return True
 
     def close(self):
@@ -119,8 +136,8 @@ class Client:
 def client(srv):
     made = []
 
-    def make():
-        c = Client(srv)
+    def make(tls=True):
+        c = Client(srv, tls)
         made.append(c)
         return c
     yield make
@@ -141,12 +158,12 @@ def literal(text):
 
 
 def test_greeting_and_capabilities(srv, client):
-    c = client()
+    c = client(tls=False)
     lines, st = c.greeting
     assert st.startswith(b"OK"), c.greeting
     cp = caps(lines)
     assert cp["IMPLEMENTATION"] == "petrel"
-    assert cp["SASL"] == "PLAIN LOGIN"          # loopback: plaintext allowed
+    assert cp["SASL"] == ""           # no plain-text password without TLS
     assert "STARTTLS" in cp and cp["VERSION"] == "1.0"
     assert cp["MAXREDIRECTS"] == "2"
     assert "UNAUTHENTICATE" not in cp and "OWNER" not in cp
@@ -157,6 +174,24 @@ def test_greeting_and_capabilities(srv, client):
     assert "include" not in exts and "regex" not in exts
     lines2, st2 = c.cmd("CAPABILITY")
     assert st2.startswith(b"OK") and lines2 == lines
+    plain = base64.b64encode(b"\0" + ALICE.encode() + b"\0" + PASSWORD.encode()).decode()
+    for mech in ("PLAIN", "LOGIN"):
+        st = c.status('AUTHENTICATE "%s" "%s"' % (mech, plain))
+        assert st.startswith(b"NO (ENCRYPT-NEEDED)"), st
+    # STARTTLS: the capabilities again, now with the mechanisms; pipelined
+    # input after it is dropped
+    c.send("STARTTLS\r\nLOGOUT\r\n")
+    assert c.response()[1].startswith(b"OK")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    c.sock = ctx.wrap_socket(c.sock, server_hostname="sieve.petrel.test")
+    c.f = c.sock.makefile("rb")
+    lines, st = c.response()
+    assert st.startswith(b"OK")
+    cp = caps(lines)
+    assert "STARTTLS" not in cp and cp["SASL"] == "PLAIN LOGIN"
+    assert c.status("STARTTLS").startswith(b"NO")
     # every extension announced is one a script may require
     c.login()
     req = 'require [%s];\r\nkeep;\r\n' % ", ".join('"%s"' % e for e in exts)
@@ -218,23 +253,6 @@ def test_authenticate_forms(srv, client):
         assert st.startswith(b"NO") and b"Authenticate first" in st, (cmd, st)
     assert c.status('NOOP "t1"') == b'OK (TAG "t1") "Done"'
     assert srv.wait_log(r"managesieve login: user=<%s>" % BOB)
-
-
-def test_starttls(srv, client):
-    c = client()
-    assert c.status("STARTTLS").startswith(b"OK")
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    c.sock = ctx.wrap_socket(c.sock, server_hostname="sieve.petrel.test")
-    c.f = c.sock.makefile("rb")
-    lines, st = c.response()          # the capabilities again, over TLS
-    assert st.startswith(b"OK")
-    cp = caps(lines)
-    assert "STARTTLS" not in cp and cp["SASL"] == "PLAIN LOGIN"
-    assert c.status("STARTTLS").startswith(b"NO")
-    c.login(CAROL)
-    assert c.status("LISTSCRIPTS").startswith(b"OK")
 
 
 def test_script_commands(srv, client):
@@ -325,7 +343,7 @@ def test_scripts_and_names_refused(srv, client):
 
 
 def test_hostile_input(srv, client):
-    c = client()
+    c = client(tls=False)
     assert c.status("FROB").startswith(b"NO")
     assert c.status('NOOP "unterminated').startswith(b"NO")
     assert c.status('NOOP "bad \\q escape"').startswith(b"NO")
@@ -340,13 +358,13 @@ def test_hostile_input(srv, client):
     assert st.startswith(b"BYE"), st
     assert c.closed()
     # an endless line
-    c = client()
+    c = client(tls=False)
     c.send(b"NOOP " + b"x" * 20000)
     _, st = c.response()
     assert st.startswith(b"BYE") and b"too long" in st, st
     assert c.closed()
     # too many errors
-    c = client()
+    c = client(tls=False)
     for _ in range(19):
         c.send("FROB\r\n")
     for _ in range(19):
