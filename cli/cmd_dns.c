@@ -117,6 +117,7 @@ build_records(struct petrel_ctx *cli, const char *arg, char **domain_r,
 	in.imaps = listen_port(cli, "imaps_listen");
 	in.pop3 = listen_port(cli, "pop3_listen");
 	in.pop3s = listen_port(cli, "pop3s_listen");
+	in.sieve = listen_port(cli, "managesieve_listen");
 	recs = dnsrec_build(&in, n_r);
 	free(sel);
 	free(pub);

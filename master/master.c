@@ -65,6 +65,7 @@ const struct service serve_services[] = {
 	{ "imaps_listen", "imaps" },
 	{ "http_listen", "http" },
 	{ "lmtp_listen", "lmtp" },
+	{ "managesieve_listen", "managesieve" },
 };
 const size_t serve_nservices = sizeof(serve_services) /
     sizeof(serve_services[0]);

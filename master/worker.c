@@ -3,7 +3,7 @@
  *
  * Started by the master (master.c) with the listening sockets named in
  * PETREL_WORKER_FDS. A worker serves many sessions (SMTP, submission,
- * POP3, IMAP) on one libevent loop, dispatching each accepted connection
+ * POP3, IMAP, LMTP, HTTP, ManageSieve) on one libevent loop, dispatching each accepted connection
  * to its protocol by listener; blocking work (SQL, fsync) runs on its job
  * threads (lib/io/jobs.c), directory queries on a pool of their own. On
  * SIGTERM it stops accepting, closes idle sessions with 421, lets
@@ -43,6 +43,7 @@
 #include "imap/imap.h"
 #include "master/serve.h"
 #include "http/http.h"
+#include "managesieve/managesieve.h"
 #include "pop3/pop3.h"
 #include "smtp/smtp.h"
 
@@ -95,6 +96,7 @@ struct worker_ctx {
 	struct pop3_server pop3;
 	struct imap_server imap;
 	struct http_server http;
+	struct msieve_server msieve;
 	struct tls_server *tls;
 	struct jobs *jobs, *dir_jobs;
 	struct worker_listener lis[MAX_LISTENERS];
@@ -145,7 +147,7 @@ worker_find_server(struct worker_ctx *w, const char *service,
     struct session_server **sv_r, unsigned *index_r)
 {
 	struct session_server *servers[] = { &w->smtp.sv, &w->pop3.sv,
-	    &w->imap.sv, &w->http.sv };
+	    &w->imap.sv, &w->http.sv, &w->msieve.sv };
 
 	for (size_t i = 0; i < sizeof(servers) / sizeof(servers[0]); i++) {
 		int idx = session_server_listener(servers[i], service);
@@ -184,7 +186,8 @@ worker_drain_tick(evutil_socket_t fd, short what, void *arg)
 	if (w->retiring) {
 		/* After a reload: sessions end when their clients end them. */
 		if (w->smtp.sv.nsessions + w->pop3.sv.nsessions +
-		    w->imap.sv.nsessions + w->http.sv.nsessions == 0 &&
+		    w->imap.sv.nsessions + w->http.sv.nsessions +
+		    w->msieve.sv.nsessions == 0 &&
 		    jobs_pending(w->jobs) == 0)
 			event_base_loopbreak(w->base);
 		return;
@@ -192,7 +195,8 @@ worker_drain_tick(evutil_socket_t fd, short what, void *arg)
 	left = session_server_drain(&w->smtp.sv) +
 	    session_server_drain(&w->pop3.sv) +
 	    session_server_drain(&w->imap.sv) +
-	    session_server_drain(&w->http.sv);
+	    session_server_drain(&w->http.sv) +
+	    session_server_drain(&w->msieve.sv);
 
 	if ((left == 0 && jobs_pending(w->jobs) == 0) ||
 	    (time(NULL) - w->drain_started > DRAIN_GRACE &&
@@ -311,6 +315,7 @@ worker_run(struct petrel_ctx *ctx, const char *fdlist)
 	pop3_server_init(&w.pop3, w.base, w.jobs, ctx->cfg, w.tls);
 	imap_server_init(&w.imap, w.base, w.jobs, ctx->cfg, w.tls);
 	http_server_init(&w.http, w.base, w.jobs, ctx->cfg);
+	msieve_server_init(&w.msieve, w.base, w.jobs, ctx->cfg, w.tls);
 	{
 		static const char *names[MAX_LISTENERS];
 
@@ -326,7 +331,7 @@ worker_run(struct petrel_ctx *ctx, const char *fdlist)
 	w.dir_jobs = jobs_create(w.base, (size_t)config_get_uint(ctx->cfg,
 	    "worker_threads"), authc_thread_init, authc_thread_deinit, ctx->cfg);
 	w.smtp.sv.dir_jobs = w.pop3.sv.dir_jobs = w.imap.sv.dir_jobs =
-	    w.http.sv.dir_jobs = w.dir_jobs;
+	    w.http.sv.dir_jobs = w.msieve.sv.dir_jobs = w.dir_jobs;
 	jobs_on_waiting(w.jobs, jobs_waiting,
 	    (void *)(intptr_t)NODE_GAUGE_JOBS_WAITING);
 	jobs_on_waiting(w.dir_jobs, jobs_waiting,
@@ -399,6 +404,7 @@ worker_run(struct petrel_ctx *ctx, const char *fdlist)
 	pop3_server_deinit(&w.pop3);
 	imap_server_deinit(&w.imap);
 	http_server_deinit(&w.http);
+	msieve_server_deinit(&w.msieve);
 	tls_server_free(&w.tls);
 	node_counters_free(&nc);
 	if (w.ev_drain != NULL)

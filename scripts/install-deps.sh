@@ -32,13 +32,15 @@ build_pkgs=(gcc meson ninja-build pkg-config libssl-dev libsqlite3-dev
 # PostfixAdmin (run from a copy of its configuration, its CLI against the
 # tests' private MariaDB; no web server or system database is set up) with
 # the PHP modules it needs (test_postfixadmin.py).
+# sieve-connect, a real ManageSieve client (test_managesieve.py).
 test_pkgs=(python3 python3-pytest mariadb-server mariadb-client sqlite3
 	openssl procps swaks libnet-ssleay-perl curl fetchmail postfix python3-dkim isync mutt tmux
 	clang libclang-rt-14-dev valgrind testssl.sh nsd strace pflogsumm unbound
 	debhelper lintian systemd git util-linux iproute2
 	roundcube-core roundcube-sqlite3 php-cli php-sqlite3 chromium chromium-driver
 	python3-selenium man-db groff-base python3-prometheus-client rspamd
-	python3-llfuse fuse3 postfixadmin php-mysql php-mbstring php-imap)
+	python3-llfuse fuse3 postfixadmin php-mysql php-mbstring php-imap
+	sieve-connect)
 
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then

@@ -93,6 +93,11 @@ static const struct key_def keys[] = {
 	  "lmtp:inet:127.0.0.1:24; port 24 in production). No AUTH: keep it "
 	  "on loopback or a trusted network. Off when absent from the file.",
 	  "127.0.0.1:2424" },
+	{ "managesieve_listen", KT_LISTEN, "", NULL, 0,
+	  "Addresses for ManageSieve (RFC 5804), where users upload and "
+	  "activate their Sieve scripts (port 4190 in production). Off when "
+	  "absent from the file.",
+	  "127.0.0.1:4190" },
 	{ "tls_cert", KT_STRING, ETC_DIR "/tls/cert.pem", NULL, 0,
 	  "The certificate chain (PEM) of every TLS listener." },
 	{ "tls_key", KT_STRING, ETC_DIR "/tls/key.pem", NULL, 0,
@@ -157,6 +162,10 @@ static const struct key_def keys[] = {
 	{ "lmtp_max_connections_per_ip", KT_UINT, "100", NULL, 1000000,
 	  "LMTP sessions at once from one address (an MTA in front opens "
 	  "many)." },
+	{ "managesieve_max_connections", KT_UINT, "200", NULL, 1000000,
+	  "ManageSieve sessions at once on the node." },
+	{ "managesieve_max_connections_per_ip", KT_UINT, "20", NULL, 1000000,
+	  "ManageSieve sessions at once from one address." },
 	{ "http_max_connections", KT_UINT, "100", NULL, 1000000,
 	  "HTTP connections at once on the node." },
 	{ "http_max_connections_per_ip", KT_UINT, "20", NULL, 1000000,
@@ -169,10 +178,12 @@ static const struct key_def keys[] = {
 	  "Seconds a logged-in POP3 client may stay silent." },
 	{ "imap_timeout", KT_UINT, "1800", NULL, 86400,
 	  "Seconds a logged-in IMAP client may stay silent (IDLE too)." },
+	{ "managesieve_timeout", KT_UINT, "600", NULL, 86400,
+	  "Seconds a ManageSieve client may stay silent." },
 	{ "http_timeout", KT_UINT, "10", NULL, 86400,
 	  "Seconds an HTTP client has to send its request." },
 	{ "login_timeout", KT_UINT, "60", NULL, 86400,
-	  "Seconds an IMAP or POP3 client has to log in after it connected "
+	  "Seconds an IMAP, POP3 or ManageSieve client has to log in after it connected "
 	  "(0: no limit)." },
 	{ "auth_fail_delay", KT_UINT, "2000", NULL, 60000,
 	  "Milliseconds before the answer to a failed login; it grows with "

@@ -137,6 +137,7 @@ dnsrec_build(const struct dnsrec_input *in, size_t *n_r)
 	add_srv(&l, "imap", in->imap, h);
 	add_srv(&l, "pop3s", in->pop3s, h);
 	add_srv(&l, "pop3", in->pop3, h);
+	add_srv(&l, "sieve", in->sieve, h);
 	add(&l, xasprintf("autoconfig.%s.", d), "CNAME", xasprintf("%s.", h),
 	    NULL);
 	add(&l, xasprintf("autodiscover.%s.", d), "CNAME",

@@ -4,7 +4,7 @@
  * The DNS records a hosted domain publishes so that mail reaches petrel
  * and clients find it (`petrel dns DOMAIN`): MX, SPF, DKIM, DMARC,
  * MTA-STS (RFC 8461) and TLS-RPT (RFC 8460), SRV for client services
- * (RFC 6186, 8314), autoconfig/autodiscover names, and TLSA 3 1 1 for
+ * (RFC 6186, 8314; ManageSieve's, RFC 5804), autoconfig/autodiscover names, and TLSA 3 1 1 for
  * DANE on the MX host (RFC 7672). Pure: no file or network access; the
  * caller passes keys and ports in.
  */
@@ -19,6 +19,7 @@ struct dnsrec_input {
 	const char *tlsa_sha256;	/* NULL: no certificate */
 	/* listener ports; 0 = the service is not offered */
 	unsigned submission, submissions, imap, imaps, pop3, pop3s;
+	unsigned sieve;			/* ManageSieve (RFC 5804 1.8) */
 };
 
 struct dnsrec {

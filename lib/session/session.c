@@ -100,6 +100,8 @@ listener_init(struct session_listener *l, const struct config *cfg,
 		l->log_service = "pop3";
 	else if (strcmp(name, "lmtp") == 0)
 		l->log_service = "lmtp";
+	else if (strcmp(name, "managesieve") == 0)
+		l->log_service = "managesieve";
 	else
 		l->log_service = NULL;
 }
@@ -893,7 +895,8 @@ sasl_next(struct session *s, struct sasl *x,
 			session_login_start(s, login, pass);
 		break;
 	case SASL_NEXT:
-		session_printf(s, "%s%s\r\n", w->challenge, challenge);
+		session_printf(s, "%s%s%s\r\n", w->challenge, challenge,
+		    w->challenge_end != NULL ? w->challenge_end : "");
 		break;
 	case SASL_ABORTED:
 		w->error(s, w->aborted);

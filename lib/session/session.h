@@ -2,7 +2,7 @@
 #define PETREL_SESSION_H
 /*
  * The life cycle every line protocol shares (SMTP, submission, POP3,
- * IMAP, LMTP; later ManageSieve): accept with total and per-address
+ * IMAP, LMTP, ManageSieve): accept with total and per-address
  * limits per listener, the idle timeout, the deadline for one command
  * line and the one for logging in (login_timeout), STARTTLS, "close
  * once the replies are out", drain at shutdown,
@@ -257,11 +257,12 @@ int session_cleartext_get(void);
  * cleartext, and s is over TLS or from loopback (SPEC 6.1). */
 bool session_cram_ok(const struct session *s);
 /* A protocol's words for the steps of a SASL exchange (lib/session/sasl):
- * what goes before a challenge ("334 ", "+ "), and the
+ * what goes before a challenge ("334 ", "+ ") and after it (NULL:
+ * nothing; ManageSieve quotes it), and the
  * lines for an aborted exchange, an undecodable response and an unknown
  * mechanism, which error() sends. */
 struct session_sasl_words {
-	const char *challenge;
+	const char *challenge, *challenge_end;
 	const char *aborted, *bad, *nomech;
 	void (*error)(struct session *s, const char *line);
 };

@@ -564,6 +564,17 @@ static const struct {
 	{ "comparator-i;octet", 0 }, { "comparator-i;ascii-casemap", 0 },
 };
 
+void
+sieve_extensions(str_t *out)
+{
+	for (size_t i = 0; i < sizeof(known_exts) / sizeof(known_exts[0]);
+	    i++) {
+		if (i > 0)
+			str_append_c(out, ' ');
+		str_append(out, known_exts[i].name);
+	}
+}
+
 static const char *const unsupported_exts[] = {
 	"include", "editheader", "duplicate",
 	"date", "index", "regex", "enotify", "notify", "spamtest",

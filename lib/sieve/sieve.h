@@ -96,6 +96,9 @@ struct sieve_script {
 int sieve_parse(const char *text, size_t len, struct sieve_script **script_r,
     str_t *errors);
 void sieve_free(struct sieve_script *script);
+/* The names a script may require (the extensions and comparators known
+ * here), space-separated: what ManageSieve announces as SIEVE. */
+void sieve_extensions(str_t *out);
 
 /* The message and its envelope as a script sees them. data is the
  * message in wire form (CRLF lines, see mime_to_crlf()). */

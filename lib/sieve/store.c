@@ -372,7 +372,7 @@ sieve_store_delete(const struct sieve_store *st, const char *name,
 	active = sieve_store_active(st);
 	if (active != NULL && strcmp(active, name) == 0) {
 		free(active);
-		return err_fail(error_r, ERR_OTHER, "script %s is active: "
+		return err_fail(error_r, EBUSY, "script %s is active: "
 		    "deactivate it first", name);
 	}
 	free(active);
@@ -387,4 +387,47 @@ sieve_store_delete(const struct sieve_store *st, const char *name,
 	}
 	free(path);
 	return fsync_dir(st->dir, error_r);
+}
+
+int
+sieve_store_rename(const struct sieve_store *st, const char *from,
+    const char *to, const char **error_r)
+{
+	char *active, *pfrom, *pto;
+	int ret = -1;
+
+	if (!sieve_name_valid(from) || !sieve_name_valid(to))
+		return err_fail(error_r, ERR_SYNTAX, "invalid script name");
+	pfrom = sieve_store_path(st, from);
+	pto = sieve_store_path(st, to);
+	active = sieve_store_active(st);
+	/* a second name first (link refuses one that exists), then the
+	 * active link moved to it, then the old name gone: delivery sees
+	 * the script under one name or the other at every moment */
+	if (link(pfrom, pto) < 0) {
+		if (errno == ENOENT)
+			err_fail(error_r, ENOENT, "no script %s", from);
+		else if (errno == EEXIST)
+			err_fail(error_r, EEXIST, "script %s exists", to);
+		else
+			err_fail(error_r, errno, "link(%s, %s) failed: %s",
+			    pfrom, pto, strerror(errno));
+		goto out;
+	}
+	if (fsync_dir(st->dir, error_r) < 0)
+		goto out;
+	if (active != NULL && strcmp(active, from) == 0 &&
+	    sieve_store_activate(st, to, error_r) < 0)
+		goto out;
+	if (unlink(pfrom) < 0) {
+		err_fail(error_r, errno, "unlink(%s) failed: %s", pfrom,
+		    strerror(errno));
+		goto out;
+	}
+	ret = fsync_dir(st->dir, error_r);
+out:
+	free(active);
+	free(pfrom);
+	free(pto);
+	return ret;
 }

@@ -5,8 +5,11 @@
  * so that migrated users keep their rules: sieve_dir (default %h/sieve)
  * holds NAME.sieve files; the active one is the link %h/.dovecot.sieve
  * into it (relative when sieve_dir is under %h, as Pigeonhole makes it).
- * Used by `petrel sieve list|show|put|activate|deactivate|delete` (and by
- * ManageSieve later). Every change is made durable before it returns:
+ * Used by `petrel sieve list|show|put|activate|deactivate|delete` and by
+ * ManageSieve (managesieve/). Error codes (err_last_code) tell the
+ * failures apart: ENOENT no such script, EEXIST the name is taken, EBUSY
+ * the script is active, ERR_SYNTAX a bad name, other errno values the
+ * file system. Every change is made durable before it returns:
  * a script is written to a temporary file, synced and renamed; the link
  * is made beside and renamed over the old one; the directories synced.
  */
@@ -57,9 +60,14 @@ int sieve_store_put(const struct sieve_store *st, const char *name,
  * (no such script, or a file in the way that is not a link). */
 int sieve_store_activate(const struct sieve_store *st, const char *name,
     const char **error_r);
-/* Delete script `name`; the active script is refused (RFC 5804 2.10).
- * 0 or -1. */
+/* Delete script `name`; the active script is refused (RFC 5804 2.10,
+ * EBUSY). 0 or -1. */
 int sieve_store_delete(const struct sieve_store *st, const char *name,
     const char **error_r);
+/* Rename script `from` to `to`, which must not exist (EEXIST); the
+ * active script stays active under its new name (RFC 5804 2.11.1). 0 or
+ * -1. */
+int sieve_store_rename(const struct sieve_store *st, const char *from,
+    const char *to, const char **error_r);
 
 #endif

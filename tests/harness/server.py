@@ -37,6 +37,7 @@ LISTENERS = {
     "pop3": (b"+OK", b"QUIT\r\n", False),
     "pop3s": (b"+OK", b"QUIT\r\n", True),
     "lmtp": (b"220 ", b"QUIT\r\n", False),
+    "managesieve": (b'"IMPLEMENTATION" ', b"LOGOUT\r\n", False),
     # no greeting: ready() asks it for a page (http_ready)
     "http": (b"HTTP/1.1 ", b"", False),
 }
@@ -98,6 +99,7 @@ class Server:
     imaps_port = property(lambda self: self.ports["imaps"])
     pop3_port = property(lambda self: self.ports["pop3"])
     pop3s_port = property(lambda self: self.ports["pop3s"])
+    sieve_port = property(lambda self: self.ports["managesieve"])
 
     # --- log
     def _read(self):

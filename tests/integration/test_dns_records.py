@@ -74,6 +74,9 @@ def test_records_match_keys_and_listeners(sqlite_instance):
     off = json.loads(inst.run("-o", "hostname=mail.example.test", "-o", "pop3_listen=",
                               "dns", "example.test", "--json").stdout)
     assert by_name(off)[("_pop3._tcp.example.test.", "SRV")][0]["rdata"] == "0 0 0 ."
+    # ManageSieve's (RFC 5804 1.8), on in a new instance
+    assert r[("_sieve._tcp.example.test.", "SRV")][0]["rdata"] == \
+        "0 1 %d mail.example.test." % int(cfg["managesieve_listen"].rsplit(":", 1)[1])
     # MTA-STS: the id names the policy, so another MX host gives another id
     sts = r[("_mta-sts.example.test.", "TXT")][0]["value"]
     other = by_name(json.loads(dns(inst, "example.test", "--json",

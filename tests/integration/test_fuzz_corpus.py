@@ -14,7 +14,8 @@ TARGETS = ("mime", "imap_parse", "config", "maildir_name", "smtp_parse", "smtp_r
            "queue_file", "imap_framing", "authd_proto", "sasl", "pop3_cmd",
            "addr_route", "mx_answer", "mbox_index", "quota",
            "session_line", "route", "mailbox_files", "imap_sort",
-           "legacy_files", "http", "milter_reply", "sieve_parse", "sieve_run", "trust_fields")
+           "legacy_files", "http", "milter_reply", "sieve_parse", "sieve_run", "trust_fields",
+           "managesieve_cmd")
 
 
 @pytest.mark.parametrize("name", TARGETS)

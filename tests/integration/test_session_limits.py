@@ -190,6 +190,8 @@ LISTENER_LIMITS = {
     "imaps": ("imaps_max_connections", "imaps_max_connections_per_ip", True, b"* OK"),
     "pop3s": ("pop3s_max_connections", "pop3s_max_connections_per_ip", True, b"+OK"),
     "lmtp": ("lmtp_max_connections", "lmtp_max_connections_per_ip", False, b"220"),
+    "managesieve": ("managesieve_max_connections", "managesieve_max_connections_per_ip",
+                    False, b'"IMPLEMENTATION"'),
 }
 
 
