@@ -201,19 +201,10 @@ forged_fields(struct smtp_session *s, uint32_t **idx)
 	p = h.text.data;
 	end = p + h.text.len;
 	while (p != NULL && p < end) {
-		const char *f = p, *q = p;
+		const char *f = p, *q;
 
 		/* the field: this line and its continuation lines */
-		for (;;) {
-			q = memchr(q, '\n', (size_t)(end - q));
-			if (q == NULL) {
-				q = end;
-				break;
-			}
-			q++;
-			if (q >= end || (*q != ' ' && *q != '\t'))
-				break;
-		}
+		q = header_field_end(f, end);
 		if ((size_t)(q - f) > nlen && strncasecmp(f, name, nlen) == 0) {
 			seen++;
 			if (authres_claims(f + nlen, (size_t)(q - f) - nlen,

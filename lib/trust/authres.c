@@ -151,3 +151,18 @@ authres_claims(const char *value, size_t len, const char *authserv_id)
 	return i - start == idlen &&
 	    strncasecmp(value + start, authserv_id, idlen) == 0;
 }
+
+const char *
+header_field_end(const char *p, const char *end)
+{
+	const char *q = p;
+
+	for (;;) {
+		q = memchr(q, '\n', (size_t)(end - q));
+		if (q == NULL)
+			return end;
+		q++;
+		if (q >= end || (*q != ' ' && *q != '\t'))
+			return q;
+	}
+}

@@ -40,4 +40,9 @@ bool authres_claims(const char *value, size_t len, const char *authserv_id);
  * else NULL. */
 bool authres_value_ok(const char *v);
 
+/* The end of the header field that starts at p (before end): just after
+ * the LF of its last line, continuation lines included; end when the
+ * text ends first. */
+const char *header_field_end(const char *p, const char *end);
+
 #endif

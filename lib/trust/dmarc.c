@@ -37,6 +37,7 @@
 #include <opendmarc/dmarc.h>
 
 #include "lib/base/alloc.h"
+#include "lib/trust/authres.h"
 #include "lib/trust/dkim_verify.h"
 #include "lib/trust/dmarc.h"
 #include "lib/trust/dnsq.h"
@@ -213,21 +214,12 @@ dmarc_from_domain(const char *header, size_t len, char *dom, size_t domlen)
 
 	dom[0] = '\0';
 	while (p < end) {
-		const char *f = p, *q = p, *colon;
+		const char *f = p, *q, *colon;
 
 		if (*p == '\n' || (*p == '\r' && p + 1 < end && p[1] == '\n'))
 			break;	/* the empty line: the end of the header */
 		/* the field: this line and its continuation lines */
-		for (;;) {
-			q = memchr(q, '\n', (size_t)(end - q));
-			if (q == NULL) {
-				q = end;
-				break;
-			}
-			q++;
-			if (q >= end || (*q != ' ' && *q != '\t'))
-				break;
-		}
+		q = header_field_end(f, end);
 		colon = memchr(f, ':', (size_t)(q - f));
 		if (colon != NULL) {
 			const char *ne = colon;
