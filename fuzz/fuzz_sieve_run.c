@@ -2,7 +2,8 @@
  * fuzz_sieve_run.c: the Sieve interpreter (lib/sieve/run.c) over any bytes
  * as a message. The first byte picks one of the fixed scripts below (every
  * test and action kind: header, address and envelope parts, body,
- * relational, variables with match captures, imap4flags, vacation); the
+ * relational, variables with match captures, imap4flags, vacation, date
+ * and index); the
  * rest is the message (headers, body, MIME parts, encoded words). Checks:
  *  - the run ends with actions within the bound, or a run-time error with
  *    exactly the implicit keep;
@@ -64,6 +65,18 @@ static const char *const scripts[] = {
 	"if anyof (header :is \"x-a\" \"${hex:41}\", not exists \"date\",\n"
 	"  allof (header :contains \"from\" \"@\", address :all :contains \"cc\" \"x\"))\n"
 	"{ ereject \"refused\"; }\n",
+
+	"require [\"date\", \"index\", \"variables\", \"fileinto\", "
+	"\"relational\", \"comparator-i;ascii-numeric\"];\n"
+	"if date :originalzone :matches \"date\" \"iso8601\" \"*\" "
+	"{ fileinto \"D.${0}\"; }\n"
+	"if date :zone \"-0330\" :index 1 :last :value \"ge\" "
+	":comparator \"i;ascii-numeric\" \"received\" \"julian\" \"60000\" "
+	"{ fileinto \"Recent\"; }\n"
+	"if header :index 2 :matches \"received\" \"*;*\" { set \"r\" \"${2}\"; }\n"
+	"if address :index 1 :last :domain \"to\" \"*\" { fileinto \"A.${r}\"; }\n"
+	"if currentdate :value \"gt\" \"date\" \"2024-01-01\" "
+	"{ fileinto \"Now\"; }\n",
 };
 
 #define NSCRIPTS (sizeof(scripts) / sizeof(scripts[0]))
@@ -114,6 +127,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	msg.len = size - 1;
 	msg.env_from = (data[0] & 0x80) ? "" : "alice+tag@example.com";
 	msg.env_to = "bob+tag@example.net";
+	msg.now = 1719835200;	/* currentdate: the same in both runs */
 	sieve_run(parsed[k], &msg, NULL, &r1);
 	check_actions(&r1);
 	sieve_run(parsed[k], &msg, NULL, &r2);

@@ -409,6 +409,12 @@ month_index(const char **pp)
 long long
 mime_parse_date(const char *value)
 {
+	return mime_parse_date_zone(value, NULL);
+}
+
+long long
+mime_parse_date_zone(const char *value, int *zone_r)
+{
 	const char *p = value;
 	struct tm tm;
 	int day, mon, year, ydigits, hour, min, sec = 0;
@@ -450,6 +456,8 @@ mime_parse_date(const char *value)
 	tm.tm_sec = sec;
 	if ((t = timegm(&tm)) == (time_t)-1)
 		return -1;
+	if (zone_r != NULL)
+		*zone_r = zone_minutes(p);
 	return (long long)t - (long long)zone_minutes(p) * 60;
 }
 

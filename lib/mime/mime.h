@@ -157,6 +157,9 @@ void mime_decode_header(const char *value, size_t len, str_t *out);
 /* Date header parsed per RFC 5322 (with the obsolete forms: two-digit
  * years, named zones). Seconds since the epoch, or -1 if unparseable. */
 long long mime_parse_date(const char *value);
+/* The same, with the date's own zone in minutes east of UTC in *zone_r
+ * (when not NULL). */
+long long mime_parse_date_zone(const char *value, int *zone_r);
 
 /* Case-insensitive substring match for SEARCH (ASCII letters folded;
  * the needle is UTF-8).

@@ -561,12 +561,13 @@ static const struct {
 	{ "comparator-i;ascii-numeric", SIEVE_EXT_NUMERIC },
 	{ "vacation", SIEVE_EXT_VACATION },
 	{ "vacation-seconds", SIEVE_EXT_VACATION | SIEVE_EXT_VACATION_SECONDS },
+	{ "date", SIEVE_EXT_DATE }, { "index", SIEVE_EXT_INDEX },
 	{ "comparator-i;octet", 0 }, { "comparator-i;ascii-casemap", 0 },
 };
 
 static const char *const unsupported_exts[] = {
 	"include", "editheader", "duplicate",
-	"date", "index", "regex", "enotify", "notify", "spamtest",
+	"regex", "enotify", "notify", "spamtest",
 	"spamtestplus", "virustest", "environment", "ihave", "foreverypart",
 	"mime", "extracttext", "imapflags", "fcc", "special-use", "mboxmetadata",
 	"servermetadata", "extlists", "convert", "imapsieve", "vnd.dovecot.debug",
@@ -878,6 +879,16 @@ validate_args(struct validator *v, struct sieve_node *n,
 		}
 		n->ntags++;
 	}
+	/* index (RFC 5260 6): fields count from 1; :last needs :index */
+	if (seen[SIEVE_GROUP_LAST] != NULL &&
+	    seen[SIEVE_GROUP_INDEX] == NULL)
+		error_at(v->lx, n->line, "%s: ':last' needs ':index'",
+		    n->name);
+	for (size_t i = 0; i < n->ntags; i++)
+		if (strcmp(n->tags[i].name, "index") == 0 &&
+		    n->tags[i].value->num == 0)
+			error_at(v->lx, n->tags[i].value->line, "%s: ':index' "
+			    "counts from 1", n->name);
 	if (sp->need_group >= 0 && seen[sp->need_group] == NULL)
 		error_at(v->lx, n->line, "%s: needs one of %s", n->name,
 		    sp->need_text);

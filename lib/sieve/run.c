@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "lib/base/alloc.h"
 #include "lib/mime/mime.h"
@@ -24,6 +25,8 @@ struct mopts {
 	const char *rel;
 	enum cmp cmp;
 	enum apart apart;
+	uint64_t index;		/* :index (RFC 5260 6), 0 = none */
+	bool last;		/* :last */
 };
 
 struct run {
@@ -299,6 +302,10 @@ mopts_get(const struct sieve_node *n, struct mopts *mo)
 			mo->apart = A_USER;
 		else if (strcmp(t, "detail") == 0)
 			mo->apart = A_DETAIL;
+		else if (strcmp(t, "index") == 0)
+			mo->index = v->num;
+		else if (strcmp(t, "last") == 0)
+			mo->last = true;
 	}
 }
 
@@ -549,6 +556,29 @@ header_decoded(struct run *r, const char *name, struct vals *vs)
 	vals_free(&raw);
 }
 
+/* :index N [:last] (RFC 5260 6): keep only the N-th field of vs (from
+ * the end with :last), or none when there are fewer. */
+static void
+pick_index(struct vals *vs, const struct mopts *mo)
+{
+	size_t keep;
+
+	if (mo->index == 0)
+		return;
+	if (mo->index > vs->n) {
+		for (size_t i = 0; i < vs->n; i++)
+			free(vs->v[i]);
+		vs->n = 0;
+		return;
+	}
+	keep = mo->last ? vs->n - (size_t)mo->index : (size_t)mo->index - 1;
+	for (size_t i = 0; i < vs->n; i++)
+		if (i != keep)
+			free(vs->v[i]);
+	vs->v[0] = vs->v[keep];
+	vs->n = 1;
+}
+
 /* The address part of local@host, or NULL when it has none. */
 static char *
 addr_part(enum apart ap, const char *local, const char *host)
@@ -609,6 +639,7 @@ test_address(struct run *r, const struct sieve_node *n, bool envelope)
 			struct vals raw = { 0 };
 
 			header_raw(r, name, &raw);
+			pick_index(&raw, &mo);
 			for (size_t j = 0; j < raw.n; j++) {
 				struct mime_mailbox *mbs;
 				size_t nmb = mime_mailbox_list(raw.v[j], &mbs);
@@ -641,12 +672,170 @@ test_header(struct run *r, const struct sieve_node *n)
 	mopts_get(n, &mo);
 	for (size_t i = 0; i < n->pos[0]->nstrs; i++) {
 		char *name = expand(r, n->pos[0]->strs[i]);
+		struct vals one = { 0 };
 
-		header_decoded(r, name, &vs);
+		header_decoded(r, name, &one);
+		pick_index(&one, &mo);
+		for (size_t k = 0; k < one.n; k++)
+			vals_add(&vs, one.v[k]);
+		free(one.v);
 		free(name);
 	}
 	ok = match_values(r, &mo, vs.v, vs.n, n->pos[1]);
 	vals_free(&vs);
+	return ok;
+}
+
+/* date and currentdate (RFC 5260 4, 5). */
+
+/* "+hhmm" / "-hhmm" in minutes east of UTC; false if malformed. */
+static bool
+zone_parse(const char *s, int *min_r)
+{
+	int v = 0;
+
+	if ((s[0] != '+' && s[0] != '-') || strlen(s) != 5)
+		return false;
+	for (int i = 1; i < 5; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (s[i] - '0');
+	}
+	if (v / 100 > 23 || v % 100 > 59)
+		return false;
+	*min_r = (s[0] == '-' ? -1 : 1) * (v / 100 * 60 + v % 100);
+	return true;
+}
+
+/* The local zone's offset at t, in minutes east of UTC. */
+static int
+local_zone(long long t)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (localtime_r(&tt, &tm) == NULL)
+		return 0;
+	return (int)(tm.tm_gmtoff / 60);
+}
+
+/* One date-part of t (UTC seconds) seen in zone (minutes east); NULL
+ * for an unknown part. */
+static char *
+date_part(long long t, int zone, const char *part)
+{
+	static const char *const wday[] = { "Sun", "Mon", "Tue", "Wed",
+		"Thu", "Fri", "Sat" };
+	static const char *const mon[] = { "Jan", "Feb", "Mar", "Apr",
+		"May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	long long lt = t + (long long)zone * 60;
+	time_t tt = (time_t)lt;
+	struct tm tm;
+	char z[16];
+	int az = (zone < 0 ? -zone : zone) % (100 * 60);
+
+	if (gmtime_r(&tt, &tm) == NULL || tm.tm_year + 1900 < 0 ||
+	    tm.tm_year + 1900 > 9999)
+		return NULL;
+	snprintf(z, sizeof(z), "%c%02d%02d", zone < 0 ? '-' : '+', az / 60,
+	    az % 60);
+	if (strcasecmp(part, "year") == 0)
+		return xasprintf("%04d", tm.tm_year + 1900);
+	if (strcasecmp(part, "month") == 0)
+		return xasprintf("%02d", tm.tm_mon + 1);
+	if (strcasecmp(part, "day") == 0)
+		return xasprintf("%02d", tm.tm_mday);
+	if (strcasecmp(part, "date") == 0)
+		return xasprintf("%04d-%02d-%02d", tm.tm_year + 1900,
+		    tm.tm_mon + 1, tm.tm_mday);
+	if (strcasecmp(part, "julian") == 0) {
+		/* Modified Julian Day: days since 1858-11-17 */
+		long long d = lt >= 0 ? lt / 86400 : -((-lt + 86399) / 86400);
+
+		return xasprintf("%lld", d + 40587);
+	}
+	if (strcasecmp(part, "hour") == 0)
+		return xasprintf("%02d", tm.tm_hour);
+	if (strcasecmp(part, "minute") == 0)
+		return xasprintf("%02d", tm.tm_min);
+	if (strcasecmp(part, "second") == 0)
+		return xasprintf("%02d", tm.tm_sec);
+	if (strcasecmp(part, "time") == 0)
+		return xasprintf("%02d:%02d:%02d", tm.tm_hour, tm.tm_min,
+		    tm.tm_sec);
+	if (strcasecmp(part, "iso8601") == 0) {
+		if (zone == 0)
+			return xasprintf("%04d-%02d-%02dT%02d:%02d:%02dZ",
+			    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+			    tm.tm_hour, tm.tm_min, tm.tm_sec);
+		return xasprintf("%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d",
+		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		    tm.tm_min, tm.tm_sec, zone < 0 ? '-' : '+', az / 60,
+		    az % 60);
+	}
+	if (strcasecmp(part, "std11") == 0)
+		return xasprintf("%s, %02d %s %04d %02d:%02d:%02d %s",
+		    wday[tm.tm_wday], tm.tm_mday, mon[tm.tm_mon],
+		    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec, z);
+	if (strcasecmp(part, "zone") == 0)
+		return xstrdup(z);
+	if (strcasecmp(part, "weekday") == 0)
+		return xasprintf("%d", tm.tm_wday);
+	return NULL;
+}
+
+/* date: the first field called name (or the :index one), a Received
+ * field's date after its last ';'; currentdate: the time of the run.
+ * The part is taken in :zone, the field's own zone (:originalzone) or
+ * the local zone. A missing field, an unparseable date or an unknown
+ * part gives no value (the test is false; :count sees 0). */
+static bool
+test_date(struct run *r, const struct sieve_node *n, bool current)
+{
+	struct mopts mo;
+	struct vals vs = { 0 };
+	const struct sieve_tag *zt = tag(n, "zone");
+	const struct sieve_arg *partarg = n->pos[current ? 0 : 1];
+	char *part = expand(r, partarg->strs[0]);
+	long long t = -1;
+	int zone = 0, orig = 0;
+	bool ok;
+
+	mopts_get(n, &mo);
+	if (current) {
+		t = r->msg->now != 0 ? r->msg->now : (long long)time(NULL);
+	} else {
+		char *name = expand(r, n->pos[0]->strs[0]);
+		struct vals raw = { 0 };
+
+		header_raw(r, name, &raw);
+		pick_index(&raw, &mo);
+		if (raw.n > 0) {
+			const char *v = raw.v[0];
+			const char *semi = strrchr(v, ';');
+
+			if (strcasecmp(name, "received") == 0 && semi != NULL)
+				v = semi + 1;
+			t = mime_parse_date_zone(v, &orig);
+		}
+		vals_free(&raw);
+		free(name);
+	}
+	if (t != -1) {
+		char *z = zt != NULL ? expand(r, zt->value->strs[0]) : NULL;
+		char *val;
+
+		if (tag(n, "originalzone") != NULL)
+			zone = orig;
+		else if (z == NULL || !zone_parse(z, &zone))
+			zone = local_zone(t);
+		free(z);
+		if ((val = date_part(t, zone, part)) != NULL)
+			vals_add(&vs, val);
+	}
+	ok = match_values(r, &mo, vs.v, vs.n, n->pos[n->npos - 1]);
+	vals_free(&vs);
+	free(part);
 	return ok;
 }
 
@@ -912,6 +1101,10 @@ test_eval(struct run *r, const struct sieve_node *n)
 		return test_string(r, n);
 	if (strcmp(t, "body") == 0)
 		return test_body(r, n);
+	if (strcmp(t, "date") == 0)
+		return test_date(r, n, false);
+	if (strcmp(t, "currentdate") == 0)
+		return test_date(r, n, true);
 	run_error(r, n->line, "test '%s' cannot run", t);
 	return false;
 }

@@ -5,8 +5,8 @@
  * fileinto, reject/ereject (RFC 5429), envelope, encoded-character,
  * copy (RFC 3894), body (RFC 5173), variables (RFC 5229), relational
  * (RFC 5231), subaddress (RFC 5233), imap4flags (RFC 5232), mailbox
- * (RFC 5490), vacation (RFC 5230) with vacation-seconds (RFC 6131)
- * and the comparators i;octet, i;ascii-casemap and
+ * (RFC 5490), vacation (RFC 5230) with vacation-seconds (RFC 6131),
+ * date and index (RFC 5260) and the comparators i;octet, i;ascii-casemap and
  * i;ascii-numeric.
  *
  * sieve_parse() reads and validates a script into a tree; errors carry
@@ -81,7 +81,8 @@ enum {
 	SIEVE_EXT_RELATIONAL = 1 << 8, SIEVE_EXT_SUBADDRESS = 1 << 9,
 	SIEVE_EXT_IMAP4FLAGS = 1 << 10, SIEVE_EXT_MAILBOX = 1 << 11,
 	SIEVE_EXT_NUMERIC = 1 << 12, SIEVE_EXT_VACATION = 1 << 13,
-	SIEVE_EXT_VACATION_SECONDS = 1 << 14,
+	SIEVE_EXT_VACATION_SECONDS = 1 << 14, SIEVE_EXT_DATE = 1 << 15,
+	SIEVE_EXT_INDEX = 1 << 16,
 };
 
 struct sieve_script {
@@ -108,6 +109,8 @@ struct sieve_msg {
 	 * Maildir file's LF form, as Pigeonhole takes the file's physical
 	 * size); 0: the size of data. */
 	uint64_t size;
+	/* What currentdate sees (seconds since the epoch); 0: now. */
+	long long now;
 };
 
 enum sieve_action_type { SIEVE_ACT_STORE, SIEVE_ACT_REDIRECT,

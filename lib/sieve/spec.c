@@ -34,11 +34,16 @@ const struct sieve_tagspec sieve_tagspecs[] = {
 	{ "addresses", 'L', SIEVE_EXT_VACATION, 15 },
 	{ "mime", 0, SIEVE_EXT_VACATION, 16 },
 	{ "handle", 'S', SIEVE_EXT_VACATION, 17 },
+	{ "zone", 'S', SIEVE_EXT_DATE, 18 },
+	{ "originalzone", 0, SIEVE_EXT_DATE, 18 },
+	{ "index", 'N', SIEVE_EXT_INDEX, SIEVE_GROUP_INDEX },
+	{ "last", 0, SIEVE_EXT_INDEX, SIEVE_GROUP_LAST },
 	{ NULL, 0, 0, 0 },
 };
 
 #define MATCH "comparator is contains matches count value"
 #define ADDRPART "all localpart domain user detail"
+#define INDEX "index last"
 
 const struct sieve_spec sieve_specs[] = {
 	/* control */
@@ -68,11 +73,11 @@ const struct sieve_spec sieve_specs[] = {
 	  "lower upper lowerfirst upperfirst quotewildcard length", "SS", 0,
 	  0, false, -1, NULL },
 	/* tests */
-	{ "address", true, 0, MATCH " " ADDRPART, "LL", 0, 0, false, -1,
+	{ "address", true, 0, MATCH " " ADDRPART " " INDEX, "LL", 0, 0, false, -1,
 	  NULL },
 	{ "envelope", true, SIEVE_EXT_ENVELOPE, MATCH " " ADDRPART, "LL", 0,
 	  0, false, -1, NULL },
-	{ "header", true, 0, MATCH, "LL", 0, 0, false, -1, NULL },
+	{ "header", true, 0, MATCH " " INDEX, "LL", 0, 0, false, -1, NULL },
 	{ "exists", true, 0, "", "L", 0, 0, false, -1, NULL },
 	{ "size", true, 0, "over under", "N", 0, 0, false, 3,
 	  "':over' or ':under'" },
@@ -86,6 +91,10 @@ const struct sieve_spec sieve_specs[] = {
 	{ "string", true, SIEVE_EXT_VARIABLES, MATCH, "LL", 0, 0, false, -1,
 	  NULL },
 	{ "body", true, SIEVE_EXT_BODY, MATCH " raw text content", "L", 0, 0,
+	  false, -1, NULL },
+	{ "date", true, SIEVE_EXT_DATE, MATCH " zone originalzone " INDEX,
+	  "SSL", 0, 0, false, -1, NULL },
+	{ "currentdate", true, SIEVE_EXT_DATE, MATCH " zone", "SL", 0, 0,
 	  false, -1, NULL },
 	{ NULL, false, 0, NULL, NULL, 0, 0, false, -1, NULL },
 };

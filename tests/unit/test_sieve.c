@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lib/base/alloc.h"
 #include "lib/base/str.h"
@@ -271,8 +272,9 @@ static char *
 run_text(const char *script, const char *msg)
 {
 	struct sieve_script *s = NULL;
+	/* currentdate: 2024-07-01T12:00:00Z */
 	struct sieve_msg sm = { msg, strlen(msg), "from@example.org",
-		"bob+tag@example.net" };
+		"bob+tag@example.net", 0, 1719835200 };
 	struct sieve_result res;
 	str_t err = STR_INIT, out = STR_INIT;
 
@@ -359,6 +361,137 @@ test_run(void)
 	test_end();
 }
 
+/* date, currentdate and index (RFC 5260). */
+static void
+test_date(void)
+{
+	const char *msg = "Received: from a by b; Tue, 2 Jan 2024 "
+	    "03:04:05 +0100\r\n"
+	    "Received: from c by d; Wed, 03 Jan 2024 23:59:58 -0230\r\n"
+	    "Date: Mon, 1 Jan 2024 22:30:00 -0500\r\n"
+	    "From: a@example.com\r\n"
+	    "To: x@example.net\r\n"
+	    "To: y@example.org, z@example.org\r\n"
+	    "Subject: s\r\n"
+	    "\r\n"
+	    "body\r\n";
+	static const struct {
+		const char *part, *orig, *zone;
+	} parts[] = {
+		{ "year", "2024", "2024" }, { "month", "01", "01" },
+		{ "day", "01", "02" }, { "date", "2024-01-01", "2024-01-02" },
+		{ "julian", "60310", "60311" }, { "hour", "22", "09" },
+		{ "minute", "30", "00" }, { "second", "00", "00" },
+		{ "time", "22:30:00", "09:00:00" },
+		{ "iso8601", "2024-01-01T22:30:00-05:00",
+		  "2024-01-02T09:00:00+05:30" },
+		{ "std11", "Mon, 01 Jan 2024 22:30:00 -0500",
+		  "Tue, 02 Jan 2024 09:00:00 +0530" },
+		{ "zone", "-0500", "+0530" }, { "weekday", "1", "2" },
+	};
+	const char *pre = "require [\"date\", \"index\", \"variables\", "
+	    "\"fileinto\", \"relational\", "
+	    "\"comparator-i;ascii-numeric\"];\n";
+	char script[512], want[128];
+
+	test_begin("sieve date: every date-part, zones, index, currentdate");
+	setenv("TZ", "UTC0", 1);
+	tzset();
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+		snprintf(script, sizeof(script), "%sif date :originalzone "
+		    ":matches \"date\" \"%s\" \"*\" { fileinto \"${0}\"; }",
+		    pre, parts[i].part);
+		snprintf(want, sizeof(want), "store %s\n", parts[i].orig);
+		test_assert(runs_to(script, msg, want));
+		snprintf(script, sizeof(script), "%sif date :zone \"+0530\" "
+		    ":matches \"date\" \"%s\" \"*\" { fileinto \"${0}\"; }",
+		    pre, parts[i].part);
+		snprintf(want, sizeof(want), "store %s\n", parts[i].zone);
+		test_assert(runs_to(script, msg, want));
+	}
+	/* no zone: the local one (TZ), UTC here ("Z" in iso8601) */
+	test_assert(runs_to("require [\"date\", \"variables\", "
+	    "\"fileinto\"];\nif date :matches \"date\" \"iso8601\" \"*\" "
+	    "{ fileinto \"${0}\"; }", msg, "store 2024-01-02T03:30:00Z\n"));
+	setenv("TZ", "EST5", 1);
+	tzset();
+	test_assert(runs_to("require [\"date\", \"variables\", "
+	    "\"fileinto\"];\nif date :matches \"date\" \"std11\" \"*\" "
+	    "{ fileinto \"${0}\"; }", msg,
+	    "store Mon, 01 Jan 2024 22:30:00 -0500\n"));
+	/* a malformed :zone means the local zone, as Pigeonhole does */
+	test_assert(runs_to("require [\"date\", \"variables\", "
+	    "\"fileinto\"];\nif date :zone \"bogus\" :matches \"date\" "
+	    "\"zone\" \"*\" { fileinto \"${0}\"; }", msg, "store -0500\n"));
+	setenv("TZ", "UTC0", 1);
+	tzset();
+	/* Received: the date after the last ';'; the first field, or
+	 * the :index one (from the end with :last) */
+	test_assert(runs_to("require [\"date\", \"fileinto\"];\n"
+	    "if date :originalzone :is \"received\" \"zone\" \"+0100\" "
+	    "{ fileinto \"first\"; }", msg, "store first\n"));
+	snprintf(script, sizeof(script), "%sif date :index 1 :last "
+	    ":originalzone :is \"received\" \"zone\" \"-0230\" "
+	    "{ fileinto \"last\"; }", pre);
+	test_assert(runs_to(script, msg, "store last\n"));
+	snprintf(script, sizeof(script), "%sif date :index 3 \"received\" "
+	    "\"year\" \"2024\" { fileinto \"no\"; }", pre);
+	test_assert(runs_to(script, msg, "store INBOX (implicit keep)\n"));
+	/* relational :value with the numeric comparator, :count */
+	snprintf(script, sizeof(script), "%sif allof(date :value \"ge\" "
+	    ":comparator \"i;ascii-numeric\" \"date\" \"year\" \"2023\", "
+	    "date :value \"lt\" :originalzone \"date\" \"date\" "
+	    "\"2024-01-02\", date :count \"eq\" \"date\" \"year\" \"1\", "
+	    "date :count \"eq\" \"x-none\" \"year\" \"0\") "
+	    "{ fileinto \"rel\"; }", pre);
+	test_assert(runs_to(script, msg, "store rel\n"));
+	/* a missing field, an unparseable date, an unknown part: false */
+	test_assert(runs_to("require [\"date\", \"fileinto\"];\n"
+	    "if anyof(date :matches \"x-none\" \"year\" \"*\", "
+	    "date :matches \"subject\" \"year\" \"*\", "
+	    "date :matches \"date\" \"fortnight\" \"*\") "
+	    "{ fileinto \"no\"; }", msg, "store INBOX (implicit keep)\n"));
+	/* currentdate */
+	snprintf(script, sizeof(script), "%sif currentdate :zone \"-0700\" "
+	    ":matches \"iso8601\" \"*\" { fileinto \"${0}\"; }", pre);
+	test_assert(runs_to(script, msg, "store 2024-07-01T05:00:00-07:00\n"));
+	snprintf(script, sizeof(script), "%sif currentdate :value \"gt\" "
+	    "\"date\" \"2024-06-30\" { fileinto \"after\"; }", pre);
+	test_assert(runs_to(script, msg, "store after\n"));
+	/* index on header and address */
+	snprintf(script, sizeof(script), "%sif header :index 2 :matches "
+	    "\"received\" \"*\" { fileinto \"${0}\"; }", pre);
+	test_assert(runs_to(script, msg, "store from c by d; Wed, 03 Jan "
+	    "2024 23:59:58 -0230\n"));
+	snprintf(script, sizeof(script), "%sif address :index 1 :last "
+	    ":count \"eq\" :comparator \"i;ascii-numeric\" \"to\" \"2\" "
+	    "{ fileinto \"two\"; }", pre);
+	test_assert(runs_to(script, msg, "store two\n"));
+	snprintf(script, sizeof(script), "%sif address :index 1 :is "
+	    "\"to\" \"y@example.org\" { fileinto \"no\"; }", pre);
+	test_assert(runs_to(script, msg, "store INBOX (implicit keep)\n"));
+	/* validation */
+	test_assert(fails_with("require \"index\";\nif header :last "
+	    "\"to\" \"x\" { stop; }", "line 2: header: ':last' needs "
+	    "':index'"));
+	test_assert(fails_with("require \"index\";\nif header :index 0 "
+	    "\"to\" \"x\" { stop; }", "line 2: header: ':index' counts "
+	    "from 1"));
+	test_assert(fails_with("if header :index 1 \"to\" \"x\" { stop; }",
+	    "line 1: header: tag ':index' requires extension 'index'"));
+	test_assert(fails_with("if date \"date\" \"year\" \"2024\" "
+	    "{ stop; }", "line 1: test 'date' requires extension 'date'"));
+	test_assert(fails_with("require \"date\";\nif date :zone \"+0100\" "
+	    ":originalzone \"date\" \"year\" \"2024\" { stop; }",
+	    "conflicts with ':zone'"));
+	test_assert(fails_with("require \"date\";\nif currentdate "
+	    ":originalzone \"year\" \"2024\" { stop; }",
+	    "currentdate: unknown tag ':originalzone'"));
+	test_assert(fails_with("require \"date\";\nif date \"year\" "
+	    "\"2024\" { stop; }", "date: expected 3 positional arguments"));
+	test_end();
+}
+
 int
 main(void)
 {
@@ -367,5 +500,6 @@ main(void)
 	test_parse_bounds();
 	test_match();
 	test_run();
+	test_date();
 	return test_done();
 }
