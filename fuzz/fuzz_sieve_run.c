@@ -3,7 +3,7 @@
  * as a message. The first byte picks one of the fixed scripts below (every
  * test and action kind: header, address and envelope parts, body,
  * relational, variables with match captures, imap4flags, vacation, date
- * and index); the
+ * and index, editheader); the
  * rest is the message (headers, body, MIME parts, encoded words). Checks:
  *  - the run ends with actions within the bound, or a run-time error with
  *    exactly the implicit keep;
@@ -77,6 +77,18 @@ static const char *const scripts[] = {
 	"if address :index 1 :last :domain \"to\" \"*\" { fileinto \"A.${r}\"; }\n"
 	"if currentdate :value \"gt\" \"date\" \"2024-01-01\" "
 	"{ fileinto \"Now\"; }\n",
+
+	"require [\"editheader\", \"index\", \"variables\", \"fileinto\", "
+	"\"copy\"];\n"
+	"if header :matches \"subject\" \"*\" { set \"s\" \"${1}\"; }\n"
+	"fileinto :copy \"Before\";\n"
+	"addheader \"X-Subject\" \"${s} ${s}\";\n"
+	"addheader :last \"X-Seen\" \"caf\u00e9 ${s}\";\n"
+	"deleteheader :index 1 :last :matches \"received\" \"*\";\n"
+	"deleteheader :index 2 \"to\";\n"
+	"deleteheader :contains \"subject\" [\"a\", \"=?\"];\n"
+	"if header :contains \"x-subject\" \"x\" { redirect :copy \"c@example.org\"; }\n"
+	"if not exists \"subject\" { fileinto \"NoSubject\"; }\n",
 };
 
 #define NSCRIPTS (sizeof(scripts) / sizeof(scripts[0]))

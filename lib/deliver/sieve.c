@@ -352,6 +352,21 @@ wire_make(const struct deliver_msg *msg, struct deliver_wire *w,
 }
 
 /* A reason as one printable line for a 550 reply. */
+/* The body of the wire form (after the empty line; *len_r bytes). */
+static const char *
+wire_body(const struct deliver_wire *w, size_t *len_r)
+{
+	const char *d = str_c(&w->data);
+	const char *e = memmem(d, w->data.len, "\r\n\r\n", 4);
+
+	if (e == NULL) {
+		*len_r = 0;
+		return "";
+	}
+	*len_r = w->data.len - (size_t)(e + 4 - d);
+	return e + 4;
+}
+
 static char *
 reason_line(const char *s)
 {
@@ -797,6 +812,8 @@ struct plan {
 	struct sieve_action keep;	/* the last implicit keep seen */
 	bool have_keep;
 	char *error;		/* a script failed: INBOX only */
+	str_t edited;		/* the message as editheader left it for
+				   the next script (CRLF), when edited */
 };
 
 static void
@@ -809,6 +826,7 @@ action_copy(struct sieve_action *to, const struct sieve_action *from)
 	for (size_t i = 0; i < from->nflags; i++)
 		to->flags[i] = xstrdup(from->flags[i]);
 	to->vacation = sieve_vacation_dup(from->vacation);
+	to->header = from->header != NULL ? xstrdup(from->header) : NULL;
 }
 
 static void
@@ -819,6 +837,7 @@ action_free(struct sieve_action *a)
 		free(a->flags[i]);
 	free(a->flags);
 	sieve_vacation_free(a->vacation);
+	free(a->header);
 }
 
 static void
@@ -830,6 +849,7 @@ plan_free(struct plan *p)
 	if (p->have_keep)
 		action_free(&p->keep);
 	free(p->error);
+	str_free(&p->edited);
 }
 
 /* The implicit keep: INBOX with the flags any script gave it. */
@@ -840,6 +860,10 @@ keep_merge(struct plan *p, const struct sieve_action *a)
 		action_copy(&p->keep, a);
 		p->have_keep = true;
 		return;
+	}
+	if (a->header != NULL) {	/* the latest edit */
+		free(p->keep.header);
+		p->keep.header = xstrdup(a->header);
 	}
 	for (size_t i = 0; i < a->nflags; i++) {
 		bool have = false;
@@ -884,6 +908,10 @@ plan_run(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 	memset(&sm, 0, sizeof(sm));
 	sm.data = w->data.data;
 	sm.len = w->data.len;
+	if (p->edited.len > 0) {	/* an earlier script's editheader */
+		sm.data = p->edited.data;
+		sm.len = p->edited.len;
+	}
 	sm.env_from = msg->sender;
 	sm.env_to = d->address;
 	sm.size = w->size;
@@ -908,9 +936,63 @@ plan_run(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 		}
 		if (!kept)
 			p->cancelled = true;
+		if (res.header != NULL) {
+			size_t blen;
+			const char *body = wire_body(w, &blen);
+			str_t next = STR_INIT;
+
+			str_append(&next, res.header);
+			str_append(&next, "\r\n");
+			str_append_n(&next, body, blen);
+			str_free(&p->edited);
+			p->edited = next;
+		}
 	}
 	sieve_result_clear(&res);
 	compiled_unref(c);
+}
+
+/* The message as editheader left it, to deliver: *sub is msg with body
+ * the edited header (LF; Return-Path and Delivered-To are the
+ * delivery's own, so the script's are left out) and the original body,
+ * in spool (initialised here; the caller resets it). */
+static int
+edited_msg(const struct deliver_msg *msg, const char *header,
+    struct deliver_wire *w, struct deliver_msg *sub, struct spool *spool,
+    const char **error_r)
+{
+	str_t lf = STR_INIT;
+	size_t blen;
+	const char *body = wire_body(w, &blen);
+	int r;
+
+	*sub = *msg;
+	sub->prefix = NULL;
+	sub->body = spool;
+	spool_init(spool, msg->body->tmpdir);
+	for (const char *h = header; *h != '\0';) {
+		const char *e = h;
+
+		/* one field with its continuation lines */
+		do {
+			const char *eol = strchr(e, '\n');
+
+			e = eol != NULL ? eol + 1 : e + strlen(e);
+		} while (*e == ' ' || *e == '\t');
+		if (strncasecmp(h, "Return-Path:", 12) != 0 &&
+		    strncasecmp(h, "Delivered-To:", 13) != 0)
+			for (const char *c = h; c < e; c++)
+				if (*c != '\r')
+					str_append_c(&lf, *c);
+		h = e;
+	}
+	str_append_c(&lf, '\n');
+	for (size_t i = 0; i < blen; i++)
+		if (!(body[i] == '\r' && i + 1 < blen && body[i + 1] == '\n'))
+			str_append_c(&lf, body[i]);
+	r = spool_append(spool, lf.data, lf.len, error_r);
+	str_free(&lf);
+	return r;
 }
 
 /* Store into INBOX (the fallback). */
@@ -962,6 +1044,31 @@ do_store(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 		    "maildir %s", dir);
 	}
 	free(dir);
+	return r;
+}
+
+/* A store as the action's header says (editheader), else as it came. */
+static int
+store_action(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
+    const char *orig, const struct route_dest *d,
+    const struct sieve_action *a, struct deliver_wire *w, bool *inbox_done,
+    struct deliver_result *result, const char **error_r)
+{
+	struct deliver_msg sub;
+	struct spool sp;
+	const char *why;
+	int r;
+
+	if (a->header == NULL)
+		return do_store(ctx, msg, orig, d, a, inbox_done, result,
+		    error_r);
+	if (edited_msg(msg, a->header, w, &sub, &sp, &why) < 0) {
+		spool_reset(&sp);
+		return err_fail(error_r, errno, "cannot spool the edited "
+		    "message: %s", why);
+	}
+	r = do_store(ctx, &sub, orig, d, a, inbox_done, result, error_r);
+	spool_reset(&sp);
 	return r;
 }
 
@@ -1027,12 +1134,25 @@ deliver_sieve(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 
 		switch (a->type) {
 		case SIEVE_ACT_STORE:
-			ret = do_store(ctx, msg, orig, d, a, &inbox_done,
-			    result, error_r);
+			ret = store_action(ctx, msg, orig, d, a, wire,
+			    &inbox_done, result, error_r);
 			break;
-		case SIEVE_ACT_REDIRECT:
-			if (send_copy(ctx, msg, msg->sender, a->arg,
-			    msg->prefix, msg->body, &why) == 0) {
+		case SIEVE_ACT_REDIRECT: {
+			struct deliver_msg sub;
+			struct spool sp;
+			int sr = -1;
+
+			if (a->header == NULL) {
+				sr = send_copy(ctx, msg, msg->sender, a->arg,
+				    msg->prefix, msg->body, &why);
+			} else {
+				if (edited_msg(msg, a->header, wire, &sub,
+				    &sp, &why) == 0)
+					sr = send_copy(ctx, msg, msg->sender,
+					    a->arg, NULL, &sp, &why);
+				spool_reset(&sp);
+			}
+			if (sr == 0) {
 				deliver_log(msg, orig, d->address, "sieve",
 				    "redirected to <%s>", a->arg);
 				break;
@@ -1045,6 +1165,7 @@ deliver_sieve(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 				    result, error_r);
 			}
 			break;
+		}
 		case SIEVE_ACT_REJECT:
 		case SIEVE_ACT_EREJECT:
 			if (wire_make(msg, wire, &why) == 0 &&
@@ -1076,8 +1197,8 @@ deliver_sieve(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 	}
 	if (ret == 0 && !p.cancelled && !inbox_done) {
 		if (p.have_keep)
-			ret = do_store(ctx, msg, orig, d, &p.keep, &inbox_done,
-			    result, error_r);
+			ret = store_action(ctx, msg, orig, d, &p.keep, wire,
+			    &inbox_done, result, error_r);
 		else
 			ret = keep_inbox(ctx, msg, orig, d, NULL, result,
 			    error_r);

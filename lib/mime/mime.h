@@ -161,6 +161,12 @@ long long mime_parse_date(const char *value);
  * (when not NULL). */
 long long mime_parse_date_zone(const char *value, int *zone_r);
 
+/* One header field "name: value" CRLF appended to out, folded before
+ * column 78 where the value has white space; a value with other than
+ * printable ASCII (UTF-8 text) is written as RFC 2047 encoded-words
+ * (UTF-8, base64), one a line. */
+void mime_field_make(const char *name, const char *value, str_t *out);
+
 /* Case-insensitive substring match for SEARCH (ASCII letters folded;
  * the needle is UTF-8).
  * mime_search_header: name == NULL means any header field (the whole

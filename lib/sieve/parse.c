@@ -562,11 +562,12 @@ static const struct {
 	{ "vacation", SIEVE_EXT_VACATION },
 	{ "vacation-seconds", SIEVE_EXT_VACATION | SIEVE_EXT_VACATION_SECONDS },
 	{ "date", SIEVE_EXT_DATE }, { "index", SIEVE_EXT_INDEX },
+	{ "editheader", SIEVE_EXT_EDITHEADER },
 	{ "comparator-i;octet", 0 }, { "comparator-i;ascii-casemap", 0 },
 };
 
 static const char *const unsupported_exts[] = {
-	"include", "editheader", "duplicate",
+	"include", "duplicate",
 	"regex", "enotify", "notify", "spamtest",
 	"spamtestplus", "virustest", "environment", "ihave", "foreverypart",
 	"mime", "extracttext", "imapflags", "fcc", "special-use", "mboxmetadata",
@@ -881,7 +882,7 @@ validate_args(struct validator *v, struct sieve_node *n,
 	}
 	/* index (RFC 5260 6): fields count from 1; :last needs :index */
 	if (seen[SIEVE_GROUP_LAST] != NULL &&
-	    seen[SIEVE_GROUP_INDEX] == NULL)
+	    seen[SIEVE_GROUP_INDEX] == NULL && strcmp(n->name, "addheader") != 0)
 		error_at(v->lx, n->line, "%s: ':last' needs ':index'",
 		    n->name);
 	for (size_t i = 0; i < n->ntags; i++)
@@ -946,6 +947,18 @@ validate_common(struct validator *v, struct sieve_node *n,
 	    !var_name_ok(n->pos[0]->strs[0]))
 		error_at(v->lx, n->line, "set: bad variable name '%.64s'",
 		    n->pos[0]->strs[0]);
+	if ((strcmp(n->name, "addheader") == 0 ||
+	    strcmp(n->name, "deleteheader") == 0) && n->npos >= 1) {
+		const struct sieve_arg *f = n->pos[0];
+
+		if (f->type != SIEVE_ARG_STRING)
+			error_at(v->lx, f->line, "%s: the field name must be "
+			    "a string", n->name);
+		else if (strstr(f->strs[0], "${") == NULL &&
+		    !sieve_field_name_ok(f->strs[0]))
+			error_at(v->lx, f->line, "%s: bad field name '%.64s'",
+			    n->name, f->strs[0]);
+	}
 	if (strcmp(n->name, "envelope") == 0 && n->npos == 2)
 		for (size_t i = 0; i < n->pos[0]->nstrs; i++) {
 			const char *p = n->pos[0]->strs[i];
@@ -955,6 +968,27 @@ validate_common(struct validator *v, struct sieve_node *n,
 				error_at(v->lx, n->line, "envelope: unknown "
 				    "envelope part '%.64s'", p);
 		}
+}
+
+bool
+sieve_field_name_ok(const char *s)
+{
+	if (*s == '\0' || strlen(s) > 200)
+		return false;
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s <= 32 || (unsigned char)*s >= 127 ||
+		    *s == ':')
+			return false;
+	return true;
+}
+
+bool
+sieve_header_protected(const char *name)
+{
+	return strcasecmp(name, "received") == 0 ||
+	    strcasecmp(name, "auto-submitted") == 0 ||
+	    strcasecmp(name, "return-path") == 0 ||
+	    strcasecmp(name, "delivered-to") == 0;
 }
 
 static const struct sieve_spec *
@@ -1011,8 +1045,6 @@ validate_block(struct validator *v, struct sieve_node *cmds, size_t n,
 				    "a command", c->name);
 			else if (strcmp(c->name, "vacation") == 0 ||
 			    strcmp(c->name, "include") == 0 ||
-			    strcmp(c->name, "addheader") == 0 ||
-			    strcmp(c->name, "deleteheader") == 0 ||
 			    strcmp(c->name, "notify") == 0)
 				error_at(v->lx, c->line, "command '%s' needs "
 				    "an unsupported extension", c->name);

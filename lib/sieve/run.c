@@ -46,6 +46,9 @@ struct run {
 	str_t flags;		/* the internal flags variable, space-separated */
 	uint64_t work;
 	char *error;
+	str_t ehdr;		/* the header as editheader left it */
+	bool edited;
+	unsigned nadded;
 };
 
 static void __attribute__((format(printf, 3, 4)))
@@ -1131,6 +1134,15 @@ action_add(struct run *r, int line, enum sieve_action_type type,
 	return a;
 }
 
+/* The message an action delivers: as editheader has left it so far. */
+static void
+action_header(struct run *r, struct sieve_action *a)
+{
+	free(a->header);
+	a->header = r->edited ? xstrndup(r->ehdr.data != NULL ?
+	    r->ehdr.data : "", r->ehdr.len) : NULL;
+}
+
 static struct sieve_action *
 action_find(struct run *r, enum sieve_action_type type, const char *arg)
 {
@@ -1276,6 +1288,7 @@ do_store(struct run *r, const struct sieve_node *n, const char *folder)
 		a = action_add(r, n->line, SIEVE_ACT_STORE, folder);
 	if (a != NULL) {
 		set_flags(a, &fl);
+		action_header(r, a);
 		if (tag(n, "create") != NULL)
 			a->create = true;
 	}
@@ -1349,6 +1362,169 @@ cmd_set(struct run *r, const struct sieve_node *n)
 	free(v);
 }
 
+/* editheader (RFC 5293). The header is copied on the first change;
+ * the tests that follow read the copy (r->hdr), the body stays where it
+ * was. */
+
+static void
+edit_begin(struct run *r)
+{
+	const char *h = r->hdr;
+	size_t len = r->hdrlen;
+
+	if (r->edited)
+		return;
+	/* without the empty line that ends the section */
+	if (len >= 2 && h[len - 2] == '\r' && h[len - 1] == '\n' &&
+	    (len == 2 || h[len - 3] == '\n'))
+		len -= 2;
+	else if (len >= 1 && h[len - 1] == '\n' && (len == 1 ||
+	    h[len - 2] == '\n'))
+		len -= 1;
+	str_append_n(&r->ehdr, h, len);
+	if (r->ehdr.data == NULL)
+		str_append(&r->ehdr, "");
+	r->edited = true;
+	r->hdr = r->ehdr.data;
+	r->hdrlen = r->ehdr.len;
+}
+
+static void
+cmd_addheader(struct run *r, const struct sieve_node *n)
+{
+	char *name = expand(r, n->pos[0]->strs[0]);
+	char *value = expand(r, n->pos[1]->strs[0]);
+	str_t f = STR_INIT;
+
+	if (!sieve_field_name_ok(name)) {
+		run_error(r, n->line, "addheader: bad field name '%.64s'",
+		    name);
+	} else if (sieve_header_protected(name)) {
+		;	/* refused, as RFC 5293 6 asks; the script goes on */
+	} else if (r->nadded >= SIEVE_ADDHEADER_MAX) {
+		run_error(r, n->line, "addheader: more than %d fields added",
+		    SIEVE_ADDHEADER_MAX);
+	} else {
+		mime_field_make(name, value, &f);
+		if (f.len > SIEVE_FIELD_MAX) {
+			run_error(r, n->line, "addheader: field longer than "
+			    "%d bytes", SIEVE_FIELD_MAX);
+		} else {
+			edit_begin(r);
+			r->nadded++;
+			if (tag(n, "last") != NULL) {
+				str_append_n(&r->ehdr, f.data, f.len);
+			} else {
+				str_t all = STR_INIT;
+
+				str_append_n(&all, f.data, f.len);
+				str_append_n(&all, r->ehdr.data, r->ehdr.len);
+				str_free(&r->ehdr);
+				r->ehdr = all;
+			}
+			r->hdr = r->ehdr.data;
+			r->hdrlen = r->ehdr.len;
+		}
+	}
+	str_free(&f);
+	free(name);
+	free(value);
+}
+
+/* The end of the field starting at p (after its continuation lines). */
+static const char *
+field_end(const char *p, const char *end)
+{
+	for (;;) {
+		const char *eol = memchr(p, '\n', (size_t)(end - p));
+
+		p = eol != NULL ? eol + 1 : end;
+		if (p >= end || (*p != ' ' && *p != '\t'))
+			return p;
+	}
+}
+
+/* Is the field at p (up to e) called name? */
+static bool
+field_is(const char *p, const char *e, const char *name)
+{
+	size_t nl = strlen(name);
+	const char *q = p + nl;
+
+	if ((size_t)(e - p) <= nl || strncasecmp(p, name, nl) != 0)
+		return false;
+	while (q < e && (*q == ' ' || *q == '\t'))
+		q++;
+	return q < e && *q == ':';
+}
+
+static void
+cmd_deleteheader(struct run *r, const struct sieve_node *n)
+{
+	char *name = expand(r, n->pos[0]->strs[0]);
+	const struct sieve_arg *pats = n->npos > 1 ? n->pos[1] : NULL;
+	struct mopts mo;
+	str_t out = STR_INIT;
+	size_t total = 0, seen = 0;
+	const char *p, *end;
+
+	mopts_get(n, &mo);
+	if (!sieve_field_name_ok(name)) {
+		run_error(r, n->line, "deleteheader: bad field name '%.64s'",
+		    name);
+		free(name);
+		return;
+	}
+	if (sieve_header_protected(name)) {
+		free(name);	/* refused (RFC 5293 6) */
+		return;
+	}
+	edit_begin(r);
+	end = r->ehdr.data + r->ehdr.len;
+	for (p = r->ehdr.data; p < end; p = field_end(p, end))
+		if (field_is(p, field_end(p, end), name))
+			total++;
+	for (p = r->ehdr.data; p < end;) {
+		const char *e = field_end(p, end);
+		bool del = false;
+
+		r->work += (size_t)(e - p);
+		if (field_is(p, e, name)) {
+			seen++;
+			del = mo.index == 0 || (mo.last ?
+			    total - seen + 1 == mo.index : seen == mo.index);
+			if (del && pats != NULL) {
+				const char *c = memchr(p, ':',
+				    (size_t)(e - p));
+				str_t raw = STR_INIT, dec = STR_INIT;
+				char *v;
+
+				for (c++; c < e; c++)
+					if (*c != '\r' && *c != '\n')
+						str_append_c(&raw, *c);
+				v = str_trim(raw.data != NULL ? raw.data :
+				    (char *)"");
+				mime_decode_header(v, strlen(v), &dec);
+				if (dec.data == NULL)
+					str_append(&dec, "");
+				del = match_values(r, &mo, &dec.data, 1, pats);
+				str_free(&raw);
+				str_free(&dec);
+			}
+		}
+		if (!del)
+			str_append_n(&out, p, (size_t)(e - p));
+		p = e;
+	}
+	if (out.data == NULL)
+		str_append(&out, "");
+	str_free(&r->ehdr);
+	r->ehdr = out;
+	r->hdr = r->ehdr.data;
+	r->hdrlen = r->ehdr.len;
+	free(name);
+}
+
 static void run_block(struct run *r, const struct sieve_node *cmds, size_t n);
 
 static void
@@ -1389,8 +1565,10 @@ run_command(struct run *r, const struct sieve_node *n)
 				run_error(r, n->line, "more than %u "
 				    "redirects", r->redirects_max);
 			else if ((a = action_add(r, n->line,
-			    SIEVE_ACT_REDIRECT, arg)) != NULL)
+			    SIEVE_ACT_REDIRECT, arg)) != NULL) {
 				a->copy = tag(n, "copy") != NULL;
+				action_header(r, a);
+			}
 		}
 		if (tag(n, "copy") == NULL)
 			r->cancel_keep = true;
@@ -1409,6 +1587,10 @@ run_command(struct run *r, const struct sieve_node *n)
 		cmd_setflag(r, n);
 	} else if (strcmp(c, "set") == 0) {
 		cmd_set(r, n);
+	} else if (strcmp(c, "addheader") == 0) {
+		cmd_addheader(r, n);
+	} else if (strcmp(c, "deleteheader") == 0) {
+		cmd_deleteheader(r, n);
 	}
 	free(arg);
 }
@@ -1473,6 +1655,7 @@ sieve_run(const struct sieve_script *script, const struct sieve_msg *msg,
 		r.error = NULL;
 		r.cancel_keep = false;
 		str_truncate(&r.flags, 0);
+		r.edited = false;	/* the message as it came */
 	}
 	if (!r.cancel_keep) {
 		struct sieve_action *a = action_find(&r, SIEVE_ACT_STORE,
@@ -1488,7 +1671,10 @@ sieve_run(const struct sieve_script *script, const struct sieve_msg *msg,
 			set_flags(a, &r.flags);
 		}
 		a->implicit = true;
+		action_header(&r, a);
 	}
+	if (r.edited)
+		res->header = str_steal(&r.ehdr);
 	mime_free(r.root);
 	caps_clear(&r);
 	for (size_t i = 0; i < r.nvars; i++) {
@@ -1496,6 +1682,7 @@ sieve_run(const struct sieve_script *script, const struct sieve_msg *msg,
 		free(r.var_val[i]);
 	}
 	str_free(&r.flags);
+	str_free(&r.ehdr);
 	free(r.error);
 }
 
@@ -1510,9 +1697,11 @@ sieve_result_clear(struct sieve_result *res)
 			free(a->flags[k]);
 		free(a->flags);
 		sieve_vacation_free(a->vacation);
+		free(a->header);
 	}
 	free(res->actions);
 	free(res->error);
+	free(res->header);
 	memset(res, 0, sizeof(*res));
 }
 
@@ -1582,5 +1771,17 @@ sieve_result_text(const struct sieve_result *res, str_t *out)
 			break;
 		}
 		str_append_c(out, '\n');
+		for (const char *h = a->header; h != NULL && *h != '\0';) {
+			const char *eol = strchr(h, '\n');
+			size_t k = eol != NULL ? (size_t)(eol - h) : strlen(h);
+			char *line = xstrndup(h, k > 0 && h[k - 1] == '\r' ?
+			    k - 1 : k);
+
+			str_append(out, "  | ");
+			put_text(out, line);
+			str_append_c(out, '\n');
+			free(line);
+			h += eol != NULL ? k + 1 : k;
+		}
 	}
 }

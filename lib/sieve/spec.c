@@ -37,7 +37,7 @@ const struct sieve_tagspec sieve_tagspecs[] = {
 	{ "zone", 'S', SIEVE_EXT_DATE, 18 },
 	{ "originalzone", 0, SIEVE_EXT_DATE, 18 },
 	{ "index", 'N', SIEVE_EXT_INDEX, SIEVE_GROUP_INDEX },
-	{ "last", 0, SIEVE_EXT_INDEX, SIEVE_GROUP_LAST },
+	{ "last", 0, SIEVE_EXT_INDEX | SIEVE_EXT_EDITHEADER, SIEVE_GROUP_LAST },
 	{ NULL, 0, 0, 0 },
 };
 
@@ -72,6 +72,11 @@ const struct sieve_spec sieve_specs[] = {
 	{ "set", false, SIEVE_EXT_VARIABLES,
 	  "lower upper lowerfirst upperfirst quotewildcard length", "SS", 0,
 	  0, false, -1, NULL },
+	{ "addheader", false, SIEVE_EXT_EDITHEADER, "last", "SS", 0, 0, false,
+	  -1, NULL },
+	{ "deleteheader", false, SIEVE_EXT_EDITHEADER,
+	  "comparator is contains matches value " INDEX, "SL", 1, 0, false,
+	  -1, NULL },
 	/* tests */
 	{ "address", true, 0, MATCH " " ADDRPART " " INDEX, "LL", 0, 0, false, -1,
 	  NULL },

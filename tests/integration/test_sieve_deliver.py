@@ -4,7 +4,8 @@ sieve_before, the user's active script (%h/.dovecot.sieve linked into
 :create making the folder), flags seen over IMAP, discard, redirect to a
 local user and into the queue, ereject answered 550 at DATA for a single
 recipient, reject with two recipients answered by a refusal to the
-sender, and every failing script (broken, over a limit, a link out of
+sender, editheader changes in the copies stored and redirected after
+them (never in another recipient's copy), and every failing script (broken, over a limit, a link out of
 sieve_dir) keeping the message in INBOX with one log line. One server
 for the module (SQLite)."""
 
@@ -24,6 +25,8 @@ DAVE = "dave@example.test"
 ERIN = "erin@example.test"
 FRANK = "frank@example.test"
 GRACE = "grace@example.test"
+HENRY = "henry@example.test"
+IVY = "ivy@example.test"
 
 BEFORE = 'require ["fileinto", "copy", "envelope", "mailbox"];\n' \
          'if envelope :is "to" "%s" { fileinto :copy :create "Before"; }\n' % DAVE
@@ -71,7 +74,8 @@ def send(srv, sender, rcpts, data):
 def srv(petrel_bin, tmp_path_factory):
     base = tmp_path_factory.mktemp("sieve-deliver")
     inst = make_instance(petrel_bin, base / "inst", "sqlite")
-    add_users(inst, (ALICE, BOB, CAROL, DAVE, ERIN, FRANK, GRACE), password=PASSWORD)
+    add_users(inst, (ALICE, BOB, CAROL, DAVE, ERIN, FRANK, GRACE, HENRY, IVY),
+              password=PASSWORD)
     before = base / "before.d"
     before.mkdir()
     (before / "10-dave.sieve").write_text(BEFORE)
@@ -309,6 +313,59 @@ def test_vacation_once_per_sender_never_to_lists(srv):
         assert srv.wait_log(r"sieve: %s: no vacation reply to <[^>]*>: %s" % (GRACE, why)), why
     # every message was kept
     assert len(files(inst, GRACE)) == n_grace + 7
+
+
+def read_all(inst, address, folder=None):
+    d = maildir_of(inst, address)
+    if folder is not None:
+        d = os.path.join(d, "." + folder)
+    out = []
+    for sub in ("new", "cur"):
+        for n in listdir(os.path.join(d, sub)):
+            with open(os.path.join(d, sub, n), "rb") as f:
+                out.append(f.read())
+    return out
+
+
+def test_editheader(srv):
+    """addheader/deleteheader change the copies stored or redirected
+    after them; the copy filed before, and the other recipient's own
+    copy, are as they came; Received cannot be deleted; a non-ASCII
+    value is RFC 2047-encoded."""
+    inst = srv.instance
+    install(inst, HENRY,
+            'require ["editheader", "fileinto", "copy", "mailbox", "index"];\n'
+            'fileinto :copy :create "Plain";\n'
+            'addheader "X-Sieve" "tagged caf\u00e9";\n'
+            'addheader :last "X-Note" "two words";\n'
+            'deleteheader "x-remove";\n'
+            'deleteheader :index 1 :contains "x-keep" "drop";\n'
+            'deleteheader "received";\n'
+            'redirect :copy "%s";\n'
+            'fileinto :create "Edited";\n' % IVY)
+    n_ivy = len(read_all(inst, IVY))
+    extra = "X-Remove: a\r\nX-Keep: drop me\r\nX-Keep: drop too\r\nX-Remove: b\r\n"
+    assert send(srv, "sender@example.org", [HENRY, IVY], msg("edit me", extra=extra)) == {}
+    plain = read_all(inst, HENRY, "Plain")
+    edited = read_all(inst, HENRY, "Edited")
+    assert len(plain) == 1 and len(edited) == 1
+    assert b"X-Remove: a" in plain[0] and b"X-Sieve" not in plain[0]
+    head, body = edited[0].split(b"\n\n", 1)
+    lines = head.split(b"\n")
+    assert lines[0].startswith(b"Return-Path: <sender@example.org>"), head
+    assert b"X-Sieve: =?UTF-8?B?dGFnZ2VkIGNhZsOp?=" in lines, head
+    assert lines[-1] == b"X-Note: two words", head
+    assert b"X-Remove" not in head and b"X-Keep: drop me" not in head, head
+    assert b"X-Keep: drop too" in head and b"Received: " in head, head
+    assert head.count(b"Return-Path:") == 1 and head.count(b"Delivered-To:") == 1
+    assert body == b"body of edit me\n"
+    # ivy: her own copy as it came, and the redirected one edited
+    got = read_all(inst, IVY)
+    assert len(got) == n_ivy + 2
+    new = [m for m in got if b"edit me" in m]
+    assert len(new) == 2
+    assert sorted(b"X-Sieve:" in m for m in new) == [False, True], new
+    assert all(b"X-Remove: a" in m for m in new if b"X-Sieve" not in m)
 
 
 def test_sieve_dir_setting_and_shared_home(petrel_bin, tmp_path):

@@ -492,6 +492,119 @@ test_date(void)
 	test_end();
 }
 
+/* editheader (RFC 5293). */
+static void
+test_editheader(void)
+{
+	const char *msg = "Received: from a by b; Tue, 2 Jan 2024 "
+	    "03:04:05 +0100\r\n"
+	    "From: a@example.com\r\n"
+	    "X-Tag: one\r\n"
+	    "X-Tag: two\r\n"
+	    "X-Tag: =?utf-8?q?caf=C3=A9?=\r\n"
+	    "Subject: s\r\n"
+	    "\r\n"
+	    "body\r\n";
+	const char *pre = "require [\"editheader\", \"index\", "
+	    "\"variables\", \"fileinto\", \"copy\"];\n";
+	char script[1024];
+	str_t big = STR_INIT;
+
+	test_begin("sieve editheader: add, delete, what later actions get");
+	/* the copy filed before the change is as it came; the one after
+	 * and the implicit keep have the edits; tests see them */
+	snprintf(script, sizeof(script), "%sfileinto :copy \"A\";\n"
+	    "addheader \"X-New\" \"v1\";\n"
+	    "addheader :last \"X-End\" \"v2\";\n"
+	    "if header :is \"x-new\" \"v1\" { fileinto :copy \"B\"; }\n"
+	    "deleteheader :index 2 \"x-tag\";\n"
+	    "deleteheader :contains \"x-tag\" \"caf\u00e9\";\n"
+	    "deleteheader \"subject\";\n", pre);
+	test_assert(runs_to(script, msg,
+	    "store A\n"
+	    "store B\n"
+	    "  | X-New: v1\n"
+	    "  | Received: from a by b; Tue, 2 Jan 2024 03:04:05 +0100\n"
+	    "  | From: a@example.com\n"
+	    "  | X-Tag: one\n"
+	    "  | X-Tag: two\n"
+	    "  | X-Tag: =?utf-8?q?caf=C3=A9?=\n"
+	    "  | Subject: s\n"
+	    "  | X-End: v2\n"
+	    "store INBOX (implicit keep)\n"
+	    "  | X-New: v1\n"
+	    "  | Received: from a by b; Tue, 2 Jan 2024 03:04:05 +0100\n"
+	    "  | From: a@example.com\n"
+	    "  | X-Tag: one\n"
+	    "  | X-End: v2\n"));
+	/* :last counts from the end; without patterns every field goes */
+	snprintf(script, sizeof(script), "%sdeleteheader :index 1 :last "
+	    "\"x-tag\";\ndeleteheader :index 1 \"x-tag\";\n"
+	    "if header :is \"x-tag\" \"two\" { fileinto \"two\"; }", pre);
+	test_assert(runs_to(script, msg, "store two\n"
+	    "  | Received: from a by b; Tue, 2 Jan 2024 03:04:05 +0100\n"
+	    "  | From: a@example.com\n"
+	    "  | X-Tag: two\n"
+	    "  | Subject: s\n"));
+	/* protected fields are left alone (the message stays as it came) */
+	test_assert(runs_to("require [\"editheader\", \"fileinto\"];\n"
+	    "deleteheader \"received\"; deleteheader \"RETURN-PATH\";\n"
+	    "addheader \"Auto-Submitted\" \"no\";\n"
+	    "addheader \"Received\" \"forged\";\n"
+	    "if allof(not exists \"auto-submitted\", exists \"received\") "
+	    "{ fileinto \"ok\"; }", msg, "store ok\n"));
+	/* folded and encoded values */
+	test_assert(runs_to("require \"editheader\";\n"
+	    "deleteheader \"x-tag\"; deleteheader \"received\";\n"
+	    "addheader :last \"X-U\" \"Gr\xc3\xbc\xc3\x9f\xc3\xa9\";\n"
+	    "addheader :last \"X-L\" \"aaaaaaaaaa bbbbbbbbbb cccccccccc "
+	    "dddddddddd eeeeeeeeee ffffffffff gggggggggg\";\n"
+	    "addheader :last \"X-CR\" \"a\r\nb\";", msg,
+	    "store INBOX (implicit keep)\n"
+	    "  | Received: from a by b; Tue, 2 Jan 2024 03:04:05 +0100\n"
+	    "  | From: a@example.com\n"
+	    "  | Subject: s\n"
+	    "  | X-U: =?UTF-8?B?R3LDvMOfw6k=?=\n"
+	    "  | X-L: aaaaaaaaaa bbbbbbbbbb cccccccccc dddddddddd eeeeeeeeee "
+	    "ffffffffff\n"
+	    "  |  gggggggggg\n"
+	    "  | X-CR: =?UTF-8?B?YSAgYg==?=\n"));
+	/* bounds: fields added, one field's size, a bad name at run time */
+	str_append(&big, "require \"editheader\";\n");
+	for (int i = 0; i <= SIEVE_ADDHEADER_MAX; i++)
+		str_append(&big, "addheader \"X-N\" \"v\";\n");
+	test_assert(runs_to(str_c(&big), msg, "error line 66: addheader: "
+	    "more than 64 fields added\nstore INBOX (implicit keep)\n"));
+	str_truncate(&big, 0);
+	str_append(&big, "require \"editheader\";\naddheader \"X-B\" \"");
+	for (int i = 0; i < 300; i++)
+		str_append(&big, "word word ");
+	str_append(&big, "\";\n");
+	test_assert(runs_to(str_c(&big), msg, "error line 2: addheader: "
+	    "field longer than 2048 bytes\nstore INBOX (implicit keep)\n"));
+	str_free(&big);
+	test_assert(runs_to("require [\"editheader\", \"variables\"];\n"
+	    "set \"n\" \"a b\"; addheader \"${n}\" \"v\";", msg,
+	    "error line 2: addheader: bad field name 'a b'\n"
+	    "store INBOX (implicit keep)\n"));
+	/* validation */
+	test_assert(fails_with("addheader \"X\" \"v\";", "line 1: command "
+	    "'addheader' requires extension 'editheader'"));
+	test_assert(fails_with("require \"editheader\";\naddheader \"X:\" "
+	    "\"v\";", "line 2: addheader: bad field name 'X:'"));
+	test_assert(fails_with("require \"editheader\";\ndeleteheader "
+	    "[\"a\", \"b\"];", "line 2: deleteheader: the field name must "
+	    "be a string"));
+	test_assert(fails_with("require \"editheader\";\ndeleteheader :last "
+	    "\"x\";", "line 2: deleteheader: ':last' needs ':index'"));
+	test_assert(fails_with("require [\"editheader\", \"relational\"];\n"
+	    "deleteheader :count \"eq\" \"x\" \"1\";",
+	    "deleteheader: unknown tag ':count'"));
+	test_assert(parses("require \"editheader\";\naddheader :last \"X\" "
+	    "\"v\";\ndeleteheader \"x\";"));
+	test_end();
+}
+
 int
 main(void)
 {
@@ -501,5 +614,6 @@ main(void)
 	test_match();
 	test_run();
 	test_date();
+	test_editheader();
 	return test_done();
 }
