@@ -3,7 +3,8 @@
  * as a message. The first byte picks one of the fixed scripts below (every
  * test and action kind: header, address and envelope parts, body,
  * relational, variables with match captures, imap4flags, vacation, date
- * and index, editheader); the
+ * and index, editheader, duplicate: an ID whose second byte is 'd'
+ * counts as seen); the
  * rest is the message (headers, body, MIME parts, encoded words). Checks:
  *  - the run ends with actions within the bound, or a run-time error with
  *    exactly the implicit keep;
@@ -79,7 +80,8 @@ static const char *const scripts[] = {
 	"{ fileinto \"Now\"; }\n",
 
 	"require [\"editheader\", \"index\", \"variables\", \"fileinto\", "
-	"\"copy\"];\n"
+	"\"copy\", \"duplicate\"];\n"
+	"if duplicate :header \"x-ticket\" :handle \"t\" :last { discard; }\n"
 	"if header :matches \"subject\" \"*\" { set \"s\" \"${1}\"; }\n"
 	"fileinto :copy \"Before\";\n"
 	"addheader \"X-Subject\" \"${s} ${s}\";\n"
@@ -88,17 +90,25 @@ static const char *const scripts[] = {
 	"deleteheader :index 2 \"to\";\n"
 	"deleteheader :contains \"subject\" [\"a\", \"=?\"];\n"
 	"if header :contains \"x-subject\" \"x\" { redirect :copy \"c@example.org\"; }\n"
-	"if not exists \"subject\" { fileinto \"NoSubject\"; }\n",
+	"if not exists \"subject\" { fileinto \"NoSubject\"; }\n"
+	"if duplicate { fileinto \"Dup\"; }\n",
 };
 
 #define NSCRIPTS (sizeof(scripts) / sizeof(scripts[0]))
 
 static struct sieve_script *parsed[NSCRIPTS];
 
+static bool
+seen_cb(void *ctx, const char *handle, const char *id)
+{
+	return id[0] != '\0' && id[1] == 'd';
+}
+
 static void
 check_actions(const struct sieve_result *res)
 {
-	if (res->nactions > SIEVE_ACTIONS_MAX + 1)
+	if (res->nactions > SIEVE_ACTIONS_MAX + 1 ||
+	    (res->error != NULL && res->ndups > 0))
 		abort();
 	if (res->error != NULL && (res->nactions != 1 ||
 	    res->actions[0].type != SIEVE_ACT_STORE ||
@@ -140,6 +150,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	msg.env_from = (data[0] & 0x80) ? "" : "alice+tag@example.com";
 	msg.env_to = "bob+tag@example.net";
 	msg.now = 1719835200;	/* currentdate: the same in both runs */
+	msg.duplicate_seen = seen_cb;
 	sieve_run(parsed[k], &msg, NULL, &r1);
 	check_actions(&r1);
 	sieve_run(parsed[k], &msg, NULL, &r2);

@@ -724,6 +724,115 @@ vacation_due(const struct deliver_sieve *sv, const struct route_dest *d,
 	return due;
 }
 
+/* duplicate (RFC 7352): a file per ID and handle in
+ * SIEVE_DIR/.petrel-duplicate, named by a SHA-256 of both, its mtime the
+ * time the ID expires. */
+struct dup_ctx {
+	const struct deliver_sieve *sv;
+	const struct route_dest *d;
+};
+
+static char *
+dup_path(const struct dup_ctx *c, const char *handle, const char *id,
+    bool dir_only, unsigned char *first_r)
+{
+	char *dir = sieve_path_expand(c->sv->dir, c->d->home, c->d->address);
+	unsigned char h[32];
+	char hex[65];
+	str_t key = STR_INIT;
+	char *path;
+
+	if (dir_only) {
+		path = xasprintf("%s/.petrel-duplicate", dir);
+		free(dir);
+		return path;
+	}
+	str_printf(&key, "%s\n%s", handle, id);
+	crypto_sha256(key.data, key.len, h);
+	for (size_t i = 0; i < 32; i++)
+		snprintf(hex + i * 2, 3, "%02x", h[i]);
+	if (first_r != NULL)
+		*first_r = h[0];
+	path = xasprintf("%s/.petrel-duplicate/%s", dir, hex);
+	str_free(&key);
+	free(dir);
+	return path;
+}
+
+static bool
+dup_seen(void *ctx, const char *handle, const char *id)
+{
+	char *path = dup_path(ctx, handle, id, false, NULL);
+	struct stat st;
+	bool seen = stat(path, &st) == 0 && st.st_mtime > time(NULL);
+
+	free(path);
+	return seen;
+}
+
+/* Expired records out (at most DUP_SCAN_MAX entries looked at). */
+#define DUP_SCAN_MAX	100000
+static void
+dup_prune(const char *dir, time_t now)
+{
+	DIR *dp = opendir(dir);
+	struct dirent *e;
+	size_t n = 0;
+
+	if (dp == NULL)
+		return;
+	while ((e = readdir(dp)) != NULL && n++ < DUP_SCAN_MAX) {
+		struct stat st;
+
+		if (e->d_name[0] == '.')
+			continue;
+		if (fstatat(dirfd(dp), e->d_name, &st, AT_SYMLINK_NOFOLLOW) ==
+		    0 && st.st_mtime <= now)
+			(void)unlinkat(dirfd(dp), e->d_name, 0);
+	}
+	closedir(dp);
+}
+
+/* Record the IDs of a delivered message: a new or expired record gets
+ * now + its period; a live one only with :last. One new record in 64
+ * sweeps the expired ones out, so the directory stays bounded by what
+ * arrives in a period. */
+static void
+dup_record(const struct dup_ctx *c, const struct sieve_dupmark *m)
+{
+	char *dir = sieve_path_expand(c->sv->dir, c->d->home, c->d->address);
+	char *ddir = dup_path(c, "", "", true, NULL);
+	unsigned char first = 0;
+	char *path = dup_path(c, m->handle, m->id, false, &first);
+	time_t now = time(NULL);
+	struct stat st;
+	bool live = stat(path, &st) == 0 && st.st_mtime > now;
+	struct timespec ts[2];
+	int fd;
+
+	if (!live || m->last) {
+		(void)mkdir(dir, 0700);
+		(void)mkdir(ddir, 0700);
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC |
+		    O_NOFOLLOW, 0600);
+		if (fd < 0) {
+			log_warn("sieve: %s: duplicate: cannot record in %s: "
+			    "%s", c->d->address, ddir, strerror(errno));
+		} else {
+			ts[0].tv_sec = ts[1].tv_sec = now +
+			    (time_t)m->seconds;
+			ts[0].tv_nsec = ts[1].tv_nsec = 0;
+			(void)futimens(fd, ts);
+			close(fd);
+		}
+		if (!live && first < 4)
+			dup_prune(ddir, now);
+	}
+	free(path);
+	free(ddir);
+	free(dir);
+}
+
 /* A header value from a script or a decoded header: one line. */
 static void
 put_line(str_t *out, const char *s)
@@ -814,6 +923,8 @@ struct plan {
 	char *error;		/* a script failed: INBOX only */
 	str_t edited;		/* the message as editheader left it for
 				   the next script (CRLF), when edited */
+	struct sieve_dupmark *dups;	/* to record after delivery */
+	size_t ndups;
 };
 
 static void
@@ -850,6 +961,11 @@ plan_free(struct plan *p)
 		action_free(&p->keep);
 	free(p->error);
 	str_free(&p->edited);
+	for (size_t i = 0; i < p->ndups; i++) {
+		free(p->dups[i].handle);
+		free(p->dups[i].id);
+	}
+	free(p->dups);
 }
 
 /* The implicit keep: INBOX with the flags any script gave it. */
@@ -887,6 +1003,7 @@ plan_run(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 	struct sieve_result res;
 	struct sieve_msg sm;
 	struct sieve_limits lim;
+	struct dup_ctx dctx = { ctx->sieve, d };
 	const char *werr;
 
 	if (p->error != NULL)
@@ -915,6 +1032,8 @@ plan_run(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 	sm.env_from = msg->sender;
 	sm.env_to = d->address;
 	sm.size = w->size;
+	sm.duplicate_seen = dup_seen;
+	sm.duplicate_ctx = &dctx;
 	lim.redirects = ctx->sieve->max_redirects;
 	sieve_run(c->script, &sm, &lim, &res);
 	if (res.error != NULL) {
@@ -936,6 +1055,13 @@ plan_run(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 		}
 		if (!kept)
 			p->cancelled = true;
+		for (size_t i = 0; i < res.ndups; i++) {
+			p->dups = xrealloc(p->dups, (p->ndups + 1) *
+			    sizeof(*p->dups));
+			p->dups[p->ndups] = res.dups[i];
+			p->dups[p->ndups].handle = xstrdup(res.dups[i].handle);
+			p->dups[p->ndups++].id = xstrdup(res.dups[i].id);
+		}
 		if (res.header != NULL) {
 			size_t blen;
 			const char *body = wire_body(w, &blen);
@@ -1202,6 +1328,12 @@ deliver_sieve(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 		else
 			ret = keep_inbox(ctx, msg, orig, d, NULL, result,
 			    error_r);
+	}
+	/* the message is delivered: its duplicate IDs count from now */
+	for (size_t i = 0; ret == 0 && i < p.ndups; i++) {
+		struct dup_ctx dc = { sv, d };
+
+		dup_record(&dc, &p.dups[i]);
 	}
 	plan_free(&p);
 	return ret < 0 ? -1 : 1;

@@ -563,11 +563,12 @@ static const struct {
 	{ "vacation-seconds", SIEVE_EXT_VACATION | SIEVE_EXT_VACATION_SECONDS },
 	{ "date", SIEVE_EXT_DATE }, { "index", SIEVE_EXT_INDEX },
 	{ "editheader", SIEVE_EXT_EDITHEADER },
+	{ "duplicate", SIEVE_EXT_DUPLICATE },
 	{ "comparator-i;octet", 0 }, { "comparator-i;ascii-casemap", 0 },
 };
 
 static const char *const unsupported_exts[] = {
-	"include", "duplicate",
+	"include",
 	"regex", "enotify", "notify", "spamtest",
 	"spamtestplus", "virustest", "environment", "ihave", "foreverypart",
 	"mime", "extracttext", "imapflags", "fcc", "special-use", "mboxmetadata",
@@ -882,7 +883,9 @@ validate_args(struct validator *v, struct sieve_node *n,
 	}
 	/* index (RFC 5260 6): fields count from 1; :last needs :index */
 	if (seen[SIEVE_GROUP_LAST] != NULL &&
-	    seen[SIEVE_GROUP_INDEX] == NULL && strcmp(n->name, "addheader") != 0)
+	    seen[SIEVE_GROUP_INDEX] == NULL &&
+	    strcmp(n->name, "addheader") != 0 &&
+	    strcmp(n->name, "duplicate") != 0)
 		error_at(v->lx, n->line, "%s: ':last' needs ':index'",
 		    n->name);
 	for (size_t i = 0; i < n->ntags; i++)
@@ -958,6 +961,29 @@ validate_common(struct validator *v, struct sieve_node *n,
 		    !sieve_field_name_ok(f->strs[0]))
 			error_at(v->lx, f->line, "%s: bad field name '%.64s'",
 			    n->name, f->strs[0]);
+	}
+	/* tags shared by extensions: each command's own */
+	for (size_t i = 0; i < n->ntags; i++) {
+		const char *t = n->tags[i].name;
+
+		if (strcmp(n->name, "vacation") == 0 &&
+		    strcmp(t, "seconds") == 0 &&
+		    !(v->exts & SIEVE_EXT_VACATION_SECONDS))
+			error_at(v->lx, n->line, "vacation: tag ':seconds' "
+			    "requires extension 'vacation-seconds' (missing "
+			    "require)");
+		else if (strcmp(n->name, "duplicate") != 0 &&
+		    strcmp(t, "handle") == 0 && !(v->exts & SIEVE_EXT_VACATION))
+			error_at(v->lx, n->line, "%s: tag ':handle' requires "
+			    "extension 'vacation' (missing require)",
+			    n->name);
+		else if (strcmp(n->name, "addheader") != 0 &&
+		    strcmp(n->name, "duplicate") != 0 &&
+		    strcmp(n->name, "deleteheader") != 0 &&
+		    (strcmp(t, "last") == 0 || strcmp(t, "index") == 0) &&
+		    !(v->exts & SIEVE_EXT_INDEX))
+			error_at(v->lx, n->line, "%s: tag ':%s' requires "
+			    "extension 'index' (missing require)", n->name, t);
 	}
 	if (strcmp(n->name, "envelope") == 0 && n->npos == 2)
 		for (size_t i = 0; i < n->pos[0]->nstrs; i++) {

@@ -842,6 +842,74 @@ test_date(struct run *r, const struct sieve_node *n, bool current)
 	return ok;
 }
 
+/* duplicate (RFC 7352): the ID is :uniqueid, the first field named by
+ * :header, or the Message-ID; without one the test is false and nothing
+ * is recorded. The ID is marked for the caller to record after
+ * delivery, once per run (the same ID tested again in the run gives the
+ * same answer). */
+static bool
+test_duplicate(struct run *r, const struct sieve_node *n)
+{
+	const struct sieve_tag *t;
+	char *id = NULL, *handle;
+	uint64_t secs = SIEVE_DUPLICATE_DEFAULT;
+	bool last = tag(n, "last") != NULL, seen;
+	struct sieve_result *res = r->res;
+	size_t i;
+
+	if ((t = tag(n, "uniqueid")) != NULL) {
+		id = expand(r, t->value->strs[0]);
+	} else {
+		struct vals vs = { 0 };
+		char *name;
+
+		t = tag(n, "header");
+		name = t != NULL ? expand(r, t->value->strs[0]) :
+		    xstrdup("message-id");
+		header_raw(r, name, &vs);
+		if (vs.n > 0)
+			id = xstrdup(vs.v[0]);
+		vals_free(&vs);
+		free(name);
+	}
+	if (id == NULL)
+		return false;
+	if ((t = tag(n, "seconds")) != NULL)
+		secs = t->value->num;
+	if (secs > SIEVE_DUPLICATE_MAX)
+		secs = SIEVE_DUPLICATE_MAX;
+	t = tag(n, "handle");
+	handle = t != NULL ? expand(r, t->value->strs[0]) : xstrdup("");
+	seen = r->msg->duplicate_seen != NULL &&
+	    r->msg->duplicate_seen(r->msg->duplicate_ctx, handle, id);
+	for (i = 0; i < res->ndups; i++)
+		if (strcmp(res->dups[i].handle, handle) == 0 &&
+		    strcmp(res->dups[i].id, id) == 0)
+			break;
+	if (i < res->ndups) {
+		struct sieve_dupmark *m = &res->dups[i];
+
+		m->last = m->last || last;
+		if (secs > m->seconds)
+			m->seconds = secs;
+		free(handle);
+		free(id);
+	} else if (res->ndups >= SIEVE_ACTIONS_MAX) {
+		run_error(r, n->line, "more than %d duplicate IDs",
+		    SIEVE_ACTIONS_MAX);
+		free(handle);
+		free(id);
+	} else {
+		res->dups = xrealloc(res->dups, (res->ndups + 1) *
+		    sizeof(*res->dups));
+		res->dups[res->ndups].handle = handle;
+		res->dups[res->ndups].id = id;
+		res->dups[res->ndups].seconds = secs;
+		res->dups[res->ndups++].last = last;
+	}
+	return seen;
+}
+
 static bool
 test_string(struct run *r, const struct sieve_node *n)
 {
@@ -1108,6 +1176,8 @@ test_eval(struct run *r, const struct sieve_node *n)
 		return test_date(r, n, false);
 	if (strcmp(t, "currentdate") == 0)
 		return test_date(r, n, true);
+	if (strcmp(t, "duplicate") == 0)
+		return test_duplicate(r, n);
 	run_error(r, n->line, "test '%s' cannot run", t);
 	return false;
 }
@@ -1702,6 +1772,11 @@ sieve_result_clear(struct sieve_result *res)
 	free(res->actions);
 	free(res->error);
 	free(res->header);
+	for (size_t i = 0; i < res->ndups; i++) {
+		free(res->dups[i].handle);
+		free(res->dups[i].id);
+	}
+	free(res->dups);
 	memset(res, 0, sizeof(*res));
 }
 

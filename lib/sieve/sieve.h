@@ -6,7 +6,8 @@
  * copy (RFC 3894), body (RFC 5173), variables (RFC 5229), relational
  * (RFC 5231), subaddress (RFC 5233), imap4flags (RFC 5232), mailbox
  * (RFC 5490), vacation (RFC 5230) with vacation-seconds (RFC 6131),
- * date and index (RFC 5260), editheader (RFC 5293) and the comparators i;octet, i;ascii-casemap and
+ * date and index (RFC 5260), editheader (RFC 5293), duplicate
+ * (RFC 7352) and the comparators i;octet, i;ascii-casemap and
  * i;ascii-numeric.
  *
  * sieve_parse() reads and validates a script into a tree; errors carry
@@ -85,6 +86,7 @@ enum {
 	SIEVE_EXT_NUMERIC = 1 << 12, SIEVE_EXT_VACATION = 1 << 13,
 	SIEVE_EXT_VACATION_SECONDS = 1 << 14, SIEVE_EXT_DATE = 1 << 15,
 	SIEVE_EXT_INDEX = 1 << 16, SIEVE_EXT_EDITHEADER = 1 << 17,
+	SIEVE_EXT_DUPLICATE = 1 << 18,
 };
 
 struct sieve_script {
@@ -113,6 +115,24 @@ struct sieve_msg {
 	uint64_t size;
 	/* What currentdate sees (seconds since the epoch); 0: now. */
 	long long now;
+	/* duplicate (RFC 7352): has this ID (under this handle, "" for
+	 * none) been recorded and not expired yet? NULL: never. */
+	bool (*duplicate_seen)(void *ctx, const char *handle, const char *id);
+	void *duplicate_ctx;
+};
+
+/* duplicate's period without :seconds, and its bound (Pigeonhole's
+ * bound too): 7 days */
+#define SIEVE_DUPLICATE_DEFAULT	(7 * 86400)
+#define SIEVE_DUPLICATE_MAX	(7 * 86400)
+
+/* An ID the duplicate test saw: the caller records it once the message
+ * is delivered (RFC 7352 3). With last the period starts again at every
+ * message; without, at the first. */
+struct sieve_dupmark {
+	char *handle, *id;
+	uint64_t seconds;
+	bool last;
 };
 
 enum sieve_action_type { SIEVE_ACT_STORE, SIEVE_ACT_REDIRECT,
@@ -157,6 +177,8 @@ struct sieve_result {
 				   message in INBOX), or NULL */
 	char *header;		/* the header section after the run's
 				   editheader changes, or NULL (none) */
+	struct sieve_dupmark *dups;	/* to record (not on an error) */
+	size_t ndups;
 };
 
 struct sieve_limits {

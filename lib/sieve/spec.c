@@ -28,16 +28,20 @@ const struct sieve_tagspec sieve_tagspecs[] = {
 	{ "quotewildcard", 0, SIEVE_EXT_VARIABLES, 10 },
 	{ "length", 0, SIEVE_EXT_VARIABLES, 11 },
 	{ "days", 'N', SIEVE_EXT_VACATION, 12 },
-	{ "seconds", 'N', SIEVE_EXT_VACATION_SECONDS, 12 },
+	{ "seconds", 'N', SIEVE_EXT_VACATION_SECONDS | SIEVE_EXT_DUPLICATE, 12 },
 	{ "subject", 'S', SIEVE_EXT_VACATION, 13 },
 	{ "from", 'S', SIEVE_EXT_VACATION, 14 },
 	{ "addresses", 'L', SIEVE_EXT_VACATION, 15 },
 	{ "mime", 0, SIEVE_EXT_VACATION, 16 },
-	{ "handle", 'S', SIEVE_EXT_VACATION, 17 },
+	{ "handle", 'S', SIEVE_EXT_VACATION | SIEVE_EXT_DUPLICATE, 17 },
 	{ "zone", 'S', SIEVE_EXT_DATE, 18 },
 	{ "originalzone", 0, SIEVE_EXT_DATE, 18 },
-	{ "index", 'N', SIEVE_EXT_INDEX, SIEVE_GROUP_INDEX },
-	{ "last", 0, SIEVE_EXT_INDEX | SIEVE_EXT_EDITHEADER, SIEVE_GROUP_LAST },
+	{ "index", 'N', SIEVE_EXT_INDEX | SIEVE_EXT_EDITHEADER,
+	  SIEVE_GROUP_INDEX },
+	{ "last", 0, SIEVE_EXT_INDEX | SIEVE_EXT_EDITHEADER |
+	  SIEVE_EXT_DUPLICATE, SIEVE_GROUP_LAST },
+	{ "header", 'S', SIEVE_EXT_DUPLICATE, 21 },
+	{ "uniqueid", 'S', SIEVE_EXT_DUPLICATE, 21 },
 	{ NULL, 0, 0, 0 },
 };
 
@@ -101,5 +105,7 @@ const struct sieve_spec sieve_specs[] = {
 	  "SSL", 0, 0, false, -1, NULL },
 	{ "currentdate", true, SIEVE_EXT_DATE, MATCH " zone", "SL", 0, 0,
 	  false, -1, NULL },
+	{ "duplicate", true, SIEVE_EXT_DUPLICATE,
+	  "handle header uniqueid seconds last", "", 0, 0, false, -1, NULL },
 	{ NULL, false, 0, NULL, NULL, 0, 0, false, -1, NULL },
 };

@@ -5,7 +5,8 @@ sieve_before, the user's active script (%h/.dovecot.sieve linked into
 local user and into the queue, ereject answered 550 at DATA for a single
 recipient, reject with two recipients answered by a refusal to the
 sender, editheader changes in the copies stored and redirected after
-them (never in another recipient's copy), and every failing script (broken, over a limit, a link out of
+them (never in another recipient's copy), duplicate remembering a
+Message-ID on disk, and every failing script (broken, over a limit, a link out of
 sieve_dir) keeping the message in INBOX with one log line. One server
 for the module (SQLite)."""
 
@@ -27,6 +28,7 @@ FRANK = "frank@example.test"
 GRACE = "grace@example.test"
 HENRY = "henry@example.test"
 IVY = "ivy@example.test"
+JACK = "jack@example.test"
 
 BEFORE = 'require ["fileinto", "copy", "envelope", "mailbox"];\n' \
          'if envelope :is "to" "%s" { fileinto :copy :create "Before"; }\n' % DAVE
@@ -74,7 +76,7 @@ def send(srv, sender, rcpts, data):
 def srv(petrel_bin, tmp_path_factory):
     base = tmp_path_factory.mktemp("sieve-deliver")
     inst = make_instance(petrel_bin, base / "inst", "sqlite")
-    add_users(inst, (ALICE, BOB, CAROL, DAVE, ERIN, FRANK, GRACE, HENRY, IVY),
+    add_users(inst, (ALICE, BOB, CAROL, DAVE, ERIN, FRANK, GRACE, HENRY, IVY, JACK),
               password=PASSWORD)
     before = base / "before.d"
     before.mkdir()
@@ -366,6 +368,33 @@ def test_editheader(srv):
     assert len(new) == 2
     assert sorted(b"X-Sieve:" in m for m in new) == [False, True], new
     assert all(b"X-Remove: a" in m for m in new if b"X-Sieve" not in m)
+
+
+def test_duplicate(srv):
+    """The second message with a Message-ID goes to Dups; the record is a
+    file under sieve_dir/.petrel-duplicate whose mtime is its expiry
+    (7 days); :handle keeps its own IDs."""
+    import time
+    inst = srv.instance
+    install(inst, JACK,
+            'require ["duplicate", "fileinto", "mailbox"];\n'
+            'if duplicate { fileinto :create "Dups"; }\n'
+            'elsif duplicate :handle "tickets" :header "x-ticket" :seconds 3600 '
+            '{ fileinto :create "SameTicket"; }\n')
+    first = msg("dup one")
+    send(srv, "sender@example.org", [JACK], first)
+    send(srv, "sender@example.org", [JACK], first)
+    send(srv, "sender@example.org", [JACK], msg("dup two", extra="X-Ticket: 7\r\n"))
+    send(srv, "sender@example.org", [JACK], msg("dup three", extra="X-Ticket: 7\r\n"))
+    assert len(files(inst, JACK, "Dups")) == 1
+    assert len(files(inst, JACK, "SameTicket")) == 1
+    assert len(files(inst, JACK)) == 2
+    ddir = os.path.join(home(inst, JACK), "sieve", ".petrel-duplicate")
+    names = os.listdir(ddir)
+    assert len(names) == 4, names       # three Message-IDs, one ticket
+    left = sorted(os.stat(os.path.join(ddir, n)).st_mtime - time.time() for n in names)
+    assert 3500 < left[0] < 3700, left
+    assert all(7 * 86400 - 100 < x < 7 * 86400 + 100 for x in left[1:]), left
 
 
 def test_sieve_dir_setting_and_shared_home(petrel_bin, tmp_path):

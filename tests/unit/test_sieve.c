@@ -605,6 +605,112 @@ test_editheader(void)
 	test_end();
 }
 
+/* duplicate (RFC 7352): the callback says "seen" for the IDs in ctx
+ * ("handle|id" words); the marks to record are printed after the
+ * actions as "mark HANDLE|ID SECONDS [last]". */
+static bool
+seen_cb(void *ctx, const char *handle, const char *id)
+{
+	char key[256];
+
+	snprintf(key, sizeof(key), " %s|%s ", handle, id);
+	return strstr(ctx, key) != NULL;
+}
+
+static bool
+dup_runs_to(const char *script, const char *msg, const char *seen,
+    const char *want)
+{
+	struct sieve_script *s = NULL;
+	struct sieve_msg sm = { msg, strlen(msg), "from@example.org",
+		"bob@example.net", 0, 0, seen_cb, (void *)seen };
+	struct sieve_result res;
+	str_t err = STR_INIT, out = STR_INIT;
+	bool ok;
+
+	if (sieve_parse(script, strlen(script), &s, &err) < 0) {
+		fprintf(stderr, "%s", str_c(&err));
+		str_free(&err);
+		return false;
+	}
+	sieve_run(s, &sm, NULL, &res);
+	sieve_result_text(&res, &out);
+	for (size_t i = 0; i < res.ndups; i++)
+		str_printf(&out, "mark %s|%s %llu%s\n", res.dups[i].handle,
+		    res.dups[i].id, (unsigned long long)res.dups[i].seconds,
+		    res.dups[i].last ? " last" : "");
+	ok = strcmp(str_c(&out), want) == 0;
+	if (!ok)
+		fprintf(stderr, "wanted:\n%sgot:\n%s", want, str_c(&out));
+	sieve_result_clear(&res);
+	sieve_free(s);
+	str_free(&out);
+	return ok;
+}
+
+static void
+test_duplicate(void)
+{
+	const char *msg = "From: a@example.com\r\n"
+	    "Message-ID:  <1@example.com>\r\n"
+	    "X-Ticket: T-42\r\n"
+	    "Subject: s\r\n"
+	    "\r\n"
+	    "body\r\n";
+	const char *pre = "require [\"duplicate\", \"fileinto\", "
+	    "\"variables\"];\n";
+	char script[512];
+
+	test_begin("sieve duplicate: IDs, handles, periods, marks");
+	/* default: the Message-ID, 7 days; marked whether seen or not */
+	snprintf(script, sizeof(script), "%sif duplicate { discard; }", pre);
+	test_assert(dup_runs_to(script, msg, "",
+	    "store INBOX (implicit keep)\nmark |<1@example.com> 604800\n"));
+	test_assert(dup_runs_to(script, msg, " |<1@example.com> ",
+	    "discard\nmark |<1@example.com> 604800\n"));
+	/* :header, :uniqueid (with variables), :handle, :seconds, :last */
+	snprintf(script, sizeof(script), "%sif duplicate :handle \"t\" "
+	    ":header \"x-ticket\" :seconds 60 :last { fileinto \"Dup\"; }\n"
+	    "set \"u\" \"mine\";\n"
+	    "if duplicate :uniqueid \"${u}-1\" :seconds 9999999 "
+	    "{ fileinto \"U\"; }", pre);
+	test_assert(dup_runs_to(script, msg, " t|T-42 ",
+	    "store Dup\nmark t|T-42 60 last\nmark |mine-1 604800\n"));
+	test_assert(dup_runs_to(script, msg, " |T-42 |mine-1 ",
+	    "store U\nmark t|T-42 60 last\nmark |mine-1 604800\n"));
+	/* no such field: false, nothing marked; the same ID twice: one
+	 * mark, the same answer */
+	snprintf(script, sizeof(script), "%sif duplicate :header \"x-none\" "
+	    "{ discard; }\nif duplicate { fileinto \"A\"; }\n"
+	    "if duplicate :last :seconds 10 { fileinto \"B\"; }", pre);
+	test_assert(dup_runs_to(script, msg, "",
+	    "store INBOX (implicit keep)\nmark |<1@example.com> 604800 last\n"));
+	/* the message with no Message-ID */
+	test_assert(dup_runs_to("require \"duplicate\";\n"
+	    "if duplicate { discard; }", "Subject: x\r\n\r\nb\r\n", "",
+	    "store INBOX (implicit keep)\n"));
+	/* a run-time error records nothing */
+	test_assert(dup_runs_to("require [\"duplicate\", \"fileinto\"];\n"
+	    "if duplicate { stop; }\nfileinto \"\";", msg, "",
+	    "error line 3: fileinto: empty folder name\n"
+	    "store INBOX (implicit keep)\n"));
+	/* validation */
+	test_assert(fails_with("if duplicate { stop; }",
+	    "test 'duplicate' requires extension 'duplicate'"));
+	test_assert(fails_with("require \"duplicate\";\nif duplicate "
+	    ":header \"a\" :uniqueid \"b\" { stop; }",
+	    "conflicts with ':header'"));
+	test_assert(fails_with("require [\"duplicate\", \"vacation\"];\n"
+	    "vacation :seconds 60 \"x\";", "vacation: tag ':seconds' "
+	    "requires extension 'vacation-seconds'"));
+	test_assert(fails_with("require [\"duplicate\"];\n"
+	    "if header :last \"a\" \"b\" { stop; }",
+	    "tag ':last' requires extension 'index'"));
+	test_assert(parses("require \"duplicate\";\nif duplicate :handle "
+	    "\"h\" :seconds 1 :last { stop; }"));
+	test_end();
+}
+
 int
 main(void)
 {
@@ -615,5 +721,6 @@ main(void)
 	test_run();
 	test_date();
 	test_editheader();
+	test_duplicate();
 	return test_done();
 }
