@@ -86,6 +86,7 @@ deliver_sieve_init(struct deliver_sieve *sv, const struct config *cfg,
 	sv->dir = config_get(cfg, "sieve_dir");
 	sv->before = config_get(cfg, "sieve_before");
 	sv->after = config_get(cfg, "sieve_after");
+	sv->global = config_get(cfg, "sieve_global");
 	sv->max_redirects = (unsigned)config_get_uint(cfg,
 	    "sieve_max_redirects");
 	sv->hostname = hostname;
@@ -724,6 +725,54 @@ vacation_due(const struct deliver_sieve *sv, const struct route_dest *d,
 	return due;
 }
 
+/* include (RFC 6609): NAME.sieve from sieve_dir (:personal) or
+ * sieve_global (:global), through the parse cache (each included file
+ * is checked against its stat at every use); the references are held
+ * until the run ends. */
+struct inc_ctx {
+	const struct deliver_sieve *sv;
+	const struct route_dest *d;
+	struct compiled *held[SIEVE_INCLUDES_MAX];
+	size_t nheld;
+};
+
+static const struct sieve_script *
+inc_load(void *ctx, bool global, const char *name, bool *missing_r,
+    char **error_r)
+{
+	struct inc_ctx *ic = ctx;
+	const char *base = global ? ic->sv->global : ic->sv->dir;
+	char *dir, *path;
+	struct compiled *c;
+	struct stat st;
+
+	if (base == NULL || *base == '\0' || ic->nheld >= SIEVE_INCLUDES_MAX) {
+		*missing_r = true;
+		return NULL;
+	}
+	dir = sieve_path_expand(base, ic->d->home, ic->d->address);
+	path = xasprintf("%s/%s.sieve", dir, name);
+	free(dir);
+	if (stat(path, &st) < 0 && errno == ENOENT) {
+		*missing_r = true;
+		free(path);
+		return NULL;
+	}
+	c = script_get(path);
+	if (c == NULL) {
+		*error_r = xasprintf("cannot read %s", path);
+		free(path);
+		return NULL;
+	}
+	free(path);
+	ic->held[ic->nheld++] = c;
+	if (c->script == NULL) {
+		*error_r = xstrdup(c->error);
+		return NULL;
+	}
+	return c->script;
+}
+
 /* duplicate (RFC 7352): a file per ID and handle in
  * SIEVE_DIR/.petrel-duplicate, named by a SHA-256 of both, its mtime the
  * time the ID expires. */
@@ -1004,6 +1053,7 @@ plan_run(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 	struct sieve_msg sm;
 	struct sieve_limits lim;
 	struct dup_ctx dctx = { ctx->sieve, d };
+	struct inc_ctx ictx;
 	const char *werr;
 
 	if (p->error != NULL)
@@ -1034,8 +1084,15 @@ plan_run(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 	sm.size = w->size;
 	sm.duplicate_seen = dup_seen;
 	sm.duplicate_ctx = &dctx;
+	memset(&ictx, 0, sizeof(ictx));
+	ictx.sv = ctx->sieve;
+	ictx.d = d;
+	sm.include_load = inc_load;
+	sm.include_ctx = &ictx;
 	lim.redirects = ctx->sieve->max_redirects;
 	sieve_run(c->script, &sm, &lim, &res);
+	for (size_t i = 0; i < ictx.nheld; i++)
+		compiled_unref(ictx.held[i]);
 	if (res.error != NULL) {
 		p->error = xasprintf("%s: %s", path, res.error);
 	} else {

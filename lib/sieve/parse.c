@@ -13,6 +13,7 @@
 #include "lib/base/alloc.h"
 #include "lib/sieve/sieve.h"
 #include "lib/sieve/spec.h"
+#include "lib/sieve/store.h"
 
 enum tok { T_EOF, T_ERR, T_IDENT, T_TAG, T_NUM, T_STR, T_PUNCT };
 
@@ -564,11 +565,11 @@ static const struct {
 	{ "date", SIEVE_EXT_DATE }, { "index", SIEVE_EXT_INDEX },
 	{ "editheader", SIEVE_EXT_EDITHEADER },
 	{ "duplicate", SIEVE_EXT_DUPLICATE },
+	{ "include", SIEVE_EXT_INCLUDE },
 	{ "comparator-i;octet", 0 }, { "comparator-i;ascii-casemap", 0 },
 };
 
 static const char *const unsupported_exts[] = {
-	"include",
 	"regex", "enotify", "notify", "spamtest",
 	"spamtestplus", "virustest", "environment", "ihave", "foreverypart",
 	"mime", "extracttext", "imapflags", "fcc", "special-use", "mboxmetadata",
@@ -962,6 +963,21 @@ validate_common(struct validator *v, struct sieve_node *n,
 			error_at(v->lx, f->line, "%s: bad field name '%.64s'",
 			    n->name, f->strs[0]);
 	}
+	if (strcmp(n->name, "include") == 0 && n->npos == 1 &&
+	    n->pos[0]->type == SIEVE_ARG_STRING &&
+	    !sieve_name_valid(n->pos[0]->strs[0]))
+		error_at(v->lx, n->line, "include: bad script name '%.64s'",
+		    n->pos[0]->strs[0]);
+	if (strcmp(n->name, "global") == 0 && n->npos == 1) {
+		if (!(v->exts & SIEVE_EXT_VARIABLES))
+			error_at(v->lx, n->line, "global requires extension "
+			    "'variables' (missing require)");
+		for (size_t i = 0; i < n->pos[0]->nstrs; i++)
+			if (!var_name_ok(n->pos[0]->strs[i]))
+				error_at(v->lx, n->line, "global: bad "
+				    "variable name '%.64s'",
+				    n->pos[0]->strs[i]);
+	}
 	/* tags shared by extensions: each command's own */
 	for (size_t i = 0; i < n->ntags; i++) {
 		const char *t = n->tags[i].name;
@@ -1070,7 +1086,6 @@ validate_block(struct validator *v, struct sieve_node *cmds, size_t n,
 				error_at(v->lx, c->line, "'%s' is a test, not "
 				    "a command", c->name);
 			else if (strcmp(c->name, "vacation") == 0 ||
-			    strcmp(c->name, "include") == 0 ||
 			    strcmp(c->name, "notify") == 0)
 				error_at(v->lx, c->line, "command '%s' needs "
 				    "an unsupported extension", c->name);

@@ -29,6 +29,11 @@ struct mopts {
 	bool last;		/* :last */
 };
 
+struct vartab {
+	char *name[SIEVE_VARS_MAX], *val[SIEVE_VARS_MAX];
+	size_t n;
+};
+
 struct run {
 	const struct sieve_script *script;
 	const struct sieve_msg *msg;
@@ -39,8 +44,16 @@ struct run {
 	unsigned redirects_max, nredirects;
 	bool cancel_keep, stopped, failed;
 	bool variables;
-	char *var_name[SIEVE_VARS_MAX], *var_val[SIEVE_VARS_MAX];
-	size_t nvars;
+	struct vartab *vars;	/* the running script's own */
+	struct vartab glob;	/* include's global variables */
+	const char *decl[SIEVE_VARS_MAX];	/* the names the running
+						   script declared global */
+	size_t ndecl;
+	bool returned;		/* return: out of the running script */
+	int inc_depth;
+	char *inc_stack[SIEVE_INCLUDE_DEPTH];	/* "p:NAME" / "g:NAME" */
+	char *included[SIEVE_INCLUDES_MAX];	/* every one run so far */
+	size_t nincluded;
 	char *caps[SIEVE_MATCH_CAPS];
 	size_t ncaps;
 	str_t flags;		/* the internal flags variable, space-separated */
@@ -178,9 +191,33 @@ sieve_match(const char *v, size_t vlen, const char *pat, size_t plen,
 
 /* Variables (RFC 5229). */
 
+/* The table name (n bytes) lives in: the global one when the running
+ * script declared it global (RFC 6609 3.3). */
+static struct vartab *
+var_tab(struct run *r, const char *name, size_t n)
+{
+	for (size_t i = 0; i < r->ndecl; i++)
+		if (strlen(r->decl[i]) == n &&
+		    strncasecmp(r->decl[i], name, n) == 0)
+			return &r->glob;
+	return r->vars;
+}
+
+static void
+vartab_clear(struct vartab *t)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		free(t->name[i]);
+		free(t->val[i]);
+	}
+	t->n = 0;
+}
+
 static const char *
 var_get(struct run *r, const char *name, size_t n)
 {
+	struct vartab *tab;
+
 	if (n > 0 && name[0] >= '0' && name[0] <= '9') {
 		size_t idx = 0;
 
@@ -191,10 +228,11 @@ var_get(struct run *r, const char *name, size_t n)
 		}
 		return idx < r->ncaps ? r->caps[idx] : "";
 	}
-	for (size_t i = 0; i < r->nvars; i++)
-		if (strlen(r->var_name[i]) == n &&
-		    strncasecmp(r->var_name[i], name, n) == 0)
-			return r->var_val[i];
+	tab = var_tab(r, name, n);
+	for (size_t i = 0; i < tab->n; i++)
+		if (strlen(tab->name[i]) == n &&
+		    strncasecmp(tab->name[i], name, n) == 0)
+			return tab->val[i];
 	return "";
 }
 
@@ -246,23 +284,24 @@ var_set(struct run *r, int line, const char *name, const char *val)
 {
 	size_t i;
 	size_t n = strlen(val);
+	struct vartab *tab = var_tab(r, name, strlen(name));
 
-	for (i = 0; i < r->nvars; i++)
-		if (strcasecmp(r->var_name[i], name) == 0)
+	for (i = 0; i < tab->n; i++)
+		if (strcasecmp(tab->name[i], name) == 0)
 			break;
-	if (i == r->nvars) {
-		if (r->nvars == SIEVE_VARS_MAX) {
+	if (i == tab->n) {
+		if (tab->n == SIEVE_VARS_MAX) {
 			run_error(r, line, "more than %d variables",
 			    SIEVE_VARS_MAX);
 			return;
 		}
-		r->var_name[r->nvars++] = xstrdup(name);
+		tab->name[tab->n++] = xstrdup(name);
 	} else {
-		free(r->var_val[i]);
+		free(tab->val[i]);
 	}
 	if (n > SIEVE_VAR_SIZE_MAX)
 		n = SIEVE_VAR_SIZE_MAX;
-	r->var_val[i] = xstrndup(val, n);
+	tab->val[i] = xstrndup(val, n);
 }
 
 /* Arguments. */
@@ -1597,6 +1636,104 @@ cmd_deleteheader(struct run *r, const struct sieve_node *n)
 
 static void run_block(struct run *r, const struct sieve_node *cmds, size_t n);
 
+/* include (RFC 6609): the script runs with its own variables (but the
+ * global ones) and match variables, on the same message, actions and
+ * implicit keep; return ends it, stop ends everything. Bounded: depth,
+ * count, and a script never includes itself. */
+static void
+cmd_include(struct run *r, const struct sieve_node *n)
+{
+	bool global = tag(n, "global") != NULL;
+	const char *name = n->pos[0]->strs[0];
+	char *key = xasprintf("%c:%s", global ? 'g' : 'p', name);
+	const struct sieve_script *sc;
+	struct vartab *saved_vars;
+	const char *saved_decl[SIEVE_VARS_MAX];
+	size_t saved_ndecl = r->ndecl, saved_ncaps = r->ncaps;
+	char *saved_caps[SIEVE_MATCH_CAPS];
+	bool saved_variables = r->variables, missing = false, once;
+	char *err = NULL;
+
+	once = tag(n, "once") != NULL;
+	for (size_t i = 0; once && i < r->nincluded; i++)
+		if (strcmp(r->included[i], key) == 0) {
+			free(key);
+			return;
+		}
+	for (int i = 0; i < r->inc_depth; i++)
+		if (strcmp(r->inc_stack[i], key) == 0) {
+			run_error(r, n->line, "include: '%.64s' includes "
+			    "itself", name);
+			free(key);
+			return;
+		}
+	if (r->inc_depth >= SIEVE_INCLUDE_DEPTH ||
+	    r->nincluded >= SIEVE_INCLUDES_MAX) {
+		run_error(r, n->line, "include: more than %d includes "
+		    "(or %d deep)", SIEVE_INCLUDES_MAX, SIEVE_INCLUDE_DEPTH);
+		free(key);
+		return;
+	}
+	sc = r->msg->include_load != NULL ? r->msg->include_load(
+	    r->msg->include_ctx, global, name, &missing, &err) : NULL;
+	if (r->msg->include_load == NULL)
+		missing = true;
+	if (sc == NULL) {
+		if (err != NULL)	/* its first error */
+			run_error(r, n->line, "include '%.64s': %.*s", name,
+			    (int)strcspn(err, "\n"), err);
+		else if (!tag(n, "optional"))
+			run_error(r, n->line, "include: no %s script "
+			    "'%.64s'", global ? "global" : "personal", name);
+		free(err);
+		free(key);
+		return;
+	}
+	r->included[r->nincluded++] = xstrdup(key);
+	r->inc_stack[r->inc_depth++] = key;
+	saved_vars = r->vars;
+	memcpy(saved_decl, r->decl, sizeof(saved_decl));
+	memcpy(saved_caps, r->caps, sizeof(saved_caps));
+	r->vars = xcalloc(1, sizeof(*r->vars));
+	r->ndecl = 0;
+	r->ncaps = 0;
+	r->variables = (sc->exts & SIEVE_EXT_VARIABLES) != 0;
+	run_block(r, sc->cmds, sc->ncmds);
+	caps_clear(r);
+	vartab_clear(r->vars);
+	free(r->vars);
+	r->vars = saved_vars;
+	memcpy(r->decl, saved_decl, sizeof(saved_decl));
+	r->ndecl = saved_ndecl;
+	memcpy(r->caps, saved_caps, sizeof(saved_caps));
+	r->ncaps = saved_ncaps;
+	r->variables = saved_variables;
+	r->returned = false;
+	r->inc_depth--;
+	free(key);
+}
+
+static void
+cmd_global(struct run *r, const struct sieve_node *n)
+{
+	for (size_t i = 0; i < n->pos[0]->nstrs; i++) {
+		const char *v = n->pos[0]->strs[i];
+		size_t k;
+
+		for (k = 0; k < r->ndecl; k++)
+			if (strcasecmp(r->decl[k], v) == 0)
+				break;
+		if (k < r->ndecl)
+			continue;
+		if (r->ndecl >= SIEVE_VARS_MAX) {
+			run_error(r, n->line, "more than %d global variables",
+			    SIEVE_VARS_MAX);
+			return;
+		}
+		r->decl[r->ndecl++] = v;
+	}
+}
+
 static void
 run_command(struct run *r, const struct sieve_node *n)
 {
@@ -1657,6 +1794,12 @@ run_command(struct run *r, const struct sieve_node *n)
 		cmd_setflag(r, n);
 	} else if (strcmp(c, "set") == 0) {
 		cmd_set(r, n);
+	} else if (strcmp(c, "include") == 0) {
+		cmd_include(r, n);
+	} else if (strcmp(c, "return") == 0) {
+		r->returned = true;
+	} else if (strcmp(c, "global") == 0) {
+		cmd_global(r, n);
 	} else if (strcmp(c, "addheader") == 0) {
 		cmd_addheader(r, n);
 	} else if (strcmp(c, "deleteheader") == 0) {
@@ -1670,7 +1813,8 @@ run_block(struct run *r, const struct sieve_node *cmds, size_t n)
 {
 	bool skip_else = false;
 
-	for (size_t i = 0; i < n && !r->stopped && !r->failed; i++) {
+	for (size_t i = 0; i < n && !r->stopped && !r->failed && !r->returned;
+	    i++) {
 		const struct sieve_node *c = &cmds[i];
 
 		if (over_budget(r, c->line))
@@ -1713,6 +1857,7 @@ sieve_run(const struct sieve_script *script, const struct sieve_msg *msg,
 	r.msg = msg;
 	r.res = res;
 	r.variables = (script->exts & SIEVE_EXT_VARIABLES) != 0;
+	r.vars = xcalloc(1, sizeof(*r.vars));
 	r.redirects_max = limits != NULL && limits->redirects > 0 ?
 	    limits->redirects : SIEVE_REDIRECTS_DEFAULT;
 	r.root = mime_parse(msg->data, msg->len);
@@ -1747,10 +1892,11 @@ sieve_run(const struct sieve_script *script, const struct sieve_msg *msg,
 		res->header = str_steal(&r.ehdr);
 	mime_free(r.root);
 	caps_clear(&r);
-	for (size_t i = 0; i < r.nvars; i++) {
-		free(r.var_name[i]);
-		free(r.var_val[i]);
-	}
+	vartab_clear(r.vars);
+	free(r.vars);
+	vartab_clear(&r.glob);
+	for (size_t i = 0; i < r.nincluded; i++)
+		free(r.included[i]);
 	str_free(&r.flags);
 	str_free(&r.ehdr);
 	free(r.error);

@@ -7,7 +7,7 @@
  * (RFC 5231), subaddress (RFC 5233), imap4flags (RFC 5232), mailbox
  * (RFC 5490), vacation (RFC 5230) with vacation-seconds (RFC 6131),
  * date and index (RFC 5260), editheader (RFC 5293), duplicate
- * (RFC 7352) and the comparators i;octet, i;ascii-casemap and
+ * (RFC 7352), include (RFC 6609) and the comparators i;octet, i;ascii-casemap and
  * i;ascii-numeric.
  *
  * sieve_parse() reads and validates a script into a tree; errors carry
@@ -36,6 +36,8 @@
 #define SIEVE_WORK_MAX		(64u * 1024 * 1024)	/* bytes compared */
 #define SIEVE_ADDHEADER_MAX	64	/* fields added in a run */
 #define SIEVE_FIELD_MAX		2048	/* bytes of one added field */
+#define SIEVE_INCLUDE_DEPTH	10	/* nested includes */
+#define SIEVE_INCLUDES_MAX	64	/* includes run in one run */
 
 enum sieve_arg_type { SIEVE_ARG_NUMBER, SIEVE_ARG_STRING, SIEVE_ARG_LIST,
 	SIEVE_ARG_TAG };
@@ -86,7 +88,7 @@ enum {
 	SIEVE_EXT_NUMERIC = 1 << 12, SIEVE_EXT_VACATION = 1 << 13,
 	SIEVE_EXT_VACATION_SECONDS = 1 << 14, SIEVE_EXT_DATE = 1 << 15,
 	SIEVE_EXT_INDEX = 1 << 16, SIEVE_EXT_EDITHEADER = 1 << 17,
-	SIEVE_EXT_DUPLICATE = 1 << 18,
+	SIEVE_EXT_DUPLICATE = 1 << 18, SIEVE_EXT_INCLUDE = 1 << 19,
 };
 
 struct sieve_script {
@@ -119,6 +121,14 @@ struct sieve_msg {
 	 * none) been recorded and not expired yet? NULL: never. */
 	bool (*duplicate_seen)(void *ctx, const char *handle, const char *id);
 	void *duplicate_ctx;
+	/* include (RFC 6609): the script NAME of the user's (personal) or
+	 * the global ones, parsed; the caller keeps it until sieve_run()
+	 * returns. NULL with *missing_r (no such script) or *error_r
+	 * (malloc'd: it does not parse, cannot be read). NULL callback:
+	 * every include is missing. */
+	const struct sieve_script *(*include_load)(void *ctx, bool global,
+	    const char *name, bool *missing_r, char **error_r);
+	void *include_ctx;
 };
 
 /* duplicate's period without :seconds, and its bound (Pigeonhole's

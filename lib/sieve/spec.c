@@ -42,6 +42,10 @@ const struct sieve_tagspec sieve_tagspecs[] = {
 	  SIEVE_EXT_DUPLICATE, SIEVE_GROUP_LAST },
 	{ "header", 'S', SIEVE_EXT_DUPLICATE, 21 },
 	{ "uniqueid", 'S', SIEVE_EXT_DUPLICATE, 21 },
+	{ "personal", 0, SIEVE_EXT_INCLUDE, 22 },
+	{ "global", 0, SIEVE_EXT_INCLUDE, 22 },
+	{ "once", 0, SIEVE_EXT_INCLUDE, 23 },
+	{ "optional", 0, SIEVE_EXT_INCLUDE, 24 },
 	{ NULL, 0, 0, 0 },
 };
 
@@ -81,6 +85,11 @@ const struct sieve_spec sieve_specs[] = {
 	{ "deleteheader", false, SIEVE_EXT_EDITHEADER,
 	  "comparator is contains matches value " INDEX, "SL", 1, 0, false,
 	  -1, NULL },
+	{ "include", false, SIEVE_EXT_INCLUDE, "personal global once optional",
+	  "S", 0, 0, false, -1, NULL },
+	{ "return", false, SIEVE_EXT_INCLUDE, "", "", 0, 0, false, -1, NULL },
+	{ "global", false, SIEVE_EXT_INCLUDE, "", "L", 0, 0, false, -1,
+	  NULL },
 	/* tests */
 	{ "address", true, 0, MATCH " " ADDRPART " " INDEX, "LL", 0, 0, false, -1,
 	  NULL },

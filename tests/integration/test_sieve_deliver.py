@@ -6,7 +6,8 @@ local user and into the queue, ereject answered 550 at DATA for a single
 recipient, reject with two recipients answered by a refusal to the
 sender, editheader changes in the copies stored and redirected after
 them (never in another recipient's copy), duplicate remembering a
-Message-ID on disk, and every failing script (broken, over a limit, a link out of
+Message-ID on disk, include of personal and sieve_global scripts (a
+changed included script read again), and every failing script (broken, over a limit, a link out of
 sieve_dir) keeping the message in INBOX with one log line. One server
 for the module (SQLite)."""
 
@@ -29,6 +30,7 @@ GRACE = "grace@example.test"
 HENRY = "henry@example.test"
 IVY = "ivy@example.test"
 JACK = "jack@example.test"
+KATE = "kate@example.test"
 
 BEFORE = 'require ["fileinto", "copy", "envelope", "mailbox"];\n' \
          'if envelope :is "to" "%s" { fileinto :copy :create "Before"; }\n' % DAVE
@@ -76,7 +78,8 @@ def send(srv, sender, rcpts, data):
 def srv(petrel_bin, tmp_path_factory):
     base = tmp_path_factory.mktemp("sieve-deliver")
     inst = make_instance(petrel_bin, base / "inst", "sqlite")
-    add_users(inst, (ALICE, BOB, CAROL, DAVE, ERIN, FRANK, GRACE, HENRY, IVY, JACK),
+    add_users(inst, (ALICE, BOB, CAROL, DAVE, ERIN, FRANK, GRACE, HENRY, IVY, JACK,
+                    KATE),
               password=PASSWORD)
     before = base / "before.d"
     before.mkdir()
@@ -84,7 +87,13 @@ def srv(petrel_bin, tmp_path_factory):
     (before / "README").write_text("not a script\n")
     after = base / "after.sieve"
     after.write_text(AFTER)
+    glob = base / "global"
+    glob.mkdir()
+    (glob / "spam.sieve").write_text(
+        'require ["fileinto", "mailbox"];\n'
+        'if header :contains "subject" "spam" { fileinto :create "Junk"; stop; }\n')
     s = start_imap(inst, ("sieve_before=%s" % before, "sieve_after=%s" % after,
+                          "sieve_global=%s" % glob,
                           "sieve_max_redirects=2", "relayhost=[127.0.0.1]:9",
                           "queue_retry_min=3600"))
     s.base = base
@@ -395,6 +404,39 @@ def test_duplicate(srv):
     left = sorted(os.stat(os.path.join(ddir, n)).st_mtime - time.time() for n in names)
     assert 3500 < left[0] < 3700, left
     assert all(7 * 86400 - 100 < x < 7 * 86400 + 100 for x in left[1:]), left
+
+
+def test_include(srv):
+    """include :global from sieve_global, include :personal from
+    sieve_dir with a global variable; a changed included script is
+    parsed again; a missing one keeps the message in INBOX."""
+    inst = srv.instance
+    h = home(inst, KATE)
+    install(inst, KATE,
+            'require ["include", "variables", "fileinto", "mailbox"];\n'
+            'global "box";\n'
+            'include :global "spam";\n'
+            'include :personal "pick";\n'
+            'fileinto :create "${box}";\n')
+    pick = os.path.join(h, "sieve", "pick.sieve")
+    with open(pick, "w") as f:
+        f.write('require ["include", "variables"];\nglobal "box";\nset "box" "One";\n')
+    send(srv, "sender@example.org", [KATE], msg("buy spam now"))
+    send(srv, "sender@example.org", [KATE], msg("hello one"))
+    assert len(files(inst, KATE, "Junk")) == 1
+    assert len(files(inst, KATE, "One")) == 1
+    with open(pick, "w") as f:
+        f.write('require ["include", "variables"];\nglobal "box";\n'
+                'set "box" "Two";  # changed: parsed again\n')
+    os.utime(pick, (1, 1))     # a different mtime even within one second
+    send(srv, "sender@example.org", [KATE], msg("hello two"))
+    assert len(files(inst, KATE, "Two")) == 1
+    os.unlink(pick)
+    n = len(files(inst, KATE))
+    send(srv, "sender@example.org", [KATE], msg("hello three"))
+    assert len(files(inst, KATE)) == n + 1
+    assert srv.wait_log(r"sieve: %s: .*line 4: include: no personal script "
+                        r"'pick'; kept in INBOX" % KATE)
 
 
 def test_sieve_dir_setting_and_shared_home(petrel_bin, tmp_path):

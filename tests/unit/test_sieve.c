@@ -146,8 +146,8 @@ test_parse_errors(void)
 	test_assert(fails_with("/* open", "unterminated comment"));
 	test_assert(fails_with("keep;\nrequire \"fileinto\";",
 	    "line 2: require must come"));
-	test_assert(fails_with("require \"include\";", "unsupported "
-	    "extension 'include'"));
+	test_assert(fails_with("require \"regex\";", "unsupported "
+	    "extension 'regex'"));
 	test_assert(fails_with("require \"vacation\";\n"
 	    "vacation :seconds 60 \"x\";", "line 2: vacation: tag "
 	    "':seconds' requires extension 'vacation-seconds'"));
@@ -711,6 +711,149 @@ test_duplicate(void)
 	test_end();
 }
 
+/* include (RFC 6609): scripts by name from a table; "p:" personal,
+ * "g:" global. */
+static const char *const inc_table[][2] = {
+	{ "p:sub", "require [\"include\", \"variables\", \"fileinto\"];\n"
+	  "global \"who\";\n"
+	  "fileinto \"sub-${who}-${local}\";\n"
+	  "set \"who\" \"sub\";\nreturn;\nfileinto \"never\";\n" },
+	{ "g:spam", "require [\"fileinto\"];\n"
+	  "if header :contains \"subject\" \"spam\" "
+	  "{ fileinto \"Junk\"; stop; }\n" },
+	{ "p:self", "require \"include\";\ninclude \"self\";\n" },
+	{ "p:deep", "require \"include\";\ninclude \"deeper\";\n" },
+	{ "p:deeper", "require \"include\";\ninclude \"deep\";\n" },
+	{ "p:broken", "fileint \"x\";\n" },
+	{ "p:again", "require [\"include\", \"fileinto\", \"copy\"];\n"
+	  "fileinto :copy \"again\";\n" },
+};
+
+static struct sieve_script *inc_held[16];
+static size_t inc_nheld;
+
+static const struct sieve_script *
+inc_cb(void *ctx, bool global, const char *name, bool *missing_r,
+    char **error_r)
+{
+	char key[64];
+
+	snprintf(key, sizeof(key), "%c:%s", global ? 'g' : 'p', name);
+	for (size_t i = 0; i < sizeof(inc_table) / sizeof(inc_table[0]); i++) {
+		struct sieve_script *sc = NULL;
+		str_t err = STR_INIT;
+
+		if (strcmp(inc_table[i][0], key) != 0)
+			continue;
+		if (sieve_parse(inc_table[i][1], strlen(inc_table[i][1]), &sc,
+		    &err) < 0) {
+			*error_r = str_steal(&err);
+			return NULL;
+		}
+		if (inc_nheld < 16)
+			inc_held[inc_nheld++] = sc;
+		return sc;
+	}
+	*missing_r = true;
+	return NULL;
+}
+
+static bool
+inc_runs_to(const char *script, const char *msg, const char *want)
+{
+	struct sieve_script *s = NULL;
+	struct sieve_msg sm = { msg, strlen(msg), "from@example.org",
+		"bob@example.net", 0, 0, NULL, NULL, inc_cb, NULL };
+	struct sieve_result res;
+	str_t err = STR_INIT, out = STR_INIT;
+	bool ok;
+
+	if (sieve_parse(script, strlen(script), &s, &err) < 0) {
+		fprintf(stderr, "%s", str_c(&err));
+		str_free(&err);
+		return false;
+	}
+	sieve_run(s, &sm, NULL, &res);
+	sieve_result_text(&res, &out);
+	ok = strcmp(str_c(&out), want) == 0;
+	if (!ok)
+		fprintf(stderr, "wanted:\n%sgot:\n%s", want, str_c(&out));
+	sieve_result_clear(&res);
+	sieve_free(s);
+	str_free(&out);
+	for (size_t i = 0; i < inc_nheld; i++)
+		sieve_free(inc_held[i]);
+	inc_nheld = 0;
+	return ok;
+}
+
+static void
+test_include(void)
+{
+	const char *msg = "From: a@example.com\r\nSubject: buy spam\r\n"
+	    "\r\nbody\r\n";
+	const char *ham = "From: a@example.com\r\nSubject: hello\r\n"
+	    "\r\nbody\r\n";
+	const char *pre = "require [\"include\", \"variables\", "
+	    "\"fileinto\"];\n";
+	char script[512];
+
+	test_begin("sieve include: personal, global, once, optional, global "
+	    "variables, return, bounds");
+	/* global variables shared, local ones not; return ends the
+	 * included script only; :once; :optional */
+	snprintf(script, sizeof(script), "%sglobal \"who\";\n"
+	    "set \"who\" \"main\"; set \"local\" \"mine\";\n"
+	    "include \"sub\";\ninclude :once \"sub\";\n"
+	    "include :optional \"missing\";\n"
+	    "fileinto \"after-${who}-${local}\";", pre);
+	test_assert(inc_runs_to(script, ham,
+	    "store sub-main-\nstore after-sub-mine\n"));
+	/* without :once a script runs each time; stop in a global one
+	 * ends everything */
+	snprintf(script, sizeof(script), "%sinclude \"again\"; "
+	    "include :personal \"again\";\ninclude :global \"spam\";\n"
+	    "fileinto \"not-spam\";", pre);
+	test_assert(inc_runs_to(script, msg, "store again\nstore Junk\n"));
+	test_assert(inc_runs_to(script, ham,
+	    "store again\nstore not-spam\n"));
+	/* errors: missing, itself, a cycle, a script that does not parse */
+	snprintf(script, sizeof(script), "%sinclude \"missing\";", pre);
+	test_assert(inc_runs_to(script, ham, "error line 2: include: no "
+	    "personal script 'missing'\nstore INBOX (implicit keep)\n"));
+	snprintf(script, sizeof(script), "%sinclude :global \"sub\";", pre);
+	test_assert(inc_runs_to(script, ham, "error line 2: include: no "
+	    "global script 'sub'\nstore INBOX (implicit keep)\n"));
+	snprintf(script, sizeof(script), "%sinclude \"self\";", pre);
+	test_assert(inc_runs_to(script, ham, "error line 2: include: 'self' "
+	    "includes itself\nstore INBOX (implicit keep)\n"));
+	snprintf(script, sizeof(script), "%sinclude \"deep\";", pre);
+	test_assert(inc_runs_to(script, ham, "error line 2: include: 'deep' "
+	    "includes itself\nstore INBOX (implicit keep)\n"));
+	snprintf(script, sizeof(script), "%sinclude :optional \"broken\";",
+	    pre);
+	test_assert(inc_runs_to(script, ham, "error line 2: include "
+	    "'broken': line 1: unknown command 'fileint'\n"
+	    "store INBOX (implicit keep)\n"));
+	/* return at the top ends the script */
+	test_assert(inc_runs_to("require [\"include\", \"fileinto\"];\n"
+	    "return; fileinto \"x\";", ham, "store INBOX (implicit keep)\n"));
+	/* validation */
+	test_assert(fails_with("include \"a\";", "command 'include' requires "
+	    "extension 'include'"));
+	test_assert(fails_with("require \"include\";\ninclude 1;",
+	    "include: argument 1 must be a string, found a number"));
+	test_assert(fails_with("require \"include\";\ninclude \"a/b\";",
+	    "line 2: include: bad script name 'a/b'"));
+	test_assert(fails_with("require \"include\";\ninclude :global "
+	    ":personal \"a\";", "conflicts with ':global'"));
+	test_assert(fails_with("require \"include\";\nglobal \"a\";",
+	    "line 2: global requires extension 'variables'"));
+	test_assert(fails_with("require [\"include\", \"variables\"];\n"
+	    "global \"1a\";", "global: bad variable name '1a'"));
+	test_end();
+}
+
 int
 main(void)
 {
@@ -722,5 +865,6 @@ main(void)
 	test_date();
 	test_editheader();
 	test_duplicate();
+	test_include();
 	return test_done();
 }
