@@ -972,6 +972,7 @@ struct plan {
 	char *error;		/* a script failed: INBOX only */
 	str_t edited;		/* the message as editheader left it for
 				   the next script (CRLF), when edited */
+	char *hdr;		/* its header section, or NULL */
 	struct sieve_dupmark *dups;	/* to record after delivery */
 	size_t ndups;
 };
@@ -1010,6 +1011,7 @@ plan_free(struct plan *p)
 		action_free(&p->keep);
 	free(p->error);
 	str_free(&p->edited);
+	free(p->hdr);
 	for (size_t i = 0; i < p->ndups; i++) {
 		free(p->dups[i].handle);
 		free(p->dups[i].id);
@@ -1098,6 +1100,15 @@ plan_run(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 	} else {
 		bool kept = false;
 
+		/* what this script saw as it came is what an earlier one
+		 * edited */
+		for (size_t i = 0; p->hdr != NULL && i < res.nactions; i++) {
+			struct sieve_action *a = &res.actions[i];
+
+			if ((a->type == SIEVE_ACT_STORE ||
+			    a->type == SIEVE_ACT_REDIRECT) && a->header == NULL)
+				a->header = xstrdup(p->hdr);
+		}
 		for (size_t i = 0; i < res.nactions; i++) {
 			const struct sieve_action *a = &res.actions[i];
 
@@ -1129,6 +1140,8 @@ plan_run(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 			str_append_n(&next, body, blen);
 			str_free(&p->edited);
 			p->edited = next;
+			free(p->hdr);
+			p->hdr = xstrdup(res.header);
 		}
 	}
 	sieve_result_clear(&res);

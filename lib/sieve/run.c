@@ -73,6 +73,8 @@ run_error(struct run *r, int line, const char *fmt, ...)
 	if (r->failed)
 		return;
 	r->failed = true;
+	if (r->inc_depth > 0)	/* in an included script: its name */
+		str_printf(&s, "%s: ", r->inc_stack[r->inc_depth - 1] + 2);
 	str_printf(&s, "line %d: ", line);
 	va_start(ap, fmt);
 	str_vprintf(&s, fmt, ap);

@@ -84,6 +84,9 @@ def srv(petrel_bin, tmp_path_factory):
     before = base / "before.d"
     before.mkdir()
     (before / "10-dave.sieve").write_text(BEFORE)
+    (before / "20-henry.sieve").write_text(
+        'require ["editheader", "envelope"];\n'
+        'if envelope :is "to" "%s" { addheader "X-Before" "yes"; }\n' % HENRY)
     (before / "README").write_text("not a script\n")
     after = base / "after.sieve"
     after.write_text(AFTER)
@@ -341,8 +344,9 @@ def read_all(inst, address, folder=None):
 def test_editheader(srv):
     """addheader/deleteheader change the copies stored or redirected
     after them; the copy filed before, and the other recipient's own
-    copy, are as they came; Received cannot be deleted; a non-ASCII
-    value is RFC 2047-encoded."""
+    copy, are as they came (but for sieve_before's edit, which every
+    later script sees); Received cannot be deleted; a non-ASCII value is
+    RFC 2047-encoded."""
     inst = srv.instance
     install(inst, HENRY,
             'require ["editheader", "fileinto", "copy", "mailbox", "index"];\n'
@@ -361,11 +365,13 @@ def test_editheader(srv):
     edited = read_all(inst, HENRY, "Edited")
     assert len(plain) == 1 and len(edited) == 1
     assert b"X-Remove: a" in plain[0] and b"X-Sieve" not in plain[0]
+    assert b"\nX-Before: yes\n" in plain[0]
     head, body = edited[0].split(b"\n\n", 1)
     lines = head.split(b"\n")
     assert lines[0].startswith(b"Return-Path: <sender@example.org>"), head
     assert b"X-Sieve: =?UTF-8?B?dGFnZ2VkIGNhZsOp?=" in lines, head
     assert lines[-1] == b"X-Note: two words", head
+    assert b"X-Before: yes" in lines, head
     assert b"X-Remove" not in head and b"X-Keep: drop me" not in head, head
     assert b"X-Keep: drop too" in head and b"Received: " in head, head
     assert head.count(b"Return-Path:") == 1 and head.count(b"Delivered-To:") == 1
@@ -376,6 +382,7 @@ def test_editheader(srv):
     new = [m for m in got if b"edit me" in m]
     assert len(new) == 2
     assert sorted(b"X-Sieve:" in m for m in new) == [False, True], new
+    assert sorted(b"X-Before:" in m for m in new) == [False, True], new
     assert all(b"X-Remove: a" in m for m in new if b"X-Sieve" not in m)
 
 

@@ -825,11 +825,11 @@ test_include(void)
 	test_assert(inc_runs_to(script, ham, "error line 2: include: no "
 	    "global script 'sub'\nstore INBOX (implicit keep)\n"));
 	snprintf(script, sizeof(script), "%sinclude \"self\";", pre);
-	test_assert(inc_runs_to(script, ham, "error line 2: include: 'self' "
-	    "includes itself\nstore INBOX (implicit keep)\n"));
+	test_assert(inc_runs_to(script, ham, "error self: line 2: include: "
+	    "'self' includes itself\nstore INBOX (implicit keep)\n"));
 	snprintf(script, sizeof(script), "%sinclude \"deep\";", pre);
-	test_assert(inc_runs_to(script, ham, "error line 2: include: 'deep' "
-	    "includes itself\nstore INBOX (implicit keep)\n"));
+	test_assert(inc_runs_to(script, ham, "error deeper: line 2: include: "
+	    "'deep' includes itself\nstore INBOX (implicit keep)\n"));
 	snprintf(script, sizeof(script), "%sinclude :optional \"broken\";",
 	    pre);
 	test_assert(inc_runs_to(script, ham, "error line 2: include "
