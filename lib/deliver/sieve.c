@@ -752,12 +752,21 @@ inc_load(void *ctx, bool global, const char *name, bool *missing_r,
 	}
 	dir = sieve_path_expand(base, ic->d->home, ic->d->address);
 	path = xasprintf("%s/%s.sieve", dir, name);
-	free(dir);
 	if (stat(path, &st) < 0 && errno == ENOENT) {
 		*missing_r = true;
 		free(path);
+		free(dir);
 		return NULL;
 	}
+	/* a link may lead only into the same directory (as the active
+	 * script's into sieve_dir) */
+	if (!path_under(path, dir)) {
+		*error_r = xasprintf("%s: not a file in %s", path, dir);
+		free(path);
+		free(dir);
+		return NULL;
+	}
+	free(dir);
 	c = script_get(path);
 	if (c == NULL) {
 		*error_r = xasprintf("cannot read %s", path);

@@ -444,6 +444,16 @@ def test_include(srv):
     assert len(files(inst, KATE)) == n + 1
     assert srv.wait_log(r"sieve: %s: .*line 4: include: no personal script "
                         r"'pick'; kept in INBOX" % KATE)
+    # a link out of sieve_dir is not read
+    outside = os.path.join(str(srv.base), "outside.sieve")
+    with open(outside, "w") as f:
+        f.write('require ["variables", "include"];\nglobal "box";\nset "box" "Out";\n')
+    os.symlink(outside, pick)
+    send(srv, "sender@example.org", [KATE], msg("hello four"))
+    assert len(files(inst, KATE)) == n + 2
+    assert not os.path.exists(os.path.join(h, ".Out"))
+    assert srv.wait_log(r"sieve: %s: .*include 'pick': .*pick\.sieve: not a file in "
+                        r".*/sieve; kept in INBOX" % KATE)
 
 
 def test_sieve_dir_setting_and_shared_home(petrel_bin, tmp_path):
