@@ -128,6 +128,14 @@ def test_test_user_active_script(sqlite_instance, tmp_path):
     os.symlink("sieve/rules.sieve", os.path.join(home, ".dovecot.sieve"))
     cp = inst.run("sieve", "test", ALICE, msg)
     assert cp.stdout == "store News\n"
+    # include reads the user's sieve_dir
+    write(os.path.join(home, "sieve", "rules.sieve"),
+          'require ["include"];\ninclude "inner";\n')
+    write(os.path.join(home, "sieve", "inner.sieve"),
+          'require ["fileinto", "subaddress"];\n'
+          'if address :detail "to" "news" { fileinto "Inner"; }\n')
+    cp = inst.run("sieve", "test", ALICE, msg)
+    assert cp.stdout == "store Inner\n"
     # nothing was delivered
     maildir = os.path.join(inst.mail_root, "example.test", "alice")
     for sub in ("new", "cur"):
