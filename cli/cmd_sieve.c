@@ -141,6 +141,52 @@ envelope_from(const char *data, size_t len, char **buf)
 	return *buf != NULL ? *buf : "";
 }
 
+/* include (RFC 6609) for sieve test: NAME.sieve from the personal
+ * directory (the user's sieve_dir, or the --script file's directory)
+ * or sieve_global; a script that does not parse is a run-time error. */
+struct cli_inc {
+	char *personal, *global;
+	struct sieve_script *held[SIEVE_INCLUDES_MAX];
+	size_t nheld;
+};
+
+static const struct sieve_script *
+cli_inc_load(void *ctx, bool global, const char *name, bool *missing_r,
+    char **error_r)
+{
+	struct cli_inc *ci = ctx;
+	const char *dir = global ? ci->global : ci->personal;
+	struct sieve_script *sc = NULL;
+	str_t errors = STR_INIT;
+	char *path, *text;
+	size_t len;
+	struct stat st;
+
+	if (dir == NULL || *dir == '\0' || ci->nheld >= SIEVE_INCLUDES_MAX) {
+		*missing_r = true;
+		return NULL;
+	}
+	path = xasprintf("%s/%s.sieve", dir, name);
+	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode)) {
+		*missing_r = true;
+		free(path);
+		return NULL;
+	}
+	text = read_file(path, SIEVE_SCRIPT_MAX, &len);
+	if (sieve_parse(text, len, &sc, &errors) < 0) {
+		size_t k = strcspn(str_c(&errors), "\n");
+
+		*error_r = xasprintf("%s: %.*s", path, (int)k, str_c(&errors));
+		sc = NULL;
+	} else {
+		ci->held[ci->nheld++] = sc;
+	}
+	str_free(&errors);
+	free(text);
+	free(path);
+	return sc;
+}
+
 static int
 sieve_test(struct petrel_ctx *cli, int argc, char **argv)
 {
@@ -155,14 +201,25 @@ sieve_test(struct petrel_ctx *cli, int argc, char **argv)
 	char *to_buf = NULL, *active = NULL;
 	const char *msgfile, *path = NULL;
 	size_t len;
+	struct cli_inc inc;
 
 	cli_parse(argc, argv, opts, 1, CLI_MAX_POS, usage, &a);
 	path = cli_opt(&a, "script");
 	if (path == NULL && a.npos != 2)
 		cli_die("usage: %s", usage);
 	memset(&msg, 0, sizeof(msg));
+	memset(&inc, 0, sizeof(inc));
 	msg.env_to = cli_opt(&a, "to");
-	if (path == NULL) {
+	msg.include_load = cli_inc_load;
+	msg.include_ctx = &inc;
+	if (path != NULL) {
+		const char *slash = strrchr(path, '/');
+
+		inc.personal = slash != NULL ? xstrndup(path,
+		    (size_t)(slash - path)) : xstrdup(".");
+		inc.global = sieve_path_expand(config_get(cli->cfg,
+		    "sieve_global"), "", "");
+	} else {
 		struct dir_user u;
 		char *home;
 		struct stat st;
@@ -170,6 +227,10 @@ sieve_test(struct petrel_ctx *cli, int argc, char **argv)
 		lookup_user(cli, a.pos[0], &u);
 		home = user_home(cli, &u);
 		active = xasprintf("%s/.dovecot.sieve", home);
+		inc.personal = sieve_path_expand(config_get(cli->cfg,
+		    "sieve_dir"), home, u.address);
+		inc.global = sieve_path_expand(config_get(cli->cfg,
+		    "sieve_global"), home, u.address);
 		if (msg.env_to == NULL)
 			msg.env_to = to_buf = xstrdup(u.address);
 		free(home);
@@ -211,6 +272,9 @@ sieve_test(struct petrel_ctx *cli, int argc, char **argv)
 			msg.env_from = envelope_from(msg.data, msg.len,
 			    &from_buf);
 		sieve_run(script != NULL ? script : &empty, &msg, &lim, &res);
+		for (size_t k = 0; k < inc.nheld; k++)
+			sieve_free(inc.held[k]);
+		inc.nheld = 0;
 		if (a.npos > 1 && cli_opt(&a, "script") != NULL)
 			str_printf(&out, "== %s\n", msgfile);
 		sieve_result_text(&res, &out);
@@ -222,6 +286,8 @@ sieve_test(struct petrel_ctx *cli, int argc, char **argv)
 		msg.env_from = from;
 	}
 	sieve_free(script);
+	free(inc.personal);
+	free(inc.global);
 	free(to_buf);
 	free(active);
 	return 0;

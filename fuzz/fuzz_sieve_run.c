@@ -2,7 +2,9 @@
  * fuzz_sieve_run.c: the Sieve interpreter (lib/sieve/run.c) over any bytes
  * as a message. The first byte picks one of the fixed scripts below (every
  * test and action kind: header, address and envelope parts, body,
- * relational, variables with match captures, imap4flags, vacation); the
+ * relational, variables with match captures, imap4flags, vacation, date
+ * and index, editheader, duplicate: an ID whose second byte is 'd'
+ * counts as seen); the
  * rest is the message (headers, body, MIME parts, encoded words). Checks:
  *  - the run ends with actions within the bound, or a run-time error with
  *    exactly the implicit keep;
@@ -64,16 +66,49 @@ static const char *const scripts[] = {
 	"if anyof (header :is \"x-a\" \"${hex:41}\", not exists \"date\",\n"
 	"  allof (header :contains \"from\" \"@\", address :all :contains \"cc\" \"x\"))\n"
 	"{ ereject \"refused\"; }\n",
+
+	"require [\"date\", \"index\", \"variables\", \"fileinto\", "
+	"\"relational\", \"comparator-i;ascii-numeric\"];\n"
+	"if date :originalzone :matches \"date\" \"iso8601\" \"*\" "
+	"{ fileinto \"D.${0}\"; }\n"
+	"if date :zone \"-0330\" :index 1 :last :value \"ge\" "
+	":comparator \"i;ascii-numeric\" \"received\" \"julian\" \"60000\" "
+	"{ fileinto \"Recent\"; }\n"
+	"if header :index 2 :matches \"received\" \"*;*\" { set \"r\" \"${2}\"; }\n"
+	"if address :index 1 :last :domain \"to\" \"*\" { fileinto \"A.${r}\"; }\n"
+	"if currentdate :value \"gt\" \"date\" \"2024-01-01\" "
+	"{ fileinto \"Now\"; }\n",
+
+	"require [\"editheader\", \"index\", \"variables\", \"fileinto\", "
+	"\"copy\", \"duplicate\"];\n"
+	"if duplicate :header \"x-ticket\" :handle \"t\" :last { discard; }\n"
+	"if header :matches \"subject\" \"*\" { set \"s\" \"${1}\"; }\n"
+	"fileinto :copy \"Before\";\n"
+	"addheader \"X-Subject\" \"${s} ${s}\";\n"
+	"addheader :last \"X-Seen\" \"caf\u00e9 ${s}\";\n"
+	"deleteheader :index 1 :last :matches \"received\" \"*\";\n"
+	"deleteheader :index 2 \"to\";\n"
+	"deleteheader :contains \"subject\" [\"a\", \"=?\"];\n"
+	"if header :contains \"x-subject\" \"x\" { redirect :copy \"c@example.org\"; }\n"
+	"if not exists \"subject\" { fileinto \"NoSubject\"; }\n"
+	"if duplicate { fileinto \"Dup\"; }\n",
 };
 
 #define NSCRIPTS (sizeof(scripts) / sizeof(scripts[0]))
 
 static struct sieve_script *parsed[NSCRIPTS];
 
+static bool
+seen_cb(void *ctx, const char *handle, const char *id)
+{
+	return id[0] != '\0' && id[1] == 'd';
+}
+
 static void
 check_actions(const struct sieve_result *res)
 {
-	if (res->nactions > SIEVE_ACTIONS_MAX + 1)
+	if (res->nactions > SIEVE_ACTIONS_MAX + 1 ||
+	    (res->error != NULL && res->ndups > 0))
 		abort();
 	if (res->error != NULL && (res->nactions != 1 ||
 	    res->actions[0].type != SIEVE_ACT_STORE ||
@@ -114,6 +149,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	msg.len = size - 1;
 	msg.env_from = (data[0] & 0x80) ? "" : "alice+tag@example.com";
 	msg.env_to = "bob+tag@example.net";
+	msg.now = 1719835200;	/* currentdate: the same in both runs */
+	msg.duplicate_seen = seen_cb;
 	sieve_run(parsed[k], &msg, NULL, &r1);
 	check_actions(&r1);
 	sieve_run(parsed[k], &msg, NULL, &r2);

@@ -47,7 +47,7 @@ sources() {
 	session_line) echo "lib/session/line.c $base -levent" ;;
 	http) echo "lib/http/parse.c $base" ;;
 	milter_reply) echo "lib/milter/proto.c lib/milter/client.c lib/queue/spool.c lib/base/fdio.c $base" ;;
-	sieve_parse|sieve_run) echo "lib/sieve/parse.c lib/sieve/spec.c lib/sieve/run.c lib/mime/mime.c lib/mime/envelope.c
+	sieve_parse|sieve_run) echo "lib/sieve/parse.c lib/sieve/spec.c lib/sieve/run.c lib/sieve/store.c lib/base/fdio.c lib/mime/mime.c lib/mime/envelope.c
 		lib/mime/decode.c $base" ;;
 	trust_fields) echo "lib/trust/rdata.c lib/trust/authres.c lib/trust/dmarc.c lib/dnsrec/check.c lib/trust/dnsq.c lib/base/addr.c lib/base/fdio.c
 		lib/config/config.c lib/maildir/maildir.c lib/maildir/subscriptions.c lib/dir/dir_url.c $base -lunbound -lopendmarc -lpsl" ;;

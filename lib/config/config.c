@@ -299,6 +299,10 @@ static const struct key_def keys[] = {
 	{ "sieve_after", KT_STRING, "", NULL, 0,
 	  "Admin Sieve scripts run after the user's at delivery, as "
 	  "sieve_before." },
+	{ "sieve_global", KT_STRING, "", NULL, 0,
+	  "The directory of the global Sieve scripts that include :global "
+	  "NAME reads (NAME.sieve; %h %u %n %d as in sieve_dir); empty: "
+	  "none." },
 	{ "pop3_uidl_format", KT_ENUM, "filename",
 	  "filename|courier|dovecot|auto", 0,
 	  "The POP3 UIDL of a message: filename (the file name's stable "

@@ -25,10 +25,12 @@ struct route_result;
 struct spool;
 
 /* Sieve at delivery (lib/deliver/sieve.c, docs/sieve.md): the settings
- * sieve_dir, sieve_before, sieve_after, sieve_max_redirects. */
+ * sieve_dir, sieve_before, sieve_after, sieve_global,
+ * sieve_max_redirects. */
 struct deliver_sieve {
 	const char *dir;	/* sieve_dir, with %h %u %n %d */
 	const char *before, *after;	/* comma-separated files/dirs */
+	const char *global;	/* sieve_global: include :global's dir */
 	unsigned max_redirects;
 	const char *hostname;	/* in refusals (RFC 5429) */
 };

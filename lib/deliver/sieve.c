@@ -86,6 +86,7 @@ deliver_sieve_init(struct deliver_sieve *sv, const struct config *cfg,
 	sv->dir = config_get(cfg, "sieve_dir");
 	sv->before = config_get(cfg, "sieve_before");
 	sv->after = config_get(cfg, "sieve_after");
+	sv->global = config_get(cfg, "sieve_global");
 	sv->max_redirects = (unsigned)config_get_uint(cfg,
 	    "sieve_max_redirects");
 	sv->hostname = hostname;
@@ -352,6 +353,21 @@ wire_make(const struct deliver_msg *msg, struct deliver_wire *w,
 }
 
 /* A reason as one printable line for a 550 reply. */
+/* The body of the wire form (after the empty line; *len_r bytes). */
+static const char *
+wire_body(const struct deliver_wire *w, size_t *len_r)
+{
+	const char *d = str_c(&w->data);
+	const char *e = memmem(d, w->data.len, "\r\n\r\n", 4);
+
+	if (e == NULL) {
+		*len_r = 0;
+		return "";
+	}
+	*len_r = w->data.len - (size_t)(e + 4 - d);
+	return e + 4;
+}
+
 static char *
 reason_line(const char *s)
 {
@@ -709,6 +725,172 @@ vacation_due(const struct deliver_sieve *sv, const struct route_dest *d,
 	return due;
 }
 
+/* include (RFC 6609): NAME.sieve from sieve_dir (:personal) or
+ * sieve_global (:global), through the parse cache (each included file
+ * is checked against its stat at every use); the references are held
+ * until the run ends. */
+struct inc_ctx {
+	const struct deliver_sieve *sv;
+	const struct route_dest *d;
+	struct compiled *held[SIEVE_INCLUDES_MAX];
+	size_t nheld;
+};
+
+static const struct sieve_script *
+inc_load(void *ctx, bool global, const char *name, bool *missing_r,
+    char **error_r)
+{
+	struct inc_ctx *ic = ctx;
+	const char *base = global ? ic->sv->global : ic->sv->dir;
+	char *dir, *path;
+	struct compiled *c;
+	struct stat st;
+
+	if (base == NULL || *base == '\0' || ic->nheld >= SIEVE_INCLUDES_MAX) {
+		*missing_r = true;
+		return NULL;
+	}
+	dir = sieve_path_expand(base, ic->d->home, ic->d->address);
+	path = xasprintf("%s/%s.sieve", dir, name);
+	if (stat(path, &st) < 0 && errno == ENOENT) {
+		*missing_r = true;
+		free(path);
+		free(dir);
+		return NULL;
+	}
+	/* a link may lead only into the same directory (as the active
+	 * script's into sieve_dir) */
+	if (!path_under(path, dir)) {
+		*error_r = xasprintf("%s: not a file in %s", path, dir);
+		free(path);
+		free(dir);
+		return NULL;
+	}
+	free(dir);
+	c = script_get(path);
+	if (c == NULL) {
+		*error_r = xasprintf("cannot read %s", path);
+		free(path);
+		return NULL;
+	}
+	free(path);
+	ic->held[ic->nheld++] = c;
+	if (c->script == NULL) {
+		*error_r = xstrdup(c->error);
+		return NULL;
+	}
+	return c->script;
+}
+
+/* duplicate (RFC 7352): a file per ID and handle in
+ * SIEVE_DIR/.petrel-duplicate, named by a SHA-256 of both, its mtime the
+ * time the ID expires. */
+struct dup_ctx {
+	const struct deliver_sieve *sv;
+	const struct route_dest *d;
+};
+
+static char *
+dup_path(const struct dup_ctx *c, const char *handle, const char *id,
+    bool dir_only, unsigned char *first_r)
+{
+	char *dir = sieve_path_expand(c->sv->dir, c->d->home, c->d->address);
+	unsigned char h[32];
+	char hex[65];
+	str_t key = STR_INIT;
+	char *path;
+
+	if (dir_only) {
+		path = xasprintf("%s/.petrel-duplicate", dir);
+		free(dir);
+		return path;
+	}
+	str_printf(&key, "%s\n%s", handle, id);
+	crypto_sha256(key.data, key.len, h);
+	for (size_t i = 0; i < 32; i++)
+		snprintf(hex + i * 2, 3, "%02x", h[i]);
+	if (first_r != NULL)
+		*first_r = h[0];
+	path = xasprintf("%s/.petrel-duplicate/%s", dir, hex);
+	str_free(&key);
+	free(dir);
+	return path;
+}
+
+static bool
+dup_seen(void *ctx, const char *handle, const char *id)
+{
+	char *path = dup_path(ctx, handle, id, false, NULL);
+	struct stat st;
+	bool seen = stat(path, &st) == 0 && st.st_mtime > time(NULL);
+
+	free(path);
+	return seen;
+}
+
+/* Expired records out (at most DUP_SCAN_MAX entries looked at). */
+#define DUP_SCAN_MAX	100000
+static void
+dup_prune(const char *dir, time_t now)
+{
+	DIR *dp = opendir(dir);
+	struct dirent *e;
+	size_t n = 0;
+
+	if (dp == NULL)
+		return;
+	while ((e = readdir(dp)) != NULL && n++ < DUP_SCAN_MAX) {
+		struct stat st;
+
+		if (e->d_name[0] == '.')
+			continue;
+		if (fstatat(dirfd(dp), e->d_name, &st, AT_SYMLINK_NOFOLLOW) ==
+		    0 && st.st_mtime <= now)
+			(void)unlinkat(dirfd(dp), e->d_name, 0);
+	}
+	closedir(dp);
+}
+
+/* Record the IDs of a delivered message: a new or expired record gets
+ * now + its period; a live one only with :last. One new record in 64
+ * sweeps the expired ones out, so the directory stays bounded by what
+ * arrives in a period. */
+static void
+dup_record(const struct dup_ctx *c, const struct sieve_dupmark *m)
+{
+	char *dir = sieve_path_expand(c->sv->dir, c->d->home, c->d->address);
+	char *ddir = dup_path(c, "", "", true, NULL);
+	unsigned char first = 0;
+	char *path = dup_path(c, m->handle, m->id, false, &first);
+	time_t now = time(NULL);
+	struct stat st;
+	bool live = stat(path, &st) == 0 && st.st_mtime > now;
+	struct timespec ts[2];
+	int fd;
+
+	if (!live || m->last) {
+		(void)mkdir(dir, 0700);
+		(void)mkdir(ddir, 0700);
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC |
+		    O_NOFOLLOW, 0600);
+		if (fd < 0) {
+			log_warn("sieve: %s: duplicate: cannot record in %s: "
+			    "%s", c->d->address, ddir, strerror(errno));
+		} else {
+			ts[0].tv_sec = ts[1].tv_sec = now +
+			    (time_t)m->seconds;
+			ts[0].tv_nsec = ts[1].tv_nsec = 0;
+			(void)futimens(fd, ts);
+			close(fd);
+		}
+		if (!live && first < 4)
+			dup_prune(ddir, now);
+	}
+	free(path);
+	free(ddir);
+	free(dir);
+}
+
 /* A header value from a script or a decoded header: one line. */
 static void
 put_line(str_t *out, const char *s)
@@ -797,6 +979,11 @@ struct plan {
 	struct sieve_action keep;	/* the last implicit keep seen */
 	bool have_keep;
 	char *error;		/* a script failed: INBOX only */
+	str_t edited;		/* the message as editheader left it for
+				   the next script (CRLF), when edited */
+	char *hdr;		/* its header section, or NULL */
+	struct sieve_dupmark *dups;	/* to record after delivery */
+	size_t ndups;
 };
 
 static void
@@ -809,6 +996,7 @@ action_copy(struct sieve_action *to, const struct sieve_action *from)
 	for (size_t i = 0; i < from->nflags; i++)
 		to->flags[i] = xstrdup(from->flags[i]);
 	to->vacation = sieve_vacation_dup(from->vacation);
+	to->header = from->header != NULL ? xstrdup(from->header) : NULL;
 }
 
 static void
@@ -819,6 +1007,7 @@ action_free(struct sieve_action *a)
 		free(a->flags[i]);
 	free(a->flags);
 	sieve_vacation_free(a->vacation);
+	free(a->header);
 }
 
 static void
@@ -830,6 +1019,13 @@ plan_free(struct plan *p)
 	if (p->have_keep)
 		action_free(&p->keep);
 	free(p->error);
+	str_free(&p->edited);
+	free(p->hdr);
+	for (size_t i = 0; i < p->ndups; i++) {
+		free(p->dups[i].handle);
+		free(p->dups[i].id);
+	}
+	free(p->dups);
 }
 
 /* The implicit keep: INBOX with the flags any script gave it. */
@@ -840,6 +1036,10 @@ keep_merge(struct plan *p, const struct sieve_action *a)
 		action_copy(&p->keep, a);
 		p->have_keep = true;
 		return;
+	}
+	if (a->header != NULL) {	/* the latest edit */
+		free(p->keep.header);
+		p->keep.header = xstrdup(a->header);
 	}
 	for (size_t i = 0; i < a->nflags; i++) {
 		bool have = false;
@@ -863,6 +1063,8 @@ plan_run(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 	struct sieve_result res;
 	struct sieve_msg sm;
 	struct sieve_limits lim;
+	struct dup_ctx dctx = { ctx->sieve, d };
+	struct inc_ctx ictx;
 	const char *werr;
 
 	if (p->error != NULL)
@@ -884,16 +1086,38 @@ plan_run(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 	memset(&sm, 0, sizeof(sm));
 	sm.data = w->data.data;
 	sm.len = w->data.len;
+	if (p->edited.len > 0) {	/* an earlier script's editheader */
+		sm.data = p->edited.data;
+		sm.len = p->edited.len;
+	}
 	sm.env_from = msg->sender;
 	sm.env_to = d->address;
 	sm.size = w->size;
+	sm.duplicate_seen = dup_seen;
+	sm.duplicate_ctx = &dctx;
+	memset(&ictx, 0, sizeof(ictx));
+	ictx.sv = ctx->sieve;
+	ictx.d = d;
+	sm.include_load = inc_load;
+	sm.include_ctx = &ictx;
 	lim.redirects = ctx->sieve->max_redirects;
 	sieve_run(c->script, &sm, &lim, &res);
+	for (size_t i = 0; i < ictx.nheld; i++)
+		compiled_unref(ictx.held[i]);
 	if (res.error != NULL) {
 		p->error = xasprintf("%s: %s", path, res.error);
 	} else {
 		bool kept = false;
 
+		/* what this script saw as it came is what an earlier one
+		 * edited */
+		for (size_t i = 0; p->hdr != NULL && i < res.nactions; i++) {
+			struct sieve_action *a = &res.actions[i];
+
+			if ((a->type == SIEVE_ACT_STORE ||
+			    a->type == SIEVE_ACT_REDIRECT) && a->header == NULL)
+				a->header = xstrdup(p->hdr);
+		}
 		for (size_t i = 0; i < res.nactions; i++) {
 			const struct sieve_action *a = &res.actions[i];
 
@@ -908,9 +1132,72 @@ plan_run(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 		}
 		if (!kept)
 			p->cancelled = true;
+		for (size_t i = 0; i < res.ndups; i++) {
+			p->dups = xrealloc(p->dups, (p->ndups + 1) *
+			    sizeof(*p->dups));
+			p->dups[p->ndups] = res.dups[i];
+			p->dups[p->ndups].handle = xstrdup(res.dups[i].handle);
+			p->dups[p->ndups++].id = xstrdup(res.dups[i].id);
+		}
+		if (res.header != NULL) {
+			size_t blen;
+			const char *body = wire_body(w, &blen);
+			str_t next = STR_INIT;
+
+			str_append(&next, res.header);
+			str_append(&next, "\r\n");
+			str_append_n(&next, body, blen);
+			str_free(&p->edited);
+			p->edited = next;
+			free(p->hdr);
+			p->hdr = xstrdup(res.header);
+		}
 	}
 	sieve_result_clear(&res);
 	compiled_unref(c);
+}
+
+/* The message as editheader left it, to deliver: *sub is msg with body
+ * the edited header (LF; Return-Path and Delivered-To are the
+ * delivery's own, so the script's are left out) and the original body,
+ * in spool (initialised here; the caller resets it). */
+static int
+edited_msg(const struct deliver_msg *msg, const char *header,
+    struct deliver_wire *w, struct deliver_msg *sub, struct spool *spool,
+    const char **error_r)
+{
+	str_t lf = STR_INIT;
+	size_t blen;
+	const char *body = wire_body(w, &blen);
+	int r;
+
+	*sub = *msg;
+	sub->prefix = NULL;
+	sub->body = spool;
+	spool_init(spool, msg->body->tmpdir);
+	for (const char *h = header; *h != '\0';) {
+		const char *e = h;
+
+		/* one field with its continuation lines */
+		do {
+			const char *eol = strchr(e, '\n');
+
+			e = eol != NULL ? eol + 1 : e + strlen(e);
+		} while (*e == ' ' || *e == '\t');
+		if (strncasecmp(h, "Return-Path:", 12) != 0 &&
+		    strncasecmp(h, "Delivered-To:", 13) != 0)
+			for (const char *c = h; c < e; c++)
+				if (*c != '\r')
+					str_append_c(&lf, *c);
+		h = e;
+	}
+	str_append_c(&lf, '\n');
+	for (size_t i = 0; i < blen; i++)
+		if (!(body[i] == '\r' && i + 1 < blen && body[i + 1] == '\n'))
+			str_append_c(&lf, body[i]);
+	r = spool_append(spool, lf.data, lf.len, error_r);
+	str_free(&lf);
+	return r;
 }
 
 /* Store into INBOX (the fallback). */
@@ -962,6 +1249,31 @@ do_store(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 		    "maildir %s", dir);
 	}
 	free(dir);
+	return r;
+}
+
+/* A store as the action's header says (editheader), else as it came. */
+static int
+store_action(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
+    const char *orig, const struct route_dest *d,
+    const struct sieve_action *a, struct deliver_wire *w, bool *inbox_done,
+    struct deliver_result *result, const char **error_r)
+{
+	struct deliver_msg sub;
+	struct spool sp;
+	const char *why;
+	int r;
+
+	if (a->header == NULL)
+		return do_store(ctx, msg, orig, d, a, inbox_done, result,
+		    error_r);
+	if (edited_msg(msg, a->header, w, &sub, &sp, &why) < 0) {
+		spool_reset(&sp);
+		return err_fail(error_r, errno, "cannot spool the edited "
+		    "message: %s", why);
+	}
+	r = do_store(ctx, &sub, orig, d, a, inbox_done, result, error_r);
+	spool_reset(&sp);
 	return r;
 }
 
@@ -1027,12 +1339,25 @@ deliver_sieve(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 
 		switch (a->type) {
 		case SIEVE_ACT_STORE:
-			ret = do_store(ctx, msg, orig, d, a, &inbox_done,
-			    result, error_r);
+			ret = store_action(ctx, msg, orig, d, a, wire,
+			    &inbox_done, result, error_r);
 			break;
-		case SIEVE_ACT_REDIRECT:
-			if (send_copy(ctx, msg, msg->sender, a->arg,
-			    msg->prefix, msg->body, &why) == 0) {
+		case SIEVE_ACT_REDIRECT: {
+			struct deliver_msg sub;
+			struct spool sp;
+			int sr = -1;
+
+			if (a->header == NULL) {
+				sr = send_copy(ctx, msg, msg->sender, a->arg,
+				    msg->prefix, msg->body, &why);
+			} else {
+				if (edited_msg(msg, a->header, wire, &sub,
+				    &sp, &why) == 0)
+					sr = send_copy(ctx, msg, msg->sender,
+					    a->arg, NULL, &sp, &why);
+				spool_reset(&sp);
+			}
+			if (sr == 0) {
 				deliver_log(msg, orig, d->address, "sieve",
 				    "redirected to <%s>", a->arg);
 				break;
@@ -1045,6 +1370,7 @@ deliver_sieve(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 				    result, error_r);
 			}
 			break;
+		}
 		case SIEVE_ACT_REJECT:
 		case SIEVE_ACT_EREJECT:
 			if (wire_make(msg, wire, &why) == 0 &&
@@ -1076,11 +1402,17 @@ deliver_sieve(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 	}
 	if (ret == 0 && !p.cancelled && !inbox_done) {
 		if (p.have_keep)
-			ret = do_store(ctx, msg, orig, d, &p.keep, &inbox_done,
-			    result, error_r);
+			ret = store_action(ctx, msg, orig, d, &p.keep, wire,
+			    &inbox_done, result, error_r);
 		else
 			ret = keep_inbox(ctx, msg, orig, d, NULL, result,
 			    error_r);
+	}
+	/* the message is delivered: its duplicate IDs count from now */
+	for (size_t i = 0; ret == 0 && i < p.ndups; i++) {
+		struct dup_ctx dc = { sv, d };
+
+		dup_record(&dc, &p.dups[i]);
 	}
 	plan_free(&p);
 	return ret < 0 ? -1 : 1;

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "lib/base/alloc.h"
+#include "lib/base/base64.h"
 #include "lib/base/str.h"
 #include "lib/mime/mime.h"
 
@@ -409,6 +410,12 @@ month_index(const char **pp)
 long long
 mime_parse_date(const char *value)
 {
+	return mime_parse_date_zone(value, NULL);
+}
+
+long long
+mime_parse_date_zone(const char *value, int *zone_r)
+{
 	const char *p = value;
 	struct tm tm;
 	int day, mon, year, ydigits, hour, min, sec = 0;
@@ -450,6 +457,8 @@ mime_parse_date(const char *value)
 	tm.tm_sec = sec;
 	if ((t = timegm(&tm)) == (time_t)-1)
 		return -1;
+	if (zone_r != NULL)
+		*zone_r = zone_minutes(p);
 	return (long long)t - (long long)zone_minutes(p) * 60;
 }
 
@@ -667,4 +676,85 @@ mime_search_body(const char *data, const struct mime_part *root,
 	found = nlen == 0 || part_contains(data, root, n, nlen, text);
 	free(n);
 	return found;
+}
+
+/* Header fields written. */
+
+void
+mime_field_make(const char *name, const char *value, str_t *out)
+{
+	size_t col, n = strlen(value);
+	bool plain = true;
+
+	str_append(out, name);
+	str_append_c(out, ':');
+	col = strlen(name) + 1;
+	for (size_t i = 0; i < n && plain; i++) {
+		unsigned char c = (unsigned char)value[i];
+
+		plain = (c >= 0x20 && c < 0x7f) || c == '\t';
+	}
+	for (size_t i = 0, run = 0; i < n && plain; i++) {
+		run = value[i] == ' ' || value[i] == '\t' ? 0 : run + 1;
+		plain = run <= 900;	/* a line stays under 998 */
+	}
+	if (plain && strstr(value, "=?") == NULL) {
+		/* words, folded before one that would pass column 78 */
+		const char *p = value;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		while (*p != '\0') {
+			size_t w = strcspn(p, " \t");
+
+			if (col > 1 + strlen(name) + 1 && col + 1 + w > 78) {
+				str_append(out, "\r\n");
+				col = 0;
+			}
+			str_append_c(out, ' ');
+			str_append_n(out, p, w);
+			col += 1 + w;
+			p += w;
+			while (*p == ' ' || *p == '\t')
+				p++;
+		}
+		if (col == strlen(name) + 1)
+			str_append_c(out, ' ');
+		str_append(out, "\r\n");
+		return;
+	}
+	/* RFC 2047 "B" words of at most 45 bytes (60 characters of base64,
+	 * 72 with the markers), cut between UTF-8 characters, one a line;
+	 * control characters become spaces */
+	for (size_t i = 0; i < n;) {
+		char chunk[48];
+		size_t k = 0;
+
+		while (i < n) {
+			unsigned char c = (unsigned char)value[i];
+			size_t cl = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ?
+			    3 : c >= 0xc0 ? 2 : 1;
+
+			if (cl > n - i)
+				cl = n - i;
+			if (k + cl > 45)
+				break;
+			for (size_t j = 0; j < cl; j++) {
+				c = (unsigned char)value[i + j];
+				chunk[k++] = c < 0x20 || c == 0x7f ? ' ' :
+				    (char)c;
+			}
+			i += cl;
+		}
+		if (col > 0 && col + 1 + 72 > 78 && out->len > 0 &&
+		    out->data[out->len - 1] != ':') {
+			str_append(out, "\r\n");
+			col = 0;
+		}
+		str_append(out, " =?UTF-8?B?");
+		base64_encode(out, chunk, k);
+		str_append(out, "?=");
+		col += 84;
+	}
+	str_append(out, "\r\n");
 }

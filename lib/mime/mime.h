@@ -157,6 +157,15 @@ void mime_decode_header(const char *value, size_t len, str_t *out);
 /* Date header parsed per RFC 5322 (with the obsolete forms: two-digit
  * years, named zones). Seconds since the epoch, or -1 if unparseable. */
 long long mime_parse_date(const char *value);
+/* The same, with the date's own zone in minutes east of UTC in *zone_r
+ * (when not NULL). */
+long long mime_parse_date_zone(const char *value, int *zone_r);
+
+/* One header field "name: value" CRLF appended to out, folded before
+ * column 78 where the value has white space; a value with other than
+ * printable ASCII (UTF-8 text) is written as RFC 2047 encoded-words
+ * (UTF-8, base64), one a line. */
+void mime_field_make(const char *name, const char *value, str_t *out);
 
 /* Case-insensitive substring match for SEARCH (ASCII letters folded;
  * the needle is UTF-8).

@@ -13,6 +13,7 @@
 #include "lib/base/alloc.h"
 #include "lib/sieve/sieve.h"
 #include "lib/sieve/spec.h"
+#include "lib/sieve/store.h"
 
 enum tok { T_EOF, T_ERR, T_IDENT, T_TAG, T_NUM, T_STR, T_PUNCT };
 
@@ -561,6 +562,10 @@ static const struct {
 	{ "comparator-i;ascii-numeric", SIEVE_EXT_NUMERIC },
 	{ "vacation", SIEVE_EXT_VACATION },
 	{ "vacation-seconds", SIEVE_EXT_VACATION | SIEVE_EXT_VACATION_SECONDS },
+	{ "date", SIEVE_EXT_DATE }, { "index", SIEVE_EXT_INDEX },
+	{ "editheader", SIEVE_EXT_EDITHEADER },
+	{ "duplicate", SIEVE_EXT_DUPLICATE },
+	{ "include", SIEVE_EXT_INCLUDE },
 	{ "comparator-i;octet", 0 }, { "comparator-i;ascii-casemap", 0 },
 };
 
@@ -576,8 +581,7 @@ sieve_extensions(str_t *out)
 }
 
 static const char *const unsupported_exts[] = {
-	"include", "editheader", "duplicate",
-	"date", "index", "regex", "enotify", "notify", "spamtest",
+	"regex", "enotify", "notify", "spamtest",
 	"spamtestplus", "virustest", "environment", "ihave", "foreverypart",
 	"mime", "extracttext", "imapflags", "fcc", "special-use", "mboxmetadata",
 	"servermetadata", "extlists", "convert", "imapsieve", "vnd.dovecot.debug",
@@ -889,6 +893,18 @@ validate_args(struct validator *v, struct sieve_node *n,
 		}
 		n->ntags++;
 	}
+	/* index (RFC 5260 6): fields count from 1; :last needs :index */
+	if (seen[SIEVE_GROUP_LAST] != NULL &&
+	    seen[SIEVE_GROUP_INDEX] == NULL &&
+	    strcmp(n->name, "addheader") != 0 &&
+	    strcmp(n->name, "duplicate") != 0)
+		error_at(v->lx, n->line, "%s: ':last' needs ':index'",
+		    n->name);
+	for (size_t i = 0; i < n->ntags; i++)
+		if (strcmp(n->tags[i].name, "index") == 0 &&
+		    n->tags[i].value->num == 0)
+			error_at(v->lx, n->tags[i].value->line, "%s: ':index' "
+			    "counts from 1", n->name);
 	if (sp->need_group >= 0 && seen[sp->need_group] == NULL)
 		error_at(v->lx, n->line, "%s: needs one of %s", n->name,
 		    sp->need_text);
@@ -946,6 +962,56 @@ validate_common(struct validator *v, struct sieve_node *n,
 	    !var_name_ok(n->pos[0]->strs[0]))
 		error_at(v->lx, n->line, "set: bad variable name '%.64s'",
 		    n->pos[0]->strs[0]);
+	if ((strcmp(n->name, "addheader") == 0 ||
+	    strcmp(n->name, "deleteheader") == 0) && n->npos >= 1) {
+		const struct sieve_arg *f = n->pos[0];
+
+		if (f->type != SIEVE_ARG_STRING)
+			error_at(v->lx, f->line, "%s: the field name must be "
+			    "a string", n->name);
+		else if (strstr(f->strs[0], "${") == NULL &&
+		    !sieve_field_name_ok(f->strs[0]))
+			error_at(v->lx, f->line, "%s: bad field name '%.64s'",
+			    n->name, f->strs[0]);
+	}
+	if (strcmp(n->name, "include") == 0 && n->npos == 1 &&
+	    n->pos[0]->type == SIEVE_ARG_STRING &&
+	    !sieve_name_valid(n->pos[0]->strs[0]))
+		error_at(v->lx, n->line, "include: bad script name '%.64s'",
+		    n->pos[0]->strs[0]);
+	if (strcmp(n->name, "global") == 0 && n->npos == 1) {
+		if (!(v->exts & SIEVE_EXT_VARIABLES))
+			error_at(v->lx, n->line, "global requires extension "
+			    "'variables' (missing require)");
+		for (size_t i = 0; i < n->pos[0]->nstrs; i++)
+			if (!var_name_ok(n->pos[0]->strs[i]))
+				error_at(v->lx, n->line, "global: bad "
+				    "variable name '%.64s'",
+				    n->pos[0]->strs[i]);
+	}
+	/* tags shared by extensions: each command's own */
+	for (size_t i = 0; i < n->ntags; i++) {
+		const char *t = n->tags[i].name;
+
+		if (strcmp(n->name, "vacation") == 0 &&
+		    strcmp(t, "seconds") == 0 &&
+		    !(v->exts & SIEVE_EXT_VACATION_SECONDS))
+			error_at(v->lx, n->line, "vacation: tag ':seconds' "
+			    "requires extension 'vacation-seconds' (missing "
+			    "require)");
+		else if (strcmp(n->name, "duplicate") != 0 &&
+		    strcmp(t, "handle") == 0 && !(v->exts & SIEVE_EXT_VACATION))
+			error_at(v->lx, n->line, "%s: tag ':handle' requires "
+			    "extension 'vacation' (missing require)",
+			    n->name);
+		else if (strcmp(n->name, "addheader") != 0 &&
+		    strcmp(n->name, "duplicate") != 0 &&
+		    strcmp(n->name, "deleteheader") != 0 &&
+		    (strcmp(t, "last") == 0 || strcmp(t, "index") == 0) &&
+		    !(v->exts & SIEVE_EXT_INDEX))
+			error_at(v->lx, n->line, "%s: tag ':%s' requires "
+			    "extension 'index' (missing require)", n->name, t);
+	}
 	if (strcmp(n->name, "envelope") == 0 && n->npos == 2)
 		for (size_t i = 0; i < n->pos[0]->nstrs; i++) {
 			const char *p = n->pos[0]->strs[i];
@@ -955,6 +1021,27 @@ validate_common(struct validator *v, struct sieve_node *n,
 				error_at(v->lx, n->line, "envelope: unknown "
 				    "envelope part '%.64s'", p);
 		}
+}
+
+bool
+sieve_field_name_ok(const char *s)
+{
+	if (*s == '\0' || strlen(s) > 200)
+		return false;
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s <= 32 || (unsigned char)*s >= 127 ||
+		    *s == ':')
+			return false;
+	return true;
+}
+
+bool
+sieve_header_protected(const char *name)
+{
+	return strcasecmp(name, "received") == 0 ||
+	    strcasecmp(name, "auto-submitted") == 0 ||
+	    strcasecmp(name, "return-path") == 0 ||
+	    strcasecmp(name, "delivered-to") == 0;
 }
 
 static const struct sieve_spec *
@@ -1010,9 +1097,6 @@ validate_block(struct validator *v, struct sieve_node *cmds, size_t n,
 				error_at(v->lx, c->line, "'%s' is a test, not "
 				    "a command", c->name);
 			else if (strcmp(c->name, "vacation") == 0 ||
-			    strcmp(c->name, "include") == 0 ||
-			    strcmp(c->name, "addheader") == 0 ||
-			    strcmp(c->name, "deleteheader") == 0 ||
 			    strcmp(c->name, "notify") == 0)
 				error_at(v->lx, c->line, "command '%s' needs "
 				    "an unsupported extension", c->name);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "lib/base/alloc.h"
 #include "lib/mime/mime.h"
@@ -24,6 +25,13 @@ struct mopts {
 	const char *rel;
 	enum cmp cmp;
 	enum apart apart;
+	uint64_t index;		/* :index (RFC 5260 6), 0 = none */
+	bool last;		/* :last */
+};
+
+struct vartab {
+	char *name[SIEVE_VARS_MAX], *val[SIEVE_VARS_MAX];
+	size_t n;
 };
 
 struct run {
@@ -36,13 +44,24 @@ struct run {
 	unsigned redirects_max, nredirects;
 	bool cancel_keep, stopped, failed;
 	bool variables;
-	char *var_name[SIEVE_VARS_MAX], *var_val[SIEVE_VARS_MAX];
-	size_t nvars;
+	struct vartab *vars;	/* the running script's own */
+	struct vartab glob;	/* include's global variables */
+	const char *decl[SIEVE_VARS_MAX];	/* the names the running
+						   script declared global */
+	size_t ndecl;
+	bool returned;		/* return: out of the running script */
+	int inc_depth;
+	char *inc_stack[SIEVE_INCLUDE_DEPTH];	/* "p:NAME" / "g:NAME" */
+	char *included[SIEVE_INCLUDES_MAX];	/* every one run so far */
+	size_t nincluded;
 	char *caps[SIEVE_MATCH_CAPS];
 	size_t ncaps;
 	str_t flags;		/* the internal flags variable, space-separated */
 	uint64_t work;
 	char *error;
+	str_t ehdr;		/* the header as editheader left it */
+	bool edited;
+	unsigned nadded;
 };
 
 static void __attribute__((format(printf, 3, 4)))
@@ -54,6 +73,8 @@ run_error(struct run *r, int line, const char *fmt, ...)
 	if (r->failed)
 		return;
 	r->failed = true;
+	if (r->inc_depth > 0)	/* in an included script: its name */
+		str_printf(&s, "%s: ", r->inc_stack[r->inc_depth - 1] + 2);
 	str_printf(&s, "line %d: ", line);
 	va_start(ap, fmt);
 	str_vprintf(&s, fmt, ap);
@@ -172,9 +193,33 @@ sieve_match(const char *v, size_t vlen, const char *pat, size_t plen,
 
 /* Variables (RFC 5229). */
 
+/* The table name (n bytes) lives in: the global one when the running
+ * script declared it global (RFC 6609 3.3). */
+static struct vartab *
+var_tab(struct run *r, const char *name, size_t n)
+{
+	for (size_t i = 0; i < r->ndecl; i++)
+		if (strlen(r->decl[i]) == n &&
+		    strncasecmp(r->decl[i], name, n) == 0)
+			return &r->glob;
+	return r->vars;
+}
+
+static void
+vartab_clear(struct vartab *t)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		free(t->name[i]);
+		free(t->val[i]);
+	}
+	t->n = 0;
+}
+
 static const char *
 var_get(struct run *r, const char *name, size_t n)
 {
+	struct vartab *tab;
+
 	if (n > 0 && name[0] >= '0' && name[0] <= '9') {
 		size_t idx = 0;
 
@@ -185,10 +230,11 @@ var_get(struct run *r, const char *name, size_t n)
 		}
 		return idx < r->ncaps ? r->caps[idx] : "";
 	}
-	for (size_t i = 0; i < r->nvars; i++)
-		if (strlen(r->var_name[i]) == n &&
-		    strncasecmp(r->var_name[i], name, n) == 0)
-			return r->var_val[i];
+	tab = var_tab(r, name, n);
+	for (size_t i = 0; i < tab->n; i++)
+		if (strlen(tab->name[i]) == n &&
+		    strncasecmp(tab->name[i], name, n) == 0)
+			return tab->val[i];
 	return "";
 }
 
@@ -240,23 +286,24 @@ var_set(struct run *r, int line, const char *name, const char *val)
 {
 	size_t i;
 	size_t n = strlen(val);
+	struct vartab *tab = var_tab(r, name, strlen(name));
 
-	for (i = 0; i < r->nvars; i++)
-		if (strcasecmp(r->var_name[i], name) == 0)
+	for (i = 0; i < tab->n; i++)
+		if (strcasecmp(tab->name[i], name) == 0)
 			break;
-	if (i == r->nvars) {
-		if (r->nvars == SIEVE_VARS_MAX) {
+	if (i == tab->n) {
+		if (tab->n == SIEVE_VARS_MAX) {
 			run_error(r, line, "more than %d variables",
 			    SIEVE_VARS_MAX);
 			return;
 		}
-		r->var_name[r->nvars++] = xstrdup(name);
+		tab->name[tab->n++] = xstrdup(name);
 	} else {
-		free(r->var_val[i]);
+		free(tab->val[i]);
 	}
 	if (n > SIEVE_VAR_SIZE_MAX)
 		n = SIEVE_VAR_SIZE_MAX;
-	r->var_val[i] = xstrndup(val, n);
+	tab->val[i] = xstrndup(val, n);
 }
 
 /* Arguments. */
@@ -299,6 +346,10 @@ mopts_get(const struct sieve_node *n, struct mopts *mo)
 			mo->apart = A_USER;
 		else if (strcmp(t, "detail") == 0)
 			mo->apart = A_DETAIL;
+		else if (strcmp(t, "index") == 0)
+			mo->index = v->num;
+		else if (strcmp(t, "last") == 0)
+			mo->last = true;
 	}
 }
 
@@ -549,6 +600,29 @@ header_decoded(struct run *r, const char *name, struct vals *vs)
 	vals_free(&raw);
 }
 
+/* :index N [:last] (RFC 5260 6): keep only the N-th field of vs (from
+ * the end with :last), or none when there are fewer. */
+static void
+pick_index(struct vals *vs, const struct mopts *mo)
+{
+	size_t keep;
+
+	if (mo->index == 0)
+		return;
+	if (mo->index > vs->n) {
+		for (size_t i = 0; i < vs->n; i++)
+			free(vs->v[i]);
+		vs->n = 0;
+		return;
+	}
+	keep = mo->last ? vs->n - (size_t)mo->index : (size_t)mo->index - 1;
+	for (size_t i = 0; i < vs->n; i++)
+		if (i != keep)
+			free(vs->v[i]);
+	vs->v[0] = vs->v[keep];
+	vs->n = 1;
+}
+
 /* The address part of local@host, or NULL when it has none. */
 static char *
 addr_part(enum apart ap, const char *local, const char *host)
@@ -609,6 +683,7 @@ test_address(struct run *r, const struct sieve_node *n, bool envelope)
 			struct vals raw = { 0 };
 
 			header_raw(r, name, &raw);
+			pick_index(&raw, &mo);
 			for (size_t j = 0; j < raw.n; j++) {
 				struct mime_mailbox *mbs;
 				size_t nmb = mime_mailbox_list(raw.v[j], &mbs);
@@ -641,13 +716,239 @@ test_header(struct run *r, const struct sieve_node *n)
 	mopts_get(n, &mo);
 	for (size_t i = 0; i < n->pos[0]->nstrs; i++) {
 		char *name = expand(r, n->pos[0]->strs[i]);
+		struct vals one = { 0 };
 
-		header_decoded(r, name, &vs);
+		header_decoded(r, name, &one);
+		pick_index(&one, &mo);
+		for (size_t k = 0; k < one.n; k++)
+			vals_add(&vs, one.v[k]);
+		free(one.v);
 		free(name);
 	}
 	ok = match_values(r, &mo, vs.v, vs.n, n->pos[1]);
 	vals_free(&vs);
 	return ok;
+}
+
+/* date and currentdate (RFC 5260 4, 5). */
+
+/* "+hhmm" / "-hhmm" in minutes east of UTC; false if malformed. */
+static bool
+zone_parse(const char *s, int *min_r)
+{
+	int v = 0;
+
+	if ((s[0] != '+' && s[0] != '-') || strlen(s) != 5)
+		return false;
+	for (int i = 1; i < 5; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (s[i] - '0');
+	}
+	if (v / 100 > 23 || v % 100 > 59)
+		return false;
+	*min_r = (s[0] == '-' ? -1 : 1) * (v / 100 * 60 + v % 100);
+	return true;
+}
+
+/* The local zone's offset at t, in minutes east of UTC. */
+static int
+local_zone(long long t)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (localtime_r(&tt, &tm) == NULL)
+		return 0;
+	return (int)(tm.tm_gmtoff / 60);
+}
+
+/* One date-part of t (UTC seconds) seen in zone (minutes east); NULL
+ * for an unknown part. */
+static char *
+date_part(long long t, int zone, const char *part)
+{
+	static const char *const wday[] = { "Sun", "Mon", "Tue", "Wed",
+		"Thu", "Fri", "Sat" };
+	static const char *const mon[] = { "Jan", "Feb", "Mar", "Apr",
+		"May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	long long lt = t + (long long)zone * 60;
+	time_t tt = (time_t)lt;
+	struct tm tm;
+	char z[16];
+	int az = (zone < 0 ? -zone : zone) % (100 * 60);
+
+	if (gmtime_r(&tt, &tm) == NULL || tm.tm_year + 1900 < 0 ||
+	    tm.tm_year + 1900 > 9999)
+		return NULL;
+	snprintf(z, sizeof(z), "%c%02d%02d", zone < 0 ? '-' : '+', az / 60,
+	    az % 60);
+	if (strcasecmp(part, "year") == 0)
+		return xasprintf("%04d", tm.tm_year + 1900);
+	if (strcasecmp(part, "month") == 0)
+		return xasprintf("%02d", tm.tm_mon + 1);
+	if (strcasecmp(part, "day") == 0)
+		return xasprintf("%02d", tm.tm_mday);
+	if (strcasecmp(part, "date") == 0)
+		return xasprintf("%04d-%02d-%02d", tm.tm_year + 1900,
+		    tm.tm_mon + 1, tm.tm_mday);
+	if (strcasecmp(part, "julian") == 0) {
+		/* Modified Julian Day: days since 1858-11-17 */
+		long long d = lt >= 0 ? lt / 86400 : -((-lt + 86399) / 86400);
+
+		return xasprintf("%lld", d + 40587);
+	}
+	if (strcasecmp(part, "hour") == 0)
+		return xasprintf("%02d", tm.tm_hour);
+	if (strcasecmp(part, "minute") == 0)
+		return xasprintf("%02d", tm.tm_min);
+	if (strcasecmp(part, "second") == 0)
+		return xasprintf("%02d", tm.tm_sec);
+	if (strcasecmp(part, "time") == 0)
+		return xasprintf("%02d:%02d:%02d", tm.tm_hour, tm.tm_min,
+		    tm.tm_sec);
+	if (strcasecmp(part, "iso8601") == 0) {
+		if (zone == 0)
+			return xasprintf("%04d-%02d-%02dT%02d:%02d:%02dZ",
+			    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+			    tm.tm_hour, tm.tm_min, tm.tm_sec);
+		return xasprintf("%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d",
+		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		    tm.tm_min, tm.tm_sec, zone < 0 ? '-' : '+', az / 60,
+		    az % 60);
+	}
+	if (strcasecmp(part, "std11") == 0)
+		return xasprintf("%s, %02d %s %04d %02d:%02d:%02d %s",
+		    wday[tm.tm_wday], tm.tm_mday, mon[tm.tm_mon],
+		    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec, z);
+	if (strcasecmp(part, "zone") == 0)
+		return xstrdup(z);
+	if (strcasecmp(part, "weekday") == 0)
+		return xasprintf("%d", tm.tm_wday);
+	return NULL;
+}
+
+/* date: the first field called name (or the :index one), a Received
+ * field's date after its last ';'; currentdate: the time of the run.
+ * The part is taken in :zone, the field's own zone (:originalzone) or
+ * the local zone. A missing field, an unparseable date or an unknown
+ * part gives no value (the test is false; :count sees 0). */
+static bool
+test_date(struct run *r, const struct sieve_node *n, bool current)
+{
+	struct mopts mo;
+	struct vals vs = { 0 };
+	const struct sieve_tag *zt = tag(n, "zone");
+	const struct sieve_arg *partarg = n->pos[current ? 0 : 1];
+	char *part = expand(r, partarg->strs[0]);
+	long long t = -1;
+	int zone = 0, orig = 0;
+	bool ok;
+
+	mopts_get(n, &mo);
+	if (current) {
+		t = r->msg->now != 0 ? r->msg->now : (long long)time(NULL);
+	} else {
+		char *name = expand(r, n->pos[0]->strs[0]);
+		struct vals raw = { 0 };
+
+		header_raw(r, name, &raw);
+		pick_index(&raw, &mo);
+		if (raw.n > 0) {
+			const char *v = raw.v[0];
+			const char *semi = strrchr(v, ';');
+
+			if (strcasecmp(name, "received") == 0 && semi != NULL)
+				v = semi + 1;
+			t = mime_parse_date_zone(v, &orig);
+		}
+		vals_free(&raw);
+		free(name);
+	}
+	if (t != -1) {
+		char *z = zt != NULL ? expand(r, zt->value->strs[0]) : NULL;
+		char *val;
+
+		if (tag(n, "originalzone") != NULL)
+			zone = orig;
+		else if (z == NULL || !zone_parse(z, &zone))
+			zone = local_zone(t);
+		free(z);
+		if ((val = date_part(t, zone, part)) != NULL)
+			vals_add(&vs, val);
+	}
+	ok = match_values(r, &mo, vs.v, vs.n, n->pos[n->npos - 1]);
+	vals_free(&vs);
+	free(part);
+	return ok;
+}
+
+/* duplicate (RFC 7352): the ID is :uniqueid, the first field named by
+ * :header, or the Message-ID; without one the test is false and nothing
+ * is recorded. The ID is marked for the caller to record after
+ * delivery, once per run (the same ID tested again in the run gives the
+ * same answer). */
+static bool
+test_duplicate(struct run *r, const struct sieve_node *n)
+{
+	const struct sieve_tag *t;
+	char *id = NULL, *handle;
+	uint64_t secs = SIEVE_DUPLICATE_DEFAULT;
+	bool last = tag(n, "last") != NULL, seen;
+	struct sieve_result *res = r->res;
+	size_t i;
+
+	if ((t = tag(n, "uniqueid")) != NULL) {
+		id = expand(r, t->value->strs[0]);
+	} else {
+		struct vals vs = { 0 };
+		char *name;
+
+		t = tag(n, "header");
+		name = t != NULL ? expand(r, t->value->strs[0]) :
+		    xstrdup("message-id");
+		header_raw(r, name, &vs);
+		if (vs.n > 0)
+			id = xstrdup(vs.v[0]);
+		vals_free(&vs);
+		free(name);
+	}
+	if (id == NULL)
+		return false;
+	if ((t = tag(n, "seconds")) != NULL)
+		secs = t->value->num;
+	if (secs > SIEVE_DUPLICATE_MAX)
+		secs = SIEVE_DUPLICATE_MAX;
+	t = tag(n, "handle");
+	handle = t != NULL ? expand(r, t->value->strs[0]) : xstrdup("");
+	seen = r->msg->duplicate_seen != NULL &&
+	    r->msg->duplicate_seen(r->msg->duplicate_ctx, handle, id);
+	for (i = 0; i < res->ndups; i++)
+		if (strcmp(res->dups[i].handle, handle) == 0 &&
+		    strcmp(res->dups[i].id, id) == 0)
+			break;
+	if (i < res->ndups) {
+		struct sieve_dupmark *m = &res->dups[i];
+
+		m->last = m->last || last;
+		if (secs > m->seconds)
+			m->seconds = secs;
+		free(handle);
+		free(id);
+	} else if (res->ndups >= SIEVE_ACTIONS_MAX) {
+		run_error(r, n->line, "more than %d duplicate IDs",
+		    SIEVE_ACTIONS_MAX);
+		free(handle);
+		free(id);
+	} else {
+		res->dups = xrealloc(res->dups, (res->ndups + 1) *
+		    sizeof(*res->dups));
+		res->dups[res->ndups].handle = handle;
+		res->dups[res->ndups].id = id;
+		res->dups[res->ndups].seconds = secs;
+		res->dups[res->ndups++].last = last;
+	}
+	return seen;
 }
 
 static bool
@@ -912,6 +1213,12 @@ test_eval(struct run *r, const struct sieve_node *n)
 		return test_string(r, n);
 	if (strcmp(t, "body") == 0)
 		return test_body(r, n);
+	if (strcmp(t, "date") == 0)
+		return test_date(r, n, false);
+	if (strcmp(t, "currentdate") == 0)
+		return test_date(r, n, true);
+	if (strcmp(t, "duplicate") == 0)
+		return test_duplicate(r, n);
 	run_error(r, n->line, "test '%s' cannot run", t);
 	return false;
 }
@@ -936,6 +1243,15 @@ action_add(struct run *r, int line, enum sieve_action_type type,
 	a->type = type;
 	a->arg = arg != NULL ? xstrdup(arg) : NULL;
 	return a;
+}
+
+/* The message an action delivers: as editheader has left it so far. */
+static void
+action_header(struct run *r, struct sieve_action *a)
+{
+	free(a->header);
+	a->header = r->edited ? xstrndup(r->ehdr.data != NULL ?
+	    r->ehdr.data : "", r->ehdr.len) : NULL;
 }
 
 static struct sieve_action *
@@ -1083,6 +1399,7 @@ do_store(struct run *r, const struct sieve_node *n, const char *folder)
 		a = action_add(r, n->line, SIEVE_ACT_STORE, folder);
 	if (a != NULL) {
 		set_flags(a, &fl);
+		action_header(r, a);
 		if (tag(n, "create") != NULL)
 			a->create = true;
 	}
@@ -1156,7 +1473,268 @@ cmd_set(struct run *r, const struct sieve_node *n)
 	free(v);
 }
 
+/* editheader (RFC 5293). The header is copied on the first change;
+ * the tests that follow read the copy (r->hdr), the body stays where it
+ * was. */
+
+static void
+edit_begin(struct run *r)
+{
+	const char *h = r->hdr;
+	size_t len = r->hdrlen;
+
+	if (r->edited)
+		return;
+	/* without the empty line that ends the section */
+	if (len >= 2 && h[len - 2] == '\r' && h[len - 1] == '\n' &&
+	    (len == 2 || h[len - 3] == '\n'))
+		len -= 2;
+	else if (len >= 1 && h[len - 1] == '\n' && (len == 1 ||
+	    h[len - 2] == '\n'))
+		len -= 1;
+	str_append_n(&r->ehdr, h, len);
+	if (r->ehdr.data == NULL)
+		str_append(&r->ehdr, "");
+	r->edited = true;
+	r->hdr = r->ehdr.data;
+	r->hdrlen = r->ehdr.len;
+}
+
+static void
+cmd_addheader(struct run *r, const struct sieve_node *n)
+{
+	char *name = expand(r, n->pos[0]->strs[0]);
+	char *value = expand(r, n->pos[1]->strs[0]);
+	str_t f = STR_INIT;
+
+	if (!sieve_field_name_ok(name)) {
+		run_error(r, n->line, "addheader: bad field name '%.64s'",
+		    name);
+	} else if (sieve_header_protected(name)) {
+		;	/* refused, as RFC 5293 6 asks; the script goes on */
+	} else if (r->nadded >= SIEVE_ADDHEADER_MAX) {
+		run_error(r, n->line, "addheader: more than %d fields added",
+		    SIEVE_ADDHEADER_MAX);
+	} else {
+		mime_field_make(name, value, &f);
+		if (f.len > SIEVE_FIELD_MAX) {
+			run_error(r, n->line, "addheader: field longer than "
+			    "%d bytes", SIEVE_FIELD_MAX);
+		} else {
+			edit_begin(r);
+			r->nadded++;
+			if (tag(n, "last") != NULL) {
+				str_append_n(&r->ehdr, f.data, f.len);
+			} else {
+				str_t all = STR_INIT;
+
+				str_append_n(&all, f.data, f.len);
+				str_append_n(&all, r->ehdr.data, r->ehdr.len);
+				str_free(&r->ehdr);
+				r->ehdr = all;
+			}
+			r->hdr = r->ehdr.data;
+			r->hdrlen = r->ehdr.len;
+		}
+	}
+	str_free(&f);
+	free(name);
+	free(value);
+}
+
+/* The end of the field starting at p (after its continuation lines). */
+static const char *
+field_end(const char *p, const char *end)
+{
+	for (;;) {
+		const char *eol = memchr(p, '\n', (size_t)(end - p));
+
+		p = eol != NULL ? eol + 1 : end;
+		if (p >= end || (*p != ' ' && *p != '\t'))
+			return p;
+	}
+}
+
+/* Is the field at p (up to e) called name? */
+static bool
+field_is(const char *p, const char *e, const char *name)
+{
+	size_t nl = strlen(name);
+	const char *q = p + nl;
+
+	if ((size_t)(e - p) <= nl || strncasecmp(p, name, nl) != 0)
+		return false;
+	while (q < e && (*q == ' ' || *q == '\t'))
+		q++;
+	return q < e && *q == ':';
+}
+
+static void
+cmd_deleteheader(struct run *r, const struct sieve_node *n)
+{
+	char *name = expand(r, n->pos[0]->strs[0]);
+	const struct sieve_arg *pats = n->npos > 1 ? n->pos[1] : NULL;
+	struct mopts mo;
+	str_t out = STR_INIT;
+	size_t total = 0, seen = 0;
+	const char *p, *end;
+
+	mopts_get(n, &mo);
+	if (!sieve_field_name_ok(name)) {
+		run_error(r, n->line, "deleteheader: bad field name '%.64s'",
+		    name);
+		free(name);
+		return;
+	}
+	if (sieve_header_protected(name)) {
+		free(name);	/* refused (RFC 5293 6) */
+		return;
+	}
+	edit_begin(r);
+	end = r->ehdr.data + r->ehdr.len;
+	for (p = r->ehdr.data; p < end; p = field_end(p, end))
+		if (field_is(p, field_end(p, end), name))
+			total++;
+	for (p = r->ehdr.data; p < end;) {
+		const char *e = field_end(p, end);
+		bool del = false;
+
+		r->work += (size_t)(e - p);
+		if (field_is(p, e, name)) {
+			seen++;
+			del = mo.index == 0 || (mo.last ?
+			    total - seen + 1 == mo.index : seen == mo.index);
+			if (del && pats != NULL) {
+				const char *c = memchr(p, ':',
+				    (size_t)(e - p));
+				str_t raw = STR_INIT, dec = STR_INIT;
+				char *v;
+
+				for (c++; c < e; c++)
+					if (*c != '\r' && *c != '\n')
+						str_append_c(&raw, *c);
+				v = str_trim(raw.data != NULL ? raw.data :
+				    (char *)"");
+				mime_decode_header(v, strlen(v), &dec);
+				if (dec.data == NULL)
+					str_append(&dec, "");
+				del = match_values(r, &mo, &dec.data, 1, pats);
+				str_free(&raw);
+				str_free(&dec);
+			}
+		}
+		if (!del)
+			str_append_n(&out, p, (size_t)(e - p));
+		p = e;
+	}
+	if (out.data == NULL)
+		str_append(&out, "");
+	str_free(&r->ehdr);
+	r->ehdr = out;
+	r->hdr = r->ehdr.data;
+	r->hdrlen = r->ehdr.len;
+	free(name);
+}
+
 static void run_block(struct run *r, const struct sieve_node *cmds, size_t n);
+
+/* include (RFC 6609): the script runs with its own variables (but the
+ * global ones) and match variables, on the same message, actions and
+ * implicit keep; return ends it, stop ends everything. Bounded: depth,
+ * count, and a script never includes itself. */
+static void
+cmd_include(struct run *r, const struct sieve_node *n)
+{
+	bool global = tag(n, "global") != NULL;
+	const char *name = n->pos[0]->strs[0];
+	char *key = xasprintf("%c:%s", global ? 'g' : 'p', name);
+	const struct sieve_script *sc;
+	struct vartab *saved_vars;
+	const char *saved_decl[SIEVE_VARS_MAX];
+	size_t saved_ndecl = r->ndecl, saved_ncaps = r->ncaps;
+	char *saved_caps[SIEVE_MATCH_CAPS];
+	bool saved_variables = r->variables, missing = false, once;
+	char *err = NULL;
+
+	once = tag(n, "once") != NULL;
+	for (size_t i = 0; once && i < r->nincluded; i++)
+		if (strcmp(r->included[i], key) == 0) {
+			free(key);
+			return;
+		}
+	for (int i = 0; i < r->inc_depth; i++)
+		if (strcmp(r->inc_stack[i], key) == 0) {
+			run_error(r, n->line, "include: '%.64s' includes "
+			    "itself", name);
+			free(key);
+			return;
+		}
+	if (r->inc_depth >= SIEVE_INCLUDE_DEPTH ||
+	    r->nincluded >= SIEVE_INCLUDES_MAX) {
+		run_error(r, n->line, "include: more than %d includes "
+		    "(or %d deep)", SIEVE_INCLUDES_MAX, SIEVE_INCLUDE_DEPTH);
+		free(key);
+		return;
+	}
+	sc = r->msg->include_load != NULL ? r->msg->include_load(
+	    r->msg->include_ctx, global, name, &missing, &err) : NULL;
+	if (r->msg->include_load == NULL)
+		missing = true;
+	if (sc == NULL) {
+		if (err != NULL)	/* its first error */
+			run_error(r, n->line, "include '%.64s': %.*s", name,
+			    (int)strcspn(err, "\n"), err);
+		else if (!tag(n, "optional"))
+			run_error(r, n->line, "include: no %s script "
+			    "'%.64s'", global ? "global" : "personal", name);
+		free(err);
+		free(key);
+		return;
+	}
+	r->included[r->nincluded++] = xstrdup(key);
+	r->inc_stack[r->inc_depth++] = key;
+	saved_vars = r->vars;
+	memcpy(saved_decl, r->decl, sizeof(saved_decl));
+	memcpy(saved_caps, r->caps, sizeof(saved_caps));
+	r->vars = xcalloc(1, sizeof(*r->vars));
+	r->ndecl = 0;
+	r->ncaps = 0;
+	r->variables = (sc->exts & SIEVE_EXT_VARIABLES) != 0;
+	run_block(r, sc->cmds, sc->ncmds);
+	caps_clear(r);
+	vartab_clear(r->vars);
+	free(r->vars);
+	r->vars = saved_vars;
+	memcpy(r->decl, saved_decl, sizeof(saved_decl));
+	r->ndecl = saved_ndecl;
+	memcpy(r->caps, saved_caps, sizeof(saved_caps));
+	r->ncaps = saved_ncaps;
+	r->variables = saved_variables;
+	r->returned = false;
+	r->inc_depth--;
+	free(key);
+}
+
+static void
+cmd_global(struct run *r, const struct sieve_node *n)
+{
+	for (size_t i = 0; i < n->pos[0]->nstrs; i++) {
+		const char *v = n->pos[0]->strs[i];
+		size_t k;
+
+		for (k = 0; k < r->ndecl; k++)
+			if (strcasecmp(r->decl[k], v) == 0)
+				break;
+		if (k < r->ndecl)
+			continue;
+		if (r->ndecl >= SIEVE_VARS_MAX) {
+			run_error(r, n->line, "more than %d global variables",
+			    SIEVE_VARS_MAX);
+			return;
+		}
+		r->decl[r->ndecl++] = v;
+	}
+}
 
 static void
 run_command(struct run *r, const struct sieve_node *n)
@@ -1196,8 +1774,10 @@ run_command(struct run *r, const struct sieve_node *n)
 				run_error(r, n->line, "more than %u "
 				    "redirects", r->redirects_max);
 			else if ((a = action_add(r, n->line,
-			    SIEVE_ACT_REDIRECT, arg)) != NULL)
+			    SIEVE_ACT_REDIRECT, arg)) != NULL) {
 				a->copy = tag(n, "copy") != NULL;
+				action_header(r, a);
+			}
 		}
 		if (tag(n, "copy") == NULL)
 			r->cancel_keep = true;
@@ -1216,6 +1796,16 @@ run_command(struct run *r, const struct sieve_node *n)
 		cmd_setflag(r, n);
 	} else if (strcmp(c, "set") == 0) {
 		cmd_set(r, n);
+	} else if (strcmp(c, "include") == 0) {
+		cmd_include(r, n);
+	} else if (strcmp(c, "return") == 0) {
+		r->returned = true;
+	} else if (strcmp(c, "global") == 0) {
+		cmd_global(r, n);
+	} else if (strcmp(c, "addheader") == 0) {
+		cmd_addheader(r, n);
+	} else if (strcmp(c, "deleteheader") == 0) {
+		cmd_deleteheader(r, n);
 	}
 	free(arg);
 }
@@ -1225,7 +1815,8 @@ run_block(struct run *r, const struct sieve_node *cmds, size_t n)
 {
 	bool skip_else = false;
 
-	for (size_t i = 0; i < n && !r->stopped && !r->failed; i++) {
+	for (size_t i = 0; i < n && !r->stopped && !r->failed && !r->returned;
+	    i++) {
 		const struct sieve_node *c = &cmds[i];
 
 		if (over_budget(r, c->line))
@@ -1268,6 +1859,7 @@ sieve_run(const struct sieve_script *script, const struct sieve_msg *msg,
 	r.msg = msg;
 	r.res = res;
 	r.variables = (script->exts & SIEVE_EXT_VARIABLES) != 0;
+	r.vars = xcalloc(1, sizeof(*r.vars));
 	r.redirects_max = limits != NULL && limits->redirects > 0 ?
 	    limits->redirects : SIEVE_REDIRECTS_DEFAULT;
 	r.root = mime_parse(msg->data, msg->len);
@@ -1280,6 +1872,7 @@ sieve_run(const struct sieve_script *script, const struct sieve_msg *msg,
 		r.error = NULL;
 		r.cancel_keep = false;
 		str_truncate(&r.flags, 0);
+		r.edited = false;	/* the message as it came */
 	}
 	if (!r.cancel_keep) {
 		struct sieve_action *a = action_find(&r, SIEVE_ACT_STORE,
@@ -1295,14 +1888,19 @@ sieve_run(const struct sieve_script *script, const struct sieve_msg *msg,
 			set_flags(a, &r.flags);
 		}
 		a->implicit = true;
+		action_header(&r, a);
 	}
+	if (r.edited)
+		res->header = str_steal(&r.ehdr);
 	mime_free(r.root);
 	caps_clear(&r);
-	for (size_t i = 0; i < r.nvars; i++) {
-		free(r.var_name[i]);
-		free(r.var_val[i]);
-	}
+	vartab_clear(r.vars);
+	free(r.vars);
+	vartab_clear(&r.glob);
+	for (size_t i = 0; i < r.nincluded; i++)
+		free(r.included[i]);
 	str_free(&r.flags);
+	str_free(&r.ehdr);
 	free(r.error);
 }
 
@@ -1317,9 +1915,16 @@ sieve_result_clear(struct sieve_result *res)
 			free(a->flags[k]);
 		free(a->flags);
 		sieve_vacation_free(a->vacation);
+		free(a->header);
 	}
 	free(res->actions);
 	free(res->error);
+	free(res->header);
+	for (size_t i = 0; i < res->ndups; i++) {
+		free(res->dups[i].handle);
+		free(res->dups[i].id);
+	}
+	free(res->dups);
 	memset(res, 0, sizeof(*res));
 }
 
@@ -1389,5 +1994,17 @@ sieve_result_text(const struct sieve_result *res, str_t *out)
 			break;
 		}
 		str_append_c(out, '\n');
+		for (const char *h = a->header; h != NULL && *h != '\0';) {
+			const char *eol = strchr(h, '\n');
+			size_t k = eol != NULL ? (size_t)(eol - h) : strlen(h);
+			char *line = xstrndup(h, k > 0 && h[k - 1] == '\r' ?
+			    k - 1 : k);
+
+			str_append(out, "  | ");
+			put_text(out, line);
+			str_append_c(out, '\n');
+			free(line);
+			h += eol != NULL ? k + 1 : k;
+		}
 	}
 }

@@ -5,8 +5,9 @@
  * fileinto, reject/ereject (RFC 5429), envelope, encoded-character,
  * copy (RFC 3894), body (RFC 5173), variables (RFC 5229), relational
  * (RFC 5231), subaddress (RFC 5233), imap4flags (RFC 5232), mailbox
- * (RFC 5490), vacation (RFC 5230) with vacation-seconds (RFC 6131)
- * and the comparators i;octet, i;ascii-casemap and
+ * (RFC 5490), vacation (RFC 5230) with vacation-seconds (RFC 6131),
+ * date and index (RFC 5260), editheader (RFC 5293), duplicate
+ * (RFC 7352), include (RFC 6609) and the comparators i;octet, i;ascii-casemap and
  * i;ascii-numeric.
  *
  * sieve_parse() reads and validates a script into a tree; errors carry
@@ -33,6 +34,10 @@
 #define SIEVE_VARS_MAX		255
 #define SIEVE_VAR_SIZE_MAX	4096	/* one variable's value */
 #define SIEVE_WORK_MAX		(64u * 1024 * 1024)	/* bytes compared */
+#define SIEVE_ADDHEADER_MAX	64	/* fields added in a run */
+#define SIEVE_FIELD_MAX		2048	/* bytes of one added field */
+#define SIEVE_INCLUDE_DEPTH	10	/* nested includes */
+#define SIEVE_INCLUDES_MAX	64	/* includes run in one run */
 
 enum sieve_arg_type { SIEVE_ARG_NUMBER, SIEVE_ARG_STRING, SIEVE_ARG_LIST,
 	SIEVE_ARG_TAG };
@@ -81,7 +86,9 @@ enum {
 	SIEVE_EXT_RELATIONAL = 1 << 8, SIEVE_EXT_SUBADDRESS = 1 << 9,
 	SIEVE_EXT_IMAP4FLAGS = 1 << 10, SIEVE_EXT_MAILBOX = 1 << 11,
 	SIEVE_EXT_NUMERIC = 1 << 12, SIEVE_EXT_VACATION = 1 << 13,
-	SIEVE_EXT_VACATION_SECONDS = 1 << 14,
+	SIEVE_EXT_VACATION_SECONDS = 1 << 14, SIEVE_EXT_DATE = 1 << 15,
+	SIEVE_EXT_INDEX = 1 << 16, SIEVE_EXT_EDITHEADER = 1 << 17,
+	SIEVE_EXT_DUPLICATE = 1 << 18, SIEVE_EXT_INCLUDE = 1 << 19,
 };
 
 struct sieve_script {
@@ -111,6 +118,34 @@ struct sieve_msg {
 	 * Maildir file's LF form, as Pigeonhole takes the file's physical
 	 * size); 0: the size of data. */
 	uint64_t size;
+	/* What currentdate sees (seconds since the epoch); 0: now. */
+	long long now;
+	/* duplicate (RFC 7352): has this ID (under this handle, "" for
+	 * none) been recorded and not expired yet? NULL: never. */
+	bool (*duplicate_seen)(void *ctx, const char *handle, const char *id);
+	void *duplicate_ctx;
+	/* include (RFC 6609): the script NAME of the user's (personal) or
+	 * the global ones, parsed; the caller keeps it until sieve_run()
+	 * returns. NULL with *missing_r (no such script) or *error_r
+	 * (malloc'd: it does not parse, cannot be read). NULL callback:
+	 * every include is missing. */
+	const struct sieve_script *(*include_load)(void *ctx, bool global,
+	    const char *name, bool *missing_r, char **error_r);
+	void *include_ctx;
+};
+
+/* duplicate's period without :seconds, and its bound (Pigeonhole's
+ * bound too): 7 days */
+#define SIEVE_DUPLICATE_DEFAULT	(7 * 86400)
+#define SIEVE_DUPLICATE_MAX	(7 * 86400)
+
+/* An ID the duplicate test saw: the caller records it once the message
+ * is delivered (RFC 7352 3). With last the period starts again at every
+ * message; without, at the first. */
+struct sieve_dupmark {
+	char *handle, *id;
+	uint64_t seconds;
+	bool last;
 };
 
 enum sieve_action_type { SIEVE_ACT_STORE, SIEVE_ACT_REDIRECT,
@@ -142,6 +177,10 @@ struct sieve_action {
 	bool implicit;		/* STORE: the implicit keep */
 	struct sieve_vacation *vacation;	/* VACATION: arg is the
 						   reason */
+	char *header;		/* STORE/REDIRECT: the header section as
+				   editheader left it when the action ran
+				   (CRLF fields, no empty line), or NULL:
+				   the message as it came */
 };
 
 struct sieve_result {
@@ -149,6 +188,10 @@ struct sieve_result {
 	size_t nactions;
 	char *error;		/* run-time error (the caller keeps the
 				   message in INBOX), or NULL */
+	char *header;		/* the header section after the run's
+				   editheader changes, or NULL (none) */
+	struct sieve_dupmark *dups;	/* to record (not on an error) */
+	size_t ndups;
 };
 
 struct sieve_limits {
@@ -163,7 +206,8 @@ void sieve_run(const struct sieve_script *script, const struct sieve_msg *msg,
 void sieve_result_clear(struct sieve_result *result);
 void sieve_vacation_free(struct sieve_vacation *v);
 struct sieve_vacation *sieve_vacation_dup(const struct sieve_vacation *v);
-/* The actions as text, one per line (what `petrel sieve test` prints). */
+/* The actions as text, one per line (what `petrel sieve test` prints);
+ * an edited header follows its action, each line indented by "  | ". */
 void sieve_result_text(const struct sieve_result *result, str_t *out);
 
 /* Wildcard match (:matches): '*' any run, '?' one character, '\' quotes
@@ -173,6 +217,11 @@ void sieve_result_text(const struct sieve_result *result, str_t *out);
  * value) and *ncaps_r set. fold: ASCII case-insensitive. *work is
  * increased by the steps taken. */
 #define SIEVE_MATCH_CAPS 10
+/* Fields editheader may neither add nor delete (RFC 5293 6): the trace
+ * and loop-prevention fields. */
+bool sieve_header_protected(const char *name);
+/* A field name (RFC 5322 ftext: printable ASCII but ':'), 1-200 bytes. */
+bool sieve_field_name_ok(const char *name);
 bool sieve_match(const char *value, size_t vlen, const char *pat, size_t plen,
     bool fold, char **caps, size_t *ncaps_r, uint64_t *work);
 

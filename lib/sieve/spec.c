@@ -28,17 +28,30 @@ const struct sieve_tagspec sieve_tagspecs[] = {
 	{ "quotewildcard", 0, SIEVE_EXT_VARIABLES, 10 },
 	{ "length", 0, SIEVE_EXT_VARIABLES, 11 },
 	{ "days", 'N', SIEVE_EXT_VACATION, 12 },
-	{ "seconds", 'N', SIEVE_EXT_VACATION_SECONDS, 12 },
+	{ "seconds", 'N', SIEVE_EXT_VACATION_SECONDS | SIEVE_EXT_DUPLICATE, 12 },
 	{ "subject", 'S', SIEVE_EXT_VACATION, 13 },
 	{ "from", 'S', SIEVE_EXT_VACATION, 14 },
 	{ "addresses", 'L', SIEVE_EXT_VACATION, 15 },
 	{ "mime", 0, SIEVE_EXT_VACATION, 16 },
-	{ "handle", 'S', SIEVE_EXT_VACATION, 17 },
+	{ "handle", 'S', SIEVE_EXT_VACATION | SIEVE_EXT_DUPLICATE, 17 },
+	{ "zone", 'S', SIEVE_EXT_DATE, 18 },
+	{ "originalzone", 0, SIEVE_EXT_DATE, 18 },
+	{ "index", 'N', SIEVE_EXT_INDEX | SIEVE_EXT_EDITHEADER,
+	  SIEVE_GROUP_INDEX },
+	{ "last", 0, SIEVE_EXT_INDEX | SIEVE_EXT_EDITHEADER |
+	  SIEVE_EXT_DUPLICATE, SIEVE_GROUP_LAST },
+	{ "header", 'S', SIEVE_EXT_DUPLICATE, 21 },
+	{ "uniqueid", 'S', SIEVE_EXT_DUPLICATE, 21 },
+	{ "personal", 0, SIEVE_EXT_INCLUDE, 22 },
+	{ "global", 0, SIEVE_EXT_INCLUDE, 22 },
+	{ "once", 0, SIEVE_EXT_INCLUDE, 23 },
+	{ "optional", 0, SIEVE_EXT_INCLUDE, 24 },
 	{ NULL, 0, 0, 0 },
 };
 
 #define MATCH "comparator is contains matches count value"
 #define ADDRPART "all localpart domain user detail"
+#define INDEX "index last"
 
 const struct sieve_spec sieve_specs[] = {
 	/* control */
@@ -67,12 +80,22 @@ const struct sieve_spec sieve_specs[] = {
 	{ "set", false, SIEVE_EXT_VARIABLES,
 	  "lower upper lowerfirst upperfirst quotewildcard length", "SS", 0,
 	  0, false, -1, NULL },
+	{ "addheader", false, SIEVE_EXT_EDITHEADER, "last", "SS", 0, 0, false,
+	  -1, NULL },
+	{ "deleteheader", false, SIEVE_EXT_EDITHEADER,
+	  "comparator is contains matches value " INDEX, "SL", 1, 0, false,
+	  -1, NULL },
+	{ "include", false, SIEVE_EXT_INCLUDE, "personal global once optional",
+	  "S", 0, 0, false, -1, NULL },
+	{ "return", false, SIEVE_EXT_INCLUDE, "", "", 0, 0, false, -1, NULL },
+	{ "global", false, SIEVE_EXT_INCLUDE, "", "L", 0, 0, false, -1,
+	  NULL },
 	/* tests */
-	{ "address", true, 0, MATCH " " ADDRPART, "LL", 0, 0, false, -1,
+	{ "address", true, 0, MATCH " " ADDRPART " " INDEX, "LL", 0, 0, false, -1,
 	  NULL },
 	{ "envelope", true, SIEVE_EXT_ENVELOPE, MATCH " " ADDRPART, "LL", 0,
 	  0, false, -1, NULL },
-	{ "header", true, 0, MATCH, "LL", 0, 0, false, -1, NULL },
+	{ "header", true, 0, MATCH " " INDEX, "LL", 0, 0, false, -1, NULL },
 	{ "exists", true, 0, "", "L", 0, 0, false, -1, NULL },
 	{ "size", true, 0, "over under", "N", 0, 0, false, 3,
 	  "':over' or ':under'" },
@@ -87,5 +110,11 @@ const struct sieve_spec sieve_specs[] = {
 	  NULL },
 	{ "body", true, SIEVE_EXT_BODY, MATCH " raw text content", "L", 0, 0,
 	  false, -1, NULL },
+	{ "date", true, SIEVE_EXT_DATE, MATCH " zone originalzone " INDEX,
+	  "SSL", 0, 0, false, -1, NULL },
+	{ "currentdate", true, SIEVE_EXT_DATE, MATCH " zone", "SL", 0, 0,
+	  false, -1, NULL },
+	{ "duplicate", true, SIEVE_EXT_DUPLICATE,
+	  "handle header uniqueid seconds last", "", 0, 0, false, -1, NULL },
 	{ NULL, false, 0, NULL, NULL, 0, 0, false, -1, NULL },
 };

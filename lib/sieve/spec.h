@@ -4,7 +4,9 @@
  * against (spec.c). */
 #include <stdbool.h>
 
-#define SIEVE_TAG_GROUPS 18	/* tags of one group exclude each other */
+#define SIEVE_TAG_GROUPS 25	/* tags of one group exclude each other */
+#define SIEVE_GROUP_INDEX 19	/* :index */
+#define SIEVE_GROUP_LAST 20	/* :last */
 
 struct sieve_tagspec {
 	const char *name;

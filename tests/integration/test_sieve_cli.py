@@ -46,7 +46,7 @@ def test_check_ok_and_errors(sqlite_instance, tmp_path):
     assert lines == [
         "%s: line 3: unknown command 'fileint'" % bad,
         "%s: line 5: redirect: tag ':copy' requires extension 'copy' (missing require)" % bad,
-        "%s: line 6: command 'include' needs an unsupported extension" % bad,
+        "%s: line 6: command 'include' requires extension 'include' (missing require)" % bad,
     ], describe(cp)
     syntax = write(str(tmp_path / "syntax.sieve"), 'keep;\n\nif true {\n  stop;\n')
     cp = inst.run("sieve", "check", syntax, check=False)
@@ -90,6 +90,28 @@ def test_test_script_option(sqlite_instance, tmp_path):
     assert cp.returncode == 1 and "missing argument" in cp.stderr
 
 
+def test_test_script_include_and_editheader(sqlite_instance, tmp_path):
+    """--script: include :personal reads the script's directory, :global
+    sieve_global; the edited header is printed after its action."""
+    inst = sqlite_instance
+    main = write(str(tmp_path / "main.sieve"),
+                 'require ["include", "editheader", "fileinto"];\n'
+                 'include "tag";\ninclude :global :optional "g";\n'
+                 'fileinto "Main";\n')
+    write(str(tmp_path / "tag.sieve"),
+          'require "editheader";\naddheader "X-Tag" "t";\ndeleteheader "return-path";\n'
+          'deleteheader "to";\n')
+    msg = write(str(tmp_path / "m.eml"), MSG)
+    cp = inst.run("sieve", "test", "--script", main, msg)
+    assert cp.stdout == ("store Main\n  | X-Tag: t\n  | Return-Path: <sender@example.org>\n"
+                         "  | From: Carol <carol@example.org>\n  | Subject: Weekly news\n"), cp.stdout
+    gdir = tmp_path / "global"
+    write(str(gdir / "g.sieve"), 'require "fileinto";\nfileinto "Global";\n')
+    cp = inst.run("-o", "sieve_global=%s" % gdir, "sieve", "test", "--script", main, msg)
+    acts = [x for x in cp.stdout.splitlines() if not x.startswith("  | ")]
+    assert acts == ["store Global", "store Main"], cp.stdout
+
+
 def test_test_user_active_script(sqlite_instance, tmp_path):
     inst = sqlite_instance
     inst.add_user(ALICE)
@@ -106,6 +128,14 @@ def test_test_user_active_script(sqlite_instance, tmp_path):
     os.symlink("sieve/rules.sieve", os.path.join(home, ".dovecot.sieve"))
     cp = inst.run("sieve", "test", ALICE, msg)
     assert cp.stdout == "store News\n"
+    # include reads the user's sieve_dir
+    write(os.path.join(home, "sieve", "rules.sieve"),
+          'require ["include"];\ninclude "inner";\n')
+    write(os.path.join(home, "sieve", "inner.sieve"),
+          'require ["fileinto", "subaddress"];\n'
+          'if address :detail "to" "news" { fileinto "Inner"; }\n')
+    cp = inst.run("sieve", "test", ALICE, msg)
+    assert cp.stdout == "store Inner\n"
     # nothing was delivered
     maildir = os.path.join(inst.mail_root, "example.test", "alice")
     for sub in ("new", "cur"):

@@ -4,7 +4,10 @@ sieve_before, the user's active script (%h/.dovecot.sieve linked into
 :create making the folder), flags seen over IMAP, discard, redirect to a
 local user and into the queue, ereject answered 550 at DATA for a single
 recipient, reject with two recipients answered by a refusal to the
-sender, and every failing script (broken, over a limit, a link out of
+sender, editheader changes in the copies stored and redirected after
+them (never in another recipient's copy), duplicate remembering a
+Message-ID on disk, include of personal and sieve_global scripts (a
+changed included script read again), and every failing script (broken, over a limit, a link out of
 sieve_dir) keeping the message in INBOX with one log line. One server
 for the module (SQLite)."""
 
@@ -24,6 +27,10 @@ DAVE = "dave@example.test"
 ERIN = "erin@example.test"
 FRANK = "frank@example.test"
 GRACE = "grace@example.test"
+HENRY = "henry@example.test"
+IVY = "ivy@example.test"
+JACK = "jack@example.test"
+KATE = "kate@example.test"
 
 BEFORE = 'require ["fileinto", "copy", "envelope", "mailbox"];\n' \
          'if envelope :is "to" "%s" { fileinto :copy :create "Before"; }\n' % DAVE
@@ -71,14 +78,25 @@ def send(srv, sender, rcpts, data):
 def srv(petrel_bin, tmp_path_factory):
     base = tmp_path_factory.mktemp("sieve-deliver")
     inst = make_instance(petrel_bin, base / "inst", "sqlite")
-    add_users(inst, (ALICE, BOB, CAROL, DAVE, ERIN, FRANK, GRACE), password=PASSWORD)
+    add_users(inst, (ALICE, BOB, CAROL, DAVE, ERIN, FRANK, GRACE, HENRY, IVY, JACK,
+                    KATE),
+              password=PASSWORD)
     before = base / "before.d"
     before.mkdir()
     (before / "10-dave.sieve").write_text(BEFORE)
+    (before / "20-henry.sieve").write_text(
+        'require ["editheader", "envelope"];\n'
+        'if envelope :is "to" "%s" { addheader "X-Before" "yes"; }\n' % HENRY)
     (before / "README").write_text("not a script\n")
     after = base / "after.sieve"
     after.write_text(AFTER)
+    glob = base / "global"
+    glob.mkdir()
+    (glob / "spam.sieve").write_text(
+        'require ["fileinto", "mailbox"];\n'
+        'if header :contains "subject" "spam" { fileinto :create "Junk"; stop; }\n')
     s = start_imap(inst, ("sieve_before=%s" % before, "sieve_after=%s" % after,
+                          "sieve_global=%s" % glob,
                           "sieve_max_redirects=2", "relayhost=[127.0.0.1]:9",
                           "queue_retry_min=3600"))
     s.base = base
@@ -309,6 +327,133 @@ def test_vacation_once_per_sender_never_to_lists(srv):
         assert srv.wait_log(r"sieve: %s: no vacation reply to <[^>]*>: %s" % (GRACE, why)), why
     # every message was kept
     assert len(files(inst, GRACE)) == n_grace + 7
+
+
+def read_all(inst, address, folder=None):
+    d = maildir_of(inst, address)
+    if folder is not None:
+        d = os.path.join(d, "." + folder)
+    out = []
+    for sub in ("new", "cur"):
+        for n in listdir(os.path.join(d, sub)):
+            with open(os.path.join(d, sub, n), "rb") as f:
+                out.append(f.read())
+    return out
+
+
+def test_editheader(srv):
+    """addheader/deleteheader change the copies stored or redirected
+    after them; the copy filed before, and the other recipient's own
+    copy, are as they came (but for sieve_before's edit, which every
+    later script sees); Received cannot be deleted; a non-ASCII value is
+    RFC 2047-encoded."""
+    inst = srv.instance
+    install(inst, HENRY,
+            'require ["editheader", "fileinto", "copy", "mailbox", "index"];\n'
+            'fileinto :copy :create "Plain";\n'
+            'addheader "X-Sieve" "tagged caf\u00e9";\n'
+            'addheader :last "X-Note" "two words";\n'
+            'deleteheader "x-remove";\n'
+            'deleteheader :index 1 :contains "x-keep" "drop";\n'
+            'deleteheader "received";\n'
+            'redirect :copy "%s";\n'
+            'fileinto :create "Edited";\n' % IVY)
+    n_ivy = len(read_all(inst, IVY))
+    extra = "X-Remove: a\r\nX-Keep: drop me\r\nX-Keep: drop too\r\nX-Remove: b\r\n"
+    assert send(srv, "sender@example.org", [HENRY, IVY], msg("edit me", extra=extra)) == {}
+    plain = read_all(inst, HENRY, "Plain")
+    edited = read_all(inst, HENRY, "Edited")
+    assert len(plain) == 1 and len(edited) == 1
+    assert b"X-Remove: a" in plain[0] and b"X-Sieve" not in plain[0]
+    assert b"\nX-Before: yes\n" in plain[0]
+    head, body = edited[0].split(b"\n\n", 1)
+    lines = head.split(b"\n")
+    assert lines[0].startswith(b"Return-Path: <sender@example.org>"), head
+    assert b"X-Sieve: =?UTF-8?B?dGFnZ2VkIGNhZsOp?=" in lines, head
+    assert lines[-1] == b"X-Note: two words", head
+    assert b"X-Before: yes" in lines, head
+    assert b"X-Remove" not in head and b"X-Keep: drop me" not in head, head
+    assert b"X-Keep: drop too" in head and b"Received: " in head, head
+    assert head.count(b"Return-Path:") == 1 and head.count(b"Delivered-To:") == 1
+    assert body == b"body of edit me\n"
+    # ivy: her own copy as it came, and the redirected one edited
+    got = read_all(inst, IVY)
+    assert len(got) == n_ivy + 2
+    new = [m for m in got if b"edit me" in m]
+    assert len(new) == 2
+    assert sorted(b"X-Sieve:" in m for m in new) == [False, True], new
+    assert sorted(b"X-Before:" in m for m in new) == [False, True], new
+    assert all(b"X-Remove: a" in m for m in new if b"X-Sieve" not in m)
+
+
+def test_duplicate(srv):
+    """The second message with a Message-ID goes to Dups; the record is a
+    file under sieve_dir/.petrel-duplicate whose mtime is its expiry
+    (7 days); :handle keeps its own IDs."""
+    import time
+    inst = srv.instance
+    install(inst, JACK,
+            'require ["duplicate", "fileinto", "mailbox"];\n'
+            'if duplicate { fileinto :create "Dups"; }\n'
+            'elsif duplicate :handle "tickets" :header "x-ticket" :seconds 3600 '
+            '{ fileinto :create "SameTicket"; }\n')
+    first = msg("dup one")
+    send(srv, "sender@example.org", [JACK], first)
+    send(srv, "sender@example.org", [JACK], first)
+    send(srv, "sender@example.org", [JACK], msg("dup two", extra="X-Ticket: 7\r\n"))
+    send(srv, "sender@example.org", [JACK], msg("dup three", extra="X-Ticket: 7\r\n"))
+    assert len(files(inst, JACK, "Dups")) == 1
+    assert len(files(inst, JACK, "SameTicket")) == 1
+    assert len(files(inst, JACK)) == 2
+    ddir = os.path.join(home(inst, JACK), "sieve", ".petrel-duplicate")
+    names = os.listdir(ddir)
+    assert len(names) == 4, names       # three Message-IDs, one ticket
+    left = sorted(os.stat(os.path.join(ddir, n)).st_mtime - time.time() for n in names)
+    assert 3500 < left[0] < 3700, left
+    assert all(7 * 86400 - 100 < x < 7 * 86400 + 100 for x in left[1:]), left
+
+
+def test_include(srv):
+    """include :global from sieve_global, include :personal from
+    sieve_dir with a global variable; a changed included script is
+    parsed again; a missing one keeps the message in INBOX."""
+    inst = srv.instance
+    h = home(inst, KATE)
+    install(inst, KATE,
+            'require ["include", "variables", "fileinto", "mailbox"];\n'
+            'global "box";\n'
+            'include :global "spam";\n'
+            'include :personal "pick";\n'
+            'fileinto :create "${box}";\n')
+    pick = os.path.join(h, "sieve", "pick.sieve")
+    with open(pick, "w") as f:
+        f.write('require ["include", "variables"];\nglobal "box";\nset "box" "One";\n')
+    send(srv, "sender@example.org", [KATE], msg("buy spam now"))
+    send(srv, "sender@example.org", [KATE], msg("hello one"))
+    assert len(files(inst, KATE, "Junk")) == 1
+    assert len(files(inst, KATE, "One")) == 1
+    with open(pick, "w") as f:
+        f.write('require ["include", "variables"];\nglobal "box";\n'
+                'set "box" "Two";  # changed: parsed again\n')
+    os.utime(pick, (1, 1))     # a different mtime even within one second
+    send(srv, "sender@example.org", [KATE], msg("hello two"))
+    assert len(files(inst, KATE, "Two")) == 1
+    os.unlink(pick)
+    n = len(files(inst, KATE))
+    send(srv, "sender@example.org", [KATE], msg("hello three"))
+    assert len(files(inst, KATE)) == n + 1
+    assert srv.wait_log(r"sieve: %s: .*line 4: include: no personal script "
+                        r"'pick'; kept in INBOX" % KATE)
+    # a link out of sieve_dir is not read
+    outside = os.path.join(str(srv.base), "outside.sieve")
+    with open(outside, "w") as f:
+        f.write('require ["variables", "include"];\nglobal "box";\nset "box" "Out";\n')
+    os.symlink(outside, pick)
+    send(srv, "sender@example.org", [KATE], msg("hello four"))
+    assert len(files(inst, KATE)) == n + 2
+    assert not os.path.exists(os.path.join(h, ".Out"))
+    assert srv.wait_log(r"sieve: %s: .*include 'pick': .*pick\.sieve: not a file in "
+                        r".*/sieve; kept in INBOX" % KATE)
 
 
 def test_sieve_dir_setting_and_shared_home(petrel_bin, tmp_path):
