@@ -20,6 +20,7 @@
 #include "lib/config/config.h"
 #include "lib/dir/dir.h"
 #include "lib/milter/milter.h"
+#include "lib/trust/dnsbl.h"
 #include "lib/trust/dnsq.h"
 #include "lib/dir/schema.h"
 #include "lib/route/route.h"
@@ -317,6 +318,16 @@ cmd_check(struct petrel_ctx *cli, int argc, char **argv)
 			problem("milters: %s", cerr);
 		else
 			milter_specs_free(specs, n);
+	}
+	{
+		struct dnsbl_site *sites;
+		size_t n;
+
+		if (dnsbl_sites_parse(config_get(cli->cfg, "dnsbl_sites"),
+		    &sites, &n, &cerr) < 0)
+			problem("%s", cerr);
+		else
+			dnsbl_sites_free(sites, n);
 	}
 	{
 		char *derr = NULL;

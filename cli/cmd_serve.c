@@ -8,6 +8,7 @@
 #include "cli/cli.h"
 #include "lib/config/config.h"
 #include "lib/milter/milter.h"
+#include "lib/trust/dnsbl.h"
 #include "lib/trust/dnsq.h"
 #include "master/master.h"
 
@@ -28,6 +29,15 @@ cmd_serve(struct petrel_ctx *cli, int argc, char **argv)
 		    &n, &err) < 0)
 			cli_die("milters: %s", err);
 		milter_specs_free(specs, n);
+	}
+	{
+		struct dnsbl_site *sites;
+		size_t n;
+
+		if (dnsbl_sites_parse(config_get(cli->cfg, "dnsbl_sites"),
+		    &sites, &n, &err) < 0)
+			cli_die("%s", err);
+		dnsbl_sites_free(sites, n);
 	}
 	{
 		/* dns_resolver: IP addresses libunbound can forward to */

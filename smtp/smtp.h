@@ -17,6 +17,7 @@ struct config;
 struct event_base;
 struct jobs;
 struct milter_spec;
+struct smtp_dnsbl_conf;
 struct sockaddr;
 struct tls_server;
 
@@ -40,6 +41,7 @@ struct smtp_server {
 	unsigned milter_timeout;	/* milter_timeout, seconds */
 	enum { SMTP_SPF_MARK, SMTP_SPF_REJECT, SMTP_SPF_IGNORE } spf_policy;
 	bool dkim_verify;	/* dkim_verify = yes */
+	struct smtp_dnsbl_conf *dnsbl;	/* dnsbl_sites, greylist (dnsbl.c) */
 };
 
 void smtp_server_init(struct smtp_server *srv, struct event_base *base,
