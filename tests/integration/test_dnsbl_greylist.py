@@ -160,6 +160,23 @@ def test_resolver_that_never_answers_times_out(env):
                         r"taken as not listed" % Z)
 
 
+def test_held_session_pipelined_and_abandoned(env):
+    srv = env["slow"]
+    # pipelined commands behind a held RCPT are answered in order after it
+    with smtp_util.Client(srv.host, srv.port, source="127.0.0.3") as c:
+        c.send("EHLO client.test\r\nMAIL FROM:<a@sender.example>\r\n"
+               "RCPT TO:<%s>\r\nRCPT TO:<%s>\r\nRSET\r\nQUIT\r\n" % (ALICE, BOB))
+        assert [r.code for r in c.replies(6)] == [250, 250, 250, 250, 250, 221]
+    # a client that leaves while held: the session ends when the wait does
+    before = len(srv.wait_log(r"smtp disconnect from \[127\.0\.0\.4\]", timeout=0))
+    with smtp_util.Client(srv.host, srv.port, source="127.0.0.4") as c:
+        c.send("EHLO client.test\r\nMAIL FROM:<a@sender.example>\r\n"
+               "RCPT TO:<%s>\r\n" % ALICE)
+        c.replies(2)
+    assert srv.wait_log(r"smtp disconnect from \[127\.0\.0\.4\]", count=before + 1)
+    assert rcpt(srv, "127.0.0.6").code == 250
+
+
 def test_bad_dnsbl_sites_refused(env):
     inst = env["grey"]
     for bad, what in (("zen.%s=127.0.0.[9..2]" % Z, "answer filter"),
