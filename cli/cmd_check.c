@@ -325,7 +325,12 @@ cmd_check(struct petrel_ctx *cli, int argc, char **argv)
 
 		if (dnsbl_sites_parse(config_get(cli->cfg, "dnsbl_sites"),
 		    &sites, &n, &cerr) < 0)
-			problem("%s", cerr);
+			problem("dnsbl_sites: %s", cerr);
+		else
+			dnsbl_sites_free(sites, n);
+		if (dnsbl_sites_parse(config_get(cli->cfg, "rhsbl_sites"),
+		    &sites, &n, &cerr) < 0)
+			problem("rhsbl_sites: %s", cerr);
 		else
 			dnsbl_sites_free(sites, n);
 	}

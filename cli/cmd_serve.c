@@ -36,7 +36,11 @@ cmd_serve(struct petrel_ctx *cli, int argc, char **argv)
 
 		if (dnsbl_sites_parse(config_get(cli->cfg, "dnsbl_sites"),
 		    &sites, &n, &err) < 0)
-			cli_die("%s", err);
+			cli_die("dnsbl_sites: %s", err);
+		dnsbl_sites_free(sites, n);
+		if (dnsbl_sites_parse(config_get(cli->cfg, "rhsbl_sites"),
+		    &sites, &n, &err) < 0)
+			cli_die("rhsbl_sites: %s", err);
 		dnsbl_sites_free(sites, n);
 	}
 	{

@@ -156,6 +156,7 @@ smtp_cmd_mail(struct smtp_session *s, const char *arg)
 		session_job_submit(&s->base, s->srv->sv.dir_jobs, &s->job);
 		return;
 	}
+	smtp_rhsbl_mail(s, addr);	/* answers awaited at RCPT */
 	mail_filter(s, addr);
 }
 

@@ -1,7 +1,7 @@
 /*
  * dnsbl.c: the SMTP server's checks of the client before it may name a
  * recipient: DNS block lists by client address (`dnsbl_sites`, RFC 5782)
- * and greylisting (`greylist`).
+ * and by sender domain (`rhsbl_sites`), and greylisting (`greylist`).
  *
  * DNSBL: at connect every site's query is sent at once through a
  * libunbound context of this worker (made from `dns_resolver` by
@@ -17,6 +17,10 @@
  * lookups had the time of EHLO and MAIL to answer. A lookup that fails
  * or does not answer in time counts as not listed (logged).
  *
+ * RHSBL: `rhsbl_sites` asked about the MAIL FROM domain when MAIL comes
+ * (awaited at RCPT as above, at most dnsbl_timeout after MAIL), their
+ * weights added to the client's for that transaction only.
+ *
  * Greylisting: at RCPT, on the routing job thread, for a recipient that
  * exists: the triplet (client /24 or /64, sender, recipient) in the
  * state database (lib/trust/greylist); new or too early -> 451 4.7.1.
@@ -29,6 +33,7 @@
 #include <event2/event.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -50,6 +55,8 @@
 struct smtp_dnsbl_conf {
 	struct dnsbl_site *sites;
 	size_t nsites;
+	struct dnsbl_site *rsites;	/* rhsbl_sites */
+	size_t nrsites;
 	int threshold;
 	unsigned timeout_ms;
 	char *resolver;
@@ -67,17 +74,22 @@ struct dnsbl_query {
 	size_t site;
 	int id;
 	bool active;
+	bool rhs;		/* rhsbl_sites: the MAIL FROM domain */
 };
 
 struct smtp_dnsbl {
 	struct smtp_session *s;
 	struct smtp_dnsbl_conf *conf;
 	struct dnsbl_query q[DNSBL_SITES_MAX];
-	size_t pending;
+	struct dnsbl_query rq[DNSBL_SITES_MAX];	/* this transaction's */
+	size_t pending;		/* queries out, both kinds */
 	bool done;
 	int score;
 	str_t listed;		/* "zone, zone" with positive weights */
-	struct event *timer;	/* dnsbl_timeout after connect */
+	int rscore;		/* the MAIL FROM domain's, this transaction */
+	str_t rlisted;
+	char *rdomain;
+	struct event *timer;	/* dnsbl_timeout after connect or MAIL */
 	char *parked;		/* a RCPT argument waiting for the verdict */
 };
 
@@ -104,7 +116,10 @@ smtp_dnsbl_init(struct smtp_server *srv, const struct config *cfg)
 
 	if (dnsbl_sites_parse(config_get(cfg, "dnsbl_sites"), &c->sites,
 	    &c->nsites, &err) < 0)
-		fatal("%s", err);
+		fatal("dnsbl_sites: %s", err);
+	if (dnsbl_sites_parse(config_get(cfg, "rhsbl_sites"), &c->rsites,
+	    &c->nrsites, &err) < 0)
+		fatal("rhsbl_sites: %s", err);
 	c->threshold = (int)config_get_uint(cfg, "dnsbl_threshold");
 	if (c->threshold < 1)
 		c->threshold = 1;
@@ -133,6 +148,7 @@ smtp_dnsbl_deinit(struct smtp_server *srv)
 	if (c->ub != NULL)
 		ub_ctx_delete(c->ub);
 	dnsbl_sites_free(c->sites, c->nsites);
+	dnsbl_sites_free(c->rsites, c->nrsites);
 	free(c->resolver);
 	free(c->state_path);
 	free(c);
@@ -182,10 +198,14 @@ finish(struct smtp_dnsbl *d)
 	d->done = true;
 	if (d->timer != NULL)
 		evtimer_del(d->timer);
-	if (d->score >= d->conf->threshold)
-		log_info("%016llx: dnsbl: [%s] scores %d (threshold %d): %s",
-		    SID(&s->base), s->base.ip, d->score, d->conf->threshold,
-		    d->listed.len ? d->listed.data : "");
+	if (d->score + d->rscore >= d->conf->threshold)
+		log_info("%016llx: dnsbl: [%s]%s%s scores %d (threshold %d): "
+		    "%s%s%s", SID(&s->base), s->base.ip,
+		    d->rdomain ? " with " : "", d->rdomain ? d->rdomain : "",
+		    d->score + d->rscore, d->conf->threshold,
+		    d->listed.len ? d->listed.data : "",
+		    d->listed.len && d->rlisted.len ? ", " : "",
+		    d->rlisted.len ? d->rlisted.data : "");
 	if (d->parked != NULL)
 		rcpt_resume(d);
 }
@@ -195,7 +215,9 @@ answer_cb(void *arg, int err, struct ub_result *res)
 {
 	struct dnsbl_query *q = arg;
 	struct smtp_dnsbl *d = q->d;
-	const struct dnsbl_site *site = &d->conf->sites[q->site];
+	const struct dnsbl_site *site = q->rhs ? &d->conf->rsites[q->site] :
+	    &d->conf->sites[q->site];
+	const char *who = q->rhs ? d->rdomain : d->s->base.ip;
 	const char *prev = log_service_set(d->s->base.log_service);
 	unsigned char hit[4];
 	bool listed = false;
@@ -205,11 +227,11 @@ answer_cb(void *arg, int err, struct ub_result *res)
 	if (err != 0 || res == NULL) {
 		log_warn("%016llx: dnsbl %s: lookup for [%s] failed (%s): "
 		    "taken as not listed", SID(&d->s->base), site->zone,
-		    d->s->base.ip, ub_strerror(err));
+		    who, ub_strerror(err));
 	} else if (res->rcode != 0 && res->rcode != 3 && !res->nxdomain) {
 		log_warn("%016llx: dnsbl %s: lookup for [%s] failed (rcode "
 		    "%d): taken as not listed", SID(&d->s->base), site->zone,
-		    d->s->base.ip, res->rcode);
+		    who, res->rcode);
 	} else if (res->havedata) {
 		for (size_t i = 0; res->data[i] != NULL && !listed; i++) {
 			if (res->len[i] != 4)
@@ -224,14 +246,19 @@ answer_cb(void *arg, int err, struct ub_result *res)
 	if (res != NULL)
 		ub_resolve_free(res);
 	if (listed) {
-		d->score += site->weight;
+		str_t *text = q->rhs ? &d->rlisted : &d->listed;
+
+		if (q->rhs)
+			d->rscore += site->weight;
+		else
+			d->score += site->weight;
 		log_info("%016llx: dnsbl %s lists [%s] (%u.%u.%u.%u), weight "
-		    "%d", SID(&d->s->base), site->zone, d->s->base.ip, hit[0],
-		    hit[1], hit[2], hit[3], site->weight);
-		if (site->weight > 0 && d->listed.len < LISTED_TEXT_MAX) {
-			if (d->listed.len > 0)
-				str_append(&d->listed, ", ");
-			str_append(&d->listed, site->zone);
+		    "%d", SID(&d->s->base), site->zone, who, hit[0], hit[1],
+		    hit[2], hit[3], site->weight);
+		if (site->weight > 0 && text->len < LISTED_TEXT_MAX) {
+			if (text->len > 0)
+				str_append(text, ", ");
+			str_append(text, site->zone);
 		}
 	}
 	if (d->pending == 0 && !d->done)
@@ -240,14 +267,22 @@ answer_cb(void *arg, int err, struct ub_result *res)
 }
 
 static void
+cancel_queries(struct smtp_dnsbl *d, struct dnsbl_query *q, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!q[i].active)
+			continue;
+		ub_cancel(d->conf->ub, q[i].id);
+		q[i].active = false;
+		d->pending--;
+	}
+}
+
+static void
 cancel_pending(struct smtp_dnsbl *d)
 {
-	for (size_t i = 0; i < d->conf->nsites; i++) {
-		if (!d->q[i].active)
-			continue;
-		ub_cancel(d->conf->ub, d->q[i].id);
-		d->q[i].active = false;
-	}
+	cancel_queries(d, d->q, d->conf->nsites);
+	cancel_queries(d, d->rq, d->conf->nrsites);
 	d->pending = 0;
 }
 
@@ -263,10 +298,57 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 			    "within %u ms: taken as not listed",
 			    SID(&d->s->base), d->conf->sites[i].zone,
 			    d->s->base.ip, d->conf->timeout_ms);
+	for (size_t i = 0; i < d->conf->nrsites; i++)
+		if (d->rq[i].active)
+			log_warn("%016llx: dnsbl %s: no answer for [%s] "
+			    "within %u ms: taken as not listed",
+			    SID(&d->s->base), d->conf->rsites[i].zone,
+			    d->rdomain, d->conf->timeout_ms);
 	cancel_pending(d);
 	if (!d->done)
 		finish(d);
 	log_service_set(prev);
+}
+
+/* One query out: true when sent. */
+static bool
+send_query(struct smtp_dnsbl *d, struct dnsbl_query *q, size_t i, bool rhs,
+    const char *name)
+{
+	const struct dnsbl_site *site = rhs ? &d->conf->rsites[i] :
+	    &d->conf->sites[i];
+	int r;
+
+	q->d = d;
+	q->site = i;
+	q->rhs = rhs;
+	r = ub_resolve_async(d->conf->ub, name, 1 /* A */, 1 /* IN */, q,
+	    answer_cb, &q->id);
+	if (r != 0) {
+		log_warn("%016llx: dnsbl %s: %s", SID(&d->s->base), site->zone,
+		    ub_strerror(r));
+		return false;
+	}
+	q->active = true;
+	d->pending++;
+	return true;
+}
+
+/* Queries are out: wait for them, at most dnsbl_timeout from now. */
+static void
+wait_from_now(struct smtp_dnsbl *d)
+{
+	struct timeval tv;
+
+	if (d->pending == 0) {
+		if (!d->done)
+			finish(d);
+		return;
+	}
+	d->done = false;
+	tv.tv_sec = d->conf->timeout_ms / 1000;
+	tv.tv_usec = (suseconds_t)(d->conf->timeout_ms % 1000) * 1000;
+	evtimer_add(d->timer, &tv);
 }
 
 void
@@ -274,48 +356,62 @@ smtp_dnsbl_start(struct smtp_session *s)
 {
 	struct smtp_dnsbl_conf *c = s->srv->dnsbl;
 	struct smtp_dnsbl *d;
-	struct ub_ctx *ub;
-	struct timeval tv;
 
-	if (c == NULL || c->nsites == 0 || s->submission || s->lmtp ||
-	    local_client(s))
+	if (c == NULL || (c->nsites == 0 && c->nrsites == 0) ||
+	    s->submission || s->lmtp || local_client(s))
 		return;
 	d = xcalloc(1, sizeof(*d));
 	d->s = s;
 	d->conf = c;
+	d->done = true;
+	d->timer = evtimer_new(c->base, timer_cb, d);
 	s->dnsbl = d;
-	if ((ub = ub_get(c)) == NULL) {
-		d->done = true;
+	if (ub_get(c) == NULL)
 		return;
-	}
 	for (size_t i = 0; i < c->nsites; i++) {
 		char name[320];
-		struct dnsbl_query *q = &d->q[i];
-		int r;
 
 		if (dnsbl_query_name(s->base.ip, c->sites[i].zone, name,
-		    sizeof(name)) < 0)
-			continue;
-		q->d = d;
-		q->site = i;
-		r = ub_resolve_async(ub, name, 1 /* A */, 1 /* IN */, q,
-		    answer_cb, &q->id);
-		if (r != 0) {
-			log_warn("%016llx: dnsbl %s: %s", SID(&s->base),
-			    c->sites[i].zone, ub_strerror(r));
-			continue;
-		}
-		q->active = true;
-		d->pending++;
+		    sizeof(name)) == 0)
+			send_query(d, &d->q[i], i, false, name);
 	}
-	if (d->pending == 0) {
-		d->done = true;
+	wait_from_now(d);
+}
+
+void
+smtp_rhsbl_mail(struct smtp_session *s, const char *addr)
+{
+	struct smtp_dnsbl *d = s->dnsbl;
+	const char *at = strrchr(addr, '@');
+	size_t n;
+
+	if (d == NULL || d->conf->nrsites == 0 || exempt(s))
 		return;
+	/* the last transaction's answers are of no use now */
+	cancel_queries(d, d->rq, d->conf->nrsites);
+	d->rscore = 0;
+	str_free(&d->rlisted);
+	xfree(&d->rdomain);
+	if (at == NULL || at[1] == '\0' || at[1] == '[' ||
+	    d->conf->ub == NULL)
+		return;
+	n = strlen(at + 1);
+	if (n > 253 || str_has_8bit(at + 1, n))
+		return;		/* no such name in a list */
+	d->rdomain = xstrdup(at + 1);
+	str_lower(d->rdomain);
+	if (d->rdomain[n - 1] == '.')
+		d->rdomain[n - 1] = '\0';
+	for (size_t i = 0; i < d->conf->nrsites; i++) {
+		char name[512];
+		int r = snprintf(name, sizeof(name), "%s.%s", d->rdomain,
+		    d->conf->rsites[i].zone);
+
+		if (r > 0 && (size_t)r < sizeof(name) && r <= 253)
+			send_query(d, &d->rq[i], i, true, name);
 	}
-	tv.tv_sec = c->timeout_ms / 1000;
-	tv.tv_usec = (suseconds_t)(c->timeout_ms % 1000) * 1000;
-	d->timer = evtimer_new(c->base, timer_cb, d);
-	evtimer_add(d->timer, &tv);
+	if (d->pending > 0)
+		wait_from_now(d);
 }
 
 void
@@ -329,6 +425,8 @@ smtp_dnsbl_end(struct smtp_session *s)
 	if (d->timer != NULL)
 		event_free(d->timer);
 	str_free(&d->listed);
+	str_free(&d->rlisted);
+	free(d->rdomain);
 	free(d->parked);
 	free(d);
 	s->dnsbl = NULL;
@@ -365,9 +463,25 @@ smtp_dnsbl_rcpt(struct smtp_session *s, const char *arg)
 		s->base.busy = true;
 		return true;
 	}
-	if (d->score < d->conf->threshold)
+	if (d->score + d->rscore < d->conf->threshold)
 		return false;
 	to = strncasecmp(arg, "TO:", 3) == 0 ? arg + 3 : arg;
+	if (d->score < d->conf->threshold) {
+		/* the sender's domain made up the difference */
+		const char *rl = d->rlisted.len ? d->rlisted.data :
+		    "rhsbl_sites";
+
+		log_info("NOQUEUE: reject: RCPT from %s: 554 5.7.1 <%s>: "
+		    "Sender address rejected: %s blocked using %s%s%s; "
+		    "from=<%s> to=%.300s", s->base.peer, s->sender,
+		    d->rdomain, rl, d->listed.len ? ", " : "",
+		    d->listed.len ? d->listed.data : "", s->sender, to);
+		reply_error(s, "554 5.7.1 <%s>: Sender address rejected: %s "
+		    "blocked using %s%s%s", s->sender, d->rdomain, rl,
+		    d->listed.len ? ", " : "",
+		    d->listed.len ? d->listed.data : "");
+		return true;
+	}
 	log_info("NOQUEUE: reject: RCPT from %s: 554 5.7.1 Service "
 	    "unavailable; Client host [%s] blocked using %s; from=<%s> "
 	    "to=%.300s", s->base.peer, s->base.ip, d->listed.len ?

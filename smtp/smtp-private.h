@@ -178,6 +178,9 @@ void smtp_dnsbl_init(struct smtp_server *srv, const struct config *cfg);
 void smtp_dnsbl_deinit(struct smtp_server *srv);
 /* At connect: the lookups sent (never waits). */
 void smtp_dnsbl_start(struct smtp_session *s);
+/* At MAIL (a sender that passed the syntax checks): rhsbl_sites asked
+ * about its domain (never waits). */
+void smtp_rhsbl_mail(struct smtp_session *s, const char *addr);
 /* At the session's end: lookups still out cancelled. */
 void smtp_dnsbl_end(struct smtp_session *s);
 /* At RCPT: true when the command was answered here (554: listed) or is

@@ -272,6 +272,11 @@ static const struct key_def keys[] = {
 	  "ZONE*WEIGHT, ZONE=FILTER*WEIGHT with FILTER four octets each N, "
 	  "[N..M] or [A;B..C] (e.g. zen.example=127.0.0.[2..11]*3); a "
 	  "negative weight for an allow list; empty: none." },
+	{ "rhsbl_sites", KT_STRING, "", NULL, 0,
+	  "DNS lists of domains asked about the MAIL FROM domain of every "
+	  "SMTP transaction (DOMAIN.ZONE), in dnsbl_sites' syntax; their "
+	  "weights add to the client's against dnsbl_threshold; empty: "
+	  "none." },
 	{ "dnsbl_threshold", KT_UINT, "1", NULL, 100000,
 	  "The sum of the weights of the lists that name a client at which "
 	  "its recipients get 554 5.7.1 (0 counts as 1)." },

@@ -174,11 +174,11 @@ site_parse(const char *p, size_t len, struct dnsbl_site *site,
 	}
 	eq = memchr(p, '=', (size_t)(end - p));
 	if (!zone_ok(p, (size_t)((eq ? eq : end) - p))) {
-		*error_r = "dnsbl_sites: a zone is not a domain name";
+		*error_r = "a zone is not a domain name";
 		return -1;
 	}
 	if (eq != NULL && filter_parse(eq + 1, end, site) < 0) {
-		*error_r = "dnsbl_sites: an answer filter is not four octets "
+		*error_r = "an answer filter is not four octets "
 		    "(each N, [N..M] or [A;B..C])";
 		return -1;
 	}
@@ -186,7 +186,7 @@ site_parse(const char *p, size_t len, struct dnsbl_site *site,
 	site->spec = xstrndup(p, len);
 	return 0;
 bad_weight:
-	*error_r = "dnsbl_sites: a weight (after *) is not an integer "
+	*error_r = "a weight (after *) is not an integer "
 	    "between -1000 and 1000";
 	return -1;
 }
@@ -209,7 +209,7 @@ dnsbl_sites_parse(const char *list, struct dnsbl_site **sites_r,
 			break;
 		len = strcspn(p, ", \t");
 		if (n == DNSBL_SITES_MAX) {
-			*error_r = "dnsbl_sites: more than 32 sites";
+			*error_r = "more than 32 sites";
 			dnsbl_sites_free(sites, n);
 			return -1;
 		}

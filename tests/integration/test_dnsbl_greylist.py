@@ -55,6 +55,9 @@ RECORDS = [
     "%s.zen.%s. 300 IN A 127.0.0.2" % (rev("127.0.0.1"), Z),
     # .7: listed everywhere: refused unless it authenticates
     "%s.zen.%s. 300 IN A 127.0.0.2" % (rev("127.0.0.7"), Z),
+    # RHSBL: MAIL FROM domains
+    "bad.example.rhs.%s. 300 IN A 127.0.0.2" % Z,
+    "meh.example.rhs1.%s. 300 IN A 127.0.0.2" % Z,
     "ready.%s. 300 IN A 127.0.0.1" % Z,
 ]
 
@@ -75,6 +78,7 @@ def env(petrel_bin, tmp_path_factory):
         with server.running(smtp_util.start_smtp, insts["lists"],
                             ("dns_resolver=" + dns.resolver, "dnsbl_sites=" + SITES,
                              "dnsbl_threshold=2",
+                             "rhsbl_sites=rhs.%s*2, rhs1.%s" % (Z, Z),
                              "spf_policy=ignore")) as lists, \
             server.running(smtp_util.start_smtp, insts["deadns"],
                            ("dns_resolver=127.0.0.1:%d" % dead, "dnsbl_sites=zen." + Z,
@@ -139,6 +143,28 @@ def test_every_recipient_refused_pipelined(env):
     assert [r.code for r in replies] == [250, 250, 554, 554, 554, 221], replies
 
 
+def test_rhsbl_sender_domain(env):
+    srv = env["lists"]
+    r = rcpt(srv, "127.0.0.6", sender="x@bad.example")
+    assert r.code == 554 and "5.7.1" in r.text, r
+    assert "<x@bad.example>: Sender address rejected: bad.example blocked using rhs.%s" % Z \
+        in r.text, r
+    # weight 1 alone is under the threshold; with the client's 1 it is not
+    assert rcpt(srv, "127.0.0.6", sender="x@meh.example").code == 250
+    r = rcpt(srv, "127.0.0.3", sender="x@MEH.example")
+    assert r.code == 554 and "rhs1.%s, half1.%s" % (Z, Z) in r.text, r
+    # per transaction: the next sender starts afresh
+    with smtp_util.Client(srv.host, srv.port, source="127.0.0.6") as c:
+        c.expect("EHLO client.test", 250)
+        c.expect("MAIL FROM:<x@bad.example>", 250)
+        c.expect("RCPT TO:<%s>" % ALICE, 554)
+        c.expect("RSET", 250)
+        c.expect("MAIL FROM:<x@good.example>", 250)
+        c.expect("RCPT TO:<%s>" % ALICE, 250)
+        c.expect("MAIL FROM:<>", 503)
+        c.expect("QUIT", 221)
+
+
 def test_dead_resolver_fails_open(env):
     srv = env["deadns"]
     t0 = time.monotonic()
@@ -177,14 +203,16 @@ def test_held_session_pipelined_and_abandoned(env):
     assert rcpt(srv, "127.0.0.6").code == 250
 
 
-def test_bad_dnsbl_sites_refused(env):
+@pytest.mark.parametrize("key", ["dnsbl_sites", "rhsbl_sites"])
+def test_bad_sites_refused(env, key):
     inst = env["grey"]
     for bad, what in (("zen.%s=127.0.0.[9..2]" % Z, "answer filter"),
                       ("zen.%s*x" % Z, "weight"), ("a..b", "not a domain")):
-        cp = inst.run("-o", "dnsbl_sites=" + bad, "check", check=False)
-        assert cp.returncode == 1 and what in cp.stdout + cp.stderr, cp
-        cp = inst.run("-o", "dnsbl_sites=" + bad, "serve", check=False, timeout=20)
-        assert cp.returncode == 1 and what in cp.stderr, cp
+        cp = inst.run("-o", key + "=" + bad, "check", check=False)
+        out = cp.stdout + cp.stderr
+        assert cp.returncode == 1 and key + ": " in out and what in out, cp
+        cp = inst.run("-o", key + "=" + bad, "serve", check=False, timeout=20)
+        assert cp.returncode == 1 and key + ": " in cp.stderr and what in cp.stderr, cp
         assert len(cp.stderr.strip().splitlines()) == 1, cp.stderr
 
 
