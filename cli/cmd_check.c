@@ -22,6 +22,7 @@
 #include "lib/milter/milter.h"
 #include "lib/trust/dnsbl.h"
 #include "lib/trust/dnsq.h"
+#include "lib/trust/greylist.h"
 #include "lib/dir/schema.h"
 #include "lib/route/route.h"
 #include "lib/route/writable.h"
@@ -333,6 +334,16 @@ cmd_check(struct petrel_ctx *cli, int argc, char **argv)
 			problem("rhsbl_sites: %s", cerr);
 		else
 			dnsbl_sites_free(sites, n);
+	}
+	{
+		struct greylist_net *nets;
+		size_t n;
+
+		if (greylist_nets_parse(config_get(cli->cfg,
+		    "greylist_whitelist"), &nets, &n, &cerr) < 0)
+			problem("greylist_whitelist: %s", cerr);
+		else
+			free(nets);
 	}
 	{
 		char *derr = NULL;

@@ -3,6 +3,7 @@
  * and the queue manager are in master/ and queue/.
  */
 #include <stddef.h>
+#include <stdlib.h>
 #include <unbound.h>
 
 #include "cli/cli.h"
@@ -10,6 +11,7 @@
 #include "lib/milter/milter.h"
 #include "lib/trust/dnsbl.h"
 #include "lib/trust/dnsq.h"
+#include "lib/trust/greylist.h"
 #include "master/master.h"
 
 int
@@ -42,6 +44,15 @@ cmd_serve(struct petrel_ctx *cli, int argc, char **argv)
 		    &sites, &n, &err) < 0)
 			cli_die("rhsbl_sites: %s", err);
 		dnsbl_sites_free(sites, n);
+	}
+	{
+		struct greylist_net *nets;
+		size_t n;
+
+		if (greylist_nets_parse(config_get(cli->cfg,
+		    "greylist_whitelist"), &nets, &n, &err) < 0)
+			cli_die("greylist_whitelist: %s", err);
+		free(nets);
 	}
 	{
 		/* dns_resolver: IP addresses libunbound can forward to */

@@ -25,7 +25,7 @@
  * exists: the triplet (client /24 or /64, sender, recipient) in the
  * state database (lib/trust/greylist); new or too early -> 451 4.7.1.
  * <> has the empty sender in its triplet, so bounces are greylisted by
- * network and recipient.
+ * network and recipient. Clients in `greylist_whitelist` are not.
  *
  * Neither applies to authenticated sessions, submission, LMTP, or
  * clients on this host itself (127.0.0.1, ::1), as for SPF (trust.c).
@@ -65,6 +65,8 @@ struct smtp_dnsbl_conf {
 	struct event *ub_ev;
 	bool ub_failed;
 	bool greylist;
+	struct greylist_net *gl_white;	/* greylist_whitelist */
+	size_t gl_nwhite;
 	unsigned gl_delay, gl_expire;
 	char *state_path;	/* queue_dir/state.db */
 };
@@ -130,6 +132,9 @@ smtp_dnsbl_init(struct smtp_server *srv, const struct config *cfg)
 	c->resolver = xstrdup(config_get(cfg, "dns_resolver"));
 	c->base = srv->sv.base;
 	c->greylist = strcmp(config_get(cfg, "greylist"), "on") == 0;
+	if (greylist_nets_parse(config_get(cfg, "greylist_whitelist"),
+	    &c->gl_white, &c->gl_nwhite, &err) < 0)
+		fatal("greylist_whitelist: %s", err);
 	c->gl_delay = (unsigned)config_get_uint(cfg, "greylist_delay");
 	c->gl_expire = (unsigned)config_get_uint(cfg, "greylist_expire");
 	c->state_path = xasprintf("%s/state.db", srv->queue_dir);
@@ -151,6 +156,7 @@ smtp_dnsbl_deinit(struct smtp_server *srv)
 	dnsbl_sites_free(c->rsites, c->nrsites);
 	free(c->resolver);
 	free(c->state_path);
+	free(c->gl_white);
 	free(c);
 	srv->dnsbl = NULL;
 }
@@ -501,6 +507,7 @@ smtp_greylist_rcpt(struct smtp_session *s, const char *rcpt)
 	enum greylist_verdict v;
 
 	if (c == NULL || !c->greylist || exempt(s) ||
+	    greylist_nets_match(c->gl_white, c->gl_nwhite, s->base.ip) ||
 	    greylist_network(s->base.ip, net, sizeof(net)) < 0)
 		return false;
 	v = greylist_check(c->state_path, net, s->sender ? s->sender : "",

@@ -288,6 +288,9 @@ static const struct key_def keys[] = {
 	  "on: a recipient from a new (client /24 or /64, sender, "
 	  "recipient) triplet gets 451 4.7.1 until the client retries "
 	  "after greylist_delay; state in queue_dir/state.db." },
+	{ "greylist_whitelist", KT_STRING, "", NULL, 0,
+	  "Client addresses and networks never greylisted, comma-separated "
+	  "(192.0.2.0/24, 2001:db8::/32, 198.51.100.7); empty: none." },
 	{ "greylist_delay", KT_UINT, "300", NULL, 86400,
 	  "Seconds a new greylisting triplet must wait before a retry "
 	  "passes." },

@@ -5,16 +5,19 @@
  * seen and whether the triplet passed. Expired rows are deleted every
  * few hundred writes, and the table is kept under GREYLIST_ROWS_MAX (the
  * least recently used rows go first). Any database error lets the mail
- * through (logged): greylisting is an obstacle, not a filter.
+ * through (logged): greylisting is an obstacle, not a filter. Also the
+ * `greylist_whitelist` networks, parsed and matched.
  */
 #include <arpa/inet.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "lib/base/alloc.h"
 #include "lib/base/log.h"
 #include "lib/trust/greylist.h"
 
@@ -44,6 +47,111 @@ greylist_network(const char *ip, char *out, size_t outlen)
 		return -1;
 	n = snprintf(out, outlen, "%s/64", buf);
 	return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+static void
+mask(unsigned char *a, size_t len, unsigned bits)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned keep = bits >= 8 * (i + 1) ? 8 : bits > 8 * i ?
+		    bits - 8 * (unsigned)i : 0;
+
+		a[i] &= (unsigned char)(0xff00u >> keep);
+	}
+}
+
+/* ip as an address: family and bytes (IPv4-mapped made IPv4). */
+static int
+addr_parse(const char *ip, int *family, unsigned char a[16])
+{
+	if (strncasecmp(ip, "::ffff:", 7) == 0 && strchr(ip + 7, ':') == NULL)
+		ip += 7;
+	if (inet_pton(AF_INET, ip, a) == 1) {
+		*family = AF_INET;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, ip, a) == 1) {
+		*family = AF_INET6;
+		return 0;
+	}
+	return -1;
+}
+
+int
+greylist_nets_parse(const char *list, struct greylist_net **nets_r,
+    size_t *n_r, const char **error_r)
+{
+	struct greylist_net *nets = NULL;
+	size_t n = 0;
+	const char *p = list ? list : "";
+
+	*nets_r = NULL;
+	*n_r = 0;
+	for (;;) {
+		char buf[INET6_ADDRSTRLEN + 8], *slash;
+		size_t len;
+		struct greylist_net g;
+		unsigned max;
+
+		p += strspn(p, ", \t");
+		if (*p == '\0')
+			break;
+		len = strcspn(p, ", \t");
+		if (len >= sizeof(buf) || n == GREYLIST_NETS_MAX)
+			goto bad;
+		memcpy(buf, p, len);
+		buf[len] = '\0';
+		p += len;
+		memset(&g, 0, sizeof(g));
+		slash = strchr(buf, '/');
+		if (slash != NULL)
+			*slash++ = '\0';
+		if (addr_parse(buf, &g.family, g.addr) < 0)
+			goto bad;
+		max = g.family == AF_INET ? 32 : 128;
+		g.bits = max;
+		if (slash != NULL) {
+			char *end;
+			unsigned long b = strtoul(slash, &end, 10);
+
+			if (*slash == '\0' || *end != '\0' || b > max)
+				goto bad;
+			g.bits = (unsigned)b;
+		}
+		mask(g.addr, max / 8, g.bits);
+		nets = xrealloc(nets, (n + 1) * sizeof(*nets));
+		nets[n++] = g;
+	}
+	*nets_r = nets;
+	*n_r = n;
+	return 0;
+bad:
+	free(nets);
+	*error_r = "not a list of addresses and networks (192.0.2.0/24, "
+	    "2001:db8::/32; at most 256)";
+	return -1;
+}
+
+bool
+greylist_nets_match(const struct greylist_net *nets, size_t n,
+    const char *ip)
+{
+	unsigned char a[16];
+	int family;
+
+	if (addr_parse(ip, &family, a) < 0)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char m[16];
+
+		if (nets[i].family != family)
+			continue;
+		memcpy(m, a, 16);
+		mask(m, family == AF_INET ? 4 : 16, nets[i].bits);
+		if (memcmp(m, nets[i].addr, family == AF_INET ? 4 : 16) == 0)
+			return true;
+	}
+	return false;
 }
 
 static int

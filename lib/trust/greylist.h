@@ -25,6 +25,24 @@ enum greylist_verdict {
  * address. */
 int greylist_network(const char *ip, char *out, size_t outlen);
 
+/* A network of greylist_whitelist: an address and a prefix length. */
+struct greylist_net {
+	int family;		/* AF_INET, AF_INET6 */
+	unsigned char addr[16];	/* masked to bits */
+	unsigned bits;
+};
+
+#define GREYLIST_NETS_MAX 256
+
+/* A comma- or space-separated list of addresses and networks
+ * (192.0.2.0/24, 2001:db8::/32, 198.51.100.7). 0 with the networks
+ * (free()), or -1 with *error_r (static text). */
+int greylist_nets_parse(const char *list, struct greylist_net **nets_r,
+    size_t *n_r, const char **error_r);
+/* Is ip (an IPv4-mapped IPv6 address counts as IPv4) in one of them? */
+bool greylist_nets_match(const struct greylist_net *nets, size_t n,
+    const char *ip);
+
 /* The triplet's verdict at time now (seconds): first seen -> DEFER
  * (recorded); seen at least delay seconds ago -> PASS, and passed
  * triplets stay known until expire seconds after their last use.

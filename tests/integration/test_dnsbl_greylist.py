@@ -16,7 +16,8 @@ answers (a UDP socket that reads nothing), the client held at RCPT only until
 dnsbl_timeout. Greylisting: a new triplet gets 451 4.7.1, an
 early retry too, a retry after greylist_delay passes, another recipient is
 greylisted again, <> is greylisted by recipient, unknown recipients still
-get 550, and the state outlives a restart of petrel serve.
+get 550, `greylist_whitelist` clients pass, and the state outlives a
+restart of petrel serve.
 """
 
 import os
@@ -203,11 +204,17 @@ def test_held_session_pipelined_and_abandoned(env):
     assert rcpt(srv, "127.0.0.6").code == 250
 
 
-@pytest.mark.parametrize("key", ["dnsbl_sites", "rhsbl_sites"])
-def test_bad_sites_refused(env, key):
+BAD = {"dnsbl_sites": (("zen.%s=127.0.0.[9..2]" % Z, "answer filter"),
+                       ("zen.%s*x" % Z, "weight"), ("a..b", "not a domain")),
+       "greylist_whitelist": (("192.0.2.0/33", "not a list of addresses"),
+                              ("mail.example", "not a list of addresses"))}
+BAD["rhsbl_sites"] = BAD["dnsbl_sites"]
+
+
+@pytest.mark.parametrize("key", sorted(BAD))
+def test_bad_lists_refused(env, key):
     inst = env["grey"]
-    for bad, what in (("zen.%s=127.0.0.[9..2]" % Z, "answer filter"),
-                      ("zen.%s*x" % Z, "weight"), ("a..b", "not a domain")):
+    for bad, what in BAD[key]:
         cp = inst.run("-o", key + "=" + bad, "check", check=False)
         out = cp.stdout + cp.stderr
         assert cp.returncode == 1 and key + ": " in out and what in out, cp
@@ -220,7 +227,8 @@ def test_bad_sites_refused(env, key):
 
 def test_greylisting(env):
     inst = env["grey"]
-    opts = ("greylist=on", "greylist_delay=2", "greylist_expire=86400", "spf_policy=ignore")
+    opts = ("greylist=on", "greylist_delay=2", "greylist_expire=86400", "spf_policy=ignore",
+            "greylist_whitelist=192.0.2.0/24, 127.0.0.9")
     srv = smtp_util.start_smtp(inst, opts)
     try:
         sender = "list@sender.example"
@@ -235,8 +243,9 @@ def test_greylisting(env):
         assert rcpt(srv, "127.0.0.2", "nobody@example.test", sender).code == 550
         # the bounce sender: its own triplet
         assert rcpt(srv, "127.0.0.2", ALICE, "").code == 451
-        # this host itself: never greylisted
+        # this host itself and greylist_whitelist: never greylisted
         assert rcpt(srv, "127.0.0.1", BOB, sender).code == 250
+        assert rcpt(srv, "127.0.0.9", BOB, sender).code == 250
         time.sleep(max(0.0, t_first + 2.2 - time.monotonic()))
         # after the delay: passes, from another address of the same /24
         with smtp_util.Client(srv.host, srv.port, source="127.0.0.3") as c:

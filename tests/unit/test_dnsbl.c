@@ -121,6 +121,37 @@ test_greylist(void)
 	test_assert(greylist_network("x", net, sizeof(net)) < 0);
 	test_end();
 
+	test_begin("greylist: whitelist networks");
+	{
+		struct greylist_net *g;
+		size_t n;
+		const char *err;
+
+		test_assert(greylist_nets_parse("192.0.2.0/24, 198.51.100.7 "
+		    "2001:db8::/32,10.0.0.0/7", &g, &n, &err) == 0 && n == 4);
+		test_assert(greylist_nets_match(g, n, "192.0.2.200"));
+		test_assert(greylist_nets_match(g, n, "::ffff:192.0.2.1"));
+		test_assert(!greylist_nets_match(g, n, "192.0.3.1"));
+		test_assert(greylist_nets_match(g, n, "198.51.100.7"));
+		test_assert(!greylist_nets_match(g, n, "198.51.100.8"));
+		test_assert(greylist_nets_match(g, n, "2001:db8:ffff::1"));
+		test_assert(!greylist_nets_match(g, n, "2001:db9::1"));
+		test_assert(greylist_nets_match(g, n, "11.255.0.1"));
+		test_assert(!greylist_nets_match(g, n, "12.0.0.1"));
+		test_assert(!greylist_nets_match(g, n, "junk"));
+		free(g);
+		test_assert(greylist_nets_parse("", &g, &n, &err) == 0 &&
+		    n == 0);
+		test_assert(greylist_nets_parse("192.0.2.0/33", &g, &n, &err)
+		    < 0);
+		test_assert(greylist_nets_parse("192.0.2.0/", &g, &n, &err) <
+		    0);
+		test_assert(greylist_nets_parse("example.org", &g, &n, &err) <
+		    0);
+		test_assert(greylist_nets_parse("::/129", &g, &n, &err) < 0);
+	}
+	test_end();
+
 	test_begin("greylist: first, early, after the delay, expiry");
 	test_assert(greylist_check(path, "n", "s@x", "r@y", t, 300, 1000, &w)
 	    == GREYLIST_DEFER && w == 300);
