@@ -416,7 +416,7 @@ smtp_rhsbl_mail(struct smtp_session *s, const char *addr)
 		if (r > 0 && (size_t)r < sizeof(name) && r <= 253)
 			send_query(d, &d->rq[i], i, true, name);
 	}
-	if (d->pending > 0)
+	if (d->pending > 0 || !d->done)
 		wait_from_now(d);
 }
 

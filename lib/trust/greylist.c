@@ -22,6 +22,8 @@
 #include "lib/trust/greylist.h"
 
 #define PURGE_EVERY 256		/* writes between two purges */
+#define LAST_SLACK 3600		/* a passed triplet's last use is
+				 * written at most once an hour */
 
 static pthread_mutex_t gl_lock = PTHREAD_MUTEX_INITIALIZER;
 static sqlite3 *gl_db;
@@ -268,6 +270,8 @@ check_locked(const char *net, const char *sender, const char *rcpt,
 	pass = found && (passed || now - first >= (int64_t)delay);
 	*wait_r = pass ? 0 : found ? (unsigned)((int64_t)delay -
 	    (now - first)) : delay;
+	if (found && passed && now - last < LAST_SLACK)
+		return GREYLIST_PASS;	/* recent enough: no write */
 	if (!found)
 		sql = "INSERT OR REPLACE INTO greylist (net, sender, rcpt, "
 		    "first, last, passed) VALUES (?1, ?2, ?3, ?4, ?4, 0)";
