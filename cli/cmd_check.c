@@ -20,7 +20,9 @@
 #include "lib/config/config.h"
 #include "lib/dir/dir.h"
 #include "lib/milter/milter.h"
+#include "lib/trust/dnsbl.h"
 #include "lib/trust/dnsq.h"
+#include "lib/trust/greylist.h"
 #include "lib/dir/schema.h"
 #include "lib/route/route.h"
 #include "lib/route/writable.h"
@@ -317,6 +319,31 @@ cmd_check(struct petrel_ctx *cli, int argc, char **argv)
 			problem("milters: %s", cerr);
 		else
 			milter_specs_free(specs, n);
+	}
+	{
+		struct dnsbl_site *sites;
+		size_t n;
+
+		if (dnsbl_sites_parse(config_get(cli->cfg, "dnsbl_sites"),
+		    &sites, &n, &cerr) < 0)
+			problem("dnsbl_sites: %s", cerr);
+		else
+			dnsbl_sites_free(sites, n);
+		if (dnsbl_sites_parse(config_get(cli->cfg, "rhsbl_sites"),
+		    &sites, &n, &cerr) < 0)
+			problem("rhsbl_sites: %s", cerr);
+		else
+			dnsbl_sites_free(sites, n);
+	}
+	{
+		struct greylist_net *nets;
+		size_t n;
+
+		if (greylist_nets_parse(config_get(cli->cfg,
+		    "greylist_whitelist"), &nets, &n, &cerr) < 0)
+			problem("greylist_whitelist: %s", cerr);
+		else
+			free(nets);
 	}
 	{
 		char *derr = NULL;

@@ -3,12 +3,15 @@
  * and the queue manager are in master/ and queue/.
  */
 #include <stddef.h>
+#include <stdlib.h>
 #include <unbound.h>
 
 #include "cli/cli.h"
 #include "lib/config/config.h"
 #include "lib/milter/milter.h"
+#include "lib/trust/dnsbl.h"
 #include "lib/trust/dnsq.h"
+#include "lib/trust/greylist.h"
 #include "master/master.h"
 
 int
@@ -28,6 +31,28 @@ cmd_serve(struct petrel_ctx *cli, int argc, char **argv)
 		    &n, &err) < 0)
 			cli_die("milters: %s", err);
 		milter_specs_free(specs, n);
+	}
+	{
+		struct dnsbl_site *sites;
+		size_t n;
+
+		if (dnsbl_sites_parse(config_get(cli->cfg, "dnsbl_sites"),
+		    &sites, &n, &err) < 0)
+			cli_die("dnsbl_sites: %s", err);
+		dnsbl_sites_free(sites, n);
+		if (dnsbl_sites_parse(config_get(cli->cfg, "rhsbl_sites"),
+		    &sites, &n, &err) < 0)
+			cli_die("rhsbl_sites: %s", err);
+		dnsbl_sites_free(sites, n);
+	}
+	{
+		struct greylist_net *nets;
+		size_t n;
+
+		if (greylist_nets_parse(config_get(cli->cfg,
+		    "greylist_whitelist"), &nets, &n, &err) < 0)
+			cli_die("greylist_whitelist: %s", err);
+		free(nets);
 	}
 	{
 		/* dns_resolver: IP addresses libunbound can forward to */

@@ -156,6 +156,7 @@ smtp_cmd_mail(struct smtp_session *s, const char *arg)
 		session_job_submit(&s->base, s->srv->sv.dir_jobs, &s->job);
 		return;
 	}
+	smtp_rhsbl_mail(s, addr);	/* answers awaited at RCPT */
 	mail_filter(s, addr);
 }
 
@@ -340,6 +341,10 @@ rcpt_run(struct job *job, void *state)
 			return;
 		}
 	}
+	if (smtp_greylist_rcpt(s, s->job_addr)) {
+		s->job_status = 451;
+		return;
+	}
 	if (s->srv->nmilters > 0 && !s->lmtp)
 		s->job_milter = smtp_milter_rcpt(s, s->job_addr,
 		    &s->job_milter_reply);
@@ -379,6 +384,11 @@ rcpt_done(struct job *job)
 	} else if (r->status == ROUTE_OK && s->job_status == 452) {
 		reply_error(s, "452 4.2.2 <%s>: Recipient address rejected: "
 		    "Mailbox full", s->job_addr);
+		route_result_clear(r);
+	} else if (r->status == ROUTE_OK && s->job_status == 451) {
+		/* greylisted (dnsbl.c) */
+		reply(s, "451 4.7.1 <%s>: Recipient address rejected: "
+		    "Greylisted, try again later", s->job_addr);
 		route_result_clear(r);
 	} else if (r->status == ROUTE_OK) {
 		s->rcpts = xrealloc(s->rcpts, (s->nrcpts + 1) *
@@ -454,6 +464,8 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *arg)
 		reply_error(s, "503 5.5.1 Error: need MAIL command");
 		return;
 	}
+	if (smtp_dnsbl_rcpt(s, arg))	/* listed, or held for the answers */
+		return;
 	if (strncasecmp(arg, "TO:", 3) != 0 ||
 	    (addr = envelope_path(s, arg + 3, &rest)) == NULL) {
 		reply_error(s, "501 5.5.4 Syntax: RCPT TO:<address>");

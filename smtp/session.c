@@ -325,6 +325,7 @@ smtp_cleanup(struct session *base)
 	free(s->job_milter_reply);
 	free(s->auth_user);
 	free(s->auth_maildir);
+	smtp_dnsbl_end(s);
 }
 
 static void
@@ -339,6 +340,7 @@ smtp_greet(struct session *base)
 	s->submission = base->listener != &base->srv->listeners[0] &&
 	    !s->lmtp;
 	spool_init(&s->body, s->srv->spool_dir);
+	smtp_dnsbl_start(s);
 	reply(s, "220 %s %s petrel", s->srv->hostname,
 	    s->lmtp ? "LMTP" : "ESMTP");
 }
@@ -395,6 +397,7 @@ smtp_server_init(struct smtp_server *srv, struct event_base *base,
 	    "accept") == 0;
 	srv->milter_timeout = (unsigned)config_get_uint(cfg, "milter_timeout");
 	smtp_trust_init(srv, cfg);
+	smtp_dnsbl_init(srv, cfg);
 }
 
 void
@@ -404,4 +407,5 @@ smtp_server_deinit(struct smtp_server *srv)
 	free(srv->queue_dir);
 	free(srv->spool_dir);
 	milter_specs_free(srv->milters, srv->nmilters);
+	smtp_dnsbl_deinit(srv);
 }

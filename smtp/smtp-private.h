@@ -25,6 +25,7 @@ struct authc;
 struct config;
 struct dir_user;
 struct evbuffer;
+struct smtp_dnsbl;
 
 enum smtp_state {
 	ST_CMD,		/* reading commands */
@@ -69,6 +70,9 @@ struct smtp_session {
 	 * -1 = not checked) and whether it was the HELO identity's */
 	int spf_result;
 	bool spf_helo;
+
+	/* dnsbl.c: the block lists' answers for this client */
+	struct smtp_dnsbl *dnsbl;
 
 	/* message reception */
 	struct spool body;
@@ -174,6 +178,22 @@ bool smtp_trust_mail(struct smtp_session *s, char *addr);
  * append ours to prefix. 0, or -1 when the message could not be
  * rewritten. */
 int smtp_trust_data(struct smtp_session *s, str_t *prefix);
+/* dnsbl.c: block lists (`dnsbl_sites`) and greylisting (`greylist`). */
+void smtp_dnsbl_init(struct smtp_server *srv, const struct config *cfg);
+void smtp_dnsbl_deinit(struct smtp_server *srv);
+/* At connect: the lookups sent (never waits). */
+void smtp_dnsbl_start(struct smtp_session *s);
+/* At MAIL (a sender that passed the syntax checks): rhsbl_sites asked
+ * about its domain (never waits). */
+void smtp_rhsbl_mail(struct smtp_session *s, const char *addr);
+/* At the session's end: lookups still out cancelled. */
+void smtp_dnsbl_end(struct smtp_session *s);
+/* At RCPT: true when the command was answered here (554: listed) or is
+ * held until the answers are in (smtp_cmd_rcpt is then called again). */
+bool smtp_dnsbl_rcpt(struct smtp_session *s, const char *arg);
+/* At RCPT, on the routing job thread, for a recipient that exists:
+ * true when the triplet is greylisted (451). */
+bool smtp_greylist_rcpt(struct smtp_session *s, const char *rcpt);
 /* lmtp.c: the LMTP mode (RFC 2033) of the session. */
 /* LHLO: the capabilities (no AUTH). */
 void smtp_cmd_lhlo(struct smtp_session *s, const char *arg);

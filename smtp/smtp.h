@@ -17,6 +17,7 @@ struct config;
 struct event_base;
 struct jobs;
 struct milter_spec;
+struct smtp_dnsbl_conf;
 struct sockaddr;
 struct tls_server;
 
@@ -42,6 +43,7 @@ struct smtp_server {
 	bool dkim_verify;	/* dkim_verify = yes */
 	enum { SMTP_DMARC_MARK, SMTP_DMARC_ENFORCE, SMTP_DMARC_IGNORE }
 	    dmarc_policy;
+	struct smtp_dnsbl_conf *dnsbl;	/* dnsbl_sites, greylist (dnsbl.c) */
 };
 
 void smtp_server_init(struct smtp_server *srv, struct event_base *base,

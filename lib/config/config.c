@@ -286,6 +286,37 @@ static const struct key_def keys[] = {
 	  "stored in the recipient's Junk folder), mark (the result is only "
 	  "recorded in Authentication-Results) or ignore (not checked).",
 	  "enforce" },
+	{ "dnsbl_sites", KT_STRING, "", NULL, 0,
+	  "DNS block lists asked about the address of every SMTP client "
+	  "(RFC 5782), comma-separated, in postscreen's syntax: ZONE, "
+	  "ZONE*WEIGHT, ZONE=FILTER*WEIGHT with FILTER four octets each N, "
+	  "[N..M] or [A;B..C] (e.g. zen.example=127.0.0.[2..11]*3); a "
+	  "negative weight for an allow list; empty: none." },
+	{ "rhsbl_sites", KT_STRING, "", NULL, 0,
+	  "DNS lists of domains asked about the MAIL FROM domain of every "
+	  "SMTP transaction (DOMAIN.ZONE), in dnsbl_sites' syntax; their "
+	  "weights add to the client's against dnsbl_threshold; empty: "
+	  "none." },
+	{ "dnsbl_threshold", KT_UINT, "1", NULL, 100000,
+	  "The sum of the weights of the lists that name a client at which "
+	  "its recipients get 554 5.7.1 (0 counts as 1)." },
+	{ "dnsbl_timeout", KT_UINT, "5", NULL, 60,
+	  "Seconds after connect the block lists' answers are waited for "
+	  "at the first RCPT; a list that has not answered counts as not "
+	  "listing the client (0 counts as 1)." },
+	{ "greylist", KT_ENUM, "off", "off|on", 0,
+	  "on: a recipient from a new (client /24 or /64, sender, "
+	  "recipient) triplet gets 451 4.7.1 until the client retries "
+	  "after greylist_delay; state in queue_dir/state.db." },
+	{ "greylist_whitelist", KT_STRING, "", NULL, 0,
+	  "Client addresses and networks never greylisted, comma-separated "
+	  "(192.0.2.0/24, 2001:db8::/32, 198.51.100.7); empty: none." },
+	{ "greylist_delay", KT_UINT, "300", NULL, 86400,
+	  "Seconds a new greylisting triplet must wait before a retry "
+	  "passes." },
+	{ "greylist_expire", KT_UINT, "3024000", NULL, 31536000,
+	  "Seconds a triplet that passed greylisting stays known after its "
+	  "last use (default 35 days)." },
 	{ "sieve_max_redirects", KT_UINT, "4", NULL, 64,
 	  "Redirects one Sieve script run may make." },
 	{ "sieve_dir", KT_STRING, "%h/sieve", NULL, 0,
