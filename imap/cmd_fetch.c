@@ -203,6 +203,8 @@ answer_without_file(struct imap_session *s, const struct fetch_att *att,
 		switch (att->items[k].kind) {
 		case FETCH_FLAGS:
 		case FETCH_UID:
+		case FETCH_EMAILID:
+		case FETCH_THREADID:
 			continue;
 		case FETCH_INTERNALDATE:
 		case FETCH_RFC822_SIZE:
@@ -354,6 +356,17 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 			break;
 		case FETCH_UID:
 			str_printf(line, "UID %u", m->uid);
+			break;
+		case FETCH_EMAILID: {
+			char id[MBOX_OBJECTID_MAX + 1];
+
+			mbox_emailid(m->name, id);
+			str_printf(line, "EMAILID (%s)", id);
+			break;
+		}
+		case FETCH_THREADID:
+			/* RFC 8474 5.2: threads are not tracked */
+			str_append(line, "THREADID NIL");
 			break;
 		case FETCH_INTERNALDATE:
 			str_append(line, "INTERNALDATE ");

@@ -145,14 +145,17 @@ imap_search_run(struct imap_session *s, const struct search_key *root,
 		/* loading the message may re-sync and move msgs: keep
 		 * nothing that points into it */
 		char flags[sizeof(m->flags)];
+		char emailid[MBOX_OBJECTID_MAX + 1];
 		uint32_t uid = m->uid;
 
 		memcpy(flags, m->flags, sizeof(flags));
+		mbox_emailid(m->name, emailid);
 		struct search_msg sm = {
 			.seq = (uint32_t)(i + 1), .uid = uid,
 			.max_seq = (uint32_t)n,
 			.max_uid = n > 0 ? s->mb->msgs[n - 1].uid : 0,
-			.flags = flags, .recent = m->recent,
+			.flags = flags, .emailid = emailid,
+			.recent = m->recent,
 			.size = m->vsize, .internaldate = m->internaldate,
 			.keyword_letter = search_keyword, .load = search_load,
 			.ctx = &sc, .saved = s->searchres,

@@ -807,6 +807,8 @@ static const struct {
 	{ "RFC822", FETCH_RFC822 },
 	{ "RFC822.HEADER", FETCH_RFC822_HEADER },
 	{ "RFC822.TEXT", FETCH_RFC822_TEXT },
+	{ "EMAILID", FETCH_EMAILID },
+	{ "THREADID", FETCH_THREADID },
 };
 
 static const char *const fetch_all[] = {
@@ -1140,6 +1142,8 @@ fetch_add(struct fetch_att *att, const char *s, const char **error_r)
 	case FETCH_UID:
 	case FETCH_INTERNALDATE:
 	case FETCH_RFC822_SIZE:
+	case FETCH_EMAILID:
+	case FETCH_THREADID:
 		break;
 	case FETCH_RFC822:
 	case FETCH_RFC822_TEXT:

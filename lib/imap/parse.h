@@ -146,6 +146,7 @@ enum fetch_kind {
 	FETCH_BINARY,		/* BINARY[...] / BINARY.PEEK[...] (RFC
 				   3516): part numbers only, spec SECT_ALL */
 	FETCH_BINARY_SIZE,	/* BINARY.SIZE[...] */
+	FETCH_EMAILID, FETCH_THREADID,	/* RFC 8474 */
 };
 enum fetch_spec {
 	SECT_ALL,		/* BODY[] or BODY[1.2] (the part's content) */
@@ -193,6 +194,7 @@ enum search_op {
 	SK_SENTBEFORE, SK_SENTON, SK_SENTSINCE,	/* Date: header */
 	SK_HEADER,		/* also BCC CC FROM SUBJECT TO */
 	SK_BODY, SK_TEXT,
+	SK_EMAILID, SK_THREADID,		/* RFC 8474 */
 };
 struct search_key {
 	enum search_op op;
@@ -225,6 +227,7 @@ struct search_msg {
 	uint32_t seq, uid;
 	uint32_t max_seq, max_uid;	/* the values of '*' */
 	const char *flags;		/* Maildir letters, sorted: "FRS" */
+	const char *emailid;		/* EMAILID (RFC 8474) */
 	bool recent;
 	uint64_t size;			/* RFC822.SIZE */
 	long long internaldate;		/* seconds since the epoch */

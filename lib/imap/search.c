@@ -17,6 +17,7 @@
 enum key_arg {
 	KA_NONE, KA_STRING, KA_DATE, KA_NUMBER, KA_HEADER, KA_KEYWORD,
 	KA_SEQSET, KA_NOT, KA_OR,
+	KA_OBJECTID,	/* RFC 8474: 1-255 letters, digits, '-', '_' */
 };
 
 static const struct keydef {
@@ -35,6 +36,7 @@ static const struct keydef {
 	{ "CC", SK_HEADER, KA_STRING, 0, "Cc" },
 	{ "DELETED", SK_FLAG, KA_NONE, 'T', NULL },
 	{ "DRAFT", SK_FLAG, KA_NONE, 'D', NULL },
+	{ "EMAILID", SK_EMAILID, KA_OBJECTID, 0, NULL },
 	{ "FLAGGED", SK_FLAG, KA_NONE, 'F', NULL },
 	{ "FROM", SK_HEADER, KA_STRING, 0, "From" },
 	{ "HEADER", SK_HEADER, KA_HEADER, 0, NULL },
@@ -54,6 +56,7 @@ static const struct keydef {
 	{ "SMALLER", SK_SMALLER, KA_NUMBER, 0, NULL },
 	{ "SUBJECT", SK_HEADER, KA_STRING, 0, "Subject" },
 	{ "TEXT", SK_TEXT, KA_STRING, 0, NULL },
+	{ "THREADID", SK_THREADID, KA_OBJECTID, 0, NULL },
 	{ "TO", SK_HEADER, KA_STRING, 0, "To" },
 	{ "UID", SK_UID, KA_SEQSET, 0, NULL },
 	{ "UNANSWERED", SK_UNFLAG, KA_NONE, 'R', NULL },
@@ -198,6 +201,21 @@ parse_key_arg(struct sargs *sa, unsigned depth, const struct keydef *kd,
 		return -1;
 	switch (kd->arg) {
 	case KA_NONE:
+		return 0;
+	case KA_OBJECTID:
+		for (const char *p = s; *p != '\0'; p++)
+			if (!((*p >= 'a' && *p <= 'z') ||
+			    (*p >= 'A' && *p <= 'Z') ||
+			    (*p >= '0' && *p <= '9') || *p == '-' ||
+			    *p == '_')) {
+				*error_r = "Invalid object id";
+				return -1;
+			}
+		if (*s == '\0' || strlen(s) > 255) {
+			*error_r = "Invalid object id";
+			return -1;
+		}
+		k->str = xstrdup(s);
 		return 0;
 	case KA_STRING:
 	case KA_KEYWORD:
@@ -646,6 +664,10 @@ match_key(const struct search_key *k, struct match_ctx *c)
 	case SK_TEXT:
 		return ensure_data(c) && mime_search_body(c->data, c->root,
 		    k->str, k->op == SK_TEXT);
+	case SK_EMAILID:
+		return m->emailid != NULL && strcmp(m->emailid, k->str) == 0;
+	case SK_THREADID:
+		return false;	/* threads have no ids: THREADID is NIL */
 	}
 	return false;
 }

@@ -147,6 +147,14 @@ int maildir_link_into(const char *src_path, uint64_t size,
 int maildir_link_into_flags(const char *src_path, uint64_t size,
 			    const char *maildir, const char *flags,
 			    char **path_r, const char **error_r);
+/* The same with ",<extra>" (a name field such as "E=<id>", which the
+ * caller has checked holds no ',', ':', '/' or NUL) after S= and W=, so
+ * that a message keeps an attribute across MOVE. A copy made because
+ * the file system has no hard links gets no extra field. */
+int maildir_link_into_extra(const char *src_path, uint64_t size,
+			    const char *maildir, const char *flags,
+			    const char *extra, char **path_r,
+			    const char **error_r);
 
 /*
  * File name parsing. A name is
