@@ -205,6 +205,7 @@ answer_without_file(struct imap_session *s, const struct fetch_att *att,
 		case FETCH_UID:
 		case FETCH_EMAILID:
 		case FETCH_THREADID:
+		case FETCH_SAVEDATE:
 			continue;
 		case FETCH_INTERNALDATE:
 		case FETCH_RFC822_SIZE:
@@ -368,6 +369,17 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 			/* RFC 8474 5.2: threads are not tracked */
 			str_append(line, "THREADID NIL");
 			break;
+		case FETCH_SAVEDATE: {
+			/* RFC 8514: from the file name (mbox_objectid.c) */
+			long long t = mbox_savedate(m->name);
+
+			str_append(line, "SAVEDATE ");
+			if (t >= 0)
+				imap_datetime_format(t, line);
+			else
+				str_append(line, "NIL");
+			break;
+		}
 		case FETCH_INTERNALDATE:
 			str_append(line, "INTERNALDATE ");
 			imap_datetime_format(m->internaldate, line);

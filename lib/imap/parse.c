@@ -809,6 +809,7 @@ static const struct {
 	{ "RFC822.TEXT", FETCH_RFC822_TEXT },
 	{ "EMAILID", FETCH_EMAILID },
 	{ "THREADID", FETCH_THREADID },
+	{ "SAVEDATE", FETCH_SAVEDATE },
 };
 
 static const char *const fetch_all[] = {
@@ -1144,6 +1145,7 @@ fetch_add(struct fetch_att *att, const char *s, const char **error_r)
 	case FETCH_RFC822_SIZE:
 	case FETCH_EMAILID:
 	case FETCH_THREADID:
+	case FETCH_SAVEDATE:
 		break;
 	case FETCH_RFC822:
 	case FETCH_RFC822_TEXT:

@@ -147,6 +147,7 @@ enum fetch_kind {
 				   3516): part numbers only, spec SECT_ALL */
 	FETCH_BINARY_SIZE,	/* BINARY.SIZE[...] */
 	FETCH_EMAILID, FETCH_THREADID,	/* RFC 8474 */
+	FETCH_SAVEDATE,			/* RFC 8514 */
 };
 enum fetch_spec {
 	SECT_ALL,		/* BODY[] or BODY[1.2] (the part's content) */
@@ -195,6 +196,11 @@ enum search_op {
 	SK_HEADER,		/* also BCC CC FROM SUBJECT TO */
 	SK_BODY, SK_TEXT,
 	SK_EMAILID, SK_THREADID,		/* RFC 8474 */
+	SK_SAVEDBEFORE, SK_SAVEDON, SK_SAVEDSINCE,	/* RFC 8514: the save
+					   date, or the INTERNALDATE for a
+					   message without one */
+	SK_SAVEDATESUPPORTED,		/* every message: every folder has
+					   save dates */
 };
 struct search_key {
 	enum search_op op;
@@ -231,6 +237,7 @@ struct search_msg {
 	bool recent;
 	uint64_t size;			/* RFC822.SIZE */
 	long long internaldate;		/* seconds since the epoch */
+	long long savedate;		/* RFC 8514, -1 unknown */
 	/* Keyword name -> its Maildir letter 'a'..'z', or 0 if the mailbox
 	 * has no such keyword (then KEYWORD never matches). */
 	char (*keyword_letter)(void *ctx, const char *name);

@@ -48,6 +48,10 @@ static const struct keydef {
 	{ "ON", SK_ON, KA_DATE, 0, NULL },
 	{ "OR", SK_OR, KA_OR, 0, NULL },
 	{ "RECENT", SK_RECENT, KA_NONE, 0, NULL },
+	{ "SAVEDATESUPPORTED", SK_SAVEDATESUPPORTED, KA_NONE, 0, NULL },
+	{ "SAVEDBEFORE", SK_SAVEDBEFORE, KA_DATE, 0, NULL },
+	{ "SAVEDON", SK_SAVEDON, KA_DATE, 0, NULL },
+	{ "SAVEDSINCE", SK_SAVEDSINCE, KA_DATE, 0, NULL },
 	{ "SEEN", SK_FLAG, KA_NONE, 'S', NULL },
 	{ "SENTBEFORE", SK_SENTBEFORE, KA_DATE, 0, NULL },
 	{ "SENTON", SK_SENTON, KA_DATE, 0, NULL },
@@ -380,6 +384,9 @@ key_needs_info(enum search_op op)
 	switch (op) {
 	case SK_LARGER:
 	case SK_SMALLER:
+	case SK_SAVEDBEFORE:	/* the INTERNALDATE stands in */
+	case SK_SAVEDON:
+	case SK_SAVEDSINCE:
 	case SK_BEFORE:
 	case SK_ON:
 	case SK_SINCE:
@@ -569,7 +576,16 @@ match_date(const struct search_key *k, struct match_ctx *c)
 {
 	long long day;
 
+	long long saved = c->m->savedate >= 0 ? c->m->savedate :
+	    c->m->internaldate;
+
 	switch (k->op) {
+	case SK_SAVEDBEFORE:
+		return day_of(saved) < k->date;
+	case SK_SAVEDON:
+		return day_of(saved) == k->date;
+	case SK_SAVEDSINCE:
+		return day_of(saved) >= k->date;
 	case SK_BEFORE:
 		return day_of(c->m->internaldate) < k->date;
 	case SK_ON:
@@ -653,7 +669,12 @@ match_key(const struct search_key *k, struct match_ctx *c)
 	case SK_SENTBEFORE:
 	case SK_SENTON:
 	case SK_SENTSINCE:
+	case SK_SAVEDBEFORE:
+	case SK_SAVEDON:
+	case SK_SAVEDSINCE:
 		return match_date(k, c);
+	case SK_SAVEDATESUPPORTED:
+		return true;
 	case SK_HEADER:
 		if (k->address)
 			return ensure_data(c) && mime_search_address(c->data,

@@ -200,7 +200,8 @@ mbox_savedate(const char *name)
 
 	for (i = 0; name[i] >= '0' && name[i] <= '9' && i < 12; i++)
 		t = t * 10 + (name[i] - '0');
-	/* "<seconds>." with a time after 1990 and not far in the future */
+	/* "<seconds>." with a time after 1990 and at most a day ahead (a
+	 * clock set wrong, not a name that means something else) */
 	if (i == 0 || name[i] != '.' || t < 631152000LL ||
 	    t > (long long)time(NULL) + 86400)
 		return -1;
