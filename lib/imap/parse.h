@@ -148,6 +148,7 @@ enum fetch_kind {
 	FETCH_BINARY_SIZE,	/* BINARY.SIZE[...] */
 	FETCH_EMAILID, FETCH_THREADID,	/* RFC 8474 */
 	FETCH_SAVEDATE,			/* RFC 8514 */
+	FETCH_PREVIEW,			/* RFC 8970 */
 };
 enum fetch_spec {
 	SECT_ALL,		/* BODY[] or BODY[1.2] (the part's content) */
@@ -157,6 +158,7 @@ enum fetch_spec {
 struct fetch_item {
 	enum fetch_kind kind;
 	bool peek;		/* BODY.PEEK: does not set \Seen */
+	bool lazy;		/* PREVIEW (LAZY): NIL unless at hand */
 	uint32_t part[32];	/* section part numbers, npart of them */
 	size_t npart;
 	enum fetch_spec spec;
@@ -175,7 +177,8 @@ struct fetch_att {
 				   RFC822.TEXT) */
 };
 /* The argument after the sequence set: a macro (ALL, FAST, FULL), one
- * item, or a parenthesised list of items. UID is not added here (UID
+ * item, or a parenthesised list of items (where PREVIEW may be followed
+ * by its modifier list "(LAZY)", RFC 8970). UID is not added here (UID
  * FETCH adds it). 0 ok, -1 invalid with *error_r a static message. */
 int imap_fetch_parse(const struct imap_arg *arg, struct fetch_att *att,
     const char **error_r);

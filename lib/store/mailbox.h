@@ -193,6 +193,7 @@ char mbox_keyword_letter(struct mbox *mb, const char *name, bool create);
  * cache are not errors (it is only a cache). */
 enum mbox_cache_kind {
 	MBOX_CACHE_ENVELOPE, MBOX_CACHE_BODYSTRUCTURE, MBOX_CACHE_BODY,
+	MBOX_CACHE_PREVIEW,	/* RFC 8970 PREVIEW text (UTF-8) */
 	MBOX_CACHE_KINDS
 };
 char *mbox_cache_get(struct mbox *mb, size_t i, enum mbox_cache_kind kind);
