@@ -236,7 +236,8 @@ struct search_msg {
 	uint32_t seq, uid;
 	uint32_t max_seq, max_uid;	/* the values of '*' */
 	const char *flags;		/* Maildir letters, sorted: "FRS" */
-	const char *emailid;		/* EMAILID (RFC 8474) */
+	const char *emailid;		/* EMAILID (RFC 8474), or NULL when
+					   no key needs it */
 	bool recent;
 	uint64_t size;			/* RFC822.SIZE */
 	long long internaldate;		/* seconds since the epoch */
@@ -261,6 +262,9 @@ bool imap_search_match(const struct search_key *root,
 bool imap_search_needs_data(const struct search_key *root);
 /* True if any key needs RFC822.SIZE or INTERNALDATE. */
 bool imap_search_needs_info(const struct search_key *root);
+/* True if any key needs the EMAILID (search_msg.emailid may be NULL
+ * otherwise). */
+bool imap_search_needs_emailid(const struct search_key *root);
 
 /* ---- mailbox names ---- */
 /* Modified UTF-7 (RFC 3501 5.1.3) to UTF-8; -1 if malformed (bad

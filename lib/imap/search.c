@@ -422,6 +422,18 @@ imap_search_needs_info(const struct search_key *root)
 	return tree_has(root, key_needs_info);
 }
 
+static bool
+key_needs_emailid(enum search_op op)
+{
+	return op == SK_EMAILID;
+}
+
+bool
+imap_search_needs_emailid(const struct search_key *root)
+{
+	return tree_has(root, key_needs_emailid);
+}
+
 struct match_ctx {
 	const struct search_msg *m;
 	int loaded;		/* 0 not tried, 1 ok, -1 unreadable */

@@ -257,3 +257,18 @@ def test_search_emailid_threadid(c):
     for bad in ("EMAILID", "EMAILID a.b", 'EMAILID ""', "EMAILID " + "a" * 256,
                 "THREADID (x)", 'THREADID "a b"'):
         c.bad("SEARCH " + bad)
+
+
+def test_rename_inbox(c):
+    """RFC 3501 6.3.5: RENAME INBOX moves its messages to a new folder and
+    leaves INBOX empty; INBOX keeps its id, the new folder gets another."""
+    inbox = status_id(c, "INBOX")
+    c.ok("APPEND INBOX ", Literal(message(1), plus=True))
+    c.select("INBOX")
+    (eid, _), = fetch_ids(c).values()
+    c.ok("UNSELECT")
+    c.ok("RENAME INBOX oldinbox")
+    assert status_id(c, "INBOX") == inbox
+    assert status_id(c, "oldinbox") != inbox
+    c.select("oldinbox")
+    assert [e for e, _ in fetch_ids(c).values()] == [eid]
