@@ -7,7 +7,8 @@
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -I. \
  *       fuzz/fuzz_mime.c lib/mime/mime.c lib/mime/envelope.c \
- *       lib/mime/decode.c lib/mime/preview.c lib/base/alloc.c lib/base/str.c lib/base/log.c
+ *       lib/mime/decode.c lib/mime/preview.c lib/base/alloc.c \
+ *       lib/base/str.c lib/base/log.c
  */
 #include <stdint.h>
 #include <stdlib.h>

@@ -388,8 +388,8 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 			    (fm.raw != NULL || fm.have_wire)) {
 				str_t pv = STR_INIT;
 
-				mime_preview(msg_wire(&fm)->data, mime_tree(&fm),
-				    &pv);
+				mime_preview(msg_wire(&fm)->data,
+				    mime_tree(&fm), &pv);
 				mbox_cache_put(s->mb, i, MBOX_CACHE_PREVIEW,
 				    str_c(&pv));
 				cached[MBOX_CACHE_PREVIEW] = str_steal(&pv);

@@ -672,7 +672,8 @@ link_unsupported(int err)
  */
 static int
 link_unique(const char *src, const char *maildir, uint64_t size,
-	    bool has_vsize, uint64_t vsize, const char *flags, const char *extra,
+	    bool has_vsize, uint64_t vsize, const char *flags,
+	    const char *extra,
 	    bool allow_rename, char **path_r, int *errno_r,
 	    const char **error_r)
 {

@@ -12,6 +12,11 @@
  * The work is bounded: only the first PREVIEW_SCAN bytes of the chosen
  * part's body are decoded, whatever the message's size, and every scan
  * is linear. Invalid UTF-8 is dropped, so the result is always valid.
+ *
+ * Trust: none in the message (anyone can send one): any bytes, any
+ * nesting (the tree is mime.c's, bounded there), unterminated tags,
+ * comments and references, references to NUL, surrogates or code points
+ * past U+10FFFF (U+FFFD instead).
  */
 #include <stdbool.h>
 #include <stdlib.h>
@@ -188,7 +193,8 @@ html_text(const char *s, size_t len, str_t *out)
 			continue;
 		}
 		if (len - i >= 4 && memcmp(s + i, "<!--", 4) == 0) {
-			const char *e = memmem(s + i + 4, len - i - 4, "-->", 3);
+			const char *e = memmem(s + i + 4, len - i - 4, "-->",
+			    3);
 
 			i = e != NULL ? (size_t)(e - s) + 3 : len;
 			str_append_c(out, ' ');

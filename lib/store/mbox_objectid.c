@@ -21,6 +21,12 @@
  *    as petrel, Dovecot, Courier, maildrop and procmail name files),
  *    which APPEND, COPY, MOVE and delivery set when they link the file
  *    into the folder. A name that starts otherwise has none (NIL).
+ *
+ * Trust: file names and petrel-mailboxid are chosen by whoever can write
+ * the maildir. An id is used only when it has the RFC's syntax (1-255
+ * letters, digits, '-', '_'); a petrel-mailboxid without one is an
+ * error (the folder reports no id), never replaced behind the user's
+ * back. The file is opened without following a symbolic link.
  */
 #include <errno.h>
 #include <fcntl.h>
