@@ -126,6 +126,7 @@ imap_search_run(struct imap_session *s, const struct search_key *root,
 	const char *err = NULL;
 	bool need_info = imap_search_needs_info(root);
 	bool need_emailid = imap_search_needs_emailid(root);
+	bool need_savedate = imap_search_needs_savedate(root);
 	/* a re-sync below may append messages: they are not the client's
 	 * yet */
 	size_t n = s->mb->n;
@@ -160,7 +161,8 @@ imap_search_run(struct imap_session *s, const struct search_key *root,
 			.emailid = need_emailid ? emailid : NULL,
 			.recent = m->recent,
 			.size = m->vsize, .internaldate = m->internaldate,
-			.savedate = mbox_savedate(m->name),
+			.savedate = need_savedate ? mbox_savedate(m->name) :
+			    -1,
 			.keyword_letter = search_keyword, .load = search_load,
 			.ctx = &sc, .saved = s->searchres,
 			.nsaved = s->nsearchres,

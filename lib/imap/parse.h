@@ -265,6 +265,9 @@ bool imap_search_needs_info(const struct search_key *root);
 /* True if any key needs the EMAILID (search_msg.emailid may be NULL
  * otherwise). */
 bool imap_search_needs_emailid(const struct search_key *root);
+/* True if any key needs the save date (search_msg.savedate may be -1
+ * otherwise). */
+bool imap_search_needs_savedate(const struct search_key *root);
 
 /* ---- mailbox names ---- */
 /* Modified UTF-7 (RFC 3501 5.1.3) to UTF-8; -1 if malformed (bad

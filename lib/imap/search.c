@@ -428,6 +428,19 @@ key_needs_emailid(enum search_op op)
 	return op == SK_EMAILID;
 }
 
+static bool
+key_needs_savedate(enum search_op op)
+{
+	return op == SK_SAVEDBEFORE || op == SK_SAVEDON ||
+	    op == SK_SAVEDSINCE;
+}
+
+bool
+imap_search_needs_savedate(const struct search_key *root)
+{
+	return tree_has(root, key_needs_savedate);
+}
+
 bool
 imap_search_needs_emailid(const struct search_key *root)
 {
