@@ -51,8 +51,8 @@ append_literal(str_t *out, const char *data, size_t len)
 }
 
 /* The bytes a BODY[section] names, into sect (pointers into wire). */
-static void
-section_bytes(const char *wire, size_t wlen, const struct mime_part *root,
+void
+imap_section_bytes(const char *wire, size_t wlen, const struct mime_part *root,
     const struct fetch_item *it, str_t *out)
 {
 	const struct mime_part *p = mime_part_find(root, it->part, it->npart);
@@ -465,7 +465,7 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 				len = fm.wire.len;
 			} else {
 				mime_tree(&fm);
-				section_bytes(fm.wire.data, fm.wire.len,
+				imap_section_bytes(fm.wire.data, fm.wire.len,
 				    fm.root, it, &sect);
 				data = sect.data;
 				len = sect.len;

@@ -507,7 +507,7 @@ maildir_tmp_open(const char *maildir, struct maildir_tmp **tmp_r,
 		free(tmp->tmp_path);
 		tmp->base = maildir_unique_name();
 		tmp->tmp_path = xasprintf("%s/tmp/%s", tmp->maildir, tmp->base);
-		tmp->fd = open(tmp->tmp_path, O_WRONLY | O_CREAT | O_EXCL |
+		tmp->fd = open(tmp->tmp_path, O_RDWR | O_CREAT | O_EXCL |
 		    O_CLOEXEC | O_NOFOLLOW, 0600);
 		if (tmp->fd != -1) {
 			*tmp_r = tmp;

@@ -124,6 +124,8 @@ int maildir_tmp_write_lf(struct maildir_tmp *tmp, const void *data,
 void maildir_tmp_set_mtime(struct maildir_tmp *tmp, time_t sec, long nsec);
 /* Close and unlink the tmp file, free, set *tmp NULL. NULL-safe. */
 void maildir_tmp_abort(struct maildir_tmp **tmp);
+/* The open file (read and write: a spooled IMAP literal is read back
+ * for CATENATE). */
 int maildir_tmp_fd(const struct maildir_tmp *tmp);
 /* Bytes of the file (and with bare LFs counted as CRLF), a CR held by
  * maildir_tmp_write_lf() included. */
