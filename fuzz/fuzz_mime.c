@@ -2,11 +2,13 @@
  * fuzz_mime.c: libFuzzer target for lib/mime. The input is a message
  * (any bytes); it goes through everything the IMAP server does with one:
  * wire form, the part tree, ENVELOPE, BODY and BODYSTRUCTURE, section
- * lookups, HEADER.FIELDS, and SEARCH.
+ * lookups, HEADER.FIELDS, SEARCH and the PREVIEW text (checked: valid
+ * UTF-8 without control characters, at most 256 characters).
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -I. \
  *       fuzz/fuzz_mime.c lib/mime/mime.c lib/mime/envelope.c \
- *       lib/mime/decode.c lib/base/alloc.c lib/base/str.c lib/base/log.c
+ *       lib/mime/decode.c lib/mime/preview.c lib/base/alloc.c \
+ *       lib/base/str.c lib/base/log.c
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -41,6 +43,32 @@ walk_sections(const char *msg, const struct mime_part *root, str_t *out)
 		if (p->message != NULL)
 			mime_envelope(msg, p->message, out);
 	}
+}
+
+/* The preview is valid UTF-8 (shortest forms, no surrogates), has no
+ * control characters and at most MIME_PREVIEW_CHARS characters. */
+static void
+check_preview(const str_t *p)
+{
+	const unsigned char *u = (const unsigned char *)p->data;
+	size_t i = 0, chars = 0;
+
+	while (i < p->len) {
+		unsigned char c = u[i];
+		size_t n = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+
+		if (c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xc2) ||
+		    c > 0xf4 || i + n > p->len)
+			abort();
+		for (size_t k = 1; k < n; k++)
+			if ((u[i + k] & 0xc0) != 0x80)
+				abort();
+		i += n;
+		chars++;
+	}
+	if (chars > MIME_PREVIEW_CHARS ||
+	    (p->len > 0 && (u[0] == ' ' || u[p->len - 1] == ' ')))
+		abort();
 }
 
 /* Offsets stay inside the parent's body and parents point back. */
@@ -114,6 +142,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	(void)mime_search_header(msg, root, "from", "\xc3\xa9");
 	(void)mime_search_body(msg, root, "needle", false);
 	(void)mime_search_body(msg, root, "Needle \xc3\xa9", true);
+	str_truncate(&out, 0);
+	mime_preview(msg, root, &out);
+	check_preview(&out);
 	mime_free(root);
 
 	/* the whole input as a header value, and as a date */

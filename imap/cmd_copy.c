@@ -106,8 +106,21 @@ copy_messages(struct imap_session *s, struct imap_cmd *c, bool move)
 			continue;
 		}
 		translate_flags(s->mb, dst, m->flags, flags);
-		for (int tries = 0; maildir_link_into_flags(src, m->size,
-		    dst->path, flags, &newpath, &err) < 0; tries++) {
+		/* MOVE keeps the EMAILID (RFC 8474 5.1): the new name
+		 * carries it in an E= field; COPY makes a new message */
+		char extra[MBOX_OBJECTID_MAX + 3];
+
+		extra[0] = '\0';
+		if (move) {
+			char id[MBOX_OBJECTID_MAX + 1];
+
+			mbox_emailid(m->name, id);
+			if (strlen(id) <= 64)
+				snprintf(extra, sizeof(extra), "E=%s", id);
+		}
+		for (int tries = 0; maildir_link_into_extra(src, m->size,
+		    dst->path, flags, extra[0] != '\0' ? extra : NULL,
+		    &newpath, &err) < 0; tries++) {
 			const char *serr;
 
 			/* Another session may have renamed the file (new

@@ -51,8 +51,8 @@ append_literal(str_t *out, const char *data, size_t len)
 }
 
 /* The bytes a BODY[section] names, into sect (pointers into wire). */
-static void
-section_bytes(const char *wire, size_t wlen, const struct mime_part *root,
+void
+imap_section_bytes(const char *wire, size_t wlen, const struct mime_part *root,
     const struct fetch_item *it, str_t *out)
 {
 	const struct mime_part *p = mime_part_find(root, it->part, it->npart);
@@ -203,6 +203,9 @@ answer_without_file(struct imap_session *s, const struct fetch_att *att,
 		switch (att->items[k].kind) {
 		case FETCH_FLAGS:
 		case FETCH_UID:
+		case FETCH_EMAILID:
+		case FETCH_THREADID:
+		case FETCH_SAVEDATE:
 			continue;
 		case FETCH_INTERNALDATE:
 		case FETCH_RFC822_SIZE:
@@ -217,6 +220,11 @@ answer_without_file(struct imap_session *s, const struct fetch_att *att,
 			break;
 		case FETCH_BODYSTRUCTURE:
 			ck = MBOX_CACHE_BODYSTRUCTURE;
+			break;
+		case FETCH_PREVIEW:
+			if (att->items[k].lazy)
+				continue;	/* NIL will do */
+			ck = MBOX_CACHE_PREVIEW;
 			break;
 		default:
 			return false;	/* the message's bytes */
@@ -251,7 +259,15 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 			ck = MBOX_CACHE_BODY;
 		else if (kd == FETCH_BODYSTRUCTURE)
 			ck = MBOX_CACHE_BODYSTRUCTURE;
-		else {
+		else if (kd == FETCH_PREVIEW) {
+			ck = MBOX_CACHE_PREVIEW;
+			if (cached[ck] == NULL)
+				cached[ck] = mbox_cache_get(s->mb, i, ck);
+			/* LAZY (RFC 8970 3.2): NIL rather than a read */
+			if (cached[ck] == NULL && !att->items[k].lazy)
+				need_data = true;
+			continue;
+		} else {
 			if (kd == FETCH_RFC822 || kd == FETCH_RFC822_HEADER ||
 			    kd == FETCH_RFC822_TEXT || kd == FETCH_SECTION ||
 			    kd == FETCH_BINARY || kd == FETCH_BINARY_SIZE)
@@ -355,6 +371,47 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 		case FETCH_UID:
 			str_printf(line, "UID %u", m->uid);
 			break;
+		case FETCH_EMAILID: {
+			char id[MBOX_OBJECTID_MAX + 1];
+
+			mbox_emailid(m->name, id);
+			str_printf(line, "EMAILID (%s)", id);
+			break;
+		}
+		case FETCH_THREADID:
+			/* RFC 8474 5.2: threads are not tracked */
+			str_append(line, "THREADID NIL");
+			break;
+		case FETCH_PREVIEW:
+			str_append(line, "PREVIEW ");
+			if (cached[MBOX_CACHE_PREVIEW] == NULL &&
+			    (fm.raw != NULL || fm.have_wire)) {
+				str_t pv = STR_INIT;
+
+				mime_preview(msg_wire(&fm)->data,
+				    mime_tree(&fm), &pv);
+				mbox_cache_put(s->mb, i, MBOX_CACHE_PREVIEW,
+				    str_c(&pv));
+				cached[MBOX_CACHE_PREVIEW] = str_steal(&pv);
+			}
+			if (cached[MBOX_CACHE_PREVIEW] == NULL)
+				str_append(line, "NIL");	/* LAZY */
+			else
+				imap_append_string(line,
+				    cached[MBOX_CACHE_PREVIEW],
+				    strlen(cached[MBOX_CACHE_PREVIEW]));
+			break;
+		case FETCH_SAVEDATE: {
+			/* RFC 8514: from the file name (mbox_objectid.c) */
+			long long t = mbox_savedate(m->name);
+
+			str_append(line, "SAVEDATE ");
+			if (t >= 0)
+				imap_datetime_format(t, line);
+			else
+				str_append(line, "NIL");
+			break;
+		}
 		case FETCH_INTERNALDATE:
 			str_append(line, "INTERNALDATE ");
 			imap_datetime_format(m->internaldate, line);
@@ -408,7 +465,7 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 				len = fm.wire.len;
 			} else {
 				mime_tree(&fm);
-				section_bytes(fm.wire.data, fm.wire.len,
+				imap_section_bytes(fm.wire.data, fm.wire.len,
 				    fm.root, it, &sect);
 				data = sect.data;
 				len = sect.len;
@@ -479,13 +536,24 @@ imap_cmd_fetch(struct imap_session *s, struct imap_cmd *c)
 	if (fs == NULL) {
 		const char *set;
 
-		if (c->nargs != 2 || c->args[0].type != IMAP_ARG_ATOM) {
+		/* "FETCH 1 PREVIEW (LAZY)": one item with its modifiers
+		 * (RFC 8970 4), read as the list "(PREVIEW (LAZY))" */
+		struct imap_arg one = { .type = IMAP_ARG_LIST,
+		    .list = c->args + 1, .nlist = 2 };
+		bool mods = c->nargs == 3 &&
+		    c->args[1].type == IMAP_ARG_ATOM &&
+		    strcasecmp(c->args[1].str, "PREVIEW") == 0 &&
+		    c->args[2].type == IMAP_ARG_LIST;
+
+		if ((c->nargs != 2 && !mods) ||
+		    c->args[0].type != IMAP_ARG_ATOM) {
 			imap_bad(s, "FETCH needs a sequence set and items");
 			return;
 		}
 		set = c->args[0].str;
 		fs = xcalloc(1, sizeof(*fs));
-		if (imap_fetch_parse(&c->args[1], &fs->att, &err) < 0) {
+		if (imap_fetch_parse(mods ? &one : &c->args[1], &fs->att,
+		    &err) < 0) {
 			imap_bad(s, "%s", err != NULL ? err :
 			    "Invalid FETCH items");
 			free(fs);

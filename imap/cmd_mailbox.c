@@ -139,7 +139,15 @@ imap_cmd_create(struct imap_session *s, struct imap_cmd *c)
 			    path);
 		imap_no(s, "[SERVERBUG] Cannot keep the special use");
 	} else {
-		imap_ok(s, "Create completed.");
+		char id[MBOX_OBJECTID_MAX + 1];
+
+		/* RFC 8474 4.1: the new folder's id in the OK */
+		if (mbox_mailboxid(path, id, &err) == 0) {
+			imap_ok(s, "[MAILBOXID (%s)] Create completed.", id);
+		} else {
+			log_warn("%016llx: %s", SID(&s->base), err);
+			imap_ok(s, "Create completed.");
+		}
 	}
 	str_free(&uses);
 	free(folder);
@@ -325,13 +333,13 @@ out:
 /* ---- STATUS ---- */
 
 /* The STATUS items: RFC 3501 6.3.10, SIZE (RFC 8438), APPENDLIMIT (RFC
- * 7889). */
+ * 7889), MAILBOXID (RFC 8474). */
 static const char *const status_items[] = {
 	"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE",
-	"APPENDLIMIT",
+	"APPENDLIMIT", "MAILBOXID",
 };
 enum { ST_MESSAGES, ST_RECENT, ST_UIDNEXT, ST_UIDVALIDITY, ST_UNSEEN,
-	ST_SIZE, ST_APPENDLIMIT, ST_NONE };
+	ST_SIZE, ST_APPENDLIMIT, ST_MAILBOXID, ST_NONE };
 
 static int
 status_item(const struct imap_arg *it)
@@ -363,7 +371,8 @@ imap_status_append(struct imap_session *s, const char *name,
 	uint32_t uidvalidity = 0, uidnext = 0, messages = 0, unseen = 0;
 	uint32_t recent = 0;
 	uint64_t size = 0;
-	bool counts = false, want_size = false;
+	bool counts = false, want_size = false, want_id = false;
+	char mailboxid[MBOX_OBJECTID_MAX + 1];
 	str_t line = STR_INIT;
 
 	for (size_t i = 0; i < n; i++) {
@@ -371,9 +380,13 @@ imap_status_append(struct imap_session *s, const char *name,
 
 		if (k == ST_SIZE)
 			want_size = true;
+		else if (k == ST_MAILBOXID)
+			want_id = true;
 		else if (k != ST_APPENDLIMIT)
 			counts = true;
 	}
+	if (want_id && mbox_mailboxid(path, mailboxid, error_r) < 0)
+		return -1;
 	if (counts && mbox_status(path, &uidvalidity, &uidnext, &messages,
 	    &unseen, &recent, error_r) < 0)
 		return -1;
@@ -393,6 +406,11 @@ imap_status_append(struct imap_session *s, const char *name,
 		for (size_t i = 0; i < n; i++) {
 			int k = status_item(&items[i]);
 
+			if (k == ST_MAILBOXID) {
+				str_printf(&line, "%sMAILBOXID (%s)",
+				    i > 0 ? " " : "", mailboxid);
+				continue;
+			}
 			str_printf(&line, "%s%s %llu", i > 0 ? " " : "",
 			    status_items[k], (unsigned long long)v[k]);
 		}

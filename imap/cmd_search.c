@@ -125,6 +125,8 @@ imap_search_run(struct imap_session *s, const struct search_key *root,
 	size_t *idx = NULL, nidx = 0, cap = 0;
 	const char *err = NULL;
 	bool need_info = imap_search_needs_info(root);
+	bool need_emailid = imap_search_needs_emailid(root);
+	bool need_savedate = imap_search_needs_savedate(root);
 	/* a re-sync below may append messages: they are not the client's
 	 * yet */
 	size_t n = s->mb->n;
@@ -145,15 +147,22 @@ imap_search_run(struct imap_session *s, const struct search_key *root,
 		/* loading the message may re-sync and move msgs: keep
 		 * nothing that points into it */
 		char flags[sizeof(m->flags)];
+		char emailid[MBOX_OBJECTID_MAX + 1];
 		uint32_t uid = m->uid;
 
 		memcpy(flags, m->flags, sizeof(flags));
+		if (need_emailid)
+			mbox_emailid(m->name, emailid);
 		struct search_msg sm = {
 			.seq = (uint32_t)(i + 1), .uid = uid,
 			.max_seq = (uint32_t)n,
 			.max_uid = n > 0 ? s->mb->msgs[n - 1].uid : 0,
-			.flags = flags, .recent = m->recent,
+			.flags = flags,
+			.emailid = need_emailid ? emailid : NULL,
+			.recent = m->recent,
 			.size = m->vsize, .internaldate = m->internaldate,
+			.savedate = need_savedate ? mbox_savedate(m->name) :
+			    -1,
 			.keyword_letter = search_keyword, .load = search_load,
 			.ctx = &sc, .saved = s->searchres,
 			.nsaved = s->nsearchres,

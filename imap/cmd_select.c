@@ -90,6 +90,16 @@ imap_cmd_select(struct imap_session *s, struct imap_cmd *c)
 		imap_untagged(s, "OK [UNSEEN %ld] First unseen.", unseen);
 	imap_untagged(s, "OK [UIDVALIDITY %u] UIDs valid.", s->mb->uidvalidity);
 	imap_untagged(s, "OK [UIDNEXT %u] Predicted next UID.", s->mb->uidnext);
+	{
+		char id[MBOX_OBJECTID_MAX + 1];
+		const char *iderr;
+
+		/* RFC 8474 4.2 */
+		if (mbox_mailboxid(s->mb->path, id, &iderr) == 0)
+			imap_untagged(s, "OK [MAILBOXID (%s)] Ok.", id);
+		else
+			log_warn("%016llx: %s", SID(&s->base), iderr);
+	}
 	s->known = s->mb->n;
 	imap_ok(s, "[%s] %s completed.", examine ? "READ-ONLY" : "READ-WRITE",
 	    examine ? "Examine" : "Select");

@@ -8,6 +8,7 @@
 
 #include "imap/imap-private.h"
 #include "lib/maildir/maildir.h"
+#include "lib/mime/mime.h"
 
 /* ---- mailbox_view.c ---- */
 
@@ -41,6 +42,14 @@ int imap_flags_to_letters(struct imap_session *s, const struct imap_arg *args,
  * folder, *own_r true). NULL with a NO set. */
 struct mbox *imap_open_target(struct imap_session *s, const char *name,
     bool *own_r);
+
+/* ---- cmd_fetch.c ---- */
+
+/* The bytes BODY[section] (it: a parsed section item) names in a
+ * message's wire form and its MIME tree; nothing for a part that does
+ * not exist. Appends to out. */
+void imap_section_bytes(const char *wire, size_t wlen,
+    const struct mime_part *root, const struct fetch_item *it, str_t *out);
 
 /* ---- cmd_mailbox.c ---- */
 

@@ -23,8 +23,8 @@ command -v "$CC" >/dev/null || { echo "fuzz: $CC not found (apt-get install clan
 base="lib/base/alloc.c lib/base/str.c lib/base/log.c lib/base/base64.c lib/base/err.c"
 sources() {
 	case "$1" in
-	mime|imap_parse) echo "lib/mime/mime.c lib/mime/envelope.c lib/mime/decode.c lib/imap/parse.c lib/imap/search.c lib/imap/sort.c $base" ;;
-	imap_sort) echo "lib/mime/mime.c lib/mime/envelope.c lib/mime/decode.c lib/imap/parse.c lib/imap/search.c lib/imap/sort.c
+	mime|imap_parse) echo "lib/mime/mime.c lib/mime/envelope.c lib/mime/decode.c lib/mime/preview.c lib/imap/parse.c lib/imap/search.c lib/imap/sort.c $base" ;;
+	imap_sort) echo "lib/mime/mime.c lib/mime/envelope.c lib/mime/decode.c lib/mime/preview.c lib/imap/parse.c lib/imap/search.c lib/imap/sort.c
 		lib/store/mbox_sort.c lib/store/mbox_index.c lib/store/mailbox.c lib/store/mbox_cache.c lib/store/mbox_legacy.c
 		lib/store/mbox_log.c
 		lib/maildir/maildir.c lib/base/fdio.c $base" ;;
@@ -48,7 +48,7 @@ sources() {
 	http) echo "lib/http/parse.c $base" ;;
 	milter_reply) echo "lib/milter/proto.c lib/milter/client.c lib/queue/spool.c lib/base/fdio.c $base" ;;
 	sieve_parse|sieve_run) echo "lib/sieve/parse.c lib/sieve/spec.c lib/sieve/run.c lib/sieve/store.c lib/base/fdio.c lib/mime/mime.c lib/mime/envelope.c
-		lib/mime/decode.c $base" ;;
+		lib/mime/decode.c lib/mime/preview.c $base" ;;
 	trust_fields) echo "lib/trust/rdata.c lib/trust/authres.c lib/trust/dmarc.c lib/dnsrec/check.c lib/trust/dnsq.c lib/base/addr.c lib/base/fdio.c
 		lib/config/config.c lib/maildir/maildir.c lib/maildir/subscriptions.c lib/dir/dir_url.c $base -lunbound -lopendmarc -lpsl" ;;
 	managesieve_cmd) echo "lib/managesieve/parse.c $base" ;;

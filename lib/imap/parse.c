@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "lib/base/alloc.h"
 #include "lib/base/log.h"
@@ -807,6 +808,10 @@ static const struct {
 	{ "RFC822", FETCH_RFC822 },
 	{ "RFC822.HEADER", FETCH_RFC822_HEADER },
 	{ "RFC822.TEXT", FETCH_RFC822_TEXT },
+	{ "EMAILID", FETCH_EMAILID },
+	{ "THREADID", FETCH_THREADID },
+	{ "SAVEDATE", FETCH_SAVEDATE },
+	{ "PREVIEW", FETCH_PREVIEW },
 };
 
 static const char *const fetch_all[] = {
@@ -1140,6 +1145,10 @@ fetch_add(struct fetch_att *att, const char *s, const char **error_r)
 	case FETCH_UID:
 	case FETCH_INTERNALDATE:
 	case FETCH_RFC822_SIZE:
+	case FETCH_EMAILID:
+	case FETCH_THREADID:
+	case FETCH_SAVEDATE:
+	case FETCH_PREVIEW:	/* cmd_fetch.c decides (the cache, LAZY) */
 		break;
 	case FETCH_RFC822:
 	case FETCH_RFC822_TEXT:
@@ -1174,6 +1183,27 @@ is_fetch_atom(const struct imap_arg *arg)
 	    strlen(arg->str) == arg->len;
 }
 
+/* PREVIEW's modifiers (RFC 8970 3): one or more, LAZY the only one
+ * known; an unknown one is an error. */
+static int
+preview_mods(const struct imap_arg *mods, struct fetch_item *it,
+    const char **error_r)
+{
+	if (mods->nlist == 0) {
+		*error_r = "Empty PREVIEW modifier list";
+		return -1;
+	}
+	for (size_t k = 0; k < mods->nlist; k++) {
+		if (!is_fetch_atom(&mods->list[k]) ||
+		    strcasecmp(mods->list[k].str, "LAZY") != 0) {
+			*error_r = "Unknown PREVIEW modifier";
+			return -1;
+		}
+		it->lazy = true;
+	}
+	return 0;
+}
+
 int
 imap_fetch_parse(const struct imap_arg *arg, struct fetch_att *att,
     const char **error_r)
@@ -1195,6 +1225,14 @@ imap_fetch_parse(const struct imap_arg *arg, struct fetch_att *att,
 			}
 			if (fetch_add(att, arg->list[i].str, error_r) < 0)
 				goto fail;
+			if (att->items[att->n - 1].kind == FETCH_PREVIEW &&
+			    i + 1 < arg->nlist &&
+			    arg->list[i + 1].type == IMAP_ARG_LIST) {
+				i++;
+				if (preview_mods(&arg->list[i],
+				    &att->items[att->n - 1], error_r) < 0)
+					goto fail;
+			}
 		}
 		return 0;
 	}

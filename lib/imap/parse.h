@@ -146,6 +146,9 @@ enum fetch_kind {
 	FETCH_BINARY,		/* BINARY[...] / BINARY.PEEK[...] (RFC
 				   3516): part numbers only, spec SECT_ALL */
 	FETCH_BINARY_SIZE,	/* BINARY.SIZE[...] */
+	FETCH_EMAILID, FETCH_THREADID,	/* RFC 8474 */
+	FETCH_SAVEDATE,			/* RFC 8514 */
+	FETCH_PREVIEW,			/* RFC 8970 */
 };
 enum fetch_spec {
 	SECT_ALL,		/* BODY[] or BODY[1.2] (the part's content) */
@@ -155,6 +158,7 @@ enum fetch_spec {
 struct fetch_item {
 	enum fetch_kind kind;
 	bool peek;		/* BODY.PEEK: does not set \Seen */
+	bool lazy;		/* PREVIEW (LAZY): NIL unless at hand */
 	uint32_t part[32];	/* section part numbers, npart of them */
 	size_t npart;
 	enum fetch_spec spec;
@@ -173,7 +177,8 @@ struct fetch_att {
 				   RFC822.TEXT) */
 };
 /* The argument after the sequence set: a macro (ALL, FAST, FULL), one
- * item, or a parenthesised list of items. UID is not added here (UID
+ * item, or a parenthesised list of items (where PREVIEW may be followed
+ * by its modifier list "(LAZY)", RFC 8970). UID is not added here (UID
  * FETCH adds it). 0 ok, -1 invalid with *error_r a static message. */
 int imap_fetch_parse(const struct imap_arg *arg, struct fetch_att *att,
     const char **error_r);
@@ -193,6 +198,12 @@ enum search_op {
 	SK_SENTBEFORE, SK_SENTON, SK_SENTSINCE,	/* Date: header */
 	SK_HEADER,		/* also BCC CC FROM SUBJECT TO */
 	SK_BODY, SK_TEXT,
+	SK_EMAILID, SK_THREADID,		/* RFC 8474 */
+	SK_SAVEDBEFORE, SK_SAVEDON, SK_SAVEDSINCE,	/* RFC 8514: the save
+					   date, or the INTERNALDATE for a
+					   message without one */
+	SK_SAVEDATESUPPORTED,		/* every message: every folder has
+					   save dates */
 };
 struct search_key {
 	enum search_op op;
@@ -225,9 +236,12 @@ struct search_msg {
 	uint32_t seq, uid;
 	uint32_t max_seq, max_uid;	/* the values of '*' */
 	const char *flags;		/* Maildir letters, sorted: "FRS" */
+	const char *emailid;		/* EMAILID (RFC 8474), or NULL when
+					   no key needs it */
 	bool recent;
 	uint64_t size;			/* RFC822.SIZE */
 	long long internaldate;		/* seconds since the epoch */
+	long long savedate;		/* RFC 8514, -1 unknown */
 	/* Keyword name -> its Maildir letter 'a'..'z', or 0 if the mailbox
 	 * has no such keyword (then KEYWORD never matches). */
 	char (*keyword_letter)(void *ctx, const char *name);
@@ -248,6 +262,12 @@ bool imap_search_match(const struct search_key *root,
 bool imap_search_needs_data(const struct search_key *root);
 /* True if any key needs RFC822.SIZE or INTERNALDATE. */
 bool imap_search_needs_info(const struct search_key *root);
+/* True if any key needs the EMAILID (search_msg.emailid may be NULL
+ * otherwise). */
+bool imap_search_needs_emailid(const struct search_key *root);
+/* True if any key needs the save date (search_msg.savedate may be -1
+ * otherwise). */
+bool imap_search_needs_savedate(const struct search_key *root);
 
 /* ---- mailbox names ---- */
 /* Modified UTF-7 (RFC 3501 5.1.3) to UTF-8; -1 if malformed (bad

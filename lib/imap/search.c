@@ -17,6 +17,7 @@
 enum key_arg {
 	KA_NONE, KA_STRING, KA_DATE, KA_NUMBER, KA_HEADER, KA_KEYWORD,
 	KA_SEQSET, KA_NOT, KA_OR,
+	KA_OBJECTID,	/* RFC 8474: 1-255 letters, digits, '-', '_' */
 };
 
 static const struct keydef {
@@ -35,6 +36,7 @@ static const struct keydef {
 	{ "CC", SK_HEADER, KA_STRING, 0, "Cc" },
 	{ "DELETED", SK_FLAG, KA_NONE, 'T', NULL },
 	{ "DRAFT", SK_FLAG, KA_NONE, 'D', NULL },
+	{ "EMAILID", SK_EMAILID, KA_OBJECTID, 0, NULL },
 	{ "FLAGGED", SK_FLAG, KA_NONE, 'F', NULL },
 	{ "FROM", SK_HEADER, KA_STRING, 0, "From" },
 	{ "HEADER", SK_HEADER, KA_HEADER, 0, NULL },
@@ -46,6 +48,10 @@ static const struct keydef {
 	{ "ON", SK_ON, KA_DATE, 0, NULL },
 	{ "OR", SK_OR, KA_OR, 0, NULL },
 	{ "RECENT", SK_RECENT, KA_NONE, 0, NULL },
+	{ "SAVEDATESUPPORTED", SK_SAVEDATESUPPORTED, KA_NONE, 0, NULL },
+	{ "SAVEDBEFORE", SK_SAVEDBEFORE, KA_DATE, 0, NULL },
+	{ "SAVEDON", SK_SAVEDON, KA_DATE, 0, NULL },
+	{ "SAVEDSINCE", SK_SAVEDSINCE, KA_DATE, 0, NULL },
 	{ "SEEN", SK_FLAG, KA_NONE, 'S', NULL },
 	{ "SENTBEFORE", SK_SENTBEFORE, KA_DATE, 0, NULL },
 	{ "SENTON", SK_SENTON, KA_DATE, 0, NULL },
@@ -54,6 +60,7 @@ static const struct keydef {
 	{ "SMALLER", SK_SMALLER, KA_NUMBER, 0, NULL },
 	{ "SUBJECT", SK_HEADER, KA_STRING, 0, "Subject" },
 	{ "TEXT", SK_TEXT, KA_STRING, 0, NULL },
+	{ "THREADID", SK_THREADID, KA_OBJECTID, 0, NULL },
 	{ "TO", SK_HEADER, KA_STRING, 0, "To" },
 	{ "UID", SK_UID, KA_SEQSET, 0, NULL },
 	{ "UNANSWERED", SK_UNFLAG, KA_NONE, 'R', NULL },
@@ -198,6 +205,21 @@ parse_key_arg(struct sargs *sa, unsigned depth, const struct keydef *kd,
 		return -1;
 	switch (kd->arg) {
 	case KA_NONE:
+		return 0;
+	case KA_OBJECTID:
+		for (const char *p = s; *p != '\0'; p++)
+			if (!((*p >= 'a' && *p <= 'z') ||
+			    (*p >= 'A' && *p <= 'Z') ||
+			    (*p >= '0' && *p <= '9') || *p == '-' ||
+			    *p == '_')) {
+				*error_r = "Invalid object id";
+				return -1;
+			}
+		if (*s == '\0' || strlen(s) > 255) {
+			*error_r = "Invalid object id";
+			return -1;
+		}
+		k->str = xstrdup(s);
 		return 0;
 	case KA_STRING:
 	case KA_KEYWORD:
@@ -362,6 +384,9 @@ key_needs_info(enum search_op op)
 	switch (op) {
 	case SK_LARGER:
 	case SK_SMALLER:
+	case SK_SAVEDBEFORE:	/* the INTERNALDATE stands in */
+	case SK_SAVEDON:
+	case SK_SAVEDSINCE:
 	case SK_BEFORE:
 	case SK_ON:
 	case SK_SINCE:
@@ -395,6 +420,31 @@ bool
 imap_search_needs_info(const struct search_key *root)
 {
 	return tree_has(root, key_needs_info);
+}
+
+static bool
+key_needs_emailid(enum search_op op)
+{
+	return op == SK_EMAILID;
+}
+
+static bool
+key_needs_savedate(enum search_op op)
+{
+	return op == SK_SAVEDBEFORE || op == SK_SAVEDON ||
+	    op == SK_SAVEDSINCE;
+}
+
+bool
+imap_search_needs_savedate(const struct search_key *root)
+{
+	return tree_has(root, key_needs_savedate);
+}
+
+bool
+imap_search_needs_emailid(const struct search_key *root)
+{
+	return tree_has(root, key_needs_emailid);
 }
 
 struct match_ctx {
@@ -551,7 +601,16 @@ match_date(const struct search_key *k, struct match_ctx *c)
 {
 	long long day;
 
+	long long saved = c->m->savedate >= 0 ? c->m->savedate :
+	    c->m->internaldate;
+
 	switch (k->op) {
+	case SK_SAVEDBEFORE:
+		return day_of(saved) < k->date;
+	case SK_SAVEDON:
+		return day_of(saved) == k->date;
+	case SK_SAVEDSINCE:
+		return day_of(saved) >= k->date;
 	case SK_BEFORE:
 		return day_of(c->m->internaldate) < k->date;
 	case SK_ON:
@@ -635,7 +694,12 @@ match_key(const struct search_key *k, struct match_ctx *c)
 	case SK_SENTBEFORE:
 	case SK_SENTON:
 	case SK_SENTSINCE:
+	case SK_SAVEDBEFORE:
+	case SK_SAVEDON:
+	case SK_SAVEDSINCE:
 		return match_date(k, c);
+	case SK_SAVEDATESUPPORTED:
+		return true;
 	case SK_HEADER:
 		if (k->address)
 			return ensure_data(c) && mime_search_address(c->data,
@@ -646,6 +710,10 @@ match_key(const struct search_key *k, struct match_ctx *c)
 	case SK_TEXT:
 		return ensure_data(c) && mime_search_body(c->data, c->root,
 		    k->str, k->op == SK_TEXT);
+	case SK_EMAILID:
+		return m->emailid != NULL && strcmp(m->emailid, k->str) == 0;
+	case SK_THREADID:
+		return false;	/* threads have no ids: THREADID is NIL */
 	}
 	return false;
 }

@@ -507,7 +507,7 @@ maildir_tmp_open(const char *maildir, struct maildir_tmp **tmp_r,
 		free(tmp->tmp_path);
 		tmp->base = maildir_unique_name();
 		tmp->tmp_path = xasprintf("%s/tmp/%s", tmp->maildir, tmp->base);
-		tmp->fd = open(tmp->tmp_path, O_WRONLY | O_CREAT | O_EXCL |
+		tmp->fd = open(tmp->tmp_path, O_RDWR | O_CREAT | O_EXCL |
 		    O_CLOEXEC | O_NOFOLLOW, 0600);
 		if (tmp->fd != -1) {
 			*tmp_r = tmp;
@@ -664,7 +664,7 @@ link_unsupported(int err)
 }
 
 /*
- * Give src a second name <maildir>/<new|cur>/<unique>,S=,W=[:2,flags]
+ * Give src a second name <maildir>/<new|cur>/<unique>,S=,W=[,extra][:2,flags]
  * and fsync that directory. With allow_rename, a file system without
  * hard links gets rename() instead (src then disappears; only for our
  * own tmp files). Returns 0 ok, -1 error (nothing created), -2 link not
@@ -673,6 +673,7 @@ link_unsupported(int err)
 static int
 link_unique(const char *src, const char *maildir, uint64_t size,
 	    bool has_vsize, uint64_t vsize, const char *flags,
+	    const char *extra,
 	    bool allow_rename, char **path_r, int *errno_r,
 	    const char **error_r)
 {
@@ -694,6 +695,8 @@ link_unique(const char *src, const char *maildir, uint64_t size,
 		str_printf(&s, "%s/%s,S=%" PRIu64, dir, base, size);
 		if (has_vsize)
 			str_printf(&s, ",W=%" PRIu64, vsize);
+		if (extra != NULL)
+			str_printf(&s, ",%s", extra);
 		if (flags != NULL)
 			str_printf(&s, ":2,%s", nflags);
 		free(base);
@@ -857,7 +860,7 @@ maildir_tmp_commit_to(struct maildir_tmp **tmpp, const char *maildir,
 		return -1;
 	}
 	ret = link_unique(tmp->tmp_path, maildir, tmp->size, true,
-	    tmp->vsize, flags, true, path_r, &err, error_r);
+	    tmp->vsize, flags, NULL, true, path_r, &err, error_r);
 	if (ret == -2 && maildir != tmp->maildir && err == EXDEV) {
 		/* another file system than the one of the tmp/ it was
 		 * written to: copy (the date goes with it) */
@@ -951,6 +954,16 @@ maildir_link_into_flags(const char *src_path, uint64_t size,
 			const char *maildir, const char *flags,
 			char **path_r, const char **error_r)
 {
+	return maildir_link_into_extra(src_path, size, maildir, flags, NULL,
+	    path_r, error_r);
+}
+
+int
+maildir_link_into_extra(const char *src_path, uint64_t size,
+			const char *maildir, const char *flags,
+			const char *extra, char **path_r,
+			const char **error_r)
+{
 	struct maildir_name name;
 	const char *slash;
 	char *root;
@@ -966,7 +979,7 @@ maildir_link_into_flags(const char *src_path, uint64_t size,
 		name.has_vsize = false;
 	root = path_trim(maildir);
 	ret = link_unique(src_path, root, size, name.has_vsize, name.vsize,
-	    flags, false, path_r, &err, error_r);
+	    flags, extra, false, path_r, &err, error_r);
 	if (ret == -2)
 		ret = copy_into(src_path, root, flags, path_r, error_r);
 	free(root);

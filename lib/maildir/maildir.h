@@ -124,6 +124,8 @@ int maildir_tmp_write_lf(struct maildir_tmp *tmp, const void *data,
 void maildir_tmp_set_mtime(struct maildir_tmp *tmp, time_t sec, long nsec);
 /* Close and unlink the tmp file, free, set *tmp NULL. NULL-safe. */
 void maildir_tmp_abort(struct maildir_tmp **tmp);
+/* The open file (read and write: a spooled IMAP literal is read back
+ * for CATENATE). */
 int maildir_tmp_fd(const struct maildir_tmp *tmp);
 /* Bytes of the file (and with bare LFs counted as CRLF), a CR held by
  * maildir_tmp_write_lf() included. */
@@ -147,6 +149,14 @@ int maildir_link_into(const char *src_path, uint64_t size,
 int maildir_link_into_flags(const char *src_path, uint64_t size,
 			    const char *maildir, const char *flags,
 			    char **path_r, const char **error_r);
+/* The same with ",<extra>" (a name field such as "E=<id>", which the
+ * caller has checked holds no ',', ':', '/' or NUL) after S= and W=, so
+ * that a message keeps an attribute across MOVE. A copy made because
+ * the file system has no hard links gets no extra field. */
+int maildir_link_into_extra(const char *src_path, uint64_t size,
+			    const char *maildir, const char *flags,
+			    const char *extra, char **path_r,
+			    const char **error_r);
 
 /*
  * File name parsing. A name is

@@ -187,4 +187,12 @@ bool mime_search_address(const char *data, const struct mime_part *root,
 bool mime_search_body(const char *data, const struct mime_part *root,
     const char *needle, bool text);
 
+/* The preview text of a message (RFC 8970, see preview.c): at most
+ * MIME_PREVIEW_CHARS characters of valid UTF-8 with no control
+ * characters, from the first text/plain (or text/html, its markup
+ * removed) part, white space collapsed; nothing when the message has no
+ * such part. Decodes at most 64 KiB of the part. Appends to out. */
+#define MIME_PREVIEW_CHARS 256
+void mime_preview(const char *data, const struct mime_part *root, str_t *out);
+
 #endif

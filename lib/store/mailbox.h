@@ -193,6 +193,7 @@ char mbox_keyword_letter(struct mbox *mb, const char *name, bool create);
  * cache are not errors (it is only a cache). */
 enum mbox_cache_kind {
 	MBOX_CACHE_ENVELOPE, MBOX_CACHE_BODYSTRUCTURE, MBOX_CACHE_BODY,
+	MBOX_CACHE_PREVIEW,	/* RFC 8970 PREVIEW text (UTF-8) */
 	MBOX_CACHE_KINDS
 };
 char *mbox_cache_get(struct mbox *mb, size_t i, enum mbox_cache_kind kind);
@@ -265,5 +266,20 @@ int mbox_status(const char *path, uint32_t *uidvalidity_r,
  * once (and the size kept in the index). 0 ok, -1 error. */
 int mbox_status_size(const char *path, uint64_t *size_r,
     const char **error_r);
+
+/* Object ids (RFC 8474) and the save date (RFC 8514), see
+ * mbox_objectid.c. An id is 1 to MBOX_OBJECTID_MAX letters, digits, '-'
+ * and '_'. */
+#define MBOX_OBJECTID_MAX 255
+bool mbox_objectid_valid(const char *s, size_t len);
+/* The folder's MAILBOXID (made and kept in petrel-mailboxid the first
+ * time). 0 ok, -1 error. */
+int mbox_mailboxid(const char *path, char id[MBOX_OBJECTID_MAX + 1],
+    const char **error_r);
+/* The EMAILID of the message whose file has this name (no I/O). */
+void mbox_emailid(const char *name, char id[MBOX_OBJECTID_MAX + 1]);
+/* The time the message was saved into its folder, from its file name,
+ * or -1 when the name does not tell. */
+long long mbox_savedate(const char *name);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * mbox_cache.c: petrel-cache, the append-only store of per-message
- * strings (ENVELOPE, BODYSTRUCTURE, BODY) of a folder.
+ * strings (ENVELOPE, BODYSTRUCTURE, BODY, the PREVIEW text) of a folder.
  *
  * Layout (integers little-endian):
  *   file header, 32 bytes: "PTRLCCH1", u32 uidvalidity, u32 id,
@@ -44,7 +44,7 @@
 /* A value larger than this is not cached (BODYSTRUCTURE of absurd
  * MIME trees). */
 #define VALUE_MAX (16u << 20)
-/* Records followed per get before giving up (3 kinds, a few rewrites). */
+/* Records followed per get before giving up (4 kinds, a few rewrites). */
 #define CHAIN_MAX 32
 /* Compact when at least this many messages' records are dead, and they
  * outnumber the live ones. */

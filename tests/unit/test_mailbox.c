@@ -1724,6 +1724,64 @@ test_status_size(void)
 }
 
 static void
+test_objectid(void)
+{
+	char *f = mkfolder("objectid"), *p;
+	char id[MBOX_OBJECTID_MAX + 1], id2[MBOX_OBJECTID_MAX + 1];
+	const char *error;
+	int fd;
+
+	test_begin("mailbox: object ids and save dates (RFC 8474, 8514)");
+	test_assert(mbox_objectid_valid("a", 1));
+	test_assert(mbox_objectid_valid("Ab-_9", 5));
+	test_assert(!mbox_objectid_valid("", 0));
+	test_assert(!mbox_objectid_valid("a.b", 3));
+	test_assert(!mbox_objectid_valid("a b", 3));
+	/* MAILBOXID: made once, then read back */
+	test_assert(mbox_mailboxid(f, id, &error) == 0);
+	test_assert(id[0] == 'F' && strlen(id) == 33);
+	test_assert(mbox_objectid_valid(id, strlen(id)));
+	test_assert(mbox_mailboxid(f, id2, &error) == 0);
+	test_assert_streq(id, id2);
+	/* a damaged file is an error, not replaced */
+	p = xasprintf("%s/petrel-mailboxid", f);
+	fd = open(p, O_WRONLY | O_TRUNC);
+	test_assert(fd >= 0 && write(fd, "bad id!\n", 8) == 8);
+	close(fd);
+	test_assert(mbox_mailboxid(f, id2, &error) == -1);
+	test_assert(unlink(p) == 0);
+	test_assert(mbox_mailboxid(f, id2, &error) == 0);
+	test_assert(strcmp(id, id2) != 0);
+	free(p);
+	/* EMAILID: the base name's hash, flags and fields aside; E= wins
+	 * when valid */
+	mbox_emailid("1600000001.M1P1.h,S=3:2,S", id);
+	mbox_emailid("1600000001.M1P1.h,S=3,W=5:2,FS", id2);
+	test_assert_streq(id, id2);
+	test_assert(id[0] == 'M' && strlen(id) == 17);
+	mbox_emailid("1600000002.M1P1.h,S=3:2,S", id2);
+	test_assert(strcmp(id, id2) != 0);
+	mbox_emailid("1700000000.M9P9.h,S=3,E=Mabc-1_2:2,S", id2);
+	test_assert_streq(id2, "Mabc-1_2");
+	mbox_emailid("1700000000.M9P9.h,S=3,E=bad.id", id2);
+	test_assert(id2[0] == 'M' && strlen(id2) == 17);
+	mbox_emailid("1700000000.M9P9.h:2,E=Mflags", id2);
+	test_assert(strcmp(id2, "Mflags") != 0);
+	mbox_emailid("noname", id2);
+	test_assert(mbox_objectid_valid(id2, strlen(id2)));
+	/* SAVEDATE: the seconds that begin the name */
+	test_assert(mbox_savedate("1600000001.M1P1.h:2,S") == 1600000001LL);
+	test_assert(mbox_savedate("1600000001") == -1);
+	test_assert(mbox_savedate("foo.bar") == -1);
+	test_assert(mbox_savedate("12.M1") == -1);		/* before 1990 */
+	test_assert(mbox_savedate("9999999999.M1") == -1);	/* future */
+	test_assert(mbox_savedate("1234567890123.M1") == -1);
+	test_assert(mbox_savedate("") == -1);
+	free(f);
+	test_end();
+}
+
+static void
 test_large(void)
 {
 	const int total = 20000;
@@ -1958,6 +2016,7 @@ main(void)
 	test_recreated();
 	test_status();
 	test_status_size();
+	test_objectid();
 	test_errors();
 	test_processes();
 	test_large();

@@ -1198,10 +1198,60 @@ test_hostile(void)
 	test_end();
 }
 
+/* The PREVIEW text of msg (CRLF form), into a static buffer. */
+static const char *
+preview_of(const char *msg)
+{
+	static char buf[2048];
+	struct mime_part *root = mime_parse(msg, strlen(msg));
+	str_t out = STR_INIT;
+
+	mime_preview(msg, root, &out);
+	snprintf(buf, sizeof(buf), "%s", str_c(&out));
+	str_free(&out);
+	mime_free(root);
+	return buf;
+}
+
+static void
+test_preview(void)
+{
+	test_begin("mime: PREVIEW text (RFC 8970)");
+	test_assert_streq(preview_of("Subject: x\r\n\r\n  a\r\n\r\n b  \r\n"),
+	    "a b");
+	test_assert_streq(preview_of("Subject: x\r\n\r\n"), "");
+	test_assert_streq(preview_of("Subject: x\r\n"), "");
+	/* references: NUL, surrogates and past U+10FFFF become U+FFFD */
+	test_assert_streq(preview_of("Content-Type: text/html\r\n\r\n"
+	    "&#0;&#xD800;&#x110000;&#9999999;&#99999999999;&;&#;&#x;&AMP;"),
+	    "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"
+	    "&#99999999999;&;&#;&#x;&AMP;");
+	/* unterminated markup ends the text */
+	test_assert_streq(preview_of("Content-Type: text/html\r\n\r\n"
+	    "a<!-- b"), "a");
+	test_assert_streq(preview_of("Content-Type: text/html\r\n\r\n"
+	    "a<script>b</scrip"), "a");
+	test_assert_streq(preview_of("Content-Type: text/html\r\n\r\n"
+	    "a<b"), "a");
+	test_assert_streq(preview_of("Content-Type: text/html\r\n\r\n"
+	    "<STYLE>x</style >y<Br/>z"), "y z");
+	/* controls, C1 controls, NBSP, zero-width space collapse */
+	test_assert_streq(preview_of("Content-Type: text/plain; charset=utf-8"
+	    "\r\n\r\na\x01\xc2\x85\xc2\xa0\xe2\x80\x8b b\x7f"), "a b");
+	/* overlong and truncated UTF-8 dropped */
+	test_assert_streq(preview_of("Content-Type: text/plain; charset=utf-8"
+	    "\r\n\r\na\xc0\xaf\xe2\x82" "b\xf4\x90\x80\x80" "c"), "abc");
+	/* an attachment alone gives nothing */
+	test_assert_streq(preview_of("Content-Disposition: attachment\r\n"
+	    "\r\ntext"), "");
+	test_end();
+}
+
 int
 main(void)
 {
 	test_crlf();
+	test_preview();
 	test_simple();
 	test_dovecot_vector();
 	test_alternative();
