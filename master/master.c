@@ -64,6 +64,7 @@ const struct service serve_services[] = {
 	{ "imap_listen", "imap" },
 	{ "imaps_listen", "imaps" },
 	{ "http_listen", "http" },
+	{ "https_listen", "https" },
 	{ "lmtp_listen", "lmtp" },
 	{ "managesieve_listen", "managesieve" },
 };

@@ -87,6 +87,12 @@ static const struct key_def keys[] = {
 	  "client autoconfiguration and the MTA-STS policy. Off when absent "
 	  "from the file.",
 	  "127.0.0.1:8080" },
+	{ "https_listen", KT_LISTEN, "", NULL, 0,
+	  "Addresses for the same HTTP service over implicit TLS with "
+	  "tls_cert (or the tls_sni_dir certificate the client names), as "
+	  "MTA-STS policy fetchers require (port 443 in production). Off "
+	  "when absent from the file.",
+	  "127.0.0.1:8443" },
 	{ "lmtp_listen", KT_LISTEN, "", NULL, 0,
 	  "Addresses for LMTP (RFC 2033), how an MTA in front hands mail for "
 	  "local users to petrel (Postfix: virtual_transport = "
@@ -170,6 +176,10 @@ static const struct key_def keys[] = {
 	  "HTTP connections at once on the node." },
 	{ "http_max_connections_per_ip", KT_UINT, "20", NULL, 1000000,
 	  "HTTP connections at once from one address." },
+	{ "https_max_connections", KT_UINT, "100", NULL, 1000000,
+	  "HTTPS connections at once on the node." },
+	{ "https_max_connections_per_ip", KT_UINT, "20", NULL, 1000000,
+	  "HTTPS connections at once from one address." },
 	{ "smtp_timeout", KT_UINT, "300", NULL, 86400,
 	  "Seconds an SMTP client may stay silent." },
 	{ "smtp_data_timeout", KT_UINT, "600", NULL, 86400,
