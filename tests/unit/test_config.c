@@ -1,4 +1,5 @@
 /* Unit tests for lib/config/config.c. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -268,6 +269,97 @@ test_schema_presets(void)
 	test_end();
 }
 
+static void
+test_retired_keys(void)
+{
+	/* test-only entries: the built-in table has none so far */
+	static const struct config_retired extra[] = {
+		{ "smtp_port", "smtp_listen", NULL },
+		{ "spool_dir", NULL, "the queue lives in queue_dir" },
+	};
+	struct config *cfg = config_new();
+	char *err, *problems = NULL, path[] = "/tmp/petrel-test-retired-XXXXXX";
+	const char *text = "hostname = a.test\nsmtp_port = 127.0.0.1:25\n"
+	    "no_such_key = 1\nworkers = many\n\nspool_dir = /var/spool\n"
+	    "workers = 3\n";
+	int fd;
+
+	test_begin("config retired keys: named with what to write instead");
+	/* the built-in table: no current key is retired, every rename
+	 * points at a current key, every removal says why */
+	for (size_t i = 0; i < config_retired_count(); i++) {
+		const struct config_retired *r = config_retired_get(i);
+
+		test_assert(config_key_find(r->name) < 0);
+		test_assert(r->to == NULL || config_key_find(r->to) >= 0);
+		test_assert(r->to != NULL || (r->why != NULL && r->why[0]));
+	}
+	test_assert(config_retired_get(config_retired_count()) == NULL);
+	test_assert(config_retired_find("smtp_port") == NULL);
+	test_assert(load(cfg, "smtp_port = 127.0.0.1:25\n", &err) == -1);
+	test_assert_streq(err, "t.conf:1: unknown configuration key "
+	    "'smtp_port'");
+	free(err);
+
+	config_retired_extra(extra, 2);
+	test_assert(config_retired_find("smtp_port") == &extra[0]);
+	test_assert(load(cfg, "\nsmtp_port = 127.0.0.1:25\n", &err) == -1);
+	test_assert_streq(err, "t.conf:2: smtp_port was renamed to "
+	    "smtp_listen; write smtp_listen = 127.0.0.1:25");
+	free(err);
+	test_assert(load(cfg, "spool_dir = /x\n", &err) == -1);
+	test_assert_streq(err, "t.conf:1: spool_dir was removed: the queue "
+	    "lives in queue_dir");
+	free(err);
+	test_assert(config_override(cfg, "smtp_port=[::1]:25", &err) == -1);
+	test_assert_streq(err, "-o: smtp_port was renamed to smtp_listen; "
+	    "write smtp_listen = [::1]:25");
+	free(err);
+
+	/* checking a whole file: every refused line, the rest applied */
+	fd = mkstemp(path);
+	test_assert(fd >= 0);
+	test_assert(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+	close(fd);
+	test_assert(config_load_file(cfg, path, &err) == -1);
+	test_assert(strstr(err, ":2: smtp_port was renamed") != NULL);
+	free(err);
+	config_free(&cfg);
+	cfg = config_new();
+	err = NULL;
+	test_assert(config_check_file(cfg, path, &problems, &err) == 4);
+	test_assert(err == NULL);
+	test_assert(problems != NULL && strstr(problems, ":2: smtp_port was "
+	    "renamed to smtp_listen; write smtp_listen = 127.0.0.1:25\n") !=
+	    NULL);
+	test_assert(strstr(problems, ":3: unknown configuration key "
+	    "'no_such_key'\n") != NULL);
+	test_assert(strstr(problems, ":4: workers must be") != NULL);
+	test_assert(strstr(problems, ":6: spool_dir was removed: the queue "
+	    "lives in queue_dir\n") != NULL);
+	test_assert_streq(config_get(cfg, "hostname"), "a.test");
+	test_assert(config_get_uint(cfg, "workers") == 3);
+	free(problems);
+	/* a clean file: none */
+	config_free(&cfg);
+	cfg = config_new();
+	fd = open(path, O_WRONLY | O_TRUNC);
+	test_assert(fd >= 0 && write(fd, "workers = 2\n", 12) == 12);
+	close(fd);
+	test_assert(config_check_file(cfg, path, &problems, &err) == 0);
+	test_assert_streq(problems, "");
+	free(problems);
+	/* an unreadable file is an error, not a count */
+	unlink(path);
+	test_assert(config_check_file(cfg, path, &problems, &err) == -1);
+	test_assert(err != NULL && strstr(err, "cannot open") != NULL);
+	free(err);
+	config_retired_extra(NULL, 0);
+	test_assert(config_retired_find("smtp_port") == NULL);
+	config_free(&cfg);
+	test_end();
+}
+
 int
 main(void)
 {
@@ -279,5 +371,6 @@ main(void)
 	test_locate();
 	test_namespace_prefix();
 	test_schema_presets();
+	test_retired_keys();
 	return test_done();
 }
