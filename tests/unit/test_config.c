@@ -269,6 +269,63 @@ test_schema_presets(void)
 	test_end();
 }
 
+/* Every key a release has had (lib/config/config.c's history). A key is
+ * never dropped from the table nor renamed without an entry among the
+ * retired keys, which tells a file written for it what to write instead.
+ * Keys are added here once a release has them. */
+static const char *const released_keys[] = {
+	"allow_plaintext_auth", "auth_cache_ttl", "auth_fail_delay",
+	"auth_lockout_time", "auth_max_failures_per_ip",
+	"auth_max_failures_per_user", "auth_user", "catchall_order",
+	"database", "database_password_file", "dkim_dir", "dkim_verify",
+	"dmarc_policy", "dns_resolver", "group", "hostname", "http_listen",
+	"http_max_connections", "http_max_connections_per_ip",
+	"http_timeout", "https_listen", "https_max_connections",
+	"https_max_connections_per_ip", "imap_listen",
+	"imap_max_connections", "imap_max_connections_per_ip",
+	"imap_namespace_prefix", "imap_timeout", "imaps_listen",
+	"imaps_max_connections", "imaps_max_connections_per_ip",
+	"journald_socket", "lmtp_listen", "lmtp_max_connections",
+	"lmtp_max_connections_per_ip", "local_domain", "log_level",
+	"log_target", "login_timeout", "mail_root", "managesieve_listen",
+	"managesieve_max_connections", "managesieve_max_connections_per_ip",
+	"managesieve_timeout", "message_size_limit", "milter_default_action",
+	"milter_timeout", "milters", "mta_sts_max_age", "mta_sts_mode",
+	"pop3_listen", "pop3_max_connections", "pop3_max_connections_per_ip",
+	"pop3_timeout", "pop3_uidl_format", "pop3s_listen",
+	"pop3s_max_connections", "pop3s_max_connections_per_ip",
+	"query_alias", "query_domain", "query_login", "query_quota",
+	"query_user", "queue_concurrency", "queue_destination_concurrency",
+	"queue_dir", "queue_lifetime", "queue_retry_max", "queue_retry_min",
+	"queue_scan_interval", "recipient_delimiter", "relayhost", "schema",
+	"sieve_after", "sieve_before", "sieve_dir", "sieve_max_redirects",
+	"smtp_data_timeout", "smtp_helo_required", "smtp_listen",
+	"smtp_max_connections", "smtp_max_connections_per_ip",
+	"smtp_strict_envelopes", "smtp_timeout", "spf_policy",
+	"submission_listen", "submission_max_connections",
+	"submission_max_connections_per_ip", "submissions_listen",
+	"submissions_max_connections", "submissions_max_connections_per_ip",
+	"syslog_socket", "tls_cert", "tls_key", "tls_profile", "tls_sni_dir",
+	"user", "worker_threads", "workers",
+};
+
+static void
+test_released_keys(void)
+{
+	test_begin("config keys of every release: current or retired");
+	for (size_t i = 0; i < sizeof(released_keys) /
+	    sizeof(released_keys[0]); i++) {
+		const char *k = released_keys[i];
+
+		if (config_key_find(k) < 0 && config_retired_find(k) == NULL)
+			printf("key %s was dropped without a retired entry\n",
+			    k);
+		test_assert(config_key_find(k) >= 0 ||
+		    config_retired_find(k) != NULL);
+	}
+	test_end();
+}
+
 static void
 test_retired_keys(void)
 {
@@ -372,5 +429,6 @@ main(void)
 	test_namespace_prefix();
 	test_schema_presets();
 	test_retired_keys();
+	test_released_keys();
 	return test_done();
 }
