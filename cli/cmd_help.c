@@ -142,6 +142,13 @@ man_page(void)
 	    "A listener key absent from an existing file is off: an upgrade "
 	    "opens no new port. \\fBpetrel init\\fR writes every key into a "
 	    "new instance's file, listeners on loopback addresses.\n"
+	    ".PP\n"
+	    "Keys never change meaning: a key renamed or removed, or whose "
+	    "values would mean something else, is retired and its new name "
+	    "takes its place. A file that sets a retired key is refused with "
+	    "a line naming it and what to write instead; \\fBpetrel check\\fR "
+	    "lists every such line of the file at once (and every unknown key "
+	    "and bad value).\n"
 	    ".SH KEYS\n");
 	for (size_t i = 0; i < config_key_count(); i++) {
 		const char *def = config_key_default(i);

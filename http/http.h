@@ -1,6 +1,6 @@
 #ifndef PETREL_HTTP_H
 #define PETREL_HTTP_H
-/* The HTTP listener (http_listen) of one worker process: /metrics in
+/* The HTTP listeners (http_listen, https_listen) of one worker process: /metrics in
  * Prometheus's text format, Thunderbird autoconfig, Microsoft
  * Autodiscover, Apple configuration profiles and the MTA-STS policy; one
  * request per connection. */
@@ -10,6 +10,7 @@ struct config;
 struct event_base;
 struct jobs;
 struct node_counters;
+struct tls_server;
 
 struct http_server {
 	struct session_server sv;	/* sessions, limits, timeouts */
@@ -25,8 +26,10 @@ struct http_server {
 	unsigned long long sts_max_age;
 };
 
+/* tls: the worker's certificates for https_listen (NULL: TLS unavailable,
+ * connections there are closed). */
 void http_server_init(struct http_server *srv, struct event_base *base,
-    struct jobs *jobs, const struct config *cfg);
+    struct jobs *jobs, const struct config *cfg, struct tls_server *tls);
 /* The node's counts for /metrics: names[i] is service i in nc. */
 void http_server_metrics(struct http_server *srv, struct node_counters *nc,
     const char *const *names, unsigned n);

@@ -1,5 +1,6 @@
 /*
- * session.c: the HTTP listener (http_listen) on lib/session.
+ * session.c: the HTTP listeners (http_listen, and https_listen over implicit
+ * TLS) on lib/session.
  *
  * One request per connection (every answer says Connection: close): the
  * bytes are read until lib/http/parse.c has a whole request or an error
@@ -240,7 +241,8 @@ queue_count_done(struct job *job)
 	    (unsigned long long)node_counters_events(srv->nc,
 	    NODE_EVENT_MESSAGE_RECEIVED));
 	metric_head(&out, "petrel_http_requests_total", "counter",
-	    "Requests answered on http_listen, this one excluded.");
+	    "Requests answered on http_listen and https_listen, this one "
+	    "excluded.");
 	str_printf(&out, "petrel_http_requests_total %llu\n",
 	    (unsigned long long)node_counters_events(srv->nc,
 	    NODE_EVENT_HTTP_REQUEST));
@@ -818,7 +820,7 @@ http_greet(struct session *base)
 
 static const struct session_ops http_ops = {
 	.size = sizeof(struct http_session), .proto = "http",
-	.listeners = { "http" }, .implicit_tls = { false },
+	.listeners = { "http", "https" }, .implicit_tls = { false, true },
 	.timeout_key = "http_timeout", .default_timeout = 10,
 	.refusal = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
 	    "Connection: close\r\n",
@@ -847,7 +849,7 @@ first_port(const struct config *cfg, const char *key)
 
 void
 http_server_init(struct http_server *srv, struct event_base *base,
-    struct jobs *jobs, const struct config *cfg)
+    struct jobs *jobs, const struct config *cfg, struct tls_server *tls)
 {
 	memset(srv, 0, sizeof(*srv));
 	srv->queue_dir = config_get(cfg, "queue_dir");
@@ -861,7 +863,7 @@ http_server_init(struct http_server *srv, struct event_base *base,
 	srv->delimiter = config_get(cfg, "recipient_delimiter");
 	srv->sts_max_age = (unsigned long long)config_get_uint(cfg,
 	    "mta_sts_max_age");
-	session_server_init(&srv->sv, &http_ops, srv, base, jobs, cfg, NULL);
+	session_server_init(&srv->sv, &http_ops, srv, base, jobs, cfg, tls);
 }
 
 void

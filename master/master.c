@@ -64,6 +64,7 @@ const struct service serve_services[] = {
 	{ "imap_listen", "imap" },
 	{ "imaps_listen", "imaps" },
 	{ "http_listen", "http" },
+	{ "https_listen", "https" },
 	{ "lmtp_listen", "lmtp" },
 	{ "managesieve_listen", "managesieve" },
 };
@@ -154,9 +155,177 @@ bind_one(const char *host, unsigned port, char *desc, size_t desclen)
 	return fd;
 }
 
+/* ---- socket activation: sockets passed by systemd (sd_listen_fds(3)) ----
+ *
+ * With LISTEN_PID naming this process, descriptors 3 .. 3+LISTEN_FDS-1 are
+ * listening sockets opened for it, named in LISTEN_FDNAMES (a socket
+ * unit's FileDescriptorName=, else the unit's name). A socket named after
+ * a service (smtp, imaps, https, ...) serves that service; any other one
+ * takes the place of the configured listener address it is bound to. One
+ * that matches neither is an error: clients would connect to a socket no
+ * one accepts on. */
+#define LISTEN_FDS_START 3
+
+struct inherited {
+	int fd;
+	const char *service;	/* the service it serves; NULL: not yet */
+	char name[64];		/* from LISTEN_FDNAMES */
+	char addr[128];		/* its address, for the log and errors */
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+};
+
+static struct inherited inherited[MAX_LISTENERS];
+static size_t ninherited;
+
+static void
+inherit_sockets(void)
+{
+	const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+	const char *names = getenv("LISTEN_FDNAMES");
+	char *end;
+	unsigned long n;
+	long p;
+
+	if (pid == NULL || fds == NULL)
+		return;
+	errno = 0;
+	p = strtol(pid, &end, 10);
+	if (errno != 0 || *end != '\0' || p != (long)getpid()) {
+		/* meant for another process (a parent that forked us) */
+		unsetenv("LISTEN_PID");
+		unsetenv("LISTEN_FDS");
+		unsetenv("LISTEN_FDNAMES");
+		return;
+	}
+	n = strtoul(fds, &end, 10);
+	if (*end != '\0' || fds[0] == '\0' || n > MAX_LISTENERS)
+		fatal("LISTEN_FDS: bad count '%s' (at most %d)", fds,
+		    MAX_LISTENERS);
+	for (unsigned long i = 0; i < n; i++) {
+		struct inherited *in = &inherited[ninherited++];
+		int type = 0, acc = 0, fl;
+		socklen_t len = sizeof(int);
+		char host[INET6_ADDRSTRLEN], port[8];
+
+		in->fd = LISTEN_FDS_START + (int)i;
+		/* the i-th name: ':'-separated, possibly fewer than n */
+		if (names != NULL) {
+			const char *q = names;
+
+			for (unsigned long k = 0; k < i && q != NULL; k++) {
+				q = strchr(q, ':');
+				if (q != NULL)
+					q++;
+			}
+			if (q != NULL)
+				snprintf(in->name, sizeof(in->name), "%.*s",
+				    (int)strcspn(q, ":"), q);
+		}
+		in->sslen = sizeof(in->ss);
+		if (getsockopt(in->fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
+		    getsockopt(in->fd, SOL_SOCKET, SO_ACCEPTCONN, &acc,
+		    &len) < 0 || type != SOCK_STREAM || !acc ||
+		    getsockname(in->fd, (struct sockaddr *)&in->ss,
+		    &in->sslen) < 0 ||
+		    (in->ss.ss_family != AF_INET &&
+		    in->ss.ss_family != AF_INET6))
+			fatal("socket activation: descriptor %d (%s) is not a "
+			    "listening TCP socket", in->fd,
+			    in->name[0] ? in->name : "unnamed");
+		if (getnameinfo((struct sockaddr *)&in->ss, in->sslen, host,
+		    sizeof(host), port, sizeof(port),
+		    NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+			fatal("socket activation: descriptor %d: no address",
+			    in->fd);
+		snprintf(in->addr, sizeof(in->addr),
+		    in->ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host,
+		    port);
+		fl = fcntl(in->fd, F_GETFL);
+		fcntl(in->fd, F_SETFL, fl | O_NONBLOCK);
+		fcntl(in->fd, F_SETFD, FD_CLOEXEC);
+	}
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+}
+
+static bool
+same_address(const struct sockaddr_storage *a, const struct sockaddr *b)
+{
+	if (a->ss_family != b->sa_family)
+		return false;
+	if (b->sa_family == AF_INET) {
+		const struct sockaddr_in *x = (const void *)a;
+		const struct sockaddr_in *y = (const void *)b;
+
+		return x->sin_port == y->sin_port &&
+		    x->sin_addr.s_addr == y->sin_addr.s_addr;
+	} else {
+		const struct sockaddr_in6 *x = (const void *)a;
+		const struct sockaddr_in6 *y = (const void *)b;
+
+		return x->sin6_port == y->sin6_port &&
+		    memcmp(&x->sin6_addr, &y->sin6_addr, 16) == 0;
+	}
+}
+
+/* The inherited socket bound to host:port, or NULL. */
+static struct inherited *
+inherited_at(const char *host, unsigned port)
+{
+	struct addrinfo hints, *res, *ai;
+	struct inherited *found = NULL;
+	char portstr[8];
+
+	if (ninherited == 0)
+		return NULL;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	snprintf(portstr, sizeof(portstr), "%u", port);
+	if (getaddrinfo(host[0] ? host : NULL, portstr, &hints, &res) != 0)
+		return NULL;	/* bind_one says why */
+	for (ai = res; ai != NULL && found == NULL; ai = ai->ai_next)
+		for (size_t i = 0; i < ninherited && found == NULL; i++)
+			if (same_address(&inherited[i].ss, ai->ai_addr))
+				found = &inherited[i];
+	freeaddrinfo(res);
+	return found;
+}
+
+static struct listener *
+listener_add(struct master *m, const char *service)
+{
+	struct listener *li;
+
+	if (m->nlisteners == MAX_LISTENERS)
+		fatal("too many listeners");
+	li = &m->listeners[m->nlisteners++];
+	li->service = service;
+	return li;
+}
+
 static void
 bind_all(struct master *m)
 {
+	inherit_sockets();
+	/* sockets named after a service serve it */
+	for (size_t i = 0; i < ninherited; i++)
+		for (size_t s = 0; s < serve_nservices; s++) {
+			struct listener *li;
+
+			if (strcmp(inherited[i].name,
+			    serve_services[s].name) != 0)
+				continue;
+			inherited[i].service = serve_services[s].name;
+			li = listener_add(m, inherited[i].service);
+			li->fd = inherited[i].fd;
+			snprintf(li->addr, sizeof(li->addr), "%s",
+			    inherited[i].addr);
+			log_info("listening on %s (%s, from systemd)",
+			    li->addr, li->service);
+		}
 	for (size_t s = 0; s < serve_nservices; s++) {
 		struct config_listen *l = NULL;
 		size_t n = 0;
@@ -166,18 +335,41 @@ bind_all(struct master *m)
 		    serve_services[s].key), &l, &n, &err) < 0)
 			fatal("%s", err);
 		for (size_t i = 0; i < n; i++) {
+			struct inherited *in = inherited_at(l[i].host,
+			    l[i].port);
 			struct listener *li;
 
-			if (m->nlisteners == MAX_LISTENERS)
-				fatal("too many listeners");
-			li = &m->listeners[m->nlisteners++];
-			li->service = serve_services[s].name;
+			if (in != NULL && in->service != NULL) {
+				if (strcmp(in->service,
+				    serve_services[s].name) == 0)
+					continue;	/* named already */
+				fatal("socket activation: %s (%s) is for %s "
+				    "but %s lists it", in->addr, in->name,
+				    in->service, serve_services[s].key);
+			}
+			li = listener_add(m, serve_services[s].name);
+			if (in != NULL) {
+				in->service = li->service;
+				li->fd = in->fd;
+				snprintf(li->addr, sizeof(li->addr), "%s",
+				    in->addr);
+				log_info("listening on %s (%s, from systemd)",
+				    li->addr, li->service);
+				continue;
+			}
 			li->fd = bind_one(l[i].host, l[i].port, li->addr,
 			    sizeof(li->addr));
 			log_info("listening on %s (%s)", li->addr, li->service);
 		}
 		config_listen_free(&l, n);
 	}
+	for (size_t i = 0; i < ninherited; i++)
+		if (inherited[i].service == NULL)
+			fatal("socket activation: %s (%s) is no listener's: "
+			    "name it after a service (FileDescriptorName=smtp, "
+			    "imaps, ...) or list its address in a *_listen "
+			    "key", inherited[i].addr, inherited[i].name[0] ?
+			    inherited[i].name : "unnamed");
 }
 
 /* The auth channel: a listening socket in the abstract namespace (no

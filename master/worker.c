@@ -314,7 +314,7 @@ worker_run(struct petrel_ctx *ctx, const char *fdlist)
 	smtp_server_init(&w.smtp, w.base, w.jobs, ctx->cfg, w.tls);
 	pop3_server_init(&w.pop3, w.base, w.jobs, ctx->cfg, w.tls);
 	imap_server_init(&w.imap, w.base, w.jobs, ctx->cfg, w.tls);
-	http_server_init(&w.http, w.base, w.jobs, ctx->cfg);
+	http_server_init(&w.http, w.base, w.jobs, ctx->cfg, w.tls);
 	msieve_server_init(&w.msieve, w.base, w.jobs, ctx->cfg, w.tls);
 	{
 		static const char *names[MAX_LISTENERS];

@@ -87,6 +87,12 @@ static const struct key_def keys[] = {
 	  "client autoconfiguration and the MTA-STS policy. Off when absent "
 	  "from the file.",
 	  "127.0.0.1:8080" },
+	{ "https_listen", KT_LISTEN, "", NULL, 0,
+	  "Addresses for the same HTTP service over implicit TLS with "
+	  "tls_cert (or the tls_sni_dir certificate the client names), as "
+	  "MTA-STS policy fetchers require (port 443 in production). Off "
+	  "when absent from the file.",
+	  "127.0.0.1:8443" },
 	{ "lmtp_listen", KT_LISTEN, "", NULL, 0,
 	  "Addresses for LMTP (RFC 2033), how an MTA in front hands mail for "
 	  "local users to petrel (Postfix: virtual_transport = "
@@ -170,6 +176,10 @@ static const struct key_def keys[] = {
 	  "HTTP connections at once on the node." },
 	{ "http_max_connections_per_ip", KT_UINT, "20", NULL, 1000000,
 	  "HTTP connections at once from one address." },
+	{ "https_max_connections", KT_UINT, "100", NULL, 1000000,
+	  "HTTPS connections at once on the node." },
+	{ "https_max_connections_per_ip", KT_UINT, "20", NULL, 1000000,
+	  "HTTPS connections at once from one address." },
 	{ "smtp_timeout", KT_UINT, "300", NULL, 86400,
 	  "Seconds an SMTP client may stay silent." },
 	{ "smtp_data_timeout", KT_UINT, "600", NULL, 86400,
@@ -437,7 +447,56 @@ static const struct preset_query presets[] = {
 struct config {
 	char *values[NKEYS];	/* NULL = default */
 	char *path;
+	str_t *problems;	/* config_check_file: go on, report here */
+	unsigned nproblems;
 };
+
+/* Keys that are no more (config.h, struct config_retired). None so far:
+ * every key since the first release keeps its name and meaning. A key
+ * renamed or removed, or whose values change meaning (it then gets a new
+ * name), is added here and never taken out, so that a file written for
+ * any earlier release is refused with what to write instead. */
+static const struct config_retired retired_keys[] = {
+	{ NULL, NULL, NULL },
+};
+
+static const struct config_retired *retired_extra;
+static size_t nretired_extra;
+
+void
+config_retired_extra(const struct config_retired *extra, size_t n)
+{
+	retired_extra = extra;
+	nretired_extra = extra != NULL ? n : 0;
+}
+
+size_t
+config_retired_count(void)
+{
+	size_t n = 0;
+
+	while (retired_keys[n].name != NULL)
+		n++;
+	return n;
+}
+
+const struct config_retired *
+config_retired_get(size_t i)
+{
+	return i < config_retired_count() ? &retired_keys[i] : NULL;
+}
+
+const struct config_retired *
+config_retired_find(const char *name)
+{
+	for (size_t i = 0; retired_keys[i].name != NULL; i++)
+		if (strcmp(retired_keys[i].name, name) == 0)
+			return &retired_keys[i];
+	for (size_t i = 0; i < nretired_extra; i++)
+		if (strcmp(retired_extra[i].name, name) == 0)
+			return &retired_extra[i];
+	return NULL;
+}
 
 /* A value may hold a secret (the database URL's password): it is wiped
  * before its memory goes back to the allocator. */
@@ -585,8 +644,17 @@ set_value(struct config *cfg, const char *where, const char *key,
 	int i = key_index(key);
 
 	if (i < 0) {
-		*error_r = xasprintf("%sunknown configuration key '%s'",
-		    where, key);
+		const struct config_retired *r = config_retired_find(key);
+
+		if (r != NULL && r->to != NULL)
+			*error_r = xasprintf("%s%s was renamed to %s; write "
+			    "%s = %s", where, key, r->to, r->to, value);
+		else if (r != NULL)
+			*error_r = xasprintf("%s%s was removed: %s", where,
+			    key, r->why);
+		else
+			*error_r = xasprintf("%sunknown configuration key "
+			    "'%s'", where, key);
 		return -1;
 	}
 	/* an enum's "" as the SPEC writes it: the empty value */
@@ -645,6 +713,27 @@ config_line(struct config *cfg, const char *name, unsigned lineno,
 	return set_value(cfg, where, key, value, error_r);
 }
 
+/* config_line; under config_check_file a refused line is reported and
+ * the file read on. */
+static int
+config_line_checked(struct config *cfg, const char *name, unsigned lineno,
+    char *line, char **error_r)
+{
+	char *err = NULL;
+
+	if (config_line(cfg, name, lineno, line, &err) == 0)
+		return 0;
+	if (cfg->problems == NULL) {
+		*error_r = err;
+		return -1;
+	}
+	str_append(cfg->problems, err);
+	str_append(cfg->problems, "\n");
+	cfg->nproblems++;
+	free(err);
+	return 0;
+}
+
 /* Like Postfix main.cf: '#' starts a comment line, and a line that starts
  * with white space continues the previous one. */
 int
@@ -698,15 +787,16 @@ config_load_text(struct config *cfg, const char *name, const char *text,
 			continue;
 		}
 		if (logical.len > 0)
-			r = config_line(cfg, name, start, logical.data,
-			    error_r);
+			r = config_line_checked(cfg, name, start,
+			    logical.data, error_r);
 		str_truncate(&logical, 0);
 		str_append(&logical, t);
 		start = lineno;
 		wipe_free(line);
 	}
 	if (r == 0 && logical.len > 0)
-		r = config_line(cfg, name, start, logical.data, error_r);
+		r = config_line_checked(cfg, name, start, logical.data,
+		    error_r);
 	explicit_bzero(logical.data, logical.cap);
 	str_free(&logical);
 	return r;
@@ -723,6 +813,26 @@ config_load_file(struct config *cfg, const char *path, char **error_r)
 		return -1;
 	}
 	return config_load_fd(cfg, fd, path, error_r);
+}
+
+int
+config_check_file(struct config *cfg, const char *path, char **problems_r,
+    char **error_r)
+{
+	str_t problems = STR_INIT;
+	int r;
+
+	str_append(&problems, "");
+	cfg->problems = &problems;
+	cfg->nproblems = 0;
+	r = config_load_file(cfg, path, error_r);
+	cfg->problems = NULL;
+	if (r < 0) {
+		str_free(&problems);
+		return -1;
+	}
+	*problems_r = str_steal(&problems);
+	return (int)cfg->nproblems;
 }
 
 int

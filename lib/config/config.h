@@ -27,6 +27,35 @@ int config_load_fd(struct config *cfg, int fd, const char *path,
 /* Parse text as a config file named `name` (used by tests/fuzzing). */
 int config_load_text(struct config *cfg, const char *name, const char *text,
     size_t len, char **error_r);
+/* Read a file as config_load_file does, but go on past a line whose key
+ * or value is refused (unknown, retired, malformed value): every such
+ * line is reported, one "\n"-ended line each, in *problems_r (caller
+ * frees). Returns their count, or -1 with *error_r when the file cannot
+ * be read or is malformed beyond a key (a line too long, a NUL byte). */
+int config_check_file(struct config *cfg, const char *path, char **problems_r,
+    char **error_r);
+
+/* A key that is no more. Renamed: `to` is the key that took its place,
+ * with the same meaning and values. Removed: `to` is NULL and `why` says
+ * what to do instead. A key whose meaning changes gets a new name and the
+ * old one an entry here, so that no file silently means something else:
+ * loading a file or -o that sets a retired key fails with a line naming
+ * it and what to write instead. */
+struct config_retired {
+	const char *name;
+	const char *to;
+	const char *why;
+};
+
+/* Entries consulted after the built-in table (NULL: none); for tests.
+ * The array must outlive its use. */
+void config_retired_extra(const struct config_retired *extra, size_t n);
+/* The retired entry for name (built-in first), or NULL. */
+const struct config_retired *config_retired_find(const char *name);
+/* The built-in table, for listing and checking. */
+size_t config_retired_count(void);
+const struct config_retired *config_retired_get(size_t i);
+
 /* Apply "key=value" (from -o); empty value allowed. */
 int config_override(struct config *cfg, const char *assignment, char **error_r);
 /* Set a key programmatically (validated like a file line). */

@@ -40,6 +40,7 @@ LISTENERS = {
     "managesieve": (b'"IMPLEMENTATION" ', b"LOGOUT\r\n", False),
     # no greeting: ready() asks it for a page (http_ready)
     "http": (b"HTTP/1.1 ", b"", False),
+    "https": (b"HTTP/1.1 ", b"", True),
 }
 
 CRASH = re.compile(r"killed by signal (?!15\b)|exited with status|exited with code|"
@@ -259,18 +260,19 @@ def ready(host, port, listener, mode, deadline):
         return True
     if mode == "accept":
         return accepts(host, port)
-    if listener == "http":
-        return http_ready(host, port)
+    if listener in ("http", "https"):
+        return http_ready(host, port, tls=LISTENERS[listener][2])
     prefix, bye, tls = LISTENERS[listener]
     return greets(host, port, prefix, bye, tls=tls, deadline=deadline)
 
 
-def http_ready(host, port, timeout=2):
-    """True if the HTTP listener answers a request with a status line; the
-    answer is read to its end (the server closes), so the probe is gone
-    from the connection counts on return."""
+def http_ready(host, port, timeout=2, tls=False):
+    """True if the HTTP listener answers a request with a status line (over
+    TLS if tls); the answer is read to its end (the server closes), so the
+    probe is gone from the connection counts on return."""
     try:
-        with socket.create_connection((host, port), timeout=timeout) as s:
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            s = _tls_ctx().wrap_socket(raw) if tls else raw
             s.sendall(b"GET /ready HTTP/1.1\r\nHost: probe\r\n\r\n")
             data = b""
             while True:

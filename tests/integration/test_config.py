@@ -213,3 +213,45 @@ def test_config_imap_namespace_prefix_values(sqlite_instance, tmp_path):
     cp = run_petrel(sqlite_instance.bin, ["-o", "imap_namespace_prefix=Mail.", "-c",
                                           sqlite_instance.conf, "domain", "list"])
     assert_error(cp, "imap_namespace_prefix")
+
+
+def test_check_names_every_refused_line(sqlite_instance, tmp_path):
+    """An upgrade: petrel check on a file with several keys it refuses lists
+    every one (its line, what is wrong; a retired key with what to write
+    instead: tests/unit/test_config.c) and exits 1, with the rest of the
+    file applied; any other command, serve too, refuses the file in one line
+    naming the first."""
+    text = open(sqlite_instance.conf).read()
+    conf = tmp_path / "old.conf"
+    conf.write_text("# from an older release\nbogus_key = 1\n" + text +
+                    "workers = many\n\nother_gone_key = x\n")
+    base = 2 + text.count("\n")
+    cp = run_petrel(sqlite_instance.bin, ["-c", str(conf), "check"])
+    assert cp.returncode == 1, describe(cp)
+    lines = [l for l in cp.stderr.splitlines() if l.strip()]
+    assert lines == [
+        "petrel: check: %s:2: unknown configuration key 'bogus_key'" % conf,
+        "petrel: check: %s:%d: workers must be a non-negative integer" % (conf, base + 1),
+        "petrel: check: %s:%d: unknown configuration key 'other_gone_key'" % (conf, base + 3),
+    ], describe(cp)
+    for args in (["serve"], ["domain", "list"]):
+        cp = run_petrel(sqlite_instance.bin, ["-c", str(conf), "-o", "smtp_listen="] + args)
+        line = assert_error(cp, "bogus_key")
+        assert _names_line(line, str(conf), 2), describe(cp)
+
+
+def test_check_passes_a_file_from_before_newer_keys(sqlite_instance, tmp_path):
+    """A file written before the later listeners existed (no http_listen,
+    https_listen, lmtp_listen, managesieve_listen): nothing to change, and
+    those stay off (their default is empty, so no key changes meaning)."""
+    later = ("http_listen", "https_listen", "lmtp_listen", "managesieve_listen")
+    text = "".join(l + "\n" for l in open(sqlite_instance.conf).read().splitlines()
+                   if l.split("=")[0].strip() not in later)
+    conf = tmp_path / "older.conf"
+    conf.write_text(text)
+    cp = run_petrel(sqlite_instance.bin, ["-c", str(conf), "check"])
+    assert cp.returncode == 0, describe(cp)
+    for key in later:
+        cp = run_petrel(sqlite_instance.bin, ["help", key])
+        assert_ok(cp)
+        assert "default: (empty)" in cp.stdout, cp.stdout

@@ -47,7 +47,8 @@ def test_help_key(petrel_bin, sqlite_instance):
     assert "one of stderr|syslog" in cp.stdout and "default: stderr" in cp.stdout
 
     # listeners added later: off by default, on loopback in new instances
-    for key, addr in (("http_listen", "127.0.0.1:8080"), ("lmtp_listen", "127.0.0.1:2424"),
+    for key, addr in (("http_listen", "127.0.0.1:8080"), ("https_listen", "127.0.0.1:8443"),
+                      ("lmtp_listen", "127.0.0.1:2424"),
                       ("managesieve_listen", "127.0.0.1:4190")):
         cp = run_petrel(petrel_bin, ["help", key])
         assert_ok(cp)

@@ -225,6 +225,7 @@ def test_meson_install_prefix(package, tmp_path):
     root = str(dest) + "/opt/petrel"
     for p in ("bin/petrel", "etc/petrel/petrel.conf.example", "lib/systemd/system/petrel.service",
               "share/doc/petrel/README.md", "share/doc/petrel/install.md",
+              "share/doc/petrel/examples/petrel.socket",
               "share/man/man8/petrel.8", "share/man/man5/petrel.conf.5"):
         assert os.path.exists(os.path.join(root, p)), p
     # the page names the paths of this build
@@ -234,6 +235,8 @@ def test_meson_install_prefix(package, tmp_path):
         unit = f.read()
     assert "ExecStart=/opt/petrel/bin/petrel -c /opt/petrel/etc/petrel/petrel.conf serve" in unit
     assert "ReadWritePaths=-/srv/var/lib/petrel -/srv/var/spool/petrel" in unit
+    with open(os.path.join(root, "share/doc/petrel/examples/petrel.socket")) as f:
+        assert "Documentation=file:/opt/petrel/share/doc/petrel/operations.md" in f.read()
     with open(os.path.join(root, "etc/petrel/petrel.conf.example")) as f:
         assert "mail_root = /srv/var/lib/petrel/mail" in f.read()
     # compiled-in defaults: `petrel check` with no file names them

@@ -9,8 +9,8 @@ import time
 from conftest import clean_env
 
 LISTENERS = ("smtp_listen", "submission_listen", "submissions_listen", "imap_listen",
-             "imaps_listen", "pop3_listen", "pop3s_listen", "http_listen", "lmtp_listen",
-             "managesieve_listen")
+             "imaps_listen", "pop3_listen", "pop3s_listen", "http_listen", "https_listen",
+             "lmtp_listen", "managesieve_listen")
 
 
 def free_ports(n):

@@ -302,3 +302,50 @@ def test_http_limits(imap_inst):
         assert srv.wait_log(r"http connection from \[127\.0\.0\.1\]:\d+ refused: too many "
                             r"connections from this address")
         assert srv.wait_log(r"http connection from \[127\.0\.0\.3\]:\d+ refused: server busy")
+
+
+def test_https_limits(imap_inst):
+    """https_max_connections=2, https_max_connections_per_ip=1: a client
+    whose handshake completed holds a slot; one past a limit has its
+    connection closed before the handshake (no bytes of an answer on an
+    implicit-TLS port) and the log names the listener and the reason."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with server.running(server.start, imap_inst, ("imap", "https"),
+                        ["workers=2", "https_max_connections=2",
+                         "https_max_connections_per_ip=1"]) as srv:
+        port = srv.port_of("https")
+
+        def handshake(source):
+            s = socket.create_connection((srv.host, port), timeout=10,
+                                         source_address=(source, 0))
+            try:
+                return ctx.wrap_socket(s)
+            except (ssl.SSLError, ConnectionError):
+                s.close()
+                return None
+
+        def hold(source):
+            # the start-up probe's slot comes back once the server saw it go
+            deadline = time.monotonic() + 10
+            while True:
+                s = handshake(source)
+                if s is not None:
+                    return s
+                assert time.monotonic() < deadline, "never served from %s" % source
+                time.sleep(0.1)
+
+        held = [hold("127.0.0.1")]
+        try:
+            assert handshake("127.0.0.1") is None
+            held.append(hold("127.0.0.2"))
+            assert handshake("127.0.0.3") is None
+            # a held slot still gets its answer
+            held[0].sendall(b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert held[0].makefile("rb").readline().startswith(b"HTTP/1.1 200")
+        finally:
+            close_all(held)
+        assert srv.wait_log(r"https connection from \[127\.0\.0\.1\]:\d+ refused: too many "
+                            r"connections from this address")
+        assert srv.wait_log(r"https connection from \[127\.0\.0\.3\]:\d+ refused: server busy")

@@ -8,7 +8,9 @@ from the main process and none from its children.
 
 This machine has no systemd as PID 1: the unit is checked with
 `systemd-analyze verify` and `systemd-analyze security --offline=true`,
-and the bounding set is applied with setpriv(1)."""
+and the bounding set is applied with setpriv(1). The example socket unit
+verifies with it; `petrel serve` with sockets passed the way systemd
+passes them: test_socket_activation.py."""
 
 import os
 import random
@@ -64,6 +66,22 @@ def test_unit_verifies(unit):
                         stderr=subprocess.PIPE, text=True, timeout=60)
     assert cp.returncode == 0, cp.stdout + cp.stderr
     assert "petrel.service" not in cp.stderr, "warnings about the unit:\n" + cp.stderr
+
+
+def test_socket_unit_verifies(unit, build_dir):
+    """The example socket unit (contrib/petrel.socket.in) verifies with the
+    service it activates, and its ports are the production ones that a
+    petrel.conf lists for the same listeners (matched by address)."""
+    sock = unit.parent / "petrel.socket"
+    with open(os.path.join(build_dir, "petrel.socket")) as f:
+        sock.write_text(f.read())
+    cp = subprocess.run(["systemd-analyze", "verify", str(sock), str(unit)],
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert "petrel." not in cp.stderr, "warnings about the units:\n" + cp.stderr
+    assert unit_values(sock, "Service") == ["petrel.service"]
+    ports = sorted(int(v.rsplit(":", 1)[1]) for v in unit_values(sock, "ListenStream"))
+    assert ports == [25, 110, 143, 465, 587, 993, 995, 4190], ports
 
 
 def test_unit_settings(unit):

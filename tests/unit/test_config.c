@@ -1,4 +1,5 @@
 /* Unit tests for lib/config/config.c. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -268,6 +269,154 @@ test_schema_presets(void)
 	test_end();
 }
 
+/* Every key a release has had (lib/config/config.c's history). A key is
+ * never dropped from the table nor renamed without an entry among the
+ * retired keys, which tells a file written for it what to write instead.
+ * Keys are added here once a release has them. */
+static const char *const released_keys[] = {
+	"allow_plaintext_auth", "auth_cache_ttl", "auth_fail_delay",
+	"auth_lockout_time", "auth_max_failures_per_ip",
+	"auth_max_failures_per_user", "auth_user", "catchall_order",
+	"database", "database_password_file", "dkim_dir", "dkim_verify",
+	"dmarc_policy", "dns_resolver", "group", "hostname", "http_listen",
+	"http_max_connections", "http_max_connections_per_ip",
+	"http_timeout", "https_listen", "https_max_connections",
+	"https_max_connections_per_ip", "imap_listen",
+	"imap_max_connections", "imap_max_connections_per_ip",
+	"imap_namespace_prefix", "imap_timeout", "imaps_listen",
+	"imaps_max_connections", "imaps_max_connections_per_ip",
+	"journald_socket", "lmtp_listen", "lmtp_max_connections",
+	"lmtp_max_connections_per_ip", "local_domain", "log_level",
+	"log_target", "login_timeout", "mail_root", "managesieve_listen",
+	"managesieve_max_connections", "managesieve_max_connections_per_ip",
+	"managesieve_timeout", "message_size_limit", "milter_default_action",
+	"milter_timeout", "milters", "mta_sts_max_age", "mta_sts_mode",
+	"pop3_listen", "pop3_max_connections", "pop3_max_connections_per_ip",
+	"pop3_timeout", "pop3_uidl_format", "pop3s_listen",
+	"pop3s_max_connections", "pop3s_max_connections_per_ip",
+	"query_alias", "query_domain", "query_login", "query_quota",
+	"query_user", "queue_concurrency", "queue_destination_concurrency",
+	"queue_dir", "queue_lifetime", "queue_retry_max", "queue_retry_min",
+	"queue_scan_interval", "recipient_delimiter", "relayhost", "schema",
+	"sieve_after", "sieve_before", "sieve_dir", "sieve_max_redirects",
+	"smtp_data_timeout", "smtp_helo_required", "smtp_listen",
+	"smtp_max_connections", "smtp_max_connections_per_ip",
+	"smtp_strict_envelopes", "smtp_timeout", "spf_policy",
+	"submission_listen", "submission_max_connections",
+	"submission_max_connections_per_ip", "submissions_listen",
+	"submissions_max_connections", "submissions_max_connections_per_ip",
+	"syslog_socket", "tls_cert", "tls_key", "tls_profile", "tls_sni_dir",
+	"user", "worker_threads", "workers",
+};
+
+static void
+test_released_keys(void)
+{
+	test_begin("config keys of every release: current or retired");
+	for (size_t i = 0; i < sizeof(released_keys) /
+	    sizeof(released_keys[0]); i++) {
+		const char *k = released_keys[i];
+
+		if (config_key_find(k) < 0 && config_retired_find(k) == NULL)
+			printf("key %s was dropped without a retired entry\n",
+			    k);
+		test_assert(config_key_find(k) >= 0 ||
+		    config_retired_find(k) != NULL);
+	}
+	test_end();
+}
+
+static void
+test_retired_keys(void)
+{
+	/* test-only entries: the built-in table has none so far */
+	static const struct config_retired extra[] = {
+		{ "smtp_port", "smtp_listen", NULL },
+		{ "spool_dir", NULL, "the queue lives in queue_dir" },
+	};
+	struct config *cfg = config_new();
+	char *err, *problems = NULL, path[] = "/tmp/petrel-test-retired-XXXXXX";
+	const char *text = "hostname = a.test\nsmtp_port = 127.0.0.1:25\n"
+	    "no_such_key = 1\nworkers = many\n\nspool_dir = /var/spool\n"
+	    "workers = 3\n";
+	int fd;
+
+	test_begin("config retired keys: named with what to write instead");
+	/* the built-in table: no current key is retired, every rename
+	 * points at a current key, every removal says why */
+	for (size_t i = 0; i < config_retired_count(); i++) {
+		const struct config_retired *r = config_retired_get(i);
+
+		test_assert(config_key_find(r->name) < 0);
+		test_assert(r->to == NULL || config_key_find(r->to) >= 0);
+		test_assert(r->to != NULL || (r->why != NULL && r->why[0]));
+	}
+	test_assert(config_retired_get(config_retired_count()) == NULL);
+	test_assert(config_retired_find("smtp_port") == NULL);
+	test_assert(load(cfg, "smtp_port = 127.0.0.1:25\n", &err) == -1);
+	test_assert_streq(err, "t.conf:1: unknown configuration key "
+	    "'smtp_port'");
+	free(err);
+
+	config_retired_extra(extra, 2);
+	test_assert(config_retired_find("smtp_port") == &extra[0]);
+	test_assert(load(cfg, "\nsmtp_port = 127.0.0.1:25\n", &err) == -1);
+	test_assert_streq(err, "t.conf:2: smtp_port was renamed to "
+	    "smtp_listen; write smtp_listen = 127.0.0.1:25");
+	free(err);
+	test_assert(load(cfg, "spool_dir = /x\n", &err) == -1);
+	test_assert_streq(err, "t.conf:1: spool_dir was removed: the queue "
+	    "lives in queue_dir");
+	free(err);
+	test_assert(config_override(cfg, "smtp_port=[::1]:25", &err) == -1);
+	test_assert_streq(err, "-o: smtp_port was renamed to smtp_listen; "
+	    "write smtp_listen = [::1]:25");
+	free(err);
+
+	/* checking a whole file: every refused line, the rest applied */
+	fd = mkstemp(path);
+	test_assert(fd >= 0);
+	test_assert(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+	close(fd);
+	test_assert(config_load_file(cfg, path, &err) == -1);
+	test_assert(strstr(err, ":2: smtp_port was renamed") != NULL);
+	free(err);
+	config_free(&cfg);
+	cfg = config_new();
+	err = NULL;
+	test_assert(config_check_file(cfg, path, &problems, &err) == 4);
+	test_assert(err == NULL);
+	test_assert(problems != NULL && strstr(problems, ":2: smtp_port was "
+	    "renamed to smtp_listen; write smtp_listen = 127.0.0.1:25\n") !=
+	    NULL);
+	test_assert(strstr(problems, ":3: unknown configuration key "
+	    "'no_such_key'\n") != NULL);
+	test_assert(strstr(problems, ":4: workers must be") != NULL);
+	test_assert(strstr(problems, ":6: spool_dir was removed: the queue "
+	    "lives in queue_dir\n") != NULL);
+	test_assert_streq(config_get(cfg, "hostname"), "a.test");
+	test_assert(config_get_uint(cfg, "workers") == 3);
+	free(problems);
+	/* a clean file: none */
+	config_free(&cfg);
+	cfg = config_new();
+	fd = open(path, O_WRONLY | O_TRUNC);
+	test_assert(fd >= 0 && write(fd, "workers = 2\n", 12) == 12);
+	close(fd);
+	test_assert(config_check_file(cfg, path, &problems, &err) == 0);
+	test_assert_streq(problems, "");
+	free(problems);
+	/* an unreadable file is an error, not a count */
+	unlink(path);
+	test_assert(config_check_file(cfg, path, &problems, &err) == -1);
+	test_assert(err != NULL && strstr(err, "cannot open") != NULL);
+	free(err);
+	config_retired_extra(NULL, 0);
+	test_assert(config_retired_find("smtp_port") == NULL);
+	config_free(&cfg);
+	test_end();
+}
+
 int
 main(void)
 {
@@ -279,5 +428,7 @@ main(void)
 	test_locate();
 	test_namespace_prefix();
 	test_schema_presets();
+	test_retired_keys();
+	test_released_keys();
 	return test_done();
 }
