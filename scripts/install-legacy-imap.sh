@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Unpack the IMAP servers petrel replaces, Dovecot and Courier-IMAP, from
+# Unpack the IMAP and POP3 servers petrel replaces, Dovecot and Courier, from
 # Debian 12's packages into a private directory (default
 # /opt/petrel-legacy, or $PETREL_LEGACY_DIR), for the migration round-trip
 # tests (tests/integration/test_migration_roundtrip.py), and Dovecot's
 # Sieve plugin (dovecot-sieve: Pigeonhole's sieve-test), the reference the
 # Sieve corpus test compares petrel's interpreter with
 # (tests/integration/test_sieve_corpus.py). The packages
-# dovecot-imapd and courier-imap conflict, and neither may start a
+# dovecot-imapd and courier-imap conflict (courier-pop would pull in the
+# Courier MTA), and none may start a
 # service here, so both are unpacked with `dpkg -x`, never installed; only
 # the shared libraries they need are installed (ordinary library packages).
 # Idempotent and quiet when everything is already present. Run as root
@@ -14,8 +15,8 @@
 set -euo pipefail
 
 dest=${PETREL_LEGACY_DIR:-/opt/petrel-legacy}
-debs=(dovecot-core dovecot-imapd dovecot-sieve courier-imap courier-authlib
-	libcourier-unicode4 libgamin0)
+debs=(dovecot-core dovecot-imapd dovecot-pop3d dovecot-sieve courier-imap
+	courier-pop courier-authlib libcourier-unicode4 libgamin0)
 stamp="$dest/.unpacked"
 libpath="$dest/usr/lib/x86_64-linux-gnu:$dest/usr/lib:$dest/usr/lib/dovecot"
 
@@ -23,8 +24,13 @@ complete() {
 	[ -f "$stamp" ] && [ -x "$dest/usr/lib/dovecot/imap" ] &&
 		[ -x "$dest/usr/bin/doveconf" ] && [ -x "$dest/usr/bin/imapd" ] &&
 		[ -x "$dest/usr/bin/sieve-test" ] &&
+		[ -x "$dest/usr/lib/dovecot/pop3" ] &&
+		[ -x "$dest/usr/lib/courier/courier/courierpop3d" ] &&
 		! LD_LIBRARY_PATH="$libpath" ldd "$dest/usr/lib/dovecot/imap" \
-			"$dest/usr/bin/imapd" "$dest/usr/bin/sieve-test" 2>/dev/null | grep -q "not found"
+			"$dest/usr/bin/imapd" "$dest/usr/bin/sieve-test" \
+			"$dest/usr/lib/dovecot/pop3" \
+			"$dest/usr/lib/courier/courier/courierpop3d" 2>/dev/null |
+			grep -q "not found"
 }
 complete && exit 0
 
@@ -70,7 +76,8 @@ for f in "$work"/*.deb; do
 	$SUDO dpkg -x "$f" "$dest"
 done
 if LD_LIBRARY_PATH="$libpath" ldd "$dest/usr/lib/dovecot/imap" "$dest/usr/bin/imapd" \
-	"$dest/usr/bin/sieve-test" |
+	"$dest/usr/bin/sieve-test" "$dest/usr/lib/dovecot/pop3" \
+	"$dest/usr/lib/courier/courier/courierpop3d" |
 	grep "not found" >&2; then
 	echo "install-legacy-imap: libraries missing (above)" >&2
 	exit 1

@@ -21,8 +21,9 @@
  * Dovecot answers the "P<uidl>" field of the message's dovecot-uidlist
  * line when it has one (Dovecot's POP3 migration keeps UIDLs there),
  * else its pop3_uidl_format, by default "%08Xu%08Xv": the IMAP UID and
- * UIDVALIDITY in 8 upper-case hex digits each. petrel's UIDs and
- * UIDVALIDITY are those of dovecot-uidlist (lib/store/mailbox.h).
+ * UIDVALIDITY in 8 hex digits each, lower case as Dovecot 2.3 writes
+ * them. petrel's UIDs and UIDVALIDITY are those of dovecot-uidlist
+ * (lib/store/mailbox.h).
  *
  * Trust: the files belong to the mailbox and are read as data: lines
  * are bounded, numbers must parse completely, entries that do not are
@@ -572,7 +573,7 @@ dovecot_assign(const char *maildir, uint32_t uidvalidity,
 			e->used = true;
 			msgs[i].uidl = xstrdup(e->uidl);
 		} else if (msgs[i].uid != 0) {
-			msgs[i].uidl = xasprintf("%08X%08X", msgs[i].uid,
+			msgs[i].uidl = xasprintf("%08x%08x", msgs[i].uid,
 			    uidvalidity);
 		}
 		/* else: not in the index; the file-name form */

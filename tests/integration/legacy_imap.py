@@ -1,23 +1,27 @@
-"""The IMAP servers petrel replaces, run on a maildir for the migration
-round trip (test_migration_roundtrip.py): Dovecot 2.3 and Courier-IMAP 5
-from Debian 12's packages, unpacked by scripts/install-legacy-imap.sh into
-$PETREL_LEGACY_DIR (default /opt/petrel-legacy), never installed.
+"""The IMAP and POP3 servers petrel replaces, run on a maildir for the
+migration round trip (test_migration_roundtrip.py): Dovecot 2.3,
+Courier-IMAP 5 and Courier's pop3d from Debian 12's packages, unpacked by
+scripts/install-legacy-imap.sh into $PETREL_LEGACY_DIR (default
+/opt/petrel-legacy), never installed.
 
 Each is served on a free 127.0.0.1 port by a small inetd in this process:
-every connection runs the server's own post-login IMAP binary with pipes
-to the socket as its stdin and stdout, already logged in (PREAUTH) on the given
-maildir, as the given account (Dovecot refuses to run as root). Minimal
-configuration in a temporary directory; nothing of the system's is read.
+every connection runs the server's own post-login binary (IMAP or POP3)
+with pipes to the socket as its stdin and stdout, already logged in
+(PREAUTH; POP3 in the TRANSACTION state) on the given maildir, as the given
+account (Dovecot refuses to run as root). Minimal configuration in a
+temporary directory; nothing of the system's is read.
 
 - available() -> None or the reason the servers are missing.
-- LegacyImap(kind, maildir, workdir, uid, gid): start() / stop();
-  imaplib() -> an imaplib.IMAP4 in the authenticated state; prefix is
-  the personal namespace ("" for Dovecot as configured here, "INBOX." for
-  Courier).
+- LegacyImap(kind, maildir, workdir, uid, gid, protocol="imap"): start() /
+  stop(); imaplib() -> an imaplib.IMAP4 in the authenticated state;
+  poplib() -> a poplib.POP3 in the TRANSACTION state (protocol="pop3");
+  prefix is the personal namespace ("" for Dovecot as configured here,
+  "INBOX." for Courier).
 """
 
 import imaplib
 import os
+import poplib
 import socket
 import subprocess
 import threading
@@ -40,7 +44,8 @@ def _libpath():
 
 def available():
     """None when both servers are unpacked, else what is missing."""
-    for p in ("usr/bin/doveconf", "usr/lib/dovecot/imap", "usr/bin/imapd"):
+    for p in ("usr/bin/doveconf", "usr/lib/dovecot/imap", "usr/bin/imapd",
+              "usr/lib/dovecot/pop3", "usr/lib/courier/courier/courierpop3d"):
         if not os.access(_path(p), os.X_OK):
             return ("%s not found: run scripts/install-legacy-imap.sh "
                     "(scripts/install-deps.sh --test)" % _path(p))
@@ -48,9 +53,10 @@ def available():
 
 
 class LegacyImap:
-    def __init__(self, kind, maildir, workdir, uid, gid):
-        assert kind in KINDS
+    def __init__(self, kind, maildir, workdir, uid, gid, protocol="imap"):
+        assert kind in KINDS and protocol in ("imap", "pop3")
         self.kind = kind
+        self.protocol = protocol
         self.maildir = os.path.abspath(maildir)
         self.dir = os.path.abspath(workdir)
         self.uid, self.gid = uid, gid
@@ -82,10 +88,16 @@ class LegacyImap:
                         + "ssl = no\n"
                         + "mail_uid = %d\nmail_gid = %d\n" % (self.uid, self.gid)
                         + "first_valid_uid = 1\nfirst_valid_gid = 1\n"
-                        + "protocols = imap\n")
+                        + "protocols = %s\n" % self.protocol)
             env["USER"] = "petreltest"
-            return ([_path("usr/bin/doveconf"), "-c", conf, "-m", "imap", "-e",
-                     _path("usr/lib/dovecot/imap")], env)
+            return ([_path("usr/bin/doveconf"), "-c", conf, "-m", self.protocol, "-e",
+                     _path("usr/lib/dovecot", self.protocol)], env)
+        if self.protocol == "pop3":
+            # courierpop3d refuses a home (its working directory) with the
+            # sticky bit: self.dir is the account's own
+            env.update({"AUTHENTICATED": "petreltest", "MAILDIR": self.maildir,
+                        "TCPREMOTEIP": "127.0.0.1"})
+            return ([_path("usr/lib/courier/courier/courierpop3d"), self.maildir], env)
         env.update({"AUTHENTICATED": "petreltest", "MAILDIR": self.maildir,
                     "IMAP_KEYWORDS": "1", "IMAP_ENHANCEDIDLE": "0",
                     "IMAP_USELOCKS": "1", "IMAP_MOVE_EXPUNGE_TO_TRASH": "0",
@@ -147,9 +159,13 @@ class LegacyImap:
             except OSError:
                 pass
 
-    @staticmethod
-    def _to_client(conn, p):
+    def _to_client(self, conn, p):
         try:
+            if self.kind == "dovecot" and self.protocol == "pop3":
+                # Dovecot's pop3 started by hand (not by pop3-login, which
+                # says "+OK Logged in." before handing over) greets with
+                # nothing: say it here, as pop3-login does
+                conn.sendall(b"+OK Logged in.\r\n")
             first = p.stdout.readline()
             # Courier's imapd warns at every start that it has no FAM
             # daemon (gam_server, for IDLE; none runs here): not part of
@@ -182,6 +198,11 @@ class LegacyImap:
         assert m.state == "AUTH", "expected PREAUTH from %s: %r\n%s" % (
             self.kind, m.welcome, self.log())
         return m
+
+    def poplib(self, timeout=IO_TIMEOUT):
+        p = poplib.POP3("127.0.0.1", self.port, timeout=timeout)
+        assert p.welcome.startswith(b"+OK"), "%s: %r\n%s" % (self.kind, p.welcome, self.log())
+        return p
 
     def stop(self):
         """Close the listener and wait (bounded) for every session to end;

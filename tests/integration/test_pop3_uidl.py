@@ -111,11 +111,11 @@ def test_dovecot_uidls(pop3_inst, pop3_start):
                            "9 P00000002000004d1 :%s:2,S\n" % (M1, M2, M3),
     })
     srv = pop3_start(pop3_inst, ["pop3_uidl_format=dovecot"])
-    old = ["00000005000004D2", "00000007000004D2", "00000002000004d1"]
+    old = ["00000005000004d2", "00000007000004d2", "00000002000004d1"]
     assert uidls(srv) == old
     new_mail(srv, 1)
     # the next UID after dovecot-uidlist's N300
-    assert uidls(srv) == old + ["0000012C000004D2"]
+    assert uidls(srv) == old + ["0000012c000004d2"]
     assert not os.path.exists(os.path.join(md, "courierpop3dsizelist"))
 
 
@@ -127,7 +127,7 @@ def test_auto_per_maildrop(pop3_inst, pop3_start):
     srv = pop3_start(pop3_inst, ["pop3_uidl_format=auto"])
     assert uidls(srv, ALICE) == ["UID18-1600000000", "UID19-1600000000",
                                  "UID20-1600000000"]
-    assert uidls(srv, BOB) == ["000000040000004D"]
+    assert uidls(srv, BOB) == ["000000040000004d"]
 
 
 def test_bad_value_refused(sqlite_instance):

@@ -3,8 +3,8 @@
  * UIDLs in Courier's and Dovecot's forms: courierpop3dsizelist read in
  * its versions and kept as Courier keeps it (new numbers, messages gone,
  * made with the first message, never a number twice), dovecot-uidlist's
- * P fields and the %08X%08X form, auto, and a list that cannot be
- * written.
+ * P fields and the %08x%08x form (lower case, as Dovecot writes it),
+ * auto, and a list that cannot be written.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -309,10 +309,10 @@ test_dovecot(void)
 	    "7 W3 Pold-uidl-7 S2 :" M2 ":2,\n");
 	test_assert(list(md, STORE_UIDL_DOVECOT, &msgs, &n));
 	test_assert(n == 3);
-	test_assert_streq(uidl(msgs, n, M1), "00000005000004D2");
+	test_assert_streq(uidl(msgs, n, M1), "00000005000004d2");
 	test_assert_streq(uidl(msgs, n, M2), "old-uidl-7");
 	/* a message new to the folder: its petrel UID, from uidnext */
-	test_assert_streq(uidl(msgs, n, M3), "0000012C000004D2");
+	test_assert_streq(uidl(msgs, n, M3), "0000012c000004d2");
 	maildir_msgs_free(&msgs, n);
 	test_assert(get(md, "courierpop3dsizelist") == NULL);
 	test_end();
