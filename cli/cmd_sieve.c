@@ -310,6 +310,9 @@ open_store(struct petrel_ctx *cli, const struct cli_args *a,
 	home = user_home(cli, &u);
 	sieve_store_init(st, config_get(cli->cfg, "sieve_dir"), home,
 	    u.address);
+	st->max_scripts = (unsigned)config_get_uint(cli->cfg,
+	    "sieve_max_scripts");
+	st->max_storage = config_get_uint(cli->cfg, "sieve_max_storage");
 	free(home);
 	dir_user_clear(&u);
 }

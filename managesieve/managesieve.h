@@ -14,6 +14,8 @@ struct msieve_server {
 	struct session_server sv;	/* sessions, limits, TLS, jobs */
 	const char *mail_root;
 	const char *sieve_dir;		/* the pattern (%h, ...) */
+	unsigned max_scripts;		/* sieve_max_scripts */
+	uint64_t max_storage;		/* sieve_max_storage */
 	unsigned max_redirects;		/* sieve_max_redirects */
 };
 

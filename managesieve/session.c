@@ -65,7 +65,7 @@
 enum msieve_state { M_AUTH, M_TRANS };
 
 enum msieve_job { J_PUT, J_CHECK, J_LIST, J_SETACTIVE, J_GET, J_DELETE,
-	J_RENAME };
+	J_RENAME, J_HAVESPACE };
 
 struct msieve_session {
 	struct session base;	/* first: the connection (lib/session) */
@@ -88,6 +88,7 @@ struct msieve_session {
 	char *arg1, *arg2;	/* names */
 	char *text;		/* PUTSCRIPT, CHECKSCRIPT */
 	size_t text_len;
+	uint64_t space;		/* HAVESPACE's size */
 	str_t out;		/* the reply, built on the job thread */
 };
 
@@ -166,6 +167,16 @@ store_failed(struct msieve_session *s, const char *what, const char *err)
 		break;
 	case ERR_SYNTAX:
 		str_append(&s->out, "NO \"Invalid script name.\"\r\n");
+		break;
+	case ERR_TOO_MANY:
+		str_append(&s->out, "NO (QUOTA/MAXSCRIPTS) \"");
+		str_append(&s->out, err);
+		str_append(&s->out, ".\"\r\n");
+		break;
+	case ERR_TOO_BIG:
+		str_append(&s->out, "NO (QUOTA/MAXSIZE) \"");
+		str_append(&s->out, err);
+		str_append(&s->out, ".\"\r\n");
 		break;
 	default:
 		log_error("%016llx: managesieve %s for %s: %s", SID(&s->base),
@@ -302,6 +313,14 @@ job_run(struct job *job, void *state)
 			str_append(&s->out, "OK \"Deletescript "
 			    "completed.\"\r\n");
 		break;
+	case J_HAVESPACE:
+		/* the limits of sieve_max_scripts and sieve_max_storage */
+		if (sieve_store_space(&s->store, s->arg1, s->space, &err) < 0)
+			store_failed(s, "HAVESPACE", err);
+		else
+			str_append(&s->out, "OK \"Putscript would "
+			    "succeed.\"\r\n");
+		break;
 	case J_RENAME:
 		if (sieve_store_rename(&s->store, s->arg1, s->arg2, &err) < 0)
 			store_failed(s, "RENAMESCRIPT", err);
@@ -380,6 +399,8 @@ login_run(struct session *base, struct authc *ac, const struct dir_user *u)
 	free(maildir);
 	sieve_store_clear(&s->store);
 	sieve_store_init(&s->store, s->srv->sieve_dir, home, u->address);
+	s->store.max_scripts = s->srv->max_scripts;
+	s->store.max_storage = s->srv->max_storage;
 	free(home);
 	free(s->login);
 	s->login = xstrdup(u->address);
@@ -580,7 +601,9 @@ cmd_havespace(struct msieve_session *s, struct msieve_cmd *c)
 		    "bytes.\"", SIEVE_SCRIPT_MAX);
 		return;
 	}
-	reply(s, "OK \"Putscript would succeed.\"");
+	s->arg1 = xstrdup(c->args[0].s);
+	s->space = strtoull(c->args[1].s, NULL, 10);
+	submit(s, J_HAVESPACE);
 }
 
 static void
@@ -928,6 +951,8 @@ msieve_server_init(struct msieve_server *srv, struct event_base *base,
 {
 	srv->mail_root = config_get(cfg, "mail_root");
 	srv->sieve_dir = config_get(cfg, "sieve_dir");
+	srv->max_scripts = (unsigned)config_get_uint(cfg, "sieve_max_scripts");
+	srv->max_storage = config_get_uint(cfg, "sieve_max_storage");
 	srv->max_redirects = (unsigned)config_get_uint(cfg,
 	    "sieve_max_redirects");
 	session_server_init(&srv->sv, &msieve_ops, srv, base, jobs, cfg, tls);

@@ -27,6 +27,8 @@ enum err_code {
 	ERR_UTF8,		/* invalid UTF-8 */
 	ERR_8BIT,		/* 8-bit data that was not declared as such */
 	ERR_SYNTAX,		/* malformed input (a file, a name, a value) */
+	ERR_TOO_MANY,		/* a configured count limit reached */
+	ERR_TOO_BIG,		/* a configured size limit reached */
 };
 
 int err_fail(const char **error_r, int code, const char *fmt, ...)

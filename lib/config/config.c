@@ -329,6 +329,12 @@ static const struct key_def keys[] = {
 	  "last use (default 35 days)." },
 	{ "sieve_max_redirects", KT_UINT, "4", NULL, 64,
 	  "Redirects one Sieve script run may make." },
+	{ "sieve_max_scripts", KT_UINT, "0", NULL, 100000,
+	  "Scripts a user may keep (ManageSieve PUTSCRIPT, petrel sieve "
+	  "put); 0: no limit." },
+	{ "sieve_max_storage", KT_UINT, "0", NULL, (uint64_t)1 << 40,
+	  "Bytes all of a user's scripts may take together; 0: no limit "
+	  "(each script is at most 1 MiB in any case)." },
 	{ "sieve_dir", KT_STRING, "%h/sieve", NULL, 0,
 	  "Where a user's Sieve scripts live (%h the home, %u the address, "
 	  "%n its local part, %d its domain); the active one is the file "

@@ -89,6 +89,8 @@ sieve_store_init(struct sieve_store *st, const char *dir_pattern,
 	st->home = xstrdup(home);
 	st->uid = getuid();
 	st->gid = getgid();
+	st->max_scripts = 0;
+	st->max_storage = 0;
 	/* what is made belongs to the owner of the home (or of the nearest
 	 * directory above it that exists): the delivery user */
 	for (;;) {
@@ -257,6 +259,46 @@ make_dir(const struct sieve_store *st, const char **error_r)
 }
 
 int
+sieve_store_space(const struct sieve_store *st, const char *name,
+    uint64_t size, const char **error_r)
+{
+	char **names, *active;
+	size_t n;
+	uint64_t total = size;
+	bool known = false;
+	int ret = 0;
+
+	if (st->max_scripts == 0 && st->max_storage == 0)
+		return 0;
+	if (sieve_store_list(st, &names, &n, &active, error_r) < 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		char *path;
+		struct stat sb;
+
+		if (strcmp(names[i], name) == 0) {
+			known = true;
+			continue;	/* replaced */
+		}
+		path = sieve_store_path(st, names[i]);
+		if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode))
+			total += (uint64_t)sb.st_size;
+		free(path);
+	}
+	if (st->max_scripts > 0 && !known && n >= st->max_scripts)
+		ret = err_fail(error_r, ERR_TOO_MANY, "at most %u scripts "
+		    "(sieve_max_scripts)", st->max_scripts);
+	else if (st->max_storage > 0 && total > st->max_storage)
+		ret = err_fail(error_r, ERR_TOO_BIG, "the scripts would take "
+		    "%llu bytes, more than sieve_max_storage (%llu)",
+		    (unsigned long long)total,
+		    (unsigned long long)st->max_storage);
+	sieve_names_free(names, n);
+	free(active);
+	return ret;
+}
+
+int
 sieve_store_put(const struct sieve_store *st, const char *name,
     const char *text, size_t len, const char **error_r)
 {
@@ -265,6 +307,8 @@ sieve_store_put(const struct sieve_store *st, const char *name,
 
 	if (!sieve_name_valid(name))
 		return err_fail(error_r, ERR_SYNTAX, "invalid script name");
+	if (sieve_store_space(st, name, len, error_r) < 0)
+		return -1;
 	if (make_dir(st, error_r) < 0)
 		return -1;
 	path = sieve_store_path(st, name);

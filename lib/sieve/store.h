@@ -15,6 +15,7 @@
  */
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -35,6 +36,8 @@ struct sieve_store {
 	char *home;	/* %h */
 	uid_t uid;	/* owner of what is created (the home's) */
 	gid_t gid;
+	unsigned max_scripts;	/* sieve_max_scripts; 0: no limit */
+	uint64_t max_storage;	/* sieve_max_storage (bytes); 0: none */
 };
 
 /* The store of a user: dir from the sieve_dir pattern. */
@@ -52,8 +55,14 @@ void sieve_names_free(char **names, size_t n);
 char *sieve_store_active(const struct sieve_store *st);
 /* The path of script `name` (which must be valid). */
 char *sieve_store_path(const struct sieve_store *st, const char *name);
-/* Store text as script `name` (replacing it); the caller has checked it
- * parses. 0 or -1. */
+/* Would a script `name` of size bytes fit the limits (max_scripts counts
+ * a new name only; max_storage the scripts' sizes with this one's
+ * replacing its old one)? 0, or -1 with ERR_TOO_MANY, ERR_TOO_BIG or the
+ * directory's error. */
+int sieve_store_space(const struct sieve_store *st, const char *name,
+    uint64_t size, const char **error_r);
+/* Store text as script `name` (replacing it) when sieve_store_space()
+ * allows it; the caller has checked it parses. 0 or -1. */
 int sieve_store_put(const struct sieve_store *st, const char *name,
     const char *text, size_t len, const char **error_r);
 /* Make `name` the active script, or none when name is NULL. 0, or -1

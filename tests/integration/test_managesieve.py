@@ -458,3 +458,45 @@ def test_uploaded_script_runs_at_delivery(srv, client):
         assert s.sendmail("sender@example.org", [CAROL], msg) == {}
     assert len(folder_files(inst, CAROL, "Reports")) == 1
     assert folder_files(inst, CAROL) == []
+
+
+def test_script_count_and_storage_limits(petrel_bin, tmp_path):
+    """sieve_max_scripts and sieve_max_storage: HAVESPACE and PUTSCRIPT
+    answer NO (QUOTA/MAXSCRIPTS) for a name past the count and NO
+    (QUOTA/MAXSIZE) past the bytes; replacing a script counts its new size
+    only; `petrel sieve put` keeps the same limits."""
+    inst = make_instance(petrel_bin, tmp_path / "inst", "sqlite")
+    add_users(inst, (ALICE,), password=PASSWORD)
+    limits = ("sieve_max_scripts=2", "sieve_max_storage=100")
+    with server.running(server.start, inst, ("managesieve",),
+                        ("hostname=sieve.petrel.test",) + limits) as s:
+        c = Client(s, tls=False)
+        try:
+            c.login()
+            assert c.status('PUTSCRIPT "a" "keep;"').startswith(b"OK")
+            assert c.status('PUTSCRIPT "b" "stop;"').startswith(b"OK")
+            assert c.status('HAVESPACE "c" 10').startswith(b"NO (QUOTA/MAXSCRIPTS)")
+            st = c.status('PUTSCRIPT "c" "keep;"')
+            assert st.startswith(b"NO (QUOTA/MAXSCRIPTS)") and b"sieve_max_scripts" in st, st
+            # a name already there is a replacement, not one more script
+            assert c.status('HAVESPACE "a" 95').startswith(b"OK")      # 95 + 5 = 100
+            assert c.status('HAVESPACE "a" 96').startswith(b"NO (QUOTA/MAXSIZE)")
+            big = "# " + "x" * 87 + "\r\nkeep;"                            # 96 bytes
+            assert len(big) == 96
+            st = c.status('PUTSCRIPT "a" ' + literal(big))
+            assert st.startswith(b"NO (QUOTA/MAXSIZE)"), st
+            assert c.cmd('GETSCRIPT "a"')[0] == [b"{5}\r\nkeep;"]
+            assert c.status('DELETESCRIPT "b"').startswith(b"OK")
+            assert c.status('PUTSCRIPT "c" "keep;"').startswith(b"OK")
+            # the session goes on: store refusals are not client errors
+            assert c.status("NOOP").startswith(b"OK")
+        finally:
+            c.close()
+    script = tmp_path / "d.sieve"
+    script.write_text("keep;\n")
+    cp = inst.run("-o", "sieve_max_scripts=2", "sieve", "put", ALICE, "d", str(script),
+                  check=False)
+    assert cp.returncode == 1, cp
+    err = cp.stderr.strip().splitlines()
+    assert len(err) == 1 and "sieve_max_scripts" in err[0], err
+    assert inst.run("sieve", "put", ALICE, "d", str(script)).returncode == 0
