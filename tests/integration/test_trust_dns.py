@@ -551,3 +551,46 @@ def test_dmarc_local_client_not_checked_and_init_default(env):
     assert env["mark"].instance.config().get("dmarc_policy") == "enforce"
     cp = env["mark"].instance.run("help", "dmarc_policy", check=False)
     assert cp.returncode == 0 and "default: mark" in cp.stdout, cp.stdout
+
+
+def test_results_visible_to_sieve(env):
+    """A user's Sieve script sees the checks' results in petrel's
+    Authentication-Results field (header tests), as Pigeonhole users test
+    them: an SPF fail is filed apart, a DKIM-signed message elsewhere,
+    anything else kept."""
+    srv = env["mark"]
+    inst = srv.instance
+    carol = "carol@example.test"
+    if not any(u.startswith(carol) for u in inst.run("user", "list").stdout.split()):
+        inst.add_user(carol)
+    script = os.path.join(inst.dir, "results.sieve")
+    with open(script, "w") as f:
+        f.write('require ["fileinto", "mailbox"];\n'
+                'if header :contains "Authentication-Results" "spf=fail" {\n'
+                '  fileinto :create "SpfFail"; stop;\n'
+                '}\n'
+                'if header :matches "Authentication-Results" "*dkim=pass*" {\n'
+                '  fileinto :create "Signed"; stop;\n'
+                '}\n')
+    inst.run("sieve", "put", carol, "results", script)
+    inst.run("sieve", "activate", carol, "results")
+    md = maildir_of(inst, carol)
+
+    def deliver(sender, data):
+        with smtp_util.Client(srv.host, srv.port, source=CLIENT) as c:
+            c.expect("EHLO client.test", 250)
+            c.expect("MAIL FROM:<%s>" % sender, 250)
+            c.expect("RCPT TO:<%s>" % carol, 250)
+            c.expect("DATA", 354)
+            c.send(smtp_util.dot_stuff(data) + b".\r\n")
+            assert c.reply().code == 250
+            c.expect("QUIT", 221)
+
+    def count(folder):
+        d = os.path.join(md, "." + folder if folder else "", "new")
+        return len(os.listdir(d)) if os.path.isdir(d) else 0
+
+    deliver("user@fail.spf." + Z, MSG)
+    deliver("user@pass.spf." + Z, signed(env))
+    deliver("user@pass.spf." + Z, MSG)
+    assert (count("SpfFail"), count("Signed"), count(None)) == (1, 1, 1)
