@@ -332,6 +332,13 @@ srs_rcpt(struct smtp_session *s, struct authc *ac)
 		return true;
 	}
 	authc_route(ac, orig, true, &s->job_route);
+	/* a remote local part keeps its case (RFC 5321 2.4) */
+	if (s->job_route.status == ROUTE_OK && s->job_route.ndests == 1 &&
+	    s->job_route.dests[0].kind == ROUTE_REMOTE &&
+	    strcasecmp(s->job_route.dests[0].address, orig) == 0) {
+		free(s->job_route.dests[0].address);
+		s->job_route.dests[0].address = xstrdup(orig);
+	}
 	log_info("%016llx: srs: <%s> stands for <%s>", SID(&s->base),
 	    s->job_addr, orig);
 	free(orig);
