@@ -4,7 +4,8 @@ for an SRS0 sender) address at `srs_domain`, and bounces to those
 addresses come back to the original sender.
 
 A FakeMX (mx_util) is the rest of the world (relayhost). An alias to a
-remote address, a Sieve redirect and an SRS0 sender (SRS1) are rewritten;
+remote address, an address in a users row's maildir column (Exim's
+forward), a Sieve redirect and an SRS0 sender (SRS1) are rewritten;
 an authenticated user's mail and a sender of a hosted domain are not; a
 bounce to the SRS address (also in other case) reaches the original
 sender, a failed forward's DSN too; an altered hash, an expired stamp and
@@ -72,6 +73,8 @@ def srv(petrel_bin, tmp_path_factory, world):
     add_users(inst, (ALICE, BOB, CAROL), password=PASSWORD)
     inst.run("alias", "add", "fwd@example.test", "dest@remote.test")
     inst.run("alias", "add", "gone@example.test", "gone@remote.test")
+    # the Exim howto's forward: an address in the users row's maildir column
+    inst.insert_user("fw@example.test", "fw@example.test", "", maildir="exim-dest@remote.test")
     h = maildir_of(inst, CAROL)
     os.makedirs(os.path.join(h, "sieve"), exist_ok=True)
     with open(os.path.join(h, "sieve", "fwd.sieve"), "w") as f:
@@ -115,6 +118,15 @@ def test_alias_forward_rewritten(srv, world):
     assert t.rcpts == ["dest@remote.test"], t
     assert t.mail_from in srs0_either("someone@far.test"), t.mail_from
     assert srv.wait_log(r"srs: sender <someone@far\.test> rewritten to <SRS0="), srv.log()
+
+
+def test_maildir_column_forward_rewritten(srv, world):
+    r = send_mx(srv, "other@far.test", ["fw@example.test"], "srs exim forward")
+    assert r.code == 250, r
+    got = arrived(world, "srs exim forward")
+    assert len(got) == 1, srv.log()
+    assert got[0].rcpts == ["exim-dest@remote.test"], got[0]
+    assert got[0].mail_from in srs0_either("other@far.test"), got[0].mail_from
 
 
 def test_local_senders_not_rewritten(srv, world):
