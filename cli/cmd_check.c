@@ -23,6 +23,7 @@
 #include "lib/trust/dnsbl.h"
 #include "lib/trust/dnsq.h"
 #include "lib/trust/greylist.h"
+#include "lib/trust/srs.h"
 #include "lib/dir/schema.h"
 #include "lib/route/route.h"
 #include "lib/route/writable.h"
@@ -210,6 +211,43 @@ check_local_domain(struct petrel_ctx *cli, struct dir *dir)
 		problem("local_domain %s: %s", ld, err);
 }
 
+/* SRS (srs_secret set): the secret must load, and srs_domain (or the
+ * hostname) should be a hosted domain, or bounces to its SRS addresses
+ * may never reach this host: a warning. */
+static void
+check_srs(struct petrel_ctx *cli, struct dir *dir)
+{
+	const char *v = config_get(cli->cfg, "srs_secret"), *err;
+	const char *d = config_get(cli->cfg, "srs_domain");
+	char host[256], *secret, *transport = NULL;
+	int r;
+
+	if (v[0] == '\0')
+		return;
+	secret = srs_secret_load(v, &err);
+	if (secret == NULL)
+		problem("%s", err);
+	free(secret);
+	if (d[0] == '\0')
+		d = config_get(cli->cfg, "hostname");
+	if (d[0] == '\0') {
+		memset(host, 0, sizeof(host));
+		if (gethostname(host, sizeof(host) - 1) < 0)
+			return;
+		d = host;
+	}
+	r = dir_lookup_domain(dir, d, &transport, &err);
+	if (r == DIR_NOTFOUND)
+		r = dir_lookup_alias(dir, d, &transport, &err);
+	free(transport);
+	if (r == DIR_NOTFOUND)
+		printf("warning: srs_domain %s is not a hosted domain: bounces "
+		    "to its SRS addresses reach petrel only if its MX is this "
+		    "host\n", d);
+	else if (r < 0)
+		problem("srs_domain %s: %s", d, err);
+}
+
 /* Every maildir the workers' account cannot write: each would defer its
  * user's mail (SPEC 6.1), so serve refuses to start on them. */
 static void
@@ -285,6 +323,7 @@ cmd_check(struct petrel_ctx *cli, int argc, char **argv)
 				check_transports(cli, dir);
 			check_queries(cli, dir);
 			check_local_domain(cli, dir);
+			check_srs(cli, dir);
 		}
 		dir_close(&dir);
 		check_maildirs(cli);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,6 +24,7 @@
 #include "lib/queue/queue.h"
 #include "lib/queue/spool.h"
 #include "lib/route/route.h"
+#include "lib/trust/srs.h"
 #include "queue/manager.h"
 
 #define DSN_HEADERS_MAX (64 * 1024)	/* original headers quoted */
@@ -136,6 +138,37 @@ build_dsn(const struct queue_msg *m, const bool *which, const char *hostname,
 	str_printf(msg, "\n--%s--\n", boundary);
 }
 
+/* A forward that failed went out with an SRS sender of ours (srs_secret,
+ * lib/trust/srs): its bounce goes to the address that stands behind it.
+ * malloc'd, or NULL when sender is no SRS address of srs_domain. */
+static char *
+srs_bounce_to(const struct config *cfg, const char *sender,
+    const char *hostname)
+{
+	const char *d = config_get(cfg, "srs_domain"), *at, *err;
+	char *secret, *local, *res;
+
+	if (config_get(cfg, "srs_secret")[0] == '\0')
+		return NULL;
+	if (d[0] == '\0')
+		d = hostname;
+	at = strrchr(sender, '@');
+	if (at == NULL || strcasecmp(at + 1, d) != 0)
+		return NULL;
+	local = xstrndup(sender, (size_t)(at - sender));
+	if (!srs_is_srs(local) || (secret = srs_secret_load(config_get(cfg,
+	    "srs_secret"), &err)) == NULL) {
+		free(local);
+		return NULL;
+	}
+	res = srs_reverse(secret, local, time(NULL), &err);
+	if (res == NULL)
+		log_warn("bounce to <%s>: %s", sender, err);
+	free(secret);
+	free(local);
+	return res;
+}
+
 int
 dsn_bounce(struct authc *ac, const struct config *cfg,
     const struct queue_msg *m, const bool *which, const char *hostname)
@@ -153,6 +186,8 @@ dsn_bounce(struct authc *ac, const struct config *cfg,
 	char qid[17], *tmpdir;
 	bool any = false;
 	int ret = 0;
+	char *srs_to;
+	const char *to;
 
 	for (size_t i = 0; i < m->nrcpts; i++)
 		if (m->rcpts[i].status == QR_BOUNCED && (which == NULL || which[i]))
@@ -164,17 +199,21 @@ dsn_bounce(struct authc *ac, const struct config *cfg,
 		return 0;
 	}
 	build_dsn(m, which, hostname, &msg);
-	authc_route(ac, m->sender, true, &r);
+	srs_to = srs_bounce_to(cfg, m->sender, hostname);
+	to = srs_to != NULL ? srs_to : m->sender;
+	authc_route(ac, to, true, &r);
 	if (r.status == ROUTE_TEMPFAIL) {
 		route_result_clear(&r);
 		str_free(&msg);
+		free(srs_to);
 		return -1;
 	}
 	if (r.status != ROUTE_OK) {
 		log_warn("%s: bounce to <%s> undeliverable: %s", m->id,
-		    m->sender, route_status_name(r.status));
+		    to, route_status_name(r.status));
 		route_result_clear(&r);
 		str_free(&msg);
+		free(srs_to);
 		return 0;
 	}
 	/* Through the one delivery path: a local sender gets a maildir copy
@@ -187,7 +226,7 @@ dsn_bounce(struct authc *ac, const struct config *cfg,
 		log_error("%s: bounce: %s", m->id, err);
 		ret = -1;
 	} else {
-		rcpt.address = m->sender;
+		rcpt.address = to;
 		rcpt.route = &r;
 		memset(&dm, 0, sizeof(dm));
 		dm.qid = qid;
@@ -207,7 +246,7 @@ dsn_bounce(struct authc *ac, const struct config *cfg,
 		ctx.sieve = &sv;
 		if (deliver_message(&ctx, &dm, &res, &err) < 0) {
 			log_error("%s: bounce delivery to <%s>: %s", m->id,
-			    m->sender, err);
+			    to, err);
 			ret = -1;
 		} else {
 			log_info("%s: sender non-delivery notification: %s",
@@ -218,5 +257,6 @@ dsn_bounce(struct authc *ac, const struct config *cfg,
 	free(tmpdir);
 	route_result_clear(&r);
 	str_free(&msg);
+	free(srs_to);
 	return ret;
 }

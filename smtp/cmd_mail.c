@@ -35,6 +35,7 @@
 #include "lib/route/route.h"
 #include "lib/session/session.h"
 #include "lib/smtp/parse.h"
+#include "lib/trust/srs.h"
 #include "smtp/smtp-private.h"
 
 static void mail_accept(struct smtp_session *s, char *addr);
@@ -301,6 +302,49 @@ sender_done(struct job *job)
 	session_job_finished(&s->base);
 }
 
+/* A bounce coming back to an SRS address of srs_domain (lib/trust/srs):
+ * a good one is routed to the address it stands for (relayed as a
+ * forward), a bad or expired one gets 550 5.1.1 with the reason. Any
+ * sender is taken, as postsrsd does. false: not an SRS address of ours
+ * (or SRS off). */
+static bool
+srs_rcpt(struct smtp_session *s, struct authc *ac)
+{
+	const struct deliver_ctx *dc = &s->srv->deliver;
+	const char *at = strrchr(s->job_addr, '@'), *why;
+	char *local, *orig;
+
+	if (dc->srs_secret == NULL || dc->srs_secret[0] == '\0' ||
+	    at == NULL || strcasecmp(at + 1, dc->srs_domain) != 0)
+		return false;
+	local = xstrndup(s->job_addr, (size_t)(at - s->job_addr));
+	if (!srs_is_srs(local)) {
+		free(local);
+		return false;
+	}
+	orig = srs_reverse(dc->srs_secret, local, time(NULL), &why);
+	free(local);
+	if (orig == NULL) {
+		memset(&s->job_route, 0, sizeof(s->job_route));
+		s->job_route.status = ROUTE_ERROR;
+		s->job_route.text = xasprintf("invalid SRS address (%s)",
+		    why);
+		return true;
+	}
+	authc_route(ac, orig, true, &s->job_route);
+	/* a remote local part keeps its case (RFC 5321 2.4) */
+	if (s->job_route.status == ROUTE_OK && s->job_route.ndests == 1 &&
+	    s->job_route.dests[0].kind == ROUTE_REMOTE &&
+	    strcasecmp(s->job_route.dests[0].address, orig) == 0) {
+		free(s->job_route.dests[0].address);
+		s->job_route.dests[0].address = xstrdup(orig);
+	}
+	log_info("%016llx: srs: <%s> stands for <%s>", SID(&s->base),
+	    s->job_addr, orig);
+	free(orig);
+	return true;
+}
+
 static void
 rcpt_run(struct job *job, void *state)
 {
@@ -309,7 +353,9 @@ rcpt_run(struct job *job, void *state)
 	struct authc *ac = state;
 	const char *err;
 
-	authc_route(ac, s->job_addr, s->auth_user != NULL, &s->job_route);
+	if (!srs_rcpt(s, ac))
+		authc_route(ac, s->job_addr, s->auth_user != NULL,
+		    &s->job_route);
 	if (s->job_route.status == ROUTE_RELAY_DENIED && s->job_postmaster) {
 		/* RFC 5321 4.5.1: <postmaster> must be accepted. When the
 		 * host name is not a hosted domain, use the first hosted one. */

@@ -30,6 +30,7 @@
 #include "lib/session/sasl.h"
 #include "lib/session/session.h"
 #include "lib/smtp/parse.h"
+#include "lib/trust/srs.h"
 #include "smtp/smtp-private.h"
 #include "smtp/smtp.h"
 
@@ -376,6 +377,12 @@ smtp_server_init(struct smtp_server *srv, struct event_base *base,
 	srv->deliver.mail_root = config_get(cfg, "mail_root");
 	deliver_sieve_init(&srv->sieve, cfg, srv->hostname);
 	srv->deliver.sieve = &srv->sieve;
+	srv->srs_secret = srs_secret_load(config_get(cfg, "srs_secret"), &err);
+	if (srv->srs_secret == NULL)
+		fatal("%s", err);
+	srv->deliver.srs_secret = srv->srs_secret;
+	srv->deliver.srs_domain = config_get(cfg, "srs_domain")[0] != '\0' ?
+	    config_get(cfg, "srs_domain") : srv->hostname;
 	if (queue_dirs_make(srv->queue_dir, &err) < 0)
 		fatal("%s", err);
 	srv->rc.mail_root = config_get(cfg, "mail_root");
@@ -404,6 +411,7 @@ void
 smtp_server_deinit(struct smtp_server *srv)
 {
 	session_server_deinit(&srv->sv);
+	free(srv->srs_secret);
 	free(srv->queue_dir);
 	free(srv->spool_dir);
 	milter_specs_free(srv->milters, srv->nmilters);

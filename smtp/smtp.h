@@ -30,6 +30,7 @@ struct smtp_server {
 	const char *dkim_dir;
 	struct deliver_ctx deliver;	/* queue_dir, dkim_dir for lib/deliver */
 	struct deliver_sieve sieve;	/* Sieve at delivery (lib/deliver) */
+	char *srs_secret;		/* srs_secret, loaded ("": off) */
 	struct route_config rc;
 	uint64_t size_limit;
 	unsigned data_timeout;	/* smtp_data_timeout, seconds; 0 = none */

@@ -327,6 +327,16 @@ static const struct key_def keys[] = {
 	{ "greylist_expire", KT_UINT, "3024000", NULL, 31536000,
 	  "Seconds a triplet that passed greylisting stays known after its "
 	  "last use (default 35 days)." },
+	{ "srs_secret", KT_STRING, "", NULL, 0,
+	  "The Sender Rewriting Scheme's secret: mail for a local recipient "
+	  "forwarded off-host (an alias, a forwarding address, a Sieve "
+	  "redirect) from a sender of another domain leaves with an SRS0 "
+	  "address at srs_domain, and bounces to such addresses are checked "
+	  "and sent on; a string, or file:PATH (its first line); empty: "
+	  "off." },
+	{ "srs_domain", KT_STRING, "", NULL, 0,
+	  "The domain of SRS addresses; it must be one petrel accepts mail "
+	  "for (petrel check warns); empty: the hostname." },
 	{ "sieve_max_redirects", KT_UINT, "4", NULL, 64,
 	  "Redirects one Sieve script run may make." },
 	{ "sieve_max_scripts", KT_UINT, "0", NULL, 100000,

@@ -1,7 +1,7 @@
 /*
  * deliver.c: the one delivery path (see deliver.h) -- Maildir copies with
  * the maildirsize quota (Maildir++) and duplicate elimination, and the
- * outbound queue with DKIM signing.
+ * outbound queue with DKIM signing, and SRS senders for forwards.
  *
  * Each maildir copy is "Return-Path: <sender>", "Delivered-To: <final
  * address>", the caller's prefix and the body, written through
@@ -19,8 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
+#include "lib/authd/client.h"
 #include "lib/base/alloc.h"
 #include "lib/base/err.h"
 #include "lib/base/log.h"
@@ -34,6 +36,7 @@
 #include "lib/queue/queue.h"
 #include "lib/queue/spool.h"
 #include "lib/route/route.h"
+#include "lib/trust/srs.h"
 
 struct tmp_writer {
 	struct maildir_tmp *tmp;
@@ -149,6 +152,42 @@ already_delivered(const struct deliver_msg *msg, size_t ri, size_t di)
 	return false;
 }
 
+/* The SRS sender of a forward's queued copy (malloc'd), or NULL: SRS
+ * off, the null sender, mail our users send (signed), or a sender of a
+ * hosted domain (the directory routes it without relaying). */
+static char *
+srs_sender(const struct deliver_ctx *ctx, const struct deliver_msg *msg)
+{
+	const char *at = strrchr(msg->sender, '@'), *why;
+	char *res;
+
+	if (ctx->srs_secret == NULL || ctx->srs_secret[0] == '\0' ||
+	    ctx->srs_domain == NULL || msg->dkim_sign || at == NULL)
+		return NULL;
+	if (strcasecmp(at + 1, ctx->srs_domain) == 0)
+		return NULL;
+	if (msg->authc != NULL) {
+		struct route_result r;
+		bool hosted;
+
+		authc_route(msg->authc, msg->sender, false, &r);
+		hosted = r.status != ROUTE_RELAY_DENIED &&
+		    r.status != ROUTE_TEMPFAIL && r.status != ROUTE_CONFIG;
+		route_result_clear(&r);
+		if (hosted)
+			return NULL;
+	}
+	res = srs_forward(ctx->srs_secret, ctx->srs_domain, msg->sender,
+	    time(NULL), &why);
+	if (res == NULL)
+		log_info("%s: srs: sender <%s> kept: %s", msg->qid,
+		    msg->sender, why);
+	else
+		log_info("%s: srs: sender <%s> rewritten to <%s>", msg->qid,
+		    msg->sender, res);
+	return res;
+}
+
 static int
 deliver_queue(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
     const struct queue_rcpt *remote, size_t nremote, const char **error_r)
@@ -157,6 +196,7 @@ deliver_queue(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 	const char *at = strrchr(msg->sender, '@');
 	str_t head = STR_INIT;
 	const char *err;
+	char *srs;
 	int r;
 
 	/* DKIM: mail our users send out is signed for the sender's domain
@@ -167,9 +207,11 @@ deliver_queue(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 	    &head, &err) < 0)
 		log_error("%s: %s", msg->qid, err);
 	str_append(&head, prefix);
-	r = queue_enqueue(ctx->queue_dir, msg->qid, msg->sender, remote,
-	    nremote, str_c(&head), msg->body, error_r);
+	srs = srs_sender(ctx, msg);
+	r = queue_enqueue(ctx->queue_dir, msg->qid, srs != NULL ? srs :
+	    msg->sender, remote, nremote, str_c(&head), msg->body, error_r);
 	str_free(&head);
+	free(srs);
 	return r;
 }
 

@@ -44,6 +44,12 @@ struct deliver_ctx {
 				 * directories are checked */
 	/* Run the recipients' Sieve scripts; NULL: never. */
 	const struct deliver_sieve *sieve;
+	/* SRS (lib/trust/srs): the secret (NULL or "": off) and the domain
+	 * of the addresses. The queued copy of a forward (an unsigned
+	 * message whose sender is not of a hosted domain) leaves with an
+	 * SRS0/SRS1 sender; <> stays. */
+	const char *srs_secret;
+	const char *srs_domain;
 };
 
 /* Fill *sv from the configuration (the strings stay the config's). */

@@ -241,6 +241,17 @@ crypto_hmac_md5(const void *key, size_t keylen, const void *msg,
 }
 
 void
+crypto_hmac_sha1(const void *key, size_t keylen, const void *msg,
+    size_t msglen, unsigned char out[20])
+{
+	unsigned int len = 20;
+
+	if (HMAC(EVP_sha1(), key, (int)keylen, msg, msglen, out, &len) ==
+	    NULL)
+		memset(out, 0, 20);
+}
+
+void
 crypto_hmac_sha256(const void *key, size_t keylen, const void *msg,
     size_t msglen, unsigned char out[32])
 {

@@ -20,6 +20,9 @@ int tls_check_sni_dir(const char *sni_dir, size_t *count_r, int *days_left_r,
 /* HMAC-MD5 (RFC 2104), for CRAM-MD5 (RFC 2195) alone. */
 void crypto_hmac_md5(const void *key, size_t keylen, const void *msg,
     size_t msglen, unsigned char out[16]);
+/* HMAC-SHA-1, for SRS (lib/trust/srs) alone. */
+void crypto_hmac_sha1(const void *key, size_t keylen, const void *msg,
+    size_t msglen, unsigned char out[20]);
 /* HMAC-SHA-256 (for keyed digests such as the login cache's). */
 void crypto_hmac_sha256(const void *key, size_t keylen, const void *msg,
     size_t msglen, unsigned char out[32]);
