@@ -63,9 +63,20 @@ trap 'exit 130' INT TERM
 "$PETREL" sieve check "$sv/rules.sieve" >/dev/null || die "petrel rejects bench/sieve/rules.sieve"
 "$PETREL" init --dir "$dir" --domain example.test >/dev/null
 conf=$dir/petrel.conf
-for k in $KINDS; do
-	"$PETREL" -c "$conf" user add "$k@example.test" >/dev/null 2>&1
-	"$PETREL" -c "$conf" sieve put "$k@example.test" rules "$sv/rules.sieve" >/dev/null
+# Every measurement has its own four users (KIND-ROUNDon, KIND-ROUNDoff):
+# no mail is deleted between measurements, so each starts with empty
+# Maildirs and the file system does not reuse just-freed inodes (which on
+# ext4 costs more than the deliveries).
+r=1
+while [ $r -le "$ROUNDS" ]; do
+	for k in $KINDS; do
+		for m in on off; do
+			"$PETREL" -c "$conf" user add "$k-$r$m@example.test" >/dev/null 2>&1
+		done
+		"$PETREL" -c "$conf" sieve put "$k-${r}on@example.test" rules "$sv/rules.sieve" >/dev/null
+		"$PETREL" -c "$conf" sieve activate "$k-${r}on@example.test" rules >/dev/null
+	done
+	r=$((r + 1))
 done
 
 port=$(PYTHONPATH="$here/tests" python3 -c 'from harness.ports import free_port; print(free_port())')
@@ -89,44 +100,44 @@ sys.exit(1)
 PY
 
 now() { python3 -c 'import time; print("%.3f" % time.monotonic())'; }
-count() { find "$1" -type f \( -path '*/new/*' -o -path '*/cur/*' \) | wc -l; }
-clear_mail() { find "$1" -type f \( -path '*/new/*' -o -path '*/cur/*' \) -delete; }
-# wait_all DIR N T0: until N files are in DIR's new/ and cur/ (60 s at most)
+# count ROOT TAG: messages in new/ and cur/ of every folder of the users
+# KIND-TAG under ROOT (petrel's mail/example.test or dovecot/home)
+count() {
+	for k in $KINDS; do echo "$1/$k-$2"; done |
+		xargs find 2>/dev/null | grep -cE '/(new|cur)/[^/]+$' || true
+}
+# wait_all ROOT TAG N T0: until N messages are there (TIMEOUT s at most)
 wait_all() {
 	while :; do
-		n=$(count "$1")
-		[ "$n" -ge "$2" ] && break
-		python3 -c "import sys; sys.exit(0 if $(now) - $3 > $TIMEOUT else 1)" &&
-			die "only $n of $2 messages delivered in $TIMEOUT s"
+		n=$(count "$1" "$2")
+		[ "$n" -ge "$3" ] && break
+		python3 -c "import sys; sys.exit(0 if $(now) - $4 > $TIMEOUT else 1)" &&
+			die "only $n of $3 messages delivered in $TIMEOUT s"
 		sleep 0.1
 	done
+}
+filed() {	# filed DIR: messages in the Maildir folder DIR
+	find "$1" 2>/dev/null | grep -cE '/(new|cur)/[^/]+$' || true
 }
 
 echo "petrel: $PETREL (built $(date -r "$PETREL" '+%Y-%m-%d %H:%M'))"
 echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1); load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "smtp-source: $SESSIONS sessions in all, $MESSAGES messages to 4 users per measurement; $ROUNDS rounds"
 
-petrel_run() {	# $1 = on|off; prints msgs/s
-	for k in $KINDS; do
-		if [ "$1" = on ]; then
-			"$PETREL" -c "$conf" sieve activate "$k@example.test" rules >/dev/null
-		else
-			"$PETREL" -c "$conf" sieve deactivate "$k@example.test" >/dev/null
-		fi
-	done
-	clear_mail "$dir/mail"
+petrel_run() {	# $1 = on|off, $2 = round; prints msgs/s
+	tag=$2$1
 	sync
 	t0=$(now)
 	pids=
 	for k in $KINDS; do
 		timeout "$TIMEOUT" "$SMTP_SOURCE" -s $((SESSIONS / 4)) -m $((MESSAGES / 4)) \
-			-F "$sv/$k.eml" -f sender@x.test -t "$k@example.test" "127.0.0.1:$port" &
+			-F "$sv/$k.eml" -f sender@x.test -t "$k-$tag@example.test" "127.0.0.1:$port" &
 		pids="$pids $!"
 	done
 	for p in $pids; do wait "$p" || { tail -5 "$dir/serve.log" >&2; die "smtp-source failed"; }; done
-	wait_all "$dir/mail" "$MESSAGES" "$t0"
+	wait_all "$dir/mail/example.test" "$tag" "$MESSAGES" "$t0"
 	t1=$(now)
-	filed=$(find "$dir/mail" -type f -path '*/.Lists.Dev/*' \( -path '*/new/*' -o -path '*/cur/*' \) | wc -l)
+	filed=$(filed "$dir/mail/example.test/list-$tag/.Lists.Dev")
 	if [ "$1" = on ] && [ "$filed" -ne $((MESSAGES / 4)) ]; then die "sieve on: $filed messages in Lists.Dev, not $((MESSAGES / 4))"; fi
 	if [ "$1" = off ] && [ "$filed" -ne 0 ]; then die "sieve off: $filed messages in Lists.Dev"; fi
 	python3 -c "print('%.1f' % ($MESSAGES / ($t1 - $t0)))"
@@ -159,10 +170,14 @@ postmaster_address = postmaster@example.test
 CONF
 	printf '!include %s/base.conf\nmail_plugins =\n' "$dv" >"$dv/off.conf"
 	printf '!include %s/base.conf\nmail_plugins = sieve\nplugin {\n  sieve = file:~/sieve;active=~/.dovecot.sieve\n}\n' "$dv" >"$dv/on.conf"
-	for k in $KINDS; do
-		mkdir -p "$dv/home/$k/sieve"
-		cp "$sv/rules.sieve" "$dv/home/$k/sieve/rules.sieve"
-		ln -s sieve/rules.sieve "$dv/home/$k/.dovecot.sieve"
+	r=1
+	while [ $r -le "$ROUNDS" ]; do
+		for k in $KINDS; do
+			mkdir -p "$dv/home/$k-${r}off" "$dv/home/$k-${r}on/sieve"
+			cp "$sv/rules.sieve" "$dv/home/$k-${r}on/sieve/rules.sieve"
+			ln -s sieve/rules.sieve "$dv/home/$k-${r}on/.dovecot.sieve"
+		done
+		r=$((r + 1))
 	done
 	chown -R mail:mail "$dv"
 	export LD_LIBRARY_PATH="$LEGACY/usr/lib/x86_64-linux-gnu:$LEGACY/usr/lib:$LEGACY/usr/lib/dovecot"
@@ -175,16 +190,16 @@ CONF
 		cat "$dv/sievec.log" >&2
 		echo "dovecot: Pigeonhole's sievec rejects the script or cannot run; Dovecot rows skipped"
 	fi
-else
+elif [ "$LDA_MESSAGES" -gt 0 ]; then
 	echo "dovecot: $lda or its sieve plugin not found (scripts/install-legacy-imap.sh); Dovecot rows skipped"
 fi
 
-lda_run() {	# $1 = on|off; prints msgs/s
-	clear_mail "$dv/home"
+lda_run() {	# $1 = on|off, $2 = round; prints msgs/s
+	tag=$2$1
 	sync
-	python3 - "$1" "$LDA_MESSAGES" "$LDA_PAR" "$dv" "$sv" "$LEGACY" "$lda" "$TIMEOUT" <<'PY'
+	python3 - "$1" "$tag" "$LDA_MESSAGES" "$LDA_PAR" "$dv" "$sv" "$LEGACY" "$lda" "$TIMEOUT" <<'PY'
 import concurrent.futures, os, subprocess, sys, time
-mode, n, par, dv, sv, legacy, lda, timeout = sys.argv[1:]
+mode, tag, n, par, dv, sv, legacy, lda, timeout = sys.argv[1:]
 n, par, timeout = int(n), int(par), float(timeout)
 kinds = ["keep1", "keep2", "flagged", "list"]
 msgs = {k: open(os.path.join(sv, k + ".eml"), "rb").read() for k in kinds}
@@ -192,10 +207,10 @@ conf = os.path.join(dv, mode + ".conf")
 def one(i):
     k = kinds[i % 4]
     env = {"PATH": "/usr/bin:/bin", "LD_LIBRARY_PATH": os.environ["LD_LIBRARY_PATH"],
-           "HOME": os.path.join(dv, "home", k), "USER": "mail", "LC_ALL": "C"}
+           "HOME": os.path.join(dv, "home", k + "-" + tag), "USER": "mail", "LC_ALL": "C"}
     cp = subprocess.run(["setpriv", "--reuid=mail", "--regid=mail", "--clear-groups",
                          os.path.join(legacy, "usr/bin/doveconf"), "-c", conf, "-e", lda,
-                         "-f", "sender@x.test", "-a", k + "@example.test"],
+                         "-f", "sender@x.test", "-a", k + "-" + tag + "@example.test"],
                         input=msgs[k], env=env, capture_output=True, timeout=timeout)
     if cp.returncode != 0:
         raise SystemExit("dovecot-lda exit %d: %s" % (cp.returncode, cp.stderr.decode()[-300:]))
@@ -205,9 +220,11 @@ with concurrent.futures.ThreadPoolExecutor(par) as ex:
 t1 = time.monotonic()
 print("%.1f" % (n / (t1 - t0)))
 PY
-	filed=$(find "$dv/home/list/Maildir/.Lists.Dev" -type f \( -path '*/new/*' -o -path '*/cur/*' \) 2>/dev/null | wc -l)
+	filed=$(filed "$dv/home/list-$tag/Maildir/.Lists.Dev")
 	if [ "$1" = on ] && [ "$filed" -ne $((LDA_MESSAGES / 4)) ]; then die "dovecot sieve on: $filed messages in Lists.Dev"; fi
-	[ "$(count "$dv/home")" -eq "$LDA_MESSAGES" ] || die "dovecot: $(count "$dv/home") of $LDA_MESSAGES delivered"
+	if [ "$1" = off ] && [ "$filed" -ne 0 ]; then die "dovecot sieve off: $filed messages in Lists.Dev"; fi
+	n=$(count "$dv/home" "$tag")
+	[ "$n" -eq "$LDA_MESSAGES" ] || die "dovecot: $n of $LDA_MESSAGES delivered"
 }
 
 p_on= p_off= d_on= d_off=
@@ -215,13 +232,13 @@ r=1
 while [ $r -le "$ROUNDS" ]; do
 	if [ $((r % 2)) = 1 ]; then order="off on"; else order="on off"; fi
 	for m in $order; do
-		v=$(petrel_run "$m")
+		v=$(petrel_run "$m" $r)
 		echo "RESULT round=$r server=petrel sieve=$m msgs_per_s=$v"
 		if [ "$m" = on ]; then p_on="$p_on $v"; else p_off="$p_off $v"; fi
 	done
 	if [ -n "$lda_ok" ]; then
 		for m in $order; do
-			v=$(lda_run "$m")
+			v=$(lda_run "$m" $r)
 			echo "RESULT round=$r server=dovecot-lda sieve=$m msgs_per_s=$v"
 			if [ "$m" = on ]; then d_on="$d_on $v"; else d_off="$d_off $v"; fi
 		done
