@@ -43,7 +43,8 @@
 #      these workloads, e.g. "body pop3"; of smtp login session env body
 #      search sort pop3 idle; default all; the table says so; sort = SORT by
 #      date and subject, THREAD=REFERENCES and an ESEARCH on the N_SMALL
-#      and N_LARGE folders).
+#      and N_LARGE folders; sieve = bench/sieve_deliver.sh's rows, petrel
+#      and dovecot-lda each with and without a 20-rule script).
 #
 # Changed while it runs: the open-files limit of this shell and its children
 # (ulimit -n 65536, or the hard limit if that is lower), and, restored at
@@ -363,4 +364,23 @@ timeout "$TIMEOUT" "$PY" "$cmpdir/driver.py" || {
 	[ $rc -eq 124 ] && die "the measuring run exceeded TIMEOUT=$TIMEOUT s"
 	die "the measuring run failed (exit $rc; its error is above)"
 }
+# Sieve at delivery: petrel with and without a 20-rule script for every
+# user, and dovecot-lda with and without Pigeonhole on the same script
+# (bench/sieve_deliver.sh, on its own instance; Dovecot from the unpacked
+# tree of scripts/install-legacy-imap.sh); its medians become rows.
+case " ${ONLY:-sieve} " in
+*" sieve "*)
+	stage="the Sieve delivery rows"
+	sq=""
+	[ "$QUICK" = 1 ] && sq="MESSAGES=800 LDA_MESSAGES=80"
+	sieve_out=$(env PETREL="$PETREL" ROUNDS="$ROUNDS" BENCH_DIR="$BENCH_DIR" $sq \
+		sh "$here/sieve_deliver.sh") || die "bench/sieve_deliver.sh failed"
+	{
+		echo
+		echo "| Sieve at delivery (20 rules, bench/sieve/rules.sieve) | no script msgs/s | script msgs/s | cost |"
+		echo "|---|---|---|---|"
+		echo "$sieve_out" | sed -n 's/^MEDIAN server=\([^ ]*\) no_sieve=\([^ ]*\) ([^)]*) sieve=\([^ ]*\) ([^)]*) cost=\(.*\)$/| \1 | \2 | \3 | \4 |/p'
+	} | tee -a "$OUT"
+	;;
+esac
 say "table written to $OUT"
