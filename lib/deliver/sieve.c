@@ -52,6 +52,7 @@
 #include "lib/route/route.h"
 #include "lib/sieve/sieve.h"
 #include "lib/sieve/store.h"
+#include "lib/store/mailbox.h"
 #include "lib/tls/tls.h"
 
 #define SIEVE_CACHE_MAX		64	/* parsed scripts kept */
@@ -385,14 +386,22 @@ reason_line(const char *s)
 	return str_steal(&out);
 }
 
-/* IMAP system flags as Maildir letters; keywords are not kept. */
+/* The IMAP flags of a store as Maildir letters, in ASCII order: system
+ * flags as D F R S T, keywords ($Label1, custom ones) as the letters a..z
+ * the folder's dovecot-keywords gives them (a new name takes a free
+ * letter there, as an IMAP STORE would; past 26 names it is dropped).
+ * out must hold 5 + 26 + 1 bytes. */
 static void
-flag_letters(const struct sieve_action *a, char *out, size_t size)
+flag_letters(const struct sieve_action *a, const char *folder, char *out,
+    size_t size)
 {
 	static const struct { const char *name; char letter; } map[] = {
 		{ "\\Draft", 'D' }, { "\\Flagged", 'F' },
 		{ "\\Answered", 'R' }, { "\\Seen", 'S' }, { "\\Deleted", 'T' },
 	};
+	bool kw[26] = { false };
+	struct mbox *mb = NULL;
+	const char *err;
 	size_t n = 0;
 
 	for (size_t m = 0; m < sizeof(map) / sizeof(map[0]); m++)
@@ -402,6 +411,24 @@ flag_letters(const struct sieve_action *a, char *out, size_t size)
 				out[n++] = map[m].letter;
 				break;
 			}
+	for (size_t i = 0; i < a->nflags; i++) {
+		char letter;
+
+		if (a->flags[i][0] == '\\' || a->flags[i][0] == '\0')
+			continue;	/* a system flag, or \Recent */
+		if (mb == NULL && mbox_open(folder, true, &mb, &err) < 0) {
+			log_warn("sieve: keywords of %s not kept: %s", folder,
+			    err);
+			break;
+		}
+		letter = mbox_keyword_letter(mb, a->flags[i], true);
+		if (letter >= 'a' && letter <= 'z')
+			kw[letter - 'a'] = true;
+	}
+	mbox_close(&mb);
+	for (size_t k = 0; k < 26; k++)
+		if (kw[k] && n + 1 < size)
+			out[n++] = (char)('a' + k);
 	out[n] = '\0';
 }
 
@@ -1220,12 +1247,11 @@ do_store(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
     const struct sieve_action *a, bool *inbox_done,
     struct deliver_result *result, const char **error_r)
 {
-	char flags[8];
+	char flags[5 + 26 + 1];
 	const char *why = NULL;
 	char *dir;
 	int r;
 
-	flag_letters(a, flags, sizeof(flags));
 	dir = folder_dir(d, a->arg, a->create, &why);
 	if (dir == NULL) {
 		log_warn("%s: sieve: %s: fileinto \"%s\": %s, kept in INBOX",
@@ -1233,8 +1259,10 @@ do_store(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 		if (*inbox_done)
 			return 0;
 		*inbox_done = true;
+		flag_letters(a, d->maildir, flags, sizeof(flags));
 		return keep_inbox(ctx, msg, orig, d, flags, result, error_r);
 	}
+	flag_letters(a, dir, flags, sizeof(flags));
 	if (strcmp(dir, d->maildir) == 0) {
 		if (*inbox_done) {
 			free(dir);

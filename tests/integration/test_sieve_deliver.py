@@ -31,6 +31,7 @@ HENRY = "henry@example.test"
 IVY = "ivy@example.test"
 JACK = "jack@example.test"
 KATE = "kate@example.test"
+LEO = "leo@example.test"
 
 BEFORE = 'require ["fileinto", "copy", "envelope", "mailbox"];\n' \
          'if envelope :is "to" "%s" { fileinto :copy :create "Before"; }\n' % DAVE
@@ -79,7 +80,7 @@ def srv(petrel_bin, tmp_path_factory):
     base = tmp_path_factory.mktemp("sieve-deliver")
     inst = make_instance(petrel_bin, base / "inst", "sqlite")
     add_users(inst, (ALICE, BOB, CAROL, DAVE, ERIN, FRANK, GRACE, HENRY, IVY, JACK,
-                    KATE),
+                    KATE, LEO),
               password=PASSWORD)
     before = base / "before.d"
     before.mkdir()
@@ -486,3 +487,36 @@ def test_sieve_dir_setting_and_shared_home(petrel_bin, tmp_path):
     finally:
         problems = check_stopped([srv])
     assert not problems, problems
+
+
+def test_keywords_from_imap4flags(srv):
+    """Keywords set by imap4flags reach IMAP: $Label1 and a custom keyword
+    on a message filed into a folder, another on the implicit keep; the
+    folder's dovecot-keywords names them as an IMAP STORE would."""
+    inst = srv.instance
+    install(inst, LEO,
+            'require ["fileinto", "mailbox", "imap4flags"];\n'
+            'if header :contains "subject" "tagged" {\n'
+            '  fileinto :create :flags ["$Label1", "project-x", "\\\\Seen"] "Tagged";\n'
+            '} else {\n'
+            '  addflag "$Todo";\n'
+            '}\n')
+    send(srv, "sender@example.org", [LEO], msg("tagged mail"))
+    send(srv, "sender@example.org", [LEO], msg("plain mail"))
+    im = srv.imaplib()
+    try:
+        im.login(LEO, PASSWORD)
+        im.select("Tagged")
+        typ, data = im.fetch("1", "(FLAGS)")
+        flags = data[0].decode()
+        assert "$Label1" in flags and "project-x" in flags and "\\Seen" in flags, data
+        typ, data = im.search(None, "KEYWORD", "project-x")
+        assert data[0] == b"1", data
+        im.select("INBOX")
+        typ, data = im.fetch("1", "(FLAGS)")
+        assert "$Todo" in data[0].decode() and "\\Seen" not in data[0].decode(), data
+    finally:
+        im.logout()
+    with open(os.path.join(maildir_of(inst, LEO), ".Tagged", "dovecot-keywords")) as f:
+        names = f.read().split()
+    assert "$Label1" in names and "project-x" in names, names
