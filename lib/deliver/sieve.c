@@ -1344,9 +1344,30 @@ deliver_sieve(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 		return 0;
 	}
 	if (p.error != NULL) {
+		/* The user sees why in the copy itself: an X-Sieve-Error
+		 * field above the message (one line, printable). */
+		struct deliver_msg copy = *msg;
+		size_t hl = strlen(d->home);
+		const char *shown = p.error;
+		char *why;
+		str_t prefix = STR_INIT;
+
+		/* paths in the user's home as ~/..., not the server's */
+		if (strncmp(shown, d->home, hl) == 0 && shown[hl] == '/') {
+			shown = xasprintf("~%s", shown + hl);
+			why = reason_line(shown);
+			free((char *)shown);
+		} else
+			why = reason_line(shown);
+
 		log_warn("%s: sieve: %s: %s; kept in INBOX", msg->qid,
 		    d->address, p.error);
-		ret = keep_inbox(ctx, msg, orig, d, NULL, result, error_r);
+		str_printf(&prefix, "X-Sieve-Error: %s; kept in INBOX\n%s", why,
+		    msg->prefix != NULL ? msg->prefix : "");
+		copy.prefix = str_c(&prefix);
+		ret = keep_inbox(ctx, &copy, orig, d, NULL, result, error_r);
+		str_free(&prefix);
+		free(why);
 		plan_free(&p);
 		return ret < 0 ? -1 : 1;
 	}

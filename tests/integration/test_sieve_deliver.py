@@ -249,6 +249,17 @@ def test_failing_scripts_keep_in_inbox(srv):
         send(srv, "sender@example.org", [FRANK], msg("failing %d" % i))
         assert len(files(inst, FRANK)) == n + 1, i
         assert srv.wait_log(pattern % FRANK.replace(".", r"\.")), "\n".join(l for l in srv.log_lines() if "sieve:" in l)
+        # the user sees why in the copy itself, paths relative to the home
+        newest = max((os.path.join(maildir_of(inst, FRANK), sub, f)
+                      for sub in ("new", "cur")
+                      for f in os.listdir(os.path.join(maildir_of(inst, FRANK), sub))),
+                     key=os.path.getmtime)
+        with open(newest, "rb") as f:
+            head = f.read().split(b"\n\n", 1)[0].decode()
+        err = [l for l in head.split("\n") if l.startswith("X-Sieve-Error: ")]
+        want = pattern.split(": .*/")[1].replace("\\", "")
+        assert len(err) == 1 and err[0].startswith("X-Sieve-Error: ~/.dovecot.sieve: "), err
+        assert err[0].endswith(want), (err, want)
     # a link that leads out of sieve_dir is not followed
     outside = srv.base / "elsewhere.sieve"
     outside.write_text("discard;\n")
