@@ -96,18 +96,10 @@ struct smtp_dnsbl {
 };
 
 static bool
-local_client(const struct smtp_session *s)
-{
-	return strcmp(s->base.ip, "127.0.0.1") == 0 ||
-	    strcmp(s->base.ip, "::1") == 0 ||
-	    strcmp(s->base.ip, "::ffff:127.0.0.1") == 0;
-}
-
-static bool
 exempt(const struct smtp_session *s)
 {
 	return s->auth_user != NULL || s->submission || s->lmtp ||
-	    local_client(s);
+	    smtp_local_client(s);
 }
 
 void
@@ -364,7 +356,7 @@ smtp_dnsbl_start(struct smtp_session *s)
 	struct smtp_dnsbl *d;
 
 	if (c == NULL || (c->nsites == 0 && c->nrsites == 0) ||
-	    s->submission || s->lmtp || local_client(s))
+	    s->submission || s->lmtp || smtp_local_client(s))
 		return;
 	d = xcalloc(1, sizeof(*d));
 	d->s = s;

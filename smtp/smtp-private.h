@@ -166,6 +166,10 @@ void smtp_mail_filter(struct smtp_session *s, char *addr);
 
 /* trust.c: SPF, DKIM and the Authentication-Results field. */
 void smtp_trust_init(struct smtp_server *srv, const struct config *cfg);
+/* Is the client this host itself (127.0.0.1 or ::1 exactly, like
+ * Postfix's permit_mynetworks default): no SPF, DMARC, block lists or
+ * greylisting for it. */
+bool smtp_local_client(const struct smtp_session *s);
 /* Will smtp_trust_mail check SPF for this session (a job)? */
 bool smtp_trust_spf_wanted(const struct smtp_session *s);
 /* At MAIL: true when an SPF job was started for addr (it takes addr and

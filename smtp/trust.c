@@ -58,8 +58,8 @@ smtp_trust_init(struct smtp_server *srv, const struct config *cfg)
 		fatal("dmarc_policy: %s", err);
 }
 
-static bool
-local_client(const struct smtp_session *s)
+bool
+smtp_local_client(const struct smtp_session *s)
 {
 	return strcmp(s->base.ip, "127.0.0.1") == 0 ||
 	    strcmp(s->base.ip, "::1") == 0 ||
@@ -70,14 +70,14 @@ static bool
 dmarc_wanted(const struct smtp_session *s)
 {
 	return s->srv->dmarc_policy != SMTP_DMARC_IGNORE &&
-	    s->auth_user == NULL && !s->submission && !local_client(s);
+	    s->auth_user == NULL && !s->submission && !smtp_local_client(s);
 }
 
 bool
 smtp_trust_spf_wanted(const struct smtp_session *s)
 {
 	return s->srv->spf_policy != SMTP_SPF_IGNORE && s->auth_user == NULL &&
-	    !s->submission && !local_client(s);
+	    !s->submission && !smtp_local_client(s);
 }
 
 static void
