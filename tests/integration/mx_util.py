@@ -429,8 +429,10 @@ class _Session:
                 txn.reply = mx._reply_for("eod", txn, "250 2.0.0 Ok: queued as FAKE%d"
                                           % (len(mx.transactions) + 1))
                 self.txn = None
-                self.send(txn.reply)
+                # recorded before the reply goes out: the client may act on
+                # the reply (unlink its queue file) before this thread runs on
                 mx._record("transactions", txn)
+                self.send(txn.reply)
             elif verb == "RSET":
                 self.txn = None
                 self.send("250 2.0.0 Ok")
