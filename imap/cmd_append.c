@@ -30,6 +30,7 @@
 #include "lib/base/alloc.h"
 #include "lib/base/fdio.h"
 #include "lib/base/limits.h"
+#include "lib/base/str.h"
 #include "lib/base/log.h"
 #include "lib/maildir/maildir.h"
 #include "lib/maildir/quota.h"
@@ -268,17 +269,6 @@ split_messages(struct imap_session *s, struct imap_cmd *c, size_t first,
 
 /* ---- CATENATE (RFC 4469) ---- */
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /* %XX decoded (RFC 5092 enc-mailbox, enc-section); -1 on a bad escape
  * or a NUL. Appends to out. */
@@ -294,8 +284,8 @@ url_unescape(const char *s, size_t len, str_t *out)
 		}
 		if (len - i < 3)
 			return -1;
-		hi = hexval(s[i + 1]);
-		lo = hexval(s[i + 2]);
+		hi = str_hexval(s[i + 1]);
+		lo = str_hexval(s[i + 2]);
 		if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
 			return -1;
 		str_append_c(out, (char)(hi << 4 | lo));

@@ -62,4 +62,7 @@ void str_lower(char *cstr);
 char *str_trim(char *cstr);
 bool str_has_suffix(const char *cstr, const char *suffix);
 
+/* The value of hexadecimal digit c (either case), or -1. */
+int str_hexval(int c);
+
 #endif

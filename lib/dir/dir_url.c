@@ -16,18 +16,9 @@
 #include <string.h>
 
 #include "lib/base/alloc.h"
+#include "lib/base/str.h"
 #include "lib/dir/dir.h"
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = (char)tolower((unsigned char)c);
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
 
 /* %-decode [s, s+n) into a new string; NULL on a bad escape or NUL. */
 static char *
@@ -41,8 +32,8 @@ pct_decode(const char *s, size_t n)
 
 			if (i + 2 >= n)
 				goto bad;
-			hi = hexval(s[i + 1]);
-			lo = hexval(s[i + 2]);
+			hi = str_hexval(s[i + 1]);
+			lo = str_hexval(s[i + 2]);
 			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
 				goto bad;
 			*o++ = (char)(hi * 16 + lo);

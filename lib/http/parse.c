@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "lib/http/parse.h"
+#include "lib/base/str.h"
 
 /* RFC 9110 tchar */
 static bool
@@ -188,14 +189,6 @@ http_parse_request(const char *buf, size_t len, struct http_request *req)
 	return (long)(scan + clen);
 }
 
-static int
-hexval(unsigned char c)
-{
-	if (isdigit(c))
-		return c - '0';
-	c = (unsigned char)tolower(c);
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
 
 int
 http_query_param(const char *query, size_t query_len, const char *name,
@@ -221,9 +214,9 @@ http_query_param(const char *query, size_t query_len, const char *name,
 					int h, l;
 
 					if (k + 2 >= plen ||
-					    (h = hexval((unsigned char)
+					    (h = str_hexval((unsigned char)
 					    pair[k + 1])) < 0 ||
-					    (l = hexval((unsigned char)
+					    (l = str_hexval((unsigned char)
 					    pair[k + 2])) < 0)
 						return -1;
 					c = h * 16 + l;

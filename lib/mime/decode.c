@@ -155,16 +155,6 @@ decode_base64(const char *s, size_t len, str_t *out)
 	}
 }
 
-static int
-hex_value(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = (unsigned char)tolower(c);
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
 
 /* Quoted-printable (RFC 2045 6.7); header = the RFC 2047 "Q" form. */
 static void
@@ -184,8 +174,8 @@ decode_qp(const char *s, size_t len, bool header, str_t *out)
 			continue;
 		}
 		if (i + 2 < len &&
-		    (hi = hex_value((unsigned char)s[i + 1])) >= 0 &&
-		    (lo = hex_value((unsigned char)s[i + 2])) >= 0) {
+		    (hi = str_hexval((unsigned char)s[i + 1])) >= 0 &&
+		    (lo = str_hexval((unsigned char)s[i + 2])) >= 0) {
 			str_append_c(out, (char)(hi << 4 | lo));
 			i += 2;
 			continue;

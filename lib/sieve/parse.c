@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "lib/base/alloc.h"
+#include "lib/base/str.h"
 #include "lib/sieve/sieve.h"
 #include "lib/sieve/spec.h"
 #include "lib/sieve/store.h"
@@ -635,17 +636,6 @@ do_require(struct validator *v, const struct sieve_node *n)
 	}
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 static void
 put_utf8(str_t *out, unsigned cp)
@@ -683,10 +673,10 @@ decode_encoded(const char *s, size_t n, bool unicode, str_t *out)
 			i++;
 		if (i == n)
 			break;
-		while (i < n && hexval(s[i]) >= 0) {
+		while (i < n && str_hexval(s[i]) >= 0) {
 			if (++digits > (unicode ? 6 : 2))
 				return false;
-			v = v * 16 + (unsigned)hexval(s[i++]);
+			v = v * 16 + (unsigned)str_hexval(s[i++]);
 		}
 		if (digits == 0)
 			return false;
