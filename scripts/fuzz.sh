@@ -10,6 +10,14 @@
 #   FUZZ_SECONDS=3600 scripts/fuzz.sh        # the longer run (docs/reliability.md)
 #   FUZZ_SECONDS=600 scripts/fuzz.sh smtp_parse mime   # some targets only
 #   FUZZ_JOBS=1 scripts/fuzz.sh              # one target at a time (default: one per CPU)
+#   FUZZ_CPU_SECONDS=1800 FUZZ_MERGE=1 scripts/fuzz.sh http   # the long run: see below
+#
+# FUZZ_CPU_SECONDS bounds a run by the CPU time the fuzzer used (read from
+# /proc every 5 s; libFuzzer is stopped with SIGINT and prints its final
+# stats) instead of wall-clock time, so a run on a shared machine gets the
+# CPU it was meant to. FUZZ_MERGE=1 merges what the run found into
+# fuzz/corpus/<name>/ (libFuzzer's -merge=1 keeps only inputs that add
+# coverage) after a run without failure.
 #
 # Needs clang and libclang-rt-14-dev (scripts/install-deps.sh --test).
 set -euo pipefail
@@ -73,14 +81,46 @@ run_target() {
 		return 1
 	fi
 	cp fuzz/corpus/"$t"/* "$dir/corpus/" 2>/dev/null || true
-	if ! (cd "$dir" && ./"fuzz_$t" -max_total_time="$SECONDS_EACH" -timeout=10 \
-		-rss_limit_mb=2048 -print_final_stats=1 corpus >log 2>&1); then
+	local limit=$SECONDS_EACH what="${SECONDS_EACH}s" st=0
+	[ -z "${FUZZ_CPU_SECONDS:-}" ] || { limit=$((FUZZ_CPU_SECONDS * 4 + 600)); what="${FUZZ_CPU_SECONDS} CPU-s"; }
+	(cd "$dir" && exec ./"fuzz_$t" -max_total_time="$limit" -timeout=10 \
+		-rss_limit_mb=2048 -print_final_stats=1 corpus >log 2>&1) &
+	local pid=$!
+	[ -z "${FUZZ_CPU_SECONDS:-}" ] || cpu_watch "$pid" "$FUZZ_CPU_SECONDS" "$dir" &
+	wait "$pid" || st=$?
+	# SIGINT from the CPU watch ends libFuzzer with its stats and status 0/130
+	if [ "$st" -ne 0 ] && ! { [ -n "${FUZZ_CPU_SECONDS:-}" ] && [ -f "$dir/.cpu-done" ] &&
+		! ls "$dir"/crash-* "$dir"/leak-* "$dir"/timeout-* >/dev/null 2>&1; }; then
 		tail -40 "$dir/log" >&2
 		echo "fuzz: $t failed; the input is in $dir (crash-*, leak-*, timeout-*)" >&2
 		return 1
 	fi
 	runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log")
-	echo "fuzz: $t: ${runs:-?} runs in ${SECONDS_EACH}s, no failure"
+	echo "fuzz: $t: ${runs:-?} runs in $what, no failure; $(grep -o 'cov: [0-9]* ft: [0-9]*' "$dir/log" | tail -1)"
+	if [ "${FUZZ_MERGE:-0}" = 1 ]; then
+		mkdir -p fuzz/corpus/"$t"
+		(cd "$dir" && ./"fuzz_$t" -merge=1 -timeout=10 -rss_limit_mb=2048 \
+			"$OLDPWD/fuzz/corpus/$t" corpus >merge.log 2>&1) ||
+			{ tail -20 "$dir/merge.log" >&2; echo "fuzz: $t: merge failed" >&2; return 1; }
+		echo "fuzz: $t: corpus now $(find fuzz/corpus/"$t" -type f | wc -l) files"
+	fi
+}
+
+# Stop fuzzer PID with SIGINT once it used SECS seconds of CPU (user+system,
+# from /proc/PID/stat); DIR/.cpu-done (the CPU seconds) marks the stop so it
+# is not taken for a failure.
+cpu_watch() {
+	local pid=$1 secs=$2 dir=$3 tck used
+	tck=$(getconf CLK_TCK)
+	while kill -0 "$pid" 2>/dev/null; do
+		sleep 5
+		used=$(awk -v t="$tck" '{ print int(($14 + $15) / t) }' /proc/"$pid"/stat 2>/dev/null) || continue
+		if [ "${used:-0}" -ge "$secs" ]; then
+			echo "$used" >"$dir/.cpu-done"
+			kill -INT "$pid" 2>/dev/null || true
+			return 0
+		fi
+	done
 }
 
 # FUZZ_JOBS targets at a time (default: one per CPU); the first failure
