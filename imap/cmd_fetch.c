@@ -364,7 +364,7 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 		switch (it->kind) {
 		case FETCH_FLAGS:
 			str_append(line, "FLAGS (");
-			imap_flags_string(s->mb, m, line);
+			imap_flags_string(s, m, line);
 			str_append_c(line, ')');
 			flags_shown = true;
 			break;
@@ -510,7 +510,7 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 	}
 	if (set_seen && !flags_shown) {
 		str_append(line, first ? "FLAGS (" : " FLAGS (");
-		imap_flags_string(s->mb, m, line);
+		imap_flags_string(s, m, line);
 		str_append_c(line, ')');
 	}
 	str_append(line, ")\r\n");

@@ -79,6 +79,26 @@ canonical_pattern(const char *ref, const char *pat)
 	return p;
 }
 
+/* Whether name (modified UTF-7) matches a LIST/LSUB pattern: IMAP4rev2
+ * patterns are UTF-8 and match the names' UTF-8 form (a prefix of a
+ * name's modified UTF-7 is not the form of its prefix). */
+static bool
+name_match(const struct imap_session *s, const char *pattern,
+    const char *name)
+{
+	str_t u = STR_INIT;
+	bool m;
+
+	if (!s->rev2 || imap_mutf7_to_utf8(name, strlen(name), &u) < 0 ||
+	    u.len == 0) {
+		str_free(&u);
+		return imap_list_match(pattern, name, '.');
+	}
+	m = imap_list_match(pattern, str_c(&u), '.');
+	str_free(&u);
+	return m;
+}
+
 static void
 list_line(struct imap_session *s, const char *cmd, const char *name,
     const char *attrs)
@@ -86,7 +106,7 @@ list_line(struct imap_session *s, const char *cmd, const char *name,
 	str_t line = STR_INIT;
 
 	str_printf(&line, "%s (%s) \".\" ", cmd, attrs);
-	imap_append_astring(&line, name, strlen(name));
+	imap_append_mailbox(s, &line, name);
 	imap_untagged(s, "%s", str_c(&line));
 	str_free(&line);
 }
@@ -125,7 +145,7 @@ do_lsub(struct imap_session *s, struct imap_cmd *c)
 		bool exists = strcmp(name, "INBOX") == 0 ||
 		    imap_names_has(&all, name);
 
-		if (!imap_list_match(pattern, name, '.'))
+		if (!name_match(s, pattern, name))
 			continue;
 		list_line(s, "LSUB", name,
 		    !exists ? "\\NonExistent \\Noselect" :
@@ -146,7 +166,7 @@ do_lsub(struct imap_session *s, struct imap_cmd *c)
 			*dot = '\0';
 			if (imap_names_has(&subs, p) ||
 			    imap_names_has(&shown, p) ||
-			    !imap_list_match(pattern, p, '.'))
+			    !name_match(s, pattern, p))
 				continue;
 			list_line(s, "LSUB", p, "\\Noselect");
 			imap_names_add(&shown, p);
@@ -421,7 +441,7 @@ list_show(struct imap_session *s, const struct list_req *r,
 	if ((r->ret & RET_SUBSCRIBED) && e->subscribed)
 		str_append(&line, " \\Subscribed");
 	str_append(&line, ") \".\" ");
-	imap_append_astring(&line, e->name, strlen(e->name));
+	imap_append_mailbox(s, &line, e->name);
 	if (childinfo) {
 		str_append(&line, " (\"CHILDINFO\" (");
 		if (r->sel & SEL_SUBSCRIBED)
@@ -453,34 +473,20 @@ list_add_levels(struct imap_names *cand, const char *name)
 	free(p);
 }
 
-static void
-do_list(struct imap_session *s, struct imap_cmd *c)
+/* The LIST responses of request r; NULL, or what failed. */
+static const char *
+list_run(struct imap_session *s, const struct list_req *rp)
 {
-	struct list_req r;
+	const struct list_req r = *rp;
 	struct imap_names all = { 0 }, subs = { 0 }, cand = { 0 };
 	struct list_ent *v = NULL;
 	size_t n = 0, inbox = SIZE_MAX;
 
-	if (list_parse(s, c, &r) < 0) {
-		list_req_free(&r);
-		return;
-	}
-	if (r.root) {
-		/* the hierarchy delimiter and root (RFC 3501 6.3.8) */
-		imap_untagged(s, "LIST (\\Noselect) \".\" \"\"");
-		imap_ok(s, "List completed.");
-		return;
-	}
-	if (imap_list_folders(s->maildir, &all) < 0) {
-		imap_no(s, "[SERVERBUG] Cannot list mailboxes");
-		list_req_free(&r);
-		return;
-	}
+	if (imap_list_folders(s->maildir, &all) < 0)
+		return "Cannot list mailboxes";
 	if ((r.ret & RET_SUBSCRIBED) && imap_read_subscriptions(s, &subs) < 0) {
-		imap_no(s, "[SERVERBUG] Cannot read subscriptions");
 		imap_names_free(&all);
-		list_req_free(&r);
-		return;
+		return "Cannot read subscriptions";
 	}
 	/* from here on, names as the client sees them */
 	imap_names_to_client(s, &all);
@@ -513,7 +519,7 @@ do_list(struct imap_session *s, struct imap_cmd *c)
 		e->children = imap_has_children(&all, e->name);
 		e->subscribed = imap_names_has(&subs, e->name);
 		for (size_t k = 0; k < r.npat && !e->matched; k++)
-			e->matched = imap_list_match(r.pat[k], e->name, '.');
+			e->matched = name_match(s, r.pat[k], e->name);
 		/* a file to read per folder: only where it is shown or
 		 * the selection depends on it */
 		folder = e->exists && (e->matched || (r.sel & SEL_SPECIAL)) ?
@@ -531,13 +537,55 @@ do_list(struct imap_session *s, struct imap_cmd *c)
 	for (size_t i = 0; i < n; i++)
 		if (i != inbox)
 			list_show(s, &r, v, n, i);
-	imap_ok(s, "List completed.");
 	for (size_t i = 0; i < n; i++)
 		free(v[i].special);
 	free(v);
 	imap_names_free(&cand);
 	imap_names_free(&all);
 	imap_names_free(&subs);
+	return NULL;
+}
+
+static void
+do_list(struct imap_session *s, struct imap_cmd *c)
+{
+	struct list_req r;
+	const char *err;
+
+	if (list_parse(s, c, &r) < 0) {
+		list_req_free(&r);
+		return;
+	}
+	if (r.root) {
+		/* the hierarchy delimiter and root (RFC 3501 6.3.8) */
+		imap_untagged(s, "LIST (\\Noselect) \".\" \"\"");
+		imap_ok(s, "List completed.");
+		return;
+	}
+	if ((err = list_run(s, &r)) != NULL)
+		imap_no(s, "[SERVERBUG] %s", err);
+	else
+		imap_ok(s, "List completed.");
+	list_req_free(&r);
+}
+
+void
+imap_list_one(struct imap_session *s, const char *name)
+{
+	struct list_req r;
+	const char *err;
+
+	str_t u = STR_INIT;
+
+	memset(&r, 0, sizeof(r));
+	/* a pattern in the session's form */
+	if (s->rev2 && imap_mutf7_to_utf8(name, strlen(name), &u) == 0 &&
+	    u.len > 0)
+		name = str_c(&u);
+	r.pat[r.npat++] = canonical_pattern("", name);
+	str_free(&u);
+	if ((err = list_run(s, &r)) != NULL)
+		log_warn("%016llx: LIST of %s: %s", SID(&s->base), name, err);
 	list_req_free(&r);
 }
 

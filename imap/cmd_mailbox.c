@@ -336,10 +336,10 @@ out:
  * 7889), MAILBOXID (RFC 8474). */
 static const char *const status_items[] = {
 	"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE",
-	"APPENDLIMIT", "MAILBOXID",
+	"APPENDLIMIT", "MAILBOXID", "DELETED",
 };
 enum { ST_MESSAGES, ST_RECENT, ST_UIDNEXT, ST_UIDVALIDITY, ST_UNSEEN,
-	ST_SIZE, ST_APPENDLIMIT, ST_MAILBOXID, ST_NONE };
+	ST_SIZE, ST_APPENDLIMIT, ST_MAILBOXID, ST_DELETED, ST_NONE };
 
 static int
 status_item(const struct imap_arg *it)
@@ -371,7 +371,9 @@ imap_status_append(struct imap_session *s, const char *name,
 	uint32_t uidvalidity = 0, uidnext = 0, messages = 0, unseen = 0;
 	uint32_t recent = 0;
 	uint64_t size = 0;
+	uint32_t deleted = 0;
 	bool counts = false, want_size = false, want_id = false;
+	bool want_deleted = false;
 	char mailboxid[MBOX_OBJECTID_MAX + 1];
 	str_t line = STR_INIT;
 
@@ -382,6 +384,8 @@ imap_status_append(struct imap_session *s, const char *name,
 			want_size = true;
 		else if (k == ST_MAILBOXID)
 			want_id = true;
+		else if (k == ST_DELETED)
+			want_deleted = true;
 		else if (k != ST_APPENDLIMIT)
 			counts = true;
 	}
@@ -392,8 +396,10 @@ imap_status_append(struct imap_session *s, const char *name,
 		return -1;
 	if (want_size && mbox_status_size(path, &size, error_r) < 0)
 		return -1;
+	if (want_deleted && mbox_status_deleted(path, &deleted, error_r) < 0)
+		return -1;
 	str_append(&line, "STATUS ");
-	imap_append_astring(&line, name, strlen(name));
+	imap_append_mailbox(s, &line, name);
 	str_append(&line, " (");
 	{
 		const uint64_t v[ST_NONE] = {
@@ -401,6 +407,7 @@ imap_status_append(struct imap_session *s, const char *name,
 			[ST_UIDNEXT] = uidnext, [ST_UIDVALIDITY] = uidvalidity,
 			[ST_UNSEEN] = unseen, [ST_SIZE] = size,
 			[ST_APPENDLIMIT] = s->srv->size_limit,
+			[ST_DELETED] = deleted,
 		};
 
 		for (size_t i = 0; i < n; i++) {

@@ -76,8 +76,7 @@ imap_cmd_getquotaroot(struct imap_session *s, struct imap_cmd *c)
 	}
 	free(path);
 	str_append(&line, "QUOTAROOT ");
-	imap_append_astring(&line, imap_is_inbox(name) ? "INBOX" : name,
-	    strlen(imap_is_inbox(name) ? "INBOX" : name));
+	imap_append_mailbox(s, &line, imap_is_inbox(name) ? "INBOX" : name);
 	str_append(&line, " \"\"");
 	imap_untagged(s, "%s", str_c(&line));
 	str_free(&line);

@@ -223,6 +223,9 @@ imap_cmd_search(struct imap_session *s, struct imap_cmd *c)
 		imap_bad(s, "%s", err);
 		return;
 	}
+	/* RFC 9051 6.4.4: without RETURN, IMAP4rev2 answers ESEARCH ALL */
+	if (ret == 0 && s->rev2)
+		ret = RET_ALL;
 	rc = imap_search_parse(c->args + skip, c->nargs - skip, &root, &err);
 	if (rc == -2) {
 		/* a failed SEARCH with SAVE empties "$" (RFC 5182 2.1) */

@@ -37,7 +37,11 @@ imap_cmd_select(struct imap_session *s, struct imap_cmd *c)
 		imap_bad(s, "%s needs a mailbox name", c->name);
 		return;
 	}
-	/* Selecting closes the current mailbox, without expunging. */
+	/* Selecting closes the current mailbox, without expunging; an
+	 * IMAP4rev2 client is told where the old one's responses end (RFC
+	 * 9051 6.3.2) */
+	if (s->rev2 && s->state == S_SELECTED)
+		imap_untagged(s, "OK [CLOSED] Previous mailbox closed.");
 	imap_close_mailbox(s);
 	s->state = S_AUTH;
 	if ((path = imap_mailbox_path(s, name)) == NULL)
@@ -85,9 +89,14 @@ imap_cmd_select(struct imap_session *s, struct imap_cmd *c)
 	imap_report_flags(s);
 	imap_untagged(s, "%zu EXISTS", s->mb->n);
 	s->mb->nrecent = recent;
-	imap_untagged(s, "%zu RECENT", recent);
-	if (unseen > 0)
+	/* RFC 9051 removed RECENT and the UNSEEN code; it lists the
+	 * mailbox instead */
+	if (!s->rev2)
+		imap_untagged(s, "%zu RECENT", recent);
+	if (unseen > 0 && !s->rev2)
 		imap_untagged(s, "OK [UNSEEN %ld] First unseen.", unseen);
+	if (s->rev2)
+		imap_list_one(s, s->mbox_name);
 	imap_untagged(s, "OK [UIDVALIDITY %u] UIDs valid.", s->mb->uidvalidity);
 	imap_untagged(s, "OK [UIDNEXT %u] Predicted next UID.", s->mb->uidnext);
 	{

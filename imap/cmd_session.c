@@ -16,8 +16,8 @@
 void
 imap_capabilities(const struct imap_session *s, str_t *out)
 {
-	str_append(out, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE "
-	    "UNSELECT");
+	str_append(out, "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE "
+	    "NAMESPACE UNSELECT");
 	if (s->state == S_NOAUTH) {
 		if (!s->base.tls && s->srv->sv.tls != NULL)
 			str_append(out, " STARTTLS");
@@ -82,13 +82,29 @@ imap_cmd_id(struct imap_session *s, struct imap_cmd *c)
 void
 imap_cmd_enable(struct imap_session *s, struct imap_cmd *c)
 {
+	str_t on = STR_INIT;
+
 	if (c->nargs == 0) {
 		imap_bad(s, "ENABLE needs capability names");
 		return;
 	}
-	/* Nothing we offer needs enabling (RFC 5161: unknown names are
-	 * ignored). */
-	imap_untagged(s, "ENABLED");
+	for (size_t i = 0; i < c->nargs; i++) {
+		const struct imap_arg *a = &c->args[i];
+
+		if (a->type != IMAP_ARG_ATOM) {
+			imap_bad(s, "ENABLE takes capability names");
+			str_free(&on);
+			return;
+		}
+		/* RFC 5161 3.1: ENABLED names what this command turned on;
+		 * unknown names are ignored */
+		if (strcasecmp(a->str, "IMAP4rev2") == 0 && !s->rev2) {
+			s->rev2 = true;
+			str_append(&on, " IMAP4rev2");
+		}
+	}
+	imap_untagged(s, "ENABLED%s", str_c(&on));
+	str_free(&on);
 	imap_ok(s, "Enabled.");
 }
 

@@ -94,6 +94,95 @@ imap_name_valid(const char *name)
 	return ok;
 }
 
+/* ---- UTF-8 mailbox names (IMAP4rev2, RFC 9051 5.1) ---- */
+
+/* Argument i a mailbox name (made modified UTF-7), or with pattern a
+ * LIST/LSUB reference or pattern(s) (left UTF-8: cmd_list.c matches
+ * them against the names' UTF-8 form), checked. */
+static bool
+name_ok(struct imap_cmd *c, struct imap_arg *a, bool pattern)
+{
+	if (imap_arg_astring(a) == NULL)
+		return true;	/* the command says what is wrong */
+	if (pattern)
+		return str_utf8_valid(a->str, a->len);
+	return imap_arg_to_mutf7(c, a) == 0;
+}
+
+static int
+name_arg(struct imap_session *s, struct imap_cmd *c, size_t i, bool pattern)
+{
+	struct imap_arg *a;
+
+	if (i >= c->nargs)
+		return 0;	/* the command reports what is missing */
+	a = &c->args[i];
+	if (a->type == IMAP_ARG_LIST) {
+		for (size_t k = 0; k < a->nlist; k++)
+			if (a->list[k].type != IMAP_ARG_LIST &&
+			    !name_ok(c, &a->list[k], pattern))
+				goto bad;
+		return 0;
+	}
+	if (name_ok(c, a, pattern))
+		return 0;
+bad:
+	imap_bad(s, "Mailbox name is not valid UTF-8");
+	return -1;
+}
+
+int
+imap_names_from_client(struct imap_session *s, struct imap_cmd *c)
+{
+	static const struct {
+		const char *cmd;
+		signed char arg[2];	/* positions; -1 none */
+	} pos[] = {
+		{ "SELECT", { 0, -1 } }, { "EXAMINE", { 0, -1 } },
+		{ "CREATE", { 0, -1 } }, { "DELETE", { 0, -1 } },
+		{ "RENAME", { 0, 1 } }, { "SUBSCRIBE", { 0, -1 } },
+		{ "UNSUBSCRIBE", { 0, -1 } }, { "STATUS", { 0, -1 } },
+		{ "APPEND", { 0, -1 } }, { "GETQUOTAROOT", { 0, -1 } },
+		{ "COPY", { 1, -1 } }, { "MOVE", { 1, -1 } },
+	};
+
+	if (!s->rev2)
+		return 0;
+	if (strcmp(c->name, "LIST") == 0) {
+		/* LIST [(selection)] reference (pattern / (patterns)) ... */
+		size_t i = c->nargs > 0 && c->args[0].type == IMAP_ARG_LIST;
+
+		return name_arg(s, c, i, true) < 0 ||
+		    name_arg(s, c, i + 1, true) < 0 ? -1 : 0;
+	}
+	if (strcmp(c->name, "LSUB") == 0)
+		return name_arg(s, c, 0, true) < 0 ||
+		    name_arg(s, c, 1, true) < 0 ? -1 : 0;
+	for (size_t k = 0; k < sizeof(pos) / sizeof(pos[0]); k++) {
+		if (strcmp(c->name, pos[k].cmd) != 0)
+			continue;
+		for (size_t j = 0; j < 2 && pos[k].arg[j] >= 0; j++)
+			if (name_arg(s, c, (size_t)pos[k].arg[j], false) < 0)
+				return -1;
+		return 0;
+	}
+	return 0;
+}
+
+void
+imap_append_mailbox(const struct imap_session *s, str_t *out,
+    const char *name)
+{
+	str_t u = STR_INIT;
+
+	if (s->rev2 && imap_mutf7_to_utf8(name, strlen(name), &u) == 0 &&
+	    u.len > 0)
+		imap_append_astring_utf8(out, u.data, u.len);
+	else
+		imap_append_astring(out, name, strlen(name));
+	str_free(&u);
+}
+
 /* ---- mailbox names and folders: the mapping (see the top) ---- */
 
 /* What follows "INBOX." (any case) in name, or NULL. */

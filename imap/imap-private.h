@@ -106,6 +106,9 @@ struct imap_session {
 	bool logged_in, logged_out;	/* for the login/logout lines */
 	char *maildir;
 	struct quota_limit quota;	/* none set = none */
+	/* ENABLE IMAP4rev2 (RFC 9051): mailbox names in UTF-8, no \Recent
+	 * or RECENT, SEARCH answered by ESEARCH, a LIST in SELECT */
+	bool rev2;
 
 	/* selected mailbox (NULL in S_SELECTED: the folder was deleted or
 	 * re-created under the session, see imap_lost_command) */
@@ -180,6 +183,15 @@ char *imap_mailbox_locate(struct imap_session *s, const char *name,
 char *imap_mailbox_path(struct imap_session *s, const char *name);
 char *imap_mailbox_name(const struct imap_session *s, const char *folder);
 bool imap_is_inbox(const char *name);
+/* IMAP4rev2 enabled: the command's mailbox-name arguments, sent in
+ * UTF-8, made modified UTF-7 (the form names have everywhere else, on
+ * disk included) before the command runs; -1 with a BAD set when one is
+ * not valid UTF-8. Nothing to do for other sessions. */
+int imap_names_from_client(struct imap_session *s, struct imap_cmd *c);
+/* A mailbox name (modified UTF-7) appended for the client: as it is, or
+ * in UTF-8 once IMAP4rev2 is enabled. */
+void imap_append_mailbox(const struct imap_session *s, str_t *out,
+    const char *name);
 
 /* Sync the selected mailbox and append the untagged responses for what
  * changed: EXPUNGE (unless the command forbids them), EXISTS, RECENT,
@@ -191,8 +203,8 @@ void imap_sync_report(struct imap_session *s, bool allow_expunge);
 void imap_lost_command(struct imap_session *s,
     const struct imap_command *def);
 void imap_report_expunges(struct imap_session *s);
-void imap_flags_string(const struct mbox *mb, const struct mbox_msg *m,
-    str_t *out);
+void imap_flags_string(const struct imap_session *s,
+    const struct mbox_msg *m, str_t *out);
 
 /* cmd_select.c, cmd_fetch.c, cmd_store.c, cmd_search.c, cmd_sort.c,
  * cmd_copy.c,
@@ -233,6 +245,8 @@ void imap_cmd_subscribe(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_unsubscribe(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_list(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_lsub(struct imap_session *s, struct imap_cmd *c);
+/* The LIST response of one mailbox (SELECT in IMAP4rev2). */
+void imap_list_one(struct imap_session *s, const char *name);
 void imap_cmd_status(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_getquotaroot(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_getquota(struct imap_session *s, struct imap_cmd *c);

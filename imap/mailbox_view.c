@@ -50,8 +50,10 @@ imap_basename_of(const char *path)
 }
 
 void
-imap_flags_string(const struct mbox *mb, const struct mbox_msg *m, str_t *out)
+imap_flags_string(const struct imap_session *s, const struct mbox_msg *m,
+    str_t *out)
 {
+	const struct mbox *mb = s->mb;
 	bool first = true;
 
 	for (size_t i = 0; i < NSYSFLAGS; i++) {
@@ -72,7 +74,7 @@ imap_flags_string(const struct mbox *mb, const struct mbox_msg *m, str_t *out)
 		str_append(out, kw);
 		first = false;
 	}
-	if (m->recent) {
+	if (m->recent && !s->rev2) {	/* RFC 9051 removed \Recent */
 		if (!first)
 			str_append_c(out, ' ');
 		str_append(out, "\\Recent");
@@ -128,7 +130,7 @@ imap_fetch_flags_line(struct imap_session *s, size_t i, bool uid)
 	str_t f = STR_INIT;
 
 	imap_announce_keywords(s);
-	imap_flags_string(s->mb, m, &f);
+	imap_flags_string(s, m, &f);
 	if (uid)
 		imap_untagged(s, "%zu FETCH (UID %u FLAGS (%s))", i + 1, m->uid,
 		    str_c(&f));
@@ -231,7 +233,8 @@ imap_sync_report(struct imap_session *s, bool allow_expunge)
 			}
 		}
 		imap_untagged(s, "%zu EXISTS", s->mb->n);
-		imap_untagged(s, "%zu RECENT", s->mb->nrecent);
+		if (!s->rev2)
+			imap_untagged(s, "%zu RECENT", s->mb->nrecent);
 		s->known = s->mb->n;
 	}
 	/* the messages whose flags changed, without a walk of the whole

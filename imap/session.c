@@ -243,6 +243,8 @@ execute(struct imap_session *s, const struct imap_frame *ev)
 	} else if (s->state == S_SELECTED && s->mb == NULL &&
 	    (def->flags & IN_AUTH) == 0) {
 		imap_lost_command(s, def);
+	} else if (imap_names_from_client(s, &s->cmd) < 0) {
+		;	/* BAD set */
 	} else {
 		s->def = def;
 		if (def->flags & ON_LOOP) {

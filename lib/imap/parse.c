@@ -596,6 +596,22 @@ imap_arg_astring(const struct imap_arg *arg)
 	return arg->str;
 }
 
+int
+imap_arg_to_mutf7(struct imap_cmd *cmd, struct imap_arg *arg)
+{
+	str_t m = STR_INIT;
+
+	if (imap_arg_astring(arg) == NULL ||
+	    imap_utf8_to_mutf7(arg->str, arg->len, &m) < 0) {
+		str_free(&m);
+		return -1;
+	}
+	arg->str = pool_strndup(cmd->pool, m.len > 0 ? m.data : "", m.len);
+	arg->len = m.len;
+	str_free(&m);
+	return 0;
+}
+
 /* ---- sequence sets ---- */
 
 /* nz-number or '*' at *sp; advances *sp. An explicit 4294967295 would
@@ -1755,6 +1771,34 @@ imap_append_string(str_t *out, const char *s, size_t len)
 	if (i < len || len > 1024) {
 		str_printf(out, "{%zu}\r\n", len);
 		str_append_n(out, s, len);
+		return;
+	}
+	str_append_c(out, '"');
+	for (i = 0; i < len; i++) {
+		if (s[i] == '"' || s[i] == '\\')
+			str_append_c(out, '\\');
+		str_append_c(out, s[i]);
+	}
+	str_append_c(out, '"');
+}
+
+void
+imap_append_astring_utf8(str_t *out, const char *s, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if ((unsigned char)s[i] >= 0x80)
+			break;
+	if (i == len || len > 1024 || !str_utf8_valid(s, len)) {
+		imap_append_astring(out, s, len);
+		return;
+	}
+	for (i = 0; i < len; i++)
+		if (s[i] == '\0' || s[i] == '\r' || s[i] == '\n')
+			break;
+	if (i < len) {
+		imap_append_string(out, s, len);
 		return;
 	}
 	str_append_c(out, '"');

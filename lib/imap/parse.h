@@ -279,6 +279,11 @@ int imap_mutf7_to_utf8(const char *in, size_t len, str_t *out);
 /* UTF-8 to modified UTF-7; -1 if in is not valid UTF-8 (overlong forms,
  * surrogates, > U+10FFFF) or holds NUL. Appends (nothing on error). */
 int imap_utf8_to_mutf7(const char *in, size_t len, str_t *out);
+/* The mailbox name in arg (an atom or string, not a list), sent by a
+ * client that uses UTF-8 names (IMAP4rev2, RFC 9051 5.1), replaced by its
+ * modified UTF-7 form, allocated with the command. -1 (arg unchanged) if
+ * it is not valid UTF-8 or holds NUL. */
+int imap_arg_to_mutf7(struct imap_cmd *cmd, struct imap_arg *arg);
 /* LIST/LSUB pattern match: '*' matches anything, '%' anything but sep.
  * Case-sensitive except that a name starting "INBOX" matches any case of
  * it (the caller passes names with INBOX already canonical): when name
@@ -306,5 +311,8 @@ void imap_append_nstring(str_t *out, const char *s, size_t len);
 /* An astring: a bare atom when every byte is an ATOM-CHAR (and s is not
  * empty or "NIL"), else imap_append_string. */
 void imap_append_astring(str_t *out, const char *s, size_t len);
+/* As imap_append_astring, but valid UTF-8 may be quoted (IMAP4rev2's
+ * quoted strings, RFC 9051 9: QUOTED-CHAR takes UTF8-2..4). */
+void imap_append_astring_utf8(str_t *out, const char *s, size_t len);
 
 #endif

@@ -2918,6 +2918,23 @@ mbox_status(const char *path, uint32_t *uidvalidity_r, uint32_t *uidnext_r,
 }
 
 int
+mbox_status_deleted(const char *path, uint32_t *deleted_r,
+    const char **error_r)
+{
+	struct mbox *mb;
+	uint32_t n = 0;
+
+	if (mbox_open(path, true, &mb, error_r) < 0)
+		return -1;
+	for (size_t i = 0; i < mb->n; i++)
+		if (!mb->msgs[i].expunged && strchr(mb->msgs[i].flags, 'T'))
+			n++;
+	mbox_close(&mb);
+	*deleted_r = n;
+	return 0;
+}
+
+int
 mbox_status_size(const char *path, uint64_t *size_r, const char **error_r)
 {
 	struct mbox *mb;

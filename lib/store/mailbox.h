@@ -266,6 +266,9 @@ int mbox_status(const char *path, uint32_t *uidvalidity_r,
  * once (and the size kept in the index). 0 ok, -1 error. */
 int mbox_status_size(const char *path, uint64_t *size_r,
     const char **error_r);
+/* STATUS DELETED (RFC 9051 6.3.11): the messages flagged \Deleted. */
+int mbox_status_deleted(const char *path, uint32_t *deleted_r,
+    const char **error_r);
 
 /* Object ids (RFC 8474) and the save date (RFC 8514), see
  * mbox_objectid.c. An id is 1 to MBOX_OBJECTID_MAX letters, digits, '-'

@@ -1524,6 +1524,41 @@ test_quoting(void)
 	test_assert(APP(imap_append_astring, "a\x7f", "\"a\x7f\""));
 	test_assert(APP(imap_append_astring, "a\x01", "\"a\x01\""));
 	test_assert(APP(imap_append_astring, "\xc3\xa9", "{2}\r\n\xc3\xa9"));
+	/* IMAP4rev2: valid UTF-8 quoted, the rest as imap_append_astring */
+	test_assert(APP(imap_append_astring_utf8, "\xc3\xa9", "\"\xc3\xa9\""));
+	test_assert(APP(imap_append_astring_utf8, "R&D \xc3\xa9\"",
+	    "\"R&D \xc3\xa9\\\"\""));
+	test_assert(APP(imap_append_astring_utf8, "INBOX", "INBOX"));
+	test_assert(APP(imap_append_astring_utf8, "a b", "\"a b\""));
+	test_assert(APP(imap_append_astring_utf8, "\xc3", "{1}\r\n\xc3"));
+	test_assert(APP(imap_append_astring_utf8, "\xc3\xa9\r", "{3}\r\n\xc3\xa9\r"));
+	test_end();
+}
+
+/* imap_arg_to_mutf7: a UTF-8 mailbox argument made modified UTF-7 in
+ * place; invalid UTF-8 or NUL refused, the argument left as it was. */
+static void
+test_arg_to_mutf7(void)
+{
+	struct imap_cmd cmd;
+	const char *err = NULL;
+	static const char line[] = "a CREATE \"Entw\xc3\xbcrfe\" \"R&D\" \"\" "
+	    "\"x\xff\" {3}\r\na\0b";
+
+	test_begin("imap arg to mutf7");
+	test_assert(imap_cmd_parse(line, sizeof(line) - 1, &cmd, &err) == 0);
+	test_assert(cmd.nargs == 5);
+	test_assert(imap_arg_to_mutf7(&cmd, &cmd.args[0]) == 0);
+	test_assert_streq(cmd.args[0].str, "Entw&APw-rfe");
+	test_assert(cmd.args[0].len == strlen("Entw&APw-rfe"));
+	test_assert(imap_arg_to_mutf7(&cmd, &cmd.args[1]) == 0);
+	test_assert_streq(cmd.args[1].str, "R&-D");
+	test_assert(imap_arg_to_mutf7(&cmd, &cmd.args[2]) == 0);
+	test_assert_streq(cmd.args[2].str, "");
+	test_assert(imap_arg_to_mutf7(&cmd, &cmd.args[3]) == -1);
+	test_assert_streq(cmd.args[3].str, "x\xff");
+	test_assert(imap_arg_to_mutf7(&cmd, &cmd.args[4]) == -1);
+	imap_cmd_free(&cmd);
 	test_end();
 }
 
@@ -1541,5 +1576,6 @@ main(void)
 	test_list_match();
 	test_dates();
 	test_quoting();
+	test_arg_to_mutf7();
 	return test_done();
 }
