@@ -35,6 +35,7 @@
 #include "lib/base/log.h"
 #include "lib/base/str.h"
 #include "lib/deliver/deliver.h"
+#include "lib/trust/arc.h"
 #include "lib/trust/dmarc.h"
 #include "lib/io/jobs.h"
 #include "lib/queue/spool.h"
@@ -118,6 +119,7 @@ data_run(struct job *job, void *state)
 	struct deliver_msg msg;
 	struct deliver_result res;
 	str_t received = STR_INIT, authres = STR_INIT;
+	struct arc_verdict arc;
 	const char *err = NULL;
 
 	s->job_milter = SMTP_MILTER_DELIVER;
@@ -126,7 +128,7 @@ data_run(struct job *job, void *state)
 		return;
 	}
 	/* DKIM and Authentication-Results (trust.c), then the filters */
-	if (smtp_trust_data(s, &authres) < 0) {
+	if (smtp_trust_data(s, &authres, &arc) < 0) {
 		s->job_milter = SMTP_MILTER_ERROR;
 		return;
 	}
