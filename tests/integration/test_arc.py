@@ -322,3 +322,65 @@ def test_arc_key_default_and_init(env):
     cp = env["recv"].instance.run("help", "arc", check=False)
     assert cp.returncode == 0 and "default: verify" in cp.stdout, cp.stdout
     assert env["fwd"].instance.config().get("arc") == "seal"
+
+
+def forwarded(env, data, subject):
+    """Send data to the alias list@fwd.arctest (-> dest@remote.test) from
+    outside; the copy the FakeMX received."""
+    f = env["fwd"]
+    with smtp_util.Client(f.host, f.port, source=CLIENT) as c:
+        c.expect("EHLO client.test", 250)
+        c.expect("MAIL FROM:<writer@origin.%s>" % Z, 250)
+        c.expect("RCPT TO:<list@fwd.%s>" % Z, 250)
+        c.expect("DATA", 354)
+        c.send(smtp_util.dot_stuff(data) + b".\r\n")
+        assert c.reply().code == 250
+        c.expect("QUIT", 221)
+    got = mx_util.wait_for(lambda: [t for t in env["mx"].messages()
+                                    if subject.encode() in t.data])
+    assert len(got) == 1, f.log()
+    assert got[0].rcpts == ["dest@remote.test"]
+    return got[0].data
+
+
+def seal_of(data, i):
+    m = re.search(rb"(?m)^ARC-Seal: i=%d;[^\r\n]*(?:\r\n[ \t][^\r\n]*)*" % i, data)
+    assert m, data[:600]
+    return re.sub(rb"\s+", b" ", m.group(0)).decode()
+
+
+def test_forward_is_sealed(env):
+    # no chain: i=1 cv=none
+    msg = MSG.replace(b"Subject: arc test", b"Subject: fwd plain")
+    out = forwarded(env, msg, "fwd plain")
+    seal = seal_of(out, 1)
+    assert " cv=none;" in seal and " d=fwd.arctest;" in seal and " s=seal;" in seal, seal
+    assert dkimpy_arc(env, out) == "pass"
+    # the AAR is our Authentication-Results, with its arc= verdict
+    aar = re.search(rb"(?m)^ARC-Authentication-Results: i=1; [^\r\n]*(?:\r\n[ \t][^\r\n]*)*",
+                    out)
+    assert aar, out[:800]
+    aar = re.sub(rb"\s+", b" ", aar.group(0)).decode()
+    assert aar.startswith("ARC-Authentication-Results: i=1; %s; " % HOST), aar
+    assert "; arc=none smtp.remote-ip=%s" % CLIENT in aar, aar
+    # a chain of two that passed: i=3 cv=pass, the whole chain passes
+    msg = chain(env, 2, MSG.replace(b"Subject: arc test", b"Subject: fwd chain"))
+    out = forwarded(env, msg, "fwd chain")
+    assert " cv=pass;" in seal_of(out, 3)
+    cv, results, reason = dkim.arc_verify(out, dnsfunc=dnsfunc_of(env))
+    assert cv == b"pass", reason
+    assert [r["instance"] for r in results] == [3, 2, 1]
+    assert all(r["as-valid"] and r["ams-valid"] for r in results[:1])
+    # and a receiving petrel says pass too (both use one hostname: the
+    # forwarder's Authentication-Results is removed as a claim of ours)
+    assert arc_clause(send(env["recv"], out))[0].startswith("arc=pass ")
+    # a broken chain: sealed with cv=fail, which ends the chain
+    msg = chain(env, 2, MSG.replace(b"Subject: arc test", b"Subject: fwd broken"))
+    msg = msg.replace(b"second  line", b"second line!")
+    out = forwarded(env, msg, "fwd broken")
+    assert " cv=fail;" in seal_of(out, 3)
+    assert dkimpy_arc(env, out) == "fail"
+    assert arc_clause(send(env["recv"], out))[0] == \
+        "arc=fail (AS 3 says cv=fail) smtp.remote-ip=" + CLIENT
+    assert env["fwd"].wait_log(r"arc: sealed i=3 cv=fail d=fwd\.arctest s=seal")
+    assert not env["fwd"].crashes()
