@@ -287,6 +287,12 @@ check_format(const unsigned char *p, size_t len)
 	free(buf);
 }
 
+static bool
+fws(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
 static void
 collect(void *ctx, const char *data, size_t len)
 {
@@ -321,8 +327,8 @@ check_arc(const unsigned char *up, size_t len)
 			    t->value < p || t->value + t->vlen > p + len ||
 			    t->nlen == 0 || !isalpha((unsigned char)t->name[0]))
 				abort();
-			if (t->vlen > 0 && (strchr(" \t\r\n", t->value[0]) ||
-			    strchr(" \t\r\n", t->value[t->vlen - 1])))
+			if (t->vlen > 0 && (fws(t->value[0]) ||
+			    fws(t->value[t->vlen - 1])))
 				abort();
 		}
 	}

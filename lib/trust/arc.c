@@ -79,6 +79,12 @@ arc_result_name(enum arc_result r)
 	}
 }
 
+static bool
+is_fws(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
 /* ---- the header section ---- */
 
 struct field {
@@ -208,20 +214,20 @@ instance_of(const char *v, size_t len)
 		while (i < len && v[i] != ';')
 			i++;
 		e = i++;
-		while (s < e && strchr(" \t\r\n", v[s]) != NULL)
+		while (s < e && is_fws(v[s]))
 			s++;
-		while (e > s && strchr(" \t\r\n", v[e - 1]) != NULL)
+		while (e > s && is_fws(v[e - 1]))
 			e--;
 		if (s < e && v[s] == 'i') {
 			size_t k = s + 1;
 			unsigned long n = 0;
 
-			while (k < e && strchr(" \t\r\n", v[k]) != NULL)
+			while (k < e && is_fws(v[k]))
 				k++;
 			if (k == e || v[k] != '=')
 				continue;
 			k++;
-			while (k < e && strchr(" \t\r\n", v[k]) != NULL)
+			while (k < e && is_fws(v[k]))
 				k++;
 			if (k == e || e - k > 3)
 				return -1;
@@ -338,6 +344,7 @@ set_parse(struct set *s, unsigned i, struct arc_verdict *v)
 	const struct tag *t;
 	str_t tmp = STR_INIT;
 	bool ok;
+	int ret = -1;
 
 	for (int k = F_AMS; k <= F_AS; k++) {
 		const struct field *f = s->f[k];
@@ -347,17 +354,17 @@ set_parse(struct set *s, unsigned i, struct arc_verdict *v)
 		    &s->tl[k]) < 0) {
 			fail(v, k == F_AMS ? "AMS %u malformed" :
 			    "AS %u malformed", i);
-			return -1;
+			goto out;
 		}
 		for (; *req != NULL; req++)
 			if (tags_get(&s->tl[k], *req) == NULL) {
 				fail(v, k == F_AMS ? "AMS %u lacks a tag" :
 				    "AS %u lacks a tag", i);
-				return -1;
+				goto out;
 			}
 		if (!tag_is(tags_get(&s->tl[k], "a"), "rsa-sha256")) {
 			fail(v, "ARC set %u: algorithm not rsa-sha256", i);
-			return -1;
+			goto out;
 		}
 		str_truncate(&tmp, 0);
 		ok = b64_ok(tags_get(&s->tl[k], "b"), &tmp);
@@ -369,33 +376,34 @@ set_parse(struct set *s, unsigned i, struct arc_verdict *v)
 		    !dns_label_ok(tags_get(&s->tl[k], "s"))) {
 			fail(v, k == F_AMS ? "AMS %u malformed" :
 			    "AS %u malformed", i);
-			str_free(&tmp);
-			return -1;
+			goto out;
 		}
 	}
-	str_free(&tmp);
 	if (tags_get(&s->tl[F_AS], "h") != NULL) {
 		fail(v, "AS %u has h=", i);
-		return -1;
+		goto out;
 	}
 	t = tags_get(&s->tl[F_AS], "cv");
 	if (!tag_is(t, "none") && !tag_is(t, "pass") && !tag_is(t, "fail")) {
 		fail(v, "AS %u has an unknown cv=", i);
-		return -1;
+		goto out;
 	}
 	t = tags_get(&s->tl[F_AMS], "l");
 	if (t != NULL) {
 		if (t->vlen == 0 || t->vlen > 18) {
 			fail(v, "AMS %u malformed", i);
-			return -1;
+			goto out;
 		}
 		for (size_t k = 0; k < t->vlen; k++)
 			if (t->value[k] < '0' || t->value[k] > '9') {
 				fail(v, "AMS %u malformed", i);
-				return -1;
+				goto out;
 			}
 	}
-	return 0;
+	ret = 0;
+out:
+	str_free(&tmp);
+	return ret;
 }
 
 /* c= of an AMS: header and body relaxed? -1 when unknown. Without c=,
@@ -537,9 +545,9 @@ list_has(const struct tag *t, const char *a, const char *b)
 		while (i < t->vlen && t->value[i] != ':')
 			i++;
 		e = i++;
-		while (s < e && strchr(" \t\r\n", t->value[s]) != NULL)
+		while (s < e && is_fws(t->value[s]))
 			s++;
-		while (e > s && strchr(" \t\r\n", t->value[e - 1]) != NULL)
+		while (e > s && is_fws(t->value[e - 1]))
 			e--;
 		if ((e - s == strlen(a) && memcmp(t->value + s, a, e - s) == 0)
 		    || (b != NULL && e - s == strlen(b) &&
@@ -706,9 +714,9 @@ canon_selected(str_t *out, bool relaxed, const struct head *h,
 		while (i < ht->vlen && ht->value[i] != ':')
 			i++;
 		e = i++;
-		while (s < e && strchr(" \t\r\n", ht->value[s]) != NULL)
+		while (s < e && is_fws(ht->value[s]))
 			s++;
-		while (e > s && strchr(" \t\r\n", ht->value[e - 1]) != NULL)
+		while (e > s && is_fws(ht->value[e - 1]))
 			e--;
 		if (s == e || nn == H_MAX)
 			return -1;
