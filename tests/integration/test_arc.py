@@ -384,3 +384,43 @@ def test_forward_is_sealed(env):
         "arc=fail (AS 3 says cv=fail) smtp.remote-ip=" + CLIENT
     assert env["fwd"].wait_log(r"arc: sealed i=3 cv=fail d=fwd\.arctest s=seal")
     assert not env["fwd"].crashes()
+
+
+def test_sieve_redirect_is_sealed(env):
+    """A Sieve redirect off-host is a forward too: sealed with the user's
+    domain's key."""
+    inst = env["fwd"].instance
+    bob = "bob@fwd." + Z
+    script = os.path.join(inst.dir, "redirect.sieve")
+    with open(script, "w") as f:
+        f.write('redirect "sieve-dest@remote.test";\n')
+    inst.run("sieve", "put", bob, "redirect", script)
+    inst.run("sieve", "activate", bob, "redirect")
+    msg = hop(env, MSG.replace(b"Subject: arc test", b"Subject: fwd sieve"), 1)
+    f = env["fwd"]
+    with smtp_util.Client(f.host, f.port, source=CLIENT) as c:
+        c.expect("EHLO client.test", 250)
+        c.expect("MAIL FROM:<writer@origin.%s>" % Z, 250)
+        c.expect("RCPT TO:<%s>" % bob, 250)
+        c.expect("DATA", 354)
+        c.send(smtp_util.dot_stuff(msg) + b".\r\n")
+        assert c.reply().code == 250
+        c.expect("QUIT", 221)
+    got = mx_util.wait_for(lambda: [t for t in env["mx"].messages()
+                                    if b"fwd sieve" in t.data])
+    assert len(got) == 1 and got[0].rcpts == ["sieve-dest@remote.test"], f.log()
+    seal = seal_of(got[0].data, 2)
+    assert " cv=pass;" in seal and " d=fwd.arctest;" in seal, seal
+    assert dkimpy_arc(env, got[0].data) == "pass"
+
+
+def test_arc_off(env, petrel_bin, tmp_path):
+    """arc = off: no arc= clause (DKIM still recorded)."""
+    inst = make_instance(petrel_bin, tmp_path / "off", "sqlite", domain="rcpt." + Z)
+    add_users(inst, (ALICE,), password=None)
+    resolver = "dns_resolver=127.0.0.1:%d" % env["resolver"].port
+    with server.running(smtp_util.start_smtp, inst, (resolver, "arc=off")) as srv:
+        stored = send(srv, chain(env, 1))
+    head, _ = split_stored(stored)
+    ar = head.get("Authentication-Results", "")
+    assert "dkim=" in ar and re.search(r"[;\s]arc=", ar) is None, ar
