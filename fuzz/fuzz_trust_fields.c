@@ -22,7 +22,15 @@
  *    contains;
  *  - our field: one line per clause, every line after the first begins
  *    with a tab, nothing but the clauses' own ';', no CR, no empty line,
- *    whatever the values.
+ *    whatever the values;
+ *  - ARC (first octet's high bit; lib/trust/arc.c, tags.c, canon.c): the
+ *    input as a header section gives a verdict (no set, well-formed sets,
+ *    or fail with a printable reason), at most ARC_MAX_SETS sets; as a tag
+ *    list every span lies inside it, names begin with a letter, values
+ *    have no white space at their ends; as a body its canonical forms
+ *    have CRLF line ends only, no empty line at the end, and (relaxed) no
+ *    tab, no two spaces, no space before a line end; as a header field
+ *    its relaxed form is one line with a lower-case name.
  */
 #include <ctype.h>
 #include <stdint.h>
@@ -33,10 +41,13 @@
 
 #include "lib/base/str.h"
 #include "lib/dnsrec/dnsrec.h"
+#include "lib/trust/arc.h"
 #include "lib/trust/authres.h"
+#include "lib/trust/canon.h"
 #include "lib/trust/dkim_verify.h"
 #include "lib/trust/dmarc.h"
 #include "lib/trust/rdata.h"
+#include "lib/trust/tags.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -276,11 +287,103 @@ check_format(const unsigned char *p, size_t len)
 	free(buf);
 }
 
+static bool
+fws(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+static void
+collect(void *ctx, const char *data, size_t len)
+{
+	str_append_n(ctx, data, len);
+}
+
+static void
+check_arc(const unsigned char *up, size_t len)
+{
+	const char *p = (const char *)up;
+	struct arc_verdict v;
+	struct tag_list tl;
+	str_t out = STR_INIT;
+	int r = arc_structure(p, len, &v);
+
+	if (v.n > ARC_MAX_SETS || strlen(v.reason) >= sizeof(v.reason))
+		abort();
+	if (r == 0 && v.result != ARC_R_NONE)
+		abort();
+	if (r < 0 && (v.result != ARC_R_FAIL || v.reason[0] == '\0'))
+		abort();
+	for (const char *c = v.reason; *c != '\0'; c++)
+		if (*c < 32 || *c > 126)
+			abort();
+	if (tags_parse(p, len, &tl) == 0) {
+		if (tl.n > TAGS_MAX)
+			abort();
+		for (size_t i = 0; i < tl.n; i++) {
+			const struct tag *t = &tl.t[i];
+
+			if (t->name < p || t->name + t->nlen > p + len ||
+			    t->value < p || t->value + t->vlen > p + len ||
+			    t->nlen == 0 || !isalpha((unsigned char)t->name[0]))
+				abort();
+			if (t->vlen > 0 && (fws(t->value[0]) ||
+			    fws(t->value[t->vlen - 1])))
+				abort();
+		}
+	}
+	for (int relaxed = 0; relaxed < 2; relaxed++) {
+		struct canon_body cb;
+
+		str_truncate(&out, 0);
+		canon_body_init(&cb, relaxed, collect, &out);
+		canon_body_feed(&cb, p, len / 2);
+		canon_body_feed(&cb, p + len / 2, len - len / 2);
+		canon_body_end(&cb);
+		if (!relaxed && out.len < 2)
+			abort();
+		if (out.len > 0 && (out.len < 2 ||
+		    memcmp(out.data + out.len - 2, "\r\n", 2) != 0))
+			abort();
+		if (out.len >= 4 &&
+		    memcmp(out.data + out.len - 4, "\r\n\r\n", 4) == 0)
+			abort();
+		for (size_t i = 0; i < out.len; i++) {
+			if (out.data[i] == '\n' && (i == 0 ||
+			    out.data[i - 1] != '\r'))
+				abort();
+			if (relaxed && (out.data[i] == '\t' ||
+			    (out.data[i] == ' ' && i + 1 < out.len &&
+			    (out.data[i + 1] == ' ' || (out.data[i + 1] == '\r'
+			    && i + 2 < out.len && out.data[i + 2] == '\n')))))
+				abort();
+		}
+	}
+	str_truncate(&out, 0);
+	if (memchr(p, ':', len) != NULL && (memchr(p, '\n', len) == NULL ||
+	    (const char *)memchr(p, ':', len) < (const char *)memchr(p, '\n',
+	    len))) {
+		canon_header(&out, true, p, len, true);
+		for (size_t i = 0; i + 2 < out.len; i++)
+			if (out.data[i] == '\n' || (out.data[i] == '\r' &&
+			    out.data[i + 1] == '\n'))
+				abort();
+		for (size_t i = 0; i < out.len && out.data[i] != ':'; i++)
+			if (out.data[i] >= 'A' && out.data[i] <= 'Z')
+				abort();
+	}
+	str_free(&out);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 2)
 		return 0;
+	if (data[0] & 0x80) {
+		check_arc(data + 1, size - 1);
+		return 0;
+	}
 	switch (data[0] & 3) {
 	case 0:
 		check_txt(data + 2, size - 2, (size_t)data[1] * 16);

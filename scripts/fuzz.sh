@@ -57,8 +57,8 @@ sources() {
 	milter_reply) echo "lib/milter/proto.c lib/milter/client.c lib/queue/spool.c lib/base/fdio.c $base" ;;
 	sieve_parse|sieve_run) echo "lib/sieve/parse.c lib/sieve/spec.c lib/sieve/run.c lib/sieve/store.c lib/base/fdio.c lib/mime/mime.c lib/mime/envelope.c
 		lib/mime/decode.c lib/mime/preview.c $base" ;;
-	trust_fields) echo "lib/trust/rdata.c lib/trust/authres.c lib/trust/dmarc.c lib/dnsrec/check.c lib/trust/dnsq.c lib/base/addr.c lib/base/fdio.c
-		lib/config/config.c lib/maildir/maildir.c lib/maildir/subscriptions.c lib/dir/dir_url.c $base -lunbound -lopendmarc -lpsl" ;;
+	trust_fields) echo "lib/trust/rdata.c lib/trust/authres.c lib/trust/dmarc.c lib/trust/arc.c lib/trust/tags.c lib/trust/canon.c lib/queue/spool.c lib/dnsrec/check.c lib/trust/dnsq.c lib/base/addr.c lib/base/fdio.c
+		lib/config/config.c lib/maildir/maildir.c lib/maildir/subscriptions.c lib/dir/dir_url.c $base -lunbound -lopendmarc -lpsl -lcrypto" ;;
 	managesieve_cmd) echo "lib/managesieve/parse.c $base" ;;
 	*) echo "fuzz: no target '$1'" >&2; exit 1 ;;
 	esac

@@ -10,7 +10,8 @@ build_pkgs=(gcc meson ninja-build pkg-config libssl-dev libsqlite3-dev
 # Real clients the integration tests drive: swaks (with Net::SSLeay for
 # its TLS, only recommended by the package), curl, fetchmail, Postfix's
 # smtp-source (from the postfix package; no Postfix service is run),
-# python3-dkim as an independent DKIM verifier, and for IMAP mbsync (isync)
+# python3-dkim as an independent DKIM verifier and ARC signer (its arc_sign
+# needs python3-authres), and for IMAP mbsync (isync)
 # and mutt (driven in a detached tmux session); clang and its libFuzzer
 # runtime for the short fuzz runs (scripts/fuzz.sh); valgrind for
 # scripts/valgrind.sh; testssl.sh for one scan in tests/integration/test_tls.py;
@@ -34,7 +35,7 @@ build_pkgs=(gcc meson ninja-build pkg-config libssl-dev libsqlite3-dev
 # the PHP modules it needs (test_postfixadmin.py).
 # sieve-connect, a real ManageSieve client (test_managesieve.py).
 test_pkgs=(python3 python3-pytest mariadb-server mariadb-client sqlite3
-	openssl procps swaks libnet-ssleay-perl curl fetchmail postfix python3-dkim isync mutt tmux
+	openssl procps swaks libnet-ssleay-perl curl fetchmail postfix python3-dkim python3-authres isync mutt tmux
 	clang libclang-rt-14-dev valgrind testssl.sh nsd strace pflogsumm unbound
 	debhelper lintian systemd git util-linux iproute2
 	roundcube-core roundcube-sqlite3 php-cli php-sqlite3 chromium chromium-driver

@@ -35,6 +35,7 @@
 #include "lib/base/log.h"
 #include "lib/base/str.h"
 #include "lib/deliver/deliver.h"
+#include "lib/trust/arc.h"
 #include "lib/trust/dmarc.h"
 #include "lib/io/jobs.h"
 #include "lib/queue/spool.h"
@@ -118,6 +119,8 @@ data_run(struct job *job, void *state)
 	struct deliver_msg msg;
 	struct deliver_result res;
 	str_t received = STR_INIT, authres = STR_INIT;
+	struct arc_verdict arc;
+	char *authres_value = NULL;
 	const char *err = NULL;
 
 	s->job_milter = SMTP_MILTER_DELIVER;
@@ -126,7 +129,7 @@ data_run(struct job *job, void *state)
 		return;
 	}
 	/* DKIM and Authentication-Results (trust.c), then the filters */
-	if (smtp_trust_data(s, &authres) < 0) {
+	if (smtp_trust_data(s, &authres, &arc) < 0) {
 		s->job_milter = SMTP_MILTER_ERROR;
 		return;
 	}
@@ -148,6 +151,9 @@ data_run(struct job *job, void *state)
 	    s->rcpts[0].address : NULL);
 	/* this hop's trace: Received, then what it found */
 	str_append_n(&received, authres.data, authres.len);
+	if (arc.checked && authres.len > 23)
+		authres_value = xstrdup(authres.data + 23);	/* past
+						 * "Authentication-Results:" */
 	str_free(&authres);
 	if (s->submission) {
 		/* RFC 6409 8.2, 8.3: complete the message. */
@@ -180,6 +186,10 @@ data_run(struct job *job, void *state)
 	msg.authc = state;
 	msg.may_refuse = true;
 	msg.junk = s->job_dmarc == DMARC_D_QUARANTINE;
+	if (authres_value != NULL) {
+		msg.arc = &arc;
+		msg.authres = authres_value;
+	}
 	{
 		/* Postfix's qmgr line, before the deliveries it counts */
 		const char *prev = log_service_set("qmgr");
@@ -198,6 +208,7 @@ data_run(struct job *job, void *state)
 		s->job_code = res.code;
 	}
 	free(rcpts);
+	free(authres_value);
 	str_free(&received);
 }
 

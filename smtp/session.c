@@ -381,6 +381,7 @@ smtp_server_init(struct smtp_server *srv, struct event_base *base,
 	if (srv->srs_secret == NULL)
 		fatal("%s", err);
 	srv->deliver.srs_secret = srv->srs_secret;
+	srv->deliver.arc_seal = strcmp(config_get(cfg, "arc"), "seal") == 0;
 	srv->deliver.srs_domain = config_get(cfg, "srs_domain")[0] != '\0' ?
 	    config_get(cfg, "srs_domain") : srv->hostname;
 	if (queue_dirs_make(srv->queue_dir, &err) < 0)

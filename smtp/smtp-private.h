@@ -177,11 +177,14 @@ bool smtp_trust_spf_wanted(const struct smtp_session *s);
  * there is nothing to check (addr untouched). */
 bool smtp_trust_mail(struct smtp_session *s, char *addr);
 /* At the end of the data (job thread, before the filters): verify the
- * DKIM signatures, check DMARC (s->job_dmarc: what enforce asks), remove
- * Authentication-Results fields that claim this host's authserv-id,
- * append ours to prefix. 0, or -1 when the message could not be
- * rewritten. */
-int smtp_trust_data(struct smtp_session *s, str_t *prefix);
+ * DKIM signatures and the ARC chain (*arc: its verdict, arc->checked
+ * false when not validated), check DMARC (s->job_dmarc: what enforce
+ * asks), remove Authentication-Results fields that claim this host's
+ * authserv-id, append ours to prefix. 0, or -1 when the message could
+ * not be rewritten. */
+struct arc_verdict;
+int smtp_trust_data(struct smtp_session *s, str_t *prefix,
+    struct arc_verdict *arc);
 /* dnsbl.c: block lists (`dnsbl_sites`) and greylisting (`greylist`). */
 void smtp_dnsbl_init(struct smtp_server *srv, const struct config *cfg);
 void smtp_dnsbl_deinit(struct smtp_server *srv);

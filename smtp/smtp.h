@@ -42,6 +42,7 @@ struct smtp_server {
 	unsigned milter_timeout;	/* milter_timeout, seconds */
 	enum { SMTP_SPF_MARK, SMTP_SPF_REJECT, SMTP_SPF_IGNORE } spf_policy;
 	bool dkim_verify;	/* dkim_verify = yes */
+	bool arc_verify;	/* arc = verify or seal */
 	enum { SMTP_DMARC_MARK, SMTP_DMARC_ENFORCE, SMTP_DMARC_IGNORE }
 	    dmarc_policy;
 	struct smtp_dnsbl_conf *dnsbl;	/* dnsbl_sites, greylist (dnsbl.c) */

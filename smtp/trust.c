@@ -29,6 +29,7 @@
 #include "lib/milter/milter.h"
 #include "lib/queue/spool.h"
 #include "lib/session/session.h"
+#include "lib/trust/arc.h"
 #include "lib/trust/authres.h"
 #include "lib/trust/dkim_verify.h"
 #include "lib/trust/dmarc.h"
@@ -48,6 +49,7 @@ smtp_trust_init(struct smtp_server *srv, const struct config *cfg)
 	srv->spf_policy = strcmp(p, "reject") == 0 ? SMTP_SPF_REJECT :
 	    strcmp(p, "ignore") == 0 ? SMTP_SPF_IGNORE : SMTP_SPF_MARK;
 	srv->dkim_verify = strcmp(config_get(cfg, "dkim_verify"), "yes") == 0;
+	srv->arc_verify = strcmp(config_get(cfg, "arc"), "off") != 0;
 	p = config_get(cfg, "dmarc_policy");
 	srv->dmarc_policy = strcmp(p, "enforce") == 0 ? SMTP_DMARC_ENFORCE :
 	    strcmp(p, "ignore") == 0 ? SMTP_DMARC_IGNORE : SMTP_DMARC_MARK;
@@ -328,7 +330,8 @@ dmarc_run(struct smtp_session *s, const struct dkim_verdict *v, size_t nv,
 }
 
 int
-smtp_trust_data(struct smtp_session *s, str_t *prefix)
+smtp_trust_data(struct smtp_session *s, str_t *prefix,
+    struct arc_verdict *arc)
 {
 	struct authres ar;
 	struct dkim_verdict *v = NULL;
@@ -336,10 +339,12 @@ smtp_trust_data(struct smtp_session *s, str_t *prefix)
 	size_t nv = 0;
 	bool dmarc = dmarc_wanted(s);
 	bool record = s->auth_user == NULL &&
-	    (s->spf_result >= 0 || s->srv->dkim_verify || dmarc);
+	    (s->spf_result >= 0 || s->srv->dkim_verify || dmarc ||
+	    s->srv->arc_verify);
 	int ret = 0;
 
 	memset(&ar, 0, sizeof(ar));
+	memset(arc, 0, sizeof(*arc));
 	s->job_dmarc = DMARC_D_NONE;
 	if (record && s->srv->dkim_verify) {
 		/* before any field is removed: a signature may cover it */
@@ -353,6 +358,15 @@ smtp_trust_data(struct smtp_session *s, str_t *prefix)
 			    v[i].reason ? v[i].reason : "",
 			    v[i].reason ? ")" : "",
 			    v[i].domain ? v[i].domain : "?");
+	}
+	if (record && s->srv->arc_verify) {
+		/* RFC 8617 5.2, on the message as received */
+		arc_verify_message(&s->body, arc);
+		ar.arc = arc;
+		ar.remote_ip = s->base.ip;
+		log_info("%s: arc=%s%s%s%s sets=%u", s->qid,
+		    arc_result_name(arc->result), arc->reason[0] ? " (" : "",
+		    arc->reason, arc->reason[0] ? ")" : "", arc->n);
 	}
 	if (dmarc) {
 		dmarc_run(s, v, nv, &dv);

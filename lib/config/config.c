@@ -296,6 +296,13 @@ static const struct key_def keys[] = {
 	  "stored in the recipient's Junk folder), mark (the result is only "
 	  "recorded in Authentication-Results) or ignore (not checked).",
 	  "enforce" },
+	{ "arc", KT_ENUM, "verify", "seal|verify|off", 0,
+	  "ARC (RFC 8617) of mail received by SMTP: verify (the chain is "
+	  "validated and the result recorded in Authentication-Results), "
+	  "seal (verified, and mail forwarded off-host gets an ARC set "
+	  "signed with the DKIM key of the forwarding address's domain) or "
+	  "off (neither).",
+	  "seal" },
 	{ "dnsbl_sites", KT_STRING, "", NULL, 0,
 	  "DNS block lists asked about the address of every SMTP client "
 	  "(RFC 5782), comma-separated, in postscreen's syntax: ZONE, "

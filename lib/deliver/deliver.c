@@ -36,6 +36,7 @@
 #include "lib/queue/queue.h"
 #include "lib/queue/spool.h"
 #include "lib/route/route.h"
+#include "lib/trust/arc.h"
 #include "lib/trust/srs.h"
 
 struct tmp_writer {
@@ -188,6 +189,71 @@ srs_sender(const struct deliver_ctx *ctx, const struct deliver_msg *msg)
 	return res;
 }
 
+/* The key that seals a forward: the given domain's, else the first
+ * recipient's domain that has one, else srs_domain's. 1 with the key,
+ * selector and domain (malloc'd), 0 without, -1 on error. */
+static int
+arc_key(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
+    char **key, char **sel, char **domain, const char **err)
+{
+	const char *cands[3] = { msg->arc_domain, NULL, ctx->srs_domain };
+	int r;
+
+	for (size_t i = 0; i < msg->nrcpts + 2; i++) {
+		const char *d, *at;
+
+		if (i == 0 || i == msg->nrcpts + 1) {
+			d = cands[i == 0 ? 0 : 2];
+		} else {
+			at = strrchr(msg->rcpts[i - 1].address, '@');
+			d = at != NULL ? at + 1 : NULL;
+		}
+		if (d == NULL || d[0] == '\0')
+			continue;
+		r = dkim_key_load(ctx->dkim_dir, d, key, sel, err);
+		if (r != 0) {
+			if (r > 0)
+				*domain = xstrdup(d);
+			return r;
+		}
+	}
+	return 0;
+}
+
+/* ARC (RFC 8617 5.1): the set this hop adds to a forward, into head. */
+static void
+arc_seal_forward(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
+    const char *prefix, str_t *head)
+{
+	char *key = NULL, *sel = NULL, *domain = NULL;
+	const char *err = NULL;
+	int r;
+
+	if (!ctx->arc_seal || msg->arc == NULL || msg->authres == NULL ||
+	    msg->dkim_sign || ctx->dkim_dir == NULL)
+		return;
+	r = arc_key(ctx, msg, &key, &sel, &domain, &err);
+	if (r < 0)
+		log_error("%s: arc: %s", msg->qid, err);
+	if (r <= 0)
+		return;
+	r = arc_seal(msg->arc, msg->authres, domain, sel, key, prefix,
+	    msg->body, time(NULL), head, &err);
+	if (r < 0)
+		log_error("%s: arc: %s; forwarded unsealed", msg->qid, err);
+	else if (r == 0)
+		log_info("%s: arc: chain of %u set%s not continued", msg->qid,
+		    msg->arc->n, msg->arc->n == 1 ? "" : "s");
+	else
+		log_info("%s: arc: sealed i=%u cv=%s d=%s s=%s", msg->qid,
+		    msg->arc->n + 1, msg->arc->n == 0 ? "none" :
+		    arc_result_name(msg->arc->result), domain, sel);
+	explicit_bzero(key, strlen(key));
+	free(key);
+	free(sel);
+	free(domain);
+}
+
 static int
 deliver_queue(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
     const struct queue_rcpt *remote, size_t nremote, const char **error_r)
@@ -206,6 +272,8 @@ deliver_queue(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 	    dkim_sign_message(ctx->dkim_dir, at + 1, prefix, msg->body,
 	    &head, &err) < 0)
 		log_error("%s: %s", msg->qid, err);
+	/* ARC: a message from outside forwarded off-host */
+	arc_seal_forward(ctx, msg, prefix, &head);
 	str_append(&head, prefix);
 	srs = srs_sender(ctx, msg);
 	r = queue_enqueue(ctx->queue_dir, msg->qid, srs != NULL ? srs :

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct arc_verdict;
 struct authc;
 struct config;
 struct route_result;
@@ -50,6 +51,11 @@ struct deliver_ctx {
 	 * SRS0/SRS1 sender; <> stays. */
 	const char *srs_secret;
 	const char *srs_domain;
+	/* ARC (lib/trust/arc, `arc = seal`): the queued copy of a message
+	 * received from outside (msg->arc, msg->authres set) gets an ARC
+	 * set signed with the DKIM key (dkim_dir) of the forwarding
+	 * domain. */
+	bool arc_seal;
 };
 
 /* Fill *sv from the configuration (the strings stay the config's). */
@@ -86,6 +92,13 @@ struct deliver_msg {
 	 * result.reject instead of a refusal mail. */
 	bool may_refuse;
 	bool no_sieve;		/* a Sieve redirect's copy: no scripts */
+	/* ARC: the validation of the message as received and the value of
+	 * our Authentication-Results field (after its colon); both NULL:
+	 * never sealed. arc_domain: whose key seals (NULL: the first
+	 * recipient's domain with a key, else srs_domain's). */
+	const struct arc_verdict *arc;
+	const char *authres;
+	const char *arc_domain;
 	/* Quarantined (DMARC p=quarantine): the copies stored without a
 	 * Sieve script go to each maildir's Junk folder, made when
 	 * missing; a script's own actions are kept as they are. */

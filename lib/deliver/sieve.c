@@ -527,6 +527,16 @@ send_copy(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 	sub.body = body;
 	sub.authc = msg->authc;
 	sub.no_sieve = true;
+	if (sender[0] != '\0') {
+		/* a redirect: sealed (ARC) as the user's domain forwards */
+		const char *at = msg->nrcpts > 0 ?
+		    strrchr(msg->rcpts[0].address, '@') : NULL;
+
+		sub.arc = msg->arc;
+		sub.authres = msg->authres;
+		sub.arc_domain = msg->arc_domain != NULL ? msg->arc_domain :
+		    at != NULL ? at + 1 : NULL;
+	}
 	ret = deliver_message(ctx, &sub, &res, why);
 	if (ret == 0)
 		log_info("%s: sieve: %s as %s", msg->qid, address, qid);

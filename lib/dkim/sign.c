@@ -112,6 +112,47 @@ fail:
 }
 
 int
+dkim_key_load(const char *dkim_dir, const char *domain, char **key_r,
+    char **selector_r, const char **error_r)
+{
+	char *keypath = xasprintf("%s/%s.pem", dkim_dir, domain);
+	char *selpath = xasprintf("%s/%s.selector", dkim_dir, domain);
+	char *key, *selector = NULL;
+	int ret = -1;
+
+	*key_r = *selector_r = NULL;
+	if (strchr(domain, '/') != NULL || domain[0] == '.') {
+		ret = 0;	/* no file name: no key */
+		goto out;
+	}
+	key = read_small_file(keypath, 16384);
+	if (key == NULL) {
+		if (errno == ENOENT)
+			ret = 0;
+		else
+			err_fail(error_r, errno, "cannot read %s: %s", keypath,
+			    strerror(errno));
+		goto out;
+	}
+	selector = read_small_file(selpath, 256);
+	if (selector == NULL || str_trim(selector)[0] == '\0') {
+		err_fail(error_r, ERR_OTHER, "no selector in %s", selpath);
+		explicit_bzero(key, strlen(key));
+		free(key);
+		free(selector);
+		goto out;
+	}
+	*key_r = key;
+	*selector_r = xstrdup(str_trim(selector));
+	free(selector);
+	ret = 1;
+out:
+	free(keypath);
+	free(selpath);
+	return ret;
+}
+
+int
 dkim_sign_message(const char *dkim_dir, const char *domain,
     const char *prefix, struct spool *body, str_t *out, const char **error_r)
 {

@@ -16,6 +16,11 @@ struct spool;
 int dkim_sign_message(const char *dkim_dir, const char *domain,
     const char *prefix, struct spool *body, str_t *out, const char **error_r);
 
+/* The key of domain (PEM) and its selector, malloc'd: 1; 0 when the
+ * domain has none; -1 on error (*error_r). The caller wipes the key. */
+int dkim_key_load(const char *dkim_dir, const char *domain, char **key_r,
+    char **selector_r, const char **error_r);
+
 /* Make a key for domain (RSA 2048) and the selector; prints nothing.
  * txt_r gets the DNS TXT record value ("v=DKIM1; k=rsa; p=..."). */
 int dkim_keygen(const char *dkim_dir, const char *domain,

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lib/trust/arc.h"
 #include "lib/trust/authres.h"
 #include "lib/trust/dkim_verify.h"
 #include "lib/trust/dmarc.h"
@@ -80,6 +81,26 @@ authres_format(str_t *out, const struct authres *ar)
 			if (authres_value_ok(v->selector))
 				str_printf(out, " header.s=%s", v->selector);
 		}
+		any = true;
+	}
+	if (ar->arc != NULL) {
+		/* RFC 8617 7.2: header.oldest-pass, smtp.remote-ip */
+		const struct arc_verdict *a = ar->arc;
+
+		str_printf(out, ";\n\tarc=%s", arc_result_name(a->result));
+		if (a->result == ARC_R_FAIL && a->reason[0] != '\0')
+			str_printf(out, " (%s)", a->reason);
+		if (a->result == ARC_R_PASS && a->oldest_pass > 0)
+			str_printf(out, " header.oldest-pass=%u",
+			    a->oldest_pass);
+		if (ar->remote_ip != NULL && ar->remote_ip[0] != '\0' &&
+		    strlen(ar->remote_ip) < 64 &&
+		    strspn(ar->remote_ip, "0123456789abcdefABCDEF.:") ==
+		    strlen(ar->remote_ip))
+			/* an IPv6 address has ':': quoted (RFC 2045 token) */
+			str_printf(out, strchr(ar->remote_ip, ':') != NULL ?
+			    " smtp.remote-ip=\"%s\"" : " smtp.remote-ip=%s",
+			    ar->remote_ip);
 		any = true;
 	}
 	if (ar->dmarc != NULL) {

@@ -11,6 +11,7 @@
 
 #include "lib/base/str.h"
 
+struct arc_verdict;
 struct dkim_verdict;
 struct dmarc_verdict;
 
@@ -26,6 +27,8 @@ struct authres {
 	size_t ndkim;
 	const char *auth_user;	/* an authenticated sender: smtp.auth */
 	const struct dmarc_verdict *dmarc;	/* NULL: not checked */
+	const struct arc_verdict *arc;	/* NULL: not checked */
+	const char *remote_ip;	/* the client's address (arc=) */
 };
 
 /* Append "Authentication-Results: ...\n" (LF line ends, folded) to out. */
