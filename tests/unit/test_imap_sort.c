@@ -622,6 +622,136 @@ test_deep(void)
 	test_end();
 }
 
+/* Random messages (strings sharing long prefixes, 8-bit bytes, empty
+ * and missing ones, equal and negative dates): imap_sort gives a
+ * permutation in the order of a plain comparison of every key, ties by
+ * sequence number, for programs of one to three keys, reversed too. */
+static uint32_t rnd_state = 12345;
+
+static uint32_t
+rnd(void)
+{
+	rnd_state = rnd_state * 1103515245u + 12345u;
+	return rnd_state >> 8;
+}
+
+static char *
+rnd_str(void)
+{
+	static const char *const stems[] = { "", "a", "meeting", "meeting",
+	    "meeting report", "meeting report q", "\xc3\xa9t\xc3\xa9",
+	    "zz", "\x7f" };
+	char buf[64];
+	const char *stem = stems[rnd() % (sizeof(stems) / sizeof(stems[0]))];
+
+	if (rnd() % 7 == 0)
+		return NULL;
+	snprintf(buf, sizeof(buf), "%s%c", stem,
+	    rnd() % 3 == 0 ? '\0' : (char)(' ' + rnd() % 95));
+	return xstrdup(buf);
+}
+
+static int
+ref_str(const char *a, const char *b)
+{
+	return strcmp(a != NULL ? a : "", b != NULL ? b : "");
+}
+
+static int
+ref_key(enum sort_kind k, const struct sort_msg *a, const struct sort_msg *b)
+{
+	switch (k) {
+	case SORTK_ARRIVAL:
+		return (a->internaldate > b->internaldate) -
+		    (a->internaldate < b->internaldate);
+	case SORTK_DATE:
+		return (a->date > b->date) - (a->date < b->date);
+	case SORTK_SIZE:
+		return (a->size > b->size) - (a->size < b->size);
+	case SORTK_CC:
+		return ref_str(a->cc, b->cc);
+	case SORTK_FROM:
+		return ref_str(a->from, b->from);
+	case SORTK_SUBJECT:
+		return ref_str(a->subject, b->subject);
+	case SORTK_TO:
+		return ref_str(a->to, b->to);
+	case SORTK_DISPLAYFROM:
+		return ref_str(a->display_from, b->display_from);
+	case SORTK_DISPLAYTO:
+		return ref_str(a->display_to, b->display_to);
+	}
+	return 0;
+}
+
+static int
+ref_cmp(const struct sort_prog *p, const struct sort_msg *a,
+    const struct sort_msg *b)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		int r = ref_key(p->keys[i].kind, a, b);
+
+		if (r != 0)
+			return p->keys[i].reverse ? -r : r;
+	}
+	return (a->seq > b->seq) - (a->seq < b->seq);
+}
+
+static void
+test_sort_random(void)
+{
+	static const char *const progs[] = { "(SUBJECT)", "(REVERSE SUBJECT)",
+	    "(DATE)", "(REVERSE DATE)", "(ARRIVAL)", "(SIZE)",
+	    "(REVERSE SIZE)", "(FROM)", "(TO DATE)", "(CC REVERSE ARRIVAL)",
+	    "(DISPLAYFROM SUBJECT)", "(REVERSE DISPLAYTO REVERSE SIZE)",
+	    "(SUBJECT REVERSE DATE SIZE)" };
+	enum { N = 1500 };
+	struct sort_msg *v = xcalloc(N, sizeof(*v));
+	struct sort_msg **p = xcalloc(N, sizeof(*p));
+	unsigned char *seen = xcalloc(N + 1, 1);
+
+	test_begin("imap_sort random");
+	for (size_t i = 0; i < N; i++) {
+		v[i].seq = (uint32_t)i + 1;
+		v[i].uid = (uint32_t)i * 3 + 1;
+		v[i].size = rnd() % 5 == 0 ? UINT64_MAX - rnd() % 3 : rnd() % 50;
+		v[i].internaldate = (long long)(rnd() % 40) - 20;
+		v[i].date = rnd() % 9 == 0 ? -(long long)(rnd() % 3) :
+		    (long long)(rnd() % 30) * 1000000000LL;
+		v[i].subject = rnd_str();
+		v[i].from = rnd_str();
+		v[i].to = rnd_str();
+		v[i].cc = rnd_str();
+		v[i].display_from = rnd_str();
+		v[i].display_to = rnd_str();
+	}
+	for (size_t k = 0; k < sizeof(progs) / sizeof(progs[0]); k++) {
+		struct sort_prog sp;
+		const char *err;
+		bool ok = true;
+
+		test_assert(prog_of(progs[k], &sp, &err) == 0);
+		for (size_t i = 0; i < N; i++)
+			p[(i * 7919) % N] = &v[i];	/* shuffled */
+		imap_sort(&sp, p, N);
+		memset(seen, 0, N + 1);
+		for (size_t i = 0; i < N; i++) {
+			if (seen[p[i]->seq]++)
+				ok = false;
+			if (i > 0 && ref_cmp(&sp, p[i - 1], p[i]) >= 0)
+				ok = false;
+		}
+		if (!ok)
+			fprintf(stderr, "  SORT %s out of order\n", progs[k]);
+		test_assert(ok);
+	}
+	clear_all(v, N);
+	free(v);
+	free(p);
+	free(seen);
+	test_end();
+}
+
 int
 main(void)
 {
@@ -630,6 +760,7 @@ main(void)
 	test_fill();
 	test_fill_envelope();
 	test_sort();
+	test_sort_random();
 	test_orderedsubject();
 	test_references();
 	test_deep();
