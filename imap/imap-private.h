@@ -237,6 +237,14 @@ void imap_cmd_status(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_getquotaroot(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_getquota(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_setquota(struct imap_session *s, struct imap_cmd *c);
+/* cmd_metadata.c: GETMETADATA, SETMETADATA (RFC 5464); the entries of
+ * a mailbox (by its MAILBOXID) removed (DELETE) or copied to another
+ * (RENAME INBOX), on a job thread, failures logged. */
+void imap_cmd_getmetadata(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_setmetadata(struct imap_session *s, struct imap_cmd *c);
+void imap_metadata_forget(struct imap_session *s, const char *id);
+void imap_metadata_copy(struct imap_session *s, const char *from,
+    const char *to);
 /* At login: the maildir and the special-use folders. */
 int imap_prepare_maildir(struct imap_session *s);
 

@@ -161,6 +161,8 @@ static const struct imap_command commands[] = {
 	{ "GETQUOTAROOT", imap_cmd_getquotaroot, IN_LOGGED },
 	{ "GETQUOTA", imap_cmd_getquota, IN_LOGGED },
 	{ "SETQUOTA", imap_cmd_setquota, IN_LOGGED },
+	{ "GETMETADATA", imap_cmd_getmetadata, IN_LOGGED },
+	{ "SETMETADATA", imap_cmd_setmetadata, IN_LOGGED },
 	{ "CHECK", imap_cmd_noop, IN_SELECTED },
 	{ "CLOSE", imap_cmd_close, IN_SELECTED },
 	{ "UNSELECT", imap_cmd_unselect, IN_SELECTED },
