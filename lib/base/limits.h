@@ -132,6 +132,11 @@
 #define IMAP_METADATA_ENTRIES_MAX 1000
 #define IMAP_METADATA_TOTAL_MAX (512 * 1024)
 #define IMAP_METADATA_FILE_MAX (4 * 1024 * 1024)
+/* NOTIFY (RFC 5465, imap/cmd_notify.c): the changes a session hears of
+ * while one of its jobs runs are kept as a list of the watches that
+ * fired, each once; past this many, every watched folder is looked at
+ * again once the job is done instead. */
+#define IMAP_NOTIFY_PENDING_MAX 1024
 /* A FETCH answer is produced this many bytes at a time, so a big FETCH
  * neither holds the whole answer in memory nor starves other sessions. */
 #define IMAP_FETCH_CHUNK (256 * 1024)
