@@ -93,6 +93,7 @@ struct imap_notify {
 	/* the other filters */
 	struct nf_group *groups;
 	size_t ngroups;
+	size_t nnames;		/* in SUBTREE and MAILBOXES, while parsing */
 	unsigned all_events;	/* of every group */
 	struct nf_folder *f;
 	size_t nf;
@@ -462,6 +463,11 @@ parse_group(struct imap_session *s, const struct imap_arg *g,
 			imap_bad(s, "NOTIFY needs mailbox names");
 			return -1;
 		}
+		if (nm > IMAP_NOTIFY_NAMES_MAX - n->nnames) {
+			imap_bad(s, "Too many mailbox names");
+			return -1;
+		}
+		n->nnames += nm;
 		for (size_t i = 0; i < nm; i++) {
 			const char *name = imap_arg_astring(&v[i]);
 			char *folder;

@@ -137,6 +137,9 @@
  * fired, each once; past this many, every watched folder is looked at
  * again once the job is done instead. */
 #define IMAP_NOTIFY_PENDING_MAX 1024
+/* NOTIFY: mailbox names in one NOTIFY SET's SUBTREE and MAILBOXES
+ * groups together; every report matches each folder against them. */
+#define IMAP_NOTIFY_NAMES_MAX 1000
 /* A FETCH answer is produced this many bytes at a time, so a big FETCH
  * neither holds the whole answer in memory nor starves other sessions. */
 #define IMAP_FETCH_CHUNK (256 * 1024)

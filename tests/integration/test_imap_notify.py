@@ -319,3 +319,14 @@ def test_subscribed_filter_follows_subscriptions(two):
     for n in ("subd", "unsubd"):
         b.ok("UNSUBSCRIBE " + n)
         b.ok("DELETE " + n)
+
+
+def test_too_many_mailbox_names(srv):
+    """At most 1000 names in a NOTIFY's SUBTREE and MAILBOXES together."""
+    with srv.session() as c:
+        names = " ".join("m%d" % i for i in range(600))
+        c.bad("NOTIFY SET (MAILBOXES (%s) (MessageNew MessageExpunge)) "
+              "(SUBTREE (%s) (MailboxName))" % (names, names))
+        c.ok("NOTIFY SET (MAILBOXES (%s) (MessageNew MessageExpunge))" % names)
+        c.ok("NOTIFY NONE")
+        c.logout()
