@@ -15,7 +15,8 @@
  * session reads no further input while a job runs, so a job owns the
  * session's state. A selected mailbox is synced after every command, so
  * changes by others are reported (untagged EXISTS, EXPUNGE, FETCH) before
- * the tagged reply; in IDLE, inotify triggers the sync.
+ * the tagged reply; in IDLE, inotify triggers the sync, and with NOTIFY
+ * (cmd_notify.c) it starts a report job between commands.
  */
 #include <ctype.h>
 #include <errno.h>
