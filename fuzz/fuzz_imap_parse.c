@@ -7,12 +7,15 @@
  * names, LIST patterns, quoting), and a few properties are checked:
  * modified UTF-7 round-trips, sequence-set membership agrees with a
  * naive reading of the set, formatted sets parse back to the same
- * members.
+ * members. The input is also read as a user's petrel-metadata file
+ * (lib/imap/metadata.c) and every argument as a METADATA entry name:
+ * what the file parser keeps formats and parses back to the same text,
+ * and a valid entry name's canonical form is valid and canonical.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -I. \
  *     fuzz/fuzz_imap_parse.c lib/imap/parse.c lib/imap/search.c \
- *     lib/mime/\*.c lib/base/alloc.c lib/base/str.c lib/base/log.c \
- *     lib/base/base64.c -o fuzz_imap_parse
+ *     lib/imap/metadata.c lib/mime/\*.c lib/base/alloc.c lib/base/str.c \
+ *     lib/base/log.c lib/base/base64.c -o fuzz_imap_parse
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -20,6 +23,8 @@
 #include <string.h>
 
 #include "lib/base/str.h"
+#include "lib/base/limits.h"
+#include "lib/imap/metadata.h"
 #include "lib/imap/parse.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -214,6 +219,50 @@ fuzz_search(const struct imap_cmd *cmd)
 	imap_search_free(root);
 }
 
+/* An argument as a METADATA entry name: a valid one's canonical form
+ * is valid and its own canonical form. */
+static void
+check_entry(const struct imap_arg *a)
+{
+	str_t c = STR_INIT, c2 = STR_INIT;
+
+	if (a->type != IMAP_ARG_LIST &&
+	    md_entry_valid(a->str, a->len, IMAP_METADATA_NAME_MAX, true, &c)) {
+		if (!md_entry_valid(c.data, c.len, IMAP_METADATA_NAME_MAX, true,
+		    &c2) || c2.len != c.len || memcmp(c.data, c2.data, c.len) != 0) {
+			fprintf(stderr, "entry name not canonical\n");
+			abort();
+		}
+		(void)md_entry_under(str_c(&c), "/private", SIZE_MAX);
+	}
+	str_free(&c);
+	str_free(&c2);
+}
+
+/* The input as a petrel-metadata file: what is kept formats, parses
+ * back whole and formats the same. */
+static void
+check_metadata_file(const char *buf, size_t size)
+{
+	struct md_store st = { 0 }, back = { 0 };
+	str_t t1 = STR_INIT, t2 = STR_INIT;
+	size_t skipped;
+
+	md_parse(&st, buf, size, &skipped);
+	md_format(&st, &t1);
+	md_parse(&back, t1.data, t1.len, &skipped);
+	md_format(&back, &t2);
+	if (skipped != 0 || back.n != st.n || t1.len != t2.len ||
+	    memcmp(t1.data, t2.data, t1.len) != 0) {
+		fprintf(stderr, "petrel-metadata does not round-trip\n");
+		abort();
+	}
+	str_free(&t1);
+	str_free(&t2);
+	md_free(&st);
+	md_free(&back);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -226,8 +275,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	(void)imap_line_literal(buf, size, &lit, &nonsync);
 	if (imap_cmd_parse(buf, size, &cmd, &err) == 0) {
-		for (i = 0; i < cmd.nargs; i++)
+		for (i = 0; i < cmd.nargs; i++) {
 			fuzz_arg(&cmd.args[i]);
+			check_entry(&cmd.args[i]);
+			for (size_t k = 0; cmd.args[i].type == IMAP_ARG_LIST &&
+			    k < cmd.args[i].nlist; k++)
+				check_entry(&cmd.args[i].list[k]);
+		}
 		fuzz_search(&cmd);
 		if (cmd.nargs >= 2 &&
 		    (p = imap_arg_astring(&cmd.args[0])) != NULL &&
@@ -238,5 +292,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	imap_cmd_free(&cmd);
 	check_mutf7(buf, size);
+	check_metadata_file(buf, size);
 	return 0;
 }

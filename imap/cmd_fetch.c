@@ -528,6 +528,20 @@ out:
 }
 
 void
+imap_fetch_messages(struct imap_session *s, const struct fetch_att *att,
+    size_t from, size_t to)
+{
+	struct fetch_state fs = { 0 };
+	const char *err;
+
+	fs.att = *att;		/* borrowed: not freed here */
+	for (size_t i = from; i < to && s->mb != NULL && i < s->mb->n; i++)
+		fetch_one(s, &fs, i);
+	if (s->mb != NULL && mbox_flush(s->mb, &err) < 0)
+		log_warn("%016llx: %s", SID(&s->base), err);
+}
+
+void
 imap_cmd_fetch(struct imap_session *s, struct imap_cmd *c)
 {
 	struct fetch_state *fs = s->cmd_state;

@@ -158,8 +158,9 @@ imap_cmd_create(struct imap_session *s, struct imap_cmd *c)
 void
 imap_cmd_delete(struct imap_session *s, struct imap_cmd *c)
 {
-	const char *name;
+	const char *name, *err;
 	char *path, *gone, *folder;
+	char id[MBOX_OBJECTID_MAX + 1];
 	struct imap_names l = { 0 };
 
 	if (c->nargs != 1 || (name = imap_arg_astring(&c->args[0])) == NULL) {
@@ -187,6 +188,11 @@ imap_cmd_delete(struct imap_session *s, struct imap_cmd *c)
 		imap_close_mailbox(s);
 		s->state = S_AUTH;
 	}
+	/* its annotations (METADATA) go with it, found by its id */
+	if (mbox_mailboxid(path, id, &err) < 0) {
+		log_warn("%016llx: %s", SID(&s->base), err);
+		id[0] = '\0';
+	}
 	/* Out of sight first (a name LIST never shows), then removed. */
 	{
 		char *u = maildir_unique_name();
@@ -200,6 +206,8 @@ imap_cmd_delete(struct imap_session *s, struct imap_cmd *c)
 	} else {
 		if (nftw(gone, rm_entry, 16, FTW_DEPTH | FTW_PHYS) < 0)
 			log_warn_errno("%016llx: removing %s", SID(&s->base), gone);
+		if (id[0] != '\0')
+			imap_metadata_forget(s, id);
 		imap_ok(s, "Delete completed.");
 	}
 	free(gone);
@@ -262,6 +270,16 @@ rename_inbox(struct imap_session *s, const char *to)
 		imap_no(s, "[SERVERBUG] Some messages could not be moved");
 	else
 		imap_ok(s, "Rename completed.");
+	/* RFC 5464 4.1: INBOX's annotations are copied to the new folder */
+	{
+		char from[MBOX_OBJECTID_MAX + 1], to_id[MBOX_OBJECTID_MAX + 1];
+
+		if (mbox_mailboxid(s->maildir, from, &err) == 0 &&
+		    mbox_mailboxid(dst, to_id, &err) == 0)
+			imap_metadata_copy(s, from, to_id);
+		else
+			log_warn("%016llx: %s", SID(&s->base), err);
+	}
 	free(dst);
 }
 

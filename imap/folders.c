@@ -144,6 +144,7 @@ imap_names_from_client(struct imap_session *s, struct imap_cmd *c)
 		{ "UNSUBSCRIBE", { 0, -1 } }, { "STATUS", { 0, -1 } },
 		{ "APPEND", { 0, -1 } }, { "GETQUOTAROOT", { 0, -1 } },
 		{ "COPY", { 1, -1 } }, { "MOVE", { 1, -1 } },
+		{ "SETMETADATA", { 0, -1 } },
 	};
 
 	if (!s->rev2)
@@ -155,6 +156,10 @@ imap_names_from_client(struct imap_session *s, struct imap_cmd *c)
 		return name_arg(s, c, i, true) < 0 ||
 		    name_arg(s, c, i + 1, true) < 0 ? -1 : 0;
 	}
+	if (strcmp(c->name, "GETMETADATA") == 0)
+		/* GETMETADATA [(options)] mailbox ... (cmd_metadata.c) */
+		return name_arg(s, c, c->nargs > 0 &&
+		    c->args[0].type == IMAP_ARG_LIST, false);
 	if (strcmp(c->name, "LSUB") == 0)
 		return name_arg(s, c, 0, true) < 0 ||
 		    name_arg(s, c, 1, true) < 0 ? -1 : 0;

@@ -51,6 +51,11 @@ struct mbox *imap_open_target(struct imap_session *s, const char *name,
 void imap_section_bytes(const char *wire, size_t wlen,
     const struct mime_part *root, const struct fetch_item *it, str_t *out);
 
+/* FETCH responses with att's items for the messages from..to-1 of the
+ * selected mailbox (NOTIFY's MessageNew attributes). */
+void imap_fetch_messages(struct imap_session *s, const struct fetch_att *att,
+    size_t from, size_t to);
+
 /* ---- cmd_mailbox.c ---- */
 
 /* STATUS items (RFC 3501 6.3.10, RFC 8438 SIZE, RFC 7889 APPENDLIMIT):

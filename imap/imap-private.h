@@ -125,6 +125,7 @@ struct imap_session {
 	size_t nsearchres;
 	bool changed;		/* inotify saw a change since the last sync */
 	struct imap_watch *watch;
+	struct imap_notify *notify;	/* NOTIFY (cmd_notify.c), or NULL */
 };
 
 /* Responses (all append to s->out; the tagged line is written once the
@@ -251,6 +252,14 @@ void imap_cmd_status(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_getquotaroot(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_getquota(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_setquota(struct imap_session *s, struct imap_cmd *c);
+/* cmd_metadata.c: GETMETADATA, SETMETADATA (RFC 5464); the entries of
+ * a mailbox (by its MAILBOXID) removed (DELETE) or copied to another
+ * (RENAME INBOX), on a job thread, failures logged. */
+void imap_cmd_getmetadata(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_setmetadata(struct imap_session *s, struct imap_cmd *c);
+void imap_metadata_forget(struct imap_session *s, const char *id);
+void imap_metadata_copy(struct imap_session *s, const char *from,
+    const char *to);
 /* At login: the maildir and the special-use folders. */
 int imap_prepare_maildir(struct imap_session *s);
 
@@ -261,7 +270,27 @@ void imap_notify_deinit(struct imap_server *srv);
 struct imap_watch *imap_watch_add(struct imap_server *srv, const char *path);
 void imap_watch_release(struct imap_server *srv, struct imap_watch **w);
 const char *imap_watch_path(const struct imap_watch *w);
+/* A watch on a maildir directory itself (NOTIFY: folders and
+ * subscription files), shared like a folder's. */
+struct imap_watch *imap_watch_add_root(struct imap_server *srv,
+    const char *maildir);
 /* Called by notify.c for each session watching a changed folder. */
 void imap_session_changed(struct imap_session *s);
+/* session.c: start a NOTIFY report soon if one is due (loop thread). */
+void imap_session_kick(struct imap_session *s);
+
+/* cmd_notify.c: NOTIFY (RFC 5465). fired: notify.c, for every session
+ * with s->notify, on any watch's event (loop); new: the state, before
+ * the first NOTIFY runs (loop); pending: a report is due
+ * (loop); run: the report job; after: on the loop after every job, the
+ * watches added and released, events that came during the job taken;
+ * free: at the session's end (loop). */
+void imap_cmd_notify(struct imap_session *s, struct imap_cmd *c);
+void imap_notify_new(struct imap_session *s);
+void imap_notify_fired(struct imap_session *s, struct imap_watch *w);
+bool imap_notify_pending(const struct imap_session *s);
+void imap_notify_run(struct imap_session *s);
+void imap_notify_after(struct imap_session *s);
+void imap_notify_free(struct imap_session *s);
 
 #endif

@@ -3,7 +3,12 @@
  * reports a delivery or another session's change within a second
  * without polling. One inotify descriptor per worker on the event loop;
  * one watch per folder directory (cur/ and new/), shared by every
- * session of the worker that has the folder selected.
+ * session of the worker that has the folder selected or asked to hear
+ * of it (NOTIFY, cmd_notify.c); and for NOTIFY one watch per maildir
+ * (a "root" watch) on the maildir directory itself, which tells of
+ * folders made, removed and renamed (Maildir++ folders are its
+ * subdirectories ".name") and of the subscription files replaced; the
+ * other files there (INBOX's index, its log) are not looked at.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -15,16 +20,36 @@
 #include "imap/imap-private.h"
 #include "lib/base/alloc.h"
 #include "lib/base/log.h"
+#include "lib/maildir/subscriptions.h"
 
 struct imap_watch {
 	struct imap_watch *next;
 	char *path;		/* the folder directory */
-	int wd_cur, wd_new;
+	int wd_cur, wd_new;	/* root: wd_cur is the directory's */
 	unsigned refs;
+	bool root;
 };
 
 #define WATCH_MASK (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | \
     IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF)
+#define ROOT_MASK (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | \
+    IN_CLOSE_WRITE | IN_ONLYDIR)
+
+/* An event in a maildir directory that NOTIFY cares about: a folder
+ * (".name", not the "..deleted-" DELETE leaves on its way out) or a
+ * subscription file. */
+static bool
+root_event(const struct inotify_event *ev)
+{
+	const char *n = ev->name;
+
+	if (ev->len == 0)
+		return false;
+	if (n[0] == '.')
+		return n[1] != '.' && n[1] != '\0';
+	return strcmp(n, MAILDIR_SUBS_DOVECOT) == 0 ||
+	    strcmp(n, MAILDIR_SUBS_COURIER) == 0;
+}
 
 static void
 changed(struct imap_server *srv, struct imap_watch *w)
@@ -34,6 +59,8 @@ changed(struct imap_server *srv, struct imap_watch *w)
 
 		if (s->watch == w)
 			imap_session_changed(s);
+		if (s->notify != NULL)
+			imap_notify_fired(s, w);
 	}
 }
 
@@ -58,7 +85,8 @@ inotify_read(evutil_socket_t fd, short what, void *arg)
 			}
 			for (struct imap_watch *w = srv->watches; w != NULL;
 			    w = w->next)
-				if (w->wd_cur == ev->wd || w->wd_new == ev->wd)
+				if ((w->wd_cur == ev->wd || w->wd_new == ev->wd) &&
+				    (!w->root || root_event(ev)))
 					changed(srv, w);
 		}
 	}
@@ -106,15 +134,15 @@ add_dir(struct imap_server *srv, const char *path, const char *sub)
 	return wd;
 }
 
-struct imap_watch *
-imap_watch_add(struct imap_server *srv, const char *path)
+static struct imap_watch *
+watch_add(struct imap_server *srv, const char *path, bool root)
 {
 	struct imap_watch *w;
 
 	if (srv->inotify_fd < 0)
 		return NULL;
 	for (w = srv->watches; w != NULL; w = w->next) {
-		if (strcmp(w->path, path) == 0) {
+		if (w->root == root && strcmp(w->path, path) == 0) {
 			w->refs++;
 			return w;
 		}
@@ -122,11 +150,31 @@ imap_watch_add(struct imap_server *srv, const char *path)
 	w = xcalloc(1, sizeof(*w));
 	w->path = xstrdup(path);
 	w->refs = 1;
-	w->wd_cur = add_dir(srv, path, "cur");
-	w->wd_new = add_dir(srv, path, "new");
+	w->root = root;
+	if (root) {
+		w->wd_cur = inotify_add_watch(srv->inotify_fd, path, ROOT_MASK);
+		if (w->wd_cur < 0)
+			log_warn_errno("imap: inotify watch on %s", path);
+		w->wd_new = -1;
+	} else {
+		w->wd_cur = add_dir(srv, path, "cur");
+		w->wd_new = add_dir(srv, path, "new");
+	}
 	w->next = srv->watches;
 	srv->watches = w;
 	return w;
+}
+
+struct imap_watch *
+imap_watch_add(struct imap_server *srv, const char *path)
+{
+	return watch_add(srv, path, false);
+}
+
+struct imap_watch *
+imap_watch_add_root(struct imap_server *srv, const char *maildir)
+{
+	return watch_add(srv, maildir, true);
 }
 
 void

@@ -15,7 +15,8 @@
  * session reads no further input while a job runs, so a job owns the
  * session's state. A selected mailbox is synced after every command, so
  * changes by others are reported (untagged EXISTS, EXPUNGE, FETCH) before
- * the tagged reply; in IDLE, inotify triggers the sync.
+ * the tagged reply; in IDLE, inotify triggers the sync, and with NOTIFY
+ * (cmd_notify.c) it starts a report job between commands.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -42,7 +43,7 @@
 #include "lib/session/session.h"
 #include "lib/tls/tls.h"
 
-enum job_kind { J_CMD, J_IDLE_SYNC, J_SPOOL };
+enum job_kind { J_CMD, J_IDLE_SYNC, J_SPOOL, J_NOTIFY };
 
 static void submit(struct imap_session *s, enum job_kind kind);
 
@@ -161,6 +162,9 @@ static const struct imap_command commands[] = {
 	{ "GETQUOTAROOT", imap_cmd_getquotaroot, IN_LOGGED },
 	{ "GETQUOTA", imap_cmd_getquota, IN_LOGGED },
 	{ "SETQUOTA", imap_cmd_setquota, IN_LOGGED },
+	{ "GETMETADATA", imap_cmd_getmetadata, IN_LOGGED },
+	{ "SETMETADATA", imap_cmd_setmetadata, IN_LOGGED },
+	{ "NOTIFY", imap_cmd_notify, IN_LOGGED },
 	{ "CHECK", imap_cmd_noop, IN_SELECTED },
 	{ "CLOSE", imap_cmd_close, IN_SELECTED },
 	{ "UNSELECT", imap_cmd_unselect, IN_SELECTED },
@@ -247,6 +251,10 @@ execute(struct imap_session *s, const struct imap_frame *ev)
 		;	/* BAD set */
 	} else {
 		s->def = def;
+		/* NOTIFY's state is made here, on the loop, which reads it
+		 * while jobs run (cmd_notify.c) */
+		if (def->fn == imap_cmd_notify && s->notify == NULL)
+			imap_notify_new(s);
 		if (def->flags & ON_LOOP) {
 			def->fn(s, &s->cmd);
 		} else {
@@ -276,6 +284,12 @@ job_run(struct job *job, void *state)
 		imap_spool_write(s);
 		return;
 	}
+	if (s->job_kind == J_NOTIFY) {
+		imap_notify_run(s);
+		if (s->idling)
+			imap_sync_report(s, true);
+		return;
+	}
 	s->def->fn(s, &s->cmd);
 	if (s->state == S_SELECTED && !s->more && s->mb != NULL)
 		imap_sync_report(s, (s->def->flags & NO_EXPUNGE) == 0 ||
@@ -299,6 +313,15 @@ job_done(struct job *job)
 	if (s->state == S_SELECTED && s->mb != NULL && s->watch == NULL)
 		s->watch = imap_watch_add(s->srv, s->mb->path);
 
+	if (s->job_kind == J_NOTIFY) {
+		/* untagged responses only */
+		imap_flush(s);
+		imap_notify_after(s);
+		if (s->changed && s->idling)
+			imap_session_changed(s);
+		session_job_finished(&s->base);
+		return;
+	}
 	if (s->job_kind == J_IDLE_SYNC) {
 		/* untagged responses only; the first one starts the IDLE */
 		imap_flush(s);
@@ -308,6 +331,7 @@ job_done(struct job *job)
 		}
 		if (s->changed)
 			imap_session_changed(s);
+		imap_notify_after(s);
 		session_job_finished(&s->base);
 		return;
 	}
@@ -330,6 +354,7 @@ job_done(struct job *job)
 		return;
 	}
 	imap_end_command(s);
+	imap_notify_after(s);
 	session_job_finished(&s->base);
 }
 
@@ -355,25 +380,51 @@ sync_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct imap_session *s = arg;
 
-	if (s->idling && !s->base.busy && !s->base.dead) {
+	if (s->base.busy || s->base.dead || s->state == S_LOGOUT)
+		return;
+	/* NOTIFY's reports: between commands, or in IDLE (which they
+	 * then sync too); not while the client is not reading (they are
+	 * differences against what was sent: they wait, nothing queues) */
+	if (imap_notify_pending(s) && (!s->have_cmd || s->idling)) {
+		if (session_output_full(&s->base))
+			return;
+		s->changed = false;
+		submit(s, J_NOTIFY);
+		return;
+	}
+	if (s->idling) {
 		s->changed = false;
 		submit(s, J_IDLE_SYNC);
 	}
 }
 
-void
-imap_session_changed(struct imap_session *s)
+static void
+arm_tick(struct imap_session *s)
 {
 	struct timeval tv = { 0, 30000 };
 
-	s->changed = true;
-	if (!s->idling || s->base.busy)
-		return;
 	/* Debounce: one delivery is several directory events. */
 	if (s->sync_ev == NULL)
 		s->sync_ev = evtimer_new(s->srv->sv.base, sync_tick, s);
 	if (!evtimer_pending(s->sync_ev, NULL))
 		evtimer_add(s->sync_ev, &tv);
+}
+
+void
+imap_session_changed(struct imap_session *s)
+{
+	s->changed = true;
+	if (!s->idling || s->base.busy)
+		return;
+	arm_tick(s);
+}
+
+void
+imap_session_kick(struct imap_session *s)
+{
+	if (s->base.busy || !imap_notify_pending(s))
+		return;
+	arm_tick(s);
 }
 
 /* ---- input ---- */
@@ -533,8 +584,10 @@ imap_writable(struct session *base)
 {
 	struct imap_session *s = (struct imap_session *)base;
 
-	if (!s->more)
+	if (!s->more) {
+		imap_session_kick(s);	/* NOTIFY reports that waited */
 		return false;
+	}
 	if (evbuffer_get_length(session_output(base)) < 2 * IMAP_FETCH_CHUNK)
 		submit(s, J_CMD);
 	return true;
@@ -567,6 +620,7 @@ imap_cleanup(struct session *base)
 	if (s->logged_in && !s->logged_out)
 		log_info("%016llx: imap logout: user=<%s>, disconnected",
 		    SID(base), s->login);
+	imap_notify_free(s);
 	if (s->watch != NULL)
 		imap_watch_release(s->srv, &s->watch);
 	if (s->sync_ev != NULL)

@@ -31,7 +31,7 @@ command -v "$CC" >/dev/null || { echo "fuzz: $CC not found (apt-get install clan
 base="lib/base/alloc.c lib/base/str.c lib/base/log.c lib/base/base64.c lib/base/err.c"
 sources() {
 	case "$1" in
-	mime|imap_parse) echo "lib/mime/mime.c lib/mime/envelope.c lib/mime/decode.c lib/mime/preview.c lib/imap/parse.c lib/imap/search.c lib/imap/sort.c $base" ;;
+	mime|imap_parse) echo "lib/mime/mime.c lib/mime/envelope.c lib/mime/decode.c lib/mime/preview.c lib/imap/parse.c lib/imap/search.c lib/imap/sort.c lib/imap/metadata.c $base" ;;
 	imap_sort) echo "lib/mime/mime.c lib/mime/envelope.c lib/mime/decode.c lib/mime/preview.c lib/imap/parse.c lib/imap/search.c lib/imap/sort.c
 		lib/store/mbox_sort.c lib/store/mbox_index.c lib/store/mailbox.c lib/store/mbox_cache.c lib/store/mbox_legacy.c
 		lib/store/mbox_log.c

@@ -116,6 +116,30 @@
  * imap/folders.c) is read up to this many bytes; the five attributes a
  * folder may have take 40. */
 #define IMAP_SPECIAL_USE_MAX 256
+
+/* METADATA (RFC 5464, imap/cmd_metadata.c): an entry's value is at most
+ * IMAP_METADATA_VALUE_MAX octets (the RFC asks for at least 1024; the
+ * answer to more is NO [METADATA MAXSIZE n]); an entry name at most
+ * IMAP_METADATA_NAME_MAX; a user has at most IMAP_METADATA_ENTRIES_MAX
+ * entries (the RFC asks for at least 10 per mailbox) holding at most
+ * IMAP_METADATA_TOTAL_MAX octets of values together, over the server
+ * and every mailbox (NO [METADATA TOOMANY] beyond either). So the
+ * user's file, rewritten on every change, stays under 2 MiB (values
+ * escaped at most threefold, names);
+ * one larger than IMAP_METADATA_FILE_MAX is refused, never read. */
+#define IMAP_METADATA_VALUE_MAX (16 * 1024)
+#define IMAP_METADATA_NAME_MAX 256
+#define IMAP_METADATA_ENTRIES_MAX 1000
+#define IMAP_METADATA_TOTAL_MAX (512 * 1024)
+#define IMAP_METADATA_FILE_MAX (4 * 1024 * 1024)
+/* NOTIFY (RFC 5465, imap/cmd_notify.c): the changes a session hears of
+ * while one of its jobs runs are kept as a list of the watches that
+ * fired, each once; past this many, every watched folder is looked at
+ * again once the job is done instead. */
+#define IMAP_NOTIFY_PENDING_MAX 1024
+/* NOTIFY: mailbox names in one NOTIFY SET's SUBTREE and MAILBOXES
+ * groups together; every report matches each folder against them. */
+#define IMAP_NOTIFY_NAMES_MAX 1000
 /* A FETCH answer is produced this many bytes at a time, so a big FETCH
  * neither holds the whole answer in memory nor starves other sessions. */
 #define IMAP_FETCH_CHUNK (256 * 1024)

@@ -173,7 +173,8 @@ struct parser {
 	const size_t *spools;	/* the '{' of each spooled literal, in
 				   order (offsets from base) */
 	size_t nspools, next_spool;
-	bool literal8_ok;	/* APPEND, [UID] REPLACE: "~{n}" taken */
+	bool literal8_ok;	/* APPEND, [UID] REPLACE, SETMETADATA:
+				   "~{n}" taken */
 	struct pool *pool;
 	size_t nargs;		/* over all levels */
 	bool no_brackets;	/* a '[' had no ']': see parse_atom() */
@@ -378,7 +379,7 @@ parse_arg(struct parser *ps, unsigned depth, struct imap_arg *arg)
 		if (ps->end - ps->p < 2 || ps->p[1] != '{')
 			return parse_atom(ps, arg);
 		if (!ps->literal8_ok) {
-			ps->error = "literal8 is only for APPEND";
+			ps->error = "literal8 is only for APPEND, REPLACE and SETMETADATA";
 			return -1;
 		}
 		ps->p++;
@@ -559,7 +560,8 @@ imap_cmd_parse_spools(const char *buf, size_t len, const size_t *spools,
 		}
 	}
 	ps.literal8_ok = strcmp(cmd->name, "REPLACE") == 0 ||
-	    (!cmd->uid && strcmp(cmd->name, "APPEND") == 0);
+	    (!cmd->uid && (strcmp(cmd->name, "APPEND") == 0 ||
+	    strcmp(cmd->name, "SETMETADATA") == 0));
 	if (parse_list(&ps, 0, false, &cmd->args, &cmd->nargs) < 0)
 		goto fail;
 	return 0;

@@ -45,7 +45,8 @@ struct imap_arg {
 	bool spooled;		/* ... whose data the framer handed out
 				   (imap_cmd_parse_spooled): str is "" */
 	bool literal8;		/* ... sent as "~{n}" (RFC 3516), taken
-				   only in APPEND and [UID] REPLACE */
+				   only in APPEND, [UID] REPLACE and
+				   SETMETADATA (RFC 5464) */
 	char *str;		/* ATOM/STRING: NUL-terminated copy (a literal
 				   may contain NUL: use len) */
 	size_t len;
@@ -69,8 +70,8 @@ struct imap_cmd {
  * matching ']' (it may hold spaces, parentheses and quoted strings, as in
  * BODY[HEADER.FIELDS (From To)]<0.100>), and '{' may not start an atom.
  * Quoted strings: '\' escapes only '"' and '\'; no CR, LF or NUL inside.
- * Literals: "{n}\r\n" or "{n+}\r\n" then exactly n bytes; in APPEND and
- * [UID] REPLACE also a literal8, "~{n}\r\n" (RFC 3516), elsewhere an
+ * Literals: "{n}\r\n" or "{n+}\r\n" then exactly n bytes; in APPEND,
+ * [UID] REPLACE and SETMETADATA also a literal8, "~{n}\r\n" (RFC 3516), elsewhere an
  * error. Exactly one
  * SP between arguments; no SP right after '(' or before ')' is required,
  * but stray spaces are tolerated. 8-bit bytes in atoms are refused.

@@ -196,3 +196,30 @@ def test_status_deleted(srv):
         assert re.match(rb"Del \(DELETED 0 SIZE \d+\)$", r.data("STATUS")[0]), r
         new.logout()
         old.logout()
+
+
+def test_metadata_and_notify_names(srv):
+    """METADATA and NOTIFY take and give UTF-8 names in a rev2 session;
+    a rev1 session sees the same folder by its modified UTF-7 name."""
+    name = "Übersicht"
+    m7 = mutf7_encode(name)
+    with rev2(srv, DAVE) as new, srv.session(user=DAVE) as old:
+        new.ok('CREATE "%s"' % name)
+        new.ok('SETMETADATA "%s" (/private/comment "für später")' % name)
+        r = new.ok('GETMETADATA "%s" /private/comment' % name)
+        assert r.find(r'^\* METADATA "Übersicht" \(/private/comment '), r
+        r = old.ok("GETMETADATA %s /private/comment" % m7)
+        assert r.find(r'^\* METADATA %s \(/private/comment ' % re.escape(m7)), r
+        r = new.ok('GETMETADATA (DEPTH 1) "%s" /private' % name)
+        assert r.find(r'^\* METADATA "Übersicht" '), r
+        # NOTIFY by a UTF-8 name; an append by the rev1 session is told
+        # as a STATUS with the UTF-8 name
+        new.ok('NOTIFY SET (MAILBOXES "%s" (MessageNew MessageExpunge))' % name)
+        old.ok("APPEND %s " % m7, Literal(message(40), plus=True))
+        got, seen = new.read_until(rb'^\* STATUS "\xc3\x9cbersicht" \(MESSAGES 1 ', timeout=20)
+        assert got is not None, seen
+        new.ok("NOTIFY NONE")
+        r = new.command(b'NOTIFY SET (MAILBOXES "bad\xff" (MessageNew))')
+        assert r.status == "BAD", r
+        new.logout()
+        old.logout()

@@ -222,7 +222,12 @@ test_cmd_basic(void)
 	    cmd.nargs == 3 && cmd.args[2].literal8);
 	imap_cmd_free(&cmd);
 	test_assert(parse("t SELECT ~{3}\r\nabc", &cmd, &err) == -1 &&
-	    strcmp(err, "literal8 is only for APPEND") == 0);
+	    strcmp(err, "literal8 is only for APPEND, REPLACE and SETMETADATA")
+	    == 0);
+	imap_cmd_free(&cmd);
+	test_assert(parse("t SETMETADATA X (/private/a ~{2}\r\nab)", &cmd,
+	    &err) == 0 && cmd.nargs == 2 && cmd.args[1].nlist == 2 &&
+	    cmd.args[1].list[1].literal8 && cmd.args[1].list[1].len == 2);
 	imap_cmd_free(&cmd);
 	test_assert(parse("t UID APPEND X ~{3}\r\nabc", &cmd, &err) == -1);
 	imap_cmd_free(&cmd);
