@@ -915,85 +915,216 @@ cmp_prog(const void *pa, const void *pb, const void *ctx)
 	return cmp_num(a->seq, b->seq);
 }
 
-/* The order of the first key as a number: a message with a smaller
- * prefix sorts first, equal prefixes are decided by cmp_prog. Numbers
- * as they are (signed ones with the top bit flipped); strings by their
- * first 8 bytes, big-endian and zero-padded, which orders as strcmp()
- * does; reversed, the complement. */
-static uint64_t
-key_prefix(const struct sort_prog *p, const struct sort_msg *m)
+static size_t
+id_hash(const char *s, size_t tsize)
 {
-	const char *str = NULL;
-	uint64_t k = 0;
+	uint64_t h = 14695981039346656037ULL;	/* FNV-1a */
 
-	switch (p->keys[0].kind) {
-	case SORTK_ARRIVAL:
-		k = (uint64_t)m->internaldate ^ (UINT64_C(1) << 63);
-		break;
-	case SORTK_DATE:
-		k = (uint64_t)m->date ^ (UINT64_C(1) << 63);
-		break;
-	case SORTK_SIZE:
-		k = m->size;
-		break;
+	for (; *s != '\0'; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ULL;
+	}
+	return (size_t)(h & (tsize - 1));
+}
+
+/* SORT: each key of the program becomes a column of integers, one per
+ * message, whose order is the key's order: numbers as they are (signed
+ * ones with the top bit flipped), strings by their rank among the
+ * distinct values (found once each through a hash table, then the
+ * distinct values sorted); a reversed key has the complement. The
+ * messages are then merge-sorted by those columns and the sequence
+ * number, comparing integers only: with 100,000 messages, following
+ * pointers to messages and comparing their (often equal) strings again
+ * at every level was most of a SORT's time. */
+
+static const char *
+key_str(enum sort_kind kind, const struct sort_msg *m)
+{
+	const char *s = NULL;
+
+	switch (kind) {
 	case SORTK_CC:
-		str = m->cc;
+		s = m->cc;
 		break;
 	case SORTK_FROM:
-		str = m->from;
+		s = m->from;
 		break;
 	case SORTK_SUBJECT:
-		str = m->subject;
+		s = m->subject;
 		break;
 	case SORTK_TO:
-		str = m->to;
+		s = m->to;
 		break;
 	case SORTK_DISPLAYFROM:
-		str = m->display_from;
+		s = m->display_from;
 		break;
 	case SORTK_DISPLAYTO:
-		str = m->display_to;
+		s = m->display_to;
+		break;
+	default:
 		break;
 	}
-	if (str != NULL)
-		for (size_t i = 0; i < 8 && str[i] != '\0'; i++)
-			k |= (uint64_t)(unsigned char)str[i] << (56 - 8 * i);
-	return p->keys[0].reverse ? ~k : k;
+	return s != NULL ? s : "";
+}
+
+struct distinct {
+	uint64_t prefix[2];	/* the first 16 bytes, big-endian, padded
+				   with zeros */
+	uint64_t hash;
+	const char *s;
+	uint32_t id;
+};
+
+static int
+distinct_cmp(const void *pa, const void *pb)
+{
+	const struct distinct *a = pa, *b = pb;
+
+	for (size_t k = 0; k < 2; k++)
+		if (a->prefix[k] != b->prefix[k])
+			return a->prefix[k] < b->prefix[k] ? -1 : 1;
+	/* equal prefixes of different strings: both go on past them */
+	return strcmp(a->s + 16, b->s + 16);
+}
+
+static uint64_t
+str_hash64(const char *s)
+{
+	uint64_t h = 14695981039346656037ULL;	/* FNV-1a */
+
+	for (; *s != '\0'; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+/* col[i] = the rank of message i's string for kind among the distinct
+ * strings of v. */
+static void
+rank_strings(enum sort_kind kind, struct sort_msg *const *v, size_t n,
+    uint64_t *col)
+{
+	size_t tsize = 16, nd = 0;
+	uint32_t *table, *id = xcalloc(n, sizeof(*id));
+	struct distinct *d = xcalloc(n, sizeof(*d));
+	uint64_t *rank;
+
+	while (tsize < 2 * n)
+		tsize *= 2;
+	table = xcalloc(tsize, sizeof(*table));	/* distinct index + 1 */
+	for (size_t i = 0; i < n; i++) {
+		const char *str = key_str(kind, v[i]);
+		uint64_t hash = str_hash64(str);
+		size_t h = (size_t)(hash & (tsize - 1));
+
+		while (table[h] != 0 && (d[table[h] - 1].hash != hash ||
+		    strcmp(d[table[h] - 1].s, str) != 0))
+			h = (h + 1) & (tsize - 1);
+		if (table[h] == 0) {
+			size_t b = 0;
+
+			d[nd].prefix[0] = d[nd].prefix[1] = 0;
+			for (; b < 16 && str[b] != '\0'; b++)
+				d[nd].prefix[b / 8] |=
+				    (uint64_t)(unsigned char)str[b] <<
+				    (56 - 8 * (b % 8));
+			d[nd].hash = hash;
+			d[nd].s = str;
+			d[nd].id = (uint32_t)nd;
+			table[h] = (uint32_t)++nd;
+		}
+		id[i] = table[h] - 1;
+	}
+	qsort(d, nd, sizeof(*d), distinct_cmp);	/* distinct: no ties */
+	rank = xcalloc(nd > 0 ? nd : 1, sizeof(*rank));
+	for (size_t r = 0; r < nd; r++)
+		rank[d[r].id] = r;
+	for (size_t i = 0; i < n; i++)
+		col[i] = rank[id[i]];
+	free(rank);
+	free(table);
+	free(d);
+	free(id);
+}
+
+static void
+key_column(enum sort_kind kind, struct sort_msg *const *v, size_t n,
+    uint64_t *col)
+{
+	const uint64_t bias = UINT64_C(1) << 63;
+
+	switch (kind) {
+	case SORTK_ARRIVAL:
+		for (size_t i = 0; i < n; i++)
+			col[i] = (uint64_t)v[i]->internaldate ^ bias;
+		return;
+	case SORTK_DATE:
+		for (size_t i = 0; i < n; i++)
+			col[i] = (uint64_t)v[i]->date ^ bias;
+		return;
+	case SORTK_SIZE:
+		for (size_t i = 0; i < n; i++)
+			col[i] = v[i]->size;
+		return;
+	default:
+		rank_strings(kind, v, n, col);
+		return;
+	}
 }
 
 struct keyed {
-	uint64_t k;
-	struct sort_msg *m;
+	uint64_t k;		/* the first column's value */
+	uint32_t i;		/* the message's place in v */
+	uint32_t seq;
+};
+
+struct key_cols {
+	uint64_t *col[IMAP_SORT_KEYS_MAX];	/* [0] unused: in keyed.k */
+	size_t n;
 };
 
 static int
 cmp_keyed(const struct keyed *a, const struct keyed *b,
-    const struct sort_prog *p)
+    const struct key_cols *kc)
 {
 	if (a->k != b->k)
 		return a->k < b->k ? -1 : 1;
-	return cmp_prog(a->m, b->m, p);
+	for (size_t j = 1; j < kc->n; j++) {
+		uint64_t x = kc->col[j][a->i], y = kc->col[j][b->i];
+
+		if (x != y)
+			return x < y ? -1 : 1;
+	}
+	return a->seq < b->seq ? -1 : a->seq > b->seq;
 }
 
-/* A bottom-up merge sort of (prefix, message) pairs: the comparisons of
- * most pairs look at two adjacent integers instead of following
- * pointers to the messages and their strings (with 100,000 messages
- * that is most of a SORT's time). */
 void
 imap_sort(const struct sort_prog *p, struct sort_msg **v, size_t n)
 {
+	struct key_cols kc = { .n = p->n };
 	struct keyed *a, *b, *src, *dst;
+	struct sort_msg **out;
 
-	if (n < 2 || p->n == 0) {
-		if (n >= 2)
-			merge_sort((void **)v, n, cmp_prog, p);
+	if (n < 2)
 		return;
+	if (p->n == 0 || n > UINT32_MAX) {
+		merge_sort((void **)v, n, cmp_prog, p);
+		return;
+	}
+	for (size_t j = 0; j < p->n; j++) {
+		kc.col[j] = xcalloc(n, sizeof(*kc.col[j]));
+		key_column(p->keys[j].kind, v, n, kc.col[j]);
+		if (p->keys[j].reverse)
+			for (size_t i = 0; i < n; i++)
+				kc.col[j][i] = ~kc.col[j][i];
 	}
 	a = xcalloc(n, sizeof(*a));
 	b = xcalloc(n, sizeof(*b));
 	for (size_t i = 0; i < n; i++) {
-		a[i].k = key_prefix(p, v[i]);
-		a[i].m = v[i];
+		a[i].k = kc.col[0][i];
+		a[i].i = (uint32_t)i;
+		a[i].seq = v[i]->seq;
 	}
 	src = a;
 	dst = b;
@@ -1004,8 +1135,8 @@ imap_sort(const struct sort_prog *p, struct sort_msg **v, size_t n)
 			size_t x = lo, y = mid, o = lo;
 
 			while (x < mid && y < hi)
-				dst[o++] = cmp_keyed(&src[y], &src[x], p) < 0 ?
-				    src[y++] : src[x++];
+				dst[o++] = cmp_keyed(&src[y], &src[x], &kc) <
+				    0 ? src[y++] : src[x++];
 			while (x < mid)
 				dst[o++] = src[x++];
 			while (y < hi)
@@ -1016,10 +1147,15 @@ imap_sort(const struct sort_prog *p, struct sort_msg **v, size_t n)
 		src = dst;
 		dst = t;
 	}
+	out = xcalloc(n, sizeof(*out));
 	for (size_t i = 0; i < n; i++)
-		v[i] = src[i].m;
+		out[i] = v[src[i].i];
+	memcpy(v, out, n * sizeof(*v));
+	free(out);
 	free(a);
 	free(b);
+	for (size_t j = 0; j < p->n; j++)
+		free(kc.col[j]);
 }
 
 /* ---- threads ---- */
@@ -1119,18 +1255,6 @@ is_ancestor(const struct thr_node *a, const struct thr_node *b)
 			return true;
 	}
 	return false;
-}
-
-static size_t
-id_hash(const char *s, size_t tsize)
-{
-	uint64_t h = 14695981039346656037ULL;	/* FNV-1a */
-
-	for (; *s != '\0'; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ULL;
-	}
-	return (size_t)(h & (tsize - 1));
 }
 
 /* The node for an ID, made (as a dummy) when there is none. */

@@ -216,6 +216,7 @@ struct mbox_sortrecs {
 	/* internal */
 	struct mbox *mb;
 	char *buf;
+	struct sort_cached *cached;	/* the contents, when shared */
 	size_t nrecs, live, npend;
 	bool bad, missing;
 	str_t pend;

@@ -30,9 +30,17 @@
  * folder lock through a temporary file and rename(). It is only a
  * cache: a failure to write it is logged and otherwise ignored, and a
  * missing file is made again.
+ *
+ * A process keeps the contents of the files it read and checked (at most
+ * SORT_CACHE_FILES of them, SORT_CACHE_BYTES in all, the least recently
+ * used going first), shared read-only by its sessions and job threads: a
+ * SORT or THREAD whose file has the identity it had then (device, inode,
+ * size, modification and change times) reads nothing and checks nothing
+ * again. Any append or rewrite changes that identity.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +62,140 @@
 /* Rewrite when at least this many records are dead and they outnumber
  * the live ones. */
 #define SORT_DEAD_MIN 64
+/* The process's cache of checked files (see the top). */
+#define SORT_CACHE_FILES 16
+#define SORT_CACHE_BYTES ((size_t)128 << 20)
+
+struct sort_cached {
+	char *path;		/* NULL: a free slot */
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime, ctime;
+	uint32_t uidvalidity;
+	char *buf;
+	size_t len;
+	unsigned refs;		/* loads using buf */
+	bool gone;		/* replaced: freed at the last release */
+	uint64_t used;		/* for LRU */
+};
+
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct sort_cached cache[SORT_CACHE_FILES];
+static size_t cache_bytes;
+static uint64_t cache_tick;
+
+static bool
+same_file(const struct sort_cached *c, const char *path,
+    const struct stat *st, uint32_t uidvalidity)
+{
+	return c->path != NULL && !c->gone && strcmp(c->path, path) == 0 &&
+	    c->dev == st->st_dev && c->ino == st->st_ino &&
+	    c->size == st->st_size && c->uidvalidity == uidvalidity &&
+	    c->mtime.tv_sec == st->st_mtim.tv_sec &&
+	    c->mtime.tv_nsec == st->st_mtim.tv_nsec &&
+	    c->ctime.tv_sec == st->st_ctim.tv_sec &&
+	    c->ctime.tv_nsec == st->st_ctim.tv_nsec;
+}
+
+static void
+cache_free_slot(struct sort_cached *c)
+{
+	cache_bytes -= c->len;
+	free(c->path);
+	free(c->buf);
+	memset(c, 0, sizeof(*c));
+}
+
+/* The cached contents of path as st describes it, with a reference
+ * taken; NULL if not there. */
+static struct sort_cached *
+cache_get(const char *path, const struct stat *st, uint32_t uidvalidity)
+{
+	struct sort_cached *hit = NULL;
+
+	pthread_mutex_lock(&cache_lock);
+	for (size_t i = 0; i < SORT_CACHE_FILES && hit == NULL; i++)
+		if (same_file(&cache[i], path, st, uidvalidity))
+			hit = &cache[i];
+	if (hit != NULL) {
+		hit->refs++;
+		hit->used = ++cache_tick;
+	}
+	pthread_mutex_unlock(&cache_lock);
+	return hit;
+}
+
+/* Keep buf (checked, len bytes, from the file st describes) and take a
+ * reference; NULL (buf still the caller's) when it does not fit. Older
+ * contents of the same path go. */
+static struct sort_cached *
+cache_put(const char *path, const struct stat *st, uint32_t uidvalidity,
+    char *buf, size_t len)
+{
+	struct sort_cached *slot = NULL;
+
+	if (len > SORT_CACHE_BYTES / 2)
+		return NULL;
+	pthread_mutex_lock(&cache_lock);
+	for (size_t i = 0; i < SORT_CACHE_FILES; i++) {
+		struct sort_cached *c = &cache[i];
+
+		if (c->path == NULL || strcmp(c->path, path) != 0)
+			continue;
+		if (c->refs == 0)
+			cache_free_slot(c);
+		else
+			c->gone = true;
+	}
+	for (;;) {
+		struct sort_cached *lru = NULL;
+
+		slot = NULL;
+		for (size_t i = 0; i < SORT_CACHE_FILES; i++) {
+			struct sort_cached *c = &cache[i];
+
+			if (c->path == NULL) {
+				if (slot == NULL)
+					slot = c;
+			} else if (c->refs == 0 &&
+			    (lru == NULL || c->used < lru->used))
+				lru = c;
+		}
+		if (slot != NULL && cache_bytes + len <= SORT_CACHE_BYTES)
+			break;
+		if (lru == NULL) {
+			slot = NULL;	/* all in use: not kept */
+			break;
+		}
+		cache_free_slot(lru);
+	}
+	if (slot != NULL) {
+		slot->path = xstrdup(path);
+		slot->dev = st->st_dev;
+		slot->ino = st->st_ino;
+		slot->size = st->st_size;
+		slot->mtime = st->st_mtim;
+		slot->ctime = st->st_ctim;
+		slot->uidvalidity = uidvalidity;
+		slot->buf = buf;
+		slot->len = len;
+		slot->refs = 1;
+		slot->used = ++cache_tick;
+		cache_bytes += len;
+	}
+	pthread_mutex_unlock(&cache_lock);
+	return slot;
+}
+
+static void
+cache_release(struct sort_cached *c)
+{
+	pthread_mutex_lock(&cache_lock);
+	if (--c->refs == 0 && c->gone)
+		cache_free_slot(c);
+	pthread_mutex_unlock(&cache_lock);
+}
 
 static void
 put32(unsigned char *p, uint32_t v)
@@ -86,9 +228,9 @@ rec_header(unsigned char *h, uint32_t uid, const void *rec, uint32_t len)
 	put32(h + 12, rec_check(h, rec, len));
 }
 
-int
-mbox_sortrec_parse(const unsigned char *buf, size_t len,
-    uint32_t uidvalidity, mbox_sortrec_fn *fn, void *ctx)
+static int
+sortrec_parse(const unsigned char *buf, size_t len, uint32_t uidvalidity,
+    bool check, mbox_sortrec_fn *fn, void *ctx)
 {
 	size_t off = SORT_HDR;
 
@@ -103,12 +245,29 @@ mbox_sortrec_parse(const unsigned char *buf, size_t len,
 			return -1;
 		rlen = get32(h + 8);
 		if (rlen > MBOX_SORTREC_MAX || rlen > len - off - SREC_HDR ||
-		    rec_check(h, h + SREC_HDR, rlen) != get32(h + 12))
+		    (check && rec_check(h, h + SREC_HDR, rlen) !=
+		    get32(h + 12)))
 			return -1;
 		fn(ctx, get32(h + 4), h + SREC_HDR, rlen);
 		off += SREC_HDR + rlen;
 	}
 	return 0;
+}
+
+int
+mbox_sortrec_parse(const unsigned char *buf, size_t len,
+    uint32_t uidvalidity, mbox_sortrec_fn *fn, void *ctx)
+{
+	return sortrec_parse(buf, len, uidvalidity, true, fn, ctx);
+}
+
+static void
+count_one(void *ctx, uint32_t uid, const unsigned char *rec, size_t len)
+{
+	(void)uid;
+	(void)rec;
+	(void)len;
+	(*(size_t *)ctx)++;
 }
 
 static char *
@@ -157,19 +316,47 @@ mbox_sortrecs_load(struct mbox *mb, struct mbox_sortrecs *sr)
 		return;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-	    (uint64_t)st.st_size > SORT_FILE_MAX ||
-	    read_fd_all(fd, &data, &len, &st) < 0) {
+	    (uint64_t)st.st_size > SORT_FILE_MAX) {
+		sr->bad = true;
+		close(fd);
+		free(path);
+		return;
+	}
+	if ((sr->cached = cache_get(path, &st, mb->uidvalidity)) != NULL) {
+		/* checked when it was read: only the records' places */
+		close(fd);
+		free(path);
+		(void)sortrec_parse((const unsigned char *)sr->cached->buf,
+		    sr->cached->len, mb->uidvalidity, false, load_one, sr);
+		return;
+	}
+	if (read_fd_all(fd, &data, &len, &st) < 0) {
 		sr->bad = true;
 		close(fd);
 		free(path);
 		return;
 	}
 	close(fd);
+	if (mbox_sortrec_parse((const unsigned char *)data, len,
+	    mb->uidvalidity, count_one, &(size_t){ 0 }) < 0) {
+		/* used as far as it checks out, then written again */
+		sr->bad = true;
+		sr->buf = data;
+		(void)mbox_sortrec_parse((const unsigned char *)data, len,
+		    mb->uidvalidity, load_one, sr);
+		free(path);
+		return;
+	}
+	/* st is what was read only if the file did not change meanwhile */
+	if ((size_t)st.st_size == len &&
+	    (sr->cached = cache_put(path, &st, mb->uidvalidity, data, len)) !=
+	    NULL)
+		data = NULL;
 	free(path);
 	sr->buf = data;
-	if (mbox_sortrec_parse((const unsigned char *)data, len,
-	    mb->uidvalidity, load_one, sr) < 0)
-		sr->bad = true;
+	(void)sortrec_parse(sr->cached != NULL ?
+	    (const unsigned char *)sr->cached->buf : (const unsigned char *)data,
+	    len, mb->uidvalidity, false, load_one, sr);
 }
 
 void
@@ -278,6 +465,8 @@ mbox_sortrecs_finish(struct mbox_sortrecs *sr)
 	free(sr->rec);
 	free(sr->len);
 	free(sr->buf);
+	if (sr->cached != NULL)
+		cache_release(sr->cached);
 	str_free(&sr->pend);
 	memset(sr, 0, sizeof(*sr));
 }
