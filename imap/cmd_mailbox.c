@@ -333,13 +333,13 @@ out:
 /* ---- STATUS ---- */
 
 /* The STATUS items: RFC 3501 6.3.10, SIZE (RFC 8438), APPENDLIMIT (RFC
- * 7889), MAILBOXID (RFC 8474). */
+ * 7889), MAILBOXID (RFC 8474), HIGHESTMODSEQ (RFC 7162). */
 static const char *const status_items[] = {
 	"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE",
-	"APPENDLIMIT", "MAILBOXID",
+	"APPENDLIMIT", "MAILBOXID", "HIGHESTMODSEQ",
 };
 enum { ST_MESSAGES, ST_RECENT, ST_UIDNEXT, ST_UIDVALIDITY, ST_UNSEEN,
-	ST_SIZE, ST_APPENDLIMIT, ST_MAILBOXID, ST_NONE };
+	ST_SIZE, ST_APPENDLIMIT, ST_MAILBOXID, ST_HIGHESTMODSEQ, ST_NONE };
 
 static int
 status_item(const struct imap_arg *it)
@@ -370,8 +370,9 @@ imap_status_append(struct imap_session *s, const char *name,
 {
 	uint32_t uidvalidity = 0, uidnext = 0, messages = 0, unseen = 0;
 	uint32_t recent = 0;
-	uint64_t size = 0;
+	uint64_t size = 0, modseq = 0;
 	bool counts = false, want_size = false, want_id = false;
+	bool want_modseq = false;
 	char mailboxid[MBOX_OBJECTID_MAX + 1];
 	str_t line = STR_INIT;
 
@@ -382,6 +383,8 @@ imap_status_append(struct imap_session *s, const char *name,
 			want_size = true;
 		else if (k == ST_MAILBOXID)
 			want_id = true;
+		else if (k == ST_HIGHESTMODSEQ)
+			want_modseq = true;
 		else if (k != ST_APPENDLIMIT)
 			counts = true;
 	}
@@ -392,6 +395,11 @@ imap_status_append(struct imap_session *s, const char *name,
 		return -1;
 	if (want_size && mbox_status_size(path, &size, error_r) < 0)
 		return -1;
+	if (want_modseq) {
+		if (mbox_status_modseq(path, &modseq, error_r) < 0)
+			return -1;
+		imap_condstore_enable(s);	/* RFC 7162 3.1 */
+	}
 	str_append(&line, "STATUS ");
 	imap_append_astring(&line, name, strlen(name));
 	str_append(&line, " (");
@@ -401,6 +409,7 @@ imap_status_append(struct imap_session *s, const char *name,
 			[ST_UIDNEXT] = uidnext, [ST_UIDVALIDITY] = uidvalidity,
 			[ST_UNSEEN] = unseen, [ST_SIZE] = size,
 			[ST_APPENDLIMIT] = s->srv->size_limit,
+			[ST_HIGHESTMODSEQ] = modseq,
 		};
 
 		for (size_t i = 0; i < n; i++) {

@@ -33,7 +33,7 @@ imap_capabilities(const struct imap_session *s, str_t *out)
 		    "LIST-EXTENDED LIST-STATUS CREATE-SPECIAL-USE SORT "
 		    "SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
 		    "MULTIAPPEND REPLACE BINARY OBJECTID SAVEDATE PREVIEW "
-		    "CATENATE");
+		    "CATENATE CONDSTORE");
 		/* one limit for every mailbox (RFC 7889 3.1) */
 		str_printf(out, " APPENDLIMIT=%llu",
 		    (unsigned long long)s->srv->size_limit);
@@ -82,13 +82,34 @@ imap_cmd_id(struct imap_session *s, struct imap_cmd *c)
 void
 imap_cmd_enable(struct imap_session *s, struct imap_cmd *c)
 {
+	bool cs = false, qr = false;
+	str_t en = STR_INIT;
+
 	if (c->nargs == 0) {
 		imap_bad(s, "ENABLE needs capability names");
 		return;
 	}
-	/* Nothing we offer needs enabling (RFC 5161: unknown names are
-	 * ignored). */
-	imap_untagged(s, "ENABLED");
+	/* CONDSTORE and QRESYNC (RFC 7162; QRESYNC implies CONDSTORE);
+	 * other names are ignored (RFC 5161) */
+	for (size_t k = 0; k < c->nargs; k++) {
+		if (c->args[k].type != IMAP_ARG_ATOM)
+			continue;
+		if (strcasecmp(c->args[k].str, "CONDSTORE") == 0)
+			cs = true;
+		else if (strcasecmp(c->args[k].str, "QRESYNC") == 0)
+			qr = true;
+	}
+	/* ENABLED names what this command enabled */
+	if (cs && !s->condstore)
+		str_append(&en, " CONDSTORE");
+	if (qr && !s->qresync)
+		str_append(&en, " QRESYNC");
+	if (cs || qr)
+		imap_condstore_enable(s);
+	if (qr)
+		s->qresync = true;
+	imap_untagged(s, "ENABLED%s", str_c(&en));
+	str_free(&en);
 	imap_ok(s, "Enabled.");
 }
 

@@ -240,7 +240,7 @@ imap_cmd_sort(struct imap_session *s, struct imap_cmd *c)
 	} else {
 		/* RFC 5267 section 3: ESEARCH in sort order, MIN and MAX
 		 * the first and the last message of it */
-		imap_esearch_reply(s, c, ret, hits, n);
+		imap_esearch_reply(s, c, ret, hits, n, 0);
 	}
 	free_keys(&keys, n);
 	free(order);
