@@ -636,6 +636,10 @@ bad_mods:
 				fs->att.n++;
 			}
 		}
+		if (vanished && mbox_sync(s->mb, NULL, &err) < 0)
+			/* the answer is then as of the last sync; what is
+			 * left is reported after the command */
+			log_warn("%016llx: %s", SID(&s->base), err);
 		if (imap_resolve_set(s, set, c->uid, &fs->idx,
 		    &fs->n) < 0) {
 			imap_fetch_free(&fs->att);
@@ -653,7 +657,8 @@ bad_mods:
 
 			fs->modseq = true;
 			for (size_t k = 0; k < fs->n; k++)
-				if (s->mb->msgs[fs->idx[k]].modseq > fs->since)
+				if (s->mb->msgs[fs->idx[k]].modseq >
+				    fs->since && fs->idx[k] < s->known)
 					fs->idx[out++] = fs->idx[k];
 			fs->n = out;
 		}

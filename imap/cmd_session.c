@@ -33,7 +33,7 @@ imap_capabilities(const struct imap_session *s, str_t *out)
 		    "LIST-EXTENDED LIST-STATUS CREATE-SPECIAL-USE SORT "
 		    "SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
 		    "MULTIAPPEND REPLACE BINARY OBJECTID SAVEDATE PREVIEW "
-		    "CATENATE CONDSTORE");
+		    "CATENATE CONDSTORE QRESYNC");
 		/* one limit for every mailbox (RFC 7889 3.1) */
 		str_printf(out, " APPENDLIMIT=%llu",
 		    (unsigned long long)s->srv->size_limit);

@@ -207,11 +207,14 @@ imap_report_vanished_since(struct imap_session *s, uint64_t since,
 
 	(void)mbox_vanished(s->mb, since, &uids, &n, &exact);
 	if (exact) {
-		for (k = 0; k < n; k++)
+		for (k = 0; k < n; k++) {
+			long i = mbox_find_uid(s->mb, uids[k]);
+
 			if ((set == NULL ||
 			    imap_seqset_has(set, uids[k], star)) &&
-			    mbox_find_uid(s->mb, uids[k]) < 0)
+			    (i < 0 || s->mb->msgs[i].expunged))
 				uids[no++] = uids[k];
+		}
 		if (no > 0)
 			imap_seqset_format(uids, no, &line);
 	} else if (s->mb->uidnext > 1) {

@@ -158,7 +158,7 @@ mbox_xlog_append(struct mbox *mb, const uint32_t *uids, size_t n,
 	put_set(&line, uids, n);
 	str_append_c(&line, '\n');
 	path = xlog_path(mb);
-	fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+	fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
 	free(path);
 	if (fd >= 0 && fstat(fd, &st) == 0 && xlog_usable(mb, fd, &st) &&
 	    (uint64_t)st.st_size + line.len <= XLOG_MAX) {
