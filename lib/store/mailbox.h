@@ -28,6 +28,8 @@
  *                  processes agree on UIDs.
  *   petrel-recent  the first UID no session has taken as \Recent
  *                  (see mailbox.c).
+ *   petrel-expunged  the UIDs expunged and the modseq of each expunge
+ *                  (RFC 7162 VANISHED), bounded (mbox_expunged.c).
  *   dovecot-keywords  keyword names for the letters a..z (Dovecot's
  *                  format: "<index> <name>" lines; index 0 = 'a'),
  *                  shared with Dovecot.
