@@ -206,6 +206,11 @@ def test_search_modseq(imap_server):
         r = c.ok("UID SEARCH RETURN (ALL) MODSEQ %d" % m4)
         e = r.data("ESEARCH")[0]
         assert e.endswith(b" MODSEQ %d" % m4) and b" ALL " in e, r
+        # SORT too (RFC 7162 3.1.5), and ESORT
+        r = c.ok("SORT (REVERSE SUBJECT) UTF-8 MODSEQ %d" % (h0 + 1))
+        assert r.data("SORT") == [b"4 2 (MODSEQ %d)" % m4], r
+        r = c.ok("SORT RETURN (ALL) (ARRIVAL) UTF-8 MODSEQ %d" % (h0 + 1))
+        assert r.data("ESEARCH")[0].endswith(b"ALL 2,4 MODSEQ %d" % m4), r
         # nothing found: no MODSEQ
         r = c.ok("SEARCH MODSEQ %d" % (m4 + 1))
         assert r.data("SEARCH") == [b""], r
