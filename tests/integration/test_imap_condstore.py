@@ -90,6 +90,18 @@ def test_fetch_modseq_enables_condstore(imap_server):
         f = r.fetches()[1]
         assert "\\Flagged" in f["FLAGS"] and int(f["MODSEQ"][0]) > h, r
         c.logout()
+    # ENABLE CONDSTORE with a mailbox selected: HIGHESTMODSEQ at once
+    with imap_server.session(select="INBOX") as c:
+        r = c.ok("ENABLE CONDSTORE")
+        assert r.data("ENABLED") == [b"CONDSTORE"] and highest(r) > h, r
+        c.logout()
+    # so does STATUS (HIGHESTMODSEQ), a CONDSTORE enabling command
+    with imap_server.session(select="INBOX") as c:
+        r = c.ok("STATUS INBOX (HIGHESTMODSEQ)")
+        assert highest(r) > h, r
+        r = c.ok("STORE 2 +FLAGS (\\Seen)")
+        assert "MODSEQ" in r.fetches()[2], r
+        c.logout()
 
 
 def test_store_bumps_and_changedsince(imap_server):
