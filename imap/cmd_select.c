@@ -221,6 +221,7 @@ imap_cmd_select(struct imap_session *s, struct imap_cmd *c)
 		imap_untagged(s, "OK [HIGHESTMODSEQ %llu] Highest.",
 		    (unsigned long long)mbox_highestmodseq(s->mb));
 	s->known = s->mb->n;
+	s->told_modseq = mbox_highestmodseq(s->mb);
 	if (q.on)
 		qresync_report(s, &q);
 	imap_seqset_free(&q.known);

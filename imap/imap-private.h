@@ -125,6 +125,8 @@ struct imap_session {
 	 * command: MODSEQ in every FETCH that reports flags), QRESYNC
 	 * enabled (VANISHED instead of EXPUNGE) */
 	bool condstore, qresync;
+	uint64_t told_modseq;	/* the folder's modseq when the client was
+				   last told of every expunge */
 	struct imap_watch *watch;
 };
 

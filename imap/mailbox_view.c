@@ -381,6 +381,14 @@ imap_sync_report(struct imap_session *s, bool allow_expunge)
 		imap_fetch_flags_line(s, (size_t)i, true);
 	}
 	free(uids);
+	/* RFC 7162 3.2: expunges held back (FETCH, STORE, SEARCH) while
+	 * MODSEQs went out: a HIGHESTMODSEQ from before them, so that a
+	 * client that loses the connection asks again from there */
+	if (!mbox_has_expunged(s->mb))
+		s->told_modseq = mbox_highestmodseq(s->mb);
+	else if (s->qresync)
+		imap_untagged(s, "OK [HIGHESTMODSEQ %llu] Expunges pending.",
+		    (unsigned long long)s->told_modseq);
 }
 
 void

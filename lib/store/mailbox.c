@@ -3074,6 +3074,14 @@ mbox_status_size(const char *path, uint64_t *size_r, const char **error_r)
 	return 0;
 }
 
+bool
+mbox_has_expunged(const struct mbox *mb)
+{
+	const struct mbox_priv *p = mb->priv;
+
+	return p->nexpunged > 0;
+}
+
 uint64_t
 mbox_highestmodseq(const struct mbox *mb)
 {

@@ -281,6 +281,8 @@ int mbox_status(const char *path, uint32_t *uidvalidity_r,
  * new value (all the changes published in one index write share it).
  * Changes are published by mbox_flush, mbox_sync and mbox_expunge.
  */
+/* Does msgs hold expunged messages not purged yet? */
+bool mbox_has_expunged(const struct mbox *mb);
 /* The folder's highest modseq as this handle knows it (>= 1). */
 uint64_t mbox_highestmodseq(const struct mbox *mb);
 /* The same for STATUS, without keeping a handle (cheap when the index

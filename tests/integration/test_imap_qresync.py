@@ -190,6 +190,27 @@ def test_vanished_instead_of_expunge(imap_server):
         q.logout()
 
 
+def test_held_back_expunge_lowers_highestmodseq(imap_server):
+    """RFC 7162 3.2: while a VANISHED waits (a FETCH may not shift sequence
+    numbers) and MODSEQs of later changes go out, the server says a
+    HIGHESTMODSEQ from before the expunge."""
+    put_many(imap_server.instance, ALICE, 4)
+    with qsession(imap_server) as a, imap_server.session(select="INBOX") as b:
+        h = highest(a.ok("SELECT INBOX"))
+        b.ok("STORE 2 +FLAGS.SILENT (\\Deleted)")
+        b.ok("EXPUNGE")
+        b.ok("STORE 3 +FLAGS.SILENT (\\Flagged)")
+        r = a.ok("FETCH 1:* (FLAGS)")
+        assert not r.data("VANISHED") and not r.numbered("EXPUNGE"), r
+        assert any(b"MODSEQ" in u for u in r.untagged), r
+        assert highest(r) <= h, r
+        r = a.ok("NOOP")
+        assert vanished(r, earlier=False) == {2}, r
+        assert not r.find("HIGHESTMODSEQ"), r
+        a.logout()
+        b.logout()
+
+
 def test_concurrent_expunges(imap_server):
     """Two sessions expunge overlapping sets at the same time, a delivery
     arrives meanwhile; a client that synced before learns every expunged
