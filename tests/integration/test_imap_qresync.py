@@ -169,10 +169,22 @@ def test_vanished_instead_of_expunge(imap_server):
         a.ok("STORE 2:3 +FLAGS.SILENT (\\Deleted)")
         r = a.ok("EXPUNGE")
         assert not r.numbered("EXPUNGE") and vanished(r, earlier=False) == {2, 3}, r
+        # a delivery meanwhile: B learns both at its next command, and
+        # the new message's MODSEQ is above what B saw
+        r0 = b.ok("STATUS INBOX (HIGHESTMODSEQ)")
+        hb = int(parse(r0.data("STATUS")[0])[1][1])
+        deliver(imap_server, ALICE, message(5))
         r = b.ok("NOOP")
+        if not r.numbered("EXISTS"):
+            r2 = b.ok("NOOP")       # the delivery may land a moment later
+            r.untagged += r2.untagged
+        r.untagged = r0.untagged + r.untagged   # STATUS may tell at once
         assert not r.numbered("EXPUNGE") and vanished(r, earlier=False) == {2, 3}, r
+        assert r.numbered("EXISTS") == [3], r
+        f = b.ok("UID FETCH 5 (MODSEQ)").fetches()
+        assert int(list(f.values())[0]["MODSEQ"][0]) > hb, f
         r = b.ok("FETCH 1:* (UID)")
-        assert sorted(int(d["UID"]) for d in r.fetches().values()) == [1, 4], r
+        assert sorted(int(d["UID"]) for d in r.fetches().values()) == [1, 4, 5], r
         # UID EXPUNGE too
         b.ok("STORE 2 +FLAGS.SILENT (\\Deleted)")
         r = b.ok("UID EXPUNGE 4")
