@@ -2131,7 +2131,9 @@ modseq_assign(struct mbox *mb)
 		if (i >= 0)
 			mb->msgs[i].modseq = p->modseq;
 	}
-	p->nmod = 0;
+	/* (mod is cleared with the other changes once published: if the
+	 * write fails they get a newer modseq at the next attempt, above
+	 * whatever other handles published meanwhile) */
 	if (p->ngone == 0)
 		return;
 	if (p->ngone > 1)
