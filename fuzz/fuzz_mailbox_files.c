@@ -1,16 +1,17 @@
 /*
  * fuzz_mailbox_files.c: a folder opened over hostile or damaged files of
- * its own (lib/store/mailbox.c, mbox_index.c, mbox_cache.c):
- * dovecot-keywords as the input gives it, and petrel-index and
- * petrel-cache as petrel wrote them, then corrupted by the input. Whoever
+ * its own (lib/store/mailbox.c, mbox_index.c, mbox_cache.c,
+ * mbox_expunged.c): dovecot-keywords as the input gives it, and
+ * petrel-index, petrel-cache and petrel-expunged as petrel wrote them,
+ * then corrupted by the input. Whoever
  * can write the maildir (another server sharing it, a user with shell
  * access, a torn write) chooses these bytes.
  *
  * Input: a mode byte (bit 0: open read-only; bit 1: store the values),
  * the keywords file up to "\n%%\n", then patches of 4 octets each: a
  * 16-bit offset, an octet to XOR there, an octet choosing the file
- * (even: petrel-cache, odd: petrel-index; an offset past the end goes
- * round). Three messages are put in a maildir made with mkdtemp under
+ * (odd: petrel-index, else bit 1: petrel-expunged, else petrel-cache;
+ * an offset past the end goes round). Three messages are put in a maildir made with mkdtemp under
  * $TMPDIR (or the working directory); with bit 1 the folder is opened
  * and an ENVELOPE, BODYSTRUCTURE and BODY value stored per message, and
  * closed; the patches are applied; the folder is opened again. Checks:
@@ -19,7 +20,9 @@
  *  - the messages are the three files, in ascending UID order below
  *    UIDNEXT;
  *  - a cached value is the one stored for that file, or none: never
- *    another message's, never garbage, however the files were damaged.
+ *    another message's, never garbage, however the files were damaged;
+ *  - the UIDs petrel-expunged names (RFC 7162 VANISHED) ascend, below
+ *    UIDNEXT; every modseq is at most the folder's highest.
  */
 #include <dirent.h>
 #include <stdint.h>
@@ -226,6 +229,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				free(v);
 			}
 		}
+		{
+			/* expunges on record, for the patches to damage */
+			char *x = xasprintf("petrel-expunged 1 %u 1\n"
+			    "2 1\n3 2:3,1\n", mb->uidvalidity);
+
+			put("petrel-expunged", x, strlen(x));
+			free(x);
+		}
 		mbox_close(&mb);
 	}
 	if (sep != NULL) {
@@ -233,7 +244,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    *end = data + size;
 
 		for (; end - p >= 4; p += 4)
-			patch(p[3] & 1 ? "petrel-index" : "petrel-cache",
+			patch(p[3] & 1 ? "petrel-index" : p[3] & 2 ?
+			    "petrel-expunged" : "petrel-cache",
 			    (size_t)(p[0] << 8 | p[1]), p[2]);
 	}
 
@@ -244,10 +256,24 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 	if (mb->n != NMSG)
 		abort();
+	for (uint64_t since = 0; since < 3; since++) {
+		uint32_t *uids;
+		size_t nv;
+		bool exact;
+
+		mbox_vanished(mb, since, &uids, &nv, &exact);
+		for (size_t k = 0; k < nv; k++)
+			if (!exact || uids[k] == 0 || uids[k] >= mb->uidnext ||
+			    (k > 0 && uids[k] <= uids[k - 1]))
+				abort();
+		free(uids);
+	}
 	for (size_t i = 0; i < mb->n; i++) {
 		const struct mbox_msg *m = &mb->msgs[i];
 		int w = which(m->name);
 
+		if (m->modseq == 0 || m->modseq > mbox_highestmodseq(mb))
+			abort();
 		if (w < 0 || m->uid == 0 || m->uid >= mb->uidnext ||
 		    (i > 0 && m->uid <= mb->msgs[i - 1].uid))
 			abort();

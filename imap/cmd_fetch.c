@@ -28,6 +28,9 @@ struct fetch_state {
 	size_t *idx;
 	size_t n, pos;
 	struct fetch_att att;
+	bool modseq;		/* MODSEQ asked for, or CHANGEDSINCE */
+	bool changedsince;	/* RFC 7162 3.1.4.1: only messages whose */
+	uint64_t since;		/* modseq is above since */
 	bool gone;		/* a message could not be read */
 	bool unknown_cte;	/* a BINARY section had an encoding not
 				   known (RFC 3516: NO [UNKNOWN-CTE]) */
@@ -206,6 +209,7 @@ answer_without_file(struct imap_session *s, const struct fetch_att *att,
 		case FETCH_EMAILID:
 		case FETCH_THREADID:
 		case FETCH_SAVEDATE:
+		case FETCH_MODSEQ:
 			continue;
 		case FETCH_INTERNALDATE:
 		case FETCH_RFC822_SIZE:
@@ -244,7 +248,7 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 	const struct fetch_att *att = &fs->att;
 	char *cached[MBOX_CACHE_KINDS] = { NULL };
 	bool need_data = false, need_info = false, set_seen = false;
-	bool flags_shown = false;
+	bool flags_shown = false, modseq_shown = false;
 	struct fetch_msg fm = { NULL, 0, STR_INIT, false, NULL };
 	str_t *line = &s->out, *bin = NULL;
 	bool first = true, ok = true;
@@ -344,6 +348,9 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 		snprintf(flags, sizeof(flags), "%sS", m->flags);
 		if (mbox_set_flags(s->mb, i, flags, &err) < 0)
 			log_warn("%016llx: %s", SID(&s->base), err);
+		/* published now, so that the MODSEQ shown is the new one */
+		if (s->condstore && mbox_flush(s->mb, &err) < 0)
+			log_warn("%016llx: %s", SID(&s->base), err);
 		m = &s->mb->msgs[i];
 		m->flags_changed = false;
 		set_seen = true;
@@ -370,6 +377,11 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 			break;
 		case FETCH_UID:
 			str_printf(line, "UID %u", m->uid);
+			break;
+		case FETCH_MODSEQ:
+			str_printf(line, "MODSEQ (%llu)",
+			    (unsigned long long)m->modseq);
+			modseq_shown = true;
 			break;
 		case FETCH_EMAILID: {
 			char id[MBOX_OBJECTID_MAX + 1];
@@ -512,7 +524,11 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 		str_append(line, first ? "FLAGS (" : " FLAGS (");
 		imap_flags_string(s, m, line);
 		str_append_c(line, ')');
+		first = false;
 	}
+	if (((set_seen && s->condstore) || fs->modseq) && !modseq_shown)
+		str_printf(line, "%sMODSEQ (%llu)", first ? "" : " ",
+		    (unsigned long long)m->modseq);
 	str_append(line, ")\r\n");
 out:
 	for (size_t k = 0; k < MBOX_CACHE_KINDS; k++)
@@ -559,13 +575,55 @@ imap_cmd_fetch(struct imap_session *s, struct imap_cmd *c)
 		    strcasecmp(c->args[1].str, "PREVIEW") == 0 &&
 		    c->args[2].type == IMAP_ARG_LIST;
 
-		if ((c->nargs != 2 && !mods) ||
-		    c->args[0].type != IMAP_ARG_ATOM) {
+		const struct imap_arg *fmods = NULL;
+		bool vanished = false;
+
+		/* FETCH modifiers (RFC 4466): "(CHANGEDSINCE n [VANISHED])" */
+		if (c->nargs == 3 && !mods)
+			fmods = &c->args[2];
+		if ((c->nargs != 2 && !mods && fmods == NULL) ||
+		    c->args[0].type != IMAP_ARG_ATOM ||
+		    (fmods != NULL && fmods->type != IMAP_ARG_LIST)) {
 			imap_bad(s, "FETCH needs a sequence set and items");
 			return;
 		}
 		set = c->args[0].str;
 		fs = xcalloc(1, sizeof(*fs));
+		for (size_t k = 0; fmods != NULL && k < fmods->nlist; k++) {
+			const struct imap_arg *a = &fmods->list[k];
+			char *end;
+
+			if (a->type == IMAP_ARG_ATOM &&
+			    strcasecmp(a->str, "CHANGEDSINCE") == 0 &&
+			    k + 1 < fmods->nlist && !fs->changedsince &&
+			    fmods->list[k + 1].type == IMAP_ARG_ATOM &&
+			    fmods->list[k + 1].str[0] >= '0' &&
+			    fmods->list[k + 1].str[0] <= '9') {
+				errno = 0;
+				fs->since = strtoull(fmods->list[k + 1].str,
+				    &end, 10);
+				if (errno != 0 || *end != '\0' ||
+				    fs->since > INT64_MAX)
+					goto bad_mods;
+				fs->changedsince = true;
+				k++;
+			} else if (a->type == IMAP_ARG_ATOM &&
+			    strcasecmp(a->str, "VANISHED") == 0 &&
+			    !vanished) {
+				vanished = true;
+			} else {
+				goto bad_mods;
+			}
+		}
+		/* RFC 7162 3.2.6: VANISHED needs UID FETCH, CHANGEDSINCE
+		 * and QRESYNC enabled */
+		if (vanished && (!c->uid || !fs->changedsince ||
+		    !s->qresync)) {
+bad_mods:
+			free(fs);
+			imap_bad(s, "Invalid FETCH modifiers");
+			return;
+		}
 		if (imap_fetch_parse(mods ? &one : &c->args[1], &fs->att,
 		    &err) < 0) {
 			imap_bad(s, "%s", err != NULL ? err :
@@ -592,12 +650,42 @@ imap_cmd_fetch(struct imap_session *s, struct imap_cmd *c)
 				fs->att.n++;
 			}
 		}
+		if (vanished && mbox_sync(s->mb, NULL, &err) < 0)
+			/* the answer is then as of the last sync; what is
+			 * left is reported after the command */
+			log_warn("%016llx: %s", SID(&s->base), err);
 		if (imap_resolve_set(s, set, c->uid, &fs->idx,
 		    &fs->n) < 0) {
 			imap_fetch_free(&fs->att);
 			free(fs);
 			imap_bad(s, "Invalid sequence set");
 			return;
+		}
+		for (size_t k = 0; k < fs->att.n; k++)
+			if (fs->att.items[k].kind == FETCH_MODSEQ)
+				fs->modseq = true;
+		if (fs->changedsince) {
+			/* only the messages changed since (RFC 7162
+			 * 3.1.4.1), MODSEQ implied */
+			size_t out = 0;
+
+			fs->modseq = true;
+			for (size_t k = 0; k < fs->n; k++)
+				if (s->mb->msgs[fs->idx[k]].modseq >
+				    fs->since && fs->idx[k] < s->known)
+					fs->idx[out++] = fs->idx[k];
+			fs->n = out;
+		}
+		if (fs->modseq)
+			imap_condstore_enable(s);
+		if (vanished) {
+			struct imap_seqset uset;
+
+			if (imap_seqset_parse(set, &uset) == 0) {
+				imap_report_vanished_since(s, fs->since,
+				    &uset);
+				imap_seqset_free(&uset);
+			}
 		}
 		s->cmd_state = fs;
 		s->cmd_state_free = fetch_state_free;

@@ -351,13 +351,14 @@ out:
 /* ---- STATUS ---- */
 
 /* The STATUS items: RFC 3501 6.3.10, SIZE (RFC 8438), APPENDLIMIT (RFC
- * 7889), MAILBOXID (RFC 8474). */
+ * 7889), MAILBOXID (RFC 8474), HIGHESTMODSEQ (RFC 7162). */
 static const char *const status_items[] = {
 	"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE",
-	"APPENDLIMIT", "MAILBOXID", "DELETED",
+	"APPENDLIMIT", "MAILBOXID", "DELETED", "HIGHESTMODSEQ",
 };
 enum { ST_MESSAGES, ST_RECENT, ST_UIDNEXT, ST_UIDVALIDITY, ST_UNSEEN,
-	ST_SIZE, ST_APPENDLIMIT, ST_MAILBOXID, ST_DELETED, ST_NONE };
+	ST_SIZE, ST_APPENDLIMIT, ST_MAILBOXID, ST_DELETED, ST_HIGHESTMODSEQ,
+	ST_NONE };
 
 static int
 status_item(const struct imap_arg *it)
@@ -388,10 +389,10 @@ imap_status_append(struct imap_session *s, const char *name,
 {
 	uint32_t uidvalidity = 0, uidnext = 0, messages = 0, unseen = 0;
 	uint32_t recent = 0;
-	uint64_t size = 0;
+	uint64_t size = 0, modseq = 0;
 	uint32_t deleted = 0;
 	bool counts = false, want_size = false, want_id = false;
-	bool want_deleted = false;
+	bool want_deleted = false, want_modseq = false;
 	char mailboxid[MBOX_OBJECTID_MAX + 1];
 	str_t line = STR_INIT;
 
@@ -404,6 +405,8 @@ imap_status_append(struct imap_session *s, const char *name,
 			want_id = true;
 		else if (k == ST_DELETED)
 			want_deleted = true;
+		else if (k == ST_HIGHESTMODSEQ)
+			want_modseq = true;
 		else if (k != ST_APPENDLIMIT)
 			counts = true;
 	}
@@ -416,6 +419,11 @@ imap_status_append(struct imap_session *s, const char *name,
 		return -1;
 	if (want_deleted && mbox_status_deleted(path, &deleted, error_r) < 0)
 		return -1;
+	if (want_modseq) {
+		if (mbox_status_modseq(path, &modseq, error_r) < 0)
+			return -1;
+		imap_condstore_enable(s);	/* RFC 7162 3.1 */
+	}
 	str_append(&line, "STATUS ");
 	imap_append_mailbox(s, &line, name);
 	str_append(&line, " (");
@@ -426,6 +434,7 @@ imap_status_append(struct imap_session *s, const char *name,
 			[ST_UNSEEN] = unseen, [ST_SIZE] = size,
 			[ST_APPENDLIMIT] = s->srv->size_limit,
 			[ST_DELETED] = deleted,
+			[ST_HIGHESTMODSEQ] = modseq,
 		};
 
 		for (size_t i = 0; i < n; i++) {

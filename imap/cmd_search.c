@@ -98,7 +98,7 @@ imap_search_parse_return(const struct imap_arg *args, size_t n, unsigned *ret_r,
 
 void
 imap_esearch_reply(struct imap_session *s, const struct imap_cmd *c,
-    unsigned ret, const uint32_t *hits, size_t nhits)
+    unsigned ret, const uint32_t *hits, size_t nhits, uint64_t modseq)
 {
 	str_t res = STR_INIT;
 
@@ -114,6 +114,8 @@ imap_esearch_reply(struct imap_session *s, const struct imap_cmd *c,
 		str_append(&res, " ALL ");
 		imap_seqset_format(hits, nhits, &res);
 	}
+	if (nhits > 0 && modseq != 0)
+		str_printf(&res, " MODSEQ %llu", (unsigned long long)modseq);
 	imap_untagged(s, "%s", str_c(&res));
 	str_free(&res);
 }
@@ -163,6 +165,7 @@ imap_search_run(struct imap_session *s, const struct search_key *root,
 			.size = m->vsize, .internaldate = m->internaldate,
 			.savedate = need_savedate ? mbox_savedate(m->name) :
 			    -1,
+			.modseq = m->modseq,
 			.keyword_letter = search_keyword, .load = search_load,
 			.ctx = &sc, .saved = s->searchres,
 			.nsaved = s->nsearchres,
@@ -215,6 +218,7 @@ imap_cmd_search(struct imap_session *s, struct imap_cmd *c)
 	str_t res = STR_INIT;
 	uint32_t *hits = NULL;
 	size_t *idx, nidx, skip;
+	uint64_t modseq = 0;
 	unsigned ret;
 	int rc;
 
@@ -244,13 +248,31 @@ imap_cmd_search(struct imap_session *s, struct imap_cmd *c)
 	for (size_t k = 0; k < nidx; k++)
 		hits[k] = c->uid ? s->mb->msgs[idx[k]].uid :
 		    (uint32_t)(idx[k] + 1);
+	if (imap_search_has_modseq(root)) {
+		/* RFC 7162 3.1.5: the highest modseq of the messages
+		 * returned (MIN and MAX alone: of those two) */
+		bool ends = ret != 0 && (ret & (RET_ALL | RET_COUNT)) == 0;
+
+		imap_condstore_enable(s);
+		for (size_t k = 0; k < nidx; k++) {
+			uint64_t v = s->mb->msgs[idx[k]].modseq;
+
+			if (ends && k != 0 && k != nidx - 1)
+				continue;
+			if (v > modseq)
+				modseq = v;
+		}
+	}
 	if (ret == 0) {
 		str_append(&res, "SEARCH");
 		for (size_t k = 0; k < nidx; k++)
 			str_printf(&res, " %u", (unsigned)hits[k]);
+		if (nidx > 0 && modseq != 0)
+			str_printf(&res, " (MODSEQ %llu)",
+			    (unsigned long long)modseq);
 		imap_untagged(s, "%s", str_c(&res));
 	} else if (ret != RET_SAVE) {
-		imap_esearch_reply(s, c, ret, hits, nidx);
+		imap_esearch_reply(s, c, ret, hits, nidx, modseq);
 	}
 	if (ret & RET_SAVE)
 		save_result(s, ret, idx, nidx);

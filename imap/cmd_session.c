@@ -33,7 +33,7 @@ imap_capabilities(const struct imap_session *s, str_t *out)
 		    "LIST-EXTENDED LIST-STATUS CREATE-SPECIAL-USE SORT "
 		    "SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
 		    "MULTIAPPEND REPLACE BINARY OBJECTID SAVEDATE PREVIEW "
-		    "CATENATE METADATA METADATA-SERVER NOTIFY");
+		    "CATENATE METADATA METADATA-SERVER NOTIFY CONDSTORE QRESYNC");
 		/* one limit for every mailbox (RFC 7889 3.1) */
 		str_printf(out, " APPENDLIMIT=%llu",
 		    (unsigned long long)s->srv->size_limit);
@@ -82,29 +82,42 @@ imap_cmd_id(struct imap_session *s, struct imap_cmd *c)
 void
 imap_cmd_enable(struct imap_session *s, struct imap_cmd *c)
 {
-	str_t on = STR_INIT;
+	bool cs = false, qr = false;
+	str_t en = STR_INIT;
 
 	if (c->nargs == 0) {
 		imap_bad(s, "ENABLE needs capability names");
 		return;
 	}
-	for (size_t i = 0; i < c->nargs; i++) {
-		const struct imap_arg *a = &c->args[i];
-
-		if (a->type != IMAP_ARG_ATOM) {
+	/* CONDSTORE and QRESYNC (RFC 7162; QRESYNC implies CONDSTORE),
+	 * IMAP4rev2 (RFC 9051); other names are ignored (RFC 5161) */
+	for (size_t k = 0; k < c->nargs; k++) {
+		if (c->args[k].type != IMAP_ARG_ATOM) {
 			imap_bad(s, "ENABLE takes capability names");
-			str_free(&on);
+			str_free(&en);
 			return;
 		}
-		/* RFC 5161 3.1: ENABLED names what this command turned on;
-		 * unknown names are ignored */
-		if (strcasecmp(a->str, "IMAP4rev2") == 0 && !s->rev2) {
+		if (strcasecmp(c->args[k].str, "CONDSTORE") == 0)
+			cs = true;
+		else if (strcasecmp(c->args[k].str, "QRESYNC") == 0)
+			qr = true;
+		else if (strcasecmp(c->args[k].str, "IMAP4rev2") == 0 &&
+		    !s->rev2) {
 			s->rev2 = true;
-			str_append(&on, " IMAP4rev2");
+			str_append(&en, " IMAP4rev2");
 		}
 	}
-	imap_untagged(s, "ENABLED%s", str_c(&on));
-	str_free(&on);
+	/* ENABLED names what this command enabled */
+	if (cs && !s->condstore)
+		str_append(&en, " CONDSTORE");
+	if (qr && !s->qresync)
+		str_append(&en, " QRESYNC");
+	if (cs || qr)
+		imap_condstore_enable(s);
+	if (qr)
+		s->qresync = true;
+	imap_untagged(s, "ENABLED%s", str_c(&en));
+	str_free(&en);
 	imap_ok(s, "Enabled.");
 }
 

@@ -195,6 +195,7 @@ imap_cmd_sort(struct imap_session *s, struct imap_cmd *c)
 	const char *err = NULL;
 	uint32_t *hits = NULL;
 	size_t *idx, n, skip;
+	uint64_t modseq = 0;
 	unsigned ret;
 	str_t res = STR_INIT;
 
@@ -220,6 +221,13 @@ imap_cmd_sort(struct imap_session *s, struct imap_cmd *c)
 	    NULL)
 		return;
 	imap_search_run(s, root, &idx, &n);
+	if (imap_search_has_modseq(root)) {
+		/* RFC 7162 3.1.5: the highest modseq of those found */
+		imap_condstore_enable(s);
+		for (size_t k = 0; k < n; k++)
+			if (s->mb->msgs[idx[k]].modseq > modseq)
+				modseq = s->mb->msgs[idx[k]].modseq;
+	}
 	imap_search_free(root);
 	load_keys(s, idx, n, imap_sort_needs(&prog),
 	    imap_sort_needs_info(&prog), &keys);
@@ -236,11 +244,14 @@ imap_cmd_sort(struct imap_session *s, struct imap_cmd *c)
 			str_append_c(&res, ' ');
 			str_append_u32(&res, hits[k]);
 		}
+		if (n > 0 && modseq != 0)
+			str_printf(&res, " (MODSEQ %llu)",
+			    (unsigned long long)modseq);
 		imap_untagged(s, "%s", str_c(&res));
 	} else {
 		/* RFC 5267 section 3: ESEARCH in sort order, MIN and MAX
 		 * the first and the last message of it */
-		imap_esearch_reply(s, c, ret, hits, n);
+		imap_esearch_reply(s, c, ret, hits, n, modseq);
 	}
 	free_keys(&keys, n);
 	free(order);

@@ -86,9 +86,10 @@ enum {
 int imap_search_parse_return(const struct imap_arg *args, size_t n,
     unsigned *ret_r, size_t *skip_r, const char **error_r);
 /* "* ESEARCH (TAG ...) [UID] MIN MAX COUNT ALL" for the hits in the
- * order given: MIN is the first, MAX the last. */
+ * order given: MIN is the first, MAX the last; then "MODSEQ modseq"
+ * unless modseq is 0 (RFC 7162 3.1.5). */
 void imap_esearch_reply(struct imap_session *s, const struct imap_cmd *c,
-    unsigned ret, const uint32_t *hits, size_t nhits);
+    unsigned ret, const uint32_t *hits, size_t nhits, uint64_t modseq);
 /* The indexes (ascending, malloc'd, NULL when none) of the messages
  * the search keys match, and their count. */
 void imap_search_run(struct imap_session *s, const struct search_key *root,

@@ -124,6 +124,12 @@ struct imap_session {
 	uint32_t *searchres;
 	size_t nsearchres;
 	bool changed;		/* inotify saw a change since the last sync */
+	/* RFC 7162: CONDSTORE enabled (by ENABLE or a CONDSTORE enabling
+	 * command: MODSEQ in every FETCH that reports flags), QRESYNC
+	 * enabled (VANISHED instead of EXPUNGE) */
+	bool condstore, qresync;
+	uint64_t told_modseq;	/* the folder's modseq when the client was
+				   last told of every expunge */
 	struct imap_watch *watch;
 	struct imap_notify *notify;	/* NOTIFY (cmd_notify.c), or NULL */
 };
@@ -204,6 +210,14 @@ void imap_sync_report(struct imap_session *s, bool allow_expunge);
 void imap_lost_command(struct imap_session *s,
     const struct imap_command *def);
 void imap_report_expunges(struct imap_session *s);
+/* A CONDSTORE enabling command (RFC 7162 3.1): from now on, and with a
+ * mailbox selected, the client is told its HIGHESTMODSEQ once. */
+void imap_condstore_enable(struct imap_session *s);
+/* "* VANISHED (EARLIER) ..." for the UIDs expunged since modseq since
+ * among those of set (NULL: all below UIDNEXT), RFC 7162 3.2.5.1 and
+ * 3.2.6. */
+void imap_report_vanished_since(struct imap_session *s, uint64_t since,
+    const struct imap_seqset *set);
 void imap_flags_string(const struct imap_session *s,
     const struct mbox_msg *m, str_t *out);
 

@@ -131,6 +131,10 @@ imap_fetch_flags_line(struct imap_session *s, size_t i, bool uid)
 
 	imap_announce_keywords(s);
 	imap_flags_string(s, m, &f);
+	/* RFC 7162 3.1.4: with CONDSTORE, every FETCH that reports flags
+	 * names the message's modseq */
+	if (s->condstore)
+		str_printf(&f, ") MODSEQ (%llu", (unsigned long long)m->modseq);
 	if (uid)
 		imap_untagged(s, "%zu FETCH (UID %u FLAGS (%s))", i + 1, m->uid,
 		    str_c(&f));
@@ -139,24 +143,147 @@ imap_fetch_flags_line(struct imap_session *s, size_t i, bool uid)
 	str_free(&f);
 }
 
+void
+imap_condstore_enable(struct imap_session *s)
+{
+	if (s->condstore)
+		return;
+	s->condstore = true;
+	if (s->mb != NULL)
+		imap_untagged(s, "OK [HIGHESTMODSEQ %llu] Highest.",
+		    (unsigned long long)mbox_highestmodseq(s->mb));
+}
+
+/* The last UID a '*' stands for. */
+static uint32_t
+uid_star(const struct imap_session *s)
+{
+	return s->mb->uidnext > 1 ? s->mb->uidnext - 1 : 1;
+}
+
+static void
+range_add(str_t *line, uint32_t lo, uint32_t hi)
+{
+	if (line->len > 0)
+		str_append_c(line, ',');
+	if (hi > lo)
+		str_printf(line, "%u:%u", lo, hi);
+	else
+		str_printf(line, "%u", lo);
+}
+
+/* The UIDs from lo to hi (below UIDNEXT) that are not in the view. */
+static void
+gaps_add(const struct mbox *mb, uint32_t lo, uint32_t hi, str_t *line)
+{
+	size_t a = 0, b = mb->n, i;
+	uint32_t next = lo, stop;
+
+	while (a < b) {
+		size_t mid = a + (b - a) / 2;
+
+		if (mb->msgs[mid].uid < lo)
+			a = mid + 1;
+		else
+			b = mid;
+	}
+	for (i = a; next <= hi; i++) {
+		stop = i < mb->n && mb->msgs[i].uid <= hi ? mb->msgs[i].uid :
+		    hi + 1;
+		if (stop > next)
+			range_add(line, next, stop - 1);
+		if (stop > hi)
+			break;
+		next = stop + 1;
+	}
+}
+
+void
+imap_report_vanished_since(struct imap_session *s, uint64_t since,
+    const struct imap_seqset *set)
+{
+	uint32_t *uids = NULL, star = uid_star(s), lo, hi;
+	size_t n = 0, k, no = 0;
+	bool exact;
+	str_t line = STR_INIT;
+
+	(void)mbox_vanished(s->mb, since, &uids, &n, &exact);
+	if (exact) {
+		for (k = 0; k < n; k++) {
+			long i = mbox_find_uid(s->mb, uids[k]);
+
+			if ((set == NULL ||
+			    imap_seqset_has(set, uids[k], star)) &&
+			    (i < 0 || s->mb->msgs[i].expunged))
+				uids[no++] = uids[k];
+		}
+		if (no > 0)
+			imap_seqset_format(uids, no, &line);
+	} else if (s->mb->uidnext > 1) {
+		/* not known that far back: every UID below UIDNEXT that
+		 * is not here (RFC 7162 3.2.5.1 allows reporting more
+		 * than were expunged) */
+		if (set == NULL)
+			gaps_add(s->mb, 1, star, &line);
+		for (k = 0; set != NULL && k < set->n; k++) {
+			lo = set->r[k].lo;
+			hi = set->r[k].hi;
+			if (hi == IMAP_SEQ_STAR) {
+				if (lo == IMAP_SEQ_STAR || lo > star) {
+					hi = lo == IMAP_SEQ_STAR ? star : lo;
+					lo = star;
+				} else {
+					hi = star;
+				}
+			}
+			if (hi > star)
+				hi = star;
+			if (lo <= hi)
+				gaps_add(s->mb, lo, hi, &line);
+		}
+	}
+	if (line.len > 0)
+		imap_untagged(s, "VANISHED (EARLIER) %s", str_c(&line));
+	str_free(&line);
+	free(uids);
+}
+
 /* Drop the expunged messages and tell the client of those it knew:
  * one that arrived and went between two reports was never announced,
  * so it gets no EXPUNGE (its number was never valid for the client). */
 void
 imap_report_expunges(struct imap_session *s)
 {
-	uint32_t *seqs = NULL;
-	size_t n = 0;
+	uint32_t *seqs = NULL, *uids = NULL;
+	size_t n = 0, nv = 0;
 
-	mbox_purge(s->mb, &seqs, &n);
+	mbox_purge_uids(s->mb, &seqs, s->qresync ? &uids : NULL, &n);
 	/* descending, so each number is the client's at that moment */
 	for (size_t i = 0; i < n; i++) {
 		if (seqs[i] > s->known)
 			continue;
-		imap_untagged(s, "%u EXPUNGE", seqs[i]);
+		if (uids != NULL)
+			uids[nv++] = uids[i];	/* VANISHED, RFC 7162 3.2.10 */
+		else
+			imap_untagged(s, "%u EXPUNGE", seqs[i]);
 		s->known--;
 	}
+	if (nv > 0) {
+		str_t line = STR_INIT;
+
+		/* ascending for the set */
+		for (size_t a = 0, b = nv - 1; a < b; a++, b--) {
+			uint32_t t = uids[a];
+
+			uids[a] = uids[b];
+			uids[b] = t;
+		}
+		imap_seqset_format(uids, nv, &line);
+		imap_untagged(s, "VANISHED %s", str_c(&line));
+		str_free(&line);
+	}
 	free(seqs);
+	free(uids);
 }
 
 /*
@@ -257,6 +384,14 @@ imap_sync_report(struct imap_session *s, bool allow_expunge)
 		imap_fetch_flags_line(s, (size_t)i, true);
 	}
 	free(uids);
+	/* RFC 7162 3.2: expunges held back (FETCH, STORE, SEARCH) while
+	 * MODSEQs went out: a HIGHESTMODSEQ from before them, so that a
+	 * client that loses the connection asks again from there */
+	if (!mbox_has_expunged(s->mb))
+		s->told_modseq = mbox_highestmodseq(s->mb);
+	else if (s->qresync)
+		imap_untagged(s, "OK [HIGHESTMODSEQ %llu] Expunges pending.",
+		    (unsigned long long)s->told_modseq);
 }
 
 void

@@ -830,6 +830,7 @@ static const struct {
 	{ "THREADID", FETCH_THREADID },
 	{ "SAVEDATE", FETCH_SAVEDATE },
 	{ "PREVIEW", FETCH_PREVIEW },
+	{ "MODSEQ", FETCH_MODSEQ },
 };
 
 static const char *const fetch_all[] = {
@@ -1166,6 +1167,7 @@ fetch_add(struct fetch_att *att, const char *s, const char **error_r)
 	case FETCH_EMAILID:
 	case FETCH_THREADID:
 	case FETCH_SAVEDATE:
+	case FETCH_MODSEQ:
 	case FETCH_PREVIEW:	/* cmd_fetch.c decides (the cache, LAZY) */
 		break;
 	case FETCH_RFC822:

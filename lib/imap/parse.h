@@ -150,6 +150,7 @@ enum fetch_kind {
 	FETCH_EMAILID, FETCH_THREADID,	/* RFC 8474 */
 	FETCH_SAVEDATE,			/* RFC 8514 */
 	FETCH_PREVIEW,			/* RFC 8970 */
+	FETCH_MODSEQ,			/* RFC 7162 */
 };
 enum fetch_spec {
 	SECT_ALL,		/* BODY[] or BODY[1.2] (the part's content) */
@@ -205,6 +206,7 @@ enum search_op {
 					   message without one */
 	SK_SAVEDATESUPPORTED,		/* every message: every folder has
 					   save dates */
+	SK_MODSEQ,			/* RFC 7162: modseq >= num */
 };
 struct search_key {
 	enum search_op op;
@@ -215,7 +217,7 @@ struct search_key {
 	char *header;			/* SK_HEADER field name */
 	bool address;			/* SK_HEADER: BCC CC FROM TO, matched
 					   on the parsed addresses */
-	uint64_t num;			/* LARGER / SMALLER */
+	uint64_t num;			/* LARGER / SMALLER / MODSEQ */
 	int date;			/* days since 1970-01-01 */
 	struct imap_seqset set;		/* SK_SEQSET, SK_UID */
 	bool saved;			/* SK_SEQSET, SK_UID: "$", the saved
@@ -243,6 +245,7 @@ struct search_msg {
 	uint64_t size;			/* RFC822.SIZE */
 	long long internaldate;		/* seconds since the epoch */
 	long long savedate;		/* RFC 8514, -1 unknown */
+	uint64_t modseq;		/* RFC 7162 */
 	/* Keyword name -> its Maildir letter 'a'..'z', or 0 if the mailbox
 	 * has no such keyword (then KEYWORD never matches). */
 	char (*keyword_letter)(void *ctx, const char *name);
@@ -263,6 +266,9 @@ bool imap_search_match(const struct search_key *root,
 bool imap_search_needs_data(const struct search_key *root);
 /* True if any key needs RFC822.SIZE or INTERNALDATE. */
 bool imap_search_needs_info(const struct search_key *root);
+/* True if the keys have a MODSEQ criterion (RFC 7162 3.1.5: the reply
+ * then names the highest modseq of the messages found). */
+bool imap_search_has_modseq(const struct search_key *root);
 /* True if any key needs the EMAILID (search_msg.emailid may be NULL
  * otherwise). */
 bool imap_search_needs_emailid(const struct search_key *root);

@@ -18,6 +18,8 @@ enum key_arg {
 	KA_NONE, KA_STRING, KA_DATE, KA_NUMBER, KA_HEADER, KA_KEYWORD,
 	KA_SEQSET, KA_NOT, KA_OR,
 	KA_OBJECTID,	/* RFC 8474: 1-255 letters, digits, '-', '_' */
+	KA_MODSEQ,	/* RFC 7162 3.1.5: [<entry-name> <entry-type>]
+			   <mod-sequence-valzer> */
 };
 
 static const struct keydef {
@@ -42,6 +44,7 @@ static const struct keydef {
 	{ "HEADER", SK_HEADER, KA_HEADER, 0, NULL },
 	{ "KEYWORD", SK_KEYWORD, KA_KEYWORD, 0, NULL },
 	{ "LARGER", SK_LARGER, KA_NUMBER, 0, NULL },
+	{ "MODSEQ", SK_MODSEQ, KA_MODSEQ, 0, NULL },
 	{ "NEW", SK_NEW, KA_NONE, 0, NULL },
 	{ "NOT", SK_NOT, KA_NOT, 0, NULL },
 	{ "OLD", SK_OLD, KA_NONE, 0, NULL },
@@ -247,6 +250,28 @@ parse_key_arg(struct sargs *sa, unsigned depth, const struct keydef *kd,
 			return -1;
 		}
 		return 0;
+	case KA_MODSEQ:
+		/* an entry name ("/flags/\\seen") and type (priv, shared,
+		 * all) first, maybe: every flag of a message has the
+		 * message's modseq here, so they change nothing */
+		if (!(*s >= '0' && *s <= '9')) {
+			if ((s = next_astring(sa, error_r)) == NULL)
+				return -1;
+			if (!ascii_caseeq(s, "priv") &&
+			    !ascii_caseeq(s, "shared") &&
+			    !ascii_caseeq(s, "all")) {
+				*error_r = "Invalid MODSEQ entry type";
+				return -1;
+			}
+			if ((s = next_astring(sa, error_r)) == NULL)
+				return -1;
+		}
+		/* mod-sequence-valzer: 0 to 2^63 - 1 */
+		if (parse_number(s, &k->num) < 0 || k->num > INT64_MAX) {
+			*error_r = "Invalid mod-sequence";
+			return -1;
+		}
+		return 0;
 	case KA_SEQSET:
 		if (strcmp(s, "$") == 0) {
 			k->saved = true;
@@ -420,6 +445,18 @@ bool
 imap_search_needs_info(const struct search_key *root)
 {
 	return tree_has(root, key_needs_info);
+}
+
+static bool
+key_is_modseq(enum search_op op)
+{
+	return op == SK_MODSEQ;
+}
+
+bool
+imap_search_has_modseq(const struct search_key *root)
+{
+	return tree_has(root, key_is_modseq);
 }
 
 static bool
@@ -688,6 +725,8 @@ match_key(const struct search_key *k, struct match_ctx *c)
 		return m->size > k->num;
 	case SK_SMALLER:
 		return m->size < k->num;
+	case SK_MODSEQ:
+		return m->modseq >= k->num;
 	case SK_BEFORE:
 	case SK_ON:
 	case SK_SINCE:

@@ -268,6 +268,15 @@ mbox_chg_add(struct mbox *mb, uint32_t uid)
 	p->dirty = true;
 }
 
+void
+mbox_mod_add(struct mbox *mb, uint32_t uid)
+{
+	struct mbox_priv *p = mb->priv;
+
+	uids_add(&p->mod, &p->nmod, &p->mod_cap, uid);
+	mbox_chg_add(mb, uid);
+}
+
 /* The message is expunged (its file is gone): count it, and log it. */
 static void
 set_expunged(struct mbox *mb, size_t i, bool log)
@@ -766,6 +775,8 @@ index_merge(struct mbox *mb, struct mbox_index *idx)
 			}
 			if (!same_cache || d->cache_off > m->cache_off)
 				m->cache_off = d->cache_off;
+			if (d->modseq > m->modseq)
+				m->modseq = d->modseq;
 		}
 		i++;
 		j++;
@@ -883,7 +894,8 @@ log_apply(void *ctx, const struct mbox_log_item *it)
 		p->cur_mtime = it->st.cur_mtime;
 		p->new_mtime = it->st.new_mtime;
 		p->cache_dead = it->st.cache_dead;
-		p->modseq = it->st.modseq;
+		if (it->st.modseq > p->modseq)
+			p->modseq = it->st.modseq;
 		break;
 	case 'e':
 		i = mbox_find_uid(mb, d->uid);
@@ -916,6 +928,8 @@ log_apply(void *ctx, const struct mbox_log_item *it)
 		}
 		if (d->cache_off > m->cache_off)
 			m->cache_off = d->cache_off;
+		if (d->modseq > m->modseq)
+			m->modseq = d->modseq;
 		break;
 	}
 }
@@ -1023,7 +1037,11 @@ index_refresh(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 		p->log_fd = -1;
 		p->log_id = idx.log_id;
 		p->log_seq = idx.log_seq;
-		p->modseq = idx.modseq;
+		if (idx.modseq > p->modseq)
+			p->modseq = idx.modseq;
+		if (p->modseq == 0)
+			p->dirty = true;	/* from before CONDSTORE: the
+						   folder gets its first modseq */
 		p->base_size = fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0;
 		p->rewrite = idx.version < 2;	/* no log yet */
 		if (!p->loaded)
@@ -1100,6 +1118,14 @@ index_refresh(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 		p->cache_dead = 0;
 		p->loaded = true;
 		msg_count_all(mb);
+		/* modseqs: the history is unknown, so start above anything
+		 * a client may have seen (mbox_expunged.c) */
+		if (r == MBOX_INDEX_CORRUPT && idx.header_ok &&
+		    idx.modseq > p->modseq)
+			p->modseq = idx.modseq;
+		if (mbox_modseq_floor() > p->modseq)
+			p->modseq = mbox_modseq_floor();
+		p->xlog_reset = true;
 	}
 	mbox_index_free(&idx);
 	return 0;
@@ -1603,7 +1629,7 @@ add_fresh(struct mbox *mb, struct sync_ctx *ctx, const struct listing *l,
 		f[k].m.in_cur = f[k].in_cur;
 		mbox_name_flags(f[k].m.name, f[k].m.flags);
 		msgs_append(mb, &f[k].m);
-		mbox_chg_add(mb, f[k].m.uid);
+		mbox_mod_add(mb, f[k].m.uid);
 	}
 	if (nf > 0)
 		p->dirty = p->durable = true;
@@ -1754,7 +1780,7 @@ dirs_sync(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 		    strcmp(m->name, l.arena.data + e->off) != 0) {
 			set_name(mb, j, xstrndup(l.arena.data + e->off,
 			    e->len), e->in_cur);
-			mbox_chg_add(mb, m->uid);
+			mbox_mod_add(mb, m->uid);
 		}
 	}
 	if (add_fresh(mb, ctx, &l, &mt, incomplete, error_r) < 0)
@@ -1954,7 +1980,11 @@ uid_cmp(const void *a, const void *b)
 static void
 changes_clear(struct mbox_priv *p)
 {
-	p->nchg = p->ngone = 0;
+	p->nchg = p->ngone = p->nmod = 0;
+	if (p->mod_cap > 1024) {
+		xfree(&p->mod);
+		p->mod_cap = 0;
+	}
 	if (p->chg_cap > 1024) {
 		xfree(&p->chg);
 		p->chg_cap = 0;
@@ -2075,6 +2105,46 @@ out:
 	return ret;
 }
 
+/* Before publishing (lock held, the handle current): the changes that
+ * take a modseq get the next one, expunges are recorded with it in
+ * petrel-expunged. */
+static void
+modseq_assign(struct mbox *mb)
+{
+	struct mbox_priv *p = mb->priv;
+	uint64_t before;
+	size_t k, n;
+	long i;
+
+	if (p->modseq == 0)
+		p->modseq = mbox_modseq_floor();
+	before = p->modseq;
+	if (p->xlog_reset) {
+		mbox_xlog_reset(mb, before);
+		p->xlog_reset = false;
+	}
+	if (p->nmod == 0 && p->ngone == 0)
+		return;
+	p->modseq++;
+	for (k = 0; k < p->nmod; k++) {
+		i = mbox_find_uid(mb, p->mod[k]);
+		if (i >= 0)
+			mb->msgs[i].modseq = p->modseq;
+	}
+	/* (mod is cleared with the other changes once published: if the
+	 * write fails they get a newer modseq at the next attempt, above
+	 * whatever other handles published meanwhile) */
+	if (p->ngone == 0)
+		return;
+	if (p->ngone > 1)
+		qsort(p->gone, p->ngone, sizeof(*p->gone), uid_cmp);
+	for (k = n = 0; k < p->ngone; k++)
+		if (n == 0 || p->gone[k] != p->gone[n - 1])
+			p->gone[n++] = p->gone[k];
+	p->ngone = n;
+	mbox_xlog_append(mb, p->gone, p->ngone, p->modseq, before);
+}
+
 /* Publish msgs: a log record, or the base when it must be rewritten
  * or the log has grown to a fraction of it. Only after index_refresh()
  * under the same lock: the files on disk must be the ones we last read
@@ -2091,6 +2161,7 @@ index_write_locked(struct mbox *mb, const char **error_r)
 		    "(not writing it)", mb->path, MBOX_INDEX_NAME);
 		return -2;
 	}
+	modseq_assign(mb);
 	if (!p->rewrite && p->log_fd >= 0 && p->log_id != 0 &&
 	    p->index_fd >= 0) {
 		if (log_write(mb, error_r) < 0)
@@ -2368,6 +2439,7 @@ mbox_close(struct mbox **mbp)
 	free(p->touched);
 	free(p->chg);
 	free(p->gone);
+	free(p->mod);
 	free(p->fchg);
 	free(p->del);
 	free(p->xuids);
@@ -2410,13 +2482,22 @@ mbox_flush(struct mbox *mb, const char **error_r)
 void
 mbox_purge(struct mbox *mb, uint32_t **seqs_r, size_t *n_r)
 {
+	mbox_purge_uids(mb, seqs_r, NULL, n_r);
+}
+
+void
+mbox_purge_uids(struct mbox *mb, uint32_t **seqs_r, uint32_t **uids_r,
+    size_t *n_r)
+{
 	struct mbox_priv *p = mb->priv;
-	uint32_t *seqs = NULL;
+	uint32_t *seqs = NULL, *uids = NULL;
 	size_t *pos, k, ns = 0, out, i;
 	long f;
 
 	if (seqs_r != NULL)
 		*seqs_r = NULL;
+	if (uids_r != NULL)
+		*uids_r = NULL;
 	if (n_r != NULL)
 		*n_r = 0;
 	if (p->nexpunged == 0) {
@@ -2440,6 +2521,8 @@ mbox_purge(struct mbox *mb, uint32_t **seqs_r, size_t *n_r)
 		    ns, p->nexpunged);
 	if (seqs_r != NULL)
 		seqs = xcalloc(ns, sizeof(*seqs));
+	if (uids_r != NULL)
+		uids = xcalloc(ns, sizeof(*uids));
 	out = pos[0];
 	for (k = 0; k < ns; k++) {
 		struct mbox_msg *m = &mb->msgs[pos[k]];
@@ -2448,6 +2531,8 @@ mbox_purge(struct mbox *mb, uint32_t **seqs_r, size_t *n_r)
 		/* descending, as EXPUNGE responses are sent */
 		if (seqs != NULL)
 			seqs[ns - 1 - k] = (uint32_t)(pos[k] + 1);
+		if (uids != NULL)
+			uids[ns - 1 - k] = m->uid;
 		if (m->recent && mb->nrecent > 0)
 			mb->nrecent--;
 		mbox_name_free(p, m->name);
@@ -2462,6 +2547,8 @@ mbox_purge(struct mbox *mb, uint32_t **seqs_r, size_t *n_r)
 	free(pos);
 	if (seqs_r != NULL)
 		*seqs_r = seqs;
+	if (uids_r != NULL)
+		*uids_r = uids;
 	if (n_r != NULL)
 		*n_r = ns;
 }
@@ -2582,7 +2669,7 @@ rename_flags(struct mbox *mb, size_t i, const char *flags,
 		m->in_cur = true;
 		msg_count(mb->priv, m, 1);
 		memcpy(m->flags, flags, strlen(flags) + 1);
-		mbox_chg_add(mb, m->uid);
+		mbox_mod_add(mb, m->uid);
 		claim_end(mb, claimed);
 	}
 	free(from);
@@ -2609,6 +2696,13 @@ flags_apply(const char *cur, const char *add, const char *del,
 int
 mbox_set_flags(struct mbox *mb, size_t i, const char *flags,
     const char **error_r)
+{
+	return mbox_set_flags_cond(mb, i, flags, 0, error_r);
+}
+
+int
+mbox_set_flags_cond(struct mbox *mb, size_t i, const char *flags,
+    uint64_t unchangedsince, const char **error_r)
 {
 	char nflags[MAILDIR_FLAGS_MAX + 1], add[MAILDIR_FLAGS_MAX + 1];
 	char del[MAILDIR_FLAGS_MAX + 1], before[MAILDIR_FLAGS_MAX + 1];
@@ -2638,9 +2732,19 @@ mbox_set_flags(struct mbox *mb, size_t i, const char *flags,
 	if (mbox_lock(mb, error_r) < 0)
 		return -1;
 	log_catch_up(mb);
+	if (unchangedsince != 0 && !index_unchanged(mb) &&
+	    flush_locked(mb, error_r) < 0) {
+		/* the base was rewritten: its modseqs are needed */
+		mbox_unlock(mb);
+		return -1;
+	}
 	if (mb->msgs[i].expunged) {
 		mbox_unlock(mb);
 		return 1;
+	}
+	if (unchangedsince != 0 && mb->msgs[i].modseq > unchangedsince) {
+		mbox_unlock(mb);
+		return 2;
 	}
 	memcpy(before, mb->msgs[i].flags, sizeof(before));
 	if (strcmp(mb->msgs[i].flags, nflags) != 0 &&
@@ -2839,6 +2943,8 @@ status_apply(void *ctx, const struct mbox_log_item *it)
 	idx->messages = it->st.messages;
 	idx->unseen = it->st.unseen;
 	idx->recent = it->st.recent;
+	if (it->st.modseq > idx->modseq)
+		idx->modseq = it->st.modseq;
 }
 
 /* The header's counts brought up to date by the log's records. false:
@@ -2858,6 +2964,23 @@ status_log(const char *path, struct mbox_index *idx)
 	r = mbox_log_read(fd, &off, &seq, status_apply, idx, &torn, &error);
 	close(fd);
 	return r >= 0;
+}
+
+/* Do cur/ and new/ still have the mtimes the index recorded? */
+static bool
+status_dirs_warm(const char *path, const struct mbox_index *idx)
+{
+	struct stat st;
+	char *dpath;
+	bool warm = ts_set(idx->cur_mtime) && ts_set(idx->new_mtime);
+
+	for (int d = 0; d < 2 && warm; d++) {
+		dpath = xasprintf("%s/%s", path, d ? "cur" : "new");
+		warm = stat(dpath, &st) == 0 && ts_eq(st.st_mtim,
+		    d ? idx->cur_mtime : idx->new_mtime);
+		free(dpath);
+	}
+	return warm;
 }
 
 int
@@ -2967,5 +3090,54 @@ mbox_status_size(const char *path, uint64_t *size_r, const char **error_r)
 	}
 	mbox_close(&mb);
 	*size_r = sum;
+	return 0;
+}
+
+bool
+mbox_has_expunged(const struct mbox *mb)
+{
+	const struct mbox_priv *p = mb->priv;
+
+	return p->nexpunged > 0;
+}
+
+uint64_t
+mbox_highestmodseq(const struct mbox *mb)
+{
+	const struct mbox_priv *p = mb->priv;
+
+	return p->modseq != 0 ? p->modseq : 1;
+}
+
+int
+mbox_status_modseq(const char *path, uint64_t *modseq_r,
+    const char **error_r)
+{
+	struct mbox_index idx;
+	struct mbox *mb;
+	char *trimmed;
+	int r;
+
+	if (path == NULL || *path == '\0')
+		return mbox_fail(error_r, "empty mailbox path");
+	if (maildir_check_dirs(path, error_r) < 0)
+		return -1;
+	trimmed = path_trim(path);
+	r = mbox_index_read(trimmed, true, NULL, &idx, error_r);
+	/* the published value, when the directories have not changed
+	 * since (else a sync publishes what changed: a delivery) */
+	if (r == MBOX_INDEX_OK && status_log(trimmed, &idx) &&
+	    idx.modseq != 0 && status_dirs_warm(trimmed, &idx)) {
+		*modseq_r = idx.modseq;
+		mbox_index_free(&idx);
+		free(trimmed);
+		return 0;
+	}
+	mbox_index_free(&idx);
+	free(trimmed);
+	if (mbox_open(path, true, &mb, error_r) < 0)
+		return -1;
+	*modseq_r = mbox_highestmodseq(mb);
+	mbox_close(&mb);
 	return 0;
 }

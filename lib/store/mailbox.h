@@ -28,6 +28,8 @@
  *                  processes agree on UIDs.
  *   petrel-recent  the first UID no session has taken as \Recent
  *                  (see mailbox.c).
+ *   petrel-expunged  the UIDs expunged and the modseq of each expunge
+ *                  (RFC 7162 VANISHED), bounded (mbox_expunged.c).
  *   dovecot-keywords  keyword names for the letters a..z (Dovecot's
  *                  format: "<index> <name>" lines; index 0 = 'a'),
  *                  shared with Dovecot.
@@ -54,7 +56,7 @@
 #include "lib/base/str.h"
 
 struct mbox_msg {
-	/* (ordered for size: 104 bytes on LP64, one per message and
+	/* (ordered for size: 112 bytes on LP64, one per message and
 	   session) */
 	char *name;		/* current file name */
 	uint64_t size;		/* bytes on disk */
@@ -62,6 +64,9 @@ struct mbox_msg {
 	long long internaldate;	/* seconds since the epoch: the file's
 				   mtime when first looked at */
 	uint64_t cache_off;	/* internal: offset in petrel-cache, 0 none */
+	uint64_t modseq;	/* CONDSTORE (RFC 7162): the folder's modseq
+				   at the message's last change (arrival,
+				   flags), >= 1 once published */
 	uint32_t uid;
 	char flags[53];		/* Maildir letters, sorted */
 	bool in_cur;		/* in cur/ (else new/) */
@@ -129,6 +134,9 @@ int mbox_sync(struct mbox *mb, size_t *added_r, const char **error_r);
  * descending order, as EXPUNGE responses must be sent; *n_r their
  * count. */
 void mbox_purge(struct mbox *mb, uint32_t **seqs_r, size_t *n_r);
+/* The same, with their uids (in the same order) in *uids_r. */
+void mbox_purge_uids(struct mbox *mb, uint32_t **seqs_r, uint32_t **uids_r,
+    size_t *n_r);
 
 /* The uids of the messages that got flags_changed since the last
  * call (malloc'd into *uids_r, ascending, may name messages expunged or
@@ -155,6 +163,12 @@ long mbox_find_uid(const struct mbox *mb, uint32_t uid);
  * may have been appended to msgs: existing entries never move. */
 int mbox_set_flags(struct mbox *mb, size_t i, const char *flags,
     const char **error_r);
+/* mbox_set_flags, but only when the message's modseq is not above
+ * unchangedsince (CONDSTORE's UNCHANGEDSINCE, RFC 7162 3.1.3), checked
+ * under the lock against the published state: 2 when it is (nothing
+ * changed). unchangedsince 0: no condition. */
+int mbox_set_flags_cond(struct mbox *mb, size_t i, const char *flags,
+    uint64_t unchangedsince, const char **error_r);
 /* Write the index now if it has unwritten changes (after merging what
  * other processes wrote: msgs may grow). */
 int mbox_flush(struct mbox *mb, const char **error_r);
@@ -260,6 +274,30 @@ void mbox_unlock(struct mbox *mb);
 int mbox_status(const char *path, uint32_t *uidvalidity_r,
     uint32_t *uidnext_r, uint32_t *messages_r, uint32_t *unseen_r,
     uint32_t *recent_r, const char **error_r);
+
+/*
+ * Modification sequences (RFC 7162). Every published change to the
+ * folder -- a message's arrival, a flag or keyword change, an expunge --
+ * raises the folder's modseq by one, and a changed message takes the
+ * new value (all the changes published in one index write share it).
+ * Changes are published by mbox_flush, mbox_sync and mbox_expunge.
+ */
+/* Does msgs hold expunged messages not purged yet? */
+bool mbox_has_expunged(const struct mbox *mb);
+/* The folder's highest modseq as this handle knows it (>= 1). */
+uint64_t mbox_highestmodseq(const struct mbox *mb);
+/* The same for STATUS, without keeping a handle (cheap when the index
+ * is current). 0 ok, -1 error. */
+int mbox_status_modseq(const char *path, uint64_t *modseq_r,
+    const char **error_r);
+/* The UIDs expunged after modseq since (ascending, malloc'd into
+ * *uids_r, NULL when none), from petrel-expunged (mbox_expunged.c).
+ * *exact_r false: the folder does not remember that far back (or the
+ * record is damaged), and the caller must take every UID below UIDNEXT
+ * that is not in the folder as possibly expunged (RFC 7162 3.2.5.1
+ * allows reporting more). 0 ok (also when not exact). */
+int mbox_vanished(struct mbox *mb, uint64_t since, uint32_t **uids_r,
+    size_t *n_r, bool *exact_r);
 
 /* The sum of the RFC822.SIZEs of a folder's messages (STATUS SIZE, RFC
  * 8438), from the index: a message whose size the index does not know

@@ -14,10 +14,14 @@
  *
  * It is the base of the folder's state; the changes since it was
  * written are in petrel-index.log (mbox_log.c), the log whose id is
- * log_id, from the record after log_seq on. modseq (folder and message)
- * is reserved for CONDSTORE and written as 0. Version 1 (no log_id,
- * log_seq, modseq) is still read, and replaced by version 2 at the
- * first change.
+ * log_id, from the record after log_seq on. modseq in the header is
+ * the folder's highest modification sequence (RFC 7162 CONDSTORE), the
+ * one on an entry the message's (the folder's modseq when it arrived
+ * or its flags last changed); an index written before CONDSTORE has 0
+ * there, read as modseq 1 for the messages, and the folder gets its
+ * first modseq at the next change (mbox_modseq_floor). Version 1 (no
+ * log_id, log_seq, modseq) is still read, and replaced by version 2 at
+ * the first change.
  *
  * A message whose file has not been looked at yet (a sync only lists
  * the directories) has "? ? ?" for size, vsize and internaldate.
@@ -284,8 +288,8 @@ parse_header(const char *buf, size_t len, struct mbox_index *idx,
 }
 
 /* One entry line at *pp; the '\n' becomes NUL and m->name points at
- * the name in place. Version 2 has a modseq after cache_off (reserved
- * for CONDSTORE, read and dropped today). */
+ * the name in place. Version 2 has a modseq after cache_off (0, from
+ * before CONDSTORE, is taken as 1; version 1 has none: 1). */
 bool
 mbox_index_parse_entry(char **pp, char *end, int version,
     struct mbox_msg *m)
@@ -318,9 +322,11 @@ mbox_index_parse_entry(char **pp, char *end, int version,
 	    !get_c(&p, end, ' '))
 		return false;
 	m->cache_off = v;
+	v = 1;
 	if (version >= 2 && (!get_u64(&p, end, UINT64_MAX, &v) ||
 	    !get_c(&p, end, ' ')))
 		return false;
+	m->modseq = v != 0 ? v : 1;
 	name = (char *)p;
 	nl = memchr(name, '\n', (size_t)(end - name));
 	if (nl == NULL || !name_ok(name, (size_t)(nl - name)))
@@ -472,7 +478,9 @@ mbox_index_put_entry(str_t *s, const struct mbox_msg *m)
 	str_append_c(s, ' ');
 rest:
 	put_u64(s, m->cache_off);
-	str_append_n(s, " 0 ", 3);	/* modseq: reserved */
+	str_append_c(s, ' ');
+	put_u64(s, m->modseq);
+	str_append_c(s, ' ');
 	str_append(s, m->name);
 	str_append_c(s, '\n');
 }

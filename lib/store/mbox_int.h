@@ -27,6 +27,7 @@
 #define MBOX_DOVECOT_UIDLIST	"dovecot-uidlist"
 #define MBOX_COURIER_UIDDB	"courierimapuiddb"
 #define MBOX_RECENT_NAME	"petrel-recent"
+#define MBOX_EXPUNGED_NAME	"petrel-expunged"
 
 /* An index (or uidlist) larger than this is garbage, not a folder: a
  * 100,000-message index is about 12 MB. */
@@ -86,7 +87,15 @@ struct mbox_priv {
 	bool log_torn;		/* garbage after log_off: truncate it
 				   before appending */
 	uint64_t base_size;	/* bytes of the base last read or written */
-	uint64_t modseq;	/* reserved for CONDSTORE (0 today) */
+	uint64_t modseq;	/* the folder's highest modseq (RFC 7162)
+				   as last read or published; 0: none yet
+				   (a new or an older index) */
+	uint32_t *mod;		/* uids changed in a way that takes a new
+				   modseq at the next publication (arrival,
+				   flags; also in chg) */
+	size_t nmod, mod_cap;
+	bool xlog_reset;	/* the index was rebuilt: petrel-expunged
+				   starts over at the next publication */
 	bool rewrite;		/* the base must be rewritten (rebuilt,
 				   cache offsets reset): no log record */
 	uint32_t *chg;		/* uids whose entry changed (may repeat) */
@@ -133,6 +142,12 @@ void mbox_name_free(struct mbox_priv *p, char *name);
 /* msgs[] entry of uid changed (name, sizes, cache offset): it goes
  * into the next log record. */
 void mbox_chg_add(struct mbox *mb, uint32_t uid);
+/* msgs[] entry of uid changed in a way that gives it a new modseq
+ * (and goes into the next log record). */
+void mbox_mod_add(struct mbox *mb, uint32_t uid);
+/* The modseq a folder whose history is unknown starts above: the
+ * microseconds since the epoch (see mbox_expunged.c). */
+uint64_t mbox_modseq_floor(void);
 /* A random non-zero 32-bit id. */
 uint32_t mbox_random_id(void);
 
@@ -150,7 +165,7 @@ struct mbox_index {
 	uint32_t version;	/* 1 or 2 */
 	uint32_t log_id;	/* version 2: its petrel-index.log */
 	uint64_t log_seq;	/* the last log record it contains */
-	uint64_t modseq;	/* reserved (0) */
+	uint64_t modseq;	/* version 2: highest modseq (0: none) */
 	uint32_t uidvalidity;
 	uint32_t uidnext;
 	struct timespec cur_mtime;
@@ -276,6 +291,16 @@ int mbox_log_append(int fd, uint64_t seq, const str_t *payload,
  * number of records applied, -1 on an I/O error. */
 int mbox_log_read(int fd, uint64_t *off, uint64_t *seq,
     mbox_log_apply_fn *fn, void *ctx, bool *torn_r, const char **error_r);
+
+/* ---- mbox_expunged.c ---- */
+
+/* Record that uids (ascending) were expunged at modseq; before is the
+ * folder's modseq before it. Lock held. Failures are logged: they only
+ * make later answers less exact. */
+void mbox_xlog_append(struct mbox *mb, const uint32_t *uids, size_t n,
+    uint64_t modseq, uint64_t before);
+/* Start petrel-expunged over: nothing is known at or below floor. */
+void mbox_xlog_reset(struct mbox *mb, uint64_t floor);
 
 /* ---- mbox_cache.c ---- */
 

@@ -24,8 +24,13 @@
  * <internaldate> <cache_off> <modseq> <name>" ("? ? ?" for the sizes
  * and date when not known yet). The s line is the folder's state after
  * the record: the directory mtimes it describes, the counts STATUS
- * shows. modseq (folder and message) is reserved for CONDSTORE: written
- * as 0 today.
+ * shows, and the folder's highest modseq (RFC 7162). A record that
+ * publishes an arrival, a flag change or an expunge raises the folder's
+ * modseq by one; the m lines of the messages it changed that way carry
+ * the new value, the e lines were expunged at it (and are also kept in
+ * petrel-expunged, which outlives compaction: mbox_expunged.c). m lines
+ * that only record learned sizes or cache offsets keep the message's
+ * modseq. Older records with modseq 0 read as "no modseq yet".
  *
  * log_id ties the log to one base: the base's header names it, and a
  * log with another id (left from before a compaction) is ignored. seq

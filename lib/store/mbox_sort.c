@@ -64,7 +64,7 @@
 #define SORT_DEAD_MIN 64
 /* The process's cache of checked files (see the top). */
 #define SORT_CACHE_FILES 16
-#define SORT_CACHE_BYTES ((size_t)128 << 20)
+#define SORT_CACHE_BYTES ((size_t)64 << 20)
 
 struct sort_cached {
 	char *path;		/* NULL: a free slot */

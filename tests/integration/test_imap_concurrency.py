@@ -448,36 +448,34 @@ def test_sigterm_with_idle_clients(imap_inst, imap_start):
     assert time.monotonic() - t0 < 10 * TIMEOUT_SCALE
 
 
-def test_large_mailbox_is_fast(imap_inst, imap_start):
-    """3000 messages: the first SELECT (indexing) and every later one, FETCH
-    of all flags and a SEARCH of every body are bounded in time."""
+def test_large_mailbox_indexed_once(imap_inst, imap_start):
+    """3000 messages: the first SELECT indexes them, FETCH of all flags and
+    a SEARCH of every body answer for all of them, and a later SELECT in a
+    new session reads that index as it is (the file is not written again).
+    Speed is measured in bench/, not here."""
     n = 3000
     for i in range(n):
         put(imap_inst, ALICE, message(i, body=b"body %d %s\n" % (i, b"needle" if i % 1000 == 7
                                                                    else b"hay")),
             name="1600000000.M%dP1.big" % i)
     srv = imap_start(imap_inst)
-    with srv.session(timeout=60) as c:
-        t0 = time.monotonic()
+    index = os.path.join(folder_dir(imap_inst, ALICE, "INBOX"), "petrel-index")
+    with srv.session(timeout=60 * TIMEOUT_SCALE) as c:
         r = c.select("INBOX")
-        t_first = time.monotonic() - t0
         assert r.numbered("EXISTS") == [n], r
-        t0 = time.monotonic()
         r = c.ok("FETCH 1:* (UID FLAGS RFC822.SIZE)")
-        t_fetch = time.monotonic() - t0
         assert len(r.fetches()) == n
-        t0 = time.monotonic()
         r = c.ok("SEARCH BODY needle")
-        t_search = time.monotonic() - t0
         assert r.search() == [8, 1008, 2008], r.search()
         c.logout()
-    with srv.session(timeout=60) as c:
-        t0 = time.monotonic()
-        c.select("INBOX")
-        t_second = time.monotonic() - t0
+    before = os.stat(index)
+    with srv.session(timeout=60 * TIMEOUT_SCALE) as c:
+        r = c.select("INBOX")
+        assert r.numbered("EXISTS") == [n], r
         c.logout()
-    assert t_first < 8 and t_fetch < 3 and t_search < 8 and t_second < 1.5, \
-        (t_first, t_fetch, t_search, t_second)
+    after = os.stat(index)
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == \
+        (before.st_ino, before.st_size, before.st_mtime_ns), "the index was written again"
 
 
 # --------------------------------------------------------------------------

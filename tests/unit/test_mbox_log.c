@@ -467,6 +467,90 @@ test_upgrade(void)
 	test_end();
 }
 
+/* ---- modseqs (RFC 7162) ---- */
+
+static void
+test_modseq(void)
+{
+	char *f = mkfolder("modseq"), *path;
+	struct mbox *a, *b;
+	const char *error;
+	uint64_t h0, h1, h2, h3;
+	uint32_t *uids;
+	size_t idx[1], n;
+	bool exact;
+
+	test_begin("log: modseqs rise with every change, in every handle");
+	put_msgs(f, 4);
+	age_dirs(f);
+	a = open_ok(f);
+	b = open_ok(f);
+	test_assert(a != NULL && b != NULL && a->n == 4 && b->n == 4);
+	if (a == NULL || b == NULL)
+		goto out;
+	h0 = mbox_highestmodseq(a);
+	/* a new index starts above any earlier value: the time */
+	test_assert(h0 > (uint64_t)1700000000 * 1000000);
+	test_assert(mbox_highestmodseq(b) == h0);
+	for (size_t i = 0; i < a->n; i++)
+		test_assert(a->msgs[i].modseq >= 1 && a->msgs[i].modseq <= h0);
+	/* a flag change: the next modseq, for the message and the folder */
+	test_assert(mbox_set_flags(a, 1, "FS", &error) == 0);
+	test_assert(mbox_flush(a, &error) == 0);
+	h1 = mbox_highestmodseq(a);
+	test_assert(h1 == h0 + 1 && a->msgs[1].modseq == h1);
+	/* the other handle learns both from the log */
+	test_assert(mbox_sync(b, NULL, &error) == 0);
+	test_assert(mbox_highestmodseq(b) == h1 && b->msgs[1].modseq == h1);
+	/* its own change follows, never the same value */
+	test_assert(mbox_set_flags(b, 2, "S", &error) == 0);
+	test_assert(mbox_flush(b, &error) == 0);
+	h2 = mbox_highestmodseq(b);
+	test_assert(h2 == h1 + 1 && b->msgs[2].modseq == h2);
+	/* UNCHANGEDSINCE: a (not synced) is refused for message 2 */
+	test_assert(mbox_set_flags_cond(a, 2, "F", h1, &error) == 2);
+	test_assert(mbox_set_flags_cond(a, 3, "F", h2, &error) == 0);
+	test_assert(mbox_flush(a, &error) == 0);
+	test_assert(mbox_highestmodseq(a) == h2 + 1);
+	/* an expunge: a new modseq, and petrel-expunged knows the UID */
+	idx[0] = 0;
+	test_assert(mbox_expunge(a, idx, 1, &error) == 0);
+	h3 = mbox_highestmodseq(a);
+	test_assert(h3 == h2 + 2);
+	test_assert(mbox_vanished(a, h2, &uids, &n, &exact) == 0 && exact);
+	test_assert(n == 1 && uids[0] == a->msgs[0].uid);
+	free(uids);
+	test_assert(mbox_vanished(a, h3, &uids, &n, &exact) == 0 && exact &&
+	    n == 0);
+	/* the status read agrees */
+	test_assert(mbox_status_modseq(f, &h0, &error) == 0 && h0 == h3);
+	mbox_close(&a);
+	mbox_close(&b);
+	/* durable: a new handle reads the same values */
+	a = open_ok(f);
+	test_assert(a != NULL && mbox_highestmodseq(a) == h3 && a->n == 3 &&
+	    a->msgs[0].modseq == h1 && a->msgs[1].modseq == h2);
+	mbox_close(&a);
+	/* a rebuilt index starts above everything before */
+	path = xasprintf("%s/%s", f, MBOX_INDEX_NAME);
+	test_assert(unlink(path) == 0);
+	free(path);
+	a = open_ok(f);
+	test_assert(a != NULL && mbox_highestmodseq(a) > h3);
+	if (a != NULL) {
+		for (size_t i = 0; i < a->n; i++)
+			test_assert(a->msgs[i].modseq > h3);
+		/* what was expunged before is not known exactly any more */
+		test_assert(mbox_vanished(a, h2, &uids, &n, &exact) == 0 &&
+		    !exact && n == 0 && uids == NULL);
+	}
+out:
+	mbox_close(&a);
+	mbox_close(&b);
+	free(f);
+	test_end();
+}
+
 int
 main(void)
 {
@@ -475,5 +559,6 @@ main(void)
 	test_torn();
 	test_handles();
 	test_upgrade();
+	test_modseq();
 	return test_done();
 }
