@@ -42,8 +42,8 @@
 #      FETCH, STORE, EXPUNGE that many times or for that long), ONLY (run only
 #      these workloads, e.g. "body pop3"; of smtp login session env body
 #      search sort pop3 idle; default all; the table says so; sort = SORT by
-#      date and subject, THREAD=REFERENCES and an ESEARCH on the N_SMALL
-#      and N_LARGE folders; sieve = bench/sieve_deliver.sh's rows, petrel
+#      date and subject, THREAD=REFERENCES, an ESEARCH and a SELECT (QRESYNC)
+#      after 100 flag changes on the N_SMALL and N_LARGE folders; sieve = bench/sieve_deliver.sh's rows, petrel
 #      and dovecot-lda each with and without a 20-rule script).
 #
 # Changed while it runs: the open-files limit of this shell and its children

@@ -536,6 +536,57 @@ def sort_run(prod, n, which, reps=3):
         detail, reps, cpu / reps)
 
 
+def qresync_run(prod, n, reps=3):
+    """A client that was away while 100 messages changed flags comes back
+    with SELECT (QRESYNC (uidvalidity modseq)): seconds for that SELECT
+    (its FETCHes of the 100 changed messages included), in a folder of n
+    messages. Another session makes the 100 changes before each one
+    (\\Flagged set, then cleared, so the folder ends as it began)."""
+    c = imap_login(prod["imap"], "f%d" % n, 1 << 24)
+    for what in (b"ENABLE QRESYNC", b"SELECT INBOX"):
+        s, e, st = c.cmd(what)
+        imap_ok(st, what.decode())
+    head = bytes(c.buf[s:e])
+    v = re.search(rb"UIDVALIDITY (\d+)", head)
+    if not v or not re.search(rb"HIGHESTMODSEQ (\d+)", head):
+        raise BenchError("%s: no HIGHESTMODSEQ/UIDVALIDITY in SELECT" % prod["imap_name"])
+    uidvalidity = int(v.group(1))
+    s, e, st = c.cmd(b"UID SEARCH ALL")
+    uids = [int(x) for x in re.search(rb"\* SEARCH([ 0-9]*)", bytes(c.buf[s:e])).group(1).split()]
+    step = max(1, len(uids) // 100)
+    changed = b",".join(b"%d" % u for u in uids[::step][:100])
+    total = 0.0
+    cpu = 0.0
+    for r in range(reps + 1):
+        s, e, st = c.cmd(b"STATUS INBOX (HIGHESTMODSEQ)")
+        mm = re.search(rb"HIGHESTMODSEQ (\d+)", bytes(c.buf[s:e]))
+        if not mm:
+            raise BenchError("%s: STATUS without HIGHESTMODSEQ" % prod["imap_name"])
+        since = int(mm.group(1))
+        s, e, st = c.cmd(b"UID STORE %s %sFLAGS.SILENT (\\Flagged)"
+                         % (changed, b"+" if r % 2 == 0 else b"-"))
+        imap_ok(st, "UID STORE")
+        d = imap_login(prod["imap"], "f%d" % n, 1 << 24)
+        s, e, st = d.cmd(b"ENABLE QRESYNC")
+        cpu0 = tree_cpu(prod["imap_pid"])
+        t0 = time.monotonic()
+        s, e, st = d.cmd(b"SELECT INBOX (QRESYNC (%d %d))" % (uidvalidity, since))
+        t1 = time.monotonic()
+        cpu1 = tree_cpu(prod["imap_pid"])
+        imap_ok(st, "SELECT (QRESYNC)")
+        got = len(re.findall(rb"\* \d+ FETCH ", bytes(d.buf[s:e])))
+        imap_logout(d)
+        if got < 100:
+            raise BenchError("%s: SELECT (QRESYNC) reported %d changed messages, expected 100"
+                             % (prod["imap_name"], got))
+        if r > 0:               # the first one warms up
+            total += t1 - t0
+            cpu += cpu1 - cpu0
+    imap_logout(c)
+    return total / reps, "100 changed of %d, %d times, server CPU %.3f s per SELECT" % (
+        n, reps, cpu / reps)
+
+
 def pop3_run(prod, count_only=False):
     c = Conn(prod["pop3"], 1 << 21)
     g = c.line()
@@ -900,6 +951,8 @@ def main():
     for n in (N_SMALL, N_LARGE) if want("sort") else ():
         for key, cmd, _ in SORT_CMDS:
             row("%s-%d" % (key, n), "%s, %s msgs (warm)" % (cmd.decode(), kib(n)), "s", False)
+        row("qresync-%d" % n, "SELECT (QRESYNC) after 100 flag changes, %s msgs" % kib(n),
+            "s", False)
     if want("pop3"):
         row("pop3", "POP3 RETR %s × 100 KiB, one session" % kib(N_BIG), "MB/s", True)
     for n in idle_ns:
@@ -976,6 +1029,8 @@ def main():
             for key, _, _ in SORT_CMDS:
                 for prod in ordered(rnd):
                     run("%s-%d" % (key, n), prod, rnd, sort_run, n, key)
+            for prod in ordered(rnd):
+                run("qresync-%d" % n, prod, rnd, qresync_run, n)
         if len(set(HITS.values())) > 1:
             NOTES.append("- round %d: SEARCH TEXT %s found different numbers of messages (%s)."
                          % (rnd, SEARCH_WORD, ", ".join("%s %d" % kv for kv in HITS.items())))

@@ -232,6 +232,7 @@ struct mbox_sortrecs {
 	char *buf;
 	struct sort_cached *cached;	/* the contents, when shared */
 	size_t nrecs, live, npend;
+	size_t next;		/* where the next record's UID may be */
 	bool bad, missing;
 	str_t pend;
 };

@@ -283,9 +283,14 @@ load_one(void *ctx, uint32_t uid, const unsigned char *rec, size_t len)
 	long i;
 
 	sr->nrecs++;
-	if ((i = mbox_find_uid(sr->mb, uid)) < 0 || (size_t)i >= sr->n ||
-	    sr->mb->msgs[i].expunged)
+	/* records are mostly in UID order: try the one after the last */
+	if (sr->next < sr->n && sr->mb->msgs[sr->next].uid == uid)
+		i = (long)sr->next;
+	else
+		i = mbox_find_uid(sr->mb, uid);
+	if (i < 0 || (size_t)i >= sr->n || sr->mb->msgs[i].expunged)
 		return;
+	sr->next = (size_t)i + 1;
 	if (sr->rec[i] == NULL)
 		sr->live++;
 	sr->rec[i] = rec;
