@@ -540,8 +540,9 @@ def qresync_run(prod, n, reps=3):
     """A client that was away while 100 messages changed flags comes back
     with SELECT (QRESYNC (uidvalidity modseq)): seconds for that SELECT
     (its FETCHes of the 100 changed messages included), in a folder of n
-    messages. Another session makes the 100 changes before each one
-    (\\Flagged set, then cleared, so the folder ends as it began)."""
+    messages. Another session makes the 100 changes before each one (a
+    keyword no message has, set, then cleared, so the folder ends as it
+    began)."""
     c = imap_login(prod["imap"], "f%d" % n, 1 << 24)
     for what in (b"ENABLE QRESYNC", b"SELECT INBOX"):
         s, e, st = c.cmd(what)
@@ -563,7 +564,7 @@ def qresync_run(prod, n, reps=3):
         if not mm:
             raise BenchError("%s: STATUS without HIGHESTMODSEQ" % prod["imap_name"])
         since = int(mm.group(1))
-        s, e, st = c.cmd(b"UID STORE %s %sFLAGS.SILENT (\\Flagged)"
+        s, e, st = c.cmd(b"UID STORE %s %sFLAGS.SILENT ($QRBench)"
                          % (changed, b"+" if r % 2 == 0 else b"-"))
         imap_ok(st, "UID STORE")
         d = imap_login(prod["imap"], "f%d" % n, 1 << 24)
