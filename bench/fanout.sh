@@ -14,7 +14,9 @@
 # new/. Output: "RESULT binary=... rcpts=N median_s=... per_copy_ms=..."
 # lines at the end. Stops serve by PID and removes the instance.
 set -eu
+# shellcheck disable=SC2034 # read by bench/lib.sh
 bench_name=fanout
+# shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 N=${N:-1000}
 ROUNDS=${ROUNDS:-5}

@@ -17,7 +17,9 @@
 #      BENCH_DIR (/var/tmp), TIMEOUT (seconds for the whole run, 600).
 # Output: "RESULT messages=N accepted_s=A drained_s=D msgs_per_s=R" (R over D).
 set -eu
+# shellcheck disable=SC2034 # read by bench/lib.sh
 bench_name=outbound
+# shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 MESSAGES=${MESSAGES:-5000}
 SIZE=${SIZE:-2048}

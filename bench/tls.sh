@@ -14,7 +14,9 @@
 # Output: one "RESULT listener=.. proto=.. mode=new|reuse conns=.. seconds=..
 # conns_per_s=.." line each (handshakes over wall-clock seconds).
 set -eu
+# shellcheck disable=SC2034 # read by bench/lib.sh
 bench_name=tls
+# shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 SECONDS_EACH=${SECONDS_EACH:-10}
 command -v openssl >/dev/null || die "needs openssl"
