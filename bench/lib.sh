@@ -1,7 +1,8 @@
 # bench/lib.sh: the start-up the single-product bench scripts share
 # (sourced, POSIX sh): a throw-away `petrel init` instance, free loopback
 # ports, `petrel serve` started in the background and waited for, and
-# stopped by PID. compare.sh takes descendants/stop_pid/free_port from here.
+# stopped by PID (descendants/stop_pid are compare.sh's, which still has its
+# own copy: it builds petrel when PETREL is unset, which this file would set).
 #
 #   . "$(dirname "$0")/lib.sh"
 #   bench_instance fanout               # $BDIR, $CONF, $ROOT, $DOMAIN (example.test)
