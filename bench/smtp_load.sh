@@ -55,7 +55,8 @@ maildir=$dir/mail/example.test/alice
 
 port=$(PYTHONPATH="$here/tests" python3 -c 'from harness.ports import free_port; print(free_port())')
 set -- -o "smtp_listen=127.0.0.1:$port" -o submission_listen= -o submissions_listen= \
-	-o imap_listen= -o imaps_listen= -o pop3_listen= -o pop3s_listen= -o http_listen=
+	-o imap_listen= -o imaps_listen= -o pop3_listen= -o pop3s_listen= -o http_listen= \
+	-o https_listen= -o lmtp_listen= -o managesieve_listen=
 [ -n "${WORKERS:-}" ] && set -- "$@" -o "workers=$WORKERS"
 for o in ${OPTS:-}; do set -- "$@" -o "$o"; done
 "$PETREL" -c "$conf" "$@" serve 2>"$dir/serve.log" &

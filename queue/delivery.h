@@ -81,6 +81,29 @@ struct mgr {
 	unsigned max_active, max_per_dest, timeout;
 	struct ub_ctx *ub;
 	struct hold *holds;
+	/* What the last reading of each queued message showed, sorted by
+	 * id (scheduler.c): a scan reads a message again only when it may
+	 * start now. */
+	struct seen *seen;
+	size_t nseen;
+};
+
+/*
+ * A queued message as last read and not started: the destinations of
+ * its pending recipients and the earliest time one is due. With
+ * hundreds of messages waiting for a destination at its concurrency
+ * limit, every scan (one after each attempt) used to read every one of
+ * them again to find that none could start; now it reads only those
+ * that can. An attempt drops the entry (its state file changes), so the
+ * message is read afresh after it; a flush reads everything.
+ */
+struct seen {
+	char id[17];
+	bool known;
+	char **dests;
+	size_t ndests;
+	long long due;		/* the earliest next attempt; LLONG_MAX: none */
+	long long arrival;
 };
 
 /*

@@ -22,6 +22,9 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -345,6 +348,14 @@ client_event(struct bufferevent *bev, short what, void *arg)
 	char why[700];
 
 	if (what & BEV_EVENT_CONNECTED) {
+		int one = 1;
+
+		/* The commands and the message go out as soon as they are
+		 * written: with Nagle's algorithm the last segment of a
+		 * message (or of a pipelined group) waited for the peer's
+		 * delayed ACK, some 40 ms per message on a fast link. */
+		(void)setsockopt(bufferevent_getfd(bev), IPPROTO_TCP,
+		    TCP_NODELAY, &one, sizeof(one));
 		if (d->state == C_CONNECT) {
 			d->state = C_GREETING;
 			free(d->relay);

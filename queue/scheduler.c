@@ -17,6 +17,7 @@
  * QUEUE_DIR/tmp are swept at start and hourly.
  */
 #include <event2/event.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -364,7 +365,64 @@ start_delivery(struct mgr *m, struct queue_msg *q, const char *dest,
 }
 
 static void
-scan_message(struct mgr *m, const char *id, time_t now)
+seen_clear(struct seen *e)
+{
+	for (size_t i = 0; i < e->ndests; i++)
+		free(e->dests[i]);
+	free(e->dests);
+	e->dests = NULL;
+	e->ndests = 0;
+	e->known = false;
+}
+
+/* Can the message of e not start now, as it was last read? */
+static bool
+seen_skip(struct mgr *m, const struct seen *e, time_t now)
+{
+	if (!e->known || m->flush || now - e->arrival > (time_t)m->lifetime)
+		return false;
+	if (e->due > (long long)now)
+		return true;
+	for (size_t i = 0; i < e->ndests; i++)
+		if (count_dest(m, e->dests[i]) < m->max_per_dest)
+			return false;
+	return true;
+}
+
+static void
+seen_learn(struct seen *e, const struct queue_msg *q)
+{
+	seen_clear(e);
+	e->known = true;
+	e->due = LLONG_MAX;
+	e->arrival = q->arrival;
+	for (size_t i = 0; i < q->nrcpts; i++) {
+		const struct queue_entry *r = &q->rcpts[i];
+		char *key;
+		size_t j;
+
+		if (r->status != QR_PENDING)
+			continue;
+		if (r->next < e->due)
+			e->due = r->next;
+		key = r->transport[0] ? xstrdup(r->transport) :
+		    xstrdup(rcpt_domain(r->address));
+		str_lower(key);
+		for (j = 0; j < e->ndests; j++)
+			if (strcmp(e->dests[j], key) == 0)
+				break;
+		if (j < e->ndests) {
+			free(key);
+			continue;
+		}
+		e->dests = xrealloc(e->dests, (e->ndests + 1) *
+		    sizeof(*e->dests));
+		e->dests[e->ndests++] = key;
+	}
+}
+
+static void
+scan_message(struct mgr *m, const char *id, time_t now, struct seen *seen)
 {
 	struct queue_msg q;
 	const char *err;
@@ -384,6 +442,7 @@ scan_message(struct mgr *m, const char *id, time_t now)
 			log_error("%s", err);
 		return;
 	}
+	seen_learn(seen, &q);
 	for (size_t i = 0; i < q.nrcpts; i++) {
 		struct queue_entry *e = &q.rcpts[i];
 		char *key;
@@ -416,6 +475,8 @@ scan_message(struct mgr *m, const char *id, time_t now)
 		free(idx);
 		return;
 	}
+	/* its state changes with the attempt: read it again after */
+	seen_clear(seen);
 	start_delivery(m, &q, dest, idx, nidx);
 	free(dest);
 }
@@ -424,9 +485,10 @@ static void
 mgr_scan(struct mgr *m)
 {
 	char **ids = NULL;
-	size_t n = 0;
+	size_t n = 0, j = 0;
 	const char *err;
 	time_t now = time(NULL);
+	struct seen *cur;
 
 	if (m->stopping)
 		return;
@@ -434,9 +496,25 @@ mgr_scan(struct mgr *m)
 		log_error("%s", err);
 		return;
 	}
+	/* carry what was known over to the messages still queued (both
+	 * lists sorted by id) */
+	cur = xcalloc(n > 0 ? n : 1, sizeof(*cur));
+	for (size_t i = 0; i < n; i++) {
+		while (j < m->nseen && strcmp(m->seen[j].id, ids[i]) < 0)
+			seen_clear(&m->seen[j++]);
+		if (j < m->nseen && strcmp(m->seen[j].id, ids[i]) == 0)
+			cur[i] = m->seen[j++];
+		else
+			snprintf(cur[i].id, sizeof(cur[i].id), "%s", ids[i]);
+	}
+	while (j < m->nseen)
+		seen_clear(&m->seen[j++]);
+	free(m->seen);
+	m->seen = cur;
+	m->nseen = n;
 	for (size_t i = 0; i < n && m->nactive < m->max_active; i++)
-		if (!msg_active(m, ids[i]))
-			scan_message(m, ids[i], now);
+		if (!msg_active(m, ids[i]) && !seen_skip(m, &cur[i], now))
+			scan_message(m, ids[i], now, &cur[i]);
 	queue_list_free(&ids, n);
 	m->flush = false;
 }
@@ -596,6 +674,9 @@ queue_manager_run(struct petrel_ctx *ctx)
 	tls_client_free(&m.tls);
 	node_counters_free(&m.nc);
 	free(m.queue_dir);
+	for (size_t i = 0; i < m.nseen; i++)
+		seen_clear(&m.seen[i]);
+	free(m.seen);
 	while (m.holds != NULL) {
 		struct hold *h = m.holds;
 

@@ -8,6 +8,15 @@
  * lib/maildir (tmp/, data durable, link into new/, fsync of new/): SPEC
  * section 4, "250 after DATA means the message is on stable storage".
  *
+ * One message to many local recipients (an alias list): the copies
+ * differ (each has its own Delivered-To, which tests, loop checks and
+ * users' filters read), so each is its own file, not a hard link of one;
+ * what they share is the fsync of each directory, made once at the end
+ * for every copy of the message (a maildir batch), before
+ * deliver_message returns. So 1,000 recipients cost 1,000 small writes
+ * and one journal commit, not 1,000 commits. The maildirsize lines are
+ * appended after that fsync, one per copy.
+ *
  * Trust: the routes come from lib/route (maildir paths already confined
  * to mail_root by name; no symbolic link below mail_root is followed,
  * checked here); the sender, addresses and body are the client's and are
@@ -25,6 +34,7 @@
 #include "lib/authd/client.h"
 #include "lib/base/alloc.h"
 #include "lib/base/err.h"
+#include "lib/base/limits.h"
 #include "lib/base/log.h"
 #include "lib/base/str.h"
 #include "lib/deliver/deliver.h"
@@ -38,6 +48,15 @@
 #include "lib/route/route.h"
 #include "lib/trust/arc.h"
 #include "lib/trust/srs.h"
+
+struct deliver_batch {
+	struct maildir_batch *copies;
+	struct quota_add {
+		char *maildir;
+		int64_t bytes;
+	} *quota;
+	size_t nquota;
+};
 
 struct tmp_writer {
 	struct maildir_tmp *tmp;
@@ -87,16 +106,34 @@ deliver_maildir_to(const struct deliver_ctx *ctx,
 		maildir_tmp_abort(&w.tmp);
 		goto out;
 	}
-	if (maildir_tmp_commit_flags(&w.tmp, flags != NULL && *flags != '\0' ?
-	    flags : NULL, NULL, error_r) < 0)
+	if (msg->batch != NULL) {
+		if (maildir_tmp_commit_batch(&w.tmp, flags != NULL &&
+		    *flags != '\0' ? flags : NULL, msg->batch->copies, NULL,
+		    error_r) < 0)
+			goto out;
+	} else if (maildir_tmp_commit_flags(&w.tmp, flags != NULL &&
+	    *flags != '\0' ? flags : NULL, NULL, error_r) < 0) {
 		goto out;
+	}
 	/* Maildir++: every delivery appends its size to maildirsize. The
-	 * copy is durable already; a failed append only makes the next
-	 * check recalculate. */
-	if (quota_limit_set(&d->quota) && maildir_quota_add(d->maildir,
-	    (int64_t)(head.len + msg->body->size), 1, &qerr) < 0)
-		log_warn("%s: maildirsize of %s: %s", msg->qid, d->maildir,
-		    qerr);
+	 * copy is durable already (in a batch: once the batch is synced);
+	 * a failed append only makes the next check recalculate. */
+	if (quota_limit_set(&d->quota)) {
+		int64_t bytes = (int64_t)(head.len + msg->body->size);
+
+		if (msg->batch != NULL) {
+			struct deliver_batch *b = msg->batch;
+
+			b->quota = xrealloc(b->quota, (b->nquota + 1) *
+			    sizeof(*b->quota));
+			b->quota[b->nquota].maildir = xstrdup(d->maildir);
+			b->quota[b->nquota++].bytes = bytes;
+		} else if (maildir_quota_add(d->maildir, bytes, 1,
+		    &qerr) < 0) {
+			log_warn("%s: maildirsize of %s: %s", msg->qid,
+			    d->maildir, qerr);
+		}
+	}
 	r = 0;
 out:
 	str_free(&head);
@@ -317,15 +354,46 @@ deliver_log(const struct deliver_msg *msg, const char *orig,
 	log_service_set(prev);
 }
 
+/* fsync the directories of the message's copies, each once, then append
+ * their sizes to maildirsize. */
+static int
+batch_finish(const struct deliver_msg *msg, struct deliver_batch *b,
+    const char **error_r)
+{
+	const char *qerr;
+
+	if (maildir_batch_sync(b->copies, error_r) < 0)
+		return -1;
+	for (size_t i = 0; i < b->nquota; i++)
+		if (maildir_quota_add(b->quota[i].maildir, b->quota[i].bytes,
+		    1, &qerr) < 0)
+			log_warn("%s: maildirsize of %s: %s", msg->qid,
+			    b->quota[i].maildir, qerr);
+	return 0;
+}
+
+static void
+batch_free(struct deliver_batch *b)
+{
+	maildir_batch_free(&b->copies);
+	for (size_t i = 0; i < b->nquota; i++)
+		free(b->quota[i].maildir);
+	free(b->quota);
+}
+
 int
-deliver_message(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
+deliver_message(const struct deliver_ctx *ctx, const struct deliver_msg *orig,
     struct deliver_result *result, const char **error_r)
 {
 	struct queue_rcpt *remote = NULL;
 	struct deliver_wire wire = { STR_INIT, 0, false };
+	struct deliver_batch batch = { maildir_batch_new(), NULL, 0 };
+	struct deliver_msg copy = *orig;
+	const struct deliver_msg *msg = &copy;
 	size_t nremote = 0;
 	int ret = 0;
 
+	copy.batch = &batch;
 	memset(result, 0, sizeof(*result));
 	for (size_t i = 0; i < msg->nrcpts && ret == 0; i++) {
 		const struct route_result *r = msg->rcpts[i].route;
@@ -384,6 +452,27 @@ deliver_message(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 			}
 		}
 	}
+	/* the maildir copies durable before the queue file: a failure here
+	 * leaves nothing queued (the client's retry sends it all again).
+	 * After a failed copy the ones made before it are made durable all
+	 * the same, as when each was synced on its own: the client retries,
+	 * and a duplicate beats a loss. */
+	if (ret == 0) {
+		if (batch_finish(msg, &batch, error_r) < 0)
+			ret = -1;
+	} else {
+		char saved[ERR_MSG_MAX];
+		int code = err_last_code();
+		const char *ignored;
+
+		snprintf(saved, sizeof(saved), "%s", error_r != NULL &&
+		    *error_r != NULL ?
+		    *error_r : "?");
+		if (batch_finish(msg, &batch, &ignored) < 0)
+			log_error("%s: the copies made before the failure: %s",
+			    msg->qid, ignored);
+		err_fail(error_r, code, "%s", saved);
+	}
 	if (ret == 0 && nremote > 0) {
 		if (deliver_queue(ctx, msg, remote, nremote, error_r) < 0) {
 			ret = -1;
@@ -397,6 +486,7 @@ deliver_message(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 	if (ret < 0)
 		result->code = err_last_code();
 	str_free(&wire.data);
+	batch_free(&batch);
 	free(remote);
 	return ret;
 }

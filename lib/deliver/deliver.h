@@ -103,6 +103,10 @@ struct deliver_msg {
 	 * Sieve script go to each maildir's Junk folder, made when
 	 * missing; a script's own actions are kept as they are. */
 	bool junk;
+	/* Set by deliver_message() itself (callers leave it NULL): the
+	 * copies of this message whose directories are fsync'd together
+	 * at its end, and the quota each adds once they are. */
+	struct deliver_batch *batch;
 };
 
 struct deliver_result {

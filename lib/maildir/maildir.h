@@ -113,6 +113,35 @@ int maildir_tmp_commit_flags(struct maildir_tmp **tmp, const char *flags,
 int maildir_tmp_commit_to(struct maildir_tmp **tmp, const char *maildir,
 			  const char *flags, char **path_r,
 			  const char **error_r);
+/*
+ * One message into many mailboxes (an alias list): each copy committed
+ * with maildir_tmp_commit_batch() has its data durable and its name in
+ * new/ (or cur/), but its directory is not fsync'd yet; the batch
+ * remembers the directory, once however many copies went there.
+ * maildir_batch_sync() then fsyncs each directory once (on ext4/XFS the
+ * first one commits the journal for every link, the rest find nothing
+ * left to commit): only after it returns 0 are the copies on stable
+ * storage. If it fails, or the batch is freed without a sync, every copy
+ * linked through the batch is removed again (nothing was acknowledged).
+ */
+struct maildir_batch;
+
+struct maildir_batch *maildir_batch_new(void);
+/* As maildir_tmp_commit_flags(), the directory's fsync left to b; the
+ * file's writeback is started, waited for and the file linked when b
+ * holds 64 such copies or at maildir_batch_sync() (*path_r: NULL). */
+int maildir_tmp_commit_batch(struct maildir_tmp **tmp, const char *flags,
+			     struct maildir_batch *b, char **path_r,
+			     const char **error_r);
+/* The distinct directories waiting for their fsync. */
+size_t maildir_batch_dirs(const struct maildir_batch *b);
+/* fsync every directory of b once (grouped with other threads' fsyncs
+ * of the same directory); b is empty afterwards. 0 ok, -1 error (the
+ * copies removed). */
+int maildir_batch_sync(struct maildir_batch *b, const char **error_r);
+/* Remove the copies not synced, free, set *b NULL. NULL-safe. */
+void maildir_batch_free(struct maildir_batch **b);
+
 /* Writes data with every CRLF stored as LF (bare CRs kept): the form
  * delivered mail has. Data may come in pieces split anywhere: a CR that
  * ends one piece is held until the next shows whether LF follows, and

@@ -165,3 +165,32 @@ def test_testssl_submissions(srv, tmp_path, petrel_bin):
         assert found.get("cipherlist_" + cat) == "not offered", (cat, found.get("cipherlist_" + cat))
     assert found.get("PFS") == "offered", text
     assert "X25519" in found.get("PFS_ECDHE_curves", ""), text
+
+
+@pytest.mark.parametrize("listener", ("imaps", "pop3s", "submissions"))
+def test_resumed_across_workers(srv, listener):
+    """Python's ssl client: a ticket from the first handshake resumes the
+    next 12 connections, whichever of the 2 workers accepts each (the
+    ticket keys are the same in every worker), for TLS 1.3 and 1.2."""
+    import socket
+    import ssl
+
+    assert srv.instance.config().get("workers") == "2"
+    for version in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.minimum_version = ctx.maximum_version = version
+        session = None
+        reused = []
+        for i in range(13):
+            with socket.create_connection(("127.0.0.1", srv.ports[listener]), timeout=10) as raw:
+                with ctx.wrap_socket(raw, server_hostname="mx.petrel.test",
+                                     session=session) as s:
+                    s.recv(200)     # the greeting (TLS 1.3: the ticket came before it)
+                    if i == 0:
+                        session = s.session
+                        assert session is not None and session.has_ticket
+                    else:
+                        reused.append(s.session_reused)
+        assert all(reused), (version, reused)

@@ -262,6 +262,42 @@ def test_smtp_250_after_file_and_directory_sync(traced_instance):
     assert not problems, "\n".join(problems)
 
 
+def test_smtp_fanout_250_after_every_directory_sync(traced_instance):
+    """One message to an alias of 40 users: the copies' directories are
+    fsync'd together at the end of the message (from several threads once
+    there are 16 or more), and the 250 still comes after every copy's data
+    sync and after the fsync of each of the 40 new/ directories."""
+    inst = traced_instance
+    n = 40
+    cols = "id, address, crypt, clear, name, uid, gid, home, domain, maildir, imapok, bool1, bool2"
+    rows = ", ".join("(%s, %s, '', '', '', 1000, 1000, '', 'example.test', %s, 1, 1, 1)" % (
+        inst.quote("f%d@example.test" % i), inst.quote("f%d@example.test" % i),
+        inst.quote("example.test/f%d/" % i)) for i in range(n))
+    inst.sql("INSERT INTO users (%s) VALUES %s" % (cols, rows))
+    inst.run("alias", "add", "fans@example.test",
+             ",".join("f%d@example.test" % i for i in range(n)))
+    srv = server.start(inst, ("smtp",), DEFAULTS + ("workers=1",), cls=TracedSmtp,
+                       timeout=60)
+    with srv.client(timeout=60) as c:
+        c.expect("EHLO client.test", 250)
+        c.expect("MAIL FROM:<sender@example.org>", 250)
+        c.expect("RCPT TO:<fans@example.test>", 250)
+        c.expect("DATA", 354)
+        c.send(b"Subject: fan-out\r\n\r\nbody\r\n.\r\n")
+        assert c.reply().code == 250
+        c.expect("QUIT", 221)
+    events = stop(srv)
+    [ack] = replies(events, r'"250 2\.0\.0 Ok: queued')
+    [st] = replies(events, r'"354 ')
+    under = os.path.realpath(inst.mail_root)
+    problems = check_window(events, st.end, ack, under)
+    linked = {os.path.dirname(link_target(e)) for e in events
+              if st.end < e.end < ack.start and e.ok and link_target(e)
+              and link_target(e).startswith(under)}
+    assert len(linked) == n, sorted(linked)
+    assert not problems, "\n".join(problems)
+
+
 def test_imap_append_copy_move_after_sync(traced_instance):
     """APPEND, COPY and MOVE: the tagged OK follows the data sync of each new
     file and the fsync of the folder directory it was linked into."""

@@ -465,6 +465,58 @@ test_many(void)
 }
 
 static void
+test_batch(void)
+{
+	struct maildir_batch *b;
+	struct maildir_tmp *tmp;
+	const char *error;
+	char *md[40], name[64];
+	int i, ok = 0;
+
+	test_begin("a batch: 200 copies into 40 maildirs, 40 directories");
+	for (i = 0; i < 40; i++) {
+		snprintf(name, sizeof(name), "batch/u%d", i);
+		md[i] = tpath(name);
+	}
+	b = maildir_batch_new();
+	for (i = 0; i < 200; i++) {
+		/* more than 64 pending copies: some are linked before the sync */
+		if (maildir_tmp_open(md[i % 40], &tmp, &error) == 0 &&
+		    maildir_tmp_write(tmp, "copy\n", 5, &error) == 0 &&
+		    maildir_tmp_commit_batch(&tmp, i % 2 ? "S" : NULL, b,
+		    NULL, &error) == 0)
+			ok++;
+	}
+	test_assert(ok == 200);
+	test_assert(maildir_batch_sync(b, &error) == 0);
+	test_assert(maildir_batch_dirs(b) == 0);
+	for (i = 0; i < 40; i++) {
+		test_assert(count_sub(md[i], "new") + count_sub(md[i], "cur") == 5);
+		test_assert(count_sub(md[i], "tmp") == 0);
+	}
+	test_end();
+
+	test_begin("a batch freed before its sync removes its copies");
+	for (i = 0; i < 70; i++) {
+		if (maildir_tmp_open(md[i % 2], &tmp, &error) == 0 &&
+		    maildir_tmp_write(tmp, "gone\n", 5, &error) == 0)
+			test_assert(maildir_tmp_commit_batch(&tmp, NULL, b,
+			    NULL, &error) == 0);
+	}
+	/* 64 were linked when the 64th came, the rest are pending */
+	test_assert(maildir_batch_dirs(b) == 2);
+	maildir_batch_free(&b);
+	test_assert(b == NULL);
+	for (i = 0; i < 2; i++) {
+		test_assert(count_sub(md[i], "new") + count_sub(md[i], "cur") == 5);
+		test_assert(count_sub(md[i], "tmp") == 0);
+	}
+	for (i = 0; i < 40; i++)
+		free(md[i]);
+	test_end();
+}
+
+static void
 test_link_into(void)
 {
 	const char *error;
@@ -839,6 +891,7 @@ main(void)
 	test_folders();
 	test_deliver();
 	test_many();
+	test_batch();
 	test_link_into();
 	test_write_lf();
 	test_name_parse();
