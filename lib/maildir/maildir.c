@@ -32,6 +32,7 @@
 #include <linux/magic.h>
 #include <sys/random.h>
 #include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/types.h>
@@ -978,15 +979,68 @@ linked:
  * delivery instead of two, shared with every delivery running at the same
  * time (dsync_dir). A crash before that commit loses both the link and
  * the allocation, never one without the other; a crash after it finds the
- * whole file. Every other file system gets a full fsync here.
+ * whole file. Every other file system gets a full fsync here, and so
+ * does an ext4 without a journal (mkfs -O ^has_journal), whose directory
+ * fsync writes the directory alone: ext4 counts as journaled only when
+ * the kernel lists its journal in /proc/fs/jbd2 (as "<device>-<inode>").
  */
+
+/* Whether the ext4 file system on dev has a journal (remembered per
+ * device; false when it cannot be told). */
+static bool
+ext4_journaled(dev_t dev)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static struct { dev_t dev; bool journaled; } known[8];
+	static size_t nknown;
+	char link[64], target[PATH_MAX], prefix[NAME_MAX + 2];
+	const char *name;
+	bool journaled = false;
+	DIR *d;
+	struct dirent *e;
+	ssize_t n;
+
+	pthread_mutex_lock(&lock);
+	for (size_t i = 0; i < nknown; i++) {
+		if (known[i].dev == dev) {
+			journaled = known[i].journaled;
+			pthread_mutex_unlock(&lock);
+			return journaled;
+		}
+	}
+	pthread_mutex_unlock(&lock);
+	snprintf(link, sizeof(link), "/sys/dev/block/%u:%u", major(dev),
+	    minor(dev));
+	if ((n = readlink(link, target, sizeof(target) - 1)) > 0) {
+		target[n] = '\0';
+		name = strrchr(target, '/') != NULL ? strrchr(target, '/') + 1 :
+		    target;
+		snprintf(prefix, sizeof(prefix), "%.*s-", NAME_MAX, name);
+		if ((d = opendir("/proc/fs/jbd2")) != NULL) {
+			while (!journaled && (e = readdir(d)) != NULL)
+				journaled = strncmp(e->d_name, prefix,
+				    strlen(prefix)) == 0;
+			closedir(d);
+		}
+	}
+	pthread_mutex_lock(&lock);
+	if (nknown < sizeof(known) / sizeof(known[0])) {
+		known[nknown].dev = dev;
+		known[nknown++].journaled = journaled;
+	}
+	pthread_mutex_unlock(&lock);
+	return journaled;
+}
+
 static int
 data_durable(int fd)
 {
 	struct statfs sf;
+	struct stat st;
 
-	if (fstatfs(fd, &sf) == 0 && (sf.f_type == EXT4_SUPER_MAGIC ||
-	    sf.f_type == XFS_SUPER_MAGIC) &&
+	if (fstatfs(fd, &sf) == 0 && (sf.f_type == XFS_SUPER_MAGIC ||
+	    (sf.f_type == EXT4_SUPER_MAGIC && fstat(fd, &st) == 0 &&
+	    ext4_journaled(st.st_dev))) &&
 	    sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE |
 	    SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER) == 0)
 		return 0;
