@@ -52,22 +52,89 @@ search_load(void *ctx, size_t *len)
 	return sc->wire.data != NULL ? sc->wire.data : "";
 }
 
+/* One end of a PARTIAL range: an nz-number, after "-" when negative
+ * (RFC 9394 3.1); the rest of the text at *end. 0 when bad. */
+static uint32_t
+partial_end(const char *p, bool *neg, const char **end)
+{
+	uint64_t v = 0;
+
+	*neg = *p == '-';
+	if (*neg)
+		p++;
+	if (*p < '1' || *p > '9')
+		return 0;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		v = v * 10 + (uint64_t)(*p - '0');
+		if (v > UINT32_MAX)
+			return 0;
+	}
+	*end = p;
+	return (uint32_t)v;
+}
+
+/* "x:y" or "-x:-y" (either order) into p; -1 when bad. */
+static int
+parse_partial(const struct imap_arg *a, struct imap_partial *p)
+{
+	const char *s, *e;
+	uint32_t x, y;
+	bool nx, ny;
+
+	if (a->type != IMAP_ARG_ATOM)
+		return -1;
+	s = a->str;
+	if ((x = partial_end(s, &nx, &e)) == 0 || *e != ':')
+		return -1;
+	if ((y = partial_end(e + 1, &ny, &e)) == 0 || *e != '\0' || nx != ny)
+		return -1;
+	p->neg = nx;
+	p->lo = x < y ? x : y;
+	p->hi = x < y ? y : x;
+	return 0;
+}
+
+void
+imap_partial_span(const struct imap_partial *p, size_t n, size_t *from,
+    size_t *to)
+{
+	size_t lo = p->lo, hi = p->hi;
+
+	if (lo > n) {
+		*from = *to = 0;
+		return;
+	}
+	if (hi > n)
+		hi = n;
+	if (p->neg) {
+		*from = n - hi;
+		*to = n - lo + 1;
+	} else {
+		*from = lo - 1;
+		*to = hi;
+	}
+}
+
 /* ESEARCH (RFC 4731): SEARCH RETURN (MIN MAX ALL COUNT) answers with
  * one "* ESEARCH (TAG ...)" line instead of "* SEARCH" with every
  * number. SEARCHRES (RFC 5182): SAVE keeps the result as "$" for later
- * commands (alone, it answers nothing but the tagged OK). */
+ * commands (alone, it answers nothing but the tagged OK). PARTIAL x:y
+ * (RFC 5267 4.4; -x:-y counting from the end, RFC 9394) answers the
+ * x-th to the y-th message found; not with ALL. */
 int
 imap_search_parse_return(const struct imap_arg *args, size_t n, unsigned *ret_r,
-    size_t *skip_r, const char **error_r)
+    struct imap_partial *part_r, size_t *skip_r, const char **error_r)
 {
 	static const struct { const char *name; unsigned bit; } opts[] = {
 		{ "MIN", RET_MIN }, { "MAX", RET_MAX }, { "ALL", RET_ALL },
 		{ "COUNT", RET_COUNT }, { "SAVE", RET_SAVE },
+		{ "PARTIAL", RET_PARTIAL },
 	};
 	const struct imap_arg *l;
 
 	*ret_r = 0;
 	*skip_r = 0;
+	memset(part_r, 0, sizeof(*part_r));
 	if (n == 0 || args[0].type != IMAP_ARG_ATOM ||
 	    strcasecmp(args[0].str, "RETURN") != 0)
 		return 0;
@@ -88,17 +155,31 @@ imap_search_parse_return(const struct imap_arg *args, size_t n, unsigned *ret_r,
 			*error_r = "Unknown RETURN option";
 			return -1;
 		}
+		if (opts[k].bit == RET_PARTIAL) {
+			if ((*ret_r & RET_PARTIAL) || i + 1 == l->nlist ||
+			    parse_partial(&l->list[i + 1], part_r) < 0) {
+				*error_r = "PARTIAL needs one range x:y or "
+				    "-x:-y of nonzero numbers";
+				return -1;
+			}
+			i++;
+		}
 		*ret_r |= opts[k].bit;
 	}
 	if (*ret_r == 0)
 		*ret_r = RET_ALL;	/* "RETURN ()" means ALL */
+	if ((*ret_r & (RET_ALL | RET_PARTIAL)) == (RET_ALL | RET_PARTIAL)) {
+		*error_r = "PARTIAL and ALL cannot be combined";
+		return -1;
+	}
 	*skip_r = 2;
 	return 0;
 }
 
 void
 imap_esearch_reply(struct imap_session *s, const struct imap_cmd *c,
-    unsigned ret, const uint32_t *hits, size_t nhits, uint64_t modseq)
+    unsigned ret, const struct imap_partial *part, const uint32_t *hits,
+    size_t nhits, uint64_t modseq)
 {
 	str_t res = STR_INIT;
 
@@ -113,6 +194,20 @@ imap_esearch_reply(struct imap_session *s, const struct imap_cmd *c,
 	if (nhits > 0 && (ret & RET_ALL)) {
 		str_append(&res, " ALL ");
 		imap_seqset_format(hits, nhits, &res);
+	}
+	if (ret & RET_PARTIAL) {
+		size_t from, to;
+		const char *sign = part->neg ? "-" : "";
+
+		/* always there, NIL when the range holds nothing */
+		imap_partial_span(part, nhits, &from, &to);
+		str_printf(&res, " PARTIAL (%s%u:%s%u ", sign,
+		    (unsigned)part->lo, sign, (unsigned)part->hi);
+		if (from < to)
+			imap_seqset_format(hits + from, to - from, &res);
+		else
+			str_append(&res, "NIL");
+		str_append_c(&res, ')');
 	}
 	if (nhits > 0 && modseq != 0)
 		str_printf(&res, " MODSEQ %llu", (unsigned long long)modseq);
@@ -184,12 +279,32 @@ imap_search_run(struct imap_session *s, const struct search_key *root,
 	*n_r = nidx;
 }
 
+/* Whether the k-th of n messages found is one the answer returns:
+ * all of them with ALL or COUNT or nothing else; else those MIN, MAX
+ * and PARTIAL return (RFC 5182 2.4; PARTIAL likewise, RFC 9394 3.2). */
+static bool
+returned(unsigned ret, const struct imap_partial *part, size_t k, size_t n)
+{
+	size_t from, to;
+
+	if ((ret & (RET_ALL | RET_COUNT)) != 0 ||
+	    (ret & (RET_MIN | RET_MAX | RET_PARTIAL)) == 0)
+		return true;
+	if (((ret & RET_MIN) && k == 0) || ((ret & RET_MAX) && k == n - 1))
+		return true;
+	if (ret & RET_PARTIAL) {
+		imap_partial_span(part, n, &from, &to);
+		return k >= from && k < to;
+	}
+	return false;
+}
+
 /* SEARCHRES: "$" becomes what the SEARCH found (the messages idx, all
- * n of them, ascending), as UIDs; with MIN and/or MAX but neither ALL
- * nor COUNT, only those (RFC 5182 2.4). */
+ * n of them, ascending), as UIDs; with MIN, MAX and/or PARTIAL but
+ * neither ALL nor COUNT, only those. */
 static void
-save_result(struct imap_session *s, unsigned ret, const size_t *idx,
-    size_t n)
+save_result(struct imap_session *s, unsigned ret,
+    const struct imap_partial *part, const size_t *idx, size_t n)
 {
 	size_t k = 0;
 
@@ -197,15 +312,9 @@ save_result(struct imap_session *s, unsigned ret, const size_t *idx,
 	if (n == 0)
 		return;
 	s->searchres = xmalloc(n * sizeof(*s->searchres));
-	if ((ret & (RET_ALL | RET_COUNT)) == 0 &&
-	    (ret & (RET_MIN | RET_MAX)) != 0) {
-		if (ret & RET_MIN)
-			s->searchres[k++] = s->mb->msgs[idx[0]].uid;
-		if ((ret & RET_MAX) && (k == 0 || n > 1))
-			s->searchres[k++] = s->mb->msgs[idx[n - 1]].uid;
-	} else {
-		for (; k < n; k++)
-			s->searchres[k] = s->mb->msgs[idx[k]].uid;
+	for (size_t j = 0; j < n; j++) {
+		if (returned(ret, part, j, n))
+			s->searchres[k++] = s->mb->msgs[idx[j]].uid;
 	}
 	s->nsearchres = k;
 }
@@ -219,10 +328,11 @@ imap_cmd_search(struct imap_session *s, struct imap_cmd *c)
 	uint32_t *hits = NULL;
 	size_t *idx, nidx, skip;
 	uint64_t modseq = 0;
+	struct imap_partial part;
 	unsigned ret;
 	int rc;
 
-	if (imap_search_parse_return(c->args, c->nargs, &ret, &skip,
+	if (imap_search_parse_return(c->args, c->nargs, &ret, &part, &skip,
 	    &err) < 0) {
 		imap_bad(s, "%s", err);
 		return;
@@ -250,14 +360,12 @@ imap_cmd_search(struct imap_session *s, struct imap_cmd *c)
 		    (uint32_t)(idx[k] + 1);
 	if (imap_search_has_modseq(root)) {
 		/* RFC 7162 3.1.5: the highest modseq of the messages
-		 * returned (MIN and MAX alone: of those two) */
-		bool ends = ret != 0 && (ret & (RET_ALL | RET_COUNT)) == 0;
-
+		 * returned (MIN, MAX and PARTIAL alone: of those) */
 		imap_condstore_enable(s);
 		for (size_t k = 0; k < nidx; k++) {
 			uint64_t v = s->mb->msgs[idx[k]].modseq;
 
-			if (ends && k != 0 && k != nidx - 1)
+			if (ret != 0 && !returned(ret, &part, k, nidx))
 				continue;
 			if (v > modseq)
 				modseq = v;
@@ -272,10 +380,10 @@ imap_cmd_search(struct imap_session *s, struct imap_cmd *c)
 			    (unsigned long long)modseq);
 		imap_untagged(s, "%s", str_c(&res));
 	} else if (ret != RET_SAVE) {
-		imap_esearch_reply(s, c, ret, hits, nidx, modseq);
+		imap_esearch_reply(s, c, ret, &part, hits, nidx, modseq);
 	}
 	if (ret & RET_SAVE)
-		save_result(s, ret, idx, nidx);
+		save_result(s, ret, &part, idx, nidx);
 	free(idx);
 	free(hits);
 	str_free(&res);

@@ -196,10 +196,11 @@ imap_cmd_sort(struct imap_session *s, struct imap_cmd *c)
 	uint32_t *hits = NULL;
 	size_t *idx, n, skip;
 	uint64_t modseq = 0;
+	struct imap_partial part;
 	unsigned ret;
 	str_t res = STR_INIT;
 
-	if (imap_search_parse_return(c->args, c->nargs, &ret, &skip,
+	if (imap_search_parse_return(c->args, c->nargs, &ret, &part, &skip,
 	    &err) < 0) {
 		imap_bad(s, "%s", err);
 		return;
@@ -250,8 +251,9 @@ imap_cmd_sort(struct imap_session *s, struct imap_cmd *c)
 		imap_untagged(s, "%s", str_c(&res));
 	} else {
 		/* RFC 5267 section 3: ESEARCH in sort order, MIN and MAX
-		 * the first and the last message of it */
-		imap_esearch_reply(s, c, ret, hits, n, modseq);
+		 * the first and the last message of it, PARTIAL positions
+		 * in it (4.4) */
+		imap_esearch_reply(s, c, ret, &part, hits, n, modseq);
 	}
 	free_keys(&keys, n);
 	free(order);
