@@ -1,6 +1,8 @@
 /*
  * cmd_search.c: SEARCH and UID SEARCH (keys parsed and matched by
- * lib/imap/search.c). They run on job threads.
+ * lib/imap/search.c), their RETURN options (ESEARCH, SEARCHRES, RFC
+ * 5267's PARTIAL and UPDATE), the updating searches and sorts of
+ * CONTEXT=SEARCH/SORT and CANCELUPDATE. They run on job threads.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -128,7 +130,7 @@ imap_search_parse_return(const struct imap_arg *args, size_t n, unsigned *ret_r,
 	static const struct { const char *name; unsigned bit; } opts[] = {
 		{ "MIN", RET_MIN }, { "MAX", RET_MAX }, { "ALL", RET_ALL },
 		{ "COUNT", RET_COUNT }, { "SAVE", RET_SAVE },
-		{ "PARTIAL", RET_PARTIAL },
+		{ "PARTIAL", RET_PARTIAL }, { "UPDATE", RET_UPDATE },
 	};
 	const struct imap_arg *l;
 
@@ -384,9 +386,259 @@ imap_cmd_search(struct imap_session *s, struct imap_cmd *c)
 	}
 	if (ret & RET_SAVE)
 		save_result(s, ret, &part, idx, nidx);
+	if (ret & RET_UPDATE) {
+		uint32_t *uids = xcalloc(nidx > 0 ? nidx : 1, sizeof(*uids));
+
+		for (size_t k = 0; k < nidx; k++)
+			uids[k] = s->mb->msgs[idx[k]].uid;
+		imap_context_add(s, c, root, NULL, uids, nidx);
+		root = NULL;
+		free(uids);
+	}
 	free(idx);
 	free(hits);
 	str_free(&res);
 	imap_search_free(root);
 	imap_ok(s, "Search completed.");
+}
+
+/* ---- CONTEXT=SEARCH and CONTEXT=SORT (RFC 5267 4) ---- */
+
+static void
+context_free(struct imap_context *x)
+{
+	free(x->tag);
+	imap_search_free(x->root);
+	free(x->uids);
+}
+
+static void
+context_mark(struct imap_session *s, struct imap_context *x)
+{
+	x->modseq = mbox_highestmodseq(s->mb);
+	x->nmsgs = s->mb->n;
+	x->uidnext = s->mb->uidnext;
+}
+
+void
+imap_context_add(struct imap_session *s, const struct imap_cmd *c,
+    struct search_key *root, const struct sort_prog *prog,
+    const uint32_t *uids, size_t n)
+{
+	struct imap_context *x = NULL;
+
+	/* a tag used again: the new search replaces the old one */
+	for (size_t k = 0; k < s->ncontexts; k++) {
+		if (strcmp(s->contexts[k].tag, c->tag) == 0) {
+			x = &s->contexts[k];
+			context_free(x);
+			break;
+		}
+	}
+	if (x == NULL) {
+		if (s->ncontexts >= IMAP_CONTEXTS_MAX) {
+			imap_untagged(s, "NO [NOUPDATE \"%s\"] At most %d "
+			    "updating searches at once", c->tag,
+			    IMAP_CONTEXTS_MAX);
+			imap_search_free(root);
+			return;
+		}
+		s->contexts = xrealloc(s->contexts, (s->ncontexts + 1) *
+		    sizeof(*s->contexts));
+		x = &s->contexts[s->ncontexts++];
+	}
+	memset(x, 0, sizeof(*x));
+	x->tag = xstrdup(c->tag);
+	x->uid = c->uid;
+	x->root = root;
+	if (prog != NULL) {
+		x->sort = true;
+		x->prog = *prog;
+	}
+	x->uids = xcalloc(n > 0 ? n : 1, sizeof(*x->uids));
+	memcpy(x->uids, uids, n * sizeof(*uids));
+	x->n = n;
+	context_mark(s, x);
+}
+
+void
+imap_contexts_clear(struct imap_session *s)
+{
+	for (size_t k = 0; k < s->ncontexts; k++)
+		context_free(&s->contexts[k]);
+	free(s->contexts);
+	s->contexts = NULL;
+	s->ncontexts = 0;
+}
+
+static int
+cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Whether uid is in v (sorted copy, n of them). */
+static bool
+has_uid(const uint32_t *v, size_t n, uint32_t uid)
+{
+	return n > 0 && bsearch(&uid, v, n, sizeof(*v), cmp_u32) != NULL;
+}
+
+/* The number the client knows a message by: its UID for a UID search,
+ * else its sequence number (0 when it is gone). */
+static uint32_t
+client_number(struct imap_session *s, const struct imap_context *x,
+    uint32_t uid)
+{
+	long i;
+
+	if (x->uid)
+		return uid;
+	i = mbox_find_uid(s->mb, uid);
+	return i < 0 ? 0 : (uint32_t)(i + 1);
+}
+
+/* SEARCH: one REMOVEFROM (0 set) and one ADDTO (0 set), the sets
+ * ascending. A search by sequence numbers reports no REMOVEFROM for an
+ * expunged message: its EXPUNGE told the client. */
+static void
+report_search(struct imap_session *s, const struct imap_context *x,
+    const uint32_t *nw, size_t nn, str_t *line)
+{
+	uint32_t *v = xcalloc(x->n + nn + 1, sizeof(*v));
+	size_t nv = 0;
+
+	for (size_t k = 0; k < x->n; k++) {
+		uint32_t num;
+
+		if (!has_uid(nw, nn, x->uids[k]) &&
+		    (num = client_number(s, x, x->uids[k])) != 0)
+			v[nv++] = num;
+	}
+	if (nv > 0) {
+		str_append(line, " REMOVEFROM (0 ");
+		imap_seqset_format(v, nv, line);
+		str_append_c(line, ')');
+	}
+	nv = 0;
+	for (size_t k = 0; k < nn; k++) {
+		if (!has_uid(x->uids, x->n, nw[k]))
+			v[nv++] = client_number(s, x, nw[k]);
+	}
+	if (nv > 0) {
+		str_append(line, " ADDTO (0 ");
+		imap_seqset_format(v, nv, line);
+		str_append_c(line, ')');
+	}
+	free(v);
+}
+
+/* SORT: REMOVEFROM (position number) from the last to the first, each
+ * position the message's in the list as it is then; then ADDTO
+ * (position number) in the order of the new list, each position its
+ * place in the list once added. A message's sort keys never change, so
+ * those that stay keep their order. */
+static void
+report_sort(struct imap_session *s, const struct imap_context *x,
+    const uint32_t *nw, size_t nn, str_t *line)
+{
+	uint32_t *os = xcalloc(x->n + 1, sizeof(*os));
+	uint32_t *ns = xcalloc(nn + 1, sizeof(*ns));
+
+	memcpy(os, x->uids, x->n * sizeof(*os));
+	qsort(os, x->n, sizeof(*os), cmp_u32);
+	memcpy(ns, nw, nn * sizeof(*ns));
+	qsort(ns, nn, sizeof(*ns), cmp_u32);
+	for (size_t k = x->n; k-- > 0;) {
+		uint32_t num;
+
+		if (has_uid(ns, nn, x->uids[k]))
+			continue;
+		if ((num = client_number(s, x, x->uids[k])) == 0 && !x->uid)
+			continue;	/* expunged: the client knows */
+		str_printf(line, " REMOVEFROM (%zu %u)", k + 1, num);
+	}
+	for (size_t k = 0; k < nn; k++) {
+		if (!has_uid(os, x->n, nw[k]))
+			str_printf(line, " ADDTO (%zu %u)", k + 1,
+			    client_number(s, x, nw[k]));
+	}
+	free(os);
+	free(ns);
+}
+
+void
+imap_contexts_report(struct imap_session *s)
+{
+	for (size_t k = 0; s->mb != NULL && k < s->ncontexts; k++) {
+		struct imap_context *x = &s->contexts[k];
+		uint32_t *nw = NULL;
+		size_t nn = 0;
+		str_t line = STR_INIT;
+
+		if (x->modseq == mbox_highestmodseq(s->mb) &&
+		    x->nmsgs == s->mb->n && x->uidnext == s->mb->uidnext)
+			continue;
+		if (x->sort) {
+			nn = imap_sort_uids(s, x->root, &x->prog, &nw);
+		} else {
+			size_t *idx;
+
+			imap_search_run(s, x->root, &idx, &nn);
+			nw = xcalloc(nn > 0 ? nn : 1, sizeof(*nw));
+			for (size_t j = 0; j < nn; j++)
+				nw[j] = s->mb->msgs[idx[j]].uid;
+			free(idx);
+		}
+		if (x->sort)
+			report_sort(s, x, nw, nn, &line);
+		else
+			report_search(s, x, nw, nn, &line);
+		if (line.len > 0)
+			imap_untagged(s, "ESEARCH (TAG \"%s\")%s%s", x->tag,
+			    x->uid ? " UID" : "", str_c(&line));
+		str_free(&line);
+		free(x->uids);
+		x->uids = nw;
+		x->n = nn;
+		context_mark(s, x);
+	}
+}
+
+/* CANCELUPDATE "tag" ... (RFC 5267 4.3): every tag must name an
+ * updating search of the session. */
+void
+imap_cmd_cancelupdate(struct imap_session *s, struct imap_cmd *c)
+{
+	if (c->nargs == 0) {
+		imap_bad(s, "CANCELUPDATE needs the tags of searches");
+		return;
+	}
+	for (size_t a = 0; a < c->nargs; a++) {
+		const char *tag = c->args[a].type == IMAP_ARG_LIST ? NULL :
+		    imap_arg_astring(&c->args[a]);
+		size_t k;
+
+		for (k = 0; tag != NULL && k < s->ncontexts; k++)
+			if (strcmp(s->contexts[k].tag, tag) == 0)
+				break;
+		if (tag == NULL || k == s->ncontexts) {
+			imap_bad(s, "No updating search with that tag");
+			return;
+		}
+	}
+	for (size_t a = 0; a < c->nargs; a++) {
+		const char *tag = imap_arg_astring(&c->args[a]);
+
+		for (size_t k = 0; k < s->ncontexts; k++) {
+			if (strcmp(s->contexts[k].tag, tag) != 0)
+				continue;
+			context_free(&s->contexts[k]);
+			s->contexts[k] = s->contexts[--s->ncontexts];
+			break;
+		}
+	}
+	imap_ok(s, "Updates cancelled.");
 }

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "imap/imap-private.h"
+#include "lib/imap/sort.h"
 #include "lib/maildir/maildir.h"
 #include "lib/mime/mime.h"
 
@@ -79,7 +80,7 @@ int imap_expunge_deleted(struct imap_session *s, const char *uidset,
  * (SEARCHRES, RFC 5182) is for SEARCH only. */
 enum {
 	RET_MIN = 1, RET_MAX = 2, RET_ALL = 4, RET_COUNT = 8, RET_SAVE = 16,
-	RET_PARTIAL = 32,
+	RET_PARTIAL = 32, RET_UPDATE = 64,
 };
 /* The range of PARTIAL (RFC 5267 4.4, negative ranges RFC 9394 3.1):
  * positions lo..hi (1-based, lo <= hi) of the result, counted from its
@@ -105,6 +106,33 @@ void imap_partial_span(const struct imap_partial *p, size_t n, size_t *from,
 void imap_esearch_reply(struct imap_session *s, const struct imap_cmd *c,
     unsigned ret, const struct imap_partial *part, const uint32_t *hits,
     size_t nhits, uint64_t modseq);
+/* CONTEXT=SEARCH and CONTEXT=SORT (RFC 5267 4): an updating search or
+ * sort, the result as UIDs in its order. */
+struct imap_context {
+	char *tag;
+	bool uid, sort;
+	struct search_key *root;
+	struct sort_prog prog;
+	uint32_t *uids;
+	size_t n;
+	/* the mailbox when last computed: nothing to do while unchanged */
+	uint64_t modseq;
+	size_t nmsgs;
+	uint32_t uidnext;
+};
+/* RETURN (UPDATE) on a SEARCH or SORT with tag c->tag: keep root (taken
+ * over) and prog (NULL for a SEARCH) with the result uids[0..n) (copied);
+ * an untagged NO [NOUPDATE] when the session has too many. */
+void imap_context_add(struct imap_session *s, const struct imap_cmd *c,
+    struct search_key *root, const struct sort_prog *prog,
+    const uint32_t *uids, size_t n);
+/* After the client was told of every change (EXISTS, EXPUNGE, FETCH):
+ * ADDTO and REMOVEFROM for every updating search whose result changed. */
+void imap_contexts_report(struct imap_session *s);
+void imap_contexts_clear(struct imap_session *s);
+/* cmd_sort.c: the UIDs root finds in the order of prog, malloc'd. */
+size_t imap_sort_uids(struct imap_session *s, const struct search_key *root,
+    const struct sort_prog *prog, uint32_t **uids_r);
 /* The indexes (ascending, malloc'd, NULL when none) of the messages
  * the search keys match, and their count. */
 void imap_search_run(struct imap_session *s, const struct search_key *root,
