@@ -382,3 +382,22 @@ def test_update_bounded(srv):
         assert not r.find("NOUPDATE"), r
     finally:
         a.close()
+
+
+def test_update_tag_used_again(srv):
+    a = srv.session()
+    box = new_box(a, [b"x", b"y"])
+    a.select(box)
+    b = srv.session(select=box)
+    try:
+        assert a.command("UID SEARCH RETURN (UPDATE) UNSEEN", tag="R1").status == "OK"
+        # the same tag again: this search replaces the first
+        assert a.command("UID SEARCH RETURN (UPDATE) SEEN", tag="R1").status == "OK"
+        u = uids(a)
+        b.ok("UID STORE %d +FLAGS (\\Seen)" % u[0])
+        got, r = noop_until(a, "R1")
+        assert got == [("ADDTO", 0, str(u[0]))], r
+        assert len(r.data("ESEARCH")) == 1, r
+    finally:
+        a.close()
+        b.close()
