@@ -196,10 +196,11 @@ imap_cmd_sort(struct imap_session *s, struct imap_cmd *c)
 	uint32_t *hits = NULL;
 	size_t *idx, n, skip;
 	uint64_t modseq = 0;
+	struct imap_partial part;
 	unsigned ret;
 	str_t res = STR_INIT;
 
-	if (imap_search_parse_return(c->args, c->nargs, &ret, &skip,
+	if (imap_search_parse_return(c->args, c->nargs, &ret, &part, &skip,
 	    &err) < 0) {
 		imap_bad(s, "%s", err);
 		return;
@@ -228,7 +229,6 @@ imap_cmd_sort(struct imap_session *s, struct imap_cmd *c)
 			if (s->mb->msgs[idx[k]].modseq > modseq)
 				modseq = s->mb->msgs[idx[k]].modseq;
 	}
-	imap_search_free(root);
 	load_keys(s, idx, n, imap_sort_needs(&prog),
 	    imap_sort_needs_info(&prog), &keys);
 	order = xcalloc(n > 0 ? n : 1, sizeof(*order));
@@ -250,15 +250,49 @@ imap_cmd_sort(struct imap_session *s, struct imap_cmd *c)
 		imap_untagged(s, "%s", str_c(&res));
 	} else {
 		/* RFC 5267 section 3: ESEARCH in sort order, MIN and MAX
-		 * the first and the last message of it */
-		imap_esearch_reply(s, c, ret, hits, n, modseq);
+		 * the first and the last message of it, PARTIAL positions
+		 * in it (4.4) */
+		imap_esearch_reply(s, c, ret, &part, hits, n, modseq);
 	}
+	if (ret & RET_UPDATE) {
+		for (size_t k = 0; k < n; k++)
+			hits[k] = order[k]->uid;
+		imap_context_add(s, c, root, &prog, hits, n);
+		root = NULL;
+	}
+	imap_search_free(root);
 	free_keys(&keys, n);
 	free(order);
 	free(hits);
 	free(idx);
 	str_free(&res);
 	imap_ok(s, "Sort completed.");
+}
+
+size_t
+imap_sort_uids(struct imap_session *s, const struct search_key *root,
+    const struct sort_prog *prog, uint32_t **uids_r)
+{
+	struct sort_keys keys;
+	struct sort_msg **order;
+	size_t *idx, n;
+	uint32_t *uids;
+
+	imap_search_run(s, root, &idx, &n);
+	load_keys(s, idx, n, imap_sort_needs(prog),
+	    imap_sort_needs_info(prog), &keys);
+	order = xcalloc(n > 0 ? n : 1, sizeof(*order));
+	for (size_t k = 0; k < n; k++)
+		order[k] = &keys.v[k];
+	imap_sort(prog, order, n);
+	uids = xcalloc(n > 0 ? n : 1, sizeof(*uids));
+	for (size_t k = 0; k < n; k++)
+		uids[k] = order[k]->uid;
+	free_keys(&keys, n);
+	free(order);
+	free(idx);
+	*uids_r = uids;
+	return n;
 }
 
 void

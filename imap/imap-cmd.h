@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "imap/imap-private.h"
+#include "lib/imap/sort.h"
 #include "lib/maildir/maildir.h"
 #include "lib/mime/mime.h"
 
@@ -79,17 +80,59 @@ int imap_expunge_deleted(struct imap_session *s, const char *uidset,
  * (SEARCHRES, RFC 5182) is for SEARCH only. */
 enum {
 	RET_MIN = 1, RET_MAX = 2, RET_ALL = 4, RET_COUNT = 8, RET_SAVE = 16,
+	RET_PARTIAL = 32, RET_UPDATE = 64,
+};
+/* The range of PARTIAL (RFC 5267 4.4, negative ranges RFC 9394 3.1):
+ * positions lo..hi (1-based, lo <= hi) of the result, counted from its
+ * end when neg. */
+struct imap_partial {
+	bool neg;
+	uint32_t lo, hi;
 };
 /* The RETURN option list at args[0..1], if any: *ret_r 0 when there is
- * none (the classic answer); *skip_r the arguments it took. -1 with
- * *error_r on a bad list. */
+ * none (the classic answer); *skip_r the arguments it took; *part_r
+ * the range when RET_PARTIAL. -1 with *error_r on a bad list. */
 int imap_search_parse_return(const struct imap_arg *args, size_t n,
-    unsigned *ret_r, size_t *skip_r, const char **error_r);
-/* "* ESEARCH (TAG ...) [UID] MIN MAX COUNT ALL" for the hits in the
- * order given: MIN is the first, MAX the last; then "MODSEQ modseq"
- * unless modseq is 0 (RFC 7162 3.1.5). */
+    unsigned *ret_r, struct imap_partial *part_r, size_t *skip_r,
+    const char **error_r);
+/* The positions [*from, *to) of a result of n that a PARTIAL range
+ * takes (empty when it is past the end). */
+void imap_partial_span(const struct imap_partial *p, size_t n, size_t *from,
+    size_t *to);
+/* "* ESEARCH (TAG ...) [UID] MIN MAX COUNT ALL PARTIAL" for the hits
+ * in the order given: MIN is the first, MAX the last, PARTIAL those in
+ * the range of part; then "MODSEQ modseq" unless modseq is 0 (RFC 7162
+ * 3.1.5). */
 void imap_esearch_reply(struct imap_session *s, const struct imap_cmd *c,
-    unsigned ret, const uint32_t *hits, size_t nhits, uint64_t modseq);
+    unsigned ret, const struct imap_partial *part, const uint32_t *hits,
+    size_t nhits, uint64_t modseq);
+/* CONTEXT=SEARCH and CONTEXT=SORT (RFC 5267 4): an updating search or
+ * sort, the result as UIDs in its order. */
+struct imap_context {
+	char *tag;
+	bool uid, sort;
+	struct search_key *root;
+	struct sort_prog prog;
+	uint32_t *uids;
+	size_t n;
+	/* the mailbox when last computed: nothing to do while unchanged */
+	uint64_t modseq;
+	size_t nmsgs;
+	uint32_t uidnext;
+};
+/* RETURN (UPDATE) on a SEARCH or SORT with tag c->tag: keep root (taken
+ * over) and prog (NULL for a SEARCH) with the result uids[0..n) (copied);
+ * an untagged NO [NOUPDATE] when the session has too many. */
+void imap_context_add(struct imap_session *s, const struct imap_cmd *c,
+    struct search_key *root, const struct sort_prog *prog,
+    const uint32_t *uids, size_t n);
+/* After the client was told of every change (EXISTS, EXPUNGE, FETCH):
+ * ADDTO and REMOVEFROM for every updating search whose result changed. */
+void imap_contexts_report(struct imap_session *s);
+void imap_contexts_clear(struct imap_session *s);
+/* cmd_sort.c: the UIDs root finds in the order of prog, malloc'd. */
+size_t imap_sort_uids(struct imap_session *s, const struct search_key *root,
+    const struct sort_prog *prog, uint32_t **uids_r);
 /* The indexes (ascending, malloc'd, NULL when none) of the messages
  * the search keys match, and their count. */
 void imap_search_run(struct imap_session *s, const struct search_key *root,

@@ -132,6 +132,10 @@ struct imap_session {
 				   last told of every expunge */
 	struct imap_watch *watch;
 	struct imap_notify *notify;	/* NOTIFY (cmd_notify.c), or NULL */
+	/* RFC 5267 RETURN (UPDATE): the updating searches and sorts
+	 * (cmd_search.c), at most IMAP_CONTEXTS_MAX */
+	struct imap_context *contexts;
+	size_t ncontexts;
 };
 
 /* Responses (all append to s->out; the tagged line is written once the
@@ -229,6 +233,7 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_store(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_search(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_sort(struct imap_session *s, struct imap_cmd *c);
+void imap_cmd_cancelupdate(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_thread(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_copy(struct imap_session *s, struct imap_cmd *c);
 void imap_cmd_move(struct imap_session *s, struct imap_cmd *c);

@@ -308,6 +308,7 @@ mailbox_lost(struct imap_session *s, const char *err)
 	mbox_close(&s->mb);
 	s->known = 0;
 	imap_searchres_clear(s);	/* RFC 5182 2.1: a new UIDVALIDITY */
+	imap_contexts_clear(s);
 }
 
 void
@@ -387,9 +388,11 @@ imap_sync_report(struct imap_session *s, bool allow_expunge)
 	/* RFC 7162 3.2: expunges held back (FETCH, STORE, SEARCH) while
 	 * MODSEQs went out: a HIGHESTMODSEQ from before them, so that a
 	 * client that loses the connection asks again from there */
-	if (!mbox_has_expunged(s->mb))
+	if (!mbox_has_expunged(s->mb)) {
 		s->told_modseq = mbox_highestmodseq(s->mb);
-	else if (s->qresync)
+		/* RFC 5267: the client knows every message now */
+		imap_contexts_report(s);
+	} else if (s->qresync)
 		imap_untagged(s, "OK [HIGHESTMODSEQ %llu] Expunges pending.",
 		    (unsigned long long)s->told_modseq);
 }
@@ -404,6 +407,7 @@ imap_close_mailbox(struct imap_session *s)
 	s->readonly = false;
 	s->known = 0;
 	imap_searchres_clear(s);
+	imap_contexts_clear(s);
 }
 
 void

@@ -171,6 +171,7 @@ static const struct imap_command commands[] = {
 	{ "EXPUNGE", imap_cmd_expunge, IN_SELECTED },
 	{ "SEARCH", imap_cmd_search, IN_SELECTED | NO_EXPUNGE },
 	{ "SORT", imap_cmd_sort, IN_SELECTED | NO_EXPUNGE },
+	{ "CANCELUPDATE", imap_cmd_cancelupdate, IN_SELECTED | NO_EXPUNGE },
 	{ "THREAD", imap_cmd_thread, IN_SELECTED | NO_EXPUNGE },
 	{ "FETCH", imap_cmd_fetch, IN_SELECTED | NO_EXPUNGE },
 	{ "STORE", imap_cmd_store, IN_SELECTED | NO_EXPUNGE },

@@ -157,6 +157,10 @@
  * was made (ties beyond 1 KiB of a subject are broken by sequence
  * number, as any other tie). */
 #define IMAP_SORT_HEADER_MAX (256 * 1024)
+/* Updating SEARCHes and SORTs (RFC 5267 CONTEXT=SEARCH/SORT) a session
+ * keeps at once; each holds the UIDs of its result, at most one per
+ * message of the mailbox. */
+#define IMAP_CONTEXTS_MAX 5
 #define IMAP_SORT_KEYS_MAX 16
 #define IMAP_SORT_KEY_MAX 1024
 #define IMAP_THREAD_REFS_MAX 64
