@@ -8,6 +8,7 @@
  * bytes) when the cache has none or THREAD=REFERENCES needs References.
  * They run on job threads.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -185,15 +186,186 @@ free_keys(struct sort_keys *k, size_t n)
 	mbox_sortrecs_finish(&k->sr);
 }
 
+/* ---- the order of recent SORTs ----
+ *
+ * A message's sort keys never change (its file does not; INTERNALDATE
+ * and the size neither), so the order of a set of messages by a program
+ * depends on nothing else: a process keeps the order (as UIDs) of its
+ * last SORTs, keyed by folder, UIDVALIDITY, program and the set of UIDs
+ * found (its count and two 64-bit hashes of the list), and a SORT of the
+ * same set, in any session of the process, answers from it without
+ * reading a record or sorting. At most SORT_ORDERS orders and
+ * SORT_ORDER_BYTES of UIDs; the least recently used go first. */
+#define SORT_ORDERS 16
+#define SORT_ORDER_BYTES ((size_t)16 << 20)
+
+struct sort_order {
+	char *path;		/* NULL: a free slot */
+	uint32_t uidvalidity;
+	char prog[2 * IMAP_SORT_KEYS_MAX + 1];
+	uint64_t h1, h2;
+	size_t n;
+	uint32_t *uids;		/* n, in order */
+	uint64_t used;
+};
+
+static pthread_mutex_t order_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct sort_order orders[SORT_ORDERS];
+static size_t order_bytes;
+static uint64_t order_tick;
+
+struct order_key {
+	const char *path;
+	uint32_t uidvalidity;
+	char prog[2 * IMAP_SORT_KEYS_MAX + 1];
+	uint64_t h1, h2;
+	size_t n;
+};
+
+static void
+order_key_make(const struct imap_session *s, const struct sort_prog *prog,
+    const size_t *idx, size_t n, struct order_key *k)
+{
+	uint64_t h1 = 14695981039346656037ULL, h2 = 0x9e3779b97f4a7c15ULL;
+	size_t j = 0;
+
+	k->path = s->mb->path;
+	k->uidvalidity = s->mb->uidvalidity;
+	for (size_t i = 0; i < prog->n; i++) {
+		k->prog[j++] = (char)('a' + (int)prog->keys[i].kind);
+		k->prog[j++] = prog->keys[i].reverse ? 'r' : '-';
+	}
+	k->prog[j] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		uint64_t u = s->mb->msgs[idx[i]].uid;
+
+		h1 = (h1 ^ u) * 1099511628211ULL;
+		h2 = (h2 ^ u) * 0xbf58476d1ce4e5b9ULL;
+		h2 ^= h2 >> 31;
+	}
+	k->h1 = h1;
+	k->h2 = h2;
+	k->n = n;
+}
+
+static bool
+order_match(const struct sort_order *o, const struct order_key *k)
+{
+	return o->path != NULL && o->n == k->n && o->h1 == k->h1 &&
+	    o->h2 == k->h2 && o->uidvalidity == k->uidvalidity &&
+	    strcmp(o->prog, k->prog) == 0 && strcmp(o->path, k->path) == 0;
+}
+
+/* A copy of the order kept for k, or NULL. */
+static uint32_t *
+order_get(const struct order_key *k)
+{
+	uint32_t *uids = NULL;
+
+	pthread_mutex_lock(&order_lock);
+	for (size_t i = 0; i < SORT_ORDERS; i++) {
+		if (order_match(&orders[i], k)) {
+			uids = xmalloc((k->n > 0 ? k->n : 1) * sizeof(*uids));
+			memcpy(uids, orders[i].uids, k->n * sizeof(*uids));
+			orders[i].used = ++order_tick;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&order_lock);
+	return uids;
+}
+
+static void
+order_free(struct sort_order *o)
+{
+	order_bytes -= o->n * sizeof(*o->uids);
+	free(o->path);
+	free(o->uids);
+	memset(o, 0, sizeof(*o));
+}
+
+/* Keep a copy of uids as the order for k. */
+static void
+order_put(const struct order_key *k, const uint32_t *uids)
+{
+	size_t bytes = k->n * sizeof(*uids);
+	struct sort_order *slot = NULL;
+
+	if (k->n < 2 || bytes > SORT_ORDER_BYTES / 4)
+		return;
+	pthread_mutex_lock(&order_lock);
+	for (size_t i = 0; i < SORT_ORDERS; i++)
+		if (order_match(&orders[i], k))
+			order_free(&orders[i]);
+	for (;;) {
+		struct sort_order *lru = NULL;
+
+		slot = NULL;
+		for (size_t i = 0; i < SORT_ORDERS; i++) {
+			if (orders[i].path == NULL) {
+				if (slot == NULL)
+					slot = &orders[i];
+			} else if (lru == NULL || orders[i].used < lru->used)
+				lru = &orders[i];
+		}
+		if (slot != NULL && order_bytes + bytes <= SORT_ORDER_BYTES)
+			break;
+		if (lru == NULL)
+			break;	/* cannot happen: bytes fits an empty cache */
+		order_free(lru);
+	}
+	if (slot != NULL && order_bytes + bytes <= SORT_ORDER_BYTES) {
+		slot->path = xstrdup(k->path);
+		slot->uidvalidity = k->uidvalidity;
+		memcpy(slot->prog, k->prog, sizeof(slot->prog));
+		slot->h1 = k->h1;
+		slot->h2 = k->h2;
+		slot->n = k->n;
+		slot->uids = xmalloc(bytes);
+		memcpy(slot->uids, uids, bytes);
+		slot->used = ++order_tick;
+		order_bytes += bytes;
+	}
+	pthread_mutex_unlock(&order_lock);
+}
+
+/* The UIDs of the messages idx[0..n) of the selected folder in the order
+ * of prog (malloc'd, n of them): kept from an earlier SORT of the same
+ * set, or the keys loaded and sorted. */
+static uint32_t *
+sorted_uids(struct imap_session *s, const struct sort_prog *prog,
+    const size_t *idx, size_t n)
+{
+	struct order_key key;
+	struct sort_keys keys;
+	struct sort_msg **order;
+	uint32_t *uids;
+
+	order_key_make(s, prog, idx, n, &key);
+	if ((uids = order_get(&key)) != NULL)
+		return uids;
+	load_keys(s, idx, n, imap_sort_needs(prog),
+	    imap_sort_needs_info(prog), &keys);
+	order = xcalloc(n > 0 ? n : 1, sizeof(*order));
+	for (size_t k = 0; k < n; k++)
+		order[k] = &keys.v[k];
+	imap_sort(prog, order, n);
+	uids = xcalloc(n > 0 ? n : 1, sizeof(*uids));
+	for (size_t k = 0; k < n; k++)
+		uids[k] = order[k]->uid;
+	free_keys(&keys, n);
+	free(order);
+	order_put(&key, uids);
+	return uids;
+}
+
 void
 imap_cmd_sort(struct imap_session *s, struct imap_cmd *c)
 {
 	struct sort_prog prog;
 	struct search_key *root;
-	struct sort_keys keys;
-	struct sort_msg **order;
 	const char *err = NULL;
-	uint32_t *hits = NULL;
+	uint32_t *hits = NULL, *uids;
 	size_t *idx, n, skip;
 	uint64_t modseq = 0;
 	struct imap_partial part;
@@ -229,15 +401,11 @@ imap_cmd_sort(struct imap_session *s, struct imap_cmd *c)
 			if (s->mb->msgs[idx[k]].modseq > modseq)
 				modseq = s->mb->msgs[idx[k]].modseq;
 	}
-	load_keys(s, idx, n, imap_sort_needs(&prog),
-	    imap_sort_needs_info(&prog), &keys);
-	order = xcalloc(n > 0 ? n : 1, sizeof(*order));
-	for (size_t k = 0; k < n; k++)
-		order[k] = &keys.v[k];
-	imap_sort(&prog, order, n);
+	uids = sorted_uids(s, &prog, idx, n);
 	hits = xcalloc(n > 0 ? n : 1, sizeof(*hits));
 	for (size_t k = 0; k < n; k++)
-		hits[k] = c->uid ? order[k]->uid : order[k]->seq;
+		hits[k] = c->uid ? uids[k] :
+		    (uint32_t)(mbox_find_uid(s->mb, uids[k]) + 1);
 	if (ret == 0) {
 		str_append(&res, "SORT");
 		for (size_t k = 0; k < n; k++) {
@@ -255,14 +423,11 @@ imap_cmd_sort(struct imap_session *s, struct imap_cmd *c)
 		imap_esearch_reply(s, c, ret, &part, hits, n, modseq);
 	}
 	if (ret & RET_UPDATE) {
-		for (size_t k = 0; k < n; k++)
-			hits[k] = order[k]->uid;
-		imap_context_add(s, c, root, &prog, hits, n);
+		imap_context_add(s, c, root, &prog, uids, n);
 		root = NULL;
 	}
 	imap_search_free(root);
-	free_keys(&keys, n);
-	free(order);
+	free(uids);
 	free(hits);
 	free(idx);
 	str_free(&res);
@@ -273,25 +438,11 @@ size_t
 imap_sort_uids(struct imap_session *s, const struct search_key *root,
     const struct sort_prog *prog, uint32_t **uids_r)
 {
-	struct sort_keys keys;
-	struct sort_msg **order;
 	size_t *idx, n;
-	uint32_t *uids;
 
 	imap_search_run(s, root, &idx, &n);
-	load_keys(s, idx, n, imap_sort_needs(prog),
-	    imap_sort_needs_info(prog), &keys);
-	order = xcalloc(n > 0 ? n : 1, sizeof(*order));
-	for (size_t k = 0; k < n; k++)
-		order[k] = &keys.v[k];
-	imap_sort(prog, order, n);
-	uids = xcalloc(n > 0 ? n : 1, sizeof(*uids));
-	for (size_t k = 0; k < n; k++)
-		uids[k] = order[k]->uid;
-	free_keys(&keys, n);
-	free(order);
+	*uids_r = sorted_uids(s, prog, idx, n);
 	free(idx);
-	*uids_r = uids;
 	return n;
 }
 

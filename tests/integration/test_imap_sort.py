@@ -349,8 +349,13 @@ def test_sort_records_persist(srv, imap_instance):
         check(c)
         assert thread(c) == want
         assert open(path, "rb").read() == data
-        # records without the IDs (from the cached ENVELOPEs) first
+        # records without the IDs (from the cached ENVELOPEs) first; the
+        # process keeps the order of the SORTs above, so a program not
+        # asked for yet is what needs the records
         os.unlink(path)
+        assert sort(c, "SORT (CC REVERSE ARRIVAL) UTF-8 ALL") == \
+            sort(c, "SORT (CC REVERSE ARRIVAL) UTF-8 ALL")
+        assert os.path.exists(path)
         check(c)
         no_ids = open(path, "rb").read()
         assert b"s1@example.org" not in no_ids
@@ -430,3 +435,48 @@ def test_sort_records_kept_across_commands(srv, imap_instance):
         assert grown.startswith(data) and len(grown) > len(data)
     finally:
         c.close()
+
+
+def test_kept_order_follows_the_set(srv):
+    """A process keeps the order of its last SORTs by folder, program and
+    the set of messages found: the same SORT in another session answers
+    the same; a message added or expunged, or a flag that changes what
+    the criteria find, gives the order of the new set, never the old one."""
+    def subj(k, word):
+        return (b"From: k%d@example.org\r\nSubject: %s\r\n"
+                b"Date: Mon, 2 Mar 2026 10:%02d:00 +0000\r\n\r\nx\r\n" % (k, word, k))
+
+    a = srv.session()
+    b = srv.session()
+    try:
+        a.ok("CREATE Kept")
+        for k, word in enumerate((b"delta", b"bravo", b"echo", b"alpha")):
+            a.ok("APPEND Kept ", Literal(subj(k, word), plus=True))
+        a.select("Kept")
+        b.select("Kept")
+        assert sort(a, "UID SORT (SUBJECT) UTF-8 ALL") == [4, 2, 1, 3]
+        assert sort(b, "UID SORT (SUBJECT) UTF-8 ALL") == [4, 2, 1, 3]
+        assert sort(b, "SORT (REVERSE SUBJECT) UTF-8 ALL") == [3, 1, 2, 4]
+        # a new message that sorts first
+        b.ok("APPEND Kept ", Literal(subj(9, b"aardvark"), plus=True))
+        b.ok("NOOP")
+        a.ok("NOOP")
+        assert sort(a, "UID SORT (SUBJECT) UTF-8 ALL") == [5, 4, 2, 1, 3]
+        # sequence numbers after an expunge in the other session
+        b.ok("UID STORE 4 +FLAGS.SILENT (\\Deleted)")
+        b.ok("EXPUNGE")
+        a.ok("NOOP")
+        assert sort(a, "SORT (SUBJECT) UTF-8 ALL") == [4, 2, 1, 3]
+        assert sort(a, "UID SORT (SUBJECT) UTF-8 ALL") == [5, 2, 1, 3]
+        # criteria that depend on flags: the set changes with them
+        assert sort(a, "UID SORT (SUBJECT) UTF-8 UNSEEN") == [5, 2, 1, 3]
+        b.ok("UID STORE 2 +FLAGS.SILENT (\\Seen)")
+        a.ok("NOOP")
+        assert sort(a, "UID SORT (SUBJECT) UTF-8 UNSEEN") == [5, 1, 3]
+        assert sort(a, "UID SORT (SUBJECT) UTF-8 SEEN") == [2]
+        b.ok("UID STORE 2 -FLAGS.SILENT (\\Seen)")
+        a.ok("NOOP")
+        assert sort(a, "UID SORT (SUBJECT) UTF-8 UNSEEN") == [5, 2, 1, 3]
+    finally:
+        a.close()
+        b.close()
