@@ -162,7 +162,7 @@ md_owner(struct imap_session *s, const char *name,
 	char *path;
 
 	if (name[0] == '\0') {
-		strcpy(id, MD_SERVER);
+		snprintf(id, MBOX_OBJECTID_MAX + 1, "%s", MD_SERVER);
 		return 0;
 	}
 	if ((path = imap_mailbox_path(s, name)) == NULL)
