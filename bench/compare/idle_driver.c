@@ -6,16 +6,20 @@
  * up at once, at most RATE new ones a second), from source addresses
  * 127.0.0.2 .. 127.0.0.(1+NSRC) (bind() before connect(), so the ephemeral
  * port range is per source address), each doing LOGIN uK@DOMAIN, SELECT
- * INBOX and IDLE, connection i as user u(i % USERS + 1). Once they are
+ * INBOX and IDLE, connection i as user u(UFIRST + i % USERS). Once they are
  * idling (or the set-up time is up) it runs MEMCMD (a shell command that
  * prints the server's memory), then delivers one message by SMTP to each of
- * u1 .. uNOTIFY (one transaction each, in one session, from a second
+ * the first NOTIFY users (one transaction each, in one session, from a second
  * thread), and times, for every connection of those users, how long after
  * that delivery's "250" its "* n EXISTS" line arrived. Everything is bounded
  * in time: set-up SETUP_SECS, waiting for EXISTS 30 s.
  *
  *   idle_driver IMAP_PORT SMTP_PORT CONNS USERS DOMAIN PASSWORD NSRC RATE
- *               INFLIGHT SETUP_SECS NOTIFY MEMCMD
+ *               INFLIGHT SETUP_SECS NOTIFY MEMCMD UFIRST LATFILE
+ *
+ * Users are uUFIRST .. u(UFIRST+USERS-1) (several drivers, one per slice of
+ * users, get past the open-files limit of one process); every latency, in
+ * ms, goes to LATFILE, one a line. MEMCMD may wait (for the other drivers).
  *
  * Prints "RESULT key=value ..." lines; exit status 0 when every connection
  * got to IDLE and every notified connection was told, 1 otherwise.
@@ -48,7 +52,8 @@ struct conn {
 };
 
 static struct conn *conns;
-static int nconns, nusers, nnotify;
+static int nconns, nusers, nnotify, ufirst;
+static FILE *latf;
 static const char *domain, *password;
 static int epfd;
 static int n_idle, n_failed, n_opened;
@@ -75,7 +80,7 @@ fail(int i, const char *why)
 
 	if (n_reasons < 8)
 		snprintf(fail_reason[n_reasons++], sizeof(fail_reason[0]),
-		    "conn %d (u%d) state %d: %s", i, i % nusers + 1, c->state,
+		    "conn %d (u%d) state %d: %s", i, ufirst + i % nusers, c->state,
 		    why);
 	if (c->state == S_IDLE)
 		n_idle--;
@@ -106,7 +111,7 @@ static void
 on_line(int i, const char *l)
 {
 	struct conn *c = &conns[i];
-	int user = i % nusers + 1;
+	int user = ufirst + i % nusers;
 
 	switch (c->state) {
 	case S_GREETING:
@@ -312,7 +317,9 @@ smtp_thread(void *arg)
 	fflush(f);
 	if (smtp_reply(f) != 250)
 		goto bad;
-	for (int u = 1; u <= nnotify; u++) {
+	for (int k = 0; k < nnotify; k++) {
+		int u = ufirst + k;
+
 		fprintf(f, "MAIL FROM:<sender@example.org>\r\n");
 		fflush(f);
 		if (smtp_reply(f) != 250)
@@ -328,11 +335,11 @@ smtp_thread(void *arg)
 		fprintf(f, "From: sender@example.org\r\nTo: u%d@%s\r\n"
 		    "Subject: wake up %d\r\nMessage-ID: <idle%d@example.org>\r\n"
 		    "\r\nhello\r\n.\r\n", u, domain, u, u);
-		t_dot[u - 1] = now();
+		t_dot[k] = now();
 		fflush(f);
 		if (smtp_reply(f) != 250)
 			goto bad;
-		t250[u - 1] = now();
+		t250[k] = now();
 		/* spread the deliveries a little: 20 ms apart */
 		usleep(20000);
 	}
@@ -365,10 +372,10 @@ main(int argc, char **argv)
 	pthread_t th;
 	int rc = 0;
 
-	if (argc != 13) {
+	if (argc != 15) {
 		fprintf(stderr, "usage: idle_driver IMAP_PORT SMTP_PORT CONNS "
 		    "USERS DOMAIN PASSWORD NSRC RATE INFLIGHT SETUP_SECS NOTIFY "
-		    "MEMCMD\n");
+		    "MEMCMD UFIRST LATFILE\n");
 		return 2;
 	}
 	imap_port = atoi(argv[1]);
@@ -383,6 +390,12 @@ main(int argc, char **argv)
 	setup_secs = atof(argv[10]);
 	nnotify = atoi(argv[11]);
 	memcmd = argv[12];
+	ufirst = atoi(argv[13]);
+	latf = fopen(argv[14], "w");
+	if (latf == NULL) {
+		perror(argv[14]);
+		return 2;
+	}
 	if (nconns <= 0 || nusers <= 0 || nsrc <= 0 || nsrc > 250 ||
 	    rate <= 0 || inflight_max <= 0 || nnotify < 0 ||
 	    nnotify > nusers) {
@@ -437,7 +450,7 @@ main(int argc, char **argv)
 		return n_idle == nconns ? 0 : 1;
 	}
 
-	/* phase 2: a message to each of u1..uNOTIFY, EXISTS timed */
+	/* phase 2: a message to each of the first NOTIFY users, EXISTS timed */
 	for (int i = 0; i < nconns; i++)
 		conns[i].t_exists = 0;
 	if (pthread_create(&th, NULL, smtp_thread, NULL) != 0) {
@@ -471,7 +484,9 @@ main(int argc, char **argv)
 			d = 0;
 		}
 		lat[told++] = d;
+		fprintf(latf, "%.3f\n", d * 1e3);
 	}
+	fclose(latf);
 	qsort(lat, told, sizeof(double), cmp_double);
 	printf("RESULT phase=notify users=%d connections=%d told=%d "
 	    "before_250=%d", nnotify, notified, told, early);
