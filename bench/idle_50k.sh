@@ -11,8 +11,11 @@
 # 127.0.0.(1+NSRC) (the ephemeral port range is per source address), at most
 # RATE new ones a second and INFLIGHT being set up at once, connection i as
 # user u(i % USERS + 1), each doing LOGIN, SELECT INBOX, IDLE; then delivers
-# one message by SMTP to each of u1 .. uNOTIFY and times, for each of those
-# users' connections, the delay from the delivery's 250 to "* n EXISTS".
+# one message by SMTP to each of NOTIFY users and times, for each of those
+# users' connections, the delay from the delivery's 250 to "* n EXISTS"
+# (median, p99, max over all of them). When one process cannot hold CONNS
+# descriptors, DRIVERS driver processes each take a slice of the users (and
+# NOTIFY / DRIVERS of the deliveries, in parallel).
 # Memory: VmRSS and PSS (smaps_rollup) summed over `petrel serve` and all its
 # descendants, after the warm-up and with the connections idling.
 #
@@ -21,6 +24,7 @@
 #
 # Env: CONNS (10000), USERS (500), NOTIFY (50), NSRC (8), RATE (5000),
 #      INFLIGHT (200), SETUP_SECS (240), TIMEOUT (whole driver run, 330 s),
+#      DRIVERS (client processes; default: the fewest the open-files limit allows),
 #      WORKERS (petrel's "workers"; default as petrel init writes it),
 #      PETREL (build/petrel; build-bench/petrel for figures), BENCH_DIR.
 # Needs root for more than the hard open-files limit: it raises
@@ -49,7 +53,14 @@ ulimit -Hn $((4 * CONNS + 1000)) 2>/dev/null || true
 ulimit -Sn "$(ulimit -Hn)"
 lim=$(ulimit -n)
 [ "$lim" -ge 4000 ] || die "open files limit $lim too low"
-DRIVERS=${DRIVERS:-$(( (CONNS + 1000 + lim - 2001) / (lim - 1000) ))}
+if [ -z "${DRIVERS:-}" ]; then
+	# the fewest that fit (CONNS / DRIVERS + 1000 <= limit) and divide both
+	DRIVERS=$(( (CONNS + lim - 1001) / (lim - 1000) ))
+	while [ $((USERS % DRIVERS)) != 0 ] || [ $((CONNS % DRIVERS)) != 0 ]; do
+		DRIVERS=$((DRIVERS + 1))
+		[ "$DRIVERS" -le "$USERS" ] || die "no DRIVERS divides USERS and CONNS"
+	done
+fi
 [ -n "${WORKERS:-}" ] || [ $((4 * CONNS + 1000)) -le "$lim" ] ||
 	WORKERS=$(( (5 * CONNS + lim - 1) / lim ))
 [ $((USERS % DRIVERS)) = 0 ] && [ $((CONNS % DRIVERS)) = 0 ] ||
