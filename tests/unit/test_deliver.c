@@ -250,7 +250,7 @@ test_remote_queued(void)
 	char *md = new_maildir("mixed", 0);
 	struct route_result r = { 0 };
 	struct deliver_rcpt rcpt;
-	struct deliver_ctx ctx;
+	struct deliver_ctx ctx = { 0 };
 	struct deliver_msg msg;
 	struct deliver_result res;
 	struct queue_msg q;
