@@ -63,6 +63,29 @@ static const struct key_def keys[] = {
 	  "mysql://USER:PASS@HOST[:PORT]/DB[?socket=PATH]; several hosts "
 	  "(HOST[:PORT],HOST[:PORT],...: the nodes of a cluster) are tried "
 	  "in order, the one that answers kept until it fails." },
+	{ "role", KT_ENUM, "single", "single|frontend|backend", 0,
+	  "What this node does (docs/scale-out.md): single (everything, "
+	  "one machine), frontend (SMTP, submission and the IMAP, POP3 and "
+	  "ManageSieve proxy; each user's mail is handed to the user's "
+	  "backend by LMTP) or backend (the mail store, LMTP and the "
+	  "protocols for its own users)." },
+	{ "backend_default", KT_STRING, "", NULL, 0,
+	  "On a frontend, the backend (host name or address) of users whose "
+	  "directory row has no host column or an empty one; empty: such "
+	  "users are on this node." },
+	{ "backend_ports", KT_STRING, "24,143,110,4190", NULL, 0,
+	  "The LMTP, IMAP, POP3 and ManageSieve ports of backends, "
+	  "comma-separated in that order." },
+	{ "proxy_secret", KT_STRING, "", NULL, 0,
+	  "The secret with which a frontend opens a session on a backend "
+	  "for a user it authenticated (never the user's password); the "
+	  "same on every node; a string, or file:PATH (its first line); "
+	  "empty: backends accept no proxied session." },
+	{ "proxy_trusted_networks", KT_STRING, "", NULL, 0,
+	  "On a backend, the frontends' addresses and networks, "
+	  "comma-separated (192.0.2.0/24, 2001:db8::/32, 198.51.100.7): "
+	  "only connections from them may use proxy_secret and pass on a "
+	  "client's address; empty: none." },
 	{ "mail_root", KT_STRING, STATE_DIR "/mail", NULL, 0,
 	  "The directory under which users' maildirs live; a maildir path "
 	  "from the directory may not climb out of it." },
