@@ -7,8 +7,10 @@ harness, for a slow binary (scripts/valgrind.sh sets it).
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
+import tempfile
 
 DOMAIN = "example.test"
 PASSWORD = "pw"
@@ -174,10 +176,53 @@ class Instance:
             _fail("not JSON (%s)\n%s" % (e, describe(cp)))
 
 
-def make_instance(petrel_bin, directory, backend, mariadb=None, domain=DOMAIN):
-    """`petrel init` in directory (sqlite, or a new database of `mariadb`)."""
+# The first instance's self-signed pair (tls/cert.pem, tls/key.pem), kept
+# for later instances: `petrel init` keeps an existing pair, and a 2048-bit
+# RSA key costs 0.1-0.3 s to make, for each of the suite's instances. Tests
+# of the generation itself ask for fresh_tls (test_init.py).
+_tls_cache = None
+
+
+def _place_tls(directory):
+    if _tls_cache is None:
+        return
+    tls = os.path.join(directory, "tls")
+    os.makedirs(tls, exist_ok=True)
+    for name in ("cert.pem", "key.pem"):
+        src = os.path.join(_tls_cache, name)
+        dst = os.path.join(tls, name)
+        shutil.copy2(src, dst)
+        st = os.stat(src)
+        os.chown(dst, st.st_uid, st.st_gid)
+    st = os.stat(_tls_cache)
+    os.chmod(tls, st.st_mode & 0o7777)
+    os.chown(tls, st.st_uid, st.st_gid)
+
+
+def _keep_tls(directory):
+    global _tls_cache
+    tls = os.path.join(directory, "tls")
+    if _tls_cache is not None or not all(
+            os.path.isfile(os.path.join(tls, n)) for n in ("cert.pem", "key.pem")):
+        return
+    keep = os.path.join(tempfile.mkdtemp(prefix="petrel-tls-"), "tls")
+    shutil.copytree(tls, keep, copy_function=shutil.copy2)
+    st = os.stat(tls)
+    os.chown(keep, st.st_uid, st.st_gid)
+    for name in ("cert.pem", "key.pem"):
+        st = os.stat(os.path.join(tls, name))
+        os.chown(os.path.join(keep, name), st.st_uid, st.st_gid)
+    _tls_cache = keep
+
+
+def make_instance(petrel_bin, directory, backend, mariadb=None, domain=DOMAIN,
+                  fresh_tls=False):
+    """`petrel init` in directory (sqlite, or a new database of `mariadb`);
+    with the suite's one TLS pair unless fresh_tls."""
     directory = str(directory)
     os.makedirs(directory, exist_ok=True)
+    if not fresh_tls:
+        _place_tls(directory)
     args = []
     db = url = None
     if backend == "mariadb":
@@ -188,6 +233,8 @@ def make_instance(petrel_bin, directory, backend, mariadb=None, domain=DOMAIN):
         args += ["--domain", domain]
     cp = run_petrel(petrel_bin, args, cwd=directory)
     assert cp.returncode == 0, "petrel init failed\n" + describe(cp)
+    if not fresh_tls:
+        _keep_tls(directory)
     inst = Instance(petrel_bin, directory, backend, mariadb=mariadb, db=db, url=url)
     inst.init_result = cp
     if backend == "sqlite":

@@ -190,13 +190,15 @@ def backend(request):
 @pytest.fixture
 def instance(request, petrel_bin, backend, tmp_path):
     mdb = request.getfixturevalue("mariadb") if backend == "mariadb" else None
-    return make_instance(petrel_bin, tmp_path / "inst", backend, mariadb=mdb)
+    return make_instance(petrel_bin, tmp_path / "inst", backend, mariadb=mdb,
+                         fresh_tls=getattr(request.module, "FRESH_TLS", False))
 
 
 @pytest.fixture
-def sqlite_instance(petrel_bin, tmp_path):
+def sqlite_instance(request, petrel_bin, tmp_path):
     """For tests that do not depend on the directory backend."""
-    return make_instance(petrel_bin, tmp_path / "inst", "sqlite")
+    return make_instance(petrel_bin, tmp_path / "inst", "sqlite",
+                         fresh_tls=getattr(request.module, "FRESH_TLS", False))
 
 
 @pytest.fixture

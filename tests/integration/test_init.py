@@ -6,6 +6,9 @@ import subprocess
 
 from conftest import DOMAIN, assert_ok, make_instance, run_petrel, table
 
+# each instance here makes its own self-signed pair, as a new user's init does
+FRESH_TLS = True
+
 
 def openssl(*args):
     return subprocess.run(["openssl"] + list(args), stdout=subprocess.PIPE,
