@@ -35,7 +35,7 @@ static const struct command {
 	  "alias add ADDRESS TARGET[,TARGET...] | del ADDRESS | list [DOMAIN]" },
 	{ "migrate", cmd_migrate, 0, "migrate check [--json] [MAILDIR...]" },
 	{ "queue", cmd_queue, 0, "queue list|show ID|flush|delete ID" },
-	{ "dkim", cmd_dkim, 0, "dkim keygen DOMAIN [--selector S]" },
+	{ "dkim", cmd_dkim, 0, "dkim keygen DOMAIN [--selector S] | dkim rotate DOMAIN [--selector S] [--force]" },
 	{ "dns", cmd_dns, 0, "dns DOMAIN [--json] | dns check DOMAIN" },
 	{ "sieve", cmd_sieve, 0, "sieve check FILE | test USER MSGFILE | "
 	  "test --script FILE MSGFILE [--from ADDR] [--to ADDR] | "

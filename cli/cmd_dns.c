@@ -20,6 +20,7 @@
 #include "lib/base/alloc.h"
 #include "lib/base/str.h"
 #include "lib/config/config.h"
+#include "lib/dkim/sign.h"
 #include "lib/dnsrec/dnsrec.h"
 #include "lib/tls/tls.h"
 #include "lib/trust/dnsq.h"
@@ -41,37 +42,27 @@ listen_port(struct petrel_ctx *cli, const char *key)
 	return port;
 }
 
-/* The domain's DKIM selector and public key, if it has a key. */
+/* The domain's DKIM selector and public key of `which` (lib/dkim/sign.h:
+ * "selector", "selector.next", "selector.old"), if it has that key. */
 static void
-dkim_key(struct petrel_ctx *cli, const char *domain, char **sel_r,
-    char **pub_r)
+dkim_key(struct petrel_ctx *cli, const char *domain, const char *which,
+    char **sel_r, char **pub_r)
 {
 	const char *dir = config_get(cli->cfg, "dkim_dir"), *err;
-	char *kp = xasprintf("%s/%s.pem", dir, domain);
-	char *sp = xasprintf("%s/%s.selector", dir, domain);
-	char line[256];
-	FILE *fp;
+	char *kp;
 
-	*sel_r = *pub_r = NULL;
-	fp = fopen(sp, "r");
-	if (fp != NULL) {
-		if (fgets(line, sizeof(line), fp) != NULL) {
-			line[strcspn(line, "\r\n")] = '\0';
-			if (line[0] != '\0' && strchr(line, '.') == NULL &&
-			    addr_domain_valid(line))
-				*sel_r = xstrdup(line);
-		}
-		fclose(fp);
-	}
-	if (*sel_r != NULL && access(kp, F_OK) == 0 &&
-	    tls_key_public_b64(kp, pub_r, &err) < 0)
+	*pub_r = NULL;
+	*sel_r = dkim_selector_read(dir, domain, which);
+	if (*sel_r == NULL)
+		return;
+	kp = dkim_key_path(dir, domain, *sel_r);
+	if (access(kp, F_OK) == 0 && tls_key_public_b64(kp, pub_r, &err) < 0)
 		cli_die("%s", err);
 	if (*pub_r == NULL) {
 		free(*sel_r);
 		*sel_r = NULL;
 	}
 	free(kp);
-	free(sp);
 }
 
 /* The records for domain (a.pos[0], checked and lower-cased into
@@ -82,7 +73,7 @@ build_records(struct petrel_ctx *cli, const char *arg, char **domain_r,
 {
 	struct dnsrec_input in;
 	struct dnsrec *recs;
-	char *domain, *sel, *pub, tlsa[65];
+	char *domain, *sel, *pub, *more_sel[2], *more_pub[2], tlsa[65];
 	const char *err, *cert;
 
 	cli_check_text("the domain", arg);
@@ -102,9 +93,15 @@ build_records(struct petrel_ctx *cli, const char *arg, char **domain_r,
 	memset(&in, 0, sizeof(in));
 	in.domain = domain;
 	in.hostname = host;
-	dkim_key(cli, domain, &sel, &pub);
+	dkim_key(cli, domain, "selector", &sel, &pub);
 	in.dkim_selector = sel;
 	in.dkim_pub_b64 = pub;
+	dkim_key(cli, domain, "selector.next", &more_sel[0], &more_pub[0]);
+	dkim_key(cli, domain, "selector.old", &more_sel[1], &more_pub[1]);
+	for (size_t i = 0; i < 2; i++) {
+		in.dkim_more_selector[i] = more_sel[i];
+		in.dkim_more_pub_b64[i] = more_pub[i];
+	}
 	cert = config_get(cli->cfg, "tls_cert");
 	if (cert[0] != '\0' && access(cert, F_OK) == 0) {
 		if (tls_cert_spki_sha256(cert, tlsa, &err) < 0)
@@ -121,6 +118,10 @@ build_records(struct petrel_ctx *cli, const char *arg, char **domain_r,
 	recs = dnsrec_build(&in, n_r);
 	free(sel);
 	free(pub);
+	for (size_t i = 0; i < 2; i++) {
+		free(more_sel[i]);
+		free(more_pub[i]);
+	}
 	*domain_r = domain;
 	return recs;
 }

@@ -7,6 +7,7 @@
  * administrator's (mode 0600, read by the unprivileged worker).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <opendkim/dkim.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 
 #include "lib/base/alloc.h"
 #include "lib/base/err.h"
+#include "lib/base/fdio.h"
 #include "lib/base/str.h"
 #include "lib/dkim/sign.h"
 #include "lib/queue/spool.h"
@@ -111,42 +113,99 @@ fail:
 	return -1;
 }
 
+char *
+dkim_selector_read(const char *dkim_dir, const char *domain,
+    const char *which)
+{
+	char *path = xasprintf("%s/%s.%s", dkim_dir, domain, which);
+	char *text = read_small_file(path, 256), *sel = NULL;
+
+	free(path);
+	if (text == NULL)
+		return NULL;
+	if (dkim_selector_valid(str_trim(text)))
+		sel = xstrdup(str_trim(text));
+	free(text);
+	return sel;
+}
+
+bool
+dkim_selector_valid(const char *sel)
+{
+	size_t len = strlen(sel);
+
+	if (len == 0 || len > 63 || sel[0] == '-' || sel[len - 1] == '-')
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!((sel[i] >= 'a' && sel[i] <= 'z') ||
+		    (sel[i] >= 'A' && sel[i] <= 'Z') ||
+		    (sel[i] >= '0' && sel[i] <= '9') || sel[i] == '-' ||
+		    sel[i] == '_'))
+			return false;
+	return true;
+}
+
+char *
+dkim_key_path(const char *dkim_dir, const char *domain, const char *selector)
+{
+	char *path = xasprintf("%s/%s@%s.pem", dkim_dir, domain, selector);
+
+	if (access(path, F_OK) == 0 || errno != ENOENT)
+		return path;
+	free(path);
+	return xasprintf("%s/%s.pem", dkim_dir, domain);
+}
+
 int
 dkim_key_load(const char *dkim_dir, const char *domain, char **key_r,
     char **selector_r, const char **error_r)
 {
-	char *keypath = xasprintf("%s/%s.pem", dkim_dir, domain);
-	char *selpath = xasprintf("%s/%s.selector", dkim_dir, domain);
+	char *keypath = NULL, *selpath;
 	char *key, *selector = NULL;
 	int ret = -1;
 
 	*key_r = *selector_r = NULL;
-	if (strchr(domain, '/') != NULL || domain[0] == '.') {
-		ret = 0;	/* no file name: no key */
+	if (strchr(domain, '/') != NULL || domain[0] == '.')
+		return 0;	/* no file name: no key */
+	/* The selector first, then its key: a rotation switches the
+	 * selector file last, when the new key's file is in place. */
+	selpath = xasprintf("%s/%s.selector", dkim_dir, domain);
+	selector = read_small_file(selpath, 256);
+	if (selector == NULL) {
+		if (errno != ENOENT) {
+			err_fail(error_r, errno, "cannot read %s: %s", selpath,
+			    strerror(errno));
+			goto out;
+		}
+		/* a key without a selector file is a mistake; none at all
+		 * is a domain without DKIM */
+		keypath = xasprintf("%s/%s.pem", dkim_dir, domain);
+		if (access(keypath, F_OK) < 0 && errno == ENOENT)
+			ret = 0;
+		else
+			err_fail(error_r, ERR_OTHER, "no selector in %s",
+			    selpath);
 		goto out;
 	}
+	if (!dkim_selector_valid(str_trim(selector))) {
+		err_fail(error_r, ERR_OTHER, "no selector in %s", selpath);
+		goto out;
+	}
+	keypath = dkim_key_path(dkim_dir, domain, str_trim(selector));
 	key = read_small_file(keypath, 16384);
 	if (key == NULL) {
 		if (errno == ENOENT)
-			ret = 0;
+			ret = 0;	/* a selector without a key: unsigned */
 		else
 			err_fail(error_r, errno, "cannot read %s: %s", keypath,
 			    strerror(errno));
 		goto out;
 	}
-	selector = read_small_file(selpath, 256);
-	if (selector == NULL || str_trim(selector)[0] == '\0') {
-		err_fail(error_r, ERR_OTHER, "no selector in %s", selpath);
-		explicit_bzero(key, strlen(key));
-		free(key);
-		free(selector);
-		goto out;
-	}
 	*key_r = key;
 	*selector_r = xstrdup(str_trim(selector));
-	free(selector);
 	ret = 1;
 out:
+	free(selector);
 	free(keypath);
 	free(selpath);
 	return ret;
@@ -156,8 +215,6 @@ int
 dkim_sign_message(const char *dkim_dir, const char *domain,
     const char *prefix, struct spool *body, str_t *out, const char **error_r)
 {
-	char *keypath = xasprintf("%s/%s.pem", dkim_dir, domain);
-	char *selpath = xasprintf("%s/%s.selector", dkim_dir, domain);
 	char *key = NULL, *selector = NULL;
 	DKIM_LIB *lib = NULL;
 	DKIM *dkim = NULL;
@@ -166,22 +223,12 @@ dkim_sign_message(const char *dkim_dir, const char *domain,
 	bool in_body = false, pending = false;
 	unsigned char *sig = NULL;
 	size_t siglen = 0;
-	int ret = -1;
+	int ret;
 
-	key = read_small_file(keypath, 16384);
-	if (key == NULL) {
-		if (errno == ENOENT)
-			ret = 0;	/* no key for this domain: unsigned */
-		else
-			err_fail(error_r, errno, "cannot read %s: %s", keypath,
-			    strerror(errno));
-		goto out;
-	}
-	selector = read_small_file(selpath, 256);
-	if (selector == NULL || str_trim(selector)[0] == '\0') {
-		err_fail(error_r, ERR_OTHER, "no selector in %s", selpath);
-		goto out;
-	}
+	ret = dkim_key_load(dkim_dir, domain, &key, &selector, error_r);
+	if (ret <= 0)
+		return ret;	/* 0: no key for this domain, unsigned */
+	ret = -1;
 	lib = dkim_init(NULL, NULL);
 	if (lib == NULL) {
 		err_fail(error_r, ERR_OTHER, "dkim_init failed");
@@ -196,7 +243,7 @@ dkim_sign_message(const char *dkim_dir, const char *domain,
 		goto out;
 	}
 	dkim = dkim_sign(lib, (const unsigned char *)"petrel", NULL,
-	    (dkim_sigkey_t)key, (const unsigned char *)str_trim(selector),
+	    (dkim_sigkey_t)key, (const unsigned char *)selector,
 	    (const unsigned char *)domain, DKIM_CANON_RELAXED,
 	    DKIM_CANON_RELAXED, DKIM_SIGN_RSASHA256, -1, &st);
 	if (dkim == NULL) {
@@ -257,8 +304,85 @@ out:
 	}
 	str_free(&field);
 	free(selector);
-	free(keypath);
-	free(selpath);
+	return ret;
+}
+
+/* Replace DIR/DOMAIN.WHICH with the line "text" (write, fsync, rename):
+ * a reader sees the old selector or the new one, never a part. */
+static int
+put_selector(const char *dkim_dir, const char *domain, const char *which,
+    const char *text, const char **error_r)
+{
+	char *path = xasprintf("%s/%s.%s", dkim_dir, domain, which);
+	char *tmp = xasprintf("%s.tmp", path);
+	char *line = xasprintf("%s\n", text);
+	int fd, ret = -1;
+
+	struct stat st;
+
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	/* readable by the workers that sign from the moment it is in place:
+	 * owned like the directory (petrel dkim keygen gives it to them) */
+	if (fd >= 0 && geteuid() == 0 && stat(dkim_dir, &st) == 0 &&
+	    fchown(fd, st.st_uid, st.st_gid) < 0) {
+		close(fd);
+		fd = -1;
+	}
+	if (fd < 0 || write_full(fd, line, strlen(line)) < 0 ||
+	    fsync(fd) < 0) {
+		err_fail(error_r, errno, "cannot write %s: %s", tmp,
+		    strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		unlink(tmp);
+		goto out;
+	}
+	close(fd);
+	if (rename(tmp, path) < 0) {
+		err_fail(error_r, errno, "cannot rename %s: %s", tmp,
+		    strerror(errno));
+		unlink(tmp);
+		goto out;
+	}
+	ret = 0;
+out:
+	free(path);
+	free(tmp);
+	free(line);
+	return ret;
+}
+
+static int
+remove_file(const char *path, const char **error_r)
+{
+	if (unlink(path) < 0 && errno != ENOENT) {
+		err_fail(error_r, errno, "cannot remove %s: %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Forget the rotation state under DOMAIN.WHICH (the selector file and
+ * the key of the selector it names). */
+static int
+drop_rotation(const char *dkim_dir, const char *domain, const char *which,
+    const char **error_r)
+{
+	char *sel = dkim_selector_read(dkim_dir, domain, which);
+	char *path;
+	int ret = 0;
+
+	if (sel != NULL) {
+		path = xasprintf("%s/%s@%s.pem", dkim_dir, domain, sel);
+		ret = remove_file(path, error_r);
+		free(path);
+		free(sel);
+	}
+	path = xasprintf("%s/%s.%s", dkim_dir, domain, which);
+	if (ret == 0)
+		ret = remove_file(path, error_r);
+	free(path);
 	return ret;
 }
 
@@ -267,9 +391,8 @@ dkim_keygen(const char *dkim_dir, const char *domain, const char *selector,
     char **txt_r, const char **error_r)
 {
 	char *keypath = xasprintf("%s/%s.pem", dkim_dir, domain);
-	char *selpath = xasprintf("%s/%s.selector", dkim_dir, domain);
+	char *rotated = xasprintf("%s/%s@%s.pem", dkim_dir, domain, selector);
 	char *pub = NULL;
-	FILE *fp;
 	int ret = -1;
 
 	if (mkdir(dkim_dir, 0750) < 0 && errno != EEXIST) {
@@ -277,12 +400,38 @@ dkim_keygen(const char *dkim_dir, const char *domain, const char *selector,
 		    strerror(errno));
 		goto out;
 	}
-	if (tls_rsa_keygen(keypath, 2048, &pub, error_r) < 0)
+	/* a new key starts over: no rotation in progress, and no older key
+	 * file of this selector that would be found before DOMAIN.pem */
+	if (drop_rotation(dkim_dir, domain, "selector.next", error_r) < 0 ||
+	    drop_rotation(dkim_dir, domain, "selector.old", error_r) < 0 ||
+	    remove_file(rotated, error_r) < 0)
 		goto out;
-	fp = fopen(selpath, "w");
-	if (fp == NULL || fprintf(fp, "%s\n", selector) < 0 || fclose(fp) != 0) {
-		err_fail(error_r, errno, "cannot write %s: %s", selpath,
-		    strerror(errno));
+	if (tls_rsa_keygen(keypath, 2048, &pub, error_r) < 0 ||
+	    put_selector(dkim_dir, domain, "selector", selector, error_r) < 0 ||
+	    fsync_dir(dkim_dir, error_r) < 0)
+		goto out;
+	*txt_r = xasprintf("v=DKIM1; k=rsa; p=%s", pub);
+	ret = 0;
+out:
+	free(pub);
+	free(keypath);
+	free(rotated);
+	return ret;
+}
+
+int
+dkim_rotate_begin(const char *dkim_dir, const char *domain,
+    const char *selector, char **txt_r, const char **error_r)
+{
+	char *keypath = xasprintf("%s/%s@%s.pem", dkim_dir, domain, selector);
+	char *pub = NULL;
+	int ret = -1;
+
+	if (tls_rsa_keygen(keypath, 2048, &pub, error_r) < 0 ||
+	    fsync_dir(dkim_dir, error_r) < 0 ||
+	    put_selector(dkim_dir, domain, "selector.next", selector,
+	    error_r) < 0 || fsync_dir(dkim_dir, error_r) < 0) {
+		unlink(keypath);
 		goto out;
 	}
 	*txt_r = xasprintf("v=DKIM1; k=rsa; p=%s", pub);
@@ -290,6 +439,64 @@ dkim_keygen(const char *dkim_dir, const char *domain, const char *selector,
 out:
 	free(pub);
 	free(keypath);
-	free(selpath);
 	return ret;
+}
+
+int
+dkim_rotate_activate(const char *dkim_dir, const char *domain,
+    const char **error_r)
+{
+	char *cur = dkim_selector_read(dkim_dir, domain, "selector");
+	char *next = dkim_selector_read(dkim_dir, domain, "selector.next");
+	char *legacy = xasprintf("%s/%s.pem", dkim_dir, domain);
+	char *curkey = NULL;
+	int ret = -1;
+
+	if (cur == NULL || next == NULL) {
+		err_fail(error_r, ERR_OTHER, "%s has no key waiting to be "
+		    "used", domain);
+		goto out;
+	}
+	/* The current key under its selector's own name first (signers
+	 * look there before DOMAIN.pem), then the old selector kept for
+	 * petrel dns, then the switch: one rename of DOMAIN.selector. */
+	curkey = xasprintf("%s/%s@%s.pem", dkim_dir, domain, cur);
+	if (access(curkey, F_OK) < 0) {
+		if (errno != ENOENT || link(legacy, curkey) < 0) {
+			err_fail(error_r, errno, "cannot keep %s as %s: %s",
+			    legacy, curkey, strerror(errno));
+			goto out;
+		}
+	}
+	if (fsync_dir(dkim_dir, error_r) < 0 ||
+	    put_selector(dkim_dir, domain, "selector.old", cur, error_r) < 0 ||
+	    put_selector(dkim_dir, domain, "selector", next, error_r) < 0 ||
+	    fsync_dir(dkim_dir, error_r) < 0)
+		goto out;
+	{
+		char *nextpath = xasprintf("%s/%s.selector.next", dkim_dir,
+		    domain);
+
+		ret = remove_file(nextpath, error_r);
+		free(nextpath);
+	}
+	if (ret == 0)
+		ret = remove_file(legacy, error_r);
+	if (ret == 0)
+		ret = fsync_dir(dkim_dir, error_r);
+out:
+	free(cur);
+	free(next);
+	free(legacy);
+	free(curkey);
+	return ret;
+}
+
+int
+dkim_rotate_retire(const char *dkim_dir, const char *domain,
+    const char **error_r)
+{
+	if (drop_rotation(dkim_dir, domain, "selector.old", error_r) < 0)
+		return -1;
+	return fsync_dir(dkim_dir, error_r);
 }

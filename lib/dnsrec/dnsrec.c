@@ -115,6 +115,16 @@ dnsrec_build(const struct dnsrec_input *in, size_t *n_r)
 		add_txt(&l, xasprintf("%s._domainkey.%s.", in->dkim_selector,
 		    d), t);
 		free(t);
+		/* a rotation's other key, published during the overlap */
+		for (size_t i = 0; i < 2; i++) {
+			if (in->dkim_more_selector[i] == NULL)
+				continue;
+			t = xasprintf("v=DKIM1; k=rsa; p=%s",
+			    in->dkim_more_pub_b64[i]);
+			add_txt(&l, xasprintf("%s._domainkey.%s.",
+			    in->dkim_more_selector[i], d), t);
+			free(t);
+		}
 	}
 	t = xasprintf("v=DMARC1; p=%s; rua=mailto:postmaster@%s",
 	    in->dkim_selector != NULL ? "quarantine" : "none", d);

@@ -16,6 +16,10 @@ struct dnsrec_input {
 	const char *hostname;		/* the MX host, a full name */
 	const char *dkim_selector;	/* NULL: no DKIM key */
 	const char *dkim_pub_b64;	/* the key's p= value */
+	/* a rotation's next key (published, not signing yet) and old key
+	 * (retiring, still published); NULL: none */
+	const char *dkim_more_selector[2];
+	const char *dkim_more_pub_b64[2];
 	const char *tlsa_sha256;	/* NULL: no certificate */
 	/* listener ports; 0 = the service is not offered */
 	unsigned submission, submissions, imap, imaps, pop3, pop3s;

@@ -69,7 +69,8 @@ class LocalDNS:
         for z in sorted(zones):
             lines.append('    local-zone: "%s" static' % z)
         for r in records:
-            lines.append('    local-data: "%s"' % r)
+            # a TXT record's own quotes go inside single ones
+            lines.append(("    local-data: '%s'" if '"' in r else '    local-data: "%s"') % r)
         stubs = [(z, "127.0.0.1@%d" % dead) for z in servfail] + \
                 [(z, "127.0.0.1@%d" % self.blackhole.getsockname()[1]) for z in slow]
         for z, _ in stubs:
