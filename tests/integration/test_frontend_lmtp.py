@@ -254,7 +254,7 @@ def test_unknown_at_backend_bounces_that_recipient_alone(cluster):
 
 
 def test_lmtp_transport_on_a_single_node(cluster):
-    """The transport form lmtp:[host]:port on a role = single node: the
+    """The transport form lmtp:inet:host:port on a role = single node: the
     domain's users go through the queue to that LMTP server (here the
     second backend, with a directory of its own that hosts the domain)."""
     cluster.be2.run("domain", "add", "example.net")
@@ -262,7 +262,7 @@ def test_lmtp_transport_on_a_single_node(cluster):
     be2 = cluster._start(cluster.be2, BE2, cluster.port, cluster.be2.url)
     single = cluster.be1
     single.run("domain", "add", "example.net", "--transport",
-               "lmtp:[%s]:%d" % (BE2, cluster.port))
+               "lmtp:inet:%s:%d" % (BE2, cluster.port))
     single.add_user("u@example.net", None)
     srv = start_smtp(single, ("queue_retry_min=1", "queue_scan_interval=1"))
     cluster.fe_srv = srv
