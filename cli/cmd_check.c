@@ -164,7 +164,8 @@ check_transports(struct petrel_ctx *cli, struct dir *dir)
 		case TRANSPORT_UNSUPPORTED:
 			problem("domain %s has transport '%s', which petrel "
 			    "cannot run: its mail would be deferred (use "
-			    "virtual:, smtp:[host]:port, error: or discard:)",
+			    "virtual:, smtp:[host]:port, lmtp:[host]:port, "
+			    "error: or discard:)",
 			    d, t);
 			break;
 		case TRANSPORT_MAILDROP:

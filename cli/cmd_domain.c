@@ -21,6 +21,7 @@ transport_valid(const char *t)
 	switch (route_transport_kind(t)) {
 	case TRANSPORT_LOCAL:
 	case TRANSPORT_RELAY:
+	case TRANSPORT_LMTP:
 	case TRANSPORT_ERROR:
 	case TRANSPORT_DISCARD:
 		return strchr(t, ':') != NULL && strpbrk(t, "\r\n") == NULL;

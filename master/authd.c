@@ -95,9 +95,12 @@ authd_answer(struct dir *dir, const struct config *cfg,
 		rc.local_domain = config_get(cfg, "local_domain");
 		rc.catchall_first = strcmp(config_get(cfg, "catchall_order"),
 		    "postfix") == 0;
+		rc.lmtp_port = strcmp(config_get(cfg, "role"), "frontend") ==
+		    0 ? config_get_port(cfg, "backend_ports", 0) : 0;
+		rc.backend_default = config_get(cfg, "backend_default");
 		route_resolve(dir, &rc, req->address, req->may_relay, &res);
 		/* the worker says "directory unavailable"; why is said here */
-		if (res.status == ROUTE_TEMPFAIL)
+		if (res.status == ROUTE_TEMPFAIL && !res.logged)
 			log_warn("route %s: directory unavailable: %s",
 			    req->address, res.text ? res.text : "?");
 		rep.kind = AUTHD_ROUTE_REP;

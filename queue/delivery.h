@@ -3,8 +3,8 @@
 /*
  * delivery.h: what the parts of the queue manager share (private to
  * queue/): the manager (scheduler.c), one delivery attempt to one
- * destination, its resolution (mx.c) and its SMTP client session
- * (outbound.c).
+ * destination, its resolution (mx.c) and its SMTP (or LMTP) client
+ * session (outbound.c).
  *
  * An attempt goes: scheduler.c starts it and submits JOB_RESOLVE; mx.c
  * fills in the addresses on a job thread; outbound.c connects and talks
@@ -22,7 +22,8 @@
 #define MAX_ADDRS 8
 
 enum cstate {
-	C_CONNECT, C_GREETING, C_EHLO, C_HELO, C_STARTTLS, C_MAIL, C_RCPT,
+	C_CONNECT, C_GREETING, C_EHLO /* or LHLO */, C_HELO, C_STARTTLS,
+	C_MAIL, C_RCPT,
 	C_DATA, C_BODY, C_QUIT, C_DONE
 };
 
@@ -39,6 +40,8 @@ struct delivery {
 	char *host;		/* what to resolve */
 	unsigned port;
 	bool use_mx;
+	bool lmtp;		/* RFC 2033: LHLO, a reply per recipient
+				 * after the data */
 	/* resolved */
 	struct sockaddr_storage addrs[MAX_ADDRS];
 	socklen_t addrlen[MAX_ADDRS];
@@ -51,6 +54,9 @@ struct delivery {
 	enum cstate state;
 	bool pipelining, starttls, tls, esmtp;
 	size_t rcpt_sent, rcpt_replied, accepted;
+	size_t data_next, data_replied;	/* LMTP: the next recipient (index
+					 * into idx) and how many got their
+					 * reply after the data */
 	int *codes;		/* per recipient: 0 = none yet */
 	char **texts;
 	char *relay;		/* "host[ip]:port" for logs */
@@ -129,9 +135,11 @@ void delivery_submit(struct delivery *d, int kind);
 /* mx.c */
 /* A transport or relayhost: "smtp:[host]:port", "smtp:host:port",
  * "smtp:host", "[host]" ("relay:" as "smtp:"); brackets mean no MX
- * lookup. false if malformed. */
+ * lookup. "lmtp:[host]:port", "lmtp:inet:host:port", "lmtp:host": LMTP
+ * (*lmtp_r), port 24 by default, never an MX lookup. false if
+ * malformed. */
 bool nexthop_parse(const char *t, char **host_r, unsigned *port_r,
-    bool *mx_r);
+    bool *mx_r, bool *lmtp_r);
 /* On a job thread: fill d->addrs from d->host (MX records, or the host itself), or set
  * d->resolve_error (d->resolve_permanent for a domain that takes no mail). */
 void mx_resolve(struct delivery *d);

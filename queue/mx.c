@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unbound.h>
 
@@ -26,19 +27,30 @@
 #include "lib/queue/mx_answer.h"
 #include "queue/delivery.h"
 
-/* Parse "smtp:[host]:port", "smtp:host:port", "smtp:host", "[host]". */
+/* Parse "smtp:[host]:port", "smtp:host:port", "smtp:host", "[host]";
+ * "lmtp:[host]:port", "lmtp:inet:host:port", "lmtp:host[:port]" (port
+ * 24, never an MX lookup). */
 bool
-nexthop_parse(const char *t, char **host_r, unsigned *port_r, bool *mx_r)
+nexthop_parse(const char *t, char **host_r, unsigned *port_r, bool *mx_r,
+    bool *lmtp_r)
 {
 	const char *p = t, *end;
 	char *host;
 
-	if (strncmp(p, "smtp:", 5) == 0)
-		p += 5;
-	else if (strncmp(p, "relay:", 6) == 0)
-		p += 6;
+	*lmtp_r = false;
 	*port_r = 25;
-	*mx_r = true;
+	if (strncasecmp(p, "smtp:", 5) == 0) {
+		p += 5;
+	} else if (strncasecmp(p, "relay:", 6) == 0) {
+		p += 6;
+	} else if (strncasecmp(p, "lmtp:", 5) == 0) {
+		p += 5;
+		if (strncasecmp(p, "inet:", 5) == 0)
+			p += 5;
+		*lmtp_r = true;
+		*port_r = 24;
+	}
+	*mx_r = !*lmtp_r;
 	if (*p == '[') {
 		end = strchr(p, ']');
 		if (end == NULL)

@@ -1,5 +1,7 @@
 /*
- * outbound.c: the queue manager's SMTP client session (RFC 5321).
+ * outbound.c: the queue manager's SMTP client session (RFC 5321), and
+ * its LMTP form (RFC 2033) for lmtp: next hops (a frontend's handover to
+ * a user's backend, an lmtp: transport).
  *
  * One session per attempt, on the manager's libevent loop: connect (the
  * next address when one fails), greeting, EHLO (HELO when refused),
@@ -13,6 +15,14 @@
  * cannot see an end of data before the real one (SMTP smuggling). Each recipient gets the reply that decides it; the
  * attempt then ends in delivery_finish(), which hands over to
  * scheduler.c.
+ *
+ * LMTP is the same session with LHLO for EHLO (no HELO fallback) and,
+ * after the data, one reply per accepted recipient in RCPT order: each
+ * decides its own recipient (2xx sent, 4xx deferred, 5xx bounced). A
+ * greeting or LHLO that is not 2xx defers every recipient: the other
+ * end is not the LMTP server it should be, and nothing is bounced for a
+ * backend's misconfiguration. A connection lost among those replies
+ * defers only the recipients still waiting for theirs.
  *
  * Trust: replies are parsed strictly and bounded (lib/smtp/reply.c:
  * SMTP_LINE_MAX per line, SMTP_REPLY_LINES_MAX lines; a malformed one is a
@@ -55,6 +65,9 @@ delivery_finish(struct delivery *d, int code, const char *text)
 		 * message was not. */
 		if (d->codes[k] != 0 && !(d->codes[k] >= 200 &&
 		    d->codes[k] < 300))
+			continue;
+		/* LMTP: these have had their reply after the data */
+		if (d->lmtp && k < d->data_next)
 			continue;
 		d->codes[k] = code;
 		free(d->texts[k]);
@@ -157,13 +170,19 @@ handle_reply(struct delivery *d, int code, const char *text)
 	switch (d->state) {
 	case C_GREETING:
 		if (code != 220) {
-			delivery_finish(d, code >= 500 ? code : 451, text);
+			delivery_finish(d, code >= 500 && !d->lmtp ? code :
+			    451, text);
 			return;
 		}
-		send_line(d, "EHLO %s", d->m->hostname);
+		send_line(d, "%s %s", d->lmtp ? "LHLO" : "EHLO",
+		    d->m->hostname);
 		d->state = C_EHLO;
 		return;
 	case C_EHLO:
+		if (code != 250 && d->lmtp) {
+			delivery_finish(d, 451, text);
+			return;
+		}
 		if (code != 250) {
 			send_line(d, "HELO %s", d->m->hostname);
 			d->state = C_HELO;
@@ -200,7 +219,8 @@ handle_reply(struct delivery *d, int code, const char *text)
 			bufferevent_setcb(d->bev, client_read, NULL,
 			    client_event, d);
 			bufferevent_enable(d->bev, EV_READ | EV_WRITE);
-			send_line(d, "EHLO %s", d->m->hostname);
+			send_line(d, "%s %s", d->lmtp ? "LHLO" : "EHLO",
+			    d->m->hostname);
 			d->state = C_EHLO;
 			return;
 		}
@@ -276,6 +296,27 @@ handle_reply(struct delivery *d, int code, const char *text)
 		d->state = C_BODY;
 		return;
 	case C_BODY:
+		if (d->lmtp) {
+			/* RFC 2033 4.2: the reply of the next recipient
+			 * whose RCPT was accepted */
+			while (d->data_next < d->nidx &&
+			    !(d->codes[d->data_next] >= 200 &&
+			    d->codes[d->data_next] < 300))
+				d->data_next++;
+			if (d->data_next < d->nidx) {
+				size_t k = d->data_next++;
+
+				d->codes[k] = code;
+				free(d->texts[k]);
+				d->texts[k] = xstrdup(text);
+			}
+			if (++d->data_replied < d->accepted)
+				return;
+			send_line(d, "QUIT");
+			d->state = C_QUIT;
+			delivery_finish(d, 0, "");
+			return;
+		}
 		send_line(d, "QUIT");
 		d->state = C_QUIT;
 		/* The outcome for every accepted recipient. */

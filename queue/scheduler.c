@@ -350,7 +350,8 @@ start_delivery(struct mgr *m, struct queue_msg *q, const char *dest,
 	m->active = d;
 	m->nactive++;
 	if (nexthop != NULL) {
-		if (!nexthop_parse(nexthop, &d->host, &d->port, &d->use_mx)) {
+		if (!nexthop_parse(nexthop, &d->host, &d->port, &d->use_mx,
+		    &d->lmtp)) {
 			d->resolve_error = xasprintf("bad transport '%s'",
 			    nexthop);
 			delivery_submit(d, JOB_RESOLVE);

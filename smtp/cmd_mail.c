@@ -243,7 +243,7 @@ smtp_mail_filter(struct smtp_session *s, char *addr)
 
 /* Submission: may the authenticated user send as this envelope sender?
  * Yes for the user's own address, or an address (alias) that delivers
- * into the user's maildir. */
+ * into the user's maildir (on a frontend: to the user, on a backend). */
 static void
 sender_run(struct job *job, void *state)
 {
@@ -259,10 +259,18 @@ sender_run(struct job *job, void *state)
 	authc_route(state, s->job_addr, false, &r);
 	if (r.status == ROUTE_TEMPFAIL)
 		s->job_status = 451;
-	for (size_t i = 0; i < r.ndests && s->auth_maildir != NULL; i++)
-		if (r.dests[i].kind == ROUTE_MAILDIR &&
-		    strcmp(r.dests[i].maildir, s->auth_maildir) == 0)
+	for (size_t i = 0; i < r.ndests; i++) {
+		const struct route_dest *d = &r.dests[i];
+
+		if (d->kind == ROUTE_MAILDIR && s->auth_maildir != NULL &&
+		    strcmp(d->maildir, s->auth_maildir) == 0)
 			s->job_status = 250;
+		/* a frontend: the user's mailbox is on a backend */
+		if (d->kind == ROUTE_REMOTE &&
+		    strncasecmp(d->transport, "lmtp:", 5) == 0 &&
+		    strcasecmp(d->address, s->auth_user) == 0)
+			s->job_status = 250;
+	}
 	route_result_clear(&r);
 }
 

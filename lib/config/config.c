@@ -20,14 +20,14 @@
 #include "lib/base/str.h"
 #include "lib/config/config.h"
 
-enum key_type { KT_STRING, KT_UINT, KT_ENUM, KT_LEVEL, KT_LISTEN };
+enum key_type { KT_STRING, KT_UINT, KT_ENUM, KT_LEVEL, KT_LISTEN, KT_PORTS };
 
 struct key_def {
 	const char *name;
 	enum key_type type;
 	const char *def;
 	const char *choices;	/* KT_ENUM: '|'-separated */
-	uint64_t max;		/* KT_UINT */
+	uint64_t max;		/* KT_UINT; KT_PORTS: how many ports */
 	const char *help;	/* one paragraph, plain text */
 	const char *init;	/* what `petrel init` writes, if not def */
 };
@@ -71,9 +71,10 @@ static const struct key_def keys[] = {
 	  "protocols for its own users)." },
 	{ "backend_default", KT_STRING, "", NULL, 0,
 	  "On a frontend, the backend (host name or address) of users whose "
-	  "directory row has no host column or an empty one; empty: such "
-	  "users are on this node." },
-	{ "backend_ports", KT_STRING, "24,143,110,4190", NULL, 0,
+	  "directory row has no host column or an empty one; empty: mail "
+	  "for such users is refused with 451 4.3.0 (a frontend keeps no "
+	  "mailboxes)." },
+	{ "backend_ports", KT_PORTS, "24,143,110,4190", NULL, 4,
 	  "The LMTP, IMAP, POP3 and ManageSieve ports of backends, "
 	  "comma-separated in that order." },
 	{ "proxy_secret", KT_STRING, "", NULL, 0,
@@ -671,6 +672,13 @@ validate(size_t i, const char *value, char *buf, size_t bufsize)
 		free(err);
 		return buf;
 	}
+	case KT_PORTS:
+		if (config_port_list(value, (size_t)k->max, NULL) == 0)
+			return NULL;
+		snprintf(buf, bufsize, "%s must be %llu ports from 1 to "
+		    "65535, comma-separated (got '%.60s')", k->name,
+		    (unsigned long long)k->max, value);
+		return buf;
 	case KT_LEVEL:
 		if (log_parse_level(value, &lvl) == 0)
 			return NULL;
@@ -996,6 +1004,46 @@ config_get_uint(const struct config *cfg, const char *key)
 	return strtoull(config_get(cfg, key), NULL, 10);
 }
 
+int
+config_port_list(const char *value, size_t n, unsigned *ports)
+{
+	const char *p = value;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned long v = 0;
+		size_t digits = 0;
+
+		while (*p == ' ')
+			p++;
+		while (isdigit((unsigned char)*p) && digits < 6) {
+			v = v * 10 + (unsigned long)(*p++ - '0');
+			digits++;
+		}
+		while (*p == ' ')
+			p++;
+		if (digits == 0 || v == 0 || v > 65535)
+			return -1;
+		if (ports != NULL)
+			ports[i] = (unsigned)v;
+		if (i + 1 < n && *p++ != ',')
+			return -1;
+	}
+	return *p == '\0' ? 0 : -1;
+}
+
+unsigned
+config_get_port(const struct config *cfg, const char *key, size_t idx)
+{
+	unsigned ports[8];
+	int i = key_index(key);
+
+	if (i < 0 || keys[i].type != KT_PORTS || idx >= keys[i].max ||
+	    keys[i].max > 8 ||
+	    config_port_list(config_get(cfg, key), keys[i].max, ports) < 0)
+		return 0;
+	return ports[idx];
+}
+
 bool
 config_is_set(const struct config *cfg, const char *key)
 {
@@ -1066,6 +1114,10 @@ config_key_syntax(size_t i, char *buf, size_t bufsize)
 	case KT_LISTEN:
 		return "host:port[,host:port...] ([::1]:port for IPv6; "
 		    "empty: none)";
+	case KT_PORTS:
+		snprintf(buf, bufsize, "%llu ports from 1 to 65535, "
+		    "comma-separated", (unsigned long long)keys[i].max);
+		return buf;
 	}
 	return "text";
 }

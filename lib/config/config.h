@@ -70,6 +70,13 @@ const char *config_get(const struct config *cfg, const char *key);
  * undeclared key. */
 const char *config_preset(const char *schema, const char *key);
 uint64_t config_get_uint(const struct config *cfg, const char *key);
+/* A comma-separated list of exactly n ports (1-65535) into ports (may
+ * be NULL: only check). 0 ok, -1 malformed. */
+int config_port_list(const char *value, size_t n, unsigned *ports);
+/* Port idx of a port-list key (backend_ports: 0 LMTP, 1 IMAP, 2 POP3,
+ * 3 ManageSieve); 0 if there is none. */
+unsigned config_get_port(const struct config *cfg, const char *key,
+    size_t idx);
 bool config_is_set(const struct config *cfg, const char *key);
 /* The path of the file loaded, or NULL. */
 const char *config_path(const struct config *cfg);

@@ -14,10 +14,16 @@
  * and without +tag), then 5: a catch-all takes mail for every user that
  * has no alias of its own (user@d -> user@d keeps a mailbox out of it).
  * The domain's transport is read first: error: and discard: apply to
- * every address of the domain, a transport petrel cannot run (lmtp:,
- * pipe:, ...) defers the recipient with 451 4.3.5 and an error in the
- * log, never a silent local delivery; maildrop: delivers to the
- * Maildir as virtual: does (Courier maildrop's default action).
+ * every address of the domain, a transport petrel cannot run
+ * (lmtp:unix:, pipe:, ...) defers the recipient with 451 4.3.5 and an
+ * error in the log, never a silent local delivery; maildrop: delivers to
+ * the Maildir as virtual: does (Courier maildrop's default action).
+ * lmtp: over TCP sends the domain's users (and, as smtp: does, the
+ * addresses no alias or user takes) to that LMTP server through the
+ * queue. On a frontend (rc->lmtp_port set) every user goes to the
+ * user's backend by LMTP the same way: the row's host column, else
+ * backend_default; with neither the recipient is deferred (451 4.3.0),
+ * never delivered to a Maildir on the frontend.
  * Alias targets are resolved recursively. A target equal to its source
  * ("a@x -> a@x, b@x", the Postfix idiom to keep a copy) delivers to the
  * mailbox; any other repetition on the expansion path is a loop (5.4.6).
@@ -56,6 +62,8 @@ struct ctx {
 	size_t depth;
 	size_t expansions;
 	bool failed;		/* res->status already set to a failure */
+	const char *domain_lmtp;	/* the domain being resolved has this
+					 * lmtp: transport (NULL: none) */
 };
 
 const char *
@@ -171,6 +179,7 @@ route_transport_kind(const char *t)
 		{ "maildrop", TRANSPORT_MAILDROP },
 		{ "smtp", TRANSPORT_RELAY }, { "relay", TRANSPORT_RELAY },
 		{ "error", TRANSPORT_ERROR }, { "discard", TRANSPORT_DISCARD },
+		{ "lmtp", TRANSPORT_LMTP },
 	};
 	const char *colon;
 	size_t n;
@@ -181,9 +190,15 @@ route_transport_kind(const char *t)
 	colon = strchr(t, ':');
 	n = colon != NULL ? (size_t)(colon - t) : strlen(t);
 	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
-		if (strlen(known[i].prefix) == n &&
-		    strncasecmp(t, known[i].prefix, n) == 0)
-			return known[i].kind;
+		if (strlen(known[i].prefix) != n ||
+		    strncasecmp(t, known[i].prefix, n) != 0)
+			continue;
+		/* lmtp: needs a TCP next hop; a UNIX socket (Postfix's
+		 * lmtp:unix:private/...) is another machine's path */
+		if (known[i].kind == TRANSPORT_LMTP && (colon == NULL ||
+		    colon[1] == '\0' || strncasecmp(colon + 1, "unix:", 5) == 0))
+			return TRANSPORT_UNSUPPORTED;
+		return known[i].kind;
 	}
 	return TRANSPORT_UNSUPPORTED;
 }
@@ -196,6 +211,7 @@ fail(struct ctx *c, enum route_status status, const char *text)
 	if (c->failed && status != ROUTE_TEMPFAIL)
 		return;
 	c->res->status = status;
+	c->res->logged = false;
 	free(c->res->text);
 	c->res->text = text ? xstrdup(text) : NULL;
 	c->failed = true;
@@ -271,6 +287,61 @@ dir_failed(struct ctx *c, int r, const char *what, const char *err)
 static void expand(struct ctx *c, const char *source, const char *domain,
     const char *list, const char *self_lookup);
 
+/* A backend host from the directory (the host column) or the
+ * configuration: a host name or an address, nothing that could change
+ * the shape of the transport or of the queue file's line. */
+static bool
+backend_host_valid(const char *h)
+{
+	size_t n = strlen(h);
+
+	if (n == 0 || n > 253 || h[0] == '-' || h[0] == '.')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)h[i];
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' ||
+		    ch == '_' || ch == ':'))
+			return false;
+	}
+	return true;
+}
+
+/* A user whose mailbox is elsewhere: the domain's lmtp: transport, or,
+ * on a frontend, the user's backend. 1 = added, -1 = failed. */
+static int
+add_backend(struct ctx *c, const char *address, const char *host)
+{
+	const char *h;
+	char *t;
+
+	if (c->domain_lmtp != NULL) {
+		add_dest(c, ROUTE_REMOTE, address, NULL, NULL, NULL,
+		    c->domain_lmtp);
+		return 1;
+	}
+	h = host != NULL && host[0] != '\0' ? host : c->rc->backend_default;
+	if (h == NULL || h[0] == '\0') {
+		log_error("<%s>: no mailbox backend: the user's host column "
+		    "is empty and backend_default is not set; deferred with "
+		    "451 4.3.0", address);
+		fail(c, ROUTE_TEMPFAIL, "no mailbox backend");
+		c->res->logged = true;
+		return -1;
+	}
+	if (!backend_host_valid(h)) {
+		log_error("<%s>: unusable backend host '%.80s' (a host name or "
+		    "an address is needed); deferred", address, h);
+		fail(c, ROUTE_CONFIG, "unusable backend host");
+		return -1;
+	}
+	t = xasprintf("lmtp:[%s]:%u", h, c->rc->lmtp_port);
+	add_dest(c, ROUTE_REMOTE, address, NULL, NULL, NULL, t);
+	free(t);
+	return 1;
+}
+
 /* 1 = delivered to a user, 0 = no such user, -1 = failed. forward: the
  * user's row may forward (not when it is its own alias target). */
 static int
@@ -297,6 +368,12 @@ try_user(struct ctx *c, const char *lookup, const char *address,
 			fail(c, ROUTE_LOOP, address);
 		dir_user_clear(&u);
 		return c->failed ? -1 : 1;
+	}
+	if (c->domain_lmtp != NULL || c->rc->lmtp_port != 0) {
+		/* the mailbox, its quota and Sieve are the backend's */
+		r = add_backend(c, address, u.host);
+		dir_user_clear(&u);
+		return r;
 	}
 	path = route_maildir_path(c->rc->mail_root, u.maildir);
 	if (path == NULL) {
@@ -384,7 +461,7 @@ resolve(struct ctx *c, const char *address)
 {
 	char *local = NULL, *domain = NULL, *transport = NULL, *base = NULL;
 	char *catchall = NULL;
-	const char *err;
+	const char *err, *outer_lmtp = c->domain_lmtp;
 	enum route_transport kind;
 	size_t i;
 	int r;
@@ -453,8 +530,8 @@ resolve(struct ctx *c, const char *address)
 	case TRANSPORT_UNSUPPORTED:
 		log_error("domain %s has transport '%s', which petrel cannot "
 		    "run (it delivers virtual:, local:, maildrop:, smtp:, "
-		    "relay:, error: and discard:); mail for it is deferred",
-		    domain, transport);
+		    "relay:, lmtp: over TCP, error: and discard:); mail for "
+		    "it is deferred", domain, transport);
 		fail(c, ROUTE_CONFIG, "unsupported transport");
 		goto out;
 	case TRANSPORT_MAILDROP:
@@ -467,6 +544,7 @@ resolve(struct ctx *c, const char *address)
 	default:
 		break;
 	}
+	c->domain_lmtp = kind == TRANSPORT_LMTP ? transport : NULL;
 	if (c->rc->delimiter[0] != '\0') {
 		char *cut = strpbrk(local, c->rc->delimiter);
 
@@ -498,13 +576,14 @@ resolve(struct ctx *c, const char *address)
 		    (r = try_alias(c, catchall, address, domain)) != 0)
 			goto out;
 	}
-	/* 5. relay domain */
-	if (kind == TRANSPORT_RELAY) {
+	/* 5. relay domain (the next hop knows its users) */
+	if (kind == TRANSPORT_RELAY || kind == TRANSPORT_LMTP) {
 		add_dest(c, ROUTE_REMOTE, address, NULL, NULL, NULL, transport);
 		goto out;
 	}
 	fail(c, ROUTE_UNKNOWN, address);
 out:
+	c->domain_lmtp = outer_lmtp;
 	c->depth--;
 	free(local);
 	free(domain);
@@ -534,10 +613,12 @@ route_resolve(struct dir *dir, const struct route_config *rc,
 	if (c.failed) {
 		char *text = res->text;
 		enum route_status st = res->status;
+		bool logged = res->logged;
 
 		res->text = NULL;
 		route_result_clear(res);
 		res->status = st;
 		res->text = text;
+		res->logged = logged;
 	}
 }

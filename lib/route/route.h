@@ -38,9 +38,12 @@ enum route_transport {
 	TRANSPORT_MAILDROP,	/* maildrop: delivered as virtual: (filters
 				 * of Courier maildrop are not run) */
 	TRANSPORT_RELAY,	/* smtp:, relay: */
+	TRANSPORT_LMTP,		/* lmtp:[host]:port, lmtp:inet:host:port,
+				 * lmtp:host[:port] (RFC 2033 over TCP) */
 	TRANSPORT_ERROR,	/* error:text */
 	TRANSPORT_DISCARD,	/* discard: */
-	TRANSPORT_UNSUPPORTED,	/* lmtp:, pipe:, anything else: 451 4.3.5 */
+	TRANSPORT_UNSUPPORTED,	/* lmtp:unix:, pipe:, anything else:
+				 * 451 4.3.5 */
 };
 
 enum route_transport route_transport_kind(const char *transport);
@@ -54,7 +57,8 @@ struct route_dest {
 				 * maildir's parent when that is empty, "/"
 				 * or mail_root itself (shared by all) */
 	struct quota_limit quota;	/* ROUTE_MAILDIR (none set = none) */
-	char *transport;	/* ROUTE_REMOTE: "" (MX) or "smtp:[h]:p";
+	char *transport;	/* ROUTE_REMOTE: "" (MX), "smtp:[h]:p" or
+				 * "lmtp:[h]:p" (a user's backend);
 				 * ROUTE_DISCARD: the discard: value */
 };
 
@@ -63,6 +67,8 @@ struct route_result {
 	char *text;		/* detail for the reply/log (may be NULL) */
 	struct route_dest *dests;
 	size_t ndests;
+	bool logged;		/* the failure is logged already (with the
+				 * address): the caller need not say it */
 };
 
 struct route_config {
@@ -71,6 +77,12 @@ struct route_config {
 	bool catchall_first;	/* catchall_order = postfix */
 	const char *local_domain;	/* bare alias targets' domain
 					 * (NULL or "": the alias's own) */
+	/* role = frontend: a user's mail goes to the user's backend by
+	 * LMTP on this port (the host column, else backend_default; 451
+	 * 4.3.0 with neither), never to a Maildir here. 0: not a
+	 * frontend. */
+	unsigned lmtp_port;
+	const char *backend_default;
 };
 
 /* Resolve one RCPT address. may_relay: the client is authenticated (or

@@ -18,12 +18,14 @@ static const char *const setup[] = {
 	"('gone.test', 'error:this domain is gone'), "
 	"('relay.test', 'smtp:[127.0.0.1]:2600'), "
 	"('drop.test', 'discard:'), ('lmtp.test', 'lmtp:unix:private/dovecot'), "
-	"('md.test', 'maildrop:'), ('loc.test', 'local:')",
+	"('md.test', 'maildrop:'), ('loc.test', 'local:'), "
+	"('lt.test', 'lmtp:inet:10.0.0.7:2424')",
 	"INSERT INTO users (id, address, maildir) VALUES "
 	"('m', 'm@md.test', 'md.test/m/'), ('l', 'root@loc.test', 'loc/root/'),"
 	" ('lm', 'u@lmtp.test', 'lmtp.test/u/'), ('d', 'u@drop.test', 'd/u/'),"
 	" ('f', 'fw@example.test', 'someone@remote.test, bob@example.test'),"
-	" ('g', 'fself@example.test', 'fself@example.test')",
+	" ('g', 'fself@example.test', 'fself@example.test'),"
+	" ('lt', 'u@lt.test', 'lt.test/u/')",
 	"INSERT INTO users (id, address, maildir, quota) VALUES "
 	"('a', 'alice@example.test', 'example.test/alice/', 100), "
 	"('b', 'bob@example.test', 'example.test/bob/', 0), "
@@ -244,6 +246,12 @@ main(void)
 	test_assert(route_transport_kind("error") == TRANSPORT_ERROR);
 	test_assert(route_transport_kind("pipe:x") == TRANSPORT_UNSUPPORTED);
 	test_assert(route_transport_kind("smtpx:") == TRANSPORT_UNSUPPORTED);
+	test_assert(route_transport_kind("lmtp:[h]:24") == TRANSPORT_LMTP);
+	test_assert(route_transport_kind("LMTP:inet:h:24") == TRANSPORT_LMTP);
+	test_assert(route_transport_kind("lmtp:unix:private/x") ==
+	    TRANSPORT_UNSUPPORTED);
+	test_assert(route_transport_kind("lmtp:") == TRANSPORT_UNSUPPORTED);
+	test_assert(route_transport_kind("lmtp") == TRANSPORT_UNSUPPORTED);
 	/* discard: wins over the user row, like error: */
 	resolve(dir, "u@drop.test", false, &r);
 	test_assert(r.status == ROUTE_OK && r.ndests == 1 &&
@@ -282,6 +290,46 @@ main(void)
 	resolve(dir, "fself@example.test", false, &r);
 	test_assert(r.status == ROUTE_LOOP && r.ndests == 0);
 	route_result_clear(&r);
+	test_end();
+
+	test_begin("route: lmtp: transport, frontend to backends");
+	/* an lmtp: domain: its users and unknown addresses to the next
+	 * hop, never to a Maildir */
+	resolve(dir, "u@lt.test", false, &r);
+	test_assert(r.status == ROUTE_OK && r.ndests == 1 &&
+	    r.dests[0].kind == ROUTE_REMOTE &&
+	    strcmp(r.dests[0].transport, "lmtp:inet:10.0.0.7:2424") == 0);
+	route_result_clear(&r);
+	resolve(dir, "nobody@lt.test", false, &r);
+	test_assert(r.status == ROUTE_OK && r.ndests == 1 &&
+	    r.dests[0].kind == ROUTE_REMOTE);
+	route_result_clear(&r);
+	/* a frontend: every user to its backend, aliases expanded here */
+	rc.lmtp_port = 24;
+	rc.backend_default = "10.0.0.5";
+	resolve(dir, "team@example.test", false, &r);
+	/* alice, her alias's carol, bob */
+	test_assert(r.status == ROUTE_OK && r.ndests == 3);
+	for (size_t i = 0; i < r.ndests; i++)
+		test_assert(r.dests[i].kind == ROUTE_REMOTE &&
+		    strcmp(r.dests[i].transport, "lmtp:[10.0.0.5]:24") == 0);
+	route_result_clear(&r);
+	/* the domain's own lmtp: transport wins */
+	resolve(dir, "u@lt.test", false, &r);
+	test_assert(r.status == ROUTE_OK && r.ndests == 1 &&
+	    strcmp(r.dests[0].transport, "lmtp:inet:10.0.0.7:2424") == 0);
+	route_result_clear(&r);
+	/* no backend: deferred (logged here), never a local copy */
+	rc.backend_default = "";
+	resolve(dir, "bob@example.test", false, &r);
+	test_assert(r.status == ROUTE_TEMPFAIL && r.ndests == 0 && r.logged);
+	route_result_clear(&r);
+	rc.backend_default = "bad host]";
+	resolve(dir, "bob@example.test", false, &r);
+	test_assert(r.status == ROUTE_CONFIG && r.ndests == 0);
+	route_result_clear(&r);
+	rc.lmtp_port = 0;
+	rc.backend_default = NULL;
 	test_end();
 
 	test_begin("route: directory down is ROUTE_TEMPFAIL");

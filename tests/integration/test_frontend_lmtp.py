@@ -1,0 +1,307 @@
+"""Scale-out: a frontend (role = frontend) takes mail for every hosted user,
+queues it (fsync'd before the 250) and hands it to the user's backend by
+LMTP: the host column of the user's row, else backend_default, on the first
+port of backend_ports. Backends (role = backend) are `petrel serve` with
+only the LMTP listener, on 127.0.0.2 and 127.0.0.3, one port number for
+both; all three nodes share one SQLite directory (the first backend's).
+
+Shown: users land in their own backend's Maildir and never in the
+frontend's mail_root; aliases expand on the frontend (each user to its own
+backend); recipients for one backend share one LMTP transaction; a backend
+that is down leaves the message queued (no bounce) until it is up; a 452
+after the data defers that recipient alone; a 550 from the backend bounces
+that recipient alone; a user with no backend is 451 4.3.0 at RCPT; the
+transport form lmtp:[host]:port works on a single node too; a bad
+backend_ports stops `petrel check` and `petrel serve`."""
+
+import re
+import socket
+import time
+
+import pytest
+
+from harness import server
+from harness.instance import TIMEOUT_SCALE, add_users, make_instance
+from harness.maildir import all_delivered, put, queue_files
+from mx_util import dsn_parts, parse_stored, wait_for, wire
+from smtp_util import read_new, start_smtp
+
+ALICE, BOB, CAROL, DAVE = ("alice@example.test", "bob@example.test", "carol@example.test",
+                           "dave@example.test")
+FULL, GHOST, TEAM = "full@example.test", "ghost@example.test", "team@example.test"
+BE1, BE2 = "127.0.0.2", "127.0.0.3"
+WAIT = 20 * TIMEOUT_SCALE
+QUERY_USER = ("SELECT id, address, crypt, name, uid, gid, home, maildir, host FROM users "
+              "WHERE address = :address")
+HOSTNAME = "mx.petrel.test"
+
+
+def free_shared_port():
+    """A port free on both backend addresses."""
+    for _ in range(50):
+        s1 = socket.socket()
+        try:
+            s1.bind((BE1, 0))
+            port = s1.getsockname()[1]
+            s2 = socket.socket()
+            try:
+                s2.bind((BE2, port))
+                return port
+            except OSError:
+                continue
+            finally:
+                s2.close()
+        finally:
+            s1.close()
+    raise AssertionError("no port free on both %s and %s" % (BE1, BE2))
+
+
+def start_backend(inst, host, port, db_url, opts=()):
+    """`petrel serve` for inst with only LMTP on host:port (role=backend, the
+    shared directory); waits (bounded) for the LMTP greeting."""
+    ports = {"lmtp": port}
+    args = server.serve_args(inst, ports, host, (
+        "hostname=" + host.replace(".", "-") + ".petrel.test", "role=backend",
+        "database=" + db_url, "relayhost=[127.0.0.1]:9") + tuple(opts))
+    srv = server.Server.launch(inst, args, ports, host)
+    deadline = time.monotonic() + server.START_TIMEOUT
+    while time.monotonic() < deadline and srv.alive():
+        if server.ready(host, port, "lmtp", "greet", deadline):
+            return srv
+        time.sleep(0.05)
+    srv.kill()
+    raise AssertionError("backend %s:%d did not greet\nlog:\n%s" % (host, port, srv.log()))
+
+
+class Cluster:
+    """Two backend instances and a frontend instance over be1's directory."""
+
+    def __init__(self, petrel_bin, tmp_path, start):
+        self.be1 = make_instance(petrel_bin, tmp_path / "be1", "sqlite")
+        self.be2 = make_instance(petrel_bin, tmp_path / "be2", "sqlite")
+        self.fe = make_instance(petrel_bin, tmp_path / "fe", "sqlite")
+        self.db = "sqlite:" + self.be1.sqlite_path()
+        self.port = free_shared_port()
+        self._start = start
+        self.fe_srv = None
+        self.be1.sql("ALTER TABLE users ADD COLUMN host TEXT NOT NULL DEFAULT ''")
+        add_users(self.be1, (ALICE, BOB, CAROL, DAVE), password=None)
+        self.set_host(ALICE, BE1)
+        self.set_host(DAVE, BE1)
+        self.set_host(CAROL, BE2)          # bob: empty host -> backend_default
+
+    def set_host(self, address, host):
+        self.be1.sql("UPDATE users SET host = ? WHERE address = ?", (host, address))
+
+    def backend(self, which, opts=()):
+        inst, host = (self.be1, BE1) if which == 1 else (self.be2, BE2)
+        return self._start(inst, host, self.port, self.db, opts)
+
+    def frontend(self, backend_default=BE2, opts=()):
+        self.fe_srv = start_smtp(self.fe, (
+            "role=frontend", "database=" + self.db, "query_user=" + QUERY_USER,
+            "backend_default=" + backend_default,
+            "backend_ports=%d,143,110,4190" % self.port,
+            "queue_retry_min=1", "queue_retry_max=2", "queue_scan_interval=1") + tuple(opts))
+        return self.fe_srv
+
+    def send(self, rcpts, subject, body=b"hello\r\n", sender="sender@outside.test"):
+        data = wire(b"From: <%s>\r\nTo: <x@example.test>\r\nSubject: %s\r\n\r\n"
+                    % (sender.encode(), subject.encode()) + body)
+        with self.fe_srv.client() as c:
+            r = c.send_message(sender, rcpts, data)
+            c.cmd("QUIT")
+        assert r.code == 250, r
+        return data
+
+
+@pytest.fixture
+def cluster(petrel_bin, tmp_path):
+    with server.tracked(start_backend) as start:
+        yield Cluster(petrel_bin, tmp_path, start)
+
+
+def subjects(inst, address):
+    return [m.group(1).decode() for m in
+            (re.search(rb"(?m)^Subject: (.*?)\r?$", d) for d in read_new(inst, address)) if m]
+
+
+def wait_subject(inst, address, subject, count=1):
+    return wait_for(lambda: subjects(inst, address).count(subject) >= count, WAIT)
+
+
+def status_lines(srv, rcpt, status):
+    rx = r": to=<%s>, relay=.*status=%s" % (re.escape(rcpt), status)
+    return [l for l in srv.log_lines() if re.search(rx, l)]
+
+
+def test_users_reach_their_own_backends(cluster):
+    """alice and dave (host 127.0.0.2) land on the first backend, bob
+    (empty host: backend_default 127.0.0.3) on the second; nothing is
+    delivered on the frontend."""
+    cluster.backend(1)
+    be2 = cluster.backend(2)
+    fe = cluster.frontend()
+    cluster.send([ALICE, BOB, DAVE], "spread")
+    assert wait_subject(cluster.be1, ALICE, "spread"), fe.log()
+    assert wait_subject(cluster.be1, DAVE, "spread"), fe.log()
+    assert wait_subject(cluster.be2, BOB, "spread"), fe.log() + be2.log()
+    assert wait_for(lambda: not queue_files(cluster.fe), WAIT), fe.log()
+    assert subjects(cluster.be2, ALICE) == [] and subjects(cluster.be1, BOB) == []
+    assert all_delivered(cluster.fe) == [], all_delivered(cluster.fe)
+    # the handover: queued on the frontend, sent by LMTP to each backend
+    assert status_lines(fe, ALICE, r"sent \(250 2\.0\.0 <alice@example\.test>"), fe.log()
+    assert re.search(r"to=<%s>, relay=%s\[%s\]:%d, .*status=sent" % (
+        re.escape(BOB), re.escape(BE2), re.escape(BE2), cluster.port), fe.log()), fe.log()
+    [stored] = read_new(cluster.be1, ALICE)
+    assert b"with LMTP" in stored, stored[:400]
+
+
+def test_alias_to_users_on_two_backends(cluster):
+    """An alias expands on the frontend; each user goes to its own backend."""
+    be1 = cluster.backend(1)
+    cluster.backend(2)
+    fe = cluster.frontend()
+    cluster.be1.run("alias", "add", TEAM, "%s, %s" % (ALICE, CAROL))
+    cluster.send([TEAM], "team")
+    assert wait_subject(cluster.be1, ALICE, "team"), fe.log()
+    assert wait_subject(cluster.be2, CAROL, "team"), fe.log()
+    assert subjects(cluster.be1, CAROL) == [] and subjects(cluster.be2, ALICE) == []
+    assert all_delivered(cluster.fe) == []
+    assert wait_for(lambda: not queue_files(cluster.fe), WAIT), fe.log()
+    assert be1.wait_log(r"nrcpt=1 \(accepted\)"), be1.log()
+
+
+def test_one_transaction_per_backend(cluster):
+    """Two recipients of one message on the same backend: one LMTP
+    transaction with both RCPTs, a reply for each after the data."""
+    be1 = cluster.backend(1)
+    fe = cluster.frontend()
+    cluster.send([ALICE, DAVE], "together")
+    assert wait_subject(cluster.be1, ALICE, "together"), fe.log()
+    assert wait_subject(cluster.be1, DAVE, "together"), fe.log()
+    assert be1.wait_log(r"nrcpt=2 \(accepted\)"), be1.log()
+    assert not [l for l in be1.log_lines() if "nrcpt=1 (accepted)" in l], be1.log()
+
+
+def test_backend_down_queues_then_drains(cluster):
+    """With the backend not running the message stays queued (deferred,
+    retried, never bounced); once it is up the queue drains into it."""
+    fe = cluster.frontend()
+    cluster.send([ALICE], "later")
+    [qf] = queue_files(cluster.fe)
+    assert fe.wait_log(r"to=<%s>, relay=none, .*status=deferred \(connect to %s" % (
+        re.escape(ALICE), re.escape(BE1)), count=2, timeout=WAIT), fe.log()
+    assert queue_files(cluster.fe) == [qf]
+    assert "bounced" not in fe.log() and "non-delivery" not in fe.log(), fe.log()
+    cluster.backend(1)
+    assert wait_subject(cluster.be1, ALICE, "later"), fe.log()
+    assert wait_for(lambda: not queue_files(cluster.fe), WAIT), fe.log()
+    assert status_lines(fe, ALICE, "sent")
+    assert "bounced" not in fe.log(), fe.log()
+    assert subjects(cluster.be1, ALICE) == ["later"]
+
+
+def test_quota_452_defers_that_recipient_alone(cluster):
+    """The backend answers 250 for alice and 452 4.2.2 (mailbox full) for
+    full@ after the data: alice has it once, full@ stays queued and gets it
+    on a retry after its quota is raised."""
+    cluster.be1.add_user(FULL, None, "--quota", "1000")
+    cluster.set_host(FULL, BE1)
+    # 900 of the 1000 bytes used: the RCPT fits, the message does not
+    put(cluster.be1, FULL, b"Subject: old\r\n\r\n" + b"x" * 880 + b"\r\n")
+    be1 = cluster.backend(1)
+    fe = cluster.frontend()
+    cluster.send([ALICE, FULL], "quota", b"y" * 300 + b"\r\n")
+    assert wait_subject(cluster.be1, ALICE, "quota"), fe.log()
+    assert fe.wait_log(r"to=<%s>, relay=.*status=deferred \(452 4\.2\.2" % re.escape(FULL),
+                       timeout=WAIT), fe.log() + be1.log()
+    assert status_lines(fe, ALICE, "sent")
+    assert len(queue_files(cluster.fe)) == 1
+    assert subjects(cluster.be1, FULL) == ["old"]
+    cluster.be1.sql("UPDATE users SET quota = 1000000 WHERE address = ?", (FULL,))
+    assert wait_subject(cluster.be1, FULL, "quota"), fe.log() + be1.log()
+    assert wait_for(lambda: not queue_files(cluster.fe), WAIT), fe.log()
+    assert subjects(cluster.be1, ALICE) == ["quota"], "alice's copy is not sent again"
+    assert "bounced" not in fe.log()
+
+
+def test_unknown_at_backend_bounces_that_recipient_alone(cluster):
+    """ghost@ is deleted while its mail waits for the backend: the backend
+    answers 550 5.1.1 at RCPT; ghost@ bounces (a DSN to the sender, a user
+    whose own backend gets it), alice in the same message is delivered."""
+    cluster.be1.add_user(GHOST, None)
+    cluster.set_host(GHOST, BE1)
+    fe = cluster.frontend(backend_default=BE1)
+    cluster.send([ALICE, GHOST], "ghostly", sender=BOB)
+    assert fe.wait_log(r"to=<%s>, relay=none, .*status=deferred" % re.escape(GHOST),
+                       timeout=WAIT), fe.log()
+    cluster.be1.sql("DELETE FROM users WHERE address = ?", (GHOST,))
+    be1 = cluster.backend(1)
+    assert wait_subject(cluster.be1, ALICE, "ghostly"), fe.log()
+    assert fe.wait_log(r"to=<%s>, relay=.*status=bounced \(550 5\.1\.1" % re.escape(GHOST),
+                       timeout=WAIT), fe.log() + be1.log()
+    assert status_lines(fe, ALICE, "sent")
+    # the DSN to bob (empty host: backend_default, the same backend)
+    assert wait_for(lambda: read_new(cluster.be1, BOB), WAIT), fe.log()
+    [raw] = read_new(cluster.be1, BOB)
+    msg = parse_stored(raw)
+    _, per_rcpt, _ = dsn_parts(msg)
+    assert [r.get("final-recipient", "").split(";", 1)[1].strip().lower()
+            for r in per_rcpt] == [GHOST], per_rcpt
+    assert wait_for(lambda: not queue_files(cluster.fe), WAIT), fe.log()
+    assert subjects(cluster.be1, ALICE) == ["ghostly"]
+
+
+def test_lmtp_transport_on_a_single_node(cluster):
+    """The transport form lmtp:inet:host:port on a role = single node: the
+    domain's users go through the queue to that LMTP server (here the
+    second backend, with a directory of its own that hosts the domain)."""
+    cluster.be2.run("domain", "add", "example.net")
+    cluster.be2.add_user("u@example.net", None)
+    be2 = cluster._start(cluster.be2, BE2, cluster.port, cluster.be2.url)
+    single = cluster.be1
+    single.run("domain", "add", "example.net", "--transport",
+               "lmtp:inet:%s:%d" % (BE2, cluster.port))
+    single.add_user("u@example.net", None)
+    srv = start_smtp(single, ("queue_retry_min=1", "queue_scan_interval=1"))
+    cluster.fe_srv = srv
+    cluster.send(["u@example.net"], "by transport")
+    assert wait_subject(cluster.be2, "u@example.net", "by transport"), srv.log() + be2.log()
+    assert subjects(single, "u@example.net") == []
+    assert wait_for(lambda: not queue_files(single), WAIT), srv.log()
+    assert status_lines(srv, "u@example.net", r"sent \(250 2\.0\.0")
+
+
+def test_no_backend_is_451_at_rcpt(cluster):
+    """With no host column value and no backend_default, RCPT gets 451 4.3.0
+    (logged with the address) and nothing is delivered on the frontend;
+    users with a host are taken as before."""
+    fe = cluster.frontend(backend_default="")
+    with fe.client() as c:
+        c.expect("EHLO client.test", 250)
+        c.expect("MAIL FROM:<sender@outside.test>", 250)
+        r = c.cmd("RCPT TO:<%s>" % BOB)
+        assert r.code == 451 and r.text.startswith("4.3.0"), r
+        c.expect("RCPT TO:<%s>" % ALICE, 250)
+        c.cmd("QUIT")
+    assert fe.wait_log(r"<%s>: no mailbox backend" % re.escape(BOB)), fe.log()
+    assert len(fe.wait_log(r"no mailbox backend")) == 1, fe.log()
+    # said once, by the auth process; not taken for a database failure
+    assert not fe.wait_log(r"route .*: directory unavailable", timeout=0), fe.log()
+    assert all_delivered(cluster.fe) == []
+
+
+@pytest.mark.parametrize("value", ["24,143,110", "24,143,110,0", "24,143,110,70000",
+                                   "24;143;110;4190", "24,143,110,4190,1"])
+def test_bad_backend_ports_refused(petrel_bin, tmp_path, value):
+    """backend_ports must be four ports from 1 to 65535: `petrel check` and
+    `petrel serve` stop with one line naming the key."""
+    inst = make_instance(petrel_bin, tmp_path / "inst", "sqlite")
+    for cmd in ("check", "serve"):
+        cp = inst.run("-o", "backend_ports=" + value, cmd, check=False)
+        assert cp.returncode == 1, (cmd, cp.stdout, cp.stderr)
+        lines = cp.stderr.strip().splitlines()
+        assert len(lines) == 1 and "backend_ports must be 4 ports" in lines[0], cp.stderr
+    cp = inst.run("-o", "backend_ports=2424, 143,110,4190", "check", check=False)
+    assert "backend_ports" not in cp.stderr, cp.stderr
