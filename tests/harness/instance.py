@@ -184,19 +184,31 @@ _tls_cache = None
 
 
 def _place_tls(directory):
+    """Copy the kept pair into directory/tls/; True when it did."""
     if _tls_cache is None:
-        return
+        return False
     tls = os.path.join(directory, "tls")
     os.makedirs(tls, exist_ok=True)
     for name in ("cert.pem", "key.pem"):
-        src = os.path.join(_tls_cache, name)
-        dst = os.path.join(tls, name)
-        shutil.copy2(src, dst)
-        st = os.stat(src)
-        os.chown(dst, st.st_uid, st.st_gid)
-    st = os.stat(_tls_cache)
-    os.chmod(tls, st.st_mode & 0o7777)
-    os.chown(tls, st.st_uid, st.st_gid)
+        shutil.copy2(os.path.join(_tls_cache, name), os.path.join(tls, name))
+    return True
+
+
+def _own_tls(inst):
+    """As init does for the pair it makes: owned by the account the
+    server runs as (`user`, `group`), when run as root."""
+    if os.geteuid() != 0:
+        return
+    import grp
+    import pwd
+    conf = inst.config()
+    try:
+        uid = pwd.getpwnam(conf.get("user", "")).pw_uid
+        gid = grp.getgrnam(conf.get("group", "")).gr_gid
+    except KeyError:
+        return
+    for name in ("cert.pem", "key.pem"):
+        os.chown(os.path.join(inst.dir, "tls", name), uid, gid)
 
 
 def _keep_tls(directory):
@@ -207,11 +219,6 @@ def _keep_tls(directory):
         return
     keep = os.path.join(tempfile.mkdtemp(prefix="petrel-tls-"), "tls")
     shutil.copytree(tls, keep, copy_function=shutil.copy2)
-    st = os.stat(tls)
-    os.chown(keep, st.st_uid, st.st_gid)
-    for name in ("cert.pem", "key.pem"):
-        st = os.stat(os.path.join(tls, name))
-        os.chown(os.path.join(keep, name), st.st_uid, st.st_gid)
     _tls_cache = keep
 
 
@@ -221,8 +228,7 @@ def make_instance(petrel_bin, directory, backend, mariadb=None, domain=DOMAIN,
     with the suite's one TLS pair unless fresh_tls."""
     directory = str(directory)
     os.makedirs(directory, exist_ok=True)
-    if not fresh_tls:
-        _place_tls(directory)
+    placed = not fresh_tls and _place_tls(directory)
     args = []
     db = url = None
     if backend == "mariadb":
@@ -236,6 +242,8 @@ def make_instance(petrel_bin, directory, backend, mariadb=None, domain=DOMAIN,
     if not fresh_tls:
         _keep_tls(directory)
     inst = Instance(petrel_bin, directory, backend, mariadb=mariadb, db=db, url=url)
+    if placed:
+        _own_tls(inst)
     inst.init_result = cp
     if backend == "sqlite":
         inst.url = inst.config().get("database")

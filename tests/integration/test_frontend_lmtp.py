@@ -131,7 +131,10 @@ def wait_subject(inst, address, subject, count=1):
 
 
 def status_lines(srv, rcpt, status):
+    """The queue's status lines for rcpt, waited for (bounded): the log
+    reader may be a moment behind the queue file's removal."""
     rx = r": to=<%s>, relay=.*status=%s" % (re.escape(rcpt), status)
+    wait_for(lambda: any(re.search(rx, l) for l in srv.log_lines()), WAIT)
     return [l for l in srv.log_lines() if re.search(rx, l)]
 
 
