@@ -347,6 +347,70 @@ pop3_line(struct proxy_conn *pc, const char *line)
 	return "unexpected state";
 }
 
+/* ---- ManageSieve (RFC 5804): capabilities are lines before an OK,
+ * sent again after STARTTLS; no command names the client ---- */
+
+static void
+msieve_auth(struct proxy_conn *pc)
+{
+	str_t line = STR_INIT;
+
+	pc->step = P_AUTH;
+	str_printf(&line, "AUTHENTICATE \"PLAIN\" \"%s\"", str_c(&pc->plain));
+	send_line(pc, str_c(&line));
+	explicit_bzero(line.data, line.len);
+	str_free(&line);
+}
+
+static const char *
+msieve_line(struct proxy_conn *pc, const char *line)
+{
+	bool ok = strncasecmp(line, "OK", 2) == 0 &&
+	    (line[2] == '\0' || line[2] == ' ');
+	bool no = strncasecmp(line, "NO", 2) == 0 ||
+	    strncasecmp(line, "BYE", 3) == 0;
+
+	switch (pc->step) {
+	case P_GREET:
+	case P_CAPA:
+		if (no)
+			return "refused";
+		if (!ok) {
+			caps_add(pc, line, strlen(line));
+			return NULL;
+		}
+		if (!pc->tls_on && pc->tls != NULL &&
+		    has_cap(pc, "\"STARTTLS\"")) {
+			pc->step = P_STLS;
+			send_line(pc, "STARTTLS");
+			return NULL;
+		}
+		msieve_auth(pc);
+		return NULL;
+	case P_STLS:
+		if (!ok)
+			return "STARTTLS refused";
+		if (!start_tls(pc))
+			return "TLS could not start";
+		pc->step = P_CAPA;
+		return NULL;
+	case P_AUTH:
+		if (line[0] == '"') {	/* a challenge: PLAIN has none */
+			send_line(pc, "\"*\"");
+			return NULL;
+		}
+		if (!ok)
+			return "login refused";
+		str_truncate(&pc->caps, 0);
+		pc->ok = true;
+		return NULL;
+	case P_ID:
+	case P_POSTCAPA:
+		break;
+	}
+	return "unexpected state";
+}
+
 /* ---- events ---- */
 
 static void
@@ -372,7 +436,8 @@ on_read(struct bufferevent *bev, void *arg)
 			return;
 		}
 		why = pc->proto == PROXY_IMAP ? imap_line(pc, line) :
-		    pop3_line(pc, line);
+		    pc->proto == PROXY_POP3 ? pop3_line(pc, line) :
+		    msieve_line(pc, line);
 		free(line);
 		if (why != NULL) {
 			fail(pc, why);

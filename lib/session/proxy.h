@@ -4,7 +4,8 @@
  * A frontend's session on a backend (SPEC 6, scale-out): connect without
  * blocking, read the greeting, STARTTLS when the backend offers it (the
  * certificate is not checked, as for opportunistic SMTP), pass on the
- * client's address (IMAP ID x-originating-ip/-port, POP3 XCLIENT), log in
+ * client's address (IMAP ID x-originating-ip/-port, POP3 XCLIENT;
+ * ManageSieve has no such command), log in
  * as the user with SASL PLAIN, authorization identity the user,
  * authentication identity SASL_PROXY_AUTHCID, password proxy_secret.
  * The user's own password never goes to the backend.
@@ -16,7 +17,7 @@ struct bufferevent;
 struct event_base;
 struct tls_client;
 
-enum proxy_proto { PROXY_IMAP, PROXY_POP3 };
+enum proxy_proto { PROXY_IMAP, PROXY_POP3, PROXY_MANAGESIEVE };
 
 struct proxy_params {
 	enum proxy_proto proto;

@@ -1009,6 +1009,7 @@ proxy_start(struct session *s)
 	}
 	memset(&p, 0, sizeof(p));
 	p.proto = s->srv->ops->backend_port_field == 2 ? PROXY_POP3 :
+	    s->srv->ops->backend_port_field == 3 ? PROXY_MANAGESIEVE :
 	    PROXY_IMAP;
 	p.sa = (const struct sockaddr *)s->proxy_addr;
 	p.salen = (socklen_t)s->proxy_addrlen;
@@ -1104,6 +1105,9 @@ login_finished(struct job *job)
 		log_warn("%016llx: %s login: user=<%s>: temporary failure",
 		    SID(s), s->srv->ops->proto, s->login_name);
 	} else if (s->login_result == AUTH_OK) {
+		/* a frontend's part ends with its login: after an
+		 * UNAUTHENTICATE, what its client sends is the client's */
+		s->proxy_trusted = false;
 		node_counters_event(s->listener->nc, NODE_EVENT_LOGIN_OK);
 		auth_delay_success(s->ip, s->login_name);
 		if (s->login_ev != NULL)
@@ -1156,7 +1160,7 @@ session_set_client(struct session *s, const char *ip, unsigned port)
 {
 	unsigned char buf[16];
 
-	if (!s->proxy_trusted)
+	if (!s->proxy_trusted || s->client_set)
 		return false;
 	if (inet_pton(AF_INET, ip, buf) != 1 &&
 	    inet_pton(AF_INET6, ip, buf) != 1)
@@ -1166,6 +1170,7 @@ session_set_client(struct session *s, const char *ip, unsigned port)
 	snprintf(s->ip, sizeof(s->ip), "%s", ip);
 	snprintf(s->peer, sizeof(s->peer), "[%s]:%u", ip, port);
 	s->port = port;
+	s->client_set = true;
 	return true;
 }
 

@@ -158,7 +158,9 @@ struct session {
 	char ip[64];
 	char peer[80];		/* "[ip]:port" for logs */
 	unsigned port;
-	bool proxy_trusted;	/* from proxy_trusted_networks */
+	bool proxy_trusted;	/* from proxy_trusted_networks, until a
+				 * login */
+	bool client_set;	/* ip/peer/port are the frontend's client's */
 	unsigned bucket;	/* of ip in the listener's counts */
 	uint64_t sid;		/* unique on this node: %016llx in logs */
 	bool tls, loopback;
@@ -291,8 +293,8 @@ void session_login_start_cram(struct session *s, char *login, char *digest,
 void session_login_start_proxy(struct session *s, char *user, char *secret);
 /* A frontend passed its client's address (IMAP ID, POP3 XCLIENT): from
  * now on logs, the guessing limits and the login use it. false (nothing
- * changed) unless the connection is from proxy_trusted_networks and ip
- * is an address. */
+ * changed) unless the connection is from proxy_trusted_networks, has
+ * not logged in nor set a client yet, and ip is an address. */
 bool session_set_client(struct session *s, const char *ip, unsigned port);
 
 /* Whether the directory returns cleartext passwords, so that CRAM-MD5

@@ -64,7 +64,7 @@ def cluster(cluster_insts):
     started = []
 
     def start_backend(opts=()):
-        srv = server.start(back, ("imap", "pop3", "smtp"),
+        srv = server.start(back, ("imap", "pop3", "smtp", "managesieve"),
                            ("hostname=backend.test", "role=backend",
                             "proxy_secret=" + SECRET,
                             "proxy_trusted_networks=127.0.0.1") + tuple(opts),
@@ -72,12 +72,12 @@ def cluster(cluster_insts):
         started.append(srv)
         return srv
 
-    def start_frontend(imap_port, pop3_port, opts=()):
-        srv = server.start(front, ("imap", "pop3"),
+    def start_frontend(imap_port, pop3_port, opts=(), sieve_port=4190):
+        srv = server.start(front, ("imap", "pop3", "managesieve"),
                            ("hostname=frontend.test", "role=frontend",
                             "database=sqlite:" + back.sqlite_path(),
                             "backend_default=127.0.0.2",
-                            "backend_ports=24,%d,%d,4190" % (imap_port, pop3_port),
+                            "backend_ports=24,%d,%d,%d" % (imap_port, pop3_port, sieve_port),
                             "proxy_secret=" + SECRET, "auth_fail_delay=100") + tuple(opts),
                            host="127.0.0.1")
         started.append(srv)
@@ -341,3 +341,79 @@ def test_pop3_backend_trusts_only_frontends(cluster):
     p = SourcePOP3("127.0.0.2", port, "127.0.0.1")
     assert p._shortcmd("AUTH PLAIN " + _plain(ALICE, "petrel-proxy", SECRET)).startswith(b"+OK")
     p.quit()
+
+
+# --------------------------------------------------------------------------
+# ManageSieve (no command passes the client's address there)
+
+
+def sieve_status(f, s, cmd):
+    s.sendall(cmd + b"\r\n")
+    while True:
+        line = f.readline()
+        assert line, "connection closed"
+        if line.split(b" ", 1)[0].rstrip(b"\r\n") in (b"OK", b"NO", b"BYE"):
+            return line
+
+
+def sieve_greeting(f):
+    while True:
+        line = f.readline()
+        assert line
+        if line.startswith(b"OK"):
+            return
+
+
+def test_managesieve_through_frontend(cluster):
+    back, start_backend, start_frontend = cluster
+    b = start_backend()
+    f = start_frontend(b.port_of("imap"), b.port_of("pop3"),
+                       sieve_port=b.port_of("managesieve"))
+    with socket.create_connection(("127.0.0.1", f.port_of("managesieve")), timeout=20) as s:
+        r = s.makefile("rb")
+        sieve_greeting(r)
+        ir = _plain("", ALICE, PASSWORD)
+        assert sieve_status(r, s, b'AUTHENTICATE "PLAIN" "%s"' % ir.encode()).startswith(b"OK")
+        script = b'keep;\r\n'
+        assert sieve_status(r, s, b'PUTSCRIPT "viafront" {%d+}\r\n%s' %
+                            (len(script), script)).startswith(b"OK")
+        assert sieve_status(r, s, b'SETACTIVE "viafront"').startswith(b"OK")
+        s.sendall(b"LOGOUT\r\n")
+    # stored on the backend, for the user
+    cp = back.run("sieve", "list", ALICE)
+    assert "viafront" in cp.stdout, cp.stdout
+    f.wait_log(r"managesieve proxy: user=<%s>, .* to backend 127\.0\.0\.2 port %d over TLS" %
+               (re.escape(ALICE), b.port_of("managesieve")))
+
+
+def test_managesieve_backend_down(cluster):
+    back, start_backend, start_frontend = cluster
+    closed = free_ports(3, "127.0.0.2")
+    f = start_frontend(closed[0], closed[1], sieve_port=closed[2])
+    with socket.create_connection(("127.0.0.1", f.port_of("managesieve")), timeout=20) as s:
+        r = s.makefile("rb")
+        sieve_greeting(r)
+        ir = _plain("", ALICE, PASSWORD)
+        line = sieve_status(r, s, b'AUTHENTICATE "PLAIN" "%s"' % ir.encode())
+        assert line.startswith(b"NO (TRYLATER) "), line
+        # still before login
+        assert sieve_status(r, s, b"LISTSCRIPTS").startswith(b"NO")
+
+
+def test_backend_takes_one_client_address(cluster):
+    """A frontend names its client once: a second ID does not change it
+    (the failed login below is logged under the first address)."""
+    back, start_backend, start_frontend = cluster
+    b = start_backend()
+    with socket.create_connection(("127.0.0.2", b.port_of("imap")), timeout=20,
+                                  source_address=("127.0.0.1", 0)) as s:
+        r = s.makefile("rb")
+        r.readline()
+        for n, ip in ((b"a", b"192.0.2.21"), (b"b", b"192.0.2.22")):
+            s.sendall(n + b' ID ("x-originating-ip" "' + ip + b'" "x-originating-port" "7")\r\n')
+            while not r.readline().startswith(n + b" "):
+                pass
+        s.sendall(b"c AUTHENTICATE PLAIN %s\r\n" % _plain(ALICE, "petrel-proxy", "bad").encode())
+        assert r.readline().startswith(b"c NO")
+    b.wait_log(r"imap login failed: user=<%s>, \[192\.0\.2\.21\]:7" % re.escape(ALICE))
+    assert "192.0.2.22" not in b.log()
