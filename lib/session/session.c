@@ -558,7 +558,8 @@ static void
 timed_out(struct session *s)
 {
 	s->timed_out = false;
-	s->srv->ops->timeout(s);
+	if (s->relay == NULL)
+		s->srv->ops->timeout(s);
 	session_quit(s);
 	bufferevent_disable(s->bev, EV_READ);
 	bufferevent_set_timeouts(s->bev, NULL, NULL);
@@ -759,7 +760,9 @@ session_server_drain(struct session_server *srv)
 		next = s->next;
 		if (s->busy || s->quit)
 			continue;
-		if (!srv->ops->drain(s))
+		/* a relayed session's goodbye is the closed connection (a
+		 * line of ours could fall inside the backend's answer) */
+		if (s->relay == NULL && !srv->ops->drain(s))
 			continue;
 		session_quit(s);
 		bufferevent_disable(s->bev, EV_READ);
