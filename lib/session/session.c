@@ -974,6 +974,9 @@ proxy_done(void *arg, struct bufferevent *bev, const char *caps,
 		bufferevent_set_timeouts(bev, NULL, &tv);
 		bufferevent_enable(bev, EV_READ | EV_WRITE);
 	}
+	/* what the backend sent after its login reply */
+	if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+		relay_read(bev, s);
 	if (s->line_ev != NULL)
 		evtimer_del(s->line_ev);
 	carry_on(s);
