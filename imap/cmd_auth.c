@@ -189,3 +189,25 @@ imap_login_done(struct session *base, int result)
 	imap_flush(s);
 	imap_end_command(s);
 }
+
+/* A frontend: the user's backend session is open (caps: its
+ * capabilities) and bytes are relayed from now on, or it is not (caps
+ * NULL) and the session stays before login (lib/session). */
+void
+imap_proxied(struct session *base, const char *user, const char *caps)
+{
+	struct imap_session *s = (struct imap_session *)base;
+
+	if (caps != NULL) {
+		s->state = S_AUTH;
+		if (caps[0] != '\0')
+			imap_ok(s, "[CAPABILITY %s] Logged in", caps);
+		else
+			imap_ok(s, "Logged in");
+	} else {
+		imap_no(s, "[UNAVAILABLE] The mail server of this account "
+		    "cannot be reached, try again later.");
+	}
+	imap_flush(s);
+	imap_end_command(s);
+}

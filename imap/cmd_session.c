@@ -7,6 +7,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <stdlib.h>
 #include <strings.h>
 
 #include "imap/imap-private.h"
@@ -74,6 +75,29 @@ imap_cmd_id(struct imap_session *s, struct imap_cmd *c)
 	if (c->nargs != 1) {
 		imap_bad(s, "ID takes one argument");
 		return;
+	}
+	/* A frontend (proxy_trusted_networks) names its client before
+	 * login (Dovecot's field names); from anyone else this is only
+	 * informational, and ignored. */
+	if (s->state == S_NOAUTH && s->base.proxy_trusted &&
+	    c->args[0].type == IMAP_ARG_LIST) {
+		const char *ip = NULL;
+		unsigned port = 0;
+
+		for (size_t i = 0; i + 1 < c->args[0].nlist; i += 2) {
+			const char *k = imap_arg_astring(&c->args[0].list[i]);
+			const char *v = imap_arg_astring(
+			    &c->args[0].list[i + 1]);
+
+			if (k == NULL || v == NULL)
+				continue;
+			if (strcasecmp(k, "x-originating-ip") == 0)
+				ip = v;
+			else if (strcasecmp(k, "x-originating-port") == 0)
+				port = (unsigned)strtoul(v, NULL, 10) & 0xffff;
+		}
+		if (ip != NULL)
+			(void)session_set_client(&s->base, ip, port);
 	}
 	imap_untagged(s, "ID (\"name\" \"petrel\" \"version\" \"%s\")",
 	    PETREL_VERSION);

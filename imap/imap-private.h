@@ -177,6 +177,7 @@ void imap_sasl_response(struct imap_session *s, const char *line);
 int imap_login_job(struct session *base, struct authc *ac,
     const struct dir_user *u);
 void imap_login_done(struct session *base, int result);
+void imap_proxied(struct session *base, const char *user, const char *caps);
 
 /* folders.c, the one mapping of mailbox names (as the client sends and
  * sees them, imap_namespace_prefix applied) to folders ("INBOX" or a

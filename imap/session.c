@@ -665,6 +665,7 @@ static const struct session_ops imap_ops = {
 	.greet = imap_greet, .process = imap_process, .writable = imap_writable,
 	.timeout = imap_timeout, .drain = imap_drain, .cleanup = imap_cleanup,
 	.login_job = imap_login_job, .login_done = imap_login_done,
+	.proxied = imap_proxied, .backend_port_field = 1,
 };
 
 void

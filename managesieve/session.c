@@ -426,6 +426,22 @@ login_done(struct session *base, int result)
 	}
 }
 
+/* A frontend: the user's backend session is open and bytes are relayed
+ * from now on, or it is not (caps NULL; lib/session). */
+static void
+proxied(struct session *base, const char *user, const char *caps)
+{
+	struct msieve_session *s = (struct msieve_session *)base;
+
+	if (caps != NULL) {
+		s->state = M_TRANS;
+		reply(s, "OK \"Logged in.\"");
+	} else {
+		reply_no(s, "(TRYLATER) \"The mail server of this account "
+		    "cannot be reached, try again later.\"");
+	}
+}
+
 static void
 auth_error(struct session *base, const char *line)
 {
@@ -943,6 +959,7 @@ static const struct session_ops msieve_ops = {
 	.timeout = msieve_timeout, .drain = msieve_drain,
 	.cleanup = msieve_cleanup,
 	.login_job = login_run, .login_done = login_done,
+	.proxied = proxied, .backend_port_field = 3,
 };
 
 void

@@ -45,6 +45,8 @@
 #include "lib/dir/schema.h"
 #include "lib/route/route.h"
 #include "lib/session/counters.h"
+#include "lib/tls/tls.h"
+#include "lib/trust/srs.h"
 #include "master/serve.h"
 
 struct authd_conn {
@@ -53,6 +55,26 @@ struct authd_conn {
 };
 
 static uid_t worker_uid = (uid_t)-1;
+/* proxy_secret, read once at start; NULL or "": proxied sessions are
+ * refused */
+static char *proxy_secret;
+
+/* Whether given is proxy_secret, in time that does not depend on where
+ * they differ (both digested first, then compared whole). */
+static bool
+proxy_secret_ok(const char *given)
+{
+	unsigned char a[32], b[32];
+	volatile unsigned char diff = 0;
+
+	if (proxy_secret == NULL || proxy_secret[0] == '\0' || given == NULL)
+		return false;
+	crypto_sha256(given, strlen(given), a);
+	crypto_sha256(proxy_secret, strlen(proxy_secret), b);
+	for (size_t i = 0; i < sizeof(a); i++)
+		diff |= a[i] ^ b[i];
+	return diff == 0;
+}
 
 
 
@@ -135,7 +157,8 @@ authd_answer(struct dir *dir, const struct config *cfg,
 		route_result_clear(&res);
 		return;
 	}
-	case AUTHD_LOGIN_REQ: {
+	case AUTHD_LOGIN_REQ:
+	case AUTHD_PROXY_REQ: {
 		struct dir_user u;
 		int ar;
 
@@ -143,7 +166,11 @@ authd_answer(struct dir *dir, const struct config *cfg,
 		/* the password-guessing limits count here, where the
 		 * password is checked: one count per node, whatever the
 		 * number of workers */
-		if (req->challenge != NULL)
+		if (req->kind == AUTHD_PROXY_REQ)
+			ar = auth_login_proxy(dir, req->login,
+			    proxy_secret_ok(req->password),
+			    req->ip != NULL ? req->ip : "", &u);
+		else if (req->challenge != NULL)
 			ar = auth_login_cram(dir, req->login, req->challenge,
 			    req->password, req->ip != NULL ? req->ip : "",
 			    &u);
@@ -268,6 +295,7 @@ authd_serve(void *arg)
 		if (authd_decode(in.data, in.len, &req, &used) != 1 ||
 		    (req.kind != AUTHD_ROUTE_REQ &&
 		    req.kind != AUTHD_LOGIN_REQ &&
+		    req.kind != AUTHD_PROXY_REQ &&
 		    req.kind != AUTHD_QUOTA_REQ &&
 		    req.kind != AUTHD_POSTMASTER_REQ &&
 		    req.kind != AUTHD_CAPS_REQ)) {
@@ -336,6 +364,14 @@ authd_run(struct petrel_ctx *ctx)
 			log_warn("directory unavailable at start (lookups "
 			    "answer 4xx until it is back): %s", err);
 		dir_close(&dir);
+	}
+	{
+		const char *err = NULL;
+
+		proxy_secret = secret_load("proxy_secret",
+		    config_get(ctx->cfg, "proxy_secret"), &err);
+		if (proxy_secret == NULL)
+			log_error("%s: proxied sessions are refused", err);
 	}
 	/* its directory queries are the node's (/metrics) */
 	node_counters_inherit(NODE_ROLE_AUTH);

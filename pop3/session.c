@@ -245,6 +245,22 @@ login_done(struct session *base, int result)
 	}
 }
 
+/* A frontend: the user's backend session is open and bytes are relayed
+ * from now on, or it is not (caps NULL; lib/session). */
+static void
+proxied(struct session *base, const char *user, const char *caps)
+{
+	struct pop3_session *s = (struct pop3_session *)base;
+
+	if (caps != NULL) {
+		s->state = P_TRANS;
+		reply(s, "+OK Logged in");
+	} else {
+		reply_err(s, "[SYS/TEMP] The mail server of this account "
+		    "cannot be reached, try again later");
+	}
+}
+
 static void
 session_job_done(struct job *job)
 {
@@ -439,6 +455,32 @@ cmd_stls(struct pop3_session *s, char *arg)
 	s->user = NULL;
 }
 
+/* XCLIENT ADDR=a PORT=p: a frontend (proxy_trusted_networks) names its
+ * client before login; refused to anyone else. */
+static void
+cmd_xclient(struct pop3_session *s, char *arg)
+{
+	char *ip = NULL, *tok, *save = NULL;
+	unsigned port = 0;
+
+	if (!s->base.proxy_trusted) {
+		reply_err(s, "XCLIENT not allowed from this address");
+		return;
+	}
+	for (tok = strtok_r(arg, " ", &save); tok != NULL;
+	    tok = strtok_r(NULL, " ", &save)) {
+		if (strncasecmp(tok, "ADDR=", 5) == 0)
+			ip = tok + 5;
+		else if (strncasecmp(tok, "PORT=", 5) == 0)
+			port = (unsigned)strtoul(tok + 5, NULL, 10) & 0xffff;
+	}
+	if (ip == NULL || !session_set_client(&s->base, ip, port)) {
+		reply_err(s, "XCLIENT needs ADDR=address");
+		return;
+	}
+	reply(s, "+OK");
+}
+
 static void
 cmd_stat(struct pop3_session *s, char *arg)
 {
@@ -612,6 +654,7 @@ static const struct pop3_command {
 	[POP3_TOP] = { cmd_top, IN_TRANS },
 	[POP3_DELE] = { cmd_dele, IN_TRANS },
 	[POP3_RSET] = { cmd_rset, IN_TRANS },
+	[POP3_XCLIENT] = { cmd_xclient, IN_AUTH },
 };
 
 static void
@@ -714,6 +757,7 @@ static const struct session_ops pop3_ops = {
 	.greet = pop3_greet, .process = pop3_process, .timeout = pop3_timeout,
 	.drain = pop3_drain, .cleanup = pop3_cleanup,
 	.login_job = login_run, .login_done = login_done,
+	.proxied = proxied, .backend_port_field = 2,
 };
 
 void

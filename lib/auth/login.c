@@ -216,6 +216,38 @@ auth_login(struct dir *dir, const char *login, const char *password,
 }
 
 enum auth_result
+auth_login_proxy(struct dir *dir, const char *login, bool secret_ok,
+    const char *ip, struct dir_user *u_r)
+{
+	enum auth_result res = AUTH_FAIL;
+	const char *err;
+	int r;
+
+	memset(u_r, 0, sizeof(*u_r));
+	if (login[0] == '\0')
+		return AUTH_FAIL;
+	if (throttle != NULL &&
+	    throttle_begin(throttle, ip, login, time(NULL)) == THROTTLE_REFUSE)
+		return AUTH_THROTTLED;
+	if (secret_ok) {
+		/* the same row as a password login: a user that query_login
+		 * does not return may not log in this way either */
+		r = dir_lookup_login(dir, login, u_r, &err);
+		if (r == DIR_TEMPFAIL || r == DIR_FAIL)
+			res = AUTH_TEMPFAIL;
+		else if (r == DIR_OK)
+			res = AUTH_OK;
+		else
+			dir_user_clear(u_r);
+	}
+	if (throttle != NULL)
+		throttle_end(throttle, ip, login, res == AUTH_OK ?
+		    THROTTLE_SUCCESS : res == AUTH_FAIL ? THROTTLE_FAILURE :
+		    THROTTLE_ABORT, time(NULL));
+	return res;
+}
+
+enum auth_result
 auth_login_cram(struct dir *dir, const char *login, const char *challenge,
     const char *response, const char *ip, struct dir_user *u_r)
 {

@@ -37,6 +37,13 @@ enum auth_result auth_login_cram(struct dir *dir, const char *login,
     const char *challenge, const char *response, const char *ip,
     struct dir_user *u_r);
 
+/* A frontend's session for login (SPEC 6.1, scale-out): secret_ok says
+ * whether it gave proxy_secret (the caller compared it). The user must be
+ * one query_login returns; no password is checked. A wrong secret is a
+ * failed login for the guessing limits. */
+enum auth_result auth_login_proxy(struct dir *dir, const char *login,
+    bool secret_ok, const char *ip, struct dir_user *u_r);
+
 /* About how long a failed check takes (ms, a moving average): what a
  * caller adds to the delay of an AUTH_THROTTLED answer so that it takes
  * as long as a wrong password without spending the CPU. */

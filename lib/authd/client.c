@@ -194,12 +194,12 @@ authc_route(struct authc *ac, const char *address, bool may_relay,
 	authd_msg_clear(&rep);
 }
 
-int
-authc_login(struct authc *ac, const char *login, const char *password,
-    const char *challenge, const char *ip, const char *protocol,
-    struct dir_user *u_r, struct quota_limit *quota_r)
+static int
+login_call(struct authc *ac, enum authd_kind kind, const char *login,
+    const char *password, const char *challenge, const char *ip,
+    const char *protocol, struct dir_user *u_r, struct quota_limit *quota_r)
 {
-	struct authd_msg req = { .kind = AUTHD_LOGIN_REQ,
+	struct authd_msg req = { .kind = kind,
 	    .login = (char *)login, .password = (char *)password,
 	    .ip = (char *)(ip != NULL ? ip : ""),
 	    .protocol = (char *)protocol, .challenge = (char *)challenge };
@@ -242,6 +242,24 @@ authc_login(struct authc *ac, const char *login, const char *password,
 	}
 	authd_msg_clear(&rep);
 	return result;
+}
+
+int
+authc_login(struct authc *ac, const char *login, const char *password,
+    const char *challenge, const char *ip, const char *protocol,
+    struct dir_user *u_r, struct quota_limit *quota_r)
+{
+	return login_call(ac, AUTHD_LOGIN_REQ, login, password, challenge, ip,
+	    protocol, u_r, quota_r);
+}
+
+int
+authc_login_proxy(struct authc *ac, const char *login, const char *secret,
+    const char *ip, const char *protocol, struct dir_user *u_r,
+    struct quota_limit *quota_r)
+{
+	return login_call(ac, AUTHD_PROXY_REQ, login, secret, NULL, ip,
+	    protocol, u_r, quota_r);
 }
 
 static int

@@ -41,6 +41,11 @@ void authc_route(struct authc *ac, const char *address, bool may_relay,
 int authc_login(struct authc *ac, const char *login, const char *password,
     const char *challenge, const char *ip, const char *protocol,
     struct dir_user *u_r, struct quota_limit *quota_r);
+/* A frontend's session for login (AUTHD_PROXY_REQ): secret is what it
+ * gave as proxy_secret; the rest as authc_login. */
+int authc_login_proxy(struct authc *ac, const char *login, const char *secret,
+    const char *ip, const char *protocol, struct dir_user *u_r,
+    struct quota_limit *quota_r);
 /* Whether the directory returns cleartext passwords (CRAM-MD5 can be
  * offered): 1 yes, 0 no, -1 cannot tell now (directory or auth process
  * unavailable). */

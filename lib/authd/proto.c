@@ -96,6 +96,7 @@ msg_size(const struct authd_msg *m, size_t *size_r)
 		}
 		break;
 	case AUTHD_LOGIN_REQ:
+	case AUTHD_PROXY_REQ:
 		ok = str_ok(m->login, AUTHD_ADDRESS_MAX, false, &size) &&
 		    str_ok(m->password, AUTHD_PASSWORD_MAX, false, &size) &&
 		    str_ok(m->ip, AUTHD_IP_MAX, false, &size) &&
@@ -168,6 +169,7 @@ authd_encode(str_t *out, const struct authd_msg *m)
 		}
 		break;
 	case AUTHD_LOGIN_REQ:
+	case AUTHD_PROXY_REQ:
 		put_str(out, m->login);
 		put_str(out, m->password);
 		put_str(out, m->ip);
@@ -339,6 +341,7 @@ authd_decode(const void *buf, size_t len, struct authd_msg *m, size_t *used_r)
 		break;
 	}
 	case AUTHD_LOGIN_REQ:
+	case AUTHD_PROXY_REQ:
 		m->login = get_str(&r, AUTHD_ADDRESS_MAX, false);
 		m->password = get_str(&r, AUTHD_PASSWORD_MAX, false);
 		m->ip = get_str(&r, AUTHD_IP_MAX, false);
@@ -442,6 +445,7 @@ authd_kind_name(enum authd_kind kind)
 	case AUTHD_ROUTE_REQ: return "route";
 	case AUTHD_ROUTE_REP: return "route reply";
 	case AUTHD_LOGIN_REQ: return "login";
+	case AUTHD_PROXY_REQ: return "proxy login";
 	case AUTHD_LOGIN_REP: return "login reply";
 	case AUTHD_QUOTA_REQ: return "quota";
 	case AUTHD_QUOTA_REP: return "quota reply";

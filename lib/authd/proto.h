@@ -14,7 +14,8 @@
  * receiver closes the connection.
  *
  * A LOGIN reply carries what a worker needs to serve the user and never
- * the crypt hash or a cleartext password. Buffers holding a LOGIN request contain a password:
+ * the crypt hash or a cleartext password. Buffers holding a LOGIN or PROXY
+ * request contain a password:
  * authd_buf_wipe() them, and authd_msg_clear() wipes the decoded one.
  */
 #include <stdbool.h>
@@ -49,6 +50,9 @@ enum authd_kind {
 				 * cleartext (CRAM-MD5 possible),
 				 * AUTHD_NOTFOUND = it does not,
 				 * AUTHD_TEMPFAIL = cannot tell yet */
+	AUTHD_PROXY_REQ,	/* as LOGIN_REQ: a frontend's session for the
+				 * user login, password = proxy_secret (no
+				 * challenge); answered by a LOGIN_REP */
 };
 
 /* Results of LOGIN (lib/auth/login.h enum auth_result, plus THROTTLED:

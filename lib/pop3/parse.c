@@ -15,6 +15,7 @@ static const char *const verb_names[] = {
 	[POP3_NOOP] = "NOOP", [POP3_STAT] = "STAT", [POP3_LIST] = "LIST",
 	[POP3_UIDL] = "UIDL", [POP3_RETR] = "RETR", [POP3_TOP] = "TOP",
 	[POP3_DELE] = "DELE", [POP3_RSET] = "RSET",
+	[POP3_XCLIENT] = "XCLIENT",
 };
 
 #define NVERBS (sizeof(verb_names) / sizeof(verb_names[0]))

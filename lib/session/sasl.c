@@ -35,6 +35,16 @@ sasl_reset(struct sasl *x)
 	x->mech = 0;
 	xfree(&x->challenge);
 	xfree(&x->challenge_b64);
+	xfree(&x->proxy_for);
+}
+
+char *
+sasl_take_proxy(struct sasl *x)
+{
+	char *c = x->proxy_for;
+
+	x->proxy_for = NULL;
+	return c;
 }
 
 char *
@@ -96,6 +106,13 @@ int
 sasl_plain_decode(const char *b64, size_t len, char **authcid_r,
     char **passwd_r)
 {
+	return sasl_plain_decode_as(b64, len, NULL, authcid_r, passwd_r);
+}
+
+int
+sasl_plain_decode_as(const char *b64, size_t len, char **authzid_r,
+    char **authcid_r, char **passwd_r)
+{
 	str_t raw = STR_INIT;
 	const char *p, *nul1, *nul2, *end;
 	int ret = -1;
@@ -113,10 +130,19 @@ sasl_plain_decode(const char *b64, size_t len, char **authcid_r,
 	nul2 = memchr(nul1 + 1, '\0', (size_t)(end - nul1 - 1));
 	if (nul2 == NULL || memchr(nul2 + 1, '\0', (size_t)(end - nul2 - 1)))
 		goto out;
-	/* We do not let one user act for another. */
+	if (authzid_r != NULL)
+		*authzid_r = NULL;
+	/* We do not let one user act for another, but for a frontend
+	 * (SASL_PROXY_AUTHCID, whose secret the caller checks). */
 	if (nul1 != p && ((size_t)(nul1 - p) != (size_t)(nul2 - nul1 - 1) ||
-	    memcmp(p, nul1 + 1, (size_t)(nul1 - p)) != 0))
-		goto out;
+	    memcmp(p, nul1 + 1, (size_t)(nul1 - p)) != 0)) {
+		if (authzid_r == NULL ||
+		    (size_t)(nul2 - nul1 - 1) != strlen(SASL_PROXY_AUTHCID) ||
+		    memcmp(nul1 + 1, SASL_PROXY_AUTHCID,
+		    strlen(SASL_PROXY_AUTHCID)) != 0)
+			goto out;
+		*authzid_r = xstrndup(p, (size_t)(nul1 - p));
+	}
 	*authcid_r = xstrndup(nul1 + 1, (size_t)(nul2 - nul1 - 1));
 	*passwd_r = xstrndup(nul2 + 1, (size_t)(end - nul2 - 1));
 	ret = 0;
@@ -159,7 +185,8 @@ sasl_step(struct sasl *x, const char *line, const char **challenge_r,
 	}
 	if (x->mech == SASL_MECH_PLAIN) {
 		sasl_reset(x);
-		if (sasl_plain_decode(line, strlen(line), login_r, pass_r) < 0)
+		if (sasl_plain_decode_as(line, strlen(line), &x->proxy_for,
+		    login_r, pass_r) < 0)
 			return SASL_BAD;
 		return SASL_DONE;
 	}

@@ -35,7 +35,13 @@ struct sasl {
 	const char *host;	/* CRAM-MD5: the challenge's host name */
 	char *challenge;	/* CRAM-MD5: the challenge sent (raw) */
 	char *challenge_b64;	/* ... and as sent (base64) */
+	char *proxy_for;	/* PLAIN from SASL_PROXY_AUTHCID: the user
+				 * it acts for (sasl_take_proxy) */
 };
+
+/* The authentication identity of a frontend's SASL PLAIN (its password
+ * is proxy_secret, its authorization identity the user). */
+#define SASL_PROXY_AUTHCID "petrel-proxy"
 
 /* Start mech (case-insensitive, one of allowed) with an initial
  * response (NULL: none; "=": an empty one, RFC 4954). */
@@ -48,6 +54,9 @@ enum sasl_status sasl_step(struct sasl *x, const char *line,
 bool sasl_active(const struct sasl *x);
 /* After SASL_DONE for CRAM-MD5: the challenge (malloc'd), else NULL. */
 char *sasl_take_challenge(struct sasl *x);
+/* After SASL_DONE for PLAIN sent by SASL_PROXY_AUTHCID for another
+ * user: that user (malloc'd), else NULL. */
+char *sasl_take_proxy(struct sasl *x);
 /* End an exchange (wipes what it held). */
 void sasl_reset(struct sasl *x);
 /* SASL PLAIN (RFC 4616): base64 of [authzid] NUL authcid NUL passwd.
@@ -55,5 +64,10 @@ void sasl_reset(struct sasl *x);
  * refused), -1 malformed. */
 int sasl_plain_decode(const char *b64, size_t len, char **authcid_r,
     char **passwd_r);
+/* The same, but an authzid other than authcid is also taken when authcid
+ * is SASL_PROXY_AUTHCID: *authzid_r is then that user (malloc'd), else
+ * NULL. */
+int sasl_plain_decode_as(const char *b64, size_t len, char **authzid_r,
+    char **authcid_r, char **passwd_r);
 
 #endif

@@ -11,7 +11,9 @@
  * freed.
  * Passwords are wiped from memory on every path (session_wipe).
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -20,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,8 +37,11 @@
 #include "lib/session/line.h"
 #include "lib/io/conn.h"
 #include "lib/io/deflate.h"
+#include "lib/session/proxy.h"
 #include "lib/session/session.h"
 #include "lib/tls/tls.h"
+#include "lib/trust/greylist.h"
+#include "lib/trust/srs.h"
 
 /* After the goodbye, replies get this long to leave (a client that
  * stops reading cannot keep its session). */
@@ -106,6 +112,50 @@ listener_init(struct session_listener *l, const struct config *cfg,
 		l->log_service = NULL;
 }
 
+/* Seconds a frontend gives a backend to connect, greet and log in. */
+#define PROXY_TIMEOUT 15
+
+/* Scale-out (SPEC 6): who may act as a frontend here, and on a frontend
+ * where the users' sessions go. */
+static void
+proxy_setup(struct session_server *srv, const struct config *cfg)
+{
+	const char *err = NULL;
+	const char *role = config_get(cfg, "role");
+
+	if (greylist_nets_parse(config_get(cfg, "proxy_trusted_networks"),
+	    &srv->proxy_nets, &srv->nproxy_nets, &err) < 0) {
+		log_error("proxy_trusted_networks: %s", err);
+		srv->nproxy_nets = 0;
+	}
+	if (role == NULL || strcmp(role, "frontend") != 0 ||
+	    srv->ops->proxied == NULL)
+		return;
+	srv->frontend = true;
+	srv->backend_default = xstrdup(config_get(cfg, "backend_default"));
+	{
+		const char *p = config_get(cfg, "backend_ports");
+
+		for (unsigned i = 0; i < srv->ops->backend_port_field &&
+		    p != NULL; i++) {
+			p = strchr(p, ',');
+			if (p != NULL)
+				p++;
+		}
+		srv->backend_port = p != NULL ? (unsigned)atoi(p) : 0;
+	}
+	srv->proxy_secret = secret_load("proxy_secret",
+	    config_get(cfg, "proxy_secret"), &err);
+	if (srv->proxy_secret == NULL) {
+		log_error("%s: logins cannot reach the backends", err);
+		srv->proxy_secret = xstrdup("");
+	}
+	srv->proxy_tls = tls_client_new(&err);
+	if (srv->proxy_tls == NULL)
+		log_warn("%s: no TLS to the backends: %s", srv->ops->proto,
+		    err);
+}
+
 void
 session_server_init(struct session_server *srv, const struct session_ops *ops,
     void *owner, struct event_base *base, struct jobs *jobs,
@@ -134,6 +184,7 @@ session_server_init(struct session_server *srv, const struct session_ops *ops,
 		    "login_timeout");
 	srv->fail_delay_ms = (unsigned)config_get_uint(cfg, "auth_fail_delay");
 	srv->plaintext = config_get(cfg, "allow_plaintext_auth");
+	proxy_setup(srv, cfg);
 	srv->own = node_counters_private(SESSION_LISTENERS_MAX);
 	for (unsigned i = 0; i < SESSION_LISTENERS_MAX &&
 	    ops->listeners[i] != NULL; i++)
@@ -161,6 +212,11 @@ session_server_deinit(struct session_server *srv)
 	}
 	node_counters_free(&srv->own);
 	free(srv->hostname);
+	free(srv->proxy_nets);
+	free(srv->backend_default);
+	session_wipe(&srv->proxy_secret);
+	if (srv->proxy_tls != NULL)
+		tls_client_free(&srv->proxy_tls);
 }
 
 /* ---- output ---- */
@@ -326,6 +382,64 @@ line_expired(evutil_socket_t fd, short what, void *arg)
 	session_event(s->bev, BEV_EVENT_TIMEOUT | BEV_EVENT_READING, s);
 }
 
+/* ---- relaying (a frontend, after login) ---- */
+
+/* What the client sent goes to the backend; past OUTPUT_MAX waiting for
+ * the backend, the client is not read until it drains. */
+static void
+relay_from_client(struct session *s)
+{
+	struct evbuffer *out = bufferevent_get_output(s->relay);
+
+	evbuffer_add_buffer(out, session_input(s));
+	if (evbuffer_get_length(out) >= OUTPUT_MAX)
+		bufferevent_disable(s->bev, EV_READ);
+}
+
+static void
+relay_read(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	evbuffer_add_buffer(session_output(s), bufferevent_get_input(bev));
+	if (session_output_full(s))
+		bufferevent_disable(bev, EV_READ);
+}
+
+static void
+relay_write(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	/* the backend took what waited: read the client again */
+	if (!s->quit)
+		bufferevent_enable(s->bev, EV_READ);
+}
+
+/* The backend closed (or failed): what it sent goes out, then the
+ * client's connection closes. */
+static void
+relay_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+	const char *prev = log_service_set(s->log_service);
+
+	if (what & BEV_EVENT_CONNECTED) {
+		log_service_set(prev);
+		return;
+	}
+	evbuffer_add_buffer(session_output(s), bufferevent_get_input(bev));
+	log_info("%016llx: %s proxy: backend %s closed the session%s",
+	    SID(s), s->srv->ops->proto, s->proxy_host,
+	    (what & BEV_EVENT_EOF) ? "" : " (error)");
+	bufferevent_free(s->relay);
+	s->relay = NULL;
+	session_quit(s);
+	bufferevent_disable(s->bev, EV_READ);
+	close_when_flushed(s);
+	log_service_set(prev);
+}
+
 void
 session_resume(struct session *s)
 {
@@ -333,6 +447,10 @@ session_resume(struct session *s)
 
 	if (s->busy || s->dead)
 		return;
+	if (s->relay != NULL) {
+		relay_from_client(s);
+		return;
+	}
 	if (!s->quit)
 		partial = s->srv->ops->process(s);
 	if (s->busy)
@@ -424,6 +542,11 @@ session_write(struct bufferevent *bev, void *arg)
 		close_when_flushed(s);
 		return;
 	}
+	if (s->relay != NULL) {
+		/* the client took what waited: read the backend again */
+		bufferevent_enable(s->relay, EV_READ);
+		return;
+	}
 	if (s->srv->ops->writable != NULL && s->srv->ops->writable(s))
 		return;
 	session_resume(s);	/* output drained: read on */
@@ -435,7 +558,8 @@ static void
 timed_out(struct session *s)
 {
 	s->timed_out = false;
-	s->srv->ops->timeout(s);
+	if (s->relay == NULL)
+		s->srv->ops->timeout(s);
 	session_quit(s);
 	bufferevent_disable(s->bev, EV_READ);
 	bufferevent_set_timeouts(s->bev, NULL, NULL);
@@ -504,6 +628,13 @@ session_free(struct session *s)
 		event_free(s->line_ev);
 	if (s->login_ev != NULL)
 		event_free(s->login_ev);
+	proxy_cancel(s->proxy);
+	if (s->relay != NULL)
+		bufferevent_free(s->relay);
+	free(s->proxy_user);
+	free(s->proxy_host);
+	free(s->proxy_why);
+	free(s->proxy_addr);
 	bufferevent_free(s->bev);
 	free(s->login_name);
 	session_wipe(&s->login_pass);
@@ -575,6 +706,9 @@ session_accept(struct session_server *srv, unsigned listener, int fd,
 	s->loopback = loopback;
 	snprintf(s->ip, sizeof(s->ip), "%s", ip);
 	snprintf(s->peer, sizeof(s->peer), "[%s]:%u", ip, port);
+	s->port = port;
+	s->proxy_trusted = srv->nproxy_nets > 0 &&
+	    greylist_nets_match(srv->proxy_nets, srv->nproxy_nets, ip);
 	if (implicit_tls) {
 		s->bev = tls_bev_accept(srv->tls, srv->base, fd);
 		s->tls = true;
@@ -626,7 +760,9 @@ session_server_drain(struct session_server *srv)
 		next = s->next;
 		if (s->busy || s->quit)
 			continue;
-		if (!srv->ops->drain(s))
+		/* a relayed session's goodbye is the closed connection (a
+		 * line of ours could fall inside the backend's answer) */
+		if (s->relay == NULL && !srv->ops->drain(s))
 			continue;
 		session_quit(s);
 		bufferevent_disable(s->bev, EV_READ);
@@ -751,6 +887,153 @@ session_plaintext_ok(const struct session *s)
 
 /* ---- logins ---- */
 
+/* On the login job of a frontend: the user's backend (the host column,
+ * else backend_default), resolved here where blocking is fine. Leaves
+ * proxy_addr NULL and proxy_why set when there is none. */
+static void
+proxy_resolve(struct session *s, const struct dir_user *u)
+{
+	const char *host = u->host != NULL && u->host[0] != '\0' ? u->host :
+	    s->srv->backend_default;
+	struct addrinfo hints, *res = NULL;
+	char port[16];
+	int rc;
+
+	free(s->proxy_user);
+	s->proxy_user = xstrdup(u->address);
+	free(s->proxy_host);
+	s->proxy_host = xstrdup(host);
+	xfree(&s->proxy_why);
+	xfree(&s->proxy_addr);
+	if (host[0] == '\0') {
+		s->proxy_why = xstrdup("no backend for this user (no host "
+		    "column, no backend_default)");
+		return;
+	}
+	if (s->srv->backend_port == 0) {
+		s->proxy_why = xstrdup("no port in backend_ports");
+		return;
+	}
+	snprintf(port, sizeof(port), "%u", s->srv->backend_port);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	rc = getaddrinfo(host, port, &hints, &res);
+	if (rc != 0 || res == NULL) {
+		str_t why = STR_INIT;
+
+		str_printf(&why, "cannot resolve %s: %s", host,
+		    rc != 0 ? gai_strerror(rc) : "no address");
+		s->proxy_why = str_steal(&why);
+		if (res != NULL)
+			freeaddrinfo(res);
+		return;
+	}
+	s->proxy_addr = xcalloc(1, sizeof(*s->proxy_addr));
+	memcpy(s->proxy_addr, res->ai_addr, res->ai_addrlen);
+	s->proxy_addrlen = (unsigned)res->ai_addrlen;
+	freeaddrinfo(res);
+}
+
+static void login_proxy_failed(struct session *s, const char *why);
+
+/* The backend session is open (or not). */
+static void
+proxy_done(void *arg, struct bufferevent *bev, const char *caps,
+    bool tls, const char *why)
+{
+	struct session *s = arg;
+	const char *prev = log_service_set(s->log_service);
+
+	s->proxy = NULL;
+	s->busy = false;
+	if (s->dead) {
+		if (bev != NULL)
+			bufferevent_free(bev);
+		session_free(s);
+		log_service_set(prev);
+		return;
+	}
+	if (bev == NULL) {
+		login_proxy_failed(s, why);
+		carry_on(s);
+		log_service_set(prev);
+		return;
+	}
+	log_info("%016llx: %s proxy: user=<%s>, %s%s, to backend %s port %u%s",
+	    SID(s), s->srv->ops->proto, s->proxy_user, s->peer,
+	    s->tls ? " (TLS)" : "", s->proxy_host, s->srv->backend_port,
+	    tls ? " over TLS" : "");
+	s->srv->ops->proxied(s, s->proxy_user, caps);
+	s->relay = bev;
+	{
+		struct timeval tv = { (time_t)s->srv->timeout, 0 };
+
+		bufferevent_setcb(bev, relay_read, relay_write, relay_event, s);
+		/* the client's idle timeout governs; a backend that stops
+		 * reading is dropped after as long */
+		bufferevent_set_timeouts(bev, NULL, &tv);
+		bufferevent_enable(bev, EV_READ | EV_WRITE);
+	}
+	/* what the backend sent after its login reply */
+	if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+		relay_read(bev, s);
+	if (s->line_ev != NULL)
+		evtimer_del(s->line_ev);
+	carry_on(s);
+	log_service_set(prev);
+}
+
+static void
+login_proxy_failed(struct session *s, const char *why)
+{
+	log_warn("%016llx: %s proxy: user=<%s>, %s: backend %s unavailable: "
+	    "%s", SID(s), s->srv->ops->proto,
+	    s->proxy_user != NULL ? s->proxy_user : "?", s->peer,
+	    s->proxy_host != NULL && s->proxy_host[0] != '\0' ?
+	    s->proxy_host : "(none)", why);
+	s->srv->ops->proxied(s, s->proxy_user, NULL);
+	/* still not logged in: login_timeout runs again */
+	if (s->login_ev != NULL) {
+		struct timeval ltv = { (time_t)s->srv->login_timeout, 0 };
+
+		evtimer_add(s->login_ev, &ltv);
+	}
+}
+
+/* After a good login on a frontend, on the loop: open the backend
+ * session (the session is busy meanwhile). */
+static void
+proxy_start(struct session *s)
+{
+	struct proxy_params p;
+	const char *why = NULL;
+
+	if (s->proxy_addr == NULL) {
+		login_proxy_failed(s, s->proxy_why != NULL ? s->proxy_why :
+		    "no backend");
+		return;
+	}
+	memset(&p, 0, sizeof(p));
+	p.proto = s->srv->ops->backend_port_field == 2 ? PROXY_POP3 :
+	    s->srv->ops->backend_port_field == 3 ? PROXY_MANAGESIEVE :
+	    PROXY_IMAP;
+	p.sa = (const struct sockaddr *)s->proxy_addr;
+	p.salen = (socklen_t)s->proxy_addrlen;
+	p.host = s->proxy_host;
+	p.tls = s->srv->proxy_tls;
+	p.user = s->proxy_user;
+	p.secret = s->srv->proxy_secret;
+	p.client_ip = s->ip;
+	p.client_port = s->port;
+	p.timeout_s = PROXY_TIMEOUT;
+	s->proxy = proxy_connect(s->srv->base, &p, proxy_done, s, &why);
+	if (s->proxy == NULL) {
+		login_proxy_failed(s, why);
+		return;
+	}
+	s->busy = true;
+}
+
 static void
 login_run(struct job *job, void *state)
 {
@@ -761,9 +1044,14 @@ login_run(struct job *job, void *state)
 	struct timespec t0, t1;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	s->login_result = authc_login(ac, s->login_name, s->login_pass,
-	    s->login_challenge, s->ip, s->srv->ops->proto, &u,
-	    &s->login_quota);
+	if (s->login_proxy)
+		s->login_result = authc_login_proxy(ac, s->login_name,
+		    s->login_pass, s->ip, s->srv->ops->proto, &u,
+		    &s->login_quota);
+	else
+		s->login_result = authc_login(ac, s->login_name,
+		    s->login_pass, s->login_challenge, s->ip,
+		    s->srv->ops->proto, &u, &s->login_quota);
 	if (s->login_result == AUTH_FAIL) {
 		/* what a checked wrong password costs, round trip included:
 		 * a refusal (AUTH_THROTTLED) is held that much longer */
@@ -776,6 +1064,11 @@ login_run(struct job *job, void *state)
 	xfree(&s->login_challenge);
 	if (s->login_result != AUTH_OK)
 		return;
+	if (s->srv->frontend) {
+		proxy_resolve(s, &u);
+		dir_user_clear(&u);
+		return;
+	}
 	if (s->srv->ops->login_job != NULL)
 		s->login_result = s->srv->ops->login_job(s, ac, &u);
 	dir_user_clear(&u);
@@ -818,10 +1111,20 @@ login_finished(struct job *job)
 		log_warn("%016llx: %s login: user=<%s>: temporary failure",
 		    SID(s), s->srv->ops->proto, s->login_name);
 	} else if (s->login_result == AUTH_OK) {
+		/* a frontend's part ends with its login: after an
+		 * UNAUTHENTICATE, what its client sends is the client's */
+		s->proxy_trusted = false;
 		node_counters_event(s->listener->nc, NODE_EVENT_LOGIN_OK);
 		auth_delay_success(s->ip, s->login_name);
 		if (s->login_ev != NULL)
 			evtimer_del(s->login_ev);
+		if (s->srv->frontend) {
+			if (!s->dead)
+				proxy_start(s);
+			xfree(&s->login_name);
+			carry_on(s);
+			return;
+		}
 	}
 	if (!s->dead)
 		s->srv->ops->login_done(s, s->login_result);
@@ -830,8 +1133,10 @@ login_finished(struct job *job)
 }
 
 static void
-login_submit(struct session *s, char *login, char *pass, char *challenge)
+login_submit(struct session *s, char *login, char *pass, char *challenge,
+    bool proxy)
 {
+	s->login_proxy = proxy;
 	free(s->login_name);
 	session_wipe(&s->login_pass);
 	free(s->login_challenge);
@@ -847,14 +1152,39 @@ login_submit(struct session *s, char *login, char *pass, char *challenge)
 void
 session_login_start(struct session *s, char *login, char *pass)
 {
-	login_submit(s, login, pass, NULL);
+	login_submit(s, login, pass, NULL, false);
+}
+
+void
+session_login_start_proxy(struct session *s, char *user, char *secret)
+{
+	login_submit(s, user, secret, NULL, true);
+}
+
+bool
+session_set_client(struct session *s, const char *ip, unsigned port)
+{
+	unsigned char buf[16];
+
+	if (!s->proxy_trusted || s->client_set)
+		return false;
+	if (inet_pton(AF_INET, ip, buf) != 1 &&
+	    inet_pton(AF_INET6, ip, buf) != 1)
+		return false;
+	log_info("%016llx: %s: client [%s]:%u, via frontend %s", SID(s),
+	    s->srv->ops->proto, ip, port, s->peer);
+	snprintf(s->ip, sizeof(s->ip), "%s", ip);
+	snprintf(s->peer, sizeof(s->peer), "[%s]:%u", ip, port);
+	s->port = port;
+	s->client_set = true;
+	return true;
 }
 
 void
 session_login_start_cram(struct session *s, char *login, char *digest,
     char *challenge)
 {
-	login_submit(s, login, digest, challenge);
+	login_submit(s, login, digest, challenge, false);
 }
 
 static int cleartext_known = -1;
@@ -884,12 +1214,21 @@ sasl_next(struct session *s, struct sasl *x,
     const struct session_sasl_words *w, enum sasl_status st,
     const char *challenge, char *login, char *pass)
 {
-	char *cram;
+	char *cram, *proxy_for;
 
 	switch (st) {
 	case SASL_DONE:
 		cram = sasl_take_challenge(x);
-		if (cram != NULL)
+		proxy_for = sasl_take_proxy(x);
+		if (proxy_for != NULL && s->proxy_trusted) {
+			free(login);
+			session_login_start_proxy(s, proxy_for, pass);
+		} else if (proxy_for != NULL) {
+			/* not a frontend: a login as SASL_PROXY_AUTHCID,
+			 * which fails as any unknown user's does */
+			free(proxy_for);
+			session_login_start(s, login, pass);
+		} else if (cram != NULL)
 			session_login_start_cram(s, login, pass, cram);
 		else
 			session_login_start(s, login, pass);

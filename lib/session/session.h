@@ -41,6 +41,10 @@ struct node_counters;
 struct session;
 struct sockaddr;
 struct tls_server;
+struct tls_client;
+struct greylist_net;
+struct proxy_conn;
+struct sockaddr_storage;
 
 #define SESSION_LISTENERS_MAX 4
 
@@ -102,6 +106,17 @@ struct session_ops {
 	/* On the loop: the outcome (AUTH_OK, AUTH_TEMPFAIL, AUTH_FAIL
 	 * after the failed-login delay, or login_job's own code). */
 	void (*login_done)(struct session *s, int result);
+	/* On a frontend (role = frontend), instead of login_job and
+	 * login_done after a good password: the backend session is open
+	 * (caps: its capabilities after login, "" for POP3) and the
+	 * protocol answers the login, after which bytes are relayed both
+	 * ways; or it could not be opened (caps NULL): the protocol answers
+	 * with its temporary error and stays before login. NULL: this
+	 * protocol is not proxied. user: the address logged in. */
+	void (*proxied)(struct session *s, const char *user,
+	    const char *caps);
+	/* Its field in backend_ports (1 IMAP, 2 POP3, 3 ManageSieve). */
+	unsigned backend_port_field;
 };
 
 /* One protocol's sessions in one worker. */
@@ -122,6 +137,17 @@ struct session_server {
 	struct session *sessions;	/* all live sessions */
 	struct node_counters *own;	/* counts until the node's are set */
 	bool draining;
+
+	/* scale-out (SPEC 6): proxy_trusted_networks (may pass a client's
+	 * address and log in with proxy_secret); on a frontend, the
+	 * secret, backend_default, the port and a TLS client context */
+	struct greylist_net *proxy_nets;
+	size_t nproxy_nets;
+	bool frontend;
+	char *proxy_secret;
+	char *backend_default;
+	unsigned backend_port;
+	struct tls_client *proxy_tls;
 };
 
 struct session {
@@ -131,6 +157,10 @@ struct session {
 	struct session *next, *prev;
 	char ip[64];
 	char peer[80];		/* "[ip]:port" for logs */
+	unsigned port;
+	bool proxy_trusted;	/* from proxy_trusted_networks, until a
+				 * login */
+	bool client_set;	/* ip/peer/port are the frontend's client's */
 	unsigned bucket;	/* of ip in the listener's counts */
 	uint64_t sid;		/* unique on this node: %016llx in logs */
 	bool tls, loopback;
@@ -153,6 +183,15 @@ struct session {
 	char *login_challenge;	/* CRAM-MD5's; NULL for a password */
 	struct quota_limit login_quota;	/* the user's quota */
 	int login_result;
+	bool login_proxy;	/* login_pass is proxy_secret */
+
+	/* a frontend: the user's backend (resolved on the login job),
+	 * the connection being opened, then the one relayed to */
+	char *proxy_user, *proxy_host, *proxy_why;
+	struct sockaddr_storage *proxy_addr;
+	unsigned proxy_addrlen;
+	struct proxy_conn *proxy;
+	struct bufferevent *relay;
 };
 
 /* "%016llx" of a session id, for log lines. */
@@ -247,6 +286,16 @@ void session_login_start(struct session *s, char *login, char *pass);
  * challenge it answers; the auth process checks them. Takes all three. */
 void session_login_start_cram(struct session *s, char *login, char *digest,
     char *challenge);
+
+/* A frontend's session for user (SASL PLAIN from SASL_PROXY_AUTHCID on
+ * a connection from proxy_trusted_networks): secret is checked by the
+ * auth process as a password would be. Takes both strings. */
+void session_login_start_proxy(struct session *s, char *user, char *secret);
+/* A frontend passed its client's address (IMAP ID, POP3 XCLIENT): from
+ * now on logs, the guessing limits and the login use it. false (nothing
+ * changed) unless the connection is from proxy_trusted_networks, has
+ * not logged in nor set a client yet, and ip is an address. */
+bool session_set_client(struct session *s, const char *ip, unsigned port);
 
 /* Whether the directory returns cleartext passwords, so that CRAM-MD5
  * can be offered (asked of the auth process when the worker starts):

@@ -219,6 +219,12 @@ srs_reverse(const char *secret, const char *local, time_t now,
 char *
 srs_secret_load(const char *value, const char **error_r)
 {
+	return secret_load("srs_secret", value, error_r);
+}
+
+char *
+secret_load(const char *key, const char *value, const char **error_r)
+{
 	static char ebuf[512];
 	char line[1024];
 	FILE *fp;
@@ -228,8 +234,8 @@ srs_secret_load(const char *value, const char **error_r)
 		return xstrdup(value);
 	fp = fopen(value + 5, "r");
 	if (fp == NULL) {
-		snprintf(ebuf, sizeof(ebuf), "srs_secret: %s: %s", value + 5,
-		    strerror(errno));
+		snprintf(ebuf, sizeof(ebuf), "%s: %s: %s", key,
+		    value + 5, strerror(errno));
 		*error_r = ebuf;
 		return NULL;
 	}
@@ -239,7 +245,7 @@ srs_secret_load(const char *value, const char **error_r)
 	n = strcspn(line, "\r\n");
 	line[n] = '\0';
 	if (n == 0) {
-		snprintf(ebuf, sizeof(ebuf), "srs_secret: %s: empty",
+		snprintf(ebuf, sizeof(ebuf), "%s: %s: empty", key,
 		    value + 5);
 		*error_r = ebuf;
 		return NULL;

@@ -43,5 +43,8 @@ char *srs_reverse(const char *secret, const char *local, time_t now,
  * line of the file of "file:/path". malloc'd ("" when off), or NULL
  * with *error_r (a static buffer). */
 char *srs_secret_load(const char *value, const char **error_r);
+/* The same for any secret key's value (proxy_secret): key names it in
+ * the error. */
+char *secret_load(const char *key, const char *value, const char **error_r);
 
 #endif

@@ -101,6 +101,15 @@ test_login(void)
 	authd_msg_clear(&out);
 	test_assert(out.password == NULL && out.login == NULL);
 
+	/* a frontend's session: the same fields under another kind */
+	req.kind = AUTHD_PROXY_REQ;
+	test_assert(roundtrip(&req, &out));
+	test_assert(out.kind == AUTHD_PROXY_REQ);
+	test_assert_streq(out.login, "u@x.org");
+	test_assert_streq(out.password, "s3cret pass");
+	authd_msg_clear(&out);
+	req.kind = AUTHD_LOGIN_REQ;
+
 	/* CRAM-MD5: the challenge travels, the digest in password */
 	req.challenge = "<1896.697170952@postoffice.example.net>";
 	req.password = "b913a602c7eda7a495b4e6e7334d3890";

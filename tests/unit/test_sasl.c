@@ -156,10 +156,47 @@ test_refusals(void)
 	test_end();
 }
 
+/* A frontend's PLAIN: authzid the user, authcid SASL_PROXY_AUTHCID; the
+ * exchange hands the user on (the secret is the password). */
+static void
+test_plain_proxy(void)
+{
+	struct sasl x = { 0 };
+	const char *ch = NULL;
+	char *login = NULL, *pass = NULL, *user;
+	char *ir = b64("alice@example.test\0petrel-proxy\0k3y", 35);
+	char *self = b64("\0alice@example.test\0pw", 22);
+
+	test_begin("PLAIN: petrel-proxy acting for a user");
+	test_assert(sasl_start(&x, BOTH, "PLAIN", ir, &ch, &login, &pass) ==
+	    SASL_DONE);
+	test_assert_streq(login, "petrel-proxy");
+	test_assert_streq(pass, "k3y");
+	user = sasl_take_proxy(&x);
+	test_assert_streq(user, "alice@example.test");
+	test_assert(sasl_take_proxy(&x) == NULL);
+	free(user);
+	free(login);
+	free(pass);
+	/* an ordinary PLAIN leaves none */
+	test_assert(sasl_start(&x, BOTH, "PLAIN", self, &ch, &login, &pass) ==
+	    SASL_DONE);
+	test_assert(sasl_take_proxy(&x) == NULL);
+	free(login);
+	free(pass);
+	/* sasl_plain_decode (SMTP AUTH, fuzzed) still refuses it */
+	test_assert(sasl_plain_decode(ir, strlen(ir), &login, &pass) < 0);
+	sasl_reset(&x);
+	free(ir);
+	free(self);
+	test_end();
+}
+
 int
 main(void)
 {
 	test_plain();
+	test_plain_proxy();
 	test_login();
 	test_login_empty();
 	test_refusals();

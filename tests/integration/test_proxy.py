@@ -1,0 +1,419 @@
+"""Scale-out: IMAP and POP3 proxying by user (SPEC 6). A frontend `petrel
+serve` on 127.0.0.1 and a backend on 127.0.0.2 share one SQLite directory;
+the frontend authenticates the user, then opens the backend session with
+proxy_secret (SASL PLAIN as petrel-proxy for the user) after passing the
+client's address (IMAP ID, POP3 XCLIENT), and relays bytes."""
+
+import imaplib
+import os
+import poplib
+import re
+import shutil
+import smtplib
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import add_users, make_instance
+from harness import maildir, server
+from harness.ports import free_ports
+from pop3_util import message, put
+
+ALICE = "alice@example.test"
+PASSWORD = "pw"
+SECRET = "s3cret-proxy-key"
+CLIENT_IP = "127.0.0.4"     # the client's source address, as the backend should see it
+
+
+class SourceIMAP(imaplib.IMAP4):
+    """imaplib from a chosen source address."""
+
+    def __init__(self, host, port, source):
+        self._source = source
+        super().__init__(host, port, timeout=20)
+
+    def _create_socket(self, timeout):
+        return socket.create_connection((self.host, self.port), timeout,
+                                        source_address=(self._source, 0))
+
+
+class SourcePOP3(poplib.POP3):
+    def __init__(self, host, port, source):
+        self._source = source
+        super().__init__(host, port, timeout=20)
+
+    def _create_socket(self, timeout):
+        return socket.create_connection((self.host, self.port), timeout,
+                                        source_address=(self._source, 0))
+
+
+@pytest.fixture(scope="module")
+def cluster_insts(petrel_bin, tmp_path_factory):
+    back = make_instance(petrel_bin, tmp_path_factory.mktemp("backend"), "sqlite")
+    add_users(back)
+    front = make_instance(petrel_bin, tmp_path_factory.mktemp("frontend"), "sqlite")
+    return back, front
+
+
+@pytest.fixture
+def cluster(cluster_insts):
+    """(backend, frontend) servers; started fresh for each test."""
+    back, front = cluster_insts
+    started = []
+
+    def start_backend(opts=()):
+        srv = server.start(back, ("imap", "pop3", "smtp", "managesieve"),
+                           ("hostname=backend.test", "role=backend",
+                            "proxy_secret=" + SECRET,
+                            "proxy_trusted_networks=127.0.0.1") + tuple(opts),
+                           host="127.0.0.2")
+        started.append(srv)
+        return srv
+
+    def start_frontend(imap_port, pop3_port, opts=(), sieve_port=4190):
+        srv = server.start(front, ("imap", "pop3", "managesieve"),
+                           ("hostname=frontend.test", "role=frontend",
+                            "database=sqlite:" + back.sqlite_path(),
+                            "backend_default=127.0.0.2",
+                            "backend_ports=24,%d,%d,%d" % (imap_port, pop3_port, sieve_port),
+                            "proxy_secret=" + SECRET, "auth_fail_delay=100") + tuple(opts),
+                           host="127.0.0.1")
+        started.append(srv)
+        return srv
+
+    maildir.reset_maildirs(back)
+    yield back, start_backend, start_frontend
+    for srv in started:
+        print(srv.log())   # shown when the test failed
+    problems = server.check_stopped(started)
+    if problems:
+        pytest.fail("\n\n".join(problems))
+
+
+def backend_connects(srv, proto):
+    return len(re.findall(r"%s connect from \[127\.0\.0\.1\]" % proto, srv.log()))
+
+
+def wait_for(fn, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.05)
+    return fn()
+
+
+# --------------------------------------------------------------------------
+# IMAP
+
+
+def test_imap_login_reaches_backend_mailbox(cluster):
+    back, start_backend, start_frontend = cluster
+    b = start_backend()
+    f = start_frontend(b.port_of("imap"), b.port_of("pop3"))
+
+    # a message delivered on the backend
+    with smtplib.SMTP("127.0.0.2", b.port_of("smtp"), timeout=20) as s:
+        s.sendmail("sender@example.org", [ALICE],
+                   b"From: sender@example.org\r\nTo: alice@example.test\r\n"
+                   b"Subject: via backend\r\n\r\nhello from the backend\r\n")
+
+    c = SourceIMAP("127.0.0.1", f.port_of("imap"), CLIENT_IP)
+    typ, data = c.login(ALICE, PASSWORD)
+    assert typ == "OK"
+    # the backend's capabilities after login
+    assert b"[CAPABILITY " in data[0] and b"IMAP4rev1" in data[0]
+    assert b"STARTTLS" not in data[0]
+
+    def count():
+        typ, d = c.select("INBOX")
+        assert typ == "OK"
+        return int(d[0]) if int(d[0]) >= 1 else 0
+    assert wait_for(count) == 1
+    typ, d = c.fetch("1", "(BODY.PEEK[TEXT])")
+    assert typ == "OK" and b"hello from the backend" in d[0][1]
+
+    # APPEND through the frontend lands in the backend's Maildir
+    typ, _ = c.append("INBOX", None, None,
+                      b"From: a@example.org\r\nSubject: appended\r\n\r\nappended body\r\n")
+    assert typ == "OK"
+    found = []
+    for root, _dirs, names in os.walk(maildir.maildir_of(back, ALICE)):
+        for n in names:
+            p = os.path.join(root, n)
+            if ("/cur" in root or "/new" in root) and b"appended body" in open(p, "rb").read():
+                found.append(p)
+    assert len(found) == 1, found
+    c.logout()
+
+    # the backend logged the client's own address, passed by ID, and the
+    # login by proxy_secret under it
+    b.wait_log(r"imap: client \[%s\]:\d+, via frontend \[127\.0\.0\.1\]" % re.escape(CLIENT_IP))
+    b.wait_log(r"imap login: user=<%s>, \[%s\]:" % (re.escape(ALICE), re.escape(CLIENT_IP)))
+    # over STARTTLS, which the backend offers
+    f.wait_log(r"imap proxy: user=<%s>, \[%s\]:\d+, to backend 127\.0\.0\.2 port %d over TLS" %
+               (re.escape(ALICE), re.escape(CLIENT_IP), b.port_of("imap")))
+
+
+def test_imap_wrong_password_stays_on_frontend(cluster):
+    back, start_backend, start_frontend = cluster
+    b = start_backend()
+    f = start_frontend(b.port_of("imap"), b.port_of("pop3"))
+    before = backend_connects(b, "imap")
+    c = imaplib.IMAP4("127.0.0.1", f.port_of("imap"), timeout=20)
+    with pytest.raises(imaplib.IMAP4.error) as e:
+        c.login(ALICE, "wrong")
+    assert "AUTHENTICATIONFAILED" in str(e.value)
+    f.wait_log(r"imap login failed: user=<%s>" % re.escape(ALICE))
+    # refused before any backend connection is made: none was
+    assert backend_connects(b, "imap") == before
+    assert "imap proxy" not in f.log()
+    # and the session can still log in
+    typ, _ = c.login(ALICE, PASSWORD)
+    assert typ == "OK"
+    c.logout()
+
+
+def test_imap_backend_down_says_unavailable(cluster):
+    back, start_backend, start_frontend = cluster
+    closed = free_ports(2, "127.0.0.2")
+    f = start_frontend(closed[0], closed[1])
+    with socket.create_connection(("127.0.0.1", f.port_of("imap")), timeout=20) as s:
+        r = s.makefile("rb")
+        assert r.readline().startswith(b"* OK")
+        s.sendall(b"a LOGIN %s %s\r\n" % (ALICE.encode(), PASSWORD.encode()))
+        line = r.readline()
+        assert line.startswith(b"a NO [UNAVAILABLE] "), line
+        # still not logged in
+        s.sendall(b"b SELECT INBOX\r\n")
+        assert r.readline().startswith(b"b BAD Log in first")
+        s.sendall(b"c LOGOUT\r\n")
+    f.wait_log(r"imap proxy: user=<%s>, .*: backend 127\.0\.0\.2 unavailable: " % re.escape(ALICE))
+
+
+def test_imap_no_backend_at_all(cluster):
+    back, start_backend, start_frontend = cluster
+    f = start_frontend(1, 1, ("backend_default=",))
+    with socket.create_connection(("127.0.0.1", f.port_of("imap")), timeout=20) as s:
+        r = s.makefile("rb")
+        r.readline()
+        s.sendall(b"a LOGIN %s %s\r\n" % (ALICE.encode(), PASSWORD.encode()))
+        line = r.readline()
+        assert line.startswith(b"a NO [UNAVAILABLE] "), line
+    f.wait_log(r"backend \(none\) unavailable: no backend for this user")
+
+
+def _plain(authz, authc, pw):
+    import base64
+    return base64.b64encode(b"%s\0%s\0%s" % (authz.encode(), authc.encode(),
+                                               pw.encode())).decode()
+
+
+def test_imap_backend_trusts_only_frontends(cluster):
+    back, start_backend, start_frontend = cluster
+    b = start_backend()
+    port = b.port_of("imap")
+
+    def auth(source, secret):
+        with socket.create_connection(("127.0.0.2", port), timeout=20,
+                                      source_address=(source, 0)) as s:
+            r = s.makefile("rb")
+            assert r.readline().startswith(b"* OK")
+            s.sendall(b'a ID ("x-originating-ip" "192.0.2.9" "x-originating-port" "4")\r\n')
+            while True:
+                line = r.readline()
+                if line.startswith(b"a "):
+                    break
+            assert line.startswith(b"a OK"), line
+            s.sendall(b"b AUTHENTICATE PLAIN %s\r\n" %
+                      _plain(ALICE, "petrel-proxy", secret).encode())
+            line = r.readline()
+            s.sendall(b"c LOGOUT\r\n")
+            return line.split()[1].decode()
+
+    # from a trusted address with the secret: in
+    assert auth("127.0.0.1", SECRET) == "OK"
+    b.wait_log(r"imap: client \[192\.0\.2\.9\]:4, via frontend \[127\.0\.0\.1\]")
+    # from elsewhere: ID is ignored, the login refused (a failed login)
+    assert auth("127.0.0.3", SECRET) == "NO"
+    b.wait_log(r"imap login failed: user=<petrel-proxy>, \[127\.0\.0\.3\]")
+    assert not re.search(r"client \[192\.0\.2\.9\]:4, via frontend \[127\.0\.0\.3\]", b.log())
+    # a wrong secret from the trusted address: a failed login
+    assert auth("127.0.0.1", SECRET + "x") == "NO"
+    b.wait_log(r"imap login failed: user=<%s>, \[192\.0\.2\.9\]:4" % re.escape(ALICE))
+
+
+def test_imap_empty_secret_refuses(cluster):
+    back, start_backend, start_frontend = cluster
+    b = start_backend(("proxy_secret=",))
+    c = imaplib.IMAP4("127.0.0.2", b.port_of("imap"), timeout=20)
+    typ, _ = c._simple_command("AUTHENTICATE", "PLAIN", _plain(ALICE, "petrel-proxy", ""))
+    assert typ == "NO"
+    c.shutdown()
+
+
+def test_curl_lists_through_frontend(cluster):
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl not installed")
+    back, start_backend, start_frontend = cluster
+    b = start_backend()
+    f = start_frontend(b.port_of("imap"), b.port_of("pop3"))
+    cp = subprocess.run([curl, "-sS", "--max-time", "20", "-u", "%s:%s" % (ALICE, PASSWORD),
+                         "imap://127.0.0.1:%d/" % f.port_of("imap")],
+                        capture_output=True, timeout=30)
+    assert cp.returncode == 0, cp.stderr
+    assert b"INBOX" in cp.stdout, cp.stdout
+
+
+# --------------------------------------------------------------------------
+# POP3
+
+
+def test_pop3_login_reaches_backend_maildrop(cluster):
+    back, start_backend, start_frontend = cluster
+    b = start_backend()
+    f = start_frontend(b.port_of("imap"), b.port_of("pop3"))
+    put(back, ALICE, message(7))
+    p = SourcePOP3("127.0.0.1", f.port_of("pop3"), CLIENT_IP)
+    p.user(ALICE)
+    assert p.pass_(PASSWORD).startswith(b"+OK")
+    assert p.stat()[0] == 1
+    resp, lines, _ = p.retr(1)
+    assert b"line 1 of message 7" in b"\n".join(lines)
+    assert p.quit().startswith(b"+OK")
+    b.wait_log(r"pop3: client \[%s\]:\d+, via frontend \[127\.0\.0\.1\]" % re.escape(CLIENT_IP))
+    b.wait_log(r"pop3 login: user=<%s>, \[%s\]:" % (re.escape(ALICE), re.escape(CLIENT_IP)))
+    f.wait_log(r"pop3 proxy: user=<%s>, \[%s\]:\d+, to backend 127\.0\.0\.2 port %d over TLS" %
+               (re.escape(ALICE), re.escape(CLIENT_IP), b.port_of("pop3")))
+
+
+def test_pop3_wrong_password_and_backend_down(cluster):
+    back, start_backend, start_frontend = cluster
+    b = start_backend()
+    f = start_frontend(b.port_of("imap"), b.port_of("pop3"))
+    before = backend_connects(b, "pop3")
+    p = poplib.POP3("127.0.0.1", f.port_of("pop3"), timeout=20)
+    p.user(ALICE)
+    with pytest.raises(poplib.error_proto) as e:
+        p.pass_("wrong")
+    assert b"[AUTH]" in e.value.args[0]
+    f.wait_log(r"pop3 login failed: user=<%s>" % re.escape(ALICE))
+    assert backend_connects(b, "pop3") == before
+    p.close()
+
+    closed = free_ports(2, "127.0.0.2")
+    f2 = start_frontend(closed[0], closed[1])
+    p = poplib.POP3("127.0.0.1", f2.port_of("pop3"), timeout=20)
+    p.user(ALICE)
+    with pytest.raises(poplib.error_proto) as e:
+        p.pass_(PASSWORD)
+    assert e.value.args[0].startswith(b"-ERR [SYS/TEMP] "), e.value.args
+    # still in AUTHORIZATION
+    with pytest.raises(poplib.error_proto):
+        p.stat()
+    p.close()
+
+
+def test_pop3_backend_trusts_only_frontends(cluster):
+    back, start_backend, start_frontend = cluster
+    b = start_backend()
+    port = b.port_of("pop3")
+
+    p = SourcePOP3("127.0.0.2", port, "127.0.0.3")
+    with pytest.raises(poplib.error_proto):
+        p._shortcmd("XCLIENT ADDR=192.0.2.9 PORT=4")
+    with pytest.raises(poplib.error_proto):
+        p._shortcmd("AUTH PLAIN " + _plain(ALICE, "petrel-proxy", SECRET))
+    p.close()
+    b.wait_log(r"pop3 login failed: user=<petrel-proxy>, \[127\.0\.0\.3\]")
+
+    p = SourcePOP3("127.0.0.2", port, "127.0.0.1")
+    assert p._shortcmd("XCLIENT ADDR=192.0.2.9 PORT=4").startswith(b"+OK")
+    with pytest.raises(poplib.error_proto):
+        p._shortcmd("AUTH PLAIN " + _plain(ALICE, "petrel-proxy", "nope"))
+    b.wait_log(r"pop3 login failed: user=<%s>, \[192\.0\.2\.9\]:4" % re.escape(ALICE))
+    p.close()
+
+    p = SourcePOP3("127.0.0.2", port, "127.0.0.1")
+    assert p._shortcmd("AUTH PLAIN " + _plain(ALICE, "petrel-proxy", SECRET)).startswith(b"+OK")
+    p.quit()
+
+
+# --------------------------------------------------------------------------
+# ManageSieve (no command passes the client's address there)
+
+
+def sieve_status(f, s, cmd):
+    s.sendall(cmd + b"\r\n")
+    while True:
+        line = f.readline()
+        assert line, "connection closed"
+        if line.split(b" ", 1)[0].rstrip(b"\r\n") in (b"OK", b"NO", b"BYE"):
+            return line
+
+
+def sieve_greeting(f):
+    while True:
+        line = f.readline()
+        assert line
+        if line.startswith(b"OK"):
+            return
+
+
+def test_managesieve_through_frontend(cluster):
+    back, start_backend, start_frontend = cluster
+    b = start_backend()
+    f = start_frontend(b.port_of("imap"), b.port_of("pop3"),
+                       sieve_port=b.port_of("managesieve"))
+    with socket.create_connection(("127.0.0.1", f.port_of("managesieve")), timeout=20) as s:
+        r = s.makefile("rb")
+        sieve_greeting(r)
+        ir = _plain("", ALICE, PASSWORD)
+        assert sieve_status(r, s, b'AUTHENTICATE "PLAIN" "%s"' % ir.encode()).startswith(b"OK")
+        script = b'keep;\r\n'
+        assert sieve_status(r, s, b'PUTSCRIPT "viafront" {%d+}\r\n%s' %
+                            (len(script), script)).startswith(b"OK")
+        assert sieve_status(r, s, b'SETACTIVE "viafront"').startswith(b"OK")
+        s.sendall(b"LOGOUT\r\n")
+    # stored on the backend, for the user
+    cp = back.run("sieve", "list", ALICE)
+    assert "viafront" in cp.stdout, cp.stdout
+    f.wait_log(r"managesieve proxy: user=<%s>, .* to backend 127\.0\.0\.2 port %d over TLS" %
+               (re.escape(ALICE), b.port_of("managesieve")))
+
+
+def test_managesieve_backend_down(cluster):
+    back, start_backend, start_frontend = cluster
+    closed = free_ports(3, "127.0.0.2")
+    f = start_frontend(closed[0], closed[1], sieve_port=closed[2])
+    with socket.create_connection(("127.0.0.1", f.port_of("managesieve")), timeout=20) as s:
+        r = s.makefile("rb")
+        sieve_greeting(r)
+        ir = _plain("", ALICE, PASSWORD)
+        line = sieve_status(r, s, b'AUTHENTICATE "PLAIN" "%s"' % ir.encode())
+        assert line.startswith(b"NO (TRYLATER) "), line
+        # still before login
+        assert sieve_status(r, s, b"LISTSCRIPTS").startswith(b"NO")
+
+
+def test_backend_takes_one_client_address(cluster):
+    """A frontend names its client once: a second ID does not change it
+    (the failed login below is logged under the first address)."""
+    back, start_backend, start_frontend = cluster
+    b = start_backend()
+    with socket.create_connection(("127.0.0.2", b.port_of("imap")), timeout=20,
+                                  source_address=("127.0.0.1", 0)) as s:
+        r = s.makefile("rb")
+        r.readline()
+        for n, ip in ((b"a", b"192.0.2.21"), (b"b", b"192.0.2.22")):
+            s.sendall(n + b' ID ("x-originating-ip" "' + ip + b'" "x-originating-port" "7")\r\n')
+            while not r.readline().startswith(n + b" "):
+                pass
+        s.sendall(b"c AUTHENTICATE PLAIN %s\r\n" % _plain(ALICE, "petrel-proxy", "bad").encode())
+        assert r.readline().startswith(b"c NO")
+    b.wait_log(r"imap login failed: user=<%s>, \[192\.0\.2\.21\]:7" % re.escape(ALICE))
+    assert "192.0.2.22" not in b.log()
