@@ -15,7 +15,10 @@
 # FUZZ_CPU_SECONDS bounds a run by the CPU time the fuzzer used (read from
 # /proc every 5 s; libFuzzer is stopped with SIGINT and prints its final
 # stats) instead of wall-clock time, so a run on a shared machine gets the
-# CPU it was meant to. FUZZ_MERGE=1 merges what the run found into
+# CPU it was meant to. FUZZ_UNIT_TIMEOUT (default 10) is libFuzzer's
+# wall-clock limit for one input: raise it for long runs on a loaded
+# machine, where a starved process can spend 10 s on a 0.2 s input.
+# FUZZ_MERGE=1 merges what the run found into
 # fuzz/corpus/<name>/ (libFuzzer's -merge=1 keeps only inputs that add
 # coverage) after a run without failure.
 #
@@ -24,6 +27,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SECONDS_EACH=${FUZZ_SECONDS:-15}
+UNIT_TIMEOUT=${FUZZ_UNIT_TIMEOUT:-10}
 OUT=${FUZZ_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/petrel-fuzz.XXXXXX")}
 CC=${FUZZ_CC:-clang}
 command -v "$CC" >/dev/null || { echo "fuzz: $CC not found (apt-get install clang libclang-rt-14-dev)" >&2; exit 1; }
@@ -83,7 +87,7 @@ run_target() {
 	cp fuzz/corpus/"$t"/* "$dir/corpus/" 2>/dev/null || true
 	local limit=$SECONDS_EACH what="${SECONDS_EACH}s" st=0
 	[ -z "${FUZZ_CPU_SECONDS:-}" ] || { limit=$((FUZZ_CPU_SECONDS * 4 + 600)); what="${FUZZ_CPU_SECONDS} CPU-s"; }
-	(cd "$dir" && exec ./"fuzz_$t" -max_total_time="$limit" -timeout=10 \
+	(cd "$dir" && exec ./"fuzz_$t" -max_total_time="$limit" -timeout="$UNIT_TIMEOUT" \
 		-rss_limit_mb=2048 -print_final_stats=1 corpus >log 2>&1) &
 	local pid=$!
 	[ -z "${FUZZ_CPU_SECONDS:-}" ] || cpu_watch "$pid" "$FUZZ_CPU_SECONDS" "$dir" &
@@ -99,7 +103,7 @@ run_target() {
 	echo "fuzz: $t: ${runs:-?} runs in $what, no failure; $(grep -o 'cov: [0-9]* ft: [0-9]*' "$dir/log" | tail -1)"
 	if [ "${FUZZ_MERGE:-0}" = 1 ]; then
 		mkdir -p fuzz/corpus/"$t"
-		(cd "$dir" && ./"fuzz_$t" -merge=1 -timeout=10 -rss_limit_mb=2048 \
+		(cd "$dir" && ./"fuzz_$t" -merge=1 -timeout="$UNIT_TIMEOUT" -rss_limit_mb=2048 \
 			"$OLDPWD/fuzz/corpus/$t" corpus >merge.log 2>&1) ||
 			{ tail -20 "$dir/merge.log" >&2; echo "fuzz: $t: merge failed" >&2; return 1; }
 		echo "fuzz: $t: corpus now $(find fuzz/corpus/"$t" -type f | wc -l) files"
