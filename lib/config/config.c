@@ -71,9 +71,9 @@ static const struct key_def keys[] = {
 	  "protocols for its own users)." },
 	{ "backend_default", KT_STRING, "", NULL, 0,
 	  "On a frontend, the backend (host name or address) of users whose "
-	  "directory row has no host column or an empty one; empty: mail "
-	  "for such users is refused with 451 4.3.0 (a frontend keeps no "
-	  "mailboxes)." },
+	  "directory row has no host column or an empty one; empty: such "
+	  "users' mail gets 451 4.3.0 and their logins a temporary error "
+	  "(a frontend keeps no mailboxes)." },
 	{ "backend_ports", KT_PORTS, "24,143,110,4190", NULL, 4,
 	  "The LMTP, IMAP, POP3 and ManageSieve ports of backends, "
 	  "comma-separated in that order." },
