@@ -76,13 +76,14 @@ def start_backend(inst, host, port, db_url, opts=()):
 class Cluster:
     """Two backend instances and a frontend instance over be1's directory."""
 
-    def __init__(self, petrel_bin, tmp_path, start):
+    def __init__(self, petrel_bin, tmp_path, start, start_fe):
         self.be1 = make_instance(petrel_bin, tmp_path / "be1", "sqlite")
         self.be2 = make_instance(petrel_bin, tmp_path / "be2", "sqlite")
         self.fe = make_instance(petrel_bin, tmp_path / "fe", "sqlite")
         self.db = "sqlite:" + self.be1.sqlite_path()
         self.port = free_shared_port()
         self._start = start
+        self._start_fe = start_fe
         self.fe_srv = None
         self.be1.sql("ALTER TABLE users ADD COLUMN host TEXT NOT NULL DEFAULT ''")
         add_users(self.be1, (ALICE, BOB, CAROL, DAVE), password=None)
@@ -98,7 +99,7 @@ class Cluster:
         return self._start(inst, host, self.port, self.db, opts)
 
     def frontend(self, backend_default=BE2, opts=()):
-        self.fe_srv = start_smtp(self.fe, (
+        self.fe_srv = self._start_fe(self.fe, (
             "role=frontend", "database=" + self.db, "query_user=" + QUERY_USER,
             "backend_default=" + backend_default,
             "backend_ports=%d,143,110,4190" % self.port,
@@ -117,8 +118,9 @@ class Cluster:
 
 @pytest.fixture
 def cluster(petrel_bin, tmp_path):
-    with server.tracked(start_backend) as start:
-        yield Cluster(petrel_bin, tmp_path, start)
+    """Every server it starts (backends and the frontend) stopped at the end."""
+    with server.tracked(start_backend) as start, server.tracked(start_smtp) as start_fe:
+        yield Cluster(petrel_bin, tmp_path, start, start_fe)
 
 
 def subjects(inst, address):
@@ -267,7 +269,7 @@ def test_lmtp_transport_on_a_single_node(cluster):
     single.run("domain", "add", "example.net", "--transport",
                "lmtp:inet:%s:%d" % (BE2, cluster.port))
     single.add_user("u@example.net", None)
-    srv = start_smtp(single, ("queue_retry_min=1", "queue_scan_interval=1"))
+    srv = cluster._start_fe(single, ("queue_retry_min=1", "queue_scan_interval=1"))
     cluster.fe_srv = srv
     cluster.send(["u@example.net"], "by transport")
     assert wait_subject(cluster.be2, "u@example.net", "by transport"), srv.log() + be2.log()
