@@ -76,8 +76,6 @@ proxy_secret_ok(const char *given)
 	return diff == 0;
 }
 
-
-
 static void
 observe_query(double seconds)
 {
