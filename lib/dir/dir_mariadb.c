@@ -603,6 +603,9 @@ mdb_query(void *ctx, const char *sql, const char *const *values,
 				r = DIR_TEMPFAIL;
 				break;
 			}
+			log_debug("directory: MariaDB host %s:%u: %s; running "
+			    "the statement again", c->url.hosts[c->current],
+			    c->url.ports[c->current], str_c(error));
 			mdb_pause(++deadlocks);
 			attempt--;
 			continue;
