@@ -12,6 +12,7 @@ one cluster for the whole module (it takes a minute to start).
 - petrel's writes refused by the cluster (error 1213, certification
   failures made likely by a flood of writes of the same row on another
   node) are run again and go through.
+- A node that answers 1047 (not ready) is left for the next one.
 - kill -9 of the node petrel uses while SMTP and IMAP load runs: every
   message that got 250 is in its maildir, logins go on through another
   node, petrel check reports the killed node down and the others up.
@@ -205,6 +206,28 @@ def test_write_refused_by_the_cluster_is_run_again(galera, inst):
         flood.kill()
         feeder.join(timeout=60)
     assert any(rc == 0 and again > 0 for rc, again in runs), runs
+
+
+def test_node_that_rejects_queries_is_left(galera, inst):
+    """Node 2 (listed first) starts answering 1047 "WSREP has not yet
+    prepared node for application use" to queries on tables (as a node
+    that is not ready does; here wsrep_reject_queries = ALL, which keeps
+    the connections): the next login's lookup goes on through node 3 at
+    the first try, and the log says node 2 was left."""
+    user = "reject@example.test"
+    inst.add_user(user, PASSWORD)
+    node2 = galera.nodes[1]
+    with server.running(server.start, inst, ("imap",),
+                        [via(galera, inst, [2, 3, 1]), "workers=1"]) as srv:
+        assert login(srv, user), srv.log()
+        node2.sql("SET GLOBAL wsrep_reject_queries = ALL")
+        try:
+            for _ in range(3):
+                assert login(srv, user), srv.log()[-3000:]
+            assert srv.wait_log(r"lost MariaDB host 127\.0\.0\.1:%d" % node2.port), srv.log()
+        finally:
+            node2.sql("SET GLOBAL wsrep_reject_queries = NONE")
+        assert not srv.crashes(), srv.log()
 
 
 def test_kill_the_node_in_use_under_load(galera, inst):
