@@ -82,7 +82,7 @@ struct mariadb_ctx {
 	struct dir_url url;
 	size_t current;		/* the host in use (url.hosts[]) */
 	MYSQL *conn;
-	bool galera;		/* conn is to a Galera node */
+	bool galera;		/* conn is to a Galera node (asked once) */
 	struct { char *sql; MYSQL_STMT *stmt; } cache[MARIADB_STMT_CACHE];
 	size_t ncache;
 };
@@ -195,15 +195,17 @@ mdb_galera_setup(MYSQL *conn, bool *galera_r, str_t *error)
 
 	*galera_r = false;
 	v = mdb_value(conn, "SELECT @@wsrep_on", &err, &ignored);
-	str_free(&ignored);
 	if (v == NULL) {
 		if (err == ER_UNKNOWN_COM_ERROR || mdb_conn_error(err)) {
-			str_printf(error, "Galera node not ready (error %u)",
-			    err);
+			str_printf(error, "Galera node not ready: %s",
+			    str_c(&ignored));
+			str_free(&ignored);
 			return -1;
 		}
+		str_free(&ignored);
 		return 0;	/* no such variable: not Galera */
 	}
+	str_free(&ignored);
 	*galera_r = strcmp(v, "1") == 0 || strcasecmp(v, "ON") == 0;
 	free(v);
 	if (!*galera_r)
