@@ -34,6 +34,8 @@ build_pkgs=(gcc meson ninja-build pkg-config libssl-dev libsqlite3-dev
 # tests' private MariaDB; no web server or system database is set up) with
 # the PHP modules it needs (test_postfixadmin.py).
 # sieve-connect, a real ManageSieve client (test_managesieve.py).
+# galera-4 and rsync: a private three-node Galera cluster, its joiners fed
+# by rsync SST (tests/reliability/test_galera.py).
 test_pkgs=(python3 python3-pytest mariadb-server mariadb-client sqlite3
 	openssl procps swaks libnet-ssleay-perl curl fetchmail postfix python3-dkim python3-authres isync mutt tmux
 	clang libclang-rt-14-dev valgrind testssl.sh nsd strace pflogsumm unbound
@@ -41,7 +43,7 @@ test_pkgs=(python3 python3-pytest mariadb-server mariadb-client sqlite3
 	roundcube-core roundcube-sqlite3 php-cli php-sqlite3 chromium chromium-driver
 	python3-selenium man-db groff-base python3-prometheus-client rspamd
 	python3-llfuse fuse3 postfixadmin php-mysql php-mbstring php-imap
-	sieve-connect)
+	sieve-connect galera-4 rsync)
 
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then

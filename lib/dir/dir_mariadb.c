@@ -17,6 +17,22 @@
  * not run). A frozen host costs MARIADB_CONNECT_TIMEOUT to connect, or
  * MARIADB_IO_TIMEOUT for a query in flight, then the next host is used.
  *
+ * Galera: after connecting, the driver asks the node whether it is a
+ * Galera node (@@wsrep_on; an error there, as on MySQL or a server built
+ * without wsrep, means "not Galera"), once per connection. On a Galera
+ * node it skips the node unless wsrep_ready is ON (a donor, joiner or a
+ * node cut off from the primary component: the next host is tried), and
+ * sets the session's wsrep_sync_wait (see mdb_galera_setup). A node that
+ * answers ER_UNKNOWN_COM_ERROR (1047, "WSREP has not yet prepared node for
+ * application use") in a query is left like a lost connection. A
+ * statement that fails with ER_LOCK_DEADLOCK (1213: a deadlock, or a
+ * Galera certification failure, the write set having lost against a
+ * concurrent one on another node) was rolled back entirely: petrel runs
+ * every statement on its own (autocommit, no multi-statement
+ * transaction), so it is run again, MARIADB_DEADLOCK_RETRIES times at
+ * most after a short randomized pause, then reported as a temporary
+ * failure.
+ *
  * Exact lookups: a column's default collation (utf8mb4_general_ci,
  * latin1_swedish_ci, ...) takes "alicé" for "alice", "mariá.test" for
  * "maria.test" and, with PAD SPACE, "alice " for "alice". A placeholder
@@ -29,11 +45,14 @@
  * INSERT statements are sent as written (values go into columns there).
  */
 #include <errmsg.h>
+#include <errno.h>
 #include <mysql.h>
 #include <mysqld_error.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
+#include <time.h>
 
 #include "lib/base/alloc.h"
 #include "lib/base/log.h"
@@ -42,11 +61,28 @@
 #define MARIADB_STMT_CACHE 32
 #define MARIADB_CONNECT_TIMEOUT 5	/* seconds */
 #define MARIADB_IO_TIMEOUT 30		/* seconds, read and write */
+#define MARIADB_DEADLOCK_RETRIES 3	/* runs again after ER_LOCK_DEADLOCK */
+#define MARIADB_DEADLOCK_PAUSE 50	/* ms at most, times the attempt */
+
+/*
+ * wsrep_sync_wait is a bitmask in MariaDB 10.4 to 11.x: 1 READ (SELECT,
+ * SHOW, BEGIN), 2 UPDATE and DELETE, 4 INSERT and REPLACE, 8 SHOW alone.
+ * With a bit set, the node waits before such a statement until it has
+ * applied every write set the cluster committed before the statement
+ * arrived (a causality check). 1 is what a login needs: a user added
+ * through another node is seen by the SELECT that follows. The writes
+ * (petrel's commands only: user passwd, alias add, ...) get it too, so
+ * that an UPDATE or DELETE right after an INSERT made through another
+ * node finds the row: 7. No lookup of the servers is an UPDATE, DELETE
+ * or INSERT, so the extra bits cost nothing on the mail path.
+ */
+#define MARIADB_SYNC_WAIT "7"
 
 struct mariadb_ctx {
 	struct dir_url url;
 	size_t current;		/* the host in use (url.hosts[]) */
 	MYSQL *conn;
+	bool galera;		/* conn is to a Galera node (asked once) */
 	struct { char *sql; MYSQL_STMT *stmt; } cache[MARIADB_STMT_CACHE];
 	size_t ncache;
 };
@@ -64,6 +100,7 @@ mdb_conn_error(unsigned err)
 	case ER_NEW_ABORTING_CONNECTION: case ER_NET_READ_ERROR:
 	case ER_NET_READ_INTERRUPTED: case ER_NET_ERROR_ON_WRITE:
 	case ER_NET_WRITE_INTERRUPTED: case 4031 /* idle timeout */:
+	case ER_UNKNOWN_COM_ERROR:	/* Galera node not ready (1047) */
 		return true;
 	}
 	return false;
@@ -123,12 +160,95 @@ mdb_open(const struct dir_url *url, int flags, void **ctx_r, str_t *error)
 	return 0;
 }
 
+/* The first value of the first row of sql on conn (malloc'd), NULL with
+ * *err_r set (0: no row) and the error in *error. */
+static char *
+mdb_value(MYSQL *conn, const char *sql, unsigned *err_r, str_t *error)
+{
+	MYSQL_RES *res;
+	MYSQL_ROW row;
+	char *v = NULL;
+
+	*err_r = 0;
+	if (mysql_query(conn, sql) != 0 ||
+	    (res = mysql_store_result(conn)) == NULL) {
+		*err_r = mysql_errno(conn);
+		str_printf(error, "%s: %s", sql, mysql_error(conn));
+		return NULL;
+	}
+	if ((row = mysql_fetch_row(res)) != NULL && row[0] != NULL)
+		v = xstrdup(row[0]);
+	mysql_free_result(res);
+	return v;
+}
+
+/* Is conn to a Galera node (*galera_r)? If so, is it ready, and its
+ * session set up? 0, or -1 with the reason in *error: the node is not to
+ * be used now. */
+static int
+mdb_galera_setup(MYSQL *conn, bool *galera_r, str_t *error)
+{
+	str_t ignored = STR_INIT;
+	unsigned err;
+	char *v;
+	int ret = 0;
+
+	*galera_r = false;
+	v = mdb_value(conn, "SELECT @@wsrep_on", &err, &ignored);
+	if (v == NULL) {
+		if (err == ER_UNKNOWN_COM_ERROR || mdb_conn_error(err)) {
+			str_printf(error, "Galera node not ready: %s",
+			    str_c(&ignored));
+			str_free(&ignored);
+			return -1;
+		}
+		str_free(&ignored);
+		return 0;	/* no such variable: not Galera */
+	}
+	str_free(&ignored);
+	*galera_r = strcmp(v, "1") == 0 || strcasecmp(v, "ON") == 0;
+	free(v);
+	if (!*galera_r)
+		return 0;
+	/* SHOW STATUS itself has no causality check (MDEV-6832): it answers
+	 * on a node that is not ready. */
+	if (mysql_query(conn, "SHOW STATUS LIKE 'wsrep_ready'") != 0) {
+		str_printf(error, "Galera node: %s", mysql_error(conn));
+		return -1;
+	}
+	{
+		MYSQL_RES *res = mysql_store_result(conn);
+		MYSQL_ROW row = res != NULL ? mysql_fetch_row(res) : NULL;
+
+		if (row == NULL || row[1] == NULL ||
+		    strcasecmp(row[1], "ON") != 0) {
+			str_printf(error, "Galera node not ready "
+			    "(wsrep_ready %s)", row != NULL && row[1] != NULL ?
+			    row[1] : "unknown");
+			ret = -1;
+		}
+		if (res != NULL)
+			mysql_free_result(res);
+		if (ret < 0)
+			return ret;
+	}
+	if (mysql_query(conn, "SET SESSION wsrep_sync_wait = "
+	    MARIADB_SYNC_WAIT) != 0) {
+		str_printf(error, "Galera node: SET wsrep_sync_wait: %s",
+		    mysql_error(conn));
+		return -1;
+	}
+	return 0;
+}
+
 /* A new connection to host i, or NULL with the error in *error. */
 static MYSQL *
-mdb_connect_host(struct mariadb_ctx *c, size_t i, str_t *error)
+mdb_connect_host(struct mariadb_ctx *c, size_t i, bool *galera_r,
+    str_t *error)
 {
 	unsigned int ctimeout = MARIADB_CONNECT_TIMEOUT;
 	unsigned int iotimeout = MARIADB_IO_TIMEOUT;
+	str_t why = STR_INIT;
 	MYSQL *conn = mysql_init(NULL);
 
 	if (conn == NULL) {
@@ -153,6 +273,14 @@ mdb_connect_host(struct mariadb_ctx *c, size_t i, str_t *error)
 		mysql_close(conn);
 		return NULL;
 	}
+	if (mdb_galera_setup(conn, galera_r, &why) < 0) {
+		str_printf(error, "MySQL database %s on %s: %s", c->url.db,
+		    c->url.socket != NULL ? c->url.socket : c->url.hosts[i],
+		    str_c(&why));
+		str_free(&why);
+		mysql_close(conn);
+		return NULL;
+	}
 	return conn;
 }
 
@@ -169,7 +297,7 @@ mdb_connect(void *ctx, str_t *error)
 
 		if (k > 0)
 			str_append(error, "; ");
-		c->conn = mdb_connect_host(c, i, error);
+		c->conn = mdb_connect_host(c, i, &c->galera, error);
 		if (c->conn != NULL) {
 			if (i != c->current)
 				log_warn("directory: now on MariaDB host %s:%u "
@@ -430,6 +558,25 @@ rows_reset(struct dir_rows *rows)
 	memset(rows, 0, sizeof(*rows));
 }
 
+/* Before the n-th run after a deadlock: a random pause of up to n times
+ * MARIADB_DEADLOCK_PAUSE ms, so that two writers that collided do not
+ * collide again at once. */
+static void
+mdb_pause(int n)
+{
+	uint32_t r = 0;
+	struct timespec ts;
+	long ms;
+
+	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+		r = (uint32_t)clock();
+	ms = 1 + (long)(r % (uint32_t)(n * MARIADB_DEADLOCK_PAUSE));
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (ms % 1000) * 1000000L;
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
 static int
 mdb_query(void *ctx, const char *sql, const char *const *values,
     size_t nvalues, struct dir_rows *rows, str_t *error)
@@ -444,13 +591,27 @@ mdb_query(void *ctx, const char *sql, const char *const *values,
 	if (exact != NULL)
 		sql = exact;
 	r = DIR_TEMPFAIL;
-	for (int attempt = 0; attempt < 2; attempt++) {
+	for (int attempt = 0, deadlocks = 0; attempt < 2; attempt++) {
 		str_truncate(error, 0);
 		rows_reset(rows);
 		r = mdb_try(c, sql, values, nvalues, rows, error, &err,
 		    &before_exec);
 		if (r == DIR_OK)
 			break;
+		if (err == ER_LOCK_DEADLOCK) {
+			/* rolled back entirely (see the top): run it again */
+			if (deadlocks == MARIADB_DEADLOCK_RETRIES) {
+				str_printf(error, " (%d tries)", deadlocks + 1);
+				r = DIR_TEMPFAIL;
+				break;
+			}
+			log_debug("directory: MariaDB host %s:%u: %s; running "
+			    "the statement again", c->url.hosts[c->current],
+			    c->url.ports[c->current], str_c(error));
+			mdb_pause(++deadlocks);
+			attempt--;
+			continue;
+		}
 		if (!mdb_conn_error(err) || c->conn == NULL) {
 			if (err != 0 && mdb_conn_error(err))
 				mdb_drop(c);
@@ -485,6 +646,7 @@ mdb_probe(void *ctx, size_t i, str_t *name, str_t *error)
 {
 	struct mariadb_ctx *c = ctx;
 	MYSQL *conn;
+	bool galera;
 
 	if (i >= c->url.nhosts)
 		return -1;
@@ -492,7 +654,7 @@ mdb_probe(void *ctx, size_t i, str_t *name, str_t *error)
 		str_printf(name, "%s:%u", c->url.hosts[i], c->url.ports[i]);
 	else
 		str_printf(name, "%s", c->url.hosts[i]);
-	conn = mdb_connect_host(c, i, error);
+	conn = mdb_connect_host(c, i, &galera, error);
 	if (conn == NULL)
 		return -1;
 	mysql_close(conn);
