@@ -8,9 +8,8 @@
 #     (C unit tests, fuzz corpora, every protocol with real clients);
 #   - against the plain build: the integration tests again (the hostile
 #     cases are the same code paths; they run once, under the sanitizers).
-# The two integration runs go side by side. The last line is pytest's
-# summary of the plain run; any failure stops the script with a non-zero
-# status. With CI=true a skipped test is a
+# The last line is pytest's summary of the plain run; any failure stops
+# the script with a non-zero status. With CI=true a skipped test is a
 # failure unless CI cannot have its reason (tests/harness/ci_skips.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,46 +47,15 @@ bash scripts/fuzz.sh
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:${ASAN_OPTIONS:-}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
 
-run_suite() {	# BUILD_DIR pytest-args...: one pytest run against that build
-	local b=$1
-	shift
-	env PETREL_BIN="$PWD/$b/petrel" PETREL_BUILD_DIR="$PWD/$b" \
-		/usr/bin/python3 -m pytest -q "$@"
-}
-
-echo "== ASan + UBSan build =="
-run_suite build-asan tests/hostile "$@"
-run_suite build-asan tests/reliability "$@"
-
-# The integration suite against both builds at once: most of a test's time
-# is spent waiting on its servers and clients, so the two runs share the two
-# cores well (about 30 minutes instead of 46 one after the other). Each run
-# has its own private MariaDB, temporary directories and free ports; the
-# heavy once-per-run suites are in the plain build's run only. The plain
-# run's output is kept and printed whole after the sanitizer run's, so that
-# the last line is its summary.
-plain_log=$(mktemp "${TMPDIR:-/tmp}/petrel-plain.XXXXXX")
-(
-	b=build
-	exec env PETREL_BIN="$PWD/$b/petrel" PETREL_BUILD_DIR="$PWD/$b" \
-		/usr/bin/python3 -m pytest -q tests/integration -p no:cacheprovider "$@"
-) > "$plain_log" 2>&1 &
-plain_pid=$!
-stop_plain() {
-	kill "$plain_pid" 2>/dev/null || true
-}
-trap 'stop_plain; cleanup_addresses' EXIT
-echo "== ASan + UBSan build: integration (the plain build's run alongside) =="
-asan_status=0
-run_suite build-asan tests/integration -p no:cacheprovider "$@" || asan_status=$?
-plain_status=0
-wait "$plain_pid" || plain_status=$?
-trap cleanup_addresses EXIT
-echo "== plain build: integration =="
-cat "$plain_log"
-rm -f "$plain_log"
-if [ "$asan_status" -ne 0 ]; then
-	echo "test: the ASan + UBSan build's integration run failed (status $asan_status, above)" >&2
-	exit "$asan_status"
-fi
-exit "$plain_status"
+for b in build-asan build; do
+	export PETREL_BIN="$PWD/$b/petrel" PETREL_BUILD_DIR="$PWD/$b"
+	if [ "$b" = build-asan ]; then
+		echo "== ASan + UBSan build =="
+		/usr/bin/python3 -m pytest -q tests/hostile "$@"
+		/usr/bin/python3 -m pytest -q tests/reliability "$@"
+	else
+		echo "== plain build =="
+	fi
+	# the last line is the integration suite's summary
+	/usr/bin/python3 -m pytest -q tests/integration "$@"
+done
