@@ -110,6 +110,17 @@ def wait_for(fn, timeout=10):
 # IMAP
 
 
+def assert_relayed(b, f, proto):
+    """The backend logged the client's own address, passed by the frontend
+    (ID / XCLIENT), and the login by proxy_secret under it; the frontend
+    reached the backend over STARTTLS, which the backend offers."""
+    b.wait_log(r"%s: client \[%s\]:\d+, via frontend \[127\.0\.0\.1\]"
+               % (proto, re.escape(CLIENT_IP)))
+    b.wait_log(r"%s login: user=<%s>, \[%s\]:" % (proto, re.escape(ALICE), re.escape(CLIENT_IP)))
+    f.wait_log(r"%s proxy: user=<%s>, \[%s\]:\d+, to backend 127\.0\.0\.2 port %d over TLS"
+               % (proto, re.escape(ALICE), re.escape(CLIENT_IP), b.port_of(proto)))
+
+
 def test_imap_login_reaches_backend_mailbox(cluster):
     back, start_backend, start_frontend = cluster
     b = start_backend()
@@ -149,13 +160,7 @@ def test_imap_login_reaches_backend_mailbox(cluster):
     assert len(found) == 1, found
     c.logout()
 
-    # the backend logged the client's own address, passed by ID, and the
-    # login by proxy_secret under it
-    b.wait_log(r"imap: client \[%s\]:\d+, via frontend \[127\.0\.0\.1\]" % re.escape(CLIENT_IP))
-    b.wait_log(r"imap login: user=<%s>, \[%s\]:" % (re.escape(ALICE), re.escape(CLIENT_IP)))
-    # over STARTTLS, which the backend offers
-    f.wait_log(r"imap proxy: user=<%s>, \[%s\]:\d+, to backend 127\.0\.0\.2 port %d over TLS" %
-               (re.escape(ALICE), re.escape(CLIENT_IP), b.port_of("imap")))
+    assert_relayed(b, f, "imap")
 
 
 def test_imap_wrong_password_stays_on_frontend(cluster):
@@ -285,10 +290,7 @@ def test_pop3_login_reaches_backend_maildrop(cluster):
     resp, lines, _ = p.retr(1)
     assert b"line 1 of message 7" in b"\n".join(lines)
     assert p.quit().startswith(b"+OK")
-    b.wait_log(r"pop3: client \[%s\]:\d+, via frontend \[127\.0\.0\.1\]" % re.escape(CLIENT_IP))
-    b.wait_log(r"pop3 login: user=<%s>, \[%s\]:" % (re.escape(ALICE), re.escape(CLIENT_IP)))
-    f.wait_log(r"pop3 proxy: user=<%s>, \[%s\]:\d+, to backend 127\.0\.0\.2 port %d over TLS" %
-               (re.escape(ALICE), re.escape(CLIENT_IP), b.port_of("pop3")))
+    assert_relayed(b, f, "pop3")
 
 
 def test_pop3_wrong_password_and_backend_down(cluster):
