@@ -128,7 +128,7 @@ one_line(const char *line, size_t len, size_t nmsgs)
 		free(copy);
 		return;
 	}
-	for (int v = POP3_CAPA; v <= POP3_RSET; v++) {
+	for (int v = POP3_CAPA; v < POP3_VERB_COUNT; v++) {
 		const char *name = pop3_verb_name((enum pop3_verb)v);
 
 		if (strlen(name) == vlen && strncasecmp(line, name, vlen) == 0)

@@ -19,6 +19,7 @@ static const char *const verb_names[] = {
 };
 
 #define NVERBS (sizeof(verb_names) / sizeof(verb_names[0]))
+_Static_assert(NVERBS == POP3_VERB_COUNT, "a name for every verb");
 
 const char *
 pop3_verb_name(enum pop3_verb verb)

@@ -13,6 +13,7 @@ enum pop3_verb {
 	POP3_UNKNOWN, POP3_NUL, POP3_CAPA, POP3_QUIT, POP3_USER, POP3_PASS,
 	POP3_AUTH, POP3_STLS, POP3_NOOP, POP3_STAT, POP3_LIST, POP3_UIDL,
 	POP3_RETR, POP3_TOP, POP3_DELE, POP3_RSET, POP3_XCLIENT,
+	POP3_VERB_COUNT		/* not a verb: one past the last */
 };
 
 /* Split a command line of len bytes (NUL-terminated at len) in place: the
