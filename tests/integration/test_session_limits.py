@@ -248,10 +248,13 @@ def test_limits_of_each_listener(imap_inst, listener):
             assert greeted(srv.host, port, tls, ok, "127.0.0.3") is None
         finally:
             close_all(held)
+
+        def seen():     # on failure, the server's account of these connections
+            return "\n".join(l for l in srv.log_lines() if "127.0.0." in l or "TLS" in l)
         assert srv.wait_log(r"%s connection from \[127\.0\.0\.1\]:\d+ refused: too many "
-                            r"connections from this address" % listener)
+                            r"connections from this address" % listener), seen()
         assert srv.wait_log(r"%s connection from \[127\.0\.0\.3\]:\d+ refused: server busy"
-                            % listener)
+                            % listener), seen()
 
 
 def test_http_limits(imap_inst):
