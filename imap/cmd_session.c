@@ -170,8 +170,7 @@ imap_cmd_idle(struct imap_session *s, struct imap_cmd *c)
 		imap_idle_sync(s);
 		return;
 	}
-	evbuffer_add(bufferevent_get_output(s->base.bev), "+ idling\r\n", 10);
-	s->idling = true;
+	imap_idle_begin(s);
 }
 
 void

@@ -155,6 +155,10 @@ void imap_flush(struct imap_session *s);
 void imap_end_command(struct imap_session *s);
 void imap_logout(struct imap_session *s);
 void imap_idle_sync(struct imap_session *s);
+/* IDLE starts: its continuation goes out and the session gives back what
+ * a wait does not need (the command shrinks to its tag, the output and
+ * input buffers are freed), since most sessions spend their life here. */
+void imap_idle_begin(struct imap_session *s);
 
 /* cmd_session.c: CAPABILITY, LOGOUT, ID, ENABLE, NAMESPACE, IDLE (and
  * the line that ends it); the capability list for the state. */

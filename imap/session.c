@@ -110,6 +110,20 @@ imap_flush(struct imap_session *s)
 }
 
 void
+imap_idle_begin(struct imap_session *s)
+{
+	session_printf(&s->base, "+ idling\r\n");
+	s->idling = true;
+	if (s->have_cmd)
+		imap_cmd_compact(&s->cmd);
+	if (s->out.len == 0)
+		str_free(&s->out);
+	if (s->text.len == 0)
+		str_free(&s->text);
+	imap_framer_shrink(&s->fr);
+}
+
+void
 imap_end_command(struct imap_session *s)
 {
 	if (s->cmd_state_free != NULL && s->cmd_state != NULL)
@@ -133,6 +147,12 @@ imap_end_command(struct imap_session *s)
 	s->def = NULL;
 	/* an APPEND took its files; any other end removes them */
 	imap_spools_free(s);
+	/* between commands a session holds no response buffers: most
+	 * sessions wait far longer than they work */
+	if (s->out.len == 0)
+		str_free(&s->out);
+	if (s->text.len == 0)
+		str_free(&s->text);
 }
 
 
@@ -326,10 +346,8 @@ job_done(struct job *job)
 	if (s->job_kind == J_IDLE_SYNC) {
 		/* untagged responses only; the first one starts the IDLE */
 		imap_flush(s);
-		if (!s->idling) {
-			session_printf(&s->base, "+ idling\r\n");
-			s->idling = true;
-		}
+		if (!s->idling)
+			imap_idle_begin(s);
 		if (s->changed)
 			imap_session_changed(s);
 		imap_notify_after(s);

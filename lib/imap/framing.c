@@ -80,6 +80,13 @@ imap_framer_release(struct imap_framer *f, bool wipe)
 	buf_reset(f, wipe);
 }
 
+void
+imap_framer_shrink(struct imap_framer *f)
+{
+	if (f->buf.len == 0)
+		str_free(&f->buf);
+}
+
 bool
 imap_framer_partial(const struct imap_framer *f, size_t pending)
 {

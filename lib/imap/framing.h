@@ -170,6 +170,9 @@ enum imap_frame_type imap_framer_step(struct imap_framer *f, char *in,
  * first when wipe; a large buffer is freed). The next step does this
  * with wipe when the caller did not. */
 void imap_framer_release(struct imap_framer *f, bool wipe);
+/* Free the buffer when it holds nothing (a session that starts waiting
+ * for a long time, as in IDLE, keeps no capacity). */
+void imap_framer_shrink(struct imap_framer *f);
 
 /* Whether the client owes the rest of a line (the command-line deadline
  * runs): part of one is in, or pending bytes the caller has not handed

@@ -588,6 +588,30 @@ imap_cmd_free(struct imap_cmd *cmd)
 	memset(cmd, 0, sizeof(*cmd));
 }
 
+void
+imap_cmd_compact(struct imap_cmd *cmd)
+{
+	const char *tag = cmd->tag != NULL ? cmd->tag : "";
+	const char *name = cmd->name != NULL ? cmd->name : "";
+	size_t tlen = strlen(tag), nlen = strlen(name);
+	struct pool *pool = xcalloc(1, sizeof(*pool));
+	struct pool_chunk *c = xmalloc(sizeof(*c) + tlen + nlen + 2);
+	char *p = (char *)c->data;
+	bool had_name = cmd->name != NULL, had_tag = cmd->tag != NULL;
+
+	c->next = NULL;
+	c->size = c->used = tlen + nlen + 2;
+	pool->head = c;
+	memcpy(p, tag, tlen + 1);
+	memcpy(p + tlen + 1, name, nlen + 1);
+	pool_destroy(cmd->pool);
+	cmd->pool = pool;
+	cmd->tag = had_tag ? p : NULL;
+	cmd->name = had_name ? p + tlen + 1 : NULL;
+	cmd->args = NULL;
+	cmd->nargs = 0;
+}
+
 const char *
 imap_arg_astring(const struct imap_arg *arg)
 {

@@ -99,6 +99,10 @@ int imap_cmd_parse_spooled(const char *buf, size_t len, size_t spooled_at,
 int imap_cmd_parse_spools(const char *buf, size_t len, const size_t *spools,
     size_t nspools, struct imap_cmd *cmd, const char **error_r);
 void imap_cmd_free(struct imap_cmd *cmd);
+/* Keep only the tag and the name (in one allocation of their size), for
+ * a command that waits long after its arguments were used (IDLE); args
+ * become NULL, nargs 0. */
+void imap_cmd_compact(struct imap_cmd *cmd);
 /* Zero every byte the command holds (tag, name, arguments, the argument
  * arrays: after this only imap_cmd_free() may be called), for a command
  * that carried a password (LOGIN, AUTHENTICATE's initial response).

@@ -572,9 +572,39 @@ test_cmd_wipe(void)
 	test_end();
 }
 
+/* IDLE: the command is framed, released and the buffer given back; the
+ * DONE line that follows is framed into a new one. */
+static void
+test_shrink(void)
+{
+	struct imap_framer f;
+	struct imap_frame ev;
+	char in1[] = "a IDLE\r\n", in2[] = "DONE\r\n";
+	size_t used;
+
+	test_begin("framing: an empty buffer given back");
+	imap_framer_init(&f, &real);
+	test_assert(imap_framer_step(&f, in1, sizeof(in1) - 1, 0, &used,
+	    &ev) == IMAP_FRAME_COMMAND);
+	test_assert(ev.len == 6 && memcmp(ev.data, "a IDLE", 6) == 0);
+	imap_framer_release(&f, true);
+	test_assert(f.buf.cap > 0);	/* kept for the next command */
+	imap_framer_shrink(&f);
+	test_assert(f.buf.cap == 0 && f.buf.data == NULL);
+	test_assert(imap_framer_step(&f, in2, sizeof(in2) - 1,
+	    IMAP_FRAMER_PLAIN, &used, &ev) == IMAP_FRAME_LINE);
+	test_assert(ev.len == 4 && memcmp(ev.data, "DONE", 4) == 0);
+	imap_framer_shrink(&f);		/* not empty: kept */
+	test_assert(f.buf.data != NULL);
+	imap_framer_release(&f, true);
+	imap_framer_deinit(&f);
+	test_end();
+}
+
 int
 main(void)
 {
+	test_shrink();
 	test_commands();
 	test_refused();
 	test_long_lines();

@@ -1567,9 +1567,36 @@ test_arg_to_mutf7(void)
 	test_end();
 }
 
+/* A command kept while it waits (IDLE) shrinks to its tag and name. */
+static void
+test_cmd_compact(void)
+{
+	struct imap_cmd cmd;
+	const char *err;
+
+	test_begin("imap parse: compact");
+	test_assert(parse("a17 UID FETCH 1:* (FLAGS UID)", &cmd, &err) == 0);
+	imap_cmd_compact(&cmd);
+	test_assert_streq(cmd.tag, "a17");
+	test_assert_streq(cmd.name, "FETCH");
+	test_assert(cmd.uid && cmd.args == NULL && cmd.nargs == 0);
+	imap_cmd_compact(&cmd);		/* twice: the same */
+	test_assert_streq(cmd.tag, "a17");
+	test_assert_streq(cmd.name, "FETCH");
+	imap_cmd_free(&cmd);
+	test_assert(cmd.tag == NULL && cmd.pool == NULL);
+	/* a line that did not parse as far as its name */
+	test_assert(parse("tag", &cmd, &err) < 0);
+	imap_cmd_compact(&cmd);
+	test_assert(cmd.name == NULL);
+	imap_cmd_free(&cmd);
+	test_end();
+}
+
 int
 main(void)
 {
+	test_cmd_compact();
 	test_line_literal();
 	test_cmd_basic();
 	test_cmd_errors();
