@@ -110,15 +110,17 @@ def wait_for(fn, timeout=10):
 # IMAP
 
 
-def assert_relayed(b, f, proto):
+def assert_relayed(b, f, proto, client=CLIENT_IP):
     """The backend logged the client's own address, passed by the frontend
     (ID / XCLIENT), and the login by proxy_secret under it; the frontend
     reached the backend over STARTTLS, which the backend offers."""
-    b.wait_log(r"%s: client \[%s\]:\d+, via frontend \[127\.0\.0\.1\]"
-               % (proto, re.escape(CLIENT_IP)))
-    b.wait_log(r"%s login: user=<%s>, \[%s\]:" % (proto, re.escape(ALICE), re.escape(CLIENT_IP)))
-    f.wait_log(r"%s proxy: user=<%s>, \[%s\]:\d+, to backend 127\.0\.0\.2 port %d over TLS"
-               % (proto, re.escape(ALICE), re.escape(CLIENT_IP), b.port_of(proto)))
+    assert b.wait_log(r"%s: client \[%s\]:\d+, via frontend \[127\.0\.0\.1\]"
+                      % (proto, re.escape(client))), b.log()
+    assert b.wait_log(r"%s login: user=<%s>, \[%s\]:"
+                      % (proto, re.escape(ALICE), re.escape(client))), b.log()
+    assert f.wait_log(r"%s proxy: user=<%s>, \[%s\]:\d+, to backend 127\.0\.0\.2 port %d "
+                      r"over TLS" % (proto, re.escape(ALICE), re.escape(client),
+                                     b.port_of(proto))), f.log()
 
 
 def test_imap_login_reaches_backend_mailbox(cluster):
@@ -272,6 +274,128 @@ def test_curl_lists_through_frontend(cluster):
                         capture_output=True, timeout=30)
     assert cp.returncode == 0, cp.stderr
     assert b"INBOX" in cp.stdout, cp.stdout
+
+
+def _mbsync(workdir, port):
+    """mbsync (isync) against the frontend's IMAP port: a two-way channel
+    of INBOX with a local Maildir; its completed process."""
+    conf = os.path.join(workdir, "mbsyncrc")
+    near = os.path.join(workdir, "inbox")
+    with open(conf, "w") as fh:
+        fh.write("IMAPAccount front\nHost 127.0.0.1\nPort %d\nUser %s\nPass %s\n"
+                 "AuthMechs LOGIN\nSSLType None\nTimeout 30\n\n"
+                 "IMAPStore front-far\nAccount front\n\n"
+                 "MaildirStore near\nPath %s/\nInbox %s\n\n"
+                 "Channel front\nFar :front-far:\nNear :near:\nPatterns INBOX\n"
+                 "Create Both\nExpunge Both\nSyncState *\nSync All\n"
+                 % (port, ALICE, PASSWORD, workdir, near))
+    os.chmod(conf, 0o600)
+    env = dict(os.environ, HOME=workdir, LC_ALL="C")
+    return subprocess.run([shutil.which("mbsync"), "-c", conf, "-a"], env=env,
+                          capture_output=True, timeout=120)
+
+
+def _near_messages(workdir):
+    """{subject line: flags} of the local Maildir mbsync keeps."""
+    out = {}
+    for sub in ("cur", "new"):
+        d = os.path.join(workdir, "inbox", sub)
+        for n in os.listdir(d) if os.path.isdir(d) else ():
+            data = open(os.path.join(d, n), "rb").read()
+            subj = re.search(rb"^Subject: (.*)$", data, re.M).group(1).strip()
+            out[subj] = n.split(":2,")[1] if ":2," in n else ""
+    return out
+
+
+def test_mbsync_through_frontend(cluster, tmp_path):
+    """mbsync syncs the backend's INBOX through the frontend both ways: the
+    messages and a new arrival come down, a flag set locally goes up (the
+    backend's file gets it), and the UIDs it recorded stay valid across
+    sessions (a second and third run neither duplicate nor lose one)."""
+    if shutil.which("mbsync") is None:
+        pytest.skip("mbsync (isync) not installed")
+    back, start_backend, start_frontend = cluster
+    b = start_backend()
+    f = start_frontend(b.port_of("imap"), b.port_of("pop3"))
+    for n in (1, 2, 3):
+        put(back, ALICE, message(n), name="17000000%02d.M%dP1.proxy" % (n, n))
+    work = str(tmp_path)
+    cp = _mbsync(work, f.port_of("imap"))
+    assert cp.returncode == 0, (cp.stdout, cp.stderr, f.log())
+    assert _near_messages(work) == {b"test message 1": "", b"test message 2": "",
+                                    b"test message 3": ""}
+
+    # a new arrival on the backend; message 2 flagged \Seen locally
+    put(back, ALICE, message(4), name="1700000004.M4P1.proxy")
+    cur = os.path.join(work, "inbox", "cur")
+    new = os.path.join(work, "inbox", "new")
+    for d in (new, cur):
+        for n in os.listdir(d):
+            if b"test message 2" in open(os.path.join(d, n), "rb").read():
+                base = n.split(":2,")[0]
+                os.rename(os.path.join(d, n), os.path.join(cur, base + ":2,S"))
+    cp = _mbsync(work, f.port_of("imap"))
+    assert cp.returncode == 0, (cp.stdout, cp.stderr, f.log())
+    near = _near_messages(work)
+    assert sorted(near) == [b"test message %d" % n for n in (1, 2, 3, 4)], near
+    on_backend = {}
+    for root, _dirs, names in os.walk(maildir.maildir_of(back, ALICE)):
+        if root.endswith("/cur") or root.endswith("/new"):
+            for n in names:
+                data = open(os.path.join(root, n), "rb").read()
+                subj = re.search(rb"^Subject: (.*)$", data, re.M).group(1).strip()
+                on_backend[subj] = n.split(":2,")[1] if ":2," in n else ""
+    assert sorted(on_backend) == sorted(near), on_backend
+    assert "S" in on_backend[b"test message 2"], on_backend
+    # nothing left to do: a third run changes neither side
+    cp = _mbsync(work, f.port_of("imap"))
+    assert cp.returncode == 0, (cp.stdout, cp.stderr)
+    assert _near_messages(work) == near
+    assert f.wait_log(r"imap proxy: user=<%s>" % re.escape(ALICE), count=3)
+
+
+def test_fetchmail_through_frontend(cluster, tmp_path):
+    """fetchmail over POP3 through the frontend: every message of the
+    backend's maildrop is fetched (the same bytes) and deleted there."""
+    if shutil.which("fetchmail") is None:
+        pytest.skip("fetchmail not installed")
+    back, start_backend, start_frontend = cluster
+    b = start_backend()
+    f = start_frontend(b.port_of("imap"), b.port_of("pop3"))
+    msgs = [message(n) for n in (1, 2, 3)]
+    for n, m in enumerate(msgs, 1):
+        put(back, ALICE, m, name="17000000%02d.M%dP1.fetch" % (n, n))
+    work = str(tmp_path)
+    out = os.path.join(work, "out")
+    os.makedirs(out)
+    mda = os.path.join(work, "mda.sh")
+    with open(mda, "w") as fh:
+        fh.write('#!/bin/sh\nn=$(ls "%s" | wc -l)\nexec cat > "%s/msg.$(printf %%04d "$n")"\n'
+                 % (out, out))
+    os.chmod(mda, 0o755)
+    rc = os.path.join(work, "fetchmailrc")
+    with open(rc, "w") as fh:
+        fh.write("set no bouncemail\n"
+                 "poll 127.0.0.1 port %d protocol pop3 auth password timeout 20\n"
+                 "  user '%s' there with password '%s' is 'root' here\n"
+                 "  options no keep fetchall sslproto '' no rewrite\n"
+                 "  mda \"%s\"\n" % (f.port_of("pop3"), ALICE, PASSWORD, mda))
+    os.chmod(rc, 0o600)
+    env = dict(os.environ, HOME=work, FETCHMAILHOME=work, LC_ALL="C")
+    cp = subprocess.run([shutil.which("fetchmail"), "--nodetach", "--nosyslog", "--invisible",
+                         "-v", "-f", rc, "--idfile", os.path.join(work, "ids"),
+                         "--pidfile", os.path.join(work, "pid")],
+                        env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+    assert cp.returncode == 0, (cp.stdout, cp.stderr, f.log())
+    got = [open(os.path.join(out, n), "rb").read() for n in sorted(os.listdir(out))]
+    assert len(got) == 3, got
+    for m in msgs:
+        # fetchmail adds its Received: line on top; the message follows whole
+        assert any(g.replace(b"\r\n", b"\n").endswith(m) for g in got), (m, got)
+    left = [n for root, _d, names in os.walk(maildir.maildir_of(back, ALICE))
+            if root.endswith("/cur") or root.endswith("/new") for n in names]
+    assert left == [], left
+    assert_relayed(b, f, "pop3", client="127.0.0.1")
 
 
 # --------------------------------------------------------------------------
