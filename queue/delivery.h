@@ -60,6 +60,8 @@ struct delivery {
 	int *codes;		/* per recipient: 0 = none yet */
 	char **texts;
 	char *relay;		/* "host[ip]:port" for logs */
+	unsigned conn_uses;	/* transactions on this connection before
+				   this one (0: a new connection) */
 	time_t started;
 	struct job job;
 	int job_kind;
@@ -67,6 +69,10 @@ struct delivery {
 	time_t hold_until;	/* the state could not be written: not
 				   before this (set by the finish job) */
 };
+
+/* An LMTP connection kept open after a delivery (RSET sent), for the next
+ * delivery to the same backend (outbound.c). */
+struct conn_cache;
 
 struct mgr {
 	struct petrel_ctx *ctx;
@@ -92,6 +98,8 @@ struct mgr {
 	 * start now. */
 	struct seen *seen;
 	size_t nseen;
+	struct conn_cache *cache;	/* idle LMTP connections */
+	unsigned ncache;
 };
 
 /*
@@ -151,5 +159,7 @@ void delivery_connect(struct delivery *d);
 /* Record the outcome for every recipient still without a reply, close
  * the connection and write the state. code 0: a normal end. */
 void delivery_finish(struct delivery *d, int code, const char *text);
+/* Close every kept connection (the manager stops). */
+void conn_cache_clear(struct mgr *m);
 
 #endif

@@ -24,6 +24,10 @@
  * backend's misconfiguration. A connection lost among those replies
  * defers only the recipients still waiting for theirs.
  *
+ * LMTP connections are kept (see "kept connections" below): after a
+ * delivery whose replies all came, RSET instead of QUIT, and the next
+ * delivery to the same backend within CACHE_IDLE seconds starts at MAIL.
+ *
  * Trust: replies are parsed strictly and bounded (lib/smtp/reply.c:
  * SMTP_LINE_MAX per line, SMTP_REPLY_LINES_MAX lines; a malformed one is a
  * 451) and only ever logged or quoted in a bounce. Nothing a server sent
@@ -98,6 +102,8 @@ send_line(struct delivery *d, const char *fmt, ...)
 
 static void client_read(struct bufferevent *bev, void *arg);
 static void client_event(struct bufferevent *bev, short what, void *arg);
+static bool conn_park(struct delivery *d);
+static void connect_fresh(struct delivery *d);
 
 /* One stored line (without its LF) as wire lines: split at every CR
  * (a CR just before the LF belongs to that line end), each part
@@ -312,8 +318,10 @@ handle_reply(struct delivery *d, int code, const char *text)
 			}
 			if (++d->data_replied < d->accepted)
 				return;
-			send_line(d, "QUIT");
-			d->state = C_QUIT;
+			if (!conn_park(d)) {
+				send_line(d, "QUIT");
+				d->state = C_QUIT;
+			}
 			delivery_finish(d, 0, "");
 			return;
 		}
@@ -408,11 +416,21 @@ client_event(struct bufferevent *bev, short what, void *arg)
 		bufferevent_free(d->bev);
 		d->bev = NULL;
 		d->cur++;
-		delivery_connect(d);
+		connect_fresh(d);
 		return;
 	}
 	if (d->state == C_QUIT) {
 		delivery_finish(d, 0, "");
+		return;
+	}
+	if (d->state == C_MAIL && d->conn_uses > 0) {
+		/* a kept connection the backend closed as it was taken:
+		 * nothing was accepted on it, so a new one, at once */
+		bufferevent_free(d->bev);
+		d->bev = NULL;
+		d->conn_uses = 0;
+		d->cur = 0;
+		connect_fresh(d);
 		return;
 	}
 	snprintf(why, sizeof(why), "%s to %s: %s",
@@ -422,8 +440,8 @@ client_event(struct bufferevent *bev, short what, void *arg)
 	delivery_finish(d, 451, why);
 }
 
-void
-delivery_connect(struct delivery *d)
+static void
+connect_fresh(struct delivery *d)
 {
 	struct timeval tv = { (time_t)d->m->timeout, 0 };
 
@@ -439,4 +457,242 @@ delivery_connect(struct delivery *d)
 	if (bufferevent_socket_connect(d->bev,
 	    (struct sockaddr *)&d->addrs[d->cur], (int)d->addrlen[d->cur]) < 0)
 		client_event(d->bev, BEV_EVENT_ERROR, d);
+}
+
+/* ---- kept connections ----
+ *
+ * An LMTP session costs the backend a connection, a TLS handshake and
+ * LHLO before the first MAIL. After a delivery whose replies all came,
+ * the connection is kept instead: RSET goes out and it waits, at most
+ * CACHE_IDLE seconds, for the next delivery to the same backend (the
+ * same address, port and host name), as Postfix's lmtp client does with
+ * its connection cache. It is taken only once the RSET has its 250;
+ * anything else it says meanwhile (the 421 of a backend that stops), its
+ * end or an error drops it. One serves at most CACHE_USES transactions;
+ * the manager keeps at most CACHE_MAX. SMTP connections are not kept.
+ */
+
+#define CACHE_MAX 32
+#define CACHE_IDLE 2
+#define CACHE_USES 100
+
+struct conn_cache {
+	struct conn_cache *next;
+	struct mgr *m;
+	struct bufferevent *bev;
+	struct event *expire;
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	char *host;		/* the delivery's next hop (SNI name) */
+	char *relay;		/* for the log */
+	bool tls, esmtp, pipelining;
+	bool ready;		/* the RSET got its 250 */
+	bool closing;		/* QUIT sent (idle too long) */
+	unsigned uses;		/* transactions it carried */
+};
+
+static bool
+same_addr(const struct sockaddr_storage *a, socklen_t alen,
+    const struct sockaddr_storage *b, socklen_t blen)
+{
+	if (alen != blen || a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET) {
+		const struct sockaddr_in *x = (const void *)a,
+		    *y = (const void *)b;
+
+		return x->sin_port == y->sin_port &&
+		    x->sin_addr.s_addr == y->sin_addr.s_addr;
+	}
+	if (a->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *x = (const void *)a,
+		    *y = (const void *)b;
+
+		return x->sin6_port == y->sin6_port &&
+		    memcmp(&x->sin6_addr, &y->sin6_addr,
+		    sizeof(x->sin6_addr)) == 0;
+	}
+	return false;
+}
+
+static void
+cache_unlink(struct conn_cache *c)
+{
+	struct conn_cache **pp = &c->m->cache;
+
+	while (*pp != NULL && *pp != c)
+		pp = &(*pp)->next;
+	if (*pp == c) {
+		*pp = c->next;
+		c->m->ncache--;
+	}
+	if (c->expire != NULL)
+		event_free(c->expire);
+	c->expire = NULL;
+}
+
+static void
+cache_drop(struct conn_cache *c)
+{
+	cache_unlink(c);
+	if (c->bev != NULL)
+		bufferevent_free(c->bev);
+	free(c->host);
+	free(c->relay);
+	free(c);
+}
+
+static void
+cache_read(struct bufferevent *bev, void *arg)
+{
+	struct conn_cache *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	for (;;) {
+		size_t have = evbuffer_get_length(in), used;
+		struct smtp_reply r;
+		const char *err;
+		int n;
+
+		if (have == 0)
+			return;
+		if (have > SMTP_REPLY_MAX)
+			have = SMTP_REPLY_MAX;
+		n = smtp_reply_parse((const char *)evbuffer_pullup(in,
+		    (ev_ssize_t)have), have, &r, &used, &err);
+		if (n == 0)
+			return;
+		if (n < 0) {
+			cache_drop(c);
+			return;
+		}
+		evbuffer_drain(in, used);
+		if (c->ready || c->closing || r.code != 250) {
+			smtp_reply_clear(&r);
+			cache_drop(c);
+			return;
+		}
+		c->ready = true;
+		smtp_reply_clear(&r);
+	}
+}
+
+static void
+cache_event(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	(void)what;
+	cache_drop(arg);
+}
+
+static void
+cache_expire(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn_cache *c = arg;
+	struct timeval tv = { CACHE_IDLE, 0 };
+
+	(void)fd;
+	(void)what;
+	if (c->closing) {
+		cache_drop(c);	/* no answer to the QUIT either */
+		return;
+	}
+	evbuffer_add(bufferevent_get_output(c->bev), "QUIT\r\n", 6);
+	c->closing = true;
+	evtimer_add(c->expire, &tv);
+}
+
+/* At the end of a delivery whose replies all came: keep its connection
+ * (RSET sent; d->bev handed over). false: close it as before. */
+static bool
+conn_park(struct delivery *d)
+{
+	struct mgr *m = d->m;
+	struct conn_cache *c;
+	struct timeval tv = { CACHE_IDLE, 0 };
+
+	if (!d->lmtp || m->stopping || d->bev == NULL ||
+	    m->ncache >= CACHE_MAX || d->conn_uses + 1 >= CACHE_USES)
+		return false;
+	c = xcalloc(1, sizeof(*c));
+	c->m = m;
+	c->expire = evtimer_new(m->base, cache_expire, c);
+	if (c->expire == NULL) {
+		free(c);
+		return false;
+	}
+	c->bev = d->bev;
+	d->bev = NULL;
+	c->addr = d->addrs[d->cur];
+	c->addrlen = d->addrlen[d->cur];
+	c->host = xstrdup(d->host);
+	c->relay = xstrdup(d->relay != NULL ? d->relay : d->names[d->cur]);
+	c->tls = d->tls;
+	c->esmtp = d->esmtp;
+	c->pipelining = d->pipelining;
+	c->uses = d->conn_uses + 1;
+	bufferevent_setcb(c->bev, cache_read, NULL, cache_event, c);
+	evbuffer_add(bufferevent_get_output(c->bev), "RSET\r\n", 6);
+	c->next = m->cache;
+	m->cache = c;
+	m->ncache++;
+	evtimer_add(c->expire, &tv);
+	return true;
+}
+
+/* A kept connection to one of d's addresses: d goes on from MAIL on it. */
+static bool
+conn_take(struct delivery *d)
+{
+	struct timeval tv = { (time_t)d->m->timeout, 0 };
+
+	if (!d->lmtp)
+		return false;
+	for (struct conn_cache *c = d->m->cache; c != NULL; c = c->next) {
+		size_t i;
+
+		if (!c->ready || c->closing || strcmp(c->host, d->host) != 0)
+			continue;
+		for (i = 0; i < d->naddrs; i++)
+			if (same_addr(&d->addrs[i], d->addrlen[i], &c->addr,
+			    c->addrlen))
+				break;
+		if (i == d->naddrs)
+			continue;
+		cache_unlink(c);
+		d->bev = c->bev;
+		c->bev = NULL;
+		d->cur = i;
+		d->tls = c->tls;
+		d->esmtp = c->esmtp;
+		d->pipelining = c->pipelining;
+		d->starttls = false;
+		d->conn_uses = c->uses;
+		free(d->relay);
+		d->relay = c->relay;
+		c->relay = NULL;
+		free(c->host);
+		free(c);
+		bufferevent_setcb(d->bev, client_read, NULL, client_event, d);
+		bufferevent_set_timeouts(d->bev, &tv, &tv);
+		bufferevent_enable(d->bev, EV_READ | EV_WRITE);
+		send_envelope(d);
+		return true;
+	}
+	return false;
+}
+
+void
+delivery_connect(struct delivery *d)
+{
+	if (d->cur == 0 && conn_take(d))
+		return;
+	connect_fresh(d);
+}
+
+void
+conn_cache_clear(struct mgr *m)
+{
+	while (m->cache != NULL)
+		cache_drop(m->cache);
 }

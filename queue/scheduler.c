@@ -181,6 +181,7 @@ finish_run(struct delivery *d, struct authc *ac)
 		int code = d->codes[k];
 		const char *text = d->texts[k] ? d->texts[k] : "";
 		const char *status;
+		char use[32];
 
 		free(e->last);
 		e->last = xstrdup(text);
@@ -205,11 +206,17 @@ finish_run(struct delivery *d, struct authc *ac)
 			    NODE_EVENT_DEFERRED);
 		}
 		/* Postfix's shape (what log readers such as pflogsumm
-		 * parse), the attempt count after it */
-		log_info("%s: to=<%s>, relay=%s, delay=%lld, status=%s (%s), "
+		 * parse; conn_use=N on a kept connection's Nth
+		 * transaction), the attempt count after it */
+		if (d->conn_uses > 0)
+			snprintf(use, sizeof(use), ", conn_use=%u",
+			    d->conn_uses + 1);
+		else
+			use[0] = '\0';
+		log_info("%s: to=<%s>, relay=%s%s, delay=%lld, status=%s (%s), "
 		    "attempts=%u", q->id, e->address,
-		    d->relay ? d->relay : "none", (long long)(now - q->arrival),
-		    status, text, e->attempts);
+		    d->relay ? d->relay : "none", use,
+		    (long long)(now - q->arrival), status, text, e->attempts);
 	}
 	/* Expired recipients (queue_lifetime) bounce. */
 	for (size_t i = 0; i < q->nrcpts; i++) {
@@ -660,6 +667,7 @@ queue_manager_run(struct petrel_ctx *ctx)
 	jobs_destroy(&m.jobs);	/* the rest free themselves */
 	while (m.active != NULL)
 		delivery_free(m.active);
+	conn_cache_clear(&m);
 	unlink(pidpath);
 	free(pidpath);
 	if (m.ev_inotify != NULL)

@@ -189,6 +189,54 @@ def test_one_transaction_per_backend(cluster):
     assert not [l for l in be1.log_lines() if "nrcpt=1 (accepted)" in l], be1.log()
 
 
+def test_connection_kept_between_deliveries(cluster):
+    """Messages to one backend one after another (one delivery at a time)
+    share an LMTP connection: after a delivery the frontend sends RSET and
+    keeps it, the next starts at MAIL (logged conn_use=N, as Postfix's
+    lmtp client does); the idle connection is closed within seconds."""
+    be1 = cluster.backend(1)
+    fe = cluster.frontend(opts=("queue_destination_concurrency=1",))
+    data = [wire(b"From: <s@outside.test>\r\nSubject: kept %d\r\n\r\nbody %d\r\n" % (n, n))
+            for n in range(4)]
+    with fe.client() as c:
+        for d in data:
+            assert c.send_message("s@outside.test", [ALICE], d).code == 250
+        c.cmd("QUIT")
+    for n in range(4):
+        assert wait_subject(cluster.be1, ALICE, "kept %d" % n), fe.log()
+    assert wait_for(lambda: not queue_files(cluster.fe), WAIT), fe.log()
+    sent = status_lines(fe, ALICE, "sent")
+    assert len(sent) == 4, sent
+    assert any("conn_use=2" in l for l in sent), fe.log()
+    # the backend's LMTP sessions that carried a transaction
+    ports = {m.group(1) for m in (re.search(r"client=\[127\.0\.0\.1\]:(\d+)", l)
+                                  for l in be1.log_lines()) if m}
+    assert 1 <= len(ports) < 4, be1.log()
+    # the kept connection is let go once idle
+    for port in ports:
+        assert be1.wait_log(r"smtp disconnect from \[127\.0\.0\.1\]:%s$" % port,
+                            timeout=WAIT), be1.log()
+    assert sorted(subjects(cluster.be1, ALICE)) == ["kept %d" % n for n in range(4)]
+
+
+def test_kept_connection_after_backend_restart(cluster):
+    """The backend restarts while the frontend keeps a connection to it:
+    the next message still goes out at once on a new connection (never
+    deferred), and is delivered once."""
+    be1 = cluster.backend(1)
+    fe = cluster.frontend(opts=("queue_destination_concurrency=1",))
+    cluster.send([ALICE], "before")
+    assert wait_subject(cluster.be1, ALICE, "before"), fe.log()
+    assert status_lines(fe, ALICE, "sent")
+    be1.stop()
+    cluster.backend(1)
+    cluster.send([ALICE], "after")
+    assert wait_subject(cluster.be1, ALICE, "after"), fe.log()
+    assert wait_for(lambda: not queue_files(cluster.fe), WAIT), fe.log()
+    assert "deferred" not in fe.log(), fe.log()
+    assert sorted(subjects(cluster.be1, ALICE)) == ["after", "before"]
+
+
 def test_backend_down_queues_then_drains(cluster):
     """With the backend not running the message stays queued (deferred,
     retried, never bounced); once it is up the queue drains into it."""
