@@ -44,7 +44,11 @@
 #      search sort pop3 idle; default all; the table says so; sort = SORT by
 #      date and subject, THREAD=REFERENCES, an ESEARCH and a SELECT (QRESYNC)
 #      after 100 flag changes on the N_SMALL and N_LARGE folders; sieve = bench/sieve_deliver.sh's rows, petrel
-#      and dovecot-lda each with and without a 20-rule script).
+#      and dovecot-lda each with and without a 20-rule script; tls = TLS
+#      handshakes per second, full (TLS 1.3) and resumed (TLS 1.2 session
+#      ticket), by `openssl s_time` on petrel's imaps and submissions
+#      against Dovecot's imaps and Postfix's smtpd in wrapper mode, each
+#      TLS_SECONDS (5) long; "body" includes FETCH BODY[] over imaps).
 #
 # Changed while it runs: the open-files limit of this shell and its children
 # (ulimit -n 65536, or the hard limit if that is lower), and, restored at
@@ -237,12 +241,14 @@ free_port() {
 }
 P_SMTP=$(free_port) P_IMAP=$(free_port) P_POP3=$(free_port)
 I_SMTP=$(free_port) I_IMAP=$(free_port) I_POP3=$(free_port)
+P_IMAPS=$(free_port) P_SMTPS=$(free_port) I_IMAPS=$(free_port) I_SMTPS=$(free_port)
 
 render() { # TEMPLATE OUTPUT: fill in @NAME@ placeholders
 	sed -e "s|@CONFIG_DIR@|$T/postfix/etc|g" -e "s|@QUEUE_DIR@|$T/postfix/queue|g" \
 		-e "s|@DATA_DIR@|$T/postfix/data|g" -e "s|@LOG_FILE@|$logfile|g" -e "s|@TOP@|$T|g" \
 		-e "s|@MAIL_ROOT@|$iroot|g" -e "s|@DB@|$idb|g" -e "s|@SMTP_PORT@|$I_SMTP|g" \
 		-e "s|@IMAP_PORT@|$I_IMAP|g" -e "s|@POP3_PORT@|$I_POP3|g" \
+		-e "s|@IMAPS_PORT@|$I_IMAPS|g" -e "s|@SMTPS_PORT@|$I_SMTPS|g" \
 		-e "s|@BASE_DIR@|$T/dovecot/run|g" -e "s|@STATE_DIR@|$T/dovecot/state|g" \
 		-e "s|@INSTANCE@|bench-$(basename "$T")|g" -e "s|@CONF@|$T/dovecot/dovecot.conf|g" \
 		-e "s|@SQL_CONF@|$T/dovecot/dovecot-sql.conf.ext|g" \
@@ -284,9 +290,11 @@ dovecot_pid=$!
 # petrel serve: the instance as `petrel init` made it, listeners moved
 stage="starting petrel serve"
 "$PETREL" -c "$pconf" -o "smtp_listen=127.0.0.1:$P_SMTP" -o "imap_listen=127.0.0.1:$P_IMAP" \
-	-o "pop3_listen=127.0.0.1:$P_POP3" -o submission_listen= -o submissions_listen= \
-	-o imaps_listen= -o pop3s_listen= -o http_listen= \
+	-o "pop3_listen=127.0.0.1:$P_POP3" -o submission_listen= \
+	-o "submissions_listen=127.0.0.1:$P_SMTPS" -o "imaps_listen=127.0.0.1:$P_IMAPS" \
+	-o pop3s_listen= -o http_listen= \
 	-o imap_max_connections=100000 -o imap_max_connections_per_ip=100000 \
+	-o imaps_max_connections_per_ip=100000 -o submissions_max_connections_per_ip=100000 \
 	-o pop3_max_connections_per_ip=100000 -o smtp_max_connections_per_ip=100000 \
 	serve 2>"$T/petrel/serve.log" &
 petrel_pid=$!
@@ -341,6 +349,7 @@ fi
 stage="running the workloads"
 say "servers up: petrel $petrel_pid (smtp $P_SMTP, imap $P_IMAP, pop3 $P_POP3), postfix master $postfix_pid (smtp $I_SMTP), dovecot $dovecot_pid (imap $I_IMAP, pop3 $I_POP3); temp dir $T"
 export PETREL_SMTP=$P_SMTP PETREL_IMAP=$P_IMAP PETREL_POP3=$P_POP3 PETREL_PID=$petrel_pid \
+	PETREL_IMAPS=$P_IMAPS PETREL_SMTPS=$P_SMTPS INC_IMAPS=$I_IMAPS INC_SMTPS=$I_SMTPS \
 	PETREL_ROOT=$proot INC_SMTP=$I_SMTP INC_IMAP=$I_IMAP INC_POP3=$I_POP3 \
 	POSTFIX_PID=$postfix_pid DOVECOT_PID=$dovecot_pid INC_ROOT=$iroot DOMAIN PASSWORD \
 	SMTP_SOURCE BIN_DIR="$T/bin" WORK_DIR="$T/work" ROUNDS QUICK OUT N_SMALL N_LARGE N_BIG \
@@ -350,6 +359,7 @@ export PETREL_SMTP=$P_SMTP PETREL_IMAP=$P_IMAP PETREL_POP3=$P_POP3 PETREL_PID=$p
 [ -n "${FSYNC_SECONDS:-}" ] && export FSYNC_SECONDS
 [ -n "${MEM_FLOOR_MIB:-}" ] && export MEM_FLOOR_MIB
 [ -n "${BODY_REPS:-}" ] && export BODY_REPS
+[ -n "${TLS_SECONDS:-}" ] && export TLS_SECONDS
 [ -n "${SESSION_CLIENTS:-}" ] && export SESSION_CLIENTS
 [ -n "${SESSION_ITERS:-}" ] && export SESSION_ITERS
 [ -n "${SESSION_SECONDS:-}" ] && export SESSION_SECONDS

@@ -22,6 +22,7 @@ import os
 import re
 import selectors
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -55,8 +56,9 @@ BODY_REPS = int(E.get("BODY_REPS", "5"))
 SESSION_CLIENTS = int(E.get("SESSION_CLIENTS", "20"))
 SESSION_ITERS = int(E.get("SESSION_ITERS", "200" if QUICK else "1000"))
 SESSION_SECONDS = int(E.get("SESSION_SECONDS", "120"))
+TLS_SECONDS = int(E.get("TLS_SECONDS", "5"))
 # ONLY: run just these workload groups (smtp login session env body search
-# sort pop3 idle); empty = all. The machine rows always run.
+# sort pop3 idle tls); empty = all. The machine rows always run.
 ONLY = set(E.get("ONLY", "").split())
 
 
@@ -66,11 +68,12 @@ def want(group):
 PETREL = {"name": "petrel", "smtp_name": "petrel", "imap_name": "petrel",
           "smtp": int(E["PETREL_SMTP"]), "imap": int(E["PETREL_IMAP"]),
           "pop3": int(E["PETREL_POP3"]), "smtp_pid": int(E["PETREL_PID"]),
-          "imap_pid": int(E["PETREL_PID"]), "root": E["PETREL_ROOT"]}
+          "imap_pid": int(E["PETREL_PID"]), "root": E["PETREL_ROOT"],
+          "imaps": int(E["PETREL_IMAPS"]), "smtps": int(E["PETREL_SMTPS"])}
 INC = {"name": "incumbent", "smtp_name": "Postfix", "imap_name": "Dovecot",
        "smtp": int(E["INC_SMTP"]), "imap": int(E["INC_IMAP"]), "pop3": int(E["INC_POP3"]),
        "smtp_pid": int(E["POSTFIX_PID"]), "imap_pid": int(E["DOVECOT_PID"]),
-       "root": E["INC_ROOT"]}
+       "root": E["INC_ROOT"], "imaps": int(E["INC_IMAPS"]), "smtps": int(E["INC_SMTPS"])}
 PRODUCTS = (PETREL, INC)
 
 
@@ -119,9 +122,14 @@ def check_servers():
 class Conn:
     """A blocking client connection with one preallocated receive buffer."""
 
-    def __init__(self, port, bufsize=1 << 20, timeout=120):
+    def __init__(self, port, bufsize=1 << 20, timeout=120, tls=False):
         self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls:     # implicit TLS (imaps); the certificate is not checked
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            self.s = ctx.wrap_socket(self.s)
         self.buf = bytearray(bufsize)
         self.mv = memoryview(self.buf)
         self.n = 0
@@ -223,8 +231,8 @@ class Conn:
             scan -= shift
 
 
-def imap_login(port, user, bufsize=1 << 20):
-    c = Conn(port, bufsize)
+def imap_login(port, user, bufsize=1 << 20, tls=False):
+    c = Conn(port, bufsize, tls=tls)
     g = c.line()
     if not g.startswith(b"* OK"):
         raise BenchError("IMAP greeting %r" % g[:80])
@@ -453,10 +461,12 @@ def fetch_env_run(prod, user, n):
         t1 - t0, t2 - t1, nbytes / 1e6, cpu)
 
 
-def fetch_body_run(prod, reps=1):
+def fetch_body_run(prod, reps=1, tls=False):
     """FETCH 1:* BODY[] of the big folder, reps times in one session (the
-    clock runs over all of them: one is only a fraction of a second)."""
-    c = imap_login(prod["imap"], "big", 1 << 28)
+    clock runs over all of them: one is only a fraction of a second); over
+    imaps (TLS 1.3, the server's choice of cipher) when tls."""
+    c = imap_login(prod["imaps"] if tls else prod["imap"], "big", 1 << 28, tls=tls)
+    how = ", %s %s" % (c.s.version(), c.s.cipher()[0]) if tls else ""
     s, e, st = c.cmd(b"SELECT INBOX")
     imap_ok(st, "SELECT")
     cpu0 = tree_cpu(prod["imap_pid"])
@@ -474,8 +484,33 @@ def fetch_body_run(prod, reps=1):
         octets += sum(lits)
     cpu = tree_cpu(prod["imap_pid"]) - cpu0
     imap_logout(c)
-    return octets / elapsed / 1e6, "%d × %d msgs, %.1f MB in %.3f s, server CPU %.2f s" % (
-        reps, N_BIG, octets / 1e6, elapsed, cpu)
+    return octets / elapsed / 1e6, "%d × %d msgs, %.1f MB in %.3f s, server CPU %.2f s%s" % (
+        reps, N_BIG, octets / 1e6, elapsed, cpu, how)
+
+
+def tls_run(prod, listener, mode):
+    """TLS handshakes per second of wall-clock time on prod's implicit-TLS
+    listener ("imaps" or "smtps"), by one `openssl s_time` client for
+    TLS_SECONDS: mode "new" = a full TLS 1.3 handshake each time, "reuse"
+    = the first TLS 1.2 session resumed by its ticket each time (s_time
+    does not read TLS 1.3's post-handshake tickets). No payload."""
+    proto = "-tls1_3" if mode == "new" else "-tls1_2"
+    t0 = time.monotonic()
+    cp = subprocess.run(["openssl", "s_time", "-connect", "127.0.0.1:%d" % prod[listener],
+                         proto, "-" + mode, "-time", str(TLS_SECONDS)],
+                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT, timeout=TLS_SECONDS * 4 + 30)
+    dt = time.monotonic() - t0
+    out = cp.stdout.decode("utf-8", "replace")
+    counts = re.findall(r"^(\d+) connections in [0-9.]+s", out, re.M)
+    if not counts:
+        raise BenchError("openssl s_time %s %s: %s" % (listener, mode, out.strip()[-300:]))
+    n = int(counts[0])
+    # s_time marks each connection: "*" a new session, "r" a resumed one
+    marks = "".join(l for l in out.splitlines() if re.fullmatch(r"[*r]+", l))
+    resumed = marks.count("r")
+    return n / dt, "%d handshakes in %.1f s (s_time %s -%s), %d resumed" % (
+        n, dt, proto, mode, resumed)
 
 
 def search_run(prod):
@@ -836,7 +871,8 @@ def run(key, prod, rnd, fn, *args):
     """One measurement; a failure is recorded (and noted) rather than fatal,
     so that one misbehaving workload does not hide the others."""
     name = prod["imap_name"] if key.startswith(("login", "session", "sort", "thread", "esearch",
-                                                "env", "body", "search", "pop3", "idle")) \
+                                                "env", "body", "search", "pop3", "idle",
+                                                "imaps")) \
         else prod["smtp_name"]
     try:
         v, d = fn(prod, *args)
@@ -947,6 +983,13 @@ def main():
     if want("body"):
         row("body", "FETCH 1:* BODY[], %s × 100 KiB (%d times in one session)"
             % (kib(N_BIG), BODY_REPS), "MB/s", True)
+        row("body-tls", "same over imaps (TLS)", "MB/s", True)
+    if want("tls"):
+        for lis, who in (("imaps", "imaps vs Dovecot"), ("smtps", "submissions vs Postfix 465")):
+            row("%s-hs-new" % lis, "TLS 1.3 full handshakes, %s (openssl s_time, %d s)"
+                % (who, TLS_SECONDS), "conns/s", True)
+            row("%s-hs-reuse" % lis, "TLS 1.2 resumed handshakes (ticket), %s" % who,
+                "conns/s", True)
     if want("search"):
         row("search", "SEARCH TEXT %s, %s msgs (warm)" % (SEARCH_WORD, kib(N_SMALL)), "s", False)
     for n in (N_SMALL, N_LARGE) if want("sort") else ():
@@ -1024,6 +1067,12 @@ def main():
                 run("env-warm-%d" % n, prod, rnd, fetch_env_run, "f%d" % n, n)
         for prod in ordered(rnd) if want("body") else ():
             run("body", prod, rnd, fetch_body_run, BODY_REPS)
+        for prod in ordered(rnd) if want("body") else ():
+            run("body-tls", prod, rnd, fetch_body_run, BODY_REPS, True)
+        for lis in ("imaps", "smtps") if want("tls") else ():
+            for mode in ("new", "reuse"):
+                for prod in ordered(rnd):
+                    run("%s-hs-%s" % (lis, mode), prod, rnd, tls_run, lis, mode)
         for prod in ordered(rnd) if want("search") else ():
             run("search", prod, rnd, search_run)
         for n in (N_SMALL, N_LARGE) if want("sort") else ():
