@@ -105,6 +105,27 @@ static void client_event(struct bufferevent *bev, short what, void *arg);
 static bool conn_park(struct delivery *d);
 static void connect_fresh(struct delivery *d);
 
+/* The next whole reply in `in`, taken out of it: 1, 0 when it has not all
+ * come yet, -1 when it is malformed (*err_r). SMTP_REPLY_MAX octets always
+ * hold a complete reply or show a malformed one, so this never waits for
+ * more while holding that much. */
+static int
+next_reply(struct evbuffer *in, struct smtp_reply *r, const char **err_r)
+{
+	size_t have = evbuffer_get_length(in), used;
+	int n;
+
+	if (have == 0)
+		return 0;
+	if (have > SMTP_REPLY_MAX)
+		have = SMTP_REPLY_MAX;
+	n = smtp_reply_parse((const char *)evbuffer_pullup(in,
+	    (ev_ssize_t)have), have, r, &used, err_r);
+	if (n > 0)
+		evbuffer_drain(in, used);
+	return n;
+}
+
 /* One stored line (without its LF) as wire lines: split at every CR
  * (a CR just before the LF belongs to that line end), each part
  * dot-stuffed and ended with CRLF. */
@@ -350,21 +371,11 @@ client_read(struct bufferevent *bev, void *arg)
 	struct delivery *d = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 
-	/* Whole replies only. SMTP_REPLY_MAX octets always hold a complete
-	 * reply or show a malformed one, so this never waits for more
-	 * while holding that much. */
 	while (d->state != C_DONE && d->bev == bev) {
-		size_t have = evbuffer_get_length(in), used;
 		struct smtp_reply r;
 		const char *err;
-		int n;
+		int n = next_reply(in, &r, &err);
 
-		if (have == 0)
-			return;
-		if (have > SMTP_REPLY_MAX)
-			have = SMTP_REPLY_MAX;
-		n = smtp_reply_parse((const char *)evbuffer_pullup(in,
-		    (ev_ssize_t)have), have, &r, &used, &err);
 		if (n == 0)
 			return;
 		if (n < 0) {
@@ -375,7 +386,6 @@ client_read(struct bufferevent *bev, void *arg)
 			free(why);
 			return;
 		}
-		evbuffer_drain(in, used);
 		if (d->state == C_EHLO) {
 			if (smtp_reply_ehlo_has(&r, "PIPELINING"))
 				d->pipelining = true;
@@ -549,24 +559,16 @@ cache_read(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 
 	for (;;) {
-		size_t have = evbuffer_get_length(in), used;
 		struct smtp_reply r;
 		const char *err;
-		int n;
+		int n = next_reply(in, &r, &err);
 
-		if (have == 0)
-			return;
-		if (have > SMTP_REPLY_MAX)
-			have = SMTP_REPLY_MAX;
-		n = smtp_reply_parse((const char *)evbuffer_pullup(in,
-		    (ev_ssize_t)have), have, &r, &used, &err);
 		if (n == 0)
 			return;
 		if (n < 0) {
 			cache_drop(c);
 			return;
 		}
-		evbuffer_drain(in, used);
 		if (c->ready || c->closing || r.code != 250) {
 			smtp_reply_clear(&r);
 			cache_drop(c);
