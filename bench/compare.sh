@@ -292,7 +292,8 @@ stage="starting petrel serve"
 "$PETREL" -c "$pconf" -o "smtp_listen=127.0.0.1:$P_SMTP" -o "imap_listen=127.0.0.1:$P_IMAP" \
 	-o "pop3_listen=127.0.0.1:$P_POP3" -o submission_listen= \
 	-o "submissions_listen=127.0.0.1:$P_SMTPS" -o "imaps_listen=127.0.0.1:$P_IMAPS" \
-	-o pop3s_listen= -o http_listen= \
+	-o pop3s_listen= -o http_listen= -o https_listen= -o lmtp_listen= \
+	-o managesieve_listen= \
 	-o imap_max_connections=100000 -o imap_max_connections_per_ip=100000 \
 	-o imaps_max_connections_per_ip=100000 -o submissions_max_connections_per_ip=100000 \
 	-o pop3_max_connections_per_ip=100000 -o smtp_max_connections_per_ip=100000 \

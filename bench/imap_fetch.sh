@@ -159,6 +159,7 @@ done
 port=$(PYTHONPATH="$here/../tests" "$PY" -c 'from harness.ports import free_port; print(free_port())')
 "$PETREL" -c "$conf" -o "imap_listen=127.0.0.1:$port" -o imaps_listen= -o smtp_listen= \
 	-o submission_listen= -o submissions_listen= -o pop3_listen= -o pop3s_listen= -o http_listen= \
+	-o https_listen= -o lmtp_listen= -o managesieve_listen= \
 	-o allow_plaintext_auth=yes -o log_level=warning serve 2>"$dir/serve.log" &
 pid=$!
 

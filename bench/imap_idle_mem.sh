@@ -110,6 +110,7 @@ EOF
 port=$(PYTHONPATH="$here/../tests" "$PY" -c 'from harness.ports import free_port; print(free_port())')
 set -- -o "imap_listen=127.0.0.1:$port" -o imaps_listen= -o smtp_listen= \
 	-o submission_listen= -o submissions_listen= -o pop3_listen= -o pop3s_listen= -o http_listen= \
+	-o https_listen= -o lmtp_listen= -o managesieve_listen= \
 	-o allow_plaintext_auth=yes -o log_level=warning \
 	-o imap_max_connections=1000000 -o imap_max_connections_per_ip=1000000
 [ -n "${WORKERS:-}" ] && set -- "$@" -o "workers=$WORKERS"

@@ -1,10 +1,12 @@
 #!/bin/sh
 # bench/outbound_compare.sh: the outbound queue against Postfix's, same run
 # (issue "performance": outbound). Each server takes MESSAGES messages of
-# SIZE bytes by SMTP (smtp-source) for remote domains and relays them from
-# its queue to smtp-sink processes on loopback; the clock runs from the
-# first message in until the server's queue is empty (every message
-# relayed and acknowledged). Two layouts: all mail for one domain, and
+# SIZE bytes by SMTP (smtp-source) for remote domains whose next hops do
+# not answer yet, so every message is queued and deferred once; then the
+# smtp-sink processes start on loopback, the queue is flushed (`petrel
+# queue flush`, `postqueue -f`) and the clock runs until the queue is
+# empty (every message relayed and acknowledged): the queue's drain alone,
+# not the inbound side. Two layouts: all mail for one domain, and
 # mail spread over DOMAINS domains, domain k relayed to its own sink on
 # 127.0.0.(k+2) (a transport per domain on both servers: every domain is a
 # destination of its own for the queue's concurrency limits). Rounds
@@ -26,8 +28,8 @@
 #      domains otherwise), ROUNDS (2), TIMEOUT (seconds per run, 900),
 #      BENCH_DIR (/var/tmp).
 # Output: "RESULT server=petrel|postfix domains=D round=R seconds=S
-# msgs_per_s=M" lines, then "RESULT median domains=D petrel=P postfix=F
-# ratio=P/F" per layout.
+# msgs_per_s=M" lines (S: flush to empty queue), then "RESULT median
+# domains=D petrel=P postfix=F ratio=P/F" per layout.
 set -eu
 # shellcheck disable=SC2034 # read by bench/lib.sh
 bench_name=outbound_compare
@@ -53,15 +55,39 @@ sink_port=$(free_port)
 pport=$(free_port)
 fport=$(free_port)
 
-# the sinks: 127.0.0.1 for the one-domain layout, 127.0.0.2.. for the others
+# the sinks: 127.0.0.1 for the one-domain layout, 127.0.0.2.. for the
+# others; started for a drain, stopped before the next run fills a queue
 u=; [ "$(id -u)" -eq 0 ] && u="-u nobody"
-k=1
-while [ $k -le $((DOMAINS + 1)) ]; do
-	# shellcheck disable=SC2086
-	"$SMTP_SINK" $u "127.0.0.$k:$sink_port" 1000 >/dev/null 2>>"$BDIR/sink.log" &
-	SINK_PIDS="$SINK_PIDS $!"
-	k=$((k + 1))
-done
+sinks_start() {
+	k=1
+	while [ $k -le $((DOMAINS + 1)) ]; do
+		# shellcheck disable=SC2086
+		"$SMTP_SINK" $u "127.0.0.$k:$sink_port" 1000 >/dev/null 2>>"$BDIR/sink.log" &
+		SINK_PIDS="$SINK_PIDS $!"
+		k=$((k + 1))
+	done
+	"$PY" - "$sink_port" "$DOMAINS" <<'PYEOF' || die "the sinks did not start"
+import socket, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+deadline = time.monotonic() + 30
+for k in range(1, n + 2):
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.%d" % k, port), timeout=2) as s:
+                if s.recv(100).startswith(b"220"):
+                    break
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            sys.exit(1)
+        time.sleep(0.05)
+PYEOF
+}
+sinks_stop() {
+	for p in $SINK_PIDS; do kill "$p" 2>/dev/null || true; done
+	for p in $SINK_PIDS; do wait "$p" 2>/dev/null || true; done
+	SINK_PIDS=
+}
 
 # petrel: a domain per destination, with its transport
 queue=$(sed -n 's/^queue_dir *= *//p' "$CONF")
@@ -115,9 +141,16 @@ postfix -c "$PF/etc" start >"$PF/start.log" 2>&1 || { cat "$PF/start.log" >&2; d
 
 wait_greeting "$pport" 220
 wait_greeting "$fport" 220
-wait_greeting "$sink_port" 220
 bench_machine
 echo "load: $MESSAGES x $SIZE bytes; one domain ($SESSIONS smtp-source sessions) and $DOMAINS domains (one smtp-source per domain); petrel 127.0.0.1:$pport, Postfix 127.0.0.1:$fport, smtp-sink on 127.0.0.1-$((DOMAINS + 1)):$sink_port"
+
+deferred() { # SERVER: its status=deferred log lines so far
+	if [ "$1" = petrel ]; then
+		grep -c 'status=deferred' "$BDIR/serve.log" || true
+	else
+		grep -c 'status=deferred' "$PF/maillog" 2>/dev/null || true
+	fi
+}
 
 queued() { # SERVER: message files still in its queue
 	if [ "$1" = petrel ]; then
@@ -131,7 +164,9 @@ queued() { # SERVER: message files still in its queue
 one_run() { # SERVER LAYOUT(1|D) ROUND
 	port=$pport
 	[ "$1" = postfix ] && port=$fport
-	t0=$(now)
+	n=$MESSAGES
+	[ "$2" = 1 ] || n=$(((MESSAGES / DOMAINS) * DOMAINS))
+	d0=$(deferred "$1")
 	if [ "$2" = 1 ]; then
 		timeout "$TIMEOUT" "$SMTP_SOURCE" -s "$SESSIONS" -m "$MESSAGES" -l "$SIZE" \
 			-f sender@bench.test -t rcpt@one.test "127.0.0.1:$port" ||
@@ -148,14 +183,26 @@ one_run() { # SERVER LAYOUT(1|D) ROUND
 		done
 		for p in $pids; do wait "$p" || die "an smtp-source to $1 failed"; done
 	fi
+	# every message tried once and deferred (its next hop not answering)
+	end=$(($(date +%s) + TIMEOUT))
+	while [ $(($(deferred "$1") - d0)) -lt "$n" ]; do
+		[ "$(date +%s)" -lt "$end" ] || die "$1: only $(($(deferred "$1") - d0)) of $n deferred after $TIMEOUT s"
+		sleep 0.2
+	done
+	sinks_start
+	t0=$(now)
+	if [ "$1" = petrel ]; then
+		"$PETREL" -c "$CONF" queue flush >/dev/null || die "petrel queue flush failed"
+	else
+		postqueue -c "$PF/etc" -f || die "postqueue -f failed"
+	fi
 	end=$(($(date +%s) + TIMEOUT))
 	while [ "$(queued "$1")" -gt 0 ]; do
 		[ "$(date +%s)" -lt "$end" ] || die "$1: $(queued "$1") messages still queued after $TIMEOUT s"
 		sleep 0.05
 	done
 	t1=$(now)
-	n=$MESSAGES
-	[ "$2" = 1 ] || n=$(((MESSAGES / DOMAINS) * DOMAINS))
+	sinks_stop
 	echo "RESULT server=$1 domains=$2 round=$3 seconds=$("$PY" -c "print('%.2f' % ($t1 - $t0))") msgs_per_s=$("$PY" -c "print('%.0f' % ($n / ($t1 - $t0)))")"
 }
 
@@ -166,7 +213,8 @@ while [ $r -le "$ROUNDS" ]; do
 		order="petrel postfix"
 		[ $((r % 2)) -eq 0 ] && order="postfix petrel"
 		for s in $order; do
-			one_run "$s" "$layout" "$r" | tee -a "$BDIR/results"
+			one_run "$s" "$layout" "$r" >>"$BDIR/results"
+			tail -1 "$BDIR/results"
 		done
 	done
 	r=$((r + 1))

@@ -66,6 +66,7 @@ EOF
 
 "$PETREL" -c "$conf" -o pop3_listen=127.0.0.1:$port -o smtp_listen= -o pop3s_listen= \
 	-o submission_listen= -o submissions_listen= -o imap_listen= -o imaps_listen= -o http_listen= \
+	-o https_listen= -o lmtp_listen= -o managesieve_listen= \
 	-o log_level=warning serve 2>"$dir/serve.log" &
 pid=$!
 

@@ -82,7 +82,8 @@ done
 port=$(PYTHONPATH="$here/tests" python3 -c 'from harness.ports import free_port; print(free_port())')
 "$PETREL" -c "$conf" -o "smtp_listen=127.0.0.1:$port" -o submission_listen= \
 	-o submissions_listen= -o imap_listen= -o imaps_listen= -o pop3_listen= \
-	-o pop3s_listen= -o http_listen= -o managesieve_listen= serve 2>"$dir/serve.log" &
+	-o pop3s_listen= -o http_listen= -o https_listen= -o lmtp_listen= \
+	-o managesieve_listen= serve 2>"$dir/serve.log" &
 pid=$!
 python3 - "$port" <<'PY' || { cat "$dir/serve.log" >&2; die "serve did not start"; }
 import socket, sys, time

@@ -118,6 +118,9 @@ struct seen {
 	size_t ndests;
 	long long due;		/* the earliest next attempt; LLONG_MAX: none */
 	long long arrival;
+	bool flush;		/* queued when a flush was asked for and not
+				   attempted since: due now, whatever its
+				   back-off or hold says */
 };
 
 /*

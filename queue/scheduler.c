@@ -387,7 +387,7 @@ seen_clear(struct seen *e)
 static bool
 seen_skip(struct mgr *m, const struct seen *e, time_t now)
 {
-	if (!e->known || m->flush || now - e->arrival > (time_t)m->lifetime)
+	if (!e->known || e->flush || now - e->arrival > (time_t)m->lifetime)
 		return false;
 	if (e->due > (long long)now)
 		return true;
@@ -436,12 +436,13 @@ scan_message(struct mgr *m, const char *id, time_t now, struct seen *seen)
 	const char *err;
 	size_t *idx = NULL, nidx = 0;
 	char *dest = NULL;
+	bool other = false;	/* recipients due for another destination */
 	int r;
 
 	{
 		struct hold *h = hold_find(m, id, NULL);
 
-		if (h != NULL && h->until > now && !m->flush)
+		if (h != NULL && h->until > now && !seen->flush)
 			return;
 	}
 	r = queue_msg_read(m->queue_dir, id, &q, &err);
@@ -457,7 +458,7 @@ scan_message(struct mgr *m, const char *id, time_t now, struct seen *seen)
 
 		if (e->status != QR_PENDING)
 			continue;
-		if (e->next > (long long)now && !m->flush &&
+		if (e->next > (long long)now && !seen->flush &&
 		    now - q.arrival <= (time_t)m->lifetime)
 			continue;
 		key = e->transport[0] ? xstrdup(e->transport) :
@@ -466,11 +467,13 @@ scan_message(struct mgr *m, const char *id, time_t now, struct seen *seen)
 		if (dest == NULL) {
 			if (count_dest(m, key) >= m->max_per_dest) {
 				free(key);
+				other = true;
 				continue;
 			}
 			dest = key;
 		} else if (strcmp(dest, key) != 0) {
 			free(key);
+			other = true;
 			continue;	/* another destination: next round */
 		} else {
 			free(key);
@@ -483,8 +486,11 @@ scan_message(struct mgr *m, const char *id, time_t now, struct seen *seen)
 		free(idx);
 		return;
 	}
-	/* its state changes with the attempt: read it again after */
+	/* its state changes with the attempt: read it again after; a
+	 * flush stays with it while recipients for another destination
+	 * have not been attempted */
 	seen_clear(seen);
+	seen->flush = other && seen->flush;
 	start_delivery(m, &q, dest, idx, nidx);
 	free(dest);
 }
@@ -520,6 +526,10 @@ mgr_scan(struct mgr *m)
 	free(m->seen);
 	m->seen = cur;
 	m->nseen = n;
+	/* a flush makes every message queued now due, until its attempt
+	 * (not only those this scan has room to start) */
+	for (size_t i = 0; m->flush && i < n; i++)
+		cur[i].flush = true;
 	for (size_t i = 0; i < n && m->nactive < m->max_active; i++)
 		if (!msg_active(m, ids[i]) && !seen_skip(m, &cur[i], now))
 			scan_message(m, ids[i], now, &cur[i]);

@@ -233,6 +233,36 @@ def test_4xx_deferred_then_flush(out_instance, petrel_start, fake_mx):
     assert read_new(inst, ALICE) == []
 
 
+def test_flush_makes_every_deferred_message_due(out_instance, petrel_start, fake_mx):
+    """More deferred messages than the queue may attempt at once (12 domains
+    x 4 messages whose next hop refused the connection, queue_concurrency=20,
+    queue_destination_concurrency=5): once the MX is up, one `petrel queue
+    flush` brings every one of them, not only those the first scan after it
+    had room to start (the back-off is an hour); each is delivered once."""
+    inst = out_instance
+    port = free_port()
+    doms = ["f%d.test" % k for k in range(12)]
+    for d in doms:
+        add_relay_domain(inst, d, port)
+    srv = petrel_start(inst, ["queue_retry_min=3600", "queue_concurrency=20",
+                              "queue_destination_concurrency=5"])
+    rcpts = ["m%d@%s" % (i, d) for i in range(4) for d in doms]
+    for rc in rcpts:
+        r = srv.submit(ALICE, ALICE, [rc], wire(make_message("flush " + rc, to=rc)))
+        assert r.code == 250, r
+    assert len(srv.wait_log(r"status=deferred \(connect to", count=len(rcpts))) >= len(rcpts), \
+        srv.log()
+    time.sleep(SETTLE)      # the queue manager has read every deferred one again
+    mx = fake_mx(port=port)
+    inst.run("queue", "flush")
+    got = mx.wait_messages(len(rcpts))
+    assert sorted(r for t in got for r in t.rcpts) == sorted(rcpts), (
+        "after one flush: %r\nlog:\n%s" % ([t.rcpts for t in got], srv.log()))
+    assert wait_queue_empty(inst), inst.run("queue", "list").stdout
+    time.sleep(SETTLE)
+    assert len(mx.messages()) == len(rcpts), [t.rcpts for t in mx.messages()]
+
+
 def test_backoff_doubles_and_is_capped(out_instance, petrel_start, fake_mx):
     """queue_retry_min doubled per attempt, capped by queue_retry_max (each
     attempt forced by a flush)."""
