@@ -24,9 +24,10 @@
  * backend's misconfiguration. A connection lost among those replies
  * defers only the recipients still waiting for theirs.
  *
- * LMTP connections are kept (see "kept connections" below): after a
- * delivery whose replies all came, RSET instead of QUIT, and the next
- * delivery to the same backend within CACHE_IDLE seconds starts at MAIL.
+ * Connections are kept (see "kept connections" below): after a delivery
+ * whose replies all came (for SMTP: a 2xx after the data), RSET instead of
+ * QUIT, and the next delivery to the same next hop within CACHE_IDLE
+ * seconds starts at MAIL.
  *
  * Trust: replies are parsed strictly and bounded (lib/smtp/reply.c:
  * SMTP_LINE_MAX per line, SMTP_REPLY_LINES_MAX lines; a malformed one is a
@@ -346,8 +347,10 @@ handle_reply(struct delivery *d, int code, const char *text)
 			delivery_finish(d, 0, "");
 			return;
 		}
-		send_line(d, "QUIT");
-		d->state = C_QUIT;
+		if (code < 200 || code >= 300 || !conn_park(d)) {
+			send_line(d, "QUIT");
+			d->state = C_QUIT;
+		}
 		/* The outcome for every accepted recipient. */
 		for (size_t k = 0; k < d->nidx; k++)
 			if (d->codes[k] >= 200 && d->codes[k] < 300) {
@@ -471,15 +474,16 @@ connect_fresh(struct delivery *d)
 
 /* ---- kept connections ----
  *
- * An LMTP session costs the backend a connection, a TLS handshake and
- * LHLO before the first MAIL. After a delivery whose replies all came,
- * the connection is kept instead: RSET goes out and it waits, at most
- * CACHE_IDLE seconds, for the next delivery to the same backend (the
- * same address, port and host name), as Postfix's lmtp client does with
- * its connection cache. It is taken only once the RSET has its 250;
- * anything else it says meanwhile (the 421 of a backend that stops), its
- * end or an error drops it. One serves at most CACHE_USES transactions;
- * the manager keeps at most CACHE_MAX. SMTP connections are not kept.
+ * A session costs the next hop a connection, often a TLS handshake, and
+ * EHLO or LHLO before the first MAIL. After a delivery whose replies all
+ * came (SMTP: a 2xx after the data), the connection is kept instead:
+ * RSET goes out and it waits, at most CACHE_IDLE seconds, for the next
+ * delivery to the same next hop (the same address and port, the same
+ * host name or recipient domain, SMTP or LMTP), as Postfix's smtp and
+ * lmtp clients do with their connection cache on demand. It is taken
+ * only once the RSET has its 250; anything else it says meanwhile (the
+ * 421 of a server that stops), its end or an error drops it. One serves
+ * at most CACHE_USES transactions; the manager keeps at most CACHE_MAX.
  */
 
 #define CACHE_MAX 32
@@ -494,8 +498,9 @@ struct conn_cache {
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	char *host;		/* the delivery's next hop (SNI name) */
+	unsigned port;
 	char *relay;		/* for the log */
-	bool tls, esmtp, pipelining;
+	bool lmtp, tls, esmtp, pipelining;
 	bool ready;		/* the RSET got its 250 */
 	bool closing;		/* QUIT sent (idle too long) */
 	unsigned uses;		/* transactions it carried */
@@ -613,7 +618,7 @@ conn_park(struct delivery *d)
 	struct conn_cache *c;
 	struct timeval tv = { CACHE_IDLE, 0 };
 
-	if (!d->lmtp || m->stopping || d->bev == NULL ||
+	if (m->stopping || d->bev == NULL ||
 	    m->ncache >= CACHE_MAX || d->conn_uses + 1 >= CACHE_USES)
 		return false;
 	c = xcalloc(1, sizeof(*c));
@@ -628,6 +633,8 @@ conn_park(struct delivery *d)
 	c->addr = d->addrs[d->cur];
 	c->addrlen = d->addrlen[d->cur];
 	c->host = xstrdup(d->host);
+	c->port = d->port;
+	c->lmtp = d->lmtp;
 	c->relay = xstrdup(d->relay != NULL ? d->relay : d->names[d->cur]);
 	c->tls = d->tls;
 	c->esmtp = d->esmtp;
@@ -648,12 +655,11 @@ conn_take(struct delivery *d)
 {
 	struct timeval tv = { (time_t)d->m->timeout, 0 };
 
-	if (!d->lmtp)
-		return false;
 	for (struct conn_cache *c = d->m->cache; c != NULL; c = c->next) {
 		size_t i;
 
-		if (!c->ready || c->closing || strcmp(c->host, d->host) != 0)
+		if (!c->ready || c->closing || c->lmtp != d->lmtp ||
+		    c->port != d->port || strcmp(c->host, d->host) != 0)
 			continue;
 		for (i = 0; i < d->naddrs; i++)
 			if (same_addr(&d->addrs[i], d->addrlen[i], &c->addr,

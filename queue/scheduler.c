@@ -387,9 +387,11 @@ seen_clear(struct seen *e)
 static bool
 seen_skip(struct mgr *m, const struct seen *e, time_t now)
 {
-	if (!e->known || e->flush || now - e->arrival > (time_t)m->lifetime)
+	if (!e->known || now - e->arrival > (time_t)m->lifetime)
 		return false;
-	if (e->due > (long long)now)
+	/* flushed: due now, but its destinations' limits still hold (a
+	 * flush of 10,000 messages must not read them all per attempt) */
+	if (e->due > (long long)now && !e->flush)
 		return true;
 	for (size_t i = 0; i < e->ndests; i++)
 		if (count_dest(m, e->dests[i]) < m->max_per_dest)
