@@ -23,7 +23,7 @@
 
 enum cstate {
 	C_CONNECT, C_GREETING, C_EHLO /* or LHLO */, C_HELO, C_STARTTLS,
-	C_MAIL, C_RCPT,
+	C_RSET /* a kept connection's RSET, answer pending */, C_MAIL, C_RCPT,
 	C_DATA, C_BODY, C_QUIT, C_DONE
 };
 

@@ -255,6 +255,18 @@ handle_reply(struct delivery *d, int code, const char *text)
 		/* Opportunistic: go on in plaintext. */
 		send_envelope(d);
 		return;
+	case C_RSET:
+		if (code == 250) {
+			send_envelope(d);
+			return;
+		}
+		/* the kept connection will not do: a new one */
+		bufferevent_free(d->bev);
+		d->bev = NULL;
+		d->conn_uses = 0;
+		d->cur = 0;
+		connect_fresh(d);
+		return;
 	case C_MAIL:
 		if (code != 250) {
 			if (d->pipelining)
@@ -436,7 +448,7 @@ client_event(struct bufferevent *bev, short what, void *arg)
 		delivery_finish(d, 0, "");
 		return;
 	}
-	if (d->state == C_MAIL && d->conn_uses > 0) {
+	if ((d->state == C_RSET || d->state == C_MAIL) && d->conn_uses > 0) {
 		/* a kept connection the backend closed as it was taken:
 		 * nothing was accepted on it, so a new one, at once */
 		bufferevent_free(d->bev);
@@ -481,8 +493,10 @@ connect_fresh(struct delivery *d)
  * delivery to the same next hop (the same address and port, the same
  * host name or recipient domain, SMTP or LMTP), as Postfix's smtp and
  * lmtp clients do with their connection cache on demand. It is taken
- * only once the RSET has its 250; anything else it says meanwhile (the
- * 421 of a server that stops), its end or an error drops it. One serves
+ * before or after the RSET's 250 (a delivery that takes it earlier reads
+ * that answer first, and goes to a new connection unless it is 250);
+ * anything else it says meanwhile (the 421 of a server that stops), its
+ * end or an error drops it. One serves
  * at most CACHE_USES transactions; the manager keeps at most CACHE_MAX.
  */
 
@@ -656,9 +670,10 @@ conn_take(struct delivery *d)
 	struct timeval tv = { (time_t)d->m->timeout, 0 };
 
 	for (struct conn_cache *c = d->m->cache; c != NULL; c = c->next) {
+		bool c_ready;
 		size_t i;
 
-		if (!c->ready || c->closing || c->lmtp != d->lmtp ||
+		if (c->closing || c->lmtp != d->lmtp ||
 		    c->port != d->port || strcmp(c->host, d->host) != 0)
 			continue;
 		for (i = 0; i < d->naddrs; i++)
@@ -667,6 +682,7 @@ conn_take(struct delivery *d)
 				break;
 		if (i == d->naddrs)
 			continue;
+		c_ready = c->ready;
 		cache_unlink(c);
 		d->bev = c->bev;
 		c->bev = NULL;
@@ -684,7 +700,11 @@ conn_take(struct delivery *d)
 		bufferevent_setcb(d->bev, client_read, NULL, client_event, d);
 		bufferevent_set_timeouts(d->bev, &tv, &tv);
 		bufferevent_enable(d->bev, EV_READ | EV_WRITE);
-		send_envelope(d);
+		if (c_ready) {
+			send_envelope(d);
+		} else {
+			d->state = C_RSET;	/* its answer comes first */
+		}
 		return true;
 	}
 	return false;
