@@ -30,13 +30,29 @@ enum cstate {
 struct mgr;
 struct node_counters;
 
+/*
+ * A destination (a transport, or a domain for MX delivery): the key of
+ * the per-destination concurrency limit. One record per name, shared by
+ * the attempts in flight and by the queued messages that wait for it, so
+ * "may a message start now" is a pointer and a count, not a walk of the
+ * attempts in flight (scheduler.c).
+ */
+struct dest {
+	struct dest *next;	/* hash chain */
+	unsigned active;	/* attempts in flight to it */
+	unsigned mark;		/* last sweep that found it in use */
+	char name[];
+};
+
+#define DEST_BUCKETS 1024
+
 struct delivery {
 	struct mgr *m;
 	struct delivery *next;
 	struct queue_msg msg;
 	size_t *idx;		/* recipients (indexes into msg.rcpts) */
 	size_t nidx;
-	char *dest;		/* concurrency key */
+	struct dest *dest;	/* concurrency key */
 	char *host;		/* what to resolve */
 	unsigned port;
 	bool use_mx;
@@ -68,6 +84,8 @@ struct delivery {
 	bool job_pending;
 	time_t hold_until;	/* the state could not be written: not
 				   before this (set by the finish job) */
+	bool removed;		/* every recipient done, the files removed
+				   (set by the finish job) */
 };
 
 /* An LMTP connection kept open after a delivery (RSET sent), for the next
@@ -93,11 +111,18 @@ struct mgr {
 	unsigned max_active, max_per_dest, timeout;
 	struct ub_ctx *ub;
 	struct hold *holds;
-	/* What the last reading of each queued message showed, sorted by
-	 * id (scheduler.c): a scan reads a message again only when it may
-	 * start now. */
+	/* The queue in memory: every queued message by id (sorted), with
+	 * what its last reading showed (scheduler.c). The directory is
+	 * listed at start, on the timer, on a flush and when inotify lost
+	 * events; new messages come in by their inotify events and
+	 * finished ones leave by their attempt, so a scan costs a walk of
+	 * this array, not a listing of the queue. */
 	struct seen *seen;
-	size_t nseen;
+	size_t nseen, seen_cap, ngone;
+	bool relist;		/* list the directory before the next scan */
+	struct event *ev_kick;	/* a scan at the next turn of the loop */
+	struct dest *dests[DEST_BUCKETS];
+	unsigned dest_gen;
 	struct conn_cache *cache;	/* idle LMTP connections */
 	unsigned ncache;
 };
@@ -114,7 +139,10 @@ struct mgr {
 struct seen {
 	char id[17];
 	bool known;
-	char **dests;
+	bool active;		/* an attempt is in flight */
+	bool gone;		/* removed from the queue (a hole until the
+				   array is compacted) */
+	struct dest **dests;
 	size_t ndests;
 	long long due;		/* the earliest next attempt; LLONG_MAX: none */
 	long long arrival;

@@ -44,6 +44,7 @@
 #include "queue/manager.h"
 
 static void mgr_scan(struct mgr *m);
+static void mgr_scan_soon(struct mgr *m);
 
 /* The job pool's waiting jobs, for /metrics. */
 static void
@@ -57,24 +58,65 @@ static unsigned backoff(struct mgr *m, unsigned attempts);
 
 /* ---- helpers ---- */
 
-static unsigned
-count_dest(struct mgr *m, const char *dest)
+/* The record of destination name (lower case), made on first use. */
+static struct dest *
+dest_get(struct mgr *m, const char *name)
 {
-	unsigned n = 0;
+	size_t h = 5381, len = strlen(name);
+	struct dest *d;
 
-	for (struct delivery *d = m->active; d != NULL; d = d->next)
-		if (strcmp(d->dest, dest) == 0)
-			n++;
-	return n;
+	for (size_t i = 0; i < len; i++)
+		h = h * 33 + (unsigned char)name[i];
+	h %= DEST_BUCKETS;
+	for (d = m->dests[h]; d != NULL; d = d->next)
+		if (strcmp(d->name, name) == 0)
+			return d;
+	d = xcalloc(1, sizeof(*d) + len + 1);
+	memcpy(d->name, name, len + 1);
+	d->next = m->dests[h];
+	m->dests[h] = d;
+	return d;
 }
 
-static bool
-msg_active(struct mgr *m, const char *id)
+/* Free the records neither an attempt nor a queued message uses (after
+ * a listing, which marked the queued messages' ones with dest_gen). */
+static void
+dest_sweep(struct mgr *m, bool all)
 {
-	for (struct delivery *d = m->active; d != NULL; d = d->next)
-		if (strcmp(d->msg.id, id) == 0)
-			return true;
-	return false;
+	for (size_t h = 0; h < DEST_BUCKETS; h++) {
+		struct dest **pp = &m->dests[h];
+
+		while (*pp != NULL) {
+			struct dest *d = *pp;
+
+			if (all || (d->active == 0 && d->mark != m->dest_gen)) {
+				*pp = d->next;
+				free(d);
+			} else {
+				pp = &d->next;
+			}
+		}
+	}
+}
+
+/* The message's entry in m->seen (gone ones included), or NULL. */
+static struct seen *
+seen_find(struct mgr *m, const char *id)
+{
+	size_t lo = 0, hi = m->nseen;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(m->seen[mid].id, id);
+
+		if (c == 0)
+			return &m->seen[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
 }
 
 static const char *
@@ -140,6 +182,19 @@ delivery_free(struct delivery *d)
 			break;
 		}
 	m->nactive--;
+	if (d->dest != NULL)
+		d->dest->active--;
+	{
+		struct seen *e = seen_find(m, d->msg.id);
+
+		if (e != NULL) {
+			e->active = false;
+			if (d->removed && !e->gone) {
+				e->gone = true;
+				m->ngone++;
+			}
+		}
+	}
 	if (d->bev != NULL)
 		bufferevent_free(d->bev);
 	for (size_t i = 0; i < d->nidx; i++)
@@ -147,7 +202,6 @@ delivery_free(struct delivery *d)
 	free(d->texts);
 	free(d->codes);
 	free(d->idx);
-	free(d->dest);
 	free(d->host);
 	free(d->relay);
 	free(d->resolve_error);
@@ -272,10 +326,12 @@ finish_run(struct delivery *d, struct authc *ac)
 		}
 		return;
 	}
-	if (queue_remove(m->queue_dir, q->id) < 0)
+	if (queue_remove(m->queue_dir, q->id) < 0) {
 		log_error_errno("%s: cannot remove from the queue", q->id);
-	else
+	} else {
 		log_info("%s: removed", q->id);
+		d->removed = true;
+	}
 }
 
 static void
@@ -307,8 +363,7 @@ delivery_job_done(struct job *job)
 	if (d->job_kind == JOB_FINISH) {
 		hold_update(m, d->msg.id, d->hold_until);
 		delivery_free(d);
-		if (!m->stopping)
-			mgr_scan(m);
+		mgr_scan_soon(m);
 		return;
 	}
 	if (d->resolve_error != NULL) {
@@ -335,10 +390,10 @@ delivery_submit(struct delivery *d, int kind)
 /* ---- scheduling ---- */
 
 static void
-start_delivery(struct mgr *m, struct queue_msg *q, const char *dest,
+start_delivery(struct mgr *m, struct queue_msg *q, struct dest *dest,
     size_t *idx, size_t nidx)
 {
-	struct delivery *d = xmalloc(sizeof(*d));
+	struct delivery *d = xcalloc(1, sizeof(*d));
 	const struct queue_entry *first = &q->rcpts[idx[0]];
 	const char *relayhost = config_get(m->cfg, "relayhost");
 	const char *nexthop = first->transport[0] ? first->transport :
@@ -349,7 +404,8 @@ start_delivery(struct mgr *m, struct queue_msg *q, const char *dest,
 	memset(q, 0, sizeof(*q));
 	d->idx = idx;
 	d->nidx = nidx;
-	d->dest = xstrdup(dest);
+	d->dest = dest;
+	dest->active++;
 	d->codes = xcalloc(nidx, sizeof(int));
 	d->texts = xcalloc(nidx, sizeof(char *));
 	d->started = time(NULL);
@@ -375,8 +431,6 @@ start_delivery(struct mgr *m, struct queue_msg *q, const char *dest,
 static void
 seen_clear(struct seen *e)
 {
-	for (size_t i = 0; i < e->ndests; i++)
-		free(e->dests[i]);
 	free(e->dests);
 	e->dests = NULL;
 	e->ndests = 0;
@@ -394,13 +448,27 @@ seen_skip(struct mgr *m, const struct seen *e, time_t now)
 	if (e->due > (long long)now && !e->flush)
 		return true;
 	for (size_t i = 0; i < e->ndests; i++)
-		if (count_dest(m, e->dests[i]) < m->max_per_dest)
+		if (e->dests[i]->active < m->max_per_dest)
 			return false;
 	return true;
 }
 
+/* The destination of a recipient: its transport, or its domain. */
+static struct dest *
+rcpt_dest(struct mgr *m, const struct queue_entry *r)
+{
+	char *key = r->transport[0] ? xstrdup(r->transport) :
+	    xstrdup(rcpt_domain(r->address));
+	struct dest *d;
+
+	str_lower(key);
+	d = dest_get(m, key);
+	free(key);
+	return d;
+}
+
 static void
-seen_learn(struct seen *e, const struct queue_msg *q)
+seen_learn(struct mgr *m, struct seen *e, const struct queue_msg *q)
 {
 	seen_clear(e);
 	e->known = true;
@@ -408,77 +476,75 @@ seen_learn(struct seen *e, const struct queue_msg *q)
 	e->arrival = q->arrival;
 	for (size_t i = 0; i < q->nrcpts; i++) {
 		const struct queue_entry *r = &q->rcpts[i];
-		char *key;
+		struct dest *key;
 		size_t j;
 
 		if (r->status != QR_PENDING)
 			continue;
 		if (r->next < e->due)
 			e->due = r->next;
-		key = r->transport[0] ? xstrdup(r->transport) :
-		    xstrdup(rcpt_domain(r->address));
-		str_lower(key);
+		key = rcpt_dest(m, r);
 		for (j = 0; j < e->ndests; j++)
-			if (strcmp(e->dests[j], key) == 0)
+			if (e->dests[j] == key)
 				break;
-		if (j < e->ndests) {
-			free(key);
+		if (j < e->ndests)
 			continue;
-		}
 		e->dests = xrealloc(e->dests, (e->ndests + 1) *
 		    sizeof(*e->dests));
 		e->dests[e->ndests++] = key;
 	}
 }
 
+/* Read the message of entry e and start an attempt for its first
+ * destination with room, if one of its recipients is due. */
 static void
-scan_message(struct mgr *m, const char *id, time_t now, struct seen *seen)
+scan_message(struct mgr *m, struct seen *seen, time_t now)
 {
 	struct queue_msg q;
 	const char *err;
 	size_t *idx = NULL, nidx = 0;
-	char *dest = NULL;
+	struct dest *dest = NULL;
 	bool other = false;	/* recipients due for another destination */
 	int r;
 
 	{
-		struct hold *h = hold_find(m, id, NULL);
+		struct hold *h = hold_find(m, seen->id, NULL);
 
 		if (h != NULL && h->until > now && !seen->flush)
 			return;
 	}
-	r = queue_msg_read(m->queue_dir, id, &q, &err);
+	r = queue_msg_read(m->queue_dir, seen->id, &q, &err);
 	if (r <= 0) {
-		if (r < 0)
+		if (r < 0) {
 			log_error("%s", err);
+		} else if (!seen->gone) {
+			/* removed by someone else (petrel queue delete) */
+			seen_clear(seen);
+			seen->gone = true;
+			m->ngone++;
+		}
 		return;
 	}
-	seen_learn(seen, &q);
+	seen_learn(m, seen, &q);
 	for (size_t i = 0; i < q.nrcpts; i++) {
 		struct queue_entry *e = &q.rcpts[i];
-		char *key;
+		struct dest *key;
 
 		if (e->status != QR_PENDING)
 			continue;
 		if (e->next > (long long)now && !seen->flush &&
 		    now - q.arrival <= (time_t)m->lifetime)
 			continue;
-		key = e->transport[0] ? xstrdup(e->transport) :
-		    xstrdup(rcpt_domain(e->address));
-		str_lower(key);
+		key = rcpt_dest(m, e);
 		if (dest == NULL) {
-			if (count_dest(m, key) >= m->max_per_dest) {
-				free(key);
+			if (key->active >= m->max_per_dest) {
 				other = true;
 				continue;
 			}
 			dest = key;
-		} else if (strcmp(dest, key) != 0) {
-			free(key);
+		} else if (dest != key) {
 			other = true;
 			continue;	/* another destination: next round */
-		} else {
-			free(key);
 		}
 		idx = xrealloc(idx, (nidx + 1) * sizeof(*idx));
 		idx[nidx++] = i;
@@ -493,50 +559,149 @@ scan_message(struct mgr *m, const char *id, time_t now, struct seen *seen)
 	 * have not been attempted */
 	seen_clear(seen);
 	seen->flush = other && seen->flush;
+	seen->active = true;
 	start_delivery(m, &q, dest, idx, nidx);
-	free(dest);
 }
 
+/* List the queue directory and carry what is known over to the
+ * messages still queued. */
 static void
-mgr_scan(struct mgr *m)
+mgr_relist(struct mgr *m)
 {
 	char **ids = NULL;
 	size_t n = 0, j = 0;
 	const char *err;
-	time_t now = time(NULL);
 	struct seen *cur;
 
-	if (m->stopping)
-		return;
 	if (queue_list(m->queue_dir, &ids, &n, &err) < 0) {
 		log_error("%s", err);
 		return;
 	}
-	/* carry what was known over to the messages still queued (both
-	 * lists sorted by id) */
+	m->relist = false;
+	/* both lists sorted by id */
 	cur = xcalloc(n > 0 ? n : 1, sizeof(*cur));
 	for (size_t i = 0; i < n; i++) {
 		while (j < m->nseen && strcmp(m->seen[j].id, ids[i]) < 0)
 			seen_clear(&m->seen[j++]);
-		if (j < m->nseen && strcmp(m->seen[j].id, ids[i]) == 0)
+		if (j < m->nseen && strcmp(m->seen[j].id, ids[i]) == 0 &&
+		    !m->seen[j].gone) {
 			cur[i] = m->seen[j++];
-		else
-			snprintf(cur[i].id, sizeof(cur[i].id), "%s", ids[i]);
+			continue;
+		}
+		if (j < m->nseen && strcmp(m->seen[j].id, ids[i]) == 0)
+			seen_clear(&m->seen[j++]);
+		snprintf(cur[i].id, sizeof(cur[i].id), "%s", ids[i]);
 	}
 	while (j < m->nseen)
 		seen_clear(&m->seen[j++]);
 	free(m->seen);
 	m->seen = cur;
-	m->nseen = n;
+	m->nseen = m->seen_cap = n;
+	m->ngone = 0;
+	queue_list_free(&ids, n);
+	/* forget the destinations nothing waits for */
+	m->dest_gen++;
+	for (size_t i = 0; i < n; i++)
+		for (size_t k = 0; k < cur[i].ndests; k++)
+			cur[i].dests[k]->mark = m->dest_gen;
+	dest_sweep(m, false);
+}
+
+/* Drop the entries of messages that left the queue. */
+static void
+seen_compact(struct mgr *m)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < m->nseen; i++) {
+		if (m->seen[i].gone) {
+			seen_clear(&m->seen[i]);
+			continue;
+		}
+		m->seen[k++] = m->seen[i];
+	}
+	m->nseen = k;
+	m->ngone = 0;
+}
+
+/* A message that inotify says arrived: into the sorted array (at the
+ * end, nearly always: ids sort by arrival time). */
+static void
+seen_insert(struct mgr *m, const char *id)
+{
+	size_t lo = 0, hi = m->nseen;
+	struct seen *e;
+
+	if (!queue_id_valid(id))
+		return;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(m->seen[mid].id, id);
+
+		if (c == 0) {
+			e = &m->seen[mid];
+			if (e->gone) {
+				/* the same id again (a restored file) */
+				seen_clear(e);
+				e->gone = false;
+				m->ngone--;
+			}
+			return;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (m->nseen == m->seen_cap) {
+		m->seen_cap = m->seen_cap ? m->seen_cap * 2 : 64;
+		m->seen = xrealloc(m->seen, m->seen_cap * sizeof(*m->seen));
+	}
+	memmove(&m->seen[lo + 1], &m->seen[lo],
+	    (m->nseen - lo) * sizeof(*m->seen));
+	m->nseen++;
+	e = &m->seen[lo];
+	memset(e, 0, sizeof(*e));
+	snprintf(e->id, sizeof(e->id), "%s", id);
+}
+
+static void
+mgr_scan(struct mgr *m)
+{
+	time_t now = time(NULL);
+
+	if (m->stopping)
+		return;
+	if (m->relist)
+		mgr_relist(m);
+	if (m->ngone > 64 && m->ngone > m->nseen / 2)
+		seen_compact(m);
 	/* a flush makes every message queued now due, until its attempt
 	 * (not only those this scan has room to start) */
-	for (size_t i = 0; m->flush && i < n; i++)
-		cur[i].flush = true;
-	for (size_t i = 0; i < n && m->nactive < m->max_active; i++)
-		if (!msg_active(m, ids[i]) && !seen_skip(m, &cur[i], now))
-			scan_message(m, ids[i], now, &cur[i]);
-	queue_list_free(&ids, n);
+	for (size_t i = 0; m->flush && i < m->nseen; i++)
+		m->seen[i].flush = true;
 	m->flush = false;
+	for (size_t i = 0; i < m->nseen && m->nactive < m->max_active; i++) {
+		struct seen *e = &m->seen[i];
+
+		if (!e->gone && !e->active && !seen_skip(m, e, now))
+			scan_message(m, e, now);
+	}
+}
+
+static void
+mgr_kick(evutil_socket_t fd, short what, void *arg)
+{
+	mgr_scan(arg);
+}
+
+/* A scan at the next turn of the loop: the attempts that end together
+ * share it. */
+static void
+mgr_scan_soon(struct mgr *m)
+{
+	if (!m->stopping && !event_pending(m->ev_kick, EV_TIMEOUT, NULL))
+		event_active(m->ev_kick, EV_TIMEOUT, 0);
 }
 
 /* Files in QUEUE_DIR/tmp are what a receiving process that died left
@@ -555,18 +720,34 @@ mgr_clean_tmp(struct mgr *m)
 static void
 mgr_timer(evutil_socket_t fd, short what, void *arg)
 {
-	mgr_clean_tmp(arg);
-	mgr_scan(arg);
+	struct mgr *m = arg;
+
+	mgr_clean_tmp(m);
+	m->relist = true;
+	mgr_scan(m);
 }
 
+/* New messages in incoming/ (moved there whole): into the array by name;
+ * lost events (the kernel's queue overflowed) mean a listing. */
 static void
 mgr_inotify(evutil_socket_t fd, short what, void *arg)
 {
-	char buf[4096];
+	struct mgr *m = arg;
+	char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+	ssize_t n;
 
-	while (read(fd, buf, sizeof(buf)) > 0)
-		;
-	mgr_scan(arg);
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		for (char *p = buf; p < buf + n; ) {
+			const struct inotify_event *ev = (const void *)p;
+
+			if (ev->mask & IN_Q_OVERFLOW)
+				m->relist = true;
+			else if (ev->len > 0 && !m->relist)
+				seen_insert(m, ev->name);
+			p += sizeof(*ev) + ev->len;
+		}
+	}
+	mgr_scan(m);
 }
 
 static void
@@ -576,6 +757,7 @@ mgr_flush(evutil_socket_t sig, short what, void *arg)
 
 	log_info("flush requested");
 	m->flush = true;
+	m->relist = true;
 	mgr_scan(m);
 }
 
@@ -657,6 +839,7 @@ queue_manager_run(struct petrel_ctx *ctx)
 	tv.tv_sec = m.scan_interval ? m.scan_interval : 60;
 	tv.tv_usec = 0;
 	event_add(m.ev_scan, &tv);
+	m.ev_kick = event_new(m.base, -1, 0, mgr_kick, &m);
 	m.ev_usr1 = evsignal_new(m.base, SIGUSR1, mgr_flush, &m);
 	m.ev_term = evsignal_new(m.base, SIGTERM, mgr_stop, &m);
 	event_add(m.ev_usr1, NULL);
@@ -665,6 +848,7 @@ queue_manager_run(struct petrel_ctx *ctx)
 	signal(SIGHUP, SIG_IGN);
 	log_info("queue manager started (queue %s)", m.queue_dir);
 	mgr_clean_tmp(&m);
+	m.relist = true;
 	mgr_scan(&m);
 	event_base_dispatch(m.base);
 
@@ -687,6 +871,7 @@ queue_manager_run(struct petrel_ctx *ctx)
 	if (m.ifd >= 0)
 		close(m.ifd);
 	event_free(m.ev_scan);
+	event_free(m.ev_kick);
 	event_free(m.ev_usr1);
 	event_free(m.ev_term);
 	event_base_free(m.base);
@@ -698,6 +883,7 @@ queue_manager_run(struct petrel_ctx *ctx)
 	for (size_t i = 0; i < m.nseen; i++)
 		seen_clear(&m.seen[i]);
 	free(m.seen);
+	dest_sweep(&m, true);
 	while (m.holds != NULL) {
 		struct hold *h = m.holds;
 
