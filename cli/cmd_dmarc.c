@@ -424,8 +424,10 @@ dmarc_report(struct petrel_ctx *cli, int argc, char **argv)
 	if (strchr(from, '@') == NULL || strpbrk(from, " \t<>\"\n") != NULL)
 		cli_die("dmarc_report_from: '%s' is not an address", from);
 	org = strrchr(from, '@') + 1;
+	/* before the database is opened: its -wal and -shm files must
+	 * stay the server's */
+	become_user(cli);
 	if (!dry_run) {
-		become_user(cli);
 		if (dnsq_setup(config_get(cli->cfg, "dns_resolver"), &err) < 0)
 			cli_die("dns_resolver: %s", err);
 		if (dmarc_setup(DMARC_PSL_FILE, &err) < 0)

@@ -669,7 +669,7 @@ dmarc_report_mailto(const char *uri, size_t len, char *addr, size_t addrlen,
 	}
 	addr[n] = '\0';
 	/* local@domain, the domain a name with a dot */
-	if (at <= 1 || at >= n || strchr(addr + at, '@') != NULL ||
+	if (at <= 1 || at >= n || strchr(addr, '@') != addr + at - 1 ||
 	    strchr(addr + at, '.') == NULL || addr[n - 1] == '.')
 		return -1;
 	return 0;

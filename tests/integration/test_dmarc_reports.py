@@ -234,6 +234,32 @@ def test_reports_are_recorded_sent_and_removed(out_instance, petrel_start, fake_
     assert len(mx.transactions) == 2, mx.transactions
 
 
+def test_report_by_root_for_a_server_account(mail_user_instance, petrel_start, fake_mx, dns):
+    """Run as root (cron), the command works as the server's account: the
+    state database's files and the queue file stay readable by it."""
+    import pwd
+    inst = mail_user_instance
+    mail = pwd.getpwnam("mail").pw_uid
+    mx = fake_mx()
+    srv = petrel_start(inst, ("dns_resolver=" + dns.resolver, "dmarc_policy=enforce",
+                              "dmarc_reports=yes", "relayhost=[127.0.0.1]:%d" % mx.port))
+    assert send(srv, "a@good.mxtest", "boss@good.mxtest", "as mail") == 250
+    assert wait_for(lambda: state_rows(inst))
+    cp = run_report(inst, dns, "--dry-run")
+    assert "<source_ip>127.0.0.2</source_ip>" in cp.stdout, cp.stdout
+    cp = run_report(inst, dns)
+    assert "good.mxtest: 1 message, report" in cp.stdout, (cp.stdout, cp.stderr)
+    got = mx.wait_messages(1)
+    assert [t.rcpts for t in got] == [["dmarc@good.mxtest"]], (mx, srv.log())
+    qd = queue_dir(inst)
+    owners = {n: os.stat(os.path.join(qd, n)).st_uid for n in os.listdir(qd)
+              if n.startswith("state.db")}
+    assert owners and set(owners.values()) == {mail}, owners
+    # the server still records (its files were not taken from it)
+    assert send(srv, "a@good.mxtest", "boss@good.mxtest", "again") == 250
+    assert wait_for(lambda: state_rows(inst))
+
+
 def test_nothing_recorded_when_off(out_instance, petrel_start, dns):
     inst = out_instance
     srv = petrel_start(inst, ("dns_resolver=" + dns.resolver, "dmarc_policy=enforce"))
