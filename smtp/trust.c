@@ -336,6 +336,10 @@ dmarc_report_row(struct smtp_session *s, const struct dkim_verdict *v,
 		    v[i].selector ? v[i].selector : "");
 		snprintf(d->result, sizeof(d->result), "%s", v[i].result);
 	}
+	/* SPF not checked (spf_policy = ignore): the identity it would
+	 * have checked, with the result none */
+	if (spf_domain == NULL)
+		spf_domain = at != NULL ? at + 1 : s->helo;
 	snprintf(r->spf_domain, sizeof(r->spf_domain), "%s",
 	    spf_domain ? spf_domain : "");
 	r->spf_helo = s->spf_helo;

@@ -124,12 +124,18 @@ test_rows(void)
 	row(&r, "192.0.2.2", DMARC_D_REJECT, false);
 	r.time = 1699999999;
 	dmarc_report_record(path, &r);
+	/* another policy domain: mark applied nothing p=reject asked for */
+	row(&r, "192.0.2.3", DMARC_D_NONE, false);
+	snprintf(r.pub.domain, sizeof(r.pub.domain), "other.example");
+	r.local_policy = true;
+	dmarc_report_record(path, &r);
 	dmarc_report_flush();
 	test_assert(dmarc_report_open(path, &db, &err) == 1);
 	test_assert(dmarc_report_domains(db, &domains, &n, &max_id,
 	    &err) == 0);
-	test_assert(n == 1 && strcmp(domains[0], "example.com") == 0);
-	test_assert(max_id == 4);
+	test_assert(n == 2 && strcmp(domains[0], "example.com") == 0 &&
+	    strcmp(domains[1], "other.example") == 0);
+	test_assert(max_id == 5);
 	test_assert(dmarc_report_build(db, "example.com", max_id, &meta, &xml,
 	    &rua, &begin, &rows, &err) == 0);
 	test_assert_streq(rua, "mailto:d@example.com");
@@ -148,6 +154,16 @@ test_rows(void)
 	    "</envelope_from>") != NULL);
 	test_assert(strstr(str_c(&xml), "<begin>1699999999</begin>") != NULL);
 	test_assert(strstr(str_c(&xml), "<end>1700000100</end>") != NULL);
+	test_assert(strstr(str_c(&xml), "<reason>") == NULL);
+	free(rua);
+	str_free(&xml);
+	test_assert(dmarc_report_build(db, "other.example", max_id, &meta,
+	    &xml, &rua, &begin, &rows, &err) == 0);
+	test_assert(rows == 1 && count(str_c(&xml), "<record>") == 1);
+	test_assert(strstr(str_c(&xml), "<disposition>none</disposition>\n"
+	    "        <dkim>fail</dkim>\n        <spf>fail</spf>\n"
+	    "        <reason>\n          <type>local_policy</type>") != NULL);
+	/* only the domain reported goes */
 	test_assert(dmarc_report_remove(db, "example.com", max_id, &err) ==
 	    0);
 	for (size_t i = 0; i < n; i++)
@@ -155,7 +171,9 @@ test_rows(void)
 	free(domains);
 	test_assert(dmarc_report_domains(db, &domains, &n, &max_id,
 	    &err) == 0);
-	test_assert(n == 0);
+	test_assert(n == 1 && strcmp(domains[0], "other.example") == 0);
+	for (size_t i = 0; i < n; i++)
+		free(domains[i]);
 	free(domains);
 	free(rua);
 	str_free(&xml);
