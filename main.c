@@ -37,6 +37,7 @@ static const struct command {
 	{ "queue", cmd_queue, 0, "queue list|show ID|flush|delete ID" },
 	{ "dkim", cmd_dkim, 0, "dkim keygen DOMAIN [--selector S] | dkim rotate DOMAIN [--selector S] [--force]" },
 	{ "dns", cmd_dns, 0, "dns DOMAIN [--json] | dns check DOMAIN" },
+	{ "dmarc", cmd_dmarc, 0, "dmarc report [--dry-run]" },
 	{ "sieve", cmd_sieve, 0, "sieve check FILE | test USER MSGFILE | "
 	  "test --script FILE MSGFILE [--from ADDR] [--to ADDR] | "
 	  "list|show|put|activate|deactivate|delete USER [NAME] [FILE]" },

@@ -78,6 +78,7 @@ int cmd_queue(struct petrel_ctx *cli, int argc, char **argv);
 int cmd_migrate(struct petrel_ctx *cli, int argc, char **argv);
 int cmd_dkim(struct petrel_ctx *cli, int argc, char **argv);
 int cmd_dns(struct petrel_ctx *cli, int argc, char **argv);
+int cmd_dmarc(struct petrel_ctx *cli, int argc, char **argv);
 int cmd_help(struct petrel_ctx *cli, int argc, char **argv);
 int cmd_status(struct petrel_ctx *cli, int argc, char **argv);
 int cmd_sieve(struct petrel_ctx *cli, int argc, char **argv);

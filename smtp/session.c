@@ -31,6 +31,7 @@
 #include "lib/session/session.h"
 #include "lib/smtp/parse.h"
 #include "lib/trust/srs.h"
+#include "lib/trust/dmarc_report.h"
 #include "smtp/smtp-private.h"
 #include "smtp/smtp.h"
 
@@ -413,6 +414,8 @@ smtp_server_deinit(struct smtp_server *srv)
 {
 	session_server_deinit(&srv->sv);
 	free(srv->srs_secret);
+	dmarc_report_flush();
+	free(srv->dmarc_report_db);
 	free(srv->queue_dir);
 	free(srv->spool_dir);
 	milter_specs_free(srv->milters, srv->nmilters);

@@ -46,6 +46,9 @@ struct smtp_server {
 	enum { SMTP_DMARC_MARK, SMTP_DMARC_ENFORCE, SMTP_DMARC_IGNORE }
 	    dmarc_policy;
 	struct smtp_dnsbl_conf *dnsbl;	/* dnsbl_sites, greylist (dnsbl.c) */
+	char *dmarc_report_db;	/* dmarc_reports = yes: queue_dir/state.db
+				 * (rows of DMARC aggregate reports); NULL:
+				 * off */
 };
 
 void smtp_server_init(struct smtp_server *srv, struct event_base *base,

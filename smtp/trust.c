@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "lib/base/alloc.h"
 #include "lib/base/log.h"
@@ -33,6 +34,7 @@
 #include "lib/trust/authres.h"
 #include "lib/trust/dkim_verify.h"
 #include "lib/trust/dmarc.h"
+#include "lib/trust/dmarc_report.h"
 #include "lib/trust/dnsq.h"
 #include "lib/trust/spf.h"
 #include "smtp/smtp-private.h"
@@ -58,6 +60,10 @@ smtp_trust_init(struct smtp_server *srv, const struct config *cfg)
 	if (srv->dmarc_policy != SMTP_DMARC_IGNORE &&
 	    dmarc_setup(DMARC_PSL_FILE, &err) < 0)
 		fatal("dmarc_policy: %s", err);
+	if (srv->dmarc_policy != SMTP_DMARC_IGNORE &&
+	    strcmp(config_get(cfg, "dmarc_reports"), "yes") == 0)
+		srv->dmarc_report_db = xasprintf("%s/state.db",
+		    srv->queue_dir);
 }
 
 bool
@@ -293,6 +299,57 @@ strip_forged(struct smtp_session *s)
 	return ret;
 }
 
+/* dmarc_reports = yes: the message's row of the aggregate report its
+ * policy domain asks for (rua=). Queued for the writer thread
+ * (lib/trust/dmarc_report): nothing here waits for the database. */
+static void
+dmarc_report_row(struct smtp_session *s, const struct dkim_verdict *v,
+    size_t nv, const struct dmarc_verdict *dv, const char *spf_domain)
+{
+	struct dmarc_report_row *r;
+	const char *at = strrchr(s->sender, '@');
+	bool enforce = s->srv->dmarc_policy == SMTP_DMARC_ENFORCE;
+
+	if (s->srv->dmarc_report_db == NULL || dv->pub.rua[0] == '\0' ||
+	    (dv->result != DMARC_R_PASS && dv->result != DMARC_R_FAIL))
+		return;
+	r = xcalloc(1, sizeof(*r));
+	r->time = (int64_t)time(NULL);
+	r->pub = dv->pub;
+	snprintf(r->ip, sizeof(r->ip), "%s", s->base.ip);
+	snprintf(r->header_from, sizeof(r->header_from), "%s", dv->from);
+	snprintf(r->envelope_from, sizeof(r->envelope_from), "%s",
+	    at != NULL ? at + 1 : "");
+	/* what was done: mark applies nothing the policy asked for */
+	r->disposition = dv->result == DMARC_R_FAIL && enforce ?
+	    dv->disposition : DMARC_D_NONE;
+	r->local_policy = dv->result == DMARC_R_FAIL && !enforce &&
+	    dv->disposition != DMARC_D_NONE;
+	r->dkim_pass = dv->dkim_aligned;
+	r->spf_pass = dv->spf_aligned;
+	for (size_t i = 0; i < nv && r->ndkim < DMARC_REPORT_DKIM_MAX; i++) {
+		struct dmarc_report_dkim *d = &r->dkim[r->ndkim++];
+
+		snprintf(d->domain, sizeof(d->domain), "%s",
+		    v[i].domain ? v[i].domain : "");
+		snprintf(d->selector, sizeof(d->selector), "%s",
+		    v[i].selector ? v[i].selector : "");
+		snprintf(d->result, sizeof(d->result), "%s", v[i].result);
+	}
+	/* SPF not checked (spf_policy = ignore): the identity it would
+	 * have checked, with the result none */
+	if (spf_domain == NULL)
+		spf_domain = at != NULL ? at + 1 : s->helo;
+	snprintf(r->spf_domain, sizeof(r->spf_domain), "%s",
+	    spf_domain ? spf_domain : "");
+	r->spf_helo = s->spf_helo;
+	snprintf(r->spf_result, sizeof(r->spf_result), "%s",
+	    s->spf_result >= 0 ?
+	    spf_result_name((enum spf_result)s->spf_result) : "none");
+	dmarc_report_record(s->srv->dmarc_report_db, r);
+	free(r);
+}
+
 /* DMARC of the message as received, with the SPF and DKIM results. */
 static void
 dmarc_run(struct smtp_session *s, const struct dkim_verdict *v, size_t nv,
@@ -321,6 +378,7 @@ dmarc_run(struct smtp_session *s, const struct dkim_verdict *v, size_t nv,
 	    dv->policy ? dmarc_policy_name(dv->policy) : "-",
 	    dmarc_disposition_name(dv->disposition),
 	    dv->from[0] ? dv->from : "-");
+	dmarc_report_row(s, v, nv, dv, in.spf_domain);
 	if (s->srv->dmarc_policy == SMTP_DMARC_ENFORCE &&
 	    dv->result == DMARC_R_FAIL) {
 		s->job_dmarc = (int)dv->disposition;

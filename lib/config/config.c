@@ -320,6 +320,16 @@ static const struct key_def keys[] = {
 	  "stored in the recipient's Junk folder), mark (the result is only "
 	  "recorded in Authentication-Results) or ignore (not checked).",
 	  "enforce" },
+	{ "dmarc_reports", KT_ENUM, "no", "yes|no", 0,
+	  "yes: each message received by SMTP whose DMARC record asks for "
+	  "aggregate reports (rua=) leaves a row in queue_dir/state.db, which "
+	  "petrel dmarc report sends and then removes (docs/trust.md); no: "
+	  "nothing is recorded." },
+	{ "dmarc_report_from", KT_STRING, "", NULL, 0,
+	  "The address DMARC aggregate reports come from and name as the "
+	  "reporting organization's contact; its domain is the organization "
+	  "and the receiver in the report's file name. Empty: postmaster at "
+	  "hostname." },
 	{ "arc", KT_ENUM, "verify", "seal|verify|off", 0,
 	  "ARC (RFC 8617) of mail received by SMTP: verify (the chain is "
 	  "validated and the result recorded in Authentication-Results), "

@@ -29,6 +29,7 @@
  */
 #include <ctype.h>
 #include <libpsl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -42,6 +43,7 @@
 #include "lib/trust/dmarc.h"
 #include "lib/trust/dnsq.h"
 #include "lib/trust/rdata.h"
+#include "lib/trust/tags.h"
 
 #define TXT_MAX 4096	/* joined strings of one TXT record */
 #define TXT_RECORDS_MAX 16	/* TXT records of a name looked at */
@@ -378,6 +380,34 @@ fetch_record(const char *dom, char **rec)
 	return ret;
 }
 
+/* The record's rua= (RFC 7489 6.3), white space removed, in out ("" when
+ * absent, or when the record is no tag list libopendmarc would also
+ * read). */
+static void
+record_rua(const char *record, char *out, size_t outlen)
+{
+	struct tag_list tl;
+	const struct tag *t;
+	size_t n = 0;
+
+	out[0] = '\0';
+	if (tags_parse(record, strlen(record), &tl) < 0 ||
+	    (t = tags_get(&tl, "rua")) == NULL)
+		return;
+	for (size_t i = 0; i < t->vlen; i++) {
+		char c = t->value[i];
+
+		if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
+			continue;
+		if (n + 1 >= outlen) {
+			out[0] = '\0';	/* cut, it would name other places */
+			return;
+		}
+		out[n++] = c;
+	}
+	out[n] = '\0';
+}
+
 static enum dmarc_disposition
 disposition_of(OPENDMARC_STATUS_T st)
 {
@@ -414,6 +444,14 @@ evaluate(const char *record, const char *org, const struct dmarc_input *in,
 	(void)opendmarc_policy_fetch_p(pctx, &p);
 	(void)opendmarc_policy_fetch_sp(pctx, &sp);
 	(void)opendmarc_policy_fetch_pct(pctx, &pct);
+	snprintf(v->pub.domain, sizeof(v->pub.domain), "%s", org != NULL ?
+	    org : v->from);
+	v->pub.p = (char)p;
+	v->pub.sp = (char)sp;
+	v->pub.adkim = adkim == 's' ? 's' : 'r';
+	v->pub.aspf = aspf == 's' ? 's' : 'r';
+	v->pub.pct = pct < 0 || pct > 100 ? 100 : pct;
+	record_rua(record, v->pub.rua, sizeof(v->pub.rua));
 	/* only aligned passes reach libopendmarc, named by the From domain
 	 * (an exact match for it, whatever the mode) */
 	spf_pass = in->spf != NULL && strcmp(in->spf, "pass") == 0 &&
@@ -434,6 +472,8 @@ evaluate(const char *record, const char *org, const struct dmarc_input *in,
 			    DMARC_POLICY_DKIM_OUTCOME_PASS, NULL);
 		}
 	}
+	v->spf_aligned = spf_pass;
+	v->dkim_aligned = dkim_pass;
 	st = opendmarc_get_policy_to_enforce(pctx);
 	v->subdomain_policy = org != NULL && sp != DMARC_RECORD_P_UNSPECIFIED;
 	v->policy = (char)(v->subdomain_policy ? sp : p);
@@ -452,6 +492,7 @@ evaluate(const char *record, const char *org, const struct dmarc_input *in,
 		v->result = DMARC_R_PERMERROR;
 		v->reason = "record not usable";
 		v->policy = 0;
+		v->pub.domain[0] = '\0';
 		break;
 	}
 out:

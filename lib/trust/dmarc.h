@@ -38,6 +38,17 @@ enum dmarc_disposition {
 	DMARC_D_REJECT,
 };
 
+/* The record a verdict applied (RFC 7489 6.3), for aggregate reports
+ * (lib/trust/dmarc_report). */
+struct dmarc_published {
+	char domain[256];	/* _dmarc.DOMAIN held it; "" none */
+	char p, sp;		/* 'n', 'q', 'r'; sp 0: not given */
+	char adkim, aspf;	/* 'r', 's' */
+	int pct;
+	char rua[1024];		/* the rua= value, white space removed;
+				 * "" none (or too long) */
+};
+
 struct dmarc_verdict {
 	enum dmarc_result result;
 	char policy;		/* the policy that applies: 'n', 'q', 'r';
@@ -47,6 +58,9 @@ struct dmarc_verdict {
 	enum dmarc_disposition disposition;	/* after pct= */
 	char from[256];		/* the From domain, lower case; "" none */
 	const char *reason;	/* a short comment, or NULL */
+	/* pass or fail: the record, and which identifier passed aligned */
+	struct dmarc_published pub;
+	bool dkim_aligned, spf_aligned;
 };
 
 /* What the other checks found. */
