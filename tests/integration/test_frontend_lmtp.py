@@ -27,6 +27,7 @@ import pytest
 from harness import server
 from harness.instance import TIMEOUT_SCALE, add_users, make_instance
 from harness.maildir import all_delivered, put, queue_files
+from dns_util import LocalDNS
 from mx_util import dsn_parts, parse_stored, wait_for, wire
 from pki_util import make_pki, server_cert_opts
 from smtp_util import read_new, start_smtp
@@ -35,6 +36,7 @@ ALICE, BOB, CAROL, DAVE = ("alice@example.test", "bob@example.test", "carol@exam
                            "dave@example.test")
 FULL, GHOST, TEAM = "full@example.test", "ghost@example.test", "team@example.test"
 BE1, BE2 = "127.0.0.2", "127.0.0.3"
+BE1_NAME = "be1.backends.mxtest"     # 127.0.0.2 in a test DNS server
 WAIT = 20 * TIMEOUT_SCALE
 QUERY_USER = ("SELECT id, address, crypt, name, uid, gid, home, maildir, host FROM users "
               "WHERE address = :address")
@@ -371,7 +373,8 @@ def pki(tmp_path_factory):
     CA, and one from the test CA for another address."""
     return make_pki(tmp_path_factory.mktemp("pki"), (
         ("be1", "ca", "IP:%s" % BE1), ("be1other", "otherca", "IP:%s" % BE1),
-        ("elsewhere", "ca", "IP:127.0.0.9,DNS:elsewhere.test")))
+        ("elsewhere", "ca", "IP:127.0.0.9,DNS:elsewhere.test"),
+        ("be1name", "ca", "DNS:%s" % BE1_NAME)))
 
 
 def test_proxy_tls_ca_verified_lmtp(cluster, pki):
@@ -412,6 +415,34 @@ def test_proxy_tls_ca_unverified_lmtp_stays_queued(cluster, pki, cert, reason):
     assert wait_subject(cluster.be1, ALICE, "held"), fe.log()
     assert wait_for(lambda: not queue_files(cluster.fe), WAIT), fe.log()
     assert subjects(cluster.be1, ALICE) == ["held"]
+
+
+def test_proxy_tls_ca_checks_backend_name(cluster, pki, tmp_path):
+    """A backend named by a host name (the user's host column; its address
+    from a test DNS server): a certificate with that DNS name delivers;
+    one that only carries the backend's address does not (the name as
+    written is what is checked), and the message waits for the right one."""
+    dns = LocalDNS(tmp_path / "dns", ["%s. 300 IN A %s" % (BE1_NAME, BE1)])
+    try:
+        cluster.set_host(ALICE, BE1_NAME)
+        be1 = cluster.backend(1, server_cert_opts(pki, "be1name"))
+        fe = cluster.frontend(opts=("proxy_tls_ca=" + pki["ca"], "dns_resolver=" + dns.resolver))
+        cluster.send([ALICE], "by name")
+        assert wait_subject(cluster.be1, ALICE, "by name"), fe.log() + be1.log()
+        assert re.search(r"to=<%s>, relay=%s\[%s\]:%d, .*status=sent" % (
+            re.escape(ALICE), re.escape(BE1_NAME), re.escape(BE1), cluster.port), fe.log()), \
+            fe.log()
+        be1.stop()
+        be1 = cluster.backend(1, server_cert_opts(pki, "be1"))
+        cluster.send([ALICE], "name mismatch")
+        assert fe.wait_log(r"to=<%s>, relay=.*status=deferred \(.*certificate not verified: "
+                           r"[Hh]ostname mismatch" % re.escape(ALICE), timeout=WAIT), fe.log()
+        assert subjects(cluster.be1, ALICE) == ["by name"]
+        be1.stop()
+        cluster.backend(1, server_cert_opts(pki, "be1name"))
+        assert wait_subject(cluster.be1, ALICE, "name mismatch"), fe.log()
+    finally:
+        dns.stop()
 
 
 def test_check_reads_proxy_tls_ca(petrel_bin, tmp_path, pki):
