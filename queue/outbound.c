@@ -488,9 +488,11 @@ client_event(struct bufferevent *bev, short what, void *arg)
 
 		if (tls_bev_verify_error(bev, reason, sizeof(reason)) !=
 		    NULL) {
-			snprintf(why, sizeof(why), "TLS to %s: %s",
+			char *tw = xasprintf("TLS to %s: %s",
 			    d->names[d->cur], reason);
-			delivery_finish(d, 451, why);
+
+			delivery_finish(d, 451, tw);
+			free(tw);
 			return;
 		}
 	}
