@@ -15,6 +15,7 @@ import shutil
 import smtplib
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -732,3 +733,100 @@ def test_proxy_tls_ca_needs_starttls_and_a_ca(cluster, pki, tmp_path):
     assert sieve.startswith(b"NO (TRYLATER) "), sieve
     assert f2.wait_log(r"imap proxy: .*unavailable: proxy_tls_ca: cannot load the CA "
                        r"certificates of .*missing\.pem"), f2.log()
+
+
+class RecordingRelay:
+    """A TCP relay on 127.0.0.2 in front of one backend port that keeps
+    every byte the frontend sent through it (bounded: 20 s a socket)."""
+
+    def __init__(self, port):
+        self.port_to = port
+        self.sent = bytearray()
+        self.lock = threading.Lock()
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.2", 0))
+        self.lsock.listen(8)
+        self.lsock.settimeout(0.2)
+        self.port = self.lsock.getsockname()[1]
+        self.stopping = False
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    def _pump(self, a, b, record):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                if record:
+                    with self.lock:
+                        self.sent += data
+                b.sendall(data)
+        except OSError:
+            pass
+        for x in (a, b):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                c, _ = self.lsock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            up = socket.create_connection(("127.0.0.2", self.port_to), timeout=20)
+            c.settimeout(20)
+            for a, b, rec in ((c, up, True), (up, c, False)):
+                t = threading.Thread(target=self._pump, args=(a, b, rec), daemon=True)
+                t.start()
+                self.threads.append(t)
+
+    def stop(self):
+        self.stopping = True
+        self.lsock.close()
+        for t in self.threads:
+            t.join(25)
+
+    def data(self):
+        with self.lock:
+            return bytes(self.sent)
+
+
+def test_proxy_tls_ca_nothing_in_plaintext(cluster, pki):
+    """What a frontend sends towards a backend whose certificate does not
+    verify (read on the wire by a relay in between): the STARTTLS command,
+    then only TLS records, never a login, the client's address or the
+    secret; the same relay with the right certificate carries a working
+    session, again with none of them in plaintext."""
+    back, start_backend, start_frontend = cluster
+    plain = _plain(ALICE, "petrel-proxy", SECRET).encode()
+    for cert, works in (("othersigned", False), ("good", True)):
+        b = start_backend(server_cert_opts(pki, cert))
+        relays = {p: RecordingRelay(b.port_of(p)) for p in ("imap", "pop3", "managesieve")}
+        try:
+            f = start_frontend(relays["imap"].port, relays["pop3"].port,
+                               ("proxy_tls_ca=" + pki["ca"],),
+                               sieve_port=relays["managesieve"].port)
+            imap, pop3, sieve = _try_all_protocols(f)
+            assert imap.startswith(b"a OK" if works else b"a NO [UNAVAILABLE] "), imap
+            assert pop3.startswith(b"+OK" if works else b"-ERR [SYS/TEMP] "), pop3
+            assert sieve.startswith(b"OK" if works else b"NO (TRYLATER) "), sieve
+            assert f.stop() == 0
+        finally:
+            for r in relays.values():
+                r.stop()
+        b.stop()
+        for proto, r in relays.items():
+            data = r.data()
+            first = {"imap": b"P STARTTLS\r\n", "pop3": b"CAPA\r\nSTLS\r\n",
+                     "managesieve": b"STARTTLS\r\n"}[proto]
+            assert data.startswith(first), (proto, data[:200])
+            # then a TLS handshake record (content type 22)
+            assert data[len(first):len(first) + 1] == b"\x16", (proto, data[:200])
+            for secret_thing in (plain, SECRET.encode(), b"AUTHENTICATE", b"AUTH ", b"XCLIENT",
+                                 b"x-originating-ip", CLIENT_IP.encode()):
+                assert secret_thing not in data, (proto, secret_thing, data[:300])
