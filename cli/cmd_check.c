@@ -350,6 +350,14 @@ cmd_check(struct petrel_ctx *cli, int argc, char **argv)
 			problem("a TLS certificate in %s has expired",
 			    config_get(cli->cfg, "tls_sni_dir"));
 	}
+	if (config_get(cli->cfg, "proxy_tls_ca")[0] != '\0') {
+		struct tls_client *tc = tls_client_new_verify(
+		    config_get(cli->cfg, "proxy_tls_ca"), &cerr);
+
+		if (tc == NULL)
+			problem("proxy_tls_ca: %s", cerr);
+		tls_client_free(&tc);
+	}
 	{
 		struct milter_spec *specs;
 		size_t n;

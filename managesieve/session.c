@@ -2,7 +2,8 @@
  * session.c: ManageSieve (RFC 5804) on managesieve_listen: CAPABILITY,
  * STARTTLS, AUTHENTICATE (PLAIN and LOGIN under allow_plaintext_auth,
  * CRAM-MD5 when the directory has cleartext passwords), LOGOUT, NOOP,
- * UNAUTHENTICATE, and once logged in HAVESPACE, PUTSCRIPT, CHECKSCRIPT,
+ * UNAUTHENTICATE, XCLIENT (a frontend names its client before login, as
+ * for POP3), and once logged in HAVESPACE, PUTSCRIPT, CHECKSCRIPT,
  * LISTSCRIPTS, SETACTIVE, GETSCRIPT, DELETESCRIPT and RENAMESCRIPT on the
  * user's script store (lib/sieve/store.c: what delivery runs and what
  * `petrel sieve` manages).
@@ -555,6 +556,37 @@ cmd_starttls(struct msieve_session *s, struct msieve_cmd *c)
 	send_capabilities(s);
 }
 
+/* XCLIENT ADDR=a PORT=p (atoms or strings, any order): a frontend in
+ * proxy_trusted_networks names its client before login, as POP3's
+ * XCLIENT does; refused to anyone else, and after a login or a first
+ * XCLIENT. */
+static void
+cmd_xclient(struct msieve_session *s, struct msieve_cmd *c)
+{
+	const char *ip = NULL;
+	unsigned port = 0;
+
+	if (!s->base.proxy_trusted) {
+		reply_no(s, "\"XCLIENT not allowed from this address.\"");
+		return;
+	}
+	for (size_t i = 0; i < c->nargs; i++) {
+		const struct msieve_arg *a = &c->args[i];
+
+		if (strlen(a->s) != a->len)
+			continue;
+		if (strncasecmp(a->s, "ADDR=", 5) == 0)
+			ip = a->s + 5;
+		else if (strncasecmp(a->s, "PORT=", 5) == 0)
+			port = (unsigned)strtoul(a->s + 5, NULL, 10) & 0xffff;
+	}
+	if (ip == NULL || !session_set_client(&s->base, ip, port)) {
+		reply_no(s, "\"XCLIENT needs ADDR=address, once.\"");
+		return;
+	}
+	reply(s, "OK \"Client address set.\"");
+}
+
 static void
 cmd_authenticate(struct msieve_session *s, struct msieve_cmd *c)
 {
@@ -714,6 +746,7 @@ static const struct msieve_command {
 	{ "STARTTLS", cmd_starttls, IN_AUTH },
 	{ "AUTHENTICATE", cmd_authenticate, IN_AUTH },
 	{ "UNAUTHENTICATE", cmd_unauthenticate, IN_TRANS },
+	{ "XCLIENT", cmd_xclient, IN_AUTH },
 	{ "HAVESPACE", cmd_havespace, IN_TRANS },
 	{ "PUTSCRIPT", cmd_putscript, IN_TRANS },
 	{ "CHECKSCRIPT", cmd_checkscript, IN_TRANS },

@@ -99,6 +99,12 @@ struct mgr {
 	struct event_base *base;
 	struct jobs *jobs;
 	struct tls_client *tls;
+	/* proxy_tls_ca set: LMTP always over STARTTLS, the server's
+	 * certificate verified (lmtp_tls; NULL when the CA did not load,
+	 * lmtp_tls_error says why and LMTP deliveries are deferred) */
+	bool lmtp_verify;
+	struct tls_client *lmtp_tls;
+	char *lmtp_tls_error;
 	char *queue_dir;
 	const char *hostname;
 	struct event *ev_scan, *ev_inotify, *ev_usr1, *ev_term;

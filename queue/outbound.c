@@ -217,6 +217,21 @@ handle_reply(struct delivery *d, int code, const char *text)
 			return;
 		}
 		d->esmtp = true;
+		if (d->lmtp && d->m->lmtp_verify && !d->tls) {
+			/* proxy_tls_ca: verified TLS or no delivery */
+			if (d->m->lmtp_tls == NULL) {
+				delivery_finish(d, 451, d->m->lmtp_tls_error);
+				return;
+			}
+			if (!d->starttls) {
+				delivery_finish(d, 451, "LMTP server offers "
+				    "no STARTTLS (proxy_tls_ca is set)");
+				return;
+			}
+			send_line(d, "STARTTLS");
+			d->state = C_STARTTLS;
+			return;
+		}
 		if (d->starttls && !d->tls && d->m->tls != NULL) {
 			send_line(d, "STARTTLS");
 			d->state = C_STARTTLS;
@@ -234,8 +249,10 @@ handle_reply(struct delivery *d, int code, const char *text)
 		return;
 	case C_STARTTLS:
 		if (code == 220) {
+			bool verify = d->lmtp && d->m->lmtp_verify;
 			struct bufferevent *tb = tls_bev_connect_starttls(
-			    d->m->tls, d->m->base, d->bev, d->host);
+			    verify ? d->m->lmtp_tls : d->m->tls, d->m->base,
+			    d->bev, d->host);
 
 			if (tb == NULL) {
 				delivery_finish(d, 451, "TLS setup failed");
@@ -250,6 +267,14 @@ handle_reply(struct delivery *d, int code, const char *text)
 			send_line(d, "%s %s", d->lmtp ? "LHLO" : "EHLO",
 			    d->m->hostname);
 			d->state = C_EHLO;
+			return;
+		}
+		if (d->lmtp && d->m->lmtp_verify) {
+			char *why = xasprintf("STARTTLS refused (proxy_tls_ca "
+			    "is set): %d %s", code, text);
+
+			delivery_finish(d, 451, why);
+			free(why);
 			return;
 		}
 		/* Opportunistic: go on in plaintext. */
@@ -457,6 +482,19 @@ client_event(struct bufferevent *bev, short what, void *arg)
 		d->cur = 0;
 		connect_fresh(d);
 		return;
+	}
+	if (d->tls && (what & BEV_EVENT_ERROR)) {
+		char reason[400];
+
+		if (tls_bev_verify_error(bev, reason, sizeof(reason)) !=
+		    NULL) {
+			char *tw = xasprintf("TLS to %s: %s",
+			    d->names[d->cur], reason);
+
+			delivery_finish(d, 451, tw);
+			free(tw);
+			return;
+		}
 	}
 	snprintf(why, sizeof(why), "%s to %s: %s",
 	    d->state == C_CONNECT ? "connect" : "lost connection",

@@ -803,6 +803,20 @@ queue_manager_run(struct petrel_ctx *ctx)
 	if (m.tls == NULL)
 		log_warn("outbound STARTTLS unavailable: %s", err);
 	{
+		const char *ca = config_get(ctx->cfg, "proxy_tls_ca");
+
+		if (ca[0] != '\0') {
+			m.lmtp_verify = true;
+			m.lmtp_tls = tls_client_new_verify(ca, &err);
+			if (m.lmtp_tls == NULL) {
+				m.lmtp_tls_error = xasprintf("proxy_tls_ca: "
+				    "%s", err);
+				log_error("LMTP deliveries deferred: %s",
+				    m.lmtp_tls_error);
+			}
+		}
+	}
+	{
 		char *uerr = NULL;
 
 		m.ub = dnsq_ctx_new(config_get(ctx->cfg, "dns_resolver"),
@@ -878,6 +892,8 @@ queue_manager_run(struct petrel_ctx *ctx)
 	if (m.ub != NULL)
 		ub_ctx_delete(m.ub);
 	tls_client_free(&m.tls);
+	tls_client_free(&m.lmtp_tls);
+	free(m.lmtp_tls_error);
 	node_counters_free(&m.nc);
 	free(m.queue_dir);
 	for (size_t i = 0; i < m.nseen; i++)

@@ -82,6 +82,13 @@ static const struct key_def keys[] = {
 	  "for a user it authenticated (never the user's password); the "
 	  "same on every node; a string, or file:PATH (its first line); "
 	  "empty: backends accept no proxied session." },
+	{ "proxy_tls_ca", KT_STRING, "", NULL, 0,
+	  "On a frontend, a CA file (PEM) for the backends' certificates: "
+	  "when set, every proxied IMAP, POP3 and ManageSieve session and "
+	  "every LMTP delivery uses STARTTLS, and the backend's certificate "
+	  "must chain to this CA and carry the backend's name or address as "
+	  "written in the directory or backend_default (else a temporary "
+	  "error, logged); empty: STARTTLS when offered, not verified." },
 	{ "proxy_trusted_networks", KT_STRING, "", NULL, 0,
 	  "On a backend, the frontends' addresses and networks, "
 	  "comma-separated (192.0.2.0/24, 2001:db8::/32, 198.51.100.7): "

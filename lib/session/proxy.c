@@ -39,6 +39,9 @@ struct proxy_conn {
 	enum step step;
 	bool tls_on, capa_started;
 	bool ok;		/* logged in: finish() once the line is handled */
+	bool tls_required;	/* the backend's certificate is verified:
+				 * no STARTTLS, no session */
+	bool notls;		/* ...and it offered none */
 	struct tls_client *tls;
 	char *host;
 	str_t caps;		/* " CAP1 CAP2 ... " (spaces around each) */
@@ -193,6 +196,10 @@ imap_next(struct proxy_conn *pc)
 		send_line(pc, "P STARTTLS");
 		return;
 	}
+	if (!pc->tls_on && pc->tls_required) {
+		pc->notls = true;
+		return;
+	}
 	/* Dovecot's field names, which other backends know too */
 	str_printf(&line, "P ID (\"x-originating-ip\" \"%s\" "
 	    "\"x-originating-port\" \"%u\")", pc->client_ip, pc->client_port);
@@ -282,6 +289,10 @@ pop3_next(struct proxy_conn *pc)
 		send_line(pc, "STLS");
 		return;
 	}
+	if (!pc->tls_on && pc->tls_required) {
+		pc->notls = true;
+		return;
+	}
 	str_printf(&line, "XCLIENT ADDR=%s PORT=%u", pc->client_ip,
 	    pc->client_port);
 	pc->step = P_ID;
@@ -348,7 +359,8 @@ pop3_line(struct proxy_conn *pc, const char *line)
 }
 
 /* ---- ManageSieve (RFC 5804): capabilities are lines before an OK,
- * sent again after STARTTLS; no command names the client ---- */
+ * sent again after STARTTLS; XCLIENT names the client (petrel's own
+ * command, shaped as POP3's) ---- */
 
 static void
 msieve_auth(struct proxy_conn *pc)
@@ -369,6 +381,7 @@ msieve_line(struct proxy_conn *pc, const char *line)
 	    (line[2] == '\0' || line[2] == ' ');
 	bool no = strncasecmp(line, "NO", 2) == 0 ||
 	    strncasecmp(line, "BYE", 3) == 0;
+	str_t xc = STR_INIT;
 
 	switch (pc->step) {
 	case P_GREET:
@@ -385,6 +398,17 @@ msieve_line(struct proxy_conn *pc, const char *line)
 			send_line(pc, "STARTTLS");
 			return NULL;
 		}
+		if (!pc->tls_on && pc->tls_required)
+			return "backend offers no STARTTLS (proxy_tls_ca is set)";
+		str_printf(&xc, "XCLIENT ADDR=%s PORT=%u", pc->client_ip,
+		    pc->client_port);
+		pc->step = P_ID;
+		send_line(pc, str_c(&xc));
+		str_free(&xc);
+		return NULL;
+	case P_ID:
+		/* whatever it said (NO from a backend that has no XCLIENT):
+		 * the login tells */
 		msieve_auth(pc);
 		return NULL;
 	case P_STLS:
@@ -404,7 +428,6 @@ msieve_line(struct proxy_conn *pc, const char *line)
 		str_truncate(&pc->caps, 0);
 		pc->ok = true;
 		return NULL;
-	case P_ID:
 	case P_POSTCAPA:
 		break;
 	}
@@ -439,6 +462,8 @@ on_read(struct bufferevent *bev, void *arg)
 		    pc->proto == PROXY_POP3 ? pop3_line(pc, line) :
 		    msieve_line(pc, line);
 		free(line);
+		if (why == NULL && pc->notls)
+			why = "backend offers no STARTTLS (proxy_tls_ca is set)";
 		if (why != NULL) {
 			fail(pc, why);
 			return;
@@ -456,10 +481,14 @@ static void
 on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct proxy_conn *pc = arg;
+	char why[512];
 
 	if (what & BEV_EVENT_CONNECTED)
 		return;
-	if (what & BEV_EVENT_EOF)
+	if (pc->tls_on && (what & BEV_EVENT_ERROR) &&
+	    tls_bev_verify_error(bev, why, sizeof(why)) != NULL)
+		fail(pc, why);
+	else if (what & BEV_EVENT_EOF)
 		fail(pc, "backend closed the connection");
 	else if (what & BEV_EVENT_TIMEOUT)
 		fail(pc, "backend timed out");
@@ -484,6 +513,7 @@ proxy_connect(struct event_base *base, const struct proxy_params *p,
 	pc->base = base;
 	pc->proto = p->proto;
 	pc->tls = p->tls;
+	pc->tls_required = p->tls != NULL && tls_client_verifies(p->tls);
 	pc->host = xstrdup(p->host);
 	pc->client_ip = xstrdup(p->client_ip);
 	pc->client_port = p->client_port;

@@ -3,9 +3,11 @@
 /*
  * A frontend's session on a backend (SPEC 6, scale-out): connect without
  * blocking, read the greeting, STARTTLS when the backend offers it (the
- * certificate is not checked, as for opportunistic SMTP), pass on the
- * client's address (IMAP ID x-originating-ip/-port, POP3 XCLIENT;
- * ManageSieve has no such command), log in
+ * certificate is not checked, as for opportunistic SMTP; with a
+ * verifying tls client, proxy_tls_ca, STARTTLS is required and the
+ * certificate must chain to the CA and name host), pass on the
+ * client's address (IMAP ID x-originating-ip/-port, POP3 and ManageSieve
+ * XCLIENT), log in
  * as the user with SASL PLAIN, authorization identity the user,
  * authentication identity SASL_PROXY_AUTHCID, password proxy_secret.
  * The user's own password never goes to the backend.

@@ -150,6 +150,22 @@ proxy_setup(struct session_server *srv, const struct config *cfg)
 		log_error("%s: logins cannot reach the backends", err);
 		srv->proxy_secret = xstrdup("");
 	}
+	{
+		const char *ca = config_get(cfg, "proxy_tls_ca");
+
+		if (ca != NULL && ca[0] != '\0') {
+			/* no unverified fallback: a CA that does not load
+			 * stops the proxied logins, with the reason */
+			srv->proxy_tls = tls_client_new_verify(ca, &err);
+			if (srv->proxy_tls == NULL) {
+				srv->proxy_tls_error = xasprintf(
+				    "proxy_tls_ca: %s", err);
+				log_error("%s: %s", srv->ops->proto,
+				    srv->proxy_tls_error);
+			}
+			return;
+		}
+	}
 	srv->proxy_tls = tls_client_new(&err);
 	if (srv->proxy_tls == NULL)
 		log_warn("%s: no TLS to the backends: %s", srv->ops->proto,
@@ -217,6 +233,7 @@ session_server_deinit(struct session_server *srv)
 	session_wipe(&srv->proxy_secret);
 	if (srv->proxy_tls != NULL)
 		tls_client_free(&srv->proxy_tls);
+	free(srv->proxy_tls_error);
 }
 
 /* ---- output ---- */
@@ -962,7 +979,8 @@ proxy_done(void *arg, struct bufferevent *bev, const char *caps,
 	log_info("%016llx: %s proxy: user=<%s>, %s%s, to backend %s port %u%s",
 	    SID(s), s->srv->ops->proto, s->proxy_user, s->peer,
 	    s->tls ? " (TLS)" : "", s->proxy_host, s->srv->backend_port,
-	    tls ? " over TLS" : "");
+	    !tls ? "" : tls_client_verifies(s->srv->proxy_tls) ?
+	    " over TLS, certificate verified" : " over TLS");
 	s->srv->ops->proxied(s, s->proxy_user, caps);
 	s->relay = bev;
 	{
@@ -1011,6 +1029,10 @@ proxy_start(struct session *s)
 	if (s->proxy_addr == NULL) {
 		login_proxy_failed(s, s->proxy_why != NULL ? s->proxy_why :
 		    "no backend");
+		return;
+	}
+	if (s->srv->proxy_tls_error != NULL) {
+		login_proxy_failed(s, s->srv->proxy_tls_error);
 		return;
 	}
 	memset(&p, 0, sizeof(p));

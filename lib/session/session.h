@@ -147,7 +147,10 @@ struct session_server {
 	char *proxy_secret;
 	char *backend_default;
 	unsigned backend_port;
-	struct tls_client *proxy_tls;
+	struct tls_client *proxy_tls;	/* verifying when proxy_tls_ca is
+					 * set */
+	char *proxy_tls_error;	/* proxy_tls_ca set but not loaded: every
+				 * proxied login fails with this */
 };
 
 struct session {

@@ -734,10 +734,12 @@ tls_bev_describe(struct bufferevent *bev, char *buf, size_t len)
 
 struct tls_client {
 	SSL_CTX *ctx;
+	bool verify;	/* the server's certificate must chain to the CA
+			 * file and name the host connected to */
 };
 
-struct tls_client *
-tls_client_new(const char **error_r)
+static struct tls_client *
+client_new(const char *ca_file, const char **error_r)
 {
 	struct tls_client *tc;
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
@@ -748,9 +750,35 @@ tls_client_new(const char **error_r)
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	if (ca_file != NULL &&
+	    SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
+		*error_r = tls_error("cannot load the CA certificates of",
+		    ca_file);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
 	tc = xmalloc(sizeof(*tc));
 	tc->ctx = ctx;
+	tc->verify = ca_file != NULL;
 	return tc;
+}
+
+struct tls_client *
+tls_client_new(const char **error_r)
+{
+	return client_new(NULL, error_r);
+}
+
+struct tls_client *
+tls_client_new_verify(const char *ca_file, const char **error_r)
+{
+	return client_new(ca_file, error_r);
+}
+
+bool
+tls_client_verifies(const struct tls_client *tc)
+{
+	return tc != NULL && tc->verify;
 }
 
 void
@@ -763,18 +791,76 @@ tls_client_free(struct tls_client **tcp)
 	*tcp = NULL;
 }
 
+/* The host as written ("mx.example", "192.0.2.1", "[2001:db8::1]",
+ * "2001:db8::1") without its brackets, into buf. */
+static const char *
+host_unbracket(const char *host, char *buf, size_t len)
+{
+	size_t n = strlen(host);
+
+	if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+		snprintf(buf, len, "%.*s", (int)(n - 2), host + 1);
+		return buf;
+	}
+	snprintf(buf, len, "%s", host);
+	return buf;
+}
+
 struct bufferevent *
 tls_bev_connect_starttls(struct tls_client *tc, struct event_base *base,
     struct bufferevent *plain, const char *sni)
 {
 	SSL *ssl = SSL_new(tc->ctx);
+	char host[256];
 
 	if (ssl == NULL)
 		return NULL;
-	if (sni != NULL && sni[0] != '\0' && strchr(sni, ':') == NULL)
-		SSL_set_tlsext_host_name(ssl, sni);
+	if (sni == NULL)
+		sni = "";
+	host_unbracket(sni, host, sizeof(host));
+	if (tc->verify) {
+		/* OpenSSL's own checks: the chain to the CA file, then the
+		 * host as an address (iPAddress) or as a DNS name (subject
+		 * alternative names, RFC 6125) */
+		X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
+
+		X509_VERIFY_PARAM_set_hostflags(vp,
+		    X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+		if (host[0] == '\0' ||
+		    (X509_VERIFY_PARAM_set1_ip_asc(vp, host) != 1 &&
+		    X509_VERIFY_PARAM_set1_host(vp, host, 0) != 1)) {
+			SSL_free(ssl);
+			return NULL;
+		}
+		SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);
+	}
+	if (host[0] != '\0' && strchr(host, ':') == NULL &&
+	    strspn(host, "0123456789.") != strlen(host))
+		SSL_set_tlsext_host_name(ssl, host);
 	return bufferevent_openssl_filter_new(base, plain, ssl,
 	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+}
+
+const char *
+tls_bev_verify_error(struct bufferevent *bev, char *buf, size_t len)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+	unsigned long e;
+	long r;
+
+	if (ssl == NULL)
+		return NULL;
+	r = SSL_get_verify_result(ssl);
+	if (r != X509_V_OK && SSL_get_verify_mode(ssl) != SSL_VERIFY_NONE) {
+		snprintf(buf, len, "certificate not verified: %s",
+		    X509_verify_cert_error_string(r));
+		return buf;
+	}
+	e = bufferevent_get_openssl_error(bev);
+	if (e == 0)
+		return NULL;
+	ERR_error_string_n(e, buf, len);
+	return buf;
 }
 
 /* The public key as base64 DER SubjectPublicKeyInfo (DKIM's p=). */

@@ -1,6 +1,7 @@
 #ifndef PETREL_TLS_H
 #define PETREL_TLS_H
 /* TLS (OpenSSL 3): the only module that includes OpenSSL headers. */
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Make a self-signed certificate (RSA 2048, SHA-256, 10 years) for
@@ -58,9 +59,24 @@ const char *tls_bev_describe(struct bufferevent *bev, char *buf, size_t len);
  * certificate check: RFC 7435 opportunistic security). */
 struct tls_client;
 struct tls_client *tls_client_new(const char **error_r);
+/* One that verifies (proxy_tls_ca): the server's certificate must chain
+ * to a certificate of ca_file (PEM, one or more) and carry the host
+ * given to tls_bev_connect_starttls: an address as an iPAddress, a name
+ * as a DNS name. NULL with *error_r when ca_file cannot be loaded. */
+struct tls_client *tls_client_new_verify(const char *ca_file,
+    const char **error_r);
+bool tls_client_verifies(const struct tls_client *tc);
 void tls_client_free(struct tls_client **tc);
+/* host: the server's name or address as written (brackets allowed); the
+ * SNI when it is a name, and what a verifying context checks. NULL when
+ * TLS cannot start (with a verifying context: no host). */
 struct bufferevent *tls_bev_connect_starttls(struct tls_client *tc,
-    struct event_base *base, struct bufferevent *plain, const char *sni);
+    struct event_base *base, struct bufferevent *plain, const char *host);
+/* After a failed handshake on bev: why ("certificate not verified:
+ * REASON" or OpenSSL's error), into buf; NULL when OpenSSL has no
+ * reason. */
+const char *tls_bev_verify_error(struct bufferevent *bev, char *buf,
+    size_t len);
 
 /* A new RSA key written (PEM, mode 0600) to path; *pub_b64_r gets the
  * public key (DER SubjectPublicKeyInfo) in base64, for a DKIM record. */

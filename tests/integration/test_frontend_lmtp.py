@@ -12,7 +12,11 @@ that is down leaves the message queued (no bounce) until it is up; a 452
 after the data defers that recipient alone; a 550 from the backend bounces
 that recipient alone; a user with no backend is 451 4.3.0 at RCPT; the
 transport form lmtp:[host]:port works on a single node too; a bad
-backend_ports stops `petrel check` and `petrel serve`."""
+backend_ports stops `petrel check` and `petrel serve`; with proxy_tls_ca
+the backend's certificate is verified (its address, the test CA): a
+certificate from another CA or for another address, or no STARTTLS,
+leaves the message queued with the reason until the backend presents the
+right one."""
 
 import re
 import socket
@@ -23,13 +27,16 @@ import pytest
 from harness import server
 from harness.instance import TIMEOUT_SCALE, add_users, make_instance
 from harness.maildir import all_delivered, put, queue_files
+from dns_util import LocalDNS
 from mx_util import dsn_parts, parse_stored, wait_for, wire
+from pki_util import make_pki, server_cert_opts
 from smtp_util import read_new, start_smtp
 
 ALICE, BOB, CAROL, DAVE = ("alice@example.test", "bob@example.test", "carol@example.test",
                            "dave@example.test")
 FULL, GHOST, TEAM = "full@example.test", "ghost@example.test", "team@example.test"
 BE1, BE2 = "127.0.0.2", "127.0.0.3"
+BE1_NAME = "be1.backends.mxtest"     # 127.0.0.2 in a test DNS server
 WAIT = 20 * TIMEOUT_SCALE
 QUERY_USER = ("SELECT id, address, crypt, name, uid, gid, home, maildir, host FROM users "
               "WHERE address = :address")
@@ -358,3 +365,97 @@ def test_bad_backend_ports_refused(petrel_bin, tmp_path, value):
         assert len(lines) == 1 and "backend_ports must be 4 ports" in lines[0], cp.stderr
     cp = inst.run("-o", "backend_ports=2424, 143,110,4190", "check", check=False)
     assert "backend_ports" not in cp.stderr, cp.stderr
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """Backend certificates for 127.0.0.2: from the test CA, from another
+    CA, and one from the test CA for another address."""
+    return make_pki(tmp_path_factory.mktemp("pki"), (
+        ("be1", "ca", "IP:%s" % BE1), ("be1other", "otherca", "IP:%s" % BE1),
+        ("elsewhere", "ca", "IP:127.0.0.9,DNS:elsewhere.test"),
+        ("be1name", "ca", "DNS:%s" % BE1_NAME)))
+
+
+def test_proxy_tls_ca_verified_lmtp(cluster, pki):
+    """proxy_tls_ca set and the backend's certificate from that CA for its
+    address: delivered over STARTTLS."""
+    be1 = cluster.backend(1, server_cert_opts(pki, "be1"))
+    fe = cluster.frontend(backend_default=BE1, opts=("proxy_tls_ca=" + pki["ca"],))
+    cluster.send([ALICE], "verified")
+    assert wait_subject(cluster.be1, ALICE, "verified"), fe.log() + be1.log()
+    assert status_lines(fe, ALICE, r"sent \(250 2\.0\.0"), fe.log()
+    [stored] = read_new(cluster.be1, ALICE)
+    assert b"with LMTPS" in stored, stored[:600]
+
+
+@pytest.mark.parametrize("cert,reason", [
+    ("be1other", r"certificate not verified: unable to get local issuer certificate"),
+    ("elsewhere", r"certificate not verified: IP address mismatch"),
+    (None, r"LMTP server offers no STARTTLS \(proxy_tls_ca is set\)"),
+])
+def test_proxy_tls_ca_unverified_lmtp_stays_queued(cluster, pki, cert, reason):
+    """A backend whose certificate does not verify (another CA, another
+    address) or that offers no STARTTLS: the message is deferred with the
+    reason, nothing is delivered or bounced, and the transaction never
+    starts; with the right certificate it drains."""
+    opts = server_cert_opts(pki, cert) if cert else ("tls_cert=", "tls_key=", "tls_sni_dir=")
+    be1 = cluster.backend(1, opts)
+    fe = cluster.frontend(backend_default=BE1, opts=("proxy_tls_ca=" + pki["ca"],))
+    cluster.send([ALICE], "held")
+    [qf] = queue_files(cluster.fe)
+    assert fe.wait_log(r"to=<%s>, relay=.*status=deferred \(.*%s" % (re.escape(ALICE), reason),
+                       count=2, timeout=WAIT), fe.log()
+    assert queue_files(cluster.fe) == [qf]
+    assert subjects(cluster.be1, ALICE) == []
+    assert "bounced" not in fe.log(), fe.log()
+    assert not re.search(r"client=|nrcpt=|from=<", be1.log()), be1.log()
+    be1.stop()
+    cluster.backend(1, server_cert_opts(pki, "be1"))
+    assert wait_subject(cluster.be1, ALICE, "held"), fe.log()
+    assert wait_for(lambda: not queue_files(cluster.fe), WAIT), fe.log()
+    assert subjects(cluster.be1, ALICE) == ["held"]
+
+
+def test_proxy_tls_ca_checks_backend_name(cluster, pki, tmp_path):
+    """A backend named by a host name (the user's host column; its address
+    from a test DNS server): a certificate with that DNS name delivers;
+    one that only carries the backend's address does not (the name as
+    written is what is checked), and the message waits for the right one."""
+    dns = LocalDNS(tmp_path / "dns", ["%s. 300 IN A %s" % (BE1_NAME, BE1)])
+    try:
+        cluster.set_host(ALICE, BE1_NAME)
+        be1 = cluster.backend(1, server_cert_opts(pki, "be1name"))
+        fe = cluster.frontend(opts=("proxy_tls_ca=" + pki["ca"], "dns_resolver=" + dns.resolver))
+        cluster.send([ALICE], "by name")
+        assert wait_subject(cluster.be1, ALICE, "by name"), fe.log() + be1.log()
+        assert re.search(r"to=<%s>, relay=%s\[%s\]:%d, .*status=sent" % (
+            re.escape(ALICE), re.escape(BE1_NAME), re.escape(BE1), cluster.port), fe.log()), \
+            fe.log()
+        be1.stop()
+        be1 = cluster.backend(1, server_cert_opts(pki, "be1"))
+        cluster.send([ALICE], "name mismatch")
+        assert fe.wait_log(r"to=<%s>, relay=.*status=deferred \(.*certificate not verified: "
+                           r"[Hh]ostname mismatch" % re.escape(ALICE), timeout=WAIT), fe.log()
+        assert subjects(cluster.be1, ALICE) == ["by name"]
+        be1.stop()
+        cluster.backend(1, server_cert_opts(pki, "be1name"))
+        assert wait_subject(cluster.be1, ALICE, "name mismatch"), fe.log()
+    finally:
+        dns.stop()
+
+
+def test_check_reads_proxy_tls_ca(petrel_bin, tmp_path, pki):
+    """`petrel check` loads proxy_tls_ca: a file that is not there or holds
+    no certificate is a problem naming the key; the test CA is not."""
+    inst = make_instance(petrel_bin, tmp_path / "inst", "sqlite")
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    for bad in (str(tmp_path / "missing.pem"), str(junk)):
+        cp = inst.run("-o", "proxy_tls_ca=" + bad, "check", check=False)
+        assert cp.returncode == 1, (cp.stdout, cp.stderr)
+        assert re.search(r"proxy_tls_ca: cannot load the CA certificates of %s"
+                         % re.escape(bad), cp.stdout + cp.stderr), (cp.stdout, cp.stderr)
+    cp = inst.run("-o", "proxy_tls_ca=" + pki["ca"], "check", check=False)
+    assert cp.returncode == 0 and "cannot load" not in cp.stdout + cp.stderr, \
+        (cp.stdout, cp.stderr)

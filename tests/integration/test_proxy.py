@@ -1,8 +1,11 @@
-"""Scale-out: IMAP and POP3 proxying by user (SPEC 6). A frontend `petrel
-serve` on 127.0.0.1 and a backend on 127.0.0.2 share one SQLite directory;
-the frontend authenticates the user, then opens the backend session with
-proxy_secret (SASL PLAIN as petrel-proxy for the user) after passing the
-client's address (IMAP ID, POP3 XCLIENT), and relays bytes."""
+"""Scale-out: IMAP, POP3 and ManageSieve proxying by user (SPEC 6). A
+frontend `petrel serve` on 127.0.0.1 and a backend on 127.0.0.2 share one
+SQLite directory; the frontend authenticates the user, then opens the
+backend session with proxy_secret (SASL PLAIN as petrel-proxy for the user)
+after passing the client's address (IMAP ID, POP3 and ManageSieve
+XCLIENT), and relays bytes. With proxy_tls_ca the backend's certificate
+(made here with the openssl CLI) must chain to that CA and name the
+backend's address."""
 
 import imaplib
 import os
@@ -12,6 +15,7 @@ import shutil
 import smtplib
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -19,6 +23,7 @@ import pytest
 from conftest import add_users, make_instance
 from harness import maildir, server
 from harness.ports import free_ports
+from pki_util import make_pki, server_cert_opts
 from pop3_util import message, put
 
 ALICE = "alice@example.test"
@@ -470,7 +475,7 @@ def test_pop3_backend_trusts_only_frontends(cluster):
 
 
 # --------------------------------------------------------------------------
-# ManageSieve (no command passes the client's address there)
+# ManageSieve (XCLIENT passes the client's address)
 
 
 def sieve_status(f, s, cmd):
@@ -543,3 +548,285 @@ def test_backend_takes_one_client_address(cluster):
         assert r.readline().startswith(b"c NO")
     b.wait_log(r"imap login failed: user=<%s>, \[192\.0\.2\.21\]:7" % re.escape(ALICE))
     assert "192.0.2.22" not in b.log()
+
+
+def test_managesieve_passes_client_address(cluster):
+    """The frontend names its client to the backend with XCLIENT: the
+    backend logs the session and the login under the client's address."""
+    back, start_backend, start_frontend = cluster
+    b = start_backend()
+    f = start_frontend(b.port_of("imap"), b.port_of("pop3"),
+                       sieve_port=b.port_of("managesieve"))
+    with socket.create_connection(("127.0.0.1", f.port_of("managesieve")), timeout=20,
+                                  source_address=(CLIENT_IP, 0)) as s:
+        r = s.makefile("rb")
+        sieve_greeting(r)
+        ir = _plain("", ALICE, PASSWORD)
+        assert sieve_status(r, s, b'AUTHENTICATE "PLAIN" "%s"' % ir.encode()).startswith(b"OK")
+        assert sieve_status(r, s, b"LISTSCRIPTS").startswith(b"OK")
+        s.sendall(b"LOGOUT\r\n")
+    assert_relayed(b, f, "managesieve")
+
+
+def test_managesieve_xclient_trusted_only(cluster):
+    """XCLIENT on a backend's ManageSieve port: refused from an address
+    outside proxy_trusted_networks (the login is then logged under the
+    real peer); from a frontend it is taken once, before login."""
+    back, start_backend, start_frontend = cluster
+    b = start_backend()
+    port = b.port_of("managesieve")
+
+    with socket.create_connection(("127.0.0.2", port), timeout=20,
+                                  source_address=("127.0.0.3", 0)) as s:
+        r = s.makefile("rb")
+        sieve_greeting(r)
+        line = sieve_status(r, s, b"XCLIENT ADDR=192.0.2.9 PORT=4")
+        assert line.startswith(b"NO "), line
+        ir = _plain(ALICE, "petrel-proxy", SECRET)
+        assert sieve_status(r, s, b'AUTHENTICATE "PLAIN" "%s"' % ir.encode()).startswith(b"NO")
+    b.wait_log(r"managesieve login failed: user=<petrel-proxy>, \[127\.0\.0\.3\]")
+    assert "192.0.2.9" not in b.log()
+
+    with socket.create_connection(("127.0.0.2", port), timeout=20,
+                                  source_address=("127.0.0.1", 0)) as s:
+        r = s.makefile("rb")
+        sieve_greeting(r)
+        assert sieve_status(r, s, b'XCLIENT "ADDR=192.0.2.9" PORT=4').startswith(b"OK")
+        # once only
+        assert sieve_status(r, s, b"XCLIENT ADDR=192.0.2.10 PORT=5").startswith(b"NO")
+        ir = _plain(ALICE, "petrel-proxy", SECRET)
+        assert sieve_status(r, s, b'AUTHENTICATE "PLAIN" "%s"' % ir.encode()).startswith(b"OK")
+        # not after login
+        assert sieve_status(r, s, b"XCLIENT ADDR=192.0.2.11 PORT=6").startswith(b"NO")
+        s.sendall(b"LOGOUT\r\n")
+    b.wait_log(r"managesieve: client \[192\.0\.2\.9\]:4, via frontend \[127\.0\.0\.1\]")
+    b.wait_log(r"managesieve login: user=<%s>, \[192\.0\.2\.9\]:4" % re.escape(ALICE))
+    assert "192.0.2.10" not in b.log() and "192.0.2.11" not in b.log()
+
+    with socket.create_connection(("127.0.0.2", port), timeout=20,
+                                  source_address=("127.0.0.1", 0)) as s:
+        r = s.makefile("rb")
+        sieve_greeting(r)
+        assert sieve_status(r, s, b"XCLIENT ADDR=not-an-address").startswith(b"NO")
+        assert sieve_status(r, s, b"XCLIENT PORT=4").startswith(b"NO")
+
+
+# --------------------------------------------------------------------------
+# proxy_tls_ca: the backend's certificate verified
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """The test CA and another CA; backend certificates signed by the
+    first: one for 127.0.0.2 (the backend's address as backend_default
+    writes it), one for other names only; one for 127.0.0.2 signed by the
+    other CA."""
+    return make_pki(tmp_path_factory.mktemp("pki"), (
+        ("good", "ca", "IP:127.0.0.2,DNS:backend.test"),
+        ("wrongname", "ca", "IP:127.0.0.9,DNS:other.test"),
+        ("othersigned", "otherca", "IP:127.0.0.2")))
+
+
+def _try_all_protocols(f):
+    """Log in through the frontend by IMAP, POP3 and ManageSieve from
+    CLIENT_IP; the three first answers to the login."""
+    with socket.create_connection(("127.0.0.1", f.port_of("imap")), timeout=20,
+                                  source_address=(CLIENT_IP, 0)) as s:
+        r = s.makefile("rb")
+        r.readline()
+        s.sendall(b"a LOGIN %s %s\r\n" % (ALICE.encode(), PASSWORD.encode()))
+        while True:
+            imap = r.readline()
+            if not imap.startswith(b"* "):
+                break
+        s.sendall(b"b LOGOUT\r\n")
+    with socket.create_connection(("127.0.0.1", f.port_of("pop3")), timeout=20,
+                                  source_address=(CLIENT_IP, 0)) as s:
+        r = s.makefile("rb")
+        r.readline()
+        s.sendall(b"USER %s\r\n" % ALICE.encode())
+        r.readline()
+        s.sendall(b"PASS %s\r\n" % PASSWORD.encode())
+        pop3 = r.readline()
+        s.sendall(b"QUIT\r\n")
+    with socket.create_connection(("127.0.0.1", f.port_of("managesieve")), timeout=20,
+                                  source_address=(CLIENT_IP, 0)) as s:
+        r = s.makefile("rb")
+        sieve_greeting(r)
+        ir = _plain("", ALICE, PASSWORD)
+        sieve = sieve_status(r, s, b'AUTHENTICATE "PLAIN" "%s"' % ir.encode())
+        s.sendall(b"LOGOUT\r\n")
+    return imap, pop3, sieve
+
+
+def test_proxy_tls_ca_verified_backend(cluster, pki):
+    """proxy_tls_ca set, the backend's certificate from that CA for its
+    address: the three proxied logins work, over verified TLS."""
+    back, start_backend, start_frontend = cluster
+    b = start_backend(server_cert_opts(pki, "good"))
+    f = start_frontend(b.port_of("imap"), b.port_of("pop3"),
+                       ("proxy_tls_ca=" + pki["ca"],), sieve_port=b.port_of("managesieve"))
+    imap, pop3, sieve = _try_all_protocols(f)
+    assert imap.startswith(b"a OK"), imap
+    assert pop3.startswith(b"+OK"), pop3
+    assert sieve.startswith(b"OK"), sieve
+    for proto in ("imap", "pop3", "managesieve"):
+        assert f.wait_log(r"%s proxy: user=<%s>, .* to backend 127\.0\.0\.2 port %d over TLS, "
+                          r"certificate verified" % (proto, re.escape(ALICE), b.port_of(proto))), \
+            f.log()
+        assert b.wait_log(r"%s login: user=<%s>, \[%s\]:" % (proto, re.escape(ALICE),
+                                                              re.escape(CLIENT_IP))), b.log()
+
+
+@pytest.mark.parametrize("cert,ca,reason", [
+    ("othersigned", "ca", r"certificate not verified: unable to get local issuer certificate"),
+    ("good", "otherca", r"certificate not verified: unable to get local issuer certificate"),
+    ("wrongname", "ca", r"certificate not verified: IP address mismatch"),
+])
+def test_proxy_tls_ca_refuses_unverified_backend(cluster, pki, cert, ca, reason):
+    """A backend certificate from another CA, or one that does not name
+    the backend's address: each protocol's temporary error, the reason in
+    the frontend's log, and the backend never sees a login, a client
+    address or the secret (the handshake failed before any of them)."""
+    back, start_backend, start_frontend = cluster
+    b = start_backend(server_cert_opts(pki, cert))
+    f = start_frontend(b.port_of("imap"), b.port_of("pop3"),
+                       ("proxy_tls_ca=" + pki[ca],), sieve_port=b.port_of("managesieve"))
+    imap, pop3, sieve = _try_all_protocols(f)
+    assert imap.startswith(b"a NO [UNAVAILABLE] "), imap
+    assert pop3.startswith(b"-ERR [SYS/TEMP] "), pop3
+    assert sieve.startswith(b"NO (TRYLATER) "), sieve
+    for proto in ("imap", "pop3", "managesieve"):
+        assert f.wait_log(r"%s proxy: user=<%s>, .*backend 127\.0\.0\.2 unavailable: %s"
+                          % (proto, re.escape(ALICE), reason)), f.log()
+    # the backend saw the frontend's connections end (the first of each
+    # protocol was the start's readiness probe), with no login on them
+    for proto in ("imap", "pop3", "managesieve"):
+        assert b.wait_log(r"%s disconnect from \[127\.0\.0\.1\]" % proto, count=2), b.log()
+    blog = b.log()
+    assert "login" not in blog and "via frontend" not in blog, blog
+    assert CLIENT_IP not in blog and SECRET not in blog, blog
+
+
+def test_proxy_tls_ca_needs_starttls_and_a_ca(cluster, pki, tmp_path):
+    """proxy_tls_ca set and a backend that offers no STARTTLS: no
+    plaintext fallback. A CA file that cannot be read: no proxied login,
+    the reason logged."""
+    back, start_backend, start_frontend = cluster
+    b = start_backend(("tls_cert=", "tls_key=", "tls_sni_dir="))
+    f = start_frontend(b.port_of("imap"), b.port_of("pop3"),
+                       ("proxy_tls_ca=" + pki["ca"],), sieve_port=b.port_of("managesieve"))
+    imap, pop3, sieve = _try_all_protocols(f)
+    assert imap.startswith(b"a NO [UNAVAILABLE] "), imap
+    assert pop3.startswith(b"-ERR [SYS/TEMP] "), pop3
+    assert sieve.startswith(b"NO (TRYLATER) "), sieve
+    assert f.wait_log(r"unavailable: backend offers no STARTTLS \(proxy_tls_ca is set\)",
+                      count=3), f.log()
+    assert "login" not in b.log(), b.log()
+
+    f2 = start_frontend(b.port_of("imap"), b.port_of("pop3"),
+                        ("proxy_tls_ca=" + str(tmp_path / "missing.pem"),),
+                        sieve_port=b.port_of("managesieve"))
+    imap, pop3, sieve = _try_all_protocols(f2)
+    assert imap.startswith(b"a NO [UNAVAILABLE] "), imap
+    assert pop3.startswith(b"-ERR [SYS/TEMP] "), pop3
+    assert sieve.startswith(b"NO (TRYLATER) "), sieve
+    assert f2.wait_log(r"imap proxy: .*unavailable: proxy_tls_ca: cannot load the CA "
+                       r"certificates of .*missing\.pem"), f2.log()
+
+
+class RecordingRelay:
+    """A TCP relay on 127.0.0.2 in front of one backend port that keeps
+    every byte the frontend sent through it (bounded: 20 s a socket)."""
+
+    def __init__(self, port):
+        self.port_to = port
+        self.sent = bytearray()
+        self.lock = threading.Lock()
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.2", 0))
+        self.lsock.listen(8)
+        self.lsock.settimeout(0.2)
+        self.port = self.lsock.getsockname()[1]
+        self.stopping = False
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    def _pump(self, a, b, record):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                if record:
+                    with self.lock:
+                        self.sent += data
+                b.sendall(data)
+        except OSError:
+            pass
+        for x in (a, b):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                c, _ = self.lsock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            up = socket.create_connection(("127.0.0.2", self.port_to), timeout=20)
+            c.settimeout(20)
+            for a, b, rec in ((c, up, True), (up, c, False)):
+                t = threading.Thread(target=self._pump, args=(a, b, rec), daemon=True)
+                t.start()
+                self.threads.append(t)
+
+    def stop(self):
+        self.stopping = True
+        self.lsock.close()
+        for t in self.threads:
+            t.join(25)
+
+    def data(self):
+        with self.lock:
+            return bytes(self.sent)
+
+
+def test_proxy_tls_ca_nothing_in_plaintext(cluster, pki):
+    """What a frontend sends towards a backend whose certificate does not
+    verify (read on the wire by a relay in between): the STARTTLS command,
+    then only TLS records, never a login, the client's address or the
+    secret; the same relay with the right certificate carries a working
+    session, again with none of them in plaintext."""
+    back, start_backend, start_frontend = cluster
+    plain = _plain(ALICE, "petrel-proxy", SECRET).encode()
+    for cert, works in (("othersigned", False), ("good", True)):
+        b = start_backend(server_cert_opts(pki, cert))
+        relays = {p: RecordingRelay(b.port_of(p)) for p in ("imap", "pop3", "managesieve")}
+        try:
+            f = start_frontend(relays["imap"].port, relays["pop3"].port,
+                               ("proxy_tls_ca=" + pki["ca"],),
+                               sieve_port=relays["managesieve"].port)
+            imap, pop3, sieve = _try_all_protocols(f)
+            assert imap.startswith(b"a OK" if works else b"a NO [UNAVAILABLE] "), imap
+            assert pop3.startswith(b"+OK" if works else b"-ERR [SYS/TEMP] "), pop3
+            assert sieve.startswith(b"OK" if works else b"NO (TRYLATER) "), sieve
+            assert f.stop() == 0
+        finally:
+            for r in relays.values():
+                r.stop()
+        b.stop()
+        for proto, r in relays.items():
+            data = r.data()
+            first = {"imap": b"P STARTTLS\r\n", "pop3": b"CAPA\r\nSTLS\r\n",
+                     "managesieve": b"STARTTLS\r\n"}[proto]
+            assert data.startswith(first), (proto, data[:200])
+            # then a TLS handshake record (content type 22)
+            assert data[len(first):len(first) + 1] == b"\x16", (proto, data[:200])
+            for secret_thing in (plain, SECRET.encode(), b"AUTHENTICATE", b"AUTH ", b"XCLIENT",
+                                 b"x-originating-ip", CLIENT_IP.encode()):
+                assert secret_thing not in data, (proto, secret_thing, data[:300])
