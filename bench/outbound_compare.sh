@@ -26,7 +26,8 @@
 # Env: PETREL (build/petrel), MESSAGES (10000), SIZE (2048), DOMAINS (100),
 #      SESSIONS (20: smtp-source sessions for one domain; spread over the
 #      domains otherwise), ROUNDS (2), TIMEOUT (seconds per run, 900),
-#      BENCH_DIR (/var/tmp).
+#      BENCH_DIR (/var/tmp), SERVERS ("petrel postfix": one alone for a
+#      profile; the ratios need both), LAYOUTS ("1 $DOMAINS").
 # Output: "RESULT server=petrel|postfix domains=D round=R seconds=S
 # msgs_per_s=M" lines (S: flush to empty queue), then "RESULT median
 # domains=D petrel=P postfix=F ratio=P/F" per layout.
@@ -41,6 +42,8 @@ DOMAINS=${DOMAINS:-100}
 SESSIONS=${SESSIONS:-20}
 ROUNDS=${ROUNDS:-2}
 TIMEOUT=${TIMEOUT:-900}
+SERVERS=${SERVERS:-petrel postfix}
+LAYOUTS=${LAYOUTS:-1 $DOMAINS}
 SMTP_SOURCE=/usr/sbin/smtp-source
 SMTP_SINK=/usr/sbin/smtp-sink
 [ -x "$SMTP_SOURCE" ] && [ -x "$SMTP_SINK" ] || die "needs smtp-source and smtp-sink (package postfix)"
@@ -209,9 +212,9 @@ one_run() { # SERVER LAYOUT(1|D) ROUND
 : >"$BDIR/results"
 r=1
 while [ $r -le "$ROUNDS" ]; do
-	for layout in 1 "$DOMAINS"; do
-		order="petrel postfix"
-		[ $((r % 2)) -eq 0 ] && order="postfix petrel"
+	for layout in $LAYOUTS; do
+		order=$SERVERS
+		[ $((r % 2)) -eq 0 ] && order=$(echo "$SERVERS" | awk '{for (i = NF; i > 0; i--) printf "%s ", $i}')
 		for s in $order; do
 			one_run "$s" "$layout" "$r" >>"$BDIR/results"
 			tail -1 "$BDIR/results"
@@ -230,6 +233,8 @@ for line in open(sys.argv[1]):
     if m:
         rate.setdefault(int(m.group(2)), {}).setdefault(m.group(1), []).append(int(m.group(3)))
 for d in sorted(rate):
+    if len(rate[d]) < 2:
+        continue
     p, f = statistics.median(rate[d]["petrel"]), statistics.median(rate[d]["postfix"])
     print("RESULT median domains=%d petrel=%.0f postfix=%.0f msgs/s ratio=%.2f" % (d, p, f, p / f))
 PYEOF
