@@ -151,6 +151,7 @@ delivery_free(struct delivery *d)
 	free(d->host);
 	free(d->relay);
 	free(d->resolve_error);
+	mx_dane_free(d);
 	queue_msg_clear(&d->msg);
 	free(d);
 }
@@ -181,7 +182,7 @@ finish_run(struct delivery *d, struct authc *ac)
 		int code = d->codes[k];
 		const char *text = d->texts[k] ? d->texts[k] : "";
 		const char *status;
-		char use[32];
+		char use[64];
 
 		free(e->last);
 		e->last = xstrdup(text);
@@ -213,6 +214,12 @@ finish_run(struct delivery *d, struct authc *ac)
 			    d->conn_uses + 1);
 		else
 			use[0] = '\0';
+		if (d->tls_note != NULL) {
+			size_t ul = strlen(use);
+
+			snprintf(use + ul, sizeof(use) - ul, ", tls=%s",
+			    d->tls_note);
+		}
 		log_info("%s: to=<%s>, relay=%s%s, delay=%lld, status=%s (%s), "
 		    "attempts=%u", q->id, e->address,
 		    d->relay ? d->relay : "none", use,
@@ -627,6 +634,25 @@ queue_manager_run(struct petrel_ctx *ctx)
 		    &uerr);
 		if (m.ub == NULL)
 			fatal("%s", uerr);
+	}
+	if (strcmp(config_get(ctx->cfg, "dane"), "opportunistic") == 0) {
+		/* RFC 7672 needs DNSSEC: the MX, address and TLSA answers
+		 * validated from the trust anchor (Postfix too falls back
+		 * to opportunistic TLS, with a warning, without one) */
+		const char *ta = config_get(ctx->cfg, "dnssec_trust_anchor");
+		int r;
+
+		if (!tls_client_dane(m.tls))
+			log_warn("dane: OpenSSL's DANE support is unavailable; "
+			    "opportunistic TLS only");
+		else if (ta[0] == '\0' || access(ta, R_OK) != 0)
+			log_warn("dane: cannot read dnssec_trust_anchor %s; "
+			    "opportunistic TLS only", ta[0] ? ta : "(empty)");
+		else if ((r = ub_ctx_add_ta_file(m.ub, ta)) != 0)
+			log_warn("dane: dnssec_trust_anchor %s: %s; "
+			    "opportunistic TLS only", ta, ub_strerror(r));
+		else
+			m.dane = true;
 	}
 	m.base = event_base_new();
 	if (m.base == NULL)
