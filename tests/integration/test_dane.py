@@ -7,9 +7,10 @@ address with STARTTLS and a certificate made here with the openssl CLI.
 
 Cases: TLSA 3 1 1 matching -> delivered, logged tls=dane-verified; not
 matching -> deferred with the reason in the queue and the log, and bounced
-with it once queue_lifetime runs out; 2 0 1 of a test CA that issued the
-MX's certificate -> delivered; an MX without STARTTLS but with TLSA ->
-deferred, never plaintext; an unsigned zone with (non-matching) TLSA ->
+with it once queue_lifetime runs out, or the next MX (matching) in the same
+attempt; 2 0 1 of a test CA that issued the MX's certificate -> delivered;
+an MX without STARTTLS but with TLSA -> deferred, never plaintext; only unusable (PKIX-EE) records -> STARTTLS
+still required, not checked; an unsigned zone with (non-matching) TLSA ->
 opportunistic TLS, delivered; a TLSA record whose signature does not hold
 (the validator's SERVFAIL) -> deferred, not bounced; the zone served without
 signatures under the anchor -> deferred, so nothing unvalidated counts as
@@ -75,12 +76,13 @@ def certs(tmp_path_factory):
     }
 
 
-def zone_text(tlsa):
+def zone_text(tlsa, extra=()):
     lines = ["$ORIGIN %s." % ZONE, "$TTL 300",
              "@ IN SOA ns.%s. hostmaster.%s. 1 3600 600 86400 300" % (ZONE, ZONE),
              "@ IN NS ns.%s." % ZONE, "ns IN A 127.0.0.1",
              "@ IN MX 10 %s." % MXHOST, "mx1 IN A " + MXADDR]
     lines += ["_25._tcp.mx1 IN TLSA " + t for t in tlsa]
+    lines += list(extra)
     return "\n".join(lines) + "\n"
 
 
@@ -100,10 +102,10 @@ def dns(tmp_path):
     rdata replaced in the signed zone after signing."""
     made = []
 
-    def make(tlsa, signed=True, tamper=None, anchor="zone"):
+    def make(tlsa, signed=True, tamper=None, anchor="zone", extra=()):
         d = str(tmp_path / ("zone%d" % len(made)))
         os.makedirs(d)
-        text = zone_text(tlsa)
+        text = zone_text(tlsa, extra)
         with open(os.path.join(d, "z.zone"), "w") as f:
             f.write(text)
         base, ds = keygen(d, ZONE)
@@ -134,8 +136,8 @@ def mx(fake_mx):
     if os.geteuid() != 0:
         pytest.fail("port 25 and nsd need root (the test command runs as root)")
 
-    def make(cert, **kw):
-        return fake_mx(host=MXADDR, port=25, pipelining=True, starttls=cert is not None,
+    def make(cert, host=MXADDR, **kw):
+        return fake_mx(host=host, port=25, pipelining=True, starttls=cert is not None,
                        cert=cert, **kw)
     return make
 
@@ -182,6 +184,7 @@ def test_dane_ee_mismatch_defers_then_bounces(out_instance, petrel_start, dns, m
     line = status_line(srv, "deferred")
     why = "4.7.5 TLSA records do not match the certificate of " + MXHOST
     assert line and why in line and "tls=" not in line, srv.log()
+    assert srv.wait_log(r"warning: \w+: 451 " + re.escape(why), timeout=0), srv.log()
     assert m.transactions == [] or not any(t.accepted for t in m.transactions)
     last = wait_for(lambda: [t for t in queued_last(out_instance) if why in t])
     assert last, queue_json(out_instance)
@@ -299,3 +302,24 @@ def test_unusable_tlsa_means_tls_without_a_match(out_instance, petrel_start, dns
     line = status_line(srv, "sent")
     assert line and "tls=dane-encrypted" in line, srv.log()
     assert len(m.wait_messages(1)) == 1 and m.transactions[0].tls
+
+
+def test_mismatch_tries_the_next_mx(out_instance, petrel_start, dns, mx, certs):
+    # mx1 (preference 10) does not match its records; mx2 (20) matches its
+    # own: the same attempt goes on to mx2, and mx1 never sees a MAIL
+    mx2 = "mx2." + ZONE
+    resolver, ta = dns([certs["wrong_311"]], extra=(
+        "@ IN MX 20 %s." % mx2, "mx2 IN A 127.0.0.72",
+        "_25._tcp.mx2 IN TLSA " + certs["ee_311"]))
+    m1 = mx(certs["ee"])
+    m2 = mx(certs["ee"], host="127.0.0.72")
+    srv = start(out_instance, petrel_start, resolver, ta)
+    send(srv, "next-mx")
+    line = status_line(srv, "sent")
+    assert line and "relay=%s[127.0.0.72]:25" % mx2 in line and "attempts=1" in line, srv.log()
+    assert "tls=dane-verified" in line
+    assert srv.wait_log(r"TLSA records do not match the certificate of %s.*next address"
+                        % re.escape(MXHOST), timeout=0), srv.log()
+    assert m1.connections >= 1 and m1.messages() == []
+    assert not [c for _, c in m1.commands if c.upper().startswith("MAIL")]
+    assert len(m2.wait_messages(1)) == 1
