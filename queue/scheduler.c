@@ -640,19 +640,24 @@ queue_manager_run(struct petrel_ctx *ctx)
 		 * validated from the trust anchor (Postfix too falls back
 		 * to opportunistic TLS, with a warning, without one) */
 		const char *ta = config_get(ctx->cfg, "dnssec_trust_anchor");
-		int r;
+		char *uerr = NULL;
 
-		if (!tls_client_dane(m.tls))
+		if (!tls_client_dane(m.tls)) {
 			log_warn("dane: OpenSSL's DANE support is unavailable; "
 			    "opportunistic TLS only");
-		else if (ta[0] == '\0' || access(ta, R_OK) != 0)
-			log_warn("dane: cannot read dnssec_trust_anchor %s; "
-			    "opportunistic TLS only", ta[0] ? ta : "(empty)");
-		else if ((r = ub_ctx_add_ta_file(m.ub, ta)) != 0)
-			log_warn("dane: dnssec_trust_anchor %s: %s; "
-			    "opportunistic TLS only", ta, ub_strerror(r));
-		else
+		} else if (dnsq_ctx_trust_anchor(m.ub, ta, &uerr) < 0) {
+			log_warn("dane: dnssec_trust_anchor: %s; opportunistic "
+			    "TLS only", uerr);
+			free(uerr);
+			/* that context is spoilt: a plain one */
+			ub_ctx_delete(m.ub);
+			m.ub = dnsq_ctx_new(config_get(ctx->cfg,
+			    "dns_resolver"), &uerr);
+			if (m.ub == NULL)
+				fatal("%s", uerr);
+		} else {
 			m.dane = true;
+		}
 	}
 	m.base = event_base_new();
 	if (m.base == NULL)

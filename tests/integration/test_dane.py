@@ -323,3 +323,32 @@ def test_mismatch_tries_the_next_mx(out_instance, petrel_start, dns, mx, certs):
     assert m1.connections >= 1 and m1.messages() == []
     assert not [c for _, c in m1.commands if c.upper().startswith("MAIL")]
     assert len(m2.wait_messages(1)) == 1
+
+
+def test_trust_anchor_checked(out_instance, petrel_start, dns, mx, certs, tmp_path):
+    # petrel check names an anchor that cannot be used; the queue manager
+    # warns and delivers with opportunistic TLS only (the wrong record
+    # then counts for nothing)
+    resolver, ta = dns([certs["wrong_311"]])
+    bad = str(tmp_path / "bad.key")
+    with open(bad, "w") as f:
+        f.write("this is not a DS record\n")
+    missing = str(tmp_path / "missing.key")
+    for path in (bad, missing):
+        cp = out_instance.run("-o", "dane=opportunistic", "-o", "dnssec_trust_anchor=" + path,
+                              "check", check=False)
+        assert cp.returncode == 1 and "dnssec_trust_anchor" in cp.stderr, cp.stderr
+    cp = out_instance.run("-o", "dane=opportunistic", "-o", "dnssec_trust_anchor=" + ta,
+                          "-o", "dns_resolver=" + resolver, "check", check=False)
+    assert cp.returncode == 0, cp.stderr
+    cp = out_instance.run("-o", "dane=off", "-o", "dnssec_trust_anchor=" + missing, "check",
+                          check=False)
+    assert cp.returncode == 0, cp.stderr
+    m = mx(certs["ee"])
+    srv = start(out_instance, petrel_start, resolver, bad)
+    assert srv.wait_log(r"warning: dane: dnssec_trust_anchor: .*bad\.key.*opportunistic TLS "
+                        r"only", timeout=WAIT), srv.log()
+    send(srv, "bad-anchor")
+    line = status_line(srv, "sent")
+    assert line and "tls=" not in line, srv.log()
+    assert len(m.wait_messages(1)) == 1
