@@ -14,7 +14,8 @@ still required, not checked; an unsigned zone with (non-matching) TLSA ->
 opportunistic TLS, delivered; a TLSA record whose signature does not hold
 (the validator's SERVFAIL) -> deferred, not bounced; the zone served without
 signatures under the anchor -> deferred, so nothing unvalidated counts as
-secure; a [bracketed] transport -> no DANE. Port 25 needs root, as the test
+secure; a [bracketed] transport -> no DANE; DANE connections are not kept
+for the next delivery; a trust anchor file that cannot be used. Port 25 needs root, as the test
 command runs (nsd too).
 """
 
@@ -352,3 +353,23 @@ def test_trust_anchor_checked(out_instance, petrel_start, dns, mx, certs, tmp_pa
     line = status_line(srv, "sent")
     assert line and "tls=" not in line, srv.log()
     assert len(m.wait_messages(1)) == 1
+
+
+def test_dane_connections_are_not_kept(out_instance, petrel_start, dns, mx, certs):
+    # the outbound connection cache keeps connections for the next
+    # delivery to the same next hop; a DANE session is never kept (nor a
+    # kept one taken for a host that needs DANE): each delivery checks the
+    # certificate on its own connection
+    resolver, ta = dns([certs["ee_311"]])
+    m = mx(certs["ee"])
+    srv = start(out_instance, petrel_start, resolver, ta)
+    send(srv, "first")
+    assert status_line(srv, "sent"), srv.log()
+    assert len(m.wait_messages(1)) == 1
+    send(srv, "second")
+    lines = srv.wait_log(r"to=<%s>, relay=.*status=sent" % re.escape(RCPT), count=2,
+                         timeout=WAIT)
+    assert len(lines) == 2, srv.log()
+    assert all("tls=dane-verified" in l and "conn_use=" not in l for l in lines), lines
+    assert len(m.wait_messages(2)) == 2
+    assert m.connections == 2 and all(t.tls for t in m.transactions)
