@@ -12,7 +12,8 @@ attempt; 2 0 1 of a test CA that issued the MX's certificate -> delivered;
 an MX without STARTTLS but with TLSA -> deferred, never plaintext; only unusable (PKIX-EE) records -> STARTTLS
 still required, not checked; an unsigned zone with (non-matching) TLSA ->
 opportunistic TLS, delivered; a TLSA record whose signature does not hold
-(the validator's SERVFAIL) -> deferred, not bounced; the zone served without
+(the validator's SERVFAIL), or whose server does not answer (SERVFAIL) ->
+deferred, not bounced; the zone served without
 signatures under the anchor -> deferred, so nothing unvalidated counts as
 secure; a [bracketed] transport -> no DANE; DANE connections are not kept
 for the next delivery; a trust anchor file that cannot be used. Port 25 needs root, as the test
@@ -23,10 +24,13 @@ import hashlib
 import os
 import re
 import subprocess
+import time
 
 import pytest
 
-from dns_util import Nsd
+from dns_util import UNBOUND, Nsd, query
+from harness import procs
+from harness.ports import free_ports
 from harness.instance import TIMEOUT_SCALE
 from mx_util import ALICE, make_message, parse_stored, queue_json, wait_for, wire
 from smtp_util import read_new
@@ -100,10 +104,11 @@ def dns(tmp_path):
     signed=False serves the zone unsigned: anchor=None gives an anchor for
     another zone (validation on, this zone not under it), anchor="zone" the
     zone's own DS (the unsigned answers are then bogus). tamper=(old, new):
-    rdata replaced in the signed zone after signing."""
+    rdata replaced in the signed zone after signing. servfail=NAME: served
+    through an Unbound relay under which zone NAME gets SERVFAIL."""
     made = []
 
-    def make(tlsa, signed=True, tamper=None, anchor="zone", extra=()):
+    def make(tlsa, signed=True, tamper=None, anchor="zone", extra=(), servfail=None):
         d = str(tmp_path / ("zone%d" % len(made)))
         os.makedirs(d)
         text = zone_text(tlsa, extra)
@@ -125,11 +130,55 @@ def dns(tmp_path):
             f.write(ds)
         ns = Nsd(d, ZONE, text, subdir="nsd")
         made.append(ns)
-        return ns.resolver, ta
+        if servfail is None:
+            return ns.resolver, ta
+        relay = Relay(d, {ZONE: ns.port, servfail: free_ports(1)[0]})
+        made.append(relay)
+        return relay.resolver, ta
 
     yield make
     for ns in made:
         ns.stop()
+
+
+class Relay:
+    """Unbound (iterator only, no validation of its own) on a free loopback
+    port in front of the zone's nsd, for dns_resolver: stubs maps zone names
+    to nsd ports; a port nothing listens on makes that zone SERVFAIL. It
+    passes the DNSSEC records through for petrel's libunbound to validate."""
+
+    def __init__(self, workdir, stubs):
+        self.dir = str(workdir)
+        self.proc = None
+        for _ in range(4):
+            self.port = free_ports(1)[0]
+            lines = ["server:", "    interface: 127.0.0.1", "    port: %d" % self.port,
+                     "    do-daemonize: no", "    use-syslog: no",
+                     '    logfile: "%s/unbound.log"' % self.dir, '    username: ""',
+                     '    chroot: ""', '    directory: "%s"' % self.dir, '    pidfile: ""',
+                     "    do-ip6: no", "    access-control: 127.0.0.0/8 allow",
+                     '    module-config: "iterator"', "    do-not-query-localhost: no",
+                     "    local-zone: \"mxtest.\" nodefault"]
+            for zone, port in stubs.items():
+                lines += ["stub-zone:", '    name: "%s."' % zone,
+                          "    stub-addr: 127.0.0.1@%d" % port]
+            lines += ["remote-control:", "    control-enable: no"]
+            conf = os.path.join(self.dir, "unbound.conf")
+            with open(conf, "w") as f:
+                f.write("\n".join(lines) + "\n")
+            self.proc = subprocess.Popen([UNBOUND, "-d", "-c", conf], stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 10 * TIMEOUT_SCALE
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                if query(self.port, ZONE, qtype=6, timeout=0.3) == 0:
+                    self.resolver = "127.0.0.1:%d" % self.port
+                    return
+                time.sleep(0.05)
+            procs.terminate(self.proc)
+        raise AssertionError("unbound did not answer for %s on 127.0.0.1:%d" % (ZONE, self.port))
+
+    def stop(self):
+        procs.terminate(self.proc)
 
 
 @pytest.fixture
@@ -246,7 +295,7 @@ def test_insecure_zone_is_opportunistic(out_instance, petrel_start, dns, mx, cer
     assert len(m.wait_messages(1)) == 1 and m.transactions[0].tls
 
 
-def test_tlsa_servfail_defers(out_instance, petrel_start, dns, mx, certs):
+def test_tlsa_bogus_defers(out_instance, petrel_start, dns, mx, certs):
     # signed with the wrong record, then served with the matching one: the
     # validator refuses it (SERVFAIL); without validation it would match
     resolver, ta = dns([certs["wrong_311"]], tamper=(certs["wrong_311"], certs["ee_311"]))
@@ -373,3 +422,17 @@ def test_dane_connections_are_not_kept(out_instance, petrel_start, dns, mx, cert
     assert all("tls=dane-verified" in l and "conn_use=" not in l for l in lines), lines
     assert len(m.wait_messages(2)) == 2
     assert m.connections == 2 and all(t.tls for t in m.transactions)
+
+
+def test_tlsa_lookup_servfail_defers(out_instance, petrel_start, dns, mx, certs):
+    # the TLSA name's server does not answer: SERVFAIL from the resolver
+    # (the MX and address lookups still validate): deferred, not bounced,
+    # and nothing sent to the MX
+    resolver, ta = dns([certs["ee_311"]], servfail="_tcp.mx1." + ZONE)
+    m = mx(certs["ee"])
+    srv = start(out_instance, petrel_start, resolver, ta)
+    send(srv, "servfail")
+    line = status_line(srv, "deferred")
+    assert line and "4.7.5 TLSA lookup for _25._tcp.%s failed" % MXHOST in line, srv.log()
+    assert m.connections == 0 and m.messages() == []
+    assert not srv.wait_log(r"status=bounced", timeout=0)
