@@ -9,15 +9,15 @@ Cases: TLSA 3 1 1 matching -> delivered, logged tls=dane-verified; not
 matching -> deferred with the reason in the queue and the log, and bounced
 with it once queue_lifetime runs out, or the next MX (matching) in the same
 attempt; 2 0 1 of a test CA that issued the MX's certificate -> delivered;
-an MX without STARTTLS but with TLSA -> deferred, never plaintext; only unusable (PKIX-EE) records -> STARTTLS
-still required, not checked; an unsigned zone with (non-matching) TLSA ->
-opportunistic TLS, delivered; a TLSA record whose signature does not hold
-(the validator's SERVFAIL), or whose server does not answer (SERVFAIL) ->
-deferred, not bounced; the zone served without
-signatures under the anchor -> deferred, so nothing unvalidated counts as
-secure; a [bracketed] transport -> no DANE; DANE connections are not kept
-for the next delivery; a trust anchor file that cannot be used. Port 25 needs root, as the test
-command runs (nsd too).
+an MX without STARTTLS but with TLSA -> deferred, never plaintext; only
+unusable (PKIX-EE) records -> STARTTLS still required, not checked; an
+unsigned zone with (non-matching) TLSA -> opportunistic TLS, delivered; a
+TLSA record whose signature does not hold (the validator's SERVFAIL), or
+whose server does not answer (SERVFAIL) -> deferred, not bounced; the zone
+served without signatures under the anchor -> deferred, so nothing
+unvalidated counts as secure; a [bracketed] transport -> no DANE; DANE
+connections are not kept for the next delivery; a trust anchor file that
+cannot be used. Port 25 needs root, as the test command runs (nsd too).
 """
 
 import hashlib
