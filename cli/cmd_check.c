@@ -402,6 +402,15 @@ cmd_check(struct petrel_ctx *cli, int argc, char **argv)
 			problem("%s", derr);
 			free(derr);
 		} else {
+			/* dane: the anchor the queue manager validates from
+			 * (without it, the manager warns and goes on with
+			 * opportunistic TLS only) */
+			if (strcmp(config_get(cli->cfg, "dane"), "off") != 0 &&
+			    dnsq_ctx_trust_anchor(ub, config_get(cli->cfg,
+			    "dnssec_trust_anchor"), &derr) < 0) {
+				problem("dane: dnssec_trust_anchor: %s", derr);
+				free(derr);
+			}
 			ub_ctx_delete(ub);
 		}
 	}

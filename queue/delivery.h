@@ -29,6 +29,28 @@ enum cstate {
 
 struct mgr;
 struct node_counters;
+struct tls_tlsa;
+
+/*
+ * DANE (RFC 7672) for one MX host, found by mx.c when `dane` is on and
+ * the MX records and the host's addresses are DNSSEC-secure: what a
+ * session to its addresses must do.
+ */
+enum dane_level {
+	DANE_VERIFY,	/* usable TLSA records: STARTTLS, and the
+			 * certificate must match one */
+	DANE_ENCRYPT,	/* secure TLSA records, none usable: STARTTLS
+			 * without a match (RFC 7672 2.2) */
+	DANE_FAIL,	/* the TLSA lookup failed: not this host now */
+};
+
+struct dane_host {
+	enum dane_level level;
+	char *name;		/* the MX host (reference identifier) */
+	struct tls_tlsa *tlsa;
+	size_t ntlsa;
+	char *why;		/* DANE_FAIL: the reason (a 4xx reply) */
+};
 
 /*
  * A destination (a transport, or a domain for MX delivery): the key of
@@ -65,6 +87,12 @@ struct delivery {
 	size_t naddrs, cur;
 	char *resolve_error;
 	bool resolve_permanent;
+	/* DANE: per address, its MX host's requirement (1 + an index
+	 * into dane; 0: none, i.e. opportunistic TLS) */
+	int addr_dane[MAX_ADDRS];
+	struct dane_host *dane;
+	size_t ndane;
+	const char *tls_note;	/* for the log: "dane-verified", ... */
 	/* session */
 	struct bufferevent *bev;
 	enum cstate state;
@@ -116,6 +144,7 @@ struct mgr {
 	unsigned retry_min, retry_max, lifetime, scan_interval;
 	unsigned max_active, max_per_dest, timeout;
 	struct ub_ctx *ub;
+	bool dane;		/* `dane = opportunistic`, and validating */
 	struct hold *holds;
 	/* The queue in memory: every queued message by id (sorted), with
 	 * what its last reading showed (scheduler.c). The directory is
@@ -188,6 +217,8 @@ bool nexthop_parse(const char *t, char **host_r, unsigned *port_r,
 /* On a job thread: fill d->addrs from d->host (MX records, or the host itself), or set
  * d->resolve_error (d->resolve_permanent for a domain that takes no mail). */
 void mx_resolve(struct delivery *d);
+/* Free what mx_resolve found for DANE. */
+void mx_dane_free(struct delivery *d);
 
 /* outbound.c (on the loop) */
 /* Connect to d->addrs[d->cur] and deliver; the next address when a

@@ -25,6 +25,7 @@
 
 #include "lib/base/alloc.h"
 #include "lib/queue/mx_answer.h"
+#include "lib/tls/tls.h"
 #include "queue/delivery.h"
 
 /* Parse "smtp:[host]:port", "smtp:host:port", "smtp:host", "[host]";
@@ -118,13 +119,15 @@ add_addr(struct delivery *d, const char *host, int family, const void *a,
  * address literal is taken as it is. 0: some address (or none exists),
  * -1: the lookup failed (SERVFAIL, timeout) and found nothing. */
 static int
-add_host_addrs(struct delivery *d, const char *host, unsigned port)
+add_host_addrs(struct delivery *d, const char *host, unsigned port,
+    bool *secure_r)
 {
 	static const int types[2] = { 28 /* AAAA */, 1 /* A */ };
 	unsigned char a[16];
 	size_t before = d->naddrs;
 	bool failed = false;
 
+	*secure_r = false;
 	if (inet_pton(AF_INET6, host, a) == 1) {
 		add_addr(d, host, AF_INET6, a, port);
 		return 0;
@@ -135,6 +138,7 @@ add_host_addrs(struct delivery *d, const char *host, unsigned port)
 	}
 	if (d->m->ub == NULL)
 		return -1;
+	*secure_r = true;
 	for (int t = 0; t < 2; t++) {
 		struct ub_result *res = NULL;
 		size_t want = types[t] == 1 ? 4 : 16;
@@ -142,8 +146,12 @@ add_host_addrs(struct delivery *d, const char *host, unsigned port)
 		if (ub_resolve(d->m->ub, host, types[t], 1, &res) != 0 ||
 		    res == NULL) {
 			failed = true;
+			*secure_r = false;
 			continue;
 		}
+		/* DANE: both answers (records or their absence) validated */
+		if (!res->secure)
+			*secure_r = false;
 		if (res->rcode != 0 && !res->nxdomain)
 			failed = true;
 		for (int i = 0; res->havedata && res->data[i] != NULL; i++) {
@@ -157,8 +165,121 @@ add_host_addrs(struct delivery *d, const char *host, unsigned port)
 }
 
 void
+mx_dane_free(struct delivery *d)
+{
+	for (size_t i = 0; i < d->ndane; i++) {
+		for (size_t j = 0; j < d->dane[i].ntlsa; j++)
+			free(d->dane[i].tlsa[j].data);
+		free(d->dane[i].tlsa);
+		free(d->dane[i].name);
+		free(d->dane[i].why);
+	}
+	free(d->dane);
+	d->dane = NULL;
+	d->ndane = 0;
+}
+
+/* The association data length a matching type needs (0: any). */
+static size_t
+tlsa_len(unsigned mtype)
+{
+	return mtype == 1 ? 32 : mtype == 2 ? 64 : 0;
+}
+
+/* RFC 7672 2.2: the TLSA records of a secure MX host (the port's
+ * _PORT._tcp name), validated. Returns 1 + the index of its dane_host
+ * entry, or 0 when none applies (no records, or insecure ones: the host
+ * gets opportunistic TLS as without DANE). */
+static int
+dane_lookup(struct delivery *d, const char *host)
+{
+	struct ub_result *res = NULL;
+	struct dane_host *h;
+	size_t hl = strlen(host);
+	char *qname;
+	int r;
+
+	if (hl > 0 && host[hl - 1] == '.')
+		hl--;
+	qname = xasprintf("_%u._tcp.%.*s", d->port, (int)hl, host);
+	r = ub_resolve(d->m->ub, qname, 52 /* TLSA */, 1, &res);
+	d->dane = xrealloc(d->dane, (d->ndane + 1) * sizeof(*d->dane));
+	h = &d->dane[d->ndane];
+	memset(h, 0, sizeof(*h));
+	h->name = xstrndup(host, hl);
+	if (r != 0 || res == NULL) {
+		h->level = DANE_FAIL;
+		h->why = xasprintf("451 4.7.5 TLSA lookup for %s failed (%s)",
+		    qname, ub_strerror(r));
+	} else if (res->bogus) {
+		h->level = DANE_FAIL;
+		h->why = xasprintf("451 4.7.5 TLSA lookup for %s failed "
+		    "DNSSEC validation (%s)", qname, res->why_bogus ?
+		    res->why_bogus : "bogus");
+	} else if (res->rcode != 0 && !res->nxdomain) {
+		h->level = DANE_FAIL;
+		h->why = xasprintf("451 4.7.5 TLSA lookup for %s failed "
+		    "(DNS rcode %d)", qname, res->rcode);
+	} else if (!res->secure || res->nxdomain || !res->havedata) {
+		/* no records, or unsigned ones that an attacker could have
+		 * made (or removed): as without DANE */
+		free(h->name);
+		ub_resolve_free(res);
+		free(qname);
+		return 0;
+	} else {
+		for (int i = 0; res->data[i] != NULL; i++) {
+			const unsigned char *p =
+			    (const unsigned char *)res->data[i];
+			size_t len = res->len[i] > 0 ? (size_t)res->len[i] : 0;
+			struct tls_tlsa *t;
+
+			/* RFC 7672 3.1.3: only DANE-TA(2) and DANE-EE(3);
+			 * selectors 0 and 1, digests of the right length
+			 * (a full value with matching type 0) */
+			if (len < 4 || (p[0] != 2 && p[0] != 3) || p[1] > 1 ||
+			    p[2] > 2 ||
+			    (tlsa_len(p[2]) != 0 && len - 3 != tlsa_len(p[2])))
+				continue;
+			h->tlsa = xrealloc(h->tlsa, (h->ntlsa + 1) *
+			    sizeof(*h->tlsa));
+			t = &h->tlsa[h->ntlsa++];
+			t->usage = p[0];
+			t->selector = p[1];
+			t->mtype = p[2];
+			t->len = len - 3;
+			t->data = xmalloc(t->len);
+			memcpy(t->data, p + 3, t->len);
+		}
+		h->level = h->ntlsa > 0 ? DANE_VERIFY : DANE_ENCRYPT;
+	}
+	if (res != NULL)
+		ub_resolve_free(res);
+	free(qname);
+	return (int)++d->ndane;
+}
+
+/* The addresses of one MX host (or the implicit one), with DANE when the
+ * MX answer (mx_secure) and the host's addresses are DNSSEC-secure. */
+static bool
+add_mx_host(struct delivery *d, const char *host, bool mx_secure)
+{
+	size_t before = d->naddrs;
+	bool secure, failed = add_host_addrs(d, host, d->port, &secure) < 0;
+	int dh;
+
+	if (!d->m->dane || !mx_secure || !secure || d->naddrs == before)
+		return failed;
+	dh = dane_lookup(d, host);
+	for (size_t i = before; i < d->naddrs; i++)
+		d->addr_dane[i] = dh;
+	return failed;
+}
+
+void
 mx_resolve(struct delivery *d)
 {
+	bool mx_secure;
 	struct ub_result *res = NULL;
 	struct mx_record mx[MX_RECORDS_MAX];
 	const unsigned char *data[MX_RECORDS_MAX * 4];
@@ -166,7 +287,12 @@ mx_resolve(struct delivery *d)
 	int r;
 
 	if (!d->use_mx) {
-		if (add_host_addrs(d, d->host, d->port) < 0 || d->naddrs == 0)
+		bool secure;
+
+		/* as Postfix: a [host] next hop has no MX lookup, and no DANE
+		 * either */
+		if (add_host_addrs(d, d->host, d->port, &secure) < 0 ||
+		    d->naddrs == 0)
 			d->resolve_error = xasprintf("cannot resolve %s",
 			    d->host);
 		return;
@@ -175,6 +301,15 @@ mx_resolve(struct delivery *d)
 	    (r = ub_resolve(d->m->ub, d->host, 15 /* MX */, 1, &res)) != 0) {
 		d->resolve_error = xasprintf("MX lookup for %s failed",
 		    d->host);
+		return;
+	}
+	if (d->m->dane && res->bogus) {
+		/* signed, and the signatures do not hold: not an answer to
+		 * deliver by (RFC 7672 2.2.1) */
+		d->resolve_error = xasprintf("451 4.7.5 MX lookup for %s "
+		    "failed DNSSEC validation (%s)", d->host,
+		    res->why_bogus ? res->why_bogus : "bogus");
+		ub_resolve_free(res);
 		return;
 	}
 	if (!res->nxdomain && res->rcode != 0) {
@@ -199,6 +334,7 @@ mx_resolve(struct delivery *d)
 	/* malformed records (and names that are not host names) are
 	 * skipped; the rest sorted by preference */
 	nmx = mx_answer_sort(data, len, n, mx);
+	mx_secure = res->secure;
 	ub_resolve_free(res);
 	/* RFC 7505: a null MX means the domain takes no mail. */
 	if (mx_answer_null(mx, nmx)) {
@@ -210,9 +346,10 @@ mx_resolve(struct delivery *d)
 	bool failed = false;
 
 	for (size_t i = 0; i < nmx; i++)
-		failed |= add_host_addrs(d, mx[i].name, d->port) < 0;
-	if (nmx == 0)	/* RFC 5321 5.1: the implicit MX */
-		failed |= add_host_addrs(d, d->host, d->port) < 0;
+		failed |= add_mx_host(d, mx[i].name, mx_secure);
+	if (nmx == 0)	/* RFC 5321 5.1: the implicit MX (RFC 7672 2.2.1:
+			 * DANE when the absence of MX records is secure) */
+		failed |= add_mx_host(d, d->host, mx_secure);
 	if (d->naddrs == 0 && !failed && nmx == 0) {
 		/* no MX and no address: nothing will ever take it */
 		d->resolve_error = xasprintf("550 5.1.2 domain %s has no MX "

@@ -46,6 +46,7 @@
 #include <string.h>
 
 #include "lib/base/alloc.h"
+#include "lib/base/log.h"
 #include "lib/smtp/reply.h"
 #include "lib/tls/tls.h"
 #include "queue/delivery.h"
@@ -105,6 +106,73 @@ static void client_read(struct bufferevent *bev, void *arg);
 static void client_event(struct bufferevent *bev, short what, void *arg);
 static bool conn_park(struct delivery *d);
 static void connect_fresh(struct delivery *d);
+
+/* ---- DANE (RFC 7672) ----
+ *
+ * mx.c found, for the MX hosts whose MX and address records are
+ * DNSSEC-secure, their TLSA records. A session to such a host must use
+ * STARTTLS, and with usable records its certificate must match one
+ * (OpenSSL's DANE support checks that: lib/tls). A host that offers no
+ * STARTTLS, refuses it, fails the handshake or does not match is given
+ * up for this attempt (never plaintext): the next address is tried, and
+ * after the last the recipients are deferred with the reason. Such a
+ * connection is never kept for another delivery (conn_park, conn_take).
+ */
+
+/* The DANE requirement of the address being tried (NULL: none). */
+static struct dane_host *
+cur_dane(const struct delivery *d)
+{
+	int i = d->cur < d->naddrs ? d->addr_dane[d->cur] : 0;
+
+	return i > 0 && (size_t)i <= d->ndane ? &d->dane[i - 1] : NULL;
+}
+
+/* This address will not do (why: a 4xx reply text): the next one, or
+ * the end of the attempt. */
+static void
+dane_next(struct delivery *d, const char *why)
+{
+	bool more = d->cur + 1 < d->naddrs;
+
+	log_warn("%s: %s%s", d->msg.id, why, more ? "; trying the next "
+	    "address" : "");
+	if (d->bev != NULL) {
+		bufferevent_free(d->bev);
+		d->bev = NULL;
+	}
+	if (!more) {
+		delivery_finish(d, 451, why);
+		return;
+	}
+	d->cur++;
+	d->tls = d->starttls = d->pipelining = d->esmtp = false;
+	d->tls_note = NULL;
+	connect_fresh(d);
+}
+
+/* After the handshake (the first reply over TLS): does the peer's
+ * certificate satisfy the host's TLSA records? false: dane_next done. */
+static bool
+dane_check(struct delivery *d, const struct dane_host *dh)
+{
+	const char *how;
+	char *why;
+
+	if (dh->level == DANE_ENCRYPT) {
+		d->tls_note = "dane-encrypted";
+		return true;
+	}
+	if (tls_bev_dane_verified(d->bev, &how)) {
+		d->tls_note = "dane-verified";
+		return true;
+	}
+	why = xasprintf("451 4.7.5 TLSA records do not match the "
+	    "certificate of %s (%s)", dh->name, how);
+	dane_next(d, why);
+	free(why);
+	return false;
+}
 
 /* The next whole reply in `in`, taken out of it: 1, 0 when it has not all
  * come yet, -1 when it is malformed (*err_r). SMTP_REPLY_MAX octets always
@@ -232,14 +300,35 @@ handle_reply(struct delivery *d, int code, const char *text)
 			d->state = C_STARTTLS;
 			return;
 		}
+		if (d->tls && cur_dane(d) != NULL &&
+		    !dane_check(d, cur_dane(d)))
+			return;
 		if (d->starttls && !d->tls && d->m->tls != NULL) {
 			send_line(d, "STARTTLS");
 			d->state = C_STARTTLS;
 			return;
 		}
+		if (!d->tls && cur_dane(d) != NULL) {
+			char *why = xasprintf("451 4.7.4 %s offers no "
+			    "STARTTLS, and TLSA records are published for it",
+			    cur_dane(d)->name);
+
+			dane_next(d, why);
+			free(why);
+			return;
+		}
 		send_envelope(d);
 		return;
 	case C_HELO:
+		if (cur_dane(d) != NULL) {
+			char *why = xasprintf("451 4.7.4 %s refused EHLO, so "
+			    "no STARTTLS, and TLSA records are published for "
+			    "it", cur_dane(d)->name);
+
+			dane_next(d, why);
+			free(why);
+			return;
+		}
 		if (code != 250) {
 			delivery_finish(d, code >= 500 ? code : 451, text);
 			return;
@@ -250,9 +339,14 @@ handle_reply(struct delivery *d, int code, const char *text)
 	case C_STARTTLS:
 		if (code == 220) {
 			bool verify = d->lmtp && d->m->lmtp_verify;
-			struct bufferevent *tb = tls_bev_connect_starttls(
-			    verify ? d->m->lmtp_tls : d->m->tls, d->m->base,
-			    d->bev, d->host);
+			const struct dane_host *dh = cur_dane(d);
+			struct bufferevent *tb =
+			    dh != NULL && dh->level == DANE_VERIFY ?
+			    tls_bev_connect_dane(d->m->tls, d->m->base, d->bev,
+			    dh->name, dh->tlsa, dh->ntlsa) :
+			    tls_bev_connect_starttls(verify ? d->m->lmtp_tls :
+			    d->m->tls, d->m->base, d->bev,
+			    dh != NULL ? dh->name : d->host);
 
 			if (tb == NULL) {
 				delivery_finish(d, 451, "TLS setup failed");
@@ -274,6 +368,15 @@ handle_reply(struct delivery *d, int code, const char *text)
 			    "is set): %d %s", code, text);
 
 			delivery_finish(d, 451, why);
+			free(why);
+			return;
+		}
+		if (cur_dane(d) != NULL) {
+			char *why = xasprintf("451 4.7.4 %s refused STARTTLS "
+			    "(%d %s), and TLSA records are published for it",
+			    cur_dane(d)->name, code, text);
+
+			dane_next(d, why);
 			free(why);
 			return;
 		}
@@ -473,6 +576,14 @@ client_event(struct bufferevent *bev, short what, void *arg)
 		delivery_finish(d, 0, "");
 		return;
 	}
+	if (d->tls && d->state == C_EHLO && cur_dane(d) != NULL) {
+		/* the handshake failed (or the connection ended in it) */
+		snprintf(why, sizeof(why), "451 4.7.5 TLS with %s failed "
+		    "(%s)", d->names[d->cur], what & BEV_EVENT_TIMEOUT ?
+		    "timed out" : "handshake failed or connection lost");
+		dane_next(d, why);
+		return;
+	}
 	if ((d->state == C_RSET || d->state == C_MAIL) && d->conn_uses > 0) {
 		/* a kept connection the backend closed as it was taken:
 		 * nothing was accepted on it, so a new one, at once */
@@ -508,6 +619,10 @@ connect_fresh(struct delivery *d)
 {
 	struct timeval tv = { (time_t)d->m->timeout, 0 };
 
+	if (cur_dane(d) != NULL && cur_dane(d)->level == DANE_FAIL) {
+		dane_next(d, cur_dane(d)->why);
+		return;
+	}
 	d->state = C_CONNECT;
 	d->bev = bufferevent_socket_new(d->m->base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (d->bev == NULL) {
@@ -670,7 +785,9 @@ conn_park(struct delivery *d)
 	struct conn_cache *c;
 	struct timeval tv = { CACHE_IDLE, 0 };
 
-	if (m->stopping || d->bev == NULL ||
+	/* a DANE session is not reused: its checks were for this
+	 * delivery's records */
+	if (m->stopping || d->bev == NULL || cur_dane(d) != NULL ||
 	    m->ncache >= CACHE_MAX || d->conn_uses + 1 >= CACHE_USES)
 		return false;
 	c = xcalloc(1, sizeof(*c));
@@ -715,7 +832,7 @@ conn_take(struct delivery *d)
 		    c->port != d->port || strcmp(c->host, d->host) != 0)
 			continue;
 		for (i = 0; i < d->naddrs; i++)
-			if (same_addr(&d->addrs[i], d->addrlen[i], &c->addr,
+			if (d->addr_dane[i] == 0 && same_addr(&d->addrs[i], d->addrlen[i], &c->addr,
 			    c->addrlen))
 				break;
 		if (i == d->naddrs)

@@ -205,6 +205,7 @@ delivery_free(struct delivery *d)
 	free(d->host);
 	free(d->relay);
 	free(d->resolve_error);
+	mx_dane_free(d);
 	queue_msg_clear(&d->msg);
 	free(d);
 }
@@ -235,7 +236,7 @@ finish_run(struct delivery *d, struct authc *ac)
 		int code = d->codes[k];
 		const char *text = d->texts[k] ? d->texts[k] : "";
 		const char *status;
-		char use[32];
+		char use[64];
 
 		free(e->last);
 		e->last = xstrdup(text);
@@ -267,6 +268,12 @@ finish_run(struct delivery *d, struct authc *ac)
 			    d->conn_uses + 1);
 		else
 			use[0] = '\0';
+		if (d->tls_note != NULL) {
+			size_t ul = strlen(use);
+
+			snprintf(use + ul, sizeof(use) - ul, ", tls=%s",
+			    d->tls_note);
+		}
 		log_info("%s: to=<%s>, relay=%s%s, delay=%lld, status=%s (%s), "
 		    "attempts=%u", q->id, e->address,
 		    d->relay ? d->relay : "none", use,
@@ -823,6 +830,30 @@ queue_manager_run(struct petrel_ctx *ctx)
 		    &uerr);
 		if (m.ub == NULL)
 			fatal("%s", uerr);
+	}
+	if (strcmp(config_get(ctx->cfg, "dane"), "opportunistic") == 0) {
+		/* RFC 7672 needs DNSSEC: the MX, address and TLSA answers
+		 * validated from the trust anchor (Postfix too falls back
+		 * to opportunistic TLS, with a warning, without one) */
+		const char *ta = config_get(ctx->cfg, "dnssec_trust_anchor");
+		char *uerr = NULL;
+
+		if (!tls_client_dane(m.tls)) {
+			log_warn("dane: OpenSSL's DANE support is unavailable; "
+			    "opportunistic TLS only");
+		} else if (dnsq_ctx_trust_anchor(m.ub, ta, &uerr) < 0) {
+			log_warn("dane: dnssec_trust_anchor: %s; opportunistic "
+			    "TLS only", uerr);
+			free(uerr);
+			/* that context is spoilt: a plain one */
+			ub_ctx_delete(m.ub);
+			m.ub = dnsq_ctx_new(config_get(ctx->cfg,
+			    "dns_resolver"), &uerr);
+			if (m.ub == NULL)
+				fatal("%s", uerr);
+		} else {
+			m.dane = true;
+		}
 	}
 	m.base = event_base_new();
 	if (m.base == NULL)

@@ -17,6 +17,7 @@ build_pkgs=(gcc meson ninja-build pkg-config libssl-dev libsqlite3-dev
 # scripts/valgrind.sh; testssl.sh for one scan in tests/integration/test_tls.py;
 # nsd-checkzone (nsd; its service is never started) to load `petrel dns` output,
 # and nsd itself, which test_trust_dns.py runs on loopback with its own zones;
+# ldnsutils (ldns-keygen, ldns-signzone) signs test_dane.py's DNSSEC zone;
 # strace for the syscall-order durability test (tests/reliability);
 # debhelper and lintian to build and check the Debian package, and
 # systemd's tools (systemd-analyze) for the unit (test_packaging.py,
@@ -43,7 +44,7 @@ test_pkgs=(python3 python3-pytest mariadb-server mariadb-client sqlite3
 	roundcube-core roundcube-sqlite3 php-cli php-sqlite3 chromium chromium-driver
 	python3-selenium man-db groff-base python3-prometheus-client rspamd
 	python3-llfuse fuse3 postfixadmin php-mysql php-mbstring php-imap
-	sieve-connect galera-4 rsync)
+	sieve-connect galera-4 rsync ldnsutils)
 
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then

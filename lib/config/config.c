@@ -235,6 +235,15 @@ static const struct key_def keys[] = {
 	{ "dns_resolver", KT_LISTEN, "", NULL, 0,
 	  "host:port of a DNS server to forward queries to; empty: the "
 	  "system's resolvers." },
+	{ "dane", KT_ENUM, "off", "off|opportunistic", 0,
+	  "Outgoing DANE (RFC 7672), as Postfix's smtp_tls_security_level "
+	  "= dane: for MX hosts with DNSSEC-signed TLSA records, STARTTLS "
+	  "with a matching certificate or no delivery; others get "
+	  "opportunistic TLS. off: opportunistic TLS everywhere." },
+	{ "dnssec_trust_anchor", KT_STRING, "/usr/share/dns/root.key", NULL, 0,
+	  "The DNSSEC trust anchor file (DS or DNSKEY records) the queue "
+	  "manager validates MX, address and TLSA answers from when dane is "
+	  "on." },
 	{ "dkim_dir", KT_STRING, STATE_DIR "/dkim", NULL, 0,
 	  "Where the DKIM keys of the domains are kept (petrel dkim "
 	  "keygen)." },

@@ -736,6 +736,7 @@ struct tls_client {
 	SSL_CTX *ctx;
 	bool verify;	/* the server's certificate must chain to the CA
 			 * file and name the host connected to */
+	bool dane;	/* SSL_CTX_dane_enable worked */
 };
 
 static struct tls_client *
@@ -760,6 +761,8 @@ client_new(const char *ca_file, const char **error_r)
 	tc = xmalloc(sizeof(*tc));
 	tc->ctx = ctx;
 	tc->verify = ca_file != NULL;
+	/* OpenSSL's DANE: the digests of RFC 6698 (SHA2-256, SHA2-512) */
+	tc->dane = SSL_CTX_dane_enable(ctx) > 0;
 	return tc;
 }
 
@@ -779,6 +782,76 @@ bool
 tls_client_verifies(const struct tls_client *tc)
 {
 	return tc != NULL && tc->verify;
+}
+
+int
+tls_client_dane(const struct tls_client *tc)
+{
+	return tc != NULL && tc->dane;
+}
+
+struct bufferevent *
+tls_bev_connect_dane(struct tls_client *tc, struct event_base *base,
+    struct bufferevent *plain, const char *refid,
+    const struct tls_tlsa *recs, size_t nrecs)
+{
+	SSL *ssl;
+	int usable = 0;
+
+	if (!tc->dane || refid == NULL || refid[0] == '\0')
+		return NULL;
+	ssl = SSL_new(tc->ctx);
+	if (ssl == NULL)
+		return NULL;
+	/* The MX host name: the SNI name and the reference identifier a
+	 * DANE-TA(2) match checks the certificate for (RFC 7672 3.2.3);
+	 * DANE-EE(3) matches the key alone (3.2.1). */
+	if (SSL_dane_enable(ssl, refid) <= 0) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	SSL_dane_set_flags(ssl, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
+	SSL_set_tlsext_host_name(ssl, refid);
+	for (size_t i = 0; i < nrecs; i++) {
+		/* RFC 7672 3.1.3: PKIX-TA(0) and PKIX-EE(1) are unusable in
+		 * SMTP; OpenSSL says 0 for a record it cannot use */
+		if (recs[i].usage != 2 && recs[i].usage != 3)
+			continue;
+		if (SSL_dane_tlsa_add(ssl, recs[i].usage, recs[i].selector,
+		    recs[i].mtype, recs[i].data, recs[i].len) > 0)
+			usable++;
+	}
+	ERR_clear_error();
+	if (usable == 0) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	return bufferevent_openssl_filter_new(base, plain, ssl,
+	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+}
+
+int
+tls_bev_dane_verified(struct bufferevent *tb, const char **how_r)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(tb);
+	long vr;
+	int depth;
+	uint8_t usage = 0;
+
+	if (ssl == NULL) {
+		*how_r = "no TLS session";
+		return 0;
+	}
+	vr = SSL_get_verify_result(ssl);
+	depth = SSL_get0_dane_tlsa(ssl, &usage, NULL, NULL, NULL, NULL);
+	if (vr != X509_V_OK || depth < 0) {
+		*how_r = vr != X509_V_OK ? X509_verify_cert_error_string(vr) :
+		    "no TLSA record matched";
+		return 0;
+	}
+	/* the usage of the record that matched */
+	*how_r = usage == 3 ? "DANE-EE" : "DANE-TA";
+	return 1;
 }
 
 void

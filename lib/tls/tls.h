@@ -78,6 +78,30 @@ struct bufferevent *tls_bev_connect_starttls(struct tls_client *tc,
 const char *tls_bev_verify_error(struct bufferevent *bev, char *buf,
     size_t len);
 
+/* DANE (RFC 7672) on the client side, with OpenSSL's own DANE support
+ * (SSL_dane_enable, SSL_dane_tlsa_add): one TLSA record as published
+ * (certificate usage, selector, matching type, association data). */
+struct tls_tlsa {
+	unsigned char usage, selector, mtype;
+	unsigned char *data;
+	size_t len;
+};
+/* Whether tc can check TLSA records (SSL_CTX_dane_enable worked). */
+int tls_client_dane(const struct tls_client *tc);
+/* STARTTLS as tls_bev_connect_starttls, the peer's chain to be matched
+ * against the records (usages DANE-TA(2) and DANE-EE(3); DANE-EE without
+ * name checks, DANE-TA with refid, the MX host name, as the reference
+ * identifier, which is also the SNI name). NULL when no record is usable
+ * or on failure. The handshake itself never fails on a mismatch: ask
+ * tls_bev_dane_verified once it is done. */
+struct bufferevent *tls_bev_connect_dane(struct tls_client *tc,
+    struct event_base *base, struct bufferevent *plain, const char *refid,
+    const struct tls_tlsa *recs, size_t nrecs);
+/* After the handshake on a tls_bev_connect_dane bufferevent: 1 when a
+ * record matched the peer's chain (*how_r "DANE-EE" or "DANE-TA"), else 0
+ * with *how_r saying why (OpenSSL's verification error; static). */
+int tls_bev_dane_verified(struct bufferevent *tb, const char **how_r);
+
 /* A new RSA key written (PEM, mode 0600) to path; *pub_b64_r gets the
  * public key (DER SubjectPublicKeyInfo) in base64, for a DKIM record. */
 int tls_rsa_keygen(const char *path, unsigned bits, char **pub_b64_r,

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <unbound.h>
 
 #include "lib/base/alloc.h"
@@ -59,6 +60,35 @@ dnsq_ctx_new(const char *resolver, char **error_r)
 	}
 	config_listen_free(&l, n);
 	return ub;
+}
+
+int
+dnsq_ctx_trust_anchor(struct ub_ctx *ub, const char *path, char **error_r)
+{
+	struct ub_result *res = NULL;
+	int r;
+
+	if (path == NULL || path[0] == '\0' || access(path, R_OK) != 0) {
+		*error_r = xasprintf("cannot read the trust anchor file %s",
+		    path != NULL && path[0] ? path : "(none)");
+		return -1;
+	}
+	if ((r = ub_ctx_add_ta_file(ub, path)) != 0) {
+		*error_r = xasprintf("trust anchor %s: %s", path,
+		    ub_strerror(r));
+		return -1;
+	}
+	/* libunbound reads the file when the context is first used: a
+	 * name from its own local zones costs no query */
+	r = ub_resolve(ub, "localhost.", 1 /* A */, 1, &res);
+	if (res != NULL)
+		ub_resolve_free(res);
+	if (r != 0) {
+		*error_r = xasprintf("trust anchor %s: %s (DS or DNSKEY "
+		    "records expected)", path, ub_strerror(r));
+		return -1;
+	}
+	return 0;
 }
 
 int

@@ -22,6 +22,14 @@ enum dnsq_status {
  * config: "host:port[, ...]" or empty). NULL with *error_r. */
 struct ub_ctx *dnsq_ctx_new(const char *resolver, char **error_r);
 
+/* DNSSEC validation from the trust anchor file at path (DS or DNSKEY
+ * records, as dnssec_trust_anchor) on a context from dnsq_ctx_new. The
+ * file is read at once (a name libunbound answers itself, localhost, is
+ * looked up): -1 with *error_r when it cannot be read or used, and then
+ * ub is unusable (delete it). */
+int dnsq_ctx_trust_anchor(struct ub_ctx *ub, const char *path,
+    char **error_r);
+
 /* The process's shared context for job threads: dnsq_setup records the
  * resolver setting (once, before the first lookup; validated, -1 with
  * *error_r when it does not parse); the context is made at the first
