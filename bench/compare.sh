@@ -44,7 +44,10 @@
 #      search sort pop3 idle; default all; the table says so; sort = SORT by
 #      date and subject, THREAD=REFERENCES, an ESEARCH and a SELECT (QRESYNC)
 #      after 100 flag changes on the N_SMALL and N_LARGE folders; sieve = bench/sieve_deliver.sh's rows, petrel
-#      and dovecot-lda each with and without a 20-rule script; tls = TLS
+#      and dovecot-lda each with and without a 20-rule script; trust =
+#      bench/trust_load.sh's rows, inbound SMTP with SPF, DKIM and DMARC on
+#      and with rspamd as a milter, against Postfix with policyd-spf,
+#      OpenDKIM, OpenDMARC and the same rspamd; tls = TLS
 #      handshakes per second, full (TLS 1.3) and resumed (TLS 1.2 session
 #      ticket), by `openssl s_time` on petrel's imaps and submissions
 #      against Dovecot's imaps and Postfix's smtpd in wrapper mode, each
@@ -80,7 +83,8 @@ case $ROUNDS in '' | *[!0-9]* | 0) die "ROUNDS must be a positive number" ;; esa
 # ---------------------------------------------------------------- 1. install, build
 stage="installing packages"
 pkgs="postfix postfix-sqlite dovecot-core dovecot-imapd dovecot-pop3d dovecot-sqlite
-	python3 sqlite3 gcc libc6-dev procps coreutils"
+	python3 sqlite3 gcc libc6-dev procps coreutils
+	unbound rspamd opendkim opendmarc postfix-policyd-spf-python python3-dkim openssl util-linux iproute2"
 missing=
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
@@ -391,6 +395,28 @@ case " ${ONLY:-sieve} " in
 		echo "| Sieve at delivery (20 rules, bench/sieve/rules.sieve) | no script msgs/s | script msgs/s | cost |"
 		echo "|---|---|---|---|"
 		echo "$sieve_out" | sed -n 's/^MEDIAN server=\([^ ]*\) no_sieve=\([^ ]*\) ([^)]*) sieve=\([^ ]*\) ([^)]*) cost=\(.*\)$/| \1 | \2 | \3 | \4 |/p'
+	} | tee -a "$OUT"
+	;;
+esac
+# Inbound SMTP with the sender checks on (SPF, DKIM, DMARC from a local DNS
+# server) and with rspamd as a milter, against Postfix with
+# policyd-spf, OpenDKIM, OpenDMARC and the same rspamd
+# (bench/trust_load.sh, on instances of its own in private network and
+# mount namespaces); its medians become rows.
+case " ${ONLY:-trust} " in
+*" trust "*)
+	stage="the trust rows"
+	tq=""
+	[ "$QUICK" = 1 ] && tq="MESSAGES=300 WARMUP=20"
+	# shellcheck disable=SC2086
+	trust_out=$(env PETREL="$PETREL" ROUNDS="$ROUNDS" BENCH_DIR="$BENCH_DIR" $tq \
+		sh "$here/trust_load.sh") || die "bench/trust_load.sh failed"
+	{
+		echo
+		echo "| Inbound SMTP, sender checks (bench/trust_load.sh) | petrel msgs/s | Postfix msgs/s | petrel/Postfix | petrel cost ms/msg | Postfix cost ms/msg |"
+		echo "|---|---|---|---|---|---|"
+		echo "$trust_out" | sed -n 's/^RESULT median config=\([^ ]*\) petrel=\([^ ]*\) postfix=\([^ ]*\) ratio=\([^ ]*\) petrel_cost_ms=\([^ ]*\) postfix_cost_ms=\([^ ]*\)$/| \1 | \2 | \3 | \4 | \5 | \6 |/p'
+		echo "$trust_out" | sed -n 's/^RESULT target \(.*\)$/\n\1/p'
 	} | tee -a "$OUT"
 	;;
 esac
