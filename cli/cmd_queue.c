@@ -42,7 +42,8 @@ print_msg(str_t *out, const struct queue_msg *m, bool json)
 		return;
 	}
 	str_printf(out, "{\"id\":\"%s\",\"arrival\":%lld,\"size\":%lld,"
-	    "\"sender\":", m->id, m->arrival, size);
+	    "\"requiretls\":%s,\"sender\":", m->id, m->arrival, size,
+	    m->requiretls ? "true" : "false");
 	cli_json_str(out, m->sender);
 	str_append(out, ",\"recipients\":[");
 	for (size_t i = 0; i < m->nrcpts; i++) {

@@ -78,8 +78,12 @@ commands(const uint8_t *data, size_t size)
 			    rest > line + n || rest[-1] != '>')
 				abort();
 			/* an accepted SIZE is within the limit */
-			if (smtp_mail_params(rest, 1000000, &mp) == NULL &&
-			    mp.size > 1000000)
+			if (smtp_mail_params(rest, 1000000, n % 2 == 0, &mp) ==
+			    NULL && mp.size > 1000000)
+				abort();
+			/* REQUIRETLS only under TLS */
+			if (n % 2 == 1 && smtp_mail_params(rest, 1000000,
+			    false, &mp) == NULL && mp.requiretls)
 				abort();
 			free(addr);
 		}

@@ -93,6 +93,9 @@ struct delivery {
 	struct dane_host *dane;
 	size_t ndane;
 	const char *tls_note;	/* for the log: "dane-verified", ... */
+	bool rt_offered;	/* the server's EHLO lists REQUIRETLS */
+	bool gave_up_temp;	/* an address was given up for a reason
+				   that may pass (addr_next) */
 	/* session */
 	struct bufferevent *bev;
 	enum cstate state;
@@ -133,6 +136,11 @@ struct mgr {
 	bool lmtp_verify;
 	struct tls_client *lmtp_tls;
 	char *lmtp_tls_error;
+	/* REQUIRETLS (RFC 8689) messages: the certificates of MX hosts
+	 * without DANE are checked against smtp_tls_ca (the system's store
+	 * by default); NULL when that did not load (pkix_tls_error) */
+	struct tls_client *pkix_tls;
+	char *pkix_tls_error;
 	char *queue_dir;
 	const char *hostname;
 	struct event *ev_scan, *ev_inotify, *ev_usr1, *ev_term;

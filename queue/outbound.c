@@ -128,12 +128,16 @@ cur_dane(const struct delivery *d)
 	return i > 0 && (size_t)i <= d->ndane ? &d->dane[i - 1] : NULL;
 }
 
-/* This address will not do (why: a 4xx reply text): the next one, or
- * the end of the attempt. */
+/* This address will not do (why: a reply text, its code code): the
+ * next one, or the end of the attempt, permanent (5xx) only when every
+ * address given up was. */
 static void
-dane_next(struct delivery *d, const char *why)
+addr_next(struct delivery *d, int code, const char *why)
 {
 	bool more = d->cur + 1 < d->naddrs;
+
+	if (code < 500)
+		d->gave_up_temp = true;
 
 	log_warn("%s: %s%s", d->msg.id, why, more ? "; trying the next "
 	    "address" : "");
@@ -142,13 +146,86 @@ dane_next(struct delivery *d, const char *why)
 		d->bev = NULL;
 	}
 	if (!more) {
-		delivery_finish(d, 451, why);
+		delivery_finish(d, d->gave_up_temp ? 451 : code, why);
 		return;
 	}
 	d->cur++;
 	d->tls = d->starttls = d->pipelining = d->esmtp = false;
+	d->rt_offered = false;
 	d->tls_note = NULL;
 	connect_fresh(d);
+}
+
+static void
+dane_next(struct delivery *d, const char *why)
+{
+	addr_next(d, 451, why);
+}
+
+/* ---- REQUIRETLS (RFC 8689) ----
+ *
+ * A message received with MAIL FROM ... REQUIRETLS goes to a next hop
+ * only over STARTTLS with a verified certificate (DANE's TLSA match where
+ * the MX host has usable records, else the chain to smtp_tls_ca or the
+ * system's store and the MX host's name), to a server whose EHLO offers
+ * REQUIRETLS, with REQUIRETLS on its MAIL FROM; never in plaintext and
+ * never on a kept connection. An MX that fails any of it is given up for
+ * the next: no STARTTLS or no REQUIRETLS there is permanent (5.7.10,
+ * 5.7.30: the bounce says so), a certificate that does not verify or a
+ * failed handshake temporary (the message waits, as Postfix's "secure"
+ * level does). An lmtp: next hop is the final delivery inside the site
+ * (proxy_tls_ca checks those). */
+static bool
+rt_wanted(const struct delivery *d)
+{
+	return d->msg.requiretls && !d->lmtp;
+}
+
+/* The name of the host being tried (names[] is "host[address]:port"):
+ * what its certificate must carry. */
+static void
+cur_host(const struct delivery *d, char *buf, size_t len)
+{
+	const char *n = d->names[d->cur], *b = strchr(n, '[');
+	size_t l = b != NULL && b != n ? (size_t)(b - n) : strlen(n);
+
+	snprintf(buf, len, "%.*s", (int)l, n);
+}
+
+/* After the TLS handshake and EHLO: false when this address will not do
+ * (addr_next done). */
+static bool
+rt_check(struct delivery *d)
+{
+	char *why;
+
+	if (!d->tls) {
+		if (cur_dane(d) == NULL && d->m->pkix_tls == NULL) {
+			why = xasprintf("451 4.7.10 REQUIRETLS: %s",
+			    d->m->pkix_tls_error);
+			addr_next(d, 451, why);
+			free(why);
+			return false;
+		}
+		if (!d->starttls) {
+			why = xasprintf("550 5.7.10 REQUIRETLS: %s offers no "
+			    "STARTTLS", d->names[d->cur]);
+			addr_next(d, 550, why);
+			free(why);
+			return false;
+		}
+		return true;	/* STARTTLS next */
+	}
+	if (!d->rt_offered) {
+		why = xasprintf("550 5.7.30 REQUIRETLS support required: %s "
+		    "does not offer REQUIRETLS", d->names[d->cur]);
+		addr_next(d, 550, why);
+		free(why);
+		return false;
+	}
+	if (d->tls_note == NULL || strcmp(d->tls_note, "dane-verified") != 0)
+		d->tls_note = "verified";
+	return true;
 }
 
 /* After the handshake (the first reply over TLS): does the peer's
@@ -249,7 +326,8 @@ send_body(struct delivery *d)
 static void
 send_envelope(struct delivery *d)
 {
-	send_line(d, "MAIL FROM:<%s>", d->msg.sender);
+	send_line(d, "MAIL FROM:<%s>%s", d->msg.sender,
+	    rt_wanted(d) ? " REQUIRETLS" : "");
 	d->state = C_MAIL;
 	if (!d->pipelining)
 		return;
@@ -303,6 +381,15 @@ handle_reply(struct delivery *d, int code, const char *text)
 		if (d->tls && cur_dane(d) != NULL &&
 		    !dane_check(d, cur_dane(d)))
 			return;
+		if (rt_wanted(d)) {
+			if (!rt_check(d))
+				return;
+			if (!d->tls) {
+				send_line(d, "STARTTLS");
+				d->state = C_STARTTLS;
+				return;
+			}
+		}
 		if (d->starttls && !d->tls && d->m->tls != NULL) {
 			send_line(d, "STARTTLS");
 			d->state = C_STARTTLS;
@@ -320,6 +407,14 @@ handle_reply(struct delivery *d, int code, const char *text)
 		send_envelope(d);
 		return;
 	case C_HELO:
+		if (rt_wanted(d)) {
+			char *why = xasprintf("550 5.7.10 REQUIRETLS: %s "
+			    "refused EHLO, so no STARTTLS", d->names[d->cur]);
+
+			addr_next(d, 550, why);
+			free(why);
+			return;
+		}
 		if (cur_dane(d) != NULL) {
 			char *why = xasprintf("451 4.7.4 %s refused EHLO, so "
 			    "no STARTTLS, and TLSA records are published for "
@@ -340,13 +435,24 @@ handle_reply(struct delivery *d, int code, const char *text)
 		if (code == 220) {
 			bool verify = d->lmtp && d->m->lmtp_verify;
 			const struct dane_host *dh = cur_dane(d);
-			struct bufferevent *tb =
-			    dh != NULL && dh->level == DANE_VERIFY ?
-			    tls_bev_connect_dane(d->m->tls, d->m->base, d->bev,
-			    dh->name, dh->tlsa, dh->ntlsa) :
-			    tls_bev_connect_starttls(verify ? d->m->lmtp_tls :
-			    d->m->tls, d->m->base, d->bev,
-			    dh != NULL ? dh->name : d->host);
+			struct bufferevent *tb;
+			char host[300];
+
+			if (dh != NULL && dh->level == DANE_VERIFY) {
+				tb = tls_bev_connect_dane(d->m->tls,
+				    d->m->base, d->bev, dh->name, dh->tlsa,
+				    dh->ntlsa);
+			} else if (rt_wanted(d)) {
+				/* REQUIRETLS: the chain and the host name */
+				cur_host(d, host, sizeof(host));
+				tb = tls_bev_connect_starttls(d->m->pkix_tls,
+				    d->m->base, d->bev, dh != NULL ? dh->name :
+				    host);
+			} else {
+				tb = tls_bev_connect_starttls(verify ?
+				    d->m->lmtp_tls : d->m->tls, d->m->base,
+				    d->bev, dh != NULL ? dh->name : d->host);
+			}
 
 			if (tb == NULL) {
 				delivery_finish(d, 451, "TLS setup failed");
@@ -354,7 +460,7 @@ handle_reply(struct delivery *d, int code, const char *text)
 			}
 			d->bev = tb;
 			d->tls = true;
-			d->pipelining = d->starttls = false;
+			d->pipelining = d->starttls = d->rt_offered = false;
 			bufferevent_setcb(d->bev, client_read, NULL,
 			    client_event, d);
 			bufferevent_enable(d->bev, EV_READ | EV_WRITE);
@@ -368,6 +474,16 @@ handle_reply(struct delivery *d, int code, const char *text)
 			    "is set): %d %s", code, text);
 
 			delivery_finish(d, 451, why);
+			free(why);
+			return;
+		}
+		if (rt_wanted(d)) {
+			bool perm = code >= 500;
+			char *why = xasprintf("%s REQUIRETLS: %s refused "
+			    "STARTTLS (%d %s)", perm ? "550 5.7.10" :
+			    "451 4.7.10", d->names[d->cur], code, text);
+
+			addr_next(d, perm ? 550 : 451, why);
 			free(why);
 			return;
 		}
@@ -534,6 +650,8 @@ client_read(struct bufferevent *bev, void *arg)
 				d->pipelining = true;
 			if (smtp_reply_ehlo_has(&r, "STARTTLS"))
 				d->starttls = true;
+			if (smtp_reply_ehlo_has(&r, "REQUIRETLS"))
+				d->rt_offered = true;
 		}
 		/* After STARTTLS, d->bev is the TLS filter over bev: what
 		 * is left in bev's buffer came in plaintext before the
@@ -574,6 +692,18 @@ client_event(struct bufferevent *bev, short what, void *arg)
 	}
 	if (d->state == C_QUIT) {
 		delivery_finish(d, 0, "");
+		return;
+	}
+	if (d->tls && d->state == C_EHLO && rt_wanted(d)) {
+		char reason[400];
+		const char *r = tls_bev_verify_error(bev, reason,
+		    sizeof(reason));
+
+		snprintf(why, sizeof(why), "451 4.7.10 REQUIRETLS: TLS with "
+		    "%s failed (%s)", d->names[d->cur], r != NULL ? r :
+		    what & BEV_EVENT_TIMEOUT ? "timed out" :
+		    "handshake failed or connection lost");
+		addr_next(d, 451, why);
 		return;
 	}
 	if (d->tls && d->state == C_EHLO && cur_dane(d) != NULL) {
@@ -828,7 +958,7 @@ conn_take(struct delivery *d)
 		bool c_ready;
 		size_t i;
 
-		if (c->closing || c->lmtp != d->lmtp ||
+		if (c->closing || c->lmtp != d->lmtp || rt_wanted(d) ||
 		    c->port != d->port || strcmp(c->host, d->host) != 0)
 			continue;
 		for (i = 0; i < d->naddrs; i++)

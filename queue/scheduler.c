@@ -823,6 +823,13 @@ queue_manager_run(struct petrel_ctx *ctx)
 			}
 		}
 	}
+	m.pkix_tls = tls_client_new_verify(config_get(ctx->cfg,
+	    "smtp_tls_ca"), &err);
+	if (m.pkix_tls == NULL) {
+		m.pkix_tls_error = xasprintf("smtp_tls_ca: %s", err);
+		log_error("REQUIRETLS messages deferred: %s",
+		    m.pkix_tls_error);
+	}
 	{
 		char *uerr = NULL;
 
@@ -924,6 +931,8 @@ queue_manager_run(struct petrel_ctx *ctx)
 		ub_ctx_delete(m.ub);
 	tls_client_free(&m.tls);
 	tls_client_free(&m.lmtp_tls);
+	tls_client_free(&m.pkix_tls);
+	free(m.pkix_tls_error);
 	free(m.lmtp_tls_error);
 	node_counters_free(&m.nc);
 	free(m.queue_dir);

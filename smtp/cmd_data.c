@@ -186,6 +186,7 @@ data_run(struct job *job, void *state)
 	msg.authc = state;
 	msg.may_refuse = true;
 	msg.junk = s->job_dmarc == DMARC_D_QUARANTINE;
+	msg.requiretls = s->requiretls;
 	if (authres_value != NULL) {
 		msg.arc = &arc;
 		msg.authres = authres_value;

@@ -118,14 +118,15 @@ smtp_cmd_mail(struct smtp_session *s, const char *arg)
 		free(addr);
 		return;
 	}
-	if ((err = smtp_mail_params(rest, s->srv->size_limit, &params)) !=
-	    NULL) {
+	if ((err = smtp_mail_params(rest, s->srv->size_limit, s->base.tls,
+	    &params)) != NULL) {
 		reply_error(s, "%s", err);
 		free(addr);
 		return;
 	}
 	s->size_hint = params.size;
 	s->smtputf8 = params.smtputf8;
+	s->requiretls = params.requiretls;
 	if (address_8bit_check(s, addr, &err) < 0) {
 		/* 5.1.7 bad sender address syntax (RFC 3463); 5.6.7 a
 		 * non-ASCII address the transaction did not declare

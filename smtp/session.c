@@ -48,6 +48,7 @@ smtp_transaction_reset(struct smtp_session *s)
 	s->nrcpts = 0;
 	s->size_hint = 0;
 	s->smtputf8 = false;
+	s->requiretls = false;
 	s->too_big = false;
 	s->spool_failed = false;
 	s->bdat_failed = false;
@@ -99,6 +100,8 @@ cmd_helo_ehlo(struct smtp_session *s, const char *arg, bool esmtp)
 	reply(s, "250-SMTPUTF8");
 	if (!s->base.tls && srv->sv.tls != NULL)
 		reply(s, "250-STARTTLS");
+	if (s->base.tls)
+		reply(s, "250-REQUIRETLS");
 	if (smtp_auth_allowed(s))
 		reply(s, session_cram_ok(&s->base) ?
 		    "250-AUTH PLAIN LOGIN CRAM-MD5" : "250-AUTH PLAIN LOGIN");

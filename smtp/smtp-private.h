@@ -55,6 +55,7 @@ struct smtp_session {
 	char *sender;
 	uint64_t size_hint;
 	bool smtputf8;
+	bool requiretls;	/* MAIL FROM ... REQUIRETLS (RFC 8689) */
 	struct smtp_rcpt *rcpts;
 	size_t nrcpts;
 	char qid[17];

@@ -240,6 +240,11 @@ static const struct key_def keys[] = {
 	  "= dane: for MX hosts with DNSSEC-signed TLSA records, STARTTLS "
 	  "with a matching certificate or no delivery; others get "
 	  "opportunistic TLS. off: opportunistic TLS everywhere." },
+	{ "smtp_tls_ca", KT_STRING, "", NULL, 0,
+	  "The CA file (PEM) the queue checks next hops' certificates "
+	  "against where a check is required (REQUIRETLS messages, RFC "
+	  "8689, to hosts without DANE records); empty: the system's store "
+	  "(/etc/ssl/certs)." },
 	{ "dnssec_trust_anchor", KT_STRING, "/usr/share/dns/root.key", NULL, 0,
 	  "The DNSSEC trust anchor file (DS or DNSKEY records) the queue "
 	  "manager validates MX, address and TLSA answers from when dane is "

@@ -314,7 +314,8 @@ deliver_queue(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 	str_append(&head, prefix);
 	srs = srs_sender(ctx, msg);
 	r = queue_enqueue(ctx->queue_dir, msg->qid, srs != NULL ? srs :
-	    msg->sender, remote, nremote, str_c(&head), msg->body, error_r);
+	    msg->sender, msg->requiretls ? QUEUE_F_REQUIRETLS : 0, remote,
+	    nremote, str_c(&head), msg->body, error_r);
 	str_free(&head);
 	free(srs);
 	return r;

@@ -103,6 +103,9 @@ struct deliver_msg {
 	 * Sieve script go to each maildir's Junk folder, made when
 	 * missing; a script's own actions are kept as they are. */
 	bool junk;
+	/* RFC 8689 REQUIRETLS: the queued copy goes out only over TLS with
+	 * a verified certificate to a server that offers REQUIRETLS. */
+	bool requiretls;
 	/* Set by deliver_message() itself (callers leave it NULL): the
 	 * copies of this message whose directories are fsync'd together
 	 * at its end, and the quota each adds once they are. */

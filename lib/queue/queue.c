@@ -72,8 +72,8 @@ queue_dirs_make(const char *queue_dir, const char **error_r)
 
 int
 queue_enqueue(const char *queue_dir, const char *id, const char *sender,
-    const struct queue_rcpt *rcpts, size_t nrcpts, const char *prefix,
-    struct spool *body, const char **error_r)
+    unsigned flags, const struct queue_rcpt *rcpts, size_t nrcpts,
+    const char *prefix, struct spool *body, const char **error_r)
 {
 	char *tmp = xasprintf("%s/tmp/%s", queue_dir, id);
 	char *final = xasprintf("%s/incoming/%s", queue_dir, id);
@@ -84,6 +84,8 @@ queue_enqueue(const char *queue_dir, const char *id, const char *sender,
 
 	str_printf(&env, "petrel-queue 1\nid %s\narrival %lld\nsender %s\n",
 	    id, (long long)time(NULL), sender);
+	if (flags & QUEUE_F_REQUIRETLS)
+		str_append(&env, "requiretls\n");
 	for (size_t i = 0; i < nrcpts; i++)
 		str_printf(&env, "rcpt %s %s\n", rcpts[i].address,
 		    rcpts[i].transport[0] ? rcpts[i].transport : "-");
@@ -296,6 +298,8 @@ queue_msg_read(const char *queue_dir, const char *id, struct queue_msg *m,
 		} else if (strcmp(line, "sender") == 0) {
 			free(m->sender);
 			m->sender = xstrdup("");
+		} else if (strcmp(line, "requiretls") == 0) {
+			m->requiretls = true;
 		} else if (strncmp(line, "rcpt ", 5) == 0) {
 			char *addr = line + 5, *sp = strchr(addr, ' ');
 			struct queue_entry *e;

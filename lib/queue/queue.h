@@ -31,12 +31,15 @@ struct queue_rcpt {
 	const char *transport;	/* "" = MX lookup */
 };
 
-/* Write a queue file. prefix (may be NULL) is written before the body
- * (a Received: header). 0 ok (on stable storage), -1 error (nothing left
- * behind). */
+/* The message's envelope flags (a line each in the queue file). */
+#define QUEUE_F_REQUIRETLS 0x1u	/* RFC 8689: "requiretls" */
+
+/* Write a queue file. flags: QUEUE_F_*. prefix (may be NULL) is written
+ * before the body (a Received: header). 0 ok (on stable storage), -1
+ * error (nothing left behind). */
 int queue_enqueue(const char *queue_dir, const char *id, const char *sender,
-    const struct queue_rcpt *rcpts, size_t nrcpts, const char *prefix,
-    struct spool *body, const char **error_r);
+    unsigned flags, const struct queue_rcpt *rcpts, size_t nrcpts,
+    const char *prefix, struct spool *body, const char **error_r);
 
 /* Make the queue directories (tmp, incoming). */
 int queue_dirs_make(const char *queue_dir, const char **error_r);
@@ -62,6 +65,7 @@ struct queue_msg {
 	struct queue_entry *rcpts;
 	size_t nrcpts;
 	long body_offset;	/* where the message starts in the file */
+	bool requiretls;	/* RFC 8689 REQUIRETLS */
 	char *path;		/* QUEUE_DIR/incoming/<id> */
 };
 

@@ -86,7 +86,7 @@ smtp_parse_path_loose(const char *arg, const char **rest)
 }
 
 const char *
-smtp_mail_params(const char *rest, uint64_t size_limit,
+smtp_mail_params(const char *rest, uint64_t size_limit, bool tls,
     struct smtp_mail_params *p)
 {
 	char *copy = xstrdup(rest), *save = NULL, *tok;
@@ -121,6 +121,13 @@ smtp_mail_params(const char *rest, uint64_t size_limit,
 				err = "501 5.5.4 Bad BODY parameter";
 		} else if (strcasecmp(tok, "SMTPUTF8") == 0 && val == NULL) {
 			p->smtputf8 = true;
+		} else if (strcasecmp(tok, "REQUIRETLS") == 0 && val == NULL &&
+		    tls) {
+			/* RFC 8689: the message may only travel over TLS
+			 * with a verified certificate (kept in the queue
+			 * file; queue/outbound.c). Offered only under TLS:
+			 * elsewhere it is an option this server lacks. */
+			p->requiretls = true;
 		} else if (strcasecmp(tok, "AUTH") == 0 ||
 		    strcasecmp(tok, "RET") == 0 ||
 		    strcasecmp(tok, "ENVID") == 0) {

@@ -38,12 +38,14 @@ char *smtp_parse_path_loose(const char *arg, const char **rest);
 struct smtp_mail_params {
 	uint64_t size;		/* SIZE=, 0 if absent */
 	bool smtputf8;
+	bool requiretls;	/* RFC 8689 REQUIRETLS */
 };
 
-/* Parse "KEY[=VALUE] ..." into *p against a message size limit. Returns
+/* Parse "KEY[=VALUE] ..." into *p against a message size limit; tls:
+ * the session is under TLS (REQUIRETLS is offered only then). Returns
  * NULL, or the complete reply line (static) for the first error. */
 const char *smtp_mail_params(const char *rest, uint64_t size_limit,
-    struct smtp_mail_params *p);
+    bool tls, struct smtp_mail_params *p);
 
 /* "BDAT size [LAST]": 0 and *size / *last, or -1 if malformed. */
 int smtp_parse_bdat(const char *arg, uint64_t *size, bool *last);

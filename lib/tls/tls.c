@@ -751,10 +751,17 @@ client_new(const char *ca_file, const char **error_r)
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-	if (ca_file != NULL &&
+	if (ca_file != NULL && ca_file[0] != '\0' &&
 	    SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
 		*error_r = tls_error("cannot load the CA certificates of",
 		    ca_file);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	if (ca_file != NULL && ca_file[0] == '\0' &&
+	    SSL_CTX_set_default_verify_paths(ctx) != 1) {
+		*error_r = tls_error("cannot load the system's CA "
+		    "certificates", "");
 		SSL_CTX_free(ctx);
 		return NULL;
 	}

@@ -59,10 +59,11 @@ const char *tls_bev_describe(struct bufferevent *bev, char *buf, size_t len);
  * certificate check: RFC 7435 opportunistic security). */
 struct tls_client;
 struct tls_client *tls_client_new(const char **error_r);
-/* One that verifies (proxy_tls_ca): the server's certificate must chain
- * to a certificate of ca_file (PEM, one or more) and carry the host
- * given to tls_bev_connect_starttls: an address as an iPAddress, a name
- * as a DNS name. NULL with *error_r when ca_file cannot be loaded. */
+/* One that verifies (proxy_tls_ca, smtp_tls_ca): the server's
+ * certificate must chain to a certificate of ca_file (PEM, one or more;
+ * "": the system's store, /etc/ssl/certs) and carry the host given to
+ * tls_bev_connect_starttls: an address as an iPAddress, a name as a DNS
+ * name. NULL with *error_r when ca_file cannot be loaded. */
 struct tls_client *tls_client_new_verify(const char *ca_file,
     const char **error_r);
 bool tls_client_verifies(const struct tls_client *tc);

@@ -132,13 +132,22 @@ test_enqueue_reads_back(void)
 	unput("state");
 	spool_init(&sp, test_tmpdir());
 	test_assert(spool_append(&sp, "Subject: x\n\nhello\n", 18, &err) == 0);
-	test_assert(queue_enqueue(qdir(), ID, "", r, 2, "Received: y\n", &sp,
+	test_assert(queue_enqueue(qdir(), ID, "", 0, r, 2, "Received: y\n", &sp,
 	    &err) == 0);
 	test_assert(read_msg(&m, &err) == 1);
 	test_assert(m.nrcpts == 2);
 	test_assert_streq(m.sender, "");
 	if (m.nrcpts == 2)
 		test_assert_streq(m.rcpts[1].transport, "relay:x");
+	test_assert(!m.requiretls);
+	queue_msg_clear(&m);
+	unput("incoming");
+	/* the REQUIRETLS flag is a line of the envelope */
+	test_assert(queue_enqueue(qdir(), ID, "a@b.example", QUEUE_F_REQUIRETLS,
+	    r, 1, NULL, &sp, &err) == 0);
+	test_assert(read_msg(&m, &err) == 1);
+	test_assert(m.requiretls && m.nrcpts == 1);
+	test_assert_streq(m.sender, "a@b.example");
 	queue_msg_clear(&m);
 	spool_reset(&sp);
 	unput("incoming");

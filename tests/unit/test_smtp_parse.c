@@ -101,23 +101,32 @@ test_params(void)
 	struct smtp_mail_params p;
 
 	test_begin("smtp MAIL parameters");
-	test_assert(smtp_mail_params(" SIZE=100 BODY=8BITMIME SMTPUTF8", 1000,
+	test_assert(smtp_mail_params(" SIZE=100 BODY=8BITMIME SMTPUTF8", 1000, false,
 	    &p) == NULL);
 	test_assert(p.size == 100 && p.smtputf8);
-	test_assert(smtp_mail_params("", 1000, &p) == NULL && p.size == 0 &&
+	test_assert(smtp_mail_params("", 1000, false, &p) == NULL && p.size == 0 &&
 	    !p.smtputf8);
-	test_assert(strncmp(smtp_mail_params(" SIZE=1001", 1000, &p), "552",
+	test_assert(strncmp(smtp_mail_params(" SIZE=1001", 1000, false, &p), "552",
 	    3) == 0);
-	test_assert(strncmp(smtp_mail_params(" SIZE=-1", 1000, &p), "501",
+	test_assert(strncmp(smtp_mail_params(" SIZE=-1", 1000, false, &p), "501",
 	    3) == 0);
 	test_assert(strncmp(smtp_mail_params(" SIZE=99999999999999999999999",
-	    1000, &p), "501", 3) == 0);
-	test_assert(strncmp(smtp_mail_params(" BODY=9BIT", 1000, &p), "501",
+	    1000, false, &p), "501", 3) == 0);
+	test_assert(strncmp(smtp_mail_params(" BODY=9BIT", 1000, false, &p), "501",
 	    3) == 0);
-	test_assert(strncmp(smtp_mail_params(" SMTPUTF8=yes", 1000, &p),
+	test_assert(strncmp(smtp_mail_params(" SMTPUTF8=yes", 1000, false, &p),
 	    "555", 3) == 0);
-	test_assert(smtp_mail_params(" AUTH=<> RET=HDRS ENVID=x", 1000,
+	test_assert(smtp_mail_params(" AUTH=<> RET=HDRS ENVID=x", 1000, false,
 	    &p) == NULL);
+	/* REQUIRETLS (RFC 8689): only under TLS, and without a value */
+	test_assert(smtp_mail_params(" REQUIRETLS", 1000, true, &p) == NULL &&
+	    p.requiretls);
+	test_assert(strncmp(smtp_mail_params(" REQUIRETLS", 1000, false, &p),
+	    "555", 3) == 0);
+	test_assert(strncmp(smtp_mail_params(" REQUIRETLS=yes", 1000, true,
+	    &p), "555", 3) == 0);
+	test_assert(smtp_mail_params(" SIZE=5", 1000, true, &p) == NULL &&
+	    !p.requiretls);
 	test_end();
 }
 
