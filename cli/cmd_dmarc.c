@@ -25,7 +25,6 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-#include <unbound.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -41,10 +40,8 @@
 #include "lib/trust/dmarc.h"
 #include "lib/trust/dmarc_report.h"
 #include "lib/trust/dnsq.h"
-#include "lib/trust/rdata.h"
 
 #define RUA_MAX 8		/* rua= addresses used per report */
-#define TXT_MAX 4096
 
 /* Become the server's account (user/group) when run as root. */
 static void
@@ -103,41 +100,19 @@ gzip_buf(const str_t *in, str_t *out)
 static int
 external_ok(const char *policy, const char *dom)
 {
-	char a[256], b[256], *name;
-	struct ub_result *res = NULL;
-	enum dnsq_status st;
-	char *txt[16];
-	size_t n = 0, pick;
-	int ok;
+	char a[256], b[256], *name, *rec = NULL;
+	int r;
 
 	dmarc_org_domain(policy, a, sizeof(a));
 	dmarc_org_domain(dom, b, sizeof(b));
 	if (a[0] != '\0' && strcasecmp(a, b) == 0)
 		return 1;
 	name = xasprintf("%s._report._dmarc.%s", policy, dom);
-	st = dnsq_lookup(name, 16 /* TXT */, &res);
+	r = dmarc_fetch_record(name, &rec);
 	free(name);
-	if (st == DNSQ_TEMPFAIL)
-		return -1;
-	if (st != DNSQ_OK)
-		return 0;
-	for (int i = 0; res->data[i] != NULL && n < 16; i++) {
-		size_t tlen;
-		int trunc;
-
-		txt[n] = rdata_txt_join(res->data[i], (size_t)res->len[i],
-		    TXT_MAX, &tlen, &trunc);
-		if (strlen(txt[n]) != tlen) {
-			free(txt[n]);
-			continue;
-		}
-		n++;
-	}
-	ub_resolve_free(res);
-	ok = dmarc_record_pick((const char *const *)txt, n, &pick) > 0;
-	for (size_t i = 0; i < n; i++)
-		free(txt[i]);
-	return ok;
+	free(rec);
+	/* several records still say yes */
+	return r == -1 ? -1 : r != 0;
 }
 
 struct dest {

@@ -28,6 +28,7 @@ enum cstate {
 };
 
 struct mgr;
+struct dnsq_pump;
 struct node_counters;
 struct tls_tlsa;
 
@@ -152,6 +153,7 @@ struct mgr {
 	unsigned retry_min, retry_max, lifetime, scan_interval;
 	unsigned max_active, max_per_dest, timeout;
 	struct ub_ctx *ub;
+	struct dnsq_pump *ub_pump;	/* NULL: lookups by ub_resolve */
 	bool dane;		/* `dane = opportunistic`, and validating */
 	struct hold *holds;
 	/* The queue in memory: every queued message by id (sorted), with

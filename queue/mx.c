@@ -25,6 +25,7 @@
 
 #include "lib/base/alloc.h"
 #include "lib/queue/mx_answer.h"
+#include "lib/trust/dnsq.h"
 #include "lib/tls/tls.h"
 #include "queue/delivery.h"
 
@@ -81,6 +82,19 @@ nexthop_parse(const char *t, char **host_r, unsigned *port_r, bool *mx_r,
 	}
 	*host_r = host;
 	return true;
+}
+
+
+/* A lookup on the manager's context: through its pump thread (the
+ * asynchronous mode) when it runs, else ub_resolve. */
+static int
+mx_ub_resolve(struct delivery *d, const char *name, int type, int cls,
+    struct ub_result **res_r)
+{
+	(void)cls;	/* always IN */
+	if (d->m->ub_pump != NULL)
+		return dnsq_resolve(d->m->ub, name, type, res_r);
+	return ub_resolve(d->m->ub, name, type, 1, res_r);
 }
 
 static void
@@ -143,7 +157,7 @@ add_host_addrs(struct delivery *d, const char *host, unsigned port,
 		struct ub_result *res = NULL;
 		size_t want = types[t] == 1 ? 4 : 16;
 
-		if (ub_resolve(d->m->ub, host, types[t], 1, &res) != 0 ||
+		if (mx_ub_resolve(d, host, types[t], 1, &res) != 0 ||
 		    res == NULL) {
 			failed = true;
 			*secure_r = false;
@@ -202,7 +216,7 @@ dane_lookup(struct delivery *d, const char *host)
 	if (hl > 0 && host[hl - 1] == '.')
 		hl--;
 	qname = xasprintf("_%u._tcp.%.*s", d->port, (int)hl, host);
-	r = ub_resolve(d->m->ub, qname, 52 /* TLSA */, 1, &res);
+	r = mx_ub_resolve(d, qname, 52 /* TLSA */, 1, &res);
 	d->dane = xrealloc(d->dane, (d->ndane + 1) * sizeof(*d->dane));
 	h = &d->dane[d->ndane];
 	memset(h, 0, sizeof(*h));
@@ -298,7 +312,7 @@ mx_resolve(struct delivery *d)
 		return;
 	}
 	if (d->m->ub == NULL ||
-	    (r = ub_resolve(d->m->ub, d->host, 15 /* MX */, 1, &res)) != 0) {
+	    (r = mx_ub_resolve(d, d->host, 15 /* MX */, 1, &res)) != 0) {
 		d->resolve_error = xasprintf("MX lookup for %s failed",
 		    d->host);
 		return;

@@ -862,6 +862,17 @@ queue_manager_run(struct petrel_ctx *ctx)
 			m.dane = true;
 		}
 	}
+	{
+		char *uerr = NULL;
+
+		/* the job threads' lookups (mx.c) through libunbound's
+		 * asynchronous mode; without the thread, ub_resolve */
+		m.ub_pump = dnsq_pump_start(m.ub, &uerr);
+		if (m.ub_pump == NULL) {
+			log_warn("DNS: %s", uerr);
+			free(uerr);
+		}
+	}
 	m.base = event_base_new();
 	if (m.base == NULL)
 		fatal("cannot create the event loop");
@@ -927,6 +938,7 @@ queue_manager_run(struct petrel_ctx *ctx)
 	event_free(m.ev_usr1);
 	event_free(m.ev_term);
 	event_base_free(m.base);
+	dnsq_pump_stop(&m.ub_pump);	/* the job threads are gone */
 	if (m.ub != NULL)
 		ub_ctx_delete(m.ub);
 	tls_client_free(&m.tls);

@@ -337,19 +337,15 @@ dmarc_aligned(const char *from, const char *id, bool strict)
 
 /* ---- the check ---- */
 
-/* The DMARC record at _dmarc.dom: 1 with *rec (malloc'd), 0 none, -1 no
- * answer, -2 several records. */
-static int
-fetch_record(const char *dom, char **rec)
+int
+dmarc_fetch_record(const char *name, char **rec)
 {
-	char *name = xasprintf("_dmarc.%s", dom);
 	struct ub_result *res = NULL;
 	enum dnsq_status st = dnsq_lookup(name, 16 /* TXT */, &res);
 	char *txt[TXT_RECORDS_MAX];
 	size_t n = 0, pick, count;
 	int ret;
 
-	free(name);
 	*rec = NULL;
 	if (st == DNSQ_TEMPFAIL)
 		return -1;
@@ -378,6 +374,17 @@ fetch_record(const char *dom, char **rec)
 			free(txt[i]);
 	}
 	return ret;
+}
+
+/* The DMARC record at _dmarc.dom, as dmarc_fetch_record. */
+static int
+fetch_record(const char *dom, char **rec)
+{
+	char *name = xasprintf("_dmarc.%s", dom);
+	int r = dmarc_fetch_record(name, rec);
+
+	free(name);
+	return r;
 }
 
 /* The record's rua= (RFC 7489 6.3), white space removed, in out ("" when

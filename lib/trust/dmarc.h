@@ -96,6 +96,10 @@ enum dmarc_disposition dmarc_apply_pct(enum dmarc_disposition d, int pct,
 /* The organizational domain of dom (RFC 7489 3.2), lower case, in out;
  * dom itself when it is a public suffix or the list is not loaded. */
 void dmarc_org_domain(const char *dom, char *out, size_t outlen);
+/* The one DMARC record (v=DMARC1 TXT) at name, through dnsq (a job
+ * thread's call): 1 with *rec (malloc'd), 0 none, -1 no answer, -2
+ * several records. */
+int dmarc_fetch_record(const char *name, char **rec);
 
 /* Identifier alignment (RFC 7489 3.1): strict, the same name; relaxed,
  * the same organizational domain. */

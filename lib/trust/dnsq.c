@@ -11,6 +11,7 @@
  * message with SPF, DKIM and DMARC needs three or more.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -71,21 +72,34 @@ lookup_done(void *arg, int err, struct ub_result *res)
 	pthread_mutex_unlock(&w->lock);
 }
 
+/* A context's pump: a thread that takes answers from it (ub_process,
+ * which runs lookup_done) until told to stop through its pipe. */
+struct dnsq_pump {
+	struct ub_ctx *ub;
+	pthread_t thread;
+	int stop[2];
+};
+
 static void *
 pump(void *arg)
 {
-	struct ub_ctx *ub = arg;
-	struct pollfd pfd = { .fd = ub_fd(ub), .events = POLLIN };
+	struct dnsq_pump *p = arg;
+	struct pollfd pfd[2] = {
+		{ .fd = ub_fd(p->ub), .events = POLLIN },
+		{ .fd = p->stop[0], .events = POLLIN },
+	};
 
 	for (;;) {
-		if (poll(&pfd, 1, -1) < 0) {
+		if (poll(pfd, 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			log_error_errno("DNS lookups: poll");
 			sleep(1);
 			continue;
 		}
-		if (ub_process(ub) != 0) {
+		if (pfd[1].revents != 0)
+			break;
+		if ((pfd[0].revents & POLLIN) && ub_process(p->ub) != 0) {
 			log_error("DNS lookups: ub_process failed");
 			sleep(1);
 		}
@@ -93,30 +107,43 @@ pump(void *arg)
 	return NULL;
 }
 
-/* The shared context asynchronous, with its pump: 0, or -1 (then the
- * context is of no use: every lookup a temporary failure). */
-static int
-shared_async(struct ub_ctx *ub, char **error_r)
+struct dnsq_pump *
+dnsq_pump_start(struct ub_ctx *ub, char **error_r)
 {
-	pthread_t t;
-	pthread_attr_t attr;
+	struct dnsq_pump *p = xcalloc(1, sizeof(*p));
 	int r;
 
-	/* a thread, not a forked process, resolves */
-	if ((r = ub_ctx_async(ub, 1)) != 0) {
-		*error_r = xasprintf("libunbound: %s", ub_strerror(r));
-		return -1;
+	p->ub = ub;
+	if (pipe2(p->stop, O_CLOEXEC) < 0) {
+		*error_r = xasprintf("cannot start the DNS thread: %s",
+		    strerror(errno));
+		free(p);
+		return NULL;
 	}
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	r = pthread_create(&t, &attr, pump, ub);
-	pthread_attr_destroy(&attr);
-	if (r != 0) {
+	if ((r = pthread_create(&p->thread, NULL, pump, p)) != 0) {
 		*error_r = xasprintf("cannot start the DNS thread: %s",
 		    strerror(r));
-		return -1;
+		close(p->stop[0]);
+		close(p->stop[1]);
+		free(p);
+		return NULL;
 	}
-	return 0;
+	return p;
+}
+
+void
+dnsq_pump_stop(struct dnsq_pump **pp)
+{
+	struct dnsq_pump *p = *pp;
+
+	if (p == NULL)
+		return;
+	*pp = NULL;
+	(void)!write(p->stop[1], "x", 1);
+	pthread_join(p->thread, NULL);
+	close(p->stop[0]);
+	close(p->stop[1]);
+	free(p);
 }
 
 struct ub_ctx *
@@ -131,6 +158,9 @@ dnsq_ctx_new(const char *resolver, char **error_r)
 		*error_r = xstrdup("cannot create a libunbound context");
 		return NULL;
 	}
+	/* asynchronous lookups (dnsq_resolve) resolve on a thread, not in
+	 * a forked process; ub_resolve is not affected */
+	(void)ub_ctx_async(ub, 1);
 	ub_ctx_hosts(ub, NULL);
 	if (resolver == NULL || resolver[0] == '\0') {
 		ub_ctx_resolvconf(ub, NULL);
@@ -222,7 +252,7 @@ shared_get(void)
 		if (shared_ctx != NULL) {
 			ub_ctx_set_option(shared_ctx, "outbound-msg-retry:",
 			    "1");
-			if (shared_async(shared_ctx, &err) < 0) {
+			if (dnsq_pump_start(shared_ctx, &err) == NULL) {
 				/* the pump never started: no callback can
 				 * come, so the context can go */
 				ub_ctx_delete(shared_ctx);
@@ -240,10 +270,8 @@ shared_get(void)
 	return ub;
 }
 
-/* ub_resolve's result, through the asynchronous context: 0 and *res_r,
- * or an error (libunbound's, or -1 after DNSQ_WAIT_MAX seconds). */
-static int
-resolve_wait(struct ub_ctx *ub, const char *name, int type,
+int
+dnsq_resolve(struct ub_ctx *ub, const char *name, int type,
     struct ub_result **res_r)
 {
 	struct waiter *w = xcalloc(1, sizeof(*w));
@@ -288,7 +316,7 @@ dnsq_lookup(const char *name, int type, struct ub_result **res_r)
 	if (ub == NULL || name == NULL || name[0] == '\0' ||
 	    strlen(name) > 253)
 		return ub == NULL ? DNSQ_TEMPFAIL : DNSQ_NXDOMAIN;
-	if (resolve_wait(ub, name, type, &res) != 0 || res == NULL)
+	if (dnsq_resolve(ub, name, type, &res) != 0 || res == NULL)
 		return DNSQ_TEMPFAIL;
 	if (res->rcode == 3 /* NXDOMAIN */ || res->nxdomain) {
 		ub_resolve_free(res);

@@ -36,6 +36,20 @@ int dnsq_ctx_trust_anchor(struct ub_ctx *ub, const char *path,
  * lookup. */
 int dnsq_setup(const char *resolver, char **error_r);
 
+/* Asynchronous lookups on a context from dnsq_ctx_new: a pump thread
+ * takes its answers (started once per context, stopped before the
+ * context is deleted and after every lookup on it has returned). NULL
+ * with *error_r when the thread cannot start. */
+struct dnsq_pump;
+struct dnsq_pump *dnsq_pump_start(struct ub_ctx *ub, char **error_r);
+void dnsq_pump_stop(struct dnsq_pump **p);
+/* As ub_resolve (class IN), through the context's pump: libunbound's
+ * error or 0 and *res_r; a lookup that waits longer than a minute is
+ * given up (-1). ub_resolve sets up a resolver for each query, which
+ * costs milliseconds even for a cached answer. */
+int dnsq_resolve(struct ub_ctx *ub, const char *name, int type,
+    struct ub_result **res_r);
+
 /* Look name up (type as in RFC 1035: 1 A, 16 TXT, ...) on the shared
  * context. DNSQ_OK with *res_r (free with ub_resolve_free), else no
  * result. Blocks: job threads only. */
