@@ -27,7 +27,8 @@
 #      SESSIONS (20: smtp-source sessions for one domain; spread over the
 #      domains otherwise), ROUNDS (2), TIMEOUT (seconds per run, 900),
 #      BENCH_DIR (/var/tmp), SERVERS ("petrel postfix": one alone for a
-#      profile; the ratios need both), LAYOUTS ("1 $DOMAINS").
+#      profile; the ratios need both), LAYOUTS ("1 $DOMAINS"),
+#      PETREL_OPTS (extra "-o key=value" for petrel serve; none: init's).
 # Output: "RESULT server=petrel|postfix domains=D round=R seconds=S
 # msgs_per_s=M" lines (S: flush to empty queue), then "RESULT median
 # domains=D petrel=P postfix=F ratio=P/F" per layout.
@@ -43,6 +44,7 @@ SESSIONS=${SESSIONS:-20}
 ROUNDS=${ROUNDS:-2}
 TIMEOUT=${TIMEOUT:-900}
 SERVERS=${SERVERS:-petrel postfix}
+PETREL_OPTS=${PETREL_OPTS:-}
 LAYOUTS=${LAYOUTS:-1 $DOMAINS}
 SMTP_SOURCE=/usr/sbin/smtp-source
 SMTP_SINK=/usr/sbin/smtp-sink
@@ -102,7 +104,8 @@ while [ $k -lt "$DOMAINS" ]; do
 		>>"$BDIR/init.log" 2>&1 || die "petrel domain add d$k.test failed"
 	k=$((k + 1))
 done
-bench_serve -o "smtp_listen=127.0.0.1:$pport" -o smtp_max_connections_per_ip=10000
+# shellcheck disable=SC2086 # PETREL_OPTS: several -o key=value
+bench_serve -o "smtp_listen=127.0.0.1:$pport" -o smtp_max_connections_per_ip=10000 $PETREL_OPTS
 
 # Postfix: own instance, relaying the same domains to the same next hops
 PF=$BDIR/postfix

@@ -261,8 +261,9 @@ static const struct key_def keys[] = {
 	  "Seconds a message may stay in the queue before it bounces." },
 	{ "queue_scan_interval", KT_UINT, "60", NULL, 86400,
 	  "Seconds between scans of the queue for messages due." },
-	{ "queue_concurrency", KT_UINT, "20", NULL, 10000,
-	  "Outbound deliveries at once." },
+	{ "queue_concurrency", KT_UINT, "100", NULL, 10000,
+	  "Outbound deliveries at once (one connection each; 100 as "
+	  "Postfix's default_process_limit)." },
 	{ "queue_destination_concurrency", KT_UINT, "5", NULL, 10000,
 	  "Outbound deliveries at once to one destination." },
 	{ "log_level", KT_LEVEL, "info", NULL, 0,
