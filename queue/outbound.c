@@ -106,6 +106,7 @@ static void client_read(struct bufferevent *bev, void *arg);
 static void client_event(struct bufferevent *bev, short what, void *arg);
 static bool conn_park(struct delivery *d);
 static void connect_fresh(struct delivery *d);
+static void reconnect_fresh(struct delivery *d);
 
 /* ---- DANE (RFC 7672) ----
  *
@@ -505,11 +506,7 @@ handle_reply(struct delivery *d, int code, const char *text)
 			return;
 		}
 		/* the kept connection will not do: a new one */
-		bufferevent_free(d->bev);
-		d->bev = NULL;
-		d->conn_uses = 0;
-		d->cur = 0;
-		connect_fresh(d);
+		reconnect_fresh(d);
 		return;
 	case C_MAIL:
 		if (code != 250) {
@@ -717,11 +714,7 @@ client_event(struct bufferevent *bev, short what, void *arg)
 	if ((d->state == C_RSET || d->state == C_MAIL) && d->conn_uses > 0) {
 		/* a kept connection the backend closed as it was taken:
 		 * nothing was accepted on it, so a new one, at once */
-		bufferevent_free(d->bev);
-		d->bev = NULL;
-		d->conn_uses = 0;
-		d->cur = 0;
-		connect_fresh(d);
+		reconnect_fresh(d);
 		return;
 	}
 	if (d->tls && (what & BEV_EVENT_ERROR)) {
@@ -765,6 +758,19 @@ connect_fresh(struct delivery *d)
 	if (bufferevent_socket_connect(d->bev,
 	    (struct sockaddr *)&d->addrs[d->cur], (int)d->addrlen[d->cur]) < 0)
 		client_event(d->bev, BEV_EVENT_ERROR, d);
+}
+
+/* A kept connection taken by d will not do (it ended, or its RSET was
+ * not answered 250): drop it and start a new one from the first
+ * address. */
+static void
+reconnect_fresh(struct delivery *d)
+{
+	bufferevent_free(d->bev);
+	d->bev = NULL;
+	d->conn_uses = 0;
+	d->cur = 0;
+	connect_fresh(d);
 }
 
 /* ---- kept connections ----
