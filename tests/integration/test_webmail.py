@@ -18,6 +18,11 @@ trace must show that it sent SORT, THREAD REFERENCES and (with
 skip_deleted, as many installations set it) ESEARCH counts, and that petrel
 answered none of its commands with BAD; Roundcube must log no error.
 
+Every test runs twice: against the server holding the mailbox ("direct"),
+and through a frontend (`role = frontend`) that authenticates the user and
+proxies the IMAP session to the backend on 127.0.0.2 ("proxied", SPEC 6
+scale-out: webmail through the proxy).
+
 Roundcube runs under `php -S` on a free loopback port from its Debian
 public directory (/var/lib/roundcube/public_html) with a private config
 directory (ROUNDCUBE_CONFIG_DIR: a copy of Debian's defaults.inc.php and a
@@ -179,7 +184,7 @@ def flags_of(m, uid):
 # Roundcube under php -S
 
 
-def write_config(d, srv):
+def write_config(d, imap_hostport, smtp_hostport):
     conf = os.path.join(d, "config")
     os.makedirs(conf)
     for sub in ("temp", "logs"):
@@ -191,8 +196,8 @@ def write_config(d, srv):
     open(db, "w").close()   # empty: Roundcube creates its schema in it
     settings = {
         "db_dsnw": "sqlite:///%s?mode=0600" % db,
-        "imap_host": "127.0.0.1:%d" % srv.imap_port,
-        "smtp_host": "127.0.0.1:%d" % srv.sub_port,
+        "imap_host": imap_hostport,
+        "smtp_host": smtp_hostport,
         "smtp_user": "%u",
         "smtp_pass": "%p",
         "username_domain": "",
@@ -252,7 +257,8 @@ def wait_port(port, proc, what, timeout=START_WAIT):
 
 
 class Webmail:
-    def __init__(self, srv, d, url, driver):
+    def __init__(self, srv, d, url, driver, proxied=False):
+        self.proxied = proxied
         self.srv = srv
         self.dir = d
         self.url = url
@@ -340,8 +346,15 @@ class Webmail:
         return self.js("return $.trim($('#rcmcountdisplay').text());")
 
 
-@pytest.fixture(scope="module")
-def webmail(petrel_bin, tmp_path_factory):
+PROXY_SECRET = "webmail-proxy-secret"
+
+
+@pytest.fixture(scope="module", params=["direct", "proxied"])
+def webmail(request, petrel_bin, tmp_path_factory):
+    """Roundcube against petrel: "direct" talks to the server holding the
+    mailbox; "proxied" to a frontend (role = frontend, SPEC 6 scale-out)
+    that authenticates the user and relays the session to the backend
+    (127.0.0.2) holding it, the same tests going through the proxy."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -349,7 +362,26 @@ def webmail(petrel_bin, tmp_path_factory):
     inst = make_instance(petrel_bin, base / "inst", "sqlite")
     add_users(inst)
     fill_inbox(inst)
-    srv = server.start(inst, ("imap", "submission"), DEFAULTS, cls=ImapServer)
+    servers = []
+    if request.param == "direct":
+        srv = server.start(inst, ("imap", "submission"), DEFAULTS, cls=ImapServer)
+        servers.append(srv)
+        smtp = "127.0.0.1:%d" % srv.sub_port
+    else:
+        back = server.start(inst, ("imap", "submission"),
+                            DEFAULTS + ("role=backend", "proxy_secret=" + PROXY_SECRET,
+                                        "proxy_trusted_networks=127.0.0.1"),
+                            cls=ImapServer, host="127.0.0.2")
+        servers.append(back)
+        front_inst = make_instance(petrel_bin, base / "front", "sqlite")
+        srv = server.start(front_inst, ("imap",),
+                           DEFAULTS + ("role=frontend", "database=sqlite:" + inst.sqlite_path(),
+                                       "backend_default=127.0.0.2",
+                                       "backend_ports=24,%d,110,4190" % back.imap_port,
+                                       "proxy_secret=" + PROXY_SECRET),
+                           cls=ImapServer)
+        servers.append(srv)
+        smtp = "127.0.0.2:%d" % back.sub_port
     procs = []
     driver = None
     try:
@@ -361,7 +393,7 @@ def webmail(petrel_bin, tmp_path_factory):
 
         rc = str(base / "roundcube")
         os.makedirs(rc)
-        conf = write_config(rc, srv)
+        conf = write_config(rc, "127.0.0.1:%d" % srv.imap_port, smtp)
         port = free_port()
         env = dict(os.environ, ROUNDCUBE_CONFIG_DIR=conf, PHP_CLI_SERVER_WORKERS="4")
         php_log = open(os.path.join(rc, "php-server.log"), "wb")
@@ -381,7 +413,8 @@ def webmail(petrel_bin, tmp_path_factory):
         driver = webdriver.Chrome(service=service, options=opts)
         driver.set_page_load_timeout(WAIT)
         driver.set_script_timeout(WAIT)
-        yield Webmail(srv, rc, "http://127.0.0.1:%d/" % port, driver)
+        yield Webmail(srv, rc, "http://127.0.0.1:%d/" % port, driver,
+                      proxied=request.param == "proxied")
     finally:
         if driver is not None:
             driver.quit()
@@ -392,7 +425,7 @@ def webmail(petrel_bin, tmp_path_factory):
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, 9)
                 p.wait()
-        problems = server.check_stopped([srv])
+        problems = server.check_stopped(servers)
         if problems:
             raise AssertionError("\n\n".join(problems))
 
@@ -556,3 +589,16 @@ def test_no_webmail_errors(webmail):
               errors="replace") as f:
         failed = [l for l in f if re.search(r" \[5\d\d\]: ", l)]
     assert not failed, "".join(failed)
+
+
+def test_sessions_took_their_path(webmail):
+    """Proxied: every Roundcube login went through the frontend to the
+    backend (the frontend logs the relay, the backend the proxied login);
+    direct: no proxy anywhere."""
+    log = webmail.srv.log()
+    relayed = re.findall(r"imap proxy: user=<%s>, .* to backend 127\.0\.0\.2 port \d+"
+                         % re.escape(ALICE), log)
+    if webmail.proxied:
+        assert relayed, "no proxied session in the frontend's log:\n" + log[-3000:]
+    else:
+        assert not relayed and "proxy:" not in log, log[-3000:]
