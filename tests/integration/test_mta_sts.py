@@ -11,7 +11,9 @@ an MX the policy's mx patterns do not name -> deferred, never connected;
 enforce and an MX certificate of another CA, or an MX without STARTTLS ->
 deferred with the reason, no MAIL; testing and the other CA -> delivered,
 the log says what enforce would refuse; no TXT record, the policy server
-down, a policy that does not parse -> delivered as without MTA-STS. Port
+down, a policy that does not parse, a redirect, a Content-Type other than
+text/plain, a policy over 64 KiB, a policy server whose certificate is of
+another CA -> delivered as without MTA-STS. Port
 25 and 443 need root, as the test command runs.
 """
 
@@ -48,14 +50,15 @@ def pki(tmp_path_factory):
     return make_pki(tmp_path_factory.mktemp("pki"),
                     [("mx", "ca", "DNS:" + MXHOST),
                      ("stranger", "otherca", "DNS:" + MXHOST),
-                     ("web", "ca", "DNS:mta-sts." + DOMAIN)])
+                     ("web", "ca", "DNS:mta-sts." + DOMAIN),
+                     ("webstranger", "otherca", "DNS:mta-sts." + DOMAIN)])
 
 
 class PolicyServer:
     """HTTPS on WEBADDR:443 serving `body` at /.well-known/mta-sts.txt;
     `requests` lists the (path, Host header) of each request."""
 
-    def __init__(self, cert, body):
+    def __init__(self, cert, body, status=200, ctype="text/plain"):
         self.body = body.encode()
         self.requests = []
         outer = self
@@ -66,8 +69,10 @@ class PolicyServer:
                 if self.path != "/.well-known/mta-sts.txt":
                     self.send_error(404)
                     return
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain")
+                self.send_response(status)
+                if status in (301, 302):
+                    self.send_header("Location", "https://mta-sts.%s/p.txt" % DOMAIN)
+                self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(outer.body)))
                 self.end_headers()
                 self.wfile.write(outer.body)
@@ -91,8 +96,8 @@ class PolicyServer:
 def web(pki):
     made = []
 
-    def make(body):
-        s = PolicyServer(pki["web"], body)
+    def make(body, cert="web", **kw):
+        s = PolicyServer(pki[cert], body, **kw)
         made.append(s)
         return s
     yield make
@@ -228,7 +233,8 @@ def test_testing_mode_delivers_and_reports(out_instance, petrel_start, dns, web,
 
 
 @pytest.mark.parametrize("case", ["no-txt", "server-down", "bad-version", "bad-syntax",
-                                  "bad-mode"])
+                                  "bad-mode", "redirect", "not-text-plain", "too-big",
+                                  "web-other-ca"])
 def test_no_usable_policy_delivers(out_instance, petrel_start, dns, web, mx, pki, case):
     # the MX's certificate is of another CA: under a policy in force it
     # would be refused, so delivery shows that no policy applied
@@ -241,6 +247,15 @@ def test_no_usable_policy_delivers(out_instance, petrel_start, dns, web, mx, pki
         w = web(policy(mode="strict"))
     elif case == "no-txt":
         w = web(policy())
+    elif case == "redirect":
+        w = web(policy(), status=301)
+    elif case == "not-text-plain":
+        w = web(policy(), ctype="text/html")
+    elif case == "too-big":
+        # a valid policy (unknown keys are ignored) over 64 KiB
+        w = web(policy() + ("x-pad: " + "a" * 100 + "\r\n") * 700)
+    elif case == "web-other-ca":
+        w = web(policy(), cert="webstranger")
     m = mx(pki["stranger"])
     srv = start(out_instance, petrel_start, dns(txt=case != "no-txt"), pki)
     send(srv, "sts-" + case)
@@ -252,5 +267,10 @@ def test_no_usable_policy_delivers(out_instance, petrel_start, dns, web, mx, pki
     else:
         assert srv.wait_log(r"mta-sts: policy of %s not fetched" % re.escape(DOMAIN),
                             timeout=0), srv.log()
-        if w is not None:
-            assert srv.wait_log(r"invalid policy", timeout=0), srv.log()
+        why = {"bad-version": "invalid policy", "bad-syntax": "invalid policy",
+               "bad-mode": "invalid policy", "redirect": "HTTP status 301",
+               "not-text-plain": "Content-Type is not text/plain",
+               "too-big": "over 65536 octets",
+               "web-other-ca": "certificate not verified",
+               "server-down": "connect"}[case]
+        assert srv.wait_log(r"not fetched.*" + re.escape(why), timeout=0), srv.log()
