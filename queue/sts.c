@@ -260,8 +260,8 @@ sts_lookup(struct delivery *d)
 	int t;
 
 	if (c == NULL || domain[0] == '\0' || strlen(domain) > 240 ||
-	    strspn(domain, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-	    "0123456789.-_") != strlen(domain))
+	    strspn(domain, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") != strlen(domain))
 		return;	/* not a host name to put in a query or a request
 			 * (an address literal has no MX either) */
 	t = txt_lookup(d, domain, id);

@@ -32,8 +32,9 @@ test_txt(void)
 	test_assert(txt("v=STSv1", id) == -1);		/* no id */
 	test_assert(txt("v=STSv1; id=", id) == -1);
 	test_assert(txt("v=STSv1; id=a-b", id) == -1);	/* not alnum */
+	/* 33 characters */
 	test_assert(txt("v=STSv1; id=123456789012345678901234567890123",
-	    id) == -1);					/* 33 characters */
+	    id) == -1);
 	test_assert(txt("v=STSv1 id=1", id) == -1);	/* no separator */
 	test_assert(txt("v=STSv1; =1", id) == -1);
 	test_end();
