@@ -31,6 +31,19 @@ struct mgr;
 struct dnsq_pump;
 struct node_counters;
 struct tls_tlsa;
+struct mta_sts_policy;
+struct sts_cache;
+struct ub_result;
+
+/* MTA-STS (RFC 8461, sts.c) for an address: what its session must do. */
+enum {
+	STS_NONE,	/* no policy (or DANE governs the host) */
+	STS_CHECK,	/* the host matches the policy: STARTTLS, the
+			 * certificate verified for its name (enforce: or
+			 * not this host; testing: logged) */
+	STS_NOMATCH,	/* enforce, and the host matches no mx pattern:
+			 * not this host */
+};
 
 /*
  * DANE (RFC 7672) for one MX host, found by mx.c when `dane` is on and
@@ -93,6 +106,10 @@ struct delivery {
 	int addr_dane[MAX_ADDRS];
 	struct dane_host *dane;
 	size_t ndane;
+	/* MTA-STS: the recipient domain's policy (NULL: none, or mode
+	 * none), and per address what it means (STS_*) */
+	struct mta_sts_policy *sts;
+	unsigned char addr_sts[MAX_ADDRS];
 	const char *tls_note;	/* for the log: "dane-verified", ... */
 	bool rt_offered;	/* the server's EHLO lists REQUIRETLS */
 	bool gave_up_temp;	/* an address was given up for a reason
@@ -142,6 +159,9 @@ struct mgr {
 	 * by default); NULL when that did not load (pkix_tls_error) */
 	struct tls_client *pkix_tls;
 	char *pkix_tls_error;
+	/* `mta_sts = on`: MX deliveries look up the recipient domain's
+	 * MTA-STS policy (sts.c; NULL: off) */
+	struct sts_cache *sts_cache;
 	char *queue_dir;
 	const char *hostname;
 	struct event *ev_scan, *ev_inotify, *ev_usr1, *ev_term;
@@ -229,6 +249,16 @@ bool nexthop_parse(const char *t, char **host_r, unsigned *port_r,
 void mx_resolve(struct delivery *d);
 /* Free what mx_resolve found for DANE. */
 void mx_dane_free(struct delivery *d);
+/* A lookup (class IN) on the manager's resolver, as ub_resolve. */
+int mx_ub_resolve(struct delivery *d, const char *name, int type, int cls,
+    struct ub_result **res_r);
+
+/* sts.c */
+void sts_cache_init(struct mgr *m);
+void sts_cache_free(struct mgr *m);
+/* On a job thread: d->sts from the policy of d->host (cached, or its
+ * record and policy fetched), or left NULL. */
+void sts_lookup(struct delivery *d);
 
 /* outbound.c (on the loop) */
 /* Connect to d->addrs[d->cur] and deliver; the next address when a

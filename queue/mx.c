@@ -26,7 +26,9 @@
 #include "lib/base/alloc.h"
 #include "lib/queue/mx_answer.h"
 #include "lib/trust/dnsq.h"
+#include "lib/base/log.h"
 #include "lib/tls/tls.h"
+#include "lib/trust/mta_sts.h"
 #include "queue/delivery.h"
 
 /* Parse "smtp:[host]:port", "smtp:host:port", "smtp:host", "[host]";
@@ -87,7 +89,7 @@ nexthop_parse(const char *t, char **host_r, unsigned *port_r, bool *mx_r,
 
 /* A lookup on the manager's context: through its pump thread (the
  * asynchronous mode) when it runs, else ub_resolve. */
-static int
+int
 mx_ub_resolve(struct delivery *d, const char *name, int type, int cls,
     struct ub_result **res_r)
 {
@@ -273,6 +275,28 @@ dane_lookup(struct delivery *d, const char *host)
 	return (int)++d->ndane;
 }
 
+/* MTA-STS: what the policy asks of host's addresses (from index
+ * before), those without DANE (RFC 8461 2: DANE wins). */
+static void
+sts_mark(struct delivery *d, const char *host, size_t before)
+{
+	bool match = mta_sts_mx_match(d->sts, host);
+
+	for (size_t i = before; i < d->naddrs; i++) {
+		if (d->addr_dane[i] != 0)
+			continue;
+		if (match)
+			d->addr_sts[i] = STS_CHECK;
+		else if (d->sts->mode == MTA_STS_ENFORCE)
+			d->addr_sts[i] = STS_NOMATCH;
+	}
+	if (!match && d->addr_dane[before] == 0 &&
+	    d->sts->mode == MTA_STS_TESTING)
+		log_warn("%s: MTA-STS (testing): %s matches no mx pattern of "
+		    "the policy of %s; enforce would not deliver to it",
+		    d->msg.id, host, d->host);
+}
+
 /* The addresses of one MX host (or the implicit one), with DANE when the
  * MX answer (mx_secure) and the host's addresses are DNSSEC-secure. */
 static bool
@@ -282,11 +306,13 @@ add_mx_host(struct delivery *d, const char *host, bool mx_secure)
 	bool secure, failed = add_host_addrs(d, host, d->port, &secure) < 0;
 	int dh;
 
-	if (!d->m->dane || !mx_secure || !secure || d->naddrs == before)
-		return failed;
-	dh = dane_lookup(d, host);
-	for (size_t i = before; i < d->naddrs; i++)
-		d->addr_dane[i] = dh;
+	if (d->m->dane && mx_secure && secure && d->naddrs > before) {
+		dh = dane_lookup(d, host);
+		for (size_t i = before; i < d->naddrs; i++)
+			d->addr_dane[i] = dh;
+	}
+	if (d->sts != NULL && d->naddrs > before)
+		sts_mark(d, host, before);
 	return failed;
 }
 
@@ -359,6 +385,9 @@ mx_resolve(struct delivery *d)
 	}
 	bool failed = false;
 
+	/* RFC 8461: the recipient domain's policy, for its MX hosts */
+	if (d->m->sts_cache != NULL)
+		sts_lookup(d);
 	for (size_t i = 0; i < nmx; i++)
 		failed |= add_mx_host(d, mx[i].name, mx_secure);
 	if (nmx == 0)	/* RFC 5321 5.1: the implicit MX (RFC 7672 2.2.1:

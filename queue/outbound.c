@@ -49,6 +49,7 @@
 #include "lib/base/log.h"
 #include "lib/smtp/reply.h"
 #include "lib/tls/tls.h"
+#include "lib/trust/mta_sts.h"
 #include "queue/delivery.h"
 
 /* Record the outcome for every recipient still without a reply, close
@@ -252,6 +253,64 @@ dane_check(struct delivery *d, const struct dane_host *dh)
 	return false;
 }
 
+/* ---- MTA-STS (RFC 8461) ----
+ *
+ * mx.c marked, under the recipient domain's policy, the addresses of
+ * MX hosts without DANE: STS_NOMATCH (enforce, the host matches no mx
+ * pattern) is given up before connecting; STS_CHECK needs STARTTLS and
+ * a certificate that chains to smtp_tls_ca (or the system's store) and
+ * names the MX host. Under enforce a host that fails is given up for
+ * the next address, and after the last the recipients are deferred with
+ * the reason, never sent in plaintext; under testing the mail goes as
+ * it would without the policy and the failure is logged. Such a session
+ * neither takes nor leaves a kept connection (conn_take, conn_park).
+ */
+static int
+cur_sts(const struct delivery *d)
+{
+	return d->sts != NULL && d->cur < d->naddrs ? d->addr_sts[d->cur] :
+	    STS_NONE;
+}
+
+/* The policy does not hold for this address (why: what failed, without
+ * a code). Enforce: false, the address given up (addr_next done);
+ * testing: logged, true (go on). */
+static bool
+sts_fail(struct delivery *d, const char *why)
+{
+	char *t;
+
+	if (d->sts->mode != MTA_STS_ENFORCE) {
+		log_warn("%s: MTA-STS (testing) for %s: %s; enforce would not "
+		    "deliver", d->msg.id, d->host, why);
+		return true;
+	}
+	t = xasprintf("451 4.7.5 MTA-STS: %s", why);
+	addr_next(d, 451, t);
+	free(t);
+	return false;
+}
+
+/* After the handshake under a policy: is the certificate verified for
+ * the MX host? false: given up (enforce). */
+static bool
+sts_check(struct delivery *d)
+{
+	char reason[300], host[300], *why;
+	bool go;
+
+	if (tls_bev_pkix_verified(d->bev, reason, sizeof(reason))) {
+		if (d->sts->mode == MTA_STS_ENFORCE)
+			d->tls_note = "mta-sts-verified";
+		return true;
+	}
+	cur_host(d, host, sizeof(host));
+	why = xasprintf("certificate of %s not verified (%s)", host, reason);
+	go = sts_fail(d, why);
+	free(why);
+	return go;
+}
+
 /* The next whole reply in `in`, taken out of it: 1, 0 when it has not all
  * come yet, -1 when it is malformed (*err_r). SMTP_REPLY_MAX octets always
  * hold a complete reply or show a malformed one, so this never waits for
@@ -382,6 +441,8 @@ handle_reply(struct delivery *d, int code, const char *text)
 		if (d->tls && cur_dane(d) != NULL &&
 		    !dane_check(d, cur_dane(d)))
 			return;
+		if (d->tls && cur_sts(d) == STS_CHECK && !sts_check(d))
+			return;
 		if (rt_wanted(d)) {
 			if (!rt_check(d))
 				return;
@@ -391,7 +452,8 @@ handle_reply(struct delivery *d, int code, const char *text)
 				return;
 			}
 		}
-		if (d->starttls && !d->tls && d->m->tls != NULL) {
+		if (d->starttls && !d->tls && (d->m->tls != NULL ||
+		    cur_sts(d) == STS_CHECK)) {
 			send_line(d, "STARTTLS");
 			d->state = C_STARTTLS;
 			return;
@@ -404,6 +466,17 @@ handle_reply(struct delivery *d, int code, const char *text)
 			dane_next(d, why);
 			free(why);
 			return;
+		}
+		if (!d->tls && cur_sts(d) == STS_CHECK) {
+			char host[300], *why;
+			bool go;
+
+			cur_host(d, host, sizeof(host));
+			why = xasprintf("%s offers no STARTTLS", host);
+			go = sts_fail(d, why);
+			free(why);
+			if (!go)
+				return;
 		}
 		send_envelope(d);
 		return;
@@ -424,6 +497,18 @@ handle_reply(struct delivery *d, int code, const char *text)
 			dane_next(d, why);
 			free(why);
 			return;
+		}
+		if (cur_sts(d) == STS_CHECK) {
+			char host[300], *why;
+			bool go;
+
+			cur_host(d, host, sizeof(host));
+			why = xasprintf("%s refused EHLO, so no STARTTLS",
+			    host);
+			go = sts_fail(d, why);
+			free(why);
+			if (!go)
+				return;
 		}
 		if (code != 250) {
 			delivery_finish(d, code >= 500 ? code : 451, text);
@@ -449,6 +534,12 @@ handle_reply(struct delivery *d, int code, const char *text)
 				tb = tls_bev_connect_starttls(d->m->pkix_tls,
 				    d->m->base, d->bev, dh != NULL ? dh->name :
 				    host);
+			} else if (dh == NULL && cur_sts(d) == STS_CHECK) {
+				/* MTA-STS: the chain and the MX host name,
+				 * checked once the handshake is done */
+				cur_host(d, host, sizeof(host));
+				tb = tls_bev_connect_check(d->m->pkix_tls,
+				    d->m->base, d->bev, host);
 			} else {
 				tb = tls_bev_connect_starttls(verify ?
 				    d->m->lmtp_tls : d->m->tls, d->m->base,
@@ -496,6 +587,18 @@ handle_reply(struct delivery *d, int code, const char *text)
 			dane_next(d, why);
 			free(why);
 			return;
+		}
+		if (cur_sts(d) == STS_CHECK) {
+			char host[300], *why;
+			bool go;
+
+			cur_host(d, host, sizeof(host));
+			why = xasprintf("%s refused STARTTLS (%d %s)", host,
+			    code, text);
+			go = sts_fail(d, why);
+			free(why);
+			if (!go)
+				return;
 		}
 		/* Opportunistic: go on in plaintext. */
 		send_envelope(d);
@@ -711,6 +814,19 @@ client_event(struct bufferevent *bev, short what, void *arg)
 		dane_next(d, why);
 		return;
 	}
+	if (d->tls && d->state == C_EHLO && cur_sts(d) == STS_CHECK &&
+	    d->sts->mode == MTA_STS_ENFORCE) {
+		char reason[400], host[300];
+		const char *r = tls_bev_verify_error(bev, reason,
+		    sizeof(reason));
+
+		cur_host(d, host, sizeof(host));
+		snprintf(why, sizeof(why), "TLS with %s failed (%s)", host,
+		    r != NULL ? r : what & BEV_EVENT_TIMEOUT ? "timed out" :
+		    "handshake failed or connection lost");
+		(void)sts_fail(d, why);
+		return;
+	}
 	if ((d->state == C_RSET || d->state == C_MAIL) && d->conn_uses > 0) {
 		/* a kept connection the backend closed as it was taken:
 		 * nothing was accepted on it, so a new one, at once */
@@ -744,6 +860,16 @@ connect_fresh(struct delivery *d)
 
 	if (cur_dane(d) != NULL && cur_dane(d)->level == DANE_FAIL) {
 		dane_next(d, cur_dane(d)->why);
+		return;
+	}
+	if (cur_sts(d) == STS_NOMATCH) {
+		char host[300], *why;
+
+		cur_host(d, host, sizeof(host));
+		why = xasprintf("451 4.7.5 MTA-STS: %s matches no mx pattern "
+		    "of the policy of %s", host, d->host);
+		addr_next(d, 451, why);
+		free(why);
 		return;
 	}
 	d->state = C_CONNECT;
@@ -926,6 +1052,7 @@ conn_park(struct delivery *d)
 	/* a DANE session is not reused: its checks were for this
 	 * delivery's records */
 	if (m->stopping || d->bev == NULL || cur_dane(d) != NULL ||
+	    d->sts != NULL ||
 	    m->ncache >= CACHE_MAX || d->conn_uses + 1 >= CACHE_USES)
 		return false;
 	c = xcalloc(1, sizeof(*c));
@@ -967,6 +1094,7 @@ conn_take(struct delivery *d)
 		size_t i;
 
 		if (c->closing || c->lmtp != d->lmtp || rt_wanted(d) ||
+		    d->sts != NULL ||
 		    c->port != d->port || strcmp(c->host, d->host) != 0)
 			continue;
 		for (i = 0; i < d->naddrs; i++)

@@ -206,6 +206,7 @@ delivery_free(struct delivery *d)
 	free(d->relay);
 	free(d->resolve_error);
 	mx_dane_free(d);
+	free(d->sts);
 	queue_msg_clear(&d->msg);
 	free(d);
 }
@@ -830,6 +831,12 @@ queue_manager_run(struct petrel_ctx *ctx)
 		log_error("REQUIRETLS messages deferred: %s",
 		    m.pkix_tls_error);
 	}
+	if (strcmp(config_get(ctx->cfg, "mta_sts"), "on") == 0) {
+		sts_cache_init(&m);
+		if (m.pkix_tls == NULL)
+			log_warn("mta_sts: no policy can be fetched (%s)",
+			    m.pkix_tls_error);
+	}
 	{
 		char *uerr = NULL;
 
@@ -943,6 +950,7 @@ queue_manager_run(struct petrel_ctx *ctx)
 		ub_ctx_delete(m.ub);
 	tls_client_free(&m.tls);
 	tls_client_free(&m.lmtp_tls);
+	sts_cache_free(&m);
 	tls_client_free(&m.pkix_tls);
 	free(m.pkix_tls_error);
 	free(m.lmtp_tls_error);

@@ -64,6 +64,7 @@ sources() {
 	trust_fields) echo "lib/trust/rdata.c lib/trust/authres.c lib/trust/dmarc.c lib/trust/arc.c lib/trust/tags.c lib/trust/canon.c lib/queue/spool.c lib/dnsrec/check.c lib/trust/dnsq.c lib/base/addr.c lib/base/fdio.c
 		lib/config/config.c lib/maildir/maildir.c lib/maildir/subscriptions.c lib/dir/dir_url.c $base -lunbound -lopendmarc -lpsl -lcrypto" ;;
 	managesieve_cmd) echo "lib/managesieve/parse.c $base" ;;
+	mta_sts) echo "lib/trust/mta_sts.c" ;;
 	*) echo "fuzz: no target '$1'" >&2; exit 1 ;;
 	esac
 }
@@ -71,7 +72,7 @@ sources() {
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(smtp_parse smtp_reply imap_parse imap_framing mime config maildir_name base64 queue_file authd_proto
 	sasl pop3_cmd addr_route mx_answer mbox_index quota session_line route mailbox_files imap_sort
-	legacy_files http milter_reply sieve_parse sieve_run trust_fields managesieve_cmd)
+	legacy_files http milter_reply sieve_parse sieve_run trust_fields managesieve_cmd mta_sts)
 mkdir -p "$OUT"
 # One target: build it, run it from a copy of its corpus; 0, or 1 with the
 # end of its log on stderr.

@@ -240,11 +240,18 @@ static const struct key_def keys[] = {
 	  "= dane: for MX hosts with DNSSEC-signed TLSA records, STARTTLS "
 	  "with a matching certificate or no delivery; others get "
 	  "opportunistic TLS. off: opportunistic TLS everywhere." },
+	{ "mta_sts", KT_ENUM, "off", "off|on", 0,
+	  "Outgoing MTA-STS (RFC 8461): MX deliveries look up the recipient "
+	  "domain's _mta-sts TXT record and fetch its policy over HTTPS "
+	  "(certificate checked against smtp_tls_ca); under mode enforce "
+	  "only matching MX hosts with a verified certificate get the mail, "
+	  "under testing failures are logged. Hosts with DANE records "
+	  "follow DANE." },
 	{ "smtp_tls_ca", KT_STRING, "", NULL, 0,
 	  "The CA file (PEM) the queue checks next hops' certificates "
 	  "against where a check is required (REQUIRETLS messages, RFC "
-	  "8689, to hosts without DANE records); empty: the system's store "
-	  "(/etc/ssl/certs)." },
+	  "8689, and MTA-STS policies and their MX hosts, to hosts without "
+	  "DANE records); empty: the system's store (/etc/ssl/certs)." },
 	{ "dnssec_trust_anchor", KT_STRING, "/usr/share/dns/root.key", NULL, 0,
 	  "The DNSSEC trust anchor file (DS or DNSKEY records) the queue "
 	  "manager validates MX, address and TLSA answers from when dane is "

@@ -15,6 +15,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -1047,5 +1050,320 @@ tls_rsa_keygen(const char *path, unsigned bits, char **pub_b64_r,
 	ret = 0;
 out:
 	EVP_PKEY_free(pkey);
+	return ret;
+}
+
+/* Host-name checks on ssl for host (a DNS name), the SNI too. */
+static int
+ssl_set_host(SSL *ssl, const char *host)
+{
+	X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
+
+	X509_VERIFY_PARAM_set_hostflags(vp,
+	    X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	if (host == NULL || host[0] == '\0' ||
+	    X509_VERIFY_PARAM_set1_host(vp, host, 0) != 1)
+		return -1;
+	SSL_set_tlsext_host_name(ssl, host);
+	return 0;
+}
+
+struct bufferevent *
+tls_bev_connect_check(struct tls_client *tc, struct event_base *base,
+    struct bufferevent *plain, const char *host)
+{
+	SSL *ssl;
+
+	if (tc == NULL || !tc->verify)
+		return NULL;
+	ssl = SSL_new(tc->ctx);
+	if (ssl == NULL)
+		return NULL;
+	if (ssl_set_host(ssl, host) < 0) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	/* SSL_VERIFY_NONE: OpenSSL still builds and checks the chain and
+	 * the name, and keeps the result for tls_bev_pkix_verified */
+	SSL_set_verify(ssl, SSL_VERIFY_NONE, NULL);
+	return bufferevent_openssl_filter_new(base, plain, ssl,
+	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+}
+
+int
+tls_bev_pkix_verified(struct bufferevent *tb, char *buf, size_t len)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(tb);
+	long vr;
+
+	if (ssl == NULL) {
+		snprintf(buf, len, "no TLS session");
+		return 0;
+	}
+	if (SSL_get0_peer_certificate(ssl) == NULL) {
+		snprintf(buf, len, "no certificate");
+		return 0;
+	}
+	vr = SSL_get_verify_result(ssl);
+	if (vr != X509_V_OK) {
+		snprintf(buf, len, "%s", X509_verify_cert_error_string(vr));
+		return 0;
+	}
+	return 1;
+}
+
+/* Seconds left before deadline (at least 1 while any is left), 0 when
+ * it has passed. */
+static int
+secs_left(time_t deadline)
+{
+	time_t now = time(NULL);
+
+	return now >= deadline ? 0 : (int)(deadline - now);
+}
+
+static void
+set_sock_timeout(int fd, int secs)
+{
+	struct timeval tv = { secs, 0 };
+
+	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+/* A TCP connection to sa within the deadline: the socket (blocking,
+ * with send and receive timeouts), or -1. */
+static int
+connect_deadline(const struct sockaddr *sa, unsigned salen, time_t deadline,
+    char *err, size_t errlen)
+{
+	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC |
+	    SOCK_NONBLOCK, 0);
+	struct pollfd pfd;
+	int soerr = 0, r;
+	socklen_t sl = sizeof(soerr);
+
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	if (connect(fd, sa, (socklen_t)salen) < 0 && errno != EINPROGRESS) {
+		snprintf(err, errlen, "connect: %s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	pfd.fd = fd;
+	pfd.events = POLLOUT;
+	do {
+		r = poll(&pfd, 1, secs_left(deadline) * 1000);
+	} while (r < 0 && errno == EINTR);
+	if (r <= 0) {
+		snprintf(err, errlen, "connect: %s", r == 0 ? "timed out" :
+		    strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0 ||
+	    soerr != 0) {
+		snprintf(err, errlen, "connect: %s", strerror(soerr));
+		close(fd);
+		return -1;
+	}
+	(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	set_sock_timeout(fd, secs_left(deadline) > 0 ? secs_left(deadline) :
+	    1);
+	return fd;
+}
+
+/* The status line and headers of an HTTP response ending at hl (the
+ * blank line excluded): 0 when it is "HTTP/1.x 200" with Content-Type
+ * text/plain. */
+static int
+http_head_ok(const char *h, size_t hl, long long *clen_r, char *err,
+    size_t errlen)
+{
+	size_t i = 0;
+
+	*clen_r = -1;
+	bool text_plain = false;
+
+	if (hl < 12 || (memcmp(h, "HTTP/1.0 ", 9) != 0 &&
+	    memcmp(h, "HTTP/1.1 ", 9) != 0)) {
+		snprintf(err, errlen, "not an HTTP response");
+		return -1;
+	}
+	if (memcmp(h + 9, "200", 3) != 0 || (hl > 12 && h[12] != ' ')) {
+		/* redirects too: RFC 8461 3.3 forbids following them */
+		snprintf(err, errlen, "HTTP status %.3s", h + 9);
+		return -1;
+	}
+	while (i < hl) {
+		size_t ls = i, le;
+
+		while (i < hl && h[i] != '\n')
+			i++;
+		le = i;
+		if (i < hl)
+			i++;
+		if (le > ls && h[le - 1] == '\r')
+			le--;
+		if (le - ls >= 13 && strncasecmp(h + ls, "content-type:",
+		    13) == 0) {
+			size_t v = ls + 13;
+
+			while (v < le && (h[v] == ' ' || h[v] == '\t'))
+				v++;
+			text_plain = le - v >= 10 &&
+			    strncasecmp(h + v, "text/plain", 10) == 0 &&
+			    (le - v == 10 || h[v + 10] == ';' ||
+			    h[v + 10] == ' ');
+		}
+		if (le - ls >= 15 && strncasecmp(h + ls, "content-length:",
+		    15) == 0) {
+			size_t v = ls + 15;
+			long long n = 0;
+
+			while (v < le && (h[v] == ' ' || h[v] == '\t'))
+				v++;
+			if (v == le)
+				n = -2;
+			for (; v < le && n >= 0; v++) {
+				if (h[v] < '0' || h[v] > '9' ||
+				    n > 100000000LL)
+					n = -2;
+				else
+					n = n * 10 + (h[v] - '0');
+			}
+			if (n == -2) {
+				snprintf(err, errlen, "malformed "
+				    "Content-Length");
+				return -1;
+			}
+			*clen_r = n;
+		}
+	}
+	if (!text_plain) {
+		snprintf(err, errlen, "Content-Type is not text/plain");
+		return -1;
+	}
+	return 0;
+}
+
+int
+tls_https_get(struct tls_client *tc, const struct sockaddr *sa,
+    unsigned salen, const char *host, const char *path, size_t max,
+    unsigned timeout_s, char **body_r, size_t *len_r, char *err,
+    size_t errlen)
+{
+	time_t deadline = time(NULL) + (time_t)timeout_s;
+	size_t cap = max + 8192, len = 0;	/* the headers: 8 KiB */
+	char *buf = NULL, *req = NULL, *eoh;
+	SSL *ssl = NULL;
+	int fd, r, ret = -1;
+	long vr;
+	long long clen;
+
+	if (tc == NULL || !tc->verify) {
+		snprintf(err, errlen, "no verifying TLS context");
+		return -1;
+	}
+	fd = connect_deadline(sa, salen, deadline, err, errlen);
+	if (fd < 0)
+		return -1;
+	ssl = SSL_new(tc->ctx);
+	if (ssl == NULL || ssl_set_host(ssl, host) < 0 ||
+	    SSL_set_fd(ssl, fd) != 1) {
+		snprintf(err, errlen, "TLS setup failed");
+		goto out;
+	}
+	SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);
+	SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
+	ERR_clear_error();
+	if (SSL_connect(ssl) != 1) {
+		vr = SSL_get_verify_result(ssl);
+		if (vr != X509_V_OK)
+			snprintf(err, errlen, "certificate not verified: %s",
+			    X509_verify_cert_error_string(vr));
+		else
+			snprintf(err, errlen, "TLS handshake failed%s",
+			    secs_left(deadline) == 0 ? " (timed out)" : "");
+		goto out;
+	}
+	req = xasprintf("GET %s HTTP/1.0\r\nHost: %s\r\n"
+	    "User-Agent: petrel\r\nConnection: close\r\n\r\n", path, host);
+	if (SSL_write(ssl, req, (int)strlen(req)) != (int)strlen(req)) {
+		snprintf(err, errlen, "cannot send the request");
+		goto out;
+	}
+	buf = xmalloc(cap + 1);
+	for (;;) {
+		if (secs_left(deadline) == 0) {
+			snprintf(err, errlen, "timed out");
+			goto out;
+		}
+		if (len == cap) {
+			snprintf(err, errlen, "response over %zu octets",
+			    max);
+			goto out;
+		}
+		r = SSL_read(ssl, buf + len, (int)(cap - len));
+		if (r > 0) {
+			len += (size_t)r;
+			continue;
+		}
+		/* the end (a server that closes without close_notify too:
+		 * SSL_OP_IGNORE_UNEXPECTED_EOF; a Content-Length, when
+		 * given, must then match) */
+		if (SSL_get_error(ssl, r) == SSL_ERROR_ZERO_RETURN)
+			break;
+		snprintf(err, errlen, "%s", secs_left(deadline) == 0 ?
+		    "timed out" : "connection failed while reading");
+		goto out;
+	}
+	buf[len] = '\0';
+	eoh = NULL;
+	for (size_t i = 0; i + 1 < len; i++) {
+		if (buf[i] == '\n' && buf[i + 1] == '\n') {
+			eoh = buf + i;
+			break;
+		}
+		if (i + 3 < len && memcmp(buf + i, "\r\n\r\n", 4) == 0) {
+			eoh = buf + i;
+			break;
+		}
+	}
+	if (eoh == NULL) {
+		snprintf(err, errlen, "no end of the HTTP headers");
+		goto out;
+	}
+	if (http_head_ok(buf, (size_t)(eoh - buf), &clen, err, errlen) < 0)
+		goto out;
+	eoh += eoh[0] == '\r' ? 4 : 2;
+	len -= (size_t)(eoh - buf);
+	if (clen >= 0 && (size_t)clen != len) {
+		snprintf(err, errlen, "body of %zu octets, Content-Length "
+		    "%lld", len, clen);
+		goto out;
+	}
+	if (len > max) {
+		snprintf(err, errlen, "policy over %zu octets", max);
+		goto out;
+	}
+	memmove(buf, eoh, len);
+	buf[len] = '\0';
+	*body_r = buf;
+	*len_r = len;
+	buf = NULL;
+	ret = 0;
+out:
+	if (ssl != NULL) {
+		if (ret == 0)
+			(void)SSL_shutdown(ssl);
+		SSL_free(ssl);
+	}
+	ERR_clear_error();
+	close(fd);
+	free(req);
+	free(buf);
 	return ret;
 }

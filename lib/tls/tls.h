@@ -118,4 +118,25 @@ int tls_cert_spki_sha256(const char *cert_path, char hex_r[65],
     const char **error_r);
 void crypto_sha256(const void *msg, size_t len, unsigned char out[32]);
 
+/* A blocking HTTPS GET (HTTP/1.0, so never chunked) of path from host at
+ * the address sa, for the MTA-STS policy (RFC 8461 3.3): the server's
+ * certificate must chain to tc's CA file (a verifying context) and carry
+ * host; only a 200 with Content-Type text/plain is taken (no redirects),
+ * a body of at most max octets, all within timeout_s seconds. 0 with
+ * *body_r (NUL-terminated, *len_r octets; free it), or -1 with the reason
+ * in err. For a job thread. */
+struct sockaddr;
+int tls_https_get(struct tls_client *tc, const struct sockaddr *sa,
+    unsigned salen, const char *host, const char *path, size_t max,
+    unsigned timeout_s, char **body_r, size_t *len_r, char *err,
+    size_t errlen);
+/* STARTTLS for MTA-STS: the chain to tc's CA file and the host name are
+ * checked, but the handshake does not fail on them (a policy in testing
+ * mode only reports): ask tls_bev_pkix_verified once it is done. */
+struct bufferevent *tls_bev_connect_check(struct tls_client *tc,
+    struct event_base *base, struct bufferevent *plain, const char *host);
+/* After the handshake: 1 when the peer's certificate verified (chain
+ * and name), else 0 with OpenSSL's reason in buf. */
+int tls_bev_pkix_verified(struct bufferevent *tb, char *buf, size_t len);
+
 #endif

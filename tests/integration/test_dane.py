@@ -17,7 +17,8 @@ whose server does not answer (SERVFAIL) -> deferred, not bounced; the zone
 served without signatures under the anchor -> deferred, so nothing
 unvalidated counts as secure; a [bracketed] transport -> no DANE; DANE
 connections are not kept for the next delivery; a trust anchor file that
-cannot be used. Port 25 needs root, as the test command runs (nsd too).
+cannot be used; an MTA-STS policy in force for the same MX (`mta_sts = on`)
+gives way to its matching TLSA record. Port 25 needs root, as the test command runs (nsd too).
 """
 
 import hashlib
@@ -436,3 +437,27 @@ def test_tlsa_lookup_servfail_defers(out_instance, petrel_start, dns, mx, certs)
     assert line and "4.7.5 TLSA lookup for _25._tcp.%s failed" % MXHOST in line, srv.log()
     assert m.connections == 0 and m.messages() == []
     assert not srv.wait_log(r"status=bounced", timeout=0)
+
+
+def test_dane_wins_over_mta_sts(out_instance, petrel_start, dns, mx, certs, tmp_path):
+    # the zone publishes an MTA-STS policy in force naming the MX too; the
+    # MX's self-signed certificate would fail its PKIX check, but its TLSA
+    # record matches, and DANE decides (RFC 8461 2)
+    from pki_util import make_pki
+    from test_mta_sts import WEBADDR, PolicyServer, policy
+    (tmp_path / "pki").mkdir()
+    pki = make_pki(tmp_path / "pki", [("web", "ca", "DNS:mta-sts." + ZONE)])
+    web = PolicyServer(pki["web"], policy(mx=(MXHOST,)))
+    try:
+        resolver, ta = dns([certs["ee_311"]], extra=(
+            '_mta-sts IN TXT "v=STSv1; id=dane1"', "mta-sts IN A " + WEBADDR))
+        m = mx(certs["ee"])
+        srv = start(out_instance, petrel_start, resolver, ta, "mta_sts=on",
+                    "smtp_tls_ca=" + pki["ca"])
+        send(srv, "dane-and-mta-sts")
+        line = status_line(srv, "sent")
+        assert line and "tls=dane-verified" in line, srv.log()
+        assert len(m.wait_messages(1)) == 1
+        assert web.requests, "the policy was not even fetched\n" + srv.log()
+    finally:
+        web.stop()
