@@ -42,8 +42,9 @@ print_msg(str_t *out, const struct queue_msg *m, bool json)
 		return;
 	}
 	str_printf(out, "{\"id\":\"%s\",\"arrival\":%lld,\"size\":%lld,"
-	    "\"requiretls\":%s,\"sender\":", m->id, m->arrival, size,
-	    m->requiretls ? "true" : "false");
+	    "\"requiretls\":%s,\"tls_optional\":%s,\"sender\":", m->id,
+	    m->arrival, size, m->requiretls ? "true" : "false",
+	    m->tls_optional ? "true" : "false");
 	cli_json_str(out, m->sender);
 	str_append(out, ",\"recipients\":[");
 	for (size_t i = 0; i < m->nrcpts; i++) {

@@ -297,6 +297,15 @@ sts_mark(struct delivery *d, const char *host, size_t before)
 		    d->msg.id, host, d->host);
 }
 
+/* RFC 8689 5: the message says "TLS-Required: No" (and was not sent
+ * with REQUIRETLS): no DANE and no MTA-STS policy for it, opportunistic
+ * TLS as without them. */
+static bool
+policies_waived(const struct delivery *d)
+{
+	return d->msg.tls_optional && !d->msg.requiretls;
+}
+
 /* The addresses of one MX host (or the implicit one), with DANE when the
  * MX answer (mx_secure) and the host's addresses are DNSSEC-secure. */
 static bool
@@ -306,7 +315,8 @@ add_mx_host(struct delivery *d, const char *host, bool mx_secure)
 	bool secure, failed = add_host_addrs(d, host, d->port, &secure) < 0;
 	int dh;
 
-	if (d->m->dane && mx_secure && secure && d->naddrs > before) {
+	if (d->m->dane && mx_secure && secure && d->naddrs > before &&
+	    !policies_waived(d)) {
 		dh = dane_lookup(d, host);
 		for (size_t i = before; i < d->naddrs; i++)
 			d->addr_dane[i] = dh;
@@ -386,7 +396,7 @@ mx_resolve(struct delivery *d)
 	bool failed = false;
 
 	/* RFC 8461: the recipient domain's policy, for its MX hosts */
-	if (d->m->sts_cache != NULL)
+	if (d->m->sts_cache != NULL && !policies_waived(d))
 		sts_lookup(d);
 	for (size_t i = 0; i < nmx; i++)
 		failed |= add_mx_host(d, mx[i].name, mx_secure);

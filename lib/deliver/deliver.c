@@ -313,9 +313,14 @@ deliver_queue(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 	arc_seal_forward(ctx, msg, prefix, &head);
 	str_append(&head, prefix);
 	srs = srs_sender(ctx, msg);
+	/* RFC 8689 5: "TLS-Required: No" (its one value) asks that DANE
+	 * and MTA-STS policies be set aside for this message; REQUIRETLS,
+	 * when given, wins over it (4.1) */
 	r = queue_enqueue(ctx->queue_dir, msg->qid, srs != NULL ? srs :
-	    msg->sender, msg->requiretls ? QUEUE_F_REQUIRETLS : 0, remote,
-	    nremote, str_c(&head), msg->body, error_r);
+	    msg->sender, msg->requiretls ? QUEUE_F_REQUIRETLS :
+	    spool_header_has(msg->body, "TLS-Required") ?
+	    QUEUE_F_TLS_OPTIONAL : 0, remote, nremote, str_c(&head),
+	    msg->body, error_r);
 	str_free(&head);
 	free(srs);
 	return r;

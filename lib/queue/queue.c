@@ -86,6 +86,8 @@ queue_enqueue(const char *queue_dir, const char *id, const char *sender,
 	    id, (long long)time(NULL), sender);
 	if (flags & QUEUE_F_REQUIRETLS)
 		str_append(&env, "requiretls\n");
+	if (flags & QUEUE_F_TLS_OPTIONAL)
+		str_append(&env, "tls-optional\n");
 	for (size_t i = 0; i < nrcpts; i++)
 		str_printf(&env, "rcpt %s %s\n", rcpts[i].address,
 		    rcpts[i].transport[0] ? rcpts[i].transport : "-");
@@ -300,6 +302,8 @@ queue_msg_read(const char *queue_dir, const char *id, struct queue_msg *m,
 			m->sender = xstrdup("");
 		} else if (strcmp(line, "requiretls") == 0) {
 			m->requiretls = true;
+		} else if (strcmp(line, "tls-optional") == 0) {
+			m->tls_optional = true;
 		} else if (strncmp(line, "rcpt ", 5) == 0) {
 			char *addr = line + 5, *sp = strchr(addr, ' ');
 			struct queue_entry *e;

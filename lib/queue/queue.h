@@ -33,6 +33,8 @@ struct queue_rcpt {
 
 /* The message's envelope flags (a line each in the queue file). */
 #define QUEUE_F_REQUIRETLS 0x1u	/* RFC 8689: "requiretls" */
+#define QUEUE_F_TLS_OPTIONAL 0x2u /* RFC 8689 TLS-Required: No:
+				   "tls-optional" */
 
 /* Write a queue file. flags: QUEUE_F_*. prefix (may be NULL) is written
  * before the body (a Received: header). 0 ok (on stable storage), -1
@@ -66,6 +68,8 @@ struct queue_msg {
 	size_t nrcpts;
 	long body_offset;	/* where the message starts in the file */
 	bool requiretls;	/* RFC 8689 REQUIRETLS */
+	bool tls_optional;	/* RFC 8689 TLS-Required: No (DANE and
+				   MTA-STS policies not applied) */
 	char *path;		/* QUEUE_DIR/incoming/<id> */
 };
 

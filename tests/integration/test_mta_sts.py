@@ -13,7 +13,8 @@ deferred with the reason, no MAIL; testing and the other CA -> delivered,
 the log says what enforce would refuse; no TXT record, the policy server
 down, a policy that does not parse, a redirect, a Content-Type other than
 text/plain, a policy over 64 KiB, a policy server whose certificate is of
-another CA -> delivered as without MTA-STS. Port
+another CA -> delivered as without MTA-STS; a message with "TLS-Required:
+No" (RFC 8689) -> delivered as without a policy. Port
 25 and 443 need root, as the test command runs.
 """
 
@@ -230,6 +231,26 @@ def test_testing_mode_delivers_and_reports(out_instance, petrel_start, dns, web,
     assert srv.wait_log(r"MTA-STS \(testing\) for %s: certificate of %s not verified.*"
                         r"enforce would not deliver" % (re.escape(DOMAIN), re.escape(MXHOST)),
                         timeout=0), srv.log()
+
+
+def test_tls_required_no_sets_the_policy_aside(out_instance, petrel_start, dns, web, mx, pki):
+    """RFC 8689 5: a message with "TLS-Required: No" is delivered as if the
+    domain had no policy (opportunistic TLS to an MX the policy in force
+    would refuse), and the queue file says so; the same message without
+    the field is deferred."""
+    web(policy())
+    m = mx(pki["stranger"])
+    srv = start(out_instance, petrel_start, dns(), pki)
+    plain = make_message("sts-tls-required-no", b"body\r\n", to=RCPT,
+                         extra=b"TLS-Required: No\r\n")
+    assert srv.submit(ALICE, ALICE, [RCPT], wire(plain)).code == 250
+    line = status_line(srv, "sent")
+    assert line and "tls=" not in line, srv.log()
+    got = m.wait_messages(1)
+    assert len(got) == 1 and got[0].tls and b"TLS-Required: No" in got[0].data
+    send(srv, "sts-without-the-field")
+    assert status_line(srv, "deferred"), srv.log()
+    assert len(m.transactions) == 1, m.transactions
 
 
 @pytest.mark.parametrize("case", ["no-txt", "server-down", "bad-version", "bad-syntax",

@@ -146,8 +146,15 @@ test_enqueue_reads_back(void)
 	test_assert(queue_enqueue(qdir(), ID, "a@b.example", QUEUE_F_REQUIRETLS,
 	    r, 1, NULL, &sp, &err) == 0);
 	test_assert(read_msg(&m, &err) == 1);
-	test_assert(m.requiretls && m.nrcpts == 1);
+	test_assert(m.requiretls && !m.tls_optional && m.nrcpts == 1);
 	test_assert_streq(m.sender, "a@b.example");
+	queue_msg_clear(&m);
+	unput("incoming");
+	/* and TLS-Required: No's */
+	test_assert(queue_enqueue(qdir(), ID, "a@b.example",
+	    QUEUE_F_TLS_OPTIONAL, r, 1, NULL, &sp, &err) == 0);
+	test_assert(read_msg(&m, &err) == 1);
+	test_assert(m.tls_optional && !m.requiretls);
 	queue_msg_clear(&m);
 	spool_reset(&sp);
 	unput("incoming");
