@@ -51,7 +51,11 @@
 #      handshakes per second, full (TLS 1.3) and resumed (TLS 1.2 session
 #      ticket), by `openssl s_time` on petrel's imaps and submissions
 #      against Dovecot's imaps and Postfix's smtpd in wrapper mode, each
-#      TLS_SECONDS (5) long; "body" includes FETCH BODY[] over imaps).
+#      TLS_SECONDS (5) long; "body" includes FETCH BODY[] over imaps);
+#      TLS_CLIENTS (1: openssl s_time processes at once per tls row);
+#      TLS_KEY (rsa: the RSA 2048 certificate `petrel init` makes, served by
+#      all three; ecdsa: an ECDSA P-256 one made here in its place, the
+#      key type certbot issues by default since its 2.0, Debian 12's 2.1).
 #
 # Changed while it runs: the open-files limit of this shell and its children
 # (ulimit -n 65536, or the hard limit if that is lower), and, restored at
@@ -223,6 +227,25 @@ proot=$(sed -n 's/^mail_root *= *//p' "$pconf")
 printf '%s\n' "$PASSWORD" | "$PETREL" -c "$pconf" user add "tmpl@$DOMAIN" --password-stdin \
 	>>"$T/init.log" 2>&1 || { cat "$T/init.log" >&2; die "petrel user add failed"; }
 
+case ${TLS_KEY:-rsa} in
+rsa) ;;
+ecdsa)
+	# the same names, an ECDSA P-256 key: every server reads these files
+	stage="making an ECDSA certificate"
+	cn=$(openssl x509 -in "$T/petrel/tls/cert.pem" -noout -subject -nameopt multiline |
+		sed -n 's/^ *commonName *= *//p')
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+		-subj "/CN=${cn:-$DOMAIN}" -addext "subjectAltName=DNS:${cn:-$DOMAIN}" \
+		-keyout "$T/petrel/tls/key.pem.new" -out "$T/petrel/tls/cert.pem.new" \
+		>"$T/ecdsa.log" 2>&1 || { cat "$T/ecdsa.log" >&2; die "making the ECDSA certificate failed"; }
+	chmod --reference="$T/petrel/tls/key.pem" "$T/petrel/tls/key.pem.new"
+	chown --reference="$T/petrel/tls/key.pem" "$T/petrel/tls/key.pem.new"
+	mv "$T/petrel/tls/key.pem.new" "$T/petrel/tls/key.pem"
+	mv "$T/petrel/tls/cert.pem.new" "$T/petrel/tls/cert.pem"
+	;;
+*) die "TLS_KEY must be rsa or ecdsa" ;;
+esac
+
 stage="writing users and messages"
 mkdir -p "$T/inc/mail"
 iroot=$T/inc/mail
@@ -365,6 +388,8 @@ export PETREL_SMTP=$P_SMTP PETREL_IMAP=$P_IMAP PETREL_POP3=$P_POP3 PETREL_PID=$p
 [ -n "${MEM_FLOOR_MIB:-}" ] && export MEM_FLOOR_MIB
 [ -n "${BODY_REPS:-}" ] && export BODY_REPS
 [ -n "${TLS_SECONDS:-}" ] && export TLS_SECONDS
+[ -n "${TLS_CLIENTS:-}" ] && export TLS_CLIENTS
+[ -n "${TLS_KEY:-}" ] && export TLS_KEY
 [ -n "${SESSION_CLIENTS:-}" ] && export SESSION_CLIENTS
 [ -n "${SESSION_ITERS:-}" ] && export SESSION_ITERS
 [ -n "${SESSION_SECONDS:-}" ] && export SESSION_SECONDS
