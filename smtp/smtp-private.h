@@ -194,6 +194,8 @@ void smtp_dnsbl_start(struct smtp_session *s);
 /* At MAIL (a sender that passed the syntax checks): rhsbl_sites asked
  * about its domain (never waits). */
 void smtp_rhsbl_mail(struct smtp_session *s, const char *addr);
+/* rhsbl_helo_sites asked about the HELO/EHLO name, answers awaited at RCPT. */
+void smtp_rhsbl_helo(struct smtp_session *s, const char *name);
 /* At the session's end: lookups still out cancelled. */
 void smtp_dnsbl_end(struct smtp_session *s);
 /* At RCPT: true when the command was answered here (554: listed) or is

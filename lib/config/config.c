@@ -377,6 +377,12 @@ static const struct key_def keys[] = {
 	  "SMTP transaction (DOMAIN.ZONE), in dnsbl_sites' syntax; their "
 	  "weights add to the client's against dnsbl_threshold; empty: "
 	  "none." },
+	{ "rhsbl_helo_sites", KT_STRING, "", NULL, 0,
+	  "DNS lists of domains asked about the HELO/EHLO name of every "
+	  "SMTP client (NAME.ZONE, as Postfix's reject_rhsbl_helo), in "
+	  "dnsbl_sites' syntax; address literals and names that are not "
+	  "domain names are not asked about; their weights add to the "
+	  "client's against dnsbl_threshold; empty: none." },
 	{ "dnsbl_threshold", KT_UINT, "1", NULL, 100000,
 	  "The sum of the weights of the lists that name a client at which "
 	  "its recipients get 554 5.7.1 (0 counts as 1)." },
