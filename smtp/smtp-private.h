@@ -186,6 +186,24 @@ bool smtp_trust_mail(struct smtp_session *s, char *addr);
 struct arc_verdict;
 int smtp_trust_data(struct smtp_session *s, str_t *prefix,
     struct arc_verdict *arc);
+/* dmarc_failure.c: DMARC failure reports (`dmarc_failure_reports`). */
+struct dmarc_verdict;
+struct dkim_verdict;
+void smtp_dmarc_failure_init(struct smtp_server *srv,
+    const struct config *cfg);
+/* Does fo= (RFC 7489 6.3) ask for a report of these results? *what: the
+ * report's Auth-Failure type. */
+bool smtp_dmarc_failure_fo(const char *fo, const struct dmarc_verdict *v,
+    const char *spf, const struct dkim_verdict *dk, size_t ndk,
+    const char **what);
+/* At the end of the data (job thread): a report of this message handed
+ * to the report thread when its record and results ask for one (never
+ * waits for DNS, the database or the queue). headers: the header
+ * section as received; authres: our Authentication-Results field. */
+void smtp_dmarc_failure(struct smtp_session *s,
+    const struct dmarc_verdict *dv, const struct dkim_verdict *dk,
+    size_t ndk, const char *headers, size_t hlen, const char *authres,
+    size_t alen);
 /* dnsbl.c: block lists (`dnsbl_sites`) and greylisting (`greylist`). */
 void smtp_dnsbl_init(struct smtp_server *srv, const struct config *cfg);
 void smtp_dnsbl_deinit(struct smtp_server *srv);

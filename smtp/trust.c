@@ -64,6 +64,7 @@ smtp_trust_init(struct smtp_server *srv, const struct config *cfg)
 	    strcmp(config_get(cfg, "dmarc_reports"), "yes") == 0)
 		srv->dmarc_report_db = xasprintf("%s/state.db",
 		    srv->queue_dir);
+	smtp_dmarc_failure_init(srv, cfg);
 }
 
 bool
@@ -353,7 +354,7 @@ dmarc_report_row(struct smtp_session *s, const struct dkim_verdict *v,
 /* DMARC of the message as received, with the SPF and DKIM results. */
 static void
 dmarc_run(struct smtp_session *s, const struct dkim_verdict *v, size_t nv,
-    struct dmarc_verdict *dv)
+    struct dmarc_verdict *dv, str_t *headers)
 {
 	struct header_scan h = { STR_INIT, false };
 	struct dmarc_input in;
@@ -371,7 +372,7 @@ dmarc_run(struct smtp_session *s, const struct dkim_verdict *v, size_t nv,
 	spool_each(&s->body, header_cb, &h);
 	dmarc_check(h.text.data != NULL ? h.text.data : "", h.text.len, &in,
 	    dv);
-	str_free(&h.text);
+	*headers = h.text;	/* for a failure report */
 	log_info("%s: dmarc=%s%s%s%s policy=%s disposition=%s header.from=%s",
 	    s->qid, dmarc_result_name(dv->result), dv->reason ? " (" : "",
 	    dv->reason ? dv->reason : "", dv->reason ? ")" : "",
@@ -394,12 +395,14 @@ smtp_trust_data(struct smtp_session *s, str_t *prefix,
 	struct authres ar;
 	struct dkim_verdict *v = NULL;
 	struct dmarc_verdict dv;
+	str_t headers = STR_INIT;
 	size_t nv = 0;
 	bool dmarc = dmarc_wanted(s);
 	bool record = s->auth_user == NULL &&
 	    (s->spf_result >= 0 || s->srv->dkim_verify || dmarc ||
 	    s->srv->arc_verify);
 	int ret = 0;
+	size_t at;
 
 	memset(&ar, 0, sizeof(ar));
 	memset(arc, 0, sizeof(*arc));
@@ -427,7 +430,7 @@ smtp_trust_data(struct smtp_session *s, str_t *prefix,
 		    arc->reason, arc->reason[0] ? ")" : "", arc->n);
 	}
 	if (dmarc) {
-		dmarc_run(s, v, nv, &dv);
+		dmarc_run(s, v, nv, &dv, &headers);
 		ar.dmarc = &dv;
 	}
 	if (strip_forged(s) < 0) {
@@ -442,8 +445,15 @@ smtp_trust_data(struct smtp_session *s, str_t *prefix,
 			    (enum spf_result)s->spf_result);
 			ar.spf_helo = s->spf_helo;
 		}
+		at = prefix->len;
 		authres_format(prefix, &ar);
+		/* ruf=: handed on, sent off this reply's path */
+		if (dmarc)
+			smtp_dmarc_failure(s, &dv, v, nv, headers.data != NULL ?
+			    headers.data : "", headers.len, prefix->data + at,
+			    prefix->len - at);
 	}
+	str_free(&headers);
 	dkim_verdicts_free(v, nv);
 	return ret;
 }
