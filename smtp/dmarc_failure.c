@@ -85,7 +85,9 @@ static unsigned long f_dropped;
 static char *f_state;		/* queue_dir/state.db */
 static char *f_from;		/* dmarc_report_from, or postmaster@host */
 static char *f_hostname;
-static const struct deliver_ctx *f_deliver;
+/* the thread's own copy: what the server frees when it stops is not
+ * used by a report still on its way */
+static struct deliver_ctx f_deliver;
 static sqlite3 *f_db;		/* the thread's own connection */
 static struct authc *f_authc;	/* the thread's own auth channel */
 
@@ -102,7 +104,12 @@ smtp_dmarc_failure_init(struct smtp_server *srv, const struct config *cfg)
 	f_from = from[0] != '\0' ? xstrdup(from) :
 	    xasprintf("postmaster@%s", srv->hostname);
 	f_hostname = xstrdup(srv->hostname);
-	f_deliver = &srv->deliver;
+	f_deliver.queue_dir = xstrdup(srv->queue_dir);
+	f_deliver.dkim_dir = srv->deliver.dkim_dir != NULL ?
+	    xstrdup(srv->deliver.dkim_dir) : NULL;
+	f_deliver.mail_root = srv->deliver.mail_root != NULL ?
+	    xstrdup(srv->deliver.mail_root) : NULL;
+	/* no Sieve (dm.no_sieve), no SRS (not a forward), no ARC seal */
 }
 
 /* Does a list of fo= options (RFC 7489 6.3: colon-separated 0, 1, d, s;
@@ -401,7 +408,7 @@ send_one(const struct task *t, const char *to, uint64_t limit)
 		return;
 	}
 	queue_id_new(qid);
-	tmpdir = xasprintf("%s/tmp", f_deliver->queue_dir);
+	tmpdir = xasprintf("%s/tmp", f_deliver.queue_dir);
 	spool_init(&sp, tmpdir);
 	if (spool_append(&sp, msg.data, msg.len, &err) < 0) {
 		log_error("dmarc failure report about %s: %s", t->domain, err);
@@ -416,7 +423,7 @@ send_one(const struct task *t, const char *to, uint64_t limit)
 		dm.body = &sp;
 		dm.dkim_sign = true;	/* when f_from's domain has a key */
 		dm.no_sieve = true;
-		if (deliver_message(f_deliver, &dm, &res, &err) < 0)
+		if (deliver_message(&f_deliver, &dm, &res, &err) < 0)
 			log_error("dmarc failure report about %s to <%s>: %s",
 			    t->domain, to, err);
 		else
