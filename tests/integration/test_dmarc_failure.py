@@ -14,7 +14,8 @@ Reported-Domain, Identity-Alignment, Delivery-Result) and the original
 header section only (text/rfc822-headers, no body).
 
 Also: fo=0 (the default) reports only a DMARC failure, fo=1 a pass with one
-mechanism unaligned too; the setting off (the default) sends nothing; a
+mechanism unaligned too, fo=d a failed signature only, fo=s an SPF failure
+(Auth-Failure: spf); the setting off (the default) sends nothing; a
 second failure of the same domain from the same IP within the hour is not
 reported, one from another IP is; a ruf address whose domain does not
 publish the authorization record gets nothing; the !3k size limit is kept
@@ -67,6 +68,11 @@ RECORDS = [
     # a size limit
     dmarc("small.mxtest", "p=none; ruf=%s!3k" % RUF), spf("small.mxtest", "192.0.2.1"),
     auth("small.mxtest"),
+    # fo=d and fo=s alone, both failing SPF without a DKIM signature
+    dmarc("dfo.mxtest", "p=none; fo=d; ruf=" + RUF), spf("dfo.mxtest", "192.0.2.1"),
+    auth("dfo.mxtest"),
+    dmarc("sfo.mxtest", "p=none; fo=s; ruf=" + RUF), spf("sfo.mxtest", "192.0.2.1"),
+    auth("sfo.mxtest"),
     # refused under enforce
     dmarc("rej.mxtest", "p=reject; ruf=" + RUF), spf("rej.mxtest", "192.0.2.1"),
     auth("rej.mxtest"),
@@ -192,6 +198,21 @@ def test_fo0_and_fo1(out_instance, petrel_start, dns):
     _, f, _ = parts(got[0])
     assert f["Identity-Alignment"] == "spf" and f["Auth-Failure"] == "dmarc"
     assert "dmarc=pass" in str(f["Authentication-Results"])
+
+
+def test_fo_d_and_fo_s(out_instance, petrel_start, dns):
+    inst = out_instance
+    srv = start(inst, petrel_start, dns, "dmarc_failure_reports=yes")
+    # fo=d: no signature failed (there is none), so no report although
+    # DMARC failed; fo=s: SPF failed, reported as an SPF failure
+    assert send(srv, "dfo.mxtest", "fo d").code == 250
+    assert send(srv, "sfo.mxtest", "fo s").code == 250
+    got = wait_reports(inst, 1, srv)
+    time.sleep(0.5)
+    got = reports(inst)
+    assert [about(r) for r in got] == ["sfo.mxtest"], [about(r) for r in got]
+    _, f, _ = parts(got[0])
+    assert f["Auth-Failure"] == "spf" and f["Identity-Alignment"] == "none"
 
 
 def test_off_by_default(out_instance, petrel_start, dns):
