@@ -383,6 +383,11 @@ cmd_check(struct petrel_ctx *cli, int argc, char **argv)
 			problem("rhsbl_sites: %s", cerr);
 		else
 			dnsbl_sites_free(sites, n);
+		if (dnsbl_sites_parse(config_get(cli->cfg, "rhsbl_helo_sites"),
+		    &sites, &n, &cerr) < 0)
+			problem("rhsbl_helo_sites: %s", cerr);
+		else
+			dnsbl_sites_free(sites, n);
 	}
 	{
 		struct domain_policies *pol;

@@ -45,6 +45,10 @@ cmd_serve(struct petrel_ctx *cli, int argc, char **argv)
 		    &sites, &n, &err) < 0)
 			cli_die("rhsbl_sites: %s", err);
 		dnsbl_sites_free(sites, n);
+		if (dnsbl_sites_parse(config_get(cli->cfg, "rhsbl_helo_sites"),
+		    &sites, &n, &err) < 0)
+			cli_die("rhsbl_helo_sites: %s", err);
+		dnsbl_sites_free(sites, n);
 	}
 	{
 		struct greylist_net *nets;

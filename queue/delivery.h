@@ -60,7 +60,11 @@ enum dane_level {
 
 struct dane_host {
 	enum dane_level level;
-	char *name;		/* the MX host (reference identifier) */
+	char *name;		/* the TLSA base domain (SNI name, reference
+				   identifier): the MX host or its CNAME
+				   target (RFC 7672 2.2.2) */
+	char *alias;		/* the other of the two when the MX host is a
+				   CNAME (a reference identifier too), or NULL */
 	struct tls_tlsa *tlsa;
 	size_t ntlsa;
 	char *why;		/* DANE_FAIL: the reason (a 4xx reply) */

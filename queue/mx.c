@@ -130,13 +130,28 @@ add_addr(struct delivery *d, const char *host, int family, const void *a,
 	d->naddrs++;
 }
 
+/* Is a the name b, but for case and a trailing dot? */
+static bool
+same_name(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+
+	if (la > 0 && a[la - 1] == '.')
+		la--;
+	if (lb > 0 && b[lb - 1] == '.')
+		lb--;
+	return la == lb && strncasecmp(a, b, la) == 0;
+}
+
 /* The A and AAAA records of host through libunbound (the resolver the MX
  * records came from: dns_resolver, or the system's), IPv6 first. An
  * address literal is taken as it is. 0: some address (or none exists),
- * -1: the lookup failed (SERVFAIL, timeout) and found nothing. */
+ * -1: the lookup failed (SERVFAIL, timeout) and found nothing. When
+ * cname_r is given and the answers came through CNAMEs, *cname_r is the
+ * final name (libunbound's canonname; allocated), else NULL. */
 static int
 add_host_addrs(struct delivery *d, const char *host, unsigned port,
-    bool *secure_r)
+    bool *secure_r, char **cname_r)
 {
 	static const int types[2] = { 28 /* AAAA */, 1 /* A */ };
 	unsigned char a[16];
@@ -144,6 +159,8 @@ add_host_addrs(struct delivery *d, const char *host, unsigned port,
 	bool failed = false;
 
 	*secure_r = false;
+	if (cname_r != NULL)
+		*cname_r = NULL;
 	if (inet_pton(AF_INET6, host, a) == 1) {
 		add_addr(d, host, AF_INET6, a, port);
 		return 0;
@@ -170,6 +187,15 @@ add_host_addrs(struct delivery *d, const char *host, unsigned port,
 			*secure_r = false;
 		if (res->rcode != 0 && !res->nxdomain)
 			failed = true;
+		if (cname_r != NULL && *cname_r == NULL &&
+		    res->canonname != NULL && res->canonname[0] != '\0' &&
+		    !same_name(res->canonname, host)) {
+			size_t cl = strlen(res->canonname);
+
+			if (res->canonname[cl - 1] == '.')
+				cl--;
+			*cname_r = xstrndup(res->canonname, cl);
+		}
 		for (int i = 0; res->havedata && res->data[i] != NULL; i++) {
 			if (res->len[i] == (int)want)
 				add_addr(d, host, types[t] == 1 ? AF_INET :
@@ -188,6 +214,7 @@ mx_dane_free(struct delivery *d)
 			free(d->dane[i].tlsa[j].data);
 		free(d->dane[i].tlsa);
 		free(d->dane[i].name);
+		free(d->dane[i].alias);
 		free(d->dane[i].why);
 	}
 	free(d->dane);
@@ -202,15 +229,13 @@ tlsa_len(unsigned mtype)
 	return mtype == 1 ? 32 : mtype == 2 ? 64 : 0;
 }
 
-/* RFC 7672 2.2: the TLSA records of a secure MX host (the port's
- * _PORT._tcp name), validated. Returns 1 + the index of its dane_host
- * entry, or 0 when none applies (no records, or insecure ones: the host
- * gets opportunistic TLS as without DANE). */
+/* The TLSA records at _PORT._tcp.host into h (h->level, h->tlsa, or
+ * h->why): 1 when h is filled in (records, or a failure), 0 when there
+ * are none to use (no records, or insecure ones). */
 static int
-dane_lookup(struct delivery *d, const char *host)
+tlsa_query(struct delivery *d, const char *host, struct dane_host *h)
 {
 	struct ub_result *res = NULL;
-	struct dane_host *h;
 	size_t hl = strlen(host);
 	char *qname;
 	int r;
@@ -219,10 +244,6 @@ dane_lookup(struct delivery *d, const char *host)
 		hl--;
 	qname = xasprintf("_%u._tcp.%.*s", d->port, (int)hl, host);
 	r = mx_ub_resolve(d, qname, 52 /* TLSA */, 1, &res);
-	d->dane = xrealloc(d->dane, (d->ndane + 1) * sizeof(*d->dane));
-	h = &d->dane[d->ndane];
-	memset(h, 0, sizeof(*h));
-	h->name = xstrndup(host, hl);
 	if (r != 0 || res == NULL) {
 		h->level = DANE_FAIL;
 		h->why = xasprintf("451 4.7.5 TLSA lookup for %s failed (%s)",
@@ -239,7 +260,6 @@ dane_lookup(struct delivery *d, const char *host)
 	} else if (!res->secure || res->nxdomain || !res->havedata) {
 		/* no records, or unsigned ones that an attacker could have
 		 * made (or removed): as without DANE */
-		free(h->name);
 		ub_resolve_free(res);
 		free(qname);
 		return 0;
@@ -272,6 +292,45 @@ dane_lookup(struct delivery *d, const char *host)
 	if (res != NULL)
 		ub_resolve_free(res);
 	free(qname);
+	return 1;
+}
+
+/*
+ * RFC 7672 2.2: the TLSA records of a secure MX host, validated. Returns
+ * 1 + the index of its dane_host entry, or 0 when none applies (no
+ * records, or insecure ones: the host gets opportunistic TLS as without
+ * DANE). cname: the host's final name when its (secure) address answers
+ * came through CNAMEs: RFC 7672 2.2.2 and RFC 7671 7 make it the TLSA
+ * base domain tried first, the MX host name next (only when the first
+ * has no records, not when its lookup fails), and both names reference
+ * identifiers of the certificate. An insecure CNAME makes the address
+ * answer insecure too (libunbound's secure covers the whole chain), and
+ * then no TLSA lookup is made at all.
+ */
+static int
+dane_lookup(struct delivery *d, const char *host, const char *cname)
+{
+	struct dane_host h;
+	const char *base = cname != NULL ? cname : host;
+	size_t hl = strlen(host);
+
+	memset(&h, 0, sizeof(h));
+	if (tlsa_query(d, base, &h) == 0) {
+		if (cname == NULL || tlsa_query(d, host, &h) == 0)
+			return 0;
+		base = host;
+	}
+	if (hl > 0 && host[hl - 1] == '.')
+		hl--;
+	if (base == host) {
+		h.name = xstrndup(host, hl);
+		h.alias = cname != NULL ? xstrdup(cname) : NULL;
+	} else {
+		h.name = xstrdup(cname);
+		h.alias = xstrndup(host, hl);
+	}
+	d->dane = xrealloc(d->dane, (d->ndane + 1) * sizeof(*d->dane));
+	d->dane[d->ndane] = h;
 	return (int)++d->ndane;
 }
 
@@ -312,15 +371,18 @@ static bool
 add_mx_host(struct delivery *d, const char *host, bool mx_secure)
 {
 	size_t before = d->naddrs;
-	bool secure, failed = add_host_addrs(d, host, d->port, &secure) < 0;
+	char *cname = NULL;
+	bool secure, failed = add_host_addrs(d, host, d->port, &secure,
+	    &cname) < 0;
 	int dh;
 
 	if (d->m->dane && mx_secure && secure && d->naddrs > before &&
 	    !policies_waived(d)) {
-		dh = dane_lookup(d, host);
+		dh = dane_lookup(d, host, cname);
 		for (size_t i = before; i < d->naddrs; i++)
 			d->addr_dane[i] = dh;
 	}
+	free(cname);
 	if (d->sts != NULL && d->naddrs > before)
 		sts_mark(d, host, before);
 	return failed;
@@ -341,7 +403,7 @@ mx_resolve(struct delivery *d)
 
 		/* as Postfix: a [host] next hop has no MX lookup, and no DANE
 		 * either */
-		if (add_host_addrs(d, d->host, d->port, &secure) < 0 ||
+		if (add_host_addrs(d, d->host, d->port, &secure, NULL) < 0 ||
 		    d->naddrs == 0)
 			d->resolve_error = xasprintf("cannot resolve %s",
 			    d->host);

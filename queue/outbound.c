@@ -526,8 +526,8 @@ handle_reply(struct delivery *d, int code, const char *text)
 
 			if (dh != NULL && dh->level == DANE_VERIFY) {
 				tb = tls_bev_connect_dane(d->m->tls,
-				    d->m->base, d->bev, dh->name, dh->tlsa,
-				    dh->ntlsa);
+				    d->m->base, d->bev, dh->name, dh->alias,
+				    dh->tlsa, dh->ntlsa);
 			} else if (rt_wanted(d)) {
 				/* REQUIRETLS: the chain and the host name */
 				cur_host(d, host, sizeof(host));

@@ -20,6 +20,12 @@
  * RHSBL: `rhsbl_sites` asked about the MAIL FROM domain when MAIL comes
  * (awaited at RCPT as above, at most dnsbl_timeout after MAIL), their
  * weights added to the client's for that transaction only.
+ * `rhsbl_helo_sites` (Postfix's reject_rhsbl_helo, a list of its own as
+ * there: a list of sender domains need not suit HELO names) are asked
+ * about the HELO/EHLO name when it is given, their weights added for the
+ * rest of the session (until the next HELO). Address literals and names
+ * that are not domain names of two labels or more are not asked about:
+ * a dotted quad without brackets would be read as a reversed DNSBL name.
  *
  * Greylisting: at RCPT, on the routing job thread, for a recipient that
  * exists: the triplet (client /24 or /64, sender, recipient) in the
@@ -40,6 +46,7 @@
 #include <time.h>
 #include <unbound.h>
 
+#include "lib/base/addr.h"
 #include "lib/base/alloc.h"
 #include "lib/base/log.h"
 #include "lib/base/str.h"
@@ -57,6 +64,8 @@ struct smtp_dnsbl_conf {
 	size_t nsites;
 	struct dnsbl_site *rsites;	/* rhsbl_sites */
 	size_t nrsites;
+	struct dnsbl_site *hsites;	/* rhsbl_helo_sites */
+	size_t nhsites;
 	int threshold;
 	unsigned timeout_ms;
 	char *resolver;
@@ -71,12 +80,18 @@ struct smtp_dnsbl_conf {
 	char *state_path;	/* queue_dir/state.db */
 };
 
+enum query_kind {
+	Q_CLIENT,		/* dnsbl_sites: the client's address */
+	Q_SENDER,		/* rhsbl_sites: the MAIL FROM domain */
+	Q_HELO,			/* rhsbl_helo_sites: the HELO name */
+};
+
 struct dnsbl_query {
 	struct smtp_dnsbl *d;
 	size_t site;
 	int id;
 	bool active;
-	bool rhs;		/* rhsbl_sites: the MAIL FROM domain */
+	enum query_kind kind;
 };
 
 struct smtp_dnsbl {
@@ -91,6 +106,10 @@ struct smtp_dnsbl {
 	int rscore;		/* the MAIL FROM domain's, this transaction */
 	str_t rlisted;
 	char *rdomain;
+	struct dnsbl_query hq[DNSBL_SITES_MAX];	/* the HELO name's */
+	int hscore;		/* the HELO name's, this session */
+	str_t hlisted;
+	char *hname;
 	struct event *timer;	/* dnsbl_timeout after connect or MAIL */
 	char *parked;		/* a RCPT argument waiting for the verdict */
 };
@@ -114,6 +133,9 @@ smtp_dnsbl_init(struct smtp_server *srv, const struct config *cfg)
 	if (dnsbl_sites_parse(config_get(cfg, "rhsbl_sites"), &c->rsites,
 	    &c->nrsites, &err) < 0)
 		fatal("rhsbl_sites: %s", err);
+	if (dnsbl_sites_parse(config_get(cfg, "rhsbl_helo_sites"),
+	    &c->hsites, &c->nhsites, &err) < 0)
+		fatal("rhsbl_helo_sites: %s", err);
 	c->threshold = (int)config_get_uint(cfg, "dnsbl_threshold");
 	if (c->threshold < 1)
 		c->threshold = 1;
@@ -146,6 +168,7 @@ smtp_dnsbl_deinit(struct smtp_server *srv)
 		ub_ctx_delete(c->ub);
 	dnsbl_sites_free(c->sites, c->nsites);
 	dnsbl_sites_free(c->rsites, c->nrsites);
+	dnsbl_sites_free(c->hsites, c->nhsites);
 	free(c->resolver);
 	free(c->state_path);
 	free(c->gl_white);
@@ -187,23 +210,70 @@ ub_get(struct smtp_dnsbl_conf *c)
 
 static void rcpt_resume(struct smtp_dnsbl *d);
 
+static const struct dnsbl_site *
+query_site(const struct smtp_dnsbl *d, const struct dnsbl_query *q)
+{
+	switch (q->kind) {
+	case Q_SENDER:
+		return &d->conf->rsites[q->site];
+	case Q_HELO:
+		return &d->conf->hsites[q->site];
+	default:
+		return &d->conf->sites[q->site];
+	}
+}
+
+static const char *
+query_subject(const struct smtp_dnsbl *d, enum query_kind kind)
+{
+	switch (kind) {
+	case Q_SENDER:
+		return d->rdomain;
+	case Q_HELO:
+		return d->hname;
+	default:
+		return d->s->base.ip;
+	}
+}
+
+/* "a, b" of the texts that are not empty, into buf. */
+static const char *
+join_lists(char *buf, size_t size, const str_t *a, const str_t *b,
+    const str_t *c)
+{
+	const str_t *v[3] = { a, b, c };
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < 3; i++) {
+		if (v[i] == NULL || v[i]->len == 0)
+			continue;
+		snprintf(buf + n, size - n, "%s%s", n > 0 ? ", " : "",
+		    v[i]->data);
+		n = strlen(buf);
+	}
+	return buf;
+}
+
 /* Every answer is in, or the time is up. */
 static void
 finish(struct smtp_dnsbl *d)
 {
 	struct smtp_session *s = d->s;
 
+	char all[3 * LISTED_TEXT_MAX + 100];
+
 	d->done = true;
 	if (d->timer != NULL)
 		evtimer_del(d->timer);
-	if (d->score + d->rscore >= d->conf->threshold)
-		log_info("%016llx: dnsbl: [%s]%s%s scores %d (threshold %d): "
-		    "%s%s%s", SID(&s->base), s->base.ip,
+	if (d->score + d->rscore + d->hscore >= d->conf->threshold)
+		log_info("%016llx: dnsbl: [%s]%s%s%s%s scores %d (threshold "
+		    "%d): %s", SID(&s->base), s->base.ip,
+		    d->hname ? " helo " : "", d->hname ? d->hname : "",
 		    d->rdomain ? " with " : "", d->rdomain ? d->rdomain : "",
-		    d->score + d->rscore, d->conf->threshold,
-		    d->listed.len ? d->listed.data : "",
-		    d->listed.len && d->rlisted.len ? ", " : "",
-		    d->rlisted.len ? d->rlisted.data : "");
+		    d->score + d->rscore + d->hscore, d->conf->threshold,
+		    join_lists(all, sizeof(all), &d->listed, &d->hlisted,
+		    &d->rlisted));
 	if (d->parked != NULL)
 		rcpt_resume(d);
 }
@@ -213,9 +283,8 @@ answer_cb(void *arg, int err, struct ub_result *res)
 {
 	struct dnsbl_query *q = arg;
 	struct smtp_dnsbl *d = q->d;
-	const struct dnsbl_site *site = q->rhs ? &d->conf->rsites[q->site] :
-	    &d->conf->sites[q->site];
-	const char *who = q->rhs ? d->rdomain : d->s->base.ip;
+	const struct dnsbl_site *site = query_site(d, q);
+	const char *who = query_subject(d, q->kind);
 	const char *prev = log_service_set(d->s->base.log_service);
 	unsigned char hit[4];
 	bool listed = false;
@@ -244,10 +313,13 @@ answer_cb(void *arg, int err, struct ub_result *res)
 	if (res != NULL)
 		ub_resolve_free(res);
 	if (listed) {
-		str_t *text = q->rhs ? &d->rlisted : &d->listed;
+		str_t *text = q->kind == Q_SENDER ? &d->rlisted :
+		    q->kind == Q_HELO ? &d->hlisted : &d->listed;
 
-		if (q->rhs)
+		if (q->kind == Q_SENDER)
 			d->rscore += site->weight;
+		else if (q->kind == Q_HELO)
+			d->hscore += site->weight;
 		else
 			d->score += site->weight;
 		log_info("%016llx: dnsbl %s lists [%s] (%u.%u.%u.%u), weight "
@@ -281,6 +353,7 @@ cancel_pending(struct smtp_dnsbl *d)
 {
 	cancel_queries(d, d->q, d->conf->nsites);
 	cancel_queries(d, d->rq, d->conf->nrsites);
+	cancel_queries(d, d->hq, d->conf->nhsites);
 	d->pending = 0;
 }
 
@@ -302,6 +375,12 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 			    "within %u ms: taken as not listed",
 			    SID(&d->s->base), d->conf->rsites[i].zone,
 			    d->rdomain, d->conf->timeout_ms);
+	for (size_t i = 0; i < d->conf->nhsites; i++)
+		if (d->hq[i].active)
+			log_warn("%016llx: dnsbl %s: no answer for [%s] "
+			    "within %u ms: taken as not listed",
+			    SID(&d->s->base), d->conf->hsites[i].zone,
+			    d->hname, d->conf->timeout_ms);
 	cancel_pending(d);
 	if (!d->done)
 		finish(d);
@@ -310,16 +389,16 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* One query out: true when sent. */
 static bool
-send_query(struct smtp_dnsbl *d, struct dnsbl_query *q, size_t i, bool rhs,
-    const char *name)
+send_query(struct smtp_dnsbl *d, struct dnsbl_query *q, size_t i,
+    enum query_kind kind, const char *name)
 {
-	const struct dnsbl_site *site = rhs ? &d->conf->rsites[i] :
-	    &d->conf->sites[i];
+	const struct dnsbl_site *site;
 	int r;
 
 	q->d = d;
 	q->site = i;
-	q->rhs = rhs;
+	q->kind = kind;
+	site = query_site(d, q);
 	r = ub_resolve_async(d->conf->ub, name, 1 /* A */, 1 /* IN */, q,
 	    answer_cb, &q->id);
 	if (r != 0) {
@@ -355,7 +434,8 @@ smtp_dnsbl_start(struct smtp_session *s)
 	struct smtp_dnsbl_conf *c = s->srv->dnsbl;
 	struct smtp_dnsbl *d;
 
-	if (c == NULL || (c->nsites == 0 && c->nrsites == 0) ||
+	if (c == NULL || (c->nsites == 0 && c->nrsites == 0 &&
+	    c->nhsites == 0) ||
 	    s->submission || s->lmtp || smtp_local_client(s))
 		return;
 	d = xcalloc(1, sizeof(*d));
@@ -371,7 +451,7 @@ smtp_dnsbl_start(struct smtp_session *s)
 
 		if (dnsbl_query_name(s->base.ip, c->sites[i].zone, name,
 		    sizeof(name)) == 0)
-			send_query(d, &d->q[i], i, false, name);
+			send_query(d, &d->q[i], i, Q_CLIENT, name);
 	}
 	wait_from_now(d);
 }
@@ -406,7 +486,60 @@ smtp_rhsbl_mail(struct smtp_session *s, const char *addr)
 		    d->conf->rsites[i].zone);
 
 		if (r > 0 && (size_t)r < sizeof(name) && r <= 253)
-			send_query(d, &d->rq[i], i, true, name);
+			send_query(d, &d->rq[i], i, Q_SENDER, name);
+	}
+	if (d->pending > 0 || !d->done)
+		wait_from_now(d);
+}
+
+/*
+ * A name an RHSBL can list: a domain name of two labels or more whose
+ * last label is not all digits (a bare dotted quad is an address, and
+ * A.B.C.D.ZONE would ask a DNSBL question); not an address literal.
+ */
+static bool
+helo_listable(const char *name)
+{
+	const char *last = strrchr(name, '.');
+
+	/* addr_domain_valid() takes no trailing dot, nor 8-bit here as
+	 * smtp_helo_set() made those '?' */
+	if (name[0] == '[' || last == NULL || !addr_domain_valid(name))
+		return false;
+	for (const char *p = last + 1; *p; p++)
+		if (*p < '0' || *p > '9')
+			return true;
+	return false;
+}
+
+void
+smtp_rhsbl_helo(struct smtp_session *s, const char *name)
+{
+	struct smtp_dnsbl *d = s->dnsbl;
+
+	if (d == NULL || d->conf->nhsites == 0)
+		return;
+	/* a new HELO: the last name's answers are of no use now */
+	cancel_queries(d, d->hq, d->conf->nhsites);
+	d->hscore = 0;
+	str_free(&d->hlisted);
+	xfree(&d->hname);
+	if (d->conf->ub == NULL || exempt(s))
+		return;
+	if (!helo_listable(name)) {
+		log_debug("%016llx: rhsbl_helo_sites: HELO %.100s is not a "
+		    "domain name: not looked up", SID(&s->base), name);
+		return;
+	}
+	d->hname = xstrdup(name);
+	str_lower(d->hname);
+	for (size_t i = 0; i < d->conf->nhsites; i++) {
+		char name2[512];
+		int r = snprintf(name2, sizeof(name2), "%s.%s", d->hname,
+		    d->conf->hsites[i].zone);
+
+		if (r > 0 && (size_t)r < sizeof(name2) && r <= 253)
+			send_query(d, &d->hq[i], i, Q_HELO, name2);
 	}
 	if (d->pending > 0 || !d->done)
 		wait_from_now(d);
@@ -424,7 +557,9 @@ smtp_dnsbl_end(struct smtp_session *s)
 		event_free(d->timer);
 	str_free(&d->listed);
 	str_free(&d->rlisted);
+	str_free(&d->hlisted);
 	free(d->rdomain);
+	free(d->hname);
 	free(d->parked);
 	free(d);
 	s->dnsbl = NULL;
@@ -452,6 +587,7 @@ smtp_dnsbl_rcpt(struct smtp_session *s, const char *arg)
 {
 	struct smtp_dnsbl *d = s->dnsbl;
 	const char *to;
+	char lists[3 * LISTED_TEXT_MAX + 100];
 
 	if (d == NULL || exempt(s))
 		return false;
@@ -461,23 +597,37 @@ smtp_dnsbl_rcpt(struct smtp_session *s, const char *arg)
 		s->base.busy = true;
 		return true;
 	}
-	if (d->score + d->rscore < d->conf->threshold)
+	if (d->score + d->rscore + d->hscore < d->conf->threshold)
 		return false;
 	to = strncasecmp(arg, "TO:", 3) == 0 ? arg + 3 : arg;
-	if (d->score < d->conf->threshold) {
-		/* the sender's domain made up the difference */
-		const char *rl = d->rlisted.len ? d->rlisted.data :
-		    "rhsbl_sites";
-
+	if (d->score < d->conf->threshold && d->hname != NULL &&
+	    d->score + d->hscore >= d->conf->threshold) {
+		/* the HELO name made up the difference: Postfix's words
+		 * for reject_rhsbl_helo */
+		join_lists(lists, sizeof(lists), d->hlisted.len ?
+		    &d->hlisted : NULL, &d->listed, NULL);
+		if (lists[0] == '\0')
+			snprintf(lists, sizeof(lists), "rhsbl_helo_sites");
 		log_info("NOQUEUE: reject: RCPT from %s: 554 5.7.1 <%s>: "
-		    "Sender address rejected: %s blocked using %s%s%s; "
+		    "Helo command rejected: %s blocked using %s; from=<%s> "
+		    "to=%.300s helo=<%s>", s->base.peer, d->hname, d->hname,
+		    lists, s->sender ? s->sender : "", to, d->hname);
+		reply_error(s, "554 5.7.1 <%s>: Helo command rejected: %s "
+		    "blocked using %s", d->hname, d->hname, lists);
+		return true;
+	}
+	if (d->score < d->conf->threshold && d->rdomain != NULL) {
+		/* the sender's domain made up the difference */
+		join_lists(lists, sizeof(lists), &d->rlisted, &d->hlisted,
+		    &d->listed);
+		if (lists[0] == '\0')
+			snprintf(lists, sizeof(lists), "rhsbl_sites");
+		log_info("NOQUEUE: reject: RCPT from %s: 554 5.7.1 <%s>: "
+		    "Sender address rejected: %s blocked using %s; "
 		    "from=<%s> to=%.300s", s->base.peer, s->sender,
-		    d->rdomain, rl, d->listed.len ? ", " : "",
-		    d->listed.len ? d->listed.data : "", s->sender, to);
+		    d->rdomain, lists, s->sender, to);
 		reply_error(s, "554 5.7.1 <%s>: Sender address rejected: %s "
-		    "blocked using %s%s%s", s->sender, d->rdomain, rl,
-		    d->listed.len ? ", " : "",
-		    d->listed.len ? d->listed.data : "");
+		    "blocked using %s", s->sender, d->rdomain, lists);
 		return true;
 	}
 	log_info("NOQUEUE: reject: RCPT from %s: 554 5.7.1 Service "

@@ -76,6 +76,7 @@ smtp_helo_set(struct smtp_session *s, const char *arg, bool esmtp)
 		    *p == '(' || *p == ')')
 			*p = '?';
 	s->esmtp = esmtp;
+	smtp_rhsbl_helo(s, s->helo);	/* answers awaited at RCPT */
 }
 
 static void

@@ -180,6 +180,9 @@ bool smtp_trust_spf_wanted(const struct smtp_session *s);
  * goes on with smtp_mail_filter, or refuses the sender); false when
  * there is nothing to check (addr untouched). */
 bool smtp_trust_mail(struct smtp_session *s, char *addr);
+/* The transaction's dmarc_policy (SMTP_DMARC_*): its recipients' from
+ * domain_policy_file, else the server's. */
+int smtp_dmarc_policy(const struct smtp_session *s);
 /* At RCPT, a recipient about to be accepted: the policies of its domain
  * (domain_policy_file). true when it was refused here (SPF: 550 5.7.23
  * or 451 4.7.24; another DMARC policy than the transaction's: 452). */
@@ -193,6 +196,24 @@ bool smtp_trust_rcpt(struct smtp_session *s, const char *addr);
 struct arc_verdict;
 int smtp_trust_data(struct smtp_session *s, str_t *prefix,
     struct arc_verdict *arc);
+/* dmarc_failure.c: DMARC failure reports (`dmarc_failure_reports`). */
+struct dmarc_verdict;
+struct dkim_verdict;
+void smtp_dmarc_failure_init(struct smtp_server *srv,
+    const struct config *cfg);
+/* Does fo= (RFC 7489 6.3) ask for a report of these results? *what: the
+ * report's Auth-Failure type. */
+bool smtp_dmarc_failure_fo(const char *fo, const struct dmarc_verdict *v,
+    const char *spf, const struct dkim_verdict *dk, size_t ndk,
+    const char **what);
+/* At the end of the data (job thread): a report of this message handed
+ * to the report thread when its record and results ask for one (never
+ * waits for DNS, the database or the queue). headers: the header
+ * section as received; authres: our Authentication-Results field. */
+void smtp_dmarc_failure(struct smtp_session *s,
+    const struct dmarc_verdict *dv, const struct dkim_verdict *dk,
+    size_t ndk, const char *headers, size_t hlen, const char *authres,
+    size_t alen);
 /* dnsbl.c: block lists (`dnsbl_sites`) and greylisting (`greylist`). */
 void smtp_dnsbl_init(struct smtp_server *srv, const struct config *cfg);
 void smtp_dnsbl_deinit(struct smtp_server *srv);
@@ -201,6 +222,8 @@ void smtp_dnsbl_start(struct smtp_session *s);
 /* At MAIL (a sender that passed the syntax checks): rhsbl_sites asked
  * about its domain (never waits). */
 void smtp_rhsbl_mail(struct smtp_session *s, const char *addr);
+/* rhsbl_helo_sites asked about the HELO/EHLO name, answers awaited at RCPT. */
+void smtp_rhsbl_helo(struct smtp_session *s, const char *name);
 /* At the session's end: lookups still out cancelled. */
 void smtp_dnsbl_end(struct smtp_session *s);
 /* At RCPT: true when the command was answered here (554: listed) or is

@@ -55,6 +55,7 @@ struct smtp_server {
 	char *dmarc_report_db;	/* dmarc_reports = yes: queue_dir/state.db
 				 * (rows of DMARC aggregate reports); NULL:
 				 * off */
+	bool dmarc_failure;	/* dmarc_failure_reports = yes */
 };
 
 void smtp_server_init(struct smtp_server *srv, struct event_base *base,

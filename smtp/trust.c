@@ -74,6 +74,7 @@ smtp_trust_init(struct smtp_server *srv, const struct config *cfg)
 	    strcmp(config_get(cfg, "dmarc_reports"), "yes") == 0)
 		srv->dmarc_report_db = xasprintf("%s/state.db",
 		    srv->queue_dir);
+	smtp_dmarc_failure_init(srv, cfg);
 }
 
 bool
@@ -84,10 +85,8 @@ smtp_local_client(const struct smtp_session *s)
 	    strcmp(s->base.ip, "::ffff:127.0.0.1") == 0;
 }
 
-/* The transaction's dmarc_policy: its recipients' (domain_policy_file),
- * else the server's. */
-static int
-dmarc_policy(const struct smtp_session *s)
+int
+smtp_dmarc_policy(const struct smtp_session *s)
 {
 	return s->dmarc_rcpt > 0 ? s->dmarc_rcpt - 1 :
 	    (int)s->srv->dmarc_policy;
@@ -96,7 +95,7 @@ dmarc_policy(const struct smtp_session *s)
 static bool
 dmarc_wanted(const struct smtp_session *s)
 {
-	return dmarc_policy(s) != SMTP_DMARC_IGNORE &&
+	return smtp_dmarc_policy(s) != SMTP_DMARC_IGNORE &&
 	    s->auth_user == NULL && !s->submission && !smtp_local_client(s);
 }
 
@@ -227,7 +226,7 @@ smtp_trust_rcpt(struct smtp_session *s, const char *addr)
 		s->dmarc_rcpt = dmarc + 1;
 		return false;
 	}
-	if (dmarc == dmarc_policy(s))
+	if (dmarc == smtp_dmarc_policy(s))
 		return false;
 	/* One reply ends the data for all recipients: a transaction holds
 	 * the recipients of one DMARC policy; the client sends this one
@@ -236,8 +235,8 @@ smtp_trust_rcpt(struct smtp_session *s, const char *addr)
 	    "transaction's is %s; to=<%s>", s->qid, s->base.peer,
 	    dmarc == SMTP_DMARC_ENFORCE ? "enforce" :
 	    dmarc == SMTP_DMARC_MARK ? "mark" : "ignore",
-	    dmarc_policy(s) == SMTP_DMARC_ENFORCE ? "enforce" :
-	    dmarc_policy(s) == SMTP_DMARC_MARK ? "mark" : "ignore", addr);
+	    smtp_dmarc_policy(s) == SMTP_DMARC_ENFORCE ? "enforce" :
+	    smtp_dmarc_policy(s) == SMTP_DMARC_MARK ? "mark" : "ignore", addr);
 	reply(s, "452 4.5.3 <%s>: Recipient address deferred: its domain "
 	    "has another DMARC policy than this transaction's recipients; "
 	    "send it in a transaction of its own", addr);
@@ -390,7 +389,7 @@ dmarc_report_row(struct smtp_session *s, const struct dkim_verdict *v,
 {
 	struct dmarc_report_row *r;
 	const char *at = strrchr(s->sender, '@');
-	bool enforce = dmarc_policy(s) == SMTP_DMARC_ENFORCE;
+	bool enforce = smtp_dmarc_policy(s) == SMTP_DMARC_ENFORCE;
 
 	if (s->srv->dmarc_report_db == NULL || dv->pub.rua[0] == '\0' ||
 	    (dv->result != DMARC_R_PASS && dv->result != DMARC_R_FAIL))
@@ -435,7 +434,7 @@ dmarc_report_row(struct smtp_session *s, const struct dkim_verdict *v,
 /* DMARC of the message as received, with the SPF and DKIM results. */
 static void
 dmarc_run(struct smtp_session *s, const struct dkim_verdict *v, size_t nv,
-    struct dmarc_verdict *dv)
+    struct dmarc_verdict *dv, str_t *headers)
 {
 	struct header_scan h = { STR_INIT, false };
 	struct dmarc_input in;
@@ -453,7 +452,7 @@ dmarc_run(struct smtp_session *s, const struct dkim_verdict *v, size_t nv,
 	spool_each(&s->body, header_cb, &h);
 	dmarc_check(h.text.data != NULL ? h.text.data : "", h.text.len, &in,
 	    dv);
-	str_free(&h.text);
+	*headers = h.text;	/* for a failure report */
 	log_info("%s: dmarc=%s%s%s%s policy=%s disposition=%s header.from=%s",
 	    s->qid, dmarc_result_name(dv->result), dv->reason ? " (" : "",
 	    dv->reason ? dv->reason : "", dv->reason ? ")" : "",
@@ -461,7 +460,7 @@ dmarc_run(struct smtp_session *s, const struct dkim_verdict *v, size_t nv,
 	    dmarc_disposition_name(dv->disposition),
 	    dv->from[0] ? dv->from : "-");
 	dmarc_report_row(s, v, nv, dv, in.spf_domain);
-	if (dmarc_policy(s) == SMTP_DMARC_ENFORCE &&
+	if (smtp_dmarc_policy(s) == SMTP_DMARC_ENFORCE &&
 	    dv->result == DMARC_R_FAIL) {
 		s->job_dmarc = (int)dv->disposition;
 		snprintf(s->job_dmarc_from, sizeof(s->job_dmarc_from), "%s",
@@ -476,12 +475,14 @@ smtp_trust_data(struct smtp_session *s, str_t *prefix,
 	struct authres ar;
 	struct dkim_verdict *v = NULL;
 	struct dmarc_verdict dv;
+	str_t headers = STR_INIT;
 	size_t nv = 0;
 	bool dmarc = dmarc_wanted(s);
 	bool record = s->auth_user == NULL &&
 	    (s->spf_result >= 0 || s->srv->dkim_verify || dmarc ||
 	    s->srv->arc_verify);
 	int ret = 0;
+	size_t at;
 
 	memset(&ar, 0, sizeof(ar));
 	memset(arc, 0, sizeof(*arc));
@@ -509,7 +510,7 @@ smtp_trust_data(struct smtp_session *s, str_t *prefix,
 		    arc->reason, arc->reason[0] ? ")" : "", arc->n);
 	}
 	if (dmarc) {
-		dmarc_run(s, v, nv, &dv);
+		dmarc_run(s, v, nv, &dv, &headers);
 		ar.dmarc = &dv;
 	}
 	if (strip_forged(s) < 0) {
@@ -524,8 +525,15 @@ smtp_trust_data(struct smtp_session *s, str_t *prefix,
 			    (enum spf_result)s->spf_result);
 			ar.spf_helo = s->spf_helo;
 		}
+		at = prefix->len;
 		authres_format(prefix, &ar);
+		/* ruf=: handed on, sent off this reply's path */
+		if (dmarc)
+			smtp_dmarc_failure(s, &dv, v, nv, headers.data != NULL ?
+			    headers.data : "", headers.len, prefix->data + at,
+			    prefix->len - at);
 	}
+	str_free(&headers);
 	dkim_verdicts_free(v, nv);
 	return ret;
 }

@@ -362,11 +362,17 @@ static const struct key_def keys[] = {
 	  "aggregate reports (rua=) leaves a row in queue_dir/state.db, which "
 	  "petrel dmarc report sends and then removes (docs/trust.md); no: "
 	  "nothing is recorded." },
+	{ "dmarc_failure_reports", KT_ENUM, "no", "yes|no", 0,
+	  "yes: a message received by SMTP that fails DMARC (as the "
+	  "record's fo= asks) gets a failure report (RFC 7489 7.3, RFC 6591: "
+	  "its header section only) sent to the record's ruf=mailto: "
+	  "addresses, at most one per reported domain and client address "
+	  "an hour; no: none." },
 	{ "dmarc_report_from", KT_STRING, "", NULL, 0,
-	  "The address DMARC aggregate reports come from and name as the "
-	  "reporting organization's contact; its domain is the organization "
-	  "and the receiver in the report's file name. Empty: postmaster at "
-	  "hostname." },
+	  "The address DMARC aggregate and failure reports come from and "
+	  "name as the reporting organization's contact; its domain is the "
+	  "organization and the receiver in the report's file name. Empty: "
+	  "postmaster at hostname." },
 	{ "arc", KT_ENUM, "verify", "seal|verify|off", 0,
 	  "ARC (RFC 8617) of mail received by SMTP: verify (the chain is "
 	  "validated and the result recorded in Authentication-Results), "
@@ -385,6 +391,12 @@ static const struct key_def keys[] = {
 	  "SMTP transaction (DOMAIN.ZONE), in dnsbl_sites' syntax; their "
 	  "weights add to the client's against dnsbl_threshold; empty: "
 	  "none." },
+	{ "rhsbl_helo_sites", KT_STRING, "", NULL, 0,
+	  "DNS lists of domains asked about the HELO/EHLO name of every "
+	  "SMTP client (NAME.ZONE, as Postfix's reject_rhsbl_helo), in "
+	  "dnsbl_sites' syntax; address literals and names that are not "
+	  "domain names are not asked about; their weights add to the "
+	  "client's against dnsbl_threshold; empty: none." },
 	{ "dnsbl_threshold", KT_UINT, "1", NULL, 100000,
 	  "The sum of the weights of the lists that name a client at which "
 	  "its recipients get 554 5.7.1 (0 counts as 1)." },

@@ -802,7 +802,7 @@ tls_client_dane(const struct tls_client *tc)
 
 struct bufferevent *
 tls_bev_connect_dane(struct tls_client *tc, struct event_base *base,
-    struct bufferevent *plain, const char *refid,
+    struct bufferevent *plain, const char *refid, const char *refid2,
     const struct tls_tlsa *recs, size_t nrecs)
 {
 	SSL *ssl;
@@ -817,6 +817,13 @@ tls_bev_connect_dane(struct tls_client *tc, struct event_base *base,
 	 * DANE-TA(2) match checks the certificate for (RFC 7672 3.2.3);
 	 * DANE-EE(3) matches the key alone (3.2.1). */
 	if (SSL_dane_enable(ssl, refid) <= 0) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	/* RFC 7671 7: a CNAME'd MX host's certificate may name either the
+	 * MX host or its target */
+	if (refid2 != NULL && refid2[0] != '\0' &&
+	    SSL_add1_host(ssl, refid2) != 1) {
 		SSL_free(ssl);
 		return NULL;
 	}

@@ -91,13 +91,14 @@ struct tls_tlsa {
 int tls_client_dane(const struct tls_client *tc);
 /* STARTTLS as tls_bev_connect_starttls, the peer's chain to be matched
  * against the records (usages DANE-TA(2) and DANE-EE(3); DANE-EE without
- * name checks, DANE-TA with refid, the MX host name, as the reference
- * identifier, which is also the SNI name). NULL when no record is usable
+ * name checks, DANE-TA with refid, the TLSA base domain, as the reference
+ * identifier, which is also the SNI name, and refid2 when not NULL: the
+ * other name of a CNAME'd MX host). NULL when no record is usable
  * or on failure. The handshake itself never fails on a mismatch: ask
  * tls_bev_dane_verified once it is done. */
 struct bufferevent *tls_bev_connect_dane(struct tls_client *tc,
     struct event_base *base, struct bufferevent *plain, const char *refid,
-    const struct tls_tlsa *recs, size_t nrecs);
+    const char *refid2, const struct tls_tlsa *recs, size_t nrecs);
 /* After the handshake on a tls_bev_connect_dane bufferevent: 1 when a
  * record matched the peer's chain (*how_r "DANE-EE" or "DANE-TA"), else 0
  * with *how_r saying why (OpenSSL's verification error; static). */

@@ -387,11 +387,11 @@ fetch_record(const char *dom, char **rec)
 	return r;
 }
 
-/* The record's rua= (RFC 7489 6.3), white space removed, in out ("" when
- * absent, or when the record is no tag list libopendmarc would also
- * read). */
+/* The record's tag (rua=, ruf=, fo=: RFC 7489 6.3), white space
+ * removed, in out ("" when absent or too long, or when the record is no
+ * tag list libopendmarc would also read). */
 static void
-record_rua(const char *record, char *out, size_t outlen)
+record_tag(const char *record, const char *tag, char *out, size_t outlen)
 {
 	struct tag_list tl;
 	const struct tag *t;
@@ -399,7 +399,7 @@ record_rua(const char *record, char *out, size_t outlen)
 
 	out[0] = '\0';
 	if (tags_parse(record, strlen(record), &tl) < 0 ||
-	    (t = tags_get(&tl, "rua")) == NULL)
+	    (t = tags_get(&tl, tag)) == NULL)
 		return;
 	for (size_t i = 0; i < t->vlen; i++) {
 		char c = t->value[i];
@@ -458,7 +458,9 @@ evaluate(const char *record, const char *org, const struct dmarc_input *in,
 	v->pub.adkim = adkim == 's' ? 's' : 'r';
 	v->pub.aspf = aspf == 's' ? 's' : 'r';
 	v->pub.pct = pct < 0 || pct > 100 ? 100 : pct;
-	record_rua(record, v->pub.rua, sizeof(v->pub.rua));
+	record_tag(record, "rua", v->pub.rua, sizeof(v->pub.rua));
+	record_tag(record, "ruf", v->pub.ruf, sizeof(v->pub.ruf));
+	record_tag(record, "fo", v->pub.fo, sizeof(v->pub.fo));
 	/* only aligned passes reach libopendmarc, named by the From domain
 	 * (an exact match for it, whatever the mode) */
 	spf_pass = in->spf != NULL && strcmp(in->spf, "pass") == 0 &&

@@ -47,6 +47,8 @@ struct dmarc_published {
 	int pct;
 	char rua[1024];		/* the rua= value, white space removed;
 				 * "" none (or too long) */
+	char ruf[1024];		/* ruf= (failure reports), the same way */
+	char fo[32];		/* fo=, the same way; "" not given (0) */
 };
 
 struct dmarc_verdict {

@@ -50,7 +50,7 @@ def query(port, name, qtype=1, timeout=1.0):
 
 
 class LocalDNS:
-    def __init__(self, workdir, records, servfail=(), slow=()):
+    def __init__(self, workdir, records, servfail=(), slow=(), log_queries=False):
         self.dir = os.path.join(str(workdir), "dns")
         os.makedirs(self.dir, exist_ok=True)
         self.blackhole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -66,6 +66,9 @@ class LocalDNS:
                  '    directory: "%s"' % self.dir, '    pidfile: ""', "    do-ip6: no",
                  "    access-control: 127.0.0.0/8 allow", '    module-config: "iterator"',
                  "    verbosity: 1", "    do-not-query-localhost: no"]
+        if log_queries:
+            # "info: 127.0.0.1 NAME. A IN" per query: what was asked
+            lines.append("    log-queries: yes")
         for z in sorted(zones):
             lines.append('    local-zone: "%s" static' % z)
         for r in records:

@@ -18,7 +18,10 @@ served without signatures under the anchor -> deferred, so nothing
 unvalidated counts as secure; a [bracketed] transport -> no DANE; DANE
 connections are not kept for the next delivery; a trust anchor file that
 cannot be used; an MTA-STS policy in force for the same MX (`mta_sts = on`)
-gives way to its matching TLSA record. Port 25 needs root, as the test command runs (nsd too).
+gives way to its matching TLSA record. An MX host that is a CNAME (secure
+chain): the TLSA records at the target are used first (matching: verified;
+not matching: refused and bounced with the reason, though the MX host's own
+name has none), and both names are reference identifiers. Port 25 needs root, as the test command runs (nsd too).
 """
 
 import hashlib
@@ -461,3 +464,59 @@ def test_dane_wins_over_mta_sts(out_instance, petrel_start, dns, mx, certs, tmp_
         assert web.requests, "the policy was not even fetched\n" + srv.log()
     finally:
         web.stop()
+
+
+# An MX host that is a CNAME (RFC 7672 2.2.2, RFC 7671 7): cn.dane.mxtest's
+# MX is alias.dane.mxtest, a CNAME for mx1 in the same signed zone, so the
+# chain is secure: the TLSA base domain tried first is mx1 (the expanded
+# name), then alias; both are reference identifiers.
+CN_RCPT = "rcpt@cn." + ZONE
+ALIAS = "alias." + ZONE
+CNAME = ("cn IN MX 10 %s." % ALIAS, "alias IN CNAME %s." % MXHOST)
+
+
+def test_cname_mx_uses_tlsa_at_the_target(out_instance, petrel_start, dns, mx, certs):
+    # the records are at _25._tcp.mx1 only; looked up under alias alone
+    # there would be none, and the delivery not DANE-verified
+    resolver, ta = dns([certs["ee_311"]], extra=CNAME)
+    m = mx(certs["ee"])
+    srv = start(out_instance, petrel_start, resolver, ta)
+    send(srv, "cname-dane", rcpt=CN_RCPT)
+    line = status_line(srv, "sent", rcpt=CN_RCPT)
+    assert line and "tls=dane-verified" in line, srv.log()
+    assert "relay=%s[%s]:25" % (ALIAS, MXADDR) in line, line
+    assert len(m.wait_messages(1)) == 1 and m.transactions[0].tls
+
+
+def test_cname_mx_mismatch_at_the_target_refuses(out_instance, petrel_start, dns, mx, certs):
+    # a wrong record at the target, none at the MX host's own name: not
+    # delivered (without the CNAME rule it would go with opportunistic
+    # TLS), and the bounce says why
+    resolver, ta = dns([certs["wrong_311"]], extra=CNAME)
+    m = mx(certs["ee"])
+    srv = start(out_instance, petrel_start, resolver, ta, "queue_lifetime=1",
+                "queue_retry_min=1")
+    send(srv, "cname-mismatch", rcpt=CN_RCPT)
+    why = "4.7.5 TLSA records do not match the certificate of " + MXHOST
+    line = status_line(srv, "(deferred|bounced)", rcpt=CN_RCPT)
+    assert line and why in line, srv.log()
+    assert wait_for(lambda: read_new(out_instance, ALICE)), srv.log()
+    dsn = parse_stored(read_new(out_instance, ALICE)[0])
+    text = dsn.as_string()
+    assert why in text and CN_RCPT in text, text
+    assert m.messages() == []
+    assert not [c for _, c in m.commands if c.upper().startswith("MAIL")]
+
+
+def test_cname_mx_both_names_are_reference_identifiers(out_instance, petrel_start, dns, mx,
+                                                       certs):
+    # no records at the target, DANE-TA(2) at alias: alias is the base
+    # domain, and the certificate names only mx1, the target: it passes
+    # because the expanded name is a reference identifier too
+    resolver, ta = dns([], extra=CNAME + ("_25._tcp.alias IN TLSA " + certs["ca_201"],))
+    m = mx(certs["ca_chain"])
+    srv = start(out_instance, petrel_start, resolver, ta)
+    send(srv, "cname-refid", rcpt=CN_RCPT)
+    line = status_line(srv, "sent", rcpt=CN_RCPT)
+    assert line and "tls=dane-verified" in line, srv.log()
+    assert len(m.wait_messages(1)) == 1

@@ -10,7 +10,9 @@ checked here too, and the submission ports (authenticated; no lookups).
 Block lists: a listed client gets 554 5.7.1 at RCPT naming the lists; an
 answer outside a site's filter does not count; weights add up against the
 threshold, a negative weight (an allow list) cancels a listing; an unlisted
-client passes; lookups that fail or do not answer count as not listed (fail
+client passes; HELO/EHLO names in `rhsbl_helo_sites` are refused alone and
+with the client's or the sender domain's weights, while address literals and
+names that are not domain names are never asked (Unbound's query log); lookups that fail or do not answer count as not listed (fail
 open, logged): a resolver on a closed port and one that never
 answers (a UDP socket that reads nothing), the client held at RCPT only until
 dnsbl_timeout. Greylisting: a new triplet gets 451 4.7.1, an
@@ -60,6 +62,11 @@ RECORDS = [
     "bad.example.rhs.%s. 300 IN A 127.0.0.2" % Z,
     "meh.example.rhs1.%s. 300 IN A 127.0.0.2" % Z,
     "ready.%s. 300 IN A 127.0.0.1" % Z,
+    # RHSBL of HELO names (rhsbl_helo_sites)
+    "badhelo.example.helo.%s. 300 IN A 127.0.0.2" % Z,
+    "mehhelo.example.helo1.%s. 300 IN A 127.0.0.2" % Z,
+    # a bare dotted quad, which is no domain name: listed, never asked
+    "9.0.0.127.helo.%s. 300 IN A 127.0.0.2" % Z,
 ]
 
 SITES = ("zen.{z}=127.0.0.[2..11]*2, half1.{z} half2.{z}*1,"
@@ -69,7 +76,7 @@ SITES = ("zen.{z}=127.0.0.[2..11]*2, half1.{z} half2.{z}*1,"
 @pytest.fixture(scope="module")
 def env(petrel_bin, tmp_path_factory):
     tmp = str(tmp_path_factory.mktemp("dnsbl"))
-    dns = LocalDNS(tmp, RECORDS)
+    dns = LocalDNS(tmp, RECORDS, log_queries=True)
     insts = {}
     for name in ("lists", "deadns", "slow", "grey"):
         insts[name] = make_instance(petrel_bin, os.path.join(tmp, name), "sqlite")
@@ -80,6 +87,7 @@ def env(petrel_bin, tmp_path_factory):
                             ("dns_resolver=" + dns.resolver, "dnsbl_sites=" + SITES,
                              "dnsbl_threshold=2",
                              "rhsbl_sites=rhs.%s*2, rhs1.%s" % (Z, Z),
+                             "rhsbl_helo_sites=helo.%s*2, helo1.%s" % (Z, Z),
                              "spf_policy=ignore")) as lists, \
             server.running(smtp_util.start_smtp, insts["deadns"],
                            ("dns_resolver=127.0.0.1:%d" % dead, "dnsbl_sites=zen." + Z,
@@ -94,10 +102,10 @@ def env(petrel_bin, tmp_path_factory):
         dns.stop()
 
 
-def rcpt(srv, source, rcpt=ALICE, sender="someone@sender.example"):
+def rcpt(srv, source, rcpt=ALICE, sender="someone@sender.example", helo="client.test"):
     """EHLO, MAIL, one RCPT from source: the RCPT's reply."""
     with smtp_util.Client(srv.host, srv.port, source=source) as c:
-        c.expect("EHLO client.test", 250)
+        c.expect("EHLO " + helo, 250)
         c.expect("MAIL FROM:<%s>" % sender, 250)
         r = c.cmd("RCPT TO:<%s>" % rcpt)
         c.expect("QUIT", 221)
@@ -166,6 +174,64 @@ def test_rhsbl_sender_domain(env):
         c.expect("QUIT", 221)
 
 
+def test_rhsbl_helo_name(env):
+    srv = env["lists"]
+    # listed with weight 2: refused at RCPT in Postfix's words for
+    # reject_rhsbl_helo, naming the list
+    r = rcpt(srv, "127.0.0.6", helo="BadHelo.example")
+    assert r.code == 554 and "5.7.1" in r.text, r
+    assert "<badhelo.example>: Helo command rejected: badhelo.example blocked " \
+        "using helo.%s" % Z in r.text, r
+    assert srv.wait_log(r"reject: RCPT from \[127\.0\.0\.6\].*Helo command rejected.*"
+                        r"helo=<badhelo\.example>")
+    # HELO (not EHLO) too
+    with smtp_util.Client(srv.host, srv.port, source="127.0.0.6") as c:
+        c.expect("HELO badhelo.example", 250)
+        c.expect("MAIL FROM:<a@sender.example>", 250)
+        c.expect("RCPT TO:<%s>" % ALICE, 554)
+        # a new EHLO starts afresh
+        c.expect("EHLO client.test", 250)
+        c.expect("MAIL FROM:<a@sender.example>", 250)
+        c.expect("RCPT TO:<%s>" % ALICE, 250)
+        c.expect("QUIT", 221)
+    # unlisted name: accepted; weight 1 alone is under the threshold
+    assert rcpt(srv, "127.0.0.6", helo="goodhelo.example").code == 250
+    assert rcpt(srv, "127.0.0.6", helo="mehhelo.example").code == 250
+
+
+def test_rhsbl_helo_weights_add_to_client_and_sender(env):
+    srv = env["lists"]
+    # helo1 (1) + the client's half1 (1) = 2: refused, both lists named
+    r = rcpt(srv, "127.0.0.3", helo="mehhelo.example")
+    assert r.code == 554, r
+    assert "Helo command rejected: mehhelo.example blocked using helo1.%s, half1.%s" \
+        % (Z, Z) in r.text, r
+    # helo1 (1) + the sender domain's rhs1 (1) = 2: the sender made up the
+    # difference, all lists named
+    r = rcpt(srv, "127.0.0.6", helo="mehhelo.example", sender="x@meh.example")
+    assert r.code == 554, r
+    assert "Sender address rejected: meh.example blocked using rhs1.%s, helo1.%s" \
+        % (Z, Z) in r.text, r
+    # .5 scores zen 2 + the allow list's -2 = 0: with helo1's 1 still
+    # under the threshold
+    assert rcpt(srv, "127.0.0.5", helo="mehhelo.example").code == 250
+
+
+def test_rhsbl_helo_address_literal_and_non_domains_not_asked(env):
+    srv, dns = env["lists"], env["dns"]
+    for helo in ("[127.0.0.9]", "[IPv6:::9]", "9.0.0.127", "localhost9", "bad_.-x.example"):
+        assert rcpt(srv, "127.0.0.6", helo=helo).code == 250, helo
+    # a listed name sent after them is asked (the log is being written)
+    assert rcpt(srv, "127.0.0.6", helo="badhelo.example").code == 554
+    deadline = time.monotonic() + 5
+    while "badhelo.example.helo.%s" % Z not in dns.read_log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log = dns.read_log()
+    assert "badhelo.example.helo.%s" % Z in log, log[-2000:]
+    assert "9.0.0.127.helo" not in log and "127.0.0.9" not in log, log[-2000:]
+    assert "localhost9" not in log and "bad_" not in log, log[-2000:]
+
+
 def test_dead_resolver_fails_open(env):
     srv = env["deadns"]
     t0 = time.monotonic()
@@ -209,6 +275,7 @@ BAD = {"dnsbl_sites": (("zen.%s=127.0.0.[9..2]" % Z, "answer filter"),
        "greylist_whitelist": (("192.0.2.0/33", "not a list of addresses"),
                               ("mail.example", "not a list of addresses"))}
 BAD["rhsbl_sites"] = BAD["dnsbl_sites"]
+BAD["rhsbl_helo_sites"] = BAD["dnsbl_sites"]
 
 
 @pytest.mark.parametrize("key", sorted(BAD))
