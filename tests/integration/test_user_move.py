@@ -415,3 +415,43 @@ def test_move_errors_change_nothing(cluster):
     c = cl.imap()
     assert "e1@test" in all_ids(c, "INBOX")
     c.logout()
+
+
+def test_moving_marker_defers_and_closes(cluster):
+    """While a move freezes the source (its maildir replaced by a file
+    "moving HOST"), be1 defers the user's mail with 451 and ends the
+    user's IMAP sessions at their next command; "moved HOST" passes the
+    mail on to HOST by LMTP."""
+    cl = cluster
+    c = cl.imap()
+    c.select("INBOX")
+    src = maildir_path(cl.be1)
+    aside = src + ".aside"
+    os.rename(src, aside)
+    with open(src, "w") as f:
+        f.write("moving %s\n" % BE2)
+    with pytest.raises(imaplib.IMAP4.abort) as e:
+        c.noop()
+    assert "UNAVAILABLE" in str(e.value)
+    assert cl.s1.wait_log(r"imap: user=<%s>: the mailbox moved to another backend"
+                          % re.escape(ALICE))
+    with smtplib.LMTP(BE1, cl.lmtp, timeout=20) as s:
+        s.ehlo("test")   # smtplib.LMTP sends LHLO
+        s.mail("x@outside.test")
+        code, text = s.rcpt(ALICE)
+        assert code == 451 and text.startswith(b"4.3.0"), (code, text)
+    assert cl.s1.wait_log(r"<%s>: the mailbox is being moved" % re.escape(ALICE))
+    # moved: be1 queues it for be2, where it lands in be2's maildir
+    with open(src, "w") as f:
+        f.write("moved %s\n" % BE2)
+    with smtplib.LMTP(BE1, cl.lmtp, timeout=20) as s:
+        s.sendmail("x@outside.test", [ALICE], msg("forwarded@test"))
+    new = os.path.join(maildir_path(cl.be2), "new")
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline and not (os.path.isdir(new) and os.listdir(new)):
+        time.sleep(0.1)
+    names = os.listdir(new)
+    assert len(names) == 1
+    with open(os.path.join(new, names[0]), "rb") as f:
+        assert b"<forwarded@test>" in f.read()
+    assert not os.listdir(os.path.join(aside, "new"))
