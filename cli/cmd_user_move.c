@@ -804,12 +804,21 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 	if (lstat(moved, &st) == 0)
 		cli_die("%s exists already; try again in a second", moved);
 	{
-		/* the domain's directory on the new backend */
-		char *p = parent_of(dst);
+		/* the domain's directory on the new backend, owned as the
+		 * source's is */
+		char *p = parent_of(dst), *sp = parent_of(src);
+		struct stat ps;
 
-		if (mkdir(p, 0755) < 0 && errno != EEXIST)
-			cli_die("cannot create %s: %s", p, strerror(errno));
+		if (mkdir(p, 0755) < 0) {
+			if (errno != EEXIST)
+				cli_die("cannot create %s: %s", p,
+				    strerror(errno));
+		} else if (geteuid() == 0 && stat(sp, &ps) == 0 &&
+		    chown(p, ps.st_uid, ps.st_gid) < 0) {
+			cli_die("cannot chown %s: %s", p, strerror(errno));
+		}
 		free(p);
+		free(sp);
 	}
 	/* a staging copy left by an interrupted move is ours */
 	if (remove_tree(stage) < 0)
