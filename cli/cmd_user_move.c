@@ -648,6 +648,39 @@ probe_host(const char *host, unsigned port)
 	return NULL;
 }
 
+/* A file made and removed in new/ of every folder of the frozen
+ * maildir: IMAP sessions in IDLE there watch these directories (by
+ * inode, so they still do) and so look at once, see the marker and say
+ * BYE. The name starts with '.', which no Maildir reader takes for a
+ * message. */
+static void
+wake_folders(const char *dir)
+{
+	size_t n;
+	char **v = list_dir(dir, &n);
+	char *p;
+	int fd;
+
+	if (is_folder(dir)) {
+		p = xasprintf("%s/new/.petrel-moved", dir);
+		fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd >= 0) {
+			close(fd);
+			unlink(p);
+		}
+		free(p);
+	}
+	for (size_t i = 0; v != NULL && i < n; i++) {
+		if (v[i][0] != '.')
+			continue;
+		p = xasprintf("%s/%s", dir, v[i]);
+		if (is_folder(p))
+			wake_folders(p);
+		free(p);
+	}
+	free_list(v);
+}
+
 /* ---- the marker ---- */
 
 static int
@@ -855,6 +888,7 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 		    strerror(r));
 	}
 	sync_parent(src);
+	wake_folders(moved);
 
 	/* 3. the last pass, each folder locked */
 	m.lock = true;

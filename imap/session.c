@@ -423,6 +423,17 @@ sync_tick(evutil_socket_t fd, short what, void *arg)
 
 	if (s->base.busy || s->base.dead || s->state == S_LOGOUT)
 		return;
+	if (s->idling && moved_away(s)) {
+		/* `petrel user move` touched the folders it froze: an IDLE
+		 * client learns now, not at its next command */
+		session_printf(&s->base, "* BYE [UNAVAILABLE] This mailbox "
+		    "moved to another server, please reconnect\r\n");
+		log_info("%016llx: imap: user=<%s>: the mailbox moved to "
+		    "another backend, session closed", SID(&s->base),
+		    s->login != NULL ? s->login : "?");
+		imap_logout(s);
+		return;
+	}
 	/* NOTIFY's reports: between commands, or in IDLE (which they
 	 * then sync too); not while the client is not reading (they are
 	 * differences against what was sent: they wait, nothing queues) */

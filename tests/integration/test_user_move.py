@@ -6,7 +6,8 @@ command runs on be1 and reaches be2's mail_root with --dest-root.
 Shown: under IMAP load through the frontend (SELECT, UID FETCH FLAGS,
 APPEND, STORE in a loop) while SMTP delivers through the frontend, the
 user is moved from be1 to be2; the client is told BYE [UNAVAILABLE] and
-reconnects; afterwards every folder has the same UIDVALIDITY, every
+reconnects, and a client in IDLE on a folder nothing else touches is told
+BYE without sending a command; afterwards every folder has the same UIDVALIDITY, every
 message from before the same UID, flags and keywords, the subscriptions
 are the same, every acknowledged message (SMTP or APPEND) is there exactly
 once (by Message-ID), the row names be2, and be1 keeps the old maildir
@@ -271,6 +272,43 @@ class Load:
             time.sleep(0.02)
 
 
+class Idler:
+    """A raw IMAP client through the frontend in IDLE on Projects, a
+    folder nothing else changes: it is told BYE [UNAVAILABLE] by the move
+    itself, without sending a command."""
+
+    def __init__(self, cl):
+        self.sock = socket.create_connection(("127.0.0.1", cl.f.port_of("imap")), timeout=20)
+        self.r = self.sock.makefile("rb")
+        assert self.r.readline().startswith(b"* OK")
+        for tag, cmd in ((b"a", b"LOGIN %s %s" % (ALICE.encode(), PASSWORD.encode())),
+                         (b"b", b"SELECT Projects")):
+            self.sock.sendall(tag + b" " + cmd + b"\r\n")
+            while True:
+                line = self.r.readline()
+                assert line, cmd
+                if line.startswith(tag + b" "):
+                    assert line.startswith(tag + b" OK"), line
+                    break
+        self.sock.sendall(b"c IDLE\r\n")
+        assert self.r.readline().startswith(b"+ ")
+
+    def wait_bye(self, timeout):
+        """The BYE line (or None)."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                line = self.r.readline()
+                if not line:
+                    return None
+                if line.startswith(b"* BYE"):
+                    return line
+        except OSError:
+            return None
+        finally:
+            self.sock.close()
+
+
 def all_ids(c, folder):
     c.select(folder, readonly=True)
     typ, data = c.uid("FETCH", "1:*", "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
@@ -296,6 +334,7 @@ def test_move_under_imap_load(cluster):
     c.logout()
     assert len(before["INBOX"][1]) == 9 and len(before["Work"][1]) == 5
 
+    idler = Idler(cl)
     load = Load(cl)
     load.start()
     time.sleep(2)
@@ -309,6 +348,9 @@ def test_move_under_imap_load(cluster):
              load.byes, load.reconnects, load.errors[:5]))
 
     assert cl.host() == BE2
+    # the client in IDLE was told (it sent nothing after IDLE)
+    bye = idler.wait_bye(10)
+    assert bye is not None and b"[UNAVAILABLE]" in bye and b"moved" in bye, bye
     # the client was told to go, reconnected, and went on on be2
     assert load.byes >= 1 or cl.s1.wait_log(r"the mailbox moved to another backend"), \
         load.errors
