@@ -194,6 +194,7 @@ copy_link(struct move *m, const char *src, const char *dstdir,
 {
 	char target[4096], *dst = xasprintf("%s/%s", dstdir, name);
 	ssize_t n = readlink(src, target, sizeof(target) - 1);
+	struct stat st;
 	int r = 0;
 
 	if (n < 0 || (size_t)n >= sizeof(target) - 1) {
@@ -205,6 +206,9 @@ copy_link(struct move *m, const char *src, const char *dstdir,
 	unlink(dst);
 	if (symlink(target, dst) < 0)
 		r = fail(m, "cannot create the link", dst);
+	else if (geteuid() == 0 && lstat(src, &st) == 0 &&
+	    lchown(dst, st.st_uid, st.st_gid) < 0)
+		r = fail(m, "cannot chown", dst);
 	free(dst);
 	return r;
 }
@@ -499,13 +503,23 @@ sync_tree(struct move *m, const char *src, const char *dst)
 	if (folder) {
 		if (m->lock && take_lock(m, src) < 0)
 			return -1;
-		for (int i = 0; i < 3; i++) {
+		for (int i = 0; i < 3 && r == 0; i++) {
 			static const char *const sub[] = { "cur", "new", "tmp" };
 			char *p = xasprintf("%s/%s", dst, sub[i]);
+			char *q = xasprintf("%s/%s", src, sub[i]);
+			struct stat qs;
 
-			if (mkdir(p, 0700) < 0 && errno != EEXIST)
+			/* as the source's (its owner: the account that
+			 * delivers there), else as the folder's */
+			if (lstat(q, &qs) < 0 || !S_ISDIR(qs.st_mode))
+				qs = st;
+			if (mkdir(p, qs.st_mode & 07777) < 0 && errno != EEXIST)
 				r = fail(m, "cannot create", p);
+			else if (geteuid() == 0 &&
+			    lchown(p, qs.st_uid, qs.st_gid) < 0)
+				r = fail(m, "cannot chown", p);
 			free(p);
+			free(q);
 		}
 		if (r == 0)
 			r = sync_msgs(m, src, dst);

@@ -497,3 +497,39 @@ def test_moving_marker_defers_and_closes(cluster):
     with open(os.path.join(new, names[0]), "rb") as f:
         assert b"<forwarded@test>" in f.read()
     assert not os.listdir(os.path.join(aside, "new"))
+
+
+def test_move_keeps_owners_and_modes(cluster):
+    """Run as root (as an admin does), the copy keeps each file's and
+    directory's owner and mode: the new backend's account can use them."""
+    cl = cluster
+    c = cl.imap()
+    c.create("Work")
+    c.append("Work", "(\\Seen $Label1)", None, msg("own@test"))
+    c.logout()
+    src = maildir_path(cl.be1)
+    if os.geteuid() == 0:
+        for root, dirs, files in os.walk(src):
+            for n in [root] + [os.path.join(root, f) for f in files]:
+                os.lchown(n, 4242, 4243)
+    os.chmod(os.path.join(src, ".Work", "cur"), 0o750)
+    cp = cl.move(BE2, "--dest-root", cl.be2.mail_root)
+    assert cp.returncode == 0, cp.stderr
+    moved = [n for n in os.listdir(os.path.dirname(src)) if n.startswith("alice.moved-")]
+    old = os.path.join(os.path.dirname(src), moved[0])
+    new = maildir_path(cl.be2)
+    seen = 0
+    for root, dirs, files in os.walk(old):
+        for n in [root] + [os.path.join(root, f) for f in files]:
+            rel = os.path.relpath(n, old)
+            if rel.startswith("tmp") or "/tmp/" in rel + "/":
+                continue
+            a, b = os.lstat(n), os.lstat(os.path.join(new, rel))
+            assert (a.st_uid, a.st_gid, a.st_mode) == (b.st_uid, b.st_gid, b.st_mode), rel
+            if os.path.isfile(n) and "/cur/" in "/" + rel:
+                assert a.st_mtime_ns == b.st_mtime_ns, rel    # INTERNALDATE
+            seen += 1
+    assert seen > 10
+    for sub in ("cur", "new", "tmp"):
+        a, b = os.lstat(os.path.join(old, sub)), os.lstat(os.path.join(new, sub))
+        assert (a.st_uid, a.st_gid, a.st_mode) == (b.st_uid, b.st_gid, b.st_mode), sub
