@@ -916,7 +916,8 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 			fail(&m, "cannot exchange into place", dst);
 			goto undo;
 		}
-		unlink(stage);
+		/* stage is the old marker now; removed once the row names
+		 * HOST */
 	} else {
 		if (lstat(dst, &st) == 0) {
 			/* a maildir without mail (made by `user add` on
@@ -938,19 +939,25 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 	sync_parent(dst);
 	params[0] = (struct dir_param){ "host", host };
 	params[1] = (struct dir_param){ "address", address };
+	rows = NULL;
 	r = dir_query(cli_dir(cli), "UPDATE users SET host = :host "
-	    "WHERE address = :address", params, 2, NULL, &err);
-	if (r < 0) {
-		snprintf(m.errbuf, sizeof(m.errbuf), "the directory: %s", err);
+	    "WHERE address = :address", params, 2, &rows, &err);
+	if (r < 0 || rows == NULL || rows->affected == 0) {
+		snprintf(m.errbuf, sizeof(m.errbuf), "the directory: %s",
+		    r < 0 ? err : "the user's row is gone");
 		m.err = m.errbuf;
+		dir_rows_free(&rows);
 		/* the copy back to staging, so that the undo finds it */
-		(void)rename(dst, stage);
-		if (!dst_marker) {
-			if (aside != NULL)
-				rename(aside, dst);
-		}
+		if (dst_marker)
+			(void)renameat2(AT_FDCWD, stage, AT_FDCWD, dst,
+			    RENAME_EXCHANGE);
+		else if (rename(dst, stage) == 0 && aside != NULL)
+			(void)rename(aside, dst);
 		goto undo;
 	}
+	dir_rows_free(&rows);
+	if (dst_marker)
+		unlink(stage);
 
 	/* 5. mail still sent here goes on to the new backend */
 	text = xasprintf("moved %s\n", host);

@@ -533,3 +533,44 @@ def test_move_keeps_owners_and_modes(cluster):
     for sub in ("cur", "new", "tmp"):
         a, b = os.lstat(os.path.join(old, sub)), os.lstat(os.path.join(new, sub))
         assert (a.st_uid, a.st_gid, a.st_mode) == (b.st_uid, b.st_gid, b.st_mode), sub
+
+
+def test_move_there_and_back(cluster):
+    """be1 -> be2, then back (run on be2): be1's marker is replaced by the
+    maildir, be2 gets one; UIDs and flags survive both moves, and mail to
+    be1 is stored there again."""
+    cl = cluster
+    c = cl.imap()
+    c.create("Work")
+    for i in range(4):
+        c.append("Work", "(\\Flagged k%d)" % i, None, msg("rt-%d@test" % i))
+    before = snapshot_folder(c, "Work")
+    c.logout()
+    cp = cl.move(BE2, "--dest-root", cl.be2.mail_root)
+    assert cp.returncode == 0, cp.stderr
+    cp = cl.be2.run("-o", "database=" + cl.db,
+                    "-o", "backend_ports=%d,%d,110,4190" % (cl.lmtp, cl.imap_port),
+                    "user", "move", ALICE, BE1, "--dest-root", cl.be1.mail_root,
+                    check=False, timeout=120)
+    assert cp.returncode == 0, cp.stderr
+    assert cl.host() == BE1
+    assert os.path.isdir(os.path.join(maildir_path(cl.be1), "cur"))
+    with open(maildir_path(cl.be2)) as f:
+        assert f.read() == "moved %s\n" % BE1
+    c = cl.imap()
+    assert snapshot_folder(c, "Work") == before
+    c.logout()
+    with smtplib.LMTP(BE1, cl.lmtp, timeout=20) as s:
+        s.sendmail("x@outside.test", [ALICE], msg("back@test"))
+    new = os.listdir(os.path.join(maildir_path(cl.be1), "new"))
+    assert len(new) == 1
+
+
+def snapshot_folder(c, folder):
+    typ, _ = c.select(folder, readonly=True)
+    assert typ == "OK"
+    typ, d = c.status(folder, "(UIDVALIDITY UIDNEXT)")
+    typ, data = c.uid("FETCH", "1:*", "(UID FLAGS)")
+    c.close()
+    return d[0], sorted(x.replace(b" \\Recent", b"").replace(b"\\Recent", b"")
+                        for x in data if x)
