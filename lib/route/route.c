@@ -379,6 +379,11 @@ route_moved_read(const char *maildir, char **host_r)
 
 	*host_r = NULL;
 	path = moved_path(maildir);
+	/* the common case, a maildir, costs one lstat() */
+	if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode)) {
+		free(path);
+		return -1;
+	}
 	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	free(path);
 	if (fd < 0)
