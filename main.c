@@ -30,7 +30,7 @@ static const struct command {
 	{ "domain", cmd_domain, 0,
 	  "domain add|del|list [DOMAIN] [--transport T] [--json]" },
 	{ "user", cmd_user, 0,
-	  "user add|del|show|list|passwd|auth ADDRESS [options]" },
+	  "user add|del|show|list|passwd|auth|move ADDRESS [options]" },
 	{ "alias", cmd_alias, 0,
 	  "alias add ADDRESS TARGET[,TARGET...] | del ADDRESS | list [DOMAIN]" },
 	{ "migrate", cmd_migrate, 0, "migrate check [--json] [MAILDIR...]" },

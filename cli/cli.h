@@ -70,6 +70,8 @@ int cmd_init(struct petrel_ctx *cli, int argc, char **argv);
 int cmd_check(struct petrel_ctx *cli, int argc, char **argv);
 int cmd_domain(struct petrel_ctx *cli, int argc, char **argv);
 int cmd_user(struct petrel_ctx *cli, int argc, char **argv);
+/* petrel user move (cmd_user_move.c) */
+int cmd_user_move(struct petrel_ctx *cli, int argc, char **argv);
 int cmd_alias(struct petrel_ctx *cli, int argc, char **argv);
 int cmd_hash(struct petrel_ctx *cli, int argc, char **argv);
 int cmd_maildirmake(struct petrel_ctx *cli, int argc, char **argv);

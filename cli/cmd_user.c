@@ -1,5 +1,6 @@
 /*
- * cmd_user.c: petrel user add|del|show|list|passwd|auth — the users table.
+ * cmd_user.c: petrel user add|del|show|list|passwd|auth — the users table
+ * (move: cmd_user_move.c).
  *
  * Rows are written in the howto's column layout (id = address, clear
  * always empty, maildir DOMAIN/LOCAL/ relative to mail_root); the quota
@@ -437,14 +438,14 @@ cmd_user(struct petrel_ctx *cli, int argc, char **argv)
 	} subs[] = {
 		{ "add", user_add }, { "del", user_del }, { "show", user_show },
 		{ "list", user_list }, { "passwd", user_passwd },
-		{ "auth", user_auth },
+		{ "auth", user_auth }, { "move", cmd_user_move },
 	};
 
 	if (argc < 1)
-		cli_die("usage: petrel user add|del|show|list|passwd|auth ...");
+		cli_die("usage: petrel user add|del|show|list|passwd|auth|move ...");
 	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++)
 		if (strcmp(argv[0], subs[i].name) == 0)
 			return subs[i].fn(cli, argc - 1, argv + 1);
 	cli_die("unknown user subcommand '%s' "
-	    "(add, del, show, list, passwd, auth)", argv[0]);
+	    "(add, del, show, list, passwd, auth, move)", argv[0]);
 }

@@ -227,6 +227,16 @@ state_bit(enum imap_state st)
 	}
 }
 
+/* `petrel user move` replaces the maildir it moves away by a file
+ * (route_moved_read): a session on it must not change it any more,
+ * its changes would not reach the copy. One stat() per command. */
+static bool
+moved_away(struct imap_session *s)
+{
+	return (s->state == S_AUTH || s->state == S_SELECTED) &&
+	    s->maildir != NULL && route_moved_marker(s->maildir);
+}
+
 /* One complete command (from the framer). */
 static void
 execute(struct imap_session *s, const struct imap_frame *ev)
@@ -250,6 +260,18 @@ execute(struct imap_session *s, const struct imap_frame *ev)
 	if (rc < 0) {
 		imap_bad(s, "%s", err != NULL ? err : "Syntax error");
 		imap_flush(s);
+		imap_end_command(s);
+		return;
+	}
+	if (moved_away(s)) {
+		/* RFC 9051 7.1.5: the client reconnects, and the frontend
+		 * now opens its session on the new backend */
+		session_printf(&s->base, "* BYE [UNAVAILABLE] This mailbox "
+		    "moved to another server, please reconnect\r\n");
+		log_info("%016llx: imap: user=<%s>: the mailbox moved to "
+		    "another backend, session closed", SID(&s->base),
+		    s->login != NULL ? s->login : "?");
+		imap_logout(s);
 		imap_end_command(s);
 		return;
 	}
@@ -401,6 +423,17 @@ sync_tick(evutil_socket_t fd, short what, void *arg)
 
 	if (s->base.busy || s->base.dead || s->state == S_LOGOUT)
 		return;
+	if (s->idling && moved_away(s)) {
+		/* `petrel user move` touched the folders it froze: an IDLE
+		 * client learns now, not at its next command */
+		session_printf(&s->base, "* BYE [UNAVAILABLE] This mailbox "
+		    "moved to another server, please reconnect\r\n");
+		log_info("%016llx: imap: user=<%s>: the mailbox moved to "
+		    "another backend, session closed", SID(&s->base),
+		    s->login != NULL ? s->login : "?");
+		imap_logout(s);
+		return;
+	}
 	/* NOTIFY's reports: between commands, or in IDLE (which they
 	 * then sync too); not while the client is not reading (they are
 	 * differences against what was sent: they wait, nothing queues) */

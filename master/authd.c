@@ -118,6 +118,7 @@ authd_answer(struct dir *dir, const struct config *cfg,
 		rc.lmtp_port = strcmp(config_get(cfg, "role"), "frontend") ==
 		    0 ? config_get_port(cfg, "backend_ports", 0) : 0;
 		rc.backend_default = config_get(cfg, "backend_default");
+		rc.moved_lmtp_port = config_get_port(cfg, "backend_ports", 0);
 		route_resolve(dir, &rc, req->address, req->may_relay, &res);
 		/* the worker says "directory unavailable"; why is said here */
 		if (res.status == ROUTE_TEMPFAIL && !res.logged)

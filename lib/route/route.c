@@ -37,9 +37,13 @@
  * directory values (goto lists, maildir paths) are checked here too: a
  * maildir that climbs out of mail_root is refused.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "lib/base/addr.h"
 #include "lib/base/alloc.h"
@@ -342,6 +346,95 @@ add_backend(struct ctx *c, const char *address, const char *host)
 	return 1;
 }
 
+/* maildir without its trailing '/': the marker's path (malloc'd) */
+static char *
+moved_path(const char *maildir)
+{
+	char *p = xstrdup(maildir);
+	size_t n = strlen(p);
+
+	while (n > 1 && p[n - 1] == '/')
+		p[--n] = '\0';
+	return p;
+}
+
+bool
+route_moved_marker(const char *maildir)
+{
+	char *p = moved_path(maildir);
+	struct stat st;
+	bool r = lstat(p, &st) == 0 && S_ISREG(st.st_mode);
+
+	free(p);
+	return r;
+}
+
+int
+route_moved_read(const char *maildir, char **host_r)
+{
+	char buf[300], *path, *nl;
+	struct stat st;
+	ssize_t n;
+	int fd;
+
+	*host_r = NULL;
+	path = moved_path(maildir);
+	/* the common case, a maildir, costs one lstat() */
+	if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode)) {
+		free(path);
+		return -1;
+	}
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	free(path);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return -1;
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	if ((nl = strchr(buf, '\n')) != NULL)
+		*nl = '\0';
+	if (strncmp(buf, "moving ", 7) == 0)
+		return 0;
+	if (strncmp(buf, "moved ", 6) != 0 || !backend_host_valid(buf + 6))
+		return -1;
+	*host_r = xstrdup(buf + 6);
+	return 1;
+}
+
+/* A maildir moved to another backend by `petrel user move`: while the
+ * copy is finished the mail waits (451 4.3.0, the sender retries), then
+ * it goes on by LMTP to the new backend, so mail queued for this one
+ * before the move (a frontend keeps the next hop it chose) still
+ * reaches the mailbox. 1 = handled, 0 = not moved. */
+static int
+moved_user(struct ctx *c, const char *address, const char *path)
+{
+	char *host, *t;
+	int r = route_moved_read(path, &host);
+
+	if (r < 0)
+		return 0;
+	if (r == 0) {
+		log_info("<%s>: the mailbox is being moved to another "
+		    "backend; deferred with 451 4.3.0", address);
+		fail(c, ROUTE_TEMPFAIL, "mailbox being moved");
+		c->res->logged = true;
+		return 1;
+	}
+	t = xasprintf("lmtp:[%s]:%u", host, c->rc->moved_lmtp_port != 0 ?
+	    c->rc->moved_lmtp_port : 24);
+	add_dest(c, ROUTE_REMOTE, address, NULL, NULL, NULL, t);
+	free(t);
+	free(host);
+	return 1;
+}
+
 /* 1 = delivered to a user, 0 = no such user, -1 = failed. forward: the
  * user's row may forward (not when it is its own alias target). */
 static int
@@ -383,6 +476,11 @@ try_user(struct ctx *c, const char *lookup, const char *address,
 		dir_user_clear(&u);
 		fail(c, ROUTE_CONFIG, "unusable maildir");
 		return -1;
+	}
+	if (moved_user(c, address, path)) {
+		dir_user_clear(&u);
+		free(path);
+		return c->failed ? -1 : 1;
 	}
 	home = route_user_home(c->rc->mail_root, u.home, path);
 	r = dir_lookup_quota(c->dir, lookup, &quota, &err);

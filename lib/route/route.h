@@ -83,7 +83,21 @@ struct route_config {
 	 * frontend. */
 	unsigned lmtp_port;
 	const char *backend_default;
+	/* A maildir here that `petrel user move` moved away (see
+	 * route_moved_read): mail for it goes by
+	 * LMTP on this port to the host named there (0: port 24). */
+	unsigned moved_lmtp_port;
 };
+
+/* `petrel user move` replaces the maildir it moves away by a regular
+ * file of the same name (the maildir path without its trailing '/'):
+ * "moving HOST" while the copy is finished, "moved HOST" once the
+ * directory names HOST. Being a file, nothing can create a maildir
+ * there again (a delivery's mkdir fails). route_moved_read: 1 = moved
+ * (*host_r malloc'd), 0 = moving (*host_r NULL), -1 = no marker.
+ * route_moved_marker: only whether there is one (one stat()). */
+int route_moved_read(const char *maildir, char **host_r);
+bool route_moved_marker(const char *maildir);
 
 /* Resolve one RCPT address. may_relay: the client is authenticated (or
  * otherwise trusted) and foreign domains are accepted as remote. */

@@ -2,6 +2,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "lib/base/alloc.h"
 #include "lib/dir/dir.h"
@@ -236,6 +238,47 @@ main(void)
 
 		test_assert(p != NULL && strcmp(p, "/m/a..b/") == 0);
 		free(p);
+	}
+	{
+		/* `petrel user move`'s marker: a file in the maildir's
+		 * place, "moving HOST" or "moved HOST"; anything else (a
+		 * maildir, nothing, garbage, a bad host) is no marker */
+		char tmpl[] = "/tmp/test_route.XXXXXX", *d = mkdtemp(tmpl);
+		char *md, *mf, *host;
+		FILE *f;
+
+		test_assert(d != NULL);
+		md = xasprintf("%s/u/", d);
+		mf = xasprintf("%s/u", d);
+		test_assert(route_moved_read(md, &host) == -1 && host == NULL);
+		test_assert(mkdir(mf, 0700) == 0);
+		test_assert(!route_moved_marker(md));
+		test_assert(route_moved_read(md, &host) == -1);
+		test_assert(rmdir(mf) == 0);
+		static const struct { const char *text; int r; const char *h; }
+		    cases[] = {
+			{ "moving 10.0.0.2\n", 0, NULL },
+			{ "moved 10.0.0.2\n", 1, "10.0.0.2" },
+			{ "moved be2.internal", 1, "be2.internal" },
+			{ "moved bad host\n", -1, NULL },
+			{ "moved \n", -1, NULL },
+			{ "", -1, NULL },
+			{ "junk\n", -1, NULL },
+		};
+		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+			test_assert((f = fopen(mf, "w")) != NULL);
+			fputs(cases[i].text, f);
+			fclose(f);
+			test_assert(route_moved_marker(md));
+			test_assert(route_moved_read(md, &host) == cases[i].r);
+			test_assert(cases[i].h == NULL ? host == NULL :
+			    host != NULL && strcmp(host, cases[i].h) == 0);
+			free(host);
+		}
+		unlink(mf);
+		rmdir(d);
+		free(md);
+		free(mf);
 	}
 	test_end();
 

@@ -1,0 +1,1001 @@
+/*
+ * cmd_user_move.c: petrel user move ADDRESS HOST — a user's mailbox to
+ * another backend (docs/scale-out.md, "Moving a user").
+ *
+ * The command runs where both maildirs are reachable as files: the
+ * source under mail_root (or --source-root), the destination backend's
+ * mail_root under --dest-root (a mount of it). The maildir is copied as
+ * it is, file by file: message files keep their names (the UIDs are
+ * petrel-index's, keyed by name) and their mtimes (INTERNALDATE), the
+ * index, its log, the cache, dovecot-keywords, petrel-uidvalidity, the
+ * subscriptions and any other file or directory (Sieve scripts) go
+ * along. Nothing is changed in the files: UIDs, UIDVALIDITY, flags and
+ * keywords are the same on the new backend.
+ *
+ * The steps, each safe to stop after:
+ *  1. two passes copy the live maildir into a staging directory next to
+ *     the destination (<maildir>.petrel-move), the second taking what
+ *     changed during the first;
+ *  2. the source maildir is exchanged (renameat2 RENAME_EXCHANGE, one
+ *     atomic step) with a file "moving HOST" and renamed
+ *     <maildir>.moved-<UTC time>. From then on the source changes
+ *     nothing of it: its IMAP sessions of the user end with * BYE
+ *     [UNAVAILABLE] at their next command, a delivery there is deferred
+ *     (451 4.3.0; one under way fails at its rename and is retried), and
+ *     no delivery can make a new maildir at that name (it is a file);
+ *  3. the last pass, holding every folder's petrel-lock (the lock each
+ *     change of a folder is made under), makes the staging copy equal to
+ *     the renamed maildir: new files copied, flag renames and moves from
+ *     new/ to cur/ repeated, removed files removed;
+ *  4. the staging directory becomes the destination maildir, then the
+ *     row's host column is set to HOST: the frontends send the user's
+ *     logins and mail there;
+ *  5. the source's file becomes "moved HOST": mail a frontend had queued
+ *     for the old backend is passed on there by LMTP.
+ * A failure before step 4 undoes what was done (the maildir back in
+ * place) and changes nothing. The source copy is never deleted.
+ */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "lib/base/addr.h"
+#include "lib/base/alloc.h"
+#include "lib/base/fdio.h"
+#include "lib/config/config.h"
+#include "lib/dir/dir.h"
+#include "lib/route/route.h"
+
+#define STAGE_SUFFIX	".petrel-move"
+#define MARKER_SUFFIX	".petrel-moving"
+#define COPY_TMP	".petrel-move.tmp"
+#define CONNECT_TIMEOUT_MS 5000
+
+struct move {
+	const char *err;	/* the first failure (static or errbuf) */
+	char errbuf[512];
+	bool lock;		/* the last pass: take each folder's lock */
+	int *locks;		/* petrel-lock fds held until the end */
+	size_t nlocks;
+	unsigned long files, bytes;
+};
+
+static int
+fail(struct move *m, const char *what, const char *path)
+{
+	snprintf(m->errbuf, sizeof(m->errbuf), "%s %s: %s", what, path,
+	    strerror(errno));
+	m->err = m->errbuf;
+	return -1;
+}
+
+static char *
+strip_slash(const char *p)
+{
+	char *s = xstrdup(p);
+	size_t n = strlen(s);
+
+	while (n > 1 && s[n - 1] == '/')
+		s[--n] = '\0';
+	return s;
+}
+
+static char *
+parent_of(const char *p)
+{
+	char *s = xstrdup(p), *slash = strrchr(s, '/');
+
+	if (slash == NULL)
+		return xstrdup(".");
+	if (slash == s)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	return s;
+}
+
+/* ---- copying ---- */
+
+/* src to dst (through dst's directory's COPY_TMP, fsync'd, renamed):
+ * mode, mtime and (as root) owner kept. */
+static int
+copy_file(struct move *m, const char *src, const char *dstdir,
+    const char *name)
+{
+	char buf[65536], *tmp, *dst;
+	struct stat st;
+	struct timespec ts[2];
+	int in, out, r = -1;
+	ssize_t n;
+
+	in = open(src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (in < 0) {
+		/* a message renamed or removed under us: the next pass
+		 * (the last one holds the lock) sees its new name */
+		if (errno == ENOENT && !m->lock)
+			return 0;
+		return fail(m, "cannot open", src);
+	}
+	if (fstat(in, &st) < 0) {
+		close(in);
+		return fail(m, "cannot stat", src);
+	}
+	tmp = xasprintf("%s/" COPY_TMP, dstdir);
+	dst = xasprintf("%s/%s", dstdir, name);
+	out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+	    st.st_mode & 0777);
+	if (out < 0) {
+		fail(m, "cannot create", tmp);
+		goto done;
+	}
+	while ((n = read(in, buf, sizeof(buf))) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			fail(m, "cannot read", src);
+			goto done;
+		}
+		if (write_full(out, buf, (size_t)n) < 0) {
+			fail(m, "cannot write", tmp);
+			goto done;
+		}
+		m->bytes += (unsigned long)n;
+	}
+	ts[0] = st.st_atim;
+	ts[1] = st.st_mtim;
+	if (geteuid() == 0 && fchown(out, st.st_uid, st.st_gid) < 0) {
+		fail(m, "cannot chown", tmp);
+		goto done;
+	}
+	if (fchmod(out, st.st_mode & 07777) < 0 || futimens(out, ts) < 0 ||
+	    fdatasync(out) < 0) {
+		fail(m, "cannot finish", tmp);
+		goto done;
+	}
+	if (close(out) < 0) {
+		out = -1;
+		fail(m, "cannot write", tmp);
+		goto done;
+	}
+	out = -1;
+	if (rename(tmp, dst) < 0) {
+		fail(m, "cannot rename to", dst);
+		goto done;
+	}
+	m->files++;
+	r = 0;
+done:
+	if (out >= 0)
+		close(out);
+	if (r < 0)
+		unlink(tmp);
+	close(in);
+	free(tmp);
+	free(dst);
+	return r;
+}
+
+static int
+copy_link(struct move *m, const char *src, const char *dstdir,
+    const char *name)
+{
+	char target[4096], *dst = xasprintf("%s/%s", dstdir, name);
+	ssize_t n = readlink(src, target, sizeof(target) - 1);
+	struct stat st;
+	int r = 0;
+
+	if (n < 0 || (size_t)n >= sizeof(target) - 1) {
+		free(dst);
+		return errno == ENOENT && !m->lock ? 0 :
+		    fail(m, "cannot read the link", src);
+	}
+	target[n] = '\0';
+	unlink(dst);
+	if (symlink(target, dst) < 0)
+		r = fail(m, "cannot create the link", dst);
+	else if (geteuid() == 0 && lstat(src, &st) == 0 &&
+	    lchown(dst, st.st_uid, st.st_gid) < 0)
+		r = fail(m, "cannot chown", dst);
+	free(dst);
+	return r;
+}
+
+static int
+remove_tree(const char *path)
+{
+	struct stat st;
+	DIR *d;
+	struct dirent *de;
+	int r = 0;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -1;
+	if (!S_ISDIR(st.st_mode))
+		return unlink(path) < 0 && errno != ENOENT ? -1 : 0;
+	if ((d = opendir(path)) == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL) {
+		char *p;
+
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		p = xasprintf("%s/%s", path, de->d_name);
+		if (remove_tree(p) < 0)
+			r = -1;
+		free(p);
+	}
+	closedir(d);
+	if (r == 0 && rmdir(path) < 0)
+		r = -1;
+	return r;
+}
+
+/* The names in a directory (NULL-terminated, sorted); NULL on error. */
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static char **
+list_dir(const char *path, size_t *n_r)
+{
+	DIR *d = opendir(path);
+	struct dirent *de;
+	char **v = NULL;
+	size_t n = 0, cap = 0;
+
+	*n_r = 0;
+	if (d == NULL)
+		return NULL;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+		    strcmp(de->d_name, COPY_TMP) == 0)
+			continue;
+		if (n + 1 >= cap) {
+			cap = cap ? cap * 2 : 64;
+			v = xrealloc(v, (cap) * sizeof(*v));
+		}
+		v[n++] = xstrdup(de->d_name);
+	}
+	closedir(d);
+	if (v == NULL)
+		v = xcalloc(1, sizeof(*v));
+	v[n] = NULL;
+	qsort(v, n, sizeof(*v), cmp_str);
+	*n_r = n;
+	return v;
+}
+
+static void
+free_list(char **v)
+{
+	for (size_t i = 0; v != NULL && v[i] != NULL; i++)
+		free(v[i]);
+	free(v);
+}
+
+static bool
+in_list(char **v, size_t n, const char *name)
+{
+	return bsearch(&name, v, n, sizeof(*v), cmp_str) != NULL;
+}
+
+/* A message's identity: its name up to the ':' of the info (flags). */
+static size_t
+base_len(const char *name)
+{
+	const char *c = strchr(name, ':');
+
+	return c != NULL ? (size_t)(c - name) : strlen(name);
+}
+
+struct msg {
+	char *name;
+	bool cur;	/* in cur/ (else new/) */
+	bool used;
+};
+
+static int
+cmp_msg(const void *a, const void *b)
+{
+	const struct msg *x = a, *y = b;
+	size_t lx = base_len(x->name), ly = base_len(y->name);
+	int c = memcmp(x->name, y->name, lx < ly ? lx : ly);
+
+	return c != 0 ? c : (lx > ly) - (lx < ly);
+}
+
+static struct msg *
+list_msgs(const char *folder, size_t *n_r)
+{
+	struct msg *v = NULL;
+	size_t n = 0;
+
+	for (int cur = 0; cur < 2; cur++) {
+		char *p = xasprintf("%s/%s", folder, cur ? "cur" : "new");
+		size_t k;
+		char **names = list_dir(p, &k);
+
+		free(p);
+		if (names == NULL)
+			continue;
+		v = xrealloc(v, (n + k + 1) * sizeof(*v));
+		for (size_t i = 0; i < k; i++)
+			v[n++] = (struct msg){ names[i], cur != 0, false };
+		free(names);
+	}
+	if (v == NULL)
+		v = xcalloc(1, sizeof(*v));
+	qsort(v, n, sizeof(*v), cmp_msg);
+	*n_r = n;
+	return v;
+}
+
+/* cur/ and new/ of dst made equal to src's: a file dst already has
+ * under another name or in the other directory (a flag change, a move
+ * from new/ to cur/) is renamed there, not copied again. */
+static int
+sync_msgs(struct move *m, const char *src, const char *dst)
+{
+	size_t ns, nd;
+	struct msg *s = list_msgs(src, &ns), *d = list_msgs(dst, &nd);
+	int r = 0;
+
+	for (size_t i = 0; i < ns && r == 0; i++) {
+		const char *sub = s[i].cur ? "cur" : "new";
+		struct msg key = { s[i].name, false, false }, *hit;
+		char *sdir = xasprintf("%s/%s", src, sub);
+		char *ddir = xasprintf("%s/%s", dst, sub);
+
+		hit = bsearch(&key, d, nd, sizeof(*d), cmp_msg);
+		/* one base twice in dst (should not be): take any unused */
+		if (hit != NULL && hit->used)
+			hit = NULL;
+		if (hit != NULL) {
+			hit->used = true;
+			if (hit->cur != s[i].cur ||
+			    strcmp(hit->name, s[i].name) != 0) {
+				char *from = xasprintf("%s/%s/%s", dst,
+				    hit->cur ? "cur" : "new", hit->name);
+				char *to = xasprintf("%s/%s", ddir, s[i].name);
+
+				if (rename(from, to) < 0)
+					r = fail(m, "cannot rename", from);
+				free(from);
+				free(to);
+			}
+		} else {
+			char *sp = xasprintf("%s/%s", sdir, s[i].name);
+
+			r = copy_file(m, sp, ddir, s[i].name);
+			free(sp);
+		}
+		free(sdir);
+		free(ddir);
+	}
+	/* what src no longer has: expunged */
+	for (size_t i = 0; i < nd && r == 0; i++) {
+		char *p;
+
+		if (d[i].used)
+			continue;
+		p = xasprintf("%s/%s/%s", dst, d[i].cur ? "cur" : "new",
+		    d[i].name);
+		if (unlink(p) < 0 && errno != ENOENT)
+			r = fail(m, "cannot remove", p);
+		free(p);
+	}
+	for (size_t i = 0; i < ns; i++)
+		free(s[i].name);
+	for (size_t i = 0; i < nd; i++)
+		free(d[i].name);
+	free(s);
+	free(d);
+	return r;
+}
+
+static bool
+is_folder(const char *dir)
+{
+	char *p = xasprintf("%s/cur", dir);
+	struct stat st;
+	bool r = lstat(p, &st) == 0 && S_ISDIR(st.st_mode);
+
+	free(p);
+	return r;
+}
+
+static int sync_tree(struct move *m, const char *src, const char *dst);
+
+/* One entry of src (not cur/, new/ or tmp/ of a folder). */
+static int
+sync_entry(struct move *m, const char *src, const char *dst,
+    const char *name)
+{
+	char *sp = xasprintf("%s/%s", src, name);
+	char *dp = xasprintf("%s/%s", dst, name);
+	struct stat ss, ds;
+	int r = 0;
+
+	if (lstat(sp, &ss) < 0) {
+		if (errno != ENOENT || m->lock)
+			r = fail(m, "cannot stat", sp);
+	} else if (S_ISDIR(ss.st_mode)) {
+		r = sync_tree(m, sp, dp);
+	} else if (S_ISLNK(ss.st_mode)) {
+		r = copy_link(m, sp, dst, name);
+	} else if (S_ISREG(ss.st_mode)) {
+		/* unchanged since the last pass: same size and mtime (the
+		 * last pass, under the locks, copies all: a rewrite within
+		 * one timestamp tick could keep both) */
+		if (m->lock || lstat(dp, &ds) < 0 || !S_ISREG(ds.st_mode) ||
+		    ds.st_size != ss.st_size ||
+		    ds.st_mtim.tv_sec != ss.st_mtim.tv_sec ||
+		    ds.st_mtim.tv_nsec != ss.st_mtim.tv_nsec) {
+			if (lstat(dp, &ds) == 0 && S_ISDIR(ds.st_mode))
+				remove_tree(dp);
+			r = copy_file(m, sp, dst, name);
+		}
+	}
+	/* sockets, fifos: not mail */
+	free(sp);
+	free(dp);
+	return r;
+}
+
+static int
+take_lock(struct move *m, const char *folder)
+{
+	char *p = xasprintf("%s/petrel-lock", folder);
+	int r, fd = open(p, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0) {
+		/* a folder never opened by petrel has no lock file: nobody
+		 * changes it under a lock either */
+		r = errno == ENOENT ? 0 : fail(m, "cannot open", p);
+		free(p);
+		return r;
+	}
+	while (flock(fd, LOCK_EX) < 0) {
+		if (errno != EINTR) {
+			close(fd);
+			fail(m, "cannot lock", p);
+			free(p);
+			return -1;
+		}
+	}
+	free(p);
+	m->locks = xrealloc(m->locks, (m->nlocks + 1) * sizeof(int));
+	m->locks[m->nlocks++] = fd;
+	return 0;
+}
+
+/* dst made equal to src, directory by directory. */
+static int
+sync_tree(struct move *m, const char *src, const char *dst)
+{
+	struct stat st;
+	size_t ns, nd;
+	char **s, **d;
+	bool folder = is_folder(src);
+	int r = 0, fd;
+
+	if (lstat(src, &st) < 0)
+		return fail(m, "cannot stat", src);
+	if (mkdir(dst, st.st_mode & 07777) < 0 && errno != EEXIST)
+		return fail(m, "cannot create", dst);
+	if (geteuid() == 0 && lchown(dst, st.st_uid, st.st_gid) < 0)
+		return fail(m, "cannot chown", dst);
+	if (folder) {
+		if (m->lock && take_lock(m, src) < 0)
+			return -1;
+		for (int i = 0; i < 3 && r == 0; i++) {
+			static const char *const sub[] = { "cur", "new", "tmp" };
+			char *p = xasprintf("%s/%s", dst, sub[i]);
+			char *q = xasprintf("%s/%s", src, sub[i]);
+			struct stat qs;
+
+			/* as the source's (its owner: the account that
+			 * delivers there), else as the folder's */
+			if (lstat(q, &qs) < 0 || !S_ISDIR(qs.st_mode))
+				qs = st;
+			if (mkdir(p, qs.st_mode & 07777) < 0 && errno != EEXIST)
+				r = fail(m, "cannot create", p);
+			else if (geteuid() == 0 &&
+			    lchown(p, qs.st_uid, qs.st_gid) < 0)
+				r = fail(m, "cannot chown", p);
+			free(p);
+			free(q);
+		}
+		if (r == 0)
+			r = sync_msgs(m, src, dst);
+	}
+	s = list_dir(src, &ns);
+	d = list_dir(dst, &nd);
+	if (s == NULL || d == NULL) {
+		r = fail(m, "cannot list", s == NULL ? src : dst);
+		goto done;
+	}
+	for (size_t i = 0; i < ns && r == 0; i++) {
+		if (folder && (strcmp(s[i], "cur") == 0 ||
+		    strcmp(s[i], "new") == 0 || strcmp(s[i], "tmp") == 0))
+			continue;
+		r = sync_entry(m, src, dst, s[i]);
+	}
+	/* gone from src (a deleted or renamed folder, an old file) */
+	for (size_t i = 0; i < nd && r == 0; i++) {
+		char *p;
+
+		if (in_list(s, ns, d[i]) ||
+		    (folder && strcmp(d[i], "tmp") == 0))
+			continue;
+		p = xasprintf("%s/%s", dst, d[i]);
+		if (remove_tree(p) < 0)
+			r = fail(m, "cannot remove", p);
+		free(p);
+	}
+	/* the directory entries made durable */
+	for (int i = 0; r == 0 && i < (folder ? 3 : 1); i++) {
+		char *p = i == 0 ? xstrdup(dst) :
+		    xasprintf("%s/%s", dst, i == 1 ? "cur" : "new");
+
+		fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0 || fsync(fd) < 0)
+			r = fail(m, "cannot sync", p);
+		if (fd >= 0)
+			close(fd);
+		free(p);
+	}
+done:
+	free_list(s);
+	free_list(d);
+	return r;
+}
+
+/* Any message file in cur/ or new/ of dir or of a folder below it? */
+static bool
+holds_mail(const char *dir)
+{
+	size_t n;
+	char **v = list_dir(dir, &n);
+	bool r = false;
+
+	if (v == NULL)
+		return false;
+	for (size_t i = 0; i < n && !r; i++) {
+		char *p = xasprintf("%s/%s", dir, v[i]);
+		struct stat st;
+
+		if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
+			if (strcmp(v[i], "cur") == 0 || strcmp(v[i], "new") == 0) {
+				size_t k;
+				char **m = list_dir(p, &k);
+
+				r = k > 0;
+				free_list(m);
+			} else if (v[i][0] == '.') {
+				r = holds_mail(p);
+			}
+		}
+		free(p);
+	}
+	free_list(v);
+	return r;
+}
+
+/* ---- the new backend answers ---- */
+
+/* Connect to host:port and read a 220 greeting, within 5 s. */
+static const char *
+probe_host(const char *host, unsigned port)
+{
+	static char why[256];
+	struct addrinfo hints, *res, *ai;
+	char service[8], buf[512];
+	int fd = -1, e;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	snprintf(service, sizeof(service), "%u", port);
+	if ((e = getaddrinfo(host, service, &hints, &res)) != 0) {
+		snprintf(why, sizeof(why), "unknown host: %s", gai_strerror(e));
+		return why;
+	}
+	snprintf(why, sizeof(why), "no address");
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		struct pollfd pfd;
+		socklen_t len = sizeof(e);
+
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, ai->ai_protocol);
+		if (fd < 0)
+			continue;
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 &&
+		    errno != EINPROGRESS) {
+			snprintf(why, sizeof(why), "%s", strerror(errno));
+			close(fd);
+			fd = -1;
+			continue;
+		}
+		pfd = (struct pollfd){ fd, POLLOUT, 0 };
+		if (poll(&pfd, 1, CONNECT_TIMEOUT_MS) != 1 ||
+		    getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0 ||
+		    e != 0) {
+			snprintf(why, sizeof(why), "%s",
+			    e != 0 ? strerror(e) : "connection timed out");
+			close(fd);
+			fd = -1;
+			continue;
+		}
+		break;
+	}
+	freeaddrinfo(res);
+	if (fd < 0)
+		return why;
+	{
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		ssize_t n = 0;
+
+		if (poll(&pfd, 1, CONNECT_TIMEOUT_MS) == 1)
+			n = read(fd, buf, sizeof(buf) - 1);
+		if (n < 3 || strncmp(buf, "220", 3) != 0) {
+			close(fd);
+			return "no LMTP greeting";
+		}
+		(void)!write(fd, "QUIT\r\n", 6);
+	}
+	close(fd);
+	return NULL;
+}
+
+/* A file made and removed in new/ of every folder of the frozen
+ * maildir: IMAP sessions in IDLE there watch these directories (by
+ * inode, so they still do) and so look at once, see the marker and say
+ * BYE. The name starts with '.', which no Maildir reader takes for a
+ * message. */
+static void
+wake_folders(const char *dir)
+{
+	size_t n;
+	char **v = list_dir(dir, &n);
+	char *p;
+	int fd;
+
+	if (is_folder(dir)) {
+		p = xasprintf("%s/new/.petrel-moved", dir);
+		fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd >= 0) {
+			close(fd);
+			unlink(p);
+		}
+		free(p);
+	}
+	for (size_t i = 0; v != NULL && i < n; i++) {
+		if (v[i][0] != '.')
+			continue;
+		p = xasprintf("%s/%s", dir, v[i]);
+		if (is_folder(p))
+			wake_folders(p);
+		free(p);
+	}
+	free_list(v);
+}
+
+/* ---- the marker ---- */
+
+static int
+write_marker(const char *path, const char *text, const char **err_r)
+{
+	char *tmp = xasprintf("%s.tmp", path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+	    0644);
+	int r = -1;
+
+	*err_r = NULL;
+	if (fd >= 0 && write_full(fd, text, strlen(text)) == 0 &&
+	    fdatasync(fd) == 0 && close(fd) == 0) {
+		fd = -1;
+		if (rename(tmp, path) == 0)
+			r = 0;
+	}
+	if (r < 0) {
+		*err_r = strerror(errno);
+		unlink(tmp);
+	}
+	if (fd >= 0)
+		close(fd);
+	free(tmp);
+	return r;
+}
+
+static void
+sync_parent(const char *path)
+{
+	char *p = parent_of(path);
+	const char *err;
+
+	(void)fsync_dir(p, &err);
+	free(p);
+}
+
+static bool
+host_ok(const char *h)
+{
+	size_t n = strlen(h);
+
+	if (n == 0 || n > 253 || h[0] == '-' || h[0] == '.')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!(isalnum((unsigned char)h[i]) || strchr(".-_:", h[i]) != NULL))
+			return false;
+	return true;
+}
+
+int
+cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
+{
+	static const char *const allowed[] = { "dest-root=", "source-root=",
+	    NULL };
+	struct cli_args a;
+	struct dir_rows *rows;
+	struct move m = { 0 };
+	char *local, *domain, *address, *maildir, *cur_host, stamp[32];
+	char *src, *dst, *stage, *moved, *marker, *text, *aside = NULL;
+	const char *host, *src_root, *dst_root, *why, *err;
+	struct stat st;
+	struct dir_param params[2];
+	unsigned port;
+	time_t now = time(NULL);
+	struct tm tm;
+	bool dst_marker = false;
+	int r;
+
+	cli_schema_writable(cli, "petrel user move");
+	cli_parse(argc, argv, allowed, 2, 2,
+	    "petrel user move ADDRESS HOST --dest-root DIR "
+	    "[--source-root DIR]", &a);
+	cli_check_text("the address", a.pos[0]);
+	if (addr_split(a.pos[0], &local, &domain) < 0)
+		cli_die("'%s' is not a valid mail address (local@domain)",
+		    a.pos[0]);
+	address = xasprintf("%s@%s", local, domain);
+	host = a.pos[1];
+	cli_check_text("the host", host);
+	if (!host_ok(host))
+		cli_die("'%s' is not a host name or an address", host);
+	dst_root = cli_opt(&a, "dest-root");
+	if (dst_root == NULL || dst_root[0] == '\0')
+		cli_die("--dest-root DIR is needed: the new backend's "
+		    "mail_root as this machine reaches it");
+	src_root = cli_opt(&a, "source-root");
+	if (src_root == NULL)
+		src_root = config_get(cli->cfg, "mail_root");
+
+	rows = cli_query(cli, "user move",
+	    "SELECT maildir, host FROM users WHERE address = :address",
+	    (const char *[]){ "address", address, NULL });
+	if (rows->nrows == 0)
+		cli_die("no such user %s", address);
+	maildir = xstrdup(dir_rows_get(rows, 0, 0) ?
+	    dir_rows_get(rows, 0, 0) : "");
+	cur_host = xstrdup(dir_rows_get(rows, 0, 1) ?
+	    dir_rows_get(rows, 0, 1) : "");
+	dir_rows_free(&rows);
+	if (cur_host[0] == '\0') {
+		free(cur_host);
+		cur_host = xstrdup(config_get(cli->cfg, "backend_default"));
+	}
+	if (strcasecmp(cur_host, host) == 0)
+		cli_die("user %s is already on %s", address, host);
+
+	if (stat(dst_root, &st) < 0 || !S_ISDIR(st.st_mode))
+		cli_die("--dest-root %s is not a directory", dst_root);
+	src = route_maildir_path(src_root, maildir);
+	dst = route_maildir_path(dst_root, maildir);
+	if (src == NULL || dst == NULL)
+		cli_die("user %s has an unusable maildir '%s'", address,
+		    maildir);
+	{
+		char *s = strip_slash(src), *d = strip_slash(dst);
+
+		free(src);
+		free(dst);
+		src = s;
+		dst = d;
+	}
+	{
+		char *rs = realpath(src_root, NULL), *rd = realpath(dst_root,
+		    NULL);
+		bool same = rs != NULL && rd != NULL && strcmp(rs, rd) == 0;
+
+		free(rs);
+		free(rd);
+		if (same)
+			cli_die("--dest-root is this backend's own mail_root");
+	}
+	if (lstat(src, &st) < 0 || !S_ISDIR(st.st_mode))
+		cli_die("%s: the maildir %s is not here (%s)", address, src,
+		    route_moved_marker(src) ? "moved away already" :
+		    "no such directory");
+	if (lstat(dst, &st) == 0) {
+		if (S_ISREG(st.st_mode) && route_moved_marker(dst))
+			dst_marker = true;	/* moved from there before */
+		else if (!S_ISDIR(st.st_mode) || holds_mail(dst))
+			cli_die("%s: the destination maildir %s is not empty",
+			    address, dst);
+	}
+	port = config_get_port(cli->cfg, "backend_ports", 0);
+	if ((why = probe_host(host, port)) != NULL)
+		cli_die("host %s unreachable on the LMTP port %u: %s", host,
+		    port, why);
+
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+	stage = xasprintf("%s" STAGE_SUFFIX, dst);
+	moved = xasprintf("%s.moved-%s", src, stamp);
+	marker = xasprintf("%s" MARKER_SUFFIX, src);
+	if (lstat(moved, &st) == 0)
+		cli_die("%s exists already; try again in a second", moved);
+	{
+		/* the domain's directory on the new backend, owned as the
+		 * source's is */
+		char *p = parent_of(dst), *sp = parent_of(src);
+		struct stat ps;
+
+		if (mkdir(p, 0755) < 0) {
+			if (errno != EEXIST)
+				cli_die("cannot create %s: %s", p,
+				    strerror(errno));
+		} else if (geteuid() == 0 && stat(sp, &ps) == 0 &&
+		    chown(p, ps.st_uid, ps.st_gid) < 0) {
+			cli_die("cannot chown %s: %s", p, strerror(errno));
+		}
+		free(p);
+		free(sp);
+	}
+	/* a staging copy left by an interrupted move is ours */
+	if (remove_tree(stage) < 0)
+		cli_die("cannot remove the old staging copy %s: %s", stage,
+		    strerror(errno));
+
+	/* 1. two passes while the mailbox is in use */
+	if (sync_tree(&m, src, stage) < 0 || sync_tree(&m, src, stage) < 0) {
+		remove_tree(stage);
+		cli_die("%s: copy failed: %s (nothing changed)", address, m.err);
+	}
+
+	/* 2. the source frozen: its maildir exchanged with the marker */
+	text = xasprintf("moving %s\n", host);
+	if (write_marker(marker, text, &err) < 0) {
+		remove_tree(stage);
+		cli_die("cannot write %s: %s (nothing changed)", marker, err);
+	}
+	free(text);
+	if (renameat2(AT_FDCWD, marker, AT_FDCWD, src, RENAME_EXCHANGE) < 0) {
+		r = errno;
+		unlink(marker);
+		remove_tree(stage);
+		cli_die("cannot exchange %s with its marker: %s (nothing "
+		    "changed)", src, strerror(r));
+	}
+	/* marker now names the maildir */
+	if (rename(marker, moved) < 0) {
+		r = errno;
+		renameat2(AT_FDCWD, marker, AT_FDCWD, src, RENAME_EXCHANGE);
+		unlink(marker);
+		remove_tree(stage);
+		cli_die("cannot rename %s: %s (nothing changed)", src,
+		    strerror(r));
+	}
+	sync_parent(src);
+	wake_folders(moved);
+
+	/* 3. the last pass, each folder locked */
+	m.lock = true;
+	if (sync_tree(&m, moved, stage) < 0)
+		goto undo;
+
+	/* 4. the copy in place, then the row */
+	if (dst_marker) {
+		if (renameat2(AT_FDCWD, stage, AT_FDCWD, dst,
+		    RENAME_EXCHANGE) < 0) {
+			fail(&m, "cannot exchange into place", dst);
+			goto undo;
+		}
+		/* stage is the old marker now; removed once the row names
+		 * HOST */
+	} else {
+		if (lstat(dst, &st) == 0) {
+			/* a maildir without mail (made by `user add` on
+			 * that machine, say): kept aside */
+			aside = xasprintf("%s.unused-%s", dst, stamp);
+			if (rename(dst, aside) < 0) {
+				fail(&m, "cannot rename", dst);
+				goto undo;
+			}
+		}
+		if (renameat2(AT_FDCWD, stage, AT_FDCWD, dst,
+		    RENAME_NOREPLACE) < 0) {
+			fail(&m, "cannot rename into place", dst);
+			if (aside != NULL)
+				rename(aside, dst);
+			goto undo;
+		}
+	}
+	sync_parent(dst);
+	params[0] = (struct dir_param){ "host", host };
+	params[1] = (struct dir_param){ "address", address };
+	rows = NULL;
+	r = dir_query(cli_dir(cli), "UPDATE users SET host = :host "
+	    "WHERE address = :address", params, 2, &rows, &err);
+	if (r < 0 || rows == NULL || rows->affected == 0) {
+		snprintf(m.errbuf, sizeof(m.errbuf), "the directory: %s",
+		    r < 0 ? err : "the user's row is gone");
+		m.err = m.errbuf;
+		dir_rows_free(&rows);
+		/* the copy back to staging, so that the undo finds it */
+		if (dst_marker)
+			(void)renameat2(AT_FDCWD, stage, AT_FDCWD, dst,
+			    RENAME_EXCHANGE);
+		else if (rename(dst, stage) == 0 && aside != NULL)
+			(void)rename(aside, dst);
+		goto undo;
+	}
+	dir_rows_free(&rows);
+	if (dst_marker)
+		unlink(stage);
+
+	/* 5. mail still sent here goes on to the new backend */
+	text = xasprintf("moved %s\n", host);
+	if (write_marker(src, text, &err) < 0)
+		cli_warn("cannot mark %s as moved to %s (%s): mail still "
+		    "delivered here waits (451)", src, host, err);
+	free(text);
+	for (size_t i = 0; i < m.nlocks; i++)
+		close(m.locks[i]);
+	printf("moved user %s to %s (%lu files, %lu bytes copied; the old "
+	    "maildir kept as %s)\n", address, host, m.files, m.bytes, moved);
+	if (aside != NULL)
+		printf("the empty maildir found there was kept as %s\n", aside);
+	free(m.locks);
+	free(src);
+	free(dst);
+	free(stage);
+	free(moved);
+	free(marker);
+	free(aside);
+	free(maildir);
+	free(cur_host);
+	free(address);
+	free(local);
+	free(domain);
+	return 0;
+
+undo:
+	/* the maildir back in its place: sessions and mail resume there */
+	for (size_t i = 0; i < m.nlocks; i++)
+		close(m.locks[i]);
+	if (rename(moved, marker) == 0 &&
+	    renameat2(AT_FDCWD, marker, AT_FDCWD, src, RENAME_EXCHANGE) == 0)
+		unlink(marker);
+	else
+		cli_warn("could not put %s back in place: it is %s now",
+		    src, moved);
+	sync_parent(src);
+	remove_tree(stage);
+	cli_die("%s: move failed: %s (nothing changed)", address, m.err);
+}
