@@ -66,7 +66,7 @@ if [ "$asan_all" = false ]; then
 	asan_integration=()
 	for f in tests/integration/test_unit.py tests/integration/test_fuzz_corpus.py \
 		tests/integration/test_imap_*.py tests/integration/test_lmtp.py \
-		tests/integration/test_proxy.py tests/integration/test_frontend_lmtp.py \
+		tests/integration/test_proxy.py tests/integration/test_frontend_lmtp.py tests/integration/test_user_move.py \
 		tests/integration/test_smtp_data.py tests/integration/test_submission*.py \
 		tests/integration/test_pop3_protocol.py tests/integration/test_outbound*.py \
 		tests/integration/test_sieve_*.py tests/integration/test_managesieve.py \
