@@ -29,6 +29,7 @@
 #include "lib/base/log.h"
 #include "lib/tls/tls.h"
 #include "lib/trust/mta_sts.h"
+#include "lib/trust/tls_rpt.h"
 #include "queue/delivery.h"
 
 /* Parse "smtp:[host]:port", "smtp:host:port", "smtp:host", "[host]";
@@ -225,15 +226,18 @@ dane_lookup(struct delivery *d, const char *host)
 	h->name = xstrndup(host, hl);
 	if (r != 0 || res == NULL) {
 		h->level = DANE_FAIL;
+		h->rpt_result = TLS_RPT_TLSA_INVALID;
 		h->why = xasprintf("451 4.7.5 TLSA lookup for %s failed (%s)",
 		    qname, ub_strerror(r));
 	} else if (res->bogus) {
 		h->level = DANE_FAIL;
+		h->rpt_result = TLS_RPT_DNSSEC_INVALID;
 		h->why = xasprintf("451 4.7.5 TLSA lookup for %s failed "
 		    "DNSSEC validation (%s)", qname, res->why_bogus ?
 		    res->why_bogus : "bogus");
 	} else if (res->rcode != 0 && !res->nxdomain) {
 		h->level = DANE_FAIL;
+		h->rpt_result = TLS_RPT_TLSA_INVALID;
 		h->why = xasprintf("451 4.7.5 TLSA lookup for %s failed "
 		    "(DNS rcode %d)", qname, res->rcode);
 	} else if (!res->secure || res->nxdomain || !res->havedata) {
