@@ -3,11 +3,11 @@
  * database, the JSON report built from them (4.4), and the
  * _smtp._tls TXT record (3).
  *
- * Recording is the DMARC report writer's pattern (dmarc_report.c): the
- * queue manager's loop (and its job threads) put a row in a bounded list
- * under a mutex and signal a writer thread, which writes the whole list
- * in one transaction on its own connection (WAL, synchronous = NORMAL).
- * Every few thousand rows the table is cut to TLS_RPT_ROWS_MAX.
+ * Recording goes through lib/trust/state_writer, as DMARC report rows
+ * do: the queue manager's loop (and its job threads) hand a row to a
+ * writer thread, which writes what has accumulated in one transaction on
+ * its own connection (WAL, synchronous = NORMAL); the table is kept to
+ * TLS_RPT_ROWS_MAX rows.
  *
  * The table, one row per session:
  *   id, time, domain, ptype, policy, mx, result, sip, rmx, rip, detail
@@ -17,7 +17,6 @@
  * server (mx patterns) and OpenSSL's reasons. They are bound as SQL
  * parameters and escaped when written as JSON.
  */
-#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,9 +27,8 @@
 
 #include "lib/base/alloc.h"
 #include "lib/base/log.h"
+#include "lib/trust/state_writer.h"
 #include "lib/trust/tls_rpt.h"
-
-#define BOUND_EVERY 4096	/* rows written between two cuts */
 
 static const char create_sql[] =
     "CREATE TABLE IF NOT EXISTS tls_rpt ("
@@ -39,31 +37,6 @@ static const char create_sql[] =
     "result TEXT NOT NULL, sip TEXT NOT NULL, rmx TEXT NOT NULL, "
     "rip TEXT NOT NULL, detail TEXT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS tls_rpt_domain ON tls_rpt (domain, id);";
-
-/* ---- the writer ---- */
-
-static pthread_mutex_t w_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t w_cond = PTHREAD_COND_INITIALIZER;
-static pthread_cond_t w_idle = PTHREAD_COND_INITIALIZER;
-static struct tls_rpt_row *w_rows;	/* pending */
-static size_t w_n, w_cap;
-static bool w_started, w_busy;
-static char *w_path;
-static sqlite3 *w_db;
-static unsigned long w_written, w_dropped;
-
-static int
-db_exec(sqlite3 *db, const char *sql, char **error_r)
-{
-	char *err = NULL;
-
-	if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
-		*error_r = xasprintf("%s", err ? err : sqlite3_errmsg(db));
-		sqlite3_free(err);
-		return -1;
-	}
-	return 0;
-}
 
 static sqlite3 *
 db_open(const char *path, bool create, char **error_r)
@@ -79,9 +52,9 @@ db_open(const char *path, bool create, char **error_r)
 		return NULL;
 	}
 	sqlite3_busy_timeout(db, 5000);
-	if (db_exec(db, "PRAGMA journal_mode = WAL", error_r) < 0 ||
-	    db_exec(db, "PRAGMA synchronous = NORMAL", error_r) < 0 ||
-	    db_exec(db, create_sql, error_r) < 0) {
+	if (state_db_exec(db, "PRAGMA journal_mode = WAL", error_r) < 0 ||
+	    state_db_exec(db, "PRAGMA synchronous = NORMAL", error_r) < 0 ||
+	    state_db_exec(db, create_sql, error_r) < 0) {
 		sqlite3_close(db);
 		return NULL;
 	}
@@ -89,8 +62,10 @@ db_open(const char *path, bool create, char **error_r)
 }
 
 static int
-insert_row(sqlite3_stmt *st, const struct tls_rpt_row *r)
+insert_row(sqlite3_stmt *st, const void *row)
 {
+	const struct tls_rpt_row *r = row;
+
 	sqlite3_reset(st);
 	sqlite3_bind_int64(st, 1, r->time);
 	sqlite3_bind_text(st, 2, r->domain, -1, SQLITE_STATIC);
@@ -105,139 +80,30 @@ insert_row(sqlite3_stmt *st, const struct tls_rpt_row *r)
 	return sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
 }
 
-/* Write rows in one transaction (the writer alone uses w_db). */
-static void
-write_rows(const struct tls_rpt_row *rows, size_t n)
-{
-	sqlite3_stmt *st = NULL;
-	char *err = NULL, *e2 = NULL;
-
-	if (w_db == NULL && (w_db = db_open(w_path, true, &err)) == NULL) {
-		log_error("tls-rpt state: %s (%zu row%s not recorded)", err,
-		    n, n == 1 ? "" : "s");
-		free(err);
-		return;
-	}
-	if (db_exec(w_db, "BEGIN IMMEDIATE", &err) < 0)
-		goto fail;
-	if (sqlite3_prepare_v2(w_db, "INSERT INTO tls_rpt (time, domain, "
-	    "ptype, policy, mx, result, sip, rmx, rip, detail) VALUES (?1, "
-	    "?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)", -1, &st, NULL) !=
-	    SQLITE_OK) {
-		err = xasprintf("%s", sqlite3_errmsg(w_db));
-		goto rollback;
-	}
-	for (size_t i = 0; i < n; i++) {
-		if (insert_row(st, &rows[i]) < 0) {
-			err = xasprintf("%s", sqlite3_errmsg(w_db));
-			goto rollback;
-		}
-	}
-	sqlite3_finalize(st);
-	st = NULL;
-	if ((w_written + n) / BOUND_EVERY != w_written / BOUND_EVERY) {
-		char *sql = xasprintf("DELETE FROM tls_rpt WHERE id <= "
-		    "(SELECT max(id) FROM tls_rpt) - %d", TLS_RPT_ROWS_MAX);
-		int r = db_exec(w_db, sql, &err);
-
-		free(sql);
-		if (r < 0)
-			goto rollback;
-	}
-	if (db_exec(w_db, "COMMIT", &err) < 0)
-		goto rollback;
-	w_written += n;
-	return;
-rollback:
-	sqlite3_finalize(st);
-	(void)db_exec(w_db, "ROLLBACK", &e2);
-	free(e2);
-fail:
-	log_error("tls-rpt state %s: %s (%zu row%s not recorded)", w_path,
-	    err ? err : "?", n, n == 1 ? "" : "s");
-	free(err);
-}
-
-/* Take what is pending and write it. Under w_lock on entry and exit. */
-static void
-drain_locked(void)
-{
-	while (w_n > 0 && !w_busy) {
-		struct tls_rpt_row *rows = w_rows;
-		size_t n = w_n;
-
-		w_rows = NULL;
-		w_n = w_cap = 0;
-		w_busy = true;
-		pthread_mutex_unlock(&w_lock);
-		write_rows(rows, n);
-		free(rows);
-		pthread_mutex_lock(&w_lock);
-		w_busy = false;
-		pthread_cond_broadcast(&w_idle);
-	}
-}
-
-static void *
-writer(void *arg)
-{
-	(void)arg;
-	pthread_mutex_lock(&w_lock);
-	for (;;) {
-		while (w_n == 0 || w_busy)
-			pthread_cond_wait(&w_cond, &w_lock);
-		drain_locked();
-	}
-	return NULL;
-}
+static struct state_writer w = {
+	.what = "tls-rpt state",
+	.table = "tls_rpt",
+	.row_size = sizeof(struct tls_rpt_row),
+	.pending_max = TLS_RPT_PENDING_MAX,
+	.rows_max = TLS_RPT_ROWS_MAX,
+	.open = db_open,
+	.insert_sql = "INSERT INTO tls_rpt (time, domain, ptype, policy, mx, "
+	    "result, sip, rmx, rip, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
+	    "?7, ?8, ?9, ?10)",
+	.insert = insert_row,
+	STATE_WRITER_LOCKS
+};
 
 void
 tls_rpt_record(const char *path, const struct tls_rpt_row *r)
 {
-	pthread_mutex_lock(&w_lock);
-	if (!w_started) {
-		pthread_t t;
-		pthread_attr_t attr;
-
-		w_path = xstrdup(path);
-		pthread_attr_init(&attr);
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		if (pthread_create(&t, &attr, writer, NULL) != 0) {
-			pthread_attr_destroy(&attr);
-			pthread_mutex_unlock(&w_lock);
-			log_error("tls-rpt state: no writer thread: the "
-			    "session to %s is not recorded", r->domain);
-			return;
-		}
-		pthread_attr_destroy(&attr);
-		w_started = true;
-	}
-	if (w_n >= TLS_RPT_PENDING_MAX) {
-		if (w_dropped++ % 1000 == 0)
-			log_error("tls-rpt state: %lu row(s) not recorded: "
-			    "the writer is behind", w_dropped);
-		pthread_mutex_unlock(&w_lock);
-		return;
-	}
-	if (w_n == w_cap) {
-		w_cap = w_cap ? w_cap * 2 : 16;
-		w_rows = xrealloc(w_rows, w_cap * sizeof(*w_rows));
-	}
-	w_rows[w_n++] = *r;
-	pthread_cond_signal(&w_cond);
-	pthread_mutex_unlock(&w_lock);
+	state_writer_put(&w, path, r);
 }
 
 void
 tls_rpt_flush(void)
 {
-	pthread_mutex_lock(&w_lock);
-	if (w_started) {
-		drain_locked();
-		while (w_busy)
-			pthread_cond_wait(&w_idle, &w_lock);
-	}
-	pthread_mutex_unlock(&w_lock);
+	state_writer_flush(&w);
 }
 
 /* ---- reading ---- */
