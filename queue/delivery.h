@@ -43,6 +43,9 @@ enum {
 			 * not this host; testing: logged) */
 	STS_NOMATCH,	/* enforce, and the host matches no mx pattern:
 			 * not this host */
+	STS_TESTING_NOMATCH,	/* testing, and the host matches no mx
+				 * pattern: as STS_NONE, but the TLS report
+				 * counts a failure */
 };
 
 /*

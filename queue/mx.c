@@ -293,6 +293,8 @@ sts_mark(struct delivery *d, const char *host, size_t before)
 			d->addr_sts[i] = STS_CHECK;
 		else if (d->sts->mode == MTA_STS_ENFORCE)
 			d->addr_sts[i] = STS_NOMATCH;
+		else
+			d->addr_sts[i] = STS_TESTING_NOMATCH;
 	}
 	if (!match && d->addr_dane[before] == 0 &&
 	    d->sts->mode == MTA_STS_TESTING)

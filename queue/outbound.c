@@ -515,14 +515,18 @@ handle_reply(struct delivery *d, int code, const char *text)
 		}
 		/* TLS up and the policy held (a failure under a testing
 		 * policy was recorded as such); or no STARTTLS offered */
-		if (d->tls)
+		if (cur_sts(d) == STS_TESTING_NOMATCH)
+			rpt_fail(d, TLS_RPT_VALIDATION, "mx host not in the "
+			    "policy");
+		else if (d->tls)
 			rpt_session(d, cur_dane(d), NULL, NULL);
 		else
 			rpt_fail(d, TLS_RPT_STARTTLS, "STARTTLS not offered");
 		send_envelope(d);
 		return;
 	case C_HELO:
-		rpt_fail(d, TLS_RPT_STARTTLS, "EHLO refused");
+		if (!d->tls)
+			rpt_fail(d, TLS_RPT_STARTTLS, "EHLO refused");
 		if (rt_wanted(d)) {
 			char *why = xasprintf("550 5.7.10 REQUIRETLS: %s "
 			    "refused EHLO, so no STARTTLS", d->names[d->cur]);

@@ -104,7 +104,7 @@ rpt_session(struct delivery *d, const struct dane_host *dh,
 	if (dh != NULL) {
 		snprintf(r.policy_type, sizeof(r.policy_type), "tlsa");
 		tlsa_text(dh, &r);
-	} else if (d->sts != NULL && d->addr_sts[d->cur] != STS_NONE) {
+	} else if (d->sts != NULL) {
 		snprintf(r.policy_type, sizeof(r.policy_type), "sts");
 		sts_text(d->sts, &r);
 	} else {

@@ -40,9 +40,9 @@
 struct tls_rpt_row {
 	int64_t time;			/* unix seconds */
 	char domain[256];		/* the policy domain */
-	char policy_type[16];		/* "sts", "tlsa", "no-policy-found" */
-	char policy[2048];		/* policy-string: lines, LF-separated */
-	char mx[1024];			/* sts: the mx patterns, LF-separated */
+	char policy_type[16];	/* "sts", "tlsa", "no-policy-found" */
+	char policy[2048];	/* policy-string: lines, LF-separated */
+	char mx[1024];		/* sts: the mx patterns, LF-separated */
 	char result[32];		/* "": success; else a result type */
 	char sending_ip[64];		/* "" when no connection was made */
 	char receiving_mx[256];

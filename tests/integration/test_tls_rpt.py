@@ -3,15 +3,15 @@
 
 The set-up is test_mta_sts.py's: a local DNS server (dns_util.LocalDNS)
 publishes the recipient domain sts.mxtest with two MX hosts, mx0 (first,
-127.0.0.71, named by no mx line of the domain's MTA-STS policy) and mx1
-(127.0.0.72, a FakeMX on port 25 with a certificate of the test CA that
+127.0.0.81, named by no mx line of the domain's MTA-STS policy) and mx1
+(127.0.0.82, a FakeMX on port 25 with a certificate of the test CA that
 petrel trusts through smtp_tls_ca); the policy (mode enforce, mx: mx1) is
-served over HTTPS on 127.0.0.73:443. Each message is refused at mx0 by the
+served over HTTPS on 127.0.0.83:443. Each message is refused at mx0 by the
 policy (never connected) and delivered at mx1 over verified TLS: both
 sessions are recorded. The domain's _smtp._tls TXT record names a
-mailto: address at reports.mxtest (whose MX is a FakeMX on 127.0.0.74:25:
+mailto: address at reports.mxtest (whose MX is a FakeMX on 127.0.0.84:25:
 the report is read back from what it received, gunzipped and parsed) and
-an https: URI on reports.mxtest (127.0.0.75, a Python HTTPS server of the
+an https: URI on reports.mxtest (127.0.0.85, a Python HTTPS server of the
 test CA on a free port, which records the POST).
 
 Cases: the rows and the report's JSON (organization-name, contact-info,
@@ -45,15 +45,17 @@ from harness.maildir import queue_dir
 from mx_util import ALICE, HOSTNAME, make_message, wait_for, wire
 from pki_util import make_pki
 from smtp_util import free_port
-from test_mta_sts import PolicyServer, policy
+from test_mta_sts import policy
 
 WAIT = 30 * TIMEOUT_SCALE
 DOMAIN = "sts.mxtest"
-MX0, MX0ADDR = "mx0." + DOMAIN, "127.0.0.71"
-MX1, MX1ADDR = "mx1." + DOMAIN, "127.0.0.72"
-WEBADDR = "127.0.0.73"
-REPMX, REPMXADDR = "rep.reports.mxtest", "127.0.0.74"
-REPWEB = "127.0.0.75"
+# addresses of their own: test_dane.py and test_mta_sts.py bind port 25 and
+# 443 on 127.0.0.71-73
+MX0, MX0ADDR = "mx0." + DOMAIN, "127.0.0.81"
+MX1, MX1ADDR = "mx1." + DOMAIN, "127.0.0.82"
+WEBADDR = "127.0.0.83"
+REPMX, REPMXADDR = "rep.reports.mxtest", "127.0.0.84"
+REPWEB = "127.0.0.85"
 RCPT = "rcpt@" + DOMAIN
 REPORT_FROM = "tlsrpt@reporter.test"
 ORG = "Reporter Org"
@@ -66,6 +68,37 @@ def pki(tmp_path_factory):
                      ("stranger", "otherca", "DNS:" + MX1),
                      ("web", "ca", "DNS:mta-sts." + DOMAIN),
                      ("reports", "ca", "DNS:reports.mxtest")])
+
+
+class PolicyServer:
+    """HTTPS on WEBADDR:443 serving `body` at /.well-known/mta-sts.txt."""
+
+    def __init__(self, cert, body):
+        body = body.encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                if self.path != "/.well-known/mta-sts.txt":
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer((WEBADDR, 443), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*cert)
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 class ReportServer:
@@ -349,3 +382,29 @@ def test_cli_errors(out_instance, env, pki):
                               check=False)
         assert cp.returncode == 1, (args, cp.stdout, cp.stderr)
         assert len(cp.stderr.strip().splitlines()) == 1, cp.stderr
+
+
+def test_testing_policy_mismatch_is_a_failure(out_instance, petrel_start, env, pki):
+    # mode testing naming only mx0 (no server there: no session); mx1 gets
+    # the mail over TLS, and the report counts the mismatch as a failure
+    env.web.stop()
+    env.web = PolicyServer(pki["web"], policy(mode="testing", mx=(MX0,)))
+    try:
+        resolver = env.dns(env.https)
+        srv = start(out_instance, petrel_start, resolver, pki)
+        msg = make_message("rpt-testing", b"body\r\n", to=RCPT)
+        assert srv.submit(ALICE, ALICE, [RCPT], wire(msg)).code == 250
+        assert srv.wait_log(r"to=<%s>, relay=%s.*status=sent" % (re.escape(RCPT),
+                                                                 re.escape(MX1)),
+                            timeout=WAIT), srv.log()
+        assert len(env.mx.wait_messages(1)) == 1 and env.mx.transactions[0].tls
+        want = [("sts", "validation-failure", MX1, MX1ADDR)]
+        assert wait_for(lambda: rows(out_instance) == want, timeout=WAIT), rows(out_instance)
+        report(out_instance, resolver, pki)
+        p = json.loads(gzip.decompress(env.rep.posts[0][2]))["policies"][0]
+        assert p["policy"]["policy-string"][1] == "mode: testing"
+        assert p["summary"] == {"total-successful-session-count": 0,
+                                "total-failure-session-count": 1}
+        assert p["failure-details"][0]["failure-reason-code"] == "mx host not in the policy"
+    finally:
+        env.web.stop()
