@@ -22,8 +22,12 @@ TLS-Report-Submitter, multipart/report; report-type="tlsrpt", the RFC 8460
 file name) and the POST's Content-Type; --dry-run keeps the rows; a second
 run sends nothing; the setting off records nothing; no TLSRPT record drops
 the rows; rua URIs petrel cannot use are skipped with a line; an MX with a
-certificate of another CA is certificate-not-trusted; CLI errors are one
-line and exit 1. Ports 25 and 443 need root, as the test command runs.
+certificate of another CA is certificate-not-trusted; a testing-mode
+policy that does not name the MX is a failure while the mail goes; under
+DANE (test_dane.py's DNSSEC-signed zone served by nsd) a TLSA mismatch and
+a match are recorded under policy type tlsa with their records; CLI errors
+are one line and exit 1. Ports 25 and 443 need root, as the test command
+runs.
 """
 
 import email
@@ -45,6 +49,8 @@ from harness.maildir import queue_dir
 from mx_util import ALICE, HOSTNAME, make_message, wait_for, wire
 from pki_util import make_pki
 from smtp_util import free_port
+import test_dane
+from test_dane import certs, dns as dane_zone  # noqa: F401 (fixtures)
 from test_mta_sts import policy
 
 WAIT = 30 * TIMEOUT_SCALE
@@ -408,3 +414,54 @@ def test_testing_policy_mismatch_is_a_failure(out_instance, petrel_start, env, p
         assert p["failure-details"][0]["failure-reason-code"] == "mx host not in the policy"
     finally:
         env.web.stop()
+
+
+DANE1, DANE2 = "127.0.0.86", "127.0.0.87"
+
+
+def test_dane_sessions_recorded(out_instance, petrel_start, fake_mx, certs, dane_zone, pki,
+                                monkeypatch):
+    # test_dane.py's signed zone: mx1 (first) with a TLSA record its
+    # certificate does not match, mx2 with one it does; the TLSRPT record
+    # in the same zone
+    if os.geteuid() != 0:
+        pytest.fail("port 25 and nsd need root (the test command runs as root)")
+    monkeypatch.setattr(test_dane, "MXADDR", DANE1)
+    zone = test_dane.ZONE
+    resolver, ta = dane_zone([certs["wrong_311"]], extra=(
+        "@ IN MX 20 mx2.%s." % zone, "mx2 IN A " + DANE2,
+        "_25._tcp.mx2 IN TLSA " + certs["ee_311"],
+        '_smtp._tls IN TXT "v=TLSRPTv1; rua=mailto:tlsrpt@reports.mxtest"'))
+    fake_mx(host=DANE1, port=25, pipelining=True, starttls=True, cert=certs["ee"])
+    m2 = fake_mx(host=DANE2, port=25, pipelining=True, starttls=True, cert=certs["ee"])
+    srv = petrel_start(out_instance, ("relayhost=", "dns_resolver=" + resolver,
+                                      "dane=opportunistic", "dnssec_trust_anchor=" + ta,
+                                      "queue_retry_min=3600", "tls_rpt_reports=yes"))
+    rcpt = test_dane.RCPT
+    msg = make_message("rpt-dane", b"body\r\n", to=rcpt)
+    assert srv.submit(ALICE, ALICE, [rcpt], wire(msg)).code == 250
+    assert srv.wait_log(r"to=<%s>, relay=mx2.*tls=dane-verified.*status=sent" % re.escape(rcpt),
+                        timeout=WAIT), srv.log()
+    assert len(m2.wait_messages(1)) == 1
+    want = [("tlsa", "validation-failure", "mx1." + zone, DANE1),
+            ("tlsa", "", "mx2." + zone, DANE2)]
+    assert wait_for(lambda: rows(out_instance, zone) == want, timeout=WAIT), \
+        rows(out_instance, zone)
+    cp = report(out_instance, resolver, pki, "--dry-run")
+    first, out = cp.stdout.splitlines()[0], cp.stdout
+    assert first.startswith(zone + ": 2 sessions") and \
+        first.endswith("would go to mailto:tlsrpt@reports.mxtest"), out
+    doc = json.loads(out[out.index("{"):])
+    pol = {tuple(p["policy"]["policy-string"]): p for p in doc["policies"]}
+    assert set(pol) == {(certs["wrong_311"],), (certs["ee_311"],)}, pol
+    bad, good = pol[(certs["wrong_311"],)], pol[(certs["ee_311"],)]
+    assert bad["policy"]["policy-type"] == "tlsa" and bad["policy"]["policy-domain"] == zone
+    assert bad["summary"] == {"total-successful-session-count": 0,
+                              "total-failure-session-count": 1}
+    fd = bad["failure-details"][0]
+    assert fd["result-type"] == "validation-failure" and fd["receiving-ip"] == DANE1
+    assert fd["receiving-mx-hostname"] == "mx1." + zone and fd["sending-mta-ip"]
+    assert good["summary"] == {"total-successful-session-count": 1,
+                               "total-failure-session-count": 0}
+    assert "failure-details" not in good
+    assert rows(out_instance, zone) == want       # --dry-run keeps them
