@@ -21,6 +21,7 @@
 #include "lib/dir/dir.h"
 #include "lib/milter/milter.h"
 #include "lib/trust/dnsbl.h"
+#include "lib/trust/domain_policy.h"
 #include "lib/trust/dnsq.h"
 #include "lib/trust/greylist.h"
 #include "lib/trust/srs.h"
@@ -382,6 +383,18 @@ cmd_check(struct petrel_ctx *cli, int argc, char **argv)
 			problem("rhsbl_sites: %s", cerr);
 		else
 			dnsbl_sites_free(sites, n);
+	}
+	{
+		struct domain_policies *pol;
+		char *perr = NULL;
+
+		if (domain_policies_load(config_get(cli->cfg,
+		    "domain_policy_file"), &pol, &perr) < 0) {
+			problem("domain_policy_file: %s", perr);
+			free(perr);
+		} else {
+			domain_policies_free(pol);
+		}
 	}
 	{
 		struct greylist_net *nets;

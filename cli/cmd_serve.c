@@ -10,6 +10,7 @@
 #include "lib/config/config.h"
 #include "lib/milter/milter.h"
 #include "lib/trust/dnsbl.h"
+#include "lib/trust/domain_policy.h"
 #include "lib/trust/dnsq.h"
 #include "lib/trust/greylist.h"
 #include "master/master.h"
@@ -53,6 +54,15 @@ cmd_serve(struct petrel_ctx *cli, int argc, char **argv)
 		    "greylist_whitelist"), &nets, &n, &err) < 0)
 			cli_die("greylist_whitelist: %s", err);
 		free(nets);
+	}
+	{
+		struct domain_policies *pol;
+		char *perr = NULL;
+
+		if (domain_policies_load(config_get(cli->cfg,
+		    "domain_policy_file"), &pol, &perr) < 0)
+			cli_die("domain_policy_file: %s", perr);
+		domain_policies_free(pol);
 	}
 	{
 		/* dns_resolver: IP addresses libunbound can forward to */

@@ -47,6 +47,7 @@
 #include "lib/dir/dir.h"
 #include "lib/route/writable.h"
 #include "lib/session/counters.h"
+#include "lib/trust/domain_policy.h"
 #include "master/master.h"
 #include "master/serve.h"
 #include "queue/manager.h"
@@ -997,6 +998,7 @@ master_reload(evutil_socket_t sig, short what, void *arg)
 {
 	struct master *m = arg;
 	struct config *cfg;
+	struct domain_policies *pol;
 	char *err = NULL;
 
 	if (m->stopping)
@@ -1014,6 +1016,37 @@ master_reload(evutil_socket_t sig, short what, void *arg)
 			    "unchanged (an error in the file)");
 			return;
 		}
+		/* the new workers take the command line's -o over the
+		 * file: so does this look at what they will load */
+		for (int i = 1; i + 1 < m->ctx->argc &&
+		    m->ctx->argv[i][0] == '-'; i++) {
+			char *oerr = NULL;
+
+			if (strcmp(m->ctx->argv[i], "-c") == 0) {
+				i++;
+			} else if (strcmp(m->ctx->argv[i], "-o") == 0) {
+				if (config_override(cfg, m->ctx->argv[++i],
+				    &oerr) < 0)
+					free(oerr);
+			} else if (strncmp(m->ctx->argv[i], "-o", 2) == 0 &&
+			    config_override(cfg, m->ctx->argv[i] + 2, &oerr) <
+			    0) {
+				free(oerr);
+			}
+		}
+		if (domain_policies_load(config_get(cfg, "domain_policy_file"),
+		    &pol, &err) < 0) {
+			/* the file admins edit before a SIGHUP: a line
+			 * wrong there must not take the workers down */
+			log_error("SIGHUP: keeping the old configuration: "
+			    "domain_policy_file: %s", err);
+			free(err);
+			config_free(&cfg);
+			notify("READY=1\nSTATUS=SIGHUP: configuration "
+			    "unchanged (an error in domain_policy_file)");
+			return;
+		}
+		domain_policies_free(pol);
 		config_free(&cfg);
 	}
 	/* Replace the workers: the new ones read the file afresh, the old

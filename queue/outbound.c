@@ -813,6 +813,7 @@ client_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct delivery *d = arg;
 	char why[700];
+	int err;
 
 	if (what & BEV_EVENT_CONNECTED) {
 		int one = 1;
@@ -910,10 +911,16 @@ client_event(struct bufferevent *bev, short what, void *arg)
 			return;
 		}
 	}
+	/* A peer that closed the connection (killed, restarted) leaves no
+	 * socket error: errno's text would be a stale one, or "Success". */
+	err = EVUTIL_SOCKET_ERROR();
+
 	snprintf(why, sizeof(why), "%s to %s: %s",
 	    d->state == C_CONNECT ? "connect" : "lost connection",
 	    d->names[d->cur], what & BEV_EVENT_TIMEOUT ? "timed out" :
-	    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	    (what & BEV_EVENT_EOF) || err == 0 ?
+	    "connection closed by the server" :
+	    evutil_socket_error_to_string(err));
 	delivery_finish(d, 451, why);
 }
 

@@ -4,8 +4,9 @@
 # (scripts/fuzz.sh), then the whole suite with Debian's python3:
 #   - against the sanitizer build: the hostile-input cases (tests/hostile),
 #     the reliability tests (tests/reliability: crashes, directory outage,
-#     disk full, 50 IMAP sessions, privileges, Galera), then the integration
-#     modules of the protocol sessions, the store, delivery and filters,
+#     disk full, 50 IMAP sessions, privileges, Galera, the scale-out
+#     cluster), then the integration modules of the protocol sessions,
+#     the store, delivery and filters,
 #     the C unit tests and the fuzz corpora (--asan-all: all of them);
 #   - against the plain build: the whole integration suite (the hostile
 #     cases are the same code paths; they run once, under the sanitizers).

@@ -445,6 +445,8 @@ rcpt_done(struct job *job)
 		reply(s, "451 4.7.1 <%s>: Recipient address rejected: "
 		    "Greylisted, try again later", s->job_addr);
 		route_result_clear(r);
+	} else if (r->status == ROUTE_OK && smtp_trust_rcpt(s, s->job_addr)) {
+		route_result_clear(r);
 	} else if (r->status == ROUTE_OK) {
 		s->rcpts = xrealloc(s->rcpts, (s->nrcpts + 1) *
 		    sizeof(*s->rcpts));

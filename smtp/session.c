@@ -32,6 +32,7 @@
 #include "lib/smtp/parse.h"
 #include "lib/trust/srs.h"
 #include "lib/trust/dmarc_report.h"
+#include "lib/trust/domain_policy.h"
 #include "smtp/smtp-private.h"
 #include "smtp/smtp.h"
 
@@ -55,6 +56,7 @@ smtp_transaction_reset(struct smtp_session *s)
 	s->pending_cr = false;
 	s->data_deadline_ms = 0;
 	s->qid[0] = '\0';
+	s->dmarc_rcpt = 0;
 	smtp_milter_close(s);
 	spool_reset(&s->body);
 	xfree(&s->lmtp_status);
@@ -423,4 +425,5 @@ smtp_server_deinit(struct smtp_server *srv)
 	free(srv->spool_dir);
 	milter_specs_free(srv->milters, srv->nmilters);
 	smtp_dnsbl_deinit(srv);
+	domain_policies_free(srv->policies);
 }

@@ -71,6 +71,9 @@ struct smtp_session {
 	 * -1 = not checked) and whether it was the HELO identity's */
 	int spf_result;
 	bool spf_helo;
+	/* trust.c: this transaction's dmarc_policy from domain_policy_file
+	 * (its first recipient's), plus 1; 0: the server-wide one */
+	int dmarc_rcpt;
 
 	/* dnsbl.c: the block lists' answers for this client */
 	struct smtp_dnsbl *dnsbl;
@@ -177,6 +180,10 @@ bool smtp_trust_spf_wanted(const struct smtp_session *s);
  * goes on with smtp_mail_filter, or refuses the sender); false when
  * there is nothing to check (addr untouched). */
 bool smtp_trust_mail(struct smtp_session *s, char *addr);
+/* At RCPT, a recipient about to be accepted: the policies of its domain
+ * (domain_policy_file). true when it was refused here (SPF: 550 5.7.23
+ * or 451 4.7.24; another DMARC policy than the transaction's: 452). */
+bool smtp_trust_rcpt(struct smtp_session *s, const char *addr);
 /* At the end of the data (job thread, before the filters): verify the
  * DKIM signatures and the ARC chain (*arc: its verdict, arc->checked
  * false when not validated), check DMARC (s->job_dmarc: what enforce

@@ -45,6 +45,12 @@ struct smtp_server {
 	bool arc_verify;	/* arc = verify or seal */
 	enum { SMTP_DMARC_MARK, SMTP_DMARC_ENFORCE, SMTP_DMARC_IGNORE }
 	    dmarc_policy;
+	/* domain_policy_file (trust.c): NULL when none. spf_at_rcpt: a
+	 * line sets spf_policy, so SPF refusals come at RCPT; spf_any,
+	 * dmarc_any: some domain gets the check; dmarc_split: a line sets
+	 * dmarc_policy, so one transaction holds one DMARC policy */
+	struct domain_policies *policies;
+	bool spf_at_rcpt, spf_any, dmarc_any, dmarc_split;
 	struct smtp_dnsbl_conf *dnsbl;	/* dnsbl_sites, greylist (dnsbl.c) */
 	char *dmarc_report_db;	/* dmarc_reports = yes: queue_dir/state.db
 				 * (rows of DMARC aggregate reports); NULL:

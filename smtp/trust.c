@@ -36,6 +36,7 @@
 #include "lib/trust/dmarc.h"
 #include "lib/trust/dmarc_report.h"
 #include "lib/trust/dnsq.h"
+#include "lib/trust/domain_policy.h"
 #include "lib/trust/spf.h"
 #include "smtp/smtp-private.h"
 
@@ -55,12 +56,21 @@ smtp_trust_init(struct smtp_server *srv, const struct config *cfg)
 	p = config_get(cfg, "dmarc_policy");
 	srv->dmarc_policy = strcmp(p, "enforce") == 0 ? SMTP_DMARC_ENFORCE :
 	    strcmp(p, "ignore") == 0 ? SMTP_DMARC_IGNORE : SMTP_DMARC_MARK;
+	if (domain_policies_load(config_get(cfg, "domain_policy_file"),
+	    &srv->policies, &err) < 0)
+		fatal("domain_policy_file: %s", err);
+	srv->spf_at_rcpt = domain_policies_sets_spf(srv->policies, DP_UNSET);
+	srv->spf_any = srv->spf_policy != SMTP_SPF_IGNORE ||
+	    domain_policies_sets_spf(srv->policies, SMTP_SPF_IGNORE);
+	srv->dmarc_split = domain_policies_sets_dmarc(srv->policies,
+	    DP_UNSET);
+	srv->dmarc_any = srv->dmarc_policy != SMTP_DMARC_IGNORE ||
+	    domain_policies_sets_dmarc(srv->policies, SMTP_DMARC_IGNORE);
 	if (dnsq_setup(config_get(cfg, "dns_resolver"), &err) < 0)
 		fatal("%s", err);
-	if (srv->dmarc_policy != SMTP_DMARC_IGNORE &&
-	    dmarc_setup(DMARC_PSL_FILE, &err) < 0)
+	if (srv->dmarc_any && dmarc_setup(DMARC_PSL_FILE, &err) < 0)
 		fatal("dmarc_policy: %s", err);
-	if (srv->dmarc_policy != SMTP_DMARC_IGNORE &&
+	if (srv->dmarc_any &&
 	    strcmp(config_get(cfg, "dmarc_reports"), "yes") == 0)
 		srv->dmarc_report_db = xasprintf("%s/state.db",
 		    srv->queue_dir);
@@ -74,17 +84,26 @@ smtp_local_client(const struct smtp_session *s)
 	    strcmp(s->base.ip, "::ffff:127.0.0.1") == 0;
 }
 
+/* The transaction's dmarc_policy: its recipients' (domain_policy_file),
+ * else the server's. */
+static int
+dmarc_policy(const struct smtp_session *s)
+{
+	return s->dmarc_rcpt > 0 ? s->dmarc_rcpt - 1 :
+	    (int)s->srv->dmarc_policy;
+}
+
 static bool
 dmarc_wanted(const struct smtp_session *s)
 {
-	return s->srv->dmarc_policy != SMTP_DMARC_IGNORE &&
+	return dmarc_policy(s) != SMTP_DMARC_IGNORE &&
 	    s->auth_user == NULL && !s->submission && !smtp_local_client(s);
 }
 
 bool
 smtp_trust_spf_wanted(const struct smtp_session *s)
 {
-	return s->srv->spf_policy != SMTP_SPF_IGNORE && s->auth_user == NULL &&
+	return s->srv->spf_any && s->auth_user == NULL &&
 	    !s->submission && !smtp_local_client(s);
 }
 
@@ -119,7 +138,7 @@ spf_done(struct job *job)
 	log_info("%016llx: spf=%s for %s=<%s> from %s", SID(&s->base),
 	    spf_result_name(r), s->spf_helo ? "helo" : "mailfrom",
 	    s->spf_helo ? (s->helo ? s->helo : "") : addr, s->base.peer);
-	if (s->srv->spf_policy == SMTP_SPF_REJECT &&
+	if (s->srv->spf_policy == SMTP_SPF_REJECT && !s->srv->spf_at_rcpt &&
 	    (r == SPF_R_FAIL || r == SPF_R_TEMPERROR)) {
 		/* RFC 7372 3.2: 5.7.23 SPF failed, 4.7.24 SPF error */
 		if (r == SPF_R_FAIL) {
@@ -159,6 +178,69 @@ smtp_trust_mail(struct smtp_session *s, char *addr)
 	s->job.run = spf_run;
 	s->job.done = spf_done;
 	session_job_submit(&s->base, s->srv->sv.jobs, &s->job);
+	return true;
+}
+
+/* ---- RCPT: the recipient domain's policies ---- */
+
+bool
+smtp_trust_rcpt(struct smtp_session *s, const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	struct domain_policy pol;
+	int spf, dmarc;
+
+	if (s->srv->policies == NULL || at == NULL)
+		return false;
+	pol = domain_policy_of(s->srv->policies, at + 1);
+	spf = pol.spf != DP_UNSET ? pol.spf : (int)s->srv->spf_policy;
+	if (s->srv->spf_at_rcpt && spf == SMTP_SPF_REJECT &&
+	    (s->spf_result == SPF_R_FAIL ||
+	    s->spf_result == SPF_R_TEMPERROR)) {
+		const char *dom = s->spf_helo ? (s->helo ? s->helo : "") :
+		    strrchr(s->sender, '@') ? strrchr(s->sender, '@') + 1 :
+		    s->sender;
+
+		/* RFC 7372 3.2, as at MAIL, for this recipient only */
+		if (s->spf_result == SPF_R_FAIL) {
+			log_info("%s: reject: RCPT from %s: 550 5.7.23 SPF "
+			    "fail for %s; from=<%s> to=<%s>", s->qid,
+			    s->base.peer, dom, s->sender, addr);
+			reply_error(s, "550 5.7.23 <%s>: Recipient address "
+			    "rejected: SPF check failed: %s does not allow "
+			    "[%s] to send mail to %s", addr, dom, s->base.ip,
+			    at + 1);
+		} else {
+			log_info("%s: reject: RCPT from %s: 451 4.7.24 SPF "
+			    "temperror for %s; from=<%s> to=<%s>", s->qid,
+			    s->base.peer, dom, s->sender, addr);
+			reply(s, "451 4.7.24 <%s>: Recipient address "
+			    "rejected: SPF lookup failed for %s, try again "
+			    "later", addr, dom);
+		}
+		return true;
+	}
+	if (!s->srv->dmarc_split)
+		return false;
+	dmarc = pol.dmarc != DP_UNSET ? pol.dmarc : (int)s->srv->dmarc_policy;
+	if (s->nrcpts == 0) {
+		s->dmarc_rcpt = dmarc + 1;
+		return false;
+	}
+	if (dmarc == dmarc_policy(s))
+		return false;
+	/* One reply ends the data for all recipients: a transaction holds
+	 * the recipients of one DMARC policy; the client sends this one
+	 * again in a transaction of its own (RFC 5321 4.5.3.1.10) */
+	log_info("%s: defer: RCPT from %s: 452 4.5.3 dmarc_policy %s, the "
+	    "transaction's is %s; to=<%s>", s->qid, s->base.peer,
+	    dmarc == SMTP_DMARC_ENFORCE ? "enforce" :
+	    dmarc == SMTP_DMARC_MARK ? "mark" : "ignore",
+	    dmarc_policy(s) == SMTP_DMARC_ENFORCE ? "enforce" :
+	    dmarc_policy(s) == SMTP_DMARC_MARK ? "mark" : "ignore", addr);
+	reply(s, "452 4.5.3 <%s>: Recipient address deferred: its domain "
+	    "has another DMARC policy than this transaction's recipients; "
+	    "send it in a transaction of its own", addr);
 	return true;
 }
 
@@ -308,7 +390,7 @@ dmarc_report_row(struct smtp_session *s, const struct dkim_verdict *v,
 {
 	struct dmarc_report_row *r;
 	const char *at = strrchr(s->sender, '@');
-	bool enforce = s->srv->dmarc_policy == SMTP_DMARC_ENFORCE;
+	bool enforce = dmarc_policy(s) == SMTP_DMARC_ENFORCE;
 
 	if (s->srv->dmarc_report_db == NULL || dv->pub.rua[0] == '\0' ||
 	    (dv->result != DMARC_R_PASS && dv->result != DMARC_R_FAIL))
@@ -379,7 +461,7 @@ dmarc_run(struct smtp_session *s, const struct dkim_verdict *v, size_t nv,
 	    dmarc_disposition_name(dv->disposition),
 	    dv->from[0] ? dv->from : "-");
 	dmarc_report_row(s, v, nv, dv, in.spf_domain);
-	if (s->srv->dmarc_policy == SMTP_DMARC_ENFORCE &&
+	if (dmarc_policy(s) == SMTP_DMARC_ENFORCE &&
 	    dv->result == DMARC_R_FAIL) {
 		s->job_dmarc = (int)dv->disposition;
 		snprintf(s->job_dmarc_from, sizeof(s->job_dmarc_from), "%s",

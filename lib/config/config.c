@@ -349,6 +349,14 @@ static const struct key_def keys[] = {
 	  "stored in the recipient's Junk folder), mark (the result is only "
 	  "recorded in Authentication-Results) or ignore (not checked).",
 	  "enforce" },
+	{ "domain_policy_file", KT_STRING, "", NULL, 0,
+	  "A file giving recipient domains their own spf_policy and "
+	  "dmarc_policy, a line each: DOMAIN (or .DOMAIN for its subdomains) "
+	  "then KEY=VALUE pairs; what a line does not set is the server-wide "
+	  "value. With such lines an SPF refusal comes at RCPT, per "
+	  "recipient, and a recipient whose dmarc_policy differs from the "
+	  "transaction's first one gets 452 4.5.3 (sent again in a "
+	  "transaction of its own); docs/trust.md. Empty: none." },
 	{ "dmarc_reports", KT_ENUM, "no", "yes|no", 0,
 	  "yes: each message received by SMTP whose DMARC record asks for "
 	  "aggregate reports (rua=) leaves a row in queue_dir/state.db, which "

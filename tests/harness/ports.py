@@ -99,3 +99,29 @@ def nonloopback_ipv4():
             if _bindable(socket.AF_INET, a):
                 return a
     return None
+
+
+def shared_free_ports(n, hosts, attempts=50):
+    """n distinct ports, each free on every address of hosts right now (the
+    backends of a cluster share one backend_ports); AssertionError if none
+    are found."""
+    found = []
+    for _ in range(attempts):
+        if len(found) == n:
+            break
+        port = free_port(hosts[0])
+        if port in found:
+            continue
+        for h in hosts[1:]:
+            s = socket.socket()
+            try:
+                s.bind((h, port))
+            except OSError:
+                break
+            finally:
+                s.close()
+        else:
+            found.append(port)
+    if len(found) < n:
+        raise AssertionError("no %d ports free on all of %s" % (n, ", ".join(hosts)))
+    return found

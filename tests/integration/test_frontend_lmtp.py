@@ -8,7 +8,8 @@ both; all three nodes share one SQLite directory (the first backend's).
 Shown: users land in their own backend's Maildir and never in the
 frontend's mail_root; aliases expand on the frontend (each user to its own
 backend); recipients for one backend share one LMTP transaction; a backend
-that is down leaves the message queued (no bounce) until it is up; a 452
+that is down leaves the message queued (no bounce) until it is up, and one
+that closes the connection is logged as such; a 452
 after the data defers that recipient alone; a 550 from the backend bounces
 that recipient alone; a user with no backend is 451 4.3.0 at RCPT; the
 transport form lmtp:[host]:port works on a single node too; a bad
@@ -20,6 +21,7 @@ right one."""
 
 import re
 import socket
+import threading
 import time
 
 import pytest
@@ -260,6 +262,50 @@ def test_backend_down_queues_then_drains(cluster):
     assert status_lines(fe, ALICE, "sent")
     assert "bounced" not in fe.log(), fe.log()
     assert subjects(cluster.be1, ALICE) == ["later"]
+
+
+def test_backend_closing_the_connection_is_named(cluster):
+    """A backend that closes the connection after its greeting (as one
+    killed or restarted then does): the message stays queued, deferred
+    with "connection closed by the server", not errno's stale text
+    ("Success" was logged before)."""
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((BE1, cluster.port))
+    ls.listen(8)
+    ls.settimeout(0.2)
+    stop = []
+
+    def greet_and_close():
+        while not stop:
+            try:
+                c, _ = ls.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with c:
+                c.settimeout(5)
+                c.sendall(b"220 be1 LMTP\r\n")
+                try:
+                    c.recv(1024)        # the LHLO
+                except OSError:
+                    pass
+    t = threading.Thread(target=greet_and_close, daemon=True)
+    t.start()
+    try:
+        fe = cluster.frontend()
+        cluster.send([ALICE], "closed")
+        lines = fe.wait_log(r"to=<%s>, relay=.*status=deferred \(lost connection to "
+                            % re.escape(ALICE), timeout=WAIT)
+        assert lines, fe.log()
+        assert "connection closed by the server)" in lines[0], lines
+        assert "Success" not in fe.log(), fe.log()
+        assert len(queue_files(cluster.fe)) == 1
+    finally:
+        stop.append(True)
+        ls.close()
+        t.join(5)
 
 
 def test_quota_452_defers_that_recipient_alone(cluster):

@@ -30,7 +30,9 @@ host itself (127.0.0.1, ::1), as checked at the end.
 import base64
 import os
 import re
+import signal
 import subprocess
+import time
 
 import dkim
 import dns.resolver
@@ -90,6 +92,16 @@ DMARC_RECORDS = [
     '_dmarc.other IN TXT "v=spf1 -all"',
 ]
 
+# domain_policy_file of the "policy" server (server-wide: spf_policy =
+# mark, dmarc_policy = mark): example.test rejects SPF failures and
+# enforces DMARC, the subdomains of sub.test ignore DMARC
+OTHER = "bob@other.test"
+SUBUSER = "sam@lists.sub.test"
+POLICIES = """# recipient domains with their own trust policy
+example.test     spf_policy=reject dmarc_policy=enforce
+.sub.test        dmarc_policy=ignore   # lists: forwarded mail
+"""
+
 MSG = (b"From: sender@dkim.trusttest\r\nTo: alice@example.test\r\n"
        b"Subject: trust\r\nDate: Sun, 06 Dec 2026 05:00:00 +0000\r\n"
        b"Message-ID: <t1@dkim.trusttest>\r\n\r\nbody line 1\r\nbody line 2\r\n")
@@ -132,9 +144,15 @@ def env(petrel_bin, tmp_path_factory):
         records.append("%s._domainkey.%s IN TXT %s" % (sel, dom, _txt("v=DKIM1; k=rsa; p=" + pub)))
     ns = Nsd(tmp, records)
     insts = {}
-    for name in ("mark", "reject", "deadns"):
+    for name in ("mark", "reject", "deadns", "policy"):
         insts[name] = make_instance(petrel_bin, os.path.join(tmp, name), "sqlite")
         add_users(insts[name], (ALICE,), password=None)
+    insts["policy"].run("domain", "add", OTHER.split("@")[1])
+    insts["policy"].run("domain", "add", SUBUSER.split("@")[1])
+    add_users(insts["policy"], (OTHER, SUBUSER), password=None)
+    policies = os.path.join(tmp, "domain-policies")
+    with open(policies, "w") as f:
+        f.write(POLICIES)
     dead = free_ports(1)[0]
     with server.running(smtp_util.start_smtp, insts["mark"],
                         ("dns_resolver=" + ns.resolver, "spf_policy=mark",
@@ -144,12 +162,16 @@ def env(petrel_bin, tmp_path_factory):
                         "dkim_verify=no", "dmarc_policy=mark")) as reject, \
         server.running(smtp_util.start_smtp, insts["deadns"],
                        ("dns_resolver=127.0.0.1:%d" % dead,
-                        "dmarc_policy=ignore")) as deadns:
+                        "dmarc_policy=ignore")) as deadns, \
+        server.running(smtp_util.start_smtp, insts["policy"],
+                       ("dns_resolver=" + ns.resolver, "spf_policy=mark",
+                        "dmarc_policy=mark", "domain_policy_file=" + policies)) as policy:
         res = dns.resolver.Resolver(configure=False)
         res.nameservers = ["127.0.0.1"]
         res.port = ns.port
         res.lifetime = 5 * TIMEOUT_SCALE
         yield {"mark": mark, "reject": reject, "deadns": deadns, "key": pem,
+               "policy": policy, "policies": policies,
                "resolver": res, "dns": ns.resolver}
     ns.stop()
 
@@ -594,3 +616,143 @@ def test_results_visible_to_sieve(env):
     deliver("user@pass.spf." + Z, signed(env))
     deliver("user@pass.spf." + Z, MSG)
     assert (count("SpfFail"), count("Signed"), count(None)) == (1, 1, 1)
+
+
+# ---- domain_policy_file: policies per recipient domain ----
+
+def transaction(srv, sender, rcpts, data):
+    """One transaction naming every recipient; (each RCPT's reply, the
+    reply after the data or None when no recipient was taken)."""
+    with smtp_util.Client(srv.host, srv.port, source=CLIENT) as c:
+        c.expect("EHLO client.test", 250)
+        c.expect("MAIL FROM:<%s>" % sender, 250)
+        replies = [c.cmd("RCPT TO:<%s>" % r) for r in rcpts]
+        end = None
+        if any(r.code == 250 for r in replies):
+            c.expect("DATA", 354)
+            c.send(smtp_util.dot_stuff(data) + b".\r\n")
+            end = c.reply()
+        c.expect("QUIT", 221)
+    return replies, end
+
+
+def new_of(inst, addr):
+    d = os.path.join(maildir_of(inst, addr), "new")
+    return sorted(os.path.join(d, n) for n in os.listdir(d)) if os.path.isdir(d) else []
+
+
+def test_domain_policy_spf_per_recipient(env):
+    srv = env["policy"]
+    inst = srv.instance
+    before = {a: len(new_of(inst, a)) for a in (ALICE, OTHER)}
+    # SPF fail: refused for example.test's recipient only, at RCPT
+    replies, end = transaction(srv, "user@fail.spf." + Z, [ALICE, OTHER], MSG)
+    assert replies[0].code == 550 and replies[0].text.startswith("5.7.23"), replies
+    assert "fail.spf." + Z in replies[0].text
+    assert replies[1].code == 250 and end.code == 250, (replies, end)
+    assert len(new_of(inst, ALICE)) == before[ALICE]
+    got = new_of(inst, OTHER)
+    assert len(got) == before[OTHER] + 1
+    with open(got[-1], "rb") as f:
+        _, methods, _ = results(f.read())
+    assert methods["spf"][0].startswith("spf=fail "), methods
+    # temperror: 451 for the same recipient; the other still gets it
+    replies, end = transaction(srv, "user@refused.spf." + Z, [OTHER, ALICE], MSG)
+    assert replies[0].code == 250 and end.code == 250, (replies, end)
+    assert replies[1].code == 451 and replies[1].text.startswith("4.7.24"), replies
+    # a pass: taken (OTHER alone: its DMARC policy is not ALICE's, so the
+    # two do not share a transaction; see the next test)
+    replies, end = transaction(srv, "user@pass.spf." + Z, [ALICE], MSG)
+    assert replies[0].code == 250 and end.code == 250, (replies, end)
+    assert srv.wait_log("reject: RCPT from")
+
+
+def test_domain_policy_dmarc_one_policy_per_transaction(env):
+    srv = env["policy"]
+    inst = srv.instance
+    msg = mail("Boss <boss@rej.%s>" % Z)   # p=reject, SPF unaligned
+    n_other, n_alice = len(new_of(inst, OTHER)), len(new_of(inst, ALICE))
+    # the first recipient (mark) sets the transaction's policy; the
+    # enforcing domain's recipient is deferred to a transaction of its own
+    replies, end = transaction(srv, "user@pass.spf." + Z, [OTHER, ALICE], msg)
+    assert replies[0].code == 250, replies
+    assert replies[1].code == 452 and replies[1].text.startswith("4.5.3"), replies
+    assert end.code == 250, end
+    got = new_of(inst, OTHER)
+    assert len(got) == n_other + 1
+    with open(got[-1], "rb") as f:
+        _, methods, _ = results(f.read())
+    assert methods["dmarc"] == ["dmarc=fail (p=reject dis=reject) header.from=rej." + Z]
+    # alone, the enforcing domain's recipient gets p=reject applied
+    replies, end = transaction(srv, "user@pass.spf." + Z, [ALICE], msg)
+    assert replies[0].code == 250 and end.code == 550, (replies, end)
+    assert end.text.startswith("5.7.1"), end
+    assert len(new_of(inst, ALICE)) == n_alice
+    # the same order reversed: enforce first, mark deferred, refused
+    replies, end = transaction(srv, "user@pass.spf." + Z, [ALICE, OTHER], msg)
+    assert [r.code for r in replies] == [250, 452] and end.code == 550
+    # .sub.test: DMARC not checked for its subdomains' recipients; the
+    # server-wide spf_policy (mark) still records SPF
+    replies, end = transaction(srv, "user@pass.spf." + Z, [SUBUSER], msg)
+    assert replies[0].code == 250 and end.code == 250
+    with open(new_of(inst, SUBUSER)[-1], "rb") as f:
+        _, methods, _ = results(f.read())
+    assert "dmarc" not in methods and methods["spf"][0].startswith("spf=pass")
+    # a client that sends to both (Python's smtplib) learns which one to
+    # send again: the deferred recipient is in its refused list
+    import smtplib
+    with smtplib.SMTP(srv.host, srv.port, source_address=(CLIENT, 0)) as c:
+        refused = c.sendmail("user@pass.spf." + Z, [OTHER, ALICE], msg)
+    assert list(refused) == [ALICE] and refused[ALICE][0] == 452, refused
+    assert not srv.crashes()
+
+
+def test_domain_policy_file_errors(env):
+    inst = env["policy"].instance
+    assert inst.run("check", check=False).returncode == 0
+    bad = os.path.join(inst.dir, "bad-policies")
+    with open(bad, "w") as f:
+        f.write("example.test spf_policy=reject\nexample..test dmarc_policy=mark\n")
+    cp = inst.run("-o", "domain_policy_file=" + bad, "check", check=False)
+    assert cp.returncode == 1, cp
+    assert "domain_policy_file: %s:2: not a domain name" % bad in cp.stderr, cp.stderr
+    cp = inst.run("-o", "domain_policy_file=" + bad + ".missing", "check", check=False)
+    assert cp.returncode == 1 and "No such file" in cp.stderr, cp.stderr
+    # petrel serve refuses to start with it, naming the line
+    cp = inst.run("-o", "domain_policy_file=" + bad, "-o",
+                  "smtp_listen=127.0.0.1:%d" % free_ports(1)[0],
+                  "serve", check=False, timeout=30)
+    assert cp.returncode != 0 and "%s:2:" % bad in cp.stderr, cp
+
+
+def test_domain_policy_file_reload(env):
+    """The file is read again on SIGHUP (new workers); a wrong line keeps
+    the old configuration running instead of taking the workers down."""
+    srv, path = env["policy"], env["policies"]
+
+    def spf_fail_to(rcpt):
+        replies, _ = transaction(srv, "user@fail.spf." + Z, [rcpt], MSG)
+        return replies[0].code
+
+    try:
+        with open(path, "w") as f:
+            f.write(POLICIES + "other.test spf_policy=sometimes\n")
+        srv.send_signal(signal.SIGHUP)
+        assert srv.wait_log("keeping the old configuration: domain_policy_file: "
+                            "%s:4: spf_policy must be" % path)
+        assert spf_fail_to(ALICE) == 550 and spf_fail_to(OTHER) == 250
+        with open(path, "w") as f:
+            f.write("other.test spf_policy=reject\n")
+        srv.send_signal(signal.SIGHUP)
+        assert srv.wait_log("SIGHUP: configuration reloaded")
+        deadline = time.monotonic() + 10 * TIMEOUT_SCALE
+        while spf_fail_to(OTHER) != 550:
+            assert time.monotonic() < deadline, "the new file never applied"
+            time.sleep(0.2)
+        assert spf_fail_to(ALICE) == 250
+        assert srv.alive() and not srv.crashes()
+    finally:
+        with open(path, "w") as f:
+            f.write(POLICIES)
+        srv.send_signal(signal.SIGHUP)
+        assert srv.wait_log("SIGHUP: configuration reloaded", count=2)

@@ -22,4 +22,29 @@ import reexport  # noqa: E402
 
 globals().update(reexport.integration_names())
 
+import pytest  # noqa: E402
+
+import galera_util  # noqa: E402
+import mariadb_ctl  # noqa: E402
+
 STRESS = os.environ.get("PETREL_STRESS") == "1"
+
+
+@pytest.fixture(scope="session")
+def galera():
+    """A private three-node MariaDB Galera cluster (galera_util.py), started
+    once for the run (about a minute) and shared by test_cluster.py and
+    test_galera.py; each test makes its own database in it. A test that
+    kills a node starts it again, or leaves it for the next user of the
+    fixture to restart (galera_util.Cluster.heal)."""
+    missing = galera_util.available()
+    if missing:
+        pytest.fail("cannot make a Galera cluster: %s" % missing)
+    c = galera_util.Cluster()
+    try:
+        c.start()
+    except (galera_util.GaleraError, mariadb_ctl.MariaDBError) as e:
+        c.stop()
+        pytest.fail("could not start the Galera cluster: %s" % e)
+    yield c
+    c.stop()

@@ -283,6 +283,14 @@ class Cluster:
         node.wait_synced(timeout)
         self.wait_size(len(self.nodes))
 
+    def heal(self, timeout=120):
+        """Start again every node that is not running (one a test killed
+        and left); wait until the cluster has all of them, Synced."""
+        for n in self.nodes:
+            if not n.alive():
+                self.restart(n, timeout)
+        self.wait_size(len(self.nodes))
+
     def stop(self):
         errors = []
         for n in reversed(self.nodes):

@@ -1,6 +1,7 @@
 """The directory on a three-node MariaDB Galera cluster (galera-4 and
 mariadb-server, three private mariadbd on 127.0.0.1, galera_util.py):
-one cluster for the whole module (it takes a minute to start).
+one cluster for the whole run, shared with test_cluster.py (the `galera`
+fixture of conftest.py: it takes a minute to start).
 
 - A user added through node 2 logs in at once through a server on node 1,
   even while node 1 is behind the cluster (its applying paused by FLUSH
@@ -41,21 +42,6 @@ from harness import server
 from harness.instance import PASSWORD
 
 SCALE = galera_util.SCALE
-
-
-@pytest.fixture(scope="module")
-def galera():
-    missing = galera_util.available()
-    if missing:
-        pytest.fail("cannot make a Galera cluster: %s" % missing)
-    c = galera_util.Cluster()
-    try:
-        c.start()
-    except (galera_util.GaleraError, mariadb_ctl.MariaDBError) as e:
-        c.stop()
-        pytest.fail("could not start the Galera cluster: %s" % e)
-    yield c
-    c.stop()
 
 
 @pytest.fixture
