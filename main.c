@@ -38,6 +38,7 @@ static const struct command {
 	{ "dkim", cmd_dkim, 0, "dkim keygen DOMAIN [--selector S] | dkim rotate DOMAIN [--selector S] [--force]" },
 	{ "dns", cmd_dns, 0, "dns DOMAIN [--json] | dns check DOMAIN" },
 	{ "dmarc", cmd_dmarc, 0, "dmarc report [--dry-run]" },
+	{ "tlsrpt", cmd_tlsrpt, 0, "tlsrpt report [--dry-run]" },
 	{ "sieve", cmd_sieve, 0, "sieve check FILE | test USER MSGFILE | "
 	  "test --script FILE MSGFILE [--from ADDR] [--to ADDR] | "
 	  "list|show|put|activate|deactivate|delete USER [NAME] [FILE]" },

@@ -81,9 +81,26 @@ int cmd_migrate(struct petrel_ctx *cli, int argc, char **argv);
 int cmd_dkim(struct petrel_ctx *cli, int argc, char **argv);
 int cmd_dns(struct petrel_ctx *cli, int argc, char **argv);
 int cmd_dmarc(struct petrel_ctx *cli, int argc, char **argv);
+int cmd_tlsrpt(struct petrel_ctx *cli, int argc, char **argv);
 int cmd_help(struct petrel_ctx *cli, int argc, char **argv);
 int cmd_status(struct petrel_ctx *cli, int argc, char **argv);
 int cmd_sieve(struct petrel_ctx *cli, int argc, char **argv);
+
+/* Reports (cmd_dmarc.c; petrel dmarc report, petrel tlsrpt report) */
+#define CLI_REPORT_RCPTS_MAX 8
+/* Become the server's account (user/group) when run as root: before the
+ * state database is opened, so that its -wal and -shm files and the queue
+ * files stay the server's. */
+void cli_become_user(struct petrel_ctx *cli);
+/* in gzipped (RFC 1952) appended to out; dies when zlib fails. */
+void cli_gzip(const str_t *in, str_t *out);
+/* Queue msg (LF line ends, headers included) from `from` to the nd
+ * addresses (at most CLI_REPORT_RCPTS_MAX) through the one delivery path
+ * (DKIM-signed when from's domain has a key); the queue id in qid. 0, or
+ * -1 with *error_r (malloc'd). */
+int cli_queue_report(struct petrel_ctx *cli, const char *from,
+    const char *const *addrs, size_t nd, const str_t *msg, char qid[17],
+    char **error_r);
 
 /* Schema creation shared by init (and tests): idempotent. */
 int cli_schema_create(struct petrel_ctx *cli, const char **error_r);

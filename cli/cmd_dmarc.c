@@ -43,9 +43,8 @@
 
 #define RUA_MAX 8		/* rua= addresses used per report */
 
-/* Become the server's account (user/group) when run as root. */
-static void
-become_user(struct petrel_ctx *cli)
+void
+cli_become_user(struct petrel_ctx *cli)
 {
 	const char *user = config_get(cli->cfg, "user");
 	const char *group = config_get(cli->cfg, "group");
@@ -69,8 +68,8 @@ become_user(struct petrel_ctx *cli)
 		cli_die("cannot become %s: %s", user, strerror(errno));
 }
 
-static void
-gzip_buf(const str_t *in, str_t *out)
+void
+cli_gzip(const str_t *in, str_t *out)
 {
 	z_stream z;
 	unsigned char buf[16384];
@@ -224,15 +223,15 @@ build_message(str_t *msg, const char *from, const char *submitter,
 	str_free(&b64);
 }
 
-/* Queue msg for the addresses. 0, or -1 with *error_r. */
-static int
-queue_report(struct petrel_ctx *cli, const char *from, const struct dest *d,
-    size_t nd, const str_t *msg, char qid[17], char **error_r)
+int
+cli_queue_report(struct petrel_ctx *cli, const char *from,
+    const char *const *addrs, size_t nd, const str_t *msg, char qid[17],
+    char **error_r)
 {
 	const char *queue_dir = config_get(cli->cfg, "queue_dir"), *err;
-	struct route_dest dests[RUA_MAX];
-	struct route_result routes[RUA_MAX];
-	struct deliver_rcpt rcpts[RUA_MAX];
+	struct route_dest dests[CLI_REPORT_RCPTS_MAX];
+	struct route_result routes[CLI_REPORT_RCPTS_MAX];
+	struct deliver_rcpt rcpts[CLI_REPORT_RCPTS_MAX];
 	struct deliver_ctx ctx;
 	struct deliver_msg dm;
 	struct deliver_result res;
@@ -240,16 +239,20 @@ queue_report(struct petrel_ctx *cli, const char *from, const struct dest *d,
 	char *tmpdir;
 	int ret = 0;
 
+	if (nd > CLI_REPORT_RCPTS_MAX) {
+		*error_r = xstrdup("too many recipients");
+		return -1;
+	}
 	memset(dests, 0, sizeof(dests));
 	memset(routes, 0, sizeof(routes));
 	for (size_t i = 0; i < nd; i++) {
 		dests[i].kind = ROUTE_REMOTE;
-		dests[i].address = (char *)d[i].addr;
+		dests[i].address = (char *)addrs[i];
 		dests[i].transport = (char *)"";
 		routes[i].status = ROUTE_OK;
 		routes[i].dests = &dests[i];
 		routes[i].ndests = 1;
-		rcpts[i].address = d[i].addr;
+		rcpts[i].address = addrs[i];
 		rcpts[i].route = &routes[i];
 	}
 	queue_id_new(qid);
@@ -291,6 +294,7 @@ report_domain(struct petrel_ctx *cli, struct dmarc_report_db *db,
 	struct dmarc_report_meta meta;
 	str_t xml = STR_INIT, gz = STR_INIT, msg = STR_INIT;
 	struct dest d[RUA_MAX], use[RUA_MAX];
+	const char *addrs[RUA_MAX];
 	char report_id[64], file[1024], qid[17], *rua = NULL, *err = NULL;
 	int64_t begin = 0;
 	size_t rows = 0, nd, nuse = 0;
@@ -324,7 +328,7 @@ report_domain(struct petrel_ctx *cli, struct dmarc_report_db *db,
 	/* RFC 7489 7.2.1.1: receiver!policy-domain!begin!end.xml.gz */
 	snprintf(file, sizeof(file), "%s!%s!%lld!%lld.xml.gz", org, policy,
 	    (long long)begin, (long long)meta.end);
-	gzip_buf(&xml, &gz);
+	cli_gzip(&xml, &gz);
 	if (nd > 0) {
 		build_message(&msg, from, org, policy, report_id, file, d, nd,
 		    &gz, begin, meta.end, rows);
@@ -344,10 +348,13 @@ report_domain(struct petrel_ctx *cli, struct dmarc_report_db *db,
 			build_message(&msg, from, org, policy, report_id,
 			    file, use, nuse, &gz, begin, meta.end, rows);
 	}
+	for (size_t i = 0; i < nuse; i++)
+		addrs[i] = use[i].addr;
 	if (nuse == 0) {
 		printf("%s: %zu message%s, no address to send the report "
 		    "to: dropped\n", policy, rows, rows == 1 ? "" : "s");
-	} else if (queue_report(cli, from, use, nuse, &msg, qid, &err) < 0) {
+	} else if (cli_queue_report(cli, from, addrs, nuse, &msg, qid,
+	    &err) < 0) {
 		cli_warn("%s: the report could not be queued: %s (kept for "
 		    "the next run)", policy, err);
 		free(err);
@@ -401,7 +408,7 @@ dmarc_report(struct petrel_ctx *cli, int argc, char **argv)
 	org = strrchr(from, '@') + 1;
 	/* before the database is opened: its -wal and -shm files must
 	 * stay the server's */
-	become_user(cli);
+	cli_become_user(cli);
 	if (!dry_run) {
 		if (dnsq_setup(config_get(cli->cfg, "dns_resolver"), &err) < 0)
 			cli_die("dns_resolver: %s", err);

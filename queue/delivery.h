@@ -43,6 +43,9 @@ enum {
 			 * not this host; testing: logged) */
 	STS_NOMATCH,	/* enforce, and the host matches no mx pattern:
 			 * not this host */
+	STS_TESTING_NOMATCH,	/* testing, and the host matches no mx
+				 * pattern: as STS_NONE, but the TLS report
+				 * counts a failure */
 };
 
 /*
@@ -68,6 +71,7 @@ struct dane_host {
 	struct tls_tlsa *tlsa;
 	size_t ntlsa;
 	char *why;		/* DANE_FAIL: the reason (a 4xx reply) */
+	const char *rpt_result;	/* DANE_FAIL: its TLS report result type */
 };
 
 /*
@@ -115,6 +119,10 @@ struct delivery {
 	struct mta_sts_policy *sts;
 	unsigned char addr_sts[MAX_ADDRS];
 	const char *tls_note;	/* for the log: "dane-verified", ... */
+	/* `tls_rpt_reports = yes` (tlsrpt.c): this session is recorded;
+	 * the local address of its connection */
+	bool rpt_done;
+	char local_ip[64];
 	bool rt_offered;	/* the server's EHLO lists REQUIRETLS */
 	bool gave_up_temp;	/* an address was given up for a reason
 				   that may pass (addr_next) */
@@ -166,6 +174,8 @@ struct mgr {
 	/* `mta_sts = on`: MX deliveries look up the recipient domain's
 	 * MTA-STS policy (sts.c; NULL: off) */
 	struct sts_cache *sts_cache;
+	/* `tls_rpt_reports = yes`: queue_dir/state.db (NULL: off) */
+	char *tls_rpt_db;
 	char *queue_dir;
 	const char *hostname;
 	struct event *ev_scan, *ev_inotify, *ev_usr1, *ev_term;
@@ -263,6 +273,17 @@ void sts_cache_free(struct mgr *m);
 /* On a job thread: d->sts from the policy of d->host (cached, or its
  * record and policy fetched), or left NULL. */
 void sts_lookup(struct delivery *d);
+
+/* tlsrpt.c: SMTP TLS reporting (RFC 8460) rows, handed to the state
+ * database's writer thread (never blocks) */
+/* The session to the address being tried (dh: its DANE requirement):
+ * result NULL for a success, else an RFC 8460 result type with detail.
+ * Once per session; nothing unless the manager records. */
+void rpt_session(struct delivery *d, const struct dane_host *dh,
+    const char *result, const char *detail);
+/* The recipient domain's MTA-STS policy could not be had (sts.c). */
+void rpt_policy_error(struct delivery *d, const char *result,
+    const char *detail);
 
 /* outbound.c (on the loop) */
 /* Connect to d->addrs[d->cur] and deliver; the next address when a

@@ -29,6 +29,7 @@
 #include "lib/base/log.h"
 #include "lib/tls/tls.h"
 #include "lib/trust/mta_sts.h"
+#include "lib/trust/tls_rpt.h"
 #include "queue/delivery.h"
 
 /* Parse "smtp:[host]:port", "smtp:host:port", "smtp:host", "[host]";
@@ -246,15 +247,18 @@ tlsa_query(struct delivery *d, const char *host, struct dane_host *h)
 	r = mx_ub_resolve(d, qname, 52 /* TLSA */, 1, &res);
 	if (r != 0 || res == NULL) {
 		h->level = DANE_FAIL;
+		h->rpt_result = TLS_RPT_TLSA_INVALID;
 		h->why = xasprintf("451 4.7.5 TLSA lookup for %s failed (%s)",
 		    qname, ub_strerror(r));
 	} else if (res->bogus) {
 		h->level = DANE_FAIL;
+		h->rpt_result = TLS_RPT_DNSSEC_INVALID;
 		h->why = xasprintf("451 4.7.5 TLSA lookup for %s failed "
 		    "DNSSEC validation (%s)", qname, res->why_bogus ?
 		    res->why_bogus : "bogus");
 	} else if (res->rcode != 0 && !res->nxdomain) {
 		h->level = DANE_FAIL;
+		h->rpt_result = TLS_RPT_TLSA_INVALID;
 		h->why = xasprintf("451 4.7.5 TLSA lookup for %s failed "
 		    "(DNS rcode %d)", qname, res->rcode);
 	} else if (!res->secure || res->nxdomain || !res->havedata) {
@@ -348,6 +352,8 @@ sts_mark(struct delivery *d, const char *host, size_t before)
 			d->addr_sts[i] = STS_CHECK;
 		else if (d->sts->mode == MTA_STS_ENFORCE)
 			d->addr_sts[i] = STS_NOMATCH;
+		else
+			d->addr_sts[i] = STS_TESTING_NOMATCH;
 	}
 	if (!match && d->addr_dane[before] == 0 &&
 	    d->sts->mode == MTA_STS_TESTING)

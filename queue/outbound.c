@@ -37,6 +37,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -50,6 +51,7 @@
 #include "lib/smtp/reply.h"
 #include "lib/tls/tls.h"
 #include "lib/trust/mta_sts.h"
+#include "lib/trust/tls_rpt.h"
 #include "queue/delivery.h"
 
 /* Record the outcome for every recipient still without a reply, close
@@ -128,6 +130,35 @@ cur_dane(const struct delivery *d)
 	int i = d->cur < d->naddrs ? d->addr_dane[d->cur] : 0;
 
 	return i > 0 && (size_t)i <= d->ndane ? &d->dane[i - 1] : NULL;
+}
+
+/* The TLS report result type of the peer's certificate as verified on
+ * bev (RFC 8460 4.3.1). */
+static const char *
+verify_result(struct bufferevent *bev)
+{
+	switch (tls_bev_verify_kind(bev)) {
+	case TLS_VERIFY_HOST:
+		return TLS_RPT_HOST_MISMATCH;
+	case TLS_VERIFY_EXPIRED:
+		return TLS_RPT_EXPIRED;
+	case TLS_VERIFY_UNTRUSTED:
+		return TLS_RPT_NOT_TRUSTED;
+	default:
+		return TLS_RPT_VALIDATION;
+	}
+}
+
+static int cur_sts(const struct delivery *d);
+
+/* A failed session for the TLS report (tls_rpt_reports): under a policy
+ * always; without one only when petrel itself could have used TLS. */
+static void
+rpt_fail(struct delivery *d, const char *result, const char *detail)
+{
+	if (cur_dane(d) == NULL && cur_sts(d) == STS_NONE && d->m->tls == NULL)
+		return;
+	rpt_session(d, cur_dane(d), result, detail);
 }
 
 /* This address will not do (why: a reply text, its code code): the
@@ -248,6 +279,7 @@ dane_check(struct delivery *d, const struct dane_host *dh)
 	}
 	why = xasprintf("451 4.7.5 TLSA records do not match the "
 	    "certificate of %s (%s)", dh->name, how);
+	rpt_session(d, dh, TLS_RPT_VALIDATION, how);
 	dane_next(d, why);
 	free(why);
 	return false;
@@ -306,6 +338,7 @@ sts_check(struct delivery *d)
 	}
 	cur_host(d, host, sizeof(host));
 	why = xasprintf("certificate of %s not verified (%s)", host, reason);
+	rpt_fail(d, verify_result(d->bev), reason);
 	go = sts_fail(d, why);
 	free(why);
 	return go;
@@ -463,6 +496,7 @@ handle_reply(struct delivery *d, int code, const char *text)
 			    "STARTTLS, and TLSA records are published for it",
 			    cur_dane(d)->name);
 
+			rpt_fail(d, TLS_RPT_STARTTLS, "STARTTLS not offered");
 			dane_next(d, why);
 			free(why);
 			return;
@@ -473,14 +507,26 @@ handle_reply(struct delivery *d, int code, const char *text)
 
 			cur_host(d, host, sizeof(host));
 			why = xasprintf("%s offers no STARTTLS", host);
+			rpt_fail(d, TLS_RPT_STARTTLS, "STARTTLS not offered");
 			go = sts_fail(d, why);
 			free(why);
 			if (!go)
 				return;
 		}
+		/* TLS up and the policy held (a failure under a testing
+		 * policy was recorded as such); or no STARTTLS offered */
+		if (cur_sts(d) == STS_TESTING_NOMATCH)
+			rpt_fail(d, TLS_RPT_VALIDATION, "mx host not in the "
+			    "policy");
+		else if (d->tls)
+			rpt_session(d, cur_dane(d), NULL, NULL);
+		else
+			rpt_fail(d, TLS_RPT_STARTTLS, "STARTTLS not offered");
 		send_envelope(d);
 		return;
 	case C_HELO:
+		if (!d->tls)
+			rpt_fail(d, TLS_RPT_STARTTLS, "EHLO refused");
 		if (rt_wanted(d)) {
 			char *why = xasprintf("550 5.7.10 REQUIRETLS: %s "
 			    "refused EHLO, so no STARTTLS", d->names[d->cur]);
@@ -569,6 +615,7 @@ handle_reply(struct delivery *d, int code, const char *text)
 			free(why);
 			return;
 		}
+		rpt_fail(d, TLS_RPT_STARTTLS, "STARTTLS refused");
 		if (rt_wanted(d)) {
 			bool perm = code >= 500;
 			char *why = xasprintf("%s REQUIRETLS: %s refused "
@@ -778,6 +825,15 @@ client_event(struct bufferevent *bev, short what, void *arg)
 		(void)setsockopt(bufferevent_getfd(bev), IPPROTO_TCP,
 		    TCP_NODELAY, &one, sizeof(one));
 		if (d->state == C_CONNECT) {
+			struct sockaddr_storage ls;
+			socklen_t ll = sizeof(ls);
+
+			d->local_ip[0] = '\0';
+			if (getsockname(bufferevent_getfd(bev),
+			    (struct sockaddr *)&ls, &ll) == 0)
+				(void)getnameinfo((struct sockaddr *)&ls, ll,
+				    d->local_ip, sizeof(d->local_ip), NULL, 0,
+				    NI_NUMERICHOST);
 			d->state = C_GREETING;
 			free(d->relay);
 			d->relay = xstrdup(d->names[d->cur]);
@@ -794,6 +850,14 @@ client_event(struct bufferevent *bev, short what, void *arg)
 	if (d->state == C_QUIT) {
 		delivery_finish(d, 0, "");
 		return;
+	}
+	if (d->tls && d->state == C_EHLO) {
+		/* the handshake failed (or the connection ended in it) */
+		char reason[400];
+
+		rpt_fail(d, verify_result(bev), tls_bev_verify_error(bev,
+		    reason, sizeof(reason)) != NULL ? reason :
+		    "TLS handshake failed");
 	}
 	if (d->tls && d->state == C_EHLO && rt_wanted(d)) {
 		char reason[400];
@@ -865,7 +929,11 @@ connect_fresh(struct delivery *d)
 {
 	struct timeval tv = { (time_t)d->m->timeout, 0 };
 
+	d->rpt_done = false;
+	d->local_ip[0] = '\0';
 	if (cur_dane(d) != NULL && cur_dane(d)->level == DANE_FAIL) {
+		rpt_session(d, cur_dane(d), cur_dane(d)->rpt_result,
+		    cur_dane(d)->why + 10 /* after "451 4.7.5 " */);
 		dane_next(d, cur_dane(d)->why);
 		return;
 	}
@@ -873,6 +941,9 @@ connect_fresh(struct delivery *d)
 		char host[300], *why;
 
 		cur_host(d, host, sizeof(host));
+		/* RFC 8460 has no type of its own for it */
+		rpt_session(d, NULL, TLS_RPT_VALIDATION, "mx host not in "
+		    "the policy");
 		why = xasprintf("451 4.7.5 MTA-STS: %s matches no mx pattern "
 		    "of the policy of %s", host, d->host);
 		addr_next(d, 451, why);

@@ -40,6 +40,7 @@
 #include "lib/queue/queue.h"
 #include "lib/session/counters.h"
 #include "lib/tls/tls.h"
+#include "lib/trust/tls_rpt.h"
 #include "queue/delivery.h"
 #include "queue/manager.h"
 
@@ -831,6 +832,8 @@ queue_manager_run(struct petrel_ctx *ctx)
 		log_error("REQUIRETLS messages deferred: %s",
 		    m.pkix_tls_error);
 	}
+	if (strcmp(config_get(ctx->cfg, "tls_rpt_reports"), "yes") == 0)
+		m.tls_rpt_db = xasprintf("%s/state.db", m.queue_dir);
 	if (strcmp(config_get(ctx->cfg, "mta_sts"), "on") == 0) {
 		sts_cache_init(&m);
 		if (m.pkix_tls == NULL)
@@ -951,6 +954,9 @@ queue_manager_run(struct petrel_ctx *ctx)
 	tls_client_free(&m.tls);
 	tls_client_free(&m.lmtp_tls);
 	sts_cache_free(&m);
+	/* what the sessions left for the TLS reports */
+	tls_rpt_flush();
+	free(m.tls_rpt_db);
 	tls_client_free(&m.pkix_tls);
 	free(m.pkix_tls_error);
 	free(m.lmtp_tls_error);

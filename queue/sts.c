@@ -28,6 +28,7 @@
 #include "lib/tls/tls.h"
 #include "lib/trust/mta_sts.h"
 #include "lib/trust/rdata.h"
+#include "lib/trust/tls_rpt.h"
 #include "queue/delivery.h"
 
 #define STS_FETCH_TIMEOUT 10	/* seconds for one policy fetch */
@@ -171,10 +172,11 @@ txt_lookup(struct delivery *d, const char *domain, char id[33])
 	return found == 1 ? 1 : 0;
 }
 
-/* Fetch and parse the policy of domain: 0 with *p, or -1 (logged). */
+/* Fetch and parse the policy of domain: 0 with *p, or -1 (logged) with
+ * the TLS report's result type in *rpt_r and the reason in rerr. */
 static int
 fetch_policy(struct delivery *d, const char *domain,
-    struct mta_sts_policy *p)
+    struct mta_sts_policy *p, const char **rpt_r, char *rerr, size_t rlen)
 {
 	static const int types[2] = { 28 /* AAAA */, 1 /* A */ };
 	char *host = xasprintf("mta-sts.%s", domain), err[300] = "";
@@ -235,6 +237,7 @@ fetch_policy(struct delivery *d, const char *domain,
 			continue;
 		if (mta_sts_policy_parse(body, len, p, &perr) < 0) {
 			snprintf(err, sizeof(err), "invalid policy: %s", perr);
+			*rpt_r = TLS_RPT_STS_INVALID;
 			free(body);
 			break;	/* the server answered: not another */
 		}
@@ -243,6 +246,10 @@ fetch_policy(struct delivery *d, const char *domain,
 		break;
 	}
 out:
+	if (ret < 0 && *rpt_r == NULL)
+		*rpt_r = strncmp(err, "certificate not verified", 24) == 0 ?
+		    TLS_RPT_STS_WEBPKI : TLS_RPT_STS_FETCH;
+	snprintf(rerr, rlen, "%s", err);
 	if (ret < 0)
 		log_warn("mta-sts: policy of %s not fetched from https://%s/"
 		    ".well-known/mta-sts.txt: %s", domain, host, err);
@@ -256,7 +263,8 @@ sts_lookup(struct delivery *d)
 	struct sts_cache *c = d->m->sts_cache;
 	struct mta_sts_policy p;
 	const char *domain = d->host;
-	char id[33];
+	char id[33], rerr[300];
+	const char *rpt = NULL;
 	int t;
 
 	if (c == NULL || domain[0] == '\0' || strlen(domain) > 240 ||
@@ -271,15 +279,19 @@ sts_lookup(struct delivery *d)
 		if (!cache_get(c, domain, NULL, &p))
 			return;
 	} else if (!cache_get(c, domain, id, &p)) {
-		if (fetch_policy(d, domain, &p) == 0) {
+		if (fetch_policy(d, domain, &p, &rpt, rerr, sizeof(rerr)) ==
+		    0) {
 			cache_put(c, domain, id, &p);
 			log_info("mta-sts: policy of %s (id %s): mode %s, "
 			    "max_age %lu, %zu mx", domain, id,
 			    mta_sts_mode_name(p.mode), p.max_age, p.nmx);
-		} else if (!cache_get(c, domain, NULL, &p)) {
-			log_warn("mta-sts: %s: no policy cached; delivering "
-			    "as without MTA-STS", domain);
-			return;
+		} else {
+			rpt_policy_error(d, rpt, rerr);
+			if (!cache_get(c, domain, NULL, &p)) {
+				log_warn("mta-sts: %s: no policy cached; "
+				    "delivering as without MTA-STS", domain);
+				return;
+			}
 		}
 	}
 	if (p.mode == MTA_STS_NONE)

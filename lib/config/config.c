@@ -373,6 +373,18 @@ static const struct key_def keys[] = {
 	  "name as the reporting organization's contact; its domain is the "
 	  "organization and the receiver in the report's file name. Empty: "
 	  "postmaster at hostname." },
+	{ "tls_rpt_reports", KT_ENUM, "no", "yes|no", 0,
+	  "yes: each SMTP session of the outbound queue to a recipient "
+	  "domain's MX (TLS or not, its MTA-STS or DANE policy held or "
+	  "failed) leaves a row in queue_dir/state.db, which petrel tlsrpt "
+	  "report sends as SMTP TLS reports (RFC 8460) and then removes "
+	  "(docs/trust.md); no: nothing is recorded." },
+	{ "tls_rpt_from", KT_STRING, "", NULL, 0,
+	  "The address TLS reports come from and name as contact-info; "
+	  "its domain is the submitter. Empty: postmaster at hostname." },
+	{ "tls_rpt_org", KT_STRING, "", NULL, 0,
+	  "The organization-name of TLS reports. Empty: the domain of "
+	  "tls_rpt_from." },
 	{ "arc", KT_ENUM, "verify", "seal|verify|off", 0,
 	  "ARC (RFC 8617) of mail received by SMTP: verify (the chain is "
 	  "validated and the result recorded in Authentication-Results), "

@@ -1119,6 +1119,34 @@ tls_bev_pkix_verified(struct bufferevent *tb, char *buf, size_t len)
 	return 1;
 }
 
+enum tls_verify_kind
+tls_bev_verify_kind(struct bufferevent *tb)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(tb);
+
+	if (ssl == NULL || SSL_get0_peer_certificate(ssl) == NULL)
+		return TLS_VERIFY_OTHER;
+	switch (SSL_get_verify_result(ssl)) {
+	case X509_V_OK:
+		return TLS_VERIFY_OK;
+	case X509_V_ERR_HOSTNAME_MISMATCH:
+	case X509_V_ERR_IP_ADDRESS_MISMATCH:
+		return TLS_VERIFY_HOST;
+	case X509_V_ERR_CERT_HAS_EXPIRED:
+	case X509_V_ERR_CERT_NOT_YET_VALID:
+		return TLS_VERIFY_EXPIRED;
+	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+	case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+	case X509_V_ERR_CERT_UNTRUSTED:
+		return TLS_VERIFY_UNTRUSTED;
+	default:
+		return TLS_VERIFY_OTHER;
+	}
+}
+
 /* Seconds left before deadline (at least 1 while any is left), 0 when
  * it has passed. */
 static int
@@ -1256,19 +1284,23 @@ http_head_ok(const char *h, size_t hl, long long *clen_r, char *err,
 	return 0;
 }
 
-int
-tls_https_get(struct tls_client *tc, const struct sockaddr *sa,
-    unsigned salen, const char *host, const char *path, size_t max,
-    unsigned timeout_s, char **body_r, size_t *len_r, char *err,
-    size_t errlen)
+/* One HTTPS exchange: the request (head, then body of bodylen octets)
+ * sent to host at sa, the whole response read (at most max octets of
+ * body and 8 KiB of headers) within the deadline. 0 with *buf_r (the
+ * response, NUL-terminated; free it), the length of its headers in
+ * *hl_r (the blank line excluded) and the offset of its body in
+ * *body_r; -1 with the reason in err. */
+static int
+https_exchange(struct tls_client *tc, const struct sockaddr *sa,
+    unsigned salen, const char *host, const char *head, const void *body,
+    size_t bodylen, size_t max, time_t deadline, char **buf_r,
+    size_t *len_r, size_t *hl_r, size_t *body_r, char *err, size_t errlen)
 {
-	time_t deadline = time(NULL) + (time_t)timeout_s;
 	size_t cap = max + 8192, len = 0;	/* the headers: 8 KiB */
-	char *buf = NULL, *req = NULL, *eoh;
+	char *buf = NULL, *eoh;
 	SSL *ssl = NULL;
 	int fd, r, ret = -1;
 	long vr;
-	long long clen;
 
 	if (tc == NULL || !tc->verify) {
 		snprintf(err, errlen, "no verifying TLS context");
@@ -1296,9 +1328,9 @@ tls_https_get(struct tls_client *tc, const struct sockaddr *sa,
 			    secs_left(deadline) == 0 ? " (timed out)" : "");
 		goto out;
 	}
-	req = xasprintf("GET %s HTTP/1.0\r\nHost: %s\r\n"
-	    "User-Agent: petrel\r\nConnection: close\r\n\r\n", path, host);
-	if (SSL_write(ssl, req, (int)strlen(req)) != (int)strlen(req)) {
+	if (SSL_write(ssl, head, (int)strlen(head)) != (int)strlen(head) ||
+	    (bodylen > 0 && SSL_write(ssl, body, (int)bodylen) !=
+	    (int)bodylen)) {
 		snprintf(err, errlen, "cannot send the request");
 		goto out;
 	}
@@ -1343,22 +1375,9 @@ tls_https_get(struct tls_client *tc, const struct sockaddr *sa,
 		snprintf(err, errlen, "no end of the HTTP headers");
 		goto out;
 	}
-	if (http_head_ok(buf, (size_t)(eoh - buf), &clen, err, errlen) < 0)
-		goto out;
-	eoh += eoh[0] == '\r' ? 4 : 2;
-	len -= (size_t)(eoh - buf);
-	if (clen >= 0 && (size_t)clen != len) {
-		snprintf(err, errlen, "body of %zu octets, Content-Length "
-		    "%lld", len, clen);
-		goto out;
-	}
-	if (len > max) {
-		snprintf(err, errlen, "policy over %zu octets", max);
-		goto out;
-	}
-	memmove(buf, eoh, len);
-	buf[len] = '\0';
-	*body_r = buf;
+	*hl_r = (size_t)(eoh - buf);
+	*body_r = *hl_r + (eoh[0] == '\r' ? 4 : 2);
+	*buf_r = buf;
 	*len_r = len;
 	buf = NULL;
 	ret = 0;
@@ -1370,7 +1389,81 @@ out:
 	}
 	ERR_clear_error();
 	close(fd);
-	free(req);
 	free(buf);
 	return ret;
+}
+
+int
+tls_https_get(struct tls_client *tc, const struct sockaddr *sa,
+    unsigned salen, const char *host, const char *path, size_t max,
+    unsigned timeout_s, char **body_r, size_t *len_r, char *err,
+    size_t errlen)
+{
+	time_t deadline = time(NULL) + (time_t)timeout_s;
+	char *buf = NULL, *req;
+	size_t len, hl, off;
+	long long clen;
+	int r;
+
+	req = xasprintf("GET %s HTTP/1.0\r\nHost: %s\r\n"
+	    "User-Agent: petrel\r\nConnection: close\r\n\r\n", path, host);
+	r = https_exchange(tc, sa, salen, host, req, NULL, 0, max, deadline,
+	    &buf, &len, &hl, &off, err, errlen);
+	free(req);
+	if (r < 0)
+		return -1;
+	if (http_head_ok(buf, hl, &clen, err, errlen) < 0)
+		goto fail;
+	len -= off;
+	if (clen >= 0 && (size_t)clen != len) {
+		snprintf(err, errlen, "body of %zu octets, Content-Length "
+		    "%lld", len, clen);
+		goto fail;
+	}
+	if (len > max) {
+		snprintf(err, errlen, "policy over %zu octets", max);
+		goto fail;
+	}
+	memmove(buf, buf + off, len);
+	buf[len] = '\0';
+	*body_r = buf;
+	*len_r = len;
+	return 0;
+fail:
+	free(buf);
+	return -1;
+}
+
+int
+tls_https_post(struct tls_client *tc, const struct sockaddr *sa,
+    unsigned salen, const char *host, const char *path, const char *ctype,
+    const void *body, size_t len, unsigned timeout_s, char *err,
+    size_t errlen)
+{
+	time_t deadline = time(NULL) + (time_t)timeout_s;
+	char *buf = NULL, *req;
+	size_t rlen, hl, off;
+	int r;
+
+	req = xasprintf("POST %s HTTP/1.0\r\nHost: %s\r\n"
+	    "User-Agent: petrel\r\nContent-Type: %s\r\n"
+	    "Content-Length: %zu\r\nConnection: close\r\n\r\n", path, host,
+	    ctype, len);
+	/* the answer's body is not wanted: 4 KiB of it at most */
+	r = https_exchange(tc, sa, salen, host, req, body, len, 4096,
+	    deadline, &buf, &rlen, &hl, &off, err, errlen);
+	free(req);
+	if (r < 0)
+		return -1;
+	if (hl < 12 || (memcmp(buf, "HTTP/1.0 ", 9) != 0 &&
+	    memcmp(buf, "HTTP/1.1 ", 9) != 0)) {
+		snprintf(err, errlen, "not an HTTP response");
+		r = -1;
+	} else if (buf[9] != '2' || buf[10] < '0' || buf[10] > '9' ||
+	    buf[11] < '0' || buf[11] > '9') {
+		snprintf(err, errlen, "HTTP status %.3s", buf + 9);
+		r = -1;
+	}
+	free(buf);
+	return r;
 }

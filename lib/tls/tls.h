@@ -131,6 +131,22 @@ int tls_https_get(struct tls_client *tc, const struct sockaddr *sa,
     unsigned salen, const char *host, const char *path, size_t max,
     unsigned timeout_s, char **body_r, size_t *len_r, char *err,
     size_t errlen);
+/* After the handshake: what kind of failure the verification of the
+ * peer's certificate was (chain and name; what SMTP TLS reports tell
+ * apart, RFC 8460 4.3.1). */
+enum tls_verify_kind {
+	TLS_VERIFY_OK, TLS_VERIFY_HOST, TLS_VERIFY_EXPIRED,
+	TLS_VERIFY_UNTRUSTED, TLS_VERIFY_OTHER
+};
+enum tls_verify_kind tls_bev_verify_kind(struct bufferevent *tb);
+/* A blocking HTTPS POST (HTTP/1.0) of len octets of body, of type
+ * ctype, to path on host at sa, as tls_https_get connects (tc verifying,
+ * no redirects), for TLS reports (RFC 8460 3): 0 when the answer is a
+ * 2xx, else -1 with the reason in err. For a command or a job thread. */
+int tls_https_post(struct tls_client *tc, const struct sockaddr *sa,
+    unsigned salen, const char *host, const char *path, const char *ctype,
+    const void *body, size_t len, unsigned timeout_s, char *err,
+    size_t errlen);
 /* STARTTLS for MTA-STS: the chain to tc's CA file and the host name are
  * checked, but the handshake does not fail on them (a policy in testing
  * mode only reports): ask tls_bev_pkix_verified once it is done. */

@@ -3,14 +3,13 @@
  * petrel's state database, and the feedback document built from them
  * (Appendix C).
  *
- * Recording: job threads put a row in a bounded in-memory list under a
- * mutex and signal the writer thread, which takes the whole list and
- * writes it in one transaction on its own connection (WAL, synchronous =
- * NORMAL: a report row is worth no fsync of its own; greylisting's
- * connection to the same file keeps FULL). The SMTP reply never waits
- * for SQLite. Every few thousand rows the table is cut to
- * DMARC_REPORT_ROWS_MAX (the oldest go) so that a server whose reports
- * are never sent does not grow without bound.
+ * Recording (lib/trust/state_writer): job threads hand a row to a writer
+ * thread, which writes whatever has accumulated in one transaction on
+ * its own connection (WAL, synchronous = NORMAL: a report row is worth
+ * no fsync of its own; greylisting's connection to the same file keeps
+ * FULL). The SMTP reply never waits for SQLite. The table is kept to
+ * DMARC_REPORT_ROWS_MAX rows (the oldest go) so that a server whose
+ * reports are never sent does not grow without bound.
  *
  * The table, one row per message:
  *   id (rowid), time, domain (the policy domain), rua, p, sp, adkim,
@@ -26,7 +25,6 @@
  * auth, and escaped when written as XML.
  */
 #include <ctype.h>
-#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,8 +35,7 @@
 #include "lib/base/alloc.h"
 #include "lib/base/log.h"
 #include "lib/trust/dmarc_report.h"
-
-#define BOUND_EVERY 4096	/* rows written between two cuts */
+#include "lib/trust/state_writer.h"
 
 static const char create_sql[] =
     "CREATE TABLE IF NOT EXISTS dmarc_report ("
@@ -51,32 +48,6 @@ static const char create_sql[] =
     "auth TEXT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS dmarc_report_domain ON "
     "dmarc_report (domain, id);";
-
-/* ---- the writer ---- */
-
-static pthread_mutex_t w_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t w_cond = PTHREAD_COND_INITIALIZER;
-static pthread_cond_t w_idle = PTHREAD_COND_INITIALIZER;
-static struct dmarc_report_row *w_rows;	/* pending */
-static size_t w_n, w_cap;
-static bool w_started, w_busy;
-static char *w_path;
-static sqlite3 *w_db;		/* the writer's own connection */
-static unsigned long w_written;
-static unsigned long w_dropped;
-
-static int
-db_exec(sqlite3 *db, const char *sql, char **error_r)
-{
-	char *err = NULL;
-
-	if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
-		*error_r = xasprintf("%s", err ? err : sqlite3_errmsg(db));
-		sqlite3_free(err);
-		return -1;
-	}
-	return 0;
-}
 
 /* Open (and create) the state database at path. */
 static sqlite3 *
@@ -93,9 +64,9 @@ db_open(const char *path, bool create, char **error_r)
 		return NULL;
 	}
 	sqlite3_busy_timeout(db, 5000);
-	if (db_exec(db, "PRAGMA journal_mode = WAL", error_r) < 0 ||
-	    db_exec(db, "PRAGMA synchronous = NORMAL", error_r) < 0 ||
-	    db_exec(db, create_sql, error_r) < 0) {
+	if (state_db_exec(db, "PRAGMA journal_mode = WAL", error_r) < 0 ||
+	    state_db_exec(db, "PRAGMA synchronous = NORMAL", error_r) < 0 ||
+	    state_db_exec(db, create_sql, error_r) < 0) {
 		sqlite3_close(db);
 		return NULL;
 	}
@@ -144,8 +115,9 @@ policy_text(char p)
 }
 
 static int
-insert_row(sqlite3_stmt *st, const struct dmarc_report_row *r)
+insert_row(sqlite3_stmt *st, const void *row)
 {
+	const struct dmarc_report_row *r = row;
 	str_t auth = STR_INIT;
 	char adkim[2] = { r->pub.adkim, 0 }, aspf[2] = { r->pub.aspf, 0 };
 	int rc;
@@ -177,147 +149,31 @@ insert_row(sqlite3_stmt *st, const struct dmarc_report_row *r)
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* Write rows in one transaction. Outside w_lock (the writer alone uses
- * w_db). */
-static void
-write_rows(const struct dmarc_report_row *rows, size_t n)
-{
-	sqlite3_stmt *st = NULL;
-	char *err = NULL;
-
-	if (w_db == NULL && (w_db = db_open(w_path, true, &err)) == NULL) {
-		log_error("dmarc report state: %s (%zu row%s not recorded)",
-		    err, n, n == 1 ? "" : "s");
-		free(err);
-		return;
-	}
-	if (db_exec(w_db, "BEGIN IMMEDIATE", &err) < 0)
-		goto fail;
-	if (sqlite3_prepare_v2(w_db, "INSERT INTO dmarc_report (time, "
-	    "domain, rua, p, sp, adkim, aspf, pct, ip, header_from, "
-	    "envelope_from, disposition, dkim, spf, reason, auth) VALUES "
-	    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, "
-	    "?15, ?16)", -1, &st, NULL) != SQLITE_OK) {
-		err = xasprintf("%s", sqlite3_errmsg(w_db));
-		goto rollback;
-	}
-	for (size_t i = 0; i < n; i++) {
-		if (insert_row(st, &rows[i]) < 0) {
-			err = xasprintf("%s", sqlite3_errmsg(w_db));
-			goto rollback;
-		}
-	}
-	sqlite3_finalize(st);
-	st = NULL;
-	if ((w_written + n) / BOUND_EVERY != w_written / BOUND_EVERY) {
-		char *sql = xasprintf("DELETE FROM dmarc_report WHERE id <= "
-		    "(SELECT max(id) FROM dmarc_report) - %d",
-		    DMARC_REPORT_ROWS_MAX);
-
-		if (db_exec(w_db, sql, &err) < 0) {
-			free(sql);
-			goto rollback;
-		}
-		free(sql);
-	}
-	if (db_exec(w_db, "COMMIT", &err) < 0)
-		goto rollback;
-	w_written += n;
-	return;
-rollback:
-	sqlite3_finalize(st);
-	{
-		char *e2 = NULL;
-
-		(void)db_exec(w_db, "ROLLBACK", &e2);
-		free(e2);
-	}
-fail:
-	log_error("dmarc report state %s: %s (%zu row%s not recorded)",
-	    w_path, err ? err : "?", n, n == 1 ? "" : "s");
-	free(err);
-}
-
-/* Take what is pending and write it. Under w_lock on entry and exit. */
-static void
-drain_locked(void)
-{
-	while (w_n > 0 && !w_busy) {
-		struct dmarc_report_row *rows = w_rows;
-		size_t n = w_n;
-
-		w_rows = NULL;
-		w_n = w_cap = 0;
-		w_busy = true;
-		pthread_mutex_unlock(&w_lock);
-		write_rows(rows, n);
-		free(rows);
-		pthread_mutex_lock(&w_lock);
-		w_busy = false;
-		pthread_cond_broadcast(&w_idle);
-	}
-}
-
-static void *
-writer(void *arg)
-{
-	(void)arg;
-	pthread_mutex_lock(&w_lock);
-	for (;;) {
-		while (w_n == 0 || w_busy)
-			pthread_cond_wait(&w_cond, &w_lock);
-		drain_locked();
-	}
-	return NULL;
-}
+static struct state_writer w = {
+	.what = "dmarc report state",
+	.table = "dmarc_report",
+	.row_size = sizeof(struct dmarc_report_row),
+	.pending_max = DMARC_REPORT_PENDING_MAX,
+	.rows_max = DMARC_REPORT_ROWS_MAX,
+	.open = db_open,
+	.insert_sql = "INSERT INTO dmarc_report (time, domain, rua, p, sp, "
+	    "adkim, aspf, pct, ip, header_from, envelope_from, disposition, "
+	    "dkim, spf, reason, auth) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+	    "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+	.insert = insert_row,
+	STATE_WRITER_LOCKS
+};
 
 void
 dmarc_report_record(const char *path, const struct dmarc_report_row *r)
 {
-	pthread_mutex_lock(&w_lock);
-	if (!w_started) {
-		pthread_t t;
-		pthread_attr_t attr;
-
-		w_path = xstrdup(path);
-		pthread_attr_init(&attr);
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		if (pthread_create(&t, &attr, writer, NULL) != 0) {
-			pthread_attr_destroy(&attr);
-			pthread_mutex_unlock(&w_lock);
-			log_error("dmarc report state: no writer thread: the "
-			    "row of %s is not recorded", r->header_from);
-			return;
-		}
-		pthread_attr_destroy(&attr);
-		w_started = true;
-	}
-	if (w_n >= DMARC_REPORT_PENDING_MAX) {
-		if (w_dropped++ % 1000 == 0)
-			log_error("dmarc report state: %lu row(s) not recorded:"
-			    " the writer is behind", w_dropped);
-		pthread_mutex_unlock(&w_lock);
-		return;
-	}
-	if (w_n == w_cap) {
-		w_cap = w_cap ? w_cap * 2 : 16;
-		w_rows = xrealloc(w_rows, w_cap * sizeof(*w_rows));
-	}
-	w_rows[w_n++] = *r;
-	pthread_cond_signal(&w_cond);
-	pthread_mutex_unlock(&w_lock);
+	state_writer_put(&w, path, r);
 }
 
 void
 dmarc_report_flush(void)
 {
-	pthread_mutex_lock(&w_lock);
-	if (w_started) {
-		drain_locked();
-		while (w_busy)
-			pthread_cond_wait(&w_idle, &w_lock);
-	}
-	pthread_mutex_unlock(&w_lock);
+	state_writer_flush(&w);
 }
 
 /* ---- reading ---- */

@@ -15,7 +15,7 @@ TARGETS = ("mime", "imap_parse", "config", "maildir_name", "smtp_parse", "smtp_r
            "addr_route", "mx_answer", "mbox_index", "quota",
            "session_line", "route", "mailbox_files", "imap_sort",
            "legacy_files", "http", "milter_reply", "sieve_parse", "sieve_run", "trust_fields",
-           "managesieve_cmd")
+           "managesieve_cmd", "mta_sts", "tlsrpt")
 
 
 @pytest.mark.parametrize("name", TARGETS)
