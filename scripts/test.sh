@@ -71,7 +71,7 @@ if [ "$asan_all" = false ]; then
 		tests/integration/test_pop3_protocol.py tests/integration/test_outbound*.py \
 		tests/integration/test_sieve_*.py tests/integration/test_managesieve.py \
 		tests/integration/test_milter.py tests/integration/test_arc.py \
-		tests/integration/test_trust_dns.py tests/integration/test_srs.py tests/integration/test_dmarc_failure.py \
+		tests/integration/test_trust_dns.py tests/integration/test_srs.py tests/integration/test_dmarc_failure.py tests/integration/test_tls_rpt.py \
 		tests/integration/test_dnsbl_greylist.py tests/integration/test_http*.py \
 		tests/integration/test_quota_courier.py tests/integration/test_dkim*.py; do
 		if [ -e "$f" ]; then asan_integration+=("$f"); fi
