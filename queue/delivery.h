@@ -84,6 +84,10 @@ struct dane_host {
 struct dest {
 	struct dest *next;	/* hash chain */
 	unsigned active;	/* attempts in flight to it */
+	unsigned limit;		/* how many at once: lmtp_destination_
+				 * concurrency for an lmtp: transport (a
+				 * backend of ours), else
+				 * queue_destination_concurrency */
 	unsigned mark;		/* last sweep that found it in use */
 	char name[];
 };
@@ -185,7 +189,7 @@ struct mgr {
 	bool stopping, flush;
 	time_t tmp_cleaned;	/* last sweep of QUEUE_DIR/tmp */
 	unsigned retry_min, retry_max, lifetime, scan_interval;
-	unsigned max_active, max_per_dest, timeout;
+	unsigned max_active, max_per_dest, max_per_lmtp, timeout;
 	struct ub_ctx *ub;
 	struct dnsq_pump *ub_pump;	/* NULL: lookups by ub_resolve */
 	bool dane;		/* `dane = opportunistic`, and validating */

@@ -74,6 +74,8 @@ dest_get(struct mgr *m, const char *name)
 			return d;
 	d = xcalloc(1, sizeof(*d) + len + 1);
 	memcpy(d->name, name, len + 1);
+	d->limit = strncmp(name, "lmtp:", 5) == 0 ? m->max_per_lmtp :
+	    m->max_per_dest;
 	d->next = m->dests[h];
 	m->dests[h] = d;
 	return d;
@@ -457,7 +459,7 @@ seen_skip(struct mgr *m, const struct seen *e, time_t now)
 	if (e->due > (long long)now && !e->flush)
 		return true;
 	for (size_t i = 0; i < e->ndests; i++)
-		if (e->dests[i]->active < m->max_per_dest)
+		if (e->dests[i]->active < e->dests[i]->limit)
 			return false;
 	return true;
 }
@@ -546,7 +548,7 @@ scan_message(struct mgr *m, struct seen *seen, time_t now)
 			continue;
 		key = rcpt_dest(m, e);
 		if (dest == NULL) {
-			if (key->active >= m->max_per_dest) {
+			if (key->active >= key->limit) {
 				other = true;
 				continue;
 			}
@@ -804,8 +806,12 @@ queue_manager_run(struct petrel_ctx *ctx)
 	m.timeout = (unsigned)config_get_uint(ctx->cfg, "smtp_timeout");
 	if (m.max_active == 0)
 		m.max_active = 1;
+	m.max_per_lmtp = (unsigned)config_get_uint(ctx->cfg,
+	    "lmtp_destination_concurrency");
 	if (m.max_per_dest == 0)
 		m.max_per_dest = 1;
+	if (m.max_per_lmtp == 0)
+		m.max_per_lmtp = 1;
 	if (queue_dirs_make(m.queue_dir, &err) < 0)
 		fatal("%s", err);
 	m.tls = tls_client_new(&err);

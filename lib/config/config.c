@@ -273,6 +273,11 @@ static const struct key_def keys[] = {
 	  "Postfix's default_process_limit)." },
 	{ "queue_destination_concurrency", KT_UINT, "5", NULL, 10000,
 	  "Outbound deliveries at once to one destination." },
+	{ "lmtp_destination_concurrency", KT_UINT, "20", NULL, 10000,
+	  "Deliveries at once to one lmtp: next hop (a frontend's backend; "
+	  "20 as Postfix's lmtp_destination_concurrency_limit): a backend "
+	  "of the same site needs none of the restraint shown to other "
+	  "sites' MXs." },
 	{ "log_level", KT_LEVEL, "info", NULL, 0,
 	  "The least important messages logged: error, warning, info or "
 	  "debug." },

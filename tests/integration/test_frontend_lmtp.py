@@ -505,3 +505,99 @@ def test_check_reads_proxy_tls_ca(petrel_bin, tmp_path, pki):
     cp = inst.run("-o", "proxy_tls_ca=" + pki["ca"], "check", check=False)
     assert cp.returncode == 0 and "cannot load" not in cp.stdout + cp.stderr, \
         (cp.stdout, cp.stderr)
+
+
+class SlowLmtp:
+    """An LMTP receiver on (host, port) that holds every transaction for
+    `hold` seconds before its replies after the data, and counts how many
+    transactions were under way at once."""
+
+    def __init__(self, host, port, hold):
+        self.hold = hold
+        self.lock = threading.Lock()
+        self.now = self.peak = self.done = 0
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        f = c.makefile("rb")
+        c.settimeout(30)
+        try:
+            c.sendall(b"220 slow LMTP\r\n")
+            rcpts = 0
+            for line in f:
+                verb = line.split(b" ", 1)[0].split(b":", 1)[0].upper().strip()
+                if verb == b"LHLO":
+                    c.sendall(b"250-slow\r\n250 8BITMIME\r\n")
+                elif verb == b"MAIL":
+                    rcpts = 0
+                    with self.lock:
+                        self.now += 1
+                        self.peak = max(self.peak, self.now)
+                    c.sendall(b"250 2.1.0 Ok\r\n")
+                elif verb == b"RCPT":
+                    rcpts += 1
+                    c.sendall(b"250 2.1.5 Ok\r\n")
+                elif verb == b"DATA":
+                    c.sendall(b"354 go\r\n")
+                    for d in f:
+                        if d == b".\r\n":
+                            break
+                    time.sleep(self.hold)
+                    with self.lock:
+                        self.now -= 1
+                        self.done += 1
+                    c.sendall(b"250 2.0.0 Ok\r\n" * rcpts)
+                elif verb == b"RSET":
+                    c.sendall(b"250 2.0.0 Ok\r\n")
+                elif verb == b"QUIT":
+                    c.sendall(b"221 2.0.0 Bye\r\n")
+                    return
+                else:
+                    c.sendall(b"500 5.5.2 what\r\n")
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def close(self):
+        self.stopping = True
+        self.sock.close()
+        self.thread.join(5)
+
+
+@pytest.mark.parametrize("limit,expect", [(None, (8, 20)), ("3", (2, 3))])
+def test_lmtp_destination_concurrency(cluster, limit, expect):
+    """The queue's deliveries to one backend at once: lmtp_destination_
+    concurrency (default 20), not queue_destination_concurrency (5, for
+    other sites' MXs)."""
+    fake = SlowLmtp(BE2, cluster.port, hold=1.0)
+    try:
+        opts = ("queue_destination_concurrency=2",)
+        if limit is not None:
+            opts += ("lmtp_destination_concurrency=" + limit,)
+        fe = cluster.frontend(opts=opts)
+        n = 12
+        for i in range(n):
+            cluster.send([BOB], "conc %d" % i)
+        assert wait_for(lambda: fake.done >= n, WAIT), (fake.done, fe.log())
+        assert expect[0] <= fake.peak <= expect[1], (fake.peak, fe.log())
+        assert wait_for(lambda: not queue_files(cluster.fe), WAIT), fe.log()
+    finally:
+        fake.close()
