@@ -186,15 +186,12 @@ int
 dmarc_report_open(const char *path, struct dmarc_report_db **db_r,
     char **error_r)
 {
-	struct stat sb;
 	sqlite3 *db;
+	int r = state_db_open_existing(path, db_open, &db, error_r);
 
 	*db_r = NULL;
-	if (stat(path, &sb) < 0)
-		return 0;	/* nothing recorded yet */
-	db = db_open(path, false, error_r);
-	if (db == NULL)
-		return -1;
+	if (r <= 0)
+		return r;
 	*db_r = xcalloc(1, sizeof(**db_r));
 	(*db_r)->db = db;
 	return 1;
@@ -213,9 +210,7 @@ dmarc_report_close(struct dmarc_report_db **db)
 static int
 db_fail(struct dmarc_report_db *db, sqlite3_stmt *st, char **error_r)
 {
-	*error_r = xasprintf("state database: %s", sqlite3_errmsg(db->db));
-	sqlite3_finalize(st);
-	return -1;
+	return state_db_fail(db->db, st, error_r);
 }
 
 int

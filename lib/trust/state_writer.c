@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "lib/base/alloc.h"
 #include "lib/base/log.h"
@@ -162,4 +163,26 @@ state_writer_flush(struct state_writer *w)
 			pthread_cond_wait(&w->idle, &w->lock);
 	}
 	pthread_mutex_unlock(&w->lock);
+}
+
+int
+state_db_open_existing(const char *path,
+    sqlite3 *(*open)(const char *path, bool create, char **error_r),
+    sqlite3 **db_r, char **error_r)
+{
+	struct stat sb;
+
+	*db_r = NULL;
+	if (stat(path, &sb) < 0)
+		return 0;	/* nothing recorded yet */
+	*db_r = open(path, false, error_r);
+	return *db_r != NULL ? 1 : -1;
+}
+
+int
+state_db_fail(sqlite3 *db, sqlite3_stmt *st, char **error_r)
+{
+	*error_r = xasprintf("state database: %s", sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	return -1;
 }

@@ -57,6 +57,17 @@ void state_writer_put(struct state_writer *w, const char *path,
 /* Write what is queued now (for the end of a process and for tests). */
 void state_writer_flush(struct state_writer *w);
 
+/* The reading side (the report commands): the database at path opened
+ * with open (not created): 1 with *db_r, 0 when there is no such file
+ * (nothing recorded yet), -1 with *error_r. */
+int state_db_open_existing(const char *path,
+    sqlite3 *(*open)(const char *path, bool create, char **error_r),
+    sqlite3 **db_r, char **error_r);
+
+/* A failed statement: *error_r "state database: <SQLite's message>",
+ * st finalized (may be NULL); -1. */
+int state_db_fail(sqlite3 *db, sqlite3_stmt *st, char **error_r);
+
 /* Run sql on db: 0, or -1 with *error_r (malloc'd). */
 int state_db_exec(sqlite3 *db, const char *sql, char **error_r);
 

@@ -115,15 +115,12 @@ struct tls_rpt_db {
 int
 tls_rpt_open(const char *path, struct tls_rpt_db **db_r, char **error_r)
 {
-	struct stat sb;
 	sqlite3 *db;
+	int r = state_db_open_existing(path, db_open, &db, error_r);
 
 	*db_r = NULL;
-	if (stat(path, &sb) < 0)
-		return 0;	/* nothing recorded yet */
-	db = db_open(path, false, error_r);
-	if (db == NULL)
-		return -1;
+	if (r <= 0)
+		return r;
 	*db_r = xcalloc(1, sizeof(**db_r));
 	(*db_r)->db = db;
 	return 1;
@@ -142,9 +139,7 @@ tls_rpt_close(struct tls_rpt_db **db)
 static int
 db_fail(struct tls_rpt_db *db, sqlite3_stmt *st, char **error_r)
 {
-	*error_r = xasprintf("state database: %s", sqlite3_errmsg(db->db));
-	sqlite3_finalize(st);
-	return -1;
+	return state_db_fail(db->db, st, error_r);
 }
 
 int
