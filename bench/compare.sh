@@ -51,7 +51,9 @@
 #      handshakes per second, full (TLS 1.3) and resumed (TLS 1.2 session
 #      ticket), by `openssl s_time` on petrel's imaps and submissions
 #      against Dovecot's imaps and Postfix's smtpd in wrapper mode, each
-#      TLS_SECONDS (5) long; "body" includes FETCH BODY[] over imaps).
+#      TLS_SECONDS (5) long; "body" includes FETCH BODY[] over imaps; its
+#      client is bench/compare/fetch_client.c, built here with OpenSSL, or
+#      driver.py's Python client if that build fails).
 #
 # Changed while it runs: the open-files limit of this shell and its children
 # (ulimit -n 65536, or the hard limit if that is lower), and, restored at
@@ -353,7 +355,7 @@ HEADER="## petrel vs. Postfix + Dovecot ($(date '+%Y-%m-%d %H:%M'))
 - petrel: $PETREL, built $(date -r "$PETREL" '+%Y-%m-%d %H:%M'); \`petrel init\` defaults (workers, worker_threads, log_level as written), SQLite directory.
 - incumbent: Postfix $pfver (virtual(8) into Maildir, sqlite maps) and Dovecot $dvver (IMAP/POP3, sql passdb/userdb on sqlite); settings that differ from Debian's are listed in bench/compare/postfix/main.cf.in and bench/compare/dovecot/dovecot.conf.in.
 - machine: $(nproc) CPUs ($cpu), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $fs, kernel $(uname -r); load average at start $(cut -d' ' -f1-3 /proc/loadavg).
-- all servers on 127.0.0.1; every client on this machine too (smtp-source, Python raw-socket IMAP/POP3 clients)."
+- all servers on 127.0.0.1; every client on this machine too (smtp-source, Python raw-socket IMAP/POP3 clients; FETCH BODY[] by bench/compare/fetch_client.c when it builds)."
 if [ "$QUICK" = 1 ]; then
 	HEADER="$HEADER
 - QUICK=1: small counts, a smoke run only."
