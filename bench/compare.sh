@@ -51,7 +51,9 @@
 #      handshakes per second, full (TLS 1.3) and resumed (TLS 1.2 session
 #      ticket), by `openssl s_time` on petrel's imaps and submissions
 #      against Dovecot's imaps and Postfix's smtpd in wrapper mode, each
-#      TLS_SECONDS (5) long; "body" includes FETCH BODY[] over imaps);
+#      TLS_SECONDS (5) long; "body" includes FETCH BODY[] over imaps; its
+#      client is bench/compare/fetch_client.c, built here with OpenSSL, or
+#      driver.py's Python client if that build fails);
 #      TLS_CLIENTS (1: openssl s_time processes at once per tls row);
 #      TLS_KEY (rsa: the RSA 2048 certificate `petrel init` makes, served by
 #      all three; ecdsa: an ECDSA P-256 one made here in its place, the
@@ -252,8 +254,16 @@ iroot=$T/inc/mail
 chown mail:mail "$iroot"
 chmod 750 "$iroot"
 say "writing users and messages into $proot and $iroot"
+# the two big folders of real-looking mail only for the workloads that read
+# them (env, search, sort): writing them takes minutes
+folders="f$N_SMALL:$N_SMALL:real f$N_LARGE:$N_LARGE:real"
+case " ${ONLY:-env} " in
+*" env "* | *" search "* | *" sort "*) ;;
+*) folders= ;;
+esac
+# shellcheck disable=SC2086
 "$PY" "$cmpdir/mailgen.py" "$pdb" "tmpl@$DOMAIN" "$DOMAIN" "$proot,$iroot" \
-	"f$N_SMALL:$N_SMALL:real" "f$N_LARGE:$N_LARGE:real" "big:$N_BIG:big" "pop:$N_BIG:big" \
+	$folders "big:$N_BIG:big" "pop:$N_BIG:big" \
 	"sink:0:empty" "u0-u$((IDLE_USERS - 1)):20:tiny" || die "mailgen.py failed"
 
 # the incumbent reads a copy of the same directory (schema, rows, hashes)
@@ -354,6 +364,10 @@ stage="compiling the reference programs"
 mkdir -p "$T/bin" "$T/work"
 cc -O2 -pthread -o "$T/bin/fsync_loop" "$cmpdir/fsync_loop.c" || die "cc fsync_loop.c failed"
 cc -O2 -o "$T/bin/tcp_bw" "$cmpdir/tcp_bw.c" || die "cc tcp_bw.c failed"
+# the FETCH BODY[] client (OpenSSL for imaps); without it driver.py's
+# Python client does those rows and their notes say so
+cc -O2 -o "$T/bin/fetch_client" "$cmpdir/fetch_client.c" -lssl -lcrypto ||
+	say "cc fetch_client.c failed: the BODY[] rows use the Python client"
 
 pfver=$(dpkg-query -W -f='${Version}' postfix)
 dvver=$(dpkg-query -W -f='${Version}' dovecot-core)
@@ -364,7 +378,7 @@ HEADER="## petrel vs. Postfix + Dovecot ($(date '+%Y-%m-%d %H:%M'))
 - petrel: $PETREL, built $(date -r "$PETREL" '+%Y-%m-%d %H:%M'); \`petrel init\` defaults (workers, worker_threads, log_level as written), SQLite directory.
 - incumbent: Postfix $pfver (virtual(8) into Maildir, sqlite maps) and Dovecot $dvver (IMAP/POP3, sql passdb/userdb on sqlite); settings that differ from Debian's are listed in bench/compare/postfix/main.cf.in and bench/compare/dovecot/dovecot.conf.in.
 - machine: $(nproc) CPUs ($cpu), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $fs, kernel $(uname -r); load average at start $(cut -d' ' -f1-3 /proc/loadavg).
-- all servers on 127.0.0.1; every client on this machine too (smtp-source, Python raw-socket IMAP/POP3 clients)."
+- all servers on 127.0.0.1; every client on this machine too (smtp-source, Python raw-socket IMAP/POP3 clients; FETCH BODY[] by bench/compare/fetch_client.c when it builds)."
 if [ "$QUICK" = 1 ]; then
 	HEADER="$HEADER
 - QUICK=1: small counts, a smoke run only."

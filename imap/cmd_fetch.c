@@ -104,6 +104,7 @@ imap_section_bytes(const char *wire, size_t wlen, const struct mime_part *root,
 struct fetch_msg {
 	char *raw;
 	size_t rawlen;
+	uint64_t vsize;		/* the index's RFC822.SIZE, 0 if not known */
 	str_t wire;
 	bool have_wire;
 	struct mime_part *root;
@@ -159,7 +160,9 @@ append_literal8(str_t *out, const char *data, size_t len)
 	append_literal(out, data, len);
 }
 
-/* The whole message as a literal, in CRLF form. */
+/* The whole message as a literal, in CRLF form: in one pass over the
+ * file's bytes when the index knows its size (RFC822.SIZE is the CRLF
+ * size), else sized by a pass first. */
 static void
 append_message(str_t *out, struct fetch_msg *fm)
 {
@@ -167,7 +170,7 @@ append_message(str_t *out, struct fetch_msg *fm)
 		append_literal(out, fm->wire.data, fm->wire.len);
 		return;
 	}
-	mime_append_crlf_literal(fm->raw, fm->rawlen, out);
+	mime_append_crlf_literal_expect(fm->raw, fm->rawlen, fm->vsize, out);
 }
 
 /* ENVELOPE / BODY / BODYSTRUCTURE computed (and cached). ENVELOPE
@@ -249,7 +252,7 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 	char *cached[MBOX_CACHE_KINDS] = { NULL };
 	bool need_data = false, need_info = false, set_seen = false;
 	bool flags_shown = false, modseq_shown = false;
-	struct fetch_msg fm = { NULL, 0, STR_INIT, false, NULL };
+	struct fetch_msg fm = { NULL, 0, 0, STR_INIT, false, NULL };
 	str_t *line = &s->out, *bin = NULL;
 	bool first = true, ok = true;
 
@@ -302,6 +305,8 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 		need_data = false;
 	} else if (need_data) {
 		m = &s->mb->msgs[i];
+		if (!m->info_pending)
+			fm.vsize = m->vsize;
 		/* the reply goes straight into s->out: room for this message
 		 * (and, at the start of a chunk of a longer FETCH, for the
 		 * whole chunk) at once rather than by doubling */

@@ -173,6 +173,12 @@
  * far below both). */
 #define OUTPUT_MAX (1024 * 1024)
 #define INPUT_MAX (256 * 1024)
+/* At most this much of a session's queued output is handed to one write
+ * (or, over TLS, to the TLS layer) per turn of the event loop; libevent's
+ * own default, 16 KiB, costs a system call and a wake-up of the reader
+ * every 16 KiB of a big FETCH or RETR. What is queued is bounded by
+ * OUTPUT_MAX and the watermarks, not by this. */
+#define WRITE_SINGLE_MAX (256 * 1024)
 
 /* Seconds a draining worker waits for sessions in a transaction. */
 #define DRAIN_GRACE 20

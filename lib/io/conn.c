@@ -51,6 +51,7 @@ conn_set_watermarks(struct bufferevent *bev)
 {
 	bufferevent_setwatermark(bev, EV_READ, 0, INPUT_MAX);
 	bufferevent_setwatermark(bev, EV_WRITE, OUTPUT_MAX / 2, 0);
+	bufferevent_set_max_single_write(bev, WRITE_SINGLE_MAX);
 }
 
 void

@@ -24,7 +24,8 @@ size_t conn_output_pending(struct bufferevent *bev);
  * is handed over (libevent frees it once written: no copy), below that
  * it is copied and s keeps its memory. */
 void conn_add_str(struct evbuffer *out, str_t *s);
-/* Bounded buffers on a session bufferevent (INPUT_MAX, OUTPUT_MAX). */
+/* Bounded buffers on a session bufferevent (INPUT_MAX, OUTPUT_MAX), and
+ * writes of up to WRITE_SINGLE_MAX at a time. */
 void conn_set_watermarks(struct bufferevent *bev);
 
 /* A deadline for one command line. The socket timeout restarts with

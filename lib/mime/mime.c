@@ -11,6 +11,9 @@
  * stray bare LF is only a shorter line ending, never a crash.
  */
 #include <ctype.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -151,6 +154,85 @@ mime_append_crlf_literal(const char *data, size_t len, str_t *out)
 	str_printf(out, "{%llu}\r\n", (unsigned long long)size);
 	if (len > 0)
 		crlf_copy(data, len, size, out);
+}
+
+/* crlf_copy with the size only expected: false, and out as it was, when
+ * the CRLF form is not exactly size bytes. One pass that reads each byte
+ * once: with SSE2, 16 bytes are looked at and stored at a time (a store
+ * may run past what is kept, never past the room reserved), a line end
+ * found among them is written and the next 16 start after it. */
+static bool
+crlf_copy_expect(const char *data, size_t len, size_t size, str_t *out)
+{
+	const char *p = data, *end = data + len;
+	char *d, *dend;
+
+	str_reserve(out, size);
+	d = out->data + out->len;
+	dend = d + size;
+#ifdef __SSE2__
+	{
+		const __m128i nl = _mm_set1_epi8('\n');
+
+		/* 16 bytes stored, then at most one CR more than read */
+		while (end - p >= 16 && dend - d >= 17) {
+			__m128i v = _mm_loadu_si128((const __m128i *)p);
+			unsigned mask = (unsigned)_mm_movemask_epi8(
+			    _mm_cmpeq_epi8(v, nl));
+			const char *lf;
+			unsigned k;
+
+			_mm_storeu_si128((__m128i *)d, v);
+			if (mask == 0) {
+				p += 16;
+				d += 16;
+				continue;
+			}
+			k = (unsigned)__builtin_ctz(mask);
+			lf = p + k;
+			if (lf == data || lf[-1] != '\r') {
+				d[k] = '\r';
+				d[k + 1] = '\n';
+				d += k + 2;
+			} else {
+				d += k + 1;
+			}
+			p += k + 1;
+		}
+	}
+#endif
+	for (; p < end; p++) {
+		if (*p == '\n' && (p == data || p[-1] != '\r')) {
+			if (dend - d < 2)
+				return false;
+			*d++ = '\r';
+		} else if (d == dend) {
+			return false;
+		}
+		*d++ = *p;
+	}
+	if (d != dend)
+		return false;
+	out->len += size;
+	out->data[out->len] = '\0';
+	return true;
+}
+
+void
+mime_append_crlf_literal_expect(const char *data, size_t len,
+    uint64_t expect, str_t *out)
+{
+	size_t mark = out->len;
+
+	/* the CRLF form is between len and 2 len bytes; a size outside
+	 * cannot be right and is not tried */
+	if (len > 0 && expect >= len && expect / 2 <= len) {
+		str_printf(out, "{%llu}\r\n", (unsigned long long)expect);
+		if (crlf_copy_expect(data, len, (size_t)expect, out))
+			return;
+		str_truncate(out, mark);
+	}
+	mime_append_crlf_literal(data, len, out);
 }
 
 uint64_t

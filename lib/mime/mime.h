@@ -70,6 +70,11 @@ void mime_to_crlf(const char *data, size_t len, str_t *out);
 /* The same as an IMAP literal: "{size}" CRLF, then the CRLF form (one
  * pass to size it, one to copy). */
 void mime_append_crlf_literal(const char *data, size_t len, str_t *out);
+/* The same in one pass when the CRLF form has expect bytes (the size the
+ * index holds); when it has not, as mime_append_crlf_literal: a wrong
+ * expect costs time, never a wrong literal. */
+void mime_append_crlf_literal_expect(const char *data, size_t len,
+    uint64_t expect, str_t *out);
 /* The number of bytes mime_to_crlf would produce. */
 uint64_t mime_crlf_size(const char *data, size_t len);
 

@@ -121,6 +121,58 @@ test_crlf(void)
 	test_assert_streq(str_c(&s), "{6}\r\n\r\n\r\n\r\n");
 	str_free(&s);
 	test_end();
+
+	/* the one-pass form, against the two-pass one: line ends at every
+	 * place in and across 16-byte blocks, CRLF kept, bare CR, a CR
+	 * ending one block and its LF starting the next; with the right
+	 * size, sizes off by one or more, 0 and 2 len */
+	test_begin("mime_append_crlf_literal_expect");
+	{
+		static const char alpha[] = "ab\n\r\nxyz\r\n\n";
+		unsigned seed = 12345;
+		bool same = true;
+
+		for (size_t round = 0; round < 3000; round++) {
+			char data[200];
+			size_t len = round % 97 + (round % 7 == 0 ? 100 : 0);
+			str_t want = STR_INIT, got = STR_INIT;
+			uint64_t size;
+			long deltas[] = { 0, 1, -1, 2, -2, 17, -17 };
+
+			for (size_t k = 0; k < len; k++) {
+				seed = seed * 1103515245u + 12345u;
+				/* long runs without a line end, too */
+				data[k] = (round % 5 == 0 && k % 40 != 39) ? 'q' :
+				    alpha[(seed >> 16) % (sizeof(alpha) - 1)];
+			}
+			str_append(&want, "X ");
+			mime_append_crlf_literal(data, len, &want);
+			size = mime_crlf_size(data, len);
+			for (size_t t = 0; t < sizeof(deltas) / sizeof(*deltas) + 2;
+			    t++) {
+				uint64_t e = t == 7 ? 0 : t == 8 ? 2 * (uint64_t)len :
+				    (uint64_t)((long)size + deltas[t]);
+
+				str_truncate(&got, 0);
+				str_append(&got, "X ");
+				mime_append_crlf_literal_expect(data, len, e, &got);
+				if (got.len != want.len ||
+				    memcmp(got.data, want.data, want.len) != 0)
+					same = false;
+			}
+			str_free(&want);
+			str_free(&got);
+		}
+		test_assert(same);
+		str_truncate(&s, 0);
+		mime_append_crlf_literal_expect("a\nb\r\n\nc", 8, 10, &s);
+		test_assert_streq(str_c(&s), "{10}\r\na\r\nb\r\n\r\nc");
+		str_truncate(&s, 0);
+		mime_append_crlf_literal_expect("a\nb", 3, 3, &s);
+		test_assert_streq(str_c(&s), "{4}\r\na\r\nb");
+		str_free(&s);
+	}
+	test_end();
 }
 
 static const char simple_msg[] =
