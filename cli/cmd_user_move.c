@@ -107,36 +107,140 @@ parent_of(const char *p)
 	return s;
 }
 
-/* ---- copying ---- */
+/* ---- the destination ----
+ *
+ * The passes below read the source as files and change the staging copy
+ * only through these operations, on paths relative to the staging
+ * directory ("" is the staging directory itself): what it holds, a file
+ * put (bytes, mode, mtime), a symbolic link, a directory, a removal, a
+ * rename within it and a directory made durable. dest_local is the
+ * staging directory as a directory of this machine (--dest-root). */
 
-/* src to dst (through dst's directory's COPY_TMP, fsync'd, renamed):
- * mode, mtime and (as root) owner kept. */
-static int
-copy_file(struct move *m, const char *src, const char *dstdir,
-    const char *name)
+struct dent {
+	char *name;
+	char type;		/* 'd', 'f', 'l' or '?' */
+	off_t size;
+	struct timespec mtime;
+};
+
+struct dest;
+struct dest_ops {
+	/* the entries of directory rel, sorted by name; -1 (errno) if
+	 * it cannot be read */
+	int (*list)(struct dest *, const char *rel, struct dent **v_r,
+	    size_t *n_r);
+	/* rel made a copy of in (st its stat): written to a temporary
+	 * name, made durable, renamed over rel */
+	int (*put)(struct dest *, const char *rel, int in,
+	    const struct stat *st);
+	int (*link)(struct dest *, const char *rel, const char *target,
+	    const struct stat *st);
+	/* rel made a directory (existing already is fine) */
+	int (*mkdir)(struct dest *, const char *rel, const struct stat *st);
+	/* rel removed, with everything below it; gone already is fine */
+	int (*remove)(struct dest *, const char *rel);
+	int (*rename)(struct dest *, const char *from, const char *to);
+	int (*sync)(struct dest *, const char *rel);
+};
+
+struct dest {
+	const struct dest_ops *ops;
+	struct move *m;
+	char *root;		/* dest_local: the staging directory */
+};
+
+static char *
+rel_join(const char *rel, const char *name)
 {
-	char buf[65536], *tmp, *dst;
-	struct stat st;
+	return rel[0] == '\0' ? xstrdup(name) : xasprintf("%s/%s", rel, name);
+}
+
+static int
+cmp_dent(const void *a, const void *b)
+{
+	return strcmp(((const struct dent *)a)->name,
+	    ((const struct dent *)b)->name);
+}
+
+static void
+free_dents(struct dent *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i].name);
+	free(v);
+}
+
+static struct dent *
+find_dent(struct dent *v, size_t n, const char *name)
+{
+	struct dent key = { (char *)name, 0, 0, { 0, 0 } };
+
+	return n == 0 ? NULL : bsearch(&key, v, n, sizeof(*v), cmp_dent);
+}
+
+static char *
+local_path(struct dest *d, const char *rel)
+{
+	return rel[0] == '\0' ? xstrdup(d->root) :
+	    xasprintf("%s/%s", d->root, rel);
+}
+
+static int
+local_list(struct dest *d, const char *rel, struct dent **v_r, size_t *n_r)
+{
+	char *path = local_path(d, rel);
+	DIR *dir = opendir(path);
+	struct dirent *de;
+	struct dent *v = NULL;
+	size_t n = 0, cap = 0;
+
+	*v_r = NULL;
+	*n_r = 0;
+	if (dir == NULL) {
+		free(path);
+		return -1;
+	}
+	while ((de = readdir(dir)) != NULL) {
+		struct stat st;
+
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0 ||
+		    strcmp(de->d_name, COPY_TMP) == 0)
+			continue;
+		if (fstatat(dirfd(dir), de->d_name, &st,
+		    AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		v[n++] = (struct dent){ xstrdup(de->d_name),
+		    S_ISDIR(st.st_mode) ? 'd' : S_ISREG(st.st_mode) ? 'f' :
+		    S_ISLNK(st.st_mode) ? 'l' : '?', st.st_size, st.st_mtim };
+	}
+	closedir(dir);
+	free(path);
+	if (n > 0)
+		qsort(v, n, sizeof(*v), cmp_dent);
+	*v_r = v;
+	*n_r = n;
+	return 0;
+}
+
+/* in to rel (through its directory's COPY_TMP, fsync'd, renamed): mode,
+ * mtime and (as root) owner kept. */
+static int
+local_put(struct dest *d, const char *rel, int in, const struct stat *st)
+{
+	struct move *m = d->m;
+	char buf[65536], *dst = local_path(d, rel), *dir = parent_of(dst);
+	char *tmp = xasprintf("%s/" COPY_TMP, dir);
 	struct timespec ts[2];
-	int in, out, r = -1;
+	int out, r = -1;
 	ssize_t n;
 
-	in = open(src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (in < 0) {
-		/* a message renamed or removed under us: the next pass
-		 * (the last one holds the lock) sees its new name */
-		if (errno == ENOENT && !m->lock)
-			return 0;
-		return fail(m, "cannot open", src);
-	}
-	if (fstat(in, &st) < 0) {
-		close(in);
-		return fail(m, "cannot stat", src);
-	}
-	tmp = xasprintf("%s/" COPY_TMP, dstdir);
-	dst = xasprintf("%s/%s", dstdir, name);
 	out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
-	    st.st_mode & 0777);
+	    st->st_mode & 0777);
 	if (out < 0) {
 		fail(m, "cannot create", tmp);
 		goto done;
@@ -145,7 +249,7 @@ copy_file(struct move *m, const char *src, const char *dstdir,
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			fail(m, "cannot read", src);
+			fail(m, "cannot read the source of", dst);
 			goto done;
 		}
 		if (write_full(out, buf, (size_t)n) < 0) {
@@ -154,13 +258,13 @@ copy_file(struct move *m, const char *src, const char *dstdir,
 		}
 		m->bytes += (unsigned long)n;
 	}
-	ts[0] = st.st_atim;
-	ts[1] = st.st_mtim;
-	if (geteuid() == 0 && fchown(out, st.st_uid, st.st_gid) < 0) {
+	ts[0] = st->st_atim;
+	ts[1] = st->st_mtim;
+	if (geteuid() == 0 && fchown(out, st->st_uid, st->st_gid) < 0) {
 		fail(m, "cannot chown", tmp);
 		goto done;
 	}
-	if (fchmod(out, st.st_mode & 07777) < 0 || futimens(out, ts) < 0 ||
+	if (fchmod(out, st->st_mode & 07777) < 0 || futimens(out, ts) < 0 ||
 	    fdatasync(out) < 0) {
 		fail(m, "cannot finish", tmp);
 		goto done;
@@ -175,43 +279,95 @@ copy_file(struct move *m, const char *src, const char *dstdir,
 		fail(m, "cannot rename to", dst);
 		goto done;
 	}
-	m->files++;
 	r = 0;
 done:
 	if (out >= 0)
 		close(out);
 	if (r < 0)
 		unlink(tmp);
-	close(in);
 	free(tmp);
+	free(dir);
 	free(dst);
 	return r;
 }
 
 static int
-copy_link(struct move *m, const char *src, const char *dstdir,
-    const char *name)
+local_link(struct dest *d, const char *rel, const char *target,
+    const struct stat *st)
 {
-	char target[4096], *dst = xasprintf("%s/%s", dstdir, name);
-	ssize_t n = readlink(src, target, sizeof(target) - 1);
-	struct stat st;
+	char *dst = local_path(d, rel);
 	int r = 0;
 
-	if (n < 0 || (size_t)n >= sizeof(target) - 1) {
-		free(dst);
-		return errno == ENOENT && !m->lock ? 0 :
-		    fail(m, "cannot read the link", src);
-	}
-	target[n] = '\0';
 	unlink(dst);
 	if (symlink(target, dst) < 0)
-		r = fail(m, "cannot create the link", dst);
-	else if (geteuid() == 0 && lstat(src, &st) == 0 &&
-	    lchown(dst, st.st_uid, st.st_gid) < 0)
-		r = fail(m, "cannot chown", dst);
+		r = fail(d->m, "cannot create the link", dst);
+	else if (geteuid() == 0 && lchown(dst, st->st_uid, st->st_gid) < 0)
+		r = fail(d->m, "cannot chown", dst);
 	free(dst);
 	return r;
 }
+
+static int
+local_mkdir(struct dest *d, const char *rel, const struct stat *st)
+{
+	char *p = local_path(d, rel);
+	int r = 0;
+
+	if (mkdir(p, st->st_mode & 07777) < 0 && errno != EEXIST)
+		r = fail(d->m, "cannot create", p);
+	else if (geteuid() == 0 && lchown(p, st->st_uid, st->st_gid) < 0)
+		r = fail(d->m, "cannot chown", p);
+	free(p);
+	return r;
+}
+
+static int remove_tree(const char *path);
+
+static int
+local_remove(struct dest *d, const char *rel)
+{
+	char *p = local_path(d, rel);
+	int r = 0;
+
+	if (remove_tree(p) < 0)
+		r = fail(d->m, "cannot remove", p);
+	free(p);
+	return r;
+}
+
+static int
+local_rename(struct dest *d, const char *from, const char *to)
+{
+	char *f = local_path(d, from), *t = local_path(d, to);
+	int r = 0;
+
+	if (rename(f, t) < 0)
+		r = fail(d->m, "cannot rename", f);
+	free(f);
+	free(t);
+	return r;
+}
+
+static int
+local_sync(struct dest *d, const char *rel)
+{
+	char *p = local_path(d, rel);
+	int r = 0, fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0 || fsync(fd) < 0)
+		r = fail(d->m, "cannot sync", p);
+	if (fd >= 0)
+		close(fd);
+	free(p);
+	return r;
+}
+
+static const struct dest_ops dest_local = {
+	local_list, local_put, local_link, local_mkdir, local_remove,
+	local_rename, local_sync,
+};
+
+/* ---- the passes ---- */
 
 static int
 remove_tree(const char *path)
@@ -319,17 +475,34 @@ cmp_msg(const void *a, const void *b)
 	return c != 0 ? c : (lx > ly) - (lx < ly);
 }
 
+/* The messages of a folder: of the source folder (dest NULL) or of the
+ * destination's folder rel. */
 static struct msg *
-list_msgs(const char *folder, size_t *n_r)
+list_msgs(struct dest *dest, const char *folder, size_t *n_r)
 {
 	struct msg *v = NULL;
 	size_t n = 0;
 
 	for (int cur = 0; cur < 2; cur++) {
-		char *p = xasprintf("%s/%s", folder, cur ? "cur" : "new");
-		size_t k;
-		char **names = list_dir(p, &k);
+		char *p = dest != NULL ? rel_join(folder, cur ? "cur" : "new") :
+		    xasprintf("%s/%s", folder, cur ? "cur" : "new");
+		size_t k = 0;
+		char **names = NULL;
 
+		if (dest == NULL) {
+			names = list_dir(p, &k);
+		} else {
+			struct dent *dv;
+
+			if (dest->ops->list(dest, p, &dv, &k) == 0) {
+				names = xcalloc(k + 1, sizeof(*names));
+				for (size_t i = 0; i < k; i++) {
+					names[i] = dv[i].name;
+					dv[i].name = NULL;
+				}
+				free_dents(dv, k);
+			}
+		}
 		free(p);
 		if (names == NULL)
 			continue;
@@ -345,21 +518,68 @@ list_msgs(const char *folder, size_t *n_r)
 	return v;
 }
 
+/* A regular file of the source to rel. */
+static int
+copy_file(struct move *m, struct dest *dest, const char *src,
+    const char *rel)
+{
+	struct stat st;
+	int in, r;
+
+	in = open(src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (in < 0) {
+		/* a message renamed or removed under us: the next pass
+		 * (the last one holds the lock) sees its new name */
+		if (errno == ENOENT && !m->lock)
+			return 0;
+		return fail(m, "cannot open", src);
+	}
+	if (fstat(in, &st) < 0) {
+		close(in);
+		return fail(m, "cannot stat", src);
+	}
+	r = dest->ops->put(dest, rel, in, &st);
+	if (r == 0)
+		m->files++;
+	close(in);
+	return r;
+}
+
+static int
+copy_link(struct move *m, struct dest *dest, const char *src,
+    const char *rel)
+{
+	char target[4096];
+	ssize_t n = readlink(src, target, sizeof(target) - 1);
+	struct stat st;
+
+	if (n < 0 || (size_t)n >= sizeof(target) - 1)
+		return errno == ENOENT && !m->lock ? 0 :
+		    fail(m, "cannot read the link", src);
+	target[n] = '\0';
+	if (lstat(src, &st) < 0)
+		return errno == ENOENT && !m->lock ? 0 :
+		    fail(m, "cannot stat", src);
+	return dest->ops->link(dest, rel, target, &st);
+}
+
 /* cur/ and new/ of dst made equal to src's: a file dst already has
  * under another name or in the other directory (a flag change, a move
  * from new/ to cur/) is renamed there, not copied again. */
 static int
-sync_msgs(struct move *m, const char *src, const char *dst)
+sync_msgs(struct move *m, struct dest *dest, const char *src,
+    const char *dst)
 {
 	size_t ns, nd;
-	struct msg *s = list_msgs(src, &ns), *d = list_msgs(dst, &nd);
+	struct msg *s = list_msgs(NULL, src, &ns);
+	struct msg *d = list_msgs(dest, dst, &nd);
 	int r = 0;
 
 	for (size_t i = 0; i < ns && r == 0; i++) {
 		const char *sub = s[i].cur ? "cur" : "new";
 		struct msg key = { s[i].name, false, false }, *hit;
-		char *sdir = xasprintf("%s/%s", src, sub);
-		char *ddir = xasprintf("%s/%s", dst, sub);
+		char *to = xasprintf("%s%s%s/%s", dst, dst[0] ? "/" : "", sub,
+		    s[i].name);
 
 		hit = bsearch(&key, d, nd, sizeof(*d), cmp_msg);
 		/* one base twice in dst (should not be): take any unused */
@@ -369,23 +589,20 @@ sync_msgs(struct move *m, const char *src, const char *dst)
 			hit->used = true;
 			if (hit->cur != s[i].cur ||
 			    strcmp(hit->name, s[i].name) != 0) {
-				char *from = xasprintf("%s/%s/%s", dst,
+				char *from = xasprintf("%s%s%s/%s", dst,
+				    dst[0] ? "/" : "",
 				    hit->cur ? "cur" : "new", hit->name);
-				char *to = xasprintf("%s/%s", ddir, s[i].name);
 
-				if (rename(from, to) < 0)
-					r = fail(m, "cannot rename", from);
+				r = dest->ops->rename(dest, from, to);
 				free(from);
-				free(to);
 			}
 		} else {
-			char *sp = xasprintf("%s/%s", sdir, s[i].name);
+			char *sp = xasprintf("%s/%s/%s", src, sub, s[i].name);
 
-			r = copy_file(m, sp, ddir, s[i].name);
+			r = copy_file(m, dest, sp, to);
 			free(sp);
 		}
-		free(sdir);
-		free(ddir);
+		free(to);
 	}
 	/* what src no longer has: expunged */
 	for (size_t i = 0; i < nd && r == 0; i++) {
@@ -393,10 +610,9 @@ sync_msgs(struct move *m, const char *src, const char *dst)
 
 		if (d[i].used)
 			continue;
-		p = xasprintf("%s/%s/%s", dst, d[i].cur ? "cur" : "new",
-		    d[i].name);
-		if (unlink(p) < 0 && errno != ENOENT)
-			r = fail(m, "cannot remove", p);
+		p = xasprintf("%s%s%s/%s", dst, dst[0] ? "/" : "",
+		    d[i].cur ? "cur" : "new", d[i].name);
+		r = dest->ops->remove(dest, p);
 		free(p);
 	}
 	for (size_t i = 0; i < ns; i++)
@@ -419,36 +635,45 @@ is_folder(const char *dir)
 	return r;
 }
 
-static int sync_tree(struct move *m, const char *src, const char *dst);
+static int sync_tree(struct move *m, struct dest *dest, const char *src,
+    const char *dst);
 
-/* One entry of src (not cur/, new/ or tmp/ of a folder). */
+/* One entry of src (not cur/, new/ or tmp/ of a folder); have: what the
+ * destination has under that name, if anything. */
 static int
-sync_entry(struct move *m, const char *src, const char *dst,
-    const char *name)
+sync_entry(struct move *m, struct dest *dest, const char *src,
+    const char *dst, const char *name, const struct dent *have)
 {
 	char *sp = xasprintf("%s/%s", src, name);
-	char *dp = xasprintf("%s/%s", dst, name);
-	struct stat ss, ds;
+	char *dp = rel_join(dst, name);
+	struct stat ss;
 	int r = 0;
 
 	if (lstat(sp, &ss) < 0) {
 		if (errno != ENOENT || m->lock)
 			r = fail(m, "cannot stat", sp);
 	} else if (S_ISDIR(ss.st_mode)) {
-		r = sync_tree(m, sp, dp);
+		if (have != NULL && have->type != 'd')
+			r = dest->ops->remove(dest, dp);
+		if (r == 0)
+			r = sync_tree(m, dest, sp, dp);
 	} else if (S_ISLNK(ss.st_mode)) {
-		r = copy_link(m, sp, dst, name);
+		if (have != NULL && have->type == 'd')
+			r = dest->ops->remove(dest, dp);
+		if (r == 0)
+			r = copy_link(m, dest, sp, dp);
 	} else if (S_ISREG(ss.st_mode)) {
 		/* unchanged since the last pass: same size and mtime (the
 		 * last pass, under the locks, copies all: a rewrite within
 		 * one timestamp tick could keep both) */
-		if (m->lock || lstat(dp, &ds) < 0 || !S_ISREG(ds.st_mode) ||
-		    ds.st_size != ss.st_size ||
-		    ds.st_mtim.tv_sec != ss.st_mtim.tv_sec ||
-		    ds.st_mtim.tv_nsec != ss.st_mtim.tv_nsec) {
-			if (lstat(dp, &ds) == 0 && S_ISDIR(ds.st_mode))
-				remove_tree(dp);
-			r = copy_file(m, sp, dst, name);
+		if (m->lock || have == NULL || have->type != 'f' ||
+		    have->size != ss.st_size ||
+		    have->mtime.tv_sec != ss.st_mtim.tv_sec ||
+		    have->mtime.tv_nsec != ss.st_mtim.tv_nsec) {
+			if (have != NULL && have->type == 'd')
+				r = dest->ops->remove(dest, dp);
+			if (r == 0)
+				r = copy_file(m, dest, sp, dp);
 		}
 	}
 	/* sockets, fifos: not mail */
@@ -484,28 +709,29 @@ take_lock(struct move *m, const char *folder)
 	return 0;
 }
 
-/* dst made equal to src, directory by directory. */
+/* The destination's dst made equal to the source directory src,
+ * directory by directory. */
 static int
-sync_tree(struct move *m, const char *src, const char *dst)
+sync_tree(struct move *m, struct dest *dest, const char *src,
+    const char *dst)
 {
 	struct stat st;
-	size_t ns, nd;
-	char **s, **d;
+	size_t ns, nd = 0;
+	char **s = NULL;
+	struct dent *d = NULL;
 	bool folder = is_folder(src);
-	int r = 0, fd;
+	int r = 0;
 
 	if (lstat(src, &st) < 0)
 		return fail(m, "cannot stat", src);
-	if (mkdir(dst, st.st_mode & 07777) < 0 && errno != EEXIST)
-		return fail(m, "cannot create", dst);
-	if (geteuid() == 0 && lchown(dst, st.st_uid, st.st_gid) < 0)
-		return fail(m, "cannot chown", dst);
+	if (dest->ops->mkdir(dest, dst, &st) < 0)
+		return -1;
 	if (folder) {
 		if (m->lock && take_lock(m, src) < 0)
 			return -1;
 		for (int i = 0; i < 3 && r == 0; i++) {
 			static const char *const sub[] = { "cur", "new", "tmp" };
-			char *p = xasprintf("%s/%s", dst, sub[i]);
+			char *p = rel_join(dst, sub[i]);
 			char *q = xasprintf("%s/%s", src, sub[i]);
 			struct stat qs;
 
@@ -513,56 +739,52 @@ sync_tree(struct move *m, const char *src, const char *dst)
 			 * delivers there), else as the folder's */
 			if (lstat(q, &qs) < 0 || !S_ISDIR(qs.st_mode))
 				qs = st;
-			if (mkdir(p, qs.st_mode & 07777) < 0 && errno != EEXIST)
-				r = fail(m, "cannot create", p);
-			else if (geteuid() == 0 &&
-			    lchown(p, qs.st_uid, qs.st_gid) < 0)
-				r = fail(m, "cannot chown", p);
+			r = dest->ops->mkdir(dest, p, &qs);
 			free(p);
 			free(q);
 		}
 		if (r == 0)
-			r = sync_msgs(m, src, dst);
+			r = sync_msgs(m, dest, src, dst);
+		if (r < 0)
+			return -1;
 	}
 	s = list_dir(src, &ns);
-	d = list_dir(dst, &nd);
-	if (s == NULL || d == NULL) {
-		r = fail(m, "cannot list", s == NULL ? src : dst);
+	if (s == NULL) {
+		r = fail(m, "cannot list", src);
+		goto done;
+	}
+	if (dest->ops->list(dest, dst, &d, &nd) < 0) {
+		r = m->err != NULL ? -1 : fail(m, "cannot list", dst);
 		goto done;
 	}
 	for (size_t i = 0; i < ns && r == 0; i++) {
 		if (folder && (strcmp(s[i], "cur") == 0 ||
 		    strcmp(s[i], "new") == 0 || strcmp(s[i], "tmp") == 0))
 			continue;
-		r = sync_entry(m, src, dst, s[i]);
+		r = sync_entry(m, dest, src, dst, s[i], find_dent(d, nd, s[i]));
 	}
 	/* gone from src (a deleted or renamed folder, an old file) */
 	for (size_t i = 0; i < nd && r == 0; i++) {
 		char *p;
 
-		if (in_list(s, ns, d[i]) ||
-		    (folder && strcmp(d[i], "tmp") == 0))
+		if (in_list(s, ns, d[i].name) ||
+		    (folder && strcmp(d[i].name, "tmp") == 0))
 			continue;
-		p = xasprintf("%s/%s", dst, d[i]);
-		if (remove_tree(p) < 0)
-			r = fail(m, "cannot remove", p);
+		p = rel_join(dst, d[i].name);
+		r = dest->ops->remove(dest, p);
 		free(p);
 	}
 	/* the directory entries made durable */
 	for (int i = 0; r == 0 && i < (folder ? 3 : 1); i++) {
 		char *p = i == 0 ? xstrdup(dst) :
-		    xasprintf("%s/%s", dst, i == 1 ? "cur" : "new");
+		    rel_join(dst, i == 1 ? "cur" : "new");
 
-		fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd < 0 || fsync(fd) < 0)
-			r = fail(m, "cannot sync", p);
-		if (fd >= 0)
-			close(fd);
+		r = dest->ops->sync(dest, p);
 		free(p);
 	}
 done:
 	free_list(s);
-	free_list(d);
+	free_dents(d, nd);
 	return r;
 }
 
@@ -753,6 +975,7 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 	struct cli_args a;
 	struct dir_rows *rows;
 	struct move m = { 0 };
+	struct dest dest;
 	char *local, *domain, *address, *maildir, *cur_host, stamp[32];
 	char *src, *dst, *stage, *moved, *marker, *text, *aside = NULL;
 	const char *host, *src_root, *dst_root, *why, *err;
@@ -873,7 +1096,11 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 		    strerror(errno));
 
 	/* 1. two passes while the mailbox is in use */
-	if (sync_tree(&m, src, stage) < 0 || sync_tree(&m, src, stage) < 0) {
+	dest.ops = &dest_local;
+	dest.m = &m;
+	dest.root = stage;
+	if (sync_tree(&m, &dest, src, "") < 0 ||
+	    sync_tree(&m, &dest, src, "") < 0) {
 		remove_tree(stage);
 		cli_die("%s: copy failed: %s (nothing changed)", address, m.err);
 	}
@@ -906,7 +1133,7 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 
 	/* 3. the last pass, each folder locked */
 	m.lock = true;
-	if (sync_tree(&m, moved, stage) < 0)
+	if (sync_tree(&m, &dest, moved, "") < 0)
 		goto undo;
 
 	/* 4. the copy in place, then the row */
