@@ -2,9 +2,12 @@
  * cmd_user_move.c: petrel user move ADDRESS HOST — a user's mailbox to
  * another backend (docs/scale-out.md, "Moving a user").
  *
- * The command runs where both maildirs are reachable as files: the
- * source under mail_root (or --source-root), the destination backend's
- * mail_root under --dest-root (a mount of it). The maildir is copied as
+ * The command runs where the source maildir is, under mail_root (or
+ * --source-root). The copy goes to the destination backend's LMTP
+ * listener (XMOVE, smtp/xmove.c: the backend writes it under its own
+ * mail_root, dest_remote below), or with --dest-root through the file
+ * system to that directory, a mount of the destination's mail_root
+ * (dest_local). The passes are the same for both. The maildir is copied as
  * it is, file by file: message files keep their names (the UIDs are
  * petrel-index's, keyed by name) and their mtimes (INTERNALDATE), the
  * index, its log, the cache, dovecot-keywords, petrel-uidvalidity, the
@@ -55,9 +58,12 @@
 #include "lib/base/addr.h"
 #include "lib/base/alloc.h"
 #include "lib/base/fdio.h"
+#include "lib/base/str.h"
 #include "lib/config/config.h"
 #include "lib/dir/dir.h"
 #include "lib/route/route.h"
+#include "lib/tls/tls.h"
+#include "lib/trust/srs.h"
 
 #define STAGE_SUFFIX	".petrel-move"
 #define MARKER_SUFFIX	".petrel-moving"
@@ -147,6 +153,13 @@ struct dest {
 	const struct dest_ops *ops;
 	struct move *m;
 	char *root;		/* dest_local: the staging directory */
+	/* dest_remote: the connection to HOST, what was read of it, the
+	 * last reply line */
+	const char *host;
+	int fd;
+	size_t rlen;
+	char rbuf[16384];
+	char line[8192];
 };
 
 static char *
@@ -821,21 +834,23 @@ holds_mail(const char *dir)
 
 /* ---- the new backend answers ---- */
 
-/* Connect to host:port and read a 220 greeting, within 5 s. */
-static const char *
-probe_host(const char *host, unsigned port)
+/* A connection to host:port within CONNECT_TIMEOUT_MS (blocking
+ * afterwards); -1 and *why_r. */
+static int
+connect_host(const char *host, unsigned port, const char **why_r)
 {
 	static char why[256];
 	struct addrinfo hints, *res, *ai;
-	char service[8], buf[512];
+	char service[8];
 	int fd = -1, e;
 
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_socktype = SOCK_STREAM;
 	snprintf(service, sizeof(service), "%u", port);
+	*why_r = why;
 	if ((e = getaddrinfo(host, service, &hints, &res)) != 0) {
 		snprintf(why, sizeof(why), "unknown host: %s", gai_strerror(e));
-		return why;
+		return -1;
 	}
 	snprintf(why, sizeof(why), "no address");
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
@@ -866,6 +881,23 @@ probe_host(const char *host, unsigned port)
 		break;
 	}
 	freeaddrinfo(res);
+	if (fd >= 0 && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) &
+	    ~O_NONBLOCK) < 0) {
+		snprintf(why, sizeof(why), "%s", strerror(errno));
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+/* Connect to host:port and read a 220 greeting, within 5 s. */
+static const char *
+probe_host(const char *host, unsigned port)
+{
+	const char *why;
+	char buf[512];
+	int fd = connect_host(host, port, &why);
+
 	if (fd < 0)
 		return why;
 	{
@@ -882,6 +914,400 @@ probe_host(const char *host, unsigned port)
 	}
 	close(fd);
 	return NULL;
+}
+
+/* ---- dest_remote: the staging copy on the new backend, over LMTP ----
+ *
+ * The destination backend's LMTP listener takes XMOVE (smtp/xmove.c)
+ * from a peer in its proxy_trusted_networks that proves it knows
+ * proxy_secret (an HMAC of the server's nonce; the secret is not sent).
+ * Each operation is one command line and its reply; PUT sends the file's
+ * bytes after its line. */
+
+#define REMOTE_TIMEOUT_MS 300000
+
+static void
+remote_fail(struct dest *d, const char *what, const char *line)
+{
+	if (d->m->err != NULL)
+		return;
+	snprintf(d->m->errbuf, sizeof(d->m->errbuf), "%s %s: %.300s", d->host,
+	    what, line);
+	d->m->err = d->m->errbuf;
+}
+
+static int
+remote_send(struct dest *d, const char *buf, size_t len)
+{
+	if (d->fd < 0)
+		return -1;
+	if (write_full(d->fd, buf, len) < 0) {
+		remote_fail(d, "connection", strerror(errno));
+		close(d->fd);
+		d->fd = -1;
+		return -1;
+	}
+	return 0;
+}
+
+/* One reply line (CRLF removed) into d->line; -1 when the connection
+ * failed or REMOTE_TIMEOUT_MS passed. */
+static int
+remote_line(struct dest *d)
+{
+	size_t n = 0;
+
+	for (;;) {
+		char *nl = memchr(d->rbuf, '\n', d->rlen);
+
+		if (nl != NULL) {
+			n = (size_t)(nl - d->rbuf);
+			if (n >= sizeof(d->line))
+				n = sizeof(d->line) - 1;
+			memcpy(d->line, d->rbuf, n);
+			d->line[n] = '\0';
+			if (n > 0 && d->line[n - 1] == '\r')
+				d->line[n - 1] = '\0';
+			d->rlen -= (size_t)(nl + 1 - d->rbuf);
+			memmove(d->rbuf, nl + 1, d->rlen);
+			return 0;
+		}
+		if (d->fd < 0 || d->rlen == sizeof(d->rbuf)) {
+			remote_fail(d, "connection", d->fd < 0 ? "closed" :
+			    "reply line too long");
+			return -1;
+		}
+		{
+			struct pollfd pfd = { d->fd, POLLIN, 0 };
+			ssize_t k;
+
+			if (poll(&pfd, 1, REMOTE_TIMEOUT_MS) != 1) {
+				remote_fail(d, "connection", "timed out");
+				close(d->fd);
+				d->fd = -1;
+				return -1;
+			}
+			k = read(d->fd, d->rbuf + d->rlen,
+			    sizeof(d->rbuf) - d->rlen);
+			if (k <= 0) {
+				if (k < 0 && errno == EINTR)
+					continue;
+				remote_fail(d, "connection", k == 0 ?
+				    "closed by the peer" : strerror(errno));
+				close(d->fd);
+				d->fd = -1;
+				return -1;
+			}
+			d->rlen += (size_t)k;
+		}
+	}
+}
+
+/* The final line of a reply (continuation lines skipped) in d->line;
+ * its code, or -1. */
+static int
+remote_reply(struct dest *d)
+{
+	do {
+		if (remote_line(d) < 0)
+			return -1;
+	} while (strlen(d->line) >= 4 && d->line[3] == '-');
+	return atoi(d->line);
+}
+
+static void
+remote_path(str_t *o, const char *rel)
+{
+	const char *p = rel[0] == '\0' ? "." : rel;
+
+	for (; *p != '\0'; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c <= ' ' || c == '%' || c == 0x7f)
+			str_printf(o, "%%%02X", c);
+		else
+			str_append_c(o, (char)c);
+	}
+}
+
+/* Send a command made of a verb, words and paths; 0 when answered 2xx. */
+static int
+remote_cmd(struct dest *d, str_t *cmd, const char *what)
+{
+	int code;
+
+	str_append(cmd, "\r\n");
+	code = remote_send(d, str_c(cmd), cmd->len) < 0 ? -1 :
+	    remote_reply(d);
+	str_free(cmd);
+	if (code < 200 || code > 299) {
+		if (code > 0)
+			remote_fail(d, what, d->line);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+pct_decode_name(char *p)
+{
+	char *w = p;
+
+	for (; *p != '\0'; p++) {
+		if (*p == '%' && isxdigit((unsigned char)p[1]) &&
+		    isxdigit((unsigned char)p[2])) {
+			char hex[3] = { p[1], p[2], '\0' };
+
+			*w++ = (char)strtoul(hex, NULL, 16);
+			p += 2;
+		} else if (*p == '%') {
+			return -1;
+		} else {
+			*w++ = *p;
+		}
+	}
+	*w = '\0';
+	return 0;
+}
+
+static int
+remote_list(struct dest *d, const char *rel, struct dent **v_r, size_t *n_r)
+{
+	str_t cmd = STR_INIT;
+	struct dent *v = NULL;
+	size_t n = 0, cap = 0;
+
+	*v_r = NULL;
+	*n_r = 0;
+	str_append(&cmd, "LIST ");
+	remote_path(&cmd, rel);
+	str_append(&cmd, "\r\n");
+	if (remote_send(d, str_c(&cmd), cmd.len) < 0) {
+		str_free(&cmd);
+		return -1;
+	}
+	str_free(&cmd);
+	for (;;) {
+		char type, name[4096];
+		long long size, sec;
+		long nsec;
+
+		if (remote_line(d) < 0)
+			goto fail;
+		if (strncmp(d->line, "250 ", 4) == 0)
+			break;
+		if (strncmp(d->line, "250-", 4) != 0) {
+			/* not there (yet): as an empty directory is for
+			 * the callers that take that */
+			errno = ENOENT;
+			goto fail;
+		}
+		if (sscanf(d->line + 4, "%c %lld %lld %ld %4095s", &type, &size,
+		    &sec, &nsec, name) != 5 || pct_decode_name(name) < 0) {
+			remote_fail(d, "LIST", d->line);
+			errno = EPROTO;
+			goto fail;
+		}
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		v[n++] = (struct dent){ xstrdup(name), type, (off_t)size,
+		    { (time_t)sec, nsec } };
+	}
+	if (n > 0)
+		qsort(v, n, sizeof(*v), cmp_dent);
+	*v_r = v;
+	*n_r = n;
+	return 0;
+fail:
+	free_dents(v, n);
+	return -1;
+}
+
+static int
+remote_put(struct dest *d, const char *rel, int in, const struct stat *st)
+{
+	str_t cmd = STR_INIT;
+	char buf[65536];
+	off_t off = 0;
+	bool shrunk = false;
+	int code;
+
+	str_printf(&cmd, "PUT %o %lld %ld %lld ", (unsigned)(st->st_mode & 07777),
+	    (long long)st->st_mtim.tv_sec, (long)st->st_mtim.tv_nsec,
+	    (long long)st->st_size);
+	remote_path(&cmd, rel);
+	str_append(&cmd, "\r\n");
+	if (remote_send(d, str_c(&cmd), cmd.len) < 0) {
+		str_free(&cmd);
+		return -1;
+	}
+	str_free(&cmd);
+	while (off < st->st_size) {
+		size_t want = st->st_size - off < (off_t)sizeof(buf) ?
+		    (size_t)(st->st_size - off) : sizeof(buf);
+		ssize_t k = shrunk ? 0 : pread(in, buf, want, off);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			/* the file shrank while copied: the promised bytes
+			 * are sent all the same, the copy fails */
+			shrunk = true;
+			memset(buf, 0, want);
+			k = (ssize_t)want;
+		}
+		if (remote_send(d, buf, (size_t)k) < 0)
+			return -1;
+		off += k;
+	}
+	code = remote_reply(d);
+	if (code < 200 || code > 299) {
+		if (code > 0)
+			remote_fail(d, "PUT", d->line);
+		return -1;
+	}
+	if (shrunk) {
+		snprintf(d->m->errbuf, sizeof(d->m->errbuf), "%s changed while "
+		    "copied", rel);
+		d->m->err = d->m->errbuf;
+		return -1;
+	}
+	d->m->bytes += (unsigned long)st->st_size;
+	return 0;
+}
+
+static int
+remote_link(struct dest *d, const char *rel, const char *target,
+    const struct stat *st)
+{
+	str_t cmd = STR_INIT;
+
+	(void)st;
+	str_append(&cmd, "LINK ");
+	remote_path(&cmd, rel);
+	str_append_c(&cmd, ' ');
+	remote_path(&cmd, target);
+	return remote_cmd(d, &cmd, "LINK");
+}
+
+static int
+remote_mkdir(struct dest *d, const char *rel, const struct stat *st)
+{
+	str_t cmd = STR_INIT;
+
+	str_printf(&cmd, "MKDIR %o ", (unsigned)(st->st_mode & 07777));
+	remote_path(&cmd, rel);
+	return remote_cmd(d, &cmd, "MKDIR");
+}
+
+static int
+remote_remove(struct dest *d, const char *rel)
+{
+	str_t cmd = STR_INIT;
+
+	str_append(&cmd, "DEL ");
+	remote_path(&cmd, rel);
+	return remote_cmd(d, &cmd, "DEL");
+}
+
+static int
+remote_rename(struct dest *d, const char *from, const char *to)
+{
+	str_t cmd = STR_INIT;
+
+	str_append(&cmd, "RENAME ");
+	remote_path(&cmd, from);
+	str_append_c(&cmd, ' ');
+	remote_path(&cmd, to);
+	return remote_cmd(d, &cmd, "RENAME");
+}
+
+static int
+remote_sync(struct dest *d, const char *rel)
+{
+	str_t cmd = STR_INIT;
+
+	str_append(&cmd, "SYNC ");
+	remote_path(&cmd, rel);
+	return remote_cmd(d, &cmd, "SYNC");
+}
+
+static const struct dest_ops dest_remote = {
+	remote_list, remote_put, remote_link, remote_mkdir, remote_remove,
+	remote_rename, remote_sync,
+};
+
+/* A whole-staging command (FINISH, UNFINISH, ABORT). */
+static int
+remote_word(struct dest *d, const char *verb)
+{
+	str_t cmd = STR_INIT;
+
+	str_append(&cmd, verb);
+	return remote_cmd(d, &cmd, verb);
+}
+
+/* Connected to host:port, greeted, LHLO said, XMOVE begun: the staging
+ * directory is ready there. NULL, or why not. */
+static const char *
+remote_open(struct dest *d, const char *host, unsigned port,
+    const char *maildir, const char *secret)
+{
+	static char why[600];
+	const char *err;
+	unsigned char mac[32];
+	char *msg, hex[80];
+	str_t cmd = STR_INIT;
+	int code;
+
+	d->fd = connect_host(host, port, &err);
+	if (d->fd < 0)
+		return err;
+	if (remote_reply(d) != 220)
+		goto bad;
+	str_append(&cmd, "LHLO petrel-user-move");
+	if (remote_cmd(d, &cmd, "LHLO") < 0)
+		goto bad;
+	str_printf(&cmd, "XMOVE %s\r\n", maildir);
+	if (remote_send(d, str_c(&cmd), cmd.len) < 0) {
+		str_free(&cmd);
+		goto bad;
+	}
+	str_free(&cmd);
+	if ((code = remote_reply(d)) != 334 || strlen(d->line) < 5) {
+		if (code > 0)
+			remote_fail(d, "refused XMOVE", d->line);
+		goto bad;
+	}
+	msg = xasprintf("petrel-xmove:%s:%s", d->line + 4, maildir);
+	crypto_hmac_sha256(secret, strlen(secret), msg, strlen(msg), mac);
+	free(msg);
+	for (size_t i = 0; i < sizeof(mac); i++)
+		snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+	str_append(&cmd, hex);
+	if (remote_cmd(d, &cmd, "refused XMOVE") < 0)
+		goto bad;
+	return NULL;
+bad:
+	snprintf(why, sizeof(why), "%s", d->m->err != NULL ? d->m->err :
+	    "no answer");
+	d->m->err = NULL;
+	if (d->fd >= 0)
+		close(d->fd);
+	d->fd = -1;
+	return why;
+}
+
+static void
+remote_close(struct dest *d)
+{
+	if (d->fd >= 0) {
+		(void)!write(d->fd, "QUIT\r\n", 6);
+		close(d->fd);
+		d->fd = -1;
+	}
 }
 
 /* A file made and removed in new/ of every folder of the frozen
@@ -967,6 +1393,19 @@ host_ok(const char *h)
 	return true;
 }
 
+/* The staging copy removed: a failure before it was put in place. */
+static void
+drop_stage(struct dest *d, const char *stage)
+{
+	if (d->ops == &dest_remote) {
+		if (d->fd >= 0)
+			(void)remote_word(d, "ABORT");
+		remote_close(d);
+	} else {
+		remove_tree(stage);
+	}
+}
+
 int
 cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 {
@@ -979,6 +1418,8 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 	char *local, *domain, *address, *maildir, *cur_host, stamp[32];
 	char *src, *dst, *stage, *moved, *marker, *text, *aside = NULL;
 	const char *host, *src_root, *dst_root, *why, *err;
+	char *secret = NULL;
+	bool remote;
 	struct stat st;
 	struct dir_param params[2];
 	unsigned port;
@@ -989,7 +1430,7 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 
 	cli_schema_writable(cli, "petrel user move");
 	cli_parse(argc, argv, allowed, 2, 2,
-	    "petrel user move ADDRESS HOST --dest-root DIR "
+	    "petrel user move ADDRESS HOST [--dest-root DIR] "
 	    "[--source-root DIR]", &a);
 	cli_check_text("the address", a.pos[0]);
 	if (addr_split(a.pos[0], &local, &domain) < 0)
@@ -1001,9 +1442,19 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 	if (!host_ok(host))
 		cli_die("'%s' is not a host name or an address", host);
 	dst_root = cli_opt(&a, "dest-root");
-	if (dst_root == NULL || dst_root[0] == '\0')
-		cli_die("--dest-root DIR is needed: the new backend's "
-		    "mail_root as this machine reaches it");
+	if (dst_root != NULL && dst_root[0] == '\0')
+		cli_die("--dest-root DIR: the new backend's mail_root as this "
+		    "machine reaches it");
+	remote = dst_root == NULL;
+	if (remote) {
+		secret = secret_load("proxy_secret",
+		    config_get(cli->cfg, "proxy_secret"), &err);
+		if (secret == NULL)
+			cli_die("proxy_secret: %s", err);
+		if (secret[0] == '\0')
+			cli_die("proxy_secret is not set: it is needed to copy "
+			    "to HOST over the network (or give --dest-root)");
+	}
 	src_root = cli_opt(&a, "source-root");
 	if (src_root == NULL)
 		src_root = config_get(cli->cfg, "mail_root");
@@ -1025,10 +1476,12 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 	if (strcasecmp(cur_host, host) == 0)
 		cli_die("user %s is already on %s", address, host);
 
-	if (stat(dst_root, &st) < 0 || !S_ISDIR(st.st_mode))
+	if (!remote && (stat(dst_root, &st) < 0 || !S_ISDIR(st.st_mode)))
 		cli_die("--dest-root %s is not a directory", dst_root);
 	src = route_maildir_path(src_root, maildir);
-	dst = route_maildir_path(dst_root, maildir);
+	/* remote: the new backend resolves the maildir under its own
+	 * mail_root; the name here is for messages */
+	dst = route_maildir_path(remote ? src_root : dst_root, maildir);
 	if (src == NULL || dst == NULL)
 		cli_die("user %s has an unusable maildir '%s'", address,
 		    maildir);
@@ -1040,7 +1493,7 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 		src = s;
 		dst = d;
 	}
-	{
+	if (!remote) {
 		char *rs = realpath(src_root, NULL), *rd = realpath(dst_root,
 		    NULL);
 		bool same = rs != NULL && rd != NULL && strcmp(rs, rd) == 0;
@@ -1054,7 +1507,7 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 		cli_die("%s: the maildir %s is not here (%s)", address, src,
 		    route_moved_marker(src) ? "moved away already" :
 		    "no such directory");
-	if (lstat(dst, &st) == 0) {
+	if (!remote && lstat(dst, &st) == 0) {
 		if (S_ISREG(st.st_mode) && route_moved_marker(dst))
 			dst_marker = true;	/* moved from there before */
 		else if (!S_ISDIR(st.st_mode) || holds_mail(dst))
@@ -1073,7 +1526,18 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 	marker = xasprintf("%s" MARKER_SUFFIX, src);
 	if (lstat(moved, &st) == 0)
 		cli_die("%s exists already; try again in a second", moved);
-	{
+	memset(&dest, 0, sizeof(dest));
+	dest.m = &m;
+	dest.fd = -1;
+	dest.host = host;
+	if (remote) {
+		/* the new backend checks its maildir, makes the domain's
+		 * directory and a fresh staging directory */
+		dest.ops = &dest_remote;
+		if ((why = remote_open(&dest, host, port, maildir,
+		    secret)) != NULL)
+			cli_die("%s: %s (nothing changed)", address, why);
+	} else {
 		/* the domain's directory on the new backend, owned as the
 		 * source's is */
 		char *p = parent_of(dst), *sp = parent_of(src);
@@ -1091,31 +1555,32 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 		free(sp);
 	}
 	/* a staging copy left by an interrupted move is ours */
-	if (remove_tree(stage) < 0)
+	if (!remote && remove_tree(stage) < 0)
 		cli_die("cannot remove the old staging copy %s: %s", stage,
 		    strerror(errno));
+	if (!remote) {
+		dest.ops = &dest_local;
+		dest.root = stage;
+	}
 
 	/* 1. two passes while the mailbox is in use */
-	dest.ops = &dest_local;
-	dest.m = &m;
-	dest.root = stage;
 	if (sync_tree(&m, &dest, src, "") < 0 ||
 	    sync_tree(&m, &dest, src, "") < 0) {
-		remove_tree(stage);
+		drop_stage(&dest, stage);
 		cli_die("%s: copy failed: %s (nothing changed)", address, m.err);
 	}
 
 	/* 2. the source frozen: its maildir exchanged with the marker */
 	text = xasprintf("moving %s\n", host);
 	if (write_marker(marker, text, &err) < 0) {
-		remove_tree(stage);
+		drop_stage(&dest, stage);
 		cli_die("cannot write %s: %s (nothing changed)", marker, err);
 	}
 	free(text);
 	if (renameat2(AT_FDCWD, marker, AT_FDCWD, src, RENAME_EXCHANGE) < 0) {
 		r = errno;
 		unlink(marker);
-		remove_tree(stage);
+		drop_stage(&dest, stage);
 		cli_die("cannot exchange %s with its marker: %s (nothing "
 		    "changed)", src, strerror(r));
 	}
@@ -1124,7 +1589,7 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 		r = errno;
 		renameat2(AT_FDCWD, marker, AT_FDCWD, src, RENAME_EXCHANGE);
 		unlink(marker);
-		remove_tree(stage);
+		drop_stage(&dest, stage);
 		cli_die("cannot rename %s: %s (nothing changed)", src,
 		    strerror(r));
 	}
@@ -1137,7 +1602,13 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 		goto undo;
 
 	/* 4. the copy in place, then the row */
-	if (dst_marker) {
+	if (remote) {
+		if (remote_word(&dest, "FINISH") < 0)
+			goto undo;
+		/* "250 2.0.0 done; the empty maildir kept as NAME" */
+		if ((why = strstr(dest.line, "kept as ")) != NULL)
+			aside = xstrdup(why + 8);
+	} else if (dst_marker) {
 		if (renameat2(AT_FDCWD, stage, AT_FDCWD, dst,
 		    RENAME_EXCHANGE) < 0) {
 			fail(&m, "cannot exchange into place", dst);
@@ -1163,7 +1634,8 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 			goto undo;
 		}
 	}
-	sync_parent(dst);
+	if (!remote)
+		sync_parent(dst);
 	params[0] = (struct dir_param){ "host", host };
 	params[1] = (struct dir_param){ "address", address };
 	rows = NULL;
@@ -1175,7 +1647,9 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 		m.err = m.errbuf;
 		dir_rows_free(&rows);
 		/* the copy back to staging, so that the undo finds it */
-		if (dst_marker)
+		if (remote)
+			(void)remote_word(&dest, "UNFINISH");
+		else if (dst_marker)
 			(void)renameat2(AT_FDCWD, stage, AT_FDCWD, dst,
 			    RENAME_EXCHANGE);
 		else if (rename(dst, stage) == 0 && aside != NULL)
@@ -1185,6 +1659,12 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 	dir_rows_free(&rows);
 	if (dst_marker)
 		unlink(stage);
+	if (remote) {
+		/* a marker of an earlier move away from there, exchanged
+		 * by FINISH, goes */
+		(void)remote_word(&dest, "ABORT");
+		remote_close(&dest);
+	}
 
 	/* 5. mail still sent here goes on to the new backend */
 	text = xasprintf("moved %s\n", host);
@@ -1210,6 +1690,9 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 	free(address);
 	free(local);
 	free(domain);
+	if (secret != NULL)
+		explicit_bzero(secret, strlen(secret));
+	free(secret);
 	return 0;
 
 undo:
@@ -1223,6 +1706,6 @@ undo:
 		cli_warn("could not put %s back in place: it is %s now",
 		    src, moved);
 	sync_parent(src);
-	remove_tree(stage);
+	drop_stage(&dest, stage);
 	cli_die("%s: move failed: %s (nothing changed)", address, m.err);
 }
