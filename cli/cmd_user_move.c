@@ -51,6 +51,7 @@
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -157,6 +158,8 @@ struct dest {
 	 * last reply line */
 	const char *host;
 	int fd;
+	struct tls_client *tc;	/* STARTTLS (proxy_tls_ca verifies) */
+	struct tls_fd *tls;
 	size_t rlen;
 	char rbuf[16384];
 	char line[8192];
@@ -936,15 +939,26 @@ remote_fail(struct dest *d, const char *what, const char *line)
 	d->m->err = d->m->errbuf;
 }
 
+static void
+remote_drop(struct dest *d)
+{
+	tls_fd_free(&d->tls);
+	tls_client_free(&d->tc);
+	if (d->fd >= 0)
+		close(d->fd);
+	d->fd = -1;
+}
+
 static int
 remote_send(struct dest *d, const char *buf, size_t len)
 {
 	if (d->fd < 0)
 		return -1;
-	if (write_full(d->fd, buf, len) < 0) {
-		remote_fail(d, "connection", strerror(errno));
-		close(d->fd);
-		d->fd = -1;
+	if (d->tls != NULL ? tls_fd_write(d->tls, buf, len) < 0 :
+	    write_full(d->fd, buf, len) < 0) {
+		remote_fail(d, "connection", errno == EAGAIN ? "timed out" :
+		    strerror(errno));
+		remote_drop(d);
 		return -1;
 	}
 	return 0;
@@ -978,24 +992,19 @@ remote_line(struct dest *d)
 			return -1;
 		}
 		{
-			struct pollfd pfd = { d->fd, POLLIN, 0 };
-			ssize_t k;
-
-			if (poll(&pfd, 1, REMOTE_TIMEOUT_MS) != 1) {
-				remote_fail(d, "connection", "timed out");
-				close(d->fd);
-				d->fd = -1;
-				return -1;
-			}
-			k = read(d->fd, d->rbuf + d->rlen,
+			/* the socket's SO_RCVTIMEO bounds the wait */
+			ssize_t k = d->tls != NULL ? tls_fd_read(d->tls,
+			    d->rbuf + d->rlen, sizeof(d->rbuf) - d->rlen) :
+			    read(d->fd, d->rbuf + d->rlen,
 			    sizeof(d->rbuf) - d->rlen);
+
 			if (k <= 0) {
-				if (k < 0 && errno == EINTR)
+				if (k < 0 && errno == EINTR && d->tls == NULL)
 					continue;
 				remote_fail(d, "connection", k == 0 ?
-				    "closed by the peer" : strerror(errno));
-				close(d->fd);
-				d->fd = -1;
+				    "closed by the peer" : errno == EAGAIN ?
+				    "timed out" : strerror(errno));
+				remote_drop(d);
 				return -1;
 			}
 			d->rlen += (size_t)k;
@@ -1253,23 +1262,62 @@ remote_word(struct dest *d, const char *verb)
  * directory is ready there. NULL, or why not. */
 static const char *
 remote_open(struct dest *d, const char *host, unsigned port,
-    const char *maildir, const char *secret)
+    const char *maildir, const char *secret, const char *ca)
 {
 	static char why[600];
 	const char *err;
 	unsigned char mac[32];
 	char *msg, hex[80];
 	str_t cmd = STR_INIT;
+	struct timeval tv = { REMOTE_TIMEOUT_MS / 1000, 0 };
+	bool starttls = false;
 	int code;
 
 	d->fd = connect_host(host, port, &err);
 	if (d->fd < 0)
 		return err;
+	if (setsockopt(d->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+	    setsockopt(d->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0) {
+		remote_fail(d, "connection", strerror(errno));
+		goto bad;
+	}
 	if (remote_reply(d) != 220)
 		goto bad;
-	str_append(&cmd, "LHLO petrel-user-move");
-	if (remote_cmd(d, &cmd, "LHLO") < 0)
+	/* STARTTLS as the frontends use it: when offered, and always
+	 * (the certificate verified) with proxy_tls_ca */
+	if (remote_send(d, "LHLO petrel-user-move\r\n", 23) < 0)
 		goto bad;
+	do {
+		if (remote_line(d) < 0)
+			goto bad;
+		if (strncasecmp(d->line + (strlen(d->line) >= 4 ? 4 : 0),
+		    "STARTTLS", 8) == 0)
+			starttls = true;
+	} while (strlen(d->line) >= 4 && d->line[3] == '-');
+	if (strncmp(d->line, "250", 3) != 0) {
+		remote_fail(d, "LHLO", d->line);
+		goto bad;
+	}
+	if (ca != NULL && ca[0] != '\0' && !starttls) {
+		remote_fail(d, "LHLO", "no STARTTLS (proxy_tls_ca is set)");
+		goto bad;
+	}
+	if (starttls) {
+		str_append(&cmd, "STARTTLS");
+		if (remote_cmd(d, &cmd, "STARTTLS") < 0)
+			goto bad;
+		d->tc = ca != NULL && ca[0] != '\0' ?
+		    tls_client_new_verify(ca, &err) : tls_client_new(&err);
+		if (d->tc == NULL ||
+		    (d->tls = tls_fd_connect(d->tc, d->fd, host, &err)) == NULL) {
+			remote_fail(d, "STARTTLS", err);
+			goto bad;
+		}
+		d->rlen = 0;
+		str_append(&cmd, "LHLO petrel-user-move");
+		if (remote_cmd(d, &cmd, "LHLO") < 0)
+			goto bad;
+	}
 	str_printf(&cmd, "XMOVE %s\r\n", maildir);
 	if (remote_send(d, str_c(&cmd), cmd.len) < 0) {
 		str_free(&cmd);
@@ -1294,20 +1342,16 @@ bad:
 	snprintf(why, sizeof(why), "%s", d->m->err != NULL ? d->m->err :
 	    "no answer");
 	d->m->err = NULL;
-	if (d->fd >= 0)
-		close(d->fd);
-	d->fd = -1;
+	remote_drop(d);
 	return why;
 }
 
 static void
 remote_close(struct dest *d)
 {
-	if (d->fd >= 0) {
-		(void)!write(d->fd, "QUIT\r\n", 6);
-		close(d->fd);
-		d->fd = -1;
-	}
+	if (d->fd >= 0)
+		(void)remote_send(d, "QUIT\r\n", 6);
+	remote_drop(d);
 }
 
 /* A file made and removed in new/ of every folder of the frozen
@@ -1535,7 +1579,7 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 		 * directory and a fresh staging directory */
 		dest.ops = &dest_remote;
 		if ((why = remote_open(&dest, host, port, maildir,
-		    secret)) != NULL)
+		    secret, config_get(cli->cfg, "proxy_tls_ca"))) != NULL)
 			cli_die("%s: %s (nothing changed)", address, why);
 	} else {
 		/* the domain's directory on the new backend, owned as the

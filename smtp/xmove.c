@@ -618,6 +618,8 @@ xmove_done(struct job *job)
 	    offsetof(struct smtp_session, job));
 	struct xmove *x = s->xmove;
 
+	xfree(&x->a);
+	xfree(&x->b);
 	if (!s->base.dead) {
 		evbuffer_add(session_output(&s->base), str_c(&x->out),
 		    x->out.len);
@@ -630,8 +632,7 @@ xmove_done(struct job *job)
 			log_info("%016llx: XMOVE: %s now holds the maildir %s",
 			    SID(&s->base), s->base.peer, x->maildir);
 	}
-	xfree(&x->a);
-	xfree(&x->b);
+	/* x may be gone (a refused BEGIN) */
 	session_job_finished(&s->base);
 }
 
@@ -727,8 +728,8 @@ xmove_proof(struct smtp_session *s, const char *line)
 		session_quit(&s->base);
 		return;
 	}
-	log_info("%016llx: XMOVE from %s: maildir %s", SID(&s->base),
-	    s->base.peer, x->maildir);
+	log_info("%016llx: XMOVE from %s: maildir %s%s", SID(&s->base),
+	    s->base.peer, x->maildir, s->base.tls ? " (TLS)" : "");
 	submit(s, XOP_BEGIN);
 }
 
@@ -815,8 +816,12 @@ smtp_xmove_line(struct smtp_session *s, char *line)
 		    !number(word(&p), 10, (unsigned long long)1 << 40, &sec) ||
 		    !number(word(&p), 10, 999999999, &nsec) ||
 		    !number(word(&p), 10, UINT64_MAX, &size)) {
-			reply_error(s, "501 5.5.4 Syntax: PUT mode sec nsec "
-			    "size path");
+			/* the bytes that follow cannot be told from
+			 * commands: the session ends */
+			reply(s, "501 5.5.4 Syntax: PUT mode sec nsec size "
+			    "path");
+			smtp_xmove_free(s);
+			session_quit(&s->base);
 			return;
 		}
 		if (size > file_max(s)) {

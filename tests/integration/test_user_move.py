@@ -358,7 +358,9 @@ def test_move_under_imap_load(cluster, how):
     assert cp.returncode == 0, cp.stderr
     assert "moved user %s to %s" % (ALICE, BE2) in cp.stdout
     if how == "network":
-        assert cl.s2.wait_log(r"XMOVE from \[127\.0\.0\.\d\]:\d+: maildir example\.test/alice")
+        # over STARTTLS, which be2's LMTP listener offers
+        assert cl.s2.wait_log(r"XMOVE from \[127\.0\.0\.\d\]:\d+: maildir example\.test/alice/ "
+                              r"\(TLS\)")
     time.sleep(3)
     load.finish()
     print("move: %s; load: %d appended (%d unsure), %d sent, %d BYE, %d logins, errors %r"
@@ -721,6 +723,14 @@ def test_xmove_paths_stay_inside(cluster, tmp_path):
     assert os.listdir(outside) == []
     assert [p for p in all_files(root)
             if not p.startswith("example.test/alice.petrel-move")] == before
+    # a PUT without a size: its bytes cannot be skipped, the session ends
+    r = xmove_cmd(s, f, "PUT 644 0 0 many cur/x", b"abc")
+    assert r.startswith(b"501 5.5.4"), r
+    assert f.readline() == b""
+    s.close()
+    s, f, line = xmove_open(cl)
+    assert line.startswith(b"250"), line
+    assert xmove_cmd(s, f, "MKDIR 700 cur").startswith(b"250")
     # larger than any file taken: refused, the session ends
     r = xmove_cmd(s, f, "PUT 644 0 0 99999999999999 cur/big")
     assert r.startswith(b"552 5.3.4"), r
