@@ -761,3 +761,24 @@ def test_xmove_paths_stay_inside(cluster, tmp_path):
     assert not os.path.exists(stage)
     assert xmove_cmd(s, f, "QUIT").startswith(b"221")
     s.close()
+
+
+def test_move_over_network_verifies_with_proxy_tls_ca(cluster):
+    """proxy_tls_ca set: STARTTLS required and be2's certificate verified;
+    one that does not chain to the CA (be1's own here) stops the move
+    before anything is copied."""
+    cl = cluster
+    c = cl.imap()
+    c.append("INBOX", None, None, msg("tls@test"))
+    c.logout()
+    src = maildir_path(cl.be1)
+    state = tree_state(src)
+    ca = os.path.join(cl.be1.dir, "tls", "cert.pem")
+    assert os.path.exists(ca)
+    cp = cl.be1.run("-o", "backend_ports=%d,%d,110,4190" % (cl.lmtp, cl.imap_port),
+                    "-o", "proxy_secret=" + SECRET, "-o", "proxy_tls_ca=" + ca,
+                    "user", "move", ALICE, BE2, check=False, timeout=120)
+    assert_one_line_fail(cp, r"127\.0\.0\.3 STARTTLS: certificate not verified")
+    assert cl.host() == BE1
+    assert tree_state(src) == state
+    assert not os.path.exists(maildir_path(cl.be2) + ".petrel-move")
