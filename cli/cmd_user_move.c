@@ -2,9 +2,12 @@
  * cmd_user_move.c: petrel user move ADDRESS HOST — a user's mailbox to
  * another backend (docs/scale-out.md, "Moving a user").
  *
- * The command runs where both maildirs are reachable as files: the
- * source under mail_root (or --source-root), the destination backend's
- * mail_root under --dest-root (a mount of it). The maildir is copied as
+ * The command runs where the source maildir is, under mail_root (or
+ * --source-root). The copy goes to the destination backend's LMTP
+ * listener (XMOVE, smtp/xmove.c: the backend writes it under its own
+ * mail_root, dest_remote below), or with --dest-root through the file
+ * system to that directory, a mount of the destination's mail_root
+ * (dest_local). The passes are the same for both. The maildir is copied as
  * it is, file by file: message files keep their names (the UIDs are
  * petrel-index's, keyed by name) and their mtimes (INTERNALDATE), the
  * index, its log, the cache, dovecot-keywords, petrel-uidvalidity, the
@@ -48,6 +51,7 @@
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -55,9 +59,12 @@
 #include "lib/base/addr.h"
 #include "lib/base/alloc.h"
 #include "lib/base/fdio.h"
+#include "lib/base/str.h"
 #include "lib/config/config.h"
 #include "lib/dir/dir.h"
 #include "lib/route/route.h"
+#include "lib/tls/tls.h"
+#include "lib/trust/srs.h"
 
 #define STAGE_SUFFIX	".petrel-move"
 #define MARKER_SUFFIX	".petrel-moving"
@@ -107,36 +114,149 @@ parent_of(const char *p)
 	return s;
 }
 
-/* ---- copying ---- */
+/* ---- the destination ----
+ *
+ * The passes below read the source as files and change the staging copy
+ * only through these operations, on paths relative to the staging
+ * directory ("" is the staging directory itself): what it holds, a file
+ * put (bytes, mode, mtime), a symbolic link, a directory, a removal, a
+ * rename within it and a directory made durable. dest_local is the
+ * staging directory as a directory of this machine (--dest-root). */
 
-/* src to dst (through dst's directory's COPY_TMP, fsync'd, renamed):
- * mode, mtime and (as root) owner kept. */
-static int
-copy_file(struct move *m, const char *src, const char *dstdir,
-    const char *name)
+struct dent {
+	char *name;
+	char type;		/* 'd', 'f', 'l' or '?' */
+	off_t size;
+	struct timespec mtime;
+};
+
+struct dest;
+struct dest_ops {
+	/* the entries of directory rel, sorted by name; -1 (errno) if
+	 * it cannot be read */
+	int (*list)(struct dest *, const char *rel, struct dent **v_r,
+	    size_t *n_r);
+	/* rel made a copy of in (st its stat): written to a temporary
+	 * name, made durable, renamed over rel */
+	int (*put)(struct dest *, const char *rel, int in,
+	    const struct stat *st);
+	int (*link)(struct dest *, const char *rel, const char *target,
+	    const struct stat *st);
+	/* rel made a directory (existing already is fine) */
+	int (*mkdir)(struct dest *, const char *rel, const struct stat *st);
+	/* rel removed, with everything below it; gone already is fine */
+	int (*remove)(struct dest *, const char *rel);
+	int (*rename)(struct dest *, const char *from, const char *to);
+	int (*sync)(struct dest *, const char *rel);
+};
+
+struct dest {
+	const struct dest_ops *ops;
+	struct move *m;
+	char *root;		/* dest_local: the staging directory */
+	/* dest_remote: the connection to HOST, what was read of it, the
+	 * last reply line */
+	const char *host;
+	int fd;
+	struct tls_client *tc;	/* STARTTLS (proxy_tls_ca verifies) */
+	struct tls_fd *tls;
+	size_t rlen;
+	char rbuf[16384];
+	char line[8192];
+};
+
+static char *
+rel_join(const char *rel, const char *name)
 {
-	char buf[65536], *tmp, *dst;
-	struct stat st;
+	return rel[0] == '\0' ? xstrdup(name) : xasprintf("%s/%s", rel, name);
+}
+
+static int
+cmp_dent(const void *a, const void *b)
+{
+	return strcmp(((const struct dent *)a)->name,
+	    ((const struct dent *)b)->name);
+}
+
+static void
+free_dents(struct dent *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i].name);
+	free(v);
+}
+
+static struct dent *
+find_dent(struct dent *v, size_t n, const char *name)
+{
+	struct dent key = { (char *)name, 0, 0, { 0, 0 } };
+
+	return n == 0 ? NULL : bsearch(&key, v, n, sizeof(*v), cmp_dent);
+}
+
+static char *
+local_path(struct dest *d, const char *rel)
+{
+	return rel[0] == '\0' ? xstrdup(d->root) :
+	    xasprintf("%s/%s", d->root, rel);
+}
+
+static int
+local_list(struct dest *d, const char *rel, struct dent **v_r, size_t *n_r)
+{
+	char *path = local_path(d, rel);
+	DIR *dir = opendir(path);
+	struct dirent *de;
+	struct dent *v = NULL;
+	size_t n = 0, cap = 0;
+
+	*v_r = NULL;
+	*n_r = 0;
+	if (dir == NULL) {
+		free(path);
+		return -1;
+	}
+	while ((de = readdir(dir)) != NULL) {
+		struct stat st;
+
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0 ||
+		    strcmp(de->d_name, COPY_TMP) == 0)
+			continue;
+		if (fstatat(dirfd(dir), de->d_name, &st,
+		    AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		v[n++] = (struct dent){ xstrdup(de->d_name),
+		    S_ISDIR(st.st_mode) ? 'd' : S_ISREG(st.st_mode) ? 'f' :
+		    S_ISLNK(st.st_mode) ? 'l' : '?', st.st_size, st.st_mtim };
+	}
+	closedir(dir);
+	free(path);
+	if (n > 0)
+		qsort(v, n, sizeof(*v), cmp_dent);
+	*v_r = v;
+	*n_r = n;
+	return 0;
+}
+
+/* in to rel (through its directory's COPY_TMP, fsync'd, renamed): mode,
+ * mtime and (as root) owner kept. */
+static int
+local_put(struct dest *d, const char *rel, int in, const struct stat *st)
+{
+	struct move *m = d->m;
+	char buf[65536], *dst = local_path(d, rel), *dir = parent_of(dst);
+	char *tmp = xasprintf("%s/" COPY_TMP, dir);
 	struct timespec ts[2];
-	int in, out, r = -1;
+	int out, r = -1;
 	ssize_t n;
 
-	in = open(src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (in < 0) {
-		/* a message renamed or removed under us: the next pass
-		 * (the last one holds the lock) sees its new name */
-		if (errno == ENOENT && !m->lock)
-			return 0;
-		return fail(m, "cannot open", src);
-	}
-	if (fstat(in, &st) < 0) {
-		close(in);
-		return fail(m, "cannot stat", src);
-	}
-	tmp = xasprintf("%s/" COPY_TMP, dstdir);
-	dst = xasprintf("%s/%s", dstdir, name);
 	out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
-	    st.st_mode & 0777);
+	    st->st_mode & 0777);
 	if (out < 0) {
 		fail(m, "cannot create", tmp);
 		goto done;
@@ -145,7 +265,7 @@ copy_file(struct move *m, const char *src, const char *dstdir,
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			fail(m, "cannot read", src);
+			fail(m, "cannot read the source of", dst);
 			goto done;
 		}
 		if (write_full(out, buf, (size_t)n) < 0) {
@@ -154,13 +274,13 @@ copy_file(struct move *m, const char *src, const char *dstdir,
 		}
 		m->bytes += (unsigned long)n;
 	}
-	ts[0] = st.st_atim;
-	ts[1] = st.st_mtim;
-	if (geteuid() == 0 && fchown(out, st.st_uid, st.st_gid) < 0) {
+	ts[0] = st->st_atim;
+	ts[1] = st->st_mtim;
+	if (geteuid() == 0 && fchown(out, st->st_uid, st->st_gid) < 0) {
 		fail(m, "cannot chown", tmp);
 		goto done;
 	}
-	if (fchmod(out, st.st_mode & 07777) < 0 || futimens(out, ts) < 0 ||
+	if (fchmod(out, st->st_mode & 07777) < 0 || futimens(out, ts) < 0 ||
 	    fdatasync(out) < 0) {
 		fail(m, "cannot finish", tmp);
 		goto done;
@@ -175,43 +295,95 @@ copy_file(struct move *m, const char *src, const char *dstdir,
 		fail(m, "cannot rename to", dst);
 		goto done;
 	}
-	m->files++;
 	r = 0;
 done:
 	if (out >= 0)
 		close(out);
 	if (r < 0)
 		unlink(tmp);
-	close(in);
 	free(tmp);
+	free(dir);
 	free(dst);
 	return r;
 }
 
 static int
-copy_link(struct move *m, const char *src, const char *dstdir,
-    const char *name)
+local_link(struct dest *d, const char *rel, const char *target,
+    const struct stat *st)
 {
-	char target[4096], *dst = xasprintf("%s/%s", dstdir, name);
-	ssize_t n = readlink(src, target, sizeof(target) - 1);
-	struct stat st;
+	char *dst = local_path(d, rel);
 	int r = 0;
 
-	if (n < 0 || (size_t)n >= sizeof(target) - 1) {
-		free(dst);
-		return errno == ENOENT && !m->lock ? 0 :
-		    fail(m, "cannot read the link", src);
-	}
-	target[n] = '\0';
 	unlink(dst);
 	if (symlink(target, dst) < 0)
-		r = fail(m, "cannot create the link", dst);
-	else if (geteuid() == 0 && lstat(src, &st) == 0 &&
-	    lchown(dst, st.st_uid, st.st_gid) < 0)
-		r = fail(m, "cannot chown", dst);
+		r = fail(d->m, "cannot create the link", dst);
+	else if (geteuid() == 0 && lchown(dst, st->st_uid, st->st_gid) < 0)
+		r = fail(d->m, "cannot chown", dst);
 	free(dst);
 	return r;
 }
+
+static int
+local_mkdir(struct dest *d, const char *rel, const struct stat *st)
+{
+	char *p = local_path(d, rel);
+	int r = 0;
+
+	if (mkdir(p, st->st_mode & 07777) < 0 && errno != EEXIST)
+		r = fail(d->m, "cannot create", p);
+	else if (geteuid() == 0 && lchown(p, st->st_uid, st->st_gid) < 0)
+		r = fail(d->m, "cannot chown", p);
+	free(p);
+	return r;
+}
+
+static int remove_tree(const char *path);
+
+static int
+local_remove(struct dest *d, const char *rel)
+{
+	char *p = local_path(d, rel);
+	int r = 0;
+
+	if (remove_tree(p) < 0)
+		r = fail(d->m, "cannot remove", p);
+	free(p);
+	return r;
+}
+
+static int
+local_rename(struct dest *d, const char *from, const char *to)
+{
+	char *f = local_path(d, from), *t = local_path(d, to);
+	int r = 0;
+
+	if (rename(f, t) < 0)
+		r = fail(d->m, "cannot rename", f);
+	free(f);
+	free(t);
+	return r;
+}
+
+static int
+local_sync(struct dest *d, const char *rel)
+{
+	char *p = local_path(d, rel);
+	int r = 0, fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0 || fsync(fd) < 0)
+		r = fail(d->m, "cannot sync", p);
+	if (fd >= 0)
+		close(fd);
+	free(p);
+	return r;
+}
+
+static const struct dest_ops dest_local = {
+	local_list, local_put, local_link, local_mkdir, local_remove,
+	local_rename, local_sync,
+};
+
+/* ---- the passes ---- */
 
 static int
 remove_tree(const char *path)
@@ -319,17 +491,34 @@ cmp_msg(const void *a, const void *b)
 	return c != 0 ? c : (lx > ly) - (lx < ly);
 }
 
+/* The messages of a folder: of the source folder (dest NULL) or of the
+ * destination's folder rel. */
 static struct msg *
-list_msgs(const char *folder, size_t *n_r)
+list_msgs(struct dest *dest, const char *folder, size_t *n_r)
 {
 	struct msg *v = NULL;
 	size_t n = 0;
 
 	for (int cur = 0; cur < 2; cur++) {
-		char *p = xasprintf("%s/%s", folder, cur ? "cur" : "new");
-		size_t k;
-		char **names = list_dir(p, &k);
+		char *p = dest != NULL ? rel_join(folder, cur ? "cur" : "new") :
+		    xasprintf("%s/%s", folder, cur ? "cur" : "new");
+		size_t k = 0;
+		char **names = NULL;
 
+		if (dest == NULL) {
+			names = list_dir(p, &k);
+		} else {
+			struct dent *dv;
+
+			if (dest->ops->list(dest, p, &dv, &k) == 0) {
+				names = xcalloc(k + 1, sizeof(*names));
+				for (size_t i = 0; i < k; i++) {
+					names[i] = dv[i].name;
+					dv[i].name = NULL;
+				}
+				free_dents(dv, k);
+			}
+		}
 		free(p);
 		if (names == NULL)
 			continue;
@@ -345,21 +534,68 @@ list_msgs(const char *folder, size_t *n_r)
 	return v;
 }
 
+/* A regular file of the source to rel. */
+static int
+copy_file(struct move *m, struct dest *dest, const char *src,
+    const char *rel)
+{
+	struct stat st;
+	int in, r;
+
+	in = open(src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (in < 0) {
+		/* a message renamed or removed under us: the next pass
+		 * (the last one holds the lock) sees its new name */
+		if (errno == ENOENT && !m->lock)
+			return 0;
+		return fail(m, "cannot open", src);
+	}
+	if (fstat(in, &st) < 0) {
+		close(in);
+		return fail(m, "cannot stat", src);
+	}
+	r = dest->ops->put(dest, rel, in, &st);
+	if (r == 0)
+		m->files++;
+	close(in);
+	return r;
+}
+
+static int
+copy_link(struct move *m, struct dest *dest, const char *src,
+    const char *rel)
+{
+	char target[4096];
+	ssize_t n = readlink(src, target, sizeof(target) - 1);
+	struct stat st;
+
+	if (n < 0 || (size_t)n >= sizeof(target) - 1)
+		return errno == ENOENT && !m->lock ? 0 :
+		    fail(m, "cannot read the link", src);
+	target[n] = '\0';
+	if (lstat(src, &st) < 0)
+		return errno == ENOENT && !m->lock ? 0 :
+		    fail(m, "cannot stat", src);
+	return dest->ops->link(dest, rel, target, &st);
+}
+
 /* cur/ and new/ of dst made equal to src's: a file dst already has
  * under another name or in the other directory (a flag change, a move
  * from new/ to cur/) is renamed there, not copied again. */
 static int
-sync_msgs(struct move *m, const char *src, const char *dst)
+sync_msgs(struct move *m, struct dest *dest, const char *src,
+    const char *dst)
 {
 	size_t ns, nd;
-	struct msg *s = list_msgs(src, &ns), *d = list_msgs(dst, &nd);
+	struct msg *s = list_msgs(NULL, src, &ns);
+	struct msg *d = list_msgs(dest, dst, &nd);
 	int r = 0;
 
 	for (size_t i = 0; i < ns && r == 0; i++) {
 		const char *sub = s[i].cur ? "cur" : "new";
 		struct msg key = { s[i].name, false, false }, *hit;
-		char *sdir = xasprintf("%s/%s", src, sub);
-		char *ddir = xasprintf("%s/%s", dst, sub);
+		char *to = xasprintf("%s%s%s/%s", dst, dst[0] ? "/" : "", sub,
+		    s[i].name);
 
 		hit = bsearch(&key, d, nd, sizeof(*d), cmp_msg);
 		/* one base twice in dst (should not be): take any unused */
@@ -369,23 +605,20 @@ sync_msgs(struct move *m, const char *src, const char *dst)
 			hit->used = true;
 			if (hit->cur != s[i].cur ||
 			    strcmp(hit->name, s[i].name) != 0) {
-				char *from = xasprintf("%s/%s/%s", dst,
+				char *from = xasprintf("%s%s%s/%s", dst,
+				    dst[0] ? "/" : "",
 				    hit->cur ? "cur" : "new", hit->name);
-				char *to = xasprintf("%s/%s", ddir, s[i].name);
 
-				if (rename(from, to) < 0)
-					r = fail(m, "cannot rename", from);
+				r = dest->ops->rename(dest, from, to);
 				free(from);
-				free(to);
 			}
 		} else {
-			char *sp = xasprintf("%s/%s", sdir, s[i].name);
+			char *sp = xasprintf("%s/%s/%s", src, sub, s[i].name);
 
-			r = copy_file(m, sp, ddir, s[i].name);
+			r = copy_file(m, dest, sp, to);
 			free(sp);
 		}
-		free(sdir);
-		free(ddir);
+		free(to);
 	}
 	/* what src no longer has: expunged */
 	for (size_t i = 0; i < nd && r == 0; i++) {
@@ -393,10 +626,9 @@ sync_msgs(struct move *m, const char *src, const char *dst)
 
 		if (d[i].used)
 			continue;
-		p = xasprintf("%s/%s/%s", dst, d[i].cur ? "cur" : "new",
-		    d[i].name);
-		if (unlink(p) < 0 && errno != ENOENT)
-			r = fail(m, "cannot remove", p);
+		p = xasprintf("%s%s%s/%s", dst, dst[0] ? "/" : "",
+		    d[i].cur ? "cur" : "new", d[i].name);
+		r = dest->ops->remove(dest, p);
 		free(p);
 	}
 	for (size_t i = 0; i < ns; i++)
@@ -419,36 +651,45 @@ is_folder(const char *dir)
 	return r;
 }
 
-static int sync_tree(struct move *m, const char *src, const char *dst);
+static int sync_tree(struct move *m, struct dest *dest, const char *src,
+    const char *dst);
 
-/* One entry of src (not cur/, new/ or tmp/ of a folder). */
+/* One entry of src (not cur/, new/ or tmp/ of a folder); have: what the
+ * destination has under that name, if anything. */
 static int
-sync_entry(struct move *m, const char *src, const char *dst,
-    const char *name)
+sync_entry(struct move *m, struct dest *dest, const char *src,
+    const char *dst, const char *name, const struct dent *have)
 {
 	char *sp = xasprintf("%s/%s", src, name);
-	char *dp = xasprintf("%s/%s", dst, name);
-	struct stat ss, ds;
+	char *dp = rel_join(dst, name);
+	struct stat ss;
 	int r = 0;
 
 	if (lstat(sp, &ss) < 0) {
 		if (errno != ENOENT || m->lock)
 			r = fail(m, "cannot stat", sp);
 	} else if (S_ISDIR(ss.st_mode)) {
-		r = sync_tree(m, sp, dp);
+		if (have != NULL && have->type != 'd')
+			r = dest->ops->remove(dest, dp);
+		if (r == 0)
+			r = sync_tree(m, dest, sp, dp);
 	} else if (S_ISLNK(ss.st_mode)) {
-		r = copy_link(m, sp, dst, name);
+		if (have != NULL && have->type == 'd')
+			r = dest->ops->remove(dest, dp);
+		if (r == 0)
+			r = copy_link(m, dest, sp, dp);
 	} else if (S_ISREG(ss.st_mode)) {
 		/* unchanged since the last pass: same size and mtime (the
 		 * last pass, under the locks, copies all: a rewrite within
 		 * one timestamp tick could keep both) */
-		if (m->lock || lstat(dp, &ds) < 0 || !S_ISREG(ds.st_mode) ||
-		    ds.st_size != ss.st_size ||
-		    ds.st_mtim.tv_sec != ss.st_mtim.tv_sec ||
-		    ds.st_mtim.tv_nsec != ss.st_mtim.tv_nsec) {
-			if (lstat(dp, &ds) == 0 && S_ISDIR(ds.st_mode))
-				remove_tree(dp);
-			r = copy_file(m, sp, dst, name);
+		if (m->lock || have == NULL || have->type != 'f' ||
+		    have->size != ss.st_size ||
+		    have->mtime.tv_sec != ss.st_mtim.tv_sec ||
+		    have->mtime.tv_nsec != ss.st_mtim.tv_nsec) {
+			if (have != NULL && have->type == 'd')
+				r = dest->ops->remove(dest, dp);
+			if (r == 0)
+				r = copy_file(m, dest, sp, dp);
 		}
 	}
 	/* sockets, fifos: not mail */
@@ -484,28 +725,29 @@ take_lock(struct move *m, const char *folder)
 	return 0;
 }
 
-/* dst made equal to src, directory by directory. */
+/* The destination's dst made equal to the source directory src,
+ * directory by directory. */
 static int
-sync_tree(struct move *m, const char *src, const char *dst)
+sync_tree(struct move *m, struct dest *dest, const char *src,
+    const char *dst)
 {
 	struct stat st;
-	size_t ns, nd;
-	char **s, **d;
+	size_t ns, nd = 0;
+	char **s = NULL;
+	struct dent *d = NULL;
 	bool folder = is_folder(src);
-	int r = 0, fd;
+	int r = 0;
 
 	if (lstat(src, &st) < 0)
 		return fail(m, "cannot stat", src);
-	if (mkdir(dst, st.st_mode & 07777) < 0 && errno != EEXIST)
-		return fail(m, "cannot create", dst);
-	if (geteuid() == 0 && lchown(dst, st.st_uid, st.st_gid) < 0)
-		return fail(m, "cannot chown", dst);
+	if (dest->ops->mkdir(dest, dst, &st) < 0)
+		return -1;
 	if (folder) {
 		if (m->lock && take_lock(m, src) < 0)
 			return -1;
 		for (int i = 0; i < 3 && r == 0; i++) {
 			static const char *const sub[] = { "cur", "new", "tmp" };
-			char *p = xasprintf("%s/%s", dst, sub[i]);
+			char *p = rel_join(dst, sub[i]);
 			char *q = xasprintf("%s/%s", src, sub[i]);
 			struct stat qs;
 
@@ -513,56 +755,52 @@ sync_tree(struct move *m, const char *src, const char *dst)
 			 * delivers there), else as the folder's */
 			if (lstat(q, &qs) < 0 || !S_ISDIR(qs.st_mode))
 				qs = st;
-			if (mkdir(p, qs.st_mode & 07777) < 0 && errno != EEXIST)
-				r = fail(m, "cannot create", p);
-			else if (geteuid() == 0 &&
-			    lchown(p, qs.st_uid, qs.st_gid) < 0)
-				r = fail(m, "cannot chown", p);
+			r = dest->ops->mkdir(dest, p, &qs);
 			free(p);
 			free(q);
 		}
 		if (r == 0)
-			r = sync_msgs(m, src, dst);
+			r = sync_msgs(m, dest, src, dst);
+		if (r < 0)
+			return -1;
 	}
 	s = list_dir(src, &ns);
-	d = list_dir(dst, &nd);
-	if (s == NULL || d == NULL) {
-		r = fail(m, "cannot list", s == NULL ? src : dst);
+	if (s == NULL) {
+		r = fail(m, "cannot list", src);
+		goto done;
+	}
+	if (dest->ops->list(dest, dst, &d, &nd) < 0) {
+		r = m->err != NULL ? -1 : fail(m, "cannot list", dst);
 		goto done;
 	}
 	for (size_t i = 0; i < ns && r == 0; i++) {
 		if (folder && (strcmp(s[i], "cur") == 0 ||
 		    strcmp(s[i], "new") == 0 || strcmp(s[i], "tmp") == 0))
 			continue;
-		r = sync_entry(m, src, dst, s[i]);
+		r = sync_entry(m, dest, src, dst, s[i], find_dent(d, nd, s[i]));
 	}
 	/* gone from src (a deleted or renamed folder, an old file) */
 	for (size_t i = 0; i < nd && r == 0; i++) {
 		char *p;
 
-		if (in_list(s, ns, d[i]) ||
-		    (folder && strcmp(d[i], "tmp") == 0))
+		if (in_list(s, ns, d[i].name) ||
+		    (folder && strcmp(d[i].name, "tmp") == 0))
 			continue;
-		p = xasprintf("%s/%s", dst, d[i]);
-		if (remove_tree(p) < 0)
-			r = fail(m, "cannot remove", p);
+		p = rel_join(dst, d[i].name);
+		r = dest->ops->remove(dest, p);
 		free(p);
 	}
 	/* the directory entries made durable */
 	for (int i = 0; r == 0 && i < (folder ? 3 : 1); i++) {
 		char *p = i == 0 ? xstrdup(dst) :
-		    xasprintf("%s/%s", dst, i == 1 ? "cur" : "new");
+		    rel_join(dst, i == 1 ? "cur" : "new");
 
-		fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd < 0 || fsync(fd) < 0)
-			r = fail(m, "cannot sync", p);
-		if (fd >= 0)
-			close(fd);
+		r = dest->ops->sync(dest, p);
 		free(p);
 	}
 done:
 	free_list(s);
-	free_list(d);
+	free_dents(d, nd);
 	return r;
 }
 
@@ -599,21 +837,23 @@ holds_mail(const char *dir)
 
 /* ---- the new backend answers ---- */
 
-/* Connect to host:port and read a 220 greeting, within 5 s. */
-static const char *
-probe_host(const char *host, unsigned port)
+/* A connection to host:port within CONNECT_TIMEOUT_MS (blocking
+ * afterwards); -1 and *why_r. */
+static int
+connect_host(const char *host, unsigned port, const char **why_r)
 {
 	static char why[256];
 	struct addrinfo hints, *res, *ai;
-	char service[8], buf[512];
+	char service[8];
 	int fd = -1, e;
 
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_socktype = SOCK_STREAM;
 	snprintf(service, sizeof(service), "%u", port);
+	*why_r = why;
 	if ((e = getaddrinfo(host, service, &hints, &res)) != 0) {
 		snprintf(why, sizeof(why), "unknown host: %s", gai_strerror(e));
-		return why;
+		return -1;
 	}
 	snprintf(why, sizeof(why), "no address");
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
@@ -644,6 +884,23 @@ probe_host(const char *host, unsigned port)
 		break;
 	}
 	freeaddrinfo(res);
+	if (fd >= 0 && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) &
+	    ~O_NONBLOCK) < 0) {
+		snprintf(why, sizeof(why), "%s", strerror(errno));
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+/* Connect to host:port and read a 220 greeting, within 5 s. */
+static const char *
+probe_host(const char *host, unsigned port)
+{
+	const char *why;
+	char buf[512];
+	int fd = connect_host(host, port, &why);
+
 	if (fd < 0)
 		return why;
 	{
@@ -660,6 +917,441 @@ probe_host(const char *host, unsigned port)
 	}
 	close(fd);
 	return NULL;
+}
+
+/* ---- dest_remote: the staging copy on the new backend, over LMTP ----
+ *
+ * The destination backend's LMTP listener takes XMOVE (smtp/xmove.c)
+ * from a peer in its proxy_trusted_networks that proves it knows
+ * proxy_secret (an HMAC of the server's nonce; the secret is not sent).
+ * Each operation is one command line and its reply; PUT sends the file's
+ * bytes after its line. */
+
+#define REMOTE_TIMEOUT_MS 300000
+
+static void
+remote_fail(struct dest *d, const char *what, const char *line)
+{
+	if (d->m->err != NULL)
+		return;
+	snprintf(d->m->errbuf, sizeof(d->m->errbuf), "%s %s: %.300s", d->host,
+	    what, line);
+	d->m->err = d->m->errbuf;
+}
+
+static void
+remote_drop(struct dest *d)
+{
+	tls_fd_free(&d->tls);
+	tls_client_free(&d->tc);
+	if (d->fd >= 0)
+		close(d->fd);
+	d->fd = -1;
+}
+
+static int
+remote_send(struct dest *d, const char *buf, size_t len)
+{
+	if (d->fd < 0)
+		return -1;
+	if (d->tls != NULL ? tls_fd_write(d->tls, buf, len) < 0 :
+	    write_full(d->fd, buf, len) < 0) {
+		remote_fail(d, "connection", errno == EAGAIN ? "timed out" :
+		    strerror(errno));
+		remote_drop(d);
+		return -1;
+	}
+	return 0;
+}
+
+/* One reply line (CRLF removed) into d->line; -1 when the connection
+ * failed or REMOTE_TIMEOUT_MS passed. */
+static int
+remote_line(struct dest *d)
+{
+	size_t n = 0;
+
+	for (;;) {
+		char *nl = memchr(d->rbuf, '\n', d->rlen);
+
+		if (nl != NULL) {
+			n = (size_t)(nl - d->rbuf);
+			if (n >= sizeof(d->line))
+				n = sizeof(d->line) - 1;
+			memcpy(d->line, d->rbuf, n);
+			d->line[n] = '\0';
+			if (n > 0 && d->line[n - 1] == '\r')
+				d->line[n - 1] = '\0';
+			d->rlen -= (size_t)(nl + 1 - d->rbuf);
+			memmove(d->rbuf, nl + 1, d->rlen);
+			return 0;
+		}
+		if (d->fd < 0 || d->rlen == sizeof(d->rbuf)) {
+			remote_fail(d, "connection", d->fd < 0 ? "closed" :
+			    "reply line too long");
+			return -1;
+		}
+		{
+			/* the socket's SO_RCVTIMEO bounds the wait */
+			ssize_t k = d->tls != NULL ? tls_fd_read(d->tls,
+			    d->rbuf + d->rlen, sizeof(d->rbuf) - d->rlen) :
+			    read(d->fd, d->rbuf + d->rlen,
+			    sizeof(d->rbuf) - d->rlen);
+
+			if (k <= 0) {
+				if (k < 0 && errno == EINTR && d->tls == NULL)
+					continue;
+				remote_fail(d, "connection", k == 0 ?
+				    "closed by the peer" : errno == EAGAIN ?
+				    "timed out" : strerror(errno));
+				remote_drop(d);
+				return -1;
+			}
+			d->rlen += (size_t)k;
+		}
+	}
+}
+
+/* The final line of a reply (continuation lines skipped) in d->line;
+ * its code, or -1. */
+static int
+remote_reply(struct dest *d)
+{
+	do {
+		if (remote_line(d) < 0)
+			return -1;
+	} while (strlen(d->line) >= 4 && d->line[3] == '-');
+	return atoi(d->line);
+}
+
+static void
+remote_path(str_t *o, const char *rel)
+{
+	const char *p = rel[0] == '\0' ? "." : rel;
+
+	for (; *p != '\0'; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c <= ' ' || c == '%' || c == 0x7f)
+			str_printf(o, "%%%02X", c);
+		else
+			str_append_c(o, (char)c);
+	}
+}
+
+/* Send a command made of a verb, words and paths; 0 when answered 2xx. */
+static int
+remote_cmd(struct dest *d, str_t *cmd, const char *what)
+{
+	int code;
+
+	str_append(cmd, "\r\n");
+	code = remote_send(d, str_c(cmd), cmd->len) < 0 ? -1 :
+	    remote_reply(d);
+	str_free(cmd);
+	if (code < 200 || code > 299) {
+		if (code > 0)
+			remote_fail(d, what, d->line);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+pct_decode_name(char *p)
+{
+	char *w = p;
+
+	for (; *p != '\0'; p++) {
+		if (*p == '%' && isxdigit((unsigned char)p[1]) &&
+		    isxdigit((unsigned char)p[2])) {
+			char hex[3] = { p[1], p[2], '\0' };
+
+			*w++ = (char)strtoul(hex, NULL, 16);
+			p += 2;
+		} else if (*p == '%') {
+			return -1;
+		} else {
+			*w++ = *p;
+		}
+	}
+	*w = '\0';
+	return 0;
+}
+
+static int
+remote_list(struct dest *d, const char *rel, struct dent **v_r, size_t *n_r)
+{
+	str_t cmd = STR_INIT;
+	struct dent *v = NULL;
+	size_t n = 0, cap = 0;
+
+	*v_r = NULL;
+	*n_r = 0;
+	str_append(&cmd, "LIST ");
+	remote_path(&cmd, rel);
+	str_append(&cmd, "\r\n");
+	if (remote_send(d, str_c(&cmd), cmd.len) < 0) {
+		str_free(&cmd);
+		return -1;
+	}
+	str_free(&cmd);
+	for (;;) {
+		char type, name[4096];
+		long long size, sec;
+		long nsec;
+
+		if (remote_line(d) < 0)
+			goto fail;
+		if (strncmp(d->line, "250 ", 4) == 0)
+			break;
+		if (strncmp(d->line, "250-", 4) != 0) {
+			/* not there (yet): as an empty directory is for
+			 * the callers that take that */
+			errno = ENOENT;
+			goto fail;
+		}
+		if (sscanf(d->line + 4, "%c %lld %lld %ld %4095s", &type, &size,
+		    &sec, &nsec, name) != 5 || pct_decode_name(name) < 0) {
+			remote_fail(d, "LIST", d->line);
+			errno = EPROTO;
+			goto fail;
+		}
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		v[n++] = (struct dent){ xstrdup(name), type, (off_t)size,
+		    { (time_t)sec, nsec } };
+	}
+	if (n > 0)
+		qsort(v, n, sizeof(*v), cmp_dent);
+	*v_r = v;
+	*n_r = n;
+	return 0;
+fail:
+	free_dents(v, n);
+	return -1;
+}
+
+static int
+remote_put(struct dest *d, const char *rel, int in, const struct stat *st)
+{
+	str_t cmd = STR_INIT;
+	char buf[65536];
+	off_t off = 0;
+	bool shrunk = false;
+	int code;
+
+	str_printf(&cmd, "PUT %o %lld %ld %lld ", (unsigned)(st->st_mode & 07777),
+	    (long long)st->st_mtim.tv_sec, (long)st->st_mtim.tv_nsec,
+	    (long long)st->st_size);
+	remote_path(&cmd, rel);
+	str_append(&cmd, "\r\n");
+	if (remote_send(d, str_c(&cmd), cmd.len) < 0) {
+		str_free(&cmd);
+		return -1;
+	}
+	str_free(&cmd);
+	while (off < st->st_size) {
+		size_t want = st->st_size - off < (off_t)sizeof(buf) ?
+		    (size_t)(st->st_size - off) : sizeof(buf);
+		ssize_t k = shrunk ? 0 : pread(in, buf, want, off);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			/* the file shrank while copied: the promised bytes
+			 * are sent all the same, the copy fails */
+			shrunk = true;
+			memset(buf, 0, want);
+			k = (ssize_t)want;
+		}
+		if (remote_send(d, buf, (size_t)k) < 0)
+			return -1;
+		off += k;
+	}
+	code = remote_reply(d);
+	if (code < 200 || code > 299) {
+		if (code > 0)
+			remote_fail(d, "PUT", d->line);
+		return -1;
+	}
+	if (shrunk) {
+		snprintf(d->m->errbuf, sizeof(d->m->errbuf), "%s changed while "
+		    "copied", rel);
+		d->m->err = d->m->errbuf;
+		return -1;
+	}
+	d->m->bytes += (unsigned long)st->st_size;
+	return 0;
+}
+
+static int
+remote_link(struct dest *d, const char *rel, const char *target,
+    const struct stat *st)
+{
+	str_t cmd = STR_INIT;
+
+	(void)st;
+	str_append(&cmd, "LINK ");
+	remote_path(&cmd, rel);
+	str_append_c(&cmd, ' ');
+	remote_path(&cmd, target);
+	return remote_cmd(d, &cmd, "LINK");
+}
+
+static int
+remote_mkdir(struct dest *d, const char *rel, const struct stat *st)
+{
+	str_t cmd = STR_INIT;
+
+	str_printf(&cmd, "MKDIR %o ", (unsigned)(st->st_mode & 07777));
+	remote_path(&cmd, rel);
+	return remote_cmd(d, &cmd, "MKDIR");
+}
+
+static int
+remote_remove(struct dest *d, const char *rel)
+{
+	str_t cmd = STR_INIT;
+
+	str_append(&cmd, "DEL ");
+	remote_path(&cmd, rel);
+	return remote_cmd(d, &cmd, "DEL");
+}
+
+static int
+remote_rename(struct dest *d, const char *from, const char *to)
+{
+	str_t cmd = STR_INIT;
+
+	str_append(&cmd, "RENAME ");
+	remote_path(&cmd, from);
+	str_append_c(&cmd, ' ');
+	remote_path(&cmd, to);
+	return remote_cmd(d, &cmd, "RENAME");
+}
+
+static int
+remote_sync(struct dest *d, const char *rel)
+{
+	str_t cmd = STR_INIT;
+
+	str_append(&cmd, "SYNC ");
+	remote_path(&cmd, rel);
+	return remote_cmd(d, &cmd, "SYNC");
+}
+
+static const struct dest_ops dest_remote = {
+	remote_list, remote_put, remote_link, remote_mkdir, remote_remove,
+	remote_rename, remote_sync,
+};
+
+/* A whole-staging command (FINISH, UNFINISH, ABORT). */
+static int
+remote_word(struct dest *d, const char *verb)
+{
+	str_t cmd = STR_INIT;
+
+	str_append(&cmd, verb);
+	return remote_cmd(d, &cmd, verb);
+}
+
+/* Connected to host:port, greeted, LHLO said, XMOVE begun: the staging
+ * directory is ready there. NULL, or why not. */
+static const char *
+remote_open(struct dest *d, const char *host, unsigned port,
+    const char *maildir, const char *secret, const char *ca)
+{
+	static char why[600];
+	const char *err;
+	unsigned char mac[32];
+	char *msg, hex[80];
+	str_t cmd = STR_INIT;
+	struct timeval tv = { REMOTE_TIMEOUT_MS / 1000, 0 };
+	bool starttls = false;
+	int code;
+
+	d->fd = connect_host(host, port, &err);
+	if (d->fd < 0)
+		return err;
+	if (setsockopt(d->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+	    setsockopt(d->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0) {
+		remote_fail(d, "connection", strerror(errno));
+		goto bad;
+	}
+	if (remote_reply(d) != 220)
+		goto bad;
+	/* STARTTLS as the frontends use it: when offered, and always
+	 * (the certificate verified) with proxy_tls_ca */
+	if (remote_send(d, "LHLO petrel-user-move\r\n", 23) < 0)
+		goto bad;
+	do {
+		if (remote_line(d) < 0)
+			goto bad;
+		if (strncasecmp(d->line + (strlen(d->line) >= 4 ? 4 : 0),
+		    "STARTTLS", 8) == 0)
+			starttls = true;
+	} while (strlen(d->line) >= 4 && d->line[3] == '-');
+	if (strncmp(d->line, "250", 3) != 0) {
+		remote_fail(d, "LHLO", d->line);
+		goto bad;
+	}
+	if (ca != NULL && ca[0] != '\0' && !starttls) {
+		remote_fail(d, "LHLO", "no STARTTLS (proxy_tls_ca is set)");
+		goto bad;
+	}
+	if (starttls) {
+		str_append(&cmd, "STARTTLS");
+		if (remote_cmd(d, &cmd, "STARTTLS") < 0)
+			goto bad;
+		d->tc = ca != NULL && ca[0] != '\0' ?
+		    tls_client_new_verify(ca, &err) : tls_client_new(&err);
+		if (d->tc == NULL ||
+		    (d->tls = tls_fd_connect(d->tc, d->fd, host, &err)) == NULL) {
+			remote_fail(d, "STARTTLS", err);
+			goto bad;
+		}
+		d->rlen = 0;
+		str_append(&cmd, "LHLO petrel-user-move");
+		if (remote_cmd(d, &cmd, "LHLO") < 0)
+			goto bad;
+	}
+	str_printf(&cmd, "XMOVE %s\r\n", maildir);
+	if (remote_send(d, str_c(&cmd), cmd.len) < 0) {
+		str_free(&cmd);
+		goto bad;
+	}
+	str_free(&cmd);
+	if ((code = remote_reply(d)) != 334 || strlen(d->line) < 5) {
+		if (code > 0)
+			remote_fail(d, "refused XMOVE", d->line);
+		goto bad;
+	}
+	msg = xasprintf("petrel-xmove:%s:%s", d->line + 4, maildir);
+	crypto_hmac_sha256(secret, strlen(secret), msg, strlen(msg), mac);
+	free(msg);
+	for (size_t i = 0; i < sizeof(mac); i++)
+		snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+	str_append(&cmd, hex);
+	if (remote_cmd(d, &cmd, "refused XMOVE") < 0)
+		goto bad;
+	return NULL;
+bad:
+	snprintf(why, sizeof(why), "%s", d->m->err != NULL ? d->m->err :
+	    "no answer");
+	d->m->err = NULL;
+	remote_drop(d);
+	return why;
+}
+
+static void
+remote_close(struct dest *d)
+{
+	if (d->fd >= 0)
+		(void)remote_send(d, "QUIT\r\n", 6);
+	remote_drop(d);
 }
 
 /* A file made and removed in new/ of every folder of the frozen
@@ -745,6 +1437,19 @@ host_ok(const char *h)
 	return true;
 }
 
+/* The staging copy removed: a failure before it was put in place. */
+static void
+drop_stage(struct dest *d, const char *stage)
+{
+	if (d->ops == &dest_remote) {
+		if (d->fd >= 0)
+			(void)remote_word(d, "ABORT");
+		remote_close(d);
+	} else {
+		remove_tree(stage);
+	}
+}
+
 int
 cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 {
@@ -753,9 +1458,12 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 	struct cli_args a;
 	struct dir_rows *rows;
 	struct move m = { 0 };
+	struct dest dest;
 	char *local, *domain, *address, *maildir, *cur_host, stamp[32];
 	char *src, *dst, *stage, *moved, *marker, *text, *aside = NULL;
 	const char *host, *src_root, *dst_root, *why, *err;
+	char *secret = NULL;
+	bool remote;
 	struct stat st;
 	struct dir_param params[2];
 	unsigned port;
@@ -766,7 +1474,7 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 
 	cli_schema_writable(cli, "petrel user move");
 	cli_parse(argc, argv, allowed, 2, 2,
-	    "petrel user move ADDRESS HOST --dest-root DIR "
+	    "petrel user move ADDRESS HOST [--dest-root DIR] "
 	    "[--source-root DIR]", &a);
 	cli_check_text("the address", a.pos[0]);
 	if (addr_split(a.pos[0], &local, &domain) < 0)
@@ -778,9 +1486,19 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 	if (!host_ok(host))
 		cli_die("'%s' is not a host name or an address", host);
 	dst_root = cli_opt(&a, "dest-root");
-	if (dst_root == NULL || dst_root[0] == '\0')
-		cli_die("--dest-root DIR is needed: the new backend's "
-		    "mail_root as this machine reaches it");
+	if (dst_root != NULL && dst_root[0] == '\0')
+		cli_die("--dest-root DIR: the new backend's mail_root as this "
+		    "machine reaches it");
+	remote = dst_root == NULL;
+	if (remote) {
+		secret = secret_load("proxy_secret",
+		    config_get(cli->cfg, "proxy_secret"), &err);
+		if (secret == NULL)
+			cli_die("proxy_secret: %s", err);
+		if (secret[0] == '\0')
+			cli_die("proxy_secret is not set: it is needed to copy "
+			    "to HOST over the network (or give --dest-root)");
+	}
 	src_root = cli_opt(&a, "source-root");
 	if (src_root == NULL)
 		src_root = config_get(cli->cfg, "mail_root");
@@ -802,10 +1520,12 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 	if (strcasecmp(cur_host, host) == 0)
 		cli_die("user %s is already on %s", address, host);
 
-	if (stat(dst_root, &st) < 0 || !S_ISDIR(st.st_mode))
+	if (!remote && (stat(dst_root, &st) < 0 || !S_ISDIR(st.st_mode)))
 		cli_die("--dest-root %s is not a directory", dst_root);
 	src = route_maildir_path(src_root, maildir);
-	dst = route_maildir_path(dst_root, maildir);
+	/* remote: the new backend resolves the maildir under its own
+	 * mail_root; the name here is for messages */
+	dst = route_maildir_path(remote ? src_root : dst_root, maildir);
 	if (src == NULL || dst == NULL)
 		cli_die("user %s has an unusable maildir '%s'", address,
 		    maildir);
@@ -817,7 +1537,7 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 		src = s;
 		dst = d;
 	}
-	{
+	if (!remote) {
 		char *rs = realpath(src_root, NULL), *rd = realpath(dst_root,
 		    NULL);
 		bool same = rs != NULL && rd != NULL && strcmp(rs, rd) == 0;
@@ -831,7 +1551,7 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 		cli_die("%s: the maildir %s is not here (%s)", address, src,
 		    route_moved_marker(src) ? "moved away already" :
 		    "no such directory");
-	if (lstat(dst, &st) == 0) {
+	if (!remote && lstat(dst, &st) == 0) {
 		if (S_ISREG(st.st_mode) && route_moved_marker(dst))
 			dst_marker = true;	/* moved from there before */
 		else if (!S_ISDIR(st.st_mode) || holds_mail(dst))
@@ -850,7 +1570,18 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 	marker = xasprintf("%s" MARKER_SUFFIX, src);
 	if (lstat(moved, &st) == 0)
 		cli_die("%s exists already; try again in a second", moved);
-	{
+	memset(&dest, 0, sizeof(dest));
+	dest.m = &m;
+	dest.fd = -1;
+	dest.host = host;
+	if (remote) {
+		/* the new backend checks its maildir, makes the domain's
+		 * directory and a fresh staging directory */
+		dest.ops = &dest_remote;
+		if ((why = remote_open(&dest, host, port, maildir,
+		    secret, config_get(cli->cfg, "proxy_tls_ca"))) != NULL)
+			cli_die("%s: %s (nothing changed)", address, why);
+	} else {
 		/* the domain's directory on the new backend, owned as the
 		 * source's is */
 		char *p = parent_of(dst), *sp = parent_of(src);
@@ -868,27 +1599,32 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 		free(sp);
 	}
 	/* a staging copy left by an interrupted move is ours */
-	if (remove_tree(stage) < 0)
+	if (!remote && remove_tree(stage) < 0)
 		cli_die("cannot remove the old staging copy %s: %s", stage,
 		    strerror(errno));
+	if (!remote) {
+		dest.ops = &dest_local;
+		dest.root = stage;
+	}
 
 	/* 1. two passes while the mailbox is in use */
-	if (sync_tree(&m, src, stage) < 0 || sync_tree(&m, src, stage) < 0) {
-		remove_tree(stage);
+	if (sync_tree(&m, &dest, src, "") < 0 ||
+	    sync_tree(&m, &dest, src, "") < 0) {
+		drop_stage(&dest, stage);
 		cli_die("%s: copy failed: %s (nothing changed)", address, m.err);
 	}
 
 	/* 2. the source frozen: its maildir exchanged with the marker */
 	text = xasprintf("moving %s\n", host);
 	if (write_marker(marker, text, &err) < 0) {
-		remove_tree(stage);
+		drop_stage(&dest, stage);
 		cli_die("cannot write %s: %s (nothing changed)", marker, err);
 	}
 	free(text);
 	if (renameat2(AT_FDCWD, marker, AT_FDCWD, src, RENAME_EXCHANGE) < 0) {
 		r = errno;
 		unlink(marker);
-		remove_tree(stage);
+		drop_stage(&dest, stage);
 		cli_die("cannot exchange %s with its marker: %s (nothing "
 		    "changed)", src, strerror(r));
 	}
@@ -897,7 +1633,7 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 		r = errno;
 		renameat2(AT_FDCWD, marker, AT_FDCWD, src, RENAME_EXCHANGE);
 		unlink(marker);
-		remove_tree(stage);
+		drop_stage(&dest, stage);
 		cli_die("cannot rename %s: %s (nothing changed)", src,
 		    strerror(r));
 	}
@@ -906,11 +1642,17 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 
 	/* 3. the last pass, each folder locked */
 	m.lock = true;
-	if (sync_tree(&m, moved, stage) < 0)
+	if (sync_tree(&m, &dest, moved, "") < 0)
 		goto undo;
 
 	/* 4. the copy in place, then the row */
-	if (dst_marker) {
+	if (remote) {
+		if (remote_word(&dest, "FINISH") < 0)
+			goto undo;
+		/* "250 2.0.0 done; the empty maildir kept as NAME" */
+		if ((why = strstr(dest.line, "kept as ")) != NULL)
+			aside = xstrdup(why + 8);
+	} else if (dst_marker) {
 		if (renameat2(AT_FDCWD, stage, AT_FDCWD, dst,
 		    RENAME_EXCHANGE) < 0) {
 			fail(&m, "cannot exchange into place", dst);
@@ -936,7 +1678,8 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 			goto undo;
 		}
 	}
-	sync_parent(dst);
+	if (!remote)
+		sync_parent(dst);
 	params[0] = (struct dir_param){ "host", host };
 	params[1] = (struct dir_param){ "address", address };
 	rows = NULL;
@@ -948,7 +1691,9 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 		m.err = m.errbuf;
 		dir_rows_free(&rows);
 		/* the copy back to staging, so that the undo finds it */
-		if (dst_marker)
+		if (remote)
+			(void)remote_word(&dest, "UNFINISH");
+		else if (dst_marker)
 			(void)renameat2(AT_FDCWD, stage, AT_FDCWD, dst,
 			    RENAME_EXCHANGE);
 		else if (rename(dst, stage) == 0 && aside != NULL)
@@ -958,6 +1703,12 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 	dir_rows_free(&rows);
 	if (dst_marker)
 		unlink(stage);
+	if (remote) {
+		/* a marker of an earlier move away from there, exchanged
+		 * by FINISH, goes */
+		(void)remote_word(&dest, "ABORT");
+		remote_close(&dest);
+	}
 
 	/* 5. mail still sent here goes on to the new backend */
 	text = xasprintf("moved %s\n", host);
@@ -983,6 +1734,9 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 	free(address);
 	free(local);
 	free(domain);
+	if (secret != NULL)
+		explicit_bzero(secret, strlen(secret));
+	free(secret);
 	return 0;
 
 undo:
@@ -996,6 +1750,6 @@ undo:
 		cli_warn("could not put %s back in place: it is %s now",
 		    src, moved);
 	sync_parent(src);
-	remove_tree(stage);
+	drop_stage(&dest, stage);
 	cli_die("%s: move failed: %s (nothing changed)", address, m.err);
 }

@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "lib/base/alloc.h"
 #include "lib/base/limits.h"
@@ -243,6 +244,15 @@ dispatch(struct smtp_session *s, char *line, size_t len)
 		reply_error(s, "500 5.5.2 Error: NUL character in command");
 		return;
 	}
+	if (s->xmove != NULL) {
+		smtp_xmove_line(s, line);
+		return;
+	}
+	if (s->lmtp && strncasecmp(line, "XMOVE", 5) == 0 &&
+	    (line[5] == ' ' || line[5] == '\0')) {
+		smtp_cmd_xmove(s, line[5] == ' ' ? line + 6 : line + 5);
+		return;
+	}
 	v = smtp_verb(line, &arg);
 	if ((size_t)v >= sizeof(commands) / sizeof(commands[0]) ||
 	    commands[v] == NULL)
@@ -270,6 +280,13 @@ smtp_process(struct session *base)
 			smtp_start_delivery(s);
 			continue;
 		}
+		if (s->state == ST_XMOVE_PUT) {
+			if (!smtp_xmove_read(s, in))
+				break;
+			s->state = ST_CMD;
+			smtp_xmove_put_done(s);
+			continue;
+		}
 		if (s->state == ST_BDAT) {
 			if (!smtp_read_bdat(s, in))
 				break;
@@ -281,8 +298,8 @@ smtp_process(struct session *base)
 		{
 			char *line;
 			size_t n;
-			int r = session_take_line(base, SMTP_LINE_MAX, &line,
-			    &n);
+			int r = session_take_line(base, s->xmove != NULL ?
+			    SMTP_XMOVE_LINE_MAX : SMTP_LINE_MAX, &line, &n);
 
 			if (r == 0)
 				break;
@@ -333,6 +350,7 @@ smtp_cleanup(struct session *base)
 	free(s->job_milter_reply);
 	free(s->auth_user);
 	free(s->auth_maildir);
+	smtp_xmove_free(s);
 	smtp_dnsbl_end(s);
 }
 
@@ -388,6 +406,16 @@ smtp_server_init(struct smtp_server *srv, struct event_base *base,
 	if (srv->srs_secret == NULL)
 		fatal("%s", err);
 	srv->deliver.srs_secret = srv->srs_secret;
+	/* XMOVE (xmove.c): a peer in proxy_trusted_networks proves it
+	 * knows proxy_secret; only the LMTP listener takes it */
+	if (srv->sv.nproxy_nets > 0) {
+		srv->xmove_secret = secret_load("proxy_secret",
+		    config_get(cfg, "proxy_secret"), &err);
+		if (srv->xmove_secret == NULL) {
+			log_error("%s: XMOVE is refused", err);
+			srv->xmove_secret = xstrdup("");
+		}
+	}
 	srv->deliver.arc_seal = strcmp(config_get(cfg, "arc"), "seal") == 0;
 	srv->deliver.srs_domain = config_get(cfg, "srs_domain")[0] != '\0' ?
 	    config_get(cfg, "srs_domain") : srv->hostname;
@@ -420,6 +448,9 @@ smtp_server_deinit(struct smtp_server *srv)
 {
 	session_server_deinit(&srv->sv);
 	free(srv->srs_secret);
+	if (srv->xmove_secret != NULL)
+		explicit_bzero(srv->xmove_secret, strlen(srv->xmove_secret));
+	free(srv->xmove_secret);
 	dmarc_report_flush();
 	free(srv->dmarc_report_db);
 	free(srv->queue_dir);

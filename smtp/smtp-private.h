@@ -31,6 +31,7 @@ enum smtp_state {
 	ST_CMD,		/* reading commands */
 	ST_DATA,	/* reading DATA lines */
 	ST_BDAT,	/* reading a BDAT chunk */
+	ST_XMOVE_PUT,	/* reading the bytes of an XMOVE PUT (xmove.c) */
 };
 
 struct smtp_rcpt {
@@ -106,6 +107,7 @@ struct smtp_session {
 	int job_dmarc;
 	char job_dmarc_from[256];	/* its From domain, for the reply */
 	int *lmtp_status;	/* LMTP: each recipient's outcome (lmtp.c) */
+	struct xmove *xmove;	/* LMTP: an XMOVE session (xmove.c) */
 };
 
 
@@ -246,6 +248,18 @@ void smtp_reply_message(struct smtp_session *s, bool error,
  * order. */
 void lmtp_data_run(struct smtp_session *s, struct authc *authc);
 void lmtp_data_done(struct smtp_session *s);
+
+/* xmove.c: XMOVE on the LMTP listener, `petrel user move` writing a
+ * maildir here from another backend. The longest line it takes. */
+#define SMTP_XMOVE_LINE_MAX 32768
+void smtp_cmd_xmove(struct smtp_session *s, const char *arg);
+/* A command line while s->xmove is set. */
+void smtp_xmove_line(struct smtp_session *s, char *line);
+/* PUT's bytes: true when all are in; then smtp_xmove_put_done. */
+bool smtp_xmove_read(struct smtp_session *s, struct evbuffer *in);
+void smtp_xmove_put_done(struct smtp_session *s);
+/* At the session's end: a PUT's temporary file removed. */
+void smtp_xmove_free(struct smtp_session *s);
 
 /* cmd_auth.c */
 void smtp_cmd_auth(struct smtp_session *s, const char *arg);

@@ -31,6 +31,8 @@ struct smtp_server {
 	struct deliver_ctx deliver;	/* queue_dir, dkim_dir for lib/deliver */
 	struct deliver_sieve sieve;	/* Sieve at delivery (lib/deliver) */
 	char *srs_secret;		/* srs_secret, loaded ("": off) */
+	char *xmove_secret;	/* proxy_secret for XMOVE (xmove.c); NULL or
+				 * "": XMOVE refused */
 	struct route_config rc;
 	uint64_t size_limit;
 	unsigned data_timeout;	/* smtp_data_timeout, seconds; 0 = none */

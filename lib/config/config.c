@@ -81,19 +81,22 @@ static const struct key_def keys[] = {
 	  "The secret with which a frontend opens a session on a backend "
 	  "for a user it authenticated (never the user's password); the "
 	  "same on every node; a string, or file:PATH (its first line); "
-	  "empty: backends accept no proxied session." },
+	  "petrel user move proves it to the new backend (XMOVE); "
+	  "empty: backends accept no proxied session and no XMOVE." },
 	{ "proxy_tls_ca", KT_STRING, "", NULL, 0,
 	  "On a frontend, a CA file (PEM) for the backends' certificates: "
 	  "when set, every proxied IMAP, POP3 and ManageSieve session and "
 	  "every LMTP delivery uses STARTTLS, and the backend's certificate "
 	  "must chain to this CA and carry the backend's name or address as "
 	  "written in the directory or backend_default (else a temporary "
-	  "error, logged); empty: STARTTLS when offered, not verified." },
+	  "error, logged); so does petrel user move's copy to a backend; "
+	  "empty: STARTTLS when offered, not verified." },
 	{ "proxy_trusted_networks", KT_STRING, "", NULL, 0,
-	  "On a backend, the frontends' addresses and networks, "
+	  "On a backend, the addresses and networks of the frontends and "
+	  "of the backends that move users here (petrel user move), "
 	  "comma-separated (192.0.2.0/24, 2001:db8::/32, 198.51.100.7): "
-	  "only connections from them may use proxy_secret and pass on a "
-	  "client's address; empty: none." },
+	  "only connections from them may use proxy_secret, pass on a "
+	  "client's address or use XMOVE; empty: none." },
 	{ "mail_root", KT_STRING, STATE_DIR "/mail", NULL, 0,
 	  "The directory under which users' maildirs live; a maildir path "
 	  "from the directory may not climb out of it." },

@@ -896,9 +896,10 @@ host_unbracket(const char *host, char *buf, size_t len)
 	return buf;
 }
 
-struct bufferevent *
-tls_bev_connect_starttls(struct tls_client *tc, struct event_base *base,
-    struct bufferevent *plain, const char *sni)
+/* A client SSL for host: SNI for a name, with a verifying context the
+ * host checked. NULL when it cannot be made. */
+static SSL *
+client_ssl_new(struct tls_client *tc, const char *sni)
 {
 	SSL *ssl = SSL_new(tc->ctx);
 	char host[256];
@@ -927,8 +928,93 @@ tls_bev_connect_starttls(struct tls_client *tc, struct event_base *base,
 	if (host[0] != '\0' && strchr(host, ':') == NULL &&
 	    strspn(host, "0123456789.") != strlen(host))
 		SSL_set_tlsext_host_name(ssl, host);
+	return ssl;
+}
+
+struct bufferevent *
+tls_bev_connect_starttls(struct tls_client *tc, struct event_base *base,
+    struct bufferevent *plain, const char *sni)
+{
+	SSL *ssl = client_ssl_new(tc, sni);
+
+	if (ssl == NULL)
+		return NULL;
 	return bufferevent_openssl_filter_new(base, plain, ssl,
 	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+}
+
+struct tls_fd {
+	SSL *ssl;
+};
+
+struct tls_fd *
+tls_fd_connect(struct tls_client *tc, int fd, const char *host,
+    const char **error_r)
+{
+	static char why[300];
+	struct tls_fd *t;
+	SSL *ssl = client_ssl_new(tc, host);
+	long r;
+
+	*error_r = "TLS cannot start";
+	if (ssl == NULL || SSL_set_fd(ssl, fd) != 1) {
+		if (ssl != NULL)
+			SSL_free(ssl);
+		return NULL;
+	}
+	ERR_clear_error();
+	if (SSL_connect(ssl) != 1) {
+		r = SSL_get_verify_result(ssl);
+		if (r != X509_V_OK && tc->verify)
+			snprintf(why, sizeof(why), "certificate not verified: %s",
+			    X509_verify_cert_error_string(r));
+		else
+			snprintf(why, sizeof(why), "TLS handshake failed: %s",
+			    ERR_peek_error() != 0 ?
+			    ERR_reason_error_string(ERR_peek_error()) :
+			    "connection closed");
+		*error_r = why;
+		SSL_free(ssl);
+		return NULL;
+	}
+	t = xcalloc(1, sizeof(*t));
+	t->ssl = ssl;
+	return t;
+}
+
+ssize_t
+tls_fd_read(struct tls_fd *t, void *buf, size_t len)
+{
+	int n = SSL_read(t->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
+
+	if (n > 0)
+		return n;
+	return SSL_get_error(t->ssl, n) == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+}
+
+int
+tls_fd_write(struct tls_fd *t, const void *buf, size_t len)
+{
+	while (len > 0) {
+		int n = SSL_write(t->ssl, buf, len > INT_MAX ? INT_MAX :
+		    (int)len);
+
+		if (n <= 0)
+			return -1;
+		buf = (const char *)buf + n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+void
+tls_fd_free(struct tls_fd **tp)
+{
+	if (*tp == NULL)
+		return;
+	SSL_free((*tp)->ssl);
+	free(*tp);
+	*tp = NULL;
 }
 
 const char *

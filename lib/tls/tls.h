@@ -3,6 +3,7 @@
 /* TLS (OpenSSL 3): the only module that includes OpenSSL headers. */
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 /* Make a self-signed certificate (RSA 2048, SHA-256, 10 years) for
  * hostname and write cert and key (key mode 0600). 0 ok, -1 error. */
@@ -73,6 +74,18 @@ void tls_client_free(struct tls_client **tc);
  * TLS cannot start (with a verifying context: no host). */
 struct bufferevent *tls_bev_connect_starttls(struct tls_client *tc,
     struct event_base *base, struct bufferevent *plain, const char *host);
+/* TLS over a connected blocking socket (its timeouts set by the
+ * caller), for a command-line client: after STARTTLS was answered, the
+ * handshake, the host checked as for tls_bev_connect_starttls. NULL
+ * with *error_r. The socket stays the caller's. */
+struct tls_fd;
+struct tls_fd *tls_fd_connect(struct tls_client *tc, int fd,
+    const char *host, const char **error_r);
+/* As read(2) (0: closed), and a full write (0, or -1). */
+ssize_t tls_fd_read(struct tls_fd *t, void *buf, size_t len);
+int tls_fd_write(struct tls_fd *t, const void *buf, size_t len);
+void tls_fd_free(struct tls_fd **t);
+
 /* After a failed handshake on bev: why ("certificate not verified:
  * REASON" or OpenSSL's error), into buf; NULL when OpenSSL has no
  * reason. */

@@ -1,7 +1,12 @@
 """`petrel user move ADDRESS HOST` (docs/scale-out.md, "Moving a user"):
 two backends (127.0.0.2 and 127.0.0.3, LMTP and IMAP on the same ports)
 and a frontend on 127.0.0.1 share one SQLite directory (be1's). The
-command runs on be1 and reaches be2's mail_root with --dest-root.
+command runs on be1 and copies to be2 over the network (XMOVE on be2's
+LMTP listener, which writes under its own mail_root) or, with
+--dest-root, writes be2's mail_root itself. XMOVE spoken to directly:
+refused from an untrusted address or without proof of proxy_secret;
+paths that leave the staging directory refused, nothing written outside;
+a PUT cut short leaves no file.
 
 Shown: under IMAP load through the frontend (SELECT, UID FETCH FLAGS,
 APPEND, STORE in a loop) while SMTP delivers through the frontend, the
@@ -16,6 +21,8 @@ be1 by LMTP reaches be2 (backend_ports on be1). Errors (unknown user,
 the same host, an unreachable host, a destination that holds mail) are
 one line, exit 1, nothing changed."""
 
+import hashlib
+import hmac
 import imaplib
 import os
 import re
@@ -70,7 +77,10 @@ def start_backend(inst, host, ports, db_url):
     args = server.serve_args(inst, ports, host, (
         "hostname=" + host.replace(".", "-") + ".petrel.test", "role=backend",
         "database=" + db_url, "query_user=" + QUERY_USER, "query_login=" + QUERY_LOGIN,
-        "proxy_secret=" + SECRET, "proxy_trusted_networks=127.0.0.1",
+        "proxy_secret=" + SECRET,
+        # the frontend, and the backends for XMOVE (a connection to
+        # 127.0.0.3 comes from 127.0.0.3)
+        "proxy_trusted_networks=127.0.0.1,127.0.0.2,127.0.0.3",
         "backend_ports=%d,%d,110,4190" % (ports["lmtp"], ports["imap"]),
         "queue_retry_min=1", "queue_retry_max=2", "queue_scan_interval=1",
         "relayhost=[127.0.0.1]:9"))
@@ -107,8 +117,9 @@ class Cluster:
     def host(self):
         return self.be1.sql("SELECT host FROM users WHERE address = ?", (ALICE,))[0][0]
 
-    def move(self, host, *extra, check=False):
+    def move(self, host, *extra, check=False, secret=SECRET):
         return self.be1.run("-o", "backend_ports=%d,%d,110,4190" % (self.lmtp, self.imap_port),
+                            "-o", "proxy_secret=" + secret,
                             "user", "move", ALICE, host, *extra, check=check,
                             timeout=120)
 
@@ -322,8 +333,13 @@ def maildir_path(inst):
     return os.path.join(inst.mail_root, "example.test", "alice")
 
 
-def test_move_under_imap_load(cluster):
+@pytest.mark.parametrize("how", ["network", "dest-root"])
+def test_move_under_imap_load(cluster, how):
+    """how: "network", the copy goes to be2's LMTP listener (XMOVE) and
+    be2 writes it under its own mail_root; "dest-root", this machine
+    writes be2's mail_root itself."""
     cl = cluster
+    extra = ("--dest-root", cl.be2.mail_root) if how == "dest-root" else ()
     c = cl.imap()
     seed(c, cl)
     # the seed's SMTP mail is in before the snapshot
@@ -338,9 +354,13 @@ def test_move_under_imap_load(cluster):
     load = Load(cl)
     load.start()
     time.sleep(2)
-    cp = cl.move(BE2, "--dest-root", cl.be2.mail_root)
+    cp = cl.move(BE2, *extra)
     assert cp.returncode == 0, cp.stderr
     assert "moved user %s to %s" % (ALICE, BE2) in cp.stdout
+    if how == "network":
+        # over STARTTLS, which be2's LMTP listener offers
+        assert cl.s2.wait_log(r"XMOVE from \[127\.0\.0\.\d\]:\d+: maildir example\.test/alice/ "
+                              r"\(TLS\)")
     time.sleep(3)
     load.finish()
     print("move: %s; load: %d appended (%d unsure), %d sent, %d BYE, %d logins, errors %r"
@@ -438,7 +458,9 @@ def test_move_errors_change_nothing(cluster):
     assert_one_line_fail(cl.move("127.0.0.9", *dest), r"unreachable")
     assert_one_line_fail(cl.move("no-such-host.invalid", *dest), r"unreachable.*unknown host")
     assert_one_line_fail(cl.move("bad host", *dest), r"not a host name")
-    assert_one_line_fail(cl.move(BE2), r"--dest-root")
+    assert_one_line_fail(cl.move(BE2, "--dest-root", ""), r"--dest-root")
+    # over the network, proxy_secret is needed
+    assert_one_line_fail(cl.move(BE2, secret=""), r"proxy_secret is not set")
     assert_one_line_fail(cl.move(BE2, "--dest-root", cl.be1.mail_root), r"own mail_root")
     # a destination that already holds mail
     d = maildir_path(cl.be2)
@@ -447,6 +469,8 @@ def test_move_errors_change_nothing(cluster):
     with open(os.path.join(d, "new", "1.x.host"), "wb") as f:
         f.write(msg("other@test"))
     assert_one_line_fail(cl.move(BE2, *dest), r"destination maildir .* is not empty")
+    assert_one_line_fail(cl.move(BE2), r"127\.0\.0\.3 refused XMOVE: 550 5\.7\.0 the maildir "
+                         r"is not empty")
 
     assert cl.host() == BE1
     assert tree_state(src) == state
@@ -574,3 +598,187 @@ def snapshot_folder(c, folder):
     c.close()
     return d[0], sorted(x.replace(b" \\Recent", b"").replace(b"\\Recent", b"")
                         for x in data if x)
+
+
+# ---- XMOVE on be2's LMTP listener, spoken to directly ----
+
+def xmove_open(cl, maildir="example.test/alice/", secret=SECRET, source=None):
+    """A connection to be2's LMTP listener after XMOVE maildir and the
+    answer to its challenge; returns (socket, reader, last reply line)."""
+    s = socket.create_connection((BE2, cl.lmtp), timeout=20,
+                                 source_address=(source, 0) if source else None)
+    f = s.makefile("rb")
+
+    def reply():
+        while True:
+            line = f.readline()
+            if len(line) < 4 or line[3:4] != b"-":
+                return line
+
+    assert reply().startswith(b"220")
+    s.sendall(b"LHLO test\r\n")
+    assert reply().startswith(b"250")
+    s.sendall(b"XMOVE " + maildir.encode() + b"\r\n")
+    line = reply()
+    if line.startswith(b"334 "):
+        nonce = line[4:].strip().decode()
+        mac = hmac.new(secret.encode(), ("petrel-xmove:%s:%s" % (nonce, maildir)).encode(),
+                       hashlib.sha256).hexdigest()
+        s.sendall(mac.encode() + b"\r\n")
+        line = reply()
+    return s, f, line
+
+
+def xmove_cmd(s, f, line, data=b""):
+    s.sendall(line.encode() + b"\r\n" + data)
+    while True:
+        r = f.readline()
+        if len(r) < 4 or r[3:4] != b"-":
+            return r
+
+
+def all_files(root):
+    out = []
+    for d, dirs, files in os.walk(root):
+        out += [os.path.relpath(os.path.join(d, n), root) for n in files + dirs]
+    return sorted(out)
+
+
+def test_xmove_refused_without_trust_or_secret(cluster):
+    cl = cluster
+    stage = maildir_path(cl.be2) + ".petrel-move"
+    # 127.0.0.5 is not in proxy_trusted_networks
+    s, f, line = xmove_open(cl, source="127.0.0.5")
+    assert line.startswith(b"550 5.7.1"), line
+    s.close()
+    # the wrong secret: refused, the connection closed
+    s, f, line = xmove_open(cl, secret="not-the-secret")
+    assert line.startswith(b"535 5.7.8"), line
+    assert f.readline() == b""
+    s.close()
+    # a maildir outside mail_root
+    for bad in ("../x", "/etc/x", "a/../../x"):
+        s, f, line = xmove_open(cl, maildir=bad)
+        assert line.startswith(b"501 5.5.4"), (bad, line)
+        s.close()
+    assert not os.path.exists(stage)
+    assert cl.s2.wait_log(r"XMOVE from .*: wrong proof of proxy_secret")
+    # and the move itself fails, one line, without the secret
+    cp = cl.move(BE2, secret="not-the-secret")
+    assert_one_line_fail(cp, r"refused XMOVE: 535")
+    assert cl.host() == BE1
+
+
+def test_xmove_paths_stay_inside(cluster, tmp_path):
+    cl = cluster
+    root = cl.be2.mail_root
+    stage = maildir_path(cl.be2) + ".petrel-move"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    s, f, line = xmove_open(cl)
+    assert line.startswith(b"250"), line
+    assert os.path.isdir(stage)
+    before = [p for p in all_files(root) if not p.startswith("example.test/alice.petrel-move")]
+    assert xmove_cmd(s, f, "MKDIR 700 cur").startswith(b"250")
+    # a file, its bytes exact, its mode and mtime kept; a name with a space
+    body = b"Subject: x\r\n\r\nbody\x00\xff\r\n"
+    r = xmove_cmd(s, f, "PUT 640 1234567890 5 %d cur/1.a%%20b:2,S" % len(body), body)
+    assert r.startswith(b"250"), r
+    p = os.path.join(stage, "cur", "1.a b:2,S")
+    with open(p, "rb") as fh:
+        assert fh.read() == body
+    st = os.stat(p)
+    assert st.st_mtime_ns == 1234567890 * 10**9 + 5 and st.st_mode & 0o777 == 0o640
+    r = xmove_cmd(s, f, "LIST cur")
+    assert r.startswith(b"250 "), r
+    s.close()
+    # climbing out, absolute, NUL, "." components: 501, nothing written
+    # (a session per path: too many errors end a session)
+    for path in ("../x", "/etc/x", "a/../../x", "cur/../../x", "./x", "cur//x", "a%00b",
+                 "%2E%2E/x", "..", "."):
+        s, f, line = xmove_open(cl)
+        assert line.startswith(b"250"), line
+        assert xmove_cmd(s, f, "MKDIR 700 cur").startswith(b"250")
+        r = xmove_cmd(s, f, "PUT 644 0 0 3 " + path, b"abc")
+        assert r.startswith(b"501 5.5.4"), (path, r)
+        for verb in ("DEL ", "MKDIR 755 ", "RENAME cur/1 "):
+            if path == "." and verb == "MKDIR 755 ":
+                continue
+            r = xmove_cmd(s, f, verb + path)
+            assert r.startswith(b"501 5.5.4"), (verb, path, r)
+        assert xmove_cmd(s, f, "QUIT").startswith(b"221")
+        s.close()
+    s, f, line = xmove_open(cl)
+    assert line.startswith(b"250"), line
+    r = xmove_cmd(s, f, "LIST ../..")
+    assert r.startswith(b"501 5.5.4"), r
+    r = xmove_cmd(s, f, "LINK esc ../../..")
+    assert r.startswith(b"501 5.5.4"), r
+    # a symbolic link inside the copy is not followed out of it
+    os.symlink(str(outside), os.path.join(stage, "esc"))
+    r = xmove_cmd(s, f, "PUT 644 0 0 3 esc/x", b"abc")
+    assert r.startswith(b"451"), r
+    r = xmove_cmd(s, f, "MKDIR 755 esc/d")
+    assert r.startswith(b"451"), r
+    assert os.listdir(outside) == []
+    assert [p for p in all_files(root)
+            if not p.startswith("example.test/alice.petrel-move")] == before
+    # a PUT without a size: its bytes cannot be skipped, the session ends
+    r = xmove_cmd(s, f, "PUT 644 0 0 many cur/x", b"abc")
+    assert r.startswith(b"501 5.5.4"), r
+    assert f.readline() == b""
+    s.close()
+    s, f, line = xmove_open(cl)
+    assert line.startswith(b"250"), line
+    assert xmove_cmd(s, f, "MKDIR 700 cur").startswith(b"250")
+    # larger than any file taken: refused, the session ends
+    r = xmove_cmd(s, f, "PUT 644 0 0 99999999999999 cur/big")
+    assert r.startswith(b"552 5.3.4"), r
+    assert f.readline() == b""
+    s.close()
+    assert not os.path.exists(os.path.join(stage, "cur", "big"))
+
+    # a PUT whose bytes stop: no partial file, no temporary file left
+    s, f, line = xmove_open(cl)
+    assert line.startswith(b"250"), line
+    assert xmove_cmd(s, f, "MKDIR 700 cur").startswith(b"250")
+    s.sendall(b"PUT 600 0 0 100000 cur/partial\r\n" + b"x" * 5000)
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline and not os.listdir(os.path.join(stage, "cur")):
+        time.sleep(0.05)
+    assert os.listdir(os.path.join(stage, "cur")) == [".petrel-move.tmp"]
+    s.shutdown(socket.SHUT_RDWR)    # the reader keeps the socket open
+    f.close()
+    s.close()
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline and os.listdir(os.path.join(stage, "cur")):
+        time.sleep(0.1)
+    assert os.listdir(os.path.join(stage, "cur")) == []
+    # ABORT removes the staging directory
+    s, f, line = xmove_open(cl)
+    assert line.startswith(b"250"), line
+    assert xmove_cmd(s, f, "ABORT").startswith(b"250")
+    assert not os.path.exists(stage)
+    assert xmove_cmd(s, f, "QUIT").startswith(b"221")
+    s.close()
+
+
+def test_move_over_network_verifies_with_proxy_tls_ca(cluster):
+    """proxy_tls_ca set: STARTTLS required and be2's certificate verified;
+    one that does not chain to the CA (be1's own here) stops the move
+    before anything is copied."""
+    cl = cluster
+    c = cl.imap()
+    c.append("INBOX", None, None, msg("tls@test"))
+    c.logout()
+    src = maildir_path(cl.be1)
+    state = tree_state(src)
+    ca = os.path.join(cl.be1.dir, "tls", "cert.pem")
+    assert os.path.exists(ca)
+    cp = cl.be1.run("-o", "backend_ports=%d,%d,110,4190" % (cl.lmtp, cl.imap_port),
+                    "-o", "proxy_secret=" + SECRET, "-o", "proxy_tls_ca=" + ca,
+                    "user", "move", ALICE, BE2, check=False, timeout=120)
+    assert_one_line_fail(cp, r"127\.0\.0\.3 STARTTLS: certificate not verified")
+    assert cl.host() == BE1
+    assert tree_state(src) == state
+    assert not os.path.exists(maildir_path(cl.be2) + ".petrel-move")
