@@ -43,6 +43,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -884,6 +886,14 @@ connect_host(const char *host, unsigned port, const char **why_r)
 		break;
 	}
 	freeaddrinfo(res);
+	if (fd >= 0) {
+		/* a PUT is a line then the bytes, then its reply awaited:
+		 * with Nagle each file waited for the peer's delayed ACK */
+		int one = 1;
+
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+		    sizeof(one));
+	}
 	if (fd >= 0 && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) &
 	    ~O_NONBLOCK) < 0) {
 		snprintf(why, sizeof(why), "%s", strerror(errno));
