@@ -204,7 +204,7 @@ def test_connection_kept_between_deliveries(cluster):
     keeps it, the next starts at MAIL (logged conn_use=N, as Postfix's
     lmtp client does); the idle connection is closed within seconds."""
     be1 = cluster.backend(1)
-    fe = cluster.frontend(opts=("queue_destination_concurrency=1",))
+    fe = cluster.frontend(opts=("lmtp_destination_concurrency=1",))
     data = [wire(b"From: <s@outside.test>\r\nSubject: kept %d\r\n\r\nbody %d\r\n" % (n, n))
             for n in range(4)]
     with fe.client() as c:
@@ -233,7 +233,7 @@ def test_kept_connection_after_backend_restart(cluster):
     the next message still goes out at once on a new connection (never
     deferred), and is delivered once."""
     be1 = cluster.backend(1)
-    fe = cluster.frontend(opts=("queue_destination_concurrency=1",))
+    fe = cluster.frontend(opts=("lmtp_destination_concurrency=1",))
     cluster.send([ALICE], "before")
     assert wait_subject(cluster.be1, ALICE, "before"), fe.log()
     assert status_lines(fe, ALICE, "sent")
