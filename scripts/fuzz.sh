@@ -65,6 +65,7 @@ sources() {
 		lib/config/config.c lib/maildir/maildir.c lib/maildir/subscriptions.c lib/dir/dir_url.c $base -lunbound -lopendmarc -lpsl -lcrypto" ;;
 	managesieve_cmd) echo "lib/managesieve/parse.c $base" ;;
 	mta_sts) echo "lib/trust/mta_sts.c" ;;
+	tlsrpt) echo "lib/trust/tls_rpt.c lib/trust/state_writer.c lib/base/fdio.c $base -lsqlite3 -lz" ;;
 	*) echo "fuzz: no target '$1'" >&2; exit 1 ;;
 	esac
 }
@@ -72,7 +73,7 @@ sources() {
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(smtp_parse smtp_reply imap_parse imap_framing mime config maildir_name base64 queue_file authd_proto
 	sasl pop3_cmd addr_route mx_answer mbox_index quota session_line route mailbox_files imap_sort
-	legacy_files http milter_reply sieve_parse sieve_run trust_fields managesieve_cmd mta_sts)
+	legacy_files http milter_reply sieve_parse sieve_run trust_fields managesieve_cmd mta_sts tlsrpt)
 mkdir -p "$OUT"
 # One target: build it, run it from a copy of its corpus; 0, or 1 with the
 # end of its log on stderr.

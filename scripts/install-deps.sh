@@ -37,7 +37,9 @@ build_pkgs=(gcc meson ninja-build pkg-config libssl-dev libsqlite3-dev
 # sieve-connect, a real ManageSieve client (test_managesieve.py).
 # galera-4 and rsync: a private three-node Galera cluster, its joiners fed
 # by rsync SST (tests/reliability/test_galera.py).
-test_pkgs=(python3 python3-pytest mariadb-server mariadb-client sqlite3
+# python3-pytest-xdist runs the integration suite on several workers
+# (scripts/test.sh --jobs N).
+test_pkgs=(python3 python3-pytest python3-pytest-xdist mariadb-server mariadb-client sqlite3
 	openssl procps swaks libnet-ssleay-perl curl fetchmail postfix python3-dkim python3-authres isync mutt tmux
 	clang libclang-rt-14-dev valgrind testssl.sh nsd strace pflogsumm unbound
 	debhelper lintian systemd git util-linux iproute2

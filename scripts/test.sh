@@ -16,6 +16,40 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# `--asan-all`: the whole integration suite on the sanitizer build too.
+# `--jobs N` runs the integration modules on N pytest workers
+# (python3-pytest-xdist; tests/integration/conftest.py keeps the modules
+# that share fixed addresses on one worker); tests/hostile and
+# tests/reliability always run one test at a time (they load the machine
+# on purpose, or measure it).
+# `--asan-only --repeat K` (with --asan-all): the sanitizer passes alone,
+# K times in a row, stopping at the first failure (no fuzzing, no plain
+# pass): the suite's check on itself that no test passes by luck or speed.
+asan_all=false
+asan_only=false
+repeat=1
+jobs=()
+args=()
+while [ $# -gt 0 ]; do
+	case $1 in
+	--asan-all) asan_all=true ;;
+	--asan-only) asan_only=true ;;
+	--repeat)
+		[ $# -ge 2 ] || { echo "test.sh: --repeat needs a number" >&2; exit 1; }
+		case $2 in ''|*[!0-9]*|0) echo "test.sh: --repeat needs a number" >&2; exit 1 ;; esac
+		repeat=$2
+		shift ;;
+	--jobs)
+		[ $# -ge 2 ] || { echo "test.sh: --jobs needs a number" >&2; exit 1; }
+		case $2 in ''|*[!0-9]*) echo "test.sh: --jobs needs a number" >&2; exit 1 ;; esac
+		if [ "$2" -gt 1 ]; then jobs=(-n "$2" --dist loadgroup); fi
+		shift ;;
+	*) args+=("$1") ;;
+	esac
+	shift
+done
+set -- "${args[@]+"${args[@]}"}"
+
 bash scripts/install-deps.sh --test
 
 # In CI a skipped test fails (tests/harness/ci_skips.py); the tests of
@@ -44,8 +78,10 @@ cleanup_addresses() {
 }
 trap cleanup_addresses EXIT
 bash scripts/build.sh --asan
-echo "== libFuzzer, ${FUZZ_SECONDS:-15} s per target =="
-bash scripts/fuzz.sh
+if [ "$asan_only" = false ]; then
+	echo "== libFuzzer, ${FUZZ_SECONDS:-15} s per target =="
+	bash scripts/fuzz.sh
+fi
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:${ASAN_OPTIONS:-}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
 
@@ -55,12 +91,6 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
 # configuration run against the plain build only: under ASan every CLI
 # process pays about 0.2 s of start-up, which made this pass 30-50 minutes).
 # `bash scripts/test.sh --asan-all` runs the whole integration suite there.
-asan_all=false
-args=()
-for a in "$@"; do
-	if [ "$a" = --asan-all ]; then asan_all=true; else args+=("$a"); fi
-done
-set -- "${args[@]+"${args[@]}"}"
 asan_integration=(tests/integration)
 if [ "$asan_all" = false ]; then
 	asan_integration=()
@@ -78,16 +108,21 @@ if [ "$asan_all" = false ]; then
 	done
 fi
 
-for b in build-asan build; do
-	export PETREL_BIN="$PWD/$b/petrel" PETREL_BUILD_DIR="$PWD/$b"
-	if [ "$b" = build-asan ]; then
-		echo "== ASan + UBSan build =="
-		/usr/bin/python3 -m pytest -q tests/hostile "$@"
-		/usr/bin/python3 -m pytest -q tests/reliability "$@"
-		/usr/bin/python3 -m pytest -q "${asan_integration[@]}" "$@"
-	else
-		echo "== plain build =="
-		# the last line is the integration suite's summary
-		/usr/bin/python3 -m pytest -q tests/integration "$@"
-	fi
+builds=(build-asan build)
+if [ "$asan_only" = true ]; then builds=(build-asan); fi
+for pass in $(seq 1 "$repeat"); do
+	if [ "$repeat" -gt 1 ]; then echo "== pass $pass of $repeat ($(date -u +%H:%M:%S) UTC) =="; fi
+	for b in "${builds[@]}"; do
+		export PETREL_BIN="$PWD/$b/petrel" PETREL_BUILD_DIR="$PWD/$b"
+		if [ "$b" = build-asan ]; then
+			echo "== ASan + UBSan build =="
+			/usr/bin/python3 -m pytest -q tests/hostile "$@"
+			/usr/bin/python3 -m pytest -q tests/reliability "$@"
+			/usr/bin/python3 -m pytest -q "${jobs[@]+"${jobs[@]}"}" "${asan_integration[@]}" "$@"
+		else
+			echo "== plain build =="
+			# the last line is the integration suite's summary
+			/usr/bin/python3 -m pytest -q "${jobs[@]+"${jobs[@]}"}" tests/integration "$@"
+		fi
+	done
 done
