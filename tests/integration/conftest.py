@@ -36,10 +36,12 @@ from harness.instance import (DOMAIN, RUN_TIMEOUT, TIMEOUT_SCALE, Instance,  # n
                               parse_conf, run_petrel)
 
 
-# Run in parallel (pytest -n N --dist loadgroup, python3-pytest-xdist): the
-# modules whose fake MX hosts listen on port 25 of fixed 127.0.0.x addresses
-# (they play MX hosts found through DNS) share one group, so one worker runs
-# them one after another; every other test listens on free ports.
+# Run in parallel (pytest -n N --dist loadgroup, python3-pytest-xdist): one
+# worker runs a module's tests in order (some build on what the ones before
+# them left, with a module-wide server), and the modules whose fake MX hosts
+# listen on port 25 of fixed 127.0.0.x addresses (they play MX hosts found
+# through DNS) share one group, so they run one after another; every other
+# test listens on free ports.
 FIXED_PORT_MODULES = {"test_dane.py", "test_mta_sts.py", "test_tls_rpt.py",
                       "test_outbound_dns.py"}
 
@@ -47,8 +49,9 @@ FIXED_PORT_MODULES = {"test_dane.py", "test_mta_sts.py", "test_tls_rpt.py",
 @pytest.hookimpl(tryfirst=True)     # before xdist's own hook reads the marks
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if os.path.basename(str(item.fspath)) in FIXED_PORT_MODULES:
-            item.add_marker(pytest.mark.xdist_group("port25"))
+        name = os.path.basename(str(item.fspath))
+        item.add_marker(pytest.mark.xdist_group(
+            "port25" if name in FIXED_PORT_MODULES else name))
 
 
 # --------------------------------------------------------------------------
