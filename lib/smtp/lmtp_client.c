@@ -281,7 +281,7 @@ lmtpc_starttls(struct lmtp_client *c, struct tls_client *tc,
 	c->rlen = 0;
 	c->tls = tls_fd_connect(tc, c->fd, host, &err);
 	if (c->tls == NULL) {
-		fail(c, "STARTTLS: %s", err);
+		fail(c, "%s", err);
 		lmtpc_close(c);
 		return -1;
 	}
