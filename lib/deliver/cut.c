@@ -62,6 +62,7 @@ struct kept {
 	time_t last;		/* when it was last used */
 	unsigned uses;		/* transactions so far */
 	bool tls;
+	bool pipelining;	/* RFC 2920, offered in the last LHLO */
 	struct kept *next;
 };
 
@@ -229,8 +230,9 @@ session_open(const struct deliver_cut *cut, struct kept *k, const char *host,
     unsigned port, char **why)
 {
 	unsigned ms = cut->timeout * 1000;
+	static const char *const kw[] = { "STARTTLS", "PIPELINING", NULL };
 	str_t text = STR_INIT;
-	bool starttls;
+	bool has[2], starttls;
 	int code;
 
 	if (lmtpc_connect(&k->c, host, port, ms, ms) < 0) {
@@ -240,8 +242,10 @@ session_open(const struct deliver_cut *cut, struct kept *k, const char *host,
 	if ((code = lmtpc_reply(&k->c, &text, NULL, NULL)) != 220)
 		goto refused;
 	if (lmtpc_cmd(&k->c, "LHLO %s", cut->hostname) < 0 ||
-	    (code = lmtpc_reply(&k->c, &text, "STARTTLS", &starttls)) != 250)
+	    (code = lmtpc_reply(&k->c, &text, kw, has)) != 250)
 		goto refused;
+	starttls = has[0];
+	k->pipelining = has[1];
 	if (cut->verify) {
 		/* proxy_tls_ca: verified TLS or no delivery */
 		if (cut->vtls == NULL) {
@@ -267,10 +271,12 @@ session_open(const struct deliver_cut *cut, struct kept *k, const char *host,
 				goto fail;
 			}
 			k->tls = true;
+			/* RFC 3207 4.2: what was offered before counts no
+			 * more */
 			if (lmtpc_cmd(&k->c, "LHLO %s", cut->hostname) < 0 ||
-			    (code = lmtpc_reply(&k->c, &text, NULL,
-			    NULL)) != 250)
+			    (code = lmtpc_reply(&k->c, &text, kw, has)) != 250)
 				goto refused;
+			k->pipelining = has[1];
 		} else if (cut->verify) {
 			*why = xasprintf("STARTTLS refused (proxy_tls_ca is "
 			    "set): %s", str_c(&text));
@@ -402,16 +408,39 @@ transaction(struct hop_job *h, struct kept *k, bool reused)
 	enum tx r = TX_FAIL;
 	int code;
 
+	if (k->pipelining) {
+		/* RFC 2920: the envelope and DATA in one write, the replies
+		 * read in order below. Any failure closes the session, so
+		 * replies left unread never matter. */
+		str_t cmds = STR_INIT;
+		int sr;
+
+		if (reused)
+			str_append(&cmds, "RSET\r\n");
+		str_printf(&cmds, "MAIL FROM:<%s>\r\n", h->sender);
+		for (size_t j = 0; j < h->n; j++)
+			str_printf(&cmds, "RCPT TO:<%s>\r\n",
+			    h->rcpts[h->idx[j]].address);
+		str_append(&cmds, "DATA\r\n");
+		sr = lmtpc_send(&k->c, cmds.data, cmds.len);
+		str_free(&cmds);
+		if (sr < 0) {
+			set_why(h, k->c.why);
+			r = reused ? TX_RETRY : TX_FAIL;
+			goto out;
+		}
+	}
 	if (reused) {
 		/* the kept session: back to its start (RFC 5321 4.1.1.5) */
-		if (lmtpc_cmd(&k->c, "RSET") < 0 ||
+		if ((!k->pipelining && lmtpc_cmd(&k->c, "RSET") < 0) ||
 		    lmtpc_reply(&k->c, &text, NULL, NULL) != 250) {
 			set_why(h, k->c.why);
 			r = TX_RETRY;
 			goto out;
 		}
 	}
-	if (lmtpc_cmd(&k->c, "MAIL FROM:<%s>", h->sender) < 0 ||
+	if ((!k->pipelining && lmtpc_cmd(&k->c, "MAIL FROM:<%s>",
+	    h->sender) < 0) ||
 	    (code = lmtpc_reply(&k->c, &text, NULL, NULL)) < 0) {
 		set_why(h, k->c.why);
 		r = reused ? TX_RETRY : TX_FAIL;
@@ -422,8 +451,8 @@ transaction(struct hop_job *h, struct kept *k, bool reused)
 		goto out;
 	}
 	for (size_t j = 0; j < h->n; j++) {
-		if (lmtpc_cmd(&k->c, "RCPT TO:<%s>",
-		    h->rcpts[h->idx[j]].address) < 0 ||
+		if ((!k->pipelining && lmtpc_cmd(&k->c, "RCPT TO:<%s>",
+		    h->rcpts[h->idx[j]].address) < 0) ||
 		    (code = lmtpc_reply(&k->c, &text, NULL, NULL)) < 0) {
 			set_why(h, k->c.why);
 			r = reused ? TX_RETRY : TX_FAIL;
@@ -442,10 +471,11 @@ transaction(struct hop_job *h, struct kept *k, bool reused)
 	}
 	if (accepted == 0) {
 		set_why(h, "no recipient accepted");
-		r = TX_DONE;
+		/* pipelined, DATA is under way: the session is closed */
+		r = k->pipelining ? TX_FAIL : TX_DONE;
 		goto out;
 	}
-	if (lmtpc_cmd(&k->c, "DATA") < 0 ||
+	if ((!k->pipelining && lmtpc_cmd(&k->c, "DATA") < 0) ||
 	    (code = lmtpc_reply(&k->c, &text, NULL, NULL)) < 0) {
 		set_why(h, k->c.why);
 		r = reused ? TX_RETRY : TX_FAIL;

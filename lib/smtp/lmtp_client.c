@@ -220,17 +220,16 @@ lmtpc_line(struct lmtp_client *c)
 }
 
 int
-lmtpc_reply(struct lmtp_client *c, str_t *text, const char *keyword,
-    bool *has_r)
+lmtpc_reply(struct lmtp_client *c, str_t *text, const char *const *keywords,
+    bool *has)
 {
-	size_t klen = keyword != NULL ? strlen(keyword) : 0;
 	int code = -1;
 	bool first = true, more;
 
 	if (text != NULL)
 		str_truncate(text, 0);
-	if (has_r != NULL)
-		*has_r = false;
+	for (size_t i = 0; keywords != NULL && keywords[i] != NULL; i++)
+		has[i] = false;
 	do {
 		const char *l = c->line;
 		int lc;
@@ -257,10 +256,14 @@ lmtpc_reply(struct lmtp_client *c, str_t *text, const char *keyword,
 			str_printf(text, "%d %s", lc, l[3] != '\0' ? l + 4 :
 			    "");
 		}
-		if (!first && keyword != NULL && l[3] != '\0' &&
-		    strncasecmp(l + 4, keyword, klen) == 0 &&
-		    (l[4 + klen] == '\0' || l[4 + klen] == ' '))
-			*has_r = true;
+		for (size_t i = 0; !first && l[3] != '\0' && keywords != NULL &&
+		    keywords[i] != NULL; i++) {
+			size_t klen = strlen(keywords[i]);
+
+			if (strncasecmp(l + 4, keywords[i], klen) == 0 &&
+			    (l[4 + klen] == '\0' || l[4 + klen] == ' '))
+				has[i] = true;
+		}
 		code = lc;
 		first = false;
 	} while (more);

@@ -49,12 +49,13 @@ int lmtpc_line(struct lmtp_client *c);
 /* A whole reply: its code (the first line's; every line must have it),
  * with c->line its last line and, when text is not NULL, every line's
  * text after the code joined by a space in *text (reset first). When
- * keyword is not NULL, *has_r says whether a line after the first is
- * that word, alone or followed by a space (an EHLO/LHLO keyword). -1
- * with c->why when the connection failed or the reply is malformed (the
- * connection is then closed: what follows cannot be trusted). */
-int lmtpc_reply(struct lmtp_client *c, str_t *text, const char *keyword,
-    bool *has_r);
+ * keywords (NULL-terminated) is not NULL, has[i] says whether a line after
+ * the first is keywords[i], alone or followed by a space (an EHLO/LHLO
+ * keyword). -1 with c->why when the connection failed or the reply is
+ * malformed (the connection is then closed: what follows cannot be
+ * trusted). */
+int lmtpc_reply(struct lmtp_client *c, str_t *text,
+    const char *const *keywords, bool *has);
 /* After the server's 220 to STARTTLS: the handshake, host checked as
  * tls_fd_connect does. Anything the server sent in plaintext after its
  * 220 is dropped. 0, or -1 with c->why (closed). */
