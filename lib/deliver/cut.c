@@ -19,8 +19,10 @@
  * only logged; the addresses and the message are the client's, passed
  * on as they are.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
+#include <unbound.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +39,7 @@
 #include "lib/session/counters.h"
 #include "lib/smtp/lmtp_client.h"
 #include "lib/tls/tls.h"
+#include "lib/trust/dnsq.h"
 
 /* Seconds a kept connection waits for the next message: the queue's
  * CACHE_IDLE (queue/outbound.c). */
@@ -223,22 +226,70 @@ kept_put(const struct deliver_cut *cut, struct kept *k)
 	(void)pthread_setspecific(cut->key, k);
 }
 
+/* Connected to the next hop: an address as it is; a name through
+ * dns_resolver (lib/trust/dnsq, the queue's resolver too), its A then
+ * AAAA records in turn. 0, or -1 with *why (malloc'd). */
+static int
+hop_connect(const struct deliver_cut *cut, struct kept *k, const char *host,
+    unsigned port, char **why)
+{
+	static const int types[] = { 1, 28 };	/* A, AAAA */
+	unsigned ms = cut->timeout * 1000;
+	unsigned char bin[16];
+	const char *dns = NULL;
+	bool tried = false;
+
+	if (inet_pton(AF_INET, host, bin) == 1 ||
+	    inet_pton(AF_INET6, host, bin) == 1) {
+		if (lmtpc_connect(&k->c, host, port, ms, ms) == 0)
+			return 0;
+		*why = xstrdup(k->c.why);
+		return -1;
+	}
+	for (size_t t = 0; t < 2; t++) {
+		struct ub_result *res = NULL;
+		enum dnsq_status st = dnsq_lookup(host, types[t], &res);
+
+		if (st != DNSQ_OK) {
+			if (st == DNSQ_TEMPFAIL)
+				dns = "lookup failed";
+			continue;
+		}
+		for (size_t i = 0; res->data[i] != NULL; i++) {
+			char ip[INET6_ADDRSTRLEN];
+			int af = types[t] == 1 ? AF_INET : AF_INET6;
+
+			if (res->len[i] != (af == AF_INET ? 4 : 16) ||
+			    inet_ntop(af, res->data[i], ip, sizeof(ip)) == NULL)
+				continue;
+			tried = true;
+			if (lmtpc_connect(&k->c, ip, port, ms, ms) == 0) {
+				snprintf(k->c.relay, sizeof(k->c.relay),
+				    "%.200s[%.63s]:%u", host, ip, port);
+				ub_resolve_free(res);
+				return 0;
+			}
+		}
+		ub_resolve_free(res);
+	}
+	*why = tried ? xstrdup(k->c.why) : xasprintf("%s: %s", host,
+	    dns != NULL ? dns : "no address");
+	return -1;
+}
+
 /* A new session: connected, greeted, LHLO'd, under TLS when the queue's
  * LMTP leg would be. 0, or -1 with *why (malloc'd). */
 static int
 session_open(const struct deliver_cut *cut, struct kept *k, const char *host,
     unsigned port, char **why)
 {
-	unsigned ms = cut->timeout * 1000;
 	static const char *const kw[] = { "STARTTLS", "PIPELINING", NULL };
 	str_t text = STR_INIT;
 	bool has[2], starttls;
 	int code;
 
-	if (lmtpc_connect(&k->c, host, port, ms, ms) < 0) {
-		*why = xstrdup(k->c.why);
+	if (hop_connect(cut, k, host, port, why) < 0)
 		return -1;
-	}
 	if ((code = lmtpc_reply(&k->c, &text, NULL, NULL)) != 220)
 		goto refused;
 	if (lmtpc_cmd(&k->c, "LHLO %s", cut->hostname) < 0 ||

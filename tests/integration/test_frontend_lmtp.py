@@ -493,10 +493,9 @@ def test_proxy_tls_ca_checks_backend_name(cluster, pki, tmp_path):
         fe = cluster.frontend(opts=("proxy_tls_ca=" + pki["ca"], "dns_resolver=" + dns.resolver))
         cluster.send([ALICE], "by name")
         assert wait_subject(cluster.be1, ALICE, "by name"), fe.log() + be1.log()
-        # (the name through dns_resolver: the queue's lookup; cut-through
-        # asks the system's resolver, which does not know it, and leaves
-        # the message to the queue)
-        assert fe.wait_log(r"to=<%s>, relay=%s\[%s\]:%d, .*status=sent" % (
+        # the name looked up through dns_resolver, by cut-through as by
+        # the queue: handed over at once
+        assert fe.wait_log(r"to=<%s>, relay=%s\[%s\]:%d, .*status=sent .*cut-through$" % (
             re.escape(ALICE), re.escape(BE1_NAME), re.escape(BE1), cluster.port),
             timeout=WAIT), fe.log()
         be1.stop()
@@ -675,8 +674,7 @@ def test_cut_through_mixed_replies(cluster):
     queue as before."""
     cluster.be1.add_user(GHOST, None)
     cluster.set_host(GHOST, BE1)
-    fe = cluster.frontend(backend_default=BE1, opts=("queue_scan_interval=3600",
-                                                     "queue_retry_min=3600"))
+    fe = cluster.frontend(backend_default=BE1)
     be1 = cluster.backend(1)
     # the backend's own directory lookups say no for ghost@ (the
     # frontend's RCPT check happened before): a user deleted since
@@ -692,14 +690,21 @@ def test_cut_through_mixed_replies(cluster):
         assert r.code == 250, r
         c.cmd("QUIT")
     assert subjects(cluster.be1, ALICE) == ["mixed"], fe.log() + be1.log()
-    [qf] = queue_files(cluster.fe)
-    head = open(qf, "rb").read().split(b"\n\n", 1)[0]
-    assert [l for l in head.split(b"\n") if l.startswith(b"rcpt ")] == [
-        b"rcpt %s lmtp:[%s]:%d" % (GHOST.encode(), BE1.encode(), cluster.port)], head
     assert fe.wait_log(r"to=<%s>, relay=.*cut-through refused \(550 5\.1\.1.*left to the "
                        r"queue" % re.escape(GHOST), timeout=WAIT), fe.log()
     assert fe.wait_log(r"to=<%s>, .*status=sent .*cut-through$" % re.escape(ALICE),
                        timeout=WAIT), fe.log()
+    # the queue file (published at once, the queue manager takes it
+    # then) names ghost@ alone: the queue bounces it, alice is not sent
+    # again; the DSN reaches bob on his backend
+    assert fe.wait_log(r"to=<%s>, relay=.*status=bounced \(550 5\.1\.1.*attempts=1$"
+                       % re.escape(GHOST), timeout=WAIT), fe.log()
+    assert not [l for l in fe.log_lines() if re.search(r"to=<%s>, .*attempts=" % re.escape(ALICE), l)], \
+        fe.log()
+    assert fe.wait_log(r"to=<%s>, status=queued \(remote\)" % re.escape(GHOST), timeout=0), fe.log()
+    assert not fe.wait_log(r"to=<%s>, status=queued" % re.escape(ALICE), timeout=0), fe.log()
+    assert wait_for(lambda: read_new(cluster.be1, BOB), WAIT), fe.log()
+    assert subjects(cluster.be1, ALICE) == ["mixed"]
 
 
 def test_cut_through_silent_backend_falls_back_in_bounds(cluster):
