@@ -457,7 +457,7 @@ transaction(struct hop_job *h, struct kept *k, bool reused)
 	int *codes = xcalloc(h->n, sizeof(*codes));
 	size_t accepted = 0;
 	enum tx r = TX_FAIL;
-	int code;
+	int code = -1;
 
 	if (k->pipelining) {
 		/* RFC 2920: the envelope and DATA in one write, the replies
@@ -484,8 +484,8 @@ transaction(struct hop_job *h, struct kept *k, bool reused)
 	if (reused) {
 		/* the kept session: back to its start (RFC 5321 4.1.1.5) */
 		if ((!k->pipelining && lmtpc_cmd(&k->c, "RSET") < 0) ||
-		    lmtpc_reply(&k->c, &text, NULL, NULL) != 250) {
-			set_why(h, k->c.why);
+		    (code = lmtpc_reply(&k->c, &text, NULL, NULL)) != 250) {
+			set_why(h, code < 0 ? k->c.why : str_c(&text));
 			r = TX_RETRY;
 			goto out;
 		}
@@ -516,9 +516,8 @@ transaction(struct hop_job *h, struct kept *k, bool reused)
 		}
 		h->noted[j] = true;
 		log_info("%s: to=<%s>, relay=%s, cut-through refused "
-			    "(%s), left to the queue", h->qid,
-			    h->rcpts[h->idx[j]].address, k->c.relay,
-			    str_c(&text));
+		    "(%s), left to the queue", h->qid,
+		    h->rcpts[h->idx[j]].address, k->c.relay, str_c(&text));
 	}
 	if (accepted == 0) {
 		set_why(h, "no recipient accepted");
