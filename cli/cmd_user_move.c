@@ -65,6 +65,7 @@
 #include "lib/config/config.h"
 #include "lib/dir/dir.h"
 #include "lib/route/route.h"
+#include "lib/smtp/lmtp_client.h"
 #include "lib/tls/tls.h"
 #include "lib/trust/srs.h"
 
@@ -159,12 +160,8 @@ struct dest {
 	/* dest_remote: the connection to HOST, what was read of it, the
 	 * last reply line */
 	const char *host;
-	int fd;
+	struct lmtp_client lc;	/* lib/smtp/lmtp_client */
 	struct tls_client *tc;	/* STARTTLS (proxy_tls_ca verifies) */
-	struct tls_fd *tls;
-	size_t rlen;
-	char rbuf[16384];
-	char line[8192];
 };
 
 static char *
@@ -839,94 +836,26 @@ holds_mail(const char *dir)
 
 /* ---- the new backend answers ---- */
 
-/* A connection to host:port within CONNECT_TIMEOUT_MS (blocking
- * afterwards); -1 and *why_r. */
-static int
-connect_host(const char *host, unsigned port, const char **why_r)
-{
-	static char why[256];
-	struct addrinfo hints, *res, *ai;
-	char service[8];
-	int fd = -1, e;
-
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	snprintf(service, sizeof(service), "%u", port);
-	*why_r = why;
-	if ((e = getaddrinfo(host, service, &hints, &res)) != 0) {
-		snprintf(why, sizeof(why), "unknown host: %s", gai_strerror(e));
-		return -1;
-	}
-	snprintf(why, sizeof(why), "no address");
-	for (ai = res; ai != NULL; ai = ai->ai_next) {
-		struct pollfd pfd;
-		socklen_t len = sizeof(e);
-
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
-		    SOCK_CLOEXEC, ai->ai_protocol);
-		if (fd < 0)
-			continue;
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 &&
-		    errno != EINPROGRESS) {
-			snprintf(why, sizeof(why), "%s", strerror(errno));
-			close(fd);
-			fd = -1;
-			continue;
-		}
-		pfd = (struct pollfd){ fd, POLLOUT, 0 };
-		if (poll(&pfd, 1, CONNECT_TIMEOUT_MS) != 1 ||
-		    getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0 ||
-		    e != 0) {
-			snprintf(why, sizeof(why), "%s",
-			    e != 0 ? strerror(e) : "connection timed out");
-			close(fd);
-			fd = -1;
-			continue;
-		}
-		break;
-	}
-	freeaddrinfo(res);
-	if (fd >= 0) {
-		/* a PUT is a line then the bytes, then its reply awaited:
-		 * with Nagle each file waited for the peer's delayed ACK */
-		int one = 1;
-
-		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
-		    sizeof(one));
-	}
-	if (fd >= 0 && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) &
-	    ~O_NONBLOCK) < 0) {
-		snprintf(why, sizeof(why), "%s", strerror(errno));
-		close(fd);
-		fd = -1;
-	}
-	return fd;
-}
-
 /* Connect to host:port and read a 220 greeting, within 5 s. */
 static const char *
 probe_host(const char *host, unsigned port)
 {
-	const char *why;
-	char buf[512];
-	int fd = connect_host(host, port, &why);
+	static char why[sizeof(((struct lmtp_client *)0)->why)];
+	struct lmtp_client c;
+	const char *r = NULL;
 
-	if (fd < 0)
+	lmtpc_init(&c);
+	if (lmtpc_connect(&c, host, port, CONNECT_TIMEOUT_MS,
+	    CONNECT_TIMEOUT_MS) < 0) {
+		snprintf(why, sizeof(why), "%s", c.why);
 		return why;
-	{
-		struct pollfd pfd = { fd, POLLIN, 0 };
-		ssize_t n = 0;
-
-		if (poll(&pfd, 1, CONNECT_TIMEOUT_MS) == 1)
-			n = read(fd, buf, sizeof(buf) - 1);
-		if (n < 3 || strncmp(buf, "220", 3) != 0) {
-			close(fd);
-			return "no LMTP greeting";
-		}
-		(void)!write(fd, "QUIT\r\n", 6);
 	}
-	close(fd);
-	return NULL;
+	if (lmtpc_reply(&c, NULL, NULL, NULL) != 220)
+		r = "no LMTP greeting";
+	else
+		(void)lmtpc_cmd(&c, "QUIT");
+	lmtpc_close(&c);
+	return r;
 }
 
 /* ---- dest_remote: the staging copy on the new backend, over LMTP ----
@@ -952,77 +881,37 @@ remote_fail(struct dest *d, const char *what, const char *line)
 static void
 remote_drop(struct dest *d)
 {
-	tls_fd_free(&d->tls);
+	lmtpc_close(&d->lc);
 	tls_client_free(&d->tc);
-	if (d->fd >= 0)
-		close(d->fd);
-	d->fd = -1;
 }
 
 static int
 remote_send(struct dest *d, const char *buf, size_t len)
 {
-	if (d->fd < 0)
+	if (d->lc.fd < 0)
 		return -1;
-	if (d->tls != NULL ? tls_fd_write(d->tls, buf, len) < 0 :
-	    write_full(d->fd, buf, len) < 0) {
-		remote_fail(d, "connection", errno == EAGAIN ? "timed out" :
-		    strerror(errno));
+	if (lmtpc_send(&d->lc, buf, len) < 0) {
+		remote_fail(d, "connection", d->lc.why);
 		remote_drop(d);
 		return -1;
 	}
 	return 0;
 }
 
-/* One reply line (CRLF removed) into d->line; -1 when the connection
+/* One reply line (CRLF removed) into d->lc.line; -1 when the connection
  * failed or REMOTE_TIMEOUT_MS passed. */
 static int
 remote_line(struct dest *d)
 {
-	size_t n = 0;
-
-	for (;;) {
-		char *nl = memchr(d->rbuf, '\n', d->rlen);
-
-		if (nl != NULL) {
-			n = (size_t)(nl - d->rbuf);
-			if (n >= sizeof(d->line))
-				n = sizeof(d->line) - 1;
-			memcpy(d->line, d->rbuf, n);
-			d->line[n] = '\0';
-			if (n > 0 && d->line[n - 1] == '\r')
-				d->line[n - 1] = '\0';
-			d->rlen -= (size_t)(nl + 1 - d->rbuf);
-			memmove(d->rbuf, nl + 1, d->rlen);
-			return 0;
-		}
-		if (d->fd < 0 || d->rlen == sizeof(d->rbuf)) {
-			remote_fail(d, "connection", d->fd < 0 ? "closed" :
-			    "reply line too long");
-			return -1;
-		}
-		{
-			/* the socket's SO_RCVTIMEO bounds the wait */
-			ssize_t k = d->tls != NULL ? tls_fd_read(d->tls,
-			    d->rbuf + d->rlen, sizeof(d->rbuf) - d->rlen) :
-			    read(d->fd, d->rbuf + d->rlen,
-			    sizeof(d->rbuf) - d->rlen);
-
-			if (k <= 0) {
-				if (k < 0 && errno == EINTR && d->tls == NULL)
-					continue;
-				remote_fail(d, "connection", k == 0 ?
-				    "closed by the peer" : errno == EAGAIN ?
-				    "timed out" : strerror(errno));
-				remote_drop(d);
-				return -1;
-			}
-			d->rlen += (size_t)k;
-		}
+	if (lmtpc_line(&d->lc) < 0) {
+		remote_fail(d, "connection", d->lc.why);
+		remote_drop(d);
+		return -1;
 	}
+	return 0;
 }
 
-/* The final line of a reply (continuation lines skipped) in d->line;
+/* The final line of a reply (continuation lines skipped) in d->lc.line;
  * its code, or -1. */
 static int
 remote_reply(struct dest *d)
@@ -1030,8 +919,8 @@ remote_reply(struct dest *d)
 	do {
 		if (remote_line(d) < 0)
 			return -1;
-	} while (strlen(d->line) >= 4 && d->line[3] == '-');
-	return atoi(d->line);
+	} while (strlen(d->lc.line) >= 4 && d->lc.line[3] == '-');
+	return atoi(d->lc.line);
 }
 
 static void
@@ -1061,7 +950,7 @@ remote_cmd(struct dest *d, str_t *cmd, const char *what)
 	str_free(cmd);
 	if (code < 200 || code > 299) {
 		if (code > 0)
-			remote_fail(d, what, d->line);
+			remote_fail(d, what, d->lc.line);
 		return -1;
 	}
 	return 0;
@@ -1113,17 +1002,17 @@ remote_list(struct dest *d, const char *rel, struct dent **v_r, size_t *n_r)
 
 		if (remote_line(d) < 0)
 			goto fail;
-		if (strncmp(d->line, "250 ", 4) == 0)
+		if (strncmp(d->lc.line, "250 ", 4) == 0)
 			break;
-		if (strncmp(d->line, "250-", 4) != 0) {
+		if (strncmp(d->lc.line, "250-", 4) != 0) {
 			/* not there (yet): as an empty directory is for
 			 * the callers that take that */
 			errno = ENOENT;
 			goto fail;
 		}
-		if (sscanf(d->line + 4, "%c %lld %lld %ld %4095s", &type, &size,
+		if (sscanf(d->lc.line + 4, "%c %lld %lld %ld %4095s", &type, &size,
 		    &sec, &nsec, name) != 5 || pct_decode_name(name) < 0) {
-			remote_fail(d, "LIST", d->line);
+			remote_fail(d, "LIST", d->lc.line);
 			errno = EPROTO;
 			goto fail;
 		}
@@ -1184,7 +1073,7 @@ remote_put(struct dest *d, const char *rel, int in, const struct stat *st)
 	code = remote_reply(d);
 	if (code < 200 || code > 299) {
 		if (code > 0)
-			remote_fail(d, "PUT", d->line);
+			remote_fail(d, "PUT", d->lc.line);
 		return -1;
 	}
 	if (shrunk) {
@@ -1279,17 +1168,13 @@ remote_open(struct dest *d, const char *host, unsigned port,
 	unsigned char mac[32];
 	char *msg, hex[80];
 	str_t cmd = STR_INIT;
-	struct timeval tv = { REMOTE_TIMEOUT_MS / 1000, 0 };
 	bool starttls = false;
 	int code;
 
-	d->fd = connect_host(host, port, &err);
-	if (d->fd < 0)
-		return err;
-	if (setsockopt(d->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
-	    setsockopt(d->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0) {
-		remote_fail(d, "connection", strerror(errno));
-		goto bad;
+	if (lmtpc_connect(&d->lc, host, port, CONNECT_TIMEOUT_MS,
+	    REMOTE_TIMEOUT_MS) < 0) {
+		snprintf(why, sizeof(why), "%s", d->lc.why);
+		return why;
 	}
 	if (remote_reply(d) != 220)
 		goto bad;
@@ -1300,12 +1185,12 @@ remote_open(struct dest *d, const char *host, unsigned port,
 	do {
 		if (remote_line(d) < 0)
 			goto bad;
-		if (strncasecmp(d->line + (strlen(d->line) >= 4 ? 4 : 0),
+		if (strncasecmp(d->lc.line + (strlen(d->lc.line) >= 4 ? 4 : 0),
 		    "STARTTLS", 8) == 0)
 			starttls = true;
-	} while (strlen(d->line) >= 4 && d->line[3] == '-');
-	if (strncmp(d->line, "250", 3) != 0) {
-		remote_fail(d, "LHLO", d->line);
+	} while (strlen(d->lc.line) >= 4 && d->lc.line[3] == '-');
+	if (strncmp(d->lc.line, "250", 3) != 0) {
+		remote_fail(d, "LHLO", d->lc.line);
 		goto bad;
 	}
 	if (ca != NULL && ca[0] != '\0' && !starttls) {
@@ -1318,12 +1203,14 @@ remote_open(struct dest *d, const char *host, unsigned port,
 			goto bad;
 		d->tc = ca != NULL && ca[0] != '\0' ?
 		    tls_client_new_verify(ca, &err) : tls_client_new(&err);
-		if (d->tc == NULL ||
-		    (d->tls = tls_fd_connect(d->tc, d->fd, host, &err)) == NULL) {
+		if (d->tc == NULL) {
 			remote_fail(d, "STARTTLS", err);
 			goto bad;
 		}
-		d->rlen = 0;
+		if (lmtpc_starttls(&d->lc, d->tc, host) < 0) {
+			remote_fail(d, "STARTTLS", d->lc.why);
+			goto bad;
+		}
 		str_append(&cmd, "LHLO petrel-user-move");
 		if (remote_cmd(d, &cmd, "LHLO") < 0)
 			goto bad;
@@ -1334,12 +1221,12 @@ remote_open(struct dest *d, const char *host, unsigned port,
 		goto bad;
 	}
 	str_free(&cmd);
-	if ((code = remote_reply(d)) != 334 || strlen(d->line) < 5) {
+	if ((code = remote_reply(d)) != 334 || strlen(d->lc.line) < 5) {
 		if (code > 0)
-			remote_fail(d, "refused XMOVE", d->line);
+			remote_fail(d, "refused XMOVE", d->lc.line);
 		goto bad;
 	}
-	msg = xasprintf("petrel-xmove:%s:%s", d->line + 4, maildir);
+	msg = xasprintf("petrel-xmove:%s:%s", d->lc.line + 4, maildir);
 	crypto_hmac_sha256(secret, strlen(secret), msg, strlen(msg), mac);
 	free(msg);
 	for (size_t i = 0; i < sizeof(mac); i++)
@@ -1359,7 +1246,7 @@ bad:
 static void
 remote_close(struct dest *d)
 {
-	if (d->fd >= 0)
+	if (d->lc.fd >= 0)
 		(void)remote_send(d, "QUIT\r\n", 6);
 	remote_drop(d);
 }
@@ -1452,7 +1339,7 @@ static void
 drop_stage(struct dest *d, const char *stage)
 {
 	if (d->ops == &dest_remote) {
-		if (d->fd >= 0)
+		if (d->lc.fd >= 0)
 			(void)remote_word(d, "ABORT");
 		remote_close(d);
 	} else {
@@ -1582,7 +1469,7 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 		cli_die("%s exists already; try again in a second", moved);
 	memset(&dest, 0, sizeof(dest));
 	dest.m = &m;
-	dest.fd = -1;
+	lmtpc_init(&dest.lc);
 	dest.host = host;
 	if (remote) {
 		/* the new backend checks its maildir, makes the domain's
@@ -1660,7 +1547,7 @@ cmd_user_move(struct petrel_ctx *cli, int argc, char **argv)
 		if (remote_word(&dest, "FINISH") < 0)
 			goto undo;
 		/* "250 2.0.0 done; the empty maildir kept as NAME" */
-		if ((why = strstr(dest.line, "kept as ")) != NULL)
+		if ((why = strstr(dest.lc.line, "kept as ")) != NULL)
 			aside = xstrdup(why + 8);
 	} else if (dst_marker) {
 		if (renameat2(AT_FDCWD, stage, AT_FDCWD, dst,

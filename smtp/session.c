@@ -25,6 +25,7 @@
 #include "lib/base/limits.h"
 #include "lib/base/log.h"
 #include "lib/config/config.h"
+#include "lib/deliver/cut.h"
 #include "lib/milter/milter.h"
 #include "lib/queue/queue.h"
 #include "lib/queue/spool.h"
@@ -417,6 +418,9 @@ smtp_server_init(struct smtp_server *srv, struct event_base *base,
 		}
 	}
 	srv->deliver.arc_seal = strcmp(config_get(cfg, "arc"), "seal") == 0;
+	if (strcmp(config_get(cfg, "lmtp_cut_through"), "yes") == 0)
+		srv->deliver.cut = srv->cut = deliver_cut_new(cfg,
+		    srv->hostname);
 	srv->deliver.srs_domain = config_get(cfg, "srs_domain")[0] != '\0' ?
 	    config_get(cfg, "srs_domain") : srv->hostname;
 	if (queue_dirs_make(srv->queue_dir, &err) < 0)
@@ -447,6 +451,7 @@ void
 smtp_server_deinit(struct smtp_server *srv)
 {
 	session_server_deinit(&srv->sv);
+	deliver_cut_free(&srv->cut);
 	free(srv->srs_secret);
 	if (srv->xmove_secret != NULL)
 		explicit_bzero(srv->xmove_secret, strlen(srv->xmove_secret));

@@ -30,6 +30,7 @@ struct smtp_server {
 	const char *dkim_dir;
 	struct deliver_ctx deliver;	/* queue_dir, dkim_dir for lib/deliver */
 	struct deliver_sieve sieve;	/* Sieve at delivery (lib/deliver) */
+	struct deliver_cut *cut;	/* lmtp_cut_through (NULL: no) */
 	char *srs_secret;		/* srs_secret, loaded ("": off) */
 	char *xmove_secret;	/* proxy_secret for XMOVE (xmove.c); NULL or
 				 * "": XMOVE refused */

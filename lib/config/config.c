@@ -281,6 +281,11 @@ static const struct key_def keys[] = {
 	  "20 as Postfix's lmtp_destination_concurrency_limit): a backend "
 	  "of the same site needs none of the restraint shown to other "
 	  "sites' MXs." },
+	{ "lmtp_cut_through", KT_ENUM, "yes", "yes|no", 0,
+	  "Hand a message for an lmtp: next hop (a frontend's users on "
+	  "their backend) over by LMTP from the receiving process before "
+	  "the 250, the queue file kept as the fallback for any recipient "
+	  "not accepted; no: queue it, the queue manager delivers it." },
 	{ "log_level", KT_LEVEL, "info", NULL, 0,
 	  "The least important messages logged: error, warning, info or "
 	  "debug." },

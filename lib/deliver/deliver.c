@@ -40,6 +40,7 @@
 #include "lib/deliver/deliver.h"
 #include "lib/session/counters.h"
 #include "lib/deliver/deliver-private.h"
+#include "lib/deliver/cut.h"
 #include "lib/dkim/sign.h"
 #include "lib/maildir/maildir.h"
 #include "lib/maildir/quota.h"
@@ -291,17 +292,27 @@ arc_seal_forward(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 	free(domain);
 }
 
+/* The remote recipients' queue file; with cut-through (ctx->cut) the
+ * lmtp: ones are first handed to their backend from here, and the file
+ * is published only for those left (remote[] and *nremote become them;
+ * *handed_r counts the others). */
 static int
 deliver_queue(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
-    const struct queue_rcpt *remote, size_t nremote, const char **error_r)
+    struct queue_rcpt *remote, size_t *nremote, size_t *handed_r,
+    const char **error_r)
 {
 	const char *prefix = msg->prefix != NULL ? msg->prefix : "";
 	const char *at = strrchr(msg->sender, '@');
 	str_t head = STR_INIT;
-	const char *err;
+	const char *err, *sender;
+	struct queue_file qf;
+	unsigned flags;
+	bool cut = false, *done = NULL;
+	size_t left = 0;
 	char *srs;
 	int r;
 
+	*handed_r = 0;
 	/* DKIM: mail our users send out is signed for the sender's domain
 	 * when it has a key (RFC 6376). A signing failure is logged; the
 	 * message goes out unsigned. */
@@ -313,14 +324,53 @@ deliver_queue(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 	arc_seal_forward(ctx, msg, prefix, &head);
 	str_append(&head, prefix);
 	srs = srs_sender(ctx, msg);
+	sender = srs != NULL ? srs : msg->sender;
 	/* RFC 8689 5: "TLS-Required: No" (its one value) asks that DANE
 	 * and MTA-STS policies be set aside for this message; REQUIRETLS,
 	 * when given, wins over it (4.1) */
-	r = queue_enqueue(ctx->queue_dir, msg->qid, srs != NULL ? srs :
-	    msg->sender, msg->requiretls ? QUEUE_F_REQUIRETLS :
+	flags = msg->requiretls ? QUEUE_F_REQUIRETLS :
 	    spool_header_has(msg->body, "TLS-Required") ?
-	    QUEUE_F_TLS_OPTIONAL : 0, remote, nremote, str_c(&head),
-	    msg->body, error_r);
+	    QUEUE_F_TLS_OPTIONAL : 0;
+	for (size_t i = 0; ctx->cut != NULL && i < *nremote; i++)
+		if (deliver_cut_wanted(remote[i].transport))
+			cut = true;
+	if (!cut) {
+		r = queue_enqueue(ctx->queue_dir, msg->qid, sender, flags,
+		    remote, *nremote, str_c(&head), msg->body, error_r);
+		goto out;
+	}
+	/* Cut-through: the queue file written, not yet durable nor seen
+	 * by the queue manager; the backend's 2xx after the data means its
+	 * copy is on its stable storage, so those recipients need no queue
+	 * file, and the client's 250 comes after all this. Anything else
+	 * is left to the queue: the file is then published as
+	 * queue_enqueue would have, for those recipients only. A crash
+	 * after a backend's 2xx and before the client's 250 makes a
+	 * duplicate (the client sends again), as it does for the queue. */
+	r = queue_write(ctx->queue_dir, msg->qid, sender, flags, remote,
+	    *nremote, str_c(&head), msg->body, &qf, error_r);
+	if (r < 0)
+		goto out;
+	done = xcalloc(*nremote, sizeof(*done));
+	deliver_cut_run(ctx->cut, msg->qid, sender, remote, *nremote, qf.fd,
+	    qf.body_offset, msg->arrival_ms, done);
+	for (size_t i = 0; i < *nremote; i++)
+		if (!done[i])
+			remote[left++] = remote[i];
+	*handed_r = *nremote - left;
+	*nremote = left;
+	if (*handed_r == 0) {
+		r = queue_publish(&qf, error_r);
+	} else {
+		/* the file names every recipient: written again for the
+		 * ones left (rare: a backend refused some) */
+		queue_discard(&qf);
+		r = left == 0 ? 0 : queue_enqueue(ctx->queue_dir, msg->qid,
+		    sender, flags, remote, left, str_c(&head), msg->body,
+		    error_r);
+	}
+out:
+	free(done);
 	str_free(&head);
 	free(srs);
 	return r;
@@ -480,9 +530,13 @@ deliver_message(const struct deliver_ctx *ctx, const struct deliver_msg *orig,
 		err_fail(error_r, code, "%s", saved);
 	}
 	if (ret == 0 && nremote > 0) {
-		if (deliver_queue(ctx, msg, remote, nremote, error_r) < 0) {
+		size_t handed;
+
+		if (deliver_queue(ctx, msg, remote, &nremote, &handed,
+		    error_r) < 0) {
 			ret = -1;
 		} else {
+			result->handed = handed;
 			result->queued = nremote;
 			for (size_t i = 0; i < nremote; i++)
 				log_info("%s: to=<%s>, status=queued (remote)",

@@ -22,6 +22,7 @@
 struct arc_verdict;
 struct authc;
 struct config;
+struct deliver_cut;
 struct route_result;
 struct spool;
 
@@ -56,6 +57,9 @@ struct deliver_ctx {
 	 * set signed with the DKIM key (dkim_dir) of the forwarding
 	 * domain. */
 	bool arc_seal;
+	/* lmtp_cut_through (lib/deliver/cut.h): the lmtp: recipients
+	 * handed to their backend before the reply; NULL: queued. */
+	const struct deliver_cut *cut;
 };
 
 /* Fill *sv from the configuration (the strings stay the config's). */
@@ -116,6 +120,8 @@ struct deliver_result {
 	size_t delivered;	/* maildir copies on stable storage */
 	size_t duplicates;	/* copies not made: already delivered */
 	size_t queued;		/* remote recipients in the queue file */
+	size_t handed;		/* lmtp: recipients handed to their
+				 * backend by cut-through (not queued) */
 	int code;		/* after a failure its errno or ERR_* code
 				 * (lib/base/err), else ERR_NONE */
 	/* With may_refuse: the reason of the Sieve reject/ereject of the

@@ -71,17 +71,19 @@ queue_dirs_make(const char *queue_dir, const char **error_r)
 
 
 int
-queue_enqueue(const char *queue_dir, const char *id, const char *sender,
+queue_write(const char *queue_dir, const char *id, const char *sender,
     unsigned flags, const struct queue_rcpt *rcpts, size_t nrcpts,
-    const char *prefix, struct spool *body, const char **error_r)
+    const char *prefix, struct spool *body, struct queue_file *qf,
+    const char **error_r)
 {
-	char *tmp = xasprintf("%s/tmp/%s", queue_dir, id);
-	char *final = xasprintf("%s/incoming/%s", queue_dir, id);
-	char *dir = xasprintf("%s/incoming", queue_dir);
 	str_t env = STR_INIT;
 	const char *err;
-	int fd, ret = -1;
+	int ret = -1;
 
+	qf->tmp = xasprintf("%s/tmp/%s", queue_dir, id);
+	qf->final = xasprintf("%s/incoming/%s", queue_dir, id);
+	qf->dir = xasprintf("%s/incoming", queue_dir);
+	qf->fd = -1;
 	str_printf(&env, "petrel-queue 1\nid %s\narrival %lld\nsender %s\n",
 	    id, (long long)time(NULL), sender);
 	if (flags & QUEUE_F_REQUIRETLS)
@@ -92,38 +94,94 @@ queue_enqueue(const char *queue_dir, const char *id, const char *sender,
 		str_printf(&env, "rcpt %s %s\n", rcpts[i].address,
 		    rcpts[i].transport[0] ? rcpts[i].transport : "-");
 	str_append_c(&env, '\n');
+	qf->body_offset = (off_t)env.len;
 	if (prefix != NULL)
 		str_append(&env, prefix);
 
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		err_fail(error_r, errno, "cannot create %s: %s", tmp,
+	qf->fd = open(qf->tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (qf->fd < 0) {
+		err_fail(error_r, errno, "cannot create %s: %s", qf->tmp,
 		    strerror(errno));
 		goto out;
 	}
-	if (write_full(fd, env.data, env.len) < 0 ||
-	    spool_copy_to(body, fd, &err) < 0 || fsync(fd) < 0) {
-		err_fail(error_r, errno, "cannot write %s: %s", tmp,
+	if (write_full(qf->fd, env.data, env.len) < 0 ||
+	    spool_copy_to(body, qf->fd, &err) < 0) {
+		err_fail(error_r, errno, "cannot write %s: %s", qf->tmp,
 		    strerror(errno));
-		close(fd);
-		unlink(tmp);
-		goto out;
-	}
-	if (close(fd) < 0 || rename(tmp, final) < 0 ||
-	    fsync_dir(dir, &err) < 0) {
-		err_fail(error_r, errno, "cannot commit %s: %s", final,
-		    strerror(errno));
-		unlink(tmp);
-		unlink(final);
 		goto out;
 	}
 	ret = 0;
 out:
 	str_free(&env);
-	free(tmp);
-	free(final);
-	free(dir);
+	if (ret < 0)
+		queue_discard(qf);
 	return ret;
+}
+
+int
+queue_publish(struct queue_file *qf, const char **error_r)
+{
+	const char *err;
+	int ret = -1;
+
+	if (fsync(qf->fd) < 0) {
+		err_fail(error_r, errno, "cannot write %s: %s", qf->tmp,
+		    strerror(errno));
+		goto out;
+	}
+	if (close(qf->fd) < 0) {
+		qf->fd = -1;
+		err_fail(error_r, errno, "cannot write %s: %s", qf->tmp,
+		    strerror(errno));
+		goto out;
+	}
+	qf->fd = -1;
+	if (rename(qf->tmp, qf->final) < 0 || fsync_dir(qf->dir, &err) < 0) {
+		err_fail(error_r, errno, "cannot commit %s: %s", qf->final,
+		    strerror(errno));
+		unlink(qf->final);
+		goto out;
+	}
+	ret = 0;
+out:
+	if (ret < 0)
+		queue_discard(qf);
+	else
+		queue_file_free(qf);
+	return ret;
+}
+
+void
+queue_discard(struct queue_file *qf)
+{
+	if (qf->tmp != NULL)
+		unlink(qf->tmp);
+	queue_file_free(qf);
+}
+
+void
+queue_file_free(struct queue_file *qf)
+{
+	if (qf->fd >= 0)
+		close(qf->fd);
+	free(qf->tmp);
+	free(qf->final);
+	free(qf->dir);
+	memset(qf, 0, sizeof(*qf));
+	qf->fd = -1;
+}
+
+int
+queue_enqueue(const char *queue_dir, const char *id, const char *sender,
+    unsigned flags, const struct queue_rcpt *rcpts, size_t nrcpts,
+    const char *prefix, struct spool *body, const char **error_r)
+{
+	struct queue_file qf;
+
+	if (queue_write(queue_dir, id, sender, flags, rcpts, nrcpts, prefix,
+	    body, &qf, error_r) < 0)
+		return -1;
+	return queue_publish(&qf, error_r);
 }
 
 bool

@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct spool;
 
@@ -42,6 +43,29 @@ struct queue_rcpt {
 int queue_enqueue(const char *queue_dir, const char *id, const char *sender,
     unsigned flags, const struct queue_rcpt *rcpts, size_t nrcpts,
     const char *prefix, struct spool *body, const char **error_r);
+
+/*
+ * queue_enqueue in two steps, for a caller that may yet deliver the
+ * message itself (lib/deliver/cut.c): queue_write leaves the file
+ * written, not synced, under its temporary name in QUEUE_DIR/tmp, where
+ * the queue manager does not look; queue_publish then makes it durable
+ * and visible exactly as queue_enqueue does (fsync, rename into
+ * incoming, fsync of the directory), or queue_discard removes it. Either
+ * frees *qf; so does a failed queue_write (nothing left behind).
+ */
+struct queue_file {
+	char *tmp, *final, *dir;
+	int fd;			/* open for reading and writing */
+	off_t body_offset;	/* where the message (prefix, body) starts */
+};
+int queue_write(const char *queue_dir, const char *id, const char *sender,
+    unsigned flags, const struct queue_rcpt *rcpts, size_t nrcpts,
+    const char *prefix, struct spool *body, struct queue_file *qf,
+    const char **error_r);
+int queue_publish(struct queue_file *qf, const char **error_r);
+void queue_discard(struct queue_file *qf);
+/* Close and free, leaving the file where it is. */
+void queue_file_free(struct queue_file *qf);
 
 /* Make the queue directories (tmp, incoming). */
 int queue_dirs_make(const char *queue_dir, const char **error_r);

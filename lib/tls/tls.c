@@ -951,7 +951,7 @@ struct tls_fd *
 tls_fd_connect(struct tls_client *tc, int fd, const char *host,
     const char **error_r)
 {
-	static char why[300];
+	static _Thread_local char why[300];	/* job threads: one each */
 	struct tls_fd *t;
 	SSL *ssl = client_ssl_new(tc, host);
 	long r;

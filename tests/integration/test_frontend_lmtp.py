@@ -1,7 +1,10 @@
-"""Scale-out: a frontend (role = frontend) takes mail for every hosted user,
-queues it (fsync'd before the 250) and hands it to the user's backend by
-LMTP: the host column of the user's row, else backend_default, on the first
-port of backend_ports. Backends (role = backend) are `petrel serve` with
+"""Scale-out: a frontend (role = frontend) takes mail for every hosted user
+and hands it to the user's backend by LMTP: the host column of the user's
+row, else backend_default, on the first port of backend_ports. With
+lmtp_cut_through (the default) the receiving job hands it over before its
+250, the queue file (published only then) kept for any recipient the
+backend did not take; with lmtp_cut_through = no the message is queued
+(fsync'd before the 250) and the queue manager hands it over. Backends (role = backend) are `petrel serve` with
 only the LMTP listener, on 127.0.0.2 and 127.0.0.3, one port number for
 both; all three nodes share one SQLite directory (the first backend's).
 
@@ -17,7 +20,12 @@ backend_ports stops `petrel check` and `petrel serve`; with proxy_tls_ca
 the backend's certificate is verified (its address, the test CA): a
 certificate from another CA or for another address, or no STARTTLS,
 leaves the message queued with the reason until the backend presents the
-right one."""
+right one. Cut-through: the message is in the backend's new/ when the
+client has its 250 and nothing was ever queued; kept connections per job
+thread; mixed replies queue only the refused recipient; a backend down or
+silent (bounded by smtp_timeout) leaves the message to the queue."""
+
+import smtplib
 
 import re
 import socket
@@ -163,7 +171,7 @@ def test_users_reach_their_own_backends(cluster):
     assert wait_for(lambda: not queue_files(cluster.fe), WAIT), fe.log()
     assert subjects(cluster.be2, ALICE) == [] and subjects(cluster.be1, BOB) == []
     assert all_delivered(cluster.fe) == [], all_delivered(cluster.fe)
-    # the handover: queued on the frontend, sent by LMTP to each backend
+    # the handover: sent by LMTP to each backend
     assert status_lines(fe, ALICE, r"sent \(250 2\.0\.0 <alice@example\.test>"), fe.log()
     assert re.search(r"to=<%s>, relay=%s\[%s\]:%d, .*status=sent" % (
         re.escape(BOB), re.escape(BE2), re.escape(BE2), cluster.port), fe.log()), fe.log()
@@ -204,7 +212,7 @@ def test_connection_kept_between_deliveries(cluster):
     keeps it, the next starts at MAIL (logged conn_use=N, as Postfix's
     lmtp client does); the idle connection is closed within seconds."""
     be1 = cluster.backend(1)
-    fe = cluster.frontend(opts=("lmtp_destination_concurrency=1",))
+    fe = cluster.frontend(opts=("lmtp_destination_concurrency=1", "lmtp_cut_through=no"))
     data = [wire(b"From: <s@outside.test>\r\nSubject: kept %d\r\n\r\nbody %d\r\n" % (n, n))
             for n in range(4)]
     with fe.client() as c:
@@ -252,6 +260,9 @@ def test_backend_down_queues_then_drains(cluster):
     fe = cluster.frontend()
     cluster.send([ALICE], "later")
     [qf] = queue_files(cluster.fe)
+    # cut-through tried first, then the message left to the queue
+    assert fe.wait_log(r"to=<%s>, cut-through to lmtp:\[%s\]:%d not done \(connect to %s" % (
+        re.escape(ALICE), re.escape(BE1), cluster.port, re.escape(BE1)), timeout=0), fe.log()
     assert fe.wait_log(r"to=<%s>, relay=none, .*status=deferred \(connect to %s" % (
         re.escape(ALICE), re.escape(BE1)), count=2, timeout=WAIT), fe.log()
     assert queue_files(cluster.fe) == [qf]
@@ -325,6 +336,13 @@ def test_quota_452_defers_that_recipient_alone(cluster):
     assert status_lines(fe, ALICE, "sent")
     assert len(queue_files(cluster.fe)) == 1
     assert subjects(cluster.be1, FULL) == ["old"]
+    # cut-through: alice's copy at once, the queue file names full@ alone
+    assert fe.wait_log(r"to=<%s>, relay=.*status=sent \(250 .*, cut-through$" % re.escape(ALICE),
+                       timeout=0), fe.log()
+    [qf] = queue_files(cluster.fe)
+    rcpts = [l for l in open(qf, "rb").read().split(b"\n\n", 1)[0].split(b"\n")
+             if l.startswith(b"rcpt ")]
+    assert rcpts == [b"rcpt %s lmtp:[%s]:%d" % (FULL.encode(), BE1.encode(), cluster.port)], rcpts
     cluster.be1.sql("UPDATE users SET quota = 1000000 WHERE address = ?", (FULL,))
     assert wait_subject(cluster.be1, FULL, "quota"), fe.log() + be1.log()
     assert wait_for(lambda: not queue_files(cluster.fe), WAIT), fe.log()
@@ -361,7 +379,7 @@ def test_unknown_at_backend_bounces_that_recipient_alone(cluster):
 
 def test_lmtp_transport_on_a_single_node(cluster):
     """The transport form lmtp:inet:host:port on a role = single node: the
-    domain's users go through the queue to that LMTP server (here the
+    domain's users go to that LMTP server (by cut-through) (here the
     second backend, with a directory of its own that hosts the domain)."""
     cluster.be2.run("domain", "add", "example.net")
     cluster.be2.add_user("u@example.net", None)
@@ -475,9 +493,11 @@ def test_proxy_tls_ca_checks_backend_name(cluster, pki, tmp_path):
         fe = cluster.frontend(opts=("proxy_tls_ca=" + pki["ca"], "dns_resolver=" + dns.resolver))
         cluster.send([ALICE], "by name")
         assert wait_subject(cluster.be1, ALICE, "by name"), fe.log() + be1.log()
-        assert re.search(r"to=<%s>, relay=%s\[%s\]:%d, .*status=sent" % (
-            re.escape(ALICE), re.escape(BE1_NAME), re.escape(BE1), cluster.port), fe.log()), \
-            fe.log()
+        # the name looked up through dns_resolver, by cut-through as by
+        # the queue: handed over at once
+        assert fe.wait_log(r"to=<%s>, relay=%s\[%s\]:%d, .*status=sent .*cut-through$" % (
+            re.escape(ALICE), re.escape(BE1_NAME), re.escape(BE1), cluster.port),
+            timeout=WAIT), fe.log()
         be1.stop()
         be1 = cluster.backend(1, server_cert_opts(pki, "be1"))
         cluster.send([ALICE], "name mismatch")
@@ -589,7 +609,7 @@ def test_lmtp_destination_concurrency(cluster, limit, expect):
     other sites' MXs)."""
     fake = SlowLmtp(BE2, cluster.port, hold=1.0)
     try:
-        opts = ("queue_destination_concurrency=2",)
+        opts = ("queue_destination_concurrency=2", "lmtp_cut_through=no")
         if limit is not None:
             opts += ("lmtp_destination_concurrency=" + limit,)
         fe = cluster.frontend(opts=opts)
@@ -601,3 +621,136 @@ def test_lmtp_destination_concurrency(cluster, limit, expect):
         assert wait_for(lambda: not queue_files(cluster.fe), WAIT), fe.log()
     finally:
         fake.close()
+
+
+def sendmail(fe, rcpts, subject):
+    """smtplib's sendmail to the frontend: its refusals (none expected)."""
+    data = (b"From: <s@outside.test>\r\nSubject: %s\r\n\r\nbody\r\n.leading dot\r\n"
+            % subject.encode())
+    with smtplib.SMTP("127.0.0.1", fe.smtp_port, timeout=60 * TIMEOUT_SCALE) as c:
+        return c.sendmail("s@outside.test", rcpts, data)
+
+
+def test_cut_through_delivered_before_the_250(cluster):
+    """With cut-through (the default) the message is in the backend's new/
+    when the client has its 250: nothing polled, nothing was ever in the
+    frontend's queue, and the log says it was handed over directly
+    (no queue manager delivery line)."""
+    be1 = cluster.backend(1)
+    fe = cluster.frontend(opts=("worker_threads=1",))
+    assert sendmail(fe, [ALICE, DAVE], "direct") == {}
+    # no waiting: the backend's copies are durable before the 250
+    assert subjects(cluster.be1, ALICE) == ["direct"], fe.log() + be1.log()
+    assert subjects(cluster.be1, DAVE) == ["direct"], fe.log()
+    assert queue_files(cluster.fe) == [] and queue_files(cluster.fe, "tmp") == []
+    [stored] = read_new(cluster.be1, ALICE)
+    assert b"\n.leading dot" in stored, stored       # dot-stuffing undone there
+    for rcpt in (ALICE, DAVE):
+        assert fe.wait_log(r"to=<%s>, relay=%s\[%s\]:%d(, tls=encrypted)?, delay=[0-9.]+, dsn=2\.0\.0, "
+                           r"status=sent \(250 2\.0\.0 .*\), cut-through$" % (
+                               re.escape(rcpt), re.escape(BE1), re.escape(BE1), cluster.port),
+                           timeout=WAIT), fe.log()
+    assert be1.wait_log(r"nrcpt=2 \(accepted\)"), be1.log()
+    # never published: no queue delivery (its lines end in attempts=N)
+    assert not re.search(r"attempts=\d|status=queued|status=deferred", fe.log()), fe.log()
+    # the connection is kept for the job thread's next message (RSET,
+    # then MAIL on it): three more messages on one client session (one
+    # worker process, one job thread) reuse it
+    with smtplib.SMTP("127.0.0.1", fe.smtp_port, timeout=60 * TIMEOUT_SCALE) as c:
+        for n in range(3):
+            assert c.sendmail("s@outside.test", [ALICE],
+                              b"Subject: again %d\r\n\r\nbody\r\n" % n) == {}
+            assert "again %d" % n in subjects(cluster.be1, ALICE)
+    lines = fe.wait_log(r"to=<%s>, relay=.*, conn_use=\d+, .*cut-through$" % re.escape(ALICE),
+                        count=2, timeout=WAIT)
+    assert len(lines) >= 2, fe.log()
+    assert queue_files(cluster.fe) == []
+
+
+def test_cut_through_mixed_replies(cluster):
+    """One recipient the backend does not know (550 at RCPT: deleted after
+    the frontend routed it) and one it takes: the good one is delivered at
+    once, the other is in the frontend's queue, alone, and bounced by the
+    queue as before."""
+    cluster.be1.add_user(GHOST, None)
+    cluster.set_host(GHOST, BE1)
+    fe = cluster.frontend(backend_default=BE1)
+    be1 = cluster.backend(1)
+    # the backend's own directory lookups say no for ghost@ (the
+    # frontend's RCPT check happened before): a user deleted since
+    with fe.client() as c:
+        c.expect("EHLO client.test", 250)
+        c.expect("MAIL FROM:<%s>" % BOB, 250)
+        c.expect("RCPT TO:<%s>" % ALICE, 250)
+        c.expect("RCPT TO:<%s>" % GHOST, 250)
+        cluster.be1.sql("DELETE FROM users WHERE address = ?", (GHOST,))
+        c.expect("DATA", 354)
+        c.send(wire(b"Subject: mixed\r\n\r\nbody\r\n") + b".\r\n")
+        r = c.reply()
+        assert r.code == 250, r
+        c.cmd("QUIT")
+    assert subjects(cluster.be1, ALICE) == ["mixed"], fe.log() + be1.log()
+    assert fe.wait_log(r"to=<%s>, relay=.*cut-through refused \(550 5\.1\.1.*left to the "
+                       r"queue" % re.escape(GHOST), timeout=WAIT), fe.log()
+    assert fe.wait_log(r"to=<%s>, .*status=sent .*cut-through$" % re.escape(ALICE),
+                       timeout=WAIT), fe.log()
+    # the queue file (published at once, the queue manager takes it
+    # then) names ghost@ alone: the queue bounces it, alice is not sent
+    # again; the DSN reaches bob on his backend
+    assert fe.wait_log(r"to=<%s>, relay=.*status=bounced \(550 5\.1\.1.*attempts=1$"
+                       % re.escape(GHOST), timeout=WAIT), fe.log()
+    assert not [l for l in fe.log_lines() if re.search(r"to=<%s>, .*attempts=" % re.escape(ALICE), l)], \
+        fe.log()
+    assert fe.wait_log(r"to=<%s>, status=queued \(remote\)" % re.escape(GHOST), timeout=0), fe.log()
+    assert not fe.wait_log(r"to=<%s>, status=queued" % re.escape(ALICE), timeout=0), fe.log()
+    assert wait_for(lambda: read_new(cluster.be1, BOB), WAIT), fe.log()
+    assert subjects(cluster.be1, ALICE) == ["mixed"]
+
+
+def test_cut_through_silent_backend_falls_back_in_bounds(cluster):
+    """A backend that takes the connection and never says a word: the
+    client still has its 250 once smtp_timeout (the queue's own bound for
+    the greeting) has passed, and the message is queued, not lost and not
+    bounced."""
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((BE1, cluster.port))
+    ls.listen(16)                          # accepted by the kernel, never answered
+    timeout = max(2, int(2 * TIMEOUT_SCALE))
+    try:
+        fe = cluster.frontend(backend_default=BE1, opts=("smtp_timeout=%d" % timeout,))
+        c = smtplib.SMTP("127.0.0.1", fe.smtp_port, timeout=60 * TIMEOUT_SCALE)
+        t0 = time.monotonic()
+        assert c.sendmail("s@outside.test", [ALICE], b"Subject: silent\r\n\r\nbody\r\n") == {}
+        took = time.monotonic() - t0
+        # the job took the session's own smtp_timeout: its goodbye (421)
+        # follows the 250
+        c.close()
+        assert timeout * 0.9 <= took < timeout + 10 * TIMEOUT_SCALE, (took, fe.log())
+        [qf] = queue_files(cluster.fe)
+        assert fe.wait_log(r"to=<%s>, cut-through to .* not done \(timed out\), left to the "
+                           r"queue" % re.escape(ALICE), timeout=WAIT), fe.log()
+        assert "bounced" not in fe.log(), fe.log()
+    finally:
+        ls.close()
+    cluster.backend(1)
+    assert wait_subject(cluster.be1, ALICE, "silent"), fe.log()
+    assert wait_for(lambda: not queue_files(cluster.fe), WAIT), fe.log()
+    assert subjects(cluster.be1, ALICE) == ["silent"]
+
+
+def test_cut_through_off_queues_as_before(cluster):
+    """lmtp_cut_through = no: the message is queued before the 250 and the
+    queue manager delivers it (its line with attempts=N); no handover
+    from the receiving job."""
+    cluster.backend(1)
+    fe = cluster.frontend(backend_default=BE1, opts=("lmtp_cut_through=no",
+                                                     "queue_scan_interval=3600"))
+    assert sendmail(fe, [ALICE], "queued") == {}
+    assert wait_subject(cluster.be1, ALICE, "queued"), fe.log()
+    assert wait_for(lambda: not queue_files(cluster.fe), WAIT), fe.log()
+    lines = status_lines(fe, ALICE, r"sent \(250 2\.0\.0")
+    assert lines and all(re.search(r"attempts=1$", l) for l in lines), lines
+    assert fe.wait_log(r"to=<%s>, status=queued \(remote\)" % re.escape(ALICE), timeout=0), \
+        fe.log()
+    assert "cut-through" not in fe.log(), fe.log()
