@@ -46,6 +46,9 @@
 #define CUT_IDLE 2
 /* Kept connections per job thread (next hops). */
 #define CUT_KEPT_MAX 8
+/* Seconds one step of a handover (connect, a reply) may take at most,
+ * whatever smtp_timeout says: past it the queue delivers instead. */
+#define CUT_STEP_MAX 30
 
 struct deliver_cut {
 	unsigned timeout;	/* smtp_timeout, seconds */
@@ -98,9 +101,14 @@ deliver_cut_new(const struct config *cfg, const char *hostname)
 	struct deliver_cut *cut = xcalloc(1, sizeof(*cut));
 	const char *ca = config_get(cfg, "proxy_tls_ca"), *err;
 
+	/* Each step's bound: smtp_timeout, at most CUT_STEP_MAX. The client
+	 * waits for its reply meanwhile (and the session's own timer runs):
+	 * a backend that is this slow gets the message from the queue. */
 	cut->timeout = (unsigned)config_get_uint(cfg, "smtp_timeout");
 	if (cut->timeout == 0)
 		cut->timeout = 1;
+	if (cut->timeout > CUT_STEP_MAX)
+		cut->timeout = CUT_STEP_MAX;
 	cut->hostname = xstrdup(hostname);
 	cut->tls = tls_client_new(&err);
 	if (cut->tls == NULL)
