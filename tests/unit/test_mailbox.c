@@ -611,6 +611,269 @@ out:
 	test_end();
 }
 
+/* ---- expunges against a model ---- */
+
+/* The folder's messages as the test knows them: ascending uids, and
+ * every uid ever seen (small numbers here). */
+#define MODEL_UIDS	4096
+struct model {
+	uint32_t *uid;
+	size_t n, cap;
+	bool seen[MODEL_UIDS];
+};
+
+static void
+model_add(struct model *md, uint32_t uid)
+{
+	size_t i;
+
+	if (md->n == md->cap) {
+		md->cap = md->cap < 64 ? 64 : md->cap * 2;
+		md->uid = xrealloc(md->uid, md->cap * sizeof(*md->uid));
+	}
+	for (i = md->n; i > 0 && md->uid[i - 1] > uid; i--)
+		md->uid[i] = md->uid[i - 1];
+	md->uid[i] = uid;
+	md->n++;
+	if (uid < MODEL_UIDS)
+		md->seen[uid] = true;
+}
+
+static bool
+model_has(const struct model *md, uint32_t uid)
+{
+	size_t lo = 0, hi = md->n, mid;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (md->uid[mid] == uid)
+			return true;
+		if (md->uid[mid] < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+static void
+model_del(struct model *md, uint32_t uid)
+{
+	size_t i;
+
+	for (i = 0; i < md->n && md->uid[i] != uid; i++)
+		;
+	if (i < md->n) {
+		memmove(&md->uid[i], &md->uid[i + 1],
+		    (md->n - i - 1) * sizeof(*md->uid));
+		md->n--;
+	}
+}
+
+static uint32_t
+lcg(uint64_t *st)
+{
+	*st = *st * 6364136223846793005ULL + 1442695040888963407ULL;
+	return (uint32_t)(*st >> 33);
+}
+
+/* Sync h and purge it: what it had and what arrived, less what is
+ * gone, must be the model; the sequence numbers purge reports (the
+ * EXPUNGE responses) are the positions of the gone ones, descending,
+ * and a message that arrived since is added to the model. Returns false
+ * on a mismatch (already reported). */
+static bool
+model_sync(struct mbox *h, struct model *alive)
+{
+	const char *error;
+	uint32_t *seqs = NULL, *want;
+	size_t n = 0, nw = 0, i;
+	bool ok = true;
+
+	if (mbox_sync(h, NULL, &error) != 0) {
+		test_assert(!"mbox_sync failed");
+		return false;
+	}
+	want = xcalloc(h->n + 1, sizeof(*want));
+	for (i = 0; i < h->n; i++) {
+		const struct mbox_msg *m = mbox_msg(h, i);
+
+		if (i > 0 && mbox_msg(h, i - 1)->uid >= m->uid)
+			ok = false;	/* not ascending */
+		if (m->uid >= MODEL_UIDS)
+			ok = false;
+		else if (!alive->seen[m->uid] && !m->expunged)
+			model_add(alive, m->uid);	/* arrived */
+		if (m->expunged != !model_has(alive, m->uid))
+			ok = false;
+		if (m->expunged)
+			want[nw++] = (uint32_t)(i + 1);
+	}
+	mbox_purge(h, &seqs, &n);
+	if (n != nw)
+		ok = false;
+	for (i = 0; ok && i < n; i++)
+		ok = seqs[i] == want[nw - 1 - i];
+	if (h->n != alive->n)
+		ok = false;
+	for (i = 0; ok && i < h->n; i++) {
+		ok = mbox_msg(h, i)->uid == alive->uid[i] &&
+		    !mbox_msg(h, i)->expunged &&
+		    mbox_find_uid(h, alive->uid[i]) == (long)i;
+	}
+	if (!ok) {
+		/* what differs */
+		fprintf(stderr, "handle: %zu messages, %zu purged; model: "
+		    "%zu messages, %zu gone\nhandle:", h->n, n, alive->n, nw);
+		for (i = 0; i < h->n; i++)
+			fprintf(stderr, " %u", mbox_msg(h, i)->uid);
+		fprintf(stderr, "\nmodel:");
+		for (i = 0; i < alive->n; i++)
+			fprintf(stderr, " %u", alive->uid[i]);
+		fprintf(stderr, "\n");
+	}
+	test_assert(ok);
+	free(seqs);
+	free(want);
+	return ok;
+}
+
+/* Expunges of every shape (first, last, one, several, a run, all) by
+ * two handles in turn, with new messages arriving between them and
+ * found either by name (as APPEND does) or by a sync: the sequence
+ * numbers, UIDs and \Deleted sets both handles show match a list kept
+ * by the test, and so does a handle opened at the end. */
+static void
+test_expunge_model(void)
+{
+	char *f = mkfolder("expmodel"), *path = NULL;
+	struct mbox *h[2] = { NULL, NULL }, *c = NULL, *mb;
+	static struct model alive;
+	uint64_t st = 42;
+	const char *error;
+	size_t *idx = NULL, *pick = NULL, np, nd, i, k, step;
+	uint32_t uid, *seqs = NULL;
+	size_t n;
+	bool ok = true;
+
+	test_begin("mailbox: expunges in many patterns against a model");
+	for (i = 0; i < 60; i++)
+		test_assert(maildir_deliver(f, "m\n", 2, NULL, &error) == 0);
+	h[0] = open_ok(f, false);
+	h[1] = open_ok(f, false);
+	test_assert(h[0] != NULL && h[1] != NULL);
+	if (h[0] == NULL || h[1] == NULL)
+		goto out;
+	for (i = 0; i < h[0]->n; i++)
+		model_add(&alive, mbox_msg(h[0], i)->uid);
+	test_assert(alive.n == 60);
+	for (step = 0; ok && step < 300; step++) {
+		mb = h[lcg(&st) % 2];
+		if (!(ok = model_sync(mb, &alive)))
+			break;
+		if (lcg(&st) % 3 == 0) {
+			/* arrivals: k new messages */
+			k = 1 + lcg(&st) % 4;
+			for (i = 0; i < k; i++) {
+				test_assert(maildir_deliver(f, "n\n", 2,
+				    &path, &error) == 0);
+				if (path != NULL && lcg(&st) % 2 == 0) {
+					uid = mbox_uid_of_added(mb,
+					    strrchr(path, '/') + 1, &error);
+					/* (the other handle may have
+					   found it first) */
+					test_assert(uid > 0 &&
+					    uid < MODEL_UIDS);
+					if (uid > 0 && uid < MODEL_UIDS &&
+					    !alive.seen[uid])
+						model_add(&alive, uid);
+				}
+				free(path);
+				path = NULL;
+			}
+			continue;
+		}
+		if (mb->n == 0)
+			continue;
+		/* which ones: ascending indexes */
+		pick = xcalloc(mb->n, sizeof(*pick));
+		np = 0;
+		switch (step % 6) {
+		case 0:		/* the first */
+			pick[np++] = 0;
+			break;
+		case 1:		/* the last */
+			pick[np++] = mb->n - 1;
+			break;
+		case 2:		/* one anywhere */
+			pick[np++] = lcg(&st) % mb->n;
+			break;
+		case 3:		/* a run */
+			i = lcg(&st) % mb->n;
+			k = 1 + lcg(&st) % 20;
+			while (np < k && i < mb->n)
+				pick[np++] = i++;
+			break;
+		case 4:		/* scattered */
+			for (i = 0; i < mb->n; i++)
+				if (lcg(&st) % 7 == 0)
+					pick[np++] = i;
+			break;
+		default:	/* all of them, now and then */
+			if (step % 60 == 5)
+				for (i = 0; i < mb->n; i++)
+					pick[np++] = i;
+			else
+				pick[np++] = lcg(&st) % mb->n;
+			break;
+		}
+		for (i = 0; i < np; i++)
+			test_assert(mbox_set_flags(mb, pick[i], "T",
+			    &error) == 0);
+		/* EXPUNGE's \Deleted set is exactly those */
+		nd = mbox_deleted(mb, &idx);
+		ok = nd == np;
+		for (i = 0; ok && i < nd; i++)
+			ok = idx[i] == pick[i];
+		test_assert(ok);
+		test_assert(mbox_expunge(mb, idx, nd, &error) == 0);
+		for (i = 0; i < np; i++)
+			model_del(&alive, mbox_msg(mb, pick[i])->uid);
+		/* this handle's EXPUNGE responses */
+		mbox_purge(mb, &seqs, &n);
+		ok = ok && n == np;
+		for (i = 0; ok && i < n; i++)
+			ok = seqs[i] == pick[np - 1 - i] + 1;
+		test_assert(ok);
+		free(seqs);
+		seqs = NULL;
+		free(idx);
+		idx = NULL;
+		free(pick);
+		pick = NULL;
+	}
+	test_assert(ok);
+	for (i = 0; ok && i < 2; i++)
+		ok = model_sync(h[i], &alive);
+	/* a new handle sees the same */
+	c = open_ok(f, false);
+	test_assert(c != NULL && c->n == alive.n);
+	for (i = 0; c != NULL && ok && i < c->n; i++)
+		ok = mbox_msg(c, i)->uid == alive.uid[i];
+	test_assert(ok);
+	test_assert(mbox_deleted(h[0], &idx) == 0 && idx == NULL);
+out:
+	free(pick);
+	free(idx);
+	free(seqs);
+	free(alive.uid);
+	mbox_close(&c);
+	mbox_close(&h[0]);
+	mbox_close(&h[1]);
+	free(f);
+	test_end();
+}
+
 static void
 test_import(void)
 {
@@ -2003,6 +2266,7 @@ main(void)
 	test_flags();
 	test_readonly();
 	test_expunge();
+	test_expunge_model();
 	test_import();
 	test_legacy_uids();
 	test_legacy_courier_keywords();
