@@ -307,9 +307,17 @@ msgs_append(struct mbox *mb, const struct mbox_msg *m)
 
 	size_t slot;
 
-	if (mb->n == p->seq_cap) {
-		p->seq_cap = p->seq_cap < 64 ? 64 : p->seq_cap * 2;
-		mb->seq = xrealloc(mb->seq, p->seq_cap * sizeof(*mb->seq));
+	if (p->seq_off + mb->n == p->seq_cap) {
+		if (p->seq_off > 0 && p->seq_off >= p->seq_cap / 4) {
+			/* room in front (purges moved the start): use it */
+			memmove(p->seq_mem, mb->seq, mb->n * sizeof(*mb->seq));
+			p->seq_off = 0;
+		} else {
+			p->seq_cap = p->seq_cap < 64 ? 64 : p->seq_cap * 2;
+			p->seq_mem = xrealloc(p->seq_mem,
+			    p->seq_cap * sizeof(*p->seq_mem));
+		}
+		mb->seq = p->seq_mem + p->seq_off;
 	}
 	if (p->nfree > 0) {
 		slot = p->freeslots[--p->nfree];
@@ -326,6 +334,21 @@ msgs_append(struct mbox *mb, const struct mbox_msg *m)
 	mb->slab[slot] = *m;
 	mb->seq[mb->n++] = (uint32_t)slot;
 	msg_count(p, m, 1);
+}
+
+/* The entry at slot is no longer used (its message purged, or dropped
+ * from the end of the list): the next message added takes it. */
+static void
+slot_free(struct mbox *mb, uint32_t slot)
+{
+	struct mbox_priv *p = mb->priv;
+
+	if (p->nfree == p->free_cap) {
+		p->free_cap = p->free_cap < 16 ? 16 : p->free_cap * 2;
+		p->freeslots = xrealloc(p->freeslots,
+		    p->free_cap * sizeof(*p->freeslots));
+	}
+	p->freeslots[p->nfree++] = slot;
 }
 
 static void
@@ -749,11 +772,19 @@ index_adopt(struct mbox *mb, struct mbox_index *idx)
 	free(idx->buf);
 	if (idx->n >= UINT32_MAX)
 		panic("mbox: too many messages in one folder");
+	/* (a handle that lost its log and starts over has no messages
+	   left, only the arrays) */
+	free(mb->slab);
+	free(p->seq_mem);
+	free(p->buf);
+	p->nfree = 0;
 	mb->slab = idx->msgs;
 	mb->n = idx->n;
 	p->slab_cap = p->nslab = idx->n;
-	mb->seq = xmalloc((idx->n + 1) * sizeof(*mb->seq));
+	p->seq_mem = xmalloc((idx->n + 1) * sizeof(*p->seq_mem));
 	p->seq_cap = idx->n + 1;
+	p->seq_off = 0;
+	mb->seq = p->seq_mem;
 	for (size_t i = 0; i < idx->n; i++)
 		mb->seq[i] = (uint32_t)i;
 	p->buf = names;
@@ -1119,6 +1150,7 @@ index_refresh(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 		for (i = 0; i < mb->n; i++)
 			mbox_name_free(p, mbox_msg(mb, i)->name);
 		mb->n = 0;
+		p->nslab = p->nfree = 0;	/* every slot free */
 		p->loaded = false;
 		p->log_id = 0;
 		p->log_seq = 0;
@@ -2241,6 +2273,7 @@ sync_rollback(struct mbox *mb, struct sync_ctx *ctx)
 			if (mbox_msg(mb, i)->recent && mb->nrecent > 0)
 				mb->nrecent--;
 			mbox_name_free(p, mbox_msg(mb, i)->name);
+			slot_free(mb, mb->seq[i]);
 		}
 		mb->n = ctx->fresh_from;
 		mb->uidnext = ctx->uidnext_before;
@@ -2488,7 +2521,7 @@ mbox_close(struct mbox **mbp)
 	free(p->xuids);
 	free(p->freeslots);
 	free(mb->slab);
-	free(mb->seq);
+	free(p->seq_mem);
 	free(p);
 	free(mb->path);
 	free(mb);
@@ -2568,10 +2601,8 @@ mbox_purge_uids(struct mbox *mb, uint32_t **seqs_r, uint32_t **uids_r,
 		seqs = xcalloc(ns, sizeof(*seqs));
 	if (uids_r != NULL)
 		uids = xcalloc(ns, sizeof(*uids));
-	out = pos[0];
 	for (k = 0; k < ns; k++) {
 		struct mbox_msg *m = mbox_msg(mb, pos[k]);
-		size_t next = k + 1 < ns ? pos[k + 1] : mb->n;
 
 		/* descending, as EXPUNGE responses are sent */
 		if (seqs != NULL)
@@ -2582,20 +2613,40 @@ mbox_purge_uids(struct mbox *mb, uint32_t **seqs_r, uint32_t **uids_r,
 			mb->nrecent--;
 		mbox_name_free(p, m->name);
 		m->name = NULL;
-		/* the slot is reused by the next message added */
-		if (p->nfree == p->free_cap) {
-			p->free_cap = p->free_cap < 16 ? 16 : p->free_cap * 2;
-			p->freeslots = xrealloc(p->freeslots,
-			    p->free_cap * sizeof(*p->freeslots));
-		}
-		p->freeslots[p->nfree++] = mb->seq[pos[k]];
-		i = pos[k] + 1;
-		if (next > i)
-			memmove(&mb->seq[out], &mb->seq[i],
-			    (next - i) * sizeof(*mb->seq));
-		out += next - i;
+		slot_free(mb, mb->seq[pos[k]]);
 	}
-	mb->n = out;
+	/* Close the gaps in seq by moving whichever side is shorter: the
+	 * messages after the first one gone down, or those before the
+	 * last one gone up (seq then starts later in its allocation). */
+	if (mb->n - pos[0] <= pos[ns - 1] + 1) {
+		out = pos[0];
+		for (k = 0; k < ns; k++) {
+			size_t next = k + 1 < ns ? pos[k + 1] : mb->n;
+
+			i = pos[k] + 1;
+			if (next > i)
+				memmove(&mb->seq[out], &mb->seq[i],
+				    (next - i) * sizeof(*mb->seq));
+			out += next - i;
+		}
+	} else {
+		out = pos[ns - 1] + 1;	/* the end of the moved part */
+		for (k = ns; k-- > 0;) {
+			size_t prev = k > 0 ? pos[k - 1] + 1 : 0;
+
+			i = pos[k] - prev;
+			out -= i;
+			if (i > 0)
+				memmove(&mb->seq[out], &mb->seq[prev],
+				    i * sizeof(*mb->seq));
+		}
+		if (out != ns)
+			panic("mbox_purge: %zu left in front, %zu gone",
+			    out, ns);
+		mb->seq += ns;
+		p->seq_off += ns;
+	}
+	mb->n -= ns;
 	p->nexpunged = p->nxuids = 0;
 	free(pos);
 	if (seqs_r != NULL)

@@ -45,7 +45,9 @@ struct mbox_priv {
 				   fsync it */
 	size_t slab_cap;	/* allocated entries of mb->slab */
 	size_t nslab;		/* slots of slab used or freed */
-	size_t seq_cap;		/* allocated entries of mb->seq */
+	uint32_t *seq_mem;	/* the allocation mb->seq points into */
+	size_t seq_off;		/* mb->seq - seq_mem */
+	size_t seq_cap;		/* allocated entries of seq_mem */
 	uint32_t *freeslots;	/* slab slots purged, for the next
 				   messages added */
 	size_t nfree, free_cap;
