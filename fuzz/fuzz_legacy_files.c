@@ -200,9 +200,9 @@ check(const struct mbox *mb, size_t want)
 			abort();
 	}
 	for (size_t i = 0; i < mb->n; i++) {
-		const struct mbox_msg *m = &mb->msgs[i];
+		const struct mbox_msg *m = mbox_msg(mb, i);
 
-		if (i > 0 && m->uid <= mb->msgs[i - 1].uid)
+		if (i > 0 && m->uid <= mbox_msg(mb, i - 1)->uid)
 			abort();
 		if (m->uid == 0 || m->uid >= mb->uidnext)
 			abort();
@@ -338,7 +338,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    memchr(before, '\0', blen) == NULL &&
 	    (alen != blen || memcmp(before, after, blen) != 0)) {
 		const char *body = memchr(before, '\n', blen);
-		const struct mbox_msg *last = &mb->msgs[mb->n - 1];
+		const struct mbox_msg *last = mbox_msg(mb, mb->n - 1);
 
 		if (body != NULL) {
 			char *b = xstrndup(body + 1,
@@ -359,9 +359,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (after != NULL && alen > 0 && part[1] != NULL &&
 	    (alen != plen[1] || memcmp(after, part[1], alen) != 0)) {
 		for (size_t i = 0; i < mb->n; i++) {
-			if (!mb->msgs[i].expunged &&
-			    !listed(after, mb->msgs[i].uid, " ",
-			    mb->msgs[i].name))
+			if (!mbox_msg(mb, i)->expunged &&
+			    !listed(after, mbox_msg(mb, i)->uid, " ",
+			    mbox_msg(mb, i)->name))
 				abort();
 		}
 	}

@@ -220,7 +220,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (mbox_open(folder, false, &mb, &error) < 0)
 			abort();
 		for (size_t i = 0; i < mb->n; i++) {
-			int w = which(mb->msgs[i].name);
+			int w = which(mbox_msg(mb, i)->name);
 
 			for (int k = 0; k < MBOX_CACHE_KINDS; k++) {
 				char *v = value(w, k);
@@ -269,13 +269,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(uids);
 	}
 	for (size_t i = 0; i < mb->n; i++) {
-		const struct mbox_msg *m = &mb->msgs[i];
+		const struct mbox_msg *m = mbox_msg(mb, i);
 		int w = which(m->name);
 
 		if (m->modseq == 0 || m->modseq > mbox_highestmodseq(mb))
 			abort();
 		if (w < 0 || m->uid == 0 || m->uid >= mb->uidnext ||
-		    (i > 0 && m->uid <= mb->msgs[i - 1].uid))
+		    (i > 0 && m->uid <= mbox_msg(mb, i - 1)->uid))
 			abort();
 		for (const char *f = m->flags; *f != '\0'; f++)
 			if (strchr("DFPRST", *f) == NULL &&

@@ -444,9 +444,9 @@ url_fetch(struct imap_session *s, const char *url, str_t *out)
 		goto out;
 	if ((u.uidvalidity >= 0 && u.uidvalidity != mb->uidvalidity) ||
 	    (idx = mbox_find_uid(mb, (uint32_t)u.uid)) < 0 ||
-	    mb->msgs[idx].expunged)
+	    mbox_msg(mb, idx)->expunged)
 		goto out;
-	file = mbox_msg_path(mb, &mb->msgs[idx]);
+	file = mbox_msg_path(mb, mbox_msg(mb, idx));
 	fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
 		goto out;
@@ -925,7 +925,7 @@ imap_cmd_replace(struct imap_session *s, struct imap_cmd *c)
 		imap_bad(s, "Invalid message number");
 		goto out;
 	}
-	if (n == 0 || s->mb->msgs[idx[0]].expunged) {
+	if (n == 0 || mbox_msg(s->mb, idx[0])->expunged) {
 		imap_no(s, "[NONEXISTENT] No such message");
 		goto out;
 	}
@@ -934,16 +934,16 @@ imap_cmd_replace(struct imap_session *s, struct imap_cmd *c)
 		goto out;
 	}
 	/* its size (the quota counts the net growth) */
-	if (s->mb->msgs[idx[0]].info_pending &&
+	if (mbox_msg(s->mb, idx[0])->info_pending &&
 	    mbox_msg_info(s->mb, idx[0], &err) < 0)
 		log_warn("%016llx: %s", SID(&s->base), err);
-	if (s->mb->msgs[idx[0]].expunged) {
+	if (mbox_msg(s->mb, idx[0])->expunged) {
 		imap_no(s, "[EXPUNGEISSUED] The message was expunged");
 		goto out;
 	}
-	old_uid = s->mb->msgs[idx[0]].uid;
-	old_size = s->mb->msgs[idx[0]].size;
-	old_path = mbox_msg_path(s->mb, &s->mb->msgs[idx[0]]);
+	old_uid = mbox_msg(s->mb, idx[0])->uid;
+	old_size = mbox_msg(s->mb, idx[0])->size;
+	old_path = mbox_msg_path(s->mb, mbox_msg(s->mb, idx[0]));
 	if (store(s, c, 2, name, old_path, old_size, &st) < 0)
 		goto out;
 	if (st.set.len > 0)

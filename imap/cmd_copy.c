@@ -84,7 +84,7 @@ copy_messages(struct imap_session *s, struct imap_cmd *c, bool move)
 		 * below) */
 		if (mbox_msg_info(s->mb, idx[k], &err) < 0)
 			log_warn("%016llx: %s", SID(&s->base), err);
-		bytes += s->mb->msgs[idx[k]].size;
+		bytes += mbox_msg(s->mb, idx[k])->size;
 	}
 	if (!move &&
 	    maildir_quota_check(s->maildir, &s->quota, bytes, &err) == 0) {
@@ -95,7 +95,7 @@ copy_messages(struct imap_session *s, struct imap_cmd *c, bool move)
 	dst_uids = xcalloc(n + 1, sizeof(*dst_uids));
 	made = xcalloc(n + 1, sizeof(*made));
 	for (size_t k = 0; k < n; k++) {
-		struct mbox_msg *m = &s->mb->msgs[idx[k]];
+		struct mbox_msg *m = mbox_msg(s->mb, idx[k]);
 		char flags[MAILDIR_FLAGS_MAX + 1];
 		char *src = mbox_msg_path(s->mb, m), *newpath = NULL;
 		uint32_t uid;
@@ -129,14 +129,14 @@ copy_messages(struct imap_session *s, struct imap_cmd *c, bool move)
 			src = NULL;
 			if (tries == 3 || mbox_sync(s->mb, NULL, &serr) < 0)
 				break;
-			m = &s->mb->msgs[idx[k]];
+			m = mbox_msg(s->mb, idx[k]);
 			if (m->expunged)
 				break;
 			src = mbox_msg_path(s->mb, m);
 			translate_flags(s->mb, dst, m->flags, flags);
 		}
 		if (src == NULL) {
-			if (s->mb->msgs[idx[k]].expunged) {
+			if (mbox_msg(s->mb, idx[k])->expunged) {
 				gone++;
 			} else {
 				log_error("%016llx: copy: %s", SID(&s->base), err);
@@ -147,7 +147,7 @@ copy_messages(struct imap_session *s, struct imap_cmd *c, bool move)
 		free(src);
 		made[nmade++] = newpath;
 		uid = mbox_uid_of_added(dst, imap_basename_of(newpath), &err);
-		m = &s->mb->msgs[idx[k]];
+		m = mbox_msg(s->mb, idx[k]);
 		if (uid == 0) {
 			log_error("%016llx: copy into %s: %s", SID(&s->base), dst->path,
 			    err);

@@ -39,7 +39,7 @@ imap_expunge_deleted(struct imap_session *s, const char *uidset, bool report)
 		n = mbox_deleted(s->mb, &idx);
 	}
 	for (size_t j = 0; j < n; j++) {
-		const struct mbox_msg *m = &s->mb->msgs[idx[j]];
+		const struct mbox_msg *m = mbox_msg(s->mb, idx[j]);
 
 		if (strchr(m->flags, 'T') == NULL || m->expunged)
 			continue;
@@ -47,7 +47,7 @@ imap_expunge_deleted(struct imap_session *s, const char *uidset, bool report)
 		if (m->info_pending &&
 		    mbox_msg_info(s->mb, idx[j], &err) < 0)
 			log_warn("%016llx: %s", SID(&s->base), err);
-		m = &s->mb->msgs[idx[j]];
+		m = mbox_msg(s->mb, idx[j]);
 		bytes += (int64_t)m->size;
 		idx[k++] = idx[j];
 	}

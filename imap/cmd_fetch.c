@@ -201,7 +201,7 @@ static bool
 answer_without_file(struct imap_session *s, const struct fetch_att *att,
     size_t i, char *cached[MBOX_CACHE_KINDS])
 {
-	const struct mbox_msg *m = &s->mb->msgs[i];
+	const struct mbox_msg *m = mbox_msg(s->mb, i);
 
 	for (size_t k = 0; k < att->n; k++) {
 		enum mbox_cache_kind ck;
@@ -247,7 +247,7 @@ answer_without_file(struct imap_session *s, const struct fetch_att *att,
 static bool
 fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 {
-	struct mbox_msg *m = &s->mb->msgs[i];
+	struct mbox_msg *m = mbox_msg(s->mb, i);
 	const struct fetch_att *att = &fs->att;
 	char *cached[MBOX_CACHE_KINDS] = { NULL };
 	bool need_data = false, need_info = false, set_seen = false;
@@ -295,7 +295,7 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 		 * what the index and the cache still hold (the sync that
 		 * found it gone may have learned more); NO [EXPUNGEISSUED]
 		 * only when an item is left that only the file had. */
-		m = &s->mb->msgs[i];
+		m = mbox_msg(s->mb, i);
 		if (!answer_without_file(s, att, i, cached)) {
 			for (size_t k = 0; k < MBOX_CACHE_KINDS; k++)
 				free(cached[k]);
@@ -304,7 +304,7 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 		}
 		need_data = false;
 	} else if (need_data) {
-		m = &s->mb->msgs[i];
+		m = mbox_msg(s->mb, i);
 		if (!m->info_pending)
 			fm.vsize = m->vsize;
 		/* the reply goes straight into s->out: room for this message
@@ -327,7 +327,7 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 			fs->gone = true;
 			return false;
 		}
-		m = &s->mb->msgs[i];
+		m = mbox_msg(s->mb, i);
 	}
 	/* BINARY sections decoded before anything is written: one whose
 	 * encoding is not known fails the FETCH, and this message gets no
@@ -356,7 +356,7 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 		/* published now, so that the MODSEQ shown is the new one */
 		if (s->condstore && mbox_flush(s->mb, &err) < 0)
 			log_warn("%016llx: %s", SID(&s->base), err);
-		m = &s->mb->msgs[i];
+		m = mbox_msg(s->mb, i);
 		m->flags_changed = false;
 		set_seen = true;
 	}
@@ -676,7 +676,7 @@ bad_mods:
 
 			fs->modseq = true;
 			for (size_t k = 0; k < fs->n; k++)
-				if (s->mb->msgs[fs->idx[k]].modseq >
+				if (mbox_msg(s->mb, fs->idx[k])->modseq >
 				    fs->since && fs->idx[k] < s->known)
 					fs->idx[out++] = fs->idx[k];
 			fs->n = out;

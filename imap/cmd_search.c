@@ -231,7 +231,7 @@ imap_search_run(struct imap_session *s, const struct search_key *root,
 	size_t n = s->mb->n;
 
 	for (size_t i = 0; i < n; i++) {
-		struct mbox_msg *m = &s->mb->msgs[i];
+		struct mbox_msg *m = mbox_msg(s->mb, i);
 		struct search_ctx sc = { s, i, STR_INIT, 0 };
 
 		if (need_info && m->info_pending) {
@@ -241,7 +241,7 @@ imap_search_run(struct imap_session *s, const struct search_key *root,
 				log_warn("%016llx: %s", SID(&s->base), err);
 			if (r != 0)
 				continue;	/* gone: no match */
-			m = &s->mb->msgs[i];
+			m = mbox_msg(s->mb, i);
 		}
 		/* loading the message may re-sync and move msgs: keep
 		 * nothing that points into it */
@@ -255,7 +255,7 @@ imap_search_run(struct imap_session *s, const struct search_key *root,
 		struct search_msg sm = {
 			.seq = (uint32_t)(i + 1), .uid = uid,
 			.max_seq = (uint32_t)n,
-			.max_uid = n > 0 ? s->mb->msgs[n - 1].uid : 0,
+			.max_uid = n > 0 ? mbox_msg(s->mb, n - 1)->uid : 0,
 			.flags = flags,
 			.emailid = need_emailid ? emailid : NULL,
 			.recent = m->recent,
@@ -316,7 +316,7 @@ save_result(struct imap_session *s, unsigned ret,
 	s->searchres = xmalloc(n * sizeof(*s->searchres));
 	for (size_t j = 0; j < n; j++) {
 		if (returned(ret, part, j, n))
-			s->searchres[k++] = s->mb->msgs[idx[j]].uid;
+			s->searchres[k++] = mbox_msg(s->mb, idx[j])->uid;
 	}
 	s->nsearchres = k;
 }
@@ -358,14 +358,14 @@ imap_cmd_search(struct imap_session *s, struct imap_cmd *c)
 	if (nidx > 0)
 		hits = xcalloc(nidx, sizeof(*hits));
 	for (size_t k = 0; k < nidx; k++)
-		hits[k] = c->uid ? s->mb->msgs[idx[k]].uid :
+		hits[k] = c->uid ? mbox_msg(s->mb, idx[k])->uid :
 		    (uint32_t)(idx[k] + 1);
 	if (imap_search_has_modseq(root)) {
 		/* RFC 7162 3.1.5: the highest modseq of the messages
 		 * returned (MIN, MAX and PARTIAL alone: of those) */
 		imap_condstore_enable(s);
 		for (size_t k = 0; k < nidx; k++) {
-			uint64_t v = s->mb->msgs[idx[k]].modseq;
+			uint64_t v = mbox_msg(s->mb, idx[k])->modseq;
 
 			if (ret != 0 && !returned(ret, &part, k, nidx))
 				continue;
@@ -390,7 +390,7 @@ imap_cmd_search(struct imap_session *s, struct imap_cmd *c)
 		uint32_t *uids = xcalloc(nidx > 0 ? nidx : 1, sizeof(*uids));
 
 		for (size_t k = 0; k < nidx; k++)
-			uids[k] = s->mb->msgs[idx[k]].uid;
+			uids[k] = mbox_msg(s->mb, idx[k])->uid;
 		imap_context_add(s, c, root, NULL, uids, nidx);
 		root = NULL;
 		free(uids);
@@ -589,7 +589,7 @@ imap_contexts_report(struct imap_session *s)
 			imap_search_run(s, x->root, &idx, &nn);
 			nw = xcalloc(nn > 0 ? nn : 1, sizeof(*nw));
 			for (size_t j = 0; j < nn; j++)
-				nw[j] = s->mb->msgs[idx[j]].uid;
+				nw[j] = mbox_msg(s->mb, idx[j])->uid;
 			free(idx);
 		}
 		if (x->sort)

@@ -113,7 +113,7 @@ qresync_report(struct imap_session *s, const struct qresync *q)
 		return;		/* a full resync: nothing to add */
 	imap_report_vanished_since(s, q->modseq, set);
 	for (size_t i = 0; i < s->mb->n; i++) {
-		const struct mbox_msg *m = &s->mb->msgs[i];
+		const struct mbox_msg *m = mbox_msg(s->mb, i);
 
 		if (m->modseq <= q->modseq ||
 		    (set != NULL && !imap_seqset_has(set, m->uid, star)))
@@ -189,7 +189,7 @@ imap_cmd_select(struct imap_session *s, struct imap_cmd *c)
 		free(uids);
 	}
 	for (size_t i = 0; i < s->mb->n; i++) {
-		struct mbox_msg *m = &s->mb->msgs[i];
+		struct mbox_msg *m = mbox_msg(s->mb, i);
 
 		m->flags_changed = false;
 		if (examine && !m->in_cur)

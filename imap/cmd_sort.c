@@ -149,14 +149,14 @@ load_keys(struct imap_session *s, const size_t *idx, size_t n,
 	}
 	for (size_t j = 0; j < n; j++) {
 		size_t i = idx[j];
-		struct mbox_msg *m = &s->mb->msgs[i];
+		struct mbox_msg *m = mbox_msg(s->mb, i);
 		struct sort_msg *sm = &k->v[j];
 
 		if (info && m->info_pending &&
 		    mbox_msg_info(s->mb, i, &err) < 0)
 			log_warn("%016llx: %s", SID(&s->base), err);
 		/* the reads may re-sync: msgs may have moved */
-		m = &s->mb->msgs[i];
+		m = mbox_msg(s->mb, i);
 		sm->seq = (uint32_t)(i + 1);
 		sm->uid = m->uid;
 		sm->size = m->vsize;
@@ -237,7 +237,7 @@ order_key_make(const struct imap_session *s, const struct sort_prog *prog,
 	}
 	k->prog[j] = '\0';
 	for (size_t i = 0; i < n; i++) {
-		uint64_t u = s->mb->msgs[idx[i]].uid;
+		uint64_t u = mbox_msg(s->mb, idx[i])->uid;
 
 		h1 = (h1 ^ u) * 1099511628211ULL;
 		h2 = (h2 ^ u) * 0xbf58476d1ce4e5b9ULL;
@@ -398,8 +398,8 @@ imap_cmd_sort(struct imap_session *s, struct imap_cmd *c)
 		/* RFC 7162 3.1.5: the highest modseq of those found */
 		imap_condstore_enable(s);
 		for (size_t k = 0; k < n; k++)
-			if (s->mb->msgs[idx[k]].modseq > modseq)
-				modseq = s->mb->msgs[idx[k]].modseq;
+			if (mbox_msg(s->mb, idx[k])->modseq > modseq)
+				modseq = mbox_msg(s->mb, idx[k])->modseq;
 	}
 	uids = sorted_uids(s, &prog, idx, n);
 	hits = xcalloc(n > 0 ? n : 1, sizeof(*hits));

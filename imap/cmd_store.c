@@ -94,7 +94,7 @@ imap_cmd_store(struct imap_session *s, struct imap_cmd *c)
 	if (cond)
 		imap_condstore_enable(s);
 	for (size_t k = 0; k < n; k++) {
-		struct mbox_msg *m = &s->mb->msgs[idx[k]];
+		struct mbox_msg *m = mbox_msg(s->mb, idx[k]);
 		char next[64], norm[MAILDIR_FLAGS_MAX + 1];
 		size_t len = 0;
 		int r = 0;
@@ -128,7 +128,7 @@ imap_cmd_store(struct imap_session *s, struct imap_cmd *c)
 		    (r = mbox_set_flags_cond(s->mb, idx[k], norm, cond ?
 		    since : 0, &err)) < 0)
 			log_warn("%016llx: %s", SID(&s->base), err);
-		m = &s->mb->msgs[idx[k]];
+		m = mbox_msg(s->mb, idx[k]);
 		if (r == 2) {
 			modified = xrealloc(modified, (nmod + 1) *
 			    sizeof(*modified));
@@ -143,7 +143,7 @@ imap_cmd_store(struct imap_session *s, struct imap_cmd *c)
 	 * modseqs */
 	mbox_flush(s->mb, &err);
 	for (size_t k = 0; k < nshow; k++) {
-		const struct mbox_msg *m = &s->mb->msgs[idx[k]];
+		const struct mbox_msg *m = mbox_msg(s->mb, idx[k]);
 
 		if (!silent) {
 			imap_fetch_flags_line(s, idx[k], c->uid);

@@ -126,7 +126,7 @@ imap_announce_keywords(struct imap_session *s)
 void
 imap_fetch_flags_line(struct imap_session *s, size_t i, bool uid)
 {
-	const struct mbox_msg *m = &s->mb->msgs[i];
+	const struct mbox_msg *m = mbox_msg(s->mb, i);
 	str_t f = STR_INIT;
 
 	imap_announce_keywords(s);
@@ -182,13 +182,13 @@ gaps_add(const struct mbox *mb, uint32_t lo, uint32_t hi, str_t *line)
 	while (a < b) {
 		size_t mid = a + (b - a) / 2;
 
-		if (mb->msgs[mid].uid < lo)
+		if (mbox_msg(mb, mid)->uid < lo)
 			a = mid + 1;
 		else
 			b = mid;
 	}
 	for (i = a; next <= hi; i++) {
-		stop = i < mb->n && mb->msgs[i].uid <= hi ? mb->msgs[i].uid :
+		stop = i < mb->n && mbox_msg(mb, i)->uid <= hi ? mbox_msg(mb, i)->uid :
 		    hi + 1;
 		if (stop > next)
 			range_add(line, next, stop - 1);
@@ -214,7 +214,7 @@ imap_report_vanished_since(struct imap_session *s, uint64_t since,
 
 			if ((set == NULL ||
 			    imap_seqset_has(set, uids[k], star)) &&
-			    (i < 0 || s->mb->msgs[i].expunged))
+			    (i < 0 || mbox_msg(s->mb, i)->expunged))
 				uids[no++] = uids[k];
 		}
 		if (no > 0)
@@ -353,7 +353,7 @@ imap_sync_report(struct imap_session *s, bool allow_expunge)
 	announced = s->known;
 	if (s->mb->n != s->known) {
 		for (size_t i = s->known; s->readonly && i < s->mb->n; i++) {
-			struct mbox_msg *m = &s->mb->msgs[i];
+			struct mbox_msg *m = mbox_msg(s->mb, i);
 
 			if (!m->in_cur && !m->recent) {
 				m->recent = true;
@@ -375,7 +375,7 @@ imap_sync_report(struct imap_session *s, bool allow_expunge)
 
 		if (i < 0)
 			continue;
-		m = &s->mb->msgs[i];
+		m = mbox_msg(s->mb, i);
 		if (!m->flags_changed || m->expunged)
 			continue;
 		m->flags_changed = false;
@@ -433,7 +433,7 @@ uid_lower_bound(const struct mbox *mb, uint64_t v)
 	while (a < b) {
 		size_t mid = a + (b - a) / 2;
 
-		if (mb->msgs[mid].uid < v)
+		if (mbox_msg(mb, mid)->uid < v)
 			a = mid + 1;
 		else
 			b = mid;
@@ -490,7 +490,7 @@ imap_resolve_set(const struct imap_session *s, const char *text, bool uid,
 	sp = xcalloc(set.n + 1, sizeof(*sp));
 	for (size_t r = 0; r < set.n; r++) {
 		uint32_t lo = set.r[r].lo, hi = set.r[r].hi;
-		uint32_t star = uid ? (mb->n > 0 ? mb->msgs[mb->n - 1].uid : 0) :
+		uint32_t star = uid ? (mb->n > 0 ? mbox_msg(mb, mb->n - 1)->uid : 0) :
 		    (uint32_t)mb->n;
 
 		if (lo == IMAP_SEQ_STAR)
@@ -553,7 +553,7 @@ static int
 open_message(struct imap_session *s, size_t i, struct stat *st)
 {
 	for (int attempt = 0; attempt < 2; attempt++) {
-		struct mbox_msg *m = &s->mb->msgs[i];
+		struct mbox_msg *m = mbox_msg(s->mb, i);
 		char *path = mbox_msg_path(s->mb, m);
 		int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
 		    O_NONBLOCK);
@@ -593,7 +593,7 @@ imap_read_message(struct imap_session *s, size_t i, char **raw, size_t *len)
 	close(fd);
 	if (r < 0)
 		return -1;
-	if (*len == (size_t)st.st_size && s->mb->msgs[i].info_pending)
+	if (*len == (size_t)st.st_size && mbox_msg(s->mb, i)->info_pending)
 		mbox_msg_learn(s->mb, i, &st, mime_crlf_size(*raw, *len));
 	return 0;
 }

@@ -249,11 +249,11 @@ msg_count_all(struct mbox *mb)
 	p->messages = p->unseen = p->recent = 0;
 	p->nexpunged = p->nxuids = 0;
 	for (i = 0; i < mb->n; i++) {
-		msg_count(p, &mb->msgs[i], 1);
-		if (mb->msgs[i].expunged) {
+		msg_count(p, mbox_msg(mb, i), 1);
+		if (mbox_msg(mb, i)->expunged) {
 			p->nexpunged++;
 			uids_add(&p->xuids, &p->nxuids, &p->xuids_cap,
-			    mb->msgs[i].uid);
+			    mbox_msg(mb, i)->uid);
 		}
 	}
 }
@@ -282,7 +282,7 @@ static void
 set_expunged(struct mbox *mb, size_t i, bool log)
 {
 	struct mbox_priv *p = mb->priv;
-	struct mbox_msg *m = &mb->msgs[i];
+	struct mbox_msg *m = mbox_msg(mb, i);
 
 	if (m->expunged)
 		return;
@@ -305,12 +305,50 @@ msgs_append(struct mbox *mb, const struct mbox_msg *m)
 {
 	struct mbox_priv *p = mb->priv;
 
-	if (mb->n == p->msgs_cap) {
-		p->msgs_cap = p->msgs_cap < 64 ? 64 : p->msgs_cap * 2;
-		mb->msgs = xrealloc(mb->msgs, p->msgs_cap * sizeof(*mb->msgs));
+	size_t slot;
+
+	if (p->seq_off + mb->n == p->seq_cap) {
+		if (p->seq_off > 0 && p->seq_off >= p->seq_cap / 4) {
+			/* room in front (purges moved the start): use it */
+			memmove(p->seq_mem, mb->seq, mb->n * sizeof(*mb->seq));
+			p->seq_off = 0;
+		} else {
+			p->seq_cap = p->seq_cap < 64 ? 64 : p->seq_cap * 2;
+			p->seq_mem = xrealloc(p->seq_mem,
+			    p->seq_cap * sizeof(*p->seq_mem));
+		}
+		mb->seq = p->seq_mem + p->seq_off;
 	}
-	mb->msgs[mb->n++] = *m;
+	if (p->nfree > 0) {
+		slot = p->freeslots[--p->nfree];
+	} else {
+		if (p->nslab == p->slab_cap) {
+			p->slab_cap = p->slab_cap < 64 ? 64 : p->slab_cap * 2;
+			mb->slab = xrealloc(mb->slab,
+			    p->slab_cap * sizeof(*mb->slab));
+		}
+		if (p->nslab >= UINT32_MAX)
+			panic("mbox: too many messages in one folder");
+		slot = p->nslab++;
+	}
+	mb->slab[slot] = *m;
+	mb->seq[mb->n++] = (uint32_t)slot;
 	msg_count(p, m, 1);
+}
+
+/* The entry at slot is no longer used (its message purged, or dropped
+ * from the end of the list): the next message added takes it. */
+static void
+slot_free(struct mbox *mb, uint32_t slot)
+{
+	struct mbox_priv *p = mb->priv;
+
+	if (p->nfree == p->free_cap) {
+		p->free_cap = p->free_cap < 16 ? 16 : p->free_cap * 2;
+		p->freeslots = xrealloc(p->freeslots,
+		    p->free_cap * sizeof(*p->freeslots));
+	}
+	p->freeslots[p->nfree++] = slot;
 }
 
 static void
@@ -328,7 +366,7 @@ touched_add(struct mbox_priv *p, size_t i)
 static void
 set_name(struct mbox *mb, size_t i, char *name, bool in_cur)
 {
-	struct mbox_msg *m = &mb->msgs[i];
+	struct mbox_msg *m = mbox_msg(mb, i);
 
 	msg_count(mb->priv, m, -1);
 	mbox_name_free(mb->priv, m->name);
@@ -351,7 +389,7 @@ finish_touched(struct mbox *mb)
 	for (k = 0; k < p->ntouched; k++) {
 		if (p->touched[k] >= mb->n)
 			continue;	/* added, then rolled back */
-		m = &mb->msgs[p->touched[k]];
+		m = mbox_msg(mb, p->touched[k]);
 		if (m->expunged)
 			continue;
 		mbox_name_flags(m->name, flags);
@@ -371,7 +409,7 @@ finish_touched(struct mbox *mb)
 static void
 mark_expunged(struct mbox *mb, size_t i)
 {
-	struct mbox_msg *m = &mb->msgs[i];
+	struct mbox_msg *m = mbox_msg(mb, i);
 
 	if (m->expunged)
 		return;
@@ -732,9 +770,23 @@ index_adopt(struct mbox *mb, struct mbox_index *idx)
 			free(name);	/* not in the text: its own copy */
 	}
 	free(idx->buf);
-	mb->msgs = idx->msgs;
+	if (idx->n >= UINT32_MAX)
+		panic("mbox: too many messages in one folder");
+	/* (a handle that lost its log and starts over has no messages
+	   left, only the arrays) */
+	free(mb->slab);
+	free(p->seq_mem);
+	free(p->buf);
+	p->nfree = 0;
+	mb->slab = idx->msgs;
 	mb->n = idx->n;
-	p->msgs_cap = idx->n;
+	p->slab_cap = p->nslab = idx->n;
+	p->seq_mem = xmalloc((idx->n + 1) * sizeof(*p->seq_mem));
+	p->seq_cap = idx->n + 1;
+	p->seq_off = 0;
+	mb->seq = p->seq_mem;
+	for (size_t i = 0; i < idx->n; i++)
+		mb->seq[i] = (uint32_t)i;
 	p->buf = names;
 	p->buflen = total > 0 ? total : 1;
 	idx->msgs = NULL;
@@ -758,20 +810,20 @@ index_merge(struct mbox *mb, struct mbox_index *idx)
 {
 	struct mbox_priv *p = mb->priv;
 	size_t n0 = mb->n, i = 0, j = 0;
-	uint32_t maxuid = n0 > 0 ? mb->msgs[n0 - 1].uid : 0;
+	uint32_t maxuid = n0 > 0 ? mbox_msg(mb, n0 - 1)->uid : 0;
 	bool same_cache = idx->cache_id == 0 || idx->cache_id == p->cache_id;
 	struct mbox_msg *m, *d, add;
 
 	while (i < n0 || j < idx->n) {
 		if (j == idx->n ||
-		    (i < n0 && mb->msgs[i].uid < idx->msgs[j].uid)) {
+		    (i < n0 && mbox_msg(mb, i)->uid < idx->msgs[j].uid)) {
 			/* gone: another process found the file missing */
 			set_expunged(mb, i, false);
 			i++;
 			continue;
 		}
 		d = &idx->msgs[j];
-		if (i == n0 || mb->msgs[i].uid > d->uid) {
+		if (i == n0 || mbox_msg(mb, i)->uid > d->uid) {
 			if (d->uid > maxuid) {
 				add = *d;
 				add.name = xstrdup(d->name);
@@ -781,7 +833,7 @@ index_merge(struct mbox *mb, struct mbox_index *idx)
 			j++;
 			continue;
 		}
-		m = &mb->msgs[i];
+		m = mbox_msg(mb, i);
 		if (!m->expunged) {
 			if (m->in_cur != d->in_cur ||
 			    strcmp(m->name, d->name) != 0)
@@ -929,7 +981,7 @@ log_apply(void *ctx, const struct mbox_log_item *it)
 		if (i < 0) {
 			if (d->uid >= mb->uidnext)
 				mb->uidnext = d->uid + 1;
-			if (mb->n > 0 && d->uid <= mb->msgs[mb->n - 1].uid)
+			if (mb->n > 0 && d->uid <= mbox_msg(mb, mb->n - 1)->uid)
 				break;	/* expunged and purged here */
 			add = *d;
 			add.name = xstrdup(d->name);
@@ -937,7 +989,7 @@ log_apply(void *ctx, const struct mbox_log_item *it)
 			msgs_append(mb, &add);
 			break;
 		}
-		m = &mb->msgs[i];
+		m = mbox_msg(mb, i);
 		if (m->expunged)
 			break;
 		if (m->in_cur != d->in_cur || strcmp(m->name, d->name) != 0)
@@ -1096,8 +1148,9 @@ index_refresh(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 
 		/* start over: UIDs given out in the lost log are unknown */
 		for (i = 0; i < mb->n; i++)
-			mbox_name_free(p, mb->msgs[i].name);
+			mbox_name_free(p, mbox_msg(mb, i)->name);
 		mb->n = 0;
+		p->nslab = p->nfree = 0;	/* every slot free */
 		p->loaded = false;
 		p->log_id = 0;
 		p->log_seq = 0;
@@ -1275,7 +1328,7 @@ kh_lookup(const struct keyhash *h, const struct mbox *mb, const char *key,
 	for (s = hash & h->mask; (sl = &h->slots[s])->idx != 0;
 	    s = (s + 1) & h->mask) {
 		if (sl->hash == hash &&
-		    key_eq(mb->msgs[h->cand[sl->idx - 1]].name, key, klen))
+		    key_eq(mbox_msg(mb, h->cand[sl->idx - 1])->name, key, klen))
 			break;
 	}
 	*slot_r = s;
@@ -1305,7 +1358,7 @@ kh_build(struct keyhash *h, const struct mbox *mb, const bool list[2])
 	if (list[1]) {
 		h->cand = xmalloc((mb->n + 1) * sizeof(*h->cand));
 		for (i = 0; i < mb->n; i++) {
-			if (!mb->msgs[i].expunged)
+			if (!mbox_msg(mb, i)->expunged)
 				h->cand[h->ncand++] = i;
 		}
 	} else {
@@ -1313,7 +1366,7 @@ kh_build(struct keyhash *h, const struct mbox *mb, const bool list[2])
 		 * are the last ones but for a few left by EXAMINE */
 		h->cand = xmalloc((p->recent + 1) * sizeof(*h->cand));
 		for (i = mb->n, left = p->recent; left > 0 && i-- > 0; ) {
-			if (mb->msgs[i].expunged || mb->msgs[i].in_cur)
+			if (mbox_msg(mb, i)->expunged || mbox_msg(mb, i)->in_cur)
 				continue;
 			h->cand[h->ncand++] = i;
 			left--;
@@ -1331,7 +1384,7 @@ kh_build(struct keyhash *h, const struct mbox *mb, const bool list[2])
 	h->slots = xcalloc(cap, sizeof(*h->slots));
 	h->mask = cap - 1;
 	for (k = 0; k < h->ncand; k++) {
-		name = mb->msgs[h->cand[k]].name;
+		name = mbox_msg(mb, h->cand[k])->name;
 		klen = key_len(name);
 		hash = kh_hash(name, klen);
 		if (kh_lookup(h, mb, name, klen, hash, &s) != 0)
@@ -1477,7 +1530,7 @@ int
 mbox_msg_info(struct mbox *mb, size_t i, const char **error_r)
 {
 	for (int attempt = 0; attempt < 2; attempt++) {
-		struct mbox_msg *m = &mb->msgs[i];
+		struct mbox_msg *m = mbox_msg(mb, i);
 
 		if (!m->info_pending)
 			return 0;
@@ -1501,7 +1554,7 @@ void
 mbox_msg_learn(struct mbox *mb, size_t i, const struct stat *st,
     uint64_t vsize)
 {
-	struct mbox_msg *m = &mb->msgs[i];
+	struct mbox_msg *m = mbox_msg(mb, i);
 	struct maildir_name mn;
 
 	if (!m->info_pending || !S_ISREG(st->st_mode))
@@ -1570,7 +1623,7 @@ match_listing(const struct mbox *mb, const struct keyhash *h,
 		mt->chosen[j] = k + 1;
 	}
 	for (j = 0; j < h->ncand; j++) {
-		m = &mb->msgs[h->cand[j]];
+		m = mbox_msg(mb, h->cand[j]);
 		if (!m->expunged && mt->chosen[j] == 0 && list[m->in_cur])
 			mt->missing++;
 	}
@@ -1642,7 +1695,7 @@ add_fresh(struct mbox *mb, struct sync_ctx *ctx, const struct listing *l,
 		qsort(f, nf, sizeof(*f), fresh_uid_cmp);
 	ctx->fresh_from = mb->n;
 	ctx->assigned = nf > 0;
-	last = mb->n > 0 ? mb->msgs[mb->n - 1].uid : 0;
+	last = mb->n > 0 ? mbox_msg(mb, mb->n - 1)->uid : 0;
 	for (k = 0; k < nf; k++) {
 		if (f[k].m.uid <= last)
 			continue;	/* cannot happen: UIDs only grow */
@@ -1783,7 +1836,7 @@ dirs_sync(struct mbox *mb, struct sync_ctx *ctx, const char **error_r)
 		const struct lent *e;
 
 		j = h.cand[c];
-		m = &mb->msgs[j];
+		m = mbox_msg(mb, j);
 		if (m->expunged)
 			continue;
 		if (mt.chosen[c] == 0) {
@@ -1844,7 +1897,7 @@ take_new(struct mbox *mb)
 	/* new/ holds few messages: look for them from the end, where
 	 * new ones are, and only as far as the recent count says */
 	for (i = mb->n; p->recent > 0 && i-- > 0; ) {
-		m = &mb->msgs[i];
+		m = mbox_msg(mb, i);
 		if (m->expunged || m->in_cur)
 			continue;
 		if (!any) {
@@ -1959,7 +2012,7 @@ static void
 recent_sync(struct mbox *mb, bool take, bool built, uint32_t first_new)
 {
 	struct mbox_priv *p = mb->priv;
-	uint32_t top = mb->n > 0 ? mb->msgs[mb->n - 1].uid : 0, r;
+	uint32_t top = mb->n > 0 ? mbox_msg(mb, mb->n - 1)->uid : 0, r;
 	bool take_them = take && !mb->readonly;
 	struct mbox_msg *m;
 	size_t i;
@@ -1973,8 +2026,8 @@ recent_sync(struct mbox *mb, bool take, bool built, uint32_t first_new)
 	if (r > mb->uidnext)
 		r = mb->uidnext;
 	if (take_them || mb->readonly) {
-		for (i = mb->n; i-- > 0 && mb->msgs[i].uid >= r; ) {
-			m = &mb->msgs[i];
+		for (i = mb->n; i-- > 0 && mbox_msg(mb, i)->uid >= r; ) {
+			m = mbox_msg(mb, i);
 			if (m->expunged || m->recent)
 				continue;
 			m->recent = true;
@@ -2107,9 +2160,9 @@ log_write(struct mbox *mb, const char **error_r)
 			continue;
 		last = p->chg[k];
 		i = mbox_find_uid(mb, last);
-		if (i < 0 || mb->msgs[i].expunged)
+		if (i < 0 || mbox_msg(mb, i)->expunged)
 			continue;
-		mbox_log_put_msg(&b, &mb->msgs[i]);
+		mbox_log_put_msg(&b, mbox_msg(mb, i));
 	}
 	if (mbox_log_append(p->log_fd, p->log_seq + 1, &b, p->durable,
 	    error_r) < 0) {
@@ -2151,7 +2204,7 @@ modseq_assign(struct mbox *mb)
 	for (k = 0; k < p->nmod; k++) {
 		i = mbox_find_uid(mb, p->mod[k]);
 		if (i >= 0)
-			mb->msgs[i].modseq = p->modseq;
+			mbox_msg(mb, i)->modseq = p->modseq;
 	}
 	/* (mod is cleared with the other changes once published: if the
 	 * write fails they get a newer modseq at the next attempt, above
@@ -2216,10 +2269,11 @@ sync_rollback(struct mbox *mb, struct sync_ctx *ctx)
 
 	if (ctx->assigned) {
 		for (i = ctx->fresh_from; i < mb->n; i++) {
-			msg_count(p, &mb->msgs[i], -1);
-			if (mb->msgs[i].recent && mb->nrecent > 0)
+			msg_count(p, mbox_msg(mb, i), -1);
+			if (mbox_msg(mb, i)->recent && mb->nrecent > 0)
 				mb->nrecent--;
-			mbox_name_free(p, mb->msgs[i].name);
+			mbox_name_free(p, mbox_msg(mb, i)->name);
+			slot_free(mb, mb->seq[i]);
 		}
 		mb->n = ctx->fresh_from;
 		mb->uidnext = ctx->uidnext_before;
@@ -2448,7 +2502,7 @@ mbox_close(struct mbox **mbp)
 	mbox_cache_close(mb);
 	mbox_cache_free(mb);
 	for (i = 0; i < mb->n; i++)
-		mbox_name_free(p, mb->msgs[i].name);
+		mbox_name_free(p, mbox_msg(mb, i)->name);
 	for (i = 0; i < 26; i++)
 		free(mb->keywords[i]);
 	if (p->lock_fd >= 0)
@@ -2465,8 +2519,10 @@ mbox_close(struct mbox **mbp)
 	free(p->fchg);
 	free(p->del);
 	free(p->xuids);
+	free(p->freeslots);
+	free(mb->slab);
+	free(p->seq_mem);
 	free(p);
-	free(mb->msgs);
 	free(mb->path);
 	free(mb);
 	*mbp = NULL;
@@ -2535,7 +2591,7 @@ mbox_purge_uids(struct mbox *mb, uint32_t **seqs_r, uint32_t **uids_r,
 		if (k > 0 && p->xuids[k] == p->xuids[k - 1])
 			continue;
 		f = mbox_find_uid(mb, p->xuids[k]);
-		if (f >= 0 && mb->msgs[f].expunged)
+		if (f >= 0 && mbox_msg(mb, f)->expunged)
 			pos[ns++] = (size_t)f;
 	}
 	if (ns != p->nexpunged)
@@ -2545,10 +2601,8 @@ mbox_purge_uids(struct mbox *mb, uint32_t **seqs_r, uint32_t **uids_r,
 		seqs = xcalloc(ns, sizeof(*seqs));
 	if (uids_r != NULL)
 		uids = xcalloc(ns, sizeof(*uids));
-	out = pos[0];
 	for (k = 0; k < ns; k++) {
-		struct mbox_msg *m = &mb->msgs[pos[k]];
-		size_t next = k + 1 < ns ? pos[k + 1] : mb->n;
+		struct mbox_msg *m = mbox_msg(mb, pos[k]);
 
 		/* descending, as EXPUNGE responses are sent */
 		if (seqs != NULL)
@@ -2558,13 +2612,41 @@ mbox_purge_uids(struct mbox *mb, uint32_t **seqs_r, uint32_t **uids_r,
 		if (m->recent && mb->nrecent > 0)
 			mb->nrecent--;
 		mbox_name_free(p, m->name);
-		i = pos[k] + 1;
-		if (next > i)
-			memmove(&mb->msgs[out], &mb->msgs[i],
-			    (next - i) * sizeof(*mb->msgs));
-		out += next - i;
+		m->name = NULL;
+		slot_free(mb, mb->seq[pos[k]]);
 	}
-	mb->n = out;
+	/* Close the gaps in seq by moving whichever side is shorter: the
+	 * messages after the first one gone down, or those before the
+	 * last one gone up (seq then starts later in its allocation). */
+	if (mb->n - pos[0] <= pos[ns - 1] + 1) {
+		out = pos[0];
+		for (k = 0; k < ns; k++) {
+			size_t next = k + 1 < ns ? pos[k + 1] : mb->n;
+
+			i = pos[k] + 1;
+			if (next > i)
+				memmove(&mb->seq[out], &mb->seq[i],
+				    (next - i) * sizeof(*mb->seq));
+			out += next - i;
+		}
+	} else {
+		out = pos[ns - 1] + 1;	/* the end of the moved part */
+		for (k = ns; k-- > 0;) {
+			size_t prev = k > 0 ? pos[k - 1] + 1 : 0;
+
+			i = pos[k] - prev;
+			out -= i;
+			if (i > 0)
+				memmove(&mb->seq[out], &mb->seq[prev],
+				    i * sizeof(*mb->seq));
+		}
+		if (out != ns)
+			panic("mbox_purge: %zu left in front, %zu gone",
+			    out, ns);
+		mb->seq += ns;
+		p->seq_off += ns;
+	}
+	mb->n -= ns;
 	p->nexpunged = p->nxuids = 0;
 	free(pos);
 	if (seqs_r != NULL)
@@ -2593,8 +2675,8 @@ mbox_deleted(struct mbox *mb, size_t **idx_r)
 			continue;
 		last = p->del[k];
 		i = mbox_find_uid(mb, last);
-		if (i < 0 || mb->msgs[i].expunged ||
-		    strchr(mb->msgs[i].flags, 'T') == NULL)
+		if (i < 0 || mbox_msg(mb, i)->expunged ||
+		    strchr(mbox_msg(mb, i)->flags, 'T') == NULL)
 			continue;	/* stale */
 		p->del[out++] = last;
 		idx[n++] = (size_t)i;
@@ -2640,9 +2722,9 @@ mbox_find_uid(const struct mbox *mb, uint32_t uid)
 
 	while (lo < hi) {
 		mid = lo + (hi - lo) / 2;
-		if (mb->msgs[mid].uid == uid)
+		if (mbox_msg(mb, mid)->uid == uid)
 			return (long)mid;
-		if (mb->msgs[mid].uid < uid)
+		if (mbox_msg(mb, mid)->uid < uid)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -2662,7 +2744,7 @@ static int
 rename_flags(struct mbox *mb, size_t i, const char *flags,
     const char **error_r)
 {
-	struct mbox_msg *m = &mb->msgs[i];
+	struct mbox_msg *m = mbox_msg(mb, i);
 	size_t klen = key_len(m->name);
 	char *newname, *from, *to;
 	bool claimed;
@@ -2739,15 +2821,15 @@ mbox_set_flags_cond(struct mbox *mb, size_t i, const char *flags,
 	if (flags == NULL ||
 	    maildir_flags_normalize(flags, strlen(flags), nflags) < 0)
 		return mbox_fail(error_r, "invalid Maildir flags");
-	if (mb->msgs[i].expunged)
+	if (mbox_msg(mb, i)->expunged)
 		return 1;
 	/* What this change adds and removes, against the flags this
 	 * session knows: applied again to the fresh flags if another
 	 * process changed them meanwhile, so its changes are kept. */
 	for (const char *f = nflags; *f != '\0'; f++)
-		if (strchr(mb->msgs[i].flags, *f) == NULL)
+		if (strchr(mbox_msg(mb, i)->flags, *f) == NULL)
 			add[na++] = *f;
-	for (const char *f = mb->msgs[i].flags; *f != '\0'; f++)
+	for (const char *f = mbox_msg(mb, i)->flags; *f != '\0'; f++)
 		if (strchr(nflags, *f) == NULL)
 			del[nd++] = *f;
 	add[na] = del[nd] = '\0';
@@ -2760,17 +2842,17 @@ mbox_set_flags_cond(struct mbox *mb, size_t i, const char *flags,
 		mbox_unlock(mb);
 		return -1;
 	}
-	if (mb->msgs[i].expunged) {
+	if (mbox_msg(mb, i)->expunged) {
 		mbox_unlock(mb);
 		return 1;
 	}
-	if (unchangedsince != 0 && mb->msgs[i].modseq > unchangedsince) {
+	if (unchangedsince != 0 && mbox_msg(mb, i)->modseq > unchangedsince) {
 		mbox_unlock(mb);
 		return 2;
 	}
-	memcpy(before, mb->msgs[i].flags, sizeof(before));
-	if (strcmp(mb->msgs[i].flags, nflags) != 0 &&
-	    flags_apply(mb->msgs[i].flags, add, del, nflags) < 0) {
+	memcpy(before, mbox_msg(mb, i)->flags, sizeof(before));
+	if (strcmp(mbox_msg(mb, i)->flags, nflags) != 0 &&
+	    flags_apply(mbox_msg(mb, i)->flags, add, del, nflags) < 0) {
 		mbox_unlock(mb);
 		return mbox_fail(error_r, "invalid Maildir flags");
 	}
@@ -2780,17 +2862,17 @@ mbox_set_flags_cond(struct mbox *mb, size_t i, const char *flags,
 		mbox_priv(mb)->cur_mtime = mbox_priv(mb)->new_mtime = zero;
 		if (sync_full(mb, false, NULL, error_r) < 0)
 			ret = -1;
-		else if (mb->msgs[i].expunged)
+		else if (mbox_msg(mb, i)->expunged)
 			break;
-		else if (flags_apply(mb->msgs[i].flags, add, del, nflags) < 0)
+		else if (flags_apply(mbox_msg(mb, i)->flags, add, del, nflags) < 0)
 			ret = mbox_fail(error_r, "invalid Maildir flags");
 		else
 			ret = rename_flags(mb, i, nflags, error_r);
 	}
-	if (ret == 1 && !mb->msgs[i].expunged)
+	if (ret == 1 && !mbox_msg(mb, i)->expunged)
 		ret = mbox_fail(error_r, "%s: the file of UID %u keeps moving",
-		    mb->path, mb->msgs[i].uid);
-	if (ret == 0 && !mb->msgs[i].expunged)
+		    mb->path, mbox_msg(mb, i)->uid);
+	if (ret == 0 && !mbox_msg(mb, i)->expunged)
 		mbox_legacy_kw_changed(mb, i, before);
 	mbox_unlock(mb);
 	return ret;
@@ -2800,8 +2882,8 @@ mbox_set_flags_cond(struct mbox *mb, size_t i, const char *flags,
 static int
 unlink_msg(struct mbox *mb, size_t i, const char **error_r)
 {
-	char *path = mbox_msg_path(mb, &mb->msgs[i]);
-	bool claimed = mb->msgs[i].in_cur && claim_begin(mb);
+	char *path = mbox_msg_path(mb, mbox_msg(mb, i));
+	bool claimed = mbox_msg(mb, i)->in_cur && claim_begin(mb);
 	int ret = 0;
 
 	if (unlink(path) == 0) {
@@ -2850,7 +2932,7 @@ mbox_expunge(struct mbox *mb, const size_t *idx, size_t n,
 		}
 		vanished = false;
 		for (k = 0; k < n && ret == 0; k++) {
-			if (idx[k] >= mb->n || mb->msgs[idx[k]].expunged)
+			if (idx[k] >= mb->n || mbox_msg(mb, idx[k])->expunged)
 				continue;
 			r = unlink_msg(mb, idx[k], error_r);
 			if (r == 0)
@@ -2877,7 +2959,7 @@ added_found(const struct mbox *mb, const char *key, size_t klen)
 	size_t i, seen = 0;
 
 	for (i = mb->n; i-- > 0 && seen < 1024; seen++) {
-		if (!mb->msgs[i].expunged && key_eq(mb->msgs[i].name, key,
+		if (!mbox_msg(mb, i)->expunged && key_eq(mbox_msg(mb, i)->name, key,
 		    klen))
 			return true;
 	}
@@ -2915,7 +2997,7 @@ mbox_uid_of_added(struct mbox *mb, const char *name, const char **error_r)
 			goto out;
 	}
 	for (i = mb->n; i-- > 0; ) {
-		struct mbox_msg *m = &mb->msgs[i];
+		struct mbox_msg *m = mbox_msg(mb, i);
 
 		if (m->expunged || !key_eq(m->name, base, klen))
 			continue;
@@ -2942,12 +3024,12 @@ count_msgs(const struct mbox *mb, uint32_t *messages, uint32_t *unseen,
 
 	*messages = *unseen = *recent = 0;
 	for (i = 0; i < mb->n; i++) {
-		if (mb->msgs[i].expunged)
+		if (mbox_msg(mb, i)->expunged)
 			continue;
 		(*messages)++;
-		if (!maildir_flags_has(mb->msgs[i].flags, 'S'))
+		if (!maildir_flags_has(mbox_msg(mb, i)->flags, 'S'))
 			(*unseen)++;
-		if (mb->msgs[i].recent || !mb->msgs[i].in_cur)
+		if (mbox_msg(mb, i)->recent || !mbox_msg(mb, i)->in_cur)
 			(*recent)++;
 	}
 }
@@ -3072,7 +3154,7 @@ mbox_status_deleted(const char *path, uint32_t *deleted_r,
 	if (mbox_open(path, true, &mb, error_r) < 0)
 		return -1;
 	for (size_t i = 0; i < mb->n; i++)
-		if (!mb->msgs[i].expunged && strchr(mb->msgs[i].flags, 'T'))
+		if (!mbox_msg(mb, i)->expunged && strchr(mbox_msg(mb, i)->flags, 'T'))
 			n++;
 	mbox_close(&mb);
 	*deleted_r = n;
@@ -3089,7 +3171,7 @@ mbox_status_size(const char *path, uint64_t *size_r, const char **error_r)
 	if (mbox_open(path, true, &mb, error_r) < 0)
 		return -1;
 	for (size_t i = 0; i < mb->n; i++) {
-		struct mbox_msg *m = &mb->msgs[i];
+		struct mbox_msg *m = mbox_msg(mb, i);
 		struct maildir_name mn;
 
 		if (m->expunged)
@@ -3104,7 +3186,7 @@ mbox_status_size(const char *path, uint64_t *size_r, const char **error_r)
 				mbox_close(&mb);
 				return -1;
 			}
-			m = &mb->msgs[i];
+			m = mbox_msg(mb, i);
 			if (r > 0 || m->expunged)
 				continue;	/* gone meanwhile */
 		}

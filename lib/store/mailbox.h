@@ -89,8 +89,15 @@ struct mbox {
 	char *path;		/* the folder directory */
 	uint32_t uidvalidity;
 	uint32_t uidnext;
-	struct mbox_msg *msgs;	/* ascending uid (expunged ones included
-				   until mbox_purge) */
+	/* The messages, ascending uid (expunged ones included until
+	 * mbox_purge), are mbox_msg(mb, 0) .. mbox_msg(mb, n - 1). The
+	 * entries (112 bytes) sit in slab in no particular order and seq
+	 * holds their slot numbers in sequence order, so removing a
+	 * message moves 4 bytes per later message instead of 112: at
+	 * 1,000,000 messages an EXPUNGE moved about 50 MB per session
+	 * that had the folder open. */
+	struct mbox_msg *slab;
+	uint32_t *seq;		/* slot in slab of message i + 1 */
 	size_t n;
 	char *keywords[26];	/* names for 'a'..'z', NULL if unused */
 	bool readonly;		/* opened for EXAMINE: never moves new/ to
@@ -99,6 +106,15 @@ struct mbox {
 				   or clears recent itself adjusts it) */
 	void *priv;		/* internal */
 };
+
+/* The entry of the message at index i (< n): sequence number i + 1.
+ * The pointer stays valid until the next sync, purge or other call that
+ * may add messages. */
+static inline struct mbox_msg *
+mbox_msg(const struct mbox *mb, size_t i)
+{
+	return &mb->slab[mb->seq[i]];
+}
 
 /* Open the folder at path (it must exist with cur/ and new/) and sync
  * it (see mbox_sync). With readonly, new/ messages stay where they are

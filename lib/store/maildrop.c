@@ -207,7 +207,7 @@ drop_list(const char *maildir, struct maildir_msg **msgs_r, size_t *n_r,
 		return -1;
 	/* mb->n may grow while sizes are learned (a re-sync) */
 	for (size_t i = 0; i < mb->n; i++) {
-		if (mb->msgs[i].expunged || !mb->msgs[i].info_pending)
+		if (mbox_msg(mb, i)->expunged || !mbox_msg(mb, i)->info_pending)
 			continue;
 		if (mbox_msg_info(mb, i, error_r) < 0) {
 			mbox_close(&mb);
@@ -216,7 +216,7 @@ drop_list(const char *maildir, struct maildir_msg **msgs_r, size_t *n_r,
 	}
 	msgs = xcalloc(mb->n + 1, sizeof(*msgs));
 	for (size_t i = 0; i < mb->n; i++) {
-		const struct mbox_msg *m = &mb->msgs[i];
+		const struct mbox_msg *m = mbox_msg(mb, i);
 		struct maildir_msg *d = &msgs[n];
 
 		if (m->expunged || m->info_pending)
@@ -276,10 +276,10 @@ relocate(const char *maildir, struct maildir_msg *m, const char **error_r)
 	if (mbox_open(maildir, true, &mb, error_r) < 0)
 		return -1;
 	k = mbox_find_uid(mb, m->uid);
-	if (k >= 0 && !mb->msgs[k].expunged) {
+	if (k >= 0 && !mbox_msg(mb, k)->expunged) {
 		free(m->name);
-		m->name = xstrdup(mb->msgs[k].name);
-		m->in_cur = mb->msgs[k].in_cur;
+		m->name = xstrdup(mbox_msg(mb, k)->name);
+		m->in_cur = mbox_msg(mb, k)->in_cur;
 		ret = 0;
 	}
 	mbox_close(&mb);
@@ -374,9 +374,9 @@ store_drop_update(const char *maildir, const struct maildir_msg *msgs,
 			free(path);
 			continue;
 		}
-		if (k < 0 || mb->msgs[k].expunged)
+		if (k < 0 || mbox_msg(mb, k)->expunged)
 			continue;	/* gone already */
-		m = &mb->msgs[k];
+		m = mbox_msg(mb, k);
 		if (deleted[i]) {
 			idx[nx++] = (size_t)k;
 			bytes += (int64_t)msgs[i].size;

@@ -109,9 +109,9 @@ cache_reset_offsets(struct mbox *mb, uint32_t id)
 	size_t i;
 
 	for (i = 0; i < mb->n; i++) {
-		if (mb->msgs[i].cache_off != 0)
+		if (mbox_msg(mb, i)->cache_off != 0)
 			any = true;
-		mb->msgs[i].cache_off = 0;
+		mbox_msg(mb, i)->cache_off = 0;
 	}
 	if (any || p->cache_id != id)
 		p->dirty = p->rewrite = true;	/* every entry changed */
@@ -294,10 +294,10 @@ mbox_cache_get(struct mbox *mb, size_t i, enum mbox_cache_kind kind)
 
 	if (i >= mb->n || (int)kind < 0 || kind >= MBOX_CACHE_KINDS)
 		return NULL;
-	m = &mb->msgs[i];
+	m = mbox_msg(mb, i);
 	if (m->cache_pend) {
 		mbox_cache_flush(mb);
-		m = &mb->msgs[i];
+		m = mbox_msg(mb, i);
 	}
 	if (m->cache_off == 0)
 		return NULL;	/* expunged ones too, until mbox_purge */
@@ -319,7 +319,7 @@ mbox_cache_put(struct mbox *mb, size_t i, enum mbox_cache_kind kind,
 	if (i >= mb->n || (int)kind < 0 || kind >= MBOX_CACHE_KINDS ||
 	    value == NULL)
 		return;
-	m = &mb->msgs[i];
+	m = mbox_msg(mb, i);
 	len = strlen(value);
 	if (m->expunged || len > VALUE_MAX)
 		return;
@@ -327,7 +327,7 @@ mbox_cache_put(struct mbox *mb, size_t i, enum mbox_cache_kind kind,
 		return;
 	if (m->cache_pend) {
 		mbox_cache_flush(mb);	/* prev must be a real offset */
-		m = &mb->msgs[i];
+		m = mbox_msg(mb, i);
 	}
 	if (p->npend == p->pend_cap) {
 		p->pend_cap = p->pend_cap < 64 ? 64 : p->pend_cap * 2;
@@ -377,9 +377,9 @@ mbox_cache_flush(struct mbox *mb)
 	}
 	for (k = 0; k < p->npend; k++) {
 		i = mbox_find_uid(mb, p->pend_uid[k]);
-		if (i < 0 || mb->msgs[i].expunged)
+		if (i < 0 || mbox_msg(mb, i)->expunged)
 			continue;
-		mb->msgs[i].cache_off = (uint64_t)end - total +
+		mbox_msg(mb, i)->cache_off = (uint64_t)end - total +
 		    p->pend_off[k];
 		mbox_chg_add(mb, p->pend_uid[k]);
 	}
@@ -387,7 +387,7 @@ out:
 	for (k = 0; k < p->npend; k++) {
 		i = mbox_find_uid(mb, p->pend_uid[k]);
 		if (i >= 0)
-			mb->msgs[i].cache_pend = false;
+			mbox_msg(mb, i)->cache_pend = false;
 	}
 	mbox_cache_free(mb);
 }
@@ -419,7 +419,7 @@ compact_copy(struct mbox *mb, int fd, uint64_t *offs)
 	int kind, ret = 0;
 
 	for (i = 0; i < mb->n && ret == 0; i++) {
-		const struct mbox_msg *m = &mb->msgs[i];
+		const struct mbox_msg *m = mbox_msg(mb, i);
 
 		if (m->expunged || m->cache_off == 0)
 			continue;
@@ -463,7 +463,7 @@ mbox_cache_maybe_compact(struct mbox *mb)
 	if (p->cache_dead < DEAD_MIN || p->cache_dead < p->cache_recount_at)
 		return;
 	for (i = 0; i < mb->n; i++) {
-		if (!mb->msgs[i].expunged && mb->msgs[i].cache_off != 0)
+		if (!mbox_msg(mb, i)->expunged && mbox_msg(mb, i)->cache_off != 0)
 			live++;
 	}
 	if (p->cache_dead <= live) {
@@ -497,7 +497,7 @@ mbox_cache_maybe_compact(struct mbox *mb)
 	}
 	mbox_cache_close(mb);
 	for (i = 0; i < mb->n; i++)
-		mb->msgs[i].cache_off = offs[i];
+		mbox_msg(mb, i)->cache_off = offs[i];
 	p->cache_id = id;
 	p->cache_dead = 0;
 	p->dirty = p->rewrite = true;	/* every offset moved */

@@ -499,7 +499,7 @@ mbox_index_write(const struct mbox *mb, bool durable, uint32_t log_id,
 
 	str_reserve(&body, mb->n * 120 + 1);
 	for (i = 0; i < mb->n; i++) {
-		const struct mbox_msg *m = &mb->msgs[i];
+		const struct mbox_msg *m = mbox_msg(mb, i);
 
 		if (m->expunged)
 			continue;

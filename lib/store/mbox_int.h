@@ -43,7 +43,14 @@ struct mbox_priv {
 	bool dirty;		/* msgs differ from what petrel-index says */
 	bool durable;		/* the pending write records new UIDs:
 				   fsync it */
-	size_t msgs_cap;	/* allocated entries of msgs */
+	size_t slab_cap;	/* allocated entries of mb->slab */
+	size_t nslab;		/* slots of slab used or freed */
+	uint32_t *seq_mem;	/* the allocation mb->seq points into */
+	size_t seq_off;		/* mb->seq - seq_mem */
+	size_t seq_cap;		/* allocated entries of seq_mem */
+	uint32_t *freeslots;	/* slab slots purged, for the next
+				   messages added */
+	size_t nfree, free_cap;
 	char *buf;		/* index text the names of the first
 				   loaded entries point into */
 	size_t buflen;

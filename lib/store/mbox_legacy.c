@@ -339,7 +339,7 @@ dovecot_update(struct mbox *mb)
 			str_append(&out, "\n");
 	}
 	for (i = 0; i < mb->n; i++) {
-		const struct mbox_msg *m = &mb->msgs[i];
+		const struct mbox_msg *m = mbox_msg(mb, i);
 
 		if (m->expunged || m->uid <= last)
 			continue;
@@ -396,7 +396,7 @@ courier_update(struct mbox *mb)
 	str_printf(&out, "1 %" PRIu32 " %" PRIu32 "\n", uidv,
 	    next > mb->uidnext ? next : mb->uidnext);
 	for (i = 0; i < mb->n; i++) {
-		const struct mbox_msg *m = &mb->msgs[i];
+		const struct mbox_msg *m = mbox_msg(mb, i);
 
 		if (m->expunged)
 			continue;
@@ -486,10 +486,10 @@ mbox_legacy_kw_changed(struct mbox *mb, size_t i, const char *old_flags)
 	struct mbox_priv *p = mb->priv;
 
 	if (p->courier_kw_importing ||
-	    kw_letters_equal(old_flags, mb->msgs[i].flags) ||
+	    kw_letters_equal(old_flags, mbox_msg(mb, i)->flags) ||
 	    !courier_kw_dir(mb))
 		return;
-	courier_kw_write(mb, &mb->msgs[i]);
+	courier_kw_write(mb, mbox_msg(mb, i));
 }
 
 void
@@ -500,8 +500,8 @@ mbox_legacy_update(struct mbox *mb, uint32_t from_uid)
 	if (!courier_kw_dir(mb))
 		return;
 	/* APPENDed, COPYed or MOVEd in with keywords */
-	for (size_t i = mb->n; i > 0 && mb->msgs[i - 1].uid >= from_uid; i--) {
-		const struct mbox_msg *m = &mb->msgs[i - 1];
+	for (size_t i = mb->n; i > 0 && mbox_msg(mb, i - 1)->uid >= from_uid; i--) {
+		const struct mbox_msg *m = mbox_msg(mb, i - 1);
 		bool kw = false;
 
 		for (const char *f = m->flags; !kw && *f != '\0'; f++)
@@ -755,7 +755,7 @@ mbox_legacy_kw_import(struct mbox *mb)
 	kw_read_updates(dir, &c);
 	p->courier_kw_importing = true;
 	for (i = 0; i < n; i++) {
-		const struct mbox_msg *m = &mb->msgs[i];
+		const struct mbox_msg *m = mbox_msg(mb, i);
 		char *key;
 
 		if (m->expunged)
@@ -764,7 +764,7 @@ mbox_legacy_kw_import(struct mbox *mb)
 		memcpy(flags, m->flags, sizeof(flags));
 		kw_message(mb, dir, &c, key, flags);
 		free(key);
-		if (strcmp(flags, mb->msgs[i].flags) != 0 &&
+		if (strcmp(flags, mbox_msg(mb, i)->flags) != 0 &&
 		    mbox_set_flags(mb, i, flags, &error) < 0) {
 			log_warn("%s", error);
 			failed = true;

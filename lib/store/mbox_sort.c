@@ -284,11 +284,11 @@ load_one(void *ctx, uint32_t uid, const unsigned char *rec, size_t len)
 
 	sr->nrecs++;
 	/* records are mostly in UID order: try the one after the last */
-	if (sr->next < sr->n && sr->mb->msgs[sr->next].uid == uid)
+	if (sr->next < sr->n && mbox_msg(sr->mb, sr->next)->uid == uid)
 		i = (long)sr->next;
 	else
 		i = mbox_find_uid(sr->mb, uid);
-	if (i < 0 || (size_t)i >= sr->n || sr->mb->msgs[i].expunged)
+	if (i < 0 || (size_t)i >= sr->n || mbox_msg(sr->mb, i)->expunged)
 		return;
 	sr->next = (size_t)i + 1;
 	if (sr->rec[i] == NULL)
@@ -371,9 +371,9 @@ mbox_sortrecs_add(struct mbox_sortrecs *sr, size_t i, const void *rec,
 	unsigned char h[SREC_HDR];
 
 	if (i >= sr->n || len > MBOX_SORTREC_MAX ||
-	    sr->mb->msgs[i].expunged)
+	    mbox_msg(sr->mb, i)->expunged)
 		return;
-	rec_header(h, sr->mb->msgs[i].uid, rec, (uint32_t)len);
+	rec_header(h, mbox_msg(sr->mb, i)->uid, rec, (uint32_t)len);
 	str_append_n(&sr->pend, h, sizeof(h));
 	str_append_n(&sr->pend, rec, len);
 	sr->npend++;
@@ -397,9 +397,9 @@ rewrite(struct mbox_sortrecs *sr, const char *path)
 	for (size_t i = 0; i < sr->n; i++) {
 		unsigned char rh[SREC_HDR];
 
-		if (sr->rec[i] == NULL || mb->msgs[i].expunged)
+		if (sr->rec[i] == NULL || mbox_msg(mb, i)->expunged)
 			continue;
-		rec_header(rh, mb->msgs[i].uid, sr->rec[i], sr->len[i]);
+		rec_header(rh, mbox_msg(mb, i)->uid, sr->rec[i], sr->len[i]);
 		str_append_n(&out, rh, sizeof(rh));
 		str_append_n(&out, sr->rec[i], sr->len[i]);
 	}

@@ -152,10 +152,10 @@ find_key(struct mbox *mb, const char *key)
 	size_t i, kl = strlen(key);
 
 	for (i = 0; i < mb->n; i++) {
-		if (strncmp(mb->msgs[i].name, key, kl) == 0 &&
-		    (mb->msgs[i].name[kl] == ':' ||
-		    mb->msgs[i].name[kl] == '\0'))
-			return &mb->msgs[i];
+		if (strncmp(mbox_msg(mb, i)->name, key, kl) == 0 &&
+		    (mbox_msg(mb, i)->name[kl] == ':' ||
+		    mbox_msg(mb, i)->name[kl] == '\0'))
+			return mbox_msg(mb, i);
 	}
 	return NULL;
 }
@@ -166,7 +166,7 @@ live_count(const struct mbox *mb)
 	size_t i, n = 0;
 
 	for (i = 0; i < mb->n; i++)
-		n += !mb->msgs[i].expunged;
+		n += !mbox_msg(mb, i)->expunged;
 	return n;
 }
 
@@ -236,48 +236,48 @@ test_fresh(void)
 	test_assert(mb->n == 4);
 	test_assert(mb->uidnext == 5);
 	for (i = 0; i < mb->n; i++) {
-		test_assert(mb->msgs[i].uid == i + 1);
-		test_assert(mb->msgs[i].in_cur);
-		test_assert(!mb->msgs[i].expunged);
-		test_assert(!mb->msgs[i].flags_changed);
+		test_assert(mbox_msg(mb, i)->uid == i + 1);
+		test_assert(mbox_msg(mb, i)->in_cur);
+		test_assert(!mbox_msg(mb, i)->expunged);
+		test_assert(!mbox_msg(mb, i)->flags_changed);
 	}
-	test_assert(starts_with(mb->msgs[0].name, "1700000001.M9P1"));
-	test_assert(starts_with(mb->msgs[1].name, "1700000001.M10P1"));
-	test_assert(starts_with(mb->msgs[2].name, "1700000002.M1P1"));
-	test_assert(starts_with(mb->msgs[3].name, "1700000003.M5P1"));
+	test_assert(starts_with(mbox_msg(mb, 0)->name, "1700000001.M9P1"));
+	test_assert(starts_with(mbox_msg(mb, 1)->name, "1700000001.M10P1"));
+	test_assert(starts_with(mbox_msg(mb, 2)->name, "1700000002.M1P1"));
+	test_assert(starts_with(mbox_msg(mb, 3)->name, "1700000003.M5P1"));
 	/* new/ files moved to cur/ with ":2," and recent; cur/ one not */
-	test_assert_streq(mb->msgs[0].name, "1700000001.M9P1.host,S=4,W=6:2,");
-	test_assert(mb->msgs[0].recent);
-	test_assert(!mb->msgs[1].recent);
-	test_assert_streq(mb->msgs[1].flags, "S");
-	test_assert(mb->msgs[2].recent && mb->msgs[3].recent);
+	test_assert_streq(mbox_msg(mb, 0)->name, "1700000001.M9P1.host,S=4,W=6:2,");
+	test_assert(mbox_msg(mb, 0)->recent);
+	test_assert(!mbox_msg(mb, 1)->recent);
+	test_assert_streq(mbox_msg(mb, 1)->flags, "S");
+	test_assert(mbox_msg(mb, 2)->recent && mbox_msg(mb, 3)->recent);
 	test_assert(file_exists(f, "cur", "1700000003.M5P1.host:2,"));
 	test_assert(count_dir(f, "new") == 1);	/* the skipped one */
 	/* the sync only listed the directories: no file looked at */
 	for (i = 0; i < mb->n; i++) {
-		test_assert(mb->msgs[i].info_pending);
-		test_assert(mb->msgs[i].size == 0 && mb->msgs[i].vsize == 0);
+		test_assert(mbox_msg(mb, i)->info_pending);
+		test_assert(mbox_msg(mb, i)->size == 0 && mbox_msg(mb, i)->vsize == 0);
 	}
 	/* ... and the index says so to another handle */
 	mb2 = open_ok(f, false);
 	test_assert(mb2 != NULL && mb2->n == 4);
 	for (i = 0; mb2 != NULL && i < mb2->n; i++)
-		test_assert(mb2->msgs[i].info_pending);
+		test_assert(mbox_msg(mb2, i)->info_pending);
 	mbox_close(&mb2);
 	for (i = 0; i < 3; i++)
 		test_assert(mbox_msg_info(mb, i, &error) == 0);
 	/* sizes: from S=/W=, else counted (bare LFs count twice) */
-	test_assert(mb->msgs[0].size == 4 && mb->msgs[0].vsize == 6);
-	test_assert(mb->msgs[1].size == 6 && mb->msgs[1].vsize == 7);
-	test_assert(mb->msgs[2].size == 6 && mb->msgs[2].vsize == 7);
+	test_assert(mbox_msg(mb, 0)->size == 4 && mbox_msg(mb, 0)->vsize == 6);
+	test_assert(mbox_msg(mb, 1)->size == 6 && mbox_msg(mb, 1)->vsize == 7);
+	test_assert(mbox_msg(mb, 2)->size == 6 && mbox_msg(mb, 2)->vsize == 7);
 	/* internaldate: the mtime */
-	test_assert(mb->msgs[0].internaldate == 1700000001);
-	test_assert(mb->msgs[1].internaldate == 1700000009);
-	test_assert(!mb->msgs[0].info_pending);
+	test_assert(mbox_msg(mb, 0)->internaldate == 1700000001);
+	test_assert(mbox_msg(mb, 1)->internaldate == 1700000009);
+	test_assert(!mbox_msg(mb, 0)->info_pending);
 	/* learned from a read of the whole file (FETCH): no new look */
-	test_assert(mb->msgs[3].info_pending);
+	test_assert(mbox_msg(mb, 3)->info_pending);
 	{
-		char *p = mbox_msg_path(mb, &mb->msgs[3]);
+		char *p = mbox_msg_path(mb, mbox_msg(mb, 3));
 		struct stat st;
 
 		test_assert(stat(p, &st) == 0);
@@ -285,20 +285,20 @@ test_fresh(void)
 		mbox_msg_learn(mb, 3, &st, 3);
 		free(p);
 	}
-	test_assert(!mb->msgs[3].info_pending);
-	test_assert(mb->msgs[3].size == 2 && mb->msgs[3].vsize == 3);
-	test_assert(mb->msgs[3].internaldate == 1700000077);
+	test_assert(!mbox_msg(mb, 3)->info_pending);
+	test_assert(mbox_msg(mb, 3)->size == 2 && mbox_msg(mb, 3)->vsize == 3);
+	test_assert(mbox_msg(mb, 3)->internaldate == 1700000077);
 	/* learning twice changes nothing */
 	{
 		struct stat st = { .st_mode = S_IFREG, .st_size = 50 };
 
 		mbox_msg_learn(mb, 3, &st, 60);
-		test_assert(mb->msgs[3].size == 2);
+		test_assert(mbox_msg(mb, 3)->size == 2);
 	}
 	test_assert(mbox_flush(mb, &error) == 0);
 	test_assert(mbox_find_uid(mb, 3) == 2);
 	test_assert(mbox_find_uid(mb, 9) == -1);
-	m = &mb->msgs[2];
+	m = mbox_msg(mb, 2);
 	{
 		char *p = mbox_msg_path(mb, m);
 		char *want = xasprintf("%s/cur/%s", f, m->name);
@@ -314,26 +314,26 @@ test_fresh(void)
 		test_assert(mb2->uidvalidity == mb->uidvalidity);
 		test_assert(mb2->n == 4);
 		for (i = 0; i < mb2->n && i < mb->n; i++) {
-			test_assert(mb2->msgs[i].uid == mb->msgs[i].uid);
-			test_assert_streq(mb2->msgs[i].name, mb->msgs[i].name);
-			test_assert(!mb2->msgs[i].recent);
-			test_assert(mb2->msgs[i].internaldate ==
-			    mb->msgs[i].internaldate);
+			test_assert(mbox_msg(mb2, i)->uid == mbox_msg(mb, i)->uid);
+			test_assert_streq(mbox_msg(mb2, i)->name, mbox_msg(mb, i)->name);
+			test_assert(!mbox_msg(mb2, i)->recent);
+			test_assert(mbox_msg(mb2, i)->internaldate ==
+			    mbox_msg(mb, i)->internaldate);
 		}
 		mbox_close(&mb2);
 	}
 	/* a file not looked at yet that vanishes: the message is gone */
 	put_msg(f, "cur", "1700000005.M1P1.host:2,", "late\n", 1700000005);
 	test_assert(mbox_sync(mb, &i, &error) == 0 && i == 1);
-	test_assert(mb->n == 5 && mb->msgs[4].info_pending);
+	test_assert(mb->n == 5 && mbox_msg(mb, 4)->info_pending);
 	{
-		char *p = mbox_msg_path(mb, &mb->msgs[4]);
+		char *p = mbox_msg_path(mb, mbox_msg(mb, 4));
 
 		test_assert(unlink(p) == 0);
 		free(p);
 	}
 	test_assert(mbox_msg_info(mb, 4, &error) == 1);
-	test_assert(mb->msgs[4].expunged);
+	test_assert(mbox_msg(mb, 4)->expunged);
 	mbox_close(&mb);
 	test_assert(mb == NULL);
 out:
@@ -367,19 +367,19 @@ test_stability(void)
 	if (a == NULL || b == NULL)
 		goto out2;
 	test_assert(a->uidvalidity == uidv && b->uidvalidity == uidv);
-	test_assert(a->n == 3 && a->msgs[2].uid == 3 && !a->msgs[2].recent);
+	test_assert(a->n == 3 && mbox_msg(a, 2)->uid == 3 && !mbox_msg(a, 2)->recent);
 
 	/* a delivery: the first handle to sync gets it recent */
 	test_assert(maildir_deliver(f, "Subject: y\n\nnew\n", 16, &path,
 	    &error) == 0);
 	test_assert(mbox_sync(a, &added, &error) == 0);
 	test_assert(added == 1);
-	test_assert(a->n == 4 && a->msgs[3].uid == 4 && a->msgs[3].recent);
+	test_assert(a->n == 4 && mbox_msg(a, 3)->uid == 4 && mbox_msg(a, 3)->recent);
 	test_assert(a->uidnext == 5);
 	test_assert(mbox_sync(b, &added, &error) == 0);
 	test_assert(added == 1);
-	test_assert(b->n == 4 && b->msgs[3].uid == 4 && !b->msgs[3].recent);
-	test_assert_streq(b->msgs[3].name, a->msgs[3].name);
+	test_assert(b->n == 4 && mbox_msg(b, 3)->uid == 4 && !mbox_msg(b, 3)->recent);
+	test_assert_streq(mbox_msg(b, 3)->name, mbox_msg(a, 3)->name);
 	test_assert(b->uidnext == 5);
 
 	/* the other way round, two at once */
@@ -387,12 +387,12 @@ test_stability(void)
 	test_assert(maildir_deliver(f, "2\n", 2, NULL, &error) == 0);
 	test_assert(mbox_sync(b, &added, &error) == 0);
 	test_assert(added == 2 && b->n == 6);
-	test_assert(b->msgs[4].uid == 5 && b->msgs[5].uid == 6);
-	test_assert(b->msgs[4].recent && b->msgs[5].recent);
+	test_assert(mbox_msg(b, 4)->uid == 5 && mbox_msg(b, 5)->uid == 6);
+	test_assert(mbox_msg(b, 4)->recent && mbox_msg(b, 5)->recent);
 	test_assert(mbox_sync(a, &added, &error) == 0);
 	test_assert(added == 2 && a->n == 6);
-	test_assert(a->msgs[5].uid == 6 && !a->msgs[5].recent);
-	test_assert_streq(a->msgs[5].name, b->msgs[5].name);
+	test_assert(mbox_msg(a, 5)->uid == 6 && !mbox_msg(a, 5)->recent);
+	test_assert_streq(mbox_msg(a, 5)->name, mbox_msg(b, 5)->name);
 	/* nothing new: nothing added */
 	test_assert(mbox_sync(a, &added, &error) == 0 && added == 0);
 out2:
@@ -428,19 +428,19 @@ test_flags(void)
 	if (a == NULL || b == NULL)
 		goto out;
 	test_assert(mbox_set_flags(a, 0, "SFS", &error) == 0);
-	test_assert_streq(a->msgs[0].flags, "FS");
-	test_assert_streq(a->msgs[0].name, "1700000001.M1P1.h,S=2,W=3:2,FS");
-	test_assert(!a->msgs[0].flags_changed);
+	test_assert_streq(mbox_msg(a, 0)->flags, "FS");
+	test_assert_streq(mbox_msg(a, 0)->name, "1700000001.M1P1.h,S=2,W=3:2,FS");
+	test_assert(!mbox_msg(a, 0)->flags_changed);
 	test_assert(file_exists(f, "cur", "1700000001.M1P1.h,S=2,W=3:2,FS"));
 	test_assert(mbox_set_flags(a, 1, "x!", &error) == -1);
 	test_assert(mbox_set_flags(a, 7, "S", &error) == -1);
 	test_assert(mbox_flush(a, &error) == 0);
 	test_assert(mbox_sync(b, &added, &error) == 0 && added == 0);
-	test_assert(b->msgs[0].flags_changed);
-	test_assert_streq(b->msgs[0].flags, "FS");
-	test_assert(!b->msgs[1].flags_changed);
-	test_assert(b->msgs[0].uid == 1);
-	b->msgs[0].flags_changed = false;
+	test_assert(mbox_msg(b, 0)->flags_changed);
+	test_assert_streq(mbox_msg(b, 0)->flags, "FS");
+	test_assert(!mbox_msg(b, 1)->flags_changed);
+	test_assert(mbox_msg(b, 0)->uid == 1);
+	mbox_msg(b, 0)->flags_changed = false;
 
 	/* another tool renames a file: same UID, new flags */
 	from = xasprintf("%s/cur/1700000002.M1P1.h,S=2,W=3:2,S", f);
@@ -449,13 +449,13 @@ test_flags(void)
 	free(from);
 	free(to);
 	test_assert(mbox_sync(b, &added, &error) == 0 && added == 0);
-	test_assert(b->msgs[1].flags_changed);
-	test_assert_streq(b->msgs[1].flags, "RS");
-	test_assert(b->msgs[1].uid == 2 && !b->msgs[1].expunged);
+	test_assert(mbox_msg(b, 1)->flags_changed);
+	test_assert_streq(mbox_msg(b, 1)->flags, "RS");
+	test_assert(mbox_msg(b, 1)->uid == 2 && !mbox_msg(b, 1)->expunged);
 	test_assert(mbox_sync(a, &added, &error) == 0 && added == 0);
-	test_assert(a->msgs[1].flags_changed);
-	test_assert_streq(a->msgs[1].name, "1700000002.M1P1.h,S=2,W=3:2,RS");
-	test_assert(!a->msgs[0].flags_changed);
+	test_assert(mbox_msg(a, 1)->flags_changed);
+	test_assert_streq(mbox_msg(a, 1)->name, "1700000002.M1P1.h,S=2,W=3:2,RS");
+	test_assert(!mbox_msg(a, 0)->flags_changed);
 
 	/* a stale handle renames a file someone else renamed meanwhile:
 	 * it finds the new name, no expunge, and applies its own change
@@ -464,8 +464,8 @@ test_flags(void)
 	to = xasprintf("%s/cur/1700000003.M1P1.h,S=2,W=3:2,T", f);
 	test_assert(rename(from, to) == 0);
 	test_assert(mbox_set_flags(b, 2, "D", &error) == 0);
-	test_assert_streq(b->msgs[2].name, "1700000003.M1P1.h,S=2,W=3:2,DT");
-	test_assert(!b->msgs[2].expunged);
+	test_assert_streq(mbox_msg(b, 2)->name, "1700000003.M1P1.h,S=2,W=3:2,DT");
+	test_assert(!mbox_msg(b, 2)->expunged);
 	test_assert(file_exists(f, "cur", "1700000003.M1P1.h,S=2,W=3:2,DT"));
 	test_assert(count_dir(f, "cur") == 3);
 	/* a vanished file: expunged, 1 */
@@ -475,13 +475,13 @@ test_flags(void)
 	unlink(to);
 	free(to);
 	test_assert(mbox_set_flags(b, 2, "S", &error) == 1);
-	test_assert(b->msgs[2].expunged);
+	test_assert(mbox_msg(b, 2)->expunged);
 	test_assert(mbox_set_flags(b, 2, "S", &error) == 1);
 
 	/* the trusted-mtime path: an aged directory, then a change */
 	age_dirs(f);
 	test_assert(mbox_sync(a, &added, &error) == 0);	/* records it */
-	m = &a->msgs[0];
+	m = mbox_msg(a, 0);
 	m->flags_changed = false;
 	from = xasprintf("%s/cur/%s", f, m->name);
 	to = xasprintf("%s/cur/1700000001.M1P1.h,S=2,W=3:2,", f);
@@ -489,9 +489,9 @@ test_flags(void)
 	free(from);
 	free(to);
 	test_assert(mbox_sync(a, &added, &error) == 0);
-	test_assert(a->msgs[0].flags_changed);
-	test_assert_streq(a->msgs[0].flags, "");
-	test_assert(a->msgs[2].expunged);
+	test_assert(mbox_msg(a, 0)->flags_changed);
+	test_assert_streq(mbox_msg(a, 0)->flags, "");
+	test_assert(mbox_msg(a, 2)->expunged);
 out:
 	mbox_close(&a);
 	mbox_close(&b);
@@ -514,7 +514,7 @@ test_readonly(void)
 	test_assert(mb != NULL);
 	if (mb == NULL)
 		goto out;
-	test_assert(mb->n == 2 && !mb->msgs[0].in_cur && !mb->msgs[0].recent);
+	test_assert(mb->n == 2 && !mbox_msg(mb, 0)->in_cur && !mbox_msg(mb, 0)->recent);
 	test_assert(count_dir(f, "new") == 2);
 	test_assert(mbox_set_flags(mb, 0, "S", &error) == -1);
 	test_assert(mbox_expunge(mb, &idx, 1, &error) == -1);
@@ -524,14 +524,14 @@ test_readonly(void)
 	rw = open_ok(f, false);
 	test_assert(rw != NULL && rw->n == 2);
 	if (rw != NULL) {
-		test_assert(rw->msgs[0].uid == 1 && rw->msgs[0].recent);
-		test_assert(rw->msgs[1].uid == 2 && rw->msgs[1].in_cur);
+		test_assert(mbox_msg(rw, 0)->uid == 1 && mbox_msg(rw, 0)->recent);
+		test_assert(mbox_msg(rw, 1)->uid == 2 && mbox_msg(rw, 1)->in_cur);
 		mbox_close(&rw);
 	}
 	test_assert(count_dir(f, "new") == 0);
 	test_assert(mbox_sync(mb, NULL, &error) == 0);
-	test_assert(mb->msgs[0].in_cur && !mb->msgs[0].recent);
-	test_assert(!mb->msgs[0].flags_changed && !mb->msgs[0].expunged);
+	test_assert(mbox_msg(mb, 0)->in_cur && !mbox_msg(mb, 0)->recent);
+	test_assert(!mbox_msg(mb, 0)->flags_changed && !mbox_msg(mb, 0)->expunged);
 	mbox_close(&mb);
 out:
 	free(f);
@@ -562,51 +562,314 @@ test_expunge(void)
 	idx[1] = 3;
 	idx[2] = 3;	/* twice is fine */
 	test_assert(mbox_expunge(a, idx, 3, &error) == 0);
-	test_assert(a->msgs[1].expunged && a->msgs[3].expunged);
+	test_assert(mbox_msg(a, 1)->expunged && mbox_msg(a, 3)->expunged);
 	test_assert(count_dir(f, "cur") == 4);
 	test_assert(mbox_flush(a, &error) == 0);
 	/* still listed until purge */
 	test_assert(a->n == 6);
 	test_assert(mbox_sync(b, NULL, &error) == 0);
 	test_assert(b->n == 6);
-	test_assert(b->msgs[1].expunged && b->msgs[3].expunged);
-	test_assert(!b->msgs[0].expunged && !b->msgs[2].expunged);
+	test_assert(mbox_msg(b, 1)->expunged && mbox_msg(b, 3)->expunged);
+	test_assert(!mbox_msg(b, 0)->expunged && !mbox_msg(b, 2)->expunged);
 	/* a file removed by someone else */
-	name = mbox_msg_path(b, &b->msgs[5]);
+	name = mbox_msg_path(b, mbox_msg(b, 5));
 	unlink(name);
 	free(name);
 	test_assert(mbox_sync(b, NULL, &error) == 0);
-	test_assert(b->msgs[5].expunged);
+	test_assert(mbox_msg(b, 5)->expunged);
 	mbox_purge(b, &seqs, &n);
 	test_assert(n == 3);
 	if (n == 3)
 		test_assert(seqs[0] == 6 && seqs[1] == 4 && seqs[2] == 2);
 	free(seqs);
 	test_assert(b->n == 3);
-	test_assert(b->msgs[0].uid == 1 && b->msgs[1].uid == 3 &&
-	    b->msgs[2].uid == 5);
+	test_assert(mbox_msg(b, 0)->uid == 1 && mbox_msg(b, 1)->uid == 3 &&
+	    mbox_msg(b, 2)->uid == 5);
 	test_assert(mbox_find_uid(b, 4) == -1 && mbox_find_uid(b, 5) == 2);
 	mbox_purge(b, &seqs, &n);
 	test_assert(n == 0 && seqs == NULL);
 	/* an already vanished file counts as done */
-	name = mbox_msg_path(a, &a->msgs[0]);
+	name = mbox_msg_path(a, mbox_msg(a, 0));
 	unlink(name);
 	free(name);
 	idx[0] = 0;
 	test_assert(mbox_expunge(a, idx, 1, &error) == 0);
-	test_assert(a->msgs[0].expunged);
+	test_assert(mbox_msg(a, 0)->expunged);
 	test_assert(mbox_sync(a, NULL, &error) == 0);
-	test_assert(a->msgs[5].expunged);
+	test_assert(mbox_msg(a, 5)->expunged);
 	test_assert(live_count(a) == 2);
 	/* reopen: the survivors */
 	mbox_close(&b);
 	b = open_ok(f, false);
 	test_assert(b != NULL && b->n == 2);
 	if (b != NULL)
-		test_assert(b->msgs[0].uid == 3 && b->msgs[1].uid == 5);
+		test_assert(mbox_msg(b, 0)->uid == 3 && mbox_msg(b, 1)->uid == 5);
 out:
 	mbox_close(&a);
 	mbox_close(&b);
+	free(f);
+	test_end();
+}
+
+/* ---- expunges against a model ---- */
+
+/* The folder's messages as the test knows them: ascending uids, and
+ * every uid ever seen (small numbers here). */
+#define MODEL_UIDS	4096
+struct model {
+	uint32_t *uid;
+	size_t n, cap;
+	bool seen[MODEL_UIDS];
+};
+
+static void
+model_add(struct model *md, uint32_t uid)
+{
+	size_t i;
+
+	if (md->n == md->cap) {
+		md->cap = md->cap < 64 ? 64 : md->cap * 2;
+		md->uid = xrealloc(md->uid, md->cap * sizeof(*md->uid));
+	}
+	for (i = md->n; i > 0 && md->uid[i - 1] > uid; i--)
+		md->uid[i] = md->uid[i - 1];
+	md->uid[i] = uid;
+	md->n++;
+	if (uid < MODEL_UIDS)
+		md->seen[uid] = true;
+}
+
+static bool
+model_has(const struct model *md, uint32_t uid)
+{
+	size_t lo = 0, hi = md->n, mid;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (md->uid[mid] == uid)
+			return true;
+		if (md->uid[mid] < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+static void
+model_del(struct model *md, uint32_t uid)
+{
+	size_t i;
+
+	for (i = 0; i < md->n && md->uid[i] != uid; i++)
+		;
+	if (i < md->n) {
+		memmove(&md->uid[i], &md->uid[i + 1],
+		    (md->n - i - 1) * sizeof(*md->uid));
+		md->n--;
+	}
+}
+
+static uint32_t
+lcg(uint64_t *st)
+{
+	*st = *st * 6364136223846793005ULL + 1442695040888963407ULL;
+	return (uint32_t)(*st >> 33);
+}
+
+/* Sync h and purge it: what it had and what arrived, less what is
+ * gone, must be the model; the sequence numbers purge reports (the
+ * EXPUNGE responses) are the positions of the gone ones, descending,
+ * and a message that arrived since is added to the model. Returns false
+ * on a mismatch (already reported). */
+static bool
+model_sync(struct mbox *h, struct model *alive)
+{
+	const char *error;
+	uint32_t *seqs = NULL, *want;
+	size_t n = 0, nw = 0, i;
+	bool ok = true;
+
+	if (mbox_sync(h, NULL, &error) != 0) {
+		test_assert(!"mbox_sync failed");
+		return false;
+	}
+	want = xcalloc(h->n + 1, sizeof(*want));
+	for (i = 0; i < h->n; i++) {
+		const struct mbox_msg *m = mbox_msg(h, i);
+
+		if (i > 0 && mbox_msg(h, i - 1)->uid >= m->uid)
+			ok = false;	/* not ascending */
+		if (m->uid >= MODEL_UIDS)
+			ok = false;
+		else if (!alive->seen[m->uid] && !m->expunged)
+			model_add(alive, m->uid);	/* arrived */
+		if (m->expunged != !model_has(alive, m->uid))
+			ok = false;
+		if (m->expunged)
+			want[nw++] = (uint32_t)(i + 1);
+	}
+	mbox_purge(h, &seqs, &n);
+	if (n != nw)
+		ok = false;
+	for (i = 0; ok && i < n; i++)
+		ok = seqs[i] == want[nw - 1 - i];
+	if (h->n != alive->n)
+		ok = false;
+	for (i = 0; ok && i < h->n; i++) {
+		ok = mbox_msg(h, i)->uid == alive->uid[i] &&
+		    !mbox_msg(h, i)->expunged &&
+		    mbox_find_uid(h, alive->uid[i]) == (long)i;
+	}
+	if (!ok) {
+		/* what differs */
+		fprintf(stderr, "handle: %zu messages, %zu purged; model: "
+		    "%zu messages, %zu gone\nhandle:", h->n, n, alive->n, nw);
+		for (i = 0; i < h->n; i++)
+			fprintf(stderr, " %u", mbox_msg(h, i)->uid);
+		fprintf(stderr, "\nmodel:");
+		for (i = 0; i < alive->n; i++)
+			fprintf(stderr, " %u", alive->uid[i]);
+		fprintf(stderr, "\n");
+	}
+	test_assert(ok);
+	free(seqs);
+	free(want);
+	return ok;
+}
+
+/* Expunges of every shape (first, last, one, several, a run, all) by
+ * two handles in turn, with new messages arriving between them and
+ * found either by name (as APPEND does) or by a sync: the sequence
+ * numbers, UIDs and \Deleted sets both handles show match a list kept
+ * by the test, and so does a handle opened at the end. */
+static void
+test_expunge_model(void)
+{
+	char *f = mkfolder("expmodel"), *path = NULL;
+	struct mbox *h[2] = { NULL, NULL }, *c = NULL, *mb;
+	static struct model alive;
+	uint64_t st = 42;
+	const char *error;
+	size_t *idx = NULL, *pick = NULL, np, nd, i, k, step;
+	uint32_t uid, *seqs = NULL;
+	size_t n;
+	bool ok = true;
+
+	test_begin("mailbox: expunges in many patterns against a model");
+	for (i = 0; i < 60; i++)
+		test_assert(maildir_deliver(f, "m\n", 2, NULL, &error) == 0);
+	h[0] = open_ok(f, false);
+	h[1] = open_ok(f, false);
+	test_assert(h[0] != NULL && h[1] != NULL);
+	if (h[0] == NULL || h[1] == NULL)
+		goto out;
+	for (i = 0; i < h[0]->n; i++)
+		model_add(&alive, mbox_msg(h[0], i)->uid);
+	test_assert(alive.n == 60);
+	for (step = 0; ok && step < 300; step++) {
+		mb = h[lcg(&st) % 2];
+		if (!(ok = model_sync(mb, &alive)))
+			break;
+		if (lcg(&st) % 3 == 0) {
+			/* arrivals: k new messages */
+			k = 1 + lcg(&st) % 4;
+			for (i = 0; i < k; i++) {
+				test_assert(maildir_deliver(f, "n\n", 2,
+				    &path, &error) == 0);
+				if (path != NULL && lcg(&st) % 2 == 0) {
+					uid = mbox_uid_of_added(mb,
+					    strrchr(path, '/') + 1, &error);
+					/* (the other handle may have
+					   found it first) */
+					test_assert(uid > 0 &&
+					    uid < MODEL_UIDS);
+					if (uid > 0 && uid < MODEL_UIDS &&
+					    !alive.seen[uid])
+						model_add(&alive, uid);
+				}
+				free(path);
+				path = NULL;
+			}
+			continue;
+		}
+		if (mb->n == 0)
+			continue;
+		/* which ones: ascending indexes */
+		pick = xcalloc(mb->n, sizeof(*pick));
+		np = 0;
+		switch (step % 6) {
+		case 0:		/* the first */
+			pick[np++] = 0;
+			break;
+		case 1:		/* the last */
+			pick[np++] = mb->n - 1;
+			break;
+		case 2:		/* one anywhere */
+			pick[np++] = lcg(&st) % mb->n;
+			break;
+		case 3:		/* a run */
+			i = lcg(&st) % mb->n;
+			k = 1 + lcg(&st) % 20;
+			while (np < k && i < mb->n)
+				pick[np++] = i++;
+			break;
+		case 4:		/* scattered */
+			for (i = 0; i < mb->n; i++)
+				if (lcg(&st) % 7 == 0)
+					pick[np++] = i;
+			break;
+		default:	/* all of them, now and then */
+			if (step % 60 == 5)
+				for (i = 0; i < mb->n; i++)
+					pick[np++] = i;
+			else
+				pick[np++] = lcg(&st) % mb->n;
+			break;
+		}
+		for (i = 0; i < np; i++)
+			test_assert(mbox_set_flags(mb, pick[i], "T",
+			    &error) == 0);
+		/* EXPUNGE's \Deleted set is exactly those */
+		nd = mbox_deleted(mb, &idx);
+		ok = nd == np;
+		for (i = 0; ok && i < nd; i++)
+			ok = idx[i] == pick[i];
+		test_assert(ok);
+		test_assert(mbox_expunge(mb, idx, nd, &error) == 0);
+		for (i = 0; i < np; i++)
+			model_del(&alive, mbox_msg(mb, pick[i])->uid);
+		/* this handle's EXPUNGE responses */
+		mbox_purge(mb, &seqs, &n);
+		ok = ok && n == np;
+		for (i = 0; ok && i < n; i++)
+			ok = seqs[i] == pick[np - 1 - i] + 1;
+		test_assert(ok);
+		free(seqs);
+		seqs = NULL;
+		free(idx);
+		idx = NULL;
+		free(pick);
+		pick = NULL;
+	}
+	test_assert(ok);
+	for (i = 0; ok && i < 2; i++)
+		ok = model_sync(h[i], &alive);
+	/* a new handle sees the same */
+	c = open_ok(f, false);
+	test_assert(c != NULL && c->n == alive.n);
+	for (i = 0; c != NULL && ok && i < c->n; i++)
+		ok = mbox_msg(c, i)->uid == alive.uid[i];
+	test_assert(ok);
+	test_assert(mbox_deleted(h[0], &idx) == 0 && idx == NULL);
+out:
+	free(pick);
+	free(idx);
+	free(seqs);
+	free(alive.uid);
+	mbox_close(&c);
+	mbox_close(&h[0]);
+	mbox_close(&h[1]);
 	free(f);
 	test_end();
 }
@@ -646,10 +909,10 @@ test_import(void)
 		test_assert(m != NULL && m->uid == 30 && m->recent);
 		m = find_key(mb, "1500000000.M1P1.h");
 		test_assert(m != NULL && m->uid == 40);
-		test_assert(mb->msgs[mb->n - 1].uid == 41);
+		test_assert(mbox_msg(mb, mb->n - 1)->uid == 41);
 		test_assert(mb->uidnext == 42);
 		for (size_t i = 1; i < mb->n; i++)
-			test_assert(mb->msgs[i - 1].uid < mb->msgs[i].uid);
+			test_assert(mbox_msg(mb, i - 1)->uid < mbox_msg(mb, i)->uid);
 		mbox_close(&mb);
 	}
 	free(f);
@@ -665,7 +928,7 @@ test_import(void)
 	mb = open_ok(f, false);
 	test_assert(mb != NULL && mb->uidvalidity == 99 && mb->n == 2);
 	if (mb != NULL && mb->n == 2) {
-		test_assert(mb->msgs[0].uid == 3 && mb->msgs[1].uid == 5);
+		test_assert(mbox_msg(mb, 0)->uid == 3 && mbox_msg(mb, 1)->uid == 5);
 		test_assert(mb->uidnext == 8);
 	}
 	mbox_close(&mb);
@@ -682,9 +945,9 @@ test_import(void)
 	mb = open_ok(f, false);
 	test_assert(mb != NULL && mb->uidvalidity == 424242 && mb->n == 3);
 	if (mb != NULL && mb->n == 3) {
-		test_assert(mb->msgs[0].uid == 50 && mb->msgs[1].uid == 51);
-		test_assert_streq(mb->msgs[1].flags, "RS");
-		test_assert(mb->msgs[2].uid == 60 && mb->msgs[2].recent);
+		test_assert(mbox_msg(mb, 0)->uid == 50 && mbox_msg(mb, 1)->uid == 51);
+		test_assert_streq(mbox_msg(mb, 1)->flags, "RS");
+		test_assert(mbox_msg(mb, 2)->uid == 60 && mbox_msg(mb, 2)->recent);
 		test_assert(mb->uidnext == 61);
 	}
 	mbox_close(&mb);
@@ -1014,17 +1277,17 @@ test_legacy_courier_keywords(void)
 	m = find_key(mb, "1600000001.M1P1.h");
 	snprintf(flags, sizeof(flags), "S%c",
 	    mbox_keyword_letter(mb, "$Label1", false));
-	test_assert(mbox_set_flags(mb, (size_t)(m - mb->msgs), flags,
+	test_assert(mbox_set_flags(mb, (size_t)mbox_find_uid(mb, m->uid), flags,
 	    &error) == 0);
 	file_is(f, "courierimapkeywords/1600000001.M1P1.h", "$Label1\n");
 	/* a system flag alone writes nothing */
 	m = find_key(mb, "1600000004.M1P1.h");
-	test_assert(mbox_set_flags(mb, (size_t)(m - mb->msgs), "F",
+	test_assert(mbox_set_flags(mb, (size_t)mbox_find_uid(mb, m->uid), "F",
 	    &error) == 0);
 	test_assert(!exists(f, "courierimapkeywords/1600000004.M1P1.h"));
 	/* all keywords removed: an empty update */
 	m = find_key(mb, "1600000002.M1P1.h");
-	test_assert(mbox_set_flags(mb, (size_t)(m - mb->msgs), "",
+	test_assert(mbox_set_flags(mb, (size_t)mbox_find_uid(mb, m->uid), "",
 	    &error) == 0);
 	file_is(f, "courierimapkeywords/1600000002.M1P1.h", "");
 	/* a new message with a keyword (APPEND) */
@@ -1143,7 +1406,7 @@ test_corrupt(void)
 	mb = open_ok(f, false);
 	test_assert(mb != NULL && mb->n == 9 && mb->uidvalidity == uidv);
 	if (mb != NULL && mb->n == 9) {
-		test_assert(mb->msgs[0].uid == 3);
+		test_assert(mbox_msg(mb, 0)->uid == 3);
 		test_assert(find_key(mb, "1500000000.M1P1.h")->uid == 11);
 		test_assert(mb->uidnext == 12);
 	}
@@ -1175,9 +1438,9 @@ test_corrupt(void)
 		test_assert(mb != NULL && live_count(mb) == 9);
 		if (mb != NULL) {
 			for (i = 1; i < mb->n; i++)
-				test_assert(mb->msgs[i - 1].uid <
-				    mb->msgs[i].uid);
-			test_assert(mb->uidnext > mb->msgs[mb->n - 1].uid);
+				test_assert(mbox_msg(mb, i - 1)->uid <
+				    mbox_msg(mb, i)->uid);
+			test_assert(mb->uidnext > mbox_msg(mb, mb->n - 1)->uid);
 		}
 		mbox_close(&mb);
 	}
@@ -1258,12 +1521,12 @@ test_keywords(void)
 	put_msg(f, "cur", "1700000001.M1P1.h:2,", "x\n", 0);
 	test_assert(mbox_sync(a, NULL, NULL) == 0);
 	test_assert(a->n == 1 && mbox_set_flags(a, 0, "aSd", NULL) == 0);
-	test_assert_streq(a->msgs[0].flags, "Sad");
+	test_assert_streq(mbox_msg(a, 0)->flags, "Sad");
 	mbox_close(&a);
 	a = open_ok(f, true);
 	test_assert(a != NULL && a->n == 1);
 	if (a != NULL && a->n == 1) {
-		test_assert_streq(a->msgs[0].flags, "Sad");
+		test_assert_streq(mbox_msg(a, 0)->flags, "Sad");
 		test_assert_streq(a->keywords[3], "Later");
 	}
 out:
@@ -1505,7 +1768,7 @@ test_added(void)
 	i = mbox_find_uid(mb, uid);
 	test_assert(i == 1);
 	if (i == 1) {
-		m = &mb->msgs[i];
+		m = mbox_msg(mb, i);
 		test_assert(m->internaldate == 1234567890LL);
 		test_assert_streq(m->flags, "S");
 		test_assert(m->size == 14 && m->vsize == 17);
@@ -1521,14 +1784,14 @@ test_added(void)
 	uid = mbox_uid_of_added(mb, base, &error);
 	test_assert(uid == 3);
 	i = mbox_find_uid(mb, 3);
-	test_assert(i == 2 && mb->msgs[2].recent && mb->msgs[2].in_cur);
+	test_assert(i == 2 && mbox_msg(mb, 2)->recent && mbox_msg(mb, 2)->in_cur);
 	test_assert(mbox_uid_of_added(mb, "nonexistent.M1", &error) == 0);
 	mbox_close(&mb);
 	/* the date survives a reopen */
 	mb = open_ok(f, true);
 	test_assert(mb != NULL && mb->n == 3);
 	if (mb != NULL && mb->n == 3)
-		test_assert(mb->msgs[1].internaldate == 1234567890LL);
+		test_assert(mbox_msg(mb, 1)->internaldate == 1234567890LL);
 	mbox_close(&mb);
 out:
 	free(path);
@@ -1556,7 +1819,7 @@ test_recent_added(void)
 	test_assert(a != NULL && b != NULL && ro != NULL);
 	if (a == NULL || b == NULL || ro == NULL)
 		goto out;
-	test_assert(!a->msgs[0].recent && !b->msgs[0].recent);
+	test_assert(!mbox_msg(a, 0)->recent && !mbox_msg(b, 0)->recent);
 	/* COPY into the folder through a read-only target handle */
 	test_assert(maildir_tmp_open(f, &tmp, &error) == 0);
 	test_assert(maildir_tmp_write(tmp, "Subject: c\n\nc\n", 14,
@@ -1564,22 +1827,22 @@ test_recent_added(void)
 	test_assert(maildir_tmp_commit_flags(&tmp, "S", &path, &error) == 0);
 	uid = mbox_uid_of_added(ro, path, &error);
 	test_assert(uid == 2);
-	test_assert(ro->n == 2 && ro->msgs[1].recent);	/* shown only */
+	test_assert(ro->n == 2 && mbox_msg(ro, 1)->recent);	/* shown only */
 	test_assert(mbox_status(f, &uidv, &next, &msgs, &unseen, &recent,
 	    &error) == 0);
 	test_assert(msgs == 2 && recent == 1);
 	/* the first read-write handle to sync takes it, the other not */
 	test_assert(mbox_sync(b, NULL, &error) == 0);
-	test_assert(b->n == 2 && b->msgs[1].recent && b->nrecent == 1);
+	test_assert(b->n == 2 && mbox_msg(b, 1)->recent && b->nrecent == 1);
 	test_assert(mbox_sync(a, NULL, &error) == 0);
-	test_assert(a->n == 2 && !a->msgs[1].recent && a->nrecent == 0);
+	test_assert(a->n == 2 && !mbox_msg(a, 1)->recent && a->nrecent == 0);
 	test_assert(mbox_status(f, &uidv, &next, &msgs, &unseen, &recent,
 	    &error) == 0);
 	test_assert(msgs == 2 && recent == 0);
 	/* a handle opened later does not get it either */
 	mbox_close(&ro);
 	ro = open_ok(f, false);
-	test_assert(ro != NULL && ro->n == 2 && !ro->msgs[1].recent);
+	test_assert(ro != NULL && ro->n == 2 && !mbox_msg(ro, 1)->recent);
 out:
 	free(path);
 	mbox_close(&a);
@@ -1623,7 +1886,7 @@ test_recreated(void)
 	/* a new handle indexes the new folder afresh */
 	other = open_ok(f, false);
 	test_assert(other != NULL && other->n == 1 &&
-	    other->msgs[0].uid == 1);
+	    mbox_msg(other, 0)->uid == 1);
 	mbox_close(&other);
 	/* deleted: the same */
 	mb = open_ok(f, false);
@@ -1808,7 +2071,7 @@ test_large(void)
 	test_assert(mb != NULL && mb->n == (size_t)total);
 	if (mb == NULL)
 		goto out;
-	test_assert(mb->msgs[total - 1].uid == (uint32_t)total);
+	test_assert(mbox_msg(mb, total - 1)->uid == (uint32_t)total);
 	mbox_close(&mb);
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -1832,7 +2095,7 @@ test_large(void)
 	test_assert(mb != NULL);
 	if (mb == NULL)
 		goto out2;
-	m = &mb->msgs[123];
+	m = mbox_msg(mb, 123);
 	test_assert(m->uid == 124);
 	test_assert_streq(m->flags, "");
 	test_assert(strstr(m->name, ":2,FS") == NULL);
@@ -1847,15 +2110,15 @@ test_large(void)
 
 		put_msg(f, "new", "1800000000.M1P1.h", "new\n", 0);
 		test_assert(mbox_sync(mb, &added, &error) == 0 && added == 1);
-		test_assert(mb->msgs[total].uid == (uint32_t)total + 1);
-		test_assert(mb->msgs[total].recent);
-		test_assert(strstr(mb->msgs[123].name, ":2,FS") == NULL);
+		test_assert(mbox_msg(mb, total)->uid == (uint32_t)total + 1);
+		test_assert(mbox_msg(mb, total)->recent);
+		test_assert(strstr(mbox_msg(mb, 123)->name, ":2,FS") == NULL);
 	}
 	/* once the directory's mtime moves, the change is found */
 	clock_gettime(CLOCK_REALTIME, &saved);
 	set_dir_mtime(f, "cur", saved);
 	test_assert(mbox_sync(mb, NULL, &error) == 0);
-	m = &mb->msgs[123];
+	m = mbox_msg(mb, 123);
 	test_assert(m->uid == 124 && m->flags_changed);
 	test_assert_streq(m->flags, "FS");
 	test_assert(live_count(mb) == (size_t)total + 1);
@@ -1912,10 +2175,10 @@ test_processes(void)
 			if (fp == NULL)
 				_exit(6);
 			for (size_t i = 0; i < cm->n; i++) {
-				if (!cm->msgs[i].expunged)
-					fprintf(fp, "%u %.*s\n", cm->msgs[i].uid,
-					    (int)strcspn(cm->msgs[i].name, ":"),
-					    cm->msgs[i].name);
+				if (!mbox_msg(cm, i)->expunged)
+					fprintf(fp, "%u %.*s\n", mbox_msg(cm, i)->uid,
+					    (int)strcspn(mbox_msg(cm, i)->name, ":"),
+					    mbox_msg(cm, i)->name);
 			}
 			fclose(fp);
 			mbox_close(&cm);
@@ -1933,7 +2196,7 @@ test_processes(void)
 	if (mb == NULL)
 		goto out;
 	for (size_t i = 0; i < mb->n; i++)
-		test_assert(mb->msgs[i].uid == i + 1);
+		test_assert(mbox_msg(mb, i)->uid == i + 1);
 	for (c = 0; c < nchild; c++) {
 		char line[512], key[400];
 		unsigned int uid;
@@ -1986,7 +2249,7 @@ test_errors(void)
 	mb = open_ok(f, false);
 	test_assert(mb != NULL && mb->n == 1);
 	if (mb != NULL)
-		test_assert(mb->msgs[0].in_cur);
+		test_assert(mbox_msg(mb, 0)->in_cur);
 	mbox_close(&mb);
 	mbox_close(&mb);	/* NULL-safe */
 	free(f);
@@ -2003,6 +2266,7 @@ main(void)
 	test_flags();
 	test_readonly();
 	test_expunge();
+	test_expunge_model();
 	test_import();
 	test_legacy_uids();
 	test_legacy_courier_keywords();

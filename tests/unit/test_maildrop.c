@@ -99,9 +99,9 @@ imap_uid(const char *md, const char *key)
 	if (mbox_open(md, true, &mb, &err) < 0)
 		return 0;
 	for (size_t i = 0; i < mb->n; i++)
-		if (!mb->msgs[i].expunged &&
-		    strncmp(mb->msgs[i].name, key, strlen(key)) == 0)
-			uid = mb->msgs[i].uid;
+		if (!mbox_msg(mb, i)->expunged &&
+		    strncmp(mbox_msg(mb, i)->name, key, strlen(key)) == 0)
+			uid = mbox_msg(mb, i)->uid;
 	mbox_close(&mb);
 	return uid;
 }

@@ -351,9 +351,9 @@ test_handles(void)
 	free(cur);
 
 	test_assert(mbox_sync(b, &added, &error) == 0 && added == 0);
-	test_assert(strcmp(b->msgs[1].flags, "FS") == 0 &&
-	    b->msgs[1].flags_changed);
-	test_assert(b->msgs[3].expunged && !b->msgs[2].expunged);
+	test_assert(strcmp(mbox_msg(b, 1)->flags, "FS") == 0 &&
+	    mbox_msg(b, 1)->flags_changed);
+	test_assert(mbox_msg(b, 3)->expunged && !mbox_msg(b, 2)->expunged);
 	mbox_purge(b, NULL, NULL);
 	test_assert(b->n == 4);
 
@@ -369,15 +369,15 @@ test_handles(void)
 	test_assert(mbox_set_flags(b, 0, "S", &error) == 0);
 	test_assert(mbox_flush(b, &error) == 0);
 	test_assert(mbox_sync(a, &added, &error) == 0);
-	test_assert(strcmp(a->msgs[0].flags, "S") == 0);
+	test_assert(strcmp(mbox_msg(a, 0)->flags, "S") == 0);
 
 	/* a new handle: base + log */
 	c = open_ok(f);
 	test_assert(c != NULL && c->n == 4 && c->uidvalidity == uv);
 	if (c != NULL)
-		test_assert(strcmp(c->msgs[0].flags, "S") == 0 &&
-		    strcmp(c->msgs[1].flags, "FS") == 0 &&
-		    c->msgs[2].uid == 3 && c->msgs[3].uid == 5);
+		test_assert(strcmp(mbox_msg(c, 0)->flags, "S") == 0 &&
+		    strcmp(mbox_msg(c, 1)->flags, "FS") == 0 &&
+		    mbox_msg(c, 2)->uid == 3 && mbox_msg(c, 3)->uid == 5);
 	mbox_close(&c);
 
 	/* compaction: enough changes and the base is rewritten (a new
@@ -394,12 +394,12 @@ test_handles(void)
 	test_assert(mbox_set_flags(a, 2, "DS", &error) == 0);
 	test_assert(mbox_flush(a, &error) == 0);
 	test_assert(mbox_sync(b, &added, &error) == 0);
-	test_assert(b->n == 4 && strcmp(b->msgs[2].flags, "DS") == 0);
+	test_assert(b->n == 4 && strcmp(mbox_msg(b, 2)->flags, "DS") == 0);
 	c = open_ok(f);
 	test_assert(c != NULL && c->n == 4 && c->uidvalidity == uv &&
 	    c->uidnext == 6);
 	if (c != NULL)
-		test_assert(strcmp(c->msgs[2].flags, "DS") == 0);
+		test_assert(strcmp(mbox_msg(c, 2)->flags, "DS") == 0);
 	mbox_close(&c);
 
 	/* a lost log: never guess UIDs; a new UIDVALIDITY */
@@ -447,8 +447,8 @@ test_upgrade(void)
 	mb = open_ok(f);
 	test_assert(mb != NULL && mb->uidvalidity == 4242 && mb->n == 3);
 	if (mb != NULL) {
-		test_assert(mb->msgs[0].uid == 7 && mb->msgs[1].uid == 8 &&
-		    mb->msgs[2].uid == 20 && mb->uidnext == 21);
+		test_assert(mbox_msg(mb, 0)->uid == 7 && mbox_msg(mb, 1)->uid == 8 &&
+		    mbox_msg(mb, 2)->uid == 20 && mb->uidnext == 21);
 		test_assert(mbox_set_flags(mb, 0, "S", &error) == 0);
 		test_assert(mbox_flush(mb, &error) == 0);
 	}
@@ -456,8 +456,8 @@ test_upgrade(void)
 	mb = open_ok(f);
 	test_assert(mb != NULL && mb->uidvalidity == 4242 && mb->n == 3);
 	if (mb != NULL)
-		test_assert(mb->msgs[0].uid == 7 && mb->msgs[2].uid == 20 &&
-		    strcmp(mb->msgs[0].flags, "S") == 0);
+		test_assert(mbox_msg(mb, 0)->uid == 7 && mbox_msg(mb, 2)->uid == 20 &&
+		    strcmp(mbox_msg(mb, 0)->flags, "S") == 0);
 	mbox_close(&mb);
 	test_assert(file_size(f, MBOX_LOG_NAME) >= (off_t)mbox_log_start());
 	str_free(&head);
@@ -493,20 +493,20 @@ test_modseq(void)
 	test_assert(h0 > (uint64_t)1700000000 * 1000000);
 	test_assert(mbox_highestmodseq(b) == h0);
 	for (size_t i = 0; i < a->n; i++)
-		test_assert(a->msgs[i].modseq >= 1 && a->msgs[i].modseq <= h0);
+		test_assert(mbox_msg(a, i)->modseq >= 1 && mbox_msg(a, i)->modseq <= h0);
 	/* a flag change: the next modseq, for the message and the folder */
 	test_assert(mbox_set_flags(a, 1, "FS", &error) == 0);
 	test_assert(mbox_flush(a, &error) == 0);
 	h1 = mbox_highestmodseq(a);
-	test_assert(h1 == h0 + 1 && a->msgs[1].modseq == h1);
+	test_assert(h1 == h0 + 1 && mbox_msg(a, 1)->modseq == h1);
 	/* the other handle learns both from the log */
 	test_assert(mbox_sync(b, NULL, &error) == 0);
-	test_assert(mbox_highestmodseq(b) == h1 && b->msgs[1].modseq == h1);
+	test_assert(mbox_highestmodseq(b) == h1 && mbox_msg(b, 1)->modseq == h1);
 	/* its own change follows, never the same value */
 	test_assert(mbox_set_flags(b, 2, "S", &error) == 0);
 	test_assert(mbox_flush(b, &error) == 0);
 	h2 = mbox_highestmodseq(b);
-	test_assert(h2 == h1 + 1 && b->msgs[2].modseq == h2);
+	test_assert(h2 == h1 + 1 && mbox_msg(b, 2)->modseq == h2);
 	/* UNCHANGEDSINCE: a (not synced) is refused for message 2 */
 	test_assert(mbox_set_flags_cond(a, 2, "F", h1, &error) == 2);
 	test_assert(mbox_set_flags_cond(a, 3, "F", h2, &error) == 0);
@@ -518,7 +518,7 @@ test_modseq(void)
 	h3 = mbox_highestmodseq(a);
 	test_assert(h3 == h2 + 2);
 	test_assert(mbox_vanished(a, h2, &uids, &n, &exact) == 0 && exact);
-	test_assert(n == 1 && uids[0] == a->msgs[0].uid);
+	test_assert(n == 1 && uids[0] == mbox_msg(a, 0)->uid);
 	free(uids);
 	test_assert(mbox_vanished(a, h3, &uids, &n, &exact) == 0 && exact &&
 	    n == 0);
@@ -529,7 +529,7 @@ test_modseq(void)
 	/* durable: a new handle reads the same values */
 	a = open_ok(f);
 	test_assert(a != NULL && mbox_highestmodseq(a) == h3 && a->n == 3 &&
-	    a->msgs[0].modseq == h1 && a->msgs[1].modseq == h2);
+	    mbox_msg(a, 0)->modseq == h1 && mbox_msg(a, 1)->modseq == h2);
 	mbox_close(&a);
 	/* a rebuilt index starts above everything before */
 	path = xasprintf("%s/%s", f, MBOX_INDEX_NAME);
@@ -539,7 +539,7 @@ test_modseq(void)
 	test_assert(a != NULL && mbox_highestmodseq(a) > h3);
 	if (a != NULL) {
 		for (size_t i = 0; i < a->n; i++)
-			test_assert(a->msgs[i].modseq > h3);
+			test_assert(mbox_msg(a, i)->modseq > h3);
 		/* what was expunged before is not known exactly any more */
 		test_assert(mbox_vanished(a, h2, &uids, &n, &exact) == 0 &&
 		    !exact && n == 0 && uids == NULL);
