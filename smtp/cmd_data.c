@@ -30,6 +30,7 @@
 #include <time.h>
 
 #include "lib/base/alloc.h"
+#include "lib/base/clock.h"
 #include "lib/base/err.h"
 #include "lib/base/limits.h"
 #include "lib/base/log.h"
@@ -43,15 +44,6 @@
 #include "lib/session/session.h"
 #include "lib/smtp/parse.h"
 #include "smtp/smtp-private.h"
-
-static int64_t
-monotonic_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* The data phase begins (DATA, or the first BDAT of a transaction). */
 static void

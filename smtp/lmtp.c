@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "lib/base/alloc.h"
+#include "lib/base/clock.h"
 #include "lib/base/err.h"
 #include "lib/base/log.h"
 #include "lib/base/str.h"
@@ -92,15 +93,6 @@ smtp_reply_message(struct smtp_session *s, bool error, const char *line)
 		reply_error(s, "%s", line);
 	else
 		reply(s, "%s", line);
-}
-
-static int64_t
-monotonic_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Is every destination of recipient i a maildir copy that an earlier

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "lib/base/alloc.h"
+#include "lib/base/clock.h"
 #include "lib/base/log.h"
 #include "lib/base/str.h"
 #include "lib/config/config.h"
@@ -416,15 +417,6 @@ send_body(struct lmtp_client *c, int fd, off_t off)
 out:
 	str_free(&out);
 	return r;
-}
-
-static long long
-monotonic_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* How a transaction ended. */

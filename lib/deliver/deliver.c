@@ -33,6 +33,7 @@
 
 #include "lib/authd/client.h"
 #include "lib/base/alloc.h"
+#include "lib/base/clock.h"
 #include "lib/base/err.h"
 #include "lib/base/limits.h"
 #include "lib/base/log.h"
@@ -374,15 +375,6 @@ out:
 	str_free(&head);
 	free(srs);
 	return r;
-}
-
-static long long
-monotonic_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* A local delivery's line in Postfix virtual(8)'s shape, which log
