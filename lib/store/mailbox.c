@@ -1743,7 +1743,10 @@ stat_sub(const struct mbox *mb, const char *sub, struct stat *st,
 }
 
 /* Was the folder deleted or re-created since the handle was opened?
- * Its cur/ is missing, or (st: cur/'s stat) is another directory. */
+ * Its cur/ is missing, or (st: cur/'s stat) is another directory, or
+ * (when cur/ changed: the only way a re-created folder can look like
+ * the old one is reusing cur/'s inode number) another folder's
+ * petrel-mailboxid is there. */
 static bool
 folder_gone(const struct mbox *mb, const struct stat *st,
     const char **error_r)
@@ -1751,15 +1754,24 @@ folder_gone(const struct mbox *mb, const struct stat *st,
 	const struct mbox_priv *p = mb->priv;
 	char *cur = xasprintf("%s/cur", mb->path);
 	struct stat cst;
-	bool gone;
+	bool gone, look = true;
 
 	if (st == NULL) {
 		gone = lstat(cur, &cst) < 0 ? errno == ENOENT :
 		    cst.st_dev != p->cur_dev || cst.st_ino != p->cur_ino;
 	} else {
 		gone = st->st_dev != p->cur_dev || st->st_ino != p->cur_ino;
+		look = !ts_set(p->cur_mtime) ||
+		    !ts_eq(p->cur_mtime, st->st_mtim);
 	}
 	free(cur);
+	if (!gone && look && p->mailboxid != NULL) {
+		char id[MBOX_OBJECTID_MAX + 1];
+		const char *err;
+		int r = mbox_mailboxid_peek(mb->path, id, &err);
+
+		gone = r == 0 || (r > 0 && strcmp(id, p->mailboxid) != 0);
+	}
 	if (gone)
 		mbox_fail(error_r, "%s was deleted or re-created", mb->path);
 	return gone;
@@ -2430,6 +2442,17 @@ open_mode(const char *path, bool readonly, bool keep_new, struct mbox **mb_r,
 		}
 		free(dpath);
 	}
+	/* the folder's id beside cur/'s inode (folder_gone): made now
+	 * by a writer, only read by a reader; without one the inode is
+	 * all there is to go by */
+	{
+		char id[MBOX_OBJECTID_MAX + 1];
+		const char *err;
+
+		if ((readonly ? mbox_mailboxid_peek(mb->path, id, &err) :
+		    mbox_mailboxid(mb->path, id, &err) == 0 ? 1 : -1) > 0)
+			p->mailboxid = xstrdup(id);
+	}
 	lpath = xasprintf("%s/%s", mb->path, MBOX_LOCK_NAME);
 	p->lock_fd = open(lpath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
 	    0600);
@@ -2513,6 +2536,7 @@ mbox_close(struct mbox **mbp)
 		close(p->log_fd);
 	free(p->buf);
 	free(p->touched);
+	free(p->mailboxid);
 	free(p->chg);
 	free(p->gone);
 	free(p->mod);

@@ -335,6 +335,10 @@ bool mbox_objectid_valid(const char *s, size_t len);
  * time). 0 ok, -1 error. */
 int mbox_mailboxid(const char *path, char id[MBOX_OBJECTID_MAX + 1],
     const char **error_r);
+/* The MAILBOXID if the folder has one already (nothing is written):
+ * 1 read, 0 none yet, -1 error or a damaged file. */
+int mbox_mailboxid_peek(const char *path, char id[MBOX_OBJECTID_MAX + 1],
+    const char **error_r);
 /* The EMAILID of the message whose file has this name (no I/O). */
 void mbox_emailid(const char *name, char id[MBOX_OBJECTID_MAX + 1]);
 /* The time the message was saved into its folder, from its file name,

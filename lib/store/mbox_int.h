@@ -83,6 +83,10 @@ struct mbox_priv {
 				   nothing is written any more */
 	dev_t cur_dev;		/* cur/ when opened: another one there */
 	ino_t cur_ino;		/* means the folder was re-created */
+	char *mailboxid;	/* petrel-mailboxid when opened, or NULL:
+				   cur/ may get the old inode number back
+				   when the folder is re-created, the id
+				   does not come back */
 	uint32_t recent_uid;	/* petrel-recent as last read or written:
 				   no session has taken the messages from
 				   this uid on as \Recent (0: not read) */

@@ -94,6 +94,21 @@ mailboxid_read(const char *file, char id[MBOX_OBJECTID_MAX + 1],
 }
 
 int
+mbox_mailboxid_peek(const char *path, char id[MBOX_OBJECTID_MAX + 1],
+    const char **error_r)
+{
+	char *file;
+	int r;
+
+	if (path == NULL || *path == '\0')
+		return mbox_fail(error_r, "empty mailbox path");
+	file = xasprintf("%s/%s", path, MAILBOXID_FILE);
+	r = mailboxid_read(file, id, error_r);
+	free(file);
+	return r;
+}
+
+int
 mbox_mailboxid(const char *path, char id[MBOX_OBJECTID_MAX + 1],
     const char **error_r)
 {

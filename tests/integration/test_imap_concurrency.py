@@ -547,6 +547,44 @@ def test_folder_deleted_and_recreated_under_other_sessions(imap_server):
         c.logout()
 
 
+def test_folder_recreated_before_the_next_look(imap_server):
+    """A has Work selected and is silent while C deletes it and another
+    program makes it again the way it was made (tmp/, new/, cur/) and
+    drops one message in: on ext4 the new cur/ then gets the old one's
+    inode number back. A must
+    still see another folder: at its next command an untagged NO
+    [UNAVAILABLE], no EXPUNGE of its old messages, and the new folder
+    keeps what was put there (A writes nothing into it)."""
+    inst = imap_server.instance
+    reused = 0
+    for rnd in range(4):
+        put_many(inst, ALICE, 3, folder="Work")
+        with imap_server.session() as a, imap_server.session() as c:
+            r = a.select("Work")
+            assert r.numbered("EXISTS") == [3], r
+            a.ok("STORE 1 +FLAGS.SILENT (\\Seen)")
+            d = folder_dir(inst, ALICE, "Work")
+            ino = os.stat(os.path.join(d, "cur")).st_ino
+            c.ok("DELETE Work")
+            assert not os.path.exists(d)
+            make_folder(inst, ALICE, "Work")
+            reused += os.stat(os.path.join(d, "cur")).st_ino == ino
+            put(inst, ALICE, crlf(message(100 + rnd)), folder="Work")
+            r = a.ok("NOOP")
+            assert len(r.find(r"^\* NO \[UNAVAILABLE\]")) == 1, (rnd, r)
+            assert not r.numbered("EXPUNGE"), (rnd, r)
+            a.no("FETCH 1 FLAGS", contains="UNAVAILABLE")
+            r = c.select("Work")
+            assert r.numbered("EXISTS") == [1], (rnd, r)
+            assert [u for u, _ in uids_flags(c)] == [1], (rnd, r)
+            a.logout()
+            c.ok("DELETE Work")
+            c.logout()
+    # the case this is about happened at least once (it does on ext4;
+    # on a file system that never reuses the number the test is weaker)
+    print("cur/ inode reused in %d of 4 rounds" % reused)
+
+
 def test_fetch_of_message_expunged_by_another_session(imap_server):
     """RFC 2180 4.1.1/4.1.2: until B is told of an expunge (it cannot be
     during FETCH), a FETCH of the message answers what the index and the
