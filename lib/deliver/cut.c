@@ -54,12 +54,50 @@
 struct deliver_cut {
 	unsigned timeout;	/* smtp_timeout, seconds */
 	char *hostname;		/* LHLO */
-	struct tls_client *tls;	/* opportunistic STARTTLS (NULL: none) */
 	bool verify;		/* proxy_tls_ca set */
-	struct tls_client *vtls;	/* ... and its context */
-	char *vtls_error;	/* ... or why there is none */
+	struct cut_tls *tc;	/* the TLS contexts, made at first use */
 	pthread_key_t key;	/* the thread's struct kept list */
 };
+
+/* The client contexts are made by the first handover that needs one, so
+ * that a worker of a node without lmtp: routes never makes them. */
+struct cut_tls {
+	pthread_mutex_t mu;
+	bool made;
+	char *ca;		/* proxy_tls_ca, or NULL */
+	struct tls_client *tls;	/* opportunistic STARTTLS (NULL: none) */
+	struct tls_client *vtls;	/* verified, for proxy_tls_ca */
+	char *vtls_error;	/* ... or why there is none */
+};
+
+/* The context for STARTTLS to a backend: the verifying one when
+ * proxy_tls_ca is set (NULL with *why: it could not be made), else
+ * the opportunistic one (NULL: none, go on in plaintext). */
+static struct tls_client *
+cut_tls(const struct deliver_cut *cut, const char **why)
+{
+	struct cut_tls *t = cut->tc;
+	struct tls_client *c;
+
+	pthread_mutex_lock(&t->mu);
+	if (!t->made) {
+		const char *err;
+
+		t->made = true;
+		if (t->ca != NULL) {
+			t->vtls = tls_client_new_verify(t->ca, &err);
+			if (t->vtls == NULL)
+				t->vtls_error = xasprintf("proxy_tls_ca: %s",
+				    err);
+		} else if ((t->tls = tls_client_new(&err)) == NULL) {
+			log_warn("cut-through STARTTLS unavailable: %s", err);
+		}
+	}
+	c = t->ca != NULL ? t->vtls : t->tls;
+	*why = t->vtls_error;
+	pthread_mutex_unlock(&t->mu);
+	return c;
+}
 
 /* A connection of this thread, at rest after RSET-less end of a
  * transaction (the next one starts with RSET). */
@@ -100,7 +138,7 @@ struct deliver_cut *
 deliver_cut_new(const struct config *cfg, const char *hostname)
 {
 	struct deliver_cut *cut = xcalloc(1, sizeof(*cut));
-	const char *ca = config_get(cfg, "proxy_tls_ca"), *err;
+	const char *ca = config_get(cfg, "proxy_tls_ca");
 
 	/* Each step's bound: smtp_timeout, at most CUT_STEP_MAX. The client
 	 * waits for its reply meanwhile (and the session's own timer runs):
@@ -110,18 +148,17 @@ deliver_cut_new(const struct config *cfg, const char *hostname)
 		cut->timeout = 1;
 	if (cut->timeout > CUT_STEP_MAX)
 		cut->timeout = CUT_STEP_MAX;
+	int e;
+
 	cut->hostname = xstrdup(hostname);
-	cut->tls = tls_client_new(&err);
-	if (cut->tls == NULL)
-		log_warn("cut-through STARTTLS unavailable: %s", err);
+	cut->tc = xcalloc(1, sizeof(*cut->tc));
+	pthread_mutex_init(&cut->tc->mu, NULL);
 	if (ca[0] != '\0') {
 		cut->verify = true;
-		cut->vtls = tls_client_new_verify(ca, &err);
-		if (cut->vtls == NULL)
-			cut->vtls_error = xasprintf("proxy_tls_ca: %s", err);
+		cut->tc->ca = xstrdup(ca);
 	}
-	if (pthread_key_create(&cut->key, kept_list_free) != 0)
-		fatal("pthread_key_create: %s", strerror(errno));
+	if ((e = pthread_key_create(&cut->key, kept_list_free)) != 0)
+		fatal("pthread_key_create: %s", strerror(e));
 	return cut;
 }
 
@@ -135,9 +172,12 @@ deliver_cut_free(struct deliver_cut **cutp)
 	/* this thread's own, if it ever delivered */
 	kept_list_free(pthread_getspecific(cut->key));
 	pthread_key_delete(cut->key);
-	tls_client_free(&cut->tls);
-	tls_client_free(&cut->vtls);
-	free(cut->vtls_error);
+	pthread_mutex_destroy(&cut->tc->mu);
+	tls_client_free(&cut->tc->tls);
+	tls_client_free(&cut->tc->vtls);
+	free(cut->tc->vtls_error);
+	free(cut->tc->ca);
+	free(cut->tc);
 	free(cut->hostname);
 	free(cut);
 	*cutp = NULL;
@@ -294,6 +334,8 @@ session_open(const struct deliver_cut *cut, struct kept *k, const char *host,
 {
 	static const char *const kw[] = { "STARTTLS", "PIPELINING", NULL };
 	str_t text = STR_INIT;
+	struct tls_client *tc = NULL;
+	const char *tls_why = NULL;
 	bool has[2], starttls;
 	int code;
 
@@ -306,10 +348,12 @@ session_open(const struct deliver_cut *cut, struct kept *k, const char *host,
 		goto refused;
 	starttls = has[0];
 	k->pipelining = has[1];
+	if (starttls || cut->verify)
+		tc = cut_tls(cut, &tls_why);
 	if (cut->verify) {
 		/* proxy_tls_ca: verified TLS or no delivery */
-		if (cut->vtls == NULL) {
-			*why = xstrdup(cut->vtls_error);
+		if (tc == NULL) {
+			*why = xstrdup(tls_why);
 			goto fail;
 		}
 		if (!starttls) {
@@ -318,15 +362,14 @@ session_open(const struct deliver_cut *cut, struct kept *k, const char *host,
 			goto fail;
 		}
 	}
-	if (starttls && (cut->verify || cut->tls != NULL)) {
+	if (starttls && tc != NULL) {
 		if (lmtpc_cmd(&k->c, "STARTTLS") < 0)
 			goto refused;
 		code = lmtpc_reply(&k->c, &text, NULL, NULL);
 		if (code < 0)
 			goto refused;
 		if (code == 220) {
-			if (lmtpc_starttls(&k->c, cut->verify ? cut->vtls :
-			    cut->tls, host) < 0) {
+			if (lmtpc_starttls(&k->c, tc, host) < 0) {
 				*why = xstrdup(k->c.why);
 				goto fail;
 			}
@@ -450,14 +493,36 @@ set_why(struct hop_job *h, const char *why)
 	h->why = xstrdup(why);
 }
 
+/* One step of the transaction: the command, unless it went out
+ * pipelined already (NULL: nothing to send), then its reply into text.
+ * The reply's code, or -1 with h->why set when the connection failed. */
+static int
+step(struct hop_job *h, struct kept *k, str_t *text, const char *cmd,
+    const char *arg)
+{
+	int code;
+
+	if (cmd != NULL && !k->pipelining &&
+	    lmtpc_cmd(&k->c, "%s%s%s", cmd, arg != NULL ? arg : "",
+	    arg != NULL ? ">" : "") < 0)
+		code = -1;
+	else
+		code = lmtpc_reply(&k->c, text, NULL, NULL);
+	if (code < 0)
+		set_why(h, k->c.why);
+	return code;
+}
+
 static enum tx
 transaction(struct hop_job *h, struct kept *k, bool reused)
 {
 	str_t text = STR_INIT;
 	int *codes = xcalloc(h->n, sizeof(*codes));
 	size_t accepted = 0;
-	enum tx r = TX_FAIL;
-	int code = -1;
+	/* a failed connection: a kept one may be replaced by a new one
+	 * as long as the message has not gone out */
+	enum tx lost = reused ? TX_RETRY : TX_FAIL, r = TX_FAIL;
+	int code;
 
 	if (k->pipelining) {
 		/* RFC 2920: the envelope and DATA in one write, the replies
@@ -477,36 +542,28 @@ transaction(struct hop_job *h, struct kept *k, bool reused)
 		str_free(&cmds);
 		if (sr < 0) {
 			set_why(h, k->c.why);
-			r = reused ? TX_RETRY : TX_FAIL;
+			r = lost;
 			goto out;
 		}
 	}
-	if (reused) {
-		/* the kept session: back to its start (RFC 5321 4.1.1.5) */
-		if ((!k->pipelining && lmtpc_cmd(&k->c, "RSET") < 0) ||
-		    (code = lmtpc_reply(&k->c, &text, NULL, NULL)) != 250) {
-			set_why(h, code < 0 ? k->c.why : str_c(&text));
-			r = TX_RETRY;
-			goto out;
-		}
-	}
-	if ((!k->pipelining && lmtpc_cmd(&k->c, "MAIL FROM:<%s>",
-	    h->sender) < 0) ||
-	    (code = lmtpc_reply(&k->c, &text, NULL, NULL)) < 0) {
-		set_why(h, k->c.why);
-		r = reused ? TX_RETRY : TX_FAIL;
+	/* the kept session: back to its start (RFC 5321 4.1.1.5) */
+	if (reused && (code = step(h, k, &text, "RSET", NULL)) != 250) {
+		if (code >= 0)
+			set_why(h, str_c(&text));
+		r = TX_RETRY;
 		goto out;
 	}
-	if (code != 250) {
-		set_why(h, str_c(&text));
+	if ((code = step(h, k, &text, "MAIL FROM:<", h->sender)) != 250) {
+		if (code >= 0)
+			set_why(h, str_c(&text));
+		else
+			r = lost;
 		goto out;
 	}
 	for (size_t j = 0; j < h->n; j++) {
-		if ((!k->pipelining && lmtpc_cmd(&k->c, "RCPT TO:<%s>",
-		    h->rcpts[h->idx[j]].address) < 0) ||
-		    (code = lmtpc_reply(&k->c, &text, NULL, NULL)) < 0) {
-			set_why(h, k->c.why);
-			r = reused ? TX_RETRY : TX_FAIL;
+		if ((code = step(h, k, &text, "RCPT TO:<",
+		    h->rcpts[h->idx[j]].address)) < 0) {
+			r = lost;
 			goto out;
 		}
 		codes[j] = code;
@@ -525,14 +582,11 @@ transaction(struct hop_job *h, struct kept *k, bool reused)
 		r = k->pipelining ? TX_FAIL : TX_DONE;
 		goto out;
 	}
-	if ((!k->pipelining && lmtpc_cmd(&k->c, "DATA") < 0) ||
-	    (code = lmtpc_reply(&k->c, &text, NULL, NULL)) < 0) {
-		set_why(h, k->c.why);
-		r = reused ? TX_RETRY : TX_FAIL;
-		goto out;
-	}
-	if (code != 354) {
-		set_why(h, str_c(&text));
+	if ((code = step(h, k, &text, "DATA", NULL)) != 354) {
+		if (code >= 0)
+			set_why(h, str_c(&text));
+		else
+			r = lost;
 		goto out;
 	}
 	if (send_body(&k->c, h->fd, h->body_offset) < 0) {
@@ -551,10 +605,8 @@ transaction(struct hop_job *h, struct kept *k, bool reused)
 
 		if (codes[j] < 200 || codes[j] >= 300)
 			continue;
-		if ((code = lmtpc_reply(&k->c, &text, NULL, NULL)) < 0) {
-			set_why(h, k->c.why);
+		if ((code = step(h, k, &text, NULL, NULL)) < 0)
 			goto out;
-		}
 		if (code < 200 || code >= 300) {
 			h->noted[j] = true;
 			log_info("%s: to=<%s>, relay=%s, cut-through refused "
