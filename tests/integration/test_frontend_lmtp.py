@@ -754,3 +754,122 @@ def test_cut_through_off_queues_as_before(cluster):
     assert fe.wait_log(r"to=<%s>, status=queued \(remote\)" % re.escape(ALICE), timeout=0), \
         fe.log()
     assert "cut-through" not in fe.log(), fe.log()
+
+
+def test_cut_through_bdat_in_one_write(cluster):
+    """A backend offering PIPELINING and CHUNKING (RFC 3030) gets the
+    envelope and the whole message as one BDAT LAST in one exchange: no
+    DATA, no wait for 354; the chunk is the message in CRLF form, not
+    dot-stuffed, its length the BDAT's. A recording stand-in backend
+    answers RFC 2033's one reply per recipient after the chunk."""
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((BE1, cluster.port))
+    ls.listen(8)
+    ls.settimeout(0.2)
+    got = []
+    stop = []
+
+    def backend():
+        while not stop:
+            try:
+                c, _ = ls.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with c:
+                c.settimeout(10 * TIMEOUT_SCALE)
+                buf = b""
+                try:
+                    c.sendall(b"220 be1 LMTP\r\n")
+                    while b"\r\n" not in buf:
+                        buf += c.recv(65536)
+                    assert buf.startswith(b"LHLO "), buf
+                    buf = b""
+                    c.sendall(b"250-be1\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n"
+                              b"250 CHUNKING\r\n")
+                    # one read loop until the chunk is whole; nothing is
+                    # answered before, so a client waiting for a reply
+                    # (354, say) would stall here and fail the test
+                    m = None
+                    while True:
+                        m = re.search(rb"BDAT (\d+) LAST\r\n", buf)
+                        if m and len(buf) >= m.end() + int(m.group(1)):
+                            break
+                        if b"DATA\r\n" in buf:
+                            break
+                        chunk = c.recv(65536)
+                        if not chunk:
+                            return
+                        buf += chunk
+                    got.append(buf)
+                    if m is None:
+                        return
+                    n = buf.count(b"RCPT TO:")
+                    c.sendall(b"250 2.1.0 Ok\r\n" + b"250 2.1.5 Ok\r\n" * n +
+                              b"250 2.0.0 <x> stored\r\n" * n)
+                    while b"QUIT" not in buf and b"RSET" not in buf[m.end():]:
+                        more = c.recv(65536)
+                        if not more:
+                            break
+                        buf += more
+                    c.sendall(b"221 2.0.0 Bye\r\n")
+                except OSError:
+                    pass
+    t = threading.Thread(target=backend, daemon=True)
+    t.start()
+    try:
+        fe = cluster.frontend(backend_default=BE1, opts=("worker_threads=1",))
+        assert sendmail(fe, [ALICE, DAVE], "chunked") == {}
+        assert len(got) == 1, got
+        wire_in = got[0]
+        assert b"DATA\r\n" not in wire_in, wire_in
+        m = re.search(rb"BDAT (\d+) LAST\r\n", wire_in)
+        head, chunk = wire_in[:m.start()], wire_in[m.end():]
+        assert head.count(b"RCPT TO:") == 2 and head.startswith(b"MAIL FROM:<s@outside.test>"), head
+        assert len(chunk) == int(m.group(1))
+        assert chunk.endswith(b"body\r\n.leading dot\r\n"), chunk   # not dot-stuffed
+        assert b"\n" not in chunk.replace(b"\r\n", b""), chunk
+        for rcpt in (ALICE, DAVE):
+            assert fe.wait_log(r"to=<%s>, relay=.*status=sent \(250 2\.0\.0 <x> stored\), "
+                               r"cut-through$" % re.escape(rcpt), timeout=WAIT), fe.log()
+        assert queue_files(cluster.fe) == []
+    finally:
+        stop.append(True)
+        ls.close()
+        t.join(5)
+
+
+def test_cut_through_stores_what_the_queue_stores(cluster):
+    """The same awkward messages (a bare CR, lines of dots, no last line
+    end, 8-bit bytes; one of 1.5 MiB, which goes by DATA, streamed) reach
+    the backend's Maildir byte for byte as the queue's DATA leg stores
+    them."""
+    cluster.backend(1)
+    small = (b"From: <s@outside.test>\r\nSubject: awkward\r\n\r\n.\r\n..two\r\n"
+             b"bare\rcr\r\n\xc3\xa9t\xc3\xa9\r\nno end")
+    line = b"x" * 70 + b"\r\n"
+    big = (b"From: <s@outside.test>\r\nSubject: big\r\n\r\n" + b".dot\r\n" +
+           line * (1536 * 1024 // len(line)))
+
+    def stored(opts):
+        fe = cluster.frontend(backend_default=BE1, opts=opts)
+        before = len(read_new(cluster.be1, BOB))
+        for data in (small, big):
+            with smtplib.SMTP("127.0.0.1", fe.smtp_port, timeout=60 * TIMEOUT_SCALE) as c:
+                assert c.sendmail("s@outside.test", [BOB], data) == {}
+        assert wait_for(lambda: len(read_new(cluster.be1, BOB)) >= before + 2, WAIT), fe.log()
+        fe.stop()
+        out = read_new(cluster.be1, BOB)[before:]
+        # from the message's own first header on (the Received lines differ)
+        return sorted(d[d.index(b"From: <s@outside.test>"):] for d in out)
+
+    cut = stored(())
+    queued = stored(("lmtp_cut_through=no",))
+    assert cut == queued
+    # as sent: the dots not doubled, the bare CR a line end, the last
+    # line ended (the Maildir keeps LF line ends)
+    awkward = [d.replace(b"\r\n", b"\n") for d in cut if b"awkward" in d][0]
+    assert awkward.endswith(b"\n.\n..two\nbare\ncr\n\xc3\xa9t\xc3\xa9\nno end\n"), awkward
+    assert max(len(d) for d in cut) > 1024 * 1024    # over the BDAT bound
