@@ -130,7 +130,10 @@ make_keys(const char *ip, const char *login, char user[KEY_MAX],
 	for (i = 0; login[i] != '\0' && i < KEY_MAX - 1; i++)
 		user[i] = (char)tolower((unsigned char)login[i]);
 	user[i] = '\0';
-	snprintf(pair, KEY_MAX, "%s|%s", ip, user);
+	/* "longer keys are truncated": a pair past KEY_MAX counts with the
+	 * others of its prefix */
+	if (snprintf(pair, KEY_MAX, "%s|%s", ip, user) >= KEY_MAX)
+		pair[KEY_MAX - 1] = '\0';
 }
 
 /* Leak the score: limit failures per lockout seconds. */
