@@ -37,7 +37,7 @@
 # one imap process per session, on a free 127.0.0.1 port. Both servers run
 # for the whole run; for each N, petrel then Dovecot get the ops above plus
 #   select_cold: petrel-index*, petrel-cache (petrel) or dovecot.index*
-#             (Dovecot; dovecot-uidlist is kept) removed before the servers
+#             and dovecot-uidlist (Dovecot) removed before the servers
 #             start; one SELECT on a new session, once per N
 #   select_warm: SELECT INBOX on a new session, ROUNDS times
 #   fetch_env: UID FETCH of the last 100 UIDs (ENVELOPE), ROUNDS times
@@ -191,7 +191,8 @@ EOF
 		touch "$dvm/.bench-complete"
 	fi
 	# select_cold: no index for either server's first SELECT of this run
-	rm -f "$md"/petrel-index* "$md/petrel-cache" "$dvm"/dovecot.index*
+	rm -f "$md"/petrel-index* "$md/petrel-cache" "$dvm"/dovecot.index* \
+		"$dvm/dovecot-uidlist"
 done
 
 port=$(PYTHONPATH="$here/../tests" "$PY" -c 'from harness.ports import free_port; print(free_port())')
