@@ -206,7 +206,11 @@ check(const struct mbox *mb, size_t want)
 			abort();
 		if (m->uid == 0 || m->uid >= mb->uidnext)
 			abort();
-		for (const char *f = m->flags; *f != '\0'; f++)
+		char fl[53];
+
+		if (m->flagbits >> 52 != 0)
+			abort();
+		for (const char *f = mbox_msg_flags(m, fl); *f != '\0'; f++)
 			if (strchr("DFPRST", *f) == NULL &&
 			    (*f < 'a' || *f > 'z'))
 				abort();

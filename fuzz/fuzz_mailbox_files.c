@@ -277,7 +277,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (w < 0 || m->uid == 0 || m->uid >= mb->uidnext ||
 		    (i > 0 && m->uid <= mbox_msg(mb, i - 1)->uid))
 			abort();
-		for (const char *f = m->flags; *f != '\0'; f++)
+		char fl[53];
+
+		if (m->flagbits >> 52 != 0)
+			abort();
+		for (const char *f = mbox_msg_flags(m, fl); *f != '\0'; f++)
 			if (strchr("DFPRST", *f) == NULL &&
 			    (*f < 'a' || *f > 'z'))
 				abort();

@@ -26,12 +26,13 @@
 
 /* Flags of a message for another mailbox: keywords by name. */
 static void
-translate_flags(struct mbox *from, struct mbox *to, const char *flags,
+translate_flags(struct mbox *from, struct mbox *to, const struct mbox_msg *m,
     char out[MAILDIR_FLAGS_MAX + 1])
 {
-	char tmp[MAILDIR_FLAGS_MAX + 1];
+	char flags[MAILDIR_FLAGS_MAX + 1], tmp[MAILDIR_FLAGS_MAX + 1];
 	size_t n = 0;
 
+	mbox_msg_flags(m, flags);
 	for (const char *p = flags; *p != '\0' && n < MAILDIR_FLAGS_MAX; p++) {
 		char l = *p;
 
@@ -105,7 +106,7 @@ copy_messages(struct imap_session *s, struct imap_cmd *c, bool move)
 			gone++;
 			continue;
 		}
-		translate_flags(s->mb, dst, m->flags, flags);
+		translate_flags(s->mb, dst, m, flags);
 		/* MOVE keeps the EMAILID (RFC 8474 5.1): the new name
 		 * carries it in an E= field; COPY makes a new message */
 		char extra[MBOX_OBJECTID_MAX + 3];
@@ -133,7 +134,7 @@ copy_messages(struct imap_session *s, struct imap_cmd *c, bool move)
 			if (m->expunged)
 				break;
 			src = mbox_msg_path(s->mb, m);
-			translate_flags(s->mb, dst, m->flags, flags);
+			translate_flags(s->mb, dst, m, flags);
 		}
 		if (src == NULL) {
 			if (mbox_msg(s->mb, idx[k])->expunged) {

@@ -41,7 +41,7 @@ imap_expunge_deleted(struct imap_session *s, const char *uidset, bool report)
 	for (size_t j = 0; j < n; j++) {
 		const struct mbox_msg *m = mbox_msg(s->mb, idx[j]);
 
-		if (strchr(m->flags, 'T') == NULL || m->expunged)
+		if (!mbox_msg_has(m, 'T') || m->expunged)
 			continue;
 		/* the quota needs the size (0 when the file is gone) */
 		if (m->info_pending &&

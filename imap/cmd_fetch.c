@@ -346,11 +346,11 @@ fetch_one(struct imap_session *s, struct fetch_state *fs, size_t i)
 		}
 	}
 	if (att->sets_seen && !s->readonly && !m->expunged &&
-	    strchr(m->flags, 'S') == NULL) {
-		char flags[64];
+	    !mbox_msg_has(m, 'S')) {
+		char flags[MAILDIR_FLAGS_MAX + 1];
 		const char *err;
 
-		snprintf(flags, sizeof(flags), "%sS", m->flags);
+		mbox_bits_flags(m->flagbits | mbox_flag_bit('S'), flags);
 		if (mbox_set_flags(s->mb, i, flags, &err) < 0)
 			log_warn("%016llx: %s", SID(&s->base), err);
 		/* published now, so that the MODSEQ shown is the new one */

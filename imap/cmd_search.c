@@ -245,11 +245,11 @@ imap_search_run(struct imap_session *s, const struct search_key *root,
 		}
 		/* loading the message may re-sync and move msgs: keep
 		 * nothing that points into it */
-		char flags[sizeof(m->flags)];
+		char flags[MAILDIR_FLAGS_MAX + 1];
 		char emailid[MBOX_OBJECTID_MAX + 1];
 		uint32_t uid = m->uid;
 
-		memcpy(flags, m->flags, sizeof(flags));
+		mbox_msg_flags(m, flags);
 		if (need_emailid)
 			mbox_emailid(m->name, emailid);
 		struct search_msg sm = {

@@ -196,7 +196,7 @@ imap_cmd_select(struct imap_session *s, struct imap_cmd *c)
 			m->recent = true;	/* shown, not taken */
 		if (m->recent)
 			recent++;
-		if (unseen < 0 && strchr(m->flags, 'S') == NULL)
+		if (unseen < 0 && !mbox_msg_has(m, 'S'))
 			unseen = (long)i + 1;
 	}
 	imap_report_flags(s);

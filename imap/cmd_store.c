@@ -96,12 +96,13 @@ imap_cmd_store(struct imap_session *s, struct imap_cmd *c)
 	for (size_t k = 0; k < n; k++) {
 		struct mbox_msg *m = mbox_msg(s->mb, idx[k]);
 		char next[64], norm[MAILDIR_FLAGS_MAX + 1];
+		char cur[MAILDIR_FLAGS_MAX + 1];
 		size_t len = 0;
 		int r = 0;
 
 		if (m->expunged)
 			continue;
-		for (const char *p = m->flags; *p != '\0'; p++) {
+		for (const char *p = mbox_msg_flags(m, cur); *p != '\0'; p++) {
 			bool keep;
 
 			if (add || del)
@@ -124,7 +125,7 @@ imap_cmd_store(struct imap_session *s, struct imap_cmd *c)
 		if (cond && (since == 0 || m->modseq > since))
 			r = 2;
 		else if (maildir_flags_normalize(next, len, norm) == 0 &&
-		    strcmp(norm, m->flags) != 0 &&
+		    mbox_flags_bits(norm) != m->flagbits &&
 		    (r = mbox_set_flags_cond(s->mb, idx[k], norm, cond ?
 		    since : 0, &err)) < 0)
 			log_warn("%016llx: %s", SID(&s->base), err);

@@ -57,17 +57,17 @@ imap_flags_string(const struct imap_session *s, const struct mbox_msg *m,
 	bool first = true;
 
 	for (size_t i = 0; i < NSYSFLAGS; i++) {
-		if (strchr(m->flags, sysflags[i].letter) == NULL)
+		if (!mbox_msg_has(m, sysflags[i].letter))
 			continue;
 		if (!first)
 			str_append_c(out, ' ');
 		str_append(out, sysflags[i].name);
 		first = false;
 	}
-	for (const char *p = m->flags; *p != '\0'; p++) {
+	for (char c = 'a'; c <= 'z'; c++) {
 		const char *kw;
 
-		if (*p < 'a' || *p > 'z' || (kw = mb->keywords[*p - 'a']) == NULL)
+		if (!mbox_msg_has(m, c) || (kw = mb->keywords[c - 'a']) == NULL)
 			continue;
 		if (!first)
 			str_append_c(out, ' ');

@@ -393,8 +393,8 @@ finish_touched(struct mbox *mb)
 		if (m->expunged)
 			continue;
 		mbox_name_flags(m->name, flags);
-		if (strcmp(flags, m->flags) != 0) {
-			memcpy(m->flags, flags, sizeof(m->flags));
+		if (mbox_flags_bits(flags) != m->flagbits) {
+			m->flagbits = mbox_flags_bits(flags);
 			m->flags_changed = true;
 			if (p->nfchg < FCHG_MAX)
 				uids_add(&p->fchg, &p->nfchg, &p->fchg_cap,
@@ -1639,6 +1639,7 @@ add_fresh(struct mbox *mb, struct sync_ctx *ctx, const struct listing *l,
 	struct fresh *f;
 	size_t nf = 0, k, out;
 	uint32_t last;
+	char flags[MAILDIR_FLAGS_MAX + 1];
 
 	if (mt->nfresh == 0)
 		return 0;
@@ -1702,7 +1703,8 @@ add_fresh(struct mbox *mb, struct sync_ctx *ctx, const struct listing *l,
 		last = f[k].m.uid;
 		f[k].m.name = xstrndup(f[k].name, f[k].len);
 		f[k].m.in_cur = f[k].in_cur;
-		mbox_name_flags(f[k].m.name, f[k].m.flags);
+		mbox_name_flags(f[k].m.name, flags);
+		f[k].m.flagbits = mbox_flags_bits(flags);
 		msgs_append(mb, &f[k].m);
 		mbox_mod_add(mb, f[k].m.uid);
 	}
@@ -2700,7 +2702,7 @@ mbox_deleted(struct mbox *mb, size_t **idx_r)
 		last = p->del[k];
 		i = mbox_find_uid(mb, last);
 		if (i < 0 || mbox_msg(mb, i)->expunged ||
-		    strchr(mbox_msg(mb, i)->flags, 'T') == NULL)
+		    !mbox_msg_has(mbox_msg(mb, i), 'T'))
 			continue;	/* stale */
 		p->del[out++] = last;
 		idx[n++] = (size_t)i;
@@ -2777,7 +2779,7 @@ rename_flags(struct mbox *mb, size_t i, const char *flags,
 	newname = xasprintf("%.*s:2,%s", (int)klen, m->name, flags);
 	if (m->in_cur && strcmp(newname, m->name) == 0) {
 		free(newname);
-		memcpy(m->flags, flags, strlen(flags) + 1);
+		m->flagbits = mbox_flags_bits(flags);
 		return 0;
 	}
 	from = mbox_msg_path(mb, m);
@@ -2796,7 +2798,7 @@ rename_flags(struct mbox *mb, size_t i, const char *flags,
 		m->name = newname;
 		m->in_cur = true;
 		msg_count(mb->priv, m, 1);
-		memcpy(m->flags, flags, strlen(flags) + 1);
+		m->flagbits = mbox_flags_bits(flags);
 		mbox_mod_add(mb, m->uid);
 		claim_end(mb, claimed);
 	}
@@ -2805,20 +2807,12 @@ rename_flags(struct mbox *mb, size_t i, const char *flags,
 	return ret;
 }
 
-/* flags = (cur - del) + add, normalised. */
-static int
-flags_apply(const char *cur, const char *add, const char *del,
+/* flags = (cur - del) + add, as letters sorted into out. */
+static const char *
+flags_apply(uint64_t cur, uint64_t add, uint64_t del,
     char out[MAILDIR_FLAGS_MAX + 1])
 {
-	char buf[2 * MAILDIR_FLAGS_MAX + 2];
-	size_t n = 0;
-
-	for (const char *f = cur; *f != '\0'; f++)
-		if (strchr(del, *f) == NULL)
-			buf[n++] = *f;
-	for (const char *f = add; *f != '\0'; f++)
-		buf[n++] = *f;
-	return maildir_flags_normalize(buf, n, out);
+	return mbox_bits_flags((cur & ~del) | add, out);
 }
 
 int
@@ -2832,10 +2826,9 @@ int
 mbox_set_flags_cond(struct mbox *mb, size_t i, const char *flags,
     uint64_t unchangedsince, const char **error_r)
 {
-	char nflags[MAILDIR_FLAGS_MAX + 1], add[MAILDIR_FLAGS_MAX + 1];
-	char del[MAILDIR_FLAGS_MAX + 1], before[MAILDIR_FLAGS_MAX + 1];
+	char nflags[MAILDIR_FLAGS_MAX + 1], before[MAILDIR_FLAGS_MAX + 1];
 	struct timespec zero = { 0, 0 };
-	size_t na = 0, nd = 0;
+	uint64_t nbits, add, del;
 	int ret, attempt;
 
 	if (mb->readonly)
@@ -2850,13 +2843,9 @@ mbox_set_flags_cond(struct mbox *mb, size_t i, const char *flags,
 	/* What this change adds and removes, against the flags this
 	 * session knows: applied again to the fresh flags if another
 	 * process changed them meanwhile, so its changes are kept. */
-	for (const char *f = nflags; *f != '\0'; f++)
-		if (strchr(mbox_msg(mb, i)->flags, *f) == NULL)
-			add[na++] = *f;
-	for (const char *f = mbox_msg(mb, i)->flags; *f != '\0'; f++)
-		if (strchr(nflags, *f) == NULL)
-			del[nd++] = *f;
-	add[na] = del[nd] = '\0';
+	nbits = mbox_flags_bits(nflags);
+	add = nbits & ~mbox_msg(mb, i)->flagbits;
+	del = mbox_msg(mb, i)->flagbits & ~nbits;
 	if (mbox_lock(mb, error_r) < 0)
 		return -1;
 	log_catch_up(mb);
@@ -2874,12 +2863,9 @@ mbox_set_flags_cond(struct mbox *mb, size_t i, const char *flags,
 		mbox_unlock(mb);
 		return 2;
 	}
-	memcpy(before, mbox_msg(mb, i)->flags, sizeof(before));
-	if (strcmp(mbox_msg(mb, i)->flags, nflags) != 0 &&
-	    flags_apply(mbox_msg(mb, i)->flags, add, del, nflags) < 0) {
-		mbox_unlock(mb);
-		return mbox_fail(error_r, "invalid Maildir flags");
-	}
+	mbox_msg_flags(mbox_msg(mb, i), before);
+	if (mbox_msg(mb, i)->flagbits != nbits)
+		flags_apply(mbox_msg(mb, i)->flagbits, add, del, nflags);
 	ret = rename_flags(mb, i, nflags, error_r);
 	for (attempt = 1; ret == 1 && attempt <= RENAME_ATTEMPTS; attempt++) {
 		/* renamed or removed by someone else: find out which */
@@ -2888,10 +2874,10 @@ mbox_set_flags_cond(struct mbox *mb, size_t i, const char *flags,
 			ret = -1;
 		else if (mbox_msg(mb, i)->expunged)
 			break;
-		else if (flags_apply(mbox_msg(mb, i)->flags, add, del, nflags) < 0)
-			ret = mbox_fail(error_r, "invalid Maildir flags");
 		else
-			ret = rename_flags(mb, i, nflags, error_r);
+			ret = rename_flags(mb, i,
+			    flags_apply(mbox_msg(mb, i)->flagbits, add, del,
+			    nflags), error_r);
 	}
 	if (ret == 1 && !mbox_msg(mb, i)->expunged)
 		ret = mbox_fail(error_r, "%s: the file of UID %u keeps moving",
@@ -3051,7 +3037,7 @@ count_msgs(const struct mbox *mb, uint32_t *messages, uint32_t *unseen,
 		if (mbox_msg(mb, i)->expunged)
 			continue;
 		(*messages)++;
-		if (!maildir_flags_has(mbox_msg(mb, i)->flags, 'S'))
+		if (!mbox_msg_has(mbox_msg(mb, i), 'S'))
 			(*unseen)++;
 		if (mbox_msg(mb, i)->recent || !mbox_msg(mb, i)->in_cur)
 			(*recent)++;
@@ -3178,7 +3164,7 @@ mbox_status_deleted(const char *path, uint32_t *deleted_r,
 	if (mbox_open(path, true, &mb, error_r) < 0)
 		return -1;
 	for (size_t i = 0; i < mb->n; i++)
-		if (!mbox_msg(mb, i)->expunged && strchr(mbox_msg(mb, i)->flags, 'T'))
+		if (!mbox_msg(mb, i)->expunged && mbox_msg_has(mbox_msg(mb, i), 'T'))
 			n++;
 	mbox_close(&mb);
 	*deleted_r = n;

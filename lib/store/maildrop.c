@@ -227,7 +227,7 @@ drop_list(const char *maildir, struct maildir_msg **msgs_r, size_t *n_r,
 		d->size = m->size;
 		d->vsize = m->vsize;
 		d->key_len = key_len_of(m->name);
-		snprintf(d->flags, sizeof(d->flags), "%s", m->flags);
+		mbox_msg_flags(m, d->flags);
 		n++;
 	}
 	cap = mb->n + 1;
@@ -380,10 +380,10 @@ store_drop_update(const char *maildir, const struct maildir_msg *msgs,
 		if (deleted[i]) {
 			idx[nx++] = (size_t)k;
 			bytes += (int64_t)msgs[i].size;
-		} else if (seen[i] && !maildir_flags_has(m->flags, 'S')) {
-			char flags[MAILDIR_FLAGS_MAX + 2];
+		} else if (seen[i] && !mbox_msg_has(m, 'S')) {
+			char flags[MAILDIR_FLAGS_MAX + 1];
 
-			snprintf(flags, sizeof(flags), "%sS", m->flags);
+			mbox_bits_flags(m->flagbits | mbox_flag_bit('S'), flags);
 			if (mbox_set_flags(mb, (size_t)k, flags, &err) < 0)
 				log_warn("%s: \\Seen for uid %u: %s", maildir,
 				    msgs[i].uid, err);

@@ -295,7 +295,7 @@ mbox_index_parse_entry(char **pp, char *end, int version,
     struct mbox_msg *m)
 {
 	const char *p = *pp;
-	char *nl, *name;
+	char *nl, *name, flags[MAILDIR_FLAGS_MAX + 1];
 	uint64_t v;
 
 	memset(m, 0, sizeof(*m));
@@ -333,7 +333,8 @@ mbox_index_parse_entry(char **pp, char *end, int version,
 		return false;
 	*nl = '\0';
 	m->name = name;
-	mbox_name_flags(name, m->flags);
+	mbox_name_flags(name, flags);
+	m->flagbits = mbox_flags_bits(flags);
 	*pp = nl + 1;
 	return true;
 }
@@ -504,7 +505,7 @@ mbox_index_write(const struct mbox *mb, bool durable, uint32_t log_id,
 		if (m->expunged)
 			continue;
 		messages++;
-		if (!maildir_flags_has(m->flags, 'S'))
+		if (!mbox_msg_has(m, 'S'))
 			unseen++;
 		if (!m->in_cur)
 			recent++;

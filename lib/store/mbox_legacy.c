@@ -451,9 +451,9 @@ courier_kw_write(struct mbox *mb, const struct mbox_msg *m)
 
 	if (klen == 0 || key[0] == '.' || strchr(key, '/') != NULL)
 		goto out;
-	for (const char *f = m->flags; *f != '\0'; f++) {
-		if (*f >= 'a' && *f <= 'z' && mb->keywords[*f - 'a'] != NULL)
-			str_printf(&s, "%s\n", mb->keywords[*f - 'a']);
+	for (char f = 'a'; f <= 'z'; f++) {
+		if (mbox_msg_has(m, f) && mb->keywords[f - 'a'] != NULL)
+			str_printf(&s, "%s\n", mb->keywords[f - 'a']);
 	}
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
 	    0600);
@@ -470,14 +470,11 @@ out:
 	free(key);
 }
 
+/* Whether the keyword letters (a-z) of a and b are the same. */
 static bool
-kw_letters_equal(const char *a, const char *b)
+kw_letters_equal(uint64_t a, uint64_t b)
 {
-	for (char c = 'a'; c <= 'z'; c++) {
-		if ((strchr(a, c) == NULL) != (strchr(b, c) == NULL))
-			return false;
-	}
-	return true;
+	return ((a ^ b) & mbox_flags_bits("abcdefghijklmnopqrstuvwxyz")) == 0;
 }
 
 void
@@ -486,7 +483,8 @@ mbox_legacy_kw_changed(struct mbox *mb, size_t i, const char *old_flags)
 	struct mbox_priv *p = mb->priv;
 
 	if (p->courier_kw_importing ||
-	    kw_letters_equal(old_flags, mbox_msg(mb, i)->flags) ||
+	    kw_letters_equal(mbox_flags_bits(old_flags),
+	    mbox_msg(mb, i)->flagbits) ||
 	    !courier_kw_dir(mb))
 		return;
 	courier_kw_write(mb, mbox_msg(mb, i));
@@ -502,10 +500,9 @@ mbox_legacy_update(struct mbox *mb, uint32_t from_uid)
 	/* APPENDed, COPYed or MOVEd in with keywords */
 	for (size_t i = mb->n; i > 0 && mbox_msg(mb, i - 1)->uid >= from_uid; i--) {
 		const struct mbox_msg *m = mbox_msg(mb, i - 1);
-		bool kw = false;
+		bool kw = (m->flagbits &
+		    mbox_flags_bits("abcdefghijklmnopqrstuvwxyz")) != 0;
 
-		for (const char *f = m->flags; !kw && *f != '\0'; f++)
-			kw = *f >= 'a' && *f <= 'z';
 		if (kw && !m->expunged)
 			courier_kw_write(mb, m);
 	}
@@ -761,10 +758,10 @@ mbox_legacy_kw_import(struct mbox *mb)
 		if (m->expunged)
 			continue;
 		key = xstrndup(m->name, legacy_key_len(m->name));
-		memcpy(flags, m->flags, sizeof(flags));
+		mbox_msg_flags(m, flags);
 		kw_message(mb, dir, &c, key, flags);
 		free(key);
-		if (strcmp(flags, mbox_msg(mb, i)->flags) != 0 &&
+		if (mbox_flags_bits(flags) != mbox_msg(mb, i)->flagbits &&
 		    mbox_set_flags(mb, i, flags, &error) < 0) {
 			log_warn("%s", error);
 			failed = true;

@@ -27,6 +27,17 @@
 
 static unsigned int folder_seq;
 
+/* A message's flag letters, sorted (up to four calls in an
+ * expression). */
+static const char *
+msg_flags(const struct mbox_msg *m)
+{
+	static char buf[4][53];
+	static unsigned int k;
+
+	return mbox_msg_flags(m, buf[k++ % 4]);
+}
+
 /* A fresh maildir folder under the test directory. malloc'd. */
 static char *
 mkfolder(const char *what)
@@ -249,7 +260,7 @@ test_fresh(void)
 	test_assert_streq(mbox_msg(mb, 0)->name, "1700000001.M9P1.host,S=4,W=6:2,");
 	test_assert(mbox_msg(mb, 0)->recent);
 	test_assert(!mbox_msg(mb, 1)->recent);
-	test_assert_streq(mbox_msg(mb, 1)->flags, "S");
+	test_assert_streq(msg_flags(mbox_msg(mb, 1)), "S");
 	test_assert(mbox_msg(mb, 2)->recent && mbox_msg(mb, 3)->recent);
 	test_assert(file_exists(f, "cur", "1700000003.M5P1.host:2,"));
 	test_assert(count_dir(f, "new") == 1);	/* the skipped one */
@@ -409,6 +420,46 @@ out:
 	test_end();
 }
 
+/* The flag letters of an entry as bits and back (struct mbox_msg
+ * keeps them in a uint64_t). */
+static void
+test_flag_bits(void)
+{
+	struct mbox_msg m;
+	char out[53], all[53];
+	size_t n = 0;
+
+#if UINTPTR_MAX == UINT64_MAX
+	test_assert(sizeof(struct mbox_msg) == 72);
+#endif
+	for (char c = 'A'; c <= 'Z'; c++)
+		all[n++] = c;
+	for (char c = 'a'; c <= 'z'; c++)
+		all[n++] = c;
+	all[n] = '\0';
+	test_assert(mbox_flags_bits("") == 0);
+	test_assert(mbox_flags_bits("A") == 1);
+	test_assert(mbox_flags_bits("Z") == (uint64_t)1 << 25);
+	test_assert(mbox_flags_bits("a") == (uint64_t)1 << 26);
+	test_assert(mbox_flags_bits("z") == (uint64_t)1 << 51);
+	test_assert(mbox_flags_bits(all) == ((uint64_t)1 << 52) - 1);
+	test_assert_streq(mbox_bits_flags(mbox_flags_bits(all), out), all);
+	/* not letters: ignored; order and repeats do not matter */
+	test_assert(mbox_flags_bits("S,2:@[`{ \x7f\x80\xff") ==
+	    mbox_flags_bits("S"));
+	test_assert_streq(mbox_bits_flags(mbox_flags_bits("zSaSDTF"), out),
+	    "DFSTaz");
+	test_assert_streq(mbox_bits_flags(0, out), "");
+	/* bits above the 52 letters make no letters */
+	test_assert_streq(mbox_bits_flags(~(uint64_t)0 << 52 | 1, out), "A");
+	memset(&m, 0, sizeof(m));
+	m.flagbits = mbox_flags_bits("PRSb");
+	test_assert(mbox_msg_has(&m, 'S') && mbox_msg_has(&m, 'b'));
+	test_assert(!mbox_msg_has(&m, 'T') && !mbox_msg_has(&m, 's'));
+	test_assert(!mbox_msg_has(&m, '\0') && !mbox_msg_has(&m, ','));
+	test_assert_streq(mbox_msg_flags(&m, out), "PRSb");
+}
+
 static void
 test_flags(void)
 {
@@ -428,7 +479,7 @@ test_flags(void)
 	if (a == NULL || b == NULL)
 		goto out;
 	test_assert(mbox_set_flags(a, 0, "SFS", &error) == 0);
-	test_assert_streq(mbox_msg(a, 0)->flags, "FS");
+	test_assert_streq(msg_flags(mbox_msg(a, 0)), "FS");
 	test_assert_streq(mbox_msg(a, 0)->name, "1700000001.M1P1.h,S=2,W=3:2,FS");
 	test_assert(!mbox_msg(a, 0)->flags_changed);
 	test_assert(file_exists(f, "cur", "1700000001.M1P1.h,S=2,W=3:2,FS"));
@@ -437,7 +488,7 @@ test_flags(void)
 	test_assert(mbox_flush(a, &error) == 0);
 	test_assert(mbox_sync(b, &added, &error) == 0 && added == 0);
 	test_assert(mbox_msg(b, 0)->flags_changed);
-	test_assert_streq(mbox_msg(b, 0)->flags, "FS");
+	test_assert_streq(msg_flags(mbox_msg(b, 0)), "FS");
 	test_assert(!mbox_msg(b, 1)->flags_changed);
 	test_assert(mbox_msg(b, 0)->uid == 1);
 	mbox_msg(b, 0)->flags_changed = false;
@@ -450,7 +501,7 @@ test_flags(void)
 	free(to);
 	test_assert(mbox_sync(b, &added, &error) == 0 && added == 0);
 	test_assert(mbox_msg(b, 1)->flags_changed);
-	test_assert_streq(mbox_msg(b, 1)->flags, "RS");
+	test_assert_streq(msg_flags(mbox_msg(b, 1)), "RS");
 	test_assert(mbox_msg(b, 1)->uid == 2 && !mbox_msg(b, 1)->expunged);
 	test_assert(mbox_sync(a, &added, &error) == 0 && added == 0);
 	test_assert(mbox_msg(a, 1)->flags_changed);
@@ -490,7 +541,7 @@ test_flags(void)
 	free(to);
 	test_assert(mbox_sync(a, &added, &error) == 0);
 	test_assert(mbox_msg(a, 0)->flags_changed);
-	test_assert_streq(mbox_msg(a, 0)->flags, "");
+	test_assert_streq(msg_flags(mbox_msg(a, 0)), "");
 	test_assert(mbox_msg(a, 2)->expunged);
 out:
 	mbox_close(&a);
@@ -946,7 +997,7 @@ test_import(void)
 	test_assert(mb != NULL && mb->uidvalidity == 424242 && mb->n == 3);
 	if (mb != NULL && mb->n == 3) {
 		test_assert(mbox_msg(mb, 0)->uid == 50 && mbox_msg(mb, 1)->uid == 51);
-		test_assert_streq(mbox_msg(mb, 1)->flags, "RS");
+		test_assert_streq(msg_flags(mbox_msg(mb, 1)), "RS");
 		test_assert(mbox_msg(mb, 2)->uid == 60 && mbox_msg(mb, 2)->recent);
 		test_assert(mb->uidnext == 61);
 	}
@@ -1038,7 +1089,7 @@ has_kw(struct mbox *mb, const char *key, const char *name)
 	struct mbox_msg *m = find_key(mb, key);
 	char letter = mbox_keyword_letter(mb, name, false);
 
-	return m != NULL && letter != 0 && strchr(m->flags, letter) != NULL;
+	return m != NULL && letter != 0 && mbox_msg_has(m, letter);
 }
 
 static void
@@ -1257,7 +1308,7 @@ test_legacy_courier_keywords(void)
 		goto out;
 	test_assert(has_kw(mb, "1600000001.M1P1.h", "$Label1"));
 	test_assert(has_kw(mb, "1600000001.M1P1.h", "custom"));
-	test_assert(strchr(find_key(mb, "1600000001.M1P1.h")->flags, 'S'));
+	test_assert(strchr(msg_flags(find_key(mb, "1600000001.M1P1.h")), 'S'));
 	test_assert(mbox_keyword_letter(mb, "bad(name", false) == 0);
 	test_assert(has_kw(mb, "1600000002.M1P1.h", "$Label2"));
 	test_assert(!has_kw(mb, "1600000002.M1P1.h", "custom"));
@@ -1268,7 +1319,7 @@ test_legacy_courier_keywords(void)
 	test_assert(!has_kw(mb, "1600000003.M1P1.h", "ignored"));
 	test_assert(mbox_keyword_letter(mb, "scratch", false) == 0);
 	m = find_key(mb, "1600000004.M1P1.h");
-	test_assert(m != NULL && strpbrk(m->flags,
+	test_assert(m != NULL && strpbrk(msg_flags(m),
 	    "abcdefghijklmnopqrstuvwxyz") == NULL);
 	test_assert(exists(f, "petrel-courier-keywords"));
 	/* no update file was written for what was read */
@@ -1521,12 +1572,12 @@ test_keywords(void)
 	put_msg(f, "cur", "1700000001.M1P1.h:2,", "x\n", 0);
 	test_assert(mbox_sync(a, NULL, NULL) == 0);
 	test_assert(a->n == 1 && mbox_set_flags(a, 0, "aSd", NULL) == 0);
-	test_assert_streq(mbox_msg(a, 0)->flags, "Sad");
+	test_assert_streq(msg_flags(mbox_msg(a, 0)), "Sad");
 	mbox_close(&a);
 	a = open_ok(f, true);
 	test_assert(a != NULL && a->n == 1);
 	if (a != NULL && a->n == 1) {
-		test_assert_streq(mbox_msg(a, 0)->flags, "Sad");
+		test_assert_streq(msg_flags(mbox_msg(a, 0)), "Sad");
 		test_assert_streq(a->keywords[3], "Later");
 	}
 out:
@@ -1770,7 +1821,7 @@ test_added(void)
 	if (i == 1) {
 		m = mbox_msg(mb, i);
 		test_assert(m->internaldate == 1234567890LL);
-		test_assert_streq(m->flags, "S");
+		test_assert_streq(msg_flags(m), "S");
 		test_assert(m->size == 14 && m->vsize == 17);
 		/* added while this handle has the folder open read-write:
 		 * \Recent here (RFC 3501 2.3.2) */
@@ -2097,7 +2148,7 @@ test_large(void)
 		goto out2;
 	m = mbox_msg(mb, 123);
 	test_assert(m->uid == 124);
-	test_assert_streq(m->flags, "");
+	test_assert_streq(msg_flags(m), "");
 	test_assert(strstr(m->name, ":2,FS") == NULL);
 	test_assert(mbox_status(f, &uidv, &next, &msgs, &unseen, &recent,
 	    &error) == 0);
@@ -2120,7 +2171,7 @@ test_large(void)
 	test_assert(mbox_sync(mb, NULL, &error) == 0);
 	m = mbox_msg(mb, 123);
 	test_assert(m->uid == 124 && m->flags_changed);
-	test_assert_streq(m->flags, "FS");
+	test_assert_streq(msg_flags(m), "FS");
 	test_assert(live_count(mb) == (size_t)total + 1);
 	mbox_close(&mb);
 	printf("    20k messages: cold open %.1f ms, warm open %.1f ms, "
@@ -2261,6 +2312,7 @@ main(void)
 {
 	/* the corruption tests log a warning per rebuild */
 	log_set_level(LOG_LVL_ERROR);
+	test_flag_bits();
 	test_fresh();
 	test_stability();
 	test_flags();
