@@ -25,6 +25,7 @@ client has its 250 and nothing was ever queued; kept connections per job
 thread; mixed replies queue only the refused recipient; a backend down or
 silent (bounded by smtp_timeout) leaves the message to the queue."""
 
+import contextlib
 import smtplib
 
 import re
@@ -157,6 +158,42 @@ def status_lines(srv, rcpt, status):
     return [l for l in srv.log_lines() if re.search(rx, l)]
 
 
+@contextlib.contextmanager
+def stand_in_backend(cluster, serve, timeout=5):
+    """A Python listener on backend 1's address and port in place of
+    petrel: serve(conn) for each connection (timeout seconds a read),
+    in a thread stopped at the end of the with block."""
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((BE1, cluster.port))
+    ls.listen(8)
+    ls.settimeout(0.2)
+    stop = []
+
+    def accept_loop():
+        while not stop:
+            try:
+                c, _ = ls.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with c:
+                c.settimeout(timeout)
+                try:
+                    serve(c)
+                except OSError:
+                    pass
+    t = threading.Thread(target=accept_loop, daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.append(True)
+        ls.close()
+        t.join(5)
+
+
 def test_users_reach_their_own_backends(cluster):
     """alice and dave (host 127.0.0.2) land on the first backend, bob
     (empty host: backend_default 127.0.0.3) on the second; nothing is
@@ -280,31 +317,10 @@ def test_backend_closing_the_connection_is_named(cluster):
     killed or restarted then does): the message stays queued, deferred
     with "connection closed by the server", not errno's stale text
     ("Success" was logged before)."""
-    ls = socket.socket()
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind((BE1, cluster.port))
-    ls.listen(8)
-    ls.settimeout(0.2)
-    stop = []
-
-    def greet_and_close():
-        while not stop:
-            try:
-                c, _ = ls.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            with c:
-                c.settimeout(5)
-                c.sendall(b"220 be1 LMTP\r\n")
-                try:
-                    c.recv(1024)        # the LHLO
-                except OSError:
-                    pass
-    t = threading.Thread(target=greet_and_close, daemon=True)
-    t.start()
-    try:
+    def greet_and_close(c):
+        c.sendall(b"220 be1 LMTP\r\n")
+        c.recv(1024)        # the LHLO
+    with stand_in_backend(cluster, greet_and_close):
         fe = cluster.frontend()
         cluster.send([ALICE], "closed")
         lines = fe.wait_log(r"to=<%s>, relay=.*status=deferred \(lost connection to "
@@ -313,10 +329,6 @@ def test_backend_closing_the_connection_is_named(cluster):
         assert "connection closed by the server)" in lines[0], lines
         assert "Success" not in fe.log(), fe.log()
         assert len(queue_files(cluster.fe)) == 1
-    finally:
-        stop.append(True)
-        ls.close()
-        t.join(5)
 
 
 def test_quota_452_defers_that_recipient_alone(cluster):
@@ -762,64 +774,43 @@ def test_cut_through_bdat_in_one_write(cluster):
     DATA, no wait for 354; the chunk is the message in CRLF form, not
     dot-stuffed, its length the BDAT's. A recording stand-in backend
     answers RFC 2033's one reply per recipient after the chunk."""
-    ls = socket.socket()
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind((BE1, cluster.port))
-    ls.listen(8)
-    ls.settimeout(0.2)
     got = []
-    stop = []
 
-    def backend():
-        while not stop:
-            try:
-                c, _ = ls.accept()
-            except socket.timeout:
-                continue
-            except OSError:
+    def backend(c):
+        buf = b""
+        c.sendall(b"220 be1 LMTP\r\n")
+        while b"\r\n" not in buf:
+            buf += c.recv(65536)
+        assert buf.startswith(b"LHLO "), buf
+        buf = b""
+        c.sendall(b"250-be1\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n"
+                  b"250 CHUNKING\r\n")
+        # one read loop until the chunk is whole; nothing is answered
+        # before, so a client waiting for a reply (354, say) would stall
+        # here and fail the test
+        while True:
+            m = re.search(rb"BDAT (\d+) LAST\r\n", buf)
+            if m and len(buf) >= m.end() + int(m.group(1)):
+                break
+            if b"DATA\r\n" in buf:
+                break
+            chunk = c.recv(65536)
+            if not chunk:
                 return
-            with c:
-                c.settimeout(10 * TIMEOUT_SCALE)
-                buf = b""
-                try:
-                    c.sendall(b"220 be1 LMTP\r\n")
-                    while b"\r\n" not in buf:
-                        buf += c.recv(65536)
-                    assert buf.startswith(b"LHLO "), buf
-                    buf = b""
-                    c.sendall(b"250-be1\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n"
-                              b"250 CHUNKING\r\n")
-                    # one read loop until the chunk is whole; nothing is
-                    # answered before, so a client waiting for a reply
-                    # (354, say) would stall here and fail the test
-                    m = None
-                    while True:
-                        m = re.search(rb"BDAT (\d+) LAST\r\n", buf)
-                        if m and len(buf) >= m.end() + int(m.group(1)):
-                            break
-                        if b"DATA\r\n" in buf:
-                            break
-                        chunk = c.recv(65536)
-                        if not chunk:
-                            return
-                        buf += chunk
-                    got.append(buf)
-                    if m is None:
-                        return
-                    n = buf.count(b"RCPT TO:")
-                    c.sendall(b"250 2.1.0 Ok\r\n" + b"250 2.1.5 Ok\r\n" * n +
-                              b"250 2.0.0 <x> stored\r\n" * n)
-                    while b"QUIT" not in buf and b"RSET" not in buf[m.end():]:
-                        more = c.recv(65536)
-                        if not more:
-                            break
-                        buf += more
-                    c.sendall(b"221 2.0.0 Bye\r\n")
-                except OSError:
-                    pass
-    t = threading.Thread(target=backend, daemon=True)
-    t.start()
-    try:
+            buf += chunk
+        got.append(buf)
+        if m is None:
+            return
+        n = buf.count(b"RCPT TO:")
+        c.sendall(b"250 2.1.0 Ok\r\n" + b"250 2.1.5 Ok\r\n" * n +
+                  b"250 2.0.0 <x> stored\r\n" * n)
+        while b"QUIT" not in buf and b"RSET" not in buf[m.end():]:
+            more = c.recv(65536)
+            if not more:
+                break
+            buf += more
+        c.sendall(b"221 2.0.0 Bye\r\n")
+    with stand_in_backend(cluster, backend, timeout=10 * TIMEOUT_SCALE):
         fe = cluster.frontend(backend_default=BE1, opts=("worker_threads=1",))
         assert sendmail(fe, [ALICE, DAVE], "chunked") == {}
         assert len(got) == 1, got
@@ -835,10 +826,6 @@ def test_cut_through_bdat_in_one_write(cluster):
             assert fe.wait_log(r"to=<%s>, relay=.*status=sent \(250 2\.0\.0 <x> stored\), "
                                r"cut-through$" % re.escape(rcpt), timeout=WAIT), fe.log()
         assert queue_files(cluster.fe) == []
-    finally:
-        stop.append(True)
-        ls.close()
-        t.join(5)
 
 
 def test_cut_through_stores_what_the_queue_stores(cluster):
