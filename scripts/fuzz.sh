@@ -38,7 +38,7 @@ sources() {
 	mime|imap_parse) echo "lib/mime/mime.c lib/mime/envelope.c lib/mime/decode.c lib/mime/preview.c lib/imap/parse.c lib/imap/search.c lib/imap/sort.c lib/imap/metadata.c $base" ;;
 	imap_sort) echo "lib/mime/mime.c lib/mime/envelope.c lib/mime/decode.c lib/mime/preview.c lib/imap/parse.c lib/imap/search.c lib/imap/sort.c
 		lib/store/mbox_sort.c lib/store/mbox_index.c lib/store/mailbox.c lib/store/mbox_cache.c lib/store/mbox_legacy.c
-		lib/store/mbox_log.c lib/store/mbox_expunged.c
+		lib/store/mbox_log.c lib/store/mbox_expunged.c lib/store/mbox_objectid.c
 		lib/maildir/maildir.c lib/base/fdio.c $base" ;;
 	config|maildir_name) echo "lib/base/addr.c lib/base/fdio.c lib/config/config.c lib/maildir/maildir.c lib/maildir/subscriptions.c lib/dir/dir_url.c $base" ;;
 	imap_framing) echo "lib/imap/framing.c lib/imap/parse.c $base" ;;
@@ -53,7 +53,7 @@ sources() {
 		lib/dir/dir_url.c lib/config/config.c lib/maildir/maildir.c lib/maildir/quota.c lib/base/fdio.c $base
 		-I/usr/include/mariadb -lsqlite3 -lmariadb" ;;
 	mx_answer) echo "lib/queue/mx_answer.c" ;;
-	mbox_index|mailbox_files|legacy_files) echo "lib/store/mbox_index.c lib/store/mailbox.c lib/store/mbox_cache.c lib/store/mbox_legacy.c lib/store/mbox_log.c lib/store/mbox_expunged.c lib/maildir/maildir.c
+	mbox_index|mailbox_files|legacy_files) echo "lib/store/mbox_index.c lib/store/mailbox.c lib/store/mbox_cache.c lib/store/mbox_legacy.c lib/store/mbox_log.c lib/store/mbox_expunged.c lib/store/mbox_objectid.c lib/maildir/maildir.c
 		lib/base/fdio.c $base" ;;
 	quota) echo "lib/maildir/quota.c lib/maildir/maildir.c lib/base/fdio.c $base" ;;
 	session_line) echo "lib/session/line.c $base -levent" ;;
