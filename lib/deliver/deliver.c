@@ -308,7 +308,7 @@ deliver_queue(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 	const char *err, *sender;
 	struct queue_file qf;
 	unsigned flags;
-	bool cut = false, *done = NULL;
+	bool cut = false, off_site = false, *done = NULL;
 	size_t left = 0;
 	char *srs;
 	int r;
@@ -321,10 +321,16 @@ deliver_queue(const struct deliver_ctx *ctx, const struct deliver_msg *msg,
 	    dkim_sign_message(ctx->dkim_dir, at + 1, prefix, msg->body,
 	    &head, &err) < 0)
 		log_error("%s: %s", msg->qid, err);
-	/* ARC: a message from outside forwarded off-host */
-	arc_seal_forward(ctx, msg, prefix, &head);
+	/* ARC and SRS: a message from outside forwarded off-site. Handed
+	 * by LMTP (a frontend's backends, a transport to a mailbox server)
+	 * it is delivered here, not forwarded: neither applies. */
+	for (size_t i = 0; i < *nremote; i++)
+		if (strncasecmp(remote[i].transport, "lmtp:", 5) != 0)
+			off_site = true;
+	if (off_site)
+		arc_seal_forward(ctx, msg, prefix, &head);
 	str_append(&head, prefix);
-	srs = srs_sender(ctx, msg);
+	srs = off_site ? srs_sender(ctx, msg) : NULL;
 	sender = srs != NULL ? srs : msg->sender;
 	/* RFC 8689 5: "TLS-Required: No" (its one value) asks that DANE
 	 * and MTA-STS policies be set aside for this message; REQUIRETLS,

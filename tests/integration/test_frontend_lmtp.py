@@ -860,3 +860,23 @@ def test_cut_through_stores_what_the_queue_stores(cluster):
     awkward = [d.replace(b"\r\n", b"\n") for d in cut if b"awkward" in d][0]
     assert awkward.endswith(b"\n.\n..two\nbare\ncr\n\xc3\xa9t\xc3\xa9\nno end\n"), awkward
     assert max(len(d) for d in cut) > 1024 * 1024    # over the BDAT bound
+
+
+@pytest.mark.parametrize("cut", ["yes", "no"])
+def test_handover_is_not_a_forward(cluster, cut):
+    """Mail from outside handed to a backend by LMTP is delivered, not
+    forwarded off-site: with SRS and ARC sealing on and a DKIM key for the
+    hosted domain on the frontend, the stored copy keeps the sender's own
+    Return-Path and gets no ARC set, by cut-through and by the queue."""
+    be1 = cluster.backend(1)
+    cluster.fe.run("dkim", "keygen", "example.test", "--selector", "seal")
+    fe = cluster.frontend(backend_default=BE1, opts=(
+        "srs_secret=a test secret", "srs_domain=example.test", "arc=seal",
+        "lmtp_cut_through=" + cut))
+    cluster.send([ALICE], "not a forward " + cut, sender="someone@outside.test")
+    assert wait_subject(cluster.be1, ALICE, "not a forward " + cut), fe.log() + be1.log()
+    [stored] = read_new(cluster.be1, ALICE)
+    head = stored.split(b"\n\n", 1)[0]
+    assert head.startswith(b"Return-Path: <someone@outside.test>"), head
+    assert b"SRS0" not in stored and b"ARC-Seal" not in head, head
+    assert not re.search(r"srs: sender|arc: sealed", fe.log()), fe.log()
