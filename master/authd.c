@@ -119,7 +119,9 @@ authd_answer(struct dir *dir, const struct config *cfg,
 		    0 ? config_get_port(cfg, "backend_ports", 0) : 0;
 		rc.backend_default = config_get(cfg, "backend_default");
 		rc.moved_lmtp_port = config_get_port(cfg, "backend_ports", 0);
+		dir_read_begin(dir);
 		route_resolve(dir, &rc, req->address, req->may_relay, &res);
+		dir_read_end(dir);
 		/* the worker says "directory unavailable"; why is said here */
 		if (res.status == ROUTE_TEMPFAIL && !res.logged)
 			log_warn("route %s: directory unavailable: %s",

@@ -18,6 +18,9 @@ struct dir_driver {
 	 * to host i (its "HOST:PORT" in name), closed at once. */
 	size_t (*nhosts)(void *ctx);
 	int (*probe)(void *ctx, size_t i, str_t *name, str_t *error);
+	/* NULL: nothing to do (dir_read_begin in dir.h). */
+	void (*read_begin)(void *ctx);
+	void (*read_end)(void *ctx);
 };
 
 extern const struct dir_driver dir_driver_sqlite;

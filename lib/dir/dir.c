@@ -301,6 +301,20 @@ dir_observe_queries(void (*fn)(double seconds))
 	query_observer = fn;
 }
 
+void
+dir_read_begin(struct dir *dir)
+{
+	if (dir->driver->read_begin != NULL)
+		dir->driver->read_begin(dir->ctx);
+}
+
+void
+dir_read_end(struct dir *dir)
+{
+	if (dir->driver->read_end != NULL)
+		dir->driver->read_end(dir->ctx);
+}
+
 int
 dir_query(struct dir *dir, const char *sql, const struct dir_param *params,
     size_t nparams, struct dir_rows **rows_r, const char **error_r)

@@ -105,6 +105,13 @@ void dir_set_queries(struct dir *dir, const struct config *cfg);
 /* fn(seconds) after each statement the database ran (or failed), from
  * the thread that ran it; set once, before the first query. */
 void dir_observe_queries(void (*fn)(double seconds));
+/* Around the several lookups of one answer (a recipient's route, a
+ * login): SQLite reads them in one read transaction, so the database
+ * is locked and checked for change once instead of once per statement,
+ * and they see one state of it. Nothing for MariaDB (each statement
+ * autocommits, as before). dir_read_end after every dir_read_begin. */
+void dir_read_begin(struct dir *dir);
+void dir_read_end(struct dir *dir);
 /* Run one statement. rows_r may be NULL when no result is wanted. */
 int dir_query(struct dir *dir, const char *sql, const struct dir_param *params,
     size_t nparams, struct dir_rows **rows_r, const char **error_r);

@@ -218,10 +218,38 @@ fail:
 	return ret;
 }
 
+/* A deferred transaction: the shared lock is taken by the first read
+ * and held to the end, so the lookups in between do not each lock,
+ * look for a hot journal and re-read the change counter. A failure
+ * only means the statements run on their own, as without it. */
+static void
+sqlite_read_begin(void *ctx)
+{
+	struct sqlite_ctx *c = ctx;
+	str_t error = STR_INIT;
+
+	if (sqlite_connect(c, &error) == 0 && sqlite3_get_autocommit(c->db))
+		sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL);
+	str_free(&error);
+}
+
+static void
+sqlite_read_end(void *ctx)
+{
+	struct sqlite_ctx *c = ctx;
+
+	if (c->db == NULL || sqlite3_get_autocommit(c->db))
+		return;
+	if (sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
 const struct dir_driver dir_driver_sqlite = {
 	.name = "sqlite",
 	.open = sqlite_open,
 	.connect = sqlite_connect,
 	.close = sqlite_close,
 	.query = sqlite_query,
+	.read_begin = sqlite_read_begin,
+	.read_end = sqlite_read_end,
 };

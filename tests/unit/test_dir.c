@@ -350,6 +350,49 @@ test_sqlite(void)
 	test_assert(rows->nrows == 201);
 	dir_rows_free(&rows);
 	test_end();
+
+	test_begin("dir sqlite: lookups in one read transaction");
+	{
+		struct dir *other = NULL;
+		struct dir_user u;
+
+		test_assert(dir_open(url, 0, &other, &err) == DIR_OK);
+		dir_read_begin(dir);
+		test_assert(dir_lookup_user(dir, "alice@example.test", &u,
+		    &cerr) == DIR_OK);
+		dir_user_clear(&u);
+		test_assert(dir_query(dir, "SELECT count(*) FROM virtual",
+		    NULL, 0, &rows, &cerr) == DIR_OK);
+		test_assert(strcmp(dir_rows_get(rows, 0, 0), "201") == 0);
+		dir_rows_free(&rows);
+		/* a writer waits for the end of the read (busy timeout)
+		 * in SQLite's rollback-journal mode; after it, the lock
+		 * is gone and a write is at once possible */
+		dir_read_end(dir);
+		test_assert(dir_query(other, "DELETE FROM virtual WHERE "
+		    "address LIKE 'u1%'", NULL, 0, NULL, &cerr) == DIR_OK);
+		dir_read_begin(dir);
+		test_assert(dir_query(dir, "SELECT count(*) FROM virtual",
+		    NULL, 0, &rows, &cerr) == DIR_OK);
+		test_assert(strcmp(dir_rows_get(rows, 0, 0), "90") == 0);
+		dir_rows_free(&rows);
+		dir_read_end(dir);
+		/* ended twice, or without a start: nothing happens */
+		dir_read_end(dir);
+		dir_read_end(other);
+		/* a write inside one commits at its end */
+		dir_read_begin(dir);
+		test_assert(dir_query(dir, "INSERT INTO virtual VALUES "
+		    "('late@example.test', 'x')", NULL, 0, NULL, &cerr) ==
+		    DIR_OK);
+		dir_read_end(dir);
+		test_assert(dir_query(other, "SELECT count(*) FROM virtual",
+		    NULL, 0, &rows, &cerr) == DIR_OK);
+		test_assert(strcmp(dir_rows_get(rows, 0, 0), "91") == 0);
+		dir_rows_free(&rows);
+		dir_close(&other);
+	}
+	test_end();
 	dir_close(&dir);
 	free(url);
 }
