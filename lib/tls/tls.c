@@ -962,6 +962,10 @@ tls_fd_connect(struct tls_client *tc, int fd, const char *host,
 			SSL_free(ssl);
 		return NULL;
 	}
+	/* one read() for the records already in the socket (pipelined
+	 * replies), not a header and a body read per record: the callers
+	 * read on to the line they need and never poll the descriptor */
+	SSL_set_read_ahead(ssl, 1);
 	ERR_clear_error();
 	if (SSL_connect(ssl) != 1) {
 		r = SSL_get_verify_result(ssl);

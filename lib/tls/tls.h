@@ -77,7 +77,9 @@ struct bufferevent *tls_bev_connect_starttls(struct tls_client *tc,
 /* TLS over a connected blocking socket (its timeouts set by the
  * caller), for a command-line client: after STARTTLS was answered, the
  * handshake, the host checked as for tls_bev_connect_starttls. NULL
- * with *error_r. The socket stays the caller's. */
+ * with *error_r. The socket stays the caller's. It reads ahead: data
+ * may wait in the TLS layer, so read with tls_fd_read rather than poll
+ * the socket for more. */
 struct tls_fd;
 struct tls_fd *tls_fd_connect(struct tls_client *tc, int fd,
     const char *host, const char **error_r);
