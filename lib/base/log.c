@@ -18,6 +18,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -51,6 +52,37 @@ static const char *const level_names[] = {
 	[LOG_LVL_ERROR] = "error", [LOG_LVL_WARN] = "warning",
 	[LOG_LVL_INFO] = "info", [LOG_LVL_DEBUG] = "debug",
 };
+
+/* The pid in every line, asked of the kernel once per process (a
+ * system call per line otherwise): forgotten in a child of fork(). */
+static pid_t pid_cached;
+static pthread_once_t pid_once = PTHREAD_ONCE_INIT;
+
+static void
+pid_forget(void)
+{
+	__atomic_store_n(&pid_cached, 0, __ATOMIC_RELAXED);
+}
+
+static void
+pid_watch_forks(void)
+{
+	(void)pthread_atfork(NULL, NULL, pid_forget);
+}
+
+static long
+log_pid(void)
+{
+	pid_t p;
+
+	pthread_once(&pid_once, pid_watch_forks);
+	p = __atomic_load_n(&pid_cached, __ATOMIC_RELAXED);
+	if (p == 0) {
+		p = getpid();
+		__atomic_store_n(&pid_cached, p, __ATOMIC_RELAXED);
+	}
+	return (long)p;
+}
 
 void
 log_init(const char *ident, bool timestamps)
@@ -320,11 +352,11 @@ log_emit(enum log_level level, int errnum, const char *fmt, va_list ap)
 			snprintf(text + n, sizeof(text) - n, ": %s",
 			    strerror(errnum));
 		n = log_journal_record(rec, sizeof(rec), severity[level],
-		    log_ident, log_service, (long)getpid(), text);
+		    log_ident, log_service, log_pid(), text);
 		if (syslog_send(rec, n) == 0)
 			return;
 		r = snprintf(buf, sizeof(buf), "%s[%ld]: ", log_ident,
-		    (long)getpid());
+		    log_pid());
 		n = r > 0 && (size_t)r < sizeof(buf) ? (size_t)r : 0;
 		len = strlen(text);
 		if (len > sizeof(buf) - n - 1)
@@ -345,7 +377,7 @@ log_emit(enum log_level level, int errnum, const char *fmt, va_list ap)
 		    FACILITY_MAIL | severity[level], stamp,
 		    log_service != NULL ? "petrel/" : log_ident,
 		    log_service != NULL ? log_service : "", "",
-		    (long)getpid(), level == LOG_LVL_INFO ? "" :
+		    log_pid(), level == LOG_LVL_INFO ? "" :
 		    level_names[level], level == LOG_LVL_INFO ? "" : ": ");
 		if (r > 0 && (size_t)r < sizeof(buf)) {
 			n = (size_t)r;
@@ -381,7 +413,7 @@ log_emit(enum log_level level, int errnum, const char *fmt, va_list ap)
 			n += (size_t)r;
 	}
 	r = snprintf(buf + n, sizeof(buf) - n, "%s[%ld]: %s: ", log_ident,
-	    (long)getpid(), level_names[level]);
+	    log_pid(), level_names[level]);
 	if (r > 0 && (size_t)r < sizeof(buf) - n)
 		n += (size_t)r;
 	r = vsnprintf(buf + n, sizeof(buf) - n, fmt, ap);

@@ -266,13 +266,44 @@ session_printf(struct session *s, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* The line and its CRLF in one evbuffer_add: a TLS bufferevent writes
+ * each addition as a record of its own, with a system call. */
+static void
+vreply_prefixed(struct session *s, const char *prefix, const char *fmt,
+    va_list ap)
+{
+	char buf[512];
+	size_t pl = strlen(prefix);
+	va_list aq;
+	int n;
+
+	va_copy(aq, ap);
+	n = pl < sizeof(buf) ? vsnprintf(buf + pl, sizeof(buf) - pl, fmt,
+	    aq) : -1;
+	va_end(aq);
+	if (n >= 0 && pl + (size_t)n + 2 <= sizeof(buf)) {
+		memcpy(buf, prefix, pl);
+		memcpy(buf + pl + (size_t)n, "\r\n", 2);
+		evbuffer_add(session_output(s), buf, pl + (size_t)n + 2);
+		return;
+	}
+	{
+		struct evbuffer *out = session_output(s);
+		struct evbuffer *line = evbuffer_new();
+
+		evbuffer_add(line, prefix, pl);
+		evbuffer_add_vprintf(line, fmt, ap);
+		evbuffer_add(line, "\r\n", 2);
+		evbuffer_pullup(line, -1);	/* one record */
+		evbuffer_add_buffer(out, line);
+		evbuffer_free(line);
+	}
+}
+
 void
 session_vreply(struct session *s, const char *fmt, va_list ap)
 {
-	struct evbuffer *out = session_output(s);
-
-	evbuffer_add_vprintf(out, fmt, ap);
-	evbuffer_add(out, "\r\n", 2);
+	vreply_prefixed(s, "", fmt, ap);
 }
 
 void
@@ -291,9 +322,8 @@ session_error(struct session *s, const char *prefix, const char *fmt, ...)
 	const struct session_ops *ops = s->srv->ops;
 	va_list ap;
 
-	session_printf(s, "%s", prefix);
 	va_start(ap, fmt);
-	session_vreply(s, fmt, ap);
+	vreply_prefixed(s, prefix, fmt, ap);
 	va_end(ap);
 	if (ops->errors_max == 0 || ++s->errors < ops->errors_max || s->quit)
 		return;
@@ -553,6 +583,10 @@ session_write(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
 
+	/* the bufferevent wrote what a direct write left: back to direct */
+	if (s->flush_ev != NULL &&
+	    evbuffer_get_length(session_output(s)) == 0)
+		bufferevent_disable(s->bev, EV_WRITE);
 	if (s->busy)
 		return;
 	if (s->quit) {
@@ -615,6 +649,8 @@ session_event(struct bufferevent *bev, short what, void *arg)
 	session_free(s);
 }
 
+static void direct_off(struct session *s, bool writing);
+
 static void
 session_free(struct session *s)
 {
@@ -645,6 +681,7 @@ session_free(struct session *s)
 		event_free(s->line_ev);
 	if (s->login_ev != NULL)
 		event_free(s->login_ev);
+	direct_off(s, false);
 	proxy_cancel(s->proxy);
 	if (s->relay != NULL)
 		bufferevent_free(s->relay);
@@ -658,6 +695,81 @@ session_free(struct session *s)
 	free(s->login_challenge);
 	explicit_bzero(s, srv->ops->size);
 	free(s);
+}
+
+/* ---- direct writes (struct session's flush_ev) ---- */
+
+static void
+flush_run(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	struct evbuffer *out = session_output(s);
+	size_t low = 0, len;
+	int n, err;
+
+	if (bufferevent_get_enabled(s->bev) & EV_WRITE)
+		return;		/* the bufferevent is writing: its turn */
+	if (evbuffer_get_length(out) == 0)
+		return;
+	/* the bufferevent keeps its output's start frozen against writes
+	 * behind its back, and thaws it around its own, as here */
+	evbuffer_unfreeze(out, 1);
+	n = evbuffer_write(out, bufferevent_getfd(s->bev));
+	err = errno;
+	evbuffer_freeze(out, 1);
+	/* a full socket: the bufferevent writes the rest; an error: it
+	 * meets it again and reports it (session_event) */
+	if (n < 0 && err != EAGAIN && err != EINTR) {
+		bufferevent_enable(s->bev, EV_WRITE);
+		return;
+	}
+	len = evbuffer_get_length(out);
+	if (len > 0)
+		bufferevent_enable(s->bev, EV_WRITE);
+	bufferevent_getwatermark(s->bev, EV_WRITE, &low, NULL);
+	/* what the bufferevent's own write would have called */
+	if (len <= low)
+		session_write_cb(s->bev, s);
+}
+
+static void
+flush_want(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+    void *arg)
+{
+	struct session *s = arg;
+
+	if (info->n_added > 0)
+		event_active(s->flush_ev, EV_WRITE, 0);
+}
+
+static void
+direct_on(struct session *s)
+{
+	s->flush_ev = event_new(s->srv->base, -1, 0, flush_run, s);
+	if (s->flush_ev == NULL)
+		return;
+	s->flush_cb = evbuffer_add_cb(session_output(s), flush_want, s);
+	if (s->flush_cb == NULL) {
+		event_free(s->flush_ev);
+		s->flush_ev = NULL;
+		return;
+	}
+	bufferevent_disable(s->bev, EV_WRITE);
+}
+
+/* At the end, or (writing) before a layer (TLS, COMPRESS) is put over
+ * the socket's bufferevent: it must write again, what waits included. */
+static void
+direct_off(struct session *s, bool writing)
+{
+	if (s->flush_ev == NULL)
+		return;
+	evbuffer_remove_cb_entry(session_output(s), s->flush_cb);
+	event_free(s->flush_ev);
+	s->flush_ev = NULL;
+	s->flush_cb = NULL;
+	if (writing)
+		bufferevent_enable(s->bev, EV_WRITE);
 }
 
 /* ---- accept and drain ---- */
@@ -750,7 +862,10 @@ session_accept(struct session_server *srv, unsigned listener, int fd,
 	    session_event_cb, s);
 	conn_set_watermarks(s->bev);
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	if (!implicit_tls)
+		direct_on(s);
+	bufferevent_enable(s->bev, s->flush_ev != NULL ? EV_READ :
+	    EV_READ | EV_WRITE);
 	if (srv->login_timeout > 0) {
 		struct timeval ltv = { (time_t)srv->login_timeout, 0 };
 
@@ -859,6 +974,7 @@ session_starttls(struct session *s)
 {
 	struct bufferevent *tb;
 
+	direct_off(s, true);
 	tb = tls_bev_starttls(s->srv->tls, s->srv->base, s->bev);
 	if (tb == NULL) {
 		session_quit(s);
@@ -877,8 +993,10 @@ session_starttls(struct session *s)
 int
 session_compress(struct session *s)
 {
-	struct bufferevent *cb = deflate_layer_new(s->srv->base, s->bev);
+	struct bufferevent *cb;
 
+	direct_off(s, true);
+	cb = deflate_layer_new(s->srv->base, s->bev);
 	if (cb == NULL) {
 		session_quit(s);
 		return -1;

@@ -37,6 +37,7 @@ struct dir_user;
 struct event;
 struct event_base;
 struct evbuffer;
+struct evbuffer_cb_entry;
 struct node_counters;
 struct session;
 struct sockaddr;
@@ -176,6 +177,12 @@ struct session {
 	unsigned errors;	/* error replies so far */
 	struct event *close_ev, *line_ev, *delay_ev;
 	struct event *login_ev;	/* login_timeout, until a login */
+	/* A plain socket's replies are written by the session itself, at
+	 * the end of the loop round that made them (flush_ev), without
+	 * arming EV_WRITE: the bufferevent writes only what the socket did
+	 * not take at once. Off under TLS and COMPRESS (their layers write). */
+	struct event *flush_ev;
+	struct evbuffer_cb_entry *flush_cb;
 	const char *log_service;	/* its listener's (log_service_set) */
 	void (*hold_fn)(struct session *s);	/* at the end of a hold */
 	long long quit_at_ms;	/* when quit was set (bounded flush) */
