@@ -22,6 +22,15 @@ xmalloc(size_t size)
 }
 
 void *
+xmalloc_fill(size_t size)
+{
+	void *p = malloc(size ? size : 1);
+	if (p == NULL)
+		fatal("out of memory allocating %zu bytes", size);
+	return p;
+}
+
+void *
 xcalloc(size_t n, size_t size)
 {
 	void *p = calloc(n ? n : 1, size ? size : 1);

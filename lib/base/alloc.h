@@ -6,6 +6,9 @@
 #include <stddef.h>
 
 void *xmalloc(size_t size);
+/* The one exception to zeroing: a buffer the caller fills whole at once
+ * (read() into it, a memcpy), where zeroing megabytes first only costs. */
+void *xmalloc_fill(size_t size);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t size);
 char *xstrdup(const char *s);

@@ -757,7 +757,7 @@ index_adopt(struct mbox *mb, struct mbox_index *idx)
 
 	for (size_t i = 0; i < idx->n; i++)
 		total += strlen(idx->msgs[i].name) + 1;
-	names = xmalloc(total > 0 ? total : 1);
+	names = xmalloc_fill(total > 0 ? total : 1);	/* filled below */
 	for (size_t i = 0; i < idx->n; i++) {
 		char *name = idx->msgs[i].name;
 		size_t len = strlen(name) + 1;
@@ -780,9 +780,10 @@ index_adopt(struct mbox *mb, struct mbox_index *idx)
 	p->nfree = 0;
 	mb->slab = idx->msgs;
 	mb->n = idx->n;
-	p->slab_cap = p->nslab = idx->n;
-	p->seq_mem = xmalloc((idx->n + 1) * sizeof(*p->seq_mem));
-	p->seq_cap = idx->n + 1;
+	p->nslab = idx->n;
+	p->slab_cap = idx->cap > idx->n ? idx->cap : idx->n;
+	p->seq_cap = p->slab_cap + 1;
+	p->seq_mem = xmalloc(p->seq_cap * sizeof(*p->seq_mem));
 	p->seq_off = 0;
 	mb->seq = p->seq_mem;
 	for (size_t i = 0; i < idx->n; i++)

@@ -214,7 +214,7 @@ read_whole(const char *path, size_t max, int *fd_r, char **buf_r,
 		return 2;
 	}
 	size = (size_t)st.st_size;
-	buf = xmalloc(size + 1);
+	buf = xmalloc_fill(size + 1);	/* read() fills it, got ends it */
 	while (got < size) {
 		r = read(fd, buf + got, size - got);
 		if (r < 0 && errno == EINTR)
@@ -348,7 +348,11 @@ parse_body(struct mbox_index *idx, char *body, char *end)
 
 	if (idx->messages > (size_t)(end - body) / ENTRY_MIN)
 		return -1;
-	idx->msgs = xcalloc(idx->messages + 1, sizeof(*idx->msgs));
+	/* room (an eighth more, untouched pages until used) for what the
+	 * log adds before the next rewrite, so the handle that adopts the
+	 * array does not copy it at its first new message */
+	idx->cap = idx->messages + idx->messages / 8 + 64;
+	idx->msgs = xcalloc(idx->cap, sizeof(*idx->msgs));
 	for (k = 0; k < idx->messages; k++) {
 		struct mbox_msg *m = &idx->msgs[k];
 

@@ -186,6 +186,7 @@ struct mbox_index {
 	uint32_t messages, unseen, recent;
 	struct mbox_msg *msgs;	/* names point into buf */
 	size_t n;
+	size_t cap;		/* entries msgs has room for (>= n) */
 	char *buf;
 	size_t buflen;
 };
