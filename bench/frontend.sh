@@ -21,8 +21,14 @@
 #      SMTP_SOURCE (/usr/sbin/smtp-source, Debian package postfix), FE_OPTS
 #      (more "-o key=value" for the frontend, e.g.
 #      "-o queue_destination_concurrency=20").
-# Output: "RESULT path=direct|frontend round=R seconds=S msgs_per_s=M"
-# lines, then "RESULT median direct=... frontend=... hop_cost_pct=...".
+# Output: "RESULT path=direct|frontend round=R seconds=S msgs_per_s=M
+# cpu_us_per_msg backend=B frontend=F" lines (the CPU time, user + system,
+# each server and its children used in the round, per message), then
+# "RESULT median direct=... frontend=... hop_cost_pct=...". STRACE=1
+# (Debian package strace) counts the system calls of both servers over
+# all rounds, "RESULT syscalls_per_msg backend=B frontend=F" (the backend
+# stores the messages of both paths, the frontend those of its own):
+# timings under strace mean nothing, the counts are exact.
 set -eu
 # shellcheck disable=SC2034 # read by bench/lib.sh
 bench_name=frontend
@@ -60,6 +66,22 @@ chmod --reference="$qdir" "$BDIR/fe-queue"
 FE_PID=$!
 wait_greeting "$fport" 220 || { tail -5 "$BDIR/frontend.log" >&2; die "the frontend did not start"; }
 bench_machine
+ST_BE= ST_FE=
+if [ "${STRACE:-0}" = 1 ]; then
+	command -v strace >/dev/null || die "STRACE=1: no strace (Debian package strace)"
+	tree() {
+		echo "-p $1"
+		for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do tree "$c"; done
+	}
+	# shellcheck disable=SC2046 # one -p per process
+	strace -f -c -o "$BDIR/strace.backend" $(tree "$SERVE_PID") 2>/dev/null &
+	ST_BE=$!
+	# shellcheck disable=SC2046
+	strace -f -c -o "$BDIR/strace.frontend" $(tree "$FE_PID") 2>/dev/null &
+	ST_FE=$!
+	bench_extra_cleanup="kill $ST_BE $ST_FE 2>/dev/null; $bench_extra_cleanup"
+	sleep 1
+fi
 echo "load: smtp-source -s $SESSIONS -m $MESSAGES -l $SIZE to u0@$DOMAIN; $ROUNDS rounds, direct and through the frontend alternating"
 
 maildir=$ROOT/$DOMAIN/u0
@@ -71,10 +93,28 @@ while [ $r -le "$ROUNDS" ]; do
 		[ $path = frontend ] && port=$fport
 		before=$(find "$maildir/new" -type f | wc -l)
 		"$PY" - "$SMTP_SOURCE" "$SESSIONS" "$MESSAGES" "$SIZE" "$port" "$maildir/new" \
-			"$before" "$TIMEOUT" "$path" "$r" "$DOMAIN" >>"$BDIR/results" <<'PYEOF' ||
+			"$before" "$TIMEOUT" "$path" "$r" "$DOMAIN" "$SERVE_PID" "$FE_PID" >>"$BDIR/results" <<'PYEOF' ||
 import os, subprocess, sys, time
-src, sess, n, size, port, new, before, limit, path, rnd, dom = sys.argv[1:]
+src, sess, n, size, port, new, before, limit, path, rnd, dom, bpid, fpid = sys.argv[1:]
 n, before, limit = int(n), int(before), float(limit)
+tick = os.sysconf("SC_CLK_TCK")
+def cpu(root):
+    # user + system CPU seconds of a process and its children (serve forks helpers)
+    procs = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                f = open("/proc/%s/stat" % d).read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            procs[int(d)] = (int(f[1]), int(f[11]) + int(f[12]))
+    total, todo = 0, [int(root)]
+    while todo:
+        p = todo.pop()
+        total += procs.get(p, (0, 0))[1]
+        todo += [c for c, (pp, _) in procs.items() if pp == p]
+    return total / tick
+c0 = (cpu(bpid), cpu(fpid))
 t0 = time.monotonic()
 subprocess.run([src, "-s", sess, "-m", str(n), "-l", size, "-f", "bench@client.test",
                 "-t", "u0@" + dom, "127.0.0.1:" + port], check=True, timeout=limit)
@@ -84,13 +124,21 @@ while len(os.listdir(new)) < before + n:
         sys.exit("%s round %s: only %d of %d in new/" % (path, rnd, len(os.listdir(new)) - before, n))
     time.sleep(0.01)
 dt = time.monotonic() - t0
-print("RESULT path=%s round=%s seconds=%.3f msgs_per_s=%.0f" % (path, rnd, dt, n / dt))
+c1 = (cpu(bpid), cpu(fpid))
+print("RESULT path=%s round=%s seconds=%.3f msgs_per_s=%.0f cpu_us_per_msg backend=%.0f frontend=%.0f"
+      % (path, rnd, dt, n / dt, 1e6 * (c1[0] - c0[0]) / n, 1e6 * (c1[1] - c0[1]) / n))
 PYEOF
 			{ tail -5 "$BDIR/serve.log" "$BDIR/frontend.log" >&2; die "$path round $r failed"; }
 		tail -1 "$BDIR/results"
 	done
 	r=$((r + 1))
 done
+if [ -n "$ST_BE" ]; then
+	kill -INT "$ST_BE" "$ST_FE"
+	wait "$ST_BE" "$ST_FE" || true
+	calls() { awk '$NF == "total" { print $4 }' "$1"; }
+	echo "RESULT syscalls_per_msg backend=$(($(calls "$BDIR/strace.backend") / (2 * ROUNDS * MESSAGES))) frontend=$(($(calls "$BDIR/strace.frontend") / (ROUNDS * MESSAGES)))"
+fi
 "$PY" - "$BDIR/results" <<'PYEOF'
 import re, statistics, sys
 rate = {"direct": [], "frontend": []}
