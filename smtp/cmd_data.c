@@ -453,14 +453,24 @@ smtp_read_bdat(struct smtp_session *s, struct evbuffer *in)
 void
 smtp_bdat_chunk_done(struct smtp_session *s)
 {
+	/* the last chunk's answer is the message's: in LMTP one reply per
+	 * accepted recipient (smtp_reply_message), as after DATA */
 	if (s->bdat_failed && s->spool_failed) {
-		reply(s, "452 4.3.1 Insufficient system storage");
-		if (s->bdat_last)
+		if (s->bdat_last) {
+			smtp_reply_message(s, false,
+			    "452 4.3.1 Insufficient system storage");
 			smtp_transaction_reset(s);
+		} else {
+			reply(s, "452 4.3.1 Insufficient system storage");
+		}
 		return;
 	}
 	if (s->bdat_failed) {
-		reply_error(s, "554 5.5.1 Error: no valid recipients");
+		if (s->bdat_last && s->have_mail)
+			smtp_reply_message(s, true,
+			    "554 5.5.1 Error: no valid recipients");
+		else
+			reply_error(s, "554 5.5.1 Error: no valid recipients");
 		/* Outside a transaction, or at its end, the failure is
 		 * over; inside one, later chunks of it fail too (RFC 3030
 		 * 2). */

@@ -61,6 +61,10 @@ smtp_cmd_lhlo(struct smtp_session *s, const char *arg)
 	reply(s, "250-8BITMIME");
 	if (!s->base.tls && srv->sv.tls != NULL)
 		reply(s, "250-STARTTLS");
+	/* RFC 3030 in LMTP: after BDAT LAST one reply per recipient, as
+	 * after DATA's dot (a frontend's cut-through sends the message as
+	 * one BDAT LAST pipelined with its envelope) */
+	reply(s, "250-CHUNKING");
 	reply(s, "250 SMTPUTF8");
 }
 

@@ -7,6 +7,7 @@ test_session_limits.py."""
 
 import imaplib
 import os
+import re
 import smtplib
 import socket
 
@@ -67,7 +68,7 @@ def test_lhlo_and_per_recipient_replies(srv, inst):
         feats = c.esmtp_features
         for ext in ("pipelining", "size", "enhancedstatuscodes", "8bitmime"):
             assert ext in feats, feats
-        assert "auth" not in feats and "chunking" not in feats, feats
+        assert "auth" not in feats and "chunking" in feats, feats
         assert c.mail("sender@outside.test") == (250, b"2.1.0 Ok")
         for a in (ALICE, FULL, BOB):
             code, text = c.rcpt(a)
@@ -101,6 +102,37 @@ def test_lhlo_and_per_recipient_replies(srv, inst):
     finally:
         m.logout()
     assert srv.wait_log(r"from=<sender@outside.test>, size=\d+, nrcpt=2 \(accepted\)"), srv.log()
+
+
+def test_bdat_per_recipient_replies(srv, inst):
+    """CHUNKING (RFC 3030) in LMTP: a chunk before the last gets its own
+    reply; BDAT LAST gets one reply per recipient in RCPT order, as DATA's
+    dot does (a message larger than the full mailbox's whole quota fails
+    for it alone); all of it pipelined in one write, as a frontend's
+    cut-through sends it. The stored copy is the chunks joined."""
+    first = (b"From: sender@outside.test\r\nTo: users@example.test\r\n"
+             b"Subject: in chunks\r\n\r\n" + b"a" * 700 + b"\r\n")
+    last = b"b" * 700 + b"\r\n.not stuffed\r\n"
+    with client(srv) as c:
+        c.send(b"MAIL FROM:<sender@outside.test>\r\n"
+               b"RCPT TO:<%s>\r\nRCPT TO:<%s>\r\nRCPT TO:<%s>\r\n"
+               % (ALICE.encode(), FULL.encode(), BOB.encode())
+               + b"BDAT %d\r\n" % len(first) + first
+               + b"BDAT %d LAST\r\n" % len(last) + last)
+        replies = [c.getreply() for _ in range(8)]
+        assert [r[0] for r in replies[:5]] == [250] * 5, replies
+        assert re.fullmatch(rb"2\.0\.0 \d+ octets received", replies[4][1]), replies
+        assert [r[0] for r in replies[5:]] == [250, 552, 250], replies
+        assert replies[5][1].startswith(b"2.0.0 <alice@example.test>"), replies
+        assert replies[6][1].startswith(b"5.2.2 <full@example.test>"), replies
+        assert replies[7][1].startswith(b"2.0.0 <bob@example.test>"), replies
+        # the session goes on: a NOOP is answered once, not left behind
+        assert c.noop()[0] == 250
+    stored = [m for m in new_msgs(inst, BOB) if b"Subject: in chunks" in m]
+    assert len(stored) == 1, stored
+    body = stored[0].split(b"\n\n", 1)[1]
+    assert body == b"a" * 700 + b"\n" + b"b" * 700 + b"\n.not stuffed\n", body[-40:]
+    assert not any(b"Subject: in chunks" in m for m in new_msgs(inst, FULL))
 
 
 def test_refusals(srv, inst):
