@@ -4,11 +4,14 @@ down ([SYS/TEMP]). SQLite and MariaDB."""
 
 import poplib
 import re
+import socket
 import threading
 import time
 
 import pytest
 
+from harness.sockopt import server_option
+from harness.instance import TIMEOUT_SCALE
 from pop3_util import (ALICE, BOB, PASSWORD, add_users, has_ipv6_loopback, message,
                        nonloopback_ipv4, nonloopback_ipv6, plain_b64, pquit, put)
 
@@ -389,19 +392,17 @@ def test_lock_released_before_quit_answer(pop3_server):
 def test_pipelined_login_is_not_delayed(pop3_server):
     """PIPELINING: USER and PASS in one write. The two answers are written at
     different times (the login runs on a job thread); the second must not wait
-    for the client's delayed ACK (Nagle; ~40 ms on Linux)."""
-    times = []
-    for _ in range(10):
+    for the client's delayed ACK (Nagle, about 40 ms on Linux). Both answers
+    come, and the server's end has TCP_NODELAY set (read from the socket, not
+    timed)."""
+    for _ in range(3):
         with pop3_server.conn() as c:
-            t0 = time.monotonic()
             c.send("USER %s\r\nPASS %s\r\n" % (ALICE, PASSWORD))
             assert c.status() == "+OK"
             assert c.status().startswith("+OK")
-            times.append(time.monotonic() - t0)
+            assert server_option(pop3_server.proc.pid, c.sock,
+                                 socket.IPPROTO_TCP, socket.TCP_NODELAY)
             c.quit()
-    times.sort()
-    assert times[5] < 0.03, "median pipelined USER+PASS took %.0f ms" % (times[5] * 1000)
-
 
 # --------------------------------------------------------------------------
 # the directory down
@@ -425,7 +426,7 @@ def test_directory_down_is_temporary(new_instance, pop3_start, mariadb):
                 else:
                     r = c.auth_plain(ALICE, PASSWORD)
                 assert r.startswith("-ERR [SYS/TEMP]"), r
-                assert time.monotonic() - t0 < 30
+                assert time.monotonic() - t0 < 30 * TIMEOUT_SCALE
                 c.ok("QUIT")
     finally:
         mariadb.ensure_running()

@@ -59,6 +59,7 @@ import mariadb_ctl
 import pop3_util
 from conftest import make_instance
 from fault_util import crlf, message, scan_messages
+from harness.instance import TIMEOUT_SCALE
 from mx_util import SubClient, plain_b64
 from smtp_util import maildir_of, queue_files
 
@@ -543,9 +544,9 @@ def test_directory_down_under_load(srv, own_mariadb):
             "%s: POP3 logins while down:\n%s" % (ph["kind"], fault_util.summary(logins)))
         # the cached password does not let a login through without the directory
         status, line, secs = ph["cached"]["imap"]
-        assert is_temp_imap(line) and secs < 30, (ph["kind"], ph["cached"])
+        assert is_temp_imap(line) and secs < 30 * TIMEOUT_SCALE, (ph["kind"], ph["cached"])
         status, line, secs = ph["cached"]["pop3"]
-        assert is_temp_pop3(line) and secs < 30, (ph["kind"], ph["cached"])
+        assert is_temp_pop3(line) and secs < 30 * TIMEOUT_SCALE, (ph["kind"], ph["cached"])
     check_no_harm(srv, load, phases)
 
 
