@@ -17,6 +17,13 @@ ALICE = "alice@example.test"
 BOB = "bob@example.test"
 
 
+def wait_gone(srv, port):
+    """Wait for the server's own word that the session of the client on
+    local port `port` has ended (its jobs done, its files removed)."""
+    assert srv.wait_log(r"smtp disconnect from \[[^\]]+\]:%d$" % port,
+                        timeout=10 * TIMEOUT_SCALE), srv.log()
+
+
 def msg(subject, body=b"hello\r\n"):
     return b"From: x@y.test\r\nTo: alice@example.test\r\nSubject: " + subject.encode() + \
         b"\r\n\r\n" + body
@@ -357,8 +364,10 @@ def test_disconnect_with_jobs_in_flight(smtp_server):
     """A client that pipelines many RCPTs (directory jobs) and a whole message, then
     closes without reading a byte: no crash, and the server goes on."""
     srv = smtp_server
+    ports = []
     for n in range(3):
         c = srv.client()
+        ports.append(c.sock.getsockname()[1])
         wire = b"EHLO c\r\nMAIL FROM:<x@y.test>\r\n"
         wire += b"".join(b"RCPT TO:<%s@example.test>\r\n" % (b"alice" if i % 2 else b"nobody%d" % i)
                          for i in range(300))
@@ -367,7 +376,8 @@ def test_disconnect_with_jobs_in_flight(smtp_server):
         c.send(wire)
         c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         c.close()  # RST
-    time.sleep(2)
+    for port in ports:
+        wait_gone(srv, port)
     assert srv.alive() and srv.crashes() == []
     with srv.client() as c:
         assert c.send_message("x@y.test", [BOB], msg("after")).code == 250
@@ -394,8 +404,9 @@ def test_connection_limit_per_ip(sqlite_instance, smtp_start):
         assert len(clients) == 4 and refused == 2, (round, len(clients), refused)
         for c in clients:
             c.expect("QUIT", 221)
+            port = c.sock.getsockname()[1]
             c.close()
-        time.sleep(0.3)
+            wait_gone(srv, port)
     with srv.client() as c:
         assert c.send_message("x@y.test", [ALICE], msg("limit")).code == 250
 
@@ -453,8 +464,9 @@ def test_disconnect_in_data(sqlite_smtp_server, size):
     c.expect("DATA", 354)
     c.send(b"Subject: cut\r\n\r\n" + (b"x" * 78 + b"\r\n") * (size // 80))
     c.send(b"\r\n")  # a CRLF but no dot
+    port = c.sock.getsockname()[1]
     c.close()
-    time.sleep(1)
+    wait_gone(srv, port)
     assert all_delivered(inst) == []
     assert queue_files(inst) == []
     assert queue_files(inst, "tmp") == [], "the spilled body must be removed"
@@ -472,8 +484,9 @@ def test_disconnect_before_quit_after_250(sqlite_smtp_server):
     c.send(b"EHLO c\r\nMAIL FROM:<x@y.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n")
     c.replies(4)
     c.send(msg("gone") + b".\r\n")
+    port = c.sock.getsockname()[1]
     c.close()
-    time.sleep(1)
+    wait_gone(srv, port)
     assert len(new_files(srv.instance, ALICE)) <= 1
     with srv.client() as c:
         assert c.send_message("x@y.test", [ALICE], msg("next")).code == 250
@@ -489,7 +502,7 @@ def test_sighup_keeps_serving(smtp_server):
     s.sendmail("x@y.test", [ALICE], msg("before HUP"))
     s.quit()
     srv.send_signal(signal.SIGHUP)
-    time.sleep(1)
+    assert srv.wait_log(r"SIGHUP: configuration reloaded", timeout=10 * TIMEOUT_SCALE), srv.log()
     assert srv.alive()
     s = srv.smtplib()
     s.sendmail("x@y.test", [ALICE], msg("after HUP"))
@@ -509,8 +522,9 @@ def test_sighup_rereads_config(smtp_server):
     with open(conf, "w") as f:
         f.write(text.replace("message_size_limit = 52428800", "message_size_limit = 123456"))
     srv.send_signal(signal.SIGHUP)
-    time.sleep(1)  # connections right at the reload: test_sighup_idle_session_survives
-    deadline = time.monotonic() + 10
+    # connections right at the reload: test_sighup_idle_session_survives
+    assert srv.wait_log(r"SIGHUP: configuration reloaded", timeout=10 * TIMEOUT_SCALE), srv.log()
+    deadline = time.monotonic() + 10 * TIMEOUT_SCALE
     while True:
         with srv.client() as c:
             r = c.expect("EHLO client.test", 250)
@@ -521,7 +535,8 @@ def test_sighup_rereads_config(smtp_server):
     with open(conf, "a") as f:
         f.write("no_such_key = 1\n")
     srv.send_signal(signal.SIGHUP)
-    time.sleep(1)
+    assert srv.wait_log(r"SIGHUP: keeping the old configuration", timeout=10 * TIMEOUT_SCALE), \
+        srv.log()
     assert srv.alive()
     with srv.client() as c:
         r = c.expect("EHLO client.test", 250)
@@ -554,7 +569,7 @@ def test_sighup_idle_session_survives(smtp_server):
     with srv.client() as c:
         c.expect("EHLO client.test", 250)
         srv.send_signal(signal.SIGHUP)
-        time.sleep(1)
+        assert srv.wait_log(r"SIGHUP: configuration reloaded", timeout=10 * TIMEOUT_SCALE)
         r = c.cmd("MAIL FROM:<x@y.test>")
         assert r.code == 250, "session cut by SIGHUP: %r" % r
         c.expect("RCPT TO:<alice@example.test>", 250)
@@ -571,7 +586,7 @@ def test_sighup_during_a_session(smtp_server):
         c.expect("EHLO client.test", 250)
         c.expect("MAIL FROM:<x@y.test>", 250)
         srv.send_signal(signal.SIGHUP)
-        time.sleep(1)
+        assert srv.wait_log(r"SIGHUP: configuration reloaded", timeout=10 * TIMEOUT_SCALE)
         c.expect("RCPT TO:<alice@example.test>", 250)
         c.expect("DATA", 354)
         c.send(msg("across HUP") + b".\r\n")
@@ -603,7 +618,7 @@ def test_sigterm_mid_transaction_finishes_it(smtp_server):
     c.expect("EHLO client.test", 250)
     c.expect("MAIL FROM:<x@y.test>", 250)
     srv.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
+    assert srv.wait_log(r"received SIGTERM, stopping", timeout=10 * TIMEOUT_SCALE)
     c.expect("RCPT TO:<alice@example.test>", 250)
     c.expect("DATA", 354)
     c.send(msg("during shutdown") + b".\r\n")
