@@ -106,6 +106,23 @@ def workers_rss_kb(master):
     return sum(rss_kb(p) for p in found)
 
 
+def fds_linking(pid, targets):
+    """The descriptors of pid whose /proc link is one of targets (say
+    "socket:[INODE]"), in no order; [] if pid is gone."""
+    try:
+        fds = os.listdir("/proc/%d/fd" % pid)
+    except OSError:
+        return []
+    out = []
+    for fd in fds:
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)) in targets:
+                out.append(int(fd))
+        except OSError:
+            continue
+    return out
+
+
 def proc_table():
     """{pid: (ppid, cpu_ticks incl. reaped children)}"""
     out = {}

@@ -54,29 +54,13 @@ def _inode(local, remote):
     return None
 
 
-def _tree(master):
-    out, todo = [], [master]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(procs.children(pid))
-    return out
-
-
 def _holder(master, inode):
     """(pid, fd) of a process under master that holds socket `inode`."""
-    target = "socket:[%d]" % inode
-    for pid in _tree(master):
-        try:
-            fds = os.listdir("/proc/%d/fd" % pid)
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink("/proc/%d/fd/%s" % (pid, fd)) == target:
-                    return pid, int(fd)
-            except OSError:
-                continue
+    target = {"socket:[%d]" % inode}
+    for pid in procs.tree(master)[0]:
+        fds = procs.fds_linking(pid, target)
+        if fds:
+            return pid, fds[0]
     return None
 
 

@@ -93,20 +93,7 @@ def listeners(port, pids):
                     inodes.add("socket:[%s]" % fields[9])
     except OSError:
         return []
-    out = []
-    for pid in pids:
-        try:
-            fds = os.listdir("/proc/%d/fd" % pid)
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink("/proc/%d/fd/%s" % (pid, fd)) in inodes:
-                    out.append(pid)
-                    break
-            except OSError:
-                continue
-    return out
+    return [pid for pid in pids if procs.fds_linking(pid, inodes)]
 
 
 def greets(port, timeout=3):
